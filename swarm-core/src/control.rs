@@ -1,0 +1,290 @@
+//! Operator actions. Each one is explicit about what it may touch: none of
+//! them takes a started build except `reclaim` and `block`, which name it.
+
+use crate::id::DroneName;
+use crate::input::Control;
+use crate::output::{BlockReason, Event, Output, ReclaimReason, RejectReason};
+use crate::state::{PackageState, PkgId};
+use crate::swarm::{reject, Swarm};
+
+pub(crate) fn apply(s: &mut Swarm, action: &Control, out: &mut Vec<Output>) {
+    let summary = match action {
+        Control::Pause => {
+            s.st.paused = true;
+            out.push(Output::Event(Event::Paused { drone: None }));
+            return;
+        }
+        Control::Resume => {
+            s.st.paused = false;
+            out.push(Output::Event(Event::Resumed { drone: None }));
+            return;
+        }
+        Control::PauseDrone { drone } | Control::ResumeDrone { drone } => {
+            let pause = matches!(action, Control::PauseDrone { .. });
+            let Some(d) = s.st.drones.get_mut(drone) else {
+                return unknown(out, drone);
+            };
+            d.paused = pause;
+            let drone = Some(drone.clone());
+            out.push(Output::Event(if pause {
+                Event::Paused { drone }
+            } else {
+                Event::Resumed { drone }
+            }));
+            return;
+        }
+        Control::Drain { drone } | Control::Undrain { drone } => {
+            let drain = matches!(action, Control::Drain { .. });
+            let Some(d) = s.st.drones.get_mut(drone) else {
+                return unknown(out, drone);
+            };
+            d.drained = drain;
+            format!("{drone} {}", if drain { "drained" } else { "undrained" })
+        }
+        Control::Unblock {
+            package: Some(atom),
+        } => {
+            let Some(pkg) = s.pkg_id(atom) else {
+                return unknown_pkg(out, atom);
+            };
+            if !matches!(s.st.pkg(pkg).state, PackageState::Blocked { .. }) {
+                return illegal(out, format!("{atom} is not blocked"));
+            }
+            s.unblock(pkg, true, out);
+            format!("unblocked {atom}")
+        }
+        Control::Unblock { package: None } => {
+            let n = unblock_where(s, out, |_| true);
+            format!("unblocked {n} packages")
+        }
+        Control::Block { package } => {
+            let Some(pkg) = s.pkg_id(package) else {
+                return unknown_pkg(out, package);
+            };
+            match s.st.pkg(pkg).state {
+                PackageState::Built { .. } => {
+                    return illegal(out, format!("{package} is already built"))
+                }
+                PackageState::Blocked { .. } => {
+                    return illegal(out, format!("{package} is already blocked"))
+                }
+                PackageState::Assigned { lease } => s.reclaim(lease, ReclaimReason::Operator, out),
+                PackageState::Queued { .. } => {}
+            }
+            s.block(pkg, BlockReason::Operator, out);
+            format!("blocked {package}")
+        }
+        Control::Unground { drone } => {
+            let names = match drone {
+                Some(d) if !s.st.drones.contains_key(d) => return unknown(out, d),
+                Some(d) => vec![d.clone()],
+                None => s.st.drones.keys().cloned().collect(),
+            };
+            let mut n = 0;
+            for name in &names {
+                if let Some(d) = s.st.drones.get_mut(name) {
+                    if d.grounded_until.take().is_some() {
+                        n += 1;
+                        out.push(Output::Event(Event::Ungrounded {
+                            drone: name.clone(),
+                        }));
+                    }
+                    d.consecutive_failures = 0;
+                    d.upload_hold_until = None;
+                }
+                s.sync_drone(name);
+            }
+            format!("ungrounded {n} drones")
+        }
+        Control::Reset => {
+            let names: Vec<DroneName> = s.st.drones.keys().cloned().collect();
+            for name in &names {
+                if let Some(d) = s.st.drones.get_mut(name) {
+                    d.grounded_until = None;
+                    d.consecutive_failures = 0;
+                    d.groundings = 0;
+                    d.upload_failures.clear();
+                    d.upload_hold_until = None;
+                    d.probe = Default::default();
+                    d.ladder = Default::default();
+                }
+            }
+            s.release_brake(true, out);
+            s.st.brake.disrupted.clear();
+            s.st.brake.failures.clear();
+            s.st.escalations.clear();
+            for name in &names {
+                s.sync_drone(name);
+            }
+            format!(
+                "reset {} drones' failures, groundings and escalations",
+                names.len()
+            )
+        }
+        Control::Rebalance => {
+            let n = reclaim_not_started_everywhere(s, ReclaimReason::Rebalance, out);
+            format!("reclaimed {n} not-started leases")
+        }
+        Control::ClearFailures => {
+            for p in &mut s.st.packages {
+                p.failed_on.clear();
+                p.build_failed_on.clear();
+            }
+            for d in s.st.drones.values_mut() {
+                d.consecutive_failures = 0;
+                d.upload_failures.clear();
+            }
+            "forgot which drones failed which packages".to_owned()
+        }
+        Control::RetryFailures => {
+            let waiting: Vec<PkgId> = (0..s.st.packages.len() as u32)
+                .map(PkgId)
+                .filter(|p| s.st.pkg(*p).retry_at().is_some())
+                .collect();
+            for &pkg in &waiting {
+                s.st.pkg_mut(pkg).state = PackageState::Queued { retry_at: None };
+                s.sync_pkg(pkg);
+            }
+            let n = unblock_where(s, out, |r| *r != BlockReason::Masked);
+            format!("retrying {} packages now, unblocked {n}", waiting.len())
+        }
+        Control::Fresh => fresh(s, out),
+        Control::ResetEscalation { drone } => {
+            let Some(d) = s.st.drones.get_mut(drone) else {
+                return unknown(out, drone);
+            };
+            d.ladder = Default::default();
+            d.probe = Default::default();
+            s.sync_drone(drone);
+            format!("escalation ladder of {drone} reset")
+        }
+        Control::ReleaseBrake => {
+            if !s.st.brake.engaged {
+                return illegal(out, "the brake is not engaged".to_owned());
+            }
+            s.release_brake(true, out);
+            s.st.brake.disrupted.clear();
+            "brake released".to_owned()
+        }
+        Control::Reclaim { package, drone } => {
+            let mut n = 0;
+            if let Some(atom) = package {
+                let Some(pkg) = s.pkg_id(atom) else {
+                    return unknown_pkg(out, atom);
+                };
+                let Some(lease) = s.st.pkg(pkg).lease() else {
+                    return illegal(out, format!("{atom} is not assigned"));
+                };
+                s.reclaim(lease, ReclaimReason::Operator, out);
+                n += 1;
+            }
+            if let Some(name) = drone {
+                let Some(d) = s.st.drones.get(name) else {
+                    return unknown(out, name);
+                };
+                n += d.leases.len();
+                s.reclaim_all(name, ReclaimReason::Operator, out);
+            }
+            if package.is_none() && drone.is_none() {
+                return illegal(out, "reclaim needs a package or a drone".to_owned());
+            }
+            format!("reclaimed {n} leases")
+        }
+        Control::ClearHistory => {
+            s.st.learned.clear();
+            s.replan();
+            "forgot learned durations and memory needs".to_owned()
+        }
+    };
+    out.push(Output::Event(Event::ControlApplied {
+        action: action.name().to_owned(),
+        summary,
+    }));
+}
+
+fn unknown(out: &mut Vec<Output>, drone: &DroneName) {
+    reject(
+        out,
+        RejectReason::UnknownDrone {
+            drone: drone.clone(),
+        },
+    );
+}
+
+fn unknown_pkg(out: &mut Vec<Output>, atom: &crate::atom::Atom) {
+    reject(
+        out,
+        RejectReason::UnknownPackage {
+            package: atom.clone(),
+        },
+    );
+}
+
+fn illegal(out: &mut Vec<Output>, detail: String) {
+    reject(out, RejectReason::IllegalControl { detail });
+}
+
+fn unblock_where(
+    s: &mut Swarm,
+    out: &mut Vec<Output>,
+    pred: impl Fn(&BlockReason) -> bool,
+) -> usize {
+    let blocked: Vec<PkgId> = (0..s.st.packages.len() as u32)
+        .map(PkgId)
+        .filter(
+            |p| matches!(&s.st.pkg(*p).state, PackageState::Blocked { reason, .. } if pred(reason)),
+        )
+        .collect();
+    for &pkg in &blocked {
+        s.unblock(pkg, true, out);
+    }
+    blocked.len()
+}
+
+fn reclaim_not_started_everywhere(
+    s: &mut Swarm,
+    reason: ReclaimReason,
+    out: &mut Vec<Output>,
+) -> usize {
+    let before = out.len();
+    let names: Vec<DroneName> = s.st.drones.keys().cloned().collect();
+    for name in &names {
+        s.reclaim_not_started(name, reason, out);
+    }
+    out[before..]
+        .iter()
+        .filter(|o| matches!(o, Output::Event(Event::Reclaimed { .. })))
+        .count()
+}
+
+/// A new queue generation: not-started leases are revoked, and every package
+/// that is not being built right now leaves the queue.
+fn fresh(s: &mut Swarm, out: &mut Vec<Output>) -> String {
+    s.st.generation += 1;
+    let revoked = reclaim_not_started_everywhere(s, ReclaimReason::Fresh, out);
+    let before = s.st.packages.len();
+    let old = std::mem::take(&mut s.st.packages);
+    let mut remap = vec![None; old.len()];
+    for (i, p) in old.into_iter().enumerate() {
+        if matches!(p.state, PackageState::Assigned { .. }) {
+            remap[i] = Some(PkgId(s.st.packages.len() as u32));
+            s.st.packages.push(p);
+        }
+    }
+    for lease in s.st.leases.values_mut() {
+        if let Some(new) = remap[lease.pkg.index()] {
+            lease.pkg = new;
+        }
+    }
+    let kept: std::collections::BTreeSet<_> =
+        s.st.packages.iter().map(|p| p.atom.clone()).collect();
+    s.st.brake.held.retain(|a| kept.contains(a));
+    crate::policy::plan::replan(&mut s.st);
+    s.rebuild_index();
+    format!(
+        "generation {}: revoked {revoked} not-started leases, dropped {} packages, kept {} building",
+        s.st.generation,
+        before - s.st.packages.len(),
+        s.st.packages.len()
+    )
+}

@@ -1,0 +1,385 @@
+//! What the world tells the swarm. Variants use the sender's verb.
+//!
+//! The JSON form of every type here is the durable log format (frozen by insta
+//! snapshots): change it only with a migration.
+
+use crate::atom::Atom;
+use crate::health::DroneHealth;
+use crate::id::{DroneName, Epoch, Generation, LeaseId, Seq};
+use crate::time::Timestamp;
+use serde::{Deserialize, Serialize};
+
+/// One input, stamped with its log position and the adapter's clock.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// Log position.
+    pub seq: Seq,
+    /// When the adapter received it. The core never lets time go backwards.
+    pub at: Timestamp,
+    /// The input itself.
+    pub input: Input,
+}
+
+/// Every input the core accepts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Input {
+    /// A drone announces itself (also counts as a heartbeat).
+    Register(DroneSpec),
+    /// A drone's periodic report of health and the builds it holds.
+    Heartbeat(Heartbeat),
+    /// A drone with free slots asks for work.
+    RequestWork {
+        /// The drone asking.
+        drone: DroneName,
+        /// Slots it can fill now.
+        free_slots: u32,
+    },
+    /// A drone started building a leased package.
+    BuildStarted(Report),
+    /// A drone finished (or gave up on) a leased package.
+    BuildFinished {
+        /// Which lease, from whom.
+        #[serde(flatten)]
+        report: Report,
+        /// What happened.
+        outcome: Outcome,
+        /// Wall time of the build, as the drone measured it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        duration_ms: Option<u64>,
+    },
+    /// The self-healing prober's verdict on one drone.
+    ProbeResult {
+        /// The drone probed.
+        drone: DroneName,
+        /// What the probe saw.
+        status: ProbeStatus,
+    },
+    /// Packages to build.
+    Enqueue(Enqueue),
+    /// An operator action.
+    Control(Control),
+    /// Appended by the store when a control plane starts: every drone gets a grace period.
+    Recovered,
+    /// Time passed; fire due deadlines.
+    Tick,
+}
+
+/// Drone kinds, for escalation: only virtual machines and containers are rebooted.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum DroneKind {
+    /// An LXC container.
+    Lxc,
+    /// A QEMU/KVM virtual machine.
+    Qemu,
+    /// Real hardware: never rebooted automatically.
+    BareMetal,
+    /// Not reported; treated like bare metal.
+    #[default]
+    Unknown,
+}
+
+/// A drone's registration.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DroneSpec {
+    /// Stable name.
+    pub name: DroneName,
+    /// The v3 `id` (usually `/etc/machine-id`). A new id under a known name bumps the epoch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub machine_id: Option<String>,
+    /// CPU cores.
+    pub cores: u32,
+    /// RAM in MiB.
+    pub ram_mb: u64,
+    /// CPU architecture (`amd64`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub arch: Option<String>,
+    /// Free-form labels.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<String>,
+    /// What kind of machine.
+    pub kind: DroneKind,
+    /// The drone's Portage snapshot (`metadata/timestamp.chk`), compared with the queue's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub portage_snapshot: Option<String>,
+    /// Agent version.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+}
+
+/// A heartbeat. Every field but `drone` is optional: v3 drones send few.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Heartbeat {
+    /// Who.
+    pub drone: DroneName,
+    /// The epoch the drone believes it is in (swarm agents only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<Epoch>,
+    /// Self-assessed health; `None` from v3 drones means healthy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health: Option<DroneHealth>,
+    /// Memory use in percent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mem_percent: Option<u8>,
+    /// Disk use in percent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disk_percent: Option<u8>,
+    /// 1-minute load average × 100.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub load_centi: Option<u32>,
+    /// Leases the drone holds (swarm agents). `None`: not reported.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub leases: Option<Vec<LeaseId>>,
+    /// Leases it has started building.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub started: Vec<LeaseId>,
+    /// v3 `current_task`: the atom it is building.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub current_task: Option<Atom>,
+    /// A refreshed Portage snapshot after a sync.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub portage_snapshot: Option<String>,
+}
+
+/// Who reports on which lease. Legacy drones send no lease; they are matched by (drone, package).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Report {
+    /// The reporting drone.
+    pub drone: DroneName,
+    /// The package.
+    pub package: Atom,
+    /// The lease, when the drone knows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<LeaseId>,
+    /// The drone's epoch, when it knows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<Epoch>,
+}
+
+/// Why a build failed; decides whose fault it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureClass {
+    /// The package's fault: counts toward blocking the package, not against the drone.
+    Build,
+    /// The drone's environment (sandbox, disk, network, lost upload): counts against the drone.
+    Infra,
+    /// Out of memory: counts against the drone and teaches the package's memory need.
+    Oom,
+}
+
+/// How a lease ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Outcome {
+    /// Built and delivered.
+    Success,
+    /// Failed.
+    Failed {
+        /// Whose fault.
+        class: FailureClass,
+        /// The drone's words, for humans.
+        #[serde(default)]
+        detail: String,
+    },
+    /// Handed back without blame (shutdown, Critical health).
+    Returned {
+        /// Why.
+        #[serde(default)]
+        reason: String,
+    },
+    /// Built but the binary did not reach the binhost.
+    UploadFailed,
+    /// Portage masks it: block for good.
+    Masked,
+}
+
+/// What a probe of the drone saw.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProbeStatus {
+    /// All well.
+    Ok,
+    /// No route / connection refused.
+    Unreachable,
+    /// No answer in time.
+    Timeout,
+    /// The machine answers but the drone service is down.
+    ServiceDown,
+    /// Load far above its cores.
+    Overloaded,
+    /// Disk filling: a warning only.
+    DiskWarning,
+    /// Disk full.
+    DiskCritical,
+    /// Memory exhausted.
+    MemoryCritical,
+}
+
+impl ProbeStatus {
+    /// Counts toward escalation.
+    pub fn is_failure(self) -> bool {
+        !matches!(self, ProbeStatus::Ok | ProbeStatus::DiskWarning)
+    }
+
+    /// Says the drone itself is gone (not just sick): evidence for an early reclaim.
+    pub fn says_down(self) -> bool {
+        matches!(
+            self,
+            ProbeStatus::Unreachable | ProbeStatus::Timeout | ProbeStatus::ServiceDown
+        )
+    }
+
+    /// Failures of the probe path alone, which a fresh heartbeat contradicts.
+    pub fn is_path_failure(self) -> bool {
+        matches!(self, ProbeStatus::Unreachable | ProbeStatus::Timeout)
+    }
+}
+
+/// Packages to queue.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Enqueue {
+    /// The packages.
+    pub packages: Vec<PackageSpec>,
+    /// The queue generation this push belongs to; older than the current one is rejected.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub generation: Option<Generation>,
+    /// Portage snapshot the queue was computed on; drones on an older one must sync first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub portage_snapshot: Option<String>,
+}
+
+/// One package to build.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PackageSpec {
+    /// The atom.
+    pub atom: Atom,
+    /// Atoms it depends on; only those in the queue are waited for.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deps: Vec<Atom>,
+    /// Higher goes first.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub priority: i32,
+}
+
+fn is_zero(p: &i32) -> bool {
+    *p == 0
+}
+
+impl PackageSpec {
+    /// A package with no dependencies and normal priority.
+    pub fn new(atom: Atom) -> Self {
+        PackageSpec {
+            atom,
+            deps: Vec::new(),
+            priority: 0,
+        }
+    }
+}
+
+/// Operator actions (DESIGN §3 "Control actions", plus v3's names).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Control {
+    /// Stop assigning work anywhere.
+    Pause,
+    /// Undo `pause`.
+    Resume,
+    /// Stop assigning work to one drone.
+    PauseDrone {
+        /// The drone.
+        drone: DroneName,
+    },
+    /// Undo `pause_drone`.
+    ResumeDrone {
+        /// The drone.
+        drone: DroneName,
+    },
+    /// Let a drone finish what it has and take nothing new.
+    Drain {
+        /// The drone.
+        drone: DroneName,
+    },
+    /// Undo `drain`.
+    Undrain {
+        /// The drone.
+        drone: DroneName,
+    },
+    /// Requeue one blocked package, or every blocked package.
+    Unblock {
+        /// `None`: all.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        package: Option<Atom>,
+    },
+    /// Block a package by hand (revoking it if assigned).
+    Block {
+        /// The package.
+        package: Atom,
+    },
+    /// Lift grounding from one drone or all.
+    Unground {
+        /// `None`: all.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        drone: Option<DroneName>,
+    },
+    /// Forget every drone's failures, groundings and escalations, and release the brake.
+    Reset,
+    /// Reclaim every not-started lease so the next requests spread the work again.
+    Rebalance,
+    /// Forget which drones failed which packages, and drones' failure streaks.
+    ClearFailures,
+    /// Retry now: lift backoff holds and unblock everything not masked.
+    RetryFailures,
+    /// Start a new queue generation: drop everything not running, revoke not-started leases.
+    Fresh,
+    /// Put a drone's escalation ladder back at the bottom.
+    ResetEscalation {
+        /// The drone.
+        drone: DroneName,
+    },
+    /// Release the disruption brake.
+    ReleaseBrake,
+    /// Reclaim a package, or all of a drone's work (v3 `reclaim`).
+    Reclaim {
+        /// Reclaim this package's lease.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        package: Option<Atom>,
+        /// Reclaim all of this drone's leases.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        drone: Option<DroneName>,
+    },
+    /// Forget learned build durations and memory needs.
+    ClearHistory,
+}
+
+impl Control {
+    /// The action's name as operators and the v3 API spell it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Control::Pause => "pause",
+            Control::Resume => "resume",
+            Control::PauseDrone { .. } => "pause_drone",
+            Control::ResumeDrone { .. } => "resume_drone",
+            Control::Drain { .. } => "drain",
+            Control::Undrain { .. } => "undrain",
+            Control::Unblock { .. } => "unblock",
+            Control::Block { .. } => "block",
+            Control::Unground { .. } => "unground",
+            Control::Reset => "reset",
+            Control::Rebalance => "rebalance",
+            Control::ClearFailures => "clear_failures",
+            Control::RetryFailures => "retry_failures",
+            Control::Fresh => "fresh",
+            Control::ResetEscalation { .. } => "reset_escalation",
+            Control::ReleaseBrake => "release_brake",
+            Control::Reclaim { .. } => "reclaim",
+            Control::ClearHistory => "clear_history",
+        }
+    }
+}

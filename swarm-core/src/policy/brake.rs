@@ -1,0 +1,189 @@
+//! The disruption brake. When more than `brake_ratio` of the active fleet (and
+//! more than `brake_min_drones` drones) would be grounded, reclaimed for
+//! suspicion or escalated within `brake_window`, the fault is almost surely not
+//! in the drones: stop disrupting them and hold the packages involved.
+
+use crate::atom::Atom;
+use crate::id::DroneName;
+use crate::state::{Liveness, SwarmState};
+use crate::time::human_ms;
+use std::collections::{BTreeMap, BTreeSet};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// Go ahead and disrupt.
+    Allow,
+    /// Do not: the brake is on, or this disruption engages it.
+    Hold {
+        engage: Option<(String, BTreeSet<Atom>)>,
+    },
+}
+
+/// Drones disrupted within the window, counting `candidate`.
+fn disrupted(st: &SwarmState, candidate: &DroneName) -> BTreeSet<DroneName> {
+    let window = st.config.brake_window_ms;
+    st.brake
+        .disrupted
+        .iter()
+        .filter(|(_, at)| st.now.since(**at) < window)
+        .map(|(d, _)| d.clone())
+        .chain(std::iter::once(candidate.clone()))
+        .collect()
+}
+
+/// Drones that count as the fleet: registered and not offline.
+pub(crate) fn active(st: &SwarmState) -> u32 {
+    st.drones
+        .values()
+        .filter(|d| d.liveness != Liveness::Offline)
+        .count() as u32
+}
+
+/// Whether `count` disrupted drones out of `active` is too many.
+pub(crate) fn too_many(st: &SwarmState, count: u32, active: u32) -> bool {
+    count > st.config.brake_min_drones
+        && u64::from(count) * 100 > u64::from(st.config.brake_ratio_percent) * u64::from(active)
+}
+
+/// May `candidate` be disrupted (`what`: "grounding", "reclaim", "escalation")?
+pub(crate) fn assess(st: &SwarmState, candidate: &DroneName, what: &str) -> Verdict {
+    if st.brake.engaged {
+        return Verdict::Hold { engage: None };
+    }
+    let set = disrupted(st, candidate);
+    let active = active(st).max(set.len() as u32);
+    if !too_many(st, set.len() as u32, active) {
+        return Verdict::Allow;
+    }
+    let window = st.config.brake_window_ms;
+    let mut by_package: BTreeMap<&Atom, BTreeSet<&DroneName>> = BTreeMap::new();
+    let mut details: BTreeMap<&str, u32> = BTreeMap::new();
+    for (at, drone, atom, detail) in &st.brake.failures {
+        if st.now.since(*at) < window && set.contains(drone) {
+            by_package.entry(atom).or_default().insert(drone);
+            *details.entry(detail.as_str()).or_default() += 1;
+        }
+    }
+    let held: BTreeSet<Atom> = by_package.keys().map(|a| (*a).clone()).collect();
+    let shared = by_package.values().filter(|ds| ds.len() > 1).count();
+    let common = details
+        .iter()
+        .max_by_key(|(d, n)| (**n, std::cmp::Reverse(*d)))
+        .map(|(d, _)| *d)
+        .filter(|d| !d.is_empty());
+    let reason = if shared > 0 {
+        format!(
+            "queue looks stale: {}/{} drones failed the same packages within {}{}",
+            set.len(),
+            active,
+            human_ms(window),
+            common
+                .map(|c| format!(" (most often: {c})"))
+                .unwrap_or_default()
+        )
+    } else {
+        format!(
+            "{}/{} drones would be disrupted within {} (last: {what} of {candidate})",
+            set.len(),
+            active,
+            human_ms(window)
+        )
+    };
+    Verdict::Hold {
+        engage: Some((reason, held)),
+    }
+}
+
+/// Whether an engaged brake may release: the disrupted share fell.
+pub(crate) fn may_release(st: &SwarmState) -> bool {
+    let window = st.config.brake_window_ms;
+    let count = st
+        .brake
+        .disrupted
+        .values()
+        .filter(|at| st.now.since(**at) < window)
+        .count() as u32;
+    !too_many(st, count, active(st))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::input::DroneSpec;
+    use crate::state::Drone;
+    use crate::time::Timestamp;
+
+    fn fleet(n: usize) -> SwarmState {
+        let mut st = SwarmState::new(Config::default());
+        st.now = Timestamp(1_000_000);
+        for i in 0..n {
+            let name = DroneName::new(format!("d{i}")).unwrap_or_default();
+            let spec = DroneSpec {
+                name: name.clone(),
+                ..DroneSpec::default()
+            };
+            st.drones.insert(name, Drone::new(spec, st.now));
+        }
+        st
+    }
+
+    fn name(i: usize) -> DroneName {
+        DroneName::new(format!("d{i}")).unwrap_or_default()
+    }
+
+    #[test]
+    fn two_of_five_may_be_grounded_but_the_third_engages_the_brake() {
+        let mut st = fleet(5);
+        assert_eq!(assess(&st, &name(0), "grounding"), Verdict::Allow);
+        st.brake.disrupted.insert(name(0), st.now);
+        assert_eq!(assess(&st, &name(1), "grounding"), Verdict::Allow);
+        st.brake.disrupted.insert(name(1), st.now);
+        assert!(matches!(
+            assess(&st, &name(2), "grounding"),
+            Verdict::Hold { engage: Some(_) }
+        ));
+    }
+
+    #[test]
+    fn disruptions_outside_the_window_do_not_count() {
+        let mut st = fleet(5);
+        st.brake.disrupted.insert(name(0), Timestamp(0));
+        st.brake.disrupted.insert(name(1), Timestamp(0));
+        assert_eq!(assess(&st, &name(2), "grounding"), Verdict::Allow);
+    }
+
+    #[test]
+    fn small_fleets_never_brake() {
+        let mut st = fleet(2);
+        st.brake.disrupted.insert(name(0), st.now);
+        assert_eq!(assess(&st, &name(1), "grounding"), Verdict::Allow);
+    }
+
+    #[test]
+    fn a_stale_queue_is_named_in_the_reason() {
+        let mut st = fleet(5);
+        let atom = crate::atom::Atom::parse("dev-libs/foo-1").unwrap_or_else(|_| unreachable!());
+        for i in 0..2 {
+            st.brake.disrupted.insert(name(i), st.now);
+        }
+        for i in 0..3 {
+            st.brake
+                .failures
+                .push_back((st.now, name(i), atom.clone(), "slot conflict".into()));
+        }
+        match assess(&st, &name(2), "grounding") {
+            Verdict::Hold {
+                engage: Some((reason, held)),
+            } => {
+                assert!(
+                    reason.starts_with("queue looks stale: 3/5 drones"),
+                    "{reason}"
+                );
+                assert!(reason.contains("slot conflict"));
+                assert_eq!(held.len(), 1);
+            }
+            other => panic!("expected the brake to engage, got {other:?}"),
+        }
+    }
+}

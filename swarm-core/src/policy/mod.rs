@@ -1,0 +1,9 @@
+//! Pure decisions: `&SwarmState -> Decision`. Handlers in `swarm.rs` ask and apply.
+
+pub(crate) mod brake;
+pub(crate) mod breaker;
+pub(crate) mod escalate;
+pub(crate) mod liveness;
+pub(crate) mod plan;
+pub(crate) mod retry;
+pub(crate) mod schedule;

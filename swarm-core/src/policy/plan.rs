@@ -1,0 +1,169 @@
+//! The plan: which dependencies count, and each package's remaining critical path.
+//!
+//! Recomputed on enqueue, `fresh`, restore and at most every `replan_interval`
+//! after durations are learned; never per request.
+
+use crate::state::{PkgId, SwarmState};
+use std::collections::BTreeMap;
+
+/// Recomputes `eff_deps`, `dependents`, `unbuilt` and `cp_ms` for every package.
+///
+/// Dependency cycles (common in Portage) are broken deterministically: a
+/// depth-first walk in enqueue order drops every edge that closes a cycle, so a
+/// cycle can never deadlock the queue.
+pub(crate) fn replan(st: &mut SwarmState) {
+    let by_atom: BTreeMap<_, _> = st
+        .packages
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.atom.clone(), PkgId(i as u32)))
+        .collect();
+    let n = st.packages.len();
+    let declared: Vec<Vec<PkgId>> = st
+        .packages
+        .iter()
+        .map(|p| {
+            let mut ds: Vec<PkgId> = p
+                .deps
+                .iter()
+                .filter_map(|a| by_atom.get(a).copied())
+                .collect();
+            ds.sort();
+            ds.dedup();
+            ds
+        })
+        .collect();
+    let eff = break_cycles(&declared, &order_of(st));
+    let mut dependents = vec![Vec::new(); n];
+    for (i, ds) in eff.iter().enumerate() {
+        for d in ds {
+            dependents[d.index()].push(PkgId(i as u32));
+        }
+    }
+    let topo = topological(&eff, &dependents);
+    let mut cp = vec![0u64; n];
+    // Dependents come after their dependencies in `topo`; walk it backwards.
+    for &p in topo.iter().rev() {
+        let own = st.estimate_ms(st.pkg(p).atom.key());
+        let tail = dependents[p.index()]
+            .iter()
+            .filter(|q| !st.pkg(**q).is_built())
+            .map(|q| cp[q.index()])
+            .max()
+            .unwrap_or(0);
+        cp[p.index()] = own.saturating_add(tail);
+    }
+    for (i, ((ds, dependents), cp)) in eff.into_iter().zip(dependents).zip(cp).enumerate() {
+        let unbuilt = ds.iter().filter(|d| !st.pkg(**d).is_built()).count() as u32;
+        let p = &mut st.packages[i];
+        p.eff_deps = ds;
+        p.dependents = dependents;
+        p.unbuilt = unbuilt;
+        p.cp_ms = cp;
+    }
+    st.plan_dirty = false;
+    st.last_plan = st.now;
+}
+
+fn order_of(st: &SwarmState) -> Vec<PkgId> {
+    let mut ids: Vec<PkgId> = (0..st.packages.len() as u32).map(PkgId).collect();
+    ids.sort_by_key(|p| st.pkg(*p).order);
+    ids
+}
+
+/// Iterative DFS; edges into a node still on the stack are dropped.
+fn break_cycles(declared: &[Vec<PkgId>], order: &[PkgId]) -> Vec<Vec<PkgId>> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        New,
+        OnStack,
+        Done,
+    }
+    let mut mark = vec![Mark::New; declared.len()];
+    let mut eff = vec![Vec::new(); declared.len()];
+    for &root in order {
+        if mark[root.index()] != Mark::New {
+            continue;
+        }
+        let mut stack = vec![(root, 0usize)];
+        mark[root.index()] = Mark::OnStack;
+        while let Some(top) = stack.last_mut() {
+            let (node, next) = *top;
+            if let Some(&dep) = declared[node.index()].get(next) {
+                top.1 += 1;
+                match mark[dep.index()] {
+                    Mark::OnStack => {}
+                    Mark::Done => eff[node.index()].push(dep),
+                    Mark::New => {
+                        eff[node.index()].push(dep);
+                        mark[dep.index()] = Mark::OnStack;
+                        stack.push((dep, 0));
+                    }
+                }
+            } else {
+                mark[node.index()] = Mark::Done;
+                stack.pop();
+            }
+        }
+    }
+    eff
+}
+
+/// Kahn's algorithm: dependencies before dependents, ties by id.
+fn topological(eff: &[Vec<PkgId>], dependents: &[Vec<PkgId>]) -> Vec<PkgId> {
+    let mut indegree: Vec<usize> = eff.iter().map(Vec::len).collect();
+    let mut queue: std::collections::VecDeque<PkgId> = (0..eff.len() as u32)
+        .map(PkgId)
+        .filter(|p| indegree[p.index()] == 0)
+        .collect();
+    let mut out = Vec::with_capacity(eff.len());
+    while let Some(p) = queue.pop_front() {
+        out.push(p);
+        for q in &dependents[p.index()] {
+            indegree[q.index()] -= 1;
+            if indegree[q.index()] == 0 {
+                queue.push_back(*q);
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(v: &[u32]) -> Vec<PkgId> {
+        v.iter().map(|i| PkgId(*i)).collect()
+    }
+
+    #[test]
+    fn cycles_lose_exactly_their_closing_edge() {
+        // 0 -> 1 -> 2 -> 0 (a cycle), 3 -> 0
+        let declared = vec![ids(&[1]), ids(&[2]), ids(&[0]), ids(&[0])];
+        let eff = break_cycles(&declared, &ids(&[0, 1, 2, 3]));
+        assert_eq!(eff, vec![ids(&[1]), ids(&[2]), ids(&[]), ids(&[0])]);
+        let mut dependents = vec![Vec::new(); 4];
+        for (i, ds) in eff.iter().enumerate() {
+            for d in ds {
+                dependents[d.index()].push(PkgId(i as u32));
+            }
+        }
+        assert_eq!(
+            topological(&eff, &dependents).len(),
+            4,
+            "acyclic after breaking"
+        );
+    }
+
+    #[test]
+    fn a_long_chain_does_not_overflow_the_stack() {
+        let n = 200_000u32;
+        let declared: Vec<Vec<PkgId>> = (0..n)
+            .map(|i| if i + 1 < n { ids(&[i + 1]) } else { vec![] })
+            .collect();
+        let order: Vec<PkgId> = (0..n).map(PkgId).collect();
+        let eff = break_cycles(&declared, &order);
+        assert_eq!(eff.iter().map(Vec::len).sum::<usize>(), n as usize - 1);
+    }
+}

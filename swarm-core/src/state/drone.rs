@@ -1,0 +1,120 @@
+//! Drones and the fleet-wide brake.
+//!
+//! ```text
+//!   register/heartbeat            no heartbeat for heartbeat_grace
+//!  ─────────────────► Online ───────────────────────────────► Suspect
+//!                       ▲  ◄──────── heartbeat ─────────────────┘ │
+//!                       │                                         │ offline_timeout, or
+//!                       └──────────── heartbeat ─── Offline ◄─────┘ confirmed dead by probes
+//! ```
+//! Online drones never lose work for age; Suspect drones get no new work;
+//! Offline drones hold nothing.
+
+use crate::health::DroneHealth;
+use crate::id::{DroneName, Epoch, LeaseId};
+use crate::input::DroneSpec;
+use crate::time::Timestamp;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Liveness {
+    Online,
+    Suspect,
+    Offline,
+}
+
+/// Consecutive probe failures, for escalation and confirmed-dead reclaim.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub(crate) struct ProbeStreak {
+    /// Failures that count toward escalation.
+    pub(crate) failures: u32,
+    pub(crate) first_at: Option<Timestamp>,
+    /// Consecutive "down" answers (unreachable/timeout/service_down).
+    pub(crate) down: u32,
+    /// When the second consecutive "down" arrived.
+    pub(crate) confirmed_at: Option<Timestamp>,
+}
+
+/// Where a drone stands on the escalation ladder.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub(crate) struct Ladder {
+    /// Steps taken since the drone was last healthy.
+    pub(crate) steps: u8,
+    pub(crate) last_at: Option<Timestamp>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub(crate) struct Drone {
+    pub(crate) spec: DroneSpec,
+    pub(crate) epoch: Epoch,
+    pub(crate) last_heartbeat: Timestamp,
+    pub(crate) liveness: Liveness,
+    pub(crate) health: DroneHealth,
+    pub(crate) mem_percent: Option<u8>,
+    pub(crate) disk_percent: Option<u8>,
+    pub(crate) load_centi: Option<u32>,
+    pub(crate) paused: bool,
+    pub(crate) drained: bool,
+    pub(crate) leases: BTreeSet<LeaseId>,
+    pub(crate) consecutive_failures: u32,
+    pub(crate) groundings: u32,
+    pub(crate) grounded_until: Option<Timestamp>,
+    pub(crate) upload_failures: VecDeque<Timestamp>,
+    pub(crate) upload_hold_until: Option<Timestamp>,
+    pub(crate) probe: ProbeStreak,
+    pub(crate) ladder: Ladder,
+    pub(crate) builds_ok: u64,
+    pub(crate) builds_failed: u64,
+}
+
+impl Drone {
+    pub(crate) fn new(spec: DroneSpec, now: Timestamp) -> Self {
+        Drone {
+            spec,
+            epoch: Epoch(1),
+            last_heartbeat: now,
+            liveness: Liveness::Online,
+            health: DroneHealth::Healthy,
+            mem_percent: None,
+            disk_percent: None,
+            load_centi: None,
+            paused: false,
+            drained: false,
+            leases: BTreeSet::new(),
+            consecutive_failures: 0,
+            groundings: 0,
+            grounded_until: None,
+            upload_failures: VecDeque::new(),
+            upload_hold_until: None,
+            probe: ProbeStreak::default(),
+            ladder: Ladder::default(),
+            builds_ok: 0,
+            builds_failed: 0,
+        }
+    }
+
+    pub(crate) fn is_grounded(&self, now: Timestamp) -> bool {
+        self.grounded_until.is_some_and(|u| u > now)
+    }
+
+    pub(crate) fn heartbeat_fresh(&self, now: Timestamp, grace_ms: u64) -> bool {
+        now.since(self.last_heartbeat) < grace_ms
+    }
+}
+
+/// The disruption brake: stops the swarm from grounding, reclaiming or
+/// escalating most of the fleet at once (the "every drone grounded over a stale
+/// queue" incident).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub(crate) struct Brake {
+    pub(crate) engaged: bool,
+    pub(crate) reason: String,
+    /// Packages whose assignment is paused while engaged.
+    pub(crate) held: BTreeSet<crate::atom::Atom>,
+    /// Last disruption (or would-be disruption) per drone.
+    pub(crate) disrupted: BTreeMap<DroneName, Timestamp>,
+    /// Recent failures: (at, drone, package, detail), pruned to the window.
+    pub(crate) failures: VecDeque<(Timestamp, DroneName, crate::atom::Atom, String)>,
+}

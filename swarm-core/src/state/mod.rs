@@ -1,0 +1,104 @@
+//! The canonical state: everything `digest` hashes and a snapshot carries.
+//!
+//! Derived lookups (ready set, timers, atom → id) live in `crate::index` and are
+//! rebuilt from this on `restore`.
+
+mod drone;
+mod lease;
+mod package;
+
+pub(crate) use drone::{Brake, Drone, Liveness};
+pub(crate) use lease::Lease;
+pub(crate) use package::{Package, PackageState, PkgId};
+
+use crate::config::Config;
+use crate::id::{DroneName, LeaseId};
+use crate::time::Timestamp;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, VecDeque};
+
+/// Learned from history, per `category/pn`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub(crate) struct Learned {
+    /// Moving average of successful build durations.
+    pub(crate) duration_ms: Option<u64>,
+    /// At least this much RAM (MiB), learned from OOM kills.
+    pub(crate) ram_mb: u64,
+}
+
+/// The whole serialisable state of a swarm. Opaque outside the crate; its JSON
+/// form is the snapshot format.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SwarmState {
+    pub(crate) config: Config,
+    pub(crate) now: Timestamp,
+    pub(crate) next_lease: u64,
+    pub(crate) next_order: u64,
+    pub(crate) generation: u64,
+    pub(crate) paused: bool,
+    pub(crate) expected_portage: Option<String>,
+    /// Set by `Recovered`: nobody is judged offline before this.
+    pub(crate) grace_until: Option<Timestamp>,
+    pub(crate) packages: Vec<Package>,
+    pub(crate) drones: BTreeMap<DroneName, Drone>,
+    pub(crate) leases: BTreeMap<LeaseId, Lease>,
+    pub(crate) learned: BTreeMap<String, Learned>,
+    pub(crate) brake: Brake,
+    /// Fleet-wide escalation instants inside the rate-limit window.
+    pub(crate) escalations: VecDeque<Timestamp>,
+    pub(crate) plan_dirty: bool,
+    pub(crate) last_plan: Timestamp,
+}
+
+impl SwarmState {
+    pub(crate) fn new(config: Config) -> Self {
+        SwarmState {
+            config,
+            now: Timestamp(0),
+            next_lease: 1,
+            next_order: 0,
+            generation: 0,
+            paused: false,
+            expected_portage: None,
+            grace_until: None,
+            packages: Vec::new(),
+            drones: BTreeMap::new(),
+            leases: BTreeMap::new(),
+            learned: BTreeMap::new(),
+            brake: Brake::default(),
+            escalations: VecDeque::new(),
+            plan_dirty: false,
+            last_plan: Timestamp(0),
+        }
+    }
+
+    pub(crate) fn pkg(&self, id: PkgId) -> &Package {
+        &self.packages[id.index()]
+    }
+
+    pub(crate) fn pkg_mut(&mut self, id: PkgId) -> &mut Package {
+        &mut self.packages[id.index()]
+    }
+
+    /// Estimated build time of a package, from history or the default.
+    pub(crate) fn estimate_ms(&self, key: &str) -> u64 {
+        self.learned
+            .get(key)
+            .and_then(|l| l.duration_ms)
+            .unwrap_or(self.config.default_duration_ms)
+    }
+
+    /// RAM a package is known to need (0: unknown).
+    pub(crate) fn ram_need_mb(&self, key: &str) -> u64 {
+        self.learned.get(key).map_or(0, |l| l.ram_mb)
+    }
+
+    /// Not-started leases a drone holds.
+    pub(crate) fn not_started(&self, drone: &Drone) -> u32 {
+        drone
+            .leases
+            .iter()
+            .filter(|l| self.leases.get(l).is_some_and(|l| l.started_at.is_none()))
+            .count() as u32
+    }
+}

@@ -1,0 +1,127 @@
+//! Packages and their lifecycle.
+//!
+//! ```text
+//!             enqueue
+//!                │
+//!                ▼        assign           success
+//!   ┌──────► Queued ─────────────► Assigned ────────► Built
+//!   │        ▲  │ retry_at          │  │ failure (attempts < max,
+//!   │        │  └── backoff ◄───────┘  │   fewer than N drones)
+//!   │        │        reclaim/return   │
+//!   │ unblock│                         │ failure: N drones, max attempts,
+//!   │        │                         ▼ masked, operator block
+//!   └────────┴──────────────────── Blocked
+//! ```
+//! Every other transition is a bug; `check_invariants` looks for the traces.
+
+use crate::atom::Atom;
+use crate::id::{DroneName, LeaseId};
+use crate::output::BlockReason;
+use crate::time::Timestamp;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Index of a package in `SwarmState::packages`. Dense, so hot paths avoid string lookups.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub(crate) struct PkgId(pub(crate) u32);
+
+impl PkgId {
+    pub(crate) fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub(crate) enum PackageState {
+    Queued {
+        /// Held back by retry backoff until then.
+        retry_at: Option<Timestamp>,
+    },
+    Assigned {
+        lease: LeaseId,
+    },
+    Built {
+        at: Timestamp,
+    },
+    Blocked {
+        reason: BlockReason,
+        since: Timestamp,
+        /// When it is retried automatically (`None`: never, or the cap is used up).
+        auto_unblock_at: Option<Timestamp>,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub(crate) struct Package {
+    pub(crate) atom: Atom,
+    /// Enqueue order: the last tie-breaker.
+    pub(crate) order: u64,
+    /// `next_lease` when it was (re)queued: leases issued before then predate it.
+    pub(crate) lease_mark: u64,
+    pub(crate) generation: u64,
+    pub(crate) priority: i32,
+    pub(crate) deps: Vec<Atom>,
+    pub(crate) state: PackageState,
+    pub(crate) attempts: u32,
+    pub(crate) auto_unblocks: u32,
+    /// Bad-host memory: drone → when it last failed this package.
+    pub(crate) failed_on: BTreeMap<DroneName, Timestamp>,
+    /// Drones that failed it with class `build`.
+    pub(crate) build_failed_on: BTreeSet<DroneName>,
+    /// Returned by this drone: prefer others.
+    pub(crate) avoid: Option<DroneName>,
+    pub(crate) last_error: Option<String>,
+    // ---- the plan: recomputed on enqueue and periodically, never per request ----
+    /// Dependencies that count (in the queue, cycle edges removed).
+    pub(crate) eff_deps: Vec<PkgId>,
+    /// Packages whose `eff_deps` contain this one.
+    pub(crate) dependents: Vec<PkgId>,
+    /// `eff_deps` not yet Built.
+    pub(crate) unbuilt: u32,
+    /// Remaining critical path through this package, in ms.
+    pub(crate) cp_ms: u64,
+}
+
+impl Package {
+    pub(crate) fn is_queued(&self) -> bool {
+        matches!(self.state, PackageState::Queued { .. })
+    }
+
+    pub(crate) fn is_built(&self) -> bool {
+        matches!(self.state, PackageState::Built { .. })
+    }
+
+    pub(crate) fn lease(&self) -> Option<LeaseId> {
+        match self.state {
+            PackageState::Assigned { lease } => Some(lease),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn retry_at(&self) -> Option<Timestamp> {
+        match self.state {
+            PackageState::Queued { retry_at } => retry_at,
+            _ => None,
+        }
+    }
+
+    /// Whether `drone` failed it within the memory window.
+    pub(crate) fn failed_recently_on(
+        &self,
+        drone: &DroneName,
+        now: Timestamp,
+        memory_ms: u64,
+    ) -> bool {
+        self.failed_on
+            .get(drone)
+            .is_some_and(|at| now.since(*at) < memory_ms)
+    }
+
+    /// Forget failures, as an unblock does, so the package gets a real new chance.
+    pub(crate) fn forget_failures(&mut self) {
+        self.attempts = 0;
+        self.failed_on.clear();
+        self.build_failed_on.clear();
+    }
+}

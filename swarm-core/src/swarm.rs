@@ -1,0 +1,1077 @@
+//! `Swarm`: the one state machine. `handle` matches the input once and calls a
+//! private `on_<input>`; each asks `policy::*` for a decision and applies it.
+
+use crate::atom::Atom;
+use crate::config::{Config, ConfigError};
+use crate::id::{DroneName, Epoch, LeaseId};
+use crate::index::{Index, TimerKey};
+use crate::input::{
+    Control, DroneSpec, Enqueue, Envelope, FailureClass, Heartbeat, Input, Outcome, ProbeStatus,
+    Report,
+};
+use crate::output::{
+    BlockReason, Command, Event, Output, ReclaimReason, RejectReason, RevokeReason,
+};
+use crate::policy::{brake, breaker, escalate, liveness, plan, retry, schedule};
+use crate::state::{Drone, Lease, Liveness, Package, PackageState, PkgId, SwarmState};
+use crate::time::Timestamp;
+
+/// The swarm's scheduling state machine. Pure: no clock, no IO, no threads.
+///
+/// Methods come in four kinds, as in quinn-proto's `Connection`: the constructor
+/// (`new`, `restore`), the one mutator (`handle`), timers (`poll_timeout`), and
+/// read-only getters (`view`, `digest`, `check_invariants`, `state`).
+#[derive(Clone, Debug)]
+pub struct Swarm {
+    pub(crate) st: SwarmState,
+    pub(crate) ix: Index,
+}
+
+/// A snapshot that cannot be restored.
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    /// The snapshot's config no longer validates.
+    #[error("snapshot config is invalid: {0}")]
+    Config(#[from] ConfigError),
+    /// The snapshot's state breaks an invariant: it was corrupted or written by a buggy version.
+    #[error("snapshot state is inconsistent: {0}")]
+    Inconsistent(#[from] crate::invariants::Violation),
+}
+
+type Out = Vec<Output>;
+
+impl Swarm {
+    /// A new, empty swarm. The config is validated first.
+    pub fn new(config: Config) -> Result<Swarm, ConfigError> {
+        config.validate()?;
+        Ok(Swarm {
+            st: SwarmState::new(config),
+            ix: Index::default(),
+        })
+    }
+
+    /// Rebuilds a swarm from a snapshot; the result has the same `digest`.
+    pub fn restore(state: SwarmState) -> Result<Swarm, RestoreError> {
+        state.config.validate()?;
+        let mut swarm = Swarm {
+            st: state,
+            ix: Index::default(),
+        };
+        swarm.rebuild_index();
+        swarm.check_invariants()?;
+        Ok(swarm)
+    }
+
+    /// The serialisable state, for snapshots.
+    pub fn state(&self) -> &SwarmState {
+        &self.st
+    }
+
+    /// The policy in force.
+    pub fn config(&self) -> &Config {
+        &self.st.config
+    }
+
+    /// Applies one input and returns everything it caused. Total: bad input
+    /// becomes `Event::InputRejected`, never a panic.
+    #[must_use = "outputs carry commands the adapter must perform"]
+    pub fn handle(&mut self, env: &Envelope) -> Vec<Output> {
+        let mut out = Vec::new();
+        self.st.now = self.st.now.max(env.at);
+        self.fire_due_timers(&mut out);
+        match &env.input {
+            Input::Register(spec) => self.on_register(spec, &mut out),
+            Input::Heartbeat(hb) => self.on_heartbeat(hb, &mut out),
+            Input::RequestWork { drone, free_slots } => {
+                self.on_request_work(drone, *free_slots, &mut out)
+            }
+            Input::BuildStarted(report) => self.on_build_started(report, &mut out),
+            Input::BuildFinished {
+                report,
+                outcome,
+                duration_ms,
+            } => self.on_build_finished(report, outcome, *duration_ms, &mut out),
+            Input::ProbeResult { drone, status } => self.on_probe_result(drone, *status, &mut out),
+            Input::Enqueue(enqueue) => self.on_enqueue(enqueue, &mut out),
+            Input::Control(action) => self.on_control(action, &mut out),
+            Input::Recovered => self.on_recovered(),
+            Input::Tick => {}
+        }
+        out
+    }
+
+    /// The next instant at which something is due; send `Tick` then (or earlier).
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Timestamp> {
+        self.ix.next_timer().map(|(at, _)| at)
+    }
+
+    // ------------------------------------------------------------------ inputs
+
+    fn on_register(&mut self, spec: &DroneSpec, out: &mut Out) {
+        let name = spec.name.clone();
+        let now = self.st.now;
+        let Some(d) = self.st.drones.get_mut(&name) else {
+            self.st
+                .drones
+                .insert(name.clone(), Drone::new(spec.clone(), now));
+            out.push(Output::Event(Event::Registered {
+                drone: name.clone(),
+                epoch: Epoch(1),
+            }));
+            self.sync_drone(&name);
+            return;
+        };
+        let new_incarnation = matches!(
+            (&d.spec.machine_id, &spec.machine_id),
+            (Some(old), Some(new)) if old != new
+        );
+        merge_spec(&mut d.spec, spec);
+        if new_incarnation {
+            d.epoch = Epoch(d.epoch.0 + 1);
+            let epoch = d.epoch;
+            self.reclaim_all(&name, ReclaimReason::Reregistered, out);
+            out.push(Output::Event(Event::Registered {
+                drone: name.clone(),
+                epoch,
+            }));
+        }
+        self.touch(&name, out);
+    }
+
+    fn on_heartbeat(&mut self, hb: &Heartbeat, out: &mut Out) {
+        let name = &hb.drone;
+        let now = self.st.now;
+        let Some(d) = self.st.drones.get_mut(name) else {
+            return reject(
+                out,
+                RejectReason::UnknownDrone {
+                    drone: name.clone(),
+                },
+            );
+        };
+        if let Some(h) = hb.health {
+            d.health = h;
+        }
+        d.mem_percent = hb.mem_percent.or(d.mem_percent);
+        d.disk_percent = hb.disk_percent.or(d.disk_percent);
+        d.load_centi = hb.load_centi.or(d.load_centi);
+        if hb.portage_snapshot.is_some() {
+            d.spec.portage_snapshot.clone_from(&hb.portage_snapshot);
+        }
+        let critical = d.health.returns_work();
+        self.touch(name, out);
+        if critical {
+            self.reclaim_all(name, ReclaimReason::Critical, out);
+        }
+        for lid in hb.leases.iter().flatten() {
+            if !self.owns(name, *lid) {
+                let package = self.st.leases.get(lid).map(|l| l.package.clone());
+                self.revoke_foreign(name, Some(*lid), package, out);
+            }
+        }
+        for lid in &hb.started {
+            if self.owns(name, *lid) {
+                self.mark_started(*lid, now, out);
+            }
+        }
+        if let Some(atom) = &hb.current_task {
+            match self.live_lease_of(name, atom) {
+                Some(lid) => self.mark_started(lid, now, out),
+                None => self.revoke_foreign(name, None, Some(atom.clone()), out),
+            }
+        }
+    }
+
+    fn on_request_work(&mut self, name: &DroneName, free_slots: u32, out: &mut Out) {
+        let Some(d) = self.st.drones.get(name) else {
+            return reject(
+                out,
+                RejectReason::UnknownDrone {
+                    drone: name.clone(),
+                },
+            );
+        };
+        let n = match schedule::capacity(&self.st, d, free_slots) {
+            Ok(n) => n,
+            Err(schedule::NoWork::StalePortage(expected)) => {
+                out.push(Output::Command(Command::SyncPortage {
+                    drone: name.clone(),
+                    expected,
+                }));
+                return;
+            }
+            Err(_) => return,
+        };
+        let picks = schedule::pick(&self.st, &self.ix, d, n);
+        if picks.is_empty() {
+            if let Some(lid) = schedule::pick_steal(&self.st, d) {
+                let Some(pkg) = self.st.leases.get(&lid).map(|l| l.pkg) else {
+                    return;
+                };
+                self.reclaim(lid, ReclaimReason::Stolen, out);
+                self.issue_lease(name, pkg, out);
+            }
+            return;
+        }
+        for pkg in picks {
+            self.issue_lease(name, pkg, out);
+        }
+    }
+
+    fn on_build_started(&mut self, report: &Report, out: &mut Out) {
+        if let Some(lid) = self.fence(report, out) {
+            let now = self.st.now;
+            self.mark_started(lid, now, out);
+        }
+    }
+
+    fn on_build_finished(
+        &mut self,
+        report: &Report,
+        outcome: &Outcome,
+        duration_ms: Option<u64>,
+        out: &mut Out,
+    ) {
+        let Some(lid) = self.fence(report, out) else {
+            return;
+        };
+        match outcome {
+            Outcome::Success => self.on_success(lid, duration_ms, out),
+            Outcome::Failed { class, detail } => self.on_failure(lid, *class, detail, out),
+            Outcome::UploadFailed => {
+                let now = self.st.now;
+                if let Some(d) = self.st.drones.get_mut(&report.drone) {
+                    d.upload_failures.push_back(now);
+                    let window = self.st.config.upload_failure_window_ms;
+                    while d
+                        .upload_failures
+                        .front()
+                        .is_some_and(|t| now.since(*t) >= window)
+                    {
+                        d.upload_failures.pop_front();
+                    }
+                }
+                self.on_failure(lid, FailureClass::Infra, "upload failed", out);
+                self.maybe_upload_hold(&report.drone, out);
+            }
+            Outcome::Returned { .. } => {
+                self.reclaim(lid, ReclaimReason::Returned, out);
+                if let Some(&pkg) = self.ix.by_atom.get(&report.package) {
+                    self.st.pkg_mut(pkg).avoid = Some(report.drone.clone());
+                    self.sync_pkg(pkg);
+                }
+            }
+            Outcome::Masked => {
+                let lease = self.end_lease(lid);
+                self.block(lease.pkg, BlockReason::Masked, out);
+            }
+        }
+    }
+
+    fn on_probe_result(&mut self, name: &DroneName, status: ProbeStatus, out: &mut Out) {
+        let now = self.st.now;
+        let grace = self.st.config.heartbeat_grace_ms;
+        let Some(d) = self.st.drones.get_mut(name) else {
+            return reject(
+                out,
+                RejectReason::UnknownDrone {
+                    drone: name.clone(),
+                },
+            );
+        };
+        let fresh = d.heartbeat_fresh(now, grace);
+        match status {
+            ProbeStatus::Ok => {
+                d.probe = Default::default();
+                d.ladder = Default::default();
+            }
+            ProbeStatus::DiskWarning => {
+                d.probe.down = 0;
+                d.probe.confirmed_at = None;
+            }
+            _ => {
+                if !(status.is_path_failure() && fresh) {
+                    d.probe.failures += 1;
+                    d.probe.first_at.get_or_insert(now);
+                }
+                if status.says_down() && !fresh {
+                    d.probe.down += 1;
+                    if d.probe.down >= 2 && d.probe.confirmed_at.is_none() {
+                        d.probe.confirmed_at = Some(now);
+                    }
+                } else {
+                    d.probe.down = 0;
+                    d.probe.confirmed_at = None;
+                }
+            }
+        }
+        self.sync_drone(name);
+        let Some(d) = self.st.drones.get(name) else {
+            return;
+        };
+        let Some(action) = escalate::next_step(&self.st, d, status) else {
+            return;
+        };
+        if !self.disrupt(name, "escalation", out) {
+            return;
+        }
+        if let Some(d) = self.st.drones.get_mut(name) {
+            d.ladder.steps += 1;
+            d.ladder.last_at = Some(now);
+        }
+        let window = self.st.config.escalation_window_ms;
+        self.st.escalations.push_back(now);
+        while self
+            .st
+            .escalations
+            .front()
+            .is_some_and(|t| now.since(*t) >= window)
+        {
+            self.st.escalations.pop_front();
+        }
+        out.push(Output::Command(Command::Escalate {
+            drone: name.clone(),
+            action,
+        }));
+        out.push(Output::Event(Event::Escalated {
+            drone: name.clone(),
+            action,
+        }));
+    }
+
+    fn on_enqueue(&mut self, enqueue: &Enqueue, out: &mut Out) {
+        if let Some(g) = enqueue.generation {
+            if g.0 < self.st.generation {
+                let reason = RejectReason::StaleGeneration {
+                    given: g.0,
+                    current: self.st.generation,
+                };
+                return reject(out, reason);
+            }
+            self.st.generation = g.0;
+        }
+        let (mut added, mut already) = (0u32, 0u32);
+        for spec in &enqueue.packages {
+            if self.ix.by_atom.contains_key(&spec.atom) {
+                already += 1;
+                continue;
+            }
+            let id = PkgId(self.st.packages.len() as u32);
+            self.st.packages.push(Package {
+                atom: spec.atom.clone(),
+                order: self.st.next_order,
+                lease_mark: self.st.next_lease,
+                generation: self.st.generation,
+                priority: spec.priority,
+                deps: spec.deps.clone(),
+                state: PackageState::Queued { retry_at: None },
+                attempts: 0,
+                auto_unblocks: 0,
+                failed_on: Default::default(),
+                build_failed_on: Default::default(),
+                avoid: None,
+                last_error: None,
+                eff_deps: Vec::new(),
+                dependents: Vec::new(),
+                unbuilt: 0,
+                cp_ms: 0,
+            });
+            self.st.next_order += 1;
+            self.ix.by_atom.insert(spec.atom.clone(), id);
+            added += 1;
+        }
+        if let Some(snapshot) = &enqueue.portage_snapshot {
+            self.st.expected_portage = Some(snapshot.clone());
+        }
+        if added > 0 {
+            self.replan();
+        }
+        out.push(Output::Event(Event::Queued { added, already }));
+    }
+
+    fn on_recovered(&mut self) {
+        self.st.grace_until = Some(self.st.now.plus(self.st.config.failover_grace_ms));
+        let names: Vec<DroneName> = self.st.drones.keys().cloned().collect();
+        for name in &names {
+            self.sync_drone(name);
+        }
+    }
+
+    fn on_control(&mut self, action: &Control, out: &mut Out) {
+        crate::control::apply(self, action, out);
+    }
+
+    // ------------------------------------------------------------------ timers
+
+    fn fire_due_timers(&mut self, out: &mut Out) {
+        while let Some((at, key)) = self.ix.next_timer() {
+            if at > self.st.now {
+                break;
+            }
+            self.ix.set_timer(key.clone(), None);
+            self.on_timer(key, out);
+        }
+    }
+
+    fn on_timer(&mut self, key: TimerKey, out: &mut Out) {
+        match key {
+            TimerKey::Suspect(name) => {
+                if let Some(d) = self.st.drones.get_mut(&name) {
+                    d.liveness = Liveness::Suspect;
+                    out.push(Output::Event(Event::WentSuspect {
+                        drone: name.clone(),
+                    }));
+                }
+                self.sync_drone(&name);
+            }
+            TimerKey::Offline(name) => {
+                if let Some(d) = self.st.drones.get_mut(&name) {
+                    d.liveness = Liveness::Offline;
+                    out.push(Output::Event(Event::WentOffline {
+                        drone: name.clone(),
+                    }));
+                }
+                self.reclaim_all(&name, ReclaimReason::Offline, out);
+                self.sync_drone(&name);
+            }
+            TimerKey::ConfirmedDead(name) => {
+                if self.disrupt(&name, "reclaim", out) {
+                    self.reclaim_all(&name, ReclaimReason::ConfirmedDead, out);
+                }
+                self.sync_drone(&name);
+            }
+            TimerKey::Unground(name) => {
+                if let Some(d) = self.st.drones.get_mut(&name) {
+                    d.grounded_until = None;
+                    d.consecutive_failures = 0;
+                    out.push(Output::Event(Event::Ungrounded {
+                        drone: name.clone(),
+                    }));
+                }
+                self.sync_drone(&name);
+            }
+            TimerKey::Retry(pkg) => {
+                if let Some(p) = self.st.packages.get_mut(pkg.index()) {
+                    if p.is_queued() {
+                        p.state = PackageState::Queued { retry_at: None };
+                    }
+                }
+                self.sync_pkg(pkg);
+            }
+            TimerKey::AutoUnblock(pkg) => self.unblock(pkg, false, out),
+            TimerKey::Brake => {
+                if self.st.brake.engaged && brake::may_release(&self.st) {
+                    self.release_brake(false, out);
+                }
+                self.sync_brake();
+            }
+            TimerKey::Replan => self.replan(),
+        }
+    }
+
+    // ------------------------------------------------------------------ leases
+
+    /// Matches a report to its live lease, or answers with `Revoke` + rejection.
+    fn fence(&mut self, r: &Report, out: &mut Out) -> Option<LeaseId> {
+        let Some(d) = self.st.drones.get(&r.drone) else {
+            reject(
+                out,
+                RejectReason::UnknownDrone {
+                    drone: r.drone.clone(),
+                },
+            );
+            return None;
+        };
+        let epoch_ok = r.epoch.is_none_or(|e| e == d.epoch);
+        let lid = match r.lease {
+            Some(lid) => Some(lid).filter(|l| {
+                self.st
+                    .leases
+                    .get(l)
+                    .is_some_and(|l| l.drone == r.drone && l.package == r.package)
+            }),
+            None => self.live_lease_of(&r.drone, &r.package),
+        };
+        match lid {
+            Some(lid) if epoch_ok => Some(lid),
+            _ => {
+                self.revoke_foreign(&r.drone, r.lease, Some(r.package.clone()), out);
+                let reason = RejectReason::StaleReport {
+                    drone: r.drone.clone(),
+                    package: r.package.clone(),
+                    lease: r.lease,
+                };
+                reject(out, reason);
+                None
+            }
+        }
+    }
+
+    fn owns(&self, drone: &DroneName, lid: LeaseId) -> bool {
+        self.st.leases.get(&lid).is_some_and(|l| &l.drone == drone)
+    }
+
+    fn live_lease_of(&self, drone: &DroneName, atom: &Atom) -> Option<LeaseId> {
+        let pkg = self.ix.by_atom.get(atom)?;
+        self.st.pkg(*pkg).lease().filter(|l| self.owns(drone, *l))
+    }
+
+    /// Tells a drone to stop something that is not (or no longer) its own.
+    fn revoke_foreign(
+        &self,
+        drone: &DroneName,
+        lease: Option<LeaseId>,
+        package: Option<Atom>,
+        out: &mut Out,
+    ) {
+        let Some(package) = package else {
+            return;
+        };
+        let reason = match self
+            .ix
+            .by_atom
+            .get(&package)
+            .map(|p| &self.st.pkg(*p).state)
+        {
+            Some(PackageState::Assigned { lease }) => match self.st.leases.get(lease) {
+                Some(l) if &l.drone != drone => RevokeReason::ReassignedTo {
+                    drone: l.drone.clone(),
+                },
+                _ => RevokeReason::Unknown,
+            },
+            Some(PackageState::Built { .. }) => RevokeReason::CompletedElsewhere,
+            _ => RevokeReason::Unknown,
+        };
+        out.push(Output::Command(Command::Revoke {
+            drone: drone.clone(),
+            lease,
+            package,
+            reason,
+        }));
+    }
+
+    fn mark_started(&mut self, lid: LeaseId, now: Timestamp, out: &mut Out) {
+        if let Some(l) = self.st.leases.get_mut(&lid) {
+            if l.started_at.is_none() {
+                l.started_at = Some(now);
+                out.push(Output::Event(Event::Started {
+                    drone: l.drone.clone(),
+                    package: l.package.clone(),
+                    lease: lid,
+                }));
+            }
+        }
+    }
+
+    fn issue_lease(&mut self, name: &DroneName, pkg: PkgId, out: &mut Out) {
+        let Some(epoch) = self.st.drones.get(name).map(|d| d.epoch) else {
+            return;
+        };
+        let lid = LeaseId(self.st.next_lease);
+        self.st.next_lease += 1;
+        let p = self.st.pkg_mut(pkg);
+        let sweep = match &p.state {
+            PackageState::Blocked { reason, .. } => Some(reason.clone()),
+            _ => None,
+        };
+        p.state = PackageState::Assigned { lease: lid };
+        let package = p.atom.clone();
+        self.st.leases.insert(
+            lid,
+            Lease {
+                id: lid,
+                drone: name.clone(),
+                epoch,
+                pkg,
+                package: package.clone(),
+                issued_at: self.st.now,
+                started_at: None,
+                sweep,
+            },
+        );
+        if let Some(d) = self.st.drones.get_mut(name) {
+            d.leases.insert(lid);
+        }
+        self.sync_pkg(pkg);
+        self.sync_drone(name);
+        out.push(Output::Command(Command::Assign {
+            drone: name.clone(),
+            package,
+            lease: lid,
+            epoch,
+        }));
+    }
+
+    /// Removes a lease from the books; the caller decides the package's new state.
+    fn end_lease(&mut self, lid: LeaseId) -> Lease {
+        let lease = self.st.leases.remove(&lid).unwrap_or_else(|| {
+            unreachable!("end_lease is only called with a lease found live a moment ago")
+        });
+        if let Some(d) = self.st.drones.get_mut(&lease.drone) {
+            d.leases.remove(&lid);
+        }
+        let name = lease.drone.clone();
+        self.sync_drone(&name);
+        lease
+    }
+
+    /// Takes a lease back and requeues its package without penalty.
+    pub(crate) fn reclaim(&mut self, lid: LeaseId, reason: ReclaimReason, out: &mut Out) {
+        if !self.st.leases.contains_key(&lid) {
+            return;
+        }
+        let lease = self.end_lease(lid);
+        let now = self.st.now;
+        let p = self.st.pkg_mut(lease.pkg);
+        p.state = match lease.sweep {
+            Some(block) => PackageState::Blocked {
+                reason: block,
+                since: now,
+                auto_unblock_at: None,
+            },
+            None => PackageState::Queued { retry_at: None },
+        };
+        self.sync_pkg(lease.pkg);
+        if reason != ReclaimReason::Returned {
+            out.push(Output::Command(Command::Revoke {
+                drone: lease.drone.clone(),
+                lease: Some(lid),
+                package: lease.package.clone(),
+                reason: RevokeReason::Reclaimed { reason },
+            }));
+        }
+        out.push(Output::Event(Event::Reclaimed {
+            drone: lease.drone,
+            package: lease.package,
+            lease: lid,
+            reason,
+            started: lease.started_at.is_some(),
+        }));
+    }
+
+    pub(crate) fn reclaim_all(&mut self, name: &DroneName, reason: ReclaimReason, out: &mut Out) {
+        let lids: Vec<LeaseId> = self
+            .st
+            .drones
+            .get(name)
+            .map(|d| d.leases.iter().copied().collect())
+            .unwrap_or_default();
+        for lid in lids {
+            self.reclaim(lid, reason, out);
+        }
+    }
+
+    /// Reclaims a drone's not-started leases (grounding, rebalance, fresh).
+    pub(crate) fn reclaim_not_started(
+        &mut self,
+        name: &DroneName,
+        reason: ReclaimReason,
+        out: &mut Out,
+    ) {
+        let lids: Vec<LeaseId> = self
+            .st
+            .drones
+            .get(name)
+            .map(|d| {
+                d.leases
+                    .iter()
+                    .filter(|l| {
+                        self.st
+                            .leases
+                            .get(l)
+                            .is_some_and(|l| l.started_at.is_none())
+                    })
+                    .copied()
+                    .collect()
+            })
+            .unwrap_or_default();
+        for lid in lids {
+            self.reclaim(lid, reason, out);
+        }
+    }
+
+    // ------------------------------------------------------------------ outcomes
+
+    fn on_success(&mut self, lid: LeaseId, duration_ms: Option<u64>, out: &mut Out) {
+        let now = self.st.now;
+        let lease = self.end_lease(lid);
+        let took =
+            duration_ms.unwrap_or_else(|| now.since(lease.started_at.unwrap_or(lease.issued_at)));
+        let key = lease.package.key().to_owned();
+        let learned = self.st.learned.entry(key).or_default();
+        learned.duration_ms = Some(match learned.duration_ms {
+            Some(old) => (old.saturating_mul(3).saturating_add(took)) / 4,
+            None => took,
+        });
+        self.st.plan_dirty = true;
+        if let Some(d) = self.st.drones.get_mut(&lease.drone) {
+            d.consecutive_failures = 0;
+            d.groundings = 0;
+            d.builds_ok += 1;
+        }
+        let p = self.st.pkg_mut(lease.pkg);
+        p.state = PackageState::Built { at: now };
+        p.avoid = None;
+        let dependents = p.dependents.clone();
+        self.sync_pkg(lease.pkg);
+        for q in dependents {
+            let q_pkg = self.st.pkg_mut(q);
+            q_pkg.unbuilt = q_pkg.unbuilt.saturating_sub(1);
+            self.sync_pkg(q);
+        }
+        self.sync_replan();
+        out.push(Output::Event(Event::Built {
+            drone: lease.drone,
+            package: lease.package,
+            lease: lid,
+            duration_ms: took,
+        }));
+    }
+
+    fn on_failure(&mut self, lid: LeaseId, class: FailureClass, detail: &str, out: &mut Out) {
+        let now = self.st.now;
+        let lease = self.end_lease(lid);
+        let drone_ram = self
+            .st
+            .drones
+            .get(&lease.drone)
+            .map_or(0, |d| d.spec.ram_mb);
+        if class == FailureClass::Oom && drone_ram > 0 {
+            let learned = self
+                .st
+                .learned
+                .entry(lease.package.key().to_owned())
+                .or_default();
+            learned.ram_mb = learned.ram_mb.max(drone_ram + 1);
+        }
+        let p = self.st.pkg_mut(lease.pkg);
+        p.attempts += 1;
+        p.failed_on.insert(lease.drone.clone(), now);
+        if class == FailureClass::Build {
+            p.build_failed_on.insert(lease.drone.clone());
+        }
+        p.last_error = Some(detail.to_owned());
+        let attempt = p.attempts;
+        let window = self.st.config.brake_window_ms;
+        let failures = &mut self.st.brake.failures;
+        failures.push_back((
+            now,
+            lease.drone.clone(),
+            lease.package.clone(),
+            detail.to_owned(),
+        ));
+        while failures.front().is_some_and(|f| now.since(f.0) >= window) {
+            failures.pop_front();
+        }
+        let counts_against_drone = class != FailureClass::Build;
+        if let Some(d) = self.st.drones.get_mut(&lease.drone) {
+            d.builds_failed += 1;
+            if counts_against_drone {
+                d.consecutive_failures += 1;
+            }
+        }
+        let decision = match &lease.sweep {
+            Some(reason) => retry::AfterFailure::Block(reason.clone()),
+            None => retry::after_failure(&self.st, self.st.pkg(lease.pkg), class),
+        };
+        let retry_at = match decision {
+            retry::AfterFailure::Retry { at } => Some(at),
+            retry::AfterFailure::Block(_) => None,
+        };
+        out.push(Output::Event(Event::BuildFailed {
+            drone: lease.drone.clone(),
+            package: lease.package.clone(),
+            lease: lid,
+            class,
+            attempt,
+            retry_at,
+            detail: detail.to_owned(),
+        }));
+        match decision {
+            retry::AfterFailure::Retry { at } => {
+                self.st.pkg_mut(lease.pkg).state = PackageState::Queued { retry_at: Some(at) };
+                self.sync_pkg(lease.pkg);
+            }
+            retry::AfterFailure::Block(reason) => self.block(lease.pkg, reason, out),
+        }
+        let trips = self
+            .st
+            .drones
+            .get(&lease.drone)
+            .is_some_and(|d| breaker::trips(&self.st, d));
+        if counts_against_drone && trips {
+            self.ground(&lease.drone, out);
+        }
+    }
+
+    fn ground(&mut self, name: &DroneName, out: &mut Out) {
+        if !self.disrupt(name, "grounding", out) {
+            return;
+        }
+        let Some(d) = self.st.drones.get(name) else {
+            return;
+        };
+        let until = breaker::grounded_until(&self.st, d);
+        let failures = d.consecutive_failures;
+        if let Some(d) = self.st.drones.get_mut(name) {
+            d.groundings += 1;
+            d.grounded_until = Some(until);
+            d.consecutive_failures = 0;
+        }
+        self.reclaim_not_started(name, ReclaimReason::Grounded, out);
+        self.sync_drone(name);
+        out.push(Output::Event(Event::Grounded {
+            drone: name.clone(),
+            until,
+            failures,
+        }));
+    }
+
+    fn maybe_upload_hold(&mut self, name: &DroneName, out: &mut Out) {
+        let Some(d) = self.st.drones.get(name) else {
+            return;
+        };
+        if let Some(until) = breaker::upload_hold_until(&self.st, d) {
+            if let Some(d) = self.st.drones.get_mut(name) {
+                d.upload_hold_until = Some(until);
+                d.upload_failures.clear();
+            }
+            out.push(Output::Event(Event::UploadHold {
+                drone: name.clone(),
+                until,
+            }));
+        }
+    }
+
+    pub(crate) fn block(&mut self, pkg: PkgId, reason: BlockReason, out: &mut Out) {
+        let auto_unblock_at = retry::auto_unblock_at(&self.st, self.st.pkg(pkg), &reason);
+        let now = self.st.now;
+        let p = self.st.pkg_mut(pkg);
+        p.state = PackageState::Blocked {
+            reason: reason.clone(),
+            since: now,
+            auto_unblock_at,
+        };
+        let package = p.atom.clone();
+        self.sync_pkg(pkg);
+        out.push(Output::Event(Event::Blocked { package, reason }));
+    }
+
+    pub(crate) fn unblock(&mut self, pkg: PkgId, operator: bool, out: &mut Out) {
+        let p = self.st.pkg_mut(pkg);
+        if !matches!(p.state, PackageState::Blocked { .. }) {
+            return;
+        }
+        if !operator {
+            p.auto_unblocks += 1;
+        }
+        p.forget_failures();
+        p.state = PackageState::Queued { retry_at: None };
+        let package = p.atom.clone();
+        self.sync_pkg(pkg);
+        out.push(Output::Event(Event::Unblocked { package, operator }));
+    }
+
+    // ------------------------------------------------------------------ brake
+
+    /// Asks the brake whether `name` may be disrupted; records the (would-be)
+    /// disruption and engages the brake when it is one too many.
+    fn disrupt(&mut self, name: &DroneName, what: &str, out: &mut Out) -> bool {
+        let verdict = brake::assess(&self.st, name, what);
+        let now = self.st.now;
+        let window = self.st.config.brake_window_ms;
+        self.st
+            .brake
+            .disrupted
+            .retain(|_, at| now.since(*at) < window);
+        self.st.brake.disrupted.insert(name.clone(), now);
+        let allowed = match verdict {
+            brake::Verdict::Allow => true,
+            brake::Verdict::Hold { engage: None } => false,
+            brake::Verdict::Hold {
+                engage: Some((reason, held)),
+            } => {
+                self.st.brake.engaged = true;
+                self.st.brake.reason = reason.clone();
+                let count = held.len() as u32;
+                self.st.brake.held = held;
+                self.resync_held_and_drones();
+                out.push(Output::Event(Event::BrakeEngaged {
+                    reason,
+                    held: count,
+                }));
+                false
+            }
+        };
+        self.sync_brake();
+        allowed
+    }
+
+    pub(crate) fn release_brake(&mut self, operator: bool, out: &mut Out) {
+        if !self.st.brake.engaged {
+            return;
+        }
+        self.st.brake.engaged = false;
+        self.st.brake.reason.clear();
+        self.resync_held_and_drones();
+        self.st.brake.held.clear();
+        self.sync_brake();
+        out.push(Output::Event(Event::BrakeReleased { operator }));
+    }
+
+    fn resync_held_and_drones(&mut self) {
+        let held: Vec<PkgId> = self
+            .st
+            .brake
+            .held
+            .iter()
+            .filter_map(|a| self.ix.by_atom.get(a).copied())
+            .collect();
+        for pkg in held {
+            self.sync_pkg(pkg);
+        }
+        let names: Vec<DroneName> = self.st.drones.keys().cloned().collect();
+        for name in &names {
+            self.sync_drone(name);
+        }
+    }
+
+    // ------------------------------------------------------------------ index upkeep
+
+    fn touch(&mut self, name: &DroneName, out: &mut Out) {
+        let now = self.st.now;
+        if let Some(d) = self.st.drones.get_mut(name) {
+            d.last_heartbeat = now;
+            if d.liveness != Liveness::Online {
+                d.liveness = Liveness::Online;
+                d.probe = Default::default();
+                d.ladder = Default::default();
+                out.push(Output::Event(Event::CameBack {
+                    drone: name.clone(),
+                }));
+            }
+        }
+        self.sync_drone(name);
+    }
+
+    pub(crate) fn sync_pkg(&mut self, pkg: PkgId) {
+        let p = self.st.pkg(pkg);
+        let ready = schedule::is_ready(&self.st, p).then(|| schedule::ready_key(pkg, p));
+        let sweep = schedule::is_sweepable(p).then(|| schedule::ready_key(pkg, p));
+        let retry_at = p.retry_at();
+        let auto = match p.state {
+            PackageState::Blocked {
+                auto_unblock_at, ..
+            } => auto_unblock_at,
+            _ => None,
+        };
+        Index::set_member(&mut self.ix.ready, &mut self.ix.ready_key, pkg, ready);
+        Index::set_member(&mut self.ix.sweepable, &mut self.ix.sweep_key, pkg, sweep);
+        self.ix.set_timer(TimerKey::Retry(pkg), retry_at);
+        self.ix.set_timer(TimerKey::AutoUnblock(pkg), auto);
+    }
+
+    pub(crate) fn sync_drone(&mut self, name: &DroneName) {
+        let (suspect, offline, dead, unground) = match self.st.drones.get(name) {
+            Some(d) => (
+                liveness::suspect_at(&self.st, d),
+                liveness::offline_at(&self.st, d),
+                liveness::confirmed_dead_at(&self.st, d),
+                d.grounded_until,
+            ),
+            None => (None, None, None, None),
+        };
+        self.ix.set_timer(TimerKey::Suspect(name.clone()), suspect);
+        self.ix.set_timer(TimerKey::Offline(name.clone()), offline);
+        self.ix
+            .set_timer(TimerKey::ConfirmedDead(name.clone()), dead);
+        self.ix
+            .set_timer(TimerKey::Unground(name.clone()), unground);
+    }
+
+    fn sync_brake(&mut self) {
+        let at = self.st.brake.engaged.then(|| {
+            let window = self.st.config.brake_window_ms;
+            let now = self.st.now;
+            let expiries = self.st.brake.disrupted.values().map(|at| at.plus(window));
+            let grounded_ends = self.st.drones.values().filter_map(|d| d.grounded_until);
+            expiries
+                .chain(grounded_ends)
+                .filter(|t| *t > now)
+                .min()
+                .unwrap_or(now)
+        });
+        self.ix.set_timer(TimerKey::Brake, at);
+    }
+
+    fn sync_replan(&mut self) {
+        let at = self
+            .st
+            .plan_dirty
+            .then(|| self.st.last_plan.plus(self.st.config.replan_interval_ms));
+        self.ix.set_timer(TimerKey::Replan, at);
+    }
+
+    /// Recomputes the plan and re-sorts the ready set.
+    pub(crate) fn replan(&mut self) {
+        plan::replan(&mut self.st);
+        for i in 0..self.st.packages.len() {
+            self.sync_pkg(PkgId(i as u32));
+        }
+        self.sync_replan();
+    }
+
+    /// Derives every index entry from the state (restore, `fresh`).
+    pub(crate) fn rebuild_index(&mut self) {
+        self.ix = Index {
+            by_atom: Index::atoms_of(&self.st),
+            ..Index::default()
+        };
+        for i in 0..self.st.packages.len() {
+            self.sync_pkg(PkgId(i as u32));
+        }
+        let names: Vec<DroneName> = self.st.drones.keys().cloned().collect();
+        for name in &names {
+            self.sync_drone(name);
+        }
+        self.sync_brake();
+        self.sync_replan();
+    }
+
+    pub(crate) fn pkg_id(&self, atom: &Atom) -> Option<PkgId> {
+        self.ix.by_atom.get(atom).copied()
+    }
+}
+
+pub(crate) fn reject(out: &mut Out, reason: RejectReason) {
+    out.push(Output::Event(Event::InputRejected { reason }));
+}
+
+/// A v3 re-registration carries only some fields: missing ones keep their value.
+fn merge_spec(old: &mut DroneSpec, new: &DroneSpec) {
+    if new.machine_id.is_some() {
+        old.machine_id.clone_from(&new.machine_id);
+    }
+    if new.cores > 0 {
+        old.cores = new.cores;
+    }
+    if new.ram_mb > 0 {
+        old.ram_mb = new.ram_mb;
+    }
+    if new.arch.is_some() {
+        old.arch.clone_from(&new.arch);
+    }
+    if !new.labels.is_empty() {
+        old.labels.clone_from(&new.labels);
+    }
+    if new.kind != crate::input::DroneKind::Unknown {
+        old.kind = new.kind;
+    }
+    if new.portage_snapshot.is_some() {
+        old.portage_snapshot.clone_from(&new.portage_snapshot);
+    }
+    if new.version.is_some() {
+        old.version.clone_from(&new.version);
+    }
+}

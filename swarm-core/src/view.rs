@@ -1,0 +1,544 @@
+//! Read-only queries over a swarm: what dashboards, the HTTP API and tests see.
+
+use crate::atom::Atom;
+use crate::health::DroneHealth;
+use crate::id::{DroneName, Epoch, LeaseId};
+use crate::input::DroneKind;
+use crate::output::BlockReason;
+use crate::policy::{brake, schedule};
+use crate::state::{Drone, Liveness, Package, PackageState};
+use crate::swarm::Swarm;
+use crate::time::{human_ms, Timestamp};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// A borrowed, read-only view.
+#[derive(Clone, Copy)]
+pub struct View<'a> {
+    s: &'a Swarm,
+}
+
+/// How many packages are in each state.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    /// All packages in the queue.
+    pub total: u32,
+    /// Queued (ready, waiting for dependencies, or backing off).
+    pub queued: u32,
+    /// Queued and ready to assign now.
+    pub ready: u32,
+    /// Queued, held back by retry backoff.
+    pub backoff: u32,
+    /// Holding a lease (started or not).
+    pub assigned: u32,
+    /// Holding a lease, and the build started.
+    pub building: u32,
+    /// Built.
+    pub built: u32,
+    /// Blocked.
+    pub blocked: u32,
+}
+
+/// Drone liveness as the outside sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DroneStatus {
+    /// Heartbeat fresh.
+    Online,
+    /// Heartbeat late: no new work.
+    Suspect,
+    /// Heartbeat older than the offline timeout: holds nothing.
+    Offline,
+}
+
+/// One drone.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DroneView {
+    /// Name.
+    pub name: DroneName,
+    /// v3 machine id.
+    pub machine_id: Option<String>,
+    /// Epoch.
+    pub epoch: Epoch,
+    /// Liveness.
+    pub status: DroneStatus,
+    /// Self-assessed health.
+    pub health: DroneHealth,
+    /// Machine kind.
+    pub kind: DroneKind,
+    /// Cores.
+    pub cores: u32,
+    /// RAM, MiB.
+    pub ram_mb: u64,
+    /// Build slots.
+    pub slots: u32,
+    /// Last heartbeat.
+    pub last_heartbeat: Timestamp,
+    /// Paused by an operator.
+    pub paused: bool,
+    /// Drained by an operator.
+    pub drained: bool,
+    /// Grounded until then.
+    pub grounded_until: Option<Timestamp>,
+    /// Consecutive infra/OOM failures.
+    pub consecutive_failures: u32,
+    /// Escalation steps taken since it was last healthy.
+    pub escalation_steps: u8,
+    /// Leases held.
+    pub leases: Vec<LeaseView>,
+    /// Successful builds.
+    pub builds_ok: u64,
+    /// Failed builds.
+    pub builds_failed: u64,
+    /// Memory use, percent.
+    pub mem_percent: Option<u8>,
+    /// Disk use, percent.
+    pub disk_percent: Option<u8>,
+    /// Load × 100.
+    pub load_centi: Option<u32>,
+    /// Portage snapshot.
+    pub portage_snapshot: Option<String>,
+    /// Agent version.
+    pub version: Option<String>,
+    /// Why it gets no work right now, if it gets none.
+    pub no_work: Option<String>,
+}
+
+/// One lease.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LeaseView {
+    /// Lease id.
+    pub lease: LeaseId,
+    /// Package.
+    pub package: Atom,
+    /// Holder.
+    pub drone: DroneName,
+    /// Issued at.
+    pub issued_at: Timestamp,
+    /// Started at.
+    pub started_at: Option<Timestamp>,
+}
+
+/// A package's state as the outside sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum PackageStatus {
+    /// Waiting to be assigned.
+    Queued {
+        /// Backing off until then.
+        retry_at: Option<Timestamp>,
+    },
+    /// Leased.
+    Assigned {
+        /// Lease.
+        lease: LeaseId,
+        /// Holder.
+        drone: DroneName,
+        /// Whether it started.
+        started: bool,
+    },
+    /// Built.
+    Built {
+        /// When.
+        at: Timestamp,
+    },
+    /// Blocked.
+    Blocked {
+        /// Why.
+        reason: BlockReason,
+        /// Retried automatically then.
+        auto_unblock_at: Option<Timestamp>,
+    },
+}
+
+/// One package.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PackageView {
+    /// Atom.
+    pub atom: Atom,
+    /// State.
+    pub status: PackageStatus,
+    /// Priority.
+    pub priority: i32,
+    /// Failed attempts.
+    pub attempts: u32,
+    /// Remaining critical path, ms.
+    pub critical_path_ms: u64,
+    /// Estimated duration, ms.
+    pub estimate_ms: u64,
+    /// Queue generation.
+    pub generation: u64,
+    /// Dependencies in the queue that are not built yet.
+    pub waiting_for: u32,
+    /// Last failure detail.
+    pub last_error: Option<String>,
+}
+
+/// The disruption brake's state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct BrakeView {
+    /// Engaged?
+    pub engaged: bool,
+    /// Why.
+    pub reason: String,
+    /// Packages held.
+    pub held: Vec<Atom>,
+}
+
+impl Swarm {
+    /// Read-only queries.
+    pub fn view(&self) -> View<'_> {
+        View { s: self }
+    }
+}
+
+impl<'a> View<'a> {
+    /// The core's notion of now.
+    pub fn now(&self) -> Timestamp {
+        self.s.st.now
+    }
+
+    /// Whether the whole swarm is paused.
+    pub fn paused(&self) -> bool {
+        self.s.st.paused
+    }
+
+    /// The current queue generation.
+    pub fn generation(&self) -> u64 {
+        self.s.st.generation
+    }
+
+    /// The Portage snapshot drones must have.
+    pub fn expected_portage(&self) -> Option<&'a str> {
+        self.s.st.expected_portage.as_deref()
+    }
+
+    /// Counts per state.
+    pub fn counts(&self) -> Counts {
+        let mut c = Counts {
+            total: self.s.st.packages.len() as u32,
+            ..Counts::default()
+        };
+        for p in &self.s.st.packages {
+            match &p.state {
+                PackageState::Queued { retry_at } => {
+                    c.queued += 1;
+                    c.backoff += u32::from(retry_at.is_some());
+                }
+                PackageState::Assigned { lease } => {
+                    c.assigned += 1;
+                    let started = self
+                        .s
+                        .st
+                        .leases
+                        .get(lease)
+                        .is_some_and(|l| l.started_at.is_some());
+                    c.building += u32::from(started);
+                }
+                PackageState::Built { .. } => c.built += 1,
+                PackageState::Blocked { .. } => c.blocked += 1,
+            }
+        }
+        c.ready = self.s.ix.ready.len() as u32;
+        c
+    }
+
+    /// Every drone, by name.
+    pub fn drones(&self) -> Vec<DroneView> {
+        self.s
+            .st
+            .drones
+            .values()
+            .map(|d| self.drone_view(d))
+            .collect()
+    }
+
+    /// One drone.
+    pub fn drone(&self, name: &DroneName) -> Option<DroneView> {
+        self.s.st.drones.get(name).map(|d| self.drone_view(d))
+    }
+
+    /// Finds a drone by its v3 machine id.
+    pub fn drone_by_machine_id(&self, id: &str) -> Option<&'a DroneName> {
+        self.s
+            .st
+            .drones
+            .values()
+            .find(|d| d.spec.machine_id.as_deref() == Some(id))
+            .map(|d| &d.spec.name)
+    }
+
+    /// A drone's leases, oldest first.
+    pub fn leases_of(&self, name: &DroneName) -> Vec<LeaseView> {
+        let Some(d) = self.s.st.drones.get(name) else {
+            return Vec::new();
+        };
+        d.leases.iter().filter_map(|l| self.lease(*l)).collect()
+    }
+
+    /// One lease, if live.
+    pub fn lease(&self, id: LeaseId) -> Option<LeaseView> {
+        self.s.st.leases.get(&id).map(|l| LeaseView {
+            lease: l.id,
+            package: l.package.clone(),
+            drone: l.drone.clone(),
+            issued_at: l.issued_at,
+            started_at: l.started_at,
+        })
+    }
+
+    /// Every live lease.
+    pub fn leases(&self) -> Vec<LeaseView> {
+        self.s
+            .st
+            .leases
+            .keys()
+            .filter_map(|l| self.lease(*l))
+            .collect()
+    }
+
+    /// Every package, in enqueue order.
+    pub fn queue(&self) -> impl Iterator<Item = PackageView> + 'a {
+        let s = self.s;
+        s.st.packages.iter().map(move |p| package_view(s, p))
+    }
+
+    /// Ready packages in the order they will be handed out.
+    pub fn ready(&self) -> Vec<Atom> {
+        self.s
+            .ix
+            .ready
+            .iter()
+            .map(|k| self.s.st.pkg(k.pkg).atom.clone())
+            .collect()
+    }
+
+    /// One package.
+    pub fn package(&self, atom: &Atom) -> Option<PackageView> {
+        self.s
+            .pkg_id(atom)
+            .map(|id| package_view(self.s, self.s.st.pkg(id)))
+    }
+
+    /// The brake.
+    pub fn brake(&self) -> BrakeView {
+        let b = &self.s.st.brake;
+        BrakeView {
+            engaged: b.engaged,
+            reason: b.reason.clone(),
+            held: b.held.iter().cloned().collect(),
+        }
+    }
+
+    /// Fleet-wide escalations inside the rate-limit window.
+    pub fn recent_escalations(&self) -> u32 {
+        crate::policy::escalate::recent(&self.s.st)
+    }
+
+    /// Drones that count as the active fleet for the brake.
+    pub fn active_drones(&self) -> u32 {
+        brake::active(&self.s.st)
+    }
+
+    /// Learned durations, ms, per `category/pn`.
+    pub fn learned_durations(&self) -> BTreeMap<String, u64> {
+        self.s
+            .st
+            .learned
+            .iter()
+            .filter_map(|(k, l)| l.duration_ms.map(|d| (k.clone(), d)))
+            .collect()
+    }
+
+    /// Why a package is (not) running, in words an operator understands.
+    pub fn explain(&self, atom: &Atom) -> String {
+        let s = self.s;
+        let st = &s.st;
+        let Some(id) = s.pkg_id(atom) else {
+            return format!("{atom} is not in the queue");
+        };
+        let p = st.pkg(id);
+        match &p.state {
+            PackageState::Built { .. } => return "built".to_owned(),
+            PackageState::Assigned { lease } => {
+                let Some(l) = st.leases.get(lease) else {
+                    return "assigned".to_owned();
+                };
+                return match l.started_at {
+                    Some(t) => format!(
+                        "building on {} for {} (lease {})",
+                        l.drone,
+                        human_ms(st.now.since(t)),
+                        l.id
+                    ),
+                    None => format!("assigned to {} (lease {}), not started yet", l.drone, l.id),
+                };
+            }
+            PackageState::Blocked {
+                reason,
+                auto_unblock_at,
+                ..
+            } => {
+                let when = auto_unblock_at
+                    .map(|t| format!("; retried automatically in {}", human_ms(t.since(st.now))))
+                    .unwrap_or_default();
+                return format!("blocked: {reason}{when}");
+            }
+            PackageState::Queued { retry_at: Some(t) } => {
+                return format!(
+                    "retrying after failure {} ({}); next attempt in {}",
+                    p.attempts,
+                    p.last_error.as_deref().unwrap_or("no detail"),
+                    human_ms(t.since(st.now))
+                );
+            }
+            PackageState::Queued { retry_at: None } => {}
+        }
+        if let Some(dep) = p
+            .eff_deps
+            .iter()
+            .map(|d| st.pkg(*d))
+            .find(|d| !d.is_built())
+        {
+            let more = p.unbuilt.saturating_sub(1);
+            let more = if more > 0 {
+                format!(" (and {more} more)")
+            } else {
+                String::new()
+            };
+            return format!("waiting: dependency {} not built{more}", dep.atom);
+        }
+        if st.brake.engaged && st.brake.held.contains(&p.atom) {
+            return format!("held by the disruption brake: {}", st.brake.reason);
+        }
+        if st.paused {
+            return "waiting: the swarm is paused".to_owned();
+        }
+        let online: Vec<&Drone> = st
+            .drones
+            .values()
+            .filter(|d| d.liveness == Liveness::Online && !d.spec.name.is_sweeper())
+            .collect();
+        if online.is_empty() {
+            return "waiting: no drone online".to_owned();
+        }
+        let need = st.ram_need_mb(p.atom.key());
+        let big_enough: Vec<&&Drone> = online
+            .iter()
+            .filter(|d| d.spec.ram_mb == 0 || d.spec.ram_mb >= need)
+            .collect();
+        if big_enough.is_empty() {
+            return format!(
+                "waiting: no drone with ≥ {} GB RAM online",
+                need.div_ceil(1024)
+            );
+        }
+        let fits: Vec<&&&Drone> = big_enough
+            .iter()
+            .filter(|d| !p.failed_recently_on(&d.spec.name, st.now, st.config.failure_memory_ms))
+            .collect();
+        if fits.is_empty() {
+            return format!(
+                "waiting: all {} drones that could build it failed it recently",
+                big_enough.len()
+            );
+        }
+        let mut reasons: BTreeMap<String, u32> = BTreeMap::new();
+        let mut free = 0;
+        for d in &fits {
+            match schedule::capacity(st, d, u32::MAX) {
+                Ok(_) => free += 1,
+                Err(why) => *reasons.entry(why.to_string()).or_default() += 1,
+            }
+        }
+        if free > 0 {
+            let ahead =
+                s.ix.ready_key
+                    .get(&id)
+                    .map_or(0, |k| s.ix.ready.range(..*k).count());
+            return format!(
+                "ready: {free} drones eligible with free slots; {ahead} packages ahead of it"
+            );
+        }
+        let why: Vec<String> = reasons.iter().map(|(r, n)| format!("{n} {r}")).collect();
+        format!(
+            "waiting: {} drones eligible, none free ({})",
+            fits.len(),
+            why.join(", ")
+        )
+    }
+
+    fn drone_view(&self, d: &Drone) -> DroneView {
+        let st = &self.s.st;
+        DroneView {
+            name: d.spec.name.clone(),
+            machine_id: d.spec.machine_id.clone(),
+            epoch: d.epoch,
+            status: match d.liveness {
+                Liveness::Online => DroneStatus::Online,
+                Liveness::Suspect => DroneStatus::Suspect,
+                Liveness::Offline => DroneStatus::Offline,
+            },
+            health: d.health,
+            kind: d.spec.kind,
+            cores: d.spec.cores,
+            ram_mb: d.spec.ram_mb,
+            slots: st.config.slots_for(d.spec.cores),
+            last_heartbeat: d.last_heartbeat,
+            paused: d.paused,
+            drained: d.drained,
+            grounded_until: d.grounded_until.filter(|u| *u > st.now),
+            consecutive_failures: d.consecutive_failures,
+            escalation_steps: d.ladder.steps,
+            leases: self.leases_of(&d.spec.name),
+            builds_ok: d.builds_ok,
+            builds_failed: d.builds_failed,
+            mem_percent: d.mem_percent,
+            disk_percent: d.disk_percent,
+            load_centi: d.load_centi,
+            portage_snapshot: d.spec.portage_snapshot.clone(),
+            version: d.spec.version.clone(),
+            no_work: schedule::capacity(st, d, u32::MAX)
+                .err()
+                .filter(|w| *w != schedule::NoWork::Full)
+                .map(|w| w.to_string()),
+        }
+    }
+}
+
+fn package_view(s: &Swarm, p: &Package) -> PackageView {
+    let st = &s.st;
+    let status = match &p.state {
+        PackageState::Queued { retry_at } => PackageStatus::Queued {
+            retry_at: *retry_at,
+        },
+        PackageState::Assigned { lease } => {
+            let l = st.leases.get(lease);
+            PackageStatus::Assigned {
+                lease: *lease,
+                drone: l.map(|l| l.drone.clone()).unwrap_or_default(),
+                started: l.is_some_and(|l| l.started_at.is_some()),
+            }
+        }
+        PackageState::Built { at } => PackageStatus::Built { at: *at },
+        PackageState::Blocked {
+            reason,
+            auto_unblock_at,
+            ..
+        } => PackageStatus::Blocked {
+            reason: reason.clone(),
+            auto_unblock_at: *auto_unblock_at,
+        },
+    };
+    PackageView {
+        atom: p.atom.clone(),
+        status,
+        priority: p.priority,
+        attempts: p.attempts,
+        critical_path_ms: p.cp_ms,
+        estimate_ms: st.estimate_ms(p.atom.key()),
+        generation: p.generation,
+        waiting_for: p.unbuilt,
+        last_error: p.last_error.clone(),
+    }
+}

@@ -1,0 +1,1 @@
+//! End-to-end and repository-wide tests for swarm.
