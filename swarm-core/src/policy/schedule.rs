@@ -180,7 +180,10 @@ pub(crate) fn pick_steal(st: &SwarmState, thief: &Drone) -> Option<crate::id::Le
             }
             not_started += 1;
             let p = st.pkg(lease.pkg);
-            if fit(st, thief, p) != Fit::Yes {
+            // Only what would be ready if it were queued: a dependency queued after
+            // the lease was issued holds it back, as does the brake.
+            let held = st.brake.engaged && st.brake.held.contains(&p.atom);
+            if p.unbuilt > 0 || held || fit(st, thief, p) != Fit::Yes {
                 continue;
             }
             let key = ready_key(lease.pkg, p);
