@@ -356,7 +356,7 @@ impl Monitor {
             .last_heartbeat
             .get(drone)
             .is_some_and(|t| now.since(*t) < c.heartbeat_grace_ms);
-        if status.is_path_failure() && fresh {
+        if fresh {
             return fail(
                 10,
                 format!("{drone} escalated on {status:?} with a fresh heartbeat"),
@@ -439,7 +439,7 @@ impl Monitor {
         });
         let revoked = outputs.iter().any(|o| {
             matches!(o, Output::Command(Command::Revoke { drone, package, .. })
-                if *drone == report.drone && *package == report.package)
+                if *drone == report.drone && package.as_ref() == Some(&report.package))
         });
         if changed {
             return fail(

@@ -51,11 +51,13 @@ pub enum Command {
     Revoke {
         /// Which drone.
         drone: DroneName,
-        /// The lease, if known (legacy reports may have none).
+        /// The lease, if known (legacy reports have none).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         lease: Option<LeaseId>,
-        /// The package.
-        package: Atom,
+        /// The package, if known (a heartbeat may name a lease long gone).
+        /// At least one of `lease` and `package` is set.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        package: Option<Atom>,
         /// Why.
         reason: RevokeReason,
     },

@@ -525,15 +525,11 @@ impl Swarm {
         package: Option<Atom>,
         out: &mut Out,
     ) {
-        let Some(package) = package else {
-            return;
-        };
-        let reason = match self
-            .ix
-            .by_atom
-            .get(&package)
-            .map(|p| &self.st.pkg(*p).state)
-        {
+        let state = package
+            .as_ref()
+            .and_then(|a| self.ix.by_atom.get(a))
+            .map(|p| &self.st.pkg(*p).state);
+        let reason = match state {
             Some(PackageState::Assigned { lease }) => match self.st.leases.get(lease) {
                 Some(l) if &l.drone != drone => RevokeReason::ReassignedTo {
                     drone: l.drone.clone(),
@@ -637,7 +633,7 @@ impl Swarm {
             out.push(Output::Command(Command::Revoke {
                 drone: lease.drone.clone(),
                 lease: Some(lid),
-                package: lease.package.clone(),
+                package: Some(lease.package.clone()),
                 reason: RevokeReason::Reclaimed { reason },
             }));
         }

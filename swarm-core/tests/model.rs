@@ -485,11 +485,16 @@ impl StateMachineTest for SwarmTest {
                     .collect();
                 // A drone that reports leases sometimes also reports an ended one it still runs.
                 let mut leases = held.clone();
-                if let Some((_, _, ended)) = s.ended.iter().rev().find(|(dn, _, _)| *dn == name) {
-                    leases.push(*ended);
-                }
-                s.send(Input::Heartbeat(Heartbeat {
-                    drone: name,
+                let ended = s
+                    .ended
+                    .iter()
+                    .rev()
+                    .find(|(dn, _, _)| *dn == name)
+                    .map(|e| e.2);
+                leases.extend(ended);
+                let registered = s.swarm.view().drone(&name).is_some();
+                let out = s.send(Input::Heartbeat(Heartbeat {
+                    drone: name.clone(),
                     health,
                     leases: report_leases.then_some(leases),
                     started: if start_first {
@@ -500,6 +505,14 @@ impl StateMachineTest for SwarmTest {
                     current_task: task.map(atom),
                     ..Heartbeat::default()
                 }));
+                if let (true, true, Some(ended)) = (registered, report_leases, ended) {
+                    let revoked = out.iter().any(|o| matches!(o,
+                        Output::Command(Command::Revoke { drone, lease: Some(l), .. }) if *drone == name && *l == ended));
+                    assert!(
+                        revoked,
+                        "a heartbeat still running ended lease {ended} got no revoke: {out:?}"
+                    );
+                }
             }
             Step::RequestWork { d, free } => {
                 // Fire due timers first so the expectation is computed on the state the request sees.

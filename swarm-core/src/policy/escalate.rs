@@ -1,6 +1,6 @@
 //! The self-healing ladder: restart_service → hard_restart → reboot → manual.
 //!
-//! Never on probe-path asymmetry (unreachable while the heartbeat is fresh),
+//! Never while the heartbeat is fresh (so never on probe-path asymmetry),
 //! never before `min_consecutive_failures` spanning `min_failure_window`, never
 //! above the fleet-wide rate, never twice on one level.
 
@@ -53,7 +53,9 @@ pub(crate) fn next_step(
     if !status.is_failure() || !streak_qualifies(st, d) {
         return None;
     }
-    if status.is_path_failure() && d.heartbeat_fresh(st.now, st.config.heartbeat_grace_ms) {
+    // A heartbeating drone's agent is alive: whatever the probe says, restarting
+    // it would disrupt working builds (v3 escalated heartbeating drones).
+    if d.heartbeat_fresh(st.now, st.config.heartbeat_grace_ms) {
         return None;
     }
     let steps = ladder(d.spec.kind);
@@ -107,6 +109,11 @@ mod tests {
         d.last_heartbeat = st.now;
         assert_eq!(next_step(&st, &d, ProbeStatus::Unreachable), None);
         assert_eq!(next_step(&st, &d, ProbeStatus::Timeout), None);
+        assert_eq!(
+            next_step(&st, &d, ProbeStatus::ServiceDown),
+            None,
+            "fresh heartbeats suppress every escalation"
+        );
     }
 
     #[test]
