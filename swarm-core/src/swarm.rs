@@ -358,25 +358,7 @@ impl Swarm {
                 continue;
             }
             let id = PkgId(self.st.packages.len() as u32);
-            self.st.packages.push(Package {
-                atom: spec.atom.clone(),
-                order: self.st.next_order,
-                lease_mark: self.st.next_lease,
-                generation: self.st.generation,
-                priority: spec.priority,
-                deps: spec.deps.clone(),
-                state: PackageState::Queued { retry_at: None },
-                attempts: 0,
-                auto_unblocks: 0,
-                failed_on: Default::default(),
-                build_failed_on: Default::default(),
-                avoid: None,
-                last_error: None,
-                eff_deps: Vec::new(),
-                dependents: Vec::new(),
-                unbuilt: 0,
-                cp_ms: 0,
-            });
+            self.st.packages.push(Package::queued(spec, &self.st));
             self.st.next_order += 1;
             self.ix.by_atom.insert(spec.atom.clone(), id);
             added += 1;

@@ -217,3 +217,206 @@ pub(crate) fn eligible_drones<'a>(
             && matches!(fit(st, d, p), Fit::Yes | Fit::Reluctant)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::atom::Atom;
+    use crate::config::Config;
+    use crate::id::{DroneName, Epoch, LeaseId};
+    use crate::input::{DroneSpec, PackageSpec};
+    use crate::state::Lease;
+    use crate::time::Timestamp;
+
+    fn name(s: &str) -> DroneName {
+        DroneName::new(s).unwrap_or_default()
+    }
+
+    fn world(packages: usize) -> (SwarmState, Index) {
+        let mut st = SwarmState::new(Config::default());
+        st.now = Timestamp(1_000_000);
+        let mut ix = Index::default();
+        for i in 0..packages {
+            let atom = Atom::parse(&format!("dev-libs/p{i}-1")).unwrap_or_else(|_| unreachable!());
+            let p = Package::queued(&PackageSpec::new(atom), &st);
+            st.next_order += 1;
+            let id = PkgId(i as u32);
+            Index::set_member(
+                &mut ix.ready,
+                &mut ix.ready_key,
+                id,
+                Some(ready_key(id, &p)),
+            );
+            st.packages.push(p);
+        }
+        for (n, cores, ram_gb) in [("small", 8, 16), ("big", 24, 64)] {
+            let spec = DroneSpec {
+                name: name(n),
+                cores,
+                ram_mb: ram_gb * 1024,
+                ..DroneSpec::default()
+            };
+            st.drones.insert(name(n), Drone::new(spec, st.now));
+        }
+        (st, ix)
+    }
+
+    fn give(st: &mut SwarmState, drone: &str, pkg: u32, started: bool) -> LeaseId {
+        let id = LeaseId(st.next_lease);
+        st.next_lease += 1;
+        let package = st.pkg(PkgId(pkg)).atom.clone();
+        st.pkg_mut(PkgId(pkg)).state = PackageState::Assigned { lease: id };
+        let lease = Lease {
+            id,
+            drone: name(drone),
+            epoch: Epoch(1),
+            pkg: PkgId(pkg),
+            package,
+            issued_at: st.now,
+            started_at: started.then_some(st.now),
+            sweep: None,
+        };
+        st.leases.insert(id, lease);
+        if let Some(d) = st.drones.get_mut(&name(drone)) {
+            d.leases.insert(id);
+        }
+        id
+    }
+
+    #[test]
+    fn a_drone_that_failed_the_head_of_the_queue_gets_the_next_package() {
+        let (mut st, ix) = world(60);
+        for i in 0..50 {
+            st.packages[i].failed_on.insert(name("small"), st.now);
+        }
+        let d = &st.drones[&name("small")];
+        assert_eq!(pick(&st, &ix, d, 1), vec![PkgId(50)]);
+    }
+
+    #[test]
+    fn failures_are_forgotten_after_the_memory_window() {
+        let (mut st, ix) = world(2);
+        st.packages[0].failed_on.insert(name("small"), Timestamp(0));
+        st.now = Timestamp(st.config.failure_memory_ms);
+        assert_eq!(
+            pick(&st, &ix, &st.drones[&name("small")], 1),
+            vec![PkgId(0)]
+        );
+    }
+
+    #[test]
+    fn a_returned_package_prefers_another_drone_but_never_starves() {
+        let (mut st, ix) = world(2);
+        st.packages[0].avoid = Some(name("small"));
+        let d = &st.drones[&name("small")];
+        assert_eq!(
+            pick(&st, &ix, d, 1),
+            vec![PkgId(1)],
+            "prefers the other package"
+        );
+        assert_eq!(
+            pick(&st, &ix, d, 2),
+            vec![PkgId(1), PkgId(0)],
+            "but takes it when nothing else is left"
+        );
+    }
+
+    #[test]
+    fn packages_that_need_more_ram_go_to_bigger_drones() {
+        let (mut st, ix) = world(1);
+        st.learned.entry("dev-libs/p0".into()).or_default().ram_mb = 20 * 1024;
+        assert!(pick(&st, &ix, &st.drones[&name("small")], 1).is_empty());
+        assert_eq!(pick(&st, &ix, &st.drones[&name("big")], 1), vec![PkgId(0)]);
+    }
+
+    #[test]
+    fn capacity_is_capped_by_slots_and_prefetch() {
+        let (mut st, _) = world(8);
+        assert_eq!(
+            capacity(&st, &st.drones[&name("small")], 5),
+            Ok(2),
+            "8 cores: 2 slots"
+        );
+        assert_eq!(
+            capacity(&st, &st.drones[&name("big")], 5),
+            Ok(2),
+            "prefetch caps 6 slots at 2"
+        );
+        give(&mut st, "big", 0, true);
+        give(&mut st, "big", 1, true);
+        give(&mut st, "big", 2, false);
+        assert_eq!(capacity(&st, &st.drones[&name("big")], 5), Ok(1));
+        give(&mut st, "small", 3, false);
+        give(&mut st, "small", 4, true);
+        assert_eq!(
+            capacity(&st, &st.drones[&name("small")], 5),
+            Err(NoWork::Full)
+        );
+    }
+
+    #[test]
+    fn gates_say_why_a_drone_gets_nothing() {
+        let (mut st, _) = world(1);
+        let small = name("small");
+        st.paused = true;
+        assert_eq!(
+            capacity(&st, &st.drones[&small], 1),
+            Err(NoWork::SwarmPaused)
+        );
+        st.paused = false;
+        st.expected_portage = Some("2026-11-20".into());
+        if let Some(d) = st.drones.get_mut(&small) {
+            d.spec.portage_snapshot = Some("2026-11-19".into());
+        }
+        assert_eq!(
+            capacity(&st, &st.drones[&small], 1),
+            Err(NoWork::StalePortage("2026-11-20".into()))
+        );
+        if let Some(d) = st.drones.get_mut(&small) {
+            d.spec.portage_snapshot = Some("2026-11-20".into());
+            d.health = crate::health::DroneHealth::Degraded;
+        }
+        assert_eq!(capacity(&st, &st.drones[&small], 1), Err(NoWork::Unhealthy));
+        if let Some(d) = st.drones.get_mut(&small) {
+            d.health = crate::health::DroneHealth::Healthy;
+            d.grounded_until = Some(Timestamp(st.now.0 + 1));
+        }
+        assert_eq!(capacity(&st, &st.drones[&small], 1), Err(NoWork::Grounded));
+    }
+
+    #[test]
+    fn stealing_takes_not_started_work_from_the_busiest_donor_and_leaves_it_one() {
+        let (mut st, _) = world(4);
+        let thief = Drone::new(
+            DroneSpec {
+                name: name("idle"),
+                cores: 4,
+                ..DroneSpec::default()
+            },
+            st.now,
+        );
+        give(&mut st, "small", 0, true);
+        assert_eq!(
+            pick_steal(&st, &thief),
+            None,
+            "a single lease is never taken"
+        );
+        let not_started = give(&mut st, "small", 1, false);
+        assert_eq!(pick_steal(&st, &thief), Some(not_started));
+        if let Some(l) = st.leases.get_mut(&not_started) {
+            l.started_at = Some(st.now);
+        }
+        assert_eq!(
+            pick_steal(&st, &thief),
+            None,
+            "started builds are never stolen"
+        );
+        let b1 = give(&mut st, "big", 2, false);
+        give(&mut st, "big", 3, false);
+        assert_eq!(
+            pick_steal(&st, &thief),
+            Some(b1),
+            "the donor with most not-started work"
+        );
+    }
+}

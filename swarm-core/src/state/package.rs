@@ -84,6 +84,29 @@ pub(crate) struct Package {
 }
 
 impl Package {
+    /// A package newly queued now; the plan fields are filled by the next replan.
+    pub(crate) fn queued(spec: &crate::input::PackageSpec, st: &super::SwarmState) -> Package {
+        Package {
+            atom: spec.atom.clone(),
+            order: st.next_order,
+            lease_mark: st.next_lease,
+            generation: st.generation,
+            priority: spec.priority,
+            deps: spec.deps.clone(),
+            state: PackageState::Queued { retry_at: None },
+            attempts: 0,
+            auto_unblocks: 0,
+            failed_on: BTreeMap::new(),
+            build_failed_on: BTreeSet::new(),
+            avoid: None,
+            last_error: None,
+            eff_deps: Vec::new(),
+            dependents: Vec::new(),
+            unbuilt: 0,
+            cp_ms: 0,
+        }
+    }
+
     pub(crate) fn is_queued(&self) -> bool {
         matches!(self.state, PackageState::Queued { .. })
     }
