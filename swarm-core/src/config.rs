@@ -67,6 +67,23 @@ pub struct Config {
     pub escalation_window_ms: u64,
     /// Learned durations and new enqueues re-plan the critical path at most this often.
     pub replan_interval_ms: u64,
+    /// How ready packages are ordered. `fifo` exists to compare with Build Swarm v3.
+    pub ordering: Ordering,
+    /// Wait for in-queue dependencies before assigning. Off only to compare with v3.
+    pub dependency_aware: bool,
+    /// The disruption brake. Off only to compare with v3, which grounded every drone at once.
+    pub brake_enabled: bool,
+}
+
+/// Order of the ready set.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Ordering {
+    /// Priority, then remaining critical path, then enqueue order.
+    #[default]
+    CriticalPath,
+    /// Enqueue order only (Build Swarm v3).
+    Fifo,
 }
 
 impl Default for Config {
@@ -100,6 +117,9 @@ impl Default for Config {
             max_escalations_per_window: 2,
             escalation_window_ms: 10 * MINUTE_MS,
             replan_interval_ms: MINUTE_MS,
+            ordering: Ordering::CriticalPath,
+            dependency_aware: true,
+            brake_enabled: true,
         }
     }
 }
@@ -226,6 +246,25 @@ impl Config {
         Ok(())
     }
 
+    /// Build Swarm v3's observable policy, for side-by-side comparison: FIFO, a
+    /// 60 s offline timeout, no brake, flat 5-minute grounding after 8 failures,
+    /// packages blocked after 5 failures, no dependency awareness.
+    pub fn v3() -> Config {
+        Config {
+            heartbeat_grace_ms: 30 * SECOND_MS,
+            offline_timeout_ms: 60 * SECOND_MS,
+            confirmed_dead_after_ms: 60 * SECOND_MS,
+            failover_grace_ms: 0,
+            grounding_cap_ms: 5 * MINUTE_MS,
+            block_after_drones: u32::MAX,
+            max_attempts: 5,
+            ordering: Ordering::Fifo,
+            dependency_aware: false,
+            brake_enabled: false,
+            ..Config::default()
+        }
+    }
+
     /// Build slots of a drone with `cores` cores.
     pub fn slots_for(&self, cores: u32) -> u32 {
         (cores / self.cores_per_slot).max(1)
@@ -239,6 +278,7 @@ mod tests {
     #[test]
     fn defaults_are_valid() {
         assert_eq!(Config::default().validate(), Ok(()));
+        assert_eq!(Config::v3().validate(), Ok(()));
     }
 
     #[test]

@@ -67,7 +67,7 @@ pub mod time;
 mod view;
 
 pub use atom::{Atom, AtomError};
-pub use config::{Config, ConfigError};
+pub use config::{Config, ConfigError, Ordering};
 pub use health::{BuildTiming, DroneHealth, HealthMonitor, HealthSample, HealthThresholds};
 pub use id::{DroneName, Epoch, Generation, LeaseId, NameError, Seq};
 pub use input::{

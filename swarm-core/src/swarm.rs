@@ -935,8 +935,8 @@ impl Swarm {
 
     pub(crate) fn sync_pkg(&mut self, pkg: PkgId) {
         let p = self.st.pkg(pkg);
-        let ready = schedule::is_ready(&self.st, p).then(|| schedule::ready_key(pkg, p));
-        let sweep = schedule::is_sweepable(p).then(|| schedule::ready_key(pkg, p));
+        let ready = schedule::is_ready(&self.st, p).then(|| schedule::ready_key(&self.st, pkg, p));
+        let sweep = schedule::is_sweepable(p).then(|| schedule::ready_key(&self.st, pkg, p));
         let retry_at = p.retry_at();
         let auto = match p.state {
             PackageState::Blocked {

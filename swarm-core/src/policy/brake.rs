@@ -47,6 +47,9 @@ pub(crate) fn too_many(st: &SwarmState, count: u32, active: u32) -> bool {
 
 /// May `candidate` be disrupted (`what`: "grounding", "reclaim", "escalation")?
 pub(crate) fn assess(st: &SwarmState, candidate: &DroneName, what: &str) -> Verdict {
+    if !st.config.brake_enabled {
+        return Verdict::Allow;
+    }
     if st.brake.engaged {
         return Verdict::Hold { engage: None };
     }

@@ -23,8 +23,12 @@ pub(crate) fn replan(st: &mut SwarmState) {
         .packages
         .iter()
         .map(|p| {
-            let mut ds: Vec<PkgId> = p
-                .deps
+            let deps = if st.config.dependency_aware {
+                &p.deps[..]
+            } else {
+                &[]
+            };
+            let mut ds: Vec<PkgId> = deps
                 .iter()
                 .filter_map(|a| by_atom.get(a).copied())
                 .collect();

@@ -53,10 +53,11 @@ pub(crate) fn is_sweepable(p: &Package) -> bool {
     ) && p.unbuilt == 0
 }
 
-pub(crate) fn ready_key(id: PkgId, p: &Package) -> ReadyKey {
+pub(crate) fn ready_key(st: &SwarmState, id: PkgId, p: &Package) -> ReadyKey {
+    let fifo = st.config.ordering == crate::config::Ordering::Fifo;
     ReadyKey {
-        priority: Reverse(p.priority),
-        critical_path_ms: Reverse(p.cp_ms),
+        priority: Reverse(if fifo { 0 } else { p.priority }),
+        critical_path_ms: Reverse(if fifo { 0 } else { p.cp_ms }),
         order: p.order,
         pkg: id,
     }
@@ -186,7 +187,7 @@ pub(crate) fn pick_steal(st: &SwarmState, thief: &Drone) -> Option<crate::id::Le
             if p.unbuilt > 0 || held || fit(st, thief, p) != Fit::Yes {
                 continue;
             }
-            let key = ready_key(lease.pkg, p);
+            let key = ready_key(st, lease.pkg, p);
             if donor_best.is_none_or(|(k, _)| key < k) {
                 donor_best = Some((key, *lid));
             }
@@ -245,7 +246,7 @@ mod tests {
                 &mut ix.ready,
                 &mut ix.ready_key,
                 id,
-                Some(ready_key(id, &p)),
+                Some(ready_key(&st, id, &p)),
             );
             st.packages.push(p);
         }
