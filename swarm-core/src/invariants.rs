@@ -48,12 +48,6 @@ impl Swarm {
         }
         for (i, p) in st.packages.iter().enumerate() {
             let id = PkgId(i as u32);
-            if self.ix.by_atom.get(&p.atom) != Some(&id) {
-                return fail(
-                    1,
-                    format!("{} is not indexed under its position {i}", p.atom),
-                );
-            }
             if let PackageState::Assigned { lease } = p.state {
                 match st.leases.get(&lease) {
                     Some(l) if l.pkg == id && l.package == p.atom => {}
@@ -161,11 +155,22 @@ impl Swarm {
         if recent > st.config.max_escalations_per_window {
             return fail(11, format!("{recent} escalations inside one window"));
         }
-        self.check_index()
+        Ok(())
     }
 
-    /// The incremental index equals one rebuilt from the state.
-    fn check_index(&self) -> Result<(), Violation> {
+    /// `check_invariants`, plus proof that every incremental index (ready set,
+    /// timers, dependency counts) equals one rebuilt from scratch. Costs a copy
+    /// of the state: property tests run it every step, the simulator sometimes.
+    pub fn check_invariants_deep(&self) -> Result<(), Violation> {
+        self.check_invariants()?;
+        for (i, p) in self.st.packages.iter().enumerate() {
+            if self.ix.by_atom.get(&p.atom) != Some(&PkgId(i as u32)) {
+                return fail(
+                    1,
+                    format!("{} is not indexed under its position {i}", p.atom),
+                );
+            }
+        }
         for p in &self.st.packages {
             let unbuilt = p
                 .eff_deps
@@ -258,7 +263,14 @@ impl Monitor {
         outputs: &[Output],
         after: &Swarm,
     ) -> Result<(), Violation> {
+        // Mirrors the core's rule: after a restart or a gap in its inputs the
+        // control plane grants every drone a failover grace.
+        let gap = env.at.since(self.now);
         self.now = self.now.max(env.at);
+        let unwatched = gap > self.config.heartbeat_grace_ms && !self.last_heartbeat.is_empty();
+        if unwatched || matches!(env.input, Input::Recovered) {
+            self.grace_until = self.now.plus(self.config.failover_grace_ms);
+        }
         let now = self.now;
         let c = self.config.clone();
         for o in outputs {
@@ -485,7 +497,6 @@ impl Monitor {
                     self.streak.insert(drone.clone(), next);
                 }
             }
-            Input::Recovered => self.grace_until = now.plus(self.config.failover_grace_ms),
             Input::Control(Control::Reset) => {
                 self.ladder.clear();
                 self.streak.clear();

@@ -61,6 +61,7 @@ mod input;
 mod invariants;
 mod output;
 mod policy;
+pub mod sim;
 mod state;
 mod swarm;
 pub mod time;

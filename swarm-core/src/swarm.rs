@@ -58,7 +58,7 @@ impl Swarm {
             ix: Index::default(),
         };
         swarm.rebuild_index();
-        swarm.check_invariants()?;
+        swarm.check_invariants_deep()?;
         Ok(swarm)
     }
 
@@ -77,7 +77,14 @@ impl Swarm {
     #[must_use = "outputs carry commands the adapter must perform"]
     pub fn handle(&mut self, env: &Envelope) -> Vec<Output> {
         let mut out = Vec::new();
+        let gap = env.at.since(self.st.now);
         self.st.now = self.st.now.max(env.at);
+        // A control plane that was not running (restart) or whose clock jumped
+        // cannot judge drones by heartbeat age: grace before any timer fires.
+        let unwatched = gap > self.st.config.heartbeat_grace_ms && !self.st.drones.is_empty();
+        if matches!(env.input, Input::Recovered) || unwatched {
+            self.grant_grace();
+        }
         self.fire_due_timers(&mut out);
         match &env.input {
             Input::Register(spec) => self.on_register(spec, &mut out),
@@ -94,7 +101,7 @@ impl Swarm {
             Input::ProbeResult { drone, status } => self.on_probe_result(drone, *status, &mut out),
             Input::Enqueue(enqueue) => self.on_enqueue(enqueue, &mut out),
             Input::Control(action) => self.on_control(action, &mut out),
-            Input::Recovered => self.on_recovered(),
+            Input::Recovered => {}
             Input::Tick => {}
         }
         out
@@ -372,7 +379,7 @@ impl Swarm {
         out.push(Output::Event(Event::Queued { added, already }));
     }
 
-    fn on_recovered(&mut self) {
+    fn grant_grace(&mut self) {
         self.st.grace_until = Some(self.st.now.plus(self.st.config.failover_grace_ms));
         let names: Vec<DroneName> = self.st.drones.keys().cloned().collect();
         for name in &names {
@@ -448,7 +455,10 @@ impl Swarm {
                 }
                 self.sync_brake();
             }
-            TimerKey::Replan => self.replan(),
+            TimerKey::Replan => {
+                plan::recompute_critical_paths(&mut self.st);
+                self.resync_all_packages();
+            }
         }
     }
 
@@ -994,6 +1004,10 @@ impl Swarm {
     /// Recomputes the plan and re-sorts the ready set.
     pub(crate) fn replan(&mut self) {
         plan::replan(&mut self.st);
+        self.resync_all_packages();
+    }
+
+    fn resync_all_packages(&mut self) {
         for i in 0..self.st.packages.len() {
             self.sync_pkg(PkgId(i as u32));
         }

@@ -243,6 +243,16 @@ impl<'a> View<'a> {
         c
     }
 
+    /// Ready packages, in O(1) (for samplers that cannot afford `counts`).
+    pub fn ready_count(&self) -> u32 {
+        self.s.ix.ready.len() as u32
+    }
+
+    /// Live leases, in O(1).
+    pub fn lease_count(&self) -> u32 {
+        self.s.st.leases.len() as u32
+    }
+
     /// Every drone, by name.
     pub fn drones(&self) -> Vec<DroneView> {
         self.s
@@ -422,7 +432,7 @@ impl<'a> View<'a> {
         if online.is_empty() {
             return "waiting: no drone online".to_owned();
         }
-        let need = st.ram_need_mb(p.atom.key());
+        let need = st.ram_need_mb(&p.key);
         let big_enough: Vec<&&Drone> = online
             .iter()
             .filter(|d| d.spec.ram_mb == 0 || d.spec.ram_mb >= need)
@@ -536,7 +546,7 @@ fn package_view(s: &Swarm, p: &Package) -> PackageView {
         priority: p.priority,
         attempts: p.attempts,
         critical_path_ms: p.cp_ms,
-        estimate_ms: st.estimate_ms(p.atom.key()),
+        estimate_ms: st.estimate_ms(&p.key),
         generation: p.generation,
         waiting_for: p.unbuilt,
         last_error: p.last_error.clone(),

@@ -296,7 +296,7 @@ impl Sut {
             input,
         };
         let out = self.swarm.handle(&env);
-        if let Err(v) = self.swarm.check_invariants() {
+        if let Err(v) = self.swarm.check_invariants_deep() {
             panic!("after {:?}: {v}\noutputs: {out:?}", env.input);
         }
         if let Err(v) = self.monitor.check_step(&env, &out, &self.swarm) {

@@ -20,15 +20,22 @@ pub(crate) enum Verdict {
 }
 
 /// Drones disrupted within the window, counting `candidate`.
-fn disrupted(st: &SwarmState, candidate: &DroneName) -> BTreeSet<DroneName> {
+/// Drones disrupted within the window, plus every drone still grounded (a
+/// grounding outlives the window), plus `candidate`.
+fn disrupted(st: &SwarmState, candidate: Option<&DroneName>) -> BTreeSet<DroneName> {
     let window = st.config.brake_window_ms;
-    st.brake
+    let recent = st
+        .brake
         .disrupted
         .iter()
         .filter(|(_, at)| st.now.since(**at) < window)
-        .map(|(d, _)| d.clone())
-        .chain(std::iter::once(candidate.clone()))
-        .collect()
+        .map(|(d, _)| d.clone());
+    let grounded = st
+        .drones
+        .values()
+        .filter(|d| d.is_grounded(st.now))
+        .map(|d| d.spec.name.clone());
+    recent.chain(grounded).chain(candidate.cloned()).collect()
 }
 
 /// Drones that count as the fleet: registered and not offline.
@@ -53,7 +60,7 @@ pub(crate) fn assess(st: &SwarmState, candidate: &DroneName, what: &str) -> Verd
     if st.brake.engaged {
         return Verdict::Hold { engage: None };
     }
-    let set = disrupted(st, candidate);
+    let set = disrupted(st, Some(candidate));
     let active = active(st).max(set.len() as u32);
     if !too_many(st, set.len() as u32, active) {
         return Verdict::Allow;
@@ -99,13 +106,7 @@ pub(crate) fn assess(st: &SwarmState, candidate: &DroneName, what: &str) -> Verd
 
 /// Whether an engaged brake may release: the disrupted share fell.
 pub(crate) fn may_release(st: &SwarmState) -> bool {
-    let window = st.config.brake_window_ms;
-    let count = st
-        .brake
-        .disrupted
-        .values()
-        .filter(|at| st.now.since(**at) < window)
-        .count() as u32;
+    let count = disrupted(st, None).len() as u32;
     !too_many(st, count, active(st))
 }
 

@@ -44,11 +44,29 @@ pub(crate) fn replan(st: &mut SwarmState) {
             dependents[d.index()].push(PkgId(i as u32));
         }
     }
+    for (i, (ds, dependents)) in eff.into_iter().zip(dependents).enumerate() {
+        let unbuilt = ds.iter().filter(|d| !st.pkg(**d).is_built()).count() as u32;
+        let p = &mut st.packages[i];
+        p.eff_deps = ds;
+        p.dependents = dependents;
+        p.unbuilt = unbuilt;
+    }
+    recompute_critical_paths(st);
+}
+
+/// Recomputes `cp_ms` with the durations learned so far; the dependency
+/// structure is unchanged. This is what the periodic replan runs.
+pub(crate) fn recompute_critical_paths(st: &mut SwarmState) {
+    let n = st.packages.len();
+    let eff: Vec<&[PkgId]> = st.packages.iter().map(|p| &p.eff_deps[..]).collect();
+    let dependents: Vec<&[PkgId]> = st.packages.iter().map(|p| &p.dependents[..]).collect();
     let topo = topological(&eff, &dependents);
+    let mut estimates: BTreeMap<&str, u64> = BTreeMap::new();
     let mut cp = vec![0u64; n];
     // Dependents come after their dependencies in `topo`; walk it backwards.
     for &p in topo.iter().rev() {
-        let own = st.estimate_ms(st.pkg(p).atom.key());
+        let key = &st.pkg(p).key;
+        let own = *estimates.entry(key).or_insert_with(|| st.estimate_ms(key));
         let tail = dependents[p.index()]
             .iter()
             .filter(|q| !st.pkg(**q).is_built())
@@ -57,12 +75,7 @@ pub(crate) fn replan(st: &mut SwarmState) {
             .unwrap_or(0);
         cp[p.index()] = own.saturating_add(tail);
     }
-    for (i, ((ds, dependents), cp)) in eff.into_iter().zip(dependents).zip(cp).enumerate() {
-        let unbuilt = ds.iter().filter(|d| !st.pkg(**d).is_built()).count() as u32;
-        let p = &mut st.packages[i];
-        p.eff_deps = ds;
-        p.dependents = dependents;
-        p.unbuilt = unbuilt;
+    for (p, cp) in st.packages.iter_mut().zip(cp) {
         p.cp_ms = cp;
     }
     st.plan_dirty = false;
@@ -114,8 +127,8 @@ fn break_cycles(declared: &[Vec<PkgId>], order: &[PkgId]) -> Vec<Vec<PkgId>> {
 }
 
 /// Kahn's algorithm: dependencies before dependents, ties by id.
-fn topological(eff: &[Vec<PkgId>], dependents: &[Vec<PkgId>]) -> Vec<PkgId> {
-    let mut indegree: Vec<usize> = eff.iter().map(Vec::len).collect();
+fn topological<E: AsRef<[PkgId]>, D: AsRef<[PkgId]>>(eff: &[E], dependents: &[D]) -> Vec<PkgId> {
+    let mut indegree: Vec<usize> = eff.iter().map(|e| e.as_ref().len()).collect();
     let mut queue: std::collections::VecDeque<PkgId> = (0..eff.len() as u32)
         .map(PkgId)
         .filter(|p| indegree[p.index()] == 0)
@@ -123,7 +136,7 @@ fn topological(eff: &[Vec<PkgId>], dependents: &[Vec<PkgId>]) -> Vec<PkgId> {
     let mut out = Vec::with_capacity(eff.len());
     while let Some(p) = queue.pop_front() {
         out.push(p);
-        for q in &dependents[p.index()] {
+        for q in dependents[p.index()].as_ref() {
             indegree[q.index()] -= 1;
             if indegree[q.index()] == 0 {
                 queue.push_back(*q);

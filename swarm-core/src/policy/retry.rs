@@ -26,7 +26,7 @@ pub(crate) fn after_failure(st: &SwarmState, p: &Package, class: FailureClass) -
             attempts: p.attempts,
         });
     }
-    let need = st.ram_need_mb(p.atom.key());
+    let need = st.ram_need_mb(&p.key);
     if need > 0
         && !st
             .drones

@@ -124,7 +124,7 @@ pub(crate) fn fit(st: &SwarmState, d: &Drone, p: &Package) -> Fit {
     if p.failed_recently_on(&d.spec.name, st.now, st.config.failure_memory_ms) {
         return Fit::FailedHere;
     }
-    if d.spec.ram_mb > 0 && st.ram_need_mb(p.atom.key()) > d.spec.ram_mb {
+    if d.spec.ram_mb > 0 && st.ram_need_mb(&p.key) > d.spec.ram_mb {
         return Fit::NeedsRam;
     }
     if p.avoid.as_ref() == Some(&d.spec.name) {

@@ -55,6 +55,8 @@ pub(crate) enum PackageState {
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub(crate) struct Package {
     pub(crate) atom: Atom,
+    /// `atom.key()`, cached: learned durations and memory needs live under it.
+    pub(crate) key: String,
     /// Enqueue order: the last tie-breaker.
     pub(crate) order: u64,
     /// `next_lease` when it was (re)queued: leases issued before then predate it.
@@ -88,6 +90,7 @@ impl Package {
     pub(crate) fn queued(spec: &crate::input::PackageSpec, st: &super::SwarmState) -> Package {
         Package {
             atom: spec.atom.clone(),
+            key: spec.atom.key().to_owned(),
             order: st.next_order,
             lease_mark: st.next_lease,
             generation: st.generation,
