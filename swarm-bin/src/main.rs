@@ -1,7 +1,10 @@
 //! `swarm`: the one binary and the only composition root.
 //!
-//! Today it exposes the policy defaults; `serve`, `drone`, `demo`, `sim` and
-//! `replay` arrive with their issues.
+//! `sim` and `replay` drive the pure core; `serve`, `drone` and `demo` arrive
+//! with their issues.
+
+mod replay_cmd;
+mod sim_cmd;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -24,6 +27,14 @@ enum Cmd {
     },
     /// Run a real local swarm (server and drones). Not built yet: see README.
     Demo,
+    /// Simulate a fleet through the real scheduling core: faults, invariants, SLOs.
+    ///
+    /// One seed chooses everything. Each run is done twice and the digests are
+    /// compared. A failing run prints SWARM_SIM_SEED=<n>, writes its envelope log
+    /// (replay it with `swarm replay`) and exits non-zero.
+    Sim(sim_cmd::SimArgs),
+    /// Re-run an envelope log through the core with every invariant check.
+    Replay(replay_cmd::ReplayArgs),
 }
 
 #[derive(Subcommand)]
@@ -54,6 +65,8 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Cmd::Sim(args) => sim_cmd::run(args),
+        Cmd::Replay(args) => replay_cmd::run(args),
         Cmd::Demo => {
             anyhow::bail!(
                 "`swarm demo` is not built yet: it needs the store, server and drone agent \

@@ -418,11 +418,9 @@ impl World {
         } else {
             (self.seq % self.check_every == 0).then(|| self.swarm.check_invariants())
         };
-        if let Some(result) = check {
-            if let Err(v) = result {
-                self.stats.invariant_violations += 1;
-                self.fail(v.to_string());
-            }
+        if let Some(Err(v)) = check {
+            self.stats.invariant_violations += 1;
+            self.fail(v.to_string());
         }
         if let Err(v) = self.monitor.check_step(&env, &out, &self.swarm) {
             self.stats.invariant_violations += 1;
@@ -735,7 +733,7 @@ impl World {
             return; // the agent died with this report unsent
         }
         if a.partitioned || self.cp_down_until.is_some() {
-            let backoff = (5 * SECOND_MS << attempt.min(4)) + self.rng.range(0, 2 * SECOND_MS);
+            let backoff = ((5 * SECOND_MS) << attempt.min(4)) + self.rng.range(0, 2 * SECOND_MS);
             self.at(
                 self.now + backoff,
                 Ev::Report(i, boot, Box::new(input), attempt + 1),

@@ -1,0 +1,155 @@
+//! `swarm replay`: re-run an envelope log through the core with every check.
+
+use anyhow::{bail, Context};
+use std::collections::BTreeMap;
+use std::io::BufRead;
+use std::path::PathBuf;
+use swarm_core::{Config, Envelope, Event, Monitor, Output, Swarm};
+
+#[derive(clap::Args)]
+pub(crate) struct ReplayArgs {
+    /// The envelope log: JSON lines, one `Envelope` each (from `swarm sim` or `swarm export`).
+    file: PathBuf,
+    /// Also replay under this policy (TOML) and report where its decisions diverge.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Default, serde::Serialize)]
+struct Figures {
+    inputs: u64,
+    rejected: u64,
+    assigns: u64,
+    built: u64,
+    build_failures: u64,
+    blocked: u64,
+    reclaims_by_reason: BTreeMap<String, u64>,
+    escalations_by_level: BTreeMap<String, u64>,
+    brake_engagements: u64,
+    invariant_violations: u64,
+    digest: String,
+    first_violation: Option<String>,
+}
+
+fn read_log(path: &PathBuf) -> anyhow::Result<Vec<Envelope>> {
+    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut out = Vec::new();
+    for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
+        let line = line.with_context(|| format!("reading {} line {}", path.display(), i + 1))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let env: Envelope = serde_json::from_str(&line)
+            .with_context(|| format!("{} line {}: not an envelope", path.display(), i + 1))?;
+        out.push(env);
+    }
+    Ok(out)
+}
+
+fn replay(log: &[Envelope], config: Config) -> anyhow::Result<(Figures, Vec<Vec<Output>>)> {
+    let mut swarm = Swarm::new(config.clone())?;
+    let mut monitor = Monitor::new(config);
+    let mut f = Figures::default();
+    let mut outputs = Vec::with_capacity(log.len());
+    for env in log {
+        let out = swarm.handle(env);
+        f.inputs += 1;
+        let check = swarm
+            .check_invariants()
+            .and_then(|_| monitor.check_step(env, &out, &swarm));
+        if let Err(v) = check {
+            f.invariant_violations += 1;
+            f.first_violation
+                .get_or_insert_with(|| format!("seq {}: {v}", env.seq));
+        }
+        for o in &out {
+            match o {
+                Output::Command(swarm_core::Command::Assign { .. }) => f.assigns += 1,
+                Output::Event(Event::InputRejected { .. }) => f.rejected += 1,
+                Output::Event(Event::Built { .. }) => f.built += 1,
+                Output::Event(Event::BuildFailed { .. }) => f.build_failures += 1,
+                Output::Event(Event::Blocked { .. }) => f.blocked += 1,
+                Output::Event(Event::BrakeEngaged { .. }) => f.brake_engagements += 1,
+                Output::Event(Event::Reclaimed { reason, .. }) => {
+                    *f.reclaims_by_reason
+                        .entry(format!("{reason:?}"))
+                        .or_default() += 1
+                }
+                Output::Event(Event::Escalated { action, .. }) => {
+                    *f.escalations_by_level
+                        .entry(format!("{action:?}"))
+                        .or_default() += 1
+                }
+                _ => {}
+            }
+        }
+        outputs.push(out);
+    }
+    swarm
+        .check_invariants_deep()
+        .map_err(|v| anyhow::anyhow!("final state: {v}"))?;
+    f.digest = format!("{:016x}", swarm.digest());
+    Ok((f, outputs))
+}
+
+pub(crate) fn run(args: ReplayArgs) -> anyhow::Result<()> {
+    let log = read_log(&args.file)?;
+    if log.is_empty() {
+        bail!("{} holds no envelopes", args.file.display());
+    }
+    let (figures, outputs) = replay(&log, Config::default())?;
+    let mut diverged = None;
+    if let Some(path) = &args.config {
+        let other = crate::sim_cmd::load_config(Some(path))?;
+        let (other_figures, other_outputs) = replay(&log, other)?;
+        let first = outputs.iter().zip(&other_outputs).position(|(a, b)| a != b);
+        let count = outputs
+            .iter()
+            .zip(&other_outputs)
+            .filter(|(a, b)| a != b)
+            .count();
+        diverged = Some((first.map(|i| log[i].seq.0), count, other_figures));
+    }
+    if args.json {
+        let mut v = serde_json::to_value(&figures)?;
+        if let (Some(map), Some((first, count, other))) = (v.as_object_mut(), &diverged) {
+            map.insert("diverged_at_seq".into(), (*first).into());
+            map.insert("diverged_steps".into(), (*count as u64).into());
+            map.insert("other".into(), serde_json::to_value(other)?);
+        }
+        println!("{}", serde_json::to_string(&v)?);
+    } else {
+        println!(
+            "replayed {} inputs from {}",
+            figures.inputs,
+            args.file.display()
+        );
+        println!("  digest {}", figures.digest);
+        println!(
+            "  assigned {}, built {}, failed {}, blocked {}",
+            figures.assigns, figures.built, figures.build_failures, figures.blocked
+        );
+        println!("  reclaims {:?}", figures.reclaims_by_reason);
+        println!(
+            "  escalations {:?}, brake engagements {}",
+            figures.escalations_by_level, figures.brake_engagements
+        );
+        println!(
+            "  rejected inputs {}, invariant violations {}",
+            figures.rejected, figures.invariant_violations
+        );
+        if let Some((first, count, other)) = &diverged {
+            match first {
+                Some(seq) => println!("  under the other policy: {count} steps decide differently, first at seq {seq}; digest {}", other.digest),
+                None => println!("  under the other policy: identical decisions"),
+            }
+        }
+    }
+    if let Some(v) = figures.first_violation {
+        bail!("invariant violated during replay at {v}");
+    }
+    Ok(())
+}
