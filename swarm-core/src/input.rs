@@ -266,6 +266,10 @@ pub struct PackageSpec {
     /// Higher goes first.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub priority: i32,
+    /// Expected build time from elsewhere (Portage's merge history, a previous
+    /// farm), used until swarm has learned its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimate_s: Option<u64>,
 }
 
 fn is_zero(p: &i32) -> bool {
@@ -279,6 +283,7 @@ impl PackageSpec {
             atom,
             deps: Vec::new(),
             priority: 0,
+            estimate_s: None,
         }
     }
 }

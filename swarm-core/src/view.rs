@@ -546,7 +546,7 @@ fn package_view(s: &Swarm, p: &Package) -> PackageView {
         priority: p.priority,
         attempts: p.attempts,
         critical_path_ms: p.cp_ms,
-        estimate_ms: st.estimate_ms(&p.key),
+        estimate_ms: st.estimate_ms(p),
         generation: p.generation,
         waiting_for: p.unbuilt,
         last_error: p.last_error.clone(),

@@ -582,6 +582,7 @@ impl StateMachineTest for SwarmTest {
                 let specs: Vec<PackageSpec> = pkgs
                     .iter()
                     .map(|(i, deps, prio)| PackageSpec {
+                        estimate_s: None,
                         atom: atom(*i),
                         deps: deps.iter().map(|d| atom(*d)).collect(),
                         priority: *prio,

@@ -61,12 +61,17 @@ pub(crate) fn recompute_critical_paths(st: &mut SwarmState) {
     let eff: Vec<&[PkgId]> = st.packages.iter().map(|p| &p.eff_deps[..]).collect();
     let dependents: Vec<&[PkgId]> = st.packages.iter().map(|p| &p.dependents[..]).collect();
     let topo = topological(&eff, &dependents);
-    let mut estimates: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut estimates: BTreeMap<&str, Option<u64>> = BTreeMap::new();
     let mut cp = vec![0u64; n];
     // Dependents come after their dependencies in `topo`; walk it backwards.
     for &p in topo.iter().rev() {
-        let key = &st.pkg(p).key;
-        let own = *estimates.entry(key).or_insert_with(|| st.estimate_ms(key));
+        let pkg = st.pkg(p);
+        let learned = *estimates
+            .entry(&pkg.key)
+            .or_insert_with(|| st.learned_ms(&pkg.key));
+        let own = learned
+            .or(pkg.hint_ms)
+            .unwrap_or(st.config.default_duration_ms);
         let tail = dependents[p.index()]
             .iter()
             .filter(|q| !st.pkg(**q).is_built())

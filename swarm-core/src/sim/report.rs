@@ -14,6 +14,8 @@ pub(crate) struct Stats {
     pub(crate) enqueued_at: u64,
     pub(crate) makespan_ms: u64,
     pub(crate) lower_bound_ms: u64,
+    pub(crate) path_bound_ms: u64,
+    pub(crate) work_bound_ms: u64,
     pub(crate) liveness_bound_ms: u64,
     pub(crate) assigns: u64,
     pub(crate) reclaims_online: u64,
@@ -48,9 +50,15 @@ impl Stats {
             .sum::<u64>()
             .max(1);
         let total: u64 = pkgs.iter().map(|p| p.duration_ms).sum();
-        let lower_bound_ms = (critical_path_ms(pkgs) * 100 / fastest).max(total * 100 / capacity);
+        let (path_bound_ms, work_bound_ms) = (
+            critical_path_ms(pkgs) * 100 / fastest,
+            total * 100 / capacity,
+        );
+        let lower_bound_ms = path_bound_ms.max(work_bound_ms);
         Stats {
             lower_bound_ms,
+            path_bound_ms,
+            work_bound_ms,
             liveness_bound_ms: 3 * lower_bound_ms + 4 * 3_600_000,
             ..Stats::default()
         }
@@ -79,6 +87,8 @@ impl Stats {
             failed: self.failed,
             makespan_s: self.makespan_ms / 1000,
             lower_bound_s: self.lower_bound_ms / 1000,
+            critical_path_bound_s: self.path_bound_ms / 1000,
+            work_bound_s: self.work_bound_ms / 1000,
             makespan_ratio: if self.lower_bound_ms == 0 {
                 0.0
             } else {
@@ -129,6 +139,10 @@ pub struct Report {
     pub makespan_s: u64,
     /// max(critical path / fastest speed, total work / total speed).
     pub lower_bound_s: u64,
+    /// Critical path at the fastest drone's speed.
+    pub critical_path_bound_s: u64,
+    /// All work spread perfectly over all slots.
+    pub work_bound_s: u64,
     /// makespan / lower bound.
     pub makespan_ratio: f64,
     /// Reclaims of reachable drones' work per delegated package per hour, percent.

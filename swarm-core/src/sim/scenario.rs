@@ -27,6 +27,10 @@ pub struct Scenario {
     /// Heartbeat period of the simulated agents.
     #[serde(default = "default_heartbeat_s")]
     pub heartbeat_s: u64,
+    /// Enqueue packages with duration hints (as from Portage's merge history),
+    /// off by ±25 %. Off: the scheduler starts blind and learns.
+    #[serde(default = "yes")]
+    pub duration_hints: bool,
     /// Check `check_invariants` every this many steps (1: every step). The
     /// `Monitor` runs on every step regardless.
     #[serde(default = "one")]
@@ -38,6 +42,9 @@ fn default_horizon_s() -> u64 {
 }
 fn default_heartbeat_s() -> u64 {
     15
+}
+fn yes() -> bool {
+    true
 }
 fn one() -> u64 {
     1
@@ -222,6 +229,7 @@ fn base(name: &str, description: &str, packages: Packages) -> Scenario {
         faults: Faults::default(),
         horizon_s: default_horizon_s(),
         heartbeat_s: 15,
+        duration_hints: true,
         check_every: 1,
     }
 }

@@ -250,7 +250,7 @@ impl World {
             last_sample: 0,
         })
         .map(|mut w| {
-            w.schedule_start(sc.horizon_s * SECOND_MS);
+            w.schedule_start(sc.horizon_s * SECOND_MS, sc.duration_hints);
             w
         })
     }
@@ -267,22 +267,23 @@ impl World {
             .unwrap_or(0)
     }
 
-    fn schedule_start(&mut self, horizon_ms: u64) {
+    fn schedule_start(&mut self, horizon_ms: u64, hints: bool) {
         for i in 0..self.agents.len() {
             let t = self.rng.range(0, 5 * SECOND_MS);
             self.at(t, Ev::Revive(i));
             let p = self.rng.range(PROBE_MS, 2 * PROBE_MS);
             self.at(p, Ev::Probe(i));
         }
-        let specs: Vec<PackageSpec> = self
-            .pkgs
-            .iter()
-            .map(|p| PackageSpec {
+        let mut specs = Vec::with_capacity(self.pkgs.len());
+        for p in &self.pkgs {
+            let noise = self.rng.range(75, 126);
+            specs.push(PackageSpec {
                 atom: p.atom.clone(),
                 deps: p.deps.iter().map(|d| self.pkgs[*d].atom.clone()).collect(),
                 priority: 0,
-            })
-            .collect();
+                estimate_s: hints.then_some(p.duration_ms * noise / 100 / 1000),
+            });
+        }
         self.at(
             6 * SECOND_MS,
             Ev::Report(
@@ -832,6 +833,16 @@ impl World {
                     detail: "slot conflict".into(),
                 },
                 5 * SECOND_MS,
+            )
+        } else if let Some(dep) = p.deps.iter().find(|d| !self.built.contains(*d)) {
+            // emerge cannot build against a dependency the binhost does not have yet.
+            let detail = format!("dependency {} not yet built", self.pkgs[*dep].atom);
+            (
+                Outcome::Failed {
+                    class: FailureClass::Build,
+                    detail,
+                },
+                full / 10,
             )
         } else if p.ram_mb > a.spec.ram_mb {
             (

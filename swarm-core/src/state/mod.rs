@@ -80,12 +80,17 @@ impl SwarmState {
         &mut self.packages[id.index()]
     }
 
-    /// Estimated build time of a package, from history or the default.
-    pub(crate) fn estimate_ms(&self, key: &str) -> u64 {
-        self.learned
-            .get(key)
-            .and_then(|l| l.duration_ms)
+    /// Estimated build time of a package: learned history, else the enqueue's
+    /// hint, else the default.
+    pub(crate) fn estimate_ms(&self, p: &Package) -> u64 {
+        self.learned_ms(&p.key)
+            .or(p.hint_ms)
             .unwrap_or(self.config.default_duration_ms)
+    }
+
+    /// Learned build time for a `category/pn`, if any.
+    pub(crate) fn learned_ms(&self, key: &str) -> Option<u64> {
+        self.learned.get(key).and_then(|l| l.duration_ms)
     }
 
     /// RAM a package is known to need (0: unknown).

@@ -57,6 +57,8 @@ pub(crate) struct Package {
     pub(crate) atom: Atom,
     /// `atom.key()`, cached: learned durations and memory needs live under it.
     pub(crate) key: String,
+    /// Duration hint from the enqueue, until one is learned.
+    pub(crate) hint_ms: Option<u64>,
     /// Enqueue order: the last tie-breaker.
     pub(crate) order: u64,
     /// `next_lease` when it was (re)queued: leases issued before then predate it.
@@ -91,6 +93,7 @@ impl Package {
         Package {
             atom: spec.atom.clone(),
             key: spec.atom.key().to_owned(),
+            hint_ms: spec.estimate_s.map(|s| s.saturating_mul(1000)),
             order: st.next_order,
             lease_mark: st.next_lease,
             generation: st.generation,
