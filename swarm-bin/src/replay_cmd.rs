@@ -13,9 +13,15 @@ pub(crate) struct ReplayArgs {
     /// Also replay under this policy (TOML) and report where its decisions diverge.
     #[arg(long)]
     config: Option<PathBuf>,
+    /// The policy the log was recorded under (TOML; default: the built-in defaults).
+    #[arg(long)]
+    base: Option<PathBuf>,
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
+    /// After replaying, explain every package that is not built, and show the fleet.
+    #[arg(long)]
+    explain: bool,
 }
 
 #[derive(Default, serde::Serialize)]
@@ -49,7 +55,37 @@ fn read_log(path: &PathBuf) -> anyhow::Result<Vec<Envelope>> {
     Ok(out)
 }
 
-fn replay(log: &[Envelope], config: Config) -> anyhow::Result<(Figures, Vec<Vec<Output>>)> {
+fn explain(swarm: &Swarm) {
+    let v = swarm.view();
+    println!("fleet:");
+    for d in v.drones() {
+        let why = d.no_work.as_deref().unwrap_or("takes work");
+        println!(
+            "  {:20} {:?} {:?} leases {} ({why})",
+            d.name.as_str(),
+            d.status,
+            d.health,
+            d.leases.len()
+        );
+    }
+    let brake = v.brake();
+    if brake.engaged {
+        println!(
+            "brake engaged: {} ({} packages held)",
+            brake.reason,
+            brake.held.len()
+        );
+    }
+    println!("unfinished packages:");
+    for p in v
+        .queue()
+        .filter(|p| !matches!(p.status, swarm_core::PackageStatus::Built { .. }))
+    {
+        println!("  {:40} {}", p.atom.as_str(), v.explain(&p.atom));
+    }
+}
+
+fn replay(log: &[Envelope], config: Config) -> anyhow::Result<(Figures, Vec<Vec<Output>>, Swarm)> {
     let mut swarm = Swarm::new(config.clone())?;
     let mut monitor = Monitor::new(config);
     let mut f = Figures::default();
@@ -92,7 +128,7 @@ fn replay(log: &[Envelope], config: Config) -> anyhow::Result<(Figures, Vec<Vec<
         .check_invariants_deep()
         .map_err(|v| anyhow::anyhow!("final state: {v}"))?;
     f.digest = format!("{:016x}", swarm.digest());
-    Ok((f, outputs))
+    Ok((f, outputs, swarm))
 }
 
 pub(crate) fn run(args: ReplayArgs) -> anyhow::Result<()> {
@@ -100,11 +136,15 @@ pub(crate) fn run(args: ReplayArgs) -> anyhow::Result<()> {
     if log.is_empty() {
         bail!("{} holds no envelopes", args.file.display());
     }
-    let (figures, outputs) = replay(&log, Config::default())?;
+    let base = crate::sim_cmd::load_config(args.base.as_deref())?;
+    let (figures, outputs, swarm) = replay(&log, base)?;
+    if args.explain {
+        explain(&swarm);
+    }
     let mut diverged = None;
     if let Some(path) = &args.config {
         let other = crate::sim_cmd::load_config(Some(path))?;
-        let (other_figures, other_outputs) = replay(&log, other)?;
+        let (other_figures, other_outputs, _) = replay(&log, other)?;
         let first = outputs.iter().zip(&other_outputs).position(|(a, b)| a != b);
         let count = outputs
             .iter()

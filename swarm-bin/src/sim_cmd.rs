@@ -42,6 +42,9 @@ pub(crate) struct SimArgs {
     /// Where a failing run's envelope log is written.
     #[arg(long, default_value = ".")]
     log_dir: PathBuf,
+    /// Write every run's envelope log here (JSON lines), not only failing ones.
+    #[arg(long)]
+    write_log: Option<PathBuf>,
     /// Print JSON (one report per line) instead of text.
     #[arg(long)]
     json: bool,
@@ -117,6 +120,17 @@ pub(crate) fn run(args: SimArgs) -> anyhow::Result<()> {
             if !deterministic || first.failure.is_some() {
                 failures += 1;
                 report_failure(&args, &scenario, preset, seed, &first, deterministic)?;
+            }
+            if let Some(path) = &args.write_log {
+                let path = if args.runs > 1 || presets.len() > 1 {
+                    path.with_file_name(format!(
+                        "{}-{preset}-{seed}.jsonl",
+                        path.file_stem().and_then(|s| s.to_str()).unwrap_or("sim")
+                    ))
+                } else {
+                    path.clone()
+                };
+                write_log(&path, &first)?;
             }
             reports.push((preset, first, wall_ms));
         }

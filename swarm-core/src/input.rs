@@ -22,7 +22,7 @@ pub struct Envelope {
 
 /// Every input the core accepts.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(tag = "type", rename_all = "snake_case")]
 pub enum Input {
     /// A drone announces itself (also counts as a heartbeat).
     Register(DroneSpec),

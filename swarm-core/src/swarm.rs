@@ -884,6 +884,7 @@ impl Swarm {
                 self.st.brake.reason = reason.clone();
                 let count = held.len() as u32;
                 self.st.brake.held = held;
+                self.forgive_brake_failures();
                 self.resync_held_and_drones();
                 out.push(Output::Event(Event::BrakeEngaged {
                     reason,
@@ -894,6 +895,28 @@ impl Swarm {
         };
         self.sync_brake();
         allowed
+    }
+
+    /// The brake has judged that the fault is not in the drones: their failure
+    /// streaks, and the held packages' failure memory, would otherwise ground
+    /// drones and starve packages once it releases.
+    fn forgive_brake_failures(&mut self) {
+        let held: Vec<PkgId> = self
+            .st
+            .brake
+            .held
+            .iter()
+            .filter_map(|a| self.ix.by_atom.get(a).copied())
+            .collect();
+        for pkg in held {
+            self.st.pkg_mut(pkg).forget_failures();
+        }
+        let now = self.st.now;
+        for d in self.st.drones.values_mut() {
+            if !d.is_grounded(now) {
+                d.consecutive_failures = 0;
+            }
+        }
     }
 
     pub(crate) fn release_brake(&mut self, operator: bool, out: &mut Out) {

@@ -39,6 +39,8 @@ enum Ev {
     Probe(usize),
     Tick,
     Kill(usize),
+    /// A silent death that waits until the drone holds work (the incident: it died holding packages).
+    KillHolding(usize, u32),
     Revive(usize),
     Hang(usize),
     Partition(usize, bool),
@@ -300,7 +302,7 @@ impl World {
         let f = self.faults.clone();
         for a in &f.silent_death {
             let i = self.idx(&a.drone);
-            self.at(a.at_s * SECOND_MS, Ev::Kill(i));
+            self.at(a.at_s * SECOND_MS, Ev::KillHolding(i, 60));
         }
         for a in &f.hang {
             let i = self.idx(&a.drone);
@@ -517,6 +519,9 @@ impl World {
             )
         {
             self.stats.false_reclaims += 1;
+            self.fail(format!(
+                "oracle: {drone}'s work was reclaimed ({reason:?}) while it was alive and reachable"
+            ));
         }
         if let Some(died) = self.agents[i].died_at.take() {
             if !self.agents[i].alive {
@@ -541,6 +546,9 @@ impl World {
         );
         if alive && !hung && !partitioned {
             self.stats.false_escalations += 1;
+            self.fail(format!(
+                "oracle: {drone} was escalated ({action:?}) while alive, reachable and working"
+            ));
         }
         // The world's answer to the step: a reboot or a human brings a dead VM back;
         // a service restart cures a hang.
@@ -653,6 +661,13 @@ impl World {
             Ev::Report(i, boot, input, attempt) => self.on_report(i, boot, *input, attempt),
             Ev::Probe(i) => self.on_probe(i),
             Ev::Kill(i) => self.kill(i),
+            Ev::KillHolding(i, tries) => {
+                if self.agents[i].jobs.is_empty() && tries > 0 {
+                    self.at(self.now + MINUTE_MS, Ev::KillHolding(i, tries - 1));
+                } else {
+                    self.kill(i);
+                }
+            }
             Ev::Revive(i) => self.revive(i),
             Ev::Hang(i) => {
                 let a = &mut self.agents[i];
@@ -1043,6 +1058,7 @@ impl World {
             !matches!(
                 e,
                 Ev::Kill(_)
+                    | Ev::KillHolding(..)
                     | Ev::Hang(_)
                     | Ev::CpDown(_)
                     | Ev::ClockJump(_)
@@ -1062,6 +1078,7 @@ impl World {
             Control::Resume,
             Control::Unground { drone: None },
             Control::Reset,
+            Control::ClearFailures,
             Control::RetryFailures,
         ] {
             self.cp(Input::Control(c));
