@@ -295,6 +295,10 @@ impl Sut {
             at: Timestamp(self.now),
             input,
         };
+        // The log format round-trips every input the model can produce.
+        let line = serde_json::to_string(&env).expect("envelope serialises");
+        let back: Envelope = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line}: {e}"));
+        assert_eq!(back, env, "log line does not round-trip");
         let out = self.swarm.handle(&env);
         if let Err(v) = self.swarm.check_invariants_deep() {
             panic!("after {:?}: {v}\noutputs: {out:?}", env.input);
