@@ -238,6 +238,8 @@ pub struct Monitor {
     escalations: VecDeque<Timestamp>,
     started: BTreeSet<crate::id::LeaseId>,
     brake: bool,
+    /// The core's next deadline as of the previous step.
+    due: Option<Timestamp>,
 }
 
 impl Monitor {
@@ -253,6 +255,7 @@ impl Monitor {
             escalations: VecDeque::new(),
             started: BTreeSet::new(),
             brake: false,
+            due: None,
         }
     }
 
@@ -263,11 +266,14 @@ impl Monitor {
         outputs: &[Output],
         after: &Swarm,
     ) -> Result<(), Violation> {
-        // Mirrors the core's rule: after a restart or a gap in its inputs the
-        // control plane grants every drone a failover grace.
-        let gap = env.at.since(self.now);
+        // Mirrors the core's rule: after a restart, or when it missed its own
+        // deadline by more than a heartbeat grace, the control plane grants
+        // every drone a failover grace.
+        let unwatched = self
+            .due
+            .is_some_and(|due| env.at.since(due) > self.config.heartbeat_grace_ms);
+        self.due = after.poll_timeout();
         self.now = self.now.max(env.at);
-        let unwatched = gap > self.config.heartbeat_grace_ms && !self.last_heartbeat.is_empty();
         if unwatched || matches!(env.input, Input::Recovered) {
             self.grace_until = self.now.plus(self.config.failover_grace_ms);
         }

@@ -77,11 +77,14 @@ impl Swarm {
     #[must_use = "outputs carry commands the adapter must perform"]
     pub fn handle(&mut self, env: &Envelope) -> Vec<Output> {
         let mut out = Vec::new();
-        let gap = env.at.since(self.st.now);
-        self.st.now = self.st.now.max(env.at);
         // A control plane that was not running (restart) or whose clock jumped
-        // cannot judge drones by heartbeat age: grace before any timer fires.
-        let unwatched = gap > self.st.config.heartbeat_grace_ms && !self.st.drones.is_empty();
+        // missed its own deadlines by more than a heartbeat grace: it cannot
+        // judge drones by heartbeat age, so grace comes before any timer fires.
+        // An adapter that ticks at `poll_timeout()` never misses one.
+        let unwatched = self
+            .poll_timeout()
+            .is_some_and(|due| env.at.since(due) > self.st.config.heartbeat_grace_ms);
+        self.st.now = self.st.now.max(env.at);
         if matches!(env.input, Input::Recovered) || unwatched {
             self.grant_grace();
         }
@@ -398,7 +401,7 @@ impl Swarm {
             if at > self.st.now {
                 break;
             }
-            self.ix.set_timer(key.clone(), None);
+            self.set_timer(key.clone(), None);
             self.on_timer(key, out);
         }
     }
@@ -966,6 +969,13 @@ impl Swarm {
         self.sync_drone(name);
     }
 
+    /// Sets a deadline, never in the past: a deadline behind `now` would look
+    /// like one the adapter missed (see the failover rule in `handle`).
+    fn set_timer(&mut self, key: TimerKey, at: Option<Timestamp>) {
+        let now = self.st.now;
+        self.ix.set_timer(key, at.map(|t| t.max(now)));
+    }
+
     pub(crate) fn sync_pkg(&mut self, pkg: PkgId) {
         let p = self.st.pkg(pkg);
         let ready = schedule::is_ready(&self.st, p).then(|| schedule::ready_key(&self.st, pkg, p));
@@ -979,8 +989,8 @@ impl Swarm {
         };
         Index::set_member(&mut self.ix.ready, &mut self.ix.ready_key, pkg, ready);
         Index::set_member(&mut self.ix.sweepable, &mut self.ix.sweep_key, pkg, sweep);
-        self.ix.set_timer(TimerKey::Retry(pkg), retry_at);
-        self.ix.set_timer(TimerKey::AutoUnblock(pkg), auto);
+        self.set_timer(TimerKey::Retry(pkg), retry_at);
+        self.set_timer(TimerKey::AutoUnblock(pkg), auto);
     }
 
     pub(crate) fn sync_drone(&mut self, name: &DroneName) {
@@ -993,8 +1003,8 @@ impl Swarm {
             ),
             None => (None, None, None, None),
         };
-        self.ix.set_timer(TimerKey::Suspect(name.clone()), suspect);
-        self.ix.set_timer(TimerKey::Offline(name.clone()), offline);
+        self.set_timer(TimerKey::Suspect(name.clone()), suspect);
+        self.set_timer(TimerKey::Offline(name.clone()), offline);
         self.ix
             .set_timer(TimerKey::ConfirmedDead(name.clone()), dead);
         self.ix
@@ -1013,7 +1023,7 @@ impl Swarm {
                 .min()
                 .unwrap_or(now)
         });
-        self.ix.set_timer(TimerKey::Brake, at);
+        self.set_timer(TimerKey::Brake, at);
     }
 
     fn sync_replan(&mut self) {
@@ -1021,7 +1031,7 @@ impl Swarm {
             .st
             .plan_dirty
             .then(|| self.st.last_plan.plus(self.st.config.replan_interval_ms));
-        self.ix.set_timer(TimerKey::Replan, at);
+        self.set_timer(TimerKey::Replan, at);
     }
 
     /// Recomputes the plan and re-sorts the ready set.

@@ -81,19 +81,24 @@ pub(crate) fn assess(st: &SwarmState, candidate: &DroneName, what: &str) -> Verd
         .max_by_key(|(d, n)| (**n, std::cmp::Reverse(*d)))
         .map(|(d, _)| *d)
         .filter(|d| !d.is_empty());
-    let reason = if shared > 0 {
+    let total: u32 = details.values().sum();
+    let dominant = details
+        .values()
+        .max()
+        .is_some_and(|n| 2 * n >= total && total > 0);
+    let cause = common
+        .map(|c| format!(" (most often: {c})"))
+        .unwrap_or_default();
+    let reason = if shared > 0 || dominant {
         format!(
-            "queue looks stale: {}/{} drones failed the same packages within {}{}",
+            "queue looks stale: {}/{} drones failing within {}{cause}",
             set.len(),
             active,
-            human_ms(window),
-            common
-                .map(|c| format!(" (most often: {c})"))
-                .unwrap_or_default()
+            human_ms(window)
         )
     } else {
         format!(
-            "{}/{} drones would be disrupted within {} (last: {what} of {candidate})",
+            "{}/{} drones would be disrupted within {} (last: {what} of {candidate}){cause}",
             set.len(),
             active,
             human_ms(window)
