@@ -459,8 +459,11 @@ impl Swarm {
                 self.sync_brake();
             }
             TimerKey::Replan => {
-                plan::recompute_critical_paths(&mut self.st);
-                self.resync_all_packages();
+                if plan::refresh_estimates(&mut self.st) {
+                    plan::recompute_critical_paths(&mut self.st);
+                    self.resync_all_packages();
+                }
+                self.sync_replan();
             }
         }
     }
@@ -695,7 +698,7 @@ impl Swarm {
             Some(old) => (old.saturating_mul(3).saturating_add(took)) / 4,
             None => took,
         });
-        self.st.plan_dirty = true;
+        self.st.relearned.insert(lease.package.key().to_owned());
         if let Some(d) = self.st.drones.get_mut(&lease.drone) {
             d.consecutive_failures = 0;
             d.groundings = 0;
@@ -1027,10 +1030,8 @@ impl Swarm {
     }
 
     fn sync_replan(&mut self) {
-        let at = self
-            .st
-            .plan_dirty
-            .then(|| self.st.last_plan.plus(self.st.config.replan_interval_ms));
+        let dirty = !self.st.relearned.is_empty();
+        let at = dirty.then(|| self.st.last_plan.plus(self.st.config.replan_interval_ms));
         self.set_timer(TimerKey::Replan, at);
     }
 

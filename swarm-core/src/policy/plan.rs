@@ -44,14 +44,49 @@ pub(crate) fn replan(st: &mut SwarmState) {
             dependents[d.index()].push(PkgId(i as u32));
         }
     }
-    for (i, (ds, dependents)) in eff.into_iter().zip(dependents).enumerate() {
+    let estimates: Vec<u64> = {
+        let mut learned: BTreeMap<&str, Option<u64>> = BTreeMap::new();
+        let default = st.config.default_duration_ms;
+        st.packages
+            .iter()
+            .map(|p| {
+                let l = *learned
+                    .entry(&p.key)
+                    .or_insert_with(|| st.learned_ms(&p.key));
+                l.or(p.hint_ms).unwrap_or(default)
+            })
+            .collect()
+    };
+    for (i, ((ds, dependents), est)) in eff.into_iter().zip(dependents).zip(estimates).enumerate() {
         let unbuilt = ds.iter().filter(|d| !st.pkg(**d).is_built()).count() as u32;
         let p = &mut st.packages[i];
         p.eff_deps = ds;
         p.dependents = dependents;
         p.unbuilt = unbuilt;
+        p.est_ms = est;
     }
+    st.relearned.clear();
     recompute_critical_paths(st);
+}
+
+/// Refreshes the estimates of packages whose duration was learned since the
+/// last plan; says whether any changed (only then is the plan recomputed).
+pub(crate) fn refresh_estimates(st: &mut SwarmState) -> bool {
+    let relearned = std::mem::take(&mut st.relearned);
+    st.last_plan = st.now;
+    let mut changed = false;
+    for i in 0..st.packages.len() {
+        let p = &st.packages[i];
+        if p.is_built() || !relearned.contains(&p.key) {
+            continue;
+        }
+        let est = st.estimate_ms(p);
+        if est != p.est_ms {
+            st.packages[i].est_ms = est;
+            changed = true;
+        }
+    }
+    changed
 }
 
 /// Recomputes `cp_ms` with the durations learned so far; the dependency
@@ -61,17 +96,10 @@ pub(crate) fn recompute_critical_paths(st: &mut SwarmState) {
     let eff: Vec<&[PkgId]> = st.packages.iter().map(|p| &p.eff_deps[..]).collect();
     let dependents: Vec<&[PkgId]> = st.packages.iter().map(|p| &p.dependents[..]).collect();
     let topo = topological(&eff, &dependents);
-    let mut estimates: BTreeMap<&str, Option<u64>> = BTreeMap::new();
     let mut cp = vec![0u64; n];
     // Dependents come after their dependencies in `topo`; walk it backwards.
     for &p in topo.iter().rev() {
-        let pkg = st.pkg(p);
-        let learned = *estimates
-            .entry(&pkg.key)
-            .or_insert_with(|| st.learned_ms(&pkg.key));
-        let own = learned
-            .or(pkg.hint_ms)
-            .unwrap_or(st.config.default_duration_ms);
+        let own = st.pkg(p).est_ms;
         let tail = dependents[p.index()]
             .iter()
             .filter(|q| !st.pkg(**q).is_built())
@@ -83,7 +111,6 @@ pub(crate) fn recompute_critical_paths(st: &mut SwarmState) {
     for (p, cp) in st.packages.iter_mut().zip(cp) {
         p.cp_ms = cp;
     }
-    st.plan_dirty = false;
     st.last_plan = st.now;
 }
 

@@ -46,7 +46,8 @@ pub struct SwarmState {
     pub(crate) brake: Brake,
     /// Fleet-wide escalation instants inside the rate-limit window.
     pub(crate) escalations: VecDeque<Timestamp>,
-    pub(crate) plan_dirty: bool,
+    /// Keys whose duration was learned since the last plan.
+    pub(crate) relearned: std::collections::BTreeSet<String>,
     pub(crate) last_plan: Timestamp,
 }
 
@@ -67,7 +68,7 @@ impl SwarmState {
             learned: BTreeMap::new(),
             brake: Brake::default(),
             escalations: VecDeque::new(),
-            plan_dirty: false,
+            relearned: std::collections::BTreeSet::new(),
             last_plan: Timestamp(0),
         }
     }

@@ -83,6 +83,8 @@ pub(crate) struct Package {
     pub(crate) dependents: Vec<PkgId>,
     /// `eff_deps` not yet Built.
     pub(crate) unbuilt: u32,
+    /// The estimate the plan used: learned, else hinted, else the default.
+    pub(crate) est_ms: u64,
     /// Remaining critical path through this package, in ms.
     pub(crate) cp_ms: u64,
 }
@@ -109,6 +111,7 @@ impl Package {
             eff_deps: Vec::new(),
             dependents: Vec::new(),
             unbuilt: 0,
+            est_ms: 0,
             cp_ms: 0,
         }
     }
