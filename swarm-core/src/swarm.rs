@@ -907,13 +907,7 @@ impl Swarm {
     /// streaks, and the held packages' failure memory, would otherwise ground
     /// drones and starve packages once it releases.
     fn forgive_brake_failures(&mut self) {
-        let held: Vec<PkgId> = self
-            .st
-            .brake
-            .held
-            .iter()
-            .filter_map(|a| self.ix.by_atom.get(a).copied())
-            .collect();
+        let held = self.held_by_brake();
         for pkg in held {
             self.st.pkg_mut(pkg).forget_failures();
         }
@@ -937,14 +931,13 @@ impl Swarm {
         out.push(Output::Event(Event::BrakeReleased { operator }));
     }
 
+    fn held_by_brake(&self) -> Vec<PkgId> {
+        let held = self.st.brake.held.iter();
+        held.filter_map(|a| self.ix.by_atom.get(a).copied()).collect()
+    }
+
     fn resync_held_and_drones(&mut self) {
-        let held: Vec<PkgId> = self
-            .st
-            .brake
-            .held
-            .iter()
-            .filter_map(|a| self.ix.by_atom.get(a).copied())
-            .collect();
+        let held = self.held_by_brake();
         for pkg in held {
             self.sync_pkg(pkg);
         }
