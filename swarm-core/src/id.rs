@@ -89,6 +89,11 @@ impl DroneName {
         &self.0
     }
 
+    /// A name that sorts after every valid one, for range queries.
+    pub(crate) fn max() -> DroneName {
+        DroneName("\u{10ffff}".to_owned())
+    }
+
     /// Sweeper drones (`sweeper-*`) work on blocked packages only (v3 convention).
     pub fn is_sweeper(&self) -> bool {
         self.0.starts_with("sweeper-")

@@ -33,6 +33,8 @@ pub(crate) enum TimerKey {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Index {
     pub(crate) by_atom: BTreeMap<Atom, PkgId>,
+    /// Packages per `category/pn`, to refresh estimates when a duration is learned.
+    pub(crate) by_key: BTreeMap<String, Vec<PkgId>>,
     pub(crate) ready: BTreeSet<ReadyKey>,
     /// Membership of `ready`, by package.
     pub(crate) ready_key: BTreeMap<PkgId, ReadyKey>,
@@ -93,5 +95,17 @@ impl Index {
             .enumerate()
             .map(|(i, p)| (p.atom.clone(), PkgId(i as u32)))
             .collect()
+    }
+
+    /// Packages per key for a state.
+    pub(crate) fn keys_of(st: &SwarmState) -> BTreeMap<String, Vec<PkgId>> {
+        let mut by_key: BTreeMap<String, Vec<PkgId>> = BTreeMap::new();
+        for (i, p) in st.packages.iter().enumerate() {
+            by_key
+                .entry(p.key.clone())
+                .or_default()
+                .push(PkgId(i as u32));
+        }
+        by_key
     }
 }

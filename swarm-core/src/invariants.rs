@@ -192,6 +192,9 @@ impl Swarm {
             ix: Index::default(),
         };
         fresh.rebuild_index();
+        if fresh.ix.by_key != self.ix.by_key {
+            return fail(0, "package-per-key index drifted".to_owned());
+        }
         if fresh.ix.ready != self.ix.ready || fresh.ix.sweepable != self.ix.sweepable {
             return fail(
                 0,
@@ -233,6 +236,8 @@ pub struct Monitor {
     now: Timestamp,
     grace_until: Timestamp,
     last_heartbeat: BTreeMap<DroneName, Timestamp>,
+    /// The same, ordered by age, so the offline check reads only silent drones.
+    by_age: BTreeSet<(Timestamp, DroneName)>,
     streak: BTreeMap<DroneName, (u32, Timestamp)>,
     ladder: BTreeMap<DroneName, EscalationAction>,
     escalations: VecDeque<Timestamp>,
@@ -250,6 +255,7 @@ impl Monitor {
             now: Timestamp(0),
             grace_until: Timestamp(0),
             last_heartbeat: BTreeMap::new(),
+            by_age: BTreeSet::new(),
             streak: BTreeMap::new(),
             ladder: BTreeMap::new(),
             escalations: VecDeque::new(),
@@ -339,9 +345,13 @@ impl Monitor {
         // 6, from the monitor's own heartbeat record.
         let c = &self.config;
         if now >= self.grace_until {
-            for (drone, hb) in &self.last_heartbeat {
-                if now.since(*hb) >= c.offline_timeout_ms
-                    && !after.view().leases_of(drone).is_empty()
+            let cutoff = Timestamp(now.0.saturating_sub(c.offline_timeout_ms));
+            for (hb, drone) in self.by_age.range(..=(cutoff, DroneName::max())) {
+                if after
+                    .st
+                    .drones
+                    .get(drone)
+                    .is_some_and(|d| !d.leases.is_empty())
                 {
                     return fail(
                         6,
@@ -480,15 +490,22 @@ impl Monitor {
         Ok(())
     }
 
+    fn beat(&mut self, drone: &DroneName, now: Timestamp) {
+        if let Some(old) = self.last_heartbeat.insert(drone.clone(), now) {
+            self.by_age.remove(&(old, drone.clone()));
+        }
+        self.by_age.insert((now, drone.clone()));
+    }
+
     fn observe(&mut self, env: &Envelope, after: &Swarm) {
         let now = self.now;
         let known = |d: &DroneName| after.st.drones.contains_key(d);
         match &env.input {
             Input::Register(spec) if known(&spec.name) => {
-                self.last_heartbeat.insert(spec.name.clone(), now);
+                self.beat(&spec.name, now);
             }
             Input::Heartbeat(hb) if known(&hb.drone) => {
-                self.last_heartbeat.insert(hb.drone.clone(), now);
+                self.beat(&hb.drone, now);
             }
             Input::ProbeResult { drone, status } if known(drone) => {
                 let fresh = self

@@ -371,6 +371,11 @@ impl Swarm {
             self.st.packages.push(Package::queued(spec, &self.st));
             self.st.next_order += 1;
             self.ix.by_atom.insert(spec.atom.clone(), id);
+            self.ix
+                .by_key
+                .entry(spec.atom.key().to_owned())
+                .or_default()
+                .push(id);
             added += 1;
         }
         if let Some(snapshot) = &enqueue.portage_snapshot {
@@ -459,7 +464,7 @@ impl Swarm {
                 self.sync_brake();
             }
             TimerKey::Replan => {
-                if plan::refresh_estimates(&mut self.st) {
+                if plan::refresh_estimates(&mut self.st, &self.ix.by_key) {
                     plan::recompute_critical_paths(&mut self.st);
                     self.resync_all_packages();
                 }
@@ -933,7 +938,8 @@ impl Swarm {
 
     fn held_by_brake(&self) -> Vec<PkgId> {
         let held = self.st.brake.held.iter();
-        held.filter_map(|a| self.ix.by_atom.get(a).copied()).collect()
+        held.filter_map(|a| self.ix.by_atom.get(a).copied())
+            .collect()
     }
 
     fn resync_held_and_drones(&mut self) {
@@ -1045,6 +1051,7 @@ impl Swarm {
     pub(crate) fn rebuild_index(&mut self) {
         self.ix = Index {
             by_atom: Index::atoms_of(&self.st),
+            by_key: Index::keys_of(&self.st),
             ..Index::default()
         };
         for i in 0..self.st.packages.len() {

@@ -71,18 +71,18 @@ pub(crate) fn replan(st: &mut SwarmState) {
 
 /// Refreshes the estimates of packages whose duration was learned since the
 /// last plan; says whether any changed (only then is the plan recomputed).
-pub(crate) fn refresh_estimates(st: &mut SwarmState) -> bool {
+pub(crate) fn refresh_estimates(
+    st: &mut SwarmState,
+    by_key: &BTreeMap<String, Vec<PkgId>>,
+) -> bool {
     let relearned = std::mem::take(&mut st.relearned);
     st.last_plan = st.now;
     let mut changed = false;
-    for i in 0..st.packages.len() {
-        let p = &st.packages[i];
-        if p.is_built() || !relearned.contains(&p.key) {
-            continue;
-        }
+    for &id in relearned.iter().filter_map(|k| by_key.get(k)).flatten() {
+        let p = st.pkg(id);
         let est = st.estimate_ms(p);
-        if est != p.est_ms {
-            st.packages[i].est_ms = est;
+        if !p.is_built() && est != p.est_ms {
+            st.pkg_mut(id).est_ms = est;
             changed = true;
         }
     }

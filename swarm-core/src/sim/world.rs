@@ -141,6 +141,8 @@ pub(crate) struct World {
     pub(crate) stats: Stats,
     failure: Option<SimFailure>,
     last_sample: u64,
+    fleet_count: (u64, u64),
+    fleet_counted_at: u64,
 }
 
 /// Runs a scenario to completion.
@@ -250,6 +252,8 @@ impl World {
             stats,
             failure: None,
             last_sample: 0,
+            fleet_count: (0, 0),
+            fleet_counted_at: 0,
         })
         .map(|mut w| {
             w.schedule_start(sc.horizon_s * SECOND_MS, sc.duration_hints);
@@ -387,15 +391,21 @@ impl World {
         if dt == 0 || self.stats.enqueued_at == 0 {
             return;
         }
-        let (mut busy, mut slots) = (0u64, 0u64);
-        for a in &self.agents {
-            if a.alive && !a.partitioned {
-                slots += u64::from(a.slots);
-                if !a.hung {
-                    busy += a.jobs.values().filter(|j| j.started).count() as u64;
+        // Counting the fleet is linear in drones; big fleets recount every 10 s of virtual time.
+        if self.agents.len() <= 64 || t.saturating_sub(self.fleet_counted_at) >= 10 * SECOND_MS {
+            let (mut busy, mut slots) = (0u64, 0u64);
+            for a in &self.agents {
+                if a.alive && !a.partitioned {
+                    slots += u64::from(a.slots);
+                    if !a.hung {
+                        busy += a.jobs.values().filter(|j| j.started).count() as u64;
+                    }
                 }
             }
+            self.fleet_count = (busy, slots);
+            self.fleet_counted_at = t;
         }
+        let (busy, slots) = self.fleet_count;
         let v = self.swarm.view();
         let demand = slots.min(u64::from(v.ready_count() + v.lease_count()));
         self.stats.busy_slot_ms += busy.min(demand) * dt;
