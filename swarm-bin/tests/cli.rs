@@ -1,0 +1,204 @@
+//! The `swarm` binary as an operator uses it: real processes, real files.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn swarm(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_swarm"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .expect("the swarm binary runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn help_explains_every_command() {
+    let out = swarm(&["--help"]);
+    assert!(out.status.success());
+    insta::assert_snapshot!("help", text(&out.stdout));
+    let out = swarm(&["sim", "--help"]);
+    assert!(out.status.success());
+    insta::assert_snapshot!("sim_help", text(&out.stdout));
+    let out = swarm(&["replay", "--help"]);
+    insta::assert_snapshot!("replay_help", text(&out.stdout));
+}
+
+#[test]
+fn an_operator_fleet_file_simulates_and_reports_json() {
+    let out = swarm(&[
+        "sim",
+        "--file",
+        "scenarios/example-fleet.toml",
+        "--seed",
+        "3",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report: serde_json::Value =
+        serde_json::from_str(text(&out.stdout).trim()).expect("one JSON report");
+    for key in [
+        "invariant_violations",
+        "makespan_s",
+        "lower_bound_s",
+        "makespan_ratio",
+        "churn_per_hour_pct",
+        "busy_ratio_pct",
+        "false_reclaims",
+        "false_escalations",
+        "duplicate_builds",
+        "reclaims",
+        "reclaims_by_reason",
+        "escalations",
+        "brake_engagements",
+        "grounded_max_pct",
+        "built",
+        "blocked",
+        "failed",
+    ] {
+        assert!(
+            report.get(key).is_some(),
+            "the JSON report lacks {key}: {report}"
+        );
+    }
+    assert_eq!(report["scenario"], "my-homelab");
+    assert_eq!(report["invariant_violations"], 0);
+}
+
+#[test]
+fn an_unknown_scenario_is_refused_with_the_list_of_known_ones() {
+    let out = swarm(&["sim", "--scenario", "no-such-thing"]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains("unknown scenario \"no-such-thing\""), "{err}");
+    assert!(err.contains("world-rebuild"), "{err}");
+}
+
+#[test]
+fn a_bad_policy_value_names_the_offending_key() {
+    let dir = std::env::temp_dir().join(format!("swarm-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let bad = dir.join("bad.toml");
+    std::fs::write(&bad, "max_prefetch = 0\n").expect("write");
+    let out = swarm(&[
+        "sim",
+        "-s",
+        "long-compile",
+        "--config",
+        bad.to_str().expect("utf-8"),
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("max_prefetch must be greater than zero"),
+        "{}",
+        text(&out.stderr)
+    );
+    std::fs::write(&bad, "max_prefetch = \"two\"\n").expect("write");
+    let out = swarm(&[
+        "sim",
+        "-s",
+        "long-compile",
+        "--config",
+        bad.to_str().expect("utf-8"),
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("max_prefetch"),
+        "{}",
+        text(&out.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_failing_policy_prints_the_seed_and_writes_a_replayable_log() {
+    let dir = std::env::temp_dir().join(format!("swarm-cli-fail-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let policy = dir.join("trigger-happy.toml");
+    std::fs::write(
+        &policy,
+        "heartbeat_grace_ms = 5000\noffline_timeout_ms = 12000\nconfirmed_dead_after_ms = 12000\n",
+    )
+    .expect("write");
+    let dir_s = dir.to_str().expect("utf-8");
+    let out = swarm(&[
+        "sim",
+        "-s",
+        "long-compile",
+        "--config",
+        policy.to_str().expect("utf-8"),
+        "--log-dir",
+        dir_s,
+    ]);
+    assert!(
+        !out.status.success(),
+        "reclaiming healthy drones must fail the run"
+    );
+    let err = text(&out.stderr);
+    assert!(err.contains("SWARM_SIM_SEED=1"), "{err}");
+    let log = dir.join("swarm-sim-long-compile-swarm-1.jsonl");
+    assert!(log.exists(), "{err}");
+    // The log replays; under the policy it was recorded with, the reclaims come back.
+    let out = swarm(&[
+        "replay",
+        log.to_str().expect("utf-8"),
+        "--base",
+        policy.to_str().expect("utf-8"),
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let figures: serde_json::Value = serde_json::from_str(text(&out.stdout).trim()).expect("JSON");
+    assert!(
+        figures["reclaims_by_reason"]["Offline"]
+            .as_u64()
+            .unwrap_or(0)
+            > 0,
+        "{figures}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_golden_log_replays_to_its_recorded_digest() {
+    let golden = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../swarm-core/tests/golden/silent-death-small.jsonl");
+    let out = swarm(&[
+        "replay",
+        golden.to_str().expect("utf-8"),
+        "--json",
+        "--config",
+        "/dev/null",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let figures: serde_json::Value = serde_json::from_str(text(&out.stdout).trim()).expect("JSON");
+    assert_eq!(figures["invariant_violations"], 0);
+    assert_eq!(
+        figures["diverged_steps"], 0,
+        "the defaults replayed twice must agree"
+    );
+    assert_eq!(figures["built"], 6);
+}
+
+#[test]
+fn a_corrupt_log_is_refused_with_its_line_number() {
+    let dir = std::env::temp_dir().join(format!("swarm-cli-corrupt-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let log = dir.join("bad.jsonl");
+    std::fs::write(
+        &log,
+        "{\"seq\":1,\"at\":0,\"input\":{\"type\":\"tick\"}}\n{not json\n",
+    )
+    .expect("write");
+    let out = swarm(&["replay", log.to_str().expect("utf-8")]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("line 2: not an envelope"),
+        "{}",
+        text(&out.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
