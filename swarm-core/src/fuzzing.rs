@@ -24,6 +24,10 @@ use crate::{
 /// At most this many operations per run, so a long input cannot time the fuzzer out.
 pub const MAX_STEPS: usize = 2_000;
 
+/// Separates independent runs inside one input, each on a fresh swarm, so that one corpus file
+/// can carry many short scenarios.
+pub const RESTART: &[u8] = b"--restart--";
+
 /// Where virtual time starts (2023-11-14, in epoch milliseconds).
 const START_MS: u64 = 1_700_000_000_000;
 
@@ -83,13 +87,36 @@ const REMEMBERED_LEASES: usize = 16;
 /// Runs a byte-encoded operation stream through a `Swarm` with the default config, checking
 /// every invariant after every step. Panics on the first violation.
 pub fn run_bytes(data: &[u8]) {
-    drive(data, true).finish();
+    for run in runs(data) {
+        drive(run, true).finish();
+    }
 }
 
-/// What `run_bytes` feeds the swarm for `data` and what came back, without the checks: for
-/// turning a crashing input into a readable sequence of inputs.
-pub fn trace_bytes(data: &[u8]) -> Vec<(Envelope, Vec<Output>)> {
-    drive(data, false).log
+/// What `run_bytes` feeds the swarm for `data` and what came back, one log per run, without the
+/// checks: for turning a crashing input into a readable sequence of inputs.
+pub fn trace_bytes(data: &[u8]) -> Vec<Vec<(Envelope, Vec<Output>)>> {
+    runs(data).map(|run| drive(run, false).log).collect()
+}
+
+/// `data` split at every [`RESTART`].
+fn runs(mut data: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut done = false;
+    std::iter::from_fn(move || {
+        if done {
+            return None;
+        }
+        match data.windows(RESTART.len()).position(|w| w == RESTART) {
+            Some(i) => {
+                let run = &data[..i];
+                data = &data[i + RESTART.len()..];
+                Some(run)
+            }
+            None => {
+                done = true;
+                Some(data)
+            }
+        }
+    })
 }
 
 fn drive(data: &[u8], check: bool) -> Run {
@@ -535,6 +562,7 @@ mod tests {
     fn outputs_of(data: &[u8]) -> Vec<Output> {
         trace_bytes(data)
             .into_iter()
+            .flatten()
             .flat_map(|(_, out)| out)
             .collect()
     }
@@ -589,6 +617,19 @@ mod tests {
     }
 
     #[test]
+    fn restart_separates_independent_runs() {
+        let one = [0u8, 0, 0, 0, 4, 3, 0, 0, 12, 2, 1, 0, 0, 0, 0, 0];
+        let mut two = one.to_vec();
+        two.extend_from_slice(RESTART);
+        two.extend_from_slice(&one);
+        let logs = trace_bytes(&two);
+        assert_eq!(logs.len(), 2);
+        assert_eq!(logs[0], logs[1], "each run starts from a fresh swarm");
+        assert_eq!(trace_bytes(&[]).len(), 1, "no input is one empty run");
+        run_bytes(&two);
+    }
+
+    #[test]
     fn json_lines_that_do_not_parse_are_skipped() {
         let log = b"{\"seq\":1,\"at\":5,\"input\":bogus}\n\xff\xfe\nnot json at all\n";
         run_json_lines(log, |line| serde_json::from_str(line).ok());
@@ -602,10 +643,13 @@ mod tests {
     fn trace() {
         let path = std::env::var("SWARM_FUZZ_TRACE").expect("SWARM_FUZZ_TRACE is set");
         let data = std::fs::read(&path).expect("a readable fuzz input");
-        for (env, out) in &trace_bytes(&data) {
-            println!("{}", serde_json::to_string(env).expect("serialises"));
-            for o in out {
-                println!("    -> {}", serde_json::to_string(o).expect("serialises"));
+        for (i, log) in trace_bytes(&data).iter().enumerate() {
+            println!("# run {} (a fresh swarm)", i + 1);
+            for (env, out) in log {
+                println!("{}", serde_json::to_string(env).expect("serialises"));
+                for o in out {
+                    println!("    -> {}", serde_json::to_string(o).expect("serialises"));
+                }
             }
         }
         let _ = std::panic::catch_unwind(|| run_bytes(&data));

@@ -54,6 +54,8 @@ mod atom;
 mod config;
 mod control;
 mod digest;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod health;
 mod id;
 mod index;
