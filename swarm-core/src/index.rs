@@ -20,8 +20,8 @@ pub(crate) struct ReadyKey {
 /// A deadline stored as data (quinn-style): a late Tick delays it, never skips it.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum TimerKey {
-    Suspect(DroneName),
-    Offline(DroneName),
+    /// Suspicion and offline judgement, checked lazily against the last heartbeat.
+    Liveness(DroneName),
     ConfirmedDead(DroneName),
     Unground(DroneName),
     Retry(PkgId),

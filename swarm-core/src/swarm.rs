@@ -129,7 +129,7 @@ impl Swarm {
                 drone: name.clone(),
                 epoch: Epoch(1),
             }));
-            self.sync_drone(&name);
+            self.touch(&name, out);
             return;
         };
         let new_incarnation = matches!(
@@ -174,16 +174,35 @@ impl Swarm {
         if critical {
             self.reclaim_all(name, ReclaimReason::Critical, out);
         }
-        for lid in hb.leases.iter().flatten() {
-            if !self.owns(name, *lid) {
-                let package = self.st.leases.get(lid).map(|l| l.package.clone());
-                self.revoke_foreign(name, Some(*lid), package, out);
-            }
+        // One lookup of the drone's own leases serves every id the heartbeat lists.
+        let (foreign, starting): (Vec<LeaseId>, Vec<LeaseId>) = match self.st.drones.get(name) {
+            Some(d) => (
+                hb.leases
+                    .iter()
+                    .flatten()
+                    .filter(|l| !d.leases.contains(l))
+                    .copied()
+                    .collect(),
+                hb.started
+                    .iter()
+                    .filter(|l| d.leases.contains(l))
+                    .filter(|l| {
+                        self.st
+                            .leases
+                            .get(l)
+                            .is_some_and(|l| l.started_at.is_none())
+                    })
+                    .copied()
+                    .collect(),
+            ),
+            None => return,
+        };
+        for lid in foreign {
+            let package = self.st.leases.get(&lid).map(|l| l.package.clone());
+            self.revoke_foreign(name, Some(lid), package, out);
         }
-        for lid in &hb.started {
-            if self.owns(name, *lid) {
-                self.mark_started(*lid, now, out);
-            }
+        for lid in starting {
+            self.mark_started(lid, now, out);
         }
         if let Some(atom) = &hb.current_task {
             match self.live_lease_of(name, atom) {
@@ -413,25 +432,7 @@ impl Swarm {
 
     fn on_timer(&mut self, key: TimerKey, out: &mut Out) {
         match key {
-            TimerKey::Suspect(name) => {
-                if let Some(d) = self.st.drones.get_mut(&name) {
-                    d.liveness = Liveness::Suspect;
-                    out.push(Output::Event(Event::WentSuspect {
-                        drone: name.clone(),
-                    }));
-                }
-                self.sync_drone(&name);
-            }
-            TimerKey::Offline(name) => {
-                if let Some(d) = self.st.drones.get_mut(&name) {
-                    d.liveness = Liveness::Offline;
-                    out.push(Output::Event(Event::WentOffline {
-                        drone: name.clone(),
-                    }));
-                }
-                self.reclaim_all(&name, ReclaimReason::Offline, out);
-                self.sync_drone(&name);
-            }
+            TimerKey::Liveness(name) => self.on_liveness_check(&name, out),
             TimerKey::ConfirmedDead(name) => {
                 if self.disrupt(&name, "reclaim", out) {
                     self.reclaim_all(&name, ReclaimReason::ConfirmedDead, out);
@@ -473,6 +474,46 @@ impl Swarm {
         }
     }
 
+    /// A drone's liveness deadline came up. Heartbeats do not move the timer
+    /// (that would cost two index updates per heartbeat); the check re-reads
+    /// the last heartbeat and either judges the drone or looks again later.
+    fn on_liveness_check(&mut self, name: &DroneName, out: &mut Out) {
+        let now = self.st.now;
+        let (suspect, offline) = match self.st.drones.get(name) {
+            Some(d) => (
+                liveness::suspect_at(&self.st, d).is_some_and(|t| t <= now),
+                liveness::offline_at(&self.st, d).is_some_and(|t| t <= now),
+            ),
+            None => return,
+        };
+        if suspect {
+            if let Some(d) = self.st.drones.get_mut(name) {
+                d.liveness = Liveness::Suspect;
+            }
+            out.push(Output::Event(Event::WentSuspect {
+                drone: name.clone(),
+            }));
+        }
+        if offline {
+            if let Some(d) = self.st.drones.get_mut(name) {
+                d.liveness = Liveness::Offline;
+            }
+            out.push(Output::Event(Event::WentOffline {
+                drone: name.clone(),
+            }));
+            self.reclaim_all(name, ReclaimReason::Offline, out);
+        }
+        let next = self
+            .st
+            .drones
+            .get(name)
+            .and_then(|d| liveness::next_check(&self.st, d));
+        if let Some(d) = self.st.drones.get_mut(name) {
+            d.check_at = next;
+        }
+        self.sync_drone(name);
+    }
+
     // ------------------------------------------------------------------ leases
 
     /// Matches a report to its live lease, or answers with `Revoke` + rejection.
@@ -512,7 +553,10 @@ impl Swarm {
     }
 
     fn owns(&self, drone: &DroneName, lid: LeaseId) -> bool {
-        self.st.leases.get(&lid).is_some_and(|l| &l.drone == drone)
+        self.st
+            .drones
+            .get(drone)
+            .is_some_and(|d| d.leases.contains(&lid))
     }
 
     fn live_lease_of(&self, drone: &DroneName, atom: &Atom) -> Option<LeaseId> {
@@ -955,19 +999,27 @@ impl Swarm {
 
     // ------------------------------------------------------------------ index upkeep
 
+    /// A sign of life. An online drone's timers stay where they are (the
+    /// liveness check re-reads `last_heartbeat`); a returning drone is resynced.
     fn touch(&mut self, name: &DroneName, out: &mut Out) {
         let now = self.st.now;
-        if let Some(d) = self.st.drones.get_mut(name) {
-            d.last_heartbeat = now;
-            if d.liveness != Liveness::Online {
-                d.liveness = Liveness::Online;
-                d.probe = Default::default();
-                d.ladder = Default::default();
-                out.push(Output::Event(Event::CameBack {
-                    drone: name.clone(),
-                }));
-            }
+        let grace = self.st.config.heartbeat_grace_ms;
+        let Some(d) = self.st.drones.get_mut(name) else {
+            return;
+        };
+        d.last_heartbeat = now;
+        if d.liveness == Liveness::Online && d.check_at.is_some() {
+            return;
         }
+        if d.liveness != Liveness::Online {
+            d.liveness = Liveness::Online;
+            d.probe = Default::default();
+            d.ladder = Default::default();
+            out.push(Output::Event(Event::CameBack {
+                drone: name.clone(),
+            }));
+        }
+        d.check_at = Some(now.plus(grace));
         self.sync_drone(name);
     }
 
@@ -996,21 +1048,17 @@ impl Swarm {
     }
 
     pub(crate) fn sync_drone(&mut self, name: &DroneName) {
-        let (suspect, offline, dead, unground) = match self.st.drones.get(name) {
+        let (check, dead, unground) = match self.st.drones.get(name) {
             Some(d) => (
-                liveness::suspect_at(&self.st, d),
-                liveness::offline_at(&self.st, d),
+                d.check_at,
                 liveness::confirmed_dead_at(&self.st, d),
                 d.grounded_until,
             ),
-            None => (None, None, None, None),
+            None => (None, None, None),
         };
-        self.set_timer(TimerKey::Suspect(name.clone()), suspect);
-        self.set_timer(TimerKey::Offline(name.clone()), offline);
-        self.ix
-            .set_timer(TimerKey::ConfirmedDead(name.clone()), dead);
-        self.ix
-            .set_timer(TimerKey::Unground(name.clone()), unground);
+        self.set_timer(TimerKey::Liveness(name.clone()), check);
+        self.set_timer(TimerKey::ConfirmedDead(name.clone()), dead);
+        self.set_timer(TimerKey::Unground(name.clone()), unground);
     }
 
     fn sync_brake(&mut self) {

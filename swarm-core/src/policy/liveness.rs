@@ -16,6 +16,16 @@ pub(crate) fn offline_at(st: &SwarmState, d: &Drone) -> Option<Timestamp> {
     })
 }
 
+/// The next liveness check: the suspicion deadline while online, the offline
+/// deadline while suspect, none once offline.
+pub(crate) fn next_check(st: &SwarmState, d: &Drone) -> Option<Timestamp> {
+    match d.liveness {
+        Liveness::Online => suspect_at(st, d),
+        Liveness::Suspect => offline_at(st, d),
+        Liveness::Offline => None,
+    }
+}
+
 /// Early reclaim: suspect, two consecutive "down" probes, and `confirmed_dead_after`
 /// since the last heartbeat. Never under the brake, never during failover grace.
 pub(crate) fn confirmed_dead_at(st: &SwarmState, d: &Drone) -> Option<Timestamp> {

@@ -51,6 +51,8 @@ pub(crate) struct Drone {
     pub(crate) epoch: Epoch,
     pub(crate) last_heartbeat: Timestamp,
     pub(crate) liveness: Liveness,
+    /// When liveness is next checked; at or before the true deadline (see `policy::liveness`).
+    pub(crate) check_at: Option<Timestamp>,
     pub(crate) health: DroneHealth,
     pub(crate) mem_percent: Option<u8>,
     pub(crate) disk_percent: Option<u8>,
@@ -76,6 +78,7 @@ impl Drone {
             epoch: Epoch(1),
             last_heartbeat: now,
             liveness: Liveness::Online,
+            check_at: None,
             health: DroneHealth::Healthy,
             mem_percent: None,
             disk_percent: None,
