@@ -63,8 +63,18 @@ impl Index {
     }
 
     /// The earliest deadline.
-    pub(crate) fn next_timer(&self) -> Option<(Timestamp, TimerKey)> {
-        self.timers.first().cloned()
+    pub(crate) fn next_timer(&self) -> Option<Timestamp> {
+        self.timers.first().map(|(at, _)| *at)
+    }
+
+    /// Removes and returns the earliest deadline if it is due.
+    pub(crate) fn pop_due(&mut self, now: Timestamp) -> Option<TimerKey> {
+        if self.next_timer()? > now {
+            return None;
+        }
+        let (_, key) = self.timers.pop_first()?;
+        self.timer_at.remove(&key);
+        Some(key)
     }
 
     /// Puts a package in or out of an ordered set.

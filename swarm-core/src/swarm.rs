@@ -113,7 +113,7 @@ impl Swarm {
     /// The next instant at which something is due; send `Tick` then (or earlier).
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Timestamp> {
-        self.ix.next_timer().map(|(at, _)| at)
+        self.ix.next_timer()
     }
 
     // ------------------------------------------------------------------ inputs
@@ -421,11 +421,7 @@ impl Swarm {
     // ------------------------------------------------------------------ timers
 
     fn fire_due_timers(&mut self, out: &mut Out) {
-        while let Some((at, key)) = self.ix.next_timer() {
-            if at > self.st.now {
-                break;
-            }
-            self.set_timer(key.clone(), None);
+        while let Some(key) = self.ix.pop_due(self.st.now) {
             self.on_timer(key, out);
         }
     }
