@@ -221,6 +221,7 @@ mod input {
                 PackageSpec {
                     deps: vec![icu(), atom("dev-lang/python:3.12")],
                     priority: 10,
+                    estimate_s: Some(5_400),
                     ..PackageSpec::new(atom("dev-qt/qtwebengine-6.7.2-r1:6"))
                 },
             ],

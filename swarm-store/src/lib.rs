@@ -1,6 +1,61 @@
-//! Durable store for swarm: the input log, outbox, snapshots and read tables in
-//! SQLite. Filled in by the store issue; today it only names the contract.
+//! The durable, crash-only home of a [`swarm_core::Swarm`]: SQLite in WAL mode.
+//!
+//! # The contract
+//! - [`Store::append`] writes the input, runs the core, writes its outputs and
+//!   the read-table changes in one `BEGIN IMMEDIATE` transaction, and returns
+//!   the outputs only after the commit. [`Store::append_batch`] is group commit:
+//!   many inputs, one transaction, one fsync.
+//! - Crash-only: if anything in a transaction fails, the transaction is rolled
+//!   back and the in-memory core is dropped and rebuilt from the file, so it
+//!   never holds an input the file does not. The failed input is not
+//!   acknowledged; the next append works.
+//! - [`Store::open`] restores the newest snapshot whose digest verifies,
+//!   replays the log tail, compares every recomputed output with the outbox
+//!   (a difference is [`StoreError::Diverged`] naming the seq, never fixed
+//!   silently) and appends [`swarm_core::Input::Recovered`].
+//! - Growth is bounded: a snapshot every `snapshot_every` inputs, the log and
+//!   outbox compacted behind the oldest kept snapshot, retention for `builds`
+//!   and `events`.
+//! - One writer per file, enforced by a lock file (see `lock.rs`); any number
+//!   of read-only [`Explorer`]s alongside.
+//!
+//! # Files
+//! `schema.rs` tables and migrations · `store.rs` open/append/snapshot ·
+//! `recover.rs` rebuilding the core from the file · `read_tables.rs` current
+//! state for humans · `export.rs` the log as JSON lines · `explorer.rs` the
+//! read-only SQL explorer · `lock.rs` single writer · `error.rs` [`StoreError`].
+//!
+//! ```
+//! use swarm_store::{Store, StoreOptions};
+//! use swarm_core::{Input, Timestamp};
+//!
+//! let dir = tempfile::tempdir().expect("temp dir");
+//! let path = dir.path().join("swarm.db");
+//! let mut store = Store::open(&path, StoreOptions::default()).expect("open");
+//! let (seq, _outputs) = store.append(Timestamp(1_000), Input::Tick).expect("durable");
+//! let digest = store.swarm().expect("state").digest();
+//! drop(store);
+//! let store = Store::open(&path, StoreOptions::default()).expect("reopen");
+//! assert!(store.last_seq() > seq);
+//! # let _ = digest;
+//! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod error;
+mod explorer;
+mod export;
+mod lock;
+mod read_tables;
+mod recover;
+mod schema;
+mod store;
+
+pub use error::StoreError;
+pub use explorer::{ColumnInfo, Explorer, ExplorerOptions, QueryResult, TableInfo};
+pub use export::Export;
+pub use store::{OpenReport, Store, StoreOptions, Synchronous};
 pub use swarm_core::{Envelope, Output};
+
+/// The schema version this build writes (`PRAGMA user_version`).
+pub const SCHEMA_VERSION: i64 = schema::LATEST;

@@ -1,0 +1,173 @@
+//! One error type for the crate. Every message says what went wrong and what an
+//! operator can do about it; none of them is ever "fixed" silently.
+
+use std::path::PathBuf;
+use swarm_core::ConfigError;
+
+/// Everything the store can refuse or fail at.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The file could not be opened or locked at the OS level.
+    #[error("cannot open {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// Another process (or another `Store` in this one) has the database open for writing.
+    #[error(
+        "{path} is already open for writing by another swarm process (lock file {lock} is held); \
+         stop that process first, or use `swarm sql` for read-only access"
+    )]
+    Locked {
+        /// The database.
+        path: PathBuf,
+        /// The lock file.
+        lock: PathBuf,
+    },
+    /// The file is not a SQLite database, or SQLite found it inconsistent.
+    #[error(
+        "the store database is damaged ({detail}); stop swarm and restore the file from a backup, \
+         or move it aside and rebuild from a `swarm export` log with `swarm replay`"
+    )]
+    Damaged {
+        /// What SQLite or the store found.
+        detail: String,
+    },
+    /// A SQLite database, but not one written by swarm.
+    #[error(
+        "{path} is a SQLite database but not a swarm store (application id {application_id:#x}); \
+         point swarm at another file"
+    )]
+    NotAStore {
+        /// The file.
+        path: PathBuf,
+        /// Its `PRAGMA application_id`.
+        application_id: i64,
+    },
+    /// The file was written by a newer swarm with a newer schema.
+    #[error(
+        "the store has schema version {found} but this swarm understands at most {supported}; \
+         upgrade swarm (never downgrade a store)"
+    )]
+    NewerSchema {
+        /// The file's `PRAGMA user_version`.
+        found: i64,
+        /// The newest version this build knows.
+        supported: i64,
+    },
+    /// The log holds an input whose kind this swarm does not know.
+    #[error(
+        "input log seq {seq} has unknown input kind {kind:?}; it was written by a newer swarm: \
+         upgrade swarm to open this store"
+    )]
+    UnknownInputKind {
+        /// Where.
+        seq: u64,
+        /// The `type` tag found.
+        kind: String,
+    },
+    /// A log or outbox row that does not parse.
+    #[error(
+        "input log seq {seq} cannot be read ({detail}); the file was edited or damaged: restore \
+         it from a backup"
+    )]
+    BadLogRecord {
+        /// Where.
+        seq: u64,
+        /// The parse error.
+        detail: String,
+    },
+    /// Replaying the log gave other outputs than the ones recorded when the input was accepted.
+    #[error(
+        "replaying input log seq {seq} gives different outputs than the outbox recorded \
+         ({detail}); the log was written by another swarm version or edited. keep the file for \
+         diagnosis and open it with the swarm version that wrote it"
+    )]
+    Diverged {
+        /// The first diverging input.
+        seq: u64,
+        /// What differs.
+        detail: String,
+    },
+    /// No snapshot verifies and the log no longer reaches back to the beginning.
+    #[error(
+        "no snapshot verifies ({detail}) and the log was compacted up to seq {compacted_through}, \
+         so the state cannot be rebuilt; restore the file from a backup"
+    )]
+    NoUsableSnapshot {
+        /// Why each snapshot was refused.
+        detail: String,
+        /// Log rows up to here are gone.
+        compacted_through: u64,
+    },
+    /// SQLite ran out of space (disk full or `max_page_count` reached).
+    #[error(
+        "the disk or the database size limit is full ({detail}); the failed input was not \
+         recorded. free space (or raise the limit) and retry"
+    )]
+    DiskFull {
+        /// What SQLite said.
+        detail: String,
+    },
+    /// A previous write failed and the state could not be rebuilt from the file.
+    #[error("the store could not rebuild its state after a failed write ({reason}); reopen it")]
+    Poisoned {
+        /// Why the rebuild failed.
+        reason: String,
+    },
+    /// `export_since` asked for inputs compaction already removed.
+    #[error(
+        "inputs up to seq {oldest_available} were compacted into a snapshot; export can start \
+         at --since {oldest_available} or later (asked for --since {requested})"
+    )]
+    ExportTooOld {
+        /// What was asked.
+        requested: u64,
+        /// The earliest `since` that works.
+        oldest_available: u64,
+    },
+    /// The config given for a new store does not validate.
+    #[error("invalid config for a new store: {0}")]
+    Config(#[from] ConfigError),
+    /// The SQL explorer refused a statement before running it.
+    #[error("query refused: {reason}")]
+    QueryRefused {
+        /// Why.
+        reason: String,
+    },
+    /// The SQL explorer stopped a query at its time budget.
+    #[error("query stopped after its time budget of {budget_ms} ms; add a LIMIT or a WHERE")]
+    QueryTimeout {
+        /// The budget.
+        budget_ms: u64,
+    },
+    /// The SQL explorer's query failed in SQLite (syntax error, unknown column...).
+    #[error("query failed: {detail}")]
+    Query {
+        /// SQLite's message.
+        detail: String,
+    },
+    /// Any other SQLite failure.
+    #[error("sqlite error: {0}")]
+    Sqlite(rusqlite::Error),
+    /// A value that would not serialise (a bug).
+    #[error("cannot serialise a record: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        use rusqlite::ErrorCode as C;
+        match e.sqlite_error_code() {
+            Some(C::DatabaseCorrupt | C::NotADatabase) => StoreError::Damaged {
+                detail: e.to_string(),
+            },
+            Some(C::DiskFull) => StoreError::DiskFull {
+                detail: e.to_string(),
+            },
+            _ => StoreError::Sqlite(e),
+        }
+    }
+}

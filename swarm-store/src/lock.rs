@@ -1,0 +1,69 @@
+//! One writer per database: an exclusive `flock` on `<db>.lock`.
+//!
+//! Two writers would each replay the log into their own core and interleave
+//! appends the other never saw, so the second `Store::open` is refused with a
+//! clear error instead. The kernel drops the lock when the holder dies (even by
+//! SIGKILL), so a crash never leaves a stale lock behind. Readers (the SQL
+//! explorer) take no lock: WAL lets them read while the writer writes.
+
+use crate::error::StoreError;
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+
+/// Held for the life of a `Store`.
+#[derive(Debug)]
+pub(crate) struct LockFile {
+    _file: File,
+}
+
+/// The lock file next to a database.
+pub(crate) fn lock_path(db: &Path) -> PathBuf {
+    let mut s = db.as_os_str().to_owned();
+    s.push(".lock");
+    PathBuf::from(s)
+}
+
+impl LockFile {
+    /// Takes the lock or says who has it.
+    pub(crate) fn acquire(db: &Path) -> Result<LockFile, StoreError> {
+        let lock = lock_path(db);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock)
+            .map_err(|source| StoreError::Io {
+                path: lock.clone(),
+                source,
+            })?;
+        try_lock(&file).map_err(|e| match e {
+            Some(source) => StoreError::Io {
+                path: lock.clone(),
+                source,
+            },
+            None => StoreError::Locked {
+                path: db.to_owned(),
+                lock: lock.clone(),
+            },
+        })?;
+        Ok(LockFile { _file: file })
+    }
+}
+
+/// `Err(None)`: somebody else holds it.
+#[cfg(unix)]
+fn try_lock(file: &File) -> Result<(), Option<std::io::Error>> {
+    use rustix::fs::{flock, FlockOperation};
+    match flock(file, FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(()),
+        Err(e) if e == rustix::io::Errno::WOULDBLOCK => Err(None),
+        Err(e) => Err(Some(e.into())),
+    }
+}
+
+/// Elsewhere the lock is advisory only: one writer is the operator's job.
+#[cfg(not(unix))]
+fn try_lock(_file: &File) -> Result<(), Option<std::io::Error>> {
+    Ok(())
+}

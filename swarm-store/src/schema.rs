@@ -1,0 +1,214 @@
+//! The schema and its migrations, versioned by `PRAGMA user_version`.
+//!
+//! `MIGRATIONS[i]` takes a file from version `i` to `i + 1`, each in its own
+//! transaction. A file newer than this build is refused (never "downgraded"),
+//! and a SQLite file that is not a swarm store is refused by `application_id`.
+//!
+//! Timestamps in the read tables are milliseconds since the Unix epoch, the
+//! core's `Timestamp`; `created_at`, `started_at`, `finished_at` in `builds`
+//! keep the names operators know from Build Swarm v3.
+
+use crate::error::StoreError;
+use rusqlite::{Connection, OptionalExtension};
+use std::path::Path;
+
+/// `PRAGMA application_id` of a swarm store ("SWRM").
+pub(crate) const APPLICATION_ID: i64 = 0x5357_524d;
+
+/// Migrations, oldest first. Append only; never edit a released one.
+const MIGRATIONS: &[&str] = &[
+    // 0 -> 1: the first schema.
+    "
+    CREATE TABLE meta (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    -- The durable log: one row per input, the core's Input as JSON.
+    CREATE TABLE input_log (
+        seq   INTEGER PRIMARY KEY,
+        at_ms INTEGER NOT NULL,
+        input TEXT NOT NULL
+    );
+    -- What the core answered to each input, checked again on every open.
+    CREATE TABLE outbox (
+        seq    INTEGER NOT NULL,
+        idx    INTEGER NOT NULL,
+        output TEXT NOT NULL,
+        PRIMARY KEY (seq, idx)
+    ) WITHOUT ROWID;
+    -- The core's state after input `seq`; digest is the core's digest() in hex.
+    CREATE TABLE snapshots (
+        seq    INTEGER PRIMARY KEY,
+        digest TEXT NOT NULL,
+        state  TEXT NOT NULL
+    );
+    -- Read tables: current state for humans, the dashboard and the SQL explorer.
+    CREATE TABLE packages (
+        atom               TEXT PRIMARY KEY,
+        status             TEXT NOT NULL,
+        lease              INTEGER,
+        drone              TEXT,
+        started            INTEGER,
+        retry_at_ms        INTEGER,
+        built_at_ms        INTEGER,
+        block_reason       TEXT,
+        auto_unblock_at_ms INTEGER,
+        priority           INTEGER NOT NULL,
+        attempts           INTEGER NOT NULL,
+        generation         INTEGER NOT NULL,
+        last_error         TEXT,
+        updated_seq        INTEGER NOT NULL
+    );
+    CREATE INDEX packages_status ON packages (status);
+    CREATE TABLE drones (
+        name                 TEXT PRIMARY KEY,
+        machine_id           TEXT,
+        epoch                INTEGER NOT NULL,
+        status               TEXT NOT NULL,
+        health               TEXT NOT NULL,
+        kind                 TEXT NOT NULL,
+        cores                INTEGER NOT NULL,
+        ram_mb               INTEGER NOT NULL,
+        slots                INTEGER NOT NULL,
+        last_heartbeat_ms    INTEGER NOT NULL,
+        paused               INTEGER NOT NULL,
+        drained              INTEGER NOT NULL,
+        grounded_until_ms    INTEGER,
+        consecutive_failures INTEGER NOT NULL,
+        escalation_steps     INTEGER NOT NULL,
+        builds_ok            INTEGER NOT NULL,
+        builds_failed        INTEGER NOT NULL,
+        mem_percent          INTEGER,
+        disk_percent         INTEGER,
+        load_centi           INTEGER,
+        portage_snapshot     TEXT,
+        version              TEXT,
+        updated_seq          INTEGER NOT NULL
+    );
+    CREATE TABLE leases (
+        lease        INTEGER PRIMARY KEY,
+        package      TEXT NOT NULL,
+        drone        TEXT NOT NULL,
+        issued_at_ms INTEGER NOT NULL,
+        started_at_ms INTEGER
+    );
+    -- One row per attempt (lease); kept for the history retention.
+    CREATE TABLE builds (
+        id          INTEGER PRIMARY KEY,
+        lease       INTEGER NOT NULL UNIQUE,
+        package     TEXT NOT NULL,
+        drone       TEXT NOT NULL,
+        epoch       INTEGER NOT NULL,
+        created_at  INTEGER NOT NULL,
+        started_at  INTEGER,
+        finished_at INTEGER,
+        outcome     TEXT,
+        class       TEXT,
+        detail      TEXT,
+        duration_ms INTEGER,
+        seq         INTEGER NOT NULL
+    );
+    CREATE INDEX builds_package ON builds (package, created_at);
+    CREATE INDEX builds_finished ON builds (finished_at);
+    -- The activity feed: every Event output; kept for the events retention.
+    CREATE TABLE events (
+        id      INTEGER PRIMARY KEY,
+        seq     INTEGER NOT NULL,
+        at_ms   INTEGER NOT NULL,
+        kind    TEXT NOT NULL,
+        drone   TEXT,
+        package TEXT,
+        body    TEXT NOT NULL
+    );
+    CREATE INDEX events_at ON events (at_ms);
+    CREATE INDEX events_drone ON events (drone, at_ms);
+    ",
+];
+
+/// The schema version this build writes.
+pub(crate) const LATEST: i64 = MIGRATIONS.len() as i64;
+
+/// Connection settings for the writer.
+pub(crate) fn configure_writer(conn: &Connection, full_sync: bool) -> Result<(), StoreError> {
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Damaged {
+            detail: format!("cannot switch the journal to WAL (got {mode})"),
+        });
+    }
+    conn.pragma_update(
+        None,
+        "synchronous",
+        if full_sync { "FULL" } else { "NORMAL" },
+    )?;
+    // Checked on every open: a damaged page must stop the store, not feed it garbage.
+    conn.pragma_update(None, "cell_size_check", "ON")?;
+    Ok(())
+}
+
+/// Creates or migrates the schema; refuses newer and foreign files.
+pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let app: i64 = conn.query_row("PRAGMA application_id", [], |r| r.get(0))?;
+    if version > LATEST {
+        return Err(StoreError::NewerSchema {
+            found: version,
+            supported: LATEST,
+        });
+    }
+    if app != APPLICATION_ID {
+        let has_tables: Option<String> = conn
+            .query_row(
+                "SELECT name FROM sqlite_schema WHERE type = 'table' LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if app != 0 || has_tables.is_some() {
+            return Err(StoreError::NotAStore {
+                path: path.to_owned(),
+                application_id: app,
+            });
+        }
+    }
+    for (from, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", from as i64 + 1)?;
+        tx.pragma_update(None, "application_id", APPLICATION_ID)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+/// `PRAGMA quick_check`: page structure of every table and index, O(size).
+pub(crate) fn quick_check(conn: &Connection) -> Result<(), StoreError> {
+    let mut stmt = conn.prepare("PRAGMA quick_check(5)")?;
+    let problems: Vec<String> = stmt
+        .query_map([], |r| r.get::<_, String>(0))?
+        .collect::<Result<_, _>>()?;
+    if problems.len() == 1 && problems[0] == "ok" {
+        return Ok(());
+    }
+    Err(StoreError::Damaged {
+        detail: problems.join("; "),
+    })
+}
+
+/// Reads one `meta` value.
+pub(crate) fn meta_get(conn: &Connection, key: &str) -> Result<Option<String>, StoreError> {
+    Ok(conn
+        .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+        .optional()?)
+}
+
+/// Writes one `meta` value.
+pub(crate) fn meta_set(conn: &Connection, key: &str, value: &str) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO meta (key, value) VALUES (?1, ?2)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+    )?
+    .execute([key, value])?;
+    Ok(())
+}

@@ -1,0 +1,434 @@
+//! `Store`: the one writer. Every input is durable before its outputs are
+//! returned, and any failure drops the in-memory core and rebuilds it from the
+//! file, so memory never holds anything the file does not.
+
+use crate::error::StoreError;
+use crate::lock::LockFile;
+use crate::read_tables::{self, Applied, OutputJson, ReadTables};
+use crate::recover::{self, format_digest, verify_snapshot};
+use crate::schema::{self, meta_get, meta_set};
+use rusqlite::{params, Connection, OpenFlags, TransactionBehavior};
+use std::path::{Path, PathBuf};
+use swarm_core::{Config, Envelope, Input, Output, Seq, Swarm, Timestamp};
+
+/// How hard a commit waits for the disk.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Synchronous {
+    /// WAL with `synchronous=NORMAL`: a commit survives a crash of swarm
+    /// (even SIGKILL) but the last commits may be lost if the machine loses power.
+    #[default]
+    Normal,
+    /// `synchronous=FULL`: every commit is fsynced; survives power loss, slower.
+    Full,
+}
+
+/// Store settings. `Default` gives the documented defaults.
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    /// The policy for a new store. An existing store keeps the config it was
+    /// created with (it is in its snapshots and `meta`), so replay reproduces
+    /// what was decided; `Store::config` says which one is in force.
+    pub config: Config,
+    /// Durability of each commit.
+    pub synchronous: Synchronous,
+    /// Write a snapshot every this many inputs (default 1000).
+    pub snapshot_every: u64,
+    /// Snapshots to keep (default 2). The log is compacted up to the oldest kept
+    /// one, so any of them can serve as the base if a newer one fails to verify.
+    pub keep_snapshots: u32,
+    /// Delete log and outbox rows behind the oldest kept snapshot (default
+    /// true). Off keeps the whole log for audits and full `swarm export`s, at
+    /// the price of unbounded growth.
+    pub compact_log: bool,
+    /// Finished `builds` rows older than this are deleted at each snapshot
+    /// (default 30 days; `None`: keep forever).
+    pub builds_retention_ms: Option<u64>,
+    /// `events` rows older than this are deleted at each snapshot (default 7 days).
+    pub events_retention_ms: Option<u64>,
+    /// The instant stamped on the `Recovered` input that `open` appends. The
+    /// store reads no clock: `swarm serve` passes the wall clock. `None`: the
+    /// last logged instant.
+    pub open_at: Option<Timestamp>,
+    /// Run `PRAGMA quick_check` on open (default true): a damaged page stops the
+    /// store at open instead of in the middle of a write.
+    pub verify_on_open: bool,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            config: Config::default(),
+            synchronous: Synchronous::Normal,
+            snapshot_every: 1000,
+            keep_snapshots: 2,
+            compact_log: true,
+            builds_retention_ms: Some(30 * swarm_core::time::HOUR_MS * 24),
+            events_retention_ms: Some(7 * swarm_core::time::HOUR_MS * 24),
+            open_at: None,
+            verify_on_open: true,
+        }
+    }
+}
+
+/// What `open` found and did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OpenReport {
+    /// The snapshot the state was restored from (0: replayed from the start).
+    pub snapshot_seq: u64,
+    /// Inputs replayed on top of it, each checked against the outbox.
+    pub replayed: u64,
+    /// Snapshots that failed to verify, newest first, with the reason.
+    pub skipped_snapshots: Vec<(u64, String)>,
+    /// The seq of the `Recovered` input appended.
+    pub recovered_seq: u64,
+}
+
+/// The durable, crash-only home of one `Swarm`. Single writer: see `lock`.
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+    opts: StoreOptions,
+    /// `None` after a failed write whose rebuild also failed.
+    core: Option<Swarm>,
+    config: Config,
+    tables: ReadTables,
+    last_seq: u64,
+    last_snapshot: u64,
+    poison: Option<String>,
+    report: OpenReport,
+    _lock: LockFile,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.path)
+            .field("last_seq", &self.last_seq)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens (creating or migrating) a store, rebuilds the core from the newest
+    /// verified snapshot and the log tail (checked against the outbox), and
+    /// appends `Input::Recovered`.
+    pub fn open(path: impl AsRef<Path>, opts: StoreOptions) -> Result<Store, StoreError> {
+        let path = path.as_ref().to_owned();
+        let lock = LockFile::acquire(&path)?;
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let mut conn = Connection::open_with_flags(&path, flags)?;
+        schema::configure_writer(&conn, opts.synchronous == Synchronous::Full)?;
+        schema::migrate(&mut conn, &path)?;
+        if opts.verify_on_open {
+            schema::quick_check(&conn)?;
+        }
+        let config = match meta_get(&conn, "config")? {
+            Some(text) => serde_json::from_str(&text).map_err(|e| StoreError::Damaged {
+                detail: format!("meta config does not parse: {e}"),
+            })?,
+            None => {
+                opts.config.validate()?;
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                meta_set(&tx, "config", &serde_json::to_string(&opts.config)?)?;
+                meta_set(&tx, "created_by", env!("CARGO_PKG_VERSION"))?;
+                tx.commit()?;
+                opts.config.clone()
+            }
+        };
+        let rebuilt = recover::rebuild(&conn, &config)?;
+        let config = rebuilt.swarm.config().clone();
+        let last_snapshot: u64 =
+            conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM snapshots", [], |r| {
+                r.get::<_, i64>(0)
+            })? as u64;
+        let tables = {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let t = ReadTables::rewrite(&tx, rebuilt.swarm.view(), rebuilt.last_seq)?;
+            tx.commit()?;
+            t
+        };
+        let open_at = opts.open_at.unwrap_or(rebuilt.swarm.view().now());
+        let mut store = Store {
+            conn,
+            path,
+            opts,
+            core: Some(rebuilt.swarm),
+            config,
+            tables,
+            last_seq: rebuilt.last_seq,
+            last_snapshot,
+            poison: None,
+            report: OpenReport {
+                snapshot_seq: rebuilt.base_seq,
+                replayed: rebuilt.replayed,
+                skipped_snapshots: rebuilt.skipped,
+                recovered_seq: 0,
+            },
+            _lock: lock,
+        };
+        let (seq, _) = store.append(open_at, Input::Recovered)?;
+        store.report.recovered_seq = seq.0;
+        Ok(store)
+    }
+
+    /// Appends one input: durable before its outputs are returned.
+    pub fn append(
+        &mut self,
+        at: Timestamp,
+        input: Input,
+    ) -> Result<(Seq, Vec<Output>), StoreError> {
+        let mut done = self.append_batch(vec![(at, input)])?;
+        done.pop().ok_or_else(|| StoreError::Poisoned {
+            reason: "a batch of one returned nothing".into(),
+        })
+    }
+
+    /// Group commit: appends many inputs in one transaction and one fsync, in
+    /// order, and returns each one's seq and outputs. All or nothing: on error
+    /// none of them was recorded (the core is rebuilt from the file), so the
+    /// caller answers every sender with the error and none is acknowledged.
+    pub fn append_batch(
+        &mut self,
+        inputs: Vec<(Timestamp, Input)>,
+    ) -> Result<Vec<(Seq, Vec<Output>)>, StoreError> {
+        self.ensure_core()?;
+        match self.try_append(inputs) {
+            Ok(done) => Ok(done),
+            Err(e) => {
+                self.rebuild_after_failure();
+                Err(e)
+            }
+        }
+    }
+
+    fn try_append(
+        &mut self,
+        inputs: Vec<(Timestamp, Input)>,
+    ) -> Result<Vec<(Seq, Vec<Output>)>, StoreError> {
+        let Store {
+            conn,
+            core,
+            tables,
+            opts,
+            ..
+        } = self;
+        let core = core.as_mut().ok_or_else(|| StoreError::Poisoned {
+            reason: "no state".into(),
+        })?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut seq = self.last_seq;
+        let mut last_snapshot = self.last_snapshot;
+        let mut done = Vec::with_capacity(inputs.len());
+        for (at, input) in inputs {
+            seq += 1;
+            let input_json = serde_json::to_value(&input)?;
+            tx.prepare_cached("INSERT INTO input_log (seq, at_ms, input) VALUES (?1, ?2, ?3)")?
+                .execute(params![seq as i64, at.0 as i64, input_json.to_string()])?;
+            let env = Envelope {
+                seq: Seq(seq),
+                at,
+                input,
+            };
+            let outputs = core.handle(&env);
+            let jsons = outputs
+                .iter()
+                .map(OutputJson::new)
+                .collect::<Result<Vec<_>, _>>()?;
+            for (idx, o) in jsons.iter().enumerate() {
+                tx.prepare_cached("INSERT INTO outbox (seq, idx, output) VALUES (?1, ?2, ?3)")?
+                    .execute(params![seq as i64, idx as i64, o.text])?;
+            }
+            tables.apply(
+                &tx,
+                core.view(),
+                &Applied {
+                    seq,
+                    at,
+                    input: &env.input,
+                    input_json: &input_json,
+                    outputs: &jsons,
+                },
+            )?;
+            if seq >= last_snapshot + opts.snapshot_every.max(1) {
+                snapshot_and_compact(&tx, core, seq, opts)?;
+                last_snapshot = seq;
+            }
+            done.push((Seq(seq), outputs));
+        }
+        tx.commit()?;
+        self.last_seq = seq;
+        self.last_snapshot = last_snapshot;
+        Ok(done)
+    }
+
+    fn ensure_core(&mut self) -> Result<(), StoreError> {
+        if self.core.is_some() {
+            return Ok(());
+        }
+        self.rebuild_after_failure();
+        match &self.poison {
+            None => Ok(()),
+            Some(reason) => Err(StoreError::Poisoned {
+                reason: reason.clone(),
+            }),
+        }
+    }
+
+    /// Crash-only: forget memory, believe the file.
+    fn rebuild_after_failure(&mut self) {
+        self.core = None;
+        // A failed COMMIT may leave the transaction open; end it.
+        if !self.conn.is_autocommit() {
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+        let last_snapshot = self
+            .conn
+            .query_row("SELECT COALESCE(MAX(seq), 0) FROM snapshots", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map(|s| s as u64);
+        match (recover::rebuild(&self.conn, &self.config), last_snapshot) {
+            (Ok(rebuilt), Ok(last_snapshot)) => {
+                self.tables = ReadTables::from_view(rebuilt.swarm.view());
+                self.last_seq = rebuilt.last_seq;
+                self.last_snapshot = last_snapshot;
+                self.core = Some(rebuilt.swarm);
+                self.poison = None;
+            }
+            (Err(e), _) => self.poison = Some(e.to_string()),
+            (_, Err(e)) => self.poison = Some(StoreError::from(e).to_string()),
+        }
+    }
+
+    /// The core, read-only. An error if a failed write left no usable state.
+    pub fn swarm(&self) -> Result<&Swarm, StoreError> {
+        self.core.as_ref().ok_or_else(|| StoreError::Poisoned {
+            reason: self.poison.clone().unwrap_or_default(),
+        })
+    }
+
+    /// The config in force (the one the store was created with).
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The last acknowledged seq.
+    pub fn last_seq(&self) -> Seq {
+        Seq(self.last_seq)
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// What `open` found.
+    pub fn open_report(&self) -> &OpenReport {
+        &self.report
+    }
+
+    /// Compares the read tables with the core's view: `Err` names the first difference.
+    pub fn check_read_tables(&self) -> Result<(), StoreError> {
+        let swarm = self.swarm()?;
+        read_tables::check(&self.conn, swarm.view()).map_err(|detail| StoreError::Damaged {
+            detail: format!("read tables disagree with the core: {detail}"),
+        })
+    }
+
+    /// Caps the database size (`PRAGMA max_page_count`) for this connection; an
+    /// append past it fails with `StoreError::DiskFull`. Returns the cap in force.
+    pub fn set_max_page_count(&mut self, pages: u64) -> Result<u64, StoreError> {
+        let set: i64 =
+            self.conn
+                .query_row(&format!("PRAGMA max_page_count = {pages}"), [], |r| {
+                    r.get(0)
+                })?;
+        Ok(set as u64)
+    }
+
+    /// Pages the database uses now.
+    pub fn page_count(&self) -> Result<u64, StoreError> {
+        let n: i64 = self.conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+        Ok(n as u64)
+    }
+
+    /// Writes a snapshot now (and compacts), whatever `snapshot_every` says.
+    pub fn snapshot(&mut self) -> Result<Seq, StoreError> {
+        self.ensure_core()?;
+        let Store {
+            conn, core, opts, ..
+        } = self;
+        let core = core.as_ref().ok_or_else(|| StoreError::Poisoned {
+            reason: "no state".into(),
+        })?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        snapshot_and_compact(&tx, core, self.last_seq, opts)?;
+        tx.commit()?;
+        self.last_snapshot = self.last_seq;
+        Ok(Seq(self.last_seq))
+    }
+
+    /// The log in the simulator's envelope format, from `since` (exclusive) on.
+    pub fn export_since(&self, since: Seq) -> Result<crate::export::Export<'_>, StoreError> {
+        crate::export::Export::new(&self.conn, since.0)
+    }
+
+    /// A read-only SQL explorer on this store's file (a separate connection).
+    pub fn explorer(&self) -> Result<crate::explorer::Explorer, StoreError> {
+        crate::explorer::Explorer::open(&self.path, crate::explorer::ExplorerOptions::default())
+    }
+}
+
+/// Writes a verified snapshot of `core` after input `seq`, then compacts the
+/// log behind the oldest kept snapshot and applies the history retention.
+fn snapshot_and_compact(
+    conn: &Connection,
+    core: &Swarm,
+    seq: u64,
+    opts: &StoreOptions,
+) -> Result<(), StoreError> {
+    let state = serde_json::to_string(core.state())?;
+    let digest = format_digest(core.digest());
+    // Verify before relying on it: a snapshot that does not restore to the
+    // same digest is never written, and nothing is compacted behind it.
+    if let Err(why) = verify_snapshot(&state, &digest) {
+        meta_set(conn, "snapshot_error", &format!("seq {seq}: {why}"))?;
+        return Ok(());
+    }
+    conn.prepare_cached(
+        "INSERT OR REPLACE INTO snapshots (seq, digest, state) VALUES (?1, ?2, ?3)",
+    )?
+    .execute(params![seq as i64, digest, state])?;
+    conn.prepare_cached(
+        "DELETE FROM snapshots WHERE seq NOT IN
+            (SELECT seq FROM snapshots ORDER BY seq DESC LIMIT ?1)",
+    )?
+    .execute([i64::from(opts.keep_snapshots.max(1))])?;
+    let oldest: i64 = conn.query_row("SELECT MIN(seq) FROM snapshots", [], |r| r.get(0))?;
+    let horizon = recover::compacted_through(conn)?;
+    if opts.compact_log && oldest as u64 > horizon {
+        conn.prepare_cached("DELETE FROM input_log WHERE seq <= ?1")?
+            .execute([oldest])?;
+        conn.prepare_cached("DELETE FROM outbox WHERE seq <= ?1")?
+            .execute([oldest])?;
+        meta_set(conn, "compacted_through", &oldest.to_string())?;
+    }
+    let now = core.view().now().0;
+    if let Some(keep) = opts.builds_retention_ms {
+        conn.prepare_cached("DELETE FROM builds WHERE finished_at < ?1")?
+            .execute([now.saturating_sub(keep) as i64])?;
+    }
+    if let Some(keep) = opts.events_retention_ms {
+        conn.prepare_cached("DELETE FROM events WHERE at_ms < ?1")?
+            .execute([now.saturating_sub(keep) as i64])?;
+    }
+    Ok(())
+}
+
+/// Opens a read-only connection (for the explorer and tools).
+pub(crate) fn open_read_only(path: &Path) -> Result<Connection, StoreError> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    Ok(Connection::open_with_flags(path, flags)?)
+}

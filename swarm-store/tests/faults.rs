@@ -1,0 +1,282 @@
+//! Bad files and failing disks: each ends in a typed error that says what to
+//! do, never a panic and never a silent reset.
+
+mod common;
+
+use common::{open, small_opts};
+use std::io::{Seek, SeekFrom, Write};
+use std::path::Path;
+use swarm_core::{Input, Seq, Timestamp};
+use swarm_store::{Store, StoreError, StoreOptions};
+
+/// A closed store with some history (WAL checkpointed into the main file).
+fn store_with_history(path: &Path, inputs: u64) -> u64 {
+    let mut store = open(path, small_opts(100_000, 0));
+    let ops: Vec<_> = (0..inputs).map(|i| common::op_from(i * 7919 + 3)).collect();
+    let mut at = 0;
+    for (op, dt) in &ops {
+        at += dt;
+        let input = common::to_input(op, store.swarm().expect("state").view());
+        store.append(Timestamp(at), input).expect("append");
+    }
+    store.last_seq().0
+}
+
+fn raw(path: &Path) -> rusqlite::Connection {
+    rusqlite::Connection::open(path).expect("raw open")
+}
+
+#[test]
+fn a_file_with_garbage_in_the_middle_is_reported_damaged() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("swarm.db");
+    store_with_history(&path, 300);
+    let len = std::fs::metadata(&path).expect("meta").len();
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .expect("open file");
+    let page = 4096;
+    let start = (len / 3) / page * page;
+    f.seek(SeekFrom::Start(start)).expect("seek");
+    let garbage: Vec<u8> = (0..(len / 3)).map(|i| (i * 31 % 251) as u8).collect();
+    f.write_all(&garbage).expect("write garbage");
+    drop(f);
+    match Store::open(&path, StoreOptions::default()) {
+        Err(e @ StoreError::Damaged { .. }) => {
+            let msg = e.to_string();
+            assert!(msg.contains("damaged") && msg.contains("backup"), "{msg}");
+        }
+        other => panic!("expected Damaged, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_file_overwritten_from_the_start_is_reported_damaged() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("swarm.db");
+    store_with_history(&path, 20);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .expect("open file");
+    f.write_all(&[0xA5; 200]).expect("garbage header");
+    drop(f);
+    match Store::open(&path, StoreOptions::default()) {
+        Err(StoreError::Damaged { .. }) => {}
+        other => panic!("expected Damaged, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_truncated_file_is_reported_damaged() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("swarm.db");
+    store_with_history(&path, 300);
+    let len = std::fs::metadata(&path).expect("meta").len();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .expect("open file");
+    f.set_len(len / 2).expect("truncate");
+    drop(f);
+    match Store::open(&path, StoreOptions::default()) {
+        Err(StoreError::Damaged { .. }) => {}
+        other => panic!("expected Damaged, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_file_from_a_newer_schema_asks_to_upgrade_swarm() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("swarm.db");
+    store_with_history(&path, 5);
+    raw(&path)
+        .pragma_update(None, "user_version", 99)
+        .expect("bump version");
+    match Store::open(&path, StoreOptions::default()) {
+        Err(e @ StoreError::NewerSchema { found: 99, .. }) => {
+            assert!(e.to_string().contains("upgrade swarm"), "{e}");
+        }
+        other => panic!("expected NewerSchema, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_sqlite_file_that_is_not_a_store_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("other.db");
+    raw(&path)
+        .execute_batch("CREATE TABLE mine (x INTEGER)")
+        .expect("foreign table");
+    match Store::open(&path, StoreOptions::default()) {
+        Err(StoreError::NotAStore { .. }) => {}
+        other => panic!("expected NotAStore, got {other:?}"),
+    }
+}
+
+#[test]
+fn an_unknown_input_kind_in_the_log_names_its_seq() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("swarm.db");
+    let last = store_with_history(&path, 10);
+    raw(&path)
+        .execute(
+            "INSERT INTO input_log (seq, at_ms, input) VALUES (?1, 99999999, '{\"type\":\"teleport\"}')",
+            [last as i64 + 1],
+        )
+        .expect("insert");
+    match Store::open(&path, StoreOptions::default()) {
+        Err(StoreError::UnknownInputKind { seq, kind }) => {
+            assert_eq!(seq, last + 1);
+            assert_eq!(kind, "teleport");
+        }
+        other => panic!("expected UnknownInputKind, got {other:?}"),
+    }
+}
+
+#[test]
+fn an_edited_outbox_is_a_divergence_naming_the_seq() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("swarm.db");
+    store_with_history(&path, 60);
+    let conn = raw(&path);
+    let seq: i64 = conn
+        .query_row("SELECT min(seq) FROM outbox WHERE seq > 5", [], |r| {
+            r.get(0)
+        })
+        .expect("an output");
+    conn.execute("DELETE FROM outbox WHERE seq = ?1", [seq])
+        .expect("delete");
+    drop(conn);
+    match Store::open(&path, StoreOptions::default()) {
+        Err(StoreError::Diverged { seq: s, .. }) => assert_eq!(s as i64, seq),
+        other => panic!("expected Diverged, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_snapshot_that_does_not_verify_is_skipped_for_an_older_one() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("swarm.db");
+    let opts = StoreOptions {
+        keep_snapshots: 2,
+        ..small_opts(10, 0)
+    };
+    let mut store = open(&path, opts.clone());
+    for i in 0..35 {
+        store
+            .append(Timestamp(i * 1000), Input::Tick)
+            .expect("append");
+    }
+    drop(store);
+    raw(&path)
+        .execute(
+            "UPDATE snapshots SET digest = '0000000000000bad' WHERE seq = (SELECT max(seq) FROM snapshots)",
+            [],
+        )
+        .expect("break the newest snapshot");
+    let store = open(&path, opts);
+    let report = store.open_report();
+    assert_eq!(report.skipped_snapshots.len(), 1, "{report:?}");
+    assert_eq!(report.snapshot_seq, 20);
+}
+
+#[test]
+fn a_full_disk_fails_the_append_and_the_store_recovers_when_space_returns() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("swarm.db");
+    let mut store = open(&path, small_opts(100_000, 0));
+    let pages = store.page_count().expect("pages");
+    store.set_max_page_count(pages + 2).expect("cap");
+    let mut acked = Vec::new();
+    let mut failure = None;
+    for i in 0..5_000u64 {
+        // Big inputs fill pages quickly.
+        let input = Input::Enqueue(swarm_core::Enqueue {
+            packages: (0..20)
+                .map(|p| swarm_core::PackageSpec::new(common::atom(((i * 20 + p) % 250) as u8)))
+                .collect(),
+            portage_snapshot: Some("x".repeat(2000)),
+            ..Default::default()
+        });
+        match store.append(Timestamp(i * 10), input) {
+            Ok((seq, _)) => acked.push(seq),
+            Err(e) => {
+                failure = Some(e);
+                break;
+            }
+        }
+    }
+    match failure {
+        Some(e @ StoreError::DiskFull { .. }) => {
+            assert!(e.to_string().contains("free space"), "{e}");
+        }
+        other => panic!("expected DiskFull, got {other:?}"),
+    }
+    let last = *acked.last().expect("some appends fit");
+    assert_eq!(
+        store.last_seq(),
+        last,
+        "the failed input is not acknowledged"
+    );
+    store
+        .check_read_tables()
+        .expect("tables consistent after the rollback");
+    // Still full: a second failure, same error, no panic.
+    assert!(matches!(
+        store.append(Timestamp(1 << 40), Input::Tick),
+        Err(StoreError::DiskFull { .. }) | Ok(_)
+    ));
+    store.set_max_page_count(1 << 30).expect("space returns");
+    let (seq, _) = store
+        .append(Timestamp(1 << 41), Input::Tick)
+        .expect("append works again");
+    assert!(seq > last);
+    let digest = store.swarm().expect("state").digest();
+    drop(store);
+    let store = open(
+        &path,
+        StoreOptions {
+            open_at: Some(Timestamp(1 << 41)),
+            ..small_opts(100_000, 0)
+        },
+    );
+    let logged = common::raw_log(&path);
+    for seq in &acked {
+        assert!(
+            logged.iter().any(|(s, _, _)| *s == seq.0),
+            "acked {seq:?} lost"
+        );
+    }
+    let replayed = common::replay(
+        store.config(),
+        store
+            .export_since(Seq(0))
+            .expect("export")
+            .map(|e| e.expect("env")),
+    );
+    assert_eq!(replayed.digest(), store.swarm().expect("state").digest());
+    assert_ne!(digest, 0);
+}
+
+#[test]
+fn a_second_open_of_the_same_file_is_refused_while_the_first_is_open() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("swarm.db");
+    let store = open(&path, StoreOptions::default());
+    match Store::open(&path, StoreOptions::default()) {
+        Err(e @ StoreError::Locked { .. }) => {
+            assert!(e.to_string().contains("already open"), "{e}");
+        }
+        other => panic!("expected Locked, got {other:?}"),
+    }
+    // Readers are welcome alongside the writer.
+    let explorer = store.explorer().expect("explorer");
+    let rows = explorer
+        .query("SELECT count(*) FROM input_log")
+        .expect("query");
+    assert_eq!(rows.rows[0][0], serde_json::json!(1));
+    drop(store);
+    let _again = open(&path, StoreOptions::default());
+}
