@@ -345,8 +345,12 @@ impl Monitor {
         // 6, from the monitor's own heartbeat record.
         let c = &self.config;
         if now >= self.grace_until {
-            let cutoff = Timestamp(now.0.saturating_sub(c.offline_timeout_ms));
-            for (hb, drone) in self.by_age.range(..=(cutoff, DroneName::max())) {
+            // Drones whose last heartbeat is at least `offline_timeout` old.
+            let cutoff = now.0.checked_sub(c.offline_timeout_ms).map(Timestamp);
+            let silent = cutoff
+                .into_iter()
+                .flat_map(|c| self.by_age.range(..=(c, DroneName::max())));
+            for (hb, drone) in silent {
                 if after
                     .st
                     .drones

@@ -953,8 +953,11 @@ impl Swarm {
     /// drones and starve packages once it releases.
     fn forgive_brake_failures(&mut self) {
         let held = self.held_by_brake();
+        // Attempts stay counted: `max_attempts` is a promise about real builds.
         for pkg in held {
-            self.st.pkg_mut(pkg).forget_failures();
+            let p = self.st.pkg_mut(pkg);
+            p.failed_on.clear();
+            p.build_failed_on.clear();
         }
         let now = self.st.now;
         for d in self.st.drones.values_mut() {
