@@ -1,10 +1,12 @@
 //! `swarm`: the one binary and the only composition root.
 //!
-//! `sim` and `replay` drive the pure core; `serve`, `drone` and `demo` arrive
-//! with their issues.
+//! `sim` and `replay` drive the pure core; `export` and `sql` read a store;
+//! `serve`, `drone` and `demo` arrive with their issues.
 
+mod export_cmd;
 mod replay_cmd;
 mod sim_cmd;
+mod sql_cmd;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -35,6 +37,17 @@ enum Cmd {
     Sim(sim_cmd::SimArgs),
     /// Re-run an envelope log through the core with every invariant check.
     Replay(replay_cmd::ReplayArgs),
+    /// Write a store's input log as an envelope log (JSON lines) for `swarm replay`.
+    ///
+    /// Reads the store read-only: it takes no lock and appends nothing, so it
+    /// works while the server runs.
+    Export(export_cmd::ExportArgs),
+    /// Run a read-only SQL query on a store (tables: packages, drones, leases, builds, events).
+    ///
+    /// The query runs on a separate read-only connection with SQLite's own
+    /// guards: writes, ATTACH and PRAGMA writes are refused, a time budget stops
+    /// runaway queries, and the answer is capped at --max-rows.
+    Sql(sql_cmd::SqlArgs),
 }
 
 #[derive(Subcommand)]
@@ -67,6 +80,8 @@ fn main() -> anyhow::Result<()> {
         }
         Cmd::Sim(args) => sim_cmd::run(args),
         Cmd::Replay(args) => replay_cmd::run(args),
+        Cmd::Export(args) => export_cmd::run(args),
+        Cmd::Sql(args) => sql_cmd::run(args),
         Cmd::Demo => {
             anyhow::bail!(
                 "`swarm demo` is not built yet: it needs the store, server and drone agent \

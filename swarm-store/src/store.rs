@@ -31,7 +31,9 @@ pub struct StoreOptions {
     pub config: Config,
     /// Durability of each commit.
     pub synchronous: Synchronous,
-    /// Write a snapshot every this many inputs (default 1000).
+    /// Write a snapshot every this many inputs (default 10,000: a snapshot of a
+    /// 5,000-package state costs ~28 ms, so 1,000 held appends to ~28k/s; replaying
+    /// 10,000 inputs on open stays well under a second).
     pub snapshot_every: u64,
     /// Snapshots to keep (default 2). The log is compacted up to the oldest kept
     /// one, so any of them can serve as the base if a newer one fails to verify.
@@ -59,7 +61,7 @@ impl Default for StoreOptions {
         StoreOptions {
             config: Config::default(),
             synchronous: Synchronous::Normal,
-            snapshot_every: 1000,
+            snapshot_every: 10_000,
             keep_snapshots: 2,
             compact_log: true,
             builds_retention_ms: Some(30 * swarm_core::time::HOUR_MS * 24),

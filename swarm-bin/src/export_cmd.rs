@@ -1,0 +1,196 @@
+//! `swarm export`: a store's input log as envelopes (JSON lines), the format
+//! `swarm sim --write-log` writes and `swarm replay` reads.
+//!
+//! The log is read through swarm-store's read-only explorer connection, page
+//! by page in seq order: export never takes the writer lock, never appends
+//! (no `Recovered`), and works while `swarm serve` runs. Each page is its own
+//! read transaction, so the seqs are checked to be contiguous: if compaction
+//! removed rows mid-export, the export fails instead of leaving a gap.
+
+use crate::sql_cmd::StoreLocation;
+use anyhow::{bail, Context};
+use serde_json::Value;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use swarm_core::{Envelope, Input, Seq, Timestamp};
+use swarm_store::{ExplorerOptions, StoreError};
+
+/// Rows read per query.
+const PAGE: usize = 10_000;
+/// A progress line on stderr every this many envelopes.
+const PROGRESS_EVERY: u64 = 100_000;
+
+#[derive(clap::Args)]
+pub(crate) struct ExportArgs {
+    #[command(flatten)]
+    store: StoreLocation,
+    /// Export the inputs after this seq (exclusive); 0 exports the whole log.
+    /// Inputs compacted into a snapshot can no longer be exported.
+    #[arg(long, value_name = "SEQ", default_value_t = 0)]
+    since: u64,
+    /// Write the log to this file instead of stdout (written to FILE.partial,
+    /// then renamed, so a failed export never leaves a log that looks complete).
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+}
+
+/// One logged input, parsed the way the store parses it on recovery.
+fn parse_row(row: &[Value]) -> Result<Envelope, anyhow::Error> {
+    let (Some(seq), Some(at), Some(text)) = (
+        row.first().and_then(Value::as_u64),
+        row.get(1).and_then(Value::as_u64),
+        row.get(2).and_then(Value::as_str),
+    ) else {
+        bail!("input_log row {row:?} is not (seq, at_ms, input)");
+    };
+    let input = match serde_json::from_str::<Input>(text) {
+        Ok(input) => input,
+        Err(e) => {
+            let kind = serde_json::from_str::<Value>(text)
+                .ok()
+                .and_then(|v| v.get("type").and_then(|t| t.as_str()).map(str::to_owned));
+            return Err(match kind {
+                Some(kind) if e.to_string().contains(&format!("unknown variant `{kind}`")) => {
+                    StoreError::UnknownInputKind { seq, kind }.into()
+                }
+                _ => StoreError::BadLogRecord {
+                    seq,
+                    detail: e.to_string(),
+                }
+                .into(),
+            });
+        }
+    };
+    Ok(Envelope {
+        seq: Seq(seq),
+        at: Timestamp(at),
+        input,
+    })
+}
+
+fn compacted_through(explorer: &swarm_store::Explorer) -> anyhow::Result<u64> {
+    let r = explorer
+        .query("SELECT value FROM meta WHERE key = 'compacted_through'")
+        .context("reading the log horizon from meta")?;
+    Ok(r.rows
+        .first()
+        .and_then(|row| row.first())
+        .and_then(|v| match v {
+            Value::String(s) => s.parse().ok(),
+            other => other.as_u64(),
+        })
+        .unwrap_or(0))
+}
+
+/// Writes the envelopes after `since` to `out`; returns (count, last seq).
+fn export(
+    explorer: &swarm_store::Explorer,
+    since: u64,
+    out: &mut dyn Write,
+    dest: &str,
+) -> anyhow::Result<(u64, u64)> {
+    let horizon = compacted_through(explorer)?;
+    if since < horizon {
+        return Err(StoreError::ExportTooOld {
+            requested: since,
+            oldest_available: horizon,
+        }
+        .into());
+    }
+    let mut after = since;
+    let mut n = 0u64;
+    loop {
+        let sql = format!(
+            "SELECT seq, at_ms, input FROM input_log WHERE seq > {after} ORDER BY seq LIMIT {PAGE}"
+        );
+        let page = explorer
+            .query(&sql)
+            .with_context(|| format!("reading the input log after seq {after}"))?;
+        for row in &page.rows {
+            let env = parse_row(row)?;
+            if env.seq.0 != after + 1 {
+                let horizon = compacted_through(explorer).unwrap_or(0);
+                bail!(
+                    "the input log jumps from seq {after} to seq {}: it was compacted while \
+                     exporting (now compacted through seq {horizon}); run the export again \
+                     with --since {horizon} or later",
+                    env.seq
+                );
+            }
+            serde_json::to_writer(&mut *out, &env)
+                .map_err(std::io::Error::from)
+                .and_then(|()| out.write_all(b"\n"))
+                .with_context(|| format!("writing the log to {dest} (at seq {})", env.seq))?;
+            after = env.seq.0;
+            n += 1;
+            if n % PROGRESS_EVERY == 0 {
+                eprintln!("exported {n} inputs (through seq {after})");
+            }
+        }
+        if page.rows.len() < PAGE {
+            break;
+        }
+    }
+    out.flush()
+        .with_context(|| format!("writing the log to {dest}"))?;
+    Ok((n, after))
+}
+
+fn partial_path(out: &Path) -> PathBuf {
+    let mut s = out.as_os_str().to_owned();
+    s.push(".partial");
+    PathBuf::from(s)
+}
+
+pub(crate) fn run(args: ExportArgs) -> anyhow::Result<()> {
+    let explorer = args.store.open_explorer(ExplorerOptions {
+        // One page of an index range scan; generous so a busy disk is not a failure.
+        budget: Duration::from_secs(120),
+        max_rows: PAGE + 1,
+        // One logged input may be a large Enqueue: no 1 MiB cap here.
+        max_value_bytes: i32::MAX,
+    })?;
+    let (n, last) = match &args.out {
+        None => {
+            let stdout = std::io::stdout();
+            let mut w = BufWriter::new(stdout.lock());
+            export(&explorer, args.since, &mut w, "stdout")?
+        }
+        Some(path) => {
+            let tmp = partial_path(path);
+            let file = std::fs::File::create(&tmp)
+                .with_context(|| format!("creating {}", tmp.display()))?;
+            let mut w = BufWriter::new(file);
+            let dest = tmp.display().to_string();
+            let done = export(&explorer, args.since, &mut w, &dest).inspect_err(|_| {
+                let _ = std::fs::remove_file(&tmp);
+            })?;
+            let file = w
+                .into_inner()
+                .map_err(|e| e.into_error())
+                .with_context(|| format!("writing {dest}"))?;
+            file.sync_all().with_context(|| format!("syncing {dest}"))?;
+            std::fs::rename(&tmp, path)
+                .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+            done
+        }
+    };
+    let to = args
+        .out
+        .as_ref()
+        .map_or_else(|| "stdout".to_owned(), |p| p.display().to_string());
+    if n == 0 {
+        eprintln!(
+            "exported 0 inputs: the log holds nothing after seq {}",
+            args.since
+        );
+    } else {
+        eprintln!(
+            "exported {n} inputs (seq {}..={last}) from {} to {to}",
+            args.since + 1,
+            args.store.path().display()
+        );
+    }
+    Ok(())
+}
