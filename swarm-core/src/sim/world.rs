@@ -74,6 +74,8 @@ struct Agent {
     jobs: BTreeMap<LeaseId, Job>,
     mailbox: Vec<Command>,
     died_at: Option<u64>,
+    /// Since when it has been alive and reachable.
+    reachable_since: u64,
 }
 
 /// Why a run failed.
@@ -123,6 +125,7 @@ pub(crate) struct World {
     keep_log: bool,
     check_every: u64,
     heartbeat_ms: u64,
+    heartbeat_grace_ms: u64,
     agents: Vec<Agent>,
     by_name: BTreeMap<DroneName, usize>,
     pkgs: Vec<TruePackage>,
@@ -190,6 +193,7 @@ impl World {
                 jobs: BTreeMap::new(),
                 mailbox: Vec::new(),
                 died_at: None,
+                reachable_since: 0,
             });
         }
         let mut faults = sc.faults.clone();
@@ -234,6 +238,7 @@ impl World {
             keep_log: opts.keep_log,
             check_every: sc.check_every.max(1),
             heartbeat_ms: sc.heartbeat_s.max(1) * SECOND_MS,
+            heartbeat_grace_ms: opts.config.heartbeat_grace_ms,
             running: vec![0; pkgs.len()],
             agents,
             by_name,
@@ -522,6 +527,8 @@ impl World {
         if reachable && reason != ReclaimReason::Returned {
             self.stats.reclaims_online += 1;
         }
+        // The control plane can only be blamed once it could have seen fresh heartbeats.
+        let reachable = reachable && self.seen_for_a_grace(i);
         if reachable
             && matches!(
                 reason,
@@ -554,7 +561,7 @@ impl World {
             self.agents[i].hung,
             self.agents[i].partitioned,
         );
-        if alive && !hung && !partitioned {
+        if alive && !hung && !partitioned && self.seen_for_a_grace(i) {
             self.stats.false_escalations += 1;
             self.fail(format!(
                 "oracle: {drone} was escalated ({action:?}) while alive, reachable and working"
@@ -641,6 +648,12 @@ impl World {
         }
     }
 
+    /// Reachable for at least a heartbeat grace: long enough for the control
+    /// plane to have heard from it.
+    fn seen_for_a_grace(&self, i: usize) -> bool {
+        self.now.saturating_sub(self.agents[i].reachable_since) >= self.heartbeat_grace_ms
+    }
+
     fn kill_job(&mut self, i: usize, lease: LeaseId) {
         if let Some(job) = self.agents[i].jobs.remove(&lease) {
             if job.started {
@@ -693,6 +706,7 @@ impl World {
             Ev::Partition(i, on) => {
                 self.agents[i].partitioned = on;
                 if !on {
+                    self.agents[i].reachable_since = self.now;
                     let mail = std::mem::take(&mut self.agents[i].mailbox);
                     for c in mail {
                         self.deliver(i, c);
@@ -1001,6 +1015,7 @@ impl World {
         a.hung = false;
         a.boot += 1;
         a.died_at = None;
+        a.reachable_since = self.now;
         let (boot, spec, name) = (a.boot, a.spec.clone(), a.name.clone());
         if self.cp(Input::Register(spec)).is_some() {
             for l in self.swarm.view().leases_of(&name) {
