@@ -146,6 +146,8 @@ pub(crate) struct World {
     last_sample: u64,
     fleet_count: (u64, u64),
     fleet_counted_at: u64,
+    /// (built, blocked) counts at the last full settledness check.
+    settled_checked: Option<((usize, usize), bool)>,
 }
 
 /// Runs a scenario to completion.
@@ -259,6 +261,7 @@ impl World {
             last_sample: 0,
             fleet_count: (0, 0),
             fleet_counted_at: 0,
+            settled_checked: None,
         })
         .map(|mut w| {
             w.schedule_start(sc.horizon_s * SECOND_MS, sc.duration_hints);
@@ -374,10 +377,42 @@ impl World {
         }
     }
 
-    fn done(&self) -> bool {
-        self.stats.enqueued_at > 0
-            && self.built.len() + self.blocked.len() == self.pkgs.len()
-            && self.swarm.view().lease_count() == 0
+    /// All work is settled: every package is built, blocked, or waits on a
+    /// blocked dependency (a verdict for a human), and nothing is leased.
+    fn done(&mut self) -> bool {
+        if self.stats.enqueued_at == 0 || self.swarm.view().lease_count() > 0 {
+            return false;
+        }
+        if self.built.len() + self.blocked.len() == self.pkgs.len() {
+            return true;
+        }
+        // Before healing, blocked work may be the faults' doing: only the strict rule ends a run.
+        if !self.healing || self.swarm.view().ready_count() > 0 {
+            return false;
+        }
+        let key = (self.built.len(), self.blocked.len());
+        if let Some((checked, settled)) = self.settled_checked {
+            if checked == key {
+                return settled;
+            }
+        }
+        // Packages come after their dependencies only in generated worlds, so iterate to a fixpoint.
+        let mut stuck: Vec<bool> = (0..self.pkgs.len())
+            .map(|i| self.blocked.contains(&i))
+            .collect();
+        let mut changed = true;
+        while changed {
+            changed = false;
+            for (i, p) in self.pkgs.iter().enumerate() {
+                if !stuck[i] && !self.built.contains(&i) && p.deps.iter().any(|d| stuck[*d]) {
+                    stuck[i] = true;
+                    changed = true;
+                }
+            }
+        }
+        let settled = (0..self.pkgs.len()).all(|i| stuck[i] || self.built.contains(&i));
+        self.settled_checked = Some((key, settled));
+        settled
     }
 
     fn fail(&mut self, reason: String) {
