@@ -186,12 +186,7 @@ impl Swarm {
                 hb.started
                     .iter()
                     .filter(|l| d.leases.contains(l))
-                    .filter(|l| {
-                        self.st
-                            .leases
-                            .get(l)
-                            .is_some_and(|l| l.started_at.is_none())
-                    })
+                    .filter(|l| self.st.is_not_started(**l))
                     .copied()
                     .collect(),
             ),
@@ -715,12 +710,7 @@ impl Swarm {
             .map(|d| {
                 d.leases
                     .iter()
-                    .filter(|l| {
-                        self.st
-                            .leases
-                            .get(l)
-                            .is_some_and(|l| l.started_at.is_none())
-                    })
+                    .filter(|l| self.st.is_not_started(**l))
                     .copied()
                     .collect()
             })

@@ -99,12 +99,19 @@ impl SwarmState {
         self.learned.get(key).map_or(0, |l| l.ram_mb)
     }
 
+    /// Whether a live lease has not started building yet.
+    pub(crate) fn is_not_started(&self, lid: LeaseId) -> bool {
+        self.leases
+            .get(&lid)
+            .is_some_and(|l| l.started_at.is_none())
+    }
+
     /// Not-started leases a drone holds.
     pub(crate) fn not_started(&self, drone: &Drone) -> u32 {
         drone
             .leases
             .iter()
-            .filter(|l| self.leases.get(l).is_some_and(|l| l.started_at.is_none()))
+            .filter(|l| self.is_not_started(**l))
             .count() as u32
     }
 }
