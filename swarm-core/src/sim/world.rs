@@ -857,8 +857,37 @@ impl World {
                 .collect(),
             ..Heartbeat::default()
         };
-        self.cp(Input::Heartbeat(hb));
+        if self.cp(Input::Heartbeat(hb)).is_some() {
+            self.adopt_listed_leases(i);
+        }
         self.flush_mailbox(i);
+    }
+
+    /// swarm's register/heartbeat reply lists the drone's leases; an agent that
+    /// lost track of one (it restarted while the control plane was down) adopts
+    /// and builds it instead of leaving it held forever.
+    fn adopt_listed_leases(&mut self, i: usize) {
+        let boot = self.agents[i].boot;
+        let listed = self.swarm.view().leases_of(&self.agents[i].name);
+        for l in listed {
+            if self.agents[i].jobs.contains_key(&l.lease) {
+                continue;
+            }
+            let Some(&pkg) = self.by_atom.get(&l.package) else {
+                continue;
+            };
+            self.agents[i].jobs.insert(
+                l.lease,
+                Job {
+                    pkg,
+                    atom: l.package,
+                    started: false,
+                    outcome: None,
+                },
+            );
+            let t = self.now + self.rng.range(SECOND_MS, 3 * SECOND_MS);
+            self.at(t, Ev::Start(i, boot, l.lease));
+        }
     }
 
     fn on_poll(&mut self, i: usize, boot: u32, periodic: bool) {
@@ -1051,23 +1080,9 @@ impl World {
         a.boot += 1;
         a.died_at = None;
         a.reachable_since = self.now;
-        let (boot, spec, name) = (a.boot, a.spec.clone(), a.name.clone());
+        let (boot, spec) = (a.boot, a.spec.clone());
         if self.cp(Input::Register(spec)).is_some() {
-            for l in self.swarm.view().leases_of(&name) {
-                if let Some(&pkg) = self.by_atom.get(&l.package) {
-                    self.agents[i].jobs.insert(
-                        l.lease,
-                        Job {
-                            pkg,
-                            atom: l.package,
-                            started: false,
-                            outcome: None,
-                        },
-                    );
-                    let t = self.now + self.rng.range(SECOND_MS, 3 * SECOND_MS);
-                    self.at(t, Ev::Start(i, boot, l.lease));
-                }
-            }
+            self.adopt_listed_leases(i);
         }
         self.at(self.now + 1, Ev::Heartbeat(i, boot));
         self.at(self.now + 2, Ev::Poll(i, boot, true));
