@@ -12,6 +12,17 @@ fn swarm(args: &[&str]) -> Output {
         .expect("the swarm binary runs")
 }
 
+/// The long-compile scenario under a policy file.
+fn long_compile_under(policy: &Path) -> Output {
+    swarm(&[
+        "sim",
+        "-s",
+        "long-compile",
+        "--config",
+        policy.to_str().expect("utf-8"),
+    ])
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -84,13 +95,7 @@ fn a_bad_policy_value_names_the_offending_key() {
     std::fs::create_dir_all(&dir).expect("temp dir");
     let bad = dir.join("bad.toml");
     std::fs::write(&bad, "max_prefetch = 0\n").expect("write");
-    let out = swarm(&[
-        "sim",
-        "-s",
-        "long-compile",
-        "--config",
-        bad.to_str().expect("utf-8"),
-    ]);
+    let out = long_compile_under(&bad);
     assert!(!out.status.success());
     assert!(
         text(&out.stderr).contains("max_prefetch must be greater than zero"),
@@ -98,13 +103,7 @@ fn a_bad_policy_value_names_the_offending_key() {
         text(&out.stderr)
     );
     std::fs::write(&bad, "max_prefetch = \"two\"\n").expect("write");
-    let out = swarm(&[
-        "sim",
-        "-s",
-        "long-compile",
-        "--config",
-        bad.to_str().expect("utf-8"),
-    ]);
+    let out = long_compile_under(&bad);
     assert!(!out.status.success());
     assert!(
         text(&out.stderr).contains("max_prefetch"),
