@@ -45,6 +45,7 @@
 mod error;
 mod explorer;
 mod export;
+mod history;
 mod lock;
 mod read_tables;
 mod recover;
@@ -54,6 +55,7 @@ mod store;
 pub use error::StoreError;
 pub use explorer::{ColumnInfo, Explorer, ExplorerOptions, QueryResult, TableInfo};
 pub use export::Export;
+pub use history::{BuildRow, EventFilter, EventRow, History, PackageStats};
 pub use store::{OpenReport, Store, StoreOptions, Synchronous};
 pub use swarm_core::{Envelope, Output};
 

@@ -1,0 +1,162 @@
+//! `swarm serve`: the control plane. Wires settings, the wall clock, the
+//! store-backed server, the prober and the escalator, and stops cleanly on
+//! SIGTERM/SIGINT (queued inputs are committed before the store closes).
+
+use anyhow::Context;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use swarm_core::Timestamp;
+use swarm_net::heal::{Escalator, ProbeTarget, Prober};
+use swarm_net::server::{self, resolve_admin_token, ServerOptions, TokenSource};
+use swarm_net::settings::{LoadRequest, Settings};
+
+/// Flags of `swarm serve`.
+#[derive(clap::Args, Debug)]
+pub(crate) struct ServeArgs {
+    /// Address to listen on (default 127.0.0.1:8100; v3's CONTROL_PLANE_PORT also works).
+    /// Port 0 picks a free port; the chosen address is printed on stdout.
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+    /// Directory for the database, the admin token and staging.
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Configuration file (default /etc/swarm/swarm.toml when it exists).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+/// The wall clock in the core's unit.
+pub(crate) fn wall_clock() -> Timestamp {
+    let ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    Timestamp(ms)
+}
+
+/// Logs to stderr; `SWARM_LOG` (or `RUST_LOG`) sets the filter, default `info`.
+pub(crate) fn init_logging() {
+    let filter = std::env::var("SWARM_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_else(|_| "info".into());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .try_init();
+}
+
+pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
+    init_logging();
+    let mut request = LoadRequest::new(args.config.clone(), std::env::vars());
+    request.listen = args.listen;
+    request.data_dir = args.data_dir.clone();
+    let loaded = Settings::load(&request)?;
+    for w in &loaded.warnings {
+        tracing::warn!("{w}");
+    }
+    let s = loaded.settings;
+    std::fs::create_dir_all(&s.data_dir)
+        .with_context(|| format!("cannot create the data directory {}", s.data_dir.display()))?;
+    let (admin_token, source) = resolve_admin_token(s.admin_token.as_deref(), &s.admin_token_file)
+        .with_context(|| {
+            format!(
+                "cannot read or create the admin token file {}",
+                s.admin_token_file.display()
+            )
+        })?;
+    match source {
+        TokenSource::Generated => tracing::info!(
+            file = %s.admin_token_file.display(),
+            "generated an admin token (mode 0600); the CLI on this host finds it there"
+        ),
+        TokenSource::File => {
+            tracing::info!(file = %s.admin_token_file.display(), "admin token read from file")
+        }
+        TokenSource::Configured => tracing::info!("admin token from configuration"),
+    }
+    let escalator = Escalator::new(s.escalation.clone());
+    let on_escalate: server::EscalateHook = Arc::new(move |drone, address, action| {
+        let Some(address) = address else {
+            tracing::warn!(drone = %drone, ?action, "escalation step needs a human: the drone registered no address");
+            return;
+        };
+        let target = ProbeTarget {
+            drone: drone.clone(),
+            address: address.to_string(),
+        };
+        if let Err(e) = escalator.escalate(&target, action) {
+            tracing::error!(drone = %drone, error = %e, "escalation refused");
+        }
+    });
+    let opts = ServerOptions {
+        listen: s.listen,
+        db_path: s.db_path.clone(),
+        staging: s.staging_path.clone(),
+        store: s.store_options(),
+        admin_token,
+        drone_token: s.drone_token.clone(),
+        max_body_bytes: s.max_body_bytes,
+        max_artifact_bytes: s.max_artifact_bytes,
+        http_workers: s.http_workers,
+        clock: Arc::new(wall_clock),
+        on_escalate: Some(on_escalate),
+    };
+    let running = server::start(opts)?;
+    let report = running.open_report();
+    tracing::info!(
+        db = %s.db_path.display(),
+        snapshot = report.snapshot_seq,
+        replayed = report.replayed,
+        recovered_seq = report.recovered_seq,
+        "store open: state rebuilt and checked against the outbox"
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGTERM, stop.clone())
+        .context("cannot install the SIGTERM handler")?;
+    signal_hook::flag::register(signal_hook::consts::SIGINT, stop.clone())
+        .context("cannot install the SIGINT handler")?;
+    let prober = if s.probe.enabled {
+        let handle = running.handle();
+        let submit_handle = handle.clone();
+        let prober = Prober::new(
+            s.probe.clone(),
+            move || {
+                handle
+                    .probe_targets()
+                    .into_iter()
+                    .map(|(drone, address)| ProbeTarget { drone, address })
+                    .collect()
+            },
+            Arc::new(move |input| {
+                if let Err(e) = submit_handle.submit(input) {
+                    tracing::warn!(error = %e, "probe result not recorded");
+                }
+            }),
+        );
+        Some(prober.spawn(stop.clone())?)
+    } else {
+        tracing::info!("prober disabled (probe.enabled = false)");
+        None
+    };
+    // The line scripts and tests wait for: the server accepts connections now.
+    println!("listening on http://{}", running.addr());
+    tracing::info!(
+        addr = %running.addr(),
+        staging = %s.staging_path.display(),
+        "swarm serve ready"
+    );
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    tracing::info!("signal received: finishing queued requests and closing the store");
+    running.shutdown();
+    if let Some(p) = prober {
+        let _ = p.join();
+    }
+    Ok(())
+}

@@ -1,0 +1,238 @@
+//! The ureq client the CLI and the drone agent talk to the server with.
+//!
+//! One place turns transport failures into sentences an operator can act on
+//! ("cannot reach http://127.0.0.1:8100: connection refused — is `swarm serve`
+//! running?") and 4xx/5xx bodies into [`ClientError::Server`] with the
+//! server's own words.
+
+pub mod admin;
+pub mod drone;
+
+use crate::wire::ErrorBody;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::time::Duration;
+
+/// Where the server is and how to prove who we are.
+#[derive(Clone)]
+pub struct Client {
+    base: String,
+    admin_token: Option<String>,
+    drone_token: Option<String>,
+    agent: ureq::Agent,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Tokens are secrets: never in logs.
+        f.debug_struct("Client")
+            .field("base", &self.base)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// No HTTP answer at all.
+    #[error("cannot reach {url}: {cause} — is `swarm serve` running?")]
+    Unreachable {
+        /// The URL tried.
+        url: String,
+        /// The transport's words.
+        cause: String,
+    },
+    /// The server answered with an error status.
+    #[error("{url}: HTTP {status}: {}{}", body.error, body.field.as_ref().map(|f| format!(" (field `{f}`)")).unwrap_or_default())]
+    Server {
+        /// The URL.
+        url: String,
+        /// HTTP status.
+        status: u16,
+        /// The server's error body.
+        body: ErrorBody,
+    },
+    /// The answer was not the JSON we expected.
+    #[error("{url}: unexpected answer: {cause}")]
+    Decode {
+        /// The URL.
+        url: String,
+        /// What did not parse.
+        cause: String,
+    },
+}
+
+impl ClientError {
+    /// True when the server was not reached (worth retrying with backoff).
+    pub fn is_transport(&self) -> bool {
+        matches!(self, ClientError::Unreachable { .. })
+    }
+
+    /// The HTTP status, if the server answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ClientError::Server { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// Which credential a call carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Auth {
+    /// None (read endpoints).
+    None,
+    /// The drone token, if configured.
+    Drone,
+    /// The admin token.
+    Admin,
+}
+
+impl Client {
+    /// A client for `base` (`http://127.0.0.1:8100`), with a per-request timeout.
+    pub fn new(base: impl Into<String>, timeout: Duration) -> Client {
+        let base = base.into().trim_end_matches('/').to_string();
+        let agent = ureq::AgentBuilder::new()
+            .timeout_connect(timeout.min(Duration::from_secs(5)))
+            .timeout(timeout)
+            .build();
+        Client {
+            base,
+            admin_token: None,
+            drone_token: None,
+            agent,
+        }
+    }
+
+    /// Sets the admin token for admin calls.
+    pub fn with_admin_token(mut self, token: Option<String>) -> Client {
+        self.admin_token = token;
+        self
+    }
+
+    /// Sets the drone token for drone calls.
+    pub fn with_drone_token(mut self, token: Option<String>) -> Client {
+        self.drone_token = token;
+        self
+    }
+
+    /// The server's base URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// The full URL of a path.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    fn request(&self, method: &str, path: &str, auth: Auth) -> ureq::Request {
+        let mut req = self.agent.request(method, &self.url(path));
+        let token = match auth {
+            Auth::None => None,
+            Auth::Drone => self.drone_token.as_deref(),
+            Auth::Admin => self.admin_token.as_deref(),
+        };
+        if let Some(token) = token {
+            req = req.set("Authorization", &format!("Bearer {token}"));
+        }
+        req
+    }
+
+    /// GET a JSON document.
+    pub fn get_json<T: DeserializeOwned>(&self, path: &str, auth: Auth) -> Result<T, ClientError> {
+        let url = self.url(path);
+        let resp = self.request("GET", path, auth).call();
+        decode(&url, resp)
+    }
+
+    /// POST a JSON body and read a JSON answer.
+    pub fn post_json<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+        auth: Auth,
+    ) -> Result<T, ClientError> {
+        let url = self.url(path);
+        let resp = self.request("POST", path, auth).send_json(body);
+        decode(&url, resp)
+    }
+
+    /// PUT raw bytes (artifacts) and read a JSON answer.
+    pub fn put_reader<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl std::io::Read,
+        auth: Auth,
+    ) -> Result<T, ClientError> {
+        let url = self.url(path);
+        let mut req = self.request("PUT", path, auth);
+        for (k, v) in headers {
+            req = req.set(k, v);
+        }
+        let resp = req.send(body);
+        decode(&url, resp)
+    }
+
+    /// GET plain text (metrics).
+    pub fn get_text(&self, path: &str, auth: Auth) -> Result<String, ClientError> {
+        let url = self.url(path);
+        match self.request("GET", path, auth).call() {
+            Ok(r) => r.into_string().map_err(|e| ClientError::Decode {
+                url,
+                cause: e.to_string(),
+            }),
+            Err(e) => Err(error_of(&url, e)),
+        }
+    }
+}
+
+fn decode<T: DeserializeOwned>(
+    url: &str,
+    resp: Result<ureq::Response, ureq::Error>,
+) -> Result<T, ClientError> {
+    match resp {
+        Ok(r) => r.into_json::<T>().map_err(|e| ClientError::Decode {
+            url: url.to_string(),
+            cause: e.to_string(),
+        }),
+        Err(e) => Err(error_of(url, e)),
+    }
+}
+
+fn error_of(url: &str, e: ureq::Error) -> ClientError {
+    match e {
+        ureq::Error::Status(status, resp) => {
+            let text = resp.into_string().unwrap_or_default();
+            let body = serde_json::from_str::<ErrorBody>(&text).unwrap_or_else(|_| ErrorBody {
+                error: if text.is_empty() {
+                    "no details".into()
+                } else {
+                    text
+                },
+                field: None,
+            });
+            ClientError::Server {
+                url: url.to_string(),
+                status,
+                body,
+            }
+        }
+        ureq::Error::Transport(t) => {
+            let mut cause = t.to_string();
+            let mut src = std::error::Error::source(&t);
+            while let Some(s) = src {
+                let text = s.to_string();
+                if !cause.contains(&text) {
+                    cause = text;
+                }
+                src = s.source();
+            }
+            ClientError::Unreachable {
+                url: url.to_string(),
+                cause: cause.to_lowercase(),
+            }
+        }
+    }
+}

@@ -1,0 +1,279 @@
+//! Admin endpoints: queue, control actions, per-drone actions and the
+//! read-only SQL explorer. The router checks the admin token first.
+
+use super::http::{parse_json, read_body, ApiError, Query, Reply};
+use super::read::value;
+use super::shared::Shared;
+use super::writer::Plan;
+use serde::Deserialize;
+use serde_json::json;
+use swarm_core::{
+    Atom, Control, DroneName, Enqueue, Event, Generation, Input, Output, PackageSpec, RejectReason,
+};
+use swarm_store::{Explorer, ExplorerOptions};
+use tiny_http::Request;
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum QueueItem {
+    Atom(String),
+    Spec {
+        atom: String,
+        #[serde(default)]
+        deps: Vec<String>,
+        #[serde(default)]
+        priority: i32,
+        #[serde(default)]
+        estimate_s: Option<u64>,
+    },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QueueRequest {
+    packages: Vec<QueueItem>,
+    #[serde(default)]
+    portage_timestamp: Option<String>,
+    #[serde(default)]
+    generation: Option<u64>,
+}
+
+fn atom_at(text: &str, field: &str) -> Result<Atom, ApiError> {
+    Atom::parse(text).map_err(|e| ApiError::field(400, field, format!("bad atom {text:?}: {e}")))
+}
+
+pub(crate) fn queue(sh: &Shared, req: &mut Request) -> Result<Reply, ApiError> {
+    let body = read_body(req, sh.max_body)?;
+    let r: QueueRequest = parse_json(&body)?;
+    let mut packages = Vec::with_capacity(r.packages.len());
+    for (i, item) in r.packages.into_iter().enumerate() {
+        let field = format!("packages[{i}]");
+        packages.push(match item {
+            QueueItem::Atom(a) => PackageSpec::new(atom_at(&a, &field)?),
+            QueueItem::Spec {
+                atom,
+                deps,
+                priority,
+                estimate_s,
+            } => PackageSpec {
+                atom: atom_at(&atom, &format!("{field}.atom"))?,
+                deps: deps
+                    .iter()
+                    .enumerate()
+                    .map(|(j, d)| atom_at(d, &format!("{field}.deps[{j}]")))
+                    .collect::<Result<_, _>>()?,
+                priority,
+                estimate_s,
+            },
+        });
+    }
+    let input = Input::Enqueue(Enqueue {
+        packages,
+        generation: r.generation.map(Generation),
+        portage_snapshot: r.portage_timestamp,
+    });
+    let done = sh.submit(Plan::Inputs(vec![input]), None, true)?;
+    rejected(&done.outputs)?;
+    let (added, already) = done
+        .outputs
+        .iter()
+        .find_map(|o| match o {
+            Output::Event(Event::Queued { added, already }) => Some((*added, *already)),
+            _ => None,
+        })
+        .unwrap_or((0, 0));
+    Reply::ok(&json!({"status": "ok", "queued": added, "already": already, "seq": done.seq}))
+}
+
+fn rejected(outputs: &[Output]) -> Result<(), ApiError> {
+    for o in outputs {
+        if let Output::Event(Event::InputRejected { reason }) = o {
+            let msg = match reason {
+                RejectReason::IllegalControl { detail } => detail.clone(),
+                RejectReason::UnknownDrone { drone } => format!("unknown drone {drone}"),
+                RejectReason::UnknownPackage { package } => {
+                    format!("{package} is not in the queue")
+                }
+                RejectReason::StaleGeneration { given, current } => format!(
+                    "queue generation {given} is older than the current generation {current}"
+                ),
+                RejectReason::StaleReport { package, .. } => format!("stale report for {package}"),
+            };
+            return Err(ApiError::new(409, msg));
+        }
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+struct ControlRequest {
+    action: String,
+    #[serde(default)]
+    package: Option<String>,
+    #[serde(default)]
+    drone: Option<String>,
+    #[serde(default)]
+    drone_id: Option<String>,
+    #[serde(default)]
+    node: Option<String>,
+}
+
+fn drone_of(sh: &Shared, r: &ControlRequest) -> Result<Option<DroneName>, ApiError> {
+    if let Some(id) = &r.drone_id {
+        return sh
+            .resolve(id)
+            .map(Some)
+            .ok_or_else(|| ApiError::field(404, "drone_id", format!("unknown drone id {id:?}")));
+    }
+    match r.drone.as_ref().or(r.node.as_ref()) {
+        None => Ok(None),
+        Some(n) => DroneName::new(n.clone())
+            .map(Some)
+            .map_err(|e| ApiError::field(400, "drone", format!("bad drone name {n:?}: {e}"))),
+    }
+}
+
+/// Maps an action name (swarm's or v3's, `-` or `_`) and its target to a control.
+pub(crate) fn control_of(
+    action: &str,
+    package: Option<Atom>,
+    drone: Option<DroneName>,
+) -> Result<Control, ApiError> {
+    let need_drone = |d: Option<DroneName>| {
+        d.ok_or_else(|| ApiError::field(400, "drone", format!("`{action}` needs a `drone`")))
+    };
+    let need_package = |p: Option<Atom>| {
+        p.ok_or_else(|| ApiError::field(400, "package", format!("`{action}` needs a `package`")))
+    };
+    Ok(match action.replace('-', "_").as_str() {
+        "pause" => match drone {
+            Some(drone) => Control::PauseDrone { drone },
+            None => Control::Pause,
+        },
+        "resume" => match drone {
+            Some(drone) => Control::ResumeDrone { drone },
+            None => Control::Resume,
+        },
+        "pause_drone" => Control::PauseDrone {
+            drone: need_drone(drone)?,
+        },
+        "resume_drone" => Control::ResumeDrone {
+            drone: need_drone(drone)?,
+        },
+        "drain" => Control::Drain {
+            drone: need_drone(drone)?,
+        },
+        "undrain" => Control::Undrain {
+            drone: need_drone(drone)?,
+        },
+        "unblock" => Control::Unblock { package },
+        "block" => Control::Block {
+            package: need_package(package)?,
+        },
+        "unground" => Control::Unground { drone },
+        "reset" => Control::Reset,
+        "rebalance" => Control::Rebalance,
+        "clear_failures" => Control::ClearFailures,
+        "retry_failures" | "retry" => Control::RetryFailures,
+        "fresh" => Control::Fresh,
+        "reset_escalation" => Control::ResetEscalation {
+            drone: need_drone(drone)?,
+        },
+        "release_brake" => Control::ReleaseBrake,
+        "reclaim" => {
+            if package.is_none() && drone.is_none() {
+                return Err(ApiError::bad("`reclaim` needs a `package` or a `drone`"));
+            }
+            Control::Reclaim { package, drone }
+        }
+        "clear_history" => Control::ClearHistory,
+        _ => {
+            return Err(ApiError::field(
+                400,
+                "action",
+                format!("Unknown action: {action}"),
+            ));
+        }
+    })
+}
+
+pub(crate) fn control(sh: &Shared, req: &mut Request) -> Result<Reply, ApiError> {
+    let body = read_body(req, sh.max_body)?;
+    let r: ControlRequest = parse_json(&body)?;
+    let package = match &r.package {
+        Some(p) => Some(atom_at(p, "package")?),
+        None => None,
+    };
+    let drone = drone_of(sh, &r)?;
+    let c = control_of(&r.action, package, drone)?;
+    apply(sh, c)
+}
+
+fn apply(sh: &Shared, c: Control) -> Result<Reply, ApiError> {
+    let name = c.name();
+    let done = sh.submit(Plan::Inputs(vec![Input::Control(c)]), None, true)?;
+    rejected(&done.outputs)?;
+    let events: Vec<_> = done
+        .outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::Event(e) => Some(value(e)),
+            Output::Command(_) => None,
+        })
+        .collect();
+    Reply::ok(&json!({"status": "ok", "action": name, "events": events, "seq": done.seq}))
+}
+
+pub(crate) fn node_action(sh: &Shared, name: &str, action: &str) -> Result<Reply, ApiError> {
+    let drone = DroneName::new(name)
+        .map_err(|e| ApiError::field(400, "drone", format!("bad drone name {name:?}: {e}")))?;
+    let known = sh.published().swarm.view().drone(&drone).is_some() || sh.resolve(name).is_some();
+    if !known {
+        return Err(ApiError::field(
+            404,
+            "drone",
+            format!("unknown drone {name:?}"),
+        ));
+    }
+    let c = match action {
+        "pause" => Control::PauseDrone { drone },
+        "resume" => Control::ResumeDrone { drone },
+        "drain" => Control::Drain { drone },
+        "undrain" => Control::Undrain { drone },
+        "reset-escalation" | "reset_escalation" => Control::ResetEscalation { drone },
+        other => {
+            return Err(ApiError::new(
+                404,
+                format!("unknown drone action {other:?}: use pause, resume, drain, undrain or reset-escalation"),
+            ))
+        }
+    };
+    apply(sh, c)
+}
+
+fn explorer(sh: &Shared) -> Result<Explorer, ApiError> {
+    Explorer::open(&sh.db_path, ExplorerOptions::default()).map_err(ApiError::internal)
+}
+
+pub(crate) fn sql(sh: &Shared, what: &str, url: &str) -> Result<Reply, ApiError> {
+    let ex = explorer(sh)?;
+    match what {
+        "tables" => Reply::ok(&json!({"tables": ex.tables().map_err(ApiError::internal)?})),
+        "schema" => Reply::ok(&json!({"tables": ex.schema().map_err(ApiError::internal)?})),
+        "query" => {
+            let q = Query::parse(url);
+            let sql = q
+                .get("q")
+                .or(q.get("sql"))
+                .ok_or_else(|| ApiError::field(400, "q", "send ?q=<SQL>"))?;
+            match ex.query(sql) {
+                Ok(r) => Reply::ok(&r),
+                Err(e) => Err(ApiError::field(400, "q", e.to_string())),
+            }
+        }
+        other => Err(ApiError::new(
+            404,
+            format!("no such SQL endpoint {other:?}: use tables, schema or query"),
+        )),
+    }
+}

@@ -1,0 +1,242 @@
+//! `PUT /api/v1/artifacts/<category>/<pf>.gpkg.tar|.tbz2`: binary packages
+//! into staging, streamed to a temporary file, size-capped, sha256-checked
+//! and renamed into place atomically, so staging never holds half a file.
+
+use super::http::{header, too_large, ApiError, Reply};
+use super::shared::Shared;
+use crate::wire::ArtifactReply;
+use sha2::{Digest, Sha256};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use swarm_core::Atom;
+use tiny_http::Request;
+
+/// v3 counted a binary package only from 1 KiB: smaller is a failed build.
+pub(crate) const MIN_ARTIFACT_BYTES: u64 = 1024;
+
+const EXTENSIONS: [&str; 2] = [".gpkg.tar", ".tbz2"];
+
+/// A staging path that names exactly one binary package.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct ArtifactPath {
+    pub(crate) category: String,
+    pub(crate) file: String,
+}
+
+/// Accepts only `<category>/<pf>.gpkg.tar` or `.tbz2` whose `<category>/<pf>`
+/// parses as a versioned atom: no traversal, no absolute paths, no odd names.
+pub(crate) fn parse_artifact_path(rest: &str) -> Result<ArtifactPath, ApiError> {
+    let bad =
+        |why: &str| ApiError::field(400, "path", format!("bad artifact path {rest:?}: {why}"));
+    if rest.starts_with('/') || rest.contains('\\') || rest.contains('\0') {
+        return Err(bad("expected <category>/<pf>.gpkg.tar or .tbz2"));
+    }
+    let parts: Vec<&str> = rest.split('/').collect();
+    let [category, file] = parts.as_slice() else {
+        return Err(bad("expected exactly <category>/<file>"));
+    };
+    let ok_chars = |s: &str| {
+        !s.is_empty()
+            && !s.starts_with('.')
+            && !s.starts_with('-')
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '+'))
+    };
+    if !ok_chars(category) || !ok_chars(file) || category.contains("..") || file.contains("..") {
+        return Err(bad(
+            "only letters, digits and - _ . + are allowed, and no `..`",
+        ));
+    }
+    let Some(pf) = EXTENSIONS.iter().find_map(|e| file.strip_suffix(e)) else {
+        return Err(bad("the file must end in .gpkg.tar or .tbz2"));
+    };
+    // A gpkg may carry a build id (`foo-1.0-1.gpkg.tar`); the atom is what is left.
+    let atom = Atom::parse(&format!("={category}/{pf}")).map_err(|e| {
+        bad(&format!(
+            "`{category}/{pf}` is not a versioned package: {e}"
+        ))
+    })?;
+    if atom.category() != *category {
+        return Err(bad("category does not parse"));
+    }
+    Ok(ArtifactPath {
+        category: category.to_string(),
+        file: file.to_string(),
+    })
+}
+
+pub(crate) fn put(sh: &Shared, req: &mut Request, rest: &str) -> Result<Reply, ApiError> {
+    let path = parse_artifact_path(rest)?;
+    if let Some(len) = req.body_length() {
+        if len as u64 > sh.max_artifact {
+            return Err(too_large(sh.max_artifact));
+        }
+    }
+    let expected = header(req, "X-Sha256")
+        .or_else(|| header(req, "X-Checksum-Sha256"))
+        .map(|s| s.trim().to_ascii_lowercase());
+    if let Some(e) = &expected {
+        if e.len() != 64 || !e.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(ApiError::field(
+                400,
+                "X-Sha256",
+                "X-Sha256 must be 64 hex digits",
+            ));
+        }
+    }
+    let dir = sh.staging.join(&path.category);
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| ApiError::new(507, format!("cannot create {}: {e}", dir.display())))?;
+    let tmp = dir.join(format!(
+        ".upload-{}-{}.tmp",
+        std::process::id(),
+        TMP_COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    let result = stream_to(&tmp, req.as_reader(), sh.max_artifact);
+    let (size, digest) = match result {
+        Ok(v) => v,
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+    };
+    if let Some(e) = &expected {
+        if *e != digest {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(ApiError::field(
+                400,
+                "X-Sha256",
+                format!("sha256 mismatch: header says {e}, received bytes hash to {digest}; nothing was stored"),
+            ));
+        }
+    }
+    let dest = dir.join(&path.file);
+    std::fs::rename(&tmp, &dest).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        ApiError::new(507, format!("cannot store {}: {e}", dest.display()))
+    })?;
+    tracing::info!(artifact = %dest.display(), size, sha256 = %digest, "artifact stored");
+    Reply::ok(&ArtifactReply {
+        status: "stored".into(),
+        path: format!("{}/{}", path.category, path.file),
+        size,
+        sha256: digest,
+    })
+}
+
+static TMP_COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn stream_to(tmp: &Path, mut body: impl Read, cap: u64) -> Result<(u64, String), ApiError> {
+    let io = |e: std::io::Error| ApiError::new(507, format!("cannot write {}: {e}", tmp.display()));
+    let mut f = std::fs::File::create(tmp).map_err(io)?;
+    let mut hasher = Sha256::new();
+    let mut size = 0u64;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = body
+            .read(&mut buf)
+            .map_err(|e| ApiError::bad(format!("upload interrupted: {e}")))?;
+        if n == 0 {
+            break;
+        }
+        size += n as u64;
+        if size > cap {
+            return Err(too_large(cap));
+        }
+        let chunk = buf.get(..n).unwrap_or(&[]);
+        hasher.update(chunk);
+        f.write_all(chunk).map_err(io)?;
+    }
+    f.sync_all().map_err(io)?;
+    Ok((size, hex::encode(hasher.finalize())))
+}
+
+/// v3's rule: a success counts when staging holds `<cat>/<pf>*.gpkg.tar` (or
+/// `<cat>/<pn>/<pf>*`, or `.tbz2`) of at least 1 KiB. Files a v3 drone
+/// rsynced in count the same as uploads.
+pub(crate) fn artifact_present(staging: &Path, atom: &Atom) -> bool {
+    let cat = staging.join(atom.category());
+    let dirs: [PathBuf; 2] = [cat.clone(), cat.join(atom.pn())];
+    dirs.iter().any(|dir| {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return false;
+        };
+        entries.flatten().any(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            name.starts_with(atom.pf())
+                && name
+                    .get(atom.pf().len()..)
+                    .is_some_and(|rest| {
+                        EXTENSIONS.iter().any(|x| {
+                            rest == *x
+                                // A build id: `-<digits>` before the extension.
+                                || rest.strip_suffix(x).and_then(|r| r.strip_prefix('-')).is_some_and(
+                                    |id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()),
+                                )
+                        })
+                    })
+                && e.metadata().is_ok_and(|m| m.is_file() && m.len() >= MIN_ARTIFACT_BYTES)
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_package_paths_are_accepted() {
+        assert!(parse_artifact_path("dev-libs/foo-1.0.gpkg.tar").is_ok());
+        assert!(parse_artifact_path("dev-libs/foo-1.0-r1.tbz2").is_ok());
+        assert!(parse_artifact_path("dev-libs/foo-1.0-1.gpkg.tar").is_ok());
+        for bad in [
+            "../etc/passwd",
+            "/etc/passwd",
+            "dev-libs/../../x-1.0.gpkg.tar",
+            "dev-libs/foo-1.0.gpkg.tar/x",
+            "dev-libs/foo.gpkg.tar",
+            "dev-libs/foo-1.0.tar.gz",
+            "dev-libs/.hidden-1.0.gpkg.tar",
+            "dev-libs",
+            "dev libs/foo-1.0.gpkg.tar",
+            "dev-libs/foo-1.0.gpkg.tar\0",
+        ] {
+            assert!(parse_artifact_path(bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn presence_follows_the_v3_rule() {
+        let dir = tempfile::tempdir().expect("dir");
+        let atom = Atom::parse("=dev-libs/foo-1.0").expect("atom");
+        assert!(!artifact_present(dir.path(), &atom));
+        let cat = dir.path().join("dev-libs");
+        std::fs::create_dir_all(&cat).expect("mkdir");
+        std::fs::write(cat.join("foo-1.0.gpkg.tar"), b"tiny").expect("write");
+        assert!(
+            !artifact_present(dir.path(), &atom),
+            "under 1 KiB counts as missing"
+        );
+        std::fs::write(cat.join("foo-1.0.gpkg.tar"), vec![0u8; 2048]).expect("write");
+        assert!(artifact_present(dir.path(), &atom));
+        let other = Atom::parse("=dev-libs/foo-1.0.1").expect("atom");
+        assert!(
+            !artifact_present(dir.path(), &other),
+            "a prefix is not a match"
+        );
+        std::fs::write(cat.join("baz-1.0-r1.gpkg.tar"), vec![0u8; 2048]).expect("write");
+        let baz = Atom::parse("=dev-libs/baz-1.0").expect("atom");
+        assert!(
+            !artifact_present(dir.path(), &baz),
+            "-r1 is another revision, not a build id"
+        );
+        let pn_dir = dir.path().join("dev-libs").join("bar");
+        std::fs::create_dir_all(&pn_dir).expect("mkdir");
+        std::fs::write(pn_dir.join("bar-2-1.gpkg.tar"), vec![0u8; 2048]).expect("write");
+        assert!(artifact_present(
+            dir.path(),
+            &Atom::parse("=dev-libs/bar-2").expect("atom")
+        ));
+    }
+}

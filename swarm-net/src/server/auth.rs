@@ -1,0 +1,121 @@
+//! Who may call what: admin endpoints need the admin token (never open by
+//! default); drone endpoints need the drone token when one is configured.
+
+use super::http::{header, ApiError};
+use std::io::Write;
+use std::path::Path;
+use tiny_http::Request;
+
+/// The token a request carries: `Authorization: Bearer …` or v3's `X-Admin-Key`.
+fn presented(req: &Request) -> Option<&str> {
+    if let Some(v) = header(req, "Authorization") {
+        let v = v.trim();
+        if let Some(t) = v
+            .strip_prefix("Bearer ")
+            .or_else(|| v.strip_prefix("bearer "))
+        {
+            return Some(t.trim());
+        }
+    }
+    header(req, "X-Admin-Key").map(str::trim)
+}
+
+fn matches(given: Option<&str>, expected: &str) -> bool {
+    given.is_some_and(|g| constant_time_eq::constant_time_eq(g.as_bytes(), expected.as_bytes()))
+}
+
+pub(crate) fn require_admin(req: &Request, token: &str) -> Result<(), ApiError> {
+    match presented(req) {
+        None => Err(ApiError::new(
+            401,
+            "admin endpoint: send `Authorization: Bearer <token>` (the token is in the server's admin.token file)",
+        )),
+        Some(_) if !matches(presented(req), token) => {
+            Err(ApiError::new(403, "admin token does not match"))
+        }
+        Some(_) => Ok(()),
+    }
+}
+
+pub(crate) fn require_drone(req: &Request, token: Option<&str>) -> Result<(), ApiError> {
+    match token {
+        None => Ok(()),
+        Some(t) if matches(presented(req), t) => Ok(()),
+        Some(_) => Err(ApiError::new(
+            401,
+            "this server requires the drone token: send `Authorization: Bearer <drone token>`",
+        )),
+    }
+}
+
+/// The admin token in force: the configured one, else the one in `file`,
+/// else a new random one written to `file` with mode 0600.
+pub fn resolve_admin_token(
+    configured: Option<&str>,
+    file: &Path,
+) -> std::io::Result<(String, TokenSource)> {
+    if let Some(t) = configured.filter(|t| !t.trim().is_empty()) {
+        return Ok((t.trim().to_string(), TokenSource::Configured));
+    }
+    if let Ok(text) = std::fs::read_to_string(file) {
+        let t = text.trim();
+        if !t.is_empty() {
+            return Ok((t.to_string(), TokenSource::File));
+        }
+    }
+    let mut bytes = [0u8; 32];
+    getrandom::getrandom(&mut bytes).map_err(|e| std::io::Error::other(e.to_string()))?;
+    let token = hex::encode(bytes);
+    if let Some(dir) = file.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(file)?;
+    f.write_all(format!("{token}\n").as_bytes())?;
+    f.sync_all()?;
+    Ok((token, TokenSource::Generated))
+}
+
+/// Where the admin token came from, for the startup log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenSource {
+    /// From the configuration or environment.
+    Configured,
+    /// Read from the token file.
+    File,
+    /// Generated now and written to the token file.
+    Generated,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_token_is_private_and_stable() {
+        let dir = tempfile::tempdir().expect("dir");
+        let file = dir.path().join("admin.token");
+        let (t1, s1) = resolve_admin_token(None, &file).expect("generate");
+        assert_eq!(s1, TokenSource::Generated);
+        assert_eq!(t1.len(), 64);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&file).expect("meta").permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let (t2, s2) = resolve_admin_token(None, &file).expect("read");
+        assert_eq!((t2.as_str(), s2), (t1.as_str(), TokenSource::File));
+        let (t3, s3) = resolve_admin_token(Some("x"), &file).expect("configured");
+        assert_eq!((t3.as_str(), s3), ("x", TokenSource::Configured));
+        assert!(matches(Some("abc"), "abc"));
+        assert!(!matches(Some("abd"), "abc"));
+        assert!(!matches(None, "abc"));
+    }
+}

@@ -1,0 +1,517 @@
+//! The drone endpoints of V3-PROTOCOL.md, plus swarm's lease-based
+//! `/started` and `/return`. Each request becomes core inputs; the reply is
+//! built from those inputs' outputs and the drone's state right after them.
+
+use super::artifacts::artifact_present;
+use super::http::{parse_json, read_body, ApiError, Query, Reply};
+use super::shared::Shared;
+use super::writer::{Done, DroneNow, Plan};
+use crate::wire::{
+    CompleteReply, CompleteRequest, LeaseRef, LeaseRequest, RegisterReply, RegisterRequest,
+    StopWork, WorkReply,
+};
+use serde_json::json;
+use swarm_core::{
+    Atom, Command, DroneName, DroneSpec, Epoch, Event, FailureClass, Heartbeat, Input, LeaseId,
+    Outcome, Output, RejectReason, Report, RevokeReason,
+};
+use tiny_http::Request;
+
+fn missing_id() -> ApiError {
+    ApiError::field(400, "id", "Missing node ID")
+}
+
+fn unknown_drone(id: &str) -> ApiError {
+    ApiError::field(
+        404,
+        "id",
+        format!("unknown drone {id:?}; register first (POST /api/v1/register)"),
+    )
+}
+
+fn atom_of(text: &str, field: &str) -> Result<Atom, ApiError> {
+    Atom::parse(text).map_err(|e| ApiError::field(400, field, format!("bad atom {text:?}: {e}")))
+}
+
+/// v4 drones send only a name: their id is the UUIDv5 of it in the DNS namespace.
+pub(crate) fn machine_id_of(name: &str) -> String {
+    uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_DNS, name.as_bytes()).to_string()
+}
+
+fn percent(v: Option<f64>) -> Option<u8> {
+    v.filter(|x| x.is_finite())
+        .map(|x| x.clamp(0.0, 100.0).round() as u8)
+}
+
+pub(crate) fn register(sh: &Shared, req: &mut Request) -> Result<Reply, ApiError> {
+    let body = read_body(req, sh.max_body)?;
+    let r: RegisterRequest = parse_json(&body)?;
+    if r.node_type.as_deref() == Some("orchestrator") {
+        return Reply::ok(&json!({
+            "status": "ignored",
+            "message": "orchestrators do not register with swarm; only drones do",
+        }));
+    }
+    let name_text = r
+        .name
+        .clone()
+        .or_else(|| r.node_name.clone())
+        .or_else(|| r.id.clone())
+        .ok_or_else(missing_id)?;
+    let field = if r.name.is_some() {
+        "name"
+    } else {
+        "node_name"
+    };
+    let name = DroneName::new(name_text.clone())
+        .map_err(|e| ApiError::field(400, field, format!("bad drone name {name_text:?}: {e}")))?;
+    let machine_id = r.id.clone().unwrap_or_else(|| machine_id_of(name.as_str()));
+    let current_task = match &r.current_task {
+        Some(Some(t)) if !t.trim().is_empty() => Some(atom_of(t, "current_task")?),
+        _ => None,
+    };
+    let caps = r.capabilities.clone().unwrap_or_default();
+    let metrics = r.metrics.clone().unwrap_or_default();
+
+    // Merge with what we know: a missing field keeps its old value.
+    let published = sh.published();
+    let old = published.swarm.view().drone(&name);
+    let cores = caps
+        .cores
+        .or(old.as_ref().map(|d| d.cores))
+        .unwrap_or(1)
+        .max(1);
+    let ram_mb = caps
+        .ram_gb
+        .filter(|g| g.is_finite() && *g >= 0.0)
+        .map(|g| (g * 1024.0).round() as u64)
+        .or(old.as_ref().map(|d| d.ram_mb))
+        .unwrap_or(0);
+    let kind = r.kind.or(old.as_ref().map(|d| d.kind)).unwrap_or_default();
+    let version = r
+        .version
+        .clone()
+        .or_else(|| old.as_ref().and_then(|d| d.version.clone()));
+    let spec = DroneSpec {
+        name: name.clone(),
+        machine_id: Some(machine_id.clone()),
+        cores,
+        ram_mb,
+        arch: caps.arch.clone(),
+        labels: Vec::new(),
+        kind,
+        portage_snapshot: caps
+            .portage_timestamp
+            .clone()
+            .or_else(|| old.as_ref().and_then(|d| d.portage_snapshot.clone())),
+        version,
+    };
+    let changed = match &old {
+        None => true,
+        Some(d) => {
+            d.machine_id.as_deref() != Some(machine_id.as_str())
+                || d.cores != spec.cores
+                || d.ram_mb != spec.ram_mb
+                || d.kind != spec.kind
+                || d.version != spec.version
+        }
+    };
+    let heartbeat = Heartbeat {
+        drone: name.clone(),
+        epoch: r.epoch.map(Epoch),
+        health: r.health,
+        mem_percent: percent(metrics.ram_percent),
+        disk_percent: percent(r.disk_percent.or(metrics.disk_percent)),
+        load_centi: metrics
+            .load_1m
+            .filter(|l| l.is_finite() && *l >= 0.0)
+            .map(|l| (l * 100.0).round() as u32),
+        leases: r
+            .leases
+            .clone()
+            .map(|v| v.into_iter().map(LeaseId).collect()),
+        started: r
+            .started
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .map(LeaseId)
+            .collect(),
+        current_task: current_task.clone(),
+        portage_snapshot: caps.portage_timestamp.clone(),
+    };
+    let mut inputs = Vec::new();
+    if changed {
+        inputs.push(Input::Register(spec));
+    }
+    inputs.push(Input::Heartbeat(heartbeat));
+    let done = sh.submit(Plan::Inputs(inputs), Some(name.clone()), changed)?;
+    sh.remember(&machine_id, &name, r.ip.as_deref());
+    let now = drone_now(&done)?;
+
+    let mut revoke = revokes_in(&done.outputs, &name);
+    let stop_work = current_task.as_ref().and_then(|atom| {
+        done.outputs.iter().find_map(|o| match o {
+            Output::Command(Command::Revoke {
+                drone,
+                package: Some(p),
+                reason,
+                ..
+            }) if drone == &name && p == atom => Some(StopWork {
+                package: p.as_str().to_string(),
+                reason: reason.to_string(),
+                reassigned_to: reassigned(reason),
+            }),
+            _ => None,
+        })
+    });
+    let reports_work = r.current_task.is_some() || r.leases.is_some();
+    let leases: Vec<u64> = r
+        .leases
+        .iter()
+        .flatten()
+        .chain(r.started.iter().flatten())
+        .copied()
+        .collect();
+    let task = current_task.as_ref().map(|a| a.as_str().to_string());
+    let still = |atom: &str, lease: Option<u64>| {
+        task.as_deref() == Some(atom) || lease.is_some_and(|l| leases.contains(&l))
+    };
+    let pending = sh.pending_revokes(&name, if reports_work { Some(&still) } else { None });
+    for p in pending {
+        if !revoke.contains(&p) {
+            revoke.push(p);
+        }
+    }
+    Reply::ok(&RegisterReply {
+        status: "registered".into(),
+        orchestrator: Some("127.0.0.1".into()),
+        orchestrator_port: Some(sh.port),
+        orchestrator_name: Some("swarm".into()),
+        message: None,
+        revoke,
+        stop_work,
+        paused: now.paused,
+        epoch: Some(now.epoch),
+        leases: lease_refs(now),
+    })
+}
+
+fn drone_now(done: &Done) -> Result<&DroneNow, ApiError> {
+    done.drone
+        .as_ref()
+        .ok_or_else(|| ApiError::internal("the writer did not report the drone's state"))
+}
+
+fn lease_refs(now: &DroneNow) -> Vec<LeaseRef> {
+    now.leases
+        .iter()
+        .map(|l| LeaseRef {
+            lease: l.lease.0,
+            package: l.package.as_str().to_string(),
+        })
+        .collect()
+}
+
+fn reassigned(reason: &RevokeReason) -> Option<String> {
+    match reason {
+        RevokeReason::ReassignedTo { drone } => Some(drone.as_str().to_string()),
+        _ => None,
+    }
+}
+
+fn revokes_in(outputs: &[Output], name: &DroneName) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for o in outputs {
+        if let Output::Command(Command::Revoke {
+            drone,
+            package: Some(p),
+            ..
+        }) = o
+        {
+            if drone == name && !out.iter().any(|a| a == p.as_str()) {
+                out.push(p.as_str().to_string());
+            }
+        }
+    }
+    out
+}
+
+pub(crate) fn work(sh: &Shared, url: &str) -> Result<Reply, ApiError> {
+    let q = Query::parse(url);
+    let Some(id) = q.get("id").or(q.get("node")).or(q.get("node_name")) else {
+        return work_error(400, "Missing node ID");
+    };
+    let Some(name) = sh.resolve(id) else {
+        return work_error(404, "unknown drone; register first");
+    };
+    let free_slots = match q.get("free_slots") {
+        None => None,
+        Some(v) => Some(v.parse::<u32>().map_err(|_| {
+            ApiError::field(
+                400,
+                "free_slots",
+                format!("`free_slots` must be a whole number, got {v:?}"),
+            )
+        })?),
+    };
+    let done = sh.submit(
+        Plan::Work {
+            drone: name.clone(),
+            free_slots,
+        },
+        Some(name.clone()),
+        false,
+    )?;
+    let now = drone_now(&done)?;
+    if !now.known {
+        return work_error(404, "unknown drone; register first");
+    }
+    let mut revoke = revokes_in(&done.outputs, &name);
+    for p in sh.pending_revokes(&name, None) {
+        if !revoke.contains(&p) {
+            revoke.push(p);
+        }
+    }
+    let sync = done.outputs.iter().find_map(|o| match o {
+        Output::Command(Command::SyncPortage { drone, expected }) if drone == &name => {
+            Some(expected.clone())
+        }
+        _ => None,
+    });
+    if let Some(expected) = sync {
+        return Reply::ok(&WorkReply {
+            action: Some("sync_portage".into()),
+            expected_timestamp: Some(expected),
+            revoke,
+            ..WorkReply::default()
+        });
+    }
+    let fresh = done.outputs.iter().find_map(|o| match o {
+        Output::Command(Command::Assign {
+            drone,
+            package,
+            lease,
+            ..
+        }) if drone == &name => Some((package.as_str().to_string(), lease.0)),
+        _ => None,
+    });
+    let (package, lease) = match (fresh, free_slots) {
+        (Some((p, l)), _) => (Some(p), Some(l)),
+        // A v3 drone gets what it holds again until it reports it.
+        (None, None) => match now.leases.iter().min_by_key(|l| l.lease) {
+            Some(l) => (Some(l.package.as_str().to_string()), Some(l.lease.0)),
+            None => (None, None),
+        },
+        (None, Some(_)) => (None, None),
+    };
+    let reason = if package.is_none() {
+        now.no_work.clone().or_else(|| Some("nothing ready".into()))
+    } else {
+        None
+    };
+    Reply::ok(&WorkReply {
+        package,
+        lease,
+        packages: lease_refs(now),
+        revoke,
+        reason,
+        ..WorkReply::default()
+    })
+}
+
+fn work_error(status: u16, error: &str) -> Result<Reply, ApiError> {
+    Ok(Reply::Json(
+        status,
+        json!({"package": null, "error": error, "field": "id"}),
+    ))
+}
+
+pub(crate) fn complete(sh: &Shared, req: &mut Request) -> Result<Reply, ApiError> {
+    let body = read_body(req, sh.max_body)?;
+    let r: CompleteRequest = parse_json(&body)?;
+    let id =
+        r.id.clone()
+            .or_else(|| r.node.clone())
+            .or_else(|| r.node_name.clone())
+            .ok_or_else(missing_id)?;
+    let package = r
+        .package
+        .clone()
+        .ok_or_else(|| ApiError::field(400, "package", "Missing package"))?;
+    let atom = atom_of(&package, "package")?;
+    let name = sh.resolve(&id).ok_or_else(|| unknown_drone(&id))?;
+    let status = r.status.clone().unwrap_or_else(|| "failed".into());
+    let detail = r
+        .error_detail
+        .clone()
+        .or_else(|| r.error.clone())
+        .unwrap_or_default();
+    let (outcome, recorded) = match status.as_str() {
+        "success" | "ok" | "built" => {
+            if atom.is_virtual() || artifact_present(&sh.staging, &atom) {
+                (Outcome::Success, "built")
+            } else {
+                (
+                    Outcome::Failed {
+                        class: FailureClass::Infra,
+                        detail: format!(
+                            "missing_binary: reported built, but no {}/{}*.gpkg.tar (or .tbz2) of at least 1 KiB is in staging {}",
+                            atom.category(),
+                            atom.pf(),
+                            sh.staging.display()
+                        ),
+                    },
+                    "missing_binary",
+                )
+            }
+        }
+        "returned" => (
+            Outcome::Returned {
+                reason: if detail.is_empty() {
+                    "returned by the drone".into()
+                } else {
+                    detail.clone()
+                },
+            },
+            "returned",
+        ),
+        "upload_failed" => (Outcome::UploadFailed, "upload_failed"),
+        "masked" => (Outcome::Masked, "masked"),
+        other => (
+            Outcome::Failed {
+                class: r.failure_class.unwrap_or(FailureClass::Build),
+                detail: if detail.is_empty() && other != "failed" {
+                    other.to_string()
+                } else {
+                    detail.clone()
+                },
+            },
+            "failed",
+        ),
+    };
+    let duration_ms = r
+        .build_duration_s
+        .or(r.duration)
+        .filter(|d| d.is_finite() && *d >= 0.0)
+        .map(|d| (d * 1000.0).round() as u64);
+    let report = Report {
+        drone: name.clone(),
+        package: atom,
+        lease: r.lease.map(LeaseId),
+        epoch: r.epoch.map(Epoch),
+    };
+    let input = Input::BuildFinished {
+        report: report.clone(),
+        outcome,
+        duration_ms,
+    };
+    let done = sh.submit(Plan::Inputs(vec![input]), None, false)?;
+    report_reply(&done, &report, recorded)
+}
+
+/// The v3 reply to a report: accepted, recorded, or stale with `stop_work`.
+fn report_reply(done: &Done, report: &Report, recorded: &str) -> Result<Reply, ApiError> {
+    for o in &done.outputs {
+        if let Output::Event(Event::InputRejected { reason }) = o {
+            match reason {
+                RejectReason::UnknownDrone { drone } => {
+                    return Err(unknown_drone(drone.as_str()));
+                }
+                RejectReason::StaleReport { .. } | RejectReason::UnknownPackage { .. } => {
+                    let revoke = done.outputs.iter().find_map(|o| match o {
+                        Output::Command(Command::Revoke { reason, .. }) => Some(reason.clone()),
+                        _ => None,
+                    });
+                    let reason = revoke.unwrap_or(RevokeReason::Unknown);
+                    return Reply::ok(&CompleteReply {
+                        status: "ok".into(),
+                        accepted: false,
+                        stale: true,
+                        action: Some("stop_work".into()),
+                        reason: Some(reason.to_string()),
+                        reassigned_to: reassigned(&reason),
+                        recorded: Some("stale".into()),
+                    });
+                }
+                other => {
+                    return Err(ApiError::new(409, format!("refused: {other:?}")));
+                }
+            }
+        }
+    }
+    let built = done.outputs.iter().any(
+        |o| matches!(o, Output::Event(Event::Built { package, .. }) if *package == report.package),
+    );
+    Reply::ok(&CompleteReply {
+        status: "ok".into(),
+        accepted: built,
+        recorded: Some(recorded.to_string()),
+        ..CompleteReply::default()
+    })
+}
+
+fn lease_report(sh: &Shared, req: &mut Request) -> Result<(LeaseRequest, Report), ApiError> {
+    let body = read_body(req, sh.max_body)?;
+    let r: LeaseRequest = parse_json(&body)?;
+    let id =
+        r.id.clone()
+            .or_else(|| r.node_name.clone())
+            .ok_or_else(missing_id)?;
+    let name = sh.resolve(&id).ok_or_else(|| unknown_drone(&id))?;
+    let package = match (&r.package, r.lease) {
+        (Some(p), _) => atom_of(p, "package")?,
+        (None, Some(lease)) => sh
+            .published()
+            .swarm
+            .view()
+            .lease(LeaseId(lease))
+            .map(|l| l.package)
+            .ok_or_else(|| {
+                ApiError::field(
+                    404,
+                    "lease",
+                    format!("lease {lease} is not live; send `package` too"),
+                )
+            })?,
+        (None, None) => return Err(ApiError::field(400, "lease", "send `lease` or `package`")),
+    };
+    let report = Report {
+        drone: name,
+        package,
+        lease: r.lease.map(LeaseId),
+        epoch: r.epoch.map(Epoch),
+    };
+    Ok((r, report))
+}
+
+pub(crate) fn started(sh: &Shared, req: &mut Request) -> Result<Reply, ApiError> {
+    let (_, report) = lease_report(sh, req)?;
+    let done = sh.submit(
+        Plan::Inputs(vec![Input::BuildStarted(report.clone())]),
+        None,
+        false,
+    )?;
+    match report_reply(&done, &report, "started")? {
+        Reply::Json(200, mut v) => {
+            if v.get("stale").is_none() {
+                v["accepted"] = json!(true);
+            }
+            Ok(Reply::Json(200, v))
+        }
+        other => Ok(other),
+    }
+}
+
+pub(crate) fn give_back(sh: &Shared, req: &mut Request) -> Result<Reply, ApiError> {
+    let (r, report) = lease_report(sh, req)?;
+    let input = Input::BuildFinished {
+        report: report.clone(),
+        outcome: Outcome::Returned {
+            reason: r.reason.unwrap_or_else(|| "returned by the drone".into()),
+        },
+        duration_ms: None,
+    };
+    let done = sh.submit(Plan::Inputs(vec![input]), None, false)?;
+    report_reply(&done, &report, "returned")
+}

@@ -1,0 +1,242 @@
+//! Request plumbing: capped bodies, JSON with the offending field named,
+//! query strings, and the one error type every handler returns.
+
+use crate::wire::ErrorBody;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::io::Read;
+use tiny_http::{Header, Request, Response};
+
+/// A handler's failure: becomes a JSON error body with this status.
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    pub(crate) status: u16,
+    pub(crate) body: ErrorBody,
+}
+
+impl ApiError {
+    pub(crate) fn new(status: u16, error: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            body: ErrorBody {
+                error: error.into(),
+                field: None,
+            },
+        }
+    }
+
+    pub(crate) fn field(status: u16, field: &str, error: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            body: ErrorBody {
+                error: error.into(),
+                field: Some(field.to_string()),
+            },
+        }
+    }
+
+    pub(crate) fn bad(error: impl Into<String>) -> ApiError {
+        ApiError::new(400, error)
+    }
+
+    pub(crate) fn internal(error: impl std::fmt::Display) -> ApiError {
+        ApiError::new(500, format!("internal error: {error}"))
+    }
+}
+
+/// What a handler answers.
+pub(crate) enum Reply {
+    Json(u16, serde_json::Value),
+    Text(u16, &'static str, String),
+}
+
+impl Reply {
+    pub(crate) fn ok<T: Serialize>(body: &T) -> Result<Reply, ApiError> {
+        Reply::with_status(200, body)
+    }
+
+    pub(crate) fn with_status<T: Serialize>(status: u16, body: &T) -> Result<Reply, ApiError> {
+        serde_json::to_value(body)
+            .map(|v| Reply::Json(status, v))
+            .map_err(ApiError::internal)
+    }
+
+    pub(crate) fn status(&self) -> u16 {
+        match self {
+            Reply::Json(s, _) | Reply::Text(s, _, _) => *s,
+        }
+    }
+}
+
+impl From<ApiError> for Reply {
+    fn from(e: ApiError) -> Reply {
+        let body = serde_json::to_value(&e.body).unwrap_or(serde_json::Value::Null);
+        Reply::Json(e.status, body)
+    }
+}
+
+pub(crate) fn respond(req: Request, reply: Reply) {
+    let (status, ctype, body) = match reply {
+        Reply::Json(status, v) => (status, "application/json", v.to_string()),
+        Reply::Text(status, ctype, text) => (status, ctype, text),
+    };
+    let mut resp = Response::from_string(body).with_status_code(status);
+    if let Ok(h) = Header::from_bytes("Content-Type", ctype) {
+        resp = resp.with_header(h);
+    }
+    // A client that went away is not our problem; nothing to do with the error.
+    let _ = req.respond(resp);
+}
+
+/// Reads the body, refusing more than `cap` bytes.
+pub(crate) fn read_body(req: &mut Request, cap: u64) -> Result<Vec<u8>, ApiError> {
+    if let Some(len) = req.body_length() {
+        if len as u64 > cap {
+            return Err(too_large(cap));
+        }
+    }
+    let mut buf = Vec::new();
+    req.as_reader()
+        .take(cap + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| ApiError::bad(format!("could not read the request body: {e}")))?;
+    if buf.len() as u64 > cap {
+        return Err(too_large(cap));
+    }
+    Ok(buf)
+}
+
+pub(crate) fn too_large(cap: u64) -> ApiError {
+    ApiError::new(
+        413,
+        format!("request body is larger than the {cap}-byte limit"),
+    )
+}
+
+/// Parses a JSON body, naming the field that did not fit.
+pub(crate) fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad("empty body: expected a JSON object"));
+    }
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let msg = if inner.is_syntax() || inner.is_eof() {
+            format!("malformed JSON: {inner}")
+        } else {
+            format!("invalid value: {inner}")
+        };
+        if path == "." || path.is_empty() {
+            ApiError::bad(msg)
+        } else {
+            ApiError::field(400, &path, msg)
+        }
+    })
+}
+
+/// The decoded query string.
+pub(crate) struct Query(Vec<(String, String)>);
+
+impl Query {
+    pub(crate) fn parse(url: &str) -> Query {
+        let q = url.split_once('?').map(|(_, q)| q).unwrap_or("");
+        Query(
+            q.split('&')
+                .filter(|p| !p.is_empty())
+                .map(|p| {
+                    let (k, v) = p.split_once('=').unwrap_or((p, ""));
+                    (decode(k), decode(v))
+                })
+                .collect(),
+        )
+    }
+
+    pub(crate) fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+            .filter(|v| !v.is_empty())
+    }
+
+    pub(crate) fn number(&self, key: &str, default: u64, max: u64) -> Result<u64, ApiError> {
+        match self.get(key) {
+            None => Ok(default),
+            Some(v) => v.parse::<u64>().map(|n| n.min(max)).map_err(|_| {
+                ApiError::field(
+                    400,
+                    key,
+                    format!("`{key}` must be a whole number, got {v:?}"),
+                )
+            }),
+        }
+    }
+}
+
+/// Percent-decoding of one query component (`+` is a space).
+pub(crate) fn decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
+                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    Some(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The value of a header, if present.
+pub(crate) fn header<'r>(req: &'r Request, name: &str) -> Option<&'r str> {
+    req.headers()
+        .iter()
+        .find(|h| h.field.as_str().as_str().eq_ignore_ascii_case(name))
+        .map(|h| h.value.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_decodes() {
+        let q = Query::parse("/x?package=%3Ddev-libs%2Ffoo-1.0&a=b+c&bad=%zz&end=%4");
+        assert_eq!(q.get("package"), Some("=dev-libs/foo-1.0"));
+        assert_eq!(q.get("a"), Some("b c"));
+        assert_eq!(q.get("bad"), Some("%zz"));
+        assert_eq!(q.get("end"), Some("%4"));
+        assert_eq!(q.get("missing"), None);
+    }
+
+    #[test]
+    fn json_errors_name_the_field() {
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct T {
+            a: u32,
+        }
+        let e = parse_json::<T>(br#"{"a":"x"}"#).expect_err("wrong type");
+        assert_eq!(e.body.field.as_deref(), Some("a"));
+        let e = parse_json::<T>(b"{").expect_err("malformed");
+        assert!(
+            e.body.error.starts_with("malformed JSON"),
+            "{}",
+            e.body.error
+        );
+        let e = parse_json::<T>(b"").expect_err("empty");
+        assert!(e.body.error.contains("empty body"));
+    }
+}

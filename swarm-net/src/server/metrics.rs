@@ -1,0 +1,259 @@
+//! Counters and histograms for `GET /metrics` (Prometheus text format 0.0.4).
+//!
+//! Gauges (queue depth, drones by state, leases) are read from the published
+//! view at scrape time; only what happens between scrapes is counted here.
+//! The exposition format is a few lines of text, so it is written directly
+//! rather than through a metrics framework.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+use std::time::Duration;
+use swarm_core::{Event, Output};
+
+const LATENCY_BUCKETS_S: [f64; 10] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 2.5,
+];
+const BUILD_BUCKETS_S: [f64; 9] = [
+    10.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 21600.0,
+];
+
+#[derive(Default)]
+struct Histogram {
+    counts: Vec<u64>,
+    sum: f64,
+    total: u64,
+}
+
+impl Histogram {
+    fn observe(&mut self, buckets: &[f64], v: f64) {
+        if self.counts.len() != buckets.len() {
+            self.counts = vec![0; buckets.len()];
+        }
+        for (i, b) in buckets.iter().enumerate() {
+            if v <= *b {
+                self.counts[i] += 1;
+            }
+        }
+        self.sum += v;
+        self.total += 1;
+    }
+
+    fn render(&self, out: &mut String, name: &str, labels: &str, buckets: &[f64]) {
+        let sep = if labels.is_empty() { "" } else { "," };
+        for (i, b) in buckets.iter().enumerate() {
+            let c = self.counts.get(i).copied().unwrap_or(0);
+            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{b}\"}} {c}");
+        }
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}",
+            self.total
+        );
+        let braces = if labels.is_empty() {
+            String::new()
+        } else {
+            format!("{{{labels}}}")
+        };
+        let _ = writeln!(out, "{name}_sum{braces} {}", self.sum);
+        let _ = writeln!(out, "{name}_count{braces} {}", self.total);
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    requests: BTreeMap<(&'static str, u16), u64>,
+    latency: BTreeMap<&'static str, Histogram>,
+    events: BTreeMap<String, u64>,
+    reclaims: BTreeMap<String, u64>,
+    rejections: BTreeMap<String, u64>,
+    escalations: BTreeMap<String, u64>,
+    build_seconds: Histogram,
+    batches: u64,
+    batched_inputs: u64,
+    store_errors: u64,
+}
+
+/// Everything counted since the server started.
+#[derive(Default)]
+pub(crate) struct Metrics {
+    inner: Mutex<Inner>,
+}
+
+fn tag<T: serde::Serialize>(v: &T, key: &str) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|j| j.get(key).and_then(|s| s.as_str().map(str::to_string)))
+        .unwrap_or_else(|| "unknown".into())
+}
+
+impl Metrics {
+    pub(crate) fn request(&self, route: &'static str, status: u16, took: Duration) {
+        if let Ok(mut m) = self.inner.lock() {
+            *m.requests.entry((route, status)).or_default() += 1;
+            m.latency
+                .entry(route)
+                .or_default()
+                .observe(&LATENCY_BUCKETS_S, took.as_secs_f64());
+        }
+    }
+
+    pub(crate) fn batch(&self, inputs: usize) {
+        if let Ok(mut m) = self.inner.lock() {
+            m.batches += 1;
+            m.batched_inputs += inputs as u64;
+        }
+    }
+
+    pub(crate) fn store_error(&self) {
+        if let Ok(mut m) = self.inner.lock() {
+            m.store_errors += 1;
+        }
+    }
+
+    pub(crate) fn outputs(&self, outputs: &[Output]) {
+        let Ok(mut m) = self.inner.lock() else {
+            return;
+        };
+        for o in outputs {
+            let Output::Event(e) = o else { continue };
+            let kind = tag(e, "event");
+            match e {
+                Event::Reclaimed { reason, .. } => {
+                    let r = serde_json::to_value(reason)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default();
+                    *m.reclaims.entry(r).or_default() += 1;
+                }
+                Event::InputRejected { reason } => {
+                    *m.rejections.entry(tag(reason, "why")).or_default() += 1;
+                }
+                Event::Escalated { action, .. } => {
+                    let a = serde_json::to_value(action)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default();
+                    *m.escalations.entry(a).or_default() += 1;
+                }
+                Event::Built { duration_ms, .. } => {
+                    m.build_seconds
+                        .observe(&BUILD_BUCKETS_S, *duration_ms as f64 / 1000.0);
+                }
+                _ => {}
+            }
+            *m.events.entry(kind).or_default() += 1;
+        }
+    }
+
+    /// Appends the counters to `out`.
+    pub(crate) fn render(&self, out: &mut String) {
+        let Ok(m) = self.inner.lock() else { return };
+        counter_family(
+            out,
+            "swarm_http_requests_total",
+            "HTTP requests by route and status.",
+            m.requests
+                .iter()
+                .map(|((r, s), v)| (format!("route=\"{r}\",status=\"{s}\""), *v)),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP swarm_http_request_duration_seconds Request latency by route."
+        );
+        let _ = writeln!(out, "# TYPE swarm_http_request_duration_seconds histogram");
+        for (route, h) in &m.latency {
+            h.render(
+                out,
+                "swarm_http_request_duration_seconds",
+                &format!("route=\"{route}\""),
+                &LATENCY_BUCKETS_S,
+            );
+        }
+        counter_family(
+            out,
+            "swarm_events_total",
+            "Core events by kind.",
+            m.events.iter().map(|(k, v)| (format!("kind=\"{k}\""), *v)),
+        );
+        counter_family(
+            out,
+            "swarm_reclaims_total",
+            "Leases taken back, by reason.",
+            m.reclaims
+                .iter()
+                .map(|(k, v)| (format!("reason=\"{k}\""), *v)),
+        );
+        counter_family(
+            out,
+            "swarm_rejections_total",
+            "Inputs refused by the core, by reason.",
+            m.rejections
+                .iter()
+                .map(|(k, v)| (format!("reason=\"{k}\""), *v)),
+        );
+        counter_family(
+            out,
+            "swarm_escalations_total",
+            "Self-healing steps, by action.",
+            m.escalations
+                .iter()
+                .map(|(k, v)| (format!("action=\"{k}\""), *v)),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP swarm_build_duration_seconds Reported duration of successful builds."
+        );
+        let _ = writeln!(out, "# TYPE swarm_build_duration_seconds histogram");
+        m.build_seconds
+            .render(out, "swarm_build_duration_seconds", "", &BUILD_BUCKETS_S);
+        counter_family(
+            out,
+            "swarm_store_batches_total",
+            "Group commits.",
+            std::iter::once((String::new(), m.batches)),
+        );
+        counter_family(
+            out,
+            "swarm_store_inputs_total",
+            "Inputs made durable.",
+            std::iter::once((String::new(), m.batched_inputs)),
+        );
+        counter_family(
+            out,
+            "swarm_store_errors_total",
+            "Failed group commits (every input in them was answered with an error).",
+            std::iter::once((String::new(), m.store_errors)),
+        );
+    }
+}
+
+fn counter_family(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    rows: impl Iterator<Item = (String, u64)>,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} counter");
+    for (labels, v) in rows {
+        if labels.is_empty() {
+            let _ = writeln!(out, "{name} {v}");
+        } else {
+            let _ = writeln!(out, "{name}{{{labels}}} {v}");
+        }
+    }
+}
+
+/// One gauge line with its header.
+pub(crate) fn gauge(out: &mut String, name: &str, help: &str, rows: &[(String, u64)]) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} gauge");
+    for (labels, v) in rows {
+        if labels.is_empty() {
+            let _ = writeln!(out, "{name} {v}");
+        } else {
+            let _ = writeln!(out, "{name}{{{labels}}} {v}");
+        }
+    }
+}

@@ -1,0 +1,433 @@
+//! The control-plane server: tiny_http workers turn requests into core
+//! inputs, one writer thread owns the store and group-commits them, and
+//! readers are served from a published copy of the core.
+//!
+//! ```text
+//! drones/CLI ──HTTP──▶ workers (N threads) ──jobs──▶ writer ──▶ Store (SQLite WAL)
+//!                         │  ▲                          │
+//!                         │  └──── replies ─────────────┘
+//!                         └──▶ published view (Arc, swapped by the writer)
+//! ```
+//! Files: `http.rs` plumbing · `auth.rs` tokens · `drone.rs` the v3 drone
+//! endpoints · `read.rs` read endpoints and metrics · `admin.rs` queue,
+//! control, SQL · `artifacts.rs` binary packages · `writer.rs` the single
+//! writer · `shared.rs` what workers share · `metrics.rs` counters.
+
+mod admin;
+mod artifacts;
+mod auth;
+mod drone;
+mod http;
+mod metrics;
+mod read;
+mod shared;
+mod writer;
+
+pub use auth::{resolve_admin_token, TokenSource};
+pub use shared::{Clock, EscalateHook};
+
+use http::{respond, ApiError, Reply};
+use shared::{Published, Shared};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex, RwLock};
+use std::thread::JoinHandle;
+use std::time::Instant;
+use swarm_core::DroneName;
+use swarm_store::{Store, StoreOptions};
+use tiny_http::{Method, Request};
+
+/// Everything the server needs, resolved by the caller (`swarm serve`).
+pub struct ServerOptions {
+    /// Where to listen. Port 0 picks a free port (see [`RunningServer::addr`]).
+    pub listen: SocketAddr,
+    /// The SQLite database.
+    pub db_path: PathBuf,
+    /// Where binary packages land.
+    pub staging: PathBuf,
+    /// How the store is opened (policy, durability, snapshots).
+    pub store: StoreOptions,
+    /// The admin token in force (see [`resolve_admin_token`]).
+    pub admin_token: String,
+    /// When set, drone endpoints require it.
+    pub drone_token: Option<String>,
+    /// Cap on JSON request bodies.
+    pub max_body_bytes: u64,
+    /// Cap on one artifact upload.
+    pub max_artifact_bytes: u64,
+    /// HTTP worker threads.
+    pub http_workers: usize,
+    /// The wall clock.
+    pub clock: Clock,
+    /// Runs escalation steps; `None` only logs them.
+    pub on_escalate: Option<EscalateHook>,
+}
+
+/// Why the server did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The store would not open.
+    #[error("cannot open the store {path}: {source}")]
+    Store {
+        /// The database path.
+        path: PathBuf,
+        /// Why.
+        source: swarm_store::StoreError,
+    },
+    /// The address would not bind.
+    #[error("cannot listen on {addr}: {cause} (is another server running? choose another address with --listen)")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        cause: String,
+    },
+    /// Staging could not be created.
+    #[error("cannot create the staging directory {path}: {source}")]
+    Staging {
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// A server that is accepting requests.
+pub struct RunningServer {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    http: Arc<tiny_http::Server>,
+    workers: Vec<JoinHandle<()>>,
+    writer: Option<JoinHandle<()>>,
+    open_report: swarm_store::OpenReport,
+}
+
+impl RunningServer {
+    /// The bound address (the real port when 0 was asked for).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// What opening the store found.
+    pub fn open_report(&self) -> &swarm_store::OpenReport {
+        &self.open_report
+    }
+
+    /// Current probe targets: every drone not offline with a known address.
+    pub fn probe_targets(&self) -> Vec<(DroneName, String)> {
+        probe_targets(&self.shared)
+    }
+
+    /// A handle that can read probe targets and submit inputs from other threads.
+    pub fn handle(&self) -> ServerHandle {
+        ServerHandle {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Stops accepting, lets the writer finish what was queued, closes the store.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        self.http.unblock();
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+        if let Some(w) = self.writer.take() {
+            let _ = w.join();
+        }
+    }
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// What other threads (the prober) may do with a running server.
+#[derive(Clone)]
+pub struct ServerHandle {
+    shared: Arc<Shared>,
+}
+
+impl ServerHandle {
+    /// Every drone not offline with a known address.
+    pub fn probe_targets(&self) -> Vec<(DroneName, String)> {
+        probe_targets(&self.shared)
+    }
+
+    /// Appends an input (a probe result) through the writer.
+    pub fn submit(&self, input: swarm_core::Input) -> Result<(), String> {
+        self.shared
+            .submit(writer::Plan::Inputs(vec![input]), None, false)
+            .map(|_| ())
+            .map_err(|e| e.body.error)
+    }
+}
+
+fn probe_targets(sh: &Shared) -> Vec<(DroneName, String)> {
+    let p = sh.published();
+    p.swarm
+        .view()
+        .drones()
+        .into_iter()
+        .filter(|d| d.status != swarm_core::DroneStatus::Offline)
+        .filter_map(|d| sh.address_of(&d.name).map(|a| (d.name, a)))
+        .collect()
+}
+
+/// Opens the store, binds, and starts the writer and the workers.
+pub fn start(opts: ServerOptions) -> Result<RunningServer, ServeError> {
+    std::fs::create_dir_all(&opts.staging).map_err(|source| ServeError::Staging {
+        path: opts.staging.clone(),
+        source,
+    })?;
+    let mut store_opts = opts.store.clone();
+    store_opts.open_at = Some((opts.clock)());
+    let store = Store::open(&opts.db_path, store_opts).map_err(|source| ServeError::Store {
+        path: opts.db_path.clone(),
+        source,
+    })?;
+    let open_report = store.open_report().clone();
+    let http = tiny_http::Server::http(opts.listen).map_err(|e| ServeError::Bind {
+        addr: opts.listen,
+        cause: e.to_string(),
+    })?;
+    let addr = http.server_addr().to_ip().ok_or_else(|| ServeError::Bind {
+        addr: opts.listen,
+        cause: "not an IP listener".into(),
+    })?;
+    let swarm = store.swarm().map_err(|source| ServeError::Store {
+        path: opts.db_path.clone(),
+        source,
+    })?;
+    let mut ids = BTreeMap::new();
+    for d in swarm.view().drones() {
+        if let Some(m) = &d.machine_id {
+            ids.insert(m.clone(), d.name.clone());
+        }
+        ids.insert(d.name.as_str().to_string(), d.name.clone());
+    }
+    let published = Arc::new(Published {
+        swarm: swarm.clone(),
+        seq: store.last_seq().0,
+    });
+    let (tx, rx) = mpsc::sync_channel(8192);
+    let workers_n = opts.http_workers.max(1);
+    let shared = Arc::new(Shared {
+        clock: opts.clock.clone(),
+        stop: AtomicBool::new(false),
+        queued: AtomicUsize::new(0),
+        jobs: tx,
+        published: RwLock::new(published),
+        ids: RwLock::new(ids),
+        addresses: RwLock::new(BTreeMap::new()),
+        revokes: Mutex::new(BTreeMap::new()),
+        metrics: metrics::Metrics::default(),
+        history: (0..workers_n.min(4)).map(|_| Mutex::new(None)).collect(),
+        db_path: opts.db_path.clone(),
+        staging: opts.staging.clone(),
+        admin_token: opts.admin_token.clone(),
+        drone_token: opts.drone_token.clone(),
+        max_body: opts.max_body_bytes,
+        max_artifact: opts.max_artifact_bytes,
+        started: Instant::now(),
+        on_escalate: opts.on_escalate.clone(),
+        port: addr.port(),
+        history_next: AtomicUsize::new(0),
+    });
+    let writer = {
+        let shared = shared.clone();
+        std::thread::Builder::new()
+            .name("swarm-writer".into())
+            .spawn(move || writer::run(store, shared, rx))
+            .map_err(|e| ServeError::Bind {
+                addr,
+                cause: format!("cannot start the writer thread: {e}"),
+            })?
+    };
+    let http = Arc::new(http);
+    let mut workers = Vec::new();
+    for i in 0..workers_n {
+        let http = http.clone();
+        let shared = shared.clone();
+        let w = std::thread::Builder::new()
+            .name(format!("swarm-http-{i}"))
+            .spawn(move || worker(&http, &shared))
+            .map_err(|e| ServeError::Bind {
+                addr,
+                cause: format!("cannot start an HTTP worker: {e}"),
+            })?;
+        workers.push(w);
+    }
+    Ok(RunningServer {
+        addr,
+        shared,
+        http,
+        workers,
+        writer: Some(writer),
+        open_report,
+    })
+}
+
+fn worker(http: &tiny_http::Server, sh: &Shared) {
+    loop {
+        if sh.stop.load(Ordering::SeqCst) {
+            return;
+        }
+        // A timeout, so every worker sees `stop` (tiny_http's `unblock`
+        // wakes only one of them).
+        let req = match http.recv_timeout(std::time::Duration::from_millis(200)) {
+            Ok(Some(r)) => r,
+            Ok(None) => continue,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                continue;
+            }
+        };
+        serve_one(sh, req);
+    }
+}
+
+fn serve_one(sh: &Shared, mut req: Request) {
+    let began = Instant::now();
+    let method = req.method().clone();
+    let url = req.url().to_string();
+    let path = url.split('?').next().unwrap_or("").to_string();
+    let (route, result) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        route(sh, &mut req, &method, &path, &url)
+    }))
+    .unwrap_or_else(|_| {
+        tracing::error!(%method, %path, "handler panicked; answered 500, server keeps serving");
+        (
+            "panic",
+            Err(ApiError::new(
+                500,
+                "internal error: the handler panicked; this is a bug",
+            )),
+        )
+    });
+    let reply = match result {
+        Ok(r) => r,
+        Err(e) => {
+            if e.status >= 500 {
+                tracing::error!(%method, %path, status = e.status, error = %e.body.error, "request failed");
+            } else {
+                tracing::debug!(%method, %path, status = e.status, error = %e.body.error, "request refused");
+            }
+            Reply::from(e)
+        }
+    };
+    let status = reply.status();
+    respond(req, reply);
+    sh.metrics.request(route, status, began.elapsed());
+}
+
+type Routed = (&'static str, Result<Reply, ApiError>);
+
+fn route(sh: &Shared, req: &mut Request, method: &Method, path: &str, url: &str) -> Routed {
+    let p = path.trim_end_matches('/');
+    let p = if p.is_empty() { "/" } else { p };
+    macro_rules! drone_ep {
+        ($name:literal, $body:expr) => {
+            (
+                $name,
+                auth::require_drone(req, sh.drone_token.as_deref()).and_then(|_| $body),
+            )
+        };
+    }
+    macro_rules! admin_ep {
+        ($name:literal, $body:expr) => {
+            (
+                $name,
+                auth::require_admin(req, &sh.admin_token).and_then(|_| $body),
+            )
+        };
+    }
+    match (method, p) {
+        (Method::Post, "/api/v1/register") => drone_ep!("register", drone::register(sh, req)),
+        (Method::Get, "/api/v1/work") | (Method::Get, "/api/v1/poll") => {
+            drone_ep!("work", drone::work(sh, url))
+        }
+        (Method::Post, "/api/v1/complete") | (Method::Post, "/api/v1/report") => {
+            drone_ep!("complete", drone::complete(sh, req))
+        }
+        (Method::Post, "/api/v1/started") => drone_ep!("started", drone::started(sh, req)),
+        (Method::Post, "/api/v1/return") => drone_ep!("return", drone::give_back(sh, req)),
+        (Method::Put, a) if a.starts_with("/api/v1/artifacts/") => {
+            let rest = http::decode(a.trim_start_matches("/api/v1/artifacts/"));
+            drone_ep!("artifacts", artifacts::put(sh, req, &rest))
+        }
+        (Method::Get, "/api/v1/health") | (Method::Get, "/health") => ("health", read::health(sh)),
+        (Method::Get, "/api/v1/status") => ("status", read::status(sh)),
+        (Method::Get, "/api/v1/nodes") => ("nodes", read::nodes(sh)),
+        (Method::Get, "/api/v1/queue") => ("queue", read::queue(sh, url)),
+        (Method::Get, "/api/v1/history") => ("history", read::history(sh, url)),
+        (Method::Get, "/api/v1/events") => ("events", read::events(sh, url)),
+        (Method::Get, "/api/v1/events/history") => {
+            ("events_history", read::events_history(sh, url))
+        }
+        (Method::Get, "/api/v1/build-stats/by-package") => {
+            ("build_stats", read::build_stats(sh, url))
+        }
+        (Method::Get, "/api/v1/explain") => ("explain", read::explain(sh, url)),
+        (Method::Get, "/metrics") | (Method::Get, "/api/v1/metrics") => {
+            ("metrics", read::metrics(sh))
+        }
+        (Method::Post, "/api/v1/queue") => admin_ep!("queue_add", admin::queue(sh, req)),
+        (Method::Post, "/api/v1/control") => admin_ep!("control", admin::control(sh, req)),
+        (Method::Post, n) if n.starts_with("/api/v1/nodes/") => {
+            let rest = n.trim_start_matches("/api/v1/nodes/");
+            match rest.split_once('/') {
+                Some((name, action)) if !action.contains('/') => {
+                    let name = http::decode(name);
+                    admin_ep!("node_action", admin::node_action(sh, &name, action))
+                }
+                _ => ("not_found", Err(not_found(method, p))),
+            }
+        }
+        (Method::Get, s) if s.starts_with("/api/v1/sql/") => {
+            let what = s.trim_start_matches("/api/v1/sql/");
+            admin_ep!("sql", admin::sql(sh, what, url))
+        }
+        (_, known) if KNOWN.contains(&known) => (
+            "method",
+            Err(ApiError::new(
+                405,
+                format!("{method} is not allowed on {known}"),
+            )),
+        ),
+        _ => ("not_found", Err(not_found(method, p))),
+    }
+}
+
+const KNOWN: [&str; 18] = [
+    "/api/v1/register",
+    "/api/v1/work",
+    "/api/v1/poll",
+    "/api/v1/complete",
+    "/api/v1/report",
+    "/api/v1/started",
+    "/api/v1/return",
+    "/api/v1/health",
+    "/api/v1/status",
+    "/api/v1/nodes",
+    "/api/v1/queue",
+    "/api/v1/history",
+    "/api/v1/events",
+    "/api/v1/events/history",
+    "/api/v1/build-stats/by-package",
+    "/api/v1/explain",
+    "/api/v1/control",
+    "/metrics",
+];
+
+fn not_found(method: &Method, path: &str) -> ApiError {
+    ApiError::new(404, format!("no endpoint {method} {path}"))
+}

@@ -1,0 +1,248 @@
+//! Read endpoints: served from the published view (never the writer), and
+//! from the history tables for anything older than the current state.
+
+use super::http::{ApiError, Query, Reply};
+use super::metrics::gauge;
+use super::shared::Shared;
+use serde_json::{json, Value};
+use swarm_core::{Atom, DroneStatus, PackageStatus};
+use swarm_store::EventFilter;
+
+pub(crate) fn health(sh: &Shared) -> Result<Reply, ApiError> {
+    let p = sh.published();
+    Reply::ok(&json!({
+        "status": "ok",
+        "version": env!("CARGO_PKG_VERSION"),
+        "seq": p.seq,
+        "uptime_s": sh.started.elapsed().as_secs(),
+    }))
+}
+
+pub(crate) fn status(sh: &Shared) -> Result<Reply, ApiError> {
+    let p = sh.published();
+    let view = p.swarm.view();
+    let c = view.counts();
+    let drones = view.drones();
+    let by = |s: DroneStatus| drones.iter().filter(|d| d.status == s).count();
+    let failed = view
+        .queue()
+        .filter(|pkg| matches!(pkg.status, PackageStatus::Queued { .. }) && pkg.attempts > 0)
+        .count();
+    Reply::ok(&json!({
+        // Build Swarm v3's counters, for its tooling.
+        "needed": c.queued,
+        "delegated": c.assigned,
+        "received": c.built,
+        "blocked": c.blocked,
+        "failed": failed,
+        "total": c.total,
+        "nodes": drones.len(),
+        "nodes_online": by(DroneStatus::Online),
+        "paused": view.paused(),
+        // swarm's own.
+        "counts": c,
+        "drones": {
+            "online": by(DroneStatus::Online),
+            "suspect": by(DroneStatus::Suspect),
+            "offline": by(DroneStatus::Offline),
+        },
+        "leases": view.lease_count(),
+        "brake": view.brake(),
+        "generation": view.generation(),
+        "expected_portage": view.expected_portage(),
+        "seq": p.seq,
+        "now_ms": view.now().0,
+    }))
+}
+
+pub(crate) fn nodes(sh: &Shared) -> Result<Reply, ApiError> {
+    let p = sh.published();
+    let mut out = Vec::new();
+    for d in p.swarm.view().drones() {
+        let mut v = serde_json::to_value(&d).map_err(ApiError::internal)?;
+        let address = sh.address_of(&d.name);
+        if let Some(obj) = v.as_object_mut() {
+            // v3 field names next to swarm's.
+            obj.insert("id".into(), json!(d.machine_id));
+            obj.insert("ip".into(), json!(address));
+            obj.insert("address".into(), json!(address));
+            obj.insert("online".into(), json!(d.status == DroneStatus::Online));
+            obj.insert(
+                "current_task".into(),
+                json!(d
+                    .leases
+                    .iter()
+                    .find(|l| l.started_at.is_some())
+                    .map(|l| l.package.as_str())),
+            );
+        }
+        out.push(v);
+    }
+    Reply::ok(&json!({ "nodes": out }))
+}
+
+fn state_name(s: &PackageStatus) -> &'static str {
+    match s {
+        PackageStatus::Queued { .. } => "queued",
+        PackageStatus::Assigned { .. } => "assigned",
+        PackageStatus::Built { .. } => "built",
+        PackageStatus::Blocked { .. } => "blocked",
+    }
+}
+
+pub(crate) fn queue(sh: &Shared, url: &str) -> Result<Reply, ApiError> {
+    let q = Query::parse(url);
+    let state = q.get("state");
+    if let Some(s) = state {
+        if !["queued", "assigned", "built", "blocked"].contains(&s) {
+            return Err(ApiError::field(
+                400,
+                "state",
+                format!("unknown state {s:?}: use queued, assigned, built or blocked"),
+            ));
+        }
+    }
+    let offset = q.number("offset", 0, u64::MAX)? as usize;
+    let limit = q.number("limit", 100, 1000)? as usize;
+    let p = sh.published();
+    let view = p.swarm.view();
+    let mut total = 0usize;
+    let mut items = Vec::new();
+    for pkg in view.queue() {
+        if state.is_some_and(|s| s != state_name(&pkg.status)) {
+            continue;
+        }
+        if total >= offset && items.len() < limit {
+            items.push(pkg);
+        }
+        total += 1;
+    }
+    Reply::ok(&json!({"total": total, "offset": offset, "limit": limit, "items": items}))
+}
+
+pub(crate) fn explain(sh: &Shared, url: &str) -> Result<Reply, ApiError> {
+    let q = Query::parse(url);
+    let text = q
+        .get("package")
+        .ok_or_else(|| ApiError::field(400, "package", "send ?package=<atom>"))?;
+    let atom = Atom::parse(text)
+        .map_err(|e| ApiError::field(400, "package", format!("bad atom {text:?}: {e}")))?;
+    let p = sh.published();
+    let view = p.swarm.view();
+    Reply::ok(&json!({
+        "package": atom.as_str(),
+        "explain": view.explain(&atom),
+        "status": view.package(&atom),
+    }))
+}
+
+pub(crate) fn history(sh: &Shared, url: &str) -> Result<Reply, ApiError> {
+    let q = Query::parse(url);
+    let limit = q.number("limit", 100, 10_000)? as u32;
+    let package = match q.get("package") {
+        Some(p) => Some(
+            Atom::parse(p)
+                .map_err(|e| ApiError::field(400, "package", format!("bad atom {p:?}: {e}")))?
+                .as_str()
+                .to_string(),
+        ),
+        None => None,
+    };
+    let drone = q.get("drone").map(str::to_string);
+    let builds = sh.with_history(|h| h.builds(package.as_deref(), drone.as_deref(), limit))?;
+    Reply::ok(&json!({ "builds": builds }))
+}
+
+pub(crate) fn events(sh: &Shared, url: &str) -> Result<Reply, ApiError> {
+    let q = Query::parse(url);
+    let after = q.number("after", 0, i64::MAX as u64)? as i64;
+    let limit = q.number("limit", 200, 10_000)? as u32;
+    let events = sh.with_history(|h| h.events_after(after, limit))?;
+    let next = events.last().map(|e| e.id).unwrap_or(after);
+    Reply::ok(&json!({ "events": events, "next": next }))
+}
+
+pub(crate) fn events_history(sh: &Shared, url: &str) -> Result<Reply, ApiError> {
+    let q = Query::parse(url);
+    let limit = q.number("limit", 200, 10_000)? as u32;
+    let filter = EventFilter {
+        drone: q.get("drone").map(str::to_string),
+        kind: q.get("kind").map(str::to_string),
+        package: q.get("package").map(str::to_string),
+    };
+    let events = sh.with_history(|h| h.events_recent(&filter, limit))?;
+    let next = events.first().map(|e| e.id).unwrap_or(0);
+    Reply::ok(&json!({ "events": events, "next": next }))
+}
+
+pub(crate) fn build_stats(sh: &Shared, url: &str) -> Result<Reply, ApiError> {
+    let q = Query::parse(url);
+    let limit = q.number("limit", 1000, 100_000)? as u32;
+    let packages = sh.with_history(|h| h.stats_by_package(limit))?;
+    Reply::ok(&json!({ "packages": packages }))
+}
+
+pub(crate) fn metrics(sh: &Shared) -> Result<Reply, ApiError> {
+    let p = sh.published();
+    let view = p.swarm.view();
+    let c = view.counts();
+    let mut out = String::new();
+    let row = |k: &str, v: u32| (format!("state=\"{k}\""), u64::from(v));
+    gauge(
+        &mut out,
+        "swarm_queue_packages",
+        "Packages by state.",
+        &[
+            row("ready", c.ready),
+            row("waiting", c.queued.saturating_sub(c.ready + c.backoff)),
+            row("backoff", c.backoff),
+            row("assigned", c.assigned.saturating_sub(c.building)),
+            row("building", c.building),
+            row("built", c.built),
+            row("blocked", c.blocked),
+        ],
+    );
+    gauge(
+        &mut out,
+        "swarm_leases",
+        "Live leases.",
+        &[(String::new(), u64::from(view.lease_count()))],
+    );
+    let drones = view.drones();
+    let count = |s: DroneStatus| drones.iter().filter(|d| d.status == s).count() as u64;
+    gauge(
+        &mut out,
+        "swarm_drones",
+        "Drones by liveness.",
+        &[
+            ("state=\"online\"".into(), count(DroneStatus::Online)),
+            ("state=\"suspect\"".into(), count(DroneStatus::Suspect)),
+            ("state=\"offline\"".into(), count(DroneStatus::Offline)),
+        ],
+    );
+    gauge(
+        &mut out,
+        "swarm_paused",
+        "1 when the whole swarm is paused.",
+        &[(String::new(), u64::from(view.paused()))],
+    );
+    gauge(
+        &mut out,
+        "swarm_brake_engaged",
+        "1 when the disruption brake holds reclaims.",
+        &[(String::new(), u64::from(view.brake().engaged))],
+    );
+    gauge(
+        &mut out,
+        "swarm_log_seq",
+        "Inputs made durable (the log position).",
+        &[(String::new(), p.seq)],
+    );
+    sh.metrics.render(&mut out);
+    Ok(Reply::Text(200, "text/plain; version=0.0.4", out))
+}
+
+/// JSON of a published value, for the admin replies that echo state.
+pub(crate) fn value<T: serde::Serialize>(v: &T) -> Value {
+    serde_json::to_value(v).unwrap_or(Value::Null)
+}

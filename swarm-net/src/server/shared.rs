@@ -1,0 +1,204 @@
+//! State the HTTP workers share: the published view, the writer's queue,
+//! identities and addresses, revokes awaiting delivery, metrics.
+
+use super::http::ApiError;
+use super::metrics::Metrics;
+use super::writer::{Done, Job, Plan};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, SyncSender};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+use swarm_core::{DroneName, EscalationAction, Swarm, Timestamp};
+use swarm_store::History;
+
+/// The wall clock, injected so only `swarm-bin` reads it and tests can step it.
+pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
+
+/// Called for every `Escalate` command: (drone, registered address, step).
+pub type EscalateHook = Arc<dyn Fn(&DroneName, Option<&str>, EscalationAction) + Send + Sync>;
+
+/// A consistent copy of the core for readers, replaced as a whole.
+pub(crate) struct Published {
+    pub(crate) swarm: Swarm,
+    pub(crate) seq: u64,
+}
+
+/// Revokes repeated to one drone: atom → (lease, first sent).
+pub(crate) type PendingRevokes = BTreeMap<String, (Option<u64>, Instant)>;
+
+/// Whether a drone still reports an (atom, lease) as its work.
+pub(crate) type StillReported<'a> = dyn Fn(&str, Option<u64>) -> bool + 'a;
+
+/// How long an undelivered revoke is repeated for a drone that never says
+/// whether it stopped (a v3 drone without `current_task`).
+const REVOKE_TTL: Duration = Duration::from_secs(3600);
+
+pub(crate) struct Shared {
+    pub(crate) clock: Clock,
+    pub(crate) stop: AtomicBool,
+    pub(crate) queued: AtomicUsize,
+    pub(crate) jobs: SyncSender<Job>,
+    pub(crate) published: RwLock<Arc<Published>>,
+    pub(crate) ids: RwLock<BTreeMap<String, DroneName>>,
+    pub(crate) addresses: RwLock<BTreeMap<DroneName, String>>,
+    pub(crate) revokes: Mutex<BTreeMap<DroneName, PendingRevokes>>,
+    pub(crate) metrics: Metrics,
+    pub(crate) history: Vec<Mutex<Option<History>>>,
+    pub(crate) db_path: PathBuf,
+    pub(crate) staging: PathBuf,
+    pub(crate) admin_token: String,
+    pub(crate) drone_token: Option<String>,
+    pub(crate) max_body: u64,
+    pub(crate) max_artifact: u64,
+    pub(crate) started: Instant,
+    pub(crate) on_escalate: Option<EscalateHook>,
+    pub(crate) port: u16,
+    pub(crate) history_next: AtomicUsize,
+}
+
+impl Shared {
+    /// Queues a job for the writer and waits for its answer.
+    pub(crate) fn submit(
+        &self,
+        plan: Plan,
+        drone: Option<DroneName>,
+        publish_now: bool,
+    ) -> Result<Done, ApiError> {
+        if self.stop.load(Ordering::SeqCst) {
+            return Err(ApiError::new(503, "the server is shutting down; retry"));
+        }
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.queued.fetch_add(1, Ordering::Relaxed);
+        let job = Job {
+            plan,
+            drone,
+            publish_now,
+            tx,
+        };
+        if self.jobs.send(job).is_err() {
+            self.queued.fetch_sub(1, Ordering::Relaxed);
+            return Err(ApiError::new(503, "the writer has stopped; retry"));
+        }
+        match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(r) => r,
+            Err(_) => Err(ApiError::new(
+                503,
+                "the writer did not answer within 30 s; the request may or may not have been recorded",
+            )),
+        }
+    }
+
+    pub(crate) fn published(&self) -> Arc<Published> {
+        match self.published.read() {
+            Ok(p) => p.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// The drone a v3 `id` (machine id) or a name refers to.
+    pub(crate) fn resolve(&self, id: &str) -> Option<DroneName> {
+        if let Some(name) = self.ids.read().ok().and_then(|m| m.get(id).cloned()) {
+            return Some(name);
+        }
+        let name = DroneName::new(id).ok()?;
+        let known = self
+            .ids
+            .read()
+            .map(|m| m.values().any(|n| *n == name))
+            .unwrap_or(false);
+        known.then_some(name)
+    }
+
+    pub(crate) fn remember(&self, machine_id: &str, name: &DroneName, address: Option<&str>) {
+        if let Ok(mut m) = self.ids.write() {
+            m.insert(machine_id.to_string(), name.clone());
+            m.insert(name.as_str().to_string(), name.clone());
+        }
+        if let Some(a) = address {
+            if let Ok(mut m) = self.addresses.write() {
+                m.insert(name.clone(), a.to_string());
+            }
+        }
+    }
+
+    pub(crate) fn address_of(&self, drone: &DroneName) -> Option<String> {
+        self.addresses.read().ok()?.get(drone).cloned()
+    }
+
+    pub(crate) fn add_revoke(&self, drone: &DroneName, atom: &str, lease: Option<u64>) {
+        if let Ok(mut m) = self.revokes.lock() {
+            m.entry(drone.clone())
+                .or_default()
+                .insert(atom.to_string(), (lease, Instant::now()));
+        }
+    }
+
+    pub(crate) fn clear_revoke(&self, drone: &DroneName, atom: &str) {
+        if let Ok(mut m) = self.revokes.lock() {
+            if let Some(set) = m.get_mut(drone) {
+                set.remove(atom);
+            }
+        }
+    }
+
+    /// Revokes to repeat to `drone`. `reported` says whether the drone still
+    /// reports an (atom, lease) as its work (`None`: it did not say, keep
+    /// repeating). Work the drone no longer reports has been stopped: forget it.
+    pub(crate) fn pending_revokes(
+        &self,
+        drone: &DroneName,
+        reported: Option<&StillReported<'_>>,
+    ) -> Vec<String> {
+        let Ok(mut m) = self.revokes.lock() else {
+            return Vec::new();
+        };
+        let Some(set) = m.get_mut(drone) else {
+            return Vec::new();
+        };
+        set.retain(|atom, (lease, since)| {
+            since.elapsed() < REVOKE_TTL && reported.is_none_or(|still| still(atom, *lease))
+        });
+        set.keys().cloned().collect()
+    }
+
+    /// A read-only history connection from the pool (opened lazily).
+    pub(crate) fn with_history<T>(
+        &self,
+        f: impl FnOnce(&History) -> Result<T, swarm_store::StoreError>,
+    ) -> Result<T, ApiError> {
+        let n = self.history.len().max(1);
+        let start = self.history_next.fetch_add(1, Ordering::Relaxed);
+        for i in 0..n {
+            let Some(slot) = self.history.get((start + i) % n) else {
+                break;
+            };
+            if let Ok(mut guard) = slot.try_lock() {
+                return run_history(&mut guard, &self.db_path, f);
+            }
+        }
+        let slot = self
+            .history
+            .get(start % n)
+            .ok_or_else(|| ApiError::internal("no history connection"))?;
+        let mut guard = slot
+            .lock()
+            .map_err(|_| ApiError::internal("history connection poisoned"))?;
+        run_history(&mut guard, &self.db_path, f)
+    }
+}
+
+fn run_history<T>(
+    slot: &mut Option<History>,
+    path: &std::path::Path,
+    f: impl FnOnce(&History) -> Result<T, swarm_store::StoreError>,
+) -> Result<T, ApiError> {
+    if slot.is_none() {
+        *slot = Some(History::open(path).map_err(ApiError::internal)?);
+    }
+    let h = slot
+        .as_ref()
+        .ok_or_else(|| ApiError::internal("history connection missing"))?;
+    f(h).map_err(ApiError::internal)
+}

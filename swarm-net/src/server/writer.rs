@@ -1,0 +1,257 @@
+//! The single writer: owns the `Store`, group-commits whatever the HTTP
+//! workers queued, fires `Tick`s, and publishes the view readers use.
+//!
+//! Ticks come from this loop rather than a separate timer thread: the writer
+//! already waits on its queue, so it waits at most until `poll_timeout()` (and
+//! never more than a second), and a tick costs no channel hop.
+
+use super::http::ApiError;
+use super::shared::{Published, Shared};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use swarm_core::{Command, DroneName, Input, LeaseView, Output, Timestamp};
+use swarm_store::Store;
+
+/// Inputs per group commit, at most.
+const MAX_BATCH: usize = 1024;
+/// Readers see state at most this old while the writer is busy.
+const PUBLISH_EVERY: Duration = Duration::from_millis(50);
+
+/// What a worker asks the writer to do.
+pub(crate) enum Plan {
+    /// Append these inputs, in order.
+    Inputs(Vec<Input>),
+    /// A drone asks for work. `free_slots: None` is a v3 drone: if it holds
+    /// a lease, it gets that lease again and nothing new is assigned.
+    Work {
+        drone: DroneName,
+        free_slots: Option<u32>,
+    },
+}
+
+/// What the worker wants to know about a drone after its inputs.
+pub(crate) struct Job {
+    pub(crate) plan: Plan,
+    pub(crate) drone: Option<DroneName>,
+    pub(crate) publish_now: bool,
+    pub(crate) tx: SyncSender<Result<Done, ApiError>>,
+}
+
+/// The answer to a job.
+pub(crate) struct Done {
+    /// The seq of the job's last input (0 if it had none).
+    pub(crate) seq: u64,
+    /// Every output of the job's inputs.
+    pub(crate) outputs: Vec<Output>,
+    /// The drone's state after the batch, when asked for.
+    pub(crate) drone: Option<DroneNow>,
+}
+
+/// One drone's state right after its request, for the reply.
+pub(crate) struct DroneNow {
+    pub(crate) known: bool,
+    pub(crate) epoch: u64,
+    pub(crate) paused: bool,
+    pub(crate) leases: Vec<LeaseView>,
+    pub(crate) no_work: Option<String>,
+}
+
+pub(crate) fn run(mut store: Store, shared: Arc<Shared>, rx: Receiver<Job>) {
+    let mut last_publish = Instant::now();
+    let mut dirty = false;
+    loop {
+        let now = (shared.clock)();
+        let due = store
+            .swarm()
+            .ok()
+            .and_then(|s| s.poll_timeout())
+            .unwrap_or(Timestamp(u64::MAX));
+        let wait_ms = due.0.saturating_sub(now.0).min(1_000);
+        let stopping = shared.stop.load(Ordering::SeqCst);
+        let wait = if stopping {
+            Duration::from_millis(10)
+        } else {
+            Duration::from_millis(wait_ms.max(1))
+        };
+        let mut jobs = Vec::new();
+        match rx.recv_timeout(wait) {
+            Ok(job) => {
+                jobs.push(job);
+                while jobs.len() < MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok(job) => jobs.push(job),
+                        Err(_) => break,
+                    }
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                if stopping {
+                    break;
+                }
+            }
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+        let now = (shared.clock)();
+        let tick = now.0 >= due.0 || jobs.is_empty();
+        let publish_now = jobs.iter().any(|j| j.publish_now);
+        commit(&mut store, &shared, jobs, tick, now);
+        dirty = true;
+        if publish_now || last_publish.elapsed() >= PUBLISH_EVERY || rx_is_idle(&shared) {
+            publish(&store, &shared);
+            last_publish = Instant::now();
+            dirty = false;
+        }
+    }
+    if dirty {
+        publish(&store, &shared);
+    }
+    tracing::info!(
+        seq = store.last_seq().0,
+        "writer stopped; store closed cleanly"
+    );
+}
+
+fn rx_is_idle(shared: &Shared) -> bool {
+    shared.queued.load(Ordering::Relaxed) == 0
+}
+
+fn publish(store: &Store, shared: &Shared) {
+    if let Ok(swarm) = store.swarm() {
+        let p = Arc::new(Published {
+            swarm: swarm.clone(),
+            seq: store.last_seq().0,
+        });
+        if let Ok(mut slot) = shared.published.write() {
+            *slot = p;
+        }
+    }
+}
+
+fn commit(store: &mut Store, shared: &Shared, jobs: Vec<Job>, tick: bool, now: Timestamp) {
+    // Flatten every job's plan into inputs, remembering which belong to whom.
+    let mut inputs: Vec<(Timestamp, Input)> = Vec::new();
+    if tick {
+        inputs.push((now, Input::Tick));
+    }
+    let mut spans = Vec::with_capacity(jobs.len());
+    for job in &jobs {
+        let start = inputs.len();
+        match &job.plan {
+            Plan::Inputs(list) => inputs.extend(list.iter().cloned().map(|i| (now, i))),
+            Plan::Work { drone, free_slots } => {
+                let holds = store
+                    .swarm()
+                    .map(|s| !s.view().leases_of(drone).is_empty())
+                    .unwrap_or(false);
+                if free_slots.is_some() || !holds {
+                    inputs.push((
+                        now,
+                        Input::RequestWork {
+                            drone: drone.clone(),
+                            free_slots: free_slots.unwrap_or(1),
+                        },
+                    ));
+                }
+            }
+        }
+        spans.push(start..inputs.len());
+    }
+    shared.queued.fetch_sub(jobs.len(), Ordering::Relaxed);
+    let count = inputs.len();
+    let result = if inputs.is_empty() {
+        Ok(Vec::new())
+    } else {
+        store.append_batch(inputs)
+    };
+    match result {
+        Err(e) => {
+            shared.metrics.store_error();
+            tracing::error!(error = %e, inputs = count, "group commit failed; every input in it is answered with an error and none was recorded");
+            for job in jobs {
+                let _ = job.tx.send(Err(ApiError::new(
+                    503,
+                    format!("the store could not record this request: {e}; retry"),
+                )));
+            }
+        }
+        Ok(done) => {
+            shared.metrics.batch(count);
+            let all: Vec<&Output> = done.iter().flat_map(|(_, o)| o.iter()).collect();
+            side_effects(shared, &all);
+            for (job, span) in jobs.into_iter().zip(spans) {
+                let mut outputs = Vec::new();
+                let mut seq = 0;
+                for (s, outs) in done.get(span).unwrap_or(&[]) {
+                    seq = s.0;
+                    outputs.extend(outs.iter().cloned());
+                }
+                let drone = job.drone.as_ref().map(|d| drone_now(store, d));
+                let _ = job.tx.send(Ok(Done {
+                    seq,
+                    outputs,
+                    drone,
+                }));
+            }
+        }
+    }
+}
+
+fn drone_now(store: &Store, name: &DroneName) -> DroneNow {
+    let Ok(swarm) = store.swarm() else {
+        return DroneNow {
+            known: false,
+            epoch: 0,
+            paused: false,
+            leases: Vec::new(),
+            no_work: None,
+        };
+    };
+    let view = swarm.view();
+    match view.drone(name) {
+        None => DroneNow {
+            known: false,
+            epoch: 0,
+            paused: view.paused(),
+            leases: Vec::new(),
+            no_work: None,
+        },
+        Some(d) => DroneNow {
+            known: true,
+            epoch: d.epoch.0,
+            paused: view.paused() || d.paused,
+            leases: d.leases.clone(),
+            no_work: d.no_work.clone(),
+        },
+    }
+}
+
+/// What the outputs ask of the world: revokes to deliver, escalations to
+/// run, counters to bump.
+fn side_effects(shared: &Shared, outputs: &[&Output]) {
+    let owned: Vec<Output> = outputs.iter().map(|o| (*o).clone()).collect();
+    shared.metrics.outputs(&owned);
+    for o in outputs {
+        match o {
+            Output::Command(Command::Revoke {
+                drone,
+                package: Some(p),
+                lease,
+                ..
+            }) => shared.add_revoke(drone, p.as_str(), lease.map(|l| l.0)),
+            Output::Command(Command::Assign { drone, package, .. }) => {
+                shared.clear_revoke(drone, package.as_str())
+            }
+            Output::Command(Command::Escalate { drone, action }) => {
+                tracing::warn!(drone = %drone, ?action, "escalation step");
+                if let Some(hook) = &shared.on_escalate {
+                    let address = shared.address_of(drone);
+                    hook(drone, address.as_deref(), *action);
+                }
+            }
+            Output::Event(e) => tracing::debug!(event = ?e, "event"),
+            _ => {}
+        }
+    }
+}

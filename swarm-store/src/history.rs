@@ -1,0 +1,262 @@
+//! Fixed, parameterised reads of the `builds` and `events` tables for the
+//! HTTP API: history that outlives any in-memory ring (v3 kept 200 events and
+//! lost the rest).
+//!
+//! A separate read-only connection, so a slow reader never holds up the
+//! writer (WAL readers do not block it).
+
+use crate::error::StoreError;
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use serde::Serialize;
+use std::path::Path;
+
+/// One row of `events`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct EventRow {
+    /// Monotonic id: follow the feed with `after = id`.
+    pub id: i64,
+    /// The input that caused it.
+    pub seq: i64,
+    /// When, ms since the epoch.
+    pub at_ms: i64,
+    /// The event's kind (`built`, `reclaimed`...).
+    pub kind: String,
+    /// The drone it concerns.
+    pub drone: Option<String>,
+    /// The package it concerns.
+    pub package: Option<String>,
+    /// The event itself.
+    pub body: serde_json::Value,
+}
+
+/// One row of `builds`: one attempt.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct BuildRow {
+    /// Row id.
+    pub id: i64,
+    /// The lease of the attempt.
+    pub lease: i64,
+    /// Package.
+    pub package: String,
+    /// Drone.
+    pub drone: String,
+    /// The drone's epoch.
+    pub epoch: i64,
+    /// Lease issued, ms.
+    pub created_at: i64,
+    /// Build started, ms.
+    pub started_at: Option<i64>,
+    /// Ended, ms.
+    pub finished_at: Option<i64>,
+    /// How it ended.
+    pub outcome: Option<String>,
+    /// Failure class.
+    pub class: Option<String>,
+    /// Failure detail.
+    pub detail: Option<String>,
+    /// Reported duration, ms.
+    pub duration_ms: Option<i64>,
+}
+
+/// Per-package build statistics.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PackageStats {
+    /// Package.
+    pub package: String,
+    /// Attempts.
+    pub builds: i64,
+    /// Successful ones.
+    pub ok: i64,
+    /// Failed ones.
+    pub failed: i64,
+    /// Mean duration of the successful ones, ms.
+    pub avg_duration_ms: Option<i64>,
+    /// Outcome of the latest attempt.
+    pub last_outcome: Option<String>,
+}
+
+/// Filters for the newest-first event history.
+#[derive(Clone, Debug, Default)]
+pub struct EventFilter {
+    /// Only this drone.
+    pub drone: Option<String>,
+    /// Only this kind.
+    pub kind: Option<String>,
+    /// Only this package.
+    pub package: Option<String>,
+}
+
+/// A read-only reader of history.
+pub struct History {
+    conn: Connection,
+}
+
+impl std::fmt::Debug for History {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("History").finish_non_exhaustive()
+    }
+}
+
+const EVENT_COLS: &str = "id, seq, at_ms, kind, drone, package, body";
+const BUILD_COLS: &str = "id, lease, package, drone, epoch, created_at, started_at, finished_at, outcome, class, detail, duration_ms";
+
+impl History {
+    /// Opens a read-only connection to a store file.
+    pub fn open(path: impl AsRef<Path>) -> Result<History, StoreError> {
+        let conn = crate::store::open_read_only(path.as_ref())?;
+        conn.busy_timeout(std::time::Duration::from_secs(2))?;
+        conn.pragma_update(None, "query_only", 1)?;
+        Ok(History { conn })
+    }
+
+    /// Events with `id > after`, oldest first.
+    pub fn events_after(&self, after: i64, limit: u32) -> Result<Vec<EventRow>, StoreError> {
+        let sql = format!("SELECT {EVENT_COLS} FROM events WHERE id > ?1 ORDER BY id LIMIT ?2");
+        let mut st = self.conn.prepare_cached(&sql)?;
+        let rows = st.query_map(params![after, limit], event_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The newest events matching `filter`, newest first.
+    pub fn events_recent(
+        &self,
+        filter: &EventFilter,
+        limit: u32,
+    ) -> Result<Vec<EventRow>, StoreError> {
+        let sql = format!(
+            "SELECT {EVENT_COLS} FROM events WHERE (?1 IS NULL OR drone = ?1) \
+             AND (?2 IS NULL OR kind = ?2) AND (?3 IS NULL OR package = ?3) \
+             ORDER BY id DESC LIMIT ?4"
+        );
+        let mut st = self.conn.prepare_cached(&sql)?;
+        let rows = st.query_map(
+            params![filter.drone, filter.kind, filter.package, limit],
+            event_row,
+        )?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The newest event id (0 when there is none).
+    pub fn last_event_id(&self) -> Result<i64, StoreError> {
+        let id: Option<i64> = self
+            .conn
+            .query_row("SELECT MAX(id) FROM events", [], |r| r.get(0))
+            .optional()?
+            .flatten();
+        Ok(id.unwrap_or(0))
+    }
+
+    /// The newest build attempts, newest first, optionally for one package or drone.
+    pub fn builds(
+        &self,
+        package: Option<&str>,
+        drone: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<BuildRow>, StoreError> {
+        let sql = format!(
+            "SELECT {BUILD_COLS} FROM builds WHERE (?1 IS NULL OR package = ?1) \
+             AND (?2 IS NULL OR drone = ?2) ORDER BY id DESC LIMIT ?3"
+        );
+        let mut st = self.conn.prepare_cached(&sql)?;
+        let rows = st.query_map(params![package, drone, limit], build_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Statistics per package over the kept history, most-built first.
+    pub fn stats_by_package(&self, limit: u32) -> Result<Vec<PackageStats>, StoreError> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT package, COUNT(*), \
+                    SUM(outcome = 'success'), \
+                    SUM(outcome IN ('failed', 'upload_failed', 'masked')), \
+                    CAST(AVG(CASE WHEN outcome = 'success' THEN duration_ms END) AS INTEGER), \
+                    (SELECT b2.outcome FROM builds b2 WHERE b2.package = b.package ORDER BY b2.id DESC LIMIT 1) \
+             FROM builds b GROUP BY package ORDER BY COUNT(*) DESC, package LIMIT ?1",
+        )?;
+        let rows = st.query_map(params![limit], |r| {
+            Ok(PackageStats {
+                package: r.get(0)?,
+                builds: r.get(1)?,
+                ok: r.get::<_, Option<i64>>(2)?.unwrap_or(0),
+                failed: r.get::<_, Option<i64>>(3)?.unwrap_or(0),
+                avg_duration_ms: r.get(4)?,
+                last_outcome: r.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+fn event_row(r: &Row<'_>) -> rusqlite::Result<EventRow> {
+    let body: String = r.get(6)?;
+    Ok(EventRow {
+        id: r.get(0)?,
+        seq: r.get(1)?,
+        at_ms: r.get(2)?,
+        kind: r.get(3)?,
+        drone: r.get(4)?,
+        package: r.get(5)?,
+        body: serde_json::from_str(&body).unwrap_or(serde_json::Value::String(body)),
+    })
+}
+
+fn build_row(r: &Row<'_>) -> rusqlite::Result<BuildRow> {
+    Ok(BuildRow {
+        id: r.get(0)?,
+        lease: r.get(1)?,
+        package: r.get(2)?,
+        drone: r.get(3)?,
+        epoch: r.get(4)?,
+        created_at: r.get(5)?,
+        started_at: r.get(6)?,
+        finished_at: r.get(7)?,
+        outcome: r.get(8)?,
+        class: r.get(9)?,
+        detail: r.get(10)?,
+        duration_ms: r.get(11)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Store, StoreOptions};
+    use swarm_core::{DroneName, DroneSpec, Input, Timestamp};
+
+    #[test]
+    fn events_survive_in_order_and_filter() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("s.db");
+        let mut store = Store::open(&path, StoreOptions::default()).expect("open");
+        for (i, name) in ["a", "b", "c"].iter().enumerate() {
+            let spec = DroneSpec {
+                name: DroneName::new(*name).expect("name"),
+                cores: 4,
+                ram_mb: 8192,
+                ..DroneSpec::default()
+            };
+            store
+                .append(Timestamp(1_000 + i as u64), Input::Register(spec))
+                .expect("append");
+        }
+        let h = History::open(&path).expect("history");
+        let all = h.events_after(0, 100).expect("events");
+        assert_eq!(all.len(), 3);
+        assert!(all.windows(2).all(|w| w[0].id < w[1].id));
+        let after = h.events_after(all[0].id, 100).expect("events");
+        assert_eq!(after.len(), 2);
+        let b = h
+            .events_recent(
+                &EventFilter {
+                    drone: Some("b".into()),
+                    ..EventFilter::default()
+                },
+                10,
+            )
+            .expect("recent");
+        assert_eq!(b.len(), 1);
+        assert_eq!(b[0].drone.as_deref(), Some("b"));
+        assert_eq!(h.last_event_id().expect("last"), all[2].id);
+        assert!(h.builds(None, None, 10).expect("builds").is_empty());
+        assert!(h.stats_by_package(10).expect("stats").is_empty());
+    }
+}

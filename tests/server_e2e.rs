@@ -1,0 +1,698 @@
+//! A real `swarm serve` on 127.0.0.1, driven with the exact request bodies of
+//! V3-PROTOCOL.md: reply shapes, the lease lifecycle, bad input, auth,
+//! artifacts, and a SIGKILL under load.
+
+mod support;
+
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use support::{request, request_raw, Server};
+
+fn v3_register(id: &str, name: &str, task: Value) -> Value {
+    json!({"id": id, "name": name, "ip": "127.0.0.1", "type": "drone", "version": "2.6.1",
+        "capabilities": {"cores": 8, "ram_gb": 16, "auto_reboot": false, "portage_timestamp": "2026-02-16 00:00"},
+        "metrics": {"cpu_percent": 12.5, "ram_percent": 40.1, "load_1m": 0.5},
+        "current_task": task})
+}
+
+fn keys(v: &Value) -> BTreeSet<String> {
+    v.as_object()
+        .map(|o| o.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+fn stage(server: &Server, atom: &str) {
+    let (cat, pf) = atom
+        .trim_start_matches('=')
+        .split_once('/')
+        .expect("cat/pf");
+    let dir = server.data_dir.join("staging").join(cat);
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::write(dir.join(format!("{pf}.gpkg.tar")), vec![7u8; 4096]).expect("write");
+}
+
+fn work(server: &Server, id: &str) -> Value {
+    let (code, v) = server.get(&format!("/api/v1/work?id={id}"));
+    assert_eq!(code, 200, "{v}");
+    v
+}
+
+fn complete(server: &Server, id: &str, pkg: &str, status: &str) -> Value {
+    let (code, v) = server.post(
+        "/api/v1/complete",
+        &json!({"id": id, "package": pkg, "status": status, "build_duration_s": 42.5, "error_detail": null}),
+    );
+    assert_eq!(code, 200, "{v}");
+    v
+}
+
+#[test]
+fn a_v3_drone_goes_through_the_whole_lifecycle() {
+    let dir = tempfile::tempdir().expect("dir");
+    let s = Server::start(dir.path(), &[]);
+
+    // Registration: the v3 reply shape.
+    let (code, r) = s.post(
+        "/api/v1/register",
+        &v3_register("drone-a-0001", "drone-alpha", Value::Null),
+    );
+    assert_eq!(code, 200, "{r}");
+    assert_eq!(r["status"], "registered");
+    assert_eq!(r["orchestrator_name"], "swarm");
+    assert!(r["orchestrator_port"].as_u64().is_some());
+    let allowed: BTreeSet<String> = [
+        "status",
+        "orchestrator",
+        "orchestrator_port",
+        "orchestrator_name",
+        "epoch",
+        "leases",
+        "paused",
+        "revoke",
+        "stop_work",
+    ]
+    .iter()
+    .map(|k| k.to_string())
+    .collect();
+    assert!(keys(&r).is_subset(&allowed), "unexpected reply keys: {r}");
+    assert!(
+        r.get("revoke").is_none() && r.get("stop_work").is_none(),
+        "{r}"
+    );
+    let (_, r) = s.post(
+        "/api/v1/register",
+        &v3_register("drone-b-0002", "drone-beta", Value::Null),
+    );
+    assert_eq!(r["status"], "registered");
+
+    // Nothing queued: package null.
+    assert_eq!(work(&s, "drone-a-0001")["package"], Value::Null);
+
+    // v3 admin call with X-Admin-Key.
+    let token = s.token();
+    let (code, q) = request_raw(
+        "POST",
+        &format!("{}/api/v1/queue", s.url),
+        Some(json!({"packages": ["dev-libs/foo-1.0", "dev-libs/bar-2.0", "app-misc/baz-3", "app-misc/qux-4", "app-misc/masked-1", "app-misc/up-1"], "portage_timestamp": null}).to_string().as_bytes()),
+        None,
+        &[("X-Admin-Key", token.as_str())],
+    );
+    assert_eq!(code, 200, "{q}");
+    assert_eq!(q["status"], "ok");
+    assert_eq!(q["queued"], 6);
+    // Queuing it again adds nothing.
+    let (_, q) = s.admin_post("/api/v1/queue", &json!({"packages": ["=dev-libs/foo-1.0"]}));
+    assert_eq!(q["queued"], 0);
+
+    // Work, and the idempotent re-poll.
+    let w1 = work(&s, "drone-a-0001");
+    let pkg_a = w1["package"].as_str().expect("a package").to_string();
+    assert!(w1["lease"].as_u64().is_some(), "{w1}");
+    let w2 = work(&s, "drone-a-0001");
+    assert_eq!(
+        w2["package"], w1["package"],
+        "re-poll must return the same atom"
+    );
+    assert_eq!(w2["lease"], w1["lease"]);
+
+    // A heartbeat naming it marks it started.
+    let (_, hb) = s.post(
+        "/api/v1/register",
+        &v3_register("drone-a-0001", "drone-alpha", json!(pkg_a)),
+    );
+    assert!(hb.get("stop_work").is_none(), "{hb}");
+
+    // Success without a binary is missing_binary.
+    let c = complete(&s, "drone-a-0001", &pkg_a, "success");
+    assert_eq!(c["accepted"], false, "{c}");
+    assert_eq!(c["recorded"], "missing_binary");
+
+    // Drone B: success with a binary rsynced into staging (v3 style).
+    let wb = work(&s, "drone-b-0002");
+    let pkg_b = wb["package"].as_str().expect("b package").to_string();
+    stage(&s, &pkg_b);
+    let c = complete(&s, "drone-b-0002", &pkg_b, "success");
+    assert_eq!(
+        c,
+        json!({"status": "ok", "accepted": true, "recorded": "built"})
+    );
+
+    // A stale completion: drone A reports B's finished package.
+    let c = complete(&s, "drone-a-0001", &pkg_b, "success");
+    assert_eq!(c["stale"], true, "{c}");
+    assert_eq!(c["accepted"], false);
+    assert_eq!(c["action"], "stop_work");
+    let reason = c["reason"].as_str().expect("reason");
+    assert!(
+        ["work already completed elsewhere", "work reclaimed"].contains(&reason)
+            || reason.starts_with("work reassigned to"),
+        "{reason}"
+    );
+
+    // returned, masked, upload_failed, failed.
+    for status in [
+        "returned",
+        "masked",
+        "upload_failed",
+        "compile error in foo.c",
+    ] {
+        let w = work(&s, "drone-b-0002");
+        let Some(p) = w["package"].as_str() else {
+            break;
+        };
+        let c = complete(&s, "drone-b-0002", p, status);
+        assert_eq!(c["status"], "ok", "{status}: {c}");
+        assert_eq!(c["accepted"], false, "{status}: {c}");
+        assert!(c.get("stale").is_none(), "{status}: {c}");
+    }
+    let (_, st) = s.get("/api/v1/status");
+    for k in [
+        "needed",
+        "delegated",
+        "received",
+        "blocked",
+        "failed",
+        "total",
+        "nodes",
+        "nodes_online",
+        "paused",
+    ] {
+        assert!(st.get(k).is_some(), "status lacks v3 counter {k}: {st}");
+    }
+    assert_eq!(st["nodes"], 2);
+    assert!(st["received"].as_u64().expect("received") >= 1);
+    assert!(
+        st["blocked"].as_u64().expect("blocked") >= 1,
+        "masked blocks: {st}"
+    );
+
+    // Revoke delivery: an operator reclaims A's package; A hears it while it reports it.
+    let w = work(&s, "drone-a-0001");
+    if let Some(p) = w["package"].as_str() {
+        let (code, r) = s.admin_post(
+            "/api/v1/control",
+            &json!({"action": "reclaim", "package": p}),
+        );
+        assert_eq!(code, 200, "{r}");
+        for _ in 0..2 {
+            let (_, hb) = s.post(
+                "/api/v1/register",
+                &v3_register("drone-a-0001", "drone-alpha", json!(p)),
+            );
+            let revoked: Vec<&str> = hb["revoke"]
+                .as_array()
+                .map(|a| a.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            assert!(
+                revoked.contains(&p),
+                "revoke must repeat while the drone reports it: {hb}"
+            );
+            assert_eq!(hb["stop_work"]["package"], p, "{hb}");
+        }
+        // Once the drone stops reporting it, the revoke stops.
+        let (_, hb) = s.post(
+            "/api/v1/register",
+            &v3_register("drone-a-0001", "drone-alpha", Value::Null),
+        );
+        assert!(hb.get("revoke").is_none(), "{hb}");
+    }
+
+    // Pause: heartbeat says paused, work is null.
+    let (code, _) = s.admin_post("/api/v1/control", &json!({"action": "pause"}));
+    assert_eq!(code, 200);
+    let (_, hb) = s.post(
+        "/api/v1/register",
+        &v3_register("drone-b-0002", "drone-beta", Value::Null),
+    );
+    assert_eq!(hb["paused"], true, "{hb}");
+    assert_eq!(work(&s, "drone-b-0002")["package"], Value::Null);
+    let (code, _) = s.admin_post("/api/v1/control", &json!({"action": "resume"}));
+    assert_eq!(code, 200);
+
+    // Orchestrators are ignored; no id at all is a 400.
+    let (code, r) = s.post(
+        "/api/v1/register",
+        &json!({"id": "o-1", "type": "orchestrator"}),
+    );
+    assert_eq!((code, r["status"].as_str()), (200, Some("ignored")));
+    let (code, r) = s.post("/api/v1/register", &json!({"ip": "1.2.3.4"}));
+    assert_eq!((code, r["error"].as_str()), (400, Some("Missing node ID")));
+}
+
+#[test]
+fn v4_poll_report_sync_portage_and_reregistration() {
+    let dir = tempfile::tempdir().expect("dir");
+    let s = Server::start(dir.path(), &[]);
+    let reg = |name: &str, ts: &str| json!({"node_name": name, "capabilities": {"cores": 4, "ram_gb": 8, "portage_timestamp": ts}});
+    let (code, r) = s.post("/api/v1/register", &reg("v4-drone", "2026-02-16 00:00"));
+    assert_eq!(code, 200, "{r}");
+    let epoch1 = r["epoch"].as_u64().expect("epoch");
+
+    // A queue computed on a newer tree: the drone must sync first.
+    let (code, _) = s.admin_post("/api/v1/queue", &json!({"packages": ["virtual/a-1", "virtual/b-1"], "portage_timestamp": "2026-02-17 00:00"}));
+    assert_eq!(code, 200);
+    let (code, w) = s.get("/api/v1/poll?node=v4-drone");
+    assert_eq!(code, 200);
+    assert_eq!(
+        w,
+        json!({"action": "sync_portage", "expected_timestamp": "2026-02-17 00:00"})
+    );
+    // After the sync, the heartbeat carries the new timestamp and work flows.
+    s.post("/api/v1/register", &reg("v4-drone", "2026-02-17 00:00"));
+    let (_, w) = s.get("/api/v1/poll?node=v4-drone");
+    let p = w["package"].as_str().expect("work after sync").to_string();
+    let (code, r) = s.post("/api/v1/report", &json!({"node": "v4-drone", "package": p, "status": "success", "duration": 3.0, "error": null}));
+    assert_eq!(code, 200, "{r}");
+    assert_eq!(r["accepted"], true, "virtual packages need no binary: {r}");
+
+    // The same name under a new id is the same drone in a new epoch; the old
+    // lease is gone, and a report on it is stale.
+    let (_, w) = s.get("/api/v1/poll?node=v4-drone");
+    let held = w["package"].as_str().expect("second package").to_string();
+    let (code, r) = s.post("/api/v1/register", &json!({"id": "new-machine-id", "name": "v4-drone", "capabilities": {"portage_timestamp": "2026-02-17 00:00"}}));
+    assert_eq!(code, 200, "{r}");
+    assert!(r["epoch"].as_u64().expect("epoch") > epoch1, "{r}");
+    let (_, r) = s.post("/api/v1/report", &json!({"node": "v4-drone", "package": held, "status": "success", "lease": w["lease"], "epoch": epoch1}));
+    assert_eq!(r["stale"], true, "{r}");
+    let (_, nodes) = s.get("/api/v1/nodes");
+    assert_eq!(nodes["nodes"].as_array().map(Vec::len), Some(1), "{nodes}");
+}
+
+#[test]
+fn bad_input_gets_a_4xx_that_says_what_was_wrong() {
+    let dir = tempfile::tempdir().expect("dir");
+    let s = Server::start(dir.path(), &[]);
+    s.post("/api/v1/register", &json!({"node_name": "d1"}));
+    let token = s.token();
+    let big = vec![b' '; 1024 * 1024 + 10];
+    let post_eps = [
+        "/api/v1/register",
+        "/api/v1/complete",
+        "/api/v1/report",
+        "/api/v1/started",
+        "/api/v1/return",
+        "/api/v1/queue",
+        "/api/v1/control",
+    ];
+    for ep in post_eps {
+        let url = format!("{}{}", s.url, ep);
+        for (body, want) in [
+            (b"{not json".to_vec(), 400),
+            (b"".to_vec(), 400),
+            (b"[1,2,3]".to_vec(), 400),
+            (big.clone(), 413),
+        ] {
+            let (code, v) = request_raw("POST", &url, Some(&body), Some(&token), &[]);
+            assert_eq!(code, want, "{ep} with {} bytes: {v}", body.len());
+            assert!(
+                v["error"].as_str().is_some_and(|e| !e.is_empty()),
+                "{ep}: {v}"
+            );
+        }
+    }
+    let cases: Vec<(&str, Value, u16, Option<&str>)> = vec![
+        (
+            "/api/v1/register",
+            json!({"node_name": 7}),
+            400,
+            Some("node_name"),
+        ),
+        (
+            "/api/v1/register",
+            json!({"node_name": "d1", "capabilities": {"cores": "many"}}),
+            400,
+            Some("capabilities.cores"),
+        ),
+        (
+            "/api/v1/register",
+            json!({"node_name": "bad name with spaces"}),
+            400,
+            Some("name").or(Some("node_name")),
+        ),
+        (
+            "/api/v1/register",
+            json!({"node_name": "d1", "current_task": "not an atom!!"}),
+            400,
+            Some("current_task"),
+        ),
+        (
+            "/api/v1/complete",
+            json!({"id": "d1", "status": "success"}),
+            400,
+            Some("package"),
+        ),
+        (
+            "/api/v1/complete",
+            json!({"id": "ghost", "package": "=a/b-1", "status": "success"}),
+            404,
+            Some("id"),
+        ),
+        (
+            "/api/v1/complete",
+            json!({"id": "d1", "package": "no slash", "status": "success"}),
+            400,
+            Some("package"),
+        ),
+        ("/api/v1/started", json!({"id": "d1"}), 400, Some("lease")),
+        (
+            "/api/v1/queue",
+            json!({"packages": ["=ok/fine-1", "bad atom"]}),
+            400,
+            Some("packages[1]"),
+        ),
+        (
+            "/api/v1/queue",
+            json!({"packages": [], "surprise": 1}),
+            400,
+            None,
+        ),
+        (
+            "/api/v1/control",
+            json!({"action": "explode"}),
+            400,
+            Some("action"),
+        ),
+        (
+            "/api/v1/control",
+            json!({"action": "block"}),
+            400,
+            Some("package"),
+        ),
+    ];
+    for (ep, body, want, field) in cases {
+        let (code, v) = request(
+            "POST",
+            &format!("{}{}", s.url, ep),
+            Some(&body.to_string()),
+            Some(&token),
+        );
+        assert_eq!(code, want, "{ep} {body}: {v}");
+        assert!(v["error"].as_str().is_some(), "{ep} {body}: {v}");
+        if let Some(f) = field {
+            if ep == "/api/v1/register" && f == "name" {
+                assert_eq!(v["field"], "node_name", "{v}");
+            } else {
+                assert_eq!(v["field"], f, "{ep} {body}: {v}");
+            }
+        }
+    }
+    let (code, v) = s.get("/api/v1/work?id=ghost");
+    assert_eq!((code, &v["package"]), (404, &Value::Null), "{v}");
+    assert_eq!(v["error"], "unknown drone; register first");
+    let (code, _) = s.get("/api/v1/work");
+    assert_eq!(code, 400);
+    let (code, v) = s.get("/api/v1/queue?limit=lots");
+    assert_eq!((code, v["field"].as_str()), (400, Some("limit")));
+    let (code, _) = s.get("/api/v1/queue?state=sideways");
+    assert_eq!(code, 400);
+    let (code, v) = s.get("/api/v1/explain?package=%%%");
+    assert_eq!(code, 400, "{v}");
+    let (code, _) = s.get("/api/v1/nope");
+    assert_eq!(code, 404);
+    let (code, _) = request("DELETE", &format!("{}/api/v1/status", s.url), None, None);
+    assert_eq!(code, 405);
+    // After all that, the server still serves.
+    let (code, h) = s.get("/api/v1/health");
+    assert_eq!((code, h["status"].as_str()), (200, Some("ok")));
+}
+
+#[test]
+fn every_admin_endpoint_refuses_a_missing_or_wrong_token() {
+    let dir = tempfile::tempdir().expect("dir");
+    let s = Server::start(dir.path(), &[]);
+    s.post("/api/v1/register", &json!({"node_name": "d1"}));
+    let eps: [(&str, &str); 8] = [
+        ("POST", "/api/v1/queue"),
+        ("POST", "/api/v1/control"),
+        ("POST", "/api/v1/nodes/d1/pause"),
+        ("POST", "/api/v1/nodes/d1/resume"),
+        ("POST", "/api/v1/nodes/d1/drain"),
+        ("POST", "/api/v1/nodes/d1/reset-escalation"),
+        ("GET", "/api/v1/sql/tables"),
+        ("GET", "/api/v1/sql/query?q=SELECT%201"),
+    ];
+    for (m, ep) in eps {
+        let url = format!("{}{}", s.url, ep);
+        let body = match ep {
+            "/api/v1/queue" => json!({"packages": ["=a/b-1"]}).to_string(),
+            "/api/v1/control" => json!({"action": "pause"}).to_string(),
+            _ => "{}".to_string(),
+        };
+        let b = (m == "POST").then_some(body.as_str());
+        let (code, v) = request(m, &url, b, None);
+        assert_eq!(code, 401, "{m} {ep} without a token: {v}");
+        let (code, v) = request(m, &url, b, Some("wrong-token"));
+        assert_eq!(code, 403, "{m} {ep} with a wrong token: {v}");
+        let (code, v) = request(m, &url, b, Some(&s.token()));
+        assert_eq!(code, 200, "{m} {ep} with the token: {v}");
+    }
+    // Nothing the refused calls asked for happened (the last, authorised pause did).
+    let (_, q) = s.get("/api/v1/queue");
+    assert_eq!(q["total"], 1, "only the authorised queue call counted: {q}");
+    // The SQL explorer is read-only even with the token.
+    let (code, v) = s.admin_get("/api/v1/sql/query?q=DELETE%20FROM%20packages");
+    assert_eq!(code, 400, "{v}");
+    let (code, v) = s.admin_get("/api/v1/sql/query?q=SELECT%20atom%2C%20status%20FROM%20packages");
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["rows"].as_array().map(Vec::len), Some(1), "{v}");
+}
+
+#[test]
+fn a_drone_token_when_configured_is_required() {
+    let dir = tempfile::tempdir().expect("dir");
+    let s = Server::start(dir.path(), &[("SWARM_DRONE_TOKEN", "drone-secret")]);
+    let body = json!({"node_name": "d1"}).to_string();
+    let url = format!("{}/api/v1/register", s.url);
+    let (code, _) = request("POST", &url, Some(&body), None);
+    assert_eq!(code, 401);
+    let (code, v) = request("POST", &url, Some(&body), Some("drone-secret"));
+    assert_eq!(code, 200, "{v}");
+    // Read endpoints stay open.
+    assert_eq!(s.get("/api/v1/status").0, 200);
+}
+
+#[test]
+fn artifact_uploads_are_checked_and_atomic() {
+    let dir = tempfile::tempdir().expect("dir");
+    let s = Server::start(dir.path(), &[("SWARM_MAX_ARTIFACT_BYTES", "65536")]);
+    let data = vec![42u8; 8192];
+    let sha = hex::encode(Sha256::digest(&data));
+    let url = |p: &str| format!("{}/api/v1/artifacts/{}", s.url, p);
+    let (code, v) = request_raw(
+        "PUT",
+        &url("dev-libs/foo-1.0.gpkg.tar"),
+        Some(&data),
+        None,
+        &[("X-Sha256", sha.as_str())],
+    );
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["sha256"], sha.as_str());
+    let stored =
+        std::fs::read(dir.path().join("staging/dev-libs/foo-1.0.gpkg.tar")).expect("stored");
+    assert_eq!(hex::encode(Sha256::digest(&stored)), sha);
+
+    // Raw requests: an HTTP client would normalise `..` away before sending.
+    for bad in [
+        "../etc/passwd.gpkg.tar",
+        "../../x-1.gpkg.tar",
+        "dev-libs/..%2F..%2Fx-1.gpkg.tar",
+        "%2Fetc/x-1.gpkg.tar",
+        "/etc/x-1.gpkg.tar",
+        "dev-libs/foo.exe",
+        "dev-libs/a/b-1.gpkg.tar",
+    ] {
+        let code = raw_put(&s.addr, &format!("/api/v1/artifacts/{bad}"), &data);
+        assert_eq!(code, 400, "{bad} was not refused");
+    }
+    assert!(!dir.path().join("etc").exists() && !dir.path().join("x-1.gpkg.tar").exists());
+    let wrong = "0".repeat(64);
+    let (code, v) = request_raw(
+        "PUT",
+        &url("dev-libs/bar-1.0.gpkg.tar"),
+        Some(&data),
+        None,
+        &[("X-Sha256", wrong.as_str())],
+    );
+    assert_eq!(code, 400, "{v}");
+    assert!(
+        !dir.path()
+            .join("staging/dev-libs/bar-1.0.gpkg.tar")
+            .exists(),
+        "a mismatch stores nothing"
+    );
+    let (code, v) = request_raw(
+        "PUT",
+        &url("dev-libs/big-1.0.gpkg.tar"),
+        Some(&vec![0u8; 70_000]),
+        None,
+        &[],
+    );
+    assert_eq!(code, 413, "{v}");
+    assert!(!dir
+        .path()
+        .join("staging/dev-libs/big-1.0.gpkg.tar")
+        .exists());
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("staging/dev-libs"))
+        .expect("dir")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+}
+
+/// A PUT with the path exactly as given, over a plain TCP socket.
+fn raw_put(addr: &str, path: &str, body: &[u8]) -> u16 {
+    use std::io::{Read, Write};
+    let mut sock = std::net::TcpStream::connect(addr).expect("connect");
+    let head = format!(
+        "PUT {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    sock.write_all(head.as_bytes()).expect("write");
+    sock.write_all(body).expect("write");
+    let mut out = String::new();
+    let _ = sock.read_to_string(&mut out);
+    out.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn acknowledged_completions_survive_a_sigkill_under_load() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut s = Server::start(dir.path(), &[]);
+    let n_pkgs = 300;
+    let pkgs: Vec<String> = (0..n_pkgs).map(|i| format!("=virtual/p{i}-1")).collect();
+    let (code, _) = s.admin_post("/api/v1/queue", &json!({"packages": pkgs}));
+    assert_eq!(code, 200);
+    let drones: Vec<String> = (0..6).map(|i| format!("load-{i}")).collect();
+    for d in &drones {
+        s.post(
+            "/api/v1/register",
+            &json!({"node_name": d, "capabilities": {"cores": 64}}),
+        );
+    }
+    let acked = Arc::new(Mutex::new(BTreeSet::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let url = s.url.clone();
+    let threads: Vec<_> = drones
+        .iter()
+        .map(|d| {
+            let (d, url, acked, stop) = (d.clone(), url.clone(), acked.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let agent = ureq::AgentBuilder::new()
+                    .timeout(std::time::Duration::from_secs(5))
+                    .build();
+                while !stop.load(Ordering::Relaxed) {
+                    let Ok(w) = agent.get(&format!("{url}/api/v1/work?id={d}")).call() else {
+                        continue;
+                    };
+                    let Ok(w) = w.into_json::<Value>() else {
+                        continue;
+                    };
+                    let Some(p) = w["package"].as_str() else {
+                        std::thread::sleep(std::time::Duration::from_millis(5));
+                        continue;
+                    };
+                    let body =
+                        json!({"id": d, "package": p, "status": "success", "lease": w["lease"]});
+                    if let Ok(r) = agent
+                        .post(&format!("{url}/api/v1/complete"))
+                        .send_json(body)
+                    {
+                        if let Ok(v) = r.into_json::<Value>() {
+                            if v["accepted"] == true {
+                                if let Ok(mut a) = acked.lock() {
+                                    a.insert(p.to_string());
+                                }
+                            }
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    // Kill once some work is acknowledged, mid-stream.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while acked.lock().map(|a| a.len()).unwrap_or(0) < 60 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no progress under load"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    s.kill9();
+    let acked_at_kill: BTreeSet<String> = acked.lock().expect("lock").clone();
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        let _ = t.join();
+    }
+    let acked_total: BTreeSet<String> = acked.lock().expect("lock").clone();
+    assert!(acked_total.len() >= acked_at_kill.len());
+    s.restart();
+    let (_, built) = s.get("/api/v1/queue?state=built&limit=1000");
+    let built: BTreeSet<String> = built["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|i| i["atom"].as_str().map(str::to_string))
+        .collect();
+    let lost: Vec<_> = acked_total.difference(&built).collect();
+    assert!(
+        lost.is_empty(),
+        "acknowledged completions lost in the kill: {lost:?}"
+    );
+    // No package has two live leases.
+    let (_, nodes) = s.get("/api/v1/nodes");
+    let mut holders: BTreeMap<String, u32> = BTreeMap::new();
+    for n in nodes["nodes"].as_array().expect("nodes") {
+        for l in n["leases"].as_array().expect("leases") {
+            *holders
+                .entry(l["package"].as_str().expect("pkg").to_string())
+                .or_default() += 1;
+        }
+    }
+    assert!(
+        holders.values().all(|&c| c == 1),
+        "double leases: {holders:?}"
+    );
+}
+
+#[test]
+fn sigterm_stops_the_server_cleanly_and_state_persists() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut s = Server::start(dir.path(), &[]);
+    s.admin_post("/api/v1/queue", &json!({"packages": ["=virtual/keep-1"]}));
+    assert_eq!(s.terminate(), Some(0), "SIGTERM must exit 0");
+    s.restart();
+    let (_, q) = s.get("/api/v1/queue");
+    assert_eq!(q["total"], 1, "{q}");
+    // The events feed is served from the database, across restarts.
+    let (_, ev) = s.get("/api/v1/events?after=0&limit=1000");
+    let kinds: Vec<&str> = ev["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter_map(|e| e["kind"].as_str())
+        .collect();
+    assert!(kinds.contains(&"queued"), "{kinds:?}");
+    let next = ev["next"].as_i64().expect("next");
+    let (_, later) = s.get(&format!("/api/v1/events?after={next}"));
+    assert_eq!(later["events"].as_array().map(Vec::len), Some(0));
+    let (code, m) = request("GET", &format!("{}/metrics", s.url), None, None);
+    assert_eq!(code, 200);
+    let text = m.as_str().expect("metrics text");
+    for name in [
+        "swarm_queue_packages",
+        "swarm_drones",
+        "swarm_leases",
+        "swarm_http_requests_total",
+        "swarm_reclaims_total",
+    ] {
+        assert!(text.contains(name), "metrics lack {name}");
+    }
+}

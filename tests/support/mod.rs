@@ -1,0 +1,243 @@
+//! Shared helpers for the end-to-end tests: find (or build) the `swarm`
+//! binary, run real `swarm serve` processes on 127.0.0.1, and speak HTTP.
+#![allow(dead_code, unreachable_pub)]
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// The `swarm` binary of this workspace, built once if missing.
+pub fn swarm_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("workspace root")
+            .to_path_buf();
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root.join("target"));
+        let bin = target.join("debug").join("swarm");
+        // Always ask cargo: it is a no-op when the binary is fresh, and it
+        // keeps `cargo test -p swarm-tests` from running a stale binary.
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-q", "-p", "swarm-bin", "--bin", "swarm"])
+            .current_dir(&root)
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "cargo build of the swarm binary failed");
+        assert!(bin.exists(), "no binary at {}", bin.display());
+        bin
+    })
+    .clone()
+}
+
+/// A running `swarm serve` child. Killed on drop.
+pub struct Server {
+    pub child: Child,
+    pub url: String,
+    pub addr: String,
+    pub data_dir: PathBuf,
+    pub env: Vec<(String, String)>,
+}
+
+impl Server {
+    /// Starts a server on a free loopback port with the given extra env.
+    pub fn start(data_dir: &Path, env: &[(&str, &str)]) -> Server {
+        Server::start_on(data_dir, "127.0.0.1:0", env)
+    }
+
+    /// Starts a server on `listen`.
+    pub fn start_on(data_dir: &Path, listen: &str, env: &[(&str, &str)]) -> Server {
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let mut cmd = Command::new(swarm_bin());
+        cmd.args(["serve", "--listen", listen, "--data-dir"])
+            .arg(data_dir)
+            .env("SWARM_LOG", "warn")
+            .env("SELF_HEAL_ENABLED", "false")
+            .env("RUST_BACKTRACE", "0")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (k, v) in &env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn swarm serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            if let Some(Ok(line)) = lines.next() {
+                let _ = tx.send(line);
+            }
+            // Keep draining so the child never blocks on a full pipe.
+            for _ in lines {}
+        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("swarm serve did not print its address within 60 s");
+        let url = line
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_string();
+        let addr = url.trim_start_matches("http://").to_string();
+        Server {
+            child,
+            url,
+            addr,
+            data_dir: data_dir.to_path_buf(),
+            env,
+        }
+    }
+
+    /// The admin token the server generated.
+    pub fn token(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("admin.token"))
+            .expect("admin.token")
+            .trim()
+            .to_string()
+    }
+
+    /// SIGKILL, no goodbye.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM and wait for a clean exit; returns the exit status code.
+    pub fn terminate(&mut self) -> Option<i32> {
+        let pid = rustix::process::Pid::from_raw(self.child.id() as i32).expect("pid");
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        None
+    }
+
+    /// Starts a new server on the same address and data dir.
+    pub fn restart(&mut self) {
+        self.kill9();
+        let env: Vec<(&str, &str)> = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            // The port may linger for a moment after the kill.
+            let attempt =
+                std::panic::catch_unwind(|| Server::start_on(&self.data_dir, &self.addr, &env));
+            match attempt {
+                Ok(s) => {
+                    // The old child is dead already; dropping it reaps it.
+                    drop(std::mem::replace(self, s));
+                    return;
+                }
+                Err(_) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(200))
+                }
+                Err(e) => std::panic::resume_unwind(e),
+            }
+        }
+    }
+
+    pub fn get(&self, path: &str) -> (u16, Value) {
+        request("GET", &format!("{}{}", self.url, path), None, None)
+    }
+
+    pub fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        request(
+            "POST",
+            &format!("{}{}", self.url, path),
+            Some(&body.to_string()),
+            None,
+        )
+    }
+
+    pub fn admin_post(&self, path: &str, body: &Value) -> (u16, Value) {
+        let t = self.token();
+        request(
+            "POST",
+            &format!("{}{}", self.url, path),
+            Some(&body.to_string()),
+            Some(&t),
+        )
+    }
+
+    pub fn admin_get(&self, path: &str) -> (u16, Value) {
+        let t = self.token();
+        request("GET", &format!("{}{}", self.url, path), None, Some(&t))
+    }
+
+    /// Waits until `f(status)` holds, or panics after `secs`.
+    pub fn wait_for(&self, secs: u64, what: &str, f: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let (code, v) = self.get("/api/v1/status");
+            if code == 200 && f(&v) {
+                return v;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; last status {v}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One HTTP request; any status is returned, never an error.
+pub fn request(method: &str, url: &str, body: Option<&str>, token: Option<&str>) -> (u16, Value) {
+    request_raw(method, url, body.map(str::as_bytes), token, &[])
+}
+
+/// One HTTP request with raw bytes and extra headers.
+pub fn request_raw(
+    method: &str,
+    url: &str,
+    body: Option<&[u8]>,
+    token: Option<&str>,
+    headers: &[(&str, &str)],
+) -> (u16, Value) {
+    let agent = ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(30))
+        .build();
+    let mut req = agent.request(method, url);
+    if let Some(t) = token {
+        req = req.set("Authorization", &format!("Bearer {t}"));
+    }
+    for (k, v) in headers {
+        req = req.set(k, v);
+    }
+    let resp = match body {
+        Some(b) => req.set("Content-Type", "application/json").send_bytes(b),
+        None => req.call(),
+    };
+    let resp = match resp {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("{method} {url}: {e}"),
+    };
+    let status = resp.status();
+    let text = resp.into_string().unwrap_or_default();
+    let v = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, v)
+}
