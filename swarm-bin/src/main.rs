@@ -3,8 +3,14 @@
 //! `sim` and `replay` drive the pure core; `export` and `sql` read a store;
 //! `serve`, `drone` and `demo` arrive with their issues.
 
+mod cli;
+mod config_cmd;
+mod demo;
+mod drone;
+mod bench_cmd;
 mod export_cmd;
 mod replay_cmd;
+mod serve_cmd;
 mod sim_cmd;
 mod sql_cmd;
 
@@ -22,13 +28,36 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Inspect the scheduling policy configuration.
+    /// Run the control plane: the HTTP API drones and operators talk to.
+    ///
+    /// Listens on 127.0.0.1:8100 unless told otherwise, keeps its state in
+    /// SQLite under the data dir, and generates an admin token (0600) there on
+    /// first start. Existing Build Swarm v3 drones can point at it unchanged.
+    Serve(serve_cmd::ServeArgs),
+    /// Measure: HTTP cycles per second with simulated drones over loopback.
+    Bench(bench_cmd::BenchArgs),
+    /// Run the drone agent on a build machine: register, heartbeat, build, upload, report.
+    ///
+    /// Runs each build in its own process group with the log to a file, and
+    /// acts on revokes, pauses and its own health. SIGTERM/SIGINT: take no
+    /// more work, then finish (--on-stop finish) or return (--on-stop return)
+    /// the running builds and exit 0; a second signal returns at once.
+    Drone(Box<drone::DroneArgs>),
+    /// The operator commands that talk to the server over HTTP (status, queue, ...).
+    #[command(flatten)]
+    Ops(cli::OpsCmd),
+    /// Inspect the configuration: policy defaults, and the server's settings (check, show).
     Config {
         #[command(subcommand)]
         action: ConfigCmd,
     },
-    /// Run a real local swarm (server and drones). Not built yet: see README.
-    Demo,
+    /// Run a real local swarm in one command: a server, drones and a Gentoo world sample.
+    ///
+    /// Starts `swarm serve` and N `swarm drone`s on this machine with a STAND-IN
+    /// builder (it sleeps and writes small fake packages; nothing is compiled),
+    /// kills one drone halfway to show its work being reclaimed, and ends with a
+    /// summary read from the server. All its processes are stopped at exit.
+    Demo(demo::DemoArgs),
     /// Simulate a fleet through the real scheduling core: faults, invariants, SLOs.
     ///
     /// One seed chooses everything. Each run is done twice and the digests are
@@ -46,7 +75,8 @@ enum Cmd {
     ///
     /// The query runs on a separate read-only connection with SQLite's own
     /// guards: writes, ATTACH and PRAGMA writes are refused, a time budget stops
-    /// runaway queries, and the answer is capped at --max-rows.
+    /// runaway queries, and the answer is capped at --max-rows. Without --db or
+    /// --data-dir the query goes to the server (--server/$SWARM_URL, admin token).
     Sql(sql_cmd::SqlArgs),
 }
 
@@ -58,6 +88,14 @@ enum ConfigCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Load the server configuration as `swarm serve` would and report the first problem.
+    ///
+    /// Reads the file (--config, else /etc/swarm/swarm.toml if it exists) and
+    /// the environment; prints "ok: <file or defaults>" or the error, naming the
+    /// key and where its value came from, and exits non-zero.
+    Check(config_cmd::CheckArgs),
+    /// Print every effective server setting and where its value came from.
+    Show(config_cmd::ShowArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -78,16 +116,20 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Cmd::Config {
+            action: ConfigCmd::Check(args),
+        } => config_cmd::check(args),
+        Cmd::Config {
+            action: ConfigCmd::Show(args),
+        } => config_cmd::show(args),
+        Cmd::Serve(args) => serve_cmd::run(args),
+        Cmd::Bench(args) => bench_cmd::run(args),
+        Cmd::Drone(args) => drone::run(*args),
         Cmd::Sim(args) => sim_cmd::run(args),
         Cmd::Replay(args) => replay_cmd::run(args),
         Cmd::Export(args) => export_cmd::run(args),
         Cmd::Sql(args) => sql_cmd::run(args),
-        Cmd::Demo => {
-            anyhow::bail!(
-                "`swarm demo` is not built yet: it needs the store, server and drone agent \
-                 (issues 4-6). Today swarm is its scheduling core; run the tests with \
-                 `cargo test --workspace`."
-            )
-        }
+        Cmd::Ops(cmd) => cli::run(cmd),
+        Cmd::Demo(args) => demo::run(args),
     }
 }

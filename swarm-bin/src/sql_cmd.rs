@@ -1,16 +1,23 @@
 //! `swarm sql`: ad-hoc read-only SQL over a store, through swarm-store's
 //! explorer (a separate read-only connection; SQLite itself refuses writes).
 //!
+//! Without `--db` or `--data-dir` it asks a running server instead
+//! (`GET /api/v1/sql/*` with the admin token) and prints the same way.
+//!
 //! Also home of [`StoreLocation`], the `--db FILE | --data-dir DIR` pair that
 //! every command reading a store shares.
 
+use crate::cli::conn::{admin_error, AdminArgs};
 use anyhow::Context;
 use serde_json::Value;
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use swarm_store::{Explorer, ExplorerOptions, QueryResult, StoreError, TableInfo, SCHEMA_VERSION};
+use swarm_net::client::admin::SqlAnswer;
+use swarm_store::{
+    ColumnInfo, Explorer, ExplorerOptions, QueryResult, StoreError, TableInfo, SCHEMA_VERSION,
+};
 
 /// `PRAGMA application_id` of a swarm store ("SWRM"); swarm-store keeps its own
 /// copy private, so it is repeated here to refuse foreign SQLite files early.
@@ -111,8 +118,16 @@ fn check_is_store(explorer: &Explorer, path: &Path) -> anyhow::Result<()> {
 
 #[derive(clap::Args)]
 pub(crate) struct SqlArgs {
+    /// The store's database file, read directly (no server needed).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["data_dir", "server"])]
+    db: Option<PathBuf>,
+    /// A data directory holding the store as `swarm.db` (the layout `swarm serve` uses).
+    #[arg(long, value_name = "DIR", conflicts_with = "server")]
+    data_dir: Option<PathBuf>,
+    // Without --db or --data-dir, the query goes to the server
+    // (`GET /api/v1/sql/query`, admin token).
     #[command(flatten)]
-    store: StoreLocation,
+    remote: AdminArgs,
     /// One read-only statement, e.g. "SELECT status, count(*) FROM packages GROUP BY status".
     /// Writes, ATTACH, PRAGMA writes and multiple statements are refused by SQLite itself.
     #[arg(
@@ -139,16 +154,23 @@ pub(crate) struct SqlArgs {
 }
 
 pub(crate) fn run(args: SqlArgs) -> anyhow::Result<()> {
+    if args.db.is_none() && args.data_dir.is_none() {
+        return run_remote(args);
+    }
+    let store = StoreLocation {
+        db: args.db.clone(),
+        data_dir: args.data_dir.clone(),
+    };
     let opts = ExplorerOptions {
         budget: Duration::from_millis(args.timeout_ms),
         max_rows: args.max_rows,
         ..ExplorerOptions::default()
     };
-    let explorer = args.store.open_explorer(opts)?;
+    let explorer = store.open_explorer(opts)?;
     if args.tables || args.schema {
         let tables = explorer
             .schema()
-            .with_context(|| format!("reading the schema of {}", args.store.path().display()))?;
+            .with_context(|| format!("reading the schema of {}", store.path().display()))?;
         if args.tables {
             print_tables(&tables, args.json)?;
         } else {
@@ -166,6 +188,133 @@ pub(crate) fn run(args: SqlArgs) -> anyhow::Result<()> {
     } else {
         emit(&render_table(&result, args.max_rows))
     }
+}
+
+/// Server mode: the same query, tables or schema, asked of `swarm serve`
+/// through its admin SQL endpoints, printed the same way as file mode.
+fn run_remote(args: SqlArgs) -> anyhow::Result<()> {
+    let url = args.remote.server.url();
+    let c = args.remote.client().with_context(|| {
+        format!(
+            "no --db or --data-dir given, so the query would go to the server at {url}, \
+             which needs the admin token"
+        )
+    })?;
+    let ask = |e: swarm_net::client::ClientError| {
+        let unreachable = e.is_transport();
+        let err = admin_error(e, &c.token_source);
+        if unreachable {
+            err.context(format!(
+                "no --db or --data-dir given, so the query went to the server at {url}, \
+                 which did not answer (to read a store file directly, pass --db FILE or \
+                 --data-dir DIR)"
+            ))
+        } else {
+            err
+        }
+    };
+    if args.tables || args.schema {
+        let answer = if args.tables {
+            c.client.sql_tables()
+        } else {
+            c.client.sql_schema()
+        }
+        .map_err(ask)?;
+        if answer.get("columns").is_some() && answer.get("rows").is_some() {
+            let result = query_result(serde_json::from_value(answer)?, args.max_rows);
+            return print_result(&result, args.json, args.max_rows);
+        }
+        let tables = remote_tables(&answer)?;
+        return if args.tables {
+            print_tables(&tables, args.json)
+        } else {
+            print_schema(&tables, args.json)
+        };
+    }
+    let Some(query) = args.query.as_deref() else {
+        anyhow::bail!("give a QUERY, --tables or --schema");
+    };
+    let answer = c.client.sql_query(query).map_err(ask)?;
+    let result = query_result(answer.body, args.max_rows);
+    print_result(&result, args.json, args.max_rows)
+}
+
+fn print_result(result: &QueryResult, json: bool, max_rows: usize) -> anyhow::Result<()> {
+    if json {
+        emit(&(serde_json::to_string(&result_json(result))? + "\n"))
+    } else {
+        emit(&render_table(result, max_rows))
+    }
+}
+
+/// The server's answer as the explorer's, cut to `max_rows` here too so
+/// --max-rows means the same in both modes.
+fn query_result(answer: SqlAnswer, max_rows: usize) -> QueryResult {
+    let mut rows = answer.rows;
+    let truncated = answer.truncated || rows.len() > max_rows;
+    rows.truncate(max_rows);
+    QueryResult {
+        columns: answer
+            .columns
+            .into_iter()
+            .map(|c| ColumnInfo {
+                name: c.name,
+                decl_type: c.decl_type,
+                observed_type: c.observed_type,
+            })
+            .collect(),
+        rows,
+        truncated,
+        elapsed_ms: answer.elapsed_ms,
+    }
+}
+
+/// Tables as the server lists them: names, or objects shaped like
+/// [`TableInfo`] (columns as `[name, type]` pairs or `{name, type}` objects),
+/// bare or under a `tables` key.
+fn remote_tables(answer: &Value) -> anyhow::Result<Vec<TableInfo>> {
+    let list = answer
+        .get("tables")
+        .unwrap_or(answer)
+        .as_array()
+        .context("the server's table list is not a JSON list")?;
+    let text = |v: Option<&Value>| v.and_then(Value::as_str).unwrap_or("").to_owned();
+    list.iter()
+        .map(|t| match t {
+            Value::String(name) => Ok(TableInfo {
+                name: name.clone(),
+                kind: "table".to_owned(),
+                columns: Vec::new(),
+                sql: String::new(),
+            }),
+            Value::Object(o) => Ok(TableInfo {
+                name: text(o.get("name")),
+                kind: o
+                    .get("kind")
+                    .or_else(|| o.get("type"))
+                    .and_then(Value::as_str)
+                    .unwrap_or("table")
+                    .to_owned(),
+                columns: o
+                    .get("columns")
+                    .and_then(Value::as_array)
+                    .map(|cols| {
+                        cols.iter()
+                            .map(|c| match c {
+                                Value::Array(pair) => (text(pair.first()), text(pair.get(1))),
+                                other => (
+                                    text(other.get("name")),
+                                    text(other.get("type").or_else(|| other.get("decl_type"))),
+                                ),
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                sql: text(o.get("sql")),
+            }),
+            other => anyhow::bail!("unexpected entry in the server's table list: {other}"),
+        })
+        .collect()
 }
 
 fn print_tables(tables: &[TableInfo], json: bool) -> anyhow::Result<()> {

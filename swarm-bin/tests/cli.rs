@@ -201,3 +201,151 @@ fn a_corrupt_log_is_refused_with_its_line_number() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A URL nothing listens on: a port the kernel just handed out and took back.
+fn closed_port_url() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    let port = listener.local_addr().expect("local address").port();
+    drop(listener);
+    format!("http://127.0.0.1:{port}")
+}
+
+#[test]
+fn operator_commands_explain_themselves() {
+    for (name, args) in [
+        ("status_help", &["status", "--help"][..]),
+        ("fleet_help", &["fleet", "--help"]),
+        ("queue_help", &["queue", "--help"]),
+        ("queue_add_help", &["queue", "add", "--help"]),
+        ("queue_list_help", &["queue", "list", "--help"]),
+        ("queue_import_help", &["queue", "import", "--help"]),
+        ("history_help", &["history", "--help"]),
+        ("events_help", &["events", "--help"]),
+        ("explain_help", &["explain", "--help"]),
+        ("control_help", &["control", "--help"]),
+        ("node_help", &["node", "--help"]),
+        ("node_drain_help", &["node", "drain", "--help"]),
+        ("monitor_help", &["monitor", "--help"]),
+        ("metrics_help", &["metrics", "--help"]),
+        ("sql_help", &["sql", "--help"]),
+    ] {
+        let out = swarm(args);
+        assert!(out.status.success(), "{name}: {}", text(&out.stderr));
+        insta::assert_snapshot!(name, text(&out.stdout));
+    }
+}
+
+#[test]
+fn a_command_against_a_closed_port_asks_whether_the_server_runs() {
+    let url = closed_port_url();
+    for args in [
+        &["status", "--server", &url][..],
+        &["fleet", "--server", &url, "--json"],
+        &["monitor", "--once", "--server", &url],
+        &[
+            "queue",
+            "add",
+            "--server",
+            &url,
+            "--token",
+            "t",
+            "dev-libs/foo-1.0",
+        ],
+        &["node", "drain", "--server", &url, "--token", "t", "alpha"],
+        &["metrics", "--server", &url],
+    ] {
+        let out = swarm(args);
+        assert!(!out.status.success(), "{args:?} must fail");
+        let err = text(&out.stderr);
+        assert!(
+            err.contains(&format!("cannot reach {url}/")),
+            "{args:?}: {err}"
+        );
+        assert!(err.contains("is `swarm serve` running?"), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn sql_without_a_store_file_asks_the_server_and_says_how_to_read_a_file() {
+    let url = closed_port_url();
+    let out = swarm(&["sql", "--server", &url, "--token", "t", "SELECT 1"]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains("--db FILE"), "{err}");
+    assert!(err.contains("is `swarm serve` running?"), "{err}");
+    let out = swarm(&["sql", "--server", &url, "--db", "x.db", "SELECT 1"]);
+    assert!(
+        !out.status.success(),
+        "--server and --db exclude each other"
+    );
+}
+
+#[test]
+fn an_admin_command_without_a_token_says_where_it_looked() {
+    if Path::new("/var/lib/swarm/admin.token").exists() {
+        return; // this host runs a server: its token would be found
+    }
+    let home = tempfile::tempdir().expect("temp dir");
+    let out = Command::new(env!("CARGO_BIN_EXE_swarm"))
+        .args(["control", "pause", "--server", &closed_port_url()])
+        .current_dir(home.path())
+        .env_remove("SWARM_ADMIN_TOKEN")
+        .env_remove("ADMIN_SECRET")
+        .env_remove("SWARM_DATA_DIR")
+        .env_remove("XDG_DATA_HOME")
+        .env("HOME", home.path())
+        .output()
+        .expect("the swarm binary runs");
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains("no admin token"), "{err}");
+    assert!(err.contains("/var/lib/swarm/admin.token"), "{err}");
+}
+
+#[test]
+fn queue_import_reads_emerge_output_from_stdin() {
+    use std::io::Write as _;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_swarm"))
+        .args(["queue", "import", "-", "--dry-run", "--priority", "3"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the swarm binary runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(
+            b"[ebuild  N     ] app-editors/vim-9.1.0148::gentoo  USE=\"acl\"\n\
+              [ebuild  N     ]  app-editors/vim-core-9.1.0148::gentoo\n",
+        )
+        .expect("write");
+    let out = child.wait_with_output().expect("wait");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let body: serde_json::Value = serde_json::from_str(&text(&out.stdout)).expect("JSON body");
+    assert_eq!(
+        body,
+        serde_json::json!({"packages": [
+            {"atom": "=app-editors/vim-9.1.0148", "deps": ["=app-editors/vim-core-9.1.0148"], "priority": 3},
+            {"atom": "=app-editors/vim-core-9.1.0148", "priority": 3},
+        ]})
+    );
+}
+
+#[test]
+fn a_wrong_control_target_is_refused_before_anything_is_sent() {
+    let out = swarm(&[
+        "control",
+        "block",
+        "alpha",
+        "--token",
+        "t",
+        "--server",
+        &closed_port_url(),
+    ]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains("`block` takes a package atom"), "{err}");
+    assert!(!err.contains("cannot reach"), "{err}");
+}

@@ -1,6 +1,12 @@
-//! HTTP for swarm: the control-plane server and the drone client. Filled in by
-//! the server issue; today it only names the contract.
+//! HTTP for swarm: the control-plane server, the self-healing executor and
+//! the ureq client the CLI and the drone agent use.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+
+pub mod client;
+pub mod heal;
+pub mod settings;
+pub mod server;
+pub mod wire;
 
 pub use swarm_core::{Input, Output};

@@ -56,8 +56,8 @@ pub(crate) fn parse_artifact_path(rest: &str) -> Result<ArtifactPath, ApiError> 
             "`{category}/{pf}` is not a versioned package: {e}"
         ))
     })?;
-    if atom.category() != *category {
-        return Err(bad("category does not parse"));
+    if atom.category() != *category || atom.pf() == atom.pn() {
+        return Err(bad("`<pf>` must be a versioned package name such as foo-1.0"));
     }
     Ok(ArtifactPath {
         category: category.to_string(),

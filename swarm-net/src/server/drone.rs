@@ -462,7 +462,7 @@ fn lease_report(sh: &Shared, req: &mut Request) -> Result<(LeaseRequest, Report)
     let package = match (&r.package, r.lease) {
         (Some(p), _) => atom_of(p, "package")?,
         (None, Some(lease)) => sh
-            .published()
+            .fresh()
             .swarm
             .view()
             .lease(LeaseId(lease))

@@ -217,6 +217,7 @@ pub fn start(opts: ServerOptions) -> Result<RunningServer, ServeError> {
     let published = Arc::new(Published {
         swarm: swarm.clone(),
         seq: store.last_seq().0,
+        at: Instant::now(),
     });
     let (tx, rx) = mpsc::sync_channel(8192);
     let workers_n = opts.http_workers.max(1);

@@ -9,7 +9,7 @@ use swarm_core::{Atom, DroneStatus, PackageStatus};
 use swarm_store::EventFilter;
 
 pub(crate) fn health(sh: &Shared) -> Result<Reply, ApiError> {
-    let p = sh.published();
+    let p = sh.fresh();
     Reply::ok(&json!({
         "status": "ok",
         "version": env!("CARGO_PKG_VERSION"),
@@ -19,7 +19,7 @@ pub(crate) fn health(sh: &Shared) -> Result<Reply, ApiError> {
 }
 
 pub(crate) fn status(sh: &Shared) -> Result<Reply, ApiError> {
-    let p = sh.published();
+    let p = sh.fresh();
     let view = p.swarm.view();
     let c = view.counts();
     let drones = view.drones();
@@ -56,7 +56,7 @@ pub(crate) fn status(sh: &Shared) -> Result<Reply, ApiError> {
 }
 
 pub(crate) fn nodes(sh: &Shared) -> Result<Reply, ApiError> {
-    let p = sh.published();
+    let p = sh.fresh();
     let mut out = Vec::new();
     for d in p.swarm.view().drones() {
         let mut v = serde_json::to_value(&d).map_err(ApiError::internal)?;
@@ -104,7 +104,7 @@ pub(crate) fn queue(sh: &Shared, url: &str) -> Result<Reply, ApiError> {
     }
     let offset = q.number("offset", 0, u64::MAX)? as usize;
     let limit = q.number("limit", 100, 1000)? as usize;
-    let p = sh.published();
+    let p = sh.fresh();
     let view = p.swarm.view();
     let mut total = 0usize;
     let mut items = Vec::new();
@@ -127,7 +127,7 @@ pub(crate) fn explain(sh: &Shared, url: &str) -> Result<Reply, ApiError> {
         .ok_or_else(|| ApiError::field(400, "package", "send ?package=<atom>"))?;
     let atom = Atom::parse(text)
         .map_err(|e| ApiError::field(400, "package", format!("bad atom {text:?}: {e}")))?;
-    let p = sh.published();
+    let p = sh.fresh();
     let view = p.swarm.view();
     Reply::ok(&json!({
         "package": atom.as_str(),
@@ -183,7 +183,7 @@ pub(crate) fn build_stats(sh: &Shared, url: &str) -> Result<Reply, ApiError> {
 }
 
 pub(crate) fn metrics(sh: &Shared) -> Result<Reply, ApiError> {
-    let p = sh.published();
+    let p = sh.fresh();
     let view = p.swarm.view();
     let c = view.counts();
     let mut out = String::new();

@@ -23,7 +23,12 @@ pub type EscalateHook = Arc<dyn Fn(&DroneName, Option<&str>, EscalationAction) +
 pub(crate) struct Published {
     pub(crate) swarm: Swarm,
     pub(crate) seq: u64,
+    pub(crate) at: Instant,
 }
+
+/// Read endpoints accept a published view this old; older, they ask the
+/// writer for a new one (cloning the core on every batch would tax drones).
+const FRESH_ENOUGH: Duration = Duration::from_millis(100);
 
 /// Revokes repeated to one drone: atom → (lease, first sent).
 pub(crate) type PendingRevokes = BTreeMap<String, (Option<u64>, Instant)>;
@@ -95,6 +100,18 @@ impl Shared {
             Ok(p) => p.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
         }
+    }
+
+    /// A published view no older than `FRESH_ENOUGH` (asks the writer for
+    /// one if needed), so a status read right after a write sees it.
+    pub(crate) fn fresh(&self) -> Arc<Published> {
+        let p = self.published();
+        if p.at.elapsed() <= FRESH_ENOUGH {
+            return p;
+        }
+        // Best effort: if the writer cannot answer, serve what we have.
+        let _ = self.submit(Plan::Inputs(Vec::new()), None, true);
+        self.published()
     }
 
     /// The drone a v3 `id` (machine id) or a name refers to.

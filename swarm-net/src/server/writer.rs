@@ -16,8 +16,9 @@ use swarm_store::Store;
 
 /// Inputs per group commit, at most.
 const MAX_BATCH: usize = 1024;
-/// Readers see state at most this old while the writer is busy.
-const PUBLISH_EVERY: Duration = Duration::from_millis(50);
+/// While idle, the writer refreshes the published view this often at most;
+/// readers that need fresher state ask for it (see `Shared::fresh`).
+const PUBLISH_IDLE_EVERY: Duration = Duration::from_secs(1);
 
 /// What a worker asks the writer to do.
 pub(crate) enum Plan {
@@ -96,12 +97,17 @@ pub(crate) fn run(mut store: Store, shared: Arc<Shared>, rx: Receiver<Job>) {
         let now = (shared.clock)();
         let tick = now.0 >= due.0 || jobs.is_empty();
         let publish_now = jobs.iter().any(|j| j.publish_now);
-        commit(&mut store, &shared, jobs, tick, now);
+        let replies = commit(&mut store, &shared, jobs, tick, now);
         dirty = true;
-        if publish_now || last_publish.elapsed() >= PUBLISH_EVERY || rx_is_idle(&shared) {
+        let idle = rx_is_idle(&shared) && last_publish.elapsed() >= PUBLISH_IDLE_EVERY;
+        if publish_now || idle {
+            // Before the replies: whoever asked reads the new view next.
             publish(&store, &shared);
             last_publish = Instant::now();
             dirty = false;
+        }
+        for (tx, reply) in replies {
+            let _ = tx.send(reply);
         }
     }
     if dirty {
@@ -122,6 +128,7 @@ fn publish(store: &Store, shared: &Shared) {
         let p = Arc::new(Published {
             swarm: swarm.clone(),
             seq: store.last_seq().0,
+            at: Instant::now(),
         });
         if let Ok(mut slot) = shared.published.write() {
             *slot = p;
@@ -129,7 +136,15 @@ fn publish(store: &Store, shared: &Shared) {
     }
 }
 
-fn commit(store: &mut Store, shared: &Shared, jobs: Vec<Job>, tick: bool, now: Timestamp) {
+type Replies = Vec<(SyncSender<Result<Done, ApiError>>, Result<Done, ApiError>)>;
+
+fn commit(
+    store: &mut Store,
+    shared: &Shared,
+    jobs: Vec<Job>,
+    tick: bool,
+    now: Timestamp,
+) -> Replies {
     // Flatten every job's plan into inputs, remembering which belong to whom.
     let mut inputs: Vec<(Timestamp, Input)> = Vec::new();
     if tick {
@@ -169,17 +184,21 @@ fn commit(store: &mut Store, shared: &Shared, jobs: Vec<Job>, tick: bool, now: T
         Err(e) => {
             shared.metrics.store_error();
             tracing::error!(error = %e, inputs = count, "group commit failed; every input in it is answered with an error and none was recorded");
-            for job in jobs {
-                let _ = job.tx.send(Err(ApiError::new(
-                    503,
-                    format!("the store could not record this request: {e}; retry"),
-                )));
-            }
+            jobs.into_iter()
+                .map(|job| {
+                    let err = ApiError::new(
+                        503,
+                        format!("the store could not record this request: {e}; retry"),
+                    );
+                    (job.tx, Err(err))
+                })
+                .collect()
         }
         Ok(done) => {
             shared.metrics.batch(count);
             let all: Vec<&Output> = done.iter().flat_map(|(_, o)| o.iter()).collect();
             side_effects(shared, &all);
+            let mut replies = Vec::with_capacity(jobs.len());
             for (job, span) in jobs.into_iter().zip(spans) {
                 let mut outputs = Vec::new();
                 let mut seq = 0;
@@ -188,12 +207,16 @@ fn commit(store: &mut Store, shared: &Shared, jobs: Vec<Job>, tick: bool, now: T
                     outputs.extend(outs.iter().cloned());
                 }
                 let drone = job.drone.as_ref().map(|d| drone_now(store, d));
-                let _ = job.tx.send(Ok(Done {
-                    seq,
-                    outputs,
-                    drone,
-                }));
+                replies.push((
+                    job.tx,
+                    Ok(Done {
+                        seq,
+                        outputs,
+                        drone,
+                    }),
+                ));
             }
+            replies
         }
     }
 }

@@ -1,0 +1,271 @@
+//! `swarm bench http`: simulated v3 drones over loopback against a real
+//! server (in this process, on its own threads, with a real SQLite store),
+//! repeating GET work → POST complete. Reports cycles/s and latency
+//! percentiles; errors are counted, never hidden.
+
+use anyhow::Context;
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use swarm_net::server::{self, ServerOptions};
+use swarm_store::{StoreOptions, Synchronous};
+
+/// Flags of `swarm bench`.
+#[derive(clap::Args, Debug)]
+pub(crate) struct BenchArgs {
+    #[command(subcommand)]
+    what: BenchWhat,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum BenchWhat {
+    /// Drones over loopback: GET /api/v1/work then POST /api/v1/complete, repeated.
+    Http(HttpArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct HttpArgs {
+    /// Concurrent drones, each with its own keep-alive connection.
+    #[arg(long, default_value_t = 128)]
+    drones: usize,
+    /// How long to measure, seconds (after a 1 s warm-up).
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Extra registered drones that only heartbeat, spread over `--heartbeat-s`.
+    #[arg(long, default_value_t = 0)]
+    background: usize,
+    /// Heartbeat interval of the background drones, seconds.
+    #[arg(long, default_value_t = 30)]
+    heartbeat_s: u64,
+    /// Durability of each group commit: normal or full.
+    #[arg(long, default_value = "normal")]
+    synchronous: String,
+    /// HTTP worker threads of the server.
+    #[arg(long, default_value_t = 8)]
+    workers: usize,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
+    match args.what {
+        BenchWhat::Http(a) => http(a),
+    }
+}
+
+struct Lat {
+    samples: Vec<u32>,
+}
+
+fn http(a: HttpArgs) -> anyhow::Result<()> {
+    let synchronous = match a.synchronous.as_str() {
+        "normal" => Synchronous::Normal,
+        "full" => Synchronous::Full,
+        other => anyhow::bail!("--synchronous must be normal or full, not {other:?}"),
+    };
+    let dir = std::env::temp_dir().join(format!("swarm-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let result = http_in(&a, synchronous, &dir);
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+fn http_in(a: &HttpArgs, synchronous: Synchronous, dir: &std::path::Path) -> anyhow::Result<()> {
+    let token = "bench-admin-token".to_string();
+    let running = server::start(ServerOptions {
+        listen: "127.0.0.1:0".parse()?,
+        db_path: dir.join("swarm.db"),
+        staging: dir.join("staging"),
+        store: StoreOptions {
+            synchronous,
+            ..StoreOptions::default()
+        },
+        admin_token: token.clone(),
+        drone_token: None,
+        max_body_bytes: 16 << 20,
+        max_artifact_bytes: 1 << 20,
+        http_workers: a.workers,
+        clock: Arc::new(crate::serve_cmd::wall_clock),
+        on_escalate: None,
+    })?;
+    let url = format!("http://{}", running.addr());
+    let agent = ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(60))
+        .build();
+    // Enough virtual packages (no binary needed) that the queue never runs dry.
+    let per_s_guess: u64 = std::env::var("SWARM_BENCH_PER_S").ok().and_then(|v| v.parse().ok()).unwrap_or(40_000);
+    let total = (per_s_guess * (a.seconds + 2)) as usize;
+    eprintln!("queueing {total} packages, registering {} drones (+{} background)...", a.drones, a.background);
+    for chunk in (0..total).collect::<Vec<_>>().chunks(20_000) {
+        let pkgs: Vec<String> = chunk.iter().map(|i| format!("=virtual/bench{i}-1")).collect();
+        agent
+            .post(&format!("{url}/api/v1/queue"))
+            .set("Authorization", &format!("Bearer {token}"))
+            .send_json(json!({ "packages": pkgs }))
+            .context("queueing the bench packages")?;
+    }
+    let register = |name: &str| -> anyhow::Result<()> {
+        agent
+            .post(&format!("{url}/api/v1/register"))
+            .send_json(json!({"id": name, "name": name, "capabilities": {"cores": 64, "ram_gb": 64}}))
+            .with_context(|| format!("registering {name}"))?;
+        Ok(())
+    };
+    for i in 0..a.drones {
+        register(&format!("bench-{i}"))?;
+    }
+    for i in 0..a.background {
+        register(&format!("idle-{i}"))?;
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let measuring = Arc::new(AtomicBool::new(false));
+    let cycles = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let lat = Arc::new(Mutex::new(Lat { samples: Vec::new() }));
+    let mut threads = Vec::new();
+    for i in 0..a.drones {
+        let (url, stop, measuring, cycles, errors, lat) = (
+            url.clone(),
+            stop.clone(),
+            measuring.clone(),
+            cycles.clone(),
+            errors.clone(),
+            lat.clone(),
+        );
+        threads.push(std::thread::spawn(move || {
+            let agent = ureq::AgentBuilder::new()
+                .timeout(Duration::from_secs(30))
+                .build();
+            let id = format!("bench-{i}");
+            let mut mine = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let t0 = Instant::now();
+                let w: Result<Value, _> = agent
+                    .get(&format!("{url}/api/v1/work?id={id}"))
+                    .call()
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| r.into_json::<Value>().map_err(|e| e.to_string()));
+                let t1 = Instant::now();
+                let Ok(w) = w else {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                };
+                let Some(p) = w["package"].as_str() else {
+                    continue;
+                };
+                let body = json!({"id": id, "package": p, "status": "success", "build_duration_s": 1.0});
+                let c: Result<Value, _> = agent
+                    .post(&format!("{url}/api/v1/complete"))
+                    .send_json(body)
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| r.into_json::<Value>().map_err(|e| e.to_string()));
+                let t2 = Instant::now();
+                match c {
+                    Ok(v) if v["accepted"] == true => {
+                        if measuring.load(Ordering::Relaxed) {
+                            cycles.fetch_add(1, Ordering::Relaxed);
+                            mine.push((t1 - t0).as_micros() as u32);
+                            mine.push((t2 - t1).as_micros() as u32);
+                        }
+                    }
+                    _ => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            if let Ok(mut l) = lat.lock() {
+                l.samples.extend(mine);
+            }
+        }));
+    }
+    // Background heartbeats: `background` drones, each every `heartbeat_s`.
+    let hb_sent = Arc::new(AtomicU64::new(0));
+    if a.background > 0 {
+        for t in 0..4usize {
+            let (url, stop, errors, hb_sent) = (url.clone(), stop.clone(), errors.clone(), hb_sent.clone());
+            let (n, every) = (a.background, a.heartbeat_s.max(1));
+            threads.push(std::thread::spawn(move || {
+                let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(30)).build();
+                let mine: Vec<usize> = (0..n).filter(|i| i % 4 == t).collect();
+                let gap = Duration::from_secs_f64(every as f64 / mine.len().max(1) as f64);
+                let mut k = 0usize;
+                while !stop.load(Ordering::Relaxed) {
+                    let Some(i) = mine.get(k % mine.len().max(1)) else { break };
+                    let name = format!("idle-{i}");
+                    let r = agent
+                        .post(&format!("{url}/api/v1/register"))
+                        .send_json(json!({"id": name, "name": name, "metrics": {"load_1m": 0.1}}));
+                    if r.is_err() {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        hb_sent.fetch_add(1, Ordering::Relaxed);
+                    }
+                    k += 1;
+                    std::thread::sleep(gap);
+                }
+            }));
+        }
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let errors_before = errors.load(Ordering::Relaxed);
+    let hb_before = hb_sent.load(Ordering::Relaxed);
+    measuring.store(true, Ordering::Relaxed);
+    let t0 = Instant::now();
+    for s in 0..a.seconds {
+        std::thread::sleep(Duration::from_secs(1));
+        if !a.json {
+            eprintln!("  {:>3}s  {} cycles", s + 1, cycles.load(Ordering::Relaxed));
+        }
+    }
+    measuring.store(false, Ordering::Relaxed);
+    let elapsed = t0.elapsed().as_secs_f64();
+    let done = cycles.load(Ordering::Relaxed);
+    let errs = errors.load(Ordering::Relaxed) - errors_before;
+    let hbs = hb_sent.load(Ordering::Relaxed) - hb_before;
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        let _ = t.join();
+    }
+    running.shutdown();
+    let mut samples = lat.lock().map(|l| l.samples.clone()).unwrap_or_default();
+    samples.sort_unstable();
+    let pct = |p: f64| -> f64 {
+        if samples.is_empty() {
+            return 0.0;
+        }
+        let i = ((samples.len() as f64 - 1.0) * p).round() as usize;
+        f64::from(samples[i.min(samples.len() - 1)]) / 1000.0
+    };
+    let out = json!({
+        "drones": a.drones,
+        "background_drones": a.background,
+        "background_heartbeats_per_s": hbs as f64 / elapsed,
+        "synchronous": a.synchronous,
+        "seconds": elapsed,
+        "cycles": done,
+        "cycles_per_s": done as f64 / elapsed,
+        "requests_per_s": 2.0 * done as f64 / elapsed,
+        "latency_ms": {"p50": pct(0.50), "p90": pct(0.90), "p99": pct(0.99), "max": pct(1.0)},
+        "errors": errs,
+    });
+    if a.json {
+        println!("{out}");
+    } else {
+        println!(
+            "{} drones (+{} heartbeating), synchronous={}: {:.0} cycles/s ({:.0} requests/s), latency p50 {:.2} ms, p99 {:.2} ms, max {:.1} ms, errors {}",
+            a.drones,
+            a.background,
+            a.synchronous,
+            done as f64 / elapsed,
+            2.0 * done as f64 / elapsed,
+            pct(0.5),
+            pct(0.99),
+            pct(1.0),
+            errs
+        );
+    }
+    Ok(())
+}

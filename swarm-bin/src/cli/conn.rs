@@ -1,0 +1,266 @@
+//! Finding the server and the admin token without flags on the server's own
+//! host, and turning client errors into sentences with the next step in them.
+
+use anyhow::Context;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use swarm_net::client::{Client, ClientError};
+
+/// Where `swarm serve` listens unless told otherwise.
+pub(crate) const DEFAULT_URL: &str = "http://127.0.0.1:8100";
+
+/// The token file's name inside a data directory.
+const TOKEN_FILE_NAME: &str = "admin.token";
+
+/// `--server` and `--timeout-s`, shared by every command that talks to the server.
+#[derive(clap::Args, Clone, Debug)]
+pub(crate) struct ServerArgs {
+    /// The server's URL [default: $SWARM_URL, else v3's $SWARMV3_URL, else http://127.0.0.1:8100].
+    #[arg(long, value_name = "URL")]
+    pub(crate) server: Option<String>,
+    /// Give up on an answer after this many seconds.
+    #[arg(long, value_name = "S", default_value_t = 10)]
+    pub(crate) timeout_s: u64,
+}
+
+/// The server plus the admin token, for commands that change things.
+#[derive(clap::Args, Clone, Debug)]
+pub(crate) struct AdminArgs {
+    #[command(flatten)]
+    pub(crate) server: ServerArgs,
+    /// The admin token (visible in `ps`: prefer --token-file or $SWARM_ADMIN_TOKEN)
+    /// [default: $SWARM_ADMIN_TOKEN, else the server's admin.token file on this host].
+    #[arg(long, value_name = "TOKEN", conflicts_with = "token_file")]
+    pub(crate) token: Option<String>,
+    /// Read the admin token from this file.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) token_file: Option<PathBuf>,
+}
+
+/// Reads one environment variable; empty counts as unset.
+pub(crate) fn env_var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+/// The server URL: the flag, then `SWARM_URL`, then `SWARMV3_URL`, then the
+/// default. A bare `host:port` gets `http://`.
+pub(crate) fn server_url(flag: Option<&str>, env: &dyn Fn(&str) -> Option<String>) -> String {
+    let raw = flag
+        .map(str::to_owned)
+        .or_else(|| env("SWARM_URL"))
+        .or_else(|| env("SWARMV3_URL"))
+        .unwrap_or_else(|| DEFAULT_URL.to_owned());
+    let raw = raw.trim();
+    let url = if raw.contains("://") {
+        raw.to_owned()
+    } else {
+        format!("http://{raw}")
+    };
+    url.trim_end_matches('/').to_owned()
+}
+
+impl ServerArgs {
+    /// The resolved server URL.
+    pub(crate) fn url(&self) -> String {
+        server_url(self.server.as_deref(), &env_var)
+    }
+
+    /// A client without credentials, for the read endpoints.
+    pub(crate) fn client(&self) -> Client {
+        Client::new(self.url(), Duration::from_secs(self.timeout_s.max(1)))
+    }
+}
+
+/// An admin client and where its token came from, so a refusal can say which
+/// token was wrong.
+pub(crate) struct AdminClient {
+    pub(crate) client: Client,
+    pub(crate) token_source: String,
+}
+
+impl AdminArgs {
+    /// A client carrying the admin token, or an error listing where it looked.
+    pub(crate) fn client(&self) -> anyhow::Result<AdminClient> {
+        let (token, token_source) =
+            find_token(self.token.as_deref(), self.token_file.as_deref(), &env_var)?;
+        Ok(AdminClient {
+            client: self.server.client().with_admin_token(Some(token)),
+            token_source,
+        })
+    }
+}
+
+/// Where `swarm serve` keeps its token on this host, in the order it is
+/// looked for: the data dir named by `$SWARM_DATA_DIR`, the system data dir,
+/// the user's data dir, and `./swarm-data` (a server started here by hand).
+pub(crate) fn token_candidates(env: &dyn Fn(&str) -> Option<String>) -> Vec<PathBuf> {
+    let mut paths = Vec::new();
+    if let Some(dir) = env("SWARM_DATA_DIR") {
+        paths.push(PathBuf::from(dir).join(TOKEN_FILE_NAME));
+    }
+    paths.push(PathBuf::from("/var/lib/swarm").join(TOKEN_FILE_NAME));
+    if let Some(xdg) = env("XDG_DATA_HOME") {
+        paths.push(PathBuf::from(xdg).join("swarm").join(TOKEN_FILE_NAME));
+    } else if let Some(home) = env("HOME") {
+        paths.push(
+            PathBuf::from(home)
+                .join(".local/share/swarm")
+                .join(TOKEN_FILE_NAME),
+        );
+    }
+    paths.push(PathBuf::from("swarm-data").join(TOKEN_FILE_NAME));
+    paths
+}
+
+/// The admin token and a description of its source: `--token`, then
+/// `--token-file`, then `$SWARM_ADMIN_TOKEN` (or v3's `$ADMIN_SECRET`), then
+/// the first readable token file among [`token_candidates`].
+pub(crate) fn find_token(
+    flag: Option<&str>,
+    file: Option<&Path>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> anyhow::Result<(String, String)> {
+    if let Some(token) = flag {
+        let token = token.trim();
+        anyhow::ensure!(!token.is_empty(), "--token is empty");
+        return Ok((token.to_owned(), "--token".to_owned()));
+    }
+    if let Some(path) = file {
+        return read_token(path).map(|t| (t, format!("--token-file {}", path.display())));
+    }
+    for var in ["SWARM_ADMIN_TOKEN", "ADMIN_SECRET"] {
+        if let Some(token) = env(var) {
+            return Ok((token.trim().to_owned(), format!("${var}")));
+        }
+    }
+    let candidates = token_candidates(env);
+    for path in &candidates {
+        match std::fs::metadata(path) {
+            Ok(m) if m.is_file() => {
+                return read_token(path).map(|t| (t, path.display().to_string()));
+            }
+            _ => continue,
+        }
+    }
+    let looked: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
+    anyhow::bail!(
+        "no admin token: pass --token-file FILE or set SWARM_ADMIN_TOKEN (no token file in {}; \
+         `swarm serve` writes one to its data directory on first start)",
+        looked.join(", ")
+    )
+}
+
+fn read_token(path: &Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the admin token file {}", path.display()))?;
+    let token = text.trim();
+    anyhow::ensure!(
+        !token.is_empty(),
+        "the admin token file {} is empty",
+        path.display()
+    );
+    Ok(token.to_owned())
+}
+
+/// A read call's error, as is: the client's message already names the URL,
+/// the cause and, when nothing answered, asks whether `swarm serve` runs.
+pub(crate) fn read_error(e: ClientError) -> anyhow::Error {
+    anyhow::Error::new(e)
+}
+
+/// An admin call's error; a refused token names where it came from.
+pub(crate) fn admin_error(e: ClientError, token_source: &str) -> anyhow::Error {
+    match e.status() {
+        Some(401 | 403) => anyhow::Error::new(e).context(format!(
+            "the server refused the admin token from {token_source}"
+        )),
+        _ => anyhow::Error::new(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: BTreeMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn the_flag_beats_swarm_url_which_beats_the_v3_name() {
+        let env = env_of(&[("SWARM_URL", "http://a:1"), ("SWARMV3_URL", "http://b:2")]);
+        assert_eq!(server_url(Some("http://c:3/"), &env), "http://c:3");
+        assert_eq!(server_url(None, &env), "http://a:1");
+        let env = env_of(&[("SWARMV3_URL", "http://b:2")]);
+        assert_eq!(server_url(None, &env), "http://b:2");
+        assert_eq!(server_url(None, &env_of(&[])), DEFAULT_URL);
+    }
+
+    #[test]
+    fn a_bare_host_and_port_gets_a_scheme() {
+        assert_eq!(
+            server_url(Some("build-host:8100"), &env_of(&[])),
+            "http://build-host:8100"
+        );
+    }
+
+    #[test]
+    fn token_files_are_looked_for_where_the_server_writes_them() {
+        let env = env_of(&[("SWARM_DATA_DIR", "/srv/swarm"), ("HOME", "/home/op")]);
+        let paths = token_candidates(&env);
+        let shown: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+        assert_eq!(
+            shown,
+            [
+                "/srv/swarm/admin.token",
+                "/var/lib/swarm/admin.token",
+                "/home/op/.local/share/swarm/admin.token",
+                "swarm-data/admin.token",
+            ]
+        );
+        let env = env_of(&[("XDG_DATA_HOME", "/x"), ("HOME", "/home/op")]);
+        assert!(token_candidates(&env).contains(&PathBuf::from("/x/swarm/admin.token")));
+    }
+
+    #[test]
+    fn a_token_is_taken_from_the_flag_the_file_then_the_environment() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("t");
+        std::fs::write(&file, "  s3cret\n").expect("write");
+        let env = env_of(&[("SWARM_ADMIN_TOKEN", "from-env")]);
+        let (t, src) = find_token(Some("flag"), None, &env).expect("flag");
+        assert_eq!((t.as_str(), src.as_str()), ("flag", "--token"));
+        let (t, _) = find_token(None, Some(&file), &env).expect("file");
+        assert_eq!(t, "s3cret");
+        let (t, src) = find_token(None, None, &env).expect("env");
+        assert_eq!(
+            (t.as_str(), src.as_str()),
+            ("from-env", "$SWARM_ADMIN_TOKEN")
+        );
+    }
+
+    #[test]
+    fn the_data_dir_token_file_is_found_without_flags() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join("admin.token"), "abc\n").expect("write");
+        let data = dir.path().to_str().expect("utf-8").to_owned();
+        let env = env_of(&[("SWARM_DATA_DIR", &data)]);
+        let (t, src) = find_token(None, None, &env).expect("found");
+        assert_eq!(t, "abc");
+        assert!(src.ends_with("admin.token"), "{src}");
+    }
+
+    #[test]
+    fn an_empty_token_file_is_refused_by_name() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("empty.token");
+        std::fs::write(&file, "\n").expect("write");
+        let err = find_token(None, Some(&file), &env_of(&[])).expect_err("empty");
+        assert!(err.to_string().contains("empty.token is empty"), "{err}");
+    }
+}

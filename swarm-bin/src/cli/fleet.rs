@@ -1,0 +1,173 @@
+//! `swarm fleet`: every drone, its liveness and load, and what it is building.
+
+use super::conn::{read_error, ServerArgs};
+use super::fmt::{ago, duration, emit, emit_json, load, percent, Align, Table};
+use swarm_net::client::admin::Node;
+
+#[derive(clap::Args, Debug)]
+pub(crate) struct FleetArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+    /// Print the server's JSON instead of tables.
+    #[arg(long)]
+    json: bool,
+}
+
+pub(crate) fn run(args: FleetArgs) -> anyhow::Result<()> {
+    let answer = args.server.client().nodes().map_err(read_error)?;
+    if args.json {
+        return emit_json(&answer.raw);
+    }
+    emit(&render(&answer.body.nodes, super::fmt::now_ms()))
+}
+
+/// Why a drone may not be taking work, in a few words.
+pub(crate) fn notes(n: &Node, now_ms: u64) -> String {
+    let mut notes = Vec::new();
+    if n.paused {
+        notes.push("paused".to_owned());
+    }
+    if n.drained {
+        notes.push("drained".to_owned());
+    }
+    if let Some(until) = n.grounded_until.filter(|u| *u > now_ms) {
+        notes.push(format!("grounded, back {}", ago(now_ms, until)));
+    }
+    if n.escalation_steps > 0 {
+        notes.push(format!("escalation step {}", n.escalation_steps));
+    }
+    if n.consecutive_failures > 0 {
+        notes.push(format!("{} failures in a row", n.consecutive_failures));
+    }
+    if let Some(why) = &n.no_work {
+        if notes.is_empty() {
+            notes.push(why.clone());
+        }
+    }
+    notes.join(", ")
+}
+
+/// The drone table, then one row per lease; pure so its layout is tested.
+pub(crate) fn render(nodes: &[Node], now_ms: u64) -> String {
+    if nodes.is_empty() {
+        return "no drones registered\n".to_owned();
+    }
+    let mut t = Table::new(&[
+        ("NAME", Align::Left),
+        ("STATUS", Align::Left),
+        ("HEALTH", Align::Left),
+        ("SLOTS", Align::Right),
+        ("LEASES", Align::Right),
+        ("LOAD", Align::Right),
+        ("MEM", Align::Right),
+        ("DISK", Align::Right),
+        ("OK", Align::Right),
+        ("FAILED", Align::Right),
+        ("SEEN", Align::Left),
+        ("ADDRESS", Align::Left),
+        ("NOTES", Align::Left),
+    ]);
+    for n in nodes {
+        t.row(vec![
+            n.name.clone(),
+            n.status.clone(),
+            n.health.clone(),
+            n.slots.to_string(),
+            n.leases.len().to_string(),
+            load(n.load_centi),
+            percent(n.mem_percent),
+            percent(n.disk_percent),
+            n.builds_ok.to_string(),
+            n.builds_failed.to_string(),
+            ago(now_ms, n.last_heartbeat),
+            n.address.clone().unwrap_or_else(|| "-".to_owned()),
+            notes(n, now_ms),
+        ]);
+    }
+    let mut out = t.render();
+    let mut builds = Table::new(&[
+        ("DRONE", Align::Left),
+        ("LEASE", Align::Right),
+        ("PACKAGE", Align::Left),
+        ("STATE", Align::Left),
+        ("ELAPSED", Align::Right),
+    ]);
+    for n in nodes {
+        for l in &n.leases {
+            let (state, since) = match l.started_at {
+                Some(at) => ("building", at),
+                None => ("leased", l.issued_at),
+            };
+            builds.row(vec![
+                n.name.clone(),
+                l.lease.to_string(),
+                l.package.clone(),
+                state.to_owned(),
+                duration(now_ms.saturating_sub(since)),
+            ]);
+        }
+    }
+    if !builds.is_empty() {
+        out.push('\n');
+        out += &builds.render();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use swarm_net::client::admin::Lease;
+
+    #[test]
+    fn the_fleet_lists_drones_then_their_builds() {
+        let now = 10_000_000;
+        let nodes = vec![
+            Node {
+                name: "alpha".into(),
+                status: "online".into(),
+                health: "healthy".into(),
+                slots: 2,
+                last_heartbeat: now - 12_000,
+                load_centi: Some(150),
+                mem_percent: Some(40),
+                disk_percent: Some(61),
+                builds_ok: 12,
+                builds_failed: 1,
+                address: Some("10.0.0.5".into()),
+                leases: vec![Lease {
+                    lease: 7,
+                    package: "=dev-libs/foo-1.0".into(),
+                    drone: "alpha".into(),
+                    issued_at: now - 300_000,
+                    started_at: Some(now - 252_000),
+                }],
+                ..Node::default()
+            },
+            Node {
+                name: "bravo".into(),
+                status: "suspect".into(),
+                health: "degraded".into(),
+                slots: 1,
+                last_heartbeat: now - 95_000,
+                drained: true,
+                grounded_until: Some(now + 60_000),
+                ..Node::default()
+            },
+        ];
+        assert_eq!(
+            render(&nodes, now),
+            "NAME   STATUS   HEALTH    SLOTS  LEASES  LOAD  MEM  DISK  OK  FAILED  SEEN       ADDRESS   NOTES\n\
+             alpha  online   healthy       2       1  1.50  40%   61%  12       1  12s ago    10.0.0.5\n\
+             bravo  suspect  degraded      1       0     -    -     -   0       0  1m35s ago  -         drained, grounded, back in 1m00s\n\
+             \n\
+             DRONE  LEASE  PACKAGE            STATE     ELAPSED\n\
+             alpha      7  =dev-libs/foo-1.0  building    4m12s\n"
+        );
+    }
+
+    #[test]
+    fn an_empty_fleet_says_so() {
+        assert_eq!(render(&[], 0), "no drones registered\n");
+    }
+}

@@ -1,0 +1,279 @@
+//! Human output: aligned tables, short durations (`4m12s`), relative times
+//! (`12s ago`), and a stdout writer that a closed pipe does not crash.
+
+use anyhow::Context;
+use serde_json::Value;
+use std::io::Write as _;
+
+/// Writes to stdout; a reader that went away (`swarm history | head`) ends
+/// the output quietly instead of panicking like `println!`.
+pub(crate) fn emit(text: &str) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other.context("writing to stdout"),
+    }
+}
+
+/// Prints the server's JSON, pretty, as `--json` promises.
+pub(crate) fn emit_json(value: &Value) -> anyhow::Result<()> {
+    emit(&(serde_json::to_string_pretty(value)? + "\n"))
+}
+
+/// Milliseconds since the epoch by this machine's clock.
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// A duration for a table cell: `850ms`, `42s`, `4m12s`, `2h05m`, `3d04h`.
+pub(crate) fn duration(ms: u64) -> String {
+    let s = ms / 1000;
+    match s {
+        _ if ms < 1000 => format!("{ms}ms"),
+        0..=59 => format!("{s}s"),
+        60..=3_599 => format!("{}m{:02}s", s / 60, s % 60),
+        3_600..=86_399 => format!("{}h{:02}m", s / 3_600, (s % 3_600) / 60),
+        _ => format!("{}d{:02}h", s / 86_400, (s % 86_400) / 3_600),
+    }
+}
+
+/// A signed millisecond figure (store rows) as a duration; negatives are
+/// clock skew and show as zero.
+pub(crate) fn duration_i(ms: i64) -> String {
+    duration(u64::try_from(ms).unwrap_or(0))
+}
+
+/// `at_ms` relative to `now_ms`: `12s ago`, `in 3m00s`, `just now`, or
+/// `never` for a zero timestamp (a drone that never heartbeat).
+pub(crate) fn ago(now_ms: u64, at_ms: u64) -> String {
+    if at_ms == 0 {
+        return "never".to_owned();
+    }
+    if at_ms > now_ms {
+        let d = at_ms - now_ms;
+        return if d < 1000 {
+            "just now".to_owned()
+        } else {
+            format!("in {}", duration(d))
+        };
+    }
+    let d = now_ms - at_ms;
+    if d < 1000 {
+        "just now".to_owned()
+    } else {
+        format!("{} ago", duration(d))
+    }
+}
+
+/// [`ago`] for a signed store timestamp.
+pub(crate) fn ago_i(now_ms: u64, at_ms: i64) -> String {
+    ago(now_ms, u64::try_from(at_ms).unwrap_or(0))
+}
+
+/// `HH:MM:SS` (UTC) of a timestamp, for a followed feed whose lines must not
+/// age.
+pub(crate) fn clock(at_ms: u64) -> String {
+    let s = at_ms / 1000;
+    format!("{:02}:{:02}:{:02}", (s / 3_600) % 24, (s / 60) % 60, s % 60)
+}
+
+/// `YYYY-MM-DD HH:MM:SSZ` of a timestamp (UTC).
+pub(crate) fn datetime(at_ms: u64) -> String {
+    let secs = at_ms / 1000;
+    let days = i64::try_from(secs / 86_400).unwrap_or(0);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02} {}Z", clock(at_ms))
+}
+
+/// Replaces control characters (a newline in a failure detail, an escape
+/// sequence a drone sent) so one cell stays one line and cannot drive the
+/// terminal, and shortens it to `max` characters with an ellipsis.
+pub(crate) fn cell(text: &str, max: usize) -> String {
+    let clean: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if clean.chars().count() > max && max > 0 {
+        let mut short: String = clean.chars().take(max - 1).collect();
+        short.push('…');
+        short
+    } else {
+        clean
+    }
+}
+
+/// A JSON value as one short line: strings bare, objects as `k=v` pairs.
+pub(crate) fn compact(v: &Value) -> String {
+    match v {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        Value::Object(map) => map
+            .iter()
+            .map(|(k, v)| match v {
+                // An exact atom starts with `=`: quoted, `package="=a/b-1"`
+                // reads better than `package==a/b-1`.
+                Value::String(s) if s.starts_with('=') || s.contains(' ') => {
+                    format!("{k}={v}")
+                }
+                Value::String(s) => format!("{k}={s}"),
+                other => format!("{k}={other}"),
+            })
+            .collect::<Vec<_>>()
+            .join(" "),
+        other => other.to_string(),
+    }
+}
+
+/// How a column is aligned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Align {
+    /// Text.
+    Left,
+    /// Numbers.
+    Right,
+}
+
+/// An aligned text table: a header row, then rows; columns two spaces apart,
+/// no trailing blanks.
+#[derive(Debug)]
+pub(crate) struct Table {
+    header: Vec<(&'static str, Align)>,
+    rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    pub(crate) fn new(header: &[(&'static str, Align)]) -> Table {
+        Table {
+            header: header.to_vec(),
+            rows: Vec::new(),
+        }
+    }
+
+    /// Adds a row; cells are cleaned of control characters.
+    pub(crate) fn row(&mut self, cells: Vec<String>) {
+        self.rows
+            .push(cells.iter().map(|c| cell(c, usize::MAX)).collect());
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    pub(crate) fn render(&self) -> String {
+        let n = self.header.len();
+        let mut widths: Vec<usize> = self.header.iter().map(|(h, _)| h.chars().count()).collect();
+        for row in &self.rows {
+            for (w, c) in widths.iter_mut().zip(row) {
+                *w = (*w).max(c.chars().count());
+            }
+        }
+        let line = |cells: &mut dyn Iterator<Item = &str>| -> String {
+            let mut parts = Vec::with_capacity(n);
+            for (i, c) in cells.enumerate().take(n) {
+                let (w, align) = (widths[i], self.header[i].1);
+                let pad = w.saturating_sub(c.chars().count());
+                parts.push(match align {
+                    Align::Left => format!("{c}{}", " ".repeat(pad)),
+                    Align::Right => format!("{}{c}", " ".repeat(pad)),
+                });
+            }
+            parts.join("  ").trim_end().to_owned() + "\n"
+        };
+        let mut out = line(&mut self.header.iter().map(|(h, _)| *h));
+        for row in &self.rows {
+            out += &line(&mut row.iter().map(String::as_str));
+        }
+        out
+    }
+}
+
+/// `12%` or `-` when unknown.
+pub(crate) fn percent(p: Option<u32>) -> String {
+    p.map(|p| format!("{p}%")).unwrap_or_else(|| "-".to_owned())
+}
+
+/// Load ×100 as `1.50`, or `-`.
+pub(crate) fn load(centi: Option<u32>) -> String {
+    centi
+        .map(|c| format!("{}.{:02}", c / 100, c % 100))
+        .unwrap_or_else(|| "-".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_are_short_and_carry_the_next_unit() {
+        assert_eq!(duration(0), "0ms");
+        assert_eq!(duration(850), "850ms");
+        assert_eq!(duration(42_000), "42s");
+        assert_eq!(duration(252_000), "4m12s");
+        assert_eq!(duration(3_600_000 + 5 * 60_000), "1h05m");
+        assert_eq!(duration(3 * 86_400_000 + 4 * 3_600_000), "3d04h");
+        assert_eq!(duration_i(-5), "0ms");
+    }
+
+    #[test]
+    fn times_are_relative_to_now() {
+        let now = 1_000_000_000;
+        assert_eq!(ago(now, now - 12_000), "12s ago");
+        assert_eq!(ago(now, now - 252_000), "4m12s ago");
+        assert_eq!(ago(now, now - 300), "just now");
+        assert_eq!(ago(now, now + 180_000), "in 3m00s");
+        assert_eq!(ago(now, 0), "never");
+    }
+
+    #[test]
+    fn dates_are_utc_calendar_dates() {
+        assert_eq!(datetime(0), "1970-01-01 00:00:00Z");
+        // 2026-02-17 14:03:12 UTC.
+        assert_eq!(datetime(1_771_336_992_000), "2026-02-17 14:03:12Z");
+        assert_eq!(datetime(951_782_400_000), "2000-02-29 00:00:00Z");
+    }
+
+    #[test]
+    fn tables_align_text_left_and_numbers_right() {
+        let mut t = Table::new(&[
+            ("NAME", Align::Left),
+            ("BUILDS", Align::Right),
+            ("NOTE", Align::Left),
+        ]);
+        t.row(vec!["alpha".into(), "7".into(), "".into()]);
+        t.row(vec!["b".into(), "1234".into(), "line\nbreak".into()]);
+        assert_eq!(
+            t.render(),
+            "NAME   BUILDS  NOTE\n\
+             alpha       7\n\
+             b        1234  line break\n"
+        );
+    }
+
+    #[test]
+    fn long_cells_are_shortened_and_escapes_defused() {
+        assert_eq!(cell("abcdef", 4), "abc…");
+        assert_eq!(cell("\u{1b}[2Jx", 10), " [2Jx");
+    }
+
+    #[test]
+    fn json_bodies_compact_to_one_line() {
+        let v = serde_json::json!({"event": "built", "duration_ms": 5});
+        assert_eq!(compact(&v), "duration_ms=5 event=built");
+        let v = serde_json::json!({"package": "=a/b-1", "summary": "blocked it"});
+        assert_eq!(compact(&v), r#"package="=a/b-1" summary="blocked it""#);
+        assert_eq!(load(Some(150)), "1.50");
+        assert_eq!(percent(None), "-");
+    }
+}

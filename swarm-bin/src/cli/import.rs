@@ -1,0 +1,481 @@
+//! Parsing the package lists `swarm queue import` accepts: `emerge --pretend`
+//! output, a JSON list, or a TOML file. Pure functions from text to validated
+//! [`PackageSpec`]s, so every format is tested without a server.
+//!
+//! `emerge --pretend` prints packages in merge order, which says nothing a
+//! scheduler can rely on about which package needs which; so a flat listing
+//! gives packages without dependencies. With `--tree`, a line indented deeper
+//! than the one above it is a dependency of the nearest shallower line above,
+//! and those edges are kept.
+
+use anyhow::Context;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use swarm_core::{Atom, PackageSpec};
+
+/// Which parser reads the input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Format {
+    /// By file extension, then by content.
+    Auto,
+    /// `emerge --pretend [--tree]` output.
+    Emerge,
+    /// A JSON list of atoms or {atom, deps, priority, estimate_s} objects.
+    Json,
+    /// A TOML file of [[package]] tables.
+    Toml,
+}
+
+/// Parses `text` in `format`; `name` (a file name or `-`) only guides `Auto`.
+pub(crate) fn parse(text: &str, format: Format, name: &str) -> anyhow::Result<Vec<PackageSpec>> {
+    match format {
+        Format::Emerge => parse_emerge(text),
+        Format::Json => parse_json(text),
+        Format::Toml => parse_toml(text),
+        Format::Auto => {
+            let format = detect(text, name);
+            parse(text, format, name)
+                .with_context(|| format!("reading {name} as {}", format_name(format)))
+        }
+    }
+}
+
+fn format_name(f: Format) -> &'static str {
+    match f {
+        Format::Auto => "auto",
+        Format::Emerge => "emerge --pretend output",
+        Format::Json => "JSON",
+        Format::Toml => "TOML",
+    }
+}
+
+/// Guesses the format: the extension if it says, else the content. An emerge
+/// line also starts with `[`, so JSON is recognised by what follows the
+/// bracket.
+pub(crate) fn detect(text: &str, name: &str) -> Format {
+    let lower = name.to_ascii_lowercase();
+    if lower.ends_with(".json") {
+        return Format::Json;
+    }
+    if lower.ends_with(".toml") {
+        return Format::Toml;
+    }
+    let body = strip_ansi(text);
+    if body.lines().any(|l| package_line(l).is_some()) {
+        return Format::Emerge;
+    }
+    let t = body.trim_start();
+    let after_bracket = t.strip_prefix('[').map(str::trim_start);
+    if t.starts_with('{') || after_bracket.is_some_and(|r| r.starts_with(['"', '{', ']'])) {
+        return Format::Json;
+    }
+    if body.contains("[[package]]") {
+        return Format::Toml;
+    }
+    Format::Emerge
+}
+
+/// One `[ebuild ...] cat/pkg-ver...` line: its indentation after the bracket,
+/// whether it is merged (else it is a tree parent shown for structure), and
+/// the atom text.
+#[derive(Debug, PartialEq, Eq)]
+struct EmergeLine<'a> {
+    indent: usize,
+    merged: bool,
+    atom: &'a str,
+}
+
+fn package_line(line: &str) -> Option<EmergeLine<'_>> {
+    let line = line.trim_end();
+    let rest = line.trim_start().strip_prefix('[')?;
+    let close = rest.find(']')?;
+    let (inside, after) = (&rest[..close], &rest[close + 1..]);
+    let kind = inside.split_whitespace().next()?;
+    let merged = match kind {
+        "ebuild" | "binary" => true,
+        "nomerge" => false,
+        // blocks, uninstall and anything else name no package to build.
+        _ => return None,
+    };
+    let text = after.strip_prefix(' ').unwrap_or(after);
+    let indent = text.len() - text.trim_start().len();
+    let token = text.split_whitespace().next()?;
+    // `cat/pkg-1.0:slot/sub::repo`: a versioned atom already names the slot.
+    let atom = token.split(':').next().unwrap_or(token);
+    atom.contains('/').then_some(EmergeLine {
+        indent,
+        merged,
+        atom,
+    })
+}
+
+/// Removes colour escapes (`emerge --color y`, or output pasted from a
+/// terminal).
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            if chars.peek() == Some(&'[') {
+                chars.next();
+                for c in chars.by_ref() {
+                    if c.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            }
+            continue;
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// `emerge --pretend [--verbose] [--tree]` output.
+pub(crate) fn parse_emerge(text: &str) -> anyhow::Result<Vec<PackageSpec>> {
+    let text = strip_ansi(text);
+    let mut list = Specs::default();
+    // (indent, atom if merged) of the open tree branch.
+    let mut stack: Vec<(usize, Option<Atom>)> = Vec::new();
+    let mut seen_any = false;
+    for (i, raw) in text.lines().enumerate() {
+        let Some(line) = package_line(raw) else {
+            continue;
+        };
+        seen_any = true;
+        let atom = Atom::parse(line.atom).with_context(|| format!("line {}", i + 1))?;
+        while stack.last().is_some_and(|(ind, _)| *ind >= line.indent) {
+            stack.pop();
+        }
+        let parent = stack.last().and_then(|(_, a)| a.clone());
+        if line.merged {
+            list.add(PackageSpec::new(atom.clone()));
+            if let Some(parent) = parent {
+                list.add_dep(&parent, atom.clone());
+            }
+        }
+        stack.push((line.indent, line.merged.then_some(atom)));
+    }
+    anyhow::ensure!(
+        seen_any,
+        "no package lines: expected `[ebuild  N     ] cat/pkg-1.0` lines as `emerge --pretend` prints them"
+    );
+    list.finish()
+}
+
+/// An entry of a JSON or TOML list.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Entry {
+    Atom(String),
+    Full(FullEntry),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FullEntry {
+    atom: String,
+    #[serde(default)]
+    deps: Vec<String>,
+    #[serde(default)]
+    priority: i32,
+    #[serde(default)]
+    estimate_s: Option<u64>,
+}
+
+/// The JSON forms: a list, or `{"packages": [...]}` as `POST /api/v1/queue` takes it.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum JsonDoc {
+    List(Vec<serde_json::Value>),
+    Body { packages: Vec<serde_json::Value> },
+}
+
+fn entry(value: serde_json::Value, index: usize) -> anyhow::Result<Entry> {
+    // Untagged enums hide the inner error, so an object is parsed on its own
+    // to name the offending field.
+    if value.is_object() {
+        return serde_json::from_value::<FullEntry>(value)
+            .map(Entry::Full)
+            .with_context(|| format!("package #{}", index + 1));
+    }
+    serde_json::from_value::<Entry>(value).with_context(|| {
+        format!(
+            "package #{}: expected an atom string or an object with atom, deps, priority, estimate_s",
+            index + 1
+        )
+    })
+}
+
+/// `["=cat/a-1", {"atom": "=cat/b-2", "deps": ["=cat/a-1"], "priority": 5, "estimate_s": 600}]`.
+pub(crate) fn parse_json(text: &str) -> anyhow::Result<Vec<PackageSpec>> {
+    let doc: JsonDoc = serde_json::from_str(text)
+        .context("expected a JSON list of packages, or {\"packages\": [...]}")?;
+    let (JsonDoc::List(values) | JsonDoc::Body { packages: values }) = doc;
+    let entries = values
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| entry(v, i))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    from_entries(entries)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TomlDoc {
+    #[serde(default)]
+    package: Vec<FullEntry>,
+}
+
+/// `[[package]]` tables with `atom`, and optionally `deps`, `priority`, `estimate_s`.
+pub(crate) fn parse_toml(text: &str) -> anyhow::Result<Vec<PackageSpec>> {
+    let doc: TomlDoc = toml::from_str(text).context("expected [[package]] tables")?;
+    anyhow::ensure!(
+        !doc.package.is_empty(),
+        "no [[package]] tables: write `[[package]]` then `atom = \"cat/pkg-1.0\"`"
+    );
+    from_entries(doc.package.into_iter().map(Entry::Full).collect())
+}
+
+fn from_entries(entries: Vec<Entry>) -> anyhow::Result<Vec<PackageSpec>> {
+    let mut list = Specs::default();
+    for (i, e) in entries.into_iter().enumerate() {
+        let at = || format!("package #{}", i + 1);
+        let spec = match e {
+            Entry::Atom(a) => PackageSpec::new(Atom::parse(&a).with_context(at)?),
+            Entry::Full(f) => PackageSpec {
+                atom: Atom::parse(&f.atom).with_context(at)?,
+                deps: f
+                    .deps
+                    .iter()
+                    .map(|d| Atom::parse(d).with_context(|| format!("{}: deps", at())))
+                    .collect::<anyhow::Result<_>>()?,
+                priority: f.priority,
+                estimate_s: f.estimate_s,
+            },
+        };
+        list.add(spec);
+    }
+    list.finish()
+}
+
+/// Packages in first-seen order; a package listed twice is merged (deps
+/// united, the higher priority and the known estimate kept).
+#[derive(Default)]
+struct Specs {
+    order: Vec<Atom>,
+    by_atom: BTreeMap<Atom, PackageSpec>,
+}
+
+impl Specs {
+    fn add(&mut self, spec: PackageSpec) {
+        match self.by_atom.get_mut(&spec.atom) {
+            Some(have) => {
+                for d in spec.deps {
+                    if !have.deps.contains(&d) {
+                        have.deps.push(d);
+                    }
+                }
+                have.priority = have.priority.max(spec.priority);
+                have.estimate_s = have.estimate_s.or(spec.estimate_s);
+            }
+            None => {
+                self.order.push(spec.atom.clone());
+                self.by_atom.insert(spec.atom.clone(), spec);
+            }
+        }
+    }
+
+    fn add_dep(&mut self, of: &Atom, dep: Atom) {
+        if let Some(p) = self.by_atom.get_mut(of) {
+            if !p.deps.contains(&dep) && *of != dep {
+                p.deps.push(dep);
+            }
+        }
+    }
+
+    fn finish(mut self) -> anyhow::Result<Vec<PackageSpec>> {
+        anyhow::ensure!(!self.order.is_empty(), "the list is empty");
+        Ok(self
+            .order
+            .iter()
+            .filter_map(|a| self.by_atom.remove(a))
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn atoms(specs: &[PackageSpec]) -> Vec<&str> {
+        specs.iter().map(|s| s.atom.as_str()).collect()
+    }
+
+    fn deps_of<'a>(specs: &'a [PackageSpec], atom: &str) -> Vec<&'a str> {
+        specs
+            .iter()
+            .find(|s| s.atom.as_str() == atom)
+            .map(|s| s.deps.iter().map(Atom::as_str).collect())
+            .unwrap_or_default()
+    }
+
+    /// `emerge --pretend --verbose app-editors/vim` on an amd64 desktop.
+    const PRETEND: &str = r#"
+These are the packages that would be merged, in order:
+
+Calculating dependencies... done!
+Dependency resolution took 1.84 s (backtrack: 0/20).
+
+[ebuild  N     ] dev-libs/libsodium-1.0.19:0/26::gentoo  USE="asm urandom -minimal -static-libs -verify-sig" CPU_FLAGS_X86="aes sse4_1" 1,909 KiB
+[ebuild     U  ] sys-libs/zlib-1.3.1-r1:0/1::gentoo [1.3-r4:0/1::gentoo] USE="minizip -static-libs -verify-sig" 1,257 KiB
+[binary   R    ] dev-lang/python-3.12.3:3.12::gentoo  USE="ensurepip gdbm ncurses readline sqlite ssl -bluetooth -build -debug -examples -libedit -pgo -test -tk -valgrind -verify-sig" 0 KiB
+[ebuild  NS    ] dev-lang/lua-5.4.6:5.4::gentoo [5.1.5-r200:5.1::gentoo] USE="deprecated -readline" 0 KiB
+[ebuild  N     ] app-vim/gentoo-syntax-20240228::gentoo  USE="-ignore-glep31" 19 KiB
+[ebuild  N     ] app-editors/vim-core-9.1.0148::gentoo  USE="acl nls -minimal" 17,503 KiB
+[ebuild  N     ] app-editors/vim-9.1.0148::gentoo  USE="acl crypt gpm nls python -X -cscope -debug -lua -minimal -perl -racket -ruby (-selinux) -sound -tcl -terminal -vim-pager" PYTHON_SINGLE_TARGET="python3_12 -python3_11" 0 KiB
+[blocks b      ] <app-editors/vim-core-9.0 ("<app-editors/vim-core-9.0" is soft blocking app-editors/gvim-9.1.0148)
+[uninstall     ] app-misc/old-thing-1.0::gentoo
+
+Total: 7 packages (1 upgrade, 4 new, 1 in new slot, 1 reinstall, 1 binary), Size of downloads: 20,688 KiB
+
+ * IMPORTANT: 3 news items need reading for repository 'gentoo'.
+"#;
+
+    #[test]
+    fn a_flat_pretend_listing_gives_every_package_without_deps() {
+        let specs = parse_emerge(PRETEND).expect("parses");
+        assert_eq!(
+            atoms(&specs),
+            [
+                "=dev-libs/libsodium-1.0.19",
+                "=sys-libs/zlib-1.3.1-r1",
+                "=dev-lang/python-3.12.3",
+                "=dev-lang/lua-5.4.6",
+                "=app-vim/gentoo-syntax-20240228",
+                "=app-editors/vim-core-9.1.0148",
+                "=app-editors/vim-9.1.0148",
+            ]
+        );
+        assert!(specs.iter().all(|s| s.deps.is_empty()));
+        assert_eq!(detect(PRETEND, "-"), Format::Emerge);
+    }
+
+    /// `emerge --pretend --tree app-editors/vim`, with a parent already
+    /// installed (`nomerge`) and colour left on.
+    const TREE: &str = "\
+[ebuild  N     ] app-editors/vim-9.1.0148::gentoo  USE=\"acl nls\"
+[ebuild  N     ]  app-editors/vim-core-9.1.0148::gentoo  USE=\"acl nls\"
+[ebuild  N     ]   app-vim/gentoo-syntax-20240228::gentoo
+[ebuild  N     ]  dev-libs/libsodium-1.0.19:0/26::gentoo
+[nomerge       ]  dev-lang/python-3.12.3:3.12::gentoo
+\u{1b}[32;01m[ebuild     U  ]\u{1b}[0m   \u{1b}[32;01msys-libs/zlib-1.3.1-r1:0/1::gentoo\u{1b}[0m
+[ebuild  N     ] app-misc/tmux-3.4::gentoo
+";
+
+    #[test]
+    fn tree_indentation_makes_a_line_a_dependency_of_the_shallower_one_above() {
+        let specs = parse_emerge(TREE).expect("parses");
+        assert_eq!(
+            atoms(&specs),
+            [
+                "=app-editors/vim-9.1.0148",
+                "=app-editors/vim-core-9.1.0148",
+                "=app-vim/gentoo-syntax-20240228",
+                "=dev-libs/libsodium-1.0.19",
+                "=sys-libs/zlib-1.3.1-r1",
+                "=app-misc/tmux-3.4",
+            ]
+        );
+        assert_eq!(
+            deps_of(&specs, "=app-editors/vim-9.1.0148"),
+            [
+                "=app-editors/vim-core-9.1.0148",
+                "=dev-libs/libsodium-1.0.19"
+            ]
+        );
+        assert_eq!(
+            deps_of(&specs, "=app-editors/vim-core-9.1.0148"),
+            ["=app-vim/gentoo-syntax-20240228"]
+        );
+        // zlib sits under python, which is installed already: no edge to anything queued.
+        assert!(deps_of(&specs, "=sys-libs/zlib-1.3.1-r1").is_empty());
+        assert!(deps_of(&specs, "=app-misc/tmux-3.4").is_empty());
+        assert_eq!(detect(TREE, "-"), Format::Emerge);
+    }
+
+    #[test]
+    fn text_without_package_lines_is_refused_with_the_expected_shape() {
+        let err = parse_emerge("Calculating dependencies... done!\n").expect_err("nothing");
+        assert!(err.to_string().contains("[ebuild"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_atom_names_its_line() {
+        let err = parse_emerge("\n[ebuild  N     ] not/an/atom-1.0::gentoo\n").expect_err("bad");
+        assert_eq!(err.to_string(), "line 2");
+        assert!(format!("{err:#}").contains("not/an/atom-1.0"), "{err:#}");
+    }
+
+    #[test]
+    fn a_json_list_takes_strings_and_objects() {
+        let text = r#"["dev-libs/a-1.0",
+            {"atom": "dev-libs/b-2.0", "deps": ["dev-libs/a-1.0"], "priority": 5, "estimate_s": 600}]"#;
+        assert_eq!(detect(text, "-"), Format::Json);
+        let specs = parse(text, Format::Auto, "-").expect("parses");
+        assert_eq!(atoms(&specs), ["=dev-libs/a-1.0", "=dev-libs/b-2.0"]);
+        assert_eq!(deps_of(&specs, "=dev-libs/b-2.0"), ["=dev-libs/a-1.0"]);
+        assert_eq!(specs[1].priority, 5);
+        assert_eq!(specs[1].estimate_s, Some(600));
+        let body = r#"{"packages": ["dev-libs/a-1.0"]}"#;
+        assert_eq!(
+            atoms(&parse_json(body).expect("body form")),
+            ["=dev-libs/a-1.0"]
+        );
+    }
+
+    #[test]
+    fn a_json_entry_with_an_unknown_field_is_named() {
+        let err = parse_json(r#"["a/b-1", {"atom": "a/c-1", "dependencies": []}]"#)
+            .expect_err("unknown field");
+        let text = format!("{err:#}");
+        assert!(text.contains("package #2"), "{text}");
+        assert!(text.contains("dependencies"), "{text}");
+    }
+
+    #[test]
+    fn a_toml_file_lists_packages_as_tables() {
+        let text = r#"
+[[package]]
+atom = "dev-libs/a-1.0"
+
+[[package]]
+atom = "dev-libs/b-2.0"
+deps = ["dev-libs/a-1.0"]
+priority = -1
+"#;
+        assert_eq!(detect(text, "queue.txt"), Format::Toml);
+        let specs = parse(text, Format::Auto, "queue.txt").expect("parses");
+        assert_eq!(deps_of(&specs, "=dev-libs/b-2.0"), ["=dev-libs/a-1.0"]);
+        assert_eq!(specs[1].priority, -1);
+        let err = parse_toml("[[package]]\natom = \"a/b-1\"\nprio = 3\n").expect_err("typo");
+        assert!(format!("{err:#}").contains("prio"), "{err:#}");
+    }
+
+    #[test]
+    fn the_extension_wins_over_the_content() {
+        assert_eq!(detect("[[package]]", "x.json"), Format::Json);
+        assert_eq!(detect("[\"a/b-1\"]", "x.toml"), Format::Toml);
+    }
+
+    #[test]
+    fn a_package_listed_twice_is_queued_once_with_both_deps() {
+        let specs = parse_json(
+            r#"[{"atom":"a/x-1","deps":["a/y-1"]},{"atom":"a/x-1","deps":["a/z-1"],"priority":2}]"#,
+        )
+        .expect("parses");
+        assert_eq!(specs.len(), 1);
+        assert_eq!(deps_of(&specs, "=a/x-1"), ["=a/y-1", "=a/z-1"]);
+        assert_eq!(specs[0].priority, 2);
+    }
+}

@@ -1,0 +1,578 @@
+//! `swarm demo`: a real swarm on one machine, in one command.
+//!
+//! It starts a real `swarm serve` (temporary data dir, loopback, a random
+//! port) and N real `swarm drone`s running the bundled STAND-IN builder,
+//! queues a sample of a Gentoo world through the HTTP API, shows the run live,
+//! SIGKILLs one drone halfway so the reclaim can be seen, and ends with a
+//! summary read from the server. Nothing is simulated inside the demo: the
+//! scheduling, the leases, the reclaim and every number printed are the
+//! server's. Only the time is compressed (`--speed`) and the builds are fake.
+//!
+//! The timeouts are shortened so the interesting parts happen within seconds
+//! (the server's policy comes from `SWARM_POLICY_*` variables, see
+//! [`server_env`]); everything else is the product's defaults.
+//!
+//! - [`world`]: the bundled package sets and the makespan lower bound;
+//! - [`procs`]: starting, killing and always cleaning up the children;
+//! - [`progress`]: the live display;
+//! - [`summary`]: the final report, for humans or as JSON.
+
+mod procs;
+mod progress;
+mod summary;
+mod world;
+
+use anyhow::{bail, Context};
+use procs::Supervisor;
+use progress::{Progress, Tick};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use summary::{KilledDrone, Pids};
+use swarm_net::client::admin::{EnqueueRequest, Node, Status};
+use swarm_net::client::{Client, ClientError};
+use world::{Sample, World};
+
+/// How often the demo asks the server how things stand.
+const TICK: Duration = Duration::from_millis(250);
+/// Seconds between a drone's heartbeats in the demo (the product's default is 15).
+const HEARTBEAT_S: u64 = 1;
+/// After halfway, how long the demo waits for a drone that holds work before
+/// it kills one anyway.
+const KILL_PATIENCE: Duration = Duration::from_secs(10);
+
+/// `swarm demo`: a real local swarm in one command.
+///
+/// Starts a real `swarm serve` and N real `swarm drone`s on this machine,
+/// with a STAND-IN builder that only sleeps and writes small gpkg-shaped
+/// files (nothing is compiled), queues a sample of a Gentoo world, kills one
+/// drone halfway to show its work being reclaimed, and prints a summary whose
+/// every number comes from the server.
+#[derive(clap::Args, Debug)]
+pub(crate) struct DemoArgs {
+    /// Drones to start.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=32))]
+    drones: u32,
+    /// Build slots per drone.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=16))]
+    slots: u32,
+    /// The package set to queue: a ≈150-package Gentoo world, or 12 packages for CI.
+    #[arg(long, value_enum, default_value_t = Sample::WorldSample)]
+    packages: Sample,
+    /// Build seconds per demo second: at 720 a one-hour build sleeps 5 s.
+    #[arg(long, default_value_t = 720.0)]
+    speed: f64,
+    /// Keep the data dir (database, artifacts, logs) instead of removing it at exit.
+    #[arg(long)]
+    keep: bool,
+    /// Print the final summary as one JSON object on stdout.
+    #[arg(long)]
+    json: bool,
+    /// Do not kill a drone halfway.
+    #[arg(long)]
+    no_kill: bool,
+    /// Give up (and clean up) after this many seconds.
+    #[arg(long, default_value_t = 300)]
+    timeout_s: u64,
+}
+
+/// Runs the demo. Children are cleaned up on every way out: success, error,
+/// Ctrl-C/SIGTERM (flag checked every tick) and panic (the supervisor's drop).
+pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
+    if !(args.speed.is_finite() && args.speed > 0.0) {
+        bail!("--speed must be a positive number");
+    }
+    let started = Instant::now();
+    let world = World::bundled(args.packages)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
+    ] {
+        signal_hook::flag::register(sig, stop.clone())
+            .context("cannot install the signal handlers")?;
+    }
+    let run_id = format!(
+        "{}-{:x}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    );
+    let dir = demo_dir(&run_id);
+    std::fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let exe = std::env::current_exe().context("cannot find the swarm executable")?;
+    let mut sup = Supervisor::new(exe, run_id);
+    let tty = std::io::stderr().is_terminal();
+    let mut progress = Progress::new(tty, args.slots);
+
+    let outcome = drive(&args, &world, &dir, &mut sup, &stop, &mut progress);
+    progress.finish();
+    let cleanup = sup.shutdown();
+    let pids = Pids {
+        server: sup.server().map_or(0, |p| p.pid),
+        drones: sup
+            .drones()
+            .iter()
+            .map(|p| (p.name.clone(), p.pid))
+            .collect(),
+        swept: cleanup.swept.clone(),
+        left: cleanup.left.clone(),
+    };
+    let mut summary = match outcome {
+        Ok(s) => s,
+        Err(e) => {
+            // The logs explain the failure: keep them.
+            return Err(e.context(format!(
+                "swarm demo failed; its children are stopped ({} left running); \
+                 logs and database kept in {}",
+                cleanup.left.len(),
+                dir.display()
+            )));
+        }
+    };
+    summary.pids = pids;
+    summary.wall_ms = started.elapsed().as_millis() as u64;
+    if !args.keep {
+        std::fs::remove_dir_all(&dir)
+            .with_context(|| format!("removing {}", dir.display()))?;
+    }
+    let text = summary::render(&summary);
+    if args.json {
+        eprintln!("\n{text}");
+        println!("{}", serde_json::to_string(&summary)?);
+    } else {
+        eprintln!();
+        print!("{text}");
+    }
+    if !summary.pids.left.is_empty() {
+        bail!(
+            "processes of the demo still running: {:?}",
+            summary.pids.left
+        );
+    }
+    Ok(())
+}
+
+/// The server's settings for the demo: every timeout shortened so a drone's
+/// death is noticed in seconds, retries quick, the prober off (drones here
+/// have no SSH to probe), and one slot per core so the demo's `--slots`
+/// decides.
+pub(crate) fn server_env() -> Vec<(String, String)> {
+    let log = std::env::var("SWARM_LOG").unwrap_or_else(|_| "info".into());
+    [
+        ("SWARM_POLICY_HEARTBEAT_GRACE_MS", "3000"),
+        ("SWARM_POLICY_OFFLINE_TIMEOUT_MS", "5000"),
+        ("SWARM_POLICY_CONFIRMED_DEAD_AFTER_MS", "5000"),
+        ("SWARM_POLICY_FAILOVER_GRACE_MS", "1000"),
+        ("SWARM_POLICY_CORES_PER_SLOT", "1"),
+        ("SWARM_POLICY_RETRY_BASE_MS", "1000"),
+        ("SWARM_POLICY_RETRY_CAP_MS", "4000"),
+        ("SWARM_POLICY_FAILURE_MEMORY_MS", "5000"),
+        ("SWARM_POLICY_REPLAN_INTERVAL_MS", "1000"),
+        ("SWARM_PROBE_ENABLED", "false"),
+        ("SWARM_LOG", log.as_str()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+/// The stand-in's settings: sleep `size_s / speed` seconds, break the
+/// packages the sample names.
+fn standin_env(world: &World, sizes: &Path, speed: f64) -> Vec<(String, String)> {
+    let list = |atoms: &[swarm_core::Atom]| {
+        atoms
+            .iter()
+            .map(|a| a.as_str())
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    vec![
+        ("SWARM_STANDIN_SCALE_MS".into(), format!("{:.6}", 1000.0 / speed)),
+        ("SWARM_STANDIN_SIZES".into(), sizes.display().to_string()),
+        ("SWARM_STANDIN_FAIL".into(), list(&world.fail)),
+        ("SWARM_STANDIN_OOM".into(), list(&world.oom)),
+        (
+            "SWARM_LOG".into(),
+            std::env::var("SWARM_LOG").unwrap_or_else(|_| "info".into()),
+        ),
+    ]
+}
+
+fn path_arg(p: &Path) -> String {
+    p.display().to_string()
+}
+
+/// Everything between starting the server and the summary.
+fn drive(
+    args: &DemoArgs,
+    world: &World,
+    dir: &Path,
+    sup: &mut Supervisor,
+    stop: &AtomicBool,
+    progress: &mut Progress,
+) -> anyhow::Result<summary::Summary> {
+    // An empty config file, so /etc/swarm/swarm.toml on this host cannot
+    // change the demo; the settings come from the environment.
+    let config = dir.join("swarm.toml");
+    std::fs::write(&config, "# swarm demo: settings come from the environment\n")
+        .with_context(|| format!("writing {}", config.display()))?;
+    let sizes = dir.join("sizes.txt");
+    std::fs::write(&sizes, world.sizes_file())
+        .with_context(|| format!("writing {}", sizes.display()))?;
+    let server_dir = dir.join("server");
+
+    progress.note(&format!(
+        "swarm demo: {} ({} packages) on {} drones × {} slots; STAND-IN builds, 1 h of build = {:.1} s",
+        world.name,
+        world.packages.len(),
+        args.drones,
+        args.slots,
+        3600.0 / args.speed
+    ));
+    let url = sup.start_server(
+        &[
+            "serve".into(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--data-dir".into(),
+            path_arg(&server_dir),
+            "--config".into(),
+            path_arg(&config),
+        ],
+        &server_env(),
+        &dir.join("server.log"),
+    )?;
+    progress.note(&format!(
+        "server listening on {url} (pid {}), data in {}",
+        sup.server().map_or(0, |p| p.pid),
+        server_dir.display()
+    ));
+    let token_file = server_dir.join("admin.token");
+    let token = std::fs::read_to_string(&token_file)
+        .with_context(|| format!("reading the admin token {}", token_file.display()))?;
+    let client = Client::new(url.clone(), Duration::from_secs(10))
+        .with_admin_token(Some(token.trim().to_string()));
+
+    let env = standin_env(world, &sizes, args.speed);
+    let names: Vec<String> = (1..=args.drones)
+        .map(|i| format!("demo-drone-{i}"))
+        .collect();
+    for name in &names {
+        let work = dir.join("drones").join(name);
+        std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
+        let drone_args: Vec<String> = vec![
+            "drone".into(),
+            "--server".into(),
+            url.clone(),
+            "--name".into(),
+            name.clone(),
+            "--machine-id".into(),
+            format!("{}-{name}", sup.run_id()),
+            "--builder".into(),
+            "standin".into(),
+            "--slots".into(),
+            args.slots.to_string(),
+            "--heartbeat-s".into(),
+            HEARTBEAT_S.to_string(),
+            "--poll-s".into(),
+            "1".into(),
+            "--on-stop".into(),
+            "return".into(),
+            "--kill-grace-s".into(),
+            "1".into(),
+            "--work-dir".into(),
+            path_arg(&work),
+            "--pkgdir".into(),
+            path_arg(&work.join("pkgdir")),
+            "--portage-timestamp-file".into(),
+            path_arg(&work.join("no-portage-timestamp")),
+            "--config".into(),
+            path_arg(&config),
+        ];
+        let pid = sup.start_drone(name, &drone_args, &env, &work.join("drone.log"))?;
+        progress.note(&format!("started {name} (pid {pid})"));
+    }
+
+    let mut poll = Poller::new(&client, stop, started_deadline(args));
+    // Wait for every drone to register and beat.
+    loop {
+        sup.check_alive(None)?;
+        let nodes = poll.nodes()?;
+        let online = nodes.iter().filter(|n| n.status == "online").count();
+        if online >= names.len() {
+            break;
+        }
+        poll.pause(Some("waiting for the drones to register"))?;
+    }
+
+    let queued = client
+        .enqueue(&EnqueueRequest {
+            packages: world.specs(),
+            portage_timestamp: None,
+        })
+        .context("queueing the sample")?;
+    progress.note(&format!(
+        "queued {} packages with their dependencies and size hints (POST /api/v1/queue)",
+        queued.body.queued
+    ));
+
+    let expected = world.expected_built() as u32;
+    let mut killed: Option<KilledDrone> = None;
+    let mut halfway_at: Option<Instant> = None;
+    let mut stuck_since: Option<Instant> = None;
+    loop {
+        sup.check_alive(killed.as_ref().map(|k| k.drone.as_str()))?;
+        let status = poll.status()?;
+        let nodes = poll.nodes()?;
+        for e in poll.events()? {
+            if let Some(line) = progress::describe(&e) {
+                progress.note(&line);
+            }
+        }
+        progress.update(&Tick {
+            status: &status,
+            nodes: &nodes,
+            killed: killed.as_ref().map(|k| k.drone.as_str()),
+        });
+        let c = status.counts;
+        if !args.no_kill && killed.is_none() && c.built * 2 >= expected {
+            let since = *halfway_at.get_or_insert_with(Instant::now);
+            if let Some(victim) = pick_victim(&nodes, since.elapsed() > KILL_PATIENCE) {
+                let held: Vec<String> = victim.leases.iter().map(|l| l.package.clone()).collect();
+                let name = victim.name.clone();
+                let done = sup.kill_drone(&name)?;
+                progress.note(&format!(
+                    "halfway ({}/{} built): killed {name} (pid {}) and its {} builds with SIGKILL, \
+                     as if it lost power; it held {}. Its work comes back once it misses \
+                     heartbeats for the offline timeout (5 s here)",
+                    c.built,
+                    c.total,
+                    done.pid,
+                    done.builds.len(),
+                    if held.is_empty() {
+                        "nothing".to_string()
+                    } else {
+                        held.iter()
+                            .map(|a| progress::short(a))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    }
+                ));
+                killed = Some(KilledDrone {
+                    drone: name,
+                    pid: done.pid,
+                    at_ms: status.now_ms,
+                    built_then: c.built,
+                    held,
+                    builds_killed: done.builds,
+                });
+            }
+        }
+        if c.total > 0 && c.assigned == 0 && c.queued == 0 {
+            break;
+        }
+        // Work left only behind a blocked dependency never moves again.
+        if c.total > 0 && c.assigned == 0 && c.ready == 0 && c.backoff == 0 && c.queued > 0 {
+            let since = *stuck_since.get_or_insert_with(Instant::now);
+            if since.elapsed() > Duration::from_secs(5) {
+                progress.note(&format!(
+                    "{} packages wait for blocked dependencies: stopping",
+                    c.queued
+                ));
+                break;
+            }
+        } else {
+            stuck_since = None;
+        }
+        poll.pause(None)?;
+    }
+    progress.note("done: every package is built or blocked");
+
+    summary::collect(
+        &client,
+        summary::Context {
+            world,
+            drones: args.drones,
+            slots: args.slots,
+            speed: args.speed,
+            killed,
+            data_dir: dir,
+            server_dir: &server_dir,
+            keep: args.keep,
+            run_id: sup.run_id(),
+            pids: Pids {
+                server: sup.server().map_or(0, |p| p.pid),
+                drones: sup
+                    .drones()
+                    .iter()
+                    .map(|p| (p.name.clone(), p.pid))
+                    .collect(),
+                ..Pids::default()
+            },
+        },
+    )
+}
+
+fn started_deadline(args: &DemoArgs) -> Instant {
+    Instant::now() + Duration::from_secs(args.timeout_s.max(1))
+}
+
+/// The drone to kill: the one with the most running builds (then the most
+/// leases). `None` while no drone holds anything, unless `anyway`.
+fn pick_victim(nodes: &[Node], anyway: bool) -> Option<&Node> {
+    let alive = nodes.iter().filter(|n| n.status == "online");
+    let best = alive.max_by_key(|n| {
+        let started = n.leases.iter().filter(|l| l.started_at.is_some()).count();
+        (started, n.leases.len(), std::cmp::Reverse(n.name.clone()))
+    })?;
+    (anyway || !best.leases.is_empty()).then_some(best)
+}
+
+/// Reads the server with a little patience (a loaded machine may answer one
+/// request late) and watches the stop flag and the deadline.
+struct Poller<'a> {
+    client: &'a Client,
+    stop: &'a AtomicBool,
+    deadline: Instant,
+    after: i64,
+}
+
+impl<'a> Poller<'a> {
+    fn new(client: &'a Client, stop: &'a AtomicBool, deadline: Instant) -> Poller<'a> {
+        Poller {
+            client,
+            stop,
+            deadline,
+            after: 0,
+        }
+    }
+
+    fn retry<T>(&self, mut call: impl FnMut() -> Result<T, ClientError>) -> anyhow::Result<T> {
+        let mut tries = 0;
+        loop {
+            match call() {
+                Ok(v) => return Ok(v),
+                Err(e) if e.is_transport() && tries < 20 => {
+                    tries += 1;
+                    self.check()?;
+                    std::thread::sleep(TICK);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    fn status(&self) -> anyhow::Result<Status> {
+        self.retry(|| self.client.status().map(|a| a.body))
+    }
+
+    fn nodes(&self) -> anyhow::Result<Vec<Node>> {
+        self.retry(|| self.client.nodes().map(|a| a.body.nodes))
+    }
+
+    /// Events since the last call.
+    fn events(&mut self) -> anyhow::Result<Vec<swarm_net::client::admin::EventRecord>> {
+        let after = self.after;
+        let page = self.retry(|| self.client.events_after(after, Some(1000)).map(|a| a.body))?;
+        if let Some(last) = page.events.last() {
+            self.after = last.id;
+        }
+        Ok(page.events)
+    }
+
+    fn check(&self) -> anyhow::Result<()> {
+        if self.stop.load(Ordering::Relaxed) {
+            bail!("interrupted");
+        }
+        if Instant::now() > self.deadline {
+            bail!("gave up: the run did not finish within --timeout-s");
+        }
+        Ok(())
+    }
+
+    /// Sleeps one tick, waking early for a signal.
+    fn pause(&self, waiting_for: Option<&str>) -> anyhow::Result<()> {
+        let end = Instant::now() + TICK;
+        while Instant::now() < end {
+            if let Err(e) = self.check() {
+                return Err(match waiting_for {
+                    Some(w) => e.context(w.to_string()),
+                    None => e,
+                });
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        Ok(())
+    }
+}
+
+/// Where `swarm demo` keeps its files: a fresh directory under the system's
+/// temporary directory, named after the run.
+pub(crate) fn demo_dir(run_id: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("swarm-demo-{run_id}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use swarm_net::client::admin::Lease;
+
+    fn node(name: &str, started: usize, waiting: usize) -> Node {
+        let lease = |s: bool| Lease {
+            package: "=a/b-1".into(),
+            started_at: s.then_some(1),
+            ..Lease::default()
+        };
+        Node {
+            name: name.into(),
+            status: "online".into(),
+            leases: (0..started)
+                .map(|_| lease(true))
+                .chain((0..waiting).map(|_| lease(false)))
+                .collect(),
+            ..Node::default()
+        }
+    }
+
+    #[test]
+    fn the_victim_is_the_drone_with_the_most_running_builds() {
+        let nodes = [node("a", 1, 1), node("b", 2, 0), node("c", 0, 2)];
+        assert_eq!(pick_victim(&nodes, false).map(|n| n.name.as_str()), Some("b"));
+    }
+
+    #[test]
+    fn no_victim_while_no_drone_holds_work_unless_patience_ran_out() {
+        let nodes = [node("a", 0, 0), node("b", 0, 0)];
+        assert!(pick_victim(&nodes, false).is_none());
+        assert_eq!(pick_victim(&nodes, true).map(|n| n.name.as_str()), Some("a"));
+    }
+
+    #[test]
+    fn the_demo_policy_is_valid_and_reclaims_within_seconds() {
+        let loaded = swarm_net::settings::Settings::load(&swarm_net::settings::LoadRequest {
+            config: swarm_net::settings::ConfigFile::None,
+            env: server_env().into_iter().collect(),
+            listen: None,
+            data_dir: Some(PathBuf::from("/nonexistent")),
+            running_as_root: false,
+        });
+        let s = match loaded {
+            Ok(l) => l.settings,
+            Err(e) => panic!("{e}"),
+        };
+        assert!(!s.probe.enabled);
+        assert!(s.policy.offline_timeout_ms <= 10_000);
+        assert!(s.policy.heartbeat_grace_ms >= 2 * HEARTBEAT_S * 1000);
+        assert_eq!(s.policy.cores_per_slot, 1);
+    }
+
+    #[test]
+    fn the_demo_dir_is_named_after_the_run() {
+        assert!(demo_dir("1-2").ends_with("swarm-demo-1-2"));
+    }
+}

@@ -1,0 +1,495 @@
+//! `swarm drone` settings: flags > environment > the `[drone]` table of
+//! `swarm.toml` > built-in defaults.
+//!
+//! Every argument is an `Option` with no clap default, so a value left unset
+//! on the command line can still come from the environment (`SWARM_URL`,
+//! `SWARM_DRONE_NAME`, `SWARM_DRONE_TOKEN`; `SWARM_CONFIG` names the file) or
+//! the file. [`DroneArgs::resolve`] layers them and the defaults and checks the
+//! result once, so the agent itself never sees a half-valid setting.
+
+use anyhow::{bail, Context};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use swarm_core::{DroneKind, DroneName};
+
+/// The default builder. `{atom}` already carries the `=` of a versioned atom.
+pub(crate) const DEFAULT_BUILDER: &str = "emerge --oneshot --buildpkg --usepkg=n {atom}";
+/// The default Portage sync.
+pub(crate) const DEFAULT_SYNC: &str = "emaint sync -r gentoo";
+/// Where Gentoo keeps the tree's timestamp.
+pub(crate) const DEFAULT_TIMESTAMP_FILE: &str = "/var/db/repos/gentoo/metadata/timestamp.chk";
+/// Where a config file is looked for when none is named.
+pub(crate) const DEFAULT_CONFIG_FILE: &str = "/etc/swarm/swarm.toml";
+
+/// What to do with running builds on SIGTERM/SIGINT.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum OnStop {
+    /// Let running builds finish and report them, then exit (the service default).
+    Finish,
+    /// Kill running builds and hand their leases back at once.
+    Return,
+}
+
+/// Machine kind, when detection guesses wrong.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum KindArg {
+    /// LXC container.
+    Lxc,
+    /// QEMU/KVM virtual machine.
+    Qemu,
+    /// Real hardware (never rebooted automatically).
+    BareMetal,
+}
+
+impl From<KindArg> for DroneKind {
+    fn from(k: KindArg) -> DroneKind {
+        match k {
+            KindArg::Lxc => DroneKind::Lxc,
+            KindArg::Qemu => DroneKind::Qemu,
+            KindArg::BareMetal => DroneKind::BareMetal,
+        }
+    }
+}
+
+/// `swarm drone`: the agent that runs on a build machine.
+///
+/// Every option can also be set in the `[drone]` table of swarm.toml (same
+/// name, `_` for `-`); flags beat environment variables, which beat the file.
+#[derive(clap::Args, Debug, Default)]
+pub(crate) struct DroneArgs {
+    /// Control plane URL [env: SWARM_URL] [default: http://127.0.0.1:8100].
+    #[arg(long)]
+    pub(crate) server: Option<String>,
+    /// This drone's name [env: SWARM_DRONE_NAME] [default: the host name].
+    #[arg(long)]
+    pub(crate) name: Option<String>,
+    /// Drone token, sent as `Authorization: Bearer` [env: SWARM_DRONE_TOKEN]
+    /// (prefer --token-file or the env var: flags show in `ps`).
+    #[arg(long)]
+    pub(crate) token: Option<String>,
+    /// File holding the drone token.
+    #[arg(long)]
+    pub(crate) token_file: Option<PathBuf>,
+    /// The v3 `id` sent at registration [default: /etc/machine-id].
+    #[arg(long)]
+    pub(crate) machine_id: Option<String>,
+    /// Builder command template with {atom}, {category}, {pn}, {pf}; split like a
+    /// shell would but run without one. `standin` runs the bundled STAND-IN
+    /// script that fakes builds (demos and tests).
+    #[arg(long, verbatim_doc_comment)]
+    pub(crate) builder: Option<String>,
+    /// Builds run at once [default: 1].
+    #[arg(long)]
+    pub(crate) slots: Option<u32>,
+    /// On SIGTERM/SIGINT: finish running builds, or kill and return them [default: finish].
+    #[arg(long, value_enum)]
+    pub(crate) on_stop: Option<OnStop>,
+    /// Seconds between heartbeats [default: 15].
+    #[arg(long)]
+    pub(crate) heartbeat_s: Option<u64>,
+    /// Seconds between requests for work while idle [default: 5].
+    #[arg(long)]
+    pub(crate) poll_s: Option<u64>,
+    /// Working directory: logs, the stand-in builder [default: /var/lib/swarm/drone].
+    #[arg(long)]
+    pub(crate) work_dir: Option<PathBuf>,
+    /// Per-build logs [default: <work-dir>/logs].
+    #[arg(long)]
+    pub(crate) log_dir: Option<PathBuf>,
+    /// Where the builder puts binary packages (exported as PKGDIR) [default: /var/cache/binpkgs].
+    #[arg(long)]
+    pub(crate) pkgdir: Option<PathBuf>,
+    /// Kill a build whose log has not grown for this long; 0: never [default: 3600].
+    #[arg(long)]
+    pub(crate) stall_timeout_s: Option<u64>,
+    /// Kill a build that runs longer than this; 0: never [default: 43200].
+    #[arg(long)]
+    pub(crate) build_timeout_s: Option<u64>,
+    /// Seconds between TERM and KILL when a build is stopped [default: 10].
+    #[arg(long)]
+    pub(crate) kill_grace_s: Option<u64>,
+    /// Command run when the server asks for a Portage sync [default: emaint sync -r gentoo].
+    #[arg(long)]
+    pub(crate) sync_command: Option<String>,
+    /// The Portage tree's timestamp file [default: /var/db/repos/gentoo/metadata/timestamp.chk].
+    #[arg(long)]
+    pub(crate) portage_timestamp_file: Option<PathBuf>,
+    /// Machine kind, if detection is wrong [default: detected].
+    #[arg(long, value_enum)]
+    pub(crate) kind: Option<KindArg>,
+    /// Address the control plane reaches this drone at [default: the route to the server].
+    #[arg(long)]
+    pub(crate) ip: Option<String>,
+    /// swarm.toml to read the `[drone]` table from [env: SWARM_CONFIG]
+    /// [default: /etc/swarm/swarm.toml if present].
+    #[arg(long)]
+    pub(crate) config: Option<PathBuf>,
+}
+
+/// The `[drone]` table of swarm.toml. Unknown keys are refused so a typo is
+/// an error, not a silently ignored setting.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct FileTable {
+    server: Option<String>,
+    name: Option<String>,
+    token: Option<String>,
+    token_file: Option<PathBuf>,
+    machine_id: Option<String>,
+    builder: Option<String>,
+    slots: Option<u32>,
+    on_stop: Option<OnStop>,
+    heartbeat_s: Option<u64>,
+    poll_s: Option<u64>,
+    work_dir: Option<PathBuf>,
+    log_dir: Option<PathBuf>,
+    pkgdir: Option<PathBuf>,
+    stall_timeout_s: Option<u64>,
+    build_timeout_s: Option<u64>,
+    kill_grace_s: Option<u64>,
+    sync_command: Option<String>,
+    portage_timestamp_file: Option<PathBuf>,
+    kind: Option<KindArg>,
+    ip: Option<String>,
+}
+
+/// The whole file: only `[drone]` is read here; other tables belong to other commands.
+#[derive(Debug, Default, Deserialize)]
+struct FileConfig {
+    #[serde(default)]
+    drone: FileTable,
+}
+
+/// Which builder runs a package.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Builder {
+    /// A command template (already split into words).
+    Template(Vec<String>),
+    /// The bundled stand-in script.
+    Standin,
+}
+
+/// Every setting of the agent, resolved and checked.
+#[derive(Clone, Debug)]
+pub(crate) struct DroneConfig {
+    pub(crate) server: String,
+    pub(crate) name: String,
+    pub(crate) token: Option<String>,
+    pub(crate) machine_id: Option<String>,
+    pub(crate) builder: Builder,
+    pub(crate) slots: u32,
+    pub(crate) on_stop: OnStop,
+    pub(crate) heartbeat: Duration,
+    pub(crate) poll: Duration,
+    pub(crate) work_dir: PathBuf,
+    pub(crate) log_dir: PathBuf,
+    pub(crate) pkgdir: PathBuf,
+    pub(crate) stall_timeout: Option<Duration>,
+    pub(crate) build_timeout: Option<Duration>,
+    pub(crate) kill_grace: Duration,
+    pub(crate) sync_command: Vec<String>,
+    pub(crate) portage_timestamp_file: PathBuf,
+    pub(crate) kind: Option<DroneKind>,
+    pub(crate) ip: Option<String>,
+}
+
+impl DroneArgs {
+    /// Layers the environment, the config file and the defaults under the
+    /// flags, and checks the result.
+    pub(crate) fn resolve(self) -> anyhow::Result<DroneConfig> {
+        self.with_env(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+            .resolve_file()
+    }
+
+    /// Fills flags left unset from the environment (`var` reads one variable).
+    fn with_env(mut self, var: impl Fn(&str) -> Option<String>) -> DroneArgs {
+        self.server = self.server.or_else(|| var("SWARM_URL"));
+        self.name = self.name.or_else(|| var("SWARM_DRONE_NAME"));
+        self.token = self.token.or_else(|| var("SWARM_DRONE_TOKEN"));
+        self.config = self
+            .config
+            .or_else(|| var("SWARM_CONFIG").map(PathBuf::from));
+        self
+    }
+
+    fn resolve_file(self) -> anyhow::Result<DroneConfig> {
+        let file = match &self.config {
+            Some(path) => load_file(path)?,
+            None if Path::new(DEFAULT_CONFIG_FILE).exists() => {
+                load_file(Path::new(DEFAULT_CONFIG_FILE))?
+            }
+            None => FileTable::default(),
+        };
+        self.merge(file)
+    }
+
+    fn merge(self, f: FileTable) -> anyhow::Result<DroneConfig> {
+        let server = self
+            .server
+            .or(f.server)
+            .unwrap_or_else(|| "http://127.0.0.1:8100".into());
+        if !(server.starts_with("http://") || server.starts_with("https://")) {
+            bail!("server {server:?} is not an http:// or https:// URL");
+        }
+        let name = match self.name.or(f.name) {
+            Some(n) => n,
+            None => host_name().context("no drone name: pass --name or set SWARM_DRONE_NAME")?,
+        };
+        let name = DroneName::new(name.clone())
+            .map_err(|e| anyhow::anyhow!("drone name {name:?}: {e}"))?
+            .as_str()
+            .to_string();
+        let token = match (self.token.or(f.token), self.token_file.or(f.token_file)) {
+            (Some(t), _) => Some(t),
+            (None, Some(path)) => Some(
+                std::fs::read_to_string(&path)
+                    .with_context(|| format!("reading the drone token from {}", path.display()))?
+                    .trim()
+                    .to_string(),
+            ),
+            (None, None) => None,
+        }
+        .filter(|t| !t.is_empty());
+        let machine_id = self
+            .machine_id
+            .or(f.machine_id)
+            .or_else(|| read_trimmed("/etc/machine-id"));
+        let builder = parse_builder(
+            self.builder
+                .or(f.builder)
+                .as_deref()
+                .unwrap_or(DEFAULT_BUILDER),
+        )?;
+        let slots = self.slots.or(f.slots).unwrap_or(1);
+        if slots == 0 {
+            bail!("slots must be at least 1");
+        }
+        let heartbeat_s = self.heartbeat_s.or(f.heartbeat_s).unwrap_or(15);
+        if heartbeat_s == 0 {
+            bail!("heartbeat-s must be at least 1");
+        }
+        let poll_s = self.poll_s.or(f.poll_s).unwrap_or(5).max(1);
+        let work_dir = self
+            .work_dir
+            .or(f.work_dir)
+            .unwrap_or_else(|| PathBuf::from("/var/lib/swarm/drone"));
+        let log_dir = self
+            .log_dir
+            .or(f.log_dir)
+            .unwrap_or_else(|| work_dir.join("logs"));
+        let sync = self
+            .sync_command
+            .or(f.sync_command)
+            .unwrap_or_else(|| DEFAULT_SYNC.into());
+        let sync_command = shell_words::split(&sync)
+            .with_context(|| format!("sync command {sync:?} does not split into words"))?;
+        if sync_command.is_empty() {
+            bail!("sync command is empty");
+        }
+        let secs = |s: u64| (s > 0).then(|| Duration::from_secs(s));
+        Ok(DroneConfig {
+            server,
+            name,
+            token,
+            machine_id,
+            builder,
+            slots,
+            on_stop: self.on_stop.or(f.on_stop).unwrap_or(OnStop::Finish),
+            heartbeat: Duration::from_secs(heartbeat_s),
+            poll: Duration::from_secs(poll_s),
+            work_dir,
+            log_dir,
+            pkgdir: self
+                .pkgdir
+                .or(f.pkgdir)
+                .unwrap_or_else(|| PathBuf::from("/var/cache/binpkgs")),
+            stall_timeout: secs(self.stall_timeout_s.or(f.stall_timeout_s).unwrap_or(3600)),
+            build_timeout: secs(self.build_timeout_s.or(f.build_timeout_s).unwrap_or(43_200)),
+            kill_grace: Duration::from_secs(self.kill_grace_s.or(f.kill_grace_s).unwrap_or(10)),
+            sync_command,
+            portage_timestamp_file: self
+                .portage_timestamp_file
+                .or(f.portage_timestamp_file)
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_TIMESTAMP_FILE)),
+            kind: self.kind.or(f.kind).map(DroneKind::from),
+            ip: self.ip.or(f.ip),
+        })
+    }
+}
+
+fn load_file(path: &Path) -> anyhow::Result<FileTable> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading config file {}", path.display()))?;
+    parse_file(&text).with_context(|| format!("config file {}", path.display()))
+}
+
+fn parse_file(text: &str) -> anyhow::Result<FileTable> {
+    let file: FileConfig = toml::from_str(text).context("in the [drone] table")?;
+    Ok(file.drone)
+}
+
+fn parse_builder(text: &str) -> anyhow::Result<Builder> {
+    if text.trim() == "standin" {
+        return Ok(Builder::Standin);
+    }
+    let words = shell_words::split(text)
+        .with_context(|| format!("builder template {text:?} does not split into words"))?;
+    if words.is_empty() {
+        bail!("builder template is empty");
+    }
+    if !words.iter().any(|w| w.contains("{atom}")) {
+        tracing::warn!(
+            template = text,
+            "builder template has no {{atom}}: the builder must read SWARM_ATOM"
+        );
+    }
+    Ok(Builder::Template(words))
+}
+
+fn read_trimmed(path: &str) -> Option<String> {
+    std::fs::read_to_string(path)
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+fn host_name() -> Option<String> {
+    let uname = rustix::system::uname();
+    let name = uname.nodename().to_string_lossy().trim().to_string();
+    (!name.is_empty()).then_some(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args() -> DroneArgs {
+        DroneArgs {
+            name: Some("drone-a".into()),
+            ..DroneArgs::default()
+        }
+    }
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let c = args().merge(FileTable::default()).expect("resolves");
+        assert_eq!(c.server, "http://127.0.0.1:8100");
+        assert_eq!(c.slots, 1);
+        assert_eq!(c.on_stop, OnStop::Finish);
+        assert_eq!(c.heartbeat, Duration::from_secs(15));
+        assert_eq!(
+            c.builder,
+            Builder::Template(
+                ["emerge", "--oneshot", "--buildpkg", "--usepkg=n", "{atom}"]
+                    .map(String::from)
+                    .to_vec()
+            )
+        );
+        assert_eq!(c.sync_command, ["emaint", "sync", "-r", "gentoo"]);
+        assert_eq!(c.log_dir, PathBuf::from("/var/lib/swarm/drone/logs"));
+        assert_eq!(c.pkgdir, PathBuf::from("/var/cache/binpkgs"));
+    }
+
+    #[test]
+    fn flags_beat_the_file_and_the_file_beats_defaults() {
+        let file = parse_file(
+            r#"
+            [serve]
+            listen = "0.0.0.0:8100"
+            [drone]
+            server = "http://binhost:8100"
+            name = "from-file"
+            slots = 3
+            on_stop = "return"
+            builder = "standin"
+            stall_timeout_s = 0
+            "#,
+        )
+        .expect("parses");
+        let c = DroneArgs {
+            slots: Some(2),
+            ..args()
+        }
+        .merge(file)
+        .expect("resolves");
+        assert_eq!(c.server, "http://binhost:8100");
+        assert_eq!(c.name, "drone-a");
+        assert_eq!(c.slots, 2);
+        assert_eq!(c.on_stop, OnStop::Return);
+        assert_eq!(c.builder, Builder::Standin);
+        assert_eq!(c.stall_timeout, None);
+    }
+
+    #[test]
+    fn the_environment_fills_what_flags_leave_unset() {
+        let env = |k: &str| match k {
+            "SWARM_URL" => Some("http://env:8100".to_string()),
+            "SWARM_DRONE_NAME" => Some("env-name".to_string()),
+            "SWARM_DRONE_TOKEN" => Some("secret".to_string()),
+            _ => None,
+        };
+        let file = parse_file("[drone]\nserver = \"http://file:8100\"\n").expect("parses");
+        let c = DroneArgs::default()
+            .with_env(env)
+            .merge(file)
+            .expect("resolves");
+        assert_eq!(
+            (c.server.as_str(), c.name.as_str()),
+            ("http://env:8100", "env-name")
+        );
+        assert_eq!(c.token.as_deref(), Some("secret"));
+        let c = args()
+            .with_env(env)
+            .merge(FileTable::default())
+            .expect("resolves");
+        assert_eq!(c.name, "drone-a", "a flag beats the environment");
+    }
+
+    #[test]
+    fn a_typo_in_the_drone_table_is_an_error() {
+        let err = parse_file("[drone]\nslot = 2\n").expect_err("refused");
+        assert!(format!("{err:#}").contains("slot"), "{err:#}");
+    }
+
+    #[test]
+    fn nonsense_settings_are_refused() {
+        for bad in [
+            DroneArgs {
+                slots: Some(0),
+                ..args()
+            },
+            DroneArgs {
+                heartbeat_s: Some(0),
+                ..args()
+            },
+            DroneArgs {
+                server: Some("binhost:8100".into()),
+                ..args()
+            },
+            DroneArgs {
+                name: Some("a b".into()),
+                ..args()
+            },
+            DroneArgs {
+                builder: Some("emerge 'unclosed".into()),
+                ..args()
+            },
+        ] {
+            assert!(bad.merge(FileTable::default()).is_err());
+        }
+    }
+
+    #[test]
+    fn an_empty_token_counts_as_none() {
+        let c = DroneArgs {
+            token: Some(String::new()),
+            ..args()
+        }
+        .merge(FileTable::default())
+        .expect("resolves");
+        assert_eq!(c.token, None);
+    }
+}

@@ -1,0 +1,225 @@
+//! The heartbeat thread: registers, then re-registers every `--heartbeat-s`
+//! with fresh figures, the health state and the leases held and started.
+//!
+//! It runs on its own thread and takes the shared lock only to read and to
+//! apply a reply, so neither a build nor a slow report can starve it. When
+//! the server is away it retries with backoff and jitter (capped at the
+//! heartbeat interval) and keeps going forever: a heartbeat failing changes
+//! nothing about the builds. Each beat is also the health monitor's sampling
+//! tick.
+
+use super::agent::Agent;
+use super::backoff::Backoff;
+use super::config::Builder;
+use super::facts;
+use std::path::Path;
+use std::time::{Duration, Instant};
+use swarm_core::{DroneHealth, HealthSample};
+use swarm_net::wire::{Capabilities, Metrics, RegisterRequest};
+
+/// Figures carried from one beat to the next (CPU use is a difference).
+#[derive(Debug, Default)]
+struct Sampler {
+    cpu: Option<(u64, u64)>,
+    /// When health was last assessed.
+    assessed: Option<Instant>,
+}
+
+/// Runs until the agent exits.
+pub(crate) fn run(agent: &Agent) {
+    let mut backoff = Backoff::new(Duration::from_secs(1), agent.cfg.heartbeat);
+    let mut sampler = Sampler::default();
+    let mut failing_since: Option<Instant> = None;
+    loop {
+        let req = sample_and_build(agent, &mut sampler);
+        let delay = match agent.client.register(&req) {
+            Ok(reply) => {
+                if let Some(since) = failing_since.take() {
+                    tracing::info!(
+                        "control plane answers again after {} s",
+                        since.elapsed().as_secs()
+                    );
+                }
+                let mut st = agent.lock();
+                let first = !st.registered;
+                st.apply_register_reply(&reply);
+                if first {
+                    tracing::info!(
+                        epoch = ?st.epoch,
+                        paused = st.paused,
+                        leases = reply.leases.len(),
+                        "registered with {}",
+                        agent.client.base()
+                    );
+                }
+                drop(st);
+                agent.notify();
+                backoff.reset();
+                backoff.jitter(agent.cfg.heartbeat)
+            }
+            Err(e) => {
+                if failing_since.is_none() {
+                    failing_since = Some(Instant::now());
+                    tracing::warn!("heartbeat failed: {e}; retrying with backoff, builds go on");
+                } else {
+                    tracing::debug!("heartbeat failed: {e}");
+                }
+                if e.status() == Some(404) {
+                    agent.lock().registered = false;
+                }
+                backoff.next_delay()
+            }
+        };
+        if !wait(agent, delay) {
+            return;
+        }
+    }
+}
+
+/// Sleeps for `delay` or until a beat is asked for; false when the agent exits.
+fn wait(agent: &Agent, delay: Duration) -> bool {
+    let deadline = Instant::now() + delay;
+    let mut st = agent.lock();
+    loop {
+        if st.exiting {
+            return false;
+        }
+        if st.beat_now {
+            st.beat_now = false;
+            return true;
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return true;
+        }
+        st = agent.wait(st, deadline - now);
+    }
+}
+
+/// Samples the machine, assesses health, and writes the register request.
+fn sample_and_build(agent: &Agent, sampler: &mut Sampler) -> RegisterRequest {
+    let cfg = &agent.cfg;
+    let memory = facts::read_with("/proc/meminfo", facts::parse_meminfo);
+    let load = facts::read_with("/proc/loadavg", facts::parse_loadavg);
+    let cpu_now = facts::read_with("/proc/stat", facts::parse_stat_cpu);
+    let cpu_percent = match (sampler.cpu, cpu_now) {
+        (Some(a), Some(b)) => facts::cpu_percent(a, b),
+        _ => None,
+    };
+    sampler.cpu = cpu_now.or(sampler.cpu);
+    let disk = [cfg.work_dir.as_path(), cfg.pkgdir.as_path()]
+        .iter()
+        .filter_map(|p| facts::disk_percent(p))
+        .fold(None, |acc: Option<f64>, d| {
+            Some(acc.map_or(d, |a| a.max(d)))
+        });
+    let percent = |x: Option<f64>| x.map_or(0, |v| v.clamp(0.0, 100.0).round() as u8);
+
+    // Health is sampled at the heartbeat cadence, the monitor's only clock,
+    // so the extra beats sent when leases change do not hurry Critical through
+    // Recovering; an OOM kill or a crash is assessed at once.
+    let due = sampler
+        .assessed
+        .is_none_or(|t| t.elapsed() + Duration::from_millis(250) >= cfg.heartbeat);
+    let (recovering, events) = {
+        let st = agent.lock();
+        (
+            st.health.state() == DroneHealth::Recovering,
+            st.oom_kills + st.crashes > 0,
+        )
+    };
+    let assess = due || events;
+    let self_check = (assess && recovering).then(|| self_check(agent));
+
+    let mut st = agent.lock();
+    if assess {
+        sampler.assessed = Some(Instant::now());
+        let sample = HealthSample {
+            mem_percent: percent(memory.map(|m| m.used_percent())),
+            disk_percent: percent(disk),
+            oom_kills: std::mem::take(&mut st.oom_kills),
+            crashes: std::mem::take(&mut st.crashes),
+            self_check_passed: self_check,
+        };
+        let before = st.health.state();
+        let after = st.health.assess(&sample);
+        if after != before {
+            tracing::warn!(from = ?before, to = ?after, ?sample, "drone health changed");
+        }
+    }
+    let health = st.health.state();
+    let (leases, started) = st.lease_lists();
+    RegisterRequest {
+        id: cfg.machine_id.clone(),
+        node_name: Some(cfg.name.clone()),
+        name: Some(cfg.name.clone()),
+        ip: agent.ip.clone(),
+        node_type: Some("drone".into()),
+        version: Some(env!("CARGO_PKG_VERSION").into()),
+        capabilities: Some(Capabilities {
+            cores: Some(facts::cores()),
+            ram_gb: memory.map(|m| m.total_gb()),
+            portage_timestamp: st.portage_timestamp.clone(),
+            arch: Some(std::env::consts::ARCH.into()),
+            ..Capabilities::default()
+        }),
+        metrics: Some(Metrics {
+            cpu_percent,
+            ram_percent: memory.map(|m| (m.used_percent() * 10.0).round() / 10.0),
+            load_1m: load,
+            disk_percent: disk.map(|d| (d * 10.0).round() / 10.0),
+            ..Metrics::default()
+        }),
+        current_task: Some(st.current_task()),
+        epoch: st.epoch,
+        health: Some(health),
+        leases: Some(leases),
+        started: Some(started),
+        disk_percent: disk.map(|d| (d * 10.0).round() / 10.0),
+        kind: Some(agent.kind),
+    }
+}
+
+/// The check that ends `Recovering`: the work dir takes a write and the
+/// builder's program is there to run.
+fn self_check(agent: &Agent) -> bool {
+    let probe = agent
+        .cfg
+        .work_dir
+        .join(format!(".self-check.{}", std::process::id()));
+    let writable = std::fs::write(&probe, b"ok").is_ok() && std::fs::remove_file(&probe).is_ok();
+    let program = match &agent.cfg.builder {
+        Builder::Standin => "sh".to_string(),
+        Builder::Template(words) => words.first().cloned().unwrap_or_default(),
+    };
+    let runnable = find_program(&program);
+    if !(writable && runnable) {
+        tracing::warn!(writable, runnable, program, "self check failed");
+    }
+    writable && runnable
+}
+
+/// Whether `program` exists as given (with a `/`) or on `PATH`.
+pub(crate) fn find_program(program: &str) -> bool {
+    if program.is_empty() {
+        return false;
+    }
+    if program.contains('/') {
+        return Path::new(program).is_file();
+    }
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn programs_are_found_on_the_path_or_as_paths() {
+        assert!(find_program("sh"));
+        assert!(find_program("/bin/sh") || find_program("/usr/bin/sh"));
+        assert!(!find_program("surely-no-such-builder-exists"));
+        assert!(!find_program(""));
+    }
+}

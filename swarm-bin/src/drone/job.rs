@@ -1,0 +1,402 @@
+//! One job's thread: start, build, classify, find and upload the artifact,
+//! report, forget.
+//!
+//! A report is retried until the server answers it: a failed call never
+//! loses a build. Reports carry the lease, so a retried report that already
+//! landed is answered as a duplicate, not counted twice. Retrying stops only
+//! when the answer no longer matters: the server revoked the package, or a
+//! second signal asked the agent to leave now.
+
+use super::agent::Agent;
+use super::artifact::{self, MIN_GPKG_BYTES};
+use super::backoff::Backoff;
+use super::classify::{self, Verdict};
+use super::runner::{self, BuildSpec};
+use super::shutdown::Phase;
+use super::state::{Job, JobId, Stop};
+use super::{facts, template};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use swarm_core::{BuildTiming, FailureClass};
+use swarm_net::client::ClientError;
+use swarm_net::wire::{CompleteReply, CompleteRequest};
+
+/// Bytes of the log end read to classify a failure.
+const LOG_TAIL_BYTES: u64 = 64 * 1024;
+/// Upload attempts on transport errors and 5xx before reporting `upload_failed`.
+const UPLOAD_ATTEMPTS: u32 = 5;
+/// Attempts per report once the agent is returning work on shutdown.
+const SHUTDOWN_ATTEMPTS: u32 = 3;
+
+/// What the agent tells the server about a job.
+#[derive(Clone, Debug, PartialEq)]
+enum Report {
+    Success { sha256: Option<String> },
+    Failed { class: FailureClass, detail: String },
+    UploadFailed { detail: String },
+    Returned { reason: String },
+    Nothing,
+}
+
+/// Starts the job's thread.
+pub(crate) fn spawn(agent: Arc<Agent>, id: JobId) {
+    let name = format!("job-{id}");
+    let spawned = std::thread::Builder::new().name(name).spawn({
+        let agent = Arc::clone(&agent);
+        move || run(&agent, id)
+    });
+    if let Err(e) = spawned {
+        // Not even a thread: hand the lease back rather than hold it unbuilt.
+        tracing::error!("cannot start a job thread: {e}");
+        let job = agent.lock().end_job(id);
+        if let Some(job) = job {
+            report(
+                &agent,
+                &job,
+                0.0,
+                Report::Returned {
+                    reason: format!("agent cannot start a thread: {e}"),
+                },
+            );
+        }
+    }
+}
+
+fn job_of(agent: &Agent, id: JobId) -> Option<Job> {
+    agent.lock().jobs.get(&id).cloned()
+}
+
+fn run(agent: &Agent, id: JobId) {
+    let Some(job) = job_of(agent, id) else { return };
+    let cfg = &agent.cfg;
+    let atom = job.atom.clone();
+    let lease_label = job
+        .lease
+        .map_or_else(|| "nolease".to_string(), |l| l.to_string());
+    let log = cfg.log_dir.join(format!(
+        "{lease_label}_{}_{}.log",
+        atom.category(),
+        atom.pf()
+    ));
+
+    // Tell the server the build starts; the heartbeat's `started` list says it too.
+    if let Some(j) = agent.lock().jobs.get_mut(&id) {
+        j.started = true;
+    }
+    let mut req = agent.lease_request(job.lease, atom.as_str());
+    req.reason = None;
+    match agent.client.started(&req) {
+        Ok(reply) if reply.stale => {
+            let why = stale_reason(&reply);
+            tracing::warn!(package = %atom, why, "server says the lease is stale: not building");
+            agent.lock().revoke_job(id, &why);
+        }
+        Ok(_) => {}
+        Err(e) => {
+            tracing::debug!(package = %atom, "reporting the start failed (the heartbeat carries it): {e}")
+        }
+    }
+    agent.beat_soon();
+
+    let argv = template::argv(&agent.template, &atom);
+    let mut env = vec![
+        ("SWARM_ATOM".to_string(), atom.as_str().to_string()),
+        ("SWARM_CATEGORY".to_string(), atom.category().to_string()),
+        ("SWARM_PF".to_string(), atom.pf().to_string()),
+        ("SWARM_PN".to_string(), atom.pn().to_string()),
+        (
+            "PKGDIR".to_string(),
+            cfg.pkgdir.to_string_lossy().into_owned(),
+        ),
+    ];
+    if let Some(l) = job.lease {
+        env.push(("SWARM_LEASE".to_string(), l.to_string()));
+    }
+    let spec = BuildSpec {
+        argv: &argv,
+        env,
+        dir: &cfg.work_dir,
+        log: &log,
+        stall_timeout: cfg.stall_timeout,
+        build_timeout: cfg.build_timeout,
+        kill_grace: cfg.kill_grace,
+    };
+    let oom_before = facts::read_with("/proc/vmstat", facts::parse_vmstat_oom_kills);
+    let built_after = SystemTime::now();
+    tracing::info!(package = %atom, lease = ?job.lease, log = %log.display(), "build starts");
+    let finished = runner::run(
+        &spec,
+        |pgid| {
+            if let Some(j) = agent.lock().jobs.get_mut(&id) {
+                j.pgid = Some(pgid);
+            }
+        },
+        || agent.lock().jobs.get(&id).is_none_or(|j| j.stop.is_some()),
+    );
+    let oom_after = facts::read_with("/proc/vmstat", facts::parse_vmstat_oom_kills);
+    let oom_during = match (oom_before, oom_after) {
+        (Some(a), Some(b)) => b.saturating_sub(a),
+        _ => 0,
+    };
+    let took_s = finished.took.as_secs_f64();
+    let tail = classify::log_tail(&log, LOG_TAIL_BYTES);
+    let verdict = classify::classify(&finished.ended, &tail, oom_during);
+    tracing::info!(package = %atom, ended = ?finished.ended, took_s = finished.took.as_secs(), "build ended");
+
+    let (outcome, oom, crash) = match verdict {
+        Verdict::Stopped => {
+            let stop = job_of(agent, id).and_then(|j| j.stop);
+            match stop {
+                Some(Stop::Return(reason)) => (Report::Returned { reason }, false, false),
+                Some(Stop::Revoked(why)) => {
+                    tracing::warn!(package = %atom, why, "build stopped: the server took it away");
+                    (Report::Nothing, false, false)
+                }
+                None => (Report::Nothing, false, false),
+            }
+        }
+        Verdict::Failed {
+            class,
+            detail,
+            crash,
+        } => {
+            tracing::warn!(package = %atom, ?class, detail, "build failed");
+            (
+                Report::Failed { class, detail },
+                class == FailureClass::Oom,
+                crash,
+            )
+        }
+        Verdict::Built => (deliver(agent, id, &job, built_after), false, false),
+    };
+
+    if !matches!(outcome, Report::Returned { .. } | Report::Nothing) {
+        agent.lock().health.record_build(BuildTiming {
+            took_s: finished.took.as_secs(),
+            // The server sends no estimate, so slow builds are never judged here.
+            estimate_s: 0,
+        });
+    }
+    let job = job_of(agent, id).unwrap_or(job);
+    report(agent, &job, took_s, outcome);
+    let mut st = agent.lock();
+    st.oom_kills += u32::from(oom);
+    st.crashes += u32::from(crash);
+    st.end_job(id);
+    st.beat_now = true;
+    drop(st);
+    agent.notify();
+}
+
+/// A built package: find its artifact, upload it, check the server's sha256.
+fn deliver(agent: &Agent, id: JobId, job: &Job, built_after: SystemTime) -> Report {
+    let cfg = &agent.cfg;
+    let atom = &job.atom;
+    if atom.is_virtual() {
+        return Report::Success { sha256: None };
+    }
+    let Some(found) = artifact::find(&cfg.pkgdir, atom) else {
+        return Report::Failed {
+            class: FailureClass::Infra,
+            detail: format!(
+                "missing artifact: the build succeeded but no {}.gpkg.tar or .tbz2 is under {}",
+                atom.pf(),
+                cfg.pkgdir.join(atom.category()).display()
+            ),
+        };
+    };
+    if found.modified + Duration::from_secs(2) < built_after {
+        tracing::warn!(path = %found.path.display(), "the artifact predates this build; uploading it anyway");
+    }
+    if found.upload_name.ends_with(".gpkg.tar") && found.size < MIN_GPKG_BYTES {
+        return Report::Failed {
+            class: FailureClass::Infra,
+            detail: format!(
+                "artifact {} is {} bytes, smaller than a real gpkg ({MIN_GPKG_BYTES})",
+                found.path.display(),
+                found.size
+            ),
+        };
+    }
+    let sha = match artifact::sha256_file(&found.path) {
+        Ok(s) => s,
+        Err(e) => {
+            return Report::Failed {
+                class: FailureClass::Infra,
+                detail: format!("cannot read artifact {}: {e}", found.path.display()),
+            }
+        }
+    };
+    match upload(
+        agent,
+        id,
+        atom.category(),
+        &found.upload_name,
+        &found.path,
+        &sha,
+    ) {
+        Ok(()) => {
+            tracing::info!(package = %atom, sha256 = %sha, size = found.size, "artifact uploaded");
+            Report::Success { sha256: Some(sha) }
+        }
+        Err(detail) => {
+            tracing::error!(package = %atom, detail, "upload failed");
+            Report::UploadFailed { detail }
+        }
+    }
+}
+
+fn upload(
+    agent: &Agent,
+    id: JobId,
+    category: &str,
+    name: &str,
+    path: &PathBuf,
+    sha: &str,
+) -> Result<(), String> {
+    let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(16));
+    let mut last = String::new();
+    for attempt in 1..=UPLOAD_ATTEMPTS {
+        if give_up(agent, id, attempt) {
+            break;
+        }
+        let file = std::fs::File::open(path)
+            .map_err(|e| format!("cannot read artifact {}: {e}", path.display()))?;
+        match agent.client.put_artifact(category, name, file, sha) {
+            Ok(reply) if reply.sha256.eq_ignore_ascii_case(sha) => return Ok(()),
+            Ok(reply) => {
+                return Err(format!(
+                    "server stored {} with sha256 {}, expected {sha}",
+                    reply.path, reply.sha256
+                ))
+            }
+            Err(e) if retryable(&e) => {
+                tracing::warn!(attempt, "artifact upload failed: {e}");
+                last = e.to_string();
+                agent.pause(backoff.next_delay());
+            }
+            Err(e) => return Err(format!("server refused the artifact: {e}")),
+        }
+    }
+    Err(format!("upload gave up: {last}"))
+}
+
+fn retryable(e: &ClientError) -> bool {
+    e.is_transport() || e.status().is_some_and(|s| s >= 500 || s == 429 || s == 408)
+}
+
+/// Whether to stop retrying: the package was revoked, or the agent is
+/// leaving now, or it is returning work and has tried enough.
+fn give_up(agent: &Agent, id: JobId, attempt: u32) -> bool {
+    let st = agent.lock();
+    let revoked = matches!(
+        st.jobs.get(&id).and_then(|j| j.stop.as_ref()),
+        Some(Stop::Revoked(_))
+    );
+    revoked
+        || st.phase == Phase::Exit
+        || (st.phase == Phase::Returning && attempt > SHUTDOWN_ATTEMPTS)
+}
+
+/// Sends the report, retrying until the server answers.
+fn report(agent: &Agent, job: &Job, took_s: f64, outcome: Report) {
+    let atom = job.atom.as_str();
+    // By name, not machine id: see `Agent::lease_request`.
+    let mut req = CompleteRequest {
+        id: None,
+        node_name: Some(agent.cfg.name.clone()),
+        package: Some(atom.to_string()),
+        lease: job.lease,
+        build_duration_s: Some((took_s * 10.0).round() / 10.0),
+        ..CompleteRequest::default()
+    };
+    match &outcome {
+        Report::Nothing => return,
+        Report::Returned { reason } => {
+            let mut r = agent.lease_request(job.lease, atom);
+            r.reason = Some(reason.clone());
+            send(agent, job, "return", |a| a.client.give_back(&r));
+            return;
+        }
+        Report::Success { sha256 } => {
+            req.status = Some("success".into());
+            req.sha256.clone_from(sha256);
+        }
+        Report::Failed { class, detail } => {
+            req.status = Some("failed".into());
+            req.failure_class = Some(*class);
+            req.error_detail = Some(detail.clone());
+        }
+        Report::UploadFailed { detail } => {
+            req.status = Some("upload_failed".into());
+            req.failure_class = Some(FailureClass::Infra);
+            req.error_detail = Some(detail.clone());
+        }
+    }
+    send(agent, job, "report", |a| {
+        req.epoch = a.lock().epoch;
+        a.client.complete(&req)
+    });
+}
+
+/// One report, retried until answered; logs the answer.
+fn send(
+    agent: &Agent,
+    job: &Job,
+    what: &str,
+    mut call: impl FnMut(&Agent) -> Result<CompleteReply, ClientError>,
+) {
+    let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
+    let id_of_job = agent
+        .lock()
+        .jobs
+        .iter()
+        .find(|(_, j)| j.lease == job.lease && j.atom == job.atom)
+        .map(|(id, _)| *id);
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match call(agent) {
+            Ok(reply) if reply.stale => {
+                tracing::warn!(package = %job.atom, lease = ?job.lease, why = stale_reason(&reply), "{what} was stale: the server had already moved the package");
+                return;
+            }
+            Ok(reply) => {
+                tracing::info!(package = %job.atom, lease = ?job.lease, accepted = reply.accepted, recorded = ?reply.recorded, "{what} sent");
+                return;
+            }
+            Err(e) if e.status() == Some(404) => {
+                // The server lost the drone (wiped state?): register, then retry.
+                tracing::warn!(package = %job.atom, "{what}: server does not know this drone; registering again");
+                agent.lock().registered = false;
+                agent.beat_soon();
+            }
+            Err(e) if !retryable(&e) => {
+                tracing::error!(package = %job.atom, "{what} refused: {e}");
+                return;
+            }
+            Err(e) => {
+                if attempt == 1 {
+                    tracing::warn!(package = %job.atom, "{what} failed: {e}; retrying until the server answers");
+                }
+            }
+        }
+        if let Some(id) = id_of_job {
+            if give_up(agent, id, attempt + 1) {
+                tracing::error!(package = %job.atom, "{what} abandoned (revoked or leaving)");
+                return;
+            }
+        } else if matches!(agent.lock().phase, Phase::Exit) {
+            return;
+        }
+        agent.pause(backoff.next_delay());
+    }
+}
+
+fn stale_reason(reply: &CompleteReply) -> String {
+    reply
+        .reason
+        .clone()
+        .unwrap_or_else(|| "work reclaimed".to_string())
+}

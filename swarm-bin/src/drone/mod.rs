@@ -1,0 +1,63 @@
+//! `swarm drone`: the agent that runs on each build machine (DESIGN §6,
+//! V3-PROTOCOL.md, issue 6 §1).
+//!
+//! It registers, heartbeats from its own thread, asks for work when a slot
+//! is free, runs the builder in its own process group with the log to a
+//! file, uploads the artifact with its sha256 and reports with the lease. It
+//! acts on what the server says (revoke, stop_work, stale, paused,
+//! sync_portage) and on its own health (Degraded: no new work; Critical:
+//! return everything). SIGTERM/SIGINT drains or returns, then exits 0.
+//!
+//! | module | job |
+//! |---|---|
+//! | `config` | flags > env > `[drone]` of swarm.toml > defaults |
+//! | `facts` | /proc, statvfs, machine kind, Portage timestamp |
+//! | `state` | what the threads share, and the decisions on it |
+//! | `agent` | threads and the main loop (work, sync, orphans, shutdown) |
+//! | `heartbeat` | the heartbeat thread and health sampling |
+//! | `job` | one build: run, classify, upload, report (retried until answered) |
+//! | `runner` | process group, log file, stall and overall timeouts, TERM/grace/KILL |
+//! | `template` | `{atom}`, `{category}`, `{pn}`, `{pf}` substitution, no shell |
+//! | `artifact` | finding `<pf>.gpkg.tar`/`.tbz2` in PKGDIR, sha256 |
+//! | `classify` | build / oom / infra |
+//! | `shutdown` | the signal state machine |
+//! | `backoff` | exponential backoff with jitter |
+//! | `standin` | the bundled STAND-IN builder (`--builder standin`) |
+
+mod agent;
+mod artifact;
+mod backoff;
+mod classify;
+mod config;
+mod facts;
+mod heartbeat;
+mod job;
+mod runner;
+mod shutdown;
+mod standin;
+mod state;
+mod template;
+
+pub(crate) use config::DroneArgs;
+
+/// Runs `swarm drone` until SIGTERM/SIGINT; exits 0 after a clean shutdown.
+pub(crate) fn run(args: DroneArgs) -> anyhow::Result<()> {
+    init_logging();
+    let cfg = args.resolve()?;
+    let agent = std::sync::Arc::new(agent::Agent::new(cfg)?);
+    agent::run(agent)
+}
+
+/// Logs to stderr unless the binary already installed a subscriber;
+/// `SWARM_LOG` (or `RUST_LOG`) sets the filter, default `info`, as for `swarm serve`.
+fn init_logging() {
+    let filter = std::env::var("SWARM_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_else(|_| "info".into());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .try_init();
+}

@@ -1,0 +1,145 @@
+//! The drone endpoints of V3-PROTOCOL.md as typed calls, for swarm's own agent.
+//!
+//! Each method is one HTTP call and nothing else: retries, backoff and what a
+//! reply means are the agent's business, so a caller can tell "the server said
+//! no" ([`ClientError::Server`]) from "the server was not reached"
+//! ([`ClientError::is_transport`]) and retry only the latter.
+//!
+//! `/started` and `/return` answer in the report's shape (`status`, and
+//! `stale` + `action` when the drone no longer holds the lease); their replies
+//! are read leniently into a [`CompleteReply`] so that an answer with fewer or
+//! other fields still counts as an answer.
+
+use super::{Auth, Client, ClientError};
+use crate::wire::{
+    ArtifactReply, CompleteReply, CompleteRequest, LeaseRequest, RegisterReply, RegisterRequest,
+    WorkReply,
+};
+
+impl Client {
+    /// `POST /api/v1/register`: registration and heartbeat in one call.
+    pub fn register(&self, req: &RegisterRequest) -> Result<RegisterReply, ClientError> {
+        self.post_json("/api/v1/register", req, Auth::Drone)
+    }
+
+    /// `GET /api/v1/work?id=…&free_slots=N`: asks for up to `free_slots`
+    /// more packages (`None`: v3 style, the server decides). `id` is the
+    /// drone's id or name; the reply lists every lease the drone holds.
+    pub fn work(&self, id: &str, free_slots: Option<u32>) -> Result<WorkReply, ClientError> {
+        let mut path = format!("/api/v1/work?id={}", query_escape(id));
+        if let Some(n) = free_slots {
+            path.push_str(&format!("&free_slots={n}"));
+        }
+        self.get_json(&path, Auth::Drone)
+    }
+
+    /// `POST /api/v1/started`: the build of a leased package has begun.
+    pub fn started(&self, req: &LeaseRequest) -> Result<CompleteReply, ClientError> {
+        let value: serde_json::Value = self.post_json("/api/v1/started", req, Auth::Drone)?;
+        Ok(lenient(value))
+    }
+
+    /// `POST /api/v1/complete`: the outcome of a leased build.
+    pub fn complete(&self, req: &CompleteRequest) -> Result<CompleteReply, ClientError> {
+        self.post_json("/api/v1/complete", req, Auth::Drone)
+    }
+
+    /// `POST /api/v1/return`: hands a lease back without penalty (shutdown,
+    /// Critical health, a lease the agent cannot run). Named `give_back`
+    /// because `return` is a keyword.
+    pub fn give_back(&self, req: &LeaseRequest) -> Result<CompleteReply, ClientError> {
+        let value: serde_json::Value = self.post_json("/api/v1/return", req, Auth::Drone)?;
+        Ok(lenient(value))
+    }
+
+    /// `PUT /api/v1/artifacts/<category>/<file_name>` with the raw bytes of a
+    /// binary package and its sha256 in `X-Sha256`; the server checks the
+    /// digest and answers with the one it computed, which the caller compares.
+    ///
+    /// `body` is a reader rather than a path so that a local read error stays
+    /// an `io::Error` of the caller, not a made-up [`ClientError`].
+    pub fn put_artifact(
+        &self,
+        category: &str,
+        file_name: &str,
+        body: impl std::io::Read,
+        sha256: &str,
+    ) -> Result<ArtifactReply, ClientError> {
+        let path = format!(
+            "/api/v1/artifacts/{}/{}",
+            path_escape(category),
+            path_escape(file_name)
+        );
+        self.put_reader(
+            &path,
+            &[
+                ("X-Sha256", sha256),
+                ("Content-Type", "application/octet-stream"),
+            ],
+            body,
+            Auth::Drone,
+        )
+    }
+}
+
+/// A reply read as a [`CompleteReply`] if it has that shape, else only its `status`.
+fn lenient(value: serde_json::Value) -> CompleteReply {
+    let status = value
+        .get("status")
+        .and_then(|s| s.as_str())
+        .unwrap_or("ok")
+        .to_string();
+    serde_json::from_value(value).unwrap_or(CompleteReply {
+        status,
+        ..CompleteReply::default()
+    })
+}
+
+/// Percent-encodes everything but the characters drone names and atoms use.
+fn escape(text: &str, keep: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || keep.as_bytes().contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn query_escape(text: &str) -> String {
+    escape(text, "-._~")
+}
+
+fn path_escape(text: &str) -> String {
+    escape(text, "-._~+")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_values_are_percent_encoded() {
+        assert_eq!(query_escape("drone-a_1.x"), "drone-a_1.x");
+        assert_eq!(query_escape("a b&c=d"), "a%20b%26c%3Dd");
+    }
+
+    #[test]
+    fn artifact_paths_keep_portage_characters_and_escape_the_rest() {
+        assert_eq!(path_escape("gtk+-3.24.gpkg.tar"), "gtk+-3.24.gpkg.tar");
+        assert_eq!(path_escape("../x"), "..%2Fx");
+    }
+
+    #[test]
+    fn a_minimal_or_odd_reply_still_counts_as_an_answer() {
+        let r = lenient(serde_json::json!({"status": "ok"}));
+        assert_eq!(r.status, "ok");
+        assert!(!r.stale);
+        let r = lenient(serde_json::json!({"status": "ok", "stale": true, "action": "stop_work"}));
+        assert!(r.stale);
+        let r = lenient(serde_json::json!({"status": "done", "accepted": "yes"}));
+        assert_eq!(r.status, "done");
+    }
+}

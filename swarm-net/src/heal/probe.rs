@@ -1,0 +1,573 @@
+//! The prober: every `interval_s`, probe every drone at once (up to
+//! `parallel` at a time), each with its own timeout, and hand each result to
+//! the core as it arrives, so a dead drone never delays news about the others.
+
+use super::run::{self, Ended};
+use super::{check_target, ProbeTarget};
+use crate::settings::ProbeSettings;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use swarm_core::{DroneName, Input, ProbeStatus};
+
+/// Disk use at or above this percent is `disk_warning` (a warning only, DESIGN §3).
+pub const DISK_WARNING_PERCENT: u32 = 85;
+/// Disk use at or above this percent is `disk_critical`: builds will fail.
+pub const DISK_CRITICAL_PERCENT: u32 = 95;
+/// Memory use at or above this percent is `memory_critical`: the OOM killer is near.
+pub const MEMORY_CRITICAL_PERCENT: u32 = 95;
+/// A 5-minute load average above this many runnable tasks per core is
+/// `overloaded`. A drone compiling with `-j<cores>` sits near 1 per core, and
+/// short spikes vanish in the 5-minute average; twice the cores, sustained,
+/// means it is thrashing (usually swap), not building.
+pub const OVERLOAD_LOAD_PER_CORE: f64 = 2.0;
+
+/// Where probe results go: the server passes a closure that appends the input
+/// to the store, the tests one that collects them.
+pub type Submit = Arc<dyn Fn(Input) + Send + Sync>;
+
+/// The figures a probe printed as `key=value` lines (`service=up`, `load=1.5`,
+/// `cores=8`, `disk_percent=40`, `mem_percent=50`). Unknown keys and
+/// unparsable values are ignored, so a custom probe may print more.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ProbeReport {
+    /// `service=up|running|ok` or `service=down|stopped|dead|crashed`.
+    pub service_up: Option<bool>,
+    /// `load=`: the 5-minute load average.
+    pub load: Option<f64>,
+    /// `cores=`: online CPUs, to judge the load.
+    pub cores: Option<u32>,
+    /// `disk_percent=`: use of the build filesystem (`/var/tmp`), a `%` is allowed.
+    pub disk_percent: Option<u32>,
+    /// `mem_percent=`: memory in use (total minus available), a `%` is allowed.
+    pub mem_percent: Option<u32>,
+}
+
+impl ProbeReport {
+    /// Reads the `key=value` lines of a probe's stdout.
+    pub fn parse(stdout: &str) -> ProbeReport {
+        let mut report = ProbeReport::default();
+        for line in stdout.lines() {
+            let Some((key, value)) = line.split_once('=') else {
+                continue;
+            };
+            let value = value.trim();
+            let percent = || value.trim_end_matches('%').trim().parse::<u32>().ok();
+            match key.trim() {
+                "service" => {
+                    report.service_up = match value.to_ascii_lowercase().as_str() {
+                        "up" | "running" | "ok" | "started" => Some(true),
+                        "down" | "stopped" | "dead" | "crashed" => Some(false),
+                        _ => report.service_up,
+                    }
+                }
+                "load" => {
+                    report.load = value
+                        .parse::<f64>()
+                        .ok()
+                        .filter(|l| l.is_finite() && *l >= 0.0)
+                        .or(report.load)
+                }
+                "cores" => report.cores = value.parse().ok().filter(|c| *c > 0).or(report.cores),
+                "disk_percent" => report.disk_percent = percent().or(report.disk_percent),
+                "mem_percent" => report.mem_percent = percent().or(report.mem_percent),
+                _ => {}
+            }
+        }
+        report
+    }
+
+    /// Whether the probe printed anything we understand.
+    pub fn is_empty(&self) -> bool {
+        *self == ProbeReport::default()
+    }
+
+    /// The worst condition the figures show, most urgent first: service down,
+    /// memory critical, disk critical, overloaded, disk warning, ok. Missing
+    /// figures count as fine: a probe that cannot see the disk says nothing about it.
+    pub fn status(&self) -> ProbeStatus {
+        let at_least = |v: Option<u32>, limit| v.is_some_and(|v| v >= limit);
+        if self.service_up == Some(false) {
+            ProbeStatus::ServiceDown
+        } else if at_least(self.mem_percent, MEMORY_CRITICAL_PERCENT) {
+            ProbeStatus::MemoryCritical
+        } else if at_least(self.disk_percent, DISK_CRITICAL_PERCENT) {
+            ProbeStatus::DiskCritical
+        } else if matches!((self.load, self.cores), (Some(l), Some(c)) if l > OVERLOAD_LOAD_PER_CORE * f64::from(c))
+        {
+            ProbeStatus::Overloaded
+        } else if at_least(self.disk_percent, DISK_WARNING_PERCENT) {
+            ProbeStatus::DiskWarning
+        } else {
+            ProbeStatus::Ok
+        }
+    }
+}
+
+/// The status of a probe command that ran to its end (`code` is `None` when a
+/// signal killed it).
+///
+/// - exit 255 is ssh's own failure: `unreachable`, or `timeout` when ssh says
+///   the connection timed out;
+/// - otherwise figures on stdout decide (see [`ProbeReport::status`]), whatever the exit code;
+/// - exit 0 with no figures is `ok` (a custom probe may be a bare health check);
+/// - a failure with no figures is `unreachable`: we could not look. That is a
+///   probe-path failure, which a fresh heartbeat overrides in the core, so a
+///   broken probe command never restarts a healthy drone.
+pub fn classify(code: Option<i32>, stdout: &str, stderr: &str) -> ProbeStatus {
+    if code == Some(255) {
+        let lower = stderr.to_ascii_lowercase();
+        return if lower.contains("timed out") {
+            ProbeStatus::Timeout
+        } else {
+            ProbeStatus::Unreachable
+        };
+    }
+    let report = ProbeReport::parse(stdout);
+    if !report.is_empty() {
+        report.status()
+    } else if code == Some(0) {
+        ProbeStatus::Ok
+    } else {
+        ProbeStatus::Unreachable
+    }
+}
+
+/// Probes the fleet on an interval. See the module docs.
+pub struct Prober {
+    settings: ProbeSettings,
+    targets: Box<dyn Fn() -> Vec<ProbeTarget> + Send + Sync>,
+    submit: Submit,
+}
+
+impl Prober {
+    /// `targets` is asked for the current fleet at the start of every round
+    /// (the server answers from its published view); `submit` receives one
+    /// `Input::ProbeResult` per probed drone.
+    pub fn new(
+        settings: ProbeSettings,
+        targets: impl Fn() -> Vec<ProbeTarget> + Send + Sync + 'static,
+        submit: Submit,
+    ) -> Prober {
+        Prober {
+            settings,
+            targets: Box::new(targets),
+            submit,
+        }
+    }
+
+    /// Probes one drone and returns what it saw, without submitting. `None`
+    /// when the target's values are unsafe to put into a command (logged), or
+    /// when `stop` was raised mid-probe.
+    pub fn probe_one(
+        &self,
+        target: &ProbeTarget,
+        stop: Option<&AtomicBool>,
+    ) -> Option<ProbeStatus> {
+        if let Err(e) = check_target(target) {
+            tracing::error!(error = %e, "not probing drone");
+            return None;
+        }
+        let argv = self.settings.command.render(&[
+            ("drone", target.drone.as_str()),
+            ("address", &target.address),
+        ]);
+        let timeout = Duration::from_secs(self.settings.timeout_s.max(1));
+        let result = run::run(&argv, timeout, stop);
+        let status = match result.ended {
+            Ended::Exited(code) => classify(code, &result.stdout, &result.stderr),
+            Ended::TimedOut => ProbeStatus::Timeout,
+            Ended::Stopped => return None,
+            Ended::SpawnFailed(e) => {
+                tracing::error!(
+                    drone = %target.drone,
+                    command = %self.settings.command,
+                    error = %e,
+                    "cannot run the probe command; fix probe.command"
+                );
+                ProbeStatus::Unreachable
+            }
+        };
+        let stderr = result.stderr.trim();
+        if status == ProbeStatus::Ok {
+            tracing::debug!(drone = %target.drone, elapsed_ms = result.elapsed.as_millis() as u64, "probe ok");
+        } else {
+            tracing::info!(
+                drone = %target.drone,
+                address = %target.address,
+                status = ?status,
+                elapsed_ms = result.elapsed.as_millis() as u64,
+                stderr = %stderr.chars().take(300).collect::<String>(),
+                "probe found a problem"
+            );
+        }
+        Some(status)
+    }
+
+    /// One round: every current target, `parallel` at a time, each result
+    /// submitted as soon as it is known. Returns the results in completion
+    /// order. Takes about `ceil(targets / parallel) × timeout` at worst.
+    pub fn probe_round(&self, stop: &AtomicBool) -> Vec<(DroneName, ProbeStatus)> {
+        let targets = (self.targets)();
+        if targets.is_empty() {
+            return Vec::new();
+        }
+        let workers = self.settings.parallel.clamp(1, targets.len());
+        let queue = Mutex::new(targets.into_iter());
+        let results = Mutex::new(Vec::new());
+        let work = || loop {
+            if stop.load(Ordering::Relaxed) {
+                return;
+            }
+            let next = queue.lock().unwrap_or_else(PoisonError::into_inner).next();
+            let Some(target) = next else { return };
+            let Some(status) = self.probe_one(&target, Some(stop)) else {
+                continue;
+            };
+            let input = Input::ProbeResult {
+                drone: target.drone.clone(),
+                status,
+            };
+            let submit = &self.submit;
+            if catch_unwind(AssertUnwindSafe(|| submit(input))).is_err() {
+                tracing::error!(drone = %target.drone, "submitting a probe result panicked; result dropped");
+            }
+            results
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push((target.drone, status));
+        };
+        std::thread::scope(|scope| {
+            let mut started = 0;
+            for i in 0..workers {
+                let spawned = std::thread::Builder::new()
+                    .name(format!("swarm-probe-{i}"))
+                    .spawn_scoped(scope, work);
+                match spawned {
+                    Ok(_) => started += 1,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot start a probe thread; probing with fewer")
+                    }
+                }
+            }
+            if started == 0 {
+                work();
+            }
+        });
+        results.into_inner().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Probes every `interval_s` (the first round at once) until `stop` is
+    /// raised; returns within a fraction of a second of that. Returns at once
+    /// when `probe.enabled` is false.
+    pub fn run(&self, stop: &AtomicBool) {
+        if !self.settings.enabled {
+            tracing::info!("self-healing probes are off (probe.enabled = false)");
+            return;
+        }
+        let interval = Duration::from_secs(self.settings.interval_s.max(1));
+        tracing::info!(
+            interval_s = self.settings.interval_s,
+            timeout_s = self.settings.timeout_s,
+            parallel = self.settings.parallel,
+            "self-healing prober started"
+        );
+        while !stop.load(Ordering::Relaxed) {
+            let round = Instant::now();
+            let results = self.probe_round(stop);
+            tracing::debug!(
+                probed = results.len(),
+                elapsed_ms = round.elapsed().as_millis() as u64,
+                "probe round done"
+            );
+            sleep_until(round + interval, stop);
+        }
+    }
+
+    /// Runs [`Prober::run`] on its own thread.
+    pub fn spawn(self, stop: Arc<AtomicBool>) -> Result<JoinHandle<()>, super::HealError> {
+        std::thread::Builder::new()
+            .name("swarm-prober".into())
+            .spawn(move || self.run(&stop))
+            .map_err(|source| super::HealError::Thread {
+                what: "prober",
+                source,
+            })
+    }
+}
+
+/// Sleeps in short slices so a raised `stop` is seen within 50 ms.
+fn sleep_until(deadline: Instant, stop: &AtomicBool) {
+    while !stop.load(Ordering::Relaxed) {
+        let now = Instant::now();
+        if now >= deadline {
+            return;
+        }
+        std::thread::sleep((deadline - now).min(Duration::from_millis(50)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::heal::{CommandTemplate, PROBE_PLACEHOLDERS};
+    use std::path::Path;
+
+    const STUB: &str = r#"#!/bin/sh
+# $1 = drone, $2 = address
+case "$1" in
+  ok) printf 'service=up\nload=1.5\ncores=8\ndisk_percent=40\nmem_percent=50\n' ;;
+  busy) printf 'service=up\nload=17.2\ncores=8\n' ;;
+  down) printf 'service=down\nload=0.1\ncores=8\n'; exit 1 ;;
+  full) printf 'service=up\ndisk_percent=96%%\n' ;;
+  filling) printf 'service=up\ndisk_percent=88\n' ;;
+  oom) printf 'service=up\nmem_percent=97\n' ;;
+  gone) echo 'ssh: connect to host 10.0.0.9 port 22: Connection refused' >&2; exit 255 ;;
+  slow*) echo $$ > "$(dirname "$0")/$1.pid"; exec sleep 5 ;;
+  nap*) sleep 0.6; echo service=up ;;
+  *) exit 3 ;;
+esac
+"#;
+
+    fn stub_dir() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        std::fs::write(dir.path().join("probe.sh"), STUB).expect("the stub script is written");
+        dir
+    }
+
+    fn settings(dir: &Path, timeout_s: u64, parallel: usize) -> ProbeSettings {
+        let text = format!("sh {}/probe.sh {{drone}} {{address}}", dir.display());
+        ProbeSettings {
+            enabled: true,
+            command: CommandTemplate::parse(&text, PROBE_PLACEHOLDERS)
+                .expect("the stub template parses"),
+            interval_s: 1,
+            timeout_s,
+            parallel,
+        }
+    }
+
+    fn targets(names: &[&str]) -> Vec<ProbeTarget> {
+        names
+            .iter()
+            .map(|n| ProbeTarget {
+                drone: DroneName::new(*n).expect("a valid name"),
+                address: "127.0.0.1".into(),
+            })
+            .collect()
+    }
+
+    type Collected = Arc<Mutex<Vec<(String, ProbeStatus, Instant)>>>;
+
+    fn collector() -> (Submit, Collected) {
+        let seen: Collected = Arc::default();
+        let sink = Arc::clone(&seen);
+        let submit: Submit = Arc::new(move |input| {
+            if let Input::ProbeResult { drone, status } = input {
+                sink.lock().unwrap_or_else(PoisonError::into_inner).push((
+                    drone.to_string(),
+                    status,
+                    Instant::now(),
+                ));
+            }
+        });
+        (submit, seen)
+    }
+
+    fn snapshot(seen: &Collected) -> Vec<(String, ProbeStatus, Instant)> {
+        seen.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    #[test]
+    fn parses_the_figures_into_a_status() {
+        let report = ProbeReport::parse(
+            "service=up\nload=1.5\ncores=8\ndisk_percent=40%\nmem_percent=50\nnoise\n",
+        );
+        assert_eq!(
+            report,
+            ProbeReport {
+                service_up: Some(true),
+                load: Some(1.5),
+                cores: Some(8),
+                disk_percent: Some(40),
+                mem_percent: Some(50),
+            }
+        );
+        assert_eq!(report.status(), ProbeStatus::Ok);
+        let cases = [
+            ("service=down\nmem_percent=99", ProbeStatus::ServiceDown),
+            (
+                "mem_percent=95\ndisk_percent=99",
+                ProbeStatus::MemoryCritical,
+            ),
+            (
+                "disk_percent=95\nload=100\ncores=1",
+                ProbeStatus::DiskCritical,
+            ),
+            (
+                "load=16.1\ncores=8\ndisk_percent=90",
+                ProbeStatus::Overloaded,
+            ),
+            ("load=16.0\ncores=8", ProbeStatus::Ok),
+            ("disk_percent=85", ProbeStatus::DiskWarning),
+            ("load=abc\ncores=8", ProbeStatus::Ok),
+        ];
+        for (stdout, want) in cases {
+            assert_eq!(ProbeReport::parse(stdout).status(), want, "{stdout}");
+        }
+    }
+
+    #[test]
+    fn classifies_ssh_failures_and_bare_exit_codes() {
+        assert_eq!(
+            classify(Some(255), "", "Connection refused"),
+            ProbeStatus::Unreachable
+        );
+        assert_eq!(
+            classify(
+                Some(255),
+                "",
+                "ssh: connect to host x port 22: Connection timed out"
+            ),
+            ProbeStatus::Timeout
+        );
+        assert_eq!(classify(Some(0), "", ""), ProbeStatus::Ok);
+        assert_eq!(classify(Some(3), "", "oops"), ProbeStatus::Unreachable);
+        assert_eq!(
+            classify(Some(1), "service=down\n", ""),
+            ProbeStatus::ServiceDown
+        );
+        assert_eq!(classify(None, "", ""), ProbeStatus::Unreachable);
+    }
+
+    #[test]
+    fn probes_stub_drones_and_submits_one_result_each() {
+        let dir = stub_dir();
+        let settings = settings(dir.path(), 3, 8);
+        let (submit, seen) = collector();
+        let names = [
+            "ok", "busy", "down", "full", "filling", "oom", "gone", "weird",
+        ];
+        let fleet = targets(&names);
+        let prober = Prober::new(settings, move || fleet.clone(), submit);
+        let stop = AtomicBool::new(false);
+        let mut results: Vec<(String, ProbeStatus)> = prober
+            .probe_round(&stop)
+            .into_iter()
+            .map(|(d, s)| (d.to_string(), s))
+            .collect();
+        results.sort();
+        let mut want = vec![
+            ("ok".to_owned(), ProbeStatus::Ok),
+            ("busy".to_owned(), ProbeStatus::Overloaded),
+            ("down".to_owned(), ProbeStatus::ServiceDown),
+            ("full".to_owned(), ProbeStatus::DiskCritical),
+            ("filling".to_owned(), ProbeStatus::DiskWarning),
+            ("oom".to_owned(), ProbeStatus::MemoryCritical),
+            ("gone".to_owned(), ProbeStatus::Unreachable),
+            ("weird".to_owned(), ProbeStatus::Unreachable),
+        ];
+        want.sort();
+        assert_eq!(results, want);
+        assert_eq!(snapshot(&seen).len(), names.len());
+    }
+
+    #[test]
+    fn a_hanging_drone_delays_neither_the_others_nor_the_round() {
+        let dir = stub_dir();
+        let settings = settings(dir.path(), 1, 8);
+        let (submit, seen) = collector();
+        let fleet = targets(&["slow", "ok", "down", "busy"]);
+        let prober = Prober::new(settings, move || fleet.clone(), submit);
+        let started = Instant::now();
+        let results = prober.probe_round(&AtomicBool::new(false));
+        let wall = started.elapsed();
+        assert_eq!(results.len(), 4);
+        assert!(wall < Duration::from_millis(2500), "round took {wall:?}");
+        let seen = snapshot(&seen);
+        let (last, status, _) = &seen[seen.len() - 1];
+        assert_eq!((last.as_str(), *status), ("slow", ProbeStatus::Timeout));
+        for (drone, _, at) in &seen[..3] {
+            let after = at.duration_since(started);
+            assert!(
+                after < Duration::from_millis(800),
+                "{drone} reported after {after:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_timeout_kills_the_probe_process() {
+        let dir = stub_dir();
+        let settings = settings(dir.path(), 1, 1);
+        let (submit, _) = collector();
+        let prober = Prober::new(settings, Vec::new, submit);
+        let target = targets(&["slow-kill"]);
+        let started = Instant::now();
+        let status = prober.probe_one(&target[0], None);
+        assert_eq!(status, Some(ProbeStatus::Timeout));
+        assert!(started.elapsed() < Duration::from_secs(2));
+        let pid = std::fs::read_to_string(dir.path().join("slow-kill.pid")).unwrap_or_default();
+        let pid = pid.trim();
+        assert!(!pid.is_empty(), "the stub did not start");
+        assert!(
+            !Path::new(&format!("/proc/{pid}")).exists(),
+            "probe process {pid} still exists"
+        );
+    }
+
+    #[test]
+    fn the_pool_is_bounded_by_parallel() {
+        let dir = stub_dir();
+        let settings = settings(dir.path(), 3, 2);
+        let (submit, _) = collector();
+        let fleet = targets(&["nap1", "nap2", "nap3", "nap4"]);
+        let prober = Prober::new(settings, move || fleet.clone(), submit);
+        let started = Instant::now();
+        let results = prober.probe_round(&AtomicBool::new(false));
+        let wall = started.elapsed();
+        assert_eq!(results.len(), 4);
+        // Four 0.6 s probes, two at a time: two waves (1.2 s), not one (0.6 s) and not four (2.4 s).
+        assert!(wall >= Duration::from_millis(1150), "round took {wall:?}");
+        assert!(wall < Duration::from_millis(2200), "round took {wall:?}");
+    }
+
+    #[test]
+    fn run_probes_on_its_interval_and_stops_promptly() {
+        let dir = stub_dir();
+        let settings = settings(dir.path(), 1, 4);
+        let (submit, seen) = collector();
+        let fleet = targets(&["ok"]);
+        let prober = Prober::new(settings, move || fleet.clone(), submit);
+        let stop = Arc::new(AtomicBool::new(false));
+        let handle = prober
+            .spawn(Arc::clone(&stop))
+            .expect("the prober thread starts");
+        std::thread::sleep(Duration::from_millis(1300));
+        stop.store(true, Ordering::Relaxed);
+        let stopping = Instant::now();
+        assert!(handle.join().is_ok());
+        assert!(stopping.elapsed() < Duration::from_millis(500));
+        let rounds = snapshot(&seen).len();
+        assert_eq!(
+            rounds, 2,
+            "one round at start and one after the 1 s interval"
+        );
+    }
+
+    #[test]
+    fn unsafe_targets_are_not_probed() {
+        let dir = stub_dir();
+        let settings = settings(dir.path(), 1, 1);
+        let (submit, seen) = collector();
+        let fleet = vec![ProbeTarget {
+            drone: DroneName::new("ok").expect("a valid name"),
+            address: "-oProxyCommand=touch /tmp/x".into(),
+        }];
+        let prober = Prober::new(settings, move || fleet.clone(), submit);
+        assert!(prober.probe_round(&AtomicBool::new(false)).is_empty());
+        assert!(snapshot(&seen).is_empty());
+    }
+}

@@ -1,0 +1,244 @@
+//! Environment variables: Build Swarm v3's names (with their units) first,
+//! then swarm's own `SWARM_*` names, which win when both are set.
+
+use super::keys::{self, Typed};
+use super::SettingsError;
+use super::Source;
+use std::collections::BTreeMap;
+
+/// How a v3 variable's number maps onto swarm's key.
+#[derive(Clone, Copy)]
+enum Unit {
+    /// Same meaning and unit.
+    Same,
+    /// v3 seconds, swarm milliseconds.
+    SecondsToMs,
+    /// v3 minutes, swarm milliseconds.
+    MinutesToMs,
+    /// Only the port of `listen`.
+    Port,
+}
+
+/// Build Swarm v3's variables. `SELF_HEAL_*` names not listed here are an
+/// error: v3 had more of them, and silently ignoring one would leave an
+/// operator believing a setting took effect.
+const V3: &[(&str, &str, Unit)] = &[
+    ("CONTROL_PLANE_PORT", "listen", Unit::Port),
+    (
+        "MAX_DRONE_FAILURES",
+        "policy.max_drone_failures",
+        Unit::Same,
+    ),
+    (
+        "GROUNDING_TIMEOUT",
+        "policy.grounding_timeout_ms",
+        Unit::SecondsToMs,
+    ),
+    (
+        "RECLAIM_OFFLINE_TIMEOUT_MINUTES",
+        "policy.offline_timeout_ms",
+        Unit::MinutesToMs,
+    ),
+    ("MAX_PREFETCH_PER_DRONE", "policy.max_prefetch", Unit::Same),
+    ("ADMIN_SECRET", "admin_token", Unit::Same),
+    ("STAGING_PATH", "staging_path", Unit::Same),
+    ("BINHOST_PATH", "binhost_path", Unit::Same),
+    ("SELF_HEAL_ENABLED", "probe.enabled", Unit::Same),
+    ("SELF_HEAL_INTERVAL", "probe.interval_s", Unit::Same),
+    (
+        "SELF_HEAL_PROBE_INTERVAL_SECONDS",
+        "probe.interval_s",
+        Unit::Same,
+    ),
+    ("SELF_HEAL_TIMEOUT", "probe.timeout_s", Unit::Same),
+    (
+        "SELF_HEAL_PROBE_TIMEOUT_SECONDS",
+        "probe.timeout_s",
+        Unit::Same,
+    ),
+    ("SELF_HEAL_PARALLEL", "probe.parallel", Unit::Same),
+    ("SELF_HEAL_PROBE_COMMAND", "probe.command", Unit::Same),
+    (
+        "SELF_HEAL_MIN_CONSECUTIVE_FAILURES",
+        "policy.min_consecutive_failures",
+        Unit::Same,
+    ),
+    (
+        "SELF_HEAL_MIN_FAILURE_WINDOW_SECONDS",
+        "policy.min_failure_window_ms",
+        Unit::SecondsToMs,
+    ),
+    (
+        "SELF_HEAL_MAX_ESCALATIONS",
+        "policy.max_escalations_per_window",
+        Unit::Same,
+    ),
+    (
+        "SELF_HEAL_RESTART_SERVICE_COMMAND",
+        "escalation.restart_service",
+        Unit::Same,
+    ),
+    (
+        "SELF_HEAL_HARD_RESTART_COMMAND",
+        "escalation.hard_restart",
+        Unit::Same,
+    ),
+    ("SELF_HEAL_REBOOT_COMMAND", "escalation.reboot", Unit::Same),
+    ("SELF_HEAL_MANUAL_COMMAND", "escalation.manual", Unit::Same),
+    (
+        "SELF_HEAL_COMMAND_TIMEOUT",
+        "escalation.timeout_s",
+        Unit::Same,
+    ),
+];
+
+/// v3 variables that mean nothing in swarm: a warning, not an error, so a v3
+/// service file keeps working.
+const V3_WITHOUT_EFFECT: &[(&str, &str)] = &[(
+    "RECLAIM_LEASE_SECONDS",
+    "swarm never reclaims an online drone's work for its age; offline_timeout and probes decide",
+)];
+
+/// The v3 names swarm reads, for docs and error messages.
+pub(super) fn v3_names() -> impl Iterator<Item = &'static str> {
+    V3.iter().map(|(name, _, _)| *name)
+}
+
+/// One value taken from the environment.
+pub(super) struct EnvValue {
+    pub(super) key: String,
+    pub(super) typed: Typed,
+    pub(super) source: Source,
+}
+
+/// The environment's values in the order to apply them (v3 names, then
+/// `SWARM_*`), and warnings.
+pub(super) fn read(
+    env: &BTreeMap<String, String>,
+) -> Result<(Vec<EnvValue>, Vec<String>), SettingsError> {
+    let mut warnings = Vec::new();
+    let set = |name: &str| env.get(name).filter(|v| !v.trim().is_empty());
+
+    let mut v3: BTreeMap<&str, (&str, Typed)> = BTreeMap::new();
+    for &(name, key, unit) in V3 {
+        let Some(raw) = set(name) else { continue };
+        let typed = convert(name, key, unit, raw)?;
+        if let Some((first, earlier)) = v3.get(key) {
+            if *earlier != typed {
+                return Err(SettingsError::Conflict {
+                    key: key.to_owned(),
+                    first: (*first).to_owned(),
+                    second: name.to_owned(),
+                });
+            }
+            continue;
+        }
+        v3.insert(key, (name, typed));
+    }
+    for (name, why) in V3_WITHOUT_EFFECT {
+        if set(name).is_some() {
+            warnings.push(format!("env {name} has no effect: {why}"));
+        }
+    }
+    for name in env.keys() {
+        let is_known = V3.iter().any(|(n, _, _)| n == name)
+            || V3_WITHOUT_EFFECT.iter().any(|(n, _)| n == name);
+        if name.starts_with("SELF_HEAL_") && !is_known {
+            return Err(SettingsError::UnknownEnv {
+                name: name.clone(),
+                hint: format!(
+                    "; swarm reads {}",
+                    v3_names()
+                        .filter(|n| n.starts_with("SELF_HEAL_"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            });
+        }
+    }
+    let mut values: Vec<EnvValue> = v3
+        .into_iter()
+        .map(|(key, (name, typed))| EnvValue {
+            key: key.to_owned(),
+            typed,
+            source: Source::Env(name.to_owned()),
+        })
+        .collect();
+
+    for (name, raw) in env {
+        let Some(rest) = name.strip_prefix("SWARM_") else {
+            continue;
+        };
+        if raw.trim().is_empty() {
+            continue;
+        }
+        let scoped = [
+            ("POLICY_", "policy."),
+            ("PROBE_", "probe."),
+            ("ESCALATION_", "escalation."),
+        ]
+        .iter()
+        .find_map(|(prefix, table)| {
+            rest.strip_prefix(prefix)
+                .map(|field| format!("{table}{}", field.to_ascii_lowercase()))
+        });
+        let strict = scoped.is_some();
+        let key = scoped.unwrap_or_else(|| rest.to_ascii_lowercase());
+        let Some(kind) = keys::kind_of(&key) else {
+            if strict {
+                return Err(SettingsError::UnknownEnv {
+                    name: name.clone(),
+                    hint: keys::suggest(&key)
+                        .map(|k| format!(" (did you mean {}?)", env_name(&k)))
+                        .unwrap_or_default(),
+                });
+            }
+            // SWARM_URL, SWARM_SIM_SEED, the drone agent's variables: not ours.
+            continue;
+        };
+        let typed =
+            keys::from_env(&key, kind, raw).map_err(|reason| bad(name, &key, raw, reason))?;
+        values.push(EnvValue {
+            key,
+            typed,
+            source: Source::Env(name.clone()),
+        });
+    }
+    Ok((values, warnings))
+}
+
+/// The `SWARM_*` variable for a key: `policy.max_prefetch` → `SWARM_POLICY_MAX_PREFETCH`.
+pub(super) fn env_name(key: &str) -> String {
+    format!("SWARM_{}", key.replace('.', "_").to_ascii_uppercase())
+}
+
+fn convert(name: &str, key: &str, unit: Unit, raw: &str) -> Result<Typed, SettingsError> {
+    let Some(kind) = keys::kind_of(key) else {
+        return Err(bad(name, key, raw, "is not a known setting".into()));
+    };
+    let scaled = |factor: u64| {
+        keys::parse_number(raw)?
+            .checked_mul(factor)
+            .ok_or_else(|| "is too large".to_owned())
+            .and_then(keys::integer)
+    };
+    let typed = match unit {
+        Unit::Same => keys::from_env(key, kind, raw),
+        Unit::SecondsToMs => scaled(1_000).and_then(|v| keys::from_env(key, kind, &v.to_string())),
+        Unit::MinutesToMs => scaled(60_000).and_then(|v| keys::from_env(key, kind, &v.to_string())),
+        Unit::Port => match raw.trim().parse::<u16>() {
+            Ok(port) if port > 0 => Ok(Typed::Port(port)),
+            _ => Err("not a port number (1-65535)".to_owned()),
+        },
+    };
+    typed.map_err(|reason| bad(name, key, raw, reason))
+}
+
+fn bad(name: &str, key: &str, raw: &str, reason: String) -> SettingsError {
+    SettingsError::BadValue {
+        key: key.to_owned(),
+        origin: Source::Env(name.to_owned()),
+        value: raw.to_owned(),
+        reason,
+    }
+}

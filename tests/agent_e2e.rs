@@ -1,0 +1,568 @@
+//! End-to-end tests of the drone agent (issue 6 §1): real `swarm serve` and
+//! real `swarm drone` processes on 127.0.0.1, with the bundled STAND-IN
+//! builder (`--builder standin`), which sleeps and writes a gpkg-shaped tar.
+//!
+//! Each test owns its server, drones and temp dirs; every process (builders
+//! included) is killed when the test ends, pass or fail.
+
+mod support;
+
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use support::{request, swarm_bin, Server};
+
+/// Policy for tests that need a dead drone noticed quickly.
+const FAST_LIVENESS: [(&str, &str); 4] = [
+    ("SWARM_POLICY_HEARTBEAT_GRACE_MS", "2000"),
+    ("SWARM_POLICY_CONFIRMED_DEAD_AFTER_MS", "3000"),
+    ("SWARM_POLICY_OFFLINE_TIMEOUT_MS", "4000"),
+    ("SWARM_POLICY_FAILOVER_GRACE_MS", "1000"),
+];
+
+/// A running `swarm drone`. Killed, with any builder it left, on drop.
+struct Drone {
+    child: Child,
+    name: String,
+    work_dir: PathBuf,
+    pkgdir: PathBuf,
+    log: PathBuf,
+}
+
+impl Drone {
+    /// Starts a drone with the stand-in builder, 1 s heartbeats and polls.
+    fn start(
+        server: &Server,
+        dir: &Path,
+        name: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Drone {
+        let work_dir = dir.join(name);
+        let pkgdir = work_dir.join("pkgdir");
+        std::fs::create_dir_all(&work_dir).expect("work dir");
+        let config = dir.join("empty-swarm.toml");
+        std::fs::write(&config, "").expect("config");
+        let log = dir.join(format!("{name}.log"));
+        let stderr = std::fs::File::create(&log).expect("log");
+        let mut cmd = Command::new(swarm_bin());
+        cmd.args(["drone", "--server", &server.url, "--name", name])
+            .args(["--machine-id", &format!("test-machine-{name}")])
+            .args([
+                "--builder",
+                "standin",
+                "--heartbeat-s",
+                "1",
+                "--poll-s",
+                "1",
+            ])
+            .args(["--kill-grace-s", "1", "--config"])
+            .arg(&config)
+            .arg("--work-dir")
+            .arg(&work_dir)
+            .arg("--pkgdir")
+            .arg(&pkgdir)
+            .arg("--portage-timestamp-file")
+            .arg(dir.join("no-timestamp"))
+            .args(args)
+            .env_remove("SWARM_URL")
+            .env_remove("SWARM_DRONE_NAME")
+            .env_remove("SWARM_DRONE_TOKEN")
+            .env_remove("SWARM_CONFIG")
+            .env("SWARM_LOG", "info")
+            .env("SWARM_STANDIN_SCALE_MS", "100")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("spawn swarm drone");
+        Drone {
+            child,
+            name: name.to_string(),
+            work_dir,
+            pkgdir,
+            log,
+        }
+    }
+
+    fn signal(&self, sig: rustix::process::Signal) {
+        let pid = rustix::process::Pid::from_raw(self.child.id() as i32).expect("pid");
+        let _ = rustix::process::kill_process(pid, sig);
+    }
+
+    /// Waits for the agent to exit; its exit code, or None on timeout.
+    fn wait_exit(&mut self, secs: u64) -> Option<i32> {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
+    fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The live processes of this drone's builds: (pid, pgid) of every
+    /// process in a group led by its stand-in builder.
+    fn builder_processes(&self) -> Vec<(u32, i32)> {
+        let script = self.work_dir.join("standin-builder.sh");
+        let script = script.to_string_lossy();
+        let leaders: Vec<i32> = processes()
+            .into_iter()
+            .filter(|p| p.cmdline.contains(script.as_ref()) && p.pid as i32 == p.pgid)
+            .map(|p| p.pgid)
+            .collect();
+        processes()
+            .into_iter()
+            .filter(|p| leaders.contains(&p.pgid))
+            .map(|p| (p.pid, p.pgid))
+            .collect()
+    }
+}
+
+impl Drop for Drone {
+    fn drop(&mut self) {
+        self.kill9();
+        for (_, pgid) in self.builder_processes() {
+            if let Some(pg) = rustix::process::Pid::from_raw(pgid) {
+                let _ = rustix::process::kill_process_group(pg, rustix::process::Signal::KILL);
+            }
+        }
+        if std::thread::panicking() {
+            eprintln!("---- log of drone {} ----\n{}", self.name, self.log_text());
+        }
+    }
+}
+
+/// A live (non-zombie) process, from /proc.
+struct Proc {
+    pid: u32,
+    pgid: i32,
+    cmdline: String,
+}
+
+fn processes() -> Vec<Proc> {
+    let mut out = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for entry in dir.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map(|(_, r)| r.split_whitespace().collect())
+            .unwrap_or_default();
+        if matches!(fields.first(), Some(&"Z" | &"X") | None) {
+            continue;
+        }
+        let Some(pgid) = fields.get(2).and_then(|p| p.parse().ok()) else {
+            continue;
+        };
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline"))
+            .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+            .unwrap_or_default();
+        out.push(Proc { pid, pgid, cmdline });
+    }
+    out
+}
+
+fn alive(pid: u32) -> bool {
+    processes().iter().any(|p| p.pid == pid)
+}
+
+fn wait_until(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn queue(server: &Server, packages: Value) {
+    let (code, v) = server.admin_post("/api/v1/queue", &json!({ "packages": packages }));
+    assert_eq!(code, 200, "queue: {v}");
+}
+
+/// The queue entry of `atom`.
+fn entry(server: &Server, atom: &str) -> Value {
+    let (code, v) = server.get("/api/v1/queue?limit=1000");
+    assert_eq!(code, 200, "{v}");
+    v["items"]
+        .as_array()
+        .and_then(|items| items.iter().find(|i| i["atom"] == atom).cloned())
+        .unwrap_or_else(|| panic!("{atom} not in the queue: {v}"))
+}
+
+/// Waits until `atom` is assigned and started; returns (drone, lease).
+fn wait_started(server: &Server, atom: &str, secs: u64) -> (String, u64) {
+    let mut found = None;
+    wait_until(secs, &format!("{atom} to start"), || {
+        let s = &entry(server, atom)["status"];
+        if s["state"] == "assigned" && s["started"] == true {
+            found = Some((
+                s["drone"].as_str().unwrap_or_default().to_string(),
+                s["lease"].as_u64().unwrap_or_default(),
+            ));
+        }
+        found.is_some()
+    });
+    found.unwrap_or_default()
+}
+
+fn state_of(server: &Server, atom: &str) -> String {
+    entry(server, atom)["status"]["state"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Successful builds of `atom` in the server's history.
+fn successes(server: &Server, atom: &str) -> Vec<Value> {
+    let (_, v) = server.get("/api/v1/history?limit=1000");
+    v["builds"]
+        .as_array()
+        .map(|b| {
+            b.iter()
+                .filter(|b| b["package"] == atom && b["outcome"] == "success")
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn sha256_of(path: &Path) -> String {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    hex::encode(Sha256::digest(&bytes))
+}
+
+/// A sizes file for the stand-in builder: `atom units` lines.
+fn sizes(dir: &Path, lines: &[(&str, u32)]) -> String {
+    let path = dir.join("sizes");
+    let text: String = lines.iter().map(|(a, n)| format!("{a} {n}\n")).collect();
+    std::fs::write(&path, text).expect("sizes");
+    path.to_string_lossy().into_owned()
+}
+
+#[test]
+fn the_agent_builds_a_small_dag_and_the_artifacts_land_in_staging_with_their_sha256() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(&dir.path().join("server"), &[]);
+    queue(
+        &server,
+        json!([
+            {"atom": "app-misc/top-3", "deps": ["dev-libs/mid-2.0", "virtual/glue-1"]},
+            {"atom": "dev-libs/mid-2.0", "deps": ["dev-libs/base-1.0"]},
+            "dev-libs/base-1.0",
+            "virtual/glue-1",
+            "sys-apps/side-1.2",
+        ]),
+    );
+    let mut a = Drone::start(&server, dir.path(), "drone-a", &[], &[]);
+    let mut b = Drone::start(&server, dir.path(), "drone-b", &[], &[]);
+    server.wait_for(60, "all five built", |s| s["counts"]["built"] == 5);
+
+    let staging = server.data_dir.join("staging");
+    let mut stored_at = Vec::new();
+    for (cat, pf) in [
+        ("dev-libs", "base-1.0"),
+        ("dev-libs", "mid-2.0"),
+        ("app-misc", "top-3"),
+        ("sys-apps", "side-1.2"),
+    ] {
+        let staged = staging.join(cat).join(format!("{pf}.gpkg.tar"));
+        let built: Vec<PathBuf> = [&a, &b]
+            .iter()
+            .map(|d| d.pkgdir.join(cat).join(format!("{pf}.gpkg.tar")))
+            .filter(|p| p.exists())
+            .collect();
+        assert_eq!(built.len(), 1, "{cat}/{pf} built by exactly one drone");
+        assert!(std::fs::metadata(&staged).expect("staged").len() >= 1024);
+        assert_eq!(sha256_of(&staged), sha256_of(&built[0]), "{cat}/{pf}");
+        let atom = format!("={cat}/{pf}");
+        assert_eq!(successes(&server, &atom).len(), 1, "{atom} built once");
+        stored_at.push(
+            std::fs::metadata(&staged)
+                .and_then(|m| m.modified())
+                .expect("mtime"),
+        );
+    }
+    assert!(
+        stored_at[0] <= stored_at[1] && stored_at[1] <= stored_at[2],
+        "dependencies are built first"
+    );
+    assert!(
+        !staging.join("virtual").exists(),
+        "virtual packages need no artifact"
+    );
+    for d in [&mut a, &mut b] {
+        d.signal(rustix::process::Signal::TERM);
+        assert_eq!(d.wait_exit(20), Some(0), "{}", d.log_text());
+    }
+}
+
+#[test]
+fn a_drone_killed_mid_build_loses_its_lease_to_another_and_its_late_report_is_stale() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(&dir.path().join("server"), &FAST_LIVENESS);
+    let atom = "=dev-libs/victim-1.0";
+    let sizes = sizes(dir.path(), &[(atom, 600)]);
+    queue(&server, json!([atom]));
+    let mut dead = Drone::start(
+        &server,
+        dir.path(),
+        "drone-dead",
+        &[],
+        &[("SWARM_STANDIN_SIZES", sizes.as_str())],
+    );
+    let (holder, lease) = wait_started(&server, atom, 30);
+    assert_eq!(holder, "drone-dead");
+    dead.kill9();
+
+    // Another drone takes the package once the dead one is offline.
+    let mut heir = Drone::start(&server, dir.path(), "drone-heir", &[], &[]);
+    wait_until(60, "the heir to build the victim", || {
+        state_of(&server, atom) == "built"
+    });
+    let built = successes(&server, atom);
+    assert_eq!(built.len(), 1, "{built:?}");
+    assert_eq!(built[0]["drone"], "drone-heir");
+    let (_, events) = server.get("/api/v1/events/history?limit=1000");
+    assert!(
+        events["events"].as_array().is_some_and(|e| e
+            .iter()
+            .any(|e| e["kind"] == "reclaimed" && e["drone"] == "drone-dead")),
+        "the dead drone's lease was reclaimed: {events}"
+    );
+
+    // The dead drone's report, arriving late, is refused as stale.
+    let (code, v) = request(
+        "POST",
+        &format!("{}/api/v1/complete", server.url),
+        Some(
+            &json!({"node_name": "drone-dead", "package": atom, "status": "success",
+                    "lease": lease, "build_duration_s": 600.0})
+            .to_string(),
+        ),
+        None,
+    );
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["stale"], true, "{v}");
+    assert_eq!(v["action"], "stop_work", "{v}");
+    assert_eq!(successes(&server, atom).len(), 1, "still built once");
+    heir.signal(rustix::process::Signal::TERM);
+    assert_eq!(heir.wait_exit(20), Some(0));
+}
+
+#[test]
+fn sigterm_finishes_or_returns_the_running_build_and_nothing_is_lost_or_built_twice() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(&dir.path().join("server"), &[]);
+    let finish_atom = "=dev-libs/finish-1.0";
+    let return_atom = "=dev-libs/return-1.0";
+    let sizes = sizes(dir.path(), &[(finish_atom, 30), (return_atom, 600)]);
+    let env = [("SWARM_STANDIN_SIZES", sizes.as_str())];
+
+    // --on-stop finish: the build runs to the end and is reported, then exit 0.
+    queue(&server, json!([finish_atom]));
+    let mut finisher = Drone::start(
+        &server,
+        dir.path(),
+        "drone-finish",
+        &["--on-stop", "finish"],
+        &env,
+    );
+    wait_started(&server, finish_atom, 30);
+    finisher.signal(rustix::process::Signal::TERM);
+    assert_eq!(finisher.wait_exit(30), Some(0), "{}", finisher.log_text());
+    assert_eq!(state_of(&server, finish_atom), "built");
+    assert_eq!(successes(&server, finish_atom).len(), 1);
+
+    // --on-stop return: the build is killed and handed back at once.
+    queue(&server, json!([return_atom]));
+    let mut returner = Drone::start(
+        &server,
+        dir.path(),
+        "drone-return",
+        &["--on-stop", "return"],
+        &env,
+    );
+    wait_started(&server, return_atom, 30);
+    let builders = returner.builder_processes();
+    assert!(
+        builders.len() >= 2,
+        "builder and its grandchild: {builders:?}"
+    );
+    let asked = Instant::now();
+    returner.signal(rustix::process::Signal::TERM);
+    assert_eq!(returner.wait_exit(15), Some(0), "{}", returner.log_text());
+    assert!(
+        asked.elapsed() < Duration::from_secs(10),
+        "returned at once"
+    );
+    for (pid, _) in &builders {
+        assert!(!alive(*pid), "builder process {pid} outlived the return");
+    }
+    let state = state_of(&server, return_atom);
+    assert_ne!(state, "built");
+    assert_ne!(state, "assigned", "the lease went back");
+
+    // A second SIGTERM while draining returns at once as well.
+    let mut drainer = Drone::start(
+        &server,
+        dir.path(),
+        "drone-drain",
+        &["--on-stop", "finish"],
+        &env,
+    );
+    wait_started(&server, return_atom, 30);
+    drainer.signal(rustix::process::Signal::TERM);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        drainer.child.try_wait().ok().flatten(),
+        None,
+        "still draining"
+    );
+    drainer.signal(rustix::process::Signal::TERM);
+    assert_eq!(drainer.wait_exit(15), Some(0), "{}", drainer.log_text());
+    assert_ne!(state_of(&server, return_atom), "assigned");
+
+    // The returned package is built by the next drone, once.
+    let fast = dir.path().join("sizes-fast");
+    std::fs::write(&fast, format!("{return_atom} 5\n")).expect("sizes");
+    let fast = fast.to_string_lossy().into_owned();
+    let mut last = Drone::start(
+        &server,
+        dir.path(),
+        "drone-last",
+        &[],
+        &[("SWARM_STANDIN_SIZES", fast.as_str())],
+    );
+    wait_until(60, "the returned package to be built", || {
+        state_of(&server, return_atom) == "built"
+    });
+    assert_eq!(successes(&server, return_atom).len(), 1);
+    assert_eq!(successes(&server, finish_atom).len(), 1);
+    last.signal(rustix::process::Signal::TERM);
+    assert_eq!(last.wait_exit(20), Some(0));
+}
+
+#[test]
+fn a_revoke_kills_the_whole_build_process_group_leaving_no_grandchild() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(&dir.path().join("server"), &[]);
+    let atom = "=dev-libs/revoked-1.0";
+    let sizes = sizes(dir.path(), &[(atom, 600)]);
+    queue(&server, json!([atom]));
+    let mut drone = Drone::start(
+        &server,
+        dir.path(),
+        "drone-r",
+        &[],
+        &[("SWARM_STANDIN_SIZES", sizes.as_str())],
+    );
+    wait_started(&server, atom, 30);
+    let mut builders = Vec::new();
+    wait_until(10, "the builder and its grandchild", || {
+        builders = drone.builder_processes();
+        builders.len() >= 2
+    });
+    let pgid = builders[0].1;
+    assert!(builders.iter().all(|(_, g)| *g == pgid));
+    assert!(
+        builders.iter().any(|(pid, _)| *pid as i32 != pgid),
+        "a grandchild in the group: {builders:?}"
+    );
+
+    // Blocking a package the drone builds takes its lease away: the next
+    // heartbeat reply revokes it.
+    let (code, v) = server.admin_post(
+        "/api/v1/control",
+        &json!({"action": "block", "package": atom}),
+    );
+    assert_eq!(code, 200, "{v}");
+    wait_until(15, "the revoked build's process group to die", || {
+        builders.iter().all(|(pid, _)| !alive(*pid))
+    });
+    assert!(
+        processes().iter().all(|p| p.pgid != pgid),
+        "nothing is left in process group {pgid}"
+    );
+    assert_eq!(
+        drone.child.try_wait().ok().flatten(),
+        None,
+        "the agent lives on"
+    );
+    assert!(drone.log_text().contains("revoked"), "{}", drone.log_text());
+    assert_eq!(successes(&server, atom).len(), 0);
+    drone.signal(rustix::process::Signal::TERM);
+    assert_eq!(drone.wait_exit(20), Some(0));
+}
+
+#[test]
+fn builds_survive_a_control_plane_restart_and_their_reports_land_after_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut server = Server::start(&dir.path().join("server"), &[]);
+    let atoms = ["=dev-libs/steady-1.0", "=dev-libs/steady-2.0"];
+    let sizes = sizes(dir.path(), &[(atoms[0], 60), (atoms[1], 60)]);
+    queue(&server, json!(atoms));
+    let env = [("SWARM_STANDIN_SIZES", sizes.as_str())];
+    let mut a = Drone::start(&server, dir.path(), "drone-a", &[], &env);
+    let mut b = Drone::start(&server, dir.path(), "drone-b", &[], &env);
+    for atom in atoms {
+        wait_started(&server, atom, 30);
+    }
+    let before: Vec<Vec<(u32, i32)>> = [&a, &b].iter().map(|d| d.builder_processes()).collect();
+    server.restart();
+    std::thread::sleep(Duration::from_secs(2));
+    for (d, procs) in [&a, &b].iter().zip(&before) {
+        assert!(
+            procs.iter().all(|(pid, _)| alive(*pid)),
+            "{}'s build kept running through the restart",
+            d.name
+        );
+    }
+    server.wait_for(60, "both built after the restart", |s| {
+        s["counts"]["built"] == 2
+    });
+    for atom in atoms {
+        let built = successes(&server, atom);
+        assert_eq!(built.len(), 1, "{atom}: {built:?}");
+        let pf = atom.trim_start_matches("=dev-libs/");
+        assert!(server
+            .data_dir
+            .join("staging/dev-libs")
+            .join(format!("{pf}.gpkg.tar"))
+            .exists());
+    }
+    for d in [&mut a, &mut b] {
+        assert!(
+            !d.log_text().contains("ended=Stopped"),
+            "no build was dropped: {}",
+            d.log_text()
+        );
+        d.signal(rustix::process::Signal::TERM);
+        assert_eq!(d.wait_exit(20), Some(0), "{}", d.log_text());
+    }
+}
