@@ -42,7 +42,7 @@ struct HttpArgs {
     #[arg(long, default_value = "normal")]
     synchronous: String,
     /// HTTP worker threads of the server.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 64)]
     workers: usize,
     /// Print one JSON object instead of text.
     #[arg(long)]
@@ -229,6 +229,22 @@ fn http_in(a: &HttpArgs, synchronous: Synchronous, dir: &std::path::Path) -> any
     for t in threads {
         let _ = t.join();
     }
+    let metrics = agent
+        .get(&format!("{url}/metrics"))
+        .call()
+        .ok()
+        .and_then(|r| r.into_string().ok())
+        .unwrap_or_default();
+    let counter = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or(0.0)
+    };
+    let (batches, batched) = (
+        counter("swarm_store_batches_total "),
+        counter("swarm_store_inputs_total "),
+    );
     running.shutdown();
     let mut samples = lat.lock().map(|l| l.samples.clone()).unwrap_or_default();
     samples.sort_unstable();
@@ -250,12 +266,14 @@ fn http_in(a: &HttpArgs, synchronous: Synchronous, dir: &std::path::Path) -> any
         "requests_per_s": 2.0 * done as f64 / elapsed,
         "latency_ms": {"p50": pct(0.50), "p90": pct(0.90), "p99": pct(0.99), "max": pct(1.0)},
         "errors": errs,
+        "group_commits": batches,
+        "inputs_per_commit": if batches > 0.0 { batched / batches } else { 0.0 },
     });
     if a.json {
         println!("{out}");
     } else {
         println!(
-            "{} drones (+{} heartbeating), synchronous={}: {:.0} cycles/s ({:.0} requests/s), latency p50 {:.2} ms, p99 {:.2} ms, max {:.1} ms, errors {}",
+            "{} drones (+{} heartbeating), synchronous={}: {:.0} cycles/s ({:.0} requests/s), latency p50 {:.2} ms, p99 {:.2} ms, max {:.1} ms, errors {}, {:.1} inputs per group commit",
             a.drones,
             a.background,
             a.synchronous,
@@ -264,7 +282,8 @@ fn http_in(a: &HttpArgs, synchronous: Synchronous, dir: &std::path::Path) -> any
             pct(0.5),
             pct(0.99),
             pct(1.0),
-            errs
+            errs,
+            if batches > 0.0 { batched / batches } else { 0.0 }
         );
     }
     Ok(())

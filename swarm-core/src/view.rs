@@ -243,6 +243,11 @@ impl<'a> View<'a> {
         c
     }
 
+    /// Packages in the queue (any state), in O(1).
+    pub fn package_count(&self) -> u32 {
+        self.s.st.packages.len() as u32
+    }
+
     /// Ready packages, in O(1) (for samplers that cannot afford `counts`).
     pub fn ready_count(&self) -> u32 {
         self.s.ix.ready.len() as u32

@@ -170,7 +170,7 @@ impl Settings {
             synchronous: Synchronous::Normal,
             max_body_bytes: 1024 * 1024,
             max_artifact_bytes: 2 * 1024 * 1024 * 1024,
-            http_workers: 8,
+            http_workers: 32,
             probe: ProbeSettings::default(),
             escalation: EscalationSettings {
                 timeout_s: 120,

@@ -74,8 +74,7 @@ pub(crate) fn register(sh: &Shared, req: &mut Request) -> Result<Reply, ApiError
     let metrics = r.metrics.clone().unwrap_or_default();
 
     // Merge with what we know: a missing field keeps its old value.
-    let published = sh.published();
-    let old = published.swarm.view().drone(&name);
+    let old = sh.spec_of(&name);
     let cores = caps
         .cores
         .or(old.as_ref().map(|d| d.cores))
@@ -97,7 +96,10 @@ pub(crate) fn register(sh: &Shared, req: &mut Request) -> Result<Reply, ApiError
         machine_id: Some(machine_id.clone()),
         cores,
         ram_mb,
-        arch: caps.arch.clone(),
+        arch: caps
+            .arch
+            .clone()
+            .or_else(|| old.as_ref().and_then(|d| d.arch.clone())),
         labels: Vec::new(),
         kind,
         portage_snapshot: caps
@@ -109,11 +111,12 @@ pub(crate) fn register(sh: &Shared, req: &mut Request) -> Result<Reply, ApiError
     let changed = match &old {
         None => true,
         Some(d) => {
-            d.machine_id.as_deref() != Some(machine_id.as_str())
+            d.machine_id != spec.machine_id
                 || d.cores != spec.cores
                 || d.ram_mb != spec.ram_mb
                 || d.kind != spec.kind
                 || d.version != spec.version
+                || d.arch != spec.arch
         }
     };
     let heartbeat = Heartbeat {
@@ -142,12 +145,15 @@ pub(crate) fn register(sh: &Shared, req: &mut Request) -> Result<Reply, ApiError
     };
     let mut inputs = Vec::new();
     if changed {
-        inputs.push(Input::Register(spec));
+        inputs.push(Input::Register(spec.clone()));
     }
     inputs.push(Input::Heartbeat(heartbeat));
     let done = sh.submit(Plan::Inputs(inputs), Some(name.clone()), changed)?;
     sh.remember(&machine_id, &name, r.ip.as_deref());
     let now = drone_now(&done)?;
+    if now.known {
+        sh.set_spec(spec);
+    }
 
     let mut revoke = revokes_in(&done.outputs, &name);
     let stop_work = current_task.as_ref().and_then(|atom| {

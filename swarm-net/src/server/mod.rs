@@ -208,7 +208,21 @@ pub fn start(opts: ServerOptions) -> Result<RunningServer, ServeError> {
         source,
     })?;
     let mut ids = BTreeMap::new();
+    let mut specs = BTreeMap::new();
     for d in swarm.view().drones() {
+        specs.insert(
+            d.name.clone(),
+            swarm_core::DroneSpec {
+                name: d.name.clone(),
+                machine_id: d.machine_id.clone(),
+                cores: d.cores,
+                ram_mb: d.ram_mb,
+                kind: d.kind,
+                portage_snapshot: d.portage_snapshot.clone(),
+                version: d.version.clone(),
+                ..swarm_core::DroneSpec::default()
+            },
+        );
         if let Some(m) = &d.machine_id {
             ids.insert(m.clone(), d.name.clone());
         }
@@ -229,6 +243,7 @@ pub fn start(opts: ServerOptions) -> Result<RunningServer, ServeError> {
         published: RwLock::new(published),
         ids: RwLock::new(ids),
         addresses: RwLock::new(BTreeMap::new()),
+        specs: RwLock::new(specs),
         revokes: Mutex::new(BTreeMap::new()),
         metrics: metrics::Metrics::default(),
         history: (0..workers_n.min(4)).map(|_| Mutex::new(None)).collect(),

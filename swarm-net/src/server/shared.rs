@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, SyncSender};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
-use swarm_core::{DroneName, EscalationAction, Swarm, Timestamp};
+use swarm_core::{DroneName, DroneSpec, EscalationAction, Swarm, Timestamp};
 use swarm_store::History;
 
 /// The wall clock, injected so only `swarm-bin` reads it and tests can step it.
@@ -48,6 +48,10 @@ pub(crate) struct Shared {
     pub(crate) published: RwLock<Arc<Published>>,
     pub(crate) ids: RwLock<BTreeMap<String, DroneName>>,
     pub(crate) addresses: RwLock<BTreeMap<DroneName, String>>,
+    /// The registration each drone last gave, so a heartbeat that omits a
+    /// field keeps the old value without a look at the (costly to refresh)
+    /// published view.
+    pub(crate) specs: RwLock<BTreeMap<DroneName, DroneSpec>>,
     pub(crate) revokes: Mutex<BTreeMap<DroneName, PendingRevokes>>,
     pub(crate) metrics: Metrics,
     pub(crate) history: Vec<Mutex<Option<History>>>,
@@ -137,6 +141,16 @@ impl Shared {
             if let Ok(mut m) = self.addresses.write() {
                 m.insert(name.clone(), a.to_string());
             }
+        }
+    }
+
+    pub(crate) fn spec_of(&self, drone: &DroneName) -> Option<DroneSpec> {
+        self.specs.read().ok()?.get(drone).cloned()
+    }
+
+    pub(crate) fn set_spec(&self, spec: DroneSpec) {
+        if let Ok(mut m) = self.specs.write() {
+            m.insert(spec.name.clone(), spec);
         }
     }
 

@@ -63,7 +63,7 @@ fn defaults_need_no_file_and_no_environment() {
     assert_eq!(s.synchronous, Synchronous::Normal);
     assert_eq!(s.max_body_bytes, 1 << 20);
     assert_eq!(s.max_artifact_bytes, 2 << 30);
-    assert_eq!(s.http_workers, 8);
+    assert_eq!(s.http_workers, 32);
     assert_eq!(s.probe, ProbeSettings::default());
     assert_eq!(
         (s.probe.interval_s, s.probe.timeout_s, s.probe.parallel),
