@@ -64,8 +64,6 @@ impl Drone {
             .arg(&work_dir)
             .arg("--pkgdir")
             .arg(&pkgdir)
-            .arg("--portage-timestamp-file")
-            .arg(dir.join("no-timestamp"))
             .args(args)
             .env_remove("SWARM_URL")
             .env_remove("SWARM_DRONE_NAME")
@@ -76,6 +74,10 @@ impl Drone {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr);
+        if !args.contains(&"--portage-timestamp-file") {
+            cmd.arg("--portage-timestamp-file")
+                .arg(dir.join("no-timestamp"));
+        }
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -338,6 +340,11 @@ fn a_drone_killed_mid_build_loses_its_lease_to_another_and_its_late_report_is_st
     );
     let (holder, lease) = wait_started(&server, atom, 30);
     assert_eq!(holder, "drone-dead");
+    let mut orphaned = Vec::new();
+    wait_until(10, "the builder and its grandchild", || {
+        orphaned = dead.builder_processes();
+        orphaned.len() >= 2
+    });
     dead.kill9();
 
     // Another drone takes the package once the dead one is offline.
@@ -371,8 +378,18 @@ fn a_drone_killed_mid_build_loses_its_lease_to_another_and_its_late_report_is_st
     assert_eq!(v["stale"], true, "{v}");
     assert_eq!(v["action"], "stop_work", "{v}");
     assert_eq!(successes(&server, atom).len(), 1, "still built once");
-    heir.signal(rustix::process::Signal::TERM);
-    assert_eq!(heir.wait_exit(20), Some(0));
+
+    // Its builder outlived it (own process group); the agent, started again,
+    // kills what its predecessor left running.
+    assert!(orphaned.iter().all(|(pid, _)| alive(*pid)), "{orphaned:?}");
+    let mut again = Drone::start(&server, dir.path(), "drone-dead", &[], &[]);
+    wait_until(15, "the leftover build to be killed", || {
+        orphaned.iter().all(|(pid, _)| !alive(*pid))
+    });
+    for d in [&mut heir, &mut again] {
+        d.signal(rustix::process::Signal::TERM);
+        assert_eq!(d.wait_exit(20), Some(0), "{}", d.log_text());
+    }
 }
 
 #[test]
@@ -521,7 +538,7 @@ fn a_revoke_kills_the_whole_build_process_group_leaving_no_grandchild() {
 }
 
 #[test]
-fn builds_survive_a_control_plane_restart_and_their_reports_land_after_it() {
+fn builds_survive_a_control_plane_outage_and_their_uploads_and_reports_land_after_it() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut server = Server::start(&dir.path().join("server"), &[]);
     let atoms = ["=dev-libs/steady-1.0", "=dev-libs/steady-2.0"];
@@ -534,15 +551,18 @@ fn builds_survive_a_control_plane_restart_and_their_reports_land_after_it() {
         wait_started(&server, atom, 30);
     }
     let before: Vec<Vec<(u32, i32)>> = [&a, &b].iter().map(|d| d.builder_processes()).collect();
-    server.restart();
+    // Down long enough for the builds to end and their uploads to find no server.
+    server.kill9();
     std::thread::sleep(Duration::from_secs(2));
     for (d, procs) in [&a, &b].iter().zip(&before) {
         assert!(
             procs.iter().all(|(pid, _)| alive(*pid)),
-            "{}'s build kept running through the restart",
+            "{}'s build keeps running while the server is down",
             d.name
         );
     }
+    std::thread::sleep(Duration::from_secs(18));
+    server.restart();
     server.wait_for(60, "both built after the restart", |s| {
         s["counts"]["built"] == 2
     });
@@ -562,6 +582,83 @@ fn builds_survive_a_control_plane_restart_and_their_reports_land_after_it() {
             "no build was dropped: {}",
             d.log_text()
         );
+        d.signal(rustix::process::Signal::TERM);
+        assert_eq!(d.wait_exit(20), Some(0), "{}", d.log_text());
+    }
+}
+
+#[test]
+fn a_drone_on_a_stale_portage_tree_syncs_first_then_builds() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(&dir.path().join("server"), &[]);
+    let stamp = dir.path().join("timestamp.chk");
+    std::fs::write(&stamp, "Mon, 16 Feb 2026 00:00:00 +0000\n").expect("stamp");
+    let (code, v) = server.admin_post(
+        "/api/v1/queue",
+        &json!({"packages": ["dev-libs/fresh-1.0"], "portage_timestamp": "2026-02-17 00:00"}),
+    );
+    assert_eq!(code, 200, "{v}");
+    // The "sync" writes the newer timestamp, as `emaint sync` would.
+    let sync = format!(
+        "sh -c 'echo \"Tue, 17 Feb 2026 00:00:00 +0000\" > {}'",
+        stamp.display()
+    );
+    let mut drone = Drone::start(
+        &server,
+        dir.path(),
+        "drone-sync",
+        &[
+            "--sync-command",
+            &sync,
+            "--portage-timestamp-file",
+            &stamp.to_string_lossy(),
+        ],
+        &[],
+    );
+    wait_until(60, "the package to be built after the sync", || {
+        state_of(&server, "=dev-libs/fresh-1.0") == "built"
+    });
+    let log = drone.log_text();
+    assert!(log.contains("Portage synced"), "{log}");
+    let (_, nodes) = server.get("/api/v1/nodes");
+    let node = nodes["nodes"]
+        .as_array()
+        .and_then(|n| n.iter().find(|n| n["name"] == "drone-sync").cloned())
+        .expect("node");
+    assert_eq!(node["portage_snapshot"], "2026-02-17 00:00", "{node}");
+    drone.signal(rustix::process::Signal::TERM);
+    assert_eq!(drone.wait_exit(20), Some(0));
+}
+
+#[test]
+fn a_drone_token_is_sent_when_the_server_requires_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(
+        &dir.path().join("server"),
+        &[("SWARM_DRONE_TOKEN", "drone-secret")],
+    );
+    queue(&server, json!(["dev-libs/guarded-1.0"]));
+    let mut outsider = Drone::start(&server, dir.path(), "drone-outsider", &[], &[]);
+    let mut member = Drone::start(
+        &server,
+        dir.path(),
+        "drone-member",
+        &["--token", "drone-secret"],
+        &[],
+    );
+    wait_until(30, "the package to be built", || {
+        state_of(&server, "=dev-libs/guarded-1.0") == "built"
+    });
+    assert_eq!(
+        successes(&server, "=dev-libs/guarded-1.0")[0]["drone"],
+        "drone-member"
+    );
+    assert!(
+        outsider.log_text().contains("401") || outsider.log_text().contains("403"),
+        "{}",
+        outsider.log_text()
+    );
+    for d in [&mut outsider, &mut member] {
         d.signal(rustix::process::Signal::TERM);
         assert_eq!(d.wait_exit(20), Some(0), "{}", d.log_text());
     }

@@ -42,6 +42,9 @@ const HEARTBEAT_S: u64 = 1;
 /// After halfway, how long the demo waits for a drone that holds work before
 /// it kills one anyway.
 const KILL_PATIENCE: Duration = Duration::from_secs(10);
+/// Work a drone must still have ahead of it to be killed: enough that its
+/// lease cannot be reported done between the demo's look and the kill.
+const MIN_STAKE: Duration = Duration::from_millis(750);
 
 /// `swarm demo`: a real local swarm in one command.
 ///
@@ -117,13 +120,16 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
         drones: sup
             .drones()
             .iter()
-            .map(|p| (p.name.clone(), p.pid))
+            .map(|p| summary::NamedPid {
+                name: p.name.clone(),
+                pid: p.pid,
+            })
             .collect(),
         swept: cleanup.swept.clone(),
         left: cleanup.left.clone(),
     };
-    let mut summary = match outcome {
-        Ok(s) => s,
+    let (mut summary, end) = match outcome {
+        Ok(done) => done,
         Err(e) => {
             // The logs explain the failure: keep them.
             return Err(e.context(format!(
@@ -136,9 +142,10 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
     };
     summary.pids = pids;
     summary.wall_ms = started.elapsed().as_millis() as u64;
-    if !args.keep {
-        std::fs::remove_dir_all(&dir)
-            .with_context(|| format!("removing {}", dir.display()))?;
+    // A run that stalled keeps its files: the logs say why. Ctrl-C does not.
+    summary.files.kept = args.keep || !(summary.complete || end == End::Interrupted);
+    if !summary.files.kept {
+        std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
     }
     let text = summary::render(&summary);
     if args.json {
@@ -152,6 +159,16 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
         bail!(
             "processes of the demo still running: {:?}",
             summary.pids.left
+        );
+    }
+    if end == End::Interrupted {
+        bail!("interrupted");
+    }
+    if !summary.complete {
+        bail!(
+            "the run did not complete ({}); logs and database kept in {}",
+            summary.end,
+            dir.display()
         );
     }
     Ok(())
@@ -192,7 +209,10 @@ fn standin_env(world: &World, sizes: &Path, speed: f64) -> Vec<(String, String)>
             .join(" ")
     };
     vec![
-        ("SWARM_STANDIN_SCALE_MS".into(), format!("{:.6}", 1000.0 / speed)),
+        (
+            "SWARM_STANDIN_SCALE_MS".into(),
+            format!("{:.6}", 1000.0 / speed),
+        ),
         ("SWARM_STANDIN_SIZES".into(), sizes.display().to_string()),
         ("SWARM_STANDIN_FAIL".into(), list(&world.fail)),
         ("SWARM_STANDIN_OOM".into(), list(&world.oom)),
@@ -215,12 +235,15 @@ fn drive(
     sup: &mut Supervisor,
     stop: &AtomicBool,
     progress: &mut Progress,
-) -> anyhow::Result<summary::Summary> {
+) -> anyhow::Result<(summary::Summary, End)> {
     // An empty config file, so /etc/swarm/swarm.toml on this host cannot
     // change the demo; the settings come from the environment.
     let config = dir.join("swarm.toml");
-    std::fs::write(&config, "# swarm demo: settings come from the environment\n")
-        .with_context(|| format!("writing {}", config.display()))?;
+    std::fs::write(
+        &config,
+        "# swarm demo: settings come from the environment\n",
+    )
+    .with_context(|| format!("writing {}", config.display()))?;
     let sizes = dir.join("sizes.txt");
     std::fs::write(&sizes, world.sizes_file())
         .with_context(|| format!("writing {}", sizes.display()))?;
@@ -298,7 +321,8 @@ fn drive(
         progress.note(&format!("started {name} (pid {pid})"));
     }
 
-    let mut poll = Poller::new(&client, stop, started_deadline(args));
+    let deadline = started_deadline(args);
+    let mut poll = Poller::new(&client, stop, deadline);
     // Wait for every drone to register and beat.
     loop {
         sup.check_alive(None)?;
@@ -310,22 +334,35 @@ fn drive(
         poll.pause(Some("waiting for the drones to register"))?;
     }
 
-    let queued = client
+    progress.note(&format!(
+        "queueing {} packages with their dependencies and size hints (POST /api/v1/queue)",
+        world.packages.len()
+    ));
+    client
         .enqueue(&EnqueueRequest {
             packages: world.specs(),
             portage_timestamp: None,
         })
         .context("queueing the sample")?;
-    progress.note(&format!(
-        "queued {} packages with their dependencies and size hints (POST /api/v1/queue)",
-        queued.body.queued
-    ));
 
     let expected = world.expected_built() as u32;
+    // Killing the only drone would leave nobody to take its work back.
+    let may_kill = !args.no_kill && args.drones > 1;
+    if !args.no_kill && !may_kill {
+        progress.note("one drone only: it will not be killed halfway");
+    }
+    let stall_after = stall_timeout(world, args.speed);
     let mut killed: Option<KilledDrone> = None;
     let mut halfway_at: Option<Instant> = None;
-    let mut stuck_since: Option<Instant> = None;
-    loop {
+    let mut settled_since: Option<Instant> = None;
+    let mut last_change = (Instant::now(), None);
+    let end = loop {
+        if stop.load(Ordering::Relaxed) {
+            break End::Interrupted;
+        }
+        if Instant::now() > deadline {
+            break End::TimedOut(args.timeout_s);
+        }
         sup.check_alive(killed.as_ref().map(|k| k.drone.as_str()))?;
         let status = poll.status()?;
         let nodes = poll.nodes()?;
@@ -340,60 +377,52 @@ fn drive(
             killed: killed.as_ref().map(|k| k.drone.as_str()),
         });
         let c = status.counts;
-        if !args.no_kill && killed.is_none() && c.built * 2 >= expected {
+        if may_kill && killed.is_none() && c.built * 2 >= expected {
             let since = *halfway_at.get_or_insert_with(Instant::now);
-            if let Some(victim) = pick_victim(&nodes, since.elapsed() > KILL_PATIENCE) {
-                let held: Vec<String> = victim.leases.iter().map(|l| l.package.clone()).collect();
-                let name = victim.name.clone();
-                let done = sup.kill_drone(&name)?;
+            let anyway = since.elapsed() > KILL_PATIENCE;
+            if let Some(victim) = pick_victim(&nodes, world, args.speed, status.now_ms, anyway) {
+                let k = kill(sup, victim, &status)?;
                 progress.note(&format!(
-                    "halfway ({}/{} built): killed {name} (pid {}) and its {} builds with SIGKILL, \
-                     as if it lost power; it held {}. Its work comes back once it misses \
-                     heartbeats for the offline timeout (5 s here)",
+                    "halfway ({}/{} built): killed {} (pid {}) with SIGKILL, builder processes \
+                     and all ({}), as if it lost power; it held {}. Its work comes back once it \
+                     has missed heartbeats for the offline timeout (5 s here)",
                     c.built,
                     c.total,
-                    done.pid,
-                    done.builds.len(),
-                    if held.is_empty() {
-                        "nothing".to_string()
-                    } else {
-                        held.iter()
-                            .map(|a| progress::short(a))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    }
+                    k.drone,
+                    k.pid,
+                    k.builds_killed.len(),
+                    list_or_nothing(&k.held)
                 ));
-                killed = Some(KilledDrone {
-                    drone: name,
-                    pid: done.pid,
-                    at_ms: status.now_ms,
-                    built_then: c.built,
-                    held,
-                    builds_killed: done.builds,
-                });
+                killed = Some(k);
             }
         }
         if c.total > 0 && c.assigned == 0 && c.queued == 0 {
-            break;
+            break End::Finished;
         }
         // Work left only behind a blocked dependency never moves again.
-        if c.total > 0 && c.assigned == 0 && c.ready == 0 && c.backoff == 0 && c.queued > 0 {
-            let since = *stuck_since.get_or_insert_with(Instant::now);
+        if c.total > 0 && c.assigned == 0 && c.ready == 0 && c.backoff == 0 {
+            let since = *settled_since.get_or_insert_with(Instant::now);
             if since.elapsed() > Duration::from_secs(5) {
-                progress.note(&format!(
-                    "{} packages wait for blocked dependencies: stopping",
-                    c.queued
-                ));
-                break;
+                break End::Settled;
             }
         } else {
-            stuck_since = None;
+            settled_since = None;
         }
-        poll.pause(None)?;
-    }
-    progress.note("done: every package is built or blocked");
+        // Nothing happening at all (no count moves, no event) for long: a
+        // lease nobody works on. Say so rather than wait for the timeout.
+        let signature = Some((c, poll.after));
+        if signature != last_change.1 {
+            last_change = (Instant::now(), signature);
+        } else if last_change.0.elapsed() > stall_after {
+            break End::Stalled(stall_after);
+        }
+        if poll.sleep(stop) {
+            break End::Interrupted;
+        }
+    };
+    progress.note(&end.to_string());
 
-    summary::collect(
+    let summary = summary::collect(
         &client,
         summary::Context {
             world,
@@ -401,6 +430,7 @@ fn drive(
             slots: args.slots,
             speed: args.speed,
             killed,
+            end: end.to_string(),
             data_dir: dir,
             server_dir: &server_dir,
             keep: args.keep,
@@ -410,27 +440,135 @@ fn drive(
                 drones: sup
                     .drones()
                     .iter()
-                    .map(|p| (p.name.clone(), p.pid))
+                    .map(|p| summary::NamedPid {
+                        name: p.name.clone(),
+                        pid: p.pid,
+                    })
                     .collect(),
                 ..Pids::default()
             },
         },
-    )
+    )?;
+    Ok((summary, end))
 }
 
 fn started_deadline(args: &DemoArgs) -> Instant {
     Instant::now() + Duration::from_secs(args.timeout_s.max(1))
 }
 
-/// The drone to kill: the one with the most running builds (then the most
-/// leases). `None` while no drone holds anything, unless `anyway`.
-fn pick_victim(nodes: &[Node], anyway: bool) -> Option<&Node> {
-    let alive = nodes.iter().filter(|n| n.status == "online");
-    let best = alive.max_by_key(|n| {
-        let started = n.leases.iter().filter(|l| l.started_at.is_some()).count();
-        (started, n.leases.len(), std::cmp::Reverse(n.name.clone()))
-    })?;
-    (anyway || !best.leases.is_empty()).then_some(best)
+/// How the run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum End {
+    /// Nothing queued or assigned: every package is built or blocked.
+    Finished,
+    /// Nothing assigned, and what is queued waits for blocked dependencies.
+    Settled,
+    /// No count and no event moved for this long.
+    Stalled(Duration),
+    /// `--timeout-s` passed.
+    TimedOut(u64),
+    /// SIGINT, SIGTERM or SIGHUP.
+    Interrupted,
+}
+
+impl std::fmt::Display for End {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            End::Finished => f.write_str("done: every package is built or blocked"),
+            End::Settled => f.write_str("stopped: the packages left wait for blocked dependencies"),
+            End::Stalled(d) => write!(
+                f,
+                "stopped: nothing moved for {} s (no count changed, no event)",
+                d.as_secs()
+            ),
+            End::TimedOut(s) => write!(f, "stopped: not finished within --timeout-s {s}"),
+            End::Interrupted => f.write_str("interrupted"),
+        }
+    }
+}
+
+/// Long enough for the longest build and a reclaim, twice over.
+fn stall_timeout(world: &World, speed: f64) -> Duration {
+    let longest = world
+        .packages
+        .iter()
+        .map(|p| world::demo_ms(p.size_s, speed))
+        .max()
+        .unwrap_or(0);
+    Duration::from_millis(2 * longest + 10_000).max(Duration::from_secs(30))
+}
+
+/// SIGKILLs `victim` and records what it held.
+fn kill(sup: &mut Supervisor, victim: &Node, status: &Status) -> anyhow::Result<KilledDrone> {
+    let held: Vec<String> = victim.leases.iter().map(|l| l.package.clone()).collect();
+    let done = sup.kill_drone(&victim.name)?;
+    Ok(KilledDrone {
+        drone: victim.name.clone(),
+        pid: done.pid,
+        at_ms: status.now_ms,
+        built_then: status.counts.built,
+        held,
+        builds_killed: done.builds,
+    })
+}
+
+/// `a-1, b-2` or `nothing`.
+fn list_or_nothing(atoms: &[String]) -> String {
+    if atoms.is_empty() {
+        "nothing".to_string()
+    } else {
+        atoms
+            .iter()
+            .map(|a| progress::short(a))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// The drone to kill: one whose work will certainly still be held when it
+/// dies, so the reclaim is there to see. Each drone's stake is the longest
+/// time one of its leases still needs (its size hint at the demo's speed,
+/// less the time it has been building, by the server's clock); among the
+/// drones with a stake of at least [`MIN_STAKE`], the smallest stake wins, so
+/// the kill costs the run as little as it can. `None` while no drone
+/// qualifies, unless `anyway` (then the biggest stake, even none).
+fn pick_victim<'n>(
+    nodes: &'n [Node],
+    world: &World,
+    speed: f64,
+    now_ms: u64,
+    anyway: bool,
+) -> Option<&'n Node> {
+    let stake = |n: &Node| {
+        n.leases
+            .iter()
+            .map(|l| {
+                let size = world
+                    .size_of(&l.package)
+                    .map_or(0, |s| world::demo_ms(s, speed));
+                let elapsed = l.started_at.map_or(0, |at| now_ms.saturating_sub(at));
+                size.saturating_sub(elapsed)
+            })
+            .max()
+            .unwrap_or(0)
+    };
+    let alive: Vec<(&Node, u64)> = nodes
+        .iter()
+        .filter(|n| n.status == "online")
+        .map(|n| (n, stake(n)))
+        .collect();
+    let fit = alive
+        .iter()
+        .filter(|(_, s)| *s >= MIN_STAKE.as_millis() as u64)
+        .min_by_key(|(n, s)| (*s, n.name.clone()));
+    match fit {
+        Some((n, _)) => Some(n),
+        None if anyway => alive
+            .iter()
+            .max_by_key(|(n, s)| (*s, std::cmp::Reverse(n.name.clone())))
+            .map(|(n, _)| *n),
+        None => None,
+    }
 }
 
 /// Reads the server with a little patience (a loaded machine may answer one
@@ -495,7 +633,19 @@ impl<'a> Poller<'a> {
         Ok(())
     }
 
-    /// Sleeps one tick, waking early for a signal.
+    /// Sleeps one tick; true when a signal came meanwhile.
+    fn sleep(&self, stop: &AtomicBool) -> bool {
+        let end = Instant::now() + TICK;
+        while Instant::now() < end {
+            if stop.load(Ordering::Relaxed) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        false
+    }
+
+    /// Sleeps one tick, failing on a signal or the deadline.
     fn pause(&self, waiting_for: Option<&str>) -> anyhow::Result<()> {
         let end = Instant::now() + TICK;
         while Instant::now() < end {
@@ -522,34 +672,70 @@ mod tests {
     use super::*;
     use swarm_net::client::admin::Lease;
 
-    fn node(name: &str, started: usize, waiting: usize) -> Node {
-        let lease = |s: bool| Lease {
-            package: "=a/b-1".into(),
-            started_at: s.then_some(1),
-            ..Lease::default()
-        };
+    fn world() -> World {
+        World::parse(
+            r#"
+            name = "t"
+            [[package]]
+            atom = "=a/big-1"
+            size_s = 3600
+            [[package]]
+            atom = "=a/mid-1"
+            size_s = 720
+            [[package]]
+            atom = "=a/small-1"
+            size_s = 36
+            "#,
+        )
+        .unwrap_or_else(|e| panic!("{e:#}"))
+    }
+
+    fn holding(name: &str, leases: &[(&str, Option<u64>)]) -> Node {
         Node {
             name: name.into(),
             status: "online".into(),
-            leases: (0..started)
-                .map(|_| lease(true))
-                .chain((0..waiting).map(|_| lease(false)))
+            leases: leases
+                .iter()
+                .map(|(atom, started_at)| Lease {
+                    package: (*atom).into(),
+                    started_at: *started_at,
+                    ..Lease::default()
+                })
                 .collect(),
             ..Node::default()
         }
     }
 
     #[test]
-    fn the_victim_is_the_drone_with_the_most_running_builds() {
-        let nodes = [node("a", 1, 1), node("b", 2, 0), node("c", 0, 2)];
-        assert_eq!(pick_victim(&nodes, false).map(|n| n.name.as_str()), Some("b"));
+    fn the_victim_holds_work_that_outlasts_the_kill_and_costs_the_least() {
+        // At speed 720: big 5 s, mid 1 s, small 50 ms; now = 10 s.
+        let w = world();
+        let nodes = [
+            holding("a", &[("=a/big-1", Some(9_000))]),
+            holding("b", &[("=a/mid-1", Some(10_000))]),
+            holding(
+                "c",
+                &[("=a/small-1", Some(10_000)), ("=a/big-1", Some(5_500))],
+            ),
+        ];
+        // a: 4 s left; b: 1 s left; c: 0.5 s left (too little).
+        let v = pick_victim(&nodes, &w, 720.0, 10_000, false);
+        assert_eq!(v.map(|n| n.name.as_str()), Some("b"));
     }
 
     #[test]
-    fn no_victim_while_no_drone_holds_work_unless_patience_ran_out() {
-        let nodes = [node("a", 0, 0), node("b", 0, 0)];
-        assert!(pick_victim(&nodes, false).is_none());
-        assert_eq!(pick_victim(&nodes, true).map(|n| n.name.as_str()), Some("a"));
+    fn no_victim_while_no_drone_holds_enough_work_unless_patience_ran_out() {
+        let w = world();
+        let nodes = [
+            holding("a", &[]),
+            holding("b", &[("=a/small-1", Some(10_000))]),
+        ];
+        assert!(pick_victim(&nodes, &w, 720.0, 10_000, false).is_none());
+        let v = pick_victim(&nodes, &w, 720.0, 10_000, true);
+        assert_eq!(v.map(|n| n.name.as_str()), Some("b"));
+        let mut offline = holding("c", &[("=a/big-1", None)]);
+        offline.status = "offline".into();
+        assert!(pick_victim(&[offline], &w, 720.0, 0, false).is_none());
     }
 
     #[test]

@@ -16,13 +16,11 @@
 //! cleans up the same way as a normal end.
 
 use anyhow::{bail, Context};
-use rustix::process::{
-    kill_process, kill_process_group, waitpid, Pid, Signal, WaitOptions,
-};
+use rustix::process::{kill_process, kill_process_group, waitpid, Pid, Signal, WaitOptions};
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
 use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};

@@ -81,10 +81,7 @@ impl Progress {
             let mut err = std::io::stderr().lock();
             let _ = err.write_all(out.as_bytes());
             let _ = err.flush();
-        } else if self
-            .last_plain
-            .is_none_or(|at| at.elapsed() >= PLAIN_EVERY)
-        {
+        } else if self.last_plain.is_none_or(|at| at.elapsed() >= PLAIN_EVERY) {
             self.last_plain = Some(Instant::now());
             let line = plain_line(tick);
             self.note(&line);
@@ -259,7 +256,10 @@ pub(crate) fn block_reason(reason: Option<&serde_json::Value>) -> String {
 }
 
 fn first_line(text: &str) -> &str {
-    text.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim()
+    text.lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .trim()
 }
 
 /// Cuts a line to `width` characters.

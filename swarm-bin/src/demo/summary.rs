@@ -116,22 +116,52 @@ pub(crate) struct Files {
     pub(crate) kept: bool,
 }
 
+/// A drone's process.
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct NamedPid {
+    /// The drone's name.
+    pub(crate) name: String,
+    /// Its pid.
+    pub(crate) pid: u32,
+}
+
 /// The processes the demo ran.
 #[derive(Clone, Debug, Default, Serialize)]
 pub(crate) struct Pids {
     /// `swarm serve`.
     pub(crate) server: u32,
     /// `swarm drone`s, by name.
-    pub(crate) drones: Vec<(String, u32)>,
+    pub(crate) drones: Vec<NamedPid>,
     /// Stray builders the final sweep killed.
     pub(crate) swept: Vec<u32>,
     /// The demo's processes still alive after cleanup (empty unless something is wrong).
     pub(crate) left: Vec<u32>,
 }
 
+/// A package neither built nor blocked at the end.
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct Unfinished {
+    /// Atom.
+    pub(crate) atom: String,
+    /// `queued` or `assigned`.
+    pub(crate) state: String,
+    /// Assigned: the holder.
+    pub(crate) drone: Option<String>,
+    /// Assigned: whether the build started.
+    pub(crate) started: bool,
+    /// Queued: unbuilt dependencies it waits for.
+    pub(crate) waiting_for: u32,
+    /// The last failure's detail.
+    pub(crate) last_error: Option<String>,
+}
+
 /// The whole summary (`--json` prints it as one object).
 #[derive(Clone, Debug, Serialize)]
 pub(crate) struct Summary {
+    /// How the run ended, in words.
+    pub(crate) end: String,
+    /// Whether every package ended built or blocked.
+    pub(crate) complete: bool,
     /// The package set.
     pub(crate) packages: String,
     /// Drones started.
@@ -156,8 +186,8 @@ pub(crate) struct Summary {
     pub(crate) reclaims: Vec<Reclaim>,
     /// Drones at the end.
     pub(crate) nodes: Vec<DroneSummary>,
-    /// Packages left waiting behind a blocked dependency (should be none).
-    pub(crate) stuck: u32,
+    /// Packages neither built nor blocked (empty when complete).
+    pub(crate) unfinished: Vec<Unfinished>,
     /// Where things are.
     pub(crate) files: Files,
     /// Processes run and cleaned up.
@@ -179,6 +209,8 @@ pub(crate) struct Context<'a> {
     pub(crate) speed: f64,
     /// The kill, if any.
     pub(crate) killed: Option<KilledDrone>,
+    /// How the run ended.
+    pub(crate) end: String,
     /// The demo's directory and the server's data dir under it.
     pub(crate) data_dir: &'a Path,
     /// The server's data dir.
@@ -196,6 +228,19 @@ pub(crate) fn collect(client: &Client, cx: Context<'_>) -> anyhow::Result<Summar
     let status: Status = client.status()?.body;
     let nodes: Vec<Node> = client.nodes()?.body.nodes;
     let blocked_page = client.queue(Some(QueueState::Blocked), 0, 1000)?.body;
+    let mut unfinished = Vec::new();
+    for state in [QueueState::Assigned, QueueState::Queued] {
+        for p in client.queue(Some(state), 0, 1000)?.body.items {
+            unfinished.push(Unfinished {
+                atom: p.atom,
+                state: state.as_str().to_string(),
+                drone: p.status.drone,
+                started: p.status.started,
+                waiting_for: p.waiting_for,
+                last_error: p.last_error,
+            });
+        }
+    }
     let events = all_events(client)?;
 
     let intended = |atom: &str| {
@@ -272,7 +317,13 @@ pub(crate) fn collect(client: &Client, cx: Context<'_>) -> anyhow::Result<Summar
     // the killed one's too, so it stays a bound.
     let total_slots: u32 = nodes
         .iter()
-        .map(|n| if n.slots == 0 { cx.slots } else { n.slots.min(cx.slots) })
+        .map(|n| {
+            if n.slots == 0 {
+                cx.slots
+            } else {
+                n.slots.min(cx.slots)
+            }
+        })
         .sum();
     let lower_bound = cx.world.lower_bound(cx.speed, total_slots.max(1));
     let ratio = if lower_bound.bound_ms == 0 {
@@ -285,8 +336,8 @@ pub(crate) fn collect(client: &Client, cx: Context<'_>) -> anyhow::Result<Summar
         cx.pids
             .drones
             .iter()
-            .find(|(n, _)| n == name)
-            .map_or(0, |(_, p)| *p)
+            .find(|d| d.name == name)
+            .map_or(0, |d| d.pid)
     };
     let node_summaries = nodes
         .iter()
@@ -299,9 +350,10 @@ pub(crate) fn collect(client: &Client, cx: Context<'_>) -> anyhow::Result<Summar
         })
         .collect();
     let c = status.counts;
-    let stuck = c.queued;
     let artifacts = cx.server_dir.join("staging");
     Ok(Summary {
+        end: cx.end,
+        complete: c.total > 0 && c.queued == 0 && c.assigned == 0,
         packages: cx.world.name.clone(),
         drones: cx.drones,
         slots: cx.slots,
@@ -319,7 +371,7 @@ pub(crate) fn collect(client: &Client, cx: Context<'_>) -> anyhow::Result<Summar
         killed: cx.killed,
         reclaims,
         nodes: node_summaries,
-        stuck,
+        unfinished,
         files: Files {
             data_dir: cx.data_dir.to_path_buf(),
             database: cx.server_dir.join("swarm.db"),
@@ -394,8 +446,9 @@ pub(crate) fn render(s: &Summary) -> String {
         secs(demo_ms(3600, t.speed))
     ));
     line(String::new());
+    line(format!("ended       {}", s.end));
     line(format!(
-        "built       {} of {} packages, {} binary packages in staging",
+        "built       {} of {} packages; {} binary packages in staging (virtual packages have none)",
         s.built, s.counts.total, s.files.artifact_count
     ));
     let intended = s.blocked.iter().filter(|b| b.intended.is_some()).count();
@@ -418,11 +471,22 @@ pub(crate) fn render(s: &Summary) -> String {
         };
         line(format!("  {:<40} {}{why}", b.atom, b.reason));
     }
-    if s.stuck > 0 {
+    if !s.unfinished.is_empty() {
         line(format!(
-            "waiting     {} packages still queued behind a blocked dependency",
-            s.stuck
+            "unfinished  {} packages neither built nor blocked:",
+            s.unfinished.len()
         ));
+        for u in s.unfinished.iter().take(20) {
+            let how = match (&u.drone, u.started) {
+                (Some(d), true) => format!("building on {d}"),
+                (Some(d), false) => format!("leased to {d}, not started"),
+                (None, _) if u.waiting_for > 0 => {
+                    format!("queued, waiting for {} dependencies", u.waiting_for)
+                }
+                (None, _) => "queued".to_string(),
+            };
+            line(format!("  {:<40} {how}", u.atom));
+        }
     }
     let mut classes: Vec<(String, usize)> = Vec::new();
     for f in &s.failed_attempts {
@@ -480,7 +544,11 @@ pub(crate) fn render(s: &Summary) -> String {
                 if k.held.is_empty() {
                     "nothing".to_string()
                 } else {
-                    k.held.iter().map(|a| short(a)).collect::<Vec<_>>().join(", ")
+                    k.held
+                        .iter()
+                        .map(|a| short(a))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 }
             ));
         }
@@ -493,9 +561,16 @@ pub(crate) fn render(s: &Summary) -> String {
             r.atom,
             r.drone,
             r.reason,
-            if r.started { " (was building)" } else { " (not started)" },
+            if r.started {
+                " (was building)"
+            } else {
+                " (not started)"
+            },
             match &r.rebuilt_by {
                 Some(d) => format!("built again on {d}"),
+                None if s.blocked.iter().any(|b| b.atom == r.atom) => {
+                    "blocked since".to_string()
+                }
                 None => "not built since".to_string(),
             }
         ));
@@ -514,7 +589,7 @@ pub(crate) fn render(s: &Summary) -> String {
         s.files.data_dir.display()
     ));
     if s.files.kept {
-        line("            kept (--keep): remove the directory when done".to_string());
+        line("            kept: remove the directory when done".to_string());
     } else {
         line("            removed at exit; pass --keep to keep them".to_string());
     }
@@ -537,7 +612,12 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let cat = dir.path().join("dev-libs");
         std::fs::create_dir_all(&cat).expect("mkdir");
-        for name in ["foo-1.gpkg.tar", "bar-2.tbz2", ".baz-3.gpkg.tar.partial", "notes.txt"] {
+        for name in [
+            "foo-1.gpkg.tar",
+            "bar-2.tbz2",
+            ".baz-3.gpkg.tar.partial",
+            "notes.txt",
+        ] {
             std::fs::write(cat.join(name), b"x").expect("write");
         }
         assert_eq!(count_packages(dir.path()), 2);

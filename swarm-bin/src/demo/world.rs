@@ -153,6 +153,15 @@ impl World {
         self.fail.contains(atom) || self.oom.contains(atom)
     }
 
+    /// The size hint of an atom of the set, seconds.
+    pub(crate) fn size_of(&self, atom: &str) -> Option<u64> {
+        let atom = Atom::parse(atom).ok()?;
+        self.packages
+            .iter()
+            .find(|p| p.atom == atom)
+            .map(|p| p.size_s)
+    }
+
     /// How many packages should end up built.
     pub(crate) fn expected_built(&self) -> usize {
         self.packages
@@ -425,7 +434,9 @@ mod tests {
             size_s = 1
             deps = ["=a/b-1"]
         "#;
-        let e = World::parse(cycle).map(|_| ()).map_err(|e| format!("{e:#}"));
+        let e = World::parse(cycle)
+            .map(|_| ())
+            .map_err(|e| format!("{e:#}"));
         assert!(matches!(&e, Err(m) if m.contains("cycle")), "{e:?}");
         assert!(World::parse(&cycle.replace("=a/b-1\"]", "=a/x-1\"]")).is_err());
         let blocked_dep = r#"
@@ -439,7 +450,9 @@ mod tests {
             size_s = 1
             deps = ["=a/b-1"]
         "#;
-        let e = World::parse(blocked_dep).map(|_| ()).map_err(|e| format!("{e:#}"));
+        let e = World::parse(blocked_dep)
+            .map(|_| ())
+            .map_err(|e| format!("{e:#}"));
         assert!(matches!(&e, Err(m) if m.contains("wait forever")), "{e:?}");
     }
 

@@ -14,7 +14,7 @@ use super::backoff::Backoff;
 use super::config::{Builder, DroneConfig};
 use super::shutdown::Phase;
 use super::state::State;
-use super::{facts, heartbeat, job, shutdown, standin};
+use super::{facts, heartbeat, job, leftovers, shutdown, standin};
 use anyhow::Context;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -44,6 +44,13 @@ impl Agent {
     pub(crate) fn new(cfg: DroneConfig) -> anyhow::Result<Agent> {
         for dir in [&cfg.work_dir, &cfg.log_dir, &cfg.pkgdir] {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        let killed = leftovers::kill_leftovers(&cfg.work_dir);
+        if killed > 0 {
+            tracing::warn!(
+                builds = killed,
+                "killed builds an earlier agent left running; the server hands their leases out again"
+            );
         }
         let template = match &cfg.builder {
             Builder::Standin => standin::install(&cfg.work_dir)?,
@@ -92,12 +99,14 @@ impl Agent {
     }
 
     /// Sleeps for `d`, or less if the shutdown phase moves on meanwhile (a
-    /// retry loop then re-checks whether it should go on).
+    /// retry loop then re-checks whether it should go on) or the control
+    /// plane answers again after an outage (retry now, not at the end of a
+    /// long backoff).
     pub(crate) fn pause(&self, d: Duration) {
         let deadline = Instant::now() + d;
         let mut st = self.lock();
-        let phase = st.phase;
-        while st.phase == phase {
+        let (phase, reconnects) = (st.phase, st.reconnects);
+        while st.phase == phase && st.reconnects == reconnects {
             let now = Instant::now();
             if now >= deadline {
                 return;
@@ -203,8 +212,9 @@ fn main_loop(agent: &Arc<Agent>) {
                 .filter(|_| st.jobs.is_empty() && st.phase.takes_work());
             (st.phase, st.may_ask_for_work(cfg.slots), st.orphans(), sync)
         };
-        // 2. Leases the server lists that nothing here runs go back.
-        if phase == Phase::Running {
+        // 2. Leases the server lists that nothing here runs go back (also
+        //    while stopping, so none waits for this drone to time out).
+        if phase != Phase::Exit {
             for (lease, package) in orphans {
                 give_back_orphan(agent, lease, &package);
             }

@@ -34,6 +34,7 @@ pub(crate) fn run(agent: &Agent) {
         let req = sample_and_build(agent, &mut sampler);
         let delay = match agent.client.register(&req) {
             Ok(reply) => {
+                let failing = failing_since.is_some();
                 if let Some(since) = failing_since.take() {
                     tracing::info!(
                         "control plane answers again after {} s",
@@ -42,6 +43,10 @@ pub(crate) fn run(agent: &Agent) {
                 }
                 let mut st = agent.lock();
                 let first = !st.registered;
+                if failing {
+                    // Wake the uploads and reports waiting out a backoff.
+                    st.reconnects += 1;
+                }
                 st.apply_register_reply(&reply);
                 if first {
                     tracing::info!(

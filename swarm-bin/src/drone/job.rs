@@ -14,7 +14,7 @@ use super::classify::{self, Verdict};
 use super::runner::{self, BuildSpec};
 use super::shutdown::Phase;
 use super::state::{Job, JobId, Stop};
-use super::{facts, template};
+use super::{facts, leftovers, template};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -24,7 +24,7 @@ use swarm_net::wire::{CompleteReply, CompleteRequest};
 
 /// Bytes of the log end read to classify a failure.
 const LOG_TAIL_BYTES: u64 = 64 * 1024;
-/// Upload attempts on transport errors and 5xx before reporting `upload_failed`.
+/// Server errors (5xx) on upload before reporting `upload_failed`.
 const UPLOAD_ATTEMPTS: u32 = 5;
 /// Attempts per report once the agent is returning work on shutdown.
 const SHUTDOWN_ATTEMPTS: u32 = 3;
@@ -44,7 +44,13 @@ pub(crate) fn spawn(agent: Arc<Agent>, id: JobId) {
     let name = format!("job-{id}");
     let spawned = std::thread::Builder::new().name(name).spawn({
         let agent = Arc::clone(&agent);
-        move || run(&agent, id)
+        move || {
+            let outcome =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&agent, id)));
+            if outcome.is_err() {
+                abandon(&agent, id);
+            }
+        }
     });
     if let Err(e) = spawned {
         // Not even a thread: hand the lease back rather than hold it unbuilt.
@@ -61,6 +67,30 @@ pub(crate) fn spawn(agent: Arc<Agent>, id: JobId) {
             );
         }
     }
+}
+
+/// After a bug in a job's thread: no build may run on unwatched, and no lease
+/// may stay held with nothing building it (v3's "stuck building" packages).
+fn abandon(agent: &Agent, id: JobId) {
+    tracing::error!(
+        job = id,
+        "a job's thread panicked: killing its build and returning it"
+    );
+    let job = agent.lock().end_job(id);
+    if let Some(job) = job {
+        if let Some(pgid) = job.pgid.and_then(rustix::process::Pid::from_raw) {
+            let _ = rustix::process::kill_process_group(pgid, rustix::process::Signal::KILL);
+        }
+        report(
+            agent,
+            &job,
+            0.0,
+            Report::Returned {
+                reason: "agent error while building".into(),
+            },
+        );
+    }
+    agent.notify();
 }
 
 fn job_of(agent: &Agent, id: JobId) -> Option<Job> {
@@ -125,15 +155,15 @@ fn run(agent: &Agent, id: JobId) {
     let oom_before = facts::read_with("/proc/vmstat", facts::parse_vmstat_oom_kills);
     let built_after = SystemTime::now();
     tracing::info!(package = %atom, lease = ?job.lease, log = %log.display(), "build starts");
-    let finished = runner::run(
-        &spec,
-        |pgid| {
-            if let Some(j) = agent.lock().jobs.get_mut(&id) {
-                j.pgid = Some(pgid);
-            }
-        },
-        || agent.lock().jobs.get(&id).is_none_or(|j| j.stop.is_some()),
-    );
+    let stopped_already = job_of(agent, id).is_none_or(|j| j.stop.is_some());
+    let finished = if stopped_already {
+        runner::Finished {
+            ended: runner::Ended::Stopped,
+            took: Duration::ZERO,
+        }
+    } else {
+        run_build(agent, id, &spec, &job)
+    };
     let oom_after = facts::read_with("/proc/vmstat", facts::parse_vmstat_oom_kills);
     let oom_during = match (oom_before, oom_after) {
         (Some(a), Some(b)) => b.saturating_sub(a),
@@ -171,7 +201,10 @@ fn run(agent: &Agent, id: JobId) {
         Verdict::Built => (deliver(agent, id, &job, built_after), false, false),
     };
 
-    if !matches!(outcome, Report::Returned { .. } | Report::Nothing) {
+    // A build that ran to its end (not a crash or an OOM kill) proves the
+    // builder works; it clears the health monitor's crash count.
+    let completed = !oom && !crash && !matches!(outcome, Report::Returned { .. } | Report::Nothing);
+    if completed {
         agent.lock().health.record_build(BuildTiming {
             took_s: finished.took.as_secs(),
             // The server sends no estimate, so slow builds are never judged here.
@@ -187,6 +220,25 @@ fn run(agent: &Agent, id: JobId) {
     st.beat_now = true;
     drop(st);
     agent.notify();
+}
+
+/// Runs the builder, noting its process group for a later agent (see `leftovers`).
+fn run_build(agent: &Agent, id: JobId, spec: &BuildSpec<'_>, job: &Job) -> runner::Finished {
+    let cfg = &agent.cfg;
+    let finished = runner::run(
+        spec,
+        |pgid| {
+            leftovers::record(&cfg.work_dir, pgid, job.lease, job.atom.as_str());
+            if let Some(j) = agent.lock().jobs.get_mut(&id) {
+                j.pgid = Some(pgid);
+            }
+        },
+        || agent.lock().jobs.get(&id).is_none_or(|j| j.stop.is_some()),
+    );
+    if let Some(pgid) = job_of(agent, id).and_then(|j| j.pgid) {
+        leftovers::forget(&cfg.work_dir, pgid);
+    }
+    finished
 }
 
 /// A built package: find its artifact, upload it, check the server's sha256.
@@ -247,6 +299,10 @@ fn deliver(agent: &Agent, id: JobId, job: &Job, built_after: SystemTime) -> Repo
     }
 }
 
+/// Uploads until the server answers. An unreachable server is waited for
+/// (with backoff) like a report is, so a control-plane restart costs no build;
+/// only a server that answers with errors `UPLOAD_ATTEMPTS` times, or refuses
+/// the file, makes it an upload failure.
 fn upload(
     agent: &Agent,
     id: JobId,
@@ -255,11 +311,13 @@ fn upload(
     path: &PathBuf,
     sha: &str,
 ) -> Result<(), String> {
-    let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(16));
-    let mut last = String::new();
-    for attempt in 1..=UPLOAD_ATTEMPTS {
+    let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
+    let mut server_errors = 0;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
         if give_up(agent, id, attempt) {
-            break;
+            return Err("upload abandoned: the package was revoked or the agent is leaving".into());
         }
         let file = std::fs::File::open(path)
             .map_err(|e| format!("cannot read artifact {}: {e}", path.display()))?;
@@ -271,15 +329,26 @@ fn upload(
                     reply.path, reply.sha256
                 ))
             }
+            Err(e) if e.is_transport() => {
+                if attempt == 1 {
+                    tracing::warn!(
+                        "artifact upload failed: {e}; retrying until the server answers"
+                    );
+                }
+            }
             Err(e) if retryable(&e) => {
-                tracing::warn!(attempt, "artifact upload failed: {e}");
-                last = e.to_string();
-                agent.pause(backoff.next_delay());
+                server_errors += 1;
+                tracing::warn!(attempt = server_errors, "artifact upload failed: {e}");
+                if server_errors >= UPLOAD_ATTEMPTS {
+                    return Err(format!(
+                        "upload gave up after {server_errors} server errors: {e}"
+                    ));
+                }
             }
             Err(e) => return Err(format!("server refused the artifact: {e}")),
         }
+        agent.pause(backoff.next_delay());
     }
-    Err(format!("upload gave up: {last}"))
 }
 
 fn retryable(e: &ClientError) -> bool {

@@ -16,6 +16,7 @@
 //! | `agent` | threads and the main loop (work, sync, orphans, shutdown) |
 //! | `heartbeat` | the heartbeat thread and health sampling |
 //! | `job` | one build: run, classify, upload, report (retried until answered) |
+//! | `leftovers` | killing builds a dead agent left running |
 //! | `runner` | process group, log file, stall and overall timeouts, TERM/grace/KILL |
 //! | `template` | `{atom}`, `{category}`, `{pn}`, `{pf}` substitution, no shell |
 //! | `artifact` | finding `<pf>.gpkg.tar`/`.tbz2` in PKGDIR, sha256 |
@@ -32,6 +33,7 @@ mod config;
 mod facts;
 mod heartbeat;
 mod job;
+mod leftovers;
 mod runner;
 mod shutdown;
 mod standin;

@@ -57,6 +57,8 @@ pub(crate) struct State {
     pub(crate) registered: bool,
     /// Successful heartbeats so far.
     pub(crate) beats: u64,
+    /// Times the control plane answered again after being unreachable.
+    pub(crate) reconnects: u64,
     /// Ask the heartbeat thread for a beat now.
     pub(crate) beat_now: bool,
     pub(crate) epoch: Option<u64>,

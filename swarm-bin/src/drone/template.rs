@@ -7,11 +7,16 @@
 use swarm_core::Atom;
 
 /// The argv for one build.
+///
+/// `{atom}` is the normalised atom, which already carries its operator (`=`
+/// for a versioned atom). `={atom}`, the form of DESIGN §6 and of v3 configs,
+/// means the same thing rather than `==cat/pkg-1`.
 pub(crate) fn argv(template: &[String], atom: &Atom) -> Vec<String> {
     template
         .iter()
         .map(|word| {
-            word.replace("{atom}", atom.as_str())
+            word.replace("={atom}", "{atom}")
+                .replace("{atom}", atom.as_str())
                 .replace("{category}", atom.category())
                 .replace("{pn}", atom.pn())
                 .replace("{pf}", atom.pf())
@@ -45,6 +50,17 @@ mod tests {
                 "=dev-libs/icu-74.2"
             ]
         );
+    }
+
+    #[test]
+    fn the_design_docs_form_with_an_explicit_equals_sign_works_too() {
+        let t = words("emerge --oneshot --buildpkg --usepkg=n ={atom}");
+        assert_eq!(
+            argv(&t, &atom("dev-libs/icu-74.2"))[4],
+            "=dev-libs/icu-74.2"
+        );
+        assert_eq!(argv(&t, &atom("virtual/libc"))[4], "virtual/libc");
+        assert_eq!(argv(&t, &atom(">=dev-libs/icu-74"))[4], ">=dev-libs/icu-74");
     }
 
     #[test]

@@ -190,6 +190,7 @@ mod tests {
         assert!(parse_artifact_path("dev-libs/foo-1.0.gpkg.tar").is_ok());
         assert!(parse_artifact_path("dev-libs/foo-1.0-r1.tbz2").is_ok());
         assert!(parse_artifact_path("dev-libs/foo-1.0-1.gpkg.tar").is_ok());
+        assert!(parse_artifact_path("x11-libs/gtk+-3.24.43.gpkg.tar").is_ok());
         for bad in [
             "../etc/passwd",
             "/etc/passwd",

@@ -176,12 +176,21 @@ impl Query {
 
 /// Percent-decoding of one query component (`+` is a space).
 pub(crate) fn decode(s: &str) -> String {
+    decode_with(s, true)
+}
+
+/// Percent-decoding of a URL path: `+` stays `+` (`x11-libs/gtk+-3.24`).
+pub(crate) fn decode_path(s: &str) -> String {
+    decode_with(s, false)
+}
+
+fn decode_with(s: &str, plus_is_space: bool) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
-            b'+' => out.push(b' '),
+            b'+' if plus_is_space => out.push(b' '),
             b'%' if i + 2 < bytes.len() => {
                 let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
                 match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
@@ -219,6 +228,8 @@ mod tests {
         assert_eq!(q.get("bad"), Some("%zz"));
         assert_eq!(q.get("end"), Some("%4"));
         assert_eq!(q.get("missing"), None);
+        assert_eq!(decode_path("x11-libs/gtk+-3.24.gpkg.tar"), "x11-libs/gtk+-3.24.gpkg.tar");
+        assert_eq!(decode_path("x11-libs/gtk%2B-3"), "x11-libs/gtk+-3");
     }
 
     #[test]

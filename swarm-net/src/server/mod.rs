@@ -377,7 +377,7 @@ fn route(sh: &Shared, req: &mut Request, method: &Method, path: &str, url: &str)
         (Method::Post, "/api/v1/started") => drone_ep!("started", drone::started(sh, req)),
         (Method::Post, "/api/v1/return") => drone_ep!("return", drone::give_back(sh, req)),
         (Method::Put, a) if a.starts_with("/api/v1/artifacts/") => {
-            let rest = http::decode(a.trim_start_matches("/api/v1/artifacts/"));
+            let rest = http::decode_path(a.trim_start_matches("/api/v1/artifacts/"));
             drone_ep!("artifacts", artifacts::put(sh, req, &rest))
         }
         (Method::Get, "/api/v1/health") | (Method::Get, "/health") => ("health", read::health(sh)),
@@ -402,7 +402,7 @@ fn route(sh: &Shared, req: &mut Request, method: &Method, path: &str, url: &str)
             let rest = n.trim_start_matches("/api/v1/nodes/");
             match rest.split_once('/') {
                 Some((name, action)) if !action.contains('/') => {
-                    let name = http::decode(name);
+                    let name = http::decode_path(name);
                     admin_ep!("node_action", admin::node_action(sh, &name, action))
                 }
                 _ => ("not_found", Err(not_found(method, p))),
