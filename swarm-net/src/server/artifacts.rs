@@ -57,7 +57,9 @@ pub(crate) fn parse_artifact_path(rest: &str) -> Result<ArtifactPath, ApiError> 
         ))
     })?;
     if atom.category() != *category || atom.pf() == atom.pn() {
-        return Err(bad("`<pf>` must be a versioned package name such as foo-1.0"));
+        return Err(bad(
+            "`<pf>` must be a versioned package name such as foo-1.0",
+        ));
     }
     Ok(ArtifactPath {
         category: category.to_string(),

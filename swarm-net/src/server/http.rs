@@ -228,7 +228,10 @@ mod tests {
         assert_eq!(q.get("bad"), Some("%zz"));
         assert_eq!(q.get("end"), Some("%4"));
         assert_eq!(q.get("missing"), None);
-        assert_eq!(decode_path("x11-libs/gtk+-3.24.gpkg.tar"), "x11-libs/gtk+-3.24.gpkg.tar");
+        assert_eq!(
+            decode_path("x11-libs/gtk+-3.24.gpkg.tar"),
+            "x11-libs/gtk+-3.24.gpkg.tar"
+        );
         assert_eq!(decode_path("x11-libs/gtk%2B-3"), "x11-libs/gtk+-3");
     }
 

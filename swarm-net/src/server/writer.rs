@@ -103,7 +103,9 @@ pub(crate) fn run(mut store: Store, shared: Arc<Shared>, rx: Receiver<Job>) {
         // is what `Shared::fresh` does on demand instead.
         let idle = rx_is_idle(&shared)
             && last_publish.elapsed() >= PUBLISH_IDLE_EVERY
-            && store.swarm().is_ok_and(|s| s.view().package_count() <= 5_000);
+            && store
+                .swarm()
+                .is_ok_and(|s| s.view().package_count() <= 5_000);
         if publish_now || idle {
             // Before the replies: whoever asked reads the new view next.
             publish(&store, &shared);
