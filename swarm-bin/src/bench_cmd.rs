@@ -95,11 +95,20 @@ fn http_in(a: &HttpArgs, synchronous: Synchronous, dir: &std::path::Path) -> any
         .timeout(Duration::from_secs(60))
         .build();
     // Enough virtual packages (no binary needed) that the queue never runs dry.
-    let per_s_guess: u64 = std::env::var("SWARM_BENCH_PER_S").ok().and_then(|v| v.parse().ok()).unwrap_or(40_000);
+    let per_s_guess: u64 = std::env::var("SWARM_BENCH_PER_S")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(40_000);
     let total = (per_s_guess * (a.seconds + 2)) as usize;
-    eprintln!("queueing {total} packages, registering {} drones (+{} background)...", a.drones, a.background);
+    eprintln!(
+        "queueing {total} packages, registering {} drones (+{} background)...",
+        a.drones, a.background
+    );
     for chunk in (0..total).collect::<Vec<_>>().chunks(20_000) {
-        let pkgs: Vec<String> = chunk.iter().map(|i| format!("=virtual/bench{i}-1")).collect();
+        let pkgs: Vec<String> = chunk
+            .iter()
+            .map(|i| format!("=virtual/bench{i}-1"))
+            .collect();
         agent
             .post(&format!("{url}/api/v1/queue"))
             .set("Authorization", &format!("Bearer {token}"))
@@ -109,7 +118,9 @@ fn http_in(a: &HttpArgs, synchronous: Synchronous, dir: &std::path::Path) -> any
     let register = |name: &str| -> anyhow::Result<()> {
         agent
             .post(&format!("{url}/api/v1/register"))
-            .send_json(json!({"id": name, "name": name, "capabilities": {"cores": 64, "ram_gb": 64}}))
+            .send_json(
+                json!({"id": name, "name": name, "capabilities": {"cores": 64, "ram_gb": 64}}),
+            )
             .with_context(|| format!("registering {name}"))?;
         Ok(())
     };
@@ -124,7 +135,9 @@ fn http_in(a: &HttpArgs, synchronous: Synchronous, dir: &std::path::Path) -> any
     let measuring = Arc::new(AtomicBool::new(false));
     let cycles = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
-    let lat = Arc::new(Mutex::new(Lat { samples: Vec::new() }));
+    let lat = Arc::new(Mutex::new(Lat {
+        samples: Vec::new(),
+    }));
     let mut threads = Vec::new();
     for i in 0..a.drones {
         let (url, stop, measuring, cycles, errors, lat) = (
@@ -156,7 +169,8 @@ fn http_in(a: &HttpArgs, synchronous: Synchronous, dir: &std::path::Path) -> any
                 let Some(p) = w["package"].as_str() else {
                     continue;
                 };
-                let body = json!({"id": id, "package": p, "status": "success", "build_duration_s": 1.0});
+                let body =
+                    json!({"id": id, "package": p, "status": "success", "build_duration_s": 1.0});
                 let c: Result<Value, _> = agent
                     .post(&format!("{url}/api/v1/complete"))
                     .send_json(body)
@@ -185,15 +199,20 @@ fn http_in(a: &HttpArgs, synchronous: Synchronous, dir: &std::path::Path) -> any
     let hb_sent = Arc::new(AtomicU64::new(0));
     if a.background > 0 {
         for t in 0..4usize {
-            let (url, stop, errors, hb_sent) = (url.clone(), stop.clone(), errors.clone(), hb_sent.clone());
+            let (url, stop, errors, hb_sent) =
+                (url.clone(), stop.clone(), errors.clone(), hb_sent.clone());
             let (n, every) = (a.background, a.heartbeat_s.max(1));
             threads.push(std::thread::spawn(move || {
-                let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(30)).build();
+                let agent = ureq::AgentBuilder::new()
+                    .timeout(Duration::from_secs(30))
+                    .build();
                 let mine: Vec<usize> = (0..n).filter(|i| i % 4 == t).collect();
                 let gap = Duration::from_secs_f64(every as f64 / mine.len().max(1) as f64);
                 let mut k = 0usize;
                 while !stop.load(Ordering::Relaxed) {
-                    let Some(i) = mine.get(k % mine.len().max(1)) else { break };
+                    let Some(i) = mine.get(k % mine.len().max(1)) else {
+                        break;
+                    };
                     let name = format!("idle-{i}");
                     let r = agent
                         .post(&format!("{url}/api/v1/register"))

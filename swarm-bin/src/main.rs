@@ -3,12 +3,13 @@
 //! `sim` and `replay` drive the pure core; `export` and `sql` read a store;
 //! `serve`, `drone` and `demo` arrive with their issues.
 
+mod bench_cmd;
 mod cli;
 mod config_cmd;
 mod demo;
 mod drone;
-mod bench_cmd;
 mod export_cmd;
+mod logging;
 mod replay_cmd;
 mod serve_cmd;
 mod sim_cmd;

@@ -37,21 +37,8 @@ pub(crate) fn wall_clock() -> Timestamp {
     Timestamp(ms)
 }
 
-/// Logs to stderr; `SWARM_LOG` (or `RUST_LOG`) sets the filter, default `info`.
-pub(crate) fn init_logging() {
-    let filter = std::env::var("SWARM_LOG")
-        .or_else(|_| std::env::var("RUST_LOG"))
-        .unwrap_or_else(|_| "info".into());
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .try_init();
-}
-
 pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
-    init_logging();
+    crate::logging::init();
     let mut request = LoadRequest::new(args.config.clone(), std::env::vars());
     request.listen = args.listen;
     request.data_dir = args.data_dir.clone();

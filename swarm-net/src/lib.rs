@@ -5,8 +5,8 @@
 
 pub mod client;
 pub mod heal;
-pub mod settings;
 pub mod server;
+pub mod settings;
 pub mod wire;
 
 pub use swarm_core::{Input, Output};

@@ -352,7 +352,7 @@ fn upload(
 }
 
 fn retryable(e: &ClientError) -> bool {
-    e.is_transport() || e.status().is_some_and(|s| s >= 500 || s == 429 || s == 408)
+    e.is_transport() || e.is_bare() || e.status().is_some_and(|s| s >= 500 || s == 429 || s == 408)
 }
 
 /// Whether to stop retrying: the package was revoked, or the agent is

@@ -44,22 +44,8 @@ pub(crate) use config::DroneArgs;
 
 /// Runs `swarm drone` until SIGTERM/SIGINT; exits 0 after a clean shutdown.
 pub(crate) fn run(args: DroneArgs) -> anyhow::Result<()> {
-    init_logging();
+    crate::logging::init();
     let cfg = args.resolve()?;
     let agent = std::sync::Arc::new(agent::Agent::new(cfg)?);
     agent::run(agent)
-}
-
-/// Logs to stderr unless the binary already installed a subscriber;
-/// `SWARM_LOG` (or `RUST_LOG`) sets the filter, default `info`, as for `swarm serve`.
-fn init_logging() {
-    let filter = std::env::var("SWARM_LOG")
-        .or_else(|_| std::env::var("RUST_LOG"))
-        .unwrap_or_else(|_| "info".into());
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .try_init();
 }

@@ -68,6 +68,13 @@ impl ClientError {
         matches!(self, ClientError::Unreachable { .. })
     }
 
+    /// An error status without swarm's JSON error body: something between
+    /// us and swarm's handlers (a proxy, a connection torn mid-request)
+    /// answered, not swarm's judgement of the request, so it is worth a retry.
+    pub fn is_bare(&self) -> bool {
+        matches!(self, ClientError::Server { body, .. } if body.field.is_none() && body.error == NO_DETAILS)
+    }
+
     /// The HTTP status, if the server answered.
     pub fn status(&self) -> Option<u16> {
         match self {
@@ -201,13 +208,16 @@ fn decode<T: DeserializeOwned>(
     }
 }
 
+/// What an error status without a body is reported as.
+const NO_DETAILS: &str = "no details";
+
 fn error_of(url: &str, e: ureq::Error) -> ClientError {
     match e {
         ureq::Error::Status(status, resp) => {
             let text = resp.into_string().unwrap_or_default();
             let body = serde_json::from_str::<ErrorBody>(&text).unwrap_or_else(|_| ErrorBody {
                 error: if text.is_empty() {
-                    "no details".into()
+                    NO_DETAILS.into()
                 } else {
                     text
                 },
