@@ -231,7 +231,6 @@ pub fn start(opts: ServerOptions) -> Result<RunningServer, ServeError> {
     let published = Arc::new(Published {
         swarm: swarm.clone(),
         seq: store.last_seq().0,
-        at: Instant::now(),
     });
     let (tx, rx) = mpsc::sync_channel(8192);
     let workers_n = opts.http_workers.max(1);
@@ -239,6 +238,7 @@ pub fn start(opts: ServerOptions) -> Result<RunningServer, ServeError> {
         clock: opts.clock.clone(),
         stop: AtomicBool::new(false),
         queued: AtomicUsize::new(0),
+        committed: std::sync::atomic::AtomicU64::new(store.last_seq().0),
         jobs: tx,
         published: RwLock::new(published),
         ids: RwLock::new(ids),

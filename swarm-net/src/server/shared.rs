@@ -6,7 +6,7 @@ use super::metrics::Metrics;
 use super::writer::{Done, Job, Plan};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, SyncSender};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -23,12 +23,7 @@ pub type EscalateHook = Arc<dyn Fn(&DroneName, Option<&str>, EscalationAction) +
 pub(crate) struct Published {
     pub(crate) swarm: Swarm,
     pub(crate) seq: u64,
-    pub(crate) at: Instant,
 }
-
-/// Read endpoints accept a published view this old; older, they ask the
-/// writer for a new one (cloning the core on every batch would tax drones).
-const FRESH_ENOUGH: Duration = Duration::from_millis(100);
 
 /// Revokes repeated to one drone: atom → (lease, first sent).
 pub(crate) type PendingRevokes = BTreeMap<String, (Option<u64>, Instant)>;
@@ -44,6 +39,8 @@ pub(crate) struct Shared {
     pub(crate) clock: Clock,
     pub(crate) stop: AtomicBool,
     pub(crate) queued: AtomicUsize,
+    /// The last seq the writer committed.
+    pub(crate) committed: AtomicU64,
     pub(crate) jobs: SyncSender<Job>,
     pub(crate) published: RwLock<Arc<Published>>,
     pub(crate) ids: RwLock<BTreeMap<String, DroneName>>,
@@ -106,11 +103,12 @@ impl Shared {
         }
     }
 
-    /// A published view no older than `FRESH_ENOUGH` (asks the writer for
-    /// one if needed), so a status read right after a write sees it.
+    /// A published view that holds every input committed before this call
+    /// (asks the writer for one if needed), so a read right after a write
+    /// sees it. Drones never pay for this: only readers trigger the copy.
     pub(crate) fn fresh(&self) -> Arc<Published> {
         let p = self.published();
-        if p.at.elapsed() <= FRESH_ENOUGH {
+        if p.seq >= self.committed.load(Ordering::SeqCst) {
             return p;
         }
         // Best effort: if the writer cannot answer, serve what we have.

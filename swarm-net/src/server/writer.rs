@@ -98,6 +98,7 @@ pub(crate) fn run(mut store: Store, shared: Arc<Shared>, rx: Receiver<Job>) {
         let tick = now.0 >= due.0 || jobs.is_empty();
         let publish_now = jobs.iter().any(|j| j.publish_now);
         let replies = commit(&mut store, &shared, jobs, tick, now);
+        shared.committed.store(store.last_seq().0, Ordering::SeqCst);
         dirty = true;
         // Idle refreshes only while the state is small: cloning a large core
         // is what `Shared::fresh` does on demand instead.
@@ -134,7 +135,6 @@ fn publish(store: &Store, shared: &Shared) {
         let p = Arc::new(Published {
             swarm: swarm.clone(),
             seq: store.last_seq().0,
-            at: Instant::now(),
         });
         if let Ok(mut slot) = shared.published.write() {
             *slot = p;
