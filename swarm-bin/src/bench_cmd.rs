@@ -44,6 +44,9 @@ struct HttpArgs {
     /// HTTP worker threads of the server.
     #[arg(long, default_value_t = 64)]
     workers: usize,
+    /// Snapshot interval of the store, in inputs (the server's default is 10,000).
+    #[arg(long, default_value_t = 10_000)]
+    snapshot_every: u64,
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
@@ -80,6 +83,8 @@ fn http_in(a: &HttpArgs, synchronous: Synchronous, dir: &std::path::Path) -> any
         staging: dir.join("staging"),
         store: StoreOptions {
             synchronous,
+            snapshot_every: a.snapshot_every,
+            compact_log: std::env::var_os("SWARM_BENCH_NO_COMPACT").is_none(),
             ..StoreOptions::default()
         },
         admin_token: token.clone(),

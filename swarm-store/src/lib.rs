@@ -50,6 +50,7 @@ mod lock;
 mod read_tables;
 mod recover;
 mod schema;
+mod snapshotter;
 mod store;
 
 pub use error::StoreError;

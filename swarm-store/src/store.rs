@@ -7,6 +7,7 @@ use crate::lock::LockFile;
 use crate::read_tables::{self, Applied, OutputJson, ReadTables};
 use crate::recover::{self, format_digest, verify_snapshot};
 use crate::schema::{self, meta_get, meta_set};
+use crate::snapshotter::{Prepared, Snapshotter};
 use rusqlite::{params, Connection, OpenFlags, TransactionBehavior};
 use std::path::{Path, PathBuf};
 use swarm_core::{Config, Envelope, Input, Output, Seq, Swarm, Timestamp};
@@ -33,7 +34,8 @@ pub struct StoreOptions {
     pub synchronous: Synchronous,
     /// Write a snapshot every this many inputs (default 10,000: a snapshot of a
     /// 5,000-package state costs ~28 ms, so 1,000 held appends to ~28k/s; replaying
-    /// 10,000 inputs on open stays well under a second).
+    /// 10,000 inputs on open stays well under a second). Large states stretch
+    /// the interval to two inputs per package (at most 100,000).
     pub snapshot_every: u64,
     /// Snapshots to keep (default 2). The log is compacted up to the oldest kept
     /// one, so any of them can serve as the base if a newer one fails to verify.
@@ -54,6 +56,11 @@ pub struct StoreOptions {
     /// Run `PRAGMA quick_check` on open (default true): a damaged page stops the
     /// store at open instead of in the middle of a write.
     pub verify_on_open: bool,
+    /// Prepare snapshots on a background thread (default false). The writer
+    /// then pays only for a copy of the core, not for serialising and
+    /// verifying it, which keeps append latency flat on large queues (the
+    /// server turns this on). The snapshot is written in a later transaction.
+    pub background_snapshots: bool,
 }
 
 impl Default for StoreOptions {
@@ -68,6 +75,7 @@ impl Default for StoreOptions {
             events_retention_ms: Some(7 * swarm_core::time::HOUR_MS * 24),
             open_at: None,
             verify_on_open: true,
+            background_snapshots: false,
         }
     }
 }
@@ -98,6 +106,10 @@ pub struct Store {
     last_snapshot: u64,
     poison: Option<String>,
     report: OpenReport,
+    /// Bumped by every rebuild: background snapshots of older generations may
+    /// describe rolled-back inputs and are dropped.
+    generation: u64,
+    snapshotter: Option<Snapshotter>,
     _lock: LockFile,
 }
 
@@ -168,8 +180,16 @@ impl Store {
                 skipped_snapshots: rebuilt.skipped,
                 recovered_seq: 0,
             },
+            generation: 0,
+            snapshotter: None,
             _lock: lock,
         };
+        if store.opts.background_snapshots {
+            let bg = Snapshotter::start().map_err(|e| StoreError::Poisoned {
+                reason: format!("cannot start the snapshot thread: {e}"),
+            })?;
+            store.snapshotter = Some(bg);
+        }
         let (seq, _) = store.append(open_at, Input::Recovered)?;
         store.report.recovered_seq = seq.0;
         Ok(store)
@@ -214,6 +234,7 @@ impl Store {
             core,
             tables,
             opts,
+            snapshotter,
             ..
         } = self;
         let core = core.as_mut().ok_or_else(|| StoreError::Poisoned {
@@ -222,6 +243,12 @@ impl Store {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut seq = self.last_seq;
         let mut last_snapshot = self.last_snapshot;
+        if let Some(prepared) = snapshotter.as_mut().and_then(Snapshotter::poll) {
+            // Only a snapshot of committed inputs of this generation.
+            if prepared.generation == self.generation && prepared.seq <= self.last_seq {
+                write_prepared(&tx, prepared, core.view().now().0, opts)?;
+            }
+        }
         let mut done = Vec::with_capacity(inputs.len());
         for (at, input) in inputs {
             seq += 1;
@@ -253,9 +280,21 @@ impl Store {
                     outputs: &jsons,
                 },
             )?;
-            if seq >= last_snapshot + opts.snapshot_every.max(1) {
-                snapshot_and_compact(&tx, core, seq, opts)?;
-                last_snapshot = seq;
+            if seq >= last_snapshot + snapshot_interval(opts, core) {
+                match snapshotter.as_mut() {
+                    Some(bg) if !bg.busy() => {
+                        if !bg.request(self.generation, seq, core) {
+                            snapshot_and_compact(&tx, core, seq, opts)?;
+                        }
+                        last_snapshot = seq;
+                    }
+                    // One at a time: try again at the next input.
+                    Some(_) => {}
+                    None => {
+                        snapshot_and_compact(&tx, core, seq, opts)?;
+                        last_snapshot = seq;
+                    }
+                }
             }
             done.push((Seq(seq), outputs));
         }
@@ -281,6 +320,7 @@ impl Store {
     /// Crash-only: forget memory, believe the file.
     fn rebuild_after_failure(&mut self) {
         self.core = None;
+        self.generation += 1;
         // A failed COMMIT may leave the transaction open; end it.
         if !self.conn.is_autocommit() {
             let _ = self.conn.execute_batch("ROLLBACK");
@@ -383,6 +423,21 @@ impl Store {
     }
 }
 
+/// Inputs between snapshots: `snapshot_every`, stretched for large states
+/// (two inputs per package, up to `MAX_SNAPSHOT_INTERVAL`). A snapshot costs
+/// time in proportion to the state, so a fixed interval would spend most of
+/// a busy server's CPU on snapshots of a 30,000-package queue; replaying
+/// the longer tail on open stays well under a second.
+fn snapshot_interval(opts: &StoreOptions, core: &Swarm) -> u64 {
+    let by_size = u64::from(core.view().package_count()) * 2;
+    opts.snapshot_every
+        .max(1)
+        .max(by_size.min(MAX_SNAPSHOT_INTERVAL))
+}
+
+/// The longest interval `snapshot_interval` stretches to.
+const MAX_SNAPSHOT_INTERVAL: u64 = 100_000;
+
 /// Writes a verified snapshot of `core` after input `seq`, then compacts the
 /// log behind the oldest kept snapshot and applies the history retention.
 fn snapshot_and_compact(
@@ -391,14 +446,40 @@ fn snapshot_and_compact(
     seq: u64,
     opts: &StoreOptions,
 ) -> Result<(), StoreError> {
-    let state = serde_json::to_string(core.state())?;
     let digest = format_digest(core.digest());
-    // Verify before relying on it: a snapshot that does not restore to the
+    let state = serde_json::to_string(core.state())
+        .map_err(|e| e.to_string())
+        .and_then(|s| verify_snapshot(&s, &digest).map(|_| s));
+    let prepared = Prepared {
+        generation: 0,
+        seq,
+        digest,
+        state,
+    };
+    write_prepared(conn, prepared, core.view().now().0, opts)
+}
+
+/// Writes a snapshot (unless it failed to verify: then it is recorded in
+/// `meta` and nothing is compacted behind it), compacts the log behind the
+/// oldest kept snapshot and applies the history retention as of `now`.
+fn write_prepared(
+    conn: &Connection,
+    prepared: Prepared,
+    now: u64,
+    opts: &StoreOptions,
+) -> Result<(), StoreError> {
+    let Prepared {
+        seq, digest, state, ..
+    } = prepared;
+    // Verified before relying on it: a snapshot that does not restore to the
     // same digest is never written, and nothing is compacted behind it.
-    if let Err(why) = verify_snapshot(&state, &digest) {
-        meta_set(conn, "snapshot_error", &format!("seq {seq}: {why}"))?;
-        return Ok(());
-    }
+    let state = match state {
+        Ok(state) => state,
+        Err(why) => {
+            meta_set(conn, "snapshot_error", &format!("seq {seq}: {why}"))?;
+            return Ok(());
+        }
+    };
     conn.prepare_cached(
         "INSERT OR REPLACE INTO snapshots (seq, digest, state) VALUES (?1, ?2, ?3)",
     )?
@@ -417,7 +498,6 @@ fn snapshot_and_compact(
             .execute([oldest])?;
         meta_set(conn, "compacted_through", &oldest.to_string())?;
     }
-    let now = core.view().now().0;
     if let Some(keep) = opts.builds_retention_ms {
         conn.prepare_cached("DELETE FROM builds WHERE finished_at < ?1")?
             .execute([now.saturating_sub(keep) as i64])?;

@@ -184,9 +184,25 @@ fn a_snapshot_that_does_not_verify_is_skipped_for_an_older_one() {
 
 #[test]
 fn a_full_disk_fails_the_append_and_the_store_recovers_when_space_returns() {
+    full_disk(false);
+}
+
+#[test]
+fn a_full_disk_with_background_snapshots_recovers_too() {
+    full_disk(true);
+}
+
+fn full_disk(background_snapshots: bool) {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("swarm.db");
-    let mut store = open(&path, small_opts(100_000, 0));
+    let mut store = open(
+        &path,
+        StoreOptions {
+            background_snapshots,
+            // Snapshots now and then, so one may be in flight at the rollback.
+            ..small_opts(if background_snapshots { 7 } else { 100_000 }, 0)
+        },
+    );
     let pages = store.page_count().expect("pages");
     store.set_max_page_count(pages + 2).expect("cap");
     let mut acked = Vec::new();

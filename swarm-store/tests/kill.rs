@@ -21,6 +21,9 @@ fn opts(open_at: u64) -> StoreOptions {
         // parent can replay the whole log from the start.
         snapshot_every: 40,
         compact_log: false,
+        // As the server runs it: a kill may land while a snapshot is being
+        // prepared or written late.
+        background_snapshots: true,
         open_at: Some(Timestamp(open_at)),
         ..StoreOptions::default()
     }

@@ -85,10 +85,15 @@ proptest! {
     fn reopening_gives_the_digest_of_an_in_memory_core_fed_the_same_envelopes(
         ops in proptest::collection::vec(op_strategy(), 1..40),
         snapshot_every in 3u64..50,
+        background_snapshots in any::<bool>(),
     ) {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("swarm.db");
-        let opts = StoreOptions { keep_snapshots: 1, ..small_opts(snapshot_every, 1_000) };
+        let opts = StoreOptions {
+            keep_snapshots: 1,
+            background_snapshots,
+            ..small_opts(snapshot_every, 1_000)
+        };
         let mut store = open(&path, opts.clone());
         let mut reference = replay(store.config(), [Envelope {
             seq: Seq(1), at: Timestamp(1_000), input: Input::Recovered,
@@ -191,6 +196,57 @@ fn snapshots_bound_the_log_and_export_refuses_compacted_history() {
     assert_eq!(store.open_report().replayed, 11);
     // The Recovered input changes the state; the tail replay must not.
     let _ = digest;
+    store.check_read_tables().expect("tables");
+}
+
+#[test]
+fn background_snapshots_land_later_and_bound_the_log_the_same_way() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("swarm.db");
+    let opts = StoreOptions {
+        keep_snapshots: 2,
+        background_snapshots: true,
+        ..small_opts(50, 0)
+    };
+    let mut store = open(&path, opts.clone());
+    let mut at = 0;
+    // Appends until the snapshot thread has delivered at least two snapshots
+    // (it is asynchronous: how many inputs that takes depends on the machine).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while count(&path, "SELECT count(*) FROM snapshots") < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no background snapshot landed"
+        );
+        at += 1_000;
+        store.append(Timestamp(at), Input::Tick).expect("append");
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    for _ in 0..100 {
+        at += 1_000;
+        store.append(Timestamp(at), Input::Tick).expect("append");
+    }
+    // The log is compacted behind the oldest kept snapshot, as inline.
+    let oldest = count(&path, "SELECT min(seq) FROM snapshots");
+    assert_eq!(count(&path, "SELECT min(seq) FROM input_log"), oldest + 1);
+    assert_eq!(
+        count(
+            &path,
+            "SELECT count(*) FROM meta WHERE key = 'snapshot_error'"
+        ),
+        0
+    );
+    let last = store.last_seq();
+    drop(store);
+    let store = open(
+        &path,
+        StoreOptions {
+            open_at: Some(Timestamp(at)),
+            ..opts
+        },
+    );
+    assert!(store.open_report().snapshot_seq >= 50);
+    assert_eq!(store.last_seq(), Seq(last.0 + 1));
     store.check_read_tables().expect("tables");
 }
 

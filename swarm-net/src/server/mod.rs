@@ -190,6 +190,8 @@ pub fn start(opts: ServerOptions) -> Result<RunningServer, ServeError> {
     })?;
     let mut store_opts = opts.store.clone();
     store_opts.open_at = Some((opts.clock)());
+    // Drones must not wait while a large state is serialised and verified.
+    store_opts.background_snapshots = true;
     let store = Store::open(&opts.db_path, store_opts).map_err(|source| ServeError::Store {
         path: opts.db_path.clone(),
         source,
