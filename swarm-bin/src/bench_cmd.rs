@@ -140,18 +140,20 @@ fn http_in(a: &HttpArgs, synchronous: Synchronous, dir: &std::path::Path) -> any
     let measuring = Arc::new(AtomicBool::new(false));
     let cycles = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
+    let dry = Arc::new(AtomicU64::new(0));
     let lat = Arc::new(Mutex::new(Lat {
         samples: Vec::new(),
     }));
     let mut threads = Vec::new();
     for i in 0..a.drones {
-        let (url, stop, measuring, cycles, errors, lat) = (
+        let (url, stop, measuring, cycles, errors, lat, dry) = (
             url.clone(),
             stop.clone(),
             measuring.clone(),
             cycles.clone(),
             errors.clone(),
             lat.clone(),
+            dry.clone(),
         );
         threads.push(std::thread::spawn(move || {
             let agent = ureq::AgentBuilder::new()
@@ -172,6 +174,10 @@ fn http_in(a: &HttpArgs, synchronous: Synchronous, dir: &std::path::Path) -> any
                     continue;
                 };
                 let Some(p) = w["package"].as_str() else {
+                    if measuring.load(Ordering::Relaxed) {
+                        dry.fetch_add(1, Ordering::Relaxed);
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
                     continue;
                 };
                 let body =
@@ -290,9 +296,14 @@ fn http_in(a: &HttpArgs, synchronous: Synchronous, dir: &std::path::Path) -> any
         "requests_per_s": 2.0 * done as f64 / elapsed,
         "latency_ms": {"p50": pct(0.50), "p90": pct(0.90), "p99": pct(0.99), "max": pct(1.0)},
         "errors": errs,
+        "empty_polls": dry.load(Ordering::Relaxed),
         "group_commits": batches,
         "inputs_per_commit": if batches > 0.0 { batched / batches } else { 0.0 },
     });
+    let empty = dry.load(Ordering::Relaxed);
+    if empty > 0 && !a.json {
+        eprintln!("note: {empty} polls found nothing to build (the queue ran low); the rate is a lower bound");
+    }
     if a.json {
         println!("{out}");
     } else {

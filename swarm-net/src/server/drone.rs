@@ -148,7 +148,7 @@ pub(crate) fn register(sh: &Shared, req: &mut Request) -> Result<Reply, ApiError
         inputs.push(Input::Register(spec.clone()));
     }
     inputs.push(Input::Heartbeat(heartbeat));
-    let done = sh.submit(Plan::Inputs(inputs), Some(name.clone()), changed)?;
+    let done = sh.submit(Plan::Inputs(inputs), Some(name.clone()), false)?;
     sh.remember(&machine_id, &name, r.ip.as_deref());
     let now = drone_now(&done)?;
     if now.known {
