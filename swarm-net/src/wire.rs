@@ -323,6 +323,49 @@ pub struct LeaseRequest {
     pub reason: Option<String>,
 }
 
+/// One package in `POST /api/v1/queue` (and in `swarm queue import` lists):
+/// a bare atom as v3 clients send, or an object with dependencies.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum QueueItem {
+    /// `"=dev-libs/foo-1.0"`.
+    Atom(String),
+    /// `{"atom": …, "deps": […], "priority": N, "estimate_s": N}`.
+    Spec(QueueSpec),
+}
+
+/// The object form of a [`QueueItem`]. Unknown fields are refused, so a
+/// misspelt `deps` is an error rather than a package without dependencies.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueSpec {
+    /// The atom.
+    pub atom: String,
+    /// Atoms it depends on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deps: Vec<String>,
+    /// Higher goes first.
+    #[serde(default)]
+    pub priority: i32,
+    /// Expected build time, seconds, until swarm has learned its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimate_s: Option<u64>,
+}
+
+/// `POST /api/v1/queue`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueRequest {
+    /// The packages.
+    pub packages: Vec<QueueItem>,
+    /// The Portage tree the list was computed on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub portage_timestamp: Option<String>,
+    /// The queue generation this push belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<u64>,
+}
+
 /// Every 4xx/5xx body: what was wrong, and with which field.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {

@@ -12,6 +12,7 @@ use anyhow::Context;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use swarm_core::{Atom, PackageSpec};
+use swarm_net::wire::{QueueItem, QueueSpec};
 
 /// Which parser reads the input.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -163,25 +164,8 @@ pub(crate) fn parse_emerge(text: &str) -> anyhow::Result<Vec<PackageSpec>> {
     list.finish()
 }
 
-/// An entry of a JSON or TOML list.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Entry {
-    Atom(String),
-    Full(FullEntry),
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FullEntry {
-    atom: String,
-    #[serde(default)]
-    deps: Vec<String>,
-    #[serde(default)]
-    priority: i32,
-    #[serde(default)]
-    estimate_s: Option<u64>,
-}
+/// An entry of a JSON or TOML list: the queue endpoint's own item shape.
+type Entry = QueueItem;
 
 /// The JSON forms: a list, or `{"packages": [...]}` as `POST /api/v1/queue` takes it.
 #[derive(Deserialize)]
@@ -195,8 +179,8 @@ fn entry(value: serde_json::Value, index: usize) -> anyhow::Result<Entry> {
     // Untagged enums hide the inner error, so an object is parsed on its own
     // to name the offending field.
     if value.is_object() {
-        return serde_json::from_value::<FullEntry>(value)
-            .map(Entry::Full)
+        return serde_json::from_value::<QueueSpec>(value)
+            .map(QueueItem::Spec)
             .with_context(|| format!("package #{}", index + 1));
     }
     serde_json::from_value::<Entry>(value).with_context(|| {
@@ -224,7 +208,7 @@ pub(crate) fn parse_json(text: &str) -> anyhow::Result<Vec<PackageSpec>> {
 #[serde(deny_unknown_fields)]
 struct TomlDoc {
     #[serde(default)]
-    package: Vec<FullEntry>,
+    package: Vec<QueueSpec>,
 }
 
 /// `[[package]]` tables with `atom`, and optionally `deps`, `priority`, `estimate_s`.
@@ -234,7 +218,7 @@ pub(crate) fn parse_toml(text: &str) -> anyhow::Result<Vec<PackageSpec>> {
         !doc.package.is_empty(),
         "no [[package]] tables: write `[[package]]` then `atom = \"cat/pkg-1.0\"`"
     );
-    from_entries(doc.package.into_iter().map(Entry::Full).collect())
+    from_entries(doc.package.into_iter().map(QueueItem::Spec).collect())
 }
 
 fn from_entries(entries: Vec<Entry>) -> anyhow::Result<Vec<PackageSpec>> {
@@ -242,8 +226,8 @@ fn from_entries(entries: Vec<Entry>) -> anyhow::Result<Vec<PackageSpec>> {
     for (i, e) in entries.into_iter().enumerate() {
         let at = || format!("package #{}", i + 1);
         let spec = match e {
-            Entry::Atom(a) => PackageSpec::new(Atom::parse(&a).with_context(at)?),
-            Entry::Full(f) => PackageSpec {
+            QueueItem::Atom(a) => PackageSpec::new(Atom::parse(&a).with_context(at)?),
+            QueueItem::Spec(f) => PackageSpec {
                 atom: Atom::parse(&f.atom).with_context(at)?,
                 deps: f
                     .deps

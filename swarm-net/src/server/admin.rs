@@ -5,6 +5,7 @@ use super::http::{parse_json, read_body, ApiError, Query, Reply};
 use super::read::value;
 use super::shared::Shared;
 use super::writer::Plan;
+use crate::wire::{QueueItem, QueueRequest, QueueSpec};
 use serde::Deserialize;
 use serde_json::json;
 use swarm_core::{
@@ -12,31 +13,6 @@ use swarm_core::{
 };
 use swarm_store::{Explorer, ExplorerOptions};
 use tiny_http::Request;
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum QueueItem {
-    Atom(String),
-    Spec {
-        atom: String,
-        #[serde(default)]
-        deps: Vec<String>,
-        #[serde(default)]
-        priority: i32,
-        #[serde(default)]
-        estimate_s: Option<u64>,
-    },
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct QueueRequest {
-    packages: Vec<QueueItem>,
-    #[serde(default)]
-    portage_timestamp: Option<String>,
-    #[serde(default)]
-    generation: Option<u64>,
-}
 
 fn atom_at(text: &str, field: &str) -> Result<Atom, ApiError> {
     Atom::parse(text).map_err(|e| ApiError::field(400, field, format!("bad atom {text:?}: {e}")))
@@ -50,12 +26,12 @@ pub(crate) fn queue(sh: &Shared, req: &mut Request) -> Result<Reply, ApiError> {
         let field = format!("packages[{i}]");
         packages.push(match item {
             QueueItem::Atom(a) => PackageSpec::new(atom_at(&a, &field)?),
-            QueueItem::Spec {
+            QueueItem::Spec(QueueSpec {
                 atom,
                 deps,
                 priority,
                 estimate_s,
-            } => PackageSpec {
+            }) => PackageSpec {
                 atom: atom_at(&atom, &format!("{field}.atom"))?,
                 deps: deps
                     .iter()
