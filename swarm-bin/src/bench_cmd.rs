@@ -3,12 +3,14 @@
 //! repeating GET work → POST complete. Reports cycles/s and latency
 //! percentiles; errors are counted, never hidden.
 
+use crate::bench_conn::BenchConn;
 use anyhow::Context;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use swarm_net::server::{self, ServerOptions};
+use swarm_net::wire::{CompleteReply, WorkReply};
 use swarm_store::{StoreOptions, Synchronous};
 
 /// Flags of `swarm bench`.
@@ -155,41 +157,46 @@ fn http_in(a: &HttpArgs, synchronous: Synchronous, dir: &std::path::Path) -> any
             lat.clone(),
             dry.clone(),
         );
+        let addr = running.addr();
         threads.push(std::thread::spawn(move || {
-            let agent = ureq::AgentBuilder::new()
-                .timeout(Duration::from_secs(30))
-                .build();
+            let _ = &url;
+            let Ok(mut conn) = BenchConn::connect(addr) else {
+                errors.fetch_add(1, Ordering::Relaxed);
+                return;
+            };
             let id = format!("bench-{i}");
+            let work_path = format!("/api/v1/work?id={id}");
             let mut mine = Vec::new();
             while !stop.load(Ordering::Relaxed) {
                 let t0 = Instant::now();
-                let w: Result<Value, _> = agent
-                    .get(&format!("{url}/api/v1/work?id={id}"))
-                    .call()
-                    .map_err(|e| e.to_string())
-                    .and_then(|r| r.into_json::<Value>().map_err(|e| e.to_string()));
+                let w = conn
+                    .call("GET", &work_path, b"")
+                    .ok()
+                    .filter(|(status, _)| *status == 200)
+                    .and_then(|(_, body)| serde_json::from_slice::<WorkReply>(&body).ok());
                 let t1 = Instant::now();
-                let Ok(w) = w else {
+                let Some(w) = w else {
                     errors.fetch_add(1, Ordering::Relaxed);
                     continue;
                 };
-                let Some(p) = w["package"].as_str() else {
+                let Some(p) = w.package else {
                     if measuring.load(Ordering::Relaxed) {
                         dry.fetch_add(1, Ordering::Relaxed);
                     }
                     std::thread::sleep(Duration::from_millis(1));
                     continue;
                 };
+                // The v3 body: no lease, matched by (drone, package).
                 let body =
                     json!({"id": id, "package": p, "status": "success", "build_duration_s": 1.0});
-                let c: Result<Value, _> = agent
-                    .post(&format!("{url}/api/v1/complete"))
-                    .send_json(body)
-                    .map_err(|e| e.to_string())
-                    .and_then(|r| r.into_json::<Value>().map_err(|e| e.to_string()));
+                let c = conn
+                    .call("POST", "/api/v1/complete", body.to_string().as_bytes())
+                    .ok()
+                    .filter(|(status, _)| *status == 200)
+                    .and_then(|(_, body)| serde_json::from_slice::<CompleteReply>(&body).ok());
                 let t2 = Instant::now();
                 match c {
-                    Ok(v) if v["accepted"] == true => {
+                    Some(r) if r.accepted => {
                         if measuring.load(Ordering::Relaxed) {
                             cycles.fetch_add(1, Ordering::Relaxed);
                             mine.push((t1 - t0).as_micros() as u32);
