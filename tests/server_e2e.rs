@@ -62,6 +62,10 @@ fn a_v3_drone_goes_through_the_whole_lifecycle() {
     assert_eq!(code, 200, "{r}");
     assert_eq!(r["status"], "registered");
     assert_eq!(r["orchestrator_name"], "swarm");
+    assert_eq!(
+        r["orchestrator"], "127.0.0.1",
+        "the address the drone reached us at"
+    );
     assert!(r["orchestrator_port"].as_u64().is_some());
     let allowed: BTreeSet<String> = [
         "status",

@@ -3,7 +3,7 @@
 //! built from those inputs' outputs and the drone's state right after them.
 
 use super::artifacts::artifact_present;
-use super::http::{parse_json, read_body, ApiError, Query, Reply};
+use super::http::{header, parse_json, read_body, ApiError, Query, Reply};
 use super::shared::Shared;
 use super::writer::{Done, DroneNow, Plan};
 use crate::wire::{
@@ -43,7 +43,21 @@ fn percent(v: Option<f64>) -> Option<u8> {
         .map(|x| x.clamp(0.0, 100.0).round() as u8)
 }
 
+/// The control plane's address as this drone reached it (the `Host` header).
+fn orchestrator_host(req: &Request) -> String {
+    let host = header(req, "Host").unwrap_or("127.0.0.1");
+    // `[::1]:8100`, `10.0.0.1:8100` or a bare name.
+    match host.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => host,
+    }
+    .trim_start_matches('[')
+    .trim_end_matches(']')
+    .to_string()
+}
+
 pub(crate) fn register(sh: &Shared, req: &mut Request) -> Result<Reply, ApiError> {
+    let orchestrator = orchestrator_host(req);
     let body = read_body(req, sh.max_body)?;
     let r: RegisterRequest = parse_json(&body)?;
     if r.node_type.as_deref() == Some("orchestrator") {
@@ -191,7 +205,7 @@ pub(crate) fn register(sh: &Shared, req: &mut Request) -> Result<Reply, ApiError
     }
     Reply::ok(&RegisterReply {
         status: "registered".into(),
-        orchestrator: Some("127.0.0.1".into()),
+        orchestrator: Some(orchestrator),
         orchestrator_port: Some(sh.port),
         orchestrator_name: Some("swarm".into()),
         message: None,
