@@ -69,7 +69,7 @@ pub struct ServerOptions {
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     /// The store would not open.
-    #[error("cannot open the store {path}: {source}")]
+    #[error("cannot open the store {path}")]
     Store {
         /// The database path.
         path: PathBuf,
@@ -85,7 +85,7 @@ pub enum ServeError {
         cause: String,
     },
     /// Staging could not be created.
-    #[error("cannot create the staging directory {path}: {source}")]
+    #[error("cannot create the staging directory {path}")]
     Staging {
         /// The path.
         path: PathBuf,
