@@ -700,3 +700,70 @@ fn sigterm_stops_the_server_cleanly_and_state_persists() {
         assert!(text.contains(name), "metrics lack {name}");
     }
 }
+
+#[test]
+fn a_read_storm_during_writes_is_served_with_rationed_copies() {
+    let dir = tempfile::tempdir().expect("dir");
+    let s = Server::start(dir.path(), &[]);
+    let pkgs: Vec<String> = (0..2000).map(|i| format!("=virtual/storm{i}-1")).collect();
+    s.admin_post("/api/v1/queue", &json!({ "packages": pkgs }));
+    let metric = |name: &str| -> u64 {
+        let (_, m) = request("GET", &format!("{}/metrics", s.url), None, None);
+        m.as_str()
+            .and_then(|t| {
+                t.lines().find_map(|l| {
+                    l.strip_prefix(&format!("{name} "))
+                        .and_then(|v| v.parse().ok())
+                })
+            })
+            .expect("metric")
+    };
+    let copies_before = metric("swarm_published_copies_total");
+    let stop = Arc::new(AtomicBool::new(false));
+    let url = s.url.clone();
+    // Writers: heartbeats commit continuously, so every read finds the copy stale.
+    let writers: Vec<_> = (0..3)
+        .map(|i| {
+            let (url, stop) = (url.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let body = json!({"node_name": format!("storm-{i}")}).to_string();
+                while !stop.load(Ordering::Relaxed) {
+                    request("POST", &format!("{url}/api/v1/register"), Some(&body), None);
+                }
+            })
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    let readers: Vec<_> = (0..8)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                let mut reads = 0u64;
+                for _ in 0..25 {
+                    let (code, v) = request("GET", &format!("{url}/api/v1/status"), None, None);
+                    assert_eq!(code, 200, "{v}");
+                    reads += 1;
+                }
+                reads
+            })
+        })
+        .collect();
+    let reads: u64 = readers.into_iter().map(|r| r.join().expect("reader")).sum();
+    let secs = started.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    for w in writers {
+        let _ = w.join();
+    }
+    let copies = metric("swarm_published_copies_total") - copies_before;
+    assert_eq!(reads, 200);
+    // One forced copy per 50 ms at most, plus the writer's own idle refreshes.
+    let allowed = (secs / 0.05).ceil() as u64 + 5 + secs.ceil() as u64;
+    assert!(
+        copies <= allowed,
+        "{copies} copies for {reads} reads in {secs:.2} s (allowed {allowed})"
+    );
+    assert!(
+        copies >= 1,
+        "reads after writes must have forced at least one copy"
+    );
+}

@@ -70,6 +70,7 @@ struct Inner {
     escalations: BTreeMap<String, u64>,
     build_seconds: Histogram,
     batches: u64,
+    publishes: u64,
     batched_inputs: u64,
     store_errors: u64,
 }
@@ -102,6 +103,12 @@ impl Metrics {
         if let Ok(mut m) = self.inner.lock() {
             m.batches += 1;
             m.batched_inputs += inputs as u64;
+        }
+    }
+
+    pub(crate) fn published(&self) {
+        if let Ok(mut m) = self.inner.lock() {
+            m.publishes += 1;
         }
     }
 
@@ -224,6 +231,12 @@ impl Metrics {
             "swarm_store_errors_total",
             "Failed group commits (every input in them was answered with an error).",
             std::iter::once((String::new(), m.store_errors)),
+        );
+        counter_family(
+            out,
+            "swarm_published_copies_total",
+            "Copies of the core made for readers (rationed under read storms).",
+            std::iter::once((String::new(), m.publishes)),
         );
     }
 }

@@ -241,6 +241,7 @@ pub fn start(opts: ServerOptions) -> Result<RunningServer, ServeError> {
         stop: AtomicBool::new(false),
         queued: AtomicUsize::new(0),
         committed: std::sync::atomic::AtomicU64::new(store.last_seq().0),
+        forced_publish: Mutex::new(Instant::now()),
         jobs: tx,
         published: RwLock::new(published),
         ids: RwLock::new(ids),

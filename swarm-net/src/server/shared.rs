@@ -31,6 +31,9 @@ pub(crate) type PendingRevokes = BTreeMap<String, (Option<u64>, Instant)>;
 /// Whether a drone still reports an (atom, lease) as its work.
 pub(crate) type StillReported<'a> = dyn Fn(&str, Option<u64>) -> bool + 'a;
 
+/// At most one forced copy of the core per this interval (see `fresh`).
+const PUBLISH_GAP: Duration = Duration::from_millis(50);
+
 /// How long an undelivered revoke is repeated for a drone that never says
 /// whether it stopped (a v3 drone without `current_task`).
 const REVOKE_TTL: Duration = Duration::from_secs(3600);
@@ -39,6 +42,8 @@ pub(crate) struct Shared {
     pub(crate) clock: Clock,
     pub(crate) stop: AtomicBool,
     pub(crate) queued: AtomicUsize,
+    /// When a reader last forced a new published copy.
+    pub(crate) forced_publish: Mutex<Instant>,
     /// The last seq the writer committed.
     pub(crate) committed: AtomicU64,
     pub(crate) jobs: SyncSender<Job>,
@@ -107,13 +112,37 @@ impl Shared {
     /// (asks the writer for one if needed), so a read right after a write
     /// sees it. Drones never pay for this: only readers trigger the copy.
     pub(crate) fn fresh(&self) -> Arc<Published> {
-        let p = self.published();
-        if p.seq >= self.committed.load(Ordering::SeqCst) {
-            return p;
+        // What this reader must see: everything committed before it came.
+        let want = self.committed.load(Ordering::SeqCst);
+        let give_up = Instant::now() + Duration::from_secs(2);
+        loop {
+            let p = self.published();
+            if p.seq >= want || Instant::now() >= give_up {
+                return p;
+            }
+            // Copies are rationed, at most one forced copy per `PUBLISH_GAP`,
+            // so a storm of dashboard reads cannot turn the writer into a
+            // copying machine; readers in the same window share the copy.
+            let force = match self.forced_publish.lock() {
+                Ok(mut last) if last.elapsed() >= PUBLISH_GAP => {
+                    *last = Instant::now();
+                    true
+                }
+                Ok(last) => {
+                    let wait = PUBLISH_GAP.saturating_sub(last.elapsed());
+                    drop(last);
+                    std::thread::sleep(wait.min(Duration::from_millis(10)));
+                    false
+                }
+                Err(_) => true,
+            };
+            if force {
+                // Best effort: if the writer cannot answer, serve what we have.
+                if self.submit(Plan::Inputs(Vec::new()), None, true).is_err() {
+                    return self.published();
+                }
+            }
         }
-        // Best effort: if the writer cannot answer, serve what we have.
-        let _ = self.submit(Plan::Inputs(Vec::new()), None, true);
-        self.published()
     }
 
     /// The drone a v3 `id` (machine id) or a name refers to.

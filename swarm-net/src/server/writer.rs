@@ -139,6 +139,7 @@ fn publish(store: &Store, shared: &Shared) {
         if let Ok(mut slot) = shared.published.write() {
             *slot = p;
         }
+        shared.metrics.published();
     }
 }
 
