@@ -80,12 +80,7 @@ pub(crate) fn run(mut store: Store, shared: Arc<Shared>, rx: Receiver<Job>) {
         match rx.recv_timeout(wait) {
             Ok(job) => {
                 jobs.push(job);
-                while jobs.len() < MAX_BATCH {
-                    match rx.try_recv() {
-                        Ok(job) => jobs.push(job),
-                        Err(_) => break,
-                    }
-                }
+                drain(&rx, &mut jobs);
             }
             Err(RecvTimeoutError::Timeout) => {
                 if stopping {
@@ -124,6 +119,15 @@ pub(crate) fn run(mut store: Store, shared: Arc<Shared>, rx: Receiver<Job>) {
         seq = store.last_seq().0,
         "writer stopped; store closed cleanly"
     );
+}
+
+fn drain(rx: &Receiver<Job>, jobs: &mut Vec<Job>) {
+    while jobs.len() < MAX_BATCH {
+        match rx.try_recv() {
+            Ok(job) => jobs.push(job),
+            Err(_) => break,
+        }
+    }
 }
 
 fn rx_is_idle(shared: &Shared) -> bool {
