@@ -37,19 +37,35 @@ impl LockFile {
                 path: lock.clone(),
                 source,
             })?;
-        try_lock(&file).map_err(|e| match e {
-            Some(source) => StoreError::Io {
-                path: lock.clone(),
-                source,
-            },
-            None => StoreError::Locked {
-                path: db.to_owned(),
-                lock: lock.clone(),
-            },
-        })?;
-        Ok(LockFile { _file: file })
+        // A lock can stay held for a moment after its owner let go: a child
+        // forked by another thread shares the descriptor until it execs. So
+        // a held lock is retried briefly before it counts as another writer.
+        let deadline = std::time::Instant::now() + LOCK_PATIENCE;
+        loop {
+            match try_lock(&file) {
+                Ok(()) => return Ok(LockFile { _file: file }),
+                Err(Some(source)) => {
+                    return Err(StoreError::Io {
+                        path: lock.clone(),
+                        source,
+                    })
+                }
+                Err(None) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(None) => {
+                    return Err(StoreError::Locked {
+                        path: db.to_owned(),
+                        lock: lock.clone(),
+                    })
+                }
+            }
+        }
     }
 }
+
+/// How long a held lock is retried before it means another writer.
+const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// `Err(None)`: somebody else holds it.
 #[cfg(unix)]
