@@ -7,11 +7,13 @@
 
 use crate::error::StoreError;
 use rusqlite::{params, Connection, OptionalExtension, Row};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::path::Path;
 
-/// One row of `events`.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+/// One row of `events`. Also what the HTTP client decodes: missing fields
+/// default, so a client outlives a server that adds or drops one.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct EventRow {
     /// Monotonic id: follow the feed with `after = id`.
     pub id: i64,
@@ -29,8 +31,9 @@ pub struct EventRow {
     pub body: serde_json::Value,
 }
 
-/// One row of `builds`: one attempt.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+/// One row of `builds`: one attempt (also decoded by the HTTP client).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct BuildRow {
     /// Row id.
     pub id: i64,
@@ -49,17 +52,21 @@ pub struct BuildRow {
     /// Ended, ms.
     pub finished_at: Option<i64>,
     /// How it ended.
+    #[serde(deserialize_with = "text_or_json")]
     pub outcome: Option<String>,
     /// Failure class.
+    #[serde(deserialize_with = "text_or_json")]
     pub class: Option<String>,
     /// Failure detail.
+    #[serde(deserialize_with = "text_or_json")]
     pub detail: Option<String>,
     /// Reported duration, ms.
     pub duration_ms: Option<i64>,
 }
 
-/// Per-package build statistics.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+/// Per-package build statistics (also decoded by the HTTP client).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct PackageStats {
     /// Package.
     pub package: String,
@@ -72,6 +79,7 @@ pub struct PackageStats {
     /// Mean duration of the successful ones, ms.
     pub avg_duration_ms: Option<i64>,
     /// Outcome of the latest attempt.
+    #[serde(deserialize_with = "text_or_json")]
     pub last_outcome: Option<String>,
 }
 
@@ -184,6 +192,16 @@ impl History {
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
+}
+
+/// Text, or any other JSON value as its text: a reader keeps working when a
+/// column's encoding changes under it.
+fn text_or_json<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(match serde_json::Value::deserialize(d)? {
+        serde_json::Value::Null => None,
+        serde_json::Value::String(s) => Some(s),
+        other => Some(other.to_string()),
+    })
 }
 
 fn event_row(r: &Row<'_>) -> rusqlite::Result<EventRow> {

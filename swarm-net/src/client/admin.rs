@@ -13,6 +13,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 use swarm_core::PackageSpec;
+/// The history rows the server sends are the store's own, decoded leniently.
+pub use swarm_store::{BuildRow as Build, EventRow as EventRecord, PackageStats};
 
 /// A read answer in both forms, from one request.
 #[derive(Clone, Debug)]
@@ -297,65 +299,12 @@ pub struct HistoryQuery {
     pub drone: Option<String>,
 }
 
-/// One build attempt (swarm-store's `BuildRow`).
-#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(default)]
-pub struct Build {
-    /// Row id.
-    pub id: i64,
-    /// Lease of the attempt.
-    pub lease: i64,
-    /// Package.
-    pub package: String,
-    /// Drone.
-    pub drone: String,
-    /// The drone's epoch.
-    pub epoch: i64,
-    /// Lease issued, ms.
-    pub created_at: i64,
-    /// Build started, ms.
-    pub started_at: Option<i64>,
-    /// Ended, ms.
-    pub finished_at: Option<i64>,
-    /// How it ended.
-    #[serde(deserialize_with = "opt_text")]
-    pub outcome: Option<String>,
-    /// Failure class.
-    #[serde(deserialize_with = "opt_text")]
-    pub class: Option<String>,
-    /// Failure detail.
-    #[serde(deserialize_with = "opt_text")]
-    pub detail: Option<String>,
-    /// Reported duration, ms.
-    pub duration_ms: Option<i64>,
-}
-
 /// `GET /api/v1/history`.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct Builds {
     /// Newest first.
     pub builds: Vec<Build>,
-}
-
-/// One event (swarm-store's `EventRow`).
-#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
-#[serde(default)]
-pub struct EventRecord {
-    /// Monotonic id: follow the feed with `after = id`.
-    pub id: i64,
-    /// The input that caused it.
-    pub seq: i64,
-    /// When, ms since the epoch.
-    pub at_ms: i64,
-    /// Kind (`built`, `reclaimed`...).
-    pub kind: String,
-    /// The drone it concerns.
-    pub drone: Option<String>,
-    /// The package it concerns.
-    pub package: Option<String>,
-    /// The event itself.
-    pub body: Value,
 }
 
 /// `GET /api/v1/events` and `/events/history`.
@@ -377,25 +326,6 @@ pub struct EventQuery {
     pub drone: Option<String>,
     /// Only this kind.
     pub kind: Option<String>,
-}
-
-/// Per-package build statistics (swarm-store's `PackageStats`).
-#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(default)]
-pub struct PackageStats {
-    /// Package.
-    pub package: String,
-    /// Attempts.
-    pub builds: i64,
-    /// Successful ones.
-    pub ok: i64,
-    /// Failed ones.
-    pub failed: i64,
-    /// Mean duration of the successful ones, ms.
-    pub avg_duration_ms: Option<i64>,
-    /// Outcome of the latest attempt.
-    #[serde(deserialize_with = "opt_text")]
-    pub last_outcome: Option<String>,
 }
 
 /// `GET /api/v1/build-stats/by-package`.
