@@ -82,19 +82,12 @@ pub(crate) fn clock(at_ms: u64) -> String {
 
 /// `YYYY-MM-DD HH:MM:SSZ` of a timestamp (UTC).
 pub(crate) fn datetime(at_ms: u64) -> String {
-    let secs = at_ms / 1000;
-    let days = i64::try_from(secs / 86_400).unwrap_or(0);
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02} {}Z", clock(at_ms))
+    let at = time::OffsetDateTime::from_unix_timestamp(i64::try_from(at_ms / 1000).unwrap_or(0))
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    at.format(time::macros::format_description!(
+        "[year]-[month]-[day] [hour]:[minute]:[second]Z"
+    ))
+    .unwrap_or_else(|_| format!("{at_ms} ms"))
 }
 
 /// Replaces control characters (a newline in a failure detail, an escape

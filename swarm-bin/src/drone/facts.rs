@@ -219,76 +219,13 @@ pub(crate) fn portage_timestamp(path: &Path) -> Option<String> {
 
 /// `Mon, 16 Feb 2026 00:45:01 +0000` → `2026-02-16 00:45` (converted to UTC).
 pub(crate) fn parse_rfc2822(text: &str) -> Option<String> {
-    let text = text.split_once(',').map_or(text, |(_, rest)| rest).trim();
-    let mut w = text.split_whitespace();
-    let day: i64 = w.next()?.parse().ok()?;
-    let month = w.next()?.to_ascii_lowercase();
-    let months = [
-        "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
-    ];
-    let month = i64::try_from(months.iter().position(|m| month.starts_with(m))? + 1).ok()?;
-    let year: i64 = w.next()?.parse().ok()?;
-    let mut hms = w.next()?.split(':').map(|x| x.parse::<i64>());
-    let (h, m) = (hms.next()?.ok()?, hms.next()?.ok()?);
-    let s = hms.next().transpose().ok()?.unwrap_or(0);
-    let offset_min = match w.next() {
-        None => 0,
-        Some("UTC" | "GMT" | "Z") => 0,
-        Some(z) => {
-            let (sign, digits) = match z.as_bytes().first()? {
-                b'+' => (1, &z[1..]),
-                b'-' => (-1, &z[1..]),
-                _ => return None,
-            };
-            if digits.len() != 4 {
-                return None;
-            }
-            let v: i64 = digits.parse().ok()?;
-            sign * (v / 100 * 60 + v % 100)
-        }
-    };
-    if !(1..=31).contains(&day) || !(0..24).contains(&h) || !(0..60).contains(&m) {
-        return None;
-    }
-    let secs = days_from_civil(year, month, day) * 86_400 + h * 3600 + m * 60 + s - offset_min * 60;
-    let (y, mo, d) = civil_from_days(secs.div_euclid(86_400));
-    let rem = secs.rem_euclid(86_400);
-    Some(format!(
-        "{y:04}-{mo:02}-{d:02} {:02}:{:02}",
-        rem / 3600,
-        rem % 3600 / 60
-    ))
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (
-        if m <= 2 {
-            yoe + era * 400 + 1
-        } else {
-            yoe + era * 400
-        },
-        m,
-        d,
-    )
+    use time::format_description::well_known::Rfc2822;
+    let at = time::OffsetDateTime::parse(text, &Rfc2822).ok()?;
+    at.to_offset(time::UtcOffset::UTC)
+        .format(time::macros::format_description!(
+            "[year]-[month]-[day] [hour]:[minute]"
+        ))
+        .ok()
 }
 
 /// The local address the kernel would use to reach `server_url`: what the
