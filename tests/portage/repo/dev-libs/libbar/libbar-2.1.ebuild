@@ -1,0 +1,13 @@
+EAPI=8
+DESCRIPTION="swarm test fixture: dev-libs/libbar"
+HOMEPAGE="https://example.invalid/swarm"
+LICENSE="MIT"
+KEYWORDS="amd64"
+S="${WORKDIR}"
+SLOT="0"
+DEPEND="dev-libs/libfoo:="
+RDEPEND="${DEPEND}"
+src_install() {
+	dodir /usr/share/swarm-fixture
+	echo "${CATEGORY}/${PF}" > "${ED}/usr/share/swarm-fixture/${PN}-${SLOT%/*}" || die
+}
