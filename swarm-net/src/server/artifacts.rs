@@ -2,6 +2,7 @@
 //! into staging, streamed to a temporary file, size-capped, sha256-checked
 //! and renamed into place atomically, so staging never holds half a file.
 
+use super::front::Request;
 use super::http::{header, too_large, ApiError, Reply};
 use super::shared::Shared;
 use crate::wire::ArtifactReply;
@@ -9,7 +10,6 @@ use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use swarm_core::Atom;
-use tiny_http::Request;
 
 /// v3 counted a binary package only from 1 KiB: smaller is a failed build.
 pub(crate) const MIN_ARTIFACT_BYTES: u64 = 1024;
@@ -135,9 +135,7 @@ fn stream_to(tmp: &Path, mut body: impl Read, cap: u64) -> Result<(u64, String),
     let mut size = 0u64;
     let mut buf = vec![0u8; 64 * 1024];
     loop {
-        let n = body
-            .read(&mut buf)
-            .map_err(|e| ApiError::bad(format!("upload interrupted: {e}")))?;
+        let n = body.read(&mut buf).map_err(super::http::body_error)?;
         if n == 0 {
             break;
         }
