@@ -298,3 +298,203 @@ fn invalid_utf8_unsupported_versions_and_duplicate_lengths_get_400() {
     assert_healthy(&server);
     build.finish(&server);
 }
+
+/// Enrols `name` through the admin endpoint; its token.
+fn enroll(server: &Server, name: &str) -> String {
+    let (code, v) = server.admin_post(&format!("/api/v1/nodes/{name}/enroll"), &json!({}));
+    assert_eq!(code, 200, "enroll {name}: {v}");
+    assert_eq!(v["name"], name);
+    v["token"].as_str().expect("token").to_string()
+}
+
+/// A drone request with `token` (if any); any status is returned.
+fn as_drone(
+    server: &Server,
+    method: &str,
+    path: &str,
+    body: Option<&[u8]>,
+    token: Option<&str>,
+    headers: &[(&str, &str)],
+) -> (u16, serde_json::Value) {
+    support::request_raw(
+        method,
+        &format!("{}{}", server.url, path),
+        body,
+        token,
+        headers,
+    )
+}
+
+/// An enrolled honest drone building a package that takes a few seconds,
+/// started; returns (build, its lease).
+fn enrolled_build(server: &Server, dir: &Path) -> (Build, u64) {
+    let token = enroll(server, "honest");
+    let token_file = dir.join("honest.token");
+    std::fs::write(&token_file, &token).expect("token file");
+    let sizes = dir.join("sizes");
+    std::fs::write(&sizes, format!("{ATOM} 30\n")).expect("sizes");
+    let (code, v) = server.admin_post("/api/v1/queue", &json!({ "packages": [ATOM] }));
+    assert_eq!(code, 200, "queue: {v}");
+    let drone = Drone::start(
+        server,
+        dir,
+        "honest",
+        &["--token-file", token_file.to_str().expect("utf-8 path")],
+        &[("SWARM_STANDIN_SIZES", sizes.to_str().expect("utf-8 path"))],
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, q) = server.get("/api/v1/queue?limit=10");
+        let item = q["items"]
+            .as_array()
+            .and_then(|i| i.first())
+            .cloned()
+            .unwrap_or_default();
+        if item["status"]["state"] == "assigned" {
+            let lease = item["status"]["lease"].as_u64().expect("lease");
+            return (Build { drone }, lease);
+        }
+        assert!(Instant::now() < deadline, "never assigned: {q}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_forged_upload_and_report_for_another_drones_lease_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(&dir.path().join("server"), &[]);
+    let (build, lease) = enrolled_build(&server, dir.path());
+    let mallory = enroll(&server, "mallory");
+    let (code, v) = as_drone(
+        &server,
+        "POST",
+        "/api/v1/register",
+        Some(json!({"name": "mallory"}).to_string().as_bytes()),
+        Some(&mallory),
+        &[],
+    );
+    assert_eq!(code, 200, "mallory registers as itself: {v}");
+    let path = "/api/v1/artifacts/dev-libs/under-attack-1.0.gpkg.tar";
+    let junk = vec![0x5au8; 4096];
+    let lease_s = lease.to_string();
+    for (token, headers) in [
+        (
+            Some(mallory.as_str()),
+            vec![("X-Swarm-Lease", lease_s.as_str())],
+        ),
+        (Some(mallory.as_str()), vec![]),
+        (None, vec![("X-Swarm-Lease", lease_s.as_str())]),
+    ] {
+        let (code, v) = as_drone(&server, "PUT", path, Some(&junk), token, &headers);
+        assert!(
+            code == 403 || code == 400,
+            "forged upload refused: {code} {v}"
+        );
+    }
+    for (token, body) in [
+        (
+            Some(mallory.as_str()),
+            json!({"id": "honest", "package": ATOM, "status": "success"}),
+        ),
+        (
+            Some(mallory.as_str()),
+            json!({"id": "mallory", "package": ATOM, "status": "masked", "lease": lease}),
+        ),
+        (
+            None,
+            json!({"id": "honest", "package": ATOM, "status": "success"}),
+        ),
+    ] {
+        let (code, v) = as_drone(
+            &server,
+            "POST",
+            "/api/v1/complete",
+            Some(body.to_string().as_bytes()),
+            token,
+            &[],
+        );
+        assert_eq!(code, 403, "forged report refused: {body} -> {v}");
+    }
+    build.finish(&server);
+    let staged = std::fs::read(
+        server
+            .data_dir
+            .join("staging/dev-libs/under-attack-1.0.gpkg.tar"),
+    )
+    .expect("staged");
+    assert_ne!(staged, junk, "the staged package is the honest drone's");
+}
+
+#[test]
+fn impersonation_and_hijack_by_re_registering_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(&dir.path().join("server"), &[]);
+    let (build, _) = enrolled_build(&server, dir.path());
+    let mallory = enroll(&server, "mallory");
+    let register = |token: Option<&str>, body: serde_json::Value| {
+        as_drone(
+            &server,
+            "POST",
+            "/api/v1/register",
+            Some(body.to_string().as_bytes()),
+            token,
+            &[],
+        )
+    };
+    // Impersonation: another credential, or none, under the honest name.
+    let (code, v) = register(Some(&mallory), json!({"name": "honest", "ip": "127.0.0.9"}));
+    assert_eq!(code, 403, "{v}");
+    let (code, v) = register(None, json!({"name": "honest"}));
+    assert_eq!(code, 403, "{v}");
+    let (code, v) = as_drone(
+        &server,
+        "GET",
+        "/api/v1/work?id=honest",
+        None,
+        Some(&mallory),
+        &[],
+    );
+    assert_eq!(code, 403, "{v}");
+    // Hijack: the honest drone's machine id under another name.
+    let (code, v) = register(None, json!({"name": "thief", "id": "test-machine-honest"}));
+    assert_eq!(code, 403, "{v}");
+    let (code, v) = register(Some("swd_0000"), json!({"name": "honest"}));
+    assert_eq!(code, 401, "{v}");
+    build.finish(&server);
+    // Revoked: the honest token stops working at once.
+    let token = std::fs::read_to_string(dir.path().join("honest.token")).expect("token");
+    let (code, _) = server.admin_post("/api/v1/nodes/honest/revoke", &json!({}));
+    assert_eq!(code, 200);
+    let (code, v) = register(Some(&token), json!({"name": "honest"}));
+    assert_eq!(code, 401, "{v}");
+}
+
+#[test]
+fn the_agent_refuses_to_send_its_credential_over_plain_http_to_another_host() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(&dir.path().join("server"), &[]);
+    let (build, _) = enrolled_build(&server, dir.path());
+    let token_file = dir.path().join("honest.token");
+    // `.invalid` never resolves: nothing leaves this machine even if the check broke.
+    let out = std::process::Command::new(support::swarm_bin())
+        .args([
+            "drone",
+            "--server",
+            "http://binhost.invalid:8100",
+            "--name",
+            "honest",
+            "--token-file",
+        ])
+        .arg(&token_file)
+        .args(["--work-dir"])
+        .arg(dir.path().join("w"))
+        .output()
+        .expect("run swarm drone");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("refusing to send the drone credential over plain http"),
+        "{err}"
+    );
+    build.finish(&server);
+}

@@ -87,6 +87,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         store: s.store_options(),
         admin_token,
         drone_token: s.drone_token.clone(),
+        legacy_drones: s.legacy_drones.clone(),
         max_body_bytes: s.max_body_bytes,
         max_artifact_bytes: s.max_artifact_bytes,
         http: s.http.clone(),

@@ -72,8 +72,10 @@ pub struct Settings {
     pub admin_token: Option<String>,
     /// Where a generated admin token is written (0600) and where the CLI finds it.
     pub admin_token_file: PathBuf,
-    /// When set, drone endpoints require it.
+    /// A token shared by credential-less drones; enrolled drones have their own.
     pub drone_token: Option<String>,
+    /// Networks credential-less (v3) drones may call from; loopback by default.
+    pub legacy_drones: Vec<ipnet::IpNet>,
     /// How hard each commit waits for the disk.
     pub synchronous: Synchronous,
     /// Cap on a JSON request body (default 1 MiB).
@@ -155,6 +157,19 @@ fn default_probe_command() -> CommandTemplate {
     }
 }
 
+/// Loopback only: the demo and local tests run credential-less drones.
+pub fn default_legacy_drones() -> Vec<ipnet::IpNet> {
+    ["127.0.0.0/8", "::1/128"]
+        .iter()
+        .filter_map(|n| n.parse().ok())
+        .collect()
+}
+
+/// Whether `nets` lets credential-less drones in from anywhere.
+pub fn legacy_from_everywhere(nets: &[ipnet::IpNet]) -> bool {
+    nets.iter().any(|n| n.prefix_len() == 0)
+}
+
 impl Settings {
     /// All defaults with everything under `data_dir`: for tests and embedders
     /// that configure in code.
@@ -168,6 +183,7 @@ impl Settings {
             admin_token: None,
             admin_token_file: data_dir.join("admin.token"),
             drone_token: None,
+            legacy_drones: default_legacy_drones(),
             synchronous: Synchronous::Normal,
             max_body_bytes: 1024 * 1024,
             max_artifact_bytes: 2 * 1024 * 1024 * 1024,
@@ -211,6 +227,7 @@ impl fmt::Debug for Settings {
             .field("admin_token", &hidden(&self.admin_token))
             .field("admin_token_file", &self.admin_token_file)
             .field("drone_token", &hidden(&self.drone_token))
+            .field("legacy_drones", &self.legacy_drones)
             .field("synchronous", &self.synchronous)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("max_artifact_bytes", &self.max_artifact_bytes)
@@ -355,6 +372,15 @@ impl Loaded {
             ("admin_token".into(), hidden(&s.admin_token)),
             ("admin_token_file".into(), path(&s.admin_token_file)),
             ("drone_token".into(), hidden(&s.drone_token)),
+            (
+                "legacy_drones".into(),
+                J::from(
+                    s.legacy_drones
+                        .iter()
+                        .map(|n| n.to_string())
+                        .collect::<Vec<_>>(),
+                ),
+            ),
             (
                 "synchronous".into(),
                 J::from(match s.synchronous {
@@ -610,6 +636,10 @@ fn load(request: &LoadRequest) -> Result<Loaded, SettingsError> {
             .path("admin_token_file")
             .unwrap_or(defaults.admin_token_file),
         drone_token: layers.text("drone_token"),
+        legacy_drones: match layers.get("legacy_drones") {
+            Some(Typed::Networks(n)) => n.clone(),
+            _ => defaults.legacy_drones.clone(),
+        },
         synchronous: match layers.get("synchronous") {
             Some(Typed::Sync(s)) => *s,
             _ => defaults.synchronous,
@@ -680,6 +710,7 @@ fn load(request: &LoadRequest) -> Result<Loaded, SettingsError> {
             source_of("probe.interval_s"),
         ));
     }
+    check_drone_access(&settings, &source_of, &mut warnings)?;
     if let Some(token) = &settings.admin_token {
         if token.chars().count() < 16 {
             warnings.push(format!(
@@ -701,6 +732,55 @@ fn load(request: &LoadRequest) -> Result<Loaded, SettingsError> {
         sources,
         warnings,
     })
+}
+
+/// Who may act as a drone, given where the server listens: credential-less
+/// drones from everywhere on a non-loopback address is refused outright;
+/// a public address with no way for drones to prove who they are is flagged.
+fn check_drone_access(
+    settings: &Settings,
+    source_of: &dyn Fn(&str) -> Source,
+    warnings: &mut Vec<String>,
+) -> Result<(), SettingsError> {
+    let public = !settings.listen.ip().is_loopback();
+    if public && legacy_from_everywhere(&settings.legacy_drones) {
+        return Err(SettingsError::Invalid {
+            key: "legacy_drones".into(),
+            message: format!(
+                "legacy_drones {:?} lets drones without a credential in from every address, and listen = {} is reachable from the network: anyone could act as any drone. Name the drones' networks (legacy_drones = [\"10.0.0.0/24\"]) or enroll the drones (`swarm node enroll NAME`) and drop the catch-all",
+                settings.legacy_drones.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
+                settings.listen
+            ),
+            origin: format!(
+                "legacy_drones from {}, listen from {}",
+                source_of("legacy_drones"),
+                source_of("listen")
+            ),
+        });
+    }
+    if !public {
+        return Ok(());
+    }
+    let enrolled = crate::server::enrolled_count(&settings.db_path);
+    let remote_legacy: Vec<String> = settings
+        .legacy_drones
+        .iter()
+        .filter(|n| !n.network().is_loopback())
+        .map(|n| n.to_string())
+        .collect();
+    if enrolled == 0 && settings.drone_token.is_none() && remote_legacy.is_empty() {
+        warnings.push(format!(
+            "listen = {} accepts connections from the network, but no drone has a credential and legacy_drones allows only loopback: remote drones will be refused. Enroll each one (`swarm node enroll NAME`, then `swarm drone --token-file FILE`)",
+            settings.listen
+        ));
+    } else if !remote_legacy.is_empty() && settings.drone_token.is_none() {
+        warnings.push(format!(
+            "drones without a credential are trusted by address alone from {} ({}); enroll them (`swarm node enroll NAME`) to drop that",
+            remote_legacy.join(", "),
+            source_of("legacy_drones")
+        ));
+    }
+    Ok(())
 }
 
 /// The default data dir: `$STATE_DIRECTORY` (set by systemd's

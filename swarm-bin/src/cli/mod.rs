@@ -10,6 +10,7 @@
 
 pub(crate) mod conn;
 mod control;
+mod enroll;
 mod events;
 mod explain;
 mod fleet;

@@ -25,6 +25,11 @@ enum NodeCmd {
     Undrain(Target),
     /// Put the drone's self-healing escalation ladder back at the bottom.
     ResetEscalation(Target),
+    /// Issue the drone its own credential (shown once; stored hashed). The
+    /// agent then acts only as this drone (`swarm drone --token-file`).
+    Enroll(super::enroll::EnrollArgs),
+    /// Invalidate the drone's credential at once.
+    Revoke(super::enroll::RevokeArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -46,6 +51,8 @@ pub(crate) fn run(args: NodeArgs) -> anyhow::Result<()> {
         NodeCmd::Drain(t) => (NodeAction::Drain, t, "draining"),
         NodeCmd::Undrain(t) => (NodeAction::Undrain, t, "undrained"),
         NodeCmd::ResetEscalation(t) => (NodeAction::ResetEscalation, t, "escalation reset"),
+        NodeCmd::Enroll(a) => return super::enroll::enroll(a),
+        NodeCmd::Revoke(a) => return super::enroll::revoke(a),
     };
     anyhow::ensure!(
         !target.name.trim().is_empty() && !target.name.contains('/'),

@@ -70,9 +70,13 @@ pub(crate) struct DroneArgs {
     /// (prefer --token-file or the env var: flags show in `ps`).
     #[arg(long)]
     pub(crate) token: Option<String>,
-    /// File holding the drone token.
+    /// File holding the drone token (`swarm node enroll NAME` issues one).
     #[arg(long)]
     pub(crate) token_file: Option<PathBuf>,
+    /// Send the token over plain http even to a server that is not on this
+    /// machine (anyone on the path can read it; use https instead).
+    #[arg(long)]
+    pub(crate) insecure_http: bool,
     /// The v3 `id` sent at registration [default: /etc/machine-id].
     #[arg(long)]
     pub(crate) machine_id: Option<String>,
@@ -253,6 +257,9 @@ impl DroneArgs {
             (None, None) => None,
         }
         .filter(|t| !t.is_empty());
+        if token.is_some() && !self.insecure_http {
+            refuse_plain_http_credential(&server)?;
+        }
         let machine_id = self
             .machine_id
             .or(f.machine_id)
@@ -360,6 +367,47 @@ fn host_name() -> Option<String> {
     let uname = rustix::system::uname();
     let name = uname.nodename().to_string_lossy().trim().to_string();
     (!name.is_empty()).then_some(name)
+}
+
+/// A credential goes over plain http only to this machine: elsewhere it
+/// would cross a network in clear text.
+fn refuse_plain_http_credential(server: &str) -> anyhow::Result<()> {
+    let Some(rest) = server.strip_prefix("http://") else {
+        return Ok(());
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.split(':').next().unwrap_or(""),
+    };
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if loopback {
+        return Ok(());
+    }
+    bail!(
+        "refusing to send the drone credential over plain http to {host}: anyone on the network could read it and act as this drone. Use an https:// server URL (with --ca FILE for a private CA), or pass --insecure-http if the network is trusted"
+    )
+}
+
+#[cfg(test)]
+mod credential_tests {
+    use super::refuse_plain_http_credential as check;
+
+    #[test]
+    fn a_credential_goes_over_plain_http_only_to_loopback() {
+        assert!(check("http://127.0.0.1:8100").is_ok());
+        assert!(check("http://localhost:8100/").is_ok());
+        assert!(check("http://[::1]:8100").is_ok());
+        assert!(check("https://binhost.example:8100").is_ok());
+        let e = check("http://10.0.0.1:8100").expect_err("plain http to the network");
+        assert!(e.to_string().contains("--insecure-http"), "{e}");
+        assert!(check("http://binhost:8100").is_err());
+        assert!(check("http://127.0.0.1.evil.example:8100").is_err());
+    }
 }
 
 #[cfg(test)]

@@ -286,6 +286,7 @@ fn deliver(agent: &Agent, id: JobId, job: &Job, built_after: SystemTime) -> Repo
     match upload(
         agent,
         id,
+        job.lease,
         atom.category(),
         &found.upload_name,
         &found.path,
@@ -306,9 +307,11 @@ fn deliver(agent: &Agent, id: JobId, job: &Job, built_after: SystemTime) -> Repo
 /// (with backoff) like a report is, so a control-plane restart costs no build;
 /// only a server that answers with errors `UPLOAD_ATTEMPTS` times, or refuses
 /// the file, makes it an upload failure.
+#[allow(clippy::too_many_arguments)]
 fn upload(
     agent: &Agent,
     id: JobId,
+    lease: Option<u64>,
     category: &str,
     name: &str,
     path: &PathBuf,
@@ -324,7 +327,11 @@ fn upload(
         }
         let file = std::fs::File::open(path)
             .map_err(|e| format!("cannot read artifact {}: {e}", path.display()))?;
-        match agent.client.put_artifact(category, name, file, sha) {
+        let epoch = agent.lock().epoch;
+        match agent
+            .client
+            .put_artifact_for_lease(category, name, file, sha, lease, epoch)
+        {
             Ok(reply) if reply.sha256.eq_ignore_ascii_case(sha) => return Ok(()),
             Ok(reply) => {
                 return Err(format!(

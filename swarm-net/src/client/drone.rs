@@ -65,20 +65,38 @@ impl Client {
         body: impl std::io::Read,
         sha256: &str,
     ) -> Result<ArtifactReply, ClientError> {
+        self.put_artifact_for_lease(category, file_name, body, sha256, None, None)
+    }
+
+    /// [`Client::put_artifact`] bound to the lease it was built under and
+    /// the drone's epoch (`X-Swarm-Lease`, `X-Swarm-Epoch`): the server
+    /// accepts it only for the caller's live lease of that package.
+    pub fn put_artifact_for_lease(
+        &self,
+        category: &str,
+        file_name: &str,
+        body: impl std::io::Read,
+        sha256: &str,
+        lease: Option<u64>,
+        epoch: Option<u64>,
+    ) -> Result<ArtifactReply, ClientError> {
         let path = format!(
             "/api/v1/artifacts/{}/{}",
             path_escape(category),
             path_escape(file_name)
         );
-        self.put_reader(
-            &path,
-            &[
-                ("X-Sha256", sha256),
-                ("Content-Type", "application/octet-stream"),
-            ],
-            body,
-            Auth::Drone,
-        )
+        let (lease, epoch) = (lease.map(|l| l.to_string()), epoch.map(|e| e.to_string()));
+        let mut headers = vec![
+            ("X-Sha256", sha256),
+            ("Content-Type", "application/octet-stream"),
+        ];
+        if let Some(l) = &lease {
+            headers.push(("X-Swarm-Lease", l));
+        }
+        if let Some(e) = &epoch {
+            headers.push(("X-Swarm-Epoch", e));
+        }
+        self.put_reader(&path, &headers, body, Auth::Drone)
     }
 }
 

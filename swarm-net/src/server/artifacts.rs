@@ -7,7 +7,9 @@
 
 use super::front::Request;
 use super::http::{header, too_large, ApiError, Reply};
+use super::identity::Caller;
 use super::shared::Shared;
+use super::upload_lease;
 use crate::binpkg::{self, BinPkg, Format};
 use crate::wire::ArtifactReply;
 use sha2::{Digest, Sha256};
@@ -26,6 +28,8 @@ const EXTENSIONS: [&str; 2] = [".gpkg.tar", ".tbz2"];
 pub(crate) struct ArtifactPath {
     pub(crate) category: String,
     pub(crate) file: String,
+    /// The package the file is a build of.
+    pub(crate) atom: Atom,
 }
 
 /// Accepts only `<category>/<pf>.gpkg.tar` or `.tbz2` whose `<category>/<pf>`
@@ -69,11 +73,19 @@ pub(crate) fn parse_artifact_path(rest: &str) -> Result<ArtifactPath, ApiError> 
     Ok(ArtifactPath {
         category: category.to_string(),
         file: file.to_string(),
+        atom,
     })
 }
 
-pub(crate) fn put(sh: &Shared, req: &mut Request, rest: &str) -> Result<Reply, ApiError> {
+pub(crate) fn put(
+    sh: &Shared,
+    req: &mut Request,
+    rest: &str,
+    caller: &Caller,
+) -> Result<Reply, ApiError> {
     let path = parse_artifact_path(rest)?;
+    let lease = upload_lease::bind(sh, req, caller, &path.atom)?;
+    upload_lease::may_replace(&sh.staging, &path.category, &path.file, lease)?;
     if let Some(len) = req.body_length() {
         if len as u64 > sh.max_artifact {
             return Err(too_large(sh.max_artifact));
@@ -133,7 +145,8 @@ pub(crate) fn put(sh: &Shared, req: &mut Request, rest: &str) -> Result<Reply, A
             let _ = std::fs::remove_file(&tmp);
             ApiError::new(507, format!("cannot store {}: {e}", dest.display()))
         })?;
-    tracing::info!(artifact = %dest.display(), size, sha256 = %digest, cpv = %pkg.cpv, build_id = ?pkg.build_id, "artifact stored");
+    upload_lease::record(&sh.staging, &path.category, &path.file, lease)?;
+    tracing::info!(artifact = %dest.display(), size, sha256 = %digest, lease = lease.0, cpv = %pkg.cpv, build_id = ?pkg.build_id, "artifact stored");
     Reply::ok(&ArtifactReply {
         status: "stored".into(),
         path: format!("{}/{}", path.category, path.file),
@@ -217,6 +230,12 @@ fn stream_to(tmp: &Path, mut body: impl Read, cap: u64) -> Result<(u64, String),
 /// v3's rule: a success counts when staging holds `<cat>/<pf>*.gpkg.tar` (or
 /// `<cat>/<pn>/<pf>*`, or `.tbz2`) of at least 1 KiB. Files a v3 drone
 /// rsynced in count the same as uploads.
+/// Whether `staging/<category>/<file>` is a stored package (big enough to be one).
+pub(crate) fn artifact_present_file(staging: &Path, category: &str, file: &str) -> bool {
+    std::fs::metadata(staging.join(category).join(file))
+        .is_ok_and(|m| m.is_file() && m.len() >= MIN_ARTIFACT_BYTES)
+}
+
 pub(crate) fn artifact_present(staging: &Path, atom: &Atom) -> bool {
     let cat = staging.join(atom.category());
     let dirs: [PathBuf; 2] = [cat.clone(), cat.join(atom.pn())];

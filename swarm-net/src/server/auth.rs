@@ -1,5 +1,5 @@
-//! Who may call what: admin endpoints need the admin token (never open by
-//! default); drone endpoints need the drone token when one is configured.
+//! Admin endpoints need the admin token (never open by default). Drone
+//! endpoints are `identity.rs`.
 
 use super::front::Request;
 use super::http::{header, ApiError};
@@ -34,17 +34,6 @@ pub(crate) fn require_admin(req: &Request, token: &str) -> Result<(), ApiError> 
             Err(ApiError::new(403, "admin token does not match"))
         }
         Some(_) => Ok(()),
-    }
-}
-
-pub(crate) fn require_drone(req: &Request, token: Option<&str>) -> Result<(), ApiError> {
-    match token {
-        None => Ok(()),
-        Some(t) if matches(presented(req), t) => Ok(()),
-        Some(_) => Err(ApiError::new(
-            401,
-            "this server requires the drone token: send `Authorization: Bearer <drone token>`",
-        )),
     }
 }
 

@@ -5,7 +5,9 @@
 use super::artifacts::artifact_present;
 use super::front::Request;
 use super::http::{header, parse_json, read_body, ApiError, Query, Reply};
+use super::identity::{act_as, forbid, Caller};
 use super::shared::Shared;
+use super::upload_lease;
 use super::writer::{Done, DroneNow, Plan};
 use crate::wire::{
     CompleteReply, CompleteRequest, LeaseRef, LeaseRequest, RegisterReply, RegisterRequest,
@@ -56,7 +58,7 @@ fn orchestrator_host(req: &Request) -> String {
     .to_string()
 }
 
-pub(crate) fn register(sh: &Shared, req: &mut Request) -> Result<Reply, ApiError> {
+pub(crate) fn register(sh: &Shared, req: &mut Request, caller: &Caller) -> Result<Reply, ApiError> {
     let orchestrator = orchestrator_host(req);
     let body = read_body(req, sh.max_body)?;
     let r: RegisterRequest = parse_json(&body)?;
@@ -79,7 +81,19 @@ pub(crate) fn register(sh: &Shared, req: &mut Request) -> Result<Reply, ApiError
     };
     let name = DroneName::new(name_text.clone())
         .map_err(|e| ApiError::field(400, field, format!("bad drone name {name_text:?}: {e}")))?;
+    act_as(sh, caller, Some(name.as_str()), "register")?;
     let machine_id = r.id.clone().unwrap_or_else(|| machine_id_of(name.as_str()));
+    // A machine id already bound to another enrolled drone is not up for grabs.
+    if let Some(other) = sh.resolve(&machine_id).filter(|o| *o != name) {
+        if sh.creds.is_enrolled(other.as_str()) {
+            return Err(forbid(
+                sh,
+                caller,
+                format!("machine id {machine_id:?} belongs to the enrolled drone {other}"),
+            ));
+        }
+    }
+    let address = probe_address(sh, caller, req.remote_addr().ip(), r.ip.as_deref());
     let current_task = match &r.current_task {
         Some(Some(t)) if !t.trim().is_empty() => Some(atom_of(t, "current_task")?),
         _ => None,
@@ -163,7 +177,7 @@ pub(crate) fn register(sh: &Shared, req: &mut Request) -> Result<Reply, ApiError
     }
     inputs.push(Input::Heartbeat(heartbeat));
     let done = sh.submit(Plan::Inputs(inputs), Some(name.clone()), false)?;
-    sh.remember(&machine_id, &name, r.ip.as_deref());
+    sh.remember(&machine_id, &name, address.as_deref());
     let now = drone_now(&done)?;
     if now.known {
         sh.set_spec(spec);
@@ -217,6 +231,26 @@ pub(crate) fn register(sh: &Shared, req: &mut Request) -> Result<Reply, ApiError
     })
 }
 
+/// The address the prober may use for this drone: what an enrolled drone
+/// says it is; for a credential-less one only an address inside the legacy
+/// networks (else the address it called from), so no caller can aim the
+/// prober at a host of its choosing.
+fn probe_address(
+    sh: &Shared,
+    caller: &Caller,
+    peer: std::net::IpAddr,
+    claimed: Option<&str>,
+) -> Option<String> {
+    let claimed_ip = claimed.and_then(|c| c.trim().parse::<std::net::IpAddr>().ok());
+    match caller {
+        Caller::Drone(_) => claimed_ip.or(Some(peer)).map(|ip| ip.to_string()),
+        Caller::Legacy(_) => claimed_ip
+            .filter(|ip| sh.legacy_allowed(*ip))
+            .or(Some(peer))
+            .map(|ip| ip.to_string()),
+    }
+}
+
 fn drone_now(done: &Done) -> Result<&DroneNow, ApiError> {
     done.drone
         .as_ref()
@@ -257,12 +291,13 @@ fn revokes_in(outputs: &[Output], name: &DroneName) -> Vec<String> {
     out
 }
 
-pub(crate) fn work(sh: &Shared, url: &str) -> Result<Reply, ApiError> {
+pub(crate) fn work(sh: &Shared, url: &str, caller: &Caller) -> Result<Reply, ApiError> {
     let q = Query::parse(url);
-    let Some(id) = q.get("id").or(q.get("node")).or(q.get("node_name")) else {
+    let id = q.get("id").or(q.get("node")).or(q.get("node_name"));
+    if id.is_none() && !matches!(caller, Caller::Drone(_)) {
         return work_error(400, "Missing node ID");
-    };
-    let Some(name) = sh.resolve(id) else {
+    }
+    let Some(name) = act_as(sh, caller, id, "ask for work")? else {
         return work_error(404, "unknown drone; register first");
     };
     let free_slots = match q.get("free_slots") {
@@ -347,20 +382,19 @@ fn work_error(status: u16, error: &str) -> Result<Reply, ApiError> {
     ))
 }
 
-pub(crate) fn complete(sh: &Shared, req: &mut Request) -> Result<Reply, ApiError> {
+pub(crate) fn complete(sh: &Shared, req: &mut Request, caller: &Caller) -> Result<Reply, ApiError> {
     let body = read_body(req, sh.max_body)?;
     let r: CompleteRequest = parse_json(&body)?;
     let id =
         r.id.clone()
             .or_else(|| r.node.clone())
-            .or_else(|| r.node_name.clone())
-            .ok_or_else(missing_id)?;
+            .or_else(|| r.node_name.clone());
     let package = r
         .package
         .clone()
         .ok_or_else(|| ApiError::field(400, "package", "Missing package"))?;
     let atom = atom_of(&package, "package")?;
-    let name = sh.resolve(&id).ok_or_else(|| unknown_drone(&id))?;
+    let name = identify(sh, caller, id.as_deref(), "report")?;
     let status = r.status.clone().unwrap_or_else(|| "failed".into());
     let detail = r
         .error_detail
@@ -369,17 +403,22 @@ pub(crate) fn complete(sh: &Shared, req: &mut Request) -> Result<Reply, ApiError
         .unwrap_or_default();
     let (outcome, recorded) = match status.as_str() {
         "success" | "ok" | "built" => {
-            if atom.is_virtual() || artifact_present(&sh.staging, &atom) {
+            let under_lease = || {
+                upload_lease::report_lease(sh, &name, &atom, r.lease)
+                    .is_some_and(|l| upload_lease::uploaded_under(&sh.staging, &atom, l))
+            };
+            if atom.is_virtual() || under_lease() {
                 (Outcome::Success, "built")
             } else {
                 (
                     Outcome::Failed {
                         class: FailureClass::Infra,
                         detail: format!(
-                            "missing_binary: reported built, but no {}/{}*.gpkg.tar (or .tbz2) of at least 1 KiB is in staging {}",
+                            "missing_binary: reported built, but no {}/{}*.gpkg.tar (or .tbz2) of at least 1 KiB was uploaded under this lease into staging {}{}",
                             atom.category(),
                             atom.pf(),
-                            sh.staging.display()
+                            sh.staging.display(),
+                            if artifact_present(&sh.staging, &atom) { " (one from another lease is there)" } else { "" }
                         ),
                     },
                     "missing_binary",
@@ -427,11 +466,46 @@ pub(crate) fn complete(sh: &Shared, req: &mut Request) -> Result<Reply, ApiError
         duration_ms,
     };
     let done = sh.submit(Plan::Inputs(vec![input]), None, false)?;
-    report_reply(&done, &report, recorded)
+    report_reply(sh, caller, &done, &report, recorded)
+}
+
+/// The drone a report is from: the caller itself (a credential-less caller
+/// names a drone no one has enrolled).
+fn identify(
+    sh: &Shared,
+    caller: &Caller,
+    id: Option<&str>,
+    what: &str,
+) -> Result<DroneName, ApiError> {
+    if id.is_none() && !matches!(caller, Caller::Drone(_)) {
+        return Err(missing_id());
+    }
+    act_as(sh, caller, id, what)?.ok_or_else(|| unknown_drone(id.unwrap_or_default()))
+}
+
+/// Who holds what a refused report was about, if not its sender: then the
+/// report was an attempt on another drone's lease (403), not a late one.
+fn other_holder(sh: &Shared, report: &Report) -> Option<DroneName> {
+    let view = sh.fresh();
+    let v = view.swarm.view();
+    let holder = match report.lease {
+        Some(l) => v.lease(l).map(|l| l.drone),
+        None => match v.package(&report.package).map(|p| p.status) {
+            Some(swarm_core::PackageStatus::Assigned { drone, .. }) => Some(drone),
+            _ => None,
+        },
+    };
+    holder.filter(|h| *h != report.drone)
 }
 
 /// The v3 reply to a report: accepted, recorded, or stale with `stop_work`.
-fn report_reply(done: &Done, report: &Report, recorded: &str) -> Result<Reply, ApiError> {
+fn report_reply(
+    sh: &Shared,
+    caller: &Caller,
+    done: &Done,
+    report: &Report,
+    recorded: &str,
+) -> Result<Reply, ApiError> {
     for o in &done.outputs {
         if let Output::Event(Event::InputRejected { reason }) = o {
             match reason {
@@ -439,6 +513,16 @@ fn report_reply(done: &Done, report: &Report, recorded: &str) -> Result<Reply, A
                     return Err(unknown_drone(drone.as_str()));
                 }
                 RejectReason::StaleReport { .. } | RejectReason::UnknownPackage { .. } => {
+                    if let Some(holder) = other_holder(sh, report) {
+                        return Err(forbid(
+                            sh,
+                            caller,
+                            format!(
+                                "{} is leased to {holder}, not to {}; nothing was recorded",
+                                report.package, report.drone
+                            ),
+                        ));
+                    }
                     let revoke = done.outputs.iter().find_map(|o| match o {
                         Output::Command(Command::Revoke { reason, .. }) => Some(reason.clone()),
                         _ => None,
@@ -471,14 +555,15 @@ fn report_reply(done: &Done, report: &Report, recorded: &str) -> Result<Reply, A
     })
 }
 
-fn lease_report(sh: &Shared, req: &mut Request) -> Result<(LeaseRequest, Report), ApiError> {
+fn lease_report(
+    sh: &Shared,
+    req: &mut Request,
+    caller: &Caller,
+) -> Result<(LeaseRequest, Report), ApiError> {
     let body = read_body(req, sh.max_body)?;
     let r: LeaseRequest = parse_json(&body)?;
-    let id =
-        r.id.clone()
-            .or_else(|| r.node_name.clone())
-            .ok_or_else(missing_id)?;
-    let name = sh.resolve(&id).ok_or_else(|| unknown_drone(&id))?;
+    let id = r.id.clone().or_else(|| r.node_name.clone());
+    let name = identify(sh, caller, id.as_deref(), "report")?;
     let package = match (&r.package, r.lease) {
         (Some(p), _) => atom_of(p, "package")?,
         (None, Some(lease)) => sh
@@ -505,14 +590,14 @@ fn lease_report(sh: &Shared, req: &mut Request) -> Result<(LeaseRequest, Report)
     Ok((r, report))
 }
 
-pub(crate) fn started(sh: &Shared, req: &mut Request) -> Result<Reply, ApiError> {
-    let (_, report) = lease_report(sh, req)?;
+pub(crate) fn started(sh: &Shared, req: &mut Request, caller: &Caller) -> Result<Reply, ApiError> {
+    let (_, report) = lease_report(sh, req, caller)?;
     let done = sh.submit(
         Plan::Inputs(vec![Input::BuildStarted(report.clone())]),
         None,
         false,
     )?;
-    match report_reply(&done, &report, "started")? {
+    match report_reply(sh, caller, &done, &report, "started")? {
         Reply::Json(200, mut v) => {
             if v.get("stale").is_none() {
                 v["accepted"] = json!(true);
@@ -523,8 +608,12 @@ pub(crate) fn started(sh: &Shared, req: &mut Request) -> Result<Reply, ApiError>
     }
 }
 
-pub(crate) fn give_back(sh: &Shared, req: &mut Request) -> Result<Reply, ApiError> {
-    let (r, report) = lease_report(sh, req)?;
+pub(crate) fn give_back(
+    sh: &Shared,
+    req: &mut Request,
+    caller: &Caller,
+) -> Result<Reply, ApiError> {
+    let (r, report) = lease_report(sh, req, caller)?;
     let input = Input::BuildFinished {
         report: report.clone(),
         outcome: Outcome::Returned {
@@ -533,5 +622,5 @@ pub(crate) fn give_back(sh: &Shared, req: &mut Request) -> Result<Reply, ApiErro
         duration_ms: None,
     };
     let done = sh.submit(Plan::Inputs(vec![input]), None, false)?;
-    report_reply(&done, &report, "returned")
+    report_reply(sh, caller, &done, &report, "returned")
 }

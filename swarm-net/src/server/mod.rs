@@ -17,15 +17,21 @@
 mod admin;
 mod artifacts;
 mod auth;
+mod creds;
 mod drone;
+mod enroll;
 mod front;
 mod http;
+mod identity;
 mod metrics;
+mod ratelog;
 mod read;
 mod shared;
+mod upload_lease;
 mod writer;
 
 pub use auth::{resolve_admin_token, TokenSource};
+pub use creds::{credentials_path, enrolled_count, CREDENTIALS_FILE};
 pub use front::HttpLimits;
 pub use shared::{Clock, EscalateHook};
 
@@ -54,8 +60,11 @@ pub struct ServerOptions {
     pub store: StoreOptions,
     /// The admin token in force (see [`resolve_admin_token`]).
     pub admin_token: String,
-    /// When set, drone endpoints require it.
+    /// A token shared by all credential-less drones (v3 style); enrolled
+    /// drones use their own (`swarm node enroll`).
     pub drone_token: Option<String>,
+    /// Networks credential-less (v3) drones may call from (loopback by default).
+    pub legacy_drones: Vec<ipnet::IpNet>,
     /// Cap on JSON request bodies.
     pub max_body_bytes: u64,
     /// Cap on one artifact upload.
@@ -86,6 +95,14 @@ pub enum ServeError {
         addr: SocketAddr,
         /// Why.
         cause: String,
+    },
+    /// The drone credentials file would not load.
+    #[error("cannot read the drone credentials {path}")]
+    Credentials {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
     },
     /// Staging could not be created.
     #[error("cannot create the staging directory {path}")]
@@ -202,6 +219,11 @@ pub fn start(opts: ServerOptions) -> Result<RunningServer, ServeError> {
         source,
     })?;
     let open_report = store.open_report().clone();
+    let creds =
+        creds::Credentials::open(&opts.db_path).map_err(|source| ServeError::Credentials {
+            path: creds::credentials_path(&opts.db_path),
+            source,
+        })?;
     let listener = front::bind(opts.listen).map_err(|e| ServeError::Bind {
         addr: opts.listen,
         cause: e.to_string(),
@@ -266,6 +288,9 @@ pub fn start(opts: ServerOptions) -> Result<RunningServer, ServeError> {
         on_escalate: opts.on_escalate.clone(),
         port: addr.port(),
         history_next: AtomicUsize::new(0),
+        creds,
+        legacy_drones: opts.legacy_drones.clone(),
+        refusals: ratelog::RefusalLog::default(),
     });
     let writer = {
         let shared = shared.clone();
@@ -348,10 +373,10 @@ fn route(sh: &Shared, req: &mut Request<'_>, method: &Method, path: &str, url: &
     let p = path.trim_end_matches('/');
     let p = if p.is_empty() { "/" } else { p };
     macro_rules! drone_ep {
-        ($name:literal, $body:expr) => {
+        ($name:literal, |$caller:ident| $body:expr) => {
             (
                 $name,
-                auth::require_drone(req, sh.drone_token.as_deref()).and_then(|_| $body),
+                identity::drone_caller(sh, req).and_then(|$caller| $body),
             )
         };
     }
@@ -364,18 +389,22 @@ fn route(sh: &Shared, req: &mut Request<'_>, method: &Method, path: &str, url: &
         };
     }
     match (method, p) {
-        (Method::Post, "/api/v1/register") => drone_ep!("register", drone::register(sh, req)),
+        (Method::Post, "/api/v1/register") => {
+            drone_ep!("register", |c| drone::register(sh, req, &c))
+        }
         (Method::Get, "/api/v1/work") | (Method::Get, "/api/v1/poll") => {
-            drone_ep!("work", drone::work(sh, url))
+            drone_ep!("work", |c| drone::work(sh, url, &c))
         }
         (Method::Post, "/api/v1/complete") | (Method::Post, "/api/v1/report") => {
-            drone_ep!("complete", drone::complete(sh, req))
+            drone_ep!("complete", |c| drone::complete(sh, req, &c))
         }
-        (Method::Post, "/api/v1/started") => drone_ep!("started", drone::started(sh, req)),
-        (Method::Post, "/api/v1/return") => drone_ep!("return", drone::give_back(sh, req)),
+        (Method::Post, "/api/v1/started") => drone_ep!("started", |c| drone::started(sh, req, &c)),
+        (Method::Post, "/api/v1/return") => {
+            drone_ep!("return", |c| drone::give_back(sh, req, &c))
+        }
         (Method::Put, a) if a.starts_with("/api/v1/artifacts/") => {
             let rest = http::decode_path(a.trim_start_matches("/api/v1/artifacts/"));
-            drone_ep!("artifacts", artifacts::put(sh, req, &rest))
+            drone_ep!("artifacts", |c| artifacts::put(sh, req, &rest, &c))
         }
         (Method::Get, "/api/v1/health") | (Method::Get, "/health") => ("health", read::health(sh)),
         (Method::Get, "/api/v1/status") => ("status", read::status(sh)),
@@ -395,6 +424,9 @@ fn route(sh: &Shared, req: &mut Request<'_>, method: &Method, path: &str, url: &
         }
         (Method::Post, "/api/v1/queue") => admin_ep!("queue_add", admin::queue(sh, req)),
         (Method::Post, "/api/v1/control") => admin_ep!("control", admin::control(sh, req)),
+        (Method::Post, n) if enroll::is_credential_path(n) => {
+            admin_ep!("credentials", enroll::credentials(sh, n))
+        }
         (Method::Post, n) if n.starts_with("/api/v1/nodes/") => {
             let rest = n.trim_start_matches("/api/v1/nodes/");
             match rest.split_once('/') {

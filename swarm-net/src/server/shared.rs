@@ -67,9 +67,24 @@ pub(crate) struct Shared {
     pub(crate) on_escalate: Option<EscalateHook>,
     pub(crate) port: u16,
     pub(crate) history_next: AtomicUsize,
+    /// Enrolled drones' hashed credentials.
+    pub(crate) creds: super::creds::Credentials,
+    /// Networks credential-less (v3) drones may call from.
+    pub(crate) legacy_drones: Vec<ipnet::IpNet>,
+    /// Rate-limited log of refused drone requests.
+    pub(crate) refusals: super::ratelog::RefusalLog,
 }
 
 impl Shared {
+    /// Whether a credential-less drone may call from `ip`.
+    pub(crate) fn legacy_allowed(&self, ip: std::net::IpAddr) -> bool {
+        let ip = match ip {
+            std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, std::net::IpAddr::V4),
+            v4 => v4,
+        };
+        self.legacy_drones.iter().any(|n| n.contains(&ip))
+    }
+
     /// Queues a job for the writer and waits for its answer.
     pub(crate) fn submit(
         &self,

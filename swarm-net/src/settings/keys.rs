@@ -18,11 +18,16 @@ pub(super) enum Kind {
     OptPath,
     Secret,
     Sync,
-    Int { min: u64, max: u64 },
+    Int {
+        min: u64,
+        max: u64,
+    },
     Bool,
     Template(&'static [&'static str]),
     OptTemplate(&'static [&'static str]),
     Policy,
+    /// A list of networks (`10.0.0.0/24`, or a bare address).
+    Networks,
 }
 
 const POSITIVE: Kind = Kind::Int {
@@ -40,6 +45,7 @@ pub(super) const SERVER_KEYS: &[(&str, Kind)] = &[
     ("admin_token", Kind::Secret),
     ("admin_token_file", Kind::Path),
     ("drone_token", Kind::Secret),
+    ("legacy_drones", Kind::Networks),
     ("synchronous", Kind::Sync),
     ("max_body_bytes", POSITIVE),
     ("max_artifact_bytes", POSITIVE),
@@ -153,6 +159,7 @@ pub(super) enum Typed {
     NoTemplate,
     /// A policy field's value, already known to deserialize into `Config`.
     Policy(toml::Value),
+    Networks(Vec<ipnet::IpNet>),
 }
 
 /// Converts a value from the TOML file. The error is the reason only; the
@@ -186,7 +193,26 @@ pub(super) fn from_toml(key: &str, kind: Kind, value: &toml::Value) -> Result<Ty
         (Kind::OptTemplate(allowed), V::String(s)) => parse_template(s, allowed),
         (Kind::Template(_) | Kind::OptTemplate(_), _) => Err("expected a command in quotes".into()),
         (Kind::Policy, v) => check_policy(key, v.clone()),
+        (Kind::Networks, V::Array(items)) => items
+            .iter()
+            .map(|i| match i {
+                V::String(s) => parse_network(s),
+                _ => Err("expected networks in quotes such as [\"10.0.0.0/24\"]".into()),
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Typed::Networks),
+        (Kind::Networks, _) => {
+            Err("expected a list such as [\"10.0.0.0/24\", \"127.0.0.0/8\"]".into())
+        }
     }
+}
+
+/// One network: `10.0.0.0/24`, `fd00::/8`, or one address.
+fn parse_network(s: &str) -> Result<ipnet::IpNet, String> {
+    let s = s.trim();
+    s.parse::<ipnet::IpNet>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("{s:?} is not a network such as 10.0.0.0/24 or an address"))
 }
 
 /// Converts an environment string (never empty: empty variables count as unset).
@@ -200,6 +226,12 @@ pub(super) fn from_env(key: &str, kind: Kind, raw: &str) -> Result<Typed, String
         Kind::Int { min, max } => in_range(parse_number(trimmed)?, min, max),
         Kind::Bool => parse_bool(trimmed).map(Typed::Bool),
         Kind::Template(allowed) | Kind::OptTemplate(allowed) => parse_template(raw, allowed),
+        Kind::Networks => trimmed
+            .split(',')
+            .filter(|n| !n.trim().is_empty())
+            .map(parse_network)
+            .collect::<Result<Vec<_>, _>>()
+            .map(Typed::Networks),
         Kind::Policy => {
             let field = key.trim_start_matches("policy.");
             let value = match policy_defaults().get(field) {

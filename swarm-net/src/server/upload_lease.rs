@@ -1,0 +1,208 @@
+//! Artifact uploads bound to a live lease: an upload names its lease (and
+//! the drone's epoch) in `X-Swarm-Lease` / `X-Swarm-Epoch`; it is accepted
+//! only when that lease is live, held by the caller and for the package the
+//! path names; a file accepted under one lease is never replaced under
+//! another; and a reported success counts only if the artifact came under
+//! the report's lease. Which lease each staged file came under is kept in
+//! `staging/.leases/<category>/<file>` (outside the package directories).
+
+use super::front::Request;
+use super::http::{header, ApiError};
+use super::identity::{forbid, Caller};
+use super::shared::Shared;
+use std::path::{Path, PathBuf};
+use swarm_core::{Atom, DroneName, LeaseId, PackageStatus};
+
+/// Where the lease of a staged file is recorded.
+fn record_path(staging: &Path, category: &str, file: &str) -> PathBuf {
+    staging.join(".leases").join(category).join(file)
+}
+
+/// Checks an upload before its body is read; the lease it is bound to.
+pub(crate) fn bind(
+    sh: &Shared,
+    req: &Request<'_>,
+    caller: &Caller,
+    atom: &Atom,
+) -> Result<LeaseId, ApiError> {
+    let number = |name: &str| -> Result<Option<u64>, ApiError> {
+        header(req, name)
+            .map(|v| {
+                v.trim().parse::<u64>().map_err(|_| {
+                    ApiError::field(
+                        400,
+                        name,
+                        format!("{name} must be a whole number, got {v:?}"),
+                    )
+                })
+            })
+            .transpose()
+    };
+    let lease = number("X-Swarm-Lease")?;
+    let epoch = number("X-Swarm-Epoch")?;
+    let published = sh.fresh();
+    let view = published.swarm.view();
+    let (lease, holder) = match lease {
+        Some(l) => {
+            let live = view.lease(LeaseId(l)).ok_or_else(|| {
+                ApiError::field(
+                    409,
+                    "X-Swarm-Lease",
+                    format!("lease {l} is not live: the package was reclaimed or already reported; nothing was stored"),
+                )
+            })?;
+            if !same_build(&live.package, atom) {
+                return Err(ApiError::field(
+                    400,
+                    "X-Swarm-Lease",
+                    format!("lease {l} is for {}, not for {atom}", live.package),
+                ));
+            }
+            (LeaseId(l), live.drone)
+        }
+        None => match (caller, view.package(atom).map(|p| p.status)) {
+            // An enrolled drone that does not name the lease: its own lease of the package.
+            (Caller::Drone(me), Some(PackageStatus::Assigned { lease, drone, .. }))
+                if drone == *me =>
+            {
+                (lease, drone)
+            }
+            _ => {
+                return Err(ApiError::field(
+                    400,
+                    "X-Swarm-Lease",
+                    format!(
+                    "an upload must name the live lease it belongs to (X-Swarm-Lease) for {atom}"
+                ),
+                ))
+            }
+        },
+    };
+    check_holder(sh, caller, &holder, atom)?;
+    if let (Some(e), Some(d)) = (epoch, view.drone(&holder)) {
+        if d.epoch.0 != e {
+            return Err(ApiError::field(
+                409,
+                "X-Swarm-Epoch",
+                format!(
+                    "epoch {e} is stale: drone {holder} is at epoch {}",
+                    d.epoch.0
+                ),
+            ));
+        }
+    }
+    Ok(lease)
+}
+
+/// The file's package is the lease's, allowing a gpkg build id
+/// (`foo-1.0-3.gpkg.tar` for `=cat/foo-1.0`).
+fn same_build(leased: &Atom, file: &Atom) -> bool {
+    leased == file
+        || (leased.category() == file.category()
+            && file
+                .pf()
+                .strip_prefix(leased.pf())
+                .and_then(|r| r.strip_prefix('-'))
+                .is_some_and(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit())))
+}
+
+fn check_holder(
+    sh: &Shared,
+    caller: &Caller,
+    holder: &DroneName,
+    atom: &Atom,
+) -> Result<(), ApiError> {
+    let mine = match caller {
+        Caller::Drone(me) => me == holder,
+        Caller::Legacy(_) => !sh.creds.is_enrolled(holder.as_str()),
+    };
+    if mine {
+        Ok(())
+    } else {
+        Err(forbid(
+            sh,
+            caller,
+            format!(
+                "{atom} is leased to {holder}: only its holder may upload it; nothing was stored"
+            ),
+        ))
+    }
+}
+
+/// Refuses to replace a staged file that came under another lease.
+pub(crate) fn may_replace(
+    staging: &Path,
+    category: &str,
+    file: &str,
+    lease: LeaseId,
+) -> Result<(), ApiError> {
+    let Ok(text) = std::fs::read_to_string(record_path(staging, category, file)) else {
+        return Ok(());
+    };
+    match text.trim().parse::<u64>() {
+        Ok(l) if l != lease.0 && staging.join(category).join(file).exists() => Err(ApiError::new(
+            409,
+            format!("{category}/{file} was already accepted under lease {l}; it is not replaced under lease {lease}"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Records the lease a file was stored under (after the file is in place).
+pub(crate) fn record(
+    staging: &Path,
+    category: &str,
+    file: &str,
+    lease: LeaseId,
+) -> Result<(), ApiError> {
+    let path = record_path(staging, category, file);
+    let io = |e: std::io::Error| {
+        ApiError::new(
+            507,
+            format!("cannot record the lease of {category}/{file}: {e}"),
+        )
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, format!("{}\n", lease.0)).map_err(io)?;
+    std::fs::rename(&tmp, &path).map_err(io)
+}
+
+/// Whether an artifact of `atom` was uploaded under `lease`.
+pub(crate) fn uploaded_under(staging: &Path, atom: &Atom, lease: LeaseId) -> bool {
+    let dir = staging.join(".leases").join(atom.category());
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return false;
+    };
+    entries.flatten().any(|e| {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        name.starts_with(atom.pf())
+            && super::artifacts::artifact_present_file(staging, atom.category(), &name)
+            && std::fs::read_to_string(e.path())
+                .ok()
+                .and_then(|t| t.trim().parse::<u64>().ok())
+                == Some(lease.0)
+    })
+}
+
+/// The lease a report's success must have its artifact under: the one it
+/// names, else the one the drone holds for the package.
+pub(crate) fn report_lease(
+    sh: &Shared,
+    drone: &DroneName,
+    atom: &Atom,
+    named: Option<u64>,
+) -> Option<LeaseId> {
+    if let Some(l) = named {
+        return Some(LeaseId(l));
+    }
+    match sh.fresh().swarm.view().package(atom).map(|p| p.status) {
+        Some(PackageStatus::Assigned {
+            lease, drone: d, ..
+        }) if d == *drone => Some(lease),
+        _ => None,
+    }
+}
