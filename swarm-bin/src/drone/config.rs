@@ -480,10 +480,13 @@ mod tests {
             _ => None,
         };
         let file = parse_file("[drone]\nserver = \"http://file:8100\"\n").expect("parses");
-        let c = DroneArgs::default()
-            .with_env(env)
-            .merge(file)
-            .expect("resolves");
+        let c = DroneArgs {
+            insecure_http: true,
+            ..DroneArgs::default()
+        }
+        .with_env(env)
+        .merge(file)
+        .expect("resolves");
         assert_eq!(
             (c.server.as_str(), c.name.as_str()),
             ("http://env:8100", "env-name")
