@@ -59,10 +59,27 @@ pub enum Input {
     Enqueue(Enqueue),
     /// An operator action.
     Control(Control),
+    /// The binhost adapter did something to a release (created, published,
+    /// rolled back, kept, tagged, purged, a gate override). The core decides
+    /// nothing from it; it records it as an event, in the log, for the feed.
+    Release(ReleaseNote),
     /// Appended by the store when a control plane starts: every drone gets a grace period.
     Recovered,
     /// Time passed; fire due deadlines.
     Tick,
+}
+
+/// What happened to a binhost release, as the adapter that did it says.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleaseNote {
+    /// The action: `created`, `published`, `rolled_back`, `kept`, `unkept`,
+    /// `tagged`, `untagged`, `purged`, `gate_overridden`.
+    pub action: String,
+    /// The release it concerns.
+    pub release: String,
+    /// For humans: counts, the tag, the operator's reason for an override.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub detail: String,
 }
 
 /// Drone kinds, for escalation: only virtual machines and containers are rebooted.

@@ -395,6 +395,16 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         drone: Option<DroneName>,
     },
+    /// Something was done to a binhost release (see [`crate::ReleaseNote`]).
+    Release {
+        /// What was done.
+        action: String,
+        /// To which release.
+        release: String,
+        /// For humans.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        detail: String,
+    },
     /// A control action was applied.
     ControlApplied {
         /// What it was, in its snake_case name.

@@ -104,6 +104,11 @@ impl Swarm {
             Input::ProbeResult { drone, status } => self.on_probe_result(drone, *status, &mut out),
             Input::Enqueue(enqueue) => self.on_enqueue(enqueue, &mut out),
             Input::Control(action) => self.on_control(action, &mut out),
+            Input::Release(note) => out.push(Output::Event(Event::Release {
+                action: note.action.clone(),
+                release: note.release.clone(),
+                detail: note.detail.clone(),
+            })),
             Input::Recovered => {}
             Input::Tick => {}
         }

@@ -335,6 +335,14 @@ impl<'a> View<'a> {
             .map(|id| package_view(self.s, self.s.st.pkg(id)))
     }
 
+    /// The dependencies a package was queued with (in the queue or not).
+    pub fn deps_of(&self, atom: &Atom) -> Vec<Atom> {
+        self.s
+            .pkg_id(atom)
+            .map(|id| self.s.st.pkg(id).deps.clone())
+            .unwrap_or_default()
+    }
+
     /// The brake.
     pub fn brake(&self) -> BrakeView {
         let b = &self.s.st.brake;

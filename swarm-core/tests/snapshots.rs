@@ -233,6 +233,11 @@ mod input {
             ..Enqueue::default()
         })),
         control => control_with(Control::Pause),
+        release => envelope(Input::Release(ReleaseNote {
+            action: "published".into(),
+            release: "20261202-1130".into(),
+            detail: "1,204 packages".into(),
+        })),
         recovered => envelope(Input::Recovered),
         tick => envelope(Input::Tick),
     });
@@ -414,6 +419,11 @@ mod event {
             action: "rebalance".into(),
             summary: "reclaimed 4 not-started leases".into(),
         }),
+        release => event(Event::Release {
+            action: "gate_overridden".into(),
+            release: "20261202-1130".into(),
+            detail: "drops 3 of 1,204 packages: known breakage, fixed upstream".into(),
+        }),
     });
 }
 
@@ -509,6 +519,7 @@ impl Seen {
                 self.control(action);
                 "control"
             }
+            Input::Release(_) => "release",
             Input::Recovered => "recovered",
             Input::Tick => "tick",
         };
@@ -669,6 +680,7 @@ impl Seen {
             Event::Paused { .. } => "event paused",
             Event::Resumed { .. } => "event resumed",
             Event::ControlApplied { .. } => "event control_applied",
+            Event::Release { .. } => "event release",
         };
         self.0.insert(name);
     }
@@ -724,7 +736,7 @@ fn every_input_kind_control_action_outcome_and_probe_status_is_frozen() {
         .collect();
     assert_eq!(
         kinds,
-        names("register heartbeat request_work build_started build_finished probe_result enqueue control recovered tick")
+        names("register heartbeat request_work build_started build_finished probe_result enqueue control release recovered tick")
     );
     assert_eq!(
         seen.with_prefix("control "),
@@ -770,7 +782,7 @@ fn every_command_event_and_reason_is_frozen() {
         names(
             "registered went_suspect went_offline came_back reclaimed queued started built \
              build_failed blocked unblocked grounded ungrounded upload_hold escalated \
-             input_rejected brake_engaged brake_released paused resumed control_applied"
+             input_rejected brake_engaged brake_released paused resumed control_applied release"
         )
     );
     assert_eq!(
