@@ -92,6 +92,13 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         http_workers: s.http_workers,
         clock: Arc::new(wall_clock),
         on_escalate: Some(on_escalate),
+        binhost: swarm_net::binhost::BinhostOptions {
+            root: s
+                .binhost_path
+                .clone()
+                .unwrap_or_else(|| s.data_dir.join("binhost")),
+            ..swarm_net::binhost::BinhostOptions::under(&s.data_dir)
+        },
     };
     let running = server::start(opts)?;
     let report = running.open_report();

@@ -20,6 +20,7 @@ mod metrics;
 mod monitor;
 mod node;
 mod queue;
+mod release;
 mod status;
 
 use clap::Subcommand;
@@ -50,6 +51,9 @@ pub(crate) enum OpsCmd {
     Monitor(monitor::MonitorArgs),
     /// Print the server's Prometheus metrics.
     Metrics(metrics::MetricsArgs),
+    /// Binhost releases: create, list, show, diff, publish (behind the safety
+    /// gate), rollback, keep, tag, purge. Clients install from /binhost/.
+    Release(release::ReleaseArgs),
 }
 
 /// Runs one HTTP command.
@@ -65,5 +69,6 @@ pub(crate) fn run(cmd: OpsCmd) -> anyhow::Result<()> {
         OpsCmd::Node(a) => node::run(a),
         OpsCmd::Monitor(a) => monitor::run(a),
         OpsCmd::Metrics(a) => metrics::run(a),
+        OpsCmd::Release(a) => release::run(a),
     }
 }

@@ -48,6 +48,13 @@ impl ApiError {
 pub(crate) enum Reply {
     Json(u16, serde_json::Value),
     Text(u16, &'static str, String),
+    /// A file (or part of one) streamed with its length and extra headers.
+    Stream {
+        status: u16,
+        headers: Vec<(&'static str, String)>,
+        body: Box<dyn Read + Send>,
+        len: u64,
+    },
 }
 
 impl Reply {
@@ -63,7 +70,7 @@ impl Reply {
 
     pub(crate) fn status(&self) -> u16 {
         match self {
-            Reply::Json(s, _) | Reply::Text(s, _, _) => *s,
+            Reply::Json(s, _) | Reply::Text(s, _, _) | Reply::Stream { status: s, .. } => *s,
         }
     }
 }
@@ -77,6 +84,26 @@ impl From<ApiError> for Reply {
 
 pub(crate) fn respond(req: Request, reply: Reply) {
     let (status, ctype, body) = match reply {
+        Reply::Stream {
+            status,
+            headers,
+            body,
+            len,
+        } => {
+            let headers = headers
+                .iter()
+                .filter_map(|(k, v)| Header::from_bytes(*k, v.as_bytes()).ok())
+                .collect();
+            let resp = Response::new(
+                tiny_http::StatusCode(status),
+                headers,
+                body,
+                Some(len as usize),
+                None,
+            );
+            let _ = req.respond(resp);
+            return;
+        }
         Reply::Json(status, v) => (status, "application/json", v.to_string()),
         Reply::Text(status, ctype, text) => (status, ctype, text),
     };

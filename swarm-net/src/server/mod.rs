@@ -10,16 +10,19 @@
 //! ```
 //! Files: `http.rs` plumbing · `auth.rs` tokens · `drone.rs` the v3 drone
 //! endpoints · `read.rs` read endpoints and metrics · `admin.rs` queue,
-//! control, SQL · `artifacts.rs` binary packages · `writer.rs` the single
+//! control, SQL · `artifacts.rs` binary packages · `binhost.rs` the served
+//! binhost tree · `releases.rs` binhost releases · `writer.rs` the single
 //! writer · `shared.rs` what workers share · `metrics.rs` counters.
 
 mod admin;
 mod artifacts;
 mod auth;
+mod binhost;
 mod drone;
 mod http;
 mod metrics;
 mod read;
+mod releases;
 mod shared;
 mod writer;
 
@@ -63,6 +66,8 @@ pub struct ServerOptions {
     pub clock: Clock,
     /// Runs escalation steps; `None` only logs them.
     pub on_escalate: Option<EscalateHook>,
+    /// Binhost releases and the served tree.
+    pub binhost: crate::binhost::BinhostOptions,
 }
 
 /// Why the server did not start.
@@ -84,6 +89,9 @@ pub enum ServeError {
         /// Why.
         cause: String,
     },
+    /// The binhost tree or its bookkeeping could not be opened.
+    #[error("cannot open the binhost releases: {0}")]
+    Binhost(#[from] crate::binhost::ReleaseError),
     /// Staging could not be created.
     #[error("cannot create the staging directory {path}")]
     Staging {
@@ -188,6 +196,7 @@ pub fn start(opts: ServerOptions) -> Result<RunningServer, ServeError> {
         path: opts.staging.clone(),
         source,
     })?;
+    let releases = crate::binhost::Releases::open(opts.binhost.clone(), &opts.staging)?;
     let mut store_opts = opts.store.clone();
     store_opts.open_at = Some((opts.clock)());
     // Drones must not wait while a large state is serialised and verified.
@@ -252,6 +261,7 @@ pub fn start(opts: ServerOptions) -> Result<RunningServer, ServeError> {
         history: (0..workers_n.min(4)).map(|_| Mutex::new(None)).collect(),
         db_path: opts.db_path.clone(),
         staging: opts.staging.clone(),
+        releases,
         admin_token: opts.admin_token.clone(),
         drone_token: opts.drone_token.clone(),
         max_body: opts.max_body_bytes,
@@ -369,6 +379,19 @@ fn route(sh: &Shared, req: &mut Request, method: &Method, path: &str, url: &str)
             )
         };
     }
+    if path == "/binhost" || path.starts_with("/binhost/") {
+        let rest = http::decode_path(path.trim_start_matches("/binhost").trim_start_matches('/'));
+        return match method {
+            Method::Get | Method::Head => ("binhost", binhost::get(sh.releases.root(), req, &rest)),
+            _ => (
+                "method",
+                Err(ApiError::new(405, format!("{method} is not allowed on /binhost: it is read-only"))),
+            ),
+        };
+    }
+    if let Some(rest) = p.strip_prefix("/api/v1/releases") {
+        return release_route(sh, req, method, rest, url);
+    }
     match (method, p) {
         (Method::Post, "/api/v1/register") => drone_ep!("register", drone::register(sh, req)),
         (Method::Get, "/api/v1/work") | (Method::Get, "/api/v1/poll") => {
@@ -423,6 +446,44 @@ fn route(sh: &Shared, req: &mut Request, method: &Method, path: &str, url: &str)
             )),
         ),
         _ => ("not_found", Err(not_found(method, p))),
+    }
+}
+
+fn release_route(sh: &Shared, req: &mut Request, method: &Method, rest: &str, url: &str) -> Routed {
+    macro_rules! admin_ep {
+        ($body:expr) => {
+            (
+                "releases_admin",
+                auth::require_admin(req, &sh.admin_token).and_then(|_| $body),
+            )
+        };
+    }
+    let parts: Vec<String> = rest
+        .trim_start_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(http::decode_path)
+        .collect();
+    let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+    match (method, parts.as_slice()) {
+        (Method::Get, []) => ("releases", releases::list(sh)),
+        (Method::Get, ["diff"]) => ("releases", releases::diff(sh, url)),
+        (Method::Get, [name]) => ("releases", releases::show(sh, name)),
+        (Method::Get, [name, "gate"]) => ("releases", releases::gate(sh, name)),
+        (Method::Post, []) => admin_ep!(releases::create(sh, req)),
+        (Method::Post, ["rollback"]) => admin_ep!(releases::rollback(sh)),
+        (Method::Post, ["purge"]) => admin_ep!(releases::purge(sh, req)),
+        (Method::Post, [name, "publish"]) => admin_ep!(releases::publish(sh, req, name)),
+        (Method::Post, [name, "keep"]) => admin_ep!(releases::keep(sh, req, name)),
+        (Method::Post, [name, "tag"]) => admin_ep!(releases::tag(sh, req, name)),
+        (Method::Get, _) | (Method::Post, _) => (
+            "not_found",
+            Err(ApiError::new(404, format!("no endpoint {method} /api/v1/releases{rest}"))),
+        ),
+        _ => (
+            "method",
+            Err(ApiError::new(405, format!("{method} is not allowed on /api/v1/releases{rest}"))),
+        ),
     }
 }
 

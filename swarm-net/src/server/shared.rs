@@ -59,6 +59,7 @@ pub(crate) struct Shared {
     pub(crate) history: Vec<Mutex<Option<History>>>,
     pub(crate) db_path: PathBuf,
     pub(crate) staging: PathBuf,
+    pub(crate) releases: crate::binhost::Releases,
     pub(crate) admin_token: String,
     pub(crate) drone_token: Option<String>,
     pub(crate) max_body: u64,
