@@ -97,6 +97,8 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
                 .binhost_path
                 .clone()
                 .unwrap_or_else(|| s.data_dir.join("binhost")),
+            keep_last: s.release_keep,
+            max_drop_permille: s.release_max_drop_percent * 10,
             ..swarm_net::binhost::BinhostOptions::under(&s.data_dir)
         },
     };
