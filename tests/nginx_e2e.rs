@@ -38,6 +38,16 @@ struct Nginx {
 
 impl Drop for Nginx {
     fn drop(&mut self) {
+        // TERM: the master stops its workers (a KILLed master orphans them).
+        let pid = rustix::process::Pid::from_raw(self.child.id() as i32).expect("pid");
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -77,7 +87,8 @@ fn start_nginx(bin: &Path, dir: &Path, tree: &Path) -> Nginx {
         .arg(dir.join("nginx.conf"))
         .args(["-g", "daemon off;"])
         .stdin(Stdio::null())
-        .stderr(Stdio::inherit())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
         .spawn()
         .expect("spawn nginx");
     let url = format!("http://127.0.0.1:{port}");
@@ -162,7 +173,7 @@ fn the_dist_nginx_snippet_serves_the_binhost_as_swarm_serve_does() {
         assert!(hs.contains(&("content-range".into(), format!("bytes 100-199/{}", bytes.len()))), "{hs:?}");
         let (code, _, _) = fetch("GET", &format!("{base}/{path}"), &[("Range", "bytes=999999-")]);
         assert_eq!(code, 416, "{base} range past the end");
-        for hidden in [".Packages.tmp-1", ".creating-r2/x", "r1/../Packages", "r1/missing.gpkg.tar", ""] {
+        for hidden in [".Packages.tmp-1", ".creating-r2/x", "%2e%2e/%2e%2e/%2e%2e/etc/passwd", "r1/missing.gpkg.tar", ""] {
             let (code, _, _) = fetch("GET", &format!("{base}/{hidden}"), &[]);
             assert!(code == 404 || code == 403, "{base}/{hidden} answered {code}");
         }

@@ -24,6 +24,8 @@ pub(crate) struct BenchArgs {
 enum BenchWhat {
     /// Drones over loopback: GET /api/v1/work then POST /api/v1/complete, repeated.
     Http(HttpArgs),
+    /// Binhost releases: `release create` (cold and warm) and `publish` for N synthetic gpkgs.
+    Release(crate::bench_release::ReleaseBenchArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -57,6 +59,7 @@ struct HttpArgs {
 pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.what {
         BenchWhat::Http(a) => http(a),
+        BenchWhat::Release(a) => crate::bench_release::run(a),
     }
 }
 

@@ -4,6 +4,7 @@
 //! `serve`, `drone` and `demo` arrive with their issues.
 
 mod bench_cmd;
+mod bench_release;
 mod bench_conn;
 mod cli;
 mod config_cmd;
