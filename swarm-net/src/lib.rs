@@ -4,6 +4,7 @@
 #![warn(missing_docs)]
 
 pub mod binhost;
+pub mod binpkg;
 pub mod client;
 pub mod heal;
 pub mod server;
