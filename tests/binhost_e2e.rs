@@ -100,7 +100,11 @@ impl Machine {
         let db = self.dir.join("prefix/var/db/pkg");
         let mut out = Vec::new();
         for cat in std::fs::read_dir(&db).into_iter().flatten().flatten() {
-            for p in std::fs::read_dir(cat.path()).into_iter().flatten().flatten() {
+            for p in std::fs::read_dir(cat.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
                 out.push(format!(
                     "{}/{}",
                     cat.file_name().to_string_lossy(),
@@ -150,7 +154,10 @@ impl Drone {
             .args(["--machine-id", &format!("binhost-e2e-{name}")])
             // --nodeps: the queue orders dependencies; each drone builds one
             // package per lease instead of its whole dependency tree.
-            .args(["--builder", "emerge --oneshot --buildpkg --usepkg=n --nodeps --quiet {atom}"])
+            .args([
+                "--builder",
+                "emerge --oneshot --buildpkg --usepkg=n --nodeps --quiet {atom}",
+            ])
             .args(["--heartbeat-s", "1", "--poll-s", "1", "--kill-grace-s", "1"])
             .arg("--config")
             .arg(&config)
@@ -200,7 +207,11 @@ fn world() -> Vec<(&'static str, Vec<&'static str>)> {
         ("=dev-libs/libbar-2.1", vec!["=dev-libs/libfoo-1.2"]),
         (
             "=app-misc/hello-1.0",
-            vec!["=dev-libs/libbar-2.1", "=dev-libs/libssl-3.0.1", "=dev-util/buildtool-1.0"],
+            vec![
+                "=dev-libs/libbar-2.1",
+                "=dev-libs/libssl-3.0.1",
+                "=dev-util/buildtool-1.0",
+            ],
         ),
         ("=acct-group/builder-0", vec![]),
         ("=acct-user/builder-0", vec!["=acct-group/builder-0"]),
@@ -210,7 +221,11 @@ fn world() -> Vec<(&'static str, Vec<&'static str>)> {
         ("=virtual/libcrypt-2", vec!["=sys-libs/libxcrypt-4.4.36"]),
         (
             "=app-misc/daemon-0.9",
-            vec!["=acct-user/builder-0", "=dev-lang/lang-2.0", "=virtual/libcrypt-2"],
+            vec![
+                "=acct-user/builder-0",
+                "=dev-lang/lang-2.0",
+                "=virtual/libcrypt-2",
+            ],
         ),
         (
             "=x11-libs/gtk+-3.24.43",
@@ -320,8 +335,12 @@ fn real_portage_installs_the_world_from_a_published_release_and_follows_a_rollba
     let deadline = Instant::now() + Duration::from_secs(400);
     loop {
         let (_, s) = server.get("/api/v1/status");
-        let built = s["queue"]["built"].as_u64().or_else(|| s["counts"]["built"].as_u64());
-        let blocked = s["queue"]["blocked"].as_u64().or_else(|| s["counts"]["blocked"].as_u64());
+        let built = s["queue"]["built"]
+            .as_u64()
+            .or_else(|| s["counts"]["built"].as_u64());
+        let blocked = s["queue"]["blocked"]
+            .as_u64()
+            .or_else(|| s["counts"]["blocked"].as_u64());
         if built == Some(total) {
             break;
         }
@@ -330,24 +349,41 @@ fn real_portage_installs_the_world_from_a_published_release_and_follows_a_rollba
                 .iter()
                 .map(|d| tail(&std::fs::read_to_string(&d.log).unwrap_or_default(), 30))
                 .collect();
-            panic!("the world was not built: status {s}\n{}", logs.join("\n----\n"));
+            panic!(
+                "the world was not built: status {s}\n{}",
+                logs.join("\n----\n")
+            );
         }
         std::thread::sleep(Duration::from_millis(250));
     }
     drop(drones);
-    eprintln!("built {total} packages with 2 real-emerge drones in {:?}", began.elapsed());
+    eprintln!(
+        "built {total} packages with 2 real-emerge drones in {:?}",
+        began.elapsed()
+    );
 
     // Release 1: the whole world. The gate passes.
-    let text = ok(&swarm(&server, &["release", "create", "--name", "r1"]), "release create r1");
+    let text = ok(
+        &swarm(&server, &["release", "create", "--name", "r1"]),
+        "release create r1",
+    );
     assert!(text.contains(&format!("{total} packages")), "{text}");
-    ok(&swarm(&server, &["release", "publish", "r1"]), "release publish r1");
+    ok(
+        &swarm(&server, &["release", "publish", "r1"]),
+        "release publish r1",
+    );
     let r1_dir = server.data_dir.join("binhost/r1");
     assert_modes(&server.data_dir.join("binhost"));
 
     // Portage's reader agrees with emaint on the same tree, field by field.
     let client = Machine::new(&venv, &dir.join("client"));
     let reference = dir.join("emaint-tree");
-    let cp = Command::new("cp").arg("-a").arg(&r1_dir).arg(&reference).status().expect("cp");
+    let cp = Command::new("cp")
+        .arg("-a")
+        .arg(&r1_dir)
+        .arg(&reference)
+        .status()
+        .expect("cp");
     assert!(cp.success());
     std::fs::remove_file(reference.join("Packages")).expect("drop swarm's index in the copy");
     let fix = client
@@ -387,7 +423,11 @@ fn real_portage_installs_the_world_from_a_published_release_and_follows_a_rollba
         "dev-libs/libbar-2.1",
         "dev-libs/libfoo-1.2",
     ] {
-        assert!(installed.iter().any(|i| i == want), "{want} not installed; got {installed:?}\n{}", tail(&text, 40));
+        assert!(
+            installed.iter().any(|i| i == want),
+            "{want} not installed; got {installed:?}\n{}",
+            tail(&text, 40)
+        );
     }
     assert!(
         text.contains("MD5 SHA1 size ;-)"),
@@ -400,17 +440,33 @@ fn real_portage_installs_the_world_from_a_published_release_and_follows_a_rollba
     let staging = server.data_dir.join("staging");
     let removed = remove_package(&staging, "app-misc", "plugin-1.0");
     assert!(removed > 0, "no app-misc/plugin-1.0 file in staging");
-    ok(&swarm(&server, &["release", "create", "--name", "r2"]), "release create r2");
+    ok(
+        &swarm(&server, &["release", "create", "--name", "r2"]),
+        "release create r2",
+    );
     let refused = swarm(&server, &["release", "publish", "r2"]);
     let why = format!("{}", String::from_utf8_lossy(&refused.stderr));
     assert!(!refused.status.success(), "the gate let r2 through");
-    assert!(why.contains("=app-misc/plugin-1.0 is in the current generation but not in the release"), "{why}");
+    assert!(
+        why.contains("=app-misc/plugin-1.0 is in the current generation but not in the release"),
+        "{why}"
+    );
     // A client of r1 that read its index before the switch keeps finding its files.
     let (_, r1_index) = request("GET", &format!("{binhost}/Packages"), None, None);
     let r1_paths = paths_of(r1_index.as_str().unwrap_or_default());
     assert_eq!(r1_paths.len() as u64, total, "r1's published index");
     ok(
-        &swarm(&server, &["release", "publish", "r2", "--force", "--reason", "plugin is broken upstream"]),
+        &swarm(
+            &server,
+            &[
+                "release",
+                "publish",
+                "r2",
+                "--force",
+                "--reason",
+                "plugin is broken upstream",
+            ],
+        ),
         "forced publish of r2",
     );
     for p in &r1_paths {
@@ -419,19 +475,34 @@ fn real_portage_installs_the_world_from_a_published_release_and_follows_a_rollba
     }
     let (_, events) = server.get("/api/v1/events?after=0&limit=1000");
     let events = events.to_string();
-    assert!(events.contains("gate_overridden") && events.contains("plugin is broken upstream"), "{events}");
+    assert!(
+        events.contains("gate_overridden") && events.contains("plugin is broken upstream"),
+        "{events}"
+    );
 
     // A client sees r2 (no app-misc/plugin), then r1 again after a rollback,
     // although it cached r2's index.
     let viewer = Machine::new(&venv, &dir.join("viewer"));
     let pretend = |c: &Machine| {
-        c.emerge_from(&binhost, &["--pretend", "--oneshot", "=app-misc/plugin-1.0"])
+        c.emerge_from(
+            &binhost,
+            &["--pretend", "--oneshot", "=app-misc/plugin-1.0"],
+        )
     };
     let r2_view = pretend(&viewer);
-    assert!(!r2_view.status.success(), "r2 has no app-misc/plugin, yet emerge found it");
-    ok(&swarm(&server, &["release", "rollback"]), "release rollback");
+    assert!(
+        !r2_view.status.success(),
+        "r2 has no app-misc/plugin, yet emerge found it"
+    );
+    ok(
+        &swarm(&server, &["release", "rollback"]),
+        "release rollback",
+    );
     let r1_again = pretend(&viewer);
-    ok(&r1_again, "after the rollback, the client sees app-misc/plugin of r1 again");
+    ok(
+        &r1_again,
+        "after the rollback, the client sees app-misc/plugin of r1 again",
+    );
     let (_, list) = server.get("/api/v1/releases");
     assert_eq!(list["published"], "r1", "{list}");
     eprintln!("whole binhost e2e: {:?}", began.elapsed());
@@ -452,7 +523,12 @@ fn paths_of(index: &str) -> Vec<String> {
 
 fn remove_package(staging: &Path, cat: &str, pf: &str) -> usize {
     let mut n = 0;
-    for d in [staging.join(cat), staging.join(cat).join(pf.rsplit_once('-').map_or(pf, |x| x.0))] {
+    for d in [
+        staging.join(cat),
+        staging
+            .join(cat)
+            .join(pf.rsplit_once('-').map_or(pf, |x| x.0)),
+    ] {
         for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
             if name.starts_with(pf) && (name.ends_with(".gpkg.tar") || name.ends_with(".tbz2")) {

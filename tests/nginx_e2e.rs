@@ -17,7 +17,11 @@ use std::time::{Duration, Instant};
 use support::Server;
 
 fn nginx() -> Option<PathBuf> {
-    for dir in std::env::var("PATH").unwrap_or_default().split(':').chain(["/usr/sbin", "/sbin"]) {
+    for dir in std::env::var("PATH")
+        .unwrap_or_default()
+        .split(':')
+        .chain(["/usr/sbin", "/sbin"])
+    {
         let p = Path::new(dir).join("nginx");
         if p.exists() {
             return Some(p);
@@ -62,14 +66,24 @@ fn free_port() -> u16 {
 
 /// nginx in the foreground with the dist snippet pointed at `tree`.
 fn start_nginx(bin: &Path, dir: &Path, tree: &Path) -> Nginx {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("root");
-    let snippet = std::fs::read_to_string(root.join("dist/nginx/swarm-binhost.conf")).expect("snippet");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("root");
+    let snippet =
+        std::fs::read_to_string(root.join("dist/nginx/swarm-binhost.conf")).expect("snippet");
     let tree = format!("{}/", tree.display());
-    assert!(snippet.contains("/var/lib/swarm/binhost/"), "the snippet names the default binhost_path");
+    assert!(
+        snippet.contains("/var/lib/swarm/binhost/"),
+        "the snippet names the default binhost_path"
+    );
     let snippet = snippet.replace("/var/lib/swarm/binhost/", &tree);
     let port = free_port();
     std::fs::create_dir_all(dir.join("logs")).expect("logs");
-    let user = if rustix::process::geteuid().is_root() { "user root;" } else { "" };
+    let user = if rustix::process::geteuid().is_root() {
+        "user root;"
+    } else {
+        ""
+    };
     let conf = format!(
         "{user}\nworker_processes 1;\nerror_log {d}/logs/error.log;\npid {d}/nginx.pid;\n\
          events {{ worker_connections 64; }}\n\
@@ -94,7 +108,11 @@ fn start_nginx(bin: &Path, dir: &Path, tree: &Path) -> Nginx {
     let url = format!("http://127.0.0.1:{port}");
     let deadline = Instant::now() + Duration::from_secs(10);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nginx did not listen: {}", std::fs::read_to_string(dir.join("logs/error.log")).unwrap_or_default());
+        assert!(
+            Instant::now() < deadline,
+            "nginx did not listen: {}",
+            std::fs::read_to_string(dir.join("logs/error.log")).unwrap_or_default()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     Nginx { child, url }
@@ -103,9 +121,18 @@ fn start_nginx(bin: &Path, dir: &Path, tree: &Path) -> Nginx {
 /// A published tree as swarm lays it out: the index and one release.
 fn make_tree(tree: &Path, big: usize) -> Vec<(String, Vec<u8>)> {
     let files: Vec<(String, Vec<u8>)> = vec![
-        ("r1/dev-libs/libfoo/libfoo-1.2-1.gpkg.tar".into(), (0..10_240u32).map(|i| (i % 251) as u8).collect()),
-        ("r1/x11-libs/gtk+/gtk+-3.24.43-1.gpkg.tar".into(), vec![7u8; 4096]),
-        ("r1/big/big/big-1-1.gpkg.tar".into(), (0..big).map(|i| (i % 253) as u8).collect()),
+        (
+            "r1/dev-libs/libfoo/libfoo-1.2-1.gpkg.tar".into(),
+            (0..10_240u32).map(|i| (i % 251) as u8).collect(),
+        ),
+        (
+            "r1/x11-libs/gtk+/gtk+-3.24.43-1.gpkg.tar".into(),
+            vec![7u8; 4096],
+        ),
+        (
+            "r1/big/big/big-1-1.gpkg.tar".into(),
+            (0..big).map(|i| (i % 253) as u8).collect(),
+        ),
     ];
     for (p, bytes) in &files {
         let path = tree.join(p);
@@ -123,8 +150,14 @@ fn make_tree(tree: &Path, big: usize) -> Vec<(String, Vec<u8>)> {
 }
 
 /// (status, headers that matter, body).
-fn fetch(method: &str, url: &str, headers: &[(&str, &str)]) -> (u16, Vec<(String, String)>, Vec<u8>) {
-    let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(30)).build();
+fn fetch(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    let agent = ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(30))
+        .build();
     let mut req = agent.request(method, url);
     for (k, v) in headers {
         req = req.set(k, v);
@@ -135,7 +168,12 @@ fn fetch(method: &str, url: &str, headers: &[(&str, &str)]) -> (u16, Vec<(String
         Err(e) => panic!("{method} {url}: {e}"),
     };
     let status = resp.status();
-    let keep = ["content-length", "content-range", "accept-ranges", "last-modified"];
+    let keep = [
+        "content-length",
+        "content-range",
+        "accept-ranges",
+        "last-modified",
+    ];
     let hs = keep
         .iter()
         .filter_map(|k| resp.header(k).map(|v| (k.to_string(), v.to_string())))
@@ -153,29 +191,67 @@ fn the_dist_nginx_snippet_serves_the_binhost_as_swarm_serve_does() {
     let files = make_tree(&tree, 100_000);
     let ng = start_nginx(&bin, &tmp.path().join("nginx"), &tree);
     let tree_s = tree.to_string_lossy().into_owned();
-    let swarm = Server::start(&tmp.path().join("data"), &[("BINHOST_PATH", tree_s.as_str())]);
-    for base in [format!("{}/binhost", ng.url), format!("{}/binhost", swarm.url)] {
+    let swarm = Server::start(
+        &tmp.path().join("data"),
+        &[("BINHOST_PATH", tree_s.as_str())],
+    );
+    for base in [
+        format!("{}/binhost", ng.url),
+        format!("{}/binhost", swarm.url),
+    ] {
         for (path, bytes) in &files {
             let (code, hs, body) = fetch("GET", &format!("{base}/{path}"), &[]);
             assert_eq!(code, 200, "{base}/{path}");
             assert_eq!(&body, bytes, "{base}/{path}");
             let len = bytes.len().to_string();
-            assert!(hs.contains(&("content-length".into(), len)), "{base}/{path}: {hs:?}");
-            assert!(hs.iter().any(|(k, _)| k == "last-modified"), "{base}/{path}: {hs:?}");
+            assert!(
+                hs.contains(&("content-length".into(), len)),
+                "{base}/{path}: {hs:?}"
+            );
+            assert!(
+                hs.iter().any(|(k, _)| k == "last-modified"),
+                "{base}/{path}: {hs:?}"
+            );
             let (code, hs, body) = fetch("HEAD", &format!("{base}/{path}"), &[]);
             assert_eq!((code, body.len()), (200, 0), "HEAD {base}/{path}");
-            assert!(hs.contains(&("content-length".into(), bytes.len().to_string())), "HEAD {base}/{path}: {hs:?}");
+            assert!(
+                hs.contains(&("content-length".into(), bytes.len().to_string())),
+                "HEAD {base}/{path}: {hs:?}"
+            );
         }
         let (path, bytes) = &files[0];
-        let (code, hs, body) = fetch("GET", &format!("{base}/{path}"), &[("Range", "bytes=100-199")]);
+        let (code, hs, body) = fetch(
+            "GET",
+            &format!("{base}/{path}"),
+            &[("Range", "bytes=100-199")],
+        );
         assert_eq!(code, 206, "{base} range");
         assert_eq!(body, bytes[100..200].to_vec(), "{base} range");
-        assert!(hs.contains(&("content-range".into(), format!("bytes 100-199/{}", bytes.len()))), "{hs:?}");
-        let (code, _, _) = fetch("GET", &format!("{base}/{path}"), &[("Range", "bytes=999999-")]);
+        assert!(
+            hs.contains(&(
+                "content-range".into(),
+                format!("bytes 100-199/{}", bytes.len())
+            )),
+            "{hs:?}"
+        );
+        let (code, _, _) = fetch(
+            "GET",
+            &format!("{base}/{path}"),
+            &[("Range", "bytes=999999-")],
+        );
         assert_eq!(code, 416, "{base} range past the end");
-        for hidden in [".Packages.tmp-1", ".creating-r2/x", "%2e%2e/%2e%2e/%2e%2e/etc/passwd", "r1/missing.gpkg.tar", ""] {
+        for hidden in [
+            ".Packages.tmp-1",
+            ".creating-r2/x",
+            "%2e%2e/%2e%2e/%2e%2e/etc/passwd",
+            "r1/missing.gpkg.tar",
+            "",
+        ] {
             let (code, _, _) = fetch("GET", &format!("{base}/{hidden}"), &[]);
-            assert!(code == 404 || code == 403, "{base}/{hidden} answered {code}");
+            assert!(
+                code == 404 || code == 403,
+                "{base}/{hidden} answered {code}"
+            );
         }
         let (code, _, _) = fetch("PUT", &format!("{base}/Packages"), &[]);
         assert!(code == 403 || code == 405, "{base}: PUT answered {code}");
@@ -192,7 +268,10 @@ fn measure_binhost_throughput_against_nginx() {
     make_tree(&tree, size);
     let ng = start_nginx(&bin, &tmp.path().join("nginx"), &tree);
     let tree_s = tree.to_string_lossy().into_owned();
-    let swarm = Server::start(&tmp.path().join("data"), &[("BINHOST_PATH", tree_s.as_str())]);
+    let swarm = Server::start(
+        &tmp.path().join("data"),
+        &[("BINHOST_PATH", tree_s.as_str())],
+    );
     for (name, base) in [("nginx", &ng.url), ("swarm serve", &swarm.url)] {
         let url = format!("{base}/binhost/r1/big/big/big-1-1.gpkg.tar");
         let _ = fetch("GET", &url, &[]);
@@ -215,6 +294,9 @@ fn measure_binhost_throughput_against_nginx() {
             let (code, _, _) = fetch("GET", &small, &[]);
             assert_eq!(code, 200);
         }
-        eprintln!("{name}: {n} GETs of 10 KiB, one connection each, {:.0}/s", n as f64 / t.elapsed().as_secs_f64());
+        eprintln!(
+            "{name}: {n} GETs of 10 KiB, one connection each, {:.0}/s",
+            n as f64 / t.elapsed().as_secs_f64()
+        );
     }
 }

@@ -49,7 +49,16 @@ pub(crate) fn run(a: ReleaseBenchArgs) -> anyhow::Result<()> {
 fn run_in(a: &ReleaseBenchArgs, dir: &std::path::Path) -> anyhow::Result<()> {
     let staging = dir.join("staging");
     let t = Instant::now();
-    let categories = ["app-misc", "dev-libs", "dev-lang", "sys-libs", "x11-libs", "net-misc", "media-libs", "dev-python"];
+    let categories = [
+        "app-misc",
+        "dev-libs",
+        "dev-lang",
+        "sys-libs",
+        "x11-libs",
+        "net-misc",
+        "media-libs",
+        "dev-python",
+    ];
     for i in 0..a.packages {
         let cat = categories[i as usize % categories.len()];
         let cpv = format!("{cat}/pkg{i}-1.{}", i % 7);
@@ -68,8 +77,14 @@ fn run_in(a: &ReleaseBenchArgs, dir: &std::path::Path) -> anyhow::Result<()> {
         ] {
             meta.insert(k.to_string(), v.to_string());
         }
-        meta.insert("RDEPEND".into(), format!(">=dev-libs/pkg{}-1:0/1= virtual/libc", i / 2));
-        meta.insert("BUILD_TIME".into(), (1_796_000_000 + u64::from(i)).to_string());
+        meta.insert(
+            "RDEPEND".into(),
+            format!(">=dev-libs/pkg{}-1:0/1= virtual/libc", i / 2),
+        );
+        meta.insert(
+            "BUILD_TIME".into(),
+            (1_796_000_000 + u64::from(i)).to_string(),
+        );
         let pf = cpv.split_once('/').map(|x| x.1).unwrap_or("");
         let body = format!("{cpv}\n").repeat(64);
         write_gpkg(
@@ -96,7 +111,9 @@ fn run_in(a: &ReleaseBenchArgs, dir: &std::path::Path) -> anyhow::Result<()> {
     let t = Instant::now();
     releases.publish("warm", now + 3000, GateVerdict::default(), None)?;
     let republish_ms = ms(t);
-    let index_bytes = std::fs::metadata(releases.root().join("Packages")).map(|m| m.len()).unwrap_or(0);
+    let index_bytes = std::fs::metadata(releases.root().join("Packages"))
+        .map(|m| m.len())
+        .unwrap_or(0);
     if a.json {
         println!(
             "{}",

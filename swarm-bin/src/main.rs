@@ -4,8 +4,8 @@
 //! `serve`, `drone` and `demo` arrive with their issues.
 
 mod bench_cmd;
-mod bench_release;
 mod bench_conn;
+mod bench_release;
 mod cli;
 mod config_cmd;
 mod demo;

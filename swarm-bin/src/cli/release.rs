@@ -132,7 +132,11 @@ enum ReleaseCmd {
 
 pub(crate) fn run(args: ReleaseArgs) -> anyhow::Result<()> {
     match args.cmd {
-        ReleaseCmd::Create { mut admin, name, json } => {
+        ReleaseCmd::Create {
+            mut admin,
+            name,
+            json,
+        } => {
             // Inspecting a large staging takes a while on the server.
             admin.server.timeout_s = admin.server.timeout_s.max(600);
             let body = json!({ "name": name });
@@ -140,17 +144,28 @@ pub(crate) fn run(args: ReleaseArgs) -> anyhow::Result<()> {
             out(json, &v, render_created)
         }
         ReleaseCmd::List { server, json } => {
-            let v: Value = server.client().get_json("/api/v1/releases", Auth::None).map_err(read_error)?;
+            let v: Value = server
+                .client()
+                .get_json("/api/v1/releases", Auth::None)
+                .map_err(read_error)?;
             out(json, &v, |v| render_list(v, now_ms()))
         }
-        ReleaseCmd::Show { server, name, gate, json } => {
+        ReleaseCmd::Show {
+            server,
+            name,
+            gate,
+            json,
+        } => {
             let c = server.client();
             let mut v: Value = c
                 .get_json(&format!("/api/v1/releases/{}", encode(&name)), Auth::None)
                 .map_err(read_error)?;
             if gate {
                 let g: Value = c
-                    .get_json(&format!("/api/v1/releases/{}/gate", encode(&name)), Auth::None)
+                    .get_json(
+                        &format!("/api/v1/releases/{}/gate", encode(&name)),
+                        Auth::None,
+                    )
                     .map_err(read_error)?;
                 v["gate"] = g;
             }
@@ -159,35 +174,77 @@ pub(crate) fn run(args: ReleaseArgs) -> anyhow::Result<()> {
         ReleaseCmd::Diff { server, a, b, json } => {
             let v: Value = server
                 .client()
-                .get_json(&format!("/api/v1/releases/diff?a={}&b={}", encode(&a), encode(&b)), Auth::None)
+                .get_json(
+                    &format!("/api/v1/releases/diff?a={}&b={}", encode(&a), encode(&b)),
+                    Auth::None,
+                )
                 .map_err(read_error)?;
             out(json, &v, render_diff)
         }
-        ReleaseCmd::Publish { admin, name, force, reason, json } => {
+        ReleaseCmd::Publish {
+            admin,
+            name,
+            force,
+            reason,
+            json,
+        } => {
             let body = json!({ "force": force, "reason": reason });
-            let v = post(&admin, &format!("/api/v1/releases/{}/publish", encode(&name)), &body)?;
+            let v = post(
+                &admin,
+                &format!("/api/v1/releases/{}/publish", encode(&name)),
+                &body,
+            )?;
             out(json, &v, render_published)
         }
         ReleaseCmd::Rollback { admin, json } => {
             let v = post(&admin, "/api/v1/releases/rollback", &json!({}))?;
             out(json, &v, render_published)
         }
-        ReleaseCmd::Keep { admin, name, undo, json } => {
-            let v = post(&admin, &format!("/api/v1/releases/{}/keep", encode(&name)), &json!({ "keep": !undo }))?;
+        ReleaseCmd::Keep {
+            admin,
+            name,
+            undo,
+            json,
+        } => {
+            let v = post(
+                &admin,
+                &format!("/api/v1/releases/{}/keep", encode(&name)),
+                &json!({ "keep": !undo }),
+            )?;
             out(json, &v, |v| {
-                format!("release {}: {}\n", s(&v["name"]), if undo { "no longer kept" } else { "kept" })
+                format!(
+                    "release {}: {}\n",
+                    s(&v["name"]),
+                    if undo { "no longer kept" } else { "kept" }
+                )
             })
         }
-        ReleaseCmd::Tag { admin, name, tag, remove, json } => {
+        ReleaseCmd::Tag {
+            admin,
+            name,
+            tag,
+            remove,
+            json,
+        } => {
             let v = post(
                 &admin,
                 &format!("/api/v1/releases/{}/tag", encode(&name)),
                 &json!({ "tag": tag, "remove": remove }),
             )?;
-            out(json, &v, |v| format!("release {}: tags {}\n", s(&v["name"]), list_of(&v["tags"])))
+            out(json, &v, |v| {
+                format!("release {}: tags {}\n", s(&v["name"]), list_of(&v["tags"]))
+            })
         }
-        ReleaseCmd::Purge { admin, dry_run, json } => {
-            let v = post(&admin, "/api/v1/releases/purge", &json!({ "dry_run": dry_run }))?;
+        ReleaseCmd::Purge {
+            admin,
+            dry_run,
+            json,
+        } => {
+            let v = post(
+                &admin,
+                "/api/v1/releases/purge",
+                &json!({ "dry_run": dry_run }),
+            )?;
             out(json, &v, |v| {
                 let names = list_of(&v["purged"]);
                 match (dry_run, names.as_str()) {
@@ -216,11 +273,16 @@ fn out(json: bool, v: &Value, render: impl Fn(&Value) -> String) -> anyhow::Resu
 }
 
 fn s(v: &Value) -> String {
-    v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string())
+    v.as_str()
+        .map(str::to_owned)
+        .unwrap_or_else(|| v.to_string())
 }
 
 fn list_of(v: &Value) -> String {
-    let items: Vec<String> = v.as_array().map(|a| a.iter().map(s).collect()).unwrap_or_default();
+    let items: Vec<String> = v
+        .as_array()
+        .map(|a| a.iter().map(s).collect())
+        .unwrap_or_default();
     if items.is_empty() {
         "-".into()
     } else {
@@ -264,13 +326,21 @@ fn render_list(v: &Value, now: u64) -> String {
     ]);
     for r in v["releases"].as_array().into_iter().flatten() {
         t.row(vec![
-            if r["published"].as_bool() == Some(true) { "*".into() } else { String::new() },
+            if r["published"].as_bool() == Some(true) {
+                "*".into()
+            } else {
+                String::new()
+            },
             s(&r["name"]),
             ago(now, r["created_at_ms"].as_u64().unwrap_or(0)),
             r["packages"].as_u64().unwrap_or(0).to_string(),
             mib(r["bytes"].as_u64().unwrap_or(0)),
             r["generation"].as_u64().unwrap_or(0).to_string(),
-            if r["kept"].as_bool() == Some(true) { "yes".into() } else { String::new() },
+            if r["kept"].as_bool() == Some(true) {
+                "yes".into()
+            } else {
+                String::new()
+            },
             list_of(&r["tags"]).replace('-', ""),
         ]);
     }
@@ -278,14 +348,21 @@ fn render_list(v: &Value, now: u64) -> String {
         return "no releases yet: swarm release create\n".into();
     }
     let published = v["published"].as_str().unwrap_or("none");
-    format!("{}published: {published} (served under /binhost/)\n", t.render())
+    format!(
+        "{}published: {published} (served under /binhost/)\n",
+        t.render()
+    )
 }
 
 fn render_show(v: &Value) -> String {
     let mut out = format!(
         "release {}{}: {} packages, {}, generation {}, TIMESTAMP {}\n",
         s(&v["name"]),
-        if v["published"].as_bool() == Some(true) { " (published)" } else { "" },
+        if v["published"].as_bool() == Some(true) {
+            " (published)"
+        } else {
+            ""
+        },
         v["packages"].as_u64().unwrap_or(0),
         mib(v["bytes"].as_u64().unwrap_or(0)),
         v["generation"].as_u64().unwrap_or(0),
@@ -344,7 +421,10 @@ fn render_published(v: &Value) -> String {
         "published {} (TIMESTAMP {}){}\n",
         s(&v["release"]),
         v["timestamp"].as_u64().unwrap_or(0),
-        v["previous"].as_str().map(|p| format!(", replacing {p}")).unwrap_or_default()
+        v["previous"]
+            .as_str()
+            .map(|p| format!(", replacing {p}"))
+            .unwrap_or_default()
     );
     if let Some(reason) = v["forced"].as_str() {
         out += &format!("the safety gate was overridden ({reason}); it said:\n");
@@ -357,7 +437,11 @@ fn render_published(v: &Value) -> String {
 
 fn compact_reason(r: &Value) -> String {
     match r["rule"].as_str() {
-        Some("missing") => format!("{} is not in the release ({})", s(&r["package"]), s(&r["state"])),
+        Some("missing") => format!(
+            "{} is not in the release ({})",
+            s(&r["package"]),
+            s(&r["state"])
+        ),
         Some("missing_dependency") => format!("{} needs {}", s(&r["package"]), s(&r["dependency"])),
         Some("snapshot") => format!(
             "{} built against {} (expected {})",
@@ -365,7 +449,10 @@ fn compact_reason(r: &Value) -> String {
             s(&r["built_with"]),
             s(&r["expected"])
         ),
-        Some("drops") => format!("drops {} of {} published packages", r["dropped"], r["published"]),
+        Some("drops") => format!(
+            "drops {} of {} published packages",
+            r["dropped"], r["published"]
+        ),
         _ => r.to_string(),
     }
 }
@@ -385,10 +472,13 @@ mod tests {
         });
         let text = render_list(&v, 121_000);
         assert!(text.contains("*  r2"), "{text}");
-        assert!(text.contains("r1  2m00s ago"), "{text}");
+        assert!(text.contains("r1       2m00s ago"), "{text}");
         assert!(text.contains("3.0 MiB"), "{text}");
         assert!(text.contains("stable"), "{text}");
-        assert!(text.ends_with("published: r2 (served under /binhost/)\n"), "{text}");
+        assert!(
+            text.ends_with("published: r2 (served under /binhost/)\n"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -400,6 +490,9 @@ mod tests {
         let text = render_published(&v);
         assert!(text.contains("replacing r2"), "{text}");
         assert!(text.contains("overridden (hotfix)"), "{text}");
-        assert!(text.contains("=a/b-1 is not in the release (blocked)"), "{text}");
+        assert!(
+            text.contains("=a/b-1 is not in the release (blocked)"),
+            "{text}"
+        );
     }
 }

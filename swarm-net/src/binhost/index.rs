@@ -114,10 +114,17 @@ pub fn render_header(
 
 /// Renders one entry block; `path_prefix` is put before `PATH` (a release
 /// name when the index lives above the release's tree).
-pub fn render_entry(e: &IndexEntry, header_chost: Option<&str>, path_prefix: &str, out: &mut String) {
+pub fn render_entry(
+    e: &IndexEntry,
+    header_chost: Option<&str>,
+    path_prefix: &str,
+    out: &mut String,
+) {
     let mut m: BTreeMap<&str, String> = BTreeMap::new();
     for k in ENTRY_KEYS {
-        let Some(v) = e.metadata.get(*k) else { continue };
+        let Some(v) = e.metadata.get(*k) else {
+            continue;
+        };
         let v = one_line(v);
         if v.is_empty() || DEFAULTS.iter().any(|(dk, dv)| dk == k && *dv == v) {
             continue;
@@ -145,7 +152,11 @@ pub fn render_entry(e: &IndexEntry, header_chost: Option<&str>, path_prefix: &st
 }
 
 /// The whole index. Entries are sorted by CPV here, as Portage sorts them.
-pub fn render(extra: &BTreeMap<String, String>, timestamp: u64, entries: &mut [IndexEntry]) -> String {
+pub fn render(
+    extra: &BTreeMap<String, String>,
+    timestamp: u64,
+    entries: &mut [IndexEntry],
+) -> String {
     entries.sort_by(|a, b| a.cpv.cmp(&b.cpv));
     let chost = common_chost(entries);
     let mut out = render_header(extra, chost.as_deref(), timestamp, entries.len());
@@ -209,7 +220,10 @@ mod tests {
             mtime_s: 1_796_210_073,
             md5: "m".into(),
             sha1: "s".into(),
-            metadata: meta.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            metadata: meta
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         }
     }
 
@@ -228,7 +242,14 @@ mod tests {
                     ("RESTRICT", ""),
                 ],
             ),
-            entry("app-misc/a-1", &[("SLOT", "0"), ("EAPI", "0"), ("CHOST", "x86_64-pc-linux-gnu")]),
+            entry(
+                "app-misc/a-1",
+                &[
+                    ("SLOT", "0"),
+                    ("EAPI", "0"),
+                    ("CHOST", "x86_64-pc-linux-gnu"),
+                ],
+            ),
         ];
         let text = render(&BTreeMap::new(), 42, &mut entries);
         let expected = "CHOST: x86_64-pc-linux-gnu\nPACKAGES: 2\nTIMESTAMP: 42\nVERSION: 0\n\n\
@@ -239,6 +260,9 @@ mod tests {
         assert!(again.contains("TIMESTAMP: 43\n") && !again.contains("TIMESTAMP: 42"));
         assert!(again.contains("PATH: r1/app-misc/a-1.gpkg.tar\n"));
         assert_eq!(again.replace("r1/", "").replace(": 43", ": 42"), text);
-        assert_eq!(read_header(&again).get("PACKAGES").map(String::as_str), Some("2"));
+        assert_eq!(
+            read_header(&again).get("PACKAGES").map(String::as_str),
+            Some("2")
+        );
     }
 }

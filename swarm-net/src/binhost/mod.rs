@@ -122,15 +122,22 @@ impl ReleaseError {
     pub fn status(&self) -> u16 {
         match self {
             ReleaseError::NotFound(_) => 404,
-            ReleaseError::Exists(_) | ReleaseError::Refused { .. } | ReleaseError::NoRollback(_) => 409,
-            ReleaseError::BadName(_) | ReleaseError::BadTag(_) | ReleaseError::ForceWithoutReason => 400,
+            ReleaseError::Exists(_)
+            | ReleaseError::Refused { .. }
+            | ReleaseError::NoRollback(_) => 409,
+            ReleaseError::BadName(_)
+            | ReleaseError::BadTag(_)
+            | ReleaseError::ForceWithoutReason => 400,
             ReleaseError::Empty(_) => 409,
             ReleaseError::Io { .. } | ReleaseError::Damaged { .. } => 500,
         }
     }
 }
 
-pub(crate) fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> ReleaseError + 'a {
+pub(crate) fn io<'a>(
+    what: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(std::io::Error) -> ReleaseError + 'a {
     move |source| ReleaseError::Io {
         what,
         path: path.to_path_buf(),
@@ -191,6 +198,9 @@ pub struct Detail {
     pub entries: Vec<ReleaseEntry>,
 }
 
+/// What the gate judges: the release's entries and the published release's CPVs.
+pub type GateInputs = (BTreeMap<String, EntryFacts>, Option<BTreeSet<String>>);
+
 /// Who built a package, as far as the server knows: (drone, its Portage snapshot).
 pub type Provenance<'a> = dyn Fn(&str) -> (Option<String>, Option<String>) + 'a;
 
@@ -239,7 +249,9 @@ impl Releases {
     /// One release with its packages.
     pub fn show(&self, name: &str) -> Result<Detail, ReleaseError> {
         let st = self.lock();
-        let info = st.info(name).ok_or_else(|| ReleaseError::NotFound(name.into()))?;
+        let info = st
+            .info(name)
+            .ok_or_else(|| ReleaseError::NotFound(name.into()))?;
         let entries = state::load_entries(&self.opts.state_dir, name)?;
         Ok(Detail { info, entries })
     }
@@ -262,7 +274,11 @@ impl Releases {
                 Some(_) => d.unchanged += 1,
             }
         }
-        d.removed = ma.keys().filter(|c| !mb.contains_key(*c)).map(|c| c.to_string()).collect();
+        d.removed = ma
+            .keys()
+            .filter(|c| !mb.contains_key(*c))
+            .map(|c| c.to_string())
+            .collect();
         Ok(d)
     }
 
@@ -315,12 +331,17 @@ impl Releases {
                 std::fs::hard_link(&p.path, &dest).map_err(|source| {
                     if source.raw_os_error() == Some(18) {
                         ReleaseError::Io {
-                            what: "hardlink (staging and the binhost must be on one filesystem) into",
+                            what:
+                                "hardlink (staging and the binhost must be on one filesystem) into",
                             path: dest.clone(),
                             source,
                         }
                     } else {
-                        ReleaseError::Io { what: "hardlink into", path: dest.clone(), source }
+                        ReleaseError::Io {
+                            what: "hardlink into",
+                            path: dest.clone(),
+                            source,
+                        }
                     }
                 })?;
                 bytes += p.pkg.size;
@@ -388,7 +409,7 @@ impl Releases {
     pub fn gate_facts(
         &self,
         name: &str,
-    ) -> Result<(BTreeMap<String, EntryFacts>, Option<BTreeSet<String>>), ReleaseError> {
+    ) -> Result<GateInputs, ReleaseError> {
         let entries = self.show(name)?.entries;
         let release = entries
             .into_iter()
@@ -403,13 +424,9 @@ impl Releases {
             })
             .collect();
         let published = match self.list().1 {
-            Some(p) if p != name => Some(
-                self.show(&p)?
-                    .entries
-                    .into_iter()
-                    .map(|e| e.cpv)
-                    .collect(),
-            ),
+            Some(p) if p != name => {
+                Some(self.show(&p)?.entries.into_iter().map(|e| e.cpv).collect())
+            }
             _ => None,
         };
         Ok((release, published))
@@ -446,7 +463,11 @@ impl Releases {
             release: name.into(),
             previous,
             timestamp,
-            forced: if verdict.passed() { None } else { force.map(str::to_string) },
+            forced: if verdict.passed() {
+                None
+            } else {
+                force.map(str::to_string)
+            },
             gate: verdict,
         })
     }
@@ -499,10 +520,13 @@ impl Releases {
     /// Keeps a release from retention (or lets it go again).
     pub fn keep(&self, name: &str, keep: bool) -> Result<ReleaseInfo, ReleaseError> {
         let mut st = self.lock();
-        let r = st.get_mut(name).ok_or_else(|| ReleaseError::NotFound(name.into()))?;
+        let r = st
+            .get_mut(name)
+            .ok_or_else(|| ReleaseError::NotFound(name.into()))?;
         r.kept = keep;
         st.save(&self.opts.state_dir)?;
-        st.info(name).ok_or_else(|| ReleaseError::NotFound(name.into()))
+        st.info(name)
+            .ok_or_else(|| ReleaseError::NotFound(name.into()))
     }
 
     /// Tags a release (tagged releases are kept), or removes the tag.
@@ -511,14 +535,17 @@ impl Releases {
             return Err(ReleaseError::BadTag(tag.into()));
         }
         let mut st = self.lock();
-        let r = st.get_mut(name).ok_or_else(|| ReleaseError::NotFound(name.into()))?;
+        let r = st
+            .get_mut(name)
+            .ok_or_else(|| ReleaseError::NotFound(name.into()))?;
         r.tags.retain(|t| t != tag);
         if !remove {
             r.tags.push(tag.to_string());
             r.tags.sort();
         }
         st.save(&self.opts.state_dir)?;
-        st.info(name).ok_or_else(|| ReleaseError::NotFound(name.into()))
+        st.info(name)
+            .ok_or_else(|| ReleaseError::NotFound(name.into()))
     }
 
     /// Removes every release retention does not protect: the published one,
@@ -564,7 +591,8 @@ pub fn check_name(n: &str) -> Result<(), ReleaseError> {
         && n.len() <= 64
         && !n.starts_with('.')
         && !n.starts_with('-')
-        && n.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        && n.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
         && !n.eq_ignore_ascii_case("packages")
         && !["diff", "rollback", "purge"].contains(&n)
         && !n.starts_with("Packages");
@@ -584,7 +612,8 @@ fn mkdir(d: &Path) -> Result<(), ReleaseError> {
 pub(crate) fn set_mode(p: &Path, mode: u32) -> Result<(), ReleaseError> {
     let meta = std::fs::metadata(p).map_err(io("stat", p))?;
     if meta.permissions().mode() & 0o7777 != mode {
-        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).map_err(io("chmod", p))?;
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
+            .map_err(io("chmod", p))?;
     }
     Ok(())
 }
@@ -592,7 +621,10 @@ pub(crate) fn set_mode(p: &Path, mode: u32) -> Result<(), ReleaseError> {
 /// Writes `bytes` to `path` through a temporary file, fsynced and renamed, mode 0644.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ReleaseError> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     let result = (|| {
         let mut f = std::fs::File::create(&tmp).map_err(io("create", &tmp))?;

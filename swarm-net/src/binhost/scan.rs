@@ -102,7 +102,12 @@ pub(crate) fn scan(staging: &Path, state_dir: &Path) -> Result<Scan, ReleaseErro
                 let cands = &cands;
                 s.spawn(move || {
                     part.iter()
-                        .map(|&i| (i, binpkg::inspect(&cands[i].path).map_err(|e| e.to_string())))
+                        .map(|&i| {
+                            (
+                                i,
+                                binpkg::inspect(&cands[i].path).map_err(|e| e.to_string()),
+                            )
+                        })
                         .collect::<Vec<_>>()
                 })
             })
@@ -125,7 +130,9 @@ pub(crate) fn scan(staging: &Path, state_dir: &Path) -> Result<Scan, ReleaseErro
         match r {
             Some(Ok(pkg)) => {
                 new_cache.entries.insert(c.key.clone(), pkg.clone());
-                let prev = best.get(&pkg.cpv).map(|(j, other)| (*j, newer(&cands[*j], other, c, &pkg)));
+                let prev = best
+                    .get(&pkg.cpv)
+                    .map(|(j, other)| (*j, newer(&cands[*j], other, c, &pkg)));
                 match prev {
                     Some((j, true)) => skipped.push(Skipped {
                         path: c.rel.clone(),
@@ -195,7 +202,9 @@ fn walk(root: &Path, dir: &Path, depth: u32, out: &mut Vec<Candidate>) -> Result
             continue;
         }
         let path = e.path();
-        let Ok(meta) = std::fs::symlink_metadata(&path) else { continue };
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
         if meta.is_dir() && depth < 2 {
             walk(root, &path, depth + 1, out)?;
         } else if meta.is_file() && depth >= 1 && is_package_name(&name) {

@@ -84,10 +84,13 @@ impl State {
     }
 
     pub(crate) fn info(&self, name: &str) -> Option<ReleaseInfo> {
-        self.releases.iter().find(|r| r.name == name).map(|r| ReleaseInfo {
-            published: self.published.as_deref() == Some(name),
-            ..r.clone()
-        })
+        self.releases
+            .iter()
+            .find(|r| r.name == name)
+            .map(|r| ReleaseInfo {
+                published: self.published.as_deref() == Some(name),
+                ..r.clone()
+            })
     }
 
     pub(crate) fn infos(&self) -> Vec<ReleaseInfo> {
@@ -131,7 +134,11 @@ impl State {
     }
 }
 
-pub(crate) fn save_entries(dir: &Path, name: &str, entries: &[ReleaseEntry]) -> Result<(), ReleaseError> {
+pub(crate) fn save_entries(
+    dir: &Path,
+    name: &str,
+    entries: &[ReleaseEntry],
+) -> Result<(), ReleaseError> {
     let path = dir.join(format!("{name}.json"));
     let bytes = serde_json::to_vec(entries).map_err(|e| ReleaseError::Damaged {
         path: path.clone(),

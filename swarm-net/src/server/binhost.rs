@@ -42,7 +42,11 @@ pub(crate) fn get(root: &Path, req: &Request, rest: &str) -> Result<Reply, ApiEr
     let not_found = || ApiError::new(404, format!("no file /binhost/{rest}"));
     // Every component must be a real directory or file: no symlink leads out.
     let mut walk = root.to_path_buf();
-    for c in path.strip_prefix(root).map_err(|_| not_found())?.components() {
+    for c in path
+        .strip_prefix(root)
+        .map_err(|_| not_found())?
+        .components()
+    {
         walk.push(c);
         let m = std::fs::symlink_metadata(&walk).map_err(|_| not_found())?;
         if m.file_type().is_symlink() {
@@ -105,8 +109,9 @@ pub(crate) fn get(root: &Path, req: &Request, rest: &str) -> Result<Reply, ApiEr
             len,
         }),
         Some((a, b)) => {
-            file.seek(SeekFrom::Start(a))
-                .map_err(|e| ApiError::internal(format!("cannot seek in {}: {e}", path.display())))?;
+            file.seek(SeekFrom::Start(a)).map_err(|e| {
+                ApiError::internal(format!("cannot seek in {}: {e}", path.display()))
+            })?;
             headers.push(("Content-Range", format!("bytes {a}-{b}/{len}")));
             Ok(Reply::Stream {
                 status: 206,
@@ -180,7 +185,10 @@ mod tests {
         assert_eq!(parse_range("bytes=0-99", 1000), RangeAsk::Part(0, 99));
         assert_eq!(parse_range("bytes=900-", 1000), RangeAsk::Part(900, 999));
         assert_eq!(parse_range("bytes=-100", 1000), RangeAsk::Part(900, 999));
-        assert_eq!(parse_range("bytes=990-5000", 1000), RangeAsk::Part(990, 999));
+        assert_eq!(
+            parse_range("bytes=990-5000", 1000),
+            RangeAsk::Part(990, 999)
+        );
         assert_eq!(parse_range("bytes=1000-", 1000), RangeAsk::Unsatisfiable);
         assert_eq!(parse_range("bytes=-0", 1000), RangeAsk::Unsatisfiable);
         assert_eq!(parse_range("bytes=5-1", 1000), RangeAsk::Whole);
@@ -193,7 +201,15 @@ mod tests {
         let root = Path::new("/srv/binhost");
         assert!(resolve(root, "Packages").is_ok());
         assert!(resolve(root, "r1/dev-libs/foo/foo-1-1.gpkg.tar").is_ok());
-        for bad in ["", "../etc/passwd", "r1/../../x", ".hidden", "r1//x", "a\\b", "r1/.creating-x/y"] {
+        for bad in [
+            "",
+            "../etc/passwd",
+            "r1/../../x",
+            ".hidden",
+            "r1//x",
+            "a\\b",
+            "r1/.creating-x/y",
+        ] {
             assert!(resolve(root, bad).is_err(), "{bad:?} accepted");
         }
     }

@@ -385,7 +385,10 @@ fn route(sh: &Shared, req: &mut Request, method: &Method, path: &str, url: &str)
             Method::Get | Method::Head => ("binhost", binhost::get(sh.releases.root(), req, &rest)),
             _ => (
                 "method",
-                Err(ApiError::new(405, format!("{method} is not allowed on /binhost: it is read-only"))),
+                Err(ApiError::new(
+                    405,
+                    format!("{method} is not allowed on /binhost: it is read-only"),
+                )),
             ),
         };
     }
@@ -478,11 +481,17 @@ fn release_route(sh: &Shared, req: &mut Request, method: &Method, rest: &str, ur
         (Method::Post, [name, "tag"]) => admin_ep!(releases::tag(sh, req, name)),
         (Method::Get, _) | (Method::Post, _) => (
             "not_found",
-            Err(ApiError::new(404, format!("no endpoint {method} /api/v1/releases{rest}"))),
+            Err(ApiError::new(
+                404,
+                format!("no endpoint {method} /api/v1/releases{rest}"),
+            )),
         ),
         _ => (
             "method",
-            Err(ApiError::new(405, format!("{method} is not allowed on /api/v1/releases{rest}"))),
+            Err(ApiError::new(
+                405,
+                format!("{method} is not allowed on /api/v1/releases{rest}"),
+            )),
         ),
     }
 }

@@ -54,8 +54,12 @@ pub(crate) fn show(sh: &Shared, name: &str) -> Result<Reply, ApiError> {
 
 pub(crate) fn diff(sh: &Shared, url: &str) -> Result<Reply, ApiError> {
     let q = Query::parse(url);
-    let a = q.get("a").ok_or_else(|| ApiError::field(400, "a", "diff needs ?a=RELEASE&b=RELEASE"))?;
-    let b = q.get("b").ok_or_else(|| ApiError::field(400, "b", "diff needs ?a=RELEASE&b=RELEASE"))?;
+    let a = q
+        .get("a")
+        .ok_or_else(|| ApiError::field(400, "a", "diff needs ?a=RELEASE&b=RELEASE"))?;
+    let b = q
+        .get("b")
+        .ok_or_else(|| ApiError::field(400, "b", "diff needs ?a=RELEASE&b=RELEASE"))?;
     Reply::ok(&releases(sh).diff(a, b)?)
 }
 
@@ -81,7 +85,9 @@ fn verdict(sh: &Shared, name: &str) -> Result<GateVerdict, ApiError> {
 
 pub(crate) fn gate(sh: &Shared, name: &str) -> Result<Reply, ApiError> {
     let v = verdict(sh, name)?;
-    Reply::ok(&json!({ "release": name, "passed": v.passed(), "reasons": v.reasons.iter().map(ToString::to_string).collect::<Vec<_>>(), "verdict": v }))
+    Reply::ok(
+        &json!({ "release": name, "passed": v.passed(), "reasons": v.reasons.iter().map(ToString::to_string).collect::<Vec<_>>(), "verdict": v }),
+    )
 }
 
 #[derive(Deserialize, Default)]
@@ -107,8 +113,13 @@ pub(crate) fn create(sh: &Shared, req: &mut Request) -> Result<Reply, ApiError> 
         .map(|d| (d.name.as_str().to_string(), d.portage_snapshot))
         .collect();
     let provenance = |cpv: &str| {
-        let drone = builders.get(&format!("={cpv}")).or_else(|| builders.get(cpv)).cloned();
-        let snapshot = drone.as_ref().and_then(|d| snapshots.get(d).cloned().flatten());
+        let drone = builders
+            .get(&format!("={cpv}"))
+            .or_else(|| builders.get(cpv))
+            .cloned();
+        let snapshot = drone
+            .as_ref()
+            .and_then(|d| snapshots.get(d).cloned().flatten());
         (drone, snapshot)
     };
     let now = (sh.clock)().0;
@@ -165,7 +176,8 @@ pub(crate) fn publish(sh: &Shared, req: &mut Request, name: &str) -> Result<Repl
         Err(e) => Err(e.into()),
         Ok(done) => {
             if let Some(reason) = &done.forced {
-                let reasons: Vec<String> = done.gate.reasons.iter().map(ToString::to_string).collect();
+                let reasons: Vec<String> =
+                    done.gate.reasons.iter().map(ToString::to_string).collect();
                 note(
                     sh,
                     "gate_overridden",
@@ -180,7 +192,10 @@ pub(crate) fn publish(sh: &Shared, req: &mut Request, name: &str) -> Result<Repl
                 format!(
                     "TIMESTAMP {}{}",
                     done.timestamp,
-                    done.previous.as_ref().map(|p| format!(", replacing {p}")).unwrap_or_default()
+                    done.previous
+                        .as_ref()
+                        .map(|p| format!(", replacing {p}"))
+                        .unwrap_or_default()
                 ),
             );
             Reply::ok(&done)
@@ -222,7 +237,12 @@ pub(crate) fn keep(sh: &Shared, req: &mut Request, name: &str) -> Result<Reply, 
         parse_json(&body)?
     };
     let info = releases(sh).keep(name, body.keep)?;
-    note(sh, if body.keep { "kept" } else { "unkept" }, name, String::new());
+    note(
+        sh,
+        if body.keep { "kept" } else { "unkept" },
+        name,
+        String::new(),
+    );
     Reply::ok(&info)
 }
 
@@ -237,7 +257,12 @@ struct TagBody {
 pub(crate) fn tag(sh: &Shared, req: &mut Request, name: &str) -> Result<Reply, ApiError> {
     let body: TagBody = parse_json(&read_body(req, sh.max_body)?)?;
     let info = releases(sh).tag(name, &body.tag, body.remove)?;
-    note(sh, if body.remove { "untagged" } else { "tagged" }, name, body.tag);
+    note(
+        sh,
+        if body.remove { "untagged" } else { "tagged" },
+        name,
+        body.tag,
+    );
     Reply::ok(&info)
 }
 
