@@ -30,7 +30,7 @@ fn start(dir: &Path, keep_last: u32) -> RunningServer {
         drone_token: None,
         max_body_bytes: 1 << 20,
         max_artifact_bytes: 1 << 20,
-        http_workers: 2,
+        http: server::HttpLimits::default(),
         clock: Arc::new(move || {
             swarm_core::Timestamp(t0 + clock_base.elapsed().as_millis() as u64)
         }),

@@ -406,10 +406,7 @@ impl Releases {
     }
 
     /// Facts the gate needs: the release's entries and the published set.
-    pub fn gate_facts(
-        &self,
-        name: &str,
-    ) -> Result<GateInputs, ReleaseError> {
+    pub fn gate_facts(&self, name: &str) -> Result<GateInputs, ReleaseError> {
         let entries = self.show(name)?.entries;
         let release = entries
             .into_iter()

@@ -3,11 +3,11 @@
 //! `If-Modified-Since`, one byte range), so `PORTAGE_BINHOST` can point at
 //! swarm itself. No listings, no dot files, no symlinks, no `..`.
 
+use super::front::Request;
 use super::http::{header, ApiError, Reply};
 use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use tiny_http::Request;
 
 const HTTP_DATE: &[time::format_description::FormatItem<'static>] = time::macros::format_description!(
     "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
@@ -37,7 +37,7 @@ pub(crate) fn resolve(root: &Path, rest: &str) -> Result<PathBuf, ApiError> {
     Ok(path)
 }
 
-pub(crate) fn get(root: &Path, req: &Request, rest: &str) -> Result<Reply, ApiError> {
+pub(crate) fn get(root: &Path, req: &Request<'_>, rest: &str) -> Result<Reply, ApiError> {
     let path = resolve(root, rest)?;
     let not_found = || ApiError::new(404, format!("no file /binhost/{rest}"));
     // Every component must be a real directory or file: no symlink leads out.
@@ -68,16 +68,14 @@ pub(crate) fn get(root: &Path, req: &Request, rest: &str) -> Result<Reply, ApiEr
     } else {
         "application/octet-stream"
     };
-    let mut headers: Vec<(&'static str, String)> = vec![
-        ("Content-Type", ctype.into()),
-        ("Accept-Ranges", "bytes".into()),
-    ];
+    let mut headers: Vec<(&'static str, String)> = vec![("Accept-Ranges", "bytes".into())];
     if let Some(m) = &modified {
         headers.push(("Last-Modified", m.clone()));
     }
     if let Some(since) = header(req, "If-Modified-Since").and_then(parse_http_date) {
         if mtime <= since && header(req, "Range").is_none() {
-            return Ok(Reply::Stream {
+            return Ok(Reply::File {
+                content_type: ctype,
                 status: 304,
                 headers,
                 body: Box::new(std::io::empty()),
@@ -92,7 +90,8 @@ pub(crate) fn get(root: &Path, req: &Request, rest: &str) -> Result<Reply, ApiEr
             RangeAsk::Part(a, b) => Some((a, b)),
             RangeAsk::Unsatisfiable => {
                 headers.push(("Content-Range", format!("bytes */{len}")));
-                return Ok(Reply::Stream {
+                return Ok(Reply::File {
+                    content_type: ctype,
                     status: 416,
                     headers,
                     body: Box::new(std::io::empty()),
@@ -102,7 +101,8 @@ pub(crate) fn get(root: &Path, req: &Request, rest: &str) -> Result<Reply, ApiEr
         },
     };
     match range {
-        None => Ok(Reply::Stream {
+        None => Ok(Reply::File {
+            content_type: ctype,
             status: 200,
             headers,
             body: Box::new(file),
@@ -113,7 +113,8 @@ pub(crate) fn get(root: &Path, req: &Request, rest: &str) -> Result<Reply, ApiEr
                 ApiError::internal(format!("cannot seek in {}: {e}", path.display()))
             })?;
             headers.push(("Content-Range", format!("bytes {a}-{b}/{len}")));
-            Ok(Reply::Stream {
+            Ok(Reply::File {
+                content_type: ctype,
                 status: 206,
                 headers,
                 body: Box::new(file.take(b - a + 1)),

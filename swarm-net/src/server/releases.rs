@@ -4,6 +4,7 @@
 //! activity feed and `swarm events` show who published what and every gate
 //! override with its reason.
 
+use super::front::Request;
 use super::http::{parse_json, read_body, ApiError, Query, Reply};
 use super::shared::Shared;
 use super::writer::Plan;
@@ -12,7 +13,6 @@ use serde::Deserialize;
 use serde_json::json;
 use swarm_core::release_gate::{check_publish, GateFacts, GateVerdict};
 use swarm_core::{Input, ReleaseNote};
-use tiny_http::Request;
 
 impl From<ReleaseError> for ApiError {
     fn from(e: ReleaseError) -> ApiError {
@@ -147,7 +147,7 @@ struct PublishBody {
     reason: Option<String>,
 }
 
-pub(crate) fn publish(sh: &Shared, req: &mut Request, name: &str) -> Result<Reply, ApiError> {
+pub(crate) fn publish(sh: &Shared, req: &mut Request<'_>, name: &str) -> Result<Reply, ApiError> {
     let body = read_body(req, sh.max_body)?;
     let body: PublishBody = if body.iter().all(u8::is_ascii_whitespace) {
         PublishBody::default()
@@ -229,7 +229,7 @@ fn yes() -> bool {
     true
 }
 
-pub(crate) fn keep(sh: &Shared, req: &mut Request, name: &str) -> Result<Reply, ApiError> {
+pub(crate) fn keep(sh: &Shared, req: &mut Request<'_>, name: &str) -> Result<Reply, ApiError> {
     let body = read_body(req, sh.max_body)?;
     let body: KeepBody = if body.iter().all(u8::is_ascii_whitespace) {
         KeepBody { keep: true }
@@ -254,7 +254,7 @@ struct TagBody {
     remove: bool,
 }
 
-pub(crate) fn tag(sh: &Shared, req: &mut Request, name: &str) -> Result<Reply, ApiError> {
+pub(crate) fn tag(sh: &Shared, req: &mut Request<'_>, name: &str) -> Result<Reply, ApiError> {
     let body: TagBody = parse_json(&read_body(req, sh.max_body)?)?;
     let info = releases(sh).tag(name, &body.tag, body.remove)?;
     note(
