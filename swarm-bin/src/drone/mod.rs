@@ -29,6 +29,7 @@ mod agent;
 mod artifact;
 mod backoff;
 mod classify;
+mod collect;
 mod config;
 mod facts;
 mod heartbeat;
