@@ -101,11 +101,55 @@ fn identify(path: &Path, upload_ext: &str) -> Result<Built, String> {
                 sha256: pkg.sha256,
             })
         }
-        Err(e) => Err(format!(
-            "{} is not a binary package swarm can read: {e}",
-            path.display()
-        )),
+        // Not a package Portage wrote (the stand-in builder's tar, an old format): named by its
+        // path, `<cat>/[<pn>/]<pf>[-<build id>]<ext>`, and the server judges the upload.
+        Err(e) => {
+            let cpv = cpv_from_path(path).ok_or_else(|| {
+                format!(
+                    "{} is not a binary package swarm can read: {e}",
+                    path.display()
+                )
+            })?;
+            tracing::warn!(path = %path.display(), cpv, "metadata unreadable ({e}); named by its path");
+            let pf = cpv.split_once('/').map_or("", |(_, pf)| pf).to_owned();
+            let size = std::fs::metadata(path)
+                .map_err(|e| format!("{}: {e}", path.display()))?
+                .len();
+            let sha256 = super::artifact::sha256_file(path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            Ok(Built {
+                path: path.to_path_buf(),
+                upload_name: format!("{pf}{upload_ext}"),
+                cpv,
+                size,
+                sha256,
+            })
+        }
     }
+}
+
+/// `cat/pf` from `<pkgdir>/<cat>/<pf>.gpkg.tar` or `<pkgdir>/<cat>/<pn>/<pf>-<build id>.gpkg.tar`.
+fn cpv_from_path(path: &Path) -> Option<String> {
+    let name = path.file_name()?.to_str()?;
+    let stem = EXTENSIONS
+        .iter()
+        .find_map(|(ext, _)| name.strip_suffix(ext))?;
+    let parent = path.parent()?;
+    let parent_name = parent.file_name()?.to_str()?;
+    let versioned = |cat: &str| {
+        Atom::parse(&format!("={cat}/{stem}"))
+            .ok()
+            .filter(|a| a.version().is_some())
+    };
+    // `<cat>/<pn>/<pf>-<id>` (binpkg-multi-instance) when the directory is the package's name.
+    let in_pn_dir = parent
+        .parent()
+        .and_then(Path::file_name)
+        .and_then(|c| c.to_str())
+        .and_then(versioned)
+        .filter(|a| a.pn() == parent_name);
+    let atom = in_pn_dir.or_else(|| versioned(parent_name))?;
+    Some(atom.cpv().to_owned())
 }
 
 /// The package the queued `atom` asked for among what was built: same category and name.
@@ -144,6 +188,30 @@ pub(crate) fn keep(build_pkgdir: &Path, pkgdir: &Path, built: &[Built]) {
     if let Some(build_dir) = build_pkgdir.parent() {
         if let Err(e) = std::fs::remove_dir_all(build_dir) {
             tracing::debug!(dir = %build_dir.display(), "removing the build dir failed: {e}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_package_without_readable_metadata_is_named_by_its_path() {
+        let cases = [
+            ("/p/dev-libs/foo-1.0.gpkg.tar", Some("dev-libs/foo-1.0")),
+            (
+                "/p/dev-libs/foo/foo-1.0-3.gpkg.tar",
+                Some("dev-libs/foo-1.0"),
+            ),
+            (
+                "/p/x11-libs/gtk+/gtk+-3.24.43-1.gpkg.tar",
+                Some("x11-libs/gtk+-3.24.43"),
+            ),
+            ("/p/dev-libs/foo.gpkg.tar", None),
+        ];
+        for (path, want) in cases {
+            assert_eq!(cpv_from_path(Path::new(path)).as_deref(), want, "{path}");
         }
     }
 }
