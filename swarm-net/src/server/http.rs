@@ -48,6 +48,12 @@ impl ApiError {
 pub(crate) enum Reply {
     Json(u16, serde_json::Value),
     Text(u16, &'static str, String),
+    /// Bytes with their own headers (dashboard assets).
+    Raw {
+        status: u16,
+        headers: Vec<(&'static str, String)>,
+        body: Vec<u8>,
+    },
 }
 
 impl Reply {
@@ -63,7 +69,7 @@ impl Reply {
 
     pub(crate) fn status(&self) -> u16 {
         match self {
-            Reply::Json(s, _) | Reply::Text(s, _, _) => *s,
+            Reply::Json(s, _) | Reply::Text(s, _, _) | Reply::Raw { status: s, .. } => *s,
         }
     }
 }
@@ -79,6 +85,20 @@ pub(crate) fn respond(req: Request, reply: Reply) {
     let (status, ctype, body) = match reply {
         Reply::Json(status, v) => (status, "application/json", v.to_string()),
         Reply::Text(status, ctype, text) => (status, ctype, text),
+        Reply::Raw {
+            status,
+            headers,
+            body,
+        } => {
+            let mut resp = Response::from_data(body).with_status_code(status);
+            for (k, v) in headers {
+                if let Ok(h) = Header::from_bytes(k, v.as_bytes()) {
+                    resp = resp.with_header(h);
+                }
+            }
+            let _ = req.respond(resp);
+            return;
+        }
     };
     let mut resp = Response::from_string(body).with_status_code(status);
     if let Ok(h) = Header::from_bytes("Content-Type", ctype) {

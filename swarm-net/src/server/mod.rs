@@ -11,13 +11,17 @@
 //! Files: `http.rs` plumbing · `auth.rs` tokens · `drone.rs` the v3 drone
 //! endpoints · `read.rs` read endpoints and metrics · `admin.rs` queue,
 //! control, SQL · `artifacts.rs` binary packages · `writer.rs` the single
-//! writer · `shared.rs` what workers share · `metrics.rs` counters.
+//! writer · `shared.rs` what workers share · `metrics.rs` counters ·
+//! `dashboard/` the browser dashboard, its event stream and time series ·
+//! `logs.rs` build logs.
 
 mod admin;
 mod artifacts;
 mod auth;
+mod dashboard;
 mod drone;
 mod http;
+mod logs;
 mod metrics;
 mod read;
 mod shared;
@@ -260,6 +264,8 @@ pub fn start(opts: ServerOptions) -> Result<RunningServer, ServeError> {
         on_escalate: opts.on_escalate.clone(),
         port: addr.port(),
         history_next: AtomicUsize::new(0),
+        dashboard: dashboard::Dashboard::new(&opts.db_path, (opts.clock)().0),
+        logs: open_logs(&opts.db_path),
     });
     let writer = {
         let shared = shared.clone();
@@ -273,6 +279,17 @@ pub fn start(opts: ServerOptions) -> Result<RunningServer, ServeError> {
     };
     let http = Arc::new(http);
     let mut workers = Vec::new();
+    {
+        let shared = shared.clone();
+        let t = std::thread::Builder::new()
+            .name("swarm-dashboard".into())
+            .spawn(move || dashboard::run(&shared))
+            .map_err(|e| ServeError::Bind {
+                addr,
+                cause: format!("cannot start the dashboard thread: {e}"),
+            })?;
+        workers.push(t);
+    }
     for i in 0..workers_n {
         let http = http.clone();
         let shared = shared.clone();
@@ -293,6 +310,18 @@ pub fn start(opts: ServerOptions) -> Result<RunningServer, ServeError> {
         writer: Some(writer),
         open_report,
     })
+}
+
+/// Build logs live in `logs/` beside the database.
+fn open_logs(db_path: &std::path::Path) -> Option<logs::LogStore> {
+    let dir = db_path.with_file_name("logs");
+    match logs::LogStore::open(&dir) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::error!(dir = %dir.display(), error = %e, "cannot open the build-log directory; log uploads will be refused");
+            None
+        }
+    }
 }
 
 fn worker(http: &tiny_http::Server, sh: &Shared) {
@@ -319,6 +348,20 @@ fn serve_one(sh: &Shared, mut req: Request) {
     let method = req.method().clone();
     let url = req.url().to_string();
     let path = url.split('?').next().unwrap_or("").to_string();
+    // The event stream keeps its connection: it leaves the worker at once.
+    if method == Method::Get && path == "/api/v1/events/stream" {
+        dashboard::stream::accept(&sh.dashboard.feed, req, &url);
+        sh.metrics.request("events_stream", 200, began.elapsed());
+        return;
+    }
+    if method == Method::Get && dashboard::assets::is_asset(&path) {
+        if let Some(reply) = dashboard::assets::serve(&req, &path) {
+            let status = reply.status();
+            respond(req, reply);
+            sh.metrics.request("dashboard", status, began.elapsed());
+            return;
+        }
+    }
     let (route, result) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         route(sh, &mut req, &method, &path, &url)
     }))
@@ -396,6 +439,18 @@ fn route(sh: &Shared, req: &mut Request, method: &Method, path: &str, url: &str)
             ("build_stats", read::build_stats(sh, url))
         }
         (Method::Get, "/api/v1/explain") => ("explain", read::explain(sh, url)),
+        (Method::Get, "/api/v1/timeseries") => (
+            "timeseries",
+            dashboard::series::endpoint(&sh.dashboard.series, url),
+        ),
+        (Method::Get, "/api/v1/logs") => ("logs", logs::list(sh, url)),
+        (Method::Get, l) if l.starts_with("/api/v1/logs/") => {
+            ("log", logs::get(sh, l.trim_start_matches("/api/v1/logs/")))
+        }
+        (Method::Put, l) if l.starts_with("/api/v1/logs/") => {
+            let rest = l.trim_start_matches("/api/v1/logs/");
+            drone_ep!("log_put", logs::put(sh, req, rest, url))
+        }
         (Method::Get, "/metrics") | (Method::Get, "/api/v1/metrics") => {
             ("metrics", read::metrics(sh))
         }
@@ -426,7 +481,10 @@ fn route(sh: &Shared, req: &mut Request, method: &Method, path: &str, url: &str)
     }
 }
 
-const KNOWN: [&str; 18] = [
+const KNOWN: [&str; 21] = [
+    "/api/v1/timeseries",
+    "/api/v1/logs",
+    "/api/v1/events/stream",
     "/api/v1/register",
     "/api/v1/work",
     "/api/v1/poll",
