@@ -314,10 +314,16 @@ fn the_agent_builds_a_small_dag_and_the_artifacts_land_in_staging_with_their_sha
         stored_at[0] <= stored_at[1] && stored_at[1] <= stored_at[2],
         "dependencies are built first"
     );
-    assert!(
-        !staging.join("virtual").exists(),
-        "virtual packages need no artifact"
-    );
+    // Virtuals reach the binhost too: a valid (empty) gpkg, uploaded like any package.
+    let glue = staging.join("virtual/glue-1.gpkg.tar");
+    let pkg = swarm_net::binpkg::inspect(&glue).expect("the virtual's gpkg is staged and valid");
+    assert_eq!(pkg.cpv, "virtual/glue-1");
+    // Every staged package passed the server's validation.
+    for (cat, pf) in [("dev-libs", "base-1.0"), ("app-misc", "top-3")] {
+        let pkg = swarm_net::binpkg::inspect(&staging.join(cat).join(format!("{pf}.gpkg.tar")))
+            .expect("valid");
+        assert_eq!(pkg.cpv, format!("{cat}/{pf}"));
+    }
     for d in [&mut a, &mut b] {
         d.signal(rustix::process::Signal::TERM);
         assert_eq!(d.wait_exit(20), Some(0), "{}", d.log_text());

@@ -188,10 +188,16 @@ fn probe_targets(sh: &Shared) -> Vec<(DroneName, String)> {
 
 /// Opens the store, binds, and starts the writer and the workers.
 pub fn start(opts: ServerOptions) -> Result<RunningServer, ServeError> {
-    std::fs::create_dir_all(&opts.staging).map_err(|source| ServeError::Staging {
-        path: opts.staging.clone(),
-        source,
-    })?;
+    // 0755 whatever the umask: a web server publishes what is staged.
+    std::fs::create_dir_all(&opts.staging)
+        .and_then(|()| {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&opts.staging, std::fs::Permissions::from_mode(0o755))
+        })
+        .map_err(|source| ServeError::Staging {
+            path: opts.staging.clone(),
+            source,
+        })?;
     let mut store_opts = opts.store.clone();
     store_opts.open_at = Some((opts.clock)());
     // Drones must not wait while a large state is serialised and verified.
