@@ -152,6 +152,28 @@ fn a_manifest_that_lies_is_refused_naming_the_member() {
     let e = refused(&pack(&m));
     assert_eq!(e.kind(), "manifest", "{e}");
     assert!(e.to_string().contains("image.tar.zst"), "{e}");
+    // A Manifest whose digest of the image is off by one hex digit (sizes all right).
+    let mut m = orig.clone();
+    let manifest = m
+        .iter_mut()
+        .find(|(n, _)| n.ends_with("Manifest"))
+        .expect("Manifest");
+    let text = String::from_utf8(manifest.1.clone()).expect("utf8");
+    let line = text
+        .lines()
+        .find(|l| l.contains("image.tar.zst"))
+        .expect("image line");
+    let at = line.find("SHA512 ").expect("sha512") + "SHA512 ".len();
+    let mut changed = line.to_string();
+    let digit = if &line[at..at + 1] == "0" { "1" } else { "0" };
+    changed.replace_range(at..at + 1, digit);
+    manifest.1 = text.replace(line, &changed).into_bytes();
+    let e = refused(&pack(&m));
+    assert!(
+        e.to_string()
+            .contains("SHA512 of image.tar.zst does not match"),
+        "{e}"
+    );
     // A Manifest that lies about a size.
     let mut m = orig.clone();
     let manifest = m

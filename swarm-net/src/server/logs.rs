@@ -153,7 +153,7 @@ fn store(sh: &Shared) -> Result<&LogStore, ApiError> {
 /// `PUT /api/v1/logs/<lease>?package=&node=`.
 pub(crate) fn put(
     sh: &Shared,
-    req: &mut tiny_http::Request,
+    req: &mut super::front::Request<'_>,
     rest: &str,
     url: &str,
 ) -> Result<Reply, ApiError> {

@@ -3,7 +3,7 @@
 //! copy), gzip when the browser takes it (compressed once, on first use),
 //! and a Content-Security-Policy that allows only this origin's scripts.
 
-use super::super::http::{header, Reply};
+use super::super::front::{Request, Response, ResponseBody};
 use flate2::write::GzEncoder;
 use sha2::{Digest, Sha256};
 use std::io::Write;
@@ -66,8 +66,9 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self' 'unsa
                    img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; \
                    frame-ancestors 'none'";
 
-/// Whether `path` is a dashboard file (so the router can send it here).
-pub(crate) fn is_asset(path: &str) -> bool {
+/// Whether `path` is a dashboard file.
+#[cfg(test)]
+fn is_asset(path: &str) -> bool {
     find(path).is_some()
 }
 
@@ -96,12 +97,12 @@ fn derived(i: usize) -> &'static (String, Vec<u8>) {
     &all[i]
 }
 
-/// The reply for a dashboard file, honouring `If-None-Match` and `Accept-Encoding`.
-pub(crate) fn serve(req: &tiny_http::Request, path: &str) -> Option<Reply> {
+/// The reply for a dashboard file (`None`: not one), honouring
+/// `If-None-Match` and `Accept-Encoding`.
+pub(crate) fn serve(req: &Request<'_>, path: &str) -> Option<Response> {
     let (i, asset) = find(path)?;
     let (etag, gz) = derived(i);
     let mut headers = vec![
-        ("Content-Type", asset.ctype.to_string()),
         ("ETag", etag.clone()),
         ("Cache-Control", "no-cache".to_string()),
         ("Content-Security-Policy", CSP.to_string()),
@@ -109,14 +110,18 @@ pub(crate) fn serve(req: &tiny_http::Request, path: &str) -> Option<Reply> {
         ("Referrer-Policy", "no-referrer".to_string()),
         ("Vary", "Accept-Encoding".to_string()),
     ];
-    if header(req, "If-None-Match").is_some_and(|v| v.split(',').any(|t| t.trim() == etag)) {
-        return Some(Reply::Raw {
+    if req
+        .header("If-None-Match")
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag))
+    {
+        return Some(Response {
             status: 304,
+            content_type: asset.ctype,
             headers,
-            body: Vec::new(),
+            body: ResponseBody::Bytes(Vec::new()),
         });
     }
-    let takes_gzip = header(req, "Accept-Encoding").is_some_and(|v| {
+    let takes_gzip = req.header("Accept-Encoding").is_some_and(|v| {
         v.split(',')
             .any(|e| e.split(';').next().is_some_and(|e| e.trim() == "gzip"))
     });
@@ -126,10 +131,11 @@ pub(crate) fn serve(req: &tiny_http::Request, path: &str) -> Option<Reply> {
     } else {
         asset.body.to_vec()
     };
-    Some(Reply::Raw {
+    Some(Response {
         status: 200,
+        content_type: asset.ctype,
         headers,
-        body,
+        body: ResponseBody::Bytes(body),
     })
 }
 

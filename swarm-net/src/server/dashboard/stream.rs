@@ -2,11 +2,10 @@
 //! events, so a dashboard tab does not poll.
 //!
 //! One hub (the dashboard thread) reads new rows of `events` twice a second,
-//! once for every client, into a ring. Each client has its own small thread
-//! that writes what it has not seen yet, so a slow or stuck browser blocks
-//! only itself and never an HTTP worker. The response is taken over from
-//! tiny_http (`Request::upgrade`) and written as a close-delimited HTTP/1.1
-//! body: no chunk buffering stands between an event and the browser.
+//! once for every client, into a ring. Each stream is served on its
+//! connection's own thread (see `front`), so a slow or stuck browser blocks
+//! only itself. The body is a reader that blocks until there is news; the
+//! front door writes each read as one chunk, so nothing buffers an event.
 //!
 //! Resuming: `Last-Event-ID` (what `EventSource` sends on reconnect) or
 //! `?after=ID`; without either, only new events. Bounds: at most
@@ -14,9 +13,10 @@
 //! noticed by the failed write), and each stream ends after an hour (the
 //! browser reconnects where it left off).
 
-use super::super::http::{header, respond, ApiError, Query, Reply};
+use super::super::front::{Request, Response, ResponseBody};
+use super::super::http::{into_response, ApiError, Query, Reply};
 use std::collections::VecDeque;
-use std::io::Write;
+use std::io::Read;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -132,11 +132,13 @@ impl Feed {
     }
 }
 
-/// Takes over the request: checks the limit, answers the headers, and hands
-/// the connection to its own thread.
-pub(crate) fn accept(feed: &Arc<Feed>, req: tiny_http::Request, url: &str) {
+/// Opens a stream: checks the limit and answers with a body that yields
+/// events as they come (the front door writes it chunked, on the
+/// connection's own thread).
+pub(crate) fn open(feed: &Arc<Feed>, req: &Request<'_>, url: &str) -> Response {
     let q = Query::parse(url);
-    let resume = header(&req, "Last-Event-ID")
+    let resume = req
+        .header("Last-Event-ID")
         .map(str::to_string)
         .or_else(|| q.get("after").map(str::to_string));
     let after = match resume.as_deref().map(str::parse::<i64>) {
@@ -148,80 +150,91 @@ pub(crate) fn accept(feed: &Arc<Feed>, req: tiny_http::Request, url: &str) {
                 "after",
                 "`after` / Last-Event-ID must be an event id (a whole number)",
             );
-            respond(req, Reply::from(e));
-            return;
+            return into_response(Reply::from(e));
         }
     };
     if feed.clients.fetch_add(1, Ordering::SeqCst) >= MAX_CLIENTS {
         feed.clients.fetch_sub(1, Ordering::SeqCst);
-        let e = ApiError::new(503, format!("too many event streams open (limit {MAX_CLIENTS}); close a dashboard tab or poll /api/v1/events?after="));
-        respond(req, Reply::from(e));
-        return;
+        let e = ApiError::new(
+            503,
+            format!("too many event streams open (limit {MAX_CLIENTS}); close a dashboard tab or poll /api/v1/events?after="),
+        );
+        return into_response(Reply::from(e));
     }
-    let mut resp = tiny_http::Response::empty(200);
-    for (k, v) in [
-        ("Content-Type", "text/event-stream; charset=utf-8"),
-        ("Cache-Control", "no-cache, no-store"),
-        ("X-Accel-Buffering", "no"),
-    ] {
-        if let Ok(h) = tiny_http::Header::from_bytes(k, v) {
-            resp = resp.with_header(h);
-        }
-    }
-    // `upgrade` writes the status line and headers without a length or
-    // chunking and gives back the raw connection; the body ends when it closes.
-    let stream = req.upgrade("swarm-events", resp);
-    let feed2 = Arc::clone(feed);
-    let spawned = std::thread::Builder::new()
-        .name("swarm-sse".into())
-        .spawn(move || {
-            serve(&feed2, stream, after);
-            feed2.clients.fetch_sub(1, Ordering::SeqCst);
-        });
-    if let Err(e) = spawned {
-        feed.clients.fetch_sub(1, Ordering::SeqCst);
-        tracing::warn!(error = %e, "cannot start an event-stream thread");
+    let reader = Events {
+        feed: Arc::clone(feed),
+        seen: after,
+        began: Instant::now(),
+        quiet_since: Instant::now(),
+        pending: b"retry: 3000\n\n".to_vec(),
+        done: false,
+    };
+    Response {
+        status: 200,
+        content_type: "text/event-stream; charset=utf-8",
+        headers: vec![
+            ("Cache-Control", "no-cache, no-store".to_string()),
+            ("X-Accel-Buffering", "no".to_string()),
+        ],
+        body: ResponseBody::Stream(Box::new(reader)),
     }
 }
 
-fn serve(feed: &Feed, mut out: Box<dyn tiny_http::ReadWrite + Send>, mut seen: i64) {
-    let began = Instant::now();
-    let mut quiet_since = Instant::now();
-    if out
-        .write_all(b"retry: 3000\n\n")
-        .and_then(|()| out.flush())
-        .is_err()
-    {
-        return;
-    }
-    while !feed.closed.load(Ordering::SeqCst) && began.elapsed() < MAX_LIFETIME {
-        let (events, gap) = feed.since(seen);
-        let mut buf = String::new();
-        if gap {
-            buf.push_str("event: gap\ndata: {}\n\n");
-        }
-        for (id, json) in &events {
-            buf.push_str(&format!("id: {id}\ndata: {json}\n\n"));
-            seen = *id;
-        }
-        if buf.is_empty() && quiet_since.elapsed() >= KEEPALIVE {
-            buf.push_str(": keep-alive\n\n");
-        }
-        if !buf.is_empty() {
-            if out
-                .write_all(buf.as_bytes())
-                .and_then(|()| out.flush())
-                .is_err()
-            {
-                return;
+/// The body of one stream: blocks until there is something to send.
+struct Events {
+    feed: Arc<Feed>,
+    seen: i64,
+    began: Instant,
+    quiet_since: Instant,
+    pending: Vec<u8>,
+    done: bool,
+}
+
+impl Events {
+    /// Fills `pending` with the next events or a keep-alive; false at the end.
+    fn fill(&mut self) -> bool {
+        loop {
+            if self.feed.closed.load(Ordering::SeqCst) || self.began.elapsed() >= MAX_LIFETIME {
+                return false;
             }
-            quiet_since = Instant::now();
+            let (events, gap) = self.feed.since(self.seen);
+            if gap {
+                self.pending.extend_from_slice(b"event: gap\ndata: {}\n\n");
+            }
+            for (id, json) in &events {
+                self.pending
+                    .extend_from_slice(format!("id: {id}\ndata: {json}\n\n").as_bytes());
+                self.seen = *id;
+            }
+            if self.pending.is_empty() && self.quiet_since.elapsed() >= KEEPALIVE {
+                self.pending.extend_from_slice(b": keep-alive\n\n");
+            }
+            if !self.pending.is_empty() {
+                self.quiet_since = Instant::now();
+                return true;
+            }
+            let left = KEEPALIVE.saturating_sub(self.quiet_since.elapsed());
+            self.feed
+                .wait(self.seen, left.max(Duration::from_millis(100)));
         }
-        feed.wait(
-            seen,
-            KEEPALIVE
-                .saturating_sub(quiet_since.elapsed())
-                .max(Duration::from_millis(100)),
-        );
+    }
+}
+
+impl Read for Events {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.pending.is_empty() && (self.done || !self.fill()) {
+            self.done = true;
+            return Ok(0);
+        }
+        let n = buf.len().min(self.pending.len());
+        buf[..n].copy_from_slice(&self.pending[..n]);
+        self.pending.drain(..n);
+        Ok(n)
+    }
+}
+
+impl Drop for Events {
+    fn drop(&mut self) {
+        self.feed.clients.fetch_sub(1, Ordering::SeqCst);
     }
 }
