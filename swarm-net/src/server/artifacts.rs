@@ -5,6 +5,7 @@
 //! Staged files are 0644 and directories 0755 whatever the umask, so a web
 //! server can publish them.
 
+use super::front::Request;
 use super::http::{header, too_large, ApiError, Reply};
 use super::shared::Shared;
 use crate::binpkg::{self, BinPkg, Format};
@@ -14,7 +15,6 @@ use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use swarm_core::Atom;
-use tiny_http::Request;
 
 /// v3 counted a binary package only from 1 KiB: smaller is a failed build.
 pub(crate) const MIN_ARTIFACT_BYTES: u64 = 1024;
@@ -198,9 +198,7 @@ fn stream_to(tmp: &Path, mut body: impl Read, cap: u64) -> Result<(u64, String),
     let mut size = 0u64;
     let mut buf = vec![0u8; 64 * 1024];
     loop {
-        let n = body
-            .read(&mut buf)
-            .map_err(|e| ApiError::bad(format!("upload interrupted: {e}")))?;
+        let n = body.read(&mut buf).map_err(super::http::body_error)?;
         if n == 0 {
             break;
         }
