@@ -216,7 +216,15 @@ fn run(agent: &Agent, id: JobId) {
         });
     }
     let job = job_of(agent, id).unwrap_or(job);
+    if !matches!(outcome, Report::Nothing) {
+        super::logs::upload(agent, &job, &log);
+    }
     report(agent, &job, took_s, outcome);
+    super::logs::rotate(
+        &cfg.log_dir,
+        super::logs::KEEP_LOGS,
+        super::logs::KEEP_BYTES,
+    );
     let mut st = agent.lock();
     st.oom_kills += u32::from(oom);
     st.crashes += u32::from(crash);
