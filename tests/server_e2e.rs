@@ -374,6 +374,12 @@ fn bad_input_gets_a_4xx_that_says_what_was_wrong() {
             None,
         ),
         (
+            "/api/v1/queue",
+            json!({"packages": []}),
+            400,
+            Some("packages"),
+        ),
+        (
             "/api/v1/control",
             json!({"action": "explode"}),
             400,
@@ -403,6 +409,13 @@ fn bad_input_gets_a_4xx_that_says_what_was_wrong() {
             }
         }
     }
+    let (_, v) = request(
+        "POST",
+        &format!("{}/api/v1/queue", s.url),
+        Some(r#"{"packages": []}"#),
+        Some(&token),
+    );
+    assert_eq!(v["error"], "No packages", "v3's exact error: {v}");
     let (code, v) = s.get("/api/v1/work?id=ghost");
     assert_eq!((code, &v["package"]), (404, &Value::Null), "{v}");
     assert_eq!(v["error"], "unknown drone; register first");

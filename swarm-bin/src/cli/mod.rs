@@ -16,6 +16,7 @@ mod fleet;
 pub(crate) mod fmt;
 mod history;
 mod import;
+mod logs;
 mod metrics;
 mod monitor;
 mod node;
@@ -54,6 +55,8 @@ pub(crate) enum OpsCmd {
     /// Binhost releases: create, list, show, diff, publish (behind the safety
     /// gate), rollback, keep, tag, purge. Clients install from /binhost/.
     Release(release::ReleaseArgs),
+    /// Show a build's log as the drone uploaded it (newest build with a log, or --build N).
+    Logs(logs::LogsArgs),
 }
 
 /// Runs one HTTP command.
@@ -70,5 +73,6 @@ pub(crate) fn run(cmd: OpsCmd) -> anyhow::Result<()> {
         OpsCmd::Monitor(a) => monitor::run(a),
         OpsCmd::Metrics(a) => metrics::run(a),
         OpsCmd::Release(a) => release::run(a),
+        OpsCmd::Logs(a) => logs::run(a),
     }
 }

@@ -21,6 +21,10 @@ fn atom_at(text: &str, field: &str) -> Result<Atom, ApiError> {
 pub(crate) fn queue(sh: &Shared, req: &mut Request) -> Result<Reply, ApiError> {
     let body = read_body(req, sh.max_body)?;
     let r: QueueRequest = parse_json(&body)?;
+    if r.packages.is_empty() {
+        // v3 answers an empty list with this exact error; its tools check for it.
+        return Err(ApiError::field(400, "packages", "No packages"));
+    }
     let mut packages = Vec::with_capacity(r.packages.len());
     for (i, item) in r.packages.into_iter().enumerate() {
         let field = format!("packages[{i}]");

@@ -369,7 +369,10 @@ pub(crate) fn complete(sh: &Shared, req: &mut Request) -> Result<Reply, ApiError
         .unwrap_or_default();
     let (outcome, recorded) = match status.as_str() {
         "success" | "ok" | "built" => {
-            if atom.is_virtual() || artifact_present(&sh.staging, &atom) {
+            if atom.is_virtual()
+                || artifact_present(&sh.staging, &atom)
+                || reported_artifact_present(&sh.staging, &atom, r.artifacts.as_deref())
+            {
                 (Outcome::Success, "built")
             } else {
                 (
@@ -534,4 +537,25 @@ pub(crate) fn give_back(sh: &Shared, req: &mut Request) -> Result<Reply, ApiErro
     };
     let done = sh.submit(Plan::Inputs(vec![input]), None, false)?;
     report_reply(&done, &report, "returned")
+}
+
+/// A success for an atom that names no file (`>=cat/pkg-1`, `cat/pkg`, `=cat/pkg-1*`) counts when
+/// the drone reported uploading a version of that package (`artifacts`, read from the packages
+/// themselves) and that binary is in staging.
+fn reported_artifact_present(
+    staging: &std::path::Path,
+    atom: &Atom,
+    artifacts: Option<&[String]>,
+) -> bool {
+    artifacts.unwrap_or_default().iter().any(|cpv| {
+        let Ok(built) = Atom::parse(&format!("={cpv}")) else {
+            return false;
+        };
+        let same_package = if atom.category().is_empty() {
+            built.pn() == atom.pn()
+        } else {
+            built.key() == atom.key()
+        };
+        same_package && artifact_present(staging, &built)
+    })
 }

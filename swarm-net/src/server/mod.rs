@@ -12,15 +12,19 @@
 //! Files: `front/` the HTTP/1.x front door (limits, timeouts) · `http.rs` plumbing · `auth.rs` tokens · `drone.rs` the v3 drone
 //! endpoints · `read.rs` read endpoints and metrics · `admin.rs` queue,
 //! control, SQL · `artifacts.rs` binary packages · `writer.rs` the single
-//! writer · `shared.rs` what workers share · `metrics.rs` counters.
+//! writer · `shared.rs` what workers share · `metrics.rs` counters ·
+//! `dashboard/` the browser dashboard, its event stream and time series ·
+//! `logs.rs` build logs.
 
 mod admin;
 mod artifacts;
 mod auth;
 mod binhost;
+mod dashboard;
 mod drone;
 mod front;
 mod http;
+mod logs;
 mod metrics;
 mod read;
 mod releases;
@@ -275,6 +279,8 @@ pub fn start(opts: ServerOptions) -> Result<RunningServer, ServeError> {
         on_escalate: opts.on_escalate.clone(),
         port: addr.port(),
         history_next: AtomicUsize::new(0),
+        dashboard: dashboard::Dashboard::new(&opts.db_path, (opts.clock)().0),
+        logs: open_logs(&opts.db_path),
     });
     let writer = {
         let shared = shared.clone();
@@ -286,6 +292,17 @@ pub fn start(opts: ServerOptions) -> Result<RunningServer, ServeError> {
                 cause: format!("cannot start the writer thread: {e}"),
             })?
     };
+    {
+        let shared = shared.clone();
+        // Stops by itself within a second of `stop` (it checks the flag).
+        std::thread::Builder::new()
+            .name("swarm-dashboard".into())
+            .spawn(move || dashboard::run(&shared))
+            .map_err(|e| ServeError::Bind {
+                addr,
+                cause: format!("cannot start the dashboard thread: {e}"),
+            })?;
+    }
     let handler: front::Handler = {
         let shared = shared.clone();
         Arc::new(move |req: &mut Request<'_>| serve_one(&shared, req))
@@ -310,6 +327,18 @@ pub fn start(opts: ServerOptions) -> Result<RunningServer, ServeError> {
     })
 }
 
+/// Build logs live in `logs/` beside the database.
+fn open_logs(db_path: &std::path::Path) -> Option<logs::LogStore> {
+    let dir = db_path.with_file_name("logs");
+    match logs::LogStore::open(&dir) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::error!(dir = %dir.display(), error = %e, "cannot open the build-log directory; log uploads will be refused");
+            None
+        }
+    }
+}
+
 /// Answered even when every connection slot is taken, so monitoring can
 /// tell a busy server from a dead one.
 fn always_open(path: &str) -> bool {
@@ -322,6 +351,20 @@ fn serve_one(sh: &Shared, req: &mut Request<'_>) -> Response {
     let method = req.method().clone();
     let url = req.url().to_string();
     let path = url.split('?').next().unwrap_or("").to_string();
+    // The event stream keeps its connection (its own thread, in front/).
+    if method == Method::Get && path == "/api/v1/events/stream" {
+        let resp = dashboard::stream::open(&sh.dashboard.feed, req, &url);
+        sh.metrics
+            .request("events_stream", resp.status, began.elapsed());
+        return resp;
+    }
+    if method == Method::Get {
+        if let Some(resp) = dashboard::assets::serve(req, &path) {
+            sh.metrics
+                .request("dashboard", resp.status, began.elapsed());
+            return resp;
+        }
+    }
     let (route, result) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         route(sh, req, &method, &path, &url)
     }))
@@ -415,6 +458,18 @@ fn route(sh: &Shared, req: &mut Request<'_>, method: &Method, path: &str, url: &
             ("build_stats", read::build_stats(sh, url))
         }
         (Method::Get, "/api/v1/explain") => ("explain", read::explain(sh, url)),
+        (Method::Get, "/api/v1/timeseries") => (
+            "timeseries",
+            dashboard::series::endpoint(&sh.dashboard.series, url),
+        ),
+        (Method::Get, "/api/v1/logs") => ("logs", logs::list(sh, url)),
+        (Method::Get, l) if l.starts_with("/api/v1/logs/") => {
+            ("log", logs::get(sh, l.trim_start_matches("/api/v1/logs/")))
+        }
+        (Method::Put, l) if l.starts_with("/api/v1/logs/") => {
+            let rest = l.trim_start_matches("/api/v1/logs/");
+            drone_ep!("log_put", logs::put(sh, req, rest, url))
+        }
         (Method::Get, "/metrics") | (Method::Get, "/api/v1/metrics") => {
             ("metrics", read::metrics(sh))
         }
@@ -495,7 +550,10 @@ fn release_route(
     }
 }
 
-const KNOWN: [&str; 18] = [
+const KNOWN: [&str; 21] = [
+    "/api/v1/timeseries",
+    "/api/v1/logs",
+    "/api/v1/events/stream",
     "/api/v1/register",
     "/api/v1/work",
     "/api/v1/poll",
