@@ -77,7 +77,7 @@ pub enum ServeError {
         source: swarm_store::StoreError,
     },
     /// The address would not bind.
-    #[error("cannot listen on {addr}: {cause} (is another server running? choose another address with --listen)")]
+    #[error("cannot listen on {addr}: {cause} (choose another address with --listen)")]
     Bind {
         /// The address.
         addr: SocketAddr,
