@@ -84,7 +84,7 @@ enum Cmd {
 
 #[derive(Subcommand)]
 enum ConfigCmd {
-    /// Print every scheduling-policy default, what it does and when to change it.
+    /// Print every scheduling-policy default, what it does and when to change it (docs/DESIGN.md §3).
     ///
     /// The output is a commented `[policy]` table: paste the lines you change
     /// into swarm.toml (or set SWARM_POLICY_<KEY>). docs/DESIGN.md §3 "Policy"

@@ -117,8 +117,7 @@ fn token_file_error(s: &Settings, e: &std::io::Error) -> anyhow::Error {
 /// How the CLI on this host finds the token, in the words of the log line.
 fn token_hint(s: &Settings) -> String {
     let dir = s.data_dir.display();
-    if crate::cli::conn::token_candidates(&crate::cli::conn::env_var)
-        .contains(&s.admin_token_file)
+    if crate::cli::conn::token_candidates(&crate::cli::conn::env_var).contains(&s.admin_token_file)
     {
         "the CLI on this host finds it there".to_owned()
     } else {

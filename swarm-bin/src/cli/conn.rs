@@ -34,8 +34,9 @@ pub(crate) struct AdminArgs {
     /// Read the admin token from this file [env: SWARM_TOKEN_FILE].
     #[arg(long, value_name = "FILE")]
     pub(crate) token_file: Option<PathBuf>,
-    /// The server's data directory, when `swarm serve` runs with --data-dir:
-    /// its admin.token is read from there [env: SWARM_DATA_DIR].
+    /// The server's data directory (`swarm serve --data-dir DIR`): admin
+    /// commands read DIR/admin.token; `swarm sql` reads DIR/swarm.db directly
+    /// [env: SWARM_DATA_DIR].
     #[arg(long, value_name = "DIR", conflicts_with = "token_file")]
     pub(crate) data_dir: Option<PathBuf>,
 }
@@ -297,8 +298,8 @@ mod tests {
 
     #[test]
     fn no_token_anywhere_says_how_to_point_at_the_data_dir() {
-        let err = find_token(None, None, &env_of(&[("HOME", "/nonexistent-home")]))
-            .expect_err("none");
+        let err =
+            find_token(None, None, &env_of(&[("HOME", "/nonexistent-home")])).expect_err("none");
         let text = err.to_string();
         assert!(text.contains("--data-dir DIR"), "{text}");
         assert!(text.contains("SWARM_TOKEN_FILE"), "{text}");

@@ -277,6 +277,7 @@ mod tests {
                     online: 2,
                     suspect: 0,
                     offline: 0,
+                    stopped: 0,
                 },
                 paused: true,
                 seq: 991,

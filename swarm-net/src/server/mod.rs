@@ -20,6 +20,7 @@ mod drone;
 mod http;
 mod metrics;
 mod read;
+mod rejects;
 mod shared;
 mod writer;
 
@@ -177,7 +178,12 @@ fn probe_targets(sh: &Shared) -> Vec<(DroneName, String)> {
         .view()
         .drones()
         .into_iter()
-        .filter(|d| d.status != swarm_core::DroneStatus::Offline)
+        .filter(|d| {
+            !matches!(
+                d.status,
+                swarm_core::DroneStatus::Offline | swarm_core::DroneStatus::Stopped
+            )
+        })
         .filter_map(|d| sh.address_of(&d.name).map(|a| (d.name, a)))
         .collect()
 }
@@ -344,11 +350,38 @@ fn serve_one(sh: &Shared, mut req: Request) {
         }
     };
     let status = reply.status();
+    if matches!(status, 401 | 403) && DRONE_ROUTES.contains(&route) {
+        if let Some(n) = rejects::drone_rejects().note(Instant::now()) {
+            let from = req
+                .remote_addr()
+                .map_or_else(|| "?".to_owned(), ToString::to_string);
+            let why = match &reply {
+                Reply::Json(_, v) => v["error"].as_str().unwrap_or("").to_owned(),
+                _ => String::new(),
+            };
+            tracing::warn!(
+                %method, %path, %from, status, refused = n,
+                "refused a drone: {why} (a drone with a missing or wrong drone token; \
+                 logged at most once a minute)"
+            );
+        }
+    }
     respond(req, reply);
     sh.metrics.request(route, status, began.elapsed());
 }
 
 type Routed = (&'static str, Result<Reply, ApiError>);
+
+/// Routes that take the drone token: refusals there are logged.
+const DRONE_ROUTES: [&str; 7] = [
+    "register",
+    "work",
+    "complete",
+    "started",
+    "return",
+    "deregister",
+    "artifacts",
+];
 
 fn route(sh: &Shared, req: &mut Request, method: &Method, path: &str, url: &str) -> Routed {
     let p = path.trim_end_matches('/');
@@ -379,6 +412,9 @@ fn route(sh: &Shared, req: &mut Request, method: &Method, path: &str, url: &str)
         }
         (Method::Post, "/api/v1/started") => drone_ep!("started", drone::started(sh, req)),
         (Method::Post, "/api/v1/return") => drone_ep!("return", drone::give_back(sh, req)),
+        (Method::Post, "/api/v1/deregister") => {
+            drone_ep!("deregister", drone::deregister(sh, req))
+        }
         (Method::Put, a) if a.starts_with("/api/v1/artifacts/") => {
             let rest = http::decode_path(a.trim_start_matches("/api/v1/artifacts/"));
             drone_ep!("artifacts", artifacts::put(sh, req, &rest))
@@ -426,8 +462,9 @@ fn route(sh: &Shared, req: &mut Request, method: &Method, path: &str, url: &str)
     }
 }
 
-const KNOWN: [&str; 18] = [
+const KNOWN: [&str; 19] = [
     "/api/v1/register",
+    "/api/v1/deregister",
     "/api/v1/work",
     "/api/v1/poll",
     "/api/v1/complete",
