@@ -23,6 +23,7 @@ mod node;
 mod node_remove;
 mod queue;
 mod status;
+mod term;
 
 use clap::Subcommand;
 
