@@ -377,6 +377,12 @@ fn bad_input_gets_a_4xx_that_says_what_was_wrong() {
             None,
         ),
         (
+            "/api/v1/queue",
+            json!({"packages": []}),
+            400,
+            Some("packages"),
+        ),
+        (
             "/api/v1/control",
             json!({"action": "explode"}),
             400,
@@ -406,6 +412,13 @@ fn bad_input_gets_a_4xx_that_says_what_was_wrong() {
             }
         }
     }
+    let (_, v) = request(
+        "POST",
+        &format!("{}/api/v1/queue", s.url),
+        Some(r#"{"packages": []}"#),
+        Some(&token),
+    );
+    assert_eq!(v["error"], "No packages", "v3's exact error: {v}");
     let (code, v) = s.get("/api/v1/work?id=ghost");
     assert_eq!((code, &v["package"]), (404, &Value::Null), "{v}");
     assert_eq!(v["error"], "unknown drone; register first");
@@ -485,7 +498,11 @@ fn a_drone_token_when_configured_is_required() {
 fn artifact_uploads_are_checked_and_atomic() {
     let dir = tempfile::tempdir().expect("dir");
     let s = Server::start(dir.path(), &[("SWARM_MAX_ARTIFACT_BYTES", "65536")]);
-    let data = vec![42u8; 8192];
+    let pkg = tempfile::tempdir().expect("dir");
+    let gpkg = pkg.path().join("foo-1.0.gpkg.tar");
+    swarm_net::binpkg::write_gpkg("dev-libs/foo-1.0", &Default::default(), &[], &gpkg)
+        .expect("write_gpkg");
+    let data = std::fs::read(&gpkg).expect("gpkg");
     let sha = hex::encode(Sha256::digest(&data));
     let url = |p: &str| format!("{}/api/v1/artifacts/{}", s.url, p);
     let (code, v) = request_raw(

@@ -280,6 +280,10 @@ pub struct CompleteRequest {
     /// (swarm) sha256 of the uploaded artifact.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
+    /// (swarm) `category/pf` of every binary package the build uploaded, read from the packages:
+    /// how a success for `>=cat/pkg-1`, `cat/pkg` or `=cat/pkg-1*` finds its binary in staging.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifacts: Option<Vec<String>>,
 }
 
 /// Reply to a report.

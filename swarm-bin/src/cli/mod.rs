@@ -17,6 +17,7 @@ mod fleet;
 pub(crate) mod fmt;
 mod history;
 mod import;
+mod logs;
 mod metrics;
 mod monitor;
 mod node;
@@ -53,6 +54,8 @@ pub(crate) enum OpsCmd {
     Monitor(monitor::MonitorArgs),
     /// Print the server's Prometheus metrics.
     Metrics(metrics::MetricsArgs),
+    /// Show a build's log as the drone uploaded it (newest build with a log, or --build N).
+    Logs(logs::LogsArgs),
 }
 
 /// Runs one HTTP command.
@@ -68,5 +71,6 @@ pub(crate) fn run(cmd: OpsCmd) -> anyhow::Result<()> {
         OpsCmd::Node(a) => node::run(a),
         OpsCmd::Monitor(a) => monitor::run(a),
         OpsCmd::Metrics(a) => metrics::run(a),
+        OpsCmd::Logs(a) => logs::run(a),
     }
 }

@@ -17,23 +17,26 @@
 //! | `heartbeat` | the heartbeat thread and health sampling |
 //! | `job` | one build: run, classify, upload, report (retried until answered) |
 //! | `leftovers` | killing builds a dead agent left running |
+//! | `logs` | uploading each build's log, rotating the local ones |
 //! | `runner` | process group, log file, stall and overall timeouts, TERM/grace/KILL |
 //! | `template` | `{atom}`, `{category}`, `{pn}`, `{pf}` substitution, no shell |
 //! | `artifact` | finding `<pf>.gpkg.tar`/`.tbz2` in PKGDIR, sha256 |
 //! | `classify` | build / oom / infra |
 //! | `shutdown` | the signal state machine |
 //! | `backoff` | exponential backoff with jitter |
-//! | `standin` | the bundled STAND-IN builder (`--builder standin`) |
+//! | `standin` | the bundled STAND-IN builder (`--builder standin`) and its gpkg writer |
 
 mod agent;
 mod artifact;
 mod backoff;
 mod classify;
+mod collect;
 mod config;
 mod facts;
 mod heartbeat;
 mod job;
 mod leftovers;
+mod logs;
 mod runner;
 mod shutdown;
 mod standin;
@@ -41,6 +44,7 @@ mod state;
 mod template;
 
 pub(crate) use config::DroneArgs;
+pub(crate) use standin::StandinGpkgArgs;
 
 /// Runs `swarm drone` until SIGTERM/SIGINT; exits 0 after a clean shutdown.
 pub(crate) fn run(args: DroneArgs) -> anyhow::Result<()> {

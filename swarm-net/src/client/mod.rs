@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod drone;
+pub mod logs;
 
 use crate::wire::ErrorBody;
 use serde::de::DeserializeOwned;

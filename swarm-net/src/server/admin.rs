@@ -1,6 +1,7 @@
 //! Admin endpoints: queue, control actions, per-drone actions and the
 //! read-only SQL explorer. The router checks the admin token first.
 
+use super::front::Request;
 use super::http::{parse_json, read_body, ApiError, Query, Reply};
 use super::read::value;
 use super::shared::Shared;
@@ -12,7 +13,6 @@ use swarm_core::{
     Atom, Control, DroneName, Enqueue, Event, Generation, Input, Output, PackageSpec, RejectReason,
 };
 use swarm_store::{Explorer, ExplorerOptions};
-use tiny_http::Request;
 
 fn atom_at(text: &str, field: &str) -> Result<Atom, ApiError> {
     Atom::parse(text).map_err(|e| ApiError::field(400, field, format!("bad atom {text:?}: {e}")))
@@ -21,6 +21,10 @@ fn atom_at(text: &str, field: &str) -> Result<Atom, ApiError> {
 pub(crate) fn queue(sh: &Shared, req: &mut Request) -> Result<Reply, ApiError> {
     let body = read_body(req, sh.max_body)?;
     let r: QueueRequest = parse_json(&body)?;
+    if r.packages.is_empty() {
+        // v3 answers an empty list with this exact error; its tools check for it.
+        return Err(ApiError::field(400, "packages", "No packages"));
+    }
     let mut packages = Vec::with_capacity(r.packages.len());
     for (i, item) in r.packages.into_iter().enumerate() {
         let field = format!("packages[{i}]");

@@ -3,6 +3,7 @@
 //! built from those inputs' outputs and the drone's state right after them.
 
 use super::artifacts::artifact_present;
+use super::front::Request;
 use super::http::{header, parse_json, read_body, ApiError, Query, Reply};
 use super::shared::Shared;
 use super::writer::{Done, DroneNow, Plan};
@@ -15,7 +16,6 @@ use swarm_core::{
     Atom, Command, DroneName, DroneSpec, Epoch, Event, FailureClass, Heartbeat, Input, LeaseId,
     Outcome, Output, RejectReason, Report, RevokeReason,
 };
-use tiny_http::Request;
 
 fn missing_id() -> ApiError {
     ApiError::field(400, "id", "Missing node ID")
@@ -376,7 +376,10 @@ pub(crate) fn complete(sh: &Shared, req: &mut Request) -> Result<Reply, ApiError
         .unwrap_or_default();
     let (outcome, recorded) = match status.as_str() {
         "success" | "ok" | "built" => {
-            if atom.is_virtual() || artifact_present(&sh.staging, &atom) {
+            if atom.is_virtual()
+                || artifact_present(&sh.staging, &atom)
+                || reported_artifact_present(&sh.staging, &atom, r.artifacts.as_deref())
+            {
                 (Outcome::Success, "built")
             } else {
                 (
@@ -571,4 +574,25 @@ pub(crate) fn deregister(sh: &Shared, req: &mut Request) -> Result<Reply, ApiErr
         "drone stopped cleanly"
     );
     Reply::ok(&json!({"status": "stopped", "drone": name, "returned": returned, "seq": done.seq}))
+}
+
+/// A success for an atom that names no file (`>=cat/pkg-1`, `cat/pkg`, `=cat/pkg-1*`) counts when
+/// the drone reported uploading a version of that package (`artifacts`, read from the packages
+/// themselves) and that binary is in staging.
+fn reported_artifact_present(
+    staging: &std::path::Path,
+    atom: &Atom,
+    artifacts: Option<&[String]>,
+) -> bool {
+    artifacts.unwrap_or_default().iter().any(|cpv| {
+        let Ok(built) = Atom::parse(&format!("={cpv}")) else {
+            return false;
+        };
+        let same_package = if atom.category().is_empty() {
+            built.pn() == atom.pn()
+        } else {
+            built.key() == atom.key()
+        };
+        same_package && artifact_present(staging, &built)
+    })
 }

@@ -67,6 +67,10 @@ pub(crate) struct Shared {
     pub(crate) on_escalate: Option<EscalateHook>,
     pub(crate) port: u16,
     pub(crate) history_next: AtomicUsize,
+    /// The dashboard's event stream and time series.
+    pub(crate) dashboard: super::dashboard::Dashboard,
+    /// Uploaded build logs; `None` when the directory could not be opened.
+    pub(crate) logs: Option<super::logs::LogStore>,
 }
 
 impl Shared {
