@@ -77,6 +77,9 @@ fn a_v3_drone_goes_through_the_whole_lifecycle() {
         "paused",
         "revoke",
         "stop_work",
+        // swarm's additions for its own agent (a v3 drone ignores them).
+        "slots",
+        "cores_per_slot",
     ]
     .iter()
     .map(|k| k.to_string())

@@ -48,6 +48,14 @@ pub enum Input {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         duration_ms: Option<u64>,
     },
+    /// A drone is stopping cleanly (its agent got SIGTERM and finished or
+    /// returned its builds): it is Stopped, not failing. It holds nothing,
+    /// gets no work, is never probed into escalation, and registers again
+    /// when it starts.
+    Deregister {
+        /// The drone leaving.
+        drone: DroneName,
+    },
     /// The self-healing prober's verdict on one drone.
     ProbeResult {
         /// The drone probed.
@@ -378,6 +386,12 @@ pub enum Control {
     },
     /// Forget learned build durations and memory needs.
     ClearHistory,
+    /// Retire a drone: its leases go back to the queue and it leaves the
+    /// fleet. Its build history stays; registering again brings it back.
+    RemoveDrone {
+        /// The drone.
+        drone: DroneName,
+    },
 }
 
 impl Control {
@@ -402,6 +416,7 @@ impl Control {
             Control::ReleaseBrake => "release_brake",
             Control::Reclaim { .. } => "reclaim",
             Control::ClearHistory => "clear_history",
+            Control::RemoveDrone { .. } => "remove_drone",
         }
     }
 }

@@ -260,7 +260,17 @@ pub enum Event {
         /// Who.
         drone: DroneName,
     },
-    /// A suspect or offline drone heartbeats again.
+    /// A drone stopped cleanly and said so (`Input::Deregister`).
+    Deregistered {
+        /// Who.
+        drone: DroneName,
+    },
+    /// An operator retired a drone; its history stays.
+    Removed {
+        /// Who.
+        drone: DroneName,
+    },
+    /// A suspect, offline or stopped drone heartbeats again.
     CameBack {
         /// Who.
         drone: DroneName,

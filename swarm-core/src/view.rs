@@ -49,6 +49,8 @@ pub enum DroneStatus {
     Suspect,
     /// Heartbeat older than the offline timeout: holds nothing.
     Offline,
+    /// Stopped cleanly: the agent said goodbye. Holds nothing, expects no work.
+    Stopped,
 }
 
 /// One drone.
@@ -501,6 +503,7 @@ impl<'a> View<'a> {
                 Liveness::Online => DroneStatus::Online,
                 Liveness::Suspect => DroneStatus::Suspect,
                 Liveness::Offline => DroneStatus::Offline,
+                Liveness::Stopped => DroneStatus::Stopped,
             },
             health: d.health,
             kind: d.spec.kind,

@@ -240,6 +240,7 @@ mod input {
         })),
         recovered => envelope(Input::Recovered),
         tick => envelope(Input::Tick),
+        deregister => envelope(Input::Deregister { drone: alpha() }),
     });
 }
 
@@ -269,6 +270,7 @@ mod control {
         reclaim_drone => control_with(Control::Reclaim { package: None, drone: Some(alpha()) }),
         reclaim_both => control_with(Control::Reclaim { package: Some(icu()), drone: Some(alpha()) }),
         clear_history => control_with(Control::ClearHistory),
+        remove_drone => control_with(Control::RemoveDrone { drone: alpha() }),
     });
 }
 
@@ -362,6 +364,8 @@ mod event {
         went_suspect => event(Event::WentSuspect { drone: alpha() }),
         went_offline => event(Event::WentOffline { drone: alpha() }),
         came_back => event(Event::CameBack { drone: alpha() }),
+        deregistered => event(Event::Deregistered { drone: alpha() }),
+        removed => event(Event::Removed { drone: alpha() }),
         reclaimed => reclaimed_with(ReclaimReason::Offline),
         queued => event(Event::Queued { added: 3, already: 1 }),
         started => event(Event::Started { drone: alpha(), package: icu(), lease: LeaseId(7) }),
@@ -522,6 +526,7 @@ impl Seen {
             Input::Release(_) => "release",
             Input::Recovered => "recovered",
             Input::Tick => "tick",
+            Input::Deregister { .. } => "deregister",
         };
         self.0.insert(name);
     }
@@ -546,6 +551,7 @@ impl Seen {
             Control::ReleaseBrake => "control release_brake",
             Control::Reclaim { .. } => "control reclaim",
             Control::ClearHistory => "control clear_history",
+            Control::RemoveDrone { .. } => "control remove_drone",
         });
     }
 
@@ -638,6 +644,8 @@ impl Seen {
             Event::WentSuspect { .. } => "event went_suspect",
             Event::WentOffline { .. } => "event went_offline",
             Event::CameBack { .. } => "event came_back",
+            Event::Deregistered { .. } => "event deregistered",
+            Event::Removed { .. } => "event removed",
             Event::Reclaimed { reason, .. } => {
                 self.reclaim(*reason);
                 "event reclaimed"
@@ -736,14 +744,14 @@ fn every_input_kind_control_action_outcome_and_probe_status_is_frozen() {
         .collect();
     assert_eq!(
         kinds,
-        names("register heartbeat request_work build_started build_finished probe_result enqueue control release recovered tick")
+        names("register heartbeat request_work build_started build_finished probe_result enqueue control release recovered tick deregister")
     );
     assert_eq!(
         seen.with_prefix("control "),
         names(
             "pause resume pause_drone resume_drone drain undrain unblock block unground reset \
              rebalance clear_failures retry_failures fresh reset_escalation release_brake reclaim \
-             clear_history"
+             clear_history remove_drone"
         )
     );
     assert_eq!(
@@ -782,7 +790,8 @@ fn every_command_event_and_reason_is_frozen() {
         names(
             "registered went_suspect went_offline came_back reclaimed queued started built \
              build_failed blocked unblocked grounded ungrounded upload_hold escalated \
-             input_rejected brake_engaged brake_released paused resumed control_applied release"
+             input_rejected brake_engaged brake_released paused resumed control_applied release \
+             deregistered removed"
         )
     );
     assert_eq!(

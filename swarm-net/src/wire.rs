@@ -166,6 +166,14 @@ pub struct RegisterReply {
     /// (swarm) Every lease the drone holds, so an agent that restarted adopts them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub leases: Vec<LeaseRef>,
+    /// (swarm) Builds the server lets this drone run at once:
+    /// `max(1, cores / cores_per_slot)`. An agent asking for more
+    /// (`--slots`) says why it gets fewer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slots: Option<u32>,
+    /// (swarm) The server's `cores_per_slot` policy, for that explanation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cores_per_slot: Option<u32>,
 }
 
 fn is_false(b: &bool) -> bool {

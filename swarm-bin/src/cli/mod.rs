@@ -8,6 +8,7 @@
 //! server's own JSON. Parsing and rendering are pure functions with unit
 //! tests; the run functions only fetch and print.
 
+mod confirm;
 pub(crate) mod conn;
 mod control;
 mod events;
@@ -20,9 +21,11 @@ mod logs;
 mod metrics;
 mod monitor;
 mod node;
+mod node_remove;
 mod queue;
 mod release;
 mod status;
+mod term;
 
 use clap::Subcommand;
 
@@ -43,7 +46,7 @@ pub(crate) enum OpsCmd {
     Explain(explain::ExplainArgs),
     /// Run an operator action on the swarm, a package or a drone (admin).
     Control(control::ControlArgs),
-    /// Manage one drone: pause, resume, drain, undrain, reset-escalation (admin).
+    /// Manage one drone: pause, resume, drain, undrain, reset-escalation, remove (admin).
     ///
     /// This manages a drone from the control plane; the drone agent that
     /// runs on a build machine is `swarm drone`.

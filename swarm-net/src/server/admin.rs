@@ -167,6 +167,9 @@ pub(crate) fn control_of(
             Control::Reclaim { package, drone }
         }
         "clear_history" => Control::ClearHistory,
+        "remove_drone" => Control::RemoveDrone {
+            drone: need_drone(drone)?,
+        },
         _ => {
             return Err(ApiError::field(
                 400,
@@ -221,10 +224,11 @@ pub(crate) fn node_action(sh: &Shared, name: &str, action: &str) -> Result<Reply
         "drain" => Control::Drain { drone },
         "undrain" => Control::Undrain { drone },
         "reset-escalation" | "reset_escalation" => Control::ResetEscalation { drone },
+        "remove" => Control::RemoveDrone { drone },
         other => {
             return Err(ApiError::new(
                 404,
-                format!("unknown drone action {other:?}: use pause, resume, drain, undrain or reset-escalation"),
+                format!("unknown drone action {other:?}: use pause, resume, drain, undrain, reset-escalation or remove"),
             ))
         }
     };

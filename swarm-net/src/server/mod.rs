@@ -27,6 +27,7 @@ mod http;
 mod logs;
 mod metrics;
 mod read;
+mod rejects;
 mod releases;
 mod shared;
 mod writer;
@@ -88,7 +89,7 @@ pub enum ServeError {
         source: swarm_store::StoreError,
     },
     /// The address would not bind.
-    #[error("cannot listen on {addr}: {cause} (is another server running? choose another address with --listen)")]
+    #[error("cannot listen on {addr}: {cause} (choose another address with --listen)")]
     Bind {
         /// The address.
         addr: SocketAddr,
@@ -187,7 +188,12 @@ fn probe_targets(sh: &Shared) -> Vec<(DroneName, String)> {
         .view()
         .drones()
         .into_iter()
-        .filter(|d| d.status != swarm_core::DroneStatus::Offline)
+        .filter(|d| {
+            !matches!(
+                d.status,
+                swarm_core::DroneStatus::Offline | swarm_core::DroneStatus::Stopped
+            )
+        })
         .filter_map(|d| sh.address_of(&d.name).map(|a| (d.name, a)))
         .collect()
 }
@@ -390,11 +396,35 @@ fn serve_one(sh: &Shared, req: &mut Request<'_>) -> Response {
         }
     };
     let status = reply.status();
+    if matches!(status, 401 | 403) && DRONE_ROUTES.contains(&route) {
+        if let Some(n) = rejects::drone_rejects().note(Instant::now()) {
+            let why = match &reply {
+                Reply::Json(_, v) => v["error"].as_str().unwrap_or("").to_owned(),
+                _ => String::new(),
+            };
+            tracing::warn!(
+                %method, %path, from = %peer, status, refused = n,
+                "refused a drone: {why} (a drone with a missing or wrong drone token; \
+                 logged at most once a minute)"
+            );
+        }
+    }
     sh.metrics.request(route, status, began.elapsed());
     http::into_response(reply)
 }
 
 type Routed = (&'static str, Result<Reply, ApiError>);
+
+/// Routes that take the drone token: refusals there are logged.
+const DRONE_ROUTES: [&str; 7] = [
+    "register",
+    "work",
+    "complete",
+    "started",
+    "return",
+    "deregister",
+    "artifacts",
+];
 
 fn route(sh: &Shared, req: &mut Request<'_>, method: &Method, path: &str, url: &str) -> Routed {
     let p = path.trim_end_matches('/');
@@ -441,6 +471,9 @@ fn route(sh: &Shared, req: &mut Request<'_>, method: &Method, path: &str, url: &
         }
         (Method::Post, "/api/v1/started") => drone_ep!("started", drone::started(sh, req)),
         (Method::Post, "/api/v1/return") => drone_ep!("return", drone::give_back(sh, req)),
+        (Method::Post, "/api/v1/deregister") => {
+            drone_ep!("deregister", drone::deregister(sh, req))
+        }
         (Method::Put, a) if a.starts_with("/api/v1/artifacts/") => {
             let rest = http::decode_path(a.trim_start_matches("/api/v1/artifacts/"));
             drone_ep!("artifacts", artifacts::put(sh, req, &rest))
@@ -550,11 +583,12 @@ fn release_route(
     }
 }
 
-const KNOWN: [&str; 21] = [
+const KNOWN: [&str; 22] = [
     "/api/v1/timeseries",
     "/api/v1/logs",
     "/api/v1/events/stream",
     "/api/v1/register",
+    "/api/v1/deregister",
     "/api/v1/work",
     "/api/v1/poll",
     "/api/v1/complete",

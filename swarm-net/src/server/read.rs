@@ -45,6 +45,7 @@ pub(crate) fn status(sh: &Shared) -> Result<Reply, ApiError> {
             "online": by(DroneStatus::Online),
             "suspect": by(DroneStatus::Suspect),
             "offline": by(DroneStatus::Offline),
+            "stopped": by(DroneStatus::Stopped),
         },
         "leases": view.lease_count(),
         "brake": view.brake(),
@@ -251,6 +252,7 @@ pub(crate) fn metrics(sh: &Shared) -> Result<Reply, ApiError> {
             ("state=\"online\"".into(), count(DroneStatus::Online)),
             ("state=\"suspect\"".into(), count(DroneStatus::Suspect)),
             ("state=\"offline\"".into(), count(DroneStatus::Offline)),
+            ("state=\"stopped\"".into(), count(DroneStatus::Stopped)),
         ],
     );
     gauge(
