@@ -457,7 +457,7 @@ fn the_dashboard_shows_the_farm_streams_events_opens_logs_and_pauses() {
     browser.wait(
         10,
         "the releases tab",
-        "document.getElementById('releases-unavailable') || document.querySelector('#releases-body table, #releases-body p:not(.muted)')",
+        "document.getElementById('releases-unavailable') || document.querySelector('#releases-body table, #releases-body p:not(.muted)') || (document.getElementById('releases-body') || {textContent: ''}).textContent.includes('No release has been created yet')",
     );
     browser.shot("7-releases");
 

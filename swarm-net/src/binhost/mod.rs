@@ -510,7 +510,18 @@ impl Releases {
         let text = std::fs::read_to_string(&src).map_err(io("read", &src))?;
         let timestamp = st.next_timestamp(now_ms);
         let out = index::republish(&text, timestamp, &format!("{name}/"));
-        write_atomic(&self.opts.root.join("Packages"), out.as_bytes())?;
+        let top = self.opts.root.join("Packages");
+        write_atomic(&top, out.as_bytes())?;
+        // Portage asks with `If-Modified-Since: <its cached TIMESTAMP>`, and
+        // TIMESTAMP may run ahead of the clock (a rollback in the same second
+        // still increases it), so Last-Modified (the file's mtime) must be the
+        // TIMESTAMP itself or the client is told its stale copy is current.
+        let stamp = std::time::UNIX_EPOCH + std::time::Duration::from_secs(timestamp);
+        std::fs::File::options()
+            .write(true)
+            .open(&top)
+            .and_then(|f| f.set_modified(stamp))
+            .map_err(io("set the modification time of", &top))?;
         Ok(timestamp)
     }
 

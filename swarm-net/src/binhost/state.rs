@@ -105,9 +105,12 @@ impl State {
     }
 
     /// A TIMESTAMP later than every one written before, even if the clock
-    /// stepped back: Portage ignores an index that is not newer than its copy.
+    /// stepped back, and at least [`PORTAGE_IMS_TOLERANCE_S`] + 1 s later:
+    /// Portage asks with `If-Modified-Since: <cached TIMESTAMP + 5 s>`, so an
+    /// index only 1 s newer (a quick rollback) would be answered 304 and the
+    /// client would keep its stale copy.
     pub(crate) fn next_timestamp(&mut self, now_ms: u64) -> u64 {
-        let t = (now_ms / 1000).max(self.last_timestamp + 1);
+        let t = (now_ms / 1000).max(self.last_timestamp + PORTAGE_IMS_TOLERANCE_S + 1);
         self.last_timestamp = t;
         t
     }
@@ -162,5 +165,24 @@ pub(crate) fn remove_entries(dir: &Path, name: &str) -> Result<(), ReleaseError>
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(io("remove", &path)(e)),
+    }
+}
+
+/// What Portage adds to its cached index's TIMESTAMP when it asks
+/// `If-Modified-Since` (`portage.util._urlopen.TIMESTAMP_TOLERANCE`).
+pub(crate) const PORTAGE_IMS_TOLERANCE_S: u64 = 5;
+
+#[cfg(test)]
+mod timestamp_tests {
+    use super::*;
+
+    #[test]
+    fn each_index_timestamp_clears_portages_if_modified_since_tolerance() {
+        let mut st = State::default();
+        let a = st.next_timestamp(1_000_000);
+        let b = st.next_timestamp(1_000_000);
+        assert!(b > a + PORTAGE_IMS_TOLERANCE_S, "{a} then {b}");
+        let c = st.next_timestamp(2_000_000_000);
+        assert_eq!(c, 2_000_000);
     }
 }
