@@ -20,33 +20,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
+use support::portage::{machine_env, venv};
 use support::{request, swarm_bin, Server};
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace root")
-        .to_path_buf()
-}
-
-/// The Portage venv, or `None` (skip) outside CI when it is missing.
-fn portage_venv() -> Option<PathBuf> {
-    let venv = std::env::var_os("SWARM_PORTAGE_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("target/portage-venv"));
-    if venv.join("bin/emerge").exists() {
-        return Some(venv);
-    }
-    let why = format!(
-        "no Portage venv at {} (run tests/portage/venv.sh or set SWARM_PORTAGE_VENV)",
-        venv.display()
-    );
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{why}: under CI=true this test must run");
-    }
-    eprintln!("SKIPPED: {why}");
-    None
-}
 
 /// One Portage machine: its directory and the environment that makes emerge work there.
 struct Machine {
@@ -56,27 +31,7 @@ struct Machine {
 
 impl Machine {
     fn new(venv: &Path, dir: &Path) -> Machine {
-        let out = Command::new("bash")
-            .arg(repo_root().join("tests/portage/prefix.sh"))
-            .arg(dir)
-            .env("SWARM_PORTAGE_VENV", venv)
-            .output()
-            .expect("run prefix.sh");
-        assert!(
-            out.status.success(),
-            "prefix.sh failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let path = std::env::var("PATH").unwrap_or_default();
-        let env = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| l.strip_prefix("export "))
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| {
-                let v = v.trim_matches('"').replace("$PATH", &path);
-                (k.to_string(), v)
-            })
-            .collect();
+        let env = machine_env(dir, venv);
         Machine {
             dir: dir.to_path_buf(),
             env,
@@ -308,7 +263,7 @@ sys.exit(1 if problems else 0)
 
 #[test]
 fn real_portage_installs_the_world_from_a_published_release_and_follows_a_rollback() {
-    let Some(venv) = portage_venv() else { return };
+    let Some(venv) = venv() else { return };
     let began = Instant::now();
     // A service's `UMask=0077`: what swarm serves must still be 0644/0755.
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));

@@ -9,51 +9,8 @@ mod support;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use support::portage::{machine_env, venv};
 use support::{swarm_bin, Server};
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn venv() -> Option<PathBuf> {
-    let venv = std::env::var_os("SWARM_PORTAGE_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("target/portage-venv"));
-    if venv.join("bin/emerge").is_file() {
-        return Some(venv);
-    }
-    let why = format!(
-        "no Portage venv at {} (run tests/portage/venv.sh or set SWARM_PORTAGE_VENV)",
-        venv.display()
-    );
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{why}: CI must run the real-Portage tests");
-    }
-    eprintln!("SKIPPED: {why}");
-    None
-}
-
-/// The environment of a Portage machine made by tests/portage/prefix.sh.
-fn machine_env(dir: &Path, venv: &Path) -> Vec<(String, String)> {
-    let out = Command::new("bash")
-        .arg(repo_root().join("tests/portage/prefix.sh"))
-        .arg(dir)
-        .env("SWARM_PORTAGE_VENV", venv)
-        .output()
-        .expect("prefix.sh runs");
-    assert!(
-        out.status.success(),
-        "prefix.sh: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let path = std::env::var("PATH").unwrap_or_default();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.strip_prefix("export "))
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.trim_matches('"').replace("$PATH", &path)))
-        .collect()
-}
 
 /// (queued atom, `category/pf` of the binary package it must produce).
 const FORMS: [(&str, &str); 8] = [
