@@ -15,32 +15,6 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-/// Per-entry keys Portage writes when `emaint binhost --fix` reads a package
-/// (`bindbapi._aux_cache_keys` without the digests it computes itself).
-pub const ENTRY_KEYS: &[&str] = &[
-    "BDEPEND",
-    "BUILD_ID",
-    "BUILD_TIME",
-    "CHOST",
-    "DEFINED_PHASES",
-    "DEPEND",
-    "EAPI",
-    "IDEPEND",
-    "IUSE",
-    "KEYWORDS",
-    "LICENSE",
-    "PDEPEND",
-    "PROPERTIES",
-    "PROVIDES",
-    "RDEPEND",
-    "REQUIRES",
-    "RESTRICT",
-    "SLOT",
-    "USE",
-    "USER_PATCHES",
-    "repository",
-];
-
 /// Values Portage leaves out of an entry because its reader fills them in.
 const DEFAULTS: &[(&str, &str)] = &[("EAPI", "0"), ("SLOT", "0")];
 
@@ -121,7 +95,7 @@ pub fn render_entry(
     out: &mut String,
 ) {
     let mut m: BTreeMap<&str, String> = BTreeMap::new();
-    for k in ENTRY_KEYS {
+    for k in crate::binpkg::INDEX_KEYS {
         let Some(v) = e.metadata.get(*k) else {
             continue;
         };
