@@ -24,6 +24,8 @@ pub(crate) struct BenchArgs {
 enum BenchWhat {
     /// Drones over loopback: GET /api/v1/work then POST /api/v1/complete, repeated.
     Http(HttpArgs),
+    /// Binhost releases: `release create` (cold and warm) and `publish` for N synthetic gpkgs.
+    Release(crate::bench_release::ReleaseBenchArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -54,6 +56,7 @@ struct HttpArgs {
 pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.what {
         BenchWhat::Http(a) => http(a),
+        BenchWhat::Release(a) => crate::bench_release::run(a),
     }
 }
 
@@ -94,6 +97,7 @@ fn http_in(a: &HttpArgs, synchronous: Synchronous, dir: &std::path::Path) -> any
         http: server::HttpLimits::default(),
         clock: Arc::new(crate::serve_cmd::wall_clock),
         on_escalate: None,
+        binhost: swarm_net::binhost::BinhostOptions::under(dir),
     })?;
     let url = format!("http://{}", running.addr());
     let agent = ureq::AgentBuilder::new()

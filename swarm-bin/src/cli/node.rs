@@ -1,4 +1,4 @@
-//! `swarm node pause|resume|drain|undrain|reset-escalation <name>`: one
+//! `swarm node pause|resume|drain|undrain|reset-escalation|remove <name>`: one
 //! drone's switches, through `POST /api/v1/nodes/<name>/<action>`. (The drone
 //! agent itself is `swarm drone`.)
 
@@ -24,12 +24,18 @@ enum NodeCmd {
     /// Undo drain.
     Undrain(Target),
     /// Put the drone's self-healing escalation ladder back at the bottom.
+    #[command(alias = "reset_escalation")]
     ResetEscalation(Target),
     /// Issue the drone its own credential (shown once; stored hashed). The
     /// agent then acts only as this drone (`swarm drone --token-file`).
     Enroll(super::enroll::EnrollArgs),
     /// Invalidate the drone's credential at once.
     Revoke(super::enroll::RevokeArgs),
+    /// Retire the drone: its work is requeued, it leaves the fleet, its history stays.
+    ///
+    /// Asks on a terminal; pass --yes in scripts. A drone that registers
+    /// again later comes back as new.
+    Remove(super::node_remove::RemoveArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -53,6 +59,7 @@ pub(crate) fn run(args: NodeArgs) -> anyhow::Result<()> {
         NodeCmd::ResetEscalation(t) => (NodeAction::ResetEscalation, t, "escalation reset"),
         NodeCmd::Enroll(a) => return super::enroll::enroll(a),
         NodeCmd::Revoke(a) => return super::enroll::revoke(a),
+        NodeCmd::Remove(a) => return super::node_remove::run(a),
     };
     anyhow::ensure!(
         !target.name.trim().is_empty() && !target.name.contains('/'),

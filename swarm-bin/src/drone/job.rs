@@ -14,8 +14,8 @@ use super::classify::{self, Verdict};
 use super::runner::{self, BuildSpec};
 use super::shutdown::Phase;
 use super::state::{Job, JobId, Stop};
-use super::{facts, leftovers, template};
-use std::path::PathBuf;
+use super::{collect, facts, leftovers, template};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use swarm_core::{BuildTiming, FailureClass};
@@ -32,10 +32,21 @@ const SHUTDOWN_ATTEMPTS: u32 = 3;
 /// What the agent tells the server about a job.
 #[derive(Clone, Debug, PartialEq)]
 enum Report {
-    Success { sha256: Option<String> },
-    Failed { class: FailureClass, detail: String },
-    UploadFailed { detail: String },
-    Returned { reason: String },
+    Success {
+        sha256: Option<String>,
+        /// `cat/pf` of every binary package uploaded.
+        artifacts: Vec<String>,
+    },
+    Failed {
+        class: FailureClass,
+        detail: String,
+    },
+    UploadFailed {
+        detail: String,
+    },
+    Returned {
+        reason: String,
+    },
     Nothing,
 }
 
@@ -130,6 +141,29 @@ fn run(agent: &Agent, id: JobId) {
     agent.beat_soon();
 
     let argv = template::argv(&agent.template, &atom);
+    // A fresh PKGDIR per build: whatever it holds afterwards is what this build produced.
+    let build_pkgdir = match collect::fresh_pkgdir(&cfg.work_dir, &format!("{lease_label}-{id}")) {
+        Ok(dir) => dir,
+        Err(e) => {
+            let detail = format!(
+                "cannot make the build's PKGDIR under {}: {e}",
+                cfg.work_dir.display()
+            );
+            tracing::error!(package = %atom, detail, "build not started");
+            report(
+                agent,
+                &job,
+                0.0,
+                Report::Failed {
+                    class: FailureClass::Infra,
+                    detail,
+                },
+            );
+            agent.lock().end_job(id);
+            agent.notify();
+            return;
+        }
+    };
     let mut env = vec![
         ("SWARM_ATOM".to_string(), atom.as_str().to_string()),
         ("SWARM_CATEGORY".to_string(), atom.category().to_string()),
@@ -137,7 +171,7 @@ fn run(agent: &Agent, id: JobId) {
         ("SWARM_PN".to_string(), atom.pn().to_string()),
         (
             "PKGDIR".to_string(),
-            cfg.pkgdir.to_string_lossy().into_owned(),
+            build_pkgdir.to_string_lossy().into_owned(),
         ),
     ];
     // The stand-in builder packs its gpkg with this binary (`swarm standin-gpkg`).
@@ -202,7 +236,11 @@ fn run(agent: &Agent, id: JobId) {
                 crash,
             )
         }
-        Verdict::Built => (deliver(agent, id, &job, built_after), false, false),
+        Verdict::Built => (
+            deliver(agent, id, &job, built_after, &build_pkgdir),
+            false,
+            false,
+        ),
     };
 
     // A build that ran to its end (not a crash or an OOM kill) proves the
@@ -216,7 +254,15 @@ fn run(agent: &Agent, id: JobId) {
         });
     }
     let job = job_of(agent, id).unwrap_or(job);
+    if !matches!(outcome, Report::Nothing) {
+        super::logs::upload(agent, &job, &log);
+    }
     report(agent, &job, took_s, outcome);
+    super::logs::rotate(
+        &cfg.log_dir,
+        super::logs::KEEP_LOGS,
+        super::logs::KEEP_BYTES,
+    );
     let mut st = agent.lock();
     st.oom_kills += u32::from(oom);
     st.crashes += u32::from(crash);
@@ -245,8 +291,81 @@ fn run_build(agent: &Agent, id: JobId, spec: &BuildSpec<'_>, job: &Job) -> runne
     finished
 }
 
-/// A built package: find its artifact, upload it, check the server's sha256.
-fn deliver(agent: &Agent, id: JobId, job: &Job, built_after: SystemTime) -> Report {
+/// A built package: upload every binary package the build wrote into its own PKGDIR, each under
+/// the CPV read from the package itself; then keep them in the drone's PKGDIR.
+fn deliver(
+    agent: &Agent,
+    id: JobId,
+    job: &Job,
+    built_after: SystemTime,
+    build_pkgdir: &Path,
+) -> Report {
+    let cfg = &agent.cfg;
+    let atom = &job.atom;
+    let built = match collect::collect(build_pkgdir) {
+        Ok(b) => b,
+        Err(detail) => {
+            return Report::Failed {
+                class: FailureClass::Infra,
+                detail,
+            }
+        }
+    };
+    if built.is_empty() {
+        // A builder that ignores $PKGDIR may still have written into the drone's own PKGDIR.
+        return deliver_found(agent, id, job, built_after);
+    }
+    // The server takes, under this build's lease, only packages of the leased name; dependencies
+    // emerge built along stay in the drone's PKGDIR (their own leases upload them).
+    let (built, along): (Vec<_>, Vec<_>) = built
+        .into_iter()
+        .partition(|b| collect::matches(&b.cpv, atom));
+    if !along.is_empty() {
+        tracing::info!(package = %atom, kept = ?along.iter().map(|b| &b.cpv).collect::<Vec<_>>(),
+            "dependencies built along are kept locally, not uploaded: the lease covers only its own package");
+        collect::keep(build_pkgdir, &cfg.pkgdir, &along);
+    }
+    for b in &built {
+        if b.upload_name.ends_with(".gpkg.tar") && b.size < MIN_GPKG_BYTES {
+            return Report::Failed {
+                class: FailureClass::Infra,
+                detail: format!(
+                    "artifact {} is {} bytes, smaller than a real gpkg ({MIN_GPKG_BYTES})",
+                    b.path.display(),
+                    b.size
+                ),
+            };
+        }
+        if let Err(detail) = upload(
+            agent,
+            id,
+            job.lease,
+            b.category(),
+            &b.upload_name,
+            &b.path,
+            &b.sha256,
+        ) {
+            tracing::error!(package = %atom, artifact = b.cpv, detail, "upload failed");
+            return Report::UploadFailed { detail };
+        }
+        tracing::info!(package = %atom, artifact = b.cpv, sha256 = %b.sha256, size = b.size, "artifact uploaded");
+    }
+    let main = collect::pick(&built, atom);
+    if main.is_none() && !atom.is_virtual() {
+        tracing::warn!(package = %atom, built = ?built.iter().map(|b| &b.cpv).collect::<Vec<_>>(),
+            "the build wrote no package of the queued name; the server decides");
+    }
+    let report = Report::Success {
+        sha256: main.map(|b| b.sha256.clone()),
+        artifacts: built.iter().map(|b| b.cpv.clone()).collect(),
+    };
+    collect::keep(build_pkgdir, &cfg.pkgdir, &built);
+    report
+}
+
+/// The former way, for builders that ignore `$PKGDIR`: the newest artifact named after the atom
+/// in the drone's PKGDIR (exact atoms only).
+fn deliver_found(agent: &Agent, id: JobId, job: &Job, built_after: SystemTime) -> Report {
     let cfg = &agent.cfg;
     // Virtuals too: a binhost client installing a world needs their (empty) packages,
     // and emerge --buildpkg makes them.
@@ -255,7 +374,8 @@ fn deliver(agent: &Agent, id: JobId, job: &Job, built_after: SystemTime) -> Repo
         return Report::Failed {
             class: FailureClass::Infra,
             detail: format!(
-                "missing artifact: the build succeeded but no {}.gpkg.tar or .tbz2 is under {}",
+                "missing artifact: the build succeeded but wrote no binary package into its PKGDIR \
+                 (is FEATURES=buildpkg or --buildpkg set?), and no {}.gpkg.tar or .tbz2 is under {}",
                 atom.pf(),
                 cfg.pkgdir.join(atom.category()).display()
             ),
@@ -294,7 +414,10 @@ fn deliver(agent: &Agent, id: JobId, job: &Job, built_after: SystemTime) -> Repo
     ) {
         Ok(()) => {
             tracing::info!(package = %atom, sha256 = %sha, size = found.size, "artifact uploaded");
-            Report::Success { sha256: Some(sha) }
+            Report::Success {
+                sha256: Some(sha),
+                artifacts: vec![format!("{}/{}", atom.category(), atom.pf())],
+            }
         }
         Err(detail) => {
             tracing::error!(package = %atom, detail, "upload failed");
@@ -398,9 +521,10 @@ fn report(agent: &Agent, job: &Job, took_s: f64, outcome: Report) {
             send(agent, job, "return", |a| a.client.give_back(&r));
             return;
         }
-        Report::Success { sha256 } => {
+        Report::Success { sha256, artifacts } => {
             req.status = Some("success".into());
             req.sha256.clone_from(sha256);
+            req.artifacts = (!artifacts.is_empty()).then(|| artifacts.clone());
         }
         Report::Failed { class, detail } => {
             req.status = Some("failed".into());

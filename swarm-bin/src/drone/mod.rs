@@ -17,6 +17,7 @@
 //! | `heartbeat` | the heartbeat thread and health sampling |
 //! | `job` | one build: run, classify, upload, report (retried until answered) |
 //! | `leftovers` | killing builds a dead agent left running |
+//! | `logs` | uploading each build's log, rotating the local ones |
 //! | `runner` | process group, log file, stall and overall timeouts, TERM/grace/KILL |
 //! | `template` | `{atom}`, `{category}`, `{pn}`, `{pf}` substitution, no shell |
 //! | `artifact` | finding `<pf>.gpkg.tar`/`.tbz2` in PKGDIR, sha256 |
@@ -29,11 +30,13 @@ mod agent;
 mod artifact;
 mod backoff;
 mod classify;
+mod collect;
 mod config;
 mod facts;
 mod heartbeat;
 mod job;
 mod leftovers;
+mod logs;
 mod runner;
 mod shutdown;
 mod standin;

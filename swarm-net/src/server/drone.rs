@@ -217,7 +217,14 @@ pub(crate) fn register(sh: &Shared, req: &mut Request, caller: &Caller) -> Resul
             revoke.push(p);
         }
     }
+    let (slots, cores_per_slot) = {
+        let p = sh.published();
+        let slots = p.swarm.view().drone(&name).map(|d| d.slots);
+        (slots, Some(p.swarm.config().cores_per_slot))
+    };
     Reply::ok(&RegisterReply {
+        slots,
+        cores_per_slot,
         status: "registered".into(),
         orchestrator: Some(orchestrator),
         orchestrator_port: Some(sh.port),
@@ -403,6 +410,8 @@ pub(crate) fn complete(sh: &Shared, req: &mut Request, caller: &Caller) -> Resul
         .unwrap_or_default();
     let (outcome, recorded) = match status.as_str() {
         "success" | "ok" | "built" => {
+            // The lease's own upload (any version of the package for an atom that names
+            // no file, as the agent reports in `artifacts`); another lease's file never counts.
             let under_lease = || {
                 upload_lease::report_lease(sh, &name, &atom, r.lease)
                     .is_some_and(|l| upload_lease::uploaded_under(&sh.staging, &atom, l))
@@ -623,4 +632,34 @@ pub(crate) fn give_back(
     };
     let done = sh.submit(Plan::Inputs(vec![input]), None, false)?;
     report_reply(sh, caller, &done, &report, "returned")
+}
+
+/// `POST /api/v1/deregister` (`{"node_name": …, "reason": …}`): the agent
+/// is stopping cleanly. The drone shows as stopped, not failing; whatever
+/// it still holds goes back to the queue. Registering again undoes it.
+pub(crate) fn deregister(
+    sh: &Shared,
+    req: &mut Request,
+    caller: &Caller,
+) -> Result<Reply, ApiError> {
+    let body = read_body(req, sh.max_body)?;
+    let r: LeaseRequest = parse_json(&body)?;
+    let id = r.id.clone().or_else(|| r.node_name.clone());
+    let name = identify(sh, caller, id.as_deref(), "deregister")?;
+    let input = Input::Deregister {
+        drone: name.clone(),
+    };
+    let done = sh.submit(Plan::Inputs(vec![input]), None, false)?;
+    let returned = done
+        .outputs
+        .iter()
+        .filter(|o| matches!(o, Output::Event(Event::Reclaimed { .. })))
+        .count();
+    tracing::info!(
+        drone = %name,
+        reason = r.reason.as_deref().unwrap_or("not given"),
+        returned,
+        "drone stopped cleanly"
+    );
+    Reply::ok(&json!({"status": "stopped", "drone": name, "returned": returned, "seq": done.seq}))
 }

@@ -51,7 +51,7 @@ pub(crate) fn bind(
                     format!("lease {l} is not live: the package was reclaimed or already reported; nothing was stored"),
                 )
             })?;
-            if !same_build(&live.package, atom) {
+            if !covers(&live.package, atom) {
                 return Err(ApiError::field(
                     400,
                     "X-Swarm-Lease",
@@ -60,13 +60,10 @@ pub(crate) fn bind(
             }
             (LeaseId(l), live.drone)
         }
-        None => match (caller, view.package(atom).map(|p| p.status)) {
-            // An enrolled drone that does not name the lease: its own lease of the package.
-            (Caller::Drone(me), Some(PackageStatus::Assigned { lease, drone, .. }))
-                if drone == *me =>
-            {
-                (lease, drone)
-            }
+        None => match view.package(atom).map(|p| p.status) {
+            // An upload that does not name the lease: the package's current lease (its
+            // holder is checked against the caller below).
+            Some(PackageStatus::Assigned { lease, drone, .. }) => (lease, drone),
             _ => {
                 return Err(ApiError::field(
                     400,
@@ -94,16 +91,25 @@ pub(crate) fn bind(
     Ok(lease)
 }
 
-/// The file's package is the lease's, allowing a gpkg build id
-/// (`foo-1.0-3.gpkg.tar` for `=cat/foo-1.0`).
-fn same_build(leased: &Atom, file: &Atom) -> bool {
-    leased == file
-        || (leased.category() == file.category()
-            && file
-                .pf()
-                .strip_prefix(leased.pf())
-                .and_then(|r| r.strip_prefix('-'))
-                .is_some_and(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit())))
+/// Whether a file of `file` (a versioned package) is a build of what the
+/// lease names: the same `pf` (a gpkg build id allowed, `foo-1.0-3.gpkg.tar`
+/// for `=cat/foo-1.0`) for an atom that names a version, else a version of
+/// the same package (`>=cat/foo-1`, `cat/foo:2`, `foo`), as emerge resolved it.
+pub(crate) fn covers(leased: &Atom, file: &Atom) -> bool {
+    if leased.is_exact() {
+        return leased.cpv() == file.cpv()
+            || (leased.category() == file.category()
+                && file
+                    .pf()
+                    .strip_prefix(leased.pf())
+                    .and_then(|r| r.strip_prefix('-'))
+                    .is_some_and(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit())));
+    }
+    if leased.category().is_empty() {
+        leased.pn() == file.pn()
+    } else {
+        leased.key() == file.key()
+    }
 }
 
 fn check_holder(
@@ -170,21 +176,36 @@ pub(crate) fn record(
     std::fs::rename(&tmp, &path).map_err(io)
 }
 
-/// Whether an artifact of `atom` was uploaded under `lease`.
+/// Whether an artifact of `atom` (a file [`covers`] accepts) was uploaded
+/// under `lease` and is still in staging.
 pub(crate) fn uploaded_under(staging: &Path, atom: &Atom, lease: LeaseId) -> bool {
-    let dir = staging.join(".leases").join(atom.category());
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        return false;
+    let root = staging.join(".leases");
+    let categories: Vec<String> = if atom.category().is_empty() {
+        std::fs::read_dir(&root)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    } else {
+        vec![atom.category().to_string()]
     };
-    entries.flatten().any(|e| {
-        let name = e.file_name();
-        let name = name.to_string_lossy();
-        name.starts_with(atom.pf())
-            && super::artifacts::artifact_present_file(staging, atom.category(), &name)
-            && std::fs::read_to_string(e.path())
-                .ok()
-                .and_then(|t| t.trim().parse::<u64>().ok())
-                == Some(lease.0)
+    categories.iter().any(|category| {
+        let Ok(entries) = std::fs::read_dir(root.join(category)) else {
+            return false;
+        };
+        entries.flatten().any(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            super::artifacts::parse_artifact_path(&format!("{category}/{name}"))
+                .is_ok_and(|p| covers(atom, &p.atom))
+                && super::artifacts::artifact_present_file(staging, category, &name)
+                && std::fs::read_to_string(e.path())
+                    .ok()
+                    .and_then(|t| t.trim().parse::<u64>().ok())
+                    == Some(lease.0)
+        })
     })
 }
 
