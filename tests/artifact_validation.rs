@@ -76,15 +76,16 @@ fn bad_artifacts_are_refused_by_name_stage_nothing_and_never_count_as_built() {
     let s = Server::start(&dir.path().join("data"), &[]);
     rustix::process::umask(old);
 
-    let (code, _) = s.admin_post(
-        "/api/v1/queue",
-        &json!({"packages": ["=dev-libs/foo-1.0", "=dev-libs/ok-2.0"]}),
-    );
+    let (code, _) = s.admin_post("/api/v1/queue", &json!({"packages": ["=dev-libs/foo-1.0"]}));
     assert_eq!(code, 200);
     s.post(
         "/api/v1/register",
         &json!({"node_name": "d1", "capabilities": {"cores": 4}}),
     );
+    // Uploads are taken only under a live lease: d1 holds foo's while the bad files come.
+    let w = s.get("/api/v1/work?id=d1").1;
+    let first = w["package"].as_str().expect("a package").to_string();
+    assert_eq!(first, "=dev-libs/foo-1.0", "{w}");
 
     let valid = gpkg(dir.path(), "dev-libs/foo-1.0");
     let truncated = valid[..valid.len() / 2].to_vec();
@@ -165,8 +166,6 @@ fn bad_artifacts_are_refused_by_name_stage_nothing_and_never_count_as_built() {
     }
 
     // The drone reports success anyway: nothing valid is staged, so it is not built.
-    let w = s.get("/api/v1/work?id=d1").1;
-    let first = w["package"].as_str().expect("a package").to_string();
     let (_, c) = s.post(
         "/api/v1/complete",
         &json!({"id": "d1", "package": first, "status": "success"}),
@@ -176,6 +175,8 @@ fn bad_artifacts_are_refused_by_name_stage_nothing_and_never_count_as_built() {
     assert_eq!(status["counts"]["built"], 0, "{status}");
 
     // A valid gpkg of the right package is staged, readable by a web server, and counts.
+    let (code, _) = s.admin_post("/api/v1/queue", &json!({"packages": ["=dev-libs/ok-2.0"]}));
+    assert_eq!(code, 200);
     let w = s.get("/api/v1/work?id=d1").1;
     let second = w["package"].as_str().expect("a package").to_string();
     let cpv = second.trim_start_matches('=');
@@ -183,6 +184,12 @@ fn bad_artifacts_are_refused_by_name_stage_nothing_and_never_count_as_built() {
     let file = format!("{cpv}.gpkg.tar");
     let (code, v) = put(&s, &file, &body);
     assert_eq!(code, 200, "{v}");
+    // A build id in the name must be the package's own.
+    let (code, v) = put(&s, &format!("{cpv}-1.gpkg.tar"), &body);
+    assert_eq!(
+        code, 422,
+        "the gpkg has no BUILD_ID, so -1 is not its name: {v}"
+    );
     let (_, c) = s.post(
         "/api/v1/complete",
         &json!({"id": "d1", "package": second, "status": "success"}),
@@ -195,10 +202,4 @@ fn bad_artifacts_are_refused_by_name_stage_nothing_and_never_count_as_built() {
     assert_eq!(mode(&dest), 0o644, "{}", dest.display());
     assert_eq!(mode(&s.data_dir.join("staging/dev-libs")), 0o755);
     assert_eq!(mode(&s.data_dir.join("staging")), 0o755);
-    // A build id in the name must be the package's own.
-    let (code, v) = put(&s, &format!("{cpv}-1.gpkg.tar"), &body);
-    assert_eq!(
-        code, 422,
-        "the gpkg has no BUILD_ID, so -1 is not its name: {v}"
-    );
 }

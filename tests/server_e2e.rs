@@ -312,7 +312,15 @@ fn bad_input_gets_a_4xx_that_says_what_was_wrong() {
             (b"[1,2,3]".to_vec(), 400),
             (big.clone(), 413),
         ] {
-            let (code, v) = request_raw("POST", &url, Some(&body), Some(&token), &[]);
+            // Drone endpoints take a drone's credential, never the admin token.
+            let auth = ep.contains("queue") || ep.contains("control");
+            let (code, v) = request_raw(
+                "POST",
+                &url,
+                Some(&body),
+                auth.then_some(token.as_str()),
+                &[],
+            );
             assert_eq!(code, want, "{ep} with {} bytes: {v}", body.len());
             assert!(
                 v["error"].as_str().is_some_and(|e| !e.is_empty()),
@@ -396,11 +404,13 @@ fn bad_input_gets_a_4xx_that_says_what_was_wrong() {
         ),
     ];
     for (ep, body, want, field) in cases {
+        // Drone endpoints take a drone's credential, never the admin token.
+        let admin = ep.contains("queue") || ep.contains("control");
         let (code, v) = request(
             "POST",
             &format!("{}{}", s.url, ep),
             Some(&body.to_string()),
-            Some(&token),
+            admin.then_some(token.as_str()),
         );
         assert_eq!(code, want, "{ep} {body}: {v}");
         assert!(v["error"].as_str().is_some(), "{ep} {body}: {v}");
@@ -505,6 +515,16 @@ fn artifact_uploads_are_checked_and_atomic() {
     let data = std::fs::read(&gpkg).expect("gpkg");
     let sha = hex::encode(Sha256::digest(&data));
     let url = |p: &str| format!("{}/api/v1/artifacts/{}", s.url, p);
+    // Uploads are taken only under a live lease: one drone holds each package.
+    let (code, _) = s.admin_post(
+        "/api/v1/queue",
+        &json!({"packages": ["=dev-libs/foo-1.0", "=dev-libs/bar-1.0", "=dev-libs/big-1.0"]}),
+    );
+    assert_eq!(code, 200);
+    for d in ["up-1", "up-2", "up-3"] {
+        s.post("/api/v1/register", &json!({"node_name": d}));
+        assert!(work(&s, d)["lease"].as_u64().is_some());
+    }
     let (code, v) = request_raw(
         "PUT",
         &url("dev-libs/foo-1.0.gpkg.tar"),

@@ -323,7 +323,6 @@ fn deliver(
     if !along.is_empty() {
         tracing::info!(package = %atom, kept = ?along.iter().map(|b| &b.cpv).collect::<Vec<_>>(),
             "dependencies built along are kept locally, not uploaded: the lease covers only its own package");
-        collect::keep(build_pkgdir, &cfg.pkgdir, &along);
     }
     for b in &built {
         if b.upload_name.ends_with(".gpkg.tar") && b.size < MIN_GPKG_BYTES {
@@ -359,7 +358,8 @@ fn deliver(
         sha256: main.map(|b| b.sha256.clone()),
         artifacts: built.iter().map(|b| b.cpv.clone()).collect(),
     };
-    collect::keep(build_pkgdir, &cfg.pkgdir, &built);
+    let all: Vec<_> = built.iter().chain(&along).cloned().collect();
+    collect::keep(build_pkgdir, &cfg.pkgdir, &all);
     report
 }
 

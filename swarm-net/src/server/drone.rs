@@ -416,7 +416,12 @@ pub(crate) fn complete(sh: &Shared, req: &mut Request, caller: &Caller) -> Resul
                 upload_lease::report_lease(sh, &name, &atom, r.lease)
                     .is_some_and(|l| upload_lease::uploaded_under(&sh.staging, &atom, l))
             };
-            if atom.is_virtual() || under_lease() {
+            // A v3 drone (no credential, from a legacy network) rsyncs its binary in.
+            let rsynced = || {
+                matches!(caller, Caller::Legacy(_))
+                    && upload_lease::unclaimed_present(&sh.staging, &atom)
+            };
+            if atom.is_virtual() || under_lease() || rsynced() {
                 (Outcome::Success, "built")
             } else {
                 (

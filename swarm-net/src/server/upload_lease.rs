@@ -60,7 +60,16 @@ pub(crate) fn bind(
             }
             (LeaseId(l), live.drone)
         }
-        None => match view.package(atom).map(|p| p.status) {
+        None => match view
+            .package(atom)
+            .or_else(|| {
+                // `foo-1.0-3.gpkg.tar`: the package `=cat/foo-1.0`.
+                Atom::parse(&format!("={}", atom.cpv()))
+                    .ok()
+                    .and_then(|a| view.package(&a))
+            })
+            .map(|p| p.status)
+        {
             // An upload that does not name the lease: the package's current lease (its
             // holder is checked against the caller below).
             Some(PackageStatus::Assigned { lease, drone, .. }) => (lease, drone),
@@ -226,4 +235,32 @@ pub(crate) fn report_lease(
         }) if d == *drone => Some(lease),
         _ => None,
     }
+}
+
+/// Whether staging holds a file of `atom` that no upload claimed: one a v3
+/// drone rsynced in (`<cat>/<pf>*` or `<cat>/<pn>/<pf>*`). Only a
+/// credential-less drone from a legacy network may count on such a file.
+pub(crate) fn unclaimed_present(staging: &Path, atom: &Atom) -> bool {
+    let category = atom.category();
+    if category.is_empty() {
+        return false;
+    }
+    let dirs = [
+        staging.join(category),
+        staging.join(category).join(atom.pn()),
+    ];
+    dirs.iter().any(|dir| {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return false;
+        };
+        entries.flatten().any(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            super::artifacts::parse_artifact_path(&format!("{category}/{name}"))
+                .is_ok_and(|p| covers(atom, &p.atom))
+                && e.metadata()
+                    .is_ok_and(|m| m.is_file() && m.len() >= super::artifacts::MIN_ARTIFACT_BYTES)
+                && !record_path(staging, category, &name).exists()
+        })
+    })
 }
