@@ -469,9 +469,14 @@ impl Releases {
         })
     }
 
-    /// Publishes the release published before the current one again.
-    pub fn rollback(&self, now_ms: u64) -> Result<Published, ReleaseError> {
-        let mut st = self.lock();
+    /// The release `rollback` would publish again, or why there is none.
+    /// The dashboard names it on its "Roll back" button.
+    pub fn rollback_target(&self) -> Result<String, ReleaseError> {
+        Self::target(&self.lock()).map(|(_, target)| target)
+    }
+
+    /// (the published release, the one published before it that still exists).
+    fn target(st: &State) -> Result<(String, String), ReleaseError> {
         let Some(current) = st.published.clone() else {
             return Err(ReleaseError::NoRollback("nothing is published".into()));
         };
@@ -490,6 +495,13 @@ impl Releases {
                 "{current} is the only release ever published that still exists"
             )));
         };
+        Ok((current, target))
+    }
+
+    /// Publishes the release published before the current one again.
+    pub fn rollback(&self, now_ms: u64) -> Result<Published, ReleaseError> {
+        let mut st = self.lock();
+        let (current, target) = Self::target(&st)?;
         let timestamp = self.swap_index(&mut st, &target, now_ms)?;
         while st.history.last().is_some_and(|n| *n != target) {
             st.history.pop();
