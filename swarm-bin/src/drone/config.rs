@@ -509,10 +509,13 @@ mod tests {
             ("http://env:8100", "env-name")
         );
         assert_eq!(c.token.as_deref(), Some("secret"));
-        let c = args()
-            .with_env(env)
-            .merge(FileTable::default())
-            .expect("resolves");
+        let c = DroneArgs {
+            insecure_http: true,
+            ..args()
+        }
+        .with_env(env)
+        .merge(FileTable::default())
+        .expect("resolves");
         assert_eq!(c.name, "drone-a", "a flag beats the environment");
     }
 
