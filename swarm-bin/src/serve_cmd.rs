@@ -186,7 +186,24 @@ fn start(s: &Settings) -> anyhow::Result<Started> {
             header_from: s.binhost_header_from.clone(),
             ..swarm_net::binhost::BinhostOptions::under(&s.data_dir)
         },
+        signatures: swarm_net::binpkg::signature::Policy {
+            keyring: match &s.binpkg_keyring {
+                Some(path) => Some(
+                    swarm_net::binpkg::signature::Keyring::open(path)
+                        .map_err(anyhow::Error::msg)?,
+                ),
+                None => None,
+            },
+            require_signed: s.require_signed,
+        },
     };
+    if let Some(k) = &opts.signatures.keyring {
+        tracing::info!(
+            keyring = %k.path().display(),
+            require_signed = opts.signatures.require_signed,
+            "uploads with a signature are checked with gpgv"
+        );
+    }
     // A header file that cannot be used would fail every release; say so now.
     let header = opts.binhost.index_header()?;
     if s.binhost_header_from.is_some() {
