@@ -10,7 +10,7 @@
 
 mod support;
 
-use serde_json::Value;
+use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -164,6 +164,19 @@ fn put(s: &Server, file: &Path) -> (u16, Value) {
     )
 }
 
+/// Uploads are taken only under a live lease: a drone holds libfoo's.
+fn lease_libfoo(s: &Server) {
+    let (code, v) = s.admin_post(
+        "/api/v1/queue",
+        &json!({"packages": ["=dev-libs/libfoo-1.2"]}),
+    );
+    assert_eq!(code, 200, "{v}");
+    let (code, v) = s.post("/api/v1/register", &json!({"name": "signer"}));
+    assert_eq!(code, 200, "{v}");
+    let (code, v) = s.get("/api/v1/work?id=signer");
+    assert!(code == 200 && v["lease"].as_u64().is_some(), "{v}");
+}
+
 fn staged(s: &Server) -> bool {
     s.data_dir
         .join("staging/dev-libs/libfoo-1.2-1.gpkg.tar")
@@ -204,6 +217,7 @@ fn only_packages_signed_by_a_key_of_the_keyring_are_staged() {
             ("SWARM_REQUIRE_SIGNED", "true"),
         ],
     );
+    lease_libfoo(&strict);
     let (code, body) = put(&strict, &unsigned);
     assert_eq!(code, 422, "unsigned under require_signed: {body}");
     assert!(body.to_string().contains("not signed"), "{body}");
@@ -222,6 +236,7 @@ fn only_packages_signed_by_a_key_of_the_keyring_are_staged() {
         &dir.join("lenient"),
         &[("SWARM_BINPKG_KEYRING", keyring_s.as_str())],
     );
+    lease_libfoo(&lenient);
     let (code, body) = put(&lenient, &forged);
     assert_eq!(
         code, 422,

@@ -92,6 +92,7 @@ fn http_in(a: &HttpArgs, synchronous: Synchronous, dir: &std::path::Path) -> any
         admin_token: token.clone(),
         drone_token: None,
         legacy_drones: swarm_net::settings::default_legacy_drones(),
+        drones: Default::default(),
         max_body_bytes: 16 << 20,
         max_artifact_bytes: 1 << 20,
         http: server::HttpLimits::default(),

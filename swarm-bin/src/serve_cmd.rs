@@ -171,6 +171,7 @@ fn start(s: &Settings) -> anyhow::Result<Started> {
         admin_token,
         drone_token: s.drone_token.clone(),
         legacy_drones: s.legacy_drones.clone(),
+        drones: s.drones.clone(),
         max_body_bytes: s.max_body_bytes,
         max_artifact_bytes: s.max_artifact_bytes,
         http: s.http.clone(),

@@ -92,6 +92,12 @@ pub struct Settings {
     pub drone_token: Option<String>,
     /// Networks credential-less (v3) drones may call from; loopback by default.
     pub legacy_drones: Vec<ipnet::IpNet>,
+    /// `max_drones`, `max_registrations_per_minute` and `probe.networks`.
+    pub drones: crate::server::DroneLimits,
+    /// TLS certificate chain (PEM) `serve` terminates TLS with, with `tls_key`.
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    pub tls_key: Option<PathBuf>,
     /// How hard each commit waits for the disk.
     pub synchronous: Synchronous,
     /// Cap on a JSON request body (default 1 MiB).
@@ -205,6 +211,9 @@ impl Settings {
             admin_token_file: data_dir.join("admin.token"),
             drone_token: None,
             legacy_drones: default_legacy_drones(),
+            drones: crate::server::DroneLimits::default(),
+            tls_cert: None,
+            tls_key: None,
             synchronous: Synchronous::Normal,
             max_body_bytes: 1024 * 1024,
             max_artifact_bytes: 2 * 1024 * 1024 * 1024,
@@ -254,6 +263,9 @@ impl fmt::Debug for Settings {
             .field("admin_token_file", &self.admin_token_file)
             .field("drone_token", &hidden(&self.drone_token))
             .field("legacy_drones", &self.legacy_drones)
+            .field("drones", &self.drones)
+            .field("tls_cert", &self.tls_cert)
+            .field("tls_key", &self.tls_key)
             .field("synchronous", &self.synchronous)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("max_artifact_bytes", &self.max_artifact_bytes)
@@ -428,6 +440,16 @@ impl Loaded {
                     Synchronous::Full => "full",
                 }),
             ),
+            ("max_drones".into(), J::from(s.drones.max_drones)),
+            (
+                "max_registrations_per_minute".into(),
+                J::from(s.drones.registrations_per_minute),
+            ),
+            (
+                "tls_cert".into(),
+                s.tls_cert.as_deref().map_or(J::Null, path),
+            ),
+            ("tls_key".into(), s.tls_key.as_deref().map_or(J::Null, path)),
             ("max_body_bytes".into(), J::from(s.max_body_bytes)),
             ("max_artifact_bytes".into(), J::from(s.max_artifact_bytes)),
             (
@@ -455,6 +477,16 @@ impl Loaded {
             ("probe.interval_s".into(), J::from(s.probe.interval_s)),
             ("probe.timeout_s".into(), J::from(s.probe.timeout_s)),
             ("probe.parallel".into(), J::from(s.probe.parallel)),
+            (
+                "probe.networks".into(),
+                J::from(
+                    s.drones
+                        .probe_networks
+                        .iter()
+                        .map(|n| n.to_string())
+                        .collect::<Vec<_>>(),
+                ),
+            ),
             (
                 "escalation.restart_service".into(),
                 template(&s.escalation.restart_service),
@@ -695,6 +727,19 @@ fn load(request: &LoadRequest) -> Result<Loaded, SettingsError> {
             Some(Typed::Networks(n)) => n.clone(),
             _ => defaults.legacy_drones.clone(),
         },
+        drones: crate::server::DroneLimits {
+            max_drones: layers.size("max_drones", defaults.drones.max_drones),
+            registrations_per_minute: layers.int(
+                "max_registrations_per_minute",
+                u64::from(defaults.drones.registrations_per_minute),
+            ) as u32,
+            probe_networks: match layers.get("probe.networks") {
+                Some(Typed::Networks(n)) => n.clone(),
+                _ => defaults.drones.probe_networks.clone(),
+            },
+        },
+        tls_cert: layers.path("tls_cert"),
+        tls_key: layers.path("tls_key"),
         synchronous: match layers.get("synchronous") {
             Some(Typed::Sync(s)) => *s,
             _ => defaults.synchronous,

@@ -36,6 +36,7 @@ fn start(dir: &Path, keep_last: u32) -> RunningServer {
         }),
         on_escalate: None,
         legacy_drones: swarm_net::settings::default_legacy_drones(),
+        drones: Default::default(),
         signatures: Default::default(),
         binhost: BinhostOptions {
             keep_last,

@@ -9,6 +9,7 @@ use super::identity::{act_as, forbid, Caller};
 use super::shared::Shared;
 use super::upload_lease;
 use super::writer::{Done, DroneNow, Plan};
+use super::{claims, gate};
 use crate::wire::{
     CompleteReply, CompleteRequest, LeaseRef, LeaseRequest, RegisterReply, RegisterRequest,
     StopWork, WorkReply,
@@ -62,6 +63,7 @@ pub(crate) fn register(sh: &Shared, req: &mut Request, caller: &Caller) -> Resul
     let orchestrator = orchestrator_host(req);
     let body = read_body(req, sh.max_body)?;
     let r: RegisterRequest = parse_json(&body)?;
+    claims::check_register(&r)?;
     if r.node_type.as_deref() == Some("orchestrator") {
         return Reply::ok(&json!({
             "status": "ignored",
@@ -82,6 +84,19 @@ pub(crate) fn register(sh: &Shared, req: &mut Request, caller: &Caller) -> Resul
     let name = DroneName::new(name_text.clone())
         .map_err(|e| ApiError::field(400, field, format!("bad drone name {name_text:?}: {e}")))?;
     act_as(sh, caller, Some(name.as_str()), "register")?;
+    {
+        let published = sh.fresh();
+        let view = published.swarm.view();
+        if view.drone(&name).is_none() {
+            let registered = view.drones().len();
+            gate::admit_new(
+                &sh.drone_limits,
+                &sh.registrations,
+                registered,
+                name.as_str(),
+            )?;
+        }
+    }
     let machine_id = r.id.clone().unwrap_or_else(|| machine_id_of(name.as_str()));
     // A machine id already bound to another enrolled drone is not up for grabs.
     if let Some(other) = sh.resolve(&machine_id).filter(|o| *o != name) {
@@ -238,10 +253,10 @@ pub(crate) fn register(sh: &Shared, req: &mut Request, caller: &Caller) -> Resul
     })
 }
 
-/// The address the prober may use for this drone: what an enrolled drone
-/// says it is; for a credential-less one only an address inside the legacy
-/// networks (else the address it called from), so no caller can aim the
-/// prober at a host of its choosing.
+/// The address the prober may use for this drone: the address it called
+/// from, or the one it claims when that is inside the operator's
+/// `probe.networks` (or, for a credential-less drone, its legacy network),
+/// so no caller can aim the prober at a host of its choosing.
 fn probe_address(
     sh: &Shared,
     caller: &Caller,
@@ -249,13 +264,21 @@ fn probe_address(
     claimed: Option<&str>,
 ) -> Option<String> {
     let claimed_ip = claimed.and_then(|c| c.trim().parse::<std::net::IpAddr>().ok());
-    match caller {
-        Caller::Drone(_) => claimed_ip.or(Some(peer)).map(|ip| ip.to_string()),
-        Caller::Legacy(_) => claimed_ip
-            .filter(|ip| sh.legacy_allowed(*ip))
-            .or(Some(peer))
-            .map(|ip| ip.to_string()),
+    let allowed = |ip: &std::net::IpAddr| {
+        sh.drone_limits
+            .probe_networks
+            .iter()
+            .any(|n| n.contains(ip))
+            || (matches!(caller, Caller::Legacy(_)) && sh.legacy_allowed(*ip))
+    };
+    if let Some(ip) = claimed_ip.filter(|ip| *ip != peer && !allowed(ip)) {
+        sh.refusals.note(&peer.to_string(), || {
+            format!(
+                "drone at {peer} claimed ip {ip}, outside probe.networks: the prober uses {peer}"
+            )
+        });
     }
+    Some(claimed_ip.filter(allowed).unwrap_or(peer).to_string())
 }
 
 fn drone_now(done: &Done) -> Result<&DroneNow, ApiError> {
@@ -309,13 +332,17 @@ pub(crate) fn work(sh: &Shared, url: &str, caller: &Caller) -> Result<Reply, Api
     };
     let free_slots = match q.get("free_slots") {
         None => None,
-        Some(v) => Some(v.parse::<u32>().map_err(|_| {
-            ApiError::field(
-                400,
-                "free_slots",
-                format!("`free_slots` must be a whole number, got {v:?}"),
-            )
-        })?),
+        Some(v) => {
+            let n = v.parse::<u32>().map_err(|_| {
+                ApiError::field(
+                    400,
+                    "free_slots",
+                    format!("`free_slots` must be a whole number, got {v:?}"),
+                )
+            })?;
+            claims::check_free_slots(n)?;
+            Some(n)
+        }
     };
     let done = sh.submit(
         Plan::Work {
@@ -392,6 +419,7 @@ fn work_error(status: u16, error: &str) -> Result<Reply, ApiError> {
 pub(crate) fn complete(sh: &Shared, req: &mut Request, caller: &Caller) -> Result<Reply, ApiError> {
     let body = read_body(req, sh.max_body)?;
     let r: CompleteRequest = parse_json(&body)?;
+    claims::check_complete(&r)?;
     let id =
         r.id.clone()
             .or_else(|| r.node.clone())
@@ -407,6 +435,7 @@ pub(crate) fn complete(sh: &Shared, req: &mut Request, caller: &Caller) -> Resul
         .error_detail
         .clone()
         .or_else(|| r.error.clone())
+        .map(|d| claims::cut(d, claims::MAX_DETAIL))
         .unwrap_or_default();
     let (outcome, recorded) = match status.as_str() {
         "success" | "ok" | "built" => {

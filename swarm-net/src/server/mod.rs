@@ -20,11 +20,13 @@ mod admin;
 mod artifacts;
 mod auth;
 mod binhost;
+mod claims;
 mod creds;
 mod dashboard;
 mod drone;
 mod enroll;
 mod front;
+mod gate;
 mod http;
 mod identity;
 mod logs;
@@ -40,6 +42,7 @@ mod writer;
 pub use auth::{resolve_admin_token, TokenSource};
 pub use creds::{credentials_path, enrolled_count, CREDENTIALS_FILE};
 pub use front::HttpLimits;
+pub use gate::DroneLimits;
 pub use shared::{Clock, EscalateHook};
 
 use front::{Method, Request, Response};
@@ -72,6 +75,9 @@ pub struct ServerOptions {
     pub drone_token: Option<String>,
     /// Networks credential-less (v3) drones may call from (loopback by default).
     pub legacy_drones: Vec<ipnet::IpNet>,
+    /// Caps on the fleet (`max_drones`, new registrations per minute) and
+    /// the networks a drone's claimed address may be probed in.
+    pub drones: DroneLimits,
     /// Cap on JSON request bodies.
     pub max_body_bytes: u64,
     /// Cap on one artifact upload.
@@ -312,6 +318,8 @@ pub fn start(opts: ServerOptions) -> Result<RunningServer, ServeError> {
         history_next: AtomicUsize::new(0),
         creds,
         legacy_drones: opts.legacy_drones.clone(),
+        registrations: gate::RegistrationGate::new(opts.drones.registrations_per_minute),
+        drone_limits: opts.drones.clone(),
         refusals: ratelog::RefusalLog::default(),
         dashboard: dashboard::Dashboard::new(&opts.db_path, (opts.clock)().0),
         logs: open_logs(&opts.db_path),

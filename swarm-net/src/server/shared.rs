@@ -74,6 +74,10 @@ pub(crate) struct Shared {
     pub(crate) creds: super::creds::Credentials,
     /// Networks credential-less (v3) drones may call from.
     pub(crate) legacy_drones: Vec<ipnet::IpNet>,
+    /// `max_drones`, the registration rate and `probe.networks`.
+    pub(crate) drone_limits: super::gate::DroneLimits,
+    /// New registrations per minute, as a token bucket.
+    pub(crate) registrations: super::gate::RegistrationGate,
     /// Rate-limited log of refused drone requests.
     pub(crate) refusals: super::ratelog::RefusalLog,
     /// The dashboard's event stream and time series.

@@ -57,6 +57,22 @@ pub(super) const SERVER_KEYS: &[(&str, Kind)] = &[
     ("admin_token_file", Kind::Path),
     ("drone_token", Kind::Secret),
     ("legacy_drones", Kind::Networks),
+    (
+        "max_drones",
+        Kind::Int {
+            min: 1,
+            max: 1_000_000,
+        },
+    ),
+    (
+        "max_registrations_per_minute",
+        Kind::Int {
+            min: 1,
+            max: 1_000_000,
+        },
+    ),
+    ("tls_cert", Kind::OptPath),
+    ("tls_key", Kind::OptPath),
     ("synchronous", Kind::Sync),
     ("max_body_bytes", POSITIVE),
     ("max_artifact_bytes", POSITIVE),
@@ -94,6 +110,7 @@ pub(super) const SERVER_KEYS: &[(&str, Kind)] = &[
     ),
     ("probe.timeout_s", Kind::Int { min: 1, max: 3_600 }),
     ("probe.parallel", Kind::Int { min: 1, max: 256 }),
+    ("probe.networks", Kind::Networks),
     (
         "escalation.restart_service",
         Kind::OptTemplate(ESCALATION_PLACEHOLDERS),
