@@ -182,9 +182,19 @@ fn start(s: &Settings) -> anyhow::Result<Started> {
                 .unwrap_or_else(|| s.data_dir.join("binhost")),
             keep_last: s.release_keep,
             max_drop_permille: s.release_max_drop_percent * 10,
+            header_from: s.binhost_header_from.clone(),
             ..swarm_net::binhost::BinhostOptions::under(&s.data_dir)
         },
     };
+    // A header file that cannot be used would fail every release; say so now.
+    let header = opts.binhost.index_header()?;
+    if s.binhost_header_from.is_some() {
+        tracing::info!(
+            keys = header.len(),
+            profile = header.get("PROFILE").map(String::as_str).unwrap_or("-"),
+            "release indexes carry the reference Packages header"
+        );
+    }
     let running = server::start(opts)?;
     let report = running.open_report();
     tracing::info!(

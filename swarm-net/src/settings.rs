@@ -73,6 +73,11 @@ pub struct Settings {
     /// The publish gate refuses to drop more than this percentage of the
     /// published release's packages (default 10).
     pub release_max_drop_percent: u32,
+    /// A Portage `Packages` file (a reference drone's `$PKGDIR/Packages`)
+    /// whose header (PROFILE, ACCEPT_KEYWORDS, USE_EXPAND*, ...) each release's
+    /// index carries, as `emaint binhost --fix` would write it on that machine.
+    /// `None`: the header has only what swarm knows (VERSION, TIMESTAMP, PACKAGES, CHOST).
+    pub binhost_header_from: Option<PathBuf>,
     /// The admin token; `None`: read or generate `admin_token_file`, so admin is never open.
     pub admin_token: Option<String>,
     /// Where a generated admin token is written (0600) and where the CLI finds it.
@@ -172,6 +177,7 @@ impl Settings {
             binhost_path: None,
             release_keep: 5,
             release_max_drop_percent: 10,
+            binhost_header_from: None,
             admin_token: None,
             admin_token_file: data_dir.join("admin.token"),
             drone_token: None,
@@ -217,6 +223,7 @@ impl fmt::Debug for Settings {
             .field("binhost_path", &self.binhost_path)
             .field("release_keep", &self.release_keep)
             .field("release_max_drop_percent", &self.release_max_drop_percent)
+            .field("binhost_header_from", &self.binhost_header_from)
             .field("admin_token", &hidden(&self.admin_token))
             .field("admin_token_file", &self.admin_token_file)
             .field("drone_token", &hidden(&self.drone_token))
@@ -365,6 +372,10 @@ impl Loaded {
             (
                 "release_max_drop_percent".into(),
                 J::from(s.release_max_drop_percent),
+            ),
+            (
+                "binhost_header_from".into(),
+                s.binhost_header_from.as_deref().map_or(J::Null, path),
             ),
             ("admin_token".into(), hidden(&s.admin_token)),
             ("admin_token_file".into(), path(&s.admin_token_file)),
@@ -624,6 +635,7 @@ fn load(request: &LoadRequest) -> Result<Loaded, SettingsError> {
             "release_max_drop_percent",
             u64::from(defaults.release_max_drop_percent),
         ) as u32,
+        binhost_header_from: layers.path("binhost_header_from"),
         admin_token: layers.text("admin_token"),
         admin_token_file: layers
             .path("admin_token_file")

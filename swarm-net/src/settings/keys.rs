@@ -45,6 +45,7 @@ pub(super) const SERVER_KEYS: &[(&str, Kind)] = &[
         },
     ),
     ("release_max_drop_percent", Kind::Int { min: 0, max: 100 }),
+    ("binhost_header_from", Kind::OptPath),
     ("admin_token", Kind::Secret),
     ("admin_token_file", Kind::Path),
     ("drone_token", Kind::Secret),
