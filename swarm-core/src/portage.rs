@@ -140,6 +140,21 @@ pub(crate) struct SyncAsked {
     pub(crate) at: Timestamp,
 }
 
+/// A drone's last sync request, if any. Hashes to nothing when empty, so the
+/// digest of a state without one is what it was before this field existed
+/// (stored snapshots keep verifying across the upgrade).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub(crate) struct LastSyncAsk(pub(crate) Option<SyncAsked>);
+
+impl std::hash::Hash for LastSyncAsk {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        if let Some(a) = &self.0 {
+            a.hash(state);
+        }
+    }
+}
+
 /// What a drone asking for work must do about its Portage tree.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Gate {

@@ -228,10 +228,10 @@ impl Swarm {
             Err(schedule::NoWork::SyncPortage(expected)) => {
                 let at = self.st.now;
                 if let Some(d) = self.st.drones.get_mut(name) {
-                    d.sync_asked = Some(crate::portage::SyncAsked {
+                    d.sync_asked = crate::portage::LastSyncAsk(Some(crate::portage::SyncAsked {
                         expected: expected.clone(),
                         at,
-                    });
+                    }));
                 }
                 out.push(Output::Command(Command::SyncPortage {
                     drone: name.clone(),

@@ -115,7 +115,7 @@ pub(crate) fn portage_gate(st: &SwarmState, d: &Drone) -> Gate {
     crate::portage::gate(
         st.expected_portage.as_deref(),
         d.spec.portage_snapshot.as_deref(),
-        d.sync_asked.as_ref(),
+        d.sync_asked.0.as_ref(),
         st.now,
     )
 }

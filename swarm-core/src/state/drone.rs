@@ -76,7 +76,7 @@ pub(crate) struct Drone {
     pub(crate) builds_failed: u64,
     /// The last `sync_portage` this drone was given (see `portage::gate`).
     #[serde(default)]
-    pub(crate) sync_asked: Option<crate::portage::SyncAsked>,
+    pub(crate) sync_asked: crate::portage::LastSyncAsk,
 }
 
 impl Drone {
@@ -103,7 +103,7 @@ impl Drone {
             ladder: Ladder::default(),
             builds_ok: 0,
             builds_failed: 0,
-            sync_asked: None,
+            sync_asked: crate::portage::LastSyncAsk(None),
         }
     }
 
