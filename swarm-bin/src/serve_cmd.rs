@@ -26,6 +26,13 @@ pub(crate) struct ServeArgs {
     /// Configuration file (default /etc/swarm/swarm.toml when it exists).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Start even though the database holds less than was acknowledged
+    /// (a deleted or damaged -wal file, an emptied or replaced swarm.db).
+    /// Without it such a store is refused; with it the loss is logged and
+    /// recorded as a `loss_accepted` event. Use it only after restoring what
+    /// a backup can restore.
+    #[arg(long)]
+    accept_loss: bool,
 }
 
 /// The wall clock in the core's unit.
@@ -84,7 +91,10 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         listen: s.listen,
         db_path: s.db_path.clone(),
         staging: s.staging_path.clone(),
-        store: s.store_options(),
+        store: swarm_store::StoreOptions {
+            accept_loss: args.accept_loss,
+            ..s.store_options()
+        },
         admin_token,
         drone_token: s.drone_token.clone(),
         max_body_bytes: s.max_body_bytes,
@@ -95,6 +105,13 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     };
     let running = server::start(opts)?;
     let report = running.open_report();
+    if let Some(loss) = &report.loss {
+        tracing::error!(
+            db = %s.db_path.display(),
+            loss = %loss,
+            "started with --accept-loss on a store that lost acknowledged inputs; recorded as a loss_accepted event"
+        );
+    }
     tracing::info!(
         db = %s.db_path.display(),
         snapshot = report.snapshot_seq,
