@@ -53,3 +53,83 @@ fn serve_refuses_a_zero_byte_database_and_accept_loss_records_the_loss() {
         "{loss}"
     );
 }
+
+/// The largest of the store's files, in bytes.
+fn largest_store_file(data: &std::path::Path) -> u64 {
+    ["swarm.db", "swarm.db-wal", "swarm.db-shm"]
+        .iter()
+        .filter_map(|f| std::fs::metadata(data.join(f)).ok())
+        .map(|m| m.len())
+        .max()
+        .unwrap_or(0)
+}
+
+fn set_file_size_limit(server: &Server, limit: Option<u64>) {
+    let pid = rustix::process::Pid::from_raw(server.child.id() as i32).expect("pid");
+    rustix::process::prlimit(
+        Some(pid),
+        rustix::process::Resource::Fsize,
+        rustix::process::Rlimit {
+            current: limit,
+            maximum: None,
+        },
+    )
+    .expect("prlimit on our own child");
+}
+
+fn metric(server: &Server, name: &str) -> Option<String> {
+    let (_, body) = server.get("/metrics");
+    let text = body.as_str().unwrap_or_default().to_string();
+    text.lines()
+        .find(|l| l.starts_with(&format!("{name} ")))
+        .map(|l| l[name.len() + 1..].to_string())
+}
+
+#[test]
+fn health_is_503_with_the_reason_while_the_store_cannot_write_and_recovers_by_itself() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path();
+    let server = Server::start(data, &[]);
+    let (code, body) = server.get("/api/v1/health");
+    assert_eq!((code, body["status"].as_str()), (200, Some("ok")), "{body}");
+    assert_eq!(metric(&server, "swarm_store_writable").as_deref(), Some("1"));
+    // A file-size limit just above the store's files: the next growth fails,
+    // as on a full disk (`ulimit -f`, applied to the running server).
+    set_file_size_limit(&server, Some(largest_store_file(data) + 16 * 1024));
+    let mut refused = None;
+    for i in 0..400 {
+        let packages: Vec<String> = (0..50).map(|p| format!("dev-libs/p{i}x{p}-1")).collect();
+        let (code, body) = server.admin_post("/api/v1/queue", &json!({ "packages": packages }));
+        if code != 200 {
+            refused = Some((code, body));
+            break;
+        }
+    }
+    let (code, body) = refused.expect("a write failed under the file-size limit");
+    assert_eq!(code, 503, "{body}");
+    let (code, body) = server.get("/api/v1/health");
+    assert_eq!(code, 503, "{body}");
+    assert_eq!(body["store_writable"], json!(false), "{body}");
+    assert!(
+        body["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("cannot write")),
+        "{body}"
+    );
+    assert_eq!(metric(&server, "swarm_store_writable").as_deref(), Some("0"));
+    // Space returns: health turns back without any request writing.
+    set_file_size_limit(&server, None);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let (code, body) = server.get("/api/v1/health");
+        if code == 200 {
+            assert_eq!(body["store_writable"], json!(true), "{body}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never recovered: {body}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_eq!(metric(&server, "swarm_store_writable").as_deref(), Some("1"));
+    let (code, body) = server.admin_post("/api/v1/queue", &json!({ "packages": ["dev-libs/z-1"] }));
+    assert_eq!(code, 200, "writes work again: {body}");
+}

@@ -141,6 +141,16 @@ pub enum StoreError {
         /// The marker file.
         marker: PathBuf,
     },
+    /// The file system refused a write (I/O error, read-only, size limit).
+    #[error(
+        "the database cannot be written ({detail}); the failed input was not recorded. check \
+         free space, whether the file system went read-only, file-size limits (ulimit -f) and \
+         permissions"
+    )]
+    WriteFailed {
+        /// What SQLite said.
+        detail: String,
+    },
     /// A previous write failed and the state could not be rebuilt from the file.
     #[error("the store could not rebuild its state after a failed write ({reason}); reopen it")]
     Poisoned {
@@ -195,6 +205,9 @@ impl From<rusqlite::Error> for StoreError {
                 detail: e.to_string(),
             },
             Some(C::DiskFull) => StoreError::DiskFull {
+                detail: e.to_string(),
+            },
+            Some(C::SystemIoFailure | C::ReadOnly | C::CannotOpen) => StoreError::WriteFailed {
                 detail: e.to_string(),
             },
             _ => StoreError::Sqlite(e),

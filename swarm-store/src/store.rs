@@ -369,14 +369,18 @@ impl Store {
     }
 
     /// Checks that the database takes writes, without logging an input: one
-    /// small transaction on `meta`. Used while a write error is outstanding,
-    /// so health recovers by itself once space returns.
+    /// transaction writing 64 KiB into `meta` (about what a large batch
+    /// writes). Used while a write error is outstanding, so health recovers
+    /// by itself once space returns, and now and then while idle. A probe
+    /// that works says the store took 64 KiB now, not that every later
+    /// append fits: `write_error` always describes the latest attempt.
     pub fn probe_write(&mut self, at: Timestamp) -> Result<(), StoreError> {
         let result = self.apply_fault_limit().and_then(|()| {
             let tx = self
                 .conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)?;
-            meta_set(&tx, "write_probe_at_ms", &at.0.to_string())?;
+            let filler = " ".repeat(PROBE_BYTES);
+            meta_set(&tx, "write_probe", &format!("{}{filler}", at.0))?;
             tx.commit()?;
             Ok(())
         });
@@ -585,6 +589,9 @@ impl Store {
         crate::explorer::Explorer::open(&self.path, crate::explorer::ExplorerOptions::default())
     }
 }
+
+/// Bytes a `probe_write` writes.
+const PROBE_BYTES: usize = 64 * 1024;
 
 /// What `open` found missing, refused unless `accept_loss`.
 struct LossCheck {

@@ -260,6 +260,7 @@ pub fn start(opts: ServerOptions) -> Result<RunningServer, ServeError> {
         on_escalate: opts.on_escalate.clone(),
         port: addr.port(),
         history_next: AtomicUsize::new(0),
+        store_fault: RwLock::new(None),
     });
     let writer = {
         let shared = shared.clone();
