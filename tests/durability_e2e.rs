@@ -92,7 +92,10 @@ fn health_is_503_with_the_reason_while_the_store_cannot_write_and_recovers_by_it
     let server = Server::start(data, &[]);
     let (code, body) = server.get("/api/v1/health");
     assert_eq!((code, body["status"].as_str()), (200, Some("ok")), "{body}");
-    assert_eq!(metric(&server, "swarm_store_writable").as_deref(), Some("1"));
+    assert_eq!(
+        metric(&server, "swarm_store_writable").as_deref(),
+        Some("1")
+    );
     // A file-size limit just above the store's files: the next growth fails,
     // as on a full disk (`ulimit -f`, applied to the running server).
     set_file_size_limit(&server, Some(largest_store_file(data) + 16 * 1024));
@@ -116,7 +119,10 @@ fn health_is_503_with_the_reason_while_the_store_cannot_write_and_recovers_by_it
             .is_some_and(|r| r.contains("cannot write")),
         "{body}"
     );
-    assert_eq!(metric(&server, "swarm_store_writable").as_deref(), Some("0"));
+    assert_eq!(
+        metric(&server, "swarm_store_writable").as_deref(),
+        Some("0")
+    );
     // Space returns: health turns back without any request writing.
     set_file_size_limit(&server, None);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
@@ -126,10 +132,161 @@ fn health_is_503_with_the_reason_while_the_store_cannot_write_and_recovers_by_it
             assert_eq!(body["store_writable"], json!(true), "{body}");
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "never recovered: {body}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never recovered: {body}"
+        );
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
-    assert_eq!(metric(&server, "swarm_store_writable").as_deref(), Some("1"));
+    assert_eq!(
+        metric(&server, "swarm_store_writable").as_deref(),
+        Some("1")
+    );
     let (code, body) = server.admin_post("/api/v1/queue", &json!({ "packages": ["dev-libs/z-1"] }));
     assert_eq!(code, 200, "writes work again: {body}");
+}
+
+#[test]
+fn upload_temp_files_left_by_a_killed_server_are_removed_at_start() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path();
+    let cat = data.join("staging").join("dev-libs");
+    std::fs::create_dir_all(&cat).expect("staging");
+    let stale = cat.join(".upload-4242-7.tmp");
+    std::fs::write(&stale, vec![0u8; 1 << 20]).expect("stale temp");
+    let kept = cat.join("foo-1.gpkg.tar");
+    std::fs::write(&kept, b"a finished upload").expect("artifact");
+    let _server = Server::start(data, &[]);
+    assert!(!stale.exists(), "the stale temp file is gone");
+    assert!(kept.exists(), "finished uploads stay");
+}
+
+/// Starts `swarm drone` with the stand-in builder; stderr to `<dir>/<name>.log`.
+fn start_drone(
+    server: &Server,
+    dir: &std::path::Path,
+    name: &str,
+    sizes: &str,
+) -> std::process::Child {
+    let work_dir = dir.join(name);
+    std::fs::create_dir_all(&work_dir).expect("work dir");
+    let config = dir.join("empty-swarm.toml");
+    std::fs::write(&config, "").expect("config");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(format!("{name}.log")))
+        .expect("log");
+    Command::new(swarm_bin())
+        .args(["drone", "--server", &server.url, "--name", name])
+        .args(["--machine-id", &format!("test-machine-{name}")])
+        .args([
+            "--builder",
+            "standin",
+            "--heartbeat-s",
+            "1",
+            "--poll-s",
+            "1",
+        ])
+        .arg("--config")
+        .arg(&config)
+        .arg("--work-dir")
+        .arg(&work_dir)
+        .arg("--pkgdir")
+        .arg(work_dir.join("pkgdir"))
+        .arg("--portage-timestamp-file")
+        .arg(dir.join("no-timestamp"))
+        .env_remove("SWARM_URL")
+        .env_remove("SWARM_DRONE_NAME")
+        .env_remove("SWARM_DRONE_TOKEN")
+        .env_remove("SWARM_CONFIG")
+        .env("SWARM_LOG", "info")
+        .env("SWARM_STANDIN_SCALE_MS", "100")
+        .env("SWARM_STANDIN_SIZES", sizes)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn swarm drone")
+}
+
+fn wait_until(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while !f() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_finished_build_is_spooled_and_delivered_across_a_server_outage_and_an_agent_restart() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let atom = "dev-libs/spooled-1.0";
+    let sizes = dir.path().join("sizes");
+    std::fs::write(&sizes, format!("={atom} 30\n")).expect("sizes");
+    let sizes = sizes.to_string_lossy().into_owned();
+    let mut server = Server::start(&dir.path().join("server"), &[]);
+    let (code, v) = server.admin_post(
+        "/api/v1/queue",
+        &json!({ "packages": [format!("={atom}")] }),
+    );
+    assert_eq!(code, 200, "{v}");
+    let mut drone = start_drone(&server, dir.path(), "drone-s", &sizes);
+    let log = dir.path().join("drone-s.log");
+    let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    wait_until(60, "the build to start", || {
+        read_log().contains("build starts")
+    });
+    // The server goes away while the build runs; the build ends, is spooled,
+    // and its upload is retried against nothing.
+    server.kill9();
+    wait_until(60, "the upload to be retried", || {
+        read_log().contains("artifact upload failed")
+    });
+    let spool = dir.path().join("drone-s").join("spool");
+    let spooled = std::fs::read_dir(&spool)
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+                .count()
+        })
+        .unwrap_or(0);
+    assert_eq!(spooled, 1, "the finished build is on disk: {}", read_log());
+    // The agent dies mid-retry; the binary package in PKGDIR goes away too
+    // (the spool holds its own link).
+    let _ = drone.kill();
+    let _ = drone.wait();
+    let _ = std::fs::remove_dir_all(dir.path().join("drone-s").join("pkgdir"));
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    server.restart();
+    let mut drone = start_drone(&server, dir.path(), "drone-s", &sizes);
+    server.wait_for(60, "the spooled build to be delivered", |s| {
+        s["counts"]["built"] == 1
+    });
+    let (_, history) = server.get("/api/v1/history?limit=100");
+    let outcomes: Vec<&str> = history["builds"]
+        .as_array()
+        .expect("builds")
+        .iter()
+        .filter(|b| b["package"] == format!("={atom}"))
+        .filter_map(|b| b["outcome"].as_str())
+        .collect();
+    assert_eq!(outcomes, ["success"], "{history}");
+    assert!(server
+        .data_dir
+        .join("staging/dev-libs/spooled-1.0.gpkg.tar")
+        .exists());
+    wait_until(10, "the spool to empty", || {
+        std::fs::read_dir(&spool).map_or(true, |d| d.count() == 0)
+    });
+    assert!(
+        read_log().contains("earlier agent left in the spool"),
+        "{}",
+        read_log()
+    );
+    let _ = drone.kill();
+    let _ = drone.wait();
 }

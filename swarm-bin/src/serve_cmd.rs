@@ -126,8 +126,11 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         .context("cannot install the SIGINT handler")?;
     // A file-size limit (ulimit -f) must fail the write, which the store
     // reports and health shows, not kill the server with SIGXFSZ.
-    signal_hook::flag::register(signal_hook::consts::SIGXFSZ, Arc::new(AtomicBool::new(false)))
-        .context("cannot install the SIGXFSZ handler")?;
+    signal_hook::flag::register(
+        signal_hook::consts::SIGXFSZ,
+        Arc::new(AtomicBool::new(false)),
+    )
+    .context("cannot install the SIGXFSZ handler")?;
     let prober = if s.probe.enabled {
         let handle = running.handle();
         let submit_handle = handle.clone();

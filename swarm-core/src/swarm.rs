@@ -725,8 +725,9 @@ impl Swarm {
     fn on_success(&mut self, lid: LeaseId, duration_ms: Option<u64>, out: &mut Out) {
         let now = self.st.now;
         let lease = self.end_lease(lid);
-        let took =
-            duration_ms.unwrap_or_else(|| now.since(lease.started_at.unwrap_or(lease.issued_at)));
+        let took = duration_ms
+            .unwrap_or_else(|| now.since(lease.started_at.unwrap_or(lease.issued_at)))
+            .min(crate::time::MAX_DURATION_MS);
         let key = lease.package.key().to_owned();
         let learned = self.st.learned.entry(key).or_default();
         learned.duration_ms = Some(match learned.duration_ms {
@@ -772,7 +773,7 @@ impl Swarm {
                 .learned
                 .entry(lease.package.key().to_owned())
                 .or_default();
-            learned.ram_mb = learned.ram_mb.max(drone_ram + 1);
+            learned.ram_mb = learned.ram_mb.max(drone_ram.saturating_add(1));
         }
         let p = self.st.pkg_mut(lease.pkg);
         p.attempts += 1;

@@ -335,5 +335,7 @@ fn a_write_error_is_reported_until_a_probe_write_works_again() {
     limit.store(0, Ordering::SeqCst);
     store.probe_write(Timestamp(1 << 31)).expect("writes again");
     assert_eq!(store.write_error(), None);
-    store.append(Timestamp(1 << 32), Input::Tick).expect("append works");
+    store
+        .append(Timestamp(1 << 32), Input::Tick)
+        .expect("append works");
 }

@@ -1,8 +1,9 @@
 //! One job's thread: start, build, classify, find and upload the artifact,
 //! report, forget.
 //!
-//! A report is retried until the server answers it: a failed call never
-//! loses a build. Reports carry the lease, so a retried report that already
+//! A finished build's report (and artifact) is spooled on disk and retried
+//! until the server answers it (see `spool`): neither a failed call nor an
+//! agent restart loses a build. Reports carry the lease, so a retried report that already
 //! landed is answered as a duplicate, not counted twice. Retrying stops only
 //! when the answer no longer matters: the server revoked the package, or a
 //! second signal asked the agent to leave now.
@@ -14,7 +15,7 @@ use super::classify::{self, Verdict};
 use super::runner::{self, BuildSpec};
 use super::shutdown::Phase;
 use super::state::{Job, JobId, Stop};
-use super::{facts, leftovers, template};
+use super::{facts, leftovers, spool, template};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -24,18 +25,29 @@ use swarm_net::wire::{CompleteReply, CompleteRequest};
 
 /// Bytes of the log end read to classify a failure.
 const LOG_TAIL_BYTES: u64 = 64 * 1024;
-/// Server errors (5xx) on upload before reporting `upload_failed`.
-const UPLOAD_ATTEMPTS: u32 = 5;
 /// Attempts per report once the agent is returning work on shutdown.
 const SHUTDOWN_ATTEMPTS: u32 = 3;
 
 /// What the agent tells the server about a job.
 #[derive(Clone, Debug, PartialEq)]
 enum Report {
-    Success { sha256: Option<String> },
-    Failed { class: FailureClass, detail: String },
-    UploadFailed { detail: String },
-    Returned { reason: String },
+    Success {
+        sha256: Option<String>,
+    },
+    /// Built with an artifact to upload first.
+    Built {
+        sha256: String,
+        category: String,
+        name: String,
+        path: PathBuf,
+    },
+    Failed {
+        class: FailureClass,
+        detail: String,
+    },
+    Returned {
+        reason: String,
+    },
     Nothing,
 }
 
@@ -59,6 +71,7 @@ pub(crate) fn spawn(agent: Arc<Agent>, id: JobId) {
         if let Some(job) = job {
             report(
                 &agent,
+                id,
                 &job,
                 0.0,
                 Report::Returned {
@@ -83,6 +96,7 @@ fn abandon(agent: &Agent, id: JobId) {
         }
         report(
             agent,
+            id,
             &job,
             0.0,
             Report::Returned {
@@ -198,7 +212,7 @@ fn run(agent: &Agent, id: JobId) {
                 crash,
             )
         }
-        Verdict::Built => (deliver(agent, id, &job, built_after), false, false),
+        Verdict::Built => (deliver(agent, &job, built_after), false, false),
     };
 
     // A build that ran to its end (not a crash or an OOM kill) proves the
@@ -212,7 +226,7 @@ fn run(agent: &Agent, id: JobId) {
         });
     }
     let job = job_of(agent, id).unwrap_or(job);
-    report(agent, &job, took_s, outcome);
+    report(agent, id, &job, took_s, outcome);
     let mut st = agent.lock();
     st.oom_kills += u32::from(oom);
     st.crashes += u32::from(crash);
@@ -241,8 +255,8 @@ fn run_build(agent: &Agent, id: JobId, spec: &BuildSpec<'_>, job: &Job) -> runne
     finished
 }
 
-/// A built package: find its artifact, upload it, check the server's sha256.
-fn deliver(agent: &Agent, id: JobId, job: &Job, built_after: SystemTime) -> Report {
+/// A built package: find its artifact and its sha256 (the spool uploads it).
+fn deliver(agent: &Agent, job: &Job, built_after: SystemTime) -> Report {
     let cfg = &agent.cfg;
     let atom = &job.atom;
     if atom.is_virtual() {
@@ -280,74 +294,11 @@ fn deliver(agent: &Agent, id: JobId, job: &Job, built_after: SystemTime) -> Repo
             }
         }
     };
-    match upload(
-        agent,
-        id,
-        atom.category(),
-        &found.upload_name,
-        &found.path,
-        &sha,
-    ) {
-        Ok(()) => {
-            tracing::info!(package = %atom, sha256 = %sha, size = found.size, "artifact uploaded");
-            Report::Success { sha256: Some(sha) }
-        }
-        Err(detail) => {
-            tracing::error!(package = %atom, detail, "upload failed");
-            Report::UploadFailed { detail }
-        }
-    }
-}
-
-/// Uploads until the server answers. An unreachable server is waited for
-/// (with backoff) like a report is, so a control-plane restart costs no build;
-/// only a server that answers with errors `UPLOAD_ATTEMPTS` times, or refuses
-/// the file, makes it an upload failure.
-fn upload(
-    agent: &Agent,
-    id: JobId,
-    category: &str,
-    name: &str,
-    path: &PathBuf,
-    sha: &str,
-) -> Result<(), String> {
-    let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
-    let mut server_errors = 0;
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        if give_up(agent, id, attempt) {
-            return Err("upload abandoned: the package was revoked or the agent is leaving".into());
-        }
-        let file = std::fs::File::open(path)
-            .map_err(|e| format!("cannot read artifact {}: {e}", path.display()))?;
-        match agent.client.put_artifact(category, name, file, sha) {
-            Ok(reply) if reply.sha256.eq_ignore_ascii_case(sha) => return Ok(()),
-            Ok(reply) => {
-                return Err(format!(
-                    "server stored {} with sha256 {}, expected {sha}",
-                    reply.path, reply.sha256
-                ))
-            }
-            Err(e) if e.is_transport() => {
-                if attempt == 1 {
-                    tracing::warn!(
-                        "artifact upload failed: {e}; retrying until the server answers"
-                    );
-                }
-            }
-            Err(e) if retryable(&e) => {
-                server_errors += 1;
-                tracing::warn!(attempt = server_errors, "artifact upload failed: {e}");
-                if server_errors >= UPLOAD_ATTEMPTS {
-                    return Err(format!(
-                        "upload gave up after {server_errors} server errors: {e}"
-                    ));
-                }
-            }
-            Err(e) => return Err(format!("server refused the artifact: {e}")),
-        }
-        agent.pause(backoff.next_delay());
+    Report::Built {
+        sha256: sha,
+        category: atom.category().to_string(),
+        name: found.upload_name.clone(),
+        path: found.path.clone(),
     }
 }
 
@@ -368,8 +319,9 @@ fn give_up(agent: &Agent, id: JobId, attempt: u32) -> bool {
         || (st.phase == Phase::Returning && attempt > SHUTDOWN_ATTEMPTS)
 }
 
-/// Sends the report, retrying until the server answers.
-fn report(agent: &Agent, job: &Job, took_s: f64, outcome: Report) {
+/// Sends the report: a return directly, a finished build through the spool;
+/// each retried until the server answers.
+fn report(agent: &Agent, id: JobId, job: &Job, took_s: f64, outcome: Report) {
     let atom = job.atom.as_str();
     // By name, not machine id: see `Agent::lease_request`.
     let mut req = CompleteRequest {
@@ -380,6 +332,7 @@ fn report(agent: &Agent, job: &Job, took_s: f64, outcome: Report) {
         build_duration_s: Some((took_s * 10.0).round() / 10.0),
         ..CompleteRequest::default()
     };
+    let mut artifact = None;
     match &outcome {
         Report::Nothing => return,
         Report::Returned { reason } => {
@@ -392,21 +345,31 @@ fn report(agent: &Agent, job: &Job, took_s: f64, outcome: Report) {
             req.status = Some("success".into());
             req.sha256.clone_from(sha256);
         }
+        Report::Built {
+            sha256,
+            category,
+            name,
+            path,
+        } => {
+            req.status = Some("success".into());
+            req.sha256 = Some(sha256.clone());
+            artifact = Some((
+                spool::SpooledArtifact {
+                    category: category.clone(),
+                    name: name.clone(),
+                    sha256: sha256.clone(),
+                },
+                path.as_path(),
+            ));
+        }
         Report::Failed { class, detail } => {
             req.status = Some("failed".into());
             req.failure_class = Some(*class);
             req.error_detail = Some(detail.clone());
         }
-        Report::UploadFailed { detail } => {
-            req.status = Some("upload_failed".into());
-            req.failure_class = Some(FailureClass::Infra);
-            req.error_detail = Some(detail.clone());
-        }
     }
-    send(agent, job, "report", |a| {
-        req.epoch = a.lock().epoch;
-        a.client.complete(&req)
-    });
+    req.epoch = agent.lock().epoch;
+    spool::spool_and_deliver(agent, id, req, artifact);
 }
 
 /// One report, retried until answered; logs the answer.

@@ -15,7 +15,8 @@
 //! | `state` | what the threads share, and the decisions on it |
 //! | `agent` | threads and the main loop (work, sync, orphans, shutdown) |
 //! | `heartbeat` | the heartbeat thread and health sampling |
-//! | `job` | one build: run, classify, upload, report (retried until answered) |
+//! | `job` | one build: run, classify, find the artifact, report |
+//! | `spool` | finished builds on disk, uploaded and reported until answered, across restarts |
 //! | `leftovers` | killing builds a dead agent left running |
 //! | `runner` | process group, log file, stall and overall timeouts, TERM/grace/KILL |
 //! | `template` | `{atom}`, `{category}`, `{pn}`, `{pf}` substitution, no shell |
@@ -36,6 +37,7 @@ mod job;
 mod leftovers;
 mod runner;
 mod shutdown;
+mod spool;
 mod standin;
 mod state;
 mod template;

@@ -188,6 +188,15 @@ pub fn start(opts: ServerOptions) -> Result<RunningServer, ServeError> {
         path: opts.staging.clone(),
         source,
     })?;
+    let (files, bytes) = artifacts::remove_stale_uploads(&opts.staging);
+    if files > 0 {
+        tracing::info!(
+            files,
+            bytes,
+            staging = %opts.staging.display(),
+            "removed upload temp files an earlier run left behind"
+        );
+    }
     let mut store_opts = opts.store.clone();
     store_opts.open_at = Some((opts.clock)());
     // Drones must not wait while a large state is serialised and verified.

@@ -160,7 +160,9 @@ fn note_store_health(store: &Store, shared: &Shared) {
     };
     if *slot != now {
         match &now {
-            Some(why) => tracing::error!(reason = %why, "the store cannot write: health is 503 until a write works again"),
+            Some(why) => {
+                tracing::error!(reason = %why, "the store cannot write: health is 503 until a write works again")
+            }
             None => tracing::info!("the store writes again: health is 200"),
         }
         *slot = now;
