@@ -69,7 +69,7 @@ mod swarm;
 pub mod time;
 mod view;
 
-pub use atom::{Atom, AtomError};
+pub use atom::{Atom, AtomError, AtomRefusal};
 pub use config::{Config, ConfigError, Ordering};
 pub use health::{BuildTiming, DroneHealth, HealthMonitor, HealthSample, HealthThresholds};
 pub use id::{DroneName, Epoch, Generation, LeaseId, NameError, Seq};

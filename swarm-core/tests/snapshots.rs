@@ -842,7 +842,11 @@ fn a_malformed_atom_in_an_enqueue_is_refused_with_the_atom_error() {
     );
     let envelope = format!(r#"{{"seq":1,"at":0,"input":{input}}}"#);
     let err = serde_json::from_str::<Envelope>(&envelope).expect_err("the atom is malformed");
-    let expected = AtomError::NotCategoryName("not an atom".into()).to_string();
+    let expected = AtomError::BadCharacter {
+        atom: "not an atom".into(),
+        ch: ' ',
+    }
+    .to_string();
     let msg = err.to_string();
     assert!(
         msg.contains(&expected),
@@ -851,7 +855,11 @@ fn a_malformed_atom_in_an_enqueue_is_refused_with_the_atom_error() {
 
     let input = line("enqueue", r#""packages":[{"atom":"dev-libs/foo;rm"}]"#);
     let err = serde_json::from_str::<Input>(&input).expect_err("the atom is malformed");
-    let expected = AtomError::BadCharacter("dev-libs/foo;rm".into()).to_string();
+    let expected = AtomError::BadCharacter {
+        atom: "dev-libs/foo;rm".into(),
+        ch: ';',
+    }
+    .to_string();
     let msg = err.to_string();
     assert!(
         msg.contains(&expected),
