@@ -140,14 +140,14 @@ fn remove(entry: &Path) {
 /// Who delivers: a job's own thread (stops when its job is revoked), or the
 /// start-up pass (before registration).
 #[derive(Clone, Copy, Debug)]
-pub(crate) enum By {
+enum By {
     Job(JobId),
     Startup,
 }
 
 /// What became of a delivery.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Delivered {
+enum Delivered {
     /// The server answered the report (accepted, duplicate or stale).
     Answered,
     /// Not delivered; the entry stays for the next agent.
@@ -156,11 +156,13 @@ pub(crate) enum Delivered {
     Revoked,
 }
 
-/// Delivers one entry: upload, then report, until answered.
-pub(crate) fn deliver(agent: &Agent, path: &Path, entry: &Entry, by: By) -> Delivered {
+/// Delivers one entry: upload, then report, until answered. The artifact
+/// is read from the spool, or from `file` when it could not be spooled.
+fn deliver(agent: &Agent, path: &Path, entry: &Entry, file: Option<PathBuf>, by: By) -> Delivered {
     let mut report = entry.report.clone();
     if let Some(a) = &entry.artifact {
-        match upload(agent, path, a, by) {
+        let file = file.unwrap_or_else(|| artifact_path(path));
+        match upload(agent, &file, a, by) {
             Ok(()) => {}
             Err(Stopped::Keep(why)) => return Delivered::Kept(why),
             Err(Stopped::Revoked) => {
@@ -217,7 +219,7 @@ pub(crate) fn redeliver(agent: &Agent) {
         "delivering finished builds an earlier agent left in the spool"
     );
     for (path, entry) in entries {
-        match deliver(agent, &path, &entry, By::Startup) {
+        match deliver(agent, &path, &entry, None, By::Startup) {
             Delivered::Kept(why) => {
                 tracing::warn!(file = %path.display(), why, "spooled build kept for the next start");
                 return;
@@ -250,10 +252,9 @@ enum Stopped {
     Refused(String),
 }
 
-fn upload(agent: &Agent, entry: &Path, a: &SpooledArtifact, by: By) -> Result<(), Stopped> {
-    let file = artifact_path(entry);
+fn upload(agent: &Agent, file: &Path, a: &SpooledArtifact, by: By) -> Result<(), Stopped> {
     let reply = retry(agent, by, "artifact upload", |ag| {
-        let f = std::fs::File::open(&file).map_err(|e| {
+        let f = std::fs::File::open(file).map_err(|e| {
             CallError::Local(format!(
                 "cannot read spooled artifact {}: {e}",
                 file.display()
@@ -344,21 +345,21 @@ pub(crate) fn spool_and_deliver(
         report,
         artifact: artifact.as_ref().map(|(a, _)| a.clone()),
     };
-    let path = match put(&agent.cfg.work_dir, &entry, artifact.map(|(_, p)| p)) {
+    let source = artifact.as_ref().map(|(_, p)| *p);
+    let path = match put(&agent.cfg.work_dir, &entry, source) {
         Ok(p) => p,
         Err(e) => {
             // The disk refused the spool: deliver from memory, as before.
             tracing::error!(error = %e, "cannot spool the finished build; delivering it without a copy on disk");
             let scratch = dir(&agent.cfg.work_dir).join("unspooled.json");
-            return match deliver(agent, &scratch, &entry, By::Job(id)) {
-                Delivered::Kept(why) => {
-                    tracing::error!(package = ?entry.report.package, why, "build not delivered")
-                }
-                _ => {}
-            };
+            let file = source.map(Path::to_path_buf);
+            if let Delivered::Kept(why) = deliver(agent, &scratch, &entry, file, By::Job(id)) {
+                tracing::error!(package = ?entry.report.package, why, "build not delivered");
+            }
+            return;
         }
     };
-    if let Delivered::Kept(why) = deliver(agent, &path, &entry, By::Job(id)) {
+    if let Delivered::Kept(why) = deliver(agent, &path, &entry, None, By::Job(id)) {
         tracing::warn!(package = ?entry.report.package, file = %path.display(), why, "build kept in the spool; the next agent delivers it");
     }
 }

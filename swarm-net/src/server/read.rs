@@ -251,7 +251,7 @@ pub(crate) fn metrics(sh: &Shared) -> Result<Reply, ApiError> {
         "Inputs made durable (the log position).",
         &[(String::new(), p.seq)],
     );
-    let writable = sh.store_fault.read().map_or(false, |f| f.is_none());
+    let writable = sh.store_fault.read().is_ok_and(|f| f.is_none());
     gauge(
         &mut out,
         "swarm_store_writable",
