@@ -376,11 +376,19 @@ impl Swarm {
             self.st.generation = g.0;
         }
         let (mut added, mut already) = (0u32, 0u32);
+        let first_new = self.st.packages.len();
+        // An existing package waiting for one of the new atoms changes its
+        // dependencies: only a full replan handles that.
+        let extends = !enqueue
+            .packages
+            .iter()
+            .any(|s| self.ix.declared.contains(&s.atom) && !self.ix.by_atom.contains_key(&s.atom));
         for spec in &enqueue.packages {
             if self.ix.by_atom.contains_key(&spec.atom) {
                 already += 1;
                 continue;
             }
+            self.ix.declared.extend(spec.deps.iter().cloned());
             let id = PkgId(self.st.packages.len() as u32);
             self.st.packages.push(Package::queued(spec, &self.st));
             self.st.next_order += 1;
@@ -396,7 +404,20 @@ impl Swarm {
             self.st.expected_portage = Some(snapshot.clone());
         }
         if added > 0 {
-            self.replan();
+            let changed = if extends {
+                plan::extend(&mut self.st, &self.ix.by_atom, &self.ix.by_key, first_new)
+            } else {
+                None
+            };
+            match changed {
+                Some(ids) => {
+                    for id in ids {
+                        self.sync_pkg(id);
+                    }
+                    self.sync_replan();
+                }
+                None => self.replan(),
+            }
         }
         out.push(Output::Event(Event::Queued { added, already }));
     }
@@ -1090,6 +1111,7 @@ impl Swarm {
         self.ix = Index {
             by_atom: Index::atoms_of(&self.st),
             by_key: Index::keys_of(&self.st),
+            declared: Index::declared_of(&self.st),
             ..Index::default()
         };
         for i in 0..self.st.packages.len() {
