@@ -290,3 +290,45 @@ fn a_finished_build_is_spooled_and_delivered_across_a_server_outage_and_an_agent
     let _ = drone.kill();
     let _ = drone.wait();
 }
+
+#[test]
+fn a_short_soak_serves_without_errors_and_leaks_no_files() {
+    let out = Command::new(swarm_bin())
+        .args([
+            "bench",
+            "soak",
+            "--drones",
+            "8",
+            "--seconds",
+            "40",
+            "--speed",
+            "120",
+            "--json",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run swarm bench soak");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"));
+    assert_eq!(v["errors"], json!(0), "{v}");
+    assert!(v["built"].as_u64().is_some_and(|b| b > 0), "{v}");
+    assert!(v["virtual_hours"].as_f64().is_some_and(|h| h > 1.0), "{v}");
+    for which in ["start", "end"] {
+        for key in ["rss_mib", "open_files", "db_bytes", "log_rows"] {
+            assert!(
+                v[which][key].as_f64().is_some_and(|x| x > 0.0),
+                "{which}.{key}: {v}"
+            );
+        }
+        assert!(v[which]["p99_ms"]["heartbeat"].as_f64().is_some(), "{v}");
+    }
+    let files = |w: &str| v[w]["open_files"].as_u64().unwrap_or(0);
+    assert!(
+        files("end") <= files("start") + 8,
+        "open files grew from {} to {}",
+        files("start"),
+        files("end")
+    );
+}

@@ -5,6 +5,7 @@
 
 mod bench_cmd;
 mod bench_conn;
+mod bench_soak;
 mod cli;
 mod config_cmd;
 mod demo;

@@ -215,8 +215,10 @@ impl Explorer {
         let conn = crate::store::open_read_only(path.as_ref())?;
         conn.pragma_update(None, "query_only", 1)?;
         // Memory: a bounded page cache, sorts and temporary tables on disk.
-        conn.pragma_update(None, "cache_size", -i64::from(opts.cache_kib.max(64)))?;
-        conn.pragma_update(None, "temp_store", "FILE")?;
+        // Best effort here: a file that is not a database fails (with its
+        // own clear error) at the first query instead.
+        let _ = conn.pragma_update(None, "cache_size", -i64::from(opts.cache_kib.max(64)));
+        let _ = conn.pragma_update(None, "temp_store", "FILE");
         conn.set_limit(Limit::SQLITE_LIMIT_LENGTH, opts.max_value_bytes);
         conn.set_limit(Limit::SQLITE_LIMIT_SQL_LENGTH, 100_000);
         conn.set_limit(Limit::SQLITE_LIMIT_ATTACHED, 0);
