@@ -10,9 +10,9 @@ mod support;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use support::{request, swarm_bin, Server};
+use support::drone::{processes, Drone};
+use support::{request, Server};
 
 /// Policy for tests that need a dead drone noticed quickly.
 const FAST_LIVENESS: [(&str, &str); 4] = [
@@ -21,174 +21,6 @@ const FAST_LIVENESS: [(&str, &str); 4] = [
     ("SWARM_POLICY_OFFLINE_TIMEOUT_MS", "4000"),
     ("SWARM_POLICY_FAILOVER_GRACE_MS", "1000"),
 ];
-
-/// A running `swarm drone`. Killed, with any builder it left, on drop.
-struct Drone {
-    child: Child,
-    name: String,
-    work_dir: PathBuf,
-    pkgdir: PathBuf,
-    log: PathBuf,
-}
-
-impl Drone {
-    /// Starts a drone with the stand-in builder, 1 s heartbeats and polls.
-    fn start(
-        server: &Server,
-        dir: &Path,
-        name: &str,
-        args: &[&str],
-        env: &[(&str, &str)],
-    ) -> Drone {
-        let work_dir = dir.join(name);
-        let pkgdir = work_dir.join("pkgdir");
-        std::fs::create_dir_all(&work_dir).expect("work dir");
-        let config = dir.join("empty-swarm.toml");
-        std::fs::write(&config, "").expect("config");
-        let log = dir.join(format!("{name}.log"));
-        let stderr = std::fs::File::create(&log).expect("log");
-        let mut cmd = Command::new(swarm_bin());
-        cmd.args(["drone", "--server", &server.url, "--name", name])
-            .args(["--machine-id", &format!("test-machine-{name}")])
-            .args([
-                "--builder",
-                "standin",
-                "--heartbeat-s",
-                "1",
-                "--poll-s",
-                "1",
-            ])
-            .args(["--kill-grace-s", "1", "--config"])
-            .arg(&config)
-            .arg("--work-dir")
-            .arg(&work_dir)
-            .arg("--pkgdir")
-            .arg(&pkgdir)
-            .args(args)
-            .env_remove("SWARM_URL")
-            .env_remove("SWARM_DRONE_NAME")
-            .env_remove("SWARM_DRONE_TOKEN")
-            .env_remove("SWARM_CONFIG")
-            .env("SWARM_LOG", "info")
-            .env("SWARM_STANDIN_SCALE_MS", "100")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr);
-        if !args.contains(&"--portage-timestamp-file") {
-            cmd.arg("--portage-timestamp-file")
-                .arg(dir.join("no-timestamp"));
-        }
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let child = cmd.spawn().expect("spawn swarm drone");
-        Drone {
-            child,
-            name: name.to_string(),
-            work_dir,
-            pkgdir,
-            log,
-        }
-    }
-
-    fn signal(&self, sig: rustix::process::Signal) {
-        let pid = rustix::process::Pid::from_raw(self.child.id() as i32).expect("pid");
-        let _ = rustix::process::kill_process(pid, sig);
-    }
-
-    /// Waits for the agent to exit; its exit code, or None on timeout.
-    fn wait_exit(&mut self, secs: u64) -> Option<i32> {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return status.code();
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        None
-    }
-
-    fn kill9(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// The live processes of this drone's builds: (pid, pgid) of every
-    /// process in a group led by its stand-in builder.
-    fn builder_processes(&self) -> Vec<(u32, i32)> {
-        let script = self.work_dir.join("standin-builder.sh");
-        let script = script.to_string_lossy();
-        let leaders: Vec<i32> = processes()
-            .into_iter()
-            .filter(|p| p.cmdline.contains(script.as_ref()) && p.pid as i32 == p.pgid)
-            .map(|p| p.pgid)
-            .collect();
-        processes()
-            .into_iter()
-            .filter(|p| leaders.contains(&p.pgid))
-            .map(|p| (p.pid, p.pgid))
-            .collect()
-    }
-}
-
-impl Drop for Drone {
-    fn drop(&mut self) {
-        self.kill9();
-        for (_, pgid) in self.builder_processes() {
-            if let Some(pg) = rustix::process::Pid::from_raw(pgid) {
-                let _ = rustix::process::kill_process_group(pg, rustix::process::Signal::KILL);
-            }
-        }
-        if std::thread::panicking() {
-            eprintln!("---- log of drone {} ----\n{}", self.name, self.log_text());
-        }
-    }
-}
-
-/// A live (non-zombie) process, from /proc.
-struct Proc {
-    pid: u32,
-    pgid: i32,
-    cmdline: String,
-}
-
-fn processes() -> Vec<Proc> {
-    let mut out = Vec::new();
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return out;
-    };
-    for entry in dir.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .map(|(_, r)| r.split_whitespace().collect())
-            .unwrap_or_default();
-        if matches!(fields.first(), Some(&"Z" | &"X") | None) {
-            continue;
-        }
-        let Some(pgid) = fields.get(2).and_then(|p| p.parse().ok()) else {
-            continue;
-        };
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline"))
-            .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
-            .unwrap_or_default();
-        out.push(Proc { pid, pgid, cmdline });
-    }
-    out
-}
 
 fn alive(pid: u32) -> bool {
     processes().iter().any(|p| p.pid == pid)
@@ -314,10 +146,16 @@ fn the_agent_builds_a_small_dag_and_the_artifacts_land_in_staging_with_their_sha
         stored_at[0] <= stored_at[1] && stored_at[1] <= stored_at[2],
         "dependencies are built first"
     );
-    assert!(
-        !staging.join("virtual").exists(),
-        "virtual packages need no artifact"
-    );
+    // Virtuals reach the binhost too: a valid (empty) gpkg, uploaded like any package.
+    let glue = staging.join("virtual/glue-1.gpkg.tar");
+    let pkg = swarm_net::binpkg::inspect(&glue).expect("the virtual's gpkg is staged and valid");
+    assert_eq!(pkg.cpv, "virtual/glue-1");
+    // Every staged package passed the server's validation.
+    for (cat, pf) in [("dev-libs", "base-1.0"), ("app-misc", "top-3")] {
+        let pkg = swarm_net::binpkg::inspect(&staging.join(cat).join(format!("{pf}.gpkg.tar")))
+            .expect("valid");
+        assert_eq!(pkg.cpv, format!("{cat}/{pf}"));
+    }
     for d in [&mut a, &mut b] {
         d.signal(rustix::process::Signal::TERM);
         assert_eq!(d.wait_exit(20), Some(0), "{}", d.log_text());

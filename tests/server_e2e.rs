@@ -482,7 +482,11 @@ fn a_drone_token_when_configured_is_required() {
 fn artifact_uploads_are_checked_and_atomic() {
     let dir = tempfile::tempdir().expect("dir");
     let s = Server::start(dir.path(), &[("SWARM_MAX_ARTIFACT_BYTES", "65536")]);
-    let data = vec![42u8; 8192];
+    let pkg = tempfile::tempdir().expect("dir");
+    let gpkg = pkg.path().join("foo-1.0.gpkg.tar");
+    swarm_net::binpkg::write_gpkg("dev-libs/foo-1.0", &Default::default(), &[], &gpkg)
+        .expect("write_gpkg");
+    let data = std::fs::read(&gpkg).expect("gpkg");
     let sha = hex::encode(Sha256::digest(&data));
     let url = |p: &str| format!("{}/api/v1/artifacts/{}", s.url, p);
     let (code, v) = request_raw(

@@ -5,12 +5,16 @@
 # swarm can run on one laptop. `swarm drone --builder standin` runs it as
 #     sh standin-builder.sh {atom} {category} {pf}
 # It pretends to build a package: it sleeps for a time proportional to the
-# package's size, then writes a small tar shaped like a gpkg binary package to
+# package's size, then has `swarm standin-gpkg` write a small but VALID gpkg
+# (GLEP 78, Manifest included; real Portage installs it) to
 #     $PKGDIR/<category>/<pf>.gpkg.tar
-# (<pf>/gpkg-1, <pf>/metadata.tar, <pf>/image.tar; more than 1 KiB).
+# holding one text file (none for virtual/*).
 #
 # Environment:
 #   PKGDIR                  where to write the package (set by the agent)
+#   SWARM_BIN               the swarm binary that packs the gpkg (set by the
+#                           agent; default: swarm on PATH)
+#   SWARM_STANDIN_KEYWORDS  the package's KEYWORDS (default amd64)
 #   SWARM_STANDIN_SCALE_MS  milliseconds of sleep per size unit (default 1000)
 #   SWARM_STANDIN_SIZES     optional file of "atom units" lines (units = seconds
 #                           at the default scale); '#' starts a comment. Atoms
@@ -68,18 +72,6 @@ if listed "${SWARM_STANDIN_FAIL:-}"; then
 	exit 1
 fi
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/swarm-standin.XXXXXX") || exit 1
-trap 'rm -rf "$tmp"' EXIT
-mkdir -p "$tmp/$pf/meta" "$tmp/$pf/image/usr/share/doc/swarm-standin"
-printf '%s\n' "$category" > "$tmp/$pf/meta/CATEGORY"
-printf '%s\n' "$pf" > "$tmp/$pf/meta/PF"
-printf 'built by the swarm stand-in builder, not a real package\n' > "$tmp/$pf/meta/DESCRIPTION"
-printf 'stand-in for %s\n' "$bare" > "$tmp/$pf/image/usr/share/doc/swarm-standin/$pf.txt"
-printf 'gpkg-1\n' > "$tmp/$pf/gpkg-1"
-(cd "$tmp/$pf/meta" && tar -cf ../metadata.tar .) || exit 1
-(cd "$tmp/$pf/image" && tar -cf ../image.tar .) || exit 1
 mkdir -p "$PKGDIR/$category" || exit 1
-(cd "$tmp" && tar -cf "$tmp/out.gpkg.tar" "$pf/gpkg-1" "$pf/metadata.tar" "$pf/image.tar") || exit 1
-mv -f "$tmp/out.gpkg.tar" "$PKGDIR/$category/.$pf.gpkg.tar.partial" || exit 1
-mv -f "$PKGDIR/$category/.$pf.gpkg.tar.partial" "$PKGDIR/$category/$pf.gpkg.tar" || exit 1
+"${SWARM_BIN:-swarm}" standin-gpkg "$category/$pf" "$PKGDIR/$category/$pf.gpkg.tar" || exit 1
 echo ">>> wrote $PKGDIR/$category/$pf.gpkg.tar"

@@ -46,9 +46,6 @@ struct HttpArgs {
     /// Durability of each group commit: normal or full.
     #[arg(long, default_value = "normal")]
     synchronous: String,
-    /// HTTP worker threads of the server.
-    #[arg(long, default_value_t = 64)]
-    workers: usize,
     /// Snapshot interval of the store, in inputs (the server's default is 10,000).
     #[arg(long, default_value_t = 10_000)]
     snapshot_every: u64,
@@ -97,7 +94,7 @@ fn http_in(a: &HttpArgs, synchronous: Synchronous, dir: &std::path::Path) -> any
         drone_token: None,
         max_body_bytes: 16 << 20,
         max_artifact_bytes: 1 << 20,
-        http_workers: a.workers,
+        http: server::HttpLimits::default(),
         clock: Arc::new(crate::serve_cmd::wall_clock),
         on_escalate: None,
     })?;

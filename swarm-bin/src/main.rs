@@ -81,6 +81,9 @@ enum Cmd {
     /// runaway queries, and the answer is capped at --max-rows. Without --db or
     /// --data-dir the query goes to the server (--server/$SWARM_URL, admin token).
     Sql(sql_cmd::SqlArgs),
+    /// Write the STAND-IN builder's package: a valid gpkg holding one text file.
+    #[command(name = "standin-gpkg", hide = true)]
+    StandinGpkg(drone::StandinGpkgArgs),
 }
 
 #[derive(Subcommand)]
@@ -134,5 +137,6 @@ fn main() -> anyhow::Result<()> {
         Cmd::Sql(args) => sql_cmd::run(args),
         Cmd::Ops(cmd) => cli::run(cmd),
         Cmd::Demo(args) => demo::run(args),
+        Cmd::StandinGpkg(args) => args.run(),
     }
 }

@@ -99,7 +99,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         drone_token: s.drone_token.clone(),
         max_body_bytes: s.max_body_bytes,
         max_artifact_bytes: s.max_artifact_bytes,
-        http_workers: s.http_workers,
+        http: s.http.clone(),
         clock: Arc::new(wall_clock),
         on_escalate: Some(on_escalate),
     };

@@ -80,8 +80,9 @@ pub struct Settings {
     pub max_body_bytes: u64,
     /// Cap on an uploaded artifact (default 2 GiB).
     pub max_artifact_bytes: u64,
-    /// Threads parsing HTTP requests (default 8).
-    pub http_workers: usize,
+    /// The front door's bounds (`[http]`): open connections, header, idle
+    /// and body timeouts, minimum body rate.
+    pub http: crate::server::HttpLimits,
     /// The self-healing prober.
     pub probe: ProbeSettings,
     /// The commands behind each escalation step.
@@ -170,7 +171,7 @@ impl Settings {
             synchronous: Synchronous::Normal,
             max_body_bytes: 1024 * 1024,
             max_artifact_bytes: 2 * 1024 * 1024 * 1024,
-            http_workers: 32,
+            http: crate::server::HttpLimits::default(),
             probe: ProbeSettings::default(),
             escalation: EscalationSettings {
                 timeout_s: 120,
@@ -213,7 +214,7 @@ impl fmt::Debug for Settings {
             .field("synchronous", &self.synchronous)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("max_artifact_bytes", &self.max_artifact_bytes)
-            .field("http_workers", &self.http_workers)
+            .field("http", &self.http)
             .field("probe", &self.probe)
             .field("escalation", &self.escalation)
             .field("policy", &self.policy)
@@ -363,7 +364,23 @@ impl Loaded {
             ),
             ("max_body_bytes".into(), J::from(s.max_body_bytes)),
             ("max_artifact_bytes".into(), J::from(s.max_artifact_bytes)),
-            ("http_workers".into(), J::from(s.http_workers)),
+            (
+                "http.max_connections".into(),
+                J::from(s.http.max_connections),
+            ),
+            (
+                "http.header_timeout_s".into(),
+                J::from(s.http.header_timeout.as_secs()),
+            ),
+            (
+                "http.idle_timeout_s".into(),
+                J::from(s.http.idle_timeout.as_secs()),
+            ),
+            (
+                "http.body_timeout_s".into(),
+                J::from(s.http.body_idle_timeout.as_secs()),
+            ),
+            ("http.min_body_rate".into(), J::from(s.http.min_body_rate)),
             ("probe.enabled".into(), J::from(s.probe.enabled)),
             (
                 "probe.command".into(),
@@ -599,7 +616,20 @@ fn load(request: &LoadRequest) -> Result<Loaded, SettingsError> {
         },
         max_body_bytes: layers.int("max_body_bytes", defaults.max_body_bytes),
         max_artifact_bytes: layers.int("max_artifact_bytes", defaults.max_artifact_bytes),
-        http_workers: layers.size("http_workers", defaults.http_workers),
+        http: {
+            let d = &defaults.http;
+            let secs = |key: &str, default: std::time::Duration| {
+                std::time::Duration::from_secs(layers.int(key, default.as_secs()))
+            };
+            crate::server::HttpLimits {
+                max_connections: layers.size("http.max_connections", d.max_connections),
+                header_timeout: secs("http.header_timeout_s", d.header_timeout),
+                idle_timeout: secs("http.idle_timeout_s", d.idle_timeout),
+                body_idle_timeout: secs("http.body_timeout_s", d.body_idle_timeout),
+                min_body_rate: layers.int("http.min_body_rate", d.min_body_rate),
+                ..d.clone()
+            }
+        },
         probe: ProbeSettings {
             enabled: match layers.get("probe.enabled") {
                 Some(Typed::Bool(b)) => *b,

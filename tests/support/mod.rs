@@ -2,6 +2,8 @@
 //! binary, run real `swarm serve` processes on 127.0.0.1, and speak HTTP.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod drone;
+
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -6,7 +6,14 @@
 //! scheduler can rely on about which package needs which; so a flat listing
 //! gives packages without dependencies. With `--tree`, a line indented deeper
 //! than the one above it is a dependency of the nearest shallower line above,
-//! and those edges are kept.
+//! and those edges are kept. Portage shows a package's dependencies under one
+//! of its appearances only; when it shows them under a package merged elsewhere
+//! in the list, it re-displays that package as `[nomerge]`, so `[nomerge]` lines
+//! are parents like any other. An edge is kept when both ends are merged
+//! somewhere in the list (a `[nomerge]` package that is merged nowhere is
+//! installed already). `[binary]` lines carry a build id (`dev-libs/foo-1.0-1`),
+//! which names a binary package, not a version: the queued atom is the version.
+//! `[blocks]` and `[uninstall]` lines name nothing to build.
 
 use anyhow::Context;
 use serde::Deserialize;
@@ -77,8 +84,8 @@ pub(crate) fn detect(text: &str, name: &str) -> Format {
 }
 
 /// One `[ebuild ...] cat/pkg-ver...` line: its indentation after the bracket,
-/// whether it is merged (else it is a tree parent shown for structure), and
-/// the atom text.
+/// whether it is merged (else it is a tree node shown for structure), and
+/// the `cat/pkg-ver` text as printed (build id included).
 #[derive(Debug, PartialEq, Eq)]
 struct EmergeLine<'a> {
     indent: usize,
@@ -110,6 +117,17 @@ fn package_line(line: &str) -> Option<EmergeLine<'_>> {
     })
 }
 
+/// The exact atom of a package line: `=cat/pkg-ver`, without the build id a
+/// `[binary]` line shows.
+fn line_atom(text: &str) -> anyhow::Result<Atom> {
+    let atom = Atom::parse(text)?;
+    anyhow::ensure!(
+        atom.version().is_some(),
+        "{text:?} has no version: emerge prints cat/pkg-version on every package line"
+    );
+    Ok(Atom::parse(&format!("={}", atom.cpv()))?)
+}
+
 /// Removes colour escapes (`emerge --color y`, or output pasted from a
 /// terminal).
 fn strip_ansi(text: &str) -> String {
@@ -132,35 +150,40 @@ fn strip_ansi(text: &str) -> String {
     out
 }
 
-/// `emerge --pretend [--verbose] [--tree]` output.
+/// `emerge --pretend [--verbose] [--tree] [--emptytree] [--color y]` output.
 pub(crate) fn parse_emerge(text: &str) -> anyhow::Result<Vec<PackageSpec>> {
     let text = strip_ansi(text);
     let mut list = Specs::default();
-    // (indent, atom if merged) of the open tree branch.
-    let mut stack: Vec<(usize, Option<Atom>)> = Vec::new();
+    // (indent, atom) of the open tree branch, [nomerge] nodes included.
+    let mut stack: Vec<(usize, Atom)> = Vec::new();
+    let mut edges: Vec<(Atom, Atom)> = Vec::new();
     let mut seen_any = false;
     for (i, raw) in text.lines().enumerate() {
         let Some(line) = package_line(raw) else {
             continue;
         };
         seen_any = true;
-        let atom = Atom::parse(line.atom).with_context(|| format!("line {}", i + 1))?;
+        let atom = line_atom(line.atom).with_context(|| format!("line {}", i + 1))?;
         while stack.last().is_some_and(|(ind, _)| *ind >= line.indent) {
             stack.pop();
         }
-        let parent = stack.last().and_then(|(_, a)| a.clone());
+        if let Some((_, parent)) = stack.last() {
+            edges.push((parent.clone(), atom.clone()));
+        }
         if line.merged {
             list.add(PackageSpec::new(atom.clone()));
-            if let Some(parent) = parent {
-                list.add_dep(&parent, atom.clone());
-            }
         }
-        stack.push((line.indent, line.merged.then_some(atom)));
+        stack.push((line.indent, atom));
     }
     anyhow::ensure!(
         seen_any,
         "no package lines: expected `[ebuild  N     ] cat/pkg-1.0` lines as `emerge --pretend` prints them"
     );
+    for (parent, child) in edges {
+        if list.by_atom.contains_key(&child) {
+            list.add_dep(&parent, child);
+        }
+    }
     list.finish()
 }
 
@@ -386,6 +409,96 @@ Total: 7 packages (1 upgrade, 4 new, 1 in new slot, 1 reinstall, 1 binary), Size
         assert!(deps_of(&specs, "=sys-libs/zlib-1.3.1-r1").is_empty());
         assert!(deps_of(&specs, "=app-misc/tmux-3.4").is_empty());
         assert_eq!(detect(TREE, "-"), Format::Emerge);
+    }
+
+    /// Real `emerge --pretend --tree` outputs over the fixture repository, printed by
+    /// tests/portage/emerge-outputs.sh (a CI test prints them again and compares).
+    const REAL: [(&str, &str); 4] = [
+        (
+            "tree.txt",
+            include_str!("../../../tests/portage/emerge/tree.txt"),
+        ),
+        (
+            "tree-verbose.txt",
+            include_str!("../../../tests/portage/emerge/tree-verbose.txt"),
+        ),
+        (
+            "tree-color.txt",
+            include_str!("../../../tests/portage/emerge/tree-color.txt"),
+        ),
+        (
+            "tree-binary.txt",
+            include_str!("../../../tests/portage/emerge/tree-binary.txt"),
+        ),
+    ];
+
+    /// Every edge the trees above display, read off them by hand (the ebuilds agree). The
+    /// binary run does not show plugin's dependency on plugin-host (plugin is a binary there).
+    const DISPLAYED: [(&str, &str); 13] = [
+        ("=app-misc/daemon-0.9", "=acct-user/builder-0"),
+        ("=app-misc/daemon-0.9", "=dev-lang/lang-2.0"),
+        ("=app-misc/daemon-0.9", "=virtual/libcrypt-2"),
+        ("=app-misc/hello-1.0", "=dev-libs/libbar-2.1"),
+        ("=app-misc/hello-1.0", "=dev-libs/libssl-3.0.1"),
+        ("=app-misc/hello-1.0", "=dev-util/buildtool-1.0"),
+        ("=app-misc/plugin-1.0", "=app-misc/plugin-host-1.0"),
+        ("=app-misc/plugin-host-1.0", "=app-misc/plugin-1.0"),
+        ("=acct-user/builder-0", "=acct-group/builder-0"),
+        ("=dev-libs/circ-a-1.0", "=dev-libs/circ-b-1.0"),
+        ("=dev-libs/circ-b-1.0", "=dev-libs/circ-a-1.0"),
+        ("=virtual/libcrypt-2", "=sys-libs/libxcrypt-4.4.36"),
+        ("=x11-libs/gtk+-3.24.43", "=dev-libs/libfoo-1.2"),
+    ];
+
+    fn edges(specs: &[PackageSpec]) -> Vec<(String, String)> {
+        let mut e: Vec<(String, String)> = specs
+            .iter()
+            .flat_map(|s| s.deps.iter().map(|d| (s.atom.to_string(), d.to_string())))
+            .collect();
+        e.sort();
+        e
+    }
+
+    #[test]
+    fn every_edge_a_real_emerge_tree_displays_is_recovered() {
+        for (name, text) in REAL {
+            let binary = name == "tree-binary.txt";
+            let mut want: Vec<(String, String)> = DISPLAYED
+                .iter()
+                .filter(|(a, _)| !(binary && *a == "=app-misc/plugin-1.0"))
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect();
+            want.sort();
+            assert_eq!(detect(text, "-"), Format::Emerge, "{name}");
+            let specs = parse_emerge(text).unwrap_or_else(|e| panic!("{name}: {e:#}"));
+            let got = edges(&specs);
+            println!(
+                "{name}: {} of {} displayed edges recovered",
+                got.len(),
+                want.len()
+            );
+            assert_eq!(got, want, "{name}");
+            // 17 packages; the binary run adds app-misc/modern (and a blocker, which is not one).
+            assert_eq!(
+                specs.len(),
+                if binary { 18 } else { 17 },
+                "{name}: {:?}",
+                atoms(&specs)
+            );
+            for spec in &specs {
+                assert!(spec.atom.build_id().is_none(), "{name}: {}", spec.atom);
+                assert!(spec.atom.is_exact(), "{name}: {}", spec.atom);
+            }
+        }
+    }
+
+    #[test]
+    fn binary_lines_queue_the_version_not_the_build_id() {
+        let specs = parse_emerge(REAL[3].1).expect("parses");
+        let all = atoms(&specs);
+        assert!(all.contains(&"=dev-libs/libfoo-1.2"), "{all:?}");
+        assert!(all.contains(&"=app-misc/plugin-host-1.0"), "{all:?}");
+        assert!(!all.iter().any(|a| a.contains("legacy")), "{all:?}");
     }
 
     #[test]

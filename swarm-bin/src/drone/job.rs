@@ -154,6 +154,10 @@ fn run(agent: &Agent, id: JobId) {
             cfg.pkgdir.to_string_lossy().into_owned(),
         ),
     ];
+    // The stand-in builder packs its gpkg with this binary (`swarm standin-gpkg`).
+    if let Ok(exe) = std::env::current_exe() {
+        env.push(("SWARM_BIN".to_string(), exe.to_string_lossy().into_owned()));
+    }
     if let Some(l) = job.lease {
         env.push(("SWARM_LEASE".to_string(), l.to_string()));
     }
@@ -258,10 +262,9 @@ fn run_build(agent: &Agent, id: JobId, spec: &BuildSpec<'_>, job: &Job) -> runne
 /// A built package: find its artifact and its sha256 (the spool uploads it).
 fn deliver(agent: &Agent, job: &Job, built_after: SystemTime) -> Report {
     let cfg = &agent.cfg;
+    // Virtuals too: a binhost client installing a world needs their (empty) packages,
+    // and emerge --buildpkg makes them.
     let atom = &job.atom;
-    if atom.is_virtual() {
-        return Report::Success { sha256: None };
-    }
     let Some(found) = artifact::find(&cfg.pkgdir, atom) else {
         return Report::Failed {
             class: FailureClass::Infra,

@@ -24,7 +24,7 @@
 //! | `classify` | build / oom / infra |
 //! | `shutdown` | the signal state machine |
 //! | `backoff` | exponential backoff with jitter |
-//! | `standin` | the bundled STAND-IN builder (`--builder standin`) |
+//! | `standin` | the bundled STAND-IN builder (`--builder standin`) and its gpkg writer |
 
 mod agent;
 mod artifact;
@@ -43,6 +43,7 @@ mod state;
 mod template;
 
 pub(crate) use config::DroneArgs;
+pub(crate) use standin::StandinGpkgArgs;
 
 /// Runs `swarm drone` until SIGTERM/SIGINT; exits 0 after a clean shutdown.
 pub(crate) fn run(args: DroneArgs) -> anyhow::Result<()> {

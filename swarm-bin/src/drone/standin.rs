@@ -1,11 +1,13 @@
 //! The STAND-IN builder: `swarm-bin/scripts/standin-builder.sh`, compiled into
 //! the binary so `swarm drone --builder standin` (and `swarm demo`) work from
 //! an installed `swarm` alone. It compiles nothing: it sleeps in proportion to
-//! a package's size, writes a small gpkg-shaped tar to `$PKGDIR`, and fails or
-//! "runs out of memory" for the atoms listed in `SWARM_STANDIN_FAIL` /
-//! `SWARM_STANDIN_OOM`. The script's header documents its knobs.
+//! a package's size, has `swarm standin-gpkg` ([`StandinGpkgArgs`]) write a
+//! small valid gpkg to `$PKGDIR`, and fails or "runs out of memory" for the
+//! atoms listed in `SWARM_STANDIN_FAIL` / `SWARM_STANDIN_OOM`. The script's
+//! header documents its knobs; swarm-bin/tests/standin.rs runs it.
 
 use anyhow::Context;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// The script's text.
@@ -30,92 +32,69 @@ pub(crate) fn install(dir: &Path) -> anyhow::Result<Vec<String>> {
     ])
 }
 
+/// `swarm standin-gpkg CPV OUT`: the stand-in's package, a valid gpkg (Manifest included)
+/// that the server's upload validation and real Portage accept.
+#[derive(clap::Args, Debug)]
+pub(crate) struct StandinGpkgArgs {
+    /// The package, `category/pf` (e.g. dev-libs/libfoo-1.2).
+    cpv: String,
+    /// Where to write it (atomically).
+    out: PathBuf,
+    /// KEYWORDS of the package [default: $SWARM_STANDIN_KEYWORDS, else amd64].
+    #[arg(long)]
+    keywords: Option<String>,
+    /// SLOT of the package.
+    #[arg(long, default_value = "0")]
+    slot: String,
+}
+
+impl StandinGpkgArgs {
+    pub(crate) fn run(self) -> anyhow::Result<()> {
+        let cpv = self.cpv.trim_start_matches('=');
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let keywords = self
+            .keywords
+            .or_else(|| std::env::var("SWARM_STANDIN_KEYWORDS").ok())
+            .unwrap_or_else(|| "amd64".into());
+        let meta: BTreeMap<String, String> = [
+            ("SLOT", self.slot.as_str()),
+            ("EAPI", "8"),
+            ("KEYWORDS", keywords.as_str()),
+            ("LICENSE", "MIT"),
+            (
+                "DESCRIPTION",
+                "built by the swarm stand-in builder, not a real package",
+            ),
+            ("DEFINED_PHASES", "-"),
+            ("BUILD_TIME", &now.to_string()),
+            ("repository", "gentoo"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let pf = cpv.rsplit('/').next().unwrap_or(cpv);
+        let doc = format!("usr/share/doc/swarm-standin/{pf}.txt");
+        let text = format!("stand-in for {cpv}\n");
+        // A virtual installs nothing, as a real one does.
+        let files: Vec<(&str, &[u8])> = if cpv.starts_with("virtual/") {
+            Vec::new()
+        } else {
+            vec![(doc.as_str(), text.as_bytes())]
+        };
+        swarm_net::binpkg::write_gpkg(cpv, &meta, &files, &self.out)
+            .with_context(|| format!("writing the stand-in package {}", self.out.display()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::drone::template::argv;
-    use std::process::Command;
-    use swarm_core::Atom;
-
-    fn run(dir: &Path, atom: &str, env: &[(&str, &str)]) -> (i32, String, PathBuf) {
-        let template = install(dir).expect("install");
-        let atom = Atom::parse(atom).expect("atom");
-        let argv = argv(&template, &atom);
-        let pkgdir = dir.join("pkgdir");
-        let out = Command::new(&argv[0])
-            .args(&argv[1..])
-            .env("PKGDIR", &pkgdir)
-            .env("SWARM_STANDIN_SCALE_MS", "10")
-            .envs(env.iter().copied())
-            .output()
-            .expect("runs");
-        let text = String::from_utf8_lossy(&out.stdout).into_owned()
-            + &String::from_utf8_lossy(&out.stderr);
-        let artifact = pkgdir
-            .join(atom.category())
-            .join(format!("{}.gpkg.tar", atom.pf()));
-        (out.status.code().unwrap_or(-1), text, artifact)
-    }
 
     #[test]
     fn the_script_says_it_is_a_stand_in() {
         assert!(SCRIPT.contains("STAND-IN BUILDER -- NOT A REAL BUILDER"));
-    }
-
-    #[test]
-    fn it_writes_a_gpkg_shaped_tar_of_at_least_one_kib() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let (code, text, artifact) = run(dir.path(), "dev-libs/foo-1.0", &[]);
-        assert_eq!(code, 0, "{text}");
-        let meta = std::fs::metadata(&artifact).expect("artifact");
-        assert!(meta.len() >= 1024);
-        let list = Command::new("tar")
-            .arg("-tf")
-            .arg(&artifact)
-            .output()
-            .expect("tar");
-        let list = String::from_utf8_lossy(&list.stdout);
-        for member in [
-            "foo-1.0/gpkg-1",
-            "foo-1.0/metadata.tar",
-            "foo-1.0/image.tar",
-        ] {
-            assert!(list.lines().any(|l| l == member), "{member} in {list}");
-        }
-    }
-
-    #[test]
-    fn listed_atoms_fail_or_run_out_of_memory() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let (code, _, artifact) = run(
-            dir.path(),
-            "dev-libs/foo-1.0",
-            &[("SWARM_STANDIN_FAIL", "a/b-1, =dev-libs/foo-1.0")],
-        );
-        assert_eq!(code, 1);
-        assert!(!artifact.exists());
-        let (code, text, artifact) = run(
-            dir.path(),
-            "dev-libs/foo-1.0",
-            &[("SWARM_STANDIN_OOM", "dev-libs/foo-1.0")],
-        );
-        assert_eq!(code, 137);
-        assert!(text.contains("Out of memory: Killed process"), "{text}");
-        assert!(!artifact.exists());
-    }
-
-    #[test]
-    fn a_sizes_file_sets_the_duration() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let sizes = dir.path().join("sizes");
-        std::fs::write(&sizes, "# atom units\n=dev-libs/foo-1.0 7\n").expect("write");
-        let sizes = sizes.to_string_lossy().into_owned();
-        let (code, text, _) = run(
-            dir.path(),
-            "dev-libs/foo-1.0",
-            &[("SWARM_STANDIN_SIZES", sizes.as_str())],
-        );
-        assert_eq!(code, 0);
-        assert!(text.contains("compiling for 0.070s (7 units"), "{text}");
     }
 }

@@ -212,7 +212,9 @@ impl Atom {
         self.operator() == "=" && self.version().is_some() && !self.is_wildcard()
     }
 
-    /// `virtual/*` packages install no files, so they need no binary artifact.
+    /// `virtual/*` packages install no files. A v3 drone uploads no binary for them, so the
+    /// server counts one built without it; swarm's agent uploads their (empty) gpkg so a
+    /// binhost client can install them.
     pub fn is_virtual(&self) -> bool {
         self.category() == "virtual"
     }

@@ -1,6 +1,7 @@
 //! Admin endpoints: queue, control actions, per-drone actions and the
 //! read-only SQL explorer. The router checks the admin token first.
 
+use super::front::Request;
 use super::http::{parse_json, read_body, ApiError, Query, Reply};
 use super::read::value;
 use super::shared::Shared;
@@ -12,7 +13,6 @@ use swarm_core::{
     Atom, Control, DroneName, Enqueue, Event, Generation, Input, Output, PackageSpec, RejectReason,
 };
 use swarm_store::{Explorer, ExplorerOptions};
-use tiny_http::Request;
 
 fn atom_at(text: &str, field: &str) -> Result<Atom, ApiError> {
     Atom::parse(text).map_err(|e| ApiError::field(400, field, format!("bad atom {text:?}: {e}")))

@@ -1,15 +1,20 @@
 //! `PUT /api/v1/artifacts/<category>/<pf>.gpkg.tar|.tbz2`: binary packages
-//! into staging, streamed to a temporary file, size-capped, sha256-checked
-//! and renamed into place atomically, so staging never holds half a file.
+//! into staging, streamed to a temporary file, size-capped, sha256-checked,
+//! validated as the package the path names ([`validate_staged`]) and renamed
+//! into place atomically, so staging never holds half a file or a bad one.
+//! Staged files are 0644 and directories 0755 whatever the umask, so a web
+//! server can publish them.
 
+use super::front::Request;
 use super::http::{header, too_large, ApiError, Reply};
 use super::shared::Shared;
+use crate::binpkg::{self, BinPkg, Format};
 use crate::wire::ArtifactReply;
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use swarm_core::Atom;
-use tiny_http::Request;
 
 /// v3 counted a binary package only from 1 KiB: smaller is a failed build.
 pub(crate) const MIN_ARTIFACT_BYTES: u64 = 1024;
@@ -88,6 +93,7 @@ pub(crate) fn put(sh: &Shared, req: &mut Request, rest: &str) -> Result<Reply, A
     }
     let dir = sh.staging.join(&path.category);
     std::fs::create_dir_all(&dir)
+        .and_then(|()| std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)))
         .map_err(|e| ApiError::new(507, format!("cannot create {}: {e}", dir.display())))?;
     let tmp = dir.join(format!(
         ".upload-{}-{}.tmp",
@@ -112,18 +118,75 @@ pub(crate) fn put(sh: &Shared, req: &mut Request, rest: &str) -> Result<Reply, A
             ));
         }
     }
+    let pkg = match validate_staged(&tmp, &path) {
+        Ok(pkg) => pkg,
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            tracing::warn!(artifact = %format!("{}/{}", path.category, path.file), size, error = %e.body.error, "artifact refused");
+            return Err(e);
+        }
+    };
     let dest = dir.join(&path.file);
-    std::fs::rename(&tmp, &dest).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        ApiError::new(507, format!("cannot store {}: {e}", dest.display()))
-    })?;
-    tracing::info!(artifact = %dest.display(), size, sha256 = %digest, "artifact stored");
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644))
+        .and_then(|()| std::fs::rename(&tmp, &dest))
+        .map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            ApiError::new(507, format!("cannot store {}: {e}", dest.display()))
+        })?;
+    tracing::info!(artifact = %dest.display(), size, sha256 = %digest, cpv = %pkg.cpv, build_id = ?pkg.build_id, "artifact stored");
     Reply::ok(&ArtifactReply {
         status: "stored".into(),
         path: format!("{}/{}", path.category, path.file),
         size,
         sha256: digest,
     })
+}
+
+/// Checks an uploaded file before it is staged: a valid binary package (the format its
+/// extension names: a gpkg with a Manifest that matches, or a tbz2 with its XPAK trailer)
+/// whose own CATEGORY/PF is the package the path names (`<pf>` or `<pf>-<build id>`).
+/// A refusal is a 422 that names the problem, and the caller stages nothing, so a bad
+/// upload can never count as built.
+pub(crate) fn validate_staged(tmp: &Path, path: &ArtifactPath) -> Result<BinPkg, ApiError> {
+    let (stem, format) = match path.file.strip_suffix(".gpkg.tar") {
+        Some(stem) => (stem, Format::Gpkg),
+        None => (
+            path.file.strip_suffix(".tbz2").unwrap_or(&path.file),
+            Format::Xpak,
+        ),
+    };
+    let name = format!("{}/{}", path.category, path.file);
+    let pkg = binpkg::inspect_as(tmp, format, &binpkg::Limits::default()).map_err(|e| {
+        let status = if matches!(e, binpkg::BinPkgError::Io { .. }) {
+            500
+        } else {
+            422
+        };
+        ApiError::field(
+            status,
+            "artifact",
+            format!(
+                "{name} is not a valid binary package ({}): {e}; nothing was stored",
+                e.kind()
+            ),
+        )
+    })?;
+    let matches_path = pkg.category() == path.category
+        && (stem == pkg.pf()
+            || pkg
+                .build_id
+                .is_some_and(|id| stem == format!("{}-{id}", pkg.pf())));
+    if !matches_path {
+        return Err(ApiError::field(
+            422,
+            "artifact",
+            format!(
+                "{name} is not a valid binary package (cpv-mismatch): it holds {} (CATEGORY/PF in its metadata), not {}/{stem}; nothing was stored",
+                pkg.cpv, path.category
+            ),
+        ));
+    }
+    Ok(pkg)
 }
 
 static TMP_COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -135,9 +198,7 @@ fn stream_to(tmp: &Path, mut body: impl Read, cap: u64) -> Result<(u64, String),
     let mut size = 0u64;
     let mut buf = vec![0u8; 64 * 1024];
     loop {
-        let n = body
-            .read(&mut buf)
-            .map_err(|e| ApiError::bad(format!("upload interrupted: {e}")))?;
+        let n = body.read(&mut buf).map_err(super::http::body_error)?;
         if n == 0 {
             break;
         }

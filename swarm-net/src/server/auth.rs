@@ -1,13 +1,13 @@
 //! Who may call what: admin endpoints need the admin token (never open by
 //! default); drone endpoints need the drone token when one is configured.
 
+use super::front::Request;
 use super::http::{header, ApiError};
 use std::io::Write;
 use std::path::Path;
-use tiny_http::Request;
 
 /// The token a request carries: `Authorization: Bearer …` or v3's `X-Admin-Key`.
-fn presented(req: &Request) -> Option<&str> {
+fn presented<'r>(req: &'r Request<'_>) -> Option<&'r str> {
     if let Some(v) = header(req, "Authorization") {
         let v = v.trim();
         if let Some(t) = v

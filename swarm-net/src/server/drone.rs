@@ -3,6 +3,7 @@
 //! built from those inputs' outputs and the drone's state right after them.
 
 use super::artifacts::artifact_present;
+use super::front::Request;
 use super::http::{header, parse_json, read_body, ApiError, Query, Reply};
 use super::shared::Shared;
 use super::writer::{Done, DroneNow, Plan};
@@ -15,7 +16,6 @@ use swarm_core::{
     Atom, Command, DroneName, DroneSpec, Epoch, Event, FailureClass, Heartbeat, Input, LeaseId,
     Outcome, Output, RejectReason, Report, RevokeReason,
 };
-use tiny_http::Request;
 
 fn missing_id() -> ApiError {
     ApiError::field(400, "id", "Missing node ID")

@@ -79,6 +79,8 @@ struct Inner {
 #[derive(Default)]
 pub(crate) struct Metrics {
     inner: Mutex<Inner>,
+    /// The front door's own counters (connections, refusals).
+    pub(crate) front: std::sync::Arc<super::front::FrontStats>,
 }
 
 fn tag<T: serde::Serialize>(v: &T, key: &str) -> String {
@@ -155,6 +157,7 @@ impl Metrics {
 
     /// Appends the counters to `out`.
     pub(crate) fn render(&self, out: &mut String) {
+        self.front.render(out);
         let Ok(m) = self.inner.lock() else { return };
         counter_family(
             out,

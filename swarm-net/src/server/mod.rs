@@ -1,14 +1,15 @@
-//! The control-plane server: tiny_http workers turn requests into core
-//! inputs, one writer thread owns the store and group-commits them, and
-//! readers are served from a published copy of the core.
+//! The control-plane server: connection threads (the front door) turn
+//! requests into core inputs, one writer thread owns the store and
+//! group-commits them, and readers are served from a published copy of the
+//! core.
 //!
 //! ```text
-//! drones/CLI ──HTTP──▶ workers (N threads) ──jobs──▶ writer ──▶ Store (SQLite WAL)
+//! drones/CLI ──HTTP──▶ front door (a thread per open connection, bounded) ──jobs──▶ writer ──▶ Store (SQLite WAL)
 //!                         │  ▲                          │
 //!                         │  └──── replies ─────────────┘
 //!                         └──▶ published view (Arc, swapped by the writer)
 //! ```
-//! Files: `http.rs` plumbing · `auth.rs` tokens · `drone.rs` the v3 drone
+//! Files: `front/` the HTTP/1.x front door (limits, timeouts) · `http.rs` plumbing · `auth.rs` tokens · `drone.rs` the v3 drone
 //! endpoints · `read.rs` read endpoints and metrics · `admin.rs` queue,
 //! control, SQL · `artifacts.rs` binary packages · `writer.rs` the single
 //! writer · `shared.rs` what workers share · `metrics.rs` counters.
@@ -17,6 +18,7 @@ mod admin;
 mod artifacts;
 mod auth;
 mod drone;
+mod front;
 mod http;
 mod metrics;
 mod read;
@@ -24,9 +26,11 @@ mod shared;
 mod writer;
 
 pub use auth::{resolve_admin_token, TokenSource};
+pub use front::HttpLimits;
 pub use shared::{Clock, EscalateHook};
 
-use http::{respond, ApiError, Reply};
+use front::{Method, Request, Response};
+use http::{ApiError, Reply};
 use shared::{Published, Shared};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -37,7 +41,6 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 use swarm_core::DroneName;
 use swarm_store::{Store, StoreOptions};
-use tiny_http::{Method, Request};
 
 /// Everything the server needs, resolved by the caller (`swarm serve`).
 pub struct ServerOptions {
@@ -57,8 +60,8 @@ pub struct ServerOptions {
     pub max_body_bytes: u64,
     /// Cap on one artifact upload.
     pub max_artifact_bytes: u64,
-    /// HTTP worker threads.
-    pub http_workers: usize,
+    /// Bounds of the front door: connections, timeouts, header sizes.
+    pub http: HttpLimits,
     /// The wall clock.
     pub clock: Clock,
     /// Runs escalation steps; `None` only logs them.
@@ -98,8 +101,7 @@ pub enum ServeError {
 pub struct RunningServer {
     addr: SocketAddr,
     shared: Arc<Shared>,
-    http: Arc<tiny_http::Server>,
-    workers: Vec<JoinHandle<()>>,
+    front: front::FrontDoor,
     writer: Option<JoinHandle<()>>,
     open_report: swarm_store::OpenReport,
 }
@@ -133,11 +135,8 @@ impl RunningServer {
     }
 
     fn stop(&mut self) {
+        self.front.stop();
         self.shared.stop.store(true, Ordering::SeqCst);
-        self.http.unblock();
-        for w in self.workers.drain(..) {
-            let _ = w.join();
-        }
         if let Some(w) = self.writer.take() {
             let _ = w.join();
         }
@@ -184,10 +183,16 @@ fn probe_targets(sh: &Shared) -> Vec<(DroneName, String)> {
 
 /// Opens the store, binds, and starts the writer and the workers.
 pub fn start(opts: ServerOptions) -> Result<RunningServer, ServeError> {
-    std::fs::create_dir_all(&opts.staging).map_err(|source| ServeError::Staging {
-        path: opts.staging.clone(),
-        source,
-    })?;
+    // 0755 whatever the umask: a web server publishes what is staged.
+    std::fs::create_dir_all(&opts.staging)
+        .and_then(|()| {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&opts.staging, std::fs::Permissions::from_mode(0o755))
+        })
+        .map_err(|source| ServeError::Staging {
+            path: opts.staging.clone(),
+            source,
+        })?;
     let (files, bytes) = artifacts::remove_stale_uploads(&opts.staging);
     if files > 0 {
         tracing::info!(
@@ -206,13 +211,13 @@ pub fn start(opts: ServerOptions) -> Result<RunningServer, ServeError> {
         source,
     })?;
     let open_report = store.open_report().clone();
-    let http = tiny_http::Server::http(opts.listen).map_err(|e| ServeError::Bind {
+    let listener = front::bind(opts.listen).map_err(|e| ServeError::Bind {
         addr: opts.listen,
         cause: e.to_string(),
     })?;
-    let addr = http.server_addr().to_ip().ok_or_else(|| ServeError::Bind {
+    let addr = listener.local_addr().map_err(|e| ServeError::Bind {
         addr: opts.listen,
-        cause: "not an IP listener".into(),
+        cause: e.to_string(),
     })?;
     let swarm = store.swarm().map_err(|source| ServeError::Store {
         path: opts.db_path.clone(),
@@ -244,7 +249,8 @@ pub fn start(opts: ServerOptions) -> Result<RunningServer, ServeError> {
         seq: store.last_seq().0,
     });
     let (tx, rx) = mpsc::sync_channel(8192);
-    let workers_n = opts.http_workers.max(1);
+    // Readers of the history database: a few connections, shared.
+    let history_n = 4;
     let shared = Arc::new(Shared {
         clock: opts.clock.clone(),
         stop: AtomicBool::new(false),
@@ -258,7 +264,7 @@ pub fn start(opts: ServerOptions) -> Result<RunningServer, ServeError> {
         specs: RwLock::new(specs),
         revokes: Mutex::new(BTreeMap::new()),
         metrics: metrics::Metrics::default(),
-        history: (0..workers_n.min(4)).map(|_| Mutex::new(None)).collect(),
+        history: (0..history_n).map(|_| Mutex::new(None)).collect(),
         db_path: opts.db_path.clone(),
         staging: opts.staging.clone(),
         admin_token: opts.admin_token.clone(),
@@ -281,56 +287,44 @@ pub fn start(opts: ServerOptions) -> Result<RunningServer, ServeError> {
                 cause: format!("cannot start the writer thread: {e}"),
             })?
     };
-    let http = Arc::new(http);
-    let mut workers = Vec::new();
-    for i in 0..workers_n {
-        let http = http.clone();
+    let handler: front::Handler = {
         let shared = shared.clone();
-        let w = std::thread::Builder::new()
-            .name(format!("swarm-http-{i}"))
-            .spawn(move || worker(&http, &shared))
-            .map_err(|e| ServeError::Bind {
-                addr,
-                cause: format!("cannot start an HTTP worker: {e}"),
-            })?;
-        workers.push(w);
-    }
+        Arc::new(move |req: &mut Request<'_>| serve_one(&shared, req))
+    };
+    let front = front::start(
+        listener,
+        opts.http.clone(),
+        handler,
+        always_open,
+        shared.metrics.front.clone(),
+    )
+    .map_err(|e| ServeError::Bind {
+        addr,
+        cause: format!("cannot start the HTTP acceptor: {e}"),
+    })?;
     Ok(RunningServer {
         addr,
         shared,
-        http,
-        workers,
+        front,
         writer: Some(writer),
         open_report,
     })
 }
 
-fn worker(http: &tiny_http::Server, sh: &Shared) {
-    loop {
-        if sh.stop.load(Ordering::SeqCst) {
-            return;
-        }
-        // A timeout, so every worker sees `stop` (tiny_http's `unblock`
-        // wakes only one of them).
-        let req = match http.recv_timeout(std::time::Duration::from_millis(200)) {
-            Ok(Some(r)) => r,
-            Ok(None) => continue,
-            Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
-                continue;
-            }
-        };
-        serve_one(sh, req);
-    }
+/// Answered even when every connection slot is taken, so monitoring can
+/// tell a busy server from a dead one.
+fn always_open(path: &str) -> bool {
+    matches!(path, "/api/v1/health" | "/health")
 }
 
-fn serve_one(sh: &Shared, mut req: Request) {
+fn serve_one(sh: &Shared, req: &mut Request<'_>) -> Response {
     let began = Instant::now();
+    let peer = req.remote_addr();
     let method = req.method().clone();
     let url = req.url().to_string();
     let path = url.split('?').next().unwrap_or("").to_string();
     let (route, result) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        route(sh, &mut req, &method, &path, &url)
+        route(sh, req, &method, &path, &url)
     }))
     .unwrap_or_else(|_| {
         tracing::error!(%method, %path, "handler panicked; answered 500, server keeps serving");
@@ -346,21 +340,21 @@ fn serve_one(sh: &Shared, mut req: Request) {
         Ok(r) => r,
         Err(e) => {
             if e.status >= 500 {
-                tracing::error!(%method, %path, status = e.status, error = %e.body.error, "request failed");
+                tracing::error!(%peer, %method, %path, status = e.status, error = %e.body.error, "request failed");
             } else {
-                tracing::debug!(%method, %path, status = e.status, error = %e.body.error, "request refused");
+                tracing::debug!(%peer, %method, %path, status = e.status, error = %e.body.error, "request refused");
             }
             Reply::from(e)
         }
     };
     let status = reply.status();
-    respond(req, reply);
     sh.metrics.request(route, status, began.elapsed());
+    http::into_response(reply)
 }
 
 type Routed = (&'static str, Result<Reply, ApiError>);
 
-fn route(sh: &Shared, req: &mut Request, method: &Method, path: &str, url: &str) -> Routed {
+fn route(sh: &Shared, req: &mut Request<'_>, method: &Method, path: &str, url: &str) -> Routed {
     let p = path.trim_end_matches('/');
     let p = if p.is_empty() { "/" } else { p };
     macro_rules! drone_ep {

@@ -176,6 +176,7 @@ pub(super) fn read(
             ("POLICY_", "policy."),
             ("PROBE_", "probe."),
             ("ESCALATION_", "escalation."),
+            ("HTTP_", "http."),
         ]
         .iter()
         .find_map(|(prefix, table)| {

@@ -43,7 +43,29 @@ pub(super) const SERVER_KEYS: &[(&str, Kind)] = &[
     ("synchronous", Kind::Sync),
     ("max_body_bytes", POSITIVE),
     ("max_artifact_bytes", POSITIVE),
-    ("http_workers", Kind::Int { min: 1, max: 1024 }),
+    (
+        "http.max_connections",
+        Kind::Int {
+            min: 1,
+            max: 65_536,
+        },
+    ),
+    ("http.header_timeout_s", Kind::Int { min: 1, max: 3_600 }),
+    (
+        "http.idle_timeout_s",
+        Kind::Int {
+            min: 1,
+            max: 86_400,
+        },
+    ),
+    ("http.body_timeout_s", Kind::Int { min: 1, max: 3_600 }),
+    (
+        "http.min_body_rate",
+        Kind::Int {
+            min: 1,
+            max: 1 << 30,
+        },
+    ),
     ("probe.enabled", Kind::Bool),
     ("probe.command", Kind::Template(PROBE_PLACEHOLDERS)),
     (
@@ -81,7 +103,7 @@ pub(super) const SERVER_KEYS: &[(&str, Kind)] = &[
 ];
 
 /// The tables whose keys are `table.key`. `[drone]` is the agent's and is skipped.
-pub(super) const TABLES: &[&str] = &["probe", "escalation", "policy"];
+pub(super) const TABLES: &[&str] = &["http", "probe", "escalation", "policy"];
 
 /// Every field of `swarm_core::Config` with its default, by name. Taken from
 /// the type itself, so a new policy field is configurable without touching this file.

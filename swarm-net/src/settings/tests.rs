@@ -63,7 +63,7 @@ fn defaults_need_no_file_and_no_environment() {
     assert_eq!(s.synchronous, Synchronous::Normal);
     assert_eq!(s.max_body_bytes, 1 << 20);
     assert_eq!(s.max_artifact_bytes, 2 << 30);
-    assert_eq!(s.http_workers, 32);
+    assert_eq!(s.http.max_connections, 1024);
     assert_eq!(s.probe, ProbeSettings::default());
     assert_eq!(
         (s.probe.interval_s, s.probe.timeout_s, s.probe.parallel),
@@ -120,7 +120,10 @@ data_dir = "/srv/swarm"
 binhost_path = "/var/cache/binpkgs"
 admin_token = "0123456789abcdef-admin"
 synchronous = "full"
-http_workers = 16
+
+[http]
+max_connections = 16
+idle_timeout_s = 5
 
 [probe]
 enabled = false
@@ -155,7 +158,8 @@ anything = { goes = true }
     );
     assert_eq!(s.admin_token.as_deref(), Some("0123456789abcdef-admin"));
     assert_eq!(s.synchronous, Synchronous::Full);
-    assert_eq!(s.http_workers, 16);
+    assert_eq!(s.http.max_connections, 16);
+    assert_eq!(s.http.idle_timeout, std::time::Duration::from_secs(5));
     assert!(!s.probe.enabled);
     assert_eq!(s.probe.command.text(), "check-drone {drone} {address}");
     assert_eq!(s.probe.timeout_s, 3);

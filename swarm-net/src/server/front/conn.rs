@@ -1,0 +1,513 @@
+//! One connection: read a request head under a deadline, check it, hand it
+//! to the handler, write the answer, and keep the connection only while the
+//! client keeps to the protocol and the timeouts.
+
+use super::request::{reason, Body, Chunk, Framing, Method, Request, Response, ResponseBody};
+use super::{Ctx, HttpLimits, Stream};
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// Most headers one request may carry (beyond: 431).
+const MAX_HEADERS: usize = 64;
+
+/// Bytes read from the socket per call.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// An unread rest of a body up to this size is drained to keep the
+/// connection; a larger one closes it.
+const DRAIN_MAX: u64 = 64 * 1024;
+
+/// A connection with its read buffer; `buf[start..]` is not yet consumed.
+pub(crate) struct Conn {
+    stream: Stream,
+    buf: Vec<u8>,
+    start: usize,
+}
+
+impl Conn {
+    pub(super) fn new(stream: Stream) -> Conn {
+        Conn {
+            stream,
+            buf: Vec::with_capacity(READ_CHUNK),
+            start: 0,
+        }
+    }
+
+    pub(super) fn unread(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+
+    pub(super) fn consume(&mut self, n: usize) {
+        self.start = (self.start + n).min(self.buf.len());
+        if self.start == self.buf.len() {
+            self.buf.clear();
+            self.start = 0;
+        }
+    }
+
+    fn set_deadline(&self, deadline: Instant) -> io::Result<()> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(timed_out());
+        }
+        self.stream.tcp().set_read_timeout(Some(left))
+    }
+
+    /// Reads once more into the buffer (at most `cap` unread bytes in all).
+    /// `Ok(0)`: the peer closed.
+    fn fill(&mut self, cap: usize, deadline: Instant) -> io::Result<usize> {
+        if self.start > 0 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        let room = cap.saturating_sub(self.buf.len()).min(READ_CHUNK);
+        if room == 0 {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "buffer full"));
+        }
+        self.set_deadline(deadline)?;
+        let old = self.buf.len();
+        self.buf.resize(old + room, 0);
+        let r = self.stream.read(&mut self.buf[old..]);
+        let n = *r.as_ref().unwrap_or(&0);
+        self.buf.truncate(old + n);
+        r.map_err(as_timeout)
+    }
+
+    /// Reads until at least `want` bytes are unread (never past `cap`).
+    pub(super) fn fill_to(&mut self, want: usize, cap: usize, deadline: Instant) -> io::Result<()> {
+        while self.unread().len() < want {
+            if self.fill(cap, deadline)? == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the client closed the connection mid-request",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Body bytes: from the buffer first, else straight from the socket
+    /// (never more than asked, so a pipelined next request stays unread).
+    pub(super) fn read_some(&mut self, out: &mut [u8], deadline: Instant) -> io::Result<usize> {
+        let unread = self.unread();
+        if !unread.is_empty() {
+            let n = unread.len().min(out.len());
+            out[..n].copy_from_slice(&unread[..n]);
+            self.consume(n);
+            return Ok(n);
+        }
+        self.set_deadline(deadline)?;
+        self.stream.read(out).map_err(as_timeout)
+    }
+
+    pub(super) fn write_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.stream.write_all(bytes)?;
+        self.stream.flush()
+    }
+}
+
+fn timed_out() -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, "timed out")
+}
+
+/// A blocking socket with a read timeout reports `WouldBlock` on Unix.
+fn as_timeout(e: io::Error) -> io::Error {
+    if e.kind() == io::ErrorKind::WouldBlock {
+        timed_out()
+    } else {
+        e
+    }
+}
+
+/// A request head, owned, checked.
+struct Head {
+    method: Method,
+    url: String,
+    headers: Vec<(String, String)>,
+    http11: bool,
+    framing: Framing,
+    expect_continue: bool,
+    keep_alive: bool,
+}
+
+/// Why no request could be read.
+enum NoHead {
+    /// The peer closed, went idle past the timeout, or the server stops: close quietly.
+    Gone,
+    /// Answer this status and close.
+    Refuse(u16, String),
+}
+
+/// Serves requests on one connection until it closes, breaks a rule, or
+/// (`one_shot`) after the first answer.
+pub(super) fn serve(
+    stream: Stream,
+    peer: SocketAddr,
+    ctx: &Ctx,
+    limits: &HttpLimits,
+    one_shot: bool,
+) {
+    let _ = stream.tcp().set_write_timeout(Some(limits.write_timeout));
+    let mut conn = Conn::new(stream);
+    let mut first = true;
+    loop {
+        let head = match read_head(&mut conn, ctx, limits, first) {
+            Ok(h) => h,
+            Err(NoHead::Gone) => return,
+            Err(NoHead::Refuse(status, why)) => {
+                ctx.stats.refused(status);
+                tracing::debug!(%peer, status, error = %why, "request refused before routing");
+                let body = serde_json::json!({ "error": why }).to_string();
+                let _ = write_response(&mut conn, Response::json(status, body), false, false, true);
+                linger(&mut conn);
+                return;
+            }
+        };
+        first = false;
+        let head_only = head.method == Method::Head;
+        let mut keep = head.keep_alive && !one_shot && !ctx.stopping();
+        let http11 = head.http11;
+        let mut req = Request {
+            method: head.method,
+            url: head.url,
+            headers: head.headers,
+            remote: peer,
+            body: Body {
+                conn: &mut conn,
+                framing: head.framing,
+                limits: limits.body(),
+                started: Instant::now(),
+                received: 0,
+                expect_continue: head.expect_continue,
+                broken: false,
+            },
+        };
+        let resp = if one_shot && !(ctx.always_open)(req.url.split('?').next().unwrap_or("")) {
+            ctx.stats.refused(503);
+            busy()
+        } else {
+            (ctx.handler)(&mut req)
+        };
+        // Whatever of the body the handler left must go, or the connection must.
+        let body = &mut req.body;
+        if !body.complete() {
+            if body.broken || body.expect_continue {
+                keep = false;
+            } else if matches!(body.framing, Framing::Length(n) if n <= DRAIN_MAX)
+                || body.framing == Framing::Chunked(Chunk::Size)
+            {
+                let mut sink = [0u8; 4096];
+                let mut drained = 0u64;
+                loop {
+                    match body.read(&mut sink) {
+                        Ok(0) => break,
+                        Ok(n) => {
+                            drained += n as u64;
+                            if drained > DRAIN_MAX {
+                                keep = false;
+                                break;
+                            }
+                        }
+                        Err(_) => {
+                            keep = false;
+                            break;
+                        }
+                    }
+                }
+            } else {
+                keep = false;
+            }
+        }
+        if let ResponseBody::Stream(_) = resp.body {
+            // HTTP/1.0 has no chunks: the end of the stream is the close.
+            keep = keep && http11;
+        }
+        if write_response(&mut conn, resp, keep, head_only, http11).is_err() || !keep {
+            if !keep {
+                linger(&mut conn);
+            }
+            return;
+        }
+    }
+}
+
+fn busy() -> Response {
+    Response::json(
+        503,
+        serde_json::json!({
+            "error": "server busy: too many open connections; retry shortly (only /api/v1/health is answered now)"
+        })
+        .to_string(),
+    )
+}
+
+/// Reads and checks one request head. The first byte must come within the
+/// idle timeout (the header timeout on a new connection); the whole head
+/// within the header timeout of its first byte.
+fn read_head(conn: &mut Conn, ctx: &Ctx, limits: &HttpLimits, first: bool) -> Result<Head, NoHead> {
+    let cap = limits.max_header_bytes;
+    if conn.unread().is_empty() {
+        let wait = if first {
+            limits.header_timeout
+        } else {
+            limits.idle_timeout
+        };
+        let until = Instant::now() + wait;
+        // Wake up now and then to notice a shutdown.
+        loop {
+            if ctx.stopping() {
+                return Err(NoHead::Gone);
+            }
+            let step = until.min(Instant::now() + Duration::from_millis(500));
+            match conn.fill(cap, step) {
+                Ok(0) => return Err(NoHead::Gone),
+                Ok(_) => break,
+                Err(e) if e.kind() == io::ErrorKind::TimedOut && Instant::now() < until => {}
+                Err(e) if e.kind() == io::ErrorKind::TimedOut && first => {
+                    return Err(NoHead::Refuse(
+                        408,
+                        format!(
+                            "no request within {} s of connecting",
+                            limits.header_timeout.as_secs()
+                        ),
+                    ))
+                }
+                Err(_) => return Err(NoHead::Gone),
+            }
+        }
+    }
+    let deadline = Instant::now() + limits.header_timeout;
+    loop {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut parsed = httparse::Request::new(&mut headers);
+        match parsed.parse(conn.unread()) {
+            Ok(httparse::Status::Complete(used)) => {
+                let head = check_head(&parsed, limits.max_url_bytes)?;
+                conn.consume(used);
+                return Ok(head);
+            }
+            Ok(httparse::Status::Partial) => {
+                if conn.unread().len() >= cap {
+                    return Err(too_big(conn.unread(), limits.max_url_bytes, cap));
+                }
+                match conn.fill(cap, deadline) {
+                    Ok(0) => return Err(NoHead::Gone),
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                        return Err(NoHead::Refuse(
+                            408,
+                            format!(
+                                "request headers not complete within {} s",
+                                limits.header_timeout.as_secs()
+                            ),
+                        ))
+                    }
+                    Err(_) => return Err(NoHead::Gone),
+                }
+            }
+            Err(httparse::Error::TooManyHeaders) => {
+                return Err(NoHead::Refuse(
+                    431,
+                    format!("more than {MAX_HEADERS} request headers"),
+                ))
+            }
+            Err(httparse::Error::Version) => {
+                return Err(NoHead::Refuse(
+                    400,
+                    "unsupported HTTP version: this server speaks HTTP/1.0 and HTTP/1.1".into(),
+                ))
+            }
+            Err(e) => {
+                let line = conn.unread().split(|b| *b == b'\n').next().unwrap_or(b"");
+                let why = if std::str::from_utf8(line).is_err() {
+                    "the request line is not valid UTF-8".to_string()
+                } else {
+                    format!("malformed request: {e}")
+                };
+                return Err(NoHead::Refuse(400, why));
+            }
+        }
+    }
+}
+
+/// 414 when the request line alone is past the URL limit, else 431.
+fn too_big(unread: &[u8], max_url: usize, cap: usize) -> NoHead {
+    let line_done = unread.contains(&b'\n');
+    if !line_done || unread.iter().position(|b| *b == b'\n').unwrap_or(0) > max_url {
+        NoHead::Refuse(414, format!("request URL longer than {max_url} bytes"))
+    } else {
+        NoHead::Refuse(431, format!("request headers larger than {cap} bytes"))
+    }
+}
+
+fn check_head(p: &httparse::Request<'_, '_>, max_url: usize) -> Result<Head, NoHead> {
+    let bad = |why: String| NoHead::Refuse(400, why);
+    let method = Method::parse(p.method.unwrap_or(""));
+    let url = p.path.unwrap_or("");
+    if url.len() > max_url {
+        return Err(NoHead::Refuse(
+            414,
+            format!("request URL longer than {max_url} bytes"),
+        ));
+    }
+    let http11 = p.version == Some(1);
+    let mut headers = Vec::with_capacity(p.headers.len());
+    let mut length: Option<u64> = None;
+    let mut chunked = false;
+    let mut close = !http11;
+    let mut expect_continue = false;
+    for h in p.headers.iter() {
+        let Ok(value) = std::str::from_utf8(h.value) else {
+            return Err(bad(format!("header {} is not valid UTF-8", h.name)));
+        };
+        let value = value.trim();
+        if h.name.eq_ignore_ascii_case("content-length") {
+            if length.is_some() {
+                return Err(bad("more than one Content-Length header".into()));
+            }
+            if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(bad(format!("Content-Length {value:?} is not a number")));
+            }
+            length = Some(
+                value
+                    .parse()
+                    .map_err(|_| bad(format!("Content-Length {value:?} is too large")))?,
+            );
+        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            if chunked || !value.eq_ignore_ascii_case("chunked") {
+                return Err(NoHead::Refuse(
+                    501,
+                    format!("Transfer-Encoding {value:?} is not supported (only chunked)"),
+                ));
+            }
+            chunked = true;
+        } else if h.name.eq_ignore_ascii_case("connection") {
+            let v = value.to_ascii_lowercase();
+            if v.contains("close") {
+                close = true;
+            } else if v.contains("keep-alive") {
+                close = false;
+            }
+        } else if h.name.eq_ignore_ascii_case("expect") {
+            if value.eq_ignore_ascii_case("100-continue") {
+                expect_continue = http11;
+            } else {
+                return Err(NoHead::Refuse(
+                    417,
+                    format!("Expect {value:?} is not supported"),
+                ));
+            }
+        }
+        headers.push((h.name.to_string(), value.to_string()));
+    }
+    if chunked && length.is_some() {
+        return Err(bad(
+            "both Content-Length and Transfer-Encoding: a request must have one framing".into(),
+        ));
+    }
+    let framing = if chunked {
+        Framing::Chunked(Chunk::Size)
+    } else {
+        Framing::Length(length.unwrap_or(0))
+    };
+    Ok(Head {
+        method,
+        url: url.to_string(),
+        headers,
+        http11,
+        expect_continue: expect_continue && framing != Framing::Length(0),
+        framing,
+        keep_alive: !close,
+    })
+}
+
+/// Writes one response: a fixed body with its length in one write, or a
+/// stream as chunks flushed as they come.
+fn write_response(
+    conn: &mut Conn,
+    resp: Response,
+    keep: bool,
+    head_only: bool,
+    http11: bool,
+) -> io::Result<()> {
+    let mut out = Vec::with_capacity(256);
+    let _ = write!(
+        out,
+        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\n",
+        resp.status,
+        reason(resp.status),
+        resp.content_type
+    );
+    for (k, v) in &resp.headers {
+        let _ = write!(out, "{k}: {v}\r\n");
+    }
+    if !keep {
+        out.extend_from_slice(b"Connection: close\r\n");
+    }
+    match resp.body {
+        ResponseBody::Bytes(body) => {
+            let _ = write!(out, "Content-Length: {}\r\n\r\n", body.len());
+            if !head_only {
+                out.extend_from_slice(&body);
+            }
+            conn.write_raw(&out)
+        }
+        ResponseBody::Stream(mut reader) => {
+            if http11 {
+                out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+            }
+            out.extend_from_slice(b"Cache-Control: no-cache\r\n\r\n");
+            conn.write_raw(&out)?;
+            if head_only {
+                return if http11 {
+                    conn.write_raw(b"0\r\n\r\n")
+                } else {
+                    Ok(())
+                };
+            }
+            let mut buf = vec![0u8; 16 * 1024];
+            loop {
+                let n = match reader.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                };
+                if !http11 {
+                    conn.write_raw(&buf[..n])?;
+                    continue;
+                }
+                let mut chunk = Vec::with_capacity(n + 16);
+                let _ = write!(chunk, "{n:x}\r\n");
+                chunk.extend_from_slice(&buf[..n]);
+                chunk.extend_from_slice(b"\r\n");
+                conn.write_raw(&chunk)?;
+            }
+            if http11 {
+                conn.write_raw(b"0\r\n\r\n")
+            } else {
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Before closing after an answer: stop writing, then read and discard what
+/// the client still sends for a moment, so it sees the answer instead of a
+/// reset.
+fn linger(conn: &mut Conn) {
+    let _ = conn.stream.shutdown_write();
+    let until = Instant::now() + Duration::from_millis(300);
+    let mut sink = [0u8; 8192];
+    let mut total = 0usize;
+    while total < 1 << 20 {
+        if conn.set_deadline(until).is_err() {
+            return;
+        }
+        match conn.stream.read(&mut sink) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => total += n,
+        }
+    }
+}

@@ -1,0 +1,420 @@
+//! The front door: accepts connections and speaks HTTP/1.x on them with
+//! every wait bounded and every input capped, so no client can jam the
+//! server.
+//!
+//! Why not tiny_http (the first choice of the design): it gives a handler
+//! no per-connection read timeouts, reads headers without a size limit,
+//! keeps idle keep-alive connections forever, and has no bound on open
+//! connections; none of it is configurable without forking it. The async
+//! servers (hyper and friends) bound all of it but would put an executor
+//! under handlers that block on the single writer by design. So requests
+//! are parsed by `httparse` (hyper's own parser) and served on blocking
+//! threads here:
+//!
+//! ```text
+//! accept ──▶ open < max_connections ? ──yes──▶ own thread: head ▶ handler ▶ reply (keep-alive)
+//!                   │ no
+//!                   ▼
+//!            overflow thread (few, 2 s): /api/v1/health answered, anything else 503
+//!                   │ overflow full
+//!                   ▼
+//!            503 written at once, closed
+//! ```
+//! Each connection's thread reads its request and runs the handler itself
+//! (no hand-over between threads), which is also what keeps latency low.
+//! Files: `conn.rs` the per-connection loop · `request.rs` what handlers see.
+
+mod conn;
+mod request;
+
+pub(crate) use request::{Method, Request, Response, ResponseBody};
+
+use std::collections::BTreeMap;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// The bounds of the front door. Every wait has a timeout, every input a cap.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// Connections served at once; beyond it only `/api/v1/health` is
+    /// answered (by a few overflow threads), anything else gets 503.
+    pub max_connections: usize,
+    /// From connecting (or a request's first byte) to its complete headers.
+    pub header_timeout: Duration,
+    /// A keep-alive connection with no new request for this long is closed.
+    pub idle_timeout: Duration,
+    /// No body byte for this long: 408 and the connection is closed.
+    pub body_idle_timeout: Duration,
+    /// After one body idle timeout of grace, the body must arrive at least
+    /// this fast on average (bytes per second), whatever its size.
+    pub min_body_rate: u64,
+    /// One write of a reply may block this long.
+    pub write_timeout: Duration,
+    /// Request line plus headers (beyond: 431).
+    pub max_header_bytes: usize,
+    /// The request target (beyond: 414).
+    pub max_url_bytes: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            max_connections: 1024,
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            body_idle_timeout: Duration::from_secs(15),
+            min_body_rate: 16 * 1024,
+            write_timeout: Duration::from_secs(30),
+            max_header_bytes: 16 * 1024,
+            max_url_bytes: 8 * 1024,
+        }
+    }
+}
+
+impl HttpLimits {
+    fn body(&self) -> BodyLimits {
+        BodyLimits {
+            idle: self.body_idle_timeout,
+            min_rate: self.min_body_rate,
+        }
+    }
+}
+
+/// The body's share of the limits.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct BodyLimits {
+    idle: Duration,
+    min_rate: u64,
+}
+
+/// Serves one request; runs on the connection's own thread.
+pub(crate) type Handler = Arc<dyn Fn(&mut Request<'_>) -> Response + Send + Sync>;
+
+/// Connections beyond `max_connections` served at once (one request, 2 s).
+const OVERFLOW_THREADS: usize = 32;
+
+/// How long an overflow connection may take to send its request.
+const OVERFLOW_WAIT: Duration = Duration::from_secs(2);
+
+/// The socket under a connection.
+pub(crate) enum Stream {
+    Plain(TcpStream),
+}
+
+impl Stream {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Stream::Plain(s) => s,
+        }
+    }
+
+    fn shutdown_write(&mut self) -> io::Result<()> {
+        self.tcp().shutdown(Shutdown::Write)
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.flush(),
+        }
+    }
+}
+
+/// Counters of the front door, for `/metrics`.
+#[derive(Debug, Default)]
+pub(crate) struct FrontStats {
+    pub(crate) open: AtomicUsize,
+    pub(crate) overflow_open: AtomicUsize,
+    pub(crate) accepted: AtomicU64,
+    /// Refused before routing or for lack of room, by status.
+    pub(crate) refused_busy: AtomicU64,
+    pub(crate) refused_timeout: AtomicU64,
+    pub(crate) refused_malformed: AtomicU64,
+    pub(crate) refused_too_large: AtomicU64,
+}
+
+impl FrontStats {
+    /// Appends the front door's gauges and counters (Prometheus text).
+    pub(crate) fn render(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        let g = |v: &AtomicUsize| v.load(Ordering::Relaxed);
+        let c = |v: &AtomicU64| v.load(Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "# HELP swarm_http_connections_open Connections being served."
+        );
+        let _ = writeln!(out, "# TYPE swarm_http_connections_open gauge");
+        let _ = writeln!(out, "swarm_http_connections_open {}", g(&self.open));
+        let _ = writeln!(
+            out,
+            "# HELP swarm_http_connections_accepted_total Connections accepted."
+        );
+        let _ = writeln!(out, "# TYPE swarm_http_connections_accepted_total counter");
+        let _ = writeln!(
+            out,
+            "swarm_http_connections_accepted_total {}",
+            c(&self.accepted)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP swarm_http_refused_total Requests refused by the front door before any handler, by reason."
+        );
+        let _ = writeln!(out, "# TYPE swarm_http_refused_total counter");
+        for (reason, v) in [
+            ("busy", &self.refused_busy),
+            ("timeout", &self.refused_timeout),
+            ("malformed", &self.refused_malformed),
+            ("too_large", &self.refused_too_large),
+        ] {
+            let _ = writeln!(
+                out,
+                "swarm_http_refused_total{{reason=\"{reason}\"}} {}",
+                c(v)
+            );
+        }
+    }
+
+    fn refused(&self, status: u16) {
+        let c = match status {
+            503 => &self.refused_busy,
+            408 => &self.refused_timeout,
+            413 | 414 | 431 => &self.refused_too_large,
+            _ => &self.refused_malformed,
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// What every connection thread shares.
+pub(crate) struct Ctx {
+    limits: HttpLimits,
+    handler: Handler,
+    /// Paths answered even by overflow threads.
+    always_open: fn(&str) -> bool,
+    stop: AtomicBool,
+    stats: Arc<FrontStats>,
+    /// Open sockets, so a shutdown can close them.
+    sockets: Mutex<BTreeMap<u64, TcpStream>>,
+    next_id: AtomicU64,
+}
+
+impl Ctx {
+    fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+}
+
+/// The running front door.
+pub(crate) struct FrontDoor {
+    addr: SocketAddr,
+    ctx: Arc<Ctx>,
+    acceptor: Option<JoinHandle<()>>,
+}
+
+/// Binds `addr` (port 0 picks one).
+pub(crate) fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    TcpListener::bind(addr)
+}
+
+/// Starts accepting on `listener`.
+pub(crate) fn start(
+    listener: TcpListener,
+    limits: HttpLimits,
+    handler: Handler,
+    always_open: fn(&str) -> bool,
+    stats: Arc<FrontStats>,
+) -> io::Result<FrontDoor> {
+    let addr = listener.local_addr()?;
+    let ctx = Arc::new(Ctx {
+        limits,
+        handler,
+        always_open,
+        stop: AtomicBool::new(false),
+        stats,
+        sockets: Mutex::new(BTreeMap::new()),
+        next_id: AtomicU64::new(0),
+    });
+    let acceptor = {
+        let ctx = ctx.clone();
+        std::thread::Builder::new()
+            .name("swarm-accept".into())
+            .spawn(move || accept_loop(&listener, &ctx))?
+    };
+    Ok(FrontDoor {
+        addr,
+        ctx,
+        acceptor: Some(acceptor),
+    })
+}
+
+impl FrontDoor {
+    /// Stops accepting, closes every open connection, and waits (bounded)
+    /// for handlers in flight to finish.
+    pub(crate) fn stop(&mut self) {
+        let Some(acceptor) = self.acceptor.take() else {
+            return;
+        };
+        self.ctx.stop.store(true, Ordering::SeqCst);
+        // Wake the blocking accept.
+        let mut wake = self.addr;
+        if wake.ip().is_unspecified() {
+            wake.set_ip(match wake {
+                SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+            });
+        }
+        let _ = TcpStream::connect_timeout(&wake, Duration::from_secs(1));
+        let _ = acceptor.join();
+        if let Ok(socks) = self.ctx.sockets.lock() {
+            for s in socks.values() {
+                let _ = s.shutdown(Shutdown::Read);
+            }
+        }
+        let until = Instant::now() + Duration::from_secs(10);
+        while self.ctx.stats.open.load(Ordering::SeqCst) > 0 && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for FrontDoor {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn accept_loop(listener: &TcpListener, ctx: &Arc<Ctx>) {
+    loop {
+        let (sock, peer) = match listener.accept() {
+            Ok(x) => x,
+            Err(e) => {
+                if ctx.stopping() {
+                    return;
+                }
+                // Out of descriptors and the like: do not spin.
+                tracing::warn!(error = %e, "accept failed");
+                std::thread::sleep(Duration::from_millis(20));
+                continue;
+            }
+        };
+        if ctx.stopping() {
+            return;
+        }
+        let _ = sock.set_nodelay(true);
+        ctx.stats.accepted.fetch_add(1, Ordering::Relaxed);
+        let open = ctx.stats.open.fetch_add(1, Ordering::SeqCst);
+        if open < ctx.limits.max_connections {
+            spawn_conn(sock, peer, ctx, false);
+            continue;
+        }
+        ctx.stats.open.fetch_sub(1, Ordering::SeqCst);
+        let over = ctx.stats.overflow_open.fetch_add(1, Ordering::SeqCst);
+        if over < OVERFLOW_THREADS {
+            spawn_conn(sock, peer, ctx, true);
+        } else {
+            ctx.stats.overflow_open.fetch_sub(1, Ordering::SeqCst);
+            ctx.stats.refused(503);
+            refuse_now(sock);
+        }
+    }
+}
+
+/// 503 without reading a byte: nothing here may block the acceptor.
+fn refuse_now(mut sock: TcpStream) {
+    let _ = sock.set_nonblocking(true);
+    let body = r#"{"error":"server busy: too many open connections; retry shortly"}"#;
+    let _ = write!(
+        sock,
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: {}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = sock.shutdown(Shutdown::Write);
+}
+
+/// Gives the connection its own thread; it deregisters itself when done.
+fn spawn_conn(sock: TcpStream, peer: SocketAddr, ctx: &Arc<Ctx>, overflow: bool) {
+    let id = ctx.next_id.fetch_add(1, Ordering::Relaxed);
+    if let (Ok(clone), Ok(mut socks)) = (sock.try_clone(), ctx.sockets.lock()) {
+        socks.insert(id, clone);
+    }
+    let worker_ctx = ctx.clone();
+    let spawned = std::thread::Builder::new()
+        .name(
+            if overflow {
+                "swarm-http-over"
+            } else {
+                "swarm-http"
+            }
+            .into(),
+        )
+        .spawn(move || {
+            let ctx = worker_ctx;
+            let _done = Deregister {
+                ctx: &ctx,
+                id,
+                overflow,
+            };
+            if overflow {
+                let mut limits = ctx.limits.clone();
+                limits.header_timeout = limits.header_timeout.min(OVERFLOW_WAIT);
+                limits.body_idle_timeout = limits.body_idle_timeout.min(OVERFLOW_WAIT);
+                conn::serve(Stream::Plain(sock), peer, &ctx, &limits, true);
+            } else {
+                conn::serve(Stream::Plain(sock), peer, &ctx, &ctx.limits, false);
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot start a connection thread; connection refused");
+        if let Ok(mut socks) = ctx.sockets.lock() {
+            if let Some(s) = socks.remove(&id) {
+                refuse_now(s);
+            }
+        }
+        let counter = if overflow {
+            &ctx.stats.overflow_open
+        } else {
+            &ctx.stats.open
+        };
+        counter.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Removes a connection from the books however its thread ends.
+struct Deregister<'a> {
+    ctx: &'a Ctx,
+    id: u64,
+    overflow: bool,
+}
+
+impl Drop for Deregister<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut socks) = self.ctx.sockets.lock() {
+            socks.remove(&self.id);
+        }
+        let counter = if self.overflow {
+            &self.ctx.stats.overflow_open
+        } else {
+            &self.ctx.stats.open
+        };
+        counter.fetch_sub(1, Ordering::SeqCst);
+    }
+}

@@ -1,0 +1,300 @@
+//! End-to-end tests of issue 11: every attack runs against a real
+//! `swarm serve` over 127.0.0.1 while a real `swarm drone` (stand-in
+//! builder) builds a real package. Each test asserts the refusal AND that
+//! the build finishes while the attack is on.
+
+mod support;
+
+use serde_json::json;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::time::{Duration, Instant};
+use support::drone::Drone;
+use support::Server;
+
+/// Short front-door timeouts so each test takes seconds.
+const SHORT_TIMEOUTS: [(&str, &str); 3] = [
+    ("SWARM_HTTP_HEADER_TIMEOUT_S", "2"),
+    ("SWARM_HTTP_IDLE_TIMEOUT_S", "1"),
+    ("SWARM_HTTP_BODY_TIMEOUT_S", "1"),
+];
+
+const ATOM: &str = "=dev-libs/under-attack-1.0";
+
+/// One package queued and a drone started to build it.
+struct Build {
+    drone: Drone,
+}
+
+impl Build {
+    fn start(server: &Server, dir: &Path) -> Build {
+        let (code, v) = server.admin_post("/api/v1/queue", &json!({ "packages": [ATOM] }));
+        assert_eq!(code, 200, "queue: {v}");
+        Build {
+            drone: Drone::start(server, dir, "honest", &[], &[]),
+        }
+    }
+
+    /// Waits for the build to be counted, with its artifact in staging.
+    fn finish(self, server: &Server) {
+        server.wait_for(60, "the honest drone's build", |s| {
+            s["counts"]["built"] == 1
+        });
+        let staged = server
+            .data_dir
+            .join("staging/dev-libs/under-attack-1.0.gpkg.tar");
+        assert!(
+            staged.exists(),
+            "artifact staged; drone log:\n{}",
+            self.drone.log_text()
+        );
+    }
+}
+
+fn connect(server: &Server) -> TcpStream {
+    let s = TcpStream::connect(&server.addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    s
+}
+
+/// Reads whatever the server sends until it closes (or 10 s pass).
+fn read_all(s: &mut TcpStream) -> String {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Sends raw bytes on a new connection; the whole answer, as text.
+fn raw(server: &Server, bytes: &[u8]) -> String {
+    let mut s = connect(server);
+    let _ = s.write_all(bytes);
+    read_all(&mut s)
+}
+
+fn status_of(answer: &str) -> u16 {
+    answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+/// `/api/v1/health` answers 200 (through ureq with a 5 s timeout).
+fn assert_healthy(server: &Server) {
+    let agent = ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(5))
+        .build();
+    let r = agent
+        .get(&format!("{}/api/v1/health", server.url))
+        .call()
+        .expect("health answers during the attack");
+    assert_eq!(r.status(), 200);
+}
+
+fn metric(server: &Server, line_prefix: &str) -> f64 {
+    let (_, v) = server.get("/metrics");
+    let text = v.as_str().unwrap_or_default().to_string();
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(line_prefix)
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(-1.0)
+}
+
+#[test]
+fn stalled_bodies_get_408_and_neither_health_nor_a_build_waits_for_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(&dir.path().join("server"), &SHORT_TIMEOUTS);
+    // The issue's attack: headers and 3 bytes of a 100 KB body, then silence.
+    let mut stalled: Vec<TcpStream> = (0..40)
+        .map(|_| {
+            let mut s = connect(&server);
+            s.write_all(
+                b"POST /api/v1/register HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n{\"i",
+            )
+            .expect("send");
+            s
+        })
+        .collect();
+    let build = Build::start(&server, dir.path());
+    assert_healthy(&server);
+    for s in &mut stalled {
+        let answer = read_all(s);
+        assert_eq!(status_of(&answer), 408, "{answer}");
+        assert!(answer.contains("timed out"), "{answer}");
+    }
+    assert_healthy(&server);
+    build.finish(&server);
+}
+
+#[test]
+fn huge_headers_get_431_and_memory_stays_bounded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(&dir.path().join("server"), &SHORT_TIMEOUTS);
+    let build = Build::start(&server, dir.path());
+    // Four senders, each trying to push 64 MiB of one header.
+    let addr = server.addr.clone();
+    let senders: Vec<_> = (0..4)
+        .map(|_| {
+            let addr = addr.clone();
+            std::thread::spawn(move || {
+                let mut s = TcpStream::connect(&addr).expect("connect");
+                s.set_read_timeout(Some(Duration::from_secs(10))).ok();
+                s.set_write_timeout(Some(Duration::from_secs(10))).ok();
+                let _ = s.write_all(b"GET /api/v1/status HTTP/1.1\r\nHost: x\r\nX-Big: ");
+                let chunk = vec![b'a'; 1 << 20];
+                let mut sent = 0usize;
+                for _ in 0..64 {
+                    if s.write_all(&chunk).is_err() {
+                        break;
+                    }
+                    sent += chunk.len();
+                }
+                (read_all(&mut s), sent)
+            })
+        })
+        .collect();
+    for t in senders {
+        let (answer, sent) = t.join().expect("sender");
+        assert!(sent < 64 << 20, "the server stopped reading the header");
+        assert!(
+            answer.is_empty() || status_of(&answer) == 431,
+            "431 or a closed connection: {answer}"
+        );
+    }
+    let big_url = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(20_000));
+    let answer = raw(&server, big_url.as_bytes());
+    assert_eq!(status_of(&answer), 414, "{answer}");
+    let answer = raw(
+        &server,
+        format!(
+            "GET /api/v1/health HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+            "b".repeat(32 * 1024)
+        )
+        .as_bytes(),
+    );
+    assert_eq!(status_of(&answer), 431, "{answer}");
+    let rss_kb: u64 = std::fs::read_to_string(format!("/proc/{}/status", server.child.id()))
+        .expect("status")
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next().and_then(|n| n.parse().ok()))
+        .expect("VmRSS");
+    assert!(
+        rss_kb < 256 * 1024,
+        "server RSS {rss_kb} KiB after 256 MiB of headers were offered"
+    );
+    assert_healthy(&server);
+    build.finish(&server);
+}
+
+#[test]
+fn idle_connections_are_closed_and_beyond_the_connection_bound_only_health_answers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut env = SHORT_TIMEOUTS.to_vec();
+    env.push(("SWARM_HTTP_MAX_CONNECTIONS", "48"));
+    let server = Server::start(&dir.path().join("server"), &env);
+    // Keep-alive connections that made one request and then went quiet.
+    let mut idle: Vec<TcpStream> = (0..40)
+        .map(|_| {
+            let mut s = connect(&server);
+            s.write_all(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\n\r\n")
+                .expect("send");
+            let mut buf = [0u8; 512];
+            let n = s.read(&mut buf).expect("first answer");
+            assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+            s
+        })
+        .collect();
+    // 20 more that never send a byte: beyond the bound of 48.
+    let silent: Vec<TcpStream> = (0..20).map(|_| connect(&server)).collect();
+    let answer = raw(
+        &server,
+        b"GET /api/v1/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(status_of(&answer), 503, "{answer}");
+    let answer = raw(
+        &server,
+        b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(status_of(&answer), 200, "health beyond the bound: {answer}");
+    // The idle ones are closed by the server (idle timeout 1 s).
+    let began = Instant::now();
+    for s in &mut idle {
+        let mut buf = [0u8; 64];
+        assert_eq!(s.read(&mut buf).expect("closed, not timed out"), 0);
+    }
+    assert!(began.elapsed() < Duration::from_secs(9));
+    drop(silent);
+    let build = Build::start(&server, dir.path());
+    // Attack again while the drone builds: 30 idle connections held open.
+    let held: Vec<TcpStream> = (0..30).map(|_| connect(&server)).collect();
+    assert_healthy(&server);
+    build.finish(&server);
+    drop(held);
+    assert!(metric(&server, "swarm_http_refused_total{reason=\"busy\"}") >= 1.0);
+}
+
+#[test]
+fn invalid_utf8_unsupported_versions_and_duplicate_lengths_get_400() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(&dir.path().join("server"), &SHORT_TIMEOUTS);
+    let build = Build::start(&server, dir.path());
+    let cases: [(&[u8], &str); 6] = [
+        (
+            b"GET /api/v1/n\xff\xfedes HTTP/1.1\r\nHost: x\r\n\r\n",
+            "not valid UTF-8",
+        ),
+        (
+            b"GET /api/v1/nodes HTTP/1.1\r\nHost: \xc3\x28\r\n\r\n",
+            "not valid UTF-8",
+        ),
+        (
+            b"GET /api/v1/health HTTP/2.0\r\nHost: x\r\n\r\n",
+            "unsupported HTTP version",
+        ),
+        (
+            b"GET /api/v1/health HTTP/0.9\r\n\r\n",
+            "unsupported HTTP version",
+        ),
+        (
+            b"POST /api/v1/register HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\n{}",
+            "more than one Content-Length",
+        ),
+        (
+            b"POST /api/v1/register HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n{}",
+            "one framing",
+        ),
+    ];
+    for (bytes, why) in cases {
+        let answer = raw(&server, bytes);
+        assert_eq!(
+            status_of(&answer),
+            400,
+            "{}: {answer}",
+            String::from_utf8_lossy(bytes)
+        );
+        assert!(answer.contains(why), "{why}: {answer}");
+        assert!(answer.contains("Connection: close"), "{answer}");
+    }
+    // A JSON body that is not UTF-8 is refused by the parser, naming it.
+    let (code, v) = support::request_raw(
+        "POST",
+        &format!("{}/api/v1/register", server.url),
+        Some(b"{\"id\":\"x\xff\"}"),
+        None,
+        &[],
+    );
+    assert_eq!(code, 400, "{v}");
+    assert_healthy(&server);
+    build.finish(&server);
+}

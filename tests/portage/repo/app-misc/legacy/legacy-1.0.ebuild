@@ -1,0 +1,11 @@
+EAPI=8
+DESCRIPTION="swarm test fixture: app-misc/legacy"
+HOMEPAGE="https://example.invalid/swarm"
+LICENSE="MIT"
+KEYWORDS="amd64"
+S="${WORKDIR}"
+SLOT="0"
+src_install() {
+	dodir /usr/share/swarm-fixture
+	echo "${CATEGORY}/${PF}" > "${ED}/usr/share/swarm-fixture/${PN}-${SLOT%/*}" || die
+}
