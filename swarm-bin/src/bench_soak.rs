@@ -101,7 +101,7 @@ fn soak_in(a: &SoakArgs, dir: &Path) -> anyhow::Result<()> {
         drone_token: None,
         max_body_bytes: 16 << 20,
         max_artifact_bytes: 1 << 20,
-        http_workers: 16,
+        http: server::HttpLimits::default(),
         clock,
         on_escalate: None,
     })?;

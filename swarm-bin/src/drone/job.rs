@@ -31,9 +31,6 @@ const SHUTDOWN_ATTEMPTS: u32 = 3;
 /// What the agent tells the server about a job.
 #[derive(Clone, Debug, PartialEq)]
 enum Report {
-    Success {
-        sha256: Option<String>,
-    },
     /// Built with an artifact to upload first.
     Built {
         sha256: String,
@@ -343,10 +340,6 @@ fn report(agent: &Agent, id: JobId, job: &Job, took_s: f64, outcome: Report) {
             r.reason = Some(reason.clone());
             send(agent, job, "return", |a| a.client.give_back(&r));
             return;
-        }
-        Report::Success { sha256 } => {
-            req.status = Some("success".into());
-            req.sha256.clone_from(sha256);
         }
         Report::Built {
             sha256,
