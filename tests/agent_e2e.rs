@@ -10,9 +10,10 @@ mod support;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::{Duration, Instant};
 use support::drone::{processes, Drone};
-use support::{request, Server};
+use support::{request, swarm_bin, Server};
 
 /// Policy for tests that need a dead drone noticed quickly.
 const FAST_LIVENESS: [(&str, &str); 4] = [
@@ -500,4 +501,151 @@ fn a_drone_token_is_sent_when_the_server_requires_one() {
         d.signal(rustix::process::Signal::TERM);
         assert_eq!(d.wait_exit(20), Some(0), "{}", d.log_text());
     }
+}
+/// `swarm fleet` as an operator runs it.
+fn fleet_text(server: &Server) -> String {
+    let out = Command::new(swarm_bin())
+        .arg("fleet")
+        .env("SWARM_URL", &server.url)
+        .output()
+        .expect("swarm fleet");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn status_of_drone(server: &Server, name: &str) -> String {
+    let (_, v) = server.get("/api/v1/nodes");
+    v["nodes"]
+        .as_array()
+        .and_then(|n| n.iter().find(|d| d["name"] == name))
+        .map(|d| d["status"].as_str().unwrap_or_default().to_string())
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_drone_stopped_cleanly_shows_as_stopped_and_a_killed_one_stops_showing_as_building() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Liveness fast enough that a silent drone is suspect within seconds,
+    // but offline (and its work requeued) only after a minute.
+    let server = Server::start(
+        &dir.path().join("server"),
+        &[
+            ("SWARM_POLICY_HEARTBEAT_GRACE_MS", "2000"),
+            ("SWARM_POLICY_OFFLINE_TIMEOUT_MS", "60000"),
+            ("SWARM_POLICY_CONFIRMED_DEAD_AFTER_MS", "30000"),
+            ("SWARM_POLICY_FAILOVER_GRACE_MS", "1000"),
+        ],
+    );
+    let atom = "=dev-libs/long-1.0";
+    let sizes = sizes(dir.path(), &[(atom, 600)]);
+    let mut stopping = Drone::start(&server, dir.path(), "drone-stop", &[], &[]);
+    wait_until(20, "drone-stop to register", || {
+        status_of_drone(&server, "drone-stop") == "online"
+    });
+    stopping.signal(rustix::process::Signal::TERM);
+    assert_eq!(stopping.wait_exit(20), Some(0), "{}", stopping.log_text());
+    assert!(
+        stopping
+            .log_text()
+            .contains("told the server this drone stopped"),
+        "{}",
+        stopping.log_text()
+    );
+    assert_eq!(status_of_drone(&server, "drone-stop"), "stopped");
+
+    queue(&server, json!([atom]));
+    let mut killed = Drone::start(
+        &server,
+        dir.path(),
+        "drone-killed",
+        &[],
+        &[("SWARM_STANDIN_SIZES", sizes.as_str())],
+    );
+    let (holder, _) = wait_started(&server, atom, 30);
+    assert_eq!(holder, "drone-killed");
+    assert!(fleet_text(&server).contains("building"));
+    killed.kill9();
+    wait_until(20, "drone-killed to turn suspect", || {
+        status_of_drone(&server, "drone-killed") == "suspect"
+    });
+    let fleet = fleet_text(&server);
+    assert!(
+        !fleet.contains("building"),
+        "a dead drone's package is not building: {fleet}"
+    );
+    assert!(fleet.contains("no word: drone suspect"), "{fleet}");
+    // Well past the heartbeat grace, the cleanly stopped drone is still just stopped.
+    assert_eq!(status_of_drone(&server, "drone-stop"), "stopped");
+    assert!(fleet.contains("stopped cleanly"), "{fleet}");
+}
+
+#[test]
+fn a_drone_whose_builder_is_missing_refuses_to_start_and_says_why() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(&dir.path().join("server"), &[]);
+    let mut d = Drone::start(
+        &server,
+        dir.path(),
+        "drone-nobuilder",
+        &["--builder", "/nonexistent/usr/bin/emerge --oneshot {atom}"],
+        &[],
+    );
+    let code = d.wait_exit(20);
+    assert!(matches!(code, Some(c) if c != 0), "exit {code:?}");
+    let log = d.log_text();
+    assert!(
+        log.contains("/nonexistent/usr/bin/emerge does not exist"),
+        "{log}"
+    );
+    assert!(!log.contains("Stack backtrace"), "{log}");
+    let (_, nodes) = server.get("/api/v1/nodes");
+    assert_eq!(
+        nodes["nodes"].as_array().map(Vec::len),
+        Some(0),
+        "it never registered: {nodes}"
+    );
+}
+
+#[test]
+fn a_missing_and_a_wrong_drone_token_are_told_apart_in_the_agents_log() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(
+        &dir.path().join("server"),
+        &[("SWARM_DRONE_TOKEN", "drone-secret")],
+    );
+    let missing = Drone::start(&server, dir.path(), "drone-notoken", &[], &[]);
+    let wrong = Drone::start(
+        &server,
+        dir.path(),
+        "drone-wrongtoken",
+        &["--token", "not-the-secret"],
+        &[],
+    );
+    wait_until(20, "both agents to log the refusal", || {
+        missing.log_text().contains("sends none")
+            && wrong.log_text().contains("refused this drone's token")
+    });
+    assert!(!missing.log_text().contains("refused this drone's token"));
+}
+
+#[test]
+fn the_agent_accepts_a_server_address_without_a_scheme() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(&dir.path().join("server"), &[]);
+    let mut d = Drone::start(
+        &server,
+        dir.path(),
+        "drone-bare",
+        &["--server", server.addr.as_str()],
+        &[],
+    );
+    wait_until(20, "drone-bare to register", || {
+        status_of_drone(&server, "drone-bare") == "online"
+    });
+    d.signal(rustix::process::Signal::TERM);
+    assert_eq!(d.wait_exit(20), Some(0), "{}", d.log_text());
 }

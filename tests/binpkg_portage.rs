@@ -4,33 +4,13 @@
 //! `emerge --usepkgonly`. Needs the Portage venv (`SWARM_PORTAGE_VENV`); fails under
 //! `CI=true` without it, skips with a reason otherwise.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use support::portage::{machine_env, venv};
 use swarm_net::binpkg::{self, INDEX_KEYS};
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// The Portage venv, or `None` (with the reason printed) outside CI.
-fn venv() -> Option<PathBuf> {
-    let venv = std::env::var_os("SWARM_PORTAGE_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("target/portage-venv"));
-    if venv.join("bin/emerge").is_file() {
-        return Some(venv);
-    }
-    let why = format!(
-        "no Portage venv at {} (run tests/portage/venv.sh or set SWARM_PORTAGE_VENV)",
-        venv.display()
-    );
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{why}: CI must run the real-Portage tests");
-    }
-    eprintln!("SKIPPED: {why}");
-    None
-}
 
 /// One Portage "machine" made by tests/portage/prefix.sh: its environment.
 struct Machine {
@@ -40,27 +20,7 @@ struct Machine {
 
 impl Machine {
     fn new(dir: &Path, venv: &Path) -> Machine {
-        let out = Command::new("bash")
-            .arg(repo_root().join("tests/portage/prefix.sh"))
-            .arg(dir)
-            .env("SWARM_PORTAGE_VENV", venv)
-            .output()
-            .expect("prefix.sh runs");
-        assert!(
-            out.status.success(),
-            "prefix.sh: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let path = std::env::var("PATH").unwrap_or_default();
-        let env = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| l.strip_prefix("export "))
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| {
-                let v = v.trim_matches('"').replace("$PATH", &path);
-                (k.to_string(), v)
-            })
-            .collect();
+        let env = machine_env(dir, venv);
         Machine {
             dir: dir.to_path_buf(),
             env,

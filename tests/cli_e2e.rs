@@ -105,3 +105,223 @@ fn operators_drive_a_real_server_from_the_command_line() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("token"), "{err}");
 }
+
+/// `swarm` run as an operator in a fresh shell: no data dir or token in the
+/// environment, an empty home, and RUST_BACKTRACE=1 as many shells have.
+fn bare(server: &Server, home: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(swarm_bin());
+    cmd.args(args)
+        .env("SWARM_URL", &server.url)
+        .env("HOME", home)
+        .env("RUST_BACKTRACE", "1")
+        .env_remove("XDG_DATA_HOME")
+        .env_remove("SWARM_DATA_DIR")
+        .env_remove("SWARM_TOKEN_FILE")
+        .env_remove("SWARM_ADMIN_TOKEN")
+        .env_remove("ADMIN_SECRET")
+        .current_dir(home)
+        .stdin(std::process::Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run swarm")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn admin_commands_find_a_custom_data_dirs_token_or_say_how() {
+    let dir = tempfile::tempdir().expect("dir");
+    let home = tempfile::tempdir().expect("home");
+    let data = dir.path().join("custom-data");
+    let s = Server::start(&data, &[]);
+    let data_arg = data.to_str().expect("utf-8");
+
+    let out = bare(&s, home.path(), &["control", "pause"], &[]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("--data-dir DIR"), "{err}");
+    assert!(err.contains("SWARM_TOKEN_FILE"), "{err}");
+    assert!(
+        !err.contains("backtrace"),
+        "no backtrace for an ordinary error: {err}"
+    );
+    assert_eq!(err.matches("error:").count(), 1, "{err}");
+
+    let out = bare(
+        &s,
+        home.path(),
+        &["control", "pause", "--data-dir", data_arg],
+        &[],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let token_file = data.join("admin.token");
+    let out = bare(
+        &s,
+        home.path(),
+        &["control", "resume"],
+        &[("SWARM_TOKEN_FILE", token_file.to_str().expect("utf-8"))],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = bare(
+        &s,
+        home.path(),
+        &["control", "resume"],
+        &[("SWARM_DATA_DIR", data_arg)],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn destructive_actions_need_yes_without_a_terminal_and_node_remove_retires_a_drone() {
+    let dir = tempfile::tempdir().expect("dir");
+    let home = tempfile::tempdir().expect("home");
+    let s = Server::start(dir.path(), &[]);
+    let data = s.data_dir.to_str().expect("utf-8").to_owned();
+    let env = [("SWARM_DATA_DIR", data.as_str())];
+    s.post(
+        "/api/v1/register",
+        &json!({"node_name": "drone-old", "capabilities": {"cores": 4, "ram_gb": 8}}),
+    );
+    ok(&s, &["queue", "add", "dev-libs/a-1", "dev-libs/b-1"]);
+
+    for action in ["fresh", "reset", "clear_history"] {
+        let out = bare(&s, home.path(), &["control", action], &env);
+        assert!(!out.status.success(), "{action} ran without --yes");
+        let err = stderr(&out);
+        assert!(err.contains("--yes"), "{action}: {err}");
+    }
+    let err = stderr(&bare(&s, home.path(), &["control", "fresh"], &env));
+    assert!(err.contains("drops 2 packages"), "{err}");
+    assert_eq!(
+        json_of(&s, &["status", "--json"])["total"],
+        2,
+        "nothing was dropped"
+    );
+    let out = bare(&s, home.path(), &["control", "fresh", "--yes"], &env);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(json_of(&s, &["status", "--json"])["total"], 0);
+
+    let out = bare(&s, home.path(), &["node", "remove", "drone-old"], &env);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("--yes"), "{}", stderr(&out));
+    assert_eq!(
+        s.get("/api/v1/nodes").1["nodes"].as_array().map(Vec::len),
+        Some(1)
+    );
+    let out = bare(
+        &s,
+        home.path(),
+        &["node", "remove", "drone-old", "--yes"],
+        &env,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        s.get("/api/v1/nodes").1["nodes"].as_array().map(Vec::len),
+        Some(0)
+    );
+    let out = bare(
+        &s,
+        home.path(),
+        &["node", "remove", "drone-old", "--yes"],
+        &env,
+    );
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("no drone named"), "{}", stderr(&out));
+}
+
+#[test]
+fn the_cli_says_what_it_means_in_the_words_of_point_eleven() {
+    let dir = tempfile::tempdir().expect("dir");
+    let s = Server::start(dir.path(), &[]);
+
+    let version = ok(&s, &["--version"]);
+    assert_eq!(
+        version.trim(),
+        format!("swarm {}", env!("CARGO_PKG_VERSION"))
+    );
+
+    let out = swarm(&s, &["events", "--kind", "nonsense"]);
+    assert!(!out.status.success(), "a nonsense kind is an error");
+    assert!(
+        stderr(&out).contains("built, build_failed"),
+        "{}",
+        stderr(&out)
+    );
+
+    let empty = ok(&s, &["queue", "list", "--state", "blocked"]);
+    assert_eq!(empty, "no blocked packages\n");
+
+    let list: Value = serde_json::from_str(&ok(&s, &["sim", "--list", "--json"])).expect("JSON");
+    assert!(list.as_array().is_some_and(|l| !l.is_empty()), "{list}");
+
+    // A built package is reported as built, not as "queued or building".
+    s.post(
+        "/api/v1/register",
+        &json!({"node_name": "d1", "capabilities": {"cores": 4}}),
+    );
+    ok(&s, &["queue", "add", "virtual/built-1"]);
+    let (_, w) = s.get("/api/v1/work?id=d1");
+    let p = w["package"].as_str().expect("work").to_owned();
+    let (code, v) = s.post(
+        "/api/v1/complete",
+        &json!({"node_name": "d1", "package": p, "status": "success"}),
+    );
+    assert_eq!(code, 200, "{v}");
+    let again = ok(&s, &["queue", "add", "virtual/built-1"]);
+    assert!(again.contains("1 already built"), "{again}");
+    assert!(again.contains("0 new packages"), "{again}");
+
+    // An unknown package: one line, non-zero exit.
+    let out = swarm(&s, &["explain", "dev-libs/nope-1"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert_eq!(err.matches("not in the queue").count(), 1, "{err}");
+    assert!(String::from_utf8_lossy(&out.stdout).is_empty());
+}
+
+#[test]
+fn explain_names_the_blocked_dependency_and_the_command_that_unblocks_it() {
+    let dir = tempfile::tempdir().expect("dir");
+    let s = Server::start(dir.path(), &[]);
+    let (code, v) = s.admin_post(
+        "/api/v1/queue",
+        &json!({"packages": [
+            {"atom": "dev-libs/base-1"},
+            {"atom": "app-misc/top-1", "deps": ["dev-libs/base-1"]}
+        ]}),
+    );
+    assert_eq!(code, 200, "{v}");
+    ok(&s, &["control", "block", "dev-libs/base-1"]);
+    let text = ok(&s, &["explain", "app-misc/top-1"]);
+    assert!(text.contains("held up by: =dev-libs/base-1"), "{text}");
+    assert!(
+        text.contains("swarm control unblock =dev-libs/base-1"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_serve_that_cannot_listen_leaves_no_data_dir_and_says_the_port_is_taken() {
+    let dir = tempfile::tempdir().expect("dir");
+    let s = Server::start(&dir.path().join("first"), &[]);
+    let second = dir.path().join("second");
+    let out = Command::new(swarm_bin())
+        .args(["serve", "--listen", &s.addr, "--data-dir"])
+        .arg(&second)
+        .env("RUST_BACKTRACE", "1")
+        .env("SELF_HEAL_ENABLED", "false")
+        .output()
+        .expect("run serve");
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("in use"), "{err}");
+    assert!(!err.contains("backtrace"), "{err}");
+    assert!(
+        !second.exists(),
+        "a failed start left {} behind",
+        second.display()
+    );
+}

@@ -6,6 +6,7 @@ mod support;
 
 use serde_json::json;
 use std::process::{Command, Stdio};
+use support::drone::Drone;
 use support::{swarm_bin, Server};
 
 #[test]
@@ -161,55 +162,6 @@ fn upload_temp_files_left_by_a_killed_server_are_removed_at_start() {
     assert!(kept.exists(), "finished uploads stay");
 }
 
-/// Starts `swarm drone` with the stand-in builder; stderr to `<dir>/<name>.log`.
-fn start_drone(
-    server: &Server,
-    dir: &std::path::Path,
-    name: &str,
-    sizes: &str,
-) -> std::process::Child {
-    let work_dir = dir.join(name);
-    std::fs::create_dir_all(&work_dir).expect("work dir");
-    let config = dir.join("empty-swarm.toml");
-    std::fs::write(&config, "").expect("config");
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join(format!("{name}.log")))
-        .expect("log");
-    Command::new(swarm_bin())
-        .args(["drone", "--server", &server.url, "--name", name])
-        .args(["--machine-id", &format!("test-machine-{name}")])
-        .args([
-            "--builder",
-            "standin",
-            "--heartbeat-s",
-            "1",
-            "--poll-s",
-            "1",
-        ])
-        .arg("--config")
-        .arg(&config)
-        .arg("--work-dir")
-        .arg(&work_dir)
-        .arg("--pkgdir")
-        .arg(work_dir.join("pkgdir"))
-        .arg("--portage-timestamp-file")
-        .arg(dir.join("no-timestamp"))
-        .env_remove("SWARM_URL")
-        .env_remove("SWARM_DRONE_NAME")
-        .env_remove("SWARM_DRONE_TOKEN")
-        .env_remove("SWARM_CONFIG")
-        .env("SWARM_LOG", "info")
-        .env("SWARM_STANDIN_SCALE_MS", "100")
-        .env("SWARM_STANDIN_SIZES", sizes)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("spawn swarm drone")
-}
-
 fn wait_until(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
     while !f() {
@@ -234,8 +186,9 @@ fn a_finished_build_is_spooled_and_delivered_across_a_server_outage_and_an_agent
         &json!({ "packages": [format!("={atom}")] }),
     );
     assert_eq!(code, 200, "{v}");
-    let mut drone = start_drone(&server, dir.path(), "drone-s", &sizes);
-    let log = dir.path().join("drone-s.log");
+    let env = [("SWARM_STANDIN_SIZES", sizes.as_str())];
+    let mut drone = Drone::start(&server, dir.path(), "drone-s", &[], &env);
+    let log = drone.log.clone();
     let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
     wait_until(60, "the build to start", || {
         read_log().contains("build starts")
@@ -257,12 +210,11 @@ fn a_finished_build_is_spooled_and_delivered_across_a_server_outage_and_an_agent
     assert_eq!(spooled, 1, "the finished build is on disk: {}", read_log());
     // The agent dies mid-retry; the binary package in PKGDIR goes away too
     // (the spool holds its own link).
-    let _ = drone.kill();
-    let _ = drone.wait();
-    let _ = std::fs::remove_dir_all(dir.path().join("drone-s").join("pkgdir"));
+    drone.kill9();
+    let _ = std::fs::remove_dir_all(&drone.pkgdir);
     std::thread::sleep(std::time::Duration::from_secs(2));
     server.restart();
-    let mut drone = start_drone(&server, dir.path(), "drone-s", &sizes);
+    let drone = Drone::start(&server, dir.path(), "drone-s", &[], &env);
     server.wait_for(60, "the spooled build to be delivered", |s| {
         s["counts"]["built"] == 1
     });
@@ -275,6 +227,21 @@ fn a_finished_build_is_spooled_and_delivered_across_a_server_outage_and_an_agent
         .filter_map(|b| b["outcome"].as_str())
         .collect();
     assert_eq!(outcomes, ["success"], "{history}");
+    // The build log was spooled with the report and arrived with it.
+    let lease = history["builds"]
+        .as_array()
+        .expect("builds")
+        .iter()
+        .find(|b| b["package"] == format!("={atom}"))
+        .and_then(|b| b["lease"].as_u64())
+        .expect("the build's lease");
+    let (code, text) = server.get(&format!("/api/v1/logs/{lease}"));
+    assert_eq!(code, 200, "the build log: {text}");
+    assert!(
+        text.as_str()
+            .is_some_and(|t| t.contains(&format!("STAND-IN build of ={atom}"))),
+        "the build log: {text}"
+    );
     assert!(server
         .data_dir
         .join("staging/dev-libs/spooled-1.0.gpkg.tar")
@@ -287,8 +254,7 @@ fn a_finished_build_is_spooled_and_delivered_across_a_server_outage_and_an_agent
         "{}",
         read_log()
     );
-    let _ = drone.kill();
-    let _ = drone.wait();
+    drop(drone);
 }
 
 #[test]

@@ -77,6 +77,9 @@ fn a_v3_drone_goes_through_the_whole_lifecycle() {
         "paused",
         "revoke",
         "stop_work",
+        // swarm's additions for its own agent (a v3 drone ignores them).
+        "slots",
+        "cores_per_slot",
     ]
     .iter()
     .map(|k| k.to_string())
@@ -374,6 +377,12 @@ fn bad_input_gets_a_4xx_that_says_what_was_wrong() {
             None,
         ),
         (
+            "/api/v1/queue",
+            json!({"packages": []}),
+            400,
+            Some("packages"),
+        ),
+        (
             "/api/v1/control",
             json!({"action": "explode"}),
             400,
@@ -403,6 +412,13 @@ fn bad_input_gets_a_4xx_that_says_what_was_wrong() {
             }
         }
     }
+    let (_, v) = request(
+        "POST",
+        &format!("{}/api/v1/queue", s.url),
+        Some(r#"{"packages": []}"#),
+        Some(&token),
+    );
+    assert_eq!(v["error"], "No packages", "v3's exact error: {v}");
     let (code, v) = s.get("/api/v1/work?id=ghost");
     assert_eq!((code, &v["package"]), (404, &Value::Null), "{v}");
     assert_eq!(v["error"], "unknown drone; register first");

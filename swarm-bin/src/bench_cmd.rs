@@ -27,6 +27,8 @@ enum BenchWhat {
     /// A real server, simulated drones, an accelerated clock: RSS, open files,
     /// database, WAL and log size, and p99 latencies at the start and the end.
     Soak(crate::bench_soak::SoakArgs),
+    /// Binhost releases: `release create` (cold and warm) and `publish` for N synthetic gpkgs.
+    Release(crate::bench_release::ReleaseBenchArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -58,6 +60,7 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.what {
         BenchWhat::Http(a) => http(a),
         BenchWhat::Soak(a) => crate::bench_soak::soak(a),
+        BenchWhat::Release(a) => crate::bench_release::run(a),
     }
 }
 
@@ -97,6 +100,7 @@ fn http_in(a: &HttpArgs, synchronous: Synchronous, dir: &std::path::Path) -> any
         http: server::HttpLimits::default(),
         clock: Arc::new(crate::serve_cmd::wall_clock),
         on_escalate: None,
+        binhost: swarm_net::binhost::BinhostOptions::under(dir),
     })?;
     let url = format!("http://{}", running.addr());
     let agent = ureq::AgentBuilder::new()

@@ -104,6 +104,7 @@ fn soak_in(a: &SoakArgs, dir: &Path) -> anyhow::Result<()> {
         http: server::HttpLimits::default(),
         clock,
         on_escalate: None,
+        binhost: swarm_net::binhost::BinhostOptions::under(dir),
     })?;
     let addr = running.addr();
     let url = format!("http://{addr}");

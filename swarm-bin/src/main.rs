@@ -5,6 +5,7 @@
 
 mod bench_cmd;
 mod bench_conn;
+mod bench_release;
 mod bench_soak;
 mod cli;
 mod config_cmd;
@@ -23,7 +24,7 @@ use swarm_core::Config;
 
 /// swarm: a control plane for a fleet of build machines ("drones").
 #[derive(Parser)]
-#[command(version, about, long_about = None)]
+#[command(name = "swarm", version, about, long_about = None)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -88,9 +89,13 @@ enum Cmd {
 
 #[derive(Subcommand)]
 enum ConfigCmd {
-    /// Print every policy default of DESIGN §3, validated.
+    /// Print every scheduling-policy default, what it does and when to change it (docs/DESIGN.md §3).
+    ///
+    /// The output is a commented `[policy]` table: paste the lines you change
+    /// into swarm.toml (or set SWARM_POLICY_<KEY>). docs/DESIGN.md §3 "Policy"
+    /// explains how the settings work together.
     Defaults {
-        /// Print JSON instead of TOML-like `key = value` lines.
+        /// Print JSON: {key: value} (the same keys as the [policy] table).
         #[arg(long)]
         json: bool,
     },
@@ -104,8 +109,33 @@ enum ConfigCmd {
     Show(config_cmd::ShowArgs),
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    match dispatch(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprint!("{}", error_report(&e));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// An error as an operator reads it: the message and its causes, one per
+/// line, and never a backtrace (even with RUST_BACKTRACE set: these are
+/// answers to bad input or an absent server, not bugs; panics keep theirs).
+fn error_report(e: &anyhow::Error) -> String {
+    let mut text = format!("error: {e}\n");
+    for cause in e.chain().skip(1) {
+        let cause = cause.to_string();
+        // A context line that already quotes its cause says it once.
+        if !text.trim_end().ends_with(cause.as_str()) {
+            text.push_str(&format!("  because: {cause}\n"));
+        }
+    }
+    text
+}
+
+fn dispatch(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Cmd::Config {
             action: ConfigCmd::Defaults { json },
@@ -115,10 +145,8 @@ fn main() -> anyhow::Result<()> {
             let value = serde_json::to_value(&config)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&value)?);
-            } else if let Some(map) = value.as_object() {
-                for (key, v) in map {
-                    println!("{key} = {v}");
-                }
+            } else {
+                print!("{}", config_cmd::defaults_text(&value));
             }
             Ok(())
         }

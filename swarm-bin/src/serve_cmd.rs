@@ -54,22 +54,105 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         tracing::warn!("{w}");
     }
     let s = loaded.settings;
+    // Bind first: a start that cannot listen leaves nothing behind (no new
+    // data dir, no token), and says why in words that fit the cause.
+    check_listen(s.listen)?;
+    let fresh_dir = !s.data_dir.exists();
+    let started = start(&s, args.accept_loss);
+    if started.is_err() && fresh_dir {
+        // Nothing was served from it: a failed first start leaves no data dir.
+        let _ = std::fs::remove_dir_all(&s.data_dir);
+    }
+    let (running, prober, stop) = started?;
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    tracing::info!("signal received: finishing queued requests and closing the store");
+    running.shutdown();
+    if let Some(p) = prober {
+        let _ = p.join();
+    }
+    Ok(())
+}
+
+/// Binds `addr` once and lets go, to report a port that cannot be had
+/// before anything is written. Port 0 needs no check.
+fn check_listen(addr: SocketAddr) -> anyhow::Result<()> {
+    if addr.port() == 0 {
+        return Ok(());
+    }
+    match std::net::TcpListener::bind(addr) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(anyhow::anyhow!(listen_error(addr, &e))),
+    }
+}
+
+/// Why an address cannot be listened on, and what to do about it.
+pub(crate) fn listen_error(addr: SocketAddr, e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::PermissionDenied => format!(
+            "cannot listen on {addr}: permission denied; ports below 1024 need root or \
+             CAP_NET_BIND_SERVICE: use --listen with a port of 1024 or more (the default is 8100)"
+        ),
+        std::io::ErrorKind::AddrInUse => format!(
+            "cannot listen on {addr}: the address is in use (another `swarm serve`, or another \
+             program, listens there); stop it or choose another address with --listen"
+        ),
+        std::io::ErrorKind::AddrNotAvailable => format!(
+            "cannot listen on {addr}: no network interface of this machine has that address; \
+             use 127.0.0.1, 0.0.0.0 or one of this machine's addresses"
+        ),
+        _ => format!("cannot listen on {addr}: {e}"),
+    }
+}
+
+/// Why the admin token file cannot be used; a permission problem says so
+/// and names the data dir's owner as the fix.
+fn token_file_error(s: &Settings, e: &std::io::Error) -> anyhow::Error {
+    let file = s.admin_token_file.display();
+    if e.kind() == std::io::ErrorKind::PermissionDenied {
+        anyhow::anyhow!(
+            "permission denied on the admin token file {file}: run `swarm serve` as the user \
+             that owns the data directory {} (or pass another --data-dir)",
+            s.data_dir.display()
+        )
+    } else {
+        anyhow::anyhow!("cannot read or create the admin token file {file}: {e}")
+    }
+}
+
+/// How the CLI on this host finds the token, in the words of the log line.
+fn token_hint(s: &Settings) -> String {
+    let dir = s.data_dir.display();
+    if crate::cli::conn::token_candidates(&crate::cli::conn::env_var).contains(&s.admin_token_file)
+    {
+        "the CLI on this host finds it there".to_owned()
+    } else {
+        format!(
+            "the CLI finds it with `--data-dir {dir}` or with SWARM_DATA_DIR={dir} in its environment"
+        )
+    }
+}
+
+type Started = (
+    server::RunningServer,
+    Option<std::thread::JoinHandle<()>>,
+    Arc<AtomicBool>,
+);
+
+fn start(s: &Settings, accept_loss: bool) -> anyhow::Result<Started> {
     std::fs::create_dir_all(&s.data_dir)
         .with_context(|| format!("cannot create the data directory {}", s.data_dir.display()))?;
     let (admin_token, source) = resolve_admin_token(s.admin_token.as_deref(), &s.admin_token_file)
-        .with_context(|| {
-            format!(
-                "cannot read or create the admin token file {}",
-                s.admin_token_file.display()
-            )
-        })?;
+        .map_err(|e| token_file_error(s, &e))?;
+    let hint = token_hint(s);
     match source {
         TokenSource::Generated => tracing::info!(
             file = %s.admin_token_file.display(),
-            "generated an admin token (mode 0600); the CLI on this host finds it there"
+            "generated an admin token (mode 0600); {hint}"
         ),
         TokenSource::File => {
-            tracing::info!(file = %s.admin_token_file.display(), "admin token read from file")
+            tracing::info!(file = %s.admin_token_file.display(), "admin token read from file; {hint}")
         }
         TokenSource::Configured => tracing::info!("admin token from configuration"),
     }
@@ -92,7 +175,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         db_path: s.db_path.clone(),
         staging: s.staging_path.clone(),
         store: swarm_store::StoreOptions {
-            accept_loss: args.accept_loss,
+            accept_loss,
             ..s.store_options()
         },
         admin_token,
@@ -102,6 +185,15 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         http: s.http.clone(),
         clock: Arc::new(wall_clock),
         on_escalate: Some(on_escalate),
+        binhost: swarm_net::binhost::BinhostOptions {
+            root: s
+                .binhost_path
+                .clone()
+                .unwrap_or_else(|| s.data_dir.join("binhost")),
+            keep_last: s.release_keep,
+            max_drop_permille: s.release_max_drop_percent * 10,
+            ..swarm_net::binhost::BinhostOptions::under(&s.data_dir)
+        },
     };
     let running = server::start(opts)?;
     let report = running.open_report();
@@ -161,13 +253,5 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         staging = %s.staging_path.display(),
         "swarm serve ready"
     );
-    while !stop.load(Ordering::Relaxed) {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    tracing::info!("signal received: finishing queued requests and closing the store");
-    running.shutdown();
-    if let Some(p) = prober {
-        let _ = p.join();
-    }
-    Ok(())
+    Ok((running, prober, stop))
 }

@@ -90,9 +90,17 @@ fn load_scenario(args: &SimArgs) -> anyhow::Result<Scenario> {
 
 pub(crate) fn run(args: SimArgs) -> anyhow::Result<()> {
     if args.list {
+        let mut list = Vec::new();
         for name in sim::BUILTIN {
             let s = Scenario::builtin(name).context("built-in scenario")?;
-            println!("{name:16} {}", s.description);
+            if args.json {
+                list.push(serde_json::json!({"name": name, "description": s.description}));
+            } else {
+                println!("{name:16} {}", s.description);
+            }
+        }
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&list)?);
         }
         return Ok(());
     }

@@ -121,10 +121,8 @@ pub(crate) struct SqlArgs {
     /// The store's database file, read directly (no server needed).
     #[arg(long, value_name = "FILE", conflicts_with_all = ["data_dir", "server"])]
     db: Option<PathBuf>,
-    /// A data directory holding the store as `swarm.db` (the layout `swarm serve` uses).
-    #[arg(long, value_name = "DIR", conflicts_with = "server")]
-    data_dir: Option<PathBuf>,
-    // Without --db or --data-dir, the query goes to the server
+    // `--data-dir DIR` (in `remote`): read DIR/swarm.db directly. Without
+    // --db or --data-dir, the query goes to the server
     // (`GET /api/v1/sql/query`, admin token).
     #[command(flatten)]
     remote: AdminArgs,
@@ -154,12 +152,12 @@ pub(crate) struct SqlArgs {
 }
 
 pub(crate) fn run(args: SqlArgs) -> anyhow::Result<()> {
-    if args.db.is_none() && args.data_dir.is_none() {
+    if args.db.is_none() && args.remote.data_dir.is_none() {
         return run_remote(args);
     }
     let store = StoreLocation {
         db: args.db.clone(),
-        data_dir: args.data_dir.clone(),
+        data_dir: args.remote.data_dir.clone(),
     };
     let opts = ExplorerOptions {
         budget: Duration::from_millis(args.timeout_ms),

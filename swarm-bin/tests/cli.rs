@@ -349,3 +349,76 @@ fn a_wrong_control_target_is_refused_before_anything_is_sent() {
     assert!(err.contains("`block` takes a package atom"), "{err}");
     assert!(!err.contains("cannot reach"), "{err}");
 }
+
+#[test]
+fn config_defaults_explains_every_setting_and_points_at_the_design_document() {
+    let out = swarm(&["config", "defaults"]);
+    assert!(out.status.success());
+    let text = text(&out.stdout);
+    insta::assert_snapshot!("config_defaults", text);
+    let design =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/DESIGN.md"))
+            .expect("the project carries docs/DESIGN.md");
+    assert!(
+        text.contains("docs/DESIGN.md, section 3 \"Policy\""),
+        "{text}"
+    );
+    assert!(design.contains("\n## 3. Policy\n"));
+    // Every section the README cites exists, and nothing cites a design
+    // document the project does not carry.
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
+            .expect("README");
+    for (cite, heading) in [
+        ("#3-policy", "## 3. Policy"),
+        ("#8-invariants", "## 8. Invariants"),
+    ] {
+        assert!(
+            readme.contains(&format!("docs/DESIGN.md{cite}")),
+            "README cites {cite}"
+        );
+        assert!(design.contains(heading), "DESIGN.md has {heading}");
+    }
+    assert!(
+        !readme.contains("DESIGN §"),
+        "README cites a design document by a bare name"
+    );
+    // The README's replay example names a file that exists.
+    assert!(readme.contains("swarm replay swarm-core/tests/golden/silent-death-small.jsonl"));
+    assert!(Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../swarm-core/tests/golden/silent-death-small.jsonl")
+        .exists());
+}
+
+#[test]
+fn ordinary_errors_print_one_line_and_no_backtrace_even_with_rust_backtrace_set() {
+    let out = Command::new(env!("CARGO_BIN_EXE_swarm"))
+        .args(["status", "--server", "http://127.0.0.1:1"])
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(!err.contains("backtrace"), "{err}");
+    assert_eq!(
+        err.matches("http://127.0.0.1:1/api/v1/status").count(),
+        1,
+        "URL once: {err}"
+    );
+    assert!(err.contains("is `swarm serve` running?"), "{err}");
+    let out = Command::new(env!("CARGO_BIN_EXE_swarm"))
+        .args(["status", "--server", "http://no-such-host.invalid:8100"])
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .expect("runs");
+    let err = text(&out.stderr);
+    assert!(
+        !err.contains("swarm serve"),
+        "a DNS error is not a stopped server: {err}"
+    );
+    let out = swarm(&["--version"]);
+    assert_eq!(
+        text(&out.stdout),
+        format!("swarm {}\n", env!("CARGO_PKG_VERSION"))
+    );
+}

@@ -195,6 +195,21 @@ pub(crate) fn apply(s: &mut Swarm, action: &Control, out: &mut Vec<Output>) {
             s.replan();
             "forgot learned durations and memory needs".to_owned()
         }
+        Control::RemoveDrone { drone } => {
+            let Some(d) = s.st.drones.get(drone) else {
+                return unknown(out, drone);
+            };
+            let n = d.leases.len();
+            s.reclaim_all(drone, ReclaimReason::Operator, out);
+            s.st.drones.remove(drone);
+            s.st.brake.disrupted.remove(drone);
+            // Its timers go: `sync_drone` of an unknown drone clears them.
+            s.sync_drone(drone);
+            out.push(Output::Event(Event::Removed {
+                drone: drone.clone(),
+            }));
+            format!("removed {drone} from the fleet ({n} leases requeued); its build history stays")
+        }
     };
     out.push(Output::Event(Event::ControlApplied {
         action: action.name().to_owned(),

@@ -48,6 +48,14 @@ pub enum Input {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         duration_ms: Option<u64>,
     },
+    /// A drone is stopping cleanly (its agent got SIGTERM and finished or
+    /// returned its builds): it is Stopped, not failing. It holds nothing,
+    /// gets no work, is never probed into escalation, and registers again
+    /// when it starts.
+    Deregister {
+        /// The drone leaving.
+        drone: DroneName,
+    },
     /// The self-healing prober's verdict on one drone.
     ProbeResult {
         /// The drone probed.
@@ -59,10 +67,27 @@ pub enum Input {
     Enqueue(Enqueue),
     /// An operator action.
     Control(Control),
+    /// The binhost adapter did something to a release (created, published,
+    /// rolled back, kept, tagged, purged, a gate override). The core decides
+    /// nothing from it; it records it as an event, in the log, for the feed.
+    Release(ReleaseNote),
     /// Appended by the store when a control plane starts: every drone gets a grace period.
     Recovered,
     /// Time passed; fire due deadlines.
     Tick,
+}
+
+/// What happened to a binhost release, as the adapter that did it says.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleaseNote {
+    /// The action: `created`, `published`, `rolled_back`, `kept`, `unkept`,
+    /// `tagged`, `untagged`, `purged`, `gate_overridden`.
+    pub action: String,
+    /// The release it concerns.
+    pub release: String,
+    /// For humans: counts, the tag, the operator's reason for an override.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub detail: String,
 }
 
 /// Drone kinds, for escalation: only virtual machines and containers are rebooted.
@@ -361,6 +386,12 @@ pub enum Control {
     },
     /// Forget learned build durations and memory needs.
     ClearHistory,
+    /// Retire a drone: its leases go back to the queue and it leaves the
+    /// fleet. Its build history stays; registering again brings it back.
+    RemoveDrone {
+        /// The drone.
+        drone: DroneName,
+    },
 }
 
 impl Control {
@@ -385,6 +416,7 @@ impl Control {
             Control::ReleaseBrake => "release_brake",
             Control::Reclaim { .. } => "reclaim",
             Control::ClearHistory => "clear_history",
+            Control::RemoveDrone { .. } => "remove_drone",
         }
     }
 }

@@ -110,6 +110,16 @@ impl Swarm {
                     ),
                 );
             }
+            if d.liveness == Liveness::Stopped && !d.leases.is_empty() {
+                return fail(
+                    6,
+                    format!(
+                        "stopped drone {} holds {} leases",
+                        d.spec.name,
+                        d.leases.len()
+                    ),
+                );
+            }
             if d.liveness == Liveness::Offline && !d.leases.is_empty() {
                 return fail(
                     6,

@@ -63,6 +63,7 @@ mod input;
 mod invariants;
 mod output;
 mod policy;
+pub mod release_gate;
 pub mod sim;
 mod state;
 mod swarm;
@@ -75,7 +76,7 @@ pub use health::{BuildTiming, DroneHealth, HealthMonitor, HealthSample, HealthTh
 pub use id::{DroneName, Epoch, Generation, LeaseId, NameError, Seq};
 pub use input::{
     Control, DroneKind, DroneSpec, Enqueue, Envelope, FailureClass, Heartbeat, Input, Outcome,
-    PackageSpec, ProbeStatus, Report,
+    PackageSpec, ProbeStatus, ReleaseNote, Report,
 };
 pub use invariants::{Monitor, Violation};
 pub use output::{

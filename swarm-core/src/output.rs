@@ -260,7 +260,17 @@ pub enum Event {
         /// Who.
         drone: DroneName,
     },
-    /// A suspect or offline drone heartbeats again.
+    /// A drone stopped cleanly and said so (`Input::Deregister`).
+    Deregistered {
+        /// Who.
+        drone: DroneName,
+    },
+    /// An operator retired a drone; its history stays.
+    Removed {
+        /// Who.
+        drone: DroneName,
+    },
+    /// A suspect, offline or stopped drone heartbeats again.
     CameBack {
         /// Who.
         drone: DroneName,
@@ -394,6 +404,16 @@ pub enum Event {
         /// `None`: the whole swarm.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         drone: Option<DroneName>,
+    },
+    /// Something was done to a binhost release (see [`crate::ReleaseNote`]).
+    Release {
+        /// What was done.
+        action: String,
+        /// To which release.
+        release: String,
+        /// For humans.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        detail: String,
     },
     /// A control action was applied.
     ControlApplied {

@@ -101,9 +101,15 @@ impl Swarm {
                 outcome,
                 duration_ms,
             } => self.on_build_finished(report, outcome, *duration_ms, &mut out),
+            Input::Deregister { drone } => self.on_deregister(drone, &mut out),
             Input::ProbeResult { drone, status } => self.on_probe_result(drone, *status, &mut out),
             Input::Enqueue(enqueue) => self.on_enqueue(enqueue, &mut out),
             Input::Control(action) => self.on_control(action, &mut out),
+            Input::Release(note) => out.push(Output::Event(Event::Release {
+                action: note.action.clone(),
+                release: note.release.clone(),
+                detail: note.detail.clone(),
+            })),
             Input::Recovered => {}
             Input::Tick => {}
         }
@@ -291,6 +297,31 @@ impl Swarm {
                 self.block(lease.pkg, BlockReason::Masked, out);
             }
         }
+    }
+
+    /// A clean stop: whatever the drone still holds goes back to the queue
+    /// as its own return (no penalty, no revoke), and it waits, Stopped, for
+    /// its next registration. No heartbeat deadline, no probe escalation.
+    fn on_deregister(&mut self, name: &DroneName, out: &mut Out) {
+        if !self.st.drones.contains_key(name) {
+            return reject(
+                out,
+                RejectReason::UnknownDrone {
+                    drone: name.clone(),
+                },
+            );
+        }
+        self.reclaim_all(name, ReclaimReason::Returned, out);
+        if let Some(d) = self.st.drones.get_mut(name) {
+            d.liveness = Liveness::Stopped;
+            d.check_at = None;
+            d.probe = Default::default();
+            d.ladder = Default::default();
+        }
+        self.sync_drone(name);
+        out.push(Output::Event(Event::Deregistered {
+            drone: name.clone(),
+        }));
     }
 
     fn on_probe_result(&mut self, name: &DroneName, status: ProbeStatus, out: &mut Out) {

@@ -49,6 +49,8 @@ pub enum DroneStatus {
     Suspect,
     /// Heartbeat older than the offline timeout: holds nothing.
     Offline,
+    /// Stopped cleanly: the agent said goodbye. Holds nothing, expects no work.
+    Stopped,
 }
 
 /// One drone.
@@ -335,6 +337,14 @@ impl<'a> View<'a> {
             .map(|id| package_view(self.s, self.s.st.pkg(id)))
     }
 
+    /// The dependencies a package was queued with (in the queue or not).
+    pub fn deps_of(&self, atom: &Atom) -> Vec<Atom> {
+        self.s
+            .pkg_id(atom)
+            .map(|id| self.s.st.pkg(id).deps.clone())
+            .unwrap_or_default()
+    }
+
     /// The brake.
     pub fn brake(&self) -> BrakeView {
         let b = &self.s.st.brake;
@@ -493,6 +503,7 @@ impl<'a> View<'a> {
                 Liveness::Online => DroneStatus::Online,
                 Liveness::Suspect => DroneStatus::Suspect,
                 Liveness::Offline => DroneStatus::Offline,
+                Liveness::Stopped => DroneStatus::Stopped,
             },
             health: d.health,
             kind: d.spec.kind,

@@ -233,8 +233,14 @@ mod input {
             ..Enqueue::default()
         })),
         control => control_with(Control::Pause),
+        release => envelope(Input::Release(ReleaseNote {
+            action: "published".into(),
+            release: "20261202-1130".into(),
+            detail: "1,204 packages".into(),
+        })),
         recovered => envelope(Input::Recovered),
         tick => envelope(Input::Tick),
+        deregister => envelope(Input::Deregister { drone: alpha() }),
     });
 }
 
@@ -264,6 +270,7 @@ mod control {
         reclaim_drone => control_with(Control::Reclaim { package: None, drone: Some(alpha()) }),
         reclaim_both => control_with(Control::Reclaim { package: Some(icu()), drone: Some(alpha()) }),
         clear_history => control_with(Control::ClearHistory),
+        remove_drone => control_with(Control::RemoveDrone { drone: alpha() }),
     });
 }
 
@@ -357,6 +364,8 @@ mod event {
         went_suspect => event(Event::WentSuspect { drone: alpha() }),
         went_offline => event(Event::WentOffline { drone: alpha() }),
         came_back => event(Event::CameBack { drone: alpha() }),
+        deregistered => event(Event::Deregistered { drone: alpha() }),
+        removed => event(Event::Removed { drone: alpha() }),
         reclaimed => reclaimed_with(ReclaimReason::Offline),
         queued => event(Event::Queued { added: 3, already: 1 }),
         started => event(Event::Started { drone: alpha(), package: icu(), lease: LeaseId(7) }),
@@ -413,6 +422,11 @@ mod event {
         control_applied => event(Event::ControlApplied {
             action: "rebalance".into(),
             summary: "reclaimed 4 not-started leases".into(),
+        }),
+        release => event(Event::Release {
+            action: "gate_overridden".into(),
+            release: "20261202-1130".into(),
+            detail: "drops 3 of 1,204 packages: known breakage, fixed upstream".into(),
         }),
     });
 }
@@ -509,8 +523,10 @@ impl Seen {
                 self.control(action);
                 "control"
             }
+            Input::Release(_) => "release",
             Input::Recovered => "recovered",
             Input::Tick => "tick",
+            Input::Deregister { .. } => "deregister",
         };
         self.0.insert(name);
     }
@@ -535,6 +551,7 @@ impl Seen {
             Control::ReleaseBrake => "control release_brake",
             Control::Reclaim { .. } => "control reclaim",
             Control::ClearHistory => "control clear_history",
+            Control::RemoveDrone { .. } => "control remove_drone",
         });
     }
 
@@ -627,6 +644,8 @@ impl Seen {
             Event::WentSuspect { .. } => "event went_suspect",
             Event::WentOffline { .. } => "event went_offline",
             Event::CameBack { .. } => "event came_back",
+            Event::Deregistered { .. } => "event deregistered",
+            Event::Removed { .. } => "event removed",
             Event::Reclaimed { reason, .. } => {
                 self.reclaim(*reason);
                 "event reclaimed"
@@ -669,6 +688,7 @@ impl Seen {
             Event::Paused { .. } => "event paused",
             Event::Resumed { .. } => "event resumed",
             Event::ControlApplied { .. } => "event control_applied",
+            Event::Release { .. } => "event release",
         };
         self.0.insert(name);
     }
@@ -724,14 +744,14 @@ fn every_input_kind_control_action_outcome_and_probe_status_is_frozen() {
         .collect();
     assert_eq!(
         kinds,
-        names("register heartbeat request_work build_started build_finished probe_result enqueue control recovered tick")
+        names("register heartbeat request_work build_started build_finished probe_result enqueue control release recovered tick deregister")
     );
     assert_eq!(
         seen.with_prefix("control "),
         names(
             "pause resume pause_drone resume_drone drain undrain unblock block unground reset \
              rebalance clear_failures retry_failures fresh reset_escalation release_brake reclaim \
-             clear_history"
+             clear_history remove_drone"
         )
     );
     assert_eq!(
@@ -770,7 +790,8 @@ fn every_command_event_and_reason_is_frozen() {
         names(
             "registered went_suspect went_offline came_back reclaimed queued started built \
              build_failed blocked unblocked grounded ungrounded upload_hold escalated \
-             input_rejected brake_engaged brake_released paused resumed control_applied"
+             input_rejected brake_engaged brake_released paused resumed control_applied release \
+             deregistered removed"
         )
     );
     assert_eq!(

@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod binhost;
 pub mod binpkg;
 pub mod client;
 pub mod heal;

@@ -68,6 +68,11 @@ pub struct Settings {
     pub staging_path: PathBuf,
     /// Where verified binary packages are published; `None`: they stay in staging.
     pub binhost_path: Option<PathBuf>,
+    /// Retention: the newest this many releases are never purged (default 5).
+    pub release_keep: u32,
+    /// The publish gate refuses to drop more than this percentage of the
+    /// published release's packages (default 10).
+    pub release_max_drop_percent: u32,
     /// The admin token; `None`: read or generate `admin_token_file`, so admin is never open.
     pub admin_token: Option<String>,
     /// Where a generated admin token is written (0600) and where the CLI finds it.
@@ -165,6 +170,8 @@ impl Settings {
             db_path: data_dir.join("swarm.db"),
             staging_path: data_dir.join("staging"),
             binhost_path: None,
+            release_keep: 5,
+            release_max_drop_percent: 10,
             admin_token: None,
             admin_token_file: data_dir.join("admin.token"),
             drone_token: None,
@@ -208,6 +215,8 @@ impl fmt::Debug for Settings {
             .field("db_path", &self.db_path)
             .field("staging_path", &self.staging_path)
             .field("binhost_path", &self.binhost_path)
+            .field("release_keep", &self.release_keep)
+            .field("release_max_drop_percent", &self.release_max_drop_percent)
             .field("admin_token", &hidden(&self.admin_token))
             .field("admin_token_file", &self.admin_token_file)
             .field("drone_token", &hidden(&self.drone_token))
@@ -351,6 +360,11 @@ impl Loaded {
             (
                 "binhost_path".into(),
                 s.binhost_path.as_deref().map_or(J::Null, path),
+            ),
+            ("release_keep".into(), J::from(s.release_keep)),
+            (
+                "release_max_drop_percent".into(),
+                J::from(s.release_max_drop_percent),
             ),
             ("admin_token".into(), hidden(&s.admin_token)),
             ("admin_token_file".into(), path(&s.admin_token_file)),
@@ -605,6 +619,11 @@ fn load(request: &LoadRequest) -> Result<Loaded, SettingsError> {
         db_path: layers.path("db_path").unwrap_or(defaults.db_path),
         staging_path: layers.path("staging_path").unwrap_or(defaults.staging_path),
         binhost_path: layers.path("binhost_path"),
+        release_keep: layers.int("release_keep", u64::from(defaults.release_keep)) as u32,
+        release_max_drop_percent: layers.int(
+            "release_max_drop_percent",
+            u64::from(defaults.release_max_drop_percent),
+        ) as u32,
         admin_token: layers.text("admin_token"),
         admin_token_file: layers
             .path("admin_token_file")

@@ -166,6 +166,14 @@ pub struct RegisterReply {
     /// (swarm) Every lease the drone holds, so an agent that restarted adopts them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub leases: Vec<LeaseRef>,
+    /// (swarm) Builds the server lets this drone run at once:
+    /// `max(1, cores / cores_per_slot)`. An agent asking for more
+    /// (`--slots`) says why it gets fewer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slots: Option<u32>,
+    /// (swarm) The server's `cores_per_slot` policy, for that explanation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cores_per_slot: Option<u32>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -272,6 +280,10 @@ pub struct CompleteRequest {
     /// (swarm) sha256 of the uploaded artifact.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
+    /// (swarm) `category/pf` of every binary package the build uploaded, read from the packages:
+    /// how a success for `>=cat/pkg-1`, `cat/pkg` or `=cat/pkg-1*` finds its binary in staging.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifacts: Option<Vec<String>>,
 }
 
 /// Reply to a report.

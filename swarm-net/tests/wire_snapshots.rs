@@ -26,8 +26,16 @@ fn register_replies() {
         paused: false,
         epoch: Some(1),
         leases: Vec::new(),
+        slots: None,
+        cores_per_slot: None,
     };
     insta::assert_json_snapshot!("register_reply_plain", plain);
+    let slots = RegisterReply {
+        slots: Some(1),
+        cores_per_slot: Some(4),
+        ..plain.clone()
+    };
+    insta::assert_json_snapshot!("register_reply_slots", slots);
     let busy = RegisterReply {
         revoke: vec!["=dev-libs/bar-2.0".into()],
         stop_work: Some(StopWork {

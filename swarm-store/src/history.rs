@@ -192,6 +192,16 @@ impl History {
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
+
+    /// The drone of each package's latest successful build (package as
+    /// queued → drone): which machine a release's binary came from.
+    pub fn last_builders(&self) -> Result<std::collections::BTreeMap<String, String>, StoreError> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT package, drone, MAX(id) FROM builds WHERE outcome = 'success' GROUP BY package",
+        )?;
+        let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
 }
 
 /// Text, or any other JSON value as its text: a reader keeps working when a

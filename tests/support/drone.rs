@@ -32,16 +32,18 @@ impl Drone {
         let log = dir.join(format!("{name}.log"));
         let stderr = std::fs::File::create(&log).expect("log");
         let mut cmd = Command::new(swarm_bin());
-        cmd.args(["drone", "--server", &server.url, "--name", name])
+        cmd.arg("drone");
+        if !args.contains(&"--server") {
+            cmd.args(["--server", &server.url]);
+        }
+        cmd.args(["--name", name])
             .args(["--machine-id", &format!("test-machine-{name}")])
-            .args([
-                "--builder",
-                "standin",
-                "--heartbeat-s",
-                "1",
-                "--poll-s",
-                "1",
-            ])
+            .args(if args.contains(&"--builder") {
+                &[][..]
+            } else {
+                &["--builder", "standin"][..]
+            })
+            .args(["--heartbeat-s", "1", "--poll-s", "1"])
             .args(["--kill-grace-s", "1", "--config"])
             .arg(&config)
             .arg("--work-dir")

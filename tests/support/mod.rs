@@ -3,6 +3,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod drone;
+pub mod portage;
 
 use serde_json::Value;
 use std::io::{BufRead, BufReader};

@@ -1,7 +1,6 @@
 //! Finding the server and the admin token without flags on the server's own
 //! host, and turning client errors into sentences with the next step in them.
 
-use anyhow::Context;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use swarm_net::client::{Client, ClientError};
@@ -32,9 +31,14 @@ pub(crate) struct AdminArgs {
     /// [default: $SWARM_ADMIN_TOKEN, else the server's admin.token file on this host].
     #[arg(long, value_name = "TOKEN", conflicts_with = "token_file")]
     pub(crate) token: Option<String>,
-    /// Read the admin token from this file.
+    /// Read the admin token from this file [env: SWARM_TOKEN_FILE].
     #[arg(long, value_name = "FILE")]
     pub(crate) token_file: Option<PathBuf>,
+    /// The server's data directory (`swarm serve --data-dir DIR`): admin
+    /// commands read DIR/admin.token; `swarm sql` reads DIR/swarm.db directly
+    /// [env: SWARM_DATA_DIR].
+    #[arg(long, value_name = "DIR", conflicts_with = "token_file")]
+    pub(crate) data_dir: Option<PathBuf>,
 }
 
 /// Reads one environment variable; empty counts as unset.
@@ -81,8 +85,11 @@ pub(crate) struct AdminClient {
 impl AdminArgs {
     /// A client carrying the admin token, or an error listing where it looked.
     pub(crate) fn client(&self) -> anyhow::Result<AdminClient> {
-        let (token, token_source) =
-            find_token(self.token.as_deref(), self.token_file.as_deref(), &env_var)?;
+        let file = self
+            .token_file
+            .clone()
+            .or_else(|| self.data_dir.as_ref().map(|d| d.join(TOKEN_FILE_NAME)));
+        let (token, token_source) = find_token(self.token.as_deref(), file.as_deref(), &env_var)?;
         Ok(AdminClient {
             client: self.server.client().with_admin_token(Some(token)),
             token_source,
@@ -113,8 +120,9 @@ pub(crate) fn token_candidates(env: &dyn Fn(&str) -> Option<String>) -> Vec<Path
 }
 
 /// The admin token and a description of its source: `--token`, then
-/// `--token-file`, then `$SWARM_ADMIN_TOKEN` (or v3's `$ADMIN_SECRET`), then
-/// the first readable token file among [`token_candidates`].
+/// `--token-file` (or `--data-dir`), then `$SWARM_ADMIN_TOKEN` (or v3's
+/// `$ADMIN_SECRET`), then `$SWARM_TOKEN_FILE`, then the first token file
+/// that exists among [`token_candidates`].
 pub(crate) fn find_token(
     flag: Option<&str>,
     file: Option<&Path>,
@@ -133,6 +141,10 @@ pub(crate) fn find_token(
             return Ok((token.trim().to_owned(), format!("${var}")));
         }
     }
+    if let Some(path) = env("SWARM_TOKEN_FILE") {
+        let path = PathBuf::from(path);
+        return read_token(&path).map(|t| (t, format!("$SWARM_TOKEN_FILE ({})", path.display())));
+    }
     let candidates = token_candidates(env);
     for path in &candidates {
         match std::fs::metadata(path) {
@@ -144,15 +156,17 @@ pub(crate) fn find_token(
     }
     let looked: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
     anyhow::bail!(
-        "no admin token: pass --token-file FILE or set SWARM_ADMIN_TOKEN (no token file in {}; \
-         `swarm serve` writes one to its data directory on first start)",
+        "no admin token found (looked for {}).\n\
+         `swarm serve` writes admin.token into its data directory on first start: if it runs \
+         with `--data-dir DIR`, pass `--data-dir DIR` here, or set SWARM_DATA_DIR=DIR \
+         (or SWARM_TOKEN_FILE=DIR/admin.token) once in your shell; \
+         a configured token goes in SWARM_ADMIN_TOKEN",
         looked.join(", ")
     )
 }
 
 fn read_token(path: &Path) -> anyhow::Result<String> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read the admin token file {}", path.display()))?;
+    let text = std::fs::read_to_string(path).map_err(|e| token_read_error(path, e))?;
     let token = text.trim();
     anyhow::ensure!(
         !token.is_empty(),
@@ -160,6 +174,24 @@ fn read_token(path: &Path) -> anyhow::Result<String> {
         path.display()
     );
     Ok(token.to_owned())
+}
+
+/// A token file that cannot be read, in words that lead to the fix.
+fn token_read_error(path: &Path, e: std::io::Error) -> anyhow::Error {
+    match e.kind() {
+        std::io::ErrorKind::PermissionDenied => anyhow::anyhow!(
+            "permission denied reading the admin token file {}: run this as the user that \
+             runs `swarm serve` (or root), or pass the token with --token-file or SWARM_ADMIN_TOKEN",
+            path.display()
+        ),
+        std::io::ErrorKind::NotFound => anyhow::anyhow!(
+            "no admin token file at {}: is that the server's data directory? \
+             (`swarm serve` logs where it wrote admin.token at start)",
+            path.display()
+        ),
+        _ => anyhow::Error::new(e)
+            .context(format!("cannot read the admin token file {}", path.display())),
+    }
 }
 
 /// A read call's error, as is: the client's message already names the URL,
@@ -253,6 +285,35 @@ mod tests {
         let (t, src) = find_token(None, None, &env).expect("found");
         assert_eq!(t, "abc");
         assert!(src.ends_with("admin.token"), "{src}");
+    }
+
+    #[test]
+    fn an_unreadable_token_file_says_permission_denied_and_what_to_do() {
+        let e = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        let text = token_read_error(Path::new("/srv/x/admin.token"), e).to_string();
+        assert!(text.contains("permission denied"), "{text}");
+        assert!(text.contains("/srv/x/admin.token"), "{text}");
+        assert!(text.contains("user that runs `swarm serve`"), "{text}");
+    }
+
+    #[test]
+    fn no_token_anywhere_says_how_to_point_at_the_data_dir() {
+        let err =
+            find_token(None, None, &env_of(&[("HOME", "/nonexistent-home")])).expect_err("none");
+        let text = err.to_string();
+        assert!(text.contains("--data-dir DIR"), "{text}");
+        assert!(text.contains("SWARM_TOKEN_FILE"), "{text}");
+    }
+
+    #[test]
+    fn swarm_token_file_names_the_token_file() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("t");
+        std::fs::write(&file, "tok\n").expect("write");
+        let f = file.to_str().expect("utf-8").to_owned();
+        let (t, src) = find_token(None, None, &env_of(&[("SWARM_TOKEN_FILE", &f)])).expect("found");
+        assert_eq!(t, "tok");
+        assert!(src.contains("SWARM_TOKEN_FILE"), "{src}");
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! `swarm control <action> [target]`: operator actions through
 //! `POST /api/v1/control`, with the target checked before anything is sent.
 
+use super::confirm::confirm;
 use super::conn::{admin_error, AdminArgs};
-use super::fmt::{cell, compact, emit, emit_json};
+use super::fmt::{cell, compact, emit, emit_json, plural};
 use anyhow::Context;
 use serde_json::Value;
 use swarm_core::Atom;
@@ -18,6 +19,10 @@ pub(crate) struct ControlArgs {
     /// The drone or package it concerns (an atom has a `/`, a drone name has none).
     #[arg(value_name = "TARGET")]
     target: Option<String>,
+    /// Do a destructive action (fresh, reset, clear_history) without asking
+    /// (needed when there is no terminal).
+    #[arg(long, short = 'y')]
+    yes: bool,
     /// Print the server's JSON reply.
     #[arg(long)]
     json: bool,
@@ -32,8 +37,10 @@ pub(crate) enum Action {
     /// Undo pause (with a drone: only there).
     Resume,
     /// Stop assigning work to DRONE.
+    #[value(alias = "pause-drone")]
     PauseDrone,
     /// Undo pause_drone.
+    #[value(alias = "resume-drone")]
     ResumeDrone,
     /// Let DRONE finish its work and take nothing new.
     Drain,
@@ -50,18 +57,23 @@ pub(crate) enum Action {
     /// Reclaim every not-started lease so work spreads again.
     Rebalance,
     /// Forget which drones failed which packages.
+    #[value(alias = "clear-failures")]
     ClearFailures,
     /// Retry now: lift backoff and unblock everything not masked.
+    #[value(alias = "retry-failures")]
     RetryFailures,
     /// Start a new queue generation: drop everything not running.
     Fresh,
     /// Put DRONE's escalation ladder back at the bottom.
+    #[value(alias = "reset-escalation")]
     ResetEscalation,
     /// Release the disruption brake.
+    #[value(alias = "release-brake")]
     ReleaseBrake,
     /// Take back PACKAGE's lease, or all of DRONE's.
     Reclaim,
     /// Forget learned build durations and memory needs.
+    #[value(alias = "clear-history")]
     ClearHistory,
 }
 
@@ -180,9 +192,46 @@ pub(crate) fn request(action: Action, target: Option<&str>) -> anyhow::Result<Co
     Ok(req)
 }
 
+/// What a destructive action will do, in one sentence, or `None` for the
+/// actions that are safe to run without asking.
+fn warning(action: Action, c: &super::conn::AdminClient) -> Option<String> {
+    match action {
+        Action::Fresh => {
+            let dropped = c
+                .client
+                .status()
+                .ok()
+                .map(|s| s.body.counts.total.saturating_sub(s.body.counts.building))
+                .map_or("every package that is not building".to_owned(), |n| {
+                    format!(
+                        "{} (every one not building)",
+                        plural(n as usize, "package", "packages")
+                    )
+                });
+            Some(format!(
+                "`fresh` starts a new queue generation: it drops {dropped} and revokes not-started work."
+            ))
+        }
+        Action::Reset => Some(
+            "`reset` forgets every drone's failures, groundings and escalation steps, and \
+             releases the disruption brake."
+                .to_owned(),
+        ),
+        Action::ClearHistory => Some(
+            "`clear_history` forgets every learned build duration and memory need: estimates and \
+             placement start from scratch."
+                .to_owned(),
+        ),
+        _ => None,
+    }
+}
+
 pub(crate) fn run(args: ControlArgs) -> anyhow::Result<()> {
     let req = request(args.action, args.target.as_deref())?;
     let c = args.admin.client()?;
+    if let Some(what) = warning(args.action, &c) {
+        confirm(&what, args.yes)?;
+    }
     let answer = c
         .client
         .control(&req)

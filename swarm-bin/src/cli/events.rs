@@ -34,7 +34,45 @@ pub(crate) struct EventsArgs {
     json: bool,
 }
 
+/// Every kind of event the core emits (the `event` tag of `swarm_core::Event`).
+pub(crate) const KINDS: &[&str] = &[
+    "registered",
+    "went_suspect",
+    "went_offline",
+    "came_back",
+    "deregistered",
+    "removed",
+    "reclaimed",
+    "queued",
+    "started",
+    "built",
+    "build_failed",
+    "blocked",
+    "unblocked",
+    "grounded",
+    "ungrounded",
+    "upload_hold",
+    "escalated",
+    "input_rejected",
+    "brake_engaged",
+    "brake_released",
+    "paused",
+    "resumed",
+    "control_applied",
+];
+
+/// A `--kind` that names no event kind is a typo, not an empty feed.
+fn check_kind(kind: Option<&str>) -> anyhow::Result<()> {
+    match kind {
+        Some(k) if !KINDS.contains(&k) => {
+            anyhow::bail!("no event kind {k:?}; the kinds are: {}", KINDS.join(", "))
+        }
+        _ => Ok(()),
+    }
+}
+
 pub(crate) fn run(args: EventsArgs) -> anyhow::Result<()> {
+    check_kind(args.kind.as_deref())?;
     let client = args.server.client();
     let filter = EventQuery {
         limit: Some(args.limit),
@@ -202,6 +240,23 @@ mod tests {
             line(&built()),
             "14:03:12Z  #42     built            alpha        =dev-libs/foo-1.0            duration_ms=252000 lease=7"
         );
+    }
+
+    #[test]
+    fn an_unknown_kind_is_refused_with_the_list() {
+        assert!(check_kind(Some("built")).is_ok());
+        assert!(check_kind(None).is_ok());
+        let err = check_kind(Some("nonsense")).expect_err("typo").to_string();
+        assert!(err.contains("built, build_failed"), "{err}");
+    }
+
+    #[test]
+    fn every_kind_is_one_the_core_emits() {
+        let sample = swarm_core::Event::Deregistered {
+            drone: swarm_core::DroneName::new("a").expect("name"),
+        };
+        let tag = serde_json::to_value(&sample).expect("json")["event"].clone();
+        assert!(KINDS.contains(&tag.as_str().expect("tag")), "{tag}");
     }
 
     #[test]

@@ -5,6 +5,7 @@ use super::fmt::{duration, emit, emit_json, now_ms};
 use anyhow::Context;
 use swarm_core::Atom;
 use swarm_net::client::admin::Explain;
+use swarm_net::client::Client;
 
 #[derive(clap::Args, Debug)]
 pub(crate) struct ExplainArgs {
@@ -21,15 +22,95 @@ pub(crate) struct ExplainArgs {
 pub(crate) fn run(args: ExplainArgs) -> anyhow::Result<()> {
     let atom =
         Atom::parse(&args.package).with_context(|| format!("cannot explain {}", args.package))?;
-    let answer = args
-        .server
-        .client()
-        .explain(atom.as_str())
-        .map_err(read_error)?;
+    let client = args.server.client();
+    let answer = client.explain(atom.as_str()).map_err(read_error)?;
     if args.json {
         return emit_json(&answer.raw);
     }
-    emit(&render(&answer.body, now_ms()))
+    let e = &answer.body;
+    anyhow::ensure!(
+        e.status.is_some(),
+        "{} is not in the queue (`swarm queue list` shows what is; `swarm queue add {}` queues it)",
+        e.package,
+        e.package
+    );
+    let now = now_ms();
+    let mut out = render(e, now);
+    let chain = blocking_chain(&client, e);
+    out += &next_steps(e, &chain);
+    emit(&out)
+}
+
+/// Follows "dependency X not built" down to the dependency that holds the
+/// package up (at most a few steps, never in a circle).
+fn blocking_chain(client: &Client, e: &Explain) -> Vec<Explain> {
+    let mut chain: Vec<Explain> = Vec::new();
+    let mut text = e.explain.clone();
+    for _ in 0..8 {
+        let Some(dep) = dependency_in(&text) else {
+            break;
+        };
+        if dep == e.package || chain.iter().any(|c| c.package == dep) {
+            break;
+        }
+        let Ok(answer) = client.explain(&dep) else {
+            break;
+        };
+        text = answer.body.explain.clone();
+        chain.push(answer.body);
+    }
+    chain
+}
+
+/// The atom in the core's "waiting: dependency X not built" sentence.
+fn dependency_in(explain: &str) -> Option<String> {
+    let rest = explain.split("dependency ").nth(1)?;
+    let atom = rest.split(" not built").next()?.trim();
+    (!atom.is_empty() && atom.contains('/')).then(|| atom.to_owned())
+}
+
+fn state_of(e: &Explain) -> &str {
+    e.status.as_ref().map_or("", |p| p.status.state.as_str())
+}
+
+/// What the operator can do about it, as commands.
+pub(crate) fn next_steps(e: &Explain, chain: &[Explain]) -> String {
+    let mut out = String::new();
+    if let Some(root) = chain.last() {
+        let path: Vec<&str> = chain.iter().map(|c| c.package.as_str()).collect();
+        out += &format!("held up by: {}\n", path.join(" <- "));
+        out += &format!(
+            "  {}: {}\n",
+            root.package,
+            root.explain.lines().next().unwrap_or("")
+        );
+        if state_of(root) == "blocked" {
+            out += &format!(
+                "next: see why with `swarm explain {0}` and `swarm history --package {0}`; \
+                 once fixed, `swarm control unblock {0}` lets it (and then {1}) build\n",
+                root.package, e.package
+            );
+        }
+    }
+    let text = &e.explain;
+    if text.contains("GB RAM") {
+        out += &format!(
+            "next: swarm learned this need from an out-of-memory failure. Register a drone with \
+             that much RAM, or forget learned needs with `swarm control clear_history` \
+             (it forgets learned durations too){}\n",
+            if state_of(e) == "blocked" {
+                format!(", then `swarm control unblock {}`", e.package)
+            } else {
+                String::new()
+            }
+        );
+    } else if state_of(e) == "blocked" && !text.contains("masked") {
+        out += &format!(
+            "next: see why with `swarm history --package {0}`; `swarm control unblock {0}` retries it\n",
+            e.package
+        );
+    }
+    out
 }
 
 /// The explanation, then the queue entry's figures; pure for tests.
@@ -40,7 +121,8 @@ pub(crate) fn render(e: &Explain, now_ms: u64) -> String {
     }
     match &e.status {
         Some(p) => {
-            let (state, detail) = super::queue::state_text(p, now_ms);
+            let (state, detail) =
+                super::queue::state_text(p, now_ms, &std::collections::BTreeMap::new());
             out += &format!(
                 "state: {state}; priority {}, {} failed attempt{}, estimate {}, critical path {}\n",
                 p.priority,
@@ -62,6 +144,48 @@ pub(crate) fn render(e: &Explain, now_ms: u64) -> String {
 mod tests {
     use super::*;
     use swarm_net::client::admin::{Package, PackageState};
+
+    fn explained(atom: &str, state: &str, explain: &str) -> Explain {
+        Explain {
+            package: atom.into(),
+            explain: explain.into(),
+            status: Some(Package {
+                atom: atom.into(),
+                status: PackageState {
+                    state: state.into(),
+                    ..PackageState::default()
+                },
+                ..Package::default()
+            }),
+        }
+    }
+
+    #[test]
+    fn a_package_behind_a_blocked_dependency_names_it_and_the_command_to_unblock() {
+        let app = explained(
+            "=app/x-1",
+            "queued",
+            "waiting: dependency =dev-libs/y-1 not built",
+        );
+        assert_eq!(
+            dependency_in(&app.explain).as_deref(),
+            Some("=dev-libs/y-1")
+        );
+        let dep = explained("=dev-libs/y-1", "blocked", "blocked: failed on 2 drones");
+        insta::assert_snapshot!("explain_blocked_dependency", next_steps(&app, &[dep]));
+    }
+
+    #[test]
+    fn a_memory_wait_says_how_to_clear_it() {
+        let e = explained(
+            "=dev-qt/web-6",
+            "queued",
+            "waiting: no drone with ≥ 24 GB RAM online",
+        );
+        let steps = next_steps(&e, &[]);
+        assert!(steps.contains("swarm control clear_history"), "{steps}");
+        assert!(steps.contains("RAM"), "{steps}");
+    }
 
     #[test]
     fn an_explanation_is_followed_by_the_queue_figures() {

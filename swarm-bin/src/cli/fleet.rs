@@ -21,9 +21,26 @@ pub(crate) fn run(args: FleetArgs) -> anyhow::Result<()> {
     emit(&render(&answer.body.nodes, super::fmt::now_ms()))
 }
 
+/// What a lease on this drone is, when the drone itself cannot be heard:
+/// a suspect or offline drone's package is not "building" as far as anyone
+/// knows, and shows no ETA. `None` for an online drone.
+pub(crate) fn unheard(n: &Node, now_ms: u64) -> Option<String> {
+    match n.status.as_str() {
+        "online" => None,
+        "suspect" => Some(format!(
+            "no word: drone suspect, silent {}; requeued if it stays silent",
+            duration(now_ms.saturating_sub(n.last_heartbeat))
+        )),
+        other => Some(format!("no word: drone {other}; being requeued")),
+    }
+}
+
 /// Why a drone may not be taking work, in a few words.
 pub(crate) fn notes(n: &Node, now_ms: u64) -> String {
     let mut notes = Vec::new();
+    if n.status == "stopped" {
+        notes.push("stopped cleanly; back when its agent starts".to_owned());
+    }
     if n.paused {
         notes.push("paused".to_owned());
     }
@@ -37,10 +54,13 @@ pub(crate) fn notes(n: &Node, now_ms: u64) -> String {
         notes.push(format!("escalation step {}", n.escalation_steps));
     }
     if n.consecutive_failures > 0 {
-        notes.push(format!("{} failures in a row", n.consecutive_failures));
+        notes.push(format!(
+            "{} in a row",
+            super::fmt::plural(n.consecutive_failures as usize, "failure", "failures")
+        ));
     }
     if let Some(why) = &n.no_work {
-        if notes.is_empty() {
+        if notes.is_empty() && n.status != "stopped" {
             notes.push(why.clone());
         }
     }
@@ -56,6 +76,7 @@ pub(crate) fn render(nodes: &[Node], now_ms: u64) -> String {
         ("NAME", Align::Left),
         ("STATUS", Align::Left),
         ("HEALTH", Align::Left),
+        ("CORES", Align::Right),
         ("SLOTS", Align::Right),
         ("LEASES", Align::Right),
         ("LOAD", Align::Right),
@@ -72,6 +93,7 @@ pub(crate) fn render(nodes: &[Node], now_ms: u64) -> String {
             n.name.clone(),
             n.status.clone(),
             n.health.clone(),
+            n.cores.to_string(),
             n.slots.to_string(),
             n.leases.len().to_string(),
             load(n.load_centi),
@@ -85,6 +107,8 @@ pub(crate) fn render(nodes: &[Node], now_ms: u64) -> String {
         ]);
     }
     let mut out = t.render();
+    out += "SLOTS: builds at once, max(1, CORES / cores_per_slot) of the server's policy; \
+            `swarm drone --slots` can only lower it\n";
     let mut builds = Table::new(&[
         ("DRONE", Align::Left),
         ("LEASE", Align::Right),
@@ -95,14 +119,15 @@ pub(crate) fn render(nodes: &[Node], now_ms: u64) -> String {
     for n in nodes {
         for l in &n.leases {
             let (state, since) = match l.started_at {
-                Some(at) => ("building", at),
-                None => ("leased", l.issued_at),
+                Some(at) => ("building".to_owned(), at),
+                None => ("leased".to_owned(), l.issued_at),
             };
+            let state = unheard(n, now_ms).unwrap_or(state);
             builds.row(vec![
                 n.name.clone(),
                 l.lease.to_string(),
                 l.package.clone(),
-                state.to_owned(),
+                state,
                 duration(now_ms.saturating_sub(since)),
             ]);
         }
@@ -127,6 +152,7 @@ mod tests {
                 name: "alpha".into(),
                 status: "online".into(),
                 health: "healthy".into(),
+                cores: 8,
                 slots: 2,
                 last_heartbeat: now - 12_000,
                 load_centi: Some(150),
@@ -148,21 +174,35 @@ mod tests {
                 name: "bravo".into(),
                 status: "suspect".into(),
                 health: "degraded".into(),
+                cores: 2,
                 slots: 1,
                 last_heartbeat: now - 95_000,
                 drained: true,
                 grounded_until: Some(now + 60_000),
+                consecutive_failures: 1,
+                leases: vec![Lease {
+                    lease: 9,
+                    package: "=dev-libs/bar-2.0".into(),
+                    drone: "bravo".into(),
+                    issued_at: now - 500_000,
+                    started_at: Some(now - 423_000),
+                }],
+                ..Node::default()
+            },
+            Node {
+                name: "charlie".into(),
+                status: "stopped".into(),
+                health: "healthy".into(),
+                cores: 4,
+                slots: 1,
+                last_heartbeat: now - 30_000,
+                no_work: Some("not online".into()),
                 ..Node::default()
             },
         ];
-        assert_eq!(
-            render(&nodes, now),
-            "NAME   STATUS   HEALTH    SLOTS  LEASES  LOAD  MEM  DISK  OK  FAILED  SEEN       ADDRESS   NOTES\n\
-             alpha  online   healthy       2       1  1.50  40%   61%  12       1  12s ago    10.0.0.5\n\
-             bravo  suspect  degraded      1       0     -    -     -   0       0  1m35s ago  -         drained, grounded, back in 1m00s\n\
-             \n\
-             DRONE  LEASE  PACKAGE            STATE     ELAPSED\n\
-             alpha      7  =dev-libs/foo-1.0  building    4m12s\n"
+        insta::assert_snapshot!(
+            "fleet_with_a_suspect_and_a_stopped_drone",
+            render(&nodes, now)
         );
     }
 

@@ -21,6 +21,11 @@ pub(crate) fn emit_json(value: &Value) -> anyhow::Result<()> {
 }
 
 /// Milliseconds since the epoch by this machine's clock.
+/// `1 lease`, `2 leases`: a count with its noun in the right number.
+pub(crate) fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -227,21 +227,65 @@ pub(crate) fn parse_json(text: &str) -> anyhow::Result<Vec<PackageSpec>> {
     from_entries(entries)
 }
 
+/// A TOML list: `[[package]]` tables, and the keys of the demo's world
+/// sample (`swarm-bin/data/world-sample.toml`) so that file imports as is.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TomlDoc {
+    /// The list's name (the world sample has one); not sent.
     #[serde(default)]
-    package: Vec<QueueSpec>,
+    #[allow(dead_code)]
+    name: Option<String>,
+    /// The demo's stand-in failures; meaningless to a real server, ignored.
+    #[serde(default)]
+    #[allow(dead_code)]
+    fail: Vec<String>,
+    /// The demo's stand-in OOMs; ignored likewise.
+    #[serde(default)]
+    #[allow(dead_code)]
+    oom: Vec<String>,
+    #[serde(default)]
+    package: Vec<TomlPackage>,
 }
 
-/// `[[package]]` tables with `atom`, and optionally `deps`, `priority`, `estimate_s`.
+/// One `[[package]]` table.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TomlPackage {
+    atom: String,
+    #[serde(default)]
+    deps: Vec<String>,
+    #[serde(default)]
+    priority: i32,
+    #[serde(default)]
+    estimate_s: Option<u64>,
+    /// The world sample's size hint: seconds to build on an 8-core drone,
+    /// taken as the estimate when `estimate_s` is not given.
+    #[serde(default)]
+    size_s: Option<u64>,
+}
+
+/// `[[package]]` tables with `atom`, and optionally `deps`, `priority`,
+/// `estimate_s` (or the world sample's `size_s`).
 pub(crate) fn parse_toml(text: &str) -> anyhow::Result<Vec<PackageSpec>> {
     let doc: TomlDoc = toml::from_str(text).context("expected [[package]] tables")?;
     anyhow::ensure!(
         !doc.package.is_empty(),
         "no [[package]] tables: write `[[package]]` then `atom = \"cat/pkg-1.0\"`"
     );
-    from_entries(doc.package.into_iter().map(QueueItem::Spec).collect())
+    from_entries(
+        doc.package
+            .into_iter()
+            .map(|p| {
+                QueueItem::Spec(QueueSpec {
+                    atom: p.atom,
+                    deps: p.deps,
+                    priority: p.priority,
+                    estimate_s: p.estimate_s.or(p.size_s),
+                })
+            })
+            .collect(),
+    )
 }
 
 fn from_entries(entries: Vec<Entry>) -> anyhow::Result<Vec<PackageSpec>> {
@@ -314,6 +358,15 @@ impl Specs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_demos_world_sample_imports_as_is() {
+        let text = include_str!("../../data/world-sample.toml");
+        let specs = parse(text, Format::Auto, "world-sample.toml").expect("accepted");
+        assert!(specs.len() > 100, "{}", specs.len());
+        assert!(specs.iter().any(|s| !s.deps.is_empty()));
+        assert!(specs.iter().all(|s| s.estimate_s.is_some()));
+    }
 
     fn atoms(specs: &[PackageSpec]) -> Vec<&str> {
         specs.iter().map(|s| s.atom.as_str()).collect()

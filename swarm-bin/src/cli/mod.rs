@@ -8,6 +8,7 @@
 //! server's own JSON. Parsing and rendering are pure functions with unit
 //! tests; the run functions only fetch and print.
 
+mod confirm;
 pub(crate) mod conn;
 mod control;
 mod events;
@@ -16,11 +17,15 @@ mod fleet;
 pub(crate) mod fmt;
 mod history;
 mod import;
+mod logs;
 mod metrics;
 mod monitor;
 mod node;
+mod node_remove;
 mod queue;
+mod release;
 mod status;
+mod term;
 
 use clap::Subcommand;
 
@@ -41,7 +46,7 @@ pub(crate) enum OpsCmd {
     Explain(explain::ExplainArgs),
     /// Run an operator action on the swarm, a package or a drone (admin).
     Control(control::ControlArgs),
-    /// Manage one drone: pause, resume, drain, undrain, reset-escalation (admin).
+    /// Manage one drone: pause, resume, drain, undrain, reset-escalation, remove (admin).
     ///
     /// This manages a drone from the control plane; the drone agent that
     /// runs on a build machine is `swarm drone`.
@@ -50,6 +55,11 @@ pub(crate) enum OpsCmd {
     Monitor(monitor::MonitorArgs),
     /// Print the server's Prometheus metrics.
     Metrics(metrics::MetricsArgs),
+    /// Binhost releases: create, list, show, diff, publish (behind the safety
+    /// gate), rollback, keep, tag, purge. Clients install from /binhost/.
+    Release(release::ReleaseArgs),
+    /// Show a build's log as the drone uploaded it (newest build with a log, or --build N).
+    Logs(logs::LogsArgs),
 }
 
 /// Runs one HTTP command.
@@ -65,5 +75,7 @@ pub(crate) fn run(cmd: OpsCmd) -> anyhow::Result<()> {
         OpsCmd::Node(a) => node::run(a),
         OpsCmd::Monitor(a) => monitor::run(a),
         OpsCmd::Metrics(a) => metrics::run(a),
+        OpsCmd::Release(a) => release::run(a),
+        OpsCmd::Logs(a) => logs::run(a),
     }
 }

@@ -6,7 +6,7 @@
 //! exactly what the live view draws.
 
 use super::conn::{read_error, ServerArgs};
-use super::fmt::{ago, datetime, duration, emit, load, percent, Align, Table};
+use super::fmt::{ago, datetime, duration, emit, Align, Table};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use swarm_net::client::admin::{EventQuery, EventRecord, Node, QueueState, Status};
@@ -75,29 +75,91 @@ pub(crate) fn run(args: MonitorArgs) -> anyhow::Result<()> {
     let url = args.server.url();
     if args.once {
         let snap = fetch(&client, args.events)?;
-        return emit(&render(&snap, &url));
+        let frame = render(&snap, &url);
+        return emit(&match super::term::size() {
+            Some((w, h)) => fit(&frame, w, h),
+            None => frame,
+        });
     }
     let interval = Duration::from_secs(args.interval_s.max(1));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, stop.clone())?;
+    }
+    // Keys one at a time (`q` quits); the terminal is restored on the way out.
+    let keys = super::term::Keys::new();
     // Clear once; later frames overwrite in place (home, clear each line's
     // tail, clear below) so the view does not flicker.
     emit("\x1b[2J")?;
-    loop {
+    'frames: loop {
+        let (w, h) = super::term::size().unwrap_or((80, 24));
         let frame = match fetch(&client, args.events) {
             Ok(snap) => render(&snap, &url),
             Err(e) => format!(
-                "swarm monitor  {url}\n\n{e:#}\n\nretrying every {}s (Ctrl-C quits)\n",
+                "swarm monitor  {url}\n\n{e:#}\n\nretrying every {}s\n",
                 interval.as_secs()
             ),
         };
-        let mut out = String::from("\x1b[H");
-        for line in frame.lines() {
-            out += line;
-            out += "\x1b[K\n";
+        // The last row stays empty so the terminal never scrolls the header away.
+        let lines: Vec<String> = fit(&frame, w, h)
+            .lines()
+            .map(|l| format!("{l}\x1b[K"))
+            .collect();
+        emit(&format!("\x1b[H{}\n\x1b[J", lines.join("\n")))?;
+        let until = std::time::Instant::now() + interval;
+        while std::time::Instant::now() < until {
+            let quit = keys
+                .as_ref()
+                .is_some_and(|k| k.pending().iter().any(|b| matches!(b, b'q' | b'Q')));
+            if quit || stop.load(std::sync::atomic::Ordering::Relaxed) {
+                break 'frames;
+            }
+            std::thread::sleep(Duration::from_millis(50));
         }
-        out += "\x1b[J";
-        emit(&out)?;
-        std::thread::sleep(interval);
     }
+    drop(keys);
+    emit("\n")
+}
+
+/// A frame cut to the terminal: every line at most `width` columns, at most
+/// `height - 1` lines (the header and the fleet first; the recent events
+/// give way), with a note when drones or events did not fit.
+pub(crate) fn fit(frame: &str, width: usize, height: usize) -> String {
+    let cut = |l: &str| super::fmt::cell(l, width.max(10));
+    let lines: Vec<&str> = frame.lines().collect();
+    let room = height.saturating_sub(1).max(3);
+    let events_at = lines
+        .iter()
+        .position(|l| *l == "Recent events")
+        .unwrap_or(lines.len());
+    let (top, events) = lines.split_at(events_at);
+    let mut out: Vec<String> = Vec::new();
+    if top.len() > room {
+        out.extend(top[..room - 1].iter().map(|l| cut(l)));
+        out.push(cut(&format!(
+            "... {} more lines: `swarm fleet` lists every drone",
+            top.len() - (room - 1)
+        )));
+    } else {
+        out.extend(top.iter().map(|l| cut(l)));
+        let left = room - top.len();
+        if left >= 3 {
+            // "Recent events", the table header, and the newest that fit.
+            let newest = events.len().saturating_sub(1).min(left - 1);
+            out.extend(events.iter().take(1).map(|l| cut(l)));
+            let body = &events[1..];
+            if let Some((head, rows)) = body.split_first() {
+                out.push(cut(head));
+                let keep = newest.saturating_sub(1);
+                out.extend(
+                    rows[rows.len().saturating_sub(keep)..]
+                        .iter()
+                        .map(|l| cut(l)),
+                );
+            }
+        }
+    }
+    out.iter().map(|l| format!("{l}\n")).collect()
 }
 
 /// `[#####.....]` for a fraction in percent.
@@ -113,15 +175,15 @@ fn progress(elapsed_ms: u64, estimate_ms: u64) -> (String, String) {
     }
     if elapsed_ms >= estimate_ms {
         return (
-            format!("overdue {}", duration(elapsed_ms - estimate_ms)),
-            format!("{} 99%", bar(99, 10)),
+            format!("+{}", duration(elapsed_ms - estimate_ms)),
+            format!("{} 99%", bar(99, 5)),
         );
     }
     // A build is never shown done before it reports.
     let pct = (elapsed_ms * 100 / estimate_ms).min(99);
     (
         duration(estimate_ms - elapsed_ms),
-        format!("{} {pct:>2}%", bar(pct, 10)),
+        format!("{} {pct:>2}%", bar(pct, 5)),
     )
 }
 
@@ -134,7 +196,12 @@ pub(crate) fn render(snap: &Snapshot, url: &str) -> String {
         super::fmt::now_ms()
     };
     let c = &s.counts;
-    let mut out = format!("swarm monitor  {url}  {}  seq {}\n", datetime(now), s.seq);
+    let mut out = format!(
+        "swarm monitor  {}  {}  seq {}  (q quits)\n",
+        url.trim_start_matches("http://"),
+        datetime(now),
+        s.seq
+    );
     if s.paused {
         out += "PAUSED: no new work is assigned (`swarm control resume`)\n";
     }
@@ -147,8 +214,8 @@ pub(crate) fn render(snap: &Snapshot, url: &str) -> String {
     }
     out += "\n";
     out += &format!(
-        "Queue  {} total  {} queued ({} ready, {} backoff)  {} assigned ({} building)  {} built  {} blocked\n",
-        c.total, c.queued, c.ready, c.backoff, c.assigned, c.building, c.built, c.blocked
+        "Queue  {}: {} queued ({} ready)  {} assigned ({} started)  {} built  {} blocked\n",
+        c.total, c.queued, c.ready, c.assigned, c.building, c.built, c.blocked
     );
     let done_pct = if c.total == 0 {
         0
@@ -157,13 +224,13 @@ pub(crate) fn render(snap: &Snapshot, url: &str) -> String {
     };
     out += &format!(
         "       {} {}/{} built ({done_pct}%)\n",
-        bar(done_pct, 40),
+        bar(done_pct, 30),
         c.built,
         c.total
     );
     out += &format!(
-        "Fleet  {} online  {} suspect  {} offline\n\n",
-        s.drones.online, s.drones.suspect, s.drones.offline
+        "Fleet  {} online  {} suspect  {} offline  {} stopped\n\n",
+        s.drones.online, s.drones.suspect, s.drones.offline, s.drones.stopped
     );
     out += &fleet_table(snap, now);
     out += "\nRecent events\n";
@@ -184,24 +251,19 @@ fn fleet_table(snap: &Snapshot, now: u64) -> String {
     let mut t = Table::new(&[
         ("DRONE", Align::Left),
         ("STATUS", Align::Left),
-        ("HEALTH", Align::Left),
-        ("LOAD", Align::Right),
-        ("MEM", Align::Right),
-        ("DISK", Align::Right),
         ("BUILD", Align::Left),
         ("ELAPSED", Align::Right),
         ("ETA", Align::Right),
         ("PROGRESS", Align::Left),
     ]);
     for n in &snap.nodes {
-        let head = vec![
-            n.name.clone(),
-            n.status.clone(),
-            n.health.clone(),
-            load(n.load_centi),
-            percent(n.mem_percent),
-            percent(n.disk_percent),
-        ];
+        // Liveness first; the health only when it is worth a look.
+        let status = if n.status == "online" && n.health != "healthy" && !n.health.is_empty() {
+            n.health.clone()
+        } else {
+            n.status.clone()
+        };
+        let head = vec![super::fmt::cell(&n.name, 14), status];
         if n.leases.is_empty() {
             let notes = super::fleet::notes(n, now);
             let idle = if notes.is_empty() {
@@ -218,9 +280,16 @@ fn fleet_table(snap: &Snapshot, now: u64) -> String {
             let mut row = if i == 0 {
                 head.clone()
             } else {
-                vec![String::new(); 6]
+                vec![String::new(); 2]
             };
-            row.push(super::fmt::cell(&l.package, 48));
+            row.push(super::fmt::cell(&l.package, 28));
+            if super::fleet::unheard(n, now).is_some() {
+                // A silent drone's build: nobody knows how far it got.
+                let why = format!("no word ({})", n.status);
+                row.extend(["-".to_owned(), "-".to_owned(), why]);
+                t.row(row);
+                continue;
+            }
             match l.started_at {
                 Some(at) => {
                     let elapsed = now.saturating_sub(at);
@@ -231,7 +300,7 @@ fn fleet_table(snap: &Snapshot, now: u64) -> String {
                 None => row.extend([
                     "-".to_owned(),
                     "-".to_owned(),
-                    format!("leased {}, not started", ago(now, l.issued_at)),
+                    format!("leased {}", ago(now, l.issued_at)),
                 ]),
             }
             t.row(row);
@@ -249,11 +318,11 @@ mod tests {
     fn eta_counts_down_and_an_overrun_says_so() {
         assert_eq!(
             progress(252_000, 480_000),
-            ("3m48s".to_owned(), "[#####.....] 52%".to_owned())
+            ("3m48s".to_owned(), "[##...] 52%".to_owned())
         );
         assert_eq!(
             progress(500_000, 480_000),
-            ("overdue 20s".to_owned(), "[#########.] 99%".to_owned())
+            ("+20s".to_owned(), "[####.] 99%".to_owned())
         );
         assert_eq!(progress(5, 0).0, "?");
     }
@@ -277,6 +346,7 @@ mod tests {
                     online: 2,
                     suspect: 0,
                     offline: 0,
+                    stopped: 0,
                 },
                 paused: true,
                 seq: 991,
@@ -328,23 +398,35 @@ mod tests {
                 ..EventRecord::default()
             }],
         };
-        assert_eq!(
-            render(&snap, "http://127.0.0.1:8100"),
-            "swarm monitor  http://127.0.0.1:8100  2026-02-17 14:03:12Z  seq 991\n\
-             PAUSED: no new work is assigned (`swarm control resume`)\n\
-             \n\
-             Queue  120 total  80 queued (12 ready, 3 backoff)  5 assigned (4 building)  30 built  5 blocked\n       \
-             [##########..............................] 30/120 built (25%)\n\
-             Fleet  2 online  0 suspect  0 offline\n\
-             \n\
-             DRONE  STATUS  HEALTH   LOAD  MEM  DISK  BUILD              ELAPSED    ETA  PROGRESS\n\
-             alpha  online  healthy  1.50  40%   61%  =dev-libs/foo-1.0    4m12s  3m48s  [#####.....] 52%\n\
-             \x20                                        =dev-libs/bar-2.0        -      -  leased 10s ago, not started\n\
-             bravo  online  healthy     -    -     -  idle (drained)\n\
-             \n\
-             Recent events\n  \
-             AGE      ID  KIND   DRONE  PACKAGE          DETAIL\n  \
-             12s ago  42  built  alpha  =dev-libs/baz-3  lease=6\n"
-        );
+        let frame = render(&snap, "http://127.0.0.1:8100");
+        insta::assert_snapshot!("monitor_frame", frame);
+        // At 80×24 nothing wraps and the header stays on screen.
+        let fitted = fit(&frame, 80, 24);
+        assert!(fitted.lines().count() <= 23, "{fitted}");
+        assert!(fitted.lines().all(|l| l.chars().count() <= 80), "{fitted}");
+        assert!(fitted.starts_with("swarm monitor"), "{fitted}");
+        insta::assert_snapshot!("monitor_frame_80x24", fitted);
+    }
+
+    #[test]
+    fn a_tall_fleet_keeps_the_header_and_says_what_did_not_fit() {
+        let frame: String = std::iter::once("swarm monitor  x\n".to_owned())
+            .chain((0..40).map(|i| {
+                format!(
+                    "drone-{i:02}  online  =dev-libs/some-very-long-package-name-{i}-1.0.0  {}\n",
+                    "x".repeat(60)
+                )
+            }))
+            .chain([
+                "Recent events\n".to_owned(),
+                "AGE ID\n".to_owned(),
+                "1s 1\n".to_owned(),
+            ])
+            .collect();
+        let fitted = fit(&frame, 80, 24);
+        assert_eq!(fitted.lines().count(), 23, "{fitted}");
+        assert!(fitted.starts_with("swarm monitor"));
+        assert!(fitted.lines().all(|l| l.chars().count() <= 80), "{fitted}");
+        assert!(fitted.contains("more lines: `swarm fleet`"), "{fitted}");
     }
 }

@@ -1,4 +1,4 @@
-//! `swarm node pause|resume|drain|undrain|reset-escalation <name>`: one
+//! `swarm node pause|resume|drain|undrain|reset-escalation|remove <name>`: one
 //! drone's switches, through `POST /api/v1/nodes/<name>/<action>`. (The drone
 //! agent itself is `swarm drone`.)
 
@@ -24,7 +24,13 @@ enum NodeCmd {
     /// Undo drain.
     Undrain(Target),
     /// Put the drone's self-healing escalation ladder back at the bottom.
+    #[command(alias = "reset_escalation")]
     ResetEscalation(Target),
+    /// Retire the drone: its work is requeued, it leaves the fleet, its history stays.
+    ///
+    /// Asks on a terminal; pass --yes in scripts. A drone that registers
+    /// again later comes back as new.
+    Remove(super::node_remove::RemoveArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -46,6 +52,7 @@ pub(crate) fn run(args: NodeArgs) -> anyhow::Result<()> {
         NodeCmd::Drain(t) => (NodeAction::Drain, t, "draining"),
         NodeCmd::Undrain(t) => (NodeAction::Undrain, t, "undrained"),
         NodeCmd::ResetEscalation(t) => (NodeAction::ResetEscalation, t, "escalation reset"),
+        NodeCmd::Remove(a) => return super::node_remove::run(a),
     };
     anyhow::ensure!(
         !target.name.trim().is_empty() && !target.name.contains('/'),

@@ -1,9 +1,10 @@
 //! `swarm queue add|list|import`: feeding the build queue and reading it.
 
 use super::conn::{admin_error, read_error, AdminArgs, ServerArgs};
-use super::fmt::{ago, cell, duration, emit, emit_json, now_ms, Align, Table};
+use super::fmt::{ago, cell, duration, emit, emit_json, now_ms, plural, Align, Table};
 use super::import::{self, Format};
 use anyhow::Context;
+use std::collections::BTreeMap;
 use std::io::Read as _;
 use std::path::PathBuf;
 use swarm_core::{Atom, BlockReason, PackageSpec};
@@ -22,8 +23,8 @@ pub(crate) struct QueueArgs {
 enum QueueCmd {
     /// Queue packages by atom (admin).
     ///
-    /// A versioned atom gets a leading `=`; an atom already queued or building
-    /// is not queued twice.
+    /// A versioned atom gets a leading `=`; an atom already in the queue
+    /// (queued, building or built) is not queued twice.
     Add(AddArgs),
     /// List the queue, one page at a time.
     List(ListArgs),
@@ -91,6 +92,34 @@ enum StateArg {
     Assigned,
     Built,
     Blocked,
+}
+
+impl StateArg {
+    fn word(self) -> &'static str {
+        match self {
+            StateArg::Queued => "queued",
+            StateArg::Assigned => "assigned",
+            StateArg::Built => "built",
+            StateArg::Blocked => "blocked",
+        }
+    }
+}
+
+/// What to say instead of "building" for each drone that cannot be heard
+/// (suspect, offline): see [`super::fleet::unheard`]. Empty if the fleet
+/// cannot be read (the list still prints).
+fn unheard_drones(client: &swarm_net::client::Client) -> BTreeMap<String, String> {
+    let now = now_ms();
+    client
+        .nodes()
+        .map(|a| {
+            a.body
+                .nodes
+                .iter()
+                .filter_map(|n| super::fleet::unheard(n, now).map(|u| (n.name.clone(), u)))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 impl From<StateArg> for QueueState {
@@ -214,13 +243,54 @@ fn send(admin: &AdminArgs, request: EnqueueRequest, json: bool) -> anyhow::Resul
     let new = answer.body.queued;
     let already = u64::try_from(sent).unwrap_or(u64::MAX).saturating_sub(new);
     let mut line = format!(
-        "queued {new} new package{} of {sent} sent",
-        if new == 1 { "" } else { "s" }
+        "queued {} of {sent} sent",
+        plural(new as usize, "new package", "new packages")
     );
     if already > 0 {
-        line += &format!(" ({already} already queued or building)");
+        // Say where the others are: a built package is not "queued".
+        let states: Vec<String> = if sent <= MAX_STATE_LOOKUPS {
+            request
+                .packages
+                .iter()
+                .filter_map(|p| c.client.explain(p.atom.as_str()).ok())
+                .filter_map(|a| a.body.status.map(|s| s.status.state))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        line += &format!(" ({})", already_text(already, &states));
     }
     emit(&(line + "\n"))
+}
+
+/// Above this many packages, `queue add` does not look up where the ones
+/// that were not new are.
+const MAX_STATE_LOOKUPS: usize = 20;
+
+/// "1 already built", "2 already in the queue (1 queued, 1 built)".
+fn already_text(already: u64, states: &[String]) -> String {
+    let mut by: BTreeMap<&str, usize> = BTreeMap::new();
+    for s in states {
+        let word = match s.as_str() {
+            "assigned" => "building",
+            other => other,
+        };
+        *by.entry(word).or_default() += 1;
+    }
+    let total: usize = by.values().sum();
+    if by.is_empty() || total as u64 != already {
+        return format!("{already} already in the queue: queued, building or built");
+    }
+    let parts: Vec<String> = by.iter().map(|(w, n)| format!("{n} {w}")).collect();
+    if by.len() == 1 {
+        format!(
+            "{} already {}",
+            parts[0].split(' ').next().unwrap_or(""),
+            by.keys().next().copied().unwrap_or("")
+        )
+    } else {
+        format!("already in the queue: {}", parts.join(", "))
+    }
 }
 
 fn list(args: ListArgs) -> anyhow::Result<()> {
@@ -253,11 +323,25 @@ fn list(args: ListArgs) -> anyhow::Result<()> {
     }
     let items: Vec<&Package> = pages.iter().flat_map(|p| &p.items).collect();
     let total = pages.last().map(|p| p.total).unwrap_or(0);
-    emit(&render(&items, args.offset, total, now_ms()))
+    if items.is_empty() && total == 0 {
+        if let Some(s) = args.state {
+            return emit(&format!("no {} packages\n", s.word()));
+        }
+    }
+    let unheard = if items.iter().any(|p| p.status.state == "assigned") {
+        unheard_drones(&client)
+    } else {
+        BTreeMap::new()
+    };
+    emit(&render(&items, args.offset, total, now_ms(), &unheard))
 }
 
 /// A package's state and the detail that goes with it, in words.
-pub(crate) fn state_text(p: &Package, now_ms: u64) -> (String, String) {
+pub(crate) fn state_text(
+    p: &Package,
+    now_ms: u64,
+    unheard: &BTreeMap<String, String>,
+) -> (String, String) {
     let s = &p.status;
     match s.state.as_str() {
         "queued" => {
@@ -271,6 +355,9 @@ pub(crate) fn state_text(p: &Package, now_ms: u64) -> (String, String) {
         }
         "assigned" => {
             let drone = s.drone.clone().unwrap_or_else(|| "?".to_owned());
+            if let Some(why) = unheard.get(&drone) {
+                return (format!("on {drone}, unheard"), why.clone());
+            }
             let what = if s.started { "building" } else { "leased" };
             (format!("{what} on {drone}"), String::new())
         }
@@ -301,7 +388,13 @@ pub(crate) fn state_text(p: &Package, now_ms: u64) -> (String, String) {
 }
 
 /// The queue table and a footer saying where this page sits; pure for tests.
-pub(crate) fn render(items: &[&Package], offset: u64, total: u64, now_ms: u64) -> String {
+pub(crate) fn render(
+    items: &[&Package],
+    offset: u64,
+    total: u64,
+    now_ms: u64,
+    unheard: &BTreeMap<String, String>,
+) -> String {
     if items.is_empty() {
         return if total == 0 {
             "the queue is empty\n".to_owned()
@@ -318,7 +411,7 @@ pub(crate) fn render(items: &[&Package], offset: u64, total: u64, now_ms: u64) -
         ("DETAIL", Align::Left),
     ]);
     for p in items {
-        let (state, detail) = state_text(p, now_ms);
+        let (state, detail) = state_text(p, now_ms, unheard);
         t.row(vec![
             p.atom.clone(),
             state,
@@ -346,6 +439,19 @@ pub(crate) fn render(items: &[&Package], offset: u64, total: u64, now_ms: u64) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn packages_that_were_not_new_are_named_by_where_they_are() {
+        assert_eq!(already_text(1, &["built".into()]), "1 already built");
+        assert_eq!(
+            already_text(2, &["built".into(), "assigned".into()]),
+            "already in the queue: 1 building, 1 built"
+        );
+        assert_eq!(
+            already_text(3, &[]),
+            "3 already in the queue: queued, building or built"
+        );
+    }
     use swarm_net::client::admin::PackageState;
 
     fn pkg(atom: &str, status: PackageState) -> Package {
@@ -398,7 +504,13 @@ mod tests {
                 ..PackageState::default()
             },
         );
-        let text = render(&[&blocked, &building, &waiting, &backoff], 0, 250, now);
+        let text = render(
+            &[&blocked, &building, &waiting, &backoff],
+            0,
+            250,
+            now,
+            &BTreeMap::new(),
+        );
         assert_eq!(
             text,
             "ATOM    STATE                    PRIO  TRIES  ESTIMATE  DETAIL\n\
@@ -412,9 +524,12 @@ mod tests {
 
     #[test]
     fn an_empty_queue_says_so() {
-        assert_eq!(render(&[], 0, 0, 0), "the queue is empty\n");
         assert_eq!(
-            render(&[], 300, 12, 0),
+            render(&[], 0, 0, 0, &BTreeMap::new()),
+            "the queue is empty\n"
+        );
+        assert_eq!(
+            render(&[], 300, 12, 0, &BTreeMap::new()),
             "no packages at offset 300 (of 12)\n"
         );
     }

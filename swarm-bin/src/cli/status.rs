@@ -40,8 +40,8 @@ pub(crate) fn render(s: &Status, url: &str) -> String {
         (
             "drones",
             format!(
-                "{} online, {} suspect, {} offline",
-                s.drones.online, s.drones.suspect, s.drones.offline
+                "{} online, {} suspect, {} offline, {} stopped",
+                s.drones.online, s.drones.suspect, s.drones.offline, s.drones.stopped
             ),
         ),
         (
@@ -123,6 +123,7 @@ mod tests {
                 online: 3,
                 suspect: 1,
                 offline: 0,
+                stopped: 1,
             },
             brake: Brake {
                 engaged: true,
@@ -139,7 +140,7 @@ mod tests {
             text,
             "server      http://127.0.0.1:8100  seq 991  at 2026-02-17 14:03:12Z\n\
              queue       120 total: 80 queued (12 ready, 3 backing off), 5 assigned (4 building), 30 built, 5 blocked\n\
-             drones      3 online, 1 suspect, 0 offline\n\
+             drones      3 online, 1 suspect, 0 offline, 1 stopped\n\
              paused      no\n\
              brake       ENGAGED: 4 reclaims in 10m (1 package held; `swarm control release_brake` releases it)\n\
              generation  2\n\

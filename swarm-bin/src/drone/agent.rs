@@ -56,6 +56,11 @@ impl Agent {
             Builder::Standin => standin::install(&cfg.work_dir)?,
             Builder::Template(words) => words.clone(),
         };
+        // A drone without its builder would fail every package it is given
+        // (and get them blocked): refuse to start instead, and say why.
+        if let Some(program) = template.first() {
+            check_builder(program, std::env::var_os("PATH").as_deref())?;
+        }
         let kind = cfg
             .kind
             .unwrap_or_else(|| facts::detect_kind(&facts::kind_evidence()));
@@ -178,8 +183,78 @@ pub(crate) fn run(agent: Arc<Agent>) -> anyhow::Result<()> {
     while !beat.is_finished() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
+    say_goodbye(&agent);
     tracing::info!("swarm drone stopped");
     Ok(())
+}
+
+/// Tells the server this drone stopped on purpose, so it shows as stopped
+/// rather than suspect, offline and escalated. A few quick tries: the server
+/// may be gone too, and a stop must not hang on it.
+fn say_goodbye(agent: &Agent) {
+    let cfg = &agent.cfg;
+    let client =
+        Client::new(cfg.server.clone(), Duration::from_secs(3)).with_drone_token(cfg.token.clone());
+    let mut req = agent.lease_request(None, "");
+    req.package = None;
+    req.reason = Some("the agent was stopped (SIGTERM/SIGINT)".into());
+    for attempt in 1..=3 {
+        match client.deregister(&req) {
+            Ok(_) => {
+                tracing::info!("told the server this drone stopped; it shows as stopped until it registers again");
+                return;
+            }
+            Err(e) if e.is_transport() && attempt < 3 => {
+                std::thread::sleep(Duration::from_millis(300));
+            }
+            Err(e) => {
+                tracing::warn!(
+                    "could not tell the server this drone stopped ({e}); it will show as suspect, then offline"
+                );
+                return;
+            }
+        }
+    }
+}
+
+/// The builder's program must exist and be executable: a path is checked as
+/// is, a bare name is looked up on `path` (the agent's `$PATH`).
+pub(crate) fn check_builder(
+    program: &str,
+    path: Option<&std::ffi::OsStr>,
+) -> anyhow::Result<std::path::PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |p: &std::path::Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if program.contains('/') {
+        let p = std::path::PathBuf::from(program);
+        return match std::fs::metadata(&p) {
+            Err(_) => anyhow::bail!(
+                "the builder {program} does not exist: install it (Portage provides emerge) or \
+                 pass another --builder (`--builder standin` runs the stand-in for testing)"
+            ),
+            Ok(_) if !executable(&p) => anyhow::bail!(
+                "the builder {program} is not an executable file: check its permissions \
+                 (chmod +x) or pass another --builder"
+            ),
+            Ok(_) => Ok(p),
+        };
+    }
+    let dirs: Vec<std::path::PathBuf> = path
+        .map(|p| std::env::split_paths(p).collect())
+        .unwrap_or_default();
+    for dir in &dirs {
+        let candidate = dir.join(program);
+        if executable(&candidate) {
+            return Ok(candidate);
+        }
+    }
+    anyhow::bail!(
+        "the builder `{program}` is not found on PATH ({}): install it (Portage provides emerge), \
+         pass its full path, or pass another --builder (`--builder standin` for testing)",
+        std::env::var("PATH").unwrap_or_default()
+    )
 }
 
 fn main_loop(agent: &Arc<Agent>) {
@@ -254,7 +329,8 @@ fn main_loop(agent: &Arc<Agent>) {
                         agent.lock().registered = false;
                         agent.beat_soon();
                     } else {
-                        tracing::warn!("asking for work failed: {e}");
+                        let what = heartbeat::failure_cause(&e, cfg.token.is_some());
+                        tracing::warn!("asking for work failed: {what}");
                     }
                     next_work = Instant::now() + work_backoff.next_delay();
                 }
@@ -399,5 +475,39 @@ fn kill_all(st: &State) {
             tracing::warn!(package = %job.atom, "leaving now: killing its build");
             let _ = rustix::process::kill_process_group(pgid, rustix::process::Signal::KILL);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_builder;
+    use std::ffi::OsStr;
+
+    #[test]
+    fn a_missing_builder_is_refused_by_name() {
+        let err = check_builder(
+            "emerge-that-is-not-here",
+            Some(OsStr::new("/nonexistent:/also-not")),
+        )
+        .expect_err("not found");
+        assert!(err.to_string().contains("not found on PATH"), "{err}");
+        let err = check_builder("/no/such/emerge", None).expect_err("no such file");
+        assert!(err.to_string().contains("does not exist"), "{err}");
+    }
+
+    #[test]
+    fn a_file_that_is_not_executable_is_refused() {
+        let dir = tempfile::tempdir().expect("dir");
+        let file = dir.path().join("builder.sh");
+        std::fs::write(&file, "#!/bin/sh\n").expect("write");
+        let err = check_builder(file.to_str().expect("utf-8"), None).expect_err("not executable");
+        assert!(err.to_string().contains("not an executable"), "{err}");
+    }
+
+    #[test]
+    fn a_builder_on_the_path_is_found() {
+        let found =
+            check_builder("sh", Some(OsStr::new("/nonexistent:/bin:/usr/bin"))).expect("sh");
+        assert!(found.ends_with("sh"));
     }
 }

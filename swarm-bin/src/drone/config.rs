@@ -231,6 +231,12 @@ impl DroneArgs {
             .server
             .or(f.server)
             .unwrap_or_else(|| "http://127.0.0.1:8100".into());
+        // A bare HOST:PORT means http://, as for the operator CLI.
+        let server = if server.contains("://") {
+            server.trim_end_matches('/').to_string()
+        } else {
+            format!("http://{}", server.trim().trim_end_matches('/'))
+        };
         if !(server.starts_with("http://") || server.starts_with("https://")) {
             bail!("server {server:?} is not an http:// or https:// URL");
         }
@@ -374,6 +380,17 @@ mod tests {
     }
 
     #[test]
+    fn a_bare_host_and_port_means_http_as_for_the_cli() {
+        let c = DroneArgs {
+            server: Some("127.0.0.1:8100".into()),
+            ..args()
+        }
+        .merge(FileTable::default())
+        .expect("accepted");
+        assert_eq!(c.server, "http://127.0.0.1:8100");
+    }
+
+    #[test]
     fn defaults_are_the_documented_ones() {
         let c = args().merge(FileTable::default()).expect("resolves");
         assert_eq!(c.server, "http://127.0.0.1:8100");
@@ -466,7 +483,7 @@ mod tests {
                 ..args()
             },
             DroneArgs {
-                server: Some("binhost:8100".into()),
+                server: Some("ftp://binhost:8100".into()),
                 ..args()
             },
             DroneArgs {

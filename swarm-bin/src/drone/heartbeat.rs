@@ -30,6 +30,9 @@ pub(crate) fn run(agent: &Agent) {
     let mut backoff = Backoff::new(Duration::from_secs(1), agent.cfg.heartbeat);
     let mut sampler = Sampler::default();
     let mut failing_since: Option<Instant> = None;
+    // What was last said about a failing heartbeat, and when: a problem is
+    // logged when it starts, when it changes, and once a minute while it lasts.
+    let mut last_said: Option<(String, Instant)> = None;
     loop {
         let req = sample_and_build(agent, &mut sampler);
         let delay = match agent.client.register(&req) {
@@ -41,6 +44,7 @@ pub(crate) fn run(agent: &Agent) {
                         since.elapsed().as_secs()
                     );
                 }
+                last_said = None;
                 let mut st = agent.lock();
                 let first = !st.registered;
                 if failing {
@@ -56,6 +60,11 @@ pub(crate) fn run(agent: &Agent) {
                         "registered with {}",
                         agent.client.base()
                     );
+                    let cores = facts::cores();
+                    match slots_note(agent.cfg.slots, cores, reply.slots, reply.cores_per_slot) {
+                        (true, note) => tracing::warn!("{note}"),
+                        (false, note) => tracing::info!("{note}"),
+                    }
                 }
                 drop(st);
                 agent.notify();
@@ -63,9 +72,24 @@ pub(crate) fn run(agent: &Agent) {
                 backoff.jitter(agent.cfg.heartbeat)
             }
             Err(e) => {
-                if failing_since.is_none() {
-                    failing_since = Some(Instant::now());
-                    tracing::warn!("heartbeat failed: {e}; retrying with backoff, builds go on");
+                let since = *failing_since.get_or_insert_with(Instant::now);
+                let what = failure_cause(&e, agent.cfg.token.is_some());
+                let due = match &last_said {
+                    None => true,
+                    Some((said, at)) => *said != what || at.elapsed() >= REPEAT_EVERY,
+                };
+                if due {
+                    let secs = since.elapsed().as_secs();
+                    if secs == 0 {
+                        tracing::warn!(
+                            "heartbeat failed: {what}; retrying with backoff, builds go on"
+                        );
+                    } else {
+                        tracing::warn!(
+                            "heartbeat failing for {secs} s: {what}; still retrying, builds go on"
+                        );
+                    }
+                    last_said = Some((what, Instant::now()));
                 } else {
                     tracing::debug!("heartbeat failed: {e}");
                 }
@@ -78,6 +102,62 @@ pub(crate) fn run(agent: &Agent) {
         if !wait(agent, delay) {
             return;
         }
+    }
+}
+
+/// How often a lasting heartbeat failure is logged again.
+const REPEAT_EVERY: Duration = Duration::from_secs(60);
+
+/// What is wrong, in words that lead to the fix: a missing token and a
+/// wrong one are different mistakes with different fixes.
+pub(crate) fn failure_cause(e: &swarm_net::client::ClientError, have_token: bool) -> String {
+    match e.status() {
+        Some(401 | 403) if !have_token => format!(
+            "the server requires a drone token and this drone sends none: set SWARM_DRONE_TOKEN \
+             or pass --token-file with the server's drone_token ({e})"
+        ),
+        Some(401 | 403) => format!(
+            "the server refused this drone's token: it does not match the server's drone_token \
+             (check --token-file / SWARM_DRONE_TOKEN) ({e})"
+        ),
+        _ => e.to_string(),
+    }
+}
+
+/// How many builds run here at once, and why: the agent's `--slots` can
+/// only lower what the server allows (`max(1, cores / cores_per_slot)`).
+/// True when the operator asked for more than the server gives.
+pub(crate) fn slots_note(
+    asked: u32,
+    cores: u32,
+    server: Option<u32>,
+    cores_per_slot: Option<u32>,
+) -> (bool, String) {
+    let Some(server) = server else {
+        return (
+            false,
+            format!("runs up to {asked} builds at once (--slots)"),
+        );
+    };
+    let per = cores_per_slot.map_or(String::new(), |c| format!(" / cores_per_slot {c}"));
+    if asked > server {
+        (
+            true,
+            format!(
+                "--slots {asked}, but the server runs at most {server} build{} at once here \
+                 ({cores} cores{per}): lower cores_per_slot in the server's [policy] \
+                 (see `swarm config defaults`) to run more",
+                if server == 1 { "" } else { "s" }
+            ),
+        )
+    } else {
+        (
+            false,
+            format!(
+                "runs up to {asked} build{} at once (--slots {asked}; the server allows {server}: {cores} cores{per})",
+                if asked == 1 { "" } else { "s" }
+            ),
+        )
     }
 }
 

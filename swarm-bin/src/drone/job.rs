@@ -1,12 +1,13 @@
-//! One job's thread: start, build, classify, find and upload the artifact,
-//! report, forget.
+//! One job's thread: start, build, classify, find what the build wrote,
+//! spool and deliver it, forget.
 //!
-//! A finished build's report (and artifact) is spooled on disk and retried
-//! until the server answers it (see `spool`): neither a failed call nor an
-//! agent restart loses a build. Reports carry the lease, so a retried report that already
-//! landed is answered as a duplicate, not counted twice. Retrying stops only
-//! when the answer no longer matters: the server revoked the package, or a
-//! second signal asked the agent to leave now.
+//! A finished build's report, the binary packages it wrote and its log are
+//! spooled on disk and retried until the server answers (see `spool`):
+//! neither a failed call nor an agent restart loses a build. Reports carry
+//! the lease, so a retried report that already landed is answered as a
+//! duplicate, not counted twice. Retrying stops only when the answer no
+//! longer matters: the server revoked the package, or a second signal asked
+//! the agent to leave now.
 
 use super::agent::Agent;
 use super::artifact::{self, MIN_GPKG_BYTES};
@@ -15,8 +16,8 @@ use super::classify::{self, Verdict};
 use super::runner::{self, BuildSpec};
 use super::shutdown::Phase;
 use super::state::{Job, JobId, Stop};
-use super::{facts, leftovers, spool, template};
-use std::path::PathBuf;
+use super::{collect, facts, leftovers, spool, template};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use swarm_core::{BuildTiming, FailureClass};
@@ -31,12 +32,14 @@ const SHUTDOWN_ATTEMPTS: u32 = 3;
 /// What the agent tells the server about a job.
 #[derive(Clone, Debug, PartialEq)]
 enum Report {
-    /// Built with an artifact to upload first.
+    /// Built: the binary packages to upload (the spool does), then report.
     Built {
-        sha256: String,
-        category: String,
-        name: String,
-        path: PathBuf,
+        /// sha256 of the package the queued atom names, when one was built.
+        sha256: Option<String>,
+        /// Every binary package the build wrote.
+        artifacts: Vec<collect::Built>,
+        /// The build's own PKGDIR, whose packages join the drone's once spooled.
+        pkgdir: PathBuf,
     },
     Failed {
         class: FailureClass,
@@ -74,6 +77,7 @@ pub(crate) fn spawn(agent: Arc<Agent>, id: JobId) {
                 Report::Returned {
                     reason: format!("agent cannot start a thread: {e}"),
                 },
+                None,
             );
         }
     }
@@ -99,6 +103,7 @@ fn abandon(agent: &Agent, id: JobId) {
             Report::Returned {
                 reason: "agent error while building".into(),
             },
+            None,
         );
     }
     agent.notify();
@@ -141,6 +146,31 @@ fn run(agent: &Agent, id: JobId) {
     agent.beat_soon();
 
     let argv = template::argv(&agent.template, &atom);
+    // A fresh PKGDIR per build: whatever it holds afterwards is what this build produced.
+    let build_pkgdir = match collect::fresh_pkgdir(&cfg.work_dir, &format!("{lease_label}-{id}")) {
+        Ok(dir) => dir,
+        Err(e) => {
+            let detail = format!(
+                "cannot make the build's PKGDIR under {}: {e}",
+                cfg.work_dir.display()
+            );
+            tracing::error!(package = %atom, detail, "build not started");
+            report(
+                agent,
+                id,
+                &job,
+                0.0,
+                Report::Failed {
+                    class: FailureClass::Infra,
+                    detail,
+                },
+                None,
+            );
+            agent.lock().end_job(id);
+            agent.notify();
+            return;
+        }
+    };
     let mut env = vec![
         ("SWARM_ATOM".to_string(), atom.as_str().to_string()),
         ("SWARM_CATEGORY".to_string(), atom.category().to_string()),
@@ -148,7 +178,7 @@ fn run(agent: &Agent, id: JobId) {
         ("SWARM_PN".to_string(), atom.pn().to_string()),
         (
             "PKGDIR".to_string(),
-            cfg.pkgdir.to_string_lossy().into_owned(),
+            build_pkgdir.to_string_lossy().into_owned(),
         ),
     ];
     // The stand-in builder packs its gpkg with this binary (`swarm standin-gpkg`).
@@ -213,7 +243,11 @@ fn run(agent: &Agent, id: JobId) {
                 crash,
             )
         }
-        Verdict::Built => (deliver(agent, &job, built_after), false, false),
+        Verdict::Built => (
+            deliver(agent, &job, built_after, &build_pkgdir),
+            false,
+            false,
+        ),
     };
 
     // A build that ran to its end (not a crash or an OOM kill) proves the
@@ -227,7 +261,17 @@ fn run(agent: &Agent, id: JobId) {
         });
     }
     let job = job_of(agent, id).unwrap_or(job);
-    report(agent, id, &job, took_s, outcome);
+    report(agent, id, &job, took_s, outcome, Some(&log));
+    // Whatever the build wrote is in the drone's PKGDIR or the spool by now
+    // (or was never wanted): its own directory goes, whatever the outcome.
+    if build_pkgdir.exists() {
+        collect::keep(&build_pkgdir, &cfg.pkgdir, &[]);
+    }
+    super::logs::rotate(
+        &cfg.log_dir,
+        super::logs::KEEP_LOGS,
+        super::logs::KEEP_BYTES,
+    );
     let mut st = agent.lock();
     st.oom_kills += u32::from(oom);
     st.crashes += u32::from(crash);
@@ -256,8 +300,51 @@ fn run_build(agent: &Agent, id: JobId, spec: &BuildSpec<'_>, job: &Job) -> runne
     finished
 }
 
-/// A built package: find its artifact and its sha256 (the spool uploads it).
-fn deliver(agent: &Agent, job: &Job, built_after: SystemTime) -> Report {
+/// A built package: every binary package the build wrote into its own PKGDIR, each identified
+/// by the CPV read from the package itself (the spool uploads them, then the drone's PKGDIR
+/// keeps them).
+fn deliver(agent: &Agent, job: &Job, built_after: SystemTime, build_pkgdir: &Path) -> Report {
+    let atom = &job.atom;
+    let built = match collect::collect(build_pkgdir) {
+        Ok(b) => b,
+        Err(detail) => {
+            return Report::Failed {
+                class: FailureClass::Infra,
+                detail,
+            }
+        }
+    };
+    if built.is_empty() {
+        // A builder that ignores $PKGDIR may still have written into the drone's own PKGDIR.
+        return deliver_found(agent, job, built_after, build_pkgdir);
+    }
+    for b in &built {
+        if b.upload_name.ends_with(".gpkg.tar") && b.size < MIN_GPKG_BYTES {
+            return Report::Failed {
+                class: FailureClass::Infra,
+                detail: format!(
+                    "artifact {} is {} bytes, smaller than a real gpkg ({MIN_GPKG_BYTES})",
+                    b.path.display(),
+                    b.size
+                ),
+            };
+        }
+    }
+    let main = collect::pick(&built, atom);
+    if main.is_none() && !atom.is_virtual() {
+        tracing::warn!(package = %atom, built = ?built.iter().map(|b| &b.cpv).collect::<Vec<_>>(),
+            "the build wrote no package of the queued name; the server decides");
+    }
+    Report::Built {
+        sha256: main.map(|b| b.sha256.clone()),
+        artifacts: built,
+        pkgdir: build_pkgdir.to_path_buf(),
+    }
+}
+
+/// The former way, for builders that ignore `$PKGDIR`: the newest artifact named after the atom
+/// in the drone's PKGDIR (exact atoms only).
+fn deliver_found(agent: &Agent, job: &Job, built_after: SystemTime, build_pkgdir: &Path) -> Report {
     let cfg = &agent.cfg;
     // Virtuals too: a binhost client installing a world needs their (empty) packages,
     // and emerge --buildpkg makes them.
@@ -266,7 +353,8 @@ fn deliver(agent: &Agent, job: &Job, built_after: SystemTime) -> Report {
         return Report::Failed {
             class: FailureClass::Infra,
             detail: format!(
-                "missing artifact: the build succeeded but no {}.gpkg.tar or .tbz2 is under {}",
+                "missing artifact: the build succeeded but wrote no binary package into its PKGDIR \
+                 (is FEATURES=buildpkg or --buildpkg set?), and no {}.gpkg.tar or .tbz2 is under {}",
                 atom.pf(),
                 cfg.pkgdir.join(atom.category()).display()
             ),
@@ -295,10 +383,15 @@ fn deliver(agent: &Agent, job: &Job, built_after: SystemTime) -> Report {
         }
     };
     Report::Built {
-        sha256: sha,
-        category: atom.category().to_string(),
-        name: found.upload_name.clone(),
-        path: found.path.clone(),
+        sha256: Some(sha.clone()),
+        artifacts: vec![collect::Built {
+            path: found.path.clone(),
+            cpv: format!("{}/{}", atom.category(), atom.pf()),
+            upload_name: found.upload_name.clone(),
+            size: found.size,
+            sha256: sha,
+        }],
+        pkgdir: build_pkgdir.to_path_buf(),
     }
 }
 
@@ -319,9 +412,10 @@ fn give_up(agent: &Agent, id: JobId, attempt: u32) -> bool {
         || (st.phase == Phase::Returning && attempt > SHUTDOWN_ATTEMPTS)
 }
 
-/// Sends the report: a return directly, a finished build through the spool;
-/// each retried until the server answers.
-fn report(agent: &Agent, id: JobId, job: &Job, took_s: f64, outcome: Report) {
+/// Sends the report: a return directly (its log best effort), a finished
+/// build (its packages and its log) through the spool; each retried until
+/// the server answers.
+fn report(agent: &Agent, id: JobId, job: &Job, took_s: f64, outcome: Report, log: Option<&Path>) {
     let atom = job.atom.as_str();
     // By name, not machine id: see `Agent::lease_request`.
     let mut req = CompleteRequest {
@@ -332,10 +426,14 @@ fn report(agent: &Agent, id: JobId, job: &Job, took_s: f64, outcome: Report) {
         build_duration_s: Some((took_s * 10.0).round() / 10.0),
         ..CompleteRequest::default()
     };
-    let mut artifact = None;
+    let mut built: &[collect::Built] = &[];
+    let mut from = None;
     match &outcome {
         Report::Nothing => return,
         Report::Returned { reason } => {
+            if let Some(log) = log {
+                super::logs::upload(agent, job, log);
+            }
             let mut r = agent.lease_request(job.lease, atom);
             r.reason = Some(reason.clone());
             send(agent, job, "return", |a| a.client.give_back(&r));
@@ -343,20 +441,14 @@ fn report(agent: &Agent, id: JobId, job: &Job, took_s: f64, outcome: Report) {
         }
         Report::Built {
             sha256,
-            category,
-            name,
-            path,
+            artifacts,
+            pkgdir,
         } => {
             req.status = Some("success".into());
-            req.sha256 = Some(sha256.clone());
-            artifact = Some((
-                spool::SpooledArtifact {
-                    category: category.clone(),
-                    name: name.clone(),
-                    sha256: sha256.clone(),
-                },
-                path.as_path(),
-            ));
+            from = Some(pkgdir.as_path());
+            req.sha256.clone_from(sha256);
+            req.artifacts = Some(artifacts.iter().map(|b| b.cpv.clone()).collect());
+            built = artifacts;
         }
         Report::Failed { class, detail } => {
             req.status = Some("failed".into());
@@ -365,7 +457,35 @@ fn report(agent: &Agent, id: JobId, job: &Job, took_s: f64, outcome: Report) {
         }
     }
     req.epoch = agent.lock().epoch;
-    spool::spool_and_deliver(agent, id, req, artifact);
+    let log_gz = log.and_then(|p| {
+        super::logs::compressed_tail(p, super::logs::UPLOAD_TEXT_BYTES)
+            .map_err(
+                |e| tracing::warn!(log = %p.display(), "cannot read the build log to send it: {e}"),
+            )
+            .ok()
+    });
+    let finished = spool::Finished {
+        report: req,
+        artifacts: built
+            .iter()
+            .map(|b| {
+                (
+                    spool::SpooledArtifact {
+                        category: b.category().to_string(),
+                        name: b.upload_name.clone(),
+                        sha256: b.sha256.clone(),
+                    },
+                    b.path.as_path(),
+                )
+            })
+            .collect(),
+        log_gz,
+    };
+    spool::spool_and_deliver(agent, id, finished, || {
+        if let Some(from) = from {
+            collect::keep(from, &agent.cfg.pkgdir, built);
+        }
+    });
 }
 
 /// One report, retried until answered; logs the answer.

@@ -15,9 +15,10 @@
 //! | `state` | what the threads share, and the decisions on it |
 //! | `agent` | threads and the main loop (work, sync, orphans, shutdown) |
 //! | `heartbeat` | the heartbeat thread and health sampling |
-//! | `job` | one build: run, classify, find the artifact, report |
+//! | `job` | one build: run, classify, find what it wrote, hand it to the spool |
 //! | `spool` | finished builds on disk, uploaded and reported until answered, across restarts |
 //! | `leftovers` | killing builds a dead agent left running |
+//! | `logs` | the compressed tail of a build log (the spool sends it), rotating the local ones |
 //! | `runner` | process group, log file, stall and overall timeouts, TERM/grace/KILL |
 //! | `template` | `{atom}`, `{category}`, `{pn}`, `{pf}` substitution, no shell |
 //! | `artifact` | finding `<pf>.gpkg.tar`/`.tbz2` in PKGDIR, sha256 |
@@ -30,11 +31,13 @@ mod agent;
 mod artifact;
 mod backoff;
 mod classify;
+mod collect;
 mod config;
 mod facts;
 mod heartbeat;
 mod job;
 mod leftovers;
+mod logs;
 mod runner;
 mod shutdown;
 mod spool;

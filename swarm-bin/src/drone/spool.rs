@@ -2,18 +2,22 @@
 //! so neither a control plane that answers with errors for a while nor an
 //! agent restart drops it.
 //!
-//! `<work_dir>/spool/<lease>_<category>_<pf>.json` holds the report (and
-//! the artifact's name and sha256); `<same>.artifact` a hard link to (or a
-//! copy of) the binary package, so a later build of the same package cannot
-//! change what is uploaded. Delivery uploads the artifact, then sends the
-//! report, each retried with backoff until the server answers; the entry is
-//! removed once the report is answered (accepted, a duplicate, or stale).
+//! `<work_dir>/spool/<lease>_<category>_<pf>.json` holds the report (with
+//! the `cat/pf` list of what the build wrote) and each artifact's name and
+//! sha256; `<same>.<i>.artifact` is a hard link to (or a copy of) the i-th
+//! binary package, so a later build of the same package cannot change what
+//! is uploaded; `<same>.log.gz` is the build log's compressed tail.
+//! Delivery uploads the artifacts, then the log, then sends the report, each
+//! retried with backoff until the server answers; the entry is removed once
+//! the report is answered (accepted, a duplicate, or stale).
 //!
 //! Retrying stops without removing the entry only when the agent leaves; the
 //! next agent delivers what is left before it registers (a registration
 //! would reclaim the leases the reports name). `upload_failed` is reported
 //! only for failures on the drone itself: an artifact it cannot read, or one
-//! the server refuses outright (4xx: wrong checksum, too large).
+//! the server refuses outright (4xx: wrong checksum, too large). The log
+//! never holds a report back once the server answers: a refused log, or
+//! one the server failed to store [`LOG_ANSWERS`] times, is dropped.
 
 use super::agent::Agent;
 use super::backoff::Backoff;
@@ -28,6 +32,9 @@ use swarm_net::wire::CompleteRequest;
 
 /// Longest wait between two delivery attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// Server errors on a log upload before the log is dropped (an unreachable
+/// server is waited for, as for everything else).
+const LOG_ANSWERS: u32 = 3;
 
 /// A finished build waiting for the server.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -35,12 +42,16 @@ pub(crate) struct Entry {
     /// The report, as it will be sent (its epoch is refreshed at each send
     /// while the agent is registered).
     pub(crate) report: CompleteRequest,
-    /// The artifact to upload first, if any.
-    pub(crate) artifact: Option<SpooledArtifact>,
+    /// The binary packages to upload first, in order.
+    #[serde(default)]
+    pub(crate) artifacts: Vec<SpooledArtifact>,
+    /// Whether a build log (`<stem>.log.gz`) goes with the report.
+    #[serde(default)]
+    pub(crate) log: bool,
 }
 
-/// The binary package of a spooled success.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+/// One binary package of a spooled success.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct SpooledArtifact {
     pub(crate) category: String,
     /// `<pf>.gpkg.tar` or `<pf>.tbz2`.
@@ -48,27 +59,41 @@ pub(crate) struct SpooledArtifact {
     pub(crate) sha256: String,
 }
 
+/// What a finished build hands to the spool: the files as the build left
+/// them (they may move once spooled).
+pub(crate) struct Finished<'a> {
+    pub(crate) report: CompleteRequest,
+    pub(crate) artifacts: Vec<(SpooledArtifact, &'a Path)>,
+    /// The build log's compressed tail, if it could be read.
+    pub(crate) log_gz: Option<Vec<u8>>,
+}
+
 /// The spool directory of an agent.
 pub(crate) fn dir(work_dir: &Path) -> PathBuf {
     work_dir.join("spool")
 }
 
-fn artifact_path(entry: &Path) -> PathBuf {
-    entry.with_extension("artifact")
+fn artifact_path(entry: &Path, i: usize) -> PathBuf {
+    entry.with_extension(format!("{i}.artifact"))
 }
 
-/// Writes an entry (and links or copies the artifact next to it) durably:
-/// the artifact first, then the report via a temp file and a rename, both
-/// fsynced. Returns the entry's path.
-pub(crate) fn put(
-    work_dir: &Path,
-    entry: &Entry,
-    artifact: Option<&Path>,
-) -> std::io::Result<PathBuf> {
+fn log_path(entry: &Path) -> PathBuf {
+    entry.with_extension("log.gz")
+}
+
+fn sync_rename(tmp: &Path, dst: &Path) -> std::io::Result<()> {
+    std::fs::File::open(tmp)?.sync_all()?;
+    std::fs::rename(tmp, dst)
+}
+
+/// Writes an entry durably: the artifacts (hard links, or copies) and the
+/// log first, then the report via a temp file and a rename, all fsynced.
+/// Returns the entry's path.
+pub(crate) fn put(work_dir: &Path, f: &Finished<'_>) -> std::io::Result<PathBuf> {
     let dir = dir(work_dir);
     std::fs::create_dir_all(&dir)?;
-    let package = entry.report.package.as_deref().unwrap_or("unknown");
-    let lease = entry
+    let package = f.report.package.as_deref().unwrap_or("unknown");
+    let lease = f
         .report
         .lease
         .map_or_else(|| "nolease".to_string(), |l| l.to_string());
@@ -83,21 +108,29 @@ pub(crate) fn put(
         })
         .collect();
     let path = dir.join(format!("{stem}.json"));
-    if let Some(src) = artifact {
-        let dst = artifact_path(&path);
+    for (i, (_, src)) in f.artifacts.iter().enumerate() {
+        let dst = artifact_path(&path, i);
         let _ = std::fs::remove_file(&dst);
         if std::fs::hard_link(src, &dst).is_err() {
             let tmp = dst.with_extension("artifact.tmp");
             std::fs::copy(src, &tmp)?;
-            std::fs::File::open(&tmp)?.sync_all()?;
-            std::fs::rename(&tmp, &dst)?;
+            sync_rename(&tmp, &dst)?;
         }
     }
+    if let Some(gz) = &f.log_gz {
+        let tmp = path.with_extension("log.gz.tmp");
+        std::fs::write(&tmp, gz)?;
+        sync_rename(&tmp, &log_path(&path))?;
+    }
+    let entry = Entry {
+        report: f.report.clone(),
+        artifacts: f.artifacts.iter().map(|(a, _)| a.clone()).collect(),
+        log: f.log_gz.is_some(),
+    };
     let tmp = path.with_extension("json.tmp");
-    let text = serde_json::to_vec_pretty(entry).map_err(std::io::Error::other)?;
+    let text = serde_json::to_vec_pretty(&entry).map_err(std::io::Error::other)?;
     std::fs::write(&tmp, text)?;
-    std::fs::File::open(&tmp)?.sync_all()?;
-    std::fs::rename(&tmp, &path)?;
+    sync_rename(&tmp, &path)?;
     if let Ok(d) = std::fs::File::open(&dir) {
         let _ = d.sync_all();
     }
@@ -132,9 +165,12 @@ pub(crate) fn list(work_dir: &Path) -> Vec<(PathBuf, Entry)> {
     out
 }
 
-fn remove(entry: &Path) {
-    let _ = std::fs::remove_file(artifact_path(entry));
-    let _ = std::fs::remove_file(entry);
+fn remove(path: &Path, entry: &Entry) {
+    for i in 0..entry.artifacts.len() {
+        let _ = std::fs::remove_file(artifact_path(path, i));
+    }
+    let _ = std::fs::remove_file(log_path(path));
+    let _ = std::fs::remove_file(path);
 }
 
 /// Who delivers: a job's own thread (stops when its job is revoked), or the
@@ -156,25 +192,57 @@ enum Delivered {
     Revoked,
 }
 
-/// Delivers one entry: upload, then report, until answered. The artifact
-/// is read from the spool, or from `file` when it could not be spooled.
-fn deliver(agent: &Agent, path: &Path, entry: &Entry, file: Option<PathBuf>, by: By) -> Delivered {
+/// Where a delivery reads its files: the spool, or (when the spool could not
+/// be written) the build's own files and the log in memory.
+enum Source<'a> {
+    Spool,
+    Build {
+        artifacts: Vec<&'a Path>,
+        log_gz: Option<&'a [u8]>,
+    },
+}
+
+/// Delivers one entry: uploads, log, then report, until answered.
+fn deliver(agent: &Agent, path: &Path, entry: &Entry, src: &Source<'_>, by: By) -> Delivered {
     let mut report = entry.report.clone();
-    if let Some(a) = &entry.artifact {
-        let file = file.unwrap_or_else(|| artifact_path(path));
+    for (i, a) in entry.artifacts.iter().enumerate() {
+        let file = match src {
+            Source::Spool => artifact_path(path, i),
+            Source::Build { artifacts, .. } => artifacts[i].to_path_buf(),
+        };
         match upload(agent, &file, a, by) {
             Ok(()) => {}
             Err(Stopped::Keep(why)) => return Delivered::Kept(why),
             Err(Stopped::Revoked) => {
-                remove(path);
+                remove(path, entry);
                 return Delivered::Revoked;
             }
             Err(Stopped::Refused(detail)) => {
                 tracing::error!(package = ?report.package, detail, "artifact refused: reporting upload_failed");
                 report.status = Some("upload_failed".into());
                 report.sha256 = None;
+                report.artifacts = None;
                 report.failure_class = Some(FailureClass::Infra);
                 report.error_detail = Some(detail);
+                break;
+            }
+        }
+    }
+    if entry.log {
+        let gz = match src {
+            Source::Spool => std::fs::read(log_path(path)).map_err(|e| e.to_string()),
+            Source::Build { log_gz, .. } => log_gz
+                .map(<[u8]>::to_vec)
+                .ok_or_else(|| "no log in memory".to_string()),
+        };
+        match gz {
+            Ok(gz) => {
+                if let Err(Stopped::Keep(why)) = send_log(agent, &report, &gz, by) {
+                    return Delivered::Kept(why);
+                }
+            }
+            Err(why) => {
+                tracing::warn!(package = ?report.package, why, "spooled build log unreadable; the report goes without it")
             }
         }
     }
@@ -191,19 +259,66 @@ fn deliver(agent: &Agent, path: &Path, entry: &Entry, file: Option<PathBuf>, by:
             } else {
                 tracing::info!(package = ?report.package, lease = ?report.lease, accepted = reply.accepted, recorded = ?reply.recorded, "report sent");
             }
-            remove(path);
+            remove(path, entry);
             Delivered::Answered
         }
         Err(Stopped::Revoked) => {
-            remove(path);
+            remove(path, entry);
             Delivered::Revoked
         }
         Err(Stopped::Keep(why)) => Delivered::Kept(why),
         Err(Stopped::Refused(why)) => {
             tracing::error!(package = ?report.package, why, "report refused by the server; dropping it");
-            remove(path);
+            remove(path, entry);
             Delivered::Answered
         }
+    }
+}
+
+/// Uploads the build log. Waits for an unreachable server like everything
+/// else, but once the server answers, a refusal or [`LOG_ANSWERS`] server
+/// errors drop the log: it never holds the report back.
+fn send_log(agent: &Agent, report: &CompleteRequest, gz: &[u8], by: By) -> Result<(), Stopped> {
+    let (Some(lease), Some(package)) = (report.lease, report.package.as_deref()) else {
+        return Ok(()); // a lease-less (v3-style) assignment has nothing to attach a log to
+    };
+    let node = report.node_name.clone().unwrap_or_default();
+    let mut answers = 0;
+    let sent = retry(agent, by, "build log upload", |a| {
+        match a.client.put_log(lease, package, &node, gz) {
+            Ok(r) => Ok(Ok(r.bytes)),
+            Err(e) if e.is_transport() => Err(CallError::Client(e)),
+            Err(e)
+                if e.status()
+                    .is_some_and(|s| (400..500).contains(&s) && s != 408 && s != 429) =>
+            {
+                Ok(Err(format!("the server refused it: {e}")))
+            }
+            Err(e) => {
+                answers += 1;
+                if answers >= LOG_ANSWERS {
+                    Ok(Err(format!("{answers} server errors, the last: {e}")))
+                } else {
+                    Err(CallError::Client(e))
+                }
+            }
+        }
+    });
+    match sent {
+        Ok(Ok(bytes)) => {
+            tracing::debug!(package, lease, bytes, "build log uploaded");
+            Ok(())
+        }
+        Ok(Err(why)) | Err(Stopped::Refused(why)) => {
+            tracing::warn!(
+                package,
+                lease,
+                why,
+                "build log dropped; the report goes without it"
+            );
+            Ok(())
+        }
+        Err(stop) => Err(stop),
     }
 }
 
@@ -219,7 +334,7 @@ pub(crate) fn redeliver(agent: &Agent) {
         "delivering finished builds an earlier agent left in the spool"
     );
     for (path, entry) in entries {
-        match deliver(agent, &path, &entry, None, By::Startup) {
+        match deliver(agent, &path, &entry, &Source::Spool, By::Startup) {
             Delivered::Kept(why) => {
                 tracing::warn!(file = %path.display(), why, "spooled build kept for the next start");
                 return;
@@ -334,32 +449,34 @@ fn should_stop(agent: &Agent, by: By) -> Option<Stopped> {
     None
 }
 
-/// Turns a finished build's report into a spool entry and delivers it.
-pub(crate) fn spool_and_deliver(
-    agent: &Agent,
-    id: JobId,
-    report: CompleteRequest,
-    artifact: Option<(SpooledArtifact, &Path)>,
-) {
+/// Spools a finished build and delivers it. `spooled` runs as soon as the
+/// build's own files are no longer needed where they are (once spooled, or
+/// after delivery when the spool could not be written).
+pub(crate) fn spool_and_deliver(agent: &Agent, id: JobId, f: Finished<'_>, spooled: impl FnOnce()) {
     let entry = Entry {
-        report,
-        artifact: artifact.as_ref().map(|(a, _)| a.clone()),
+        report: f.report.clone(),
+        artifacts: f.artifacts.iter().map(|(a, _)| a.clone()).collect(),
+        log: f.log_gz.is_some(),
     };
-    let source = artifact.as_ref().map(|(_, p)| *p);
-    let path = match put(&agent.cfg.work_dir, &entry, source) {
+    let path = match put(&agent.cfg.work_dir, &f) {
         Ok(p) => p,
         Err(e) => {
-            // The disk refused the spool: deliver from memory, as before.
+            // The disk refused the spool: deliver from the build's files, as before.
             tracing::error!(error = %e, "cannot spool the finished build; delivering it without a copy on disk");
             let scratch = dir(&agent.cfg.work_dir).join("unspooled.json");
-            let file = source.map(Path::to_path_buf);
-            if let Delivered::Kept(why) = deliver(agent, &scratch, &entry, file, By::Job(id)) {
+            let src = Source::Build {
+                artifacts: f.artifacts.iter().map(|(_, p)| *p).collect(),
+                log_gz: f.log_gz.as_deref(),
+            };
+            if let Delivered::Kept(why) = deliver(agent, &scratch, &entry, &src, By::Job(id)) {
                 tracing::error!(package = ?entry.report.package, why, "build not delivered");
             }
+            spooled();
             return;
         }
     };
-    if let Delivered::Kept(why) = deliver(agent, &path, &entry, None, By::Job(id)) {
+    spooled();
+    if let Delivered::Kept(why) = deliver(agent, &path, &entry, &Source::Spool, By::Job(id)) {
         tracing::warn!(package = ?entry.report.package, file = %path.display(), why, "build kept in the spool; the next agent delivers it");
     }
 }
@@ -369,37 +486,65 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_entry_and_its_artifact_survive_a_round_trip_through_the_disk() {
+    fn an_entry_its_artifacts_and_its_log_survive_a_round_trip_through_the_disk() {
         let dir = tempfile::tempdir().expect("temp dir");
         let art = dir.path().join("foo-1.gpkg.tar");
+        let dep = dir.path().join("bar-2.gpkg.tar");
         std::fs::write(&art, b"binary package").expect("artifact");
-        let entry = Entry {
+        std::fs::write(&dep, b"its dependency").expect("artifact");
+        let artifact = |name: &str| SpooledArtifact {
+            category: "dev-libs".into(),
+            name: name.into(),
+            sha256: "ab".repeat(32),
+        };
+        let finished = Finished {
             report: CompleteRequest {
                 package: Some("dev-libs/foo-1".into()),
                 lease: Some(7),
                 status: Some("success".into()),
+                artifacts: Some(vec!["dev-libs/foo-1".into(), "dev-libs/bar-2".into()]),
                 ..CompleteRequest::default()
             },
-            artifact: Some(SpooledArtifact {
-                category: "dev-libs".into(),
-                name: "foo-1.gpkg.tar".into(),
-                sha256: "ab".repeat(32),
-            }),
+            artifacts: vec![
+                (artifact("foo-1.gpkg.tar"), art.as_path()),
+                (artifact("bar-2.gpkg.tar"), dep.as_path()),
+            ],
+            log_gz: Some(b"gzipped log".to_vec()),
         };
-        let path = put(dir.path(), &entry, Some(&art)).expect("put");
+        let path = put(dir.path(), &finished).expect("put");
         std::fs::remove_file(&art).expect("the build's copy goes away");
+        std::fs::remove_file(&dep).expect("the build's copy goes away");
         let listed = list(dir.path());
         assert_eq!(listed.len(), 1);
         assert_eq!(listed[0].0, path);
-        assert_eq!(listed[0].1.report, entry.report);
+        let entry = &listed[0].1;
+        assert_eq!(entry.report, finished.report, "the artifacts list is kept");
         assert_eq!(
-            std::fs::read(artifact_path(&path)).expect("spooled artifact"),
+            entry.artifacts,
+            [artifact("foo-1.gpkg.tar"), artifact("bar-2.gpkg.tar")]
+        );
+        assert!(entry.log);
+        assert_eq!(
+            std::fs::read(artifact_path(&path, 0)).expect("spooled artifact"),
             b"binary package"
+        );
+        assert_eq!(
+            std::fs::read(artifact_path(&path, 1)).expect("spooled artifact"),
+            b"its dependency"
+        );
+        assert_eq!(
+            std::fs::read(log_path(&path)).expect("spooled log"),
+            b"gzipped log"
         );
         std::fs::write(dir.path().join("spool/bad.json"), b"{").expect("bad");
         assert_eq!(list(dir.path()).len(), 1, "a bad entry is set aside");
         assert!(dir.path().join("spool/bad.bad").exists());
-        remove(&path);
+        remove(&path, entry);
         assert!(list(dir.path()).is_empty());
+        let left: Vec<_> = std::fs::read_dir(dir.path().join("spool"))
+            .expect("spool")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(left, ["bad.bad"], "nothing of the entry is left behind");
     }
 }

@@ -38,11 +38,11 @@ fn disrupted(st: &SwarmState, candidate: Option<&DroneName>) -> BTreeSet<DroneNa
     recent.chain(grounded).chain(candidate.cloned()).collect()
 }
 
-/// Drones that count as the fleet: registered and not offline.
+/// Drones that count as the fleet: registered, not offline, not stopped.
 pub(crate) fn active(st: &SwarmState) -> u32 {
     st.drones
         .values()
-        .filter(|d| d.liveness != Liveness::Offline)
+        .filter(|d| matches!(d.liveness, Liveness::Online | Liveness::Suspect))
         .count() as u32
 }
 

@@ -58,6 +58,10 @@ pub(crate) fn next_step(
     if d.heartbeat_fresh(st.now, st.config.heartbeat_grace_ms) {
         return None;
     }
+    // A drone that said goodbye is down on purpose: nothing to heal.
+    if d.liveness == crate::state::Liveness::Stopped {
+        return None;
+    }
     let steps = ladder(d.spec.kind);
     let next = *steps.get(usize::from(d.ladder.steps))?;
     if d.ladder.steps > 0 {

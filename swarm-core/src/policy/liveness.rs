@@ -10,7 +10,7 @@ pub(crate) fn suspect_at(st: &SwarmState, d: &Drone) -> Option<Timestamp> {
 
 /// All leases are reclaimed then. A control-plane restart pushes it past its grace.
 pub(crate) fn offline_at(st: &SwarmState, d: &Drone) -> Option<Timestamp> {
-    (d.liveness != Liveness::Offline).then(|| {
+    matches!(d.liveness, Liveness::Online | Liveness::Suspect).then(|| {
         let by_heartbeat = d.last_heartbeat.plus(st.config.offline_timeout_ms);
         by_heartbeat.max(st.grace_until.unwrap_or_default())
     })
@@ -22,7 +22,7 @@ pub(crate) fn next_check(st: &SwarmState, d: &Drone) -> Option<Timestamp> {
     match d.liveness {
         Liveness::Online => suspect_at(st, d),
         Liveness::Suspect => offline_at(st, d),
-        Liveness::Offline => None,
+        Liveness::Offline | Liveness::Stopped => None,
     }
 }
 
@@ -66,6 +66,15 @@ mod tests {
         let (mut st, d) = setup();
         st.grace_until = Some(Timestamp(5_000_000));
         assert_eq!(offline_at(&st, &d), Some(Timestamp(5_000_000)));
+    }
+
+    #[test]
+    fn a_stopped_drone_has_no_liveness_deadline() {
+        let (st, mut d) = setup();
+        d.liveness = Liveness::Stopped;
+        assert_eq!(suspect_at(&st, &d), None);
+        assert_eq!(offline_at(&st, &d), None);
+        assert_eq!(next_check(&st, &d), None);
     }
 
     #[test]

@@ -213,7 +213,7 @@ pub(crate) fn eligible_drones<'a>(
     p: &'a Package,
 ) -> impl Iterator<Item = &'a Drone> + 'a {
     st.drones.values().filter(move |d| {
-        d.liveness != Liveness::Offline
+        matches!(d.liveness, Liveness::Online | Liveness::Suspect)
             && !d.spec.name.is_sweeper()
             && matches!(fit(st, d, p), Fit::Yes | Fit::Reluctant)
     })

@@ -6,9 +6,12 @@
 //!                       ▲  ◄──────── heartbeat ─────────────────┘ │
 //!                       │                                         │ offline_timeout, or
 //!                       └──────────── heartbeat ─── Offline ◄─────┘ confirmed dead by probes
+//!
+//!   any ── deregister (clean stop) ──► Stopped ── register/heartbeat ──► Online
 //! ```
 //! Online drones never lose work for age; Suspect drones get no new work;
-//! Offline drones hold nothing.
+//! Offline drones hold nothing. Stopped drones said goodbye: they hold
+//! nothing, are never judged by heartbeat age and never escalated.
 
 use crate::health::DroneHealth;
 use crate::id::{DroneName, Epoch, LeaseId};
@@ -23,6 +26,8 @@ pub(crate) enum Liveness {
     Online,
     Suspect,
     Offline,
+    /// Stopped cleanly (the agent deregistered).
+    Stopped,
 }
 
 /// Consecutive probe failures, for escalation and confirmed-dead reclaim.

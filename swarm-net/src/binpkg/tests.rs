@@ -446,3 +446,51 @@ fn write_the_fuzz_corpus() {
         std::fs::write(corpus.join(name), data).expect("write");
     }
 }
+
+/// Figures for the report, not assertions: `cargo test --release -p swarm-net --lib
+/// binpkg::tests::measure -- --ignored --nocapture`.
+#[test]
+#[ignore = "a measurement; run it in release mode"]
+fn measure_write_and_inspect() {
+    let dir = tempfile::tempdir().expect("dir");
+    let m = meta(&[("SLOT", "0"), ("KEYWORDS", "amd64")]);
+    let n = 1000;
+    let t = std::time::Instant::now();
+    for i in 0..n {
+        let out = dir.path().join(format!("s/p{i}-1.gpkg.tar"));
+        write_gpkg(&format!("dev-libs/p{i}-1"), &m, &[("usr/x", b"x")], &out).expect("write");
+    }
+    let write_s = t.elapsed().as_secs_f64();
+    let t = std::time::Instant::now();
+    for i in 0..n {
+        inspect(&dir.path().join(format!("s/p{i}-1.gpkg.tar"))).expect("inspect");
+    }
+    let inspect_s = t.elapsed().as_secs_f64();
+    println!(
+        "small gpkg: write_gpkg {:.0}/s, inspect {:.0}/s",
+        n as f64 / write_s,
+        n as f64 / inspect_s
+    );
+    // 64 MiB of poorly compressible data.
+    let mut seed = 1u64;
+    let data: Vec<u8> = (0..64usize << 20)
+        .map(|_| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 56) as u8
+        })
+        .collect();
+    let out = dir.path().join("big-1.gpkg.tar");
+    write_gpkg("dev-libs/big-1", &m, &[("usr/big", &data)], &out).expect("write");
+    let size = std::fs::metadata(&out).expect("stat").len();
+    let t = std::time::Instant::now();
+    inspect(&out).expect("inspect");
+    let s = t.elapsed().as_secs_f64();
+    println!(
+        "64 MiB image: file {} MiB, inspect {:.2} s = {:.0} MiB/s",
+        size >> 20,
+        s,
+        (size >> 20) as f64 / s
+    );
+}

@@ -71,6 +71,8 @@ pub struct DroneCounts {
     pub suspect: u32,
     /// Gone.
     pub offline: u32,
+    /// Stopped cleanly (the agent said goodbye).
+    pub stopped: u32,
 }
 
 /// The disruption brake (swarm-core's `BrakeView`).
@@ -406,6 +408,8 @@ pub enum NodeAction {
     Undrain,
     /// Put the escalation ladder back at the bottom.
     ResetEscalation,
+    /// Retire the drone: its work is requeued, its history stays.
+    Remove,
 }
 
 impl NodeAction {
@@ -417,6 +421,7 @@ impl NodeAction {
             NodeAction::Drain => "drain",
             NodeAction::Undrain => "undrain",
             NodeAction::ResetEscalation => "reset-escalation",
+            NodeAction::Remove => "remove",
         }
     }
 }

@@ -52,6 +52,12 @@ impl Client {
         Ok(lenient(value))
     }
 
+    /// `POST /api/v1/deregister`: this drone is stopping cleanly; the server
+    /// shows it as stopped instead of waiting for it to time out.
+    pub fn deregister(&self, req: &LeaseRequest) -> Result<serde_json::Value, ClientError> {
+        self.post_json("/api/v1/deregister", req, Auth::Drone)
+    }
+
     /// `PUT /api/v1/artifacts/<category>/<file_name>` with the raw bytes of a
     /// binary package and its sha256 in `X-Sha256`; the server checks the
     /// digest and answers with the one it computed, which the caller compares.

@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod drone;
+pub mod logs;
 
 use crate::wire::ErrorBody;
 use serde::de::DeserializeOwned;
@@ -35,12 +36,15 @@ impl std::fmt::Debug for Client {
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// No HTTP answer at all.
-    #[error("cannot reach {url}: {cause} — is `swarm serve` running?")]
+    #[error("cannot reach {url}: {cause}{hint}")]
     Unreachable {
         /// The URL tried.
         url: String,
-        /// The transport's words.
+        /// The transport's words (without the URL again).
         cause: String,
+        /// What to check, for the causes that have an obvious next step
+        /// (" — is `swarm serve` running?" only when the connection was refused).
+        hint: &'static str,
     },
     /// The server answered with an error status.
     #[error("{url}: HTTP {status}: {}{}", body.error, body.field.as_ref().map(|f| format!(" (field `{f}`)")).unwrap_or_default())]
@@ -230,18 +234,43 @@ fn error_of(url: &str, e: ureq::Error) -> ClientError {
             }
         }
         ureq::Error::Transport(t) => {
-            let mut cause = t.to_string();
+            // `Transport`'s Display repeats the URL; build the cause from its
+            // parts so the operator reads the URL once.
+            let kind = t.kind().to_string();
+            let mut cause = match t.message() {
+                Some(m) if m.to_lowercase().starts_with(&kind.to_lowercase()) => m.to_string(),
+                Some(m) => format!("{kind}: {m}"),
+                None => kind,
+            };
+            let mut refused = false;
             let mut src = std::error::Error::source(&t);
             while let Some(s) = src {
+                if let Some(io) = s.downcast_ref::<std::io::Error>() {
+                    refused |= io.kind() == std::io::ErrorKind::ConnectionRefused;
+                }
                 let text = s.to_string();
                 if !cause.contains(&text) {
-                    cause = text;
+                    cause = format!("{cause}: {text}");
                 }
                 src = s.source();
             }
+            let cause = cause.to_lowercase();
+            refused |= cause.contains("connection refused");
+            let hint = match t.kind() {
+                _ if refused => " — is `swarm serve` running?",
+                ureq::ErrorKind::Dns => " — check the host name in the URL",
+                _ if cause.contains("tls") => {
+                    " — this client speaks plain http://: use http://HOST:PORT"
+                }
+                ureq::ErrorKind::UnknownScheme | ureq::ErrorKind::InvalidUrl => {
+                    " — the URL must look like http://HOST:PORT"
+                }
+                _ => "",
+            };
             ClientError::Unreachable {
                 url: url.to_string(),
-                cause: cause.to_lowercase(),
+                cause,
+                hint,
             }
         }
     }

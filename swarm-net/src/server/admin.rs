@@ -21,6 +21,10 @@ fn atom_at(text: &str, field: &str) -> Result<Atom, ApiError> {
 pub(crate) fn queue(sh: &Shared, req: &mut Request) -> Result<Reply, ApiError> {
     let body = read_body(req, sh.max_body)?;
     let r: QueueRequest = parse_json(&body)?;
+    if r.packages.is_empty() {
+        // v3 answers an empty list with this exact error; its tools check for it.
+        return Err(ApiError::field(400, "packages", "No packages"));
+    }
     let mut packages = Vec::with_capacity(r.packages.len());
     for (i, item) in r.packages.into_iter().enumerate() {
         let field = format!("packages[{i}]");
@@ -166,6 +170,9 @@ pub(crate) fn control_of(
             Control::Reclaim { package, drone }
         }
         "clear_history" => Control::ClearHistory,
+        "remove_drone" => Control::RemoveDrone {
+            drone: need_drone(drone)?,
+        },
         _ => {
             return Err(ApiError::field(
                 400,
@@ -220,10 +227,11 @@ pub(crate) fn node_action(sh: &Shared, name: &str, action: &str) -> Result<Reply
         "drain" => Control::Drain { drone },
         "undrain" => Control::Undrain { drone },
         "reset-escalation" | "reset_escalation" => Control::ResetEscalation { drone },
+        "remove" => Control::RemoveDrone { drone },
         other => {
             return Err(ApiError::new(
                 404,
-                format!("unknown drone action {other:?}: use pause, resume, drain, undrain or reset-escalation"),
+                format!("unknown drone action {other:?}: use pause, resume, drain, undrain, reset-escalation or remove"),
             ))
         }
     };

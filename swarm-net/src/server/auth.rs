@@ -57,11 +57,16 @@ pub fn resolve_admin_token(
     if let Some(t) = configured.filter(|t| !t.trim().is_empty()) {
         return Ok((t.trim().to_string(), TokenSource::Configured));
     }
-    if let Ok(text) = std::fs::read_to_string(file) {
-        let t = text.trim();
-        if !t.is_empty() {
-            return Ok((t.to_string(), TokenSource::File));
+    let mut empty = false;
+    match std::fs::read_to_string(file) {
+        Ok(text) if !text.trim().is_empty() => {
+            return Ok((text.trim().to_string(), TokenSource::File));
         }
+        // Missing or empty: generate one below.
+        Ok(_) => empty = true,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        // Unreadable (another user's data dir): say so, never "file exists".
+        Err(e) => return Err(e),
     }
     let mut bytes = [0u8; 32];
     getrandom::getrandom(&mut bytes).map_err(|e| std::io::Error::other(e.to_string()))?;
@@ -70,7 +75,11 @@ pub fn resolve_admin_token(
         std::fs::create_dir_all(dir)?;
     }
     let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
+    if empty {
+        opts.write(true).truncate(true);
+    } else {
+        opts.write(true).create_new(true);
+    }
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;

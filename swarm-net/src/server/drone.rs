@@ -203,7 +203,14 @@ pub(crate) fn register(sh: &Shared, req: &mut Request) -> Result<Reply, ApiError
             revoke.push(p);
         }
     }
+    let (slots, cores_per_slot) = {
+        let p = sh.published();
+        let slots = p.swarm.view().drone(&name).map(|d| d.slots);
+        (slots, Some(p.swarm.config().cores_per_slot))
+    };
     Reply::ok(&RegisterReply {
+        slots,
+        cores_per_slot,
         status: "registered".into(),
         orchestrator: Some(orchestrator),
         orchestrator_port: Some(sh.port),
@@ -369,7 +376,10 @@ pub(crate) fn complete(sh: &Shared, req: &mut Request) -> Result<Reply, ApiError
         .unwrap_or_default();
     let (outcome, recorded) = match status.as_str() {
         "success" | "ok" | "built" => {
-            if atom.is_virtual() || artifact_present(&sh.staging, &atom) {
+            if atom.is_virtual()
+                || artifact_present(&sh.staging, &atom)
+                || reported_artifact_present(&sh.staging, &atom, r.artifacts.as_deref())
+            {
                 (Outcome::Success, "built")
             } else {
                 (
@@ -471,14 +481,19 @@ fn report_reply(done: &Done, report: &Report, recorded: &str) -> Result<Reply, A
     })
 }
 
-fn lease_report(sh: &Shared, req: &mut Request) -> Result<(LeaseRequest, Report), ApiError> {
-    let body = read_body(req, sh.max_body)?;
-    let r: LeaseRequest = parse_json(&body)?;
+/// The registered drone a lease request (or goodbye) comes from.
+fn sender(sh: &Shared, r: &LeaseRequest) -> Result<DroneName, ApiError> {
     let id =
         r.id.clone()
             .or_else(|| r.node_name.clone())
             .ok_or_else(missing_id)?;
-    let name = sh.resolve(&id).ok_or_else(|| unknown_drone(&id))?;
+    sh.resolve(&id).ok_or_else(|| unknown_drone(&id))
+}
+
+fn lease_report(sh: &Shared, req: &mut Request) -> Result<(LeaseRequest, Report), ApiError> {
+    let body = read_body(req, sh.max_body)?;
+    let r: LeaseRequest = parse_json(&body)?;
+    let name = sender(sh, &r)?;
     let package = match (&r.package, r.lease) {
         (Some(p), _) => atom_of(p, "package")?,
         (None, Some(lease)) => sh
@@ -534,4 +549,50 @@ pub(crate) fn give_back(sh: &Shared, req: &mut Request) -> Result<Reply, ApiErro
     };
     let done = sh.submit(Plan::Inputs(vec![input]), None, false)?;
     report_reply(&done, &report, "returned")
+}
+
+/// `POST /api/v1/deregister` (`{"node_name": …, "reason": …}`): the agent
+/// is stopping cleanly. The drone shows as stopped, not failing; whatever
+/// it still holds goes back to the queue. Registering again undoes it.
+pub(crate) fn deregister(sh: &Shared, req: &mut Request) -> Result<Reply, ApiError> {
+    let body = read_body(req, sh.max_body)?;
+    let r: LeaseRequest = parse_json(&body)?;
+    let name = sender(sh, &r)?;
+    let input = Input::Deregister {
+        drone: name.clone(),
+    };
+    let done = sh.submit(Plan::Inputs(vec![input]), None, false)?;
+    let returned = done
+        .outputs
+        .iter()
+        .filter(|o| matches!(o, Output::Event(Event::Reclaimed { .. })))
+        .count();
+    tracing::info!(
+        drone = %name,
+        reason = r.reason.as_deref().unwrap_or("not given"),
+        returned,
+        "drone stopped cleanly"
+    );
+    Reply::ok(&json!({"status": "stopped", "drone": name, "returned": returned, "seq": done.seq}))
+}
+
+/// A success for an atom that names no file (`>=cat/pkg-1`, `cat/pkg`, `=cat/pkg-1*`) counts when
+/// the drone reported uploading a version of that package (`artifacts`, read from the packages
+/// themselves) and that binary is in staging.
+fn reported_artifact_present(
+    staging: &std::path::Path,
+    atom: &Atom,
+    artifacts: Option<&[String]>,
+) -> bool {
+    artifacts.unwrap_or_default().iter().any(|cpv| {
+        let Ok(built) = Atom::parse(&format!("={cpv}")) else {
+            return false;
+        };
+        let same_package = if atom.category().is_empty() {
+            built.pn() == atom.pn()
+        } else {
+            built.key() == atom.key()
+        };
+        same_package && artifact_present(staging, &built)
+    })
 }

@@ -51,6 +51,14 @@ pub(crate) enum Reply {
     /// A long-lived or large body (events, downloads), sent chunked as read.
     #[allow(dead_code)] // the endpoints that stream arrive with the dashboard
     Stream(u16, &'static str, Box<dyn std::io::Read + Send>),
+    /// A file (or part of one) with its length and extra headers (`/binhost/`).
+    File {
+        status: u16,
+        content_type: &'static str,
+        headers: Vec<(&'static str, String)>,
+        body: Box<dyn std::io::Read + Send>,
+        len: u64,
+    },
 }
 
 impl Reply {
@@ -67,6 +75,7 @@ impl Reply {
     pub(crate) fn status(&self) -> u16 {
         match self {
             Reply::Json(s, _) | Reply::Text(s, _, _) | Reply::Stream(s, _, _) => *s,
+            Reply::File { status, .. } => *status,
         }
     }
 }
@@ -81,6 +90,20 @@ impl From<ApiError> for Reply {
 /// The reply on the wire.
 pub(crate) fn into_response(reply: Reply) -> Response {
     let (status, content_type, body) = match reply {
+        Reply::File {
+            status,
+            content_type,
+            headers,
+            body,
+            len,
+        } => {
+            return Response {
+                status,
+                content_type,
+                headers,
+                body: ResponseBody::Sized(body, len),
+            }
+        }
         Reply::Json(status, v) => (
             status,
             "application/json",

@@ -155,6 +155,19 @@ impl Metrics {
         }
     }
 
+    /// Event totals the dashboard's time series turns into per-minute counts.
+    pub(crate) fn totals(&self) -> super::dashboard::series::Totals {
+        let Ok(m) = self.inner.lock() else {
+            return Default::default();
+        };
+        let n = |k: &str| m.events.get(k).copied().unwrap_or(0);
+        super::dashboard::series::Totals {
+            built: n("built"),
+            failed: n("build_failed"),
+            reclaimed: n("reclaimed"),
+        }
+    }
+
     /// Appends the counters to `out`.
     pub(crate) fn render(&self, out: &mut String) {
         self.front.render(out);

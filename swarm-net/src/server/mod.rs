@@ -12,16 +12,23 @@
 //! Files: `front/` the HTTP/1.x front door (limits, timeouts) · `http.rs` plumbing · `auth.rs` tokens · `drone.rs` the v3 drone
 //! endpoints · `read.rs` read endpoints and metrics · `admin.rs` queue,
 //! control, SQL · `artifacts.rs` binary packages · `writer.rs` the single
-//! writer · `shared.rs` what workers share · `metrics.rs` counters.
+//! writer · `shared.rs` what workers share · `metrics.rs` counters ·
+//! `dashboard/` the browser dashboard, its event stream and time series ·
+//! `logs.rs` build logs.
 
 mod admin;
 mod artifacts;
 mod auth;
+mod binhost;
+mod dashboard;
 mod drone;
 mod front;
 mod http;
+mod logs;
 mod metrics;
 mod read;
+mod rejects;
+mod releases;
 mod shared;
 mod writer;
 
@@ -66,6 +73,8 @@ pub struct ServerOptions {
     pub clock: Clock,
     /// Runs escalation steps; `None` only logs them.
     pub on_escalate: Option<EscalateHook>,
+    /// Binhost releases and the served tree.
+    pub binhost: crate::binhost::BinhostOptions,
 }
 
 /// Why the server did not start.
@@ -80,13 +89,16 @@ pub enum ServeError {
         source: swarm_store::StoreError,
     },
     /// The address would not bind.
-    #[error("cannot listen on {addr}: {cause} (is another server running? choose another address with --listen)")]
+    #[error("cannot listen on {addr}: {cause} (choose another address with --listen)")]
     Bind {
         /// The address.
         addr: SocketAddr,
         /// Why.
         cause: String,
     },
+    /// The binhost tree or its bookkeeping could not be opened.
+    #[error("cannot open the binhost releases: {0}")]
+    Binhost(#[from] crate::binhost::ReleaseError),
     /// Staging could not be created.
     #[error("cannot create the staging directory {path}")]
     Staging {
@@ -176,7 +188,12 @@ fn probe_targets(sh: &Shared) -> Vec<(DroneName, String)> {
         .view()
         .drones()
         .into_iter()
-        .filter(|d| d.status != swarm_core::DroneStatus::Offline)
+        .filter(|d| {
+            !matches!(
+                d.status,
+                swarm_core::DroneStatus::Offline | swarm_core::DroneStatus::Stopped
+            )
+        })
         .filter_map(|d| sh.address_of(&d.name).map(|a| (d.name, a)))
         .collect()
 }
@@ -202,6 +219,7 @@ pub fn start(opts: ServerOptions) -> Result<RunningServer, ServeError> {
             "removed upload temp files an earlier run left behind"
         );
     }
+    let releases = crate::binhost::Releases::open(opts.binhost.clone(), &opts.staging)?;
     let mut store_opts = opts.store.clone();
     store_opts.open_at = Some((opts.clock)());
     // Drones must not wait while a large state is serialised and verified.
@@ -267,6 +285,7 @@ pub fn start(opts: ServerOptions) -> Result<RunningServer, ServeError> {
         history: (0..history_n).map(|_| Mutex::new(None)).collect(),
         db_path: opts.db_path.clone(),
         staging: opts.staging.clone(),
+        releases,
         admin_token: opts.admin_token.clone(),
         drone_token: opts.drone_token.clone(),
         max_body: opts.max_body_bytes,
@@ -276,6 +295,8 @@ pub fn start(opts: ServerOptions) -> Result<RunningServer, ServeError> {
         port: addr.port(),
         history_next: AtomicUsize::new(0),
         store_fault: RwLock::new(None),
+        dashboard: dashboard::Dashboard::new(&opts.db_path, (opts.clock)().0),
+        logs: open_logs(&opts.db_path),
     });
     let writer = {
         let shared = shared.clone();
@@ -287,6 +308,17 @@ pub fn start(opts: ServerOptions) -> Result<RunningServer, ServeError> {
                 cause: format!("cannot start the writer thread: {e}"),
             })?
     };
+    {
+        let shared = shared.clone();
+        // Stops by itself within a second of `stop` (it checks the flag).
+        std::thread::Builder::new()
+            .name("swarm-dashboard".into())
+            .spawn(move || dashboard::run(&shared))
+            .map_err(|e| ServeError::Bind {
+                addr,
+                cause: format!("cannot start the dashboard thread: {e}"),
+            })?;
+    }
     let handler: front::Handler = {
         let shared = shared.clone();
         Arc::new(move |req: &mut Request<'_>| serve_one(&shared, req))
@@ -311,6 +343,18 @@ pub fn start(opts: ServerOptions) -> Result<RunningServer, ServeError> {
     })
 }
 
+/// Build logs live in `logs/` beside the database.
+fn open_logs(db_path: &std::path::Path) -> Option<logs::LogStore> {
+    let dir = db_path.with_file_name("logs");
+    match logs::LogStore::open(&dir) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::error!(dir = %dir.display(), error = %e, "cannot open the build-log directory; log uploads will be refused");
+            None
+        }
+    }
+}
+
 /// Answered even when every connection slot is taken, so monitoring can
 /// tell a busy server from a dead one.
 fn always_open(path: &str) -> bool {
@@ -323,6 +367,20 @@ fn serve_one(sh: &Shared, req: &mut Request<'_>) -> Response {
     let method = req.method().clone();
     let url = req.url().to_string();
     let path = url.split('?').next().unwrap_or("").to_string();
+    // The event stream keeps its connection (its own thread, in front/).
+    if method == Method::Get && path == "/api/v1/events/stream" {
+        let resp = dashboard::stream::open(&sh.dashboard.feed, req, &url);
+        sh.metrics
+            .request("events_stream", resp.status, began.elapsed());
+        return resp;
+    }
+    if method == Method::Get {
+        if let Some(resp) = dashboard::assets::serve(req, &path) {
+            sh.metrics
+                .request("dashboard", resp.status, began.elapsed());
+            return resp;
+        }
+    }
     let (route, result) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         route(sh, req, &method, &path, &url)
     }))
@@ -348,11 +406,35 @@ fn serve_one(sh: &Shared, req: &mut Request<'_>) -> Response {
         }
     };
     let status = reply.status();
+    if matches!(status, 401 | 403) && DRONE_ROUTES.contains(&route) {
+        if let Some(n) = rejects::drone_rejects().note(Instant::now()) {
+            let why = match &reply {
+                Reply::Json(_, v) => v["error"].as_str().unwrap_or("").to_owned(),
+                _ => String::new(),
+            };
+            tracing::warn!(
+                %method, %path, from = %peer, status, refused = n,
+                "refused a drone: {why} (a drone with a missing or wrong drone token; \
+                 logged at most once a minute)"
+            );
+        }
+    }
     sh.metrics.request(route, status, began.elapsed());
     http::into_response(reply)
 }
 
 type Routed = (&'static str, Result<Reply, ApiError>);
+
+/// Routes that take the drone token: refusals there are logged.
+const DRONE_ROUTES: [&str; 7] = [
+    "register",
+    "work",
+    "complete",
+    "started",
+    "return",
+    "deregister",
+    "artifacts",
+];
 
 fn route(sh: &Shared, req: &mut Request<'_>, method: &Method, path: &str, url: &str) -> Routed {
     let p = path.trim_end_matches('/');
@@ -373,6 +455,22 @@ fn route(sh: &Shared, req: &mut Request<'_>, method: &Method, path: &str, url: &
             )
         };
     }
+    if path == "/binhost" || path.starts_with("/binhost/") {
+        let rest = http::decode_path(path.trim_start_matches("/binhost").trim_start_matches('/'));
+        return match method {
+            Method::Get | Method::Head => ("binhost", binhost::get(sh.releases.root(), req, &rest)),
+            _ => (
+                "method",
+                Err(ApiError::new(
+                    405,
+                    format!("{method} is not allowed on /binhost: it is read-only"),
+                )),
+            ),
+        };
+    }
+    if let Some(rest) = p.strip_prefix("/api/v1/releases") {
+        return release_route(sh, req, method, rest, url);
+    }
     match (method, p) {
         (Method::Post, "/api/v1/register") => drone_ep!("register", drone::register(sh, req)),
         (Method::Get, "/api/v1/work") | (Method::Get, "/api/v1/poll") => {
@@ -383,6 +481,9 @@ fn route(sh: &Shared, req: &mut Request<'_>, method: &Method, path: &str, url: &
         }
         (Method::Post, "/api/v1/started") => drone_ep!("started", drone::started(sh, req)),
         (Method::Post, "/api/v1/return") => drone_ep!("return", drone::give_back(sh, req)),
+        (Method::Post, "/api/v1/deregister") => {
+            drone_ep!("deregister", drone::deregister(sh, req))
+        }
         (Method::Put, a) if a.starts_with("/api/v1/artifacts/") => {
             let rest = http::decode_path(a.trim_start_matches("/api/v1/artifacts/"));
             drone_ep!("artifacts", artifacts::put(sh, req, &rest))
@@ -400,6 +501,18 @@ fn route(sh: &Shared, req: &mut Request<'_>, method: &Method, path: &str, url: &
             ("build_stats", read::build_stats(sh, url))
         }
         (Method::Get, "/api/v1/explain") => ("explain", read::explain(sh, url)),
+        (Method::Get, "/api/v1/timeseries") => (
+            "timeseries",
+            dashboard::series::endpoint(&sh.dashboard.series, url),
+        ),
+        (Method::Get, "/api/v1/logs") => ("logs", logs::list(sh, url)),
+        (Method::Get, l) if l.starts_with("/api/v1/logs/") => {
+            ("log", logs::get(sh, l.trim_start_matches("/api/v1/logs/")))
+        }
+        (Method::Put, l) if l.starts_with("/api/v1/logs/") => {
+            let rest = l.trim_start_matches("/api/v1/logs/");
+            drone_ep!("log_put", logs::put(sh, req, rest, url))
+        }
         (Method::Get, "/metrics") | (Method::Get, "/api/v1/metrics") => {
             ("metrics", read::metrics(sh))
         }
@@ -430,8 +543,62 @@ fn route(sh: &Shared, req: &mut Request<'_>, method: &Method, path: &str, url: &
     }
 }
 
-const KNOWN: [&str; 18] = [
+fn release_route(
+    sh: &Shared,
+    req: &mut Request<'_>,
+    method: &Method,
+    rest: &str,
+    url: &str,
+) -> Routed {
+    macro_rules! admin_ep {
+        ($body:expr) => {
+            (
+                "releases_admin",
+                auth::require_admin(req, &sh.admin_token).and_then(|_| $body),
+            )
+        };
+    }
+    let parts: Vec<String> = rest
+        .trim_start_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(http::decode_path)
+        .collect();
+    let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+    match (method, parts.as_slice()) {
+        (Method::Get, []) => ("releases", releases::list(sh)),
+        (Method::Get, ["diff"]) => ("releases", releases::diff(sh, url)),
+        (Method::Get, [name]) => ("releases", releases::show(sh, name)),
+        (Method::Get, [name, "gate"]) => ("releases", releases::gate(sh, name)),
+        (Method::Post, []) => admin_ep!(releases::create(sh, req)),
+        (Method::Post, ["rollback"]) => admin_ep!(releases::rollback(sh)),
+        (Method::Post, ["purge"]) => admin_ep!(releases::purge(sh, req)),
+        (Method::Post, [name, "publish"]) => admin_ep!(releases::publish(sh, req, name)),
+        (Method::Post, [name, "keep"]) => admin_ep!(releases::keep(sh, req, name)),
+        (Method::Post, [name, "tag"]) => admin_ep!(releases::tag(sh, req, name)),
+        (Method::Get, _) | (Method::Post, _) => (
+            "not_found",
+            Err(ApiError::new(
+                404,
+                format!("no endpoint {method} /api/v1/releases{rest}"),
+            )),
+        ),
+        _ => (
+            "method",
+            Err(ApiError::new(
+                405,
+                format!("{method} is not allowed on /api/v1/releases{rest}"),
+            )),
+        ),
+    }
+}
+
+const KNOWN: [&str; 22] = [
+    "/api/v1/timeseries",
+    "/api/v1/logs",
+    "/api/v1/events/stream",
     "/api/v1/register",
+    "/api/v1/deregister",
     "/api/v1/work",
     "/api/v1/poll",
     "/api/v1/complete",

@@ -58,6 +58,7 @@ pub(crate) fn status(sh: &Shared) -> Result<Reply, ApiError> {
             "online": by(DroneStatus::Online),
             "suspect": by(DroneStatus::Suspect),
             "offline": by(DroneStatus::Offline),
+            "stopped": by(DroneStatus::Stopped),
         },
         "leases": view.lease_count(),
         "brake": view.brake(),
@@ -70,8 +71,9 @@ pub(crate) fn status(sh: &Shared) -> Result<Reply, ApiError> {
 
 pub(crate) fn nodes(sh: &Shared) -> Result<Reply, ApiError> {
     let p = sh.fresh();
+    let view = p.swarm.view();
     let mut out = Vec::new();
-    for d in p.swarm.view().drones() {
+    for d in view.drones() {
         let mut v = serde_json::to_value(&d).map_err(ApiError::internal)?;
         let address = sh.address_of(&d.name);
         if let Some(obj) = v.as_object_mut() {
@@ -80,6 +82,10 @@ pub(crate) fn nodes(sh: &Shared) -> Result<Reply, ApiError> {
             obj.insert("ip".into(), json!(address));
             obj.insert("address".into(), json!(address));
             obj.insert("online".into(), json!(d.status == DroneStatus::Online));
+            obj.insert(
+                "build_progress".into(),
+                json!(build_progress(&view, &d.leases)),
+            );
             obj.insert(
                 "current_task".into(),
                 json!(d
@@ -92,6 +98,31 @@ pub(crate) fn nodes(sh: &Shared) -> Result<Reply, ApiError> {
         out.push(v);
     }
     Reply::ok(&json!({ "nodes": out }))
+}
+
+/// v3's `build_progress`: each lease with its elapsed time against the
+/// package's learned estimate (what the dashboard's ETA shows).
+fn build_progress(view: &swarm_core::View<'_>, leases: &[swarm_core::LeaseView]) -> Vec<Value> {
+    let now = view.now().0;
+    leases
+        .iter()
+        .map(|l| {
+            let estimate_ms = view.package(&l.package).map_or(0, |p| p.estimate_ms);
+            let elapsed_ms = l.started_at.map_or(0, |s| now.saturating_sub(s.0));
+            let pct = (elapsed_ms * 100)
+                .checked_div(estimate_ms)
+                .unwrap_or(0)
+                .min(99);
+            json!({
+                "package": l.package.as_str(),
+                "lease": l.lease,
+                "building_since": l.started_at.map(|s| s.0),
+                "elapsed_s": elapsed_ms / 1000,
+                "estimated_s": estimate_ms / 1000,
+                "progress_pct": pct,
+            })
+        })
+        .collect()
 }
 
 fn state_name(s: &PackageStatus) -> &'static str {
@@ -149,18 +180,21 @@ pub(crate) fn explain(sh: &Shared, url: &str) -> Result<Reply, ApiError> {
     }))
 }
 
+/// The optional `package` query parameter, normalised.
+pub(crate) fn package_param(q: &Query) -> Result<Option<String>, ApiError> {
+    q.get("package")
+        .map(|p| {
+            Atom::parse(p)
+                .map(|a| a.as_str().to_string())
+                .map_err(|e| ApiError::field(400, "package", format!("bad atom {p:?}: {e}")))
+        })
+        .transpose()
+}
+
 pub(crate) fn history(sh: &Shared, url: &str) -> Result<Reply, ApiError> {
     let q = Query::parse(url);
     let limit = q.number("limit", 100, 10_000)? as u32;
-    let package = match q.get("package") {
-        Some(p) => Some(
-            Atom::parse(p)
-                .map_err(|e| ApiError::field(400, "package", format!("bad atom {p:?}: {e}")))?
-                .as_str()
-                .to_string(),
-        ),
-        None => None,
-    };
+    let package = package_param(&q)?;
     let drone = q.get("drone").map(str::to_string);
     let builds = sh.with_history(|h| h.builds(package.as_deref(), drone.as_deref(), limit))?;
     Reply::ok(&json!({ "builds": builds }))
@@ -231,6 +265,7 @@ pub(crate) fn metrics(sh: &Shared) -> Result<Reply, ApiError> {
             ("state=\"online\"".into(), count(DroneStatus::Online)),
             ("state=\"suspect\"".into(), count(DroneStatus::Suspect)),
             ("state=\"offline\"".into(), count(DroneStatus::Offline)),
+            ("state=\"stopped\"".into(), count(DroneStatus::Stopped)),
         ],
     );
     gauge(
@@ -257,6 +292,12 @@ pub(crate) fn metrics(sh: &Shared) -> Result<Reply, ApiError> {
         "swarm_store_writable",
         "1 while the store takes writes; 0 while it cannot write (disk full, read-only file system); /api/v1/health says why.",
         &[(String::new(), u64::from(writable))],
+    );
+    super::dashboard::slo::render(
+        &mut out,
+        &view,
+        sh.dashboard.series.reclaims_in(60),
+        sh.dashboard.feed.clients(),
     );
     sh.metrics.render(&mut out);
     Ok(Reply::Text(200, "text/plain; version=0.0.4", out))

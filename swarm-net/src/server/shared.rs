@@ -59,6 +59,7 @@ pub(crate) struct Shared {
     pub(crate) history: Vec<Mutex<Option<History>>>,
     pub(crate) db_path: PathBuf,
     pub(crate) staging: PathBuf,
+    pub(crate) releases: crate::binhost::Releases,
     pub(crate) admin_token: String,
     pub(crate) drone_token: Option<String>,
     pub(crate) max_body: u64,
@@ -70,6 +71,10 @@ pub(crate) struct Shared {
     /// Why the store cannot write right now (`None`: it can). Set by the
     /// writer after every write attempt; health and metrics read it.
     pub(crate) store_fault: RwLock<Option<String>>,
+    /// The dashboard's event stream and time series.
+    pub(crate) dashboard: super::dashboard::Dashboard,
+    /// Uploaded build logs; `None` when the directory could not be opened.
+    pub(crate) logs: Option<super::logs::LogStore>,
 }
 
 impl Shared {

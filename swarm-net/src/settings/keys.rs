@@ -37,6 +37,14 @@ pub(super) const SERVER_KEYS: &[(&str, Kind)] = &[
     ("db_path", Kind::Path),
     ("staging_path", Kind::Path),
     ("binhost_path", Kind::OptPath),
+    (
+        "release_keep",
+        Kind::Int {
+            min: 1,
+            max: 10_000,
+        },
+    ),
+    ("release_max_drop_percent", Kind::Int { min: 0, max: 100 }),
     ("admin_token", Kind::Secret),
     ("admin_token_file", Kind::Path),
     ("drone_token", Kind::Secret),

@@ -453,6 +453,34 @@ fn write_response(
             }
             conn.write_raw(&out)
         }
+        ResponseBody::Sized(reader, len) => {
+            let _ = write!(out, "Content-Length: {len}\r\n\r\n");
+            conn.write_raw(&out)?;
+            if head_only {
+                return Ok(());
+            }
+            let mut reader = reader.take(len);
+            let mut buf = vec![0u8; 64 * 1024];
+            let mut sent = 0u64;
+            loop {
+                let n = match reader.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                };
+                conn.write_raw(&buf[..n])?;
+                sent += n as u64;
+            }
+            if sent < len {
+                // The file shrank under us: the promised length cannot be kept.
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "body shorter than its Content-Length",
+                ));
+            }
+            Ok(())
+        }
         ResponseBody::Stream(mut reader) => {
             if http11 {
                 out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");

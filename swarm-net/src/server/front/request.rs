@@ -292,6 +292,8 @@ pub(crate) struct Response {
 pub(crate) enum ResponseBody {
     Bytes(Vec<u8>),
     Stream(Box<dyn Read + Send>),
+    /// A body of known length read as it is sent (a file, a byte range).
+    Sized(Box<dyn Read + Send>, u64),
 }
 
 impl Response {

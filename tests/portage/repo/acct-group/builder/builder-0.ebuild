@@ -7,5 +7,5 @@ S="${WORKDIR}"
 SLOT="0"
 src_install() {
 	dodir /usr/share/swarm-fixture
-	echo "${CATEGORY}/${PF}" > "${ED}/usr/share/swarm-fixture/${PN}-${SLOT%/*}" || die
+	echo "${CATEGORY}/${PF}" > "${ED}/usr/share/swarm-fixture/${CATEGORY}-${PN}-${SLOT%/*}" || die
 }

@@ -8,5 +8,5 @@ SLOT="0"
 RDEPEND="acct-group/builder"
 src_install() {
 	dodir /usr/share/swarm-fixture
-	echo "${CATEGORY}/${PF}" > "${ED}/usr/share/swarm-fixture/${PN}-${SLOT%/*}" || die
+	echo "${CATEGORY}/${PF}" > "${ED}/usr/share/swarm-fixture/${CATEGORY}-${PN}-${SLOT%/*}" || die
 }

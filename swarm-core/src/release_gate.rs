@@ -1,0 +1,405 @@
+//! The safety gate in front of publishing a binhost release: a pure verdict
+//! over the current generation (from a [`View`]) and facts the adapter read
+//! from the release and the published one.
+//!
+//! A release may be published when it holds a binary for every package of
+//! the current generation, every in-queue dependency of what it holds, was
+//! built against the generation's Portage snapshot, and does not drop more
+//! than a configured share of what clients install today. Every failed rule
+//! is listed, so an operator sees the whole picture before `--force`.
+
+use crate::atom::Atom;
+use crate::view::{PackageStatus, View};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// What the adapter knows about one package of the release.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntryFacts {
+    /// The Portage snapshot of the drone that built it, as that drone
+    /// reported it; `None` when nobody knows (a rsynced file, a drone that
+    /// reports no snapshot).
+    pub portage_snapshot: Option<String>,
+    /// The drone that built it, when known.
+    pub built_by: Option<String>,
+}
+
+/// The release being judged and what is published now.
+pub struct GateFacts<'a> {
+    /// The release's packages, `category/pf` → facts.
+    pub release: &'a BTreeMap<String, EntryFacts>,
+    /// The published release's packages, if one is published.
+    pub published: Option<&'a BTreeSet<String>>,
+    /// Refuse when more than this share (per mille) of the published
+    /// release's packages would disappear.
+    pub max_drop_permille: u32,
+}
+
+/// One reason to refuse.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "rule", rename_all = "snake_case")]
+pub enum GateReason {
+    /// A package of the current generation has no binary in the release.
+    Missing {
+        /// The queued atom.
+        package: String,
+        /// Its state in the queue: `built`, `queued`, `building`, `blocked`, ...
+        state: String,
+    },
+    /// A package in the release needs an in-queue dependency the release lacks.
+    MissingDependency {
+        /// The package in the release.
+        package: String,
+        /// The dependency it was queued with.
+        dependency: String,
+    },
+    /// Built against a Portage snapshot other than the generation's.
+    Snapshot {
+        /// The package.
+        package: String,
+        /// The snapshot of the drone that built it.
+        built_with: String,
+        /// The generation's snapshot.
+        expected: String,
+        /// The drone, when known.
+        drone: Option<String>,
+    },
+    /// Publishing would take away too much of what clients install today.
+    Drops {
+        /// Packages of the published release missing from this one.
+        dropped: u32,
+        /// Packages in the published release.
+        published: u32,
+        /// The configured limit, per mille.
+        limit_permille: u32,
+        /// A few of them.
+        examples: Vec<String>,
+    },
+}
+
+impl std::fmt::Display for GateReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GateReason::Missing { package, state } => {
+                write!(f, "{package} is in the current generation but not in the release ({state})")
+            }
+            GateReason::MissingDependency {
+                package,
+                dependency,
+            } => write!(
+                f,
+                "{package} needs {dependency}, which is queued but not in the release"
+            ),
+            GateReason::Snapshot {
+                package,
+                built_with,
+                expected,
+                drone,
+            } => write!(
+                f,
+                "{package} was built against Portage snapshot {built_with:?}{}, the generation expects {expected:?}",
+                drone.as_ref().map(|d| format!(" on {d}")).unwrap_or_default()
+            ),
+            GateReason::Drops {
+                dropped,
+                published,
+                limit_permille,
+                examples,
+            } => write!(
+                f,
+                "it would drop {dropped} of the {published} published packages (limit {}.{}%), e.g. {}",
+                limit_permille / 10,
+                limit_permille % 10,
+                examples.join(", ")
+            ),
+        }
+    }
+}
+
+/// The gate's answer: refuse when `reasons` is not empty.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GateVerdict {
+    /// Every rule that failed.
+    pub reasons: Vec<GateReason>,
+    /// What the gate could not check, and why.
+    pub notes: Vec<String>,
+}
+
+impl GateVerdict {
+    /// Whether publishing may go ahead without `--force`.
+    pub fn passed(&self) -> bool {
+        self.reasons.is_empty()
+    }
+}
+
+/// Judges a release against the current generation.
+pub fn check_publish(view: View<'_>, facts: &GateFacts<'_>) -> GateVerdict {
+    let mut v = GateVerdict::default();
+    let by_key = index_by_key(facts.release.keys());
+    let generation = view.generation();
+    let world: Vec<_> = view
+        .queue()
+        .filter(|p| p.generation == generation)
+        .collect();
+    if world.is_empty() {
+        v.notes
+            .push("the current generation queues no packages: nothing to compare with".into());
+    }
+    let queued: BTreeSet<&Atom> = world.iter().map(|p| &p.atom).collect();
+    for p in &world {
+        if !satisfied(&p.atom, &by_key) {
+            v.reasons.push(GateReason::Missing {
+                package: p.atom.as_str().to_string(),
+                state: state_name(&p.status).to_string(),
+            });
+        }
+    }
+    // Dependencies: only of packages the release holds, only those in the queue.
+    for p in &world {
+        if !satisfied(&p.atom, &by_key) {
+            continue;
+        }
+        for dep in view.deps_of(&p.atom) {
+            if queued.contains(&dep) && !satisfied(&dep, &by_key) {
+                v.reasons.push(GateReason::MissingDependency {
+                    package: p.atom.as_str().to_string(),
+                    dependency: dep.as_str().to_string(),
+                });
+            }
+        }
+    }
+    match view.expected_portage() {
+        None => v
+            .notes
+            .push("the generation names no Portage snapshot: snapshots were not compared".into()),
+        Some(expected) => {
+            let mut unknown = Vec::new();
+            for (cpv, f) in facts.release {
+                match &f.portage_snapshot {
+                    Some(s) if s != expected => v.reasons.push(GateReason::Snapshot {
+                        package: cpv.clone(),
+                        built_with: s.clone(),
+                        expected: expected.to_string(),
+                        drone: f.built_by.clone(),
+                    }),
+                    Some(_) => {}
+                    None => unknown.push(cpv.as_str()),
+                }
+            }
+            if !unknown.is_empty() {
+                v.notes.push(format!(
+                    "no known Portage snapshot for {} package(s), e.g. {}: not compared",
+                    unknown.len(),
+                    unknown
+                        .iter()
+                        .take(5)
+                        .copied()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+        }
+    }
+    if let Some(published) = facts.published {
+        let dropped: Vec<&String> = published
+            .iter()
+            .filter(|c| !facts.release.contains_key(*c))
+            .collect();
+        let n = published.len() as u64;
+        if n > 0 && (dropped.len() as u64) * 1000 > u64::from(facts.max_drop_permille) * n {
+            v.reasons.push(GateReason::Drops {
+                dropped: dropped.len() as u32,
+                published: n as u32,
+                limit_permille: facts.max_drop_permille,
+                examples: dropped.iter().take(5).map(|s| s.to_string()).collect(),
+            });
+        }
+    }
+    v
+}
+
+fn state_name(s: &PackageStatus) -> &'static str {
+    match s {
+        PackageStatus::Queued { retry_at: Some(_) } => "failed, retrying later",
+        PackageStatus::Queued { retry_at: None } => "not built yet",
+        PackageStatus::Assigned { started: true, .. } => "building",
+        PackageStatus::Assigned { .. } => "assigned, not started",
+        PackageStatus::Built { .. } => "built, but its binary is not in the release",
+        PackageStatus::Blocked { .. } => "blocked",
+    }
+}
+
+/// `category/pn` → the release's `category/pf`s of that package.
+fn index_by_key<'a>(cpvs: impl Iterator<Item = &'a String>) -> BTreeMap<String, BTreeSet<String>> {
+    let mut m: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for cpv in cpvs {
+        if let Ok(a) = Atom::parse(cpv) {
+            m.entry(a.key().to_string()).or_default().insert(format!(
+                "{}/{}",
+                a.category(),
+                a.pf()
+            ));
+        }
+    }
+    m
+}
+
+/// An exact `=cat/pf` needs that very version; any other atom is satisfied by
+/// some version of its package (the queue resolved it, the release holds it).
+fn satisfied(atom: &Atom, by_key: &BTreeMap<String, BTreeSet<String>>) -> bool {
+    let Some(versions) = by_key.get(atom.key()) else {
+        return false;
+    };
+    let exact = atom.as_str().starts_with('=') && !atom.as_str().ends_with('*');
+    if exact && atom.pf() != atom.pn() {
+        versions.contains(&format!("{}/{}", atom.category(), atom.pf()))
+    } else {
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Config, Enqueue, Envelope, Generation, Input, PackageSpec, Seq, Swarm, Timestamp};
+
+    fn swarm_with(world: &[(&str, &[&str])], snapshot: Option<&str>) -> Swarm {
+        let mut s = Swarm::new(Config::default()).expect("config");
+        let packages = world
+            .iter()
+            .map(|(a, deps)| PackageSpec {
+                deps: deps.iter().map(|d| Atom::parse(d).expect("dep")).collect(),
+                ..PackageSpec::new(Atom::parse(a).expect("atom"))
+            })
+            .collect();
+        let _ = s.handle(&Envelope {
+            seq: Seq(1),
+            at: Timestamp(1_000),
+            input: Input::Enqueue(Enqueue {
+                packages,
+                generation: Some(Generation(1)),
+                portage_snapshot: snapshot.map(str::to_string),
+            }),
+        });
+        s
+    }
+
+    fn release(cpvs: &[(&str, Option<&str>)]) -> BTreeMap<String, EntryFacts> {
+        cpvs.iter()
+            .map(|(c, snap)| {
+                (
+                    c.to_string(),
+                    EntryFacts {
+                        portage_snapshot: snap.map(str::to_string),
+                        built_by: Some("drone-a".into()),
+                    },
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn passes_a_complete_release_and_lists_every_missing_package() {
+        let s = swarm_with(
+            &[
+                ("=dev-libs/a-1", &[]),
+                ("=app-misc/b-2", &["=dev-libs/a-1"]),
+                ("app-misc/c", &[]),
+            ],
+            None,
+        );
+        let full = release(&[
+            ("dev-libs/a-1", None),
+            ("app-misc/b-2", None),
+            ("app-misc/c-9", None),
+        ]);
+        let facts = GateFacts {
+            release: &full,
+            published: None,
+            max_drop_permille: 100,
+        };
+        let v = check_publish(s.view(), &facts);
+        assert!(v.passed(), "{v:?}");
+        assert!(v.notes.iter().any(|n| n.contains("no Portage snapshot")));
+
+        let partial = release(&[("app-misc/b-2", None), ("dev-libs/a-2", None)]);
+        let facts = GateFacts {
+            release: &partial,
+            published: None,
+            max_drop_permille: 100,
+        };
+        let v = check_publish(s.view(), &facts);
+        let text: Vec<String> = v.reasons.iter().map(ToString::to_string).collect();
+        assert!(
+            text.iter()
+                .any(|t| t.starts_with("=dev-libs/a-1 is in the current generation")),
+            "{text:?}"
+        );
+        assert!(
+            text.iter().any(|t| t.starts_with("app-misc/c is in")),
+            "{text:?}"
+        );
+        assert!(
+            text.iter()
+                .any(|t| t.contains("=app-misc/b-2 needs =dev-libs/a-1")),
+            "{text:?}"
+        );
+        assert_eq!(v.reasons.len(), 3, "{text:?}");
+    }
+
+    #[test]
+    fn refuses_packages_built_against_another_snapshot() {
+        let s = swarm_with(
+            &[("=dev-libs/a-1", &[]), ("=dev-libs/b-1", &[])],
+            Some("2026-12-01"),
+        );
+        let r = release(&[("dev-libs/a-1", Some("2026-11-01")), ("dev-libs/b-1", None)]);
+        let v = check_publish(
+            s.view(),
+            &GateFacts {
+                release: &r,
+                published: None,
+                max_drop_permille: 100,
+            },
+        );
+        assert_eq!(v.reasons.len(), 1, "{v:?}");
+        assert!(
+            matches!(&v.reasons[0], GateReason::Snapshot { package, .. } if package == "dev-libs/a-1")
+        );
+        assert!(v.notes.iter().any(|n| n.contains("dev-libs/b-1")), "{v:?}");
+    }
+
+    #[test]
+    fn refuses_dropping_more_than_the_configured_share() {
+        let s = swarm_with(&[], None);
+        let r = release(&[("dev-libs/a-1", None)]);
+        let published: BTreeSet<String> = [
+            "dev-libs/a-1",
+            "dev-libs/b-1",
+            "dev-libs/c-1",
+            "dev-libs/d-1",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let at = |permille| {
+            check_publish(
+                s.view(),
+                &GateFacts {
+                    release: &r,
+                    published: Some(&published),
+                    max_drop_permille: permille,
+                },
+            )
+        };
+        assert!(matches!(
+            at(500).reasons.as_slice(),
+            [GateReason::Drops {
+                dropped: 3,
+                published: 4,
+                ..
+            }]
+        ));
+        assert!(at(750).passed(), "3 of 4 is exactly 75 %");
+    }
+}

@@ -1,0 +1,242 @@
+//! The `Packages` index, written the way Portage's own `PackageIndex.write`
+//! writes it for a binary tree (`portage/getbinpkg.py`, configured as
+//! `binarytree._new_pkgindex()` configures it):
+//!
+//! - a header block, keys sorted, empty values left out: `VERSION: 0`,
+//!   `TIMESTAMP`, `PACKAGES`, `CHOST` (inherited by the entries), plus any
+//!   operator-supplied keys (`PROFILE`, `ACCEPT_KEYWORDS`, ...);
+//! - one block per package, sorted by CPV, keys sorted by Portage's internal
+//!   names and written with its translations (`_mtime_` → `MTIME`,
+//!   `repository` → `REPO`), with the default values left out (`EAPI: 0`,
+//!   `SLOT: 0`, empty strings) and `CHOST` left out when the header has it;
+//! - `MD5` and `SHA1` of the whole file, the digests Portage verifies (its
+//!   index reader drops any other digest key), `SIZE` and `PATH`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+/// Values Portage leaves out of an entry because its reader fills them in.
+const DEFAULTS: &[(&str, &str)] = &[("EAPI", "0"), ("SLOT", "0")];
+
+/// Header keys a caller may not set: the index owns them.
+pub const OWN_HEADER_KEYS: &[&str] = &["VERSION", "TIMESTAMP", "PACKAGES"];
+
+/// One package of the index.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct IndexEntry {
+    /// `category/pf`.
+    pub cpv: String,
+    /// The file, relative to the tree the index describes.
+    pub path: String,
+    /// Bytes.
+    pub size: u64,
+    /// The file's modification time, seconds (Portage's `MTIME`).
+    pub mtime_s: u64,
+    /// Hex MD5 of the file.
+    pub md5: String,
+    /// Hex SHA1 of the file.
+    pub sha1: String,
+    /// The package's metadata, Portage's key names (`SLOT`, `repository`, ...).
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// The CHOST most entries have (the header carries it once); ties go to the
+/// smallest name so the choice is stable.
+pub fn common_chost(entries: &[IndexEntry]) -> Option<String> {
+    let mut count: BTreeMap<&str, usize> = BTreeMap::new();
+    for e in entries {
+        if let Some(c) = e.metadata.get("CHOST").filter(|c| !c.is_empty()) {
+            *count.entry(c.as_str()).or_default() += 1;
+        }
+    }
+    let best = count.values().copied().max()?;
+    count
+        .into_iter()
+        .find(|(_, n)| *n == best)
+        .map(|(c, _)| c.to_string())
+}
+
+/// Renders the header block for `packages` entries.
+pub fn render_header(
+    extra: &BTreeMap<String, String>,
+    chost: Option<&str>,
+    timestamp: u64,
+    packages: usize,
+) -> String {
+    let mut h: BTreeMap<&str, String> = BTreeMap::new();
+    for (k, v) in extra {
+        if !OWN_HEADER_KEYS.contains(&k.as_str()) {
+            h.insert(k.as_str(), v.clone());
+        }
+    }
+    if let Some(c) = chost {
+        h.insert("CHOST", c.to_string());
+    }
+    h.insert("PACKAGES", packages.to_string());
+    h.insert("TIMESTAMP", timestamp.to_string());
+    h.insert("VERSION", "0".to_string());
+    let mut out = String::new();
+    for (k, v) in h {
+        let v = one_line(&v);
+        if !v.is_empty() {
+            let _ = writeln!(out, "{k}: {v}");
+        }
+    }
+    out.push('\n');
+    out
+}
+
+/// Renders one entry block; `path_prefix` is put before `PATH` (a release
+/// name when the index lives above the release's tree).
+pub fn render_entry(
+    e: &IndexEntry,
+    header_chost: Option<&str>,
+    path_prefix: &str,
+    out: &mut String,
+) {
+    let mut m: BTreeMap<&str, String> = BTreeMap::new();
+    for k in crate::binpkg::INDEX_KEYS {
+        let Some(v) = e.metadata.get(*k) else {
+            continue;
+        };
+        let v = one_line(v);
+        if v.is_empty() || DEFAULTS.iter().any(|(dk, dv)| dk == k && *dv == v) {
+            continue;
+        }
+        if *k == "CHOST" && Some(v.as_str()) == header_chost {
+            continue;
+        }
+        m.insert(k, v);
+    }
+    m.insert("CPV", e.cpv.clone());
+    m.insert("MD5", e.md5.clone());
+    m.insert("SHA1", e.sha1.clone());
+    m.insert("PATH", format!("{path_prefix}{}", e.path));
+    m.insert("SIZE", e.size.to_string());
+    m.insert("_mtime_", e.mtime_s.to_string());
+    for (k, v) in m {
+        let name = match k {
+            "_mtime_" => "MTIME",
+            "repository" => "REPO",
+            other => other,
+        };
+        let _ = writeln!(out, "{name}: {v}");
+    }
+    out.push('\n');
+}
+
+/// The whole index. Entries are sorted by CPV here, as Portage sorts them.
+pub fn render(
+    extra: &BTreeMap<String, String>,
+    timestamp: u64,
+    entries: &mut [IndexEntry],
+) -> String {
+    entries.sort_by(|a, b| a.cpv.cmp(&b.cpv));
+    let chost = common_chost(entries);
+    let mut out = render_header(extra, chost.as_deref(), timestamp, entries.len());
+    out.reserve(entries.len() * 640);
+    for e in entries.iter() {
+        render_entry(e, chost.as_deref(), "", &mut out);
+    }
+    out
+}
+
+/// Rewrites an index for serving from the directory above its tree: a new
+/// header `TIMESTAMP` and every `PATH` prefixed with `prefix`. Everything
+/// else is kept byte for byte, so this is one pass over the text.
+pub fn republish(index: &str, timestamp: u64, prefix: &str) -> String {
+    let mut out = String::with_capacity(index.len() + index.len() / 20);
+    let mut in_header = true;
+    for line in index.split_inclusive('\n') {
+        if in_header {
+            if line == "\n" {
+                in_header = false;
+            } else if line.starts_with("TIMESTAMP:") {
+                let _ = writeln!(out, "TIMESTAMP: {timestamp}");
+                continue;
+            }
+            out.push_str(line);
+        } else if let Some(rest) = line.strip_prefix("PATH: ") {
+            out.push_str("PATH: ");
+            out.push_str(prefix);
+            out.push_str(rest);
+        } else {
+            out.push_str(line);
+        }
+    }
+    out
+}
+
+/// Reads the `KEY: value` lines of an index's header (the first block).
+pub fn read_header(index: &str) -> BTreeMap<String, String> {
+    index
+        .lines()
+        .take_while(|l| !l.is_empty())
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.to_string(), v.strip_prefix(' ').unwrap_or(v).to_string()))
+        .collect()
+}
+
+/// Index values are one line; Portage joins whitespace runs with one space.
+fn one_line(v: &str) -> String {
+    v.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(cpv: &str, meta: &[(&str, &str)]) -> IndexEntry {
+        IndexEntry {
+            cpv: cpv.into(),
+            path: format!("{cpv}.gpkg.tar"),
+            size: 10240,
+            mtime_s: 1_796_210_073,
+            md5: "m".into(),
+            sha1: "s".into(),
+            metadata: meta
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn writes_what_portage_writes() {
+        let mut entries = vec![
+            entry(
+                "dev-libs/libfoo-1.2",
+                &[
+                    ("SLOT", "0/1.2"),
+                    ("EAPI", "8"),
+                    ("CHOST", "x86_64-pc-linux-gnu"),
+                    ("repository", "gentoo"),
+                    ("USE", "amd64  elibc_glibc\n"),
+                    ("DESCRIPTION", "not an index key"),
+                    ("RESTRICT", ""),
+                ],
+            ),
+            entry(
+                "app-misc/a-1",
+                &[
+                    ("SLOT", "0"),
+                    ("EAPI", "0"),
+                    ("CHOST", "x86_64-pc-linux-gnu"),
+                ],
+            ),
+        ];
+        let text = render(&BTreeMap::new(), 42, &mut entries);
+        let expected = "CHOST: x86_64-pc-linux-gnu\nPACKAGES: 2\nTIMESTAMP: 42\nVERSION: 0\n\n\
+            CPV: app-misc/a-1\nMD5: m\nPATH: app-misc/a-1.gpkg.tar\nSHA1: s\nSIZE: 10240\nMTIME: 1796210073\n\n\
+            CPV: dev-libs/libfoo-1.2\nEAPI: 8\nMD5: m\nPATH: dev-libs/libfoo-1.2.gpkg.tar\nSHA1: s\nSIZE: 10240\nSLOT: 0/1.2\nUSE: amd64 elibc_glibc\nMTIME: 1796210073\nREPO: gentoo\n\n";
+        assert_eq!(text, expected);
+        let again = republish(&text, 43, "r1/");
+        assert!(again.contains("TIMESTAMP: 43\n") && !again.contains("TIMESTAMP: 42"));
+        assert!(again.contains("PATH: r1/app-misc/a-1.gpkg.tar\n"));
+        assert_eq!(again.replace("r1/", "").replace(": 43", ": 42"), text);
+        assert_eq!(
+            read_header(&again).get("PACKAGES").map(String::as_str),
+            Some("2")
+        );
+    }
+}

@@ -1,0 +1,652 @@
+//! Binhost releases: immutable snapshots of the built set, each a complete
+//! Portage binary tree, and the published one that clients install from.
+//!
+//! ```text
+//! <binhost>/                    served under /binhost/ (or by nginx: dist/nginx/)
+//!   Packages                    the published index: its PATHs point into <release>/
+//!   <release>/Packages          each release's own index (PATHs relative to it)
+//!   <release>/<cat>/<pn>/<pf>-<build id>.gpkg.tar   hardlinks into staging's files
+//! <state>/state.json            releases, the published one, publish history, last TIMESTAMP
+//! <state>/<release>.json        a release's entries (digests, who built them)
+//! <state>/inspect-cache.json    what `binpkg::inspect` said per (inode, size, mtime)
+//! ```
+//!
+//! Publishing writes the top `Packages` to a temporary file and renames it
+//! into place, so a client reads either the old index or the new one, never
+//! half of either; every PATH names its release, so a client still working
+//! from the previous index keeps finding its files until that release is
+//! purged. `TIMESTAMP` grows with every index swarm writes (Portage keeps a
+//! cached index whose TIMESTAMP is not older), so a rollback is seen too.
+
+pub mod index;
+mod scan;
+mod state;
+
+pub use scan::Skipped;
+pub use state::{ReleaseEntry, ReleaseInfo};
+
+use index::IndexEntry;
+use serde::{Deserialize, Serialize};
+use state::State;
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use swarm_core::release_gate::{EntryFacts, GateVerdict};
+
+/// Where releases live and how many are kept.
+#[derive(Clone, Debug)]
+pub struct BinhostOptions {
+    /// The served tree: the published `Packages` and one directory per release.
+    /// Must be on the filesystem of staging (releases are hardlinks).
+    pub root: PathBuf,
+    /// Where the release bookkeeping is kept (not served).
+    pub state_dir: PathBuf,
+    /// Retention: the newest this many releases are never purged.
+    pub keep_last: u32,
+    /// The gate refuses a publish that drops more than this share (per
+    /// mille) of the published release's packages.
+    pub max_drop_permille: u32,
+    /// Extra `Packages` header keys (PROFILE, ACCEPT_KEYWORDS, ...).
+    pub header: BTreeMap<String, String>,
+}
+
+impl BinhostOptions {
+    /// The layout under a data directory: `binhost/` and `releases/`.
+    pub fn under(data_dir: &Path) -> BinhostOptions {
+        BinhostOptions {
+            root: data_dir.join("binhost"),
+            state_dir: data_dir.join("releases"),
+            keep_last: 5,
+            max_drop_permille: 100,
+            header: BTreeMap::new(),
+        }
+    }
+}
+
+/// Why a release action did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum ReleaseError {
+    /// No such release.
+    #[error("no release named {0:?} (see `swarm release list`)")]
+    NotFound(String),
+    /// The name is taken.
+    #[error("a release named {0:?} already exists")]
+    Exists(String),
+    /// The name cannot be a directory name on the binhost.
+    #[error("bad release name {0:?}: use 1 to 64 letters, digits, `.`, `_` or `-`, not starting with `.` or `-`")]
+    BadName(String),
+    /// A tag that does not fit.
+    #[error("bad tag {0:?}: use 1 to 64 letters, digits, `.`, `_` or `-`")]
+    BadTag(String),
+    /// Staging holds no valid binary package.
+    #[error("staging {0} holds no valid binary package: nothing to release")]
+    Empty(PathBuf),
+    /// The gate said no.
+    #[error("the safety gate refuses to publish {name}: {}", .verdict.reasons.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Refused {
+        /// The release.
+        name: String,
+        /// Every reason.
+        verdict: GateVerdict,
+    },
+    /// Nothing earlier to go back to.
+    #[error("nothing to roll back to: {0}")]
+    NoRollback(String),
+    /// An override without a reason.
+    #[error("--force needs --reason TEXT: the override is recorded with it")]
+    ForceWithoutReason,
+    /// A filesystem operation failed.
+    #[error("cannot {what} {path}: {source}")]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// On what.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Bookkeeping that does not parse.
+    #[error("release bookkeeping {path} is damaged: {why}")]
+    Damaged {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        why: String,
+    },
+}
+
+impl ReleaseError {
+    /// The HTTP status that fits.
+    pub fn status(&self) -> u16 {
+        match self {
+            ReleaseError::NotFound(_) => 404,
+            ReleaseError::Exists(_)
+            | ReleaseError::Refused { .. }
+            | ReleaseError::NoRollback(_) => 409,
+            ReleaseError::BadName(_)
+            | ReleaseError::BadTag(_)
+            | ReleaseError::ForceWithoutReason => 400,
+            ReleaseError::Empty(_) => 409,
+            ReleaseError::Io { .. } | ReleaseError::Damaged { .. } => 500,
+        }
+    }
+}
+
+pub(crate) fn io<'a>(
+    what: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(std::io::Error) -> ReleaseError + 'a {
+    move |source| ReleaseError::Io {
+        what,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// What `create` made.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Created {
+    /// The new release.
+    pub release: ReleaseInfo,
+    /// Files in staging that are not in it, and why.
+    pub skipped: Vec<Skipped>,
+    /// Files whose metadata came from the inspect cache.
+    pub cached: u32,
+}
+
+/// What `publish` or `rollback` did.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Published {
+    /// Now published.
+    pub release: String,
+    /// Published before, if any.
+    pub previous: Option<String>,
+    /// The index's new TIMESTAMP.
+    pub timestamp: u64,
+    /// The gate's verdict (empty reasons when it passed or was not asked).
+    pub gate: GateVerdict,
+    /// The operator's reason when the gate was overridden.
+    pub forced: Option<String>,
+}
+
+/// Two releases compared by CPV.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Diff {
+    /// Release A.
+    pub a: String,
+    /// Release B.
+    pub b: String,
+    /// In B, not in A.
+    pub added: Vec<String>,
+    /// In A, not in B.
+    pub removed: Vec<String>,
+    /// In both, different files (rebuilt).
+    pub changed: Vec<String>,
+    /// In both, the same file.
+    pub unchanged: u32,
+}
+
+/// Everything about one release.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Detail {
+    /// The summary.
+    #[serde(flatten)]
+    pub info: ReleaseInfo,
+    /// Its packages.
+    pub entries: Vec<ReleaseEntry>,
+}
+
+/// What the gate judges: the release's entries and the published release's CPVs.
+pub type GateInputs = (BTreeMap<String, EntryFacts>, Option<BTreeSet<String>>);
+
+/// Who built a package, as far as the server knows: (drone, its Portage snapshot).
+pub type Provenance<'a> = dyn Fn(&str) -> (Option<String>, Option<String>) + 'a;
+
+/// The releases of one binhost. Actions are serialised by one lock.
+pub struct Releases {
+    opts: BinhostOptions,
+    staging: PathBuf,
+    state: Mutex<State>,
+}
+
+impl Releases {
+    /// Opens (creating directories as needed) the releases of a binhost.
+    pub fn open(opts: BinhostOptions, staging: &Path) -> Result<Releases, ReleaseError> {
+        for d in [&opts.root, &opts.state_dir] {
+            std::fs::create_dir_all(d).map_err(io("create", d))?;
+        }
+        set_mode(&opts.root, 0o755)?;
+        let state = State::load(&opts.state_dir)?;
+        Ok(Releases {
+            opts,
+            staging: staging.to_path_buf(),
+            state: Mutex::new(state),
+        })
+    }
+
+    /// The served tree.
+    pub fn root(&self) -> &Path {
+        &self.opts.root
+    }
+
+    /// The options in force.
+    pub fn options(&self) -> &BinhostOptions {
+        &self.opts
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Every release, oldest first, and the published one.
+    pub fn list(&self) -> (Vec<ReleaseInfo>, Option<String>) {
+        let st = self.lock();
+        (st.infos(), st.published.clone())
+    }
+
+    /// One release with its packages.
+    pub fn show(&self, name: &str) -> Result<Detail, ReleaseError> {
+        let st = self.lock();
+        let info = st
+            .info(name)
+            .ok_or_else(|| ReleaseError::NotFound(name.into()))?;
+        let entries = state::load_entries(&self.opts.state_dir, name)?;
+        Ok(Detail { info, entries })
+    }
+
+    /// What changed from `a` to `b`.
+    pub fn diff(&self, a: &str, b: &str) -> Result<Diff, ReleaseError> {
+        let ea = self.show(a)?.entries;
+        let eb = self.show(b)?.entries;
+        let ma: BTreeMap<&str, &ReleaseEntry> = ea.iter().map(|e| (e.cpv.as_str(), e)).collect();
+        let mb: BTreeMap<&str, &ReleaseEntry> = eb.iter().map(|e| (e.cpv.as_str(), e)).collect();
+        let mut d = Diff {
+            a: a.into(),
+            b: b.into(),
+            ..Diff::default()
+        };
+        for (cpv, e) in &mb {
+            match ma.get(cpv) {
+                None => d.added.push(cpv.to_string()),
+                Some(old) if old.sha256 != e.sha256 => d.changed.push(cpv.to_string()),
+                Some(_) => d.unchanged += 1,
+            }
+        }
+        d.removed = ma
+            .keys()
+            .filter(|c| !mb.contains_key(*c))
+            .map(|c| c.to_string())
+            .collect();
+        Ok(d)
+    }
+
+    /// Snapshots staging into a new release and writes its index.
+    pub fn create(
+        &self,
+        name: Option<&str>,
+        now_ms: u64,
+        generation: u64,
+        provenance: &Provenance<'_>,
+    ) -> Result<Created, ReleaseError> {
+        let mut st = self.lock();
+        let name = match name {
+            Some(n) => {
+                check_name(n)?;
+                if st.info(n).is_some() || self.opts.root.join(n).exists() {
+                    return Err(ReleaseError::Exists(n.into()));
+                }
+                n.to_string()
+            }
+            None => st.fresh_name(now_ms, &self.opts.root),
+        };
+        let found = scan::scan(&self.staging, &self.opts.state_dir)?;
+        if found.packages.is_empty() {
+            return Err(ReleaseError::Empty(self.staging.clone()));
+        }
+        let tmp = self.opts.root.join(format!(".creating-{name}"));
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp).map_err(io("clear", &tmp))?;
+        }
+        let built = (|| {
+            mkdir(&tmp)?;
+            let mut index_entries = Vec::with_capacity(found.packages.len());
+            let mut entries = Vec::with_capacity(found.packages.len());
+            let mut dirs = BTreeSet::new();
+            let mut bytes = 0u64;
+            for p in &found.packages {
+                let rel = scan::release_path(&p.pkg);
+                if let Some(parent) = Path::new(&rel).parent() {
+                    for a in parent.ancestors().filter(|a| !a.as_os_str().is_empty()) {
+                        dirs.insert(a.to_path_buf());
+                    }
+                    let d = tmp.join(parent);
+                    if !d.exists() {
+                        std::fs::create_dir_all(&d).map_err(io("create", &d))?;
+                    }
+                }
+                let dest = tmp.join(&rel);
+                set_mode(&p.path, 0o644)?;
+                std::fs::hard_link(&p.path, &dest).map_err(|source| {
+                    if source.raw_os_error() == Some(18) {
+                        ReleaseError::Io {
+                            what:
+                                "hardlink (staging and the binhost must be on one filesystem) into",
+                            path: dest.clone(),
+                            source,
+                        }
+                    } else {
+                        ReleaseError::Io {
+                            what: "hardlink into",
+                            path: dest.clone(),
+                            source,
+                        }
+                    }
+                })?;
+                bytes += p.pkg.size;
+                let (built_by, snapshot) = provenance(&p.pkg.cpv);
+                index_entries.push(IndexEntry {
+                    cpv: p.pkg.cpv.clone(),
+                    path: rel.clone(),
+                    size: p.pkg.size,
+                    mtime_s: p.mtime_s,
+                    md5: p.pkg.md5.clone(),
+                    sha1: p.pkg.sha1.clone(),
+                    metadata: p.pkg.metadata.clone(),
+                });
+                entries.push(ReleaseEntry {
+                    cpv: p.pkg.cpv.clone(),
+                    path: rel,
+                    size: p.pkg.size,
+                    sha256: p.pkg.sha256.clone(),
+                    build_id: p.pkg.build_id,
+                    built_by,
+                    portage_snapshot: snapshot,
+                });
+            }
+            for d in &dirs {
+                set_mode(&tmp.join(d), 0o755)?;
+            }
+            let timestamp = st.next_timestamp(now_ms);
+            let text = index::render(&self.opts.header, timestamp, &mut index_entries);
+            write_atomic(&tmp.join("Packages"), text.as_bytes())?;
+            entries.sort_by(|a, b| a.cpv.cmp(&b.cpv));
+            state::save_entries(&self.opts.state_dir, &name, &entries)?;
+            Ok::<_, ReleaseError>((timestamp, entries.len() as u32, bytes))
+        })();
+        let (timestamp, packages, bytes) = match built {
+            Ok(v) => v,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&tmp);
+                return Err(e);
+            }
+        };
+        let dest = self.opts.root.join(&name);
+        std::fs::rename(&tmp, &dest).map_err(io("move into place", &dest))?;
+        set_mode(&dest, 0o755)?;
+        let info = ReleaseInfo {
+            name: name.clone(),
+            created_at_ms: now_ms,
+            timestamp,
+            packages,
+            bytes,
+            generation,
+            kept: false,
+            tags: Vec::new(),
+            published: false,
+        };
+        st.releases.push(info.clone());
+        st.save(&self.opts.state_dir)?;
+        Ok(Created {
+            release: info,
+            skipped: found.skipped,
+            cached: found.cached,
+        })
+    }
+
+    /// Facts the gate needs: the release's entries and the published set.
+    pub fn gate_facts(&self, name: &str) -> Result<GateInputs, ReleaseError> {
+        let entries = self.show(name)?.entries;
+        let release = entries
+            .into_iter()
+            .map(|e| {
+                (
+                    e.cpv,
+                    EntryFacts {
+                        portage_snapshot: e.portage_snapshot,
+                        built_by: e.built_by,
+                    },
+                )
+            })
+            .collect();
+        let published = match self.list().1 {
+            Some(p) if p != name => {
+                Some(self.show(&p)?.entries.into_iter().map(|e| e.cpv).collect())
+            }
+            _ => None,
+        };
+        Ok((release, published))
+    }
+
+    /// Publishes `name`: refuses when `verdict` has reasons unless `force`
+    /// carries the operator's reason.
+    pub fn publish(
+        &self,
+        name: &str,
+        now_ms: u64,
+        verdict: GateVerdict,
+        force: Option<&str>,
+    ) -> Result<Published, ReleaseError> {
+        if force.is_some_and(|r| r.trim().is_empty()) {
+            return Err(ReleaseError::ForceWithoutReason);
+        }
+        if !verdict.passed() && force.is_none() {
+            return Err(ReleaseError::Refused {
+                name: name.into(),
+                verdict,
+            });
+        }
+        let mut st = self.lock();
+        if st.info(name).is_none() {
+            return Err(ReleaseError::NotFound(name.into()));
+        }
+        let previous = st.published.clone();
+        let timestamp = self.swap_index(&mut st, name, now_ms)?;
+        st.history.push(name.to_string());
+        st.published = Some(name.to_string());
+        st.save(&self.opts.state_dir)?;
+        Ok(Published {
+            release: name.into(),
+            previous,
+            timestamp,
+            forced: if verdict.passed() {
+                None
+            } else {
+                force.map(str::to_string)
+            },
+            gate: verdict,
+        })
+    }
+
+    /// Publishes the release published before the current one again.
+    pub fn rollback(&self, now_ms: u64) -> Result<Published, ReleaseError> {
+        let mut st = self.lock();
+        let Some(current) = st.published.clone() else {
+            return Err(ReleaseError::NoRollback("nothing is published".into()));
+        };
+        // The history without the current publication, newest last.
+        let mut history = st.history.clone();
+        while history.last() == Some(&current) {
+            history.pop();
+        }
+        let Some(target) = history
+            .iter()
+            .rev()
+            .find(|n| **n != current && st.info(n).is_some())
+            .cloned()
+        else {
+            return Err(ReleaseError::NoRollback(format!(
+                "{current} is the only release ever published that still exists"
+            )));
+        };
+        let timestamp = self.swap_index(&mut st, &target, now_ms)?;
+        while st.history.last().is_some_and(|n| *n != target) {
+            st.history.pop();
+        }
+        st.published = Some(target.clone());
+        st.save(&self.opts.state_dir)?;
+        Ok(Published {
+            release: target,
+            previous: Some(current),
+            timestamp,
+            gate: GateVerdict::default(),
+            forced: None,
+        })
+    }
+
+    fn swap_index(&self, st: &mut State, name: &str, now_ms: u64) -> Result<u64, ReleaseError> {
+        let src = self.opts.root.join(name).join("Packages");
+        let text = std::fs::read_to_string(&src).map_err(io("read", &src))?;
+        let timestamp = st.next_timestamp(now_ms);
+        let out = index::republish(&text, timestamp, &format!("{name}/"));
+        let top = self.opts.root.join("Packages");
+        write_atomic(&top, out.as_bytes())?;
+        // Portage asks with `If-Modified-Since: <its cached TIMESTAMP>`, and
+        // TIMESTAMP may run ahead of the clock (a rollback in the same second
+        // still increases it), so Last-Modified (the file's mtime) must be the
+        // TIMESTAMP itself or the client is told its stale copy is current.
+        let stamp = std::time::UNIX_EPOCH + std::time::Duration::from_secs(timestamp);
+        std::fs::File::options()
+            .write(true)
+            .open(&top)
+            .and_then(|f| f.set_modified(stamp))
+            .map_err(io("set the modification time of", &top))?;
+        Ok(timestamp)
+    }
+
+    /// Keeps a release from retention (or lets it go again).
+    pub fn keep(&self, name: &str, keep: bool) -> Result<ReleaseInfo, ReleaseError> {
+        let mut st = self.lock();
+        let r = st
+            .get_mut(name)
+            .ok_or_else(|| ReleaseError::NotFound(name.into()))?;
+        r.kept = keep;
+        st.save(&self.opts.state_dir)?;
+        st.info(name)
+            .ok_or_else(|| ReleaseError::NotFound(name.into()))
+    }
+
+    /// Tags a release (tagged releases are kept), or removes the tag.
+    pub fn tag(&self, name: &str, tag: &str, remove: bool) -> Result<ReleaseInfo, ReleaseError> {
+        if check_name(tag).is_err() {
+            return Err(ReleaseError::BadTag(tag.into()));
+        }
+        let mut st = self.lock();
+        let r = st
+            .get_mut(name)
+            .ok_or_else(|| ReleaseError::NotFound(name.into()))?;
+        r.tags.retain(|t| t != tag);
+        if !remove {
+            r.tags.push(tag.to_string());
+            r.tags.sort();
+        }
+        st.save(&self.opts.state_dir)?;
+        st.info(name)
+            .ok_or_else(|| ReleaseError::NotFound(name.into()))
+    }
+
+    /// Removes every release retention does not protect: the published one,
+    /// the kept and tagged ones, and the newest `keep_last` always stay.
+    pub fn purge(&self, dry_run: bool) -> Result<Vec<String>, ReleaseError> {
+        let mut st = self.lock();
+        let n = st.releases.len();
+        let keep_from = n.saturating_sub(self.opts.keep_last as usize);
+        let doomed: Vec<String> = st
+            .releases
+            .iter()
+            .enumerate()
+            .filter(|(i, r)| {
+                *i < keep_from
+                    && !r.kept
+                    && r.tags.is_empty()
+                    && st.published.as_deref() != Some(r.name.as_str())
+            })
+            .map(|(_, r)| r.name.clone())
+            .collect();
+        if dry_run {
+            return Ok(doomed);
+        }
+        for name in &doomed {
+            let dir = self.opts.root.join(name);
+            let gone = self.opts.root.join(format!(".purging-{name}"));
+            if dir.exists() {
+                std::fs::rename(&dir, &gone).map_err(io("move aside", &dir))?;
+                std::fs::remove_dir_all(&gone).map_err(io("remove", &gone))?;
+            }
+            state::remove_entries(&self.opts.state_dir, name)?;
+            st.releases.retain(|r| r.name != *name);
+            st.history.retain(|h| h != name);
+            st.save(&self.opts.state_dir)?;
+        }
+        Ok(doomed)
+    }
+}
+
+/// Release names and tags: directory-safe, bounded.
+pub fn check_name(n: &str) -> Result<(), ReleaseError> {
+    let ok = !n.is_empty()
+        && n.len() <= 64
+        && !n.starts_with('.')
+        && !n.starts_with('-')
+        && n.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        && !n.eq_ignore_ascii_case("packages")
+        && !["diff", "rollback", "purge"].contains(&n)
+        && !n.starts_with("Packages");
+    if ok {
+        Ok(())
+    } else {
+        Err(ReleaseError::BadName(n.into()))
+    }
+}
+
+fn mkdir(d: &Path) -> Result<(), ReleaseError> {
+    std::fs::create_dir_all(d).map_err(io("create", d))?;
+    set_mode(d, 0o755)
+}
+
+/// Files 0644 and directories 0755 whatever the umask, so any web server can serve them.
+pub(crate) fn set_mode(p: &Path, mode: u32) -> Result<(), ReleaseError> {
+    let meta = std::fs::metadata(p).map_err(io("stat", p))?;
+    if meta.permissions().mode() & 0o7777 != mode {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
+            .map_err(io("chmod", p))?;
+    }
+    Ok(())
+}
+
+/// Writes `bytes` to `path` through a temporary file, fsynced and renamed, mode 0644.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ReleaseError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp).map_err(io("create", &tmp))?;
+        f.write_all(bytes).map_err(io("write", &tmp))?;
+        f.sync_all().map_err(io("sync", &tmp))?;
+        set_mode(&tmp, 0o644)?;
+        std::fs::rename(&tmp, path).map_err(io("rename into place", path))?;
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}

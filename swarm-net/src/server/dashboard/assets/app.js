@@ -1,0 +1,125 @@
+// The dashboard shell: tabs, the admin token, the live event stream, and
+// refreshes driven by events (plus a slow timer for heartbeat ages).
+
+import * as api from './api.js';
+import { notice } from './util.js';
+import * as overview from './overview.js';
+import * as fleet from './fleet.js';
+import * as queue from './queue.js';
+import * as builds from './builds.js';
+import * as events from './events.js';
+import * as releases from './releases.js';
+import * as sql from './sql.js';
+
+const VIEWS = { overview, fleet, queue, builds, events, releases, sql };
+const SLOW_REFRESH_MS = 10000;
+const EVENT_DEBOUNCE_MS = 700;
+
+const ctx = {
+  events: [],          // newest last, at most 500
+  listeners: new Set(),
+  status: null,
+};
+
+let current = null;    // { name, view }
+let pending = null;
+
+function tabName() {
+  const t = location.hash.replace('#', '');
+  return VIEWS[t] ? t : 'overview';
+}
+
+async function refreshHeader() {
+  try {
+    const s = await api.get('/api/v1/status');
+    ctx.status = s;
+    const el = document.getElementById('farm-state');
+    if (s.brake && s.brake.engaged) { el.textContent = 'brake engaged'; el.className = 'badge bad'; }
+    else if (s.paused) { el.textContent = 'paused'; el.className = 'badge warn'; }
+    else { el.textContent = 'running'; el.className = 'badge ok'; }
+    el.dataset.paused = String(!!s.paused);
+  } catch (e) {
+    const el = document.getElementById('farm-state');
+    el.textContent = e.status === 401 || e.status === 403 ? 'needs a token to read' : 'server unreachable';
+    el.className = 'badge bad';
+  }
+}
+
+async function refresh() {
+  pending = null;
+  await refreshHeader();
+  if (current && current.view.refresh) {
+    try { await current.view.refresh(); } catch (e) { notice('refresh failed: ' + e.message, 'bad'); }
+  }
+}
+
+function soon() {
+  if (!pending) pending = setTimeout(refresh, EVENT_DEBOUNCE_MS);
+}
+
+function show() {
+  const name = tabName();
+  if (current && current.view.unmount) current.view.unmount();
+  for (const a of document.querySelectorAll('#tabs a')) a.classList.toggle('active', a.dataset.tab === name);
+  const root = document.getElementById('view');
+  root.replaceChildren();
+  root.dataset.view = name;
+  current = { name, view: VIEWS[name].mount(root, ctx, refresh) };
+  refresh();
+}
+
+function tokenUi() {
+  const form = document.getElementById('token-form');
+  const input = document.getElementById('token-input');
+  const button = document.getElementById('token-button');
+  const label = () => { button.textContent = api.token() ? 'Admin token ✓' : 'Admin token'; };
+  label();
+  button.addEventListener('click', () => { form.hidden = !form.hidden; if (!form.hidden) input.focus(); });
+  form.addEventListener('submit', (e) => {
+    e.preventDefault();
+    api.setToken(input.value);
+    input.value = '';
+    form.hidden = true;
+    label();
+    notice('Admin token kept for this tab', 'ok');
+    refresh();
+  });
+  document.getElementById('token-forget').addEventListener('click', () => {
+    api.setToken('');
+    form.hidden = true;
+    label();
+    notice('Admin token forgotten', 'ok');
+  });
+  window.addEventListener('swarm-auth', (e) => {
+    form.hidden = false;
+    notice('The server wants the admin token: ' + e.detail, 'bad');
+  });
+}
+
+async function startFeed() {
+  let after = 0;
+  try {
+    const recent = await api.get('/api/v1/events/history?limit=200');
+    const list = (recent.events || []).slice().sort((a, b) => a.id - b.id);
+    ctx.events.push(...list);
+    after = list.length ? list[list.length - 1].id : 0;
+  } catch { /* the stream still works */ }
+  const live = document.getElementById('live');
+  api.follow(after, (e) => {
+    if (e === null) { soon(); return; }  // missed some: just refresh
+    ctx.events.push(e);
+    if (ctx.events.length > 500) ctx.events.splice(0, ctx.events.length - 500);
+    for (const f of ctx.listeners) f(e);
+    soon();
+  }, (up) => {
+    live.textContent = up ? '● live' : '○ reconnecting';
+    live.className = 'badge ' + (up ? 'ok' : 'warn');
+    live.dataset.live = String(up);
+  });
+}
+
+window.addEventListener('hashchange', show);
+tokenUi();
+show();
+startFeed();
+setInterval(() => { if (!document.hidden) refresh(); }, SLOW_REFRESH_MS);

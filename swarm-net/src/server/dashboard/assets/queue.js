@@ -1,0 +1,66 @@
+// Queue: filter by state, search, explain inline, block / unblock / retry.
+
+import * as api from './api.js';
+import { h, dur, act, badge, stateOf } from './util.js';
+
+const STATES = ['', 'queued', 'assigned', 'built', 'blocked'];
+const LIMIT = 1000;
+
+export function mount(root, ctx, refreshAll) {
+  const state = h('select', { id: 'queue-state' }, STATES.map((s) => h('option', { value: s }, s || 'every state')));
+  const search = h('input', { id: 'queue-search', type: 'search', placeholder: 'search atoms', size: 30 });
+  const count = h('span', { class: 'muted', id: 'queue-count' });
+  const body = h('div', { id: 'queue-table' });
+  const retry = h('button', { type: 'button', title: 'Clear the retry backoff of every failed package',
+    onclick: () => act('Retry failures', () => api.control('retry_failures'), refreshAll) }, 'Retry failures');
+  root.append(h('h2', null, 'Queue'), h('div', { class: 'row' }, state, search, retry, count), body);
+  let items = [];
+  const explained = new Map();
+
+  function row(it) {
+    const atom = it.atom;
+    const st = stateOf(it);
+    const s = it.status || {};
+    const explain = h('button', { type: 'button', 'data-explain': atom, onclick: async () => {
+      try { const r = await api.get('/api/v1/explain?package=' + encodeURIComponent(atom)); explained.set(atom, r.explain); }
+      catch (e) { explained.set(atom, 'explain failed: ' + e.message); }
+      draw();
+    } }, 'Explain');
+    const acts = [explain];
+    if (st === 'blocked') {
+      acts.push(h('button', { type: 'button', onclick: () => act('Unblock ' + atom, () => api.control('unblock', { package: atom }), refreshAll) }, 'Unblock'));
+      acts.push(h('button', { type: 'button', title: 'Unblock and build it again', onclick: () => act('Retry ' + atom, () => api.control('unblock', { package: atom }), refreshAll) }, 'Retry'));
+    } else if (st !== 'built') {
+      acts.push(h('button', { type: 'button', class: 'danger', onclick: () => act('Block ' + atom, () => api.control('block', { package: atom }), refreshAll) }, 'Block'));
+    }
+    let detail = '';
+    if (st === 'assigned' || st === 'building') detail = 'on ' + s.drone + ' (lease ' + s.lease + ')';
+    if (st === 'blocked') detail = JSON.stringify(s.reason);
+    if (st === 'queued' && s.retry_at) detail = 'backoff until ' + new Date(s.retry_at).toLocaleTimeString();
+    const cells = [h('span', { class: 'mono' }, atom), badge(st, st === 'blocked' ? 'bad' : st === 'built' ? 'ok' : st === 'building' ? 'ok' : ''),
+      it.priority, it.attempts, dur(it.estimate_ms), h('span', { class: 'hint' }, detail, it.last_error ? ' · ' + it.last_error : ''), h('div', { class: 'row' }, acts)];
+    const tr = h('tr', { 'data-atom': atom }, cells.map((c) => h('td', null, c)));
+    const why = explained.get(atom);
+    return why ? [tr, h('tr', null, h('td', { colspan: 7, class: 'explain' }, why))] : [tr];
+  }
+
+  function draw() {
+    const q = search.value.trim().toLowerCase();
+    const shown = q ? items.filter((it) => it.atom.toLowerCase().includes(q)) : items;
+    body.replaceChildren(h('table', null,
+      h('thead', null, h('tr', null, ['package', 'state', 'priority', 'attempts', 'estimate', 'detail', 'actions'].map((c) => h('th', null, c)))),
+      h('tbody', null, shown.slice(0, 500).flatMap(row))));
+    count.textContent = shown.length + ' shown' + (shown.length > 500 ? ' (first 500)' : '');
+  }
+
+  async function refresh() {
+    const st = state.value ? '&state=' + state.value : '';
+    const r = await api.get('/api/v1/queue?limit=' + LIMIT + st);
+    items = r.items || [];
+    draw();
+    if (r.total > items.length) count.textContent += ' of ' + r.total;
+  }
+  state.addEventListener('change', refresh);
+  search.addEventListener('input', draw);
+  return { refresh };
+}

@@ -1,0 +1,122 @@
+//! Prometheus: `dist/prometheus/alerts.yml` passes `promtool check rules`,
+//! and a live server's `/metrics` passes `promtool check metrics` (the
+//! exposition lint) with the SLO families the alerts use.
+//!
+//! Without promtool this fails under `CI=true` and skips elsewhere.
+
+mod support;
+
+use serde_json::json;
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use support::Server;
+
+fn promtool() -> Option<&'static str> {
+    let found = Command::new("promtool")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true but promtool is missing: install Debian's prometheus package"
+        );
+        eprintln!("SKIPPED: promtool is not installed (apt-get install prometheus)");
+        return None;
+    }
+    Some("promtool")
+}
+
+fn alerts_file() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .join("dist/prometheus/alerts.yml")
+}
+
+#[test]
+fn the_alert_rules_pass_promtool() {
+    let Some(tool) = promtool() else { return };
+    let out = Command::new(tool)
+        .args(["check", "rules"])
+        .arg(alerts_file())
+        .output()
+        .expect("run promtool");
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "promtool check rules: {text}");
+    assert!(text.contains("SUCCESS"), "{text}");
+    // Every metric the rules name is one swarm exports (a typo would alert never).
+    let rules = std::fs::read_to_string(alerts_file()).expect("alerts.yml");
+    for name in [
+        "swarm_drone_not_started_age_seconds",
+        "swarm_drone_heartbeat_age_seconds",
+        "swarm_delegated_not_started_age_seconds_count",
+        "swarm_reclaims_total",
+        "swarm_brake_engaged",
+        "swarm_drones",
+        "swarm_store_errors_total",
+        "swarm_cores",
+    ] {
+        assert!(rules.contains(name), "alerts.yml uses {name}");
+    }
+}
+
+#[test]
+fn live_metrics_pass_promtool_and_carry_the_slo_families() {
+    let Some(tool) = promtool() else { return };
+    let dir = tempfile::tempdir().expect("dir");
+    let server = Server::start(dir.path(), &[]);
+    // A drone with work it has not started: the families then have rows.
+    let (code, v) = server.post(
+        "/api/v1/register",
+        &json!({"node_name": "drone-one", "capabilities": {"cores": 8, "ram_gb": 16}}),
+    );
+    assert_eq!(code, 200, "{v}");
+    let (code, v) = server.admin_post("/api/v1/queue", &json!({"packages": ["=dev-libs/foo-1.0"]}));
+    assert_eq!(code, 200, "{v}");
+    let (code, v) = server.get("/api/v1/work?id=drone-one");
+    assert_eq!(
+        (code, v["package"].as_str()),
+        (200, Some("=dev-libs/foo-1.0")),
+        "{v}"
+    );
+
+    let metrics = ureq::get(&format!("{}/metrics", server.url))
+        .call()
+        .expect("metrics")
+        .into_string()
+        .expect("text");
+    for line in [
+        "swarm_delegated_not_started_age_seconds_count 1",
+        "swarm_drone_not_started_leases{drone=\"drone-one\"} 1",
+        "swarm_drone_heartbeat_age_seconds{drone=\"drone-one\"}",
+        "swarm_cores{state=\"total\"} 8",
+        "swarm_reclaims_last_hour 0",
+    ] {
+        assert!(metrics.contains(line), "/metrics has `{line}`:\n{metrics}");
+    }
+    let mut child = Command::new(tool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run promtool");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(metrics.as_bytes())
+        .expect("feed promtool");
+    let out = child.wait_with_output().expect("promtool output");
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && text.trim().is_empty(),
+        "promtool check metrics complained:\n{text}"
+    );
+}
