@@ -83,6 +83,20 @@ impl Machine {
             .expect("run emerge")
     }
 
+    /// Portage's own index of `pkgdir` (`emaint binhost --fix`).
+    fn emaint_fix(&self, pkgdir: &Path) {
+        let fix = self
+            .command("emaint")
+            .args(["binhost", "--fix"])
+            .env("PKGDIR", pkgdir)
+            .output()
+            .expect("emaint");
+        ok(
+            &fix,
+            &format!("emaint binhost --fix in {}", pkgdir.display()),
+        );
+    }
+
     fn python(&self, venv: &Path, script: &str, args: &[&str]) -> Output {
         self.command(&venv.join("bin/python").to_string_lossy())
             .arg("-c")
@@ -240,7 +254,9 @@ def load(path):
     return idx
 ours, theirs = load(sys.argv[1]), load(sys.argv[2])
 problems = []
-for k in ("VERSION", "PACKAGES", "CHOST"):
+# Every header key but TIMESTAMP: the profile keys come from the drone's own
+# Portage (binhost_header_from), VERSION, PACKAGES and CHOST from swarm.
+for k in sorted((set(ours.header) | set(theirs.header)) - {"TIMESTAMP"}):
     if ours.header.get(k) != theirs.header.get(k):
         problems.append(f"header {k}: swarm {ours.header.get(k)!r} emaint {theirs.header.get(k)!r}")
 if not ours.header.get("TIMESTAMP", "").isdigit():
@@ -269,7 +285,22 @@ fn real_portage_installs_the_world_from_a_published_release_and_follows_a_rollba
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path();
-    let server = Server::start(&dir.join("data"), &[]);
+    // The drones' Portage writes the reference header (`emaint binhost --fix`
+    // on an empty PKGDIR of a drone prefix); swarm's indexes carry it.
+    let reference_header = {
+        let m = Machine::new(&venv, &dir.join("header-ref"));
+        let pkgdir = m.dir.join("empty-pkgdir");
+        std::fs::create_dir_all(&pkgdir).expect("pkgdir");
+        m.emaint_fix(&pkgdir);
+        pkgdir.join("Packages")
+    };
+    let server = Server::start(
+        &dir.join("data"),
+        &[(
+            "SWARM_BINHOST_HEADER_FROM",
+            reference_header.to_str().expect("utf-8 path"),
+        )],
+    );
     let packages: Vec<Value> = world()
         .into_iter()
         .map(|(atom, deps)| json!({ "atom": atom, "deps": deps }))
@@ -341,13 +372,7 @@ fn real_portage_installs_the_world_from_a_published_release_and_follows_a_rollba
         .expect("cp");
     assert!(cp.success());
     std::fs::remove_file(reference.join("Packages")).expect("drop swarm's index in the copy");
-    let fix = client
-        .command("emaint")
-        .args(["binhost", "--fix"])
-        .env("PKGDIR", &reference)
-        .output()
-        .expect("emaint");
-    ok(&fix, "emaint binhost --fix");
+    client.emaint_fix(&reference);
     let cmp = client.python(
         &venv,
         COMPARE,

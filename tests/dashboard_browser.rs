@@ -6,7 +6,10 @@
 //! The page loads and shows the drones and the queue; the event stream
 //! (pushed by the server) shows a build finishing; a failed build's log
 //! opens from the Builds tab; a click on "Pause the farm" with the admin
-//! token pauses the farm (checked through the API). Screenshots of each
+//! token pauses the farm (checked through the API); in the Releases tab a
+//! release is created, diffed against an earlier one, refused by the safety
+//! gate, published with an override and a reason, and rolled back (checked
+//! through the API and the binhost's Packages index). Screenshots of each
 //! step go to `target/screenshots/`, with the measured page weight and time
 //! to first render in `target/screenshots/dashboard-metrics.json`.
 //!
@@ -168,6 +171,11 @@ impl Browser {
     }
 
     fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        self.try_call(method, path, body)
+            .unwrap_or_else(|e| panic!("WebDriver {method} {path}: {e}"))
+    }
+
+    fn try_call(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value, String> {
         let url = format!("{}/session/{}{path}", self.base, self.session);
         let req = self.agent.request(method, &url);
         let resp = match body {
@@ -177,15 +185,12 @@ impl Browser {
         let resp = match resp {
             Ok(r) => r,
             Err(ureq::Error::Status(code, r)) => {
-                panic!(
-                    "WebDriver {method} {path}: {code} {}",
-                    r.into_string().unwrap_or_default()
-                )
+                return Err(format!("{code} {}", r.into_string().unwrap_or_default()))
             }
-            Err(e) => panic!("WebDriver {method} {path}: {e}"),
+            Err(e) => return Err(e.to_string()),
         };
         let v: Value = resp.into_json().expect("WebDriver json");
-        v["value"].clone()
+        Ok(v["value"].clone())
     }
 
     fn goto(&self, url: &str) {
@@ -212,10 +217,21 @@ impl Browser {
             .to_string()
     }
 
-    /// A real click (the browser's own input path, not `el.click()`).
+    /// A real click (the browser's own input path, not `el.click()`). A
+    /// view redrawn by a live refresh between finding and clicking is found
+    /// again (a few times at most).
     fn click(&self, css: &str) {
-        let id = self.find(css);
-        self.call("POST", &format!("/element/{id}/click"), Some(json!({})));
+        for _ in 0..5 {
+            let id = self.find(css);
+            match self.try_call("POST", &format!("/element/{id}/click"), Some(json!({}))) {
+                Ok(_) => return,
+                Err(e) if e.contains("stale element") => {
+                    std::thread::sleep(Duration::from_millis(100))
+                }
+                Err(e) => panic!("WebDriver click {css}: {e}"),
+            }
+        }
+        panic!("WebDriver click {css}: the element kept being replaced");
     }
 
     fn type_into(&self, css: &str, text: &str) {
@@ -271,6 +287,28 @@ fn screenshots_dir() -> PathBuf {
         .join("screenshots")
 }
 
+/// The binhost's top Packages index as clients fetch it, None before any publish.
+fn binhost_index(server: &Server) -> Option<String> {
+    match ureq::get(&format!("{}/binhost/Packages", server.url)).call() {
+        Ok(r) => Some(r.into_string().expect("index text")),
+        Err(ureq::Error::Status(404, _)) => None,
+        Err(e) => panic!("GET /binhost/Packages: {e}"),
+    }
+}
+
+/// Waits until the server says `name` is the published release.
+fn wait_published(server: &Server, name: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, v) = server.get("/api/v1/releases");
+        if v["published"] == json!(name) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{name} was not published: {v}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn enqueue(server: &Server, atoms: &[&str]) {
     let (code, v) = server.admin_post("/api/v1/queue", &json!({ "packages": atoms }));
     assert_eq!(code, 200, "{v}");
@@ -309,6 +347,13 @@ fn the_dashboard_shows_the_farm_streams_events_opens_logs_and_pauses() {
         assert!(Instant::now() < deadline, "no failed build with a log: {v}");
         std::thread::sleep(Duration::from_millis(200));
     }
+
+    // Release r1: what staging holds now (the three good builds), made
+    // through the real server before the late build below lands in staging.
+    server.wait_for(30, "three good builds", |s| s["counts"]["built"] == 3);
+    let (code, v) = server.admin_post("/api/v1/releases", &json!({ "name": "r1" }));
+    assert_eq!(code, 201, "{v}");
+    assert_eq!(v["release"]["packages"], json!(3), "{v}");
 
     let shots = screenshots_dir();
     let browser = Browser::start(&shots, &dir.path().join("chromium-profile"));
@@ -452,14 +497,136 @@ fn the_dashboard_shows_the_farm_streams_events_opens_logs_and_pauses() {
     );
     browser.shot("6-paused");
 
-    // Releases: the real endpoints, or a plain "not available" (never made-up rows).
+    // 6. Releases: r2 is created in the browser (it adds the late build);
+    // the diff r1 → r2 shows it; publishing meets the safety gate (the
+    // failed package is missing from both), whose refusal is shown and
+    // overridden with a reason; then a rollback. What clients would install
+    // (the binhost's top Packages) is checked at each step, not the page.
     browser.goto(&format!("{}/#releases", server.url));
     browser.wait(
         10,
-        "the releases tab",
-        "document.getElementById('releases-unavailable') || document.querySelector('#releases-body table, #releases-body p:not(.muted)') || (document.getElementById('releases-body') || {textContent: ''}).textContent.includes('No release has been created yet')",
+        "the release r1",
+        "document.querySelector('tr[data-release=\"r1\"]')",
     );
-    browser.shot("7-releases");
+    browser.type_into("#release-create-name", "r2");
+    browser.click("#release-create");
+    browser.wait(
+        15,
+        "the release r2",
+        "document.querySelector('tr[data-release=\"r2\"]')",
+    );
+    let (_, list) = server.get("/api/v1/releases");
+    assert_eq!(list["releases"][1]["name"], json!("r2"), "{list}");
+    assert_eq!(list["published"], Value::Null, "{list}");
+    // Default pair: A = r1, B = r2.
+    browser.click("#release-diff-run");
+    let added = browser.wait(
+        10,
+        "the diff",
+        "document.getElementById('release-diff') && [...document.querySelectorAll('#diff-added li')].map((l) => l.dataset.cpv).join(',')",
+    );
+    assert_eq!(added, json!("net-misc/late-1.0"), "r2 adds the late build");
+    assert_eq!(
+        browser.js("return [document.getElementById('release-diff').dataset.unchanged, document.querySelectorAll('#diff-removed li, #diff-changed li').length];"),
+        json!(["3", 0])
+    );
+    browser.shot("7-release-diff");
+
+    // Publish r1: refused, with the gate's reasons; nothing is published.
+    browser.click("button[data-publish=\"r1\"]");
+    let reasons = browser.wait(
+        10,
+        "the gate's refusal",
+        "document.getElementById('release-refusal') && document.getElementById('refusal-reasons').textContent",
+    );
+    assert!(
+        reasons
+            .as_str()
+            .unwrap_or_default()
+            .contains("dev-libs/broken-1.0"),
+        "the refusal names the missing package: {reasons}"
+    );
+    assert_eq!(server.get("/api/v1/releases").1["published"], Value::Null);
+    assert_eq!(binhost_index(&server), None, "nothing published yet");
+    browser.shot("8-release-refused");
+    // An override without a reason is not sent.
+    browser.click("#force-publish");
+    browser.wait(
+        5,
+        "the request for a reason",
+        "document.getElementById('notice').textContent.includes('needs a reason')",
+    );
+    assert_eq!(server.get("/api/v1/releases").1["published"], Value::Null);
+    browser.type_into(
+        "#force-reason",
+        "browser test: the broken package is expected to fail",
+    );
+    browser.click("#force-publish");
+    wait_published(&server, "r1");
+    let index = binhost_index(&server).expect("a published index");
+    assert!(
+        index.contains("CPV: dev-libs/alpha-1.0") && !index.contains("CPV: net-misc/late-1.0"),
+        "{index}"
+    );
+    // Publish r2 the same way: the index now offers the late build.
+    browser.wait(
+        10,
+        "r1 marked published",
+        "document.getElementById('release-published').dataset.name === 'r1'",
+    );
+    browser.click("button[data-publish=\"r2\"]");
+    browser.wait(
+        10,
+        "the refusal for r2",
+        "document.querySelector('#release-refusal[data-release=\"r2\"]')",
+    );
+    browser.type_into("#force-reason", "browser test: second release");
+    browser.click("#force-publish");
+    wait_published(&server, "r2");
+    assert!(binhost_index(&server)
+        .expect("index")
+        .contains("CPV: net-misc/late-1.0"));
+    // Roll back: r1 again, named on the button.
+    let label = browser.wait(
+        10,
+        "the rollback button",
+        "!document.getElementById('release-rollback').disabled && document.getElementById('release-rollback').textContent",
+    );
+    assert_eq!(label, json!("Roll back to r1"));
+    browser.click("#release-rollback");
+    wait_published(&server, "r1");
+    let index = binhost_index(&server).expect("index");
+    assert!(
+        !index.contains("CPV: net-misc/late-1.0") && index.contains("CPV: dev-libs/alpha-1.0"),
+        "{index}"
+    );
+    browser.wait(
+        10,
+        "r1 shown as published again",
+        "document.getElementById('release-published').dataset.name === 'r1'",
+    );
+    // Keep and tag r1.
+    browser.click("button[data-keep=\"r1\"]");
+    browser.click("button[data-tag-open=\"r1\"]");
+    browser.type_into("#release-tag-input", "known-good");
+    browser.click("#release-tag-add");
+    browser.wait(
+        10,
+        "the tag",
+        "document.querySelector('tr[data-release=\"r1\"] [data-tag=\"known-good\"]')",
+    );
+    let (_, list) = server.get("/api/v1/releases");
+    assert_eq!(list["releases"][0]["kept"], json!(true), "{list}");
+    assert_eq!(list["releases"][0]["tags"], json!(["known-good"]), "{list}");
+    // Every action is an event, the override with its reason.
+    let (_, ev) = server.get("/api/v1/events/history?limit=200");
+    let text = ev.to_string();
+    assert!(
+        text.contains("gate_overridden") && text.contains("the broken package is expected to fail"),
+        "{ev}"
+    );
+    assert!(text.contains("rolled_back"), "{ev}");
+    browser.shot("9-release-rolled-back");
 
     // The drones stay registered through all of it.
     let (code, nodes) = request("GET", &format!("{}/api/v1/nodes", server.url), None, None);

@@ -100,6 +100,7 @@ fn http_in(a: &HttpArgs, synchronous: Synchronous, dir: &std::path::Path) -> any
         http: server::HttpLimits::default(),
         clock: Arc::new(crate::serve_cmd::wall_clock),
         on_escalate: None,
+        signatures: Default::default(),
         binhost: swarm_net::binhost::BinhostOptions::under(dir),
     })?;
     let url = format!("http://{}", running.addr());

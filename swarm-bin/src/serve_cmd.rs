@@ -192,9 +192,36 @@ fn start(s: &Settings, accept_loss: bool) -> anyhow::Result<Started> {
                 .unwrap_or_else(|| s.data_dir.join("binhost")),
             keep_last: s.release_keep,
             max_drop_permille: s.release_max_drop_percent * 10,
+            header_from: s.binhost_header_from.clone(),
             ..swarm_net::binhost::BinhostOptions::under(&s.data_dir)
         },
+        signatures: swarm_net::binpkg::signature::Policy {
+            keyring: match &s.binpkg_keyring {
+                Some(path) => Some(
+                    swarm_net::binpkg::signature::Keyring::open(path)
+                        .map_err(anyhow::Error::msg)?,
+                ),
+                None => None,
+            },
+            require_signed: s.require_signed,
+        },
     };
+    if let Some(k) = &opts.signatures.keyring {
+        tracing::info!(
+            keyring = %k.path().display(),
+            require_signed = opts.signatures.require_signed,
+            "uploads with a signature are checked with gpgv"
+        );
+    }
+    // A header file that cannot be used would fail every release; say so now.
+    let header = opts.binhost.index_header()?;
+    if s.binhost_header_from.is_some() {
+        tracing::info!(
+            keys = header.len(),
+            profile = header.get("PROFILE").map(String::as_str).unwrap_or("-"),
+            "release indexes carry the reference Packages header"
+        );
+    }
     let running = server::start(opts)?;
     let report = running.open_report();
     if let Some(loss) = &report.loss {

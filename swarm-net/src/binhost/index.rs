@@ -177,6 +177,59 @@ pub fn read_header(index: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// Most bytes of a reference header read; Portage's own are a few KiB.
+const MAX_HEADER_BYTES: u64 = 64 * 1024;
+
+/// The header keys of a `Packages` file Portage wrote (a reference drone's
+/// `$PKGDIR/Packages`), minus the ones each index owns (VERSION, TIMESTAMP,
+/// PACKAGES) and CHOST, which comes from the entries so that they inherit
+/// the right one. Only the first block is read, at most 64 KiB of it.
+pub fn header_from_file(path: &std::path::Path) -> Result<BTreeMap<String, String>, String> {
+    use std::io::Read as _;
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot open: {e}"))?;
+    let mut head = Vec::new();
+    file.take(MAX_HEADER_BYTES + 1)
+        .read_to_end(&mut head)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    let text = String::from_utf8_lossy(&head);
+    let Some(end) = text.find("\n\n") else {
+        return Err(if head.len() as u64 > MAX_HEADER_BYTES {
+            "the header block is longer than 64 KiB".into()
+        } else {
+            "no header block (a Packages file starts with `KEY: value` lines and a blank line)"
+                .into()
+        });
+    };
+    let mut out = BTreeMap::new();
+    for (n, line) in text[..end].lines().enumerate() {
+        let Some((k, v)) = line.split_once(':') else {
+            return Err(format!(
+                "line {}: expected `KEY: value`, got {line:?}",
+                n + 1
+            ));
+        };
+        let well_formed = k.starts_with(|c: char| c.is_ascii_uppercase())
+            && k.chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+        if !well_formed {
+            return Err(format!(
+                "line {}: {k:?} is not a Packages header key",
+                n + 1
+            ));
+        }
+        if OWN_HEADER_KEYS.contains(&k) || k == "CHOST" {
+            continue;
+        }
+        out.insert(k.to_string(), v.strip_prefix(' ').unwrap_or(v).to_string());
+    }
+    if !out.contains_key("PROFILE") && !out.keys().any(|k| k.starts_with("ACCEPT_")) {
+        return Err(
+            "its header has no PROFILE or ACCEPT_* key: Portage wrote it without a profile".into(),
+        );
+    }
+    Ok(out)
+}
+
 /// Index values are one line; Portage joins whitespace runs with one space.
 fn one_line(v: &str) -> String {
     v.split_whitespace().collect::<Vec<_>>().join(" ")
@@ -238,5 +291,52 @@ mod tests {
             read_header(&again).get("PACKAGES").map(String::as_str),
             Some("2")
         );
+    }
+
+    #[test]
+    fn a_reference_header_gives_its_profile_keys_but_not_the_ones_each_index_owns() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("Packages");
+        std::fs::write(
+            &file,
+            "ACCEPT_KEYWORDS: amd64\nCHOST: x86_64-pc-linux-gnu\nPACKAGES: 3\nPROFILE: default/linux/amd64\n\
+             TIMESTAMP: 7\nUSE_EXPAND_VALUES_ARCH: amd64\nVERSION: 0\n\nCPV: a/b-1\n\n",
+        )
+        .expect("write");
+        let h = header_from_file(&file).expect("a Portage header");
+        assert_eq!(
+            h.keys().map(String::as_str).collect::<Vec<_>>(),
+            ["ACCEPT_KEYWORDS", "PROFILE", "USE_EXPAND_VALUES_ARCH"]
+        );
+        let text = render(
+            &h,
+            9,
+            &mut [entry("a/b-1", &[("CHOST", "x86_64-pc-linux-gnu")])],
+        );
+        assert!(
+            text.starts_with(
+                "ACCEPT_KEYWORDS: amd64\nCHOST: x86_64-pc-linux-gnu\nPACKAGES: 1\n\
+                 PROFILE: default/linux/amd64\nTIMESTAMP: 9\nUSE_EXPAND_VALUES_ARCH: amd64\nVERSION: 0\n\n"
+            ),
+            "{text}"
+        );
+
+        for (content, why) in [
+            ("", "no header block"),
+            ("VERSION: 0\nTIMESTAMP: 1\n\n", "no PROFILE"),
+            ("PROFILE x\n\n", "expected `KEY: value`"),
+            ("profile: x\n\n", "not a Packages header key"),
+        ] {
+            std::fs::write(&file, content).expect("write");
+            let err = header_from_file(&file).expect_err(content);
+            assert!(err.contains(why), "{content:?}: {err}");
+        }
+        std::fs::write(&file, "A: b\n".repeat(20_000)).expect("write");
+        assert!(header_from_file(&file)
+            .expect_err("huge")
+            .contains("64 KiB"));
+        assert!(header_from_file(&dir.path().join("nope"))
+            .expect_err("missing")
+            .contains("cannot open"));
     }
 }

@@ -50,6 +50,9 @@ pub struct BinhostOptions {
     pub max_drop_permille: u32,
     /// Extra `Packages` header keys (PROFILE, ACCEPT_KEYWORDS, ...).
     pub header: BTreeMap<String, String>,
+    /// A Portage `Packages` file whose header is read at each create (see
+    /// [`index::header_from_file`]); `header` wins over it key by key.
+    pub header_from: Option<PathBuf>,
 }
 
 impl BinhostOptions {
@@ -61,7 +64,24 @@ impl BinhostOptions {
             keep_last: 5,
             max_drop_permille: 100,
             header: BTreeMap::new(),
+            header_from: None,
         }
+    }
+
+    /// The header keys every index of a create gets: the reference file's,
+    /// then `header`'s.
+    pub fn index_header(&self) -> Result<BTreeMap<String, String>, ReleaseError> {
+        let mut out = match &self.header_from {
+            Some(path) => {
+                index::header_from_file(path).map_err(|why| ReleaseError::BadHeaderFile {
+                    path: path.clone(),
+                    why,
+                })?
+            }
+            None => BTreeMap::new(),
+        };
+        out.extend(self.header.iter().map(|(k, v)| (k.clone(), v.clone())));
+        Ok(out)
     }
 }
 
@@ -107,6 +127,14 @@ pub enum ReleaseError {
         /// Why.
         source: std::io::Error,
     },
+    /// `binhost_header_from` cannot be used.
+    #[error("binhost_header_from {path}: {why} (point it at a Packages file Portage wrote, or unset it)")]
+    BadHeaderFile {
+        /// The configured file.
+        path: PathBuf,
+        /// Why.
+        why: String,
+    },
     /// Bookkeeping that does not parse.
     #[error("release bookkeeping {path} is damaged: {why}")]
     Damaged {
@@ -129,7 +157,9 @@ impl ReleaseError {
             | ReleaseError::BadTag(_)
             | ReleaseError::ForceWithoutReason => 400,
             ReleaseError::Empty(_) => 409,
-            ReleaseError::Io { .. } | ReleaseError::Damaged { .. } => 500,
+            ReleaseError::Io { .. }
+            | ReleaseError::Damaged { .. }
+            | ReleaseError::BadHeaderFile { .. } => 500,
         }
     }
 }
@@ -301,6 +331,7 @@ impl Releases {
             }
             None => st.fresh_name(now_ms, &self.opts.root),
         };
+        let header = self.opts.index_header()?;
         let found = scan::scan(&self.staging, &self.opts.state_dir)?;
         if found.packages.is_empty() {
             return Err(ReleaseError::Empty(self.staging.clone()));
@@ -369,7 +400,7 @@ impl Releases {
                 set_mode(&tmp.join(d), 0o755)?;
             }
             let timestamp = st.next_timestamp(now_ms);
-            let text = index::render(&self.opts.header, timestamp, &mut index_entries);
+            let text = index::render(&header, timestamp, &mut index_entries);
             write_atomic(&tmp.join("Packages"), text.as_bytes())?;
             entries.sort_by(|a, b| a.cpv.cmp(&b.cpv));
             state::save_entries(&self.opts.state_dir, &name, &entries)?;
@@ -469,9 +500,14 @@ impl Releases {
         })
     }
 
-    /// Publishes the release published before the current one again.
-    pub fn rollback(&self, now_ms: u64) -> Result<Published, ReleaseError> {
-        let mut st = self.lock();
+    /// The release `rollback` would publish again, or why there is none.
+    /// The dashboard names it on its "Roll back" button.
+    pub fn rollback_target(&self) -> Result<String, ReleaseError> {
+        Self::target(&self.lock()).map(|(_, target)| target)
+    }
+
+    /// (the published release, the one published before it that still exists).
+    fn target(st: &State) -> Result<(String, String), ReleaseError> {
         let Some(current) = st.published.clone() else {
             return Err(ReleaseError::NoRollback("nothing is published".into()));
         };
@@ -490,6 +526,13 @@ impl Releases {
                 "{current} is the only release ever published that still exists"
             )));
         };
+        Ok((current, target))
+    }
+
+    /// Publishes the release published before the current one again.
+    pub fn rollback(&self, now_ms: u64) -> Result<Published, ReleaseError> {
+        let mut st = self.lock();
+        let (current, target) = Self::target(&st)?;
         let timestamp = self.swap_index(&mut st, &target, now_ms)?;
         while st.history.last().is_some_and(|n| *n != target) {
             st.history.pop();

@@ -126,6 +126,19 @@ pub(crate) fn put(sh: &Shared, req: &mut Request, rest: &str) -> Result<Reply, A
             return Err(e);
         }
     };
+    let signer = match sh.signatures.check(&tmp) {
+        Ok(signer) => signer,
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            let name = format!("{}/{}", path.category, path.file);
+            tracing::warn!(artifact = %name, error = %e, "artifact refused: signature");
+            return Err(ApiError::field(
+                e.status(),
+                "artifact",
+                format!("{name} refused: {e}; nothing was stored"),
+            ));
+        }
+    };
     let dest = dir.join(&path.file);
     std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644))
         .and_then(|()| std::fs::rename(&tmp, &dest))
@@ -133,7 +146,7 @@ pub(crate) fn put(sh: &Shared, req: &mut Request, rest: &str) -> Result<Reply, A
             let _ = std::fs::remove_file(&tmp);
             ApiError::new(507, format!("cannot store {}: {e}", dest.display()))
         })?;
-    tracing::info!(artifact = %dest.display(), size, sha256 = %digest, cpv = %pkg.cpv, build_id = ?pkg.build_id, "artifact stored");
+    tracing::info!(artifact = %dest.display(), size, sha256 = %digest, cpv = %pkg.cpv, build_id = ?pkg.build_id, signed_by = signer.as_ref().map_or("-", |s| s.fingerprint.as_str()), "artifact stored");
     Reply::ok(&ArtifactReply {
         status: "stored".into(),
         path: format!("{}/{}", path.category, path.file),

@@ -75,6 +75,8 @@ pub struct ServerOptions {
     pub on_escalate: Option<EscalateHook>,
     /// Binhost releases and the served tree.
     pub binhost: crate::binhost::BinhostOptions,
+    /// Signature checks on uploads (`binpkg_keyring`, `require_signed`).
+    pub signatures: crate::binpkg::signature::Policy,
 }
 
 /// Why the server did not start.
@@ -290,6 +292,7 @@ pub fn start(opts: ServerOptions) -> Result<RunningServer, ServeError> {
         drone_token: opts.drone_token.clone(),
         max_body: opts.max_body_bytes,
         max_artifact: opts.max_artifact_bytes,
+        signatures: opts.signatures.clone(),
         started: Instant::now(),
         on_escalate: opts.on_escalate.clone(),
         port: addr.port(),

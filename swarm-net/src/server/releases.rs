@@ -40,8 +40,10 @@ fn note(sh: &Shared, action: &str, release: &str, detail: String) {
 
 pub(crate) fn list(sh: &Shared) -> Result<Reply, ApiError> {
     let (list, published) = releases(sh).list();
+    let rollback_to = releases(sh).rollback_target().ok();
     Reply::ok(&json!({
         "published": published,
+        "rollback_to": rollback_to,
         "releases": list,
         "binhost": "/binhost/",
         "keep_last": releases(sh).options().keep_last,

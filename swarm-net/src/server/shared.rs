@@ -64,6 +64,8 @@ pub(crate) struct Shared {
     pub(crate) drone_token: Option<String>,
     pub(crate) max_body: u64,
     pub(crate) max_artifact: u64,
+    /// What an upload's signature must be.
+    pub(crate) signatures: crate::binpkg::signature::Policy,
     pub(crate) started: Instant,
     pub(crate) on_escalate: Option<EscalateHook>,
     pub(crate) port: u16,

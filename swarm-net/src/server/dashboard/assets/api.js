@@ -7,9 +7,9 @@ const KEY = 'swarm.adminToken';
 export function token() { return sessionStorage.getItem(KEY) || ''; }
 export function setToken(t) { t ? sessionStorage.setItem(KEY, t.trim()) : sessionStorage.removeItem(KEY); }
 
-/** An HTTP failure with the server's own words. */
+/** An HTTP failure with the server's own words (and its JSON body, if any). */
 export class ApiError extends Error {
-  constructor(status, message) { super(message); this.status = status; }
+  constructor(status, message, data) { super(message); this.status = status; this.data = data || null; }
 }
 
 function headers(extra) {
@@ -30,7 +30,7 @@ async function call(method, path, body) {
   if (!resp.ok) {
     const msg = (data && data.error) || text || resp.statusText;
     if (resp.status === 401 || resp.status === 403) window.dispatchEvent(new CustomEvent('swarm-auth', { detail: msg }));
-    throw new ApiError(resp.status, msg);
+    throw new ApiError(resp.status, msg, data);
   }
   return data === null ? text : data;
 }
