@@ -105,6 +105,7 @@ fn soak_in(a: &SoakArgs, dir: &Path) -> anyhow::Result<()> {
         clock,
         on_escalate: None,
         binhost: swarm_net::binhost::BinhostOptions::under(dir),
+        signatures: Default::default(),
     })?;
     let addr = running.addr();
     let url = format!("http://{addr}");
