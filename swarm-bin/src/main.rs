@@ -114,7 +114,8 @@ fn main() -> std::process::ExitCode {
     match dispatch(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprint!("{}", error_report(&e));
+            let width = cli::fmt::columns(cli::fmt::Stream::Stderr);
+            eprint!("{}", cli::fmt::fit(&error_report(&e), width));
             std::process::ExitCode::FAILURE
         }
     }

@@ -392,7 +392,7 @@ fn apply_work_reply(agent: &Arc<Agent>, reply: &WorkReply) -> bool {
             }
         };
         if let Some(id) = st.add_job(atom.clone(), lease) {
-            tracing::info!(lease = ?lease, package = %atom, "got work");
+            tracing::info!(lease = %super::shown(&lease), package = %atom, "got work");
             started.push(id);
         }
     }

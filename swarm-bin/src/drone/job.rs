@@ -199,7 +199,7 @@ fn run(agent: &Agent, id: JobId) {
     };
     let oom_before = facts::read_with("/proc/vmstat", facts::parse_vmstat_oom_kills);
     let built_after = SystemTime::now();
-    tracing::info!(package = %atom, lease = ?job.lease, log = %log.display(), "build starts");
+    tracing::info!(package = %atom, lease = %super::shown(&job.lease), log = %log.display(), "build starts");
     let stopped_already = job_of(agent, id).is_none_or(|j| j.stop.is_some());
     let finished = if stopped_already {
         runner::Finished {
@@ -507,11 +507,11 @@ fn send(
         attempt += 1;
         match call(agent) {
             Ok(reply) if reply.stale => {
-                tracing::warn!(package = %job.atom, lease = ?job.lease, why = stale_reason(&reply), "{what} was stale: the server had already moved the package");
+                tracing::warn!(package = %job.atom, lease = %super::shown(&job.lease), why = stale_reason(&reply), "{what} was stale: the server had already moved the package");
                 return;
             }
             Ok(reply) => {
-                tracing::info!(package = %job.atom, lease = ?job.lease, accepted = reply.accepted, recorded = ?reply.recorded, "{what} sent");
+                tracing::info!(package = %job.atom, lease = %super::shown(&job.lease), accepted = reply.accepted, recorded = %super::shown(&reply.recorded), "{what} sent");
                 return;
             }
             Err(e) if e.status() == Some(404) => {

@@ -55,3 +55,10 @@ pub(crate) fn run(args: DroneArgs) -> anyhow::Result<()> {
     let agent = std::sync::Arc::new(agent::Agent::new(cfg)?);
     agent::run(agent)
 }
+
+/// An optional value for a log field: the value, or `-` when absent (never
+/// `Some(1)` in an operator's log).
+pub(crate) fn shown<T: std::fmt::Display>(v: &Option<T>) -> String {
+    v.as_ref()
+        .map_or_else(|| "-".to_owned(), ToString::to_string)
+}

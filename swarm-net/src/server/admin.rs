@@ -157,7 +157,22 @@ pub(crate) fn control_of(
         "reset" => Control::Reset,
         "rebalance" => Control::Rebalance,
         "clear_failures" => Control::ClearFailures,
-        "retry_failures" | "retry" => Control::RetryFailures,
+        "retry_failures" | "retry" => {
+            // Retrying acts on every failed package; a package here would be
+            // silently ignored, so say what does retry one.
+            if let Some(p) = package {
+                return Err(ApiError::field(
+                    400,
+                    "package",
+                    format!(
+                        "`{action}` retries every failed package and takes no `package`; \
+                         to retry {p} alone, `unblock` it (that forgets its failures and \
+                         queues it with no backoff)"
+                    ),
+                ));
+            }
+            Control::RetryFailures
+        }
         "fresh" => Control::Fresh,
         "reset_escalation" => Control::ResetEscalation {
             drone: need_drone(drone)?,
