@@ -497,6 +497,40 @@ fn the_dashboard_shows_the_farm_streams_events_opens_logs_and_pauses() {
     );
     browser.shot("6-paused");
 
+    // Block the failed package from the Queue tab, then retry it there
+    // ("Unblock & retry": its failures forgotten, queued with no backoff).
+    let item = || {
+        let (_, q) = server.get("/api/v1/queue?limit=1000");
+        q["items"]
+            .as_array()
+            .and_then(|a| a.iter().find(|i| i["atom"] == BAD).cloned())
+            .expect("the failed package is queued")
+    };
+    assert!(item()["attempts"].as_u64() > Some(0), "{}", item());
+    browser.goto(&format!("{}/#queue", server.url));
+    let row = format!("tr[data-atom=\"{BAD}\"]");
+    browser.wait(
+        10,
+        "the failed package's row",
+        &format!("document.querySelector('{row} button.danger')"),
+    );
+    browser.click(&format!("{row} button.danger"));
+    browser.wait(
+        10,
+        "the retry button",
+        &format!("document.querySelector('{row} button[data-unblock]')"),
+    );
+    assert_eq!(item()["status"]["state"], json!("blocked"), "{}", item());
+    browser.click(&format!("{row} button[data-unblock]"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while item()["status"]["state"] != json!("queued") {
+        assert!(Instant::now() < deadline, "not retried: {}", item());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let retried = item();
+    assert_eq!(retried["attempts"], json!(0), "{retried}");
+    assert!(retried["status"]["retry_at"].is_null(), "{retried}");
+
     // 6. Releases: r2 is created in the browser (it adds the late build);
     // the diff r1 → r2 shows it; publishing meets the safety gate (the
     // failed package is missing from both), whose refusal is shown and

@@ -394,6 +394,13 @@ fn bad_input_gets_a_4xx_that_says_what_was_wrong() {
             400,
             Some("package"),
         ),
+        // `retry` acts on every failed package: a package would be ignored.
+        (
+            "/api/v1/control",
+            json!({"action": "retry", "package": "=dev-libs/a-1"}),
+            400,
+            Some("package"),
+        ),
     ];
     for (ep, body, want, field) in cases {
         let (code, v) = request(

@@ -6,6 +6,7 @@
 mod bench_cmd;
 mod bench_conn;
 mod bench_release;
+mod bench_soak;
 mod cli;
 mod config_cmd;
 mod demo;
@@ -113,7 +114,8 @@ fn main() -> std::process::ExitCode {
     match dispatch(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprint!("{}", error_report(&e));
+            let width = cli::fmt::columns(cli::fmt::Stream::Stderr);
+            eprint!("{}", cli::fmt::fit(&error_report(&e), width));
             std::process::ExitCode::FAILURE
         }
     }

@@ -78,6 +78,12 @@ pub struct Settings {
     /// index carries, as `emaint binhost --fix` would write it on that machine.
     /// `None`: the header has only what swarm knows (VERSION, TIMESTAMP, PACKAGES, CHOST).
     pub binhost_header_from: Option<PathBuf>,
+    /// Public keys (`gpg --export KEYID > FILE`) that signed packages
+    /// (`FEATURES=binpkg-signing`) are checked against with `gpgv` on upload;
+    /// a bad signature is refused. `None`: signatures are not checked.
+    pub binpkg_keyring: Option<PathBuf>,
+    /// Refuse unsigned packages too (needs `binpkg_keyring`; default false).
+    pub require_signed: bool,
     /// The admin token; `None`: read or generate `admin_token_file`, so admin is never open.
     pub admin_token: Option<String>,
     /// Where a generated admin token is written (0600) and where the CLI finds it.
@@ -178,6 +184,8 @@ impl Settings {
             release_keep: 5,
             release_max_drop_percent: 10,
             binhost_header_from: None,
+            binpkg_keyring: None,
+            require_signed: false,
             admin_token: None,
             admin_token_file: data_dir.join("admin.token"),
             drone_token: None,
@@ -224,6 +232,8 @@ impl fmt::Debug for Settings {
             .field("release_keep", &self.release_keep)
             .field("release_max_drop_percent", &self.release_max_drop_percent)
             .field("binhost_header_from", &self.binhost_header_from)
+            .field("binpkg_keyring", &self.binpkg_keyring)
+            .field("require_signed", &self.require_signed)
             .field("admin_token", &hidden(&self.admin_token))
             .field("admin_token_file", &self.admin_token_file)
             .field("drone_token", &hidden(&self.drone_token))
@@ -377,6 +387,11 @@ impl Loaded {
                 "binhost_header_from".into(),
                 s.binhost_header_from.as_deref().map_or(J::Null, path),
             ),
+            (
+                "binpkg_keyring".into(),
+                s.binpkg_keyring.as_deref().map_or(J::Null, path),
+            ),
+            ("require_signed".into(), J::from(s.require_signed)),
             ("admin_token".into(), hidden(&s.admin_token)),
             ("admin_token_file".into(), path(&s.admin_token_file)),
             ("drone_token".into(), hidden(&s.drone_token)),
@@ -570,6 +585,13 @@ impl Layers {
         }
     }
 
+    fn bool(&self, key: &str, default: bool) -> bool {
+        match self.get(key) {
+            Some(Typed::Bool(b)) => *b,
+            _ => default,
+        }
+    }
+
     fn size(&self, key: &str, default: usize) -> usize {
         usize::try_from(self.int(key, default as u64)).unwrap_or(usize::MAX)
     }
@@ -636,6 +658,8 @@ fn load(request: &LoadRequest) -> Result<Loaded, SettingsError> {
             u64::from(defaults.release_max_drop_percent),
         ) as u32,
         binhost_header_from: layers.path("binhost_header_from"),
+        binpkg_keyring: layers.path("binpkg_keyring"),
+        require_signed: layers.bool("require_signed", defaults.require_signed),
         admin_token: layers.text("admin_token"),
         admin_token_file: layers
             .path("admin_token_file")
@@ -701,6 +725,13 @@ fn load(request: &LoadRequest) -> Result<Loaded, SettingsError> {
     let source_of = |key: &str| sources.get(key).cloned().unwrap_or(Source::Default);
     if let Err(e) = settings.policy.validate() {
         return Err(policy_error(&e, &source_of));
+    }
+    if settings.require_signed && settings.binpkg_keyring.is_none() {
+        return Err(SettingsError::Invalid {
+            key: "require_signed".into(),
+            message: "require_signed = true needs binpkg_keyring: the public keys signatures are checked against".into(),
+            origin: source_of("require_signed").to_string(),
+        });
     }
     if settings.probe.enabled && settings.probe.timeout_s > settings.probe.interval_s {
         warnings.push(format!(

@@ -35,6 +35,7 @@ fn start(dir: &Path, keep_last: u32) -> RunningServer {
             swarm_core::Timestamp(t0 + clock_base.elapsed().as_millis() as u64)
         }),
         on_escalate: None,
+        signatures: Default::default(),
         binhost: BinhostOptions {
             keep_last,
             ..BinhostOptions::under(dir)

@@ -18,7 +18,12 @@ pub(crate) fn run(args: FleetArgs) -> anyhow::Result<()> {
     if args.json {
         return emit_json(&answer.raw);
     }
-    emit(&render(&answer.body.nodes, super::fmt::now_ms()))
+    let width = super::fmt::columns(super::fmt::Stream::Stdout);
+    emit(&render_within(
+        &answer.body.nodes,
+        super::fmt::now_ms(),
+        width,
+    ))
 }
 
 /// What a lease on this drone is, when the drone itself cannot be heard:
@@ -68,7 +73,14 @@ pub(crate) fn notes(n: &Node, now_ms: u64) -> String {
 }
 
 /// The drone table, then one row per lease; pure so its layout is tested.
+#[cfg(test)]
 pub(crate) fn render(nodes: &[Node], now_ms: u64) -> String {
+    render_within(nodes, now_ms, None)
+}
+
+/// [`render`] within `width` columns: NOTES go under each drone's row and
+/// the least needed columns give way (see [`Table::render_within`]).
+pub(crate) fn render_within(nodes: &[Node], now_ms: u64, width: Option<usize>) -> String {
     if nodes.is_empty() {
         return "no drones registered\n".to_owned();
     }
@@ -106,9 +118,15 @@ pub(crate) fn render(nodes: &[Node], now_ms: u64) -> String {
             notes(n, now_ms),
         ]);
     }
-    let mut out = t.render();
-    out += "SLOTS: builds at once, max(1, CORES / cores_per_slot) of the server's policy; \
-            `swarm drone --slots` can only lower it\n";
+    let mut out = t.render_within(
+        width,
+        Some("NOTES"),
+        &["ADDRESS", "LOAD", "DISK", "MEM", "CORES", "HEALTH"],
+    );
+    out += &super::fmt::fit(
+        "SLOTS: CORES / cores_per_slot, at least 1; `swarm drone --slots` only lowers it\n",
+        width,
+    );
     let mut builds = Table::new(&[
         ("DRONE", Align::Left),
         ("LEASE", Align::Right),
@@ -134,7 +152,7 @@ pub(crate) fn render(nodes: &[Node], now_ms: u64) -> String {
     }
     if !builds.is_empty() {
         out.push('\n');
-        out += &builds.render();
+        out += &builds.render_within(width, Some("STATE"), &["LEASE"]);
     }
     out
 }
@@ -204,6 +222,10 @@ mod tests {
             "fleet_with_a_suspect_and_a_stopped_drone",
             render(&nodes, now)
         );
+        // In a terminal of 80 columns: notes under their drone, columns left out.
+        let narrow = render_within(&nodes, now, Some(80));
+        assert!(narrow.lines().all(|l| l.chars().count() <= 80), "{narrow}");
+        insta::assert_snapshot!("fleet_at_80_columns", narrow);
     }
 
     #[test]

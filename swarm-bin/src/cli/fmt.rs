@@ -5,9 +5,15 @@ use anyhow::Context;
 use serde_json::Value;
 use std::io::Write as _;
 
-/// Writes to stdout; a reader that went away (`swarm history | head`) ends
-/// the output quietly instead of panicking like `println!`.
+/// Writes human output to stdout, each line fitted to the terminal's width
+/// ([`fit`]); a reader that went away (`swarm history | head`) ends the
+/// output quietly instead of panicking like `println!`.
 pub(crate) fn emit(text: &str) -> anyhow::Result<()> {
+    emit_raw(&fit(text, columns(Stream::Stdout)))
+}
+
+/// Writes to stdout as is (JSON, and frames already cut to the screen).
+pub(crate) fn emit_raw(text: &str) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
@@ -15,9 +21,81 @@ pub(crate) fn emit(text: &str) -> anyhow::Result<()> {
     }
 }
 
-/// Prints the server's JSON, pretty, as `--json` promises.
+/// Prints the server's JSON, pretty, as `--json` promises (never wrapped).
 pub(crate) fn emit_json(value: &Value) -> anyhow::Result<()> {
-    emit(&(serde_json::to_string_pretty(value)? + "\n"))
+    emit_raw(&(serde_json::to_string_pretty(value)? + "\n"))
+}
+
+/// Where human output goes.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Stream {
+    /// Results.
+    Stdout,
+    /// Errors and progress.
+    Stderr,
+}
+
+/// The columns human output may use: the terminal's width when the stream
+/// is one, else `$COLUMNS` when set (a transcript, a test), else `None`: a
+/// pipe or a file gets whole lines, for grep.
+pub(crate) fn columns(stream: Stream) -> Option<usize> {
+    let tty = match stream {
+        Stream::Stdout => super::term::width_of(std::io::stdout()),
+        Stream::Stderr => super::term::width_of(std::io::stderr()),
+    };
+    tty.or_else(|| {
+        std::env::var("COLUMNS")
+            .ok()
+            .and_then(|c| c.trim().parse::<usize>().ok())
+    })
+    .filter(|w| *w >= 20)
+}
+
+/// Fits text to `width` columns: a longer line is wrapped at spaces, its
+/// continuation lines indented to where its text column starts (after the
+/// last run of two spaces in its first half, as in `label      value` or a
+/// table's last column), else to its own indentation plus two. Lines that fit,
+/// and all lines when `width` is `None`, are left alone.
+pub(crate) fn fit(text: &str, width: Option<usize>) -> String {
+    let Some(width) = width else {
+        return text.to_owned();
+    };
+    let mut out = String::with_capacity(text.len() + 64);
+    for (i, line) in text.split('\n').enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        if line.chars().count() <= width {
+            out.push_str(line);
+            continue;
+        }
+        let indent = hanging_indent(line, width);
+        let opts = textwrap::Options::new(width)
+            .subsequent_indent(&indent)
+            .word_splitter(textwrap::WordSplitter::NoHyphenation)
+            .break_words(true);
+        out.push_str(&textwrap::fill(line.trim_end(), opts));
+    }
+    out
+}
+
+/// The continuation indent for a long line (see [`fit`]): where the text
+/// after its first run of two or more spaces starts, when that is in the
+/// line's first half; else its own indentation plus two.
+fn hanging_indent(line: &str, width: usize) -> String {
+    let chars: Vec<char> = line.chars().collect();
+    let lead = chars.iter().take_while(|c| **c == ' ').count();
+    let mut col = None;
+    let mut i = lead;
+    while i + 1 < chars.len() && i < width / 2 {
+        if chars[i] == ' ' && chars[i + 1] == ' ' {
+            let end = i + chars[i..].iter().take_while(|c| **c == ' ').count();
+            col = (end <= width / 2).then_some(end);
+            break;
+        }
+        i += 1;
+    }
+    " ".repeat(col.unwrap_or(lead + 2))
 }
 
 /// Milliseconds since the epoch by this machine's clock.
@@ -195,6 +273,79 @@ impl Table {
         }
         out
     }
+
+    /// The table within `width` columns: when it is wider, the `below`
+    /// column leaves the table and goes under its row (`  ↳ text`), then the
+    /// columns in `drop` are left out, in that order, until it fits; a last
+    /// line names what was left out. `None`: no limit, every column.
+    pub(crate) fn render_within(
+        &self,
+        width: Option<usize>,
+        below: Option<&str>,
+        drop: &[&str],
+    ) -> String {
+        let full = self.render();
+        let Some(width) = width else {
+            return full;
+        };
+        if full.lines().all(|l| l.chars().count() <= width) {
+            return full;
+        }
+        let mut keep: Vec<usize> = (0..self.header.len()).collect();
+        let col = |name: &str| self.header.iter().position(|(h, _)| *h == name);
+        let below = below.and_then(col);
+        keep.retain(|i| Some(*i) != below);
+        let narrowed = |keep: &[usize]| {
+            let mut t = Table::new(&keep.iter().map(|i| self.header[*i]).collect::<Vec<_>>());
+            for row in &self.rows {
+                t.row(
+                    keep.iter()
+                        .map(|i| row.get(*i).cloned().unwrap_or_default())
+                        .collect(),
+                );
+            }
+            t.render()
+        };
+        let mut hidden = Vec::new();
+        for name in drop {
+            if narrowed(&keep).lines().all(|l| l.chars().count() <= width) {
+                break;
+            }
+            if let Some(i) = col(name) {
+                keep.retain(|k| *k != i);
+                hidden.push(*name);
+            }
+        }
+        let table = narrowed(&keep);
+        let mut out = String::new();
+        for (i, line) in table.lines().enumerate() {
+            out += line;
+            out.push('\n');
+            let note = i
+                .checked_sub(1)
+                .and_then(|r| self.rows.get(r))
+                .zip(below)
+                .and_then(|(row, b)| row.get(b))
+                .filter(|n| !n.is_empty());
+            if let Some(note) = note {
+                let opts = textwrap::Options::new(width)
+                    .initial_indent("  ↳ ")
+                    .subsequent_indent("    ");
+                out += &textwrap::fill(note, opts);
+                out.push('\n');
+            }
+        }
+        if !hidden.is_empty() {
+            out += &fit(
+                &format!(
+                    "(not shown at {width} columns: {}; --json has all)\n",
+                    hidden.join(", ")
+                ),
+                Some(width),
+            );
+        }
+        out
+    }
 }
 
 /// `12%` or `-` when unknown.
@@ -212,6 +363,73 @@ pub(crate) fn load(centi: Option<u32>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn words(s: &str) -> Vec<&str> {
+        s.split_whitespace().collect()
+    }
+
+    #[test]
+    fn long_lines_wrap_under_their_text_column_and_keep_every_word() {
+        let status = "v3          needed 9  delegated 2  received 0  blocked 1  failed 0  total 12  nodes 2/2 online\nshort\n";
+        let out = fit(status, Some(80));
+        assert!(out.lines().all(|l| l.chars().count() <= 80), "{out}");
+        assert_eq!(
+            out.lines().nth(1),
+            Some("            nodes 2/2 online"),
+            "{out}"
+        );
+        assert_eq!(words(&out), words(status));
+        assert!(out.ends_with("short\n"));
+        // A path is not split at its hyphens; one longer than the line is cut.
+        let err = "error: no admin token found (looked for /tmp/first-day.J89Kgx/.local/share/swarm/admin.token, x)";
+        let out = fit(err, Some(60));
+        assert!(out.lines().all(|l| l.chars().count() <= 60), "{out}");
+        assert!(
+            out.contains("/tmp/first-day.J89Kgx/.local/share/swarm/admin.token"),
+            "{out}"
+        );
+        // No width (a pipe): untouched.
+        assert_eq!(fit(status, None), status);
+    }
+
+    #[test]
+    fn a_wide_table_moves_its_notes_under_the_row_and_drops_columns_in_order() {
+        let mut t = Table::new(&[
+            ("NAME", Align::Left),
+            ("STATUS", Align::Left),
+            ("ADDRESS", Align::Left),
+            ("LOAD", Align::Right),
+            ("NOTES", Align::Left),
+        ]);
+        t.row(vec![
+            "drone-a".into(),
+            "stopped".into(),
+            "10.0.0.5".into(),
+            "0.50".into(),
+            "stopped cleanly; back when its agent starts".into(),
+        ]);
+        t.row(vec![
+            "drone-b".into(),
+            "online".into(),
+            "10.0.0.6".into(),
+            "1.25".into(),
+            String::new(),
+        ]);
+        let wide = t.render_within(None, Some("NOTES"), &["ADDRESS"]);
+        assert_eq!(wide, t.render());
+        let out = t.render_within(Some(30), Some("NOTES"), &["ADDRESS", "LOAD"]);
+        assert!(out.lines().all(|l| l.chars().count() <= 30), "{out}");
+        assert_eq!(
+            out,
+            "NAME     STATUS   LOAD\n\
+             drone-a  stopped  0.50\n  \
+             ↳ stopped cleanly; back\n    \
+             when its agent starts\n\
+             drone-b  online   1.25\n\
+             (not shown at 30 columns:\n  \
+             ADDRESS; --json has all)\n"
+        );
+    }
 
     #[test]
     fn durations_are_short_and_carry_the_next_unit() {

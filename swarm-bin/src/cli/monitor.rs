@@ -6,7 +6,7 @@
 //! exactly what the live view draws.
 
 use super::conn::{read_error, ServerArgs};
-use super::fmt::{ago, datetime, duration, emit, Align, Table};
+use super::fmt::{ago, datetime, duration, emit_raw, Align, Table};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use swarm_net::client::admin::{EventQuery, EventRecord, Node, QueueState, Status};
@@ -76,7 +76,7 @@ pub(crate) fn run(args: MonitorArgs) -> anyhow::Result<()> {
     if args.once {
         let snap = fetch(&client, args.events)?;
         let frame = render(&snap, &url);
-        return emit(&match super::term::size() {
+        return emit_raw(&match super::term::screen() {
             Some((w, h)) => fit(&frame, w, h),
             None => frame,
         });
@@ -90,7 +90,7 @@ pub(crate) fn run(args: MonitorArgs) -> anyhow::Result<()> {
     let keys = super::term::Keys::new();
     // Clear once; later frames overwrite in place (home, clear each line's
     // tail, clear below) so the view does not flicker.
-    emit("\x1b[2J")?;
+    emit_raw("\x1b[2J")?;
     'frames: loop {
         let (w, h) = super::term::size().unwrap_or((80, 24));
         let frame = match fetch(&client, args.events) {
@@ -105,7 +105,7 @@ pub(crate) fn run(args: MonitorArgs) -> anyhow::Result<()> {
             .lines()
             .map(|l| format!("{l}\x1b[K"))
             .collect();
-        emit(&format!("\x1b[H{}\n\x1b[J", lines.join("\n")))?;
+        emit_raw(&format!("\x1b[H{}\n\x1b[J", lines.join("\n")))?;
         let until = std::time::Instant::now() + interval;
         while std::time::Instant::now() < until {
             let quit = keys
@@ -118,7 +118,7 @@ pub(crate) fn run(args: MonitorArgs) -> anyhow::Result<()> {
         }
     }
     drop(keys);
-    emit("\n")
+    emit_raw("\n")
 }
 
 /// A frame cut to the terminal: every line at most `width` columns, at most
@@ -272,7 +272,9 @@ fn fleet_table(snap: &Snapshot, now: u64) -> String {
                 format!("idle ({notes})")
             };
             let mut row = head;
-            row.push(idle);
+            // As wide as a package name at most, so ELAPSED, ETA and
+            // PROGRESS stay on an 80-column screen (`swarm fleet` has it all).
+            row.push(super::fmt::cell(&idle, 28));
             t.row(row);
             continue;
         }

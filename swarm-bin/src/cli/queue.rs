@@ -348,7 +348,15 @@ fn list(args: ListArgs) -> anyhow::Result<()> {
     } else {
         BTreeMap::new()
     };
-    emit(&render(&items, args.offset, total, now_ms(), &unheard))
+    let width = super::fmt::columns(super::fmt::Stream::Stdout);
+    emit(&render(
+        &items,
+        args.offset,
+        total,
+        now_ms(),
+        &unheard,
+        width,
+    ))
 }
 
 /// A package's state and the detail that goes with it, in words.
@@ -409,6 +417,7 @@ pub(crate) fn render(
     total: u64,
     now_ms: u64,
     unheard: &BTreeMap<String, String>,
+    width: Option<usize>,
 ) -> String {
     if items.is_empty() {
         return if total == 0 {
@@ -442,7 +451,7 @@ pub(crate) fn render(
     }
     let shown = u64::try_from(items.len()).unwrap_or(0);
     let end = offset + shown;
-    let mut out = t.render();
+    let mut out = t.render_within(width, Some("DETAIL"), &["PRIO", "TRIES"]);
     out += &format!("({}-{end} of {total}", offset + 1);
     if end < total {
         out += &format!("; next page: --offset {end}, or --all");
@@ -525,6 +534,7 @@ mod tests {
             250,
             now,
             &BTreeMap::new(),
+            None,
         );
         assert_eq!(
             text,
@@ -540,11 +550,11 @@ mod tests {
     #[test]
     fn an_empty_queue_says_so() {
         assert_eq!(
-            render(&[], 0, 0, 0, &BTreeMap::new()),
+            render(&[], 0, 0, 0, &BTreeMap::new(), None),
             "the queue is empty\n"
         );
         assert_eq!(
-            render(&[], 300, 12, 0, &BTreeMap::new()),
+            render(&[], 300, 12, 0, &BTreeMap::new(), None),
             "no packages at offset 300 (of 12)\n"
         );
     }

@@ -6,12 +6,33 @@ use std::io::Read;
 
 /// The terminal's columns and rows, if stdout is one.
 pub(crate) fn size() -> Option<(usize, usize)> {
-    let out = std::io::stdout();
-    if !termios::isatty(&out) {
+    size_of(std::io::stdout())
+}
+
+fn size_of(fd: impl rustix::fd::AsFd) -> Option<(usize, usize)> {
+    if !termios::isatty(&fd) {
         return None;
     }
-    let w = termios::tcgetwinsize(&out).ok()?;
+    let w = termios::tcgetwinsize(&fd).ok()?;
     (w.ws_col > 0 && w.ws_row > 0).then(|| (usize::from(w.ws_col), usize::from(w.ws_row)))
+}
+
+/// The columns of the terminal `fd` is, if it is one.
+pub(crate) fn width_of(fd: impl rustix::fd::AsFd) -> Option<usize> {
+    size_of(fd).map(|(w, _)| w)
+}
+
+/// The screen `swarm monitor --once` fills: the terminal's, else
+/// `$COLUMNS` x `$LINES` when both are set (a transcript), else none.
+pub(crate) fn screen() -> Option<(usize, usize)> {
+    size().or_else(|| {
+        let num = |k: &str| {
+            std::env::var(k)
+                .ok()
+                .and_then(|v| v.trim().parse::<usize>().ok())
+        };
+        Some((num("COLUMNS")?, num("LINES")?))
+    })
 }
 
 /// Stdin in "one key at a time, no echo, never block" mode while alive.

@@ -153,7 +153,7 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string(&summary)?);
     } else {
         eprintln!();
-        print!("{text}");
+        crate::cli::fmt::emit(&text)?;
     }
     if !summary.pids.left.is_empty() {
         bail!(

@@ -65,7 +65,8 @@ impl Progress {
         if self.tty {
             out += &self.erase();
         }
-        out += &format!("{:>5}  {line}\n", self.clock());
+        let width = crate::cli::fmt::columns(crate::cli::fmt::Stream::Stderr);
+        out += &crate::cli::fmt::fit(&format!("{:>5}  {line}\n", self.clock()), width);
         if self.tty {
             out += &self.draw_block();
         }

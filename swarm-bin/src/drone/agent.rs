@@ -14,7 +14,7 @@ use super::backoff::Backoff;
 use super::config::{Builder, DroneConfig};
 use super::shutdown::Phase;
 use super::state::State;
-use super::{facts, heartbeat, job, leftovers, shutdown, standin};
+use super::{facts, heartbeat, job, leftovers, shutdown, spool, standin};
 use anyhow::Context;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -165,6 +165,9 @@ pub(crate) fn run(agent: Arc<Agent>) -> anyhow::Result<()> {
         })
         .context("installing the SIGTERM/SIGINT handler")?;
     }
+    // Before registering: a registration reclaims the leases the spooled
+    // reports name.
+    spool::redeliver(&agent);
     let beat = {
         let agent = Arc::clone(&agent);
         std::thread::Builder::new()
@@ -389,7 +392,7 @@ fn apply_work_reply(agent: &Arc<Agent>, reply: &WorkReply) -> bool {
             }
         };
         if let Some(id) = st.add_job(atom.clone(), lease) {
-            tracing::info!(lease = ?lease, package = %atom, "got work");
+            tracing::info!(lease = %super::shown(&lease), package = %atom, "got work");
             started.push(id);
         }
     }

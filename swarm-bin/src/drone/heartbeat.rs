@@ -54,7 +54,7 @@ pub(crate) fn run(agent: &Agent) {
                 st.apply_register_reply(&reply);
                 if first {
                     tracing::info!(
-                        epoch = ?st.epoch,
+                        epoch = %super::shown(&st.epoch),
                         paused = st.paused,
                         leases = reply.leases.len(),
                         "registered with {}",
@@ -136,7 +136,10 @@ pub(crate) fn slots_note(
     let Some(server) = server else {
         return (
             false,
-            format!("runs up to {asked} builds at once (--slots)"),
+            format!(
+                "runs up to {asked} build{} at once (--slots)",
+                if asked == 1 { "" } else { "s" }
+            ),
         );
     };
     let per = cores_per_slot.map_or(String::new(), |c| format!(" / cores_per_slot {c}"));

@@ -21,7 +21,7 @@ pub(super) struct Parsed {
     pub(super) signed: bool,
 }
 
-const SIGNED_HEAD: &str = "-----BEGIN PGP SIGNED MESSAGE-----";
+pub(super) const SIGNED_HEAD: &str = "-----BEGIN PGP SIGNED MESSAGE-----";
 const SIGNATURE_HEAD: &str = "-----BEGIN PGP SIGNATURE-----";
 
 pub(super) fn parse(bytes: &[u8]) -> Result<Parsed, BinPkgError> {
@@ -70,6 +70,15 @@ pub(super) fn parse(bytes: &[u8]) -> Result<Parsed, BinPkgError> {
         });
     }
     Ok(Parsed { records, signed })
+}
+
+/// The text the records of a clear-signed Manifest are read from (what its
+/// signature must cover).
+pub(super) fn signed_body(text: &str) -> Result<String, BinPkgError> {
+    let at = text
+        .find(SIGNED_HEAD)
+        .ok_or_else(|| BinPkgError::Manifest("the Manifest is not clear-signed".into()))?;
+    clear_signed_body(&text[at..])
 }
 
 /// The signed text of a clear-signed message: after the armour headers' blank line, up to

@@ -30,6 +30,7 @@ mod digest;
 mod gpkg;
 mod manifest;
 mod meta;
+pub mod signature;
 mod tarwalk;
 mod write;
 mod xpak;

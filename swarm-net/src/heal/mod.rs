@@ -11,7 +11,7 @@
 
 mod escalate;
 mod probe;
-mod run;
+pub(crate) mod run;
 mod template;
 
 pub use escalate::{action_name, Escalation, EscalationOutcome, Escalator};

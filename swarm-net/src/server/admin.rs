@@ -78,7 +78,11 @@ pub(crate) fn queue(sh: &Shared, req: &mut Request) -> Result<Reply, ApiError> {
     } else {
         vec![enqueue]
     };
-    let done = sh.submit(Plan::Inputs(inputs), None, true)?;
+    // No forced publish for a plain push: copying a large core per post would
+    // make a big import cost in proportion to the queue; readers that need
+    // this seq get a fresh copy on demand (`Shared::fresh`). A new generation
+    // is rare and everyone should see it at once.
+    let done = sh.submit(Plan::Inputs(inputs), None, r.fresh)?;
     rejected(&done.outputs)?;
     let fresh = done.outputs.iter().find_map(|o| match o {
         Output::Event(Event::ControlApplied { summary, .. }) if r.fresh => Some(summary.clone()),
@@ -94,7 +98,7 @@ pub(crate) fn queue(sh: &Shared, req: &mut Request) -> Result<Reply, ApiError> {
         .unwrap_or((0, 0));
     let mut reply = json!({"status": "ok", "queued": added, "already": already, "seq": done.seq});
     if let Some(summary) = fresh {
-        let view = sh.published();
+        let view = sh.fresh();
         reply["fresh"] = json!(summary);
         reply["generation"] = json!(view.swarm.view().generation());
         reply["portage_snapshot"] = json!(view.swarm.view().expected_portage());
@@ -194,7 +198,22 @@ pub(crate) fn control_of(
         "reset" => Control::Reset,
         "rebalance" => Control::Rebalance,
         "clear_failures" => Control::ClearFailures,
-        "retry_failures" | "retry" => Control::RetryFailures,
+        "retry_failures" | "retry" => {
+            // Retrying acts on every failed package; a package here would be
+            // silently ignored, so say what does retry one.
+            if let Some(p) = package {
+                return Err(ApiError::field(
+                    400,
+                    "package",
+                    format!(
+                        "`{action}` retries every failed package and takes no `package`; \
+                         to retry {p} alone, `unblock` it (that forgets its failures and \
+                         queues it with no backoff)"
+                    ),
+                ));
+            }
+            Control::RetryFailures
+        }
         "fresh" => Control::Fresh,
         "reset_escalation" => Control::ResetEscalation {
             drone: need_drone(drone)?,

@@ -126,6 +126,19 @@ pub(crate) fn put(sh: &Shared, req: &mut Request, rest: &str) -> Result<Reply, A
             return Err(e);
         }
     };
+    let signer = match sh.signatures.check(&tmp) {
+        Ok(signer) => signer,
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            let name = format!("{}/{}", path.category, path.file);
+            tracing::warn!(artifact = %name, error = %e, "artifact refused: signature");
+            return Err(ApiError::field(
+                e.status(),
+                "artifact",
+                format!("{name} refused: {e}; nothing was stored"),
+            ));
+        }
+    };
     let dest = dir.join(&path.file);
     std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644))
         .and_then(|()| std::fs::rename(&tmp, &dest))
@@ -133,7 +146,7 @@ pub(crate) fn put(sh: &Shared, req: &mut Request, rest: &str) -> Result<Reply, A
             let _ = std::fs::remove_file(&tmp);
             ApiError::new(507, format!("cannot store {}: {e}", dest.display()))
         })?;
-    tracing::info!(artifact = %dest.display(), size, sha256 = %digest, cpv = %pkg.cpv, build_id = ?pkg.build_id, "artifact stored");
+    tracing::info!(artifact = %dest.display(), size, sha256 = %digest, cpv = %pkg.cpv, build_id = ?pkg.build_id, signed_by = signer.as_ref().map_or("-", |s| s.fingerprint.as_str()), "artifact stored");
     Reply::ok(&ArtifactReply {
         status: "stored".into(),
         path: format!("{}/{}", path.category, path.file),
@@ -242,6 +255,41 @@ pub(crate) fn artifact_present(staging: &Path, atom: &Atom) -> bool {
                 && e.metadata().is_ok_and(|m| m.is_file() && m.len() >= MIN_ARTIFACT_BYTES)
         })
     })
+}
+
+/// Removes upload temp files (`<staging>/<category>/.upload-*.tmp`) a killed
+/// server left behind: no upload is in flight at start, so every one of them
+/// is garbage. Returns how many files and bytes were removed.
+pub(crate) fn remove_stale_uploads(staging: &Path) -> (usize, u64) {
+    let mut removed = (0, 0);
+    let Ok(categories) = std::fs::read_dir(staging) else {
+        return removed;
+    };
+    for cat in categories.flatten() {
+        if !cat.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        let Ok(files) = std::fs::read_dir(cat.path()) else {
+            continue;
+        };
+        for f in files.flatten() {
+            let name = f.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with(".upload-") && name.ends_with(".tmp") {
+                let size = f.metadata().map_or(0, |m| m.len());
+                match std::fs::remove_file(f.path()) {
+                    Ok(()) => {
+                        removed.0 += 1;
+                        removed.1 += size;
+                    }
+                    Err(e) => {
+                        tracing::warn!(file = %f.path().display(), error = %e, "cannot remove a stale upload temp file")
+                    }
+                }
+            }
+        }
+    }
+    removed
 }
 
 #[cfg(test)]

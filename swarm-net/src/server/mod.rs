@@ -75,6 +75,8 @@ pub struct ServerOptions {
     pub on_escalate: Option<EscalateHook>,
     /// Binhost releases and the served tree.
     pub binhost: crate::binhost::BinhostOptions,
+    /// Signature checks on uploads (`binpkg_keyring`, `require_signed`).
+    pub signatures: crate::binpkg::signature::Policy,
 }
 
 /// Why the server did not start.
@@ -210,6 +212,15 @@ pub fn start(opts: ServerOptions) -> Result<RunningServer, ServeError> {
             path: opts.staging.clone(),
             source,
         })?;
+    let (files, bytes) = artifacts::remove_stale_uploads(&opts.staging);
+    if files > 0 {
+        tracing::info!(
+            files,
+            bytes,
+            staging = %opts.staging.display(),
+            "removed upload temp files an earlier run left behind"
+        );
+    }
     let releases = crate::binhost::Releases::open(opts.binhost.clone(), &opts.staging)?;
     let mut store_opts = opts.store.clone();
     store_opts.open_at = Some((opts.clock)());
@@ -281,10 +292,12 @@ pub fn start(opts: ServerOptions) -> Result<RunningServer, ServeError> {
         drone_token: opts.drone_token.clone(),
         max_body: opts.max_body_bytes,
         max_artifact: opts.max_artifact_bytes,
+        signatures: opts.signatures.clone(),
         started: Instant::now(),
         on_escalate: opts.on_escalate.clone(),
         port: addr.port(),
         history_next: AtomicUsize::new(0),
+        store_fault: RwLock::new(None),
         dashboard: dashboard::Dashboard::new(&opts.db_path, (opts.clock)().0),
         logs: open_logs(&opts.db_path),
     });

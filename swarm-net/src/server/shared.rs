@@ -64,10 +64,15 @@ pub(crate) struct Shared {
     pub(crate) drone_token: Option<String>,
     pub(crate) max_body: u64,
     pub(crate) max_artifact: u64,
+    /// What an upload's signature must be.
+    pub(crate) signatures: crate::binpkg::signature::Policy,
     pub(crate) started: Instant,
     pub(crate) on_escalate: Option<EscalateHook>,
     pub(crate) port: u16,
     pub(crate) history_next: AtomicUsize,
+    /// Why the store cannot write right now (`None`: it can). Set by the
+    /// writer after every write attempt; health and metrics read it.
+    pub(crate) store_fault: RwLock<Option<String>>,
     /// The dashboard's event stream and time series.
     pub(crate) dashboard: super::dashboard::Dashboard,
     /// Uploaded build logs; `None` when the directory could not be opened.

@@ -46,6 +46,8 @@ pub(super) const SERVER_KEYS: &[(&str, Kind)] = &[
     ),
     ("release_max_drop_percent", Kind::Int { min: 0, max: 100 }),
     ("binhost_header_from", Kind::OptPath),
+    ("binpkg_keyring", Kind::OptPath),
+    ("require_signed", Kind::Bool),
     ("admin_token", Kind::Secret),
     ("admin_token_file", Kind::Path),
     ("drone_token", Kind::Secret),

@@ -1,4 +1,5 @@
-// Queue: filter by state, search, explain inline, block / unblock / retry.
+// Queue: filter by state, search, explain inline, block, unblock & retry (one
+// package: unblock is its retry), retry failures (every backoff and block).
 
 import * as api from './api.js';
 import { h, dur, act, badge, stateOf } from './util.js';
@@ -28,15 +29,19 @@ export function mount(root, ctx, refreshAll) {
     } }, 'Explain');
     const acts = [explain];
     if (st === 'blocked') {
-      acts.push(h('button', { type: 'button', onclick: () => act('Unblock ' + atom, () => api.control('unblock', { package: atom }), refreshAll) }, 'Unblock'));
-      acts.push(h('button', { type: 'button', title: 'Unblock and build it again', onclick: () => act('Retry ' + atom, () => api.control('unblock', { package: atom }), refreshAll) }, 'Retry'));
+      // Unblocking is the retry of one package: the core's unblock forgets
+      // its failures (attempts, the drones it failed on) and queues it with
+      // no backoff, so the next free drone builds it again.
+      acts.push(h('button', { type: 'button', 'data-unblock': atom,
+        title: 'Retry: forget its failures and queue it again with no backoff',
+        onclick: () => act('Unblock ' + atom, () => api.control('unblock', { package: atom }), refreshAll) }, 'Unblock & retry'));
     } else if (st !== 'built') {
       acts.push(h('button', { type: 'button', class: 'danger', onclick: () => act('Block ' + atom, () => api.control('block', { package: atom }), refreshAll) }, 'Block'));
     }
     let detail = '';
     if (st === 'assigned' || st === 'building') detail = 'on ' + s.drone + ' (lease ' + s.lease + ')';
     if (st === 'blocked') detail = JSON.stringify(s.reason);
-    if (st === 'queued' && s.retry_at) detail = 'backoff until ' + new Date(s.retry_at).toLocaleTimeString();
+    if (st === 'queued' && s.retry_at) detail = 'backoff until ' + new Date(s.retry_at).toLocaleTimeString() + ' (Retry failures lifts every backoff now)';
     const cells = [h('span', { class: 'mono' }, atom), badge(st, st === 'blocked' ? 'bad' : st === 'built' ? 'ok' : st === 'building' ? 'ok' : ''),
       it.priority, it.attempts, dur(it.estimate_ms), h('span', { class: 'hint' }, detail, it.last_error ? ' · ' + it.last_error : ''), h('div', { class: 'row' }, acts)];
     const tr = h('tr', { 'data-atom': atom }, cells.map((c) => h('td', null, c)));
