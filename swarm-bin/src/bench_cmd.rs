@@ -24,6 +24,9 @@ pub(crate) struct BenchArgs {
 enum BenchWhat {
     /// Drones over loopback: GET /api/v1/work then POST /api/v1/complete, repeated.
     Http(HttpArgs),
+    /// A real server, simulated drones, an accelerated clock: RSS, open files,
+    /// database, WAL and log size, and p99 latencies at the start and the end.
+    Soak(crate::bench_soak::SoakArgs),
     /// Binhost releases: `release create` (cold and warm) and `publish` for N synthetic gpkgs.
     Release(crate::bench_release::ReleaseBenchArgs),
 }
@@ -56,6 +59,7 @@ struct HttpArgs {
 pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.what {
         BenchWhat::Http(a) => http(a),
+        BenchWhat::Soak(a) => crate::bench_soak::soak(a),
         BenchWhat::Release(a) => crate::bench_release::run(a),
     }
 }

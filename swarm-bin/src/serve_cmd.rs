@@ -26,6 +26,13 @@ pub(crate) struct ServeArgs {
     /// Configuration file (default /etc/swarm/swarm.toml when it exists).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Start even though the database holds less than was acknowledged
+    /// (a deleted or damaged -wal file, an emptied or replaced swarm.db).
+    /// Without it such a store is refused; with it the loss is logged and
+    /// recorded as a `loss_accepted` event. Use it only after restoring what
+    /// a backup can restore.
+    #[arg(long)]
+    accept_loss: bool,
 }
 
 /// The wall clock in the core's unit.
@@ -51,7 +58,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     // data dir, no token), and says why in words that fit the cause.
     check_listen(s.listen)?;
     let fresh_dir = !s.data_dir.exists();
-    let started = start(&s);
+    let started = start(&s, args.accept_loss);
     if started.is_err() && fresh_dir {
         // Nothing was served from it: a failed first start leaves no data dir.
         let _ = std::fs::remove_dir_all(&s.data_dir);
@@ -133,7 +140,7 @@ type Started = (
     Arc<AtomicBool>,
 );
 
-fn start(s: &Settings) -> anyhow::Result<Started> {
+fn start(s: &Settings, accept_loss: bool) -> anyhow::Result<Started> {
     std::fs::create_dir_all(&s.data_dir)
         .with_context(|| format!("cannot create the data directory {}", s.data_dir.display()))?;
     let (admin_token, source) = resolve_admin_token(s.admin_token.as_deref(), &s.admin_token_file)
@@ -167,7 +174,10 @@ fn start(s: &Settings) -> anyhow::Result<Started> {
         listen: s.listen,
         db_path: s.db_path.clone(),
         staging: s.staging_path.clone(),
-        store: s.store_options(),
+        store: swarm_store::StoreOptions {
+            accept_loss,
+            ..s.store_options()
+        },
         admin_token,
         drone_token: s.drone_token.clone(),
         max_body_bytes: s.max_body_bytes,
@@ -214,6 +224,13 @@ fn start(s: &Settings) -> anyhow::Result<Started> {
     }
     let running = server::start(opts)?;
     let report = running.open_report();
+    if let Some(loss) = &report.loss {
+        tracing::error!(
+            db = %s.db_path.display(),
+            loss = %loss,
+            "started with --accept-loss on a store that lost acknowledged inputs; recorded as a loss_accepted event"
+        );
+    }
     tracing::info!(
         db = %s.db_path.display(),
         snapshot = report.snapshot_seq,
@@ -226,6 +243,13 @@ fn start(s: &Settings) -> anyhow::Result<Started> {
         .context("cannot install the SIGTERM handler")?;
     signal_hook::flag::register(signal_hook::consts::SIGINT, stop.clone())
         .context("cannot install the SIGINT handler")?;
+    // A file-size limit (ulimit -f) must fail the write, which the store
+    // reports and health shows, not kill the server with SIGXFSZ.
+    signal_hook::flag::register(
+        signal_hook::consts::SIGXFSZ,
+        Arc::new(AtomicBool::new(false)),
+    )
+    .context("cannot install the SIGXFSZ handler")?;
     let prober = if s.probe.enabled {
         let handle = running.handle();
         let submit_handle = handle.clone();

@@ -407,11 +407,19 @@ impl Swarm {
             self.st.generation = g.0;
         }
         let (mut added, mut already) = (0u32, 0u32);
+        let first_new = self.st.packages.len();
+        // An existing package waiting for one of the new atoms changes its
+        // dependencies: only a full replan handles that.
+        let extends = !enqueue
+            .packages
+            .iter()
+            .any(|s| self.ix.declared.contains(&s.atom) && !self.ix.by_atom.contains_key(&s.atom));
         for spec in &enqueue.packages {
             if self.ix.by_atom.contains_key(&spec.atom) {
                 already += 1;
                 continue;
             }
+            self.ix.declared.extend(spec.deps.iter().cloned());
             let id = PkgId(self.st.packages.len() as u32);
             self.st.packages.push(Package::queued(spec, &self.st));
             self.st.next_order += 1;
@@ -427,7 +435,20 @@ impl Swarm {
             self.st.expected_portage = Some(snapshot.clone());
         }
         if added > 0 {
-            self.replan();
+            let changed = if extends {
+                plan::extend(&mut self.st, &self.ix.by_atom, &self.ix.by_key, first_new)
+            } else {
+                None
+            };
+            match changed {
+                Some(ids) => {
+                    for id in ids {
+                        self.sync_pkg(id);
+                    }
+                    self.sync_replan();
+                }
+                None => self.replan(),
+            }
         }
         out.push(Output::Event(Event::Queued { added, already }));
     }
@@ -756,8 +777,9 @@ impl Swarm {
     fn on_success(&mut self, lid: LeaseId, duration_ms: Option<u64>, out: &mut Out) {
         let now = self.st.now;
         let lease = self.end_lease(lid);
-        let took =
-            duration_ms.unwrap_or_else(|| now.since(lease.started_at.unwrap_or(lease.issued_at)));
+        let took = duration_ms
+            .unwrap_or_else(|| now.since(lease.started_at.unwrap_or(lease.issued_at)))
+            .min(crate::time::MAX_DURATION_MS);
         let key = lease.package.key().to_owned();
         let learned = self.st.learned.entry(key).or_default();
         learned.duration_ms = Some(match learned.duration_ms {
@@ -803,7 +825,7 @@ impl Swarm {
                 .learned
                 .entry(lease.package.key().to_owned())
                 .or_default();
-            learned.ram_mb = learned.ram_mb.max(drone_ram + 1);
+            learned.ram_mb = learned.ram_mb.max(drone_ram.saturating_add(1));
         }
         let p = self.st.pkg_mut(lease.pkg);
         p.attempts += 1;
@@ -1120,6 +1142,7 @@ impl Swarm {
         self.ix = Index {
             by_atom: Index::atoms_of(&self.st),
             by_key: Index::keys_of(&self.st),
+            declared: Index::declared_of(&self.st),
             ..Index::default()
         };
         for i in 0..self.st.packages.len() {

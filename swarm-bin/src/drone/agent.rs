@@ -14,7 +14,7 @@ use super::backoff::Backoff;
 use super::config::{Builder, DroneConfig};
 use super::shutdown::Phase;
 use super::state::State;
-use super::{facts, heartbeat, job, leftovers, shutdown, standin};
+use super::{facts, heartbeat, job, leftovers, shutdown, spool, standin};
 use anyhow::Context;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -165,6 +165,9 @@ pub(crate) fn run(agent: Arc<Agent>) -> anyhow::Result<()> {
         })
         .context("installing the SIGTERM/SIGINT handler")?;
     }
+    // Before registering: a registration reclaims the leases the spooled
+    // reports name.
+    spool::redeliver(&agent);
     let beat = {
         let agent = Arc::clone(&agent);
         std::thread::Builder::new()

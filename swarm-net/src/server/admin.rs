@@ -52,7 +52,10 @@ pub(crate) fn queue(sh: &Shared, req: &mut Request) -> Result<Reply, ApiError> {
         generation: r.generation.map(Generation),
         portage_snapshot: r.portage_timestamp,
     });
-    let done = sh.submit(Plan::Inputs(vec![input]), None, true)?;
+    // No forced publish: copying a large core per post would make a big
+    // import cost in proportion to the queue; readers that need this seq
+    // get a fresh copy on demand (`Shared::fresh`).
+    let done = sh.submit(Plan::Inputs(vec![input]), None, false)?;
     rejected(&done.outputs)?;
     let (added, already) = done
         .outputs

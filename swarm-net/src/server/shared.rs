@@ -70,6 +70,9 @@ pub(crate) struct Shared {
     pub(crate) on_escalate: Option<EscalateHook>,
     pub(crate) port: u16,
     pub(crate) history_next: AtomicUsize,
+    /// Why the store cannot write right now (`None`: it can). Set by the
+    /// writer after every write attempt; health and metrics read it.
+    pub(crate) store_fault: RwLock<Option<String>>,
     /// The dashboard's event stream and time series.
     pub(crate) dashboard: super::dashboard::Dashboard,
     /// Uploaded build logs; `None` when the directory could not be opened.
