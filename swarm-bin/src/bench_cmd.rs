@@ -24,6 +24,9 @@ pub(crate) struct BenchArgs {
 enum BenchWhat {
     /// Drones over loopback: GET /api/v1/work then POST /api/v1/complete, repeated.
     Http(HttpArgs),
+    /// A real server, simulated drones, an accelerated clock: RSS, open files,
+    /// database, WAL and log size, and p99 latencies at the start and the end.
+    Soak(crate::bench_soak::SoakArgs),
     /// Binhost releases: `release create` (cold and warm) and `publish` for N synthetic gpkgs.
     Release(crate::bench_release::ReleaseBenchArgs),
 }
@@ -56,6 +59,7 @@ struct HttpArgs {
 pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.what {
         BenchWhat::Http(a) => http(a),
+        BenchWhat::Soak(a) => crate::bench_soak::soak(a),
         BenchWhat::Release(a) => crate::bench_release::run(a),
     }
 }
@@ -92,7 +96,7 @@ fn http_in(a: &HttpArgs, synchronous: Synchronous, dir: &std::path::Path) -> any
         admin_token: token.clone(),
         drone_token: None,
         legacy_drones: swarm_net::settings::default_legacy_drones(),
-        drones: Default::default(),
+        drones: server::DroneLimits::for_fleet(a.drones),
         max_body_bytes: 16 << 20,
         max_artifact_bytes: 1 << 20,
         http: server::HttpLimits::default(),

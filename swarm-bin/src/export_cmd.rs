@@ -150,6 +150,9 @@ pub(crate) fn run(args: ExportArgs) -> anyhow::Result<()> {
         max_rows: PAGE + 1,
         // One logged input may be a large Enqueue: no 1 MiB cap here.
         max_value_bytes: i32::MAX,
+        // A page of the log is read whole; its size is bounded by PAGE rows.
+        max_reply_bytes: usize::MAX,
+        ..ExplorerOptions::default()
     })?;
     let (n, last) = match &args.out {
         None => {

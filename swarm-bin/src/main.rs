@@ -6,6 +6,7 @@
 mod bench_cmd;
 mod bench_conn;
 mod bench_release;
+mod bench_soak;
 mod cli;
 mod config_cmd;
 mod demo;

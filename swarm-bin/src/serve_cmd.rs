@@ -4,7 +4,7 @@
 
 use anyhow::Context;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -26,6 +26,13 @@ pub(crate) struct ServeArgs {
     /// Configuration file (default /etc/swarm/swarm.toml when it exists).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Start even though the database holds less than was acknowledged
+    /// (a deleted or damaged -wal file, an emptied or replaced swarm.db).
+    /// Without it such a store is refused; with it the loss is logged and
+    /// recorded as a `loss_accepted` event. Use it only after restoring what
+    /// a backup can restore.
+    #[arg(long)]
+    accept_loss: bool,
 }
 
 /// The wall clock in the core's unit.
@@ -51,7 +58,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     // data dir, no token), and says why in words that fit the cause.
     check_listen(s.listen)?;
     let fresh_dir = !s.data_dir.exists();
-    let started = start(&s);
+    let started = start(&s, args.accept_loss);
     if started.is_err() && fresh_dir {
         // Nothing was served from it: a failed first start leaves no data dir.
         let _ = std::fs::remove_dir_all(&s.data_dir);
@@ -101,13 +108,13 @@ pub(crate) fn listen_error(addr: SocketAddr, e: &std::io::Error) -> String {
 
 /// Why the admin token file cannot be used; a permission problem says so
 /// and names the data dir's owner as the fix.
-fn token_file_error(s: &Settings, e: &std::io::Error) -> anyhow::Error {
-    let file = s.admin_token_file.display();
+fn token_file_error(file: &Path, data_dir: &Path, e: &std::io::Error) -> anyhow::Error {
+    let file = file.display();
     if e.kind() == std::io::ErrorKind::PermissionDenied {
         anyhow::anyhow!(
             "permission denied on the admin token file {file}: run `swarm serve` as the user \
              that owns the data directory {} (or pass another --data-dir)",
-            s.data_dir.display()
+            data_dir.display()
         )
     } else {
         anyhow::anyhow!("cannot read or create the admin token file {file}: {e}")
@@ -133,11 +140,11 @@ type Started = (
     Arc<AtomicBool>,
 );
 
-fn start(s: &Settings) -> anyhow::Result<Started> {
+fn start(s: &Settings, accept_loss: bool) -> anyhow::Result<Started> {
     std::fs::create_dir_all(&s.data_dir)
         .with_context(|| format!("cannot create the data directory {}", s.data_dir.display()))?;
     let (admin_token, source) = resolve_admin_token(s.admin_token.as_deref(), &s.admin_token_file)
-        .map_err(|e| token_file_error(s, &e))?;
+        .map_err(|e| token_file_error(&s.admin_token_file, &s.data_dir, &e))?;
     let hint = token_hint(s);
     match source {
         TokenSource::Generated => tracing::info!(
@@ -167,7 +174,10 @@ fn start(s: &Settings) -> anyhow::Result<Started> {
         listen: s.listen,
         db_path: s.db_path.clone(),
         staging: s.staging_path.clone(),
-        store: s.store_options(),
+        store: swarm_store::StoreOptions {
+            accept_loss,
+            ..s.store_options()
+        },
         admin_token,
         drone_token: s.drone_token.clone(),
         legacy_drones: s.legacy_drones.clone(),
@@ -216,6 +226,13 @@ fn start(s: &Settings) -> anyhow::Result<Started> {
     }
     let running = server::start(opts)?;
     let report = running.open_report();
+    if let Some(loss) = &report.loss {
+        tracing::error!(
+            db = %s.db_path.display(),
+            loss = %loss,
+            "started with --accept-loss on a store that lost acknowledged inputs; recorded as a loss_accepted event"
+        );
+    }
     tracing::info!(
         db = %s.db_path.display(),
         snapshot = report.snapshot_seq,
@@ -228,6 +245,13 @@ fn start(s: &Settings) -> anyhow::Result<Started> {
         .context("cannot install the SIGTERM handler")?;
     signal_hook::flag::register(signal_hook::consts::SIGINT, stop.clone())
         .context("cannot install the SIGINT handler")?;
+    // A file-size limit (ulimit -f) must fail the write, which the store
+    // reports and health shows, not kill the server with SIGXFSZ.
+    signal_hook::flag::register(
+        signal_hook::consts::SIGXFSZ,
+        Arc::new(AtomicBool::new(false)),
+    )
+    .context("cannot install the SIGXFSZ handler")?;
     let prober = if s.probe.enabled {
         let handle = running.handle();
         let submit_handle = handle.clone();
@@ -259,4 +283,43 @@ fn start(s: &Settings) -> anyhow::Result<Started> {
         "swarm serve ready"
     );
     Ok((running, prober, stop))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Error, ErrorKind};
+
+    // The CLI runs as root here, so the wrong user and a low port are
+    // stood in for by the errors the system gives them.
+
+    #[test]
+    fn a_low_port_without_privilege_says_permission_not_another_server() {
+        let addr: SocketAddr = "0.0.0.0:80".parse().expect("addr");
+        let text = listen_error(addr, &Error::from(ErrorKind::PermissionDenied));
+        assert!(text.contains("permission denied"), "{text}");
+        assert!(text.contains("below 1024"), "{text}");
+        assert!(!text.contains("another"), "{text}");
+        let taken = listen_error(addr, &Error::from(ErrorKind::AddrInUse));
+        assert!(taken.contains("in use"), "{taken}");
+    }
+
+    #[test]
+    fn the_wrong_user_is_told_whose_data_dir_it_is() {
+        let e = token_file_error(
+            Path::new("/srv/swarm/admin.token"),
+            Path::new("/srv/swarm"),
+            &Error::from(ErrorKind::PermissionDenied),
+        )
+        .to_string();
+        assert!(
+            e.contains("permission denied on the admin token file /srv/swarm/admin.token"),
+            "{e}"
+        );
+        assert!(
+            e.contains("as the user that owns the data directory /srv/swarm"),
+            "{e}"
+        );
+        assert!(!e.contains("File exists"), "{e}");
+    }
 }

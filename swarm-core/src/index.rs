@@ -43,6 +43,10 @@ pub(crate) struct Index {
     pub(crate) sweep_key: BTreeMap<PkgId, ReadyKey>,
     pub(crate) timers: BTreeSet<(Timestamp, TimerKey)>,
     pub(crate) timer_at: BTreeMap<TimerKey, Timestamp>,
+    /// Every atom some package declares as a dependency: an enqueue that
+    /// adds none of them leaves the existing packages' plan as it was, so
+    /// the plan is extended instead of recomputed (see `plan::extend`).
+    pub(crate) declared: BTreeSet<Atom>,
 }
 
 impl Index {
@@ -104,6 +108,14 @@ impl Index {
             .iter()
             .enumerate()
             .map(|(i, p)| (p.atom.clone(), PkgId(i as u32)))
+            .collect()
+    }
+
+    /// Every declared dependency of a state.
+    pub(crate) fn declared_of(st: &SwarmState) -> BTreeSet<Atom> {
+        st.packages
+            .iter()
+            .flat_map(|p| p.deps.iter().cloned())
             .collect()
     }
 

@@ -13,6 +13,7 @@ use crate::output::{
     BlockReason, Command, Event, Output, ReclaimReason, RejectReason, RevokeReason,
 };
 use crate::policy::{brake, breaker, escalate, liveness, plan, retry, schedule};
+use crate::portage::PortageSnapshot;
 use crate::state::{Drone, Lease, Liveness, Package, PackageState, PkgId, SwarmState};
 use crate::time::Timestamp;
 
@@ -224,7 +225,14 @@ impl Swarm {
         };
         let n = match schedule::capacity(&self.st, d, free_slots) {
             Ok(n) => n,
-            Err(schedule::NoWork::StalePortage(expected)) => {
+            Err(schedule::NoWork::SyncPortage(expected)) => {
+                let at = self.st.now;
+                if let Some(d) = self.st.drones.get_mut(name) {
+                    d.sync_asked = crate::portage::LastSyncAsk(Some(crate::portage::SyncAsked {
+                        expected: expected.clone(),
+                        at,
+                    }));
+                }
                 out.push(Output::Command(Command::SyncPortage {
                     drone: name.clone(),
                     expected,
@@ -396,6 +404,23 @@ impl Swarm {
     }
 
     fn on_enqueue(&mut self, enqueue: &Enqueue, out: &mut Out) {
+        // The snapshot is checked before anything changes: a push that names
+        // no snapshot Portage could have written is refused whole.
+        let snapshot = match enqueue
+            .portage_snapshot
+            .as_deref()
+            .map(PortageSnapshot::parse)
+        {
+            None => None,
+            Some(Ok(s)) => Some(s),
+            Some(Err(e)) => {
+                let reason = RejectReason::BadSnapshot {
+                    given: enqueue.portage_snapshot.clone().unwrap_or_default(),
+                    detail: e.to_string(),
+                };
+                return reject(out, reason);
+            }
+        };
         if let Some(g) = enqueue.generation {
             if g.0 < self.st.generation {
                 let reason = RejectReason::StaleGeneration {
@@ -407,11 +432,19 @@ impl Swarm {
             self.st.generation = g.0;
         }
         let (mut added, mut already) = (0u32, 0u32);
+        let first_new = self.st.packages.len();
+        // An existing package waiting for one of the new atoms changes its
+        // dependencies: only a full replan handles that.
+        let extends = !enqueue
+            .packages
+            .iter()
+            .any(|s| self.ix.declared.contains(&s.atom) && !self.ix.by_atom.contains_key(&s.atom));
         for spec in &enqueue.packages {
             if self.ix.by_atom.contains_key(&spec.atom) {
                 already += 1;
                 continue;
             }
+            self.ix.declared.extend(spec.deps.iter().cloned());
             let id = PkgId(self.st.packages.len() as u32);
             self.st.packages.push(Package::queued(spec, &self.st));
             self.st.next_order += 1;
@@ -423,11 +456,24 @@ impl Swarm {
                 .push(id);
             added += 1;
         }
-        if let Some(snapshot) = &enqueue.portage_snapshot {
-            self.st.expected_portage = Some(snapshot.clone());
+        if let Some(snapshot) = &snapshot {
+            self.st.expected_portage = Some(snapshot.as_str().to_owned());
         }
         if added > 0 {
-            self.replan();
+            let changed = if extends {
+                plan::extend(&mut self.st, &self.ix.by_atom, &self.ix.by_key, first_new)
+            } else {
+                None
+            };
+            match changed {
+                Some(ids) => {
+                    for id in ids {
+                        self.sync_pkg(id);
+                    }
+                    self.sync_replan();
+                }
+                None => self.replan(),
+            }
         }
         out.push(Output::Event(Event::Queued { added, already }));
     }
@@ -756,8 +802,9 @@ impl Swarm {
     fn on_success(&mut self, lid: LeaseId, duration_ms: Option<u64>, out: &mut Out) {
         let now = self.st.now;
         let lease = self.end_lease(lid);
-        let took =
-            duration_ms.unwrap_or_else(|| now.since(lease.started_at.unwrap_or(lease.issued_at)));
+        let took = duration_ms
+            .unwrap_or_else(|| now.since(lease.started_at.unwrap_or(lease.issued_at)))
+            .min(crate::time::MAX_DURATION_MS);
         let key = lease.package.key().to_owned();
         let learned = self.st.learned.entry(key).or_default();
         learned.duration_ms = Some(match learned.duration_ms {
@@ -803,7 +850,7 @@ impl Swarm {
                 .learned
                 .entry(lease.package.key().to_owned())
                 .or_default();
-            learned.ram_mb = learned.ram_mb.max(drone_ram + 1);
+            learned.ram_mb = learned.ram_mb.max(drone_ram.saturating_add(1));
         }
         let p = self.st.pkg_mut(lease.pkg);
         p.attempts += 1;
@@ -1120,6 +1167,7 @@ impl Swarm {
         self.ix = Index {
             by_atom: Index::atoms_of(&self.st),
             by_key: Index::keys_of(&self.st),
+            declared: Index::declared_of(&self.st),
             ..Index::default()
         };
         for i in 0..self.st.packages.len() {

@@ -16,6 +16,11 @@ pub const SECOND_MS: u64 = 1_000;
 pub const MINUTE_MS: u64 = 60 * SECOND_MS;
 /// One hour in milliseconds.
 pub const HOUR_MS: u64 = 60 * MINUTE_MS;
+/// The longest build duration or estimate the core believes (30 days): a
+/// reported duration or an enqueue hint above it is clamped to it, so one
+/// bogus report (`build_duration_s: 1e300`) cannot pin a learned estimate,
+/// and every critical-path sum stays far from overflow.
+pub const MAX_DURATION_MS: u64 = 30 * 24 * HOUR_MS;
 
 impl Timestamp {
     /// The instant `ms` later; saturates instead of wrapping so a huge config value

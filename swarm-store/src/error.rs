@@ -111,6 +111,46 @@ pub enum StoreError {
         /// What SQLite said.
         detail: String,
     },
+    /// The database holds less than the acknowledgement marker says was
+    /// acknowledged: inputs were lost outside swarm's control.
+    #[error(
+        "{db} has lost acknowledged inputs: {detail}. The marker {marker} records seq {acked_seq} \
+         as acknowledged. Stop here and restore {db} together with its -wal file from a backup; \
+         or, to run on what is left and record the loss, start once with \
+         `swarm serve --accept-loss`"
+    )]
+    LossDetected {
+        /// The database.
+        db: PathBuf,
+        /// The acknowledgement marker.
+        marker: PathBuf,
+        /// The last acknowledged seq, per the marker.
+        acked_seq: u64,
+        /// The last seq the database holds (0: none).
+        found_seq: u64,
+        /// What is missing.
+        detail: String,
+    },
+    /// The acknowledgement marker exists but neither of its slots reads.
+    #[error(
+        "the acknowledgement marker {marker} is damaged, so swarm cannot tell whether the database \
+         lost acknowledged inputs; check the database (or restore it from a backup), then start \
+         once with `swarm serve --accept-loss`, which rewrites the marker"
+    )]
+    MarkerUnreadable {
+        /// The marker file.
+        marker: PathBuf,
+    },
+    /// The file system refused a write (I/O error, read-only, size limit).
+    #[error(
+        "the database cannot be written ({detail}); the failed input was not recorded. check \
+         free space, whether the file system went read-only, file-size limits (ulimit -f) and \
+         permissions"
+    )]
+    WriteFailed {
+        /// What SQLite said.
+        detail: String,
+    },
     /// A previous write failed and the state could not be rebuilt from the file.
     #[error("the store could not rebuild its state after a failed write ({reason}); reopen it")]
     Poisoned {
@@ -165,6 +205,9 @@ impl From<rusqlite::Error> for StoreError {
                 detail: e.to_string(),
             },
             Some(C::DiskFull) => StoreError::DiskFull {
+                detail: e.to_string(),
+            },
+            Some(C::SystemIoFailure | C::ReadOnly | C::CannotOpen) => StoreError::WriteFailed {
                 detail: e.to_string(),
             },
             _ => StoreError::Sqlite(e),

@@ -33,6 +33,12 @@ pub struct ExplorerOptions {
     pub max_rows: usize,
     /// Largest string or blob a query may build, bytes (default 1 MiB).
     pub max_value_bytes: i32,
+    /// The rows of one reply stop growing past about this many bytes (as
+    /// JSON; default 4 MiB): more is reported as `truncated`. With
+    /// `max_rows` alone, 1,000 rows of 1 MiB values made a 1 GB reply.
+    pub max_reply_bytes: usize,
+    /// SQLite's page cache for this connection, KiB (default 8 MiB).
+    pub cache_kib: u32,
 }
 
 impl Default for ExplorerOptions {
@@ -41,6 +47,8 @@ impl Default for ExplorerOptions {
             budget: Duration::from_secs(2),
             max_rows: 1000,
             max_value_bytes: 1 << 20,
+            max_reply_bytes: 4 << 20,
+            cache_kib: 8 * 1024,
         }
     }
 }
@@ -65,7 +73,7 @@ pub struct QueryResult {
     /// Rows as JSON values: integers and reals as numbers, text as strings,
     /// blobs as lowercase hex strings, NULL as null.
     pub rows: Vec<Vec<serde_json::Value>>,
-    /// More rows matched than `max_rows`.
+    /// More rows matched than `max_rows`, or the rows reached `max_reply_bytes`.
     pub truncated: bool,
     /// Wall time spent.
     pub elapsed_ms: u64,
@@ -206,6 +214,11 @@ impl Explorer {
     pub fn open(path: impl AsRef<Path>, opts: ExplorerOptions) -> Result<Explorer, StoreError> {
         let conn = crate::store::open_read_only(path.as_ref())?;
         conn.pragma_update(None, "query_only", 1)?;
+        // Memory: a bounded page cache, sorts and temporary tables on disk.
+        // Best effort here: a file that is not a database fails (with its
+        // own clear error) at the first query instead.
+        let _ = conn.pragma_update(None, "cache_size", -i64::from(opts.cache_kib.max(64)));
+        let _ = conn.pragma_update(None, "temp_store", "FILE");
         conn.set_limit(Limit::SQLITE_LIMIT_LENGTH, opts.max_value_bytes);
         conn.set_limit(Limit::SQLITE_LIMIT_SQL_LENGTH, 100_000);
         conn.set_limit(Limit::SQLITE_LIMIT_ATTACHED, 0);
@@ -323,9 +336,10 @@ impl Explorer {
             .collect();
         let mut rows_out = Vec::new();
         let mut truncated = false;
+        let mut bytes = 0usize;
         let mut rows = stmt.query([]).map_err(|e| self.map_err(e))?;
         while let Some(row) = rows.next().map_err(|e| self.map_err(e))? {
-            if rows_out.len() == self.opts.max_rows {
+            if rows_out.len() == self.opts.max_rows || bytes >= self.opts.max_reply_bytes {
                 truncated = true;
                 break;
             }
@@ -340,6 +354,7 @@ impl Explorer {
                         Some(_) => {}
                     }
                 }
+                bytes += json_len(&json);
                 out.push(json);
             }
             rows_out.push(out);
@@ -395,6 +410,14 @@ impl Explorer {
     /// Names of the tables and views.
     pub fn tables(&self) -> Result<Vec<String>, StoreError> {
         Ok(self.schema()?.into_iter().map(|t| t.name).collect())
+    }
+}
+
+/// About the bytes a value takes in the JSON reply.
+fn json_len(v: &serde_json::Value) -> usize {
+    match v {
+        serde_json::Value::String(s) => s.len() + 3,
+        _ => 12,
     }
 }
 

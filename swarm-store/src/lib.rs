@@ -20,7 +20,7 @@
 //!   of read-only [`Explorer`]s alongside.
 //!
 //! # Files
-//! `schema.rs` tables and migrations · `store.rs` open/append/snapshot ·
+//! `acked.rs` the acknowledgement marker (loss detection) · `schema.rs` tables and migrations · `store.rs` open/append/snapshot ·
 //! `recover.rs` rebuilding the core from the file · `read_tables.rs` current
 //! state for humans · `export.rs` the log as JSON lines · `explorer.rs` the
 //! read-only SQL explorer · `lock.rs` single writer · `error.rs` [`StoreError`].
@@ -42,6 +42,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod acked;
 mod error;
 mod explorer;
 mod export;

@@ -7,8 +7,10 @@
 //! differ from an in-memory mirror of the tables. Two things change without
 //! naming themselves, and are covered explicitly: deadlines that lapse (a
 //! package's retry backoff, a drone's grounding), tracked by time here; and
-//! broad operator actions (`Control`, `Enqueue`, `Recovered`), after which every
-//! row is compared. `check` recomputes everything from the view, for tests and
+//! broad operator actions (`Control`, `Recovered`), after which every row is
+//! compared. An `Enqueue` touches the rows of its own packages and every
+//! drone (a new Portage snapshot may change what drones are told), never
+//! the rest of the queue, so a batch costs in proportion to its size. `check` recomputes everything from the view, for tests and
 //! `swarm doctor`.
 
 use crate::error::StoreError;
@@ -478,10 +480,15 @@ impl ReadTables {
         for o in a.outputs {
             touched.scan(&o.value);
         }
-        touched.all = matches!(
-            a.input,
-            Input::Control(_) | Input::Enqueue(_) | Input::Recovered
-        );
+        touched.all = matches!(a.input, Input::Control(_) | Input::Recovered);
+        if let Input::Enqueue(e) = a.input {
+            touched
+                .packages
+                .extend(e.packages.iter().map(|p| p.atom.to_string()));
+            touched
+                .drones
+                .extend(view.drones().into_iter().map(|d| d.name.to_string()));
+        }
         let now = view.now().0;
         while let Some((at, atom)) = self.package_deadlines.first().cloned() {
             if at > now {

@@ -2,6 +2,7 @@
 //! returned, and any failure drops the in-memory core and rebuilds it from the
 //! file, so memory never holds anything the file does not.
 
+use crate::acked::{self, Acked, Marker};
 use crate::error::StoreError;
 use crate::lock::LockFile;
 use crate::read_tables::{self, Applied, OutputJson, ReadTables};
@@ -10,6 +11,8 @@ use crate::schema::{self, meta_get, meta_set};
 use crate::snapshotter::{Prepared, Snapshotter};
 use rusqlite::{params, Connection, OpenFlags, TransactionBehavior};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use swarm_core::{Config, Envelope, Input, Output, Seq, Swarm, Timestamp};
 
 /// How hard a commit waits for the disk.
@@ -61,6 +64,14 @@ pub struct StoreOptions {
     /// verifying it, which keeps append latency flat on large queues (the
     /// server turns this on). The snapshot is written in a later transaction.
     pub background_snapshots: bool,
+    /// Open even when the database holds less than the acknowledgement
+    /// marker says was acknowledged (default false: refuse with
+    /// [`StoreError::LossDetected`]). The loss is recorded as a
+    /// `loss_accepted` event and in [`OpenReport::loss`].
+    pub accept_loss: bool,
+    /// Fault injection for tests: while the value is nonzero, the database
+    /// may grow to at most that many pages, so writes fail as on a full disk.
+    pub fault_page_limit: Option<Arc<AtomicU64>>,
 }
 
 impl Default for StoreOptions {
@@ -76,6 +87,8 @@ impl Default for StoreOptions {
             open_at: None,
             verify_on_open: true,
             background_snapshots: false,
+            accept_loss: false,
+            fault_page_limit: None,
         }
     }
 }
@@ -91,6 +104,9 @@ pub struct OpenReport {
     pub skipped_snapshots: Vec<(u64, String)>,
     /// The seq of the `Recovered` input appended.
     pub recovered_seq: u64,
+    /// What was lost, when `accept_loss` let the store open on less than
+    /// was acknowledged.
+    pub loss: Option<String>,
 }
 
 /// The durable, crash-only home of one `Swarm`. Single writer: see `lock`.
@@ -110,6 +126,11 @@ pub struct Store {
     /// describe rolled-back inputs and are dropped.
     generation: u64,
     snapshotter: Option<Snapshotter>,
+    marker: Marker,
+    /// The page limit last applied from `fault_page_limit`.
+    applied_page_limit: u64,
+    /// Why the last write failed, until one succeeds.
+    write_error: Option<String>,
     _lock: LockFile,
 }
 
@@ -129,6 +150,26 @@ impl Store {
     pub fn open(path: impl AsRef<Path>, opts: StoreOptions) -> Result<Store, StoreError> {
         let path = path.as_ref().to_owned();
         let lock = LockFile::acquire(&path)?;
+        let mut loss = LossCheck {
+            db: path.clone(),
+            accept: opts.accept_loss,
+            acked: None,
+            found: Vec::new(),
+        };
+        match acked::read(&path) {
+            Ok(a) => loss.acked = a,
+            Err(e @ StoreError::MarkerUnreadable { .. }) if opts.accept_loss => {
+                loss.found.push(format!("unknown: {e}"));
+            }
+            Err(e) => return Err(e),
+        }
+        match std::fs::metadata(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                loss.missing(0, "the database file is missing")?;
+            }
+            Ok(m) if m.len() == 0 => loss.missing(0, "the database file is empty (0 bytes)")?,
+            _ => {}
+        }
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;
@@ -151,7 +192,48 @@ impl Store {
                 opts.config.clone()
             }
         };
+        let store_id = match meta_get(&conn, "store_id")? {
+            Some(id) => {
+                if let Some(a) = loss.acked.clone().filter(|a| a.store_id != id) {
+                    loss.missing(
+                        0,
+                        &format!(
+                            "the database is another store (id {id}) than the one whose inputs \
+                             were acknowledged (id {})",
+                            a.store_id
+                        ),
+                    )?;
+                }
+                id
+            }
+            None => {
+                if loss.found.is_empty() && loss.acked.is_some() {
+                    loss.missing(0, "the database was created anew (it has no store id)")?;
+                }
+                let id = new_store_id();
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                meta_set(&tx, "store_id", &id)?;
+                tx.commit()?;
+                id
+            }
+        };
         let rebuilt = recover::rebuild(&conn, &config)?;
+        if loss.found.is_empty() {
+            if let Some(a) = loss.acked.clone().filter(|a| a.seq > rebuilt.last_seq) {
+                loss.missing(
+                    rebuilt.last_seq,
+                    &format!(
+                        "its log ends at seq {}, before the last acknowledged seq {} ({} \
+                         acknowledged inputs are gone; a deleted or damaged -wal file loses the \
+                         newest commits)",
+                        rebuilt.last_seq,
+                        a.seq,
+                        a.seq - rebuilt.last_seq
+                    ),
+                )?;
+            }
+        }
+        let marker = Marker::open(&path, &store_id, rebuilt.last_seq)?;
         let config = rebuilt.swarm.config().clone();
         let last_snapshot: u64 =
             conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM snapshots", [], |r| {
@@ -179,9 +261,13 @@ impl Store {
                 replayed: rebuilt.replayed,
                 skipped_snapshots: rebuilt.skipped,
                 recovered_seq: 0,
+                loss: None,
             },
             generation: 0,
             snapshotter: None,
+            marker,
+            applied_page_limit: 0,
+            write_error: None,
             _lock: lock,
         };
         if store.opts.background_snapshots {
@@ -192,7 +278,32 @@ impl Store {
         }
         let (seq, _) = store.append(open_at, Input::Recovered)?;
         store.report.recovered_seq = seq.0;
+        if !loss.found.is_empty() {
+            let detail = loss.describe();
+            store.record_loss(seq.0, open_at, &detail)?;
+            store.report.loss = Some(detail);
+        }
         Ok(store)
+    }
+
+    /// Records an accepted loss: an event in the feed and `meta.last_loss`.
+    fn record_loss(&mut self, seq: u64, at: Timestamp, detail: &str) -> Result<(), StoreError> {
+        let body = serde_json::json!({ "type": "loss_accepted", "detail": detail });
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute(
+            "INSERT INTO events (seq, at_ms, kind, drone, package, body)
+             VALUES (?1, ?2, 'loss_accepted', NULL, NULL, ?3)",
+            params![seq as i64, at.0 as i64, body.to_string()],
+        )?;
+        meta_set(
+            &tx,
+            "last_loss",
+            &format!("seq {seq} at {} ms: {detail}", at.0),
+        )?;
+        tx.commit()?;
+        Ok(())
     }
 
     /// Appends one input: durable before its outputs are returned.
@@ -215,14 +326,70 @@ impl Store {
         &mut self,
         inputs: Vec<(Timestamp, Input)>,
     ) -> Result<Vec<(Seq, Vec<Output>)>, StoreError> {
-        self.ensure_core()?;
-        match self.try_append(inputs) {
-            Ok(done) => Ok(done),
-            Err(e) => {
-                self.rebuild_after_failure();
-                Err(e)
+        let result = self
+            .apply_fault_limit()
+            .and_then(|()| self.ensure_core())
+            .and_then(|()| match self.try_append(inputs) {
+                Ok(done) => Ok(done),
+                Err(e) => {
+                    self.rebuild_after_failure();
+                    Err(e)
+                }
+            });
+        self.note_write(result.as_ref().err());
+        result
+    }
+
+    fn note_write(&mut self, error: Option<&StoreError>) {
+        self.write_error = error.map(ToString::to_string);
+        if error.is_none() {
+            // After the commit: the marker never leads the database.
+            if let Err(e) = self.marker.record(self.last_seq) {
+                self.write_error = Some(e.to_string());
             }
         }
+    }
+
+    fn apply_fault_limit(&mut self) -> Result<(), StoreError> {
+        let Some(limit) = &self.opts.fault_page_limit else {
+            return Ok(());
+        };
+        let want = limit.load(Ordering::SeqCst);
+        if want != self.applied_page_limit {
+            self.set_max_page_count(if want == 0 { 0xffff_fffe } else { want })?;
+            self.applied_page_limit = want;
+        }
+        Ok(())
+    }
+
+    /// Why the last write failed, or `None` when it worked. Cleared by the
+    /// next write that works (an append or [`Store::probe_write`]).
+    pub fn write_error(&self) -> Option<&str> {
+        self.write_error.as_deref()
+    }
+
+    /// Checks that the database takes writes, without logging an input: one
+    /// transaction writing 64 KiB into `meta` (about what a large batch
+    /// writes). Used while a write error is outstanding, so health recovers
+    /// by itself once space returns, and now and then while idle. A probe
+    /// that works says the store took 64 KiB now, not that every later
+    /// append fits: `write_error` always describes the latest attempt.
+    pub fn probe_write(&mut self, at: Timestamp) -> Result<(), StoreError> {
+        let result = self.apply_fault_limit().and_then(|()| {
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let filler = " ".repeat(PROBE_BYTES);
+            meta_set(&tx, "write_probe", &format!("{}{filler}", at.0))?;
+            tx.commit()?;
+            Ok(())
+        });
+        if result.is_err() && !self.conn.is_autocommit() {
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+        let result = result.and_then(|()| self.ensure_core());
+        self.note_write(result.as_ref().err());
+        result
     }
 
     fn try_append(
@@ -421,6 +588,64 @@ impl Store {
     pub fn explorer(&self) -> Result<crate::explorer::Explorer, StoreError> {
         crate::explorer::Explorer::open(&self.path, crate::explorer::ExplorerOptions::default())
     }
+}
+
+/// Bytes a `probe_write` writes.
+const PROBE_BYTES: usize = 64 * 1024;
+
+/// What `open` found missing, refused unless `accept_loss`.
+struct LossCheck {
+    db: PathBuf,
+    accept: bool,
+    acked: Option<Acked>,
+    found: Vec<String>,
+}
+
+impl LossCheck {
+    /// Records a loss: an error unless losses are accepted.
+    fn missing(&mut self, found_seq: u64, detail: &str) -> Result<(), StoreError> {
+        let acked_seq = self.acked.as_ref().map_or(0, |a| a.seq);
+        if !self.accept {
+            if self.acked.is_none() {
+                // Nothing was acknowledged here: nothing can be lost.
+                return Ok(());
+            }
+            return Err(StoreError::LossDetected {
+                db: self.db.clone(),
+                marker: acked::marker_path(&self.db),
+                acked_seq,
+                found_seq,
+                detail: detail.to_owned(),
+            });
+        }
+        if self.acked.is_some() || !self.found.is_empty() {
+            self.found.push(format!(
+                "{detail} (acknowledged through seq {acked_seq}, found {found_seq})"
+            ));
+        }
+        Ok(())
+    }
+
+    fn describe(&self) -> String {
+        format!("{}: {}", self.db.display(), self.found.join("; "))
+    }
+}
+
+/// A random id for a new store (16 hex digits), so the marker can tell this
+/// store from another file put in its place.
+fn new_store_id() -> String {
+    let mut bytes = [0u8; 8];
+    if getrandom::getrandom(&mut bytes).is_err() {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        bytes = (t ^ u64::from(std::process::id()).rotate_left(32)).to_le_bytes();
+    }
+    hex_of(&bytes)
+}
+
+fn hex_of(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Inputs between snapshots: `snapshot_every`, stretched for large states

@@ -296,3 +296,46 @@ fn a_second_open_of_the_same_file_is_refused_while_the_first_is_open() {
     drop(store);
     let _again = open(&path, StoreOptions::default());
 }
+
+#[test]
+fn a_write_error_is_reported_until_a_probe_write_works_again() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("swarm.db");
+    let limit = std::sync::Arc::new(AtomicU64::new(0));
+    let mut store = open(
+        &path,
+        StoreOptions {
+            fault_page_limit: Some(limit.clone()),
+            ..small_opts(100_000, 0)
+        },
+    );
+    assert_eq!(store.write_error(), None);
+    limit.store(store.page_count().expect("pages"), Ordering::SeqCst);
+    let mut failed = false;
+    for i in 0..2_000u64 {
+        let input = Input::Enqueue(swarm_core::Enqueue {
+            packages: (0..20)
+                .map(|p| swarm_core::PackageSpec::new(common::atom(((i * 20 + p) % 250) as u8)))
+                .collect(),
+            portage_snapshot: Some("x".repeat(2000)),
+            ..Default::default()
+        });
+        if store.append(Timestamp(i), input).is_err() {
+            failed = true;
+            break;
+        }
+    }
+    assert!(failed, "the page limit stops writes");
+    assert!(
+        store.write_error().is_some_and(|e| e.contains("full")),
+        "{:?}",
+        store.write_error()
+    );
+    limit.store(0, Ordering::SeqCst);
+    store.probe_write(Timestamp(1 << 31)).expect("writes again");
+    assert_eq!(store.write_error(), None);
+    store
+        .append(Timestamp(1 << 32), Input::Tick)
+        .expect("append works");
+}

@@ -368,3 +368,64 @@ fn reopen_and_size_after_a_million_inputs() {
         file_size(&side(&db, "-wal")),
     );
 }
+
+#[test]
+#[ignore = "measurement: run in release with --ignored --nocapture, ~1 minute"]
+fn enqueue_cost_follows_the_batch_not_the_queue() {
+    let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("temp dir on disk");
+    let mut store =
+        Store::open(tmp.path().join("enqueue.db"), StoreOptions::default()).expect("open");
+    // 200,000 packages in posts of 500 atoms; each depends on two earlier ones.
+    let atom = |i: usize| Atom::parse(&format!("dev-libs/p{i}-1")).expect("atom");
+    let t0 = Instant::now();
+    let mut worst = Duration::ZERO;
+    for post in 0..400usize {
+        let packages = (post * 500..(post + 1) * 500)
+            .map(|i| PackageSpec {
+                deps: if i >= 2 {
+                    vec![atom(i / 2), atom(i - 1)]
+                } else {
+                    vec![]
+                },
+                ..PackageSpec::new(atom(i))
+            })
+            .collect();
+        let t = Instant::now();
+        store
+            .append(
+                Timestamp(1_000 + post as u64),
+                Input::Enqueue(Enqueue {
+                    packages,
+                    ..Enqueue::default()
+                }),
+            )
+            .expect("enqueue");
+        worst = worst.max(t.elapsed());
+    }
+    println!(
+        "enqueue: 200,000 packages in 400 posts of 500: {:.2} s in total, slowest post {:.1} ms",
+        t0.elapsed().as_secs_f64(),
+        worst.as_secs_f64() * 1000.0
+    );
+    // One package into the (now 200,000-package) queue, a few times.
+    let mut times = Vec::new();
+    for k in 0..20usize {
+        let t = Instant::now();
+        store
+            .append(
+                Timestamp(10_000 + k as u64),
+                Input::Enqueue(Enqueue {
+                    packages: vec![PackageSpec::new(atom(1_000_000 + k))],
+                    ..Enqueue::default()
+                }),
+            )
+            .expect("enqueue one");
+        times.push(t.elapsed());
+    }
+    times.sort();
+    println!(
+        "enqueue: one package into a 200,000-package queue: median {:.2} ms, max {:.2} ms",
+        times[times.len() / 2].as_secs_f64() * 1000.0,
+        times[times.len() - 1].as_secs_f64() * 1000.0
+    );
+}

@@ -55,6 +55,16 @@ impl Server {
 
     /// Starts a server on `listen`.
     pub fn start_on(data_dir: &Path, listen: &str, env: &[(&str, &str)]) -> Server {
+        Server::start_with(data_dir, listen, &[], env)
+    }
+
+    /// Starts a server on `listen` with extra `swarm serve` flags.
+    pub fn start_with(
+        data_dir: &Path,
+        listen: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Server {
         let env: Vec<(String, String)> = env
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -62,6 +72,7 @@ impl Server {
         let mut cmd = Command::new(swarm_bin());
         cmd.args(["serve", "--listen", listen, "--data-dir"])
             .arg(data_dir)
+            .args(args)
             .env("SWARM_LOG", "warn")
             .env("SELF_HEAL_ENABLED", "false")
             .env("RUST_BACKTRACE", "0")

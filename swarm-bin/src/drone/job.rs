@@ -1,11 +1,13 @@
-//! One job's thread: start, build, classify, find and upload the artifact,
-//! report, forget.
+//! One job's thread: start, build, classify, find what the build wrote,
+//! spool and deliver it, forget.
 //!
-//! A report is retried until the server answers it: a failed call never
-//! loses a build. Reports carry the lease, so a retried report that already
-//! landed is answered as a duplicate, not counted twice. Retrying stops only
-//! when the answer no longer matters: the server revoked the package, or a
-//! second signal asked the agent to leave now.
+//! A finished build's report, the binary packages it wrote and its log are
+//! spooled on disk and retried until the server answers (see `spool`):
+//! neither a failed call nor an agent restart loses a build. Reports carry
+//! the lease, so a retried report that already landed is answered as a
+//! duplicate, not counted twice. Retrying stops only when the answer no
+//! longer matters: the server revoked the package, or a second signal asked
+//! the agent to leave now.
 
 use super::agent::Agent;
 use super::artifact::{self, MIN_GPKG_BYTES};
@@ -14,7 +16,7 @@ use super::classify::{self, Verdict};
 use super::runner::{self, BuildSpec};
 use super::shutdown::Phase;
 use super::state::{Job, JobId, Stop};
-use super::{collect, facts, leftovers, template};
+use super::{collect, facts, leftovers, spool, template};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -24,24 +26,23 @@ use swarm_net::wire::{CompleteReply, CompleteRequest};
 
 /// Bytes of the log end read to classify a failure.
 const LOG_TAIL_BYTES: u64 = 64 * 1024;
-/// Server errors (5xx) on upload before reporting `upload_failed`.
-const UPLOAD_ATTEMPTS: u32 = 5;
 /// Attempts per report once the agent is returning work on shutdown.
 const SHUTDOWN_ATTEMPTS: u32 = 3;
 
 /// What the agent tells the server about a job.
 #[derive(Clone, Debug, PartialEq)]
 enum Report {
-    Success {
+    /// Built: the binary packages to upload (the spool does), then report.
+    Built {
+        /// sha256 of the package the queued atom names, when one was built.
         sha256: Option<String>,
-        /// `cat/pf` of every binary package uploaded.
-        artifacts: Vec<String>,
+        /// Every binary package the build wrote.
+        artifacts: Vec<collect::Built>,
+        /// The build's own PKGDIR, whose packages join the drone's once spooled.
+        pkgdir: PathBuf,
     },
     Failed {
         class: FailureClass,
-        detail: String,
-    },
-    UploadFailed {
         detail: String,
     },
     Returned {
@@ -70,11 +71,13 @@ pub(crate) fn spawn(agent: Arc<Agent>, id: JobId) {
         if let Some(job) = job {
             report(
                 &agent,
+                id,
                 &job,
                 0.0,
                 Report::Returned {
                     reason: format!("agent cannot start a thread: {e}"),
                 },
+                None,
             );
         }
     }
@@ -94,11 +97,13 @@ fn abandon(agent: &Agent, id: JobId) {
         }
         report(
             agent,
+            id,
             &job,
             0.0,
             Report::Returned {
                 reason: "agent error while building".into(),
             },
+            None,
         );
     }
     agent.notify();
@@ -152,12 +157,14 @@ fn run(agent: &Agent, id: JobId) {
             tracing::error!(package = %atom, detail, "build not started");
             report(
                 agent,
+                id,
                 &job,
                 0.0,
                 Report::Failed {
                     class: FailureClass::Infra,
                     detail,
                 },
+                None,
             );
             agent.lock().end_job(id);
             agent.notify();
@@ -237,7 +244,7 @@ fn run(agent: &Agent, id: JobId) {
             )
         }
         Verdict::Built => (
-            deliver(agent, id, &job, built_after, &build_pkgdir),
+            deliver(agent, &job, built_after, &build_pkgdir),
             false,
             false,
         ),
@@ -254,10 +261,12 @@ fn run(agent: &Agent, id: JobId) {
         });
     }
     let job = job_of(agent, id).unwrap_or(job);
-    if !matches!(outcome, Report::Nothing) {
-        super::logs::upload(agent, &job, &log);
+    report(agent, id, &job, took_s, outcome, Some(&log));
+    // Whatever the build wrote is in the drone's PKGDIR or the spool by now
+    // (or was never wanted): its own directory goes, whatever the outcome.
+    if build_pkgdir.exists() {
+        collect::keep(&build_pkgdir, &cfg.pkgdir, &[]);
     }
-    report(agent, &job, took_s, outcome);
     super::logs::rotate(
         &cfg.log_dir,
         super::logs::KEEP_LOGS,
@@ -291,16 +300,10 @@ fn run_build(agent: &Agent, id: JobId, spec: &BuildSpec<'_>, job: &Job) -> runne
     finished
 }
 
-/// A built package: upload every binary package the build wrote into its own PKGDIR, each under
-/// the CPV read from the package itself; then keep them in the drone's PKGDIR.
-fn deliver(
-    agent: &Agent,
-    id: JobId,
-    job: &Job,
-    built_after: SystemTime,
-    build_pkgdir: &Path,
-) -> Report {
-    let cfg = &agent.cfg;
+/// A built package: every binary package the build wrote into its own PKGDIR, each identified
+/// by the CPV read from the package itself (the spool uploads them, then the drone's PKGDIR
+/// keeps them).
+fn deliver(agent: &Agent, job: &Job, built_after: SystemTime, build_pkgdir: &Path) -> Report {
     let atom = &job.atom;
     let built = match collect::collect(build_pkgdir) {
         Ok(b) => b,
@@ -313,16 +316,7 @@ fn deliver(
     };
     if built.is_empty() {
         // A builder that ignores $PKGDIR may still have written into the drone's own PKGDIR.
-        return deliver_found(agent, id, job, built_after);
-    }
-    // The server takes, under this build's lease, only packages of the leased name; dependencies
-    // emerge built along stay in the drone's PKGDIR (their own leases upload them).
-    let (built, along): (Vec<_>, Vec<_>) = built
-        .into_iter()
-        .partition(|b| collect::matches(&b.cpv, atom));
-    if !along.is_empty() {
-        tracing::info!(package = %atom, kept = ?along.iter().map(|b| &b.cpv).collect::<Vec<_>>(),
-            "dependencies built along are kept locally, not uploaded: the lease covers only its own package");
+        return deliver_found(agent, job, built_after, build_pkgdir);
     }
     for b in &built {
         if b.upload_name.ends_with(".gpkg.tar") && b.size < MIN_GPKG_BYTES {
@@ -335,37 +329,22 @@ fn deliver(
                 ),
             };
         }
-        if let Err(detail) = upload(
-            agent,
-            id,
-            job.lease,
-            b.category(),
-            &b.upload_name,
-            &b.path,
-            &b.sha256,
-        ) {
-            tracing::error!(package = %atom, artifact = b.cpv, detail, "upload failed");
-            return Report::UploadFailed { detail };
-        }
-        tracing::info!(package = %atom, artifact = b.cpv, sha256 = %b.sha256, size = b.size, "artifact uploaded");
     }
     let main = collect::pick(&built, atom);
     if main.is_none() && !atom.is_virtual() {
         tracing::warn!(package = %atom, built = ?built.iter().map(|b| &b.cpv).collect::<Vec<_>>(),
             "the build wrote no package of the queued name; the server decides");
     }
-    let report = Report::Success {
+    Report::Built {
         sha256: main.map(|b| b.sha256.clone()),
-        artifacts: built.iter().map(|b| b.cpv.clone()).collect(),
-    };
-    let all: Vec<_> = built.iter().chain(&along).cloned().collect();
-    collect::keep(build_pkgdir, &cfg.pkgdir, &all);
-    report
+        artifacts: built,
+        pkgdir: build_pkgdir.to_path_buf(),
+    }
 }
 
 /// The former way, for builders that ignore `$PKGDIR`: the newest artifact named after the atom
 /// in the drone's PKGDIR (exact atoms only).
-fn deliver_found(agent: &Agent, id: JobId, job: &Job, built_after: SystemTime) -> Report {
+fn deliver_found(agent: &Agent, job: &Job, built_after: SystemTime, build_pkgdir: &Path) -> Report {
     let cfg = &agent.cfg;
     // Virtuals too: a binhost client installing a world needs their (empty) packages,
     // and emerge --buildpkg makes them.
@@ -403,84 +382,16 @@ fn deliver_found(agent: &Agent, id: JobId, job: &Job, built_after: SystemTime) -
             }
         }
     };
-    match upload(
-        agent,
-        id,
-        job.lease,
-        atom.category(),
-        &found.upload_name,
-        &found.path,
-        &sha,
-    ) {
-        Ok(()) => {
-            tracing::info!(package = %atom, sha256 = %sha, size = found.size, "artifact uploaded");
-            Report::Success {
-                sha256: Some(sha),
-                artifacts: vec![format!("{}/{}", atom.category(), atom.pf())],
-            }
-        }
-        Err(detail) => {
-            tracing::error!(package = %atom, detail, "upload failed");
-            Report::UploadFailed { detail }
-        }
-    }
-}
-
-/// Uploads until the server answers. An unreachable server is waited for
-/// (with backoff) like a report is, so a control-plane restart costs no build;
-/// only a server that answers with errors `UPLOAD_ATTEMPTS` times, or refuses
-/// the file, makes it an upload failure.
-#[allow(clippy::too_many_arguments)]
-fn upload(
-    agent: &Agent,
-    id: JobId,
-    lease: Option<u64>,
-    category: &str,
-    name: &str,
-    path: &PathBuf,
-    sha: &str,
-) -> Result<(), String> {
-    let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
-    let mut server_errors = 0;
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        if give_up(agent, id, attempt) {
-            return Err("upload abandoned: the package was revoked or the agent is leaving".into());
-        }
-        let file = std::fs::File::open(path)
-            .map_err(|e| format!("cannot read artifact {}: {e}", path.display()))?;
-        let epoch = agent.lock().epoch;
-        match agent
-            .client
-            .put_artifact_for_lease(category, name, file, sha, lease, epoch)
-        {
-            Ok(reply) if reply.sha256.eq_ignore_ascii_case(sha) => return Ok(()),
-            Ok(reply) => {
-                return Err(format!(
-                    "server stored {} with sha256 {}, expected {sha}",
-                    reply.path, reply.sha256
-                ))
-            }
-            Err(e) if e.is_transport() => {
-                if attempt == 1 {
-                    tracing::warn!(
-                        "artifact upload failed: {e}; retrying until the server answers"
-                    );
-                }
-            }
-            Err(e) if retryable(&e) => {
-                server_errors += 1;
-                tracing::warn!(attempt = server_errors, "artifact upload failed: {e}");
-                if server_errors >= UPLOAD_ATTEMPTS {
-                    return Err(format!(
-                        "upload gave up after {server_errors} server errors: {e}"
-                    ));
-                }
-            }
-            Err(e) => return Err(format!("server refused the artifact: {e}")),
-        }
-        agent.pause(backoff.next_delay());
+    Report::Built {
+        sha256: Some(sha.clone()),
+        artifacts: vec![collect::Built {
+            path: found.path.clone(),
+            cpv: format!("{}/{}", atom.category(), atom.pf()),
+            upload_name: found.upload_name.clone(),
+            size: found.size,
+            sha256: sha,
+        }],
+        pkgdir: build_pkgdir.to_path_buf(),
     }
 }
 
@@ -501,8 +412,10 @@ fn give_up(agent: &Agent, id: JobId, attempt: u32) -> bool {
         || (st.phase == Phase::Returning && attempt > SHUTDOWN_ATTEMPTS)
 }
 
-/// Sends the report, retrying until the server answers.
-fn report(agent: &Agent, job: &Job, took_s: f64, outcome: Report) {
+/// Sends the report: a return directly (its log best effort), a finished
+/// build (its packages and its log) through the spool; each retried until
+/// the server answers.
+fn report(agent: &Agent, id: JobId, job: &Job, took_s: f64, outcome: Report, log: Option<&Path>) {
     let atom = job.atom.as_str();
     // By name, not machine id: see `Agent::lease_request`.
     let mut req = CompleteRequest {
@@ -513,33 +426,76 @@ fn report(agent: &Agent, job: &Job, took_s: f64, outcome: Report) {
         build_duration_s: Some((took_s * 10.0).round() / 10.0),
         ..CompleteRequest::default()
     };
+    let mut built: &[collect::Built] = &[];
+    let mut uploads: Vec<&collect::Built> = Vec::new();
+    let mut from = None;
     match &outcome {
         Report::Nothing => return,
         Report::Returned { reason } => {
+            if let Some(log) = log {
+                super::logs::upload(agent, job, log);
+            }
             let mut r = agent.lease_request(job.lease, atom);
             r.reason = Some(reason.clone());
             send(agent, job, "return", |a| a.client.give_back(&r));
             return;
         }
-        Report::Success { sha256, artifacts } => {
+        Report::Built {
+            sha256,
+            artifacts,
+            pkgdir,
+        } => {
             req.status = Some("success".into());
+            from = Some(pkgdir.as_path());
             req.sha256.clone_from(sha256);
-            req.artifacts = (!artifacts.is_empty()).then(|| artifacts.clone());
+            // The server takes, under this build's lease, only packages of the leased
+            // name; dependencies emerge built along stay in the drone's PKGDIR.
+            let (mine, along): (Vec<_>, Vec<_>) = artifacts
+                .iter()
+                .partition(|b| collect::matches(&b.cpv, &job.atom));
+            if !along.is_empty() {
+                tracing::info!(package = atom, kept = ?along.iter().map(|b| &b.cpv).collect::<Vec<_>>(),
+                    "dependencies built along are kept locally, not uploaded: the lease covers only its own package");
+            }
+            req.artifacts = Some(mine.iter().map(|b| b.cpv.clone()).collect());
+            uploads = mine;
+            built = artifacts;
         }
         Report::Failed { class, detail } => {
             req.status = Some("failed".into());
             req.failure_class = Some(*class);
             req.error_detail = Some(detail.clone());
         }
-        Report::UploadFailed { detail } => {
-            req.status = Some("upload_failed".into());
-            req.failure_class = Some(FailureClass::Infra);
-            req.error_detail = Some(detail.clone());
-        }
     }
-    send(agent, job, "report", |a| {
-        req.epoch = a.lock().epoch;
-        a.client.complete(&req)
+    req.epoch = agent.lock().epoch;
+    let log_gz = log.and_then(|p| {
+        super::logs::compressed_tail(p, super::logs::UPLOAD_TEXT_BYTES)
+            .map_err(
+                |e| tracing::warn!(log = %p.display(), "cannot read the build log to send it: {e}"),
+            )
+            .ok()
+    });
+    let finished = spool::Finished {
+        report: req,
+        artifacts: uploads
+            .iter()
+            .map(|b| {
+                (
+                    spool::SpooledArtifact {
+                        category: b.category().to_string(),
+                        name: b.upload_name.clone(),
+                        sha256: b.sha256.clone(),
+                    },
+                    b.path.as_path(),
+                )
+            })
+            .collect(),
+        log_gz,
+    };
+    spool::spool_and_deliver(agent, id, finished, || {
+        if let Some(from) = from {
+            collect::keep(from, &agent.cfg.pkgdir, built);
+        }
     });
 }
 

@@ -15,9 +15,10 @@
 //! | `state` | what the threads share, and the decisions on it |
 //! | `agent` | threads and the main loop (work, sync, orphans, shutdown) |
 //! | `heartbeat` | the heartbeat thread and health sampling |
-//! | `job` | one build: run, classify, upload, report (retried until answered) |
+//! | `job` | one build: run, classify, find what it wrote, hand it to the spool |
+//! | `spool` | finished builds on disk, uploaded and reported until answered, across restarts |
 //! | `leftovers` | killing builds a dead agent left running |
-//! | `logs` | uploading each build's log, rotating the local ones |
+//! | `logs` | the compressed tail of a build log (the spool sends it), rotating the local ones |
 //! | `runner` | process group, log file, stall and overall timeouts, TERM/grace/KILL |
 //! | `template` | `{atom}`, `{category}`, `{pn}`, `{pf}` substitution, no shell |
 //! | `artifact` | finding `<pf>.gpkg.tar`/`.tbz2` in PKGDIR, sha256 |
@@ -39,6 +40,7 @@ mod leftovers;
 mod logs;
 mod runner;
 mod shutdown;
+mod spool;
 mod standin;
 mod state;
 mod template;

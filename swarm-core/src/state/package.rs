@@ -95,7 +95,9 @@ impl Package {
         Package {
             atom: spec.atom.clone(),
             key: spec.atom.key().to_owned(),
-            hint_ms: spec.estimate_s.map(|s| s.saturating_mul(1000)),
+            hint_ms: spec
+                .estimate_s
+                .map(|s| s.saturating_mul(1000).min(crate::time::MAX_DURATION_MS)),
             order: st.next_order,
             lease_mark: st.next_lease,
             generation: st.generation,

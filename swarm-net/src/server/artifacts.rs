@@ -276,6 +276,41 @@ pub(crate) fn artifact_present(staging: &Path, atom: &Atom) -> bool {
     })
 }
 
+/// Removes upload temp files (`<staging>/<category>/.upload-*.tmp`) a killed
+/// server left behind: no upload is in flight at start, so every one of them
+/// is garbage. Returns how many files and bytes were removed.
+pub(crate) fn remove_stale_uploads(staging: &Path) -> (usize, u64) {
+    let mut removed = (0, 0);
+    let Ok(categories) = std::fs::read_dir(staging) else {
+        return removed;
+    };
+    for cat in categories.flatten() {
+        if !cat.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        let Ok(files) = std::fs::read_dir(cat.path()) else {
+            continue;
+        };
+        for f in files.flatten() {
+            let name = f.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with(".upload-") && name.ends_with(".tmp") {
+                let size = f.metadata().map_or(0, |m| m.len());
+                match std::fs::remove_file(f.path()) {
+                    Ok(()) => {
+                        removed.0 += 1;
+                        removed.1 += size;
+                    }
+                    Err(e) => {
+                        tracing::warn!(file = %f.path().display(), error = %e, "cannot remove a stale upload temp file")
+                    }
+                }
+            }
+        }
+    }
+    removed
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

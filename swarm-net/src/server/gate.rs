@@ -32,6 +32,20 @@ impl Default for DroneLimits {
     }
 }
 
+impl DroneLimits {
+    /// Limits that let a fleet of `drones` register at once (benchmarks).
+    pub fn for_fleet(drones: usize) -> DroneLimits {
+        let d = DroneLimits::default();
+        DroneLimits {
+            max_drones: d.max_drones.max(drones),
+            registrations_per_minute: d
+                .registrations_per_minute
+                .max(u32::try_from(drones).unwrap_or(u32::MAX)),
+            ..d
+        }
+    }
+}
+
 /// A token bucket over new registrations.
 #[derive(Debug)]
 pub(crate) struct RegistrationGate {

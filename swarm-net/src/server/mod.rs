@@ -235,6 +235,15 @@ pub fn start(opts: ServerOptions) -> Result<RunningServer, ServeError> {
             path: opts.staging.clone(),
             source,
         })?;
+    let (files, bytes) = artifacts::remove_stale_uploads(&opts.staging);
+    if files > 0 {
+        tracing::info!(
+            files,
+            bytes,
+            staging = %opts.staging.display(),
+            "removed upload temp files an earlier run left behind"
+        );
+    }
     let releases = crate::binhost::Releases::open(opts.binhost.clone(), &opts.staging)?;
     let mut store_opts = opts.store.clone();
     store_opts.open_at = Some((opts.clock)());
@@ -321,6 +330,7 @@ pub fn start(opts: ServerOptions) -> Result<RunningServer, ServeError> {
         registrations: gate::RegistrationGate::new(opts.drones.registrations_per_minute),
         drone_limits: opts.drones.clone(),
         refusals: ratelog::RefusalLog::default(),
+        store_fault: RwLock::new(None),
         dashboard: dashboard::Dashboard::new(&opts.db_path, (opts.clock)().0),
         logs: open_logs(&opts.db_path),
     });

@@ -8,14 +8,27 @@ use serde_json::{json, Value};
 use swarm_core::{Atom, DroneStatus, PackageStatus};
 use swarm_store::EventFilter;
 
+/// 200 while the server can record inputs; 503 with the reason while the
+/// store cannot write (disk full, read-only file system...). It turns back
+/// to 200 by itself: the writer probes the store every second meanwhile.
 pub(crate) fn health(sh: &Shared) -> Result<Reply, ApiError> {
     let p = sh.fresh();
-    Reply::ok(&json!({
-        "status": "ok",
-        "version": env!("CARGO_PKG_VERSION"),
-        "seq": p.seq,
-        "uptime_s": sh.started.elapsed().as_secs(),
-    }))
+    let fault = sh.store_fault.read().ok().and_then(|f| f.clone());
+    let (code, status) = match &fault {
+        None => (200, "ok"),
+        Some(_) => (503, "unhealthy"),
+    };
+    Reply::with_status(
+        code,
+        &json!({
+            "status": status,
+            "reason": fault.as_ref().map(|f| format!("the store cannot write: {f}")),
+            "store_writable": fault.is_none(),
+            "version": env!("CARGO_PKG_VERSION"),
+            "seq": p.seq,
+            "uptime_s": sh.started.elapsed().as_secs(),
+        }),
+    )
 }
 
 pub(crate) fn status(sh: &Shared) -> Result<Reply, ApiError> {
@@ -272,6 +285,13 @@ pub(crate) fn metrics(sh: &Shared) -> Result<Reply, ApiError> {
         "swarm_log_seq",
         "Inputs made durable (the log position).",
         &[(String::new(), p.seq)],
+    );
+    let writable = sh.store_fault.read().is_ok_and(|f| f.is_none());
+    gauge(
+        &mut out,
+        "swarm_store_writable",
+        "1 while the store takes writes; 0 while it cannot write (disk full, read-only file system); /api/v1/health says why.",
+        &[(String::new(), u64::from(writable))],
     );
     super::dashboard::slo::render(
         &mut out,

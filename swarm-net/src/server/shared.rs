@@ -80,6 +80,9 @@ pub(crate) struct Shared {
     pub(crate) registrations: super::gate::RegistrationGate,
     /// Rate-limited log of refused drone requests.
     pub(crate) refusals: super::ratelog::RefusalLog,
+    /// Why the store cannot write right now (`None`: it can). Set by the
+    /// writer after every write attempt; health and metrics read it.
+    pub(crate) store_fault: RwLock<Option<String>>,
     /// The dashboard's event stream and time series.
     pub(crate) dashboard: super::dashboard::Dashboard,
     /// Uploaded build logs; `None` when the directory could not be opened.

@@ -3,7 +3,14 @@
 //!
 //! Ticks come from this loop rather than a separate timer thread: the writer
 //! already waits on its queue, so it waits at most until `poll_timeout()` (and
-//! never more than a second), and a tick costs no channel hop.
+//! never more than a second), and a tick costs no channel hop. A `Tick` is
+//! logged only when a deadline is due: an idle server logs nothing.
+//!
+//! Store health: after every write the writer publishes whether the store
+//! can write (`Shared::store_fault`). While it cannot, it probes the store
+//! every second without logging an input, so health turns back by itself
+//! when space returns; while idle and healthy it probes every
+//! `IDLE_PROBE_EVERY`, so a disk that filled without traffic is noticed.
 
 use super::http::ApiError;
 use super::shared::{Published, Shared};
@@ -19,6 +26,10 @@ const MAX_BATCH: usize = 1024;
 /// While idle, the writer refreshes the published view this often at most;
 /// readers that need fresher state ask for it (see `Shared::fresh`).
 const PUBLISH_IDLE_EVERY: Duration = Duration::from_secs(1);
+/// While idle and healthy, the store's writability is checked this often.
+const IDLE_PROBE_EVERY: Duration = Duration::from_secs(10);
+/// While the store cannot write, it is probed this often.
+const FAULT_PROBE_EVERY: Duration = Duration::from_secs(1);
 
 /// What a worker asks the writer to do.
 pub(crate) enum Plan {
@@ -61,6 +72,7 @@ pub(crate) struct DroneNow {
 
 pub(crate) fn run(mut store: Store, shared: Arc<Shared>, rx: Receiver<Job>) {
     let mut last_publish = Instant::now();
+    let mut last_write = Instant::now();
     let mut dirty = false;
     loop {
         let now = (shared.clock)();
@@ -71,8 +83,12 @@ pub(crate) fn run(mut store: Store, shared: Arc<Shared>, rx: Receiver<Job>) {
             .unwrap_or(Timestamp(u64::MAX));
         let wait_ms = due.0.saturating_sub(now.0).min(1_000);
         let stopping = shared.stop.load(Ordering::SeqCst);
+        let faulted = store.write_error().is_some();
         let wait = if stopping {
             Duration::from_millis(10)
+        } else if faulted {
+            // A due tick would fail again at once: no busy loop meanwhile.
+            Duration::from_millis(wait_ms.max(200))
         } else {
             Duration::from_millis(wait_ms.max(1))
         };
@@ -90,19 +106,34 @@ pub(crate) fn run(mut store: Store, shared: Arc<Shared>, rx: Receiver<Job>) {
             Err(RecvTimeoutError::Disconnected) => break,
         }
         let now = (shared.clock)();
-        let tick = now.0 >= due.0 || jobs.is_empty();
+        let tick = now.0 >= due.0 && (!faulted || last_write.elapsed() >= FAULT_PROBE_EVERY);
+        if jobs.is_empty() && !tick {
+            let every = if faulted {
+                FAULT_PROBE_EVERY
+            } else {
+                IDLE_PROBE_EVERY
+            };
+            if last_write.elapsed() >= every {
+                let _ = store.probe_write(now);
+                last_write = Instant::now();
+                note_store_health(&store, &shared);
+            }
+            if dirty && idle_publish_due(&store, &shared, last_publish) {
+                publish(&store, &shared);
+                last_publish = Instant::now();
+                dirty = false;
+            }
+            continue;
+        }
         let publish_now = jobs.iter().any(|j| j.publish_now);
         let replies = commit(&mut store, &shared, jobs, tick, now);
+        last_write = Instant::now();
+        note_store_health(&store, &shared);
         shared.committed.store(store.last_seq().0, Ordering::SeqCst);
         dirty = true;
         // Idle refreshes only while the state is small: cloning a large core
         // is what `Shared::fresh` does on demand instead.
-        let idle = rx_is_idle(&shared)
-            && last_publish.elapsed() >= PUBLISH_IDLE_EVERY
-            && store
-                .swarm()
-                .is_ok_and(|s| s.view().package_count() <= 5_000);
-        if publish_now || idle {
+        if publish_now || idle_publish_due(&store, &shared, last_publish) {
             // Before the replies: whoever asked reads the new view next.
             publish(&store, &shared);
             last_publish = Instant::now();
@@ -121,6 +152,23 @@ pub(crate) fn run(mut store: Store, shared: Arc<Shared>, rx: Receiver<Job>) {
     );
 }
 
+/// Publishes whether the store can write, logging each change once.
+fn note_store_health(store: &Store, shared: &Shared) {
+    let now = store.write_error().map(str::to_owned);
+    let Ok(mut slot) = shared.store_fault.write() else {
+        return;
+    };
+    if *slot != now {
+        match &now {
+            Some(why) => {
+                tracing::error!(reason = %why, "the store cannot write: health is 503 until a write works again")
+            }
+            None => tracing::info!("the store writes again: health is 200"),
+        }
+        *slot = now;
+    }
+}
+
 fn drain(rx: &Receiver<Job>, jobs: &mut Vec<Job>) {
     while jobs.len() < MAX_BATCH {
         match rx.try_recv() {
@@ -132,6 +180,16 @@ fn drain(rx: &Receiver<Job>, jobs: &mut Vec<Job>) {
 
 fn rx_is_idle(shared: &Shared) -> bool {
     shared.queued.load(Ordering::Relaxed) == 0
+}
+
+/// Idle refreshes only while the state is small: cloning a large core is
+/// what `Shared::fresh` does on demand instead.
+fn idle_publish_due(store: &Store, shared: &Shared, last_publish: Instant) -> bool {
+    rx_is_idle(shared)
+        && last_publish.elapsed() >= PUBLISH_IDLE_EVERY
+        && store
+            .swarm()
+            .is_ok_and(|s| s.view().package_count() <= 5_000)
 }
 
 fn publish(store: &Store, shared: &Shared) {

@@ -1,0 +1,561 @@
+//! The spool: a finished build is written to disk before it is delivered,
+//! so neither a control plane that answers with errors for a while nor an
+//! agent restart drops it.
+//!
+//! `<work_dir>/spool/<lease>_<category>_<pf>.json` holds the report (with
+//! the `cat/pf` list of what the build wrote) and each artifact's name and
+//! sha256; `<same>.<i>.artifact` is a hard link to (or a copy of) the i-th
+//! binary package, so a later build of the same package cannot change what
+//! is uploaded; `<same>.log.gz` is the build log's compressed tail.
+//! Delivery uploads the artifacts, then the log, then sends the report, each
+//! retried with backoff until the server answers; the entry is removed once
+//! the report is answered (accepted, a duplicate, or stale).
+//!
+//! Retrying stops without removing the entry only when the agent leaves; the
+//! next agent delivers what is left before it registers (a registration
+//! would reclaim the leases the reports name). `upload_failed` is reported
+//! only for failures on the drone itself: an artifact it cannot read, or one
+//! the server refuses outright (4xx: wrong checksum, too large). The log
+//! never holds a report back once the server answers: a refused log, or
+//! one the server failed to store [`LOG_ANSWERS`] times, is dropped.
+
+use super::agent::Agent;
+use super::backoff::Backoff;
+use super::shutdown::Phase;
+use super::state::{JobId, Stop};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use swarm_core::FailureClass;
+use swarm_net::client::ClientError;
+use swarm_net::wire::CompleteRequest;
+
+/// Longest wait between two delivery attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// Server errors on a log upload before the log is dropped (an unreachable
+/// server is waited for, as for everything else).
+const LOG_ANSWERS: u32 = 3;
+
+/// A finished build waiting for the server.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct Entry {
+    /// The report, as it will be sent (its epoch is refreshed at each send
+    /// while the agent is registered).
+    pub(crate) report: CompleteRequest,
+    /// The binary packages to upload first, in order.
+    #[serde(default)]
+    pub(crate) artifacts: Vec<SpooledArtifact>,
+    /// Whether a build log (`<stem>.log.gz`) goes with the report.
+    #[serde(default)]
+    pub(crate) log: bool,
+}
+
+/// One binary package of a spooled success.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct SpooledArtifact {
+    pub(crate) category: String,
+    /// `<pf>.gpkg.tar` or `<pf>.tbz2`.
+    pub(crate) name: String,
+    pub(crate) sha256: String,
+}
+
+/// What a finished build hands to the spool: the files as the build left
+/// them (they may move once spooled).
+pub(crate) struct Finished<'a> {
+    pub(crate) report: CompleteRequest,
+    pub(crate) artifacts: Vec<(SpooledArtifact, &'a Path)>,
+    /// The build log's compressed tail, if it could be read.
+    pub(crate) log_gz: Option<Vec<u8>>,
+}
+
+/// The spool directory of an agent.
+pub(crate) fn dir(work_dir: &Path) -> PathBuf {
+    work_dir.join("spool")
+}
+
+fn artifact_path(entry: &Path, i: usize) -> PathBuf {
+    entry.with_extension(format!("{i}.artifact"))
+}
+
+fn log_path(entry: &Path) -> PathBuf {
+    entry.with_extension("log.gz")
+}
+
+fn sync_rename(tmp: &Path, dst: &Path) -> std::io::Result<()> {
+    std::fs::File::open(tmp)?.sync_all()?;
+    std::fs::rename(tmp, dst)
+}
+
+/// Writes an entry durably: the artifacts (hard links, or copies) and the
+/// log first, then the report via a temp file and a rename, all fsynced.
+/// Returns the entry's path.
+pub(crate) fn put(work_dir: &Path, f: &Finished<'_>) -> std::io::Result<PathBuf> {
+    let dir = dir(work_dir);
+    std::fs::create_dir_all(&dir)?;
+    let package = f.report.package.as_deref().unwrap_or("unknown");
+    let lease = f
+        .report
+        .lease
+        .map_or_else(|| "nolease".to_string(), |l| l.to_string());
+    let stem: String = format!("{lease}_{package}")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.+".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let path = dir.join(format!("{stem}.json"));
+    for (i, (_, src)) in f.artifacts.iter().enumerate() {
+        let dst = artifact_path(&path, i);
+        let _ = std::fs::remove_file(&dst);
+        if std::fs::hard_link(src, &dst).is_err() {
+            let tmp = dst.with_extension("artifact.tmp");
+            std::fs::copy(src, &tmp)?;
+            sync_rename(&tmp, &dst)?;
+        }
+    }
+    if let Some(gz) = &f.log_gz {
+        let tmp = path.with_extension("log.gz.tmp");
+        std::fs::write(&tmp, gz)?;
+        sync_rename(&tmp, &log_path(&path))?;
+    }
+    let entry = Entry {
+        report: f.report.clone(),
+        artifacts: f.artifacts.iter().map(|(a, _)| a.clone()).collect(),
+        log: f.log_gz.is_some(),
+    };
+    let tmp = path.with_extension("json.tmp");
+    let text = serde_json::to_vec_pretty(&entry).map_err(std::io::Error::other)?;
+    std::fs::write(&tmp, text)?;
+    sync_rename(&tmp, &path)?;
+    if let Ok(d) = std::fs::File::open(&dir) {
+        let _ = d.sync_all();
+    }
+    Ok(path)
+}
+
+/// Every spooled entry, oldest name first; unreadable ones are logged and
+/// set aside (renamed `.bad`), never retried forever.
+pub(crate) fn list(work_dir: &Path) -> Vec<(PathBuf, Entry)> {
+    let Ok(read) = std::fs::read_dir(dir(work_dir)) else {
+        return Vec::new();
+    };
+    let mut paths: Vec<PathBuf> = read
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    paths.sort();
+    let mut out = Vec::new();
+    for p in paths {
+        match std::fs::read(&p)
+            .map_err(|e| e.to_string())
+            .and_then(|b| serde_json::from_slice::<Entry>(&b).map_err(|e| e.to_string()))
+        {
+            Ok(e) => out.push((p, e)),
+            Err(why) => {
+                tracing::error!(file = %p.display(), why, "unreadable spool entry set aside as .bad");
+                let _ = std::fs::rename(&p, p.with_extension("bad"));
+            }
+        }
+    }
+    out
+}
+
+fn remove(path: &Path, entry: &Entry) {
+    for i in 0..entry.artifacts.len() {
+        let _ = std::fs::remove_file(artifact_path(path, i));
+    }
+    let _ = std::fs::remove_file(log_path(path));
+    let _ = std::fs::remove_file(path);
+}
+
+/// Who delivers: a job's own thread (stops when its job is revoked), or the
+/// start-up pass (before registration).
+#[derive(Clone, Copy, Debug)]
+enum By {
+    Job(JobId),
+    Startup,
+}
+
+/// What became of a delivery.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Delivered {
+    /// The server answered the report (accepted, duplicate or stale).
+    Answered,
+    /// Not delivered; the entry stays for the next agent.
+    Kept(String),
+    /// Dropped: the server revoked the package meanwhile.
+    Revoked,
+}
+
+/// Where a delivery reads its files: the spool, or (when the spool could not
+/// be written) the build's own files and the log in memory.
+enum Source<'a> {
+    Spool,
+    Build {
+        artifacts: Vec<&'a Path>,
+        log_gz: Option<&'a [u8]>,
+    },
+}
+
+/// Delivers one entry: uploads, log, then report, until answered.
+fn deliver(agent: &Agent, path: &Path, entry: &Entry, src: &Source<'_>, by: By) -> Delivered {
+    let mut report = entry.report.clone();
+    for (i, a) in entry.artifacts.iter().enumerate() {
+        let file = match src {
+            Source::Spool => artifact_path(path, i),
+            Source::Build { artifacts, .. } => artifacts[i].to_path_buf(),
+        };
+        match upload(agent, &file, a, report.lease, by) {
+            Ok(()) => {}
+            Err(Stopped::Keep(why)) => return Delivered::Kept(why),
+            Err(Stopped::Revoked) => {
+                remove(path, entry);
+                return Delivered::Revoked;
+            }
+            Err(Stopped::Refused(detail)) => {
+                tracing::error!(package = %super::shown(&report.package), detail, "artifact refused: reporting upload_failed");
+                report.status = Some("upload_failed".into());
+                report.sha256 = None;
+                report.artifacts = None;
+                report.failure_class = Some(FailureClass::Infra);
+                report.error_detail = Some(detail);
+                break;
+            }
+        }
+    }
+    if entry.log {
+        let gz = match src {
+            Source::Spool => std::fs::read(log_path(path)).map_err(|e| e.to_string()),
+            Source::Build { log_gz, .. } => log_gz
+                .map(<[u8]>::to_vec)
+                .ok_or_else(|| "no log in memory".to_string()),
+        };
+        match gz {
+            Ok(gz) => {
+                if let Err(Stopped::Keep(why)) = send_log(agent, &report, &gz, by) {
+                    return Delivered::Kept(why);
+                }
+            }
+            Err(why) => {
+                tracing::warn!(package = %super::shown(&report.package), why, "spooled build log unreadable; the report goes without it")
+            }
+        }
+    }
+    let result = retry(agent, by, "report", |a| {
+        if matches!(by, By::Job(_)) {
+            report.epoch = a.lock().epoch.or(report.epoch);
+        }
+        Ok(a.client.complete(&report)?)
+    });
+    match result {
+        Ok(reply) => {
+            if reply.stale {
+                tracing::warn!(package = %super::shown(&report.package), lease = %super::shown(&report.lease), why = reply.reason.as_deref().unwrap_or("work reclaimed"), "report was stale: the server had already moved the package");
+            } else {
+                tracing::info!(package = %super::shown(&report.package), lease = %super::shown(&report.lease), accepted = reply.accepted, recorded = %super::shown(&reply.recorded), "report sent");
+            }
+            remove(path, entry);
+            Delivered::Answered
+        }
+        Err(Stopped::Revoked) => {
+            remove(path, entry);
+            Delivered::Revoked
+        }
+        Err(Stopped::Keep(why)) => Delivered::Kept(why),
+        Err(Stopped::Refused(why)) => {
+            tracing::error!(package = %super::shown(&report.package), why, "report refused by the server; dropping it");
+            remove(path, entry);
+            Delivered::Answered
+        }
+    }
+}
+
+/// Uploads the build log. Waits for an unreachable server like everything
+/// else, but once the server answers, a refusal or [`LOG_ANSWERS`] server
+/// errors drop the log: it never holds the report back.
+fn send_log(agent: &Agent, report: &CompleteRequest, gz: &[u8], by: By) -> Result<(), Stopped> {
+    let (Some(lease), Some(package)) = (report.lease, report.package.as_deref()) else {
+        return Ok(()); // a lease-less (v3-style) assignment has nothing to attach a log to
+    };
+    let node = report.node_name.clone().unwrap_or_default();
+    let mut answers = 0;
+    let sent = retry(agent, by, "build log upload", |a| {
+        match a.client.put_log(lease, package, &node, gz) {
+            Ok(r) => Ok(Ok(r.bytes)),
+            Err(e) if e.is_transport() => Err(CallError::Client(e)),
+            Err(e)
+                if e.status()
+                    .is_some_and(|s| (400..500).contains(&s) && s != 408 && s != 429) =>
+            {
+                Ok(Err(format!("the server refused it: {e}")))
+            }
+            Err(e) => {
+                answers += 1;
+                if answers >= LOG_ANSWERS {
+                    Ok(Err(format!("{answers} server errors, the last: {e}")))
+                } else {
+                    Err(CallError::Client(e))
+                }
+            }
+        }
+    });
+    match sent {
+        Ok(Ok(bytes)) => {
+            tracing::debug!(package, lease, bytes, "build log uploaded");
+            Ok(())
+        }
+        Ok(Err(why)) | Err(Stopped::Refused(why)) => {
+            tracing::warn!(
+                package,
+                lease,
+                why,
+                "build log dropped; the report goes without it"
+            );
+            Ok(())
+        }
+        Err(stop) => Err(stop),
+    }
+}
+
+/// Delivers everything a previous agent left in the spool. Runs before the
+/// agent registers; returns when the spool is empty or the agent leaves.
+pub(crate) fn redeliver(agent: &Agent) {
+    let entries = list(&agent.cfg.work_dir);
+    if entries.is_empty() {
+        return;
+    }
+    tracing::info!(
+        builds = entries.len(),
+        "delivering finished builds an earlier agent left in the spool"
+    );
+    for (path, entry) in entries {
+        match deliver(agent, &path, &entry, &Source::Spool, By::Startup) {
+            Delivered::Kept(why) => {
+                tracing::warn!(file = %path.display(), why, "spooled build kept for the next start");
+                return;
+            }
+            other => {
+                tracing::info!(package = %super::shown(&entry.report.package), result = ?other, "spooled build delivered")
+            }
+        }
+    }
+}
+
+/// A failed call: on the drone itself, or the server's answer.
+enum CallError {
+    Local(String),
+    Client(ClientError),
+}
+
+impl From<ClientError> for CallError {
+    fn from(e: ClientError) -> Self {
+        CallError::Client(e)
+    }
+}
+
+enum Stopped {
+    /// Leave the entry for the next agent.
+    Keep(String),
+    /// The server took the package away.
+    Revoked,
+    /// A definitive refusal (4xx).
+    Refused(String),
+}
+
+/// Uploads one artifact bound to the build's lease and the drone's current
+/// epoch: the server takes it only for this drone's live lease of the package.
+fn upload(
+    agent: &Agent,
+    file: &Path,
+    a: &SpooledArtifact,
+    lease: Option<u64>,
+    by: By,
+) -> Result<(), Stopped> {
+    let reply = retry(agent, by, "artifact upload", |ag| {
+        let f = std::fs::File::open(file).map_err(|e| {
+            CallError::Local(format!(
+                "cannot read spooled artifact {}: {e}",
+                file.display()
+            ))
+        })?;
+        let epoch = ag.lock().epoch;
+        Ok(ag
+            .client
+            .put_artifact_for_lease(&a.category, &a.name, f, &a.sha256, lease, epoch)?)
+    })?;
+    if reply.sha256.eq_ignore_ascii_case(&a.sha256) {
+        tracing::info!(path = reply.path, sha256 = a.sha256, "artifact uploaded");
+        Ok(())
+    } else {
+        Err(Stopped::Refused(format!(
+            "server stored {} with sha256 {}, expected {}",
+            reply.path, reply.sha256, a.sha256
+        )))
+    }
+}
+
+/// Calls until the server answers. Transport errors, 5xx, 408 and 429 are
+/// retried with backoff (1 s doubling to a minute) for as long as it takes.
+fn retry<T>(
+    agent: &Agent,
+    by: By,
+    what: &str,
+    mut call: impl FnMut(&Agent) -> Result<T, CallError>,
+) -> Result<T, Stopped> {
+    let mut backoff = Backoff::new(Duration::from_secs(1), MAX_BACKOFF);
+    let mut attempt: u32 = 0;
+    loop {
+        attempt += 1;
+        if let Some(stop) = should_stop(agent, by) {
+            return Err(stop);
+        }
+        let e = match call(agent) {
+            Ok(v) => return Ok(v),
+            Err(CallError::Local(why)) => return Err(Stopped::Refused(why)),
+            Err(CallError::Client(e)) => e,
+        };
+        match e {
+            e if e.status() == Some(404) && matches!(by, By::Job(_)) => {
+                tracing::warn!("{what}: the server does not know this drone; registering again");
+                agent.lock().registered = false;
+                agent.beat_soon();
+            }
+            e if !retryable(&e) => return Err(Stopped::Refused(e.to_string())),
+            e => {
+                if attempt == 1 || attempt.is_power_of_two() {
+                    tracing::warn!(
+                        attempt,
+                        "{what} failed: {e}; retrying until the server answers"
+                    );
+                }
+            }
+        }
+        agent.pause(backoff.next_delay());
+    }
+}
+
+fn retryable(e: &ClientError) -> bool {
+    e.is_transport() || e.is_bare() || e.status().is_some_and(|s| s >= 500 || s == 429 || s == 408)
+}
+
+fn should_stop(agent: &Agent, by: By) -> Option<Stopped> {
+    let st = agent.lock();
+    if let By::Job(id) = by {
+        if let Some(Stop::Revoked(why)) = st.jobs.get(&id).and_then(|j| j.stop.as_ref()) {
+            tracing::warn!(why, "delivery abandoned: the server revoked the package");
+            return Some(Stopped::Revoked);
+        }
+    }
+    if st.phase == Phase::Exit {
+        return Some(Stopped::Keep("the agent is leaving now".into()));
+    }
+    if st.phase != Phase::Running && matches!(by, By::Startup) {
+        return Some(Stopped::Keep("the agent is stopping".into()));
+    }
+    None
+}
+
+/// Spools a finished build and delivers it. `spooled` runs as soon as the
+/// build's own files are no longer needed where they are (once spooled, or
+/// after delivery when the spool could not be written).
+pub(crate) fn spool_and_deliver(agent: &Agent, id: JobId, f: Finished<'_>, spooled: impl FnOnce()) {
+    let entry = Entry {
+        report: f.report.clone(),
+        artifacts: f.artifacts.iter().map(|(a, _)| a.clone()).collect(),
+        log: f.log_gz.is_some(),
+    };
+    let path = match put(&agent.cfg.work_dir, &f) {
+        Ok(p) => p,
+        Err(e) => {
+            // The disk refused the spool: deliver from the build's files, as before.
+            tracing::error!(error = %e, "cannot spool the finished build; delivering it without a copy on disk");
+            let scratch = dir(&agent.cfg.work_dir).join("unspooled.json");
+            let src = Source::Build {
+                artifacts: f.artifacts.iter().map(|(_, p)| *p).collect(),
+                log_gz: f.log_gz.as_deref(),
+            };
+            if let Delivered::Kept(why) = deliver(agent, &scratch, &entry, &src, By::Job(id)) {
+                tracing::error!(package = %super::shown(&entry.report.package), why, "build not delivered");
+            }
+            spooled();
+            return;
+        }
+    };
+    spooled();
+    if let Delivered::Kept(why) = deliver(agent, &path, &entry, &Source::Spool, By::Job(id)) {
+        tracing::warn!(package = %super::shown(&entry.report.package), file = %path.display(), why, "build kept in the spool; the next agent delivers it");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_entry_its_artifacts_and_its_log_survive_a_round_trip_through_the_disk() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let art = dir.path().join("foo-1.gpkg.tar");
+        let dep = dir.path().join("bar-2.gpkg.tar");
+        std::fs::write(&art, b"binary package").expect("artifact");
+        std::fs::write(&dep, b"its dependency").expect("artifact");
+        let artifact = |name: &str| SpooledArtifact {
+            category: "dev-libs".into(),
+            name: name.into(),
+            sha256: "ab".repeat(32),
+        };
+        let finished = Finished {
+            report: CompleteRequest {
+                package: Some("dev-libs/foo-1".into()),
+                lease: Some(7),
+                status: Some("success".into()),
+                artifacts: Some(vec!["dev-libs/foo-1".into(), "dev-libs/bar-2".into()]),
+                ..CompleteRequest::default()
+            },
+            artifacts: vec![
+                (artifact("foo-1.gpkg.tar"), art.as_path()),
+                (artifact("bar-2.gpkg.tar"), dep.as_path()),
+            ],
+            log_gz: Some(b"gzipped log".to_vec()),
+        };
+        let path = put(dir.path(), &finished).expect("put");
+        std::fs::remove_file(&art).expect("the build's copy goes away");
+        std::fs::remove_file(&dep).expect("the build's copy goes away");
+        let listed = list(dir.path());
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].0, path);
+        let entry = &listed[0].1;
+        assert_eq!(entry.report, finished.report, "the artifacts list is kept");
+        assert_eq!(
+            entry.artifacts,
+            [artifact("foo-1.gpkg.tar"), artifact("bar-2.gpkg.tar")]
+        );
+        assert!(entry.log);
+        assert_eq!(
+            std::fs::read(artifact_path(&path, 0)).expect("spooled artifact"),
+            b"binary package"
+        );
+        assert_eq!(
+            std::fs::read(artifact_path(&path, 1)).expect("spooled artifact"),
+            b"its dependency"
+        );
+        assert_eq!(
+            std::fs::read(log_path(&path)).expect("spooled log"),
+            b"gzipped log"
+        );
+        std::fs::write(dir.path().join("spool/bad.json"), b"{").expect("bad");
+        assert_eq!(list(dir.path()).len(), 1, "a bad entry is set aside");
+        assert!(dir.path().join("spool/bad.bad").exists());
+        remove(&path, entry);
+        assert!(list(dir.path()).is_empty());
+        let left: Vec<_> = std::fs::read_dir(dir.path().join("spool"))
+            .expect("spool")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(left, ["bad.bad"], "nothing of the entry is left behind");
+    }
+}

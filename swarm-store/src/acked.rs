@@ -1,0 +1,208 @@
+//! The acknowledgement marker: `<db>.acked`, a small file next to the
+//! database that records the last acknowledged seq independently of the
+//! database and its WAL, so `open` can tell "nothing happened yet" from
+//! "the file lost inputs it had acknowledged".
+//!
+//! SQLite cannot tell by itself: a deleted `-wal`, a WAL frame with a bad
+//! checksum (SQLite silently stops reading the WAL there) or a 0-byte
+//! `swarm.db` all open as a valid, older (or empty) database.
+//!
+//! # Format
+//! Two fixed 64-byte slots, written alternately in place (`pwrite`, no
+//! rename), each `swarm-acked 1 <store id> <seq> <crc>` padded with spaces.
+//! The valid slot with the highest seq counts, so a torn write of one slot
+//! still leaves the other. The marker is written after each commit and never
+//! fsynced: it can only lag the database, never lead it, except where the
+//! database itself lost commits (power loss under `synchronous=NORMAL`),
+//! which is exactly what it is there to detect. Cost: one 64-byte `pwrite`
+//! per group commit.
+
+use crate::error::StoreError;
+use std::fs::{File, OpenOptions};
+use std::io::Read;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+const SLOT: usize = 64;
+const MAGIC: &str = "swarm-acked 1";
+
+/// What the marker says was acknowledged.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Acked {
+    /// The store the acknowledgements belong to (`meta.store_id`).
+    pub(crate) store_id: String,
+    /// The last acknowledged seq.
+    pub(crate) seq: u64,
+}
+
+/// The marker file next to a database.
+pub(crate) fn marker_path(db: &Path) -> PathBuf {
+    let mut s = db.as_os_str().to_owned();
+    s.push(".acked");
+    PathBuf::from(s)
+}
+
+/// Reads the marker: `Ok(None)` when there is none (or it is empty), an
+/// error naming the file when it exists but no slot is readable.
+pub(crate) fn read(db: &Path) -> Result<Option<Acked>, StoreError> {
+    let path = marker_path(db);
+    let mut bytes = Vec::new();
+    match File::open(&path) {
+        Ok(f) => {
+            f.take(4 * SLOT as u64)
+                .read_to_end(&mut bytes)
+                .map_err(|source| StoreError::Io {
+                    path: path.clone(),
+                    source,
+                })?;
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(StoreError::Io { path, source }),
+    }
+    if bytes.iter().all(|b| *b == 0) {
+        return Ok(None);
+    }
+    let best = bytes
+        .chunks(SLOT)
+        .take(2)
+        .filter_map(parse_slot)
+        .max_by_key(|a| a.seq);
+    match best {
+        Some(a) => Ok(Some(a)),
+        None => Err(StoreError::MarkerUnreadable { marker: path }),
+    }
+}
+
+fn parse_slot(slot: &[u8]) -> Option<Acked> {
+    let text = std::str::from_utf8(slot).ok()?.trim_end();
+    let rest = text.strip_prefix(MAGIC)?.trim_start();
+    let mut parts = rest.split(' ');
+    let store_id = parts.next()?;
+    let seq: u64 = parts.next()?.parse().ok()?;
+    let crc: u32 = u32::from_str_radix(parts.next()?, 16).ok()?;
+    if parts.next().is_some() || crc != checksum(store_id, seq) {
+        return None;
+    }
+    Some(Acked {
+        store_id: store_id.to_owned(),
+        seq,
+    })
+}
+
+fn checksum(store_id: &str, seq: u64) -> u32 {
+    // FNV-1a, 32 bits: enough to tell a torn slot from a whole one.
+    let mut h: u32 = 0x811c_9dc5;
+    for b in store_id.bytes().chain(seq.to_le_bytes()) {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    h
+}
+
+fn encode(store_id: &str, seq: u64) -> [u8; SLOT] {
+    let text = format!("{MAGIC} {store_id} {seq} {:08x}", checksum(store_id, seq));
+    let mut slot = [b' '; SLOT];
+    let n = text.len().min(SLOT - 1);
+    slot[..n].copy_from_slice(&text.as_bytes()[..n]);
+    slot[SLOT - 1] = b'\n';
+    slot
+}
+
+/// The open marker of a running store.
+#[derive(Debug)]
+pub(crate) struct Marker {
+    file: File,
+    path: PathBuf,
+    store_id: String,
+    flip: bool,
+}
+
+impl Marker {
+    /// Opens (creating) the marker and records `seq` durably: the file's
+    /// existence must survive a power loss, so its first write is fsynced
+    /// (with the directory). Later writes are not.
+    pub(crate) fn open(db: &Path, store_id: &str, seq: u64) -> Result<Marker, StoreError> {
+        let path = marker_path(db);
+        let io = |source| StoreError::Io {
+            path: path.clone(),
+            source,
+        };
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(io)?;
+        let mut m = Marker {
+            file,
+            path: path.clone(),
+            store_id: store_id.to_owned(),
+            flip: false,
+        };
+        m.write_both(seq)?;
+        m.file.sync_all().map_err(io)?;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            if let Ok(d) = File::open(dir) {
+                let _ = d.sync_all();
+            }
+        }
+        Ok(m)
+    }
+
+    fn write_both(&mut self, seq: u64) -> Result<(), StoreError> {
+        let slot = encode(&self.store_id, seq);
+        let mut both = [0u8; 2 * SLOT];
+        both[..SLOT].copy_from_slice(&slot);
+        both[SLOT..].copy_from_slice(&slot);
+        self.file
+            .write_all_at(&both, 0)
+            .map_err(|source| StoreError::Io {
+                path: self.path.clone(),
+                source,
+            })
+    }
+
+    /// Records that everything up to `seq` is acknowledged (after the commit).
+    pub(crate) fn record(&mut self, seq: u64) -> Result<(), StoreError> {
+        let slot = encode(&self.store_id, seq);
+        let offset = if self.flip { SLOT as u64 } else { 0 };
+        self.flip = !self.flip;
+        self.file
+            .write_all_at(&slot, offset)
+            .map_err(|source| StoreError::Io {
+                path: self.path.clone(),
+                source,
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_newest_whole_slot_wins_and_a_torn_one_is_ignored() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = dir.path().join("swarm.db");
+        assert_eq!(read(&db).expect("none"), None);
+        let mut m = Marker::open(&db, "abc", 5).expect("open");
+        m.record(6).expect("record");
+        m.record(7).expect("record");
+        let got = read(&db).expect("read").expect("some");
+        assert_eq!((got.store_id.as_str(), got.seq), ("abc", 7));
+        // Tear the slot holding 7 (the second): 6 is still there.
+        let f = OpenOptions::new()
+            .write(true)
+            .open(marker_path(&db))
+            .expect("open");
+        f.write_all_at(b"garbage", SLOT as u64 + 20).expect("tear");
+        let got = read(&db).expect("read").expect("some");
+        assert_eq!(got.seq, 6);
+        f.write_all_at(b"garbage", 20).expect("tear");
+        assert!(matches!(
+            read(&db),
+            Err(StoreError::MarkerUnreadable { .. })
+        ));
+    }
+}

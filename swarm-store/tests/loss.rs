@@ -1,0 +1,220 @@
+//! Loss of acknowledged inputs outside swarm's control: a deleted `-wal`,
+//! flipped WAL bytes, a 0-byte or missing `swarm.db`, another store put in
+//! its place. Each one is refused at open with `LossDetected` naming the
+//! file and the way out; `accept_loss` opens anyway and records the loss.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use swarm_core::{Input, Timestamp};
+use swarm_store::{Store, StoreError, StoreOptions};
+
+const CHILD_ENV: &str = "SWARM_STORE_LOSS_CHILD_DB";
+/// Inputs the child acknowledges after the checkpointed history.
+const CHILD_INPUTS: u64 = 40;
+
+fn opts(at: u64) -> StoreOptions {
+    StoreOptions {
+        open_at: Some(Timestamp(at)),
+        ..StoreOptions::default()
+    }
+}
+
+/// The child: appends `CHILD_INPUTS` inputs, one commit each, prints the last
+/// acknowledged seq and exits without closing the store (as `kill -9` would
+/// leave it: the newest commits only in the `-wal` file).
+#[test]
+fn loss_child_writer() {
+    let Ok(db) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let mut store = Store::open(&db, opts(10_000)).expect("child open");
+    for i in 0..CHILD_INPUTS {
+        let (op, _) = common::op_from(i * 104_729 + 11);
+        let input = common::to_input(&op, store.swarm().expect("state").view());
+        store
+            .append(Timestamp(10_000 + i), input)
+            .expect("child append");
+    }
+    println!("\nacked {}", store.last_seq().0);
+    std::process::exit(0);
+}
+
+/// A store with checkpointed history, then `CHILD_INPUTS` acknowledged inputs
+/// that live only in the WAL. Returns the last acknowledged seq.
+fn crashed_store(db: &Path) -> u64 {
+    {
+        let mut store = Store::open(db, opts(1)).expect("open");
+        for i in 0..30u64 {
+            let (op, _) = common::op_from(i * 7919 + 3);
+            let input = common::to_input(&op, store.swarm().expect("state").view());
+            store.append(Timestamp(100 + i), input).expect("append");
+        }
+    }
+    let out = Command::new(std::env::current_exe().expect("test binary"))
+        .args([
+            "loss_child_writer",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_ENV, db)
+        .output()
+        .expect("run child");
+    assert!(out.status.success(), "child failed: {out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let acked = text
+        .lines()
+        .find_map(|l| l.strip_prefix("acked "))
+        .expect("child printed its last seq")
+        .trim()
+        .parse()
+        .expect("seq");
+    assert!(
+        wal(db).metadata().map(|m| m.len()).unwrap_or(0) > 0,
+        "the child's commits are in the WAL"
+    );
+    acked
+}
+
+fn wal(db: &Path) -> PathBuf {
+    PathBuf::from(format!("{}-wal", db.display()))
+}
+
+/// Opens and expects `LossDetected`; returns its message.
+fn refused(db: &Path, acked: u64) -> String {
+    match Store::open(db, opts(20_000)) {
+        Err(e @ StoreError::LossDetected { acked_seq, .. }) => {
+            assert_eq!(acked_seq, acked, "{e}");
+            let msg = e.to_string();
+            assert!(
+                msg.contains(&db.display().to_string()),
+                "names the file: {msg}"
+            );
+            assert!(msg.contains("--accept-loss"), "says what to do: {msg}");
+            assert!(msg.contains(".acked"), "names the marker: {msg}");
+            msg
+        }
+        other => panic!("expected LossDetected, got {other:?}"),
+    }
+}
+
+/// `accept_loss` opens, says what was lost, and leaves a `loss_accepted` event;
+/// the next plain open works (the marker was rewritten).
+fn accepted(db: &Path) {
+    let store = Store::open(
+        db,
+        StoreOptions {
+            accept_loss: true,
+            ..opts(30_000)
+        },
+    )
+    .expect("accept_loss opens");
+    let loss = store.open_report().loss.clone().expect("loss reported");
+    assert!(loss.contains("acknowledged"), "{loss}");
+    let explorer = store.explorer().expect("explorer");
+    let rows = explorer
+        .query("SELECT body FROM events WHERE kind = 'loss_accepted'")
+        .expect("query");
+    assert_eq!(rows.rows.len(), 1, "one loss event");
+    drop(explorer);
+    drop(store);
+    Store::open(db, opts(40_000)).expect("a plain open works after the loss was accepted");
+}
+
+#[test]
+fn a_clean_crash_loses_nothing_and_opens() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("swarm.db");
+    let acked = crashed_store(&db);
+    let store = Store::open(&db, opts(20_000)).expect("opens");
+    assert!(store.last_seq().0 > acked);
+    assert_eq!(store.open_report().loss, None);
+}
+
+#[test]
+fn a_deleted_wal_after_a_crash_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("swarm.db");
+    let acked = crashed_store(&db);
+    std::fs::remove_file(wal(&db)).expect("delete -wal");
+    let msg = refused(&db, acked);
+    assert!(msg.contains("-wal"), "{msg}");
+    accepted(&db);
+}
+
+#[test]
+fn flipped_wal_bytes_after_a_crash_are_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("swarm.db");
+    let acked = crashed_store(&db);
+    let mut bytes = std::fs::read(wal(&db)).expect("read -wal");
+    // Ten bytes in the middle of the WAL: SQLite's frame checksum fails there
+    // and it silently ignores that frame and every later one.
+    let mid = bytes.len() / 2;
+    for b in &mut bytes[mid..mid + 10] {
+        *b ^= 0x5a;
+    }
+    std::fs::write(wal(&db), &bytes).expect("write -wal");
+    refused(&db, acked);
+    accepted(&db);
+}
+
+#[test]
+fn a_zero_byte_database_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("swarm.db");
+    let acked = Store::open(&db, opts(1)).expect("open").last_seq().0;
+    std::fs::write(&db, b"").expect("truncate to 0 bytes");
+    let msg = refused(&db, acked);
+    assert!(msg.contains("empty"), "{msg}");
+    assert_eq!(
+        std::fs::metadata(&db).expect("db").len(),
+        0,
+        "a refused open writes nothing"
+    );
+    accepted(&db);
+}
+
+#[test]
+fn a_missing_database_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("swarm.db");
+    let acked = Store::open(&db, opts(1)).expect("open").last_seq().0;
+    std::fs::remove_file(&db).expect("delete db");
+    let msg = refused(&db, acked);
+    assert!(msg.contains("missing"), "{msg}");
+    assert!(!db.exists(), "a refused open creates nothing");
+    accepted(&db);
+}
+
+#[test]
+fn another_store_in_its_place_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("swarm.db");
+    let other = dir.path().join("other.db");
+    let acked = {
+        let mut s = Store::open(&db, opts(1)).expect("open");
+        for i in 0..5 {
+            s.append(Timestamp(10 + i), Input::Tick).expect("append");
+        }
+        s.last_seq().0
+    };
+    drop(Store::open(&other, opts(1)).expect("open other"));
+    std::fs::rename(&other, &db).expect("replace");
+    let msg = refused(&db, acked);
+    assert!(msg.contains("another store"), "{msg}");
+}
+
+#[test]
+fn a_store_without_a_marker_opens_and_gets_one() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("swarm.db");
+    drop(Store::open(&db, opts(1)).expect("open"));
+    let marker = PathBuf::from(format!("{}.acked", db.display()));
+    std::fs::remove_file(&marker).expect("remove marker");
+    let store = Store::open(&db, opts(2)).expect("opens: nothing was acknowledged to lose");
+    assert_eq!(store.open_report().loss, None);
+    assert!(marker.exists());
+}

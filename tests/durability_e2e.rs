@@ -1,0 +1,300 @@
+//! Durability through the real `swarm serve` binary: a store that lost
+//! acknowledged inputs is refused with a message naming the file and the way
+//! out, and `--accept-loss` starts anyway and records the loss.
+
+mod support;
+
+use serde_json::json;
+use std::process::{Command, Stdio};
+use support::drone::Drone;
+use support::{swarm_bin, Server};
+
+#[test]
+fn serve_refuses_a_zero_byte_database_and_accept_loss_records_the_loss() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path();
+    {
+        let mut server = Server::start(data, &[]);
+        let (code, _) = server.admin_post(
+            "/api/v1/queue",
+            &json!({ "packages": ["dev-libs/a-1", "dev-libs/b-1"] }),
+        );
+        assert_eq!(code, 200);
+        assert_eq!(server.terminate(), Some(0));
+    }
+    let db = data.join("swarm.db");
+    std::fs::write(&db, b"").expect("empty swarm.db");
+    let out = Command::new(swarm_bin())
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data)
+        .env("SELF_HEAL_ENABLED", "false")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run swarm serve");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "refused: {stderr}");
+    assert!(stderr.contains(&db.display().to_string()), "{stderr}");
+    assert!(stderr.contains("empty"), "{stderr}");
+    assert!(stderr.contains("--accept-loss"), "{stderr}");
+    assert!(out.stdout.is_empty(), "never listened");
+    assert_eq!(std::fs::metadata(&db).expect("db").len(), 0, "untouched");
+
+    let server = Server::start_with(data, "127.0.0.1:0", &["--accept-loss"], &[]);
+    let (code, body) = server.get("/api/v1/events?after=0");
+    assert_eq!(code, 200);
+    let events = body["events"].as_array().expect("events");
+    let loss = events
+        .iter()
+        .find(|e| e["kind"] == "loss_accepted")
+        .unwrap_or_else(|| panic!("a loss_accepted event in {body}"));
+    assert!(
+        loss["body"]["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("empty")),
+        "{loss}"
+    );
+}
+
+/// The largest of the store's files, in bytes.
+fn largest_store_file(data: &std::path::Path) -> u64 {
+    ["swarm.db", "swarm.db-wal", "swarm.db-shm"]
+        .iter()
+        .filter_map(|f| std::fs::metadata(data.join(f)).ok())
+        .map(|m| m.len())
+        .max()
+        .unwrap_or(0)
+}
+
+fn set_file_size_limit(server: &Server, limit: Option<u64>) {
+    let pid = rustix::process::Pid::from_raw(server.child.id() as i32).expect("pid");
+    rustix::process::prlimit(
+        Some(pid),
+        rustix::process::Resource::Fsize,
+        rustix::process::Rlimit {
+            current: limit,
+            maximum: None,
+        },
+    )
+    .expect("prlimit on our own child");
+}
+
+fn metric(server: &Server, name: &str) -> Option<String> {
+    let (_, body) = server.get("/metrics");
+    let text = body.as_str().unwrap_or_default().to_string();
+    text.lines()
+        .find(|l| l.starts_with(&format!("{name} ")))
+        .map(|l| l[name.len() + 1..].to_string())
+}
+
+#[test]
+fn health_is_503_with_the_reason_while_the_store_cannot_write_and_recovers_by_itself() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path();
+    let server = Server::start(data, &[]);
+    let (code, body) = server.get("/api/v1/health");
+    assert_eq!((code, body["status"].as_str()), (200, Some("ok")), "{body}");
+    assert_eq!(
+        metric(&server, "swarm_store_writable").as_deref(),
+        Some("1")
+    );
+    // A file-size limit just above the store's files: the next growth fails,
+    // as on a full disk (`ulimit -f`, applied to the running server).
+    set_file_size_limit(&server, Some(largest_store_file(data) + 16 * 1024));
+    let mut refused = None;
+    for i in 0..400 {
+        let packages: Vec<String> = (0..50).map(|p| format!("dev-libs/p{i}x{p}-1")).collect();
+        let (code, body) = server.admin_post("/api/v1/queue", &json!({ "packages": packages }));
+        if code != 200 {
+            refused = Some((code, body));
+            break;
+        }
+    }
+    let (code, body) = refused.expect("a write failed under the file-size limit");
+    assert_eq!(code, 503, "{body}");
+    let (code, body) = server.get("/api/v1/health");
+    assert_eq!(code, 503, "{body}");
+    assert_eq!(body["store_writable"], json!(false), "{body}");
+    assert!(
+        body["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("cannot write")),
+        "{body}"
+    );
+    assert_eq!(
+        metric(&server, "swarm_store_writable").as_deref(),
+        Some("0")
+    );
+    // Space returns: health turns back without any request writing.
+    set_file_size_limit(&server, None);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let (code, body) = server.get("/api/v1/health");
+        if code == 200 {
+            assert_eq!(body["store_writable"], json!(true), "{body}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never recovered: {body}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_eq!(
+        metric(&server, "swarm_store_writable").as_deref(),
+        Some("1")
+    );
+    let (code, body) = server.admin_post("/api/v1/queue", &json!({ "packages": ["dev-libs/z-1"] }));
+    assert_eq!(code, 200, "writes work again: {body}");
+}
+
+#[test]
+fn upload_temp_files_left_by_a_killed_server_are_removed_at_start() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path();
+    let cat = data.join("staging").join("dev-libs");
+    std::fs::create_dir_all(&cat).expect("staging");
+    let stale = cat.join(".upload-4242-7.tmp");
+    std::fs::write(&stale, vec![0u8; 1 << 20]).expect("stale temp");
+    let kept = cat.join("foo-1.gpkg.tar");
+    std::fs::write(&kept, b"a finished upload").expect("artifact");
+    let _server = Server::start(data, &[]);
+    assert!(!stale.exists(), "the stale temp file is gone");
+    assert!(kept.exists(), "finished uploads stay");
+}
+
+fn wait_until(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while !f() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_finished_build_is_spooled_and_delivered_across_a_server_outage_and_an_agent_restart() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let atom = "dev-libs/spooled-1.0";
+    let sizes = dir.path().join("sizes");
+    std::fs::write(&sizes, format!("={atom} 30\n")).expect("sizes");
+    let sizes = sizes.to_string_lossy().into_owned();
+    let mut server = Server::start(&dir.path().join("server"), &[]);
+    let (code, v) = server.admin_post(
+        "/api/v1/queue",
+        &json!({ "packages": [format!("={atom}")] }),
+    );
+    assert_eq!(code, 200, "{v}");
+    let env = [("SWARM_STANDIN_SIZES", sizes.as_str())];
+    let mut drone = Drone::start(&server, dir.path(), "drone-s", &[], &env);
+    let log = drone.log.clone();
+    let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    wait_until(60, "the build to start", || {
+        read_log().contains("build starts")
+    });
+    // The server goes away while the build runs; the build ends, is spooled,
+    // and its upload is retried against nothing.
+    server.kill9();
+    wait_until(60, "the upload to be retried", || {
+        read_log().contains("artifact upload failed")
+    });
+    let spool = dir.path().join("drone-s").join("spool");
+    let spooled = std::fs::read_dir(&spool)
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+                .count()
+        })
+        .unwrap_or(0);
+    assert_eq!(spooled, 1, "the finished build is on disk: {}", read_log());
+    // The agent dies mid-retry; the binary package in PKGDIR goes away too
+    // (the spool holds its own link).
+    drone.kill9();
+    let _ = std::fs::remove_dir_all(&drone.pkgdir);
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    server.restart();
+    let drone = Drone::start(&server, dir.path(), "drone-s", &[], &env);
+    server.wait_for(60, "the spooled build to be delivered", |s| {
+        s["counts"]["built"] == 1
+    });
+    let (_, history) = server.get("/api/v1/history?limit=100");
+    let outcomes: Vec<&str> = history["builds"]
+        .as_array()
+        .expect("builds")
+        .iter()
+        .filter(|b| b["package"] == format!("={atom}"))
+        .filter_map(|b| b["outcome"].as_str())
+        .collect();
+    assert_eq!(outcomes, ["success"], "{history}");
+    // The build log was spooled with the report and arrived with it.
+    let lease = history["builds"]
+        .as_array()
+        .expect("builds")
+        .iter()
+        .find(|b| b["package"] == format!("={atom}"))
+        .and_then(|b| b["lease"].as_u64())
+        .expect("the build's lease");
+    let (code, text) = server.get(&format!("/api/v1/logs/{lease}"));
+    assert_eq!(code, 200, "the build log: {text}");
+    assert!(
+        text.as_str()
+            .is_some_and(|t| t.contains(&format!("STAND-IN build of ={atom}"))),
+        "the build log: {text}"
+    );
+    assert!(server
+        .data_dir
+        .join("staging/dev-libs/spooled-1.0.gpkg.tar")
+        .exists());
+    wait_until(10, "the spool to empty", || {
+        std::fs::read_dir(&spool).map_or(true, |d| d.count() == 0)
+    });
+    assert!(
+        read_log().contains("earlier agent left in the spool"),
+        "{}",
+        read_log()
+    );
+    drop(drone);
+}
+
+#[test]
+fn a_short_soak_serves_without_errors_and_leaks_no_files() {
+    let out = Command::new(swarm_bin())
+        .args([
+            "bench",
+            "soak",
+            "--drones",
+            "8",
+            "--seconds",
+            "40",
+            "--speed",
+            "120",
+            "--json",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run swarm bench soak");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"));
+    assert_eq!(v["errors"], json!(0), "{v}");
+    assert!(v["built"].as_u64().is_some_and(|b| b > 0), "{v}");
+    assert!(v["virtual_hours"].as_f64().is_some_and(|h| h > 1.0), "{v}");
+    for which in ["start", "end"] {
+        for key in ["rss_mib", "open_files", "db_bytes", "log_rows"] {
+            assert!(
+                v[which][key].as_f64().is_some_and(|x| x > 0.0),
+                "{which}.{key}: {v}"
+            );
+        }
+        assert!(v[which]["p99_ms"]["heartbeat"].as_f64().is_some(), "{v}");
+    }
+    let files = |w: &str| v[w]["open_files"].as_u64().unwrap_or(0);
+    assert!(
+        files("end") <= files("start") + 8,
+        "open files grew from {} to {}",
+        files("start"),
+        files("end")
+    );
+}
