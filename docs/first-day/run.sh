@@ -86,7 +86,7 @@ note "3. Two drones (in their own terminals; their first log lines)."
 for d in drone-a drone-b; do
 	mkdir -p "$d"
 	SWARM_STANDIN_SCALE_MS=2000 SWARM_STANDIN_FAIL==dev-vcs/git-2.47.1 \
-		"$SWARM" drone --server "$url" --name "$d" --builder standin --slots 1 \
+		"$SWARM" drone --server "${url#http://}" --name "$d" --builder standin --slots 1 \
 		--heartbeat-s 1 --poll-s 1 --work-dir "$farm/$d" --pkgdir "$farm/$d/pkgdir" \
 		--machine-id "first-day-$d" --portage-timestamp-file "$farm/none" \
 		>"$d.out" 2>"$d.log" </dev/null &

@@ -4,7 +4,7 @@
 
 use anyhow::Context;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -108,13 +108,13 @@ pub(crate) fn listen_error(addr: SocketAddr, e: &std::io::Error) -> String {
 
 /// Why the admin token file cannot be used; a permission problem says so
 /// and names the data dir's owner as the fix.
-fn token_file_error(s: &Settings, e: &std::io::Error) -> anyhow::Error {
-    let file = s.admin_token_file.display();
+fn token_file_error(file: &Path, data_dir: &Path, e: &std::io::Error) -> anyhow::Error {
+    let file = file.display();
     if e.kind() == std::io::ErrorKind::PermissionDenied {
         anyhow::anyhow!(
             "permission denied on the admin token file {file}: run `swarm serve` as the user \
              that owns the data directory {} (or pass another --data-dir)",
-            s.data_dir.display()
+            data_dir.display()
         )
     } else {
         anyhow::anyhow!("cannot read or create the admin token file {file}: {e}")
@@ -144,7 +144,7 @@ fn start(s: &Settings, accept_loss: bool) -> anyhow::Result<Started> {
     std::fs::create_dir_all(&s.data_dir)
         .with_context(|| format!("cannot create the data directory {}", s.data_dir.display()))?;
     let (admin_token, source) = resolve_admin_token(s.admin_token.as_deref(), &s.admin_token_file)
-        .map_err(|e| token_file_error(s, &e))?;
+        .map_err(|e| token_file_error(&s.admin_token_file, &s.data_dir, &e))?;
     let hint = token_hint(s);
     match source {
         TokenSource::Generated => tracing::info!(
@@ -281,4 +281,43 @@ fn start(s: &Settings, accept_loss: bool) -> anyhow::Result<Started> {
         "swarm serve ready"
     );
     Ok((running, prober, stop))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Error, ErrorKind};
+
+    // The CLI runs as root here, so the wrong user and a low port are
+    // stood in for by the errors the system gives them.
+
+    #[test]
+    fn a_low_port_without_privilege_says_permission_not_another_server() {
+        let addr: SocketAddr = "0.0.0.0:80".parse().expect("addr");
+        let text = listen_error(addr, &Error::from(ErrorKind::PermissionDenied));
+        assert!(text.contains("permission denied"), "{text}");
+        assert!(text.contains("below 1024"), "{text}");
+        assert!(!text.contains("another"), "{text}");
+        let taken = listen_error(addr, &Error::from(ErrorKind::AddrInUse));
+        assert!(taken.contains("in use"), "{taken}");
+    }
+
+    #[test]
+    fn the_wrong_user_is_told_whose_data_dir_it_is() {
+        let e = token_file_error(
+            Path::new("/srv/swarm/admin.token"),
+            Path::new("/srv/swarm"),
+            &Error::from(ErrorKind::PermissionDenied),
+        )
+        .to_string();
+        assert!(
+            e.contains("permission denied on the admin token file /srv/swarm/admin.token"),
+            "{e}"
+        );
+        assert!(
+            e.contains("as the user that owns the data directory /srv/swarm"),
+            "{e}"
+        );
+        assert!(!e.contains("File exists"), "{e}");
+    }
 }

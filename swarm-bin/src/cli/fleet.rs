@@ -46,6 +46,12 @@ pub(crate) fn notes(n: &Node, now_ms: u64) -> String {
     if n.status == "stopped" {
         notes.push("stopped cleanly; back when its agent starts".to_owned());
     }
+    if n.status == "offline" {
+        notes.push(format!(
+            "silent {}; its work was requeued",
+            duration(now_ms.saturating_sub(n.last_heartbeat))
+        ));
+    }
     if n.paused {
         notes.push("paused".to_owned());
     }
@@ -65,7 +71,7 @@ pub(crate) fn notes(n: &Node, now_ms: u64) -> String {
         ));
     }
     if let Some(why) = &n.no_work {
-        if notes.is_empty() && n.status != "stopped" {
+        if notes.is_empty() && n.status != "stopped" && n.status != "offline" {
             notes.push(why.clone());
         }
     }
@@ -215,6 +221,16 @@ mod tests {
                 slots: 1,
                 last_heartbeat: now - 30_000,
                 no_work: Some("not online".into()),
+                ..Node::default()
+            },
+            Node {
+                name: "delta".into(),
+                status: "offline".into(),
+                health: "healthy".into(),
+                cores: 4,
+                slots: 1,
+                last_heartbeat: now - 420_000,
+                no_work: Some("heartbeat late".into()),
                 ..Node::default()
             },
         ];

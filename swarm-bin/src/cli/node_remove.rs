@@ -38,7 +38,7 @@ pub(crate) fn run(args: RemoveArgs) -> anyhow::Result<()> {
     };
     let held = drone.leases.len();
     let what = format!(
-        "Remove drone {} ({}, holding {}): its work goes back to the queue; its build history stays.",
+        "`node remove` retires drone {} ({}, holding {}): its work goes back to the queue; its build history stays.",
         args.name,
         drone.status,
         plural(held, "lease", "leases")

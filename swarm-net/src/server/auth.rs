@@ -107,6 +107,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_unreadable_token_file_is_reported_as_such_not_as_file_exists() {
+        // Root reads every file, so stand in for another user's 0600 file
+        // with one that cannot be read for another reason: the read error
+        // comes back as it is, and nothing tries to create the file over it
+        // (which said "File exists (os error 17)").
+        let dir = tempfile::tempdir().expect("dir");
+        let file = dir.path().join("admin.token");
+        std::fs::create_dir(&file).expect("a directory where the file goes");
+        let e = resolve_admin_token(None, &file).expect_err("unreadable");
+        assert_ne!(e.kind(), std::io::ErrorKind::AlreadyExists, "{e}");
+        assert!(!e.to_string().contains("os error 17"), "{e}");
+    }
+
+    #[test]
     fn generated_token_is_private_and_stable() {
         let dir = tempfile::tempdir().expect("dir");
         let file = dir.path().join("admin.token");
