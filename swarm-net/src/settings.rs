@@ -94,10 +94,6 @@ pub struct Settings {
     pub legacy_drones: Vec<ipnet::IpNet>,
     /// `max_drones`, `max_registrations_per_minute` and `probe.networks`.
     pub drones: crate::server::DroneLimits,
-    /// TLS certificate chain (PEM) `serve` terminates TLS with, with `tls_key`.
-    pub tls_cert: Option<PathBuf>,
-    /// The certificate's private key (PEM).
-    pub tls_key: Option<PathBuf>,
     /// How hard each commit waits for the disk.
     pub synchronous: Synchronous,
     /// Cap on a JSON request body (default 1 MiB).
@@ -212,9 +208,7 @@ impl Settings {
             drone_token: None,
             legacy_drones: default_legacy_drones(),
             drones: crate::server::DroneLimits::default(),
-            tls_cert: None,
-            tls_key: None,
-            synchronous: Synchronous::Normal,
+            synchronous: Synchronous::Full,
             max_body_bytes: 1024 * 1024,
             max_artifact_bytes: 2 * 1024 * 1024 * 1024,
             http: crate::server::HttpLimits::default(),
@@ -264,8 +258,6 @@ impl fmt::Debug for Settings {
             .field("drone_token", &hidden(&self.drone_token))
             .field("legacy_drones", &self.legacy_drones)
             .field("drones", &self.drones)
-            .field("tls_cert", &self.tls_cert)
-            .field("tls_key", &self.tls_key)
             .field("synchronous", &self.synchronous)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("max_artifact_bytes", &self.max_artifact_bytes)
@@ -445,11 +437,6 @@ impl Loaded {
                 "max_registrations_per_minute".into(),
                 J::from(s.drones.registrations_per_minute),
             ),
-            (
-                "tls_cert".into(),
-                s.tls_cert.as_deref().map_or(J::Null, path),
-            ),
-            ("tls_key".into(), s.tls_key.as_deref().map_or(J::Null, path)),
             ("max_body_bytes".into(), J::from(s.max_body_bytes)),
             ("max_artifact_bytes".into(), J::from(s.max_artifact_bytes)),
             (
@@ -738,8 +725,6 @@ fn load(request: &LoadRequest) -> Result<Loaded, SettingsError> {
                 _ => defaults.drones.probe_networks.clone(),
             },
         },
-        tls_cert: layers.path("tls_cert"),
-        tls_key: layers.path("tls_key"),
         synchronous: match layers.get("synchronous") {
             Some(Typed::Sync(s)) => *s,
             _ => defaults.synchronous,

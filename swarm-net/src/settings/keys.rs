@@ -71,8 +71,6 @@ pub(super) const SERVER_KEYS: &[(&str, Kind)] = &[
             max: 1_000_000,
         },
     ),
-    ("tls_cert", Kind::OptPath),
-    ("tls_key", Kind::OptPath),
     ("synchronous", Kind::Sync),
     ("max_body_bytes", POSITIVE),
     ("max_artifact_bytes", POSITIVE),
