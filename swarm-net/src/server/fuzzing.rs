@@ -14,7 +14,10 @@ pub fn request_head_checked(data: &[u8]) {
     let limits = HttpLimits::default();
     match super::front::parse_head(data, &limits) {
         Ok(Some(used)) => assert!(used <= data.len(), "used {used} of {}", data.len()),
-        Ok(None) => assert!(data.len() < limits.max_header_bytes, "a partial head past the cap"),
+        Ok(None) => assert!(
+            data.len() < limits.max_header_bytes,
+            "a partial head past the cap"
+        ),
         Err((status, why)) => {
             assert!(
                 matches!(status, 400 | 414 | 417 | 431 | 501),
@@ -120,7 +123,11 @@ mod tests {
     #[test]
     fn the_parser_refuses_what_the_front_door_refuses() {
         let limits = HttpLimits::default();
-        let status = |b: &[u8]| super::super::front::parse_head(b, &limits).err().map(|e| e.0);
+        let status = |b: &[u8]| {
+            super::super::front::parse_head(b, &limits)
+                .err()
+                .map(|e| e.0)
+        };
         assert_eq!(
             status(b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"),
             Some(400)

@@ -26,6 +26,8 @@ mod dashboard;
 mod drone;
 mod enroll;
 mod front;
+#[doc(hidden)]
+pub mod fuzzing;
 mod gate;
 mod http;
 mod identity;

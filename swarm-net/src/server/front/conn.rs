@@ -279,55 +279,73 @@ fn read_head(conn: &mut Conn, ctx: &Ctx, limits: &HttpLimits, first: bool) -> Re
     }
     let deadline = Instant::now() + limits.header_timeout;
     loop {
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut parsed = httparse::Request::new(&mut headers);
-        match parsed.parse(conn.unread()) {
-            Ok(httparse::Status::Complete(used)) => {
-                let head = check_head(&parsed, limits.max_url_bytes)?;
+        match head_of(conn.unread(), limits)? {
+            Some((head, used)) => {
                 conn.consume(used);
                 return Ok(head);
             }
-            Ok(httparse::Status::Partial) => {
-                if conn.unread().len() >= cap {
-                    return Err(too_big(conn.unread(), limits.max_url_bytes, cap));
+            None => match conn.fill(cap, deadline) {
+                Ok(0) => return Err(NoHead::Gone),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                    return Err(NoHead::Refuse(
+                        408,
+                        format!(
+                            "request headers not complete within {} s",
+                            limits.header_timeout.as_secs()
+                        ),
+                    ))
                 }
-                match conn.fill(cap, deadline) {
-                    Ok(0) => return Err(NoHead::Gone),
-                    Ok(_) => {}
-                    Err(e) if e.kind() == io::ErrorKind::TimedOut => {
-                        return Err(NoHead::Refuse(
-                            408,
-                            format!(
-                                "request headers not complete within {} s",
-                                limits.header_timeout.as_secs()
-                            ),
-                        ))
-                    }
-                    Err(_) => return Err(NoHead::Gone),
-                }
-            }
-            Err(httparse::Error::TooManyHeaders) => {
-                return Err(NoHead::Refuse(
-                    431,
-                    format!("more than {MAX_HEADERS} request headers"),
-                ))
-            }
-            Err(httparse::Error::Version) => {
-                return Err(NoHead::Refuse(
-                    400,
-                    "unsupported HTTP version: this server speaks HTTP/1.0 and HTTP/1.1".into(),
-                ))
-            }
-            Err(e) => {
-                let line = conn.unread().split(|b| *b == b'\n').next().unwrap_or(b"");
-                let why = if std::str::from_utf8(line).is_err() {
-                    "the request line is not valid UTF-8".to_string()
-                } else {
-                    format!("malformed request: {e}")
-                };
-                return Err(NoHead::Refuse(400, why));
-            }
+                Err(_) => return Err(NoHead::Gone),
+            },
         }
+    }
+}
+
+/// What the bytes so far make of a request head: complete (with the bytes
+/// it took), not yet (`None`), or a refusal. No IO, so it can be fuzzed.
+fn head_of(buf: &[u8], limits: &HttpLimits) -> Result<Option<(Head, usize)>, NoHead> {
+    let cap = limits.max_header_bytes;
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut parsed = httparse::Request::new(&mut headers);
+    match parsed.parse(buf) {
+        Ok(httparse::Status::Complete(used)) => {
+            let head = check_head(&parsed, limits.max_url_bytes)?;
+            Ok(Some((head, used)))
+        }
+        Ok(httparse::Status::Partial) => {
+            if buf.len() >= cap {
+                return Err(too_big(buf, limits.max_url_bytes, cap));
+            }
+            Ok(None)
+        }
+        Err(httparse::Error::TooManyHeaders) => Err(NoHead::Refuse(
+            431,
+            format!("more than {MAX_HEADERS} request headers"),
+        )),
+        Err(httparse::Error::Version) => Err(NoHead::Refuse(
+            400,
+            "unsupported HTTP version: this server speaks HTTP/1.0 and HTTP/1.1".into(),
+        )),
+        Err(e) => {
+            let line = buf.split(|b| *b == b'\n').next().unwrap_or(b"");
+            let why = if std::str::from_utf8(line).is_err() {
+                "the request line is not valid UTF-8".to_string()
+            } else {
+                format!("malformed request: {e}")
+            };
+            Err(NoHead::Refuse(400, why))
+        }
+    }
+}
+
+/// [`head_of`] for the fuzz target: the bytes a complete head took, `None`
+/// for a partial one, or the refusal's status and reason.
+pub(crate) fn parse_head(buf: &[u8], limits: &HttpLimits) -> Result<Option<usize>, (u16, String)> {
+    match head_of(buf, limits) {
+        Ok(h) => Ok(h.map(|(_, used)| used)),
+        Err(NoHead::Refuse(status, why)) => Err((status, why)),
+        Err(NoHead::Gone) => Err((0, "gone".into())),
     }
 }
 

@@ -92,6 +92,8 @@ pub(crate) struct BodyLimits {
 }
 
 /// Serves one request; runs on the connection's own thread.
+pub(crate) use conn::parse_head;
+
 pub(crate) type Handler = Arc<dyn Fn(&mut Request<'_>) -> Response + Send + Sync>;
 
 /// Connections beyond `max_connections` served at once (one request, 2 s).
