@@ -1003,16 +1003,7 @@ impl Swarm {
             brake::Verdict::Hold {
                 engage: Some((reason, held)),
             } => {
-                self.st.brake.engaged = true;
-                self.st.brake.reason = reason.clone();
-                let count = held.len() as u32;
-                self.st.brake.held = held;
-                self.forgive_brake_failures();
-                self.resync_held_and_drones();
-                out.push(Output::Event(Event::BrakeEngaged {
-                    reason,
-                    held: count,
-                }));
+                self.engage_brake(reason, held, None, out);
                 false
             }
         };
@@ -1044,9 +1035,21 @@ impl Swarm {
         let Some((cause, reason, held)) = brake::common_cause(&self.st) else {
             return;
         };
+        self.engage_brake(reason, held, Some(cause.to_string()), out);
+        self.sync_brake();
+    }
+
+    /// Engages the brake: holds `held`, forgives the failures it explains.
+    fn engage_brake(
+        &mut self,
+        reason: String,
+        held: std::collections::BTreeSet<Atom>,
+        cause: Option<String>,
+        out: &mut Out,
+    ) {
         self.st.brake.engaged = true;
         self.st.brake.reason = reason.clone();
-        self.st.brake.cause = Some(cause.to_string());
+        self.st.brake.cause = cause;
         let count = held.len() as u32;
         self.st.brake.held = held;
         self.forgive_brake_failures();
@@ -1055,7 +1058,6 @@ impl Swarm {
             reason,
             held: count,
         }));
-        self.sync_brake();
     }
 
     /// The brake has judged that the fault is not in the drones: their failure
