@@ -219,6 +219,7 @@ fn operator_commands_explain_themselves() {
         ("queue_add_help", &["queue", "add", "--help"]),
         ("queue_list_help", &["queue", "list", "--help"]),
         ("queue_import_help", &["queue", "import", "--help"]),
+        ("fresh_help", &["fresh", "--help"]),
         ("history_help", &["history", "--help"]),
         ("events_help", &["events", "--help"]),
         ("explain_help", &["explain", "--help"]),

@@ -63,6 +63,7 @@ mod input;
 mod invariants;
 mod output;
 mod policy;
+mod portage;
 pub mod release_gate;
 pub mod sim;
 mod state;
@@ -83,6 +84,7 @@ pub use output::{
     BlockReason, Command, EscalationAction, Event, Output, ReclaimReason, RejectReason,
     RevokeReason,
 };
+pub use portage::{PortageSnapshot, SnapshotError, SYNC_RETRY_MS};
 pub use state::SwarmState;
 pub use swarm::{RestoreError, Swarm};
 pub use time::Timestamp;

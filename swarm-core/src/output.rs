@@ -68,7 +68,8 @@ pub enum Command {
         /// Which step.
         action: EscalationAction,
     },
-    /// The drone's Portage tree is older than the queue's: sync first.
+    /// The drone's Portage tree differs from the queue's (or is unknown): sync
+    /// to `expected` first.
     SyncPortage {
         /// Which drone.
         drone: DroneName,
@@ -183,6 +184,13 @@ pub enum RejectReason {
         given: u64,
         /// The current generation.
         current: u64,
+    },
+    /// An enqueue naming a Portage snapshot in no form Portage writes.
+    BadSnapshot {
+        /// The text given.
+        given: String,
+        /// What is wrong with it.
+        detail: String,
     },
     /// A control action that does not apply now.
     IllegalControl {

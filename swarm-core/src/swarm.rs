@@ -13,6 +13,7 @@ use crate::output::{
     BlockReason, Command, Event, Output, ReclaimReason, RejectReason, RevokeReason,
 };
 use crate::policy::{brake, breaker, escalate, liveness, plan, retry, schedule};
+use crate::portage::PortageSnapshot;
 use crate::state::{Drone, Lease, Liveness, Package, PackageState, PkgId, SwarmState};
 use crate::time::Timestamp;
 
@@ -224,7 +225,14 @@ impl Swarm {
         };
         let n = match schedule::capacity(&self.st, d, free_slots) {
             Ok(n) => n,
-            Err(schedule::NoWork::StalePortage(expected)) => {
+            Err(schedule::NoWork::SyncPortage(expected)) => {
+                let at = self.st.now;
+                if let Some(d) = self.st.drones.get_mut(name) {
+                    d.sync_asked = crate::portage::LastSyncAsk(Some(crate::portage::SyncAsked {
+                        expected: expected.clone(),
+                        at,
+                    }));
+                }
                 out.push(Output::Command(Command::SyncPortage {
                     drone: name.clone(),
                     expected,
@@ -396,6 +404,23 @@ impl Swarm {
     }
 
     fn on_enqueue(&mut self, enqueue: &Enqueue, out: &mut Out) {
+        // The snapshot is checked before anything changes: a push that names
+        // no snapshot Portage could have written is refused whole.
+        let snapshot = match enqueue
+            .portage_snapshot
+            .as_deref()
+            .map(PortageSnapshot::parse)
+        {
+            None => None,
+            Some(Ok(s)) => Some(s),
+            Some(Err(e)) => {
+                let reason = RejectReason::BadSnapshot {
+                    given: enqueue.portage_snapshot.clone().unwrap_or_default(),
+                    detail: e.to_string(),
+                };
+                return reject(out, reason);
+            }
+        };
         if let Some(g) = enqueue.generation {
             if g.0 < self.st.generation {
                 let reason = RejectReason::StaleGeneration {
@@ -431,8 +456,8 @@ impl Swarm {
                 .push(id);
             added += 1;
         }
-        if let Some(snapshot) = &enqueue.portage_snapshot {
-            self.st.expected_portage = Some(snapshot.clone());
+        if let Some(snapshot) = &snapshot {
+            self.st.expected_portage = Some(snapshot.as_str().to_owned());
         }
         if added > 0 {
             let changed = if extends {

@@ -369,7 +369,7 @@ impl Sut {
         let v = self.swarm.view();
         let dv = v.drone(&name)?;
         let stale_portage =
-            matches!((&m.expected_portage, &md.portage), (Some(e), Some(h)) if h < e);
+            matches!((&m.expected_portage, &md.portage), (Some(e), h) if h.as_ref() != Some(e));
         let healthy = matches!(md.health, None | Some(DroneHealth::Healthy));
         if free == 0
             || name.is_sweeper()

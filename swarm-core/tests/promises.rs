@@ -1743,41 +1743,115 @@ fn explain_names_the_missing_ram_when_no_big_drone_is_online() {
     );
 }
 
+fn sync_to(d: &DroneName, expected: &str) -> Vec<Output> {
+    vec![Output::Command(Command::SyncPortage {
+        drone: d.clone(),
+        expected: expected.into(),
+    })]
+}
+
+fn snapshot_beat(h: &mut Harness, at: u64, d: &DroneName, snapshot: &str) {
+    h.step(
+        at,
+        Input::Heartbeat(Heartbeat {
+            drone: d.clone(),
+            portage_snapshot: Some(snapshot.into()),
+            ..Heartbeat::default()
+        }),
+    );
+}
+
 #[test]
-fn a_drone_on_an_older_portage_snapshot_is_told_to_sync_instead_of_given_work() {
+fn a_drone_on_another_portage_snapshot_is_told_to_sync_instead_of_given_work() {
     let mut h = Harness::new();
-    let d = drone("lagging");
+    let (older, newer, unknown) = (drone("older"), drone("newer"), drone("unknown"));
+    for (name, snap) in [
+        ("older", Some("20240501")),
+        ("newer", Some("20240701")),
+        ("unknown", None),
+    ] {
+        h.register(
+            T0,
+            DroneSpec {
+                portage_snapshot: snap.map(str::to_string),
+                ..spec(name, 8, 32)
+            },
+        );
+    }
+    h.step(
+        T0,
+        Input::Enqueue(Enqueue {
+            packages: vec![package("dev-libs/a-1.0")],
+            // timestamp.chk's own text: stored normalised.
+            portage_snapshot: Some("Sat, 01 Jun 2024 00:00:59 +0000".into()),
+            ..Enqueue::default()
+        }),
+    );
+    let want = "2024-06-01 00:00";
+    for d in [&older, &newer, &unknown] {
+        assert_eq!(h.request(T0 + SEC, d, 2), sync_to(d, want), "{d}");
+    }
+    // The drone that synced to the snapshot (reported in v3's form) gets work.
+    snapshot_beat(&mut h, T0 + 2 * SEC, &older, "2024-06-01 00:00");
+    let out = h.request(T0 + 3 * SEC, &older, 2);
+    assert_eq!(assigned(&out), vec![atom("dev-libs/a-1.0")]);
+}
+
+#[test]
+fn a_drone_whose_sync_misses_the_snapshot_is_not_sent_into_a_sync_loop() {
+    let mut h = Harness::new();
+    let d = drone("ahead");
     h.register(
         T0,
         DroneSpec {
-            portage_snapshot: Some("20240501".into()),
-            ..spec("lagging", 8, 32)
+            portage_snapshot: Some("2024-07-01 00:00".into()),
+            ..spec("ahead", 8, 32)
         },
     );
     h.step(
         T0,
         Input::Enqueue(Enqueue {
             packages: vec![package("dev-libs/a-1.0")],
-            portage_snapshot: Some("20240601".into()),
+            portage_snapshot: Some("2024-06-01 00:00".into()),
             ..Enqueue::default()
         }),
     );
-    let out = h.request(T0 + SEC, &d, 2);
+    assert_eq!(h.request(T0, &d, 1), sync_to(&d, "2024-06-01 00:00"));
+    // Its mirror is ahead: the sync lands on the same newer tree. Asking
+    // again and again gets nothing, not another sync, until the retry interval.
+    snapshot_beat(&mut h, T0 + 30 * SEC, &d, "Mon, 01 Jul 2024 00:00:00 +0000");
+    let mut t = T0 + 31 * SEC;
+    while t < T0 + SYNC_RETRY_MS {
+        snapshot_beat(&mut h, t, &d, "2024-07-01 00:00");
+        assert_eq!(h.request(t, &d, 1), vec![], "at +{} ms", t - T0);
+        assert_eq!(
+            h.view().drone(&d).and_then(|v| v.no_work),
+            Some("waiting for its Portage sync".into())
+        );
+        t += 30 * SEC;
+    }
+    snapshot_beat(&mut h, T0 + SYNC_RETRY_MS, &d, "2024-07-01 00:00");
     assert_eq!(
-        out,
-        vec![Output::Command(Command::SyncPortage {
-            drone: d.clone(),
-            expected: "20240601".into()
-        })]
+        h.request(T0 + SYNC_RETRY_MS, &d, 1),
+        sync_to(&d, "2024-06-01 00:00")
     );
-    h.step(
-        T0 + 2 * SEC,
-        Input::Heartbeat(Heartbeat {
-            drone: d.clone(),
-            portage_snapshot: Some("20240601".into()),
-            ..Heartbeat::default()
+}
+
+#[test]
+fn an_enqueue_naming_no_portage_snapshot_is_refused_whole() {
+    let mut h = Harness::new();
+    let out = h.step(
+        T0,
+        Input::Enqueue(Enqueue {
+            packages: vec![package("dev-libs/a-1.0")],
+            portage_snapshot: Some("latest".into()),
+            ..Enqueue::default()
         }),
     );
-    let out = h.request(T0 + 3 * SEC, &d, 2);
-    assert_eq!(assigned(&out), vec![atom("dev-libs/a-1.0")]);
+    assert!(
+        matches!(&out[..], [Output::Event(Event::InputRejected { reason: RejectReason::BadSnapshot { given, .. } })] if given == "latest"),
+        "{out:?}"
+    );
+    assert_eq!(h.view().counts().total, 0);
+    assert_eq!(h.view().expected_portage(), None);
 }

@@ -459,6 +459,10 @@ mod reject_reason {
         }),
         unknown_package => rejected_with(RejectReason::UnknownPackage { package: atom("app-misc/nope") }),
         stale_generation => rejected_with(RejectReason::StaleGeneration { given: 2, current: 3 }),
+        bad_snapshot => rejected_with(RejectReason::BadSnapshot {
+            given: "latest".into(),
+            detail: "\"latest\" is not a Portage snapshot".into(),
+        }),
         illegal_control => rejected_with(RejectReason::IllegalControl {
             detail: "the brake is not engaged".into(),
         }),
@@ -679,6 +683,7 @@ impl Seen {
                     RejectReason::StaleReport { .. } => "reject stale_report",
                     RejectReason::UnknownPackage { .. } => "reject unknown_package",
                     RejectReason::StaleGeneration { .. } => "reject stale_generation",
+                    RejectReason::BadSnapshot { .. } => "reject bad_snapshot",
                     RejectReason::IllegalControl { .. } => "reject illegal_control",
                 });
                 "event input_rejected"
@@ -800,7 +805,10 @@ fn every_command_event_and_reason_is_frozen() {
     );
     assert_eq!(
         seen.with_prefix("reject "),
-        names("unknown_drone stale_report unknown_package stale_generation illegal_control")
+        names(
+            "unknown_drone stale_report unknown_package stale_generation bad_snapshot \
+             illegal_control"
+        )
     );
     assert_eq!(
         seen.with_prefix("block "),

@@ -376,6 +376,10 @@ pub struct QueueRequest {
     /// The queue generation this push belongs to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub generation: Option<u64>,
+    /// Start a new generation first (`swarm fresh`): the old queue is dropped
+    /// and this list queued in the same commit.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub fresh: bool,
 }
 
 /// Every 4xx/5xx body: what was wrong, and with which field.

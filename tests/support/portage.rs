@@ -32,9 +32,15 @@ pub fn venv() -> Option<PathBuf> {
 /// Makes the Portage machine `dir` with tests/portage/prefix.sh and returns
 /// the environment that makes emerge work there.
 pub fn machine_env(dir: &Path, venv: &Path) -> Vec<(String, String)> {
+    machine_env_with(dir, venv, &[])
+}
+
+/// [`machine_env`] with more `prefix.sh` options (`--repo DIR`, ...).
+pub fn machine_env_with(dir: &Path, venv: &Path, options: &[&str]) -> Vec<(String, String)> {
     let out = Command::new("bash")
         .arg(repo_root().join("tests/portage/prefix.sh"))
         .arg(dir)
+        .args(options)
         .env("SWARM_PORTAGE_VENV", venv)
         .output()
         .expect("prefix.sh runs");
@@ -50,4 +56,16 @@ pub fn machine_env(dir: &Path, venv: &Path) -> Vec<(String, String)> {
         .filter_map(|l| l.split_once('='))
         .map(|(k, v)| (k.to_string(), v.trim_matches('"').replace("$PATH", &path)))
         .collect()
+}
+
+/// Copies the fixture repository (tests/portage/repo) to `dest`, so a test can
+/// add files (a `metadata/timestamp.chk`) without touching the committed one.
+pub fn copy_fixture_repo(dest: &Path) {
+    let status = Command::new("cp")
+        .arg("-r")
+        .arg(repo_root().join("tests/portage/repo"))
+        .arg(dest)
+        .status()
+        .expect("cp runs");
+    assert!(status.success(), "copying the fixture repository failed");
 }

@@ -8,6 +8,7 @@
 //! server's own JSON. Parsing and rendering are pure functions with unit
 //! tests; the run functions only fetch and print.
 
+mod bounded_run;
 mod confirm;
 pub(crate) mod conn;
 mod control;
@@ -15,6 +16,7 @@ mod events;
 mod explain;
 mod fleet;
 pub(crate) mod fmt;
+mod fresh;
 mod history;
 mod import;
 mod logs;
@@ -46,6 +48,9 @@ pub(crate) enum OpsCmd {
     Explain(explain::ExplainArgs),
     /// Run an operator action on the swarm, a package or a drone (admin).
     Control(control::ControlArgs),
+    /// Start a new queue generation from `emerge -p --emptytree --tree @world`,
+    /// with its dependency edges and Portage snapshot (admin; asks first).
+    Fresh(fresh::FreshArgs),
     /// Manage one drone: pause, resume, drain, undrain, reset-escalation, remove (admin).
     ///
     /// This manages a drone from the control plane; the drone agent that
@@ -72,6 +77,7 @@ pub(crate) fn run(cmd: OpsCmd) -> anyhow::Result<()> {
         OpsCmd::Events(a) => events::run(a),
         OpsCmd::Explain(a) => explain::run(a),
         OpsCmd::Control(a) => control::run(a),
+        OpsCmd::Fresh(a) => fresh::run(a),
         OpsCmd::Node(a) => node::run(a),
         OpsCmd::Monitor(a) => monitor::run(a),
         OpsCmd::Metrics(a) => metrics::run(a),

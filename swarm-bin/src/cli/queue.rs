@@ -7,7 +7,7 @@ use anyhow::Context;
 use std::collections::BTreeMap;
 use std::io::Read as _;
 use std::path::PathBuf;
-use swarm_core::{Atom, BlockReason, PackageSpec};
+use swarm_core::{Atom, BlockReason, PackageSpec, PortageSnapshot};
 use swarm_net::client::admin::{EnqueueRequest, Package, QueuePage, QueueState};
 
 /// Requests above this are refused by the server (its body cap is 1 MiB).
@@ -57,7 +57,8 @@ struct AddArgs {
     /// Expected build time in seconds, until swarm has learned its own.
     #[arg(long, value_name = "S")]
     estimate_s: Option<u64>,
-    /// The Portage snapshot the list was made on; drones on another one sync first.
+    /// The Portage snapshot the list was made on (timestamp.chk's text or
+    /// `2026-02-16 00:45`); drones on another one sync first.
     #[arg(long, value_name = "TIMESTAMP")]
     portage_timestamp: Option<String>,
     /// Print the server's JSON reply.
@@ -146,7 +147,8 @@ struct ImportArgs {
     /// Priority of packages the list gives none (emerge output never does).
     #[arg(long, value_name = "N", allow_negative_numbers = true)]
     priority: Option<i32>,
-    /// The Portage snapshot the list was made on; drones on another one sync first.
+    /// The Portage snapshot the list was made on (timestamp.chk's text or
+    /// `2026-02-16 00:45`); drones on another one sync first.
     #[arg(long, value_name = "TIMESTAMP")]
     portage_timestamp: Option<String>,
     /// Print the request that would be sent, and send nothing.
@@ -191,7 +193,8 @@ fn add(args: AddArgs) -> anyhow::Result<()> {
         &args.admin,
         EnqueueRequest {
             packages,
-            portage_timestamp: args.portage_timestamp,
+            portage_timestamp: snapshot_arg(args.portage_timestamp)?,
+            fresh: false,
         },
         args.json,
     )
@@ -216,12 +219,24 @@ fn import_file(args: ImportArgs) -> anyhow::Result<()> {
     }
     let request = EnqueueRequest {
         packages,
-        portage_timestamp: args.portage_timestamp,
+        portage_timestamp: snapshot_arg(args.portage_timestamp)?,
+        fresh: false,
     };
     if args.dry_run {
         return super::fmt::emit_raw(&(serde_json::to_string_pretty(&request)? + "\n"));
     }
     send(&args.admin, request, args.json)
+}
+
+/// `--portage-timestamp` in its normalised form, or why it names no snapshot.
+fn snapshot_arg(given: Option<String>) -> anyhow::Result<Option<String>> {
+    given
+        .map(|t| {
+            PortageSnapshot::parse(&t)
+                .map(|s| s.as_str().to_owned())
+                .context("--portage-timestamp")
+        })
+        .transpose()
 }
 
 fn send(admin: &AdminArgs, request: EnqueueRequest, json: bool) -> anyhow::Result<()> {

@@ -341,7 +341,7 @@ fn drive(
     client
         .enqueue(&EnqueueRequest {
             packages: world.specs(),
-            portage_timestamp: None,
+            ..EnqueueRequest::default()
         })
         .context("queueing the sample")?;
 

@@ -437,9 +437,18 @@ fn give_back_orphan(agent: &Agent, lease: u64, package: &str) {
 fn run_sync(agent: &Agent, expected: &str) -> bool {
     let cfg = &agent.cfg;
     let log = cfg.log_dir.join("portage-sync.log");
-    tracing::info!(command = %shell_words::join(cfg.sync_command.iter().map(String::as_str)), log = %log.display(), "syncing Portage");
+    let argv = match super::config::sync_argv(&cfg.sync_command, expected) {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::error!("not syncing Portage: {e:#}");
+            let mut st = agent.lock();
+            st.sync_wanted = None;
+            return false;
+        }
+    };
+    tracing::info!(command = %shell_words::join(argv.iter().map(String::as_str)), expected, log = %log.display(), "syncing Portage");
     let spec = super::runner::BuildSpec {
-        argv: &cfg.sync_command,
+        argv: &argv,
         env: Vec::new(),
         dir: &cfg.work_dir,
         log: &log,
@@ -452,8 +461,19 @@ fn run_sync(agent: &Agent, expected: &str) -> bool {
     let ok = finished.ended == super::runner::Ended::Exited(0);
     let ts = facts::portage_timestamp(&cfg.portage_timestamp_file);
     let mut st = agent.lock();
-    if ok {
+    let reached = ts
+        .as_deref()
+        .and_then(|t| swarm_core::PortageSnapshot::parse(t).ok())
+        == swarm_core::PortageSnapshot::parse(expected).ok();
+    if ok && reached {
         tracing::info!(timestamp = ?ts, expected, took_s = finished.took.as_secs(), "Portage synced");
+    } else if ok {
+        tracing::error!(
+            timestamp = ?ts, expected, file = %cfg.portage_timestamp_file.display(),
+            "the sync succeeded but the tree is not at the snapshot the server expects; \
+             the server asks again in {} min (make the sync command reach {{snapshot}})",
+            swarm_core::SYNC_RETRY_MS / 60_000
+        );
     } else {
         tracing::error!(ended = ?finished.ended, log = %log.display(), "Portage sync failed");
     }

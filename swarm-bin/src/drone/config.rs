@@ -112,6 +112,8 @@ pub(crate) struct DroneArgs {
     #[arg(long)]
     pub(crate) kill_grace_s: Option<u64>,
     /// Command run when the server asks for a Portage sync [default: emaint sync -r gentoo].
+    /// `{snapshot}` becomes the snapshot to reach (`2026-02-16 00:45`, UTC) and
+    /// `{snapshot_date}` its date (`20260216`, for `emerge-webrsync --revert`).
     #[arg(long)]
     pub(crate) sync_command: Option<String>,
     /// The Portage tree's timestamp file [default: /var/db/repos/gentoo/metadata/timestamp.chk].
@@ -295,6 +297,7 @@ impl DroneArgs {
         if sync_command.is_empty() {
             bail!("sync command is empty");
         }
+        check_sync_placeholders(&sync_command)?;
         let secs = |s: u64| (s > 0).then(|| Duration::from_secs(s));
         Ok(DroneConfig {
             server,
@@ -366,6 +369,49 @@ fn host_name() -> Option<String> {
     let uname = rustix::system::uname();
     let name = uname.nodename().to_string_lossy().trim().to_string();
     (!name.is_empty()).then_some(name)
+}
+
+/// The placeholders a sync command may use.
+const SYNC_PLACEHOLDERS: [&str; 2] = ["{snapshot}", "{snapshot_date}"];
+
+/// Refuses a sync command with a `{placeholder}` other than the known ones
+/// (a typo would otherwise reach the sync tool as literal text).
+pub(crate) fn check_sync_placeholders(argv: &[String]) -> anyhow::Result<()> {
+    for word in argv {
+        let mut rest = word.as_str();
+        while let Some(open) = rest.find('{') {
+            let tail = &rest[open..];
+            let Some(close) = tail.find('}') else { break };
+            let p = &tail[..=close];
+            if !SYNC_PLACEHOLDERS.contains(&p) {
+                bail!(
+                    "sync command: unknown placeholder {p} in {word:?}; use {}",
+                    SYNC_PLACEHOLDERS.join(" or ")
+                );
+            }
+            rest = &tail[close + 1..];
+        }
+    }
+    Ok(())
+}
+
+/// The sync command for reaching `expected`, placeholders filled in; an error
+/// if it needs the date and `expected` names no snapshot.
+pub(crate) fn sync_argv(template: &[String], expected: &str) -> anyhow::Result<Vec<String>> {
+    let snapshot = swarm_core::PortageSnapshot::parse(expected);
+    template
+        .iter()
+        .map(|w| {
+            let mut w = w.replace("{snapshot}", snapshot.as_ref().map_or(expected, |s| s.as_str()));
+            if w.contains("{snapshot_date}") {
+                let s = snapshot.as_ref().map_err(|e| {
+                    anyhow::anyhow!("the sync command needs {{snapshot_date}}, but the server asked for {expected:?}: {e}")
+                })?;
+                w = w.replace("{snapshot_date}", &s.date_compact());
+            }
+            Ok(w)
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -508,5 +554,31 @@ mod tests {
         .merge(FileTable::default())
         .expect("resolves");
         assert_eq!(c.token, None);
+    }
+
+    #[test]
+    fn the_sync_command_is_told_which_snapshot_to_reach() {
+        let t: Vec<String> = [
+            "emerge-webrsync",
+            "--revert={snapshot_date}",
+            "--to={snapshot}",
+        ]
+        .map(String::from)
+        .to_vec();
+        check_sync_placeholders(&t).expect("known placeholders");
+        assert_eq!(
+            sync_argv(&t, "Mon, 16 Feb 2026 00:45:01 +0000").expect("fills"),
+            [
+                "emerge-webrsync",
+                "--revert=20260216",
+                "--to=2026-02-16 00:45"
+            ]
+        );
+        assert!(sync_argv(&t, "latest").is_err(), "no date to give");
+        let plain = ["git", "checkout", "{snapshot}"].map(String::from).to_vec();
+        assert_eq!(sync_argv(&plain, "latest").expect("as given")[2], "latest");
+        let typo = ["sync", "{snapshots}"].map(String::from).to_vec();
+        let e = check_sync_placeholders(&typo).expect_err("typo");
+        assert!(e.to_string().contains("{snapshots}"), "{e}");
     }
 }

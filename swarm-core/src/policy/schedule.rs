@@ -2,6 +2,7 @@
 
 use crate::index::{Index, ReadyKey};
 use crate::output::BlockReason;
+use crate::portage::Gate;
 use crate::state::{Drone, Liveness, Package, PackageState, PkgId, SwarmState};
 use std::cmp::Reverse;
 use std::fmt;
@@ -16,7 +17,10 @@ pub(crate) enum NoWork {
     UploadHold,
     Unhealthy,
     NotOnline,
-    StalePortage(String),
+    /// Told to sync to this Portage snapshot now.
+    SyncPortage(String),
+    /// Told to sync to this snapshot recently; waiting for it.
+    SyncPending(String),
     Full,
 }
 
@@ -30,7 +34,8 @@ impl fmt::Display for NoWork {
             NoWork::UploadHold => "held after upload failures",
             NoWork::Unhealthy => "unhealthy",
             NoWork::NotOnline => "heartbeat late",
-            NoWork::StalePortage(_) => "portage snapshot out of date",
+            NoWork::SyncPortage(_) => "portage snapshot differs from the queue's",
+            NoWork::SyncPending(_) => "waiting for its Portage sync",
             NoWork::Full => "busy",
         };
         f.write_str(s)
@@ -87,8 +92,10 @@ pub(crate) fn capacity(st: &SwarmState, d: &Drone, free_slots: u32) -> Result<u3
     if d.liveness != Liveness::Online {
         return Err(NoWork::NotOnline);
     }
-    if let Some(expected) = stale_portage(st, d) {
-        return Err(NoWork::StalePortage(expected));
+    match portage_gate(st, d) {
+        Gate::Open => {}
+        Gate::Sync(expected) => return Err(NoWork::SyncPortage(expected)),
+        Gate::Syncing(expected) => return Err(NoWork::SyncPending(expected)),
     }
     let slots = st.config.slots_for(d.spec.cores);
     let held = d.leases.len() as u32;
@@ -103,11 +110,14 @@ pub(crate) fn capacity(st: &SwarmState, d: &Drone, free_slots: u32) -> Result<u3
     }
 }
 
-/// The snapshot a drone must sync to, if it is behind the queue's.
-pub(crate) fn stale_portage(st: &SwarmState, d: &Drone) -> Option<String> {
-    let expected = st.expected_portage.as_ref()?;
-    let have = d.spec.portage_snapshot.as_ref()?;
-    (have < expected).then(|| expected.clone())
+/// Whether a drone's Portage snapshot lets it take work (see `portage::gate`).
+pub(crate) fn portage_gate(st: &SwarmState, d: &Drone) -> Gate {
+    crate::portage::gate(
+        st.expected_portage.as_deref(),
+        d.spec.portage_snapshot.as_deref(),
+        d.sync_asked.0.as_ref(),
+        st.now,
+    )
 }
 
 /// Whether a drone may build a package (hard rules only).
@@ -365,13 +375,13 @@ mod tests {
             Err(NoWork::SwarmPaused)
         );
         st.paused = false;
-        st.expected_portage = Some("2026-11-20".into());
+        st.expected_portage = Some("2026-11-20 00:00".into());
         if let Some(d) = st.drones.get_mut(&small) {
             d.spec.portage_snapshot = Some("2026-11-19".into());
         }
         assert_eq!(
             capacity(&st, &st.drones[&small], 1),
-            Err(NoWork::StalePortage("2026-11-20".into()))
+            Err(NoWork::SyncPortage("2026-11-20 00:00".into()))
         );
         if let Some(d) = st.drones.get_mut(&small) {
             d.spec.portage_snapshot = Some("2026-11-20".into());

@@ -74,6 +74,9 @@ pub(crate) struct Drone {
     pub(crate) ladder: Ladder,
     pub(crate) builds_ok: u64,
     pub(crate) builds_failed: u64,
+    /// The last `sync_portage` this drone was given (see `portage::gate`).
+    #[serde(default)]
+    pub(crate) sync_asked: crate::portage::LastSyncAsk,
 }
 
 impl Drone {
@@ -100,6 +103,7 @@ impl Drone {
             ladder: Ladder::default(),
             builds_ok: 0,
             builds_failed: 0,
+            sync_asked: crate::portage::LastSyncAsk(None),
         }
     }
 

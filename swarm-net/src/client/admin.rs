@@ -358,6 +358,9 @@ pub struct EnqueueRequest {
     /// Portage snapshot the list was computed on (drones on another one sync first).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub portage_timestamp: Option<String>,
+    /// Start a new queue generation with this list (`swarm fresh`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub fresh: bool,
 }
 
 /// Reply to `POST /api/v1/queue`.
@@ -368,6 +371,14 @@ pub struct Enqueued {
     pub status: String,
     /// How many were new to the queue.
     pub queued: u64,
+    /// How many were there already.
+    pub already: u64,
+    /// With `fresh`: what starting the new generation did.
+    pub fresh: Option<String>,
+    /// With `fresh`: the new generation.
+    pub generation: Option<u64>,
+    /// With `fresh`: the Portage snapshot drones must now be on.
+    pub portage_snapshot: Option<String>,
 }
 
 /// `POST /api/v1/control`: `{"action":..,"package"|"drone":..}`.

@@ -10,7 +10,8 @@ use crate::wire::{QueueItem, QueueRequest, QueueSpec};
 use serde::Deserialize;
 use serde_json::json;
 use swarm_core::{
-    Atom, Control, DroneName, Enqueue, Event, Generation, Input, Output, PackageSpec, RejectReason,
+    Atom, Control, DroneName, Enqueue, Event, Generation, Input, Output, PackageSpec,
+    PortageSnapshot, RejectReason,
 };
 use swarm_store::{Explorer, ExplorerOptions};
 
@@ -47,16 +48,46 @@ pub(crate) fn queue(sh: &Shared, req: &mut Request) -> Result<Reply, ApiError> {
             },
         });
     }
-    let input = Input::Enqueue(Enqueue {
+    // Normalised here so the log holds one spelling, and refused with the
+    // field named; the core refuses it too.
+    let snapshot = match &r.portage_timestamp {
+        None => None,
+        Some(t) => Some(
+            PortageSnapshot::parse(t)
+                .map_err(|e| ApiError::field(400, "portage_timestamp", e.to_string()))?
+                .as_str()
+                .to_owned(),
+        ),
+    };
+    if r.fresh && r.generation.is_some() {
+        return Err(ApiError::field(
+            400,
+            "generation",
+            "`fresh` starts a new generation: do not name one",
+        ));
+    }
+    let enqueue = Input::Enqueue(Enqueue {
         packages,
         generation: r.generation.map(Generation),
-        portage_snapshot: r.portage_timestamp,
+        portage_snapshot: snapshot,
     });
-    // No forced publish: copying a large core per post would make a big
-    // import cost in proportion to the queue; readers that need this seq
-    // get a fresh copy on demand (`Shared::fresh`).
-    let done = sh.submit(Plan::Inputs(vec![input]), None, false)?;
+    // `fresh` and the new list go in one group commit: the queue is never
+    // seen (or recovered) empty between them.
+    let inputs = if r.fresh {
+        vec![Input::Control(Control::Fresh), enqueue]
+    } else {
+        vec![enqueue]
+    };
+    // No forced publish for a plain push: copying a large core per post would
+    // make a big import cost in proportion to the queue; readers that need
+    // this seq get a fresh copy on demand (`Shared::fresh`). A new generation
+    // is rare and everyone should see it at once.
+    let done = sh.submit(Plan::Inputs(inputs), None, r.fresh)?;
     rejected(&done.outputs)?;
+    let fresh = done.outputs.iter().find_map(|o| match o {
+        Output::Event(Event::ControlApplied { summary, .. }) if r.fresh => Some(summary.clone()),
+        _ => None,
+    });
     let (added, already) = done
         .outputs
         .iter()
@@ -65,7 +96,14 @@ pub(crate) fn queue(sh: &Shared, req: &mut Request) -> Result<Reply, ApiError> {
             _ => None,
         })
         .unwrap_or((0, 0));
-    Reply::ok(&json!({"status": "ok", "queued": added, "already": already, "seq": done.seq}))
+    let mut reply = json!({"status": "ok", "queued": added, "already": already, "seq": done.seq});
+    if let Some(summary) = fresh {
+        let view = sh.fresh();
+        reply["fresh"] = json!(summary);
+        reply["generation"] = json!(view.swarm.view().generation());
+        reply["portage_snapshot"] = json!(view.swarm.view().expected_portage());
+    }
+    Reply::ok(&reply)
 }
 
 fn rejected(outputs: &[Output]) -> Result<(), ApiError> {
@@ -81,6 +119,9 @@ fn rejected(outputs: &[Output]) -> Result<(), ApiError> {
                     "queue generation {given} is older than the current generation {current}"
                 ),
                 RejectReason::StaleReport { package, .. } => format!("stale report for {package}"),
+                RejectReason::BadSnapshot { detail, .. } => {
+                    return Err(ApiError::field(400, "portage_timestamp", detail.clone()))
+                }
             };
             return Err(ApiError::new(409, msg));
         }
