@@ -298,3 +298,30 @@ fn a_short_soak_serves_without_errors_and_leaks_no_files() {
         files("end")
     );
 }
+
+#[test]
+fn the_import_benchmark_queues_everything_and_measures_heartbeats() {
+    let out = Command::new(swarm_bin())
+        .args(["bench", "import", "--packages", "3000", "--batch", "500"])
+        .args(["--one-into", "1000", "--drones", "2", "--baseline-s", "1"])
+        .args(["--beat-ms", "20"])
+        .arg("--json")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run swarm bench import");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"));
+    assert_eq!(v["errors"], json!(0), "{v}");
+    assert_eq!(v["posts"], json!(6), "{v}");
+    assert!(v["one_ms"]["p50"].as_f64().is_some(), "{v}");
+    for window in ["baseline", "during_import"] {
+        assert!(
+            v["heartbeat_ms"][window]["samples"]
+                .as_u64()
+                .is_some_and(|n| n > 0),
+            "{window}: {v}"
+        );
+    }
+}

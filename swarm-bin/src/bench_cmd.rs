@@ -27,6 +27,9 @@ enum BenchWhat {
     /// A real server, simulated drones, an accelerated clock: RSS, open files,
     /// database, WAL and log size, and p99 latencies at the start and the end.
     Soak(crate::bench_soak::SoakArgs),
+    /// A big queue import over HTTP (posts of N atoms) while drones heartbeat:
+    /// total and per-post time, one package into a big queue, heartbeat p99.
+    Import(crate::bench_import::ImportArgs),
     /// Binhost releases: `release create` (cold and warm) and `publish` for N synthetic gpkgs.
     Release(crate::bench_release::ReleaseBenchArgs),
 }
@@ -46,7 +49,7 @@ struct HttpArgs {
     #[arg(long, default_value_t = 30)]
     heartbeat_s: u64,
     /// Durability of each group commit: normal or full.
-    #[arg(long, default_value = "normal")]
+    #[arg(long, default_value = "full")]
     synchronous: String,
     /// Snapshot interval of the store, in inputs (the server's default is 10,000).
     #[arg(long, default_value_t = 10_000)]
@@ -60,6 +63,7 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.what {
         BenchWhat::Http(a) => http(a),
         BenchWhat::Soak(a) => crate::bench_soak::soak(a),
+        BenchWhat::Import(a) => crate::bench_import::run(a),
         BenchWhat::Release(a) => crate::bench_release::run(a),
     }
 }

@@ -189,7 +189,7 @@ impl Settings {
             admin_token: None,
             admin_token_file: data_dir.join("admin.token"),
             drone_token: None,
-            synchronous: Synchronous::Normal,
+            synchronous: Synchronous::Full,
             max_body_bytes: 1024 * 1024,
             max_artifact_bytes: 2 * 1024 * 1024 * 1024,
             http: crate::server::HttpLimits::default(),

@@ -60,7 +60,7 @@ fn defaults_need_no_file_and_no_environment() {
     assert_eq!(s.staging_path, dir.join("staging"));
     assert_eq!(s.admin_token_file, dir.join("admin.token"));
     assert_eq!(s.admin_token, None);
-    assert_eq!(s.synchronous, Synchronous::Normal);
+    assert_eq!(s.synchronous, Synchronous::Full);
     assert_eq!(s.max_body_bytes, 1 << 20);
     assert_eq!(s.max_artifact_bytes, 2 << 30);
     assert_eq!(s.http.max_connections, 1024);
@@ -119,7 +119,7 @@ listen = "0.0.0.0:9100"
 data_dir = "/srv/swarm"
 binhost_path = "/var/cache/binpkgs"
 admin_token = "0123456789abcdef-admin"
-synchronous = "full"
+synchronous = "normal"
 
 [http]
 max_connections = 16
@@ -157,7 +157,7 @@ anything = { goes = true }
         Some(Path::new("/var/cache/binpkgs"))
     );
     assert_eq!(s.admin_token.as_deref(), Some("0123456789abcdef-admin"));
-    assert_eq!(s.synchronous, Synchronous::Full);
+    assert_eq!(s.synchronous, Synchronous::Normal);
     assert_eq!(s.http.max_connections, 16);
     assert_eq!(s.http.idle_timeout, std::time::Duration::from_secs(5));
     assert!(!s.probe.enabled);
