@@ -294,6 +294,12 @@ fn fresh(s: &mut Swarm, out: &mut Vec<Output>) -> String {
     let kept: std::collections::BTreeSet<_> =
         s.st.packages.iter().map(|p| p.atom.clone()).collect();
     s.st.brake.held.retain(|a| kept.contains(a));
+    // A brake engaged for a failure cause judged the old queue; the new
+    // generation starts without it (and without the failures that tripped it).
+    if s.st.brake.cause.is_some() {
+        s.st.brake.failures.clear();
+        s.release_brake(true, out);
+    }
     crate::policy::plan::replan(&mut s.st);
     s.rebuild_index();
     format!(

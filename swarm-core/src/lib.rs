@@ -55,6 +55,9 @@ mod config;
 mod control;
 mod digest;
 #[doc(hidden)]
+pub mod emerge_logs;
+pub mod failure;
+#[doc(hidden)]
 pub mod fuzzing;
 pub mod health;
 mod id;

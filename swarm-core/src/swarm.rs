@@ -527,7 +527,10 @@ impl Swarm {
             }
             TimerKey::AutoUnblock(pkg) => self.unblock(pkg, false, out),
             TimerKey::Brake => {
-                if self.st.brake.engaged && brake::may_release(&self.st) {
+                if self.st.brake.engaged
+                    && self.st.brake.cause.is_none()
+                    && brake::may_release(&self.st)
+                {
                     self.release_brake(false, out);
                 }
                 self.sync_brake();
@@ -871,6 +874,7 @@ impl Swarm {
         while failures.front().is_some_and(|f| now.since(f.0) >= window) {
             failures.pop_front();
         }
+        self.brake_on_common_cause(&lease.package, detail, out);
         let counts_against_drone = class != FailureClass::Build;
         if let Some(d) = self.st.drones.get_mut(&lease.drone) {
             d.builds_failed += 1;
@@ -999,21 +1003,61 @@ impl Swarm {
             brake::Verdict::Hold {
                 engage: Some((reason, held)),
             } => {
-                self.st.brake.engaged = true;
-                self.st.brake.reason = reason.clone();
-                let count = held.len() as u32;
-                self.st.brake.held = held;
-                self.forgive_brake_failures();
-                self.resync_held_and_drones();
-                out.push(Output::Event(Event::BrakeEngaged {
-                    reason,
-                    held: count,
-                }));
+                self.engage_brake(reason, held, None, out);
                 false
             }
         };
         self.sync_brake();
         allowed
+    }
+
+    /// Engages the brake when one failure cause hits many packages on most of
+    /// the fleet; while it is engaged for a cause, a package failing with that
+    /// cause is held too.
+    fn brake_on_common_cause(&mut self, atom: &Atom, detail: &str, out: &mut Out) {
+        if !self.st.config.brake_enabled {
+            return;
+        }
+        if self.st.brake.engaged {
+            let same = self.st.brake.cause.as_ref().is_some_and(|c| {
+                crate::failure::diagnose(detail).is_some_and(|d| d.to_string() == *c)
+            });
+            if same && self.st.brake.held.insert(atom.clone()) {
+                if let Some(&pkg) = self.ix.by_atom.get(atom) {
+                    let p = self.st.pkg_mut(pkg);
+                    p.failed_on.clear();
+                    p.build_failed_on.clear();
+                    self.sync_pkg(pkg);
+                }
+            }
+            return;
+        }
+        let Some((cause, reason, held)) = brake::common_cause(&self.st) else {
+            return;
+        };
+        self.engage_brake(reason, held, Some(cause.to_string()), out);
+        self.sync_brake();
+    }
+
+    /// Engages the brake: holds `held`, forgives the failures it explains.
+    fn engage_brake(
+        &mut self,
+        reason: String,
+        held: std::collections::BTreeSet<Atom>,
+        cause: Option<String>,
+        out: &mut Out,
+    ) {
+        self.st.brake.engaged = true;
+        self.st.brake.reason = reason.clone();
+        self.st.brake.cause = cause;
+        let count = held.len() as u32;
+        self.st.brake.held = held;
+        self.forgive_brake_failures();
+        self.resync_held_and_drones();
+        out.push(Output::Event(Event::BrakeEngaged {
+            reason,
+            held: count,
+        }));
     }
 
     /// The brake has judged that the fault is not in the drones: their failure
@@ -1041,6 +1085,7 @@ impl Swarm {
         }
         self.st.brake.engaged = false;
         self.st.brake.reason.clear();
+        self.st.brake.cause = None;
         self.resync_held_and_drones();
         self.st.brake.held.clear();
         self.sync_brake();
@@ -1129,17 +1174,24 @@ impl Swarm {
     }
 
     fn sync_brake(&mut self) {
-        let at = self.st.brake.engaged.then(|| {
-            let window = self.st.config.brake_window_ms;
-            let now = self.st.now;
-            let expiries = self.st.brake.disrupted.values().map(|at| at.plus(window));
-            let grounded_ends = self.st.drones.values().filter_map(|d| d.grounded_until);
-            expiries
-                .chain(grounded_ends)
-                .filter(|t| *t > now)
-                .min()
-                .unwrap_or(now)
-        });
+        let at = self
+            .st
+            .brake
+            .engaged
+            .then(|| {
+                let window = self.st.config.brake_window_ms;
+                let now = self.st.now;
+                let expiries = self.st.brake.disrupted.values().map(|at| at.plus(window));
+                let grounded_ends = self.st.drones.values().filter_map(|d| d.grounded_until);
+                let next = expiries.chain(grounded_ends).filter(|t| *t > now).min();
+                // A brake engaged for a common cause stays until the operator acts.
+                match (next, &self.st.brake.cause) {
+                    (Some(t), _) => Some(t),
+                    (None, None) => Some(now),
+                    (None, Some(_)) => None,
+                }
+            })
+            .flatten();
         self.set_timer(TimerKey::Brake, at);
     }
 

@@ -111,6 +111,13 @@ fn a_stale_queue_engages_the_brake_and_grounds_at_most_the_brakes_share() {
             r.brake_engagements >= 1,
             "seed {seed}: the brake never engaged\n{r}"
         );
+        let reason = r.brake_reason.as_deref().unwrap_or_default();
+        assert!(
+            reason.starts_with("queue looks stale: ")
+                && reason.contains("failed with a slot conflict on sys-apps/systemd-utils on ")
+                && reason.ends_with("run `swarm fresh`"),
+            "seed {seed}: the brake must name the common cause: {reason:?}\n{r}"
+        );
         assert!(
             r.grounded_max_pct <= 55,
             "seed {seed}: {} % of the fleet grounded",

@@ -147,7 +147,7 @@ fn matches(e: &EventRecord, f: &EventQuery) -> bool {
 
 fn print_followed(e: &EventRecord, json: bool) -> anyhow::Result<()> {
     if json {
-        return emit(&(serde_json::to_string(e)? + "\n"));
+        return super::fmt::emit_raw(&(serde_json::to_string(e)? + "\n"));
     }
     emit(&(line(e) + "\n"))
 }

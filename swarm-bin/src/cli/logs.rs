@@ -59,7 +59,8 @@ pub(crate) fn run(args: LogsArgs) -> anyhow::Result<()> {
         return emit_json(&v);
     }
     eprintln!("{}", header(chosen));
-    emit(&text)
+    // The builder's own text: the terminal wraps it, swarm does not.
+    super::fmt::emit_raw(&text)
 }
 
 /// The build to show: the asked one, else the newest with a log.

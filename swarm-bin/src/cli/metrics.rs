@@ -1,7 +1,7 @@
 //! `swarm metrics`: the server's Prometheus text, as is or as JSON samples.
 
 use super::conn::{read_error, ServerArgs};
-use super::fmt::{emit, emit_json};
+use super::fmt::{emit_json, emit_raw};
 use serde_json::{json, Map, Value};
 
 #[derive(clap::Args, Debug)]
@@ -18,7 +18,8 @@ pub(crate) fn run(args: MetricsArgs) -> anyhow::Result<()> {
     if args.json {
         return emit_json(&Value::Array(samples(&text)));
     }
-    emit(&text)
+    // Prometheus text, as the server wrote it: never re-wrapped.
+    emit_raw(&text)
 }
 
 /// The samples of Prometheus text format; comments and malformed lines are

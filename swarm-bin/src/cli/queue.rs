@@ -223,7 +223,7 @@ fn import_file(args: ImportArgs) -> anyhow::Result<()> {
         fresh: false,
     };
     if args.dry_run {
-        return emit(&(serde_json::to_string_pretty(&request)? + "\n"));
+        return super::fmt::emit_raw(&(serde_json::to_string_pretty(&request)? + "\n"));
     }
     send(&args.admin, request, args.json)
 }
@@ -319,7 +319,7 @@ fn list(args: ListArgs) -> anyhow::Result<()> {
             .map_err(read_error)?;
         if args.json {
             if args.all {
-                emit(&(serde_json::to_string(&answer.raw)? + "\n"))?;
+                super::fmt::emit_raw(&(serde_json::to_string(&answer.raw)? + "\n"))?;
             } else {
                 emit_json(&answer.raw)?;
             }

@@ -7,13 +7,17 @@
 //! - killed by SIGKILL, or exit 137 (a shell's way of saying its child was),
 //!   with evidence of the OOM killer (the log says "out of memory"/"oom", or
 //!   the kernel's `oom_kill` count rose during the build): `oom`;
-//! - gcc's own "virtual memory exhausted": `oom`;
-//! - "No space left on device": `infra` (disk full);
+//! - otherwise the log's cause by `swarm_core::failure` (one classifier for
+//!   agent, server and simulator): slot conflict, unsatisfied or masked
+//!   dependency, blocker and phase failures are `build`; fetch failures,
+//!   sandbox violations and a full disk `infra`; gcc out of memory `oom`. The
+//!   detail then starts with the cause (`slot conflict on sys-apps/systemd-utils: …`);
 //! - any other signal, or a builder that does not start: `infra`, and a crash
 //!   for the health monitor;
 //! - stall or overall timeout, or any other non-zero exit: `build`.
 
 use super::runner::Ended;
+use swarm_core::failure::Cause;
 use swarm_core::FailureClass;
 
 /// What became of a build before its artifact was looked for.
@@ -48,43 +52,41 @@ pub(crate) fn classify(ended: &Ended, log_tail: &str, oom_kills_during: u64) -> 
         detail,
         crash,
     };
-    match ended {
-        Ended::Exited(0) => Verdict::Built,
-        Ended::Stopped => Verdict::Stopped,
-        Ended::SpawnFailed(e) => failed(FailureClass::Infra, format!("builder: {e}"), true),
-        Ended::Stalled(d) => failed(
+    // The log's cause, by the classifier the server and the simulator share:
+    // its text leads the detail, so the server groups failures by it.
+    let cause = swarm_core::failure::diagnose(log_tail);
+    match (ended, &cause) {
+        (Ended::Exited(0), _) => Verdict::Built,
+        (Ended::Stopped, _) => Verdict::Stopped,
+        (Ended::SpawnFailed(e), _) => failed(FailureClass::Infra, format!("builder: {e}"), true),
+        (Ended::Stalled(d), _) => failed(
             FailureClass::Build,
             with_hint(format!("stalled: no output for {} s", d.as_secs())),
             false,
         ),
-        Ended::TimedOut(d) => failed(
+        (Ended::TimedOut(d), _) => failed(
             FailureClass::Build,
             with_hint(format!("timed out after {} s", d.as_secs())),
             false,
         ),
-        Ended::Exited(137) | Ended::Signaled(9) if oom_kills_during > 0 || mentions_oom(&lower) => {
+        (Ended::Exited(137) | Ended::Signaled(9), _)
+            if oom_kills_during > 0 || mentions_oom(&lower) =>
+        {
             failed(
                 FailureClass::Oom,
                 with_hint("killed by the OOM killer".to_string()),
                 false,
             )
         }
-        Ended::Exited(code) if lower.contains("virtual memory exhausted") => failed(
-            FailureClass::Oom,
-            format!("out of memory (exit code {code})"),
-            false,
-        ),
-        _ if lower.contains("no space left on device") => failed(
-            FailureClass::Infra,
-            with_hint("disk full".to_string()),
-            false,
-        ),
-        Ended::Signaled(sig) => failed(
+        (Ended::Exited(_), Some(c)) | (Ended::Signaled(_), Some(c @ Cause::DiskFull)) => {
+            failed(c.class(), with_hint(c.to_string()), false)
+        }
+        (Ended::Signaled(sig), _) => failed(
             FailureClass::Infra,
             with_hint(format!("builder killed by signal {sig}")),
             true,
         ),
-        Ended::Exited(code) => failed(
+        (Ended::Exited(code), None) => failed(
             FailureClass::Build,
             with_hint(format!("builder exited with code {code}")),
             false,
@@ -158,10 +160,30 @@ mod tests {
             v,
             Verdict::Failed {
                 class: FailureClass::Build,
-                detail: "builder exited with code 1: * ERROR: dev-libs/foo-1.0::gentoo failed (compile phase):".into(),
+                detail: "compile phase failed: * ERROR: dev-libs/foo-1.0::gentoo failed (compile phase):".into(),
                 crash: false
             }
         );
+    }
+
+    #[test]
+    fn an_emerge_slot_conflict_is_reported_with_its_cause_first() {
+        let v = classify(&Ended::Exited(1), swarm_core::emerge_logs::SLOT_CONFLICT, 0);
+        let Verdict::Failed { class, detail, .. } = &v else {
+            panic!("{v:?}")
+        };
+        assert_eq!(*class, FailureClass::Build);
+        assert!(
+            detail.starts_with("slot conflict on sys-apps/systemd-utils: "),
+            "{detail}"
+        );
+        // The server reads the same cause back from the detail alone.
+        assert_eq!(
+            swarm_core::failure::diagnose(detail).map(|c| c.to_string()),
+            Some("slot conflict on sys-apps/systemd-utils".into())
+        );
+        let v = classify(&Ended::Exited(1), swarm_core::emerge_logs::FETCH, 0);
+        assert_eq!(class_of(&v), Some(FailureClass::Infra));
     }
 
     #[test]

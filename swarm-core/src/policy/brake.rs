@@ -4,6 +4,7 @@
 //! in the drones: stop disrupting them and hold the packages involved.
 
 use crate::atom::Atom;
+use crate::failure::{diagnose, Cause};
 use crate::id::DroneName;
 use crate::state::{Liveness, SwarmState};
 use crate::time::human_ms;
@@ -109,6 +110,53 @@ pub(crate) fn assess(st: &SwarmState, candidate: &DroneName, what: &str) -> Verd
     }
 }
 
+/// Fewest distinct packages one cause must fail before it is judged common.
+pub(crate) const COMMON_CAUSE_MIN_PACKAGES: usize = 5;
+
+/// A failure cause shared by many packages on too many of the active drones
+/// within the window (the same share that engages the brake for
+/// disruptions): the fault is in what they were asked to build, not in them.
+/// Returns the cause, the brake's reason and the packages to hold.
+pub(crate) fn common_cause(st: &SwarmState) -> Option<(Cause, String, BTreeSet<Atom>)> {
+    let window = st.config.brake_window_ms;
+    let mut by_cause: BTreeMap<Cause, (BTreeSet<&Atom>, BTreeSet<&DroneName>)> = BTreeMap::new();
+    for (at, drone, atom, detail) in &st.brake.failures {
+        if st.now.since(*at) >= window {
+            continue;
+        }
+        let Some(cause) = diagnose(detail).filter(Cause::may_be_shared) else {
+            continue;
+        };
+        let e = by_cause.entry(cause).or_default();
+        e.0.insert(atom);
+        e.1.insert(drone);
+    }
+    let active = active(st);
+    let (cause, (atoms, drones)) = by_cause
+        .into_iter()
+        .filter(|(_, (atoms, drones))| {
+            atoms.len() >= COMMON_CAUSE_MIN_PACKAGES
+                && too_many(st, drones.len() as u32, active.max(drones.len() as u32))
+        })
+        .max_by_key(|(c, (atoms, _))| (atoms.len(), std::cmp::Reverse(c.clone())))?;
+    let (n, d) = (atoms.len(), drones.len());
+    let reason = if cause.means_stale_queue() {
+        format!(
+            "queue looks stale: {n} packages failed with a {cause} on {d} drones within {}; \
+             run `swarm fresh`",
+            human_ms(window)
+        )
+    } else {
+        format!(
+            "{n} packages failed with {cause} on {d} drones within {}: the fault is not in \
+             the packages",
+            human_ms(window)
+        )
+    };
+    let held = atoms.into_iter().cloned().collect();
+    Some((cause, reason, held))
+}
+
 /// Whether an engaged brake may release: the disrupted share fell.
 pub(crate) fn may_release(st: &SwarmState) -> bool {
     let count = disrupted(st, None).len() as u32;
@@ -194,5 +242,64 @@ mod tests {
             }
             other => panic!("expected the brake to engage, got {other:?}"),
         }
+    }
+
+    /// `n` failures, package `i` on drone `i % drones`, with `detail`.
+    fn failing(st: &mut SwarmState, n: usize, drones: usize, detail: &str) {
+        for i in 0..n {
+            let atom = Atom::parse(&format!("=dev-libs/p{i}-1")).expect("atom");
+            st.brake
+                .failures
+                .push_back((st.now, name(i % drones), atom, detail.to_owned()));
+        }
+    }
+
+    #[test]
+    fn one_cause_on_many_packages_and_most_drones_engages_the_brake_with_its_name() {
+        let slot = "slot conflict on sys-apps/systemd-utils: emerge could not resolve";
+        let mut st = fleet(5);
+        failing(&mut st, 14, 5, slot);
+        let (cause, reason, held) = common_cause(&st).expect("engages");
+        assert_eq!(cause.to_string(), "slot conflict on sys-apps/systemd-utils");
+        assert_eq!(
+            reason,
+            "queue looks stale: 14 packages failed with a slot conflict on \
+             sys-apps/systemd-utils on 5 drones within 10m; run `swarm fresh`"
+        );
+        assert_eq!(held.len(), 14);
+
+        let mut st = fleet(5);
+        failing(&mut st, COMMON_CAUSE_MIN_PACKAGES - 1, 4, slot);
+        assert_eq!(common_cause(&st), None, "too few packages");
+        let mut st = fleet(5);
+        failing(&mut st, 14, 2, slot);
+        assert_eq!(
+            common_cause(&st),
+            None,
+            "two of five drones is not most of the fleet"
+        );
+        let mut st = fleet(5);
+        failing(
+            &mut st,
+            14,
+            5,
+            "compile phase failed: * ERROR: x failed (compile phase):",
+        );
+        assert_eq!(
+            common_cause(&st),
+            None,
+            "a package's own failure is never shared"
+        );
+        let mut st = fleet(5);
+        failing(&mut st, 14, 5, slot);
+        st.now = Timestamp(st.now.0 + st.config.brake_window_ms);
+        assert_eq!(common_cause(&st), None, "outside the window");
+        let mut st = fleet(5);
+        failing(&mut st, 8, 4, "fetch failed: Couldn't download 'x.tar.xz'");
+        let (_, reason, _) = common_cause(&st).expect("engages");
+        assert!(
+            reason.starts_with("8 packages failed with fetch failed on 4 drones"),
+            "{reason}"
+        );
     }
 }

@@ -25,6 +25,7 @@ pub(crate) struct Stats {
     pub(crate) reclaims_by_reason: BTreeMap<String, u64>,
     pub(crate) escalations_by_level: BTreeMap<String, u64>,
     pub(crate) brake_engagements: u64,
+    pub(crate) brake_reason: Option<String>,
     pub(crate) stale_rejected: u64,
     pub(crate) grounded_max_pct: u64,
     pub(crate) built: u64,
@@ -108,6 +109,7 @@ impl Stats {
             escalations_by_level: self.escalations_by_level.clone(),
             false_escalations: self.false_escalations,
             brake_engagements: self.brake_engagements,
+            brake_reason: self.brake_reason.clone(),
             grounded_max_pct: self.grounded_max_pct,
             stale_rejected: self.stale_rejected,
             duplicate_builds: self.duplicate_builds,
@@ -165,6 +167,9 @@ pub struct Report {
     pub false_escalations: u64,
     /// Times the disruption brake engaged.
     pub brake_engagements: u64,
+    /// Why it first engaged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub brake_reason: Option<String>,
     /// Largest share of active drones grounded at once, percent.
     pub grounded_max_pct: u64,
     /// Stale reports rejected (fencing at work).
@@ -235,6 +240,9 @@ impl fmt::Display for Report {
             "  brake engagements     {}  (grounded at most {} % of the fleet)",
             self.brake_engagements, self.grounded_max_pct
         )?;
+        if let Some(r) = &self.brake_reason {
+            writeln!(f, "  brake reason          {r}")?;
+        }
         write!(
             f,
             "  stale reports / dups  {} rejected / {} duplicate builds",

@@ -521,7 +521,12 @@ impl World {
                     }
                     Event::Reclaimed { drone, reason, .. } => self.on_reclaimed(drone, *reason),
                     Event::Escalated { drone, action } => self.on_escalated(drone, *action),
-                    Event::BrakeEngaged { .. } => self.stats.brake_engagements += 1,
+                    Event::BrakeEngaged { reason, .. } => {
+                        self.stats.brake_engagements += 1;
+                        if self.stats.brake_reason.is_none() {
+                            self.stats.brake_reason = Some(reason.clone());
+                        }
+                    }
                     Event::Grounded { drone, until, .. } => {
                         self.grounded.insert(drone.clone(), until.0);
                         self.note_grounded();
@@ -930,13 +935,16 @@ impl World {
                 2 * SECOND_MS,
             )
         } else if self.stale_queue {
-            (
-                Outcome::Failed {
-                    class: FailureClass::Infra,
-                    detail: "slot conflict".into(),
-                },
-                5 * SECOND_MS,
-            )
+            // What the real agent does with emerge's log: the shared classifier
+            // gives the class (a slot conflict is a build failure) and the
+            // cause the detail starts with.
+            let (class, cause) =
+                crate::failure::classify(crate::emerge_logs::SLOT_CONFLICT, FailureClass::Build);
+            let detail = cause.map_or_else(
+                || "emerge failed".to_owned(),
+                |c| format!("{c}: emerge could not resolve {atom}"),
+            );
+            (Outcome::Failed { class, detail }, 5 * SECOND_MS)
         } else if let Some(dep) = p.deps.iter().find(|d| !self.built.contains(*d)) {
             // emerge cannot build against a dependency the binhost does not have yet.
             let detail = format!("dependency {} not yet built", self.pkgs[*dep].atom);

@@ -119,7 +119,7 @@ impl Drone {
 /// The disruption brake: stops the swarm from grounding, reclaiming or
 /// escalating most of the fleet at once (the "every drone grounded over a stale
 /// queue" incident).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Brake {
     pub(crate) engaged: bool,
     pub(crate) reason: String,
@@ -129,4 +129,23 @@ pub(crate) struct Brake {
     pub(crate) disrupted: BTreeMap<DroneName, Timestamp>,
     /// Recent failures: (at, drone, package, detail), pruned to the window.
     pub(crate) failures: VecDeque<(Timestamp, DroneName, crate::atom::Atom, String)>,
+    /// The failure cause it engaged for (`policy::brake::common_cause`), if
+    /// that is why: it then stays until the operator releases it or runs
+    /// `fresh`, and later failures with the same cause join the held set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) cause: Option<String>,
+}
+
+// By hand so a state without a cause digests as before the field existed.
+impl std::hash::Hash for Brake {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.engaged.hash(state);
+        self.reason.hash(state);
+        self.held.hash(state);
+        self.disrupted.hash(state);
+        self.failures.hash(state);
+        if let Some(c) = &self.cause {
+            c.hash(state);
+        }
+    }
 }

@@ -480,17 +480,20 @@ pub(crate) fn complete(sh: &Shared, req: &mut Request, caller: &Caller) -> Resul
         ),
         "upload_failed" => (Outcome::UploadFailed, "upload_failed"),
         "masked" => (Outcome::Masked, "masked"),
-        other => (
-            Outcome::Failed {
-                class: r.failure_class.unwrap_or(FailureClass::Build),
-                detail: if detail.is_empty() && other != "failed" {
-                    other.to_string()
-                } else {
-                    detail.clone()
-                },
-            },
-            "failed",
-        ),
+        other => {
+            let detail = if detail.is_empty() && other != "failed" {
+                other.to_string()
+            } else {
+                detail.clone()
+            };
+            // A v3 drone sends no class: the shared classifier reads it from
+            // its error text (a fetch failure is the mirror's fault, not the
+            // package's), else it is a build failure as v3 counted it.
+            let class = r
+                .failure_class
+                .unwrap_or_else(|| swarm_core::failure::classify(&detail, FailureClass::Build).0);
+            (Outcome::Failed { class, detail }, "failed")
+        }
     };
     let duration_ms = r
         .build_duration_s
