@@ -411,14 +411,14 @@ fn count_packages(dir: &Path) -> usize {
         .filter_map(Result::ok)
         .map(|e| {
             let path = e.path();
-            if path.is_dir() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            // Dot names are bookkeeping (`.leases/`, upload temp files), not packages.
+            if name.starts_with('.') {
+                0
+            } else if path.is_dir() {
                 count_packages(&path)
             } else {
-                let name = e.file_name().to_string_lossy().into_owned();
-                usize::from(
-                    !name.starts_with('.')
-                        && (name.ends_with(".gpkg.tar") || name.ends_with(".tbz2")),
-                )
+                usize::from(name.ends_with(".gpkg.tar") || name.ends_with(".tbz2"))
             }
         })
         .sum()
@@ -620,6 +620,10 @@ mod tests {
         ] {
             std::fs::write(cat.join(name), b"x").expect("write");
         }
+        // The server's lease bookkeeping mirrors package names under `.leases/`.
+        let leases = dir.path().join(".leases/dev-libs");
+        std::fs::create_dir_all(&leases).expect("mkdir");
+        std::fs::write(leases.join("foo-1.gpkg.tar"), b"1").expect("write");
         assert_eq!(count_packages(dir.path()), 2);
         assert_eq!(count_packages(&dir.path().join("missing")), 0);
     }
