@@ -7,6 +7,8 @@ pub mod binhost;
 pub mod binpkg;
 pub mod client;
 pub mod heal;
+#[cfg(test)]
+mod mutate;
 pub mod server;
 pub mod settings;
 pub mod wire;

@@ -192,22 +192,27 @@ pub(crate) fn request(action: Action, target: Option<&str>) -> anyhow::Result<Co
     Ok(req)
 }
 
+/// What a fresh would drop from the queue now, in words: the status' count
+/// of packages not building, or a description when the status cannot be read.
+pub(super) fn fresh_drops(c: &super::conn::AdminClient) -> String {
+    c.client
+        .status()
+        .ok()
+        .map(|s| s.body.counts.total.saturating_sub(s.body.counts.building))
+        .map_or("every package that is not building".to_owned(), |n| {
+            format!(
+                "{} (every one not building)",
+                plural(n as usize, "package", "packages")
+            )
+        })
+}
+
 /// What a destructive action will do, in one sentence, or `None` for the
 /// actions that are safe to run without asking.
 fn warning(action: Action, c: &super::conn::AdminClient) -> Option<String> {
     match action {
         Action::Fresh => {
-            let dropped = c
-                .client
-                .status()
-                .ok()
-                .map(|s| s.body.counts.total.saturating_sub(s.body.counts.building))
-                .map_or("every package that is not building".to_owned(), |n| {
-                    format!(
-                        "{} (every one not building)",
-                        plural(n as usize, "package", "packages")
-                    )
-                });
+            let dropped = fresh_drops(c);
             Some(format!(
                 "`fresh` starts a new queue generation: it drops {dropped} and revokes not-started work."
             ))

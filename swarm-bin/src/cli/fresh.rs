@@ -141,17 +141,7 @@ pub(crate) fn run(args: FreshArgs) -> anyhow::Result<()> {
         );
     }
     let c = args.admin.client()?;
-    let dropped = c
-        .client
-        .status()
-        .ok()
-        .map(|s| s.body.counts.total.saturating_sub(s.body.counts.building))
-        .map_or("every package that is not building".to_owned(), |n| {
-            format!(
-                "{} (every one not building)",
-                plural(n as usize, "package", "packages")
-            )
-        });
+    let dropped = super::control::fresh_drops(&c);
     confirm(
         &format!(
             "`fresh` starts a new queue generation: it drops {dropped}, revokes not-started work, \

@@ -52,39 +52,14 @@ mod tests {
     #[test]
     fn mutations_of_the_corpus_never_panic() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/binpkg");
-        let mut seed: u64 = 0x5eed_b1a5;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut m = crate::mutate::Mutator::new(0x5eed_b1a5);
         for entry in std::fs::read_dir(&dir).expect("corpus").flatten() {
             let orig = std::fs::read(entry.path()).expect("read");
             if orig.is_empty() {
                 continue;
             }
             for _ in 0..150 {
-                let mut data = orig.clone();
-                for _ in 0..(1 + next() % 4) {
-                    let at = (next() % data.len().max(1) as u64) as usize;
-                    match next() % 4 {
-                        0 => data[at] ^= 1 << (next() % 8),
-                        1 => data[at] = next() as u8,
-                        2 => data.truncate(at.max(1)),
-                        _ => {
-                            let len = (next() % 64) as usize;
-                            let from = (next() % orig.len() as u64) as usize;
-                            let end = (from + len).min(orig.len());
-                            let piece = orig[from..end].to_vec();
-                            let at = at.min(data.len());
-                            data.splice(at..at, piece);
-                        }
-                    }
-                    if data.is_empty() {
-                        break;
-                    }
-                }
+                let data = m.mutate(&orig);
                 inspect_bytes_checked(&data);
             }
         }
