@@ -168,7 +168,9 @@ fn a_drone_killed_mid_build_loses_its_lease_to_another_and_its_late_report_is_st
     let dir = tempfile::tempdir().expect("tempdir");
     let server = Server::start(&dir.path().join("server"), &FAST_LIVENESS);
     let atom = "=dev-libs/victim-1.0";
-    let sizes = sizes(dir.path(), &[(atom, 600)]);
+    // 10 minutes of stand-in build: the orphaned builder must still be running
+    // when the test checks it, however slowly a loaded CI machine gets there.
+    let sizes = sizes(dir.path(), &[(atom, 6000)]);
     queue(&server, json!([atom]));
     let mut dead = Drone::start(
         &server,

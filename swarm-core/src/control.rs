@@ -121,6 +121,45 @@ pub(crate) fn apply(s: &mut Swarm, action: &Control, out: &mut Vec<Output>) {
                 names.len()
             )
         }
+        Control::ExpectEnv { env, from } => {
+            let expected = match (env, from) {
+                (Some(env), _) => env.clone(),
+                (None, Some(drone)) => match s.st.drones.get(drone) {
+                    None => return unknown(out, drone),
+                    Some(d) if d.spec.env.is_empty() => {
+                        return reject(
+                            out,
+                            RejectReason::NoEnvironment {
+                                drone: drone.clone(),
+                            },
+                        )
+                    }
+                    Some(d) => d.spec.env.clone(),
+                },
+                (None, None) => crate::env::BuildEnv::default(),
+            };
+            let before = std::mem::replace(&mut s.st.expected_env, expected);
+            let names: Vec<DroneName> = s.st.drones.keys().cloned().collect();
+            let (mut matching, mut returned) = (0, 0);
+            for name in &names {
+                let held = s.st.drones[name].leases.len();
+                let matched_before = before.admits(&s.st.drones[name].spec.env);
+                s.env_changed(name, matched_before, out);
+                let d = &s.st.drones[name];
+                matching += usize::from(s.st.expected_env.admits(&d.spec.env));
+                returned += held - d.leases.len();
+            }
+            if s.st.expected_env.is_empty() {
+                "no build environment is expected any more".to_owned()
+            } else {
+                format!(
+                    "expecting {} variables; {matching} of {} drones match; \
+                     {returned} not-started leases returned",
+                    s.st.expected_env.iter().count(),
+                    names.len()
+                )
+            }
+        }
         Control::Rebalance => {
             let n = reclaim_not_started_everywhere(s, ReclaimReason::Rebalance, out);
             format!("reclaimed {n} not-started leases")

@@ -55,6 +55,8 @@ const ADVANCE_MS: [u64; 16] = [
 
 const MACHINE_IDS: [Option<&str>; 3] = [None, Some("machine-1"), Some("machine-2")];
 const SNAPSHOTS: [Option<&str>; 3] = [None, Some("2024-11-18"), Some("2024-11-19")];
+/// Build environments drones report and operators expect: none, or CFLAGS one of two ways.
+const CFLAGS: [Option<&str>; 3] = [None, Some("-O2 -pipe"), Some("-O3 -pipe")];
 const CORES: [u32; 8] = [0, 1, 2, 4, 8, 16, 32, 64];
 const RAM_MB: [u64; 6] = [0, 1_024, 4_096, 16_384, 65_536, 262_144];
 const KINDS: [DroneKind; 4] = [
@@ -263,6 +265,11 @@ struct Ops<'a> {
 }
 
 impl Ops<'_> {
+    /// The next byte, left unread.
+    fn peek(&self) -> u8 {
+        self.data.first().copied().unwrap_or(0)
+    }
+
     fn byte(&mut self) -> u8 {
         match self.data.split_first() {
             Some((b, rest)) => {
@@ -289,6 +296,17 @@ impl Ops<'_> {
 
     fn text(&mut self, from: &[Option<&str>]) -> Option<String> {
         self.pick(from).map(str::to_owned)
+    }
+
+    /// An environment chosen by bits of a byte already read, so that adding environments did
+    /// not change what the committed corpus means.
+    fn env(bits: u8) -> Option<crate::env::BuildEnv> {
+        let cflags = CFLAGS[usize::from(bits) % CFLAGS.len()]?.to_owned();
+        let vars = [
+            ("CFLAGS".to_owned(), cflags),
+            ("CHOST".to_owned(), "x86_64-pc-linux-gnu".to_owned()),
+        ];
+        crate::env::BuildEnv::new(vars.into_iter().collect()).ok()
     }
 
     /// The next operation: when it happens and what it is. `None` when the input is used up.
@@ -325,6 +343,7 @@ impl Ops<'_> {
     }
 
     fn register(&mut self) -> Input {
+        let name_bits = self.peek() / DRONES.len() as u8;
         Input::Register(DroneSpec {
             name: self.drone(),
             machine_id: self.text(&MACHINE_IDS),
@@ -332,6 +351,7 @@ impl Ops<'_> {
             ram_mb: self.pick(&RAM_MB),
             kind: self.pick(&KINDS),
             portage_snapshot: self.text(&SNAPSHOTS),
+            env: Self::env(name_bits).unwrap_or_default(),
             ..DroneSpec::default()
         })
     }
@@ -371,6 +391,11 @@ impl Ops<'_> {
             current_task,
             portage_snapshot: if shape & 0x80 != 0 {
                 self.text(&SNAPSHOTS)
+            } else {
+                None
+            },
+            env: if started_mask & 0x80 != 0 {
+                Self::env(started_mask >> 5)
             } else {
                 None
             },
@@ -473,7 +498,8 @@ impl Ops<'_> {
     }
 
     fn control(&mut self) -> Control {
-        match self.byte() % 19 {
+        let b = self.byte();
+        match b % 19 {
             0 => Control::Pause,
             1 => Control::Resume,
             2 => Control::PauseDrone {
@@ -514,6 +540,14 @@ impl Ops<'_> {
                     drone: (which & 2 != 0).then(|| self.drone()),
                 }
             }
+            // The upper half of the last slot (clear_history before environments existed).
+            _ if b >= 0x80 => Control::ExpectEnv {
+                env: Self::env(b >> 5),
+                from: (b & 0x20 != 0).then(|| {
+                    let name = DRONES[usize::from(b >> 2) % DRONES.len()];
+                    DroneName::new(name).unwrap_or_else(|e| panic!("fuzz drone name {name:?}: {e}"))
+                }),
+            },
             _ => Control::ClearHistory,
         }
     }

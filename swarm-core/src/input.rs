@@ -134,6 +134,9 @@ pub struct DroneSpec {
     /// Agent version.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
+    /// Its build environment as Portage resolved it; empty from v3 and older agents.
+    #[serde(skip_serializing_if = "crate::env::BuildEnv::is_empty")]
+    pub env: crate::env::BuildEnv,
 }
 
 /// A heartbeat. Every field but `drone` is optional: v3 drones send few.
@@ -169,6 +172,9 @@ pub struct Heartbeat {
     /// A refreshed Portage snapshot after a sync.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub portage_snapshot: Option<String>,
+    /// Its build environment, sent when it changed since the last one the server passed on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub env: Option<crate::env::BuildEnv>,
 }
 
 /// Who reports on which lease. Legacy drones send no lease; they are matched by (drone, package).
@@ -392,6 +398,17 @@ pub enum Control {
         /// The drone.
         drone: DroneName,
     },
+    /// Set the build environment every drone must have to get work: written down (`env`), or
+    /// the one a reference drone reports now (`from`); neither clears it. Only the variables
+    /// named count.
+    ExpectEnv {
+        /// The expected environment.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        env: Option<crate::env::BuildEnv>,
+        /// Take it from this drone's report.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        from: Option<DroneName>,
+    },
 }
 
 impl Control {
@@ -417,6 +434,7 @@ impl Control {
             Control::Reclaim { .. } => "reclaim",
             Control::ClearHistory => "clear_history",
             Control::RemoveDrone { .. } => "remove_drone",
+            Control::ExpectEnv { .. } => "expect_env",
         }
     }
 }

@@ -347,6 +347,17 @@ impl Monitor {
                 Output::Command(Command::Escalate { drone, action }) => {
                     self.check_escalation(env, drone, *action)?;
                 }
+                Output::Command(Command::Assign { drone, package, .. }) => {
+                    // 13. Environment: work goes only where the expected environment is.
+                    let expected = &after.st.expected_env;
+                    let env = after.st.drones.get(drone).map(|d| &d.spec.env);
+                    if !env.is_some_and(|e| expected.admits(e)) {
+                        return fail(
+                            13,
+                            format!("{package} assigned to {drone}, whose environment differs"),
+                        );
+                    }
+                }
                 _ => {}
             }
         }

@@ -56,6 +56,7 @@ mod control;
 mod digest;
 #[doc(hidden)]
 pub mod emerge_logs;
+pub mod env;
 pub mod failure;
 #[doc(hidden)]
 pub mod fuzzing;
@@ -76,6 +77,7 @@ mod view;
 
 pub use atom::{Atom, AtomError, AtomRefusal};
 pub use config::{Config, ConfigError, Ordering};
+pub use env::{BuildEnv, EnvDiff, EnvError};
 pub use health::{BuildTiming, DroneHealth, HealthMonitor, HealthSample, HealthThresholds};
 pub use id::{DroneName, Epoch, Generation, LeaseId, NameError, Seq};
 pub use input::{

@@ -132,6 +132,8 @@ pub enum ReclaimReason {
     Operator,
     /// Operator `fresh` (not-started work only).
     Fresh,
+    /// The drone's build environment no longer matches the expected one (not-started work only).
+    EnvDrift,
 }
 
 impl ReclaimReason {
@@ -158,6 +160,11 @@ impl ReclaimReason {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "why", rename_all = "snake_case")]
 pub enum RejectReason {
+    /// `expect_env` from a drone that has reported no build environment.
+    NoEnvironment {
+        /// The drone.
+        drone: DroneName,
+    },
     /// The drone never registered.
     UnknownDrone {
         /// Its name.
@@ -251,6 +258,15 @@ impl fmt::Display for BlockReason {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
+    /// A drone's build environment stopped (or started) matching the expected one.
+    EnvChanged {
+        /// Who.
+        drone: DroneName,
+        /// Whether it matches now.
+        matches: bool,
+        /// What differs, in words ("environment differs in CFLAGS (-O3 vs -O2)"); empty when it matches.
+        differences: String,
+    },
     /// A drone registered, or re-registered in a new epoch.
     Registered {
         /// Who.

@@ -143,6 +143,8 @@ impl Swarm {
             (&d.spec.machine_id, &spec.machine_id),
             (Some(old), Some(new)) if old != new
         );
+        let env_before = d.spec.env.clone();
+        let matched_before = self.st.expected_env.admits(&env_before);
         merge_spec(&mut d.spec, spec);
         if new_incarnation {
             d.epoch = Epoch(d.epoch.0 + 1);
@@ -152,6 +154,9 @@ impl Swarm {
                 drone: name.clone(),
                 epoch,
             }));
+        }
+        if self.st.drones[&name].spec.env != env_before {
+            self.env_changed(&name, matched_before, out);
         }
         self.touch(&name, out);
     }
@@ -176,7 +181,18 @@ impl Swarm {
         if hb.portage_snapshot.is_some() {
             d.spec.portage_snapshot.clone_from(&hb.portage_snapshot);
         }
+        let matched_before = self.st.expected_env.admits(&d.spec.env);
+        let env_changed = match &hb.env {
+            Some(env) if d.spec.env != *env => {
+                d.spec.env = env.clone();
+                true
+            }
+            _ => false,
+        };
         let critical = d.health.returns_work();
+        if env_changed {
+            self.env_changed(name, matched_before, out);
+        }
         self.touch(name, out);
         if critical {
             self.reclaim_all(name, ReclaimReason::Critical, out);
@@ -1233,6 +1249,33 @@ impl Swarm {
         self.sync_replan();
     }
 
+    /// After a drone's environment or the expected one changed: says so when that changed whether
+    /// the drone matches, and returns its not-started work when it stopped matching (a started
+    /// build finishes; a release checks what it was built with).
+    pub(crate) fn env_changed(&mut self, name: &DroneName, matched_before: bool, out: &mut Out) {
+        let Some(d) = self.st.drones.get(name) else {
+            return;
+        };
+        let expected = &self.st.expected_env;
+        let matches = expected.admits(&d.spec.env);
+        if matches == matched_before {
+            return;
+        }
+        let differences = if matches {
+            String::new()
+        } else {
+            crate::env::describe_differences(&expected.differences(&d.spec.env))
+        };
+        out.push(Output::Event(Event::EnvChanged {
+            drone: name.clone(),
+            matches,
+            differences,
+        }));
+        if !matches {
+            self.reclaim_not_started(name, ReclaimReason::EnvDrift, out);
+        }
+    }
+
     pub(crate) fn pkg_id(&self, atom: &Atom) -> Option<PkgId> {
         self.ix.by_atom.get(atom).copied()
     }
@@ -1267,5 +1310,8 @@ fn merge_spec(old: &mut DroneSpec, new: &DroneSpec) {
     }
     if new.version.is_some() {
         old.version.clone_from(&new.version);
+    }
+    if !new.env.is_empty() {
+        old.env.clone_from(&new.env);
     }
 }

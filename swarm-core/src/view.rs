@@ -1,6 +1,7 @@
 //! Read-only queries over a swarm: what dashboards, the HTTP API and tests see.
 
 use crate::atom::Atom;
+use crate::env::{BuildEnv, EnvDiff};
 use crate::health::DroneHealth;
 use crate::id::{DroneName, Epoch, LeaseId};
 use crate::input::DroneKind;
@@ -104,6 +105,12 @@ pub struct DroneView {
     pub version: Option<String>,
     /// Why it gets no work right now, if it gets none.
     pub no_work: Option<String>,
+    /// Its build environment as it reported it (empty: none reported).
+    #[serde(skip_serializing_if = "BuildEnv::is_empty")]
+    pub env: BuildEnv,
+    /// How its environment differs from the expected one (empty when it matches).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub env_differences: Vec<EnvDiff>,
 }
 
 /// One lease.
@@ -210,7 +217,12 @@ impl<'a> View<'a> {
         self.s.st.generation
     }
 
-    /// The Portage snapshot drones must have.
+    /// The build environment drones must have to get work (empty: any).
+    pub fn expected_env(&self) -> &'a BuildEnv {
+        &self.s.st.expected_env
+    }
+
+    /// The Portage snapshot drones must be on to get work, if one is set.
     pub fn expected_portage(&self) -> Option<&'a str> {
         self.s.st.expected_portage.as_deref()
     }
@@ -528,6 +540,8 @@ impl<'a> View<'a> {
                 .err()
                 .filter(|w| *w != schedule::NoWork::Full)
                 .map(|w| w.to_string()),
+            env: d.spec.env.clone(),
+            env_differences: st.expected_env.differences(&d.spec.env),
         }
     }
 }

@@ -35,6 +35,20 @@ where
     });
 }
 
+fn build_env() -> BuildEnv {
+    BuildEnv::new(
+        [
+            ("CFLAGS", "-O2 -pipe -march=x86-64-v3"),
+            ("CHOST", "x86_64-pc-linux-gnu"),
+            ("USE", "ssl X -doc"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect(),
+    )
+    .expect("a valid environment")
+}
+
 fn atom(text: &str) -> Atom {
     Atom::parse(text).expect("a valid atom")
 }
@@ -165,6 +179,7 @@ mod input {
             kind: DroneKind::Lxc,
             portage_snapshot: Some("Mon, 18 Nov 2024 00:45:01 +0000".into()),
             version: Some("0.1.0".into()),
+            env: build_env(),
         })),
         register_v3_minimal => envelope(Input::Register(DroneSpec {
             name: drone("drone-legacy"),
@@ -183,6 +198,7 @@ mod input {
             started: vec![LeaseId(7)],
             current_task: Some(icu()),
             portage_snapshot: Some("Tue, 19 Nov 2024 00:45:01 +0000".into()),
+            env: Some(build_env()),
         })),
         heartbeat_v3_minimal => envelope(Input::Heartbeat(Heartbeat {
             drone: drone("drone-legacy"),
@@ -271,6 +287,14 @@ mod control {
         reclaim_both => control_with(Control::Reclaim { package: Some(icu()), drone: Some(alpha()) }),
         clear_history => control_with(Control::ClearHistory),
         remove_drone => control_with(Control::RemoveDrone { drone: alpha() }),
+        expect_env => control_with(Control::ExpectEnv {
+            env: Some(build_env()),
+            from: None,
+        }),
+        expect_env_from => control_with(Control::ExpectEnv {
+            env: None,
+            from: Some(alpha()),
+        }),
     });
 }
 
@@ -366,6 +390,11 @@ mod event {
         came_back => event(Event::CameBack { drone: alpha() }),
         deregistered => event(Event::Deregistered { drone: alpha() }),
         removed => event(Event::Removed { drone: alpha() }),
+        env_changed => event(Event::EnvChanged {
+            drone: alpha(),
+            matches: false,
+            differences: "environment differs in CFLAGS (-O3 -pipe vs -O2 -pipe)".into(),
+        }),
         reclaimed => reclaimed_with(ReclaimReason::Offline),
         queued => event(Event::Queued { added: 3, already: 1 }),
         started => event(Event::Started { drone: alpha(), package: icu(), lease: LeaseId(7) }),
@@ -463,6 +492,7 @@ mod reject_reason {
             given: "latest".into(),
             detail: "\"latest\" is not a Portage snapshot".into(),
         }),
+        no_environment => rejected_with(RejectReason::NoEnvironment { drone: alpha() }),
         illegal_control => rejected_with(RejectReason::IllegalControl {
             detail: "the brake is not engaged".into(),
         }),
@@ -496,6 +526,7 @@ mod reclaim_reason {
         rebalance => reclaimed_with(ReclaimReason::Rebalance),
         operator => reclaimed_with(ReclaimReason::Operator),
         fresh => reclaimed_with(ReclaimReason::Fresh),
+        env_drift => reclaimed_with(ReclaimReason::EnvDrift),
     });
 }
 
@@ -556,6 +587,7 @@ impl Seen {
             Control::Reclaim { .. } => "control reclaim",
             Control::ClearHistory => "control clear_history",
             Control::RemoveDrone { .. } => "control remove_drone",
+            Control::ExpectEnv { .. } => "control expect_env",
         });
     }
 
@@ -639,6 +671,7 @@ impl Seen {
             ReclaimReason::Rebalance => "reclaim rebalance",
             ReclaimReason::Operator => "reclaim operator",
             ReclaimReason::Fresh => "reclaim fresh",
+            ReclaimReason::EnvDrift => "reclaim env_drift",
         });
     }
 
@@ -650,6 +683,7 @@ impl Seen {
             Event::CameBack { .. } => "event came_back",
             Event::Deregistered { .. } => "event deregistered",
             Event::Removed { .. } => "event removed",
+            Event::EnvChanged { .. } => "event env_changed",
             Event::Reclaimed { reason, .. } => {
                 self.reclaim(*reason);
                 "event reclaimed"
@@ -685,6 +719,7 @@ impl Seen {
                     RejectReason::StaleGeneration { .. } => "reject stale_generation",
                     RejectReason::BadSnapshot { .. } => "reject bad_snapshot",
                     RejectReason::IllegalControl { .. } => "reject illegal_control",
+                    RejectReason::NoEnvironment { .. } => "reject no_environment",
                 });
                 "event input_rejected"
             }
@@ -756,7 +791,7 @@ fn every_input_kind_control_action_outcome_and_probe_status_is_frozen() {
         names(
             "pause resume pause_drone resume_drone drain undrain unblock block unground reset \
              rebalance clear_failures retry_failures fresh reset_escalation release_brake reclaim \
-             clear_history remove_drone"
+             clear_history remove_drone expect_env"
         )
     );
     assert_eq!(
@@ -796,7 +831,7 @@ fn every_command_event_and_reason_is_frozen() {
             "registered went_suspect went_offline came_back reclaimed queued started built \
              build_failed blocked unblocked grounded ungrounded upload_hold escalated \
              input_rejected brake_engaged brake_released paused resumed control_applied release \
-             deregistered removed"
+             deregistered removed env_changed"
         )
     );
     assert_eq!(
@@ -807,7 +842,7 @@ fn every_command_event_and_reason_is_frozen() {
         seen.with_prefix("reject "),
         names(
             "unknown_drone stale_report unknown_package stale_generation bad_snapshot \
-             illegal_control"
+             illegal_control no_environment"
         )
     );
     assert_eq!(
@@ -818,7 +853,7 @@ fn every_command_event_and_reason_is_frozen() {
         seen.with_prefix("reclaim "),
         names(
             "offline confirmed_dead returned critical reregistered grounded stolen rebalance \
-             operator fresh"
+             operator fresh env_drift"
         )
     );
     assert_eq!(

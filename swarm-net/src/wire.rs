@@ -87,6 +87,10 @@ pub struct Capabilities {
     /// (swarm) CPU architecture.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub arch: Option<String>,
+    /// (swarm) The build environment as Portage resolves it (variable → value): what decides
+    /// whether a binary built here works on the binhost's clients.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub env: Option<std::collections::BTreeMap<String, String>>,
     /// Anything else a drone sends is kept out of the way, not refused.
     #[serde(flatten)]
     pub extra: serde_json::Map<String, serde_json::Value>,

@@ -75,6 +75,9 @@ pub(crate) enum Action {
     /// Forget learned build durations and memory needs.
     #[value(alias = "clear-history")]
     ClearHistory,
+    /// Build only on drones whose Portage environment is DRONE's (none: any).
+    #[value(alias = "expect-env")]
+    ExpectEnv,
 }
 
 /// What an action accepts as its target.
@@ -111,6 +114,7 @@ impl Action {
             Action::ReleaseBrake => "release_brake",
             Action::Reclaim => "reclaim",
             Action::ClearHistory => "clear_history",
+            Action::ExpectEnv => "expect_env",
         }
     }
 
@@ -122,7 +126,7 @@ impl Action {
             | Action::Drain
             | Action::Undrain
             | Action::ResetEscalation => Takes::Drone,
-            Action::Unground => Takes::OptionalDrone,
+            Action::Unground | Action::ExpectEnv => Takes::OptionalDrone,
             Action::Block => Takes::Package,
             Action::Unblock => Takes::OptionalPackage,
             Action::Reclaim => Takes::PackageOrDrone,

@@ -312,6 +312,9 @@ fn drive(
             // would stop the demo on a nearly full machine for no reason.
             "--min-free-disk".into(),
             "256MiB".into(),
+            // Stand-in builds have no Portage environment to report.
+            "--env-command".into(),
+            String::new(),
             "--work-dir".into(),
             path_arg(&work),
             "--pkgdir".into(),

@@ -95,6 +95,11 @@ pub(crate) struct DroneArgs {
     /// than this (`20GiB`, `512MiB`, `0` to never stop) [default: 5GiB].
     #[arg(long)]
     pub(crate) min_free_disk: Option<String>,
+    /// Command that prints the build environment as Portage resolves it,
+    /// reported so the server can match drones to the expected environment;
+    /// empty to report none [default: portageq envvar -v ARCH CHOST CFLAGS ...].
+    #[arg(long)]
+    pub(crate) env_command: Option<String>,
     /// Seconds between heartbeats [default: 15].
     #[arg(long)]
     pub(crate) heartbeat_s: Option<u64>,
@@ -153,6 +158,7 @@ struct FileTable {
     slots: Option<u32>,
     on_stop: Option<OnStop>,
     min_free_disk: Option<String>,
+    env_command: Option<String>,
     heartbeat_s: Option<u64>,
     poll_s: Option<u64>,
     work_dir: Option<PathBuf>,
@@ -195,6 +201,8 @@ pub(crate) struct DroneConfig {
     pub(crate) on_stop: OnStop,
     /// Free space (MiB) below which the drone takes no new work.
     pub(crate) min_free_disk_mib: u64,
+    /// Prints the build environment (`NAME='value'` lines); empty: report none.
+    pub(crate) env_command: Vec<String>,
     pub(crate) heartbeat: Duration,
     pub(crate) poll: Duration,
     pub(crate) work_dir: PathBuf,
@@ -300,6 +308,12 @@ impl DroneArgs {
                 size.as_u64() / (1024 * 1024)
             }
         };
+        let env_text = self
+            .env_command
+            .or(f.env_command)
+            .unwrap_or_else(|| super::buildenv::DEFAULT_ENV_COMMAND.into());
+        let env_command = shell_words::split(&env_text)
+            .with_context(|| format!("env command {env_text:?} does not split into words"))?;
         let heartbeat_s = self.heartbeat_s.or(f.heartbeat_s).unwrap_or(15);
         if heartbeat_s == 0 {
             bail!("heartbeat-s must be at least 1");
@@ -333,6 +347,7 @@ impl DroneArgs {
             slots,
             on_stop: self.on_stop.or(f.on_stop).unwrap_or(OnStop::Finish),
             min_free_disk_mib,
+            env_command,
             heartbeat: Duration::from_secs(heartbeat_s),
             poll: Duration::from_secs(poll_s),
             work_dir,

@@ -10,8 +10,10 @@
 
 use super::agent::Agent;
 use super::backoff::Backoff;
+use super::buildenv;
 use super::config::Builder;
 use super::facts;
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 use swarm_core::{DroneHealth, HealthSample, HealthThresholds};
@@ -23,6 +25,49 @@ struct Sampler {
     cpu: Option<(u64, u64)>,
     /// When health was last assessed.
     assessed: Option<Instant>,
+    /// The build environment last read, when, and why the last read failed.
+    env: Option<BTreeMap<String, String>>,
+    env_read: Option<Instant>,
+    env_error: Option<String>,
+}
+
+/// How often the agent asks Portage for its environment again: often enough to see drift within
+/// minutes, rarely enough that `portageq` costs nothing.
+const ENV_EVERY: Duration = Duration::from_secs(600);
+
+/// Reads the build environment when it is due; logs a change or a new reason it cannot.
+fn refresh_env(agent: &Agent, sampler: &mut Sampler) {
+    let argv = &agent.cfg.env_command;
+    if argv.is_empty() || sampler.env_read.is_some_and(|t| t.elapsed() < ENV_EVERY) {
+        return;
+    }
+    sampler.env_read = Some(Instant::now());
+    match buildenv::read(argv) {
+        Ok(vars) => {
+            if sampler.env.as_ref() != Some(&vars) {
+                let changed: Vec<&str> = vars
+                    .iter()
+                    .filter(|(k, v)| sampler.env.as_ref().and_then(|e| e.get(*k)) != Some(*v))
+                    .map(|(k, _)| k.as_str())
+                    .collect();
+                tracing::info!(
+                    variables = vars.len(),
+                    ?changed,
+                    "build environment read from Portage"
+                );
+            }
+            sampler.env = Some(vars);
+            sampler.env_error = None;
+        }
+        Err(why) => {
+            if sampler.env_error.as_ref() != Some(&why) {
+                tracing::warn!(
+                    "no build environment to report ({why}); a server that expects one gives this drone no work (--env-command)"
+                );
+            }
+            sampler.env_error = Some(why);
+        }
+    }
 }
 
 /// Runs until the agent exits.
@@ -186,6 +231,7 @@ fn wait(agent: &Agent, delay: Duration) -> bool {
 
 /// Samples the machine, assesses health, and writes the register request.
 fn sample_and_build(agent: &Agent, sampler: &mut Sampler) -> RegisterRequest {
+    refresh_env(agent, sampler);
     let cfg = &agent.cfg;
     let memory = facts::read_with("/proc/meminfo", facts::parse_meminfo);
     let load = facts::read_with("/proc/loadavg", facts::parse_loadavg);
@@ -250,6 +296,7 @@ fn sample_and_build(agent: &Agent, sampler: &mut Sampler) -> RegisterRequest {
             ram_gb: memory.map(|m| m.total_gb()),
             portage_timestamp: st.portage_timestamp.clone(),
             arch: Some(std::env::consts::ARCH.into()),
+            env: sampler.env.clone(),
             ..Capabilities::default()
         }),
         metrics: Some(Metrics {

@@ -11,6 +11,7 @@
 //! | module | job |
 //! |---|---|
 //! | `config` | flags > env > `[drone]` of swarm.toml > defaults |
+//! | `buildenv` | the build environment as `portageq` resolves it |
 //! | `facts` | /proc, statvfs, machine kind, Portage timestamp |
 //! | `state` | what the threads share, and the decisions on it |
 //! | `agent` | threads and the main loop (work, sync, orphans, shutdown) |
@@ -30,6 +31,7 @@
 mod agent;
 mod artifact;
 mod backoff;
+mod buildenv;
 mod classify;
 mod collect;
 mod config;

@@ -23,6 +23,10 @@ pub(crate) enum NoWork {
     SyncPortage(String),
     /// Told to sync to this snapshot recently; waiting for it.
     SyncPending(String),
+    /// An environment is expected and the drone reports none.
+    EnvUnknown,
+    /// The drone's environment differs from the expected one, in these words.
+    EnvMismatch(String),
     Full,
 }
 
@@ -45,6 +49,10 @@ impl fmt::Display for NoWork {
             NoWork::SyncPortage(_) => "portage snapshot differs from the queue's",
             NoWork::SyncPending(_) => "waiting for its Portage sync",
             NoWork::Full => "busy",
+            NoWork::EnvUnknown => {
+                "reports no build environment, and one is expected (an older or a v3 agent)"
+            }
+            NoWork::EnvMismatch(why) => return f.write_str(why),
         };
         f.write_str(s)
     }
@@ -104,6 +112,16 @@ pub(crate) fn capacity(st: &SwarmState, d: &Drone, free_slots: u32) -> Result<u3
         Gate::Open => {}
         Gate::Sync(expected) => return Err(NoWork::SyncPortage(expected)),
         Gate::Syncing(expected) => return Err(NoWork::SyncPending(expected)),
+    }
+    let (expected, env) = (&st.expected_env, &d.spec.env);
+    if !expected.admits(env) {
+        if env.is_empty() {
+            return Err(NoWork::EnvUnknown);
+        }
+        let diffs = expected.differences(env);
+        return Err(NoWork::EnvMismatch(crate::env::describe_differences(
+            &diffs,
+        )));
     }
     let slots = st.config.slots_for(d.spec.cores);
     let held = d.leases.len() as u32;

@@ -37,6 +37,9 @@ pub struct SwarmState {
     pub(crate) generation: u64,
     pub(crate) paused: bool,
     pub(crate) expected_portage: Option<String>,
+    /// The build environment a drone must have to get work (`expect_env`); empty: any.
+    #[serde(default, skip_serializing_if = "crate::env::BuildEnv::is_empty")]
+    pub(crate) expected_env: crate::env::BuildEnv,
     /// Set by `Recovered`: nobody is judged offline before this.
     pub(crate) grace_until: Option<Timestamp>,
     pub(crate) packages: Vec<Package>,
@@ -61,6 +64,7 @@ impl SwarmState {
             generation: 0,
             paused: false,
             expected_portage: None,
+            expected_env: crate::env::BuildEnv::default(),
             grace_until: None,
             packages: Vec::new(),
             drones: BTreeMap::new(),

@@ -119,6 +119,10 @@ fn rejected(outputs: &[Output]) -> Result<(), ApiError> {
                     "queue generation {given} is older than the current generation {current}"
                 ),
                 RejectReason::StaleReport { package, .. } => format!("stale report for {package}"),
+                RejectReason::NoEnvironment { drone } => format!(
+                    "{drone} has reported no build environment (a v3 or an older agent); \
+                     write the environment down instead (`env`)"
+                ),
                 RejectReason::BadSnapshot { detail, .. } => {
                     return Err(ApiError::field(400, "portage_timestamp", detail.clone()))
                 }
@@ -140,6 +144,9 @@ struct ControlRequest {
     drone_id: Option<String>,
     #[serde(default)]
     node: Option<String>,
+    /// `expect_env`: the environment written down (variable → value).
+    #[serde(default)]
+    env: Option<std::collections::BTreeMap<String, String>>,
 }
 
 fn drone_of(sh: &Shared, r: &ControlRequest) -> Result<Option<DroneName>, ApiError> {
@@ -247,7 +254,18 @@ pub(crate) fn control(sh: &Shared, req: &mut Request) -> Result<Reply, ApiError>
         None => None,
     };
     let drone = drone_of(sh, &r)?;
-    let c = control_of(&r.action, package, drone)?;
+    let c = if r.action.replace('-', "_") == "expect_env" {
+        let env = match r.env {
+            Some(vars) => Some(
+                swarm_core::BuildEnv::new(vars)
+                    .map_err(|e| ApiError::field(400, "env", e.to_string()))?,
+            ),
+            None => None,
+        };
+        Control::ExpectEnv { env, from: drone }
+    } else {
+        control_of(&r.action, package, drone)?
+    };
     apply(sh, c)
 }
 

@@ -16,8 +16,8 @@ use crate::wire::{
 };
 use serde_json::json;
 use swarm_core::{
-    Atom, Command, DroneName, DroneSpec, Epoch, Event, FailureClass, Heartbeat, Input, LeaseId,
-    Outcome, Output, RejectReason, Report, RevokeReason,
+    Atom, BuildEnv, Command, DroneName, DroneSpec, Epoch, Event, FailureClass, Heartbeat, Input,
+    LeaseId, Outcome, Output, RejectReason, Report, RevokeReason,
 };
 
 fn missing_id() -> ApiError {
@@ -134,6 +134,14 @@ pub(crate) fn register(sh: &Shared, req: &mut Request, caller: &Caller) -> Resul
         .version
         .clone()
         .or_else(|| old.as_ref().and_then(|d| d.version.clone()));
+    let reported_env = match caps.env.clone() {
+        Some(vars) => Some(
+            BuildEnv::new(vars)
+                .map_err(|e| ApiError::field(400, "capabilities.env", e.to_string()))?,
+        ),
+        None => None,
+    };
+    let old_env = old.as_ref().map(|d| d.env.clone()).unwrap_or_default();
     let spec = DroneSpec {
         name: name.clone(),
         machine_id: Some(machine_id.clone()),
@@ -150,6 +158,7 @@ pub(crate) fn register(sh: &Shared, req: &mut Request, caller: &Caller) -> Resul
             .clone()
             .or_else(|| old.as_ref().and_then(|d| d.portage_snapshot.clone())),
         version,
+        env: reported_env.clone().unwrap_or_else(|| old_env.clone()),
     };
     let changed = match &old {
         None => true,
@@ -185,6 +194,8 @@ pub(crate) fn register(sh: &Shared, req: &mut Request, caller: &Caller) -> Resul
             .collect(),
         current_task: current_task.clone(),
         portage_snapshot: caps.portage_timestamp.clone(),
+        // Only a change goes into the log: the agent sends its environment every beat.
+        env: reported_env.filter(|e| !changed && *e != old_env),
     };
     let mut inputs = Vec::new();
     if changed {

@@ -1,0 +1,296 @@
+//! Build environments: the values that decide whether a binary built on one machine works on
+//! another (ARCH, CHOST, the profile, CFLAGS, USE, the compiler and libc, ...).
+//!
+//! A drone reports its [`BuildEnv`] as Portage resolved it; the operator sets the environment the
+//! binhost's users expect; a drone whose environment differs gets no work (DESIGN §4, issue 17).
+//! Comparing is pure and canonical: flag sets (USE, FEATURES and every variable `USE_EXPAND`
+//! names) compare as sets, because Portage does not care about their order, while compiler flags
+//! compare as written, because the compiler does.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// At most this many variables: a fingerprint, not a whole `emerge --info`.
+pub const MAX_ENV_KEYS: usize = 96;
+/// At most this many bytes per value (USE on a desktop is a few KiB).
+pub const MAX_ENV_VALUE: usize = 16 * 1024;
+
+/// Variables whose value is a set of flags even when `USE_EXPAND` does not list them.
+const FLAG_SETS: [&str; 4] = ["USE", "FEATURES", "ACCEPT_KEYWORDS", "USE_EXPAND"];
+
+/// A build environment: variable name to its value, canonical (see the module doc). Empty means
+/// "none reported" on a drone and "nothing expected" as an expectation.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(
+    try_from = "BTreeMap<String, String>",
+    into = "BTreeMap<String, String>"
+)]
+pub struct BuildEnv(BTreeMap<String, String>);
+
+/// Why a reported environment was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum EnvError {
+    /// More variables than [`MAX_ENV_KEYS`].
+    #[error("{0} variables; at most {MAX_ENV_KEYS}")]
+    TooManyKeys(usize),
+    /// A name that is not a shell variable name (or `profile`, `gcc`, `libc`, ...).
+    #[error("variable name {0:?} is not [A-Za-z0-9_.-], 1 to 64 characters")]
+    BadKey(String),
+    /// A value over [`MAX_ENV_VALUE`] bytes.
+    #[error("value of {0} is over {MAX_ENV_VALUE} bytes")]
+    ValueTooLong(String),
+}
+
+impl BuildEnv {
+    /// Checks the bounds and puts every value in canonical form.
+    pub fn new(vars: BTreeMap<String, String>) -> Result<BuildEnv, EnvError> {
+        if vars.len() > MAX_ENV_KEYS {
+            return Err(EnvError::TooManyKeys(vars.len()));
+        }
+        for (k, v) in &vars {
+            let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-');
+            if k.is_empty() || k.len() > 64 || !k.chars().all(ok_char) {
+                return Err(EnvError::BadKey(k.clone()));
+            }
+            if v.len() > MAX_ENV_VALUE {
+                return Err(EnvError::ValueTooLong(k.clone()));
+            }
+        }
+        let expanded: Vec<String> = vars
+            .get("USE_EXPAND")
+            .map(|v| v.split_whitespace().map(str::to_string).collect())
+            .unwrap_or_default();
+        let canonical = vars
+            .into_iter()
+            .map(|(k, v)| {
+                let is_set = FLAG_SETS.contains(&k.as_str()) || expanded.contains(&k);
+                let mut words: Vec<&str> = v.split_whitespace().collect();
+                if is_set {
+                    words.sort_unstable();
+                    words.dedup();
+                }
+                let v = words.join(" ");
+                (k, v)
+            })
+            .collect();
+        Ok(BuildEnv(canonical))
+    }
+
+    /// The value of one variable.
+    #[must_use]
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(String::as_str)
+    }
+
+    /// Every variable, in name order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// Whether no variable is set.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// How `actual` differs from this expected environment. Only the variables the expectation
+    /// names count: an operator who writes down CFLAGS and CHOST alone gets matching on those.
+    #[must_use]
+    pub fn differences(&self, actual: &BuildEnv) -> Vec<EnvDiff> {
+        self.0
+            .iter()
+            .filter(|(k, v)| actual.get(k) != Some(v.as_str()))
+            .map(|(k, v)| EnvDiff {
+                key: k.clone(),
+                expected: v.clone(),
+                actual: actual.get(k).map(str::to_string),
+            })
+            .collect()
+    }
+
+    /// Whether `actual` has every expected value.
+    #[must_use]
+    pub fn admits(&self, actual: &BuildEnv) -> bool {
+        self.0
+            .iter()
+            .all(|(k, v)| actual.get(k) == Some(v.as_str()))
+    }
+}
+
+/// An empty environment hashes to nothing, so a state from before environments existed keeps its
+/// digest and its stored snapshots still verify after an upgrade.
+impl std::hash::Hash for BuildEnv {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        if !self.0.is_empty() {
+            self.0.hash(state);
+        }
+    }
+}
+
+impl TryFrom<BTreeMap<String, String>> for BuildEnv {
+    type Error = EnvError;
+    fn try_from(vars: BTreeMap<String, String>) -> Result<Self, EnvError> {
+        BuildEnv::new(vars)
+    }
+}
+
+impl From<BuildEnv> for BTreeMap<String, String> {
+    fn from(env: BuildEnv) -> Self {
+        env.0
+    }
+}
+
+/// One variable whose value differs from the expected one.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnvDiff {
+    /// The variable.
+    pub key: String,
+    /// What the expectation says.
+    pub expected: String,
+    /// What the drone has; `None` when it does not report the variable.
+    pub actual: Option<String>,
+}
+
+impl fmt::Display for EnvDiff {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let short = |s: &str| {
+            if s.chars().count() > 60 {
+                format!("{}…", s.chars().take(60).collect::<String>())
+            } else {
+                s.to_string()
+            }
+        };
+        match &self.actual {
+            Some(a) => write!(
+                f,
+                "{} ({} vs {})",
+                self.key,
+                short(a),
+                short(&self.expected)
+            ),
+            None => write!(
+                f,
+                "{} (not reported vs {})",
+                self.key,
+                short(&self.expected)
+            ),
+        }
+    }
+}
+
+/// The words a drone gets for not matching: "differs in CFLAGS (-O3 vs -O2), USE (...)".
+#[must_use]
+pub fn describe_differences(diffs: &[EnvDiff]) -> String {
+    const SHOWN: usize = 3;
+    let mut text = diffs
+        .iter()
+        .take(SHOWN)
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    if diffs.len() > SHOWN {
+        text.push_str(&format!(" and {} more", diffs.len() - SHOWN));
+    }
+    format!("environment differs in {text}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn env(pairs: &[(&str, &str)]) -> BuildEnv {
+        BuildEnv::new(
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+                .collect(),
+        )
+        .expect("valid env")
+    }
+
+    #[test]
+    fn flag_sets_compare_as_sets_and_compiler_flags_as_written() {
+        let a = env(&[
+            ("USE_EXPAND", "PYTHON_TARGETS VIDEO_CARDS"),
+            ("USE", "ssl  X -doc ssl"),
+            ("PYTHON_TARGETS", "python3_13 python3_12"),
+            ("CFLAGS", "-O2  -pipe"),
+        ]);
+        let b = env(&[
+            ("USE_EXPAND", "VIDEO_CARDS PYTHON_TARGETS"),
+            ("USE", "-doc X ssl"),
+            ("PYTHON_TARGETS", "python3_12 python3_13"),
+            ("CFLAGS", "-O2 -pipe"),
+        ]);
+        assert_eq!(a, b);
+        let c = env(&[("CFLAGS", "-pipe -O2")]);
+        assert!(!env(&[("CFLAGS", "-O2 -pipe")]).admits(&c));
+    }
+
+    #[test]
+    fn only_the_expected_variables_count_and_the_difference_names_both_values() {
+        let expected = env(&[("CFLAGS", "-O2 -pipe"), ("CHOST", "x86_64-pc-linux-gnu")]);
+        let drone = env(&[
+            ("CFLAGS", "-O3 -pipe"),
+            ("CHOST", "x86_64-pc-linux-gnu"),
+            ("MAKEOPTS", "-j32"),
+        ]);
+        let d = expected.differences(&drone);
+        assert_eq!(d.len(), 1);
+        assert_eq!(
+            describe_differences(&d),
+            "environment differs in CFLAGS (-O3 -pipe vs -O2 -pipe)"
+        );
+        assert!(!expected.admits(&drone));
+        assert!(expected.admits(&env(&[
+            ("CFLAGS", "-O2 -pipe"),
+            ("CHOST", "x86_64-pc-linux-gnu"),
+            ("MAKEOPTS", "-j4"),
+        ])));
+        let missing = expected.differences(&env(&[("CFLAGS", "-O2 -pipe")]));
+        assert_eq!(
+            missing[0].to_string(),
+            "CHOST (not reported vs x86_64-pc-linux-gnu)"
+        );
+    }
+
+    #[test]
+    fn absurd_environments_are_refused_with_the_reason() {
+        let many: BTreeMap<String, String> = (0..=MAX_ENV_KEYS)
+            .map(|i| (format!("V{i}"), String::new()))
+            .collect();
+        assert_eq!(
+            BuildEnv::new(many),
+            Err(EnvError::TooManyKeys(MAX_ENV_KEYS + 1))
+        );
+        let bad: BTreeMap<String, String> = [("C FLAGS".to_string(), String::new())].into();
+        assert!(matches!(BuildEnv::new(bad), Err(EnvError::BadKey(_))));
+        let long: BTreeMap<String, String> =
+            [("USE".to_string(), "x".repeat(MAX_ENV_VALUE + 1))].into();
+        assert!(matches!(
+            BuildEnv::new(long),
+            Err(EnvError::ValueTooLong(_))
+        ));
+        let json = format!(r#"{{"USE":"{}"}}"#, "x".repeat(MAX_ENV_VALUE + 1));
+        assert!(serde_json::from_str::<BuildEnv>(&json).is_err());
+    }
+
+    proptest! {
+        /// `admits` and `differences` agree, and an environment always admits itself.
+        #[test]
+        fn admits_exactly_when_nothing_differs(
+            exp in proptest::collection::btree_map("[A-Z]{1,3}", "[a-z -]{0,8}", 0..6),
+            act in proptest::collection::btree_map("[A-Z]{1,3}", "[a-z -]{0,8}", 0..6),
+        ) {
+            let e = BuildEnv::new(exp).expect("generated names are valid");
+            let a = BuildEnv::new(act).expect("generated names are valid");
+            prop_assert_eq!(e.admits(&a), e.differences(&a).is_empty());
+            prop_assert!(e.admits(&e));
+            let json = serde_json::to_string(&e).expect("serialises");
+            let back: BuildEnv = serde_json::from_str(&json).expect("parses what it wrote");
+            prop_assert_eq!(back, e);
+        }
+    }
+}

@@ -1,0 +1,229 @@
+//! Build environments (issue 17): a package goes only to a drone whose reported environment the
+//! expected one admits, with drones drifting and the expectation changing at random times.
+//!
+//! The property keeps its own record of what each drone last reported and what the operator
+//! last expected, and checks every assignment against that record, not the core's.
+
+mod common;
+
+use common::*;
+use proptest::prelude::*;
+use std::collections::BTreeMap;
+use swarm_core::*;
+
+const T0: u64 = 1_700_000_000_000;
+
+fn env(cflags: Option<&str>) -> BuildEnv {
+    let vars: BTreeMap<String, String> = cflags
+        .map(|c| {
+            [
+                ("CFLAGS".to_owned(), c.to_owned()),
+                ("CHOST".to_owned(), "x86_64-pc-linux-gnu".to_owned()),
+            ]
+            .into()
+        })
+        .unwrap_or_default();
+    BuildEnv::new(vars).expect("a valid environment")
+}
+
+/// `None`: reports nothing (a v3 drone); otherwise one of two CFLAGS.
+fn flavour() -> impl Strategy<Value = Option<&'static str>> {
+    prop::sample::select(vec![None, Some("-O2 -pipe"), Some("-O3 -pipe")])
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    /// Drone i reports this environment in a heartbeat.
+    Drift(usize, Option<&'static str>),
+    /// The operator expects this environment (`None`: nothing).
+    Expect(Option<&'static str>),
+    /// The operator expects what drone i reports.
+    ExpectFrom(usize),
+    /// Drone i asks for work.
+    Ask(usize),
+    /// Drone i starts its oldest lease.
+    Start(usize),
+    /// Drone i finishes its oldest started lease.
+    Finish(usize),
+}
+
+fn op(drones: usize) -> impl Strategy<Value = Op> {
+    prop_oneof![
+        2 => (0..drones, flavour()).prop_map(|(i, f)| Op::Drift(i, f)),
+        1 => flavour().prop_map(Op::Expect),
+        1 => (0..drones).prop_map(Op::ExpectFrom),
+        4 => (0..drones).prop_map(Op::Ask),
+        2 => (0..drones).prop_map(Op::Start),
+        2 => (0..drones).prop_map(Op::Finish),
+    ]
+}
+
+fn name(i: usize) -> DroneName {
+    drone(&format!("d{i}"))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn nothing_is_ever_assigned_to_a_drone_whose_environment_is_not_the_expected_one(
+        start in prop::collection::vec(flavour(), 3),
+        ops in prop::collection::vec(op(3), 1..120),
+    ) {
+        let mut h = Harness::new();
+        let mut now = T0;
+        let mut reported: Vec<BuildEnv> = Vec::new();
+        for (i, f) in start.iter().enumerate() {
+            let spec = DroneSpec { env: env(*f), ..spec(&format!("d{i}"), 8, 16) };
+            h.register(now, spec);
+            reported.push(env(*f));
+        }
+        h.enqueue(now, (0..40).map(|i| package(&format!("=dev-libs/p{i}-1.0"))).collect());
+        let mut expected = BuildEnv::default();
+        let mut leases: Vec<Vec<(LeaseId, Atom, bool)>> = vec![Vec::new(); 3];
+        for op in ops {
+            now += 1_000;
+            let ready_before = h.view().ready_count();
+            let out = match op {
+                Op::Drift(i, f) => {
+                    reported[i] = env(f);
+                    h.step(now, Input::Heartbeat(Heartbeat {
+                        drone: name(i),
+                        env: Some(env(f)),
+                        ..Heartbeat::default()
+                    }))
+                }
+                Op::Expect(f) => {
+                    expected = env(f);
+                    h.control(now, Control::ExpectEnv { env: Some(env(f)), from: None })
+                }
+                Op::ExpectFrom(i) => {
+                    if !reported[i].is_empty() {
+                        expected = reported[i].clone();
+                    }
+                    h.control(now, Control::ExpectEnv { env: None, from: Some(name(i)) })
+                }
+                Op::Ask(i) => {
+                    h.heartbeat(now, &name(i));
+                    h.request(now, &name(i), 2)
+                }
+                Op::Start(i) => match leases[i].iter_mut().find(|l| !l.2) {
+                    Some(l) => {
+                        l.2 = true;
+                        let (lease, atom) = (l.0, l.1.clone());
+                        h.started(now, &name(i), &atom, lease)
+                    }
+                    None => Vec::new(),
+                },
+                Op::Finish(i) => match leases[i].iter().position(|l| l.2) {
+                    Some(k) => {
+                        let (lease, atom, _) = leases[i].remove(k);
+                        h.finished(now, &name(i), &atom, lease, Outcome::Success)
+                    }
+                    None => Vec::new(),
+                },
+            };
+            for (d, atom, lease) in assigns(&out) {
+                let i: usize = d.as_str()[1..].parse().expect("d<i>");
+                prop_assert!(
+                    expected.admits(&reported[i]),
+                    "{atom} assigned to {d}, which reports {:?} while {:?} is expected",
+                    reported[i],
+                    expected
+                );
+                leases[i].push((lease, atom, false));
+            }
+            // Work taken back (drift, expectation) is no longer the drone's.
+            for e in events(&out) {
+                if let Event::Reclaimed { drone, lease, started, .. } = e {
+                    prop_assert!(!started, "a started build was taken for an environment change");
+                    let i: usize = drone.as_str()[1..].parse().expect("d<i>");
+                    leases[i].retain(|l| l.0 != *lease);
+                }
+            }
+            // The rule does not starve the fleet: a matching, idle drone that asks while
+            // something is ready gets work.
+            if let Op::Ask(i) = op {
+                if expected.admits(&reported[i]) && leases[i].is_empty() && ready_before > 0 {
+                    prop_assert!(!assigns(&out).is_empty(), "d{} matches and asked, but got nothing", i);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn a_drone_that_drifts_returns_its_not_started_work_keeps_its_started_build_and_explains() {
+    let mut h = Harness::new();
+    let t = T0;
+    let d = drone("tarn");
+    h.register(
+        t,
+        DroneSpec {
+            env: env(Some("-O2 -pipe")),
+            ..spec("tarn", 8, 16)
+        },
+    );
+    h.control(
+        t,
+        Control::ExpectEnv {
+            env: None,
+            from: Some(d.clone()),
+        },
+    );
+    h.enqueue(
+        t,
+        vec![package("=dev-libs/a-1.0"), package("=dev-libs/b-1.0")],
+    );
+    let got = assigns(&h.request(t + 1_000, &d, 2));
+    assert_eq!(got.len(), 2, "a matching drone gets work");
+    let (_, first, lease) = got[0].clone();
+    h.started(t + 2_000, &d, &first, lease);
+    let out = h.step(
+        t + 3_000,
+        Input::Heartbeat(Heartbeat {
+            drone: d.clone(),
+            env: Some(env(Some("-O3 -pipe"))),
+            ..Heartbeat::default()
+        }),
+    );
+    let drift = events(&out)
+        .find_map(|e| match e {
+            Event::EnvChanged {
+                matches,
+                differences,
+                ..
+            } => Some((*matches, differences.clone())),
+            _ => None,
+        })
+        .expect("an env_changed event");
+    assert_eq!(
+        drift,
+        (
+            false,
+            "environment differs in CFLAGS (-O3 -pipe vs -O2 -pipe)".to_owned()
+        )
+    );
+    let reclaimed: Vec<bool> = events(&out)
+        .filter_map(|e| match e {
+            Event::Reclaimed { started, .. } => Some(*started),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        reclaimed,
+        vec![false],
+        "only the not-started lease goes back"
+    );
+    assert!(assigns(&h.request(t + 4_000, &d, 2)).is_empty());
+    let view = h.view();
+    let tarn = view
+        .drones()
+        .into_iter()
+        .find(|v| v.name == d)
+        .expect("tarn in the view");
+    assert_eq!(
+        tarn.no_work.as_deref(),
+        Some("environment differs in CFLAGS (-O3 -pipe vs -O2 -pipe)")
+    );
+}
