@@ -667,9 +667,8 @@ fn a_drone_below_its_free_disk_floor_takes_no_work_and_says_why() {
         &[],
     );
     let node = |name: &str| {
-        let (_, v) = server.get("/api/v1/nodes");
-        v["nodes"]
-            .as_array()
+        let (_, v) = server.get("/api/v1/nodes?all=true");
+        v.as_array()
             .and_then(|n| n.iter().find(|d| d["name"] == name).cloned())
             .unwrap_or_default()
     };
