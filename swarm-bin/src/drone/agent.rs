@@ -18,7 +18,7 @@ use super::{facts, heartbeat, job, leftovers, shutdown, spool, standin};
 use anyhow::Context;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-use swarm_core::{Atom, DroneKind};
+use swarm_core::{Atom, DroneKind, HealthMonitor, HealthThresholds};
 use swarm_net::client::Client;
 use swarm_net::wire::{LeaseRequest, WorkReply};
 
@@ -69,6 +69,10 @@ impl Agent {
             .with_tls(&cfg.tls)
             .with_drone_token(cfg.token.clone());
         let mut state = State::default();
+        state.health = HealthMonitor::new(HealthThresholds {
+            disk_free_mib: cfg.min_free_disk_mib,
+            ..HealthThresholds::default()
+        });
         state.portage_timestamp = facts::portage_timestamp(&cfg.portage_timestamp_file);
         Ok(Agent {
             cfg,

@@ -96,6 +96,10 @@ pub(crate) struct DroneArgs {
     /// On SIGTERM/SIGINT: finish running builds, or kill and return them [default: finish].
     #[arg(long, value_enum)]
     pub(crate) on_stop: Option<OnStop>,
+    /// Take no new builds while the work dir or PKGDIR has less free space
+    /// than this (`20GiB`, `512MiB`, `0` to never stop) [default: 5GiB].
+    #[arg(long)]
+    pub(crate) min_free_disk: Option<String>,
     /// Seconds between heartbeats [default: 15].
     #[arg(long)]
     pub(crate) heartbeat_s: Option<u64>,
@@ -154,6 +158,7 @@ struct FileTable {
     builder: Option<String>,
     slots: Option<u32>,
     on_stop: Option<OnStop>,
+    min_free_disk: Option<String>,
     heartbeat_s: Option<u64>,
     poll_s: Option<u64>,
     work_dir: Option<PathBuf>,
@@ -196,6 +201,8 @@ pub(crate) struct DroneConfig {
     pub(crate) builder: Builder,
     pub(crate) slots: u32,
     pub(crate) on_stop: OnStop,
+    /// Free space (MiB) below which the drone takes no new work.
+    pub(crate) min_free_disk_mib: u64,
     pub(crate) heartbeat: Duration,
     pub(crate) poll: Duration,
     pub(crate) work_dir: PathBuf,
@@ -296,6 +303,17 @@ impl DroneArgs {
         if slots == 0 {
             bail!("slots must be at least 1");
         }
+        let min_free_disk_mib = match self.min_free_disk.or(f.min_free_disk) {
+            None => swarm_core::HealthThresholds::default().disk_free_mib,
+            Some(text) => {
+                let size: bytesize::ByteSize = text.trim().parse().map_err(|e| {
+                    anyhow::anyhow!(
+                        "min-free-disk {text:?} is not a size like 20GiB or 512MiB: {e}"
+                    )
+                })?;
+                size.as_u64() / (1024 * 1024)
+            }
+        };
         let heartbeat_s = self.heartbeat_s.or(f.heartbeat_s).unwrap_or(15);
         if heartbeat_s == 0 {
             bail!("heartbeat-s must be at least 1");
@@ -329,6 +347,7 @@ impl DroneArgs {
             builder,
             slots,
             on_stop: self.on_stop.or(f.on_stop).unwrap_or(OnStop::Finish),
+            min_free_disk_mib,
             heartbeat: Duration::from_secs(heartbeat_s),
             poll: Duration::from_secs(poll_s),
             work_dir,
