@@ -329,6 +329,13 @@ impl LoadRequest {
     }
 }
 
+/// Every Build Swarm v3 environment variable the server reads or warns about,
+/// so a launcher (`swarm demo`) can keep a caller's v3 settings away from the
+/// servers it starts.
+pub fn v3_variables() -> impl Iterator<Item = &'static str> {
+    env::all_v3_names()
+}
+
 /// Whether this process runs as root: the owner of `/proc/self` is the
 /// effective uid. False when that cannot be told (no /proc).
 pub fn running_as_root() -> bool {

@@ -198,6 +198,7 @@ pub(crate) fn register(sh: &Shared, req: &mut Request, caller: &Caller) -> Resul
     inputs.push(Input::Heartbeat(heartbeat));
     let done = sh.submit(Plan::Inputs(inputs), Some(name.clone()), false)?;
     sh.remember(&machine_id, &name, address.as_deref());
+    sh.note_cpu(&name, metrics.cpu_percent);
     let now = drone_now(&done)?;
     if now.known {
         sh.set_spec(spec);

@@ -39,6 +39,7 @@ mod rejects;
 mod releases;
 mod shared;
 mod upload_lease;
+mod v3;
 mod writer;
 
 pub use auth::{resolve_admin_token, TokenSource};
@@ -313,6 +314,7 @@ pub fn start(opts: ServerOptions) -> Result<RunningServer, ServeError> {
         published: RwLock::new(published),
         ids: RwLock::new(ids),
         addresses: RwLock::new(BTreeMap::new()),
+        cpu_percent: RwLock::new(BTreeMap::new()),
         specs: RwLock::new(specs),
         revokes: Mutex::new(BTreeMap::new()),
         metrics: metrics::Metrics::default(),
@@ -535,7 +537,7 @@ fn route(sh: &Shared, req: &mut Request<'_>, method: &Method, path: &str, url: &
         }
         (Method::Get, "/api/v1/health") | (Method::Get, "/health") => ("health", read::health(sh)),
         (Method::Get, "/api/v1/status") => ("status", read::status(sh)),
-        (Method::Get, "/api/v1/nodes") => ("nodes", read::nodes(sh)),
+        (Method::Get, "/api/v1/nodes") => ("nodes", read::nodes(sh, url)),
         (Method::Get, "/api/v1/queue") => ("queue", read::queue(sh, url)),
         (Method::Get, "/api/v1/history") => ("history", read::history(sh, url)),
         (Method::Get, "/api/v1/events") => ("events", read::events(sh, url)),
