@@ -71,7 +71,7 @@ fn fetch(client: &Client, events: u32) -> anyhow::Result<Snapshot> {
 }
 
 pub(crate) fn run(args: MonitorArgs) -> anyhow::Result<()> {
-    let client = args.server.client();
+    let client = args.server.client()?;
     let url = args.server.url();
     if args.once {
         let snap = fetch(&client, args.events)?;

@@ -14,7 +14,7 @@ pub(crate) struct StatusArgs {
 }
 
 pub(crate) fn run(args: StatusArgs) -> anyhow::Result<()> {
-    let answer = args.server.client().status().map_err(read_error)?;
+    let answer = args.server.client()?.status().map_err(read_error)?;
     if args.json {
         return emit_json(&answer.raw);
     }

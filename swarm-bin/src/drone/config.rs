@@ -77,6 +77,11 @@ pub(crate) struct DroneArgs {
     /// machine (anyone on the path can read it; use https instead).
     #[arg(long)]
     pub(crate) insecure_http: bool,
+    /// For an https:// server: trust only the CA certificate(s) in this PEM
+    /// file (the private CA that signed the server's certificate) instead of
+    /// the system's CA store [env: SWARM_CA].
+    #[arg(long, value_name = "FILE")]
+    pub(crate) ca: Option<PathBuf>,
     /// The v3 `id` sent at registration [default: /etc/machine-id].
     #[arg(long)]
     pub(crate) machine_id: Option<String>,
@@ -148,6 +153,7 @@ struct FileTable {
     name: Option<String>,
     token: Option<String>,
     token_file: Option<PathBuf>,
+    ca: Option<PathBuf>,
     machine_id: Option<String>,
     builder: Option<String>,
     slots: Option<u32>,
@@ -189,6 +195,8 @@ pub(crate) struct DroneConfig {
     pub(crate) server: String,
     pub(crate) name: String,
     pub(crate) token: Option<String>,
+    /// How https servers are checked (the system's CAs or `--ca`).
+    pub(crate) tls: swarm_net::client::TlsClient,
     pub(crate) machine_id: Option<String>,
     pub(crate) builder: Builder,
     pub(crate) slots: u32,
@@ -222,6 +230,7 @@ impl DroneArgs {
         self.server = self.server.or_else(|| var("SWARM_URL"));
         self.name = self.name.or_else(|| var("SWARM_DRONE_NAME"));
         self.token = self.token.or_else(|| var("SWARM_DRONE_TOKEN"));
+        self.ca = self.ca.or_else(|| var("SWARM_CA").map(PathBuf::from));
         self.config = self
             .config
             .or_else(|| var("SWARM_CONFIG").map(PathBuf::from));
@@ -275,6 +284,11 @@ impl DroneArgs {
         if token.is_some() && !self.insecure_http {
             refuse_plain_http_credential(&server)?;
         }
+        let ca = self.ca.or(f.ca);
+        if ca.is_some() && !server.starts_with("https://") {
+            tracing::warn!(server = %server, "--ca is set but the server URL is plain http://: the CA is not used");
+        }
+        let tls = swarm_net::client::TlsClient::load(ca.as_deref())?;
         let machine_id = self
             .machine_id
             .or(f.machine_id)
@@ -328,6 +342,7 @@ impl DroneArgs {
             server,
             name,
             token,
+            tls,
             machine_id,
             builder,
             slots,

@@ -108,7 +108,12 @@ pub(crate) fn register(sh: &Shared, req: &mut Request, caller: &Caller) -> Resul
             ));
         }
     }
-    let address = probe_address(sh, caller, req.remote_addr().ip(), r.ip.as_deref());
+    let address = probe_address(
+        sh,
+        caller,
+        super::identity::effective_peer(req),
+        r.ip.as_deref(),
+    );
     let current_task = match &r.current_task {
         Some(Some(t)) if !t.trim().is_empty() => Some(atom_of(t, "current_task")?),
         _ => None,

@@ -44,7 +44,7 @@ mod writer;
 
 pub use auth::{resolve_admin_token, TokenSource};
 pub use creds::{credentials_path, enrolled_count, CREDENTIALS_FILE};
-pub use front::HttpLimits;
+pub use front::{HttpLimits, TlsServer, TlsSetupError};
 pub use gate::DroneLimits;
 pub use shared::{Clock, EscalateHook};
 
@@ -87,6 +87,8 @@ pub struct ServerOptions {
     pub max_artifact_bytes: u64,
     /// Bounds of the front door: connections, timeouts, header sizes.
     pub http: HttpLimits,
+    /// Serve https with this certificate (`tls_cert`/`tls_key`); `None`: plain http.
+    pub tls: Option<TlsServer>,
     /// The wall clock.
     pub clock: Clock,
     /// Runs escalation steps; `None` only logs them.
@@ -366,6 +368,7 @@ pub fn start(opts: ServerOptions) -> Result<RunningServer, ServeError> {
     let front = front::start(
         listener,
         opts.http.clone(),
+        opts.tls.clone(),
         handler,
         always_open,
         shared.metrics.front.clone(),

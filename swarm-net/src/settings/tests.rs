@@ -650,3 +650,44 @@ fn the_default_probe_prints_figures_the_prober_understands() {
     assert!(report.disk_percent.is_some(), "{stdout}");
     assert!(report.mem_percent.is_some(), "{stdout}");
 }
+
+#[test]
+fn a_network_listen_address_without_tls_or_a_proxy_note_is_warned_about() {
+    let warned = |loaded: &Loaded| loaded.warnings.iter().any(|w| w.contains("plain http"));
+    let (_d, _p, req) = with_file("listen = \"0.0.0.0:8100\"\n", &[]);
+    let loaded = load_ok(&req);
+    assert!(warned(&loaded), "{:?}", loaded.warnings);
+    let (_d, _p, req) = with_file("listen = \"0.0.0.0:8100\"\ntls_proxy = true\n", &[]);
+    assert!(!warned(&load_ok(&req)));
+    let (_d, _p, req) = with_file("listen = \"127.0.0.1:8100\"\n", &[]);
+    assert!(!warned(&load_ok(&req)));
+}
+
+#[test]
+fn tls_needs_both_files_and_files_that_load() {
+    let (_d, _p, req) = with_file("tls_cert = \"/etc/swarm/tls/cert.pem\"\n", &[]);
+    let e = load_err(&req);
+    assert!(e.contains("tls_key is not"), "{e}");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cert, key) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+    std::fs::write(&cert, "not a certificate\n").expect("write");
+    std::fs::write(&key, "not a key\n").expect("write");
+    let text = format!(
+        "tls_cert = {:?}\ntls_key = {:?}\n",
+        cert.display().to_string(),
+        key.display().to_string()
+    );
+    let (_d, _p, req) = with_file(&text, &[]);
+    let e = load_err(&req);
+    assert!(e.contains("c.pem") && e.contains("no CERTIFICATE"), "{e}");
+    // A real pair loads, and a key of another certificate does not.
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("cert");
+    std::fs::write(&cert, made.cert.pem()).expect("write");
+    std::fs::write(&key, made.key_pair.serialize_pem()).expect("write");
+    let loaded = load_ok(&with_file(&text, &[]).2);
+    assert_eq!(loaded.settings.tls_cert.as_deref(), Some(cert.as_path()));
+    let other = rcgen::generate_simple_self_signed(vec!["other".to_string()]).expect("cert");
+    std::fs::write(&key, other.key_pair.serialize_pem()).expect("write");
+    let e = load_err(&with_file(&text, &[]).2);
+    assert!(e.contains("tls_cert") && e.contains("tls_key"), "{e}");
+}
