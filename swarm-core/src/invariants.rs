@@ -205,6 +205,9 @@ impl Swarm {
         if fresh.ix.by_key != self.ix.by_key {
             return fail(0, "package-per-key index drifted".to_owned());
         }
+        if fresh.ix.depth != self.ix.depth {
+            return fail(0, "dependency depths drifted".to_owned());
+        }
         if fresh.ix.ready != self.ix.ready || fresh.ix.sweepable != self.ix.sweepable {
             return fail(
                 0,
