@@ -51,6 +51,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 mod atom;
+pub mod bounds;
 mod config;
 mod control;
 mod digest;

@@ -474,7 +474,7 @@ impl Swarm {
             match changed {
                 Some(ids) => {
                     for id in ids {
-                        self.sync_pkg(id);
+                        self.sync_rank(id);
                     }
                     self.sync_replan();
                 }
@@ -556,7 +556,7 @@ impl Swarm {
                         extend::PROPAGATION_BUDGET,
                     );
                     for id in moved {
-                        self.sync_pkg(id);
+                        self.sync_rank(id);
                     }
                 }
                 self.sync_replan();
@@ -1176,6 +1176,16 @@ impl Swarm {
         Index::set_member(&mut self.ix.sweepable, &mut self.ix.sweep_key, pkg, sweep);
         self.set_timer(TimerKey::Retry(pkg), retry_at);
         self.set_timer(TimerKey::AutoUnblock(pkg), auto);
+    }
+
+    /// After a package's plan moved (or it was just queued): only a package
+    /// in the ready or sweep set has a key that depends on it, and its
+    /// timers do not; the rest of a long ancestry costs no index lookup.
+    fn sync_rank(&mut self, pkg: PkgId) {
+        let p = self.st.pkg(pkg);
+        if schedule::is_ready(&self.st, p) || schedule::is_sweepable(p) {
+            self.sync_pkg(pkg);
+        }
     }
 
     pub(crate) fn sync_drone(&mut self, name: &DroneName) {
