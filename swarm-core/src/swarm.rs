@@ -1228,8 +1228,10 @@ impl Swarm {
         let dirty = !self.st.relearned.is_empty();
         let relearn = dirty.then(|| self.st.last_plan.plus(self.st.config.replan_interval_ms));
         // Critical paths an enqueue left to finish: a slice per tick, the
-        // next one a millisecond on, so one `Tick` never drains it all.
-        let pending = (!self.st.cp_pending.is_empty()).then(|| self.st.now.plus(1));
+        // next one `PROPAGATION_PAUSE_MS` on, so one `Tick` never drains it
+        // all and a busy writer's other inputs come first.
+        let pending = (!self.st.cp_pending.is_empty())
+            .then(|| self.st.now.plus(extend::PROPAGATION_PAUSE_MS));
         let at = match (relearn, pending) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),

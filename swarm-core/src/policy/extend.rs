@@ -6,19 +6,22 @@
 //! the dependency graph deepest first, stopping where a critical path does
 //! not move, and at most [`PROPAGATION_BUDGET`] existing packages per input.
 //! What is left waits in `SwarmState::cp_pending` and is continued by the
-//! next `Tick` (the `Replan` timer is due a millisecond on while it is not
-//! empty), so one input never holds the writer for longer than a bounded
+//! next `Tick` (the `Replan` timer is due [`PROPAGATION_PAUSE_MS`] on while it
+//! is not empty), so one input never holds the writer for longer than a bounded
 //! slice, even when the new packages extend a chain as long as the queue.
 //! Until then those ancestors rank by a shorter critical path than they
 //! have; nothing else depends on it.
 
 use crate::atom::Atom;
 use crate::state::{PkgId, SwarmState};
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::BTreeMap;
 
 /// Existing packages whose critical path one input may recompute; the rest
 /// of a propagation is continued by the following ticks.
 pub(crate) const PROPAGATION_BUDGET: usize = 4096;
+
+/// Time between two slices of a pending propagation.
+pub(crate) const PROPAGATION_PAUSE_MS: u64 = 10;
 
 /// Extends the plan to packages `first_new..` just appended. Returns the
 /// packages whose plan changed (the new ones and the ancestors whose
@@ -115,32 +118,25 @@ pub(crate) fn extend(
 
 /// Recomputes the critical path of `seeds` and of every package in
 /// `cp_pending`, then of the dependencies of each one that moved, deepest
-/// first, so each package is visited once. Stops after `budget` packages:
-/// the rest goes (back) into `cp_pending`. Returns the packages whose
-/// critical path changed.
+/// first: a package is deeper than everything it depends on, so each one is
+/// visited once, after all its dependents. Stops after `budget` packages;
+/// the rest stays in `cp_pending`, which is this walk's own work list.
+/// Returns the packages whose critical path changed.
 pub(crate) fn propagate(
     st: &mut SwarmState,
     depth: &[u32],
     seeds: impl IntoIterator<Item = PkgId>,
     budget: usize,
 ) -> Vec<PkgId> {
-    let pending = std::mem::take(&mut st.cp_pending.0);
-    let mut queued = Bits::new(st.packages.len());
-    let mut heap: BinaryHeap<(u32, PkgId)> = BinaryHeap::new();
-    for p in seeds.into_iter().chain(pending) {
-        if queued.insert(p) {
-            heap.push((depth_of(depth, p), p));
-        }
+    let mut todo = std::mem::take(&mut st.cp_pending.0);
+    for p in seeds {
+        todo.insert((depth_of(depth, p), p));
     }
     let mut changed = Vec::new();
-    let mut visited = 0;
-    while let Some((_, p)) = heap.pop() {
-        if visited >= budget {
-            st.cp_pending.0.insert(p);
-            st.cp_pending.0.extend(heap.into_iter().map(|(_, q)| q));
+    for _ in 0..budget {
+        let Some((_, p)) = todo.pop_last() else {
             break;
-        }
-        visited += 1;
+        };
         let pkg = st.pkg(p);
         let tail = pkg
             .dependents
@@ -156,34 +152,11 @@ pub(crate) fn propagate(
         st.pkg_mut(p).cp_ms = cp;
         changed.push(p);
         for &d in &st.pkg(p).eff_deps {
-            if queued.insert(d) {
-                heap.push((depth_of(depth, d), d));
-            }
+            todo.insert((depth_of(depth, d), d));
         }
     }
+    st.cp_pending.0 = todo;
     changed
-}
-
-/// A set of package ids as one bit each: zeroing 25 KiB for 200,000
-/// packages costs less than a few hundred tree insertions.
-struct Bits(Vec<u64>);
-
-impl Bits {
-    fn new(n: usize) -> Bits {
-        Bits(vec![0; n.div_ceil(64)])
-    }
-
-    /// Adds `p`; says whether it was new.
-    fn insert(&mut self, p: PkgId) -> bool {
-        let (word, bit) = (p.index() / 64, 1u64 << (p.index() % 64));
-        match self.0.get_mut(word) {
-            Some(w) if *w & bit == 0 => {
-                *w |= bit;
-                true
-            }
-            _ => false,
-        }
-    }
 }
 
 fn depth_of(depth: &[u32], p: PkgId) -> u32 {
@@ -328,7 +301,10 @@ mod tests {
         let pending = f.swarm.state().cp_pending.0.len();
         assert_eq!(pending, 1, "the walk down the chain stopped at the budget");
         let due = f.swarm.poll_timeout().expect("a tick is due");
-        assert!(due.0 <= f.at + 1, "due at once, not after the replan interval");
+        assert!(
+            due.0 <= f.at + PROPAGATION_PAUSE_MS,
+            "due at once, not after the replan interval"
+        );
         let mut ticks = 0;
         while !f.swarm.state().cp_pending.is_empty() {
             let _ = f.input(Input::Tick);

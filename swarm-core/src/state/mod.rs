@@ -55,12 +55,13 @@ pub struct SwarmState {
     pub(crate) cp_pending: PendingPlan,
 }
 
-/// Packages waiting for their critical path. Empty, it hashes to nothing and
-/// is not serialised, so states (and snapshots) without pending work keep
-/// the digest and the format they had before it existed.
+/// Packages waiting for their critical path, by (depth, id): the deepest
+/// comes first (see `policy::extend`). Empty, it hashes to nothing and is
+/// not serialised, so states (and snapshots) without pending work keep the
+/// digest and the format they had before it existed.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
-pub(crate) struct PendingPlan(pub(crate) std::collections::BTreeSet<PkgId>);
+pub(crate) struct PendingPlan(pub(crate) std::collections::BTreeSet<(u32, PkgId)>);
 
 impl PendingPlan {
     pub(crate) fn is_empty(&self) -> bool {
