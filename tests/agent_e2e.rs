@@ -459,8 +459,8 @@ fn a_drone_on_a_stale_portage_tree_syncs_first_then_builds() {
     });
     let log = drone.log_text();
     assert!(log.contains("Portage synced"), "{log}");
-    let (_, nodes) = server.get("/api/v1/nodes");
-    let node = nodes["nodes"]
+    let (_, nodes) = server.get("/api/v1/nodes?all=true");
+    let node = nodes
         .as_array()
         .and_then(|n| n.iter().find(|n| n["name"] == "drone-sync").cloned())
         .expect("node");
@@ -518,9 +518,8 @@ fn fleet_text(server: &Server) -> String {
 }
 
 fn status_of_drone(server: &Server, name: &str) -> String {
-    let (_, v) = server.get("/api/v1/nodes");
-    v["nodes"]
-        .as_array()
+    let (_, v) = server.get("/api/v1/nodes?all=true");
+    v.as_array()
         .and_then(|n| n.iter().find(|d| d["name"] == name))
         .map(|d| d["status"].as_str().unwrap_or_default().to_string())
         .unwrap_or_default()
@@ -602,9 +601,9 @@ fn a_drone_whose_builder_is_missing_refuses_to_start_and_says_why() {
         "{log}"
     );
     assert!(!log.contains("Stack backtrace"), "{log}");
-    let (_, nodes) = server.get("/api/v1/nodes");
+    let (_, nodes) = server.get("/api/v1/nodes?all=true");
     assert_eq!(
-        nodes["nodes"].as_array().map(Vec::len),
+        nodes.as_array().map(Vec::len),
         Some(0),
         "it never registered: {nodes}"
     );
@@ -648,4 +647,67 @@ fn the_agent_accepts_a_server_address_without_a_scheme() {
     });
     d.signal(rustix::process::Signal::TERM);
     assert_eq!(d.wait_exit(20), Some(0), "{}", d.log_text());
+}
+
+/// The drone's disk floor is absolute free space: set above what the disk has,
+/// the drone reports Degraded, the server says why it gets no work, the log
+/// names the floor, and nothing is built; set to what any machine has, the same
+/// package builds. (A percentage floor stalled every drone on a big, 90 % full
+/// CI disk that still had gigabytes free.)
+#[test]
+fn a_drone_below_its_free_disk_floor_takes_no_work_and_says_why() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(&dir.path().join("server"), &[]);
+    queue(&server, json!(["dev-libs/base-1.0"]));
+    let mut full = Drone::start(
+        &server,
+        dir.path(),
+        "drone-full",
+        &["--min-free-disk", "1000000TiB"],
+        &[],
+    );
+    let node = |name: &str| {
+        let (_, v) = server.get("/api/v1/nodes?all=true");
+        v.as_array()
+            .and_then(|n| n.iter().find(|d| d["name"] == name).cloned())
+            .unwrap_or_default()
+    };
+    wait_until(30, "drone-full to report degraded", || {
+        node("drone-full")["health"] == "degraded"
+    });
+    let why = node("drone-full")["no_work"].to_string();
+    assert!(
+        why.contains("degraded") && why.contains("disk"),
+        "no_work: {why}"
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(state_of(&server, "=dev-libs/base-1.0"), "queued");
+    let log = full.log_text();
+    assert!(
+        log.contains("below the") && log.contains("MiB floor (--min-free-disk)"),
+        "{log}"
+    );
+    full.kill9();
+
+    let _fine = Drone::start(
+        &server,
+        dir.path(),
+        "drone-fine",
+        &["--min-free-disk", "1MiB"],
+        &[],
+    );
+    server.wait_for(30, "the package built", |s| s["counts"]["built"] == 1);
+}
+
+#[test]
+fn a_bad_free_disk_floor_is_refused_with_the_setting_named() {
+    let out = Command::new(swarm_bin())
+        .args(["drone", "--server", "http://127.0.0.1:9", "--name", "x"])
+        .args(["--builder", "standin", "--min-free-disk", "lots"])
+        .env_remove("SWARM_CONFIG")
+        .output()
+        .expect("swarm drone");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("min-free-disk \"lots\""), "{err}");
 }

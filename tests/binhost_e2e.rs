@@ -152,17 +152,7 @@ impl Drone {
 impl Drop for Drone {
     fn drop(&mut self) {
         // The agent kills its builds' process groups on TERM; KILL after a grace.
-        let pid = rustix::process::Pid::from_raw(self.child.id() as i32).expect("pid");
-        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        support::terminate_child(&mut self.child, Duration::from_secs(5));
     }
 }
 

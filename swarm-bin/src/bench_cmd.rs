@@ -104,6 +104,7 @@ fn http_in(a: &HttpArgs, synchronous: Synchronous, dir: &std::path::Path) -> any
         max_body_bytes: 16 << 20,
         max_artifact_bytes: 1 << 20,
         http: server::HttpLimits::default(),
+        tls: None,
         clock: Arc::new(crate::serve_cmd::wall_clock),
         on_escalate: None,
         signatures: Default::default(),

@@ -8,7 +8,7 @@
 //! decision is integer arithmetic, so the same samples always give the same states.
 //!
 //! ```text
-//!               pressure: mem >= 85 % | disk >= 90 % | 3 builds in a row took >= 2x estimate
+//!            pressure: mem >= 85 % | disk free < 5 GiB | 3 builds in a row took >= 2x estimate
 //!     +---------+ -------------------------------------------> +----------+
 //!     | Healthy |                                              | Degraded |
 //!     +---------+ <------------------------------------------- +----------+
@@ -76,8 +76,14 @@ impl DroneHealth {
 pub struct HealthThresholds {
     /// Memory use (percent) at or above which the drone is `Degraded`.
     pub mem_percent: u8,
-    /// Disk use (percent) at or above which the drone is `Degraded`.
+    /// Disk use (percent) at or above which the drone is `Degraded`, read only when a sample does
+    /// not say how much space is free (an older agent).
     pub disk_percent: u8,
+    /// Free space (MiB) on the build volume below which the drone is `Degraded`. An absolute floor,
+    /// not a percentage: 90 % of a 2 TB disk still leaves 200 GB for builds, while 90 % of 20 GB
+    /// leaves too little for one big package.
+    #[serde(default = "default_disk_free_mib")]
+    pub disk_free_mib: u64,
     /// A build is slow when it took at least this percentage of its estimate (200 = twice).
     pub slow_build_percent: u32,
     /// This many slow builds in a row degrade the drone.
@@ -93,10 +99,35 @@ impl Default for HealthThresholds {
         HealthThresholds {
             mem_percent: 85,
             disk_percent: 90,
+            disk_free_mib: default_disk_free_mib(),
             slow_build_percent: 200,
             slow_builds: 3,
             slow_cooldown_samples: 10,
             crashes: 2,
+        }
+    }
+}
+
+/// 5 GiB: room for the build tree and binary package of all but the largest packages; an operator
+/// building browsers or toolchains raises it (`swarm drone --min-free-disk`).
+fn default_disk_free_mib() -> u64 {
+    5 * 1024
+}
+
+impl HealthThresholds {
+    /// Whether the sample's memory use is pressure.
+    #[must_use]
+    pub fn memory_low(&self, sample: &HealthSample) -> bool {
+        sample.mem_percent >= self.mem_percent
+    }
+
+    /// Whether the sample's build volume is too full to start another build: free space below
+    /// the floor, or, when free space is unknown, use at or above the percentage.
+    #[must_use]
+    pub fn disk_low(&self, sample: &HealthSample) -> bool {
+        match sample.disk_free_mib {
+            Some(free) => free < self.disk_free_mib,
+            None => sample.disk_percent >= self.disk_percent,
         }
     }
 }
@@ -108,6 +139,9 @@ pub struct HealthSample {
     pub mem_percent: u8,
     /// Disk in use on the build volume, percent of total.
     pub disk_percent: u8,
+    /// Free space on the fullest build volume, MiB; `None` when it could not be read.
+    #[serde(default)]
+    pub disk_free_mib: Option<u64>,
     /// OOM kills since the previous sample (a delta, not the kernel's running total).
     pub oom_kills: u32,
     /// Builder crashes (killed by a signal, not a package failure) since the previous sample.
@@ -191,9 +225,7 @@ impl HealthMonitor {
         let t = self.thresholds;
         self.crash_count = self.crash_count.saturating_add(sample.crashes);
         let critical = sample.oom_kills > 0 || self.crash_count >= t.crashes;
-        let pressure = self.slow_builds_hold()
-            || sample.mem_percent >= t.mem_percent
-            || sample.disk_percent >= t.disk_percent;
+        let pressure = self.slow_builds_hold() || t.memory_low(sample) || t.disk_low(sample);
         let calm = if pressure {
             DroneHealth::Degraded
         } else {
@@ -303,6 +335,7 @@ mod tests {
     fn default_thresholds_are_the_numbers_of_the_design() {
         let t = HealthThresholds::default();
         assert_eq!((t.mem_percent, t.disk_percent), (85, 90));
+        assert_eq!(t.disk_free_mib, 5 * 1024);
         assert_eq!(
             (t.slow_build_percent, t.slow_builds, t.crashes),
             (200, 3, 2)
@@ -350,6 +383,26 @@ mod tests {
             m.assess(&with(|s| s.disk_percent = 90)),
             DroneHealth::Degraded
         );
+    }
+
+    /// The floor is absolute: a big disk 92 % full still has room, a small one 70 % full may not.
+    #[test]
+    fn free_space_below_the_floor_degrades_whatever_the_percentage() {
+        let mut m = HealthMonitor::default();
+        let big_but_full = with(|s| (s.disk_percent, s.disk_free_mib) = (92, Some(40 * 1024)));
+        assert_eq!(m.assess(&big_but_full), DroneHealth::Healthy);
+        let small = with(|s| (s.disk_percent, s.disk_free_mib) = (70, Some(5 * 1024 - 1)));
+        assert_eq!(m.assess(&small), DroneHealth::Degraded);
+        let at_floor = with(|s| s.disk_free_mib = Some(5 * 1024));
+        assert_eq!(m.assess(&at_floor), DroneHealth::Healthy);
+    }
+
+    #[test]
+    fn thresholds_saved_before_the_floor_existed_get_the_default_floor() {
+        let old = r#"{"mem_percent":85,"disk_percent":90,"slow_build_percent":200,
+            "slow_builds":3,"slow_cooldown_samples":10,"crashes":2}"#;
+        let t: HealthThresholds = serde_json::from_str(old).expect("old thresholds parse");
+        assert_eq!(t, HealthThresholds::default());
     }
 
     #[test]
@@ -638,7 +691,9 @@ mod tests {
         let mut checked = 0;
         for from in ALL {
             for mem_percent in [0, 85, 100, 255] {
-                for disk_percent in [0, 90] {
+                for (disk_percent, disk_free_mib) in
+                    [(0, None), (90, None), (95, Some(0)), (95, Some(1 << 20))]
+                {
                     for (oom_kills, crashes) in
                         [(0, 0), (0, 1), (0, 2), (1, 0), (u32::MAX, u32::MAX)]
                     {
@@ -646,6 +701,7 @@ mod tests {
                             let s = HealthSample {
                                 mem_percent,
                                 disk_percent,
+                                disk_free_mib,
                                 oom_kills,
                                 crashes,
                                 self_check_passed,
@@ -660,7 +716,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(checked, 4 * 4 * 2 * 5 * 3);
+        assert_eq!(checked, 4 * 4 * 4 * 5 * 3);
     }
 
     #[test]

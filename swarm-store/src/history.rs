@@ -83,6 +83,41 @@ pub struct PackageStats {
     pub last_outcome: Option<String>,
 }
 
+/// Totals over the kept build history, in the terms of Build Swarm v3's
+/// `stats` (`/api/v1/history`, `timing` in `/api/v1/status`). A build is an
+/// attempt that ended with a result (success, failed, upload_failed or
+/// masked); returned and reclaimed leases built nothing and are left out.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BuildTotals {
+    /// Builds.
+    pub total: i64,
+    /// Successful ones.
+    pub success: i64,
+    /// Sum of the successful builds' reported durations, ms.
+    pub success_duration_ms: i64,
+    /// Successful builds that reported a duration.
+    pub timed: i64,
+    /// The same per drone, most builds first.
+    pub per_drone: Vec<DroneTotals>,
+}
+
+/// [`BuildTotals`] of one drone.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DroneTotals {
+    /// Drone.
+    pub drone: String,
+    /// Builds.
+    pub total: i64,
+    /// Successful ones.
+    pub success: i64,
+    /// Sum of the successful builds' reported durations, ms.
+    pub success_duration_ms: i64,
+    /// Successful builds that reported a duration.
+    pub timed: i64,
+}
+
 /// Filters for the newest-first event history.
 #[derive(Clone, Debug, Default)]
 pub struct EventFilter {
@@ -168,6 +203,34 @@ impl History {
         let mut st = self.conn.prepare_cached(&sql)?;
         let rows = st.query_map(params![package, drone, limit], build_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Totals over the kept build history, overall and per drone.
+    pub fn totals(&self) -> Result<BuildTotals, StoreError> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT drone, COUNT(*), SUM(outcome = 'success'), \
+                    SUM(CASE WHEN outcome = 'success' AND duration_ms > 0 THEN duration_ms END), \
+                    SUM(outcome = 'success' AND duration_ms > 0) \
+             FROM builds WHERE outcome IN ('success', 'failed', 'upload_failed', 'masked') \
+             GROUP BY drone ORDER BY COUNT(*) DESC, drone",
+        )?;
+        let rows = st.query_map([], |r| {
+            Ok(DroneTotals {
+                drone: r.get(0)?,
+                total: r.get(1)?,
+                success: r.get::<_, Option<i64>>(2)?.unwrap_or(0),
+                success_duration_ms: r.get::<_, Option<i64>>(3)?.unwrap_or(0),
+                timed: r.get::<_, Option<i64>>(4)?.unwrap_or(0),
+            })
+        })?;
+        let per_drone: Vec<DroneTotals> = rows.collect::<Result<_, _>>()?;
+        Ok(BuildTotals {
+            total: per_drone.iter().map(|d| d.total).sum(),
+            success: per_drone.iter().map(|d| d.success).sum(),
+            success_duration_ms: per_drone.iter().map(|d| d.success_duration_ms).sum(),
+            timed: per_drone.iter().map(|d| d.timed).sum(),
+            per_drone,
+        })
     }
 
     /// Statistics per package over the kept history, most-built first.

@@ -28,7 +28,7 @@ pub(crate) struct HistoryArgs {
 }
 
 pub(crate) fn run(args: HistoryArgs) -> anyhow::Result<()> {
-    let client = args.server.client();
+    let client = args.server.client()?;
     if args.by_package {
         let answer = client.build_stats().map_err(read_error)?;
         if args.json {

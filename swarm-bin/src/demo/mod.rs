@@ -308,6 +308,10 @@ fn drive(
             "return".into(),
             "--kill-grace-s".into(),
             "1".into(),
+            // Stand-in builds write a few KiB; the real default (5 GiB free)
+            // would stop the demo on a nearly full machine for no reason.
+            "--min-free-disk".into(),
+            "256MiB".into(),
             "--work-dir".into(),
             path_arg(&work),
             "--pkgdir".into(),

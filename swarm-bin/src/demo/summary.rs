@@ -86,6 +86,8 @@ pub(crate) struct DroneSummary {
     pub(crate) builds_failed: u64,
     /// Its pid.
     pub(crate) pid: u32,
+    /// Why the server gave it no work at the end (for example degraded health), if it gave none.
+    pub(crate) no_work: Option<String>,
 }
 
 /// Makespan against the lower bound.
@@ -347,6 +349,7 @@ pub(crate) fn collect(client: &Client, cx: Context<'_>) -> anyhow::Result<Summar
             builds_ok: n.builds_ok,
             builds_failed: n.builds_failed,
             pid: pid_of(&n.name),
+            no_work: n.no_work.clone(),
         })
         .collect();
     let c = status.counts;
@@ -581,6 +584,9 @@ pub(crate) fn render(s: &Summary) -> String {
             "  {:<14} {:<8} {:>3} built, {} failed   (pid {})",
             n.name, n.status, n.builds_ok, n.builds_failed, n.pid
         ));
+        if let Some(why) = &n.no_work {
+            line(format!("    no work: {why}"));
+        }
     }
     line(format!("database    {}", s.files.database.display()));
     line(format!("artifacts   {}", s.files.artifacts.display()));

@@ -18,7 +18,7 @@ use super::{facts, heartbeat, job, leftovers, shutdown, spool, standin};
 use anyhow::Context;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-use swarm_core::{Atom, DroneKind};
+use swarm_core::{Atom, DroneKind, HealthMonitor, HealthThresholds};
 use swarm_net::client::Client;
 use swarm_net::wire::{LeaseRequest, WorkReply};
 
@@ -65,9 +65,14 @@ impl Agent {
             .kind
             .unwrap_or_else(|| facts::detect_kind(&facts::kind_evidence()));
         let ip = cfg.ip.clone().or_else(|| facts::route_ip(&cfg.server));
-        let client =
-            Client::new(cfg.server.clone(), REQUEST_TIMEOUT).with_drone_token(cfg.token.clone());
+        let client = Client::new(cfg.server.clone(), REQUEST_TIMEOUT)
+            .with_tls(&cfg.tls)
+            .with_drone_token(cfg.token.clone());
         let mut state = State::default();
+        state.health = HealthMonitor::new(HealthThresholds {
+            disk_free_mib: cfg.min_free_disk_mib,
+            ..HealthThresholds::default()
+        });
         state.portage_timestamp = facts::portage_timestamp(&cfg.portage_timestamp_file);
         Ok(Agent {
             cfg,
@@ -193,8 +198,9 @@ pub(crate) fn run(agent: Arc<Agent>) -> anyhow::Result<()> {
 /// may be gone too, and a stop must not hang on it.
 fn say_goodbye(agent: &Agent) {
     let cfg = &agent.cfg;
-    let client =
-        Client::new(cfg.server.clone(), Duration::from_secs(3)).with_drone_token(cfg.token.clone());
+    let client = Client::new(cfg.server.clone(), Duration::from_secs(3))
+        .with_tls(&cfg.tls)
+        .with_drone_token(cfg.token.clone());
     let mut req = agent.lease_request(None, "");
     req.package = None;
     req.reason = Some("the agent was stopped (SIGTERM/SIGINT)".into());

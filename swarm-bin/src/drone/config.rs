@@ -77,6 +77,11 @@ pub(crate) struct DroneArgs {
     /// machine (anyone on the path can read it; use https instead).
     #[arg(long)]
     pub(crate) insecure_http: bool,
+    /// For an https:// server: trust only the CA certificate(s) in this PEM
+    /// file (the private CA that signed the server's certificate) instead of
+    /// the system's CA store [env: SWARM_CA].
+    #[arg(long, value_name = "FILE")]
+    pub(crate) ca: Option<PathBuf>,
     /// The v3 `id` sent at registration [default: /etc/machine-id].
     #[arg(long)]
     pub(crate) machine_id: Option<String>,
@@ -91,6 +96,10 @@ pub(crate) struct DroneArgs {
     /// On SIGTERM/SIGINT: finish running builds, or kill and return them [default: finish].
     #[arg(long, value_enum)]
     pub(crate) on_stop: Option<OnStop>,
+    /// Take no new builds while the work dir or PKGDIR has less free space
+    /// than this (`20GiB`, `512MiB`, `0` to never stop) [default: 5GiB].
+    #[arg(long)]
+    pub(crate) min_free_disk: Option<String>,
     /// Seconds between heartbeats [default: 15].
     #[arg(long)]
     pub(crate) heartbeat_s: Option<u64>,
@@ -144,10 +153,12 @@ struct FileTable {
     name: Option<String>,
     token: Option<String>,
     token_file: Option<PathBuf>,
+    ca: Option<PathBuf>,
     machine_id: Option<String>,
     builder: Option<String>,
     slots: Option<u32>,
     on_stop: Option<OnStop>,
+    min_free_disk: Option<String>,
     heartbeat_s: Option<u64>,
     poll_s: Option<u64>,
     work_dir: Option<PathBuf>,
@@ -184,10 +195,14 @@ pub(crate) struct DroneConfig {
     pub(crate) server: String,
     pub(crate) name: String,
     pub(crate) token: Option<String>,
+    /// How https servers are checked (the system's CAs or `--ca`).
+    pub(crate) tls: swarm_net::client::TlsClient,
     pub(crate) machine_id: Option<String>,
     pub(crate) builder: Builder,
     pub(crate) slots: u32,
     pub(crate) on_stop: OnStop,
+    /// Free space (MiB) below which the drone takes no new work.
+    pub(crate) min_free_disk_mib: u64,
     pub(crate) heartbeat: Duration,
     pub(crate) poll: Duration,
     pub(crate) work_dir: PathBuf,
@@ -215,6 +230,7 @@ impl DroneArgs {
         self.server = self.server.or_else(|| var("SWARM_URL"));
         self.name = self.name.or_else(|| var("SWARM_DRONE_NAME"));
         self.token = self.token.or_else(|| var("SWARM_DRONE_TOKEN"));
+        self.ca = self.ca.or_else(|| var("SWARM_CA").map(PathBuf::from));
         self.config = self
             .config
             .or_else(|| var("SWARM_CONFIG").map(PathBuf::from));
@@ -268,6 +284,11 @@ impl DroneArgs {
         if token.is_some() && !self.insecure_http {
             refuse_plain_http_credential(&server)?;
         }
+        let ca = self.ca.or(f.ca);
+        if ca.is_some() && !server.starts_with("https://") {
+            tracing::warn!(server = %server, "--ca is set but the server URL is plain http://: the CA is not used");
+        }
+        let tls = swarm_net::client::TlsClient::load(ca.as_deref())?;
         let machine_id = self
             .machine_id
             .or(f.machine_id)
@@ -280,6 +301,17 @@ impl DroneArgs {
         )?;
         let slots = self.slots.or(f.slots).unwrap_or(1);
         bounded("slots", u64::from(slots), 1, MAX_SLOTS)?;
+        let min_free_disk_mib = match self.min_free_disk.or(f.min_free_disk) {
+            None => swarm_core::HealthThresholds::default().disk_free_mib,
+            Some(text) => {
+                let size: bytesize::ByteSize = text.trim().parse().map_err(|e| {
+                    anyhow::anyhow!(
+                        "min-free-disk {text:?} is not a size like 20GiB or 512MiB: {e}"
+                    )
+                })?;
+                size.as_u64() / (1024 * 1024)
+            }
+        };
         let heartbeat_s = self.heartbeat_s.or(f.heartbeat_s).unwrap_or(15);
         bounded("heartbeat-s", heartbeat_s, 1, MAX_HEARTBEAT_S)?;
         let poll_s = self.poll_s.or(f.poll_s).unwrap_or(5).max(1);
@@ -313,10 +345,12 @@ impl DroneArgs {
             server,
             name,
             token,
+            tls,
             machine_id,
             builder,
             slots,
             on_stop: self.on_stop.or(f.on_stop).unwrap_or(OnStop::Finish),
+            min_free_disk_mib,
             heartbeat: Duration::from_secs(heartbeat_s),
             poll: Duration::from_secs(poll_s),
             work_dir,

@@ -181,14 +181,35 @@ pub(crate) fn kind_evidence() -> KindEvidence {
     }
 }
 
-/// Percent of a filesystem in use, as `df` computes it (blocks reserved for
-/// root count as unavailable).
-pub(crate) fn disk_percent(path: &Path) -> Option<f64> {
+/// How full a build volume is.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct DiskUsage {
+    /// Percent in use, as `df` computes it (blocks reserved for root count as unavailable).
+    pub(crate) percent: f64,
+    /// Space an unprivileged build may still use, MiB.
+    pub(crate) free_mib: u64,
+}
+
+impl DiskUsage {
+    /// The fuller of two volumes on each measure: the build needs both.
+    pub(crate) fn worst(self, other: DiskUsage) -> DiskUsage {
+        DiskUsage {
+            percent: self.percent.max(other.percent),
+            free_mib: self.free_mib.min(other.free_mib),
+        }
+    }
+}
+
+/// The usage of the filesystem holding `path` (or its nearest existing ancestor).
+pub(crate) fn disk_usage(path: &Path) -> Option<DiskUsage> {
     let existing = path.ancestors().find(|p| p.exists())?;
     let s = rustix::fs::statvfs(existing).ok()?;
     let used = s.f_blocks.saturating_sub(s.f_bfree);
     let denom = used + s.f_bavail;
-    (denom > 0).then(|| used as f64 * 100.0 / denom as f64)
+    (denom > 0).then(|| DiskUsage {
+        percent: used as f64 * 100.0 / denom as f64,
+        free_mib: s.f_bavail.saturating_mul(s.f_frsize) / (1024 * 1024),
+    })
 }
 
 /// CPU cores this process may use.
@@ -383,8 +404,23 @@ mod tests {
         assert!(cores() >= 1);
         assert!(read_with("/proc/meminfo", parse_meminfo).is_some());
         assert!(read_with("/proc/loadavg", parse_loadavg).is_some());
-        let d = disk_percent(Path::new("/tmp/does/not/exist/yet")).expect("statvfs of /tmp");
-        assert!((0.0..=100.0).contains(&d));
+        let d = disk_usage(Path::new("/tmp/does/not/exist/yet")).expect("statvfs of /tmp");
+        assert!((0.0..=100.0).contains(&d.percent));
+        let df = std::process::Command::new("df")
+            .args(["--output=avail", "-B1M", "/tmp"])
+            .output()
+            .expect("df runs");
+        let avail: u64 = String::from_utf8_lossy(&df.stdout)
+            .lines()
+            .nth(1)
+            .and_then(|l| l.trim().parse().ok())
+            .expect("df prints the free MiB");
+        // Other processes write meanwhile; agreeing within 1 GiB shows the unit is right.
+        assert!(
+            d.free_mib.abs_diff(avail) < 1024,
+            "{} vs df {avail}",
+            d.free_mib
+        );
     }
 
     #[test]

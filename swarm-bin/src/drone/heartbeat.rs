@@ -14,7 +14,7 @@ use super::config::Builder;
 use super::facts;
 use std::path::Path;
 use std::time::{Duration, Instant};
-use swarm_core::{DroneHealth, HealthSample};
+use swarm_core::{DroneHealth, HealthSample, HealthThresholds};
 use swarm_net::wire::{Capabilities, Metrics, RegisterRequest};
 
 /// Figures carried from one beat to the next (CPU use is a difference).
@@ -195,12 +195,11 @@ fn sample_and_build(agent: &Agent, sampler: &mut Sampler) -> RegisterRequest {
         _ => None,
     };
     sampler.cpu = cpu_now.or(sampler.cpu);
-    let disk = [cfg.work_dir.as_path(), cfg.pkgdir.as_path()]
+    let disk_usage = [cfg.work_dir.as_path(), cfg.pkgdir.as_path()]
         .iter()
-        .filter_map(|p| facts::disk_percent(p))
-        .fold(None, |acc: Option<f64>, d| {
-            Some(acc.map_or(d, |a| a.max(d)))
-        });
+        .filter_map(|p| facts::disk_usage(p))
+        .reduce(facts::DiskUsage::worst);
+    let disk = disk_usage.map(|d| d.percent);
     let percent = |x: Option<f64>| x.map_or(0, |v| v.clamp(0.0, 100.0).round() as u8);
 
     // Health is sampled at the heartbeat cadence, the monitor's only clock,
@@ -225,6 +224,7 @@ fn sample_and_build(agent: &Agent, sampler: &mut Sampler) -> RegisterRequest {
         let sample = HealthSample {
             mem_percent: percent(memory.map(|m| m.used_percent())),
             disk_percent: percent(disk),
+            disk_free_mib: disk_usage.map(|d| d.free_mib),
             oom_kills: std::mem::take(&mut st.oom_kills),
             crashes: std::mem::take(&mut st.crashes),
             self_check_passed: self_check,
@@ -232,7 +232,8 @@ fn sample_and_build(agent: &Agent, sampler: &mut Sampler) -> RegisterRequest {
         let before = st.health.state();
         let after = st.health.assess(&sample);
         if after != before {
-            tracing::warn!(from = ?before, to = ?after, ?sample, "drone health changed");
+            let why = health_reason(&st.health.thresholds(), &sample);
+            tracing::warn!(from = ?before, to = ?after, ?sample, "drone health changed: {why}");
         }
     }
     let health = st.health.state();
@@ -266,6 +267,36 @@ fn sample_and_build(agent: &Agent, sampler: &mut Sampler) -> RegisterRequest {
         disk_percent: disk.map(|d| (d * 10.0).round() / 10.0),
         kind: Some(agent.kind),
     }
+}
+
+/// Why a sample puts the drone where it is, in the operator's words.
+fn health_reason(t: &HealthThresholds, s: &HealthSample) -> String {
+    let mut why = Vec::new();
+    if s.oom_kills > 0 {
+        why.push(format!("{} OOM kill(s)", s.oom_kills));
+    }
+    if s.crashes > 0 {
+        why.push(format!("{} builder crash(es)", s.crashes));
+    }
+    if t.memory_low(s) {
+        why.push(format!(
+            "memory {}% in use (limit {}%)",
+            s.mem_percent, t.mem_percent
+        ));
+    }
+    if t.disk_low(s) {
+        why.push(match s.disk_free_mib {
+            Some(free) => format!(
+                "{free} MiB free on the build volume, below the {} MiB floor (--min-free-disk)",
+                t.disk_free_mib
+            ),
+            None => format!("disk {}% full (limit {}%)", s.disk_percent, t.disk_percent),
+        });
+    }
+    if why.is_empty() {
+        why.push("no memory or disk pressure (slow builds or the self check decide)".into());
+    }
+    why.join("; ")
 }
 
 /// The check that ends `Recovering`: the work dir takes a write and the

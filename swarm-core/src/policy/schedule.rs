@@ -1,5 +1,6 @@
 //! Who builds what. Pull-based: a drone asks and gets the best packages it may build.
 
+use crate::health::DroneHealth;
 use crate::index::{Index, ReadyKey};
 use crate::output::BlockReason;
 use crate::portage::Gate;
@@ -15,7 +16,8 @@ pub(crate) enum NoWork {
     Drained,
     Grounded,
     UploadHold,
-    Unhealthy,
+    /// The drone's own health assessment says no (never `Healthy`).
+    Unhealthy(DroneHealth),
     NotOnline,
     /// Told to sync to this Portage snapshot now.
     SyncPortage(String),
@@ -32,7 +34,13 @@ impl fmt::Display for NoWork {
             NoWork::Drained => "drained",
             NoWork::Grounded => "grounded",
             NoWork::UploadHold => "held after upload failures",
-            NoWork::Unhealthy => "unhealthy",
+            NoWork::Unhealthy(DroneHealth::Critical) => {
+                "critical: OOM kills or builder crashes; it returns its work"
+            }
+            NoWork::Unhealthy(DroneHealth::Recovering) => "recovering: waiting for its self check",
+            NoWork::Unhealthy(_) => {
+                "degraded: it reports memory, disk or slow-build pressure (its log names which)"
+            }
             NoWork::NotOnline => "heartbeat late",
             NoWork::SyncPortage(_) => "portage snapshot differs from the queue's",
             NoWork::SyncPending(_) => "waiting for its Portage sync",
@@ -87,7 +95,7 @@ pub(crate) fn capacity(st: &SwarmState, d: &Drone, free_slots: u32) -> Result<u3
         return Err(NoWork::UploadHold);
     }
     if !d.health.takes_work() {
-        return Err(NoWork::Unhealthy);
+        return Err(NoWork::Unhealthy(d.health));
     }
     if d.liveness != Liveness::Online {
         return Err(NoWork::NotOnline);
@@ -385,9 +393,12 @@ mod tests {
         );
         if let Some(d) = st.drones.get_mut(&small) {
             d.spec.portage_snapshot = Some("2026-11-20".into());
-            d.health = crate::health::DroneHealth::Degraded;
+            d.health = DroneHealth::Degraded;
         }
-        assert_eq!(capacity(&st, &st.drones[&small], 1), Err(NoWork::Unhealthy));
+        assert_eq!(
+            capacity(&st, &st.drones[&small], 1),
+            Err(NoWork::Unhealthy(DroneHealth::Degraded))
+        );
         if let Some(d) = st.drones.get_mut(&small) {
             d.health = crate::health::DroneHealth::Healthy;
             d.grounded_until = Some(Timestamp(st.now.0 + 1));

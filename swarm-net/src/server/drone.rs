@@ -111,7 +111,12 @@ pub(crate) fn register(sh: &Shared, req: &mut Request, caller: &Caller) -> Resul
             ));
         }
     }
-    let address = probe_address(sh, caller, req.remote_addr().ip(), r.ip.as_deref());
+    let address = probe_address(
+        sh,
+        caller,
+        super::identity::effective_peer(req),
+        r.ip.as_deref(),
+    );
     let current_task = match &r.current_task {
         Some(Some(t)) if !t.trim().is_empty() => Some(atom_of(t, "current_task")?),
         _ => None,
@@ -196,6 +201,7 @@ pub(crate) fn register(sh: &Shared, req: &mut Request, caller: &Caller) -> Resul
     inputs.push(Input::Heartbeat(heartbeat));
     let done = sh.submit(Plan::Inputs(inputs), Some(name.clone()), false)?;
     sh.remember(&machine_id, &name, address.as_deref());
+    sh.note_cpu(&name, metrics.cpu_percent);
     let now = drone_now(&done)?;
     if now.known {
         sh.set_spec(spec);

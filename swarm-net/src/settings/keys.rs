@@ -52,6 +52,9 @@ pub(super) const SERVER_KEYS: &[(&str, Kind)] = &[
     ("admin_token_file", Kind::Path),
     ("drone_token", Kind::Secret),
     ("legacy_drones", Kind::Networks),
+    ("tls_cert", Kind::OptPath),
+    ("tls_key", Kind::OptPath),
+    ("tls_proxy", Kind::Bool),
     (
         "max_drones",
         Kind::Int {
