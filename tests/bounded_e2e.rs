@@ -67,7 +67,8 @@ fn ids(n: u64) -> Vec<u64> {
 /// (field, how, a body at the bound, a body one past it).
 fn table() -> Vec<(&'static str, Call, Value, Value)> {
     let atom = "=dev-libs/bounded-1";
-    let deps = |n: usize| -> Vec<String> { (0..n).map(|i| format!("=dev-libs/dep{i}-1")).collect() };
+    let deps =
+        |n: usize| -> Vec<String> { (0..n).map(|i| format!("=dev-libs/dep{i}-1")).collect() };
     let atoms = |n: usize| -> Vec<String> { (0..n).map(|i| format!("=d/p{i}-1")).collect() };
     let names = |n: usize| -> Vec<String> { (0..n).map(|i| format!("dev-libs/a{i}-1")).collect() };
     vec![
@@ -274,7 +275,9 @@ fn an_idle_server_appends_no_input_and_logs_nothing() {
     std::thread::sleep(Duration::from_millis(1500));
     let (seq, logged) = quiet_figures(&server, &stderr_path);
     std::thread::sleep(Duration::from_secs(4));
-    let logged_after = std::fs::metadata(&stderr_path).map(|m| m.len()).unwrap_or(0);
+    let logged_after = std::fs::metadata(&stderr_path)
+        .map(|m| m.len())
+        .unwrap_or(0);
     let (seq_after, _) = quiet_figures(&server, &stderr_path);
     let text = std::fs::read_to_string(&stderr_path).unwrap_or_default();
     let tail = text.get(logged as usize..).unwrap_or("");

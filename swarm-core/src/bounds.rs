@@ -50,7 +50,10 @@ pub fn check_enqueue(e: &Enqueue) -> Result<(), OutOfBounds> {
     if let Some(g) = e.generation.filter(|g| g.0 > MAX_GENERATION) {
         return Err(out(
             "generation".into(),
-            format!("`generation` = {} is above the largest, {MAX_GENERATION}", g.0),
+            format!(
+                "`generation` = {} is above the largest, {MAX_GENERATION}",
+                g.0
+            ),
         ));
     }
     for (i, p) in e.packages.iter().enumerate() {

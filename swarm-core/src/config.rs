@@ -301,8 +301,16 @@ impl Config {
             ("max_prefetch", self.max_prefetch, MAX_SLOT_COUNT),
             ("cores_per_slot", self.cores_per_slot, MAX_SLOT_COUNT),
             ("max_attempts", self.max_attempts, MAX_CONFIG_COUNT),
-            ("max_auto_unblocks", self.max_auto_unblocks, MAX_CONFIG_COUNT),
-            ("max_drone_failures", self.max_drone_failures, MAX_CONFIG_COUNT),
+            (
+                "max_auto_unblocks",
+                self.max_auto_unblocks,
+                MAX_CONFIG_COUNT,
+            ),
+            (
+                "max_drone_failures",
+                self.max_drone_failures,
+                MAX_CONFIG_COUNT,
+            ),
             (
                 "upload_failure_limit",
                 self.upload_failure_limit,
@@ -320,15 +328,16 @@ impl Config {
                 MAX_CONFIG_COUNT,
             ),
         ];
-        let duration = durations
-            .into_iter()
-            .find(|(_, v)| *v > MAX_CONFIG_MS)
-            .map(|(field, value)| ConfigError::TooLarge {
-                field,
-                value,
-                max: MAX_CONFIG_MS,
-                unit: " ms",
-            });
+        let duration =
+            durations
+                .into_iter()
+                .find(|(_, v)| *v > MAX_CONFIG_MS)
+                .map(|(field, value)| ConfigError::TooLarge {
+                    field,
+                    value,
+                    max: MAX_CONFIG_MS,
+                    unit: " ms",
+                });
         duration.or_else(|| {
             counts
                 .into_iter()

@@ -215,7 +215,10 @@ impl Swarm {
             .iter()
             .find(|(d, p)| self.ix.depth.get(p.index()) != Some(d))
         {
-            return fail(0, format!("package #{} waits for its plan at depth {d}", p.0));
+            return fail(
+                0,
+                format!("package #{} waits for its plan at depth {d}", p.0),
+            );
         }
         if fresh.ix.ready != self.ix.ready || fresh.ix.sweepable != self.ix.sweepable {
             return fail(

@@ -76,9 +76,7 @@ pub mod time;
 mod view;
 
 pub use atom::{Atom, AtomError, AtomRefusal};
-pub use config::{
-    Config, ConfigError, Ordering, MAX_CONFIG_COUNT, MAX_CONFIG_MS, MAX_SLOT_COUNT,
-};
+pub use config::{Config, ConfigError, Ordering, MAX_CONFIG_COUNT, MAX_CONFIG_MS, MAX_SLOT_COUNT};
 pub use health::{BuildTiming, DroneHealth, HealthMonitor, HealthSample, HealthThresholds};
 pub use id::{DroneName, Epoch, Generation, LeaseId, NameError, Seq};
 pub use input::{

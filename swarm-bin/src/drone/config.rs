@@ -628,9 +628,12 @@ mod tests {
     /// refused naming the setting, the bound itself is accepted.
     #[test]
     fn every_numeric_agent_setting_is_bounded() {
-        let table: [(&str, u64, fn(&mut DroneArgs, u64)); 6] = [
+        type Set = fn(&mut DroneArgs, u64);
+        let table: [(&str, u64, Set); 6] = [
             ("slots", MAX_SLOTS, |a, v| a.slots = Some(v as u32)),
-            ("heartbeat-s", MAX_HEARTBEAT_S, |a, v| a.heartbeat_s = Some(v)),
+            ("heartbeat-s", MAX_HEARTBEAT_S, |a, v| {
+                a.heartbeat_s = Some(v)
+            }),
             ("poll-s", MAX_POLL_S, |a, v| a.poll_s = Some(v)),
             ("stall-timeout-s", MAX_BUILD_S, |a, v| {
                 a.stall_timeout_s = Some(v)
@@ -647,7 +650,8 @@ mod tests {
             set(&mut a, max + 1);
             let err = a.merge(FileTable::default()).expect_err(name);
             assert!(
-                err.to_string().starts_with(&format!("{name} is {}", max + 1)),
+                err.to_string()
+                    .starts_with(&format!("{name} is {}", max + 1)),
                 "{name}: {err}"
             );
             let mut a = args();

@@ -296,7 +296,10 @@ mod tests {
         };
         let n = PROPAGATION_BUDGET * 3;
         let _ = f.input(chain(0, n));
-        assert!(f.swarm.state().cp_pending.is_empty(), "a batch plans itself");
+        assert!(
+            f.swarm.state().cp_pending.is_empty(),
+            "a batch plans itself"
+        );
         let _ = f.input(chain(n, n + 10));
         let pending = f.swarm.state().cp_pending.0.len();
         assert_eq!(pending, 1, "the walk down the chain stopped at the budget");
@@ -311,14 +314,24 @@ mod tests {
             ticks += 1;
             assert!(ticks <= 4, "every tick makes progress");
         }
-        assert_eq!(ticks, 2, "{n} ancestors, one slice with the batch, two by ticks");
+        assert_eq!(
+            ticks, 2,
+            "{n} ancestors, one slice with the batch, two by ticks"
+        );
         assert!(
             f.swarm.poll_timeout().is_none(),
             "nothing is due once the plan is whole"
         );
         let mut full = f.swarm.state().clone();
         crate::policy::plan::replan(&mut full);
-        for (i, (a, b)) in f.swarm.state().packages.iter().zip(&full.packages).enumerate() {
+        for (i, (a, b)) in f
+            .swarm
+            .state()
+            .packages
+            .iter()
+            .zip(&full.packages)
+            .enumerate()
+        {
             assert_eq!(a.cp_ms, b.cp_ms, "pkg {i} cp");
         }
         f.swarm.check_invariants_deep().expect("invariants");
