@@ -13,7 +13,11 @@ use swarm_store::EventFilter;
 /// store cannot write (disk full, read-only file system...). It turns back
 /// to 200 by itself: the writer probes the store every second meanwhile.
 pub(crate) fn health(sh: &Shared) -> Result<Reply, ApiError> {
-    let p = sh.fresh();
+    // The last published view, never a fresh one: a health check must stay
+    // cheap and must not make the writer copy the whole state (with a big
+    // queue that took hundreds of milliseconds and stalled every drone's
+    // commit behind it); `seq` may lag the last commit by a moment.
+    let p = sh.published();
     let fault = sh.store_fault.read().ok().and_then(|f| f.clone());
     let (code, status) = match &fault {
         None => (200, "ok"),
