@@ -52,23 +52,7 @@ impl Machine {
     }
 
     fn installed(&self) -> Vec<String> {
-        let db = self.dir.join("prefix/var/db/pkg");
-        let mut out = Vec::new();
-        for cat in std::fs::read_dir(&db).into_iter().flatten().flatten() {
-            for p in std::fs::read_dir(cat.path())
-                .into_iter()
-                .flatten()
-                .flatten()
-            {
-                out.push(format!(
-                    "{}/{}",
-                    cat.file_name().to_string_lossy(),
-                    p.file_name().to_string_lossy()
-                ));
-            }
-        }
-        out.sort();
-        out
+        swarm_net::binpkg::installed(&self.dir.join("prefix/var/db/pkg"))
     }
 
     /// `emerge` as a binhost client of `url`.
