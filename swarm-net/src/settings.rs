@@ -1002,9 +1002,13 @@ fn policy(layers: &Layers) -> Result<Config, SettingsError> {
 
 fn policy_error(e: &ConfigError, source_of: &dyn Fn(&str) -> Source) -> SettingsError {
     let (field, other) = match e {
-        ConfigError::Zero { field } | ConfigError::Percent { field, .. } => (*field, None),
+        ConfigError::Zero { field }
+        | ConfigError::Percent { field, .. }
+        | ConfigError::TooLarge { field, .. } => (*field, None),
         ConfigError::Order { field, other, .. } => (*field, Some(*other)),
     };
+    // `escalation_cooldowns_ms[1]` is set as `escalation_cooldowns_ms`.
+    let field = field.split('[').next().unwrap_or(field);
     let key = format!("policy.{field}");
     let origin = match other {
         Some(other) => {

@@ -84,7 +84,10 @@ pub(crate) fn register(sh: &Shared, req: &mut Request, caller: &Caller) -> Resul
     let name = DroneName::new(name_text.clone())
         .map_err(|e| ApiError::field(400, field, format!("bad drone name {name_text:?}: {e}")))?;
     act_as(sh, caller, Some(name.as_str()), "register")?;
-    {
+    // A drone this server has seen register skips the gate without a look
+    // at the core: a heartbeat must not make the writer copy a large queue
+    // (`Shared::fresh`), which would hold every other drone up meanwhile.
+    if sh.spec_of(&name).is_none() {
         let published = sh.fresh();
         let view = published.swarm.view();
         if view.drone(&name).is_none() {

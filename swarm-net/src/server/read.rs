@@ -13,11 +13,9 @@ use swarm_store::EventFilter;
 /// store cannot write (disk full, read-only file system...). It turns back
 /// to 200 by itself: the writer probes the store every second meanwhile.
 pub(crate) fn health(sh: &Shared) -> Result<Reply, ApiError> {
-    // The last published view, never a fresh one: a health check must stay
-    // cheap and must not make the writer copy the whole state (with a big
-    // queue that took hundreds of milliseconds and stalled every drone's
-    // commit behind it); `seq` may lag the last commit by a moment.
-    let p = sh.published();
+    // The last committed seq, read without a copy of the core: a monitor
+    // polling health must not make the writer copy a large queue.
+    let seq = sh.committed.load(std::sync::atomic::Ordering::SeqCst);
     let fault = sh.store_fault.read().ok().and_then(|f| f.clone());
     let (code, status) = match &fault {
         None => (200, "ok"),
@@ -30,7 +28,7 @@ pub(crate) fn health(sh: &Shared) -> Result<Reply, ApiError> {
             "reason": fault.as_ref().map(|f| format!("the store cannot write: {f}")),
             "store_writable": fault.is_none(),
             "version": env!("CARGO_PKG_VERSION"),
-            "seq": p.seq,
+            "seq": seq,
             "uptime_s": sh.started.elapsed().as_secs(),
         }),
     )

@@ -651,6 +651,28 @@ fn the_default_probe_prints_figures_the_prober_understands() {
     assert!(report.mem_percent.is_some(), "{stdout}");
 }
 
+/// Every whole-number server key has an upper bound (a new key without one
+/// fails here), and one past it is refused naming the variable.
+#[test]
+fn every_numeric_server_key_has_an_upper_bound_that_is_enforced() {
+    let mut checked = 0;
+    for (key, kind) in keys::SERVER_KEYS {
+        let keys::Kind::Int { max, .. } = *kind else {
+            continue;
+        };
+        assert!(max < u64::MAX / 2, "{key} has no real upper bound");
+        let name = env::env_name(key);
+        let past = (max + 1).to_string();
+        let err = load_err(&request(&[(name.as_str(), past.as_str())]));
+        assert!(
+            err.starts_with(&format!("env {name}=\"{past}\"")) && err.contains(&max.to_string()),
+            "{key}: {err}"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 12, "only {checked} numeric keys");
+}
+
 #[test]
 fn a_network_listen_address_without_tls_or_a_proxy_note_is_warned_about() {
     let warned = |loaded: &Loaded| loaded.warnings.iter().any(|w| w.contains("plain http"));
