@@ -461,8 +461,8 @@ fn a_drone_on_a_stale_portage_tree_syncs_first_then_builds() {
     });
     let log = drone.log_text();
     assert!(log.contains("Portage synced"), "{log}");
-    let (_, nodes) = server.get("/api/v1/nodes");
-    let node = nodes["nodes"]
+    let (_, nodes) = server.get("/api/v1/nodes?all=true");
+    let node = nodes
         .as_array()
         .and_then(|n| n.iter().find(|n| n["name"] == "drone-sync").cloned())
         .expect("node");
@@ -520,9 +520,8 @@ fn fleet_text(server: &Server) -> String {
 }
 
 fn status_of_drone(server: &Server, name: &str) -> String {
-    let (_, v) = server.get("/api/v1/nodes");
-    v["nodes"]
-        .as_array()
+    let (_, v) = server.get("/api/v1/nodes?all=true");
+    v.as_array()
         .and_then(|n| n.iter().find(|d| d["name"] == name))
         .map(|d| d["status"].as_str().unwrap_or_default().to_string())
         .unwrap_or_default()
@@ -604,9 +603,9 @@ fn a_drone_whose_builder_is_missing_refuses_to_start_and_says_why() {
         "{log}"
     );
     assert!(!log.contains("Stack backtrace"), "{log}");
-    let (_, nodes) = server.get("/api/v1/nodes");
+    let (_, nodes) = server.get("/api/v1/nodes?all=true");
     assert_eq!(
-        nodes["nodes"].as_array().map(Vec::len),
+        nodes.as_array().map(Vec::len),
         Some(0),
         "it never registered: {nodes}"
     );
@@ -670,9 +669,8 @@ fn a_drone_below_its_free_disk_floor_takes_no_work_and_says_why() {
         &[],
     );
     let node = |name: &str| {
-        let (_, v) = server.get("/api/v1/nodes");
-        v["nodes"]
-            .as_array()
+        let (_, v) = server.get("/api/v1/nodes?all=true");
+        v.as_array()
             .and_then(|n| n.iter().find(|d| d["name"] == name).cloned())
             .unwrap_or_default()
     };

@@ -52,23 +52,7 @@ impl Machine {
     }
 
     fn installed(&self) -> Vec<String> {
-        let db = self.dir.join("prefix/var/db/pkg");
-        let mut out = Vec::new();
-        for cat in std::fs::read_dir(&db).into_iter().flatten().flatten() {
-            for p in std::fs::read_dir(cat.path())
-                .into_iter()
-                .flatten()
-                .flatten()
-            {
-                out.push(format!(
-                    "{}/{}",
-                    cat.file_name().to_string_lossy(),
-                    p.file_name().to_string_lossy()
-                ));
-            }
-        }
-        out.sort();
-        out
+        swarm_net::binpkg::installed(&self.dir.join("prefix/var/db/pkg"))
     }
 
     /// `emerge` as a binhost client of `url`.
@@ -152,17 +136,7 @@ impl Drone {
 impl Drop for Drone {
     fn drop(&mut self) {
         // The agent kills its builds' process groups on TERM; KILL after a grace.
-        let pid = rustix::process::Pid::from_raw(self.child.id() as i32).expect("pid");
-        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        support::terminate_child(&mut self.child, Duration::from_secs(5));
     }
 }
 

@@ -86,7 +86,7 @@ fn absurd_claims_get_a_400_naming_the_field_and_cannot_hoard_the_queue() {
         );
     }
     // No absurd claim left a drone behind.
-    let (_, nodes) = server.get("/api/v1/nodes");
+    let (_, nodes) = server.get("/api/v1/nodes?all=true");
     assert!(
         !nodes.to_string().contains("hoarder"),
         "a refused registration registered: {nodes}"

@@ -82,8 +82,8 @@ fn operators_drive_a_real_server_from_the_command_line() {
     assert_eq!(json_of(&s, &["status", "--json"])["paused"], true);
     ok(&s, &["control", "resume"]);
     ok(&s, &["node", "drain", "drone-alpha"]);
-    let nodes = s.get("/api/v1/nodes").1;
-    assert_eq!(nodes["nodes"][0]["drained"], true, "{nodes}");
+    let nodes = s.get("/api/v1/nodes?all=true").1;
+    assert_eq!(nodes[0]["drained"], true, "{nodes}");
     let bad = swarm(&s, &["control", "explode"]);
     assert!(!bad.status.success(), "an unknown action must fail");
 
@@ -208,7 +208,7 @@ fn destructive_actions_need_yes_without_a_terminal_and_node_remove_retires_a_dro
     assert!(!out.status.success());
     assert!(stderr(&out).contains("--yes"), "{}", stderr(&out));
     assert_eq!(
-        s.get("/api/v1/nodes").1["nodes"].as_array().map(Vec::len),
+        s.get("/api/v1/nodes?all=true").1.as_array().map(Vec::len),
         Some(1)
     );
     let out = bare(
@@ -219,7 +219,7 @@ fn destructive_actions_need_yes_without_a_terminal_and_node_remove_retires_a_dro
     );
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(
-        s.get("/api/v1/nodes").1["nodes"].as_array().map(Vec::len),
+        s.get("/api/v1/nodes?all=true").1.as_array().map(Vec::len),
         Some(0)
     );
     let out = bare(

@@ -10,58 +10,13 @@
 mod support;
 
 use std::io::Read;
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 use support::Server;
 
-fn nginx() -> Option<PathBuf> {
-    for dir in std::env::var("PATH")
-        .unwrap_or_default()
-        .split(':')
-        .chain(["/usr/sbin", "/sbin"])
-    {
-        let p = Path::new(dir).join("nginx");
-        if p.exists() {
-            return Some(p);
-        }
-    }
-    let why = "no nginx on PATH (Debian: apt-get install nginx-light)";
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{why}: under CI=true this test must run");
-    }
-    eprintln!("SKIPPED: {why}");
-    None
-}
-
 struct Nginx {
-    child: Child,
+    _ng: support::nginx::Nginx,
     url: String,
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        // TERM: the master stops its workers (a KILLed master orphans them).
-        let pid = rustix::process::Pid::from_raw(self.child.id() as i32).expect("pid");
-        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
 }
 
 /// nginx in the foreground with the dist snippet pointed at `tree`.
@@ -77,45 +32,11 @@ fn start_nginx(bin: &Path, dir: &Path, tree: &Path) -> Nginx {
         "the snippet names the default binhost_path"
     );
     let snippet = snippet.replace("/var/lib/swarm/binhost/", &tree);
-    let port = free_port();
-    std::fs::create_dir_all(dir.join("logs")).expect("logs");
-    let user = if rustix::process::geteuid().is_root() {
-        "user root;"
-    } else {
-        ""
-    };
-    let conf = format!(
-        "{user}\nworker_processes 1;\nerror_log {d}/logs/error.log;\npid {d}/nginx.pid;\n\
-         events {{ worker_connections 64; }}\n\
-         http {{\n access_log off;\n client_body_temp_path {d}/tmp;\n proxy_temp_path {d}/tmp;\n\
-         fastcgi_temp_path {d}/tmp;\n uwsgi_temp_path {d}/tmp;\n scgi_temp_path {d}/tmp;\n\
-         sendfile on;\n server {{\n  listen 127.0.0.1:{port};\n{snippet}\n }}\n}}\n",
-        d = dir.display()
-    );
-    std::fs::create_dir_all(dir.join("tmp")).expect("tmp");
-    std::fs::write(dir.join("nginx.conf"), conf).expect("conf");
-    let child = Command::new(bin)
-        .arg("-p")
-        .arg(dir)
-        .arg("-c")
-        .arg(dir.join("nginx.conf"))
-        .args(["-g", "daemon off;"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn nginx");
-    let url = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "nginx did not listen: {}",
-            std::fs::read_to_string(dir.join("logs/error.log")).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Nginx { child, url }
+    let ng = support::nginx::start(bin, dir, |port| {
+        format!(" server {{\n  listen 127.0.0.1:{port};\n{snippet}\n }}")
+    });
+    let url = format!("http://127.0.0.1:{}", ng.port);
+    Nginx { _ng: ng, url }
 }
 
 /// A published tree as swarm lays it out: the index and one release.
@@ -185,7 +106,9 @@ fn fetch(
 
 #[test]
 fn the_dist_nginx_snippet_serves_the_binhost_as_swarm_serve_does() {
-    let Some(bin) = nginx() else { return };
+    let Some(bin) = support::nginx::find() else {
+        return;
+    };
     let tmp = tempfile::tempdir().expect("tempdir");
     let tree = tmp.path().join("binhost");
     let files = make_tree(&tree, 100_000);
@@ -261,7 +184,9 @@ fn the_dist_nginx_snippet_serves_the_binhost_as_swarm_serve_does() {
 #[test]
 #[ignore = "a measurement, not a check: run with --ignored --nocapture"]
 fn measure_binhost_throughput_against_nginx() {
-    let Some(bin) = nginx() else { return };
+    let Some(bin) = support::nginx::find() else {
+        return;
+    };
     let tmp = tempfile::tempdir().expect("tempdir");
     let tree = tmp.path().join("binhost");
     let size = 64 << 20;

@@ -95,6 +95,7 @@ fn run_in(a: &ImportArgs, synchronous: Synchronous, dir: &Path) -> anyhow::Resul
         max_body_bytes: 64 << 20,
         max_artifact_bytes: 1 << 20,
         http: server::HttpLimits::default(),
+        tls: None,
         clock: Arc::new(crate::serve_cmd::wall_clock),
         on_escalate: None,
         binhost: swarm_net::binhost::BinhostOptions::under(dir),

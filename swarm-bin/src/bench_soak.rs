@@ -104,6 +104,7 @@ fn soak_in(a: &SoakArgs, dir: &Path) -> anyhow::Result<()> {
         max_body_bytes: 16 << 20,
         max_artifact_bytes: 1 << 20,
         http: server::HttpLimits::default(),
+        tls: None,
         clock,
         on_escalate: None,
         binhost: swarm_net::binhost::BinhostOptions::under(dir),

@@ -185,6 +185,10 @@ fn start(s: &Settings, accept_loss: bool) -> anyhow::Result<Started> {
         max_body_bytes: s.max_body_bytes,
         max_artifact_bytes: s.max_artifact_bytes,
         http: s.http.clone(),
+        tls: match (&s.tls_cert, &s.tls_key) {
+            (Some(cert), Some(key)) => Some(server::TlsServer::from_pem_files(cert, key)?),
+            _ => None,
+        },
         clock: Arc::new(wall_clock),
         on_escalate: Some(on_escalate),
         binhost: swarm_net::binhost::BinhostOptions {
@@ -276,7 +280,15 @@ fn start(s: &Settings, accept_loss: bool) -> anyhow::Result<Started> {
         None
     };
     // The line scripts and tests wait for: the server accepts connections now.
-    println!("listening on http://{}", running.addr());
+    let scheme = if s.tls_cert.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    if let Some(cert) = &s.tls_cert {
+        tracing::info!(cert = %cert.display(), "serving https (TLS terminated by swarm)");
+    }
+    println!("listening on {scheme}://{}", running.addr());
     tracing::info!(
         addr = %running.addr(),
         staging = %s.staging_path.display(),

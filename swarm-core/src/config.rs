@@ -6,6 +6,14 @@
 use crate::time::{HOUR_MS, MINUTE_MS, SECOND_MS};
 use serde::{Deserialize, Serialize};
 
+/// Longest duration a policy field may hold: a year. Beyond it a value is a
+/// mistake (seconds given as milliseconds twice over), not a policy.
+pub const MAX_CONFIG_MS: u64 = 365 * 24 * HOUR_MS;
+/// Largest count a policy field may hold (attempts, failures, drones).
+pub const MAX_CONFIG_COUNT: u32 = 1_000_000;
+/// Largest `max_prefetch` and `cores_per_slot`: the most cores a drone may claim.
+pub const MAX_SLOT_COUNT: u32 = 1024;
+
 /// The policy's numbers. Build with `Config::default()` and override fields;
 /// `Swarm::new` validates.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -141,6 +149,19 @@ pub enum ConfigError {
         /// The value given.
         value: u32,
     },
+    /// A count or duration beyond anything that makes sense (a typo, or a
+    /// unit mixed up), refused before it can overflow a deadline.
+    #[error("{field} is {value}, but must be at most {max}{unit}")]
+    TooLarge {
+        /// The offending field.
+        field: &'static str,
+        /// The value given.
+        value: u64,
+        /// The largest value accepted.
+        max: u64,
+        /// `" ms"` for durations, empty for counts.
+        unit: &'static str,
+    },
     /// Two fields whose order matters are the wrong way round.
     #[error("{field} ({value} ms) must be {relation} {other} ({other_value} ms)")]
     Order {
@@ -191,6 +212,9 @@ impl Config {
         }
         if let Some((field, _)) = positive_ms.iter().find(|(_, v)| *v == 0) {
             return Err(ConfigError::Zero { field });
+        }
+        if let Some(e) = self.too_large() {
+            return Err(e);
         }
         if !(1..=100).contains(&self.brake_ratio_percent) {
             return Err(ConfigError::Percent {
@@ -244,6 +268,87 @@ impl Config {
             });
         }
         Ok(())
+    }
+
+    /// The first field above its upper bound: durations at most
+    /// [`MAX_CONFIG_MS`], counts at most [`MAX_CONFIG_COUNT`] (slots and
+    /// prefetch at most [`MAX_SLOT_COUNT`]). `block_after_drones` is
+    /// unbounded: `u32::MAX` means "never block for failing on drones".
+    fn too_large(&self) -> Option<ConfigError> {
+        let [c0, c1, c2] = self.escalation_cooldowns_ms;
+        let durations = [
+            ("heartbeat_grace_ms", self.heartbeat_grace_ms),
+            ("offline_timeout_ms", self.offline_timeout_ms),
+            ("confirmed_dead_after_ms", self.confirmed_dead_after_ms),
+            ("failover_grace_ms", self.failover_grace_ms),
+            ("default_duration_ms", self.default_duration_ms),
+            ("failure_memory_ms", self.failure_memory_ms),
+            ("retry_base_ms", self.retry_base_ms),
+            ("retry_cap_ms", self.retry_cap_ms),
+            ("failure_age_ms", self.failure_age_ms),
+            ("grounding_timeout_ms", self.grounding_timeout_ms),
+            ("grounding_cap_ms", self.grounding_cap_ms),
+            ("upload_failure_window_ms", self.upload_failure_window_ms),
+            ("brake_window_ms", self.brake_window_ms),
+            ("min_failure_window_ms", self.min_failure_window_ms),
+            ("escalation_cooldowns_ms[0]", c0),
+            ("escalation_cooldowns_ms[1]", c1),
+            ("escalation_cooldowns_ms[2]", c2),
+            ("escalation_window_ms", self.escalation_window_ms),
+            ("replan_interval_ms", self.replan_interval_ms),
+        ];
+        let counts = [
+            ("max_prefetch", self.max_prefetch, MAX_SLOT_COUNT),
+            ("cores_per_slot", self.cores_per_slot, MAX_SLOT_COUNT),
+            ("max_attempts", self.max_attempts, MAX_CONFIG_COUNT),
+            (
+                "max_auto_unblocks",
+                self.max_auto_unblocks,
+                MAX_CONFIG_COUNT,
+            ),
+            (
+                "max_drone_failures",
+                self.max_drone_failures,
+                MAX_CONFIG_COUNT,
+            ),
+            (
+                "upload_failure_limit",
+                self.upload_failure_limit,
+                MAX_CONFIG_COUNT,
+            ),
+            ("brake_min_drones", self.brake_min_drones, MAX_CONFIG_COUNT),
+            (
+                "min_consecutive_failures",
+                self.min_consecutive_failures,
+                MAX_CONFIG_COUNT,
+            ),
+            (
+                "max_escalations_per_window",
+                self.max_escalations_per_window,
+                MAX_CONFIG_COUNT,
+            ),
+        ];
+        let duration =
+            durations
+                .into_iter()
+                .find(|(_, v)| *v > MAX_CONFIG_MS)
+                .map(|(field, value)| ConfigError::TooLarge {
+                    field,
+                    value,
+                    max: MAX_CONFIG_MS,
+                    unit: " ms",
+                });
+        duration.or_else(|| {
+            counts
+                .into_iter()
+                .find(|(_, v, max)| v > max)
+                .map(|(field, value, max)| ConfigError::TooLarge {
+                    field,
+                    value: u64::from(value),
+                    max: u64::from(max),
+                    unit: "",
+                })
+        })
     }
 
     /// Build Swarm v3's observable policy, for side-by-side comparison: FIFO, a
@@ -321,6 +426,74 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    /// Every numeric field of the policy, found from the type itself (so a
+    /// new field without a bound fails here), refuses an absurd value by name.
+    #[test]
+    fn every_numeric_policy_field_refuses_an_absurd_value_by_name() {
+        let serde_json::Value::Object(defaults) =
+            serde_json::to_value(Config::default()).expect("serialisable")
+        else {
+            panic!("a config is an object");
+        };
+        let mut checked = 0;
+        for (field, value) in &defaults {
+            // `u32::MAX` drones is how "never" is spelt (`Config::v3`).
+            if field == "block_after_drones" {
+                continue;
+            }
+            let slots = match value {
+                serde_json::Value::Number(_) => vec![None],
+                serde_json::Value::Array(a) => (0..a.len()).map(Some).collect(),
+                _ => continue,
+            };
+            for slot in slots {
+                let name = match slot {
+                    Some(i) => format!("{field}[{i}]"),
+                    None => field.clone(),
+                };
+                let err = [u64::MAX, u64::from(u32::MAX)]
+                    .into_iter()
+                    .find_map(|absurd| {
+                        let mut json = serde_json::Value::Object(defaults.clone());
+                        match slot {
+                            Some(i) => json[field][i] = absurd.into(),
+                            None => json[field] = absurd.into(),
+                        }
+                        serde_json::from_value::<Config>(json).ok()
+                    })
+                    .unwrap_or_else(|| panic!("{name} takes neither u64 nor u32"))
+                    .validate()
+                    .expect_err(&name)
+                    .to_string();
+                assert!(err.starts_with(&name), "{name}: {err}");
+                checked += 1;
+            }
+        }
+        assert!(checked >= 29, "only {checked} fields checked");
+    }
+
+    #[test]
+    fn a_value_at_its_bound_is_accepted() {
+        let c = Config {
+            failure_memory_ms: MAX_CONFIG_MS,
+            max_attempts: MAX_CONFIG_COUNT,
+            max_prefetch: MAX_SLOT_COUNT,
+            ..Config::default()
+        };
+        assert_eq!(c.validate(), Ok(()));
+        let c = Config {
+            failure_memory_ms: MAX_CONFIG_MS + 1,
+            ..Config::default()
+        };
+        assert_eq!(
+            c.validate().map_err(|e| e.to_string()),
+            Err(format!(
+                "failure_memory_ms is {}, but must be at most {MAX_CONFIG_MS} ms",
+                MAX_CONFIG_MS + 1
+            ))
+        );
     }
 
     #[test]

@@ -314,7 +314,8 @@ fn reclaim_not_started_everywhere(
 /// A new queue generation: not-started leases are revoked, and every package
 /// that is not being built right now leaves the queue.
 fn fresh(s: &mut Swarm, out: &mut Vec<Output>) -> String {
-    s.st.generation += 1;
+    // Saturating: an adapter bounds pushed generations, the core never panics.
+    s.st.generation = s.st.generation.saturating_add(1);
     let revoked = reclaim_not_started_everywhere(s, ReclaimReason::Fresh, out);
     let before = s.st.packages.len();
     let old = std::mem::take(&mut s.st.packages);

@@ -47,6 +47,9 @@ pub(crate) struct Index {
     /// adds none of them leaves the existing packages' plan as it was, so
     /// the plan is extended instead of recomputed (see `plan::extend`).
     pub(crate) declared: BTreeSet<Atom>,
+    /// Each package's depth in the dependency graph (`policy::extend`), by id:
+    /// the order in which critical paths are pushed to dependencies.
+    pub(crate) depth: Vec<u32>,
 }
 
 impl Index {

@@ -205,6 +205,21 @@ impl Swarm {
         if fresh.ix.by_key != self.ix.by_key {
             return fail(0, "package-per-key index drifted".to_owned());
         }
+        if fresh.ix.depth != self.ix.depth {
+            return fail(0, "dependency depths drifted".to_owned());
+        }
+        if let Some((d, p)) = self
+            .st
+            .cp_pending
+            .0
+            .iter()
+            .find(|(d, p)| self.ix.depth.get(p.index()) != Some(d))
+        {
+            return fail(
+                0,
+                format!("package #{} waits for its plan at depth {d}", p.0),
+            );
+        }
         if fresh.ix.ready != self.ix.ready || fresh.ix.sweepable != self.ix.sweepable {
             return fail(
                 0,

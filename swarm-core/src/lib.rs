@@ -51,6 +51,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 mod atom;
+pub mod bounds;
 mod config;
 mod control;
 mod digest;
@@ -76,7 +77,7 @@ pub mod time;
 mod view;
 
 pub use atom::{Atom, AtomError, AtomRefusal};
-pub use config::{Config, ConfigError, Ordering};
+pub use config::{Config, ConfigError, Ordering, MAX_CONFIG_COUNT, MAX_CONFIG_MS, MAX_SLOT_COUNT};
 pub use env::{BuildEnv, EnvDiff, EnvError};
 pub use health::{BuildTiming, DroneHealth, HealthMonitor, HealthSample, HealthThresholds};
 pub use id::{DroneName, Epoch, Generation, LeaseId, NameError, Seq};

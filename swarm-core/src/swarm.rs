@@ -12,7 +12,7 @@ use crate::input::{
 use crate::output::{
     BlockReason, Command, Event, Output, ReclaimReason, RejectReason, RevokeReason,
 };
-use crate::policy::{brake, breaker, escalate, liveness, plan, retry, schedule};
+use crate::policy::{brake, breaker, escalate, extend, liveness, plan, retry, schedule};
 use crate::portage::PortageSnapshot;
 use crate::state::{Drone, Lease, Liveness, Package, PackageState, PkgId, SwarmState};
 use crate::time::Timestamp;
@@ -477,14 +477,20 @@ impl Swarm {
         }
         if added > 0 {
             let changed = if extends {
-                plan::extend(&mut self.st, &self.ix.by_atom, &self.ix.by_key, first_new)
+                extend::extend(
+                    &mut self.st,
+                    &self.ix.by_atom,
+                    &self.ix.by_key,
+                    &mut self.ix.depth,
+                    first_new,
+                )
             } else {
                 None
             };
             match changed {
                 Some(ids) => {
                     for id in ids {
-                        self.sync_pkg(id);
+                        self.sync_rank(id);
                     }
                     self.sync_replan();
                 }
@@ -552,9 +558,22 @@ impl Swarm {
                 self.sync_brake();
             }
             TimerKey::Replan => {
-                if plan::refresh_estimates(&mut self.st, &self.ix.by_key) {
+                let relearned_due = !self.st.relearned.is_empty()
+                    && self.st.now >= self.st.last_plan.plus(self.st.config.replan_interval_ms);
+                if relearned_due && plan::refresh_estimates(&mut self.st, &self.ix.by_key) {
                     plan::recompute_critical_paths(&mut self.st);
                     self.resync_all_packages();
+                }
+                if !self.st.cp_pending.is_empty() {
+                    let moved = extend::propagate(
+                        &mut self.st,
+                        &self.ix.depth,
+                        [],
+                        extend::PROPAGATION_BUDGET,
+                    );
+                    for id in moved {
+                        self.sync_rank(id);
+                    }
                 }
                 self.sync_replan();
             }
@@ -1175,6 +1194,16 @@ impl Swarm {
         self.set_timer(TimerKey::AutoUnblock(pkg), auto);
     }
 
+    /// After a package's plan moved (or it was just queued): only a package
+    /// in the ready or sweep set has a key that depends on it, and its
+    /// timers do not; the rest of a long ancestry costs no index lookup.
+    fn sync_rank(&mut self, pkg: PkgId) {
+        let p = self.st.pkg(pkg);
+        if schedule::is_ready(&self.st, p) || schedule::is_sweepable(p) {
+            self.sync_pkg(pkg);
+        }
+    }
+
     pub(crate) fn sync_drone(&mut self, name: &DroneName) {
         let (check, dead, unground) = match self.st.drones.get(name) {
             Some(d) => (
@@ -1213,13 +1242,23 @@ impl Swarm {
 
     fn sync_replan(&mut self) {
         let dirty = !self.st.relearned.is_empty();
-        let at = dirty.then(|| self.st.last_plan.plus(self.st.config.replan_interval_ms));
+        let relearn = dirty.then(|| self.st.last_plan.plus(self.st.config.replan_interval_ms));
+        // Critical paths an enqueue left to finish: a slice per tick, the
+        // next one `PROPAGATION_PAUSE_MS` on, so one `Tick` never drains it
+        // all and a busy writer's other inputs come first.
+        let pending = (!self.st.cp_pending.is_empty())
+            .then(|| self.st.now.plus(extend::PROPAGATION_PAUSE_MS));
+        let at = match (relearn, pending) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         self.set_timer(TimerKey::Replan, at);
     }
 
     /// Recomputes the plan and re-sorts the ready set.
     pub(crate) fn replan(&mut self) {
         plan::replan(&mut self.st);
+        self.ix.depth = extend::depths(&self.st);
         self.resync_all_packages();
     }
 
@@ -1236,6 +1275,7 @@ impl Swarm {
             by_atom: Index::atoms_of(&self.st),
             by_key: Index::keys_of(&self.st),
             declared: Index::declared_of(&self.st),
+            depth: extend::depths(&self.st),
             ..Index::default()
         };
         for i in 0..self.st.packages.len() {

@@ -94,6 +94,14 @@ pub struct Settings {
     pub legacy_drones: Vec<ipnet::IpNet>,
     /// `max_drones`, `max_registrations_per_minute` and `probe.networks`.
     pub drones: crate::server::DroneLimits,
+    /// PEM certificate chain `serve` terminates TLS with (with `tls_key`).
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// The operator's note that a TLS reverse proxy in front terminates
+    /// TLS (dist/nginx/swarm-proxy.conf): a listen address beyond loopback
+    /// without `tls_cert` is then not warned about.
+    pub tls_proxy: bool,
     /// How hard each commit waits for the disk.
     pub synchronous: Synchronous,
     /// Cap on a JSON request body (default 1 MiB).
@@ -208,6 +216,9 @@ impl Settings {
             drone_token: None,
             legacy_drones: default_legacy_drones(),
             drones: crate::server::DroneLimits::default(),
+            tls_cert: None,
+            tls_key: None,
+            tls_proxy: false,
             synchronous: Synchronous::Full,
             max_body_bytes: 1024 * 1024,
             max_artifact_bytes: 2 * 1024 * 1024 * 1024,
@@ -258,6 +269,9 @@ impl fmt::Debug for Settings {
             .field("drone_token", &hidden(&self.drone_token))
             .field("legacy_drones", &self.legacy_drones)
             .field("drones", &self.drones)
+            .field("tls_cert", &self.tls_cert)
+            .field("tls_key", &self.tls_key)
+            .field("tls_proxy", &self.tls_proxy)
             .field("synchronous", &self.synchronous)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("max_artifact_bytes", &self.max_artifact_bytes)
@@ -313,6 +327,13 @@ impl LoadRequest {
             running_as_root: running_as_root(),
         }
     }
+}
+
+/// Every Build Swarm v3 environment variable the server reads or warns about,
+/// so a launcher (`swarm demo`) can keep a caller's v3 settings away from the
+/// servers it starts.
+pub fn v3_variables() -> impl Iterator<Item = &'static str> {
+    env::all_v3_names()
 }
 
 /// Whether this process runs as root: the owner of `/proc/self` is the
@@ -425,6 +446,12 @@ impl Loaded {
                         .collect::<Vec<_>>(),
                 ),
             ),
+            (
+                "tls_cert".into(),
+                s.tls_cert.as_deref().map_or(J::Null, path),
+            ),
+            ("tls_key".into(), s.tls_key.as_deref().map_or(J::Null, path)),
+            ("tls_proxy".into(), J::from(s.tls_proxy)),
             (
                 "synchronous".into(),
                 J::from(match s.synchronous {
@@ -725,6 +752,9 @@ fn load(request: &LoadRequest) -> Result<Loaded, SettingsError> {
                 _ => defaults.drones.probe_networks.clone(),
             },
         },
+        tls_cert: layers.path("tls_cert"),
+        tls_key: layers.path("tls_key"),
+        tls_proxy: layers.bool("tls_proxy", defaults.tls_proxy),
         synchronous: match layers.get("synchronous") {
             Some(Typed::Sync(s)) => *s,
             _ => defaults.synchronous,
@@ -802,6 +832,7 @@ fn load(request: &LoadRequest) -> Result<Loaded, SettingsError> {
             source_of("probe.interval_s"),
         ));
     }
+    check_tls(&settings, &source_of, &mut warnings)?;
     check_drone_access(&settings, &source_of, &mut warnings)?;
     if let Some(token) = &settings.admin_token {
         if token.chars().count() < 16 {
@@ -824,6 +855,56 @@ fn load(request: &LoadRequest) -> Result<Loaded, SettingsError> {
         sources,
         warnings,
     })
+}
+
+/// `tls_cert` and `tls_key` come together and must load (so `config check`
+/// finds a bad certificate before a restart does); a listen address beyond
+/// loopback with neither TLS nor a proxy note is flagged: tokens would cross
+/// the network in clear text.
+fn check_tls(
+    settings: &Settings,
+    source_of: &dyn Fn(&str) -> Source,
+    warnings: &mut Vec<String>,
+) -> Result<(), SettingsError> {
+    match (&settings.tls_cert, &settings.tls_key) {
+        (Some(cert), Some(key)) => {
+            crate::server::TlsServer::from_pem_files(cert, key).map_err(|e| {
+                SettingsError::Invalid {
+                    key: "tls_cert".into(),
+                    message: e.to_string(),
+                    origin: format!(
+                        "tls_cert from {}, tls_key from {}",
+                        source_of("tls_cert"),
+                        source_of("tls_key")
+                    ),
+                }
+            })?;
+        }
+        (Some(_), None) | (None, Some(_)) => {
+            let (set, missing) = if settings.tls_cert.is_some() {
+                ("tls_cert", "tls_key")
+            } else {
+                ("tls_key", "tls_cert")
+            };
+            return Err(SettingsError::Invalid {
+                key: missing.into(),
+                message: format!(
+                    "{set} is set but {missing} is not: TLS needs the certificate chain (tls_cert) and its private key (tls_key)"
+                ),
+                origin: source_of(set).to_string(),
+            });
+        }
+        (None, None) => {
+            if !settings.listen.ip().is_loopback() && !settings.tls_proxy {
+                warnings.push(format!(
+                    "listen = {} ({}) is reachable from the network over plain http: drone and admin tokens would cross it in clear text. Set tls_cert and tls_key so swarm serves https itself, or put a TLS reverse proxy in front (dist/nginx/swarm-proxy.conf), listen on loopback, and set tls_proxy = true",
+                    settings.listen,
+                    source_of("listen")
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Who may act as a drone, given where the server listens: credential-less
@@ -921,9 +1002,13 @@ fn policy(layers: &Layers) -> Result<Config, SettingsError> {
 
 fn policy_error(e: &ConfigError, source_of: &dyn Fn(&str) -> Source) -> SettingsError {
     let (field, other) = match e {
-        ConfigError::Zero { field } | ConfigError::Percent { field, .. } => (*field, None),
+        ConfigError::Zero { field }
+        | ConfigError::Percent { field, .. }
+        | ConfigError::TooLarge { field, .. } => (*field, None),
         ConfigError::Order { field, other, .. } => (*field, Some(*other)),
     };
+    // `escalation_cooldowns_ms[1]` is set as `escalation_cooldowns_ms`.
+    let field = field.split('[').next().unwrap_or(field);
     let key = format!("policy.{field}");
     let origin = match other {
         Some(other) => {

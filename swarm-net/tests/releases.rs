@@ -31,6 +31,7 @@ fn start(dir: &Path, keep_last: u32) -> RunningServer {
         max_body_bytes: 1 << 20,
         max_artifact_bytes: 1 << 20,
         http: server::HttpLimits::default(),
+        tls: None,
         clock: Arc::new(move || {
             swarm_core::Timestamp(t0 + clock_base.elapsed().as_millis() as u64)
         }),

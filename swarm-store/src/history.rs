@@ -81,6 +81,45 @@ pub struct PackageStats {
     /// Outcome of the latest attempt.
     #[serde(deserialize_with = "text_or_json")]
     pub last_outcome: Option<String>,
+    /// The drones that tried it, by name.
+    pub tried_on: Vec<String>,
+    /// When the latest attempt was leased, ms.
+    pub last_attempt_ms: Option<i64>,
+}
+
+/// Totals over the kept build history, in the terms of Build Swarm v3's
+/// `stats` (`/api/v1/history`, `timing` in `/api/v1/status`). A build is an
+/// attempt that ended with a result (success, failed, upload_failed or
+/// masked); returned and reclaimed leases built nothing and are left out.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BuildTotals {
+    /// Builds.
+    pub total: i64,
+    /// Successful ones.
+    pub success: i64,
+    /// Sum of the successful builds' reported durations, ms.
+    pub success_duration_ms: i64,
+    /// Successful builds that reported a duration.
+    pub timed: i64,
+    /// The same per drone, most builds first.
+    pub per_drone: Vec<DroneTotals>,
+}
+
+/// [`BuildTotals`] of one drone.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DroneTotals {
+    /// Drone.
+    pub drone: String,
+    /// Builds.
+    pub total: i64,
+    /// Successful ones.
+    pub success: i64,
+    /// Sum of the successful builds' reported durations, ms.
+    pub success_duration_ms: i64,
+    /// Successful builds that reported a duration.
+    pub timed: i64,
 }
 
 /// Filters for the newest-first event history.
@@ -92,6 +131,8 @@ pub struct EventFilter {
     pub kind: Option<String>,
     /// Only this package.
     pub package: Option<String>,
+    /// Only events after this time, ms since the epoch.
+    pub since_ms: Option<i64>,
 }
 
 /// A read-only reader of history.
@@ -134,11 +175,17 @@ impl History {
         let sql = format!(
             "SELECT {EVENT_COLS} FROM events WHERE (?1 IS NULL OR drone = ?1) \
              AND (?2 IS NULL OR kind = ?2) AND (?3 IS NULL OR package = ?3) \
-             ORDER BY id DESC LIMIT ?4"
+             AND (?5 IS NULL OR at_ms > ?5) ORDER BY id DESC LIMIT ?4"
         );
         let mut st = self.conn.prepare_cached(&sql)?;
         let rows = st.query_map(
-            params![filter.drone, filter.kind, filter.package, limit],
+            params![
+                filter.drone,
+                filter.kind,
+                filter.package,
+                limit,
+                filter.since_ms
+            ],
             event_row,
         )?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -170,6 +217,34 @@ impl History {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// Totals over the kept build history, overall and per drone.
+    pub fn totals(&self) -> Result<BuildTotals, StoreError> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT drone, COUNT(*), SUM(outcome = 'success'), \
+                    SUM(CASE WHEN outcome = 'success' AND duration_ms > 0 THEN duration_ms END), \
+                    SUM(outcome = 'success' AND duration_ms > 0) \
+             FROM builds WHERE outcome IN ('success', 'failed', 'upload_failed', 'masked') \
+             GROUP BY drone ORDER BY COUNT(*) DESC, drone",
+        )?;
+        let rows = st.query_map([], |r| {
+            Ok(DroneTotals {
+                drone: r.get(0)?,
+                total: r.get(1)?,
+                success: r.get::<_, Option<i64>>(2)?.unwrap_or(0),
+                success_duration_ms: r.get::<_, Option<i64>>(3)?.unwrap_or(0),
+                timed: r.get::<_, Option<i64>>(4)?.unwrap_or(0),
+            })
+        })?;
+        let per_drone: Vec<DroneTotals> = rows.collect::<Result<_, _>>()?;
+        Ok(BuildTotals {
+            total: per_drone.iter().map(|d| d.total).sum(),
+            success: per_drone.iter().map(|d| d.success).sum(),
+            success_duration_ms: per_drone.iter().map(|d| d.success_duration_ms).sum(),
+            timed: per_drone.iter().map(|d| d.timed).sum(),
+            per_drone,
+        })
+    }
+
     /// Statistics per package over the kept history, most-built first.
     pub fn stats_by_package(&self, limit: u32) -> Result<Vec<PackageStats>, StoreError> {
         let mut st = self.conn.prepare_cached(
@@ -177,7 +252,10 @@ impl History {
                     SUM(outcome = 'success'), \
                     SUM(outcome IN ('failed', 'upload_failed', 'masked')), \
                     CAST(AVG(CASE WHEN outcome = 'success' THEN duration_ms END) AS INTEGER), \
-                    (SELECT b2.outcome FROM builds b2 WHERE b2.package = b.package ORDER BY b2.id DESC LIMIT 1) \
+                    (SELECT b2.outcome FROM builds b2 WHERE b2.package = b.package ORDER BY b2.id DESC LIMIT 1), \
+                    (SELECT GROUP_CONCAT(d, char(31)) FROM (SELECT DISTINCT drone AS d FROM builds b3 \
+                        WHERE b3.package = b.package ORDER BY d)), \
+                    MAX(created_at) \
              FROM builds b GROUP BY package ORDER BY COUNT(*) DESC, package LIMIT ?1",
         )?;
         let rows = st.query_map(params![limit], |r| {
@@ -188,6 +266,12 @@ impl History {
                 failed: r.get::<_, Option<i64>>(3)?.unwrap_or(0),
                 avg_duration_ms: r.get(4)?,
                 last_outcome: r.get(5)?,
+                tried_on: r
+                    .get::<_, Option<String>>(6)?
+                    // Unit separators: drone names cannot hold control characters.
+                    .map(|d| d.split('\u{1f}').map(str::to_owned).collect())
+                    .unwrap_or_default(),
+                last_attempt_ms: r.get(7)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)

@@ -57,7 +57,9 @@ mod store;
 pub use error::StoreError;
 pub use explorer::{ColumnInfo, Explorer, ExplorerOptions, QueryResult, TableInfo};
 pub use export::Export;
-pub use history::{BuildRow, EventFilter, EventRow, History, PackageStats};
+pub use history::{
+    BuildRow, BuildTotals, DroneTotals, EventFilter, EventRow, History, PackageStats,
+};
 pub use store::{OpenReport, Store, StoreOptions, Synchronous};
 pub use swarm_core::{Envelope, Output};
 

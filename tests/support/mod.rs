@@ -3,6 +3,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod drone;
+pub mod nginx;
 pub mod portage;
 
 use serde_json::Value;
@@ -36,6 +37,21 @@ pub fn swarm_bin() -> PathBuf {
         bin
     })
     .clone()
+}
+
+/// SIGTERM, then SIGKILL if `child` has not exited within `grace`; reaped.
+pub fn terminate_child(child: &mut Child, grace: Duration) {
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).expect("pid");
+    let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 /// A running `swarm serve` child. Killed on drop.
@@ -100,7 +116,10 @@ impl Server {
             .strip_prefix("listening on ")
             .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
             .to_string();
-        let addr = url.trim_start_matches("http://").to_string();
+        let addr = url
+            .trim_start_matches("https://")
+            .trim_start_matches("http://")
+            .to_string();
         Server {
             child,
             url,

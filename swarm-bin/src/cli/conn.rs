@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use swarm_net::client::{Client, ClientError};
+use swarm_net::client::{Client, ClientError, TlsClient};
 
 /// Where `swarm serve` listens unless told otherwise.
 pub(crate) const DEFAULT_URL: &str = "http://127.0.0.1:8100";
@@ -20,6 +20,10 @@ pub(crate) struct ServerArgs {
     /// Give up on an answer after this many seconds.
     #[arg(long, value_name = "S", default_value_t = 10)]
     pub(crate) timeout_s: u64,
+    /// For an https:// server: trust only the CA certificate(s) in this PEM
+    /// file (a private CA) instead of the system's CA store [env: SWARM_CA].
+    #[arg(long, value_name = "FILE")]
+    pub(crate) ca: Option<PathBuf>,
 }
 
 /// The server plus the admin token, for commands that change things.
@@ -69,9 +73,15 @@ impl ServerArgs {
         server_url(self.server.as_deref(), &env_var)
     }
 
-    /// A client without credentials, for the read endpoints.
-    pub(crate) fn client(&self) -> Client {
-        Client::new(self.url(), Duration::from_secs(self.timeout_s.max(1)))
+    /// A client without credentials, for the read endpoints; an error when
+    /// the CA file cannot be used.
+    pub(crate) fn client(&self) -> anyhow::Result<Client> {
+        let ca = self
+            .ca
+            .clone()
+            .or_else(|| env_var("SWARM_CA").map(PathBuf::from));
+        let tls = TlsClient::load(ca.as_deref())?;
+        Ok(Client::new(self.url(), Duration::from_secs(self.timeout_s.max(1))).with_tls(&tls))
     }
 }
 
@@ -91,7 +101,7 @@ impl AdminArgs {
             .or_else(|| self.data_dir.as_ref().map(|d| d.join(TOKEN_FILE_NAME)));
         let (token, token_source) = find_token(self.token.as_deref(), file.as_deref(), &env_var)?;
         Ok(AdminClient {
-            client: self.server.client().with_admin_token(Some(token)),
+            client: self.server.client()?.with_admin_token(Some(token)),
             token_source,
         })
     }

@@ -73,7 +73,7 @@ fn check_kind(kind: Option<&str>) -> anyhow::Result<()> {
 
 pub(crate) fn run(args: EventsArgs) -> anyhow::Result<()> {
     check_kind(args.kind.as_deref())?;
-    let client = args.server.client();
+    let client = args.server.client()?;
     let filter = EventQuery {
         limit: Some(args.limit),
         drone: args.drone.clone(),

@@ -22,7 +22,7 @@ pub(crate) struct ExplainArgs {
 pub(crate) fn run(args: ExplainArgs) -> anyhow::Result<()> {
     let atom =
         Atom::parse(&args.package).with_context(|| format!("cannot explain {}", args.package))?;
-    let client = args.server.client();
+    let client = args.server.client()?;
     let answer = client.explain(atom.as_str()).map_err(read_error)?;
     if args.json {
         return emit_json(&answer.raw);

@@ -14,7 +14,7 @@ pub(crate) struct FleetArgs {
 }
 
 pub(crate) fn run(args: FleetArgs) -> anyhow::Result<()> {
-    let answer = args.server.client().nodes().map_err(read_error)?;
+    let answer = args.server.client()?.nodes().map_err(read_error)?;
     if args.json {
         return emit_json(&answer.raw);
     }

@@ -28,7 +28,7 @@ pub(crate) struct HistoryArgs {
 }
 
 pub(crate) fn run(args: HistoryArgs) -> anyhow::Result<()> {
-    let client = args.server.client();
+    let client = args.server.client()?;
     if args.by_package {
         let answer = client.build_stats().map_err(read_error)?;
         if args.json {
@@ -164,6 +164,7 @@ mod tests {
             failed: 1,
             avg_duration_ms: Some(61_000),
             last_outcome: Some("success".into()),
+            ..PackageStats::default()
         }];
         assert_eq!(
             render_stats(&stats),

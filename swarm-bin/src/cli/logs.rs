@@ -29,7 +29,7 @@ pub(crate) struct LogsArgs {
 pub(crate) fn run(args: LogsArgs) -> anyhow::Result<()> {
     let atom = Atom::parse(&args.package)
         .with_context(|| format!("cannot show logs of {}", args.package))?;
-    let client = args.server.client();
+    let client = args.server.client()?;
     let builds = client
         .logged_builds(Some(atom.as_str()), 200)
         .map_err(read_error)?;

@@ -14,7 +14,7 @@ pub(crate) struct MetricsArgs {
 }
 
 pub(crate) fn run(args: MetricsArgs) -> anyhow::Result<()> {
-    let text = args.server.client().metrics().map_err(read_error)?;
+    let text = args.server.client()?.metrics().map_err(read_error)?;
     if args.json {
         return emit_json(&Value::Array(samples(&text)));
     }

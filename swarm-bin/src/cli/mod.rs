@@ -8,7 +8,7 @@
 //! server's own JSON. Parsing and rendering are pure functions with unit
 //! tests; the run functions only fetch and print.
 
-mod bounded_run;
+pub(crate) mod bounded_run;
 mod confirm;
 pub(crate) mod conn;
 mod control;
@@ -17,9 +17,9 @@ mod events;
 mod explain;
 mod fleet;
 pub(crate) mod fmt;
-mod fresh;
+pub(crate) mod fresh;
 mod history;
-mod import;
+pub(crate) mod import;
 mod logs;
 mod metrics;
 mod monitor;

@@ -71,7 +71,7 @@ fn fetch(client: &Client, events: u32) -> anyhow::Result<Snapshot> {
 }
 
 pub(crate) fn run(args: MonitorArgs) -> anyhow::Result<()> {
-    let client = args.server.client();
+    let client = args.server.client()?;
     let url = args.server.url();
     if args.once {
         let snap = fetch(&client, args.events)?;
@@ -230,7 +230,10 @@ pub(crate) fn render(snap: &Snapshot, url: &str) -> String {
     );
     out += &format!(
         "Fleet  {} online  {} suspect  {} offline  {} stopped\n\n",
-        s.drones.online, s.drones.suspect, s.drones.offline, s.drones.stopped
+        s.drone_counts.online,
+        s.drone_counts.suspect,
+        s.drone_counts.offline,
+        s.drone_counts.stopped
     );
     out += &fleet_table(snap, now);
     out += "\nRecent events\n";
@@ -344,7 +347,7 @@ mod tests {
                     built: 30,
                     blocked: 5,
                 },
-                drones: DroneCounts {
+                drone_counts: DroneCounts {
                     online: 2,
                     suspect: 0,
                     offline: 0,

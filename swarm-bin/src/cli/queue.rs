@@ -309,7 +309,7 @@ fn already_text(already: u64, states: &[String]) -> String {
 }
 
 fn list(args: ListArgs) -> anyhow::Result<()> {
-    let client = args.server.client();
+    let client = args.server.client()?;
     let state = args.state.map(QueueState::from);
     let mut offset = args.offset;
     let mut pages: Vec<QueuePage> = Vec::new();

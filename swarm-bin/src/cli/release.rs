@@ -145,7 +145,7 @@ pub(crate) fn run(args: ReleaseArgs) -> anyhow::Result<()> {
         }
         ReleaseCmd::List { server, json } => {
             let v: Value = server
-                .client()
+                .client()?
                 .get_json("/api/v1/releases", Auth::None)
                 .map_err(read_error)?;
             out(json, &v, |v| render_list(v, now_ms()))
@@ -156,7 +156,7 @@ pub(crate) fn run(args: ReleaseArgs) -> anyhow::Result<()> {
             gate,
             json,
         } => {
-            let c = server.client();
+            let c = server.client()?;
             let mut v: Value = c
                 .get_json(&format!("/api/v1/releases/{}", encode(&name)), Auth::None)
                 .map_err(read_error)?;
@@ -173,7 +173,7 @@ pub(crate) fn run(args: ReleaseArgs) -> anyhow::Result<()> {
         }
         ReleaseCmd::Diff { server, a, b, json } => {
             let v: Value = server
-                .client()
+                .client()?
                 .get_json(
                     &format!("/api/v1/releases/diff?a={}&b={}", encode(&a), encode(&b)),
                     Auth::None,

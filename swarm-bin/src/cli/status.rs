@@ -14,7 +14,7 @@ pub(crate) struct StatusArgs {
 }
 
 pub(crate) fn run(args: StatusArgs) -> anyhow::Result<()> {
-    let answer = args.server.client().status().map_err(read_error)?;
+    let answer = args.server.client()?.status().map_err(read_error)?;
     if args.json {
         return emit_json(&answer.raw);
     }
@@ -41,7 +41,10 @@ pub(crate) fn render(s: &Status, url: &str) -> String {
             "drones",
             format!(
                 "{} online, {} suspect, {} offline, {} stopped",
-                s.drones.online, s.drones.suspect, s.drones.offline, s.drones.stopped
+                s.drone_counts.online,
+                s.drone_counts.suspect,
+                s.drone_counts.offline,
+                s.drone_counts.stopped
             ),
         ),
         (
@@ -119,7 +122,7 @@ mod tests {
                 built: 30,
                 blocked: 5,
             },
-            drones: DroneCounts {
+            drone_counts: DroneCounts {
                 online: 3,
                 suspect: 1,
                 offline: 0,

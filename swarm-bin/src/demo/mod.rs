@@ -17,6 +17,7 @@
 //! - [`progress`]: the live display;
 //! - [`summary`]: the final report, for humans or as JSON.
 
+mod emerge;
 mod procs;
 mod progress;
 mod summary;
@@ -76,9 +77,28 @@ pub(crate) struct DemoArgs {
     /// Do not kill a drone halfway.
     #[arg(long)]
     no_kill: bool,
+    /// What builds: the bundled STAND-IN (sleeps and writes small valid
+    /// gpkgs), or the real `emerge` of Portage on a small real ebuild
+    /// repository, ending with a release installed by a client machine.
+    #[arg(long, value_enum, default_value_t = Builder::Standin)]
+    builder: Builder,
+    /// The venv holding the real Portage for `--builder emerge` [default:
+    /// $SWARM_PORTAGE_VENV]. Make one with
+    /// `python3 -m venv DIR && DIR/bin/pip install portage`.
+    #[arg(long, value_name = "DIR")]
+    portage_venv: Option<PathBuf>,
     /// Give up (and clean up) after this many seconds.
     #[arg(long, default_value_t = 300)]
     timeout_s: u64,
+}
+
+/// What the demo's drones build with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Builder {
+    /// The bundled stand-in: no compiler, no Portage, valid gpkgs.
+    Standin,
+    /// The real emerge (needs the `portage` Python package).
+    Emerge,
 }
 
 /// Runs the demo. Children are cleaned up on every way out: success, error,
@@ -88,6 +108,10 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
         bail!("--speed must be a positive number");
     }
     let started = Instant::now();
+    let venv = match args.builder {
+        Builder::Emerge => Some(emerge::find_venv(args.portage_venv.as_deref())?),
+        Builder::Standin => None,
+    };
     let world = World::bundled(args.packages)?;
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [
@@ -111,6 +135,9 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
     let mut sup = Supervisor::new(exe, run_id);
     let tty = std::io::stderr().is_terminal();
     let mut progress = Progress::new(tty, args.slots);
+    if let Some(venv) = venv {
+        return run_emerge(&args, &venv, &dir, &mut sup, &stop, &mut progress);
+    }
 
     let outcome = drive(&args, &world, &dir, &mut sup, &stop, &mut progress);
     progress.finish();
@@ -148,13 +175,7 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
         std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
     }
     let text = summary::render(&summary);
-    if args.json {
-        eprintln!("\n{text}");
-        println!("{}", serde_json::to_string(&summary)?);
-    } else {
-        eprintln!();
-        crate::cli::fmt::emit(&text)?;
-    }
+    print(args.json, &text, &summary)?;
     if !summary.pids.left.is_empty() {
         bail!(
             "processes of the demo still running: {:?}",
@@ -170,6 +191,171 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
             summary.end,
             dir.display()
         );
+    }
+    Ok(())
+}
+
+/// `--builder emerge` after its directory and supervisor exist: drive,
+/// clean up on every way out, report.
+fn run_emerge(
+    args: &DemoArgs,
+    venv: &Path,
+    dir: &Path,
+    sup: &mut Supervisor,
+    stop: &AtomicBool,
+    progress: &mut Progress,
+) -> anyhow::Result<()> {
+    let outcome = emerge::drive(args, venv, dir, sup, stop, progress);
+    progress.finish();
+    let cleanup = sup.shutdown();
+    let summary = outcome.map_err(|e| {
+        e.context(format!(
+            "swarm demo --builder emerge failed; its children are stopped ({} left running); \
+             the machines, logs and database are kept in {}",
+            cleanup.left.len(),
+            dir.display()
+        ))
+    })?;
+    if !cleanup.left.is_empty() {
+        bail!("processes of the demo still running: {:?}", cleanup.left);
+    }
+    let mut text = emerge::render(&summary);
+    if args.keep {
+        text.push_str(&format!("Kept: {}\n", dir.display()));
+    } else {
+        std::fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))?;
+        text.push_str("Removed the demo's machines and data (--keep keeps them).\n");
+    }
+    print(args.json, &text, &summary)?;
+    Ok(())
+}
+
+/// What every demo drone's command line shares.
+struct DroneLaunch<'a> {
+    url: &'a str,
+    run_id: &'a str,
+    config: &'a Path,
+}
+
+impl DroneLaunch<'_> {
+    /// `swarm drone …` for `name` with `builder` and `slots`.
+    fn args(
+        &self,
+        name: &str,
+        builder: &str,
+        slots: u32,
+        work: &Path,
+        pkgdir: &Path,
+    ) -> Vec<String> {
+        let mut args: Vec<String> = vec![
+            "drone".into(),
+            "--server".into(),
+            self.url.to_owned(),
+            "--name".into(),
+            name.to_owned(),
+            "--machine-id".into(),
+            format!("{}-{name}", self.run_id),
+            "--builder".into(),
+            builder.to_owned(),
+            "--slots".into(),
+            slots.to_string(),
+            "--heartbeat-s".into(),
+            HEARTBEAT_S.to_string(),
+            "--poll-s".into(),
+            "1".into(),
+            "--on-stop".into(),
+            "return".into(),
+            "--kill-grace-s".into(),
+            "1".into(),
+            // The demo's builds write little; the real default (5 GiB free)
+            // would stop the demo on a nearly full machine for no reason.
+            "--min-free-disk".into(),
+            "256MiB".into(),
+            "--work-dir".into(),
+            path_arg(work),
+            "--pkgdir".into(),
+            path_arg(pkgdir),
+            "--portage-timestamp-file".into(),
+            path_arg(&work.join("no-portage-timestamp")),
+            "--config".into(),
+            path_arg(self.config),
+        ];
+        if builder == "standin" {
+            // Stand-in builds have no Portage environment to report.
+            args.extend(["--env-command".into(), String::new()]);
+        }
+        args
+    }
+}
+
+/// The demo's running server.
+struct Started {
+    url: String,
+    /// An admin client of it.
+    client: Client,
+    /// The (empty) config file the server and the drones read.
+    config: PathBuf,
+    /// Its data dir.
+    server_dir: PathBuf,
+}
+
+/// Starts the demo's `swarm serve` (loopback, a random port, the demo's
+/// policy, data in `dir/server`).
+fn start_server(
+    sup: &mut Supervisor,
+    dir: &Path,
+    progress: &mut Progress,
+) -> anyhow::Result<Started> {
+    // An empty config file, so /etc/swarm/swarm.toml on this host cannot
+    // change the demo; the settings come from the environment.
+    let config = dir.join("swarm.toml");
+    std::fs::write(
+        &config,
+        "# swarm demo: settings come from the environment\n",
+    )
+    .with_context(|| format!("writing {}", config.display()))?;
+    let server_dir = dir.join("server");
+    let url = sup.start_server(
+        &[
+            "serve".into(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--data-dir".into(),
+            path_arg(&server_dir),
+            "--config".into(),
+            path_arg(&config),
+        ],
+        &server_env(),
+        &dir.join("server.log"),
+    )?;
+    progress.note(&format!(
+        "server listening on {url} (pid {}), data in {}",
+        sup.server().map_or(0, |p| p.pid),
+        server_dir.display()
+    ));
+    let token_file = server_dir.join("admin.token");
+    let token = std::fs::read_to_string(&token_file)
+        .with_context(|| format!("reading the admin token {}", token_file.display()))?;
+    // Creating a release inspects every staged file: give the server time.
+    let client = Client::new(url.clone(), Duration::from_secs(60))
+        .with_admin_token(Some(token.trim().to_string()));
+    Ok(Started {
+        url,
+        client,
+        config,
+        server_dir,
+    })
+}
+
+/// The closing text on stderr and, with `--json`, the summary as one JSON
+/// object on stdout; else the text on stdout.
+fn print(json: bool, text: &str, summary: &impl serde::Serialize) -> anyhow::Result<()> {
+    if json {
+        eprintln!("\n{text}");
+        println!("{}", serde_json::to_string(summary)?);
+    } else {
+        eprintln!();
+        crate::cli::fmt::emit(text)?;
     }
     Ok(())
 }
@@ -236,19 +422,9 @@ fn drive(
     stop: &AtomicBool,
     progress: &mut Progress,
 ) -> anyhow::Result<(summary::Summary, End)> {
-    // An empty config file, so /etc/swarm/swarm.toml on this host cannot
-    // change the demo; the settings come from the environment.
-    let config = dir.join("swarm.toml");
-    std::fs::write(
-        &config,
-        "# swarm demo: settings come from the environment\n",
-    )
-    .with_context(|| format!("writing {}", config.display()))?;
     let sizes = dir.join("sizes.txt");
     std::fs::write(&sizes, world.sizes_file())
         .with_context(|| format!("writing {}", sizes.display()))?;
-    let server_dir = dir.join("server");
-
     progress.note(&format!(
         "swarm demo: {} ({} packages) on {} drones × {} slots; STAND-IN builds, 1 h of build = {:.1} s",
         world.name,
@@ -257,29 +433,12 @@ fn drive(
         args.slots,
         3600.0 / args.speed
     ));
-    let url = sup.start_server(
-        &[
-            "serve".into(),
-            "--listen".into(),
-            "127.0.0.1:0".into(),
-            "--data-dir".into(),
-            path_arg(&server_dir),
-            "--config".into(),
-            path_arg(&config),
-        ],
-        &server_env(),
-        &dir.join("server.log"),
-    )?;
-    progress.note(&format!(
-        "server listening on {url} (pid {}), data in {}",
-        sup.server().map_or(0, |p| p.pid),
-        server_dir.display()
-    ));
-    let token_file = server_dir.join("admin.token");
-    let token = std::fs::read_to_string(&token_file)
-        .with_context(|| format!("reading the admin token {}", token_file.display()))?;
-    let client = Client::new(url.clone(), Duration::from_secs(10))
-        .with_admin_token(Some(token.trim().to_string()));
+    let Started {
+        url,
+        client,
+        config,
+        server_dir,
+    } = start_server(sup, dir, progress)?;
 
     let env = standin_env(world, &sizes, args.speed);
     let names: Vec<String> = (1..=args.drones)
@@ -288,42 +447,12 @@ fn drive(
     for name in &names {
         let work = dir.join("drones").join(name);
         std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
-        let drone_args: Vec<String> = vec![
-            "drone".into(),
-            "--server".into(),
-            url.clone(),
-            "--name".into(),
-            name.clone(),
-            "--machine-id".into(),
-            format!("{}-{name}", sup.run_id()),
-            "--builder".into(),
-            "standin".into(),
-            "--slots".into(),
-            args.slots.to_string(),
-            "--heartbeat-s".into(),
-            HEARTBEAT_S.to_string(),
-            "--poll-s".into(),
-            "1".into(),
-            "--on-stop".into(),
-            "return".into(),
-            "--kill-grace-s".into(),
-            "1".into(),
-            // Stand-in builds write a few KiB; the real default (5 GiB free)
-            // would stop the demo on a nearly full machine for no reason.
-            "--min-free-disk".into(),
-            "256MiB".into(),
-            // Stand-in builds have no Portage environment to report.
-            "--env-command".into(),
-            String::new(),
-            "--work-dir".into(),
-            path_arg(&work),
-            "--pkgdir".into(),
-            path_arg(&work.join("pkgdir")),
-            "--portage-timestamp-file".into(),
-            path_arg(&work.join("no-portage-timestamp")),
-            "--config".into(),
-            path_arg(&config),
-        ];
+        let launch = DroneLaunch {
+            url: &url,
+            run_id: sup.run_id(),
+            config: &config,
+        };
+        let drone_args = launch.args(name, "standin", args.slots, &work, &work.join("pkgdir"));
         let pid = sup.start_drone(name, &drone_args, &env, &work.join("drone.log"))?;
         progress.note(&format!("started {name} (pid {pid})"));
     }

@@ -31,21 +31,10 @@ pub(crate) const RUN_MARK: &str = "SWARM_DEMO_RUN";
 /// How long a child may take to stop after SIGTERM before it gets SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(10);
 
-/// Environment variables a child must not inherit from the demo's caller: the
-/// server's and the agent's settings (the demo sets its own), Build Swarm v3's
-/// names the server also reads.
-const V3_ENV: &[&str] = &[
-    "CONTROL_PLANE_PORT",
-    "MAX_DRONE_FAILURES",
-    "GROUNDING_TIMEOUT",
-    "RECLAIM_OFFLINE_TIMEOUT_MINUTES",
-    "RECLAIM_LEASE_SECONDS",
-    "MAX_PREFETCH_PER_DRONE",
-    "ADMIN_SECRET",
-    "STAGING_PATH",
-    "BINHOST_PATH",
-    "PKGDIR",
-];
+/// Environment variables a child must not inherit from the demo's caller
+/// besides the server's and agent's own (`SWARM_*`) and Build Swarm v3's
+/// (`swarm_net::settings::v3_variables`): the demo sets its own.
+const OTHER_ENV: &[&str] = &["PKGDIR"];
 
 /// One child process.
 #[derive(Debug)]
@@ -168,7 +157,9 @@ impl Supervisor {
         for (key, _) in std::env::vars_os() {
             let Some(key) = key.to_str() else { continue };
             let ours = key.starts_with("SWARM_") && key != "SWARM_LOG";
-            if ours || key.starts_with("SELF_HEAL_") || V3_ENV.contains(&key) {
+            let v3 = key.starts_with("SELF_HEAL_")
+                || swarm_net::settings::v3_variables().any(|n| n == key);
+            if ours || v3 || OTHER_ENV.contains(&key) {
                 cmd.env_remove(key);
             }
         }

@@ -186,7 +186,7 @@ fn drone_line(n: &Node, slots: u32, now_ms: u64, killed: Option<&str>) -> String
 /// The plain progress line.
 fn plain_line(tick: &Tick<'_>) -> String {
     let c = &tick.status.counts;
-    let d = &tick.status.drones;
+    let d = &tick.status.drone_counts;
     let failed: u64 = tick.nodes.iter().map(|n| n.builds_failed).sum();
     format!(
         "built {}/{}, building {}, waiting {}, failed attempts {}, blocked {}; drones {} online, {} suspect, {} offline",

@@ -65,8 +65,9 @@ impl Agent {
             .kind
             .unwrap_or_else(|| facts::detect_kind(&facts::kind_evidence()));
         let ip = cfg.ip.clone().or_else(|| facts::route_ip(&cfg.server));
-        let client =
-            Client::new(cfg.server.clone(), REQUEST_TIMEOUT).with_drone_token(cfg.token.clone());
+        let client = Client::new(cfg.server.clone(), REQUEST_TIMEOUT)
+            .with_tls(&cfg.tls)
+            .with_drone_token(cfg.token.clone());
         let mut state = State::default();
         state.health = HealthMonitor::new(HealthThresholds {
             disk_free_mib: cfg.min_free_disk_mib,
@@ -197,8 +198,9 @@ pub(crate) fn run(agent: Arc<Agent>) -> anyhow::Result<()> {
 /// may be gone too, and a stop must not hang on it.
 fn say_goodbye(agent: &Agent) {
     let cfg = &agent.cfg;
-    let client =
-        Client::new(cfg.server.clone(), Duration::from_secs(3)).with_drone_token(cfg.token.clone());
+    let client = Client::new(cfg.server.clone(), Duration::from_secs(3))
+        .with_tls(&cfg.tls)
+        .with_drone_token(cfg.token.clone());
     let mut req = agent.lease_request(None, "");
     req.package = None;
     req.reason = Some("the agent was stopped (SIGTERM/SIGINT)".into());

@@ -77,6 +77,11 @@ pub(crate) struct DroneArgs {
     /// machine (anyone on the path can read it; use https instead).
     #[arg(long)]
     pub(crate) insecure_http: bool,
+    /// For an https:// server: trust only the CA certificate(s) in this PEM
+    /// file (the private CA that signed the server's certificate) instead of
+    /// the system's CA store [env: SWARM_CA].
+    #[arg(long, value_name = "FILE")]
+    pub(crate) ca: Option<PathBuf>,
     /// The v3 `id` sent at registration [default: /etc/machine-id].
     #[arg(long)]
     pub(crate) machine_id: Option<String>,
@@ -153,6 +158,7 @@ struct FileTable {
     name: Option<String>,
     token: Option<String>,
     token_file: Option<PathBuf>,
+    ca: Option<PathBuf>,
     machine_id: Option<String>,
     builder: Option<String>,
     slots: Option<u32>,
@@ -195,6 +201,8 @@ pub(crate) struct DroneConfig {
     pub(crate) server: String,
     pub(crate) name: String,
     pub(crate) token: Option<String>,
+    /// How https servers are checked (the system's CAs or `--ca`).
+    pub(crate) tls: swarm_net::client::TlsClient,
     pub(crate) machine_id: Option<String>,
     pub(crate) builder: Builder,
     pub(crate) slots: u32,
@@ -230,6 +238,7 @@ impl DroneArgs {
         self.server = self.server.or_else(|| var("SWARM_URL"));
         self.name = self.name.or_else(|| var("SWARM_DRONE_NAME"));
         self.token = self.token.or_else(|| var("SWARM_DRONE_TOKEN"));
+        self.ca = self.ca.or_else(|| var("SWARM_CA").map(PathBuf::from));
         self.config = self
             .config
             .or_else(|| var("SWARM_CONFIG").map(PathBuf::from));
@@ -283,6 +292,11 @@ impl DroneArgs {
         if token.is_some() && !self.insecure_http {
             refuse_plain_http_credential(&server)?;
         }
+        let ca = self.ca.or(f.ca);
+        if ca.is_some() && !server.starts_with("https://") {
+            tracing::warn!(server = %server, "--ca is set but the server URL is plain http://: the CA is not used");
+        }
+        let tls = swarm_net::client::TlsClient::load(ca.as_deref())?;
         let machine_id = self
             .machine_id
             .or(f.machine_id)
@@ -294,9 +308,7 @@ impl DroneArgs {
                 .unwrap_or(DEFAULT_BUILDER),
         )?;
         let slots = self.slots.or(f.slots).unwrap_or(1);
-        if slots == 0 {
-            bail!("slots must be at least 1");
-        }
+        bounded("slots", u64::from(slots), 1, MAX_SLOTS)?;
         let min_free_disk_mib = match self.min_free_disk.or(f.min_free_disk) {
             None => swarm_core::HealthThresholds::default().disk_free_mib,
             Some(text) => {
@@ -315,10 +327,15 @@ impl DroneArgs {
         let env_command = shell_words::split(&env_text)
             .with_context(|| format!("env command {env_text:?} does not split into words"))?;
         let heartbeat_s = self.heartbeat_s.or(f.heartbeat_s).unwrap_or(15);
-        if heartbeat_s == 0 {
-            bail!("heartbeat-s must be at least 1");
-        }
+        bounded("heartbeat-s", heartbeat_s, 1, MAX_HEARTBEAT_S)?;
         let poll_s = self.poll_s.or(f.poll_s).unwrap_or(5).max(1);
+        bounded("poll-s", poll_s, 1, MAX_POLL_S)?;
+        let stall_timeout_s = self.stall_timeout_s.or(f.stall_timeout_s).unwrap_or(3600);
+        bounded("stall-timeout-s", stall_timeout_s, 0, MAX_BUILD_S)?;
+        let build_timeout_s = self.build_timeout_s.or(f.build_timeout_s).unwrap_or(43_200);
+        bounded("build-timeout-s", build_timeout_s, 0, MAX_BUILD_S)?;
+        let kill_grace_s = self.kill_grace_s.or(f.kill_grace_s).unwrap_or(10);
+        bounded("kill-grace-s", kill_grace_s, 0, MAX_KILL_GRACE_S)?;
         let work_dir = self
             .work_dir
             .or(f.work_dir)
@@ -342,6 +359,7 @@ impl DroneArgs {
             server,
             name,
             token,
+            tls,
             machine_id,
             builder,
             slots,
@@ -356,9 +374,9 @@ impl DroneArgs {
                 .pkgdir
                 .or(f.pkgdir)
                 .unwrap_or_else(|| PathBuf::from("/var/cache/binpkgs")),
-            stall_timeout: secs(self.stall_timeout_s.or(f.stall_timeout_s).unwrap_or(3600)),
-            build_timeout: secs(self.build_timeout_s.or(f.build_timeout_s).unwrap_or(43_200)),
-            kill_grace: Duration::from_secs(self.kill_grace_s.or(f.kill_grace_s).unwrap_or(10)),
+            stall_timeout: secs(stall_timeout_s),
+            build_timeout: secs(build_timeout_s),
+            kill_grace: Duration::from_secs(kill_grace_s),
             sync_command,
             portage_timestamp_file: self
                 .portage_timestamp_file
@@ -368,6 +386,28 @@ impl DroneArgs {
             ip: self.ip.or(f.ip),
         })
     }
+}
+
+/// Most build slots (the server accepts at most 1024 cores).
+const MAX_SLOTS: u64 = 1024;
+/// Longest heartbeat interval: the server's default grace is 90 s, so a
+/// slower heartbeat makes a healthy drone look dead.
+const MAX_HEARTBEAT_S: u64 = 60;
+/// Longest idle poll interval.
+const MAX_POLL_S: u64 = 3600;
+/// Longest stall or build timeout: 30 days, the longest build the server
+/// records.
+const MAX_BUILD_S: u64 = 30 * 86_400;
+/// Longest wait between TERM and KILL.
+const MAX_KILL_GRACE_S: u64 = 3600;
+
+/// Refuses a setting outside `min..=max`, naming it (flag spelling; the
+/// `[drone]` key is the same with `_`).
+fn bounded(name: &str, value: u64, min: u64, max: u64) -> anyhow::Result<()> {
+    if (min..=max).contains(&value) {
+        return Ok(());
+    }
+    bail!("{name} is {value}, but must be between {min} and {max}")
 }
 
 fn load_file(path: &Path) -> anyhow::Result<FileTable> {
@@ -597,6 +637,45 @@ mod tests {
         .merge(FileTable::default())
         .expect("resolves");
         assert_eq!(c.name, "drone-a", "a flag beats the environment");
+    }
+
+    /// Every number the agent takes is bounded: one past the bound is
+    /// refused naming the setting, the bound itself is accepted.
+    #[test]
+    fn every_numeric_agent_setting_is_bounded() {
+        type Set = fn(&mut DroneArgs, u64);
+        let table: [(&str, u64, Set); 6] = [
+            ("slots", MAX_SLOTS, |a, v| a.slots = Some(v as u32)),
+            ("heartbeat-s", MAX_HEARTBEAT_S, |a, v| {
+                a.heartbeat_s = Some(v)
+            }),
+            ("poll-s", MAX_POLL_S, |a, v| a.poll_s = Some(v)),
+            ("stall-timeout-s", MAX_BUILD_S, |a, v| {
+                a.stall_timeout_s = Some(v)
+            }),
+            ("build-timeout-s", MAX_BUILD_S, |a, v| {
+                a.build_timeout_s = Some(v)
+            }),
+            ("kill-grace-s", MAX_KILL_GRACE_S, |a, v| {
+                a.kill_grace_s = Some(v)
+            }),
+        ];
+        for (name, max, set) in table {
+            let mut a = args();
+            set(&mut a, max + 1);
+            let err = a.merge(FileTable::default()).expect_err(name);
+            assert!(
+                err.to_string()
+                    .starts_with(&format!("{name} is {}", max + 1)),
+                "{name}: {err}"
+            );
+            let mut a = args();
+            set(&mut a, max);
+            assert!(a.merge(FileTable::default()).is_ok(), "{name} at {max}");
+        }
+        let mut a = args();
+        a.heartbeat_s = Some(0);
+        assert!(a.merge(FileTable::default()).is_err(), "heartbeat-s 0");
     }
 
     #[test]

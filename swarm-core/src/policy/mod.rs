@@ -3,6 +3,7 @@
 pub(crate) mod brake;
 pub(crate) mod breaker;
 pub(crate) mod escalate;
+pub(crate) mod extend;
 pub(crate) mod liveness;
 pub(crate) mod plan;
 pub(crate) mod retry;

@@ -2,13 +2,11 @@
 //!
 //! Recomputed on `fresh`, restore and at most every `replan_interval` after
 //! durations are learned; never per request. An enqueue extends the plan in
-//! time proportional to the batch and its dependencies' ancestors (`extend`),
-//! falling back to a full `replan` when an existing package was waiting for
-//! one of the new atoms.
+//! time proportional to the batch (`policy::extend`), falling back to a full
+//! `replan` when an existing package was waiting for one of the new atoms.
 
-use crate::atom::Atom;
 use crate::state::{PkgId, SwarmState};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 /// Recomputes `eff_deps`, `dependents`, `unbuilt` and `cp_ms` for every package.
 ///
@@ -73,195 +71,6 @@ pub(crate) fn replan(st: &mut SwarmState) {
     recompute_critical_paths(st);
 }
 
-/// Extends the plan to packages `first_new..` just appended, giving every
-/// package that is not built the same plan `replan` would. Returns the
-/// packages whose plan changed (the new ones and the ancestors whose
-/// critical path moved), or `None` when only a full `replan` is exact: an
-/// existing package declares a dependency on a new one (the caller checks
-/// that), or enqueue order does not follow the package order.
-///
-/// Why it is exact: existing packages only depend on existing ones, so the
-/// cycle-breaking walk over them, in enqueue order before any new package,
-/// is the one `replan` did; new packages see every existing one as done.
-/// Dependents lists grow at their end, in id order, as `replan` builds them.
-/// Critical paths change only for the new packages, for packages whose
-/// learned estimate changed, and for their dependencies' ancestors.
-pub(crate) fn extend(
-    st: &mut SwarmState,
-    by_atom: &BTreeMap<Atom, PkgId>,
-    by_key: &BTreeMap<String, Vec<PkgId>>,
-    first_new: usize,
-) -> Option<Vec<PkgId>> {
-    let n = st.packages.len();
-    let old_max_order = st.packages[..first_new].iter().map(|p| p.order).max();
-    let ordered = st.packages[first_new..]
-        .windows(2)
-        .all(|w| w[0].order < w[1].order);
-    if !ordered
-        || old_max_order.is_some_and(|m| st.packages.get(first_new).is_some_and(|p| p.order <= m))
-    {
-        return None;
-    }
-    let new_ids: Vec<PkgId> = (first_new..n).map(|i| PkgId(i as u32)).collect();
-    // Estimates learned since the last plan, as `replan` would set them.
-    let mut seeds: Vec<PkgId> = Vec::new();
-    let relearned = std::mem::take(&mut st.relearned);
-    for &id in relearned.iter().filter_map(|k| by_key.get(k)).flatten() {
-        if id.index() >= first_new {
-            continue;
-        }
-        let est = st.estimate_ms(st.pkg(id));
-        if est != st.pkg(id).est_ms {
-            st.pkg_mut(id).est_ms = est;
-            seeds.push(id);
-        }
-    }
-    // Dependencies of the new packages, cycles broken as `replan` does.
-    let declared: Vec<Vec<PkgId>> = new_ids
-        .iter()
-        .map(|&id| {
-            let p = st.pkg(id);
-            let deps = if st.config.dependency_aware {
-                &p.deps[..]
-            } else {
-                &[]
-            };
-            let mut ds: Vec<PkgId> = deps
-                .iter()
-                .filter_map(|a| by_atom.get(a).copied())
-                .collect();
-            ds.sort();
-            ds.dedup();
-            ds
-        })
-        .collect();
-    let eff = break_cycles_after(&declared, first_new);
-    for (k, ds) in eff.iter().enumerate() {
-        let id = PkgId((first_new + k) as u32);
-        for d in ds {
-            st.pkg_mut(*d).dependents.push(id);
-        }
-    }
-    for (k, ds) in eff.into_iter().enumerate() {
-        let id = PkgId((first_new + k) as u32);
-        let unbuilt = ds.iter().filter(|d| !st.pkg(**d).is_built()).count() as u32;
-        let est = st.estimate_ms(st.pkg(id));
-        let p = st.pkg_mut(id);
-        p.eff_deps = ds;
-        p.unbuilt = unbuilt;
-        p.est_ms = est;
-    }
-    // Critical paths: the new packages, the re-estimated ones and every
-    // ancestor (dependency, transitively) of them.
-    let mut affected: BTreeSet<PkgId> = BTreeSet::new();
-    let mut stack: Vec<PkgId> = new_ids.iter().chain(seeds.iter()).copied().collect();
-    while let Some(id) = stack.pop() {
-        if affected.insert(id) {
-            stack.extend(st.pkg(id).eff_deps.iter().copied());
-        }
-    }
-    let order = topological_within(st, &affected);
-    let mut changed = Vec::new();
-    for &p in order.iter().rev() {
-        let own = st.pkg(p).est_ms;
-        let tail = st
-            .pkg(p)
-            .dependents
-            .iter()
-            .filter(|q| !st.pkg(**q).is_built())
-            .map(|q| st.pkg(*q).cp_ms)
-            .max()
-            .unwrap_or(0);
-        let cp = own.saturating_add(tail);
-        let fresh = p.index() >= first_new;
-        if fresh || st.pkg(p).cp_ms != cp {
-            st.pkg_mut(p).cp_ms = cp;
-            changed.push(p);
-        } else if seeds.contains(&p) {
-            changed.push(p);
-        }
-    }
-    st.last_plan = st.now;
-    Some(changed)
-}
-
-/// `break_cycles` for packages `first_new..` whose declared dependencies
-/// may point at existing packages (all done, so kept) or at each other.
-fn break_cycles_after(declared: &[Vec<PkgId>], first_new: usize) -> Vec<Vec<PkgId>> {
-    let local = |id: PkgId| id.index().checked_sub(first_new);
-    #[derive(Clone, Copy, PartialEq)]
-    enum Mark {
-        New,
-        OnStack,
-        Done,
-    }
-    let mut mark = vec![Mark::New; declared.len()];
-    let mut eff = vec![Vec::new(); declared.len()];
-    for root in 0..declared.len() {
-        if mark[root] != Mark::New {
-            continue;
-        }
-        let mut stack = vec![(root, 0usize)];
-        mark[root] = Mark::OnStack;
-        while let Some(top) = stack.last_mut() {
-            let (node, next) = *top;
-            if let Some(&dep) = declared[node].get(next) {
-                top.1 += 1;
-                match local(dep) {
-                    None => eff[node].push(dep),
-                    Some(d) => match mark[d] {
-                        Mark::OnStack => {}
-                        Mark::Done => eff[node].push(dep),
-                        Mark::New => {
-                            eff[node].push(dep);
-                            mark[d] = Mark::OnStack;
-                            stack.push((d, 0));
-                        }
-                    },
-                }
-            } else {
-                mark[node] = Mark::Done;
-                stack.pop();
-            }
-        }
-    }
-    eff
-}
-
-/// Kahn's algorithm restricted to `set`: dependencies before dependents.
-fn topological_within(st: &SwarmState, set: &BTreeSet<PkgId>) -> Vec<PkgId> {
-    let mut indegree: BTreeMap<PkgId, usize> = set
-        .iter()
-        .map(|&p| {
-            let n = st
-                .pkg(p)
-                .eff_deps
-                .iter()
-                .filter(|d| set.contains(d))
-                .count();
-            (p, n)
-        })
-        .collect();
-    let mut queue: std::collections::VecDeque<PkgId> = indegree
-        .iter()
-        .filter(|(_, n)| **n == 0)
-        .map(|(p, _)| *p)
-        .collect();
-    let mut out = Vec::with_capacity(set.len());
-    while let Some(p) = queue.pop_front() {
-        out.push(p);
-        for q in &st.pkg(p).dependents {
-            if let Some(n) = indegree.get_mut(q) {
-                *n -= 1;
-                if *n == 0 {
-                    queue.push_back(*q);
-                }
-            }
-        }
-    }
-    out
-}
-
 /// Refreshes the estimates of packages whose duration was learned since the
 /// last plan; says whether any changed (only then is the plan recomputed).
 pub(crate) fn refresh_estimates(
@@ -304,6 +113,7 @@ pub(crate) fn recompute_critical_paths(st: &mut SwarmState) {
     for (p, cp) in st.packages.iter_mut().zip(cp) {
         p.cp_ms = cp;
     }
+    st.cp_pending.0.clear();
     st.last_plan = st.now;
 }
 

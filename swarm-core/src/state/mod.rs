@@ -52,6 +52,32 @@ pub struct SwarmState {
     /// Keys whose duration was learned since the last plan.
     pub(crate) relearned: std::collections::BTreeSet<String>,
     pub(crate) last_plan: Timestamp,
+    /// Packages whose critical path an enqueue has yet to recompute (see
+    /// `policy::extend`): ticks drain it a bounded slice at a time.
+    #[serde(default, skip_serializing_if = "PendingPlan::is_empty")]
+    pub(crate) cp_pending: PendingPlan,
+}
+
+/// Packages waiting for their critical path, by (depth, id): the deepest
+/// comes first (see `policy::extend`). Empty, it hashes to nothing and is
+/// not serialised, so states (and snapshots) without pending work keep the
+/// digest and the format they had before it existed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub(crate) struct PendingPlan(pub(crate) std::collections::BTreeSet<(u32, PkgId)>);
+
+impl PendingPlan {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::hash::Hash for PendingPlan {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        if !self.0.is_empty() {
+            self.0.hash(h);
+        }
+    }
 }
 
 impl SwarmState {
@@ -74,6 +100,7 @@ impl SwarmState {
             escalations: VecDeque::new(),
             relearned: std::collections::BTreeSet::new(),
             last_plan: Timestamp(0),
+            cp_pending: PendingPlan::default(),
         }
     }
 

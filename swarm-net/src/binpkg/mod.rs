@@ -39,6 +39,28 @@ pub mod fuzzing;
 #[cfg(test)]
 mod tests;
 
+/// The packages a Portage installed-package database (`EPREFIX/var/db/pkg`)
+/// lists, as sorted `category/pf`: what a machine really has installed, for
+/// the emerge demo's report and the binhost tests. Empty when it does not exist.
+pub fn installed(vdb: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for cat in std::fs::read_dir(vdb).into_iter().flatten().flatten() {
+        for pkg in std::fs::read_dir(cat.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            out.push(format!(
+                "{}/{}",
+                cat.file_name().to_string_lossy(),
+                pkg.file_name().to_string_lossy()
+            ));
+        }
+    }
+    out.sort();
+    out
+}
+
 pub use meta::{EXTRA_KEYS, INDEX_KEYS};
 pub use write::write_gpkg;
 

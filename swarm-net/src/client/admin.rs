@@ -111,8 +111,8 @@ pub struct Status {
     pub paused: bool,
     /// Package counts by state.
     pub counts: QueueCounts,
-    /// Drones by liveness.
-    pub drones: DroneCounts,
+    /// Drones by liveness. (`drones` is v3's: each drone by name.)
+    pub drone_counts: DroneCounts,
     /// The brake.
     pub brake: Brake,
     /// Queue generation.
@@ -196,9 +196,9 @@ pub struct Node {
     pub address: Option<String>,
 }
 
-/// `GET /api/v1/nodes`.
+/// `GET /api/v1/nodes?all=true`: a JSON array (v3's shape).
 #[derive(Clone, Debug, Default, Deserialize)]
-#[serde(default)]
+#[serde(transparent)]
 pub struct Nodes {
     /// Every registered drone.
     pub nodes: Vec<Node>,
@@ -483,9 +483,9 @@ impl Client {
         self.read("/api/v1/status", Auth::None)
     }
 
-    /// `GET /api/v1/nodes`.
+    /// `GET /api/v1/nodes?all=true`: every registered drone, offline ones too.
     pub fn nodes(&self) -> Result<Answer<Nodes>, ClientError> {
-        self.read("/api/v1/nodes", Auth::None)
+        self.read("/api/v1/nodes?all=true", Auth::None)
     }
 
     /// `GET /api/v1/queue`, one page.

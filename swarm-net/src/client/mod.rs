@@ -9,11 +9,13 @@ pub mod admin;
 pub mod drone;
 pub mod enroll;
 pub mod logs;
+pub mod tls;
 
 use crate::wire::ErrorBody;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::time::Duration;
+pub use tls::{CaFileError, TlsClient};
 
 /// Where the server is and how to prove who we are.
 #[derive(Clone)]
@@ -22,6 +24,7 @@ pub struct Client {
     admin_token: Option<String>,
     drone_token: Option<String>,
     agent: ureq::Agent,
+    timeout: Duration,
 }
 
 impl std::fmt::Debug for Client {
@@ -101,19 +104,23 @@ pub enum Auth {
 }
 
 impl Client {
-    /// A client for `base` (`http://127.0.0.1:8100`), with a per-request timeout.
+    /// A client for `base` (`http://127.0.0.1:8100`, or `https://` checked
+    /// against the system's CA store), with a per-request timeout.
     pub fn new(base: impl Into<String>, timeout: Duration) -> Client {
         let base = base.into().trim_end_matches('/').to_string();
-        let agent = ureq::AgentBuilder::new()
-            .timeout_connect(timeout.min(Duration::from_secs(5)))
-            .timeout(timeout)
-            .build();
         Client {
+            agent: agent(timeout, &TlsClient::system()),
             base,
             admin_token: None,
             drone_token: None,
-            agent,
+            timeout,
         }
+    }
+
+    /// Checks https servers against `tls` (a private CA: [`TlsClient::from_ca_file`]).
+    pub fn with_tls(mut self, tls: &TlsClient) -> Client {
+        self.agent = agent(self.timeout, tls);
+        self
     }
 
     /// Sets the admin token for admin calls.
@@ -200,6 +207,14 @@ impl Client {
     }
 }
 
+fn agent(timeout: Duration, tls: &TlsClient) -> ureq::Agent {
+    ureq::AgentBuilder::new()
+        .timeout_connect(timeout.min(Duration::from_secs(5)))
+        .timeout(timeout)
+        .tls_config(tls.config())
+        .build()
+}
+
 fn decode<T: DeserializeOwned>(
     url: &str,
     resp: Result<ureq::Response, ureq::Error>,
@@ -248,6 +263,18 @@ fn error_of(url: &str, e: ureq::Error) -> ClientError {
             while let Some(s) = src {
                 if let Some(io) = s.downcast_ref::<std::io::Error>() {
                     refused |= io.kind() == std::io::ErrorKind::ConnectionRefused;
+                    // rustls's error rides inside an io::Error (which hides
+                    // it from `source()`): say what it means instead.
+                    if let Some(e) = io
+                        .get_ref()
+                        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+                    {
+                        return ClientError::Unreachable {
+                            url: url.to_string(),
+                            cause: tls::explain(e, url),
+                            hint: "",
+                        };
+                    }
                 }
                 let text = s.to_string();
                 if !cause.contains(&text) {
@@ -260,11 +287,8 @@ fn error_of(url: &str, e: ureq::Error) -> ClientError {
             let hint = match t.kind() {
                 _ if refused => " — is `swarm serve` running?",
                 ureq::ErrorKind::Dns => " — check the host name in the URL",
-                _ if cause.contains("tls") => {
-                    " — this client speaks plain http://: use http://HOST:PORT"
-                }
                 ureq::ErrorKind::UnknownScheme | ureq::ErrorKind::InvalidUrl => {
-                    " — the URL must look like http://HOST:PORT"
+                    " — the URL must look like http://HOST:PORT or https://HOST:PORT"
                 }
                 _ => "",
             };

@@ -66,11 +66,14 @@ pub(crate) fn queue(sh: &Shared, req: &mut Request) -> Result<Reply, ApiError> {
             "`fresh` starts a new generation: do not name one",
         ));
     }
-    let enqueue = Input::Enqueue(Enqueue {
+    let enqueue = Enqueue {
         packages,
         generation: r.generation.map(Generation),
         portage_snapshot: snapshot,
-    });
+    };
+    swarm_core::bounds::check_enqueue(&enqueue)
+        .map_err(|e| ApiError::field(400, &e.field, e.detail))?;
+    let enqueue = Input::Enqueue(enqueue);
     // `fresh` and the new list go in one group commit: the queue is never
     // seen (or recovered) empty between them.
     let inputs = if r.fresh {

@@ -84,7 +84,10 @@ pub(crate) fn register(sh: &Shared, req: &mut Request, caller: &Caller) -> Resul
     let name = DroneName::new(name_text.clone())
         .map_err(|e| ApiError::field(400, field, format!("bad drone name {name_text:?}: {e}")))?;
     act_as(sh, caller, Some(name.as_str()), "register")?;
-    {
+    // A drone this server has seen register skips the gate without a look
+    // at the core: a heartbeat must not make the writer copy a large queue
+    // (`Shared::fresh`), which would hold every other drone up meanwhile.
+    if sh.spec_of(&name).is_none() {
         let published = sh.fresh();
         let view = published.swarm.view();
         if view.drone(&name).is_none() {
@@ -108,7 +111,12 @@ pub(crate) fn register(sh: &Shared, req: &mut Request, caller: &Caller) -> Resul
             ));
         }
     }
-    let address = probe_address(sh, caller, req.remote_addr().ip(), r.ip.as_deref());
+    let address = probe_address(
+        sh,
+        caller,
+        super::identity::effective_peer(req),
+        r.ip.as_deref(),
+    );
     let current_task = match &r.current_task {
         Some(Some(t)) if !t.trim().is_empty() => Some(atom_of(t, "current_task")?),
         _ => None,
@@ -204,6 +212,7 @@ pub(crate) fn register(sh: &Shared, req: &mut Request, caller: &Caller) -> Resul
     inputs.push(Input::Heartbeat(heartbeat));
     let done = sh.submit(Plan::Inputs(inputs), Some(name.clone()), false)?;
     sh.remember(&machine_id, &name, address.as_deref());
+    sh.note_cpu(&name, metrics.cpu_percent);
     let now = drone_now(&done)?;
     if now.known {
         sh.set_spec(spec);

@@ -27,9 +27,30 @@ fn bearer<'r>(req: &'r Request<'_>) -> Option<&'r str> {
         .map(str::trim)
 }
 
+/// The address a request comes from. A request from loopback that carries
+/// `X-Forwarded-For` came through a reverse proxy on this host (the TLS
+/// proxy of dist/nginx/): the proxy appends the address it saw last, so that
+/// entry is the caller, not loopback, which would otherwise pass every
+/// proxied v3 drone as local. Headers from elsewhere are ignored (anyone can
+/// write them); an entry that does not parse counts as unknown.
+pub(crate) fn effective_peer(req: &Request<'_>) -> IpAddr {
+    let peer = req.remote_addr().ip();
+    if !peer.is_loopback() {
+        return peer;
+    }
+    let Some(forwarded) = header(req, "X-Forwarded-For") else {
+        return peer;
+    };
+    forwarded
+        .rsplit(',')
+        .next()
+        .and_then(|last| last.trim().parse::<IpAddr>().ok())
+        .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
+}
+
 /// Establishes the caller of a drone endpoint, or refuses (401/403).
 pub(crate) fn drone_caller(sh: &Shared, req: &Request<'_>) -> Result<Caller, ApiError> {
-    let peer = req.remote_addr().ip();
+    let peer = effective_peer(req);
     let token = bearer(req);
     if let Some(t) = token {
         if let Some(name) = sh.creds.who(t) {

@@ -39,11 +39,12 @@ mod rejects;
 mod releases;
 mod shared;
 mod upload_lease;
+mod v3;
 mod writer;
 
 pub use auth::{resolve_admin_token, TokenSource};
 pub use creds::{credentials_path, enrolled_count, CREDENTIALS_FILE};
-pub use front::HttpLimits;
+pub use front::{HttpLimits, TlsServer, TlsSetupError};
 pub use gate::DroneLimits;
 pub use shared::{Clock, EscalateHook};
 
@@ -86,6 +87,8 @@ pub struct ServerOptions {
     pub max_artifact_bytes: u64,
     /// Bounds of the front door: connections, timeouts, header sizes.
     pub http: HttpLimits,
+    /// Serve https with this certificate (`tls_cert`/`tls_key`); `None`: plain http.
+    pub tls: Option<TlsServer>,
     /// The wall clock.
     pub clock: Clock,
     /// Runs escalation steps; `None` only logs them.
@@ -311,6 +314,7 @@ pub fn start(opts: ServerOptions) -> Result<RunningServer, ServeError> {
         published: RwLock::new(published),
         ids: RwLock::new(ids),
         addresses: RwLock::new(BTreeMap::new()),
+        cpu_percent: RwLock::new(BTreeMap::new()),
         specs: RwLock::new(specs),
         revokes: Mutex::new(BTreeMap::new()),
         metrics: metrics::Metrics::default(),
@@ -364,6 +368,7 @@ pub fn start(opts: ServerOptions) -> Result<RunningServer, ServeError> {
     let front = front::start(
         listener,
         opts.http.clone(),
+        opts.tls.clone(),
         handler,
         always_open,
         shared.metrics.front.clone(),
@@ -532,7 +537,7 @@ fn route(sh: &Shared, req: &mut Request<'_>, method: &Method, path: &str, url: &
         }
         (Method::Get, "/api/v1/health") | (Method::Get, "/health") => ("health", read::health(sh)),
         (Method::Get, "/api/v1/status") => ("status", read::status(sh)),
-        (Method::Get, "/api/v1/nodes") => ("nodes", read::nodes(sh)),
+        (Method::Get, "/api/v1/nodes") => ("nodes", read::nodes(sh, url)),
         (Method::Get, "/api/v1/queue") => ("queue", read::queue(sh, url)),
         (Method::Get, "/api/v1/history") => ("history", read::history(sh, url)),
         (Method::Get, "/api/v1/events") => ("events", read::events(sh, url)),

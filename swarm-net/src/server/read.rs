@@ -4,6 +4,7 @@
 use super::http::{ApiError, Query, Reply};
 use super::metrics::gauge;
 use super::shared::Shared;
+use super::v3;
 use serde_json::{json, Value};
 use swarm_core::{Atom, DroneStatus, PackageStatus};
 use swarm_store::EventFilter;
@@ -12,7 +13,9 @@ use swarm_store::EventFilter;
 /// store cannot write (disk full, read-only file system...). It turns back
 /// to 200 by itself: the writer probes the store every second meanwhile.
 pub(crate) fn health(sh: &Shared) -> Result<Reply, ApiError> {
-    let p = sh.fresh();
+    // The last committed seq, read without a copy of the core: a monitor
+    // polling health must not make the writer copy a large queue.
+    let seq = sh.committed.load(std::sync::atomic::Ordering::SeqCst);
     let fault = sh.store_fault.read().ok().and_then(|f| f.clone());
     let (code, status) = match &fault {
         None => (200, "ok"),
@@ -25,13 +28,15 @@ pub(crate) fn health(sh: &Shared) -> Result<Reply, ApiError> {
             "reason": fault.as_ref().map(|f| format!("the store cannot write: {f}")),
             "store_writable": fault.is_none(),
             "version": env!("CARGO_PKG_VERSION"),
-            "seq": p.seq,
+            "seq": seq,
             "uptime_s": sh.started.elapsed().as_secs(),
         }),
     )
 }
 
+/// `GET /api/v1/status`: v3's fields (V3-PROTOCOL.md) and swarm's own.
 pub(crate) fn status(sh: &Shared) -> Result<Reply, ApiError> {
+    let totals = sh.with_history(|h| h.totals())?;
     let p = sh.fresh();
     let view = p.swarm.view();
     let c = view.counts();
@@ -41,7 +46,7 @@ pub(crate) fn status(sh: &Shared) -> Result<Reply, ApiError> {
         .queue()
         .filter(|pkg| matches!(pkg.status, PackageStatus::Queued { .. }) && pkg.attempts > 0)
         .count();
-    Reply::ok(&json!({
+    let mut out = json!({
         // Build Swarm v3's counters, for its tooling.
         "needed": c.queued,
         "delegated": c.assigned,
@@ -54,7 +59,7 @@ pub(crate) fn status(sh: &Shared) -> Result<Reply, ApiError> {
         "paused": view.paused(),
         // swarm's own.
         "counts": c,
-        "drones": {
+        "drone_counts": {
             "online": by(DroneStatus::Online),
             "suspect": by(DroneStatus::Suspect),
             "offline": by(DroneStatus::Offline),
@@ -66,63 +71,64 @@ pub(crate) fn status(sh: &Shared) -> Result<Reply, ApiError> {
         "expected_portage": view.expected_portage(),
         "seq": p.seq,
         "now_ms": view.now().0,
-    }))
+    });
+    if let Some(obj) = out.as_object_mut() {
+        obj.extend(v3::status_fields(
+            &view,
+            &drones,
+            |d| sh.address_of(&d.name),
+            |d| sh.cpu_of(&d.name),
+            &totals,
+        ));
+    }
+    Reply::ok(&out)
 }
 
-pub(crate) fn nodes(sh: &Shared) -> Result<Reply, ApiError> {
+/// `GET /api/v1/nodes[?all=true][&format=legacy]`: v3's flat array of the
+/// online drones (every drone with `all=true`), each with v3's fields next to
+/// swarm's; `format=legacy` wraps it as `{drones, orchestrators}`.
+pub(crate) fn nodes(sh: &Shared, url: &str) -> Result<Reply, ApiError> {
+    let q = Query::parse(url);
+    let all = match q.get("all") {
+        None => false,
+        Some(v) if v.eq_ignore_ascii_case("true") || v == "1" => true,
+        Some(v) if v.eq_ignore_ascii_case("false") || v == "0" => false,
+        Some(v) => {
+            return Err(ApiError::field(
+                400,
+                "all",
+                format!("all={v:?}: use true or false"),
+            ))
+        }
+    };
+    let legacy = match q.get("format") {
+        None | Some("") => false,
+        Some("legacy") => true,
+        Some(f) => {
+            return Err(ApiError::field(
+                400,
+                "format",
+                format!("unknown format {f:?}: leave it out, or use legacy"),
+            ))
+        }
+    };
     let p = sh.fresh();
     let view = p.swarm.view();
     let mut out = Vec::new();
     for d in view.drones() {
+        if !all && d.status != DroneStatus::Online {
+            continue;
+        }
         let mut v = serde_json::to_value(&d).map_err(ApiError::internal)?;
-        let address = sh.address_of(&d.name);
         if let Some(obj) = v.as_object_mut() {
-            // v3 field names next to swarm's.
-            obj.insert("id".into(), json!(d.machine_id));
-            obj.insert("ip".into(), json!(address));
-            obj.insert("address".into(), json!(address));
-            obj.insert("online".into(), json!(d.status == DroneStatus::Online));
-            obj.insert(
-                "build_progress".into(),
-                json!(build_progress(&view, &d.leases)),
-            );
-            obj.insert(
-                "current_task".into(),
-                json!(d
-                    .leases
-                    .iter()
-                    .find(|l| l.started_at.is_some())
-                    .map(|l| l.package.as_str())),
-            );
+            v3::add_node_fields(obj, &view, &d, sh.address_of(&d.name), sh.cpu_of(&d.name));
         }
         out.push(v);
     }
-    Reply::ok(&json!({ "nodes": out }))
-}
-
-/// v3's `build_progress`: each lease with its elapsed time against the
-/// package's learned estimate (what the dashboard's ETA shows).
-fn build_progress(view: &swarm_core::View<'_>, leases: &[swarm_core::LeaseView]) -> Vec<Value> {
-    let now = view.now().0;
-    leases
-        .iter()
-        .map(|l| {
-            let estimate_ms = view.package(&l.package).map_or(0, |p| p.estimate_ms);
-            let elapsed_ms = l.started_at.map_or(0, |s| now.saturating_sub(s.0));
-            let pct = (elapsed_ms * 100)
-                .checked_div(estimate_ms)
-                .unwrap_or(0)
-                .min(99);
-            json!({
-                "package": l.package.as_str(),
-                "lease": l.lease,
-                "building_since": l.started_at.map(|s| s.0),
-                "elapsed_s": elapsed_ms / 1000,
-                "estimated_s": estimate_ms / 1000,
-                "progress_pct": pct,
-            })
-        })
-        .collect()
+    if legacy {
+        return Reply::ok(&json!({ "drones": out, "orchestrators": [] }));
+    }
+    Reply::ok(&Value::Array(out))
 }
 
 fn state_name(s: &PackageStatus) -> &'static str {
@@ -191,41 +197,90 @@ pub(crate) fn package_param(q: &Query) -> Result<Option<String>, ApiError> {
         .transpose()
 }
 
+/// `GET /api/v1/history`: swarm's `builds` (every attempt, newest first),
+/// and v3's `history` (attempts that ended with a result) and `stats`.
 pub(crate) fn history(sh: &Shared, url: &str) -> Result<Reply, ApiError> {
     let q = Query::parse(url);
     let limit = q.number("limit", 100, 10_000)? as u32;
     let package = package_param(&q)?;
     let drone = q.get("drone").map(str::to_string);
-    let builds = sh.with_history(|h| h.builds(package.as_deref(), drone.as_deref(), limit))?;
-    Reply::ok(&json!({ "builds": builds }))
+    let (builds, totals) = sh.with_history(|h| {
+        Ok((
+            h.builds(package.as_deref(), drone.as_deref(), limit)?,
+            h.totals()?,
+        ))
+    })?;
+    let p = sh.fresh();
+    let view = p.swarm.view();
+    let machine_ids: std::collections::BTreeMap<String, Option<String>> = view
+        .drones()
+        .into_iter()
+        .map(|d| (d.name.as_str().to_owned(), d.machine_id))
+        .collect();
+    let history: Vec<Value> = builds
+        .iter()
+        .filter_map(|b| {
+            let id = machine_ids.get(&b.drone).and_then(Option::as_deref);
+            v3::history_item(b, id)
+        })
+        .collect();
+    Reply::ok(&json!({
+        "builds": builds,
+        "history": history,
+        "stats": v3::stats(&totals),
+    }))
 }
 
+/// `GET /api/v1/events?after=ID` (swarm) or `?since=ID` (v3): events with a
+/// larger id, oldest first, with `next` (swarm) and `latest_id` (v3): the
+/// last id returned, or the newest id there is when nothing is newer, so a v3
+/// client polling with an id from before a reset catches up.
 pub(crate) fn events(sh: &Shared, url: &str) -> Result<Reply, ApiError> {
     let q = Query::parse(url);
-    let after = q.number("after", 0, i64::MAX as u64)? as i64;
+    let after = match (q.get("after"), q.get("since")) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::field(
+                400,
+                "since",
+                "send after or since, not both",
+            ))
+        }
+        (_, Some(_)) => q.number("since", 0, i64::MAX as u64)? as i64,
+        _ => q.number("after", 0, i64::MAX as u64)? as i64,
+    };
     let limit = q.number("limit", 200, 10_000)? as u32;
-    let events = sh.with_history(|h| h.events_after(after, limit))?;
+    let (events, newest) =
+        sh.with_history(|h| Ok((h.events_after(after, limit)?, h.last_event_id()?)))?;
     let next = events.last().map(|e| e.id).unwrap_or(after);
-    Reply::ok(&json!({ "events": events, "next": next }))
+    let latest_id = events.last().map(|e| e.id).unwrap_or(newest);
+    let events: Vec<Value> = events.iter().map(v3::event).collect();
+    Reply::ok(&json!({ "events": events, "next": next, "latest_id": latest_id }))
 }
 
+/// `GET /api/v1/events/history`: the newest events, newest first; `kind`
+/// (v3: `type`), `drone`, `package` and v3's `since` (Unix seconds) filter;
+/// `total` counts what came back.
 pub(crate) fn events_history(sh: &Shared, url: &str) -> Result<Reply, ApiError> {
     let q = Query::parse(url);
     let limit = q.number("limit", 200, 10_000)? as u32;
     let filter = EventFilter {
         drone: q.get("drone").map(str::to_string),
-        kind: q.get("kind").map(str::to_string),
+        kind: q.get("kind").or_else(|| q.get("type")).map(str::to_string),
         package: q.get("package").map(str::to_string),
+        since_ms: q.get("since").map(v3::unix_ms).transpose()?,
     };
     let events = sh.with_history(|h| h.events_recent(&filter, limit))?;
     let next = events.first().map(|e| e.id).unwrap_or(0);
-    Reply::ok(&json!({ "events": events, "next": next }))
+    let total = events.len();
+    let events: Vec<Value> = events.iter().map(v3::event).collect();
+    Reply::ok(&json!({ "events": events, "next": next, "total": total }))
 }
 
 pub(crate) fn build_stats(sh: &Shared, url: &str) -> Result<Reply, ApiError> {
     let q = Query::parse(url);
     let limit = q.number("limit", 1000, 100_000)? as u32;
     let packages = sh.with_history(|h| h.stats_by_package(limit))?;
+    let packages: Vec<Value> = packages.iter().map(v3::package_stats).collect();
     Reply::ok(&json!({ "packages": packages }))
 }
 

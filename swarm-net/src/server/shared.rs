@@ -50,6 +50,9 @@ pub(crate) struct Shared {
     pub(crate) published: RwLock<Arc<Published>>,
     pub(crate) ids: RwLock<BTreeMap<String, DroneName>>,
     pub(crate) addresses: RwLock<BTreeMap<DroneName, String>>,
+    /// The CPU use each drone last reported (v3's `metrics.cpu_percent`),
+    /// shown on `/status` and `/nodes`; the core has no use for it.
+    pub(crate) cpu_percent: RwLock<BTreeMap<DroneName, f64>>,
     /// The registration each drone last gave, so a heartbeat that omits a
     /// field keeps the old value without a look at the (costly to refresh)
     /// published view.
@@ -208,6 +211,20 @@ impl Shared {
         if let Ok(mut m) = self.specs.write() {
             m.insert(spec.name.clone(), spec);
         }
+    }
+
+    /// Keeps a reported CPU use; a heartbeat without one keeps the old value.
+    pub(crate) fn note_cpu(&self, drone: &DroneName, percent: Option<f64>) {
+        let Some(p) = percent.filter(|p| p.is_finite() && (0.0..=100.0).contains(p)) else {
+            return;
+        };
+        if let Ok(mut m) = self.cpu_percent.write() {
+            m.insert(drone.clone(), p);
+        }
+    }
+
+    pub(crate) fn cpu_of(&self, drone: &DroneName) -> Option<f64> {
+        self.cpu_percent.read().ok()?.get(drone).copied()
     }
 
     pub(crate) fn address_of(&self, drone: &DroneName) -> Option<String> {

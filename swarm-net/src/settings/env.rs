@@ -29,10 +29,35 @@ const V3: &[(&str, &str, Unit)] = &[
         "policy.max_drone_failures",
         Unit::Same,
     ),
+    // v3 reads GROUNDING_TIMEOUT as minutes (GROUNDING_TIMEOUT_MINUTES).
     (
         "GROUNDING_TIMEOUT",
         "policy.grounding_timeout_ms",
+        Unit::MinutesToMs,
+    ),
+    (
+        "FAILURE_AGE_MINUTES",
+        "policy.failure_age_ms",
+        Unit::MinutesToMs,
+    ),
+    // v3 marks a node offline (no work, shown offline) after NODE_TIMEOUT
+    // seconds without a heartbeat: swarm's suspect state. Reclaiming its
+    // work is RECLAIM_OFFLINE_TIMEOUT_MINUTES in both.
+    (
+        "NODE_TIMEOUT",
+        "policy.heartbeat_grace_ms",
         Unit::SecondsToMs,
+    ),
+    ("CORES_PER_SLOT", "policy.cores_per_slot", Unit::Same),
+    (
+        "MAX_UPLOAD_FAILURES",
+        "policy.upload_failure_limit",
+        Unit::Same,
+    ),
+    (
+        "UPLOAD_RETRY_INTERVAL_M",
+        "policy.upload_failure_window_ms",
+        Unit::MinutesToMs,
     ),
     (
         "RECLAIM_OFFLINE_TIMEOUT_MINUTES",
@@ -92,16 +117,93 @@ const V3: &[(&str, &str, Unit)] = &[
     ),
 ];
 
-/// v3 variables that mean nothing in swarm: a warning, not an error, so a v3
-/// service file keeps working.
-const V3_WITHOUT_EFFECT: &[(&str, &str)] = &[(
-    "RECLAIM_LEASE_SECONDS",
-    "swarm never reclaims an online drone's work for its age; offline_timeout and probes decide",
-)];
+/// v3 variables that mean nothing in swarm: a warning naming each one (at
+/// startup and in `swarm config check`), not an error, so a v3 service file
+/// keeps working. Every variable v3's `config.py` reads is either in [`V3`]
+/// or here.
+const V3_WITHOUT_EFFECT: &[(&str, &str)] = &[
+    (
+        "RECLAIM_LEASE_SECONDS",
+        "swarm never reclaims an online drone's work for its age; offline_timeout and probes decide",
+    ),
+    (
+        "ASSIGNMENT_LEASE_SECONDS",
+        "a lease lasts until the drone reports, returns it or goes offline (policy.offline_timeout_ms)",
+    ),
+    (
+        "STALE_TIMEOUT",
+        "v3 never used it either; offline drones are reclaimed after policy.offline_timeout_ms",
+    ),
+    (
+        "QUEUE_TARGET",
+        "a drone's builds at once come from its cores (policy.cores_per_slot); one slot when it reports none",
+    ),
+    (
+        "SWEEPER_PREFIX",
+        "swarm always treats names starting with sweeper- as sweepers",
+    ),
+    (
+        "SWEEPER_THRESHOLD",
+        "swarm has no sweeper threshold; drones named sweeper-* work on blocked packages only",
+    ),
+    (
+        "LOG_FILE",
+        "swarm serve logs to stderr; redirect it or use the service manager's journal",
+    ),
+    (
+        "ADMIN_PORT",
+        "the dashboard is served on the API's port (listen) under /ui/",
+    ),
+    (
+        "RELEASES_BASE_PATH",
+        "releases live under binhost_path (releases/ and the current link)",
+    ),
+    (
+        "BINHOST_SYMLINK_PATH",
+        "the published binhost is binhost_path's current link",
+    ),
+    (
+        "PROFILES_DIR",
+        "swarm has no build profiles; queue a world with `swarm fresh`",
+    ),
+    (
+        "PORTAGE_SNAPSHOTS_DIR",
+        "swarm keeps no Portage snapshots; it only gates drones on the expected timestamp",
+    ),
+    (
+        "PROTECTED_HOSTS",
+        "swarm runs only the escalation commands you configure, and never reboots a bare-metal drone; leave hosts out of escalation.reboot",
+    ),
+    (
+        "REPORT_IP",
+        "the register reply names the address the drone called",
+    ),
+    (
+        "BINHOST_PRIMARY_IP",
+        "swarm publishes to binhost_path; serve it with any web server",
+    ),
+    ("BINHOST_PRIMARY_PATH", "swarm publishes to binhost_path"),
+    ("BINHOST_PRIMARY_PORT", "swarm publishes to binhost_path"),
+    ("BINHOST_SECONDARY_IP", "swarm publishes to binhost_path"),
+    ("BINHOST_SECONDARY_PATH", "swarm publishes to binhost_path"),
+    ("BINHOST_SECONDARY_PORT", "swarm publishes to binhost_path"),
+    ("V2_GATEWAY_URL", "swarm has no v2 gateway"),
+    ("V2_SWARM_CONFIG", "swarm does not read v2's swarm.json"),
+    (
+        "SWARMV3_URL",
+        "swarm's CLI reads SWARM_URL (or --url)",
+    ),
+];
 
 /// The v3 names swarm reads, for docs and error messages.
 pub(super) fn v3_names() -> impl Iterator<Item = &'static str> {
     V3.iter().map(|(name, _, _)| *name)
+}
+
+/// Every Build Swarm v3 variable swarm knows: the ones it reads and the ones
+/// it warns about.
+pub(super) fn all_v3_names() -> impl Iterator<Item = &'static str> {
+    v3_names().chain(V3_WITHOUT_EFFECT.iter().map(|(name, _)| *name))
 }
 
 /// One value taken from the environment.
@@ -136,7 +238,11 @@ pub(super) fn read(
         v3.insert(key, (name, typed));
     }
     for (name, why) in V3_WITHOUT_EFFECT {
-        if set(name).is_some() {
+        let value = set(name);
+        // v3's own default prefix is what swarm does anyway.
+        let same_as_swarm =
+            *name == "SWEEPER_PREFIX" && value.map(String::as_str) == Some("sweeper-");
+        if value.is_some() && !same_as_swarm {
             warnings.push(format!("env {name} has no effect: {why}"));
         }
     }

@@ -30,11 +30,6 @@ pub(super) enum Kind {
     Networks,
 }
 
-const POSITIVE: Kind = Kind::Int {
-    min: 1,
-    max: u64::MAX,
-};
-
 /// Server, `[probe]` and `[escalation]` keys, in the order `swarm config show` prints them.
 pub(super) const SERVER_KEYS: &[(&str, Kind)] = &[
     ("listen", Kind::Addr),
@@ -57,6 +52,9 @@ pub(super) const SERVER_KEYS: &[(&str, Kind)] = &[
     ("admin_token_file", Kind::Path),
     ("drone_token", Kind::Secret),
     ("legacy_drones", Kind::Networks),
+    ("tls_cert", Kind::OptPath),
+    ("tls_key", Kind::OptPath),
+    ("tls_proxy", Kind::Bool),
     (
         "max_drones",
         Kind::Int {
@@ -72,8 +70,22 @@ pub(super) const SERVER_KEYS: &[(&str, Kind)] = &[
         },
     ),
     ("synchronous", Kind::Sync),
-    ("max_body_bytes", POSITIVE),
-    ("max_artifact_bytes", POSITIVE),
+    // A request body is parsed in memory: 1 GiB is far past any queue.
+    (
+        "max_body_bytes",
+        Kind::Int {
+            min: 1,
+            max: 1 << 30,
+        },
+    ),
+    // Artifacts stream to disk; the largest binary packages are a few GiB.
+    (
+        "max_artifact_bytes",
+        Kind::Int {
+            min: 1,
+            max: 1 << 40,
+        },
+    ),
     (
         "http.max_connections",
         Kind::Int {

@@ -241,7 +241,12 @@ fn v3_names_are_read_in_v3_units() {
         ("CONTROL_PLANE_PORT", "9000"),
         ("SWARM_DB_PATH", "/v3/swarm.db"),
         ("MAX_DRONE_FAILURES", "5"),
-        ("GROUNDING_TIMEOUT", "600"),
+        ("GROUNDING_TIMEOUT", "7"),
+        ("FAILURE_AGE_MINUTES", "45"),
+        ("NODE_TIMEOUT", "40"),
+        ("CORES_PER_SLOT", "6"),
+        ("MAX_UPLOAD_FAILURES", "4"),
+        ("UPLOAD_RETRY_INTERVAL_M", "12"),
         ("RECLAIM_OFFLINE_TIMEOUT_MINUTES", "20"),
         ("MAX_PREFETCH_PER_DRONE", "3"),
         ("ADMIN_SECRET", "0123456789abcdef"),
@@ -258,7 +263,14 @@ fn v3_names_are_read_in_v3_units() {
     assert_eq!(s.listen.to_string(), "127.0.0.1:9000");
     assert_eq!(s.db_path, Path::new("/v3/swarm.db"));
     assert_eq!(s.policy.max_drone_failures, 5);
-    assert_eq!(s.policy.grounding_timeout_ms, 600_000);
+    // Minutes where v3 says minutes (GROUNDING_TIMEOUT is GROUNDING_TIMEOUT_MINUTES
+    // in v3), seconds where it says seconds.
+    assert_eq!(s.policy.grounding_timeout_ms, 7 * 60_000);
+    assert_eq!(s.policy.failure_age_ms, 45 * 60_000);
+    assert_eq!(s.policy.heartbeat_grace_ms, 40_000);
+    assert_eq!(s.policy.cores_per_slot, 6);
+    assert_eq!(s.policy.upload_failure_limit, 4);
+    assert_eq!(s.policy.upload_failure_window_ms, 12 * 60_000);
     assert_eq!(s.policy.offline_timeout_ms, 20 * 60_000);
     assert_eq!(s.policy.max_prefetch, 3);
     assert_eq!(s.admin_token.as_deref(), Some("0123456789abcdef"));
@@ -273,6 +285,87 @@ fn v3_names_are_read_in_v3_units() {
     assert_eq!(
         loaded.source("policy.grounding_timeout_ms"),
         &env("GROUNDING_TIMEOUT")
+    );
+    assert_eq!(
+        loaded.source("policy.heartbeat_grace_ms"),
+        &env("NODE_TIMEOUT")
+    );
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+}
+
+#[test]
+fn v3_seconds_and_minutes_are_not_confused() {
+    // The same number means different durations under different v3 names.
+    let s = load_ok(&request(&[
+        ("GROUNDING_TIMEOUT", "5"),
+        ("NODE_TIMEOUT", "5"),
+    ]))
+    .settings;
+    assert_eq!(s.policy.grounding_timeout_ms, 300_000);
+    assert_eq!(s.policy.heartbeat_grace_ms, 5_000);
+    let s = load_ok(&request(&[
+        ("RECLAIM_OFFLINE_TIMEOUT_MINUTES", "2"),
+        ("SELF_HEAL_MIN_FAILURE_WINDOW_SECONDS", "2"),
+    ]))
+    .settings;
+    assert_eq!(s.policy.offline_timeout_ms, 120_000);
+    assert_eq!(s.policy.min_failure_window_ms, 2_000);
+    // A swarm name in swarm's unit still wins over the v3 name.
+    let s = load_ok(&request(&[
+        ("FAILURE_AGE_MINUTES", "10"),
+        ("SWARM_POLICY_FAILURE_AGE_MS", "1000"),
+    ]))
+    .settings;
+    assert_eq!(s.policy.failure_age_ms, 1000);
+    assert_eq!(
+        load_err(&request(&[("FAILURE_AGE_MINUTES", "99999999999999999")])),
+        "env FAILURE_AGE_MINUTES=\"99999999999999999\": is too large"
+    );
+}
+
+#[test]
+fn every_v3_setting_swarm_does_not_use_is_named_in_a_warning() {
+    let names = [
+        "RECLAIM_LEASE_SECONDS",
+        "ASSIGNMENT_LEASE_SECONDS",
+        "STALE_TIMEOUT",
+        "QUEUE_TARGET",
+        "SWEEPER_THRESHOLD",
+        "LOG_FILE",
+        "ADMIN_PORT",
+        "RELEASES_BASE_PATH",
+        "BINHOST_SYMLINK_PATH",
+        "PROFILES_DIR",
+        "PORTAGE_SNAPSHOTS_DIR",
+        "PROTECTED_HOSTS",
+        "REPORT_IP",
+        "BINHOST_PRIMARY_IP",
+        "BINHOST_SECONDARY_PORT",
+        "V2_GATEWAY_URL",
+        "V2_SWARM_CONFIG",
+        "SWARMV3_URL",
+    ];
+    let pairs: Vec<(&str, &str)> = names.iter().map(|n| (*n, "1")).collect();
+    let loaded = load_ok(&request(&pairs));
+    for name in names {
+        assert!(
+            loaded
+                .warnings
+                .iter()
+                .any(|w| w.starts_with(&format!("env {name} has no effect: "))),
+            "no warning names {name}: {:?}",
+            loaded.warnings
+        );
+    }
+    assert_eq!(loaded.warnings.len(), names.len());
+    // v3's default sweeper prefix is what swarm does: nothing to warn about.
+    assert!(load_ok(&request(&[("SWEEPER_PREFIX", "sweeper-")]))
+        .warnings
+        .is_empty());
+    let w = load_ok(&request(&[("SWEEPER_PREFIX", "sw-")])).warnings;
+    assert!(
+        w[0].starts_with("env SWEEPER_PREFIX has no effect"),
+        "{w:?}"
     );
 }
 
@@ -556,4 +649,67 @@ fn the_default_probe_prints_figures_the_prober_understands() {
     assert!(report.cores.is_some(), "{stdout}");
     assert!(report.disk_percent.is_some(), "{stdout}");
     assert!(report.mem_percent.is_some(), "{stdout}");
+}
+
+/// Every whole-number server key has an upper bound (a new key without one
+/// fails here), and one past it is refused naming the variable.
+#[test]
+fn every_numeric_server_key_has_an_upper_bound_that_is_enforced() {
+    let mut checked = 0;
+    for (key, kind) in keys::SERVER_KEYS {
+        let keys::Kind::Int { max, .. } = *kind else {
+            continue;
+        };
+        assert!(max < u64::MAX / 2, "{key} has no real upper bound");
+        let name = env::env_name(key);
+        let past = (max + 1).to_string();
+        let err = load_err(&request(&[(name.as_str(), past.as_str())]));
+        assert!(
+            err.starts_with(&format!("env {name}=\"{past}\"")) && err.contains(&max.to_string()),
+            "{key}: {err}"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 12, "only {checked} numeric keys");
+}
+
+#[test]
+fn a_network_listen_address_without_tls_or_a_proxy_note_is_warned_about() {
+    let warned = |loaded: &Loaded| loaded.warnings.iter().any(|w| w.contains("plain http"));
+    let (_d, _p, req) = with_file("listen = \"0.0.0.0:8100\"\n", &[]);
+    let loaded = load_ok(&req);
+    assert!(warned(&loaded), "{:?}", loaded.warnings);
+    let (_d, _p, req) = with_file("listen = \"0.0.0.0:8100\"\ntls_proxy = true\n", &[]);
+    assert!(!warned(&load_ok(&req)));
+    let (_d, _p, req) = with_file("listen = \"127.0.0.1:8100\"\n", &[]);
+    assert!(!warned(&load_ok(&req)));
+}
+
+#[test]
+fn tls_needs_both_files_and_files_that_load() {
+    let (_d, _p, req) = with_file("tls_cert = \"/etc/swarm/tls/cert.pem\"\n", &[]);
+    let e = load_err(&req);
+    assert!(e.contains("tls_key is not"), "{e}");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cert, key) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+    std::fs::write(&cert, "not a certificate\n").expect("write");
+    std::fs::write(&key, "not a key\n").expect("write");
+    let text = format!(
+        "tls_cert = {:?}\ntls_key = {:?}\n",
+        cert.display().to_string(),
+        key.display().to_string()
+    );
+    let (_d, _p, req) = with_file(&text, &[]);
+    let e = load_err(&req);
+    assert!(e.contains("c.pem") && e.contains("no CERTIFICATE"), "{e}");
+    // A real pair loads, and a key of another certificate does not.
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("cert");
+    std::fs::write(&cert, made.cert.pem()).expect("write");
+    std::fs::write(&key, made.key_pair.serialize_pem()).expect("write");
+    let loaded = load_ok(&with_file(&text, &[]).2);
+    assert_eq!(loaded.settings.tls_cert.as_deref(), Some(cert.as_path()));
+    let other = rcgen::generate_simple_self_signed(vec!["other".to_string()]).expect("cert");
+    std::fs::write(&key, other.key_pair.serialize_pem()).expect("write");
+    let e = load_err(&with_file(&text, &[]).2);
+    assert!(e.contains("tls_cert") && e.contains("tls_key"), "{e}");
 }

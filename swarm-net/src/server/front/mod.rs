@@ -22,12 +22,18 @@
 //! ```
 //! Each connection's thread reads its request and runs the handler itself
 //! (no hand-over between threads), which is also what keeps latency low.
-//! Files: `conn.rs` the per-connection loop · `request.rs` what handlers see.
+//! With `tls_cert`/`tls_key`, each connection thread first runs the TLS
+//! handshake (under the header timeout) and then the same loop over the
+//! encrypted stream.
+//! Files: `conn.rs` the per-connection loop · `request.rs` what handlers see ·
+//! `tls.rs` the handshake.
 
 mod conn;
 mod request;
+mod tls;
 
 pub(crate) use request::{Method, Request, Response, ResponseBody};
+pub use tls::{TlsServer, TlsSetupError};
 
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
@@ -105,16 +111,23 @@ const OVERFLOW_WAIT: Duration = Duration::from_secs(2);
 /// The socket under a connection.
 pub(crate) enum Stream {
     Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ServerConnection, TcpStream>>),
 }
 
 impl Stream {
     fn tcp(&self) -> &TcpStream {
         match self {
             Stream::Plain(s) => s,
+            Stream::Tls(s) => &s.sock,
         }
     }
 
     fn shutdown_write(&mut self) -> io::Result<()> {
+        if let Stream::Tls(s) = self {
+            // Tell the client the answer is complete (no truncation attack).
+            s.conn.send_close_notify();
+            let _ = s.conn.complete_io(&mut s.sock);
+        }
         self.tcp().shutdown(Shutdown::Write)
     }
 }
@@ -123,6 +136,7 @@ impl Read for Stream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Stream::Plain(s) => s.read(buf),
+            Stream::Tls(s) => s.read(buf),
         }
     }
 }
@@ -131,12 +145,14 @@ impl Write for Stream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
             Stream::Plain(s) => s.write(buf),
+            Stream::Tls(s) => s.write(buf),
         }
     }
 
     fn flush(&mut self) -> io::Result<()> {
         match self {
             Stream::Plain(s) => s.flush(),
+            Stream::Tls(s) => s.flush(),
         }
     }
 }
@@ -210,6 +226,8 @@ impl FrontStats {
 pub(crate) struct Ctx {
     limits: HttpLimits,
     handler: Handler,
+    /// Set: every connection starts with a TLS handshake.
+    tls: Option<TlsServer>,
     /// Paths answered even by overflow threads.
     always_open: fn(&str) -> bool,
     stop: AtomicBool,
@@ -241,6 +259,7 @@ pub(crate) fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
 pub(crate) fn start(
     listener: TcpListener,
     limits: HttpLimits,
+    tls: Option<TlsServer>,
     handler: Handler,
     always_open: fn(&str) -> bool,
     stats: Arc<FrontStats>,
@@ -249,6 +268,7 @@ pub(crate) fn start(
     let ctx = Arc::new(Ctx {
         limits,
         handler,
+        tls,
         always_open,
         stop: AtomicBool::new(false),
         stats,
@@ -375,14 +395,25 @@ fn spawn_conn(sock: TcpStream, peer: SocketAddr, ctx: &Arc<Ctx>, overflow: bool)
                 id,
                 overflow,
             };
+            let mut limits = ctx.limits.clone();
             if overflow {
-                let mut limits = ctx.limits.clone();
                 limits.header_timeout = limits.header_timeout.min(OVERFLOW_WAIT);
                 limits.body_idle_timeout = limits.body_idle_timeout.min(OVERFLOW_WAIT);
-                conn::serve(Stream::Plain(sock), peer, &ctx, &limits, true);
-            } else {
-                conn::serve(Stream::Plain(sock), peer, &ctx, &ctx.limits, false);
             }
+            let stream = match &ctx.tls {
+                None => Stream::Plain(sock),
+                Some(tls) => {
+                    let deadline = Instant::now() + limits.header_timeout;
+                    match tls::accept(sock, tls, deadline) {
+                        Ok(s) => s,
+                        Err(why) => {
+                            handshake_failed(&ctx, peer, why);
+                            return;
+                        }
+                    }
+                }
+            };
+            conn::serve(stream, peer, &ctx, &limits, overflow);
         });
     if let Err(e) = spawned {
         tracing::warn!(error = %e, "cannot start a connection thread; connection refused");
@@ -397,6 +428,24 @@ fn spawn_conn(sock: TcpStream, peer: SocketAddr, ctx: &Arc<Ctx>, overflow: bool)
             &ctx.stats.open
         };
         counter.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Counts and logs a connection that never finished its TLS handshake.
+fn handshake_failed(ctx: &Ctx, peer: SocketAddr, why: tls::NoHandshake) {
+    match why {
+        tls::NoHandshake::TimedOut => {
+            ctx.stats.refused(408);
+            tracing::debug!(%peer, "TLS handshake not complete within the header timeout; closed");
+        }
+        tls::NoHandshake::PlainHttp => {
+            ctx.stats.refused(400);
+            tracing::info!(%peer, "a client spoke plain http to the TLS port; told it to use https");
+        }
+        tls::NoHandshake::Gone(cause) => {
+            ctx.stats.refused(400);
+            tracing::info!(%peer, error = %cause, "TLS handshake failed");
+        }
     }
 }
 

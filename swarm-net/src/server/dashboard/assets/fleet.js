@@ -29,7 +29,7 @@ export function mount(root, ctx, refreshAll) {
   root.append(h('h2', null, 'Drones'), body);
 
   async function refresh() {
-    const r = await api.get('/api/v1/nodes');
+    const r = await api.get('/api/v1/nodes?all=true');
     const nodes = r.nodes || r;
     const now = Date.now();
     if (!nodes.length) { body.replaceChildren(h('p', { class: 'muted' }, 'No drone has registered yet.')); return; }

@@ -65,7 +65,7 @@ export function mount(root, ctx, refreshAll) {
       card(c.built ?? 0, 'built', 'count-built'),
       card(c.blocked ?? 0, 'blocked', 'count-blocked'),
       card((last.cores_busy ?? 0) + ' / ' + (last.cores_total ?? 0), 'cores busy', 'count-cores'),
-      card((s.drones && s.drones.online) ?? 0, 'drones online', 'count-drones'));
+      card(s.nodes_online ?? 0, 'drones online', 'count-drones'));
     const brake = s.brake || {};
     facts.replaceChildren(
       h('div', { class: 'row' },
