@@ -112,6 +112,7 @@ impl Drone {
                 "emerge --oneshot --buildpkg --usepkg=n --nodeps --quiet {atom}",
             ])
             .args(["--heartbeat-s", "1", "--poll-s", "1", "--kill-grace-s", "1"])
+            .args(["--min-free-disk", "64MiB"])
             .arg("--config")
             .arg(&config)
             .arg("--work-dir")

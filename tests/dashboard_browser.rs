@@ -88,6 +88,7 @@ fn start_drone(server: &Server, dir: &Path, name: &str) -> Proc {
             "--poll-s",
             "1",
         ])
+        .args(["--min-free-disk", "64MiB"])
         .args(["--kill-grace-s", "1", "--config"])
         .arg(&config)
         .arg("--work-dir")

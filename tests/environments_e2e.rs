@@ -15,9 +15,8 @@ fn refs(env: &[(String, String)]) -> Vec<(&str, &str)> {
 }
 
 fn node(server: &Server, name: &str) -> Value {
-    let (_, v) = server.get("/api/v1/nodes");
-    v["nodes"]
-        .as_array()
+    let (_, v) = server.get("/api/v1/nodes?all=true");
+    v.as_array()
         .and_then(|n| n.iter().find(|d| d["name"] == name).cloned())
         .unwrap_or_default()
 }
