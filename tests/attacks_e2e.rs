@@ -498,3 +498,40 @@ fn the_agent_refuses_to_send_its_credential_over_plain_http_to_another_host() {
     );
     build.finish(&server);
 }
+
+/// `swarm bench http --stalled`: runs, holds its stalled connections, and
+/// the drones' cycles and the health probe see no errors. Timings are
+/// reported, never asserted.
+#[test]
+fn a_short_bench_with_stalled_connections_reports_no_errors() {
+    let out = std::process::Command::new(support::swarm_bin())
+        .args([
+            "bench",
+            "http",
+            "--drones",
+            "4",
+            "--seconds",
+            "2",
+            "--stalled",
+            "20",
+            "--json",
+        ])
+        // A debug build: a small queue is plenty for two seconds.
+        .env("SWARM_BENCH_PER_S", "3000")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run swarm bench http");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"));
+    assert_eq!(v["errors"], 0, "{v}");
+    assert_eq!(v["stalled"], 20, "{v}");
+    assert_eq!(v["stalled_connect_failures"], 0, "{v}");
+    assert!(v["cycles"].as_u64().is_some_and(|c| c > 0), "{v}");
+    assert_eq!(v["health_ms"]["failures"], 0, "{v}");
+    assert!(
+        v["health_ms"]["samples"].as_u64().is_some_and(|n| n > 0),
+        "{v}"
+    );
+}

@@ -371,6 +371,49 @@ fn events_since_an_id_returns_only_newer_ones_and_latest_id() {
     let (_, hist) = r.s.get("/api/v1/events/history?type=built&limit=50");
     assert_eq!(hist["total"], 1, "{hist}");
     assert_eq!(hist["events"][0]["type"], "built", "{hist}");
+    // since= is a Unix time in seconds: everything is after an hour ago, nothing after now+60.
+    let hour_ago = now_s() - 3600.0;
+    let (_, recent) = r.s.get(&format!(
+        "/api/v1/events/history?since={hour_ago}&limit=1000"
+    ));
+    assert_eq!(
+        recent["total"].as_u64(),
+        Some(events.len() as u64),
+        "{recent}"
+    );
+    let (_, future) =
+        r.s.get(&format!("/api/v1/events/history?since={}", now_s() + 60.0));
+    assert_eq!(future["total"], 0, "{future}");
+    let (code, e) = r.s.get("/api/v1/events/history?since=yesterday");
+    assert_eq!((code, e["field"].as_str()), (400, Some("since")), "{e}");
+}
+
+#[test]
+fn build_stats_by_package_carry_v3_fields() {
+    let r = run();
+    let (code, v) = r.s.get("/api/v1/build-stats/by-package");
+    assert_eq!(code, 200, "{v}");
+    let rows = v["packages"].as_array().expect("packages");
+    let row = |atom: &str| {
+        rows.iter()
+            .find(|p| p["package"] == atom)
+            .unwrap_or_else(|| panic!("{atom} missing: {v}"))
+    };
+    let built = row(&r.built);
+    assert_eq!(
+        (built["attempts"].as_u64(), built["successes"].as_u64()),
+        (Some(1), Some(1)),
+        "{built}"
+    );
+    assert_eq!(built["tried_on"], json!(["drone-alpha"]), "{built}");
+    assert_recent_seconds(&built["last_attempt"], "last_attempt");
+    let masked = row(&r.masked);
+    assert_eq!(
+        (masked["attempts"].as_u64(), masked["successes"].as_u64()),
+        (Some(1), Some(0)),
+        "{masked}"
+    );
+    assert_eq!(masked["tried_on"], json!(["drone-beta"]), "{masked}");
 }
 
 #[test]

@@ -48,6 +48,11 @@ struct HttpArgs {
     /// Heartbeat interval of the background drones, seconds.
     #[arg(long, default_value_t = 30)]
     heartbeat_s: u64,
+    /// Hold this many stalled connections open throughout (half a head and
+    /// 3 bytes of a 100 KB body, half an unfinished head; reopened when the
+    /// server times them out).
+    #[arg(long, default_value_t = 0)]
+    stalled: usize,
     /// Durability of each group commit: normal or full.
     #[arg(long, default_value = "full")]
     synchronous: String,
@@ -259,6 +264,9 @@ fn http_in(a: &HttpArgs, synchronous: Synchronous, dir: &std::path::Path) -> any
             }));
         }
     }
+    let stallers = (a.stalled > 0)
+        .then(|| crate::bench_stall::Stallers::start(running.addr(), a.stalled, &stop));
+    let health = crate::bench_stall::HealthProbe::start(running.addr(), &measuring, &stop);
     std::thread::sleep(Duration::from_secs(1));
     let errors_before = errors.load(Ordering::Relaxed);
     let hb_before = hb_sent.load(Ordering::Relaxed);
@@ -279,6 +287,18 @@ fn http_in(a: &HttpArgs, synchronous: Synchronous, dir: &std::path::Path) -> any
     for t in threads {
         let _ = t.join();
     }
+    let health = health.finish();
+    let (stalled_reopened, stalled_failed) = match stallers {
+        Some(s) => {
+            let counts = (
+                s.reopened.load(Ordering::Relaxed),
+                s.failed.load(Ordering::Relaxed),
+            );
+            s.join();
+            counts
+        }
+        None => (0, 0),
+    };
     let metrics = agent
         .get(&format!("{url}/metrics"))
         .call()
@@ -305,8 +325,20 @@ fn http_in(a: &HttpArgs, synchronous: Synchronous, dir: &std::path::Path) -> any
         let i = ((samples.len() as f64 - 1.0) * p).round() as usize;
         f64::from(samples[i.min(samples.len() - 1)]) / 1000.0
     };
+    let hpct = |p: f64| -> f64 {
+        let h = &health.samples;
+        if h.is_empty() {
+            return 0.0;
+        }
+        let i = ((h.len() as f64 - 1.0) * p).round() as usize;
+        f64::from(h[i.min(h.len() - 1)]) / 1000.0
+    };
     let out = json!({
         "drones": a.drones,
+        "stalled": a.stalled,
+        "stalled_reopened": stalled_reopened,
+        "stalled_connect_failures": stalled_failed,
+        "health_ms": {"p50": hpct(0.5), "p99": hpct(0.99), "max": hpct(1.0), "samples": health.samples.len(), "failures": health.failures},
         "background_drones": a.background,
         "background_heartbeats_per_s": hbs as f64 / elapsed,
         "synchronous": a.synchronous,
@@ -328,9 +360,11 @@ fn http_in(a: &HttpArgs, synchronous: Synchronous, dir: &std::path::Path) -> any
         println!("{out}");
     } else {
         println!(
-            "{} drones (+{} heartbeating), synchronous={}: {:.0} cycles/s ({:.0} requests/s), latency p50 {:.2} ms, p99 {:.2} ms, max {:.1} ms, errors {}, {:.1} inputs per group commit",
+            "{} drones (+{} heartbeating, {} stalled connections held, reopened {} times), synchronous={}: {:.0} cycles/s ({:.0} requests/s), latency p50 {:.2} ms, p99 {:.2} ms, max {:.1} ms, errors {}, {:.1} inputs per group commit; /health on a new connection every 100 ms: p50 {:.2} ms, p99 {:.2} ms, max {:.1} ms, {} failed of {}",
             a.drones,
             a.background,
+            a.stalled,
+            stalled_reopened,
             a.synchronous,
             done as f64 / elapsed,
             2.0 * done as f64 / elapsed,
@@ -338,7 +372,12 @@ fn http_in(a: &HttpArgs, synchronous: Synchronous, dir: &std::path::Path) -> any
             pct(0.99),
             pct(1.0),
             errs,
-            if batches > 0.0 { batched / batches } else { 0.0 }
+            if batches > 0.0 { batched / batches } else { 0.0 },
+            hpct(0.5),
+            hpct(0.99),
+            hpct(1.0),
+            health.failures,
+            health.samples.len() as u64 + health.failures,
         );
     }
     Ok(())

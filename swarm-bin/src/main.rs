@@ -8,6 +8,7 @@ mod bench_conn;
 mod bench_import;
 mod bench_release;
 mod bench_soak;
+mod bench_stall;
 mod cli;
 mod config_cmd;
 mod demo;

@@ -81,6 +81,10 @@ pub struct PackageStats {
     /// Outcome of the latest attempt.
     #[serde(deserialize_with = "text_or_json")]
     pub last_outcome: Option<String>,
+    /// The drones that tried it, by name.
+    pub tried_on: Vec<String>,
+    /// When the latest attempt was leased, ms.
+    pub last_attempt_ms: Option<i64>,
 }
 
 /// Totals over the kept build history, in the terms of Build Swarm v3's
@@ -127,6 +131,8 @@ pub struct EventFilter {
     pub kind: Option<String>,
     /// Only this package.
     pub package: Option<String>,
+    /// Only events after this time, ms since the epoch.
+    pub since_ms: Option<i64>,
 }
 
 /// A read-only reader of history.
@@ -169,11 +175,17 @@ impl History {
         let sql = format!(
             "SELECT {EVENT_COLS} FROM events WHERE (?1 IS NULL OR drone = ?1) \
              AND (?2 IS NULL OR kind = ?2) AND (?3 IS NULL OR package = ?3) \
-             ORDER BY id DESC LIMIT ?4"
+             AND (?5 IS NULL OR at_ms > ?5) ORDER BY id DESC LIMIT ?4"
         );
         let mut st = self.conn.prepare_cached(&sql)?;
         let rows = st.query_map(
-            params![filter.drone, filter.kind, filter.package, limit],
+            params![
+                filter.drone,
+                filter.kind,
+                filter.package,
+                limit,
+                filter.since_ms
+            ],
             event_row,
         )?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -240,7 +252,10 @@ impl History {
                     SUM(outcome = 'success'), \
                     SUM(outcome IN ('failed', 'upload_failed', 'masked')), \
                     CAST(AVG(CASE WHEN outcome = 'success' THEN duration_ms END) AS INTEGER), \
-                    (SELECT b2.outcome FROM builds b2 WHERE b2.package = b.package ORDER BY b2.id DESC LIMIT 1) \
+                    (SELECT b2.outcome FROM builds b2 WHERE b2.package = b.package ORDER BY b2.id DESC LIMIT 1), \
+                    (SELECT GROUP_CONCAT(d, char(31)) FROM (SELECT DISTINCT drone AS d FROM builds b3 \
+                        WHERE b3.package = b.package ORDER BY d)), \
+                    MAX(created_at) \
              FROM builds b GROUP BY package ORDER BY COUNT(*) DESC, package LIMIT ?1",
         )?;
         let rows = st.query_map(params![limit], |r| {
@@ -251,6 +266,12 @@ impl History {
                 failed: r.get::<_, Option<i64>>(3)?.unwrap_or(0),
                 avg_duration_ms: r.get(4)?,
                 last_outcome: r.get(5)?,
+                tried_on: r
+                    .get::<_, Option<String>>(6)?
+                    // Unit separators: drone names cannot hold control characters.
+                    .map(|d| d.split('\u{1f}').map(str::to_owned).collect())
+                    .unwrap_or_default(),
+                last_attempt_ms: r.get(7)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)

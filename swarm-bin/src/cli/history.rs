@@ -164,6 +164,7 @@ mod tests {
             failed: 1,
             avg_duration_ms: Some(61_000),
             last_outcome: Some("success".into()),
+            ..PackageStats::default()
         }];
         assert_eq!(
             render_stats(&stats),

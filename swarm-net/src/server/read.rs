@@ -258,7 +258,8 @@ pub(crate) fn events(sh: &Shared, url: &str) -> Result<Reply, ApiError> {
 }
 
 /// `GET /api/v1/events/history`: the newest events, newest first; `kind`
-/// (v3: `type`), `drone` and `package` filter; `total` counts what came back.
+/// (v3: `type`), `drone`, `package` and v3's `since` (Unix seconds) filter;
+/// `total` counts what came back.
 pub(crate) fn events_history(sh: &Shared, url: &str) -> Result<Reply, ApiError> {
     let q = Query::parse(url);
     let limit = q.number("limit", 200, 10_000)? as u32;
@@ -266,6 +267,7 @@ pub(crate) fn events_history(sh: &Shared, url: &str) -> Result<Reply, ApiError> 
         drone: q.get("drone").map(str::to_string),
         kind: q.get("kind").or_else(|| q.get("type")).map(str::to_string),
         package: q.get("package").map(str::to_string),
+        since_ms: q.get("since").map(v3::unix_ms).transpose()?,
     };
     let events = sh.with_history(|h| h.events_recent(&filter, limit))?;
     let next = events.first().map(|e| e.id).unwrap_or(0);
@@ -278,6 +280,7 @@ pub(crate) fn build_stats(sh: &Shared, url: &str) -> Result<Reply, ApiError> {
     let q = Query::parse(url);
     let limit = q.number("limit", 1000, 100_000)? as u32;
     let packages = sh.with_history(|h| h.stats_by_package(limit))?;
+    let packages: Vec<Value> = packages.iter().map(v3::package_stats).collect();
     Reply::ok(&json!({ "packages": packages }))
 }
 

@@ -3,9 +3,10 @@
 //! for v3 keep working. v3's units are kept: times are Unix seconds (floats),
 //! durations seconds, drones keyed by name.
 
+use super::http::ApiError;
 use serde_json::{json, Map, Value};
 use swarm_core::{DroneStatus, DroneView, LeaseView, PackageStatus, View};
-use swarm_store::{BuildRow, BuildTotals, EventRow};
+use swarm_store::{BuildRow, BuildTotals, EventRow, PackageStats};
 
 /// How many queued atoms `packages.needed` lists (v3: the first 10).
 const NEEDED_SHOWN: usize = 10;
@@ -166,6 +167,35 @@ pub(crate) fn history_item(b: &BuildRow, machine_id: Option<&str>) -> Option<Val
         "error_message": b.detail,
         "timestamp": secs(u64::try_from(finished).unwrap_or(0)),
     }))
+}
+
+/// v3's `since=<unix ts>` (seconds, fractions allowed) as milliseconds.
+pub(crate) fn unix_ms(text: &str) -> Result<i64, ApiError> {
+    match text.trim().parse::<f64>() {
+        Ok(s) if s.is_finite() && (0.0..=1.0e11).contains(&s) => Ok((s * 1000.0) as i64),
+        _ => Err(ApiError::field(
+            400,
+            "since",
+            format!("since={text:?}: send a Unix time in seconds"),
+        )),
+    }
+}
+
+/// One `/build-stats/by-package` row: v3's fields (`attempts`, `successes`,
+/// `tried_on`, `last_attempt` in Unix seconds) next to swarm's.
+pub(crate) fn package_stats(p: &PackageStats) -> Value {
+    let mut v = serde_json::to_value(p).unwrap_or(Value::Null);
+    if let Some(obj) = v.as_object_mut() {
+        obj.insert("attempts".into(), json!(p.builds));
+        obj.insert("successes".into(), json!(p.ok));
+        obj.insert(
+            "last_attempt".into(),
+            json!(p
+                .last_attempt_ms
+                .map(|ms| secs(u64::try_from(ms).unwrap_or(0)))),
+        );
+    }
+    v
 }
 
 /// v3's fields of one event (`type`, `message`, `details`, `timestamp`),
