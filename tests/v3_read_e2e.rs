@@ -381,6 +381,17 @@ fn events_since_an_id_returns_only_newer_ones_and_latest_id() {
         Some(events.len() as u64),
         "{recent}"
     );
+    let ids: Vec<u64> = recent["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter_map(|e| e["id"].as_u64())
+        .collect();
+    assert!(ids.len() > 1, "{recent}");
+    assert!(
+        ids.windows(2).all(|w| w[0] < w[1]),
+        "oldest first, as v3: {ids:?}"
+    );
     let (_, future) =
         r.s.get(&format!("/api/v1/events/history?since={}", now_s() + 60.0));
     assert_eq!(future["total"], 0, "{future}");

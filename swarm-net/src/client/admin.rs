@@ -523,13 +523,17 @@ impl Client {
         self.read(&q.path("/api/v1/events"), Auth::None)
     }
 
-    /// `GET /api/v1/events/history`: the newest events, newest first.
+    /// `GET /api/v1/events/history`: the newest events, newest first in `body` (the server lists
+    /// them oldest first, as v3 did; `raw` keeps its order).
     pub fn events_history(&self, filter: &EventQuery) -> Result<Answer<Events>, ClientError> {
         let mut q = Query::default();
         q.push("limit", filter.limit);
         q.push("drone", filter.drone.as_deref());
         q.push("kind", filter.kind.as_deref());
-        self.read(&q.path("/api/v1/events/history"), Auth::None)
+        let mut answer: Answer<Events> =
+            self.read(&q.path("/api/v1/events/history"), Auth::None)?;
+        answer.body.events.reverse();
+        Ok(answer)
     }
 
     /// `GET /api/v1/build-stats/by-package`.

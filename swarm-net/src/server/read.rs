@@ -272,7 +272,8 @@ pub(crate) fn events_history(sh: &Shared, url: &str) -> Result<Reply, ApiError> 
     let events = sh.with_history(|h| h.events_recent(&filter, limit))?;
     let next = events.first().map(|e| e.id).unwrap_or(0);
     let total = events.len();
-    let events: Vec<Value> = events.iter().map(v3::event).collect();
+    // The newest `limit` events, listed oldest first as v3 listed them.
+    let events: Vec<Value> = events.iter().rev().map(v3::event).collect();
     Reply::ok(&json!({ "events": events, "next": next, "total": total }))
 }
 
