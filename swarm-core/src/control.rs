@@ -136,7 +136,7 @@ pub(crate) fn apply(s: &mut Swarm, action: &Control, out: &mut Vec<Output>) {
                     }
                     Some(d) => d.spec.env.clone(),
                 },
-                (None, None) => crate::env::BuildEnv::default(),
+                (None, None) => crate::buildenv::BuildEnv::default(),
             };
             let before = std::mem::replace(&mut s.st.expected_env, expected);
             let names: Vec<DroneName> = s.st.drones.keys().cloned().collect();

@@ -300,13 +300,13 @@ impl Ops<'_> {
 
     /// An environment chosen by bits of a byte already read, so that adding environments did
     /// not change what the committed corpus means.
-    fn env(bits: u8) -> Option<crate::env::BuildEnv> {
+    fn env(bits: u8) -> Option<crate::buildenv::BuildEnv> {
         let cflags = CFLAGS[usize::from(bits) % CFLAGS.len()]?.to_owned();
         let vars = [
             ("CFLAGS".to_owned(), cflags),
             ("CHOST".to_owned(), "x86_64-pc-linux-gnu".to_owned()),
         ];
-        crate::env::BuildEnv::new(vars.into_iter().collect()).ok()
+        crate::buildenv::BuildEnv::new(vars.into_iter().collect()).ok()
     }
 
     /// The next operation: when it happens and what it is. `None` when the input is used up.

@@ -135,8 +135,8 @@ pub struct DroneSpec {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
     /// Its build environment as Portage resolved it; empty from v3 and older agents.
-    #[serde(skip_serializing_if = "crate::env::BuildEnv::is_empty")]
-    pub env: crate::env::BuildEnv,
+    #[serde(skip_serializing_if = "crate::buildenv::BuildEnv::is_empty")]
+    pub env: crate::buildenv::BuildEnv,
 }
 
 /// A heartbeat. Every field but `drone` is optional: v3 drones send few.
@@ -174,7 +174,7 @@ pub struct Heartbeat {
     pub portage_snapshot: Option<String>,
     /// Its build environment, sent when it changed since the last one the server passed on.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub env: Option<crate::env::BuildEnv>,
+    pub env: Option<crate::buildenv::BuildEnv>,
 }
 
 /// Who reports on which lease. Legacy drones send no lease; they are matched by (drone, package).
@@ -404,7 +404,7 @@ pub enum Control {
     ExpectEnv {
         /// The expected environment.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        env: Option<crate::env::BuildEnv>,
+        env: Option<crate::buildenv::BuildEnv>,
         /// Take it from this drone's report.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         from: Option<DroneName>,

@@ -52,12 +52,12 @@
 
 mod atom;
 pub mod bounds;
+pub mod buildenv;
 mod config;
 mod control;
 mod digest;
 #[doc(hidden)]
 pub mod emerge_logs;
-pub mod env;
 pub mod failure;
 #[doc(hidden)]
 pub mod fuzzing;
@@ -77,8 +77,8 @@ pub mod time;
 mod view;
 
 pub use atom::{Atom, AtomError, AtomRefusal};
+pub use buildenv::{BuildEnv, EnvDiff, EnvError};
 pub use config::{Config, ConfigError, Ordering, MAX_CONFIG_COUNT, MAX_CONFIG_MS, MAX_SLOT_COUNT};
-pub use env::{BuildEnv, EnvDiff, EnvError};
 pub use health::{BuildTiming, DroneHealth, HealthMonitor, HealthSample, HealthThresholds};
 pub use id::{DroneName, Epoch, Generation, LeaseId, NameError, Seq};
 pub use input::{

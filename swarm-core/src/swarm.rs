@@ -1304,7 +1304,7 @@ impl Swarm {
         let differences = if matches {
             String::new()
         } else {
-            crate::env::describe_differences(&expected.differences(&d.spec.env))
+            crate::buildenv::describe_differences(&expected.differences(&d.spec.env))
         };
         out.push(Output::Event(Event::EnvChanged {
             drone: name.clone(),

@@ -1,7 +1,7 @@
 //! Read-only queries over a swarm: what dashboards, the HTTP API and tests see.
 
 use crate::atom::Atom;
-use crate::env::{BuildEnv, EnvDiff};
+use crate::buildenv::{BuildEnv, EnvDiff};
 use crate::health::DroneHealth;
 use crate::id::{DroneName, Epoch, LeaseId};
 use crate::input::DroneKind;

@@ -119,7 +119,7 @@ pub(crate) fn capacity(st: &SwarmState, d: &Drone, free_slots: u32) -> Result<u3
             return Err(NoWork::EnvUnknown);
         }
         let diffs = expected.differences(env);
-        return Err(NoWork::EnvMismatch(crate::env::describe_differences(
+        return Err(NoWork::EnvMismatch(crate::buildenv::describe_differences(
             &diffs,
         )));
     }

@@ -38,8 +38,8 @@ pub struct SwarmState {
     pub(crate) paused: bool,
     pub(crate) expected_portage: Option<String>,
     /// The build environment a drone must have to get work (`expect_env`); empty: any.
-    #[serde(default, skip_serializing_if = "crate::env::BuildEnv::is_empty")]
-    pub(crate) expected_env: crate::env::BuildEnv,
+    #[serde(default, skip_serializing_if = "crate::buildenv::BuildEnv::is_empty")]
+    pub(crate) expected_env: crate::buildenv::BuildEnv,
     /// Set by `Recovered`: nobody is judged offline before this.
     pub(crate) grace_until: Option<Timestamp>,
     pub(crate) packages: Vec<Package>,
@@ -90,7 +90,7 @@ impl SwarmState {
             generation: 0,
             paused: false,
             expected_portage: None,
-            expected_env: crate::env::BuildEnv::default(),
+            expected_env: crate::buildenv::BuildEnv::default(),
             grace_until: None,
             packages: Vec::new(),
             drones: BTreeMap::new(),
