@@ -78,16 +78,8 @@ struct Lat {
 }
 
 fn http(a: HttpArgs) -> anyhow::Result<()> {
-    let synchronous = match a.synchronous.as_str() {
-        "normal" => Synchronous::Normal,
-        "full" => Synchronous::Full,
-        other => anyhow::bail!("--synchronous must be normal or full, not {other:?}"),
-    };
-    let dir = std::env::temp_dir().join(format!("swarm-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let result = http_in(&a, synchronous, &dir);
-    let _ = std::fs::remove_dir_all(&dir);
-    result
+    let synchronous = crate::bench_scratch::synchronous(&a.synchronous)?;
+    crate::bench_scratch::in_scratch("swarm-bench", |dir| http_in(&a, synchronous, dir))
 }
 
 fn http_in(a: &HttpArgs, synchronous: Synchronous, dir: &std::path::Path) -> anyhow::Result<()> {

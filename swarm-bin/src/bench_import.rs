@@ -66,16 +66,8 @@ pub(crate) fn run(a: ImportArgs) -> anyhow::Result<()> {
     );
     anyhow::ensure!(a.drones <= 1_000, "--drones must be at most 1000");
     anyhow::ensure!(a.beat_ms >= 10, "--beat-ms must be at least 10");
-    let synchronous = match a.synchronous.as_str() {
-        "normal" => Synchronous::Normal,
-        "full" => Synchronous::Full,
-        other => anyhow::bail!("--synchronous must be normal or full, not {other:?}"),
-    };
-    let dir = std::env::temp_dir().join(format!("swarm-import-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let result = run_in(&a, synchronous, &dir);
-    let _ = std::fs::remove_dir_all(&dir);
-    result
+    let synchronous = crate::bench_scratch::synchronous(&a.synchronous)?;
+    crate::bench_scratch::in_scratch("swarm-import", |dir| run_in(&a, synchronous, dir))
 }
 
 fn run_in(a: &ImportArgs, synchronous: Synchronous, dir: &Path) -> anyhow::Result<()> {

@@ -7,6 +7,7 @@ mod bench_cmd;
 mod bench_conn;
 mod bench_import;
 mod bench_release;
+mod bench_scratch;
 mod bench_soak;
 mod bench_stall;
 mod cli;

@@ -71,21 +71,7 @@ pub(crate) fn extend(
     // Dependencies of the new packages, cycles broken as `replan` does.
     let declared: Vec<Vec<PkgId>> = new_ids
         .iter()
-        .map(|&id| {
-            let p = st.pkg(id);
-            let deps = if st.config.dependency_aware {
-                &p.deps[..]
-            } else {
-                &[]
-            };
-            let mut ds: Vec<PkgId> = deps
-                .iter()
-                .filter_map(|a| by_atom.get(a).copied())
-                .collect();
-            ds.sort();
-            ds.dedup();
-            ds
-        })
+        .map(|&id| super::plan::declared_deps(st, st.pkg(id), by_atom))
         .collect();
     let eff = break_cycles_after(&declared, first_new);
     for (k, ds) in eff.iter().enumerate() {

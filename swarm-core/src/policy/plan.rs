@@ -24,20 +24,7 @@ pub(crate) fn replan(st: &mut SwarmState) {
     let declared: Vec<Vec<PkgId>> = st
         .packages
         .iter()
-        .map(|p| {
-            let deps = if st.config.dependency_aware {
-                &p.deps[..]
-            } else {
-                &[]
-            };
-            let mut ds: Vec<PkgId> = deps
-                .iter()
-                .filter_map(|a| by_atom.get(a).copied())
-                .collect();
-            ds.sort();
-            ds.dedup();
-            ds
-        })
+        .map(|p| declared_deps(st, p, &by_atom))
         .collect();
     let eff = break_cycles(&declared, &order_of(st));
     let mut dependents = vec![Vec::new(); n];
@@ -115,6 +102,26 @@ pub(crate) fn recompute_critical_paths(st: &mut SwarmState) {
     }
     st.cp_pending.0.clear();
     st.last_plan = st.now;
+}
+
+/// A package's in-queue dependencies as ids, sorted and without repeats; none when the policy
+/// ignores dependencies. Shared by the full plan and `extend`, so both read the same edges.
+pub(crate) fn declared_deps(
+    st: &SwarmState,
+    p: &crate::state::Package,
+    by_atom: &BTreeMap<crate::atom::Atom, PkgId>,
+) -> Vec<PkgId> {
+    if !st.config.dependency_aware {
+        return Vec::new();
+    }
+    let mut ds: Vec<PkgId> = p
+        .deps
+        .iter()
+        .filter_map(|a| by_atom.get(a).copied())
+        .collect();
+    ds.sort();
+    ds.dedup();
+    ds
 }
 
 fn order_of(st: &SwarmState) -> Vec<PkgId> {
