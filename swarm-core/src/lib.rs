@@ -56,6 +56,7 @@ pub mod buildenv;
 mod config;
 mod control;
 mod digest;
+mod enqueue_parts;
 #[doc(hidden)]
 pub mod emerge_logs;
 pub mod failure;
