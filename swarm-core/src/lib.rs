@@ -56,9 +56,9 @@ pub mod buildenv;
 mod config;
 mod control;
 mod digest;
-mod enqueue_parts;
 #[doc(hidden)]
 pub mod emerge_logs;
+mod enqueue_parts;
 pub mod failure;
 #[doc(hidden)]
 pub mod fuzzing;

@@ -70,13 +70,19 @@ fn run(conn: &Connection, wal: &Path, rx: &Receiver<()>) {
         // (busy, WAL frames, frames copied); a busy or partial checkpoint is
         // retried at the next nudge.
         let r = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
         });
         match r {
             Ok((busy, frames, copied)) => {
                 tracing::debug!(busy, frames, copied, "WAL checkpoint");
             }
-            Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed; retried at the next commit"),
+            Err(e) => {
+                tracing::warn!(error = %e, "WAL checkpoint failed; retried at the next commit")
+            }
         }
     }
 }

@@ -81,7 +81,10 @@ pub(crate) fn queue(sh: &Shared, req: &mut Request) -> Result<Reply, ApiError> {
     // seen (or recovered) empty between them. A plain push goes in parts,
     // so drone inputs are committed between them (`lanes`).
     let plan = if r.fresh {
-        Plan::Inputs(vec![Input::Control(Control::Fresh), Input::Enqueue(enqueue)])
+        Plan::Inputs(vec![
+            Input::Control(Control::Fresh),
+            Input::Enqueue(enqueue),
+        ])
     } else {
         Plan::Parts(
             enqueue

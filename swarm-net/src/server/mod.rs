@@ -31,6 +31,7 @@ pub mod fuzzing;
 mod gate;
 mod http;
 mod identity;
+mod lanes;
 mod logs;
 mod metrics;
 mod ratelog;
@@ -40,7 +41,6 @@ mod releases;
 mod shared;
 mod upload_lease;
 mod v3;
-mod lanes;
 mod writer;
 
 pub use auth::{resolve_admin_token, TokenSource};
