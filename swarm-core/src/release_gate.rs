@@ -208,18 +208,7 @@ pub fn check_publish(view: View<'_>, facts: &GateFacts<'_>) -> GateVerdict {
                     None => unknown.push(cpv.as_str()),
                 }
             }
-            if !unknown.is_empty() {
-                v.notes.push(format!(
-                    "no known Portage snapshot for {} package(s), e.g. {}: not compared",
-                    unknown.len(),
-                    unknown
-                        .iter()
-                        .take(5)
-                        .copied()
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ));
-            }
+            note_unknown(&mut v, "known Portage snapshot", &unknown);
         }
     }
     check_environments(view.expected_env(), facts, &mut v);
@@ -261,9 +250,14 @@ fn check_environments(expected: &crate::BuildEnv, facts: &GateFacts<'_>, v: &mut
             None => unknown.push(cpv.as_str()),
         }
     }
+    note_unknown(v, "recorded build environment", &unknown);
+}
+
+/// Notes the packages a rule could not judge for want of `what`, with a few examples.
+fn note_unknown(v: &mut GateVerdict, what: &str, unknown: &[&str]) {
     if !unknown.is_empty() {
         v.notes.push(format!(
-            "no recorded build environment for {} package(s), e.g. {}: not compared",
+            "no {what} for {} package(s), e.g. {}: not compared",
             unknown.len(),
             unknown
                 .iter()
