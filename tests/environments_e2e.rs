@@ -154,6 +154,33 @@ fn only_the_drone_whose_portage_environment_is_expected_builds_and_the_other_hea
         "{fleet}"
     );
 
+    // Expect drone-o3's environment instead: a release of what drone-o2 built is refused, and
+    // the gate says which packages and what differs, from the environment recorded per build.
+    let (code, v) = server.admin_post(
+        "/api/v1/control",
+        &json!({"action": "expect_env", "drone": "drone-o3"}),
+    );
+    assert_eq!(code, 200, "{v}");
+    let (code, v) = server.admin_post("/api/v1/releases", &json!({ "name": "r1" }));
+    assert_eq!(code, 201, "{v}");
+    let (code, gate) = server.get("/api/v1/releases/r1/gate");
+    assert_eq!(code, 200, "{gate}");
+    assert_eq!(gate["passed"], false, "{gate}");
+    let refused: Vec<&str> = gate["reasons"]
+        .as_array()
+        .expect("reasons")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(refused.len(), 6, "{gate}");
+    assert!(
+        refused.iter().all(|r| r.ends_with(
+            "was built on drone-o2 in another environment: \
+             environment differs in CFLAGS (-O2 -pipe vs -O3 -pipe)"
+        )),
+        "{refused:?}"
+    );
+
     // A malformed environment written down is refused with the field named.
     let (code, v) = server.admin_post(
         "/api/v1/control",
