@@ -69,6 +69,7 @@ mod invariants;
 mod output;
 mod policy;
 mod portage;
+pub mod profile;
 pub mod release_gate;
 pub mod sim;
 mod state;

@@ -113,6 +113,38 @@ pub struct DroneView {
     pub env_differences: Vec<EnvDiff>,
 }
 
+/// "no drone matches profile desktop-amd64: drone-tarn differs in CFLAGS (-O3 vs -O2)" when no
+/// online drone's environment the package's profile admits; `None` when one matches.
+fn profile_mismatch(
+    st: &crate::state::SwarmState,
+    p: &crate::state::Package,
+    online: &[&Drone],
+) -> Option<String> {
+    let name = p.profile.name();
+    let Some(expected) = crate::profile::expected_for(st, &p.profile) else {
+        return Some(format!(
+            "waiting: profile {name} no longer exists; no drone matches it"
+        ));
+    };
+    if online.iter().any(|d| expected.admits(&d.spec.env)) {
+        return None;
+    }
+    let first = online.first()?;
+    let diffs = expected.differences(&first.spec.env);
+    let words = crate::buildenv::describe_differences(&diffs);
+    let words = words.strip_prefix("environment ").unwrap_or(&words);
+    let more = online.len() - 1;
+    Some(format!(
+        "no drone matches profile {name}: {} {words}{}",
+        first.spec.name,
+        if more > 0 {
+            format!(" (and {more} more drones differ)")
+        } else {
+            String::new()
+        }
+    ))
+}
+
 /// One lease.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct LeaseView {
@@ -458,6 +490,9 @@ impl<'a> View<'a> {
             .collect();
         if online.is_empty() {
             return "waiting: no drone online".to_owned();
+        }
+        if let Some(why) = profile_mismatch(st, p, &online) {
+            return why;
         }
         let need = st.ram_need_mb(&p.key);
         let big_enough: Vec<&&Drone> = online

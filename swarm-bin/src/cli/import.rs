@@ -303,6 +303,7 @@ fn from_entries(entries: Vec<Entry>) -> anyhow::Result<Vec<PackageSpec>> {
                     .collect::<anyhow::Result<_>>()?,
                 priority: f.priority,
                 estimate_s: f.estimate_s,
+                profile: None,
             },
         };
         list.add(spec);

@@ -45,6 +45,7 @@ pub(crate) fn queue(sh: &Shared, req: &mut Request) -> Result<Reply, ApiError> {
                     .collect::<Result<_, _>>()?,
                 priority,
                 estimate_s,
+                profile: None,
             },
         });
     }
