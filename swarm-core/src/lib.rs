@@ -96,7 +96,8 @@ pub use state::SwarmState;
 pub use swarm::{RestoreError, Swarm};
 pub use time::Timestamp;
 pub use view::{
-    BrakeView, Counts, DroneStatus, DroneView, LeaseView, PackageStatus, PackageView, View,
+    BrakeView, Counts, DroneStatus, DroneView, LeaseView, PackageStatus, PackageView, ProfileView,
+    View,
 };
 
 #[doc = include_str!("../../README.md")]

@@ -145,6 +145,19 @@ fn profile_mismatch(
     ))
 }
 
+/// One profile (see [`crate::profile`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ProfileView {
+    /// Its name; `default` is `expect_env`'s.
+    pub name: String,
+    /// The environment its packages must be built in (empty: any).
+    pub env: BuildEnv,
+    /// Drones whose environment it admits.
+    pub matching: Vec<DroneName>,
+    /// Its packages in the queue not built yet.
+    pub unbuilt: u32,
+}
+
 /// One lease.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct LeaseView {
@@ -252,6 +265,36 @@ impl<'a> View<'a> {
     /// The build environment drones must have to get work (empty: any).
     pub fn expected_env(&self) -> &'a BuildEnv {
         &self.s.st.expected_env
+    }
+
+    /// Every profile, the default one (`expect_env`'s) first: name, expected environment, the
+    /// drones whose environment it admits, and its packages not built yet.
+    pub fn profiles(&self) -> Vec<ProfileView> {
+        let st = &self.s.st;
+        let default = (crate::profile::DEFAULT_PROFILE, &st.expected_env, None);
+        let named = st
+            .profiles
+            .0
+            .iter()
+            .map(|(n, e)| (n.as_str(), e, Some(n.as_str())));
+        std::iter::once(default)
+            .chain(named)
+            .map(|(name, env, tag)| ProfileView {
+                name: name.to_owned(),
+                env: env.clone(),
+                matching: st
+                    .drones
+                    .values()
+                    .filter(|d| env.admits(&d.spec.env))
+                    .map(|d| d.spec.name.clone())
+                    .collect(),
+                unbuilt: st
+                    .packages
+                    .iter()
+                    .filter(|p| p.profile.0.as_deref() == tag && !p.is_built())
+                    .count() as u32,
+            })
+            .collect()
     }
 
     /// The Portage snapshot drones must be on to get work, if one is set.

@@ -282,6 +282,7 @@ pub(crate) fn parse_toml(text: &str) -> anyhow::Result<Vec<PackageSpec>> {
                     deps: p.deps,
                     priority: p.priority,
                     estimate_s: p.estimate_s.or(p.size_s),
+                    profile: None,
                 })
             })
             .collect(),
