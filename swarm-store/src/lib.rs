@@ -23,7 +23,7 @@
 //! `acked.rs` the acknowledgement marker (loss detection) · `schema.rs` tables and migrations · `store.rs` open/append/snapshot ·
 //! `recover.rs` rebuilding the core from the file · `read_tables.rs` current
 //! state for humans · `export.rs` the log as JSON lines · `explorer.rs` the
-//! read-only SQL explorer · `lock.rs` single writer · `error.rs` [`StoreError`].
+//! read-only SQL explorer · `read_only.rs` its connections · `lock.rs` single writer · `error.rs` [`StoreError`].
 //!
 //! ```
 //! use swarm_store::{Store, StoreOptions};
@@ -48,6 +48,7 @@ mod explorer;
 mod export;
 mod history;
 mod lock;
+mod read_only;
 mod read_tables;
 mod recover;
 mod schema;

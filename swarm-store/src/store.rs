@@ -737,9 +737,3 @@ fn write_prepared(
     }
     Ok(())
 }
-
-/// Opens a read-only connection (for the explorer and tools).
-pub(crate) fn open_read_only(path: &Path) -> Result<Connection, StoreError> {
-    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    Ok(Connection::open_with_flags(path, flags)?)
-}
