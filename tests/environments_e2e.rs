@@ -1,14 +1,60 @@
 //! Build environments end to end (issue 17): two real `swarm drone`s, each in its own real
 //! Portage prefix whose make.conf differs only in CFLAGS, report what the real `portageq`
 //! resolves; once the operator expects the environment of one, only that one builds, and the
-//! other is told exactly what differs.
+//! other is told exactly what differs. Both prefixes have a compiler and a libc installed by the
+//! real emerge, which the fingerprint names as `portageq best_version` resolves them; every build
+//! is stamped with its drone's environment digest, and `swarm fleet` marks the drifting drone.
 
 mod support;
 
 use serde_json::{json, Value};
+use std::path::Path;
+use std::process::Command;
 use support::drone::Drone;
-use support::portage::{machine_env_with, venv};
-use support::Server;
+use support::portage::{copy_fixture_repo, machine_env_with, venv};
+use support::{swarm_bin, Server};
+
+/// The fixture repository plus a stand-in compiler and libc, so `best_version` has them to find.
+fn repo_with_toolchain(dest: &Path) {
+    copy_fixture_repo(dest);
+    for (cat, pn, pv) in [
+        ("sys-devel", "gcc", "14.2.1_p20241116"),
+        ("sys-libs", "glibc", "2.40-r5"),
+    ] {
+        let dir = dest.join(cat).join(pn);
+        std::fs::create_dir_all(&dir).expect("ebuild dir");
+        std::fs::write(
+            dir.join(format!("{pn}-{pv}.ebuild")),
+            "EAPI=8\nDESCRIPTION=\"stand-in toolchain\"\nHOMEPAGE=\"https://gentoo.org\"\n\
+             LICENSE=\"GPL-3\"\nSLOT=\"0\"\nKEYWORDS=\"amd64\"\nS=${WORKDIR}\n",
+        )
+        .expect("ebuild");
+    }
+    let categories = dest.join("profiles/categories");
+    let mut text = std::fs::read_to_string(&categories).expect("categories");
+    for cat in ["sys-devel", "sys-libs"] {
+        if !text.lines().any(|l| l == cat) {
+            text.push_str(cat);
+            text.push('\n');
+        }
+    }
+    std::fs::write(&categories, text).expect("categories");
+}
+
+/// Installs the toolchain into a machine with the real emerge.
+fn install_toolchain(env: &[(String, String)]) {
+    let out = Command::new("emerge")
+        .args(["--oneshot", "--quiet", "sys-devel/gcc", "sys-libs/glibc"])
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .expect("emerge runs");
+    assert!(
+        out.status.success(),
+        "emerge the toolchain: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
 
 fn refs(env: &[(String, String)]) -> Vec<(&str, &str)> {
     env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
@@ -27,12 +73,22 @@ fn only_the_drone_whose_portage_environment_is_expected_builds_and_the_other_hea
         return;
     };
     let dir = tempfile::tempdir().expect("tempdir");
+    let repo = dir.path().join("repo");
+    repo_with_toolchain(&repo);
+    let repo_arg = repo.to_string_lossy().into_owned();
     let machine = |name: &str, cflags: &str| {
-        machine_env_with(
+        let env = machine_env_with(
             &dir.path().join(name),
             &venv,
-            &["--make-conf-extra", &format!("CFLAGS=\"{cflags}\"")],
-        )
+            &[
+                "--repo",
+                &repo_arg,
+                "--make-conf-extra",
+                &format!("CFLAGS=\"{cflags}\""),
+            ],
+        );
+        install_toolchain(&env);
+        env
     };
     let (o2, o3) = (machine("m-o2", "-O2 -pipe"), machine("m-o3", "-O3 -pipe"));
     let server = Server::start(&dir.path().join("server"), &[]);
@@ -47,6 +103,8 @@ fn only_the_drone_whose_portage_environment_is_expected_builds_and_the_other_hea
     assert_eq!(a["env"]["CFLAGS"], "-O2 -pipe", "{a}");
     assert_eq!(a["env"]["ARCH"], "amd64", "{a}");
     assert_eq!(a["env"]["PROFILE"], "default/linux/amd64", "{a}");
+    assert_eq!(a["env"]["GCC"], "sys-devel/gcc-14.2.1_p20241116", "{a}");
+    assert_eq!(a["env"]["LIBC"], "sys-libs/glibc-2.40-r5", "{a}");
     assert_eq!(node(&server, "drone-o3")["env"]["CFLAGS"], "-O3 -pipe");
 
     let (code, v) = server.admin_post(
@@ -69,12 +127,59 @@ fn only_the_drone_whose_portage_environment_is_expected_builds_and_the_other_hea
         .collect();
     assert_eq!(builders.len(), 6, "{history}");
     assert!(builders.iter().all(|d| *d == "drone-o2"), "{builders:?}");
+    // Every build is stamped with the environment it was built in: drone-o2's, one digest.
+    let digests: std::collections::BTreeSet<&str> = history["builds"]
+        .as_array()
+        .expect("builds")
+        .iter()
+        .filter(|b| b["outcome"] == "success")
+        .filter_map(|b| b["env_digest"].as_str())
+        .collect();
+    assert_eq!(digests.len(), 1, "{history}");
+    assert!(digests.iter().all(|d| d.len() == 16), "{digests:?}");
     let b = node(&server, "drone-o3");
     assert_eq!(
         b["no_work"], "environment differs in CFLAGS (-O3 -pipe vs -O2 -pipe)",
         "{b}"
     );
     assert_eq!(b["env_differences"][0]["key"], "CFLAGS", "{b}");
+    let out = Command::new(swarm_bin())
+        .arg("fleet")
+        .env("SWARM_URL", &server.url)
+        .output()
+        .expect("swarm fleet");
+    let fleet = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        fleet.contains("ENV DRIFT: CFLAGS (-O3 -pipe vs -O2 -pipe)"),
+        "{fleet}"
+    );
+
+    // Expect drone-o3's environment instead: a release of what drone-o2 built is refused, and
+    // the gate says which packages and what differs, from the environment recorded per build.
+    let (code, v) = server.admin_post(
+        "/api/v1/control",
+        &json!({"action": "expect_env", "drone": "drone-o3"}),
+    );
+    assert_eq!(code, 200, "{v}");
+    let (code, v) = server.admin_post("/api/v1/releases", &json!({ "name": "r1" }));
+    assert_eq!(code, 201, "{v}");
+    let (code, gate) = server.get("/api/v1/releases/r1/gate");
+    assert_eq!(code, 200, "{gate}");
+    assert_eq!(gate["passed"], false, "{gate}");
+    let refused: Vec<&str> = gate["reasons"]
+        .as_array()
+        .expect("reasons")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(refused.len(), 6, "{gate}");
+    assert!(
+        refused.iter().all(|r| r.ends_with(
+            "was built on drone-o2 in another environment: \
+             environment differs in CFLAGS (-O2 -pipe vs -O3 -pipe)"
+        )),
+        "{refused:?}"
+    );
 
     // A malformed environment written down is refused with the field named.
     let (code, v) = server.admin_post(

@@ -60,6 +60,7 @@ fn the_alert_rules_pass_promtool() {
         "swarm_drones",
         "swarm_store_errors_total",
         "swarm_cores",
+        "swarm_drone_env_drift",
     ] {
         assert!(rules.contains(name), "alerts.yml uses {name}");
     }
@@ -71,9 +72,17 @@ fn live_metrics_pass_promtool_and_carry_the_slo_families() {
     let dir = tempfile::tempdir().expect("dir");
     let server = Server::start(dir.path(), &[]);
     // A drone with work it has not started: the families then have rows.
-    let (code, v) = server.post(
-        "/api/v1/register",
-        &json!({"node_name": "drone-one", "capabilities": {"cores": 8, "ram_gb": 16}}),
+    // Two environments; the first is expected, so the second drifts.
+    for (name, cflags) in [("drone-one", "-O2"), ("drone-two", "-O3")] {
+        let (code, v) = server.post(
+            "/api/v1/register",
+            &json!({"node_name": name, "capabilities": {"cores": 4, "ram_gb": 16, "env": {"CFLAGS": cflags}}}),
+        );
+        assert_eq!(code, 200, "{v}");
+    }
+    let (code, v) = server.admin_post(
+        "/api/v1/control",
+        &json!({"action": "expect_env", "drone": "drone-one"}),
     );
     assert_eq!(code, 200, "{v}");
     let (code, v) = server.admin_post("/api/v1/queue", &json!({"packages": ["=dev-libs/foo-1.0"]}));
@@ -96,6 +105,8 @@ fn live_metrics_pass_promtool_and_carry_the_slo_families() {
         "swarm_drone_heartbeat_age_seconds{drone=\"drone-one\"}",
         "swarm_cores{state=\"total\"} 8",
         "swarm_reclaims_last_hour 0",
+        "swarm_drone_env_drift{drone=\"drone-one\"} 0",
+        "swarm_drone_env_drift{drone=\"drone-two\"} 1",
     ] {
         assert!(metrics.contains(line), "/metrics has `{line}`:\n{metrics}");
     }

@@ -109,6 +109,14 @@ impl BuildEnv {
             .collect()
     }
 
+    /// A short stable name for this environment (16 hex digits of FNV-1a over the canonical
+    /// values), stamped on each build so a release can tell what its binaries were built with;
+    /// `None` for an empty environment.
+    #[must_use]
+    pub fn digest(&self) -> Option<String> {
+        (!self.0.is_empty()).then(|| format!("{:016x}", crate::digest::stable_hash(&self.0)))
+    }
+
     /// Whether `actual` has every expected value.
     #[must_use]
     pub fn admits(&self, actual: &BuildEnv) -> bool {

@@ -338,6 +338,10 @@ pub enum Event {
         lease: LeaseId,
         /// How long it took, as learned.
         duration_ms: u64,
+        /// The digest of the drone's build environment when it reported the build
+        /// ([`crate::BuildEnv::digest`]); absent when it reports none.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        env: Option<String>,
     },
     /// A build failed; it will be retried at `retry_at` unless blocked.
     BuildFailed {

@@ -22,6 +22,10 @@ pub struct EntryFacts {
     pub portage_snapshot: Option<String>,
     /// The drone that built it, when known.
     pub built_by: Option<String>,
+    /// The build environment recorded with its build (the building drone's, stamped when it
+    /// reported the build); `None` when nothing was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<crate::BuildEnv>,
 }
 
 /// The release being judged and what is published now.
@@ -64,6 +68,15 @@ pub enum GateReason {
         /// The drone, when known.
         drone: Option<String>,
     },
+    /// Built in an environment other than the expected one.
+    Environment {
+        /// The package.
+        package: String,
+        /// The drone that built it, when known.
+        drone: Option<String>,
+        /// What differs: "environment differs in CFLAGS (-O3 vs -O2)".
+        differences: String,
+    },
     /// Publishing would take away too much of what clients install today.
     Drops {
         /// Packages of the published release missing from this one.
@@ -98,6 +111,15 @@ impl std::fmt::Display for GateReason {
             } => write!(
                 f,
                 "{package} was built against Portage snapshot {built_with:?}{}, the generation expects {expected:?}",
+                drone.as_ref().map(|d| format!(" on {d}")).unwrap_or_default()
+            ),
+            GateReason::Environment {
+                package,
+                drone,
+                differences,
+            } => write!(
+                f,
+                "{package} was built{} in another environment: {differences}",
                 drone.as_ref().map(|d| format!(" on {d}")).unwrap_or_default()
             ),
             GateReason::Drops {
@@ -186,20 +208,10 @@ pub fn check_publish(view: View<'_>, facts: &GateFacts<'_>) -> GateVerdict {
                     None => unknown.push(cpv.as_str()),
                 }
             }
-            if !unknown.is_empty() {
-                v.notes.push(format!(
-                    "no known Portage snapshot for {} package(s), e.g. {}: not compared",
-                    unknown.len(),
-                    unknown
-                        .iter()
-                        .take(5)
-                        .copied()
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ));
-            }
+            note_unknown(&mut v, "known Portage snapshot", &unknown);
         }
     }
+    check_environments(view.expected_env(), facts, &mut v);
     if let Some(published) = facts.published {
         let dropped: Vec<&String> = published
             .iter()
@@ -216,6 +228,45 @@ pub fn check_publish(view: View<'_>, facts: &GateFacts<'_>) -> GateVerdict {
         }
     }
     v
+}
+
+/// Every package must have been built in an environment the expectation admits; one with no
+/// recorded environment is noted, not refused (built before environments were recorded).
+fn check_environments(expected: &crate::BuildEnv, facts: &GateFacts<'_>, v: &mut GateVerdict) {
+    if expected.is_empty() {
+        v.notes
+            .push("no build environment is expected: environments were not compared".into());
+        return;
+    }
+    let mut unknown = Vec::new();
+    for (cpv, f) in facts.release {
+        match &f.env {
+            Some(env) if !expected.admits(env) => v.reasons.push(GateReason::Environment {
+                package: cpv.clone(),
+                drone: f.built_by.clone(),
+                differences: crate::buildenv::describe_differences(&expected.differences(env)),
+            }),
+            Some(_) => {}
+            None => unknown.push(cpv.as_str()),
+        }
+    }
+    note_unknown(v, "recorded build environment", &unknown);
+}
+
+/// Notes the packages a rule could not judge for want of `what`, with a few examples.
+fn note_unknown(v: &mut GateVerdict, what: &str, unknown: &[&str]) {
+    if !unknown.is_empty() {
+        v.notes.push(format!(
+            "no {what} for {} package(s), e.g. {}: not compared",
+            unknown.len(),
+            unknown
+                .iter()
+                .take(5)
+                .copied()
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
 }
 
 fn state_name(s: &PackageStatus) -> &'static str {
@@ -292,6 +343,7 @@ mod tests {
                     EntryFacts {
                         portage_snapshot: snap.map(str::to_string),
                         built_by: Some("drone-a".into()),
+                        env: None,
                     },
                 )
             })
@@ -401,5 +453,51 @@ mod tests {
             }]
         ));
         assert!(at(750).passed(), "3 of 4 is exactly 75 %");
+    }
+
+    #[test]
+    fn refuses_packages_built_in_another_environment_and_says_what_differs() {
+        let env = |cflags: &str| {
+            crate::BuildEnv::new(
+                [
+                    ("CFLAGS".to_string(), cflags.to_string()),
+                    ("GCC".to_string(), "sys-devel/gcc-14.2.1".to_string()),
+                ]
+                .into(),
+            )
+            .expect("env")
+        };
+        let mut s = swarm_with(&[("=dev-libs/a-1", &[]), ("=dev-libs/b-1", &[])], None);
+        let mut r = release(&[("dev-libs/a-1", None), ("dev-libs/b-1", None)]);
+        let judge = |s: &Swarm, r: &BTreeMap<String, EntryFacts>| {
+            check_publish(
+                s.view(),
+                &GateFacts {
+                    release: r,
+                    published: None,
+                    max_drop_permille: 100,
+                },
+            )
+        };
+        r.get_mut("dev-libs/a-1").expect("a").env = Some(env("-O3"));
+        assert!(judge(&s, &r).passed(), "nothing expected: nothing compared");
+        let _ = s.handle(&Envelope {
+            seq: Seq(2),
+            at: Timestamp(2_000),
+            input: Input::Control(crate::Control::ExpectEnv {
+                env: Some(env("-O2")),
+                from: None,
+            }),
+        });
+        let v = judge(&s, &r);
+        assert_eq!(v.reasons.len(), 1, "{v:?}");
+        assert_eq!(
+            v.reasons[0].to_string(),
+            "dev-libs/a-1 was built on drone-a in another environment: \
+             environment differs in CFLAGS (-O3 vs -O2)"
+        );
+        assert!(v.notes.iter().any(|n| n.contains("dev-libs/b-1")), "{v:?}");
+        r.get_mut("dev-libs/a-1").expect("a").env = Some(env("-O2"));
+        assert!(judge(&s, &r).passed(), "{:?}", judge(&s, &r));
     }
 }

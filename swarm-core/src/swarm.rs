@@ -850,10 +850,12 @@ impl Swarm {
             None => took,
         });
         self.st.relearned.insert(lease.package.key().to_owned());
+        let mut env = None;
         if let Some(d) = self.st.drones.get_mut(&lease.drone) {
             d.consecutive_failures = 0;
             d.groundings = 0;
             d.builds_ok += 1;
+            env = d.spec.env.digest();
         }
         let p = self.st.pkg_mut(lease.pkg);
         p.state = PackageState::Built { at: now };
@@ -871,6 +873,7 @@ impl Swarm {
             package: lease.package,
             lease: lid,
             duration_ms: took,
+            env,
         }));
     }
 

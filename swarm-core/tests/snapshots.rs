@@ -403,6 +403,7 @@ mod event {
             package: icu(),
             lease: LeaseId(7),
             duration_ms: 312_000,
+            env: None,
         }),
         build_failed => event(Event::BuildFailed {
             drone: alpha(),

@@ -62,6 +62,10 @@ pub struct BuildRow {
     pub detail: Option<String>,
     /// Reported duration, ms.
     pub duration_ms: Option<i64>,
+    /// The digest of the building drone's environment, stamped when it reported the build
+    /// (`environments` holds the values); absent for failed builds and drones reporting none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub env_digest: Option<String>,
 }
 
 /// Per-package build statistics (also decoded by the HTTP client).
@@ -147,7 +151,7 @@ impl std::fmt::Debug for History {
 }
 
 const EVENT_COLS: &str = "id, seq, at_ms, kind, drone, package, body";
-const BUILD_COLS: &str = "id, lease, package, drone, epoch, created_at, started_at, finished_at, outcome, class, detail, duration_ms";
+const BUILD_COLS: &str = "id, lease, package, drone, epoch, created_at, started_at, finished_at, outcome, class, detail, duration_ms, env_digest";
 
 impl History {
     /// Opens a read-only connection to a store file.
@@ -286,6 +290,30 @@ impl History {
         let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
+
+    /// The build environment recorded with each package's latest successful build (package as
+    /// queued → variable → value): what a release's binaries were built with. Packages whose
+    /// build recorded none (an older server, a drone reporting no environment) are left out.
+    pub fn last_build_envs(
+        &self,
+    ) -> Result<
+        std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
+        StoreError,
+    > {
+        let mut st = self.conn.prepare_cached(
+            "SELECT b.package, e.env FROM builds b JOIN environments e ON e.digest = b.env_digest \
+             WHERE b.id IN (SELECT MAX(id) FROM builds WHERE outcome = 'success' GROUP BY package)",
+        )?;
+        let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        let mut out = std::collections::BTreeMap::new();
+        for row in rows {
+            let (package, env) = row?;
+            if let Ok(env) = serde_json::from_str(&env) {
+                out.insert(package, env);
+            }
+        }
+        Ok(out)
+    }
 }
 
 /// Text, or any other JSON value as its text: a reader keeps working when a
@@ -325,6 +353,7 @@ fn build_row(r: &Row<'_>) -> rusqlite::Result<BuildRow> {
         class: r.get(9)?,
         detail: r.get(10)?,
         duration_ms: r.get(11)?,
+        env_digest: r.get(12)?,
     })
 }
 

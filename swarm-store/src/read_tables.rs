@@ -385,6 +385,8 @@ pub(crate) struct ReadTables {
     leases: BTreeMap<u64, LeaseRow>,
     package_deadlines: BTreeSet<(u64, String)>,
     drone_deadlines: BTreeSet<(u64, String)>,
+    /// Environment digests already in `environments`: a heartbeat does not write one again.
+    envs_written: BTreeSet<String>,
 }
 
 /// Context of one applied input.
@@ -653,6 +655,17 @@ impl ReadTables {
         new: Option<&DroneView>,
         seq: u64,
     ) -> Result<(), StoreError> {
+        if let Some(digest) = new.and_then(|d| d.env.digest()) {
+            if !self.envs_written.contains(&digest) {
+                let env = new.map(|d| serde_json::to_string(&d.env)).transpose()?;
+                conn.prepare_cached(
+                    "INSERT INTO environments (digest, env, first_seq) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (digest) DO NOTHING",
+                )?
+                .execute(params![digest, env, seq as i64])?;
+                self.envs_written.insert(digest);
+            }
+        }
         let new = new.map(DroneRow::from_view);
         if self.drones.get(&name) == new.as_ref() {
             if let Some(row) = new {
@@ -755,13 +768,14 @@ impl ReadTables {
                         "built" => {
                             conn.prepare_cached(
                                 "UPDATE builds SET finished_at = ?2, outcome = 'success',
-                                    duration_ms = ?3
+                                    duration_ms = ?3, env_digest = ?4
                                  WHERE lease = ?1 AND finished_at IS NULL",
                             )?
                             .execute(params![
                                 lease,
                                 at,
-                                body["duration_ms"].as_i64()
+                                body["duration_ms"].as_i64(),
+                                str_field("env")
                             ])?;
                         }
                         "build_failed" => {

@@ -123,6 +123,16 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX events_at ON events (at_ms);
     CREATE INDEX events_drone ON events (drone, at_ms);
     ",
+    // 1 -> 2: builds stamped with the building drone's environment (issue 17), and the
+    // environments themselves, once each, so a release gate can say what differs.
+    "
+    ALTER TABLE builds ADD COLUMN env_digest TEXT;
+    CREATE TABLE environments (
+        digest    TEXT PRIMARY KEY,
+        env       TEXT NOT NULL,
+        first_seq INTEGER NOT NULL
+    );
+    ",
 ];
 
 /// The schema version this build writes.

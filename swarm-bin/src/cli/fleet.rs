@@ -70,7 +70,17 @@ pub(crate) fn notes(n: &Node, now_ms: u64) -> String {
             super::fmt::plural(n.consecutive_failures as usize, "failure", "failures")
         ));
     }
-    if let Some(why) = &n.no_work {
+    if !n.env_differences.is_empty() {
+        notes.push(format!(
+            "ENV DRIFT: {}",
+            n.env_differences
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    if let Some(why) = n.no_work.as_ref().filter(|_| n.env_differences.is_empty()) {
         if notes.is_empty() && n.status != "stopped" && n.status != "offline" {
             notes.push(why.clone());
         }

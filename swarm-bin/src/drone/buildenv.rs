@@ -1,6 +1,7 @@
 //! The drone's build environment as Portage resolves it (issue 17): `portageq envvar -v` for the
-//! variables that decide binary compatibility, and the profile `make.profile` points at. Never
-//! make.conf parsed by hand: profiles, `package.env` and defaults all feed what Portage uses.
+//! variables that decide binary compatibility, the profile `make.profile` points at, and the
+//! compiler and libc installed (`portageq best_version`). Never make.conf or the package database
+//! parsed by hand: profiles, `package.env` and defaults all feed what Portage uses.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -22,6 +23,15 @@ const BINARY_FEATURES: [&str; 7] = [
     "noman",
     "nodoc",
     "noinfo",
+];
+
+/// The toolchain packages that decide binary compatibility, as fingerprint keys: the first
+/// installed package of each list names it (`GCC=sys-devel/gcc-14.2.1_p20241116`). `best_version`
+/// gives the newest installed slot; a drone whose `gcc-config` selects an older one reports the
+/// newest, which is the one an upgrade would switch to.
+const TOOLCHAIN: [(&str, &[&str]); 2] = [
+    ("GCC", &["sys-devel/gcc"]),
+    ("LIBC", &["sys-libs/glibc", "sys-libs/musl"]),
 ];
 
 /// How long Portage may take to answer; a hung `portageq` must not stop the heartbeat for long.
@@ -58,8 +68,8 @@ pub(crate) fn profile_of(config_root: &Path) -> Option<String> {
     })
 }
 
-/// Runs `argv` and reads the environment; `Err` says why there is none, in words.
-pub(crate) fn read(argv: &[String]) -> Result<BTreeMap<String, String>, String> {
+/// Runs `argv` and returns what it printed; `Err` says why it could not, in words.
+fn run(argv: &[String]) -> Result<String, String> {
     let (program, args) = argv.split_first().ok_or("the env command is empty")?;
     let mut child = Command::new(program)
         .args(args)
@@ -96,12 +106,51 @@ pub(crate) fn read(argv: &[String]) -> Result<BTreeMap<String, String>, String> 
         }
         return Err(format!("{program} failed ({status}): {}", err.trim()));
     }
+    Ok(text)
+}
+
+/// The compiler and libc Portage has installed, asked of the same `portageq` the env command
+/// runs (`best_version EROOT atom`); a package not installed is left out, so an expectation
+/// naming it shows "not reported".
+fn toolchain(portageq: &str) -> Result<BTreeMap<String, String>, String> {
+    let eroot = run(&[portageq.into(), "envvar".into(), "EROOT".into()])?;
+    let eroot = eroot.trim();
+    let eroot = if eroot.is_empty() { "/" } else { eroot };
+    let mut found = BTreeMap::new();
+    for (key, atoms) in TOOLCHAIN {
+        for atom in atoms {
+            let best = run(&[
+                portageq.into(),
+                "best_version".into(),
+                eroot.into(),
+                (*atom).into(),
+            ])?;
+            if let Some(cpv) = best.split_whitespace().next() {
+                found.insert(key.to_string(), cpv.to_string());
+                break;
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// Runs `argv` and reads the environment; `Err` says why there is none, in words. When the
+/// command is `portageq`, the toolchain ([`TOOLCHAIN`]) is asked of it too.
+pub(crate) fn read(argv: &[String]) -> Result<BTreeMap<String, String>, String> {
+    let text = run(argv)?;
     let mut vars = parse_envvar(&text);
     let root = std::env::var_os("PORTAGE_OVERRIDE_EPREFIX")
         .or_else(|| std::env::var_os("PORTAGE_CONFIGROOT"))
         .unwrap_or_else(|| "/".into());
     if let Some(profile) = profile_of(Path::new(&root)) {
         vars.insert("PROFILE".into(), profile);
+    }
+    let program = &argv[0];
+    if Path::new(program)
+        .file_name()
+        .is_some_and(|n| n == "portageq")
+    {
+        vars.extend(toolchain(program)?);
     }
     Ok(vars)
 }
@@ -145,5 +194,34 @@ mod tests {
         let failing =
             read(&["sh".into(), "-c".into(), "echo boom >&2; exit 3".into()]).expect_err("exit 3");
         assert!(failing.contains("boom"), "{failing}");
+    }
+
+    #[test]
+    fn a_portageq_command_also_names_the_installed_compiler_and_libc() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fake = dir.path().join("portageq");
+        // Answers as portageq does: envvar, then best_version EROOT ATOM (empty when none).
+        std::fs::write(
+            &fake,
+            "#!/bin/sh\ncase \"$1 $3\" in\n\
+             'envvar '*) [ \"$2\" = EROOT ] && echo /r/ || echo \"CFLAGS='-O2'\" ;;\n\
+             'best_version sys-devel/gcc') [ \"$2\" = /r/ ] && echo sys-devel/gcc-14.2.1 ;;\n\
+             'best_version sys-libs/musl') echo sys-libs/musl-1.2.5 ;;\n\
+             *) echo ;;\nesac\n",
+        )
+        .expect("write");
+        std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .expect("chmod");
+        let path = fake.to_string_lossy().into_owned();
+        let vars = read(&[path, "envvar".into(), "-v".into(), "CFLAGS".into()]).expect("reads");
+        assert_eq!(vars["CFLAGS"], "-O2");
+        assert_eq!(vars["GCC"], "sys-devel/gcc-14.2.1");
+        assert_eq!(
+            vars["LIBC"], "sys-libs/musl-1.2.5",
+            "glibc absent, musl next"
+        );
+        // Another command is not asked for a toolchain it cannot answer.
+        let other = read(&["sh".into(), "-c".into(), "echo CFLAGS=-O2".into()]).expect("sh");
+        assert!(!other.contains_key("GCC"), "{other:?}");
     }
 }

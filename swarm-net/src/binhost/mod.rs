@@ -360,6 +360,7 @@ impl Releases {
                     EntryFacts {
                         portage_snapshot: e.portage_snapshot,
                         built_by: e.built_by,
+                        env: None,
                     },
                 )
             })

@@ -194,6 +194,9 @@ pub struct Node {
     pub no_work: Option<String>,
     /// Where it registered from.
     pub address: Option<String>,
+    /// How its build environment differs from the expected one (empty: it matches).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub env_differences: Vec<swarm_core::EnvDiff>,
 }
 
 /// `GET /api/v1/nodes?all=true`: a JSON array (v3's shape).

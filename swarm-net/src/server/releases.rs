@@ -67,7 +67,15 @@ pub(crate) fn diff(sh: &Shared, url: &str) -> Result<Reply, ApiError> {
 
 /// The gate's verdict on publishing `name` now.
 fn verdict(sh: &Shared, name: &str) -> Result<GateVerdict, ApiError> {
-    let (release, published) = releases(sh).gate_facts(name)?;
+    let (mut release, published) = releases(sh).gate_facts(name)?;
+    // What each binary was built with, as recorded with its build (issue 17).
+    let envs = sh.with_history(|h| h.last_build_envs()).unwrap_or_default();
+    for (cpv, facts) in &mut release {
+        let recorded = envs
+            .get(&format!("={cpv}"))
+            .or_else(|| envs.get(cpv.as_str()));
+        facts.env = recorded.and_then(|vars| swarm_core::BuildEnv::new(vars.clone()).ok());
+    }
     let p = sh.fresh();
     let mut v = check_publish(
         p.swarm.view(),

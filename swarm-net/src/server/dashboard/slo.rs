@@ -1,7 +1,7 @@
 //! `/metrics` families for the hardening plan's SLOs, read from the view at
 //! scrape time: the age of work assigned but not started (fleet histogram
 //! and oldest per drone), heartbeat age per drone, busy cores, reclaim churn
-//! and open event streams. `dist/prometheus/alerts.yml` alerts on them.
+//! open event streams, and build-environment drift per drone. `dist/prometheus/alerts.yml` alerts on them.
 
 use super::super::metrics::gauge;
 use super::series::busy_cores;
@@ -89,6 +89,23 @@ pub(crate) fn render(out: &mut String, view: &View<'_>, reclaims_last_hour: u64,
         "Per drone: seconds since its last heartbeat.",
         &beats,
     );
+    if !view.expected_env().is_empty() {
+        let drift: Vec<(String, u64)> = drones
+            .iter()
+            .map(|d| {
+                (
+                    format!("drone=\"{}\"", label(d.name.as_str())),
+                    u64::from(!d.env_differences.is_empty()),
+                )
+            })
+            .collect();
+        gauge(
+            out,
+            "swarm_drone_env_drift",
+            "Per drone: 1 when its build environment differs from the expected one (it gets no work); only while an environment is expected.",
+            &drift,
+        );
+    }
     let (total, busy) = busy_cores(view);
     gauge(
         out,

@@ -24,6 +24,17 @@ function progress(p) {
     p.building_since ? ' ' + dur(p.elapsed_s * 1000) + (eta !== null ? ' · ETA ' + dur(eta * 1000) : '') : '');
 }
 
+// A drone whose build environment differs from the expected one gets no work: say what differs.
+function envDrift(d) {
+  const diffs = d.env_differences || [];
+  if (!diffs.length) return null;
+  const text = diffs.map((x) => x.key + ' (' + (x.actual === null || x.actual === undefined ? 'not reported' : x.actual) + ' vs ' + x.expected + ')').join(', ');
+  const b = badge('env drift', 'bad');
+  b.setAttribute('title', text);
+  b.classList.add('env-drift');
+  return b;
+}
+
 export function mount(root, ctx, refreshAll) {
   const body = h('div', { id: 'fleet-table' });
   root.append(h('h2', null, 'Drones'), body);
@@ -38,7 +49,7 @@ export function mount(root, ctx, refreshAll) {
       const btn = (label, action, danger) => h('button', { type: 'button', class: danger ? 'danger' : null, 'data-drone': name, 'data-action': action,
         onclick: () => act(label + ' ' + name, () => api.nodeAction(name, action), refreshAll) }, label);
       const flags = [d.paused ? badge('paused', 'warn') : null, d.drained ? badge('drained', 'warn') : null,
-        d.grounded_until ? badge('grounded', 'bad') : null, d.no_work ? h('div', { class: 'hint' }, d.no_work) : null];
+        d.grounded_until ? badge('grounded', 'bad') : null, envDrift(d), d.no_work ? h('div', { class: 'hint' }, d.no_work) : null];
       return [
         h('b', { class: 'drone-name' }, name),
         h('span', null, statusBadge(d), ' ', healthBadge(d.health), ' ', flags),
