@@ -71,6 +71,7 @@ mod policy;
 mod portage;
 pub mod release_gate;
 pub mod sim;
+mod stable_hash;
 mod state;
 mod swarm;
 pub mod time;
