@@ -166,7 +166,22 @@ fn a_register_storm_is_held_by_the_rate_and_the_drone_cap() {
     // Known drones still re-register (heartbeat) at the cap.
     let (code, v) = register(&server, &json!({"name": "storm-0"}));
     assert_eq!(code, 200, "{v}");
+    // A removed drone frees its place: the count follows the core.
+    let (code, v) = server.admin_post("/api/v1/nodes/storm-1/remove", &json!({}));
+    assert_eq!(code, 200, "{v}");
+    let (code, v) = register(&server, &json!({"name": "one-more"}));
+    assert_eq!(code, 200, "{v}");
+    let (code, v) = register(&server, &json!({"name": "and-another"}));
+    assert_eq!(code, 503, "{v}");
     finished(&server, &drone);
+    drop(drone);
+    // After a restart the cap still counts every drone the store knows.
+    let mut server = server;
+    server.restart();
+    let (code, v) = register(&server, &json!({"name": "after-restart"}));
+    assert_eq!(code, 503, "{v}");
+    let (code, v) = register(&server, &json!({"name": "storm-0"}));
+    assert_eq!(code, 200, "{v}");
 }
 
 #[test]

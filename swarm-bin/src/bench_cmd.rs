@@ -6,6 +6,7 @@
 use crate::bench_conn::BenchConn;
 use anyhow::Context;
 use serde_json::json;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -73,6 +74,9 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
 }
 
+/// How often each bench drone heartbeats (a real agent: every 30 s).
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(20);
+
 struct Lat {
     samples: Vec<u32>,
 }
@@ -115,12 +119,13 @@ fn http_in(a: &HttpArgs, synchronous: Synchronous, dir: &std::path::Path) -> any
     let per_s_guess: u64 = std::env::var("SWARM_BENCH_PER_S")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(40_000);
+        .unwrap_or(20_000);
     let total = (per_s_guess * (a.seconds + 2)) as usize;
     eprintln!(
         "queueing {total} packages, registering {} drones (+{} background)...",
         a.drones, a.background
     );
+    let setup = Instant::now();
     for chunk in (0..total).collect::<Vec<_>>().chunks(20_000) {
         let pkgs: Vec<String> = chunk
             .iter()
@@ -141,11 +146,16 @@ fn http_in(a: &HttpArgs, synchronous: Synchronous, dir: &std::path::Path) -> any
             .with_context(|| format!("registering {name}"))?;
         Ok(())
     };
+    let queued_s = setup.elapsed().as_secs_f64();
     for i in 0..a.drones {
         register(&format!("bench-{i}"))?;
     }
     for i in 0..a.background {
         register(&format!("idle-{i}"))?;
+    }
+    let registered_s = setup.elapsed().as_secs_f64() - queued_s;
+    if !a.json {
+        eprintln!("queued in {queued_s:.1} s, registered in {registered_s:.1} s");
     }
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -153,6 +163,8 @@ fn http_in(a: &HttpArgs, synchronous: Synchronous, dir: &std::path::Path) -> any
     let cycles = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
     let dry = Arc::new(AtomicU64::new(0));
+    // Why polls came back empty (the server's `reason`), counted.
+    let dry_why: Arc<Mutex<BTreeMap<String, u64>>> = Arc::default();
     let lat = Arc::new(Mutex::new(Lat {
         samples: Vec::new(),
     }));
@@ -167,8 +179,9 @@ fn http_in(a: &HttpArgs, synchronous: Synchronous, dir: &std::path::Path) -> any
             lat.clone(),
             dry.clone(),
         );
+        let dry_why = dry_why.clone();
         let addr = running.addr();
-        threads.push(std::thread::spawn(move || {
+        let spawned = std::thread::Builder::new().name("bench-drone".into()).spawn(move || {
             let _ = &url;
             let Ok(mut conn) = BenchConn::connect(addr) else {
                 errors.fetch_add(1, Ordering::Relaxed);
@@ -176,8 +189,21 @@ fn http_in(a: &HttpArgs, synchronous: Synchronous, dir: &std::path::Path) -> any
             };
             let id = format!("bench-{i}");
             let work_path = format!("/api/v1/work?id={id}");
+            // A heartbeat as often as a real agent sends one, or the drone
+            // turns "heartbeat late" mid-run and gets no work.
+            let beat = json!({"id": id, "name": id}).to_string();
+            let mut beat_at = Instant::now() + HEARTBEAT_EVERY;
             let mut mine = Vec::new();
             while !stop.load(Ordering::Relaxed) {
+                if Instant::now() >= beat_at {
+                    beat_at = Instant::now() + HEARTBEAT_EVERY;
+                    let ok = conn
+                        .call("POST", "/api/v1/register", beat.as_bytes())
+                        .is_ok_and(|(status, _)| status == 200);
+                    if !ok {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
                 let t0 = Instant::now();
                 let w = conn
                     .call("GET", &work_path, b"")
@@ -192,6 +218,10 @@ fn http_in(a: &HttpArgs, synchronous: Synchronous, dir: &std::path::Path) -> any
                 let Some(p) = w.package else {
                     if measuring.load(Ordering::Relaxed) {
                         dry.fetch_add(1, Ordering::Relaxed);
+                        if let Ok(mut m) = dry_why.lock() {
+                            let why = w.reason.unwrap_or_else(|| "no reason given".into());
+                            *m.entry(why).or_default() += 1;
+                        }
                     }
                     std::thread::sleep(Duration::from_millis(1));
                     continue;
@@ -221,7 +251,8 @@ fn http_in(a: &HttpArgs, synchronous: Synchronous, dir: &std::path::Path) -> any
             if let Ok(mut l) = lat.lock() {
                 l.samples.extend(mine);
             }
-        }));
+        });
+        threads.push(spawned.context("starting a bench drone thread")?);
     }
     // Background heartbeats: `background` drones, each every `heartbeat_s`.
     let hb_sent = Arc::new(AtomicU64::new(0));
@@ -230,30 +261,33 @@ fn http_in(a: &HttpArgs, synchronous: Synchronous, dir: &std::path::Path) -> any
             let (url, stop, errors, hb_sent) =
                 (url.clone(), stop.clone(), errors.clone(), hb_sent.clone());
             let (n, every) = (a.background, a.heartbeat_s.max(1));
-            threads.push(std::thread::spawn(move || {
-                let agent = ureq::AgentBuilder::new()
-                    .timeout(Duration::from_secs(30))
-                    .build();
-                let mine: Vec<usize> = (0..n).filter(|i| i % 4 == t).collect();
-                let gap = Duration::from_secs_f64(every as f64 / mine.len().max(1) as f64);
-                let mut k = 0usize;
-                while !stop.load(Ordering::Relaxed) {
-                    let Some(i) = mine.get(k % mine.len().max(1)) else {
-                        break;
-                    };
-                    let name = format!("idle-{i}");
-                    let r = agent
-                        .post(&format!("{url}/api/v1/register"))
-                        .send_json(json!({"id": name, "name": name, "metrics": {"load_1m": 0.1}}));
-                    if r.is_err() {
-                        errors.fetch_add(1, Ordering::Relaxed);
-                    } else {
-                        hb_sent.fetch_add(1, Ordering::Relaxed);
+            let spawned = std::thread::Builder::new()
+                .name("bench-heartbeat".into())
+                .spawn(move || {
+                    let agent = ureq::AgentBuilder::new()
+                        .timeout(Duration::from_secs(30))
+                        .build();
+                    let mine: Vec<usize> = (0..n).filter(|i| i % 4 == t).collect();
+                    let gap = Duration::from_secs_f64(every as f64 / mine.len().max(1) as f64);
+                    let mut k = 0usize;
+                    while !stop.load(Ordering::Relaxed) {
+                        let Some(i) = mine.get(k % mine.len().max(1)) else {
+                            break;
+                        };
+                        let name = format!("idle-{i}");
+                        let r = agent.post(&format!("{url}/api/v1/register")).send_json(
+                            json!({"id": name, "name": name, "metrics": {"load_1m": 0.1}}),
+                        );
+                        if r.is_err() {
+                            errors.fetch_add(1, Ordering::Relaxed);
+                        } else {
+                            hb_sent.fetch_add(1, Ordering::Relaxed);
+                        }
+                        k += 1;
+                        std::thread::sleep(gap);
                     }
-                    k += 1;
-                    std::thread::sleep(gap);
-                }
-            }));
+                });
+            threads.push(spawned.context("starting a heartbeat thread")?);
         }
     }
     let stallers = (a.stalled > 0)
@@ -262,6 +296,7 @@ fn http_in(a: &HttpArgs, synchronous: Synchronous, dir: &std::path::Path) -> any
     std::thread::sleep(Duration::from_secs(1));
     let errors_before = errors.load(Ordering::Relaxed);
     let hb_before = hb_sent.load(Ordering::Relaxed);
+    let cpu0 = crate::bench_cpu::CpuSample::now();
     measuring.store(true, Ordering::Relaxed);
     let t0 = Instant::now();
     for s in 0..a.seconds {
@@ -273,6 +308,7 @@ fn http_in(a: &HttpArgs, synchronous: Synchronous, dir: &std::path::Path) -> any
     measuring.store(false, Ordering::Relaxed);
     let elapsed = t0.elapsed().as_secs_f64();
     let done = cycles.load(Ordering::Relaxed);
+    let cpu = cpu0.until(&crate::bench_cpu::CpuSample::now());
     let errs = errors.load(Ordering::Relaxed) - errors_before;
     let hbs = hb_sent.load(Ordering::Relaxed) - hb_before;
     stop.store(true, Ordering::Relaxed);
@@ -341,12 +377,21 @@ fn http_in(a: &HttpArgs, synchronous: Synchronous, dir: &std::path::Path) -> any
         "latency_ms": {"p50": pct(0.50), "p90": pct(0.90), "p99": pct(0.99), "max": pct(1.0)},
         "errors": errs,
         "empty_polls": dry.load(Ordering::Relaxed),
+        "empty_poll_reasons": dry_why.lock().map(|m| m.clone()).unwrap_or_default(),
+        "setup_s": {"queue": queued_s, "register": registered_s},
         "group_commits": batches,
         "inputs_per_commit": if batches > 0.0 { batched / batches } else { 0.0 },
+        "cpu_s": {"user": cpu.user, "sys": cpu.sys, "cores_busy": cpu.total() / elapsed},
+        "cpu_us_per_cycle": cpu.per(done),
     });
     let empty = dry.load(Ordering::Relaxed);
     if empty > 0 && !a.json {
-        eprintln!("note: {empty} polls found nothing to build (the queue ran low); the rate is a lower bound");
+        let why = dry_why.lock().map(|m| m.clone()).unwrap_or_default();
+        let why: Vec<String> = why.iter().map(|(r, n)| format!("{n}× {r:?}")).collect();
+        eprintln!(
+            "note: {empty} polls found nothing to build (the server said: {}); the rate is a lower bound",
+            why.join(", ")
+        );
     }
     if a.json {
         println!("{out}");
@@ -370,6 +415,19 @@ fn http_in(a: &HttpArgs, synchronous: Synchronous, dir: &std::path::Path) -> any
             hpct(1.0),
             health.failures,
             health.samples.len() as u64 + health.failures,
+        );
+        let per = cpu.per(done);
+        let by: Vec<String> = per["by_thread"]
+            .as_object()
+            .map(|m| m.iter().map(|(k, v)| format!("{k} {v}")).collect())
+            .unwrap_or_default();
+        println!(
+            "CPU (server and load generator, this process): {:.1} µs per cycle ({:.1} user + {:.1} system; by thread: {}), {:.2} cores busy",
+            per["total"].as_f64().unwrap_or(0.0),
+            per["user"].as_f64().unwrap_or(0.0),
+            per["sys"].as_f64().unwrap_or(0.0),
+            by.join(", "),
+            cpu.total() / elapsed,
         );
     }
     Ok(())

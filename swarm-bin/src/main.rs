@@ -5,6 +5,7 @@
 
 mod bench_cmd;
 mod bench_conn;
+mod bench_cpu;
 mod bench_import;
 mod bench_release;
 mod bench_scratch;

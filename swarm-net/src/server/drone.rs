@@ -84,21 +84,17 @@ pub(crate) fn register(sh: &Shared, req: &mut Request, caller: &Caller) -> Resul
     let name = DroneName::new(name_text.clone())
         .map_err(|e| ApiError::field(400, field, format!("bad drone name {name_text:?}: {e}")))?;
     act_as(sh, caller, Some(name.as_str()), "register")?;
-    // A drone this server has seen register skips the gate without a look
-    // at the core: a heartbeat must not make the writer copy a large queue
+    // `specs` holds every drone the core knows (seeded at start, added on
+    // registration, dropped on removal), so the gate needs no look at the
+    // core: a registration must not make the writer copy a large queue
     // (`Shared::fresh`), which would hold every other drone up meanwhile.
     if sh.spec_of(&name).is_none() {
-        let published = sh.fresh();
-        let view = published.swarm.view();
-        if view.drone(&name).is_none() {
-            let registered = view.drones().len();
-            gate::admit_new(
-                &sh.drone_limits,
-                &sh.registrations,
-                registered,
-                name.as_str(),
-            )?;
-        }
+        gate::admit_new(
+            &sh.drone_limits,
+            &sh.registrations,
+            sh.known_drones(),
+            name.as_str(),
+        )?;
     }
     let machine_id = r.id.clone().unwrap_or_else(|| machine_id_of(name.as_str()));
     // A machine id already bound to another enrolled drone is not up for grabs.

@@ -55,7 +55,8 @@ pub(crate) struct Shared {
     pub(crate) cpu_percent: RwLock<BTreeMap<DroneName, f64>>,
     /// The registration each drone last gave, so a heartbeat that omits a
     /// field keeps the old value without a look at the (costly to refresh)
-    /// published view.
+    /// published view. Holds exactly the drones the core knows: seeded at
+    /// start, set on registration, dropped on `Event::Removed`.
     pub(crate) specs: RwLock<BTreeMap<DroneName, DroneSpec>>,
     pub(crate) revokes: Mutex<BTreeMap<DroneName, PendingRevokes>>,
     pub(crate) metrics: Metrics,
@@ -205,6 +206,19 @@ impl Shared {
 
     pub(crate) fn spec_of(&self, drone: &DroneName) -> Option<DroneSpec> {
         self.specs.read().ok()?.get(drone).cloned()
+    }
+
+    /// How many drones the core knows (the size of `specs`).
+    pub(crate) fn known_drones(&self) -> usize {
+        self.specs.read().map_or(0, |m| m.len())
+    }
+
+    /// Forgets a drone the core removed (`Event::Removed`), so it no longer
+    /// counts toward `max_drones` and registers again as new.
+    pub(crate) fn forget_spec(&self, drone: &DroneName) {
+        if let Ok(mut m) = self.specs.write() {
+            m.remove(drone);
+        }
     }
 
     pub(crate) fn set_spec(&self, spec: DroneSpec) {

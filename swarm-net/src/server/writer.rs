@@ -342,6 +342,7 @@ fn side_effects(shared: &Shared, outputs: &[&Output]) {
                     hook(drone, address.as_deref(), *action);
                 }
             }
+            Output::Event(swarm_core::Event::Removed { drone }) => shared.forget_spec(drone),
             Output::Event(e) => tracing::debug!(event = ?e, "event"),
             _ => {}
         }
