@@ -31,6 +31,7 @@ pub mod fuzzing;
 mod gate;
 mod http;
 mod identity;
+mod lanes;
 mod logs;
 mod metrics;
 mod ratelog;
@@ -254,6 +255,7 @@ pub fn start(opts: ServerOptions) -> Result<RunningServer, ServeError> {
     store_opts.open_at = Some((opts.clock)());
     // Drones must not wait while a large state is serialised and verified.
     store_opts.background_snapshots = true;
+    store_opts.background_checkpoints = true;
     let store = Store::open(&opts.db_path, store_opts).map_err(|source| ServeError::Store {
         path: opts.db_path.clone(),
         source,
