@@ -70,6 +70,7 @@ mod invariants;
 mod output;
 mod policy;
 mod portage;
+pub mod profile;
 pub mod release_gate;
 pub mod sim;
 mod stable_hash;
@@ -97,7 +98,8 @@ pub use state::SwarmState;
 pub use swarm::{RestoreError, Swarm};
 pub use time::Timestamp;
 pub use view::{
-    BrakeView, Counts, DroneStatus, DroneView, LeaseView, PackageStatus, PackageView, View,
+    BrakeView, Counts, DroneStatus, DroneView, LeaseView, PackageStatus, PackageView, ProfileView,
+    View,
 };
 
 #[doc = include_str!("../../README.md")]
