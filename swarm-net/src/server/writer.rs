@@ -14,6 +14,7 @@
 
 use super::http::ApiError;
 use super::shared::{Published, Shared};
+use super::syncer::Syncer;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
@@ -74,7 +75,9 @@ pub(crate) fn run(mut store: Store, shared: Arc<Shared>, rx: Receiver<Job>) {
     let mut last_publish = Instant::now();
     let mut last_write = Instant::now();
     let mut dirty = false;
+    let durable = Durable::new(&store, &shared);
     loop {
+        durable.acknowledge(&mut store);
         let now = (shared.clock)();
         let due = store
             .swarm()
@@ -126,7 +129,7 @@ pub(crate) fn run(mut store: Store, shared: Arc<Shared>, rx: Receiver<Job>) {
             continue;
         }
         let publish_now = jobs.iter().any(|j| j.publish_now);
-        let replies = commit(&mut store, &shared, jobs, tick, now);
+        let (replies, committed) = commit(&mut store, &shared, jobs, tick, now);
         last_write = Instant::now();
         note_store_health(&store, &shared);
         shared.committed.store(store.last_seq().0, Ordering::SeqCst);
@@ -139,13 +142,12 @@ pub(crate) fn run(mut store: Store, shared: Arc<Shared>, rx: Receiver<Job>) {
             last_publish = Instant::now();
             dirty = false;
         }
-        for (tx, reply) in replies {
-            let _ = tx.send(reply);
-        }
+        durable.answer(committed, replies);
     }
     if dirty {
         publish(&store, &shared);
     }
+    durable.finish(&mut store);
     tracing::info!(
         seq = store.last_seq().0,
         "writer stopped; store closed cleanly"
@@ -205,15 +207,98 @@ fn publish(store: &Store, shared: &Shared) {
     }
 }
 
-type Replies = Vec<(SyncSender<Result<Done, ApiError>>, Result<Done, ApiError>)>;
+/// Answers to a batch's jobs, in order.
+pub(crate) type Replies = Vec<(SyncSender<Result<Done, ApiError>>, Result<Done, ApiError>)>;
 
+/// How committed batches become durable before they are answered: by the
+/// store itself (each commit fsyncs), or by the fsync thread when the
+/// store defers it (`StoreOptions::defer_sync`), or here, inline, if that
+/// thread could not start.
+enum Durable {
+    ByCommit,
+    Thread(Syncer),
+    /// The handle, and the last seq it made durable.
+    Inline(swarm_store::WalSync, std::cell::Cell<u64>),
+}
+
+impl Durable {
+    fn new(store: &Store, shared: &Arc<Shared>) -> Durable {
+        let Some(sync) = store.wal_sync() else {
+            return Durable::ByCommit;
+        };
+        match Syncer::start(sync, shared.clone()) {
+            Ok(s) => Durable::Thread(s),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot start the fsync thread; the writer fsyncs each batch itself");
+                match store.wal_sync() {
+                    Some(sync) => Durable::Inline(sync, std::cell::Cell::new(0)),
+                    None => Durable::ByCommit,
+                }
+            }
+        }
+    }
+
+    /// Answers a batch: at once if it failed (nothing was recorded) or is
+    /// durable already, else after the fsync that covers it.
+    fn answer(&self, committed: Option<u64>, replies: Replies) {
+        let undelivered = match (self, committed) {
+            (Durable::Thread(s), Some(seq)) => match s.hand_over(seq, replies) {
+                Ok(()) => return,
+                Err(back) => back
+                    .into_iter()
+                    .map(|(tx, _)| (tx, Err(ApiError::new(503, "the fsync thread has stopped; the request may or may not have been recorded; retry"))))
+                    .collect(),
+            },
+            (Durable::Inline(sync, synced), Some(seq)) => match sync.sync() {
+                Ok(()) => {
+                    synced.set(seq);
+                    replies
+                }
+                Err(e) => replies
+                    .into_iter()
+                    .map(|(tx, _)| (tx, Err(ApiError::new(503, format!("the store could not make this request durable ({e}); it may or may not have been recorded; retry")))))
+                    .collect(),
+            },
+            _ => replies,
+        };
+        for (tx, reply) in undelivered {
+            let _ = tx.send(reply);
+        }
+    }
+
+    /// Moves the acknowledgement marker up to what is durable.
+    fn acknowledge(&self, store: &mut Store) {
+        let seq = match self {
+            Durable::ByCommit => return,
+            Durable::Thread(s) => s.synced(),
+            Durable::Inline(_, synced) => synced.get(),
+        };
+        if seq > 0 {
+            let _ = store.acknowledge(swarm_core::Seq(seq));
+        }
+    }
+
+    fn finish(self, store: &mut Store) {
+        match self {
+            Durable::ByCommit => {}
+            Durable::Thread(s) => {
+                let _ = store.acknowledge(swarm_core::Seq(s.finish()));
+            }
+            Durable::Inline(_, synced) => {
+                let _ = store.acknowledge(swarm_core::Seq(synced.get()));
+            }
+        }
+    }
+}
+
+/// Commits a batch: the replies, and the last seq written (`None`: nothing was).
 fn commit(
     store: &mut Store,
     shared: &Shared,
     jobs: Vec<Job>,
     tick: bool,
     now: Timestamp,
-) -> Replies {
+) -> (Replies, Option<u64>) {
     // Flatten every job's plan into inputs, remembering which belong to whom.
     let mut inputs: Vec<(Timestamp, Input)> = Vec::new();
     if tick {
@@ -249,7 +334,11 @@ fn commit(
     } else {
         store.append_batch(inputs)
     };
-    match result {
+    let written = match &result {
+        Ok(done) => done.last().map(|(seq, _)| seq.0),
+        Err(_) => None,
+    };
+    let replies = match result {
         Err(e) => {
             shared.metrics.store_error();
             tracing::error!(error = %e, inputs = count, "group commit failed; every input in it is answered with an error and none was recorded");
@@ -287,7 +376,8 @@ fn commit(
             }
             replies
         }
-    }
+    };
+    (replies, written)
 }
 
 fn drone_now(store: &Store, name: &DroneName) -> DroneNow {
