@@ -38,6 +38,26 @@ pub(crate) struct SoakArgs {
     /// Store snapshot interval, inputs (the server default is 10,000).
     #[arg(long, default_value_t = 10_000)]
     snapshot_every: u64,
+    /// Distinct package names (`virtual/soakN`): each round past them queues
+    /// the next version of every name, as a real tree bumps versions; a
+    /// farm's package names are bounded, its versions are not.
+    #[arg(long, default_value_t = 2_000)]
+    keys: u64,
+    /// Start a new queue generation (`control fresh`, dropping what was
+    /// built) every this many virtual hours, as an operator does between
+    /// world rebuilds; 0: never (the queue then keeps every atom ever queued).
+    #[arg(long, default_value_t = 24)]
+    fresh_every_h: u64,
+    /// History retention (builds and events), virtual hours; default: the
+    /// server's (30 days of builds, 7 days of events), which a run shorter
+    /// than that never reaches.
+    #[arg(long)]
+    retention_h: Option<u64>,
+    /// Print a line (or, with --json, a JSON object on stderr) every this
+    /// many wall seconds: RSS, files, sizes, rows and this interval's p99s,
+    /// so a trend is visible; 0: only the start and end.
+    #[arg(long, default_value_t = 60)]
+    report_every: u64,
     /// Keep the data directory (printed) instead of deleting it.
     #[arg(long)]
     keep: bool,
@@ -60,12 +80,30 @@ struct Shared {
     phase: AtomicU64,
     errors: AtomicU64,
     built: AtomicU64,
+    /// Packages in the core, as `/api/v1/status` last said.
+    packages: AtomicU64,
+    /// Generations started by the feeder.
+    fresh: AtomicU64,
     windows: Mutex<[Window; 2]>,
+    /// Samples since the last interval report.
+    interval: Mutex<Window>,
 }
 
 pub(crate) fn soak(a: SoakArgs) -> anyhow::Result<()> {
     anyhow::ensure!(a.drones > 0, "--drones must be at least 1");
     anyhow::ensure!(a.seconds >= 10, "--seconds must be at least 10");
+    anyhow::ensure!(
+        (1..=10_000_000).contains(&a.keys),
+        "--keys must be 1 to 10000000"
+    );
+    anyhow::ensure!(
+        a.fresh_every_h <= 100_000,
+        "--fresh-every-h must be at most 100000"
+    );
+    anyhow::ensure!(
+        a.retention_h.is_none_or(|h| (1..=1_000_000).contains(&h)),
+        "--retention-h must be 1 to 1000000"
+    );
     anyhow::ensure!(
         (1..=10_000).contains(&a.speed),
         "--speed must be 1 to 10000"
@@ -93,9 +131,16 @@ fn soak_in(a: &SoakArgs, dir: &Path) -> anyhow::Result<()> {
         listen: "127.0.0.1:0".parse()?,
         db_path: db.clone(),
         staging: dir.join("staging"),
-        store: StoreOptions {
-            snapshot_every: a.snapshot_every,
-            ..StoreOptions::default()
+        store: {
+            let mut o = StoreOptions {
+                snapshot_every: a.snapshot_every,
+                ..StoreOptions::default()
+            };
+            if let Some(h) = a.retention_h {
+                o.builds_retention_ms = Some(h * swarm_core::time::HOUR_MS);
+                o.events_retention_ms = Some(h * swarm_core::time::HOUR_MS);
+            }
+            o
         },
         admin_token: token.clone(),
         drone_token: None,
@@ -117,31 +162,51 @@ fn soak_in(a: &SoakArgs, dir: &Path) -> anyhow::Result<()> {
         phase: AtomicU64::new(0),
         errors: AtomicU64::new(0),
         built: AtomicU64::new(0),
+        packages: AtomicU64::new(0),
+        fresh: AtomicU64::new(0),
         windows: Mutex::new([Window::default(), Window::default()]),
+        interval: Mutex::new(Window::default()),
     });
     let virtual_ms = move |ms: u64| Duration::from_millis((ms / speed).max(1));
     let mut threads = Vec::new();
     // The feeder keeps work queued: 500 packages whenever fewer than two per
-    // drone wait.
+    // drone wait; and starts a new generation every --fresh-every-h.
     {
         let (sh, url, token) = (sh.clone(), url.clone(), token.clone());
         let want = (a.drones * 2) as u64;
+        let keys = a.keys;
+        let fresh_every = Duration::from_millis(a.fresh_every_h * 3_600_000 / speed);
         threads.push(std::thread::spawn(move || {
             let agent = ureq::AgentBuilder::new()
                 .timeout(Duration::from_secs(60))
                 .build();
             let mut next = 0u64;
+            let mut last_fresh = Instant::now();
             while !sh.stop.load(Ordering::Relaxed) {
-                let queued = agent
+                if !fresh_every.is_zero() && last_fresh.elapsed() >= fresh_every {
+                    last_fresh = Instant::now();
+                    let r = agent
+                        .post(&format!("{url}/api/v1/control"))
+                        .set("Authorization", &format!("Bearer {token}"))
+                        .send_json(json!({ "action": "fresh" }));
+                    match r {
+                        Ok(_) => sh.fresh.fetch_add(1, Ordering::Relaxed),
+                        Err(_) => sh.errors.fetch_add(1, Ordering::Relaxed),
+                    };
+                }
+                let status = agent
                     .get(&format!("{url}/api/v1/status"))
                     .call()
                     .ok()
-                    .and_then(|r| r.into_json::<Value>().ok())
-                    .and_then(|v| v["needed"].as_u64())
-                    .unwrap_or(u64::MAX);
+                    .and_then(|r| r.into_json::<Value>().ok());
+                let field = |k: &str| status.as_ref().and_then(|v| v[k].as_u64());
+                if let Some(total) = field("total") {
+                    sh.packages.store(total, Ordering::Relaxed);
+                }
+                let queued = field("needed").unwrap_or(u64::MAX);
                 if queued < want {
                     let pkgs: Vec<String> = (next..next + 500)
-                        .map(|i| format!("=virtual/soak{i}-1"))
+                        .map(|i| format!("=virtual/soak{}-{}", i % keys, 1 + i / keys))
                         .collect();
                     next += 500;
                     let r = agent
@@ -165,28 +230,32 @@ fn soak_in(a: &SoakArgs, dir: &Path) -> anyhow::Result<()> {
     let total = Duration::from_secs(a.seconds);
     let window = total / 10;
     let warmup = window.min(Duration::from_secs(5));
-    std::thread::sleep(warmup);
+    let mut reporter = Reporter {
+        every: Duration::from_secs(a.report_every),
+        last: Instant::now(),
+        json: a.json,
+        began,
+        speed,
+        header: false,
+    };
+    let pause = |d: Duration, reporter: &mut Reporter| {
+        let until = Instant::now() + d;
+        while let Some(left) = until.checked_duration_since(Instant::now()) {
+            if left.is_zero() {
+                break;
+            }
+            std::thread::sleep(left.min(Duration::from_secs(1)));
+            reporter.maybe(&db, &sh);
+        }
+    };
+    pause(warmup, &mut reporter);
     sh.phase.store(1, Ordering::Relaxed);
     let start = sample(&db, &sh);
-    std::thread::sleep(window);
+    pause(window, &mut reporter);
     sh.phase.store(2, Ordering::Relaxed);
-    let middle = total.saturating_sub(warmup + 2 * window);
-    let mut left = middle;
-    while left > Duration::ZERO {
-        let step = left.min(Duration::from_secs(10));
-        std::thread::sleep(step);
-        left -= step;
-        if !a.json {
-            eprintln!(
-                "  {:>5.0}s  built {}  errors {}",
-                began.elapsed().as_secs_f64(),
-                sh.built.load(Ordering::Relaxed),
-                sh.errors.load(Ordering::Relaxed)
-            );
-        }
-    }
+    pause(total.saturating_sub(warmup + 2 * window), &mut reporter);
     sh.phase.store(3, Ordering::Relaxed);
-    std::thread::sleep(window);
+    pause(window, &mut reporter);
     let end = sample(&db, &sh);
     sh.stop.store(true, Ordering::Relaxed);
     for t in threads {
@@ -209,6 +278,7 @@ fn soak_in(a: &SoakArgs, dir: &Path) -> anyhow::Result<()> {
         "virtual_hours": virtual_h,
         "built": sh.built.load(Ordering::Relaxed),
         "errors": sh.errors.load(Ordering::Relaxed),
+        "generations": sh.fresh.load(Ordering::Relaxed),
         "start": with_latency(start, &w0),
         "end": with_latency(end, &w1),
     });
@@ -237,15 +307,13 @@ fn drone(i: usize, addr: std::net::SocketAddr, sh: &Shared, virt: impl Fn(u64) -
         let t0 = Instant::now();
         let r = conn.call(method, path, body);
         let us = t0.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
+        if let Ok(mut w) = sh.interval.lock() {
+            w.push(route, us);
+        }
         let phase = sh.phase.load(Ordering::Relaxed);
         if phase == 1 || phase == 3 {
             if let Ok(mut w) = sh.windows.lock() {
-                let w = &mut w[usize::from(phase == 3)];
-                match route {
-                    0 => w.heartbeat.push(us),
-                    1 => w.work.push(us),
-                    _ => w.complete.push(us),
-                }
+                w[usize::from(phase == 3)].push(route, us);
             }
         }
         match r {
@@ -283,6 +351,76 @@ fn drone(i: usize, addr: std::net::SocketAddr, sh: &Shared, virt: impl Fn(u64) -
     }
 }
 
+impl Window {
+    fn push(&mut self, route: usize, us: u32) {
+        match route {
+            0 => self.heartbeat.push(us),
+            1 => self.work.push(us),
+            _ => self.complete.push(us),
+        }
+    }
+}
+
+/// The per-interval report (`--report-every`).
+struct Reporter {
+    every: Duration,
+    last: Instant,
+    json: bool,
+    began: Instant,
+    speed: u64,
+    header: bool,
+}
+
+impl Reporter {
+    fn maybe(&mut self, db: &Path, sh: &Shared) {
+        if self.every.is_zero() || self.last.elapsed() < self.every {
+            return;
+        }
+        self.last = Instant::now();
+        let w = sh
+            .interval
+            .lock()
+            .map(|mut w| std::mem::take(&mut *w))
+            .unwrap_or_default();
+        let mut v = with_latency(sample(db, sh), &w);
+        let secs = self.began.elapsed().as_secs_f64();
+        v["seconds"] = json!(secs);
+        v["virtual_hours"] = json!(secs * self.speed as f64 / 3600.0);
+        v["errors"] = json!(sh.errors.load(Ordering::Relaxed));
+        if self.json {
+            eprintln!("{v}");
+            return;
+        }
+        if !self.header {
+            self.header = true;
+            eprintln!(
+                "{:>6} {:>6} {:>7} {:>8} {:>5} {:>10} {:>10} {:>7} {:>8} {:>8} {:>8} {:>6} {:>6} {:>6} {:>4}",
+                "wall s", "virt h", "built", "RSS MiB", "files", "db bytes", "wal bytes",
+                "log", "events", "builds", "pkgs", "beat", "work", "done", "err"
+            );
+        }
+        let ms = |k: &str| v["p99_ms"][k].as_f64().unwrap_or(f64::NAN);
+        eprintln!(
+            "{:>6.0} {:>6.1} {:>7} {:>8.1} {:>5} {:>10} {:>10} {:>7} {:>8} {:>8} {:>8} {:>6.1} {:>6.1} {:>6.1} {:>4}",
+            secs,
+            v["virtual_hours"].as_f64().unwrap_or(0.0),
+            v["built_so_far"],
+            v["rss_mib"].as_f64().unwrap_or(0.0),
+            v["open_files"],
+            v["db_bytes"],
+            v["wal_bytes"],
+            v["log_rows"],
+            v["events_rows"],
+            v["builds_rows"],
+            v["packages"],
+            ms("heartbeat"),
+            ms("work"),
+            ms("complete"),
+            v["errors"],
+        );
+    }
+}
+
 /// What must stay bounded, now.
 fn sample(db: &Path, sh: &Shared) -> Value {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -312,6 +450,7 @@ fn sample(db: &Path, sh: &Shared) -> Value {
         "log_rows": count("SELECT count(*) FROM input_log"),
         "events_rows": count("SELECT count(*) FROM events"),
         "builds_rows": count("SELECT count(*) FROM builds"),
+        "packages": sh.packages.load(Ordering::Relaxed),
         "built_so_far": sh.built.load(Ordering::Relaxed),
     })
 }

@@ -58,6 +58,7 @@ mod control;
 mod digest;
 #[doc(hidden)]
 pub mod emerge_logs;
+mod enqueue_parts;
 pub mod failure;
 #[doc(hidden)]
 pub mod fuzzing;

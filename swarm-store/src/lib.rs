@@ -43,6 +43,7 @@
 #![warn(missing_docs)]
 
 mod acked;
+mod checkpointer;
 mod error;
 mod explorer;
 mod export;

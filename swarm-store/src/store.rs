@@ -3,6 +3,7 @@
 //! file, so memory never holds anything the file does not.
 
 use crate::acked::{self, Acked, Marker};
+use crate::checkpointer::Checkpointer;
 use crate::error::StoreError;
 use crate::lock::LockFile;
 use crate::read_tables::{self, Applied, OutputJson, ReadTables};
@@ -68,6 +69,12 @@ pub struct StoreOptions {
     /// verifying it, which keeps append latency flat on large queues (the
     /// server turns this on). The snapshot is written in a later transaction.
     pub background_snapshots: bool,
+    /// Checkpoint the WAL on a background thread (default false) instead of
+    /// inside the commit that crosses SQLite's threshold, which then waits
+    /// for the copy and its fsync (the server turns this on; see
+    /// `checkpointer`). Should the WAL still grow past 16 times the
+    /// threshold, the writer checkpoints it itself.
+    pub background_checkpoints: bool,
     /// Open even when the database holds less than the acknowledgement
     /// marker says was acknowledged (default false: refuse with
     /// [`StoreError::LossDetected`]). The loss is recorded as a
@@ -98,6 +105,7 @@ impl Default for StoreOptions {
             open_at: None,
             verify_on_open: true,
             background_snapshots: false,
+            background_checkpoints: false,
             accept_loss: false,
             fault_page_limit: None,
             defer_sync: false,
@@ -138,6 +146,7 @@ pub struct Store {
     /// describe rolled-back inputs and are dropped.
     generation: u64,
     snapshotter: Option<Snapshotter>,
+    checkpointer: Option<Checkpointer>,
     marker: Marker,
     /// The page limit last applied from `fault_page_limit`.
     applied_page_limit: u64,
@@ -278,6 +287,7 @@ impl Store {
             },
             generation: 0,
             snapshotter: None,
+            checkpointer: None,
             marker,
             applied_page_limit: 0,
             write_error: None,
@@ -288,6 +298,16 @@ impl Store {
                 reason: format!("cannot start the snapshot thread: {e}"),
             })?;
             store.snapshotter = Some(bg);
+        }
+        if store.opts.background_checkpoints {
+            store
+                .conn
+                .pragma_update(None, "wal_autocheckpoint", 0)
+                .map_err(StoreError::from)?;
+            let cp = Checkpointer::start(&store.path).map_err(|e| StoreError::Poisoned {
+                reason: format!("cannot start the checkpoint thread: {e}"),
+            })?;
+            store.checkpointer = Some(cp);
         }
         let (seq, _) = store.append(open_at, Input::Recovered)?;
         store.report.recovered_seq = seq.0;
@@ -387,6 +407,27 @@ impl Store {
             if let Err(e) = self.marker.record(self.last_seq) {
                 self.write_error = Some(e.to_string());
             }
+            if let Some(cp) = &self.checkpointer {
+                cp.nudge();
+                self.checkpoint_if_far_behind();
+            }
+        }
+    }
+
+    /// The safety net of background checkpoints: a WAL the thread could not
+    /// keep small (it only copies what no commit races) is checkpointed here,
+    /// where no commit can race it.
+    fn checkpoint_if_far_behind(&self) {
+        let wal = format!("{}-wal", self.path.display());
+        let size = std::fs::metadata(wal).map_or(0, |m| m.len());
+        if size >= 16 * crate::checkpointer::CHECKPOINT_BYTES {
+            tracing::info!(
+                wal_bytes = size,
+                "the WAL grew past 16 times the checkpoint threshold; the writer checkpoints it"
+            );
+            let _ = self
+                .conn
+                .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
         }
     }
 

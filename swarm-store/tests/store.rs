@@ -369,3 +369,49 @@ fn measure_group_commit_throughput_and_reopen_time() {
         );
     }
 }
+
+#[test]
+fn background_checkpoints_keep_the_wal_small_and_move_commits_into_the_database() {
+    use swarm_core::{Atom, Enqueue, PackageSpec};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("swarm.db");
+    let wal = dir.path().join("swarm.db-wal");
+    let size = |p: &std::path::Path| std::fs::metadata(p).map_or(0, |m| m.len());
+    let opts = StoreOptions {
+        background_checkpoints: true,
+        ..small_opts(1_000_000, 0)
+    };
+    let mut store = open(&path, opts);
+    // About 20 MB of log and read-table rows: five times SQLite's checkpoint
+    // threshold, a third of the writer's own safety net.
+    for i in 0..200u64 {
+        let packages = (0..250)
+            .map(|j| {
+                let atom = format!("=dev-libs/checkpoint-test-package{i}x{j}-1.0");
+                PackageSpec::new(Atom::parse(&atom).expect("atom"))
+            })
+            .collect();
+        let input = Input::Enqueue(Enqueue {
+            packages,
+            ..Enqueue::default()
+        });
+        store.append(Timestamp(i), input).expect("append");
+    }
+    // The commits reach the database file without the writer copying them.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while size(&path) < 8 << 20 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nothing was checkpointed: database {} bytes, WAL {} bytes",
+            size(&path),
+            size(&wal)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(size(&wal) < 16 << 20, "WAL {} bytes", size(&wal));
+    let last = store.last_seq();
+    drop(store);
+    let store = open(&path, small_opts(1_000_000, 1_000));
+    assert_eq!(store.last_seq(), Seq(last.0 + 1));
+    store.check_read_tables().expect("tables");
+}

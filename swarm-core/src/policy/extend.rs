@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 
 /// Existing packages whose critical path one input may recompute; the rest
 /// of a propagation is continued by the following ticks.
-pub(crate) const PROPAGATION_BUDGET: usize = 4096;
+pub(crate) const PROPAGATION_BUDGET: usize = 1024;
 
 /// Time between two slices of a pending propagation.
 pub(crate) const PROPAGATION_PAUSE_MS: u64 = 10;

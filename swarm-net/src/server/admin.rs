@@ -19,6 +19,10 @@ fn atom_at(text: &str, field: &str) -> Result<Atom, ApiError> {
     Atom::parse(text).map_err(|e| ApiError::field(400, field, format!("bad atom {text:?}: {e}")))
 }
 
+/// Packages per part of a push: a part is what holds the writer (its plan,
+/// its read-table rows) while drone inputs wait.
+const PART_PACKAGES: usize = 128;
+
 pub(crate) fn queue(sh: &Shared, req: &mut Request) -> Result<Reply, ApiError> {
     let body = read_body(req, sh.max_body)?;
     let r: QueueRequest = parse_json(&body)?;
@@ -73,32 +77,44 @@ pub(crate) fn queue(sh: &Shared, req: &mut Request) -> Result<Reply, ApiError> {
     };
     swarm_core::bounds::check_enqueue(&enqueue)
         .map_err(|e| ApiError::field(400, &e.field, e.detail))?;
-    let enqueue = Input::Enqueue(enqueue);
     // `fresh` and the new list go in one group commit: the queue is never
-    // seen (or recovered) empty between them.
-    let inputs = if r.fresh {
-        vec![Input::Control(Control::Fresh), enqueue]
+    // seen (or recovered) empty between them. A plain push goes in parts,
+    // so drone inputs are committed between them (`lanes`).
+    let plan = if r.fresh {
+        Plan::Inputs(vec![
+            Input::Control(Control::Fresh),
+            Input::Enqueue(enqueue),
+        ])
     } else {
-        vec![enqueue]
+        Plan::Parts(
+            enqueue
+                .into_parts(PART_PACKAGES)
+                .into_iter()
+                .map(|e| vec![Input::Enqueue(e)])
+                .collect(),
+        )
     };
     // No forced publish for a plain push: copying a large core per post would
     // make a big import cost in proportion to the queue; readers that need
     // this seq get a fresh copy on demand (`Shared::fresh`). A new generation
     // is rare and everyone should see it at once.
-    let done = sh.submit(Plan::Inputs(inputs), None, r.fresh)?;
+    let done = sh.submit(plan, None, r.fresh)?;
     rejected(&done.outputs)?;
     let fresh = done.outputs.iter().find_map(|o| match o {
         Output::Event(Event::ControlApplied { summary, .. }) if r.fresh => Some(summary.clone()),
         _ => None,
     });
+    // One `Queued` event per part.
     let (added, already) = done
         .outputs
         .iter()
-        .find_map(|o| match o {
+        .filter_map(|o| match o {
             Output::Event(Event::Queued { added, already }) => Some((*added, *already)),
             _ => None,
         })
-        .unwrap_or((0, 0));
+        .fold((0u32, 0u32), |(a, b), (x, y)| {
+            (a.saturating_add(x), b.saturating_add(y))
+        });
     let mut reply = json!({"status": "ok", "queued": added, "already": already, "seq": done.seq});
     if let Some(summary) = fresh {
         let view = sh.fresh();

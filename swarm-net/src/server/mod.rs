@@ -31,6 +31,7 @@ pub mod fuzzing;
 mod gate;
 mod http;
 mod identity;
+mod lanes;
 mod logs;
 mod metrics;
 mod ratelog;
@@ -255,6 +256,7 @@ pub fn start(opts: ServerOptions) -> Result<RunningServer, ServeError> {
     store_opts.open_at = Some((opts.clock)());
     // Drones must not wait while a large state is serialised and verified.
     store_opts.background_snapshots = true;
+    store_opts.background_checkpoints = true;
     // The writer applies the next batch while the last one is fsynced; the
     // fsync thread answers (writer.rs, syncer.rs).
     store_opts.defer_sync = true;

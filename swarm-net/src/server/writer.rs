@@ -6,6 +6,14 @@
 //! never more than a second), and a tick costs no channel hop. A `Tick` is
 //! logged only when a deadline is due: an idle server logs nothing.
 //!
+//! Drone inputs first: a big push comes as parts (`Plan::Parts`), and each
+//! group commit holds the drone inputs waiting plus at most one part of a
+//! bulk job, so a heartbeat waits for one part, not for a whole post (see
+//! `lanes`). A bulk job is answered once its last part is durable; should a
+//! part fail, it is answered with an error saying how many parts were
+//! recorded (a retry queues the rest: packages already queued are counted,
+//! not queued twice).
+//!
 //! Store health: after every write the writer publishes whether the store
 //! can write (`Shared::store_fault`). While it cannot, it probes the store
 //! every second without logging an input, so health turns back by itself
@@ -13,6 +21,7 @@
 //! `IDLE_PROBE_EVERY`, so a disk that filled without traffic is noticed.
 
 use super::http::ApiError;
+use super::lanes::{Lane, Lanes};
 use super::shared::{Published, Shared};
 use super::syncer::Syncer;
 use std::sync::atomic::Ordering;
@@ -34,8 +43,11 @@ const FAULT_PROBE_EVERY: Duration = Duration::from_secs(1);
 
 /// What a worker asks the writer to do.
 pub(crate) enum Plan {
-    /// Append these inputs, in order.
+    /// Append these inputs, in order, in one group commit.
     Inputs(Vec<Input>),
+    /// A bulk job: each part in its own group commit, in order, with drone
+    /// inputs committed between them; answered after the last one.
+    Parts(Vec<Vec<Input>>),
     /// A drone asks for work. `free_slots: None` is a v3 drone: if it holds
     /// a lease, it gets that lease again and nothing new is assigned.
     Work {
@@ -71,10 +83,78 @@ pub(crate) struct DroneNow {
     pub(crate) no_work: Option<String>,
 }
 
+/// The writer loop's bookkeeping between commits.
+struct Pace {
+    last_publish: Instant,
+    last_write: Instant,
+    dirty: bool,
+}
+
+/// Which lane a job waits in: drone inputs first.
+fn lane(job: &Job) -> Lane {
+    match &job.plan {
+        Plan::Work { .. } => Lane::Drone,
+        Plan::Parts(_) => Lane::Bulk,
+        Plan::Inputs(list) if list.iter().any(|i| matches!(i, Input::Enqueue(_))) => Lane::Bulk,
+        Plan::Inputs(list) => {
+            let drone = list.iter().all(|i| {
+                matches!(
+                    i,
+                    Input::Register(_)
+                        | Input::Heartbeat(_)
+                        | Input::RequestWork { .. }
+                        | Input::BuildStarted(_)
+                        | Input::BuildFinished { .. }
+                        | Input::Deregister { .. }
+                        | Input::ProbeResult { .. }
+                        | Input::Tick
+                )
+            });
+            if drone {
+                Lane::Drone
+            } else {
+                Lane::Ordered
+            }
+        }
+    }
+}
+
+/// A bulk job part-way through its parts.
+struct Bulk {
+    job: Job,
+    parts: std::collections::VecDeque<Vec<Input>>,
+    total: usize,
+    seq: u64,
+    outputs: Vec<Output>,
+    /// A part failed: answered with an error, the rest is not tried.
+    failed: bool,
+}
+
+impl Bulk {
+    fn new(mut job: Job) -> Bulk {
+        let parts: std::collections::VecDeque<Vec<Input>> =
+            match std::mem::replace(&mut job.plan, Plan::Inputs(Vec::new())) {
+                Plan::Parts(parts) => parts.into(),
+                Plan::Inputs(list) => [list].into(),
+                Plan::Work { .. } => Default::default(),
+            };
+        Bulk {
+            job,
+            total: parts.len(),
+            parts,
+            seq: 0,
+            outputs: Vec::new(),
+            failed: false,
+        }
+    }
+}
+
 pub(crate) fn run(mut store: Store, shared: Arc<Shared>, rx: Receiver<Job>) {
-    let mut last_publish = Instant::now();
-    let mut last_write = Instant::now();
-    let mut dirty = false;
+    let mut pace = Pace {
+        last_publish: Instant::now(),
+        last_write: Instant::now(),
+        dirty: false,
+    };
     let durable = Durable::new(&store, &shared);
     loop {
         durable.acknowledge(&mut store);
@@ -109,42 +189,51 @@ pub(crate) fn run(mut store: Store, shared: Arc<Shared>, rx: Receiver<Job>) {
             Err(RecvTimeoutError::Disconnected) => break,
         }
         let now = (shared.clock)();
-        let tick = now.0 >= due.0 && (!faulted || last_write.elapsed() >= FAULT_PROBE_EVERY);
+        let tick = now.0 >= due.0 && (!faulted || pace.last_write.elapsed() >= FAULT_PROBE_EVERY);
         if jobs.is_empty() && !tick {
             let every = if faulted {
                 FAULT_PROBE_EVERY
             } else {
                 IDLE_PROBE_EVERY
             };
-            if last_write.elapsed() >= every {
+            if pace.last_write.elapsed() >= every {
                 let _ = store.probe_write(now);
-                last_write = Instant::now();
+                pace.last_write = Instant::now();
                 note_store_health(&store, &shared);
             }
-            if dirty && idle_publish_due(&store, &shared, last_publish) {
+            if pace.dirty && idle_publish_due(&store, &shared, pace.last_publish) {
                 publish(&store, &shared);
-                last_publish = Instant::now();
-                dirty = false;
+                pace.last_publish = Instant::now();
+                pace.dirty = false;
             }
             continue;
         }
-        let publish_now = jobs.iter().any(|j| j.publish_now);
-        let (replies, committed) = commit(&mut store, &shared, jobs, tick, now);
-        last_write = Instant::now();
-        note_store_health(&store, &shared);
-        shared.committed.store(store.last_seq().0, Ordering::SeqCst);
-        dirty = true;
-        // Idle refreshes only while the state is small: cloning a large core
-        // is what `Shared::fresh` does on demand instead.
-        if publish_now || idle_publish_due(&store, &shared, last_publish) {
-            // Before the replies: whoever asked reads the new view next.
-            publish(&store, &shared);
-            last_publish = Instant::now();
-            dirty = false;
+        let mut lanes = Lanes::default();
+        lanes.add(jobs, lane);
+        let mut tick = tick;
+        let mut bulk: Option<Bulk> = None;
+        loop {
+            let group = lanes.group(bulk.is_some());
+            if bulk.is_none() {
+                bulk = lanes.next_bulk().map(Bulk::new);
+            }
+            if group.is_empty() && bulk.is_none() && !tick {
+                break;
+            }
+            round(
+                &mut store, &shared, &mut pace, &durable, group, &mut bulk, tick, now,
+            );
+            tick = false;
+            if bulk.is_none() && lanes.is_empty() {
+                break;
+            }
+            // What arrived during that commit joins the next round.
+            let mut more = Vec::new();
+            drain(&rx, &mut more);
+            lanes.add(more, lane);
         }
-        durable.answer(committed, replies);
     }
-    if dirty {
+    if pace.dirty {
         publish(&store, &shared);
     }
     durable.finish(&mut store);
@@ -152,6 +241,62 @@ pub(crate) fn run(mut store: Store, shared: Arc<Shared>, rx: Receiver<Job>) {
         seq = store.last_seq().0,
         "writer stopped; store closed cleanly"
     );
+}
+
+/// One group commit (the jobs, then the bulk job's next part), then the
+/// view (when asked or due) and the replies.
+#[allow(clippy::too_many_arguments)]
+fn round(
+    store: &mut Store,
+    shared: &Shared,
+    pace: &mut Pace,
+    durable: &Durable,
+    jobs: Vec<Job>,
+    bulk: &mut Option<Bulk>,
+    tick: bool,
+    now: Timestamp,
+) {
+    let mut publish_now = jobs.iter().any(|j| j.publish_now);
+    let before = store.last_seq().0;
+    let mut replies = commit(store, shared, jobs, bulk.as_mut(), tick, now);
+    let written = Some(store.last_seq().0).filter(|seq| *seq > before);
+    if let Some(b) = bulk.take_if(|b| b.parts.is_empty() || b.failed) {
+        shared.queued.fetch_sub(1, Ordering::Relaxed);
+        publish_now |= b.job.publish_now;
+        let reply = if b.failed {
+            let recorded = b.total - b.parts.len() - 1;
+            Err(ApiError::new(
+                503,
+                format!(
+                    "the store could not record part {} of {} of this request; {recorded} parts \
+                     were recorded; retry (packages already queued are counted, not queued twice)",
+                    recorded + 1,
+                    b.total
+                ),
+            ))
+        } else {
+            let drone = b.job.drone.as_ref().map(|d| drone_now(store, d));
+            Ok(Done {
+                seq: b.seq,
+                outputs: b.outputs,
+                drone,
+            })
+        };
+        replies.push((b.job.tx, reply));
+    }
+    pace.last_write = Instant::now();
+    note_store_health(store, shared);
+    shared.committed.store(store.last_seq().0, Ordering::SeqCst);
+    pace.dirty = true;
+    // Idle refreshes only while the state is small: cloning a large core
+    // is what `Shared::fresh` does on demand instead.
+    if publish_now || idle_publish_due(store, shared, pace.last_publish) {
+        // Before the replies: whoever asked reads the new view next.
+        publish(store, shared);
+        pace.last_publish = Instant::now();
+        pace.dirty = false;
+    }
+    durable.answer(written, replies);
 }
 
 /// Publishes whether the store can write, logging each change once.
@@ -291,14 +436,14 @@ impl Durable {
     }
 }
 
-/// Commits a batch: the replies, and the last seq written (`None`: nothing was).
 fn commit(
     store: &mut Store,
     shared: &Shared,
     jobs: Vec<Job>,
+    bulk: Option<&mut Bulk>,
     tick: bool,
     now: Timestamp,
-) -> (Replies, Option<u64>) {
+) -> Replies {
     // Flatten every job's plan into inputs, remembering which belong to whom.
     let mut inputs: Vec<(Timestamp, Input)> = Vec::new();
     if tick {
@@ -309,6 +454,8 @@ fn commit(
         let start = inputs.len();
         match &job.plan {
             Plan::Inputs(list) => inputs.extend(list.iter().cloned().map(|i| (now, i))),
+            // Only `Bulk` holds parts.
+            Plan::Parts(_) => {}
             Plan::Work { drone, free_slots } => {
                 let holds = store
                     .swarm()
@@ -328,20 +475,24 @@ fn commit(
         spans.push(start..inputs.len());
     }
     shared.queued.fetch_sub(jobs.len(), Ordering::Relaxed);
+    let part_start = inputs.len();
+    let part = bulk.as_ref().and_then(|b| b.parts.front().cloned());
+    inputs.extend(part.into_iter().flatten().map(|i| (now, i)));
     let count = inputs.len();
     let result = if inputs.is_empty() {
         Ok(Vec::new())
     } else {
         store.append_batch(inputs)
     };
-    let written = match &result {
-        Ok(done) => done.last().map(|(seq, _)| seq.0),
-        Err(_) => None,
-    };
-    let replies = match result {
+    match result {
         Err(e) => {
             shared.metrics.store_error();
             tracing::error!(error = %e, inputs = count, "group commit failed; every input in it is answered with an error and none was recorded");
+            if let Some(b) = bulk {
+                // Answered by `round`: how many parts went in before.
+                b.parts.pop_front();
+                b.failed = true;
+            }
             jobs.into_iter()
                 .map(|job| {
                     let err = ApiError::new(
@@ -356,6 +507,14 @@ fn commit(
             shared.metrics.batch(count);
             let all: Vec<&Output> = done.iter().flat_map(|(_, o)| o.iter()).collect();
             side_effects(shared, &all);
+            if let Some(b) = bulk {
+                if b.parts.pop_front().is_some() {
+                    for (s, outs) in done.get(part_start..).unwrap_or(&[]) {
+                        b.seq = s.0;
+                        b.outputs.extend(outs.iter().cloned());
+                    }
+                }
+            }
             let mut replies = Vec::with_capacity(jobs.len());
             for (job, span) in jobs.into_iter().zip(spans) {
                 let mut outputs = Vec::new();
@@ -376,8 +535,7 @@ fn commit(
             }
             replies
         }
-    };
-    (replies, written)
+    }
 }
 
 fn drone_now(store: &Store, name: &DroneName) -> DroneNow {

@@ -1,0 +1,110 @@
+//! The writer's commit order: drone inputs ahead of bulk work.
+//!
+//! A big enqueue holds the writer for its plan and its read-table rows, so
+//! the server posts it as parts (`Plan::Parts`) and the writer commits each
+//! round as the drone inputs waiting plus the next part of the bulk job in
+//! progress: a heartbeat waits for one part, not a whole post. Operator
+//! inputs (controls, pushes, releases) keep their order among themselves:
+//! one waiting behind a bulk job is committed after its last part, so no
+//! control lands between two parts of a post. Jobs waiting together were
+//! sent concurrently, so no order between a drone's input and an operator's
+//! was promised; one client's jobs stay in order (it waits for each reply).
+
+use std::collections::VecDeque;
+
+/// Which lane a job waits in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Lane {
+    /// Drone inputs: committed in the next round, whatever else waits.
+    Drone,
+    /// Operator inputs: in order with bulk jobs.
+    Ordered,
+    /// A bulk job: its parts go one per round.
+    Bulk,
+}
+
+/// Waiting jobs.
+pub(crate) struct Lanes<T> {
+    drone: Vec<T>,
+    ordered: VecDeque<(T, bool)>,
+}
+
+impl<T> Default for Lanes<T> {
+    fn default() -> Self {
+        Lanes {
+            drone: Vec::new(),
+            ordered: VecDeque::new(),
+        }
+    }
+}
+
+impl<T> Lanes<T> {
+    /// Adds jobs in arrival order.
+    pub(crate) fn add(&mut self, jobs: Vec<T>, lane: impl Fn(&T) -> Lane) {
+        for job in jobs {
+            match lane(&job) {
+                Lane::Drone => self.drone.push(job),
+                Lane::Ordered => self.ordered.push_back((job, false)),
+                Lane::Bulk => self.ordered.push_back((job, true)),
+            }
+        }
+    }
+
+    /// The jobs of the next group commit: every drone job, and, unless a
+    /// bulk job is in progress, the operator jobs ahead of the next bulk job.
+    pub(crate) fn group(&mut self, bulk_in_progress: bool) -> Vec<T> {
+        let mut group = std::mem::take(&mut self.drone);
+        if !bulk_in_progress {
+            while self.ordered.front().is_some_and(|(_, bulk)| !bulk) {
+                if let Some((job, _)) = self.ordered.pop_front() {
+                    group.push(job);
+                }
+            }
+        }
+        group
+    }
+
+    /// The next bulk job, when it is at the head of the ordered lane.
+    pub(crate) fn next_bulk(&mut self) -> Option<T> {
+        match self.ordered.front() {
+            Some((_, true)) => self.ordered.pop_front().map(|(job, _)| job),
+            _ => None,
+        }
+    }
+
+    /// Whether nothing waits.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.drone.is_empty() && self.ordered.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Lane, Lanes};
+
+    fn lane(job: &&str) -> Lane {
+        match job.as_bytes()[0] {
+            b'd' => Lane::Drone,
+            b'o' => Lane::Ordered,
+            _ => Lane::Bulk,
+        }
+    }
+
+    #[test]
+    fn drone_jobs_go_first_and_operator_jobs_keep_their_place_behind_bulk_ones() {
+        let mut lanes = Lanes::default();
+        lanes.add(vec!["o1", "b1", "d1", "o2", "d2"], lane);
+        // Round 1: drone jobs and the control ahead of the bulk job.
+        assert_eq!(lanes.group(false), vec!["d1", "d2", "o1"]);
+        assert_eq!(lanes.next_bulk(), Some("b1"));
+        // While b1's parts go, only drone jobs join them: o2 waits.
+        lanes.add(vec!["d3", "b2"], lane);
+        assert_eq!(lanes.group(true), vec!["d3"]);
+        assert_eq!(lanes.group(true), Vec::<&str>::new());
+        // b1 done: o2 before b2, as they arrived.
+        assert_eq!(lanes.group(false), vec!["o2"]);
+        assert_eq!(lanes.next_bulk(), Some("b2"));
+        assert!(lanes.is_empty());
+        assert_eq!(lanes.next_bulk(), None);
+    }
+}
