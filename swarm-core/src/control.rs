@@ -160,6 +160,68 @@ pub(crate) fn apply(s: &mut Swarm, action: &Control, out: &mut Vec<Output>) {
                 )
             }
         }
+        Control::SetProfile { name, env, from } => {
+            if let Some(problem) = crate::profile::name_problem(name) {
+                return reject(out, RejectReason::IllegalControl { detail: problem });
+            }
+            if !s.st.profiles.0.contains_key(name)
+                && s.st.profiles.0.len() >= crate::profile::MAX_PROFILES
+            {
+                let detail = format!(
+                    "already {} profiles, the most there may be",
+                    crate::profile::MAX_PROFILES
+                );
+                return reject(out, RejectReason::IllegalControl { detail });
+            }
+            let expected = match (env, from) {
+                (Some(env), _) => env.clone(),
+                (None, Some(drone)) => match s.st.drones.get(drone) {
+                    None => return unknown(out, drone),
+                    Some(d) if d.spec.env.is_empty() => {
+                        return reject(
+                            out,
+                            RejectReason::NoEnvironment {
+                                drone: drone.clone(),
+                            },
+                        )
+                    }
+                    Some(d) => d.spec.env.clone(),
+                },
+                (None, None) => crate::buildenv::BuildEnv::default(),
+            };
+            s.st.profiles.0.insert(name.clone(), expected);
+            let returned = s.return_unmatched_everywhere(out);
+            let matching =
+                s.st.drones
+                    .values()
+                    .filter(|d| s.st.profiles.0[name].admits(&d.spec.env))
+                    .count();
+            format!(
+                "profile {name} expects {} variables; {matching} of {} drones match; \
+                 {returned} not-started leases returned",
+                s.st.profiles.0[name].iter().count(),
+                s.st.drones.len()
+            )
+        }
+        Control::RemoveProfile { name } => {
+            if !s.st.profiles.0.contains_key(name) {
+                let detail = format!("no profile {name}");
+                return reject(out, RejectReason::IllegalControl { detail });
+            }
+            let queued =
+                s.st.packages
+                    .iter()
+                    .filter(|p| p.profile.0.as_deref() == Some(name.as_str()) && !p.is_built())
+                    .count();
+            if queued > 0 {
+                let detail = format!(
+                    "{queued} packages of profile {name} are not built yet; start a fresh queue first"
+                );
+                return reject(out, RejectReason::IllegalControl { detail });
+            }
+            s.st.profiles.0.remove(name);
+            format!("profile {name} removed")
+        }
         Control::Rebalance => {
             let n = reclaim_not_started_everywhere(s, ReclaimReason::Rebalance, out);
             format!("reclaimed {n} not-started leases")

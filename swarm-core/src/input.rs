@@ -301,6 +301,10 @@ pub struct PackageSpec {
     /// farm), used until swarm has learned its own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub estimate_s: Option<u64>,
+    /// The profile it is built for (`None`: the default profile, `expect_env`'s); only drones
+    /// whose environment that profile admits build it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
 }
 
 fn is_zero(p: &i32) -> bool {
@@ -315,6 +319,7 @@ impl PackageSpec {
             deps: Vec::new(),
             priority: 0,
             estimate_s: None,
+            profile: None,
         }
     }
 }
@@ -409,6 +414,24 @@ pub enum Control {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         from: Option<DroneName>,
     },
+    /// Creates or changes a named profile: the environment its packages must be built in,
+    /// written down (`env`) or a reference drone's (`from`). Not-started work of that profile on
+    /// drones it no longer admits is returned.
+    SetProfile {
+        /// The profile ([`crate::profile::name_problem`] says which names are good).
+        name: String,
+        /// The expected environment.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        env: Option<crate::buildenv::BuildEnv>,
+        /// Take it from this drone's report.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        from: Option<DroneName>,
+    },
+    /// Removes a named profile; refused while packages of it are in the queue.
+    RemoveProfile {
+        /// The profile.
+        name: String,
+    },
 }
 
 impl Control {
@@ -435,6 +458,8 @@ impl Control {
             Control::ClearHistory => "clear_history",
             Control::RemoveDrone { .. } => "remove_drone",
             Control::ExpectEnv { .. } => "expect_env",
+            Control::SetProfile { .. } => "set_profile",
+            Control::RemoveProfile { .. } => "remove_profile",
         }
     }
 }

@@ -363,10 +363,14 @@ impl Monitor {
                     self.check_escalation(env, drone, *action)?;
                 }
                 Output::Command(Command::Assign { drone, package, .. }) => {
-                    // 13. Environment: work goes only where the expected environment is.
-                    let expected = &after.st.expected_env;
+                    // 13. Environment: work goes only where its profile's expected
+                    // environment is (the default profile's: `expect_env`).
+                    let expected = after
+                        .pkg_id(package)
+                        .map(|id| &after.st.pkg(id).profile)
+                        .and_then(|tag| crate::profile::expected_for(&after.st, tag));
                     let env = after.st.drones.get(drone).map(|d| &d.spec.env);
-                    if !env.is_some_and(|e| expected.admits(e)) {
+                    if !env.is_some_and(|e| expected.is_some_and(|x| x.admits(e))) {
                         return fail(
                             13,
                             format!("{package} assigned to {drone}, whose environment differs"),

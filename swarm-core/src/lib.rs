@@ -70,6 +70,7 @@ mod invariants;
 mod output;
 mod policy;
 mod portage;
+pub mod profile;
 pub mod release_gate;
 pub mod sim;
 mod state;
@@ -96,7 +97,8 @@ pub use state::SwarmState;
 pub use swarm::{RestoreError, Swarm};
 pub use time::Timestamp;
 pub use view::{
-    BrakeView, Counts, DroneStatus, DroneView, LeaseView, PackageStatus, PackageView, View,
+    BrakeView, Counts, DroneStatus, DroneView, LeaseView, PackageStatus, PackageView, ProfileView,
+    View,
 };
 
 #[doc = include_str!("../../README.md")]

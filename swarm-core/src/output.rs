@@ -199,6 +199,11 @@ pub enum RejectReason {
         /// What is wrong with it.
         detail: String,
     },
+    /// An enqueue naming a profile that does not exist; refused whole.
+    UnknownProfile {
+        /// The profile named.
+        profile: String,
+    },
     /// A control action that does not apply now.
     IllegalControl {
         /// What was wrong.

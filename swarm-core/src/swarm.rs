@@ -437,6 +437,16 @@ impl Swarm {
                 return reject(out, reason);
             }
         };
+        let profiles = &self.st.profiles.0;
+        if let Some(profile) = enqueue
+            .packages
+            .iter()
+            .filter_map(|p| p.profile.as_ref())
+            .find(|name| !profiles.contains_key(*name))
+        {
+            let profile = profile.clone();
+            return reject(out, RejectReason::UnknownProfile { profile });
+        }
         if let Some(g) = enqueue.generation {
             if g.0 < self.st.generation {
                 let reason = RejectReason::StaleGeneration {
@@ -1301,22 +1311,49 @@ impl Swarm {
         };
         let expected = &self.st.expected_env;
         let matches = expected.admits(&d.spec.env);
-        if matches == matched_before {
-            return;
+        if matches != matched_before {
+            let differences = if matches {
+                String::new()
+            } else {
+                crate::buildenv::describe_differences(&expected.differences(&d.spec.env))
+            };
+            out.push(Output::Event(Event::EnvChanged {
+                drone: name.clone(),
+                matches,
+                differences,
+            }));
         }
-        let differences = if matches {
-            String::new()
-        } else {
-            crate::buildenv::describe_differences(&expected.differences(&d.spec.env))
+        // Work of every profile it no longer matches goes back (the default profile's included).
+        self.return_unmatched(name, out);
+    }
+
+    /// Returns a drone's not-started leases whose package's profile does not admit the drone's
+    /// environment (it drifted, or the profile changed); a started build finishes. How many.
+    pub(crate) fn return_unmatched(&mut self, name: &DroneName, out: &mut Out) -> usize {
+        let Some(d) = self.st.drones.get(name) else {
+            return 0;
         };
-        out.push(Output::Event(Event::EnvChanged {
-            drone: name.clone(),
-            matches,
-            differences,
-        }));
-        if !matches {
-            self.reclaim_not_started(name, ReclaimReason::EnvDrift, out);
+        let lids: Vec<LeaseId> = d
+            .leases
+            .iter()
+            .filter(|l| self.st.is_not_started(**l))
+            .filter(|l| {
+                let p = self.st.pkg(self.st.leases[*l].pkg);
+                !crate::profile::expected_for(&self.st, &p.profile)
+                    .is_some_and(|e| e.admits(&d.spec.env))
+            })
+            .copied()
+            .collect();
+        for lid in &lids {
+            self.reclaim(*lid, ReclaimReason::EnvDrift, out);
         }
+        lids.len()
+    }
+
+    /// [`Swarm::return_unmatched`] for every drone (a profile changed).
+    pub(crate) fn return_unmatched_everywhere(&mut self, out: &mut Out) -> usize {
+        let names: Vec<DroneName> = self.st.drones.keys().cloned().collect();
+        names.iter().map(|n| self.return_unmatched(n, out)).sum()
     }
 
     pub(crate) fn pkg_id(&self, atom: &Atom) -> Option<PkgId> {

@@ -113,6 +113,51 @@ pub struct DroneView {
     pub env_differences: Vec<EnvDiff>,
 }
 
+/// "no drone matches profile desktop-amd64: drone-tarn differs in CFLAGS (-O3 vs -O2)" when no
+/// online drone's environment the package's profile admits; `None` when one matches.
+fn profile_mismatch(
+    st: &crate::state::SwarmState,
+    p: &crate::state::Package,
+    online: &[&Drone],
+) -> Option<String> {
+    let name = p.profile.name();
+    let Some(expected) = crate::profile::expected_for(st, &p.profile) else {
+        return Some(format!(
+            "waiting: profile {name} no longer exists; no drone matches it"
+        ));
+    };
+    if online.iter().any(|d| expected.admits(&d.spec.env)) {
+        return None;
+    }
+    let first = online.first()?;
+    let diffs = expected.differences(&first.spec.env);
+    let words = crate::buildenv::describe_differences(&diffs);
+    let words = words.strip_prefix("environment ").unwrap_or(&words);
+    let more = online.len() - 1;
+    Some(format!(
+        "no drone matches profile {name}: {} {words}{}",
+        first.spec.name,
+        if more > 0 {
+            format!(" (and {more} more drones differ)")
+        } else {
+            String::new()
+        }
+    ))
+}
+
+/// One profile (see [`crate::profile`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ProfileView {
+    /// Its name; `default` is `expect_env`'s.
+    pub name: String,
+    /// The environment its packages must be built in (empty: any).
+    pub env: BuildEnv,
+    /// Drones whose environment it admits.
+    pub matching: Vec<DroneName>,
+    /// Its packages in the queue not built yet.
+    pub unbuilt: u32,
+}
+
 /// One lease.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct LeaseView {
@@ -220,6 +265,36 @@ impl<'a> View<'a> {
     /// The build environment drones must have to get work (empty: any).
     pub fn expected_env(&self) -> &'a BuildEnv {
         &self.s.st.expected_env
+    }
+
+    /// Every profile, the default one (`expect_env`'s) first: name, expected environment, the
+    /// drones whose environment it admits, and its packages not built yet.
+    pub fn profiles(&self) -> Vec<ProfileView> {
+        let st = &self.s.st;
+        let default = (crate::profile::DEFAULT_PROFILE, &st.expected_env, None);
+        let named = st
+            .profiles
+            .0
+            .iter()
+            .map(|(n, e)| (n.as_str(), e, Some(n.as_str())));
+        std::iter::once(default)
+            .chain(named)
+            .map(|(name, env, tag)| ProfileView {
+                name: name.to_owned(),
+                env: env.clone(),
+                matching: st
+                    .drones
+                    .values()
+                    .filter(|d| env.admits(&d.spec.env))
+                    .map(|d| d.spec.name.clone())
+                    .collect(),
+                unbuilt: st
+                    .packages
+                    .iter()
+                    .filter(|p| p.profile.0.as_deref() == tag && !p.is_built())
+                    .count() as u32,
+            })
+            .collect()
     }
 
     /// The Portage snapshot drones must be on to get work, if one is set.
@@ -458,6 +533,9 @@ impl<'a> View<'a> {
             .collect();
         if online.is_empty() {
             return "waiting: no drone online".to_owned();
+        }
+        if let Some(why) = profile_mismatch(st, p, &online) {
+            return why;
         }
         let need = st.ram_need_mb(&p.key);
         let big_enough: Vec<&&Drone> = online

@@ -45,6 +45,8 @@ enum Op {
     Start(usize),
     /// Drone i finishes its oldest started lease.
     Finish(usize),
+    /// The operator sets profile `p`'s environment (`None`: nothing, any drone matches).
+    Profile(Option<&'static str>),
 }
 
 fn op(drones: usize) -> impl Strategy<Value = Op> {
@@ -55,6 +57,14 @@ fn op(drones: usize) -> impl Strategy<Value = Op> {
         4 => (0..drones).prop_map(Op::Ask),
         2 => (0..drones).prop_map(Op::Start),
         2 => (0..drones).prop_map(Op::Finish),
+    ]
+}
+
+/// [`op`] plus changes to profile `p`.
+fn op_with_profiles(drones: usize) -> impl Strategy<Value = Op> {
+    prop_oneof![
+        6 => op(drones),
+        1 => flavour().prop_map(Op::Profile),
     ]
 }
 
@@ -122,6 +132,7 @@ proptest! {
                     }
                     None => Vec::new(),
                 },
+                Op::Profile(_) => Vec::new(),
             };
             for (d, atom, lease) in assigns(&out) {
                 let i: usize = d.as_str()[1..].parse().expect("d<i>");
@@ -150,6 +161,187 @@ proptest! {
             }
         }
     }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// Two profiles share the fleet: the default one (`expect_env`) and `p`. Every assignment
+    /// goes to a drone whose last report the package's own profile admits, whatever drifts and
+    /// whatever the operator changes, and a matching idle drone that asks gets work.
+    #[test]
+    fn a_package_goes_only_to_a_drone_its_profile_admits(
+        start in prop::collection::vec(flavour(), 3),
+        first in flavour(),
+        ops in prop::collection::vec(op_with_profiles(3), 1..120),
+    ) {
+        let mut h = Harness::new();
+        let mut now = T0;
+        let mut reported: Vec<BuildEnv> = Vec::new();
+        for (i, f) in start.iter().enumerate() {
+            h.register(now, DroneSpec { env: env(*f), ..spec(&format!("d{i}"), 8, 16) });
+            reported.push(env(*f));
+        }
+        let set = |name: &str, f: Option<&str>| Control::SetProfile {
+            name: name.into(),
+            env: Some(env(f)),
+            from: None,
+        };
+        h.control(now, set("p", first));
+        let mut profile_env = env(first);
+        let mut default_env = BuildEnv::default();
+        let mut packages: Vec<PackageSpec> = Vec::new();
+        for i in 0..20 {
+            packages.push(package(&format!("=dev-libs/d{i}-1.0")));
+            packages.push(PackageSpec {
+                profile: Some("p".into()),
+                ..package(&format!("=dev-libs/p{i}-1.0"))
+            });
+        }
+        h.enqueue(now, packages);
+        let of_p = |atom: &Atom| atom.as_str().starts_with("=dev-libs/p");
+        let mut leases: Vec<Vec<(LeaseId, Atom, bool)>> = vec![Vec::new(); 3];
+        for op in ops {
+            now += 1_000;
+            let ready_before = h.view().ready_count();
+            let out = match op {
+                Op::Drift(i, f) => {
+                    reported[i] = env(f);
+                    h.step(now, Input::Heartbeat(Heartbeat {
+                        drone: name(i),
+                        env: Some(env(f)),
+                        ..Heartbeat::default()
+                    }))
+                }
+                Op::Expect(f) => {
+                    default_env = env(f);
+                    h.control(now, Control::ExpectEnv { env: Some(env(f)), from: None })
+                }
+                Op::ExpectFrom(i) => {
+                    if !reported[i].is_empty() {
+                        default_env = reported[i].clone();
+                    }
+                    h.control(now, Control::ExpectEnv { env: None, from: Some(name(i)) })
+                }
+                Op::Profile(f) => {
+                    profile_env = env(f);
+                    h.control(now, set("p", f))
+                }
+                Op::Ask(i) => {
+                    h.heartbeat(now, &name(i));
+                    h.request(now, &name(i), 2)
+                }
+                Op::Start(i) => match leases[i].iter_mut().find(|l| !l.2) {
+                    Some(l) => {
+                        l.2 = true;
+                        let (lease, atom) = (l.0, l.1.clone());
+                        h.started(now, &name(i), &atom, lease)
+                    }
+                    None => Vec::new(),
+                },
+                Op::Finish(i) => match leases[i].iter().position(|l| l.2) {
+                    Some(k) => {
+                        let (lease, atom, _) = leases[i].remove(k);
+                        h.finished(now, &name(i), &atom, lease, Outcome::Success)
+                    }
+                    None => Vec::new(),
+                },
+            };
+            for (d, atom, lease) in assigns(&out) {
+                let i: usize = d.as_str()[1..].parse().expect("d<i>");
+                let wanted = if of_p(&atom) { &profile_env } else { &default_env };
+                prop_assert!(
+                    wanted.admits(&reported[i]),
+                    "{atom} assigned to {d}, which reports {:?} while its profile expects {:?}",
+                    reported[i],
+                    wanted
+                );
+                leases[i].push((lease, atom, false));
+            }
+            for e in events(&out) {
+                if let Event::Reclaimed { drone, lease, started, .. } = e {
+                    prop_assert!(!started, "a started build was taken for an environment change");
+                    let i: usize = drone.as_str()[1..].parse().expect("d<i>");
+                    leases[i].retain(|l| l.0 != *lease);
+                }
+            }
+            // Held work a profile no longer admits went back: none is left not started.
+            for (i, held) in leases.iter().enumerate() {
+                for (_, atom, started) in held {
+                    let wanted = if of_p(atom) { &profile_env } else { &default_env };
+                    prop_assert!(
+                        *started || wanted.admits(&reported[i]),
+                        "d{i} still holds not-started {atom} its profile does not admit"
+                    );
+                }
+            }
+            if let Op::Ask(i) = op {
+                let matches_some = default_env.admits(&reported[i]) || profile_env.admits(&reported[i]);
+                let ready_for_it = h.view().queue().any(|p| {
+                    matches!(p.status, PackageStatus::Queued { retry_at: None })
+                        && (if of_p(&p.atom) { &profile_env } else { &default_env }).admits(&reported[i])
+                });
+                if matches_some && leases[i].is_empty() && ready_before > 0 && ready_for_it {
+                    prop_assert!(!assigns(&out).is_empty(), "d{} matches and asked, but got nothing", i);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn explain_names_the_profile_no_drone_matches_and_how_the_drone_differs() {
+    let mut h = Harness::new();
+    let t = T0;
+    h.register(
+        t,
+        DroneSpec {
+            env: env(Some("-O3 -pipe")),
+            ..spec("tarn", 8, 16)
+        },
+    );
+    h.control(
+        t,
+        Control::SetProfile {
+            name: "desktop-amd64".into(),
+            env: Some(env(Some("-O2 -pipe"))),
+            from: None,
+        },
+    );
+    let out = h.enqueue(
+        t,
+        vec![PackageSpec {
+            profile: Some("nope".into()),
+            ..package("=dev-libs/x-1.0")
+        }],
+    );
+    assert!(
+        events(&out).any(|e| matches!(e, Event::InputRejected { reason: RejectReason::UnknownProfile { profile } } if profile == "nope")),
+        "an unknown profile is refused"
+    );
+    h.enqueue(
+        t,
+        vec![PackageSpec {
+            profile: Some("desktop-amd64".into()),
+            ..package("=dev-libs/a-1.0")
+        }],
+    );
+    h.heartbeat(t + 1_000, &drone("tarn"));
+    assert!(assigns(&h.request(t + 1_000, &drone("tarn"), 2)).is_empty());
+    assert_eq!(
+        h.view().explain(&atom("=dev-libs/a-1.0")),
+        "no drone matches profile desktop-amd64: tarn differs in CFLAGS (-O3 -pipe vs -O2 -pipe)"
+    );
+    // The profile changes to what tarn has: it builds the package.
+    h.control(
+        t + 2_000,
+        Control::SetProfile {
+            name: "desktop-amd64".into(),
+            env: None,
+            from: Some(drone("tarn")),
+        },
+    );
+    assert_eq!(assigns(&h.request(t + 3_000, &drone("tarn"), 2)).len(), 1);
 }
 
 #[test]

@@ -590,6 +590,7 @@ impl StateMachineTest for SwarmTest {
                         atom: atom(*i),
                         deps: deps.iter().map(|d| atom(*d)).collect(),
                         priority: *prio,
+                        profile: None,
                     })
                     .collect();
                 s.send(Input::Enqueue(Enqueue {

@@ -295,6 +295,17 @@ mod control {
             env: None,
             from: Some(alpha()),
         }),
+        set_profile => control_with(Control::SetProfile {
+            name: "desktop-amd64".into(),
+            env: Some(build_env()),
+            from: None,
+        }),
+        set_profile_from => control_with(Control::SetProfile {
+            name: "desktop-amd64".into(),
+            env: None,
+            from: Some(alpha()),
+        }),
+        remove_profile => control_with(Control::RemoveProfile { name: "desktop-amd64".into() }),
     });
 }
 
@@ -494,6 +505,7 @@ mod reject_reason {
             detail: "\"latest\" is not a Portage snapshot".into(),
         }),
         no_environment => rejected_with(RejectReason::NoEnvironment { drone: alpha() }),
+        unknown_profile => rejected_with(RejectReason::UnknownProfile { profile: "desktop-amd64".into() }),
         illegal_control => rejected_with(RejectReason::IllegalControl {
             detail: "the brake is not engaged".into(),
         }),
@@ -589,6 +601,8 @@ impl Seen {
             Control::ClearHistory => "control clear_history",
             Control::RemoveDrone { .. } => "control remove_drone",
             Control::ExpectEnv { .. } => "control expect_env",
+            Control::SetProfile { .. } => "control set_profile",
+            Control::RemoveProfile { .. } => "control remove_profile",
         });
     }
 
@@ -721,6 +735,7 @@ impl Seen {
                     RejectReason::BadSnapshot { .. } => "reject bad_snapshot",
                     RejectReason::IllegalControl { .. } => "reject illegal_control",
                     RejectReason::NoEnvironment { .. } => "reject no_environment",
+                    RejectReason::UnknownProfile { .. } => "reject unknown_profile",
                 });
                 "event input_rejected"
             }
@@ -792,7 +807,7 @@ fn every_input_kind_control_action_outcome_and_probe_status_is_frozen() {
         names(
             "pause resume pause_drone resume_drone drain undrain unblock block unground reset \
              rebalance clear_failures retry_failures fresh reset_escalation release_brake reclaim \
-             clear_history remove_drone expect_env"
+             clear_history remove_drone expect_env set_profile remove_profile"
         )
     );
     assert_eq!(
@@ -843,7 +858,7 @@ fn every_command_event_and_reason_is_frozen() {
         seen.with_prefix("reject "),
         names(
             "unknown_drone stale_report unknown_package stale_generation bad_snapshot \
-             illegal_control no_environment"
+             illegal_control no_environment unknown_profile"
         )
     );
     assert_eq!(

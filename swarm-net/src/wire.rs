@@ -366,6 +366,9 @@ pub struct QueueSpec {
     /// Expected build time, seconds, until swarm has learned its own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub estimate_s: Option<u64>,
+    /// The profile it is built for (default: the request's `profile`, else the default one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
 }
 
 /// `POST /api/v1/queue`.
@@ -384,6 +387,9 @@ pub struct QueueRequest {
     /// and this list queued in the same commit.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub fresh: bool,
+    /// The profile of every package that names none (`swarm fresh --profile P`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
 }
 
 /// Every 4xx/5xx body: what was wrong, and with which field.

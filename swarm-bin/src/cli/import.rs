@@ -282,6 +282,7 @@ pub(crate) fn parse_toml(text: &str) -> anyhow::Result<Vec<PackageSpec>> {
                     deps: p.deps,
                     priority: p.priority,
                     estimate_s: p.estimate_s.or(p.size_s),
+                    profile: None,
                 })
             })
             .collect(),
@@ -303,6 +304,7 @@ fn from_entries(entries: Vec<Entry>) -> anyhow::Result<Vec<PackageSpec>> {
                     .collect::<anyhow::Result<_>>()?,
                 priority: f.priority,
                 estimate_s: f.estimate_s,
+                profile: None,
             },
         };
         list.add(spec);

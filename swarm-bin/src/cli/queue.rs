@@ -187,6 +187,7 @@ fn add(args: AddArgs) -> anyhow::Result<()> {
             deps: deps.clone(),
             priority: args.priority,
             estimate_s: args.estimate_s,
+            profile: None,
         })
         .collect();
     send(

@@ -217,6 +217,7 @@ impl World {
                     .collect(),
                 priority: 0,
                 estimate_s: Some(p.size_s.max(1)),
+                profile: None,
             })
             .collect()
     }

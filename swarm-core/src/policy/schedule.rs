@@ -114,7 +114,7 @@ pub(crate) fn capacity(st: &SwarmState, d: &Drone, free_slots: u32) -> Result<u3
         Gate::Syncing(expected) => return Err(NoWork::SyncPending(expected)),
     }
     let (expected, env) = (&st.expected_env, &d.spec.env);
-    if !expected.admits(env) {
+    if !crate::profile::admitted_by_some(st, env) {
         if env.is_empty() {
             return Err(NoWork::EnvUnknown);
         }
@@ -154,9 +154,20 @@ pub(crate) enum Fit {
     Reluctant,
     FailedHere,
     NeedsRam,
+    /// The package's profile does not admit the drone's environment (or no longer exists).
+    OtherProfile,
 }
 
 pub(crate) fn fit(st: &SwarmState, d: &Drone, p: &Package) -> Fit {
+    if !crate::profile::expected_for(st, &p.profile).is_some_and(|e| e.admits(&d.spec.env)) {
+        return Fit::OtherProfile;
+    }
+    fit_ignoring_profile(st, d, p)
+}
+
+/// [`fit`] without the profile rule: environments come back into line, so a package is not
+/// blocked for want of a matching drone, only for want of one that could build it at all.
+fn fit_ignoring_profile(st: &SwarmState, d: &Drone, p: &Package) -> Fit {
     if p.failed_recently_on(&d.spec.name, st.now, st.config.failure_memory_ms) {
         return Fit::FailedHere;
     }
@@ -251,7 +262,7 @@ pub(crate) fn eligible_drones<'a>(
     st.drones.values().filter(move |d| {
         matches!(d.liveness, Liveness::Online | Liveness::Suspect)
             && !d.spec.name.is_sweeper()
-            && matches!(fit(st, d, p), Fit::Yes | Fit::Reluctant)
+            && matches!(fit_ignoring_profile(st, d, p), Fit::Yes | Fit::Reluctant)
     })
 }
 

@@ -296,6 +296,7 @@ impl World {
                 deps: p.deps.iter().map(|d| self.pkgs[*d].atom.clone()).collect(),
                 priority: 0,
                 estimate_s: hints.then_some(p.duration_ms * noise / 100 / 1000),
+                profile: None,
             });
         }
         self.at(

@@ -40,6 +40,9 @@ pub struct SwarmState {
     /// The build environment a drone must have to get work (`expect_env`); empty: any.
     #[serde(default, skip_serializing_if = "crate::buildenv::BuildEnv::is_empty")]
     pub(crate) expected_env: crate::buildenv::BuildEnv,
+    /// Named profiles and their expected environments (the default profile is `expected_env`).
+    #[serde(default, skip_serializing_if = "crate::profile::Profiles::is_empty")]
+    pub(crate) profiles: crate::profile::Profiles,
     /// Set by `Recovered`: nobody is judged offline before this.
     pub(crate) grace_until: Option<Timestamp>,
     pub(crate) packages: Vec<Package>,
@@ -91,6 +94,7 @@ impl SwarmState {
             paused: false,
             expected_portage: None,
             expected_env: crate::buildenv::BuildEnv::default(),
+            profiles: crate::profile::Profiles::default(),
             grace_until: None,
             packages: Vec::new(),
             drones: BTreeMap::new(),

@@ -76,6 +76,12 @@ pub(crate) struct Package {
     /// Returned by this drone: prefer others.
     pub(crate) avoid: Option<DroneName>,
     pub(crate) last_error: Option<String>,
+    /// The profile it is built for; only drones that profile admits get it.
+    #[serde(
+        default,
+        skip_serializing_if = "crate::profile::ProfileTag::is_default"
+    )]
+    pub(crate) profile: crate::profile::ProfileTag,
     // ---- the plan: recomputed on enqueue and periodically, never per request ----
     /// Dependencies that count (in the queue, cycle edges removed).
     pub(crate) eff_deps: Vec<PkgId>,
@@ -110,6 +116,7 @@ impl Package {
             build_failed_on: BTreeSet::new(),
             avoid: None,
             last_error: None,
+            profile: crate::profile::ProfileTag(spec.profile.clone()),
             eff_deps: Vec::new(),
             dependents: Vec::new(),
             unbuilt: 0,

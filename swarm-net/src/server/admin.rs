@@ -34,12 +34,16 @@ pub(crate) fn queue(sh: &Shared, req: &mut Request) -> Result<Reply, ApiError> {
     for (i, item) in r.packages.into_iter().enumerate() {
         let field = format!("packages[{i}]");
         packages.push(match item {
-            QueueItem::Atom(a) => PackageSpec::new(atom_at(&a, &field)?),
+            QueueItem::Atom(a) => PackageSpec {
+                profile: r.profile.clone(),
+                ..PackageSpec::new(atom_at(&a, &field)?)
+            },
             QueueItem::Spec(QueueSpec {
                 atom,
                 deps,
                 priority,
                 estimate_s,
+                profile,
             }) => PackageSpec {
                 atom: atom_at(&atom, &format!("{field}.atom"))?,
                 deps: deps
@@ -49,6 +53,7 @@ pub(crate) fn queue(sh: &Shared, req: &mut Request) -> Result<Reply, ApiError> {
                     .collect::<Result<_, _>>()?,
                 priority,
                 estimate_s,
+                profile: profile.or_else(|| r.profile.clone()),
             },
         });
     }
@@ -145,6 +150,13 @@ fn rejected(outputs: &[Output]) -> Result<(), ApiError> {
                 RejectReason::BadSnapshot { detail, .. } => {
                     return Err(ApiError::field(400, "portage_timestamp", detail.clone()))
                 }
+                RejectReason::UnknownProfile { profile } => {
+                    return Err(ApiError::field(
+                        400,
+                        "profile",
+                        format!("no profile {profile:?}: create it first (set_profile)"),
+                    ))
+                }
             };
             return Err(ApiError::new(409, msg));
         }
@@ -163,9 +175,12 @@ struct ControlRequest {
     drone_id: Option<String>,
     #[serde(default)]
     node: Option<String>,
-    /// `expect_env`: the environment written down (variable → value).
+    /// `expect_env`, `set_profile`: the environment written down (variable → value).
     #[serde(default)]
     env: Option<std::collections::BTreeMap<String, String>>,
+    /// `set_profile`, `remove_profile`: the profile.
+    #[serde(default)]
+    profile: Option<String>,
 }
 
 fn drone_of(sh: &Shared, r: &ControlRequest) -> Result<Option<DroneName>, ApiError> {
@@ -273,15 +288,33 @@ pub(crate) fn control(sh: &Shared, req: &mut Request) -> Result<Reply, ApiError>
         None => None,
     };
     let drone = drone_of(sh, &r)?;
-    let c = if r.action.replace('-', "_") == "expect_env" {
-        let env = match r.env {
-            Some(vars) => Some(
-                swarm_core::BuildEnv::new(vars)
-                    .map_err(|e| ApiError::field(400, "env", e.to_string()))?,
-            ),
-            None => None,
-        };
+    let action = r.action.replace('-', "_");
+    let env = match r.env {
+        Some(vars) => Some(
+            swarm_core::BuildEnv::new(vars)
+                .map_err(|e| ApiError::field(400, "env", e.to_string()))?,
+        ),
+        None => None,
+    };
+    let profile = || {
+        let name = r.profile.clone().ok_or_else(|| {
+            ApiError::field(400, "profile", format!("`{action}` needs a `profile`"))
+        })?;
+        match swarm_core::profile::name_problem(&name) {
+            Some(problem) => Err(ApiError::field(400, "profile", problem)),
+            None => Ok(name),
+        }
+    };
+    let c = if action == "expect_env" {
         Control::ExpectEnv { env, from: drone }
+    } else if action == "set_profile" {
+        Control::SetProfile {
+            name: profile()?,
+            env,
+            from: drone,
+        }
+    } else if action == "remove_profile" {
+        Control::RemoveProfile { name: profile()? }
     } else {
         control_of(&r.action, package, drone)?
     };

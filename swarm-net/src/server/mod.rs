@@ -544,6 +544,7 @@ fn route(sh: &Shared, req: &mut Request<'_>, method: &Method, path: &str, url: &
         (Method::Get, "/api/v1/health") | (Method::Get, "/health") => ("health", read::health(sh)),
         (Method::Get, "/api/v1/status") => ("status", read::status(sh)),
         (Method::Get, "/api/v1/nodes") => ("nodes", read::nodes(sh, url)),
+        (Method::Get, "/api/v1/profiles") => ("profiles", read::profiles(sh)),
         (Method::Get, "/api/v1/queue") => ("queue", read::queue(sh, url)),
         (Method::Get, "/api/v1/history") => ("history", read::history(sh, url)),
         (Method::Get, "/api/v1/events") => ("events", read::events(sh, url)),

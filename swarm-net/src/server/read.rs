@@ -87,6 +87,13 @@ pub(crate) fn status(sh: &Shared) -> Result<Reply, ApiError> {
 /// `GET /api/v1/nodes[?all=true][&format=legacy]`: v3's flat array of the
 /// online drones (every drone with `all=true`), each with v3's fields next to
 /// swarm's; `format=legacy` wraps it as `{drones, orchestrators}`.
+/// `GET /api/v1/profiles`: every profile, its expected environment, the drones it admits and
+/// its packages not built yet (issue 17).
+pub(crate) fn profiles(sh: &Shared) -> Result<Reply, ApiError> {
+    let p = sh.fresh();
+    Reply::ok(&json!({ "profiles": p.swarm.view().profiles() }))
+}
+
 pub(crate) fn nodes(sh: &Shared, url: &str) -> Result<Reply, ApiError> {
     let q = Query::parse(url);
     let all = match q.get("all") {

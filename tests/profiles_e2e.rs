@@ -1,0 +1,120 @@
+//! Profiles over HTTP (issue 17): two profiles share one fleet of drones with different CFLAGS;
+//! each profile's packages go only to the drone its environment admits, `explain` names the
+//! profile no drone matches and how the drone differs, `/api/v1/profiles` lists them, and bad
+//! requests are refused with the field named. Drones are spoken for over the real HTTP API.
+
+mod support;
+
+use serde_json::{json, Value};
+use support::Server;
+
+fn register(server: &Server, name: &str, cflags: &str) {
+    let (code, v) = server.post(
+        "/api/v1/register",
+        &json!({"node_name": name, "capabilities": {"cores": 4, "ram_gb": 16, "env": {"CFLAGS": cflags}}}),
+    );
+    assert_eq!(code, 200, "{v}");
+}
+
+fn control(server: &Server, body: Value) -> (u16, Value) {
+    server.admin_post("/api/v1/control", &body)
+}
+
+/// Everything a drone is handed when it asks until it gets nothing more.
+fn take_all(server: &Server, drone: &str) -> Vec<String> {
+    let mut got = Vec::new();
+    for _ in 0..20 {
+        let (code, v) = server.get(&format!("/api/v1/work?id={drone}"));
+        match v["package"].as_str() {
+            Some(p) if code == 200 => got.push(p.to_string()),
+            _ => break,
+        }
+    }
+    got
+}
+
+#[test]
+fn each_profile_is_built_only_by_the_drone_it_admits_and_explain_says_why_not() {
+    let dir = tempfile::tempdir().expect("dir");
+    let server = Server::start(dir.path(), &[]);
+    register(&server, "drone-o2", "-O2 -pipe");
+    register(&server, "drone-o3", "-O3 -pipe");
+    let (code, v) = control(
+        &server,
+        json!({"action": "expect_env", "drone": "drone-o2"}),
+    );
+    assert_eq!(code, 200, "{v}");
+    let (code, v) = control(
+        &server,
+        json!({"action": "set_profile", "profile": "fast-amd64", "env": {"CFLAGS": "-O3 -pipe"}}),
+    );
+    assert_eq!(code, 200, "{v}");
+
+    // A package naming no profile that exists is refused, with the field named.
+    let (code, v) = server.admin_post(
+        "/api/v1/queue",
+        &json!({"packages": ["=dev-libs/x-1.0"], "profile": "nope"}),
+    );
+    assert_eq!(code, 400, "{v}");
+    assert_eq!(v["field"], "profile", "{v}");
+    let (code, v) = control(
+        &server,
+        json!({"action": "set_profile", "profile": "Bad/Name"}),
+    );
+    assert_eq!((code, v["field"].as_str()), (400, Some("profile")), "{v}");
+
+    let (code, v) = server.admin_post(
+        "/api/v1/queue",
+        &json!({"packages": ["=dev-libs/d1-1.0", "=dev-libs/d2-1.0"]}),
+    );
+    assert_eq!(code, 200, "{v}");
+    let (code, v) = server.admin_post(
+        "/api/v1/queue",
+        &json!({"packages": ["=dev-libs/f1-1.0", {"atom": "=dev-libs/f2-1.0"}], "profile": "fast-amd64"}),
+    );
+    assert_eq!(code, 200, "{v}");
+
+    // Each drone takes as much as its slots allow: only its own profile's packages.
+    let o3 = take_all(&server, "drone-o3");
+    let o2 = take_all(&server, "drone-o2");
+    assert!(
+        !o3.is_empty() && o3.iter().all(|p| p.starts_with("=dev-libs/f")),
+        "drone-o3 took {o3:?}"
+    );
+    assert!(
+        !o2.is_empty() && o2.iter().all(|p| p.starts_with("=dev-libs/d")),
+        "drone-o2 took {o2:?}"
+    );
+
+    let (_, profiles) = server.get("/api/v1/profiles");
+    let list = profiles["profiles"].as_array().expect("profiles");
+    assert_eq!(list.len(), 2, "{profiles}");
+    assert_eq!(list[0]["name"], "default", "{profiles}");
+    assert_eq!(list[1]["name"], "fast-amd64", "{profiles}");
+    assert_eq!(list[1]["matching"], json!(["drone-o3"]), "{profiles}");
+    assert_eq!(list[1]["unbuilt"], 2, "{profiles}");
+
+    // A profile in use cannot be removed.
+    let (code, v) = control(
+        &server,
+        json!({"action": "remove_profile", "profile": "fast-amd64"}),
+    );
+    assert_eq!(code, 409, "{v}");
+
+    // drone-o3 drifts to -O2: no drone matches fast-amd64 any more, and explain says so.
+    register(&server, "drone-o3", "-O2 -pipe");
+    let (code, v) = server.admin_post(
+        "/api/v1/queue",
+        &json!({"packages": ["=dev-libs/f3-1.0"], "profile": "fast-amd64"}),
+    );
+    assert_eq!(code, 200, "{v}");
+    assert!(take_all(&server, "drone-o3")
+        .iter()
+        .all(|p| !p.starts_with("=dev-libs/f")));
+    let (_, v) = server.get("/api/v1/explain?package=%3Ddev-libs%2Ff3-1.0");
+    assert_eq!(
+        v["explain"].as_str().unwrap_or_default(),
+        "no drone matches profile fast-amd64: drone-o2 differs in CFLAGS (-O2 -pipe vs -O3 -pipe) (and 1 more drones differ)",
+        "{v}"
+    );
+}
