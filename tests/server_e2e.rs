@@ -814,3 +814,38 @@ fn a_read_storm_during_writes_is_served_with_rationed_copies() {
         "reads after writes must have forced at least one copy"
     );
 }
+
+#[test]
+fn a_big_push_goes_in_parts_and_is_answered_once_with_every_package_counted() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let s = Server::start(dir.path(), &[]);
+    // A chain of 300 (each depends on the one before): the server commits
+    // it in three parts and answers once, with every part counted.
+    let packages: Vec<Value> = (0..300)
+        .map(|i| {
+            let deps: Vec<String> = (i > 0)
+                .then(|| format!("=app-misc/chain{}-1", i - 1))
+                .into_iter()
+                .collect();
+            json!({"atom": format!("=app-misc/chain{i}-1"), "deps": deps})
+        })
+        .collect();
+    let (code, q) = s.admin_post("/api/v1/queue", &json!({ "packages": packages }));
+    assert_eq!(code, 200, "{q}");
+    assert_eq!(
+        (q["queued"].as_u64(), q["already"].as_u64()),
+        (Some(300), Some(0)),
+        "{q}"
+    );
+    let (_, status) = s.get("/api/v1/status");
+    assert_eq!(status["total"], 300, "{status}");
+    // Only the head of the chain is ready: no part let a dependent go first.
+    assert_eq!(status["counts"]["ready"], json!(1), "{status}");
+    let (code, again) = s.admin_post("/api/v1/queue", &json!({ "packages": packages }));
+    assert_eq!(code, 200, "{again}");
+    assert_eq!(
+        (again["queued"].as_u64(), again["already"].as_u64()),
+        (Some(0), Some(300)),
+        "{again}"
+    );
+}

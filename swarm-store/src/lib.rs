@@ -54,6 +54,7 @@ mod recover;
 mod schema;
 mod snapshotter;
 mod store;
+mod wal_sync;
 
 pub use error::StoreError;
 pub use explorer::{ColumnInfo, Explorer, ExplorerOptions, QueryResult, TableInfo};
@@ -63,6 +64,7 @@ pub use history::{
 };
 pub use store::{OpenReport, Store, StoreOptions, Synchronous};
 pub use swarm_core::{Envelope, Output};
+pub use wal_sync::WalSync;
 
 /// The schema version this build writes (`PRAGMA user_version`).
 pub const SCHEMA_VERSION: i64 = schema::LATEST;
