@@ -14,3 +14,10 @@ pub(crate) fn init() {
         .with_target(false)
         .try_init();
 }
+
+/// An optional value for a log field: the value, or `-` when absent (never
+/// `Some(1)` in an operator's log).
+pub(crate) fn shown<T: std::fmt::Display>(v: &Option<T>) -> String {
+    v.as_ref()
+        .map_or_else(|| "-".to_owned(), ToString::to_string)
+}

@@ -114,7 +114,7 @@ impl BuildEnv {
     /// `None` for an empty environment.
     #[must_use]
     pub fn digest(&self) -> Option<String> {
-        (!self.0.is_empty()).then(|| format!("{:016x}", crate::digest::stable_hash(&self.0)))
+        (!self.0.is_empty()).then(|| format!("{:016x}", crate::stable_hash::stable_hash(&self.0)))
     }
 
     /// Whether `actual` has every expected value.

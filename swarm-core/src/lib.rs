@@ -73,6 +73,7 @@ mod portage;
 pub mod profile;
 pub mod release_gate;
 pub mod sim;
+mod stable_hash;
 mod state;
 mod swarm;
 pub mod time;

@@ -212,7 +212,7 @@ fn action_name(a: &AuthAction<'_>) -> String {
 impl Explorer {
     /// Opens the explorer's own read-only connection to a store file.
     pub fn open(path: impl AsRef<Path>, opts: ExplorerOptions) -> Result<Explorer, StoreError> {
-        let conn = crate::store::open_read_only(path.as_ref())?;
+        let conn = crate::read_only::open(path.as_ref())?;
         conn.pragma_update(None, "query_only", 1)?;
         // Memory: a bounded page cache, sorts and temporary tables on disk.
         // Best effort here: a file that is not a database fails (with its

@@ -156,7 +156,7 @@ const BUILD_COLS: &str = "id, lease, package, drone, epoch, created_at, started_
 impl History {
     /// Opens a read-only connection to a store file.
     pub fn open(path: impl AsRef<Path>) -> Result<History, StoreError> {
-        let conn = crate::store::open_read_only(path.as_ref())?;
+        let conn = crate::read_only::open(path.as_ref())?;
         conn.busy_timeout(std::time::Duration::from_secs(2))?;
         conn.pragma_update(None, "query_only", 1)?;
         Ok(History { conn })

@@ -23,7 +23,7 @@
 //! `acked.rs` the acknowledgement marker (loss detection) · `schema.rs` tables and migrations · `store.rs` open/append/snapshot ·
 //! `recover.rs` rebuilding the core from the file · `read_tables.rs` current
 //! state for humans · `export.rs` the log as JSON lines · `explorer.rs` the
-//! read-only SQL explorer · `lock.rs` single writer · `error.rs` [`StoreError`].
+//! read-only SQL explorer · `read_only.rs` its connections · `lock.rs` single writer · `error.rs` [`StoreError`].
 //!
 //! ```
 //! use swarm_store::{Store, StoreOptions};
@@ -49,11 +49,13 @@ mod explorer;
 mod export;
 mod history;
 mod lock;
+mod read_only;
 mod read_tables;
 mod recover;
 mod schema;
 mod snapshotter;
 mod store;
+mod wal_sync;
 
 pub use error::StoreError;
 pub use explorer::{ColumnInfo, Explorer, ExplorerOptions, QueryResult, TableInfo};
@@ -63,6 +65,7 @@ pub use history::{
 };
 pub use store::{OpenReport, Store, StoreOptions, Synchronous};
 pub use swarm_core::{Envelope, Output};
+pub use wal_sync::WalSync;
 
 /// The schema version this build writes (`PRAGMA user_version`).
 pub const SCHEMA_VERSION: i64 = schema::LATEST;

@@ -83,6 +83,13 @@ pub struct StoreOptions {
     /// Fault injection for tests: while the value is nonzero, the database
     /// may grow to at most that many pages, so writes fail as on a full disk.
     pub fault_page_limit: Option<Arc<AtomicU64>>,
+    /// With `synchronous: Full`, commit without waiting for the fsync and
+    /// leave it to the caller (default false): [`Store::wal_sync`] gives the
+    /// handle that fsyncs the WAL from another thread, and nothing may be
+    /// acknowledged before it returns. The server does this so the writer
+    /// applies the next batch while the last one reaches the disk; see
+    /// `wal_sync.rs`. The marker then moves only by [`Store::acknowledge`].
+    pub defer_sync: bool,
 }
 
 impl Default for StoreOptions {
@@ -101,6 +108,7 @@ impl Default for StoreOptions {
             background_checkpoints: false,
             accept_loss: false,
             fault_page_limit: None,
+            defer_sync: false,
         }
     }
 }
@@ -187,7 +195,8 @@ impl Store {
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let mut conn = Connection::open_with_flags(&path, flags)?;
-        schema::configure_writer(&conn, opts.synchronous == Synchronous::Full)?;
+        let deferred = opts.defer_sync && opts.synchronous == Synchronous::Full;
+        schema::configure_writer(&conn, opts.synchronous == Synchronous::Full && !deferred)?;
         schema::migrate(&mut conn, &path)?;
         if opts.verify_on_open {
             schema::quick_check(&conn)?;
@@ -307,6 +316,15 @@ impl Store {
             store.record_loss(seq.0, open_at, &detail)?;
             store.report.loss = Some(detail);
         }
+        // What open wrote is durable before anyone relies on it.
+        if let Some(sync) = store.wal_sync() {
+            sync.sync().map_err(|source| StoreError::Io {
+                path: sync.path().to_owned(),
+                source,
+            })?;
+            let last = store.last_seq;
+            store.acknowledge(Seq(last))?;
+        }
         Ok(store)
     }
 
@@ -364,9 +382,27 @@ impl Store {
         result
     }
 
+    /// The handle that makes commits durable when `defer_sync` is in force
+    /// (`None`: every commit is as durable as `synchronous` says by itself).
+    pub fn wal_sync(&self) -> Option<crate::wal_sync::WalSync> {
+        self.defers_sync()
+            .then(|| crate::wal_sync::WalSync::new(&self.path))
+    }
+
+    fn defers_sync(&self) -> bool {
+        self.opts.defer_sync && self.opts.synchronous == Synchronous::Full
+    }
+
+    /// Records in the marker that everything up to `seq` is acknowledged:
+    /// with `defer_sync`, after a [`WalSync::sync`](crate::WalSync::sync)
+    /// that began after `seq` was committed.
+    pub fn acknowledge(&mut self, seq: Seq) -> Result<(), StoreError> {
+        self.marker.record(seq.0.min(self.last_seq))
+    }
+
     fn note_write(&mut self, error: Option<&StoreError>) {
         self.write_error = error.map(ToString::to_string);
-        if error.is_none() {
+        if error.is_none() && !self.defers_sync() {
             // After the commit: the marker never leads the database.
             if let Err(e) = self.marker.record(self.last_seq) {
                 self.write_error = Some(e.to_string());
@@ -781,10 +817,4 @@ fn write_prepared(
             .execute([now.saturating_sub(keep) as i64])?;
     }
     Ok(())
-}
-
-/// Opens a read-only connection (for the explorer and tools).
-pub(crate) fn open_read_only(path: &Path) -> Result<Connection, StoreError> {
-    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    Ok(Connection::open_with_flags(path, flags)?)
 }

@@ -11,9 +11,11 @@
 //! release goes through the server's gate, and the client checks each file
 //! against the server's index as Portage does.
 
+use super::args::DemoArgs;
+use super::launch::{path_arg, DroneLaunch, Started};
+use super::poller::Poller;
 use super::procs::Supervisor;
 use super::progress::{Progress, Tick};
-use super::{path_arg, DemoArgs, Poller};
 use crate::cli::bounded_run::{self, Ran};
 use crate::cli::{fresh, import};
 use anyhow::{bail, Context};
@@ -214,18 +216,18 @@ pub(crate) fn drive(
         machines.push((name, m));
     }
 
-    let super::Started {
+    let Started {
         url,
         client,
         config,
         ..
-    } = super::start_server(sup, dir, progress)?;
+    } = super::launch::start_server(sup, dir, progress)?;
 
     let log = std::env::var("SWARM_LOG").unwrap_or_else(|_| "info".into());
     for (name, m) in &machines {
         let mut env = m.env.clone();
         env.push(("SWARM_LOG".into(), log.clone()));
-        let launch = super::DroneLaunch {
+        let launch = DroneLaunch {
             url: &url,
             run_id: sup.run_id(),
             config: &config,

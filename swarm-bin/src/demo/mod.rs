@@ -10,20 +10,27 @@
 //!
 //! The timeouts are shortened so the interesting parts happen within seconds
 //! (the server's policy comes from `SWARM_POLICY_*` variables, see
-//! [`server_env`]); everything else is the product's defaults.
+//! [`launch::server_env`]); everything else is the product's defaults.
 //!
 //! - [`world`]: the bundled package sets and the makespan lower bound;
 //! - [`procs`]: starting, killing and always cleaning up the children;
 //! - [`progress`]: the live display;
 //! - [`summary`]: the final report, for humans or as JSON.
 
+mod args;
 mod emerge;
+mod launch;
+mod poller;
 mod procs;
 mod progress;
 mod summary;
 mod world;
 
 use anyhow::{bail, Context};
+use args::Builder;
+pub(crate) use args::DemoArgs;
+use launch::{standin_env, start_server, DroneLaunch, Started};
+use poller::Poller;
 use procs::Supervisor;
 use progress::{Progress, Tick};
 use std::io::IsTerminal;
@@ -33,73 +40,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use summary::{KilledDrone, Pids};
 use swarm_net::client::admin::{EnqueueRequest, Node, Status};
-use swarm_net::client::{Client, ClientError};
-use world::{Sample, World};
+use world::World;
 
-/// How often the demo asks the server how things stand.
-const TICK: Duration = Duration::from_millis(250);
-/// Seconds between a drone's heartbeats in the demo (the product's default is 15).
-const HEARTBEAT_S: u64 = 1;
 /// After halfway, how long the demo waits for a drone that holds work before
 /// it kills one anyway.
 const KILL_PATIENCE: Duration = Duration::from_secs(10);
 /// Work a drone must still have ahead of it to be killed: enough that its
 /// lease cannot be reported done between the demo's look and the kill.
 const MIN_STAKE: Duration = Duration::from_millis(750);
-
-/// `swarm demo`: a real local swarm in one command.
-///
-/// Starts a real `swarm serve` and N real `swarm drone`s on this machine,
-/// with a STAND-IN builder that only sleeps and writes small gpkg-shaped
-/// files (nothing is compiled), queues a sample of a Gentoo world, kills one
-/// drone halfway to show its work being reclaimed, and prints a summary whose
-/// every number comes from the server.
-#[derive(clap::Args, Debug)]
-pub(crate) struct DemoArgs {
-    /// Drones to start.
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=32))]
-    drones: u32,
-    /// Build slots per drone.
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=16))]
-    slots: u32,
-    /// The package set to queue: a ≈150-package Gentoo world, or 12 packages for CI.
-    #[arg(long, value_enum, default_value_t = Sample::WorldSample)]
-    packages: Sample,
-    /// Build seconds per demo second: at 720 a one-hour build sleeps 5 s.
-    #[arg(long, default_value_t = 720.0)]
-    speed: f64,
-    /// Keep the data dir (database, artifacts, logs) instead of removing it at exit.
-    #[arg(long)]
-    keep: bool,
-    /// Print the final summary as one JSON object on stdout.
-    #[arg(long)]
-    json: bool,
-    /// Do not kill a drone halfway.
-    #[arg(long)]
-    no_kill: bool,
-    /// What builds: the bundled STAND-IN (sleeps and writes small valid
-    /// gpkgs), or the real `emerge` of Portage on a small real ebuild
-    /// repository, ending with a release installed by a client machine.
-    #[arg(long, value_enum, default_value_t = Builder::Standin)]
-    builder: Builder,
-    /// The venv holding the real Portage for `--builder emerge` [default:
-    /// $SWARM_PORTAGE_VENV]. Make one with
-    /// `python3 -m venv DIR && DIR/bin/pip install portage`.
-    #[arg(long, value_name = "DIR")]
-    portage_venv: Option<PathBuf>,
-    /// Give up (and clean up) after this many seconds.
-    #[arg(long, default_value_t = 300)]
-    timeout_s: u64,
-}
-
-/// What the demo's drones build with.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-enum Builder {
-    /// The bundled stand-in: no compiler, no Portage, valid gpkgs.
-    Standin,
-    /// The real emerge (needs the `portage` Python package).
-    Emerge,
-}
 
 /// Runs the demo. Children are cleaned up on every way out: success, error,
 /// Ctrl-C/SIGTERM (flag checked every tick) and panic (the supervisor's drop).
@@ -230,123 +178,6 @@ fn run_emerge(
     Ok(())
 }
 
-/// What every demo drone's command line shares.
-struct DroneLaunch<'a> {
-    url: &'a str,
-    run_id: &'a str,
-    config: &'a Path,
-}
-
-impl DroneLaunch<'_> {
-    /// `swarm drone …` for `name` with `builder` and `slots`.
-    fn args(
-        &self,
-        name: &str,
-        builder: &str,
-        slots: u32,
-        work: &Path,
-        pkgdir: &Path,
-    ) -> Vec<String> {
-        let mut args: Vec<String> = vec![
-            "drone".into(),
-            "--server".into(),
-            self.url.to_owned(),
-            "--name".into(),
-            name.to_owned(),
-            "--machine-id".into(),
-            format!("{}-{name}", self.run_id),
-            "--builder".into(),
-            builder.to_owned(),
-            "--slots".into(),
-            slots.to_string(),
-            "--heartbeat-s".into(),
-            HEARTBEAT_S.to_string(),
-            "--poll-s".into(),
-            "1".into(),
-            "--on-stop".into(),
-            "return".into(),
-            "--kill-grace-s".into(),
-            "1".into(),
-            // The demo's builds write little; the real default (5 GiB free)
-            // would stop the demo on a nearly full machine for no reason.
-            "--min-free-disk".into(),
-            "256MiB".into(),
-            "--work-dir".into(),
-            path_arg(work),
-            "--pkgdir".into(),
-            path_arg(pkgdir),
-            "--portage-timestamp-file".into(),
-            path_arg(&work.join("no-portage-timestamp")),
-            "--config".into(),
-            path_arg(self.config),
-        ];
-        if builder == "standin" {
-            // Stand-in builds have no Portage environment to report.
-            args.extend(["--env-command".into(), String::new()]);
-        }
-        args
-    }
-}
-
-/// The demo's running server.
-struct Started {
-    url: String,
-    /// An admin client of it.
-    client: Client,
-    /// The (empty) config file the server and the drones read.
-    config: PathBuf,
-    /// Its data dir.
-    server_dir: PathBuf,
-}
-
-/// Starts the demo's `swarm serve` (loopback, a random port, the demo's
-/// policy, data in `dir/server`).
-fn start_server(
-    sup: &mut Supervisor,
-    dir: &Path,
-    progress: &mut Progress,
-) -> anyhow::Result<Started> {
-    // An empty config file, so /etc/swarm/swarm.toml on this host cannot
-    // change the demo; the settings come from the environment.
-    let config = dir.join("swarm.toml");
-    std::fs::write(
-        &config,
-        "# swarm demo: settings come from the environment\n",
-    )
-    .with_context(|| format!("writing {}", config.display()))?;
-    let server_dir = dir.join("server");
-    let url = sup.start_server(
-        &[
-            "serve".into(),
-            "--listen".into(),
-            "127.0.0.1:0".into(),
-            "--data-dir".into(),
-            path_arg(&server_dir),
-            "--config".into(),
-            path_arg(&config),
-        ],
-        &server_env(),
-        &dir.join("server.log"),
-    )?;
-    progress.note(&format!(
-        "server listening on {url} (pid {}), data in {}",
-        sup.server().map_or(0, |p| p.pid),
-        server_dir.display()
-    ));
-    let token_file = server_dir.join("admin.token");
-    let token = std::fs::read_to_string(&token_file)
-        .with_context(|| format!("reading the admin token {}", token_file.display()))?;
-    // Creating a release inspects every staged file: give the server time.
-    let client = Client::new(url.clone(), Duration::from_secs(60))
-        .with_admin_token(Some(token.trim().to_string()));
-    Ok(Started {
-        url,
-        client,
-        config,
-        server_dir,
-    })
-}
-
 /// The closing text on stderr and, with `--json`, the summary as one JSON
 /// object on stdout; else the text on stdout.
 fn print(json: bool, text: &str, summary: &impl serde::Serialize) -> anyhow::Result<()> {
@@ -358,59 +189,6 @@ fn print(json: bool, text: &str, summary: &impl serde::Serialize) -> anyhow::Res
         crate::cli::fmt::emit(text)?;
     }
     Ok(())
-}
-
-/// The server's settings for the demo: every timeout shortened so a drone's
-/// death is noticed in seconds, retries quick, the prober off (drones here
-/// have no SSH to probe), and one slot per core so the demo's `--slots`
-/// decides.
-pub(crate) fn server_env() -> Vec<(String, String)> {
-    let log = std::env::var("SWARM_LOG").unwrap_or_else(|_| "info".into());
-    [
-        ("SWARM_POLICY_HEARTBEAT_GRACE_MS", "3000"),
-        ("SWARM_POLICY_OFFLINE_TIMEOUT_MS", "5000"),
-        ("SWARM_POLICY_CONFIRMED_DEAD_AFTER_MS", "5000"),
-        ("SWARM_POLICY_FAILOVER_GRACE_MS", "1000"),
-        ("SWARM_POLICY_CORES_PER_SLOT", "1"),
-        ("SWARM_POLICY_RETRY_BASE_MS", "1000"),
-        ("SWARM_POLICY_RETRY_CAP_MS", "4000"),
-        ("SWARM_POLICY_FAILURE_MEMORY_MS", "5000"),
-        ("SWARM_POLICY_REPLAN_INTERVAL_MS", "1000"),
-        ("SWARM_PROBE_ENABLED", "false"),
-        ("SWARM_LOG", log.as_str()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect()
-}
-
-/// The stand-in's settings: sleep `size_s / speed` seconds, break the
-/// packages the sample names.
-fn standin_env(world: &World, sizes: &Path, speed: f64) -> Vec<(String, String)> {
-    let list = |atoms: &[swarm_core::Atom]| {
-        atoms
-            .iter()
-            .map(|a| a.as_str())
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
-    vec![
-        (
-            "SWARM_STANDIN_SCALE_MS".into(),
-            format!("{:.6}", 1000.0 / speed),
-        ),
-        ("SWARM_STANDIN_SIZES".into(), sizes.display().to_string()),
-        ("SWARM_STANDIN_FAIL".into(), list(&world.fail)),
-        ("SWARM_STANDIN_OOM".into(), list(&world.oom)),
-        (
-            "SWARM_LOG".into(),
-            std::env::var("SWARM_LOG").unwrap_or_else(|_| "info".into()),
-        ),
-    ]
-}
-
-fn path_arg(p: &Path) -> String {
-    p.display().to_string()
 }
 
 /// Everything between starting the server and the summary.
@@ -707,96 +485,6 @@ fn pick_victim<'n>(
     }
 }
 
-/// Reads the server with a little patience (a loaded machine may answer one
-/// request late) and watches the stop flag and the deadline.
-struct Poller<'a> {
-    client: &'a Client,
-    stop: &'a AtomicBool,
-    deadline: Instant,
-    after: i64,
-}
-
-impl<'a> Poller<'a> {
-    fn new(client: &'a Client, stop: &'a AtomicBool, deadline: Instant) -> Poller<'a> {
-        Poller {
-            client,
-            stop,
-            deadline,
-            after: 0,
-        }
-    }
-
-    fn retry<T>(&self, mut call: impl FnMut() -> Result<T, ClientError>) -> anyhow::Result<T> {
-        let mut tries = 0;
-        loop {
-            match call() {
-                Ok(v) => return Ok(v),
-                Err(e) if e.is_transport() && tries < 20 => {
-                    tries += 1;
-                    self.check()?;
-                    std::thread::sleep(TICK);
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-    }
-
-    fn status(&self) -> anyhow::Result<Status> {
-        self.retry(|| self.client.status().map(|a| a.body))
-    }
-
-    fn nodes(&self) -> anyhow::Result<Vec<Node>> {
-        self.retry(|| self.client.nodes().map(|a| a.body.nodes))
-    }
-
-    /// Events since the last call.
-    fn events(&mut self) -> anyhow::Result<Vec<swarm_net::client::admin::EventRecord>> {
-        let after = self.after;
-        let page = self.retry(|| self.client.events_after(after, Some(1000)).map(|a| a.body))?;
-        if let Some(last) = page.events.last() {
-            self.after = last.id;
-        }
-        Ok(page.events)
-    }
-
-    fn check(&self) -> anyhow::Result<()> {
-        if self.stop.load(Ordering::Relaxed) {
-            bail!("interrupted");
-        }
-        if Instant::now() > self.deadline {
-            bail!("gave up: the run did not finish within --timeout-s");
-        }
-        Ok(())
-    }
-
-    /// Sleeps one tick; true when a signal came meanwhile.
-    fn sleep(&self, stop: &AtomicBool) -> bool {
-        let end = Instant::now() + TICK;
-        while Instant::now() < end {
-            if stop.load(Ordering::Relaxed) {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        false
-    }
-
-    /// Sleeps one tick, failing on a signal or the deadline.
-    fn pause(&self, waiting_for: Option<&str>) -> anyhow::Result<()> {
-        let end = Instant::now() + TICK;
-        while Instant::now() < end {
-            if let Err(e) = self.check() {
-                return Err(match waiting_for {
-                    Some(w) => e.context(w.to_string()),
-                    None => e,
-                });
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        Ok(())
-    }
-}
-
 /// Where `swarm demo` keeps its files: a fresh directory under the system's
 /// temporary directory, named after the run.
 pub(crate) fn demo_dir(run_id: &str) -> PathBuf {
@@ -872,25 +560,6 @@ mod tests {
         let mut offline = holding("c", &[("=a/big-1", None)]);
         offline.status = "offline".into();
         assert!(pick_victim(&[offline], &w, 720.0, 0, false).is_none());
-    }
-
-    #[test]
-    fn the_demo_policy_is_valid_and_reclaims_within_seconds() {
-        let loaded = swarm_net::settings::Settings::load(&swarm_net::settings::LoadRequest {
-            config: swarm_net::settings::ConfigFile::None,
-            env: server_env().into_iter().collect(),
-            listen: None,
-            data_dir: Some(PathBuf::from("/nonexistent")),
-            running_as_root: false,
-        });
-        let s = match loaded {
-            Ok(l) => l.settings,
-            Err(e) => panic!("{e}"),
-        };
-        assert!(!s.probe.enabled);
-        assert!(s.policy.offline_timeout_ms <= 10_000);
-        assert!(s.policy.heartbeat_grace_ms >= 2 * HEARTBEAT_S * 1000);
-        assert_eq!(s.policy.cores_per_slot, 1);
     }
 
     #[test]

@@ -8,11 +8,11 @@
 //! nothing about the builds. Each beat is also the health monitor's sampling
 //! tick.
 
-use super::agent::Agent;
 use super::backoff::Backoff;
 use super::buildenv;
 use super::config::Builder;
 use super::facts;
+use super::shared::Agent;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -99,7 +99,7 @@ pub(crate) fn run(agent: &Agent) {
                 st.apply_register_reply(&reply);
                 if first {
                     tracing::info!(
-                        epoch = %super::shown(&st.epoch),
+                        epoch = %crate::logging::shown(&st.epoch),
                         paused = st.paused,
                         leases = reply.leases.len(),
                         "registered with {}",

@@ -9,11 +9,11 @@
 //! longer matters: the server revoked the package, or a second signal asked
 //! the agent to leave now.
 
-use super::agent::Agent;
 use super::artifact::{self, MIN_GPKG_BYTES};
 use super::backoff::Backoff;
 use super::classify::{self, Verdict};
 use super::runner::{self, BuildSpec};
+use super::shared::Agent;
 use super::shutdown::Phase;
 use super::state::{Job, JobId, Stop};
 use super::{collect, facts, leftovers, spool, template};
@@ -199,7 +199,7 @@ fn run(agent: &Agent, id: JobId) {
     };
     let oom_before = facts::read_with("/proc/vmstat", facts::parse_vmstat_oom_kills);
     let built_after = SystemTime::now();
-    tracing::info!(package = %atom, lease = %super::shown(&job.lease), log = %log.display(), "build starts");
+    tracing::info!(package = %atom, lease = %crate::logging::shown(&job.lease), log = %log.display(), "build starts");
     let stopped_already = job_of(agent, id).is_none_or(|j| j.stop.is_some());
     let finished = if stopped_already {
         runner::Finished {
@@ -518,11 +518,11 @@ fn send(
         attempt += 1;
         match call(agent) {
             Ok(reply) if reply.stale => {
-                tracing::warn!(package = %job.atom, lease = %super::shown(&job.lease), why = stale_reason(&reply), "{what} was stale: the server had already moved the package");
+                tracing::warn!(package = %job.atom, lease = %crate::logging::shown(&job.lease), why = stale_reason(&reply), "{what} was stale: the server had already moved the package");
                 return;
             }
             Ok(reply) => {
-                tracing::info!(package = %job.atom, lease = %super::shown(&job.lease), accepted = reply.accepted, recorded = %super::shown(&reply.recorded), "{what} sent");
+                tracing::info!(package = %job.atom, lease = %crate::logging::shown(&job.lease), accepted = reply.accepted, recorded = %crate::logging::shown(&reply.recorded), "{what} sent");
                 return;
             }
             Err(e) if e.status() == Some(404) => {

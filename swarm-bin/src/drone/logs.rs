@@ -9,7 +9,7 @@
 //! Rotation keeps the newest [`KEEP_LOGS`] logs and at most
 //! [`KEEP_BYTES`] in the log directory; the oldest go first.
 
-use super::agent::Agent;
+use super::shared::Agent;
 use super::state::Job;
 use flate2::write::GzEncoder;
 use std::io::{Read, Seek, SeekFrom, Write};

@@ -14,6 +14,7 @@
 //! | `buildenv` | the build environment as `portageq` resolves it |
 //! | `facts` | /proc, statvfs, machine kind, Portage timestamp |
 //! | `state` | what the threads share, and the decisions on it |
+//! | `shared` | what every thread holds: settings, client, the locked state |
 //! | `agent` | threads and the main loop (work, sync, orphans, shutdown) |
 //! | `heartbeat` | the heartbeat thread and health sampling |
 //! | `job` | one build: run, classify, find what it wrote, hand it to the spool |
@@ -41,6 +42,7 @@ mod job;
 mod leftovers;
 mod logs;
 mod runner;
+mod shared;
 mod shutdown;
 mod spool;
 mod standin;
@@ -54,13 +56,6 @@ pub(crate) use standin::StandinGpkgArgs;
 pub(crate) fn run(args: DroneArgs) -> anyhow::Result<()> {
     crate::logging::init();
     let cfg = args.resolve()?;
-    let agent = std::sync::Arc::new(agent::Agent::new(cfg)?);
+    let agent = std::sync::Arc::new(shared::Agent::new(cfg)?);
     agent::run(agent)
-}
-
-/// An optional value for a log field: the value, or `-` when absent (never
-/// `Some(1)` in an operator's log).
-pub(crate) fn shown<T: std::fmt::Display>(v: &Option<T>) -> String {
-    v.as_ref()
-        .map_or_else(|| "-".to_owned(), ToString::to_string)
 }

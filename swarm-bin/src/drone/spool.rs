@@ -19,8 +19,8 @@
 //! never holds a report back once the server answers: a refused log, or
 //! one the server failed to store [`LOG_ANSWERS`] times, is dropped.
 
-use super::agent::Agent;
 use super::backoff::Backoff;
+use super::shared::Agent;
 use super::shutdown::Phase;
 use super::state::{JobId, Stop};
 use serde::{Deserialize, Serialize};
@@ -218,7 +218,7 @@ fn deliver(agent: &Agent, path: &Path, entry: &Entry, src: &Source<'_>, by: By) 
                 return Delivered::Revoked;
             }
             Err(Stopped::Refused(detail)) => {
-                tracing::error!(package = %super::shown(&report.package), detail, "artifact refused: reporting upload_failed");
+                tracing::error!(package = %crate::logging::shown(&report.package), detail, "artifact refused: reporting upload_failed");
                 report.status = Some("upload_failed".into());
                 report.sha256 = None;
                 report.artifacts = None;
@@ -242,7 +242,7 @@ fn deliver(agent: &Agent, path: &Path, entry: &Entry, src: &Source<'_>, by: By) 
                 }
             }
             Err(why) => {
-                tracing::warn!(package = %super::shown(&report.package), why, "spooled build log unreadable; the report goes without it")
+                tracing::warn!(package = %crate::logging::shown(&report.package), why, "spooled build log unreadable; the report goes without it")
             }
         }
     }
@@ -255,9 +255,9 @@ fn deliver(agent: &Agent, path: &Path, entry: &Entry, src: &Source<'_>, by: By) 
     match result {
         Ok(reply) => {
             if reply.stale {
-                tracing::warn!(package = %super::shown(&report.package), lease = %super::shown(&report.lease), why = reply.reason.as_deref().unwrap_or("work reclaimed"), "report was stale: the server had already moved the package");
+                tracing::warn!(package = %crate::logging::shown(&report.package), lease = %crate::logging::shown(&report.lease), why = reply.reason.as_deref().unwrap_or("work reclaimed"), "report was stale: the server had already moved the package");
             } else {
-                tracing::info!(package = %super::shown(&report.package), lease = %super::shown(&report.lease), accepted = reply.accepted, recorded = %super::shown(&reply.recorded), "report sent");
+                tracing::info!(package = %crate::logging::shown(&report.package), lease = %crate::logging::shown(&report.lease), accepted = reply.accepted, recorded = %crate::logging::shown(&reply.recorded), "report sent");
             }
             remove(path, entry);
             Delivered::Answered
@@ -268,7 +268,7 @@ fn deliver(agent: &Agent, path: &Path, entry: &Entry, src: &Source<'_>, by: By) 
         }
         Err(Stopped::Keep(why)) => Delivered::Kept(why),
         Err(Stopped::Refused(why)) => {
-            tracing::error!(package = %super::shown(&report.package), why, "report refused by the server; dropping it");
+            tracing::error!(package = %crate::logging::shown(&report.package), why, "report refused by the server; dropping it");
             remove(path, entry);
             Delivered::Answered
         }
@@ -340,7 +340,7 @@ pub(crate) fn redeliver(agent: &Agent) {
                 return;
             }
             other => {
-                tracing::info!(package = %super::shown(&entry.report.package), result = ?other, "spooled build delivered")
+                tracing::info!(package = %crate::logging::shown(&entry.report.package), result = ?other, "spooled build delivered")
             }
         }
     }
@@ -480,7 +480,7 @@ pub(crate) fn spool_and_deliver(agent: &Agent, id: JobId, f: Finished<'_>, spool
                 log_gz: f.log_gz.as_deref(),
             };
             if let Delivered::Kept(why) = deliver(agent, &scratch, &entry, &src, By::Job(id)) {
-                tracing::error!(package = %super::shown(&entry.report.package), why, "build not delivered");
+                tracing::error!(package = %crate::logging::shown(&entry.report.package), why, "build not delivered");
             }
             spooled();
             return;
@@ -488,7 +488,7 @@ pub(crate) fn spool_and_deliver(agent: &Agent, id: JobId, f: Finished<'_>, spool
     };
     spooled();
     if let Delivered::Kept(why) = deliver(agent, &path, &entry, &Source::Spool, By::Job(id)) {
-        tracing::warn!(package = %super::shown(&entry.report.package), file = %path.display(), why, "build kept in the spool; the next agent delivers it");
+        tracing::warn!(package = %crate::logging::shown(&entry.report.package), file = %path.display(), why, "build kept in the spool; the next agent delivers it");
     }
 }
 

@@ -18,19 +18,22 @@
 //! purged. `TIMESTAMP` grows with every index swarm writes (Portage keeps a
 //! cached index whose TIMESTAMP is not older), so a rollback is seen too.
 
+mod error;
+mod files;
 pub mod index;
 mod scan;
 mod state;
 
+pub use error::ReleaseError;
 pub use scan::Skipped;
 pub use state::{ReleaseEntry, ReleaseInfo};
 
+use error::io;
+use files::{mkdir, set_mode, write_atomic};
 use index::IndexEntry;
 use serde::{Deserialize, Serialize};
 use state::State;
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use swarm_core::release_gate::{EntryFacts, GateVerdict};
@@ -82,96 +85,6 @@ impl BinhostOptions {
         };
         out.extend(self.header.iter().map(|(k, v)| (k.clone(), v.clone())));
         Ok(out)
-    }
-}
-
-/// Why a release action did not happen.
-#[derive(Debug, thiserror::Error)]
-pub enum ReleaseError {
-    /// No such release.
-    #[error("no release named {0:?} (see `swarm release list`)")]
-    NotFound(String),
-    /// The name is taken.
-    #[error("a release named {0:?} already exists")]
-    Exists(String),
-    /// The name cannot be a directory name on the binhost.
-    #[error("bad release name {0:?}: use 1 to 64 letters, digits, `.`, `_` or `-`, not starting with `.` or `-`")]
-    BadName(String),
-    /// A tag that does not fit.
-    #[error("bad tag {0:?}: use 1 to 64 letters, digits, `.`, `_` or `-`")]
-    BadTag(String),
-    /// Staging holds no valid binary package.
-    #[error("staging {0} holds no valid binary package: nothing to release")]
-    Empty(PathBuf),
-    /// The gate said no.
-    #[error("the safety gate refuses to publish {name}: {}", .verdict.reasons.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
-    Refused {
-        /// The release.
-        name: String,
-        /// Every reason.
-        verdict: GateVerdict,
-    },
-    /// Nothing earlier to go back to.
-    #[error("nothing to roll back to: {0}")]
-    NoRollback(String),
-    /// An override without a reason.
-    #[error("--force needs --reason TEXT: the override is recorded with it")]
-    ForceWithoutReason,
-    /// A filesystem operation failed.
-    #[error("cannot {what} {path}: {source}")]
-    Io {
-        /// What was being done.
-        what: &'static str,
-        /// On what.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// `binhost_header_from` cannot be used.
-    #[error("binhost_header_from {path}: {why} (point it at a Packages file Portage wrote, or unset it)")]
-    BadHeaderFile {
-        /// The configured file.
-        path: PathBuf,
-        /// Why.
-        why: String,
-    },
-    /// Bookkeeping that does not parse.
-    #[error("release bookkeeping {path} is damaged: {why}")]
-    Damaged {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        why: String,
-    },
-}
-
-impl ReleaseError {
-    /// The HTTP status that fits.
-    pub fn status(&self) -> u16 {
-        match self {
-            ReleaseError::NotFound(_) => 404,
-            ReleaseError::Exists(_)
-            | ReleaseError::Refused { .. }
-            | ReleaseError::NoRollback(_) => 409,
-            ReleaseError::BadName(_)
-            | ReleaseError::BadTag(_)
-            | ReleaseError::ForceWithoutReason => 400,
-            ReleaseError::Empty(_) => 409,
-            ReleaseError::Io { .. }
-            | ReleaseError::Damaged { .. }
-            | ReleaseError::BadHeaderFile { .. } => 500,
-        }
-    }
-}
-
-pub(crate) fn io<'a>(
-    what: &'static str,
-    path: &'a Path,
-) -> impl FnOnce(std::io::Error) -> ReleaseError + 'a {
-    move |source| ReleaseError::Io {
-        what,
-        path: path.to_path_buf(),
-        source,
     }
 }
 
@@ -653,44 +566,4 @@ pub fn check_name(n: &str) -> Result<(), ReleaseError> {
     } else {
         Err(ReleaseError::BadName(n.into()))
     }
-}
-
-fn mkdir(d: &Path) -> Result<(), ReleaseError> {
-    std::fs::create_dir_all(d).map_err(io("create", d))?;
-    set_mode(d, 0o755)
-}
-
-/// Files 0644 and directories 0755 whatever the umask, so any web server can serve them.
-pub(crate) fn set_mode(p: &Path, mode: u32) -> Result<(), ReleaseError> {
-    let meta = std::fs::metadata(p).map_err(io("stat", p))?;
-    if meta.permissions().mode() & 0o7777 != mode {
-        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
-            .map_err(io("chmod", p))?;
-    }
-    Ok(())
-}
-
-/// Writes `bytes` to `path` through a temporary file, fsynced and renamed, mode 0644.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ReleaseError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp).map_err(io("create", &tmp))?;
-        f.write_all(bytes).map_err(io("write", &tmp))?;
-        f.sync_all().map_err(io("sync", &tmp))?;
-        set_mode(&tmp, 0o644)?;
-        std::fs::rename(&tmp, path).map_err(io("rename into place", path))?;
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
 }

@@ -2,7 +2,7 @@
 //! [`crate::binpkg::inspect`] (cached per inode, size and mtime, so a file
 //! already in a release is not read again), one per CPV.
 
-use super::{io, ReleaseError};
+use super::error::{io, ReleaseError};
 use crate::binpkg::{self, BinPkg, Format};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -159,7 +159,7 @@ pub(crate) fn scan(staging: &Path, state_dir: &Path) -> Result<Scan, ReleaseErro
     }
     if let Ok(bytes) = serde_json::to_vec(&new_cache) {
         // A cache that cannot be written only costs time next run.
-        let _ = super::write_atomic(&cache_path, &bytes);
+        let _ = super::files::write_atomic(&cache_path, &bytes);
     }
     let packages = best
         .into_values()

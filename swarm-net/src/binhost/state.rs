@@ -3,7 +3,8 @@
 //! atomically on every action, and one `<release>.json` of entries written
 //! once when the release is made.
 
-use super::{io, write_atomic, ReleaseError};
+use super::error::{io, ReleaseError};
+use super::files::write_atomic;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 

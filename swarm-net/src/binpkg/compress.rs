@@ -1,7 +1,7 @@
 //! The compressions Portage packs binary packages with (`BINPKG_COMPRESS`), read through
 //! their crates with bounded memory, and a reader that stops a zip bomb.
 
-use super::{BinPkgError, Limits};
+use super::model::{BinPkgError, Limits};
 use std::io::{self, Read};
 
 /// A compression method of a metadata or image archive.

@@ -3,8 +3,10 @@
 use super::compress::{classify, Bounded, Compression};
 use super::digest::{FileDigests, Hashed, MemberDigests, Tee};
 use super::manifest;
+use super::meta;
+use super::model::Source;
+use super::model::{BinPkg, BinPkgError, Format, Limits};
 use super::tarwalk::{read_small, walk, walk_image};
-use super::{meta, BinPkg, BinPkgError, Format, Limits, Source};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, SeekFrom};
 

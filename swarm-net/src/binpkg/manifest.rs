@@ -2,7 +2,7 @@
 //! OpenPGP clear-signed message. Checked as Portage's `_load_manifest` and
 //! `_verify_binpkg` check it.
 
-use super::BinPkgError;
+use super::model::BinPkgError;
 use std::collections::BTreeSet;
 
 /// One `DATA` line.

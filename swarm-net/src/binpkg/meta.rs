@@ -2,7 +2,7 @@
 //! `Packages` index carries, read as Portage's `binarytree._read_metadata` reads them.
 
 use super::digest::FileHex;
-use super::{BinPkg, BinPkgError, Format};
+use super::model::{BinPkg, BinPkgError, Format};
 use std::collections::BTreeMap;
 use swarm_core::Atom;
 

@@ -3,7 +3,7 @@
 //! size into memory, and a decompressed image can make one as large as it likes.
 
 use super::compress::classify;
-use super::BinPkgError;
+use super::model::BinPkgError;
 use std::io::Read;
 
 /// One member as the visitor sees it: its full path and the entry to read its data from.
@@ -144,7 +144,7 @@ pub(super) fn walk_image(
     compressed_size: u64,
     what: &str,
     prefix: Option<&str>,
-    limits: &super::Limits,
+    limits: &super::model::Limits,
 ) -> Result<u64, BinPkgError> {
     use super::compress::Bounded;
     let allowed = compressed_size

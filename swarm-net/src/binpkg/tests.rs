@@ -1,6 +1,7 @@
 //! Round trips through [`write_gpkg`] and [`inspect`], and each way a package can be bad.
 
 use super::*;
+use std::collections::BTreeMap;
 use std::io::Write;
 
 fn meta(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {

@@ -2,7 +2,7 @@
 //! `metadata.tar.zst`, `image.tar.zst` and a Manifest with BLAKE2B and SHA512 digests.
 
 use super::digest::MemberDigests;
-use super::BinPkgError;
+use super::model::BinPkgError;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;

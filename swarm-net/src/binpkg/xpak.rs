@@ -11,8 +11,10 @@
 
 use super::compress::{classify, Compression};
 use super::digest::{FileDigests, Tee};
+use super::meta;
+use super::model::Source;
+use super::model::{BinPkg, BinPkgError, Format, Limits};
 use super::tarwalk::walk_image;
-use super::{meta, BinPkg, BinPkgError, Format, Limits, Source};
 use std::collections::BTreeMap;
 use std::io::{Read, SeekFrom};
 

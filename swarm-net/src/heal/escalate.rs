@@ -3,7 +3,7 @@
 //! with a timeout, and logs what it ran and how it ended.
 
 use super::run::{self, Ended};
-use super::{check_target, HealError, ProbeTarget};
+use super::target::{check_target, HealError, ProbeTarget};
 use crate::settings::EscalationSettings;
 use std::thread::JoinHandle;
 use std::time::Duration;

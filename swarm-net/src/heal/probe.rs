@@ -3,7 +3,7 @@
 //! the core as it arrives, so a dead drone never delays news about the others.
 
 use super::run::{self, Ended};
-use super::{check_target, ProbeTarget};
+use super::target::{check_target, ProbeTarget};
 use crate::settings::ProbeSettings;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -287,11 +287,11 @@ impl Prober {
     }
 
     /// Runs [`Prober::run`] on its own thread.
-    pub fn spawn(self, stop: Arc<AtomicBool>) -> Result<JoinHandle<()>, super::HealError> {
+    pub fn spawn(self, stop: Arc<AtomicBool>) -> Result<JoinHandle<()>, super::target::HealError> {
         std::thread::Builder::new()
             .name("swarm-prober".into())
             .spawn(move || self.run(&stop))
-            .map_err(|source| super::HealError::Thread {
+            .map_err(|source| super::target::HealError::Thread {
                 what: "prober",
                 source,
             })

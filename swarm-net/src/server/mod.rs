@@ -39,6 +39,7 @@ mod read;
 mod rejects;
 mod releases;
 mod shared;
+mod syncer;
 mod upload_lease;
 mod v3;
 mod writer;
@@ -256,6 +257,9 @@ pub fn start(opts: ServerOptions) -> Result<RunningServer, ServeError> {
     // Drones must not wait while a large state is serialised and verified.
     store_opts.background_snapshots = true;
     store_opts.background_checkpoints = true;
+    // The writer applies the next batch while the last one is fsynced; the
+    // fsync thread answers (writer.rs, syncer.rs).
+    store_opts.defer_sync = true;
     let store = Store::open(&opts.db_path, store_opts).map_err(|source| ServeError::Store {
         path: opts.db_path.clone(),
         source,

@@ -23,6 +23,7 @@
 use super::http::ApiError;
 use super::lanes::{Lane, Lanes};
 use super::shared::{Published, Shared};
+use super::syncer::Syncer;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
@@ -154,7 +155,9 @@ pub(crate) fn run(mut store: Store, shared: Arc<Shared>, rx: Receiver<Job>) {
         last_write: Instant::now(),
         dirty: false,
     };
+    let durable = Durable::new(&store, &shared);
     loop {
+        durable.acknowledge(&mut store);
         let now = (shared.clock)();
         let due = store
             .swarm()
@@ -217,7 +220,9 @@ pub(crate) fn run(mut store: Store, shared: Arc<Shared>, rx: Receiver<Job>) {
             if group.is_empty() && bulk.is_none() && !tick {
                 break;
             }
-            round(&mut store, &shared, &mut pace, group, &mut bulk, tick, now);
+            round(
+                &mut store, &shared, &mut pace, &durable, group, &mut bulk, tick, now,
+            );
             tick = false;
             if bulk.is_none() && lanes.is_empty() {
                 break;
@@ -231,6 +236,7 @@ pub(crate) fn run(mut store: Store, shared: Arc<Shared>, rx: Receiver<Job>) {
     if pace.dirty {
         publish(&store, &shared);
     }
+    durable.finish(&mut store);
     tracing::info!(
         seq = store.last_seq().0,
         "writer stopped; store closed cleanly"
@@ -239,17 +245,21 @@ pub(crate) fn run(mut store: Store, shared: Arc<Shared>, rx: Receiver<Job>) {
 
 /// One group commit (the jobs, then the bulk job's next part), then the
 /// view (when asked or due) and the replies.
+#[allow(clippy::too_many_arguments)]
 fn round(
     store: &mut Store,
     shared: &Shared,
     pace: &mut Pace,
+    durable: &Durable,
     jobs: Vec<Job>,
     bulk: &mut Option<Bulk>,
     tick: bool,
     now: Timestamp,
 ) {
     let mut publish_now = jobs.iter().any(|j| j.publish_now);
+    let before = store.last_seq().0;
     let mut replies = commit(store, shared, jobs, bulk.as_mut(), tick, now);
+    let written = Some(store.last_seq().0).filter(|seq| *seq > before);
     if let Some(b) = bulk.take_if(|b| b.parts.is_empty() || b.failed) {
         shared.queued.fetch_sub(1, Ordering::Relaxed);
         publish_now |= b.job.publish_now;
@@ -286,9 +296,7 @@ fn round(
         pace.last_publish = Instant::now();
         pace.dirty = false;
     }
-    for (tx, reply) in replies {
-        let _ = tx.send(reply);
-    }
+    durable.answer(written, replies);
 }
 
 /// Publishes whether the store can write, logging each change once.
@@ -344,7 +352,89 @@ fn publish(store: &Store, shared: &Shared) {
     }
 }
 
-type Replies = Vec<(SyncSender<Result<Done, ApiError>>, Result<Done, ApiError>)>;
+/// Answers to a batch's jobs, in order.
+pub(crate) type Replies = Vec<(SyncSender<Result<Done, ApiError>>, Result<Done, ApiError>)>;
+
+/// How committed batches become durable before they are answered: by the
+/// store itself (each commit fsyncs), or by the fsync thread when the
+/// store defers it (`StoreOptions::defer_sync`), or here, inline, if that
+/// thread could not start.
+enum Durable {
+    ByCommit,
+    Thread(Syncer),
+    /// The handle, and the last seq it made durable.
+    Inline(swarm_store::WalSync, std::cell::Cell<u64>),
+}
+
+impl Durable {
+    fn new(store: &Store, shared: &Arc<Shared>) -> Durable {
+        let Some(sync) = store.wal_sync() else {
+            return Durable::ByCommit;
+        };
+        match Syncer::start(sync, shared.clone()) {
+            Ok(s) => Durable::Thread(s),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot start the fsync thread; the writer fsyncs each batch itself");
+                match store.wal_sync() {
+                    Some(sync) => Durable::Inline(sync, std::cell::Cell::new(0)),
+                    None => Durable::ByCommit,
+                }
+            }
+        }
+    }
+
+    /// Answers a batch: at once if it failed (nothing was recorded) or is
+    /// durable already, else after the fsync that covers it.
+    fn answer(&self, committed: Option<u64>, replies: Replies) {
+        let undelivered = match (self, committed) {
+            (Durable::Thread(s), Some(seq)) => match s.hand_over(seq, replies) {
+                Ok(()) => return,
+                Err(back) => back
+                    .into_iter()
+                    .map(|(tx, _)| (tx, Err(ApiError::new(503, "the fsync thread has stopped; the request may or may not have been recorded; retry"))))
+                    .collect(),
+            },
+            (Durable::Inline(sync, synced), Some(seq)) => match sync.sync() {
+                Ok(()) => {
+                    synced.set(seq);
+                    replies
+                }
+                Err(e) => replies
+                    .into_iter()
+                    .map(|(tx, _)| (tx, Err(ApiError::new(503, format!("the store could not make this request durable ({e}); it may or may not have been recorded; retry")))))
+                    .collect(),
+            },
+            _ => replies,
+        };
+        for (tx, reply) in undelivered {
+            let _ = tx.send(reply);
+        }
+    }
+
+    /// Moves the acknowledgement marker up to what is durable.
+    fn acknowledge(&self, store: &mut Store) {
+        let seq = match self {
+            Durable::ByCommit => return,
+            Durable::Thread(s) => s.synced(),
+            Durable::Inline(_, synced) => synced.get(),
+        };
+        if seq > 0 {
+            let _ = store.acknowledge(swarm_core::Seq(seq));
+        }
+    }
+
+    fn finish(self, store: &mut Store) {
+        match self {
+            Durable::ByCommit => {}
+            Durable::Thread(s) => {
+                let _ = store.acknowledge(swarm_core::Seq(s.finish()));
+            }
+            Durable::Inline(_, synced) => {
+                let _ = store.acknowledge(swarm_core::Seq(synced.get()));
+            }
+        }
+    }
+}
 
 fn commit(
     store: &mut Store,

@@ -1,0 +1,94 @@
+//! Why a release action did not happen, with the HTTP status each reason maps to.
+
+use std::path::{Path, PathBuf};
+use swarm_core::release_gate::GateVerdict;
+
+/// Why a release action did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum ReleaseError {
+    /// No such release.
+    #[error("no release named {0:?} (see `swarm release list`)")]
+    NotFound(String),
+    /// The name is taken.
+    #[error("a release named {0:?} already exists")]
+    Exists(String),
+    /// The name cannot be a directory name on the binhost.
+    #[error("bad release name {0:?}: use 1 to 64 letters, digits, `.`, `_` or `-`, not starting with `.` or `-`")]
+    BadName(String),
+    /// A tag that does not fit.
+    #[error("bad tag {0:?}: use 1 to 64 letters, digits, `.`, `_` or `-`")]
+    BadTag(String),
+    /// Staging holds no valid binary package.
+    #[error("staging {0} holds no valid binary package: nothing to release")]
+    Empty(PathBuf),
+    /// The gate said no.
+    #[error("the safety gate refuses to publish {name}: {}", .verdict.reasons.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Refused {
+        /// The release.
+        name: String,
+        /// Every reason.
+        verdict: GateVerdict,
+    },
+    /// Nothing earlier to go back to.
+    #[error("nothing to roll back to: {0}")]
+    NoRollback(String),
+    /// An override without a reason.
+    #[error("--force needs --reason TEXT: the override is recorded with it")]
+    ForceWithoutReason,
+    /// A filesystem operation failed.
+    #[error("cannot {what} {path}: {source}")]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// On what.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// `binhost_header_from` cannot be used.
+    #[error("binhost_header_from {path}: {why} (point it at a Packages file Portage wrote, or unset it)")]
+    BadHeaderFile {
+        /// The configured file.
+        path: PathBuf,
+        /// Why.
+        why: String,
+    },
+    /// Bookkeeping that does not parse.
+    #[error("release bookkeeping {path} is damaged: {why}")]
+    Damaged {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        why: String,
+    },
+}
+
+impl ReleaseError {
+    /// The HTTP status that fits.
+    pub fn status(&self) -> u16 {
+        match self {
+            ReleaseError::NotFound(_) => 404,
+            ReleaseError::Exists(_)
+            | ReleaseError::Refused { .. }
+            | ReleaseError::NoRollback(_) => 409,
+            ReleaseError::BadName(_)
+            | ReleaseError::BadTag(_)
+            | ReleaseError::ForceWithoutReason => 400,
+            ReleaseError::Empty(_) => 409,
+            ReleaseError::Io { .. }
+            | ReleaseError::Damaged { .. }
+            | ReleaseError::BadHeaderFile { .. } => 500,
+        }
+    }
+}
+
+pub(crate) fn io<'a>(
+    what: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(std::io::Error) -> ReleaseError + 'a {
+    move |source| ReleaseError::Io {
+        what,
+        path: path.to_path_buf(),
+        source,
+    }
+}

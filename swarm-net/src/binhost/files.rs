@@ -1,0 +1,48 @@
+//! The file operations releases are made of: directories and files readable by
+//! any web server whatever the umask, and writes that are never seen half done.
+
+use super::error::{io, ReleaseError};
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+/// Creates `d` (and its parents) mode 0755.
+pub(crate) fn mkdir(d: &Path) -> Result<(), ReleaseError> {
+    std::fs::create_dir_all(d).map_err(io("create", d))?;
+    set_mode(d, 0o755)
+}
+
+/// Files 0644 and directories 0755 whatever the umask, so any web server can serve them.
+pub(crate) fn set_mode(p: &Path, mode: u32) -> Result<(), ReleaseError> {
+    let meta = std::fs::metadata(p).map_err(io("stat", p))?;
+    if meta.permissions().mode() & 0o7777 != mode {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
+            .map_err(io("chmod", p))?;
+    }
+    Ok(())
+}
+
+/// Writes `bytes` to `path` through a temporary file, fsynced and renamed, mode 0644.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ReleaseError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp).map_err(io("create", &tmp))?;
+        f.write_all(bytes).map_err(io("write", &tmp))?;
+        f.sync_all().map_err(io("sync", &tmp))?;
+        set_mode(&tmp, 0o644)?;
+        std::fs::rename(&tmp, path).map_err(io("rename into place", path))?;
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
