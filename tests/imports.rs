@@ -21,7 +21,6 @@ use std::path::Path;
 const KNOWN: &[&str] = &[
     "swarm-core: control, invariants, swarm",
     "swarm-core: profile, state, state::package",
-    "swarm-net: server::artifacts, server::upload_lease",
     "swarm-net: server::dashboard, server::identity, server::logs, server::read, server::shared, server::syncer, server::writer",
     "swarm-net: server::front, server::front::conn, server::front::request, server::front::tls",
 ];

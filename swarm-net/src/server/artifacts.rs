@@ -9,6 +9,7 @@ use super::front::Request;
 use super::http::{header, too_large, ApiError, Reply};
 use super::identity::Caller;
 use super::shared::Shared;
+use super::staged_path::{parse_artifact_path, ArtifactPath, EXTENSIONS, MIN_ARTIFACT_BYTES};
 use super::upload_lease;
 use crate::binpkg::{self, BinPkg, Format};
 use crate::wire::ArtifactReply;
@@ -17,65 +18,6 @@ use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use swarm_core::Atom;
-
-/// v3 counted a binary package only from 1 KiB: smaller is a failed build.
-pub(crate) const MIN_ARTIFACT_BYTES: u64 = 1024;
-
-const EXTENSIONS: [&str; 2] = [".gpkg.tar", ".tbz2"];
-
-/// A staging path that names exactly one binary package.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) struct ArtifactPath {
-    pub(crate) category: String,
-    pub(crate) file: String,
-    /// The package the file is a build of.
-    pub(crate) atom: Atom,
-}
-
-/// Accepts only `<category>/<pf>.gpkg.tar` or `.tbz2` whose `<category>/<pf>`
-/// parses as a versioned atom: no traversal, no absolute paths, no odd names.
-pub(crate) fn parse_artifact_path(rest: &str) -> Result<ArtifactPath, ApiError> {
-    let bad =
-        |why: &str| ApiError::field(400, "path", format!("bad artifact path {rest:?}: {why}"));
-    if rest.starts_with('/') || rest.contains('\\') || rest.contains('\0') {
-        return Err(bad("expected <category>/<pf>.gpkg.tar or .tbz2"));
-    }
-    let parts: Vec<&str> = rest.split('/').collect();
-    let [category, file] = parts.as_slice() else {
-        return Err(bad("expected exactly <category>/<file>"));
-    };
-    let ok_chars = |s: &str| {
-        !s.is_empty()
-            && !s.starts_with('.')
-            && !s.starts_with('-')
-            && s.chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '+'))
-    };
-    if !ok_chars(category) || !ok_chars(file) || category.contains("..") || file.contains("..") {
-        return Err(bad(
-            "only letters, digits and - _ . + are allowed, and no `..`",
-        ));
-    }
-    let Some(pf) = EXTENSIONS.iter().find_map(|e| file.strip_suffix(e)) else {
-        return Err(bad("the file must end in .gpkg.tar or .tbz2"));
-    };
-    // A gpkg may carry a build id (`foo-1.0-1.gpkg.tar`); the atom is what is left.
-    let atom = Atom::parse(&format!("={category}/{pf}")).map_err(|e| {
-        bad(&format!(
-            "`{category}/{pf}` is not a versioned package: {e}"
-        ))
-    })?;
-    if atom.category() != *category || atom.pf() == atom.pn() {
-        return Err(bad(
-            "`<pf>` must be a versioned package name such as foo-1.0",
-        ));
-    }
-    Ok(ArtifactPath {
-        category: category.to_string(),
-        file: file.to_string(),
-        atom,
-    })
-}
 
 pub(crate) fn put(
     sh: &Shared,
@@ -243,12 +185,6 @@ fn stream_to(tmp: &Path, mut body: impl Read, cap: u64) -> Result<(u64, String),
 /// v3's rule: a success counts when staging holds `<cat>/<pf>*.gpkg.tar` (or
 /// `<cat>/<pn>/<pf>*`, or `.tbz2`) of at least 1 KiB. Files a v3 drone
 /// rsynced in count the same as uploads.
-/// Whether `staging/<category>/<file>` is a stored package (big enough to be one).
-pub(crate) fn artifact_present_file(staging: &Path, category: &str, file: &str) -> bool {
-    std::fs::metadata(staging.join(category).join(file))
-        .is_ok_and(|m| m.is_file() && m.len() >= MIN_ARTIFACT_BYTES)
-}
-
 pub(crate) fn artifact_present(staging: &Path, atom: &Atom) -> bool {
     let cat = staging.join(atom.category());
     let dirs: [PathBuf; 2] = [cat.clone(), cat.join(atom.pn())];

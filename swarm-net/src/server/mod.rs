@@ -39,6 +39,7 @@ mod read;
 mod rejects;
 mod releases;
 mod shared;
+mod staged_path;
 mod syncer;
 mod upload_lease;
 mod v3;

@@ -207,9 +207,9 @@ pub(crate) fn uploaded_under(staging: &Path, atom: &Atom, lease: LeaseId) -> boo
         entries.flatten().any(|e| {
             let name = e.file_name();
             let name = name.to_string_lossy();
-            super::artifacts::parse_artifact_path(&format!("{category}/{name}"))
+            super::staged_path::parse_artifact_path(&format!("{category}/{name}"))
                 .is_ok_and(|p| covers(atom, &p.atom))
-                && super::artifacts::artifact_present_file(staging, category, &name)
+                && super::staged_path::artifact_present_file(staging, category, &name)
                 && std::fs::read_to_string(e.path())
                     .ok()
                     .and_then(|t| t.trim().parse::<u64>().ok())
@@ -256,10 +256,10 @@ pub(crate) fn unclaimed_present(staging: &Path, atom: &Atom) -> bool {
         entries.flatten().any(|e| {
             let name = e.file_name();
             let name = name.to_string_lossy();
-            super::artifacts::parse_artifact_path(&format!("{category}/{name}"))
+            super::staged_path::parse_artifact_path(&format!("{category}/{name}"))
                 .is_ok_and(|p| covers(atom, &p.atom))
                 && e.metadata()
-                    .is_ok_and(|m| m.is_file() && m.len() >= super::artifacts::MIN_ARTIFACT_BYTES)
+                    .is_ok_and(|m| m.is_file() && m.len() >= super::staged_path::MIN_ARTIFACT_BYTES)
                 && !record_path(staging, category, &name).exists()
         })
     })

@@ -1,0 +1,73 @@
+//! Where a binary package sits in staging (`<category>/<pf>.gpkg.tar` or
+//! `.tbz2`) and when a file there counts as one: shared by uploads
+//! (`artifacts.rs`) and their lease records (`upload_lease.rs`).
+
+use super::http::ApiError;
+use std::path::Path;
+use swarm_core::Atom;
+
+/// v3 counted a binary package only from 1 KiB: smaller is a failed build.
+pub(crate) const MIN_ARTIFACT_BYTES: u64 = 1024;
+
+/// The two binary package formats' file endings.
+pub(crate) const EXTENSIONS: [&str; 2] = [".gpkg.tar", ".tbz2"];
+
+/// A staging path that names exactly one binary package.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct ArtifactPath {
+    pub(crate) category: String,
+    pub(crate) file: String,
+    /// The package the file is a build of.
+    pub(crate) atom: Atom,
+}
+
+/// Accepts only `<category>/<pf>.gpkg.tar` or `.tbz2` whose `<category>/<pf>`
+/// parses as a versioned atom: no traversal, no absolute paths, no odd names.
+pub(crate) fn parse_artifact_path(rest: &str) -> Result<ArtifactPath, ApiError> {
+    let bad =
+        |why: &str| ApiError::field(400, "path", format!("bad artifact path {rest:?}: {why}"));
+    if rest.starts_with('/') || rest.contains('\\') || rest.contains('\0') {
+        return Err(bad("expected <category>/<pf>.gpkg.tar or .tbz2"));
+    }
+    let parts: Vec<&str> = rest.split('/').collect();
+    let [category, file] = parts.as_slice() else {
+        return Err(bad("expected exactly <category>/<file>"));
+    };
+    let ok_chars = |s: &str| {
+        !s.is_empty()
+            && !s.starts_with('.')
+            && !s.starts_with('-')
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '+'))
+    };
+    if !ok_chars(category) || !ok_chars(file) || category.contains("..") || file.contains("..") {
+        return Err(bad(
+            "only letters, digits and - _ . + are allowed, and no `..`",
+        ));
+    }
+    let Some(pf) = EXTENSIONS.iter().find_map(|e| file.strip_suffix(e)) else {
+        return Err(bad("the file must end in .gpkg.tar or .tbz2"));
+    };
+    // A gpkg may carry a build id (`foo-1.0-1.gpkg.tar`); the atom is what is left.
+    let atom = Atom::parse(&format!("={category}/{pf}")).map_err(|e| {
+        bad(&format!(
+            "`{category}/{pf}` is not a versioned package: {e}"
+        ))
+    })?;
+    if atom.category() != *category || atom.pf() == atom.pn() {
+        return Err(bad(
+            "`<pf>` must be a versioned package name such as foo-1.0",
+        ));
+    }
+    Ok(ArtifactPath {
+        category: category.to_string(),
+        file: file.to_string(),
+        atom,
+    })
+}
+
+/// Whether `staging/<category>/<file>` is a stored package (big enough to be one).
+pub(crate) fn artifact_present_file(staging: &Path, category: &str, file: &str) -> bool {
+    std::fs::metadata(staging.join(category).join(file))
+        .is_ok_and(|m| m.is_file() && m.len() >= MIN_ARTIFACT_BYTES)
+}
