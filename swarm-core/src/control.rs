@@ -122,21 +122,9 @@ pub(crate) fn apply(s: &mut Swarm, action: &Control, out: &mut Vec<Output>) {
             )
         }
         Control::ExpectEnv { env, from } => {
-            let expected = match (env, from) {
-                (Some(env), _) => env.clone(),
-                (None, Some(drone)) => match s.st.drones.get(drone) {
-                    None => return unknown(out, drone),
-                    Some(d) if d.spec.env.is_empty() => {
-                        return reject(
-                            out,
-                            RejectReason::NoEnvironment {
-                                drone: drone.clone(),
-                            },
-                        )
-                    }
-                    Some(d) => d.spec.env.clone(),
-                },
-                (None, None) => crate::buildenv::BuildEnv::default(),
+            let expected = match named_env(s, env.as_ref(), from.as_ref()) {
+                Ok(env) => env,
+                Err(why) => return reject(out, why),
             };
             let before = std::mem::replace(&mut s.st.expected_env, expected);
             let names: Vec<DroneName> = s.st.drones.keys().cloned().collect();
@@ -173,21 +161,9 @@ pub(crate) fn apply(s: &mut Swarm, action: &Control, out: &mut Vec<Output>) {
                 );
                 return reject(out, RejectReason::IllegalControl { detail });
             }
-            let expected = match (env, from) {
-                (Some(env), _) => env.clone(),
-                (None, Some(drone)) => match s.st.drones.get(drone) {
-                    None => return unknown(out, drone),
-                    Some(d) if d.spec.env.is_empty() => {
-                        return reject(
-                            out,
-                            RejectReason::NoEnvironment {
-                                drone: drone.clone(),
-                            },
-                        )
-                    }
-                    Some(d) => d.spec.env.clone(),
-                },
-                (None, None) => crate::buildenv::BuildEnv::default(),
+            let expected = match named_env(s, env.as_ref(), from.as_ref()) {
+                Ok(env) => env,
+                Err(why) => return reject(out, why),
             };
             s.st.profiles.0.insert(name.clone(), expected);
             let returned = s.return_unmatched_everywhere(out);
@@ -316,6 +292,29 @@ pub(crate) fn apply(s: &mut Swarm, action: &Control, out: &mut Vec<Output>) {
         action: action.name().to_owned(),
         summary,
     }));
+}
+
+/// The environment an `expect_env` or `set_profile` names: written down, a
+/// reference drone's (which must be registered and have reported one), or
+/// none at all (which expects nothing).
+fn named_env(
+    s: &Swarm,
+    env: Option<&crate::buildenv::BuildEnv>,
+    from: Option<&DroneName>,
+) -> Result<crate::buildenv::BuildEnv, RejectReason> {
+    match (env, from) {
+        (Some(env), _) => Ok(env.clone()),
+        (None, Some(drone)) => match s.st.drones.get(drone) {
+            None => Err(RejectReason::UnknownDrone {
+                drone: drone.clone(),
+            }),
+            Some(d) if d.spec.env.is_empty() => Err(RejectReason::NoEnvironment {
+                drone: drone.clone(),
+            }),
+            Some(d) => Ok(d.spec.env.clone()),
+        },
+        (None, None) => Ok(crate::buildenv::BuildEnv::default()),
+    }
 }
 
 fn unknown(out: &mut Vec<Output>, drone: &DroneName) {
