@@ -148,8 +148,15 @@ pub(crate) fn apply(s: &mut Swarm, action: &Control, out: &mut Vec<Output>) {
                 )
             }
         }
-        Control::SetProfile { name, env, from } => {
-            if let Some(problem) = crate::profile::name_problem(name) {
+        Control::SetProfile {
+            name,
+            env,
+            from,
+            world,
+        } => {
+            if let Some(problem) = crate::profile::name_problem(name)
+                .or_else(|| world.as_deref().and_then(crate::profile::world_problem))
+            {
                 return reject(out, RejectReason::IllegalControl { detail: problem });
             }
             if !s.st.profiles.0.contains_key(name)
@@ -166,6 +173,15 @@ pub(crate) fn apply(s: &mut Swarm, action: &Control, out: &mut Vec<Output>) {
                 Err(why) => return reject(out, why),
             };
             s.st.profiles.0.insert(name.clone(), expected);
+            match world {
+                Some(w) if w.is_empty() => {
+                    s.st.profile_worlds.0.remove(name);
+                }
+                Some(w) => {
+                    s.st.profile_worlds.0.insert(name.clone(), w.clone());
+                }
+                None => {}
+            }
             let returned = s.return_unmatched_everywhere(out);
             let matching =
                 s.st.drones
@@ -196,7 +212,33 @@ pub(crate) fn apply(s: &mut Swarm, action: &Control, out: &mut Vec<Output>) {
                 return reject(out, RejectReason::IllegalControl { detail });
             }
             s.st.profiles.0.remove(name);
+            s.st.profile_worlds.0.remove(name);
             format!("profile {name} removed")
+        }
+        Control::FreshProfile { profile } => {
+            if !s.st.profiles.0.contains_key(profile) {
+                let detail = format!("no profile {profile}");
+                return reject(out, RejectReason::IllegalControl { detail });
+            }
+            let before = out.len();
+            let names: Vec<DroneName> = s.st.drones.keys().cloned().collect();
+            for name in &names {
+                s.reclaim_not_started_where(
+                    name,
+                    ReclaimReason::Fresh,
+                    |p| p.profile.0.as_deref() == Some(profile.as_str()),
+                    out,
+                );
+            }
+            let revoked = out[before..]
+                .iter()
+                .filter(|o| matches!(o, Output::Event(Event::Reclaimed { .. })))
+                .count();
+            let (dropped, kept) =
+                drop_packages(s, |p| p.profile.0.as_deref() == Some(profile.as_str()));
+            format!(
+                "profile {profile}: revoked {revoked} not-started leases, dropped {dropped} packages, kept {kept} building"
+            )
         }
         Control::Rebalance => {
             let n = reclaim_not_started_everywhere(s, ReclaimReason::Rebalance, out);
@@ -378,35 +420,44 @@ fn fresh(s: &mut Swarm, out: &mut Vec<Output>) -> String {
     // Saturating: an adapter bounds pushed generations, the core never panics.
     s.st.generation = s.st.generation.saturating_add(1);
     let revoked = reclaim_not_started_everywhere(s, ReclaimReason::Fresh, out);
-    let before = s.st.packages.len();
-    let old = std::mem::take(&mut s.st.packages);
-    let mut remap = vec![None; old.len()];
-    for (i, p) in old.into_iter().enumerate() {
-        if matches!(p.state, PackageState::Assigned { .. }) {
-            remap[i] = Some(PkgId(s.st.packages.len() as u32));
-            s.st.packages.push(p);
-        }
-    }
-    for lease in s.st.leases.values_mut() {
-        if let Some(new) = remap[lease.pkg.index()] {
-            lease.pkg = new;
-        }
-    }
-    let kept: std::collections::BTreeSet<_> =
-        s.st.packages.iter().map(|p| p.atom.clone()).collect();
-    s.st.brake.held.retain(|a| kept.contains(a));
+    let (dropped, kept) = drop_packages(s, |_| true);
     // A brake engaged for a failure cause judged the old queue; the new
     // generation starts without it (and without the failures that tripped it).
     if s.st.brake.cause.is_some() {
         s.st.brake.failures.clear();
         s.release_brake(true, out);
     }
+    format!(
+        "generation {}: revoked {revoked} not-started leases, dropped {dropped} packages, kept {kept} building",
+        s.st.generation,
+    )
+}
+
+/// Takes out of the queue every package `which` picks that is not being built, keeping lease
+/// ids pointing at the packages they hold, and replans. (dropped, kept building of those picked).
+fn drop_packages(s: &mut Swarm, which: impl Fn(&crate::state::Package) -> bool) -> (usize, usize) {
+    let old = std::mem::take(&mut s.st.packages);
+    let mut remap = vec![None; old.len()];
+    let (mut dropped, mut kept) = (0, 0);
+    for (i, p) in old.into_iter().enumerate() {
+        let picked = which(&p);
+        if picked && !matches!(p.state, PackageState::Assigned { .. }) {
+            dropped += 1;
+            continue;
+        }
+        kept += usize::from(picked);
+        remap[i] = Some(PkgId(s.st.packages.len() as u32));
+        s.st.packages.push(p);
+    }
+    for lease in s.st.leases.values_mut() {
+        if let Some(new) = remap[lease.pkg.index()] {
+            lease.pkg = new;
+        }
+    }
+    let atoms: std::collections::BTreeSet<_> =
+        s.st.packages.iter().map(|p| p.atom.clone()).collect();
+    s.st.brake.held.retain(|a| atoms.contains(a));
     crate::policy::plan::replan(&mut s.st);
     s.rebuild_index();
-    format!(
-        "generation {}: revoked {revoked} not-started leases, dropped {} packages, kept {} building",
-        s.st.generation,
-        before - s.st.packages.len(),
-        s.st.packages.len()
-    )
+    (dropped, kept)
 }

@@ -426,11 +426,22 @@ pub enum Control {
         /// Take it from this drone's report.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         from: Option<DroneName>,
+        /// The profile's world set (atoms and `@sets`, what `swarm fresh --profile` queues);
+        /// `None` keeps the one it has.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        world: Option<Vec<String>>,
     },
     /// Removes a named profile; refused while packages of it are in the queue.
     RemoveProfile {
         /// The profile.
         name: String,
+    },
+    /// A new list for one named profile: its packages that are not being built leave the
+    /// queue and their not-started leases are revoked; other profiles' packages and the queue
+    /// generation stay as they are.
+    FreshProfile {
+        /// The profile.
+        profile: String,
     },
 }
 
@@ -460,6 +471,7 @@ impl Control {
             Control::ExpectEnv { .. } => "expect_env",
             Control::SetProfile { .. } => "set_profile",
             Control::RemoveProfile { .. } => "remove_profile",
+            Control::FreshProfile { .. } => "fresh_profile",
         }
     }
 }

@@ -204,6 +204,16 @@ pub enum RejectReason {
         /// The profile named.
         profile: String,
     },
+    /// An enqueue naming a package the queue holds for another profile; refused whole. The
+    /// queue holds one package per atom: build it for one profile at a time.
+    ProfileConflict {
+        /// The package.
+        package: Atom,
+        /// The profile the queue holds it for (`default` for none).
+        queued_for: String,
+        /// The profile the push asked for.
+        asked_for: String,
+    },
     /// A control action that does not apply now.
     IllegalControl {
         /// What was wrong.

@@ -56,6 +56,57 @@ impl std::hash::Hash for Profiles {
     }
 }
 
+/// Targets in one profile's world set at most.
+pub const MAX_WORLD_TARGETS: usize = 10_000;
+
+/// Why a world set is refused, or `None` for a good one: at most [`MAX_WORLD_TARGETS`]
+/// entries, each an atom or a `@set` name, as a Portage world file holds them.
+#[must_use]
+pub fn world_problem(world: &[String]) -> Option<String> {
+    if world.len() > MAX_WORLD_TARGETS {
+        return Some(format!(
+            "a world set of {} targets is over the limit of {MAX_WORLD_TARGETS}",
+            world.len()
+        ));
+    }
+    for t in world {
+        let bad = match t.strip_prefix('@') {
+            Some(set) => {
+                set.is_empty()
+                    || set.len() > 128
+                    || !set
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-_+.".contains(&b))
+            }
+            None => crate::atom::Atom::parse(t).is_err(),
+        };
+        if bad {
+            return Some(format!("world target {t:?} is neither an atom nor a @set"));
+        }
+    }
+    None
+}
+
+/// The named profiles' world sets: name → targets. Empty, it hashes to nothing and is not
+/// serialised, so states from before world sets existed keep their digest and format.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub(crate) struct Worlds(pub(crate) BTreeMap<String, Vec<String>>);
+
+impl Worlds {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::hash::Hash for Worlds {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        if !self.0.is_empty() {
+            self.0.hash(h);
+        }
+    }
+}
+
 /// A package's profile; `None` is the default profile. `None` hashes to nothing, so packages
 /// from before profiles existed keep the state's digest.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -107,5 +158,19 @@ mod tests {
         for bad in ["", "default", "Desktop", "-x", "a/b", "..", &"x".repeat(65)] {
             assert!(name_problem(bad).is_some(), "{bad:?} accepted");
         }
+    }
+
+    #[test]
+    fn a_world_set_holds_atoms_and_sets_only() {
+        let w = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        assert_eq!(
+            world_problem(&w(&["app-misc/hello", "@system", ">=dev-libs/a-1"])),
+            None
+        );
+        for bad in ["@", "@a b", "app-misc/hello extra", "!!app-misc/x"] {
+            let p = world_problem(&w(&[bad])).expect("refused");
+            assert!(p.contains(bad), "{p}");
+        }
+        assert!(world_problem(&vec!["@x".to_owned(); MAX_WORLD_TARGETS + 1]).is_some());
     }
 }

@@ -447,6 +447,29 @@ impl Swarm {
             let profile = profile.clone();
             return reject(out, RejectReason::UnknownProfile { profile });
         }
+        // The queue holds one package per atom: asking for it under another profile is
+        // refused whole rather than counted as already queued (it would not be built for it).
+        let mut in_push: std::collections::HashMap<&Atom, &Option<String>> =
+            std::collections::HashMap::new();
+        if let Some((spec, held)) = enqueue.packages.iter().find_map(|spec| {
+            let held = match self.pkg_id(&spec.atom) {
+                Some(id) => &self.st.pkg(id).profile.0,
+                None => *in_push.entry(&spec.atom).or_insert(&spec.profile),
+            };
+            (*held != spec.profile).then_some((spec, held))
+        }) {
+            let reason = RejectReason::ProfileConflict {
+                package: spec.atom.clone(),
+                queued_for: held
+                    .clone()
+                    .unwrap_or_else(|| crate::profile::DEFAULT_PROFILE.to_owned()),
+                asked_for: spec
+                    .profile
+                    .clone()
+                    .unwrap_or_else(|| crate::profile::DEFAULT_PROFILE.to_owned()),
+            };
+            return reject(out, reason);
+        }
         if let Some(g) = enqueue.generation {
             if g.0 < self.st.generation {
                 let reason = RejectReason::StaleGeneration {
@@ -828,6 +851,17 @@ impl Swarm {
         reason: ReclaimReason,
         out: &mut Out,
     ) {
+        self.reclaim_not_started_where(name, reason, |_| true, out);
+    }
+
+    /// [`Swarm::reclaim_not_started`] of the leases whose package `which` picks.
+    pub(crate) fn reclaim_not_started_where(
+        &mut self,
+        name: &DroneName,
+        reason: ReclaimReason,
+        which: impl Fn(&Package) -> bool,
+        out: &mut Out,
+    ) {
         let lids: Vec<LeaseId> = self
             .st
             .drones
@@ -835,7 +869,14 @@ impl Swarm {
             .map(|d| {
                 d.leases
                     .iter()
-                    .filter(|l| self.st.is_not_started(**l))
+                    .filter(|l| {
+                        self.st.is_not_started(**l)
+                            && self
+                                .st
+                                .leases
+                                .get(l)
+                                .is_some_and(|x| which(self.st.pkg(x.pkg)))
+                    })
                     .copied()
                     .collect()
             })

@@ -156,6 +156,13 @@ pub struct ProfileView {
     pub matching: Vec<DroneName>,
     /// Its packages in the queue not built yet.
     pub unbuilt: u32,
+    /// Its packages in the queue, built or not.
+    pub packages: u32,
+    /// The drones it does not admit and what differs ("environment differs in CFLAGS (-O3 vs
+    /// -O2)"), by drone.
+    pub differing: BTreeMap<DroneName, String>,
+    /// Its world set (named profiles; empty: none written down).
+    pub world: Vec<String>,
 }
 
 /// One lease.
@@ -226,6 +233,9 @@ pub struct PackageView {
     pub waiting_for: u32,
     /// Last failure detail.
     pub last_error: Option<String>,
+    /// Its profile; `None` is the default profile.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
 }
 
 /// The disruption brake's state.
@@ -293,8 +303,37 @@ impl<'a> View<'a> {
                     .iter()
                     .filter(|p| p.profile.0.as_deref() == tag && !p.is_built())
                     .count() as u32,
+                packages: st
+                    .packages
+                    .iter()
+                    .filter(|p| p.profile.0.as_deref() == tag)
+                    .count() as u32,
+                differing: st
+                    .drones
+                    .values()
+                    .filter(|d| !env.admits(&d.spec.env))
+                    .map(|d| {
+                        let words = if d.spec.env.is_empty() {
+                            "reports no build environment".to_owned()
+                        } else {
+                            crate::buildenv::describe_differences(&env.differences(&d.spec.env))
+                        };
+                        (d.spec.name.clone(), words)
+                    })
+                    .collect(),
+                world: tag
+                    .and_then(|t| st.profile_worlds.0.get(t))
+                    .cloned()
+                    .unwrap_or_default(),
             })
             .collect()
+    }
+
+    /// The profile the queue holds `atom` for (`Some(None)`: the default profile), or `None`
+    /// when it is not queued.
+    pub fn queued_profile(&self, atom: &Atom) -> Option<Option<&'a str>> {
+        let s: &'a Swarm = self.s;
+        s.pkg_id(atom).map(|id| s.st.pkg(id).profile.0.as_deref())
     }
 
     /// The Portage snapshot drones must be on to get work, if one is set.
@@ -658,5 +697,6 @@ fn package_view(s: &Swarm, p: &Package) -> PackageView {
         generation: p.generation,
         waiting_for: p.unbuilt,
         last_error: p.last_error.clone(),
+        profile: p.profile.0.clone(),
     }
 }

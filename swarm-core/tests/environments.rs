@@ -186,6 +186,7 @@ proptest! {
             name: name.into(),
             env: Some(env(f)),
             from: None,
+            world: None,
         };
         h.control(now, set("p", first));
         let mut profile_env = env(first);
@@ -306,6 +307,7 @@ fn explain_names_the_profile_no_drone_matches_and_how_the_drone_differs() {
             name: "desktop-amd64".into(),
             env: Some(env(Some("-O2 -pipe"))),
             from: None,
+            world: None,
         },
     );
     let out = h.enqueue(
@@ -339,6 +341,7 @@ fn explain_names_the_profile_no_drone_matches_and_how_the_drone_differs() {
             name: "desktop-amd64".into(),
             env: None,
             from: Some(drone("tarn")),
+            world: None,
         },
     );
     assert_eq!(assigns(&h.request(t + 3_000, &drone("tarn"), 2)).len(), 1);
@@ -418,4 +421,186 @@ fn a_drone_that_drifts_returns_its_not_started_work_keeps_its_started_build_and_
         tarn.no_work.as_deref(),
         Some("environment differs in CFLAGS (-O3 -pipe vs -O2 -pipe)")
     );
+}
+
+fn for_profile(profile: &str, a: &str) -> PackageSpec {
+    PackageSpec {
+        profile: Some(profile.into()),
+        ..package(a)
+    }
+}
+
+fn set_profile(name: &str, cflags: &str, world: Option<Vec<String>>) -> Control {
+    Control::SetProfile {
+        name: name.into(),
+        env: Some(env(Some(cflags))),
+        from: None,
+        world,
+    }
+}
+
+#[test]
+fn fresh_for_one_profile_drops_only_its_packages_and_keeps_its_started_build() {
+    let mut h = Harness::new();
+    let t = T0;
+    let d = drone("tarn");
+    h.register(
+        t,
+        DroneSpec {
+            env: env(Some("-O2")),
+            ..spec("tarn", 8, 16)
+        },
+    );
+    h.control(t, set_profile("desk", "-O2", None));
+    h.enqueue(
+        t,
+        vec![
+            for_profile("desk", "=dev-libs/a-1.0"),
+            for_profile("desk", "=dev-libs/b-1.0"),
+        ],
+    );
+    let got = assigns(&h.request(t + 1_000, &d, 2));
+    assert_eq!(got.len(), 2, "{got:?}");
+    h.enqueue(t + 1_500, vec![package("=dev-libs/base-1.0")]);
+    let (_, started, lease) = got
+        .iter()
+        .find(|(_, a, _)| a.as_str() == "=dev-libs/a-1.0")
+        .cloned()
+        .expect("a assigned");
+    h.started(t + 2_000, &d, &started, lease);
+    let generation = h.view().generation();
+    let out = h.control(
+        t + 3_000,
+        Control::FreshProfile {
+            profile: "desk".into(),
+        },
+    );
+    let summary = events(&out)
+        .find_map(|e| match e {
+            Event::ControlApplied { summary, .. } => Some(summary.clone()),
+            _ => None,
+        })
+        .expect("applied");
+    assert_eq!(
+        summary,
+        "profile desk: revoked 1 not-started leases, dropped 1 packages, kept 1 building"
+    );
+    let left: Vec<String> = h
+        .view()
+        .queue()
+        .map(|p| p.atom.as_str().to_owned())
+        .collect();
+    assert_eq!(
+        left,
+        ["=dev-libs/a-1.0", "=dev-libs/base-1.0"],
+        "the default profile's package stays, b goes, a is being built"
+    );
+    assert_eq!(h.view().generation(), generation, "no new generation");
+    let out = h.control(
+        t + 4_000,
+        Control::FreshProfile {
+            profile: "nope".into(),
+        },
+    );
+    assert!(events(&out).any(|e| matches!(e, Event::InputRejected { .. })));
+}
+
+#[test]
+fn an_atom_queued_for_one_profile_is_refused_for_another_and_the_push_is_refused_whole() {
+    let mut h = Harness::new();
+    let t = T0;
+    h.control(t, set_profile("desk", "-O2", None));
+    h.control(t, set_profile("srv", "-O3", None));
+    h.enqueue(t, vec![for_profile("desk", "=dev-libs/a-1.0")]);
+    let out = h.enqueue(
+        t,
+        vec![
+            for_profile("srv", "=dev-libs/new-1.0"),
+            for_profile("srv", "=dev-libs/a-1.0"),
+        ],
+    );
+    let refused = events(&out)
+        .find_map(|e| match e {
+            Event::InputRejected {
+                reason:
+                    RejectReason::ProfileConflict {
+                        package,
+                        queued_for,
+                        asked_for,
+                    },
+            } => Some((
+                package.as_str().to_owned(),
+                queued_for.clone(),
+                asked_for.clone(),
+            )),
+            _ => None,
+        })
+        .expect("refused");
+    assert_eq!(
+        refused,
+        ("=dev-libs/a-1.0".into(), "desk".into(), "srv".into())
+    );
+    assert_eq!(
+        h.view().queue().count(),
+        1,
+        "nothing of the push was queued"
+    );
+    // Within one push too, and against the default profile.
+    let out = h.enqueue(
+        t,
+        vec![
+            package("=dev-libs/c-1.0"),
+            for_profile("srv", "=dev-libs/c-1.0"),
+        ],
+    );
+    assert!(events(&out).any(|e| matches!(e, Event::InputRejected { reason: RejectReason::ProfileConflict { queued_for, .. } } if queued_for == "default")));
+    // The same profile again is "already queued", as before profiles.
+    let out = h.enqueue(t, vec![for_profile("desk", "=dev-libs/a-1.0")]);
+    assert!(events(&out).any(|e| matches!(
+        e,
+        Event::Queued {
+            added: 0,
+            already: 1
+        }
+    )));
+    // Once its profile's list is fresh, the atom can move to the other profile.
+    h.control(
+        t + 1,
+        Control::FreshProfile {
+            profile: "desk".into(),
+        },
+    );
+    let out = h.enqueue(t + 2, vec![for_profile("srv", "=dev-libs/a-1.0")]);
+    assert!(events(&out).any(|e| matches!(
+        e,
+        Event::Queued {
+            added: 1,
+            already: 0
+        }
+    )));
+}
+
+#[test]
+fn a_profile_keeps_its_world_set_until_changed_and_refuses_a_bad_one() {
+    let mut h = Harness::new();
+    let t = T0;
+    let world = vec!["app-misc/hello".to_owned(), "@desktop".to_owned()];
+    h.control(t, set_profile("desk", "-O2", Some(world.clone())));
+    h.control(t, set_profile("desk", "-O3", None));
+    let desk = |h: &Harness| {
+        h.view()
+            .profiles()
+            .into_iter()
+            .find(|p| p.name == "desk")
+            .expect("desk")
+    };
+    assert_eq!(desk(&h).world, world, "None keeps the world set");
+    let out = h.control(
+        t,
+        set_profile("desk", "-O3", Some(vec!["not an atom".into()])),
+    );
+    assert!(events(&out).any(|e| matches!(e, Event::InputRejected { .. })));
+    assert_eq!(desk(&h).world, world, "a refused change changes nothing");
+    h.control(t, set_profile("desk", "-O3", Some(vec![])));
+    assert!(desk(&h).world.is_empty(), "an empty list clears it");
 }

@@ -299,13 +299,22 @@ mod control {
             name: "desktop-amd64".into(),
             env: Some(build_env()),
             from: None,
+            world: None,
         }),
         set_profile_from => control_with(Control::SetProfile {
             name: "desktop-amd64".into(),
             env: None,
             from: Some(alpha()),
+            world: None,
+        }),
+        set_profile_world => control_with(Control::SetProfile {
+            name: "desktop-amd64".into(),
+            env: None,
+            from: Some(alpha()),
+            world: Some(vec!["app-misc/hello".into(), "@desktop".into()]),
         }),
         remove_profile => control_with(Control::RemoveProfile { name: "desktop-amd64".into() }),
+        fresh_profile => control_with(Control::FreshProfile { profile: "desktop-amd64".into() }),
     });
 }
 
@@ -506,6 +515,11 @@ mod reject_reason {
         }),
         no_environment => rejected_with(RejectReason::NoEnvironment { drone: alpha() }),
         unknown_profile => rejected_with(RejectReason::UnknownProfile { profile: "desktop-amd64".into() }),
+        profile_conflict => rejected_with(RejectReason::ProfileConflict {
+            package: icu(),
+            queued_for: "default".into(),
+            asked_for: "desktop-amd64".into(),
+        }),
         illegal_control => rejected_with(RejectReason::IllegalControl {
             detail: "the brake is not engaged".into(),
         }),
@@ -603,6 +617,7 @@ impl Seen {
             Control::ExpectEnv { .. } => "control expect_env",
             Control::SetProfile { .. } => "control set_profile",
             Control::RemoveProfile { .. } => "control remove_profile",
+            Control::FreshProfile { .. } => "control fresh_profile",
         });
     }
 
@@ -736,6 +751,7 @@ impl Seen {
                     RejectReason::IllegalControl { .. } => "reject illegal_control",
                     RejectReason::NoEnvironment { .. } => "reject no_environment",
                     RejectReason::UnknownProfile { .. } => "reject unknown_profile",
+                    RejectReason::ProfileConflict { .. } => "reject profile_conflict",
                 });
                 "event input_rejected"
             }
@@ -807,7 +823,7 @@ fn every_input_kind_control_action_outcome_and_probe_status_is_frozen() {
         names(
             "pause resume pause_drone resume_drone drain undrain unblock block unground reset \
              rebalance clear_failures retry_failures fresh reset_escalation release_brake reclaim \
-             clear_history remove_drone expect_env set_profile remove_profile"
+             clear_history remove_drone expect_env set_profile remove_profile fresh_profile"
         )
     );
     assert_eq!(
@@ -858,7 +874,7 @@ fn every_command_event_and_reason_is_frozen() {
         seen.with_prefix("reject "),
         names(
             "unknown_drone stale_report unknown_package stale_generation bad_snapshot \
-             illegal_control no_environment unknown_profile"
+             illegal_control no_environment unknown_profile profile_conflict"
         )
     );
     assert_eq!(

@@ -31,6 +31,7 @@ const PORTAGEQ_TIMEOUT: Duration = Duration::from_secs(60);
   swarm fresh                                   # emerge -p --emptytree --tree @world, asks first
   swarm fresh --yes @world -- --with-bdeps=y    # extra emerge arguments after --
   swarm fresh --world /var/lib/portage/world --json --yes
+  swarm fresh --profile desktop --yes           # the profile's world set; other profiles' lists stay
   emerge -p --emptytree --tree @world | swarm fresh --input - --portage-timestamp \"$(cat /var/db/repos/gentoo/metadata/timestamp.chk)\" --yes")]
 pub(crate) struct FreshArgs {
     #[command(flatten)]
@@ -74,6 +75,12 @@ pub(crate) struct FreshArgs {
     /// Start the new generation without asking (needed when there is no terminal).
     #[arg(long, short = 'y')]
     yes: bool,
+    /// Replace only this profile's list (its world set when no TARGET, --world or --input is
+    /// given): its packages that are not being built leave the queue, the new list is queued
+    /// for it, other profiles' packages and the generation stay. Run it where Portage is
+    /// configured like the profile (or pass --emerge), since emerge computes the list.
+    #[arg(long, value_name = "PROFILE")]
+    profile: Option<String>,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
@@ -89,16 +96,64 @@ struct Listing {
     text: String,
 }
 
+/// What `--profile` names: its world set and how many packages it has queued.
+struct ProfileFacts {
+    world: Vec<String>,
+    packages: u64,
+}
+
+fn profile_facts(args: &FreshArgs, name: &str) -> anyhow::Result<ProfileFacts> {
+    anyhow::ensure!(
+        name != swarm_core::profile::DEFAULT_PROFILE,
+        "the default profile's list is the whole generation: run `swarm fresh` without --profile"
+    );
+    let c = args.admin.client()?;
+    let all = c.client.profiles().map_err(super::conn::read_error)?;
+    let list = all.body["profiles"].as_array().cloned().unwrap_or_default();
+    let Some(p) = list.iter().find(|p| p["name"] == name) else {
+        anyhow::bail!(
+            "no profile {name:?}: create it first (`swarm profile create {name} ...`); nothing was changed"
+        );
+    };
+    Ok(ProfileFacts {
+        world: p["world"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|t| t.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        packages: p["packages"].as_u64().unwrap_or_default(),
+    })
+}
+
 pub(crate) fn run(args: FreshArgs) -> anyhow::Result<()> {
     let timeout = Duration::from_secs(args.emerge_timeout_s.max(1));
+    let profile = match &args.profile {
+        Some(name) => Some((name.clone(), profile_facts(&args, name)?)),
+        None => None,
+    };
+    let targets = match &profile {
+        Some((name, facts))
+            if args.targets.is_empty() && args.world.is_none() && args.input.is_none() =>
+        {
+            anyhow::ensure!(
+                !facts.world.is_empty(),
+                "profile {name} has no world set: name the targets, or write one down with                  `swarm profile edit {name} --world-file FILE`; nothing was changed"
+            );
+            facts.world.clone()
+        }
+        _ => args.targets.clone(),
+    };
     let listing = match &args.input {
         Some(file) => Listing {
             source: file.display().to_string(),
             text: read_bounded(file)?,
         },
-        None => run_emerge(&args, timeout)?,
+        None => run_emerge(&args, &targets, timeout)?,
     };
-    let packages =
+    let mut packages =
         import::parse(&listing.text, Format::Emerge, &listing.source).with_context(|| {
             format!(
                 "reading the output of {} (nothing was changed)",
@@ -112,12 +167,19 @@ pub(crate) fn run(args: FreshArgs) -> anyhow::Result<()> {
     );
     let (snapshot, snapshot_from) = snapshot(&args, timeout)?;
     let edges: usize = packages.iter().map(|p| p.deps.len()).sum();
+    if let Some((name, _)) = &profile {
+        for p in &mut packages {
+            p.profile = Some(name.clone());
+        }
+    }
     let request = EnqueueRequest {
         packages,
         portage_timestamp: snapshot.as_ref().map(|s| s.as_str().to_owned()),
         fresh: true,
+        profile: profile.as_ref().map(|(n, _)| n.clone()),
     };
     let summary = json!({
+        "profile": request.profile,
         "source": listing.source,
         "packages": request.packages.len(),
         "edges": edges,
@@ -141,21 +203,29 @@ pub(crate) fn run(args: FreshArgs) -> anyhow::Result<()> {
         );
     }
     let c = args.admin.client()?;
-    let dropped = super::control::fresh_drops(&c);
-    confirm(
-        &format!(
-            "`fresh` starts a new queue generation: it drops {dropped}, revokes not-started work, \
-             and queues {} from {}{}.",
+    let synced = request
+        .portage_timestamp
+        .as_ref()
+        .map(|s| format!(" (Portage snapshot {s}: drones on another one sync first)"))
+        .unwrap_or_default();
+    let what = match &profile {
+        Some((name, facts)) => format!(
+            "`fresh --profile {name}` replaces profile {name}'s list: it drops its {} that are \
+             not being built, revokes its not-started work, and queues {} from {} for it{synced}; \
+             other profiles' packages stay.",
+            plural(facts.packages as usize, "queued package", "queued packages"),
             plural(request.packages.len(), "package", "packages"),
             listing.source,
-            request
-                .portage_timestamp
-                .as_ref()
-                .map(|s| format!(" (Portage snapshot {s}: drones on another one sync first)"))
-                .unwrap_or_default()
         ),
-        args.yes,
-    )?;
+        None => format!(
+            "`fresh` starts a new queue generation: it drops {}, revokes not-started work, \
+             and queues {} from {}{synced}.",
+            super::control::fresh_drops(&c),
+            plural(request.packages.len(), "package", "packages"),
+            listing.source,
+        ),
+    };
+    confirm(&what, args.yes)?;
     let answer = c
         .client
         .enqueue(&request)
@@ -166,9 +236,12 @@ pub(crate) fn run(args: FreshArgs) -> anyhow::Result<()> {
         v["server"] = answer.raw.clone();
         return emit_json(&v);
     }
+    let head = match &profile {
+        Some((name, _)) => format!("profile {name}"),
+        None => format!("generation {}", reply.generation.unwrap_or_default()),
+    };
     let mut text = format!(
-        "generation {}: queued {} of {} ({} from the tree)\n",
-        reply.generation.unwrap_or_default(),
+        "{head}: queued {} of {} ({} from the tree)\n",
         plural(reply.queued as usize, "package", "packages"),
         request.packages.len(),
         plural(edges, "dependency edge", "dependency edges"),
@@ -209,7 +282,7 @@ fn describe(
     s
 }
 
-fn read_bounded(file: &Path) -> anyhow::Result<String> {
+pub(crate) fn read_bounded(file: &Path) -> anyhow::Result<String> {
     let name = file.display().to_string();
     let mut text = String::new();
     let read = if name == "-" {
@@ -279,10 +352,10 @@ pub(crate) fn emerge_argv(emerge: &str, targets: &[String], extra: &[String]) ->
     argv
 }
 
-fn run_emerge(args: &FreshArgs, timeout: Duration) -> anyhow::Result<Listing> {
+fn run_emerge(args: &FreshArgs, targets: &[String], timeout: Duration) -> anyhow::Result<Listing> {
     let targets = match &args.world {
         Some(file) => world_targets(&read_bounded(file)?, &file.display().to_string())?,
-        None => args.targets.clone(),
+        None => targets.to_vec(),
     };
     let argv = emerge_argv(&args.emerge, &targets, &args.emerge_args);
     let shown = shell_words::join(&argv);

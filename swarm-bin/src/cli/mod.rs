@@ -25,6 +25,7 @@ mod metrics;
 mod monitor;
 mod node;
 mod node_remove;
+mod profile;
 mod queue;
 mod release;
 mod status;
@@ -64,6 +65,9 @@ pub(crate) enum OpsCmd {
     /// Binhost releases: create, list, show, diff, publish (behind the safety
     /// gate), rollback, keep, tag, purge. Clients install from /binhost/.
     Release(release::ReleaseArgs),
+    /// Profiles: the targets one fleet builds for (environment, world set, binhost path):
+    /// create, list, show, edit, remove.
+    Profile(profile::ProfileArgs),
     /// Show a build's log as the drone uploaded it (newest build with a log, or --build N).
     Logs(logs::LogsArgs),
 }
@@ -84,5 +88,6 @@ pub(crate) fn run(cmd: OpsCmd) -> anyhow::Result<()> {
         OpsCmd::Metrics(a) => metrics::run(a),
         OpsCmd::Release(a) => release::run(a),
         OpsCmd::Logs(a) => logs::run(a),
+        OpsCmd::Profile(a) => profile::run(a),
     }
 }

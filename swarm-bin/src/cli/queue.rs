@@ -196,6 +196,7 @@ fn add(args: AddArgs) -> anyhow::Result<()> {
             packages,
             portage_timestamp: snapshot_arg(args.portage_timestamp)?,
             fresh: false,
+            profile: None,
         },
         args.json,
     )
@@ -222,6 +223,7 @@ fn import_file(args: ImportArgs) -> anyhow::Result<()> {
         packages,
         portage_timestamp: snapshot_arg(args.portage_timestamp)?,
         fresh: false,
+        profile: None,
     };
     if args.dry_run {
         return super::fmt::emit_raw(&(serde_json::to_string_pretty(&request)? + "\n"));

@@ -43,6 +43,9 @@ pub struct SwarmState {
     /// Named profiles and their expected environments (the default profile is `expected_env`).
     #[serde(default, skip_serializing_if = "crate::profile::Profiles::is_empty")]
     pub(crate) profiles: crate::profile::Profiles,
+    /// Named profiles' world sets (what `swarm fresh --profile` queues).
+    #[serde(default, skip_serializing_if = "crate::profile::Worlds::is_empty")]
+    pub(crate) profile_worlds: crate::profile::Worlds,
     /// Set by `Recovered`: nobody is judged offline before this.
     pub(crate) grace_until: Option<Timestamp>,
     pub(crate) packages: Vec<Package>,
@@ -95,6 +98,7 @@ impl SwarmState {
             expected_portage: None,
             expected_env: crate::buildenv::BuildEnv::default(),
             profiles: crate::profile::Profiles::default(),
+            profile_worlds: crate::profile::Worlds::default(),
             grace_until: None,
             packages: Vec::new(),
             drones: BTreeMap::new(),

@@ -364,6 +364,10 @@ pub struct EnqueueRequest {
     /// Start a new queue generation with this list (`swarm fresh`).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub fresh: bool,
+    /// The profile of every package that names none; with `fresh`, only this profile's list
+    /// is replaced (`swarm fresh --profile P`) and the generation stays.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
 }
 
 /// Reply to `POST /api/v1/queue`.
@@ -564,6 +568,18 @@ impl Client {
     /// `POST /api/v1/control` (admin).
     pub fn control(&self, request: &ControlRequest) -> Result<Answer<ControlReply>, ClientError> {
         self.write("/api/v1/control", request)
+    }
+
+    /// `POST /api/v1/control` (admin) with a body of fields `ControlRequest` does not name
+    /// (a profile's `env`, `world`, `force`, `reason`).
+    pub fn control_json(&self, body: &Value) -> Result<Answer<ControlReply>, ClientError> {
+        self.write("/api/v1/control", body)
+    }
+
+    /// `GET /api/v1/profiles`: every profile, its environment, world set and drones, as the
+    /// server shapes it.
+    pub fn profiles(&self) -> Result<Answer<Value>, ClientError> {
+        self.read("/api/v1/profiles", Auth::None)
     }
 
     /// `POST /api/v1/nodes/<name>/<action>` (admin).

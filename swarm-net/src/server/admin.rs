@@ -68,6 +68,13 @@ pub(crate) fn queue(sh: &Shared, req: &mut Request) -> Result<Reply, ApiError> {
                 .to_owned(),
         ),
     };
+    let fresh_profile = match (&r.profile, r.fresh) {
+        (Some(name), true) => Some(fresh_profile_check(sh, name, &packages)?),
+        _ => None,
+    };
+    if !r.fresh {
+        conflicts(sh, &packages)?;
+    }
     if r.fresh && r.generation.is_some() {
         return Err(ApiError::field(
             400,
@@ -87,7 +94,10 @@ pub(crate) fn queue(sh: &Shared, req: &mut Request) -> Result<Reply, ApiError> {
     // so drone inputs are committed between them (`lanes`).
     let plan = if r.fresh {
         Plan::Inputs(vec![
-            Input::Control(Control::Fresh),
+            Input::Control(match fresh_profile {
+                Some(profile) => Control::FreshProfile { profile },
+                None => Control::Fresh,
+            }),
             Input::Enqueue(enqueue),
         ])
     } else {
@@ -130,6 +140,92 @@ pub(crate) fn queue(sh: &Shared, req: &mut Request) -> Result<Reply, ApiError> {
     Reply::ok(&reply)
 }
 
+/// A fresh list for one profile: the profile exists, and every package is its own (a fresh list
+/// replaces that profile's packages only; another profile's atom would be refused after the old
+/// list was already dropped, so it is refused here first, naming it).
+fn fresh_profile_check(
+    sh: &Shared,
+    name: &str,
+    packages: &[PackageSpec],
+) -> Result<String, ApiError> {
+    if let Some(problem) = swarm_core::profile::name_problem(name) {
+        return Err(ApiError::field(400, "profile", problem));
+    }
+    let p = sh.fresh();
+    let view = p.swarm.view();
+    if !view.profiles().iter().any(|v| v.name == name) {
+        return Err(ApiError::field(
+            400,
+            "profile",
+            format!("no profile {name:?}: create it first (`swarm profile create`)"),
+        ));
+    }
+    if let Some((i, spec)) = packages
+        .iter()
+        .enumerate()
+        .find(|(_, s)| s.profile.as_deref() != Some(name))
+    {
+        return Err(ApiError::field(
+            400,
+            &format!("packages[{i}].profile"),
+            format!(
+                "a fresh list for profile {name} holds {} for profile {}; push it separately",
+                spec.atom,
+                spec.profile
+                    .as_deref()
+                    .unwrap_or(swarm_core::profile::DEFAULT_PROFILE)
+            ),
+        ));
+    }
+    conflict_reply(
+        packages
+            .iter()
+            .find_map(|s| match view.queued_profile(&s.atom) {
+                Some(held) if held != Some(name) => Some((s, held.map(str::to_owned))),
+                _ => None,
+            }),
+    )?;
+    Ok(name.to_owned())
+}
+
+/// Refuses a push naming an atom the queue holds for another profile, before anything is
+/// committed (the core refuses it too: this reads the last published view, which may be a
+/// moment old, so the answer is the same either way).
+fn conflicts(sh: &Shared, packages: &[PackageSpec]) -> Result<(), ApiError> {
+    let p = sh.published();
+    let view = p.swarm.view();
+    conflict_reply(
+        packages
+            .iter()
+            .find_map(|s| match view.queued_profile(&s.atom) {
+                Some(held) if held != s.profile.as_deref() => Some((s, held.map(str::to_owned))),
+                _ => None,
+            }),
+    )
+}
+
+fn conflict_reply(found: Option<(&PackageSpec, Option<String>)>) -> Result<(), ApiError> {
+    let Some((spec, held)) = found else {
+        return Ok(());
+    };
+    let d = swarm_core::profile::DEFAULT_PROFILE;
+    Err(ApiError::field(
+        409,
+        "profile",
+        conflict_words(
+            spec.atom.as_str(),
+            held.as_deref().unwrap_or(d),
+            spec.profile.as_deref().unwrap_or(d),
+        ),
+    ))
+}
+
+fn conflict_words(atom: &str, held: &str, asked: &str) -> String {
+    format!(
+        "{atom} is queued for profile {held}, not {asked}: the queue holds one package per atom;          nothing was queued. Build it for {asked} after {held}'s list no longer holds it          (`swarm fresh --profile {held}` or a new generation)"
+    )
+}
+
 fn rejected(outputs: &[Output]) -> Result<(), ApiError> {
     for o in outputs {
         if let Output::Event(Event::InputRejected { reason }) = o {
@@ -149,6 +245,17 @@ fn rejected(outputs: &[Output]) -> Result<(), ApiError> {
                 ),
                 RejectReason::BadSnapshot { detail, .. } => {
                     return Err(ApiError::field(400, "portage_timestamp", detail.clone()))
+                }
+                RejectReason::ProfileConflict {
+                    package,
+                    queued_for,
+                    asked_for,
+                } => {
+                    return Err(ApiError::field(
+                        409,
+                        "profile",
+                        conflict_words(package.as_str(), queued_for, asked_for),
+                    ))
                 }
                 RejectReason::UnknownProfile { profile } => {
                     return Err(ApiError::field(
@@ -178,9 +285,18 @@ struct ControlRequest {
     /// `expect_env`, `set_profile`: the environment written down (variable → value).
     #[serde(default)]
     env: Option<std::collections::BTreeMap<String, String>>,
-    /// `set_profile`, `remove_profile`: the profile.
+    /// `set_profile`, `remove_profile`, `fresh_profile`: the profile.
     #[serde(default)]
     profile: Option<String>,
+    /// `set_profile`: the profile's world set (atoms and `@sets`); absent keeps it.
+    #[serde(default)]
+    world: Option<Vec<String>>,
+    /// `remove_profile`: drop its packages that are not being built first.
+    #[serde(default)]
+    force: bool,
+    /// Why `force` (required with it; recorded in the log with the action).
+    #[serde(default)]
+    reason: Option<String>,
 }
 
 fn drone_of(sh: &Shared, r: &ControlRequest) -> Result<Option<DroneName>, ApiError> {
@@ -305,6 +421,13 @@ pub(crate) fn control(sh: &Shared, req: &mut Request) -> Result<Reply, ApiError>
             None => Ok(name),
         }
     };
+    if let Some(problem) = r
+        .world
+        .as_deref()
+        .and_then(swarm_core::profile::world_problem)
+    {
+        return Err(ApiError::field(400, "world", problem));
+    }
     let c = if action == "expect_env" {
         Control::ExpectEnv { env, from: drone }
     } else if action == "set_profile" {
@@ -312,9 +435,34 @@ pub(crate) fn control(sh: &Shared, req: &mut Request) -> Result<Reply, ApiError>
             name: profile()?,
             env,
             from: drone,
+            world: r.world.clone(),
         }
+    } else if action == "remove_profile" && r.force {
+        let reason = r.reason.as_deref().map(str::trim).unwrap_or_default();
+        if reason.is_empty() {
+            return Err(ApiError::field(
+                400,
+                "reason",
+                "`force` drops the profile's queued packages: say why (`reason`)",
+            ));
+        }
+        let name = profile()?;
+        tracing::warn!(profile = %name, reason, "removing a profile with its queued packages");
+        return apply_all(
+            sh,
+            vec![
+                Control::FreshProfile {
+                    profile: name.clone(),
+                },
+                Control::RemoveProfile { name },
+            ],
+        );
     } else if action == "remove_profile" {
         Control::RemoveProfile { name: profile()? }
+    } else if action == "fresh_profile" {
+        Control::FreshProfile {
+            profile: profile()?,
+        }
     } else {
         control_of(&r.action, package, drone)?
     };
@@ -322,8 +470,14 @@ pub(crate) fn control(sh: &Shared, req: &mut Request) -> Result<Reply, ApiError>
 }
 
 fn apply(sh: &Shared, c: Control) -> Result<Reply, ApiError> {
-    let name = c.name();
-    let done = sh.submit(Plan::Inputs(vec![Input::Control(c)]), None, true)?;
+    apply_all(sh, vec![c])
+}
+
+/// Applies controls in one commit and answers with what they did (the last one's name).
+fn apply_all(sh: &Shared, cs: Vec<Control>) -> Result<Reply, ApiError> {
+    let name = cs.last().map_or("", Control::name);
+    let inputs = cs.into_iter().map(Input::Control).collect();
+    let done = sh.submit(Plan::Inputs(inputs), None, true)?;
     rejected(&done.outputs)?;
     let events: Vec<_> = done
         .outputs

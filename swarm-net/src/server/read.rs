@@ -84,16 +84,28 @@ pub(crate) fn status(sh: &Shared) -> Result<Reply, ApiError> {
     Reply::ok(&out)
 }
 
+/// `GET /api/v1/profiles`: every profile, its expected environment, world set, the drones it
+/// admits and how the others differ, its packages, and the binhost path its releases are
+/// published at (issue 17).
+pub(crate) fn profiles(sh: &Shared) -> Result<Reply, ApiError> {
+    let p = sh.fresh();
+    let list: Vec<serde_json::Value> = p
+        .swarm
+        .view()
+        .profiles()
+        .into_iter()
+        .map(|v| {
+            let mut j = json!(v);
+            j["binhost"] = json!(super::releases::binhost_path(&v.name));
+            j
+        })
+        .collect();
+    Reply::ok(&json!({ "profiles": list }))
+}
+
 /// `GET /api/v1/nodes[?all=true][&format=legacy]`: v3's flat array of the
 /// online drones (every drone with `all=true`), each with v3's fields next to
 /// swarm's; `format=legacy` wraps it as `{drones, orchestrators}`.
-/// `GET /api/v1/profiles`: every profile, its expected environment, the drones it admits and
-/// its packages not built yet (issue 17).
-pub(crate) fn profiles(sh: &Shared) -> Result<Reply, ApiError> {
-    let p = sh.fresh();
-    Reply::ok(&json!({ "profiles": p.swarm.view().profiles() }))
-}
-
 pub(crate) fn nodes(sh: &Shared, url: &str) -> Result<Reply, ApiError> {
     let q = Query::parse(url);
     let all = match q.get("all") {

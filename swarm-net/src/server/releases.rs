@@ -20,6 +20,16 @@ impl From<ReleaseError> for ApiError {
     }
 }
 
+/// Where a profile's published tree is served: `/binhost/` for the default profile,
+/// `/binhost/<profile>/` for a named one.
+pub(crate) fn binhost_path(profile: &str) -> String {
+    if profile == swarm_core::profile::DEFAULT_PROFILE {
+        "/binhost/".to_owned()
+    } else {
+        format!("/binhost/{profile}/")
+    }
+}
+
 fn releases(sh: &Shared) -> &Releases {
     &sh.releases
 }

@@ -1,0 +1,343 @@
+//! `swarm profile create|list|show|edit|remove` and `swarm fresh --profile` against a real
+//! `swarm serve` on 127.0.0.1 (issue 17): every command is a real `swarm` process finding the
+//! server and its token as an operator on the server's host would; drones are spoken for over
+//! the real HTTP API, and `fresh` runs a stand-in emerge that prints what it was asked for.
+
+mod support;
+
+use serde_json::{json, Value};
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Command, Output, Stdio};
+use support::{swarm_bin, Server};
+
+fn swarm(server: &Server, args: &[&str]) -> Output {
+    Command::new(swarm_bin())
+        .args(args)
+        .env("SWARM_URL", &server.url)
+        .env("SWARM_DATA_DIR", &server.data_dir)
+        .env_remove("SWARM_ADMIN_TOKEN")
+        .env_remove("ADMIN_SECRET")
+        .env("RUST_BACKTRACE", "0")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run swarm")
+}
+
+fn ok(server: &Server, args: &[&str]) -> String {
+    let out = swarm(server, args);
+    assert!(
+        out.status.success(),
+        "swarm {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The command fails; its standard error.
+fn fails(server: &Server, args: &[&str]) -> String {
+    let out = swarm(server, args);
+    assert!(
+        !out.status.success(),
+        "swarm {args:?} succeeded: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn json_of(server: &Server, args: &[&str]) -> Value {
+    let text = ok(server, args);
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("swarm {args:?}: not JSON ({e}): {text}"))
+}
+
+fn register(server: &Server, name: &str, cflags: &str) {
+    let (code, v) = server.post(
+        "/api/v1/register",
+        &json!({"node_name": name, "capabilities": {"cores": 4, "ram_gb": 16,
+                "env": {"CFLAGS": cflags, "CHOST": "x86_64-pc-linux-gnu"}}}),
+    );
+    assert_eq!(code, 200, "{v}");
+}
+
+fn profile<'a>(list: &'a Value, name: &str) -> &'a Value {
+    list["profiles"]
+        .as_array()
+        .and_then(|a| a.iter().find(|p| p["name"] == name))
+        .unwrap_or_else(|| panic!("no profile {name} in {list}"))
+}
+
+/// The queue: atom → profile ("default" for none).
+fn queue(server: &Server) -> Vec<(String, String)> {
+    let (_, v) = server.get("/api/v1/queue?limit=500");
+    let mut out: Vec<(String, String)> = v["items"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no packages in {v}"))
+        .iter()
+        .map(|p| {
+            (
+                p["atom"].as_str().unwrap_or_default().to_owned(),
+                p["profile"].as_str().unwrap_or("default").to_owned(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// `swarm fresh --profile PROFILE` with the stand-in emerge, no snapshot, and `more`.
+fn fresh_args<'a>(profile: &'a str, emerge: &'a str, more: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec![
+        "fresh",
+        "--profile",
+        profile,
+        "--emerge",
+        emerge,
+        "--no-snapshot",
+    ];
+    v.extend_from_slice(more);
+    v
+}
+
+/// A stand-in emerge: prints one `[ebuild N ]` line per atom argument (sets and options are
+/// skipped), and records its arguments.
+fn fake_emerge(dir: &std::path::Path) -> std::path::PathBuf {
+    let path = dir.join("emerge");
+    let script = format!(
+        "#!/bin/sh\necho \"$@\" > {}/emerge-args\nfor a in \"$@\"; do\n  case \"$a\" in\n    -*|@*) ;;\n    *) echo \"[ebuild  N     ] $a-1.0::gentoo  0 KiB\" ;;\n  esac\ndone\n",
+        dir.display()
+    );
+    std::fs::write(&path, script).expect("write emerge");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    path
+}
+
+#[test]
+fn operators_create_show_edit_and_remove_profiles_and_queue_a_profiles_world() {
+    let dir = tempfile::tempdir().expect("dir");
+    let s = Server::start(dir.path(), &[]);
+    register(&s, "drone-o2", "-O2 -pipe");
+    register(&s, "drone-o3", "-O3 -pipe");
+
+    // Create: from a drone, from a file, from --set; each needs the admin token.
+    let env_file = dir.path().join("fast.env");
+    std::fs::write(
+        &env_file,
+        "# as emerge --info prints it\nCFLAGS=\"-O3 -pipe\"\nCHOST=\"x86_64-pc-linux-gnu\"\n",
+    )
+    .expect("write");
+    let world_file = dir.path().join("fast.world");
+    std::fs::write(
+        &world_file,
+        "app-misc/fast-one\n# comment\napp-misc/fast-two\n@fastset\n",
+    )
+    .expect("write");
+    let out = ok(
+        &s,
+        &[
+            "profile",
+            "create",
+            "fast",
+            "--env-file",
+            env_file.to_str().expect("utf8"),
+            "--world-file",
+            world_file.to_str().expect("utf8"),
+        ],
+    );
+    assert!(out.contains("profile fast created"), "{out}");
+    assert!(out.contains("1 of 2 drones match"), "{out}");
+    ok(
+        &s,
+        &["profile", "create", "slow", "--from-drone", "drone-o2"],
+    );
+    let e = fails(&s, &["profile", "create", "fast", "--set", "CFLAGS=-O1"]);
+    assert!(
+        e.contains("exists already") && e.contains("swarm profile edit fast"),
+        "{e}"
+    );
+    let e = fails(
+        &s,
+        &["profile", "create", "Bad/Name", "--set", "CFLAGS=-O1"],
+    );
+    assert!(e.contains("Bad/Name"), "{e}");
+    let e = fails(&s, &["profile", "create", "nothing"]);
+    assert!(e.contains("--from-drone"), "{e}");
+    let e = fails(
+        &s,
+        &[
+            "profile",
+            "create",
+            "x",
+            "--set",
+            "CFLAGS=-O1",
+            "--world",
+            "not an atom",
+        ],
+    );
+    assert!(e.contains("not an atom") || e.contains("--world"), "{e}");
+    let unauth = Command::new(swarm_bin())
+        .args([
+            "profile",
+            "create",
+            "x",
+            "--set",
+            "CFLAGS=-O1",
+            "--token",
+            "wrong",
+        ])
+        .env("SWARM_URL", &s.url)
+        .output()
+        .expect("run");
+    assert!(!unauth.status.success());
+    assert!(String::from_utf8_lossy(&unauth.stderr).contains("token"));
+
+    // List and show.
+    let list = json_of(&s, &["profile", "list", "--json"]);
+    let fast = profile(&list, "fast");
+    assert_eq!(fast["env"]["CFLAGS"], "-O3 -pipe", "{fast}");
+    assert_eq!(fast["matching"], json!(["drone-o3"]), "{fast}");
+    assert_eq!(
+        fast["world"],
+        json!(["app-misc/fast-one", "app-misc/fast-two", "@fastset"])
+    );
+    assert_eq!(fast["binhost"], "/binhost/fast/");
+    assert_eq!(profile(&list, "slow")["matching"], json!(["drone-o2"]));
+    assert_eq!(profile(&list, "default")["binhost"], "/binhost/");
+    let text = ok(&s, &["profile", "list"]);
+    assert!(
+        text.contains("PROFILE") && text.contains("/binhost/fast/"),
+        "{text}"
+    );
+    let show = ok(&s, &["profile", "show", "fast"]);
+    assert!(show.contains("CFLAGS  -O3 -pipe"), "{show}");
+    assert!(show.contains("matching drones: drone-o3"), "{show}");
+    assert!(
+        show.contains("drone-o2  environment differs in CFLAGS (-O2 -pipe vs -O3 -pipe)"),
+        "{show}"
+    );
+    assert!(show.contains("app-misc/fast-two"), "{show}");
+    let e = fails(&s, &["profile", "show", "nope"]);
+    assert!(
+        e.contains("no profile \"nope\"") && e.contains("fast"),
+        "{e}"
+    );
+
+    // fresh --profile queues the profile's world set for it; the default profile's stay.
+    ok(&s, &["queue", "add", "=dev-libs/base-1.0"]);
+    let emerge = fake_emerge(dir.path());
+    let emerge = emerge.to_str().expect("utf8");
+    let out = ok(&s, &fresh_args("fast", emerge, &["--yes"]));
+    assert!(
+        out.contains("profile fast: queued 2 packages of 2"),
+        "{out}"
+    );
+    let args = std::fs::read_to_string(dir.path().join("emerge-args")).expect("emerge ran");
+    assert!(
+        args.contains("app-misc/fast-one app-misc/fast-two @fastset"),
+        "emerge got the world set: {args}"
+    );
+    assert_eq!(
+        queue(&s),
+        [
+            ("=app-misc/fast-one-1.0".into(), "fast".into()),
+            ("=app-misc/fast-two-1.0".into(), "fast".into()),
+            ("=dev-libs/base-1.0".into(), "default".into()),
+        ]
+    );
+    // Again with other targets: only fast's list is replaced.
+    let out = ok(
+        &s,
+        &fresh_args("fast", emerge, &["--yes", "app-misc/fast-three"]),
+    );
+    assert!(out.contains("queued 1 package of 1"), "{out}");
+    assert_eq!(
+        queue(&s),
+        [
+            ("=app-misc/fast-three-1.0".into(), "fast".into()),
+            ("=dev-libs/base-1.0".into(), "default".into()),
+        ]
+    );
+    let e = fails(&s, &fresh_args("slow", emerge, &["--yes"]));
+    assert!(e.contains("profile slow has no world set"), "{e}");
+    let e = fails(&s, &fresh_args("nope", emerge, &["--yes"]));
+    assert!(e.contains("no profile \"nope\""), "{e}");
+    // Without --yes and without a terminal nothing happens.
+    let e = fails(&s, &fresh_args("fast", emerge, &[]));
+    assert!(e.contains("--yes"), "{e}");
+
+    // An atom queued for one profile is refused for another, naming both.
+    let e = fails(&s, &["queue", "add", "=app-misc/fast-three-1.0"]);
+    assert!(
+        e.contains("=app-misc/fast-three-1.0 is queued for profile fast, not default"),
+        "{e}"
+    );
+    let e = fails(&s, &fresh_args("slow", emerge, &["--yes", "dev-libs/base"]));
+    assert!(e.contains("queued for profile default, not slow"), "{e}");
+    assert_eq!(queue(&s).len(), 2, "nothing changed");
+
+    // Edit: a variable, then the world set; the matching drone follows.
+    let out = ok(
+        &s,
+        &["profile", "edit", "fast", "--set", "CFLAGS=-O2 -pipe"],
+    );
+    assert!(out.contains("1 of 2 drones match"), "{out}");
+    let list = json_of(&s, &["profile", "list", "--json"]);
+    assert_eq!(profile(&list, "fast")["matching"], json!(["drone-o2"]));
+    assert_eq!(
+        profile(&list, "fast")["world"].as_array().map(Vec::len),
+        Some(3),
+        "an environment edit keeps the world set"
+    );
+    ok(
+        &s,
+        &[
+            "profile",
+            "edit",
+            "fast",
+            "--unset",
+            "CHOST",
+            "--world",
+            "app-misc/solo",
+        ],
+    );
+    let list = json_of(&s, &["profile", "list", "--json"]);
+    assert_eq!(
+        profile(&list, "fast")["env"],
+        json!({"CFLAGS": "-O2 -pipe"})
+    );
+    assert_eq!(profile(&list, "fast")["world"], json!(["app-misc/solo"]));
+    let e = fails(&s, &["profile", "edit", "fast"]);
+    assert!(e.contains("nothing to change"), "{e}");
+    let e = fails(&s, &["profile", "edit", "nope", "--set", "CFLAGS=-O1"]);
+    assert!(e.contains("no profile \"nope\""), "{e}");
+
+    // Remove: refused while its packages wait, unless forced with a reason; asks first.
+    let e = fails(&s, &["profile", "remove", "fast", "--yes"]);
+    assert!(
+        e.contains("1 package of profile fast is queued and not built"),
+        "{e}"
+    );
+    assert!(e.contains("--force --reason"), "{e}");
+    let e = fails(&s, &["profile", "remove", "fast", "--force", "--yes"]);
+    assert!(e.contains("--reason"), "{e}");
+    let e = fails(
+        &s,
+        &[
+            "profile", "remove", "fast", "--force", "--reason", "retired",
+        ],
+    );
+    assert!(e.contains("--yes"), "no terminal, no --yes: {e}");
+    let out = json_of(
+        &s,
+        &[
+            "profile", "remove", "fast", "--force", "--reason", "retired", "--yes", "--json",
+        ],
+    );
+    assert_eq!(out["status"], "ok", "{out}");
+    assert_eq!(queue(&s), [("=dev-libs/base-1.0".into(), "default".into())]);
+    let out = ok(&s, &["profile", "remove", "slow", "--yes"]);
+    assert!(out.contains("profile slow removed"), "{out}");
+    let list = json_of(&s, &["profile", "list", "--json"]);
+    assert_eq!(list["profiles"].as_array().map(Vec::len), Some(1), "{list}");
+    let e = fails(&s, &["profile", "remove", "default", "--yes"]);
+    assert!(e.contains("default profile cannot be removed"), "{e}");
+}
