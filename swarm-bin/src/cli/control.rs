@@ -62,8 +62,7 @@ pub(crate) enum Action {
     /// Retry now: lift backoff and unblock everything not masked.
     #[value(alias = "retry-failures")]
     RetryFailures,
-    /// Retry failed PACKAGE now: end its backoff (or unblock it) and forget
-    /// its failures, so any drone may build it.
+    /// Retry failed PACKAGE now: end its backoff or unblock it.
     Retry,
     /// Start a new queue generation: drop everything not running.
     Fresh,
