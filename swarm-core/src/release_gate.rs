@@ -154,14 +154,21 @@ impl GateVerdict {
     }
 }
 
-/// Judges a release against the current generation.
+/// Judges a release of the default profile against the current generation.
 pub fn check_publish(view: View<'_>, facts: &GateFacts<'_>) -> GateVerdict {
+    check_publish_for(view, facts, crate::profile::DEFAULT_PROFILE)
+}
+
+/// Judges a release of `profile` against that profile's packages of the current generation
+/// and its expected environment (issue 17): each profile's release is judged by its own world.
+pub fn check_publish_for(view: View<'_>, facts: &GateFacts<'_>, profile: &str) -> GateVerdict {
     let mut v = GateVerdict::default();
     let by_key = index_by_key(facts.release.keys());
     let generation = view.generation();
+    let tag = (profile != crate::profile::DEFAULT_PROFILE).then_some(profile);
     let world: Vec<_> = view
         .queue()
-        .filter(|p| p.generation == generation)
+        .filter(|p| p.generation == generation && p.profile.as_deref() == tag)
         .collect();
     if world.is_empty() {
         v.notes
@@ -211,7 +218,12 @@ pub fn check_publish(view: View<'_>, facts: &GateFacts<'_>) -> GateVerdict {
             note_unknown(&mut v, "known Portage snapshot", &unknown);
         }
     }
-    check_environments(view.expected_env(), facts, &mut v);
+    match view.profile_env(profile) {
+        Some(env) => check_environments(env, facts, &mut v),
+        None => v.notes.push(format!(
+            "there is no profile {profile} any more: environments were not compared"
+        )),
+    }
     if let Some(published) = facts.published {
         let dropped: Vec<&String> = published
             .iter()

@@ -329,6 +329,17 @@ impl<'a> View<'a> {
             .collect()
     }
 
+    /// The environment `profile` expects (`default`: `expect_env`'s), or `None` for no such
+    /// profile.
+    pub fn profile_env(&self, profile: &str) -> Option<&'a BuildEnv> {
+        let s: &'a Swarm = self.s;
+        if profile == crate::profile::DEFAULT_PROFILE {
+            Some(&s.st.expected_env)
+        } else {
+            s.st.profiles.0.get(profile)
+        }
+    }
+
     /// The profile the queue holds `atom` for (`Some(None)`: the default profile), or `None`
     /// when it is not queued.
     pub fn queued_profile(&self, atom: &Atom) -> Option<Option<&'a str>> {

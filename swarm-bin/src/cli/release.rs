@@ -10,8 +10,25 @@ use swarm_net::client::Auth;
 
 #[derive(clap::Args, Debug)]
 pub(crate) struct ReleaseArgs {
+    /// Act on this profile's releases, published at /binhost/PROFILE/ (`swarm profile list`);
+    /// its releases take only builds whose recorded environment the profile admits, and its
+    /// gate judges them by the profile's packages and environment [default: the default
+    /// profile, /binhost/].
+    #[arg(long, global = true, value_name = "PROFILE")]
+    profile: Option<String>,
     #[command(subcommand)]
     cmd: ReleaseCmd,
+}
+
+/// `path` with `?profile=P` (or `&profile=P`) when a profile is named.
+fn at(path: &str, profile: Option<&str>) -> String {
+    match profile {
+        None => path.to_owned(),
+        Some(p) => {
+            let sep = if path.contains('?') { '&' } else { '?' };
+            format!("{path}{sep}profile={}", encode(p))
+        }
+    }
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -131,6 +148,7 @@ enum ReleaseCmd {
 }
 
 pub(crate) fn run(args: ReleaseArgs) -> anyhow::Result<()> {
+    let profile = args.profile.as_deref();
     match args.cmd {
         ReleaseCmd::Create {
             mut admin,
@@ -140,13 +158,13 @@ pub(crate) fn run(args: ReleaseArgs) -> anyhow::Result<()> {
             // Inspecting a large staging takes a while on the server.
             admin.server.timeout_s = admin.server.timeout_s.max(600);
             let body = json!({ "name": name });
-            let v = post(&admin, "/api/v1/releases", &body)?;
+            let v = post(&admin, &at("/api/v1/releases", profile), &body)?;
             out(json, &v, render_created)
         }
         ReleaseCmd::List { server, json } => {
             let v: Value = server
                 .client()?
-                .get_json("/api/v1/releases", Auth::None)
+                .get_json(&at("/api/v1/releases", profile), Auth::None)
                 .map_err(read_error)?;
             out(json, &v, |v| render_list(v, now_ms()))
         }
@@ -158,12 +176,15 @@ pub(crate) fn run(args: ReleaseArgs) -> anyhow::Result<()> {
         } => {
             let c = server.client()?;
             let mut v: Value = c
-                .get_json(&format!("/api/v1/releases/{}", encode(&name)), Auth::None)
+                .get_json(
+                    &at(&format!("/api/v1/releases/{}", encode(&name)), profile),
+                    Auth::None,
+                )
                 .map_err(read_error)?;
             if gate {
                 let g: Value = c
                     .get_json(
-                        &format!("/api/v1/releases/{}/gate", encode(&name)),
+                        &at(&format!("/api/v1/releases/{}/gate", encode(&name)), profile),
                         Auth::None,
                     )
                     .map_err(read_error)?;
@@ -175,7 +196,10 @@ pub(crate) fn run(args: ReleaseArgs) -> anyhow::Result<()> {
             let v: Value = server
                 .client()?
                 .get_json(
-                    &format!("/api/v1/releases/diff?a={}&b={}", encode(&a), encode(&b)),
+                    &at(
+                        &format!("/api/v1/releases/diff?a={}&b={}", encode(&a), encode(&b)),
+                        profile,
+                    ),
                     Auth::None,
                 )
                 .map_err(read_error)?;
@@ -191,13 +215,20 @@ pub(crate) fn run(args: ReleaseArgs) -> anyhow::Result<()> {
             let body = json!({ "force": force, "reason": reason });
             let v = post(
                 &admin,
-                &format!("/api/v1/releases/{}/publish", encode(&name)),
+                &at(
+                    &format!("/api/v1/releases/{}/publish", encode(&name)),
+                    profile,
+                ),
                 &body,
             )?;
             out(json, &v, render_published)
         }
         ReleaseCmd::Rollback { admin, json } => {
-            let v = post(&admin, "/api/v1/releases/rollback", &json!({}))?;
+            let v = post(
+                &admin,
+                &at("/api/v1/releases/rollback", profile),
+                &json!({}),
+            )?;
             out(json, &v, render_published)
         }
         ReleaseCmd::Keep {
@@ -208,7 +239,7 @@ pub(crate) fn run(args: ReleaseArgs) -> anyhow::Result<()> {
         } => {
             let v = post(
                 &admin,
-                &format!("/api/v1/releases/{}/keep", encode(&name)),
+                &at(&format!("/api/v1/releases/{}/keep", encode(&name)), profile),
                 &json!({ "keep": !undo }),
             )?;
             out(json, &v, |v| {
@@ -228,7 +259,7 @@ pub(crate) fn run(args: ReleaseArgs) -> anyhow::Result<()> {
         } => {
             let v = post(
                 &admin,
-                &format!("/api/v1/releases/{}/tag", encode(&name)),
+                &at(&format!("/api/v1/releases/{}/tag", encode(&name)), profile),
                 &json!({ "tag": tag, "remove": remove }),
             )?;
             out(json, &v, |v| {
@@ -242,7 +273,7 @@ pub(crate) fn run(args: ReleaseArgs) -> anyhow::Result<()> {
         } => {
             let v = post(
                 &admin,
-                "/api/v1/releases/purge",
+                &at("/api/v1/releases/purge", profile),
                 &json!({ "dry_run": dry_run }),
             )?;
             out(json, &v, |v| {
@@ -349,8 +380,9 @@ fn render_list(v: &Value, now: u64) -> String {
     }
     let published = v["published"].as_str().unwrap_or("none");
     format!(
-        "{}published: {published} (served under /binhost/)\n",
-        t.render()
+        "{}published: {published} (served under {})\n",
+        t.render(),
+        v["binhost"].as_str().unwrap_or("/binhost/")
     )
 }
 

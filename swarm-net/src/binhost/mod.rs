@@ -147,6 +147,9 @@ pub type GateInputs = (BTreeMap<String, EntryFacts>, Option<BTreeSet<String>>);
 /// Who built a package, as far as the server knows: (drone, its Portage snapshot).
 pub type Provenance<'a> = dyn Fn(&str) -> (Option<String>, Option<String>) + 'a;
 
+/// Why a staging package is left out of a release, by CPV; `None` takes it.
+pub type Refuse<'a> = dyn Fn(&str) -> Option<String> + 'a;
+
 /// The releases of one binhost. Actions are serialised by one lock.
 pub struct Releases {
     opts: BinhostOptions,
@@ -233,6 +236,19 @@ impl Releases {
         generation: u64,
         provenance: &Provenance<'_>,
     ) -> Result<Created, ReleaseError> {
+        self.create_taking(name, now_ms, generation, provenance, &|_| None)
+    }
+
+    /// [`Releases::create`] of the staging packages `refuse` has nothing against: it names,
+    /// per CPV, why a package is left out (built for another profile), which `skipped` says.
+    pub fn create_taking(
+        &self,
+        name: Option<&str>,
+        now_ms: u64,
+        generation: u64,
+        provenance: &Provenance<'_>,
+        refuse: &Refuse<'_>,
+    ) -> Result<Created, ReleaseError> {
         let mut st = self.lock();
         let name = match name {
             Some(n) => {
@@ -245,7 +261,23 @@ impl Releases {
             None => st.fresh_name(now_ms, &self.opts.root),
         };
         let header = self.opts.index_header()?;
-        let found = scan::scan(&self.staging, &self.opts.state_dir)?;
+        let mut found = scan::scan(&self.staging, &self.opts.state_dir)?;
+        let mut taken = Vec::with_capacity(found.packages.len());
+        for p in std::mem::take(&mut found.packages) {
+            match refuse(&p.pkg.cpv) {
+                None => taken.push(p),
+                Some(reason) => found.skipped.push(Skipped {
+                    path: p
+                        .path
+                        .strip_prefix(&self.staging)
+                        .unwrap_or(&p.path)
+                        .display()
+                        .to_string(),
+                    reason,
+                }),
+            }
+        }
+        found.packages = taken;
         if found.packages.is_empty() {
             return Err(ReleaseError::Empty(self.staging.clone()));
         }

@@ -436,8 +436,17 @@ pub(crate) fn control(sh: &Shared, req: &mut Request) -> Result<Reply, ApiError>
     let c = if action == "expect_env" {
         Control::ExpectEnv { env, from: drone }
     } else if action == "set_profile" {
+        let name = profile()?;
+        // The profile's tree is `<binhost>/<name>/`, where a default release of that name lives.
+        if sh.releases.list().0.iter().any(|r| r.name == name) {
+            return Err(ApiError::field(
+                409,
+                "profile",
+                format!("{name} is the name of a release of the default profile (/binhost/{name}/); name the profile otherwise"),
+            ));
+        }
         Control::SetProfile {
-            name: profile()?,
+            name,
             env,
             from: drone,
             world: r.world.clone(),

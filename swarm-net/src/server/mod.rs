@@ -329,6 +329,7 @@ pub fn start(opts: ServerOptions) -> Result<RunningServer, ServeError> {
         db_path: opts.db_path.clone(),
         staging: opts.staging.clone(),
         releases,
+        profile_releases: Mutex::new(BTreeMap::new()),
         admin_token: opts.admin_token.clone(),
         drone_token: opts.drone_token.clone(),
         max_body: opts.max_body_bytes,
@@ -624,16 +625,16 @@ fn release_route(
         .collect();
     let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
     match (method, parts.as_slice()) {
-        (Method::Get, []) => ("releases", releases::list(sh)),
+        (Method::Get, []) => ("releases", releases::list(sh, url)),
         (Method::Get, ["diff"]) => ("releases", releases::diff(sh, url)),
-        (Method::Get, [name]) => ("releases", releases::show(sh, name)),
-        (Method::Get, [name, "gate"]) => ("releases", releases::gate(sh, name)),
-        (Method::Post, []) => admin_ep!(releases::create(sh, req)),
-        (Method::Post, ["rollback"]) => admin_ep!(releases::rollback(sh)),
-        (Method::Post, ["purge"]) => admin_ep!(releases::purge(sh, req)),
-        (Method::Post, [name, "publish"]) => admin_ep!(releases::publish(sh, req, name)),
-        (Method::Post, [name, "keep"]) => admin_ep!(releases::keep(sh, req, name)),
-        (Method::Post, [name, "tag"]) => admin_ep!(releases::tag(sh, req, name)),
+        (Method::Get, [name]) => ("releases", releases::show(sh, url, name)),
+        (Method::Get, [name, "gate"]) => ("releases", releases::gate(sh, url, name)),
+        (Method::Post, []) => admin_ep!(releases::create(sh, req, url)),
+        (Method::Post, ["rollback"]) => admin_ep!(releases::rollback(sh, url)),
+        (Method::Post, ["purge"]) => admin_ep!(releases::purge(sh, req, url)),
+        (Method::Post, [name, "publish"]) => admin_ep!(releases::publish(sh, req, url, name)),
+        (Method::Post, [name, "keep"]) => admin_ep!(releases::keep(sh, req, url, name)),
+        (Method::Post, [name, "tag"]) => admin_ep!(releases::tag(sh, req, url, name)),
         (Method::Get, _) | (Method::Post, _) => (
             "not_found",
             Err(ApiError::new(

@@ -11,7 +11,8 @@ use super::writer::Plan;
 use crate::binhost::{ReleaseError, Releases};
 use serde::Deserialize;
 use serde_json::json;
-use swarm_core::release_gate::{check_publish, GateFacts, GateVerdict};
+use std::sync::Arc;
+use swarm_core::release_gate::{check_publish_for, GateFacts, GateVerdict};
 use swarm_core::{Input, ReleaseNote};
 
 impl From<ReleaseError> for ApiError {
@@ -30,8 +31,85 @@ pub(crate) fn binhost_path(profile: &str) -> String {
     }
 }
 
-fn releases(sh: &Shared) -> &Releases {
-    &sh.releases
+/// The releases an endpoint acts on: the default profile's, or a named profile's (`?profile=P`).
+pub(crate) struct Target<'a> {
+    /// The profile's name (`default` for the default one).
+    profile: String,
+    named: Option<Arc<Releases>>,
+    default: &'a Releases,
+}
+
+impl std::ops::Deref for Target<'_> {
+    type Target = Releases;
+    fn deref(&self) -> &Releases {
+        self.named.as_deref().unwrap_or(self.default)
+    }
+}
+
+impl Target<'_> {
+    /// How a release is named in events: `P/NAME` for a named profile's.
+    fn label(&self, release: &str) -> String {
+        if self.named.is_some() {
+            format!("{}/{release}", self.profile)
+        } else {
+            release.to_owned()
+        }
+    }
+}
+
+/// The releases of the profile `?profile=` names (none or `default`: the default profile's).
+/// A named profile's tree is `<binhost>/<profile>/`, so it is served at `/binhost/<profile>/`
+/// by swarm and by an nginx serving the binhost root alike; its bookkeeping is
+/// `<state>/profiles/<profile>/`. The profile must exist.
+pub(crate) fn target<'a>(sh: &'a Shared, url: &str) -> Result<Target<'a>, ApiError> {
+    let q = Query::parse(url);
+    let default = &sh.releases;
+    let name = match q.get("profile") {
+        None => swarm_core::profile::DEFAULT_PROFILE,
+        Some(n) => n,
+    };
+    if name == swarm_core::profile::DEFAULT_PROFILE {
+        return Ok(Target {
+            profile: name.to_owned(),
+            named: None,
+            default,
+        });
+    }
+    if let Some(problem) = swarm_core::profile::name_problem(name) {
+        return Err(ApiError::field(400, "profile", problem));
+    }
+    let known = sh.published().swarm.view().profile_env(name).is_some()
+        || sh.fresh().swarm.view().profile_env(name).is_some();
+    if !known {
+        return Err(ApiError::field(
+            404,
+            "profile",
+            format!("no profile {name:?} (`swarm profile list`)"),
+        ));
+    }
+    let mut open = sh
+        .profile_releases
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    let named = match open.get(name) {
+        Some(r) => r.clone(),
+        None => {
+            let base = default.options();
+            let opts = crate::binhost::BinhostOptions {
+                root: base.root.join(name),
+                state_dir: base.state_dir.join("profiles").join(name),
+                ..base.clone()
+            };
+            let r = Arc::new(Releases::open(opts, &sh.staging)?);
+            open.insert(name.to_owned(), r.clone());
+            r
+        }
+    };
+    Ok(Target {
+        profile: name.to_owned(),
+        named: Some(named),
+        default,
+    })
 }
 
 /// Records an action as an event; a failure to record is logged, not fatal:
@@ -48,20 +126,22 @@ fn note(sh: &Shared, action: &str, release: &str, detail: String) {
     }
 }
 
-pub(crate) fn list(sh: &Shared) -> Result<Reply, ApiError> {
-    let (list, published) = releases(sh).list();
-    let rollback_to = releases(sh).rollback_target().ok();
+pub(crate) fn list(sh: &Shared, url: &str) -> Result<Reply, ApiError> {
+    let r = target(sh, url)?;
+    let (list, published) = r.list();
+    let rollback_to = r.rollback_target().ok();
     Reply::ok(&json!({
+        "profile": r.profile,
         "published": published,
         "rollback_to": rollback_to,
         "releases": list,
-        "binhost": "/binhost/",
-        "keep_last": releases(sh).options().keep_last,
+        "binhost": binhost_path(&r.profile),
+        "keep_last": r.options().keep_last,
     }))
 }
 
-pub(crate) fn show(sh: &Shared, name: &str) -> Result<Reply, ApiError> {
-    Reply::ok(&releases(sh).show(name)?)
+pub(crate) fn show(sh: &Shared, url: &str, name: &str) -> Result<Reply, ApiError> {
+    Reply::ok(&target(sh, url)?.show(name)?)
 }
 
 pub(crate) fn diff(sh: &Shared, url: &str) -> Result<Reply, ApiError> {
@@ -72,12 +152,12 @@ pub(crate) fn diff(sh: &Shared, url: &str) -> Result<Reply, ApiError> {
     let b = q
         .get("b")
         .ok_or_else(|| ApiError::field(400, "b", "diff needs ?a=RELEASE&b=RELEASE"))?;
-    Reply::ok(&releases(sh).diff(a, b)?)
+    Reply::ok(&target(sh, url)?.diff(a, b)?)
 }
 
-/// The gate's verdict on publishing `name` now.
-fn verdict(sh: &Shared, name: &str) -> Result<GateVerdict, ApiError> {
-    let (mut release, published) = releases(sh).gate_facts(name)?;
+/// The gate's verdict on publishing `name` of `r`'s profile now.
+fn verdict(sh: &Shared, r: &Target<'_>, name: &str) -> Result<GateVerdict, ApiError> {
+    let (mut release, published) = r.gate_facts(name)?;
     // What each binary was built with, as recorded with its build (issue 17).
     let envs = sh.with_history(|h| h.last_build_envs()).unwrap_or_default();
     for (cpv, facts) in &mut release {
@@ -87,13 +167,14 @@ fn verdict(sh: &Shared, name: &str) -> Result<GateVerdict, ApiError> {
         facts.env = recorded.and_then(|vars| swarm_core::BuildEnv::new(vars.clone()).ok());
     }
     let p = sh.fresh();
-    let mut v = check_publish(
+    let mut v = check_publish_for(
         p.swarm.view(),
         &GateFacts {
             release: &release,
             published: published.as_ref(),
-            max_drop_permille: releases(sh).options().max_drop_permille,
+            max_drop_permille: r.options().max_drop_permille,
         },
+        &r.profile,
     );
     v.notes.push(
         "a package's Portage snapshot is the one its drone reported when the release was made; \
@@ -103,10 +184,11 @@ fn verdict(sh: &Shared, name: &str) -> Result<GateVerdict, ApiError> {
     Ok(v)
 }
 
-pub(crate) fn gate(sh: &Shared, name: &str) -> Result<Reply, ApiError> {
-    let v = verdict(sh, name)?;
+pub(crate) fn gate(sh: &Shared, url: &str, name: &str) -> Result<Reply, ApiError> {
+    let r = target(sh, url)?;
+    let v = verdict(sh, &r, name)?;
     Reply::ok(
-        &json!({ "release": name, "passed": v.passed(), "reasons": v.reasons.iter().map(ToString::to_string).collect::<Vec<_>>(), "verdict": v }),
+        &json!({ "release": name, "profile": r.profile, "passed": v.passed(), "reasons": v.reasons.iter().map(ToString::to_string).collect::<Vec<_>>(), "verdict": v }),
     )
 }
 
@@ -117,7 +199,49 @@ struct CreateBody {
     name: Option<String>,
 }
 
-pub(crate) fn create(sh: &Shared, req: &mut Request) -> Result<Reply, ApiError> {
+/// Why a staging package is not `profile`'s to release, or `None` when it is: a named
+/// profile takes the builds whose recorded environment it admits (a profile expecting
+/// nothing: its own queued packages); the default profile leaves out what is queued for a
+/// named one.
+fn not_ours(
+    view: &swarm_core::View<'_>,
+    envs: &std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
+    profile: &str,
+    cpv: &str,
+) -> Option<String> {
+    let atom = swarm_core::Atom::parse(&format!("={cpv}")).ok();
+    let queued_for = atom
+        .as_ref()
+        .and_then(|a| view.queued_profile(a))
+        .map(|p| p.unwrap_or(swarm_core::profile::DEFAULT_PROFILE));
+    if profile == swarm_core::profile::DEFAULT_PROFILE {
+        return queued_for
+            .filter(|q| *q != profile)
+            .map(|q| format!("queued for profile {q}: it goes in that profile's release"));
+    }
+    let expected = view.profile_env(profile)?;
+    if expected.is_empty() {
+        return (queued_for != Some(profile))
+            .then(|| format!("profile {profile} expects no environment and does not queue it"));
+    }
+    let recorded = envs
+        .get(&format!("={cpv}"))
+        .or_else(|| envs.get(cpv))
+        .and_then(|vars| swarm_core::BuildEnv::new(vars.clone()).ok());
+    match recorded {
+        None => Some(format!(
+            "no build environment recorded with its build: not known to be profile {profile}'s"
+        )),
+        Some(env) if !expected.admits(&env) => Some(format!(
+            "built in an environment profile {profile} does not admit: {}",
+            swarm_core::buildenv::describe_differences(&expected.differences(&env))
+        )),
+        Some(_) => None,
+    }
+}
+
+pub(crate) fn create(sh: &Shared, req: &mut Request, url: &str) -> Result<Reply, ApiError> {
+    let r = target(sh, url)?;
     let body = read_body(req, sh.max_body)?;
     let body: CreateBody = if body.iter().all(u8::is_ascii_whitespace) {
         CreateBody::default()
@@ -126,6 +250,16 @@ pub(crate) fn create(sh: &Shared, req: &mut Request) -> Result<Reply, ApiError> 
     };
     let p = sh.fresh();
     let view = p.swarm.view();
+    if let Some(n) = &body.name {
+        if r.named.is_none() && view.profile_env(n).is_some() {
+            return Err(ApiError::field(
+                409,
+                "name",
+                format!("{n} is a profile's name: its tree is /binhost/{n}/; name the release otherwise"),
+            ));
+        }
+    }
+    let envs = sh.with_history(|h| h.last_build_envs()).unwrap_or_default();
     let builders = sh.with_history(|h| h.last_builders()).unwrap_or_default();
     let snapshots: std::collections::BTreeMap<String, Option<String>> = view
         .drones()
@@ -143,11 +277,18 @@ pub(crate) fn create(sh: &Shared, req: &mut Request) -> Result<Reply, ApiError> 
         (drone, snapshot)
     };
     let now = (sh.clock)().0;
-    let created = releases(sh).create(body.name.as_deref(), now, view.generation(), &provenance)?;
+    let refuse = |cpv: &str| not_ours(&view, &envs, &r.profile, cpv);
+    let created = r.create_taking(
+        body.name.as_deref(),
+        now,
+        view.generation(),
+        &provenance,
+        &refuse,
+    )?;
     note(
         sh,
         "created",
-        &created.release.name,
+        &r.label(&created.release.name),
         format!(
             "{} packages, {} bytes, {} staging files skipped",
             created.release.packages,
@@ -167,7 +308,13 @@ struct PublishBody {
     reason: Option<String>,
 }
 
-pub(crate) fn publish(sh: &Shared, req: &mut Request<'_>, name: &str) -> Result<Reply, ApiError> {
+pub(crate) fn publish(
+    sh: &Shared,
+    req: &mut Request<'_>,
+    url: &str,
+    name: &str,
+) -> Result<Reply, ApiError> {
+    let r = target(sh, url)?;
     let body = read_body(req, sh.max_body)?;
     let body: PublishBody = if body.iter().all(u8::is_ascii_whitespace) {
         PublishBody::default()
@@ -177,10 +324,10 @@ pub(crate) fn publish(sh: &Shared, req: &mut Request<'_>, name: &str) -> Result<
     if body.force && body.reason.as_deref().is_none_or(|r| r.trim().is_empty()) {
         return Err(ReleaseError::ForceWithoutReason.into());
     }
-    let v = verdict(sh, name)?;
+    let v = verdict(sh, &r, name)?;
     let force = body.force.then_some(body.reason.as_deref().unwrap_or(""));
     let now = (sh.clock)().0;
-    match releases(sh).publish(name, now, v, force) {
+    match r.publish(name, now, v, force) {
         Err(ReleaseError::Refused { name, verdict }) => Ok(Reply::Json(
             409,
             json!({
@@ -201,14 +348,14 @@ pub(crate) fn publish(sh: &Shared, req: &mut Request<'_>, name: &str) -> Result<
                 note(
                     sh,
                     "gate_overridden",
-                    name,
+                    &r.label(name),
                     format!("{reason} (overrode: {})", reasons.join("; ")),
                 );
             }
             note(
                 sh,
                 "published",
-                name,
+                &r.label(name),
                 format!(
                     "TIMESTAMP {}{}",
                     done.timestamp,
@@ -223,12 +370,13 @@ pub(crate) fn publish(sh: &Shared, req: &mut Request<'_>, name: &str) -> Result<
     }
 }
 
-pub(crate) fn rollback(sh: &Shared) -> Result<Reply, ApiError> {
-    let done = releases(sh).rollback((sh.clock)().0)?;
+pub(crate) fn rollback(sh: &Shared, url: &str) -> Result<Reply, ApiError> {
+    let r = target(sh, url)?;
+    let done = r.rollback((sh.clock)().0)?;
     note(
         sh,
         "rolled_back",
-        &done.release,
+        &r.label(&done.release),
         format!(
             "from {}, TIMESTAMP {}",
             done.previous.as_deref().unwrap_or("-"),
@@ -249,18 +397,24 @@ fn yes() -> bool {
     true
 }
 
-pub(crate) fn keep(sh: &Shared, req: &mut Request<'_>, name: &str) -> Result<Reply, ApiError> {
+pub(crate) fn keep(
+    sh: &Shared,
+    req: &mut Request<'_>,
+    url: &str,
+    name: &str,
+) -> Result<Reply, ApiError> {
+    let r = target(sh, url)?;
     let body = read_body(req, sh.max_body)?;
     let body: KeepBody = if body.iter().all(u8::is_ascii_whitespace) {
         KeepBody { keep: true }
     } else {
         parse_json(&body)?
     };
-    let info = releases(sh).keep(name, body.keep)?;
+    let info = r.keep(name, body.keep)?;
     note(
         sh,
         if body.keep { "kept" } else { "unkept" },
-        name,
+        &r.label(name),
         String::new(),
     );
     Reply::ok(&info)
@@ -274,13 +428,19 @@ struct TagBody {
     remove: bool,
 }
 
-pub(crate) fn tag(sh: &Shared, req: &mut Request<'_>, name: &str) -> Result<Reply, ApiError> {
+pub(crate) fn tag(
+    sh: &Shared,
+    req: &mut Request<'_>,
+    url: &str,
+    name: &str,
+) -> Result<Reply, ApiError> {
+    let r = target(sh, url)?;
     let body: TagBody = parse_json(&read_body(req, sh.max_body)?)?;
-    let info = releases(sh).tag(name, &body.tag, body.remove)?;
+    let info = r.tag(name, &body.tag, body.remove)?;
     note(
         sh,
         if body.remove { "untagged" } else { "tagged" },
-        name,
+        &r.label(name),
         body.tag,
     );
     Reply::ok(&info)
@@ -293,17 +453,18 @@ struct PurgeBody {
     dry_run: bool,
 }
 
-pub(crate) fn purge(sh: &Shared, req: &mut Request) -> Result<Reply, ApiError> {
+pub(crate) fn purge(sh: &Shared, req: &mut Request, url: &str) -> Result<Reply, ApiError> {
+    let r = target(sh, url)?;
     let body = read_body(req, sh.max_body)?;
     let body: PurgeBody = if body.iter().all(u8::is_ascii_whitespace) {
         PurgeBody::default()
     } else {
         parse_json(&body)?
     };
-    let purged = releases(sh).purge(body.dry_run)?;
+    let purged = r.purge(body.dry_run)?;
     if !body.dry_run {
         for name in &purged {
-            note(sh, "purged", name, String::new());
+            note(sh, "purged", &r.label(name), String::new());
         }
     }
     Reply::ok(&json!({ "dry_run": body.dry_run, "purged": purged }))

@@ -64,6 +64,8 @@ pub(crate) struct Shared {
     pub(crate) db_path: PathBuf,
     pub(crate) staging: PathBuf,
     pub(crate) releases: crate::binhost::Releases,
+    /// Named profiles' releases, opened on first use (see `releases::target`).
+    pub(crate) profile_releases: Mutex<BTreeMap<String, Arc<crate::binhost::Releases>>>,
     pub(crate) admin_token: String,
     pub(crate) drone_token: Option<String>,
     pub(crate) max_body: u64,

@@ -1,0 +1,369 @@
+//! Two profiles on one fleet with the real Portage (issue 17, "Prove it"): two real
+//! `swarm drone`s, each in its own Portage prefix whose make.conf differs only in CFLAGS and
+//! whose builder is the real `emerge --buildpkg`; a profile per drone (taken from its reported
+//! environment) with its own world set, queued with `swarm fresh --profile`. Each profile's
+//! packages are built only by its drone; `swarm release create --profile P` takes only P's
+//! builds, its gate judges P's packages and environment, and `publish --profile P` serves
+//! the tree at `/binhost/P/`; a client prefix configured like each profile installs that
+//! profile's world from it with the real `emerge --getbinpkgonly --usepkgonly`.
+//!
+//! Needs the Portage venv (`SWARM_PORTAGE_VENV`): under `CI=true` a missing venv FAILS the test;
+//! elsewhere it is skipped with the reason printed.
+
+mod support;
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+use support::portage::{machine_env_with, venv};
+use support::{swarm_bin, Server};
+
+/// A Portage prefix: its directory and the environment that makes emerge work there.
+struct Machine {
+    dir: PathBuf,
+    env: Vec<(String, String)>,
+}
+
+impl Machine {
+    fn new(venv: &Path, dir: &Path, cflags: &str) -> Machine {
+        let env = machine_env_with(
+            dir,
+            venv,
+            &["--make-conf-extra", &format!("CFLAGS=\"{cflags}\"")],
+        );
+        Machine {
+            dir: dir.to_path_buf(),
+            env,
+        }
+    }
+
+    fn command(&self, program: &str) -> Command {
+        let mut c = Command::new(program);
+        c.envs(self.env.iter().map(|(k, v)| (k, v)))
+            .env_remove("PORTAGE_BINHOST");
+        c
+    }
+}
+
+/// A real `swarm drone` whose builder is the real emerge in its machine; killed on drop.
+struct Drone(Child, PathBuf);
+
+impl Drone {
+    fn start(server: &Server, m: &Machine, name: &str) -> Drone {
+        let log = m.dir.join("drone.log");
+        let config = m.dir.join("empty-swarm.toml");
+        std::fs::write(&config, "").expect("config");
+        let child = m
+            .command(&swarm_bin().to_string_lossy())
+            .args(["drone", "--server", &server.url, "--name", name])
+            .args(["--machine-id", &format!("profiles-e2e-{name}")])
+            .args([
+                "--builder",
+                "emerge --oneshot --buildpkg --usepkg=n --nodeps --quiet {atom}",
+            ])
+            .args(["--heartbeat-s", "1", "--poll-s", "1", "--kill-grace-s", "1"])
+            .args(["--min-free-disk", "64MiB", "--config"])
+            .arg(&config)
+            .arg("--work-dir")
+            .arg(m.dir.join("work"))
+            .arg("--pkgdir")
+            .arg(m.dir.join("pkgdir"))
+            .arg("--portage-timestamp-file")
+            .arg(m.dir.join("no-timestamp"))
+            .env_remove("SWARM_URL")
+            .env_remove("SWARM_CONFIG")
+            .env("SWARM_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log"))
+            .spawn()
+            .expect("spawn swarm drone");
+        Drone(child, log)
+    }
+}
+
+impl Drop for Drone {
+    fn drop(&mut self) {
+        support::terminate_child(&mut self.0, Duration::from_secs(5));
+    }
+}
+
+fn swarm(server: &Server, args: &[&str]) -> String {
+    let out: Output = Command::new(swarm_bin())
+        .args(args)
+        .env("SWARM_URL", &server.url)
+        .env("SWARM_DATA_DIR", &server.data_dir)
+        .env_remove("SWARM_ADMIN_TOKEN")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run swarm");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "swarm {args:?} failed:\n{text}");
+    text
+}
+
+fn node(server: &Server, name: &str) -> Value {
+    let (_, v) = server.get("/api/v1/nodes?all=true");
+    v.as_array()
+        .and_then(|n| n.iter().find(|d| d["name"] == name).cloned())
+        .unwrap_or_default()
+}
+
+/// The CPVs a `Packages` index lists.
+fn cpvs(index: &str) -> Vec<String> {
+    let mut v: Vec<String> = index
+        .lines()
+        .filter_map(|l| l.strip_prefix("CPV: ").map(str::to_owned))
+        .collect();
+    v.sort();
+    v
+}
+
+fn get_text(url: &str) -> (u16, String) {
+    match ureq::get(url).call() {
+        Ok(r) => (r.status(), r.into_string().unwrap_or_default()),
+        Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap_or_default()),
+        Err(e) => panic!("GET {url}: {e}"),
+    }
+}
+
+#[test]
+fn each_profile_is_built_by_its_drone_released_at_its_own_binhost_and_installs_like_it() {
+    let Some(venv) = venv() else { return };
+    let began = Instant::now();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    let (lean_m, fast_m) = (
+        Machine::new(&venv, &dir.join("m-lean"), "-O2 -pipe"),
+        Machine::new(&venv, &dir.join("m-fast"), "-O3 -pipe"),
+    );
+    let server = Server::start(&dir.join("data"), &[]);
+    let drones = [
+        Drone::start(&server, &lean_m, "drone-lean"),
+        Drone::start(&server, &fast_m, "drone-fast"),
+    ];
+    server.wait_for(60, "both drones to report their environment", |_| {
+        ["drone-lean", "drone-fast"]
+            .iter()
+            .all(|n| node(&server, n)["env"]["CFLAGS"].is_string())
+    });
+
+    // One profile per drone's environment, each with its world set.
+    swarm(
+        &server,
+        &[
+            "profile",
+            "create",
+            "lean",
+            "--from-drone",
+            "drone-lean",
+            "--world",
+            "dev-libs/libbar",
+        ],
+    );
+    swarm(
+        &server,
+        &[
+            "profile",
+            "create",
+            "fast",
+            "--from-drone",
+            "drone-fast",
+            "--world",
+            "dev-libs/libssl",
+        ],
+    );
+    // The lists as the real `emerge -p --emptytree --tree` prints them in each prefix.
+    for (profile, m) in [("lean", &lean_m), ("fast", &fast_m)] {
+        let world = if profile == "lean" {
+            "dev-libs/libbar"
+        } else {
+            "dev-libs/libssl"
+        };
+        let out = m
+            .command("emerge")
+            .args([
+                "--pretend",
+                "--emptytree",
+                "--tree",
+                "--color=n",
+                "--nospinner",
+                world,
+            ])
+            .output()
+            .expect("emerge -p");
+        let listing = dir.join(format!("{profile}.list"));
+        std::fs::write(&listing, &out.stdout).expect("listing");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = swarm(
+            &server,
+            &[
+                "fresh",
+                "--profile",
+                profile,
+                "--input",
+                listing.to_str().expect("utf8"),
+                "--no-snapshot",
+                "--yes",
+            ],
+        );
+        assert!(
+            text.contains(&format!("profile {profile}: queued")),
+            "{text}"
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let (_, s) = server.get("/api/v1/status");
+        let built = s["counts"]["built"]
+            .as_u64()
+            .or_else(|| s["queue"]["built"].as_u64());
+        if built == Some(3) {
+            break;
+        }
+        if Instant::now() > deadline {
+            let logs: Vec<String> = drones
+                .iter()
+                .map(|d| {
+                    let text = std::fs::read_to_string(&d.1).unwrap_or_default();
+                    text[text.len().saturating_sub(3000)..].to_owned()
+                })
+                .collect();
+            panic!("not built: {s}\n{}", logs.join("\n----\n"));
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    eprintln!("built 3 packages for 2 profiles in {:?}", began.elapsed());
+
+    // Each profile's packages were built by its drone only.
+    let (_, history) = server.get("/api/v1/history?limit=100");
+    let mut by: Vec<(String, String)> = history["builds"]
+        .as_array()
+        .expect("builds")
+        .iter()
+        .filter(|b| b["outcome"] == "success")
+        .map(|b| {
+            (
+                b["package"]
+                    .as_str()
+                    .or(b["atom"].as_str())
+                    .unwrap_or("?")
+                    .to_owned(),
+                b["drone"].as_str().unwrap_or("?").to_owned(),
+            )
+        })
+        .collect();
+    by.sort();
+    assert_eq!(
+        by,
+        [
+            ("=dev-libs/libbar-2.1".into(), "drone-lean".into()),
+            ("=dev-libs/libfoo-1.2".into(), "drone-lean".into()),
+            ("=dev-libs/libssl-3.0.1".into(), "drone-fast".into()),
+        ],
+        "{history}"
+    );
+
+    // A release per profile takes only that profile's builds; its gate passes; it is
+    // published at /binhost/<profile>/.
+    for (profile, want) in [
+        ("lean", vec!["dev-libs/libbar-2.1", "dev-libs/libfoo-1.2"]),
+        ("fast", vec!["dev-libs/libssl-3.0.1"]),
+    ] {
+        let name = format!("{profile}-1");
+        let created = swarm(
+            &server,
+            &[
+                "release",
+                "--profile",
+                profile,
+                "create",
+                "--name",
+                &name,
+                "--json",
+            ],
+        );
+        let created: Value = serde_json::from_str(&created).expect("json");
+        assert_eq!(created["release"]["packages"], want.len(), "{created}");
+        let skipped = created["skipped"].to_string();
+        assert!(
+            skipped.contains(&format!(
+                "built in an environment profile {profile} does not admit"
+            )),
+            "{created}"
+        );
+        let (code, gate) = server.get(&format!("/api/v1/releases/{name}/gate?profile={profile}"));
+        assert_eq!((code, &gate["passed"]), (200, &Value::Bool(true)), "{gate}");
+        swarm(
+            &server,
+            &["release", "--profile", profile, "publish", &name],
+        );
+        let (code, index) = get_text(&format!("{}/binhost/{profile}/Packages", server.url));
+        assert_eq!(code, 200, "{index}");
+        assert_eq!(cpvs(&index), want, "{index}");
+        let list = swarm(&server, &["release", "--profile", profile, "list"]);
+        assert!(
+            list.contains(&format!("served under /binhost/{profile}/")),
+            "{list}"
+        );
+    }
+    // The default profile's binhost holds neither profile's builds.
+    let (_, listed) = server.get("/api/v1/releases");
+    assert_eq!(
+        listed["releases"].as_array().map(Vec::len),
+        Some(0),
+        "{listed}"
+    );
+
+    // A client configured like each profile installs that profile's world from its binhost.
+    for (profile, cflags, target, want) in [
+        (
+            "lean",
+            "-O2 -pipe",
+            "dev-libs/libbar",
+            &["dev-libs/libbar-2.1", "dev-libs/libfoo-1.2"][..],
+        ),
+        (
+            "fast",
+            "-O3 -pipe",
+            "dev-libs/libssl",
+            &["dev-libs/libssl-3.0.1"][..],
+        ),
+    ] {
+        let client = Machine::new(&venv, &dir.join(format!("client-{profile}")), cflags);
+        let out = client
+            .command("emerge")
+            .env(
+                "PORTAGE_BINHOST",
+                format!("{}/binhost/{profile}", server.url),
+            )
+            .env("FEATURES", "-binpkg-request-signature")
+            .args(["--getbinpkgonly", "--usepkgonly", target])
+            .stdin(Stdio::null())
+            .output()
+            .expect("run emerge");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.status.success(),
+            "{profile} client emerge failed:\n{text}"
+        );
+        let installed = swarm_net::binpkg::installed(&client.dir.join("prefix/var/db/pkg"));
+        let mut installed: Vec<&str> = installed.iter().map(String::as_str).collect();
+        installed.sort_unstable();
+        assert_eq!(installed, want, "{text}");
+    }
+    eprintln!("two profiles end to end in {:?}", began.elapsed());
+}
