@@ -9,7 +9,9 @@
 //! token pauses the farm (checked through the API); in the Releases tab a
 //! release is created, diffed against an earlier one, refused by the safety
 //! gate, published with an override and a reason, and rolled back (checked
-//! through the API and the binhost's Packages index). Screenshots of each
+//! through the API and the binhost's Packages index). A package in retry
+//! backoff, "fixed", is retried from the Queue tab and built before its
+//! backoff would have ended. Screenshots of each
 //! step go to `target/screenshots/`, with the measured page weight and time
 //! to first render in `target/screenshots/dashboard-metrics.json`.
 //!
@@ -29,6 +31,9 @@ const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 /// The failing package: its log must open in the Builds tab.
 const BAD: &str = "=dev-libs/broken-1.0";
+/// Fails while listed in the stand-in's fail file (`fail-list` in the test
+/// dir), then is "fixed" and retried from the Queue tab.
+const FLAKY: &str = "=dev-libs/flaky-1.0";
 /// What the page weighed and when it first painted (Navigation/Paint Timing).
 const PERF: &str = "const nav = performance.getEntriesByType('navigation')[0];
     const assets = performance.getEntriesByType('resource').filter((r) => r.name.includes('/ui/'));
@@ -103,6 +108,7 @@ fn start_drone(server: &Server, dir: &Path, name: &str) -> Proc {
         .env("SWARM_LOG", "info")
         .env("SWARM_STANDIN_SCALE_MS", "200")
         .env("SWARM_STANDIN_FAIL", BAD)
+        .env("SWARM_STANDIN_FAIL_FILE", dir.join("fail-list"))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log)
@@ -322,6 +328,7 @@ fn the_dashboard_shows_the_farm_streams_events_opens_logs_and_pauses() {
     }
     let dir = tempfile::tempdir().expect("dir");
     let server = Server::start(&dir.path().join("data"), &[]);
+    std::fs::write(dir.path().join("fail-list"), format!("{FLAKY}\n")).expect("fail list");
     let _alpha = start_drone(&server, dir.path(), "drone-alpha");
     let _beta = start_drone(&server, dir.path(), "drone-beta");
     server.wait_for(20, "two drones online", |s| s["nodes_online"] == 2);
@@ -498,16 +505,16 @@ fn the_dashboard_shows_the_farm_streams_events_opens_logs_and_pauses() {
     );
     browser.shot("6-paused");
 
-    // Block the failed package from the Queue tab, then retry it there
-    // ("Unblock & retry": its failures forgotten, queued with no backoff).
-    let item = || {
+    // Block the failed package from the Queue tab, then retry it there (the
+    // core's `retry`: unblocked, its failures forgotten, no backoff).
+    let item = |atom: &str| {
         let (_, q) = server.get("/api/v1/queue?limit=1000");
         q["items"]
             .as_array()
-            .and_then(|a| a.iter().find(|i| i["atom"] == BAD).cloned())
-            .expect("the failed package is queued")
+            .and_then(|a| a.iter().find(|i| i["atom"] == atom).cloned())
+            .unwrap_or_else(|| panic!("{atom} is not queued: {q}"))
     };
-    assert!(item()["attempts"].as_u64() > Some(0), "{}", item());
+    assert!(item(BAD)["attempts"].as_u64() > Some(0), "{}", item(BAD));
     browser.goto(&format!("{}/#queue", server.url));
     let row = format!("tr[data-atom=\"{BAD}\"]");
     browser.wait(
@@ -518,17 +525,22 @@ fn the_dashboard_shows_the_farm_streams_events_opens_logs_and_pauses() {
     browser.click(&format!("{row} button.danger"));
     browser.wait(
         10,
-        "the retry button",
-        &format!("document.querySelector('{row} button[data-unblock]')"),
+        "the blocked package's retry button",
+        &format!("document.querySelector('{row} button[data-retry]') && !document.querySelector('{row} button.danger')"),
     );
-    assert_eq!(item()["status"]["state"], json!("blocked"), "{}", item());
-    browser.click(&format!("{row} button[data-unblock]"));
+    assert_eq!(
+        item(BAD)["status"]["state"],
+        json!("blocked"),
+        "{}",
+        item(BAD)
+    );
+    browser.click(&format!("{row} button[data-retry]"));
     let deadline = Instant::now() + Duration::from_secs(10);
-    while item()["status"]["state"] != json!("queued") {
-        assert!(Instant::now() < deadline, "not retried: {}", item());
+    while item(BAD)["status"]["state"] != json!("queued") {
+        assert!(Instant::now() < deadline, "not retried: {}", item(BAD));
         std::thread::sleep(Duration::from_millis(100));
     }
-    let retried = item();
+    let retried = item(BAD);
     assert_eq!(retried["attempts"], json!(0), "{retried}");
     assert!(retried["status"]["retry_at"].is_null(), "{retried}");
 
@@ -662,6 +674,60 @@ fn the_dashboard_shows_the_farm_streams_events_opens_logs_and_pauses() {
     );
     assert!(text.contains("rolled_back"), "{ev}");
     browser.shot("9-release-rolled-back");
+
+    // 7. Retry: a package that failed once waits out its backoff (a minute);
+    // once "fixed", a click on Retry now has it built at once.
+    let (code, v) = server.admin_post("/api/v1/control", &json!({ "action": "resume" }));
+    assert_eq!(code, 200, "{v}");
+    enqueue(&server, &[FLAKY]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let waiting = loop {
+        let it = item(FLAKY);
+        if it["attempts"].as_u64() >= Some(1) && it["status"]["retry_at"].is_u64() {
+            break it;
+        }
+        assert!(Instant::now() < deadline, "{FLAKY} did not fail: {it}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let retry_at = waiting["status"]["retry_at"].as_u64().unwrap_or_default();
+    std::fs::write(dir.path().join("fail-list"), "").expect("fix the package");
+    browser.goto(&format!("{}/#queue", server.url));
+    let row = format!("tr[data-atom=\"{FLAKY}\"]");
+    browser.wait(
+        10,
+        "the retry button of the package in backoff",
+        &format!("document.querySelector('{row} button[data-retry]')"),
+    );
+    browser.shot("10-retry-backoff");
+    browser.click(&format!("{row} button[data-retry]"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let built = loop {
+        let it = item(FLAKY);
+        if it["status"]["state"] == json!("built") {
+            break it;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{FLAKY} was not built after the retry: {it}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let built_at = built["status"]["at"].as_u64().unwrap_or(u64::MAX);
+    assert!(
+        built_at < retry_at,
+        "built at {built_at}, before its backoff ended at {retry_at}: {built}"
+    );
+    let (_, ev) = server.get("/api/v1/events/history?limit=500");
+    assert!(
+        ev.to_string().contains(&format!("retrying {FLAKY} now")),
+        "the retry is an event: {ev}"
+    );
+    browser.wait(
+        15,
+        "the package shown built",
+        &format!("document.querySelector('{row}') && document.querySelector('{row}').textContent.includes('built')"),
+    );
+    browser.shot("11-retried-built");
 
     // The drones stay registered through all of it.
     let (code, nodes) = request(

@@ -402,10 +402,10 @@ fn bad_input_gets_a_4xx_that_says_what_was_wrong() {
             400,
             Some("package"),
         ),
-        // `retry` acts on every failed package: a package would be ignored.
+        // `retry_failures` acts on every failed package: a package would be ignored.
         (
             "/api/v1/control",
-            json!({"action": "retry", "package": "=dev-libs/a-1"}),
+            json!({"action": "retry_failures", "package": "=dev-libs/a-1"}),
             400,
             Some("package"),
         ),

@@ -21,6 +21,9 @@
 #                           match with or without their leading '='.
 #                           Default size: (length of <pf> mod 5) + 1 units.
 #   SWARM_STANDIN_FAIL      atoms (space/comma separated) that fail: exit 1
+#   SWARM_STANDIN_FAIL_FILE optional file of atoms (one a line or space/comma
+#                           separated) that fail, read at each build: an atom
+#                           taken out of it builds on its next try ("fixed")
 #   SWARM_STANDIN_OOM       atoms that "run out of memory": print
 #                           "Out of memory: Killed process ..." and exit 137
 #
@@ -67,8 +70,12 @@ if listed "${SWARM_STANDIN_OOM:-}"; then
 	echo "Out of memory: Killed process $$ (standin-builder) total-vm:1048576kB" >&2
 	exit 137
 fi
-if listed "${SWARM_STANDIN_FAIL:-}"; then
-	echo " * ERROR: $bare::gentoo failed (compile phase): stand-in failure requested by SWARM_STANDIN_FAIL" >&2
+fail_file=""
+if [ -n "${SWARM_STANDIN_FAIL_FILE:-}" ] && [ -r "${SWARM_STANDIN_FAIL_FILE}" ]; then
+	fail_file=$(tr '\n' ' ' < "$SWARM_STANDIN_FAIL_FILE")
+fi
+if listed "${SWARM_STANDIN_FAIL:-} $fail_file"; then
+	echo " * ERROR: $bare::gentoo failed (compile phase): stand-in failure requested by SWARM_STANDIN_FAIL or SWARM_STANDIN_FAIL_FILE" >&2
 	exit 1
 fi
 

@@ -82,6 +82,23 @@ fn listed_atoms_fail_or_run_out_of_memory() {
 }
 
 #[test]
+fn atoms_in_the_fail_file_fail_until_taken_out_of_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let list = dir.path().join("fail");
+    std::fs::write(&list, "a/b-1\n=dev-libs/foo-1.0\n").expect("write");
+    let env = [("SWARM_STANDIN_FAIL_FILE", list.to_str().expect("utf-8"))];
+    let (code, text, artifact) = run(dir.path(), "dev-libs/foo-1.0", &env);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("SWARM_STANDIN_FAIL_FILE"), "{text}");
+    assert!(!artifact.exists());
+    // "Fixed": the next build of it succeeds.
+    std::fs::write(&list, "a/b-1\n").expect("write");
+    let (code, text, artifact) = run(dir.path(), "dev-libs/foo-1.0", &env);
+    assert_eq!(code, 0, "{text}");
+    assert!(artifact.exists());
+}
+
+#[test]
 fn a_sizes_file_sets_the_duration() {
     let dir = tempfile::tempdir().expect("tempdir");
     let sizes = dir.path().join("sizes");

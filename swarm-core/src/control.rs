@@ -225,6 +225,15 @@ pub(crate) fn apply(s: &mut Swarm, action: &Control, out: &mut Vec<Output>) {
             let n = unblock_where(s, out, |r| *r != BlockReason::Masked);
             format!("retrying {} packages now, unblocked {n}", waiting.len())
         }
+        Control::Retry { package } => {
+            let Some(pkg) = s.pkg_id(package) else {
+                return unknown_pkg(out, package);
+            };
+            match retry(s, pkg, out) {
+                Ok(summary) => summary,
+                Err(why) => return illegal(out, format!("{package} {why}")),
+            }
+        }
         Control::Fresh => fresh(s, out),
         Control::ResetEscalation { drone } => {
             let Some(d) = s.st.drones.get_mut(drone) else {
@@ -337,6 +346,43 @@ fn unknown_pkg(out: &mut Vec<Output>, atom: &crate::atom::Atom) {
 
 fn illegal(out: &mut Vec<Output>, detail: String) {
     reject(out, RejectReason::IllegalControl { detail });
+}
+
+/// Makes one failed package eligible now (see [`Control::Retry`]); the
+/// error says why there is nothing to retry.
+fn retry(s: &mut Swarm, pkg: PkgId, out: &mut Vec<Output>) -> Result<String, String> {
+    let p = s.st.pkg(pkg);
+    let atom = p.atom.clone();
+    let attempts = p.attempts;
+    match p.state {
+        PackageState::Built { .. } => Err("is already built".to_owned()),
+        PackageState::Assigned { .. } => {
+            Err("is assigned to a drone; reclaim it first to build it elsewhere".to_owned())
+        }
+        PackageState::Blocked { .. } => {
+            s.unblock(pkg, true, out);
+            Ok(format!(
+                "retrying {atom} now: unblocked, {attempts} failed attempts forgotten"
+            ))
+        }
+        PackageState::Queued { retry_at } => {
+            if retry_at.is_none() && attempts == 0 && p.failed_on.is_empty() {
+                return Err("has not failed: it is queued and waits only for a drone".to_owned());
+            }
+            let now = s.st.now;
+            let p = s.st.pkg_mut(pkg);
+            p.forget_failures();
+            p.state = PackageState::Queued { retry_at: None };
+            s.sync_pkg(pkg);
+            Ok(match retry_at {
+                Some(at) => format!(
+                    "retrying {atom} now ({} s of backoff left): {attempts} failed attempts forgotten",
+                    at.since(now).div_ceil(1000)
+                ),
+                None => format!("retrying {atom}: {attempts} failed attempts forgotten"),
+            })
+        }
+    }
 }
 
 fn unblock_where(

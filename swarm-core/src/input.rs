@@ -377,6 +377,15 @@ pub enum Control {
     ClearFailures,
     /// Retry now: lift backoff holds and unblock everything not masked.
     RetryFailures,
+    /// Retry one failed package now: a package waiting out its retry backoff
+    /// is eligible at once, a blocked one is unblocked; either way its
+    /// failures (attempts, the drones it failed on) are forgotten, so it gets
+    /// a real new chance on any drone. Refused for a package that is built,
+    /// being built, or queued with no failure to forget.
+    Retry {
+        /// The package.
+        package: Atom,
+    },
     /// Start a new queue generation: drop everything not running, revoke not-started leases.
     Fresh,
     /// Put a drone's escalation ladder back at the bottom.
@@ -451,6 +460,7 @@ impl Control {
             Control::Rebalance => "rebalance",
             Control::ClearFailures => "clear_failures",
             Control::RetryFailures => "retry_failures",
+            Control::Retry { .. } => "retry",
             Control::Fresh => "fresh",
             Control::ResetEscalation { .. } => "reset_escalation",
             Control::ReleaseBrake => "release_brake",

@@ -195,7 +195,7 @@ impl ReferenceStateMachine for RefModel {
             3 => (d.clone(), status).prop_map(|(d, status)| Step::Probe { d, status }),
             enqueue_w => (proptest::collection::vec(pkg, 1..6), proptest::option::weighted(0.2, 0..3u8))
                 .prop_map(|(pkgs, portage)| Step::Enqueue { pkgs, portage }),
-            2 => (0..16u8, d.clone(), 0..ATOMS).prop_map(|(c, d, a)| Step::Control(c, d, a)),
+            2 => (0..17u8, d.clone(), 0..ATOMS).prop_map(|(c, d, a)| Step::Control(c, d, a)),
             1 => Just(Step::Recovered),
             3 => Just(Step::Tick),
             6 => prop_oneof![
@@ -611,7 +611,18 @@ impl StateMachineTest for SwarmTest {
                 let fresh = matches!(action, Control::Fresh);
                 let clears = matches!(action, Control::ClearFailures);
                 let history = matches!(action, Control::ClearHistory);
-                s.send(Input::Control(action));
+                let retried = match &action {
+                    Control::Retry { package } => Some(package.clone()),
+                    _ => None,
+                };
+                let out = s.send(Input::Control(action));
+                let applied = out.iter().any(|o| {
+                    matches!(o, Output::Event(Event::ControlApplied { action, .. }) if action == "retry")
+                });
+                if let (Some(package), true) = (retried, applied) {
+                    // A retry forgets which drones the package failed on.
+                    s.failed.retain(|(_, p), _| *p != package);
+                }
                 if fresh {
                     let kept: BTreeSet<Atom> = s.swarm.view().queue().map(|p| p.atom).collect();
                     s.deps.retain(|a, _| kept.contains(a));
@@ -754,6 +765,7 @@ fn control(c: u8, d: usize, a: usize) -> Control {
             package: Some(package),
             drone: None,
         },
+        16 => Control::Retry { package },
         _ => [
             Control::RetryFailures,
             Control::ReleaseBrake,

@@ -279,6 +279,7 @@ mod control {
         rebalance => control_with(Control::Rebalance),
         clear_failures => control_with(Control::ClearFailures),
         retry_failures => control_with(Control::RetryFailures),
+        retry => control_with(Control::Retry { package: icu() }),
         fresh => control_with(Control::Fresh),
         reset_escalation => control_with(Control::ResetEscalation { drone: alpha() }),
         release_brake => control_with(Control::ReleaseBrake),
@@ -594,6 +595,7 @@ impl Seen {
             Control::Rebalance => "control rebalance",
             Control::ClearFailures => "control clear_failures",
             Control::RetryFailures => "control retry_failures",
+            Control::Retry { .. } => "control retry",
             Control::Fresh => "control fresh",
             Control::ResetEscalation { .. } => "control reset_escalation",
             Control::ReleaseBrake => "control release_brake",
@@ -806,7 +808,7 @@ fn every_input_kind_control_action_outcome_and_probe_status_is_frozen() {
         seen.with_prefix("control "),
         names(
             "pause resume pause_drone resume_drone drain undrain unblock block unground reset \
-             rebalance clear_failures retry_failures fresh reset_escalation release_brake reclaim \
+             rebalance clear_failures retry_failures retry fresh reset_escalation release_brake reclaim \
              clear_history remove_drone expect_env set_profile remove_profile"
         )
     );

@@ -141,6 +141,14 @@ pub(crate) const LATEST: i64 = MIGRATIONS.len() as i64;
 /// The writer's page cache, KiB.
 const WRITER_CACHE_KIB: i64 = 64 * 1024;
 
+/// The WAL's size after SQLite starts it over, bytes. Without a limit the
+/// file keeps the size of the largest burst it ever held (a 200,000-package
+/// import leaves hundreds of MB behind for good); with it, the first commit
+/// after a checkpoint that copied everything truncates the file to this.
+/// Four times the checkpoint threshold, so a normal WAL is never truncated
+/// only to grow again.
+pub(crate) const WAL_SIZE_LIMIT: i64 = 16 << 20;
+
 /// Connection settings for the writer.
 pub(crate) fn configure_writer(conn: &Connection, full_sync: bool) -> Result<(), StoreError> {
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
@@ -159,6 +167,7 @@ pub(crate) fn configure_writer(conn: &Connection, full_sync: bool) -> Result<(),
     // large queue (the default is 2 MiB): without it every commit re-reads
     // index pages from the OS.
     conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
+    conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)?;
     // Checked on every open: a damaged page must stop the store, not feed it garbage.
     conn.pragma_update(None, "cell_size_check", "ON")?;
     Ok(())

@@ -418,3 +418,46 @@ fn background_checkpoints_move_commits_into_the_database() {
     assert_eq!(store.last_seq(), Seq(last.0 + 1));
     store.check_read_tables().expect("tables");
 }
+
+#[test]
+fn the_wal_shrinks_back_after_a_burst() {
+    use swarm_core::{Atom, Enqueue, PackageSpec};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("swarm.db");
+    let wal = dir.path().join("swarm.db-wal");
+    let size = |p: &std::path::Path| std::fs::metadata(p).map_or(0, |m| m.len());
+    let mut store = open(&path, small_opts(1_000_000, 0));
+    // One burst: a single commit of about 33 MB of log and read-table rows,
+    // as a large import leaves behind.
+    let packages = (0..150_000)
+        .map(|j| {
+            let atom = format!("=dev-libs/wal-burst-test-package-number{j}-1.0");
+            PackageSpec::new(Atom::parse(&atom).expect("atom"))
+        })
+        .collect();
+    let burst = Input::Enqueue(Enqueue {
+        packages,
+        ..Enqueue::default()
+    });
+    store.append(Timestamp(1), burst).expect("burst");
+    let peak = size(&wal);
+    assert!(
+        peak > 24 << 20,
+        "the burst should outgrow the limit: WAL {peak} bytes"
+    );
+    // The commit that crossed the threshold checkpointed everything; the next
+    // commits start the WAL over, and the file goes back to the limit.
+    for i in 0..3u64 {
+        let one = PackageSpec::new(Atom::parse(&format!("=dev-libs/after{i}-1.0")).expect("atom"));
+        let input = Input::Enqueue(Enqueue {
+            packages: vec![one],
+            ..Enqueue::default()
+        });
+        store.append(Timestamp(2 + i), input).expect("append");
+    }
+    let after = size(&wal);
+    assert!(
+        after <= 16 << 20,
+        "the WAL kept {after} bytes after the burst (peak {peak}); it should be truncated to 16 MiB"
+    );
+}

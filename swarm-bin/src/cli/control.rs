@@ -62,6 +62,8 @@ pub(crate) enum Action {
     /// Retry now: lift backoff and unblock everything not masked.
     #[value(alias = "retry-failures")]
     RetryFailures,
+    /// Retry failed PACKAGE now: end its backoff or unblock it.
+    Retry,
     /// Start a new queue generation: drop everything not running.
     Fresh,
     /// Put DRONE's escalation ladder back at the bottom.
@@ -109,6 +111,7 @@ impl Action {
             Action::Rebalance => "rebalance",
             Action::ClearFailures => "clear_failures",
             Action::RetryFailures => "retry_failures",
+            Action::Retry => "retry",
             Action::Fresh => "fresh",
             Action::ResetEscalation => "reset_escalation",
             Action::ReleaseBrake => "release_brake",
@@ -127,7 +130,7 @@ impl Action {
             | Action::Undrain
             | Action::ResetEscalation => Takes::Drone,
             Action::Unground | Action::ExpectEnv => Takes::OptionalDrone,
-            Action::Block => Takes::Package,
+            Action::Block | Action::Retry => Takes::Package,
             Action::Unblock => Takes::OptionalPackage,
             Action::Reclaim => Takes::PackageOrDrone,
             Action::Reset

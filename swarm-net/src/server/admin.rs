@@ -239,17 +239,22 @@ pub(crate) fn control_of(
         "reset" => Control::Reset,
         "rebalance" => Control::Rebalance,
         "clear_failures" => Control::ClearFailures,
-        "retry_failures" | "retry" => {
+        // `retry` with a package retries that one (v3's `retry` took none and
+        // retried every failure, as it still does without one).
+        "retry" => match package {
+            Some(package) => Control::Retry { package },
+            None => Control::RetryFailures,
+        },
+        "retry_failures" => {
             // Retrying acts on every failed package; a package here would be
-            // silently ignored, so say what does retry one.
+            // silently ignored, so say what retries one.
             if let Some(p) = package {
                 return Err(ApiError::field(
                     400,
                     "package",
                     format!(
                         "`{action}` retries every failed package and takes no `package`; \
-                         to retry {p} alone, `unblock` it (that forgets its failures and \
-                         queues it with no backoff)"
+                         to retry {p} alone, use `retry` with the package"
                     ),
                 ));
             }

@@ -78,9 +78,45 @@ impl<T> Lanes<T> {
     }
 }
 
+/// Whether this round commits the bulk job's next part. Jobs that waited
+/// behind a part go in a round of their own: a heartbeat then waits for the
+/// part being committed, not for it and a second one sharing its own
+/// commit. Parts and waiting jobs alternate, so a steady stream of
+/// heartbeats cannot starve the bulk job.
+pub(crate) fn carry_part(bulk_in_progress: bool, part_last: bool, jobs_waiting: bool) -> bool {
+    bulk_in_progress && !(part_last && jobs_waiting)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{Lane, Lanes};
+    use super::{carry_part, Lane, Lanes};
+
+    #[test]
+    fn jobs_that_waited_behind_a_part_go_alone_and_parts_still_progress() {
+        // A heartbeat waits in every round; a bulk job of 5 parts is in progress.
+        let (mut parts, mut part_last, mut rounds) = (5, false, 0);
+        while parts > 0 {
+            let carry = carry_part(true, part_last, true);
+            if part_last {
+                assert!(
+                    !carry,
+                    "round {rounds}: a waiting job shared a commit with a second part in a row"
+                );
+            }
+            if carry {
+                parts -= 1;
+            }
+            part_last = carry;
+            rounds += 1;
+            assert!(
+                rounds <= 10,
+                "the bulk job starved: {parts} parts left after {rounds} rounds"
+            );
+        }
+        // Nothing waiting: parts go back to back; no bulk job: no part.
+        assert!(carry_part(true, true, false));
+        assert!(!carry_part(false, false, true));
+    }
 
     fn lane(job: &&str) -> Lane {
         match job.as_bytes()[0] {

@@ -21,7 +21,7 @@
 //! `IDLE_PROBE_EVERY`, so a disk that filled without traffic is noticed.
 
 use super::http::ApiError;
-use super::lanes::{Lane, Lanes};
+use super::lanes::{self, Lane, Lanes};
 use super::shared::{Published, Shared};
 use super::syncer::Syncer;
 use std::sync::atomic::Ordering;
@@ -212,6 +212,7 @@ pub(crate) fn run(mut store: Store, shared: Arc<Shared>, rx: Receiver<Job>) {
         lanes.add(jobs, lane);
         let mut tick = tick;
         let mut bulk: Option<Bulk> = None;
+        let mut part_last = false;
         loop {
             let group = lanes.group(bulk.is_some());
             if bulk.is_none() {
@@ -220,9 +221,11 @@ pub(crate) fn run(mut store: Store, shared: Arc<Shared>, rx: Receiver<Job>) {
             if group.is_empty() && bulk.is_none() && !tick {
                 break;
             }
+            let carry_part = lanes::carry_part(bulk.is_some(), part_last, !group.is_empty());
             round(
-                &mut store, &shared, &mut pace, &durable, group, &mut bulk, tick, now,
+                &mut store, &shared, &mut pace, &durable, group, &mut bulk, carry_part, tick, now,
             );
+            part_last = carry_part;
             tick = false;
             if bulk.is_none() && lanes.is_empty() {
                 break;
@@ -243,8 +246,8 @@ pub(crate) fn run(mut store: Store, shared: Arc<Shared>, rx: Receiver<Job>) {
     );
 }
 
-/// One group commit (the jobs, then the bulk job's next part), then the
-/// view (when asked or due) and the replies.
+/// One group commit (the jobs, then, with `carry_part`, the bulk job's next
+/// part), then the view (when asked or due) and the replies.
 #[allow(clippy::too_many_arguments)]
 fn round(
     store: &mut Store,
@@ -253,12 +256,14 @@ fn round(
     durable: &Durable,
     jobs: Vec<Job>,
     bulk: &mut Option<Bulk>,
+    carry_part: bool,
     tick: bool,
     now: Timestamp,
 ) {
     let mut publish_now = jobs.iter().any(|j| j.publish_now);
     let before = store.last_seq().0;
-    let mut replies = commit(store, shared, jobs, bulk.as_mut(), tick, now);
+    let part = bulk.as_mut().filter(|_| carry_part);
+    let mut replies = commit(store, shared, jobs, part, tick, now);
     let written = Some(store.last_seq().0).filter(|seq| *seq > before);
     if let Some(b) = bulk.take_if(|b| b.parts.is_empty() || b.failed) {
         shared.queued.fetch_sub(1, Ordering::Relaxed);

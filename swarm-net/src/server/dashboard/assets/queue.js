@@ -1,5 +1,6 @@
-// Queue: filter by state, search, explain inline, block, unblock & retry (one
-// package: unblock is its retry), retry failures (every backoff and block).
+// Queue: filter by state, search, explain inline, block, retry one failed
+// package now (the core's `retry`: its backoff ends or it is unblocked, its
+// failures are forgotten), retry failures (every backoff and block).
 
 import * as api from './api.js';
 import { h, dur, act, badge, stateOf } from './util.js';
@@ -28,20 +29,22 @@ export function mount(root, ctx, refreshAll) {
       draw();
     } }, 'Explain');
     const acts = [explain];
-    if (st === 'blocked') {
-      // Unblocking is the retry of one package: the core's unblock forgets
-      // its failures (attempts, the drones it failed on) and queues it with
-      // no backoff, so the next free drone builds it again.
-      acts.push(h('button', { type: 'button', 'data-unblock': atom,
-        title: 'Retry: forget its failures and queue it again with no backoff',
-        onclick: () => act('Unblock ' + atom, () => api.control('unblock', { package: atom }), refreshAll) }, 'Unblock & retry'));
-    } else if (st !== 'built') {
+    // A failed package (waiting out its backoff, or blocked) can be retried
+    // now: the core ends its wait or unblocks it and forgets its failures, so
+    // any free drone, also one it failed on, builds it next.
+    const failed = st === 'blocked' || (st === 'queued' && (s.retry_at || it.attempts > 0));
+    if (failed) {
+      acts.push(h('button', { type: 'button', 'data-retry': atom,
+        title: st === 'blocked' ? 'Unblock it, forget its failures and build it now' : 'End its backoff, forget its failures and build it now',
+        onclick: () => act('Retry ' + atom, () => api.control('retry', { package: atom }), refreshAll) }, 'Retry now'));
+    }
+    if (st !== 'blocked' && st !== 'built') {
       acts.push(h('button', { type: 'button', class: 'danger', onclick: () => act('Block ' + atom, () => api.control('block', { package: atom }), refreshAll) }, 'Block'));
     }
     let detail = '';
     if (st === 'assigned' || st === 'building') detail = 'on ' + s.drone + ' (lease ' + s.lease + ')';
     if (st === 'blocked') detail = JSON.stringify(s.reason);
-    if (st === 'queued' && s.retry_at) detail = 'backoff until ' + new Date(s.retry_at).toLocaleTimeString() + ' (Retry failures lifts every backoff now)';
+    if (st === 'queued' && s.retry_at) detail = 'backoff until ' + new Date(s.retry_at).toLocaleTimeString() + ' (Retry now ends it)';
     const cells = [h('span', { class: 'mono' }, atom), badge(st, st === 'blocked' ? 'bad' : st === 'built' ? 'ok' : st === 'building' ? 'ok' : ''),
       it.priority, it.attempts, dur(it.estimate_ms), h('span', { class: 'hint' }, detail, it.last_error ? ' · ' + it.last_error : ''), h('div', { class: 'row' }, acts)];
     const tr = h('tr', { 'data-atom': atom }, cells.map((c) => h('td', null, c)));

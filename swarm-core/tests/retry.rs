@@ -1,0 +1,187 @@
+//! `Control::Retry`: one failed package made eligible now. A package waiting
+//! out its retry backoff is handed to the next free drone (even the one it
+//! failed on: its failures are forgotten), a blocked one is unblocked, and a
+//! package with nothing to retry is refused without a change. Every step runs
+//! the full invariant checks.
+
+mod common;
+
+use common::*;
+use proptest::prelude::*;
+use swarm_core::*;
+
+const SEC: u64 = 1_000;
+
+fn rejected(out: &[Output]) -> Option<&RejectReason> {
+    events(out).find_map(|e| match e {
+        Event::InputRejected { reason } => Some(reason),
+        _ => None,
+    })
+}
+
+fn applied(out: &[Output]) -> Option<&str> {
+    events(out).find_map(|e| match e {
+        Event::ControlApplied { action, summary } if action == "retry" => Some(summary.as_str()),
+        _ => None,
+    })
+}
+
+/// Drone `a` fails `x` once (`b` could build it): `x` waits out its backoff.
+fn failed_once() -> (Harness, DroneName, Atom) {
+    let mut h = Harness::new();
+    let a = drone("a");
+    let x = atom("dev-libs/x-1.0");
+    h.register(0, spec("a", 8, 16));
+    h.register(0, spec("b", 8, 16));
+    h.enqueue(1, vec![package("dev-libs/x-1.0")]);
+    let (_, _, lease) = assigns(&h.request(2, &a, 1))[0].clone();
+    h.started(3, &a, &x, lease);
+    h.finished(4, &a, &x, lease, failed(FailureClass::Build, "compile"));
+    (h, a, x)
+}
+
+#[test]
+fn a_package_in_backoff_is_built_now_on_the_drone_it_failed_on() {
+    let (mut h, a, x) = failed_once();
+    let p = h.view().package(&x).expect("queued");
+    let Some(wait_until) = (match p.status {
+        PackageStatus::Queued { retry_at } => retry_at,
+        _ => None,
+    }) else {
+        panic!("not in backoff: {p:?}")
+    };
+    assert!(wait_until.as_ms() > 10 * SEC, "{p:?}");
+    assert_eq!(p.attempts, 1);
+    assert!(
+        assigns(&h.request(5 * SEC, &a, 1)).is_empty(),
+        "no retry before the backoff ends"
+    );
+
+    let out = h.control(6 * SEC, Control::Retry { package: x.clone() });
+    let summary = applied(&out).unwrap_or_else(|| panic!("{out:?}"));
+    assert!(summary.contains("backoff left"), "{summary}");
+    let p = h.view().package(&x).expect("queued");
+    assert_eq!(p.status, PackageStatus::Queued { retry_at: None });
+    assert_eq!(p.attempts, 0, "its failed attempts are forgotten");
+    let got = assigns(&h.request(7 * SEC, &a, 1));
+    assert_eq!(got.len(), 1, "built now, by the drone it failed on");
+    assert!(7 * SEC < wait_until.as_ms());
+}
+
+#[test]
+fn a_blocked_package_is_unblocked_with_its_failures_forgotten() {
+    let (mut h, a, x) = failed_once();
+    h.control(5 * SEC, Control::Block { package: x.clone() });
+    let out = h.control(6 * SEC, Control::Retry { package: x.clone() });
+    assert!(applied(&out).is_some(), "{out:?}");
+    assert!(
+        events(&out)
+            .any(|e| matches!(e, Event::Unblocked { package, operator: true } if *package == x)),
+        "{out:?}"
+    );
+    let p = h.view().package(&x).expect("queued");
+    assert_eq!(
+        (p.status, p.attempts),
+        (PackageStatus::Queued { retry_at: None }, 0)
+    );
+    assert_eq!(assigns(&h.request(7 * SEC, &a, 1)).len(), 1);
+}
+
+#[test]
+fn nothing_to_retry_is_refused_and_changes_nothing() {
+    let mut h = Harness::new();
+    let a = drone("a");
+    h.register(0, spec("a", 8, 16));
+    h.enqueue(
+        1,
+        vec![package("dev-libs/x-1.0"), package("dev-libs/never-1.0")],
+    );
+    let x = atom("dev-libs/x-1.0");
+    let never = atom("dev-libs/never-1.0");
+    let out = h.control(
+        2,
+        Control::Retry {
+            package: never.clone(),
+        },
+    );
+    match rejected(&out) {
+        Some(RejectReason::IllegalControl { detail }) => {
+            assert!(detail.contains("has not failed"), "{detail}")
+        }
+        other => panic!("{other:?}"),
+    }
+    let unknown = atom("dev-libs/absent-1");
+    let out = h.control(3, Control::Retry { package: unknown });
+    assert!(
+        matches!(rejected(&out), Some(RejectReason::UnknownPackage { .. })),
+        "{out:?}"
+    );
+    // Assigned, then built: refused, the lease untouched.
+    let leases = assigns(&h.request(4, &a, 2));
+    let (_, _, lease) = leases.iter().find(|l| l.1 == x).cloned().expect("x");
+    let out = h.control(5, Control::Retry { package: x.clone() });
+    match rejected(&out) {
+        Some(RejectReason::IllegalControl { detail }) => {
+            assert!(detail.contains("assigned"), "{detail}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(h.view().lease(lease).is_some(), "the lease stays");
+    h.started(6, &a, &x, lease);
+    h.finished(7, &a, &x, lease, Outcome::Success);
+    let out = h.control(8, Control::Retry { package: x.clone() });
+    match rejected(&out) {
+        Some(RejectReason::IllegalControl { detail }) => {
+            assert!(detail.contains("already built"), "{detail}")
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+    /// Whatever the build failures (how many, on which drones, blocked by
+    /// the core or by hand or not at all), a retry leaves the package queued with no
+    /// backoff and no attempts, and the next request of ANY drone (also one
+    /// it failed on) gets it.
+    #[test]
+    fn after_a_retry_any_drone_gets_the_package(
+        fails in prop::collection::vec(0usize..3, 1..6),
+        block in any::<bool>(),
+        asker in 0usize..3,
+    ) {
+        let names = ["a", "b", "c"];
+        let mut h = Harness::new();
+        for n in names {
+            h.register(0, spec(n, 8, 16));
+        }
+        let x = atom("dev-libs/x-1.0");
+        h.enqueue(1, vec![package("dev-libs/x-1.0")]);
+        let mut t = 2;
+        for d in fails {
+            // Each failure is on a drone that can take it now (a retry lifts the wait).
+            if h.view().package(&x).map(|p| p.status) != Some(PackageStatus::Queued { retry_at: None }) {
+                let out = h.control(t, Control::Retry { package: x.clone() });
+                prop_assert!(applied(&out).is_some(), "{out:?}");
+                t += 1;
+            }
+            let d = drone(names[d]);
+            let got = assigns(&h.request(t, &d, 1));
+            prop_assert_eq!(got.len(), 1, "{:?}", h.view().package(&x));
+            let lease = got[0].2;
+            h.started(t + 1, &d, &x, lease);
+            h.finished(t + 2, &d, &x, lease, failed(FailureClass::Build, "compile"));
+            t += 3;
+        }
+        if block && !matches!(h.view().package(&x).map(|p| p.status), Some(PackageStatus::Blocked { .. })) {
+            h.control(t, Control::Block { package: x.clone() });
+            t += 1;
+        }
+        let out = h.control(t, Control::Retry { package: x.clone() });
+        prop_assert!(applied(&out).is_some(), "{out:?}");
+        let p = h.view().package(&x).expect("queued");
+        prop_assert_eq!((p.status, p.attempts), (PackageStatus::Queued { retry_at: None }, 0));
+        let got = assigns(&h.request(t + 1, &drone(names[asker]), 1));
+        prop_assert_eq!(got.len(), 1);
+    }
+}
