@@ -22,7 +22,6 @@ const KNOWN: &[&str] = &[
     "swarm-core: control, invariants, swarm",
     "swarm-core: profile, state, state::package",
     "swarm-net: server::dashboard, server::identity, server::logs, server::read, server::shared, server::syncer, server::writer",
-    "swarm-net: server::front, server::front::conn, server::front::request, server::front::tls",
 ];
 
 const CRATES: &[&str] = &["swarm-core", "swarm-store", "swarm-net", "swarm-bin"];

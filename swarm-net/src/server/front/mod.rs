@@ -26,222 +26,38 @@
 //! handshake (under the header timeout) and then the same loop over the
 //! encrypted stream.
 //! Files: `conn.rs` the per-connection loop · `request.rs` what handlers see ·
-//! `tls.rs` the handshake.
+//! `socket.rs` the stream and its buffered reads · `limits.rs` the bounds ·
+//! `ctx.rs` what connection threads share · `tls.rs` the handshake.
 
 mod conn;
+mod ctx;
+mod limits;
 mod request;
+mod socket;
 mod tls;
 
+use ctx::Ctx;
+pub(crate) use ctx::{FrontStats, Handler};
+pub use limits::HttpLimits;
 pub(crate) use request::{Method, Request, Response, ResponseBody};
+use socket::Stream;
 pub use tls::{TlsServer, TlsSetupError};
 
 use std::collections::BTreeMap;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// The bounds of the front door. Every wait has a timeout, every input a cap.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct HttpLimits {
-    /// Connections served at once; beyond it only `/api/v1/health` is
-    /// answered (by a few overflow threads), anything else gets 503.
-    pub max_connections: usize,
-    /// From connecting (or a request's first byte) to its complete headers.
-    pub header_timeout: Duration,
-    /// A keep-alive connection with no new request for this long is closed.
-    pub idle_timeout: Duration,
-    /// No body byte for this long: 408 and the connection is closed.
-    pub body_idle_timeout: Duration,
-    /// After one body idle timeout of grace, the body must arrive at least
-    /// this fast on average (bytes per second), whatever its size.
-    pub min_body_rate: u64,
-    /// One write of a reply may block this long.
-    pub write_timeout: Duration,
-    /// Request line plus headers (beyond: 431).
-    pub max_header_bytes: usize,
-    /// The request target (beyond: 414).
-    pub max_url_bytes: usize,
-}
-
-impl Default for HttpLimits {
-    fn default() -> Self {
-        HttpLimits {
-            max_connections: 1024,
-            header_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(60),
-            body_idle_timeout: Duration::from_secs(15),
-            min_body_rate: 16 * 1024,
-            write_timeout: Duration::from_secs(30),
-            max_header_bytes: 16 * 1024,
-            max_url_bytes: 8 * 1024,
-        }
-    }
-}
-
-impl HttpLimits {
-    fn body(&self) -> BodyLimits {
-        BodyLimits {
-            idle: self.body_idle_timeout,
-            min_rate: self.min_body_rate,
-        }
-    }
-}
-
-/// The body's share of the limits.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct BodyLimits {
-    idle: Duration,
-    min_rate: u64,
-}
-
-/// Serves one request; runs on the connection's own thread.
 pub(crate) use conn::parse_head;
-
-pub(crate) type Handler = Arc<dyn Fn(&mut Request<'_>) -> Response + Send + Sync>;
 
 /// Connections beyond `max_connections` served at once (one request, 2 s).
 const OVERFLOW_THREADS: usize = 32;
 
 /// How long an overflow connection may take to send its request.
 const OVERFLOW_WAIT: Duration = Duration::from_secs(2);
-
-/// The socket under a connection.
-pub(crate) enum Stream {
-    Plain(TcpStream),
-    Tls(Box<rustls::StreamOwned<rustls::ServerConnection, TcpStream>>),
-}
-
-impl Stream {
-    fn tcp(&self) -> &TcpStream {
-        match self {
-            Stream::Plain(s) => s,
-            Stream::Tls(s) => &s.sock,
-        }
-    }
-
-    fn shutdown_write(&mut self) -> io::Result<()> {
-        if let Stream::Tls(s) = self {
-            // Tell the client the answer is complete (no truncation attack).
-            s.conn.send_close_notify();
-            let _ = s.conn.complete_io(&mut s.sock);
-        }
-        self.tcp().shutdown(Shutdown::Write)
-    }
-}
-
-impl Read for Stream {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Stream::Plain(s) => s.read(buf),
-            Stream::Tls(s) => s.read(buf),
-        }
-    }
-}
-
-impl Write for Stream {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Stream::Plain(s) => s.write(buf),
-            Stream::Tls(s) => s.write(buf),
-        }
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        match self {
-            Stream::Plain(s) => s.flush(),
-            Stream::Tls(s) => s.flush(),
-        }
-    }
-}
-
-/// Counters of the front door, for `/metrics`.
-#[derive(Debug, Default)]
-pub(crate) struct FrontStats {
-    pub(crate) open: AtomicUsize,
-    pub(crate) overflow_open: AtomicUsize,
-    pub(crate) accepted: AtomicU64,
-    /// Refused before routing or for lack of room, by status.
-    pub(crate) refused_busy: AtomicU64,
-    pub(crate) refused_timeout: AtomicU64,
-    pub(crate) refused_malformed: AtomicU64,
-    pub(crate) refused_too_large: AtomicU64,
-}
-
-impl FrontStats {
-    /// Appends the front door's gauges and counters (Prometheus text).
-    pub(crate) fn render(&self, out: &mut String) {
-        use std::fmt::Write as _;
-        let g = |v: &AtomicUsize| v.load(Ordering::Relaxed);
-        let c = |v: &AtomicU64| v.load(Ordering::Relaxed);
-        let _ = writeln!(
-            out,
-            "# HELP swarm_http_connections_open Connections being served."
-        );
-        let _ = writeln!(out, "# TYPE swarm_http_connections_open gauge");
-        let _ = writeln!(out, "swarm_http_connections_open {}", g(&self.open));
-        let _ = writeln!(
-            out,
-            "# HELP swarm_http_connections_accepted_total Connections accepted."
-        );
-        let _ = writeln!(out, "# TYPE swarm_http_connections_accepted_total counter");
-        let _ = writeln!(
-            out,
-            "swarm_http_connections_accepted_total {}",
-            c(&self.accepted)
-        );
-        let _ = writeln!(
-            out,
-            "# HELP swarm_http_refused_total Requests refused by the front door before any handler, by reason."
-        );
-        let _ = writeln!(out, "# TYPE swarm_http_refused_total counter");
-        for (reason, v) in [
-            ("busy", &self.refused_busy),
-            ("timeout", &self.refused_timeout),
-            ("malformed", &self.refused_malformed),
-            ("too_large", &self.refused_too_large),
-        ] {
-            let _ = writeln!(
-                out,
-                "swarm_http_refused_total{{reason=\"{reason}\"}} {}",
-                c(v)
-            );
-        }
-    }
-
-    fn refused(&self, status: u16) {
-        let c = match status {
-            503 => &self.refused_busy,
-            408 => &self.refused_timeout,
-            413 | 414 | 431 => &self.refused_too_large,
-            _ => &self.refused_malformed,
-        };
-        c.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-/// What every connection thread shares.
-pub(crate) struct Ctx {
-    limits: HttpLimits,
-    handler: Handler,
-    /// Set: every connection starts with a TLS handshake.
-    tls: Option<TlsServer>,
-    /// Paths answered even by overflow threads.
-    always_open: fn(&str) -> bool,
-    stop: AtomicBool,
-    stats: Arc<FrontStats>,
-    /// Open sockets, so a shutdown can close them.
-    sockets: Mutex<BTreeMap<u64, TcpStream>>,
-    next_id: AtomicU64,
-}
-
-impl Ctx {
-    fn stopping(&self) -> bool {
-        self.stop.load(Ordering::Relaxed)
-    }
-}
 
 /// The running front door.
 pub(crate) struct FrontDoor {

@@ -2,8 +2,8 @@
 //! checked before any handler runs), the peer address, and the body as a
 //! reader that enforces the body timeouts; and what it answers.
 
-use super::conn::Conn;
-use super::BodyLimits;
+use super::limits::BodyLimits;
+use super::socket::Conn;
 use std::fmt;
 use std::io::{self, Read};
 use std::net::SocketAddr;

@@ -8,7 +8,7 @@
 //! client that speaks plain HTTP to the TLS port gets a plain-text 400 that
 //! says to use https, not a TLS alert it cannot read.
 
-use super::Stream;
+use super::socket::Stream;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::{ServerConfig, ServerConnection, StreamOwned};

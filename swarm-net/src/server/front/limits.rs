@@ -1,0 +1,57 @@
+//! The bounds of the front door, set by the operator (`[http]`).
+
+use std::time::Duration;
+
+/// The bounds of the front door. Every wait has a timeout, every input a cap.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// Connections served at once; beyond it only `/api/v1/health` is
+    /// answered (by a few overflow threads), anything else gets 503.
+    pub max_connections: usize,
+    /// From connecting (or a request's first byte) to its complete headers.
+    pub header_timeout: Duration,
+    /// A keep-alive connection with no new request for this long is closed.
+    pub idle_timeout: Duration,
+    /// No body byte for this long: 408 and the connection is closed.
+    pub body_idle_timeout: Duration,
+    /// After one body idle timeout of grace, the body must arrive at least
+    /// this fast on average (bytes per second), whatever its size.
+    pub min_body_rate: u64,
+    /// One write of a reply may block this long.
+    pub write_timeout: Duration,
+    /// Request line plus headers (beyond: 431).
+    pub max_header_bytes: usize,
+    /// The request target (beyond: 414).
+    pub max_url_bytes: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            max_connections: 1024,
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            body_idle_timeout: Duration::from_secs(15),
+            min_body_rate: 16 * 1024,
+            write_timeout: Duration::from_secs(30),
+            max_header_bytes: 16 * 1024,
+            max_url_bytes: 8 * 1024,
+        }
+    }
+}
+
+impl HttpLimits {
+    pub(super) fn body(&self) -> BodyLimits {
+        BodyLimits {
+            idle: self.body_idle_timeout,
+            min_rate: self.min_body_rate,
+        }
+    }
+}
+
+/// The body's share of the limits.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct BodyLimits {
+    pub(super) idle: Duration,
+    pub(super) min_rate: u64,
+}
