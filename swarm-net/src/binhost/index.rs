@@ -3,8 +3,8 @@
 //! `binarytree._new_pkgindex()` configures it):
 //!
 //! - a header block, keys sorted, empty values left out: `VERSION: 0`,
-//!   `TIMESTAMP`, `PACKAGES`, `CHOST` (inherited by the entries), plus any
-//!   operator-supplied keys (`PROFILE`, `ACCEPT_KEYWORDS`, ...);
+//!   `TIMESTAMP`, `PACKAGES`, `CHOST` (inherited by the entries), plus the
+//!   configuration keys (`PROFILE`, `ACCEPT_KEYWORDS`, ..., see [`super::header`]);
 //! - one block per package, sorted by CPV, keys sorted by Portage's internal
 //!   names and written with its translations (`_mtime_` → `MTIME`,
 //!   `repository` → `REPO`), with the default values left out (`EAPI: 0`,
