@@ -88,6 +88,9 @@ fn the_main_commands_their_help_and_their_errors_fit_80_columns() {
     assert!(ok, "{text}");
     let (ok, text) = run(&s, &["control", "block", "dev-libs/icu-74.2"]);
     assert!(ok, "{text}");
+    // `control retry`: a package that never failed is refused, saying so.
+    let (ok, text) = run(&s, &["control", "retry", "sys-devel/gcc-14.2.1_p20241221"]);
+    assert!(!ok && text.contains("has not failed"), "{text}");
 
     let mut runs: Vec<Vec<String>> = [
         &["status"][..],
@@ -105,7 +108,6 @@ fn the_main_commands_their_help_and_their_errors_fit_80_columns() {
         &["control", "pause"],
         &["control", "resume"],
         &["control", "retry", "dev-libs/icu-74.2"],
-        &["control", "retry", "sys-devel/gcc-14.2.1_p20241221"],
         &["control", "fresh"],
         &["node", "pause", "drone-beta"],
         &["node", "resume", "drone-beta"],
