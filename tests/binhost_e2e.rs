@@ -351,6 +351,16 @@ fn real_portage_installs_the_world_from_a_published_release_and_follows_a_rollba
     );
     let report = ok(&cmp, "PackageIndex comparison with emaint");
     eprintln!("{}", report.trim());
+    // app-misc/hello's LICENSE and RESTRICT are USE-conditional: built with
+    // USE="ssl -debug", both come out reduced, as emaint writes them.
+    let index = std::fs::read_to_string(r1_dir.join("Packages")).expect("r1 index");
+    let hello = index
+        .split("\n\n")
+        .find(|b| b.contains("CPV: app-misc/hello-1.0\n"))
+        .expect("hello in the index");
+    for want in ["LICENSE: || ( MIT BSD ) BSD\n", "RESTRICT: test\n"] {
+        assert!(hello.contains(want), "{want:?} not in\n{hello}");
+    }
 
     // A client with an empty PKGDIR installs the world from /binhost.
     let binhost = format!("{}/binhost", server.url);

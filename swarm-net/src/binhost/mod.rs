@@ -24,6 +24,7 @@ pub mod header;
 pub mod index;
 mod scan;
 mod state;
+pub mod use_reduce;
 
 pub use error::ReleaseError;
 pub use scan::Skipped;
