@@ -20,9 +20,11 @@
 
 mod error;
 mod files;
+pub mod header;
 pub mod index;
 mod scan;
 mod state;
+pub mod use_reduce;
 
 pub use error::ReleaseError;
 pub use scan::Skipped;
@@ -97,6 +99,9 @@ pub struct Created {
     pub skipped: Vec<Skipped>,
     /// Files whose metadata came from the inspect cache.
     pub cached: u32,
+    /// What the index header was made from.
+    #[serde(default)]
+    pub header: header::HeaderNote,
 }
 
 /// What `publish` or `rollback` did.
@@ -232,6 +237,7 @@ impl Releases {
         now_ms: u64,
         generation: u64,
         provenance: &Provenance<'_>,
+        env: &header::HeaderEnv<'_>,
     ) -> Result<Created, ReleaseError> {
         let mut st = self.lock();
         let name = match name {
@@ -244,8 +250,30 @@ impl Releases {
             }
             None => st.fresh_name(now_ms, &self.opts.root),
         };
-        let header = self.opts.index_header()?;
+        let configured = self.opts.index_header()?;
         let found = scan::scan(&self.staging, &self.opts.state_dir)?;
+        let (header_env, source) = env.resolve(found.packages.iter().map(|p| p.pkg.cpv.as_str()));
+        let (mut header, missing) = header_env
+            .as_ref()
+            .map(header::from_env)
+            .unwrap_or_default();
+        let note = header::HeaderNote {
+            source,
+            missing: missing
+                .into_iter()
+                .filter(|k| !configured.contains_key(k))
+                .collect(),
+            overridden: configured.keys().cloned().collect(),
+            keys: header
+                .keys()
+                .chain(configured.keys())
+                .filter(|k| k.as_str() != "CHOST" && !index::OWN_HEADER_KEYS.contains(&k.as_str()))
+                .cloned()
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect(),
+        };
+        header.extend(configured);
         if found.packages.is_empty() {
             return Err(ReleaseError::Empty(self.staging.clone()));
         }
@@ -346,6 +374,7 @@ impl Releases {
             release: info,
             skipped: found.skipped,
             cached: found.cached,
+            header: note,
         })
     }
 

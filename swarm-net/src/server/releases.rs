@@ -8,11 +8,12 @@ use super::front::Request;
 use super::http::{parse_json, read_body, ApiError, Query, Reply};
 use super::shared::Shared;
 use super::writer::Plan;
+use crate::binhost::header::HeaderEnv;
 use crate::binhost::{ReleaseError, Releases};
 use serde::Deserialize;
 use serde_json::json;
 use swarm_core::release_gate::{check_publish, GateFacts, GateVerdict};
-use swarm_core::{Input, ReleaseNote};
+use swarm_core::{BuildEnv, Input, ReleaseNote};
 
 impl From<ReleaseError> for ApiError {
     fn from(e: ReleaseError) -> ApiError {
@@ -132,8 +133,26 @@ pub(crate) fn create(sh: &Shared, req: &mut Request) -> Result<Reply, ApiError> 
             .and_then(|d| snapshots.get(d).cloned().flatten());
         (drone, snapshot)
     };
+    // The index header comes from what the packages were built with (issue 12).
+    let envs = sh.with_history(|h| h.last_build_envs()).unwrap_or_default();
+    let recorded = |cpv: &str| {
+        envs.get(&format!("={cpv}"))
+            .or_else(|| envs.get(cpv))
+            .and_then(|vars| BuildEnv::new(vars.clone()).ok())
+    };
+    let env = HeaderEnv {
+        recorded: &recorded,
+        expected: Some(view.expected_env().clone()),
+    };
     let now = (sh.clock)().0;
-    let created = releases(sh).create(body.name.as_deref(), now, view.generation(), &provenance)?;
+    let created = releases(sh).create(
+        body.name.as_deref(),
+        now,
+        view.generation(),
+        &provenance,
+        &env,
+    )?;
+    tracing::info!(release = %created.release.name, "{}", created.header.describe());
     note(
         sh,
         "created",
