@@ -273,6 +273,31 @@ mod tests {
     }
 
     #[test]
+    fn the_recorded_environment_wins_then_the_expected_one_then_none() {
+        let built = env(&[("CFLAGS", "-O2")]);
+        let other = env(&[("CFLAGS", "-O3")]);
+        let expected = env(&[("CHOST", "x86_64-pc-linux-gnu")]);
+        let recorded = |cpv: &str| match cpv {
+            "a/a-1" | "a/b-1" => Some(built.clone()),
+            "a/c-1" => Some(other.clone()),
+            _ => None,
+        };
+        let with = HeaderEnv {
+            recorded: &recorded,
+            expected: Some(expected.clone()),
+        };
+        let (e, why) = with.resolve(["a/a-1", "a/b-1", "a/c-1", "a/d-1"]);
+        assert_eq!(e, Some(built.clone()));
+        assert!(why.contains("that 2 of 4 packages were recorded"), "{why}");
+        let (e, why) = with.resolve(["a/d-1"]);
+        assert_eq!(e, Some(expected));
+        assert!(why.starts_with("the expected build environment"), "{why}");
+        let (e, why) = HeaderEnv::NONE.resolve(["a/a-1"]);
+        assert_eq!(e, None);
+        assert!(why.starts_with("no build environment known"), "{why}");
+    }
+
+    #[test]
     fn the_note_says_what_is_missing_and_what_configuration_set() {
         let note = HeaderNote {
             source: "no build environment known".into(),
