@@ -5,8 +5,7 @@
 //! subcommand, and the errors an operator meets first (no server, a DNS name
 //! that does not resolve, https to a plain-http server, a bad atom, an
 //! unknown package, a bad flag, a missing file, a taken port). The test fails
-//! on any line, stdout or stderr,
-//! wider than 80 columns.
+//! on any line, stdout or stderr, wider than 80 columns.
 //!
 //! Exempt, by design: `swarm metrics` (the Prometheus exposition format,
 //! one sample or `# HELP` per line, read by promtool and scrapers) and
