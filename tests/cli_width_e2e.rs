@@ -4,8 +4,8 @@
 //! blocked package and a long atom; plus `--help` of every command and
 //! subcommand, and the errors an operator meets first (no server, a DNS name
 //! that does not resolve, https to a plain-http server, a bad atom, an
-//! unknown package, a bad flag). The test fails on any line, stdout or stderr,
-//! wider than 80 columns.
+//! unknown package, a bad flag, a missing file, a taken port). The test fails
+//! on any line, stdout or stderr, wider than 80 columns.
 //!
 //! Exempt, by design: `swarm metrics` (the Prometheus exposition format,
 //! one sample or `# HELP` per line, read by promtool and scrapers) and
@@ -127,11 +127,26 @@ fn the_main_commands_their_help_and_their_errors_fit_80_columns() {
         &["status", "--no-such-flag"],
         &["status", "--server", "http://127.0.0.1:9"],
         &["status", "--server", "http://no-such-host.invalid:8100"],
+        &["config", "check", "--config", "/nonexistent/swarm.toml"],
+        &["sql", "/nonexistent/swarm.db", "select 1"],
+        &["replay", "/nonexistent/envelopes.jsonl"],
+        &["queue", "import", "/nonexistent/world.txt"],
+        &["logs", "dev-libs/icu-74.2", "--build", "99999"],
+        &["events", "--kind", "nonsense"],
+        &["sim", "--scenario", "no-such-scenario"],
     ]
     .iter()
     .map(|a| a.iter().map(|s| (*s).to_owned()).collect())
     .collect();
     let https = format!("https://{}", s.addr);
+    let taken = dir.path().join("second");
+    runs.push(vec![
+        "serve".into(),
+        "--listen".into(),
+        s.addr.clone(),
+        "--data-dir".into(),
+        taken.display().to_string(),
+    ]);
     runs.push(vec!["status".into(), "--server".into(), https]);
     // `--help` of every command and subcommand.
     runs.push(vec!["--help".into()]);
