@@ -229,8 +229,8 @@ def load(path):
     return idx
 ours, theirs = load(sys.argv[1]), load(sys.argv[2])
 problems = []
-# Every header key but TIMESTAMP: the profile keys come from the drone's own
-# Portage (binhost_header_from), VERSION, PACKAGES and CHOST from swarm.
+# Every header key but TIMESTAMP: the profile keys come from the drones' build
+# environment (their portageq), VERSION, PACKAGES and CHOST from swarm.
 for k in sorted((set(ours.header) | set(theirs.header)) - {"TIMESTAMP"}):
     if ours.header.get(k) != theirs.header.get(k):
         problems.append(f"header {k}: swarm {ours.header.get(k)!r} emaint {theirs.header.get(k)!r}")
@@ -260,22 +260,9 @@ fn real_portage_installs_the_world_from_a_published_release_and_follows_a_rollba
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path();
-    // The drones' Portage writes the reference header (`emaint binhost --fix`
-    // on an empty PKGDIR of a drone prefix); swarm's indexes carry it.
-    let reference_header = {
-        let m = Machine::new(&venv, &dir.join("header-ref"));
-        let pkgdir = m.dir.join("empty-pkgdir");
-        std::fs::create_dir_all(&pkgdir).expect("pkgdir");
-        m.emaint_fix(&pkgdir);
-        pkgdir.join("Packages")
-    };
-    let server = Server::start(
-        &dir.join("data"),
-        &[(
-            "SWARM_BINHOST_HEADER_FROM",
-            reference_header.to_str().expect("utf-8 path"),
-        )],
-    );
+    // No reference header is configured: the index header comes from the
+    // environment the drones report (portageq), recorded with each build.
+    let server = Server::start(&dir.join("data"), &[]);
     let packages: Vec<Value> = world()
         .into_iter()
         .map(|(atom, deps)| json!({ "atom": atom, "deps": deps }))
@@ -329,6 +316,12 @@ fn real_portage_installs_the_world_from_a_published_release_and_follows_a_rollba
         "release create r1",
     );
     assert!(text.contains(&format!("{total} packages")), "{text}");
+    assert!(
+        text.contains(&format!(
+            "that {total} of {total} packages were recorded as built with"
+        )) && !text.contains("missing"),
+        "the index header is not the drones' build environment:\n{text}"
+    );
     ok(
         &swarm(&server, &["release", "publish", "r1"]),
         "release publish r1",
@@ -358,6 +351,16 @@ fn real_portage_installs_the_world_from_a_published_release_and_follows_a_rollba
     );
     let report = ok(&cmp, "PackageIndex comparison with emaint");
     eprintln!("{}", report.trim());
+    // app-misc/hello's LICENSE and RESTRICT are USE-conditional: built with
+    // USE="ssl -debug", both come out reduced, as emaint writes them.
+    let index = std::fs::read_to_string(r1_dir.join("Packages")).expect("r1 index");
+    let hello = index
+        .split("\n\n")
+        .find(|b| b.contains("CPV: app-misc/hello-1.0\n"))
+        .expect("hello in the index");
+    for want in ["LICENSE: || ( MIT BSD ) BSD\n", "RESTRICT: test\n"] {
+        assert!(hello.contains(want), "{want:?} not in\n{hello}");
+    }
 
     // A client with an empty PKGDIR installs the world from /binhost.
     let binhost = format!("{}/binhost", server.url);

@@ -165,7 +165,15 @@ fn portage_installs_a_gpkg_that_write_gpkg_made() {
         ("SLOT", "0/1.2"),
         ("EAPI", "8"),
         ("KEYWORDS", "amd64"),
-        ("LICENSE", "MIT"),
+        // USE-conditional values stored unreduced: the index reduces them with USE.
+        ("LICENSE", "|| ( MIT BSD ) ssl? ( BSD ) !ssl? ( GPL-2 )"),
+        ("RESTRICT", "debug? ( strip ) !debug? ( test )"),
+        (
+            "RDEPEND",
+            "debug? ( dev-util/buildtool ) !debug? ( !dev-libs/nothing[ssl?,!debug=] )",
+        ),
+        ("IUSE", "+ssl debug"),
+        ("USE", "amd64 ssl"),
         ("DESCRIPTION", "written by write_gpkg"),
         ("BUILD_ID", "1"),
         ("BUILD_TIME", "1700000000"),
@@ -190,6 +198,28 @@ fn portage_installs_a_gpkg_that_write_gpkg_made() {
     assert_eq!(entries.len(), 1, "Portage indexed it: {entries:?}");
     assert_eq!(entries[0]["CPV"], "dev-libs/libfoo-1.2");
     assert_eq!(entries[0]["SHA1"], pkg.sha1);
+    // swarm's index entry for the same file says what Portage's says, key by key.
+    let mut ours = vec![swarm_net::binhost::index::IndexEntry {
+        cpv: pkg.cpv.clone(),
+        path: "dev-libs/libfoo/libfoo-1.2-1.gpkg.tar".into(),
+        size: pkg.size,
+        mtime_s: 0,
+        md5: pkg.md5.clone(),
+        sha1: pkg.sha1.clone(),
+        metadata: pkg.metadata.clone(),
+    }];
+    let text = swarm_net::binhost::index::render(&BTreeMap::new(), 1, &mut ours);
+    let block = text.split("\n\n").nth(1).expect("one entry");
+    let ours: BTreeMap<&str, &str> = block.lines().filter_map(|l| l.split_once(": ")).collect();
+    for (k, v) in &entries[0] {
+        if k != "MTIME" {
+            assert_eq!(ours.get(k.as_str()), Some(&v.as_str()), "{k}:\n{text}");
+        }
+    }
+    assert_eq!(ours.len(), entries[0].len(), "{text}");
+    assert_eq!(ours["LICENSE"], "|| ( MIT BSD ) BSD");
+    assert_eq!(ours["RESTRICT"], "test");
+    assert_eq!(ours["RDEPEND"], "!dev-libs/nothing[ssl,debug]");
     let log = m.run(&[
         "emerge",
         "--usepkgonly",
@@ -206,5 +236,26 @@ fn portage_installs_a_gpkg_that_write_gpkg_made() {
     assert!(
         m.prefix().join("var/db/pkg/dev-libs/libfoo-1.2").is_dir(),
         "Portage recorded the install"
+    );
+}
+
+/// The committed use_reduce fixture is what the installed Portage says today.
+#[test]
+fn the_use_reduce_fixture_is_what_portage_still_writes() {
+    let Some(venv) = venv() else { return };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("portage");
+    let out = Command::new(venv.join("bin/python"))
+        .arg(root.join("use_reduce.py"))
+        .output()
+        .expect("run use_reduce.py");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let committed = std::fs::read_to_string(root.join("use_reduce.tsv")).expect("fixture");
+    assert!(
+        String::from_utf8_lossy(&out.stdout) == committed,
+        "Portage now reduces differently: regenerate tests/portage/use_reduce.tsv and check swarm's reducer"
     );
 }

@@ -325,3 +325,148 @@ fn a_serve_that_cannot_listen_leaves_no_data_dir_and_says_the_port_is_taken() {
         second.display()
     );
 }
+
+/// `swarm serve` as a user without privilege: as `nobody` (through
+/// `setpriv`) when the test runs as root, else as the test's own user.
+/// Returns `None` (after saying why) when that cannot be arranged outside CI;
+/// under `CI=true` that is a failure, never a skip.
+fn unprivileged_serve(
+    bin: &std::path::Path,
+    args: &[&str],
+    data_dir: &std::path::Path,
+) -> Option<Output> {
+    let root = rustix::process::geteuid().is_root();
+    let mut cmd = if root {
+        if !std::path::Path::new("/usr/bin/setpriv").exists() {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "CI=true but /usr/bin/setpriv (util-linux) is missing: it runs serve as nobody"
+            );
+            eprintln!("SKIPPED: running as root without /usr/bin/setpriv to drop to nobody");
+            return None;
+        }
+        let mut c = Command::new("/usr/bin/setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(bin);
+        c
+    } else {
+        Command::new(bin)
+    };
+    let out = cmd
+        .arg("serve")
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env("HOME", "/nonexistent")
+        .env("RUST_BACKTRACE", "1")
+        .env("SELF_HEAL_ENABLED", "false")
+        .env_remove("SWARM_CONFIG")
+        .env_remove("SWARM_ADMIN_TOKEN")
+        .env_remove("ADMIN_SECRET")
+        .env_remove("COLUMNS")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run swarm serve");
+    Some(out)
+}
+
+/// A port below the kernel's first unprivileged one (80 where it can be).
+fn privileged_port() -> Option<u16> {
+    let start: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(1024);
+    match start {
+        0 | 1 => None,
+        s if s > 80 => Some(80),
+        s => Some(s - 1),
+    }
+}
+
+#[test]
+fn serve_without_privilege_says_permission_denied_for_the_port_and_the_data_dir() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("dir");
+    // Everything `nobody` must reach: a copy of the binary in a 0755 dir.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let bin = dir.path().join("swarm");
+    std::fs::copy(swarm_bin(), &bin).expect("copy the binary");
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let root = rustix::process::geteuid().is_root();
+    // A data dir the unprivileged user owns, for the port check.
+    let own = dir.path().join("own");
+    std::fs::create_dir(&own).expect("mkdir");
+    if root {
+        rustix::fs::chown(
+            &own,
+            Some(rustix::fs::Uid::from_raw(65534)),
+            Some(rustix::fs::Gid::from_raw(65534)),
+        )
+        .expect("chown to nobody");
+    }
+
+    // 1. A privileged port: permission denied, not "another server".
+    let Some(port) = privileged_port() else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true but this kernel lets every user bind every port \
+             (net.ipv4.ip_unprivileged_port_start = 0): the port message cannot be checked"
+        );
+        eprintln!("SKIPPED: every port is unprivileged here");
+        return;
+    };
+    let data = own.join("data");
+    let listen = format!("127.0.0.1:{port}");
+    let Some(out) = unprivileged_serve(&bin, &["--listen", &listen], &data) else {
+        return;
+    };
+    let err = stderr(&out);
+    assert!(!out.status.success(), "serve started on {listen}: {err}");
+    assert!(
+        err.contains(&format!("cannot listen on {listen}: permission denied"))
+            && err.contains("ports below 1024 need root or CAP_NET_BIND_SERVICE"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("in use") && !err.contains("another") && !err.contains("backtrace"),
+        "{err}"
+    );
+    assert!(
+        !data.exists(),
+        "a failed start left {} behind",
+        data.display()
+    );
+
+    // 2. A data dir of another user (root's, or one whose token file this
+    // user cannot read): permission denied naming the fix, never
+    // "File exists (os error 17)".
+    let theirs = dir.path().join("theirs");
+    std::fs::create_dir(&theirs).expect("mkdir");
+    let token = theirs.join("admin.token");
+    std::fs::write(&token, "0123456789abcdef0123456789abcdef\n").expect("token");
+    std::fs::set_permissions(
+        &token,
+        std::fs::Permissions::from_mode(if root { 0o600 } else { 0o000 }),
+    )
+    .expect("chmod");
+    let Some(out) = unprivileged_serve(&bin, &["--listen", "127.0.0.1:0"], &theirs) else {
+        return;
+    };
+    let err = stderr(&out);
+    assert!(
+        !out.status.success(),
+        "serve started with another user's data dir: {err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "permission denied on the admin token file {}",
+            token.display()
+        )) && err.contains("run `swarm serve` as the user that owns the data directory"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("File exists") && !err.contains("os error 17") && !err.contains("backtrace"),
+        "{err}"
+    );
+    assert!(theirs.join("admin.token").exists() && !theirs.join("swarm.db").exists());
+}

@@ -5,7 +5,9 @@
 //! nginx FAILS the test; elsewhere it is skipped with the reason printed.
 //!
 //! `cargo test -p swarm-tests --test nginx_e2e -- --ignored --nocapture`
-//! also measures file throughput of both servers on this machine.
+//! also measures file throughput of both servers on this machine: one 64 MiB file, one small
+//! file again and again, 400 different small files one connection each, and the same from 4
+//! keep-alive clients at once (MiB/s and requests/s; `swarm serve` is the debug build the tests run).
 
 mod support;
 
@@ -191,6 +193,16 @@ fn measure_binhost_throughput_against_nginx() {
     let tree = tmp.path().join("binhost");
     let size = 64 << 20;
     make_tree(&tree, size);
+    let many: Vec<(String, usize)> = (0..400usize)
+        .map(|i| {
+            let p = format!("r1/many/pkg{}/pkg{i}-1-1.gpkg.tar", i % 20);
+            let size = 8192 + (i * 7919) % (56 << 10);
+            let path = tree.join(&p);
+            std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+            std::fs::write(&path, vec![(i % 251) as u8; size]).expect("write");
+            (p, size)
+        })
+        .collect();
     let ng = start_nginx(&bin, &tmp.path().join("nginx"), &tree);
     let tree_s = tree.to_string_lossy().into_owned();
     let swarm = Server::start(
@@ -220,8 +232,50 @@ fn measure_binhost_throughput_against_nginx() {
             assert_eq!(code, 200);
         }
         eprintln!(
-            "{name}: {n} GETs of 10 KiB, one connection each, {:.0}/s",
+            "{name}: {n} GETs of one 10 KiB file, one connection each, {:.0}/s",
             n as f64 / t.elapsed().as_secs_f64()
+        );
+        // Many different small packages, as a client installing a world fetches them.
+        let t = Instant::now();
+        let mut bytes = 0usize;
+        for (p, size) in &many {
+            let (code, _, body) = fetch("GET", &format!("{base}/binhost/{p}"), &[]);
+            assert_eq!((code, body.len()), (200, *size));
+            bytes += size;
+        }
+        let secs = t.elapsed().as_secs_f64();
+        eprintln!(
+            "{name}: {} different files of 8-64 KiB, one connection each, {:.0}/s, {:.1} MiB/s",
+            many.len(),
+            many.len() as f64 / secs,
+            bytes as f64 / secs / (1 << 20) as f64
+        );
+        // The same from 4 clients at once, each keeping its connection.
+        let t = Instant::now();
+        std::thread::scope(|s| {
+            for c in 0..4 {
+                let many = &many;
+                s.spawn(move || {
+                    let agent = ureq::AgentBuilder::new()
+                        .timeout(Duration::from_secs(30))
+                        .build();
+                    for (p, size) in many.iter().skip(c).step_by(4) {
+                        let resp = agent
+                            .get(&format!("{base}/binhost/{p}"))
+                            .call()
+                            .expect("GET");
+                        let mut body = Vec::new();
+                        resp.into_reader().read_to_end(&mut body).expect("body");
+                        assert_eq!(body.len(), *size);
+                    }
+                });
+            }
+        });
+        let secs = t.elapsed().as_secs_f64();
+        eprintln!(
+            "{name}: the same from 4 keep-alive clients at once, {:.0}/s, {:.1} MiB/s",
+            many.len() as f64 / secs,
+            bytes as f64 / secs / (1 << 20) as f64
         );
     }
 }

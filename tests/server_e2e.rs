@@ -24,14 +24,31 @@ fn keys(v: &Value) -> BTreeSet<String> {
         .unwrap_or_default()
 }
 
-fn stage(server: &Server, atom: &str) {
+/// What a v3 drone rsyncs into staging for `atom`: a valid gpkg of `inside`
+/// (the package it really holds), or `None` for 4 KiB of junk.
+fn stage_as(server: &Server, atom: &str, inside: Option<&str>) {
     let (cat, pf) = atom
         .trim_start_matches('=')
         .split_once('/')
         .expect("cat/pf");
     let dir = server.data_dir.join("staging").join(cat);
     std::fs::create_dir_all(&dir).expect("mkdir");
-    std::fs::write(dir.join(format!("{pf}.gpkg.tar")), vec![7u8; 4096]).expect("write");
+    let path = dir.join(format!("{pf}.gpkg.tar"));
+    match inside {
+        Some(cpv) => {
+            let meta: std::collections::BTreeMap<String, String> = [("SLOT", "0"), ("EAPI", "8")]
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            swarm_net::binpkg::write_gpkg(cpv, &meta, &[("usr/share/x", b"x\n")], &path)
+                .expect("write_gpkg");
+        }
+        None => std::fs::write(&path, vec![7u8; 4096]).expect("write"),
+    }
+}
+
+fn stage(server: &Server, atom: &str) {
+    stage_as(server, atom, Some(atom.trim_start_matches('=')));
 }
 
 fn work(server: &Server, id: &str) -> Value {
@@ -848,4 +865,41 @@ fn a_big_push_goes_in_parts_and_is_answered_once_with_every_package_counted() {
         (Some(0), Some(300)),
         "{again}"
     );
+}
+
+/// A v3 drone's rsynced file counts only when it passes the checks an upload
+/// passes: junk, or a valid package of something else, is `invalid_binary`.
+#[test]
+fn a_v3_drones_rsynced_file_counts_only_when_it_is_a_valid_build() {
+    let dir = tempfile::tempdir().expect("dir");
+    let s = Server::start(dir.path(), &[]);
+    let (code, r) = s.post(
+        "/api/v1/register",
+        &v3_register("drone-c-0003", "drone-gamma", Value::Null),
+    );
+    assert_eq!(code, 200, "{r}");
+    let (code, q) = s.admin_post(
+        "/api/v1/queue",
+        &json!({"packages": ["=dev-libs/foo-1.0", "=dev-libs/bar-2.0", "=app-misc/baz-3"]}),
+    );
+    assert_eq!(code, 200, "{q}");
+    for (inside, recorded) in [
+        (None, "invalid_binary"),
+        (Some("dev-libs/other-9"), "invalid_binary"),
+        (Some(""), "built"),
+    ] {
+        let w = work(&s, "drone-c-0003");
+        let pkg = w["package"].as_str().expect("a package").to_string();
+        let inside = inside.map(|c| {
+            if c.is_empty() {
+                pkg.trim_start_matches('=')
+            } else {
+                c
+            }
+        });
+        stage_as(&s, &pkg, inside);
+        let c = complete(&s, "drone-c-0003", &pkg, "success");
+        assert_eq!(c["recorded"], recorded, "{pkg} holding {inside:?}: {c}");
+        assert_eq!(c["accepted"], recorded == "built", "{c}");
+    }
 }

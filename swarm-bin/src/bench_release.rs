@@ -98,12 +98,13 @@ fn run_in(a: &ReleaseBenchArgs, dir: &std::path::Path) -> anyhow::Result<()> {
     let write_ms = ms(t);
     let releases = Releases::open(BinhostOptions::under(dir), &staging)?;
     let none = |_: &str| (None, None);
+    let env = swarm_net::binhost::header::HeaderEnv::NONE;
     let now = crate::cli::fmt::now_ms();
     let t = Instant::now();
-    let cold = releases.create(Some("cold"), now, 1, &none)?;
+    let cold = releases.create(Some("cold"), now, 1, &none, &env)?;
     let cold_ms = ms(t);
     let t = Instant::now();
-    let warm = releases.create(Some("warm"), now + 1000, 1, &none)?;
+    let warm = releases.create(Some("warm"), now + 1000, 1, &none, &env)?;
     let warm_ms = ms(t);
     let t = Instant::now();
     releases.publish("cold", now + 2000, GateVerdict::default(), None)?;

@@ -37,34 +37,41 @@ fn load(config: Option<PathBuf>) -> anyhow::Result<Loaded> {
 pub(crate) fn check(args: CheckArgs) -> anyhow::Result<()> {
     let loaded = load(args.config)?;
     for warning in &loaded.warnings {
-        eprintln!("warning: {warning}");
+        warn(warning);
     }
     emit(&format!("{}\n", summary(&loaded)))
+}
+
+/// A loader's warning on stderr, fitted to the terminal.
+fn warn(warning: &str) {
+    let width = crate::cli::fmt::columns(crate::cli::fmt::Stream::Stderr);
+    eprint!(
+        "{}",
+        crate::cli::fmt::fit(&format!("warning: {warning}\n"), width)
+    );
 }
 
 /// Prints every effective value and where it came from.
 pub(crate) fn show(args: ShowArgs) -> anyhow::Result<()> {
     let loaded = load(args.config)?;
     if args.json {
-        emit(&format!(
+        crate::cli::fmt::emit_raw(&format!(
             "{}\n",
             serde_json::to_string_pretty(&to_json(&loaded))?
         ))
     } else {
         for warning in &loaded.warnings {
-            eprintln!("warning: {warning}");
+            warn(warning);
         }
         emit(&to_text(&loaded))
     }
 }
 
-/// Writes to stdout; a closed pipe (`swarm config show | head`) is not an error.
+/// Writes to stdout, fitted to the terminal like every human output
+/// (`--json` is for scripts); a closed pipe (`swarm config show | head`) is
+/// not an error.
 fn emit(text: &str) -> anyhow::Result<()> {
-    use std::io::Write;
-    match std::io::stdout().lock().write_all(text.as_bytes()) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
-        _ => Ok(()),
-    }
+    crate::cli::fmt::emit(text)
 }
 
 fn summary(loaded: &Loaded) -> String {

@@ -114,7 +114,7 @@ enum ConfigCmd {
 }
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let cli = parse_args();
     match dispatch(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
@@ -123,6 +123,17 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// The command line, with `--help` and usage errors fitted as the rest of
+/// the human output is ([`cli::fmt::columns`]): to the terminal, else to
+/// `$COLUMNS`; a pipe gets whole lines.
+fn parse_args() -> Cli {
+    use clap::{CommandFactory, FromArgMatches};
+    // 0: clap does not wrap.
+    let width = cli::fmt::columns(cli::fmt::Stream::Stdout).unwrap_or(0);
+    let matches = Cli::command().term_width(width).get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
 }
 
 /// An error as an operator reads it: the message and its causes, one per

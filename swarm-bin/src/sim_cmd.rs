@@ -91,18 +91,20 @@ fn load_scenario(args: &SimArgs) -> anyhow::Result<Scenario> {
 pub(crate) fn run(args: SimArgs) -> anyhow::Result<()> {
     if args.list {
         let mut list = Vec::new();
+        let mut text = String::new();
         for name in sim::BUILTIN {
             let s = Scenario::builtin(name).context("built-in scenario")?;
             if args.json {
                 list.push(serde_json::json!({"name": name, "description": s.description}));
             } else {
-                println!("{name:16} {}", s.description);
+                // Two spaces: a wrapped description stays in its column.
+                text.push_str(&format!("{name:15}  {}\n", s.description));
             }
         }
         if args.json {
             println!("{}", serde_json::to_string_pretty(&list)?);
         }
-        return Ok(());
+        return crate::cli::fmt::emit(&text);
     }
     let scenario = load_scenario(&args)?;
     let swarm_config = load_config(args.config.as_deref())?;

@@ -16,6 +16,44 @@ pub const MAX_ENV_KEYS: usize = 96;
 /// At most this many bytes per value (USE on a desktop is a few KiB).
 pub const MAX_ENV_VALUE: usize = 16 * 1024;
 
+/// Names under this prefix (`pkgindex.FEATURES`, `pkgindex.CONFIG_PROTECT`, ...) carry what
+/// Portage writes into a binhost's `Packages` header, not what makes binaries compatible: they are
+/// kept verbatim, never compared, and a release's index header is made from them (issue 12).
+pub const INDEX_PREFIX: &str = "pkgindex.";
+
+/// The settings Portage's binary tree copies into a `Packages` header by name (besides PROFILE
+/// and the variables `USE_EXPAND_IMPLICIT` / `USE_EXPAND_UNPREFIXED` name): what a drone reports
+/// under [`INDEX_PREFIX`] and a release's index header is made of.
+pub const INDEX_HEADER_KEYS: [&str; 16] = [
+    "ACCEPT_KEYWORDS",
+    "ACCEPT_LICENSE",
+    "ACCEPT_PROPERTIES",
+    "ACCEPT_RESTRICT",
+    "CBUILD",
+    "CONFIG_PROTECT",
+    "CONFIG_PROTECT_MASK",
+    "FEATURES",
+    "GENTOO_MIRRORS",
+    "INSTALL_MASK",
+    "IUSE_IMPLICIT",
+    "USE",
+    "USE_EXPAND",
+    "USE_EXPAND_HIDDEN",
+    "USE_EXPAND_IMPLICIT",
+    "USE_EXPAND_UNPREFIXED",
+];
+
+/// Whether `name`, found in `USE_EXPAND_IMPLICIT` or `USE_EXPAND_UNPREFIXED`, can be a header
+/// variable (`ARCH`, `ELIBC`): upper case, digits and `_`, at most 32 characters.
+#[must_use]
+pub fn is_expand_name(name: &str) -> bool {
+    name.len() <= 32
+        && name.starts_with(|c: char| c.is_ascii_uppercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+}
+
 /// Variables whose value is a set of flags even when `USE_EXPAND` does not list them.
 const FLAG_SETS: [&str; 4] = ["USE", "FEATURES", "ACCEPT_KEYWORDS", "USE_EXPAND"];
 
@@ -64,7 +102,8 @@ impl BuildEnv {
         let canonical = vars
             .into_iter()
             .map(|(k, v)| {
-                let is_set = FLAG_SETS.contains(&k.as_str()) || expanded.contains(&k);
+                let is_set = !k.starts_with(INDEX_PREFIX)
+                    && (FLAG_SETS.contains(&k.as_str()) || expanded.contains(&k));
                 let mut words: Vec<&str> = v.split_whitespace().collect();
                 if is_set {
                     words.sort_unstable();
@@ -94,12 +133,16 @@ impl BuildEnv {
         self.0.is_empty()
     }
 
+    /// The variables that decide compatibility: all but the [`INDEX_PREFIX`] ones.
+    fn compared(&self) -> impl Iterator<Item = (&String, &String)> {
+        self.0.iter().filter(|(k, _)| !k.starts_with(INDEX_PREFIX))
+    }
+
     /// How `actual` differs from this expected environment. Only the variables the expectation
     /// names count: an operator who writes down CFLAGS and CHOST alone gets matching on those.
     #[must_use]
     pub fn differences(&self, actual: &BuildEnv) -> Vec<EnvDiff> {
-        self.0
-            .iter()
+        self.compared()
             .filter(|(k, v)| actual.get(k) != Some(v.as_str()))
             .map(|(k, v)| EnvDiff {
                 key: k.clone(),
@@ -120,8 +163,7 @@ impl BuildEnv {
     /// Whether `actual` has every expected value.
     #[must_use]
     pub fn admits(&self, actual: &BuildEnv) -> bool {
-        self.0
-            .iter()
+        self.compared()
             .all(|(k, v)| actual.get(k) == Some(v.as_str()))
     }
 }
@@ -262,6 +304,23 @@ mod tests {
             missing[0].to_string(),
             "CHOST (not reported vs x86_64-pc-linux-gnu)"
         );
+    }
+
+    #[test]
+    fn index_header_variables_are_kept_verbatim_and_never_compared() {
+        let expected = env(&[
+            ("CHOST", "x86_64-pc-linux-gnu"),
+            ("pkgindex.GENTOO_MIRRORS", "http://a"),
+            ("pkgindex.USE_EXPAND", "KERNEL ELIBC"),
+        ]);
+        assert_eq!(expected.get("pkgindex.USE_EXPAND"), Some("KERNEL ELIBC"));
+        let other_mirror = env(&[
+            ("CHOST", "x86_64-pc-linux-gnu"),
+            ("pkgindex.GENTOO_MIRRORS", "http://b"),
+        ]);
+        assert!(expected.admits(&other_mirror));
+        assert!(expected.differences(&other_mirror).is_empty());
+        assert_ne!(expected.digest(), other_mirror.digest());
     }
 
     #[test]

@@ -74,9 +74,9 @@ pub struct Settings {
     /// published release's packages (default 10).
     pub release_max_drop_percent: u32,
     /// A Portage `Packages` file (a reference drone's `$PKGDIR/Packages`)
-    /// whose header (PROFILE, ACCEPT_KEYWORDS, USE_EXPAND*, ...) each release's
-    /// index carries, as `emaint binhost --fix` would write it on that machine.
-    /// `None`: the header has only what swarm knows (VERSION, TIMESTAMP, PACKAGES, CHOST).
+    /// whose header keys (PROFILE, ACCEPT_KEYWORDS, USE_EXPAND*, ...) override
+    /// the ones each release's index takes from its build environment.
+    /// `None`: the build environment's alone.
     pub binhost_header_from: Option<PathBuf>,
     /// Public keys (`gpg --export KEYID > FILE`) that signed packages
     /// (`FEATURES=binpkg-signing`) are checked against with `gpgv` on upload;

@@ -141,6 +141,15 @@ fn releases_are_hardlinked_indexed_published_rolled_back_and_purged() {
     let (code, v, text) = call("POST", &api, Some(json!({"name": "r1"})), true);
     assert_eq!(code, 201, "{text}");
     assert_eq!(v["release"]["packages"], 3, "{text}");
+    // No drone reported an environment and none is expected: the header has
+    // what swarm knows by itself, and the answer says so.
+    assert!(
+        v["header"]["source"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("no build environment known")),
+        "{text}"
+    );
+    assert_eq!(v["header"]["keys"], json!([]), "{text}");
     let skipped = v["skipped"].to_string();
     assert!(
         skipped.contains("zeros-1.0.gpkg.tar") && skipped.contains("not a valid binary package"),

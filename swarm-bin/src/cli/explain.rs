@@ -109,6 +109,16 @@ pub(crate) fn next_steps(e: &Explain, chain: &[Explain]) -> String {
             "next: see why with `swarm history --package {0}`; `swarm control unblock {0}` retries it\n",
             e.package
         );
+    } else if state_of(e) == "queued"
+        && e.status
+            .as_ref()
+            .is_some_and(|p| p.status.retry_at.is_some())
+    {
+        out += &format!(
+            "next: it waits out a backoff after failing; once the cause is fixed, \
+             `swarm control retry {0}` has it built now\n",
+            e.package
+        );
     }
     out
 }
@@ -173,6 +183,24 @@ mod tests {
         );
         let dep = explained("=dev-libs/y-1", "blocked", "blocked: failed on 2 drones");
         insta::assert_snapshot!("explain_blocked_dependency", next_steps(&app, &[dep]));
+    }
+
+    #[test]
+    fn a_package_in_backoff_says_how_to_retry_it_now() {
+        let mut e = explained(
+            "=dev-libs/x-1",
+            "queued",
+            "retrying after failure 1 (compile); next attempt in 59s",
+        );
+        assert_eq!(next_steps(&e, &[]), "", "no retry_at, no step");
+        if let Some(p) = e.status.as_mut() {
+            p.status.retry_at = Some(1);
+        }
+        let steps = next_steps(&e, &[]);
+        assert!(
+            steps.contains("swarm control retry =dev-libs/x-1"),
+            "{steps}"
+        );
     }
 
     #[test]

@@ -335,6 +335,13 @@ fn render_created(v: &Value) -> String {
         r["timestamp"].as_u64().unwrap_or(0),
         s(&r["name"]),
     );
+    if let Ok(note) =
+        serde_json::from_value::<swarm_net::binhost::header::HeaderNote>(v["header"].clone())
+    {
+        if !note.source.is_empty() {
+            out += &format!("{}\n", note.describe());
+        }
+    }
     if let Some(sk) = v["skipped"].as_array().filter(|a| !a.is_empty()) {
         out += &format!("{} staging file(s) left out:\n", sk.len());
         for x in sk.iter().take(20) {

@@ -1,13 +1,16 @@
 //! The drone's build environment as Portage resolves it (issue 17): `portageq envvar -v` for the
 //! variables that decide binary compatibility, the profile `make.profile` points at, and the
 //! compiler and libc installed (`portageq best_version`). Never make.conf or the package database
-//! parsed by hand: profiles, `package.env` and defaults all feed what Portage uses.
+//! parsed by hand: profiles, `package.env` and defaults all feed what Portage uses. The settings
+//! Portage writes into a binhost's `Packages` header ride along under `pkgindex.` names, never
+//! compared, so a release's index header is the one Portage would write (issue 12).
 
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use swarm_core::buildenv::{is_expand_name, INDEX_HEADER_KEYS, INDEX_PREFIX};
 
 /// What the agent asks Portage for by default; `--env-command` replaces it.
 pub(crate) const DEFAULT_ENV_COMMAND: &str =
@@ -37,13 +40,24 @@ const TOOLCHAIN: [(&str, &[&str]); 2] = [
 /// How long Portage may take to answer; a hung `portageq` must not stop the heartbeat for long.
 const TIMEOUT: Duration = Duration::from_secs(20);
 
-/// Parses `portageq envvar -v` output: `NAME=value` or `NAME='quoted value'` per line.
-pub(crate) fn parse_envvar(text: &str) -> BTreeMap<String, String> {
+/// Parses `portageq envvar -v` output as Portage prints it: `NAME=value` or
+/// `NAME='quoted value'` per line, values with their words joined by one space.
+fn parse_raw(text: &str) -> BTreeMap<String, String> {
     text.lines()
         .filter_map(|line| {
             let (name, raw) = line.split_once('=')?;
             let words = shell_words::split(raw).ok()?;
-            let mut value = words.join(" ");
+            Some((name.trim().to_string(), words.join(" ")))
+        })
+        .collect()
+}
+
+/// Parses `portageq envvar -v` output into fingerprint values: FEATURES keeps only
+/// [`BINARY_FEATURES`].
+pub(crate) fn parse_envvar(text: &str) -> BTreeMap<String, String> {
+    parse_raw(text)
+        .into_iter()
+        .map(|(name, mut value)| {
             if name == "FEATURES" {
                 value = value
                     .split_whitespace()
@@ -51,9 +65,67 @@ pub(crate) fn parse_envvar(text: &str) -> BTreeMap<String, String> {
                     .collect::<Vec<_>>()
                     .join(" ");
             }
-            Some((name.trim().to_string(), value))
+            (name, value)
         })
         .collect()
+}
+
+/// At most this many names are asked for from `USE_EXPAND_IMPLICIT` and
+/// `USE_EXPAND_UNPREFIXED` (Gentoo's profiles name four).
+const MAX_EXPANDED: usize = 16;
+
+/// What Portage would write into a `Packages` header, as [`INDEX_PREFIX`] variables: the
+/// settings of [`INDEX_HEADER`], the variables `USE_EXPAND_IMPLICIT` and
+/// `USE_EXPAND_UNPREFIXED` name and `USE_EXPAND_VALUES_*` of the implicit ones. A value the
+/// fingerprint `have` already carries as Portage has it is not repeated; FEATURES always is
+/// (the fingerprint keeps only binary-relevant features). Empty values are left out, as
+/// Portage leaves them out.
+fn index_header(
+    portageq: &str,
+    have: &BTreeMap<String, String>,
+) -> Result<BTreeMap<String, String>, String> {
+    let ask = |names: &[String]| -> Result<BTreeMap<String, String>, String> {
+        let mut argv = vec![portageq.to_string(), "envvar".into(), "-v".into()];
+        argv.extend(names.iter().cloned());
+        Ok(parse_raw(&run_accepting(&argv, 1)?)
+            .into_iter()
+            .filter(|(k, _)| names.contains(k))
+            .collect())
+    };
+    let fixed: Vec<String> = INDEX_HEADER_KEYS.iter().map(|k| k.to_string()).collect();
+    let mut found = ask(&fixed)?;
+    let names_in = |k: &str| -> Vec<String> {
+        found
+            .get(k)
+            .map(|v| {
+                v.split_whitespace()
+                    .filter(|n| is_expand_name(n))
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let implicit = names_in("USE_EXPAND_IMPLICIT");
+    let mut more: Vec<String> = implicit.clone();
+    more.extend(names_in("USE_EXPAND_UNPREFIXED"));
+    more.sort();
+    more.dedup();
+    more.truncate(MAX_EXPANDED);
+    more.extend(
+        implicit
+            .iter()
+            .take(MAX_EXPANDED)
+            .map(|n| format!("USE_EXPAND_VALUES_{n}")),
+    );
+    if !more.is_empty() {
+        found.extend(ask(&more)?);
+    }
+    let canonical = swarm_core::BuildEnv::new(have.clone()).unwrap_or_default();
+    Ok(found
+        .into_iter()
+        .filter(|(k, v)| !v.is_empty() && (k == "FEATURES" || canonical.get(k) != Some(v.as_str())))
+        .map(|(k, v)| (format!("{INDEX_PREFIX}{k}"), v))
+        .collect())
 }
 
 /// The profile a Portage configuration root uses, as the part after `profiles/` of the path
@@ -70,6 +142,12 @@ pub(crate) fn profile_of(config_root: &Path) -> Option<String> {
 
 /// Runs `argv` and returns what it printed; `Err` says why it could not, in words.
 fn run(argv: &[String]) -> Result<String, String> {
+    run_accepting(argv, 0)
+}
+
+/// [`run`] that also accepts exit status `also_ok` (`portageq envvar` exits 1 when one of the
+/// variables asked for is unset or empty, after printing the others).
+fn run_accepting(argv: &[String], also_ok: i32) -> Result<String, String> {
     let (program, args) = argv.split_first().ok_or("the env command is empty")?;
     let mut child = Command::new(program)
         .args(args)
@@ -99,7 +177,7 @@ fn run(argv: &[String]) -> Result<String, String> {
         }
     };
     let text = reader.join().unwrap_or_default();
-    if !status.success() {
+    if !status.success() && status.code() != Some(also_ok) {
         let mut err = String::new();
         if let Some(mut e) = child.stderr.take() {
             let _ = (&mut e).take(4096).read_to_string(&mut err);
@@ -151,6 +229,12 @@ pub(crate) fn read(argv: &[String]) -> Result<BTreeMap<String, String>, String> 
         .is_some_and(|n| n == "portageq")
     {
         vars.extend(toolchain(program)?);
+        // The index header is for the binhost, not for matching work: without it the drone
+        // still builds, and the release says its header lacks the keys.
+        match index_header(program, &vars) {
+            Ok(header) => vars.extend(header),
+            Err(why) => tracing::warn!("Packages header variables not read from Portage: {why}"),
+        }
     }
     Ok(vars)
 }
@@ -158,6 +242,67 @@ pub(crate) fn read(argv: &[String]) -> Result<BTreeMap<String, String>, String> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn portageq_is_asked_for_the_packages_header_and_the_variables_its_lists_name() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fake = dir.path().join("portageq");
+        let log = dir.path().join("asked");
+        // envvar -v NAMES...: answers the names it knows, as portageq prints them.
+        std::fs::write(
+            &fake,
+            format!(
+                // and exits 1, as portageq does when one of them is empty or unset.
+                "#!/bin/sh\necho \"$*\" >> {log}\n[ \"$1\" = envvar ] || exit 0\nshift; shift\n\
+                 for n in \"$@\"; do case $n in\n\
+                 USE) echo \"USE='amd64 ssl'\" ;;\n\
+                 FEATURES) echo \"FEATURES='buildpkg splitdebug'\" ;;\n\
+                 CONFIG_PROTECT) echo \"CONFIG_PROTECT='/etc /usr/share/config'\" ;;\n\
+                 INSTALL_MASK) echo \"INSTALL_MASK=''\" ;;\n\
+                 USE_EXPAND_IMPLICIT) echo \"USE_EXPAND_IMPLICIT='ARCH ELIBC bad-name'\" ;;\n\
+                 USE_EXPAND_UNPREFIXED) echo USE_EXPAND_UNPREFIXED=ARCH ;;\n\
+                 ARCH) echo ARCH=amd64 ;;\n\
+                 ELIBC) echo ELIBC=glibc ;;\n\
+                 USE_EXPAND_VALUES_ARCH) echo \"USE_EXPAND_VALUES_ARCH='amd64 arm64'\" ;;\n\
+                 esac; done\nexit 1\n",
+                log = log.display()
+            ),
+        )
+        .expect("write");
+        std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .expect("chmod");
+        let have: BTreeMap<String, String> = [
+            ("USE".to_string(), "ssl amd64".to_string()),
+            ("FEATURES".to_string(), "splitdebug".to_string()),
+            ("ARCH".to_string(), "amd64".to_string()),
+        ]
+        .into();
+        let got = index_header(&fake.to_string_lossy(), &have).expect("reads");
+        assert_eq!(
+            got.iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>(),
+            [
+                "pkgindex.CONFIG_PROTECT=/etc /usr/share/config",
+                "pkgindex.ELIBC=glibc",
+                "pkgindex.FEATURES=buildpkg splitdebug",
+                "pkgindex.USE_EXPAND_IMPLICIT=ARCH ELIBC bad-name",
+                "pkgindex.USE_EXPAND_UNPREFIXED=ARCH",
+                "pkgindex.USE_EXPAND_VALUES_ARCH=amd64 arm64",
+            ],
+            "USE and ARCH are in the fingerprint as Portage has them; empty INSTALL_MASK is left out"
+        );
+        let asked = std::fs::read_to_string(&log).expect("log");
+        let second = asked.lines().nth(1).expect("a second query");
+        assert_eq!(
+            second,
+            "envvar -v ARCH ELIBC USE_EXPAND_VALUES_ARCH USE_EXPAND_VALUES_ELIBC"
+        );
+        // The result is a valid environment for the server.
+        let mut all = have.clone();
+        all.extend(got);
+        assert!(swarm_core::BuildEnv::new(all).is_ok());
+    }
 
     #[test]
     fn portageq_output_is_read_as_portage_prints_it() {
@@ -219,6 +364,10 @@ mod tests {
         assert_eq!(
             vars["LIBC"], "sys-libs/musl-1.2.5",
             "glibc absent, musl next"
+        );
+        assert!(
+            !vars.keys().any(|k| k.starts_with(INDEX_PREFIX)),
+            "a portageq that knows no header settings adds none: {vars:?}"
         );
         // Another command is not asked for a toolchain it cannot answer.
         let other = read(&["sh".into(), "-c".into(), "echo CFLAGS=-O2".into()]).expect("sh");

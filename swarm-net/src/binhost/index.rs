@@ -3,16 +3,19 @@
 //! `binarytree._new_pkgindex()` configures it):
 //!
 //! - a header block, keys sorted, empty values left out: `VERSION: 0`,
-//!   `TIMESTAMP`, `PACKAGES`, `CHOST` (inherited by the entries), plus any
-//!   operator-supplied keys (`PROFILE`, `ACCEPT_KEYWORDS`, ...);
+//!   `TIMESTAMP`, `PACKAGES`, `CHOST` (inherited by the entries), plus the
+//!   configuration keys (`PROFILE`, `ACCEPT_KEYWORDS`, ..., see [`super::header`]);
 //! - one block per package, sorted by CPV, keys sorted by Portage's internal
 //!   names and written with its translations (`_mtime_` → `MTIME`,
 //!   `repository` → `REPO`), with the default values left out (`EAPI: 0`,
 //!   `SLOT: 0`, empty strings) and `CHOST` left out when the header has it;
+//! - LICENSE, RESTRICT, PROPERTIES and the `*DEPEND` fields reduced with the
+//!   package's USE ([`super::use_reduce`]);
 //! - `MD5` and `SHA1` of the whole file, the digests Portage verifies (its
 //!   index reader drops any other digest key), `SIZE` and `PATH`.
 
-use std::collections::BTreeMap;
+use super::use_reduce::{reduce, USE_EVALUATED};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 /// Values Portage leaves out of an entry because its reader fills them in.
@@ -95,11 +98,27 @@ pub fn render_entry(
     out: &mut String,
 ) {
     let mut m: BTreeMap<&str, String> = BTreeMap::new();
+    let use_flags: BTreeSet<&str> = e
+        .metadata
+        .get("USE")
+        .map(|u| u.split_whitespace().collect())
+        .unwrap_or_default();
     for k in crate::binpkg::INDEX_KEYS {
         let Some(v) = e.metadata.get(*k) else {
             continue;
         };
-        let v = one_line(v);
+        let v = if USE_EVALUATED.contains(k) {
+            match reduce(v, &use_flags, k.ends_with("DEPEND")) {
+                Ok(reduced) => reduced,
+                Err(why) => {
+                    // Portage's own indexer refuses such a package; keep what is stored.
+                    tracing::warn!(cpv = %e.cpv, key = %k, "not reduced with USE: {why}");
+                    one_line(v)
+                }
+            }
+        } else {
+            one_line(v)
+        };
         if v.is_empty() || DEFAULTS.iter().any(|(dk, dv)| dk == k && *dv == v) {
             continue;
         }
@@ -265,6 +284,7 @@ mod tests {
                     ("CHOST", "x86_64-pc-linux-gnu"),
                     ("repository", "gentoo"),
                     ("USE", "amd64  elibc_glibc\n"),
+                    ("LICENSE", "|| ( MIT BSD ) ssl? ( BSD ) !ssl? ( GPL-2 )"),
                     ("DESCRIPTION", "not an index key"),
                     ("RESTRICT", ""),
                 ],
@@ -281,7 +301,7 @@ mod tests {
         let text = render(&BTreeMap::new(), 42, &mut entries);
         let expected = "CHOST: x86_64-pc-linux-gnu\nPACKAGES: 2\nTIMESTAMP: 42\nVERSION: 0\n\n\
             CPV: app-misc/a-1\nMD5: m\nPATH: app-misc/a-1.gpkg.tar\nSHA1: s\nSIZE: 10240\nMTIME: 1796210073\n\n\
-            CPV: dev-libs/libfoo-1.2\nEAPI: 8\nMD5: m\nPATH: dev-libs/libfoo-1.2.gpkg.tar\nSHA1: s\nSIZE: 10240\nSLOT: 0/1.2\nUSE: amd64 elibc_glibc\nMTIME: 1796210073\nREPO: gentoo\n\n";
+            CPV: dev-libs/libfoo-1.2\nEAPI: 8\nLICENSE: || ( MIT BSD ) GPL-2\nMD5: m\nPATH: dev-libs/libfoo-1.2.gpkg.tar\nSHA1: s\nSIZE: 10240\nSLOT: 0/1.2\nUSE: amd64 elibc_glibc\nMTIME: 1796210073\nREPO: gentoo\n\n";
         assert_eq!(text, expected);
         let again = republish(&text, 43, "r1/");
         assert!(again.contains("TIMESTAMP: 43\n") && !again.contains("TIMESTAMP: 42"));

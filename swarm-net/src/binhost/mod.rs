@@ -20,9 +20,11 @@
 
 mod error;
 mod files;
+pub mod header;
 pub mod index;
 mod scan;
 mod state;
+pub mod use_reduce;
 
 pub use error::ReleaseError;
 pub use scan::Skipped;
@@ -97,6 +99,9 @@ pub struct Created {
     pub skipped: Vec<Skipped>,
     /// Files whose metadata came from the inspect cache.
     pub cached: u32,
+    /// What the index header was made from.
+    #[serde(default)]
+    pub header: header::HeaderNote,
 }
 
 /// What `publish` or `rollback` did.
@@ -235,8 +240,9 @@ impl Releases {
         now_ms: u64,
         generation: u64,
         provenance: &Provenance<'_>,
+        env: &header::HeaderEnv<'_>,
     ) -> Result<Created, ReleaseError> {
-        self.create_taking(name, now_ms, generation, provenance, &|_| None)
+        self.create_taking(name, now_ms, generation, provenance, env, &|_| None)
     }
 
     /// [`Releases::create`] of the staging packages `refuse` has nothing against: it names,
@@ -247,6 +253,7 @@ impl Releases {
         now_ms: u64,
         generation: u64,
         provenance: &Provenance<'_>,
+        env: &header::HeaderEnv<'_>,
         refuse: &Refuse<'_>,
     ) -> Result<Created, ReleaseError> {
         let mut st = self.lock();
@@ -260,7 +267,7 @@ impl Releases {
             }
             None => st.fresh_name(now_ms, &self.opts.root),
         };
-        let header = self.opts.index_header()?;
+        let configured = self.opts.index_header()?;
         let mut found = scan::scan(&self.staging, &self.opts.state_dir)?;
         let mut taken = Vec::with_capacity(found.packages.len());
         for p in std::mem::take(&mut found.packages) {
@@ -278,6 +285,28 @@ impl Releases {
             }
         }
         found.packages = taken;
+        let (header_env, source) = env.resolve(found.packages.iter().map(|p| p.pkg.cpv.as_str()));
+        let (mut header, missing) = header_env
+            .as_ref()
+            .map(header::from_env)
+            .unwrap_or_default();
+        let note = header::HeaderNote {
+            source,
+            missing: missing
+                .into_iter()
+                .filter(|k| !configured.contains_key(k))
+                .collect(),
+            overridden: configured.keys().cloned().collect(),
+            keys: header
+                .keys()
+                .chain(configured.keys())
+                .filter(|k| k.as_str() != "CHOST" && !index::OWN_HEADER_KEYS.contains(&k.as_str()))
+                .cloned()
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect(),
+        };
+        header.extend(configured);
         if found.packages.is_empty() {
             return Err(ReleaseError::Empty(self.staging.clone()));
         }
@@ -378,6 +407,7 @@ impl Releases {
             release: info,
             skipped: found.skipped,
             cached: found.cached,
+            header: note,
         })
     }
 

@@ -461,13 +461,31 @@ pub(crate) fn complete(sh: &Shared, req: &mut Request, caller: &Caller) -> Resul
                 upload_lease::report_lease(sh, &name, &atom, r.lease)
                     .is_some_and(|l| upload_lease::uploaded_under(&sh.staging, &atom, l))
             };
-            // A v3 drone (no credential, from a legacy network) rsyncs its binary in.
+            // A v3 drone (no credential, from a legacy network) rsyncs its binary in;
+            // the file must pass the checks an upload passes.
             let rsynced = || {
                 matches!(caller, Caller::Legacy(_))
-                    && upload_lease::unclaimed_present(&sh.staging, &atom)
+                    .then(|| upload_lease::unclaimed_valid(&sh.staging, &atom))
+                    .flatten()
             };
-            if atom.is_virtual() || under_lease() || rsynced() {
+            let rsync = if atom.is_virtual() || under_lease() {
+                Some(Ok(()))
+            } else {
+                rsynced()
+            };
+            if let Some(Ok(())) = rsync {
                 (Outcome::Success, "built")
+            } else if let Some(Err(why)) = rsync {
+                (
+                    Outcome::Failed {
+                        class: FailureClass::Infra,
+                        detail: claims::cut(
+                            format!("invalid_binary: reported built, but what staging holds for it is not a valid binary package of it: {why}"),
+                            claims::MAX_DETAIL,
+                        ),
+                    },
+                    "invalid_binary",
+                )
             } else {
                 (
                     Outcome::Failed {

@@ -8,12 +8,13 @@ use super::front::Request;
 use super::http::{parse_json, read_body, ApiError, Query, Reply};
 use super::shared::Shared;
 use super::writer::Plan;
+use crate::binhost::header::HeaderEnv;
 use crate::binhost::{ReleaseError, Releases};
 use serde::Deserialize;
 use serde_json::json;
 use std::sync::Arc;
 use swarm_core::release_gate::{check_publish_for, GateFacts, GateVerdict};
-use swarm_core::{Input, ReleaseNote};
+use swarm_core::{BuildEnv, Input, ReleaseNote};
 
 impl From<ReleaseError> for ApiError {
     fn from(e: ReleaseError) -> ApiError {
@@ -259,7 +260,6 @@ pub(crate) fn create(sh: &Shared, req: &mut Request, url: &str) -> Result<Reply,
             ));
         }
     }
-    let envs = sh.with_history(|h| h.last_build_envs()).unwrap_or_default();
     let builders = sh.with_history(|h| h.last_builders()).unwrap_or_default();
     let snapshots: std::collections::BTreeMap<String, Option<String>> = view
         .drones()
@@ -276,6 +276,17 @@ pub(crate) fn create(sh: &Shared, req: &mut Request, url: &str) -> Result<Reply,
             .and_then(|d| snapshots.get(d).cloned().flatten());
         (drone, snapshot)
     };
+    // The index header comes from what the packages were built with (issue 12).
+    let envs = sh.with_history(|h| h.last_build_envs()).unwrap_or_default();
+    let recorded = |cpv: &str| {
+        envs.get(&format!("={cpv}"))
+            .or_else(|| envs.get(cpv))
+            .and_then(|vars| BuildEnv::new(vars.clone()).ok())
+    };
+    let env = HeaderEnv {
+        recorded: &recorded,
+        expected: view.profile_env(&r.profile).cloned(),
+    };
     let now = (sh.clock)().0;
     let refuse = |cpv: &str| not_ours(&view, &envs, &r.profile, cpv);
     let created = r.create_taking(
@@ -283,8 +294,10 @@ pub(crate) fn create(sh: &Shared, req: &mut Request, url: &str) -> Result<Reply,
         now,
         view.generation(),
         &provenance,
+        &env,
         &refuse,
     )?;
+    tracing::info!(release = %r.label(&created.release.name), "{}", created.header.describe());
     note(
         sh,
         "created",

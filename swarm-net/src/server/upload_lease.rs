@@ -237,30 +237,51 @@ pub(crate) fn report_lease(
     }
 }
 
-/// Whether staging holds a file of `atom` that no upload claimed: one a v3
-/// drone rsynced in (`<cat>/<pf>*` or `<cat>/<pn>/<pf>*`). Only a
-/// credential-less drone from a legacy network may count on such a file.
-pub(crate) fn unclaimed_present(staging: &Path, atom: &Atom) -> bool {
+/// Most unclaimed files of one package inspected for a report.
+const MAX_UNCLAIMED: usize = 8;
+
+/// The files of `atom` in staging that no upload claimed: the ones a v3 drone
+/// rsynced in (`<cat>/<pf>*` or `<cat>/<pn>/<pf>*`), judged as an upload is
+/// judged ([`crate::binpkg::inspect`], and the package inside must be `atom`).
+/// `None`: there is no such file; `Some(Ok)`: one is a valid build of `atom`;
+/// `Some(Err)`: none is, and why each is not. Only a credential-less drone
+/// from a legacy network may count on such a file.
+pub(crate) fn unclaimed_valid(staging: &Path, atom: &Atom) -> Option<Result<(), String>> {
     let category = atom.category();
     if category.is_empty() {
-        return false;
+        return None;
     }
     let dirs = [
         staging.join(category),
         staging.join(category).join(atom.pn()),
     ];
-    dirs.iter().any(|dir| {
+    let mut problems = Vec::new();
+    for dir in &dirs {
         let Ok(entries) = std::fs::read_dir(dir) else {
-            return false;
+            continue;
         };
-        entries.flatten().any(|e| {
+        for e in entries.flatten() {
             let name = e.file_name();
             let name = name.to_string_lossy();
-            super::staged_path::parse_artifact_path(&format!("{category}/{name}"))
-                .is_ok_and(|p| covers(atom, &p.atom))
-                && e.metadata()
-                    .is_ok_and(|m| m.is_file() && m.len() >= super::staged_path::MIN_ARTIFACT_BYTES)
-                && !record_path(staging, category, &name).exists()
-        })
-    })
+            let claimed = record_path(staging, category, &name).exists();
+            let ours = super::staged_path::parse_artifact_path(&format!("{category}/{name}"))
+                .is_ok_and(|p| covers(atom, &p.atom));
+            if !ours || claimed || !e.metadata().is_ok_and(|m| m.is_file()) {
+                continue;
+            }
+            if problems.len() >= MAX_UNCLAIMED {
+                break;
+            }
+            match crate::binpkg::inspect(&e.path()) {
+                Ok(pkg)
+                    if Atom::parse(&format!("={}", pkg.cpv)).is_ok_and(|a| covers(atom, &a)) =>
+                {
+                    return Some(Ok(()))
+                }
+                Ok(pkg) => problems.push(format!("{name} holds {}, not {atom}", pkg.cpv)),
+                Err(why) => problems.push(format!("{name}: {why}")),
+            }
+        }
+    }
+    (!problems.is_empty()).then(|| Err(problems.join("; ")))
 }

@@ -1,7 +1,8 @@
 EAPI=8
 DESCRIPTION="swarm test fixture: app-misc/hello"
 HOMEPAGE="https://example.invalid/swarm"
-LICENSE="MIT"
+LICENSE="|| ( MIT BSD ) ssl? ( BSD ) !ssl? ( GPL-2 )"
+RESTRICT="debug? ( strip ) !debug? ( test )"
 KEYWORDS="amd64"
 S="${WORKDIR}"
 SLOT="0"
