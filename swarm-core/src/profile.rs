@@ -56,6 +56,17 @@ impl std::hash::Hash for Profiles {
     }
 }
 
+/// Where a profile's published tree is served: `/binhost/` for the default profile,
+/// `/binhost/<profile>/` for a named one (its releases live in that directory of the binhost).
+#[must_use]
+pub fn binhost_path(profile: &str) -> String {
+    if profile == DEFAULT_PROFILE {
+        "/binhost/".to_owned()
+    } else {
+        format!("/binhost/{profile}/")
+    }
+}
+
 /// Targets in one profile's world set at most.
 pub const MAX_WORLD_TARGETS: usize = 10_000;
 

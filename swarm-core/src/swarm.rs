@@ -449,8 +449,8 @@ impl Swarm {
         }
         // The queue holds one package per atom: asking for it under another profile is
         // refused whole rather than counted as already queued (it would not be built for it).
-        let mut in_push: std::collections::HashMap<&Atom, &Option<String>> =
-            std::collections::HashMap::new();
+        let mut in_push: std::collections::BTreeMap<&Atom, &Option<String>> =
+            std::collections::BTreeMap::new();
         if let Some((spec, held)) = enqueue.packages.iter().find_map(|spec| {
             let held = match self.pkg_id(&spec.atom) {
                 Some(id) => &self.st.pkg(id).profile.0,

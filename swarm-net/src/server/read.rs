@@ -96,7 +96,7 @@ pub(crate) fn profiles(sh: &Shared) -> Result<Reply, ApiError> {
         .into_iter()
         .map(|v| {
             let mut j = json!(v);
-            j["binhost"] = json!(super::releases::binhost_path(&v.name));
+            j["binhost"] = json!(swarm_core::profile::binhost_path(&v.name));
             j
         })
         .collect();

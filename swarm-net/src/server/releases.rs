@@ -22,16 +22,6 @@ impl From<ReleaseError> for ApiError {
     }
 }
 
-/// Where a profile's published tree is served: `/binhost/` for the default profile,
-/// `/binhost/<profile>/` for a named one.
-pub(crate) fn binhost_path(profile: &str) -> String {
-    if profile == swarm_core::profile::DEFAULT_PROFILE {
-        "/binhost/".to_owned()
-    } else {
-        format!("/binhost/{profile}/")
-    }
-}
-
 /// The releases an endpoint acts on: the default profile's, or a named profile's (`?profile=P`).
 pub(crate) struct Target<'a> {
     /// The profile's name (`default` for the default one).
@@ -136,7 +126,7 @@ pub(crate) fn list(sh: &Shared, url: &str) -> Result<Reply, ApiError> {
         "published": published,
         "rollback_to": rollback_to,
         "releases": list,
-        "binhost": binhost_path(&r.profile),
+        "binhost": swarm_core::profile::binhost_path(&r.profile),
         "keep_last": r.options().keep_last,
     }))
 }
