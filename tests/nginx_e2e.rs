@@ -7,7 +7,8 @@
 //! `cargo test -p swarm-tests --test nginx_e2e -- --ignored --nocapture`
 //! also measures file throughput of both servers on this machine: one 64 MiB file, one small
 //! file again and again, 400 different small files one connection each, and the same from 4
-//! keep-alive clients at once (MiB/s and requests/s; `swarm serve` is the debug build the tests run).
+//! keep-alive clients at once (MiB/s and requests/s; `swarm serve` is the debug build the tests run,
+//! unless `SWARM_TEST_BIN` names a release build: `cargo build --release -p swarm-bin` first).
 
 mod support;
 

@@ -867,6 +867,29 @@ fn a_big_push_goes_in_parts_and_is_answered_once_with_every_package_counted() {
     );
 }
 
+/// A v3 drone's rsynced file over the upload limit is refused unread, as an
+/// upload of it would be (before this check it was hashed whole, of any size,
+/// while the drone's request waited; found by the breaker).
+#[test]
+fn a_v3_drones_rsynced_file_over_the_upload_limit_is_refused_unread() {
+    let dir = tempfile::tempdir().expect("dir");
+    let s = Server::start(dir.path(), &[("SWARM_MAX_ARTIFACT_BYTES", "1024")]);
+    let (code, r) = s.post(
+        "/api/v1/register",
+        &v3_register("drone-c-0003", "drone-gamma", Value::Null),
+    );
+    assert_eq!(code, 200, "{r}");
+    let (code, q) = s.admin_post("/api/v1/queue", &json!({"packages": ["=dev-libs/foo-1.0"]}));
+    assert_eq!(code, 200, "{q}");
+    let w = work(&s, "drone-c-0003");
+    let pkg = w["package"].as_str().expect("a package").to_string();
+    // A valid build of the package, but larger than an upload may be.
+    stage_as(&s, &pkg, Some(pkg.trim_start_matches('=')));
+    let c = complete(&s, "drone-c-0003", &pkg, "success");
+    assert_eq!(c["recorded"], "invalid_binary", "{c}");
+    assert_eq!(c["accepted"], false, "{c}");
+}
+
 /// A v3 drone's rsynced file counts only when it passes the checks an upload
 /// passes: junk, or a valid package of something else, is `invalid_binary`.
 #[test]

@@ -401,6 +401,14 @@ fn retry(s: &mut Swarm, pkg: PkgId, out: &mut Vec<Output>) -> Result<String, Str
         PackageState::Assigned { .. } => {
             Err("is assigned to a drone; reclaim it first to build it elsewhere".to_owned())
         }
+        PackageState::Blocked {
+            reason: BlockReason::Masked,
+            ..
+        } => Err(
+            "is masked in Portage: it did not fail, no drone can build it; \
+             `swarm control unblock` it to try anyway once it is unmasked"
+                .to_owned(),
+        ),
         PackageState::Blocked { .. } => {
             s.unblock(pkg, true, out);
             Ok(format!(

@@ -381,7 +381,8 @@ pub enum Control {
     /// is eligible at once, a blocked one is unblocked; either way its
     /// failures (attempts, the drones it failed on) are forgotten, so it gets
     /// a real new chance on any drone. Refused for a package that is built,
-    /// being built, or queued with no failure to forget.
+    /// being built, masked (it did not fail; `Unblock` it), or queued with no
+    /// failure to forget.
     Retry {
         /// The package.
         package: Atom,

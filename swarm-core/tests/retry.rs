@@ -87,6 +87,52 @@ fn a_blocked_package_is_unblocked_with_its_failures_forgotten() {
     assert_eq!(assigns(&h.request(7 * SEC, &a, 1)).len(), 1);
 }
 
+/// A masked package did not fail: `retry` (the Queue tab's "Retry now")
+/// leaves it blocked, as `retry_failures` does, instead of handing it to a
+/// drone that cannot build it. Before this check it was unblocked and
+/// assigned (found by the breaker).
+#[test]
+fn a_masked_package_is_not_retried() {
+    let mut h = Harness::new();
+    let a = drone("a");
+    let x = atom("dev-libs/x-1.0");
+    h.register(0, spec("a", 8, 16));
+    h.enqueue(1, vec![package("dev-libs/x-1.0")]);
+    let (_, _, lease) = assigns(&h.request(2, &a, 1))[0].clone();
+    h.started(3, &a, &x, lease);
+    h.finished(4, &a, &x, lease, Outcome::Masked);
+    let before = h.view().package(&x).expect("known").status;
+    assert!(
+        matches!(
+            before,
+            PackageStatus::Blocked {
+                reason: BlockReason::Masked,
+                ..
+            }
+        ),
+        "{before:?}"
+    );
+    let out = h.control(5 * SEC, Control::Retry { package: x.clone() });
+    match rejected(&out) {
+        Some(RejectReason::IllegalControl { detail }) => {
+            assert!(detail.contains("masked"), "{detail}")
+        }
+        other => panic!("not refused: {other:?} {out:?}"),
+    }
+    assert_eq!(h.view().package(&x).expect("known").status, before);
+    assert!(assigns(&h.request(6 * SEC, &a, 1)).is_empty());
+    // retry_failures leaves it too; an explicit unblock is the way.
+    h.control(7 * SEC, Control::RetryFailures);
+    assert_eq!(h.view().package(&x).expect("known").status, before);
+    h.control(
+        8 * SEC,
+        Control::Unblock {
+            package: Some(x.clone()),
+        },
+    );
+    assert_eq!(assigns(&h.request(9 * SEC, &a, 1)).len(), 1);
+}
+
 #[test]
 fn nothing_to_retry_is_refused_and_changes_nothing() {
     let mut h = Harness::new();

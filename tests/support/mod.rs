@@ -14,9 +14,20 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// The `swarm` binary of this workspace, built once if missing.
+///
+/// `SWARM_TEST_BIN` names another binary instead (a release build, for the
+/// measurements the ignored tests print); nothing is built then.
 pub fn swarm_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
+        if let Some(bin) = std::env::var_os("SWARM_TEST_BIN").map(PathBuf::from) {
+            assert!(
+                bin.is_file(),
+                "SWARM_TEST_BIN={} is not a file",
+                bin.display()
+            );
+            return bin;
+        }
         let root = Path::new(env!("CARGO_MANIFEST_DIR"))
             .parent()
             .expect("workspace root")

@@ -31,6 +31,23 @@ const ALWAYS: [&str; 5] = [
 /// header takes them only from their [`INDEX_PREFIX`] form.
 const NOT_PLAIN: [&str; 1] = ["FEATURES"];
 
+/// Header keys Portage reads for itself when it fetches an index: where to
+/// download binaries from (`URI`), how long to trust the index (`TTL`,
+/// `DOWNLOAD_TIMESTAMP`), which repository revisions it matches, its format
+/// and size. A name in a drone's `USE_EXPAND_IMPLICIT` or
+/// `USE_EXPAND_UNPREFIXED` never becomes one of them: one drone could
+/// otherwise send every client to another host or freeze their index.
+const PORTAGE_READS: [&str; 8] = [
+    "CHOST",
+    "DOWNLOAD_TIMESTAMP",
+    "PACKAGES",
+    "REPO_REVISIONS",
+    "TIMESTAMP",
+    "TTL",
+    "URI",
+    "VERSION",
+];
+
 /// At most this many names are taken from `USE_EXPAND_IMPLICIT` and
 /// `USE_EXPAND_UNPREFIXED` together (Gentoo's profiles name four).
 const MAX_EXPANDED: usize = 32;
@@ -146,9 +163,7 @@ pub fn from_env(env: &BuildEnv) -> (BTreeMap<String, String>, Vec<String>) {
         value(k)
             .unwrap_or_default()
             .split_whitespace()
-            .filter(|n| {
-                is_expand_name(n) && !matches!(*n, "VERSION" | "TIMESTAMP" | "PACKAGES" | "CHOST")
-            })
+            .filter(|n| is_expand_name(n) && !PORTAGE_READS.contains(n))
             .map(str::to_string)
             .collect()
     };
@@ -259,6 +274,43 @@ mod tests {
                 "USE_EXPAND_IMPLICIT"
             ]
         );
+    }
+
+    #[test]
+    fn a_drone_cannot_name_a_header_key_portage_reads_for_itself() {
+        // A drone whose USE_EXPAND lists name URI or TTL would otherwise
+        // send every client to its host or freeze their index (found by
+        // the breaker: both were written before this check).
+        let e = env(&[
+            (
+                "pkgindex.USE_EXPAND_IMPLICIT",
+                "ARCH URI TTL REPO_REVISIONS",
+            ),
+            (
+                "pkgindex.USE_EXPAND_UNPREFIXED",
+                "DOWNLOAD_TIMESTAMP VERSION TIMESTAMP PACKAGES CHOST",
+            ),
+            ("pkgindex.ARCH", "amd64"),
+            ("pkgindex.URI", "https://evil.example/"),
+            ("pkgindex.TTL", "999999999"),
+            ("pkgindex.DOWNLOAD_TIMESTAMP", "9999999999"),
+            ("pkgindex.REPO_REVISIONS", "{}"),
+            ("pkgindex.VERSION", "9"),
+            ("pkgindex.TIMESTAMP", "1"),
+            ("pkgindex.PACKAGES", "0"),
+            ("pkgindex.CHOST", "evil"),
+            ("pkgindex.USE_EXPAND_VALUES_URI", "x"),
+        ]);
+        let (h, _) = from_env(&e);
+        let keys: Vec<&String> = h.keys().collect();
+        assert_eq!(
+            keys,
+            ["ARCH", "USE_EXPAND_IMPLICIT", "USE_EXPAND_UNPREFIXED"],
+            "{h:?}"
+        );
+        for k in PORTAGE_READS {
+            assert!(!h.contains_key(k), "{k} in {h:?}");
+        }
     }
 
     #[test]

@@ -465,7 +465,7 @@ pub(crate) fn complete(sh: &Shared, req: &mut Request, caller: &Caller) -> Resul
             // the file must pass the checks an upload passes.
             let rsynced = || {
                 matches!(caller, Caller::Legacy(_))
-                    .then(|| upload_lease::unclaimed_valid(&sh.staging, &atom))
+                    .then(|| upload_lease::unclaimed_valid(&sh.staging, &atom, sh.max_artifact))
                     .flatten()
             };
             let rsync = if atom.is_virtual() || under_lease() {

@@ -245,8 +245,14 @@ const MAX_UNCLAIMED: usize = 8;
 /// judged ([`crate::binpkg::inspect`], and the package inside must be `atom`).
 /// `None`: there is no such file; `Some(Ok)`: one is a valid build of `atom`;
 /// `Some(Err)`: none is, and why each is not. Only a credential-less drone
-/// from a legacy network may count on such a file.
-pub(crate) fn unclaimed_valid(staging: &Path, atom: &Atom) -> Option<Result<(), String>> {
+/// from a legacy network may count on such a file. A file over `max_bytes`
+/// (the upload limit, `max_artifact_bytes`) is refused unread: hashing one
+/// of any size would hold the drone's request for as long as it takes.
+pub(crate) fn unclaimed_valid(
+    staging: &Path,
+    atom: &Atom,
+    max_bytes: u64,
+) -> Option<Result<(), String>> {
     let category = atom.category();
     if category.is_empty() {
         return None;
@@ -266,11 +272,21 @@ pub(crate) fn unclaimed_valid(staging: &Path, atom: &Atom) -> Option<Result<(), 
             let claimed = record_path(staging, category, &name).exists();
             let ours = super::staged_path::parse_artifact_path(&format!("{category}/{name}"))
                 .is_ok_and(|p| covers(atom, &p.atom));
-            if !ours || claimed || !e.metadata().is_ok_and(|m| m.is_file()) {
+            let Some(meta) = e.metadata().ok().filter(|m| m.is_file()) else {
+                continue;
+            };
+            if !ours || claimed {
                 continue;
             }
             if problems.len() >= MAX_UNCLAIMED {
                 break;
+            }
+            if meta.len() > max_bytes {
+                problems.push(format!(
+                    "{name}: {} bytes, over the upload limit of {max_bytes} (max_artifact_bytes)",
+                    meta.len()
+                ));
+                continue;
             }
             match crate::binpkg::inspect(&e.path()) {
                 Ok(pkg)

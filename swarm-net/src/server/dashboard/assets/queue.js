@@ -31,8 +31,10 @@ export function mount(root, ctx, refreshAll) {
     const acts = [explain];
     // A failed package (waiting out its backoff, or blocked) can be retried
     // now: the core ends its wait or unblocks it and forgets its failures, so
-    // any free drone, also one it failed on, builds it next.
-    const failed = st === 'blocked' || (st === 'queued' && (s.retry_at || it.attempts > 0));
+    // any free drone, also one it failed on, builds it next. A masked package
+    // did not fail (the core refuses to retry it): Unblock is the way.
+    const masked = st === 'blocked' && s.reason && s.reason.why === 'masked';
+    const failed = (st === 'blocked' && !masked) || (st === 'queued' && (s.retry_at || it.attempts > 0));
     if (failed) {
       acts.push(h('button', { type: 'button', 'data-retry': atom,
         title: st === 'blocked' ? 'Unblock it, forget its failures and build it now' : 'End its backoff, forget its failures and build it now',
