@@ -352,19 +352,29 @@ mod tests {
             .contains("deeper"));
     }
 
-    /// Portage's verdicts on generated cases (tests/portage/use_reduce.tsv).
-    #[test]
-    fn agrees_with_portage_on_the_generated_fixture() {
+    /// The cases of tests/portage/use_reduce.tsv: kind, USE, value, Portage's result.
+    pub(super) fn fixture() -> Vec<[String; 4]> {
         let path = concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/../tests/portage/use_reduce.tsv"
         );
         let text = std::fs::read_to_string(path).expect("tests/portage/use_reduce.tsv");
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|line| {
+                let f: Vec<String> = line.split('\t').map(str::to_string).collect();
+                f.try_into()
+                    .unwrap_or_else(|_| panic!("malformed fixture line {line:?}"))
+            })
+            .collect()
+    }
+
+    /// Portage's verdicts on generated cases (tests/portage/use_reduce.tsv).
+    #[test]
+    fn agrees_with_portage_on_the_generated_fixture() {
         let mut checked = 0;
-        for line in text.lines().filter(|l| !l.starts_with('#')) {
-            let f: Vec<&str> = line.split('\t').collect();
-            assert_eq!(f.len(), 4, "malformed fixture line {line:?}");
-            let (kind, flags, input, want) = (f[0], f[1], f[2], f[3]);
+        for f in fixture() {
+            let [kind, flags, input, want] = [&f[0], &f[1], &f[2], &f[3]].map(String::as_str);
             let use_: BTreeSet<&str> = flags.split(',').filter(|s| !s.is_empty()).collect();
             let got = reduce(input, &use_, kind == "dep");
             match (want, &got) {
@@ -375,5 +385,77 @@ mod tests {
             checked += 1;
         }
         assert!(checked >= 500, "only {checked} cases");
+    }
+}
+
+/// Mutations of the Portage fixture's values (byte flips, truncations,
+/// splices): the reducer never panics, refuses with a reason, and what it
+/// makes of a value is one line of balanced, non-empty groups. (Not a fixed
+/// point: like Portage it writes `|| ( ( __const__/empty-any-of ) … )`.)
+#[cfg(test)]
+mod mutations {
+    use super::*;
+
+    #[test]
+    fn mutated_values_never_panic_and_reduce_to_balanced_groups() {
+        let mut m = crate::mutate::Mutator::new(0x0bad_5eed);
+        let (mut reduced, mut tried) = (0, 0);
+        for [kind, flags, input, _] in super::tests::fixture() {
+            let use_: BTreeSet<&str> = flags.split(',').filter(|s| !s.is_empty()).collect();
+            let atoms = kind == "dep";
+            if input.is_empty() {
+                continue;
+            }
+            for _ in 0..20 {
+                let bytes = m.mutate(input.as_bytes());
+                let value = String::from_utf8_lossy(&bytes);
+                tried += 1;
+                match reduce(&value, &use_, atoms) {
+                    Ok(once) => {
+                        reduced += 1;
+                        let words: Vec<&str> = once.split(' ').collect();
+                        let depth = words.iter().try_fold(0i64, |d, w| match *w {
+                            "(" => Some(d + 1),
+                            ")" => (d > 0).then(|| d - 1),
+                            _ => Some(d),
+                        });
+                        assert!(
+                            depth == Some(0)
+                                && !once.contains("( )")
+                                && !once.contains(|c: char| c.is_whitespace() && c != ' ')
+                                && !words.iter().any(|w| w.is_empty() && !once.is_empty()),
+                            "{value:?} reduced to {once:?}"
+                        );
+                    }
+                    Err(why) => assert!(!why.is_empty(), "{value:?}"),
+                }
+            }
+        }
+        assert!(
+            tried > 10_000 && reduced > tried / 10,
+            "{reduced} of {tried}"
+        );
+    }
+
+    /// A megabyte-sized value, nested as deep as allowed, reduces in one
+    /// pass (each token moves once per level); one token over the bound is
+    /// refused before any work.
+    #[test]
+    fn values_at_the_bounds_reduce_and_over_them_are_refused() {
+        let use_: BTreeSet<&str> = ["a"].into();
+        let n = MAX_TOKENS - 6 * (MAX_DEPTH / 2);
+        let deep = format!(
+            "{}{}{}",
+            "|| ( a? ( ".repeat(MAX_DEPTH / 2),
+            "x/y[a?,b=] ".repeat(n),
+            ") ) ".repeat(MAX_DEPTH / 2)
+        );
+        assert!(deep.len() > 1 << 20, "{}", deep.len());
+        let out = reduce(&deep, &use_, true).expect("at the bounds");
+        // As Portage: `|| ( a? ( x/y x/z ) )` with USE=a is `x/y x/z`.
+        assert_eq!(out, vec!["x/y[a,-b]"; n].join(" "));
+        let over = "x/y ".repeat(MAX_TOKENS + 1);
+        let err = reduce(&over, &use_, true).expect_err("over");
+        assert!(err.contains("at most"), "{err}");
     }
 }
