@@ -74,10 +74,31 @@ pub fn inspect(path: &Path) -> Result<BinPkg, BinPkgError> {
     inspect_with(path, &Limits::default())
 }
 
+/// Opens `path` for reading without ever blocking on the open (a FIFO or a
+/// device put in staging would otherwise hold the request thread that
+/// inspects it) and refuses anything but a regular file, judged on the open
+/// file itself: a file swapped after a caller's own check changes nothing.
+fn open_regular(path: &Path) -> Result<(std::fs::File, u64), BinPkgError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path)
+        .map_err(|e| BinPkgError::io(path, e))?;
+    let meta = file.metadata().map_err(|e| BinPkgError::io(path, e))?;
+    if !meta.is_file() {
+        let why = std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file (a FIFO, device or directory is never a binary package)",
+        );
+        return Err(BinPkgError::io(path, why));
+    }
+    Ok((file, meta.len()))
+}
+
 /// Validates the binary package at `path` fully, within `limits`.
 pub fn inspect_with(path: &Path, limits: &Limits) -> Result<BinPkg, BinPkgError> {
-    let mut file = std::fs::File::open(path).map_err(|e| BinPkgError::io(path, e))?;
-    let size = file.metadata().map_err(|e| BinPkgError::io(path, e))?.len();
+    let (mut file, size) = open_regular(path)?;
     inspect_reader(&mut file, size, limits, None).map_err(|e| match e {
         BinPkgError::Io { source, .. } => BinPkgError::io(path, source),
         other => other,
@@ -87,8 +108,7 @@ pub fn inspect_with(path: &Path, limits: &Limits) -> Result<BinPkg, BinPkgError>
 /// Validates the binary package at `path`, which its name says is a `format` package: a
 /// `.tbz2` without an XPAK trailer is then refused as such rather than as "not a package".
 pub fn inspect_as(path: &Path, format: Format, limits: &Limits) -> Result<BinPkg, BinPkgError> {
-    let mut file = std::fs::File::open(path).map_err(|e| BinPkgError::io(path, e))?;
-    let size = file.metadata().map_err(|e| BinPkgError::io(path, e))?.len();
+    let (mut file, size) = open_regular(path)?;
     inspect_reader(&mut file, size, limits, Some(format)).map_err(|e| match e {
         BinPkgError::Io { source, .. } => BinPkgError::io(path, source),
         other => other,

@@ -495,3 +495,31 @@ fn measure_write_and_inspect() {
         (size >> 20) as f64 / s
     );
 }
+
+#[test]
+fn a_fifo_or_directory_in_staging_is_refused_at_once_never_waited_on() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let fifo = dir.path().join("zlib-1.3.1.gpkg.tar");
+    rustix::fs::mkfifoat(
+        rustix::fs::CWD,
+        &fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+    )
+    .expect("mkfifo");
+    let sub = dir.path().join("a-dir.gpkg.tar");
+    std::fs::create_dir(&sub).expect("dir");
+    for path in [fifo, sub] {
+        // A plain open of a FIFO blocks until a writer comes: run it aside
+        // and give it 10 s (it answers in microseconds when it does not block).
+        let (tx, rx) = std::sync::mpsc::channel();
+        let p = path.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(super::inspect(&p).map(|_| ()).map_err(|e| e.to_string()));
+        });
+        let got = rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .unwrap_or_else(|_| panic!("inspect of {} is still waiting", path.display()));
+        let err = got.expect_err("not a package");
+        assert!(err.contains("not a regular file"), "{err}");
+    }
+}
