@@ -6,35 +6,8 @@ mod support;
 
 use serde_json::{json, Value};
 use std::process::{Command, Output};
+use support::cli::{json_of, ok, swarm};
 use support::{swarm_bin, Server};
-
-fn swarm(server: &Server, args: &[&str]) -> Output {
-    Command::new(swarm_bin())
-        .args(args)
-        .env("SWARM_URL", &server.url)
-        .env("SWARM_DATA_DIR", &server.data_dir)
-        .env_remove("SWARM_ADMIN_TOKEN")
-        .env_remove("ADMIN_SECRET")
-        .env("RUST_BACKTRACE", "0")
-        .output()
-        .expect("run swarm")
-}
-
-fn ok(server: &Server, args: &[&str]) -> String {
-    let out = swarm(server, args);
-    assert!(
-        out.status.success(),
-        "swarm {args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn json_of(server: &Server, args: &[&str]) -> Value {
-    let text = ok(server, args);
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("swarm {args:?}: not JSON ({e}): {text}"))
-}
 
 #[test]
 fn operators_drive_a_real_server_from_the_command_line() {

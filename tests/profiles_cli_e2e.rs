@@ -7,48 +7,9 @@ mod support;
 
 use serde_json::{json, Value};
 use std::os::unix::fs::PermissionsExt;
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
+use support::cli::{fails, json_of, ok};
 use support::{swarm_bin, Server};
-
-fn swarm(server: &Server, args: &[&str]) -> Output {
-    Command::new(swarm_bin())
-        .args(args)
-        .env("SWARM_URL", &server.url)
-        .env("SWARM_DATA_DIR", &server.data_dir)
-        .env_remove("SWARM_ADMIN_TOKEN")
-        .env_remove("ADMIN_SECRET")
-        .env("RUST_BACKTRACE", "0")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run swarm")
-}
-
-fn ok(server: &Server, args: &[&str]) -> String {
-    let out = swarm(server, args);
-    assert!(
-        out.status.success(),
-        "swarm {args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// The command fails; its standard error.
-fn fails(server: &Server, args: &[&str]) -> String {
-    let out = swarm(server, args);
-    assert!(
-        !out.status.success(),
-        "swarm {args:?} succeeded: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn json_of(server: &Server, args: &[&str]) -> Value {
-    let text = ok(server, args);
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("swarm {args:?}: not JSON ({e}): {text}"))
-}
 
 fn register(server: &Server, name: &str, cflags: &str) {
     let (code, v) = server.post(

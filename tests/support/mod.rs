@@ -2,6 +2,7 @@
 //! binary, run real `swarm serve` processes on 127.0.0.1, and speak HTTP.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod cli;
 pub mod drone;
 pub mod nginx;
 pub mod portage;
