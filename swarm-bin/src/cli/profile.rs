@@ -44,6 +44,13 @@ struct EnvArgs {
     set: Vec<String>,
 }
 
+impl EnvArgs {
+    /// Whether any source of an environment was given.
+    fn given(&self) -> bool {
+        self.from_drone.is_some() || self.env_file.is_some() || !self.set.is_empty()
+    }
+}
+
 /// The world set: what `swarm fresh --profile P` queues.
 #[derive(clap::Args, Debug, Default)]
 struct WorldArgs {
@@ -164,7 +171,7 @@ pub(crate) fn run(args: ProfileArgs) -> anyhow::Result<()> {
                 "profile {name} exists already; change it with `swarm profile edit {name}`"
             );
             anyhow::ensure!(
-                env.from_drone.is_some() || env.env_file.is_some() || !env.set.is_empty(),
+                env.given(),
                 "say what {name} expects: --from-drone DRONE, --env-file FILE or --set VAR=VALUE"
             );
             let mut body = json!({"action": "set_profile", "profile": name});
@@ -194,10 +201,7 @@ pub(crate) fn run(args: ProfileArgs) -> anyhow::Result<()> {
             );
             let current = find(&profiles.body, &name)?;
             let mut body = json!({"action": "set_profile", "profile": name});
-            let changes_env = env.from_drone.is_some()
-                || env.env_file.is_some()
-                || !env.set.is_empty()
-                || !unset.is_empty();
+            let changes_env = env.given() || !unset.is_empty();
             match &env.from_drone {
                 Some(d) => body["drone"] = json!(d),
                 None => {

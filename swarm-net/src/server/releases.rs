@@ -233,12 +233,7 @@ fn not_ours(
 
 pub(crate) fn create(sh: &Shared, req: &mut Request, url: &str) -> Result<Reply, ApiError> {
     let r = target(sh, url)?;
-    let body = read_body(req, sh.max_body)?;
-    let body: CreateBody = if body.iter().all(u8::is_ascii_whitespace) {
-        CreateBody::default()
-    } else {
-        parse_json(&body)?
-    };
+    let body: CreateBody = optional_body(sh, req)?;
     let p = sh.fresh();
     let view = p.swarm.view();
     if let Some(n) = &body.name {
@@ -302,6 +297,19 @@ pub(crate) fn create(sh: &Shared, req: &mut Request, url: &str) -> Result<Reply,
     Reply::with_status(201, &created)
 }
 
+/// A release action's JSON body, where an empty body means every default.
+fn optional_body<T: serde::de::DeserializeOwned + Default>(
+    sh: &Shared,
+    req: &mut Request<'_>,
+) -> Result<T, ApiError> {
+    let body = read_body(req, sh.max_body)?;
+    if body.iter().all(u8::is_ascii_whitespace) {
+        Ok(T::default())
+    } else {
+        parse_json(&body)
+    }
+}
+
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct PublishBody {
@@ -318,12 +326,7 @@ pub(crate) fn publish(
     name: &str,
 ) -> Result<Reply, ApiError> {
     let r = target(sh, url)?;
-    let body = read_body(req, sh.max_body)?;
-    let body: PublishBody = if body.iter().all(u8::is_ascii_whitespace) {
-        PublishBody::default()
-    } else {
-        parse_json(&body)?
-    };
+    let body: PublishBody = optional_body(sh, req)?;
     if body.force && body.reason.as_deref().is_none_or(|r| r.trim().is_empty()) {
         return Err(ReleaseError::ForceWithoutReason.into());
     }
@@ -396,6 +399,12 @@ struct KeepBody {
     keep: bool,
 }
 
+impl Default for KeepBody {
+    fn default() -> Self {
+        KeepBody { keep: true }
+    }
+}
+
 fn yes() -> bool {
     true
 }
@@ -407,12 +416,7 @@ pub(crate) fn keep(
     name: &str,
 ) -> Result<Reply, ApiError> {
     let r = target(sh, url)?;
-    let body = read_body(req, sh.max_body)?;
-    let body: KeepBody = if body.iter().all(u8::is_ascii_whitespace) {
-        KeepBody { keep: true }
-    } else {
-        parse_json(&body)?
-    };
+    let body: KeepBody = optional_body(sh, req)?;
     let info = r.keep(name, body.keep)?;
     note(
         sh,
@@ -458,12 +462,7 @@ struct PurgeBody {
 
 pub(crate) fn purge(sh: &Shared, req: &mut Request, url: &str) -> Result<Reply, ApiError> {
     let r = target(sh, url)?;
-    let body = read_body(req, sh.max_body)?;
-    let body: PurgeBody = if body.iter().all(u8::is_ascii_whitespace) {
-        PurgeBody::default()
-    } else {
-        parse_json(&body)?
-    };
+    let body: PurgeBody = optional_body(sh, req)?;
     let purged = r.purge(body.dry_run)?;
     if !body.dry_run {
         for name in &purged {
