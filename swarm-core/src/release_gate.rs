@@ -9,6 +9,8 @@
 //! is listed, so an operator sees the whole picture before `--force`.
 
 use crate::atom::Atom;
+use crate::buildenv::{describe_differences, BuildEnv};
+use crate::profile::DEFAULT_PROFILE;
 use crate::view::{PackageStatus, View};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -321,6 +323,42 @@ fn satisfied(atom: &Atom, by_key: &BTreeMap<String, BTreeSet<String>>) -> bool {
     }
 }
 
+/// Why a staged package is not `profile`'s to release, or `None` when it is. A named
+/// profile takes the builds whose recorded environment it admits (a profile expecting
+/// nothing: its own queued packages); the default profile leaves out what is queued for a
+/// named one. `atom` is `None` when the package's CPV does not parse; `recorded` is the
+/// environment recorded with its build, when one was.
+pub fn not_in_release_of(
+    view: View<'_>,
+    profile: &str,
+    atom: Option<&Atom>,
+    recorded: Option<&BuildEnv>,
+) -> Option<String> {
+    let queued_for = atom
+        .and_then(|a| view.queued_profile(a))
+        .map(|p| p.unwrap_or(DEFAULT_PROFILE));
+    if profile == DEFAULT_PROFILE {
+        return queued_for
+            .filter(|q| *q != profile)
+            .map(|q| format!("queued for profile {q}: it goes in that profile's release"));
+    }
+    let expected = view.profile_env(profile)?;
+    if expected.is_empty() {
+        return (queued_for != Some(profile))
+            .then(|| format!("profile {profile} expects no environment and does not queue it"));
+    }
+    match recorded {
+        None => Some(format!(
+            "no build environment recorded with its build: not known to be profile {profile}'s"
+        )),
+        Some(env) if !expected.admits(env) => Some(format!(
+            "built in an environment profile {profile} does not admit: {}",
+            describe_differences(&expected.differences(env))
+        )),
+        Some(_) => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -511,5 +549,72 @@ mod tests {
         assert!(v.notes.iter().any(|n| n.contains("dev-libs/b-1")), "{v:?}");
         r.get_mut("dev-libs/a-1").expect("a").env = Some(env("-O2"));
         assert!(judge(&s, &r).passed(), "{:?}", judge(&s, &r));
+    }
+
+    #[test]
+    fn a_profiles_release_takes_only_builds_its_environment_admits() {
+        use crate::input::Control;
+        let env = |cflags: &str| {
+            let vars = [("CFLAGS".to_string(), cflags.to_string())]
+                .into_iter()
+                .collect();
+            BuildEnv::new(vars).expect("env")
+        };
+        let mut s = Swarm::new(Config::default()).expect("config");
+        let _ = s.handle(&Envelope {
+            seq: Seq(1),
+            at: Timestamp(1_000),
+            input: Input::Control(Control::SetProfile {
+                name: "lean".into(),
+                env: Some(env("-O2")),
+                from: None,
+                world: None,
+            }),
+        });
+        let lean_pkg = PackageSpec {
+            profile: Some("lean".into()),
+            ..PackageSpec::new(Atom::parse("=dev-libs/lean-1.0").expect("atom"))
+        };
+        let _ = s.handle(&Envelope {
+            seq: Seq(2),
+            at: Timestamp(2_000),
+            input: Input::Enqueue(Enqueue {
+                packages: vec![lean_pkg],
+                ..Enqueue::default()
+            }),
+        });
+        let view = s.view();
+        let atom = Atom::parse("=dev-libs/lean-1.0").expect("atom");
+        assert_eq!(
+            not_in_release_of(view, "lean", Some(&atom), Some(&env("-O2"))),
+            None
+        );
+        let other = not_in_release_of(view, "lean", Some(&atom), Some(&env("-O3")));
+        assert!(
+            other
+                .as_deref()
+                .is_some_and(|w| w.contains("does not admit") && w.contains("CFLAGS")),
+            "{other:?}"
+        );
+        let unknown = not_in_release_of(view, "lean", Some(&atom), None);
+        assert!(
+            unknown
+                .as_deref()
+                .is_some_and(|w| w.contains("no build environment")),
+            "{unknown:?}"
+        );
+        // The default profile's release leaves out what is queued for a named one.
+        let default = not_in_release_of(view, DEFAULT_PROFILE, Some(&atom), Some(&env("-O2")));
+        assert!(
+            default
+                .as_deref()
+                .is_some_and(|w| w.contains("queued for profile lean")),
+            "{default:?}"
+        );
+        let free = Atom::parse("=dev-libs/other-1.0").expect("atom");
+        assert_eq!(
+            not_in_release_of(view, DEFAULT_PROFILE, Some(&free), None),
+            None
+        );
     }
 }

@@ -190,10 +190,9 @@ struct CreateBody {
     name: Option<String>,
 }
 
-/// Why a staging package is not `profile`'s to release, or `None` when it is: a named
-/// profile takes the builds whose recorded environment it admits (a profile expecting
-/// nothing: its own queued packages); the default profile leaves out what is queued for a
-/// named one.
+/// Why a staging package is not `profile`'s to release (the rule is the core's,
+/// [`swarm_core::release_gate::not_in_release_of`]); the store gives the environment
+/// recorded with its build.
 fn not_ours(
     view: &swarm_core::View<'_>,
     envs: &std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
@@ -201,34 +200,11 @@ fn not_ours(
     cpv: &str,
 ) -> Option<String> {
     let atom = swarm_core::Atom::parse(&format!("={cpv}")).ok();
-    let queued_for = atom
-        .as_ref()
-        .and_then(|a| view.queued_profile(a))
-        .map(|p| p.unwrap_or(swarm_core::profile::DEFAULT_PROFILE));
-    if profile == swarm_core::profile::DEFAULT_PROFILE {
-        return queued_for
-            .filter(|q| *q != profile)
-            .map(|q| format!("queued for profile {q}: it goes in that profile's release"));
-    }
-    let expected = view.profile_env(profile)?;
-    if expected.is_empty() {
-        return (queued_for != Some(profile))
-            .then(|| format!("profile {profile} expects no environment and does not queue it"));
-    }
     let recorded = envs
         .get(&format!("={cpv}"))
         .or_else(|| envs.get(cpv))
         .and_then(|vars| swarm_core::BuildEnv::new(vars.clone()).ok());
-    match recorded {
-        None => Some(format!(
-            "no build environment recorded with its build: not known to be profile {profile}'s"
-        )),
-        Some(env) if !expected.admits(&env) => Some(format!(
-            "built in an environment profile {profile} does not admit: {}",
-            swarm_core::buildenv::describe_differences(&expected.differences(&env))
-        )),
-        Some(_) => None,
-    }
+    swarm_core::release_gate::not_in_release_of(*view, profile, atom.as_ref(), recorded.as_ref())
 }
 
 pub(crate) fn create(sh: &Shared, req: &mut Request, url: &str) -> Result<Reply, ApiError> {
