@@ -393,7 +393,20 @@ fn builds_survive_a_control_plane_outage_and_their_uploads_and_reports_land_afte
     for atom in atoms {
         wait_started(&server, atom, 30);
     }
-    let before: Vec<Vec<(u32, i32)>> = [&a, &b].iter().map(|d| d.builder_processes()).collect();
+    // The builds' group leaders (the builder scripts, alive for the whole build): the script's own
+    // short-lived children (`$(awk ...)` while it reads its size) may come and go at any time.
+    let before: Vec<Vec<(u32, i32)>> = [&a, &b]
+        .iter()
+        .map(|d| {
+            let leaders: Vec<(u32, i32)> = d
+                .builder_processes()
+                .into_iter()
+                .filter(|(pid, pgid)| *pid as i32 == *pgid)
+                .collect();
+            assert!(!leaders.is_empty(), "{} runs a build", d.name);
+            leaders
+        })
+        .collect();
     // Down long enough for the builds to end and their uploads to find no server.
     server.kill9();
     std::thread::sleep(Duration::from_secs(2));
