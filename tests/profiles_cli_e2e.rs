@@ -302,3 +302,94 @@ fn operators_create_show_edit_and_remove_profiles_and_queue_a_profiles_world() {
     let e = fails(&s, &["profile", "remove", "default", "--yes"]);
     assert!(e.contains("default profile cannot be removed"), "{e}");
 }
+
+#[test]
+fn removing_a_profile_keeps_its_tree_and_says_so_unless_purge_deletes_it_when_nothing_builds() {
+    let dir = tempfile::tempdir().expect("dir");
+    let s = Server::start(dir.path(), &[]);
+    register(&s, "drone-b", "-O3");
+    ok(&s, &["profile", "create", "keep", "--set", "CFLAGS=-O2"]);
+    ok(&s, &["profile", "create", "gone", "--set", "CFLAGS=-O3"]);
+    // Listing a profile's releases opens them: its tree and records are made on disk.
+    for p in ["keep", "gone"] {
+        ok(&s, &["release", "--profile", p, "list"]);
+    }
+    let (code, v) = s.admin_post(
+        "/api/v1/queue",
+        &json!({"packages": ["=dev-libs/g-1.0"], "profile": "gone"}),
+    );
+    assert_eq!(code, 200, "{v}");
+    let (_, work) = s.get("/api/v1/work?id=drone-b");
+    assert_eq!(work["package"], "=dev-libs/g-1.0", "{work}");
+
+    // A plain removal keeps the tree and the records, and says where and why.
+    let out = json_of(&s, &["profile", "remove", "keep", "--yes", "--json"]);
+    let tree = std::path::PathBuf::from(out["kept"]["tree"].as_str().expect("tree kept"));
+    let state = std::path::PathBuf::from(out["kept"]["state"].as_str().expect("state kept"));
+    assert_eq!(out["kept"]["served_at"], "/binhost/keep/", "{out}");
+    let note = out["note"].as_str().unwrap_or_default();
+    assert!(
+        note.contains("clients may still install from /binhost/keep/"),
+        "{out}"
+    );
+    assert!(tree.is_dir() && state.is_dir(), "{out}");
+    let (gone_tree, gone_state) = (tree.with_file_name("gone"), state.with_file_name("gone"));
+    assert!(gone_tree.is_dir() && gone_state.is_dir());
+
+    // A purge waits while a package of the profile builds, with --force or without.
+    let e = fails(
+        &s,
+        &[
+            "profile", "remove", "gone", "--purge", "--force", "--reason", "retired", "--yes",
+        ],
+    );
+    assert!(
+        e.contains("1 package of profile gone is being built"),
+        "{e}"
+    );
+    let (code, v) = s.admin_post(
+        "/api/v1/control",
+        &json!({"action": "remove_profile", "profile": "gone", "purge": true,
+                "force": true, "reason": "retired"}),
+    );
+    assert_eq!((code, v["field"].as_str()), (409, Some("purge")), "{v}");
+    assert!(gone_tree.is_dir(), "nothing was deleted");
+    let list = json_of(&s, &["profile", "list", "--json"]);
+    assert!(
+        list["profiles"]
+            .as_array()
+            .expect("list")
+            .iter()
+            .any(|p| p["name"] == "gone"),
+        "the refused purge removed nothing: {list}"
+    );
+
+    // Its build goes back to the queue: --force drops it, and --purge deletes the tree.
+    let (code, v) = s.admin_post("/api/v1/nodes/drone-b/remove", &json!({}));
+    assert_eq!(code, 200, "{v}");
+    let e = fails(&s, &["profile", "remove", "gone", "--purge", "--yes"]);
+    assert!(e.contains("queued and not built"), "{e}");
+    let out = ok(
+        &s,
+        &[
+            "profile", "remove", "gone", "--purge", "--force", "--reason", "retired", "--yes",
+        ],
+    );
+    assert!(out.contains("profile gone removed"), "{out}");
+    assert!(
+        out.contains(&format!("deleted: {}", gone_tree.display())),
+        "{out}"
+    );
+    assert!(!gone_tree.exists() && !gone_state.exists(), "{out}");
+
+    // What the earlier plain removal kept is purged later by name; then nothing is left.
+    let out = ok(&s, &["profile", "remove", "keep", "--purge", "--yes"]);
+    assert!(out.contains("deleted:"), "{out}");
+    assert!(!tree.exists() && !state.exists(), "{out}");
+    let e = fails(&s, &["profile", "remove", "keep", "--purge", "--yes"]);
+    assert!(e.contains("no release records"), "{e}");
+    assert!(
+        tree.parent().expect("binhost root").is_dir(),
+        "the binhost root itself stays"
+    );
+}

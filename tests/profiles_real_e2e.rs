@@ -13,81 +13,10 @@
 mod support;
 
 use serde_json::Value;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
-use support::portage::{machine_env_with, venv};
+use support::portage::{venv, EmergeDrone as Drone, Machine};
 use support::{swarm_bin, Server};
-
-/// A Portage prefix: its directory and the environment that makes emerge work there.
-struct Machine {
-    dir: PathBuf,
-    env: Vec<(String, String)>,
-}
-
-impl Machine {
-    fn new(venv: &Path, dir: &Path, cflags: &str) -> Machine {
-        let env = machine_env_with(
-            dir,
-            venv,
-            &["--make-conf-extra", &format!("CFLAGS=\"{cflags}\"")],
-        );
-        Machine {
-            dir: dir.to_path_buf(),
-            env,
-        }
-    }
-
-    fn command(&self, program: &str) -> Command {
-        let mut c = Command::new(program);
-        c.envs(self.env.iter().map(|(k, v)| (k, v)))
-            .env_remove("PORTAGE_BINHOST");
-        c
-    }
-}
-
-/// A real `swarm drone` whose builder is the real emerge in its machine; killed on drop.
-struct Drone(Child, PathBuf);
-
-impl Drone {
-    fn start(server: &Server, m: &Machine, name: &str) -> Drone {
-        let log = m.dir.join("drone.log");
-        let config = m.dir.join("empty-swarm.toml");
-        std::fs::write(&config, "").expect("config");
-        let child = m
-            .command(&swarm_bin().to_string_lossy())
-            .args(["drone", "--server", &server.url, "--name", name])
-            .args(["--machine-id", &format!("profiles-e2e-{name}")])
-            .args([
-                "--builder",
-                "emerge --oneshot --buildpkg --usepkg=n --nodeps --quiet {atom}",
-            ])
-            .args(["--heartbeat-s", "1", "--poll-s", "1", "--kill-grace-s", "1"])
-            .args(["--min-free-disk", "64MiB", "--config"])
-            .arg(&config)
-            .arg("--work-dir")
-            .arg(m.dir.join("work"))
-            .arg("--pkgdir")
-            .arg(m.dir.join("pkgdir"))
-            .arg("--portage-timestamp-file")
-            .arg(m.dir.join("no-timestamp"))
-            .env_remove("SWARM_URL")
-            .env_remove("SWARM_CONFIG")
-            .env("SWARM_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log"))
-            .spawn()
-            .expect("spawn swarm drone");
-        Drone(child, log)
-    }
-}
-
-impl Drop for Drone {
-    fn drop(&mut self) {
-        support::terminate_child(&mut self.0, Duration::from_secs(5));
-    }
-}
 
 fn swarm(server: &Server, args: &[&str]) -> String {
     let out: Output = Command::new(swarm_bin())

@@ -61,6 +61,9 @@ fn the_alert_rules_pass_promtool() {
         "swarm_store_errors_total",
         "swarm_cores",
         "swarm_drone_env_drift",
+        "swarm_drone_env_matches",
+        "swarm_profile_matching_drones",
+        "swarm_profile_unbuilt_packages",
     ] {
         assert!(rules.contains(name), "alerts.yml uses {name}");
     }
@@ -107,6 +110,10 @@ fn live_metrics_pass_promtool_and_carry_the_slo_families() {
         "swarm_reclaims_last_hour 0",
         "swarm_drone_env_drift{drone=\"drone-one\"} 0",
         "swarm_drone_env_drift{drone=\"drone-two\"} 1",
+        "swarm_drone_env_matches{drone=\"drone-one\",profile=\"default\"} 1",
+        "swarm_drone_env_matches{drone=\"drone-two\",profile=\"default\"} 0",
+        "swarm_profile_matching_drones{profile=\"default\"} 1",
+        "swarm_profile_unbuilt_packages{profile=\"default\"} 1",
     ] {
         assert!(metrics.contains(line), "/metrics has `{line}`:\n{metrics}");
     }
@@ -130,4 +137,67 @@ fn live_metrics_pass_promtool_and_carry_the_slo_families() {
         out.status.success() && text.trim().is_empty(),
         "promtool check metrics complained:\n{text}"
     );
+}
+
+#[test]
+fn the_profile_alerts_fire_for_an_unserved_profile_and_a_drone_that_left_one() {
+    let Some(tool) = promtool() else { return };
+    let dir = tempfile::tempdir().expect("dir");
+    let tests = dir.path().join("profile-alerts.test.yml");
+    // From minute 6 no drone matches `fast`, which has work; `lean` stays served throughout.
+    let fast_summary = "no online drone matches profile fast, which has packages to build";
+    let fast_description = "`swarm explain` on one of its packages names the drones and what \
+                            differs; `swarm profile show fast` lists them all.";
+    let text = format!(
+        r#"rule_files:
+  - {rules}
+evaluation_interval: 1m
+tests:
+  - interval: 1m
+    input_series:
+      - series: 'swarm_profile_unbuilt_packages{{instance="a",profile="fast"}}'
+        values: '3x40'
+      - series: 'swarm_profile_matching_drones{{instance="a",profile="fast"}}'
+        values: '1x5 0x35'
+      - series: 'swarm_drone_env_matches{{instance="a",drone="d1",profile="fast"}}'
+        values: '1x5 0x35'
+      - series: 'swarm_profile_unbuilt_packages{{instance="a",profile="lean"}}'
+        values: '3x40'
+      - series: 'swarm_profile_matching_drones{{instance="a",profile="lean"}}'
+        values: '1x40'
+      - series: 'swarm_drone_env_matches{{instance="a",drone="d2",profile="lean"}}'
+        values: '1x40'
+    alert_rule_test:
+      - eval_time: 10m
+        alertname: SwarmProfileUnserved
+        exp_alerts: []
+      - eval_time: 10m
+        alertname: SwarmDroneLeftProfile
+        exp_alerts: []
+      - eval_time: 25m
+        alertname: SwarmProfileUnserved
+        exp_alerts:
+          - exp_labels: {{severity: warning, instance: a, profile: fast}}
+            exp_annotations:
+              summary: "{fast_summary}"
+              description: "{fast_description}"
+      - eval_time: 25m
+        alertname: SwarmDroneLeftProfile
+        exp_alerts:
+          - exp_labels: {{severity: info, instance: a, drone: d1, profile: fast}}
+            exp_annotations:
+              summary: "d1 stopped matching profile fast"
+              description: "`swarm profile show fast` says what differs on it now."
+"#,
+        rules = alerts_file().display()
+    );
+    std::fs::write(&tests, text).expect("write tests");
+    let out = Command::new(tool)
+        .args(["test", "rules"])
+        .arg(&tests)
+        .output()
+        .expect("run promtool");
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "promtool test rules: {text}");
 }

@@ -168,6 +168,29 @@ impl BuildEnv {
     }
 }
 
+/// Fingerprint keys under this prefix name the snapshot a drone builds each repository from
+/// (`SNAPSHOT.gentoo`: `timestamp.chk`'s text, or a git commit); compared like any other key
+/// when a profile's expectation names one.
+pub const SNAPSHOT_PREFIX: &str = "SNAPSHOT.";
+
+/// The main repository whose snapshot stands for the drone's Portage snapshot.
+pub const MAIN_REPO: &str = "gentoo";
+
+impl BuildEnv {
+    /// The drone's Portage snapshot as its fingerprint reports it: `SNAPSHOT.gentoo`, in the
+    /// normalised form of [`crate::PortageSnapshot`] when it is a timestamp (`timestamp.chk`'s
+    /// text, or `timestamp.x`'s leading Unix seconds), else as reported (a git commit). For a
+    /// drone that sends no `portage_timestamp` of its own.
+    #[must_use]
+    pub fn main_snapshot(&self) -> Option<String> {
+        let v = self.get(&format!("{SNAPSHOT_PREFIX}{MAIN_REPO}"))?;
+        let first = v.split_whitespace().next().unwrap_or_default();
+        let parsed =
+            crate::PortageSnapshot::parse(v).or_else(|_| crate::PortageSnapshot::parse(first));
+        Some(parsed.map_or_else(|_| v.to_owned(), |s| s.as_str().to_owned()))
+    }
+}
+
 /// An empty environment hashes to nothing, so a state from before environments existed keeps its
 /// digest and its stored snapshots still verify after an upgrade.
 impl std::hash::Hash for BuildEnv {
@@ -245,20 +268,22 @@ pub fn describe_differences(diffs: &[EnvDiff]) -> String {
     format!("environment differs in {text}")
 }
 
+/// An environment from `(name, value)` pairs, for tests.
+#[cfg(test)]
+pub(crate) fn env(pairs: &[(&str, &str)]) -> BuildEnv {
+    BuildEnv::new(
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+            .collect(),
+    )
+    .expect("valid env")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
-
-    fn env(pairs: &[(&str, &str)]) -> BuildEnv {
-        BuildEnv::new(
-            pairs
-                .iter()
-                .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
-                .collect(),
-        )
-        .expect("valid env")
-    }
 
     #[test]
     fn flag_sets_compare_as_sets_and_compiler_flags_as_written() {
@@ -342,6 +367,17 @@ mod tests {
         ));
         let json = format!(r#"{{"USE":"{}"}}"#, "x".repeat(MAX_ENV_VALUE + 1));
         assert!(serde_json::from_str::<BuildEnv>(&json).is_err());
+    }
+
+    #[test]
+    fn the_main_snapshot_is_normalised_when_it_is_a_timestamp() {
+        assert_eq!(env(&[("CFLAGS", "-O2")]).main_snapshot(), None);
+        let chk = env(&[("SNAPSHOT.gentoo", "Mon, 16 Feb 2026 00:45:01 +0000")]);
+        assert_eq!(chk.main_snapshot().as_deref(), Some("2026-02-16 00:45"));
+        let x = env(&[("SNAPSHOT.gentoo", "1771202701 Mon Feb 16 00:45:01 UTC 2026")]);
+        assert_eq!(x.main_snapshot().as_deref(), Some("2026-02-16 00:45"));
+        let git = env(&[("SNAPSHOT.gentoo", "0123abcd"), ("SNAPSHOT.local", "x")]);
+        assert_eq!(git.main_snapshot().as_deref(), Some("0123abcd"));
     }
 
     proptest! {

@@ -131,8 +131,9 @@ pub(crate) fn apply(s: &mut Swarm, action: &Control, out: &mut Vec<Output>) {
             let (mut matching, mut returned) = (0, 0);
             for name in &names {
                 let held = s.st.drones[name].leases.len();
-                let matched_before = before.admits(&s.st.drones[name].spec.env);
-                s.env_changed(name, matched_before, out);
+                let env = &s.st.drones[name].spec.env;
+                let matched_before = crate::serving::matches(&before, &s.st.profiles, env);
+                s.env_changed(name, &matched_before, out);
                 let d = &s.st.drones[name];
                 matching += usize::from(s.st.expected_env.admits(&d.spec.env));
                 returned += held - d.leases.len();
@@ -172,7 +173,31 @@ pub(crate) fn apply(s: &mut Swarm, action: &Control, out: &mut Vec<Output>) {
                 Ok(env) => env,
                 Err(why) => return reject(out, why),
             };
+            let before: Vec<(DroneName, crate::serving::Matches)> = s
+                .st
+                .drones
+                .iter()
+                .map(|(n, d)| {
+                    let m =
+                        crate::serving::matches(&s.st.expected_env, &s.st.profiles, &d.spec.env);
+                    (n.clone(), m)
+                })
+                .collect();
             s.st.profiles.0.insert(name.clone(), expected);
+            for (drone, matched) in &before {
+                let env = &s.st.drones[drone].spec.env;
+                out.extend(
+                    crate::serving::match_events(
+                        &s.st.expected_env,
+                        &s.st.profiles,
+                        drone,
+                        env,
+                        matched,
+                    )
+                    .into_iter()
+                    .map(Output::Event),
+                );
+            }
             match world {
                 Some(w) if w.is_empty() => {
                     s.st.profile_worlds.0.remove(name);

@@ -72,6 +72,7 @@ mod policy;
 mod portage;
 pub mod profile;
 pub mod release_gate;
+pub mod serving;
 pub mod sim;
 mod stable_hash;
 mod state;
@@ -98,8 +99,8 @@ pub use state::SwarmState;
 pub use swarm::{RestoreError, Swarm};
 pub use time::Timestamp;
 pub use view::{
-    BrakeView, Counts, DroneStatus, DroneView, LeaseView, PackageStatus, PackageView, ProfileView,
-    View,
+    BrakeView, Counts, DroneStatus, DroneView, LeaseView, PackageStatus, PackageView,
+    ProfileStates, ProfileView, View,
 };
 
 #[doc = include_str!("../../README.md")]

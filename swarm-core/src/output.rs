@@ -273,7 +273,8 @@ impl fmt::Display for BlockReason {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
-    /// A drone's build environment stopped (or started) matching the expected one.
+    /// A drone's build environment stopped (or started) matching a profile's expected one
+    /// (it drifted, or the profile changed): one event per profile.
     EnvChanged {
         /// Who.
         drone: DroneName,
@@ -281,6 +282,9 @@ pub enum Event {
         matches: bool,
         /// What differs, in words ("environment differs in CFLAGS (-O3 vs -O2)"); empty when it matches.
         differences: String,
+        /// The named profile; absent for the default one (`expect_env`'s), as before profiles.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        profile: Option<String>,
     },
     /// A drone registered, or re-registered in a new epoch.
     Registered {

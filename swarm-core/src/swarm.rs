@@ -14,6 +14,7 @@ use crate::output::{
 };
 use crate::policy::{brake, breaker, escalate, extend, liveness, plan, retry, schedule};
 use crate::portage::PortageSnapshot;
+use crate::serving;
 use crate::state::{Drone, Lease, Liveness, Package, PackageState, PkgId, SwarmState};
 use crate::time::Timestamp;
 
@@ -144,7 +145,6 @@ impl Swarm {
             (Some(old), Some(new)) if old != new
         );
         let env_before = d.spec.env.clone();
-        let matched_before = self.st.expected_env.admits(&env_before);
         merge_spec(&mut d.spec, spec);
         if new_incarnation {
             d.epoch = Epoch(d.epoch.0 + 1);
@@ -156,7 +156,8 @@ impl Swarm {
             }));
         }
         if self.st.drones[&name].spec.env != env_before {
-            self.env_changed(&name, matched_before, out);
+            let before = serving::matches(&self.st.expected_env, &self.st.profiles, &env_before);
+            self.env_changed(&name, &before, out);
         }
         self.touch(&name, out);
     }
@@ -181,17 +182,18 @@ impl Swarm {
         if hb.portage_snapshot.is_some() {
             d.spec.portage_snapshot.clone_from(&hb.portage_snapshot);
         }
-        let matched_before = self.st.expected_env.admits(&d.spec.env);
-        let env_changed = match &hb.env {
+        let matched_before = match &hb.env {
             Some(env) if d.spec.env != *env => {
+                let before =
+                    serving::matches(&self.st.expected_env, &self.st.profiles, &d.spec.env);
                 d.spec.env = env.clone();
-                true
+                Some(before)
             }
-            _ => false,
+            _ => None,
         };
         let critical = d.health.returns_work();
-        if env_changed {
-            self.env_changed(name, matched_before, out);
+        if let Some(before) = matched_before {
+            self.env_changed(name, &before, out);
         }
         self.touch(name, out);
         if critical {
@@ -1343,27 +1345,27 @@ impl Swarm {
         self.sync_replan();
     }
 
-    /// After a drone's environment or the expected one changed: says so when that changed whether
-    /// the drone matches, and returns its not-started work when it stopped matching (a started
-    /// build finishes; a release checks what it was built with).
-    pub(crate) fn env_changed(&mut self, name: &DroneName, matched_before: bool, out: &mut Out) {
+    /// After a drone's environment or a profile's expected one changed: says so for each profile
+    /// the drone stopped or started matching (`before`: what matched before), and returns its
+    /// not-started work of the profiles it no longer matches (a started build finishes; a release
+    /// checks what it was built with).
+    pub(crate) fn env_changed(
+        &mut self,
+        name: &DroneName,
+        before: &serving::Matches,
+        out: &mut Out,
+    ) {
         let Some(d) = self.st.drones.get(name) else {
             return;
         };
-        let expected = &self.st.expected_env;
-        let matches = expected.admits(&d.spec.env);
-        if matches != matched_before {
-            let differences = if matches {
-                String::new()
-            } else {
-                crate::buildenv::describe_differences(&expected.differences(&d.spec.env))
-            };
-            out.push(Output::Event(Event::EnvChanged {
-                drone: name.clone(),
-                matches,
-                differences,
-            }));
-        }
+        let events = serving::match_events(
+            &self.st.expected_env,
+            &self.st.profiles,
+            name,
+            &d.spec.env,
+            before,
+        );
+        out.extend(events.into_iter().map(Output::Event));
         // Work of every profile it no longer matches goes back (the default profile's included).
         self.return_unmatched(name, out);
     }

@@ -108,9 +108,17 @@ pub struct DroneView {
     /// Its build environment as it reported it (empty: none reported).
     #[serde(skip_serializing_if = "BuildEnv::is_empty")]
     pub env: BuildEnv,
-    /// How its environment differs from the expected one (empty when it matches).
+    /// How its environment differs from the closest profile's when no profile admits it (empty
+    /// when one does): what keeps it from getting work.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub env_differences: Vec<EnvDiff>,
+    /// The profiles whose packages it may build: the default one (`expect_env`'s) first, then
+    /// the named ones by name. Empty: it gets no work of any (see `env_differences`).
+    pub serves: Vec<String>,
+    /// When it serves no profile: the one it comes closest to (fewest differing variables),
+    /// which `env_differences` is measured against.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub closest_profile: Option<String>,
 }
 
 /// "no drone matches profile desktop-amd64: drone-tarn differs in CFLAGS (-O3 vs -O2)" when no
@@ -163,6 +171,21 @@ pub struct ProfileView {
     pub differing: BTreeMap<DroneName, String>,
     /// Its world set (named profiles; empty: none written down).
     pub world: Vec<String>,
+    /// Its packages by state: waiting, leased to a drone (started or not), built, blocked.
+    pub states: ProfileStates,
+}
+
+/// How many of one profile's packages are in each state.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ProfileStates {
+    /// Waiting to be assigned.
+    pub queued: u32,
+    /// Leased to a drone (building, or about to).
+    pub building: u32,
+    /// Built.
+    pub built: u32,
+    /// Blocked.
+    pub blocked: u32,
 }
 
 /// One lease.
@@ -325,6 +348,19 @@ impl<'a> View<'a> {
                     .and_then(|t| st.profile_worlds.0.get(t))
                     .cloned()
                     .unwrap_or_default(),
+                states: st
+                    .packages
+                    .iter()
+                    .filter(|p| p.profile.0.as_deref() == tag)
+                    .fold(ProfileStates::default(), |mut n, p| {
+                        match p.state {
+                            PackageState::Queued { .. } => n.queued += 1,
+                            PackageState::Assigned { .. } => n.building += 1,
+                            PackageState::Built { .. } => n.built += 1,
+                            PackageState::Blocked { .. } => n.blocked += 1,
+                        }
+                        n
+                    }),
             })
             .collect()
     }
@@ -635,6 +671,7 @@ impl<'a> View<'a> {
 
     fn drone_view(&self, d: &Drone) -> DroneView {
         let st = &self.s.st;
+        let serving = crate::serving::serving(&st.expected_env, &st.profiles, &d.spec.env);
         DroneView {
             name: d.spec.name.clone(),
             machine_id: d.spec.machine_id.clone(),
@@ -669,7 +706,13 @@ impl<'a> View<'a> {
                 .filter(|w| *w != schedule::NoWork::Full)
                 .map(|w| w.to_string()),
             env: d.spec.env.clone(),
-            env_differences: st.expected_env.differences(&d.spec.env),
+            env_differences: serving
+                .closest
+                .as_ref()
+                .map(|c| c.differences.clone())
+                .unwrap_or_default(),
+            closest_profile: serving.closest.map(|c| c.profile),
+            serves: serving.serves,
         }
     }
 }

@@ -415,6 +415,7 @@ mod event {
             drone: alpha(),
             matches: false,
             differences: "environment differs in CFLAGS (-O3 -pipe vs -O2 -pipe)".into(),
+            profile: None,
         }),
         reclaimed => reclaimed_with(ReclaimReason::Offline),
         queued => event(Event::Queued { added: 3, already: 1 }),

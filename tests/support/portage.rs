@@ -1,8 +1,10 @@
 //! The real Portage for end-to-end tests (tests/portage/): find its venv and
 //! make isolated Portage machines with `prefix.sh`.
 
+use super::{swarm_bin, Server};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -68,4 +70,77 @@ pub fn copy_fixture_repo(dest: &Path) {
         .status()
         .expect("cp runs");
     assert!(status.success(), "copying the fixture repository failed");
+}
+
+/// A Portage prefix: its directory and the environment that makes emerge work there.
+pub struct Machine {
+    pub dir: PathBuf,
+    pub env: Vec<(String, String)>,
+}
+
+impl Machine {
+    /// A machine whose make.conf sets `cflags`.
+    pub fn new(venv: &Path, dir: &Path, cflags: &str) -> Machine {
+        let cflags = format!("CFLAGS=\"{cflags}\"");
+        Machine::with(venv, dir, &["--make-conf-extra", &cflags])
+    }
+
+    /// A machine made with these `prefix.sh` options (`--repo DIR`, ...).
+    pub fn with(venv: &Path, dir: &Path, options: &[&str]) -> Machine {
+        Machine {
+            dir: dir.to_path_buf(),
+            env: machine_env_with(dir, venv, options),
+        }
+    }
+
+    pub fn command(&self, program: &str) -> Command {
+        let mut c = Command::new(program);
+        c.envs(self.env.iter().map(|(k, v)| (k, v)))
+            .env_remove("PORTAGE_BINHOST");
+        c
+    }
+}
+
+/// A real `swarm drone` whose builder is the real emerge in its machine (its process, its log);
+/// killed on drop.
+pub struct EmergeDrone(pub Child, pub PathBuf);
+
+impl EmergeDrone {
+    pub fn start(server: &Server, m: &Machine, name: &str) -> EmergeDrone {
+        let log = m.dir.join("drone.log");
+        let config = m.dir.join("empty-swarm.toml");
+        std::fs::write(&config, "").expect("config");
+        let child = m
+            .command(&swarm_bin().to_string_lossy())
+            .args(["drone", "--server", &server.url, "--name", name])
+            .args(["--machine-id", &format!("profiles-e2e-{name}")])
+            .args([
+                "--builder",
+                "emerge --oneshot --buildpkg --usepkg=n --nodeps --quiet {atom}",
+            ])
+            .args(["--heartbeat-s", "1", "--poll-s", "1", "--kill-grace-s", "1"])
+            .args(["--min-free-disk", "64MiB", "--config"])
+            .arg(&config)
+            .arg("--work-dir")
+            .arg(m.dir.join("work"))
+            .arg("--pkgdir")
+            .arg(m.dir.join("pkgdir"))
+            .arg("--portage-timestamp-file")
+            .arg(m.dir.join("no-timestamp"))
+            .env_remove("SWARM_URL")
+            .env_remove("SWARM_CONFIG")
+            .env("SWARM_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log"))
+            .spawn()
+            .expect("spawn swarm drone");
+        EmergeDrone(child, log)
+    }
+}
+
+impl Drop for EmergeDrone {
+    fn drop(&mut self) {
+        super::terminate_child(&mut self.0, Duration::from_secs(5));
+    }
 }

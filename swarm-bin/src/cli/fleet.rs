@@ -71,14 +71,28 @@ pub(crate) fn notes(n: &Node, now_ms: u64) -> String {
         ));
     }
     if !n.env_differences.is_empty() {
+        // The closest profile is named when it is not the default one (the only one before
+        // profiles, so the text stays what scripts matched).
+        let from = n
+            .closest_profile
+            .as_deref()
+            .filter(|p| *p != swarm_core::profile::DEFAULT_PROFILE)
+            .map(|p| format!(" from profile {p}"))
+            .unwrap_or_default();
         notes.push(format!(
-            "ENV DRIFT: {}",
+            "ENV DRIFT{from}: {}",
             n.env_differences
                 .iter()
                 .map(ToString::to_string)
                 .collect::<Vec<_>>()
                 .join(", ")
         ));
+    }
+    if n.serves
+        .iter()
+        .any(|p| p != swarm_core::profile::DEFAULT_PROFILE)
+    {
+        notes.push(format!("serves {}", n.serves.join(", ")));
     }
     if let Some(why) = n.no_work.as_ref().filter(|_| n.env_differences.is_empty()) {
         if notes.is_empty() && n.status != "stopped" && n.status != "offline" {
@@ -252,6 +266,45 @@ mod tests {
         let narrow = render_within(&nodes, now, Some(80));
         assert!(narrow.lines().all(|l| l.chars().count() <= 80), "{narrow}");
         insta::assert_snapshot!("fleet_at_80_columns", narrow);
+    }
+
+    #[test]
+    fn notes_say_which_profiles_a_drone_serves_or_what_differs_from_the_closest() {
+        let online = |name: &str| Node {
+            name: name.into(),
+            status: "online".into(),
+            health: "healthy".into(),
+            ..Node::default()
+        };
+        let only_default = Node {
+            serves: vec!["default".into()],
+            ..online("alpha")
+        };
+        assert_eq!(notes(&only_default, 0), "", "one target: nothing to say");
+        let two = Node {
+            serves: vec!["default".into(), "fast".into()],
+            ..online("bravo")
+        };
+        assert_eq!(notes(&two, 0), "serves default, fast");
+        let drift = |closest: &str| Node {
+            closest_profile: Some(closest.into()),
+            env_differences: vec![swarm_core::EnvDiff {
+                key: "CFLAGS".into(),
+                expected: "-O3".into(),
+                actual: Some("-O2".into()),
+            }],
+            no_work: Some("environment differs".into()),
+            ..online("charlie")
+        };
+        assert_eq!(
+            notes(&drift("fast"), 0),
+            "ENV DRIFT from profile fast: CFLAGS (-O2 vs -O3)"
+        );
+        assert_eq!(
+            notes(&drift("default"), 0),
+            "ENV DRIFT: CFLAGS (-O2 vs -O3)",
+            "the text scripts matched before profiles"
+        );
     }
 
     #[test]

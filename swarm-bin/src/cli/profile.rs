@@ -14,6 +14,7 @@ use anyhow::Context;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use swarm_core::buildenv::SNAPSHOT_PREFIX;
 
 #[derive(clap::Args, Debug)]
 #[command(after_help = "Examples:
@@ -22,6 +23,7 @@ use std::path::PathBuf;
   swarm profile create minimal --set CHOST=x86_64-pc-linux-gnu --set 'CFLAGS=-O2 -pipe' --world app-misc/hello
   swarm profile show desktop                             # its environment, world, drones and how the others differ
   swarm profile edit desktop --set 'CFLAGS=-O3 -pipe' --unset LDFLAGS
+  swarm profile edit desktop --snapshot 'gentoo=Tue, 01 Dec 2026 00:45:01 +0000'   # or --unset SNAPSHOT.gentoo
   swarm fresh --profile desktop --yes                    # queue the profile's world set
   swarm profile remove desktop --force --reason 'target retired' --yes")]
 pub(crate) struct ProfileArgs {
@@ -42,12 +44,19 @@ struct EnvArgs {
     /// Set one variable (repeatable), after the file or drone's values.
     #[arg(long = "set", value_name = "VAR=VALUE", conflicts_with = "from_drone")]
     set: Vec<String>,
+    /// Expect this Portage snapshot of repository REPO (repeatable): `timestamp.chk`'s text or
+    /// a git commit, as drones report it under `SNAPSHOT.REPO` (`swarm fleet --json` shows it).
+    #[arg(long, value_name = "REPO=VALUE", conflicts_with = "from_drone")]
+    snapshot: Vec<String>,
 }
 
 impl EnvArgs {
     /// Whether any source of an environment was given.
     fn given(&self) -> bool {
-        self.from_drone.is_some() || self.env_file.is_some() || !self.set.is_empty()
+        self.from_drone.is_some()
+            || self.env_file.is_some()
+            || !self.set.is_empty()
+            || !self.snapshot.is_empty()
     }
 }
 
@@ -119,7 +128,9 @@ enum ProfileCmd {
         json: bool,
     },
     /// Remove a profile. Refused while packages of it are queued and not built, unless
-    /// --force --reason drops them (builds already running finish). Asks first.
+    /// --force --reason drops them (builds already running finish). Its published tree
+    /// (<binhost>/NAME/, where clients may still point) and release records stay on disk
+    /// unless --purge deletes them. Asks first.
     Remove {
         #[command(flatten)]
         admin: AdminArgs,
@@ -131,6 +142,11 @@ enum ProfileCmd {
         /// Why the queued packages may go.
         #[arg(long, value_name = "TEXT")]
         reason: Option<String>,
+        /// Also delete the profile's published tree (/binhost/NAME/: clients pointing there
+        /// get nothing any more) and its release records. Refused while any of its packages
+        /// is building, or queued without --force.
+        #[arg(long)]
+        purge: bool,
         /// Do it without asking (needed when there is no terminal).
         #[arg(long, short = 'y')]
         yes: bool,
@@ -229,6 +245,7 @@ pub(crate) fn run(args: ProfileArgs) -> anyhow::Result<()> {
             name,
             force,
             reason,
+            purge,
             yes,
             json,
         } => {
@@ -239,7 +256,30 @@ pub(crate) fn run(args: ProfileArgs) -> anyhow::Result<()> {
                 "the default profile cannot be removed (`swarm control expect-env` with no \
                  environment stops expecting one)"
             );
+            if purge && find(&profiles.body, &name).is_err() {
+                // Removed before: what it left on disk can still be purged.
+                confirm(
+                    &format!(
+                        "`profile remove --purge` DELETES what the removed profile {name} left \
+                         on disk: its published tree (/binhost/{name}/) and release records. \
+                         This cannot be undone."
+                    ),
+                    yes,
+                )?;
+                let body = json!({"action": "remove_profile", "profile": name, "purge": true});
+                return send_removal(&c, &body, json, &name);
+            }
             let p = find(&profiles.body, &name)?;
+            if purge {
+                let building = p["states"]["building"].as_u64().unwrap_or_default();
+                anyhow::ensure!(
+                    building == 0,
+                    "{} of profile {name} {} being built; nothing was changed. --purge deletes \
+                     its published tree, so it waits until no build of it runs",
+                    plural(building as usize, "package", "packages"),
+                    if building == 1 { "is" } else { "are" }
+                );
+            }
             let unbuilt = p["unbuilt"].as_u64().unwrap_or_default() as usize;
             anyhow::ensure!(
                 unbuilt == 0 || force,
@@ -249,31 +289,65 @@ pub(crate) fn run(args: ProfileArgs) -> anyhow::Result<()> {
                 plural(unbuilt, "package", "packages"),
                 if unbuilt == 1 { "is" } else { "are" }
             );
-            let what = if unbuilt > 0 {
+            let binhost = p["binhost"].as_str().unwrap_or("/binhost/NAME/");
+            let first = if unbuilt > 0 {
                 format!(
                     "`profile remove` drops the {} of profile {name} that are not being built, \
-                     then removes the profile; its releases and binhost tree stay on disk.",
+                     then removes the profile",
                     plural(unbuilt, "queued package", "queued packages")
                 )
             } else {
+                format!("`profile remove` removes profile {name}")
+            };
+            let then = if purge {
                 format!(
-                    "`profile remove` removes profile {name}; its releases and binhost tree stay \
-                     on disk."
+                    ", then DELETES its published tree (clients pointing at {binhost} get \
+                     nothing any more) and its release records. This cannot be undone."
+                )
+            } else {
+                format!(
+                    "; its published tree (served at {binhost}, where clients may still point) \
+                     and its release records stay on disk (--purge deletes them)."
                 )
             };
-            confirm(&what, yes)?;
+            confirm(&format!("{first}{then}"), yes)?;
             let mut body = json!({"action": "remove_profile", "profile": name});
             if force {
                 body["force"] = json!(true);
                 body["reason"] = json!(reason);
             }
-            send(&c, &body, json, &format!("profile {name} removed"))
+            if purge {
+                body["purge"] = json!(true);
+            }
+            send_removal(&c, &body, json, &name)
         }
     }
 }
 
 /// Sends one control body and prints the reply: JSON, or `done` and the events.
 fn send(c: &super::conn::AdminClient, body: &Value, json: bool, done: &str) -> anyhow::Result<()> {
+    send_then(c, body, json, done, |_| String::new())
+}
+
+/// Sends `remove_profile` and says what happened on disk: what was deleted, or what stays
+/// and why.
+fn send_removal(
+    c: &super::conn::AdminClient,
+    body: &Value,
+    json: bool,
+    name: &str,
+) -> anyhow::Result<()> {
+    send_then(c, body, json, &format!("profile {name} removed"), disk_note)
+}
+
+/// [`send`], with `more` lines made from the raw answer after the events.
+fn send_then(
+    c: &super::conn::AdminClient,
+    body: &Value,
+    json: bool,
+    done: &str,
+    more: impl FnOnce(&Value) -> String,
+) -> anyhow::Result<()> {
     let answer = c
         .client
         .control_json(body)
@@ -281,7 +355,39 @@ fn send(c: &super::conn::AdminClient, body: &Value, json: bool, done: &str) -> a
     if json {
         return emit_json(&answer.raw);
     }
-    emit(&format!("{done}\n{}", render_events(&answer.body.events)))
+    let events = render_events(&answer.body.events);
+    emit(&format!("{done}\n{events}{}", more(&answer.raw)))
+}
+
+/// What a `remove_profile` answer says about the profile's directories, in lines.
+fn disk_note(raw: &Value) -> String {
+    let paths = |v: &Value| -> Vec<String> {
+        ["tree", "state"]
+            .iter()
+            .filter_map(|k| v[*k].as_str().map(str::to_owned))
+            .collect()
+    };
+    if raw["purged"].is_object() {
+        let gone = paths(&raw["purged"]);
+        return if gone.is_empty() {
+            "nothing was on disk to purge\n".to_owned()
+        } else {
+            format!("deleted: {}\n", gone.join(", "))
+        };
+    }
+    let kept = paths(&raw["kept"]);
+    if kept.is_empty() {
+        return String::new();
+    }
+    let name = raw["profile"].as_str().unwrap_or("NAME");
+    format!(
+        "kept on disk: {}\n  clients may still install from {}; \
+         `swarm profile remove {name} --purge` deletes them\n",
+        kept.join(", "),
+        raw["kept"]["served_at"]
+            .as_str()
+            .unwrap_or("its binhost path")
+    )
 }
 
 /// One profile of `GET /api/v1/profiles`, or an error naming the ones there are.
@@ -322,6 +428,10 @@ fn env_of(
         let (k, v) = assignment(s).with_context(|| format!("--set {s:?}"))?;
         env.insert(k, v);
     }
+    for s in &args.snapshot {
+        let (repo, v) = assignment(s).with_context(|| format!("--snapshot {s:?}"))?;
+        env.insert(format!("{SNAPSHOT_PREFIX}{repo}"), v);
+    }
     for k in unset {
         anyhow::ensure!(
             env.remove(k).is_some(),
@@ -342,7 +452,9 @@ fn assignment(line: &str) -> anyhow::Result<(String, String)> {
         .ok_or_else(|| anyhow::anyhow!("not VAR=VALUE"))?;
     let k = k.trim().strip_prefix("export ").unwrap_or(k.trim()).trim();
     anyhow::ensure!(
-        !k.is_empty() && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'),
+        !k.is_empty()
+            && k.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-')),
         "{k:?} is not a variable name"
     );
     let v = v.trim();
@@ -523,13 +635,27 @@ mod tests {
             .collect();
         let args = EnvArgs {
             set: vec!["CFLAGS=-O3".into(), "USE=x".into()],
+            snapshot: vec!["gentoo='Tue, 01 Dec 2026 00:45:01 +0000'".into()],
             ..EnvArgs::default()
         };
         let env = env_of(&args, base.clone(), &["LDFLAGS".into()]).expect("edits");
         assert_eq!(
             env.into_iter().collect::<Vec<_>>(),
-            [("CFLAGS".into(), "-O3".into()), ("USE".into(), "x".into())]
+            [
+                ("CFLAGS".into(), "-O3".into()),
+                (
+                    "SNAPSHOT.gentoo".into(),
+                    "Tue, 01 Dec 2026 00:45:01 +0000".into()
+                ),
+                ("USE".into(), "x".into())
+            ]
         );
+        let bad = EnvArgs {
+            snapshot: vec!["no equals".into()],
+            ..EnvArgs::default()
+        };
+        let e = env_of(&bad, base.clone(), &[]).expect_err("not REPO=VALUE");
+        assert!(format!("{e:#}").contains("--snapshot"), "{e:#}");
         let e = env_of(&EnvArgs::default(), base.clone(), &["NOPE".into()]).expect_err("unknown");
         assert!(e.to_string().contains("does not expect NOPE"), "{e}");
         let all: Vec<String> = base.keys().cloned().collect();

@@ -147,7 +147,7 @@ fn run(argv: &[String]) -> Result<String, String> {
 
 /// [`run`] that also accepts exit status `also_ok` (`portageq envvar` exits 1 when one of the
 /// variables asked for is unset or empty, after printing the others).
-fn run_accepting(argv: &[String], also_ok: i32) -> Result<String, String> {
+pub(super) fn run_accepting(argv: &[String], also_ok: i32) -> Result<String, String> {
     let (program, args) = argv.split_first().ok_or("the env command is empty")?;
     let mut child = Command::new(program)
         .args(args)
@@ -187,13 +187,17 @@ fn run_accepting(argv: &[String], also_ok: i32) -> Result<String, String> {
     Ok(text)
 }
 
+/// The root Portage works on (`portageq envvar EROOT`), which its other queries take.
+fn eroot_of(portageq: &str) -> Result<String, String> {
+    let eroot = run(&[portageq.into(), "envvar".into(), "EROOT".into()])?;
+    let eroot = eroot.trim();
+    Ok(if eroot.is_empty() { "/" } else { eroot }.to_owned())
+}
+
 /// The compiler and libc Portage has installed, asked of the same `portageq` the env command
 /// runs (`best_version EROOT atom`); a package not installed is left out, so an expectation
 /// naming it shows "not reported".
-fn toolchain(portageq: &str) -> Result<BTreeMap<String, String>, String> {
-    let eroot = run(&[portageq.into(), "envvar".into(), "EROOT".into()])?;
-    let eroot = eroot.trim();
-    let eroot = if eroot.is_empty() { "/" } else { eroot };
+fn toolchain(portageq: &str, eroot: &str) -> Result<BTreeMap<String, String>, String> {
     let mut found = BTreeMap::new();
     for (key, atoms) in TOOLCHAIN {
         for atom in atoms {
@@ -213,7 +217,8 @@ fn toolchain(portageq: &str) -> Result<BTreeMap<String, String>, String> {
 }
 
 /// Runs `argv` and reads the environment; `Err` says why there is none, in words. When the
-/// command is `portageq`, the toolchain ([`TOOLCHAIN`]) is asked of it too.
+/// command is `portageq`, the toolchain ([`TOOLCHAIN`]) and each repository's snapshot
+/// (`SNAPSHOT.<repo>`) are asked of it too.
 pub(crate) fn read(argv: &[String]) -> Result<BTreeMap<String, String>, String> {
     let text = run(argv)?;
     let mut vars = parse_envvar(&text);
@@ -228,7 +233,9 @@ pub(crate) fn read(argv: &[String]) -> Result<BTreeMap<String, String>, String> 
         .file_name()
         .is_some_and(|n| n == "portageq")
     {
-        vars.extend(toolchain(program)?);
+        let eroot = eroot_of(program)?;
+        vars.extend(toolchain(program, &eroot)?);
+        vars.extend(super::snapshot::snapshots(program, &eroot, run_accepting)?);
         // The index header is for the binhost, not for matching work: without it the drone
         // still builds, and the release says its header lacks the keys.
         match index_header(program, &vars) {

@@ -44,6 +44,7 @@ mod logs;
 mod runner;
 mod shared;
 mod shutdown;
+mod snapshot;
 mod spool;
 mod standin;
 mod state;

@@ -194,9 +194,16 @@ pub struct Node {
     pub no_work: Option<String>,
     /// Where it registered from.
     pub address: Option<String>,
-    /// How its build environment differs from the expected one (empty: it matches).
+    /// How its build environment differs from the closest profile's when no profile admits
+    /// it (empty: some profile does).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub env_differences: Vec<swarm_core::EnvDiff>,
+    /// The profiles whose packages it may build (absent from servers before profiles).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub serves: Vec<String>,
+    /// When it serves no profile: the closest one, which `env_differences` is measured against.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub closest_profile: Option<String>,
 }
 
 /// `GET /api/v1/nodes?all=true`: a JSON array (v3's shape).

@@ -3,6 +3,7 @@
 
 use super::front::Request;
 use super::http::{parse_json, read_body, ApiError, Query, Reply};
+use super::profile_purge;
 use super::read::value;
 use super::shared::Shared;
 use super::writer::Plan;
@@ -297,6 +298,10 @@ struct ControlRequest {
     /// Why `force` (required with it; recorded in the log with the action).
     #[serde(default)]
     reason: Option<String>,
+    /// `remove_profile`: also delete its published tree and release records (refused while
+    /// any of its packages is building, or queued without `force`).
+    #[serde(default)]
+    purge: bool,
 }
 
 fn drone_of(sh: &Shared, r: &ControlRequest) -> Result<Option<DroneName>, ApiError> {
@@ -451,28 +456,13 @@ pub(crate) fn control(sh: &Shared, req: &mut Request) -> Result<Reply, ApiError>
             from: drone,
             world: r.world.clone(),
         }
-    } else if action == "remove_profile" && r.force {
-        let reason = r.reason.as_deref().map(str::trim).unwrap_or_default();
-        if reason.is_empty() {
-            return Err(ApiError::field(
-                400,
-                "reason",
-                "`force` drops the profile's queued packages: say why (`reason`)",
-            ));
-        }
-        let name = profile()?;
-        tracing::warn!(profile = %name, reason, "removing a profile with its queued packages");
-        return apply_all(
-            sh,
-            vec![
-                Control::FreshProfile {
-                    profile: name.clone(),
-                },
-                Control::RemoveProfile { name },
-            ],
-        );
     } else if action == "remove_profile" {
-        Control::RemoveProfile { name: profile()? }
+        let how = Removal {
+            force: r.force,
+            reason: r.reason.as_deref(),
+            purge: r.purge,
+        };
+        return remove_profile(sh, &how, profile()?);
     } else if action == "fresh_profile" {
         Control::FreshProfile {
             profile: profile()?,
@@ -483,12 +473,67 @@ pub(crate) fn control(sh: &Shared, req: &mut Request) -> Result<Reply, ApiError>
     apply(sh, c)
 }
 
+/// `remove_profile`: with `force`, its queued packages are dropped first (in the same commit);
+/// with `purge`, its published tree and release records are deleted after; without, the answer
+/// says what stays on disk (`kept`).
+/// How `remove_profile` was asked for (see [`ControlRequest`]).
+struct Removal<'a> {
+    force: bool,
+    reason: Option<&'a str>,
+    purge: bool,
+}
+
+fn remove_profile(sh: &Shared, r: &Removal<'_>, name: String) -> Result<Reply, ApiError> {
+    if r.purge && sh.fresh().swarm.view().profile_env(&name).is_none() {
+        // Removed before: purge what it left.
+        let purged = profile_purge::purge_removed(sh, &name)?;
+        return Reply::ok(
+            &json!({"status": "ok", "action": "remove_profile", "profile": name,
+                                 "events": [], "purged": purged}),
+        );
+    }
+    let mut cs = Vec::new();
+    if r.force {
+        let reason = r.reason.map(str::trim).unwrap_or_default();
+        if reason.is_empty() {
+            return Err(ApiError::field(
+                400,
+                "reason",
+                "`force` drops the profile's queued packages: say why (`reason`)",
+            ));
+        }
+        tracing::warn!(profile = %name, reason, "removing a profile with its queued packages");
+        cs.push(Control::FreshProfile {
+            profile: name.clone(),
+        });
+    }
+    if r.purge {
+        profile_purge::refuse(sh, &name, r.force)?;
+    }
+    cs.push(Control::RemoveProfile { name: name.clone() });
+    let mut answer = applied(sh, cs)?;
+    answer["profile"] = json!(name);
+    if r.purge {
+        answer["purged"] = json!(profile_purge::purge(sh, &name)?);
+    } else {
+        let found = profile_purge::leftovers(sh, &name);
+        answer["note"] = json!(profile_purge::kept_note(&found));
+        answer["kept"] = json!(found);
+    }
+    Reply::ok(&answer)
+}
+
 fn apply(sh: &Shared, c: Control) -> Result<Reply, ApiError> {
     apply_all(sh, vec![c])
 }
 
 /// Applies controls in one commit and answers with what they did (the last one's name).
 fn apply_all(sh: &Shared, cs: Vec<Control>) -> Result<Reply, ApiError> {
+    Reply::ok(&applied(sh, cs)?)
+}
+
+/// [`apply_all`]'s answer as JSON.
+fn applied(sh: &Shared, cs: Vec<Control>) -> Result<serde_json::Value, ApiError> {
     let name = cs.last().map_or("", Control::name);
     let inputs = cs.into_iter().map(Input::Control).collect();
     let done = sh.submit(Plan::Inputs(inputs), None, true)?;
@@ -501,7 +546,7 @@ fn apply_all(sh: &Shared, cs: Vec<Control>) -> Result<Reply, ApiError> {
             Output::Command(_) => None,
         })
         .collect();
-    Reply::ok(&json!({"status": "ok", "action": name, "events": events, "seq": done.seq}))
+    Ok(json!({"status": "ok", "action": name, "events": events, "seq": done.seq}))
 }
 
 pub(crate) fn node_action(sh: &Shared, name: &str, action: &str) -> Result<Reply, ApiError> {

@@ -146,6 +146,11 @@ pub(crate) fn register(sh: &Shared, req: &mut Request, caller: &Caller) -> Resul
         None => None,
     };
     let old_env = old.as_ref().map(|d| d.env.clone()).unwrap_or_default();
+    // A drone that sends no snapshot of its own has it in its fingerprint (`SNAPSHOT.gentoo`).
+    let portage_snapshot = caps
+        .portage_timestamp
+        .clone()
+        .or_else(|| reported_env.as_ref().and_then(BuildEnv::main_snapshot));
     let spec = DroneSpec {
         name: name.clone(),
         machine_id: Some(machine_id.clone()),
@@ -157,8 +162,7 @@ pub(crate) fn register(sh: &Shared, req: &mut Request, caller: &Caller) -> Resul
             .or_else(|| old.as_ref().and_then(|d| d.arch.clone())),
         labels: Vec::new(),
         kind,
-        portage_snapshot: caps
-            .portage_timestamp
+        portage_snapshot: portage_snapshot
             .clone()
             .or_else(|| old.as_ref().and_then(|d| d.portage_snapshot.clone())),
         version,
@@ -197,7 +201,7 @@ pub(crate) fn register(sh: &Shared, req: &mut Request, caller: &Caller) -> Resul
             .map(LeaseId)
             .collect(),
         current_task: current_task.clone(),
-        portage_snapshot: caps.portage_timestamp.clone(),
+        portage_snapshot,
         // Only a change goes into the log: the agent sends its environment every beat.
         env: reported_env.filter(|e| !changed && *e != old_env),
     };

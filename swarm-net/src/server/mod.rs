@@ -34,6 +34,7 @@ mod identity;
 mod lanes;
 mod logs;
 mod metrics;
+mod profile_purge;
 mod ratelog;
 mod read;
 mod rejects;

@@ -30,7 +30,7 @@ const JS: &str = "text/javascript; charset=utf-8";
 const CSS: &str = "text/css; charset=utf-8";
 
 /// Every file the dashboard serves, by URL path. `/` is the page itself.
-static ASSETS: [Asset; 15] = [
+static ASSETS: [Asset; 16] = [
     asset!("/", "text/html; charset=utf-8", "assets/index.html"),
     asset!("/ui/style.css", CSS, "assets/style.css"),
     asset!("/ui/app.js", JS, "assets/app.js"),
@@ -38,6 +38,7 @@ static ASSETS: [Asset; 15] = [
     asset!("/ui/util.js", JS, "assets/util.js"),
     asset!("/ui/overview.js", JS, "assets/overview.js"),
     asset!("/ui/fleet.js", JS, "assets/fleet.js"),
+    asset!("/ui/profiles.js", JS, "assets/profiles.js"),
     asset!("/ui/queue.js", JS, "assets/queue.js"),
     asset!("/ui/builds.js", JS, "assets/builds.js"),
     asset!("/ui/events.js", JS, "assets/events.js"),

@@ -18,6 +18,78 @@ fn label(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// The build-environment families, while some profile expects an environment: drift per drone
+/// (no profile admits it), which profiles each drone matches, and per profile the online drones
+/// that serve it and its packages not built. At most `max_drones` × ([`MAX_PROFILES`] + 1)
+/// series.
+///
+/// [`MAX_PROFILES`]: swarm_core::profile::MAX_PROFILES
+fn profile_families(out: &mut String, view: &View<'_>, drones: &[swarm_core::DroneView]) {
+    let profiles: Vec<swarm_core::ProfileView> = view
+        .profiles()
+        .into_iter()
+        .filter(|p| p.name != swarm_core::profile::DEFAULT_PROFILE || !p.env.is_empty())
+        .collect();
+    if profiles.is_empty() {
+        return;
+    }
+    let drone_label = |d: &swarm_core::DroneView| format!("drone=\"{}\"", label(d.name.as_str()));
+    let drift: Vec<(String, u64)> = drones
+        .iter()
+        .map(|d| (drone_label(d), u64::from(d.serves.is_empty())))
+        .collect();
+    gauge(
+        out,
+        "swarm_drone_env_drift",
+        "Per drone: 1 when no profile admits its build environment (it gets no work); only while some profile expects an environment.",
+        &drift,
+    );
+    let mut matches = Vec::with_capacity(drones.len() * profiles.len());
+    for d in drones {
+        for p in &profiles {
+            matches.push((
+                format!("{},profile=\"{}\"", drone_label(d), label(&p.name)),
+                u64::from(d.serves.contains(&p.name)),
+            ));
+        }
+    }
+    gauge(
+        out,
+        "swarm_drone_env_matches",
+        "Per drone and profile: 1 when the profile admits the drone's build environment (it may build the profile's packages).",
+        &matches,
+    );
+    let profile_label = |p: &swarm_core::ProfileView| format!("profile=\"{}\"", label(&p.name));
+    let serving: Vec<(String, u64)> = profiles
+        .iter()
+        .map(|p| {
+            let online = drones
+                .iter()
+                .filter(|d| {
+                    d.status == swarm_core::DroneStatus::Online && d.serves.contains(&p.name)
+                })
+                .count();
+            (profile_label(p), online as u64)
+        })
+        .collect();
+    gauge(
+        out,
+        "swarm_profile_matching_drones",
+        "Per profile: online drones whose build environment it admits.",
+        &serving,
+    );
+    let unbuilt: Vec<(String, u64)> = profiles
+        .iter()
+        .map(|p| (profile_label(p), u64::from(p.unbuilt)))
+        .collect();
+    gauge(
+        out,
+        "swarm_profile_unbuilt_packages",
+        "Per profile: its packages in the queue not built yet.",
+        &unbuilt,
+    );
+}
+
 /// Appends the SLO families.
 pub(crate) fn render(out: &mut String, view: &View<'_>, reclaims_last_hour: u64, streams: usize) {
     let now = view.now().0;
@@ -89,23 +161,7 @@ pub(crate) fn render(out: &mut String, view: &View<'_>, reclaims_last_hour: u64,
         "Per drone: seconds since its last heartbeat.",
         &beats,
     );
-    if !view.expected_env().is_empty() {
-        let drift: Vec<(String, u64)> = drones
-            .iter()
-            .map(|d| {
-                (
-                    format!("drone=\"{}\"", label(d.name.as_str())),
-                    u64::from(!d.env_differences.is_empty()),
-                )
-            })
-            .collect();
-        gauge(
-            out,
-            "swarm_drone_env_drift",
-            "Per drone: 1 when its build environment differs from the expected one (it gets no work); only while an environment is expected.",
-            &drift,
-        );
-    }
+    profile_families(out, view, &drones);
     let (total, busy) = busy_cores(view);
     gauge(
         out,

@@ -5,13 +5,14 @@ import * as api from './api.js';
 import { notice } from './util.js';
 import * as overview from './overview.js';
 import * as fleet from './fleet.js';
+import * as profiles from './profiles.js';
 import * as queue from './queue.js';
 import * as builds from './builds.js';
 import * as events from './events.js';
 import * as releases from './releases.js';
 import * as sql from './sql.js';
 
-const VIEWS = { overview, fleet, queue, builds, events, releases, sql };
+const VIEWS = { overview, fleet, profiles, queue, builds, events, releases, sql };
 const SLOW_REFRESH_MS = 10000;
 const EVENT_DEBOUNCE_MS = 700;
 

@@ -24,15 +24,22 @@ function progress(p) {
     p.building_since ? ' ' + dur(p.elapsed_s * 1000) + (eta !== null ? ' · ETA ' + dur(eta * 1000) : '') : '');
 }
 
-// A drone whose build environment differs from the expected one gets no work: say what differs.
+// Which profiles a drone builds for; a drone no profile admits gets no work: say what differs
+// from the closest profile.
 function envDrift(d) {
   const diffs = d.env_differences || [];
-  if (!diffs.length) return null;
+  if (!diffs.length) {
+    const serves = d.serves || [];
+    // Only the default profile, expecting nothing: nothing worth a line.
+    if (!serves.some((p) => p !== 'default')) return null;
+    return h('div', { class: 'hint serves', 'data-serves': serves.join(',') }, 'serves ' + serves.join(', '));
+  }
   const text = diffs.map((x) => x.key + ' (' + (x.actual === null || x.actual === undefined ? 'not reported' : x.actual) + ' vs ' + x.expected + ')').join(', ');
   const b = badge('env drift', 'bad');
   b.setAttribute('title', text);
   b.classList.add('env-drift');
-  return b;
+  const closest = d.closest_profile || 'default';
+  return h('span', null, b, h('div', { class: 'hint differs', 'data-closest': closest }, 'differs from ' + closest + ' in ' + text));
 }
 
 export function mount(root, ctx, refreshAll) {
