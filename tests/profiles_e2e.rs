@@ -103,6 +103,19 @@ fn each_profile_is_built_only_by_the_drone_it_admits_and_explain_says_why_not() 
 
     // drone-o3 drifts to -O2: no drone matches fast-amd64 any more, and explain says so.
     register(&server, "drone-o3", "-O2 -pipe");
+    // The drift is an event naming the profile it left (and the default one it joined).
+    let (_, events) = server.get("/api/v1/events?after=0&limit=1000");
+    let changed = |profile: Option<&str>, matches: bool| {
+        find_event(&events, &|e| {
+            e["event"] == "env_changed"
+                && e["drone"] == "drone-o3"
+                && e["matches"] == matches
+                && e["profile"].as_str() == profile
+        })
+    };
+    assert!(changed(Some("fast-amd64"), false), "{events}");
+    assert!(changed(None, true), "{events}");
+    assert!(!changed(Some("fast-amd64"), true), "{events}");
     let (code, v) = server.admin_post(
         "/api/v1/queue",
         &json!({"packages": ["=dev-libs/f3-1.0"], "profile": "fast-amd64"}),
@@ -117,4 +130,14 @@ fn each_profile_is_built_only_by_the_drone_it_admits_and_explain_says_why_not() 
         "no drone matches profile fast-amd64: drone-o2 differs in CFLAGS (-O2 -pipe vs -O3 -pipe) (and 1 more drones differ)",
         "{v}"
     );
+}
+
+/// Whether some object anywhere in `v` satisfies `want`.
+fn find_event(v: &Value, want: &dyn Fn(&Value) -> bool) -> bool {
+    want(v)
+        || match v {
+            Value::Array(a) => a.iter().any(|x| find_event(x, want)),
+            Value::Object(o) => o.values().any(|x| find_event(x, want)),
+            _ => false,
+        }
 }
