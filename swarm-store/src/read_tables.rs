@@ -8,10 +8,13 @@
 //! naming themselves, and are covered explicitly: deadlines that lapse (a
 //! package's retry backoff, a drone's grounding), tracked by time here; and
 //! broad operator actions (`Control`, `Recovered`), after which every row is
-//! compared. An `Enqueue` touches the rows of its own packages and every
-//! drone (a new Portage snapshot may change what drones are told), never
-//! the rest of the queue, so a batch costs in proportion to its size. `check` recomputes everything from the view, for tests and
-//! `swarm doctor`.
+//! compared. An `Enqueue` touches the rows of its own packages (and, when
+//! it names a new Portage snapshot, every drone's), never the rest of the
+//! queue, so a batch costs in proportion to its size. Rows are updated in
+//! place (`ON CONFLICT DO UPDATE`), not deleted and inserted again as
+//! `INSERT OR REPLACE` would: the row keeps its rowid and page, and only
+//! the indexes whose columns changed are written. `check` recomputes
+//! everything from the view, for tests and `swarm doctor`.
 
 use crate::error::StoreError;
 use rusqlite::{params, Connection};
@@ -106,10 +109,17 @@ impl PackageRow {
 
     fn write(&self, conn: &Connection, atom: &str, seq: u64) -> Result<(), StoreError> {
         conn.prepare_cached(
-            "INSERT OR REPLACE INTO packages (atom, status, lease, drone, started, retry_at_ms,
+            "INSERT INTO packages (atom, status, lease, drone, started, retry_at_ms,
                 built_at_ms, block_reason, auto_unblock_at_ms, priority, attempts, generation,
                 last_error, updated_seq)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+             ON CONFLICT (atom) DO UPDATE SET status = excluded.status, lease = excluded.lease,
+                drone = excluded.drone, started = excluded.started,
+                retry_at_ms = excluded.retry_at_ms, built_at_ms = excluded.built_at_ms,
+                block_reason = excluded.block_reason,
+                auto_unblock_at_ms = excluded.auto_unblock_at_ms, priority = excluded.priority,
+                attempts = excluded.attempts, generation = excluded.generation,
+                last_error = excluded.last_error, updated_seq = excluded.updated_seq",
         )?
         .execute(params![
             atom,
@@ -209,12 +219,24 @@ impl DroneRow {
 
     fn write(&self, conn: &Connection, name: &str, seq: u64) -> Result<(), StoreError> {
         conn.prepare_cached(
-            "INSERT OR REPLACE INTO drones (name, machine_id, epoch, status, health, kind, cores,
+            "INSERT INTO drones (name, machine_id, epoch, status, health, kind, cores,
                 ram_mb, slots, last_heartbeat_ms, paused, drained, grounded_until_ms,
                 consecutive_failures, escalation_steps, builds_ok, builds_failed, mem_percent,
                 disk_percent, load_centi, portage_snapshot, version, updated_seq)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
-                ?18, ?19, ?20, ?21, ?22, ?23)",
+                ?18, ?19, ?20, ?21, ?22, ?23)
+             ON CONFLICT (name) DO UPDATE SET machine_id = excluded.machine_id,
+                epoch = excluded.epoch, status = excluded.status, health = excluded.health,
+                kind = excluded.kind, cores = excluded.cores, ram_mb = excluded.ram_mb,
+                slots = excluded.slots, last_heartbeat_ms = excluded.last_heartbeat_ms,
+                paused = excluded.paused, drained = excluded.drained,
+                grounded_until_ms = excluded.grounded_until_ms,
+                consecutive_failures = excluded.consecutive_failures,
+                escalation_steps = excluded.escalation_steps, builds_ok = excluded.builds_ok,
+                builds_failed = excluded.builds_failed, mem_percent = excluded.mem_percent,
+                disk_percent = excluded.disk_percent, load_centi = excluded.load_centi,
+                portage_snapshot = excluded.portage_snapshot, version = excluded.version,
+                updated_seq = excluded.updated_seq",
         )?
         .execute(params![
             name,
@@ -487,9 +509,13 @@ impl ReadTables {
             touched
                 .packages
                 .extend(e.packages.iter().map(|p| p.atom.to_string()));
-            touched
-                .drones
-                .extend(view.drones().into_iter().map(|d| d.name.to_string()));
+            // Only a push naming a Portage snapshot may change every drone's
+            // row; a plain push (each part of a big import) touches none.
+            if e.portage_snapshot.is_some() {
+                touched
+                    .drones
+                    .extend(view.drones().into_iter().map(|d| d.name.to_string()));
+            }
         }
         let now = view.now().0;
         while let Some((at, atom)) = self.package_deadlines.first().cloned() {

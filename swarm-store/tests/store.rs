@@ -461,3 +461,74 @@ fn the_wal_shrinks_back_after_a_burst() {
         "the WAL kept {after} bytes after the burst (peak {peak}); it should be truncated to 16 MiB"
     );
 }
+
+/// A read-table row that changes is updated where it is: same rowid, so one
+/// leaf page and only the changed indexes are written, not a delete and an
+/// insert at the table's end as `INSERT OR REPLACE` does (broken once: with
+/// `INSERT OR REPLACE` back, both rowids move and this fails).
+#[test]
+fn a_changed_read_table_row_keeps_its_rowid() {
+    use swarm_core::{Atom, DroneName, DroneSpec, Enqueue, PackageSpec};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("rowid.db");
+    let mut store = open(&path, small_opts(10_000, 1_000));
+    let drone = DroneName::new("d1").expect("name");
+    let atoms: Vec<Atom> = ["dev-libs/a-1", "dev-libs/b-1"]
+        .iter()
+        .map(|a| Atom::parse(a).expect("atom"))
+        .collect();
+    store
+        .append_batch(vec![
+            (
+                Timestamp(1_000),
+                Input::Register(DroneSpec {
+                    name: drone.clone(),
+                    cores: 1,
+                    ram_mb: 4_096,
+                    ..DroneSpec::default()
+                }),
+            ),
+            (
+                Timestamp(1_000),
+                Input::Enqueue(Enqueue {
+                    packages: atoms.iter().cloned().map(PackageSpec::new).collect(),
+                    ..Enqueue::default()
+                }),
+            ),
+        ])
+        .expect("register and enqueue");
+    let first = format!("SELECT rowid FROM packages WHERE atom = '{}'", atoms[0]);
+    let rowids = |store: &Store| {
+        let p = count(store.path(), &first);
+        let d = count(store.path(), "SELECT rowid FROM drones WHERE name = 'd1'");
+        (p, d)
+    };
+    let before = rowids(&store);
+    store
+        .append(
+            Timestamp(2_000),
+            Input::RequestWork {
+                drone,
+                free_slots: 1,
+            },
+        )
+        .expect("request work");
+    assert_eq!(
+        count(
+            store.path(),
+            "SELECT count(*) FROM packages WHERE status = 'assigned'"
+        ),
+        1,
+        "one package assigned"
+    );
+    let assigned_is_a = count(
+        store.path(),
+        &format!(
+            "SELECT count(*) FROM packages WHERE atom = '{}' AND status = 'assigned'",
+            atoms[0]
+        ),
+    );
+    assert_eq!(assigned_is_a, 1, "the first package queued goes first");
+    assert_eq!(rowids(&store), before, "rows were moved, not updated");
+    assert_tables_agree_with_view(&store);
+}
