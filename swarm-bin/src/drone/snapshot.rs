@@ -169,6 +169,50 @@ mod tests {
         assert_eq!(snapshot_of(repo, broken), None);
     }
 
+    /// Runs a command as `buildenv::run_accepting` does, without its deadline.
+    fn sh(argv: &[String], also_ok: i32) -> Result<String, String> {
+        let out = std::process::Command::new(&argv[0])
+            .args(&argv[1..])
+            .output()
+            .map_err(|e| e.to_string())?;
+        let ok = out.status.success() || out.status.code() == Some(also_ok);
+        ok.then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+            .ok_or_else(|| format!("{argv:?} failed"))
+    }
+
+    #[test]
+    fn a_real_git_checkout_reports_the_commit_git_names() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let repo = dir.path().to_string_lossy().into_owned();
+        let git = |args: &[&str]| {
+            let mut argv = vec!["git".to_owned(), "-C".to_owned(), repo.clone()];
+            argv.extend(args.iter().map(|a| (*a).to_owned()));
+            sh(&argv, 0)
+        };
+        if git(&["init", "-q"]).is_err() {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "CI=true but no git"
+            );
+            eprintln!("SKIPPED: no git");
+            return;
+        }
+        git(&[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "commit",
+            "-q",
+            "--allow-empty",
+            "-m",
+            "x",
+        ])
+        .expect("commit");
+        let head = git(&["rev-parse", "HEAD"]).expect("head");
+        assert_eq!(snapshot_of(dir.path(), sh).as_deref(), Some(head.trim()));
+    }
+
     #[test]
     fn every_repository_portage_knows_is_asked_for_and_odd_names_are_skipped() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -196,15 +240,6 @@ mod tests {
         .expect("write");
         std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755))
             .expect("chmod");
-        fn sh(argv: &[String], also_ok: i32) -> Result<String, String> {
-            let out = std::process::Command::new(&argv[0])
-                .args(&argv[1..])
-                .output()
-                .map_err(|e| e.to_string())?;
-            let ok = out.status.success() || out.status.code() == Some(also_ok);
-            ok.then(|| String::from_utf8_lossy(&out.stdout).into_owned())
-                .ok_or_else(|| format!("{argv:?} failed"))
-        }
         let got = snapshots(&fake.to_string_lossy(), "/r/", sh).expect("reads");
         assert_eq!(
             got.into_iter().collect::<Vec<_>>(),
