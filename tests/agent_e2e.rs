@@ -395,18 +395,18 @@ fn builds_survive_a_control_plane_outage_and_their_uploads_and_reports_land_afte
     }
     // The builds' group leaders (the builder scripts, alive for the whole build): the script's own
     // short-lived children (`$(awk ...)` while it reads its size) may come and go at any time.
-    let before: Vec<Vec<(u32, i32)>> = [&a, &b]
-        .iter()
-        .map(|d| {
-            let leaders: Vec<(u32, i32)> = d
-                .builder_processes()
-                .into_iter()
-                .filter(|(pid, pgid)| *pid as i32 == *pgid)
-                .collect();
-            assert!(!leaders.is_empty(), "{} runs a build", d.name);
-            leaders
-        })
-        .collect();
+    // On a loaded machine "started" can be reported before the fork: wait for them.
+    let leaders = |d: &Drone| -> Vec<(u32, i32)> {
+        d.builder_processes()
+            .into_iter()
+            .filter(|(pid, pgid)| *pid as i32 == *pgid)
+            .collect()
+    };
+    let mut before = Vec::new();
+    wait_until(10, "both builders' processes", || {
+        before = [&a, &b].iter().map(|d| leaders(d)).collect();
+        before.iter().all(|l: &Vec<(u32, i32)>| !l.is_empty())
+    });
     // Down long enough for the builds to end and their uploads to find no server.
     server.kill9();
     std::thread::sleep(Duration::from_secs(2));

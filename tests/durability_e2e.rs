@@ -290,6 +290,17 @@ fn a_short_soak_serves_without_errors_and_leaks_no_files() {
         }
         assert!(v[which]["p99_ms"]["heartbeat"].as_f64().is_some(), "{v}");
     }
+    // Checkpoints keep up: the commits reach the database file and the WAL
+    // stays near its limit. A server that never checkpointed (the writer
+    // nudged the checkpointer only on commits it fsynced itself) ended this
+    // run with a 4 KiB database and an ever-growing WAL.
+    let db = v["end"]["db_bytes"].as_u64().unwrap_or(0);
+    let wal = v["end"]["wal_bytes"].as_u64().unwrap_or(u64::MAX);
+    assert!(
+        db > 256 << 10,
+        "nothing reached the database: {db} bytes: {v}"
+    );
+    assert!(wal <= 64 << 20, "the WAL holds {wal} bytes: {v}");
     let files = |w: &str| v[w]["open_files"].as_u64().unwrap_or(0);
     assert!(
         files("end") <= files("start") + 8,

@@ -396,8 +396,15 @@ impl Store {
     /// Records in the marker that everything up to `seq` is acknowledged:
     /// with `defer_sync`, after a [`WalSync::sync`](crate::WalSync::sync)
     /// that began after `seq` was committed.
+    /// With `defer_sync` this is also where the checkpointer is nudged: the
+    /// commits it would copy into the database are durable in the WAL only
+    /// now, and a writer that never nudged it left the WAL to grow for good.
     pub fn acknowledge(&mut self, seq: Seq) -> Result<(), StoreError> {
-        self.marker.record(seq.0.min(self.last_seq))
+        self.marker.record(seq.0.min(self.last_seq))?;
+        if self.defers_sync() {
+            self.nudge_checkpoints();
+        }
+        Ok(())
     }
 
     fn note_write(&mut self, error: Option<&StoreError>) {
@@ -407,10 +414,16 @@ impl Store {
             if let Err(e) = self.marker.record(self.last_seq) {
                 self.write_error = Some(e.to_string());
             }
-            if let Some(cp) = &self.checkpointer {
-                cp.nudge();
-                self.checkpoint_if_far_behind();
-            }
+            self.nudge_checkpoints();
+        }
+    }
+
+    /// After a durable commit: the background checkpointer may copy it into
+    /// the database, and a WAL it could not keep small is checkpointed here.
+    fn nudge_checkpoints(&self) {
+        if let Some(cp) = &self.checkpointer {
+            cp.nudge();
+            self.checkpoint_if_far_behind();
         }
     }
 
