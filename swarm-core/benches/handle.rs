@@ -496,6 +496,7 @@ fn reclaim_all_of(name: &DroneName, now: u64) -> Envelope {
         at: Timestamp(now),
         input: Input::Control(Control::Reclaim {
             package: None,
+            profile: None,
             drone: Some(name.clone()),
         }),
     }

@@ -43,9 +43,11 @@ pub(crate) fn apply(s: &mut Swarm, action: &Control, out: &mut Vec<Output>) {
         }
         Control::Unblock {
             package: Some(atom),
+            profile,
         } => {
-            let Some(pkg) = s.pkg_id(atom) else {
-                return unknown_pkg(out, atom);
+            let pkg = match s.resolve(atom, profile.as_deref()) {
+                Ok(pkg) => pkg,
+                Err(why) => return reject(out, why),
             };
             if !matches!(s.st.pkg(pkg).state, PackageState::Blocked { .. }) {
                 return illegal(out, format!("{atom} is not blocked"));
@@ -53,13 +55,25 @@ pub(crate) fn apply(s: &mut Swarm, action: &Control, out: &mut Vec<Output>) {
             s.unblock(pkg, true, out);
             format!("unblocked {atom}")
         }
-        Control::Unblock { package: None } => {
-            let n = unblock_where(s, out, |_| true);
+        Control::Unblock {
+            package: None,
+            profile: None,
+        } => {
+            let n = unblock_where(s, out, |_, _| true);
             format!("unblocked {n} packages")
         }
-        Control::Block { package } => {
-            let Some(pkg) = s.pkg_id(package) else {
-                return unknown_pkg(out, package);
+        Control::Unblock {
+            package: None,
+            profile: Some(name),
+        } => {
+            let tag = (name != crate::profile::DEFAULT_PROFILE).then_some(name.as_str());
+            let n = unblock_where(s, out, |p, _| p.profile.0.as_deref() == tag);
+            format!("unblocked {n} packages of profile {name}")
+        }
+        Control::Block { package, profile } => {
+            let pkg = match s.resolve(package, profile.as_deref()) {
+                Ok(pkg) => pkg,
+                Err(why) => return reject(out, why),
             };
             match s.st.pkg(pkg).state {
                 PackageState::Built { .. } => {
@@ -289,12 +303,13 @@ pub(crate) fn apply(s: &mut Swarm, action: &Control, out: &mut Vec<Output>) {
                 s.st.pkg_mut(pkg).state = PackageState::Queued { retry_at: None };
                 s.sync_pkg(pkg);
             }
-            let n = unblock_where(s, out, |r| *r != BlockReason::Masked);
+            let n = unblock_where(s, out, |_, r| *r != BlockReason::Masked);
             format!("retrying {} packages now, unblocked {n}", waiting.len())
         }
-        Control::Retry { package } => {
-            let Some(pkg) = s.pkg_id(package) else {
-                return unknown_pkg(out, package);
+        Control::Retry { package, profile } => {
+            let pkg = match s.resolve(package, profile.as_deref()) {
+                Ok(pkg) => pkg,
+                Err(why) => return reject(out, why),
             };
             match retry(s, pkg, out) {
                 Ok(summary) => summary,
@@ -319,11 +334,16 @@ pub(crate) fn apply(s: &mut Swarm, action: &Control, out: &mut Vec<Output>) {
             s.st.brake.disrupted.clear();
             "brake released".to_owned()
         }
-        Control::Reclaim { package, drone } => {
+        Control::Reclaim {
+            package,
+            profile,
+            drone,
+        } => {
             let mut n = 0;
             if let Some(atom) = package {
-                let Some(pkg) = s.pkg_id(atom) else {
-                    return unknown_pkg(out, atom);
+                let pkg = match s.resolve(atom, profile.as_deref()) {
+                    Ok(pkg) => pkg,
+                    Err(why) => return reject(out, why),
                 };
                 let Some(lease) = s.st.pkg(pkg).lease() else {
                     return illegal(out, format!("{atom} is not assigned"));
@@ -402,15 +422,6 @@ fn unknown(out: &mut Vec<Output>, drone: &DroneName) {
     );
 }
 
-fn unknown_pkg(out: &mut Vec<Output>, atom: &crate::atom::Atom) {
-    reject(
-        out,
-        RejectReason::UnknownPackage {
-            package: atom.clone(),
-        },
-    );
-}
-
 fn illegal(out: &mut Vec<Output>, detail: String) {
     reject(out, RejectReason::IllegalControl { detail });
 }
@@ -463,13 +474,14 @@ fn retry(s: &mut Swarm, pkg: PkgId, out: &mut Vec<Output>) -> Result<String, Str
 fn unblock_where(
     s: &mut Swarm,
     out: &mut Vec<Output>,
-    pred: impl Fn(&BlockReason) -> bool,
+    pred: impl Fn(&crate::state::Package, &BlockReason) -> bool,
 ) -> usize {
     let blocked: Vec<PkgId> = (0..s.st.packages.len() as u32)
         .map(PkgId)
-        .filter(
-            |p| matches!(&s.st.pkg(*p).state, PackageState::Blocked { reason, .. } if pred(reason)),
-        )
+        .filter(|id| {
+            let p = s.st.pkg(*id);
+            matches!(&p.state, PackageState::Blocked { reason, .. } if pred(p, reason))
+        })
         .collect();
     for &pkg in &blocked {
         s.unblock(pkg, true, out);

@@ -211,6 +211,7 @@ impl Run {
                 package,
                 lease,
                 epoch,
+                ..
             }) = o
             {
                 if self.leases.len() == REMEMBERED_LEASES {
@@ -516,10 +517,15 @@ impl Ops<'_> {
             },
             6 => Control::Unblock {
                 package: Some(self.atom()),
+                profile: None,
             },
-            7 => Control::Unblock { package: None },
+            7 => Control::Unblock {
+                package: None,
+                profile: None,
+            },
             8 => Control::Block {
                 package: self.atom(),
+                profile: None,
             },
             9 => Control::Unground {
                 drone: (self.byte() & 1 == 0).then(|| self.drone()),
@@ -537,6 +543,7 @@ impl Ops<'_> {
                 let which = self.byte();
                 Control::Reclaim {
                     package: (which & 1 != 0).then(|| self.atom()),
+                    profile: None,
                     drone: (which & 2 != 0).then(|| self.drone()),
                 }
             }

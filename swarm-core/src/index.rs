@@ -30,9 +30,68 @@ pub(crate) enum TimerKey {
     Replan,
 }
 
+/// The packages of one atom: one per profile it is queued for (nearly always just one, kept
+/// inline so a queue of one profile costs no allocation per package).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum AtomIds {
+    One(PkgId),
+    Many(Vec<PkgId>),
+}
+
+impl AtomIds {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = PkgId> + '_ {
+        let (one, many) = match self {
+            AtomIds::One(id) => (Some(*id), &[][..]),
+            AtomIds::Many(ids) => (None, &ids[..]),
+        };
+        one.into_iter().chain(many.iter().copied())
+    }
+
+    fn push(&mut self, id: PkgId) {
+        match self {
+            AtomIds::One(first) => *self = AtomIds::Many(vec![*first, id]),
+            AtomIds::Many(ids) => ids.push(id),
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            AtomIds::One(_) => 1,
+            AtomIds::Many(ids) => ids.len(),
+        }
+    }
+}
+
+/// Atom → its packages, one per profile: a package is (profile, atom).
+pub(crate) type ByAtom = BTreeMap<Atom, AtomIds>;
+
+/// Adds a package to an atom table.
+pub(crate) fn add_atom(by_atom: &mut ByAtom, atom: &Atom, id: PkgId) {
+    match by_atom.get_mut(atom) {
+        Some(ids) => ids.push(id),
+        None => {
+            by_atom.insert(atom.clone(), AtomIds::One(id));
+        }
+    }
+}
+
+/// The package of `atom` queued for `profile` (`None`: the default profile).
+pub(crate) fn find_in(
+    by_atom: &ByAtom,
+    st: &SwarmState,
+    profile: Option<&str>,
+    atom: &Atom,
+) -> Option<PkgId> {
+    by_atom
+        .get(atom)?
+        .iter()
+        .find(|id| st.pkg(*id).profile.0.as_deref() == profile)
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Index {
-    pub(crate) by_atom: BTreeMap<Atom, PkgId>,
+    /// Packages by atom; each package is (profile, atom), so an atom has one per profile.
+    pub(crate) by_atom: ByAtom,
     /// Packages per `category/pn`, to refresh estimates when a duration is learned.
     pub(crate) by_key: BTreeMap<String, Vec<PkgId>>,
     pub(crate) ready: BTreeSet<ReadyKey>,
@@ -106,12 +165,12 @@ impl Index {
     }
 
     /// Atom lookup table for a state.
-    pub(crate) fn atoms_of(st: &SwarmState) -> BTreeMap<Atom, PkgId> {
-        st.packages
-            .iter()
-            .enumerate()
-            .map(|(i, p)| (p.atom.clone(), PkgId(i as u32)))
-            .collect()
+    pub(crate) fn atoms_of(st: &SwarmState) -> ByAtom {
+        let mut by_atom = ByAtom::new();
+        for (i, p) in st.packages.iter().enumerate() {
+            add_atom(&mut by_atom, &p.atom, PkgId(i as u32));
+        }
+        by_atom
     }
 
     /// Every declared dependency of a state.

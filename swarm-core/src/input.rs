@@ -357,11 +357,19 @@ pub enum Control {
         /// `None`: all.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         package: Option<Atom>,
+        /// The profile it is queued in (`default` for the default profile); needed only when
+        /// the atom is queued in several.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        profile: Option<String>,
     },
     /// Block a package by hand (revoking it if assigned).
     Block {
         /// The package.
         package: Atom,
+        /// The profile it is queued in (`default` for the default profile); needed only when
+        /// the atom is queued in several.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        profile: Option<String>,
     },
     /// Lift grounding from one drone or all.
     Unground {
@@ -386,6 +394,10 @@ pub enum Control {
     Retry {
         /// The package.
         package: Atom,
+        /// The profile it is queued in (`default` for the default profile); needed only when
+        /// the atom is queued in several.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        profile: Option<String>,
     },
     /// Start a new queue generation: drop everything not running, revoke not-started leases.
     Fresh,
@@ -401,6 +413,10 @@ pub enum Control {
         /// Reclaim this package's lease.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         package: Option<Atom>,
+        /// The profile it is queued in (`default` for the default profile); needed only when
+        /// the atom is queued in several.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        profile: Option<String>,
         /// Reclaim all of this drone's leases.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         drone: Option<DroneName>,

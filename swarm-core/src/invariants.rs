@@ -36,12 +36,12 @@ impl Swarm {
     pub fn check_invariants(&self) -> Result<(), Violation> {
         let st = &self.st;
         // 1. Conservation, and the atom index.
-        if self.ix.by_atom.len() != st.packages.len() {
+        let indexed: usize = self.ix.by_atom.values().map(|ids| ids.len()).sum();
+        if indexed != st.packages.len() {
             return fail(
                 1,
                 format!(
-                    "{} atoms indexed for {} packages",
-                    self.ix.by_atom.len(),
+                    "{indexed} packages indexed by atom for {} packages",
                     st.packages.len()
                 ),
             );
@@ -138,6 +138,15 @@ impl Swarm {
                     format!("{} holds {not_started} not-started leases", d.spec.name),
                 );
             }
+            // 14. One lease per atom per drone: a report names only the atom.
+            let held = crate::policy::schedule::held_atoms(st, d);
+            if let Some(twice) = held
+                .iter()
+                .enumerate()
+                .find_map(|(i, a)| held[..i].contains(a).then_some(a))
+            {
+                return fail(14, format!("{} holds two leases of {twice}", d.spec.name));
+            }
             if usize::from(d.ladder.steps) > escalate::ladder(d.spec.kind).len() {
                 return fail(
                     10,
@@ -174,10 +183,14 @@ impl Swarm {
     pub fn check_invariants_deep(&self) -> Result<(), Violation> {
         self.check_invariants()?;
         for (i, p) in self.st.packages.iter().enumerate() {
-            if self.ix.by_atom.get(&p.atom) != Some(&PkgId(i as u32)) {
+            if self.pkg_in(p.profile.0.as_deref(), &p.atom) != Some(PkgId(i as u32)) {
                 return fail(
                     1,
-                    format!("{} is not indexed under its position {i}", p.atom),
+                    format!(
+                        "{} of profile {} is not indexed under its position {i} (or is queued twice)",
+                        p.atom,
+                        p.profile.name()
+                    ),
                 );
             }
         }
@@ -362,11 +375,16 @@ impl Monitor {
                 Output::Command(Command::Escalate { drone, action }) => {
                     self.check_escalation(env, drone, *action)?;
                 }
-                Output::Command(Command::Assign { drone, package, .. }) => {
+                Output::Command(Command::Assign {
+                    drone,
+                    package,
+                    profile,
+                    ..
+                }) => {
                     // 13. Environment: work goes only where its profile's expected
                     // environment is (the default profile's: `expect_env`).
                     let expected = after
-                        .pkg_id(package)
+                        .pkg_in(profile.as_deref(), package)
                         .map(|id| &after.st.pkg(id).profile)
                         .and_then(|tag| crate::profile::expected_for(&after.st, tag));
                     let env = after.st.drones.get(drone).map(|d| &d.spec.env);

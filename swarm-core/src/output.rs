@@ -46,6 +46,10 @@ pub enum Command {
         lease: LeaseId,
         /// The drone's epoch the lease belongs to.
         epoch: Epoch,
+        /// The profile it is built for (`None`: the default profile); its binary belongs in
+        /// that profile's binhost.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        profile: Option<String>,
     },
     /// Tell a drone to stop building something that is no longer its own.
     Revoke {
@@ -204,8 +208,9 @@ pub enum RejectReason {
         /// The profile named.
         profile: String,
     },
-    /// An enqueue naming a package the queue holds for another profile; refused whole. The
-    /// queue holds one package per atom: build it for one profile at a time.
+    /// An enqueue naming a package the queue held for another profile, from when the queue held
+    /// one package per atom. No longer given (a package is now (profile, atom)); kept so logs
+    /// that recorded it still read.
     ProfileConflict {
         /// The package.
         package: Atom,
@@ -213,6 +218,13 @@ pub enum RejectReason {
         queued_for: String,
         /// The profile the push asked for.
         asked_for: String,
+    },
+    /// An operator action naming an atom queued in several profiles without saying which.
+    AmbiguousPackage {
+        /// The atom.
+        package: Atom,
+        /// The profiles it is queued in (`default` for the default profile).
+        profiles: Vec<String>,
     },
     /// A control action that does not apply now.
     IllegalControl {

@@ -143,6 +143,16 @@ impl std::hash::Hash for ProfileTag {
     }
 }
 
+/// Why an operator action naming only an atom was refused: "=sys-libs/zlib-1.3 is queued in
+/// profiles default, server: name one with --profile" (a package is (profile, atom)).
+#[must_use]
+pub fn ambiguous_words(atom: &crate::atom::Atom, profiles: &[String]) -> String {
+    format!(
+        "{atom} is queued in profiles {}: name one with --profile",
+        profiles.join(", ")
+    )
+}
+
 /// The environment a package of `profile` must be built in; `None` when the profile does not
 /// exist (removed while the package waited): then no drone matches.
 pub(crate) fn expected_for<'a>(st: &'a SwarmState, profile: &ProfileTag) -> Option<&'a BuildEnv> {

@@ -334,17 +334,23 @@ pub fn not_in_release_of(
     atom: Option<&Atom>,
     recorded: Option<&BuildEnv>,
 ) -> Option<String> {
-    let queued_for = atom
-        .and_then(|a| view.queued_profile(a))
-        .map(|p| p.unwrap_or(DEFAULT_PROFILE));
+    // A package is (profile, atom): the atom may be queued for several profiles.
+    let queued_for: Vec<&str> = atom
+        .map(|a| view.queued_profiles(a))
+        .unwrap_or_default()
+        .into_iter()
+        .map(|p| p.unwrap_or(DEFAULT_PROFILE))
+        .collect();
+    let ours = queued_for.contains(&profile);
     if profile == DEFAULT_PROFILE {
         return queued_for
-            .filter(|q| *q != profile)
+            .first()
+            .filter(|_| !ours)
             .map(|q| format!("queued for profile {q}: it goes in that profile's release"));
     }
     let expected = view.profile_env(profile)?;
     if expected.is_empty() {
-        return (queued_for != Some(profile))
+        return (!ours)
             .then(|| format!("profile {profile} expects no environment and does not queue it"));
     }
     match recorded {

@@ -312,8 +312,9 @@ impl Swarm {
                 self.maybe_upload_hold(&report.drone, out);
             }
             Outcome::Returned { .. } => {
+                let pkg = self.st.leases.get(&lid).map(|l| l.pkg);
                 self.reclaim(lid, ReclaimReason::Returned, out);
-                if let Some(&pkg) = self.ix.by_atom.get(&report.package) {
+                if let Some(pkg) = pkg {
                     self.st.pkg_mut(pkg).avoid = Some(report.drone.clone());
                     self.sync_pkg(pkg);
                 }
@@ -449,29 +450,8 @@ impl Swarm {
             let profile = profile.clone();
             return reject(out, RejectReason::UnknownProfile { profile });
         }
-        // The queue holds one package per atom: asking for it under another profile is
-        // refused whole rather than counted as already queued (it would not be built for it).
-        let mut in_push: std::collections::BTreeMap<&Atom, &Option<String>> =
-            std::collections::BTreeMap::new();
-        if let Some((spec, held)) = enqueue.packages.iter().find_map(|spec| {
-            let held = match self.pkg_id(&spec.atom) {
-                Some(id) => &self.st.pkg(id).profile.0,
-                None => *in_push.entry(&spec.atom).or_insert(&spec.profile),
-            };
-            (*held != spec.profile).then_some((spec, held))
-        }) {
-            let reason = RejectReason::ProfileConflict {
-                package: spec.atom.clone(),
-                queued_for: held
-                    .clone()
-                    .unwrap_or_else(|| crate::profile::DEFAULT_PROFILE.to_owned()),
-                asked_for: spec
-                    .profile
-                    .clone()
-                    .unwrap_or_else(|| crate::profile::DEFAULT_PROFILE.to_owned()),
-            };
-            return reject(out, reason);
-        }
+        // A package is (profile, atom): the same atom for another profile is another package,
+        // built in that profile's environment; for the same profile it is already queued.
         if let Some(g) = enqueue.generation {
             if g.0 < self.st.generation {
                 let reason = RejectReason::StaleGeneration {
@@ -486,12 +466,12 @@ impl Swarm {
         let first_new = self.st.packages.len();
         // An existing package waiting for one of the new atoms changes its
         // dependencies: only a full replan handles that.
-        let extends = !enqueue
-            .packages
-            .iter()
-            .any(|s| self.ix.declared.contains(&s.atom) && !self.ix.by_atom.contains_key(&s.atom));
+        let extends = !enqueue.packages.iter().any(|s| {
+            self.ix.declared.contains(&s.atom)
+                && self.pkg_in(s.profile.as_deref(), &s.atom).is_none()
+        });
         for spec in &enqueue.packages {
-            if self.ix.by_atom.contains_key(&spec.atom) {
+            if self.pkg_in(spec.profile.as_deref(), &spec.atom).is_some() {
                 already += 1;
                 continue;
             }
@@ -499,7 +479,7 @@ impl Swarm {
             let id = PkgId(self.st.packages.len() as u32);
             self.st.packages.push(Package::queued(spec, &self.st));
             self.st.next_order += 1;
-            self.ix.by_atom.insert(spec.atom.clone(), id);
+            crate::index::add_atom(&mut self.ix.by_atom, &spec.atom, id);
             self.ix
                 .by_key
                 .entry(spec.atom.key().to_owned())
@@ -693,16 +673,15 @@ impl Swarm {
         }
     }
 
-    fn owns(&self, drone: &DroneName, lid: LeaseId) -> bool {
-        self.st
-            .drones
-            .get(drone)
-            .is_some_and(|d| d.leases.contains(&lid))
-    }
-
+    /// The drone's live lease of `atom`. A drone holds at most one per atom (the assignment
+    /// policy sees to it), so a report naming only an atom resolves to the one package of it
+    /// the drone is building, whichever profile that is for.
     fn live_lease_of(&self, drone: &DroneName, atom: &Atom) -> Option<LeaseId> {
-        let pkg = self.ix.by_atom.get(atom)?;
-        self.st.pkg(*pkg).lease().filter(|l| self.owns(drone, *l))
+        let d = self.st.drones.get(drone)?;
+        d.leases
+            .iter()
+            .find(|l| self.st.leases.get(l).is_some_and(|l| l.package == *atom))
+            .copied()
     }
 
     /// Tells a drone to stop something that is not (or no longer) its own.
@@ -713,10 +692,22 @@ impl Swarm {
         package: Option<Atom>,
         out: &mut Out,
     ) {
-        let state = package
-            .as_ref()
-            .and_then(|a| self.ix.by_atom.get(a))
-            .map(|p| &self.st.pkg(*p).state);
+        // The package the drone meant: the lease's, else of the atom's packages (one per
+        // profile) the one assigned elsewhere, else one built, else any.
+        let of_lease = lease
+            .and_then(|l| self.st.leases.get(&l))
+            .filter(|l| Some(&l.package) == package.as_ref())
+            .map(|l| l.pkg);
+        let rank = |st: &PackageState| match st {
+            PackageState::Assigned { .. } => 0,
+            PackageState::Built { .. } => 1,
+            _ => 2,
+        };
+        let pkg = of_lease.or_else(|| {
+            let ids = package.as_ref().and_then(|a| self.ix.by_atom.get(a))?;
+            ids.iter().min_by_key(|id| rank(&self.st.pkg(*id).state))
+        });
+        let state = pkg.map(|p| &self.st.pkg(p).state);
         let reason = match state {
             Some(PackageState::Assigned { lease }) => match self.st.leases.get(lease) {
                 Some(l) if &l.drone != drone => RevokeReason::ReassignedTo {
@@ -761,6 +752,7 @@ impl Swarm {
         };
         p.state = PackageState::Assigned { lease: lid };
         let package = p.atom.clone();
+        let profile = p.profile.0.clone();
         self.st.leases.insert(
             lid,
             Lease {
@@ -784,6 +776,7 @@ impl Swarm {
             package,
             lease: lid,
             epoch,
+            profile,
         }));
     }
 
@@ -1113,8 +1106,9 @@ impl Swarm {
             let same = self.st.brake.cause.as_ref().is_some_and(|c| {
                 crate::failure::diagnose(detail).is_some_and(|d| d.to_string() == *c)
             });
+            // The brake holds an atom in every profile: the cause is not the environment.
             if same && self.st.brake.held.insert(atom.clone()) {
-                if let Some(&pkg) = self.ix.by_atom.get(atom) {
+                for pkg in self.ids_of(atom) {
                     let p = self.st.pkg_mut(pkg);
                     p.failed_on.clear();
                     p.build_failed_on.clear();
@@ -1185,8 +1179,7 @@ impl Swarm {
 
     fn held_by_brake(&self) -> Vec<PkgId> {
         let held = self.st.brake.held.iter();
-        held.filter_map(|a| self.ix.by_atom.get(a).copied())
-            .collect()
+        held.flat_map(|a| self.ids_of(a)).collect()
     }
 
     fn resync_held_and_drones(&mut self) {
@@ -1399,8 +1392,46 @@ impl Swarm {
         names.iter().map(|n| self.return_unmatched(n, out)).sum()
     }
 
-    pub(crate) fn pkg_id(&self, atom: &Atom) -> Option<PkgId> {
-        self.ix.by_atom.get(atom).copied()
+    /// The package of `atom` queued for `profile` (`None`: the default profile).
+    pub(crate) fn pkg_in(&self, profile: Option<&str>, atom: &Atom) -> Option<PkgId> {
+        crate::index::find_in(&self.ix.by_atom, &self.st, profile, atom)
+    }
+
+    /// Every package of `atom`, one per profile it is queued for, in enqueue order.
+    pub(crate) fn ids_of(&self, atom: &Atom) -> Vec<PkgId> {
+        self.ix
+            .by_atom
+            .get(atom)
+            .map(|ids| ids.iter().collect())
+            .unwrap_or_default()
+    }
+
+    /// The package an operator names: `profile` given (`default` is the default profile), the
+    /// atom's package in it; none given, the atom's only package, refused when it is queued in
+    /// several profiles (the operator must say which).
+    pub(crate) fn resolve(
+        &self,
+        atom: &Atom,
+        profile: Option<&str>,
+    ) -> Result<PkgId, RejectReason> {
+        let unknown = || RejectReason::UnknownPackage {
+            package: atom.clone(),
+        };
+        if let Some(name) = profile {
+            let tag = (name != crate::profile::DEFAULT_PROFILE).then_some(name);
+            return self.pkg_in(tag, atom).ok_or_else(unknown);
+        }
+        match self.ix.by_atom.get(atom) {
+            None => Err(unknown()),
+            Some(crate::index::AtomIds::One(id)) => Ok(*id),
+            Some(ids) => Err(RejectReason::AmbiguousPackage {
+                package: atom.clone(),
+                profiles: ids
+                    .iter()
+                    .map(|id| self.st.pkg(id).profile.name().to_owned())
+                    .collect(),
+            }),
+        }
     }
 }
 

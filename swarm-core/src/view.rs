@@ -201,6 +201,9 @@ pub struct LeaseView {
     pub issued_at: Timestamp,
     /// Started at.
     pub started_at: Option<Timestamp>,
+    /// The package's profile (`None`: the default profile): whose binhost its binary is for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
 }
 
 /// A package's state as the outside sees it.
@@ -376,11 +379,14 @@ impl<'a> View<'a> {
         }
     }
 
-    /// The profile the queue holds `atom` for (`Some(None)`: the default profile), or `None`
-    /// when it is not queued.
-    pub fn queued_profile(&self, atom: &Atom) -> Option<Option<&'a str>> {
+    /// The profiles the queue holds `atom` for (`None`: the default profile), in enqueue
+    /// order; empty when it is not queued. A package is (profile, atom).
+    pub fn queued_profiles(&self, atom: &Atom) -> Vec<Option<&'a str>> {
         let s: &'a Swarm = self.s;
-        s.pkg_id(atom).map(|id| s.st.pkg(id).profile.0.as_deref())
+        s.ids_of(atom)
+            .into_iter()
+            .map(|id| s.st.pkg(id).profile.0.as_deref())
+            .collect()
     }
 
     /// The Portage snapshot drones must be on to get work, if one is set.
@@ -468,12 +474,14 @@ impl<'a> View<'a> {
 
     /// One lease, if live.
     pub fn lease(&self, id: LeaseId) -> Option<LeaseView> {
-        self.s.st.leases.get(&id).map(|l| LeaseView {
+        let st = &self.s.st;
+        st.leases.get(&id).map(|l| LeaseView {
             lease: l.id,
             package: l.package.clone(),
             drone: l.drone.clone(),
             issued_at: l.issued_at,
             started_at: l.started_at,
+            profile: st.pkg(l.pkg).profile.0.clone(),
         })
     }
 
@@ -503,18 +511,37 @@ impl<'a> View<'a> {
             .collect()
     }
 
-    /// One package.
+    /// The atom's package queued first (its only one unless it is queued in several profiles;
+    /// [`View::packages_of`] gives them all, [`View::package_in`] the one of a profile).
     pub fn package(&self, atom: &Atom) -> Option<PackageView> {
+        let id = self.s.ids_of(atom).into_iter().next()?;
+        Some(package_view(self.s, self.s.st.pkg(id)))
+    }
+
+    /// The atom's package in `profile` (`default`: the default profile).
+    pub fn package_in(&self, atom: &Atom, profile: &str) -> Option<PackageView> {
         self.s
-            .pkg_id(atom)
+            .resolve(atom, Some(profile))
+            .ok()
             .map(|id| package_view(self.s, self.s.st.pkg(id)))
     }
 
-    /// The dependencies a package was queued with (in the queue or not).
+    /// Every package of an atom, one per profile it is queued for, in enqueue order.
+    pub fn packages_of(&self, atom: &Atom) -> Vec<PackageView> {
+        self.s
+            .ids_of(atom)
+            .into_iter()
+            .map(|id| package_view(self.s, self.s.st.pkg(id)))
+            .collect()
+    }
+
+    /// The dependencies a package was queued with (in the queue or not); the atom's first
+    /// package's, as [`View::package`].
     pub fn deps_of(&self, atom: &Atom) -> Vec<Atom> {
         self.s
-            .pkg_id(atom)
-            .map(|id| self.s.st.pkg(id).deps.clone())
+            .ids_of(atom)
+            .first()
+            .map(|id| self.s.st.pkg(*id).deps.clone())
             .unwrap_or_default()
     }
 
@@ -548,12 +575,28 @@ impl<'a> View<'a> {
             .collect()
     }
 
-    /// Why a package is (not) running, in words an operator understands.
+    /// Why a package is (not) running, in words an operator understands; for an atom queued in
+    /// several profiles, it says so and asks which ([`View::explain_in`]).
     pub fn explain(&self, atom: &Atom) -> String {
+        self.explain_in(atom, None)
+    }
+
+    /// [`View::explain`] of the atom's package in `profile` (`default`: the default profile;
+    /// `None`: its only one).
+    pub fn explain_in(&self, atom: &Atom, profile: Option<&str>) -> String {
         let s = self.s;
         let st = &s.st;
-        let Some(id) = s.pkg_id(atom) else {
-            return format!("{atom} is not in the queue");
+        let id = match s.resolve(atom, profile) {
+            Ok(id) => id,
+            Err(crate::output::RejectReason::AmbiguousPackage { profiles, .. }) => {
+                return crate::profile::ambiguous_words(atom, &profiles);
+            }
+            Err(_) => {
+                return match profile {
+                    Some(p) => format!("{atom} is not in the queue for profile {p}"),
+                    None => format!("{atom} is not in the queue"),
+                }
+            }
         };
         let p = st.pkg(id);
         match &p.state {

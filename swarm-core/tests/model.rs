@@ -612,7 +612,10 @@ impl StateMachineTest for SwarmTest {
                 let clears = matches!(action, Control::ClearFailures);
                 let history = matches!(action, Control::ClearHistory);
                 let retried = match &action {
-                    Control::Retry { package } => Some(package.clone()),
+                    Control::Retry {
+                        package,
+                        profile: None,
+                    } => Some(package.clone()),
                     _ => None,
                 };
                 let out = s.send(Input::Control(action));
@@ -751,8 +754,12 @@ fn control(c: u8, d: usize, a: usize) -> Control {
         5 => Control::Undrain { drone },
         6 => Control::Unblock {
             package: (a % 2 == 0).then_some(package),
+            profile: None,
         },
-        7 => Control::Block { package },
+        7 => Control::Block {
+            package,
+            profile: None,
+        },
         8 => Control::Unground {
             drone: (a % 2 == 0).then_some(drone),
         },
@@ -763,9 +770,13 @@ fn control(c: u8, d: usize, a: usize) -> Control {
         13 => Control::ResetEscalation { drone },
         14 => Control::Reclaim {
             package: Some(package),
+            profile: None,
             drone: None,
         },
-        16 => Control::Retry { package },
+        16 => Control::Retry {
+            package,
+            profile: None,
+        },
         _ => [
             Control::RetryFailures,
             Control::ReleaseBrake,

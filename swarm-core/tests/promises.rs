@@ -573,17 +573,25 @@ impl Run {
             Ctl::ReclaimPackage(k) => match atom(*k) {
                 Some(package) => Control::Reclaim {
                     package: Some(package),
+                    profile: None,
                     drone: None,
                 },
                 None => return Vec::new(),
             },
             Ctl::ReclaimDrone(d) => Control::Reclaim {
                 package: None,
+                profile: None,
                 drone: Some(self.names[d % n].clone()),
             },
-            Ctl::UnblockAll => Control::Unblock { package: None },
+            Ctl::UnblockAll => Control::Unblock {
+                package: None,
+                profile: None,
+            },
             Ctl::Block(k) => match atom(*k) {
-                Some(package) => Control::Block { package },
+                Some(package) => Control::Block {
+                    package,
+                    profile: None,
+                },
                 None => return Vec::new(),
             },
             Ctl::Fresh => Control::Fresh,

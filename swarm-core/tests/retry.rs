@@ -57,7 +57,13 @@ fn a_package_in_backoff_is_built_now_on_the_drone_it_failed_on() {
         "no retry before the backoff ends"
     );
 
-    let out = h.control(6 * SEC, Control::Retry { package: x.clone() });
+    let out = h.control(
+        6 * SEC,
+        Control::Retry {
+            package: x.clone(),
+            profile: None,
+        },
+    );
     let summary = applied(&out).unwrap_or_else(|| panic!("{out:?}"));
     assert!(summary.contains("backoff left"), "{summary}");
     let p = h.view().package(&x).expect("queued");
@@ -71,8 +77,20 @@ fn a_package_in_backoff_is_built_now_on_the_drone_it_failed_on() {
 #[test]
 fn a_blocked_package_is_unblocked_with_its_failures_forgotten() {
     let (mut h, a, x) = failed_once();
-    h.control(5 * SEC, Control::Block { package: x.clone() });
-    let out = h.control(6 * SEC, Control::Retry { package: x.clone() });
+    h.control(
+        5 * SEC,
+        Control::Block {
+            package: x.clone(),
+            profile: None,
+        },
+    );
+    let out = h.control(
+        6 * SEC,
+        Control::Retry {
+            package: x.clone(),
+            profile: None,
+        },
+    );
     assert!(applied(&out).is_some(), "{out:?}");
     assert!(
         events(&out)
@@ -112,7 +130,13 @@ fn a_masked_package_is_not_retried() {
         ),
         "{before:?}"
     );
-    let out = h.control(5 * SEC, Control::Retry { package: x.clone() });
+    let out = h.control(
+        5 * SEC,
+        Control::Retry {
+            package: x.clone(),
+            profile: None,
+        },
+    );
     match rejected(&out) {
         Some(RejectReason::IllegalControl { detail }) => {
             assert!(detail.contains("masked"), "{detail}")
@@ -128,6 +152,7 @@ fn a_masked_package_is_not_retried() {
         8 * SEC,
         Control::Unblock {
             package: Some(x.clone()),
+            profile: None,
         },
     );
     assert_eq!(assigns(&h.request(9 * SEC, &a, 1)).len(), 1);
@@ -148,6 +173,7 @@ fn nothing_to_retry_is_refused_and_changes_nothing() {
         2,
         Control::Retry {
             package: never.clone(),
+            profile: None,
         },
     );
     match rejected(&out) {
@@ -157,7 +183,13 @@ fn nothing_to_retry_is_refused_and_changes_nothing() {
         other => panic!("{other:?}"),
     }
     let unknown = atom("dev-libs/absent-1");
-    let out = h.control(3, Control::Retry { package: unknown });
+    let out = h.control(
+        3,
+        Control::Retry {
+            package: unknown,
+            profile: None,
+        },
+    );
     assert!(
         matches!(rejected(&out), Some(RejectReason::UnknownPackage { .. })),
         "{out:?}"
@@ -165,7 +197,13 @@ fn nothing_to_retry_is_refused_and_changes_nothing() {
     // Assigned, then built: refused, the lease untouched.
     let leases = assigns(&h.request(4, &a, 2));
     let (_, _, lease) = leases.iter().find(|l| l.1 == x).cloned().expect("x");
-    let out = h.control(5, Control::Retry { package: x.clone() });
+    let out = h.control(
+        5,
+        Control::Retry {
+            package: x.clone(),
+            profile: None,
+        },
+    );
     match rejected(&out) {
         Some(RejectReason::IllegalControl { detail }) => {
             assert!(detail.contains("assigned"), "{detail}")
@@ -175,7 +213,13 @@ fn nothing_to_retry_is_refused_and_changes_nothing() {
     assert!(h.view().lease(lease).is_some(), "the lease stays");
     h.started(6, &a, &x, lease);
     h.finished(7, &a, &x, lease, Outcome::Success);
-    let out = h.control(8, Control::Retry { package: x.clone() });
+    let out = h.control(
+        8,
+        Control::Retry {
+            package: x.clone(),
+            profile: None,
+        },
+    );
     match rejected(&out) {
         Some(RejectReason::IllegalControl { detail }) => {
             assert!(detail.contains("already built"), "{detail}")
@@ -207,7 +251,7 @@ proptest! {
         for d in fails {
             // Each failure is on a drone that can take it now (a retry lifts the wait).
             if h.view().package(&x).map(|p| p.status) != Some(PackageStatus::Queued { retry_at: None }) {
-                let out = h.control(t, Control::Retry { package: x.clone() });
+                let out = h.control(t, Control::Retry { package: x.clone(), profile: None });
                 prop_assert!(applied(&out).is_some(), "{out:?}");
                 t += 1;
             }
@@ -220,10 +264,10 @@ proptest! {
             t += 3;
         }
         if block && !matches!(h.view().package(&x).map(|p| p.status), Some(PackageStatus::Blocked { .. })) {
-            h.control(t, Control::Block { package: x.clone() });
+            h.control(t, Control::Block { package: x.clone(), profile: None });
             t += 1;
         }
-        let out = h.control(t, Control::Retry { package: x.clone() });
+        let out = h.control(t, Control::Retry { package: x.clone(), profile: None });
         prop_assert!(applied(&out).is_some(), "{out:?}");
         let p = h.view().package(&x).expect("queued");
         prop_assert_eq!((p.status, p.attempts), (PackageStatus::Queued { retry_at: None }, 0));

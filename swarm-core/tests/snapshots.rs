@@ -270,22 +270,23 @@ mod control {
         resume_drone => control_with(Control::ResumeDrone { drone: alpha() }),
         drain => control_with(Control::Drain { drone: alpha() }),
         undrain => control_with(Control::Undrain { drone: alpha() }),
-        unblock_one => control_with(Control::Unblock { package: Some(icu()) }),
-        unblock_all => control_with(Control::Unblock { package: None }),
-        block => control_with(Control::Block { package: icu() }),
+        unblock_one => control_with(Control::Unblock { package: Some(icu()), profile: None }),
+        unblock_all => control_with(Control::Unblock { package: None, profile: None }),
+        block => control_with(Control::Block { package: icu(), profile: None }),
+        block_in_profile => control_with(Control::Block { package: icu(), profile: Some("server".into()) }),
         unground_one => control_with(Control::Unground { drone: Some(alpha()) }),
         unground_all => control_with(Control::Unground { drone: None }),
         reset => control_with(Control::Reset),
         rebalance => control_with(Control::Rebalance),
         clear_failures => control_with(Control::ClearFailures),
         retry_failures => control_with(Control::RetryFailures),
-        retry => control_with(Control::Retry { package: icu() }),
+        retry => control_with(Control::Retry { package: icu(), profile: None }),
         fresh => control_with(Control::Fresh),
         reset_escalation => control_with(Control::ResetEscalation { drone: alpha() }),
         release_brake => control_with(Control::ReleaseBrake),
-        reclaim_package => control_with(Control::Reclaim { package: Some(icu()), drone: None }),
-        reclaim_drone => control_with(Control::Reclaim { package: None, drone: Some(alpha()) }),
-        reclaim_both => control_with(Control::Reclaim { package: Some(icu()), drone: Some(alpha()) }),
+        reclaim_package => control_with(Control::Reclaim { package: Some(icu()), profile: None, drone: None }),
+        reclaim_drone => control_with(Control::Reclaim { package: None, profile: None, drone: Some(alpha()) }),
+        reclaim_both => control_with(Control::Reclaim { package: Some(icu()), profile: None, drone: Some(alpha()) }),
         clear_history => control_with(Control::ClearHistory),
         remove_drone => control_with(Control::RemoveDrone { drone: alpha() }),
         expect_env => control_with(Control::ExpectEnv {
@@ -368,6 +369,14 @@ mod command {
             package: icu(),
             lease: LeaseId(7),
             epoch: Epoch(2),
+            profile: None,
+        }),
+        assign_for_a_profile => command(Command::Assign {
+            drone: alpha(),
+            package: icu(),
+            lease: LeaseId(7),
+            epoch: Epoch(2),
+            profile: Some("server".into()),
         }),
         revoke => revoke_with(RevokeReason::CompletedElsewhere),
         revoke_legacy_without_lease => command(Command::Revoke {
@@ -521,6 +530,10 @@ mod reject_reason {
             package: icu(),
             queued_for: "default".into(),
             asked_for: "desktop-amd64".into(),
+        }),
+        ambiguous_package => rejected_with(RejectReason::AmbiguousPackage {
+            package: icu(),
+            profiles: vec!["default".into(), "server".into()],
         }),
         illegal_control => rejected_with(RejectReason::IllegalControl {
             detail: "the brake is not engaged".into(),
@@ -755,6 +768,7 @@ impl Seen {
                     RejectReason::NoEnvironment { .. } => "reject no_environment",
                     RejectReason::UnknownProfile { .. } => "reject unknown_profile",
                     RejectReason::ProfileConflict { .. } => "reject profile_conflict",
+                    RejectReason::AmbiguousPackage { .. } => "reject ambiguous_package",
                 });
                 "event input_rejected"
             }
@@ -877,7 +891,7 @@ fn every_command_event_and_reason_is_frozen() {
         seen.with_prefix("reject "),
         names(
             "unknown_drone stale_report unknown_package stale_generation bad_snapshot \
-             illegal_control no_environment unknown_profile profile_conflict"
+             illegal_control no_environment unknown_profile profile_conflict ambiguous_package"
         )
     );
     assert_eq!(

@@ -195,6 +195,9 @@ pub struct WorkReply {
     pub package: Option<String>,
     /// (swarm) Its lease.
     pub lease: Option<u64>,
+    /// (swarm) The profile it is built for, when not the default one: whose binhost the
+    /// binary goes to. Informational; a drone builds what its own make.conf says.
+    pub profile: Option<String>,
     /// (swarm) Every lease the drone holds.
     pub packages: Vec<LeaseRef>,
     /// `sync_portage` when the drone's tree is older than the queue's.
@@ -222,6 +225,9 @@ impl Serialize for WorkReply {
             m.serialize_entry("package", &self.package)?;
             if let Some(lease) = self.lease {
                 m.serialize_entry("lease", &lease)?;
+            }
+            if let Some(profile) = &self.profile {
+                m.serialize_entry("profile", profile)?;
             }
             if !self.packages.is_empty() {
                 m.serialize_entry("packages", &self.packages)?;

@@ -12,7 +12,6 @@
 //! Until then those ancestors rank by a shorter critical path than they
 //! have; nothing else depends on it.
 
-use crate::atom::Atom;
 use crate::state::{PkgId, SwarmState};
 use std::collections::BTreeMap;
 
@@ -38,7 +37,7 @@ pub(crate) const PROPAGATION_PAUSE_MS: u64 = 10;
 /// dependencies' ancestors, which `propagate` visits.
 pub(crate) fn extend(
     st: &mut SwarmState,
-    by_atom: &BTreeMap<Atom, PkgId>,
+    by_atom: &crate::index::ByAtom,
     by_key: &BTreeMap<String, Vec<PkgId>>,
     depth: &mut Vec<u32>,
     first_new: usize,
@@ -258,7 +257,7 @@ mod tests {
     }
 
     fn chain(from: usize, to: usize) -> Input {
-        let atom = |i: usize| Atom::parse(&format!("dev-libs/c{i}-1")).expect("atom");
+        let atom = |i: usize| crate::atom::Atom::parse(&format!("dev-libs/c{i}-1")).expect("atom");
         Input::Enqueue(Enqueue {
             packages: (from..to)
                 .map(|i| PackageSpec {

@@ -14,12 +14,7 @@ use std::collections::BTreeMap;
 /// depth-first walk in enqueue order drops every edge that closes a cycle, so a
 /// cycle can never deadlock the queue.
 pub(crate) fn replan(st: &mut SwarmState) {
-    let by_atom: BTreeMap<_, _> = st
-        .packages
-        .iter()
-        .enumerate()
-        .map(|(i, p)| (p.atom.clone(), PkgId(i as u32)))
-        .collect();
+    let by_atom = crate::index::Index::atoms_of(st);
     let n = st.packages.len();
     let declared: Vec<Vec<PkgId>> = st
         .packages
@@ -106,18 +101,21 @@ pub(crate) fn recompute_critical_paths(st: &mut SwarmState) {
 
 /// A package's in-queue dependencies as ids, sorted and without repeats; none when the policy
 /// ignores dependencies. Shared by the full plan and `extend`, so both read the same edges.
+/// A dependency resolves within the package's own profile: the same atom queued for another
+/// profile is another build, in another environment, for another binhost.
 pub(crate) fn declared_deps(
     st: &SwarmState,
     p: &crate::state::Package,
-    by_atom: &BTreeMap<crate::atom::Atom, PkgId>,
+    by_atom: &crate::index::ByAtom,
 ) -> Vec<PkgId> {
     if !st.config.dependency_aware {
         return Vec::new();
     }
+    let profile = p.profile.0.as_deref();
     let mut ds: Vec<PkgId> = p
         .deps
         .iter()
-        .filter_map(|a| by_atom.get(a).copied())
+        .filter_map(|a| crate::index::find_in(by_atom, st, profile, a))
         .collect();
     ds.sort();
     ds.dedup();

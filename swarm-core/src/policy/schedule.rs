@@ -182,27 +182,57 @@ fn fit_ignoring_profile(st: &SwarmState, d: &Drone, p: &Package) -> Fit {
 
 /// The best `n` packages for a drone. Scans the whole ready set in order, never
 /// a window: a drone that failed the first N packages still gets the N+1th.
+///
+/// A drone never holds two leases of one atom (the same atom queued for two profiles is two
+/// packages): its reports name only the atom (the v3 wire), so the one lease of it it holds is
+/// what they mean. A package whose atom it holds already waits for another drone, or for this
+/// one to finish.
 pub(crate) fn pick(st: &SwarmState, ix: &Index, d: &Drone, n: u32) -> Vec<PkgId> {
     let set = if d.spec.name.is_sweeper() {
         &ix.sweepable
     } else {
         &ix.ready
     };
+    let mut held = held_atoms(st, d);
     let mut chosen = Vec::new();
     let mut reluctant = Vec::new();
     for key in set {
         if chosen.len() as u32 >= n {
             break;
         }
-        match fit(st, d, st.pkg(key.pkg)) {
-            Fit::Yes => chosen.push(key.pkg),
+        let p = st.pkg(key.pkg);
+        if held.contains(&&p.atom) {
+            continue;
+        }
+        match fit(st, d, p) {
+            Fit::Yes => {
+                chosen.push(key.pkg);
+                held.push(&p.atom);
+            }
             Fit::Reluctant if reluctant.len() < n as usize => reluctant.push(key.pkg),
             _ => {}
         }
     }
-    let missing = (n as usize).saturating_sub(chosen.len());
-    chosen.extend(reluctant.into_iter().take(missing));
+    for pkg in reluctant {
+        let atom = &st.pkg(pkg).atom;
+        if chosen.len() as u32 >= n {
+            break;
+        }
+        if !held.contains(&atom) {
+            chosen.push(pkg);
+            held.push(atom);
+        }
+    }
     chosen
+}
+
+/// The atoms a drone holds live leases of (at most one lease each).
+pub(crate) fn held_atoms<'a>(st: &'a SwarmState, d: &Drone) -> Vec<&'a crate::atom::Atom> {
+    d.leases
+        .iter()
+        .filter_map(|l| st.leases.get(l))
+        .map(|l| &l.package)
+        .collect()
 }
 
 /// Work stealing for an idle drone: a not-started lease from the donor with the

@@ -352,3 +352,18 @@ pub(crate) fn escalations(outputs: &[Output]) -> Vec<(DroneName, EscalationActio
         })
         .collect()
 }
+
+/// A build environment with these CFLAGS (and a CHOST); `None`: an empty one (a drone that
+/// reports nothing, or a profile that expects nothing).
+pub(crate) fn env(cflags: Option<&str>) -> swarm_core::BuildEnv {
+    let vars: std::collections::BTreeMap<String, String> = cflags
+        .map(|c| {
+            [
+                ("CFLAGS".to_owned(), c.to_owned()),
+                ("CHOST".to_owned(), "x86_64-pc-linux-gnu".to_owned()),
+            ]
+            .into()
+        })
+        .unwrap_or_default();
+    swarm_core::BuildEnv::new(vars).expect("a valid environment")
+}

@@ -178,31 +178,32 @@ fn fresh_profile_check(
             ),
         ));
     }
-    conflict_reply(
-        packages
-            .iter()
-            .find_map(|s| match view.queued_profile(&s.atom) {
-                Some(held) if held != Some(name) => Some((s, held.map(str::to_owned))),
-                _ => None,
-            }),
-    )?;
+    conflict_reply(packages.iter().find_map(|s| {
+        let held = view.queued_profiles(&s.atom);
+        held.into_iter()
+            .find(|held| *held != Some(name))
+            .map(|held| (s, held.map(str::to_owned)))
+    }))?;
     Ok(name.to_owned())
 }
 
-/// Refuses a push naming an atom the queue holds for another profile, before anything is
-/// committed (the core refuses it too: this reads the last published view, which may be a
-/// moment old, so the answer is the same either way).
+/// Refuses a push naming an atom the queue holds for another profile, or one atom for two
+/// profiles, before anything is committed: the core queues it as a second package, but staging
+/// and the read tables still keep one build per atom.
 fn conflicts(sh: &Shared, packages: &[PackageSpec]) -> Result<(), ApiError> {
     let p = sh.published();
     let view = p.swarm.view();
-    conflict_reply(
-        packages
-            .iter()
-            .find_map(|s| match view.queued_profile(&s.atom) {
-                Some(held) if held != s.profile.as_deref() => Some((s, held.map(str::to_owned))),
-                _ => None,
-            }),
-    )
+    let mut in_push: std::collections::BTreeMap<&Atom, Option<&str>> = Default::default();
+    conflict_reply(packages.iter().find_map(|s| {
+        let asked = s.profile.as_deref();
+        let queued = view.queued_profiles(&s.atom);
+        let pushed = *in_push.entry(&s.atom).or_insert(asked);
+        queued
+            .into_iter()
+            .chain([pushed])
+            .find(|held| *held != asked)
+            .map(|held| (s, held.map(str::to_owned)))
+    }))
 }
 
 fn conflict_reply(found: Option<(&PackageSpec, Option<String>)>) -> Result<(), ApiError> {
@@ -223,7 +224,10 @@ fn conflict_reply(found: Option<(&PackageSpec, Option<String>)>) -> Result<(), A
 
 fn conflict_words(atom: &str, held: &str, asked: &str) -> String {
     format!(
-        "{atom} is queued for profile {held}, not {asked}: the queue holds one package per atom;          nothing was queued. Build it for {asked} after {held}'s list no longer holds it          (`swarm fresh --profile {held}` or a new generation)"
+        "{atom} is queued for profile {held}, not {asked}: the same package in two profiles needs \
+         a binhost staging area per profile, which this server does not have yet; nothing was \
+         queued. Build it for {asked} after {held}'s list no longer holds it \
+         (`swarm fresh --profile {held}` or a new generation)"
     )
 }
 
@@ -256,6 +260,13 @@ fn rejected(outputs: &[Output]) -> Result<(), ApiError> {
                         409,
                         "profile",
                         conflict_words(package.as_str(), queued_for, asked_for),
+                    ))
+                }
+                RejectReason::AmbiguousPackage { package, profiles } => {
+                    return Err(ApiError::field(
+                        409,
+                        "profile",
+                        swarm_core::profile::ambiguous_words(package, profiles),
                     ))
                 }
                 RejectReason::UnknownProfile { profile } => {
@@ -352,9 +363,13 @@ pub(crate) fn control_of(
         "undrain" => Control::Undrain {
             drone: need_drone(drone)?,
         },
-        "unblock" => Control::Unblock { package },
+        "unblock" => Control::Unblock {
+            package,
+            profile: None,
+        },
         "block" => Control::Block {
             package: need_package(package)?,
+            profile: None,
         },
         "unground" => Control::Unground { drone },
         "reset" => Control::Reset,
@@ -363,7 +378,10 @@ pub(crate) fn control_of(
         // `retry` with a package retries that one (v3's `retry` took none and
         // retried every failure, as it still does without one).
         "retry" => match package {
-            Some(package) => Control::Retry { package },
+            Some(package) => Control::Retry {
+                package,
+                profile: None,
+            },
             None => Control::RetryFailures,
         },
         "retry_failures" => {
@@ -390,7 +408,11 @@ pub(crate) fn control_of(
             if package.is_none() && drone.is_none() {
                 return Err(ApiError::bad("`reclaim` needs a `package` or a `drone`"));
             }
-            Control::Reclaim { package, drone }
+            Control::Reclaim {
+                package,
+                profile: None,
+                drone,
+            }
         }
         "clear_history" => Control::ClearHistory,
         "remove_drone" => Control::RemoveDrone {
@@ -468,7 +490,7 @@ pub(crate) fn control(sh: &Shared, req: &mut Request) -> Result<Reply, ApiError>
             profile: profile()?,
         }
     } else {
-        control_of(&r.action, package, drone)?
+        in_profile(control_of(&r.action, package, drone)?, r.profile.clone())?
     };
     apply(sh, c)
 }
@@ -521,6 +543,37 @@ fn remove_profile(sh: &Shared, r: &Removal<'_>, name: String) -> Result<Reply, A
         answer["kept"] = json!(found);
     }
     Reply::ok(&answer)
+}
+
+/// Names the profile of the package a control acts on (`block`, `unblock`, `retry`, `reclaim`):
+/// needed when its atom is queued in several profiles; `default` is the default profile.
+fn in_profile(mut c: Control, given: Option<String>) -> Result<Control, ApiError> {
+    let Some(name) = given else {
+        return Ok(c);
+    };
+    if name != swarm_core::profile::DEFAULT_PROFILE {
+        if let Some(problem) = swarm_core::profile::name_problem(&name) {
+            return Err(ApiError::field(400, "profile", problem));
+        }
+    }
+    match &mut c {
+        Control::Unblock { profile, .. }
+        | Control::Block { profile, .. }
+        | Control::Retry { profile, .. }
+        | Control::Reclaim {
+            package: Some(_),
+            profile,
+            ..
+        } => *profile = Some(name),
+        other => {
+            return Err(ApiError::field(
+                400,
+                "profile",
+                format!("`{}` takes no `profile`", other.name()),
+            ))
+        }
+    }
+    Ok(c)
 }
 
 fn apply(sh: &Shared, c: Control) -> Result<Reply, ApiError> {

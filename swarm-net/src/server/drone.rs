@@ -401,18 +401,23 @@ pub(crate) fn work(sh: &Shared, url: &str, caller: &Caller) -> Result<Reply, Api
             drone,
             package,
             lease,
+            profile,
             ..
-        }) if drone == &name => Some((package.as_str().to_string(), lease.0)),
+        }) if drone == &name => Some((package.as_str().to_string(), lease.0, profile.clone())),
         _ => None,
     });
-    let (package, lease) = match (fresh, free_slots) {
-        (Some((p, l)), _) => (Some(p), Some(l)),
+    let (package, lease, profile) = match (fresh, free_slots) {
+        (Some((p, l, profile)), _) => (Some(p), Some(l), profile),
         // A v3 drone gets what it holds again until it reports it.
         (None, None) => match now.leases.iter().min_by_key(|l| l.lease) {
-            Some(l) => (Some(l.package.as_str().to_string()), Some(l.lease.0)),
-            None => (None, None),
+            Some(l) => (
+                Some(l.package.as_str().to_string()),
+                Some(l.lease.0),
+                l.profile.clone(),
+            ),
+            None => (None, None, None),
         },
-        (None, Some(_)) => (None, None),
+        (None, Some(_)) => (None, None, None),
     };
     let reason = if package.is_none() {
         now.no_work.clone().or_else(|| Some("nothing ready".into()))
@@ -422,6 +427,7 @@ pub(crate) fn work(sh: &Shared, url: &str, caller: &Caller) -> Result<Reply, Api
     Reply::ok(&WorkReply {
         package,
         lease,
+        profile,
         packages: lease_refs(now),
         revoke,
         reason,
@@ -574,10 +580,22 @@ fn other_holder(sh: &Shared, report: &Report) -> Option<DroneName> {
     let v = view.swarm.view();
     let holder = match report.lease {
         Some(l) => v.lease(l).map(|l| l.drone),
-        None => match v.package(&report.package).map(|p| p.status) {
-            Some(swarm_core::PackageStatus::Assigned { drone, .. }) => Some(drone),
-            _ => None,
-        },
+        // One package per profile: another drone's only if the sender holds none of them.
+        None => {
+            let holders: Vec<DroneName> = v
+                .packages_of(&report.package)
+                .into_iter()
+                .filter_map(|p| match p.status {
+                    swarm_core::PackageStatus::Assigned { drone, .. } => Some(drone),
+                    _ => None,
+                })
+                .collect();
+            if holders.contains(&report.drone) {
+                None
+            } else {
+                holders.into_iter().next()
+            }
+        }
     };
     holder.filter(|h| *h != report.drone)
 }

@@ -196,12 +196,24 @@ pub(crate) fn explain(sh: &Shared, url: &str) -> Result<Reply, ApiError> {
         .ok_or_else(|| ApiError::field(400, "package", "send ?package=<atom>"))?;
     let atom = Atom::parse(text)
         .map_err(|e| ApiError::field(400, "package", format!("bad atom {text:?}: {e}")))?;
+    // An atom queued in several profiles is several packages: `?profile=` says which.
+    let profile = q.get("profile");
     let p = sh.fresh();
     let view = p.swarm.view();
+    let status = match profile {
+        Some(name) => view.package_in(&atom, name),
+        None => view.package(&atom),
+    };
+    let profiles: Vec<&str> = view
+        .queued_profiles(&atom)
+        .into_iter()
+        .map(|p| p.unwrap_or(swarm_core::profile::DEFAULT_PROFILE))
+        .collect();
     Reply::ok(&json!({
         "package": atom.as_str(),
-        "explain": view.explain(&atom),
-        "status": view.package(&atom),
+        "explain": view.explain_in(&atom, profile),
+        "status": status,
+        "profiles": profiles,
     }))
 }
 

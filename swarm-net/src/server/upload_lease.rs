@@ -60,16 +60,12 @@ pub(crate) fn bind(
             }
             (LeaseId(l), live.drone)
         }
-        None => match view
-            .package(atom)
-            .or_else(|| {
-                // `foo-1.0-3.gpkg.tar`: the package `=cat/foo-1.0`.
-                Atom::parse(&format!("={}", atom.cpv()))
-                    .ok()
-                    .and_then(|a| view.package(&a))
-            })
-            .map(|p| p.status)
-        {
+        None => match assigned_only(&view, atom).or_else(|| {
+            // `foo-1.0-3.gpkg.tar`: the package `=cat/foo-1.0`.
+            Atom::parse(&format!("={}", atom.cpv()))
+                .ok()
+                .and_then(|a| assigned_only(&view, &a))
+        }) {
             // An upload that does not name the lease: the package's current lease (its
             // holder is checked against the caller below).
             Some(PackageStatus::Assigned { lease, drone, .. }) => (lease, drone),
@@ -300,4 +296,16 @@ pub(crate) fn unclaimed_valid(
         }
     }
     (!problems.is_empty()).then(|| Err(problems.join("; ")))
+}
+
+/// The status of the atom's one assigned package; `None` when none is, or when it is assigned
+/// in several profiles at once (then only the lease says which build an upload is).
+fn assigned_only(view: &swarm_core::View<'_>, atom: &Atom) -> Option<PackageStatus> {
+    let mut assigned = view
+        .packages_of(atom)
+        .into_iter()
+        .map(|p| p.status)
+        .filter(|s| matches!(s, PackageStatus::Assigned { .. }));
+    let first = assigned.next()?;
+    assigned.next().is_none().then_some(first)
 }

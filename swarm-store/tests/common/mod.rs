@@ -157,10 +157,16 @@ pub fn to_input(op: &Op, view: View<'_>) -> Input {
             0 => Control::Pause,
             1 => Control::Resume,
             2 => Control::Rebalance,
-            3 => Control::Unblock { package: None },
+            3 => Control::Unblock {
+                package: None,
+                profile: None,
+            },
             4 => Control::Drain { drone: drone(*c) },
             5 => Control::Undrain { drone: drone(*c) },
-            6 => Control::Block { package: atom(*c) },
+            6 => Control::Block {
+                package: atom(*c),
+                profile: None,
+            },
             _ => Control::Fresh,
         }),
         Op::Stale(i) => Input::BuildFinished {
