@@ -235,6 +235,51 @@ fn operators_create_show_edit_and_remove_profiles_and_queue_a_profiles_world() {
     assert!(e.contains("queued for profile default, not slow"), "{e}");
     assert_eq!(queue(&s).len(), 2, "nothing changed");
 
+    // Operator actions name a package's profile with --profile (`default` for the default one).
+    let e = fails(
+        &s,
+        &[
+            "control",
+            "block",
+            "=app-misc/fast-three-1.0",
+            "--profile",
+            "slow",
+        ],
+    );
+    assert!(e.contains("is not in the queue"), "{e}");
+    let e = fails(&s, &["control", "pause", "--profile", "fast"]);
+    assert!(e.contains("`pause` takes no `profile`"), "{e}");
+    let e = fails(
+        &s,
+        &[
+            "explain",
+            "=app-misc/fast-three-1.0",
+            "--profile",
+            "default",
+        ],
+    );
+    assert!(e.contains("not in the queue"), "{e}");
+    ok(
+        &s,
+        &[
+            "control",
+            "block",
+            "=app-misc/fast-three-1.0",
+            "--profile",
+            "fast",
+        ],
+    );
+    ok(
+        &s,
+        &[
+            "control",
+            "unblock",
+            "=app-misc/fast-three-1.0",
+            "--profile",
+            "fast",
+        ],
+    );
+
     // Edit: a variable, then the world set; the matching drone follows.
     let out = ok(
         &s,

@@ -19,6 +19,11 @@ pub(crate) struct ControlArgs {
     /// The drone or package it concerns (an atom has a `/`, a drone name has none).
     #[arg(value_name = "TARGET")]
     target: Option<String>,
+    /// The profile of PACKAGE (block, unblock, retry, reclaim), needed when its atom is queued
+    /// in several profiles (`default` for the default profile); unblock with only a profile
+    /// unblocks that profile's packages.
+    #[arg(long, value_name = "PROFILE")]
+    profile: Option<String>,
     /// Do a destructive action (fresh, reset, clear_history) without asking
     /// (needed when there is no terminal).
     #[arg(long, short = 'y')]
@@ -160,6 +165,7 @@ pub(crate) fn request(action: Action, target: Option<&str>) -> anyhow::Result<Co
         action: name.to_owned(),
         package: None,
         drone: None,
+        profile: None,
     };
     let wrong_kind =
         |want: &str, got: &str| anyhow::anyhow!("`{name}` takes {want}, and {got:?} is not one");
@@ -239,7 +245,8 @@ fn warning(action: Action, c: &super::conn::AdminClient) -> Option<String> {
 }
 
 pub(crate) fn run(args: ControlArgs) -> anyhow::Result<()> {
-    let req = request(args.action, args.target.as_deref())?;
+    let mut req = request(args.action, args.target.as_deref())?;
+    req.profile = args.profile.clone();
     let c = args.admin.client()?;
     if let Some(what) = warning(args.action, &c) {
         confirm(&what, args.yes)?;

@@ -14,6 +14,10 @@ pub(crate) struct ExplainArgs {
     /// The package, e.g. dev-libs/foo-1.2.3.
     #[arg(value_name = "ATOM")]
     package: String,
+    /// The profile whose package to explain, when the atom is queued in several (`default` for
+    /// the default profile).
+    #[arg(long, value_name = "PROFILE")]
+    profile: Option<String>,
     /// Print the server's JSON instead of text.
     #[arg(long)]
     json: bool,
@@ -23,7 +27,9 @@ pub(crate) fn run(args: ExplainArgs) -> anyhow::Result<()> {
     let atom =
         Atom::parse(&args.package).with_context(|| format!("cannot explain {}", args.package))?;
     let client = args.server.client()?;
-    let answer = client.explain(atom.as_str()).map_err(read_error)?;
+    let answer = client
+        .explain_in(atom.as_str(), args.profile.as_deref())
+        .map_err(read_error)?;
     if args.json {
         return emit_json(&answer.raw);
     }

@@ -406,6 +406,9 @@ pub struct ControlRequest {
     /// The drone it concerns.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub drone: Option<String>,
+    /// The package's profile, when its atom is queued in several (`default`: the default one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
 }
 
 /// Reply to a control action.
@@ -557,8 +560,19 @@ impl Client {
 
     /// `GET /api/v1/explain?package=`.
     pub fn explain(&self, atom: &str) -> Result<Answer<Explain>, ClientError> {
+        self.explain_in(atom, None)
+    }
+
+    /// `GET /api/v1/explain?package=&profile=`: the atom's package in one profile (`None`: its
+    /// only one; an atom queued in several profiles is explained as needing one named).
+    pub fn explain_in(
+        &self,
+        atom: &str,
+        profile: Option<&str>,
+    ) -> Result<Answer<Explain>, ClientError> {
         let mut q = Query::default();
         q.push("package", Some(atom));
+        q.push("profile", profile);
         self.read(&q.path("/api/v1/explain"), Auth::None)
     }
 
@@ -738,6 +752,7 @@ mod tests {
             action: "unblock".into(),
             package: Some("=a/b-1".into()),
             drone: None,
+            profile: None,
         };
         assert_eq!(
             serde_json::to_string(&r).expect("json"),
