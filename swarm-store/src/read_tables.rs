@@ -38,6 +38,19 @@ fn opt_ms(t: Option<Timestamp>) -> Option<i64> {
     t.map(|t| t.0 as i64)
 }
 
+/// A package's row key: (atom, profile), the profile `default` for the default one. A package
+/// is (profile, atom): the same atom may be queued once per profile.
+type PkgKey = (String, String);
+
+fn key_of(p: &PackageView) -> PkgKey {
+    (
+        p.atom.to_string(),
+        p.profile
+            .clone()
+            .unwrap_or_else(|| swarm_core::profile::DEFAULT_PROFILE.to_owned()),
+    )
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct PackageRow {
     status: String,
@@ -107,13 +120,13 @@ impl PackageRow {
             .map(|t| t as u64)
     }
 
-    fn write(&self, conn: &Connection, atom: &str, seq: u64) -> Result<(), StoreError> {
+    fn write(&self, conn: &Connection, key: &PkgKey, seq: u64) -> Result<(), StoreError> {
         conn.prepare_cached(
             "INSERT INTO packages (atom, status, lease, drone, started, retry_at_ms,
                 built_at_ms, block_reason, auto_unblock_at_ms, priority, attempts, generation,
-                last_error, updated_seq)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
-             ON CONFLICT (atom) DO UPDATE SET status = excluded.status, lease = excluded.lease,
+                last_error, updated_seq, profile)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
+             ON CONFLICT (profile, atom) DO UPDATE SET status = excluded.status, lease = excluded.lease,
                 drone = excluded.drone, started = excluded.started,
                 retry_at_ms = excluded.retry_at_ms, built_at_ms = excluded.built_at_ms,
                 block_reason = excluded.block_reason,
@@ -122,7 +135,7 @@ impl PackageRow {
                 last_error = excluded.last_error, updated_seq = excluded.updated_seq",
         )?
         .execute(params![
-            atom,
+            key.0,
             self.status,
             self.lease,
             self.drone,
@@ -135,14 +148,15 @@ impl PackageRow {
             self.attempts,
             self.generation,
             self.last_error,
-            seq as i64
+            seq as i64,
+            key.1
         ])?;
         Ok(())
     }
 
-    fn read(r: &rusqlite::Row<'_>) -> rusqlite::Result<(String, PackageRow)> {
+    fn read(r: &rusqlite::Row<'_>) -> rusqlite::Result<(PkgKey, PackageRow)> {
         Ok((
-            r.get(0)?,
+            (r.get(0)?, r.get(13)?),
             PackageRow {
                 status: r.get(1)?,
                 lease: r.get(2)?,
@@ -302,6 +316,7 @@ struct LeaseRow {
     drone: String,
     issued_at_ms: i64,
     started_at_ms: Option<i64>,
+    profile: String,
 }
 
 impl LeaseRow {
@@ -311,20 +326,26 @@ impl LeaseRow {
             drone: l.drone.to_string(),
             issued_at_ms: l.issued_at.0 as i64,
             started_at_ms: opt_ms(l.started_at),
+            profile: l
+                .profile
+                .clone()
+                .unwrap_or_else(|| swarm_core::profile::DEFAULT_PROFILE.to_owned()),
         }
     }
 
     fn write(&self, conn: &Connection, lease: u64) -> Result<(), StoreError> {
         conn.prepare_cached(
-            "INSERT OR REPLACE INTO leases (lease, package, drone, issued_at_ms, started_at_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT OR REPLACE INTO leases (lease, package, drone, issued_at_ms, started_at_ms,
+                profile)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?
         .execute(params![
             lease as i64,
             self.package,
             self.drone,
             self.issued_at_ms,
-            self.started_at_ms
+            self.started_at_ms,
+            self.profile
         ])?;
         Ok(())
     }
@@ -337,6 +358,7 @@ impl LeaseRow {
                 drone: r.get(2)?,
                 issued_at_ms: r.get(3)?,
                 started_at_ms: r.get(4)?,
+                profile: r.get(5)?,
             },
         ))
     }
@@ -402,10 +424,10 @@ impl OutputJson {
 /// The in-memory mirror of the current-state tables.
 #[derive(Default)]
 pub(crate) struct ReadTables {
-    packages: BTreeMap<String, PackageRow>,
+    packages: BTreeMap<PkgKey, PackageRow>,
     drones: BTreeMap<String, DroneRow>,
     leases: BTreeMap<u64, LeaseRow>,
-    package_deadlines: BTreeSet<(u64, String)>,
+    package_deadlines: BTreeSet<(u64, PkgKey)>,
     drone_deadlines: BTreeSet<(u64, String)>,
     /// Environment digests already in `environments`: a heartbeat does not write one again.
     envs_written: BTreeSet<String>,
@@ -426,7 +448,7 @@ impl ReadTables {
         let mut t = ReadTables::default();
         for p in view.queue() {
             let row = PackageRow::from_view(&p);
-            t.set_package(p.atom.to_string(), Some(row));
+            t.set_package(key_of(&p), Some(row));
         }
         for d in view.drones() {
             let row = DroneRow::from_view(&d);
@@ -446,8 +468,8 @@ impl ReadTables {
     ) -> Result<ReadTables, StoreError> {
         conn.execute_batch("DELETE FROM packages; DELETE FROM drones; DELETE FROM leases;")?;
         let t = ReadTables::from_view(view);
-        for (atom, row) in &t.packages {
-            row.write(conn, atom, seq)?;
+        for (key, row) in &t.packages {
+            row.write(conn, key, seq)?;
         }
         for (name, row) in &t.drones {
             row.write(conn, name, seq)?;
@@ -458,19 +480,19 @@ impl ReadTables {
         Ok(t)
     }
 
-    fn set_package(&mut self, atom: String, row: Option<PackageRow>) {
-        if let Some(old) = self.packages.get(&atom).and_then(PackageRow::deadline) {
-            self.package_deadlines.remove(&(old, atom.clone()));
+    fn set_package(&mut self, key: PkgKey, row: Option<PackageRow>) {
+        if let Some(old) = self.packages.get(&key).and_then(PackageRow::deadline) {
+            self.package_deadlines.remove(&(old, key.clone()));
         }
         match row {
             Some(row) => {
                 if let Some(at) = row.deadline() {
-                    self.package_deadlines.insert((at, atom.clone()));
+                    self.package_deadlines.insert((at, key.clone()));
                 }
-                self.packages.insert(atom, row);
+                self.packages.insert(key, row);
             }
             None => {
-                self.packages.remove(&atom);
+                self.packages.remove(&key);
             }
         }
     }
@@ -518,7 +540,7 @@ impl ReadTables {
             }
         }
         let now = view.now().0;
-        while let Some((at, atom)) = self.package_deadlines.first().cloned() {
+        while let Some((at, (atom, _))) = self.package_deadlines.first().cloned() {
             if at > now {
                 break;
             }
@@ -549,16 +571,32 @@ impl ReadTables {
         mut t: Touched,
     ) -> Result<(), StoreError> {
         for atom in &t.packages {
-            let new = Atom::parse(atom)
-                .ok()
-                .and_then(|parsed| view.package(&parsed));
-            if let Some(row) = self.packages.get(atom) {
-                t.leases.extend(row.lease.map(|l| l as u64));
-            }
-            let key = new
+            // Every profile's package of the atom, and every row the mirror has of it.
+            let parsed = Atom::parse(atom).ok();
+            let name = parsed
                 .as_ref()
-                .map_or_else(|| atom.clone(), |p| p.atom.to_string());
-            self.sync_package(conn, key, new.as_ref(), a.seq)?;
+                .map_or_else(|| atom.clone(), |a| a.to_string());
+            let new: BTreeMap<PkgKey, PackageView> = parsed
+                .map(|a| view.packages_of(&a))
+                .unwrap_or_default()
+                .into_iter()
+                .map(|p| (key_of(&p), p))
+                .collect();
+            let held: Vec<PkgKey> = self
+                .packages
+                .range((name.clone(), String::new())..)
+                .take_while(|(k, _)| k.0 == name)
+                .map(|(k, row)| {
+                    t.leases.extend(row.lease.map(|l| l as u64));
+                    k.clone()
+                })
+                .collect();
+            for key in held.into_iter().filter(|k| !new.contains_key(k)) {
+                self.sync_package(conn, key, None, a.seq)?;
+            }
+            for (key, p) in &new {
+                self.sync_package(conn, key.clone(), Some(p), a.seq)?;
+            }
         }
         for name in &t.drones {
             let new = DroneName::new(name.as_str())
@@ -594,11 +632,11 @@ impl ReadTables {
     ) -> Result<(), StoreError> {
         let mut seen = BTreeSet::new();
         for p in view.queue() {
-            let key = p.atom.to_string();
+            let key = key_of(&p);
             seen.insert(key.clone());
             self.sync_package(conn, key, Some(&p), a.seq)?;
         }
-        let gone: Vec<String> = self
+        let gone: Vec<PkgKey> = self
             .packages
             .keys()
             .filter(|k| !seen.contains(*k))
@@ -651,26 +689,26 @@ impl ReadTables {
     fn sync_package(
         &mut self,
         conn: &Connection,
-        atom: String,
+        key: PkgKey,
         new: Option<&PackageView>,
         seq: u64,
     ) -> Result<(), StoreError> {
         let new = new.map(PackageRow::from_view);
-        if self.packages.get(&atom) == new.as_ref() {
+        if self.packages.get(&key) == new.as_ref() {
             // Re-arm a deadline popped for a row that did not change.
             if let Some(row) = new {
-                self.set_package(atom, Some(row));
+                self.set_package(key, Some(row));
             }
             return Ok(());
         }
         match &new {
-            Some(row) => row.write(conn, &atom, seq)?,
+            Some(row) => row.write(conn, &key, seq)?,
             None => {
-                conn.prepare_cached("DELETE FROM packages WHERE atom = ?1")?
-                    .execute([&atom])?;
+                conn.prepare_cached("DELETE FROM packages WHERE atom = ?1 AND profile = ?2")?
+                    .execute([&key.0, &key.1])?;
             }
         }
-        self.set_package(atom, new);
+        self.set_package(key, new);
         Ok(())
     }
 
@@ -757,8 +795,8 @@ impl ReadTables {
             match o.value["type"].as_str() {
                 Some("command") if body["command"] == "assign" => {
                     conn.prepare_cached(
-                        "INSERT INTO builds (lease, package, drone, epoch, created_at, seq)
-                             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (lease) DO NOTHING",
+                        "INSERT INTO builds (lease, package, drone, epoch, created_at, seq, profile)
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (lease) DO NOTHING",
                     )?
                     .execute(params![
                         lease,
@@ -766,7 +804,9 @@ impl ReadTables {
                         str_field("drone"),
                         body["epoch"].as_i64(),
                         at,
-                        seq
+                        seq,
+                        str_field("profile")
+                            .unwrap_or_else(|| swarm_core::profile::DEFAULT_PROFILE.to_owned())
                     ])?;
                 }
                 Some("event") => {
@@ -853,10 +893,11 @@ pub(crate) fn check(conn: &Connection, view: View<'_>) -> Result<(), String> {
     let mut stmt = conn
         .prepare(
             "SELECT atom, status, lease, drone, started, retry_at_ms, built_at_ms, block_reason,
-                auto_unblock_at_ms, priority, attempts, generation, last_error FROM packages",
+                auto_unblock_at_ms, priority, attempts, generation, last_error, profile
+             FROM packages",
         )
         .map_err(sql)?;
-    let got: BTreeMap<String, PackageRow> = stmt
+    let got: BTreeMap<PkgKey, PackageRow> = stmt
         .query_map([], PackageRow::read)
         .map_err(sql)?
         .collect::<Result<_, _>>()
@@ -877,7 +918,7 @@ pub(crate) fn check(conn: &Connection, view: View<'_>) -> Result<(), String> {
         .map_err(sql)?;
     diff("drones", &want.drones, &got)?;
     let mut stmt = conn
-        .prepare("SELECT lease, package, drone, issued_at_ms, started_at_ms FROM leases")
+        .prepare("SELECT lease, package, drone, issued_at_ms, started_at_ms, profile FROM leases")
         .map_err(sql)?;
     let got: BTreeMap<u64, LeaseRow> = stmt
         .query_map([], LeaseRow::read)

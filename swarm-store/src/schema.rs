@@ -133,6 +133,43 @@ const MIGRATIONS: &[&str] = &[
         first_seq INTEGER NOT NULL
     );
     ",
+    // 2 -> 3: a package is (profile, atom) (issue 17): the same atom may be queued once per
+    // profile. `packages` is keyed by both, its rows kept as the default profile's (the read
+    // tables are rewritten from the core on open anyway); leases and builds say whose profile
+    // they were for.
+    "
+    CREATE TABLE packages_v3 (
+        atom               TEXT NOT NULL,
+        profile            TEXT NOT NULL DEFAULT 'default',
+        status             TEXT NOT NULL,
+        lease              INTEGER,
+        drone              TEXT,
+        started            INTEGER,
+        retry_at_ms        INTEGER,
+        built_at_ms        INTEGER,
+        block_reason       TEXT,
+        auto_unblock_at_ms INTEGER,
+        priority           INTEGER NOT NULL,
+        attempts           INTEGER NOT NULL,
+        generation         INTEGER NOT NULL,
+        last_error         TEXT,
+        updated_seq        INTEGER NOT NULL,
+        PRIMARY KEY (profile, atom)
+    );
+    INSERT INTO packages_v3 (atom, profile, status, lease, drone, started, retry_at_ms,
+        built_at_ms, block_reason, auto_unblock_at_ms, priority, attempts, generation,
+        last_error, updated_seq)
+    SELECT atom, 'default', status, lease, drone, started, retry_at_ms, built_at_ms,
+        block_reason, auto_unblock_at_ms, priority, attempts, generation, last_error,
+        updated_seq
+    FROM packages;
+    DROP TABLE packages;
+    ALTER TABLE packages_v3 RENAME TO packages;
+    CREATE INDEX packages_status ON packages (status);
+    CREATE INDEX packages_atom ON packages (atom);
+    ALTER TABLE leases ADD COLUMN profile TEXT NOT NULL DEFAULT 'default';
+    ALTER TABLE builds ADD COLUMN profile TEXT NOT NULL DEFAULT 'default';
+    ",
 ];
 
 /// The schema version this build writes.
@@ -237,4 +274,63 @@ pub(crate) fn meta_set(conn: &Connection, key: &str, value: &str) -> Result<(), 
     )?
     .execute([key, value])?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A store file as a build before migration 3 left it: one package row, one lease, one build.
+    fn version_2_file(path: &Path) {
+        let mut conn = Connection::open(path).expect("create");
+        let tx = conn.transaction().expect("tx");
+        for sql in &MIGRATIONS[..2] {
+            tx.execute_batch(sql).expect("old migration");
+        }
+        tx.pragma_update(None, "user_version", 2).expect("version");
+        tx.pragma_update(None, "application_id", APPLICATION_ID)
+            .expect("app id");
+        tx.execute_batch(
+            "INSERT INTO packages (atom, status, priority, attempts, generation, updated_seq)
+                 VALUES ('=sys-libs/zlib-1.3', 'queued', 0, 0, 0, 1);
+             INSERT INTO leases (lease, package, drone, issued_at_ms)
+                 VALUES (7, '=sys-libs/zlib-1.3', 'd0', 5);
+             INSERT INTO builds (lease, package, drone, epoch, created_at, seq)
+                 VALUES (7, '=sys-libs/zlib-1.3', 'd0', 1, 5, 1);",
+        )
+        .expect("old rows");
+        tx.commit().expect("commit");
+    }
+
+    #[test]
+    fn a_version_2_file_migrates_keeping_its_rows_as_the_default_profiles() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("swarm.db");
+        version_2_file(&path);
+        let mut conn = Connection::open(&path).expect("open");
+        migrate(&mut conn, &path).expect("migrates");
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .expect("version");
+        assert_eq!(version, LATEST);
+        let row = |sql: &str| -> String { conn.query_row(sql, [], |r| r.get(0)).expect(sql) };
+        assert_eq!(
+            row("SELECT profile || ' ' || atom || ' ' || status FROM packages"),
+            "default =sys-libs/zlib-1.3 queued"
+        );
+        assert_eq!(row("SELECT profile FROM leases WHERE lease = 7"), "default");
+        assert_eq!(row("SELECT profile FROM builds WHERE lease = 7"), "default");
+        // The same atom in another profile is another row; twice in one profile is refused.
+        let insert = "INSERT INTO packages (atom, profile, status, priority, attempts, generation,
+            updated_seq) VALUES ('=sys-libs/zlib-1.3', ?1, 'queued', 0, 0, 0, 2)";
+        conn.execute(insert, ["server"]).expect("a second profile");
+        assert!(
+            conn.execute(insert, ["server"]).is_err(),
+            "one row per (profile, atom)"
+        );
+        // A whole store opens on it (its read tables are rewritten from the core).
+        drop(conn);
+        let store = crate::Store::open(&path, crate::StoreOptions::default()).expect("store opens");
+        store.check_read_tables().expect("read tables agree");
+    }
 }
