@@ -92,9 +92,19 @@ pub(crate) fn snapshot_of(path: &Path, run: Runner) -> Option<String> {
     }
 }
 
-/// The first line of a small file, trimmed; `None` when it is missing, empty or too long.
+/// The first line of a small regular file, trimmed; `None` when it is missing, empty, too long,
+/// or not a regular file. Opened non-blocking and checked on the open handle: a FIFO planted as
+/// `timestamp.chk` would otherwise hang the heartbeat thread waiting for a writer.
 fn first_line(file: &Path) -> Option<String> {
-    let f = std::fs::File::open(file).ok()?;
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::File::options()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(file)
+        .ok()?;
+    if !f.metadata().ok()?.is_file() {
+        return None;
+    }
     let mut text = String::new();
     f.take(4096).read_to_string(&mut text).ok()?;
     bounded(text.lines().next().unwrap_or_default())
@@ -167,6 +177,31 @@ mod tests {
             Err("git did not start".into())
         }
         assert_eq!(snapshot_of(repo, broken), None);
+    }
+
+    #[test]
+    fn a_fifo_or_a_device_in_place_of_timestamp_chk_is_not_waited_on() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let repo = dir.path().to_path_buf();
+        std::fs::create_dir_all(repo.join("metadata")).expect("metadata");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            repo.join("metadata/timestamp.chk"),
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o644),
+            0,
+        )
+        .expect("mkfifo");
+        std::os::unix::fs::symlink("/dev/zero", repo.join("metadata/timestamp.x")).expect("ln");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(snapshot_of(&repo, never));
+        });
+        // Opening a FIFO for reading waits for a writer: the heartbeat thread would hang.
+        let got = rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("snapshot_of did not return: it waits on the FIFO");
+        assert_eq!(got, None, "neither a FIFO nor a device is a snapshot");
     }
 
     /// Runs a command as `buildenv::run_accepting` does, without its deadline.
