@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use swarm_core::buildenv::SNAPSHOT_PREFIX;
 
@@ -20,6 +21,11 @@ const MAX_VALUE: usize = 128;
 /// Runs a command with a deadline and returns what it printed (see `buildenv::run_accepting`).
 pub(crate) type Runner = fn(&[String], i32) -> Result<String, String>;
 
+/// How long all repositories together may take. Each command has its own deadline, but 16
+/// repositories of a hung `portageq` or `git` would otherwise stall the heartbeat thread for
+/// 33 of them; repositories not reached within this are left out (and logged).
+const BUDGET: Duration = Duration::from_secs(30);
+
 /// `SNAPSHOT.<repo>` → snapshot for every repository `portageq` names under `eroot`. `Err`
 /// only when Portage cannot list its repositories; a repository whose snapshot cannot be read
 /// is left out.
@@ -28,6 +34,17 @@ pub(crate) fn snapshots(
     eroot: &str,
     run: Runner,
 ) -> Result<BTreeMap<String, String>, String> {
+    snapshots_within(portageq, eroot, run, BUDGET)
+}
+
+/// [`snapshots`] that stops asking once `budget` has passed.
+fn snapshots_within(
+    portageq: &str,
+    eroot: &str,
+    run: Runner,
+    budget: Duration,
+) -> Result<BTreeMap<String, String>, String> {
+    let started = Instant::now();
     let repos = run(&[portageq.into(), "get_repos".into(), eroot.into()], 0)?;
     let mut found = BTreeMap::new();
     for repo in repos
@@ -35,6 +52,13 @@ pub(crate) fn snapshots(
         .filter(|r| is_repo_name(r))
         .take(MAX_REPOS)
     {
+        if started.elapsed() >= budget {
+            tracing::warn!(
+                repo,
+                "repository snapshots not all read within {budget:?}; the rest are left out"
+            );
+            break;
+        }
         // get_repo_path exits 1 (and prints an empty line) for a repository it does not know.
         let path = run(
             &[
@@ -202,6 +226,28 @@ mod tests {
             .recv_timeout(std::time::Duration::from_secs(10))
             .expect("snapshot_of did not return: it waits on the FIFO");
         assert_eq!(got, None, "neither a FIFO nor a device is a snapshot");
+    }
+
+    #[test]
+    fn slow_repositories_stop_being_asked_once_the_budget_is_spent() {
+        static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        fn slow(argv: &[String], _: i32) -> Result<String, String> {
+            CALLS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(40));
+            Ok(if argv[1] == "get_repos" {
+                (0..16).map(|i| format!("r{i} ")).collect()
+            } else {
+                String::new()
+            })
+        }
+        let found =
+            snapshots_within("portageq", "/", slow, Duration::from_millis(100)).expect("ok");
+        assert!(found.is_empty());
+        let calls = CALLS.load(std::sync::atomic::Ordering::SeqCst);
+        assert!(
+            calls <= 4,
+            "{calls} commands run; the budget allows about 3"
+        );
     }
 
     /// Runs a command as `buildenv::run_accepting` does, without its deadline.
