@@ -9,6 +9,7 @@ pub mod client;
 pub mod heal;
 #[cfg(test)]
 mod mutate;
+pub mod regular_file;
 pub mod server;
 pub mod settings;
 pub mod wire;

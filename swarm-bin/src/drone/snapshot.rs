@@ -120,15 +120,7 @@ pub(crate) fn snapshot_of(path: &Path, run: Runner) -> Option<String> {
 /// or not a regular file. Opened non-blocking and checked on the open handle: a FIFO planted as
 /// `timestamp.chk` would otherwise hang the heartbeat thread waiting for a writer.
 fn first_line(file: &Path) -> Option<String> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let f = std::fs::File::options()
-        .read(true)
-        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
-        .open(file)
-        .ok()?;
-    if !f.metadata().ok()?.is_file() {
-        return None;
-    }
+    let (f, _) = swarm_net::regular_file::open_regular(file).ok()?;
     let mut text = String::new();
     f.take(4096).read_to_string(&mut text).ok()?;
     bounded(text.lines().next().unwrap_or_default())

@@ -74,26 +74,9 @@ pub fn inspect(path: &Path) -> Result<BinPkg, BinPkgError> {
     inspect_with(path, &Limits::default())
 }
 
-/// Opens `path` for reading without ever blocking on the open (a FIFO or a
-/// device put in staging would otherwise hold the request thread that
-/// inspects it) and refuses anything but a regular file, judged on the open
-/// file itself: a file swapped after a caller's own check changes nothing.
+/// A FIFO or device put in staging must not hold the request thread that inspects it.
 fn open_regular(path: &Path) -> Result<(std::fs::File, u64), BinPkgError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
-        .open(path)
-        .map_err(|e| BinPkgError::io(path, e))?;
-    let meta = file.metadata().map_err(|e| BinPkgError::io(path, e))?;
-    if !meta.is_file() {
-        let why = std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "not a regular file (a FIFO, device or directory is never a binary package)",
-        );
-        return Err(BinPkgError::io(path, why));
-    }
-    Ok((file, meta.len()))
+    crate::regular_file::open_regular(path).map_err(|e| BinPkgError::io(path, e))
 }
 
 /// Validates the binary package at `path` fully, within `limits`.
