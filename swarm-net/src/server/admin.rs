@@ -178,12 +178,7 @@ fn fresh_profile_check(
             ),
         ));
     }
-    conflict_reply(packages.iter().find_map(|s| {
-        let held = view.queued_profiles(&s.atom);
-        held.into_iter()
-            .find(|held| *held != Some(name))
-            .map(|held| (s, held.map(str::to_owned)))
-    }))?;
+    conflict_reply(first_conflict(&view, packages))?;
     Ok(name.to_owned())
 }
 
@@ -192,9 +187,17 @@ fn fresh_profile_check(
 /// and the read tables still keep one build per atom.
 fn conflicts(sh: &Shared, packages: &[PackageSpec]) -> Result<(), ApiError> {
     let p = sh.published();
-    let view = p.swarm.view();
+    conflict_reply(first_conflict(&p.swarm.view(), packages))
+}
+
+/// The first package whose atom is queued, or pushed earlier in `packages`, for another profile
+/// than its own, with that profile.
+fn first_conflict<'a>(
+    view: &swarm_core::View<'_>,
+    packages: &'a [PackageSpec],
+) -> Option<(&'a PackageSpec, Option<String>)> {
     let mut in_push: std::collections::BTreeMap<&Atom, Option<&str>> = Default::default();
-    conflict_reply(packages.iter().find_map(|s| {
+    packages.iter().find_map(|s| {
         let asked = s.profile.as_deref();
         let queued = view.queued_profiles(&s.atom);
         let pushed = *in_push.entry(&s.atom).or_insert(asked);
@@ -203,7 +206,7 @@ fn conflicts(sh: &Shared, packages: &[PackageSpec]) -> Result<(), ApiError> {
             .chain([pushed])
             .find(|held| *held != asked)
             .map(|held| (s, held.map(str::to_owned)))
-    }))
+    })
 }
 
 fn conflict_reply(found: Option<(&PackageSpec, Option<String>)>) -> Result<(), ApiError> {
@@ -495,9 +498,6 @@ pub(crate) fn control(sh: &Shared, req: &mut Request) -> Result<Reply, ApiError>
     apply(sh, c)
 }
 
-/// `remove_profile`: with `force`, its queued packages are dropped first (in the same commit);
-/// with `purge`, its published tree and release records are deleted after; without, the answer
-/// says what stays on disk (`kept`).
 /// How `remove_profile` was asked for (see [`ControlRequest`]).
 struct Removal<'a> {
     force: bool,
@@ -505,6 +505,9 @@ struct Removal<'a> {
     purge: bool,
 }
 
+/// `remove_profile`: with `force`, its queued packages are dropped first (in the same commit);
+/// with `purge`, its published tree and release records are deleted after; without, the answer
+/// says what stays on disk (`kept`).
 fn remove_profile(sh: &Shared, r: &Removal<'_>, name: String) -> Result<Reply, ApiError> {
     if r.purge && sh.fresh().swarm.view().profile_env(&name).is_none() {
         // Removed before: purge what it left.
