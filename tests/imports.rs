@@ -20,7 +20,6 @@ use std::path::Path;
 /// gone; never add one.
 const KNOWN: &[&str] = &[
     "swarm-core: control, invariants, swarm",
-    "swarm-core: profile, state, state::package",
     "swarm-net: server::dashboard, server::identity, server::logs, server::read, server::shared, server::syncer, server::writer",
 ];
 

@@ -386,7 +386,7 @@ impl Monitor {
                     let expected = after
                         .pkg_in(profile.as_deref(), package)
                         .map(|id| &after.st.pkg(id).profile)
-                        .and_then(|tag| crate::profile::expected_for(&after.st, tag));
+                        .and_then(|tag| after.st.expected_env_of(tag));
                     let env = after.st.drones.get(drone).map(|d| &d.spec.env);
                     if !env.is_some_and(|e| expected.is_some_and(|x| x.admits(e))) {
                         return fail(

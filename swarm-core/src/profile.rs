@@ -7,7 +7,6 @@
 //! are added, changed and removed with `Control::SetProfile` and `Control::RemoveProfile`.
 
 use crate::buildenv::BuildEnv;
-use crate::state::SwarmState;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -151,21 +150,6 @@ pub fn ambiguous_words(atom: &crate::atom::Atom, profiles: &[String]) -> String 
         "{atom} is queued in profiles {}: name one with --profile",
         profiles.join(", ")
     )
-}
-
-/// The environment a package of `profile` must be built in; `None` when the profile does not
-/// exist (removed while the package waited): then no drone matches.
-pub(crate) fn expected_for<'a>(st: &'a SwarmState, profile: &ProfileTag) -> Option<&'a BuildEnv> {
-    match &profile.0 {
-        None => Some(&st.expected_env),
-        Some(name) => st.profiles.0.get(name),
-    }
-}
-
-/// Whether some profile (the default one included) admits this environment: a drone no profile
-/// admits gets no work at all and hears why from the default profile's differences.
-pub(crate) fn admitted_by_some(st: &SwarmState, env: &BuildEnv) -> bool {
-    st.expected_env.admits(env) || st.profiles.0.values().any(|p| p.admits(env))
 }
 
 #[cfg(test)]

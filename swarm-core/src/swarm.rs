@@ -477,7 +477,7 @@ impl Swarm {
             }
             self.ix.declared.extend(spec.deps.iter().cloned());
             let id = PkgId(self.st.packages.len() as u32);
-            self.st.packages.push(Package::queued(spec, &self.st));
+            self.st.packages.push(self.st.new_package(spec));
             self.st.next_order += 1;
             crate::index::add_atom(&mut self.ix.by_atom, &spec.atom, id);
             self.ix
@@ -1375,7 +1375,9 @@ impl Swarm {
             .filter(|l| self.st.is_not_started(**l))
             .filter(|l| {
                 let p = self.st.pkg(self.st.leases[*l].pkg);
-                !crate::profile::expected_for(&self.st, &p.profile)
+                !self
+                    .st
+                    .expected_env_of(&p.profile)
                     .is_some_and(|e| e.admits(&d.spec.env))
             })
             .copied()

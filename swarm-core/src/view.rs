@@ -129,7 +129,7 @@ fn profile_mismatch(
     online: &[&Drone],
 ) -> Option<String> {
     let name = p.profile.name();
-    let Some(expected) = crate::profile::expected_for(st, &p.profile) else {
+    let Some(expected) = st.expected_env_of(&p.profile) else {
         return Some(format!(
             "waiting: profile {name} no longer exists; no drone matches it"
         ));

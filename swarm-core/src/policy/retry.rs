@@ -79,7 +79,7 @@ mod tests {
             st.drones.insert(name, Drone::new(spec, st.now));
         }
         let atom = Atom::parse("dev-qt/qtwebengine-6.7").unwrap_or_else(|_| unreachable!());
-        let p = Package::queued(&PackageSpec::new(atom), &st);
+        let p = st.new_package(&PackageSpec::new(atom));
         (st, p)
     }
 

@@ -114,7 +114,7 @@ pub(crate) fn capacity(st: &SwarmState, d: &Drone, free_slots: u32) -> Result<u3
         Gate::Syncing(expected) => return Err(NoWork::SyncPending(expected)),
     }
     let (expected, env) = (&st.expected_env, &d.spec.env);
-    if !crate::profile::admitted_by_some(st, env) {
+    if !st.admitted_by_some_profile(env) {
         if env.is_empty() {
             return Err(NoWork::EnvUnknown);
         }
@@ -159,7 +159,10 @@ pub(crate) enum Fit {
 }
 
 pub(crate) fn fit(st: &SwarmState, d: &Drone, p: &Package) -> Fit {
-    if !crate::profile::expected_for(st, &p.profile).is_some_and(|e| e.admits(&d.spec.env)) {
+    if !st
+        .expected_env_of(&p.profile)
+        .is_some_and(|e| e.admits(&d.spec.env))
+    {
         return Fit::OtherProfile;
     }
     fit_ignoring_profile(st, d, p)
@@ -316,7 +319,7 @@ mod tests {
         let mut ix = Index::default();
         for i in 0..packages {
             let atom = Atom::parse(&format!("dev-libs/p{i}-1")).unwrap_or_else(|_| unreachable!());
-            let p = Package::queued(&PackageSpec::new(atom), &st);
+            let p = st.new_package(&PackageSpec::new(atom));
             st.next_order += 1;
             let id = PkgId(i as u32);
             Index::set_member(

@@ -112,6 +112,30 @@ impl SwarmState {
         }
     }
 
+    /// A package newly queued now, stamped with the queue's current order, lease mark and
+    /// generation; the plan fields are filled by the next replan.
+    pub(crate) fn new_package(&self, spec: &crate::input::PackageSpec) -> Package {
+        Package::queued(spec, self.next_order, self.next_lease, self.generation)
+    }
+
+    /// The environment a package of `profile` must be built in; `None` when the profile does
+    /// not exist (removed while the package waited): then no drone matches.
+    pub(crate) fn expected_env_of(
+        &self,
+        profile: &crate::profile::ProfileTag,
+    ) -> Option<&crate::buildenv::BuildEnv> {
+        match &profile.0 {
+            None => Some(&self.expected_env),
+            Some(name) => self.profiles.0.get(name),
+        }
+    }
+
+    /// Whether some profile (the default one included) admits this environment: a drone no
+    /// profile admits gets no work at all and hears why from the default profile's differences.
+    pub(crate) fn admitted_by_some_profile(&self, env: &crate::buildenv::BuildEnv) -> bool {
+        self.expected_env.admits(env) || self.profiles.0.values().any(|p| p.admits(env))
+    }
+
     pub(crate) fn pkg(&self, id: PkgId) -> &Package {
         &self.packages[id.index()]
     }

@@ -96,17 +96,22 @@ pub(crate) struct Package {
 }
 
 impl Package {
-    /// A package newly queued now; the plan fields are filled by the next replan.
-    pub(crate) fn queued(spec: &crate::input::PackageSpec, st: &super::SwarmState) -> Package {
+    /// A package newly queued with the queue's current marks (see `SwarmState::new_package`).
+    pub(crate) fn queued(
+        spec: &crate::input::PackageSpec,
+        order: u64,
+        lease_mark: u64,
+        generation: u64,
+    ) -> Package {
         Package {
             atom: spec.atom.clone(),
             key: spec.atom.key().to_owned(),
             hint_ms: spec
                 .estimate_s
                 .map(|s| s.saturating_mul(1000).min(crate::time::MAX_DURATION_MS)),
-            order: st.next_order,
-            lease_mark: st.next_lease,
-            generation: st.generation,
+            order,
+            lease_mark,
+            generation,
             priority: spec.priority,
             deps: spec.deps.clone(),
             state: PackageState::Queued { retry_at: None },
