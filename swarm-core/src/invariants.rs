@@ -13,22 +13,9 @@ use crate::policy::{escalate, liveness};
 use crate::state::{Liveness, PackageState, PkgId};
 use crate::swarm::Swarm;
 use crate::time::Timestamp;
+use crate::violation::{fail, Violation};
 use crate::Config;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-
-/// A broken invariant: which one (DESIGN §8 numbering; 0 for index consistency) and how.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("invariant {invariant} violated: {detail}")]
-pub struct Violation {
-    /// DESIGN §8 number.
-    pub invariant: u8,
-    /// What was seen.
-    pub detail: String,
-}
-
-fn fail<T>(invariant: u8, detail: String) -> Result<T, Violation> {
-    Err(Violation { invariant, detail })
-}
 
 impl Swarm {
     /// Checks every invariant one state can show. Cost is linear in the state;

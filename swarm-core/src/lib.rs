@@ -54,7 +54,6 @@ mod atom;
 pub mod bounds;
 pub mod buildenv;
 mod config;
-mod control;
 mod digest;
 #[doc(hidden)]
 pub mod emerge_logs;
@@ -79,6 +78,7 @@ mod state;
 mod swarm;
 pub mod time;
 mod view;
+mod violation;
 
 pub use atom::{Atom, AtomError, AtomRefusal};
 pub use buildenv::{BuildEnv, EnvDiff, EnvError};
@@ -89,7 +89,7 @@ pub use input::{
     Control, DroneKind, DroneSpec, Enqueue, Envelope, FailureClass, Heartbeat, Input, Outcome,
     PackageSpec, ProbeStatus, ReleaseNote, Report,
 };
-pub use invariants::{Monitor, Violation};
+pub use invariants::Monitor;
 pub use output::{
     BlockReason, Command, EscalationAction, Event, Output, ReclaimReason, RejectReason,
     RevokeReason,
@@ -102,6 +102,7 @@ pub use view::{
     BrakeView, Counts, DroneStatus, DroneView, LeaseView, PackageStatus, PackageView,
     ProfileStates, ProfileView, View,
 };
+pub use violation::Violation;
 
 #[doc = include_str!("../../README.md")]
 #[cfg(doctest)]

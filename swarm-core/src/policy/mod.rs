@@ -1,4 +1,4 @@
-//! Pure decisions: `&SwarmState -> Decision`. Handlers in `swarm.rs` ask and apply.
+//! Pure decisions: `&SwarmState -> Decision`. Handlers in `swarm/` ask and apply.
 
 pub(crate) mod brake;
 pub(crate) mod breaker;

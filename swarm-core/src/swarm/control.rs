@@ -1,11 +1,11 @@
 //! Operator actions. Each one is explicit about what it may touch: none of
 //! them takes a started build except `reclaim` and `block`, which name it.
 
+use super::{reject, Swarm};
 use crate::id::DroneName;
 use crate::input::Control;
 use crate::output::{BlockReason, Event, Output, ReclaimReason, RejectReason};
 use crate::state::{PackageState, PkgId};
-use crate::swarm::{reject, Swarm};
 
 pub(crate) fn apply(s: &mut Swarm, action: &Control, out: &mut Vec<Output>) {
     let summary = match action {

@@ -1,0 +1,134 @@
+//! The fleet-wide brake: a common cause of failures stops new work before it burns
+//! every package's attempts.
+
+use super::{Out, Swarm};
+use crate::atom::Atom;
+use crate::id::DroneName;
+use crate::output::{Event, Output};
+use crate::policy::brake;
+use crate::state::PkgId;
+
+impl Swarm {
+    /// Asks the brake whether `name` may be disrupted; records the (would-be)
+    /// disruption and engages the brake when it is one too many.
+    pub(super) fn disrupt(&mut self, name: &DroneName, what: &str, out: &mut Out) -> bool {
+        let verdict = brake::assess(&self.st, name, what);
+        let now = self.st.now;
+        let window = self.st.config.brake_window_ms;
+        self.st
+            .brake
+            .disrupted
+            .retain(|_, at| now.since(*at) < window);
+        self.st.brake.disrupted.insert(name.clone(), now);
+        let allowed = match verdict {
+            brake::Verdict::Allow => true,
+            brake::Verdict::Hold { engage: None } => false,
+            brake::Verdict::Hold {
+                engage: Some((reason, held)),
+            } => {
+                self.engage_brake(reason, held, None, out);
+                false
+            }
+        };
+        self.sync_brake();
+        allowed
+    }
+
+    /// Engages the brake when one failure cause hits many packages on most of
+    /// the fleet; while it is engaged for a cause, a package failing with that
+    /// cause is held too.
+    pub(super) fn brake_on_common_cause(&mut self, atom: &Atom, detail: &str, out: &mut Out) {
+        if !self.st.config.brake_enabled {
+            return;
+        }
+        if self.st.brake.engaged {
+            let same = self.st.brake.cause.as_ref().is_some_and(|c| {
+                crate::failure::diagnose(detail).is_some_and(|d| d.to_string() == *c)
+            });
+            // The brake holds an atom in every profile: the cause is not the environment.
+            if same && self.st.brake.held.insert(atom.clone()) {
+                for pkg in self.ids_of(atom) {
+                    let p = self.st.pkg_mut(pkg);
+                    p.failed_on.clear();
+                    p.build_failed_on.clear();
+                    self.sync_pkg(pkg);
+                }
+            }
+            return;
+        }
+        let Some((cause, reason, held)) = brake::common_cause(&self.st) else {
+            return;
+        };
+        self.engage_brake(reason, held, Some(cause.to_string()), out);
+        self.sync_brake();
+    }
+
+    /// Engages the brake: holds `held`, forgives the failures it explains.
+    pub(super) fn engage_brake(
+        &mut self,
+        reason: String,
+        held: std::collections::BTreeSet<Atom>,
+        cause: Option<String>,
+        out: &mut Out,
+    ) {
+        self.st.brake.engaged = true;
+        self.st.brake.reason = reason.clone();
+        self.st.brake.cause = cause;
+        let count = held.len() as u32;
+        self.st.brake.held = held;
+        self.forgive_brake_failures();
+        self.resync_held_and_drones();
+        out.push(Output::Event(Event::BrakeEngaged {
+            reason,
+            held: count,
+        }));
+    }
+
+    /// The brake has judged that the fault is not in the drones: their failure
+    /// streaks, and the held packages' failure memory, would otherwise ground
+    /// drones and starve packages once it releases.
+    pub(super) fn forgive_brake_failures(&mut self) {
+        let held = self.held_by_brake();
+        // Attempts stay counted: `max_attempts` is a promise about real builds.
+        for pkg in held {
+            let p = self.st.pkg_mut(pkg);
+            p.failed_on.clear();
+            p.build_failed_on.clear();
+        }
+        let now = self.st.now;
+        for d in self.st.drones.values_mut() {
+            if !d.is_grounded(now) {
+                d.consecutive_failures = 0;
+            }
+        }
+    }
+
+    pub(crate) fn release_brake(&mut self, operator: bool, out: &mut Out) {
+        if !self.st.brake.engaged {
+            return;
+        }
+        self.st.brake.engaged = false;
+        self.st.brake.reason.clear();
+        self.st.brake.cause = None;
+        self.resync_held_and_drones();
+        self.st.brake.held.clear();
+        self.sync_brake();
+        out.push(Output::Event(Event::BrakeReleased { operator }));
+    }
+
+    pub(super) fn held_by_brake(&self) -> Vec<PkgId> {
+        let held = self.st.brake.held.iter();
+        held.flat_map(|a| self.ids_of(a)).collect()
+    }
+
+    pub(super) fn resync_held_and_drones(&mut self) {
+        let held = self.held_by_brake();
+        for pkg in held {
+            self.sync_pkg(pkg);
+        }
+        let names: Vec<DroneName> = self.st.drones.keys().cloned().collect();
+        for name in &names {
+            self.sync_drone(name);
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! `Swarm`: the one state machine. `handle` matches the input once and calls a
+//! private `on_<input>`; each asks `policy::*` for a decision and applies it.
+//!
+//! Split by concern: `inputs` (one `on_<input>` each), `control` (operator actions),
+//! `timers`, `leases`, `outcomes`, `braking`, `matching` (profiles and environments) and
+//! `upkeep` (the index kept in step with the state).
+
+mod braking;
+mod control;
+mod inputs;
+mod leases;
+mod matching;
+mod outcomes;
+mod timers;
+mod upkeep;
+
+use crate::config::{Config, ConfigError};
+use crate::index::Index;
+use crate::input::{Envelope, Input};
+use crate::output::{Event, Output, RejectReason};
+use crate::state::SwarmState;
+use crate::time::Timestamp;
+
+/// The swarm's scheduling state machine. Pure: no clock, no IO, no threads.
+///
+/// Methods come in four kinds, as in quinn-proto's `Connection`: the constructor
+/// (`new`, `restore`), the one mutator (`handle`), timers (`poll_timeout`), and
+/// read-only getters (`view`, `digest`, `check_invariants`, `state`).
+#[derive(Clone, Debug)]
+pub struct Swarm {
+    pub(crate) st: SwarmState,
+    pub(crate) ix: Index,
+}
+
+/// A snapshot that cannot be restored.
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    /// The snapshot's config no longer validates.
+    #[error("snapshot config is invalid: {0}")]
+    Config(#[from] ConfigError),
+    /// The snapshot's state breaks an invariant: it was corrupted or written by a buggy version.
+    #[error("snapshot state is inconsistent: {0}")]
+    Inconsistent(#[from] crate::violation::Violation),
+}
+
+type Out = Vec<Output>;
+
+impl Swarm {
+    /// A new, empty swarm. The config is validated first.
+    pub fn new(config: Config) -> Result<Swarm, ConfigError> {
+        config.validate()?;
+        Ok(Swarm {
+            st: SwarmState::new(config),
+            ix: Index::default(),
+        })
+    }
+
+    /// Rebuilds a swarm from a snapshot; the result has the same `digest`.
+    pub fn restore(state: SwarmState) -> Result<Swarm, RestoreError> {
+        state.config.validate()?;
+        let mut swarm = Swarm {
+            st: state,
+            ix: Index::default(),
+        };
+        swarm.rebuild_index();
+        swarm.check_invariants_deep()?;
+        Ok(swarm)
+    }
+
+    /// The serialisable state, for snapshots.
+    pub fn state(&self) -> &SwarmState {
+        &self.st
+    }
+
+    /// The policy in force.
+    pub fn config(&self) -> &Config {
+        &self.st.config
+    }
+
+    /// Applies one input and returns everything it caused. Total: bad input
+    /// becomes `Event::InputRejected`, never a panic.
+    #[must_use = "outputs carry commands the adapter must perform"]
+    pub fn handle(&mut self, env: &Envelope) -> Vec<Output> {
+        let mut out = Vec::new();
+        // A control plane that was not running (restart) or whose clock jumped
+        // missed its own deadlines by more than a heartbeat grace: it cannot
+        // judge drones by heartbeat age, so grace comes before any timer fires.
+        // An adapter that ticks at `poll_timeout()` never misses one.
+        let unwatched = self
+            .poll_timeout()
+            .is_some_and(|due| env.at.since(due) > self.st.config.heartbeat_grace_ms);
+        self.st.now = self.st.now.max(env.at);
+        if matches!(env.input, Input::Recovered) || unwatched {
+            self.grant_grace();
+        }
+        self.fire_due_timers(&mut out);
+        match &env.input {
+            Input::Register(spec) => self.on_register(spec, &mut out),
+            Input::Heartbeat(hb) => self.on_heartbeat(hb, &mut out),
+            Input::RequestWork { drone, free_slots } => {
+                self.on_request_work(drone, *free_slots, &mut out)
+            }
+            Input::BuildStarted(report) => self.on_build_started(report, &mut out),
+            Input::BuildFinished {
+                report,
+                outcome,
+                duration_ms,
+            } => self.on_build_finished(report, outcome, *duration_ms, &mut out),
+            Input::Deregister { drone } => self.on_deregister(drone, &mut out),
+            Input::ProbeResult { drone, status } => self.on_probe_result(drone, *status, &mut out),
+            Input::Enqueue(enqueue) => self.on_enqueue(enqueue, &mut out),
+            Input::Control(action) => self.on_control(action, &mut out),
+            Input::Release(note) => out.push(Output::Event(Event::Release {
+                action: note.action.clone(),
+                release: note.release.clone(),
+                detail: note.detail.clone(),
+            })),
+            Input::Recovered => {}
+            Input::Tick => {}
+        }
+        out
+    }
+
+    /// The next instant at which something is due; send `Tick` then (or earlier).
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Timestamp> {
+        self.ix.next_timer()
+    }
+}
+
+pub(crate) fn reject(out: &mut Out, reason: RejectReason) {
+    out.push(Output::Event(Event::InputRejected { reason }));
+}

@@ -1,0 +1,202 @@
+//! What a build's outcome does to its package and its drone: built, retried, blocked,
+//! grounded.
+
+use super::{Out, Swarm};
+use crate::id::{DroneName, LeaseId};
+use crate::input::FailureClass;
+use crate::output::{BlockReason, Event, Output, ReclaimReason};
+use crate::policy::{breaker, retry};
+use crate::state::{PackageState, PkgId};
+
+impl Swarm {
+    pub(super) fn on_success(&mut self, lid: LeaseId, duration_ms: Option<u64>, out: &mut Out) {
+        let now = self.st.now;
+        let lease = self.end_lease(lid);
+        let took = duration_ms
+            .unwrap_or_else(|| now.since(lease.started_at.unwrap_or(lease.issued_at)))
+            .min(crate::time::MAX_DURATION_MS);
+        let key = lease.package.key().to_owned();
+        let learned = self.st.learned.entry(key).or_default();
+        learned.duration_ms = Some(match learned.duration_ms {
+            Some(old) => (old.saturating_mul(3).saturating_add(took)) / 4,
+            None => took,
+        });
+        self.st.relearned.insert(lease.package.key().to_owned());
+        let mut env = None;
+        if let Some(d) = self.st.drones.get_mut(&lease.drone) {
+            d.consecutive_failures = 0;
+            d.groundings = 0;
+            d.builds_ok += 1;
+            env = d.spec.env.digest();
+        }
+        let p = self.st.pkg_mut(lease.pkg);
+        p.state = PackageState::Built { at: now };
+        p.avoid = None;
+        let dependents = p.dependents.clone();
+        self.sync_pkg(lease.pkg);
+        for q in dependents {
+            let q_pkg = self.st.pkg_mut(q);
+            q_pkg.unbuilt = q_pkg.unbuilt.saturating_sub(1);
+            self.sync_pkg(q);
+        }
+        self.sync_replan();
+        out.push(Output::Event(Event::Built {
+            drone: lease.drone,
+            package: lease.package,
+            lease: lid,
+            duration_ms: took,
+            env,
+        }));
+    }
+
+    pub(super) fn on_failure(
+        &mut self,
+        lid: LeaseId,
+        class: FailureClass,
+        detail: &str,
+        out: &mut Out,
+    ) {
+        let now = self.st.now;
+        let lease = self.end_lease(lid);
+        let drone_ram = self
+            .st
+            .drones
+            .get(&lease.drone)
+            .map_or(0, |d| d.spec.ram_mb);
+        if class == FailureClass::Oom && drone_ram > 0 {
+            let learned = self
+                .st
+                .learned
+                .entry(lease.package.key().to_owned())
+                .or_default();
+            learned.ram_mb = learned.ram_mb.max(drone_ram.saturating_add(1));
+        }
+        let p = self.st.pkg_mut(lease.pkg);
+        p.attempts += 1;
+        p.failed_on.insert(lease.drone.clone(), now);
+        if class == FailureClass::Build {
+            p.build_failed_on.insert(lease.drone.clone());
+        }
+        p.last_error = Some(detail.to_owned());
+        let attempt = p.attempts;
+        let window = self.st.config.brake_window_ms;
+        let failures = &mut self.st.brake.failures;
+        failures.push_back((
+            now,
+            lease.drone.clone(),
+            lease.package.clone(),
+            detail.to_owned(),
+        ));
+        while failures.front().is_some_and(|f| now.since(f.0) >= window) {
+            failures.pop_front();
+        }
+        self.brake_on_common_cause(&lease.package, detail, out);
+        let counts_against_drone = class != FailureClass::Build;
+        if let Some(d) = self.st.drones.get_mut(&lease.drone) {
+            d.builds_failed += 1;
+            if counts_against_drone {
+                d.consecutive_failures += 1;
+            }
+        }
+        let decision = match &lease.sweep {
+            Some(reason) => retry::AfterFailure::Block(reason.clone()),
+            None => retry::after_failure(&self.st, self.st.pkg(lease.pkg), class),
+        };
+        let retry_at = match decision {
+            retry::AfterFailure::Retry { at } => Some(at),
+            retry::AfterFailure::Block(_) => None,
+        };
+        out.push(Output::Event(Event::BuildFailed {
+            drone: lease.drone.clone(),
+            package: lease.package.clone(),
+            lease: lid,
+            class,
+            attempt,
+            retry_at,
+            detail: detail.to_owned(),
+        }));
+        match decision {
+            retry::AfterFailure::Retry { at } => {
+                self.st.pkg_mut(lease.pkg).state = PackageState::Queued { retry_at: Some(at) };
+                self.sync_pkg(lease.pkg);
+            }
+            retry::AfterFailure::Block(reason) => self.block(lease.pkg, reason, out),
+        }
+        let trips = self
+            .st
+            .drones
+            .get(&lease.drone)
+            .is_some_and(|d| breaker::trips(&self.st, d));
+        if counts_against_drone && trips {
+            self.ground(&lease.drone, out);
+        }
+    }
+
+    pub(super) fn ground(&mut self, name: &DroneName, out: &mut Out) {
+        if !self.disrupt(name, "grounding", out) {
+            return;
+        }
+        let Some(d) = self.st.drones.get(name) else {
+            return;
+        };
+        let until = breaker::grounded_until(&self.st, d);
+        let failures = d.consecutive_failures;
+        if let Some(d) = self.st.drones.get_mut(name) {
+            d.groundings += 1;
+            d.grounded_until = Some(until);
+            d.consecutive_failures = 0;
+        }
+        self.reclaim_not_started(name, ReclaimReason::Grounded, out);
+        self.sync_drone(name);
+        out.push(Output::Event(Event::Grounded {
+            drone: name.clone(),
+            until,
+            failures,
+        }));
+    }
+
+    pub(super) fn maybe_upload_hold(&mut self, name: &DroneName, out: &mut Out) {
+        let Some(d) = self.st.drones.get(name) else {
+            return;
+        };
+        if let Some(until) = breaker::upload_hold_until(&self.st, d) {
+            if let Some(d) = self.st.drones.get_mut(name) {
+                d.upload_hold_until = Some(until);
+                d.upload_failures.clear();
+            }
+            out.push(Output::Event(Event::UploadHold {
+                drone: name.clone(),
+                until,
+            }));
+        }
+    }
+
+    pub(crate) fn block(&mut self, pkg: PkgId, reason: BlockReason, out: &mut Out) {
+        let auto_unblock_at = retry::auto_unblock_at(&self.st, self.st.pkg(pkg), &reason);
+        let now = self.st.now;
+        let p = self.st.pkg_mut(pkg);
+        p.state = PackageState::Blocked {
+            reason: reason.clone(),
+            since: now,
+            auto_unblock_at,
+        };
+        let package = p.atom.clone();
+        self.sync_pkg(pkg);
+        out.push(Output::Event(Event::Blocked { package, reason }));
+    }
+
+    pub(crate) fn unblock(&mut self, pkg: PkgId, operator: bool, out: &mut Out) {
+        let p = self.st.pkg_mut(pkg);
+        if !matches!(p.state, PackageState::Blocked { .. }) {
+            return;
+        }
+        if !operator {
+            p.auto_unblocks += 1;
+        }
+        p.forget_failures();
+        p.state = PackageState::Queued { retry_at: None };
+        let package = p.atom.clone();
+        self.sync_pkg(pkg);
+        out.push(Output::Event(Event::Unblocked { package, operator }));
+    }
+}

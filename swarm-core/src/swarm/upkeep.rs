@@ -1,0 +1,154 @@
+//! Keeping the index (ready set, ranks, timers) in step with the state after each change.
+
+use super::{Out, Swarm};
+use crate::id::DroneName;
+use crate::index::{Index, TimerKey};
+use crate::output::{Event, Output};
+use crate::policy::{extend, liveness, plan, schedule};
+use crate::state::{Liveness, PackageState, PkgId};
+use crate::time::Timestamp;
+
+impl Swarm {
+    /// A sign of life. An online drone's timers stay where they are (the
+    /// liveness check re-reads `last_heartbeat`); a returning drone is resynced.
+    pub(super) fn touch(&mut self, name: &DroneName, out: &mut Out) {
+        let now = self.st.now;
+        let grace = self.st.config.heartbeat_grace_ms;
+        let Some(d) = self.st.drones.get_mut(name) else {
+            return;
+        };
+        d.last_heartbeat = now;
+        if d.liveness == Liveness::Online && d.check_at.is_some() {
+            return;
+        }
+        if d.liveness != Liveness::Online {
+            d.liveness = Liveness::Online;
+            d.probe = Default::default();
+            d.ladder = Default::default();
+            out.push(Output::Event(Event::CameBack {
+                drone: name.clone(),
+            }));
+        }
+        d.check_at = Some(now.plus(grace));
+        self.sync_drone(name);
+    }
+
+    /// Sets a deadline, never in the past: a deadline behind `now` would look
+    /// like one the adapter missed (see the failover rule in `handle`).
+    pub(super) fn set_timer(&mut self, key: TimerKey, at: Option<Timestamp>) {
+        let now = self.st.now;
+        self.ix.set_timer(key, at.map(|t| t.max(now)));
+    }
+
+    pub(crate) fn sync_pkg(&mut self, pkg: PkgId) {
+        let p = self.st.pkg(pkg);
+        let ready = schedule::is_ready(&self.st, p).then(|| schedule::ready_key(&self.st, pkg, p));
+        let sweep = schedule::is_sweepable(p).then(|| schedule::ready_key(&self.st, pkg, p));
+        let retry_at = p.retry_at();
+        let auto = match p.state {
+            PackageState::Blocked {
+                auto_unblock_at, ..
+            } => auto_unblock_at,
+            _ => None,
+        };
+        Index::set_member(&mut self.ix.ready, &mut self.ix.ready_key, pkg, ready);
+        Index::set_member(&mut self.ix.sweepable, &mut self.ix.sweep_key, pkg, sweep);
+        self.set_timer(TimerKey::Retry(pkg), retry_at);
+        self.set_timer(TimerKey::AutoUnblock(pkg), auto);
+    }
+
+    /// After a package's plan moved (or it was just queued): only a package
+    /// in the ready or sweep set has a key that depends on it, and its
+    /// timers do not; the rest of a long ancestry costs no index lookup.
+    pub(super) fn sync_rank(&mut self, pkg: PkgId) {
+        let p = self.st.pkg(pkg);
+        if schedule::is_ready(&self.st, p) || schedule::is_sweepable(p) {
+            self.sync_pkg(pkg);
+        }
+    }
+
+    pub(crate) fn sync_drone(&mut self, name: &DroneName) {
+        let (check, dead, unground) = match self.st.drones.get(name) {
+            Some(d) => (
+                d.check_at,
+                liveness::confirmed_dead_at(&self.st, d),
+                d.grounded_until,
+            ),
+            None => (None, None, None),
+        };
+        self.set_timer(TimerKey::Liveness(name.clone()), check);
+        self.set_timer(TimerKey::ConfirmedDead(name.clone()), dead);
+        self.set_timer(TimerKey::Unground(name.clone()), unground);
+    }
+
+    pub(super) fn sync_brake(&mut self) {
+        let at = self
+            .st
+            .brake
+            .engaged
+            .then(|| {
+                let window = self.st.config.brake_window_ms;
+                let now = self.st.now;
+                let expiries = self.st.brake.disrupted.values().map(|at| at.plus(window));
+                let grounded_ends = self.st.drones.values().filter_map(|d| d.grounded_until);
+                let next = expiries.chain(grounded_ends).filter(|t| *t > now).min();
+                // A brake engaged for a common cause stays until the operator acts.
+                match (next, &self.st.brake.cause) {
+                    (Some(t), _) => Some(t),
+                    (None, None) => Some(now),
+                    (None, Some(_)) => None,
+                }
+            })
+            .flatten();
+        self.set_timer(TimerKey::Brake, at);
+    }
+
+    pub(super) fn sync_replan(&mut self) {
+        let dirty = !self.st.relearned.is_empty();
+        let relearn = dirty.then(|| self.st.last_plan.plus(self.st.config.replan_interval_ms));
+        // Critical paths an enqueue left to finish: a slice per tick, the
+        // next one `PROPAGATION_PAUSE_MS` on, so one `Tick` never drains it
+        // all and a busy writer's other inputs come first.
+        let pending = (!self.st.cp_pending.is_empty())
+            .then(|| self.st.now.plus(extend::PROPAGATION_PAUSE_MS));
+        let at = match (relearn, pending) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.set_timer(TimerKey::Replan, at);
+    }
+
+    /// Recomputes the plan and re-sorts the ready set.
+    pub(crate) fn replan(&mut self) {
+        plan::replan(&mut self.st);
+        self.ix.depth = extend::depths(&self.st);
+        self.resync_all_packages();
+    }
+
+    pub(super) fn resync_all_packages(&mut self) {
+        for i in 0..self.st.packages.len() {
+            self.sync_pkg(PkgId(i as u32));
+        }
+        self.sync_replan();
+    }
+
+    /// Derives every index entry from the state (restore, `fresh`).
+    pub(crate) fn rebuild_index(&mut self) {
+        self.ix = Index {
+            by_atom: Index::atoms_of(&self.st),
+            by_key: Index::keys_of(&self.st),
+            declared: Index::declared_of(&self.st),
+            depth: extend::depths(&self.st),
+            ..Index::default()
+        };
+        for i in 0..self.st.packages.len() {
+            self.sync_pkg(PkgId(i as u32));
+        }
+        let names: Vec<DroneName> = self.st.drones.keys().cloned().collect();
+        for name in &names {
+            self.sync_drone(name);
+        }
+        self.sync_brake();
+        self.sync_replan();
+    }
+}
