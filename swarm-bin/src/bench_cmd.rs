@@ -421,11 +421,14 @@ fn http_in(a: &HttpArgs, synchronous: Synchronous, dir: &std::path::Path) -> any
             .as_object()
             .map(|m| m.iter().map(|(k, v)| format!("{k} {v}")).collect())
             .unwrap_or_default();
+        let f = |k: &str| per[k].as_f64().unwrap_or(0.0);
         println!(
-            "CPU (server and load generator, this process): {:.1} µs per cycle ({:.1} user + {:.1} system; by thread: {}), {:.2} cores busy",
-            per["total"].as_f64().unwrap_or(0.0),
-            per["user"].as_f64().unwrap_or(0.0),
-            per["sys"].as_f64().unwrap_or(0.0),
+            "CPU per cycle: {:.1} µs ({:.1} user + {:.1} system) = server {:.1} + load generator {:.1}; by thread: {}; {:.2} cores busy",
+            f("total"),
+            f("user"),
+            f("sys"),
+            f("server"),
+            f("client"),
             by.join(", "),
             cpu.total() / elapsed,
         );

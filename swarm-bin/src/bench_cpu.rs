@@ -4,8 +4,11 @@
 //!
 //! Wall-clock cycles/s depend on what else the machine runs; CPU-seconds
 //! per cycle do not (much), so a change can be judged on a busy machine.
-//! Read from `/proc/self/stat` and `/proc/self/task/*/stat`, whose times
-//! are in USER_HZ (100 per second on every Linux ABI swarm targets).
+//! The process's user/system split is read from `/proc/self/stat` (in
+//! USER_HZ, 100 per second on every Linux ABI swarm targets); each thread's
+//! time from `/proc/self/task/*/schedstat` (nanoseconds: a thread's ticks
+//! are truncated to 10 ms, which over 250 short-lived-busy threads loses
+//! seconds), else from its `stat`.
 
 use std::collections::BTreeMap;
 
@@ -31,15 +34,25 @@ pub(crate) struct CpuUse {
     pub(crate) groups: BTreeMap<&'static str, f64>,
 }
 
-/// The thread group a thread name belongs to.
+/// The thread group a thread name belongs to. Groups starting with
+/// `bench` are the load generator; the rest is the server.
 fn group_of(comm: &str) -> &'static str {
     match comm {
         c if c.starts_with("swarm-writer") => "writer",
         c if c.starts_with("swarm-http") => "front",
-        c if c.starts_with("bench-drone") => "loadgen",
+        c if c.starts_with("swarm-fsync") => "fsync",
+        // Thread names are cut to 15 bytes: "swarm-checkpoint" reads "swarm-checkpoin".
+        c if c.starts_with("swarm-checkpoin") => "checkpoint",
+        c if c.starts_with("swarm-snapshot") => "snapshot",
+        c if c.starts_with("bench-drone") => "bench_drones",
         c if c.starts_with("bench-") => "bench_other",
         _ => "other",
     }
+}
+
+/// Whether a thread group is the load generator's (else the server's).
+fn is_client(group: &str) -> bool {
+    group.starts_with("bench")
 }
 
 /// (utime, stime) in ticks from a stat line; the name may hold spaces, so
@@ -51,6 +64,11 @@ fn times(stat: &str) -> Option<(u64, u64)> {
     let utime = f.nth(11)?.parse().ok()?;
     let stime = f.next()?.parse().ok()?;
     Some((utime, stime))
+}
+
+/// Nanoseconds on a CPU: the first field of a `schedstat` line.
+fn on_cpu_ns(schedstat: &str) -> Option<u64> {
+    schedstat.split_whitespace().next()?.parse().ok()
 }
 
 impl CpuSample {
@@ -71,14 +89,22 @@ impl CpuSample {
         for t in tasks.flatten() {
             let p = t.path();
             let comm = std::fs::read_to_string(p.join("comm")).unwrap_or_default();
-            let Some((u, k)) = std::fs::read_to_string(p.join("stat"))
+            let on_cpu = std::fs::read_to_string(p.join("schedstat"))
                 .ok()
                 .as_deref()
-                .and_then(times)
-            else {
+                .and_then(on_cpu_ns)
+                .map(|ns| ns as f64 / 1e9)
+                .or_else(|| {
+                    std::fs::read_to_string(p.join("stat"))
+                        .ok()
+                        .as_deref()
+                        .and_then(times)
+                        .map(|(u, k)| (u + k) as f64 / USER_HZ)
+                });
+            let Some(on_cpu) = on_cpu else {
                 continue;
             };
-            *s.groups.entry(group_of(comm.trim())).or_default() += (u + k) as f64 / USER_HZ;
+            *s.groups.entry(group_of(comm.trim())).or_default() += on_cpu;
         }
         s
     }
@@ -119,13 +145,21 @@ impl CpuUse {
             }
         };
         let mut groups = serde_json::Map::new();
+        let (mut server, mut client) = (0.0, 0.0);
         for (g, v) in &self.groups {
             groups.insert((*g).to_string(), serde_json::json!(us(*v)));
+            if is_client(g) {
+                client += v;
+            } else {
+                server += v;
+            }
         }
         serde_json::json!({
             "total": us(self.total()),
             "user": us(self.user),
             "sys": us(self.sys),
+            "server": us(server),
+            "client": us(client),
             "by_thread": groups,
         })
     }
@@ -140,6 +174,8 @@ mod tests {
         let line = "123 (swarm http) S 1 2 3 4 5 6 7 8 9 10 250 75 0 0 20 0 1 0";
         assert_eq!(times(line), Some((250, 75)));
         assert_eq!(times("garbage"), None);
+        assert_eq!(on_cpu_ns("138458828 7925080 67\n"), Some(138_458_828));
+        assert_eq!(on_cpu_ns(""), None);
     }
 
     #[test]
@@ -147,9 +183,14 @@ mod tests {
         assert_eq!(group_of("swarm-writer"), "writer");
         assert_eq!(group_of("swarm-http"), "front");
         assert_eq!(group_of("swarm-http-over"), "front");
-        assert_eq!(group_of("bench-drone"), "loadgen");
+        assert_eq!(group_of("swarm-fsync"), "fsync");
+        assert_eq!(group_of("swarm-checkpoin"), "checkpoint");
+        assert_eq!(group_of("swarm-snapshot"), "snapshot");
+        assert_eq!(group_of("swarm-accept"), "other");
+        assert_eq!(group_of("bench-drone"), "bench_drones");
         assert_eq!(group_of("bench-stall"), "bench_other");
-        assert_eq!(group_of("swarm-snapshot"), "other");
+        assert!(is_client("bench_drones") && is_client("bench_other"));
+        assert!(!is_client("writer") && !is_client("other"));
     }
 
     #[test]
