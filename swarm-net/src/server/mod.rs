@@ -31,7 +31,9 @@ pub mod fuzzing;
 mod gate;
 mod http;
 mod identity;
+mod jobs;
 mod lanes;
+mod log_store;
 mod logs;
 mod metrics;
 mod profile_purge;
@@ -346,7 +348,7 @@ pub fn start(opts: ServerOptions) -> Result<RunningServer, ServeError> {
         drone_limits: opts.drones.clone(),
         refusals: ratelog::RefusalLog::default(),
         store_fault: RwLock::new(None),
-        dashboard: dashboard::Dashboard::new(&opts.db_path, (opts.clock)().0),
+        dashboard: dashboard::kept::Dashboard::new(&opts.db_path, (opts.clock)().0),
         logs: open_logs(&opts.db_path),
     });
     let writer = {
@@ -396,9 +398,9 @@ pub fn start(opts: ServerOptions) -> Result<RunningServer, ServeError> {
 }
 
 /// Build logs live in `logs/` beside the database.
-fn open_logs(db_path: &std::path::Path) -> Option<logs::LogStore> {
+fn open_logs(db_path: &std::path::Path) -> Option<log_store::LogStore> {
     let dir = db_path.with_file_name("logs");
-    match logs::LogStore::open(&dir) {
+    match log_store::LogStore::open(&dir) {
         Ok(s) => Some(s),
         Err(e) => {
             tracing::error!(dir = %dir.display(), error = %e, "cannot open the build-log directory; log uploads will be refused");

@@ -2,8 +2,8 @@
 //! identities and addresses, revokes awaiting delivery, metrics.
 
 use super::http::ApiError;
+use super::jobs::{Done, Job, Plan};
 use super::metrics::Metrics;
-use super::writer::{Done, Job, Plan};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -90,9 +90,9 @@ pub(crate) struct Shared {
     /// writer after every write attempt; health and metrics read it.
     pub(crate) store_fault: RwLock<Option<String>>,
     /// The dashboard's event stream and time series.
-    pub(crate) dashboard: super::dashboard::Dashboard,
+    pub(crate) dashboard: super::dashboard::kept::Dashboard,
     /// Uploaded build logs; `None` when the directory could not be opened.
-    pub(crate) logs: Option<super::logs::LogStore>,
+    pub(crate) logs: Option<super::log_store::LogStore>,
 }
 
 impl Shared {

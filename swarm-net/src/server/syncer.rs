@@ -6,8 +6,8 @@
 //! that covers it returns: the replies are what acknowledge.
 
 use super::http::ApiError;
+use super::jobs::Replies;
 use super::shared::Shared;
-use super::writer::Replies;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;

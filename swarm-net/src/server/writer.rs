@@ -21,14 +21,15 @@
 //! `IDLE_PROBE_EVERY`, so a disk that filled without traffic is noticed.
 
 use super::http::ApiError;
+pub(crate) use super::jobs::{Done, DroneNow, Job, Plan, Replies};
 use super::lanes::{self, Lane, Lanes};
 use super::shared::{Published, Shared};
 use super::syncer::Syncer;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use swarm_core::{Command, DroneName, Input, LeaseView, Output, Timestamp};
+use swarm_core::{Command, DroneName, Input, Output, Timestamp};
 use swarm_store::Store;
 
 /// Inputs per group commit, at most.
@@ -40,48 +41,6 @@ const PUBLISH_IDLE_EVERY: Duration = Duration::from_secs(1);
 const IDLE_PROBE_EVERY: Duration = Duration::from_secs(10);
 /// While the store cannot write, it is probed this often.
 const FAULT_PROBE_EVERY: Duration = Duration::from_secs(1);
-
-/// What a worker asks the writer to do.
-pub(crate) enum Plan {
-    /// Append these inputs, in order, in one group commit.
-    Inputs(Vec<Input>),
-    /// A bulk job: each part in its own group commit, in order, with drone
-    /// inputs committed between them; answered after the last one.
-    Parts(Vec<Vec<Input>>),
-    /// A drone asks for work. `free_slots: None` is a v3 drone: if it holds
-    /// a lease, it gets that lease again and nothing new is assigned.
-    Work {
-        drone: DroneName,
-        free_slots: Option<u32>,
-    },
-}
-
-/// What the worker wants to know about a drone after its inputs.
-pub(crate) struct Job {
-    pub(crate) plan: Plan,
-    pub(crate) drone: Option<DroneName>,
-    pub(crate) publish_now: bool,
-    pub(crate) tx: SyncSender<Result<Done, ApiError>>,
-}
-
-/// The answer to a job.
-pub(crate) struct Done {
-    /// The seq of the job's last input (0 if it had none).
-    pub(crate) seq: u64,
-    /// Every output of the job's inputs.
-    pub(crate) outputs: Vec<Output>,
-    /// The drone's state after the batch, when asked for.
-    pub(crate) drone: Option<DroneNow>,
-}
-
-/// One drone's state right after its request, for the reply.
-pub(crate) struct DroneNow {
-    pub(crate) known: bool,
-    pub(crate) epoch: u64,
-    pub(crate) paused: bool,
-    pub(crate) leases: Vec<LeaseView>,
-    pub(crate) no_work: Option<String>,
-}
 
 /// The writer loop's bookkeeping between commits.
 struct Pace {
@@ -356,9 +315,6 @@ fn publish(store: &Store, shared: &Shared) {
         shared.metrics.published();
     }
 }
-
-/// Answers to a batch's jobs, in order.
-pub(crate) type Replies = Vec<(SyncSender<Result<Done, ApiError>>, Result<Done, ApiError>)>;
 
 /// How committed batches become durable before they are answered: by the
 /// store itself (each commit fsyncs), or by the fsync thread when the

@@ -12,14 +12,13 @@
 //! ambient authority a forged request could borrow).
 
 pub(crate) mod assets;
+pub(crate) mod kept;
 pub(crate) mod series;
 pub(crate) mod slo;
 pub(crate) mod stream;
 
 use super::shared::Shared;
-use std::path::Path;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use swarm_store::History;
 
@@ -28,30 +27,15 @@ const FEED_EVERY: Duration = Duration::from_millis(500);
 /// How often the series samples the view.
 const SAMPLE_EVERY: Duration = Duration::from_secs(5);
 
-/// What the dashboard keeps between requests.
-pub(crate) struct Dashboard {
-    pub(crate) feed: Arc<stream::Feed>,
-    pub(crate) series: series::Series,
-}
-
-impl Dashboard {
-    /// The series file lives beside the database.
-    pub(crate) fn new(db_path: &Path, now_ms: u64) -> Dashboard {
-        let file = db_path.with_file_name("timeseries.jsonl");
-        Dashboard {
-            feed: Arc::new(stream::Feed::default()),
-            series: series::Series::open(Some(&file), now_ms),
-        }
-    }
-
-    /// Takes one sample of the published view.
-    pub(crate) fn sample(&self, sh: &Shared) {
-        let p = sh.published();
-        let view = p.swarm.view();
-        let now = (sh.clock)().0;
-        let totals = sh.metrics.totals();
-        self.series.sample(series::gauges(&view, now), totals);
-    }
+/// Takes one sample of the published view into the series.
+fn sample(sh: &Shared) {
+    let p = sh.published();
+    let view = p.swarm.view();
+    let now = (sh.clock)().0;
+    let totals = sh.metrics.totals();
+    sh.dashboard
+        .series
+        .sample(series::gauges(&view, now), totals);
 }
 
 /// The `swarm-dashboard` thread: feeds the stream and the series until stop.
@@ -73,7 +57,7 @@ pub(crate) fn run(sh: &Shared) {
             }
         }
         if last_sample.is_none_or(|t| t.elapsed() >= SAMPLE_EVERY) {
-            sh.dashboard.sample(sh);
+            sample(sh);
             last_sample = Some(Instant::now());
         }
         std::thread::sleep(FEED_EVERY);

@@ -1,0 +1,178 @@
+//! Where build logs are kept: one gzip file per build (lease) under `logs/` next to the
+//! database, written atomically, with retention bounded by count and by total bytes (the
+//! oldest builds, lowest leases, go first). The HTTP side is `logs.rs`.
+
+use super::http::ApiError;
+use flate2::read::GzDecoder;
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// Largest compressed log accepted (the agent sends at most 1 MiB of text).
+pub(crate) const MAX_UPLOAD_BYTES: u64 = 2 * 1024 * 1024;
+/// Largest log once decompressed: a gzip bomb is refused, not stored.
+pub(crate) const MAX_TEXT_BYTES: u64 = 8 * 1024 * 1024;
+/// Logs kept at most.
+const MAX_LOGS: usize = 5000;
+/// Compressed bytes kept at most.
+const MAX_TOTAL_BYTES: u64 = 512 * 1024 * 1024;
+
+/// The log directory and its index (lease → compressed size).
+pub(crate) struct LogStore {
+    dir: PathBuf,
+    index: Mutex<BTreeMap<u64, u64>>,
+    max_logs: usize,
+    max_bytes: u64,
+}
+
+impl LogStore {
+    /// Opens (creating) `dir` and indexes the logs already in it.
+    pub(crate) fn open(dir: &Path) -> std::io::Result<LogStore> {
+        std::fs::create_dir_all(dir)?;
+        let mut index = BTreeMap::new();
+        for entry in std::fs::read_dir(dir)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            let Some(lease) = name
+                .to_str()
+                .and_then(|n| n.strip_suffix(".log.gz"))
+                .and_then(|n| n.parse::<u64>().ok())
+            else {
+                continue;
+            };
+            index.insert(lease, entry.metadata()?.len());
+        }
+        Ok(LogStore {
+            dir: dir.to_path_buf(),
+            index: Mutex::new(index),
+            max_logs: MAX_LOGS,
+            max_bytes: MAX_TOTAL_BYTES,
+        })
+    }
+
+    fn path(&self, lease: u64) -> PathBuf {
+        self.dir.join(format!("{lease}.log.gz"))
+    }
+
+    /// Whether a build has a log, and its compressed size.
+    pub(crate) fn size(&self, lease: u64) -> Option<u64> {
+        self.index.lock().ok()?.get(&lease).copied()
+    }
+
+    /// Stores a checked gzip body, then trims to the retention bounds.
+    pub(crate) fn put(&self, lease: u64, gz: &[u8]) -> std::io::Result<()> {
+        let tmp = self.dir.join(format!(".{lease}.tmp"));
+        {
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(gz)?;
+            f.sync_all()?;
+        }
+        std::fs::rename(&tmp, self.path(lease))?;
+        let mut index = self
+            .index
+            .lock()
+            .map_err(|_| std::io::Error::other("log index poisoned"))?;
+        index.insert(lease, gz.len() as u64);
+        let mut total: u64 = index.values().sum();
+        while index.len() > self.max_logs || total > self.max_bytes {
+            let Some((&oldest, &size)) = index.iter().next() else {
+                break;
+            };
+            if oldest == lease && index.len() == 1 {
+                break;
+            }
+            index.remove(&oldest);
+            total = total.saturating_sub(size);
+            if let Err(e) = std::fs::remove_file(self.path(oldest)) {
+                tracing::warn!(lease = oldest, error = %e, "cannot remove an expired build log");
+            }
+        }
+        Ok(())
+    }
+
+    /// The log's text (lossy UTF-8), if stored.
+    pub(crate) fn text(&self, lease: u64) -> Result<Option<String>, ApiError> {
+        if self.size(lease).is_none() {
+            return Ok(None);
+        }
+        let gz = match std::fs::read(self.path(lease)) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(ApiError::internal(format!("cannot read the log: {e}"))),
+        };
+        let text = gunzip_capped(&gz).map_err(ApiError::internal)?;
+        Ok(Some(String::from_utf8_lossy(&text).into_owned()))
+    }
+}
+
+/// Decompresses, refusing more than [`MAX_TEXT_BYTES`].
+pub(crate) fn gunzip_capped(gz: &[u8]) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    GzDecoder::new(gz)
+        .take(MAX_TEXT_BYTES + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| format!("not a gzip stream: {e}"))?;
+    if out.len() as u64 > MAX_TEXT_BYTES {
+        return Err(format!(
+            "the log decompresses to more than {MAX_TEXT_BYTES} bytes"
+        ));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flate2::write::GzEncoder;
+
+    fn gz(text: &[u8]) -> Vec<u8> {
+        let mut e = GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(text).expect("write");
+        e.finish().expect("finish")
+    }
+
+    #[test]
+    fn retention_drops_the_oldest_builds_first() {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut s = LogStore::open(dir.path()).expect("open");
+        s.max_logs = 3;
+        for lease in [5, 1, 9, 7] {
+            s.put(lease, &gz(format!("log {lease}").as_bytes()))
+                .expect("put");
+        }
+        let kept: Vec<u64> = s.index.lock().expect("lock").keys().copied().collect();
+        assert_eq!(kept, vec![5, 7, 9]);
+        assert!(!dir.path().join("1.log.gz").exists());
+        assert_eq!(s.text(9).expect("read").as_deref(), Some("log 9"));
+        // Reopening finds what is on disk.
+        let again = LogStore::open(dir.path()).expect("reopen");
+        assert_eq!(again.size(7), s.size(7));
+        assert_eq!(again.size(1), None);
+    }
+
+    #[test]
+    fn retention_bounds_total_bytes() {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut s = LogStore::open(dir.path()).expect("open");
+        let one = gz(b"x").len() as u64;
+        s.max_bytes = one * 2;
+        for lease in 1..=4 {
+            s.put(lease, &gz(b"x")).expect("put");
+        }
+        let kept: Vec<u64> = s.index.lock().expect("lock").keys().copied().collect();
+        assert_eq!(kept, vec![3, 4]);
+    }
+
+    #[test]
+    fn a_gzip_bomb_and_garbage_are_refused() {
+        let big = vec![b'a'; (MAX_TEXT_BYTES + 10) as usize];
+        let bomb = gz(&big);
+        assert!(bomb.len() < 100_000, "the bomb compresses well");
+        let e = gunzip_capped(&bomb).expect_err("bomb");
+        assert!(e.contains("more than"), "{e}");
+        let e = gunzip_capped(b"plain text").expect_err("garbage");
+        assert!(e.contains("not a gzip"), "{e}");
+        assert_eq!(gunzip_capped(&gz(b"ok")).expect("fine"), b"ok");
+    }
+}
