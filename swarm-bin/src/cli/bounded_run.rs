@@ -35,7 +35,10 @@ impl Ran {
     }
 }
 
-fn drain(mut r: impl Read + Send + 'static) -> std::thread::JoinHandle<(Vec<u8>, bool)> {
+fn drain(
+    mut r: impl Read + Send + 'static,
+    max_bytes: usize,
+) -> std::thread::JoinHandle<(Vec<u8>, bool)> {
     std::thread::spawn(move || {
         let mut kept = Vec::new();
         let mut cut = false;
@@ -44,7 +47,7 @@ fn drain(mut r: impl Read + Send + 'static) -> std::thread::JoinHandle<(Vec<u8>,
             match r.read(&mut buf) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
-                    let room = MAX_OUTPUT_BYTES.saturating_sub(kept.len());
+                    let room = max_bytes.saturating_sub(kept.len());
                     cut |= n > room;
                     kept.extend_from_slice(&buf[..n.min(room)]);
                 }
@@ -57,6 +60,18 @@ fn drain(mut r: impl Read + Send + 'static) -> std::thread::JoinHandle<(Vec<u8>,
 /// Runs `argv` (no shell) with `timeout`; on timeout kills its whole process
 /// group and fails saying so. `what` names it in errors.
 pub(crate) fn run(argv: &[String], timeout: Duration, what: &str) -> anyhow::Result<Ran> {
+    run_capped(argv, timeout, what, MAX_OUTPUT_BYTES)
+}
+
+/// [`run`] keeping at most `max_bytes` of each stream. The deadline covers the
+/// program and anything it left behind holding its output: a daemon it forked
+/// that keeps the pipe open would otherwise make reading wait forever.
+pub(crate) fn run_capped(
+    argv: &[String],
+    timeout: Duration,
+    what: &str,
+    max_bytes: usize,
+) -> anyhow::Result<Ran> {
     let (program, args) = argv
         .split_first()
         .context("no program to run (the command is empty)")?;
@@ -74,24 +89,38 @@ pub(crate) fn run(argv: &[String], timeout: Duration, what: &str) -> anyhow::Res
                 anyhow::anyhow!("cannot run {what} (`{program}`): {e}")
             }
         })?;
-    let out = drain(child.stdout.take().context("stdout pipe")?);
-    let err = drain(child.stderr.take().context("stderr pipe")?);
+    let out = drain(child.stdout.take().context("stdout pipe")?, max_bytes);
+    let err = drain(child.stderr.take().context("stderr pipe")?, max_bytes);
     let deadline = Instant::now() + timeout;
+    let kill_group = |child: &mut std::process::Child| {
+        if let Some(pgid) = rustix::process::Pid::from_raw(child.id() as i32) {
+            let _ = rustix::process::kill_process_group(pgid, rustix::process::Signal::KILL);
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    };
     let status = loop {
         if let Some(status) = child.try_wait().context("waiting for it")? {
             break status;
         }
         if Instant::now() >= deadline {
-            if let Some(pgid) = rustix::process::Pid::from_raw(child.id() as i32) {
-                let _ = rustix::process::kill_process_group(pgid, rustix::process::Signal::KILL);
-            }
-            let _ = child.kill();
-            let _ = child.wait();
+            kill_group(&mut child);
             let (_, _) = (out.join(), err.join());
             anyhow::bail!("{what} did not finish within {timeout:?} and was killed");
         }
         std::thread::sleep(Duration::from_millis(20));
     };
+    while !(out.is_finished() && err.is_finished()) {
+        if Instant::now() >= deadline {
+            // The program exited; what still holds its output is in its group.
+            kill_group(&mut child);
+            let (_, _) = (out.join(), err.join());
+            anyhow::bail!(
+                "{what} exited, but a process it started kept its output open past {timeout:?} and was killed"
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let (stdout, cut_out) = out.join().unwrap_or_default();
     let (stderr, cut_err) = err.join().unwrap_or_default();
     Ok(Ran {
@@ -134,6 +163,34 @@ mod tests {
         )
         .expect_err("times out");
         assert!(e.to_string().contains("did not finish within 300ms"), "{e}");
+    }
+
+    #[test]
+    fn a_program_that_leaves_a_child_holding_its_output_is_not_waited_for_forever() {
+        let started = Instant::now();
+        let e = run(
+            &sh("(sleep 30; echo late) & echo early"),
+            Duration::from_millis(500),
+            "leaver",
+        )
+        .expect_err("the leftover child holds stdout past the deadline");
+        assert!(e.to_string().contains("kept its output open"), "{e}");
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "waited for the leftover child"
+        );
+    }
+
+    #[test]
+    fn output_past_the_cap_is_cut_and_said() {
+        let r = run_capped(
+            &sh("head -c 5000 /dev/zero"),
+            Duration::from_secs(10),
+            "t",
+            100,
+        )
+        .expect("runs");
+        assert_eq!((r.stdout.len(), r.truncated), (100, true));
     }
 
     #[test]

@@ -6,10 +6,9 @@
 //! compared, so a release's index header is the one Portage would write (issue 12).
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+
+use std::time::Duration;
 use swarm_core::buildenv::{is_expand_name, INDEX_HEADER_KEYS, INDEX_PREFIX};
 
 /// What the agent asks Portage for by default; `--env-command` replaces it.
@@ -148,43 +147,25 @@ fn run(argv: &[String]) -> Result<String, String> {
 /// [`run`] that also accepts exit status `also_ok` (`portageq envvar` exits 1 when one of the
 /// variables asked for is unset or empty, after printing the others).
 pub(super) fn run_accepting(argv: &[String], also_ok: i32) -> Result<String, String> {
-    let (program, args) = argv.split_first().ok_or("the env command is empty")?;
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("{program} did not start: {e}"))?;
-    let mut stdout = child.stdout.take().ok_or("no stdout")?;
-    let reader = std::thread::spawn(move || {
-        let mut text = String::new();
-        // A fingerprint is small; 1 MiB bounds a runaway command.
-        let _ = (&mut stdout).take(1 << 20).read_to_string(&mut text);
-        text
-    });
-    let deadline = Instant::now() + TIMEOUT;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
-            Ok(None) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!("{program} did not answer within {TIMEOUT:?}"));
+    let program = argv.first().ok_or("the env command is empty")?;
+    // A fingerprint is small; 1 MiB bounds a runaway command.
+    let ran =
+        crate::cli::bounded_run::run_capped(argv, TIMEOUT, program, 1 << 20).map_err(|e| {
+            let text = e.to_string();
+            if text.contains("not on PATH") || text.starts_with("cannot run") {
+                format!("{program} did not start: {text}")
+            } else {
+                text
             }
-            Err(e) => return Err(format!("waiting for {program}: {e}")),
-        }
-    };
-    let text = reader.join().unwrap_or_default();
-    if !status.success() && status.code() != Some(also_ok) {
-        let mut err = String::new();
-        if let Some(mut e) = child.stderr.take() {
-            let _ = (&mut e).take(4096).read_to_string(&mut err);
-        }
-        return Err(format!("{program} failed ({status}): {}", err.trim()));
+        })?;
+    if ran.code != Some(0) && ran.code != Some(also_ok) {
+        let status = ran
+            .code
+            .map_or("killed by a signal".to_owned(), |c| format!("exit {c}"));
+        let err: String = ran.stderr.trim().chars().take(4096).collect();
+        return Err(format!("{program} failed ({status}): {err}"));
     }
-    Ok(text)
+    Ok(ran.stdout)
 }
 
 /// The root Portage works on (`portageq envvar EROOT`), which its other queries take.
