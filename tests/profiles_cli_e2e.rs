@@ -225,15 +225,31 @@ fn operators_create_show_edit_and_remove_profiles_and_queue_a_profiles_world() {
     let e = fails(&s, &fresh_args("fast", emerge, &[]));
     assert!(e.contains("--yes"), "{e}");
 
-    // An atom queued for one profile is refused for another, naming both.
-    let e = fails(&s, &["queue", "add", "=app-misc/fast-three-1.0"]);
-    assert!(
-        e.contains("=app-misc/fast-three-1.0 is queued for profile fast, not default"),
-        "{e}"
+    // An atom queued for one profile may be queued for another too: each is its own package,
+    // built and staged for its own profile. A fresh list for slow may hold default's base.
+    ok(&s, &["queue", "add", "=app-misc/fast-three-1.0"]);
+    let out = ok(&s, &fresh_args("slow", emerge, &["--yes", "dev-libs/base"]));
+    assert!(out.contains("queued 1 package of 1"), "{out}");
+    assert_eq!(
+        queue(&s),
+        [
+            ("=app-misc/fast-three-1.0".into(), "default".into()),
+            ("=app-misc/fast-three-1.0".into(), "fast".into()),
+            ("=dev-libs/base-1.0".into(), "default".into()),
+            ("=dev-libs/base-1.0".into(), "slow".into()),
+        ]
     );
-    let e = fails(&s, &fresh_args("slow", emerge, &["--yes", "dev-libs/base"]));
-    assert!(e.contains("queued for profile default, not slow"), "{e}");
-    assert_eq!(queue(&s).len(), 2, "nothing changed");
+    // Explain without --profile gives each profile's package its line and says how to pick.
+    let out = ok(&s, &["explain", "=dev-libs/base-1.0"]);
+    assert!(
+        out.contains("is queued in profiles default, slow: name one with --profile"),
+        "{out}"
+    );
+    assert!(
+        out.contains("\n  default: ") && out.contains("\n  slow: "),
+        "{out}"
+    );
+    assert!(out.contains("--profile PROFILE"), "{out}");
 
     // Operator actions name a package's profile with --profile (`default` for the default one).
     let e = fails(
@@ -251,12 +267,7 @@ fn operators_create_show_edit_and_remove_profiles_and_queue_a_profiles_world() {
     assert!(e.contains("`pause` takes no `profile`"), "{e}");
     let e = fails(
         &s,
-        &[
-            "explain",
-            "=app-misc/fast-three-1.0",
-            "--profile",
-            "default",
-        ],
+        &["explain", "=app-misc/fast-three-1.0", "--profile", "slow"],
     );
     assert!(e.contains("not in the queue"), "{e}");
     ok(
@@ -339,8 +350,21 @@ fn operators_create_show_edit_and_remove_profiles_and_queue_a_profiles_world() {
         ],
     );
     assert_eq!(out["status"], "ok", "{out}");
-    assert_eq!(queue(&s), [("=dev-libs/base-1.0".into(), "default".into())]);
-    let out = ok(&s, &["profile", "remove", "slow", "--yes"]);
+    assert_eq!(
+        queue(&s),
+        [
+            ("=app-misc/fast-three-1.0".into(), "default".into()),
+            ("=dev-libs/base-1.0".into(), "default".into()),
+            ("=dev-libs/base-1.0".into(), "slow".into()),
+        ],
+        "fast's packages are gone, the default profile's copy of its atom stays"
+    );
+    let out = ok(
+        &s,
+        &[
+            "profile", "remove", "slow", "--force", "--reason", "retired", "--yes",
+        ],
+    );
     assert!(out.contains("profile slow removed"), "{out}");
     let list = json_of(&s, &["profile", "list", "--json"]);
     assert_eq!(list["profiles"].as_array().map(Vec::len), Some(1), "{list}");

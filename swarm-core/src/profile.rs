@@ -152,6 +152,22 @@ pub fn ambiguous_words(atom: &crate::atom::Atom, profiles: &[String]) -> String 
     )
 }
 
+/// The explanation of an atom queued in several profiles, none named: [`ambiguous_words`],
+/// then each profile's package's own explanation (`explain_one`) on a line of its own, as
+/// `<profile>: <why>`, so the operator sees every profile's state, not the first one's.
+pub(crate) fn ambiguous_explanation(
+    atom: &crate::atom::Atom,
+    profiles: &[String],
+    explain_one: impl Fn(&str) -> String,
+) -> String {
+    let mut text = ambiguous_words(atom, profiles);
+    for p in profiles {
+        let why = explain_one(p).replace('\n', "\n  ");
+        text += &format!("\n{p}: {why}");
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

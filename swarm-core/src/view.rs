@@ -5,7 +5,7 @@ use crate::buildenv::{BuildEnv, EnvDiff};
 use crate::health::DroneHealth;
 use crate::id::{DroneName, Epoch, LeaseId};
 use crate::input::DroneKind;
-use crate::output::BlockReason;
+use crate::output::{BlockReason, RejectReason};
 use crate::policy::{brake, schedule};
 use crate::state::{Drone, Liveness, Package, PackageState};
 use crate::swarm::Swarm;
@@ -576,20 +576,20 @@ impl<'a> View<'a> {
     }
 
     /// Why a package is (not) running, in words an operator understands; for an atom queued in
-    /// several profiles, it says so and asks which ([`View::explain_in`]).
+    /// several profiles, it asks which ([`View::explain_in`]) and explains each on its own line.
     pub fn explain(&self, atom: &Atom) -> String {
         self.explain_in(atom, None)
     }
 
-    /// [`View::explain`] of the atom's package in `profile` (`default`: the default profile;
-    /// `None`: its only one).
+    /// [`View::explain`] of the atom in `profile` (`default`: the default one; `None`: its one).
     pub fn explain_in(&self, atom: &Atom, profile: Option<&str>) -> String {
         let s = self.s;
         let st = &s.st;
         let id = match s.resolve(atom, profile) {
             Ok(id) => id,
-            Err(crate::output::RejectReason::AmbiguousPackage { profiles, .. }) => {
-                return crate::profile::ambiguous_words(atom, &profiles);
+            Err(RejectReason::AmbiguousPackage { profiles, .. }) => {
+                let one = |p: &str| self.explain_in(atom, Some(p));
+                return crate::profile::ambiguous_explanation(atom, &profiles, one);
             }
             Err(_) => {
                 return match profile {

@@ -409,6 +409,69 @@ fn a_drone_that_drifts_returns_its_not_started_work_keeps_its_started_build_and_
     );
 }
 
+/// An environment of these variables.
+fn vars(pairs: &[(&str, &str)]) -> BuildEnv {
+    BuildEnv::new(
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+    )
+    .expect("a valid environment")
+}
+
+#[test]
+fn a_drone_no_profile_admits_hears_how_it_differs_from_the_profile_it_comes_closest_to() {
+    let mut h = Harness::new();
+    let t = T0;
+    let d = drone("tarn");
+    h.control(
+        t,
+        Control::ExpectEnv {
+            env: Some(vars(&[("CFLAGS", "-O2"), ("LDFLAGS", "-Wl,-O1")])),
+            from: None,
+        },
+    );
+    h.control(
+        t,
+        Control::SetProfile {
+            name: "fast".into(),
+            env: Some(vars(&[("CFLAGS", "-O3"), ("LDFLAGS", "-Wl,-O1")])),
+            from: None,
+            world: None,
+        },
+    );
+    let no_work = |h: &Harness| {
+        h.view()
+            .drone(&drone("tarn"))
+            .and_then(|v| v.no_work)
+            .unwrap_or_default()
+    };
+    // One value off fast, two off the default profile: fast's difference is the one to fix.
+    h.register(
+        t,
+        DroneSpec {
+            env: vars(&[("CFLAGS", "-O3"), ("LDFLAGS", "-Wl,--as-needed")]),
+            ..spec("tarn", 8, 16)
+        },
+    );
+    h.heartbeat(t + 1_000, &d);
+    assert_eq!(
+        no_work(&h),
+        "closest profile fast: environment differs in LDFLAGS (-Wl,--as-needed vs -Wl,-O1)"
+    );
+    // One off each: the default profile's words, as before profiles.
+    h.step(
+        t + 2_000,
+        Input::Heartbeat(Heartbeat {
+            drone: d.clone(),
+            env: Some(vars(&[("CFLAGS", "-Os"), ("LDFLAGS", "-Wl,-O1")])),
+            ..Heartbeat::default()
+        }),
+    );
+    assert_eq!(no_work(&h), "environment differs in CFLAGS (-Os vs -O2)");
+}
+
 fn for_profile(profile: &str, a: &str) -> PackageSpec {
     PackageSpec {
         profile: Some(profile.into()),

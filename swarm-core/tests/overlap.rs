@@ -158,10 +158,6 @@ fn an_operator_naming_an_atom_of_several_profiles_must_say_which() {
         }
         other => panic!("not refused as ambiguous: {other:?}"),
     }
-    assert_eq!(
-        h.view().explain(&zlib),
-        "=sys-libs/zlib-1.3 is queued in profiles default, srv: name one with --profile"
-    );
     let out = h.control(
         T0 + 2,
         Control::Block {
@@ -170,6 +166,13 @@ fn an_operator_naming_an_atom_of_several_profiles_must_say_which() {
         },
     );
     assert!(rejection(&out).is_none(), "{out:?}");
+    // Explain without a profile asks which, and says where each profile's package is.
+    assert_eq!(
+        h.view().explain(&zlib),
+        "=sys-libs/zlib-1.3 is queued in profiles default, srv: name one with --profile\n\
+         default: waiting: no drone online\n\
+         srv: blocked: blocked by operator"
+    );
     let srv = h.view().package_in(&zlib, "srv").expect("queued");
     assert!(matches!(srv.status, PackageStatus::Blocked { .. }));
     let default = h.view().package_in(&zlib, "default").expect("queued");

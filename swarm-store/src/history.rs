@@ -281,30 +281,42 @@ impl History {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// The drone of each package's latest successful build (package as
-    /// queued → drone): which machine a release's binary came from.
-    pub fn last_builders(&self) -> Result<std::collections::BTreeMap<String, String>, StoreError> {
+    /// The drone of each package's latest successful build in `profile` (package as
+    /// queued → drone): which machine a release's binary came from. Per profile: the same
+    /// atom built for two profiles was built twice, on different drones.
+    pub fn last_builders(
+        &self,
+        profile: &str,
+    ) -> Result<std::collections::BTreeMap<String, String>, StoreError> {
         let mut st = self.conn.prepare_cached(
-            "SELECT package, drone, MAX(id) FROM builds WHERE outcome = 'success' GROUP BY package",
+            "SELECT package, drone, MAX(id) FROM builds WHERE outcome = 'success' AND profile = ?1 \
+             GROUP BY package",
         )?;
-        let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        let rows = st.query_map([profile], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// The build environment recorded with each package's latest successful build (package as
-    /// queued → variable → value): what a release's binaries were built with. Packages whose
-    /// build recorded none (an older server, a drone reporting no environment) are left out.
+    /// The build environment recorded with each package's latest successful build in
+    /// `profile` (package as queued → variable → value): what a profile's release binaries
+    /// were built with. Packages whose build recorded none (an older server, a drone
+    /// reporting no environment) are left out.
     pub fn last_build_envs(
         &self,
+        profile: &str,
     ) -> Result<
         std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
         StoreError,
     > {
         let mut st = self.conn.prepare_cached(
             "SELECT b.package, e.env FROM builds b JOIN environments e ON e.digest = b.env_digest \
-             WHERE b.id IN (SELECT MAX(id) FROM builds WHERE outcome = 'success' GROUP BY package)",
+             WHERE b.id IN (SELECT MAX(id) FROM builds WHERE outcome = 'success' AND profile = ?1 \
+             GROUP BY package)",
         )?;
-        let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        let rows = st.query_map([profile], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })?;
         let mut out = std::collections::BTreeMap::new();
         for row in rows {
             let (package, env) = row?;

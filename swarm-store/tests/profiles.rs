@@ -1,5 +1,6 @@
 //! The read tables when one atom is queued in two profiles (issue 17): a package is (profile,
-//! atom), so `packages` holds a row per profile, and leases and builds say whose they are.
+//! atom), so `packages` holds a row per profile, leases and builds say whose they are, and a
+//! profile's latest builder and build environment are its own build's.
 
 mod common;
 
@@ -39,7 +40,7 @@ fn one_atom_in_two_profiles_has_a_row_per_profile_and_its_lease_and_build_name_t
     step(
         &mut store,
         Input::Control(Control::ExpectEnv {
-            env: Some(default_env),
+            env: Some(default_env.clone()),
             from: None,
         }),
     );
@@ -104,7 +105,7 @@ fn one_atom_in_two_profiles_has_a_row_per_profile_and_its_lease_and_build_name_t
         Input::BuildFinished {
             report: Report {
                 drone: d0,
-                package: zlib,
+                package: zlib.clone(),
                 lease: None,
                 epoch: None,
             },
@@ -123,6 +124,58 @@ fn one_atom_in_two_profiles_has_a_row_per_profile_and_its_lease_and_build_name_t
         rows(&path, "SELECT profile || ' ' || outcome FROM builds"),
         ["server success"]
     );
+    // d1 (-O2) builds the default profile's zlib, later: the atom's latest build is not the
+    // server profile's, whose release must still name d0 and d0's environment.
+    let d1 = DroneName::new("d1").expect("name");
+    step(
+        &mut store,
+        Input::Register(DroneSpec {
+            name: d1.clone(),
+            cores: 4,
+            ram_mb: 8192,
+            env: default_env.clone(),
+            ..DroneSpec::default()
+        }),
+    );
+    step(
+        &mut store,
+        Input::RequestWork {
+            drone: d1.clone(),
+            free_slots: 1,
+        },
+    );
+    step(
+        &mut store,
+        Input::BuildFinished {
+            report: Report {
+                drone: d1,
+                package: zlib.clone(),
+                lease: None,
+                epoch: None,
+            },
+            outcome: Outcome::Success,
+            duration_ms: Some(1_000),
+        },
+    );
+    let history = swarm_store::History::open(&path).expect("history");
+    let key = zlib.as_str();
+    for (profile, drone, cflags) in [("server", "d0", "-O3"), ("default", "d1", "-O2")] {
+        let builders = history.last_builders(profile).expect("builders");
+        assert_eq!(
+            builders.get(key).map(String::as_str),
+            Some(drone),
+            "{profile}"
+        );
+        let envs = history.last_build_envs(profile).expect("envs");
+        assert_eq!(
+            envs.get(key)
+                .and_then(|e| e.get("CFLAGS"))
+                .map(String::as_str),
+            Some(cflags),
+            "{profile}"
+        );
+    }
+    assert!(history.last_builders("nope").expect("builders").is_empty());
     // Reopened, the tables are rewritten from the core and still agree.
     drop(store);
     let store = open(&path, small_opts(1_000, 60_000));

@@ -34,6 +34,14 @@ pub(crate) fn run(args: ExplainArgs) -> anyhow::Result<()> {
         return emit_json(&answer.raw);
     }
     let e = &answer.body;
+    if e.status.is_none() && e.profiles.len() > 1 && args.profile.is_none() {
+        // Queued in several profiles, none named: each profile's line, and how to pick one.
+        return emit(&format!(
+            "{}next: `swarm explain {} --profile PROFILE` for one of them\n",
+            render(e, now_ms()),
+            e.package
+        ));
+    }
     anyhow::ensure!(
         e.status.is_some(),
         "{} is not in the queue (`swarm queue list` shows what is; `swarm queue add {}` queues it)",
@@ -151,6 +159,7 @@ pub(crate) fn render(e: &Explain, now_ms: u64) -> String {
                 out += &format!("detail: {}\n", super::fmt::cell(&detail, usize::MAX));
             }
         }
+        None if e.profiles.len() > 1 => {}
         None => out += "not in the queue\n",
     }
     out
@@ -173,6 +182,7 @@ mod tests {
                 },
                 ..Package::default()
             }),
+            profiles: vec!["default".into()],
         }
     }
 
@@ -238,6 +248,7 @@ mod tests {
                 critical_path_ms: 600_000,
                 ..Package::default()
             }),
+            profiles: vec!["default".into()],
         };
         assert_eq!(
             render(&e, 0),
@@ -248,10 +259,25 @@ mod tests {
             package: "=a/b-1".into(),
             explain: "unknown package".into(),
             status: None,
+            profiles: Vec::new(),
         };
         assert_eq!(
             render(&gone, 0),
             "=a/b-1\n  unknown package\nnot in the queue\n"
+        );
+        // In several profiles, none named: the explanation's line per profile, no one state.
+        let both = Explain {
+            package: "=a/b-1".into(),
+            explain: "=a/b-1 is queued in profiles default, fast: name one with --profile\n\
+                      default: built\nfast: blocked: blocked by operator"
+                .into(),
+            status: None,
+            profiles: vec!["default".into(), "fast".into()],
+        };
+        assert_eq!(
+            render(&both, 0),
+            "=a/b-1\n  =a/b-1 is queued in profiles default, fast: name one with --profile\n  \
+             default: built\n  fast: blocked: blocked by operator\n"
         );
     }
 }

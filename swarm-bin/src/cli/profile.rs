@@ -362,7 +362,7 @@ fn send_then(
 /// What a `remove_profile` answer says about the profile's directories, in lines.
 fn disk_note(raw: &Value) -> String {
     let paths = |v: &Value| -> Vec<String> {
-        ["tree", "state"]
+        ["tree", "state", "staging"]
             .iter()
             .filter_map(|k| v[*k].as_str().map(str::to_owned))
             .collect()

@@ -25,7 +25,7 @@ pub(crate) enum NoWork {
     SyncPending(String),
     /// An environment is expected and the drone reports none.
     EnvUnknown,
-    /// The drone's environment differs from the expected one, in these words.
+    /// No profile admits the drone's environment: how it differs from the closest one.
     EnvMismatch(String),
     Full,
 }
@@ -113,15 +113,12 @@ pub(crate) fn capacity(st: &SwarmState, d: &Drone, free_slots: u32) -> Result<u3
         Gate::Sync(expected) => return Err(NoWork::SyncPortage(expected)),
         Gate::Syncing(expected) => return Err(NoWork::SyncPending(expected)),
     }
-    let (expected, env) = (&st.expected_env, &d.spec.env);
+    let env = &d.spec.env;
     if !st.admitted_by_some_profile(env) {
         if env.is_empty() {
             return Err(NoWork::EnvUnknown);
         }
-        let diffs = expected.differences(env);
-        return Err(NoWork::EnvMismatch(crate::buildenv::describe_differences(
-            &diffs,
-        )));
+        return Err(NoWork::EnvMismatch(st.closest_profile_mismatch(env)));
     }
     let slots = st.config.slots_for(d.spec.cores);
     let held = d.leases.len() as u32;

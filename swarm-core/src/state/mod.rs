@@ -131,9 +131,30 @@ impl SwarmState {
     }
 
     /// Whether some profile (the default one included) admits this environment: a drone no
-    /// profile admits gets no work at all and hears why from the default profile's differences.
+    /// profile admits gets no work at all and hears why from [`Self::closest_profile_mismatch`].
     pub(crate) fn admitted_by_some_profile(&self, env: &crate::buildenv::BuildEnv) -> bool {
         self.expected_env.admits(env) || self.profiles.0.values().any(|p| p.admits(env))
+    }
+
+    /// How a drone no profile admits differs from the profile it comes closest to (fewest
+    /// differing values; the default profile on a tie, then the first by name), so the operator
+    /// fixes the value that matters: "environment differs in CFLAGS (-O2 vs -O3)" for the
+    /// default profile, "closest profile fast: environment differs in ..." for a named one.
+    pub(crate) fn closest_profile_mismatch(&self, env: &crate::buildenv::BuildEnv) -> String {
+        let named = self.profiles.0.iter().map(|(n, e)| (Some(n.as_str()), e));
+        let closest = std::iter::once((None, &self.expected_env))
+            .chain(named)
+            .map(|(name, expected)| (name, expected.differences(env)))
+            // `min_by_key` keeps the first of equals: the default profile, then by name.
+            .min_by_key(|(_, diffs)| diffs.len());
+        let Some((name, diffs)) = closest else {
+            return crate::buildenv::describe_differences(&[]);
+        };
+        let words = crate::buildenv::describe_differences(&diffs);
+        match name {
+            None => words,
+            Some(name) => format!("closest profile {name}: {words}"),
+        }
     }
 
     pub(crate) fn pkg(&self, id: PkgId) -> &Package {

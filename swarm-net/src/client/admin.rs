@@ -356,8 +356,11 @@ pub struct Explain {
     pub package: String,
     /// The core's explanation, for humans.
     pub explain: String,
-    /// Its queue entry, if it has one.
+    /// Its queue entry, if it has one; `None` also when the atom is queued in several profiles
+    /// and the request named none (then `explain` gives each profile's package a line).
     pub status: Option<Package>,
+    /// The profiles the atom is queued in (`default` for the default one).
+    pub profiles: Vec<String>,
 }
 
 /// `POST /api/v1/queue`.

@@ -73,9 +73,6 @@ pub(crate) fn queue(sh: &Shared, req: &mut Request) -> Result<Reply, ApiError> {
         (Some(name), true) => Some(fresh_profile_check(sh, name, &packages)?),
         _ => None,
     };
-    if !r.fresh {
-        conflicts(sh, &packages)?;
-    }
     if r.fresh && r.generation.is_some() {
         return Err(ApiError::field(
             400,
@@ -142,8 +139,9 @@ pub(crate) fn queue(sh: &Shared, req: &mut Request) -> Result<Reply, ApiError> {
 }
 
 /// A fresh list for one profile: the profile exists, and every package is its own (a fresh list
-/// replaces that profile's packages only; another profile's atom would be refused after the old
-/// list was already dropped, so it is refused here first, naming it).
+/// replaces that profile's packages only, so a package of another profile in it is refused
+/// here, naming it). An atom queued for another profile as well is fine: a package is
+/// (profile, atom), and each profile stages its builds in its own tree.
 fn fresh_profile_check(
     sh: &Shared,
     name: &str,
@@ -178,60 +176,13 @@ fn fresh_profile_check(
             ),
         ));
     }
-    conflict_reply(first_conflict(&view, packages))?;
     Ok(name.to_owned())
 }
 
-/// Refuses a push naming an atom the queue holds for another profile, or one atom for two
-/// profiles, before anything is committed: the core queues it as a second package, but staging
-/// and the read tables still keep one build per atom.
-fn conflicts(sh: &Shared, packages: &[PackageSpec]) -> Result<(), ApiError> {
-    let p = sh.published();
-    conflict_reply(first_conflict(&p.swarm.view(), packages))
-}
-
-/// The first package whose atom is queued, or pushed earlier in `packages`, for another profile
-/// than its own, with that profile.
-fn first_conflict<'a>(
-    view: &swarm_core::View<'_>,
-    packages: &'a [PackageSpec],
-) -> Option<(&'a PackageSpec, Option<String>)> {
-    let mut in_push: std::collections::BTreeMap<&Atom, Option<&str>> = Default::default();
-    packages.iter().find_map(|s| {
-        let asked = s.profile.as_deref();
-        let queued = view.queued_profiles(&s.atom);
-        let pushed = *in_push.entry(&s.atom).or_insert(asked);
-        queued
-            .into_iter()
-            .chain([pushed])
-            .find(|held| *held != asked)
-            .map(|held| (s, held.map(str::to_owned)))
-    })
-}
-
-fn conflict_reply(found: Option<(&PackageSpec, Option<String>)>) -> Result<(), ApiError> {
-    let Some((spec, held)) = found else {
-        return Ok(());
-    };
-    let d = swarm_core::profile::DEFAULT_PROFILE;
-    Err(ApiError::field(
-        409,
-        "profile",
-        conflict_words(
-            spec.atom.as_str(),
-            held.as_deref().unwrap_or(d),
-            spec.profile.as_deref().unwrap_or(d),
-        ),
-    ))
-}
-
+/// The words for [`RejectReason::ProfileConflict`], which logs from when the queue held one
+/// package per atom may still replay; the core gives it no more.
 fn conflict_words(atom: &str, held: &str, asked: &str) -> String {
-    format!(
-        "{atom} is queued for profile {held}, not {asked}: the same package in two profiles needs \
-         a binhost staging area per profile, which this server does not have yet; nothing was \
-         queued. Build it for {asked} after {held}'s list no longer holds it \
-         (`swarm fresh --profile {held}` or a new generation)"
-    )
+    format!("{atom} is queued for profile {held}, not {asked}; nothing was queued")
 }
 
 fn rejected(outputs: &[Output]) -> Result<(), ApiError> {

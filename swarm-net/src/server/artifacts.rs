@@ -1,5 +1,5 @@
 //! `PUT /api/v1/artifacts/<category>/<pf>.gpkg.tar|.tbz2`: binary packages
-//! into staging, streamed to a temporary file, size-capped, sha256-checked,
+//! into the staging tree of their lease's profile, streamed to a temporary file, size-capped, sha256-checked,
 //! validated as the package the path names ([`validate_staged`]) and renamed
 //! into place atomically, so staging never holds half a file or a bad one.
 //! Staged files are 0644 and directories 0755 whatever the umask, so a web
@@ -26,8 +26,9 @@ pub(crate) fn put(
     caller: &Caller,
 ) -> Result<Reply, ApiError> {
     let path = parse_artifact_path(rest)?;
-    let lease = upload_lease::bind(sh, req, caller, &path.atom)?;
-    upload_lease::may_replace(&sh.staging, &path.category, &path.file, lease)?;
+    // The lease's profile says which staging tree the file goes to.
+    let upload_lease::Bound { lease, root } = upload_lease::bind(sh, req, caller, &path.atom)?;
+    upload_lease::may_replace(&root, &path.category, &path.file, lease)?;
     if let Some(len) = req.body_length() {
         if len as u64 > sh.max_artifact {
             return Err(too_large(sh.max_artifact));
@@ -45,7 +46,7 @@ pub(crate) fn put(
             ));
         }
     }
-    let dir = sh.staging.join(&path.category);
+    let dir = root.join(&path.category);
     std::fs::create_dir_all(&dir)
         .and_then(|()| std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)))
         .map_err(|e| ApiError::new(507, format!("cannot create {}: {e}", dir.display())))?;
@@ -100,7 +101,7 @@ pub(crate) fn put(
             let _ = std::fs::remove_file(&tmp);
             ApiError::new(507, format!("cannot store {}: {e}", dest.display()))
         })?;
-    upload_lease::record(&sh.staging, &path.category, &path.file, lease)?;
+    upload_lease::record(&root, &path.category, &path.file, lease)?;
     tracing::info!(artifact = %dest.display(), size, sha256 = %digest, lease = lease.0, cpv = %pkg.cpv, build_id = ?pkg.build_id, signed_by = signer.as_ref().map_or("-", |s| s.fingerprint.as_str()), "artifact stored");
     Reply::ok(&ArtifactReply {
         status: "stored".into(),
@@ -212,12 +213,23 @@ pub(crate) fn artifact_present(staging: &Path, atom: &Atom) -> bool {
     })
 }
 
-/// Removes upload temp files (`<staging>/<category>/.upload-*.tmp`) a killed
-/// server left behind: no upload is in flight at start, so every one of them
+/// Removes upload temp files (`<tree>/<category>/.upload-*.tmp`, in every
+/// profile's staging tree) a killed server left behind: no upload is in flight at start, so every one of them
 /// is garbage. Returns how many files and bytes were removed.
 pub(crate) fn remove_stale_uploads(staging: &Path) -> (usize, u64) {
     let mut removed = (0, 0);
-    let Ok(categories) = std::fs::read_dir(staging) else {
+    for tree in super::staged_path::all_staging_trees(staging) {
+        let (files, bytes) = remove_stale_uploads_in(&tree);
+        removed.0 += files;
+        removed.1 += bytes;
+    }
+    removed
+}
+
+/// [`remove_stale_uploads`] of one profile's staging tree.
+fn remove_stale_uploads_in(tree: &Path) -> (usize, u64) {
+    let mut removed = (0, 0);
+    let Ok(categories) = std::fs::read_dir(tree) else {
         return removed;
     };
     for cat in categories.flatten() {

@@ -466,16 +466,22 @@ pub(crate) fn complete(sh: &Shared, req: &mut Request, caller: &Caller) -> Resul
     let (outcome, recorded) = match status.as_str() {
         "success" | "ok" | "built" => {
             // The lease's own upload (any version of the package for an atom that names
-            // no file, as the agent reports in `artifacts`); another lease's file never counts.
+            // no file, as the agent reports in `artifacts`), in the staging tree of the
+            // lease's profile; another lease's file never counts.
+            let bound = upload_lease::report_lease(sh, &name, &atom, r.lease);
+            let root = bound
+                .as_ref()
+                .map_or_else(|| sh.staging.clone(), |b| b.root.clone());
             let under_lease = || {
-                upload_lease::report_lease(sh, &name, &atom, r.lease)
-                    .is_some_and(|l| upload_lease::uploaded_under(&sh.staging, &atom, l))
+                bound
+                    .as_ref()
+                    .is_some_and(|b| upload_lease::uploaded_under(&b.root, &atom, b.lease))
             };
             // A v3 drone (no credential, from a legacy network) rsyncs its binary in;
             // the file must pass the checks an upload passes.
             let rsynced = || {
                 matches!(caller, Caller::Legacy(_))
-                    .then(|| upload_lease::unclaimed_valid(&sh.staging, &atom, sh.max_artifact))
+                    .then(|| upload_lease::unclaimed_valid(&root, &atom, sh.max_artifact))
                     .flatten()
             };
             let rsync = if atom.is_virtual() || under_lease() {
@@ -504,8 +510,8 @@ pub(crate) fn complete(sh: &Shared, req: &mut Request, caller: &Caller) -> Resul
                             "missing_binary: reported built, but no {}/{}*.gpkg.tar (or .tbz2) of at least 1 KiB was uploaded under this lease into staging {}{}",
                             atom.category(),
                             atom.pf(),
-                            sh.staging.display(),
-                            if artifact_present(&sh.staging, &atom) { " (one from another lease is there)" } else { "" }
+                            root.display(),
+                            if artifact_present(&root, &atom) { " (one from another lease is there)" } else { "" }
                         ),
                     },
                     "missing_binary",

@@ -1,8 +1,8 @@
 //! What `remove_profile` leaves on disk, and `purge`, which deletes it (issue 17). A profile's
 //! published tree is `<binhost>/<profile>/` (served at `/binhost/<profile>/`, where clients may
-//! still point) and its release records are `<state>/profiles/<profile>/`. Removing the profile
-//! keeps both: a client's `PORTAGE_BINHOST` keeps working and the releases can be looked at.
-//! Purging deletes both, and is refused while any of the profile's packages is being built
+//! still point), its release records are `<state>/profiles/<profile>/` and its builds are staged
+//! in `<staging>/.profiles/<profile>/`. Removing the profile keeps all three: a client's
+//! `PORTAGE_BINHOST` keeps working and the releases can be looked at. Purging deletes them, and is refused while any of the profile's packages is being built
 //! (its upload would land in a tree about to go) or queued (unless `force` drops them first).
 
 use super::http::ApiError;
@@ -21,11 +21,20 @@ pub(crate) struct Leftovers {
     /// The release records, `<state>/profiles/<profile>/`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) state: Option<PathBuf>,
+    /// Its staged builds, `<staging>/.profiles/<profile>/`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) staging: Option<PathBuf>,
 }
 
 impl Leftovers {
+    fn paths(&self) -> impl Iterator<Item = &PathBuf> {
+        [&self.tree, &self.state, &self.staging]
+            .into_iter()
+            .flatten()
+    }
+
     fn is_empty(&self) -> bool {
-        self.tree.is_none() && self.state.is_none()
+        self.paths().next().is_none()
     }
 }
 
@@ -38,6 +47,7 @@ pub(crate) fn leftovers(sh: &Shared, name: &str) -> Leftovers {
         tree: dir(opts.root.join(name)),
         served_at: swarm_core::profile::binhost_path(name),
         state: dir(opts.state_dir.join("profiles").join(name)),
+        staging: dir(super::staged_path::staging_of(&sh.staging, Some(name))),
     }
 }
 
@@ -83,14 +93,16 @@ fn not_a_default_release(sh: &Shared, name: &str) -> Result<(), ApiError> {
 }
 
 /// Purges what a profile removed earlier left. Only a name with release records
-/// (`<state>/profiles/<name>/`) was a profile's: anything else under the binhost is not touched.
+/// (`<state>/profiles/<name>/`) or staged builds (`<staging>/.profiles/<name>/`) was a
+/// profile's: anything else under the binhost is not touched.
 pub(crate) fn purge_removed(sh: &Shared, name: &str) -> Result<Leftovers, ApiError> {
     not_a_default_release(sh, name)?;
-    if leftovers(sh, name).state.is_none() {
+    let found = leftovers(sh, name);
+    if found.state.is_none() && found.staging.is_none() {
         return Err(ApiError::field(
             404,
             "profile",
-            format!("no profile {name:?}, and no release records of one on disk to purge"),
+            format!("no profile {name:?}, and no release records or staged builds of one on disk to purge"),
         ));
     }
     purge(sh, name)
@@ -104,7 +116,7 @@ pub(crate) fn purge(sh: &Shared, name: &str) -> Result<Leftovers, ApiError> {
         .unwrap_or_else(|p| p.into_inner())
         .remove(name);
     let found = leftovers(sh, name);
-    for path in [&found.tree, &found.state].into_iter().flatten() {
+    for path in found.paths() {
         remove(path).map_err(|e| {
             ApiError::internal(format!(
                 "profile {name} was removed, but {} could not be deleted: {e}",
@@ -112,7 +124,7 @@ pub(crate) fn purge(sh: &Shared, name: &str) -> Result<Leftovers, ApiError> {
             ))
         })?;
     }
-    tracing::warn!(profile = name, tree = ?found.tree, state = ?found.state, "profile purged");
+    tracing::warn!(profile = name, tree = ?found.tree, state = ?found.state, staging = ?found.staging, "profile purged");
     Ok(found)
 }
 
@@ -130,9 +142,8 @@ pub(crate) fn kept_note(found: &Leftovers) -> Option<String> {
     (!found.is_empty()).then(|| {
         format!(
             "kept on disk: {}; clients may still install from {}. `purge` deletes them",
-            [&found.tree, &found.state]
-                .into_iter()
-                .flatten()
+            found
+                .paths()
                 .map(|p| p.display().to_string())
                 .collect::<Vec<_>>()
                 .join(" and "),

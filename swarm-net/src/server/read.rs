@@ -200,9 +200,13 @@ pub(crate) fn explain(sh: &Shared, url: &str) -> Result<Reply, ApiError> {
     let profile = q.get("profile");
     let p = sh.fresh();
     let view = p.swarm.view();
+    // Without `?profile=`, an atom queued in several profiles has no one status: the
+    // explanation gives each profile's, and `packages` lists them.
+    let packages = view.packages_of(&atom);
     let status = match profile {
         Some(name) => view.package_in(&atom, name),
-        None => view.package(&atom),
+        None if packages.len() == 1 => packages.first().cloned(),
+        None => None,
     };
     let profiles: Vec<&str> = view
         .queued_profiles(&atom)
@@ -214,6 +218,7 @@ pub(crate) fn explain(sh: &Shared, url: &str) -> Result<Reply, ApiError> {
         "explain": view.explain_in(&atom, profile),
         "status": status,
         "profiles": profiles,
+        "packages": packages,
     }))
 }
 

@@ -51,7 +51,8 @@ impl Target<'_> {
 /// The releases of the profile `?profile=` names (none or `default`: the default profile's).
 /// A named profile's tree is `<binhost>/<profile>/`, so it is served at `/binhost/<profile>/`
 /// by swarm and by an nginx serving the binhost root alike; its bookkeeping is
-/// `<state>/profiles/<profile>/`. The profile must exist.
+/// `<state>/profiles/<profile>/`; it takes the builds staged in its own tree
+/// (`staging/.profiles/<profile>/`). The profile must exist.
 pub(crate) fn target<'a>(sh: &'a Shared, url: &str) -> Result<Target<'a>, ApiError> {
     let q = Query::parse(url);
     let default = &sh.releases;
@@ -91,7 +92,9 @@ pub(crate) fn target<'a>(sh: &'a Shared, url: &str) -> Result<Target<'a>, ApiErr
                 state_dir: base.state_dir.join("profiles").join(name),
                 ..base.clone()
             };
-            let r = Arc::new(Releases::open(opts, &sh.staging)?);
+            // A named profile's builds are staged in its own tree (staged_path::staging_of).
+            let staging = super::staged_path::staging_of(&sh.staging, Some(name));
+            let r = Arc::new(Releases::open(opts, &staging)?);
             open.insert(name.to_owned(), r.clone());
             r
         }
@@ -149,8 +152,10 @@ pub(crate) fn diff(sh: &Shared, url: &str) -> Result<Reply, ApiError> {
 /// The gate's verdict on publishing `name` of `r`'s profile now.
 fn verdict(sh: &Shared, r: &Target<'_>, name: &str) -> Result<GateVerdict, ApiError> {
     let (mut release, published) = r.gate_facts(name)?;
-    // What each binary was built with, as recorded with its build (issue 17).
-    let envs = sh.with_history(|h| h.last_build_envs()).unwrap_or_default();
+    // What each binary was built with, as recorded with its build for this profile (issue 17).
+    let envs = sh
+        .with_history(|h| h.last_build_envs(&r.profile))
+        .unwrap_or_default();
     for (cpv, facts) in &mut release {
         let recorded = envs
             .get(&format!("={cpv}"))
@@ -221,7 +226,9 @@ pub(crate) fn create(sh: &Shared, req: &mut Request, url: &str) -> Result<Reply,
             ));
         }
     }
-    let builders = sh.with_history(|h| h.last_builders()).unwrap_or_default();
+    let builders = sh
+        .with_history(|h| h.last_builders(&r.profile))
+        .unwrap_or_default();
     let snapshots: std::collections::BTreeMap<String, Option<String>> = view
         .drones()
         .into_iter()
@@ -238,7 +245,9 @@ pub(crate) fn create(sh: &Shared, req: &mut Request, url: &str) -> Result<Reply,
         (drone, snapshot)
     };
     // The index header comes from what the packages were built with (issue 12).
-    let envs = sh.with_history(|h| h.last_build_envs()).unwrap_or_default();
+    let envs = sh
+        .with_history(|h| h.last_build_envs(&r.profile))
+        .unwrap_or_default();
     let recorded = |cpv: &str| {
         envs.get(&format!("={cpv}"))
             .or_else(|| envs.get(cpv))

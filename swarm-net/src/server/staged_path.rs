@@ -1,10 +1,48 @@
 //! Where a binary package sits in staging (`<category>/<pf>.gpkg.tar` or
 //! `.tbz2`) and when a file there counts as one: shared by uploads
 //! (`artifacts.rs`) and their lease records (`upload_lease.rs`).
+//!
+//! Each profile stages into its own tree (issue 17): the default profile into
+//! staging itself, as before (existing farms and v3 drones see no change), a
+//! named profile `P` into `staging/.profiles/P/`, with the same layout. The
+//! same atom built for two profiles is then two files that cannot replace
+//! each other, and each profile's release takes only its own builds. A dot
+//! directory cannot be a category, and the default release's scan skips it.
 
 use super::http::ApiError;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use swarm_core::profile::DEFAULT_PROFILE;
 use swarm_core::Atom;
+
+/// The directory under staging that holds the named profiles' staging trees.
+pub(crate) const PROFILES_DIR: &str = ".profiles";
+
+/// The staging tree of `profile` (`None` or `default`: staging itself). A named
+/// profile's name is one path segment: the core admits only names that pass
+/// [`swarm_core::profile::name_problem`] (no `/`, not starting with `.`).
+pub(crate) fn staging_of(staging: &Path, profile: Option<&str>) -> PathBuf {
+    match profile {
+        None => staging.to_path_buf(),
+        Some(p) if p == DEFAULT_PROFILE => staging.to_path_buf(),
+        Some(p) => staging.join(PROFILES_DIR).join(p),
+    }
+}
+
+/// Every staging tree that exists: staging itself, then each named profile's
+/// (also those of profiles since removed), for sweeps that cover them all.
+pub(crate) fn all_staging_trees(staging: &Path) -> Vec<PathBuf> {
+    let mut trees = vec![staging.to_path_buf()];
+    if let Ok(named) = std::fs::read_dir(staging.join(PROFILES_DIR)) {
+        let mut named: Vec<PathBuf> = named
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .map(|e| e.path())
+            .collect();
+        named.sort();
+        trees.extend(named);
+    }
+    trees
+}
 
 /// v3 counted a binary package only from 1 KiB: smaller is a failed build.
 pub(crate) const MIN_ARTIFACT_BYTES: u64 = 1024;
@@ -70,4 +108,20 @@ pub(crate) fn parse_artifact_path(rest: &str) -> Result<ArtifactPath, ApiError> 
 pub(crate) fn artifact_present_file(staging: &Path, category: &str, file: &str) -> bool {
     std::fs::metadata(staging.join(category).join(file))
         .is_ok_and(|m| m.is_file() && m.len() >= MIN_ARTIFACT_BYTES)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_profile_stages_into_staging_and_a_named_one_into_its_own_dot_tree() {
+        let s = Path::new("/srv/staging");
+        assert_eq!(staging_of(s, None), s);
+        assert_eq!(staging_of(s, Some("default")), s);
+        assert_eq!(
+            staging_of(s, Some("fast")),
+            Path::new("/srv/staging/.profiles/fast")
+        );
+    }
 }

@@ -4,27 +4,38 @@
 //! path names; a file accepted under one lease is never replaced under
 //! another; and a reported success counts only if the artifact came under
 //! the report's lease. Which lease each staged file came under is kept in
-//! `staging/.leases/<category>/<file>` (outside the package directories).
+//! `.leases/<category>/<file>` of the profile's staging tree (outside the
+//! package directories; `staged_path::staging_of`).
 
 use super::front::Request;
 use super::http::{header, ApiError};
 use super::identity::{forbid, Caller};
 use super::shared::Shared;
+use super::staged_path::staging_of;
 use std::path::{Path, PathBuf};
-use swarm_core::{Atom, DroneName, LeaseId, PackageStatus};
+use swarm_core::{Atom, DroneName, LeaseId, LeaseView, PackageStatus};
 
 /// Where the lease of a staged file is recorded.
 fn record_path(staging: &Path, category: &str, file: &str) -> PathBuf {
     staging.join(".leases").join(category).join(file)
 }
 
-/// Checks an upload before its body is read; the lease it is bound to.
+/// What an upload is bound to: its lease, and the staging tree of the lease's
+/// profile, where the file goes (`staged_path::staging_of`).
+pub(crate) struct Bound {
+    pub(crate) lease: LeaseId,
+    pub(crate) root: PathBuf,
+}
+
+/// Checks an upload before its body is read; the lease it is bound to. The URL
+/// names only the atom (the v3 wire): the lease, named or the caller's own of
+/// that atom (a drone holds at most one lease of an atom), says the profile.
 pub(crate) fn bind(
     sh: &Shared,
     req: &Request<'_>,
     caller: &Caller,
     atom: &Atom,
-) -> Result<LeaseId, ApiError> {
+) -> Result<Bound, ApiError> {
     let number = |name: &str| -> Result<Option<u64>, ApiError> {
         header(req, name)
             .map(|v| {
@@ -42,7 +53,7 @@ pub(crate) fn bind(
     let epoch = number("X-Swarm-Epoch")?;
     let published = sh.fresh();
     let view = published.swarm.view();
-    let (lease, holder) = match lease {
+    let live = match lease {
         Some(l) => {
             let live = view.lease(LeaseId(l)).ok_or_else(|| {
                 ApiError::field(
@@ -58,42 +69,64 @@ pub(crate) fn bind(
                     format!("lease {l} is for {}, not for {atom}", live.package),
                 ));
             }
-            (LeaseId(l), live.drone)
+            live
         }
-        None => match assigned_only(&view, atom).or_else(|| {
-            // `foo-1.0-3.gpkg.tar`: the package `=cat/foo-1.0`.
-            Atom::parse(&format!("={}", atom.cpv()))
-                .ok()
-                .and_then(|a| assigned_only(&view, &a))
-        }) {
-            // An upload that does not name the lease: the package's current lease (its
-            // holder is checked against the caller below).
-            Some(PackageStatus::Assigned { lease, drone, .. }) => (lease, drone),
-            _ => {
-                return Err(ApiError::field(
-                    400,
-                    "X-Swarm-Lease",
-                    format!(
+        // An upload that does not name the lease: the caller's lease of the package (its
+        // holder is checked against the caller below).
+        None => unnamed_lease(&view, caller, atom).ok_or_else(|| {
+            ApiError::field(
+                400,
+                "X-Swarm-Lease",
+                format!(
                     "an upload must name the live lease it belongs to (X-Swarm-Lease) for {atom}"
                 ),
-                ))
-            }
-        },
+            )
+        })?,
     };
-    check_holder(sh, caller, &holder, atom)?;
-    if let (Some(e), Some(d)) = (epoch, view.drone(&holder)) {
+    check_holder(sh, caller, &live.drone, atom)?;
+    if let (Some(e), Some(d)) = (epoch, view.drone(&live.drone)) {
         if d.epoch.0 != e {
             return Err(ApiError::field(
                 409,
                 "X-Swarm-Epoch",
                 format!(
-                    "epoch {e} is stale: drone {holder} is at epoch {}",
-                    d.epoch.0
+                    "epoch {e} is stale: drone {} is at epoch {}",
+                    live.drone, d.epoch.0
                 ),
             ));
         }
     }
-    Ok(lease)
+    Ok(Bound {
+        lease: live.lease,
+        root: staging_of(&sh.staging, live.profile.as_deref()),
+    })
+}
+
+/// The lease an upload naming none is for: an enrolled caller's own lease of the package
+/// (at most one, invariant 14); for a credential-less caller, the package's one assigned
+/// lease, `None` when it is assigned in several profiles (then only the lease can say).
+fn unnamed_lease(view: &swarm_core::View<'_>, caller: &Caller, atom: &Atom) -> Option<LeaseView> {
+    // `foo-1.0-3.gpkg.tar`: the package `=cat/foo-1.0`.
+    let without_build_id = Atom::parse(&format!("={}", atom.cpv())).ok();
+    let named = |a: &Atom| a == atom || without_build_id.as_ref() == Some(a);
+    match caller {
+        Caller::Drone(me) => {
+            let mut mine = view.leases_of(me).into_iter().filter(|l| named(&l.package));
+            let first = mine.next()?;
+            mine.next().is_none().then_some(first)
+        }
+        Caller::Legacy(_) => {
+            let lease = assigned_only(view, atom).or_else(|| {
+                without_build_id
+                    .as_ref()
+                    .and_then(|a| assigned_only(view, a))
+            })?;
+            match lease {
+                PackageStatus::Assigned { lease, .. } => view.lease(lease),
+                _ => None,
+            }
+        }
+    }
 }
 
 /// Whether a file of `file` (a versioned package) is a build of what the
@@ -214,23 +247,31 @@ pub(crate) fn uploaded_under(staging: &Path, atom: &Atom, lease: LeaseId) -> boo
     })
 }
 
-/// The lease a report's success must have its artifact under: the one it
-/// names, else the one the drone holds for the package.
+/// The lease a report's success must have its artifact under, and the staging
+/// tree of its profile: the lease it names, else the one the drone holds for the
+/// package (at most one, invariant 14). A named lease that is not live stays
+/// named (the core refuses the report as stale) with the default tree.
 pub(crate) fn report_lease(
     sh: &Shared,
     drone: &DroneName,
     atom: &Atom,
     named: Option<u64>,
-) -> Option<LeaseId> {
-    if let Some(l) = named {
-        return Some(LeaseId(l));
-    }
-    match sh.fresh().swarm.view().package(atom).map(|p| p.status) {
-        Some(PackageStatus::Assigned {
-            lease, drone: d, ..
-        }) if d == *drone => Some(lease),
-        _ => None,
-    }
+) -> Option<Bound> {
+    let published = sh.fresh();
+    let view = published.swarm.view();
+    let live = match named {
+        Some(l) => view.lease(LeaseId(l)),
+        None => view
+            .leases_of(drone)
+            .into_iter()
+            .find(|l| l.package == *atom),
+    };
+    let lease = named.map(LeaseId).or(live.as_ref().map(|l| l.lease))?;
+    let profile = live.and_then(|l| l.profile);
+    Some(Bound {
+        lease,
+        root: staging_of(&sh.staging, profile.as_deref()),
+    })
 }
 
 /// Most unclaimed files of one package inspected for a report.
