@@ -335,4 +335,19 @@ fn the_import_benchmark_queues_everything_and_measures_heartbeats() {
             "{window}: {v}"
         );
     }
+    // Issue 14's targets, judged by the benchmark itself: p99 during / before.
+    let targets = &v["targets"];
+    assert!(
+        targets["heartbeat_p99_during_over_before"]
+            .as_f64()
+            .is_some_and(|r| r > 0.0),
+        "{v}"
+    );
+    for key in [
+        "import_under_10_s",
+        "one_into_under_5_ms",
+        "heartbeat_p99_unchanged",
+    ] {
+        assert!(targets[key].is_boolean(), "{key}: {v}");
+    }
 }

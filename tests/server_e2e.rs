@@ -837,7 +837,8 @@ fn a_big_push_goes_in_parts_and_is_answered_once_with_every_package_counted() {
     let dir = tempfile::tempdir().expect("temp dir");
     let s = Server::start(dir.path(), &[]);
     // A chain of 300 (each depends on the one before): the server commits
-    // it in three parts and answers once, with every part counted.
+    // it in parts (of `swarm_core::PART_WEIGHT`: about 18) and answers once,
+    // with every part counted.
     let packages: Vec<Value> = (0..300)
         .map(|i| {
             let deps: Vec<String> = (i > 0)

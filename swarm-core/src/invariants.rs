@@ -169,6 +169,22 @@ impl Swarm {
     /// of the state: property tests run it every step, the simulator sometimes.
     pub fn check_invariants_deep(&self) -> Result<(), Violation> {
         self.check_invariants()?;
+        // Enqueue order increases with the position: an enqueue's plan
+        // compares the new packages with the last one only.
+        if let Some(w) = self
+            .st
+            .packages
+            .windows(2)
+            .find(|w| w[0].order >= w[1].order)
+        {
+            return fail(
+                0,
+                format!(
+                    "{} (enqueue order {}) sits before {} (enqueue order {})",
+                    w[0].atom, w[0].order, w[1].atom, w[1].order
+                ),
+            );
+        }
         for (i, p) in self.st.packages.iter().enumerate() {
             if self.pkg_in(p.profile.0.as_deref(), &p.atom) != Some(PkgId(i as u32)) {
                 return fail(

@@ -58,6 +58,7 @@ mod digest;
 #[doc(hidden)]
 pub mod emerge_logs;
 mod enqueue_parts;
+pub use enqueue_parts::{PACKAGE_WEIGHT, PART_WEIGHT};
 pub mod failure;
 #[doc(hidden)]
 pub mod fuzzing;

@@ -12,7 +12,7 @@
 //! - `cycle`: the `swarm bench http` load as the writer sees it: a large
 //!   queue of virtual packages, 128 drones, group commits of 8 `RequestWork`
 //!   and 8 `BuildFinished`;
-//! - `import_part`: one 128-package part of a big import (each package
+//! - `import_part`: one part of a big import (each package
 //!   depending on two earlier ones, as `swarm bench import` posts them) into
 //!   a queue of 100,000, next to a commit of heartbeats alone: what a
 //!   heartbeat waits for while a big import runs.
@@ -82,12 +82,18 @@ fn register(store: &mut Store, at: Timestamp) -> Vec<DroneName> {
     names
 }
 
-/// Packages per part, as the server cuts a push (`WRITER_COST_PART`, default 128).
-fn part_packages() -> usize {
-    std::env::var("WRITER_COST_PART")
+/// The weight of a part, as the server cuts a push (`WRITER_COST_PART_WEIGHT`,
+/// default `swarm_core::PART_WEIGHT`).
+fn part_weight() -> u64 {
+    std::env::var("WRITER_COST_PART_WEIGHT")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(128)
+        .unwrap_or(swarm_core::PART_WEIGHT)
+}
+
+/// Packages of two dependencies in a part of `part_weight()`.
+fn part_packages() -> usize {
+    (part_weight() / (swarm_core::PACKAGE_WEIGHT + 2)).max(1) as usize
 }
 
 fn enqueue(store: &mut Store, at: Timestamp, packages: Vec<PackageSpec>) {
@@ -95,7 +101,7 @@ fn enqueue(store: &mut Store, at: Timestamp, packages: Vec<PackageSpec>) {
         packages,
         ..Enqueue::default()
     };
-    for part in push.into_parts(part_packages()) {
+    for part in push.into_parts(part_weight()) {
         store
             .append_batch(vec![(at, Input::Enqueue(part))])
             .expect("enqueue");
@@ -180,9 +186,24 @@ fn cycle() {
     );
 }
 
+/// CPU (µs, thread) and wall (µs) of one step.
+struct Cost {
+    cpu: f64,
+    wall: f64,
+}
+
+fn cost_of(step: impl FnOnce()) -> Cost {
+    let (cpu, wall) = (thread_cpu_us(), Instant::now());
+    step();
+    Cost {
+        cpu: thread_cpu_us() - cpu,
+        wall: wall.elapsed().as_secs_f64() * 1e6,
+    }
+}
+
 /// One part of an import, then one commit of 16 heartbeats.
 #[inline(never)]
-fn measured_part(store: &mut Store, names: &[DroneName], t: &mut u64, start: usize) -> (f64, f64) {
+fn measured_part(store: &mut Store, names: &[DroneName], t: &mut u64, start: usize) -> [Cost; 2] {
     *t += 20;
     let at = Timestamp(*t);
     let specs = (start..start + part_packages())
@@ -191,9 +212,7 @@ fn measured_part(store: &mut Store, names: &[DroneName], t: &mut u64, start: usi
             ..PackageSpec::new(atom("dev-libs/p", i))
         })
         .collect();
-    let cpu = thread_cpu_us();
-    enqueue(store, at, specs);
-    let part = thread_cpu_us() - cpu;
+    let part = cost_of(|| enqueue(store, at, specs));
     let beats = names
         .iter()
         .take(16)
@@ -210,11 +229,16 @@ fn measured_part(store: &mut Store, names: &[DroneName], t: &mut u64, start: usi
             )
         })
         .collect();
-    let cpu = thread_cpu_us();
-    store.append_batch(beats).expect("heartbeats");
-    (part, thread_cpu_us() - cpu)
+    let beats = cost_of(|| {
+        store.append_batch(beats).expect("heartbeats");
+    });
+    [part, beats]
 }
 
+/// What a heartbeat waits for while an import runs: one part's CPU. The
+/// thread's CPU clock (`schedstat`) moves in scheduler ticks, so only its
+/// mean over many parts is exact; the wall-clock percentiles show the
+/// spread (on a quiet machine they are the CPU time).
 #[test]
 #[ignore = "measurement: run in release with --ignored --nocapture"]
 fn import_part() {
@@ -233,26 +257,29 @@ fn import_part() {
         })
         .collect();
     enqueue(&mut store, Timestamp(t), specs);
-    let parts = 200;
-    let (mut part_us, mut beat_us) = (Vec::new(), Vec::new());
+    let parts = 400;
+    let mut costs = [Vec::new(), Vec::new()];
     for k in 0..parts {
-        let (p, b) = measured_part(&mut store, &names, &mut t, queued + k * part_packages());
-        part_us.push(p);
-        beat_us.push(b);
+        let [p, b] = measured_part(&mut store, &names, &mut t, queued + k * part_packages());
+        costs[0].push(p);
+        costs[1].push(b);
     }
-    let stats = |v: &mut Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        let mean = v.iter().sum::<f64>() / v.len() as f64;
-        (mean, v[v.len() / 2], v[v.len() * 99 / 100], v[v.len() - 1])
-    };
-    let (pm, p50, p99, pmax) = stats(&mut part_us);
-    let (bm, b50, b99, bmax) = stats(&mut beat_us);
-    println!(
-        "import_part: {parts} parts of {} into a {queued}-package queue: CPU per part mean {:.0} µs, \
-         p50 {p50:.0}, p99 {p99:.0}, max {pmax:.0}; a commit of 16 heartbeats: mean {:.0} µs, \
-         p50 {b50:.0}, p99 {b99:.0}, max {bmax:.0}",
-        part_packages(),
-        pm,
-        bm
-    );
+    for (what, c) in [
+        ("a part", &costs[0]),
+        ("a commit of 16 heartbeats", &costs[1]),
+    ] {
+        let cpu = c.iter().map(|c| c.cpu).sum::<f64>() / c.len() as f64;
+        let mut wall: Vec<f64> = c.iter().map(|c| c.wall).collect();
+        wall.sort_by(f64::total_cmp);
+        let at = |q: f64| wall[((wall.len() - 1) as f64 * q) as usize];
+        println!(
+            "import_part: {what} ({parts} parts of {} packages, weight {}, into a {queued}-package \
+             queue): CPU mean {cpu:.0} µs; wall p50 {:.0}, p99 {:.0}, max {:.0} µs",
+            part_packages(),
+            part_weight(),
+            at(0.5),
+            at(0.99),
+            at(1.0),
+        );
+    }
 }

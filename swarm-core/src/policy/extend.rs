@@ -4,8 +4,9 @@
 //! New packages get their dependencies, estimates and critical paths at once.
 //! Their ancestors' critical paths grow with them; that change is pushed up
 //! the dependency graph deepest first, stopping where a critical path does
-//! not move, and at most [`PROPAGATION_BUDGET`] existing packages per input.
-//! What is left waits in `SwarmState::cp_pending` and is continued by the
+//! not move, and at most [`PROPAGATION_PER_PACKAGE`] existing packages per
+//! new one (never more than [`PROPAGATION_BUDGET`], a tick's slice), so a
+//! small part of a big push does a small walk. What is left waits in `SwarmState::cp_pending` and is continued by the
 //! next `Tick` (the `Replan` timer is due [`PROPAGATION_PAUSE_MS`] on while it
 //! is not empty), so one input never holds the writer for longer than a bounded
 //! slice, even when the new packages extend a chain as long as the queue.
@@ -18,6 +19,10 @@ use std::collections::BTreeMap;
 /// Existing packages whose critical path one input may recompute; the rest
 /// of a propagation is continued by the following ticks.
 pub(crate) const PROPAGATION_BUDGET: usize = 1024;
+
+/// Existing packages an enqueue may recompute per package it adds (up to
+/// [`PROPAGATION_BUDGET`]): a part's walk costs in proportion to the part.
+pub(crate) const PROPAGATION_PER_PACKAGE: usize = 8;
 
 /// Time between two slices of a pending propagation.
 pub(crate) const PROPAGATION_PAUSE_MS: u64 = 10;
@@ -43,14 +48,12 @@ pub(crate) fn extend(
     first_new: usize,
 ) -> Option<Vec<PkgId>> {
     let n = st.packages.len();
-    let old_max_order = st.packages[..first_new].iter().map(|p| p.order).max();
-    let ordered = st.packages[first_new..]
+    // Enqueue order increases with the position (an invariant), so the
+    // last existing package holds the largest order: no walk of the queue.
+    let ordered = st.packages[first_new.saturating_sub(1)..]
         .windows(2)
         .all(|w| w[0].order < w[1].order);
-    if !ordered
-        || old_max_order.is_some_and(|m| st.packages.get(first_new).is_some_and(|p| p.order <= m))
-        || depth.len() != first_new
-    {
+    if !ordered || depth.len() != first_new {
         return None;
     }
     let new_ids: Vec<PkgId> = (first_new..n).map(|i| PkgId(i as u32)).collect();
@@ -90,8 +93,13 @@ pub(crate) fn extend(
     }
     extend_depths(st, depth, first_new);
     st.last_plan = st.now;
-    // The budget grows with the batch: the new packages come on top of it.
-    let budget = PROPAGATION_BUDGET + new_ids.len();
+    // The budget grows with the batch, never past a tick's slice on top of
+    // the new packages: a small part of a big push does a small walk.
+    let budget = new_ids.len()
+        + new_ids
+            .len()
+            .saturating_mul(PROPAGATION_PER_PACKAGE)
+            .min(PROPAGATION_BUDGET);
     let mut changed = propagate(st, depth, new_ids.iter().chain(&seeds).copied(), budget);
     // A new package whose critical path is 0 still needs indexing.
     changed.extend(new_ids.iter().copied());
@@ -288,6 +296,7 @@ mod tests {
         let _ = f.input(chain(n, n + 10));
         let pending = f.swarm.state().cp_pending.0.len();
         assert_eq!(pending, 1, "the walk down the chain stopped at the budget");
+        let walked = 10 * (1 + PROPAGATION_PER_PACKAGE);
         let due = f.swarm.poll_timeout().expect("a tick is due");
         assert!(
             due.0 <= f.at + PROPAGATION_PAUSE_MS,
@@ -300,8 +309,9 @@ mod tests {
             assert!(ticks <= 4, "every tick makes progress");
         }
         assert_eq!(
-            ticks, 2,
-            "{n} ancestors, one slice with the batch, two by ticks"
+            ticks,
+            (n + 10 - walked).div_ceil(PROPAGATION_BUDGET),
+            "{n} ancestors: {walked} with the batch, the rest a tick's slice at a time"
         );
         assert!(
             f.swarm.poll_timeout().is_none(),
@@ -323,6 +333,52 @@ mod tests {
         // The head of the chain ranks by the whole chain.
         let head = f.swarm.state().pkg(PkgId(0));
         assert_eq!(head.cp_ms, (n as u64 + 10) * head.est_ms);
+    }
+
+    /// One package added below a long chain walks a few ancestors, in
+    /// proportion to itself, not a whole tick's slice: a small part of a
+    /// big push holds the writer for a small time.
+    #[test]
+    fn a_small_enqueue_recomputes_in_proportion_to_its_size() {
+        let mut f = Feed {
+            swarm: Swarm::new(Config::default()).expect("defaults"),
+            seq: 0,
+            at: 1_000,
+        };
+        let n = 2 * PROPAGATION_BUDGET;
+        let _ = f.input(chain(0, n));
+        let before: Vec<u64> = f.swarm.state().packages.iter().map(|p| p.cp_ms).collect();
+        let _ = f.input(chain(n, n + 1));
+        let moved = f
+            .swarm
+            .state()
+            .packages
+            .iter()
+            .zip(&before)
+            .filter(|(p, cp)| p.cp_ms != **cp)
+            .count();
+        assert_eq!(
+            moved, PROPAGATION_PER_PACKAGE,
+            "the nearest ancestors moved; the rest waits for ticks"
+        );
+        assert!(!f.swarm.state().cp_pending.is_empty());
+    }
+
+    /// `extend` compares the new packages with the last one only, so the
+    /// order must increase with the position; a state where it does not is
+    /// refused as broken.
+    #[test]
+    fn enqueue_order_out_of_step_with_position_breaks_an_invariant() {
+        let mut f = Feed {
+            swarm: Swarm::new(Config::default()).expect("defaults"),
+            seq: 0,
+            at: 1_000,
+        };
+        let _ = f.input(chain(0, 3));
+        f.swarm.check_invariants_deep().expect("in order");
+        f.swarm.st.packages[0].order = 7;
+        let broken = f.swarm.check_invariants_deep().expect_err("out of order");
+        assert!(broken.detail.contains("enqueue order"), "{broken}");
     }
 
     #[test]

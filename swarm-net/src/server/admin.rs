@@ -20,10 +20,6 @@ fn atom_at(text: &str, field: &str) -> Result<Atom, ApiError> {
     Atom::parse(text).map_err(|e| ApiError::field(400, field, format!("bad atom {text:?}: {e}")))
 }
 
-/// Packages per part of a push: a part is what holds the writer (its plan,
-/// its read-table rows) while drone inputs wait.
-const PART_PACKAGES: usize = 128;
-
 pub(crate) fn queue(sh: &Shared, req: &mut Request) -> Result<Reply, ApiError> {
     let body = read_body(req, sh.max_body)?;
     let r: QueueRequest = parse_json(&body)?;
@@ -101,7 +97,7 @@ pub(crate) fn queue(sh: &Shared, req: &mut Request) -> Result<Reply, ApiError> {
     } else {
         Plan::Parts(
             enqueue
-                .into_parts(PART_PACKAGES)
+                .into_parts(swarm_core::PART_WEIGHT)
                 .into_iter()
                 .map(|e| vec![Input::Enqueue(e)])
                 .collect(),
