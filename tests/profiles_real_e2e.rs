@@ -1,11 +1,14 @@
 //! Two profiles on one fleet with the real Portage (issue 17, "Prove it"): two real
 //! `swarm drone`s, each in its own Portage prefix whose make.conf differs only in CFLAGS and
 //! whose builder is the real `emerge --buildpkg`; a profile per drone (taken from its reported
-//! environment) with its own world set, queued with `swarm fresh --profile`. Each profile's
-//! packages are built only by its drone; `swarm release create --profile P` takes only P's
-//! builds, its gate judges P's packages and environment, and `publish --profile P` serves
-//! the tree at `/binhost/P/`; a client prefix configured like each profile installs that
-//! profile's world from it with the real `emerge --getbinpkgonly --usepkgonly`.
+//! environment) with its own world set, queued with `swarm fresh --profile`. The world sets
+//! overlap: dev-libs/libbar (and its dependency libfoo) is in both, so it is built twice, once
+//! by each profile's drone, and staged apart. Each profile's packages are built only by its
+//! drone; `swarm release create --profile P` takes only P's builds, its gate judges P's
+//! packages and environment, and `publish --profile P` serves the tree at `/binhost/P/`; a
+//! client prefix configured like each profile installs that profile's world from it with the
+//! real `emerge --getbinpkgonly --usepkgonly`, and the installed packages carry the profile's
+//! CFLAGS (var/db/pkg/<cat>/<pf>/CFLAGS).
 //!
 //! Needs the Portage venv (`SWARM_PORTAGE_VENV`): under `CI=true` a missing venv FAILS the test;
 //! elsewhere it is skipped with the reason printed.
@@ -82,7 +85,7 @@ fn each_profile_is_built_by_its_drone_released_at_its_own_binhost_and_installs_l
             .all(|n| node(&server, n)["env"]["CFLAGS"].is_string())
     });
 
-    // One profile per drone's environment, each with its world set.
+    // One profile per drone's environment, each with its world set; libbar is in both.
     swarm(
         &server,
         &[
@@ -105,14 +108,15 @@ fn each_profile_is_built_by_its_drone_released_at_its_own_binhost_and_installs_l
             "drone-fast",
             "--world",
             "dev-libs/libssl",
+            "dev-libs/libbar",
         ],
     );
     // The lists as the real `emerge -p --emptytree --tree` prints them in each prefix.
     for (profile, m) in [("lean", &lean_m), ("fast", &fast_m)] {
-        let world = if profile == "lean" {
-            "dev-libs/libbar"
+        let world: &[&str] = if profile == "lean" {
+            &["dev-libs/libbar"]
         } else {
-            "dev-libs/libssl"
+            &["dev-libs/libssl", "dev-libs/libbar"]
         };
         let out = m
             .command("emerge")
@@ -122,8 +126,8 @@ fn each_profile_is_built_by_its_drone_released_at_its_own_binhost_and_installs_l
                 "--tree",
                 "--color=n",
                 "--nospinner",
-                world,
             ])
+            .args(world)
             .output()
             .expect("emerge -p");
         let listing = dir.join(format!("{profile}.list"));
@@ -156,7 +160,7 @@ fn each_profile_is_built_by_its_drone_released_at_its_own_binhost_and_installs_l
         let built = s["counts"]["built"]
             .as_u64()
             .or_else(|| s["queue"]["built"].as_u64());
-        if built == Some(3) {
+        if built == Some(5) {
             break;
         }
         if Instant::now() > deadline {
@@ -171,9 +175,12 @@ fn each_profile_is_built_by_its_drone_released_at_its_own_binhost_and_installs_l
         }
         std::thread::sleep(Duration::from_millis(250));
     }
-    eprintln!("built 3 packages for 2 profiles in {:?}", began.elapsed());
+    eprintln!(
+        "built 5 packages (2 of them twice) for 2 profiles in {:?}",
+        began.elapsed()
+    );
 
-    // Each profile's packages were built by its drone only.
+    // Each profile's packages were built by its drone only: the shared ones once by each.
     let (_, history) = server.get("/api/v1/history?limit=100");
     let mut by: Vec<(String, String)> = history["builds"]
         .as_array()
@@ -195,18 +202,48 @@ fn each_profile_is_built_by_its_drone_released_at_its_own_binhost_and_installs_l
     assert_eq!(
         by,
         [
+            ("=dev-libs/libbar-2.1".into(), "drone-fast".into()),
             ("=dev-libs/libbar-2.1".into(), "drone-lean".into()),
+            ("=dev-libs/libfoo-1.2".into(), "drone-fast".into()),
             ("=dev-libs/libfoo-1.2".into(), "drone-lean".into()),
             ("=dev-libs/libssl-3.0.1".into(), "drone-fast".into()),
         ],
         "{history}"
     );
 
+    // Each profile's builds are staged in its own tree.
+    for profile in ["lean", "fast"] {
+        let staged = server
+            .data_dir
+            .join("staging/.profiles")
+            .join(profile)
+            .join("dev-libs");
+        let mut files: Vec<String> = std::fs::read_dir(&staged)
+            .expect("the profile's staging tree")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.starts_with('.'))
+            .collect();
+        files.sort();
+        let shared = files
+            .iter()
+            .filter(|f| f.starts_with("libbar-2.1") || f.starts_with("libfoo-1.2"))
+            .count();
+        assert_eq!(shared, 2, "{profile}: {files:?}");
+    }
+
     // A release per profile takes only that profile's builds; its gate passes; it is
     // published at /binhost/<profile>/.
     for (profile, want) in [
         ("lean", vec!["dev-libs/libbar-2.1", "dev-libs/libfoo-1.2"]),
-        ("fast", vec!["dev-libs/libssl-3.0.1"]),
+        (
+            "fast",
+            vec![
+                "dev-libs/libbar-2.1",
+                "dev-libs/libfoo-1.2",
+                "dev-libs/libssl-3.0.1",
+            ],
+        ),
     ] {
         let name = format!("{profile}-1");
         let created = swarm(
@@ -223,13 +260,6 @@ fn each_profile_is_built_by_its_drone_released_at_its_own_binhost_and_installs_l
         );
         let created: Value = serde_json::from_str(&created).expect("json");
         assert_eq!(created["release"]["packages"], want.len(), "{created}");
-        let skipped = created["skipped"].to_string();
-        assert!(
-            skipped.contains(&format!(
-                "built in an environment profile {profile} does not admit"
-            )),
-            "{created}"
-        );
         let (code, gate) = server.get(&format!("/api/v1/releases/{name}/gate?profile={profile}"));
         assert_eq!((code, &gate["passed"]), (200, &Value::Bool(true)), "{gate}");
         swarm(
@@ -253,19 +283,24 @@ fn each_profile_is_built_by_its_drone_released_at_its_own_binhost_and_installs_l
         "{listed}"
     );
 
-    // A client configured like each profile installs that profile's world from its binhost.
-    for (profile, cflags, target, want) in [
+    // A client configured like each profile installs that profile's world from its binhost,
+    // the shared packages as that profile's drone built them.
+    for (profile, cflags, targets, want) in [
         (
             "lean",
             "-O2 -pipe",
-            "dev-libs/libbar",
+            &["dev-libs/libbar"][..],
             &["dev-libs/libbar-2.1", "dev-libs/libfoo-1.2"][..],
         ),
         (
             "fast",
             "-O3 -pipe",
-            "dev-libs/libssl",
-            &["dev-libs/libssl-3.0.1"][..],
+            &["dev-libs/libssl", "dev-libs/libbar"][..],
+            &[
+                "dev-libs/libbar-2.1",
+                "dev-libs/libfoo-1.2",
+                "dev-libs/libssl-3.0.1",
+            ][..],
         ),
     ] {
         let client = Machine::new(&venv, &dir.join(format!("client-{profile}")), cflags);
@@ -276,7 +311,8 @@ fn each_profile_is_built_by_its_drone_released_at_its_own_binhost_and_installs_l
                 format!("{}/binhost/{profile}", server.url),
             )
             .env("FEATURES", "-binpkg-request-signature")
-            .args(["--getbinpkgonly", "--usepkgonly", target])
+            .args(["--getbinpkgonly", "--usepkgonly"])
+            .args(targets)
             .stdin(Stdio::null())
             .output()
             .expect("run emerge");
@@ -293,6 +329,15 @@ fn each_profile_is_built_by_its_drone_released_at_its_own_binhost_and_installs_l
         let mut installed: Vec<&str> = installed.iter().map(String::as_str).collect();
         installed.sort_unstable();
         assert_eq!(installed, want, "{text}");
+        for cpv in want {
+            let vdb = client.dir.join("prefix/var/db/pkg").join(cpv);
+            let built_with = std::fs::read_to_string(vdb.join("CFLAGS")).unwrap_or_default();
+            assert_eq!(
+                built_with.trim(),
+                cflags,
+                "{profile}: {cpv} was built with other CFLAGS"
+            );
+        }
     }
     eprintln!("two profiles end to end in {:?}", began.elapsed());
 }
