@@ -854,5 +854,74 @@ fn the_profiles_panel_shows_each_target_and_each_drone_says_what_it_serves_or_wh
         "drone-odd's row"
     );
     browser.shot("13-fleet-profiles");
+
+    // One atom queued for two profiles (the swarm paused, so it stays queued) is two rows in
+    // the Queue tab, and each row's actions name its own profile.
+    control(json!({"action": "pause"}));
+    let both = "=dev-libs/both-1.0";
+    let (code, v) = server.admin_post(
+        "/api/v1/queue",
+        &json!({"packages": [both, {"atom": both, "profile": "fast"}]}),
+    );
+    assert_eq!(code, 200, "{v}");
+    browser.js(&format!(
+        "sessionStorage.setItem('swarm.adminToken', {}); return true;",
+        json!(server.token())
+    ));
+    browser.goto(&format!("{}/#queue", server.url));
+    let row = |p: &str| format!("tr[data-atom=\"{both}\"][data-profile=\"{p}\"]");
+    browser.wait(
+        15,
+        "a row per profile",
+        &format!(
+            "document.querySelector('{}') && document.querySelector('{}')",
+            row("default"),
+            row("fast")
+        ),
+    );
+    browser.click(&format!("{} button.danger", row("fast")));
+    let state = |profile: &str| {
+        let (_, q) = server.get("/api/v1/queue?limit=100");
+        q["items"]
+            .as_array()
+            .and_then(|a| {
+                a.iter()
+                    .find(|i| {
+                        i["atom"] == both && i["profile"].as_str().unwrap_or("default") == profile
+                    })
+                    .map(|i| i["status"]["state"].clone())
+            })
+            .unwrap_or_default()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while state("fast") != json!("blocked") {
+        assert!(
+            Instant::now() < deadline,
+            "fast's not blocked: {:?}",
+            state("fast")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        state("default"),
+        json!("queued"),
+        "only fast's row was blocked"
+    );
+    browser.click(&format!("{} button[data-explain]", row("default")));
+    let why = browser.wait(
+        10,
+        "the default row's explanation",
+        &format!(
+            "document.querySelector('{} + tr .explain') && document.querySelector('{} + tr .explain').textContent",
+            row("default"),
+            row("default")
+        ),
+    );
+    assert_eq!(
+        why,
+        json!("waiting: the swarm is paused"),
+        "its own, not both"
+    );
+    browser.shot("14-queue-two-profiles");
     drop(drones);
 }

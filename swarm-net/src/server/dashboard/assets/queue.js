@@ -21,11 +21,18 @@ export function mount(root, ctx, refreshAll) {
 
   function row(it) {
     const atom = it.atom;
+    // A package is (profile, atom): the same atom may be queued once per profile, so every
+    // action names the row's profile (`default` for the default one).
+    const profile = it.profile || 'default';
+    const key = profile + ' ' + atom;
+    const pkg = { package: atom, profile };
     const st = stateOf(it);
     const s = it.status || {};
     const explain = h('button', { type: 'button', 'data-explain': atom, onclick: async () => {
-      try { const r = await api.get('/api/v1/explain?package=' + encodeURIComponent(atom)); explained.set(atom, r.explain); }
-      catch (e) { explained.set(atom, 'explain failed: ' + e.message); }
+      try {
+        const r = await api.get('/api/v1/explain?package=' + encodeURIComponent(atom) + '&profile=' + encodeURIComponent(profile));
+        explained.set(key, r.explain);
+      } catch (e) { explained.set(key, 'explain failed: ' + e.message); }
       draw();
     } }, 'Explain');
     const acts = [explain];
@@ -38,19 +45,20 @@ export function mount(root, ctx, refreshAll) {
     if (failed) {
       acts.push(h('button', { type: 'button', 'data-retry': atom,
         title: st === 'blocked' ? 'Unblock it, forget its failures and build it now' : 'End its backoff, forget its failures and build it now',
-        onclick: () => act('Retry ' + atom, () => api.control('retry', { package: atom }), refreshAll) }, 'Retry now'));
+        onclick: () => act('Retry ' + atom, () => api.control('retry', pkg), refreshAll) }, 'Retry now'));
     }
     if (st !== 'blocked' && st !== 'built') {
-      acts.push(h('button', { type: 'button', class: 'danger', onclick: () => act('Block ' + atom, () => api.control('block', { package: atom }), refreshAll) }, 'Block'));
+      acts.push(h('button', { type: 'button', class: 'danger', onclick: () => act('Block ' + atom, () => api.control('block', pkg), refreshAll) }, 'Block'));
     }
     let detail = '';
     if (st === 'assigned' || st === 'building') detail = 'on ' + s.drone + ' (lease ' + s.lease + ')';
     if (st === 'blocked') detail = JSON.stringify(s.reason);
     if (st === 'queued' && s.retry_at) detail = 'backoff until ' + new Date(s.retry_at).toLocaleTimeString() + ' (Retry now ends it)';
-    const cells = [h('span', { class: 'mono' }, atom), badge(st, st === 'blocked' ? 'bad' : st === 'built' ? 'ok' : st === 'building' ? 'ok' : ''),
+    const named = it.profile ? h('span', { class: 'hint' }, ' · ' + it.profile) : '';
+    const cells = [h('span', { class: 'mono' }, atom, named), badge(st, st === 'blocked' ? 'bad' : st === 'built' ? 'ok' : st === 'building' ? 'ok' : ''),
       it.priority, it.attempts, dur(it.estimate_ms), h('span', { class: 'hint' }, detail, it.last_error ? ' · ' + it.last_error : ''), h('div', { class: 'row' }, acts)];
-    const tr = h('tr', { 'data-atom': atom }, cells.map((c) => h('td', null, c)));
-    const why = explained.get(atom);
+    const tr = h('tr', { 'data-atom': atom, 'data-profile': profile }, cells.map((c) => h('td', null, c)));
+    const why = explained.get(key);
     return why ? [tr, h('tr', null, h('td', { colspan: 7, class: 'explain' }, why))] : [tr];
   }
 
