@@ -73,6 +73,7 @@ struct Inner {
     publishes: u64,
     batched_inputs: u64,
     store_errors: u64,
+    fsyncs: u64,
 }
 
 /// Everything counted since the server started.
@@ -111,6 +112,13 @@ impl Metrics {
     pub(crate) fn published(&self) {
         if let Ok(mut m) = self.inner.lock() {
             m.publishes += 1;
+        }
+    }
+
+    /// A WAL fsync that acknowledged requests (`defer_sync`).
+    pub(crate) fn fsynced(&self) {
+        if let Ok(mut m) = self.inner.lock() {
+            m.fsyncs += 1;
         }
     }
 
@@ -241,6 +249,13 @@ impl Metrics {
             "swarm_store_inputs_total",
             "Inputs made durable.",
             std::iter::once((String::new(), m.batched_inputs)),
+        );
+        counter_family(
+            out,
+            "swarm_store_fsyncs_total",
+            "fsyncs of the WAL before answering (one covers every commit before it; a batch \
+             that answers nobody, such as a part of a big push, waits for the next).",
+            std::iter::once((String::new(), m.fsyncs)),
         );
         counter_family(
             out,

@@ -71,6 +71,7 @@ fn run(sync: &WalSync, shared: &Shared, rx: &Receiver<Batch>, synced: &AtomicU64
         let last = batches.iter().map(|(seq, _)| *seq).max().unwrap_or(0);
         match sync.sync() {
             Ok(()) => {
+                shared.metrics.fsynced();
                 synced.fetch_max(last, Ordering::SeqCst);
                 for (_, replies) in batches {
                     for (tx, reply) in replies {

@@ -260,7 +260,7 @@ fn round(
         pace.last_publish = Instant::now();
         pace.dirty = false;
     }
-    durable.answer(written, replies);
+    durable.answer(shared, written, replies);
 }
 
 /// Publishes whether the store can write, logging each change once.
@@ -345,8 +345,16 @@ impl Durable {
     }
 
     /// Answers a batch: at once if it failed (nothing was recorded) or is
-    /// durable already, else after the fsync that covers it.
-    fn answer(&self, committed: Option<u64>, replies: Replies) {
+    /// durable already, else after the fsync that covers it. A batch that
+    /// answers nobody (a part of a bulk job but its last, a tick) is not
+    /// fsynced by itself: the next fsync covers it, before anyone is told of
+    /// it. Otherwise a big import fsyncs after every part, keeping the disk
+    /// busy, and every heartbeat committed meanwhile waits for the fsync in
+    /// flight before its own.
+    fn answer(&self, shared: &Shared, committed: Option<u64>, replies: Replies) {
+        if replies.is_empty() {
+            return;
+        }
         let undelivered = match (self, committed) {
             (Durable::Thread(s), Some(seq)) => match s.hand_over(seq, replies) {
                 Ok(()) => return,
@@ -357,6 +365,7 @@ impl Durable {
             },
             (Durable::Inline(sync, synced), Some(seq)) => match sync.sync() {
                 Ok(()) => {
+                    shared.metrics.fsynced();
                     synced.set(seq);
                     replies
                 }
