@@ -405,3 +405,34 @@ fn the_gate_lists_every_missing_package_and_dependency_of_the_generation() {
     );
     srv.shutdown();
 }
+
+#[test]
+fn a_release_whose_every_staged_package_is_refused_says_so_and_names_one() {
+    use swarm_net::binhost::{header::HeaderEnv, ReleaseError, Releases};
+    let dir = tempfile::tempdir().expect("dir");
+    let staging = dir.path().join("staging");
+    let releases =
+        Releases::open(BinhostOptions::under(dir.path()), &staging).expect("open releases");
+    let none = |_: &str| (None, None);
+    let env = HeaderEnv {
+        recorded: &|_| None,
+        expected: None,
+    };
+    let refuse_all = |cpv: &str| Some(format!("{cpv} is another profile's"));
+    match releases.create_taking(None, 1_000, 1, &none, &env, &refuse_all) {
+        Err(ReleaseError::Empty(_)) => {}
+        other => panic!("an empty staging is Empty: {other:?}"),
+    }
+    stage(&staging, "dev-libs/foo-1.0", &[]);
+    let e = releases
+        .create_taking(None, 2_000, 1, &none, &env, &refuse_all)
+        .expect_err("nothing to take");
+    assert_eq!(e.status(), 409);
+    assert!(
+        e.to_string().contains(
+            "holds 1 valid binary package(s), none of them this release's to take \
+             (e.g. dev-libs/foo-1.0: dev-libs/foo-1.0 is another profile's)"
+        ),
+        "{e}"
+    );
+}

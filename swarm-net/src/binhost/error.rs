@@ -21,6 +21,17 @@ pub enum ReleaseError {
     /// Staging holds no valid binary package.
     #[error("staging {0} holds no valid binary package: nothing to release")]
     Empty(PathBuf),
+    /// Staging holds valid packages, but none of them is this release's to take (another
+    /// profile's, or built in an environment the profile does not admit).
+    #[error("staging {staging} holds {skipped} valid binary package(s), none of them this release's to take (e.g. {example}): nothing to release")]
+    NoneTaken {
+        /// The staging tree scanned.
+        staging: PathBuf,
+        /// How many valid packages were left out.
+        skipped: usize,
+        /// One of them and why, `cat/pf: reason`.
+        example: String,
+    },
     /// The gate said no.
     #[error("the safety gate refuses to publish {name}: {}", .verdict.reasons.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
     Refused {
@@ -74,7 +85,7 @@ impl ReleaseError {
             ReleaseError::BadName(_)
             | ReleaseError::BadTag(_)
             | ReleaseError::ForceWithoutReason => 400,
-            ReleaseError::Empty(_) => 409,
+            ReleaseError::Empty(_) | ReleaseError::NoneTaken { .. } => 409,
             ReleaseError::Io { .. }
             | ReleaseError::Damaged { .. }
             | ReleaseError::BadHeaderFile { .. } => 500,

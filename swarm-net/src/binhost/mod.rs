@@ -270,18 +270,22 @@ impl Releases {
         let configured = self.opts.index_header()?;
         let mut found = scan::scan(&self.staging, &self.opts.state_dir)?;
         let mut taken = Vec::with_capacity(found.packages.len());
+        let mut refused: Vec<String> = Vec::new();
         for p in std::mem::take(&mut found.packages) {
             match refuse(&p.pkg.cpv) {
                 None => taken.push(p),
-                Some(reason) => found.skipped.push(Skipped {
-                    path: p
-                        .path
-                        .strip_prefix(&self.staging)
-                        .unwrap_or(&p.path)
-                        .display()
-                        .to_string(),
-                    reason,
-                }),
+                Some(reason) => {
+                    refused.push(format!("{}: {reason}", p.pkg.cpv));
+                    found.skipped.push(Skipped {
+                        path: p
+                            .path
+                            .strip_prefix(&self.staging)
+                            .unwrap_or(&p.path)
+                            .display()
+                            .to_string(),
+                        reason,
+                    });
+                }
             }
         }
         found.packages = taken;
@@ -308,7 +312,14 @@ impl Releases {
         };
         header.extend(configured);
         if found.packages.is_empty() {
-            return Err(ReleaseError::Empty(self.staging.clone()));
+            return Err(match refused.first() {
+                None => ReleaseError::Empty(self.staging.clone()),
+                Some(example) => ReleaseError::NoneTaken {
+                    staging: self.staging.clone(),
+                    skipped: refused.len(),
+                    example: example.clone(),
+                },
+            });
         }
         let tmp = self.opts.root.join(format!(".creating-{name}"));
         if tmp.exists() {
