@@ -390,6 +390,26 @@ fn removing_a_profile_keeps_its_tree_and_says_so_unless_purge_deletes_it_when_no
     assert_eq!(code, 200, "{v}");
     let (_, work) = s.get("/api/v1/work?id=drone-b");
     assert_eq!(work["package"], "=dev-libs/g-1.0", "{work}");
+    // Its upload is staged in the profile's own tree.
+    let gpkg = dir.path().join("g-1.0.gpkg.tar");
+    swarm_net::binpkg::write_gpkg(
+        "dev-libs/g-1.0",
+        &[("SLOT".to_owned(), "0".to_owned())].into(),
+        &[("usr/share/doc/g/README", b"g\n".as_slice())],
+        &gpkg,
+    )
+    .expect("write_gpkg");
+    let lease = work["lease"].as_u64().expect("lease").to_string();
+    let (code, v) = support::request_raw(
+        "PUT",
+        &format!("{}/api/v1/artifacts/dev-libs/g-1.0.gpkg.tar", s.url),
+        Some(&std::fs::read(&gpkg).expect("read")),
+        None,
+        &[("X-Swarm-Lease", lease.as_str())],
+    );
+    assert_eq!(code, 200, "{v}");
+    let gone_staging = s.data_dir.join("staging/.profiles/gone");
+    assert!(gone_staging.join("dev-libs/g-1.0.gpkg.tar").is_file());
 
     // A plain removal keeps the tree and the records, and says where and why.
     let out = json_of(&s, &["profile", "remove", "keep", "--yes", "--json"]);
@@ -449,7 +469,11 @@ fn removing_a_profile_keeps_its_tree_and_says_so_unless_purge_deletes_it_when_no
         out.contains(&format!("deleted: {}", gone_tree.display())),
         "{out}"
     );
-    assert!(!gone_tree.exists() && !gone_state.exists(), "{out}");
+    assert!(out.contains(&gone_staging.display().to_string()), "{out}");
+    assert!(
+        !gone_tree.exists() && !gone_state.exists() && !gone_staging.exists(),
+        "{out}"
+    );
 
     // What the earlier plain removal kept is purged later by name; then nothing is left.
     let out = ok(&s, &["profile", "remove", "keep", "--purge", "--yes"]);
