@@ -445,10 +445,7 @@ fn linger(conn: &mut Conn) {
     let mut sink = [0u8; 8192];
     let mut total = 0usize;
     while total < 1 << 20 {
-        if conn.set_deadline(until).is_err() {
-            return;
-        }
-        match conn.stream.read(&mut sink) {
+        match conn.read_some(&mut sink, until) {
             Ok(0) | Err(_) => return,
             Ok(n) => total += n,
         }
