@@ -170,6 +170,15 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE leases ADD COLUMN profile TEXT NOT NULL DEFAULT 'default';
     ALTER TABLE builds ADD COLUMN profile TEXT NOT NULL DEFAULT 'default';
     ",
+    // 3 -> 4: two indexes that no query of swarm's uses, each written on every work->complete
+    // cycle: `packages_status` (three values; every status change moved an entry) and
+    // `events_drone` (an entry per event, spread over every drone's range, so a group commit
+    // dirtied a page per drone it named). The SQL explorer still filters on both columns, by a
+    // scan; the events API filters by drone with `?1 IS NULL OR drone = ?1`, which no index serves.
+    "
+    DROP INDEX packages_status;
+    DROP INDEX events_drone;
+    ",
 ];
 
 /// The schema version this build writes.

@@ -108,8 +108,16 @@ fn enqueue(store: &mut Store, at: Timestamp, packages: Vec<PackageSpec>) {
     }
 }
 
-/// `n` cycles, 8 per group commit: each drone asks for work, then reports
-/// the package it got as built.
+/// Inputs per group commit in `measured_cycles` (`WRITER_COST_BATCH`, default 8).
+fn batch_inputs() -> usize {
+    std::env::var("WRITER_COST_BATCH")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(8)
+}
+
+/// `n` cycles, `batch_inputs()` inputs per group commit: each drone asks
+/// for work, then reports the package it got as built.
 #[inline(never)]
 fn measured_cycles(store: &mut Store, names: &[DroneName], t: &mut u64, n: usize) {
     let mut next = 0usize;
@@ -120,7 +128,7 @@ fn measured_cycles(store: &mut Store, names: &[DroneName], t: &mut u64, n: usize
         let at = Timestamp(*t);
         let mut batch = Vec::with_capacity(16);
         let mut asked = Vec::new();
-        for _ in 0..8 {
+        for _ in 0..batch_inputs() {
             let i = next % names.len();
             next += 1;
             match held[i].take() {
@@ -179,8 +187,9 @@ fn cycle() {
     measured_cycles(&mut store, &names, &mut t, n);
     let cpu = thread_cpu_us() - cpu;
     println!(
-        "cycle: {n} work->complete cycles (8 per group commit) on a {queued}-package queue: \
-         {:.1} µs CPU per cycle ({:.1} µs wall)",
+        "cycle: {n} work->complete cycles ({} inputs per group commit) on a {queued}-package \
+         queue: {:.1} µs CPU per cycle ({:.1} µs wall)",
+        batch_inputs(),
         cpu / n as f64,
         wall.elapsed().as_secs_f64() * 1e6 / n as f64
     );
