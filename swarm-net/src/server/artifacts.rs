@@ -286,6 +286,24 @@ mod tests {
     }
 
     #[test]
+    fn stale_upload_temp_files_are_removed_from_every_profiles_staging_tree() {
+        let dir = tempfile::tempdir().expect("dir");
+        let staging = dir.path();
+        let named = staging.join(".profiles/fast/dev-libs");
+        let default = staging.join("dev-libs");
+        for d in [&named, &default] {
+            std::fs::create_dir_all(d).expect("mkdir");
+            std::fs::write(d.join(".upload-1-0.tmp"), b"half").expect("write");
+            std::fs::write(d.join("foo-1.0.gpkg.tar"), b"kept").expect("write");
+        }
+        assert_eq!(remove_stale_uploads(staging), (2, 8));
+        for d in [&named, &default] {
+            assert!(!d.join(".upload-1-0.tmp").exists());
+            assert!(d.join("foo-1.0.gpkg.tar").exists(), "packages stay");
+        }
+    }
+
+    #[test]
     fn presence_follows_the_v3_rule() {
         let dir = tempfile::tempdir().expect("dir");
         let atom = Atom::parse("=dev-libs/foo-1.0").expect("atom");
