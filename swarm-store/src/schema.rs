@@ -179,6 +179,14 @@ const MIGRATIONS: &[&str] = &[
     DROP INDEX packages_status;
     DROP INDEX events_drone;
     ",
+    // 4 -> 5: `builds_finished` only over finished attempts. It serves the history retention
+    // (`finished_at < ?`, which implies NOT NULL, so the partial index still serves it); a
+    // NULL entry written at every assignment and moved again when the build finished was work
+    // for nothing.
+    "
+    DROP INDEX builds_finished;
+    CREATE INDEX builds_finished ON builds (finished_at) WHERE finished_at IS NOT NULL;
+    ",
 ];
 
 /// The schema version this build writes.
@@ -309,6 +317,41 @@ mod tests {
         )
         .expect("old rows");
         tx.commit().expect("commit");
+    }
+
+    /// The indexes a work->complete cycle writes are the ones queries use: the history
+    /// retention still finds finished builds by the index of them, which holds no entry for
+    /// an unfinished build.
+    #[test]
+    fn the_retention_uses_the_partial_index_of_finished_builds() {
+        let mut conn = Connection::open_in_memory().expect("open");
+        migrate(&mut conn, Path::new(":memory:")).expect("migrates");
+        let plan: String = conn
+            .query_row(
+                "EXPLAIN QUERY PLAN DELETE FROM builds WHERE finished_at < ?1",
+                [1],
+                |r| r.get(3),
+            )
+            .expect("plan");
+        assert!(plan.contains("builds_finished"), "{plan}");
+        let sql: String = conn
+            .query_row(
+                "SELECT sql FROM sqlite_schema WHERE name = 'builds_finished'",
+                [],
+                |r| r.get(0),
+            )
+            .expect("index");
+        assert!(sql.ends_with("WHERE finished_at IS NOT NULL"), "{sql}");
+        for gone in ["packages_status", "events_drone"] {
+            let n: i64 = conn
+                .query_row(
+                    "SELECT COUNT(*) FROM sqlite_schema WHERE type = 'index' AND name = ?1",
+                    [gone],
+                    |r| r.get(0),
+                )
+                .expect("schema");
+            assert_eq!(n, 0, "{gone} is written on every cycle and read by nothing");
+        }
     }
 
     #[test]
