@@ -262,7 +262,7 @@ fn pick(sorted: &[f64], q: f64) -> Value {
 fn latency(us: &[u32]) -> Value {
     let mut ms: Vec<f64> = us.iter().map(|&u| f64::from(u) / 1000.0).collect();
     ms.sort_by(f64::total_cmp);
-    json!({ "samples": ms.len(), "p50": pick(&ms, 0.5), "p99": pick(&ms, 0.99), "max": ms.last() })
+    json!({ "samples": ms.len(), "p50": pick(&ms, 0.5), "p90": pick(&ms, 0.9), "p99": pick(&ms, 0.99), "max": ms.last() })
 }
 
 fn print_text(o: &Value) {
@@ -287,10 +287,11 @@ fn print_text(o: &Value) {
     for (label, key) in [("before", "baseline"), ("during", "during_import")] {
         let h = &o["heartbeat_ms"][key];
         println!(
-            "heartbeats {label} the import ({} drones, {} samples): p50 {} ms, p99 {} ms, max {} ms",
+            "heartbeats {label} the import ({} drones, {} samples): p50 {} ms, p90 {} ms, p99 {} ms, max {} ms",
             o["drones"],
             h["samples"],
             f(&h["p50"]),
+            f(&h["p90"]),
             f(&h["p99"]),
             f(&h["max"]),
         );
