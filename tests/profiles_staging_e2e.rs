@@ -75,7 +75,12 @@ fn put(server: &Server, token: &str, path: &str, body: &[u8], lease: Option<u64>
 }
 
 fn complete(server: &Server, token: &str, package: &str, lease: u64) -> Value {
-    let body = json!({"package": package, "status": "success", "lease": lease});
+    report(server, token, package, lease, "success")
+}
+
+/// A drone's report of `status` for its lease of `package`; it must be answered 200.
+fn report(server: &Server, token: &str, package: &str, lease: u64, status: &str) -> Value {
+    let body = json!({"package": package, "status": status, "lease": lease});
     let (code, v) = as_drone(
         server,
         token,
@@ -119,16 +124,7 @@ fn one_atom_in_two_profiles_is_staged_twice_and_neither_drone_can_take_the_other
     let staging = server.data_dir.join("staging");
     let (a, b) = (enroll(&server, "drone-a"), enroll(&server, "drone-b"));
     for (token, name, cflags) in [(&a, "drone-a", "-O2"), (&b, "drone-b", "-O3")] {
-        let body = json!({"name": name, "capabilities": {"cores": 8, "ram_gb": 16, "env": {"CFLAGS": cflags}}});
-        let (code, v) = as_drone(
-            &server,
-            token,
-            "POST",
-            "/api/v1/register",
-            Some(body.to_string().as_bytes()),
-            &[],
-        );
-        assert_eq!(code, 200, "{v}");
+        register(&server, token, name, cflags);
     }
     for body in [
         json!({"action": "expect_env", "drone": "drone-a"}),
@@ -249,4 +245,103 @@ fn one_atom_in_two_profiles_is_staged_twice_and_neither_drone_can_take_the_other
     let (_, shown) = server.get(&format!("/api/v1/releases/{name}?profile=fast"));
     let b_sha = hex::encode(Sha256::digest(&b_file));
     assert!(shown.to_string().contains(&b_sha), "{shown}");
+}
+
+/// Registers an enrolled drone with `CFLAGS`.
+fn register(server: &Server, token: &str, name: &str, cflags: &str) {
+    let body = json!({"name": name, "capabilities": {"cores": 8, "ram_gb": 16, "env": {"CFLAGS": cflags}}});
+    let (code, v) = as_drone(
+        server,
+        token,
+        "POST",
+        "/api/v1/register",
+        Some(body.to_string().as_bytes()),
+        &[],
+    );
+    assert_eq!(code, 200, "{v}");
+}
+
+/// The lease `drone` holds of (`profile`, `atom`), after asking for one package of work.
+fn take_work(server: &Server, token: &str, profile: &str, atom: &str, drone: &str) -> u64 {
+    let (code, v) = as_drone(server, token, "GET", "/api/v1/work?free_slots=1", None, &[]);
+    assert_eq!(code, 200, "{v}");
+    let q = queue(server);
+    let (state, lease, holder) = &q[&(profile.to_owned(), atom.to_owned())];
+    assert_eq!(
+        (state.as_str(), holder.as_str()),
+        ("assigned", drone),
+        "{q:?}"
+    );
+    *lease
+}
+
+/// An upload whose lease is reclaimed while its body streams, and the package leased again to
+/// another drone that uploads its own build first, is refused when its body ends: it neither
+/// replaces the new lease's file (whose success must still count) nor stages a build of a
+/// lease that is gone. The lease is checked once more just before the file goes in place.
+#[test]
+fn an_upload_whose_lease_is_reclaimed_mid_body_stores_nothing_and_leaves_the_new_leases_file() {
+    use std::io::{Read, Write};
+    let tmp = tempfile::tempdir().expect("dir");
+    let dir = tmp.path();
+    let server = Server::start(&dir.join("data"), &[]);
+    let (a, b) = (enroll(&server, "drone-a"), enroll(&server, "drone-b"));
+    register(&server, &a, "drone-a", "-O3");
+    register(&server, &b, "drone-b", "-O3");
+    let body = json!({"action": "set_profile", "profile": "fast", "env": {"CFLAGS": "-O3"}});
+    let (code, v) = server.admin_post("/api/v1/control", &body);
+    assert_eq!(code, 200, "{v}");
+    let atom = "=dev-libs/foo-1.0";
+    let (code, v) = server.admin_post(
+        "/api/v1/queue",
+        &json!({"packages": [{"atom": atom, "profile": "fast"}]}),
+    );
+    assert_eq!(code, 200, "{v}");
+    let a_lease = take_work(&server, &a, "fast", atom, "drone-a");
+
+    // drone-a starts its upload and sends half the body.
+    let foo_path = "dev-libs/foo-1.0.gpkg.tar";
+    let a_file = gpkg(dir, "dev-libs/foo-1.0", "drone-a");
+    let mut slow = std::net::TcpStream::connect(&server.addr).expect("connect");
+    slow.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .expect("timeout");
+    let head = format!(
+        "PUT /api/v1/artifacts/{foo_path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {a}\r\n\
+         X-Swarm-Lease: {a_lease}\r\nX-Sha256: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        hex::encode(Sha256::digest(&a_file)),
+        a_file.len()
+    );
+    let half = a_file.len() / 2;
+    slow.write_all(head.as_bytes()).expect("head");
+    slow.write_all(&a_file[..half]).expect("half");
+    slow.flush().expect("flush");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+
+    // Meanwhile drone-a gives the package back, drone-b takes it and uploads its build.
+    report(&server, &a, atom, a_lease, "returned");
+    let b_lease = take_work(&server, &b, "fast", atom, "drone-b");
+    assert_ne!(a_lease, b_lease);
+    let b_file = gpkg(dir, "dev-libs/foo-1.0", "drone-b");
+    let (code, v) = put(&server, &b, foo_path, &b_file, Some(b_lease));
+    assert_eq!(code, 200, "{v}");
+
+    // drone-a's body ends: refused, drone-b's file stays.
+    slow.write_all(&a_file[half..]).expect("rest");
+    let mut answer = String::new();
+    let _ = slow.read_to_string(&mut answer);
+    let status = answer.split(' ').nth(1).unwrap_or("?").to_owned();
+    assert_eq!(
+        status, "409",
+        "a reclaimed lease's upload is refused: {answer}"
+    );
+    let staged = server
+        .data_dir
+        .join("staging/.profiles/fast")
+        .join(foo_path);
+    assert_eq!(std::fs::read(&staged).expect("staged"), b_file, "{answer}");
+    let v = complete(&server, &b, atom, b_lease);
+    assert_eq!(
+        v["accepted"], true,
+        "drone-b's success counts on its own upload: {v}"
+    );
 }

@@ -95,6 +95,13 @@ pub(crate) fn put(
         }
     };
     let dest = dir.join(&path.file);
+    let placing = super::staged_path::PLACING
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    if let Err(e) = upload_lease::still_live(sh, &root, &path.category, &path.file, lease) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
     std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644))
         .and_then(|()| std::fs::rename(&tmp, &dest))
         .map_err(|e| {
@@ -102,6 +109,7 @@ pub(crate) fn put(
             ApiError::new(507, format!("cannot store {}: {e}", dest.display()))
         })?;
     upload_lease::record(&root, &path.category, &path.file, lease)?;
+    drop(placing);
     tracing::info!(artifact = %dest.display(), size, sha256 = %digest, lease = lease.0, cpv = %pkg.cpv, build_id = ?pkg.build_id, signed_by = signer.as_ref().map_or("-", |s| s.fingerprint.as_str()), "artifact stored");
     Reply::ok(&ArtifactReply {
         status: "stored".into(),

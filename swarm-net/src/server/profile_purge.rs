@@ -115,6 +115,10 @@ pub(crate) fn purge(sh: &Shared, name: &str) -> Result<Leftovers, ApiError> {
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .remove(name);
+    // No upload puts a file in place meanwhile (its lease, of the removed profile, is gone).
+    let _placing = super::staged_path::PLACING
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
     let found = leftovers(sh, name);
     for path in found.paths() {
         remove(path).map_err(|e| {

@@ -44,6 +44,11 @@ pub(crate) fn all_staging_trees(staging: &Path) -> Vec<PathBuf> {
     trees
 }
 
+/// Held while an upload puts its file in place (its lease checked once more, the rename, the
+/// lease record) and while a profile's staging tree is purged: an upload either finishes before
+/// a purge or finds its lease gone, and never leaves half a record.
+pub(crate) static PLACING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// v3 counted a binary package only from 1 KiB: smaller is a failed build.
 pub(crate) const MIN_ARTIFACT_BYTES: u64 = 1024;
 

@@ -173,6 +173,28 @@ fn check_holder(
     }
 }
 
+/// Checks an upload once more when its body is in, just before the file goes in place (call it
+/// holding [`super::staged_path::PLACING`]): the lease may have been reclaimed while the body
+/// streamed (returned, revoked, its drone gone, its profile removed), and the package leased
+/// again to a drone that has uploaded its own build since. A lease that is gone stores nothing,
+/// so the new lease's file is never replaced and a purged tree is not recreated.
+pub(crate) fn still_live(
+    sh: &Shared,
+    staging: &Path,
+    category: &str,
+    file: &str,
+    lease: LeaseId,
+) -> Result<(), ApiError> {
+    if sh.fresh().swarm.view().lease(lease).is_none() {
+        return Err(ApiError::field(
+            409,
+            "X-Swarm-Lease",
+            format!("lease {lease} was reclaimed while {category}/{file} was being uploaded; nothing was stored"),
+        ));
+    }
+    may_replace(staging, category, file, lease)
+}
+
 /// Refuses to replace a staged file that came under another lease.
 pub(crate) fn may_replace(
     staging: &Path,
