@@ -126,13 +126,7 @@ fn one_atom_in_two_profiles_is_staged_twice_and_neither_drone_can_take_the_other
     for (token, name, cflags) in [(&a, "drone-a", "-O2"), (&b, "drone-b", "-O3")] {
         register(&server, token, name, cflags);
     }
-    for body in [
-        json!({"action": "expect_env", "drone": "drone-a"}),
-        json!({"action": "set_profile", "profile": "fast", "env": {"CFLAGS": "-O3"}}),
-    ] {
-        let (code, v) = server.admin_post("/api/v1/control", &body);
-        assert_eq!(code, 200, "{v}");
-    }
+    expect_a_and_fast_o3(&server);
 
     // One push names each atom for both profiles (and foo twice for fast: one package).
     let (code, v) = server.admin_post(
@@ -261,6 +255,17 @@ fn register(server: &Server, token: &str, name: &str, cflags: &str) {
     assert_eq!(code, 200, "{v}");
 }
 
+/// The default profile expects drone-a's environment; profile fast expects `CFLAGS=-O3`.
+fn expect_a_and_fast_o3(server: &Server) {
+    for body in [
+        json!({"action": "expect_env", "drone": "drone-a"}),
+        json!({"action": "set_profile", "profile": "fast", "env": {"CFLAGS": "-O3"}}),
+    ] {
+        let (code, v) = server.admin_post("/api/v1/control", &body);
+        assert_eq!(code, 200, "{v}");
+    }
+}
+
 /// The lease `drone` holds of (`profile`, `atom`), after asking for one package of work.
 fn take_work(server: &Server, token: &str, profile: &str, atom: &str, drone: &str) -> u64 {
     let (code, v) = as_drone(server, token, "GET", "/api/v1/work?free_slots=1", None, &[]);
@@ -344,4 +349,43 @@ fn an_upload_whose_lease_is_reclaimed_mid_body_stores_nothing_and_leaves_the_new
         v["accepted"], true,
         "drone-b's success counts on its own upload: {v}"
     );
+}
+
+/// A drone that two profiles admit may hold `=dev-libs/foo-1.0` of one and `dev-libs/foo` of
+/// the other (two atoms, so invariant 14 allows it); a file `dev-libs/foo-1.0.gpkg.tar` is a
+/// build of either. An upload that names no lease is then refused as ambiguous, instead of
+/// the server guessing the default profile's lease (and tree) for what may be fast's build.
+#[test]
+fn an_upload_naming_no_lease_that_two_of_the_callers_leases_cover_is_refused() {
+    let tmp = tempfile::tempdir().expect("dir");
+    let dir = tmp.path();
+    let server = Server::start(&dir.join("data"), &[]);
+    let a = enroll(&server, "drone-a");
+    register(&server, &a, "drone-a", "-O3");
+    expect_a_and_fast_o3(&server);
+    let (code, v) = server.admin_post(
+        "/api/v1/queue",
+        &json!({"packages": ["=dev-libs/foo-1.0", {"atom": "dev-libs/foo", "profile": "fast"}]}),
+    );
+    assert_eq!(code, 200, "{v}");
+    let (code, v) = as_drone(&server, &a, "GET", "/api/v1/work?free_slots=2", None, &[]);
+    assert_eq!(code, 200, "{v}");
+    let q = queue(&server);
+    let held = |profile: &str, atom: &str| q[&(profile.to_owned(), atom.to_owned())].1;
+    let (default_lease, fast_lease) = (
+        held("default", "=dev-libs/foo-1.0"),
+        held("fast", "dev-libs/foo"),
+    );
+    assert!(default_lease > 0 && fast_lease > 0, "{q:?}");
+
+    let foo_path = "dev-libs/foo-1.0.gpkg.tar";
+    let file = gpkg(dir, "dev-libs/foo-1.0", "drone-a");
+    let (code, v) = put(&server, &a, foo_path, &file, None);
+    assert_eq!(code, 400, "ambiguous without a lease: {v}");
+    let staging = server.data_dir.join("staging");
+    assert!(!staging.join(foo_path).exists(), "nothing was stored: {v}");
+    // Naming the lease says which: fast's.
+    let (code, v) = put(&server, &a, foo_path, &file, Some(fast_lease));
+    assert_eq!(code, 200, "{v}");
+    assert!(staging.join(".profiles/fast").join(foo_path).exists());
 }

@@ -73,15 +73,7 @@ pub(crate) fn bind(
         }
         // An upload that does not name the lease: the caller's lease of the package (its
         // holder is checked against the caller below).
-        None => unnamed_lease(&view, caller, atom).ok_or_else(|| {
-            ApiError::field(
-                400,
-                "X-Swarm-Lease",
-                format!(
-                    "an upload must name the live lease it belongs to (X-Swarm-Lease) for {atom}"
-                ),
-            )
-        })?,
+        None => unnamed_lease(&view, caller, atom)?,
     };
     check_holder(sh, caller, &live.drone, atom)?;
     if let (Some(e), Some(d)) = (epoch, view.drone(&live.drone)) {
@@ -102,29 +94,61 @@ pub(crate) fn bind(
     })
 }
 
-/// The lease an upload naming none is for: an enrolled caller's own lease of the package
-/// (at most one, invariant 14); for a credential-less caller, the package's one assigned
-/// lease, `None` when it is assigned in several profiles (then only the lease can say).
-fn unnamed_lease(view: &swarm_core::View<'_>, caller: &Caller, atom: &Atom) -> Option<LeaseView> {
-    // `foo-1.0-3.gpkg.tar`: the package `=cat/foo-1.0`.
-    let without_build_id = Atom::parse(&format!("={}", atom.cpv())).ok();
-    let named = |a: &Atom| a == atom || without_build_id.as_ref() == Some(a);
+/// The lease an upload naming none is for: an enrolled caller's one lease whose package the
+/// file is a build of ([`covers`]); for a credential-less caller, the package's one assigned
+/// lease. Refused when there is none, or several (the same package as `=cat/foo-1.0` in one
+/// profile and `cat/foo` in another, or assigned in two profiles): then only the lease can say.
+fn unnamed_lease(
+    view: &swarm_core::View<'_>,
+    caller: &Caller,
+    atom: &Atom,
+) -> Result<LeaseView, ApiError> {
+    let name_it = |why: String| {
+        ApiError::field(
+            400,
+            "X-Swarm-Lease",
+            format!("an upload must name the live lease it belongs to (X-Swarm-Lease) for {atom}{why}; nothing was stored"),
+        )
+    };
     match caller {
         Caller::Drone(me) => {
-            let mut mine = view.leases_of(me).into_iter().filter(|l| named(&l.package));
-            let first = mine.next()?;
-            mine.next().is_none().then_some(first)
+            let mine: Vec<LeaseView> = view
+                .leases_of(me)
+                .into_iter()
+                .filter(|l| covers(&l.package, atom))
+                .collect();
+            match mine.as_slice() {
+                [one] => Ok(one.clone()),
+                [] => Err(name_it(String::new())),
+                several => Err(name_it(format!(
+                    ": {me} holds {} leases it is a build of ({})",
+                    several.len(),
+                    several
+                        .iter()
+                        .map(|l| format!(
+                            "lease {} for {} of profile {}",
+                            l.lease,
+                            l.package,
+                            l.profile.as_deref().unwrap_or("default")
+                        ))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))),
+            }
         }
         Caller::Legacy(_) => {
+            // `foo-1.0-3.gpkg.tar`: the package `=cat/foo-1.0`.
+            let without_build_id = Atom::parse(&format!("={}", atom.cpv())).ok();
             let lease = assigned_only(view, atom).or_else(|| {
                 without_build_id
                     .as_ref()
                     .and_then(|a| assigned_only(view, a))
-            })?;
+            });
             match lease {
-                PackageStatus::Assigned { lease, .. } => view.lease(lease),
+                Some(PackageStatus::Assigned { lease, .. }) => view.lease(lease),
                 _ => None,
             }
+            .ok_or_else(|| name_it(String::new()))
         }
     }
 }
