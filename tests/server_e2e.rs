@@ -832,6 +832,45 @@ fn a_read_storm_during_writes_is_served_with_rationed_copies() {
     );
 }
 
+/// A report of a virtual package (no binary to look for) costs no copy of the
+/// core: one per report made `swarm bench http` 50 times slower on a large queue.
+#[test]
+fn reports_of_virtual_packages_force_no_copies_of_the_core() {
+    let dir = tempfile::tempdir().expect("dir");
+    let s = Server::start(dir.path(), &[]);
+    // Past the size up to which the writer refreshes the copy by itself when idle.
+    let pkgs: Vec<String> = (0..6000).map(|i| format!("=virtual/big{i}-1")).collect();
+    s.admin_post("/api/v1/queue", &json!({ "packages": pkgs }));
+    let (code, v) = s.post(
+        "/api/v1/register",
+        &v3_register("copy-0001", "copy-drone", Value::Null),
+    );
+    assert_eq!(code, 200, "{v}");
+    let copies = || -> u64 {
+        let (_, m) = request("GET", &format!("{}/metrics", s.url), None, None);
+        m.as_str()
+            .and_then(|t| {
+                t.lines().find_map(|l| {
+                    l.strip_prefix("swarm_published_copies_total ")
+                        .and_then(|v| v.parse().ok())
+                })
+            })
+            .expect("metric")
+    };
+    let before = copies();
+    for _ in 0..30 {
+        let w = work(&s, "copy-0001");
+        let pkg = w["package"].as_str().expect("a package").to_string();
+        let r = complete(&s, "copy-0001", &pkg, "success");
+        assert_eq!(r["accepted"], true, "{r}");
+    }
+    let made = copies() - before;
+    assert!(
+        made <= 3,
+        "{made} copies of the core for 30 work->complete cycles"
+    );
+}
+
 #[test]
 fn a_big_push_goes_in_parts_and_is_answered_once_with_every_package_counted() {
     let dir = tempfile::tempdir().expect("temp dir");
