@@ -18,6 +18,20 @@ fn v3_register(id: &str, name: &str, task: Value) -> Value {
         "current_task": task})
 }
 
+/// A counter of the server's `/metrics` (a line `name value`).
+fn counter(server: &Server, name: &str) -> u64 {
+    let (_, m) = request("GET", &format!("{}/metrics", server.url), None, None);
+    m.as_str()
+        .and_then(|t| {
+            t.lines().find_map(|l| {
+                l.strip_prefix(name)
+                    .and_then(|rest| rest.strip_prefix(' '))
+                    .and_then(|v| v.parse().ok())
+            })
+        })
+        .unwrap_or_else(|| panic!("no counter {name} in /metrics"))
+}
+
 fn keys(v: &Value) -> BTreeSet<String> {
     v.as_object()
         .map(|o| o.keys().cloned().collect())
@@ -771,17 +785,7 @@ fn a_read_storm_during_writes_is_served_with_rationed_copies() {
     let s = Server::start(dir.path(), &[]);
     let pkgs: Vec<String> = (0..2000).map(|i| format!("=virtual/storm{i}-1")).collect();
     s.admin_post("/api/v1/queue", &json!({ "packages": pkgs }));
-    let metric = |name: &str| -> u64 {
-        let (_, m) = request("GET", &format!("{}/metrics", s.url), None, None);
-        m.as_str()
-            .and_then(|t| {
-                t.lines().find_map(|l| {
-                    l.strip_prefix(&format!("{name} "))
-                        .and_then(|v| v.parse().ok())
-                })
-            })
-            .expect("metric")
-    };
+    let metric = |name: &str| counter(&s, name);
     let copies_before = metric("swarm_published_copies_total");
     let stop = Arc::new(AtomicBool::new(false));
     let url = s.url.clone();
@@ -846,17 +850,7 @@ fn reports_of_virtual_packages_force_no_copies_of_the_core() {
         &v3_register("copy-0001", "copy-drone", Value::Null),
     );
     assert_eq!(code, 200, "{v}");
-    let copies = || -> u64 {
-        let (_, m) = request("GET", &format!("{}/metrics", s.url), None, None);
-        m.as_str()
-            .and_then(|t| {
-                t.lines().find_map(|l| {
-                    l.strip_prefix("swarm_published_copies_total ")
-                        .and_then(|v| v.parse().ok())
-                })
-            })
-            .expect("metric")
-    };
+    let copies = || counter(&s, "swarm_published_copies_total");
     let before = copies();
     for _ in 0..30 {
         let w = work(&s, "copy-0001");
@@ -887,17 +881,7 @@ fn a_big_push_goes_in_parts_and_is_answered_once_with_every_package_counted() {
             json!({"atom": format!("=app-misc/chain{i}-1"), "deps": deps})
         })
         .collect();
-    let fsyncs = || -> u64 {
-        let (_, m) = request("GET", &format!("{}/metrics", s.url), None, None);
-        m.as_str()
-            .and_then(|t| {
-                t.lines().find_map(|l| {
-                    l.strip_prefix("swarm_store_fsyncs_total ")
-                        .and_then(|v| v.parse().ok())
-                })
-            })
-            .expect("swarm_store_fsyncs_total")
-    };
+    let fsyncs = || counter(&s, "swarm_store_fsyncs_total");
     let fsyncs_before = fsyncs();
     let (code, q) = s.admin_post("/api/v1/queue", &json!({ "packages": packages }));
     assert_eq!(code, 200, "{q}");
