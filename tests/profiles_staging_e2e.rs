@@ -389,3 +389,56 @@ fn an_upload_naming_no_lease_that_two_of_the_callers_leases_cover_is_refused() {
     assert_eq!(code, 200, "{v}");
     assert!(staging.join(".profiles/fast").join(foo_path).exists());
 }
+
+/// Two credential-less (v3) drones: v3-a holds the default profile's `=dev-libs/foo-1.0`,
+/// v3-b fast's `dev-libs/foo`. v3-b's `dev-libs/foo-1.0.gpkg.tar` naming no lease is a build of
+/// either package; it is refused, not stored in the default tree under v3-a's lease (where
+/// v3-a's success would then count fast's build as the default profile's).
+#[test]
+fn a_legacy_upload_naming_no_lease_that_two_assigned_leases_cover_is_refused() {
+    let tmp = tempfile::tempdir().expect("dir");
+    let dir = tmp.path();
+    let server = Server::start(&dir.join("data"), &[]);
+    for name in ["v3-a", "v3-b"] {
+        let body = json!({"name": name, "capabilities": {"cores": 8, "ram_gb": 16, "env": {"CFLAGS": "-O3"}}});
+        let (code, v) = server.post("/api/v1/register", &body);
+        assert_eq!(code, 200, "{v}");
+    }
+    for body in [
+        json!({"action": "expect_env", "drone": "v3-a"}),
+        json!({"action": "set_profile", "profile": "fast", "env": {"CFLAGS": "-O3"}}),
+    ] {
+        let (code, v) = server.admin_post("/api/v1/control", &body);
+        assert_eq!(code, 200, "{v}");
+    }
+    let (code, v) = server.admin_post(
+        "/api/v1/queue",
+        &json!({"packages": ["=dev-libs/foo-1.0", {"atom": "dev-libs/foo", "profile": "fast"}]}),
+    );
+    assert_eq!(code, 200, "{v}");
+    for name in ["v3-a", "v3-b"] {
+        let (code, v) = server.get(&format!("/api/v1/work?id={name}&free_slots=1"));
+        assert_eq!(code, 200, "{v}");
+    }
+    let q = queue(&server);
+    let assigned: Vec<_> = q.values().filter(|(s, _, _)| s == "assigned").collect();
+    assert_eq!(assigned.len(), 2, "{q:?}");
+
+    let foo_path = "dev-libs/foo-1.0.gpkg.tar";
+    let file = gpkg(dir, "dev-libs/foo-1.0", "v3-b");
+    let sha = hex::encode(Sha256::digest(&file));
+    let (code, v) = request_raw(
+        "PUT",
+        &format!("{}/api/v1/artifacts/{foo_path}", server.url),
+        Some(&file),
+        None,
+        &[("X-Sha256", sha.as_str())],
+    );
+    assert_eq!(code, 400, "ambiguous without a lease: {v}");
+    let staging = server.data_dir.join("staging");
+    assert!(!staging.join(foo_path).exists(), "nothing was stored: {v}");
+    assert!(
+        !staging.join(".profiles/fast").join(foo_path).exists(),
+        "{v}"
+    );
+}

@@ -13,7 +13,7 @@ use super::identity::{forbid, Caller};
 use super::shared::Shared;
 use super::staged_path::staging_of;
 use std::path::{Path, PathBuf};
-use swarm_core::{Atom, DroneName, LeaseId, LeaseView, PackageStatus};
+use swarm_core::{Atom, DroneName, LeaseId, LeaseView};
 
 /// Where the lease of a staged file is recorded.
 fn record_path(staging: &Path, category: &str, file: &str) -> PathBuf {
@@ -73,7 +73,7 @@ pub(crate) fn bind(
         }
         // An upload that does not name the lease: the caller's lease of the package (its
         // holder is checked against the caller below).
-        None => unnamed_lease(&view, caller, atom)?,
+        None => unnamed_lease(sh, &view, caller, atom)?,
     };
     check_holder(sh, caller, &live.drone, atom)?;
     if let (Some(e), Some(d)) = (epoch, view.drone(&live.drone)) {
@@ -94,63 +94,54 @@ pub(crate) fn bind(
     })
 }
 
-/// The lease an upload naming none is for: an enrolled caller's one lease whose package the
-/// file is a build of ([`covers`]); for a credential-less caller, the package's one assigned
-/// lease. Refused when there is none, or several (the same package as `=cat/foo-1.0` in one
-/// profile and `cat/foo` in another, or assigned in two profiles): then only the lease can say.
+/// The lease an upload naming none is for: the one live lease whose package the file is a
+/// build of ([`covers`]) among the caller's own (an enrolled drone) or those of drones without
+/// a credential (a credential-less caller, which cannot say which of them it is). Refused when there is none, or several (the same
+/// package as `=cat/foo-1.0` in one profile and `cat/foo` in another, or in two profiles):
+/// then only the lease can say, and guessing would stage one profile's build as another's.
 fn unnamed_lease(
+    sh: &Shared,
     view: &swarm_core::View<'_>,
     caller: &Caller,
     atom: &Atom,
 ) -> Result<LeaseView, ApiError> {
-    let name_it = |why: String| {
-        ApiError::field(
-            400,
-            "X-Swarm-Lease",
-            format!("an upload must name the live lease it belongs to (X-Swarm-Lease) for {atom}{why}; nothing was stored"),
-        )
-    };
-    match caller {
-        Caller::Drone(me) => {
-            let mine: Vec<LeaseView> = view
-                .leases_of(me)
-                .into_iter()
-                .filter(|l| covers(&l.package, atom))
-                .collect();
-            match mine.as_slice() {
-                [one] => Ok(one.clone()),
-                [] => Err(name_it(String::new())),
-                several => Err(name_it(format!(
-                    ": {me} holds {} leases it is a build of ({})",
-                    several.len(),
-                    several
-                        .iter()
-                        .map(|l| format!(
-                            "lease {} for {} of profile {}",
-                            l.lease,
-                            l.package,
-                            l.profile.as_deref().unwrap_or("default")
-                        ))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ))),
-            }
-        }
-        Caller::Legacy(_) => {
-            // `foo-1.0-3.gpkg.tar`: the package `=cat/foo-1.0`.
-            let without_build_id = Atom::parse(&format!("={}", atom.cpv())).ok();
-            let lease = assigned_only(view, atom).or_else(|| {
-                without_build_id
-                    .as_ref()
-                    .and_then(|a| assigned_only(view, a))
-            });
-            match lease {
-                Some(PackageStatus::Assigned { lease, .. }) => view.lease(lease),
-                _ => None,
-            }
-            .ok_or_else(|| name_it(String::new()))
-        }
+    let mut candidates: Vec<LeaseView> = match caller {
+        Caller::Drone(me) => view.leases_of(me),
+        Caller::Legacy(_) => view.leases(),
     }
+    .into_iter()
+    .filter(|l| covers(&l.package, atom))
+    .collect();
+    // A credential-less caller may upload only for a drone without a credential: those leases
+    // are the candidates, unless there are none (then the holder check refuses, 403).
+    let enrolled = |l: &LeaseView| sh.creds.is_enrolled(l.drone.as_str());
+    if matches!(caller, Caller::Legacy(_)) && candidates.iter().any(|l| !enrolled(l)) {
+        candidates.retain(|l| !enrolled(l));
+    }
+    let why = match candidates.as_slice() {
+        [one] => return Ok(one.clone()),
+        [] => String::new(),
+        several => format!(
+            ": {} live leases are for a package it is a build of ({})",
+            several.len(),
+            several
+                .iter()
+                .map(|l| format!(
+                    "lease {} for {} of profile {} on {}",
+                    l.lease,
+                    l.package,
+                    l.profile.as_deref().unwrap_or("default"),
+                    l.drone
+                ))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    Err(ApiError::field(
+        400,
+        "X-Swarm-Lease",
+        format!("an upload must name the live lease it belongs to (X-Swarm-Lease) for {atom}{why}; nothing was stored"),
+    ))
 }
 
 /// Whether a file of `file` (a versioned package) is a build of what the
@@ -383,16 +374,4 @@ pub(crate) fn unclaimed_valid(
         }
     }
     (!problems.is_empty()).then(|| Err(problems.join("; ")))
-}
-
-/// The status of the atom's one assigned package; `None` when none is, or when it is assigned
-/// in several profiles at once (then only the lease says which build an upload is).
-fn assigned_only(view: &swarm_core::View<'_>, atom: &Atom) -> Option<PackageStatus> {
-    let mut assigned = view
-        .packages_of(atom)
-        .into_iter()
-        .map(|p| p.status)
-        .filter(|s| matches!(s, PackageStatus::Assigned { .. }));
-    let first = assigned.next()?;
-    assigned.next().is_none().then_some(first)
 }
