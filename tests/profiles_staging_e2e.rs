@@ -339,6 +339,10 @@ fn an_upload_whose_lease_is_reclaimed_mid_body_stores_nothing_and_leaves_the_new
         status, "409",
         "a reclaimed lease's upload is refused: {answer}"
     );
+    assert!(
+        answer.contains("was reclaimed while"),
+        "for its lease: {answer}"
+    );
     let staged = server
         .data_dir
         .join("staging/.profiles/fast")

@@ -95,10 +95,14 @@ pub(crate) fn put(
         }
     };
     let dest = dir.join(&path.file);
+    let live = upload_lease::still_live(sh, &path.category, &path.file, lease);
     let placing = super::staged_path::PLACING
         .lock()
         .unwrap_or_else(|p| p.into_inner());
-    if let Err(e) = upload_lease::still_live(sh, &root, &path.category, &path.file, lease) {
+    // Under the lock: another upload may have put its file in place since the first check.
+    let may =
+        live.and_then(|()| upload_lease::may_replace(&root, &path.category, &path.file, lease));
+    if let Err(e) = may {
         let _ = std::fs::remove_file(&tmp);
         return Err(e);
     }

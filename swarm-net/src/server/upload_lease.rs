@@ -188,14 +188,14 @@ fn check_holder(
     }
 }
 
-/// Checks an upload once more when its body is in, just before the file goes in place (call it
-/// holding [`super::staged_path::PLACING`]): the lease may have been reclaimed while the body
-/// streamed (returned, revoked, its drone gone, its profile removed), and the package leased
-/// again to a drone that has uploaded its own build since. A lease that is gone stores nothing,
-/// so the new lease's file is never replaced and a purged tree is not recreated.
+/// Checks an upload's lease once more when its body is in, before the file goes in place: it
+/// may have been reclaimed while the body streamed (returned, revoked, its drone gone, its
+/// profile removed), and the package leased again to a drone that has uploaded its own build
+/// since. A lease that is gone stores nothing, so the new lease's file is never replaced and a
+/// purged tree is not refilled. Called before [`super::staged_path::PLACING`] is taken: a
+/// fresh view may wait for the writer, and that lock is held by every upload's last step.
 pub(crate) fn still_live(
     sh: &Shared,
-    staging: &Path,
     category: &str,
     file: &str,
     lease: LeaseId,
@@ -207,7 +207,7 @@ pub(crate) fn still_live(
             format!("lease {lease} was reclaimed while {category}/{file} was being uploaded; nothing was stored"),
         ));
     }
-    may_replace(staging, category, file, lease)
+    Ok(())
 }
 
 /// Refuses to replace a staged file that came under another lease.
