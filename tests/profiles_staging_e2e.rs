@@ -392,6 +392,14 @@ fn an_upload_naming_no_lease_that_two_of_the_callers_leases_cover_is_refused() {
     let (code, v) = put(&server, &a, foo_path, &file, Some(fast_lease));
     assert_eq!(code, 200, "{v}");
     assert!(staging.join(".profiles/fast").join(foo_path).exists());
+    let v = complete(&server, &a, "dev-libs/foo", fast_lease);
+    assert_eq!(v["accepted"], true, "{v}");
+    let (code, v) = server.admin_post("/api/v1/releases?profile=fast", &json!({}));
+    assert_eq!(
+        code, 201,
+        "fast's build of dev-libs/foo is fast's to release: {v}"
+    );
+    assert_eq!(v["release"]["packages"], 1, "{v}");
 }
 
 /// Two credential-less (v3) drones: v3-a holds the default profile's `=dev-libs/foo-1.0`,

@@ -20,6 +20,7 @@ mod admin;
 mod artifacts;
 mod auth;
 mod binhost;
+mod by_cpv;
 mod claims;
 mod creds;
 mod dashboard;

@@ -156,10 +156,9 @@ fn verdict(sh: &Shared, r: &Target<'_>, name: &str) -> Result<GateVerdict, ApiEr
     let envs = sh
         .with_history(|h| h.last_build_envs(&r.profile))
         .unwrap_or_default();
+    let by_cpv = super::by_cpv::ByCpv::new(&envs);
     for (cpv, facts) in &mut release {
-        let recorded = envs
-            .get(&format!("={cpv}"))
-            .or_else(|| envs.get(cpv.as_str()));
+        let recorded = by_cpv.get(cpv);
         facts.env = recorded.and_then(|vars| swarm_core::BuildEnv::new(vars.clone()).ok());
     }
     let p = sh.fresh();
@@ -200,14 +199,13 @@ struct CreateBody {
 /// recorded with its build.
 fn not_ours(
     view: &swarm_core::View<'_>,
-    envs: &std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
+    envs: &super::by_cpv::ByCpv<'_, std::collections::BTreeMap<String, String>>,
     profile: &str,
     cpv: &str,
 ) -> Option<String> {
     let atom = swarm_core::Atom::parse(&format!("={cpv}")).ok();
     let recorded = envs
-        .get(&format!("={cpv}"))
-        .or_else(|| envs.get(cpv))
+        .get(cpv)
         .and_then(|vars| swarm_core::BuildEnv::new(vars.clone()).ok());
     swarm_core::release_gate::not_in_release_of(*view, profile, atom.as_ref(), recorded.as_ref())
 }
@@ -234,11 +232,9 @@ pub(crate) fn create(sh: &Shared, req: &mut Request, url: &str) -> Result<Reply,
         .into_iter()
         .map(|d| (d.name.as_str().to_string(), d.portage_snapshot))
         .collect();
+    let builders = super::by_cpv::ByCpv::new(&builders);
     let provenance = |cpv: &str| {
-        let drone = builders
-            .get(&format!("={cpv}"))
-            .or_else(|| builders.get(cpv))
-            .cloned();
+        let drone = builders.get(cpv).cloned();
         let snapshot = drone
             .as_ref()
             .and_then(|d| snapshots.get(d).cloned().flatten());
@@ -248,9 +244,9 @@ pub(crate) fn create(sh: &Shared, req: &mut Request, url: &str) -> Result<Reply,
     let envs = sh
         .with_history(|h| h.last_build_envs(&r.profile))
         .unwrap_or_default();
+    let envs = super::by_cpv::ByCpv::new(&envs);
     let recorded = |cpv: &str| {
-        envs.get(&format!("={cpv}"))
-            .or_else(|| envs.get(cpv))
+        envs.get(cpv)
             .and_then(|vars| BuildEnv::new(vars.clone()).ok())
     };
     let env = HeaderEnv {
