@@ -235,3 +235,37 @@ fn swarm_core_files_stay_small() {
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+/// Issue 10: a package changes state only through `Swarm::transition` (swarm/upkeep.rs), which
+/// keeps the index in step. `Package::enter` is the raw setter it uses; test fixtures that build a
+/// bare state (after the file's `#[cfg(test)]`) may call it too, nothing else.
+#[test]
+fn package_state_changes_only_through_the_transition() {
+    let src_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../swarm-core/src");
+    let mut paths = Vec::new();
+    rs_files(&src_dir, &mut paths);
+    let mut found = Vec::new();
+    for p in &paths {
+        let rel = p
+            .strip_prefix(&src_dir)
+            .unwrap_or(p)
+            .to_string_lossy()
+            .into_owned();
+        if rel == "swarm/upkeep.rs" || rel == "state/package.rs" || rel.ends_with("tests.rs") {
+            continue;
+        }
+        let code = code_only(&fs::read_to_string(p).unwrap_or_else(|e| panic!("{rel}: {e}")));
+        let tests_from = code.find("#[cfg(test)]").unwrap_or(code.len());
+        for (at, _) in code.match_indices(".enter(") {
+            if at < tests_from {
+                let line = code[..at].lines().count();
+                found.push(format!("{rel}:{line}"));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "a package's state set outside Swarm::transition (use it; it keeps the index in step): {}",
+        found.join(", ")
+    );
+}

@@ -35,7 +35,7 @@ impl Swarm {
         }
         for (i, p) in st.packages.iter().enumerate() {
             let id = PkgId(i as u32);
-            if let PackageState::Assigned { lease } = p.state {
+            if let PackageState::Assigned { lease } = *p.state() {
                 match st.leases.get(&lease) {
                     Some(l) if l.pkg == id && l.package == p.atom => {}
                     _ => {

@@ -356,7 +356,7 @@ impl<'a> View<'a> {
                     .iter()
                     .filter(|p| p.profile.0.as_deref() == tag)
                     .fold(ProfileStates::default(), |mut n, p| {
-                        match p.state {
+                        match *p.state() {
                             PackageState::Queued { .. } => n.queued += 1,
                             PackageState::Assigned { .. } => n.building += 1,
                             PackageState::Built { .. } => n.built += 1,
@@ -401,7 +401,7 @@ impl<'a> View<'a> {
             ..Counts::default()
         };
         for p in &self.s.st.packages {
-            match &p.state {
+            match p.state() {
                 PackageState::Queued { retry_at } => {
                     c.queued += 1;
                     c.backoff += u32::from(retry_at.is_some());
@@ -599,7 +599,7 @@ impl<'a> View<'a> {
             }
         };
         let p = st.pkg(id);
-        match &p.state {
+        match p.state() {
             PackageState::Built { .. } => return "built".to_owned(),
             PackageState::Assigned { lease } => {
                 let Some(l) = st.leases.get(lease) else {
@@ -762,7 +762,7 @@ impl<'a> View<'a> {
 
 fn package_view(s: &Swarm, p: &Package) -> PackageView {
     let st = &s.st;
-    let status = match &p.state {
+    let status = match p.state() {
         PackageState::Queued { retry_at } => PackageStatus::Queued {
             retry_at: *retry_at,
         },

@@ -60,7 +60,7 @@ impl fmt::Display for NoWork {
 
 /// In the ready set: queued, not backing off, dependencies built, not held by the brake.
 pub(crate) fn is_ready(st: &SwarmState, p: &Package) -> bool {
-    matches!(p.state, PackageState::Queued { retry_at: None })
+    matches!(*p.state(), PackageState::Queued { retry_at: None })
         && p.unbuilt == 0
         && !(st.brake.engaged && st.brake.held.contains(&p.atom))
 }
@@ -68,7 +68,7 @@ pub(crate) fn is_ready(st: &SwarmState, p: &Package) -> bool {
 /// Blocked packages a sweeper drone may retry (not masked, not blocked by hand).
 pub(crate) fn is_sweepable(p: &Package) -> bool {
     matches!(
-        &p.state,
+        p.state(),
         PackageState::Blocked { reason, .. }
             if !matches!(reason, BlockReason::Masked | BlockReason::Operator)
     ) && p.unbuilt == 0
@@ -343,7 +343,8 @@ mod tests {
         let id = LeaseId(st.next_lease);
         st.next_lease += 1;
         let package = st.pkg(PkgId(pkg)).atom.clone();
-        st.pkg_mut(PkgId(pkg)).state = PackageState::Assigned { lease: id };
+        st.pkg_mut(PkgId(pkg))
+            .enter(PackageState::Assigned { lease: id });
         let lease = Lease {
             id,
             drone: name(drone),

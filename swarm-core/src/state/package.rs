@@ -66,7 +66,9 @@ pub(crate) struct Package {
     pub(crate) generation: u64,
     pub(crate) priority: i32,
     pub(crate) deps: Vec<Atom>,
-    pub(crate) state: PackageState,
+    /// Private: it changes only through `Swarm::transition` (swarm/upkeep.rs), which keeps
+    /// the index (ready and sweep sets, retry and auto-unblock timers) in step with it.
+    state: PackageState,
     pub(crate) attempts: u32,
     pub(crate) auto_unblocks: u32,
     /// Bad-host memory: drone → when it last failed this package.
@@ -128,6 +130,17 @@ impl Package {
             est_ms: 0,
             cp_ms: 0,
         }
+    }
+
+    /// Where the package stands.
+    pub(crate) fn state(&self) -> &PackageState {
+        &self.state
+    }
+
+    /// Moves the package to `to` without touching the index: only `Swarm::transition`
+    /// calls it (and test fixtures building a bare state), so no caller can forget the index.
+    pub(crate) fn enter(&mut self, to: PackageState) {
+        self.state = to;
     }
 
     pub(crate) fn is_queued(&self) -> bool {

@@ -49,7 +49,7 @@ pub(crate) fn apply(s: &mut Swarm, action: &Control, out: &mut Vec<Output>) {
                 Ok(pkg) => pkg,
                 Err(why) => return reject(out, why),
             };
-            if !matches!(s.st.pkg(pkg).state, PackageState::Blocked { .. }) {
+            if !matches!(*s.st.pkg(pkg).state(), PackageState::Blocked { .. }) {
                 return illegal(out, format!("{atom} is not blocked"));
             }
             s.unblock(pkg, true, out);
@@ -75,7 +75,7 @@ pub(crate) fn apply(s: &mut Swarm, action: &Control, out: &mut Vec<Output>) {
                 Ok(pkg) => pkg,
                 Err(why) => return reject(out, why),
             };
-            match s.st.pkg(pkg).state {
+            match *s.st.pkg(pkg).state() {
                 PackageState::Built { .. } => {
                     return illegal(out, format!("{package} is already built"))
                 }
@@ -300,8 +300,7 @@ pub(crate) fn apply(s: &mut Swarm, action: &Control, out: &mut Vec<Output>) {
                 .filter(|p| s.st.pkg(*p).retry_at().is_some())
                 .collect();
             for &pkg in &waiting {
-                s.st.pkg_mut(pkg).state = PackageState::Queued { retry_at: None };
-                s.sync_pkg(pkg);
+                s.transition(pkg, PackageState::Queued { retry_at: None });
             }
             let n = unblock_where(s, out, |_, r| *r != BlockReason::Masked);
             format!("retrying {} packages now, unblocked {n}", waiting.len())
@@ -432,7 +431,7 @@ fn retry(s: &mut Swarm, pkg: PkgId, out: &mut Vec<Output>) -> Result<String, Str
     let p = s.st.pkg(pkg);
     let atom = p.atom.clone();
     let attempts = p.attempts;
-    match p.state {
+    match *p.state() {
         PackageState::Built { .. } => Err("is already built".to_owned()),
         PackageState::Assigned { .. } => {
             Err("is assigned to a drone; reclaim it first to build it elsewhere".to_owned())
@@ -458,8 +457,7 @@ fn retry(s: &mut Swarm, pkg: PkgId, out: &mut Vec<Output>) -> Result<String, Str
             let now = s.st.now;
             let p = s.st.pkg_mut(pkg);
             p.forget_failures();
-            p.state = PackageState::Queued { retry_at: None };
-            s.sync_pkg(pkg);
+            s.transition(pkg, PackageState::Queued { retry_at: None });
             Ok(match retry_at {
                 Some(at) => format!(
                     "retrying {atom} now ({} s of backoff left): {attempts} failed attempts forgotten",
@@ -480,7 +478,7 @@ fn unblock_where(
         .map(PkgId)
         .filter(|id| {
             let p = s.st.pkg(*id);
-            matches!(&p.state, PackageState::Blocked { reason, .. } if pred(p, reason))
+            matches!(p.state(), PackageState::Blocked { reason, .. } if pred(p, reason))
         })
         .collect();
     for &pkg in &blocked {
@@ -532,7 +530,7 @@ fn drop_packages(s: &mut Swarm, which: impl Fn(&crate::state::Package) -> bool) 
     let (mut dropped, mut kept) = (0, 0);
     for (i, p) in old.into_iter().enumerate() {
         let picked = which(&p);
-        if picked && !matches!(p.state, PackageState::Assigned { .. }) {
+        if picked && !matches!(*p.state(), PackageState::Assigned { .. }) {
             dropped += 1;
             continue;
         }

@@ -77,9 +77,9 @@ impl Swarm {
         };
         let pkg = of_lease.or_else(|| {
             let ids = package.as_ref().and_then(|a| self.ix.by_atom.get(a))?;
-            ids.iter().min_by_key(|id| rank(&self.st.pkg(*id).state))
+            ids.iter().min_by_key(|id| rank(self.st.pkg(*id).state()))
         });
-        let state = pkg.map(|p| &self.st.pkg(p).state);
+        let state = pkg.map(|p| self.st.pkg(p).state());
         let reason = match state {
             Some(PackageState::Assigned { lease }) => match self.st.leases.get(lease) {
                 Some(l) if &l.drone != drone => RevokeReason::ReassignedTo {
@@ -118,11 +118,10 @@ impl Swarm {
         let lid = LeaseId(self.st.next_lease);
         self.st.next_lease += 1;
         let p = self.st.pkg_mut(pkg);
-        let sweep = match &p.state {
+        let sweep = match p.state() {
             PackageState::Blocked { reason, .. } => Some(reason.clone()),
             _ => None,
         };
-        p.state = PackageState::Assigned { lease: lid };
         let package = p.atom.clone();
         let profile = p.profile.0.clone();
         self.st.leases.insert(
@@ -141,7 +140,7 @@ impl Swarm {
         if let Some(d) = self.st.drones.get_mut(name) {
             d.leases.insert(lid);
         }
-        self.sync_pkg(pkg);
+        self.transition(pkg, PackageState::Assigned { lease: lid });
         self.sync_drone(name);
         out.push(Output::Command(Command::Assign {
             drone: name.clone(),
@@ -172,8 +171,7 @@ impl Swarm {
         }
         let lease = self.end_lease(lid);
         let now = self.st.now;
-        let p = self.st.pkg_mut(lease.pkg);
-        p.state = match lease.sweep {
+        let back = match lease.sweep {
             Some(block) => PackageState::Blocked {
                 reason: block,
                 since: now,
@@ -181,7 +179,7 @@ impl Swarm {
             },
             None => PackageState::Queued { retry_at: None },
         };
-        self.sync_pkg(lease.pkg);
+        self.transition(lease.pkg, back);
         if reason != ReclaimReason::Returned {
             out.push(Output::Command(Command::Revoke {
                 drone: lease.drone.clone(),

@@ -30,10 +30,9 @@ impl Swarm {
             env = d.spec.env.digest();
         }
         let p = self.st.pkg_mut(lease.pkg);
-        p.state = PackageState::Built { at: now };
         p.avoid = None;
         let dependents = p.dependents.clone();
-        self.sync_pkg(lease.pkg);
+        self.transition(lease.pkg, PackageState::Built { at: now });
         for q in dependents {
             let q_pkg = self.st.pkg_mut(q);
             q_pkg.unbuilt = q_pkg.unbuilt.saturating_sub(1);
@@ -117,8 +116,7 @@ impl Swarm {
         }));
         match decision {
             retry::AfterFailure::Retry { at } => {
-                self.st.pkg_mut(lease.pkg).state = PackageState::Queued { retry_at: Some(at) };
-                self.sync_pkg(lease.pkg);
+                self.transition(lease.pkg, PackageState::Queued { retry_at: Some(at) });
             }
             retry::AfterFailure::Block(reason) => self.block(lease.pkg, reason, out),
         }
@@ -174,29 +172,27 @@ impl Swarm {
     pub(crate) fn block(&mut self, pkg: PkgId, reason: BlockReason, out: &mut Out) {
         let auto_unblock_at = retry::auto_unblock_at(&self.st, self.st.pkg(pkg), &reason);
         let now = self.st.now;
-        let p = self.st.pkg_mut(pkg);
-        p.state = PackageState::Blocked {
+        let package = self.st.pkg(pkg).atom.clone();
+        let blocked = PackageState::Blocked {
             reason: reason.clone(),
             since: now,
             auto_unblock_at,
         };
-        let package = p.atom.clone();
-        self.sync_pkg(pkg);
+        self.transition(pkg, blocked);
         out.push(Output::Event(Event::Blocked { package, reason }));
     }
 
     pub(crate) fn unblock(&mut self, pkg: PkgId, operator: bool, out: &mut Out) {
         let p = self.st.pkg_mut(pkg);
-        if !matches!(p.state, PackageState::Blocked { .. }) {
+        if !matches!(*p.state(), PackageState::Blocked { .. }) {
             return;
         }
         if !operator {
             p.auto_unblocks += 1;
         }
         p.forget_failures();
-        p.state = PackageState::Queued { retry_at: None };
         let package = p.atom.clone();
-        self.sync_pkg(pkg);
+        self.transition(pkg, PackageState::Queued { retry_at: None });
         out.push(Output::Event(Event::Unblocked { package, operator }));
     }
 }

@@ -33,14 +33,12 @@ impl Swarm {
                 }
                 self.sync_drone(&name);
             }
-            TimerKey::Retry(pkg) => {
-                if let Some(p) = self.st.packages.get_mut(pkg.index()) {
-                    if p.is_queued() {
-                        p.state = PackageState::Queued { retry_at: None };
-                    }
+            TimerKey::Retry(pkg) => match self.st.packages.get(pkg.index()) {
+                Some(p) if p.is_queued() => {
+                    self.transition(pkg, PackageState::Queued { retry_at: None })
                 }
-                self.sync_pkg(pkg);
-            }
+                _ => self.sync_pkg(pkg),
+            },
             TimerKey::AutoUnblock(pkg) => self.unblock(pkg, false, out),
             TimerKey::Brake => {
                 if self.st.brake.engaged

@@ -40,12 +40,20 @@ impl Swarm {
         self.ix.set_timer(key, at.map(|t| t.max(now)));
     }
 
+    /// The one way a package changes state: moves it and brings the index (ready and sweep
+    /// sets, retry and auto-unblock timers) in step, so no caller can leave them apart.
+    /// Other fields the new state depends on are set before it.
+    pub(crate) fn transition(&mut self, pkg: PkgId, to: PackageState) {
+        self.st.pkg_mut(pkg).enter(to);
+        self.sync_pkg(pkg);
+    }
+
     pub(crate) fn sync_pkg(&mut self, pkg: PkgId) {
         let p = self.st.pkg(pkg);
         let ready = schedule::is_ready(&self.st, p).then(|| schedule::ready_key(&self.st, pkg, p));
         let sweep = schedule::is_sweepable(p).then(|| schedule::ready_key(&self.st, pkg, p));
         let retry_at = p.retry_at();
-        let auto = match p.state {
+        let auto = match *p.state() {
             PackageState::Blocked {
                 auto_unblock_at, ..
             } => auto_unblock_at,
