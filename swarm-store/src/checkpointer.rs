@@ -13,41 +13,21 @@
 //! Durability is unchanged: a commit is durable in the WAL before its reply,
 //! a checkpoint only moves it into the database file.
 //!
-//! Checkpoints are paced, at most one per [`CHECKPOINT_GAP`]: the WAL file
-//! keeps its size when SQLite starts it over (up to `journal_size_limit`),
-//! so once it has held the threshold its size says nothing about what waits
-//! to be copied, and every nudge (one per group commit) checkpointed: about
-//! 90 checkpoints a second under `swarm bench http`, each with two fsyncs,
-//! about 1 ms of CPU each (19 µs per work→complete cycle; paced, 3 µs).
-//! Nudges that come during the gap share the next checkpoint.
-//!
 //! [`StoreOptions::background_checkpoints`]: crate::StoreOptions::background_checkpoints
 
 use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
-use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// WAL size from which a nudge checkpoints: SQLite's own default threshold
 /// (1,000 pages of 4 KiB).
 pub(crate) const CHECKPOINT_BYTES: u64 = 1_000 * 4_096;
 
-/// Least time between two background checkpoints. At the highest commit
-/// rate measured (about 60 MB of WAL a second) the WAL then holds about
-/// 3 MB between two, within the `journal_size_limit` of 16 MB. Not longer:
-/// a checkpoint's fsync of the database shares the disk with the WAL's
-/// fsyncs that replies wait for, and a larger one delays them more.
-pub(crate) const CHECKPOINT_GAP: Duration = Duration::from_millis(50);
-
 pub(crate) struct Checkpointer {
     nudge: Option<SyncSender<()>>,
     handle: Option<JoinHandle<()>>,
-    /// Checkpoints run so far (for tests).
-    #[cfg_attr(not(test), allow(dead_code))]
-    runs: Arc<AtomicU64>,
 }
 
 impl Checkpointer {
@@ -59,15 +39,12 @@ impl Checkpointer {
             .map_err(std::io::Error::other)?;
         let wal = PathBuf::from(format!("{}-wal", db.display()));
         let (nudge, rx) = mpsc::sync_channel(1);
-        let runs = Arc::new(AtomicU64::new(0));
-        let counted = runs.clone();
         let handle = std::thread::Builder::new()
             .name("swarm-checkpoint".into())
-            .spawn(move || run(&conn, &wal, &rx, &counted))?;
+            .spawn(move || run(&conn, &wal, &rx))?;
         Ok(Checkpointer {
             nudge: Some(nudge),
             handle: Some(handle),
-            runs,
         })
     }
 
@@ -84,28 +61,12 @@ impl Checkpointer {
     }
 }
 
-/// How long to wait before the next checkpoint, the last one run at `last`.
-fn wait_before(last: Option<Instant>, now: Instant) -> Duration {
-    last.map_or(Duration::ZERO, |l| {
-        (l + CHECKPOINT_GAP).saturating_duration_since(now)
-    })
-}
-
-fn run(conn: &Connection, wal: &Path, rx: &Receiver<()>, runs: &AtomicU64) {
-    let mut last = None;
+fn run(conn: &Connection, wal: &Path, rx: &Receiver<()>) {
     for () in rx {
         let size = std::fs::metadata(wal).map_or(0, |m| m.len());
         if size < CHECKPOINT_BYTES {
             continue;
         }
-        // A sleep, not a wait on the channel: nudges meanwhile fill its one
-        // slot without waking this thread, and share this checkpoint.
-        let wait = wait_before(last, Instant::now());
-        if !wait.is_zero() {
-            std::thread::sleep(wait);
-        }
-        last = Some(Instant::now());
-        runs.fetch_add(1, Ordering::Relaxed);
         // (busy, WAL frames, frames copied); a busy or partial checkpoint is
         // retried at the next nudge.
         let r = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
@@ -132,59 +93,5 @@ impl Drop for Checkpointer {
         if let Some(h) = self.handle.take() {
             let _ = h.join();
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_next_checkpoint_waits_for_the_gap() {
-        let t = Instant::now();
-        assert_eq!(wait_before(None, t), Duration::ZERO);
-        assert_eq!(wait_before(Some(t), t), CHECKPOINT_GAP);
-        assert_eq!(
-            wait_before(Some(t), t + CHECKPOINT_GAP / 4),
-            CHECKPOINT_GAP * 3 / 4
-        );
-        assert_eq!(wait_before(Some(t), t + CHECKPOINT_GAP * 2), Duration::ZERO);
-    }
-
-    /// A nudge per commit, as the writer sends them, runs a checkpoint per
-    /// gap, not one per nudge.
-    #[test]
-    fn nudges_in_a_stream_share_paced_checkpoints() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let db = dir.path().join("cp.db");
-        let conn = Connection::open(&db).expect("open");
-        conn.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))
-            .expect("wal");
-        conn.pragma_update(None, "wal_autocheckpoint", 0)
-            .expect("no auto checkpoint");
-        conn.execute_batch("CREATE TABLE t (x BLOB)")
-            .expect("table");
-        // A WAL past the threshold.
-        for _ in 0..(CHECKPOINT_BYTES / 65_536 + 2) {
-            conn.execute("INSERT INTO t VALUES (zeroblob(65536))", [])
-                .expect("insert");
-        }
-        let cp = Checkpointer::start(&db).expect("start");
-        let began = Instant::now();
-        let mut nudges = 0u64;
-        // Enough nudges that one checkpoint per nudge cannot pass for paced.
-        while began.elapsed() < CHECKPOINT_GAP * 3 || nudges < 40 {
-            conn.execute("INSERT INTO t VALUES (zeroblob(4096))", [])
-                .expect("insert");
-            cp.nudge();
-            nudges += 1;
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        let runs = cp.runs.load(Ordering::Relaxed);
-        let gaps = (began.elapsed().as_millis() / CHECKPOINT_GAP.as_millis()) as u64;
-        assert!(
-            runs <= gaps + 1,
-            "{runs} checkpoints for {nudges} nudges in {gaps} gaps"
-        );
     }
 }
