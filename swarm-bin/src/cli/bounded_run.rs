@@ -92,35 +92,30 @@ pub(crate) fn run_capped(
     let out = drain(child.stdout.take().context("stdout pipe")?, max_bytes);
     let err = drain(child.stderr.take().context("stderr pipe")?, max_bytes);
     let deadline = Instant::now() + timeout;
-    let kill_group = |child: &mut std::process::Child| {
-        if let Some(pgid) = rustix::process::Pid::from_raw(child.id() as i32) {
-            let _ = rustix::process::kill_process_group(pgid, rustix::process::Signal::KILL);
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-    };
-    let status = loop {
-        if let Some(status) = child.try_wait().context("waiting for it")? {
-            break status;
+    // Done when the program has exited and its output is closed: a process it started may
+    // hold the output open after it exits, and the deadline covers that too.
+    let mut status = None;
+    while status.is_none() || !(out.is_finished() && err.is_finished()) {
+        if status.is_none() {
+            status = child.try_wait().context("waiting for it")?;
         }
         if Instant::now() >= deadline {
-            kill_group(&mut child);
+            if let Some(pgid) = rustix::process::Pid::from_raw(child.id() as i32) {
+                let _ = rustix::process::kill_process_group(pgid, rustix::process::Signal::KILL);
+            }
+            let _ = child.kill();
+            let _ = child.wait();
             let (_, _) = (out.join(), err.join());
-            anyhow::bail!("{what} did not finish within {timeout:?} and was killed");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    while !(out.is_finished() && err.is_finished()) {
-        if Instant::now() >= deadline {
-            // The program exited; what still holds its output is in its group.
-            kill_group(&mut child);
-            let (_, _) = (out.join(), err.join());
-            anyhow::bail!(
-                "{what} exited, but a process it started kept its output open past {timeout:?} and was killed"
-            );
+            match status {
+                None => anyhow::bail!("{what} did not finish within {timeout:?} and was killed"),
+                Some(_) => anyhow::bail!(
+                    "{what} exited, but a process it started kept its output open past {timeout:?} and was killed"
+                ),
+            }
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+    let status = status.context("the loop ends only once the program exited")?;
     let (stdout, cut_out) = out.join().unwrap_or_default();
     let (stderr, cut_err) = err.join().unwrap_or_default();
     Ok(Ran {
