@@ -193,24 +193,32 @@ const CORE_FILE_LINES: usize = 600;
 /// listed file that got under the limit must be removed from the list.
 const CORE_FILES_TOO_LONG: &[(&str, usize)] = &[("view.rs", 799)];
 
-#[test]
-fn swarm_core_files_stay_small() {
+/// swarm-core's sources as (path under swarm-core/src, text), for the checks over its files.
+fn core_sources() -> Vec<(String, String)> {
     let src_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../swarm-core/src");
     let mut paths = Vec::new();
     rs_files(&src_dir, &mut paths);
     assert!(!paths.is_empty(), "no sources in {}", src_dir.display());
+    paths
+        .iter()
+        .map(|p| {
+            let rel = p
+                .strip_prefix(&src_dir)
+                .unwrap_or(p)
+                .to_string_lossy()
+                .into_owned();
+            let text = fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            (rel, text)
+        })
+        .collect()
+}
+
+#[test]
+fn swarm_core_files_stay_small() {
     let mut problems = Vec::new();
     let mut seen = Vec::new();
-    for p in &paths {
-        let rel = p
-            .strip_prefix(&src_dir)
-            .unwrap_or(p)
-            .to_string_lossy()
-            .into_owned();
-        let lines = fs::read_to_string(p)
-            .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-            .lines()
-            .count();
+    for (rel, text) in core_sources() {
+        let lines = text.lines().count();
         let allowed = CORE_FILES_TOO_LONG.iter().find(|(f, _)| *f == rel);
         match allowed {
             Some(_) if lines <= CORE_FILE_LINES => problems.push(format!(
@@ -241,20 +249,12 @@ fn swarm_core_files_stay_small() {
 /// bare state (after the file's `#[cfg(test)]`) may call it too, nothing else.
 #[test]
 fn package_state_changes_only_through_the_transition() {
-    let src_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../swarm-core/src");
-    let mut paths = Vec::new();
-    rs_files(&src_dir, &mut paths);
     let mut found = Vec::new();
-    for p in &paths {
-        let rel = p
-            .strip_prefix(&src_dir)
-            .unwrap_or(p)
-            .to_string_lossy()
-            .into_owned();
+    for (rel, text) in core_sources() {
         if rel == "swarm/upkeep.rs" || rel == "state/package.rs" || rel.ends_with("tests.rs") {
             continue;
         }
-        let code = code_only(&fs::read_to_string(p).unwrap_or_else(|e| panic!("{rel}: {e}")));
+        let code = code_only(&text);
         let tests_from = code.find("#[cfg(test)]").unwrap_or(code.len());
         for (at, _) in code.match_indices(".enter(") {
             if at < tests_from {
