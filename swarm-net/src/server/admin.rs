@@ -3,10 +3,10 @@
 
 use super::front::Request;
 use super::http::{parse_json, read_body, ApiError, Query, Reply};
+use super::jobs::Plan;
 use super::profile_purge;
 use super::read::value;
 use super::shared::Shared;
-use super::writer::Plan;
 use crate::wire::{QueueItem, QueueRequest, QueueSpec};
 use serde::Deserialize;
 use serde_json::json;

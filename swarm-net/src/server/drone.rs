@@ -6,9 +6,9 @@ use super::artifacts::artifact_present;
 use super::front::Request;
 use super::http::{header, parse_json, read_body, ApiError, Query, Reply};
 use super::identity::{act_as, forbid, Caller};
+use super::jobs::{Done, DroneNow, Plan};
 use super::shared::Shared;
 use super::upload_lease;
-use super::writer::{Done, DroneNow, Plan};
 use super::{claims, gate};
 use crate::wire::{
     CompleteReply, CompleteRequest, LeaseRef, LeaseRequest, RegisterReply, RegisterRequest,

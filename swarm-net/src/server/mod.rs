@@ -213,7 +213,7 @@ impl ServerHandle {
     /// Appends an input (a probe result) through the writer.
     pub fn submit(&self, input: swarm_core::Input) -> Result<(), String> {
         self.shared
-            .submit(writer::Plan::Inputs(vec![input]), None, false)
+            .submit(jobs::Plan::Inputs(vec![input]), None, false)
             .map(|_| ())
             .map_err(|e| e.body.error)
     }

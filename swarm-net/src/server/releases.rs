@@ -6,8 +6,8 @@
 
 use super::front::Request;
 use super::http::{parse_json, read_body, ApiError, Query, Reply};
+use super::jobs::Plan;
 use super::shared::Shared;
-use super::writer::Plan;
 use crate::binhost::header::HeaderEnv;
 use crate::binhost::{ReleaseError, Releases};
 use serde::Deserialize;

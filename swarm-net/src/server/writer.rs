@@ -21,7 +21,7 @@
 //! `IDLE_PROBE_EVERY`, so a disk that filled without traffic is noticed.
 
 use super::http::ApiError;
-pub(crate) use super::jobs::{Done, DroneNow, Job, Plan, Replies};
+use super::jobs::{Done, DroneNow, Job, Plan, Replies};
 use super::lanes::{self, Lane, Lanes};
 use super::shared::{Published, Shared};
 use super::syncer::Syncer;
