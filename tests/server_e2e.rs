@@ -167,6 +167,12 @@ fn a_v3_drone_goes_through_the_whole_lifecycle() {
     let c = complete(&s, "drone-a-0001", &pkg_a, "success");
     assert_eq!(c["accepted"], false, "{c}");
     assert_eq!(c["recorded"], "missing_binary");
+    // What that costs is the core's rule (issue 10): the package is not at fault, so it used
+    // no attempt and waits out no backoff; the build counts as undelivered in its history.
+    let (_, e) = s.get(&format!("/api/v1/explain?package={pkg_a}"));
+    assert_eq!(e["status"]["attempts"], 0, "{e}");
+    assert_eq!(e["status"]["status"]["state"], "queued", "{e}");
+    assert!(e["status"]["status"]["retry_at"].is_null(), "{e}");
 
     // Drone B: success with a binary rsynced into staging (v3 style).
     let wb = work(&s, "drone-b-0002");
@@ -882,6 +888,13 @@ fn a_big_push_goes_in_parts_and_is_answered_once_with_every_package_counted() {
         })
         .collect();
     let fsyncs = || counter(&s, "swarm_store_fsyncs_total");
+    // One acknowledged write first: its answer comes after its fsync, so the start-up's own
+    // fsyncs are all counted before the push (on a loaded machine they can still be pending).
+    let (code, _) = s.post(
+        "/api/v1/register",
+        &v3_register("settle-0001", "settle", json!(null)),
+    );
+    assert_eq!(code, 200);
     let fsyncs_before = fsyncs();
     let (code, q) = s.admin_post("/api/v1/queue", &json!({ "packages": packages }));
     assert_eq!(code, 200, "{q}");

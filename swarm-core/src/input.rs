@@ -224,8 +224,16 @@ pub enum Outcome {
         #[serde(default)]
         reason: String,
     },
-    /// Built but the binary did not reach the binhost.
+    /// Built but the binary did not reach the binhost (the drone's own words).
     UploadFailed,
+    /// The drone reported it built, but the adapter found no binary of it uploaded under this
+    /// lease, or one that is not a valid binary package of it. A fact, not a verdict: what it
+    /// costs the package and the drone is the core's rule (`Swarm::on_undelivered`).
+    Undelivered {
+        /// What the adapter found, for humans (the file it looked for and why it does not count).
+        #[serde(default)]
+        detail: String,
+    },
     /// Portage masks it: block for good.
     Masked,
 }

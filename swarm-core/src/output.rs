@@ -258,6 +258,11 @@ pub enum BlockReason {
     Masked,
     /// Blocked by an operator.
     Operator,
+    /// Built this many times, but its binary never arrived (`max_attempts` deliveries failed).
+    Undeliverable {
+        /// How many.
+        times: u32,
+    },
 }
 
 impl fmt::Display for BlockReason {
@@ -277,6 +282,9 @@ impl fmt::Display for BlockReason {
             }
             BlockReason::Masked => f.write_str("masked"),
             BlockReason::Operator => f.write_str("blocked by operator"),
+            BlockReason::Undeliverable { times } => {
+                write!(f, "built {times} times, but no binary of it ever arrived")
+            }
         }
     }
 }

@@ -33,6 +33,7 @@ enum OutcomeGen {
     Failed(FailureClass),
     Returned,
     UploadFailed,
+    Undelivered,
     Masked,
 }
 
@@ -161,6 +162,7 @@ impl ReferenceStateMachine for RefModel {
             1 => Just(OutcomeGen::Failed(FailureClass::Oom)),
             1 => Just(OutcomeGen::Returned),
             1 => Just(OutcomeGen::UploadFailed),
+            1 => Just(OutcomeGen::Undelivered),
             1 => Just(OutcomeGen::Masked),
         ];
         let status = prop_oneof![
@@ -558,6 +560,9 @@ impl StateMachineTest for SwarmTest {
                             reason: "shutdown".into(),
                         },
                         OutcomeGen::UploadFailed => Outcome::UploadFailed,
+                        OutcomeGen::Undelivered => Outcome::Undelivered {
+                            detail: "missing_binary".into(),
+                        },
                         OutcomeGen::Masked => Outcome::Masked,
                     };
                     let lease = (!legacy).then_some(l.lease);

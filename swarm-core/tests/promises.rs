@@ -172,6 +172,8 @@ enum Fin {
     Failed(FailureClass),
     Returned,
     UploadFailed,
+    /// Reported built, but the adapter found no binary under the lease.
+    Undelivered,
     Masked,
     /// The stale-queue incident's failure: class Infra, "slot conflict".
     SlotConflict,
@@ -187,6 +189,9 @@ impl Fin {
                 reason: "shutdown".into(),
             },
             Fin::UploadFailed => Outcome::UploadFailed,
+            Fin::Undelivered => Outcome::Undelivered {
+                detail: "missing_binary: nothing uploaded under this lease".into(),
+            },
             Fin::Masked => Outcome::Masked,
         }
     }
@@ -1489,17 +1494,40 @@ proptest! {
             1 => Just(Fin::Success),
             3 => class().prop_map(Fin::Failed),
             1 => Just(Fin::UploadFailed),
+            1 => Just(Fin::Undelivered),
         ]), 1..=30),
     ) {
         let c = Config { max_attempts, ..Config::default() };
+        // Attempts, and builds whose binary never arrived: the package is not at fault for
+        // those, so they use no attempt, and have a bound of their own (the same number).
         let mut tries: BTreeMap<Atom, u32> = BTreeMap::new();
+        let mut undelivered: BTreeMap<Atom, u32> = BTreeMap::new();
         let mut check = |h: &Harness, _: u64, input: &Input, out: &[Output]| {
+            let undelivering = matches!(input, Input::BuildFinished {
+                outcome: Outcome::UploadFailed | Outcome::Undelivered { .. }, ..
+            });
             for e in events(out) {
                 match e {
-                    Event::Unblocked { package, .. } => { tries.insert(package.clone(), 0); }
+                    Event::Unblocked { package, .. } => {
+                        tries.insert(package.clone(), 0);
+                        undelivered.insert(package.clone(), 0);
+                    }
                     Event::Reclaimed { package, .. } => {
                         let t = tries.entry(package.clone()).or_default();
                         *t = t.saturating_sub(1);
+                    }
+                    Event::BuildFailed { package, attempt, .. } if undelivering => {
+                        let t = tries.entry(package.clone()).or_default();
+                        *t = t.saturating_sub(1);
+                        assert_eq!(*attempt, *t, "{package}: an undelivered build used an attempt");
+                        let u = undelivered.entry(package.clone()).or_default();
+                        *u += 1;
+                        assert!(*u <= max_attempts, "{package} rebuilt {u} times for nothing, limit {max_attempts}");
+                    }
+                    Event::Blocked { package, reason: BlockReason::Undeliverable { times } } => {
+                        let u = undelivered.get(package).copied().unwrap_or(0);
+                        assert!(*times == max_attempts && u == max_attempts,
+                            "{package} blocked as undeliverable after {times}, {u} seen, limit {max_attempts}");
                     }
                     Event::Blocked { package, reason: BlockReason::AttemptsExhausted { attempts } } => {
                         let t = tries.get(package).copied().unwrap_or(0);

@@ -275,3 +275,85 @@ proptest! {
         prop_assert_eq!(got.len(), 1);
     }
 }
+
+/// The missing-binary rule (issue 10: it lived in the server, where a missing upload used up the
+/// package's attempts and its 24 h avoidance of the drone). A build whose binary never arrived is
+/// not the package's fault: no attempt, no backoff, no avoidance window. It goes straight back
+/// to the queue (the same drone is only a last choice); the drone gets an upload hold at the
+/// limit, never a grounding.
+#[test]
+fn a_build_whose_binary_never_arrived_costs_the_package_no_attempt() {
+    let undelivered = || Outcome::Undelivered {
+        detail: "missing_binary: nothing under this lease".into(),
+    };
+    let mut h = Harness::new();
+    let a = drone("a");
+    let b = drone("b");
+    let x = atom("dev-libs/x-1.0");
+    h.register(0, spec("a", 8, 16));
+    h.register(0, spec("b", 8, 16));
+    h.enqueue(1, vec![package("dev-libs/x-1.0")]);
+    let (_, _, lease) = assigns(&h.request(2, &a, 1))[0].clone();
+    h.finished(3, &a, &x, lease, undelivered());
+    let (_, _, lease) = assigns(&h.request(5, &b, 1))[0].clone();
+    h.finished(
+        6,
+        &b,
+        &x,
+        lease,
+        Outcome::Returned {
+            reason: "test".into(),
+        },
+    );
+
+    // Only `a` asks from now on: it gets the package again at once, each time.
+    let limit = Config::default().upload_failure_limit;
+    let mut t = 10;
+    let mut outs = Vec::new();
+    for n in 2..=limit {
+        let got = assigns(&h.request(t, &a, 1));
+        assert_eq!(got.len(), 1, "build {n}: no backoff, no avoidance window");
+        let (_, _, lease) = got[0].clone();
+        outs.extend(h.finished(t + 1, &a, &x, lease, undelivered()));
+        let p = h.view().package(&x).expect("queued");
+        assert_eq!(p.attempts, 0, "build {n}: an attempt was used");
+        assert_eq!(p.status, PackageStatus::Queued { retry_at: None });
+        t += 10;
+    }
+    assert!(
+        events(&outs).any(|e| matches!(e, Event::UploadHold { drone, .. } if *drone == a)),
+        "{outs:?}"
+    );
+    assert!(
+        !events(&outs).any(|e| matches!(e, Event::Grounded { .. })),
+        "{outs:?}"
+    );
+}
+
+/// ... and its own bound: `max_attempts` builds for nothing block it, as `Undeliverable`.
+#[test]
+fn a_package_whose_binary_never_arrives_blocks_after_max_attempts_builds() {
+    let mut h = Harness::new();
+    let x = atom("dev-libs/x-1.0");
+    let names: Vec<DroneName> = (0..8).map(|i| drone(&format!("d{i}"))).collect();
+    for n in &names {
+        h.register(0, spec(n.as_str(), 8, 16));
+    }
+    h.enqueue(1, vec![package("dev-libs/x-1.0")]);
+    let max = Config::default().max_attempts;
+    let mut last = Vec::new();
+    for (i, n) in names.iter().take(max as usize).enumerate() {
+        let t = 10 + 10 * i as u64;
+        let (_, _, lease) = assigns(&h.request(t, n, 1))[0].clone();
+        last = h.finished(t + 1, n, &x, lease, Outcome::UploadFailed);
+    }
+    assert!(
+        events(&last).any(|e| matches!(
+            e,
+            Event::Blocked { reason: BlockReason::Undeliverable { times }, .. } if *times == max
+        )),
+        "{last:?}"
+    );
+    let p = h.view().package(&x).expect("known");
+    assert_eq!(p.attempts, 0);
+}

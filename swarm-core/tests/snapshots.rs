@@ -341,6 +341,9 @@ mod outcome {
             reason: "agent shutting down".into(),
         }),
         upload_failed => finished_with(Outcome::UploadFailed),
+        undelivered => finished_with(Outcome::Undelivered {
+            detail: "missing_binary: reported built, but no dev-libs/foo-1.0*.gpkg.tar was uploaded under this lease".into(),
+        }),
         masked => finished_with(Outcome::Masked),
     });
 }
@@ -549,6 +552,7 @@ mod block_reason {
         attempts_exhausted => blocked_with(BlockReason::AttemptsExhausted { attempts: 5 }),
         no_eligible_drone => blocked_with(BlockReason::NoEligibleDrone),
         needs_memory => blocked_with(BlockReason::NeedsMemory { ram_mb: 65_537 }),
+        undeliverable => blocked_with(BlockReason::Undeliverable { times: 5 }),
         masked => blocked_with(BlockReason::Masked),
         operator => blocked_with(BlockReason::Operator),
     });
@@ -647,6 +651,7 @@ impl Seen {
             },
             Outcome::Returned { .. } => "outcome returned",
             Outcome::UploadFailed => "outcome upload_failed",
+            Outcome::Undelivered { .. } => "outcome undelivered",
             Outcome::Masked => "outcome masked",
         });
     }
@@ -746,6 +751,7 @@ impl Seen {
                     BlockReason::NeedsMemory { .. } => "block needs_memory",
                     BlockReason::Masked => "block masked",
                     BlockReason::Operator => "block operator",
+                    BlockReason::Undeliverable { .. } => "block undeliverable",
                 });
                 "event blocked"
             }
@@ -852,6 +858,7 @@ fn every_input_kind_control_action_outcome_and_probe_status_is_frozen() {
             "failed oom",
             "returned",
             "upload_failed",
+            "undelivered",
             "masked"
         ]
         .iter()
@@ -896,7 +903,10 @@ fn every_command_event_and_reason_is_frozen() {
     );
     assert_eq!(
         seen.with_prefix("block "),
-        names("failed_on_drones attempts_exhausted no_eligible_drone needs_memory masked operator")
+        names(
+            "failed_on_drones attempts_exhausted no_eligible_drone needs_memory masked operator \
+             undeliverable"
+        )
     );
     assert_eq!(
         seen.with_prefix("reclaim "),

@@ -93,7 +93,7 @@ pub struct PackageStats {
 
 /// Totals over the kept build history, in the terms of Build Swarm v3's
 /// `stats` (`/api/v1/history`, `timing` in `/api/v1/status`). A build is an
-/// attempt that ended with a result (success, failed, upload_failed or
+/// attempt that ended with a result (success, failed, upload_failed, undelivered or
 /// masked); returned and reclaimed leases built nothing and are left out.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
@@ -227,7 +227,7 @@ impl History {
             "SELECT drone, COUNT(*), SUM(outcome = 'success'), \
                     SUM(CASE WHEN outcome = 'success' AND duration_ms > 0 THEN duration_ms END), \
                     SUM(outcome = 'success' AND duration_ms > 0) \
-             FROM builds WHERE outcome IN ('success', 'failed', 'upload_failed', 'masked') \
+             FROM builds WHERE outcome IN ('success', 'failed', 'upload_failed', 'undelivered', 'masked') \
              GROUP BY drone ORDER BY COUNT(*) DESC, drone",
         )?;
         let rows = st.query_map([], |r| {
@@ -254,7 +254,7 @@ impl History {
         let mut st = self.conn.prepare_cached(
             "SELECT package, COUNT(*), \
                     SUM(outcome = 'success'), \
-                    SUM(outcome IN ('failed', 'upload_failed', 'masked')), \
+                    SUM(outcome IN ('failed', 'upload_failed', 'undelivered', 'masked')), \
                     CAST(AVG(CASE WHEN outcome = 'success' THEN duration_ms END) AS INTEGER), \
                     (SELECT b2.outcome FROM builds b2 WHERE b2.package = b.package ORDER BY b2.id DESC LIMIT 1), \
                     (SELECT GROUP_CONCAT(d, char(31)) FROM (SELECT DISTINCT drone AS d FROM builds b3 \

@@ -435,7 +435,7 @@ impl Ops<'_> {
 
     fn build_finished(&mut self, run: &Run) -> Input {
         let report = self.report(run);
-        let outcome = match self.byte() % 10 {
+        let outcome = match self.byte() % 11 {
             0..=2 => Outcome::Success,
             3 => Outcome::Failed {
                 class: FailureClass::Build,
@@ -454,6 +454,9 @@ impl Ops<'_> {
             },
             7 => Outcome::UploadFailed,
             8 => Outcome::Masked,
+            9 => Outcome::Undelivered {
+                detail: "missing_binary".to_owned(),
+            },
             _ => Outcome::Success,
         };
         let duration = self.byte();

@@ -32,6 +32,26 @@ impl PkgId {
     }
 }
 
+/// A count that hashes and serialises as nothing while it is zero, so a state from before
+/// the count existed keeps its digest and its snapshots.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub(crate) struct QuietCount(pub(crate) u32);
+
+impl QuietCount {
+    pub(crate) fn is_zero(&self) -> bool {
+        self.0 == 0
+    }
+}
+
+impl std::hash::Hash for QuietCount {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        if self.0 != 0 {
+            self.0.hash(h);
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub(crate) enum PackageState {
     Queued {
@@ -78,6 +98,10 @@ pub(crate) struct Package {
     /// Returned by this drone: prefer others.
     pub(crate) avoid: Option<DroneName>,
     pub(crate) last_error: Option<String>,
+    /// Builds of it whose binary never arrived. Not attempts (it built, and the package is not
+    /// at fault): it only bounds how often it is rebuilt for nothing (`max_attempts`).
+    #[serde(default, skip_serializing_if = "QuietCount::is_zero")]
+    pub(crate) undelivered: QuietCount,
     /// The profile it is built for; only drones that profile admits get it.
     #[serde(
         default,
@@ -123,6 +147,7 @@ impl Package {
             build_failed_on: BTreeSet::new(),
             avoid: None,
             last_error: None,
+            undelivered: QuietCount(0),
             profile: crate::profile::ProfileTag(spec.profile.clone()),
             eff_deps: Vec::new(),
             dependents: Vec::new(),
@@ -180,6 +205,7 @@ impl Package {
     /// Forget failures, as an unblock does, so the package gets a real new chance.
     pub(crate) fn forget_failures(&mut self) {
         self.attempts = 0;
+        self.undelivered = QuietCount(0);
         self.failed_on.clear();
         self.build_failed_on.clear();
     }

@@ -3,9 +3,7 @@
 
 use super::{reject, Out, Swarm};
 use crate::id::{DroneName, Epoch, LeaseId};
-use crate::input::{
-    Control, DroneSpec, Enqueue, FailureClass, Heartbeat, Outcome, ProbeStatus, Report,
-};
+use crate::input::{Control, DroneSpec, Enqueue, Heartbeat, Outcome, ProbeStatus, Report};
 use crate::output::{BlockReason, Command, Event, Output, ReclaimReason, RejectReason};
 use crate::policy::{escalate, extend, schedule};
 use crate::portage::PortageSnapshot;
@@ -182,22 +180,8 @@ impl Swarm {
         match outcome {
             Outcome::Success => self.on_success(lid, duration_ms, out),
             Outcome::Failed { class, detail } => self.on_failure(lid, *class, detail, out),
-            Outcome::UploadFailed => {
-                let now = self.st.now;
-                if let Some(d) = self.st.drones.get_mut(&report.drone) {
-                    d.upload_failures.push_back(now);
-                    let window = self.st.config.upload_failure_window_ms;
-                    while d
-                        .upload_failures
-                        .front()
-                        .is_some_and(|t| now.since(*t) >= window)
-                    {
-                        d.upload_failures.pop_front();
-                    }
-                }
-                self.on_failure(lid, FailureClass::Infra, "upload failed", out);
-                self.maybe_upload_hold(&report.drone, out);
-            }
+            Outcome::UploadFailed => self.on_undelivered(lid, "upload failed", out),
+            Outcome::Undelivered { detail } => self.on_undelivered(lid, detail, out),
             Outcome::Returned { .. } => {
                 let pkg = self.st.leases.get(&lid).map(|l| l.pkg);
                 self.reclaim(lid, ReclaimReason::Returned, out);

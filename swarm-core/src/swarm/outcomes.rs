@@ -130,6 +130,51 @@ impl Swarm {
         }
     }
 
+    /// A build whose binary never arrived: the drone says it failed to upload, or the adapter
+    /// found nothing valid under the lease. The package is not at fault (it built), so it uses
+    /// no attempt and no 24 h drone avoidance: it goes back to the queue at once, preferring
+    /// another drone, and blocks only after `max_attempts` such builds. The drone is not
+    /// grounded for it either (a full staging disk would ground the whole fleet); it counts
+    /// toward the drone's upload hold, a cooldown that ends by itself.
+    pub(super) fn on_undelivered(&mut self, lid: LeaseId, detail: &str, out: &mut Out) {
+        let now = self.st.now;
+        let lease = self.end_lease(lid);
+        if let Some(d) = self.st.drones.get_mut(&lease.drone) {
+            d.upload_failures.push_back(now);
+            let window = self.st.config.upload_failure_window_ms;
+            while d
+                .upload_failures
+                .front()
+                .is_some_and(|t| now.since(*t) >= window)
+            {
+                d.upload_failures.pop_front();
+            }
+        }
+        let max = self.st.config.max_attempts;
+        let p = self.st.pkg_mut(lease.pkg);
+        p.undelivered.0 = p.undelivered.0.saturating_add(1);
+        p.avoid = Some(lease.drone.clone());
+        p.last_error = Some(detail.to_owned());
+        let (times, attempt) = (p.undelivered.0, p.attempts);
+        out.push(Output::Event(Event::BuildFailed {
+            drone: lease.drone.clone(),
+            package: lease.package.clone(),
+            lease: lid,
+            class: FailureClass::Infra,
+            attempt,
+            retry_at: None,
+            detail: detail.to_owned(),
+        }));
+        match lease.sweep {
+            Some(reason) => self.block(lease.pkg, reason, out),
+            None if times >= max => {
+                self.block(lease.pkg, BlockReason::Undeliverable { times }, out)
+            }
+            None => self.transition(lease.pkg, PackageState::Queued { retry_at: None }),
+        }
+        self.maybe_upload_hold(&lease.drone, out);
+    }
+
     pub(super) fn ground(&mut self, name: &DroneName, out: &mut Out) {
         if !self.disrupt(name, "grounding", out) {
             return;

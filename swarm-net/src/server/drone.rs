@@ -498,9 +498,9 @@ pub(crate) fn complete(sh: &Shared, req: &mut Request, caller: &Caller) -> Resul
             if let Some(Ok(())) = rsync {
                 (Outcome::Success, "built")
             } else if let Some(Err(why)) = rsync {
+                // Facts for the core, which decides what an undelivered build costs.
                 (
-                    Outcome::Failed {
-                        class: FailureClass::Infra,
+                    Outcome::Undelivered {
                         detail: claims::cut(
                             format!("invalid_binary: reported built, but what staging holds for it is not a valid binary package of it: {why}"),
                             claims::MAX_DETAIL,
@@ -510,8 +510,7 @@ pub(crate) fn complete(sh: &Shared, req: &mut Request, caller: &Caller) -> Resul
                 )
             } else {
                 (
-                    Outcome::Failed {
-                        class: FailureClass::Infra,
+                    Outcome::Undelivered {
                         detail: format!(
                             "missing_binary: reported built, but no {}/{}*.gpkg.tar (or .tbz2) of at least 1 KiB was uploaded under this lease into staging {}{}",
                             atom.category(),
