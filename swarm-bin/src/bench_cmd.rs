@@ -290,6 +290,7 @@ fn http_in(a: &HttpArgs, synchronous: Synchronous, dir: &std::path::Path) -> any
             threads.push(spawned.context("starting a heartbeat thread")?);
         }
     }
+    let overflows_start = crate::bench_stall::listen_overflows();
     let stallers = (a.stalled > 0)
         .then(|| crate::bench_stall::Stallers::start(running.addr(), a.stalled, &stop));
     let health = crate::bench_stall::HealthProbe::start(running.addr(), &measuring, &stop);
@@ -297,6 +298,7 @@ fn http_in(a: &HttpArgs, synchronous: Synchronous, dir: &std::path::Path) -> any
     let errors_before = errors.load(Ordering::Relaxed);
     let hb_before = hb_sent.load(Ordering::Relaxed);
     let cpu0 = crate::bench_cpu::CpuSample::now();
+    let overflows0 = crate::bench_stall::listen_overflows();
     measuring.store(true, Ordering::Relaxed);
     let t0 = Instant::now();
     for s in 0..a.seconds {
@@ -309,13 +311,19 @@ fn http_in(a: &HttpArgs, synchronous: Synchronous, dir: &std::path::Path) -> any
     let elapsed = t0.elapsed().as_secs_f64();
     let done = cycles.load(Ordering::Relaxed);
     let cpu = cpu0.until(&crate::bench_cpu::CpuSample::now());
+    let overflows = crate::bench_stall::listen_overflows()
+        .zip(overflows0)
+        .map(|(b, a)| b.saturating_sub(a));
+    let overflows_warmup = overflows0
+        .zip(overflows_start)
+        .map(|(b, a)| b.saturating_sub(a));
     let errs = errors.load(Ordering::Relaxed) - errors_before;
     let hbs = hb_sent.load(Ordering::Relaxed) - hb_before;
     stop.store(true, Ordering::Relaxed);
     for t in threads {
         let _ = t.join();
     }
-    let health = health.finish();
+    let health = health.finish(t0);
     let (stalled_reopened, stalled_failed) = match stallers {
         Some(s) => {
             let counts = (
@@ -366,7 +374,14 @@ fn http_in(a: &HttpArgs, synchronous: Synchronous, dir: &std::path::Path) -> any
         "stalled": a.stalled,
         "stalled_reopened": stalled_reopened,
         "stalled_connect_failures": stalled_failed,
-        "health_ms": {"p50": hpct(0.5), "p99": hpct(0.99), "max": hpct(1.0), "samples": health.samples.len(), "failures": health.failures},
+        "health_ms": {
+            "p50": hpct(0.5), "p99": hpct(0.99), "max": hpct(1.0),
+            "over_100": health.over_ms(100),
+            "samples": health.samples.len(), "failures": health.failures,
+            "connect_max": health.connect_max_ms,
+            "slowest": health.slowest.iter().map(|(at_s, connect, total)| json!({"at_s": at_s, "connect": connect, "total": total})).collect::<Vec<_>>(),
+        },
+        "listen_overflows": {"warmup": overflows_warmup, "measured": overflows},
         "background_drones": a.background,
         "background_heartbeats_per_s": hbs as f64 / elapsed,
         "synchronous": a.synchronous,
@@ -397,7 +412,7 @@ fn http_in(a: &HttpArgs, synchronous: Synchronous, dir: &std::path::Path) -> any
         println!("{out}");
     } else {
         println!(
-            "{} drones (+{} heartbeating, {} stalled connections held, reopened {} times), synchronous={}: {:.0} cycles/s ({:.0} requests/s), latency p50 {:.2} ms, p99 {:.2} ms, max {:.1} ms, errors {}, {:.1} inputs per group commit; /health on a new connection every 100 ms: p50 {:.2} ms, p99 {:.2} ms, max {:.1} ms, {} failed of {}",
+            "{} drones (+{} heartbeating, {} stalled connections held, reopened {} times), synchronous={}: {:.0} cycles/s ({:.0} requests/s), latency p50 {:.2} ms, p99 {:.2} ms, max {:.1} ms, errors {}, {:.1} inputs per group commit; /health on a new connection every 100 ms: p50 {:.2} ms, p99 {:.2} ms, max {:.1} ms (connect max {:.1} ms), {} over 100 ms, {} failed of {}; listen queue overflows (whole machine) {} in the warm-up, {} measured",
             a.drones,
             a.background,
             a.stalled,
@@ -413,8 +428,12 @@ fn http_in(a: &HttpArgs, synchronous: Synchronous, dir: &std::path::Path) -> any
             hpct(0.5),
             hpct(0.99),
             hpct(1.0),
+            health.connect_max_ms,
+            health.over_ms(100),
             health.failures,
             health.samples.len() as u64 + health.failures,
+            overflows_warmup.map_or("unknown".to_string(), |n| n.to_string()),
+            overflows.map_or("unknown".to_string(), |n| n.to_string()),
         );
         let per = cpu.per(done);
         let by: Vec<String> = per["by_thread"]

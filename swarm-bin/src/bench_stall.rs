@@ -100,8 +100,19 @@ fn hold(addr: SocketAddr, body: bool, stop: &AtomicBool, reopened: &AtomicU64, f
 /// `/api/v1/health` latencies on fresh connections.
 pub(crate) struct HealthProbe {
     thread: JoinHandle<()>,
-    samples: Arc<Mutex<Vec<u32>>>,
+    probes: Arc<Mutex<Vec<Probe>>>,
     failures: Arc<AtomicU64>,
+}
+
+/// One health check that answered 200.
+#[derive(Clone, Copy)]
+struct Probe {
+    began: Instant,
+    /// Until the TCP handshake was done: a SYN the server's listen queue
+    /// dropped shows here as a retransmit a second later.
+    connect: Duration,
+    /// Until the status line arrived.
+    total: Duration,
 }
 
 /// What the health probe saw.
@@ -110,72 +121,127 @@ pub(crate) struct HealthSeen {
     pub(crate) samples: Vec<u32>,
     /// Probes with no 200 within 2 s.
     pub(crate) failures: u64,
+    /// The slowest probes, slowest first: (seconds into the measurement it
+    /// began, connect ms, total ms). Tells a dropped SYN (connect ≈ 1 s)
+    /// from a slow answer, and when in the run it happened.
+    pub(crate) slowest: Vec<(f64, f64, f64)>,
+    /// The longest TCP handshake, ms.
+    pub(crate) connect_max_ms: f64,
+}
+
+impl HealthSeen {
+    /// Probes that took longer than `ms` (failures included).
+    pub(crate) fn over_ms(&self, ms: u32) -> u64 {
+        self.samples.iter().filter(|&&us| us > ms * 1000).count() as u64 + self.failures
+    }
 }
 
 impl HealthProbe {
-    /// Asks for `/api/v1/health` every 100 ms on a new connection while
-    /// `measuring` is set, until `stop`.
+    /// Asks for `/api/v1/health` every 100 ms on a new connection until
+    /// `stop`; a probe counts when it both began and ended while
+    /// `measuring` was set (one begun in the warm-up is not the run's).
     pub(crate) fn start(
         addr: SocketAddr,
         measuring: &Arc<AtomicBool>,
         stop: &Arc<AtomicBool>,
     ) -> HealthProbe {
-        let samples = Arc::new(Mutex::new(Vec::new()));
+        let probes = Arc::new(Mutex::new(Vec::new()));
         let failures = Arc::new(AtomicU64::new(0));
         let thread = {
-            let (samples, failures, measuring, stop) = (
-                samples.clone(),
+            let (probes, failures, measuring, stop) = (
+                probes.clone(),
                 failures.clone(),
                 measuring.clone(),
                 stop.clone(),
             );
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
-                    let t0 = Instant::now();
-                    let ok = health_once(addr);
-                    let took = t0.elapsed();
-                    if measuring.load(Ordering::Relaxed) {
-                        if ok {
-                            if let Ok(mut s) = samples.lock() {
-                                s.push(took.as_micros().min(u128::from(u32::MAX)) as u32);
+                    let counts = measuring.load(Ordering::Relaxed);
+                    let began = Instant::now();
+                    let seen = health_once(addr);
+                    let total = began.elapsed();
+                    if counts && measuring.load(Ordering::Relaxed) {
+                        match seen {
+                            Some(connect) => {
+                                if let Ok(mut p) = probes.lock() {
+                                    p.push(Probe {
+                                        began,
+                                        connect,
+                                        total,
+                                    });
+                                }
                             }
-                        } else {
-                            failures.fetch_add(1, Ordering::Relaxed);
+                            None => {
+                                failures.fetch_add(1, Ordering::Relaxed);
+                            }
                         }
                     }
-                    std::thread::sleep(Duration::from_millis(100).saturating_sub(took));
+                    std::thread::sleep(Duration::from_millis(100).saturating_sub(total));
                 }
             })
         };
         HealthProbe {
             thread,
-            samples,
+            probes,
             failures,
         }
     }
 
-    /// Stops (once `stop` is set) and returns what was seen.
-    pub(crate) fn finish(self) -> HealthSeen {
+    /// Stops (once `stop` is set) and returns what was seen; `measured`
+    /// is when the measurement began.
+    pub(crate) fn finish(self, measured: Instant) -> HealthSeen {
         let _ = self.thread.join();
-        let mut samples = self.samples.lock().map(|s| s.clone()).unwrap_or_default();
+        let mut probes = self.probes.lock().map(|p| p.clone()).unwrap_or_default();
+        let us = |d: Duration| d.as_micros().min(u128::from(u32::MAX)) as u32;
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        let mut samples: Vec<u32> = probes.iter().map(|p| us(p.total)).collect();
         samples.sort_unstable();
+        let connect_max_ms = probes.iter().map(|p| ms(p.connect)).fold(0.0, f64::max);
+        probes.sort_by_key(|p| std::cmp::Reverse(p.total));
+        let slowest = probes
+            .iter()
+            .take(3)
+            .map(|p| {
+                let at = p.began.saturating_duration_since(measured).as_secs_f64();
+                (at, ms(p.connect), ms(p.total))
+            })
+            .collect();
         HealthSeen {
             samples,
             failures: self.failures.load(Ordering::Relaxed),
+            slowest,
+            connect_max_ms,
         }
     }
 }
 
-/// One health check on a new connection: true for a 200 within 2 s.
-fn health_once(addr: SocketAddr) -> bool {
-    let run = || -> std::io::Result<bool> {
+/// One health check on a new connection: the time its TCP handshake took,
+/// if a 200 came within 2 s.
+fn health_once(addr: SocketAddr) -> Option<Duration> {
+    let run = || -> std::io::Result<Option<Duration>> {
+        let began = Instant::now();
         let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+        let connect = began.elapsed();
         s.set_nodelay(true)?;
         s.set_read_timeout(Some(Duration::from_secs(2)))?;
         s.write_all(b"GET /api/v1/health HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")?;
         let mut head = [0u8; 12];
         s.read_exact(&mut head)?;
-        Ok(head.starts_with(b"HTTP/1.1 200"))
+        Ok(head.starts_with(b"HTTP/1.1 200").then_some(connect))
     };
-    run().unwrap_or(false)
+    run().ok().flatten()
+}
+
+/// The kernel's count of connections dropped because a listen queue was
+/// full (`TcpExt: ListenOverflows`, the whole machine; Linux only). A
+/// dropped SYN costs its client a 1 s retransmit.
+pub(crate) fn listen_overflows() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/net/netstat").ok()?;
+    let mut lines = text.lines().filter(|l| l.starts_with("TcpExt:"));
+    let (names, values) = (lines.next()?, lines.next()?);
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(n, _)| *n == "ListenOverflows")
+        .and_then(|(_, v)| v.parse().ok())
 }
