@@ -244,6 +244,49 @@ fn idle_connections_are_closed_and_beyond_the_connection_bound_only_health_answe
     assert!(metric(&server, "swarm_http_refused_total{reason=\"busy\"}") >= 1.0);
 }
 
+/// Sends SIGCONT on drop, so a failed assertion never leaves the server stopped.
+struct Resume(rustix::process::Pid);
+
+impl Drop for Resume {
+    fn drop(&mut self) {
+        let _ = rustix::process::kill_process(self.0, rustix::process::Signal::CONT);
+    }
+}
+
+/// 300 connections arriving while the acceptor cannot take them (the
+/// server stopped, as a busy acceptor is for a moment, e.g. when 200
+/// stalled connections reconnect together): the kernel queues every one
+/// for it. std's listen queue of 128 dropped the SYNs beyond it, and a
+/// dropped SYN costs its client a second, /health included.
+#[test]
+fn a_burst_of_connections_the_acceptor_cannot_take_yet_is_queued_not_dropped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(&dir.path().join("server"), &SHORT_TIMEOUTS);
+    let addr: std::net::SocketAddr = server.addr.parse().expect("server address");
+    let pid = rustix::process::Pid::from_child(&server.child);
+    let resume = Resume(pid);
+    rustix::process::kill_process(pid, rustix::process::Signal::STOP).expect("SIGSTOP");
+    let mut burst: Vec<TcpStream> = (0..300)
+        .map(|i| {
+            let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+                .unwrap_or_else(|e| {
+                    panic!("connection {i} of the burst not established: {e} (its SYN was dropped: the listen queue is too short)")
+                });
+            s.write_all(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .expect("send");
+            s.set_read_timeout(Some(Duration::from_secs(10)))
+                .expect("timeout");
+            s
+        })
+        .collect();
+    drop(resume);
+    for (i, s) in burst.iter_mut().enumerate() {
+        let answer = read_all(s);
+        assert_eq!(status_of(&answer), 200, "connection {i}: {answer}");
+    }
+    assert_healthy(&server);
+}
+
 #[test]
 fn invalid_utf8_unsupported_versions_and_duplicate_lengths_get_400() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -275,10 +275,11 @@ pub fn start(opts: ServerOptions) -> Result<RunningServer, ServeError> {
             path: creds::credentials_path(&opts.db_path),
             source,
         })?;
-    let listener = front::bind(opts.listen).map_err(|e| ServeError::Bind {
-        addr: opts.listen,
-        cause: e.to_string(),
-    })?;
+    let listener =
+        front::bind(opts.listen, opts.http.listen_backlog()).map_err(|e| ServeError::Bind {
+            addr: opts.listen,
+            cause: e.to_string(),
+        })?;
     let addr = listener.local_addr().map_err(|e| ServeError::Bind {
         addr: opts.listen,
         cause: e.to_string(),

@@ -40,7 +40,17 @@ impl Default for HttpLimits {
     }
 }
 
+/// The smallest listen queue, whatever `max_connections` is.
+const MIN_LISTEN_BACKLOG: usize = 1024;
+
 impl HttpLimits {
+    /// Connections the kernel may queue for the acceptor: enough that every
+    /// connection the server serves can reconnect at once without a SYN
+    /// dropped. Not a bound on what is served (`max_connections` is).
+    pub(crate) fn listen_backlog(&self) -> usize {
+        self.max_connections.max(MIN_LISTEN_BACKLOG)
+    }
+
     pub(super) fn body(&self) -> BodyLimits {
         BodyLimits {
             idle: self.body_idle_timeout,

@@ -66,9 +66,26 @@ pub(crate) struct FrontDoor {
     acceptor: Option<JoinHandle<()>>,
 }
 
-/// Binds `addr` (port 0 picks one).
-pub(crate) fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
-    TcpListener::bind(addr)
+/// Binds `addr` (port 0 picks one) with a listen queue of `backlog`.
+///
+/// Not `TcpListener::bind`: std listens with a queue of 128, and Linux drops
+/// a SYN that finds the queue full; its client sends it again only a second
+/// later. A burst of new connections (200 stalled ones opened at once, or
+/// reopened together when the server times them out) overflowed it and
+/// held `/api/v1/health` for a second.
+pub(crate) fn bind(addr: SocketAddr, backlog: usize) -> io::Result<TcpListener> {
+    use rustix::net::{AddressFamily, SocketFlags, SocketType};
+    let family = match addr {
+        SocketAddr::V4(_) => AddressFamily::INET,
+        SocketAddr::V6(_) => AddressFamily::INET6,
+    };
+    let fd = rustix::net::socket_with(family, SocketType::STREAM, SocketFlags::CLOEXEC, None)?;
+    // As std does: a restarted server binds while old connections linger.
+    rustix::net::sockopt::set_socket_reuseaddr(&fd, true)?;
+    rustix::net::bind(&fd, &addr)?;
+    // The kernel caps it at net.core.somaxconn.
+    rustix::net::listen(&fd, i32::try_from(backlog).unwrap_or(i32::MAX))?;
+    Ok(TcpListener::from(fd))
 }
 
 /// Starts accepting on `listener`.
