@@ -60,7 +60,7 @@ fn make_store(path: &Path, opts: StoreOptions) -> String {
         &mut store,
         Input::RequestWork {
             drone: drone("alpha"),
-            free_slots: 1,
+            free_slots: Some(1),
         },
     );
     let lease = store.swarm().expect("state").view().leases()[0].clone();
@@ -90,7 +90,7 @@ fn make_store(path: &Path, opts: StoreOptions) -> String {
         &mut store,
         Input::RequestWork {
             drone: drone("bravo"),
-            free_slots: 2,
+            free_slots: Some(2),
         },
     );
     step(&mut store, Input::Tick);

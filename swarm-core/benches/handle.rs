@@ -293,7 +293,7 @@ impl World {
                 let free = m.slots.saturating_sub(m.held.len());
                 (free > 0).then(|| Input::RequestWork {
                     drone: m.name.clone(),
-                    free_slots: free as u32,
+                    free_slots: Some(free as u32),
                 })
             }
             Act::Start(d, lease) => {
@@ -508,7 +508,7 @@ fn request(name: &DroneName, slots: u32, now: u64) -> Envelope {
         at: Timestamp(now),
         input: Input::RequestWork {
             drone: name.clone(),
-            free_slots: slots,
+            free_slots: Some(slots),
         },
     }
 }

@@ -32,8 +32,13 @@ pub enum Input {
     RequestWork {
         /// The drone asking.
         drone: DroneName,
-        /// Slots it can fill now.
-        free_slots: u32,
+        /// Slots it can fill now. `None`: a v3 drone, which never says; it builds one
+        /// package at a time and polls again until it reports it, so while it holds a lease
+        /// the answer is that lease again ([`Command::Resend`]), else one new one.
+        ///
+        /// [`Command::Resend`]: crate::output::Command::Resend
+        #[serde(default)]
+        free_slots: Option<u32>,
     },
     /// A drone started building a leased package.
     BuildStarted(Report),

@@ -34,7 +34,7 @@
 //! step(&mut swarm, 10, Input::Enqueue(Enqueue {
 //!     packages: vec![PackageSpec::new(atom.clone())], ..Enqueue::default()
 //! }));
-//! let out = step(&mut swarm, 20, Input::RequestWork { drone: drone.clone(), free_slots: 1 });
+//! let out = step(&mut swarm, 20, Input::RequestWork { drone: drone.clone(), free_slots: Some(1) });
 //! let Some(Output::Command(Command::Assign { lease, .. })) = out.first() else { panic!("{out:?}") };
 //! let report = Report { drone, package: atom.clone(), lease: Some(*lease), epoch: None };
 //! step(&mut swarm, 60_000, Input::BuildFinished {

@@ -51,6 +51,19 @@ pub enum Command {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         profile: Option<String>,
     },
+    /// Tell a v3 drone again what it holds (it polled without reporting it): the same lease,
+    /// not a new one.
+    Resend {
+        /// To whom.
+        drone: DroneName,
+        /// What it holds.
+        package: Atom,
+        /// The lease it holds.
+        lease: LeaseId,
+        /// The lease's profile (`None`: the default profile).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        profile: Option<String>,
+    },
     /// Tell a drone to stop building something that is no longer its own.
     Revoke {
         /// Which drone.

@@ -48,7 +48,7 @@ fn build_once(run: &mut Run, atom: &Atom, duration_ms: Option<u64>, outcome: Out
     }));
     let out = run.feed(Input::RequestWork {
         drone: drone(),
-        free_slots: 1,
+        free_slots: Some(1),
     });
     let lease = out
         .iter()

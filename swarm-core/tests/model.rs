@@ -526,7 +526,7 @@ impl StateMachineTest for SwarmTest {
                 let expected = s.expected_work(m, d, free);
                 let out = s.send(Input::RequestWork {
                     drone: drone(d),
-                    free_slots: free,
+                    free_slots: Some(free),
                 });
                 let assigned = out.iter().any(|o| matches!(o, Output::Command(Command::Assign { drone: to, .. }) if *to == drone(d)));
                 if let Some(a) = expected {

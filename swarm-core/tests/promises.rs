@@ -509,7 +509,7 @@ impl Run {
     fn request(&mut self, i: usize, slots: u32, check: &mut Check<'_>) -> Vec<Output> {
         let input = Input::RequestWork {
             drone: self.names[i].clone(),
-            free_slots: slots,
+            free_slots: Some(slots),
         };
         self.step(self.now, input, check)
     }

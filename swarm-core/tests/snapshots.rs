@@ -206,7 +206,11 @@ mod input {
         })),
         request_work => envelope(Input::RequestWork {
             drone: alpha(),
-            free_slots: 3,
+            free_slots: Some(3),
+        }),
+        request_work_v3 => envelope(Input::RequestWork {
+            drone: drone("drone-legacy"),
+            free_slots: None,
         }),
         build_started => envelope(Input::BuildStarted(report())),
         build_started_legacy => envelope(Input::BuildStarted(Report {
@@ -398,6 +402,12 @@ mod command {
         sync_portage => command(Command::SyncPortage {
             drone: alpha(),
             expected: "Tue, 19 Nov 2024 00:45:01 +0000".into(),
+        }),
+        resend => command(Command::Resend {
+            drone: drone("drone-legacy"),
+            package: icu(),
+            lease: LeaseId(7),
+            profile: None,
         }),
     });
 }
@@ -679,6 +689,7 @@ impl Seen {
     fn command(&mut self, c: &Command) {
         let name = match c {
             Command::Assign { .. } => "command assign",
+            Command::Resend { .. } => "command resend",
             Command::Revoke { reason, .. } => {
                 let why = match reason {
                     RevokeReason::ReassignedTo { .. } => "revoke reassigned_to",
@@ -879,7 +890,7 @@ fn every_command_event_and_reason_is_frozen() {
     let seen = outputs_seen();
     assert_eq!(
         seen.with_prefix("command "),
-        names("assign revoke escalate sync_portage")
+        names("assign resend revoke escalate sync_portage")
     );
     assert_eq!(
         seen.with_prefix("event "),

@@ -145,7 +145,7 @@ impl Fleet {
                     at,
                     Input::RequestWork {
                         drone: name.clone(),
-                        free_slots: (SLOTS - held[i]) as u32,
+                        free_slots: Some((SLOTS - held[i]) as u32),
                     },
                 ));
                 self.last_request[i] = r;

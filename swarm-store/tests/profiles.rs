@@ -88,7 +88,7 @@ fn one_atom_in_two_profiles_has_a_row_per_profile_and_its_lease_and_build_name_t
         &mut store,
         Input::RequestWork {
             drone: d0.clone(),
-            free_slots: 1,
+            free_slots: Some(1),
         },
     );
     assert_eq!(
@@ -141,7 +141,7 @@ fn one_atom_in_two_profiles_has_a_row_per_profile_and_its_lease_and_build_name_t
         &mut store,
         Input::RequestWork {
             drone: d1.clone(),
-            free_slots: 1,
+            free_slots: Some(1),
         },
     );
     step(

@@ -530,7 +530,7 @@ fn a_changed_read_table_row_keeps_its_rowid() {
             Timestamp(2_000),
             Input::RequestWork {
                 drone,
-                free_slots: 1,
+                free_slots: Some(1),
             },
         )
         .expect("request work");

@@ -148,7 +148,7 @@ fn measured_cycles(store: &mut Store, names: &[DroneName], t: &mut u64, n: usize
                         at,
                         Input::RequestWork {
                             drone: names[i].clone(),
-                            free_slots: 1,
+                            free_slots: Some(1),
                         },
                     ));
                     asked.push(i);

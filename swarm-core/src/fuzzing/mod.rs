@@ -327,7 +327,11 @@ impl Ops<'_> {
             2..=4 => self.heartbeat(run),
             5..=7 => Input::RequestWork {
                 drone: self.drone(),
-                free_slots: u32::from(self.byte() % 6),
+                free_slots: match self.byte() % 7 {
+                    // A v3 drone's poll.
+                    6 => None,
+                    n => Some(u32::from(n)),
+                },
             },
             8 => Input::BuildStarted(self.report(run)),
             9 | 10 => self.build_finished(run),

@@ -300,7 +300,7 @@ mod tests {
                     &mut swarm,
                     Input::RequestWork {
                         drone: drone.clone(),
-                        free_slots: 2,
+                        free_slots: Some(2),
                     },
                 );
                 for o in out {

@@ -117,7 +117,12 @@ impl Swarm {
         }
     }
 
-    pub(super) fn on_request_work(&mut self, name: &DroneName, free_slots: u32, out: &mut Out) {
+    pub(super) fn on_request_work(
+        &mut self,
+        name: &DroneName,
+        free_slots: Option<u32>,
+        out: &mut Out,
+    ) {
         let Some(d) = self.st.drones.get(name) else {
             return reject(
                 out,
@@ -126,6 +131,20 @@ impl Swarm {
                 },
             );
         };
+        // A v3 drone builds one package at a time and polls until it reports it: what it
+        // holds, it is told again (its oldest lease, should it hold several from before).
+        if free_slots.is_none() {
+            if let Some(lease) = d.leases.iter().next().and_then(|l| self.st.leases.get(l)) {
+                out.push(Output::Command(Command::Resend {
+                    drone: name.clone(),
+                    package: lease.package.clone(),
+                    lease: lease.id,
+                    profile: self.st.pkg(lease.pkg).profile.0.clone(),
+                }));
+                return;
+            }
+        }
+        let free_slots = free_slots.unwrap_or(1);
         let n = match schedule::capacity(&self.st, d, free_slots) {
             Ok(n) => n,
             Err(schedule::NoWork::SyncPortage(expected)) => {

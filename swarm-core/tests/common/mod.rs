@@ -131,7 +131,7 @@ impl Harness {
             at_ms,
             Input::RequestWork {
                 drone: drone.clone(),
-                free_slots,
+                free_slots: Some(free_slots),
             },
         )
     }

@@ -365,10 +365,10 @@ pub(crate) fn work(sh: &Shared, url: &str, caller: &Caller) -> Result<Reply, Api
         }
     };
     let done = sh.submit(
-        Plan::Work {
+        Plan::Inputs(vec![Input::RequestWork {
             drone: name.clone(),
             free_slots,
-        },
+        }]),
         Some(name.clone()),
         false,
     )?;
@@ -396,28 +396,29 @@ pub(crate) fn work(sh: &Shared, url: &str, caller: &Caller) -> Result<Reply, Api
             ..WorkReply::default()
         });
     }
-    let fresh = done.outputs.iter().find_map(|o| match o {
-        Output::Command(Command::Assign {
-            drone,
-            package,
-            lease,
-            profile,
-            ..
-        }) if drone == &name => Some((package.as_str().to_string(), lease.0, profile.clone())),
+    // A new lease, or (a v3 drone polling while it holds one) the one it holds: the core's
+    // answer either way.
+    let given = done.outputs.iter().find_map(|o| match o {
+        Output::Command(
+            Command::Assign {
+                drone,
+                package,
+                lease,
+                profile,
+                ..
+            }
+            | Command::Resend {
+                drone,
+                package,
+                lease,
+                profile,
+            },
+        ) if drone == &name => Some((package.as_str().to_string(), lease.0, profile.clone())),
         _ => None,
     });
-    let (package, lease, profile) = match (fresh, free_slots) {
-        (Some((p, l, profile)), _) => (Some(p), Some(l), profile),
-        // A v3 drone gets what it holds again until it reports it.
-        (None, None) => match now.leases.iter().min_by_key(|l| l.lease) {
-            Some(l) => (
-                Some(l.package.as_str().to_string()),
-                Some(l.lease.0),
-                l.profile.clone(),
-            ),
-            None => (None, None, None),
-        },
-        (None, Some(_)) => (None, None, None),
+    let (package, lease, profile) = match given {
+        Some((p, l, profile)) => (Some(p), Some(l), profile),
+        None => (None, None, None),
     };
     let reason = if package.is_none() {
         now.no_work.clone().or_else(|| Some("nothing ready".into()))

@@ -13,12 +13,6 @@ pub(crate) enum Plan {
     /// A bulk job: each part in its own group commit, in order, with drone
     /// inputs committed between them; answered after the last one.
     Parts(Vec<Vec<Input>>),
-    /// A drone asks for work. `free_slots: None` is a v3 drone: if it holds
-    /// a lease, it gets that lease again and nothing new is assigned.
-    Work {
-        drone: DroneName,
-        free_slots: Option<u32>,
-    },
 }
 
 /// What the worker wants to know about a drone after its inputs.

@@ -52,7 +52,6 @@ struct Pace {
 /// Which lane a job waits in: drone inputs first.
 fn lane(job: &Job) -> Lane {
     match &job.plan {
-        Plan::Work { .. } => Lane::Drone,
         Plan::Parts(_) => Lane::Bulk,
         Plan::Inputs(list) if list.iter().any(|i| matches!(i, Input::Enqueue(_))) => Lane::Bulk,
         Plan::Inputs(list) => {
@@ -95,7 +94,6 @@ impl Bulk {
             match std::mem::replace(&mut job.plan, Plan::Inputs(Vec::new())) {
                 Plan::Parts(parts) => parts.into(),
                 Plan::Inputs(list) => [list].into(),
-                Plan::Work { .. } => Default::default(),
             };
         Bulk {
             job,
@@ -426,21 +424,6 @@ fn commit(
             Plan::Inputs(list) => inputs.extend(list.iter().cloned().map(|i| (now, i))),
             // Only `Bulk` holds parts.
             Plan::Parts(_) => {}
-            Plan::Work { drone, free_slots } => {
-                let holds = store
-                    .swarm()
-                    .map(|s| !s.view().leases_of(drone).is_empty())
-                    .unwrap_or(false);
-                if free_slots.is_some() || !holds {
-                    inputs.push((
-                        now,
-                        Input::RequestWork {
-                            drone: drone.clone(),
-                            free_slots: free_slots.unwrap_or(1),
-                        },
-                    ));
-                }
-            }
         }
         spans.push(start..inputs.len());
     }

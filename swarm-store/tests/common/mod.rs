@@ -103,7 +103,7 @@ pub fn to_input(op: &Op, view: View<'_>) -> Input {
         }),
         Op::Request(d, slots) => Input::RequestWork {
             drone: drone(*d),
-            free_slots: *slots,
+            free_slots: Some(*slots),
         },
         Op::Start(i) => match pick_lease(view, *i) {
             Some((lease, drone, package)) => Input::BuildStarted(Report {

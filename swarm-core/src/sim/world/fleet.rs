@@ -78,7 +78,7 @@ impl World {
             let name = a.name.clone();
             self.cp(Input::RequestWork {
                 drone: name,
-                free_slots: free,
+                free_slots: Some(free),
             });
             self.flush_mailbox(i);
         }

@@ -54,6 +54,7 @@ impl World {
     pub(super) fn route(&mut self, c: Command) {
         let name = match &c {
             Command::Assign { drone, .. }
+            | Command::Resend { drone, .. }
             | Command::Revoke { drone, .. }
             | Command::Escalate { drone, .. }
             | Command::SyncPortage { drone, .. } => drone.clone(),
@@ -77,7 +78,9 @@ impl World {
     pub(super) fn deliver(&mut self, i: usize, c: Command) {
         let boot = self.agents[i].boot;
         match c {
-            Command::Assign { package, lease, .. } => {
+            // What it holds already, told again: nothing changes.
+            Command::Resend { lease, .. } if self.agents[i].jobs.contains_key(&lease) => {}
+            Command::Assign { package, lease, .. } | Command::Resend { package, lease, .. } => {
                 let Some(&pkg) = self.by_atom.get(&package) else {
                     return;
                 };
