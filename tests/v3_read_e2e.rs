@@ -55,7 +55,7 @@ fn complete(s: &Server, id: &str, pkg: &str, status: &str) {
 }
 
 /// The run every check below reads: 14 queued, one built in 42.5 s, one
-/// building, one masked (blocked), one upload failure (back in the queue, a
+/// building, one masked (blocked), one infra failure (back in the queue, a
 /// failure on drone-beta's record), a third drone stopped cleanly.
 struct Run {
     s: Server,
@@ -88,8 +88,15 @@ fn run() -> Run {
 
     let masked = work(&s, "drone-b-0002");
     complete(&s, "drone-b-0002", &masked, "masked");
+    // A failure of the drone's own (an upload failure would not do: it costs the drone an
+    // upload hold, not a failure on its record).
     let lost = work(&s, "drone-b-0002");
-    complete(&s, "drone-b-0002", &lost, "upload_failed");
+    let (code, r) = s.post(
+        "/api/v1/complete",
+        &json!({"id": "drone-b-0002", "package": lost, "status": "failed",
+                "failure_class": "infra", "error_detail": "No space left on device"}),
+    );
+    assert_eq!(code, 200, "{r}");
     Run {
         s,
         built,
@@ -161,7 +168,7 @@ fn status_carries_every_v3_field_with_v3_types_and_values() {
     assert_eq!(a["metrics"]["load_1m"], 0.5, "{a}");
     assert_recent_seconds(&a["last_seen"], "last_seen");
     assert_eq!(st["drones"]["drone-gone"]["status"], "stopped", "{st}");
-    // drone_health: only drones with failures (the upload failure is beta's).
+    // drone_health: only drones with failures (the infra failure is beta's).
     let dh = st["drone_health"].as_object().expect("drone_health");
     assert_eq!(dh.keys().collect::<Vec<_>>(), vec!["drone-beta"], "{st}");
     assert_eq!(st["drone_health"]["drone-beta"]["failures"], 1, "{st}");
