@@ -7,7 +7,7 @@
 //! that commit waits with it. With [`StoreOptions::background_checkpoints`]
 //! the writer's connection does no automatic checkpoint; after each commit
 //! it nudges this thread, which checkpoints from its own connection once the
-//! WAL holds [`CHECKPOINT_BYTES`]. A `PASSIVE` checkpoint takes no writer
+//! WAL holds [`CHECKPOINT_FRAMES`] not yet copied (`checkpoint_due`). A `PASSIVE` checkpoint takes no writer
 //! lock, so commits go on meanwhile, and SQLite starts the WAL over from its
 //! beginning at the first commit after a checkpoint that copied everything.
 //! Durability is unchanged: a commit is durable in the WAL before its reply,
@@ -21,9 +21,13 @@ use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-/// WAL size from which a nudge checkpoints: SQLite's own default threshold
-/// (1,000 pages of 4 KiB).
-pub(crate) const CHECKPOINT_BYTES: u64 = 1_000 * 4_096;
+/// Frames waiting in the WAL from which a nudge checkpoints: SQLite's own
+/// default threshold (1,000 pages).
+pub(crate) const CHECKPOINT_FRAMES: u64 = 1_000;
+
+/// The same in bytes of WAL (pages of 4 KiB), for when the wal-index cannot
+/// be read, and for the writer's safety net.
+pub(crate) const CHECKPOINT_BYTES: u64 = CHECKPOINT_FRAMES * 4_096;
 
 pub(crate) struct Checkpointer {
     nudge: Option<SyncSender<()>>,
@@ -38,10 +42,11 @@ impl Checkpointer {
         conn.busy_timeout(Duration::from_secs(5))
             .map_err(std::io::Error::other)?;
         let wal = PathBuf::from(format!("{}-wal", db.display()));
+        let shm = PathBuf::from(format!("{}-shm", db.display()));
         let (nudge, rx) = mpsc::sync_channel(1);
         let handle = std::thread::Builder::new()
             .name("swarm-checkpoint".into())
-            .spawn(move || run(&conn, &wal, &rx))?;
+            .spawn(move || run(&conn, &wal, &shm, &rx))?;
         Ok(Checkpointer {
             nudge: Some(nudge),
             handle: Some(handle),
@@ -61,10 +66,36 @@ impl Checkpointer {
     }
 }
 
-fn run(conn: &Connection, wal: &Path, rx: &Receiver<()>) {
+/// Frames in the WAL not yet copied into the database (`mxFrame` minus
+/// `nBackfill`), read from the wal-index header at the start of the `-shm`
+/// file (its layout is part of SQLite's documented file format,
+/// <https://www.sqlite.org/walformat.html>: `mxFrame` at byte 16,
+/// `nBackfill` at byte 96, in the machine's byte order). `None` when the
+/// file cannot be read. A torn read (SQLite updates the header while we
+/// read it) only moves a checkpoint by one nudge.
+fn frames_waiting(shm: &Path) -> Option<u64> {
+    use std::io::Read;
+    let mut head = [0u8; 100];
+    std::fs::File::open(shm).ok()?.read_exact(&mut head).ok()?;
+    let word = |at: usize| u32::from_ne_bytes([head[at], head[at + 1], head[at + 2], head[at + 3]]);
+    Some(u64::from(word(16).saturating_sub(word(96))))
+}
+
+/// Whether the WAL holds [`CHECKPOINT_FRAMES`] not yet copied. The size of
+/// the file says so only until SQLite first starts the WAL over (it keeps
+/// the file, up to `journal_size_limit`): judged by size, every nudge after
+/// the first burst checkpointed, two fsyncs each on the disk the replies'
+/// fsyncs use. The wal-index says it always; the size is the fallback.
+fn checkpoint_due(wal: &Path, shm: &Path) -> bool {
+    match frames_waiting(shm) {
+        Some(frames) => frames >= CHECKPOINT_FRAMES,
+        None => std::fs::metadata(wal).map_or(0, |m| m.len()) >= CHECKPOINT_BYTES,
+    }
+}
+
+fn run(conn: &Connection, wal: &Path, shm: &Path, rx: &Receiver<()>) {
     for () in rx {
-        let size = std::fs::metadata(wal).map_or(0, |m| m.len());
-        if size < CHECKPOINT_BYTES {
+        if !checkpoint_due(wal, shm) {
             continue;
         }
         // (busy, WAL frames, frames copied); a busy or partial checkpoint is
@@ -93,5 +124,46 @@ impl Drop for Checkpointer {
         if let Some(h) = self.handle.take() {
             let _ = h.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{checkpoint_due, CHECKPOINT_BYTES, CHECKPOINT_FRAMES};
+    use rusqlite::Connection;
+
+    #[test]
+    fn no_checkpoint_is_due_after_one_though_the_wal_file_keeps_its_size() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join("cp.db");
+        let conn = Connection::open(&db).expect("open");
+        conn.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))
+            .expect("wal");
+        conn.pragma_update(None, "wal_autocheckpoint", 0)
+            .expect("no autocheckpoint");
+        conn.execute_batch("CREATE TABLE t (x BLOB)")
+            .expect("table");
+        let shm = dir.path().join("cp.db-shm");
+        let wal = dir.path().join("cp.db-wal");
+        for _ in 0..CHECKPOINT_FRAMES + 100 {
+            conn.execute("INSERT INTO t VALUES (zeroblob(4000))", [])
+                .expect("insert");
+        }
+        assert!(
+            checkpoint_due(&wal, &shm),
+            "{} frames wait",
+            CHECKPOINT_FRAMES + 100
+        );
+        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+            .expect("checkpoint");
+        // Everything copied; the next commit starts the WAL over.
+        conn.execute("INSERT INTO t VALUES (1)", [])
+            .expect("insert");
+        let size = std::fs::metadata(&wal).expect("wal").len();
+        assert!(size >= CHECKPOINT_BYTES, "the WAL file shrank to {size}");
+        assert!(
+            !checkpoint_due(&wal, &shm),
+            "a checkpoint is due after one copied everything"
+        );
     }
 }

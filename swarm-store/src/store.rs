@@ -368,10 +368,27 @@ impl Store {
         &mut self,
         inputs: Vec<(Timestamp, Input)>,
     ) -> Result<Vec<(Seq, Vec<Output>)>, StoreError> {
+        self.append_batch_then(inputs, || None)
+    }
+
+    /// Group commit that may grow: appends `inputs`, then each batch `more`
+    /// gives, in the same transaction, until it gives `None`. A writer with
+    /// bulk work in hand (the parts of a big push) adds the next part while
+    /// nobody else waits, so the parts share one commit and rewrite their
+    /// hot pages (the last page of the log, the index pages the new rows
+    /// land on) once instead of once a part; it stops adding the moment
+    /// another input comes, so that input waits for one part, not for the
+    /// whole push. All or nothing as `append_batch`: on error none of the
+    /// inputs, including those `more` gave, was recorded.
+    pub fn append_batch_then(
+        &mut self,
+        inputs: Vec<(Timestamp, Input)>,
+        more: impl FnMut() -> Option<Vec<(Timestamp, Input)>>,
+    ) -> Result<Vec<(Seq, Vec<Output>)>, StoreError> {
         let result = self
             .apply_fault_limit()
             .and_then(|()| self.ensure_core())
-            .and_then(|()| match self.try_append(inputs) {
+            .and_then(|()| match self.try_append(inputs, more) {
                 Ok(done) => Ok(done),
                 Err(e) => {
                     self.rebuild_after_failure();
@@ -489,6 +506,7 @@ impl Store {
     fn try_append(
         &mut self,
         inputs: Vec<(Timestamp, Input)>,
+        mut more: impl FnMut() -> Option<Vec<(Timestamp, Input)>>,
     ) -> Result<Vec<(Seq, Vec<Output>)>, StoreError> {
         let Store {
             conn,
@@ -511,7 +529,14 @@ impl Store {
             }
         }
         let mut done = Vec::with_capacity(inputs.len());
-        for (at, input) in inputs {
+        let mut batch = inputs.into_iter();
+        loop {
+            let Some((at, input)) = batch.next().or_else(|| {
+                batch = more()?.into_iter();
+                batch.next()
+            }) else {
+                break;
+            };
             seq += 1;
             let input_json = serde_json::to_value(&input)?;
             tx.prepare_cached("INSERT INTO input_log (seq, at_ms, input) VALUES (?1, ?2, ?3)")?

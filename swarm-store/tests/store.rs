@@ -553,3 +553,67 @@ fn a_changed_read_table_row_keeps_its_rowid() {
     assert_eq!(rowids(&store), before, "rows were moved, not updated");
     assert_tables_agree_with_view(&store);
 }
+
+/// What `append_batch_then`'s `more` gives goes into the same transaction:
+/// recorded in order after the first inputs, and on error not at all, the
+/// first inputs included.
+#[test]
+fn a_growing_group_commit_records_what_more_gives_all_or_nothing() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use swarm_core::{Atom, Enqueue, PackageSpec};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("grow.db");
+    let limit = std::sync::Arc::new(AtomicU64::new(0));
+    let mut store = open(
+        &path,
+        StoreOptions {
+            fault_page_limit: Some(limit.clone()),
+            ..small_opts(100_000, 1_000)
+        },
+    );
+    let push = |names: std::ops::Range<u32>| {
+        let packages = names
+            .map(|i| {
+                let atom = Atom::parse(&format!("dev-libs/grow{i}-1")).expect("atom");
+                PackageSpec::new(atom)
+            })
+            .collect();
+        vec![(
+            Timestamp(2_000),
+            Input::Enqueue(Enqueue {
+                packages,
+                ..Enqueue::default()
+            }),
+        )]
+    };
+    let start = store.last_seq().0;
+    let mut extra = vec![push(2..4), push(4..6)].into_iter();
+    let done = store
+        .append_batch_then(push(0..2), || extra.next())
+        .expect("a growing commit");
+    let seqs: Vec<u64> = done.iter().map(|(s, _)| s.0).collect();
+    assert_eq!(
+        seqs,
+        vec![start + 1, start + 2, start + 3],
+        "one seq per input, in order"
+    );
+    assert_eq!(store.swarm().expect("state").view().package_count(), 6);
+    store.check_read_tables().expect("read tables agree");
+    // The database may not grow now: the first inputs fit in the pages it
+    // has, what `more` gives (2,000 packages) does not, and the whole
+    // commit fails.
+    limit.store(store.page_count().expect("pages") + 4, Ordering::SeqCst);
+    let mut big = Some(push(1_000..3_000));
+    let err = store.append_batch_then(push(6..7), || big.take());
+    assert!(err.is_err(), "a commit past the page limit worked");
+    assert_eq!(
+        store.last_seq().0,
+        start + 3,
+        "part of a failed commit was recorded"
+    );
+    assert_eq!(store.swarm().expect("state").view().package_count(), 6);
+    limit.store(0, Ordering::SeqCst);
+    drop(store);
+    let store = open(&path, StoreOptions::default());
+    assert_eq!(store.swarm().expect("state").view().package_count(), 6);
+}

@@ -11,6 +11,7 @@
 //! was promised; one client's jobs stay in order (it waits for each reply).
 
 use std::collections::VecDeque;
+use std::sync::mpsc::Receiver;
 
 /// Which lane a job waits in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,9 +88,88 @@ pub(crate) fn carry_part(bulk_in_progress: bool, part_last: bool, jobs_waiting: 
     bulk_in_progress && !(part_last && jobs_waiting)
 }
 
+/// Parts of a bulk job one commit takes at most, the first included: a
+/// commit stays about as long as sixteen parts (a few milliseconds), which
+/// bounds its size, not anyone's wait (see `PartFeed`).
+pub(crate) const MAX_PARTS_PER_COMMIT: usize = 16;
+
+/// Feeds one commit the parts of a bulk job after its first, while no other
+/// job has arrived: parts that share a commit write their pages once (the
+/// last page of the log, the index pages their rows land on) instead of
+/// once a part. A job that arrives ends the run at the next part and is
+/// kept for the next round, so it waits for one part, as before.
+pub(crate) struct PartFeed<'a, P, T> {
+    parts: &'a VecDeque<P>,
+    taken: usize,
+    rx: &'a Receiver<T>,
+    arrived: &'a mut Vec<T>,
+}
+
+impl<'a, P, T> PartFeed<'a, P, T> {
+    /// A feed for a commit that already holds the first of `parts`.
+    pub(crate) fn new(
+        parts: &'a VecDeque<P>,
+        rx: &'a Receiver<T>,
+        arrived: &'a mut Vec<T>,
+    ) -> PartFeed<'a, P, T> {
+        PartFeed {
+            parts,
+            taken: 1.min(parts.len()),
+            rx,
+            arrived,
+        }
+    }
+
+    /// The next part for the same commit, if it should take one.
+    pub(crate) fn next_part(&mut self) -> Option<&'a P> {
+        if self.taken == 0 || self.taken >= MAX_PARTS_PER_COMMIT {
+            return None;
+        }
+        if let Ok(job) = self.rx.try_recv() {
+            self.arrived.push(job);
+            return None;
+        }
+        let part = self.parts.get(self.taken)?;
+        self.taken += 1;
+        Some(part)
+    }
+
+    /// Parts in the commit, the first included.
+    pub(crate) fn taken(&self) -> usize {
+        self.taken
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{carry_part, Lane, Lanes};
+    use super::{carry_part, Lane, Lanes, PartFeed, MAX_PARTS_PER_COMMIT};
+    use std::collections::VecDeque;
+
+    #[test]
+    fn parts_share_a_commit_until_a_job_arrives_or_the_cap() {
+        let parts: VecDeque<usize> = (0..40).collect();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut arrived = Vec::new();
+        // Nobody waits: parts go in up to the cap.
+        let mut feed = PartFeed::new(&parts, &rx, &mut arrived);
+        let mut took = vec![0];
+        took.extend(std::iter::from_fn(|| feed.next_part().copied()));
+        assert_eq!(took, (0..MAX_PARTS_PER_COMMIT).collect::<Vec<_>>());
+        assert_eq!(feed.taken(), MAX_PARTS_PER_COMMIT);
+        // A job arrives after the third part: the run ends there, the job is kept.
+        let mut feed = PartFeed::new(&parts, &rx, &mut arrived);
+        assert_eq!(feed.next_part(), Some(&1));
+        assert_eq!(feed.next_part(), Some(&2));
+        tx.send("heartbeat").expect("send");
+        assert_eq!(feed.next_part(), None);
+        assert_eq!(feed.taken(), 3);
+        assert_eq!(arrived, vec!["heartbeat"]);
+        // No parts: nothing taken, nothing fed.
+        let none: VecDeque<usize> = VecDeque::new();
+        let mut rest = Vec::new();
+        let mut feed = PartFeed::new(&none, &rx, &mut rest);
+        assert_eq!((feed.next_part(), feed.taken()), (None, 0));
+    }
 
     #[test]
     fn jobs_that_waited_behind_a_part_go_alone_and_parts_still_progress() {

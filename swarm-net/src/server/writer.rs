@@ -7,9 +7,11 @@
 //! logged only when a deadline is due: an idle server logs nothing.
 //!
 //! Drone inputs first: a big push comes as parts (`Plan::Parts`), and each
-//! group commit holds the drone inputs waiting plus at most one part of a
-//! bulk job, so a heartbeat waits for one part, not for a whole post (see
-//! `lanes`). A bulk job is answered once its last part is durable; should a
+//! group commit holds the drone inputs waiting plus the next part of a bulk
+//! job, so a heartbeat waits for one part, not for a whole post (see
+//! `lanes`). While nothing else waits, the commit goes on taking parts (up
+//! to `lanes::MAX_PARTS_PER_COMMIT`): they then share one commit and write
+//! their pages once; the first job to arrive ends the run at the next part. A bulk job is answered once its last part is durable; should a
 //! part fail, it is answered with an error saying how many parts were
 //! recorded (a retry queues the rest: packages already queued are counted,
 //! not queued twice).
@@ -22,7 +24,7 @@
 
 use super::http::ApiError;
 use super::jobs::{Done, DroneNow, Job, Plan, Replies};
-use super::lanes::{self, Lane, Lanes};
+use super::lanes::{self, Lane, Lanes, PartFeed};
 use super::shared::{Published, Shared};
 use super::syncer::Syncer;
 use std::sync::atomic::Ordering;
@@ -84,6 +86,8 @@ struct Bulk {
     total: usize,
     seq: u64,
     outputs: Vec<Output>,
+    /// Parts committed so far.
+    recorded: usize,
     /// A part failed: answered with an error, the rest is not tried.
     failed: bool,
 }
@@ -101,6 +105,7 @@ impl Bulk {
             parts,
             seq: 0,
             outputs: Vec::new(),
+            recorded: 0,
             failed: false,
         }
     }
@@ -179,18 +184,31 @@ pub(crate) fn run(mut store: Store, shared: Arc<Shared>, rx: Receiver<Job>) {
                 break;
             }
             let carry_part = lanes::carry_part(bulk.is_some(), part_last, !group.is_empty());
+            // What arrives during the commit joins the next round (and ends
+            // the commit's run of parts: see `commit`).
+            let mut more = Vec::new();
             round(
-                &mut store, &shared, &mut pace, &durable, group, &mut bulk, carry_part, tick, now,
+                &mut store,
+                &shared,
+                &mut pace,
+                &durable,
+                group,
+                Carry {
+                    bulk: &mut bulk,
+                    parts: carry_part,
+                    rx: &rx,
+                    arrived: &mut more,
+                },
+                tick,
+                now,
             );
             part_last = carry_part;
             tick = false;
+            drain(&rx, &mut more);
+            lanes.add(more, lane);
             if bulk.is_none() && lanes.is_empty() {
                 break;
             }
-            // What arrived during that commit joins the next round.
-            let mut more = Vec::new();
-            drain(&rx, &mut more);
-            lanes.add(more, lane);
         }
     }
     if pace.dirty {
@@ -203,8 +221,19 @@ pub(crate) fn run(mut store: Store, shared: Arc<Shared>, rx: Receiver<Job>) {
     );
 }
 
-/// One group commit (the jobs, then, with `carry_part`, the bulk job's next
-/// part), then the view (when asked or due) and the replies.
+/// The bulk job in progress as a round sees it.
+struct Carry<'a> {
+    bulk: &'a mut Option<Bulk>,
+    /// Whether this round commits parts of it (`lanes::carry_part`).
+    parts: bool,
+    /// Jobs that arrive while the parts are applied end the run of parts
+    /// and are kept here for the next round.
+    rx: &'a Receiver<Job>,
+    arrived: &'a mut Vec<Job>,
+}
+
+/// One group commit (the jobs, then, when `carry.parts`, the bulk job's
+/// next parts), then the view (when asked or due) and the replies.
 #[allow(clippy::too_many_arguments)]
 fn round(
     store: &mut Store,
@@ -212,21 +241,29 @@ fn round(
     pace: &mut Pace,
     durable: &Durable,
     jobs: Vec<Job>,
-    bulk: &mut Option<Bulk>,
-    carry_part: bool,
+    carry: Carry<'_>,
     tick: bool,
     now: Timestamp,
 ) {
     let mut publish_now = jobs.iter().any(|j| j.publish_now);
     let before = store.last_seq().0;
-    let part = bulk.as_mut().filter(|_| carry_part);
+    let Carry {
+        bulk,
+        parts,
+        rx,
+        arrived,
+    } = carry;
+    let part = bulk
+        .as_mut()
+        .filter(|_| parts)
+        .map(|bulk| Parts { bulk, rx, arrived });
     let mut replies = commit(store, shared, jobs, part, tick, now);
     let written = Some(store.last_seq().0).filter(|seq| *seq > before);
     if let Some(b) = bulk.take_if(|b| b.parts.is_empty() || b.failed) {
         shared.queued.fetch_sub(1, Ordering::Relaxed);
         publish_now |= b.job.publish_now;
         let reply = if b.failed {
-            let recorded = b.total - b.parts.len() - 1;
+            let recorded = b.recorded;
             Err(ApiError::new(
                 503,
                 format!(
@@ -404,11 +441,18 @@ impl Durable {
     }
 }
 
+/// The bulk job whose parts a commit carries.
+struct Parts<'a> {
+    bulk: &'a mut Bulk,
+    rx: &'a Receiver<Job>,
+    arrived: &'a mut Vec<Job>,
+}
+
 fn commit(
     store: &mut Store,
     shared: &Shared,
     jobs: Vec<Job>,
-    bulk: Option<&mut Bulk>,
+    parts: Option<Parts<'_>>,
     tick: bool,
     now: Timestamp,
 ) -> Replies {
@@ -429,21 +473,36 @@ fn commit(
     }
     shared.queued.fetch_sub(jobs.len(), Ordering::Relaxed);
     let part_start = inputs.len();
-    let part = bulk.as_ref().and_then(|b| b.parts.front().cloned());
-    inputs.extend(part.into_iter().flatten().map(|i| (now, i)));
-    let count = inputs.len();
+    let (bulk, rx, arrived) = match parts {
+        Some(Parts { bulk, rx, arrived }) => (Some(bulk), Some(rx), Some(arrived)),
+        None => (None, None, None),
+    };
+    // The bulk job's first part, then more while nobody else waits
+    // (`lanes::PartFeed`, `Store::append_batch_then`).
+    if let Some(part) = bulk.as_ref().and_then(|b| b.parts.front()) {
+        inputs.extend(part.iter().cloned().map(|i| (now, i)));
+    }
+    let mut feed = match (bulk.as_ref(), rx, arrived) {
+        (Some(b), Some(rx), Some(arrived)) => Some(PartFeed::new(&b.parts, rx, arrived)),
+        _ => None,
+    };
+    let mut count = inputs.len();
     let result = if inputs.is_empty() {
         Ok(Vec::new())
     } else {
-        store.append_batch(inputs)
+        store.append_batch_then(inputs, || {
+            let part = feed.as_mut()?.next_part()?;
+            count += part.len();
+            Some(part.iter().cloned().map(|i| (now, i)).collect())
+        })
     };
+    let taken = feed.map_or(0, |f| f.taken());
     match result {
         Err(e) => {
             shared.metrics.store_error();
             tracing::error!(error = %e, inputs = count, "group commit failed; every input in it is answered with an error and none was recorded");
             if let Some(b) = bulk {
                 // Answered by `round`: how many parts went in before.
-                b.parts.pop_front();
                 b.failed = true;
             }
             jobs.into_iter()
@@ -461,11 +520,11 @@ fn commit(
             let all: Vec<&Output> = done.iter().flat_map(|(_, o)| o.iter()).collect();
             side_effects(shared, &all);
             if let Some(b) = bulk {
-                if b.parts.pop_front().is_some() {
-                    for (s, outs) in done.get(part_start..).unwrap_or(&[]) {
-                        b.seq = s.0;
-                        b.outputs.extend(outs.iter().cloned());
-                    }
+                b.parts.drain(..taken.min(b.parts.len()));
+                b.recorded += taken;
+                for (s, outs) in done.get(part_start..).unwrap_or(&[]) {
+                    b.seq = s.0;
+                    b.outputs.extend(outs.iter().cloned());
                 }
             }
             let mut replies = Vec::with_capacity(jobs.len());
