@@ -530,13 +530,10 @@ impl Store {
         }
         let mut done = Vec::with_capacity(inputs.len());
         let mut batch = inputs.into_iter();
-        loop {
-            let Some((at, input)) = batch.next().or_else(|| {
-                batch = more()?.into_iter();
-                batch.next()
-            }) else {
-                break;
-            };
+        while let Some((at, input)) = batch.next().or_else(|| {
+            batch = more()?.into_iter();
+            batch.next()
+        }) {
             seq += 1;
             let input_json = serde_json::to_value(&input)?;
             tx.prepare_cached("INSERT INTO input_log (seq, at_ms, input) VALUES (?1, ?2, ?3)")?
