@@ -7,9 +7,11 @@
 //! that commit waits with it. With [`StoreOptions::background_checkpoints`]
 //! the writer's connection does no automatic checkpoint; after each commit
 //! it nudges this thread, which checkpoints from its own connection once the
-//! WAL holds [`CHECKPOINT_FRAMES`] not yet copied (`checkpoint_due`). A `PASSIVE` checkpoint takes no writer
-//! lock, so commits go on meanwhile, and SQLite starts the WAL over from its
-//! beginning at the first commit after a checkpoint that copied everything.
+//! WAL holds [`CHECKPOINT_FRAMES`] not yet copied, then catches up on what
+//! was committed meanwhile (`checkpoint_due`). A `PASSIVE` checkpoint takes
+//! no writer lock, so commits go on meanwhile, and SQLite starts the WAL
+//! over from its beginning at the first commit that begins with everything
+//! copied.
 //! Durability is unchanged: a commit is durable in the WAL before its reply,
 //! a checkpoint only moves it into the database file.
 //!
@@ -66,29 +68,39 @@ impl Checkpointer {
     }
 }
 
-/// Frames in the WAL not yet copied into the database (`mxFrame` minus
-/// `nBackfill`), read from the wal-index header at the start of the `-shm`
-/// file (its layout is part of SQLite's documented file format,
+/// The wal-index header's `mxFrame` (frames in the WAL) and `nBackfill`
+/// (frames already copied into the database), read from the start of the
+/// `-shm` file (its layout is part of SQLite's documented file format,
 /// <https://www.sqlite.org/walformat.html>: `mxFrame` at byte 16,
 /// `nBackfill` at byte 96, in the machine's byte order). `None` when the
 /// file cannot be read. A torn read (SQLite updates the header while we
 /// read it) only moves a checkpoint by one nudge.
-fn frames_waiting(shm: &Path) -> Option<u64> {
+fn wal_frames(shm: &Path) -> Option<(u64, u64)> {
     use std::io::Read;
     let mut head = [0u8; 100];
     std::fs::File::open(shm).ok()?.read_exact(&mut head).ok()?;
     let word = |at: usize| u32::from_ne_bytes([head[at], head[at + 1], head[at + 2], head[at + 3]]);
-    Some(u64::from(word(16).saturating_sub(word(96))))
+    Some((u64::from(word(16)), u64::from(word(96))))
 }
 
-/// Whether the WAL holds [`CHECKPOINT_FRAMES`] not yet copied. The size of
-/// the file says so only until SQLite first starts the WAL over (it keeps
-/// the file, up to `journal_size_limit`): judged by size, every nudge after
-/// the first burst checkpointed, two fsyncs each on the disk the replies'
-/// fsyncs use. The wal-index says it always; the size is the fallback.
+/// Whether a checkpoint is due: when [`CHECKPOINT_FRAMES`] wait, and also
+/// when a checkpoint since the WAL last started over left frames behind
+/// (committed while it copied). SQLite starts the WAL over only at a
+/// commit that begins with every frame copied; during an import the
+/// writer commits while every checkpoint runs, so without the catch-up the
+/// WAL never started over: it grew to 64 MB, where the writer checkpointed
+/// it itself (`Store::checkpoint_if_far_behind`), and every fsync of a
+/// reply extended the file. The catch-up copies the few frames left, so
+/// the writer's first commit after a pause (between two posts) starts the
+/// WAL over and reuses its blocks: it stays under 8 MB. The size of the
+/// file says neither (SQLite keeps the file after starting over, up to
+/// `journal_size_limit`): it is the fallback.
 fn checkpoint_due(wal: &Path, shm: &Path) -> bool {
-    match frames_waiting(shm) {
-        Some(frames) => frames >= CHECKPOINT_FRAMES,
+    match wal_frames(shm) {
+        Some((frames, copied)) => {
+            let waiting = frames.saturating_sub(copied);
+            waiting >= CHECKPOINT_FRAMES || (copied > 0 && waiting > 0)
+        }
         None => std::fs::metadata(wal).map_or(0, |m| m.len()) >= CHECKPOINT_BYTES,
     }
 }
@@ -164,6 +176,69 @@ mod tests {
         assert!(
             !checkpoint_due(&wal, &shm),
             "a checkpoint is due after one copied everything"
+        );
+    }
+
+    /// An import commits while every checkpoint runs: the frames those
+    /// commits add must be copied too (whatever their number), or the WAL
+    /// never starts over and grows to the writer's safety net.
+    #[test]
+    fn frames_left_behind_by_a_checkpoint_are_due_so_the_wal_can_start_over() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join("cp.db");
+        let writer = Connection::open(&db).expect("open");
+        writer
+            .query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))
+            .expect("wal");
+        writer
+            .pragma_update(None, "wal_autocheckpoint", 0)
+            .expect("no autocheckpoint");
+        writer
+            .execute_batch("CREATE TABLE t (x BLOB)")
+            .expect("table");
+        for _ in 0..CHECKPOINT_FRAMES + 100 {
+            writer
+                .execute("INSERT INTO t VALUES (zeroblob(4000))", [])
+                .expect("insert");
+        }
+        // A reader in the WAL keeps the writer from starting it over, as
+        // the writer's own commits racing the checkpoint do in an import.
+        let mut reader = Connection::open(&db).expect("reader");
+        let read = reader.transaction().expect("read");
+        let _: i64 = read
+            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .expect("count");
+        let checkpointer = Connection::open(&db).expect("checkpointer");
+        checkpointer
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+            .expect("checkpoint");
+        let shm = dir.path().join("cp.db-shm");
+        let wal = dir.path().join("cp.db-wal");
+        writer
+            .execute("INSERT INTO t VALUES (1)", [])
+            .expect("a commit after the checkpoint");
+        let (frames, copied) = super::wal_frames(&shm).expect("wal-index");
+        assert!(
+            frames > copied && frames - copied < CHECKPOINT_FRAMES,
+            "{frames} frames, {copied} copied"
+        );
+        assert!(
+            checkpoint_due(&wal, &shm),
+            "{} frames left behind by a checkpoint are not due",
+            frames - copied
+        );
+        drop(read);
+        checkpointer
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+            .expect("catch-up");
+        writer
+            .execute("INSERT INTO t VALUES (2)", [])
+            .expect("a commit that starts the WAL over");
+        let (frames, copied) = super::wal_frames(&shm).expect("wal-index");
+        assert_eq!(copied, 0, "the WAL started over ({frames} frames)");
+        assert!(
+            !checkpoint_due(&wal, &shm),
+            "nothing is due after it started over"
         );
     }
 }
