@@ -1,8 +1,11 @@
 //! `swarm sim`: run built-in or operator-described scenarios through the real core.
 
 use anyhow::{bail, Context};
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
 use swarm_core::sim::{self, Scenario, SimOptions, SimRun};
 use swarm_core::Config;
 
@@ -51,6 +54,16 @@ pub(crate) struct SimArgs {
     /// List the built-in scenarios and exit.
     #[arg(long)]
     list: bool,
+    /// Seeds simulated at once (default: one per CPU). Reports still print in seed order.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
+    jobs: Option<u16>,
+}
+
+/// One seed under one preset, run twice: the first run's result and the mean wall time.
+struct Outcome {
+    run: SimRun,
+    wall_ms: u128,
+    deterministic: bool,
 }
 
 pub(crate) fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
@@ -113,43 +126,113 @@ pub(crate) fn run(args: SimArgs) -> anyhow::Result<()> {
         (false, Preset::Swarm) => vec![("swarm", swarm_config)],
         (false, Preset::V3) => vec![("v3", Config::v3())],
     };
+    let first_seed = args.seed;
+    let count = args.runs.max(1);
+    let jobs = args.jobs.map_or_else(
+        || std::thread::available_parallelism().map_or(1, |n| n.get()),
+        usize::from,
+    );
+    let jobs = jobs
+        .min(usize::try_from(count).unwrap_or(usize::MAX))
+        .max(1);
+    let next = AtomicU64::new(0);
+    let (tx, rx) = mpsc::channel::<(u64, anyhow::Result<Vec<Outcome>>)>();
     let mut failures = 0;
-    for seed in args.seed..args.seed.saturating_add(args.runs.max(1)) {
-        let mut reports = Vec::new();
-        for (preset, config) in &presets {
-            let opts = SimOptions {
-                seed,
-                config: config.clone(),
-                keep_log: true,
-            };
-            let started = std::time::Instant::now();
-            let first = sim::run(&scenario, &opts).map_err(anyhow::Error::msg)?;
-            let second = sim::run(&scenario, &opts).map_err(anyhow::Error::msg)?;
-            let wall_ms = started.elapsed().as_millis() / 2;
-            let deterministic = first.digest == second.digest && first.report == second.report;
-            if !deterministic || first.failure.is_some() {
-                failures += 1;
-                report_failure(&args, &scenario, preset, seed, &first, deterministic)?;
-            }
-            if let Some(path) = &args.write_log {
-                let path = if args.runs > 1 || presets.len() > 1 {
-                    path.with_file_name(format!(
-                        "{}-{preset}-{seed}.jsonl",
-                        path.file_stem().and_then(|s| s.to_str()).unwrap_or("sim")
-                    ))
-                } else {
-                    path.clone()
-                };
-                write_log(&path, &first)?;
-            }
-            reports.push((preset, first, wall_ms));
+    std::thread::scope(|scope| -> anyhow::Result<()> {
+        for _ in 0..jobs {
+            let tx = tx.clone();
+            let (next, scenario, presets, args) = (&next, &scenario, &presets, &args);
+            scope.spawn(move || loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= count {
+                    return;
+                }
+                let seed = first_seed.saturating_add(i);
+                let res = presets
+                    .iter()
+                    .map(|(_, config)| run_seed(scenario, config, seed, args.write_log.is_some()))
+                    .collect();
+                if tx.send((i, res)).is_err() {
+                    return;
+                }
+            });
         }
-        print_reports(&args, &reports)?;
-    }
+        drop(tx);
+        // Results arrive in any order; they are printed in seed order as soon as they can be.
+        let mut waiting = BTreeMap::new();
+        let mut printed = 0u64;
+        for (i, res) in rx {
+            waiting.insert(i, res);
+            while let Some(res) = waiting.remove(&printed) {
+                let seed = first_seed.saturating_add(printed);
+                printed += 1;
+                let outcomes = match res {
+                    Ok(o) => o,
+                    Err(e) => {
+                        // Stop the workers: nothing after a broken scenario is worth running.
+                        next.store(count, Ordering::Relaxed);
+                        return Err(e);
+                    }
+                };
+                let mut reports = Vec::new();
+                for ((preset, config), mut o) in presets.iter().zip(outcomes) {
+                    if !o.deterministic || o.run.failure.is_some() {
+                        failures += 1;
+                        if o.run.log.is_empty() {
+                            // Runs keep no log unless asked: the same seed again, with its log.
+                            let opts = SimOptions {
+                                seed,
+                                config: config.clone(),
+                                keep_log: true,
+                            };
+                            o.run = sim::run(&scenario, &opts).map_err(anyhow::Error::msg)?;
+                        }
+                        report_failure(&args, &scenario, preset, seed, &o.run, o.deterministic)?;
+                    }
+                    if let Some(path) = &args.write_log {
+                        let path = if args.runs > 1 || presets.len() > 1 {
+                            path.with_file_name(format!(
+                                "{}-{preset}-{seed}.jsonl",
+                                path.file_stem().and_then(|s| s.to_str()).unwrap_or("sim")
+                            ))
+                        } else {
+                            path.clone()
+                        };
+                        write_log(&path, &o.run)?;
+                    }
+                    reports.push((preset, o.run, o.wall_ms));
+                }
+                print_reports(&args, &reports)?;
+            }
+        }
+        Ok(())
+    })?;
     if failures > 0 {
         bail!("{failures} failing run(s); each printed SWARM_SIM_SEED and wrote its envelope log");
     }
     Ok(())
+}
+
+/// Runs one seed twice and compares the two runs, so nondeterminism is caught as a failure.
+fn run_seed(
+    scenario: &Scenario,
+    config: &Config,
+    seed: u64,
+    keep_log: bool,
+) -> anyhow::Result<Outcome> {
+    let opts = SimOptions {
+        seed,
+        config: config.clone(),
+        keep_log,
+    };
+    let started = std::time::Instant::now();
+    let first = sim::run(scenario, &opts).map_err(anyhow::Error::msg)?;
+    let second = sim::run(scenario, &opts).map_err(anyhow::Error::msg)?;
+    Ok(Outcome {
+        wall_ms: started.elapsed().as_millis() / 2,
+        deterministic: first.digest == second.digest && first.report == second.report,
+        run: first,
+    })
 }
 
 fn report_failure(
