@@ -786,6 +786,63 @@ fn sigterm_stops_the_server_cleanly_and_state_persists() {
 }
 
 #[test]
+fn a_revoke_is_repeated_after_a_restart_until_the_drone_stops_reporting_its_work() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut s = Server::start(dir.path(), &[]);
+    s.post(
+        "/api/v1/register",
+        &v3_register("drone-r-0001", "drone-rho", Value::Null),
+    );
+    s.admin_post(
+        "/api/v1/queue",
+        &json!({"packages": ["=dev-libs/revoked-1"]}),
+    );
+    let p = work(&s, "drone-r-0001")["package"]
+        .as_str()
+        .expect("a package for the one drone")
+        .to_string();
+    let (code, r) = s.admin_post(
+        "/api/v1/control",
+        &json!({"action": "reclaim", "package": p}),
+    );
+    assert_eq!(code, 200, "{r}");
+    // The server dies before the drone calls again: the revoke is core state, not memory.
+    s.kill9();
+    s.restart();
+    let revoked = |hb: &Value| -> Vec<String> {
+        hb["revoke"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    // A heartbeat that does not say what it builds hears the revoke again, twice.
+    let mut silent = v3_register("drone-r-0001", "drone-rho", Value::Null);
+    silent
+        .as_object_mut()
+        .expect("object")
+        .remove("current_task");
+    for _ in 0..2 {
+        let (code, hb) = s.post("/api/v1/register", &silent);
+        assert_eq!(code, 200, "{hb}");
+        assert_eq!(
+            revoked(&hb),
+            vec![p.clone()],
+            "repeated after a restart: {hb}"
+        );
+    }
+    // Given the atom again, it must not be told to stop it.
+    let w = work(&s, "drone-r-0001");
+    assert_eq!(w["package"], p.as_str(), "{w}");
+    assert!(w.get("revoke").is_none(), "{w}");
+    let (_, hb) = s.post("/api/v1/register", &silent);
+    assert!(hb.get("revoke").is_none(), "{hb}");
+}
+
+#[test]
 fn a_read_storm_during_writes_is_served_with_rationed_copies() {
     let dir = tempfile::tempdir().expect("dir");
     let s = Server::start(dir.path(), &[]);

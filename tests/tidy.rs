@@ -191,7 +191,7 @@ const CORE_FILE_LINES: usize = 600;
 /// Core files still over [`CORE_FILE_LINES`], as (path under swarm-core/src, its line count when
 /// listed). Shrink-only: a file that grows past its count, or a new file over the limit, fails; a
 /// listed file that got under the limit must be removed from the list.
-const CORE_FILES_TOO_LONG: &[(&str, usize)] = &[("view.rs", 799)];
+const CORE_FILES_TOO_LONG: &[(&str, usize)] = &[];
 
 /// swarm-core's sources as (path under swarm-core/src, text), for the checks over its files.
 fn core_sources() -> Vec<(String, String)> {

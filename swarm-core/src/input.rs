@@ -174,6 +174,10 @@ pub struct Heartbeat {
     /// v3 `current_task`: the atom it is building.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub current_task: Option<Atom>,
+    /// v3: the heartbeat carried `current_task`, so a `None` there means "building nothing"
+    /// rather than "not said" (work it no longer reports has been stopped).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reports_task: bool,
     /// A refreshed Portage snapshot after a sync.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub portage_snapshot: Option<String>,

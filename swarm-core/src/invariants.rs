@@ -134,6 +134,17 @@ impl Swarm {
             {
                 return fail(14, format!("{} holds two leases of {twice}", d.spec.name));
             }
+            // 15. A revoke repeated to a drone never names work it holds a live lease of: it would
+            // stop the build it was rightly given.
+            if let Some(a) = d.revokes.0.keys().find(|a| held.contains(a)) {
+                return fail(
+                    15,
+                    format!(
+                        "{} is told to stop {a}, which it holds a lease of",
+                        d.spec.name
+                    ),
+                );
+            }
             if usize::from(d.ladder.steps) > escalate::ladder(d.spec.kind).len() {
                 return fail(
                     10,

@@ -96,7 +96,7 @@ pub use output::{
     RevokeReason,
 };
 pub use portage::{PortageSnapshot, SnapshotError, SYNC_RETRY_MS};
-pub use state::SwarmState;
+pub use state::{SwarmState, REVOKE_REPEAT_MS};
 pub use swarm::{RestoreError, Swarm};
 pub use time::Timestamp;
 pub use view::{

@@ -197,6 +197,7 @@ mod input {
             leases: Some(vec![LeaseId(7), LeaseId(9)]),
             started: vec![LeaseId(7)],
             current_task: Some(icu()),
+            reports_task: false,
             portage_snapshot: Some("Tue, 19 Nov 2024 00:45:01 +0000".into()),
             env: Some(build_env()),
         })),

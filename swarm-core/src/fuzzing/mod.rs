@@ -393,6 +393,7 @@ impl Ops<'_> {
             load_centi: None,
             leases: (shape & 0x01 != 0).then_some(own),
             started,
+            reports_task: current_task.is_some() || shape & 0x02 != 0,
             current_task,
             portage_snapshot: if shape & 0x80 != 0 {
                 self.text(&SNAPSHOTS)

@@ -77,6 +77,9 @@ pub(crate) struct Drone {
     /// The last `sync_portage` this drone was given (see `portage::gate`).
     #[serde(default)]
     pub(crate) sync_asked: crate::portage::LastSyncAsk,
+    /// Revokes it has not yet been seen to obey, repeated in its replies.
+    #[serde(default, skip_serializing_if = "super::RevokeBox::is_empty")]
+    pub(crate) revokes: super::RevokeBox,
 }
 
 impl Drone {
@@ -104,6 +107,7 @@ impl Drone {
             builds_ok: 0,
             builds_failed: 0,
             sync_asked: crate::portage::LastSyncAsk(None),
+            revokes: super::RevokeBox::default(),
         }
     }
 

@@ -2,6 +2,7 @@
 //! probes, enqueues and operator controls.
 
 use super::{reject, Out, Swarm};
+use crate::atom::Atom;
 use crate::id::{DroneName, Epoch, LeaseId};
 use crate::input::{Control, DroneSpec, Enqueue, Heartbeat, Outcome, ProbeStatus, Report};
 use crate::output::{BlockReason, Command, Event, Output, ReclaimReason, RejectReason};
@@ -61,6 +62,15 @@ impl Swarm {
         if let Some(h) = hb.health {
             d.health = h;
         }
+        // Work it no longer reports has been stopped: its revoke is done with.
+        let still = |atom: &Atom, lease: Option<LeaseId>| {
+            hb.current_task.as_ref() == Some(atom)
+                || lease.is_some_and(|l| {
+                    hb.leases.iter().flatten().any(|x| *x == l) || hb.started.contains(&l)
+                })
+        };
+        let reports_work = hb.leases.is_some() || hb.reports_task || hb.current_task.is_some();
+        d.revokes.settle(now, reports_work.then_some(&still as _));
         d.mem_percent = hb.mem_percent.or(d.mem_percent);
         d.disk_percent = hb.disk_percent.or(d.disk_percent);
         d.load_centi = hb.load_centi.or(d.load_centi);

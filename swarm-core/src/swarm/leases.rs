@@ -58,7 +58,7 @@ impl Swarm {
 
     /// Tells a drone to stop something that is not (or no longer) its own.
     pub(super) fn revoke_foreign(
-        &self,
+        &mut self,
         drone: &DroneName,
         lease: Option<LeaseId>,
         package: Option<Atom>,
@@ -90,6 +90,28 @@ impl Swarm {
             Some(PackageState::Built { .. }) => RevokeReason::CompletedElsewhere,
             _ => RevokeReason::Unknown,
         };
+        self.send_revoke(drone, lease, package, reason, out);
+    }
+
+    /// Tells a drone to stop, and keeps repeating it in the drone's replies until it has
+    /// (see `state::RevokeBox`).
+    pub(super) fn send_revoke(
+        &mut self,
+        drone: &DroneName,
+        lease: Option<LeaseId>,
+        package: Option<Atom>,
+        reason: RevokeReason,
+        out: &mut Out,
+    ) {
+        let now = self.st.now;
+        // Not while it holds a live lease of the atom (a report of an older lease of it): repeating
+        // the revoke would stop the build it was given since.
+        let holds = package
+            .as_ref()
+            .is_some_and(|a| self.live_lease_of(drone, a).is_some());
+        if let (Some(atom), Some(d), false) = (&package, self.st.drones.get_mut(drone), holds) {
+            d.revokes.add(atom, lease, now);
+        }
         out.push(Output::Command(Command::Revoke {
             drone: drone.clone(),
             lease,
@@ -139,6 +161,7 @@ impl Swarm {
         );
         if let Some(d) = self.st.drones.get_mut(name) {
             d.leases.insert(lid);
+            d.revokes.clear(&package);
         }
         self.transition(pkg, PackageState::Assigned { lease: lid });
         self.sync_drone(name);
@@ -181,12 +204,13 @@ impl Swarm {
         };
         self.transition(lease.pkg, back);
         if reason != ReclaimReason::Returned {
-            out.push(Output::Command(Command::Revoke {
-                drone: lease.drone.clone(),
-                lease: Some(lid),
-                package: Some(lease.package.clone()),
-                reason: RevokeReason::Reclaimed { reason },
-            }));
+            self.send_revoke(
+                &lease.drone,
+                Some(lid),
+                Some(lease.package.clone()),
+                RevokeReason::Reclaimed { reason },
+                out,
+            );
         }
         out.push(Output::Event(Event::Reclaimed {
             drone: lease.drone,

@@ -1,278 +1,23 @@
 //! Read-only queries over a swarm: what dashboards, the HTTP API and tests see.
 
+mod explain;
+mod types;
+
+pub use types::*;
+
 use crate::atom::Atom;
-use crate::buildenv::{BuildEnv, EnvDiff};
-use crate::health::DroneHealth;
-use crate::id::{DroneName, Epoch, LeaseId};
-use crate::input::DroneKind;
-use crate::output::{BlockReason, RejectReason};
+use crate::buildenv::BuildEnv;
+use crate::id::{DroneName, LeaseId};
 use crate::policy::{brake, schedule};
 use crate::state::{Drone, Liveness, Package, PackageState};
 use crate::swarm::Swarm;
-use crate::time::{human_ms, Timestamp};
-use serde::Serialize;
+use crate::time::Timestamp;
 use std::collections::BTreeMap;
 
 /// A borrowed, read-only view.
 #[derive(Clone, Copy)]
 pub struct View<'a> {
     s: &'a Swarm,
-}
-
-/// How many packages are in each state.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct Counts {
-    /// All packages in the queue.
-    pub total: u32,
-    /// Queued (ready, waiting for dependencies, or backing off).
-    pub queued: u32,
-    /// Queued and ready to assign now.
-    pub ready: u32,
-    /// Queued, held back by retry backoff.
-    pub backoff: u32,
-    /// Holding a lease (started or not).
-    pub assigned: u32,
-    /// Holding a lease, and the build started.
-    pub building: u32,
-    /// Built.
-    pub built: u32,
-    /// Blocked.
-    pub blocked: u32,
-}
-
-/// Drone liveness as the outside sees it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DroneStatus {
-    /// Heartbeat fresh.
-    Online,
-    /// Heartbeat late: no new work.
-    Suspect,
-    /// Heartbeat older than the offline timeout: holds nothing.
-    Offline,
-    /// Stopped cleanly: the agent said goodbye. Holds nothing, expects no work.
-    Stopped,
-}
-
-/// One drone.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct DroneView {
-    /// Name.
-    pub name: DroneName,
-    /// v3 machine id.
-    pub machine_id: Option<String>,
-    /// Epoch.
-    pub epoch: Epoch,
-    /// Liveness.
-    pub status: DroneStatus,
-    /// Self-assessed health.
-    pub health: DroneHealth,
-    /// Machine kind.
-    pub kind: DroneKind,
-    /// Cores.
-    pub cores: u32,
-    /// RAM, MiB.
-    pub ram_mb: u64,
-    /// Build slots.
-    pub slots: u32,
-    /// Last heartbeat.
-    pub last_heartbeat: Timestamp,
-    /// Paused by an operator.
-    pub paused: bool,
-    /// Drained by an operator.
-    pub drained: bool,
-    /// Grounded until then.
-    pub grounded_until: Option<Timestamp>,
-    /// Consecutive infra/OOM failures.
-    pub consecutive_failures: u32,
-    /// Escalation steps taken since it was last healthy.
-    pub escalation_steps: u8,
-    /// Leases held.
-    pub leases: Vec<LeaseView>,
-    /// Successful builds.
-    pub builds_ok: u64,
-    /// Failed builds.
-    pub builds_failed: u64,
-    /// Memory use, percent.
-    pub mem_percent: Option<u8>,
-    /// Disk use, percent.
-    pub disk_percent: Option<u8>,
-    /// Load × 100.
-    pub load_centi: Option<u32>,
-    /// Portage snapshot.
-    pub portage_snapshot: Option<String>,
-    /// Agent version.
-    pub version: Option<String>,
-    /// Why it gets no work right now, if it gets none.
-    pub no_work: Option<String>,
-    /// Its build environment as it reported it (empty: none reported).
-    #[serde(skip_serializing_if = "BuildEnv::is_empty")]
-    pub env: BuildEnv,
-    /// How its environment differs from the closest profile's when no profile admits it (empty
-    /// when one does): what keeps it from getting work.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub env_differences: Vec<EnvDiff>,
-    /// The profiles whose packages it may build: the default one (`expect_env`'s) first, then
-    /// the named ones by name. Empty: it gets no work of any (see `env_differences`).
-    pub serves: Vec<String>,
-    /// When it serves no profile: the one it comes closest to (fewest differing variables),
-    /// which `env_differences` is measured against.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub closest_profile: Option<String>,
-}
-
-/// "no drone matches profile desktop-amd64: drone-tarn differs in CFLAGS (-O3 vs -O2)" when no
-/// online drone's environment the package's profile admits; `None` when one matches.
-fn profile_mismatch(
-    st: &crate::state::SwarmState,
-    p: &crate::state::Package,
-    online: &[&Drone],
-) -> Option<String> {
-    let name = p.profile.name();
-    let Some(expected) = st.expected_env_of(&p.profile) else {
-        return Some(format!(
-            "waiting: profile {name} no longer exists; no drone matches it"
-        ));
-    };
-    if online.iter().any(|d| expected.admits(&d.spec.env)) {
-        return None;
-    }
-    let first = online.first()?;
-    let diffs = expected.differences(&first.spec.env);
-    let words = crate::buildenv::describe_differences(&diffs);
-    let words = words.strip_prefix("environment ").unwrap_or(&words);
-    let more = online.len() - 1;
-    Some(format!(
-        "no drone matches profile {name}: {} {words}{}",
-        first.spec.name,
-        if more > 0 {
-            format!(" (and {more} more drones differ)")
-        } else {
-            String::new()
-        }
-    ))
-}
-
-/// One profile (see [`crate::profile`]).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct ProfileView {
-    /// Its name; `default` is `expect_env`'s.
-    pub name: String,
-    /// The environment its packages must be built in (empty: any).
-    pub env: BuildEnv,
-    /// Drones whose environment it admits.
-    pub matching: Vec<DroneName>,
-    /// Its packages in the queue not built yet.
-    pub unbuilt: u32,
-    /// Its packages in the queue, built or not.
-    pub packages: u32,
-    /// The drones it does not admit and what differs ("environment differs in CFLAGS (-O3 vs
-    /// -O2)"), by drone.
-    pub differing: BTreeMap<DroneName, String>,
-    /// Its world set (named profiles; empty: none written down).
-    pub world: Vec<String>,
-    /// Its packages by state: waiting, leased to a drone (started or not), built, blocked.
-    pub states: ProfileStates,
-}
-
-/// How many of one profile's packages are in each state.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct ProfileStates {
-    /// Waiting to be assigned.
-    pub queued: u32,
-    /// Leased to a drone (building, or about to).
-    pub building: u32,
-    /// Built.
-    pub built: u32,
-    /// Blocked.
-    pub blocked: u32,
-}
-
-/// One lease.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct LeaseView {
-    /// Lease id.
-    pub lease: LeaseId,
-    /// Package.
-    pub package: Atom,
-    /// Holder.
-    pub drone: DroneName,
-    /// Issued at.
-    pub issued_at: Timestamp,
-    /// Started at.
-    pub started_at: Option<Timestamp>,
-    /// The package's profile (`None`: the default profile): whose binhost its binary is for.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub profile: Option<String>,
-}
-
-/// A package's state as the outside sees it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(tag = "state", rename_all = "snake_case")]
-pub enum PackageStatus {
-    /// Waiting to be assigned.
-    Queued {
-        /// Backing off until then.
-        retry_at: Option<Timestamp>,
-    },
-    /// Leased.
-    Assigned {
-        /// Lease.
-        lease: LeaseId,
-        /// Holder.
-        drone: DroneName,
-        /// Whether it started.
-        started: bool,
-    },
-    /// Built.
-    Built {
-        /// When.
-        at: Timestamp,
-    },
-    /// Blocked.
-    Blocked {
-        /// Why.
-        reason: BlockReason,
-        /// Retried automatically then.
-        auto_unblock_at: Option<Timestamp>,
-    },
-}
-
-/// One package.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct PackageView {
-    /// Atom.
-    pub atom: Atom,
-    /// State.
-    pub status: PackageStatus,
-    /// Priority.
-    pub priority: i32,
-    /// Failed attempts.
-    pub attempts: u32,
-    /// Remaining critical path, ms.
-    pub critical_path_ms: u64,
-    /// Estimated duration, ms.
-    pub estimate_ms: u64,
-    /// Queue generation.
-    pub generation: u64,
-    /// Dependencies in the queue that are not built yet.
-    pub waiting_for: u32,
-    /// Last failure detail.
-    pub last_error: Option<String>,
-    /// Its profile; `None` is the default profile.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub profile: Option<String>,
-}
-
-/// The disruption brake's state.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct BrakeView {
-    /// Engaged?
-    pub engaged: bool,
-    /// Why.
-    pub reason: String,
-    /// Packages held.
-    pub held: Vec<Atom>,
 }
 
 impl Swarm {
@@ -464,6 +209,18 @@ impl<'a> View<'a> {
             .map(|d| &d.spec.name)
     }
 
+    /// The revokes to repeat in `name`'s replies: work it was told to stop and has not yet been
+    /// seen to stop (see `REVOKE_REPEAT_MS`).
+    pub fn pending_revokes(&self, name: &DroneName) -> Vec<Atom> {
+        let now = self.s.st.now;
+        self.s
+            .st
+            .drones
+            .get(name)
+            .map(|d| d.revokes.pending(now).cloned().collect())
+            .unwrap_or_default()
+    }
+
     /// A drone's leases, oldest first.
     pub fn leases_of(&self, name: &DroneName) -> Vec<LeaseView> {
         let Some(d) = self.s.st.drones.get(name) else {
@@ -573,143 +330,6 @@ impl<'a> View<'a> {
             .iter()
             .filter_map(|(k, l)| l.duration_ms.map(|d| (k.clone(), d)))
             .collect()
-    }
-
-    /// Why a package is (not) running, in words an operator understands; for an atom queued in
-    /// several profiles, it asks which ([`View::explain_in`]) and explains each on its own line.
-    pub fn explain(&self, atom: &Atom) -> String {
-        self.explain_in(atom, None)
-    }
-
-    /// [`View::explain`] of the atom in `profile` (`default`: the default one; `None`: its one).
-    pub fn explain_in(&self, atom: &Atom, profile: Option<&str>) -> String {
-        let s = self.s;
-        let st = &s.st;
-        let id = match s.resolve(atom, profile) {
-            Ok(id) => id,
-            Err(RejectReason::AmbiguousPackage { profiles, .. }) => {
-                let one = |p: &str| self.explain_in(atom, Some(p));
-                return crate::profile::ambiguous_explanation(atom, &profiles, one);
-            }
-            Err(_) => {
-                return match profile {
-                    Some(p) => format!("{atom} is not in the queue for profile {p}"),
-                    None => format!("{atom} is not in the queue"),
-                }
-            }
-        };
-        let p = st.pkg(id);
-        match p.state() {
-            PackageState::Built { .. } => return "built".to_owned(),
-            PackageState::Assigned { lease } => {
-                let Some(l) = st.leases.get(lease) else {
-                    return "assigned".to_owned();
-                };
-                return match l.started_at {
-                    Some(t) => format!(
-                        "building on {} for {} (lease {})",
-                        l.drone,
-                        human_ms(st.now.since(t)),
-                        l.id
-                    ),
-                    None => format!("assigned to {} (lease {}), not started yet", l.drone, l.id),
-                };
-            }
-            PackageState::Blocked {
-                reason,
-                auto_unblock_at,
-                ..
-            } => {
-                let when = auto_unblock_at
-                    .map(|t| format!("; retried automatically in {}", human_ms(t.since(st.now))))
-                    .unwrap_or_default();
-                return format!("blocked: {reason}{when}");
-            }
-            PackageState::Queued { retry_at: Some(t) } => {
-                return format!(
-                    "retrying after failure {} ({}); next attempt in {}",
-                    p.attempts,
-                    p.last_error.as_deref().unwrap_or("no detail"),
-                    human_ms(t.since(st.now))
-                );
-            }
-            PackageState::Queued { retry_at: None } => {}
-        }
-        if let Some(dep) = p
-            .eff_deps
-            .iter()
-            .map(|d| st.pkg(*d))
-            .find(|d| !d.is_built())
-        {
-            let more = p.unbuilt.saturating_sub(1);
-            let more = if more > 0 {
-                format!(" (and {more} more)")
-            } else {
-                String::new()
-            };
-            return format!("waiting: dependency {} not built{more}", dep.atom);
-        }
-        if st.brake.engaged && st.brake.held.contains(&p.atom) {
-            return format!("held by the disruption brake: {}", st.brake.reason);
-        }
-        if st.paused {
-            return "waiting: the swarm is paused".to_owned();
-        }
-        let online: Vec<&Drone> = st
-            .drones
-            .values()
-            .filter(|d| d.liveness == Liveness::Online && !d.spec.name.is_sweeper())
-            .collect();
-        if online.is_empty() {
-            return "waiting: no drone online".to_owned();
-        }
-        if let Some(why) = profile_mismatch(st, p, &online) {
-            return why;
-        }
-        let need = st.ram_need_mb(&p.key);
-        let big_enough: Vec<&&Drone> = online
-            .iter()
-            .filter(|d| d.spec.ram_mb == 0 || d.spec.ram_mb >= need)
-            .collect();
-        if big_enough.is_empty() {
-            return format!(
-                "waiting: no drone with ≥ {} GB RAM online",
-                need.div_ceil(1024)
-            );
-        }
-        let fits: Vec<&&&Drone> = big_enough
-            .iter()
-            .filter(|d| !p.failed_recently_on(&d.spec.name, st.now, st.config.failure_memory_ms))
-            .collect();
-        if fits.is_empty() {
-            return format!(
-                "waiting: all {} drones that could build it failed it recently",
-                big_enough.len()
-            );
-        }
-        let mut reasons: BTreeMap<String, u32> = BTreeMap::new();
-        let mut free = 0;
-        for d in &fits {
-            match schedule::capacity(st, d, u32::MAX) {
-                Ok(_) => free += 1,
-                Err(why) => *reasons.entry(why.to_string()).or_default() += 1,
-            }
-        }
-        if free > 0 {
-            let ahead =
-                s.ix.ready_key
-                    .get(&id)
-                    .map_or(0, |k| s.ix.ready.range(..*k).count());
-            return format!(
-                "ready: {free} drones eligible with free slots; {ahead} packages ahead of it"
-            );
-        }
-        let why: Vec<String> = reasons.iter().map(|(r, n)| format!("{n} {r}")).collect();
-        format!(
-            "waiting: {} drones eligible, none free ({})",
-            fits.len(),
-            why.join(", ")
-        )
     }
 
     fn drone_view(&self, d: &Drone) -> DroneView {

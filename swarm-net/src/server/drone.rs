@@ -201,6 +201,7 @@ pub(crate) fn register(sh: &Shared, req: &mut Request, caller: &Caller) -> Resul
             .map(LeaseId)
             .collect(),
         current_task: current_task.clone(),
+        reports_task: r.current_task.is_some(),
         portage_snapshot,
         // Only a change goes into the log: the agent sends its environment every beat.
         env: reported_env.filter(|e| !changed && *e != old_env),
@@ -234,22 +235,9 @@ pub(crate) fn register(sh: &Shared, req: &mut Request, caller: &Caller) -> Resul
             _ => None,
         })
     });
-    let reports_work = r.current_task.is_some() || r.leases.is_some();
-    let leases: Vec<u64> = r
-        .leases
-        .iter()
-        .flatten()
-        .chain(r.started.iter().flatten())
-        .copied()
-        .collect();
-    let task = current_task.as_ref().map(|a| a.as_str().to_string());
-    let still = |atom: &str, lease: Option<u64>| {
-        task.as_deref() == Some(atom) || lease.is_some_and(|l| leases.contains(&l))
-    };
-    let pending = sh.pending_revokes(&name, if reports_work { Some(&still) } else { None });
-    for p in pending {
-        if !revoke.contains(&p) {
-            revoke.push(p);
+    for p in &now.revokes {
+        if !revoke.contains(p) {
+            revoke.push(p.clone());
         }
     }
     let (slots, cores_per_slot) = {
@@ -377,9 +365,9 @@ pub(crate) fn work(sh: &Shared, url: &str, caller: &Caller) -> Result<Reply, Api
         return work_error(404, "unknown drone; register first");
     }
     let mut revoke = revokes_in(&done.outputs, &name);
-    for p in sh.pending_revokes(&name, None) {
-        if !revoke.contains(&p) {
-            revoke.push(p);
+    for p in &now.revokes {
+        if !revoke.contains(p) {
+            revoke.push(p.clone());
         }
     }
     let sync = done.outputs.iter().find_map(|o| match o {

@@ -40,6 +40,8 @@ pub(crate) struct DroneNow {
     pub(crate) paused: bool,
     pub(crate) leases: Vec<LeaseView>,
     pub(crate) no_work: Option<String>,
+    /// Work it was told to stop and has not yet been seen to stop: repeated in every reply.
+    pub(crate) revokes: Vec<String>,
 }
 
 /// Answers to a batch's jobs, in order.

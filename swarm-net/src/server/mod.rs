@@ -328,7 +328,6 @@ pub fn start(opts: ServerOptions) -> Result<RunningServer, ServeError> {
         addresses: RwLock::new(BTreeMap::new()),
         cpu_percent: RwLock::new(BTreeMap::new()),
         specs: RwLock::new(specs),
-        revokes: Mutex::new(BTreeMap::new()),
         metrics: metrics::Metrics::default(),
         history: (0..history_n).map(|_| Mutex::new(None)).collect(),
         db_path: opts.db_path.clone(),

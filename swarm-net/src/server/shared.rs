@@ -1,5 +1,5 @@
 //! State the HTTP workers share: the published view, the writer's queue,
-//! identities and addresses, revokes awaiting delivery, metrics.
+//! identities and addresses, metrics.
 
 use super::http::ApiError;
 use super::jobs::{Done, Job, Plan};
@@ -25,18 +25,8 @@ pub(crate) struct Published {
     pub(crate) seq: u64,
 }
 
-/// Revokes repeated to one drone: atom → (lease, first sent).
-pub(crate) type PendingRevokes = BTreeMap<String, (Option<u64>, Instant)>;
-
-/// Whether a drone still reports an (atom, lease) as its work.
-pub(crate) type StillReported<'a> = dyn Fn(&str, Option<u64>) -> bool + 'a;
-
 /// At most one forced copy of the core per this interval (see `fresh`).
 const PUBLISH_GAP: Duration = Duration::from_millis(50);
-
-/// How long an undelivered revoke is repeated for a drone that never says
-/// whether it stopped (a v3 drone without `current_task`).
-const REVOKE_TTL: Duration = Duration::from_secs(3600);
 
 pub(crate) struct Shared {
     pub(crate) clock: Clock,
@@ -58,7 +48,6 @@ pub(crate) struct Shared {
     /// published view. Holds exactly the drones the core knows: seeded at
     /// start, set on registration, dropped on `Event::Removed`.
     pub(crate) specs: RwLock<BTreeMap<DroneName, DroneSpec>>,
-    pub(crate) revokes: Mutex<BTreeMap<DroneName, PendingRevokes>>,
     pub(crate) metrics: Metrics,
     pub(crate) history: Vec<Mutex<Option<History>>>,
     pub(crate) db_path: PathBuf,
@@ -245,42 +234,6 @@ impl Shared {
 
     pub(crate) fn address_of(&self, drone: &DroneName) -> Option<String> {
         self.addresses.read().ok()?.get(drone).cloned()
-    }
-
-    pub(crate) fn add_revoke(&self, drone: &DroneName, atom: &str, lease: Option<u64>) {
-        if let Ok(mut m) = self.revokes.lock() {
-            m.entry(drone.clone())
-                .or_default()
-                .insert(atom.to_string(), (lease, Instant::now()));
-        }
-    }
-
-    pub(crate) fn clear_revoke(&self, drone: &DroneName, atom: &str) {
-        if let Ok(mut m) = self.revokes.lock() {
-            if let Some(set) = m.get_mut(drone) {
-                set.remove(atom);
-            }
-        }
-    }
-
-    /// Revokes to repeat to `drone`. `reported` says whether the drone still
-    /// reports an (atom, lease) as its work (`None`: it did not say, keep
-    /// repeating). Work the drone no longer reports has been stopped: forget it.
-    pub(crate) fn pending_revokes(
-        &self,
-        drone: &DroneName,
-        reported: Option<&StillReported<'_>>,
-    ) -> Vec<String> {
-        let Ok(mut m) = self.revokes.lock() else {
-            return Vec::new();
-        };
-        let Some(set) = m.get_mut(drone) else {
-            return Vec::new();
-        };
-        set.retain(|atom, (lease, since)| {
-            since.elapsed() < REVOKE_TTL && reported.is_none_or(|still| still(atom, *lease))
-        });
-        set.keys().cloned().collect()
     }
 
     /// A read-only history connection from the pool (opened lazily).

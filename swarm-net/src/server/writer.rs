@@ -558,6 +558,7 @@ fn drone_now(store: &Store, name: &DroneName) -> DroneNow {
             paused: false,
             leases: Vec::new(),
             no_work: None,
+            revokes: Vec::new(),
         };
     };
     let view = swarm.view();
@@ -568,6 +569,7 @@ fn drone_now(store: &Store, name: &DroneName) -> DroneNow {
             paused: view.paused(),
             leases: Vec::new(),
             no_work: None,
+            revokes: Vec::new(),
         },
         Some(d) => DroneNow {
             known: true,
@@ -575,26 +577,22 @@ fn drone_now(store: &Store, name: &DroneName) -> DroneNow {
             paused: view.paused() || d.paused,
             leases: d.leases.clone(),
             no_work: d.no_work.clone(),
+            revokes: view
+                .pending_revokes(name)
+                .iter()
+                .map(|a| a.as_str().to_string())
+                .collect(),
         },
     }
 }
 
-/// What the outputs ask of the world: revokes to deliver, escalations to
-/// run, counters to bump.
+/// What the outputs ask of the world: escalations to run, counters to bump. Revokes are
+/// repeated from the core's own record of them (`View::pending_revokes`).
 fn side_effects(shared: &Shared, outputs: &[&Output]) {
     let owned: Vec<Output> = outputs.iter().map(|o| (*o).clone()).collect();
     shared.metrics.outputs(&owned);
     for o in outputs {
         match o {
-            Output::Command(Command::Revoke {
-                drone,
-                package: Some(p),
-                lease,
-                ..
-            }) => shared.add_revoke(drone, p.as_str(), lease.map(|l| l.0)),
-            Output::Command(Command::Assign { drone, package, .. }) => {
-                shared.clear_revoke(drone, package.as_str())
-            }
             Output::Command(Command::Escalate { drone, action }) => {
                 tracing::warn!(drone = %drone, ?action, "escalation step");
                 if let Some(hook) = &shared.on_escalate {
