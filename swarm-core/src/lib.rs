@@ -50,6 +50,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod agent;
 mod atom;
 pub mod bounds;
 pub mod buildenv;

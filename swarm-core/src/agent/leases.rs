@@ -1,0 +1,61 @@
+//! What the agent remembers about leases it no longer holds or never held: the ones it finished
+//! with (so a late listing is neither adopted, started again nor taken for an orphan) and the
+//! unknown ones the server keeps listing (orphans once listed often enough).
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+/// How many ended leases are remembered.
+const REMEMBERED_ENDS: usize = 512;
+
+/// A server listing of an unknown lease this many times in a row makes it an orphan.
+const ORPHAN_AFTER_LISTINGS: u32 = 2;
+
+/// Ended leases, most recent last, and unknown listed ones with their listings in a row.
+#[derive(Clone, Debug, Default)]
+pub(super) struct LeaseMemory {
+    ended: VecDeque<u64>,
+    listed_unknown: BTreeMap<u64, (String, u32)>,
+}
+
+impl LeaseMemory {
+    /// Whether the agent finished with `lease`.
+    pub(super) fn ended(&self, lease: u64) -> bool {
+        self.ended.contains(&lease)
+    }
+
+    /// Remembers `lease` as finished with; it is no longer a candidate orphan.
+    pub(super) fn end(&mut self, lease: u64) {
+        self.listed_unknown.remove(&lease);
+        if !self.ended.contains(&lease) {
+            self.ended.push_back(lease);
+            while self.ended.len() > REMEMBERED_ENDS {
+                self.ended.pop_front();
+            }
+        }
+    }
+
+    /// A job took `lease`: it is known now.
+    pub(super) fn known(&mut self, lease: u64) {
+        self.listed_unknown.remove(&lease);
+    }
+
+    /// Counts one more listing of each unknown lease and forgets those no longer listed.
+    pub(super) fn listed(&mut self, unknown: &[(u64, String)], seen: &BTreeSet<u64>) {
+        for (lease, package) in unknown {
+            let entry = self
+                .listed_unknown
+                .entry(*lease)
+                .or_insert((package.clone(), 0));
+            entry.1 += 1;
+        }
+        self.listed_unknown.retain(|lease, _| seen.contains(lease));
+    }
+
+    /// Unknown leases listed often enough to be handed back, with their package.
+    pub(super) fn orphans(&self) -> impl Iterator<Item = (u64, &str)> {
+        self.listed_unknown
+            .iter()
+            .filter(|(_, (_, n))| *n >= ORPHAN_AFTER_LISTINGS)
+            .map(|(l, (p, _))| (*l, p.as_str()))
+    }
+}

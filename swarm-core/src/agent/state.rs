@@ -1,0 +1,488 @@
+//! [`AgentState`]: the jobs a drone holds, what the server last said, its health and its
+//! shutdown phase, and every decision on them.
+
+use super::leases::LeaseMemory;
+use super::types::{
+    AgentAction, AgentInput, AgentJob, BuildEnd, JobId, Listed, Phase, ReportWhat, ServerReply,
+    Stop, WorkOffer,
+};
+use crate::atom::Atom;
+use crate::health::{BuildTiming, HealthMonitor, HealthSample};
+use crate::input::FailureClass;
+use crate::time::Timestamp;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// One drone agent's state; [`AgentState::handle`] is the only way it changes.
+#[derive(Clone, Debug)]
+pub struct AgentState {
+    slots: u32,
+    poll_ms: u64,
+    jobs: BTreeMap<JobId, AgentJob>,
+    next_job: JobId,
+    leases: LeaseMemory,
+    registered: bool,
+    beats: u64,
+    epoch: Option<u64>,
+    paused: bool,
+    health: HealthMonitor,
+    /// OOM kills and builder crashes since the last health sample; no new work while one waits
+    /// to be assessed (it may make the drone Critical).
+    oom_kills: u32,
+    crashes: u32,
+    portage_timestamp: Option<String>,
+    sync_wanted: Option<String>,
+    /// No work until a heartbeat after this count has been answered (after a sync).
+    work_after_beat: u64,
+    phase: Phase,
+    /// Not before this instant is work asked for again.
+    next_ask: Timestamp,
+}
+
+impl AgentState {
+    /// A fresh agent with `slots` build slots that asks for work every `poll_ms` while it gets none.
+    #[must_use]
+    pub fn new(slots: u32, poll_ms: u64, health: HealthMonitor) -> Self {
+        AgentState {
+            slots,
+            poll_ms,
+            jobs: BTreeMap::new(),
+            next_job: 0,
+            leases: LeaseMemory::default(),
+            registered: false,
+            beats: 0,
+            epoch: None,
+            paused: false,
+            health,
+            oom_kills: 0,
+            crashes: 0,
+            portage_timestamp: None,
+            sync_wanted: None,
+            work_after_beat: 0,
+            phase: Phase::Running,
+            next_ask: Timestamp(0),
+        }
+    }
+
+    /// Applies one fact at `now`; returns what to do.
+    pub fn handle(&mut self, input: AgentInput, now: Timestamp) -> Vec<AgentAction> {
+        let mut out = Vec::new();
+        match input {
+            AgentInput::Tick => self.tick(now, &mut out),
+            AgentInput::Registered(reply) => self.registered(&reply, &mut out),
+            AgentInput::Forgotten => self.registered = false,
+            AgentInput::Work(offer) => self.work(offer, now, &mut out),
+            AgentInput::WorkFailed { retry_ms } => self.next_ask = now.plus(retry_ms),
+            AgentInput::BuildStarted(id) => {
+                if let Some(j) = self.jobs.get_mut(&id) {
+                    j.started = true;
+                }
+            }
+            AgentInput::Stale { job, why } => self.stop_job(job, Stop::Revoked(why), &mut out),
+            AgentInput::BuildEnded { job, end } => self.build_ended(job, end, &mut out),
+            AgentInput::Reported(id) => {
+                if let Some(l) = self.jobs.remove(&id).and_then(|j| j.lease) {
+                    self.leases.end(l);
+                }
+            }
+            AgentInput::OrphanReturned(lease) => self.leases.end(lease),
+            AgentInput::Health(sample) => self.assess(sample, &mut out),
+            AgentInput::Synced(ts) => {
+                if ts.is_some() {
+                    self.portage_timestamp = ts;
+                }
+                self.sync_wanted = None;
+                // Ask for work only after the server has heard the new timestamp.
+                self.work_after_beat = self.beats;
+                out.push(AgentAction::Beat);
+            }
+            AgentInput::Signal(on_stop) => self.phase = self.phase.on_signal(on_stop),
+        }
+        out
+    }
+
+    /// The main loop's turn: leave, return, hand back orphans, sync, ask.
+    fn tick(&mut self, now: Timestamp, out: &mut Vec<AgentAction>) {
+        if self.phase.may_exit(self.jobs.len()) {
+            out.push(AgentAction::Exit);
+            return;
+        }
+        if self.phase.returns_work() {
+            self.return_all("drone shutting down", out);
+        } else if self.health.state().returns_work() {
+            self.return_all("drone health is critical", out);
+        }
+        // Leases the server lists that nothing here runs go back (also while stopping, so none
+        // waits for this drone to time out).
+        for (lease, package) in self.orphans() {
+            out.push(AgentAction::ReturnLease { lease, package });
+        }
+        if let Some(expected) = &self.sync_wanted {
+            if self.jobs.is_empty() && self.phase.takes_work() {
+                out.push(AgentAction::Sync(expected.clone()));
+            }
+            return;
+        }
+        if now >= self.next_ask {
+            if let Some(free_slots) = self.free_slots() {
+                self.next_ask = now.plus(self.poll_ms);
+                out.push(AgentAction::AskForWork { free_slots });
+            }
+        }
+    }
+
+    fn registered(&mut self, reply: &ServerReply, out: &mut Vec<AgentAction>) {
+        self.registered = true;
+        self.beats += 1;
+        if reply.epoch.is_some() {
+            self.epoch = reply.epoch;
+        }
+        self.paused = reply.paused;
+        self.revoke_atoms(&reply.revoke, "revoked by the control plane", out);
+        if let Some((package, reason)) = &reply.stop_work {
+            let why = format!("stop_work: {reason}");
+            self.revoke_atoms(std::slice::from_ref(package), &why, out);
+        }
+        self.note_listed(&reply.leases);
+    }
+
+    fn work(&mut self, offer: WorkOffer, now: Timestamp, out: &mut Vec<AgentAction>) {
+        self.revoke_atoms(&offer.revoke, "revoked by the control plane", out);
+        if let Some(expected) = offer.sync {
+            self.sync_wanted = Some(expected);
+            self.next_ask = now.plus(self.poll_ms);
+            return;
+        }
+        let mut got = false;
+        for (lease, atom) in offer.offered {
+            if self.jobs.len() >= self.slot_count() {
+                break;
+            }
+            if let Some(job) = self.add_job(atom.clone(), lease) {
+                out.push(AgentAction::Start { job, atom, lease });
+                got = true;
+            }
+        }
+        if got {
+            // One more package at once while a slot is free; the server hears of it now.
+            self.next_ask = now;
+            out.push(AgentAction::Beat);
+        } else {
+            self.next_ask = now.plus(self.poll_ms);
+        }
+    }
+
+    fn build_ended(&mut self, id: JobId, end: BuildEnd, out: &mut Vec<AgentAction>) {
+        let Some(job) = self.jobs.get_mut(&id) else {
+            return;
+        };
+        if job.ended {
+            return;
+        }
+        job.ended = true;
+        let what = match (&job.stop, end) {
+            // A revoked lease is never reported, however its build ended.
+            (Some(Stop::Revoked(why)), _) => ReportWhat::Nothing(Some(why.clone())),
+            (Some(Stop::Return(reason)), BuildEnd::Stopped) => ReportWhat::Returned(reason.clone()),
+            (None, BuildEnd::Stopped) => ReportWhat::Nothing(None),
+            (
+                _,
+                BuildEnd::Failed {
+                    class,
+                    crash,
+                    took_s,
+                },
+            ) => {
+                let oom = class == FailureClass::Oom;
+                self.oom_kills += u32::from(oom);
+                self.crashes += u32::from(crash);
+                if !oom && !crash {
+                    // A build that ran to its end proves the builder works.
+                    self.health.record_build(timing(took_s));
+                }
+                ReportWhat::Outcome
+            }
+            (_, BuildEnd::Built { took_s }) => {
+                self.health.record_build(timing(took_s));
+                ReportWhat::Outcome
+            }
+        };
+        let job = &self.jobs[&id];
+        out.push(AgentAction::Report {
+            job: id,
+            atom: job.atom.clone(),
+            lease: job.lease,
+            what,
+        });
+        out.push(AgentAction::Beat);
+    }
+
+    fn assess(&mut self, mut sample: HealthSample, out: &mut Vec<AgentAction>) {
+        sample.oom_kills = std::mem::take(&mut self.oom_kills);
+        sample.crashes = std::mem::take(&mut self.crashes);
+        if self.health.assess(&sample).returns_work() {
+            self.return_all("drone health is critical", out);
+        }
+    }
+
+    /// Adds a job for a lease the server gave; `None` if the agent already has it, has finished
+    /// with it, or already builds that package (then the running build adopts the newer lease:
+    /// one build per package).
+    fn add_job(&mut self, atom: Atom, lease: Option<u64>) -> Option<JobId> {
+        if let Some(l) = lease {
+            if self.has_lease(l) || self.leases.ended(l) {
+                return None;
+            }
+            self.leases.known(l);
+            if self
+                .jobs
+                .values()
+                .any(|j| j.atom == atom && j.stop.is_none())
+            {
+                self.adopt(&[Listed {
+                    lease: l,
+                    package: atom.as_str().to_string(),
+                }]);
+                return None;
+            }
+        } else if self.jobs.values().any(|j| j.atom == atom) {
+            return None;
+        }
+        let id = self.next_job;
+        self.next_job += 1;
+        self.jobs.insert(
+            id,
+            AgentJob {
+                atom,
+                lease,
+                started: false,
+                stop: None,
+                ended: false,
+            },
+        );
+        Some(id)
+    }
+
+    /// Adopts and counts the leases a reply lists.
+    fn note_listed(&mut self, listed: &[Listed]) {
+        let seen: BTreeSet<u64> = listed.iter().map(|l| l.lease).collect();
+        let rest = self.adopt(listed);
+        self.leases.listed(&rest, &seen);
+    }
+
+    /// Gives each listed lease the agent does not know to a job running the same package under
+    /// an older (or no) lease; returns the leases no job took.
+    fn adopt(&mut self, listed: &[Listed]) -> Vec<(u64, String)> {
+        let mut rest = Vec::new();
+        for l in listed {
+            if self.has_lease(l.lease) || self.leases.ended(l.lease) {
+                continue;
+            }
+            let atom = normalise(&l.package);
+            let adopter = self.jobs.values_mut().find(|j| {
+                j.atom.as_str() == atom
+                    && j.stop.is_none()
+                    && !j.ended
+                    && j.lease.is_none_or(|x| x < l.lease)
+            });
+            match adopter {
+                Some(job) => {
+                    if let Some(old) = job.lease.replace(l.lease) {
+                        self.leases.end(old);
+                    }
+                }
+                None => rest.push((l.lease, l.package.clone())),
+            }
+        }
+        rest
+    }
+
+    /// Marks every job building one of `atoms` to be killed without a report.
+    fn revoke_atoms(&mut self, atoms: &[String], why: &str, out: &mut Vec<AgentAction>) {
+        if atoms.is_empty() {
+            return;
+        }
+        let wanted: Vec<String> = atoms.iter().map(|a| normalise(a)).collect();
+        let ids: Vec<JobId> = self
+            .jobs
+            .iter()
+            .filter(|(_, j)| wanted.iter().any(|a| a == j.atom.as_str()))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            self.stop_job(id, Stop::Revoked(why.to_string()), out);
+        }
+    }
+
+    /// Marks every job to be killed and handed back.
+    fn return_all(&mut self, why: &str, out: &mut Vec<AgentAction>) {
+        let ids: Vec<JobId> = self.jobs.keys().copied().collect();
+        for id in ids {
+            self.stop_job(id, Stop::Return(why.to_string()), out);
+        }
+    }
+
+    /// Stops one job unless it is stopping already; a job whose build ended is not killed, but
+    /// a revoke still keeps its report from being sent.
+    fn stop_job(&mut self, id: JobId, stop: Stop, out: &mut Vec<AgentAction>) {
+        let Some(job) = self.jobs.get_mut(&id) else {
+            return;
+        };
+        if job.stop.is_some() || (job.ended && matches!(stop, Stop::Return(_))) {
+            return;
+        }
+        job.stop = Some(stop.clone());
+        if !job.ended {
+            out.push(AgentAction::Kill { job: id, stop });
+        }
+    }
+
+    /// Whether a job holds `lease`.
+    #[must_use]
+    pub fn has_lease(&self, lease: u64) -> bool {
+        self.jobs.values().any(|j| j.lease == Some(lease))
+    }
+
+    fn slot_count(&self) -> usize {
+        usize::try_from(self.slots).unwrap_or(usize::MAX)
+    }
+
+    /// Free slots if the agent may ask for work now (the clock aside), else `None`.
+    #[must_use]
+    pub fn free_slots(&self) -> Option<u32> {
+        let free = self
+            .slots
+            .saturating_sub(u32::try_from(self.jobs.len()).unwrap_or(u32::MAX));
+        let may = self.phase.takes_work()
+            && self.registered
+            && !self.paused
+            && self.health.state().takes_work()
+            && self.oom_kills == 0
+            && self.crashes == 0
+            && self.sync_wanted.is_none()
+            && self.beats > self.work_after_beat
+            && free > 0;
+        may.then_some(free)
+    }
+
+    /// Leases the server keeps listing that no job runs, with their package.
+    #[must_use]
+    pub fn orphans(&self) -> Vec<(u64, String)> {
+        self.leases
+            .orphans()
+            .filter(|(l, _)| !self.has_lease(*l))
+            .map(|(l, p)| (l, p.to_string()))
+            .collect()
+    }
+
+    /// Leases held and leases started, for the heartbeat.
+    #[must_use]
+    pub fn lease_lists(&self) -> (Vec<u64>, Vec<u64>) {
+        let held: BTreeSet<u64> = self.jobs.values().filter_map(|j| j.lease).collect();
+        let started: BTreeSet<u64> = self
+            .jobs
+            .values()
+            .filter(|j| j.started)
+            .filter_map(|j| j.lease)
+            .collect();
+        (held.into_iter().collect(), started.into_iter().collect())
+    }
+
+    /// The atom being built, for v3's `current_task`.
+    #[must_use]
+    pub fn current_task(&self) -> Option<String> {
+        self.jobs
+            .values()
+            .find(|j| j.started && j.stop.is_none())
+            .map(|j| j.atom.as_str().to_string())
+    }
+
+    /// The jobs held.
+    #[must_use]
+    pub fn jobs(&self) -> &BTreeMap<JobId, AgentJob> {
+        &self.jobs
+    }
+
+    /// One job.
+    #[must_use]
+    pub fn job(&self, id: JobId) -> Option<&AgentJob> {
+        self.jobs.get(&id)
+    }
+
+    /// Whether a registration has been answered since the agent started (or was forgotten).
+    #[must_use]
+    pub fn is_registered(&self) -> bool {
+        self.registered
+    }
+
+    /// Heartbeats answered so far.
+    #[must_use]
+    pub fn beats(&self) -> u64 {
+        self.beats
+    }
+
+    /// The control plane's epoch, as last heard.
+    #[must_use]
+    pub fn epoch(&self) -> Option<u64> {
+        self.epoch
+    }
+
+    /// The server paused all work.
+    #[must_use]
+    pub fn paused(&self) -> bool {
+        self.paused
+    }
+
+    /// The health monitor.
+    #[must_use]
+    pub fn health(&self) -> &HealthMonitor {
+        &self.health
+    }
+
+    /// OOM kills and crashes not yet assessed.
+    #[must_use]
+    pub fn pending_events(&self) -> (u32, u32) {
+        (self.oom_kills, self.crashes)
+    }
+
+    /// The Portage timestamp the agent last read.
+    #[must_use]
+    pub fn portage_timestamp(&self) -> Option<&str> {
+        self.portage_timestamp.as_deref()
+    }
+
+    /// Sets the Portage timestamp read at start.
+    pub fn set_portage_timestamp(&mut self, ts: Option<String>) {
+        self.portage_timestamp = ts;
+    }
+
+    /// The timestamp the server asked a sync to, until one ran.
+    #[must_use]
+    pub fn sync_wanted(&self) -> Option<&str> {
+        self.sync_wanted.as_deref()
+    }
+
+    /// The shutdown phase.
+    #[must_use]
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// When work may be asked for next.
+    #[must_use]
+    pub fn next_ask(&self) -> Timestamp {
+        self.next_ask
+    }
+}
+
+fn timing(took_s: u64) -> BuildTiming {
+    // The server sends no estimate, so slow builds are never judged here.
+    BuildTiming {
+        took_s,
+        estimate_s: 0,
+    }
+}
+
+/// An atom as the core writes it, so a revoke matches whatever form it came in.
+fn normalise(atom: &str) -> String {
+    Atom::parse(atom).map_or_else(|_| atom.trim().to_string(), |a| a.as_str().to_string())
+}

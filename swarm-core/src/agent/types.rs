@@ -1,0 +1,255 @@
+//! What goes into the agent's state machine and what comes out.
+
+use crate::atom::Atom;
+use crate::health::HealthSample;
+use crate::input::FailureClass;
+
+/// The agent's own handle for a job; the lease can change under a job (adoption).
+pub type JobId = u64;
+
+/// Why the agent stops a build before it ends.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Stop {
+    /// The server took it away (revoke, stop_work, stale): kill, report nothing.
+    Revoked(String),
+    /// The agent hands it back (shutdown, Critical health): kill, return the lease.
+    Return(String),
+}
+
+/// One leased package the agent holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AgentJob {
+    /// What it builds.
+    pub atom: Atom,
+    /// The lease; `None` only from a server that sends none (v3).
+    pub lease: Option<u64>,
+    /// The builder has been started.
+    pub started: bool,
+    /// Set when the build must be stopped; whoever runs it acts on it.
+    pub stop: Option<Stop>,
+    /// The build ended and its report is on its way; the lease is still held until then.
+    pub ended: bool,
+}
+
+/// A lease the server says this drone holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listed {
+    /// The lease.
+    pub lease: u64,
+    /// Its package, in whatever spelling the server used.
+    pub package: String,
+}
+
+/// What to do with running builds on SIGTERM/SIGINT.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnStop {
+    /// Let running builds finish and report them.
+    Finish,
+    /// Kill running builds and hand their leases back at once.
+    Return,
+}
+
+/// Where the agent is in its shutdown.
+///
+/// ```text
+///            signal, on-stop finish          signal
+/// Running --------------------------> Draining -----> Returning ---signal---> Exit
+///    |                                                    ^
+///    +----------------------------------------------------+
+///            signal, on-stop return
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Phase {
+    /// Normal operation.
+    #[default]
+    Running,
+    /// Finishing running builds, taking no new ones.
+    Draining,
+    /// Killing running builds and handing them back.
+    Returning,
+    /// Leaving at once.
+    Exit,
+}
+
+impl Phase {
+    /// The phase after one more SIGTERM/SIGINT.
+    #[must_use]
+    pub fn on_signal(self, on_stop: OnStop) -> Phase {
+        match (self, on_stop) {
+            (Phase::Running, OnStop::Finish) => Phase::Draining,
+            (Phase::Running, OnStop::Return) => Phase::Returning,
+            (Phase::Draining, _) => Phase::Returning,
+            (Phase::Returning | Phase::Exit, _) => Phase::Exit,
+        }
+    }
+
+    /// Whether the agent may ask for new work.
+    #[must_use]
+    pub fn takes_work(self) -> bool {
+        self == Phase::Running
+    }
+
+    /// Whether running builds must be stopped and returned.
+    #[must_use]
+    pub fn returns_work(self) -> bool {
+        matches!(self, Phase::Returning | Phase::Exit)
+    }
+
+    /// Whether the agent may leave now.
+    #[must_use]
+    pub fn may_exit(self, jobs_left: usize) -> bool {
+        self == Phase::Exit || (self != Phase::Running && jobs_left == 0)
+    }
+}
+
+/// The server's answer to a registration or heartbeat.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ServerReply {
+    /// The control plane's epoch, when it says.
+    pub epoch: Option<u64>,
+    /// No new work for anyone.
+    pub paused: bool,
+    /// Atoms taken away.
+    pub revoke: Vec<String>,
+    /// One package taken away, with why.
+    pub stop_work: Option<(String, String)>,
+    /// Every lease the server says this drone holds.
+    pub leases: Vec<Listed>,
+}
+
+/// The server's answer to a request for work.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WorkOffer {
+    /// The leases offered, the assigned one first, then every other one the drone holds.
+    pub offered: Vec<(Option<u64>, Atom)>,
+    /// Atoms taken away.
+    pub revoke: Vec<String>,
+    /// The server asks for a Portage sync to this timestamp first.
+    pub sync: Option<String>,
+}
+
+/// How a build ended, as the one who ran it saw it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BuildEnd {
+    /// It was stopped before it ended (see the job's [`Stop`]).
+    Stopped,
+    /// It failed; `crash` when the builder itself crashed.
+    Failed {
+        /// The class of the failure.
+        class: FailureClass,
+        /// The builder crashed (not the package).
+        crash: bool,
+        /// Wall time, in seconds.
+        took_s: u64,
+    },
+    /// It built; how long it took, in seconds.
+    Built {
+        /// Wall time.
+        took_s: u64,
+    },
+}
+
+/// What a job's report says, decided from how it ended and why it was stopped.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReportWhat {
+    /// The build's own outcome (failure or artifacts).
+    Outcome,
+    /// The lease is handed back unbuilt.
+    Returned(String),
+    /// Nothing: the server took the lease away, or nobody asked for the stop.
+    Nothing(Option<String>),
+}
+
+/// A fact the agent learns.
+#[derive(Clone, Debug, PartialEq)]
+pub enum AgentInput {
+    /// Time passed: the main loop's turn (returns, orphans, asking for work, leaving).
+    Tick,
+    /// A registration or heartbeat was answered.
+    Registered(ServerReply),
+    /// The server does not know this drone (404): register again before asking for work.
+    Forgotten,
+    /// A request for work was answered.
+    Work(WorkOffer),
+    /// A request for work failed; ask again no sooner than this many milliseconds.
+    WorkFailed {
+        /// The backoff the driver chose.
+        retry_ms: u64,
+    },
+    /// A job's builder was started.
+    BuildStarted(JobId),
+    /// The server says a job's lease is stale: stop it, report nothing.
+    Stale {
+        /// The job.
+        job: JobId,
+        /// Why, for the log.
+        why: String,
+    },
+    /// A job's build ended; the answer says what to report.
+    BuildEnded {
+        /// The job.
+        job: JobId,
+        /// How.
+        end: BuildEnd,
+    },
+    /// A job's report was handed over (or given up): the job and its lease are done.
+    Reported(JobId),
+    /// An orphan lease was handed back (or the server refused it: it is not ours either way).
+    OrphanReturned(u64),
+    /// The machine was sampled; the agent adds the OOM kills and crashes it saw since.
+    Health(HealthSample),
+    /// A Portage sync ended; the new timestamp if it could be read.
+    Synced(Option<String>),
+    /// SIGTERM/SIGINT.
+    Signal(OnStop),
+}
+
+/// Something the agent wants done.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AgentAction {
+    /// Ask the server for work; never more than this many slots are free.
+    AskForWork {
+        /// Free slots.
+        free_slots: u32,
+    },
+    /// Start building a job.
+    Start {
+        /// The job.
+        job: JobId,
+        /// What.
+        atom: Atom,
+        /// Under which lease.
+        lease: Option<u64>,
+    },
+    /// Kill a job's build.
+    Kill {
+        /// The job.
+        job: JobId,
+        /// Why, and so what its report will say.
+        stop: Stop,
+    },
+    /// Report a job that ended.
+    Report {
+        /// The job.
+        job: JobId,
+        /// What.
+        atom: Atom,
+        /// Under which lease (the latest adopted one).
+        lease: Option<u64>,
+        /// What the report says.
+        what: ReportWhat,
+    },
+    /// Hand back a lease the server lists but nothing here runs.
+    ReturnLease {
+        /// The lease.
+        lease: u64,
+        /// Its package, as the server spelled it.
+        package: String,
+    },
+    /// Run a Portage sync to this timestamp (no build runs now).
+    Sync(String),
+    /// Send a heartbeat now: what the agent holds changed.
+    Beat,
+    /// Leave: shutdown is done (or a third signal says now).
+    Exit,
+}

@@ -1,0 +1,539 @@
+//! The drone agent's state machine (`swarm_core::agent`): its rules one by one, and a property
+//! that checks its invariants after every step of random server replies, build ends, health
+//! readings, signals and time.
+
+use proptest::prelude::*;
+use std::collections::BTreeSet;
+use swarm_core::agent::{
+    AgentAction, AgentInput, AgentState, BuildEnd, JobId, Listed, OnStop, Phase, ReportWhat,
+    ServerReply, Stop, WorkOffer,
+};
+use swarm_core::{Atom, FailureClass, HealthMonitor, HealthSample, Timestamp};
+
+const POLL: u64 = 10_000;
+
+fn atom(a: &str) -> Atom {
+    Atom::parse(a).expect("atom")
+}
+
+fn listed(lease: u64, package: &str) -> Listed {
+    Listed {
+        lease,
+        package: package.into(),
+    }
+}
+
+fn beat(leases: Vec<Listed>) -> AgentInput {
+    AgentInput::Registered(ServerReply {
+        leases,
+        ..ServerReply::default()
+    })
+}
+
+fn offer(offered: &[(u64, &str)]) -> AgentInput {
+    AgentInput::Work(WorkOffer {
+        offered: offered.iter().map(|(l, a)| (Some(*l), atom(a))).collect(),
+        ..WorkOffer::default()
+    })
+}
+
+/// A registered agent with `slots` slots.
+fn ready(slots: u32) -> AgentState {
+    let mut s = AgentState::new(slots, POLL, HealthMonitor::default());
+    s.handle(beat(vec![]), Timestamp(0));
+    s
+}
+
+fn started(actions: &[AgentAction]) -> Vec<JobId> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            AgentAction::Start { job, .. } => Some(*job),
+            _ => None,
+        })
+        .collect()
+}
+
+fn asks(actions: &[AgentAction]) -> Option<u32> {
+    actions.iter().find_map(|a| match a {
+        AgentAction::AskForWork { free_slots } => Some(*free_slots),
+        _ => None,
+    })
+}
+
+#[test]
+fn a_lease_is_taken_once_and_never_again_after_it_ended() {
+    let mut s = ready(2);
+    let id = started(&s.handle(offer(&[(7, "a/b-1")]), Timestamp(1)))[0];
+    assert!(started(&s.handle(offer(&[(7, "a/b-1")]), Timestamp(2))).is_empty());
+    s.handle(AgentInput::BuildStarted(id), Timestamp(3));
+    assert_eq!(s.lease_lists(), (vec![7], vec![7]));
+    assert_eq!(s.current_task().as_deref(), Some("=a/b-1"));
+    let end = BuildEnd::Built { took_s: 5 };
+    let out = s.handle(AgentInput::BuildEnded { job: id, end }, Timestamp(4));
+    assert!(out.contains(&AgentAction::Report {
+        job: id,
+        atom: atom("a/b-1"),
+        lease: Some(7),
+        what: ReportWhat::Outcome
+    }));
+    assert_eq!(
+        s.lease_lists().0,
+        [7],
+        "held until its report is handed over"
+    );
+    s.handle(AgentInput::Reported(id), Timestamp(5));
+    assert!(s.jobs().is_empty());
+    assert!(
+        started(&s.handle(offer(&[(7, "a/b-1")]), Timestamp(6))).is_empty(),
+        "ended leases stay ended"
+    );
+    assert_eq!(
+        started(&s.handle(offer(&[(8, "a/b-1")]), Timestamp(7))).len(),
+        1
+    );
+}
+
+#[test]
+fn revokes_match_atoms_in_any_spelling_and_a_revoked_build_is_never_reported() {
+    let mut s = ready(2);
+    let ids = started(&s.handle(
+        offer(&[(1, "dev-libs/foo-1.0"), (2, "dev-libs/bar-2")]),
+        Timestamp(1),
+    ));
+    let reply = ServerReply {
+        revoke: vec!["dev-libs/foo-1.0".into()],
+        ..ServerReply::default()
+    };
+    let out = s.handle(AgentInput::Registered(reply.clone()), Timestamp(2));
+    let revoked = Stop::Revoked("revoked by the control plane".into());
+    assert_eq!(
+        out,
+        [AgentAction::Kill {
+            job: ids[0],
+            stop: revoked.clone()
+        }]
+    );
+    let again = ServerReply {
+        revoke: vec!["=dev-libs/foo-1.0".into()],
+        ..ServerReply::default()
+    };
+    assert!(s
+        .handle(AgentInput::Registered(again), Timestamp(3))
+        .is_empty());
+    let end = BuildEnd::Built { took_s: 1 };
+    let out = s.handle(AgentInput::BuildEnded { job: ids[0], end }, Timestamp(4));
+    assert!(matches!(
+        &out[0],
+        AgentAction::Report {
+            what: ReportWhat::Nothing(Some(_)),
+            ..
+        }
+    ));
+}
+
+#[test]
+fn a_register_reply_applies_epoch_pause_and_stop_work() {
+    let mut s = AgentState::new(2, POLL, HealthMonitor::default());
+    s.handle(beat(vec![]), Timestamp(0));
+    let ids = started(&s.handle(offer(&[(1, "a/x-1"), (2, "a/y-1")]), Timestamp(1)));
+    let reply = ServerReply {
+        epoch: Some(4),
+        paused: true,
+        stop_work: Some(("a/y-1".into(), "work reassigned to drone-b".into())),
+        leases: vec![listed(1, "=a/x-1"), listed(2, "=a/y-1")],
+        ..ServerReply::default()
+    };
+    let out = s.handle(AgentInput::Registered(reply), Timestamp(2));
+    assert_eq!(
+        out,
+        [AgentAction::Kill {
+            job: ids[1],
+            stop: Stop::Revoked("stop_work: work reassigned to drone-b".into())
+        }]
+    );
+    assert!(s.paused() && s.is_registered());
+    assert_eq!((s.epoch(), s.beats()), (Some(4), 2));
+    assert!(s.orphans().is_empty());
+}
+
+#[test]
+fn a_listed_lease_is_adopted_only_by_a_job_running_that_package_and_others_are_handed_back() {
+    let mut s = ready(1);
+    let out = s.handle(
+        AgentInput::Work(WorkOffer {
+            offered: vec![(None, atom("a/x-1"))],
+            ..WorkOffer::default()
+        }),
+        Timestamp(1),
+    );
+    let id = started(&out)[0];
+    s.handle(
+        beat(vec![listed(9, "a/x-1"), listed(10, "=a/z-1")]),
+        Timestamp(2),
+    );
+    assert_eq!(s.job(id).and_then(|j| j.lease), Some(9), "adopted");
+    assert!(s.orphans().is_empty(), "one listing is not enough");
+    s.handle(
+        beat(vec![listed(9, "a/x-1"), listed(10, "=a/z-1")]),
+        Timestamp(3),
+    );
+    let out = s.handle(AgentInput::Tick, Timestamp(4));
+    assert!(out.contains(&AgentAction::ReturnLease {
+        lease: 10,
+        package: "=a/z-1".into()
+    }));
+    s.handle(AgentInput::OrphanReturned(10), Timestamp(5));
+    s.handle(beat(vec![listed(10, "=a/z-1")]), Timestamp(6));
+    s.handle(beat(vec![listed(10, "=a/z-1")]), Timestamp(7));
+    assert!(
+        s.orphans().is_empty(),
+        "a returned orphan is not returned twice"
+    );
+}
+
+#[test]
+fn an_unknown_lease_that_stops_being_listed_is_forgotten_and_one_taken_by_work_is_no_orphan() {
+    let mut s = ready(1);
+    s.handle(beat(vec![listed(3, "a/b-1")]), Timestamp(1));
+    s.handle(beat(vec![]), Timestamp(2));
+    s.handle(beat(vec![listed(3, "a/b-1")]), Timestamp(3));
+    assert!(s.orphans().is_empty());
+    s.handle(beat(vec![listed(5, "a/c-1")]), Timestamp(4));
+    s.handle(offer(&[(5, "a/c-1")]), Timestamp(5));
+    s.handle(beat(vec![listed(5, "a/c-1")]), Timestamp(6));
+    assert!(s.orphans().is_empty());
+}
+
+#[test]
+fn work_is_asked_for_only_when_every_condition_holds_and_never_before_the_poll() {
+    let mut s = ready(2);
+    assert_eq!(asks(&s.handle(AgentInput::Tick, Timestamp(1))), Some(2));
+    s.handle(offer(&[]), Timestamp(2));
+    assert_eq!(
+        asks(&s.handle(AgentInput::Tick, Timestamp(3))),
+        None,
+        "polls"
+    );
+    assert_eq!(
+        asks(&s.handle(AgentInput::Tick, Timestamp(2 + POLL))),
+        Some(2)
+    );
+    s.handle(offer(&[(1, "a/b-1")]), Timestamp(2 + POLL));
+    assert_eq!(
+        asks(&s.handle(AgentInput::Tick, Timestamp(3 + POLL))),
+        Some(1),
+        "asks again at once after getting work, for the free slots only"
+    );
+    s.handle(offer(&[(2, "a/c-1"), (3, "a/d-1")]), Timestamp(4 + POLL));
+    assert_eq!(s.jobs().len(), 2, "never more jobs than slots");
+    assert_eq!(s.free_slots(), None);
+
+    let not_registered = AgentState::new(1, POLL, HealthMonitor::default());
+    assert_eq!(not_registered.free_slots(), None);
+    let mut paused = ready(1);
+    paused.handle(
+        AgentInput::Registered(ServerReply {
+            paused: true,
+            ..ServerReply::default()
+        }),
+        Timestamp(1),
+    );
+    assert_eq!(paused.free_slots(), None);
+    let mut syncing = ready(1);
+    syncing.handle(
+        AgentInput::Work(WorkOffer {
+            sync: Some("2026-02-17 00:00".into()),
+            ..WorkOffer::default()
+        }),
+        Timestamp(1),
+    );
+    assert_eq!(syncing.free_slots(), None);
+    assert!(syncing
+        .handle(AgentInput::Tick, Timestamp(2))
+        .contains(&AgentAction::Sync("2026-02-17 00:00".into())));
+    syncing.handle(AgentInput::Synced(None), Timestamp(3));
+    assert_eq!(
+        syncing.free_slots(),
+        None,
+        "not before the server heard the new tree"
+    );
+    syncing.handle(beat(vec![]), Timestamp(4));
+    assert_eq!(syncing.free_slots(), Some(1));
+    let mut draining = ready(1);
+    draining.handle(AgentInput::Signal(OnStop::Finish), Timestamp(1));
+    assert_eq!(draining.phase(), Phase::Draining);
+    assert_eq!(draining.free_slots(), None);
+    let mut forgotten = ready(1);
+    forgotten.handle(AgentInput::Forgotten, Timestamp(1));
+    assert_eq!(forgotten.free_slots(), None);
+    let mut degraded = ready(1);
+    degraded.handle(
+        AgentInput::Health(HealthSample {
+            mem_percent: 95,
+            ..HealthSample::default()
+        }),
+        Timestamp(1),
+    );
+    assert_eq!(degraded.free_slots(), None);
+}
+
+#[test]
+fn an_oom_kill_stops_new_work_until_assessed_and_critical_health_returns_everything() {
+    let mut s = ready(2);
+    let ids = started(&s.handle(offer(&[(1, "a/x-1"), (2, "a/y-1")]), Timestamp(1)));
+    let end = BuildEnd::Failed {
+        class: FailureClass::Oom,
+        crash: false,
+        took_s: 3,
+    };
+    s.handle(AgentInput::BuildEnded { job: ids[0], end }, Timestamp(2));
+    s.handle(AgentInput::Reported(ids[0]), Timestamp(3));
+    assert_eq!(s.pending_events(), (1, 0));
+    assert_eq!(s.free_slots(), None, "an OOM kill waits to be assessed");
+    let out = s.handle(AgentInput::Health(HealthSample::default()), Timestamp(4));
+    assert_eq!(
+        out,
+        [AgentAction::Kill {
+            job: ids[1],
+            stop: Stop::Return("drone health is critical".into())
+        }]
+    );
+    let out = s.handle(
+        AgentInput::BuildEnded {
+            job: ids[1],
+            end: BuildEnd::Stopped,
+        },
+        Timestamp(5),
+    );
+    assert!(matches!(
+        &out[0],
+        AgentAction::Report {
+            what: ReportWhat::Returned(_),
+            ..
+        }
+    ));
+}
+
+#[test]
+fn shutdown_drains_or_returns_and_leaves_once_nothing_is_held() {
+    let mut s = ready(1);
+    let id = started(&s.handle(offer(&[(1, "a/x-1")]), Timestamp(1)))[0];
+    s.handle(AgentInput::Signal(OnStop::Finish), Timestamp(2));
+    let out = s.handle(AgentInput::Tick, Timestamp(3));
+    assert!(out.is_empty(), "draining lets the build finish: {out:?}");
+    s.handle(AgentInput::Signal(OnStop::Finish), Timestamp(4));
+    let out = s.handle(AgentInput::Tick, Timestamp(5));
+    assert_eq!(
+        out,
+        [AgentAction::Kill {
+            job: id,
+            stop: Stop::Return("drone shutting down".into())
+        }]
+    );
+    s.handle(
+        AgentInput::BuildEnded {
+            job: id,
+            end: BuildEnd::Stopped,
+        },
+        Timestamp(6),
+    );
+    s.handle(AgentInput::Reported(id), Timestamp(7));
+    assert_eq!(
+        s.handle(AgentInput::Tick, Timestamp(8)),
+        [AgentAction::Exit]
+    );
+}
+
+/// One random step.
+#[derive(Clone, Debug)]
+enum Step {
+    Tick(u64),
+    Beat(Vec<(u64, u8)>, Vec<u8>),
+    Work(Vec<(u64, u8)>, Vec<u8>),
+    Start(usize),
+    End(usize, u8),
+    Report(usize),
+    Orphan(u64),
+    Health(u8, u8),
+    Signal(bool),
+    Forgotten,
+}
+
+fn package(p: u8) -> String {
+    format!("=cat/p{}-1", p % 6)
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    let lease = 1..24u64;
+    let pkgs = prop::collection::vec((lease.clone(), any::<u8>()), 0..4);
+    prop_oneof![
+        3 => (0..3 * POLL).prop_map(Step::Tick),
+        2 => (pkgs.clone(), prop::collection::vec(any::<u8>(), 0..2)).prop_map(|(l, r)| Step::Beat(l, r)),
+        3 => (pkgs, prop::collection::vec(any::<u8>(), 0..2)).prop_map(|(l, r)| Step::Work(l, r)),
+        2 => any::<usize>().prop_map(Step::Start),
+        2 => (any::<usize>(), any::<u8>()).prop_map(|(j, e)| Step::End(j, e)),
+        2 => any::<usize>().prop_map(Step::Report),
+        1 => lease.prop_map(Step::Orphan),
+        1 => (any::<u8>(), any::<u8>()).prop_map(|(m, o)| Step::Health(m, o)),
+        1 => any::<bool>().prop_map(Step::Signal),
+        1 => Just(Step::Forgotten),
+    ]
+}
+
+fn nth_job(s: &AgentState, n: usize) -> Option<JobId> {
+    let ids: Vec<JobId> = s.jobs().keys().copied().collect();
+    (!ids.is_empty()).then(|| ids[n % ids.len()])
+}
+
+fn input(s: &AgentState, step: &Step) -> Option<AgentInput> {
+    let listed = |l: &[(u64, u8)]| l.iter().map(|(l, p)| listed(*l, &package(*p))).collect();
+    let revoke = |r: &[u8]| r.iter().map(|p| package(*p)).collect();
+    Some(match step {
+        Step::Tick(_) => AgentInput::Tick,
+        Step::Beat(l, r) => AgentInput::Registered(ServerReply {
+            leases: listed(l),
+            revoke: revoke(r),
+            ..ServerReply::default()
+        }),
+        Step::Work(l, r) => AgentInput::Work(WorkOffer {
+            offered: l
+                .iter()
+                .map(|(l, p)| (Some(*l), atom(&package(*p))))
+                .collect(),
+            revoke: revoke(r),
+            sync: None,
+        }),
+        Step::Start(n) => AgentInput::BuildStarted(nth_job(s, *n)?),
+        Step::End(n, e) => AgentInput::BuildEnded {
+            job: nth_job(s, *n)?,
+            end: match e % 4 {
+                0 => BuildEnd::Stopped,
+                1 => BuildEnd::Built { took_s: 1 },
+                2 => BuildEnd::Failed {
+                    class: FailureClass::Build,
+                    crash: false,
+                    took_s: 1,
+                },
+                _ => BuildEnd::Failed {
+                    class: FailureClass::Oom,
+                    crash: e % 8 == 7,
+                    took_s: 1,
+                },
+            },
+        },
+        Step::Report(n) => AgentInput::Reported(nth_job(s, *n)?),
+        Step::Orphan(l) => AgentInput::OrphanReturned(*l),
+        Step::Health(m, o) => AgentInput::Health(HealthSample {
+            mem_percent: m % 101,
+            oom_kills: u32::from(o % 5 == 0),
+            ..HealthSample::default()
+        }),
+        Step::Signal(ret) => AgentInput::Signal(if *ret { OnStop::Return } else { OnStop::Finish }),
+        Step::Forgotten => AgentInput::Forgotten,
+    })
+}
+
+/// Checks the invariants of the state after a step and of the actions it gave.
+fn check(
+    s: &AgentState,
+    before_jobs: usize,
+    slots: u32,
+    input: &AgentInput,
+    out: &[AgentAction],
+) -> Result<(), TestCaseError> {
+    let leases: Vec<u64> = s.jobs().values().filter_map(|j| j.lease).collect();
+    let unique: BTreeSet<u64> = leases.iter().copied().collect();
+    prop_assert_eq!(
+        unique.len(),
+        leases.len(),
+        "two jobs for one lease: {:?}",
+        s.jobs()
+    );
+    let running: Vec<&str> = s
+        .jobs()
+        .values()
+        .filter(|j| j.stop.is_none() && !j.ended)
+        .map(|j| j.atom.as_str())
+        .collect();
+    let distinct: BTreeSet<&str> = running.iter().copied().collect();
+    prop_assert_eq!(
+        distinct.len(),
+        running.len(),
+        "two builds of one package: {:?}",
+        s.jobs()
+    );
+    prop_assert!(s.jobs().len() <= slots as usize, "more jobs than slots");
+    for a in out {
+        match a {
+            AgentAction::AskForWork { free_slots } => {
+                prop_assert!(
+                    *free_slots >= 1
+                        && *free_slots as usize <= slots as usize - before_jobs.min(slots as usize)
+                );
+                prop_assert!(s.phase() == Phase::Running && s.is_registered());
+            }
+            AgentAction::Report { job, what, .. } => {
+                let stop = s.job(*job).and_then(|j| j.stop.clone());
+                if matches!(stop, Some(Stop::Revoked(_))) {
+                    prop_assert!(
+                        matches!(what, ReportWhat::Nothing(_)),
+                        "a revoked lease reported: {:?}",
+                        what
+                    );
+                }
+            }
+            AgentAction::ReturnLease { lease, .. } => prop_assert!(!s.has_lease(*lease)),
+            _ => {}
+        }
+    }
+    let returning = s.phase().returns_work() || s.health().state().returns_work();
+    if matches!(input, AgentInput::Tick) && returning && !out.contains(&AgentAction::Exit) {
+        for (id, j) in s.jobs() {
+            prop_assert!(
+                j.stop.is_some() || j.ended,
+                "job {} kept on shutdown/Critical: {:?}",
+                id,
+                j
+            );
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn the_agent_keeps_its_promises_after_every_step(
+        slots in 1..=3u32,
+        steps in prop::collection::vec(step(), 1..=80),
+    ) {
+        let mut s = AgentState::new(slots, POLL, HealthMonitor::default());
+        let mut now = 0u64;
+        let mut ended = BTreeSet::new();
+        for st in &steps {
+            if let Step::Tick(dt) = st {
+                now += dt;
+            }
+            let Some(i) = input(&s, st) else { continue };
+            let before = s.jobs().len();
+            let out = s.handle(i.clone(), Timestamp(now));
+            check(&s, before, slots, &i, &out)?;
+            for a in &out {
+                if let AgentAction::Start { lease: Some(l), .. } = a {
+                    prop_assert!(!ended.contains(l), "lease {} started again after it ended", l);
+                }
+            }
+            ended.extend(
+                (1..24u64).filter(|l| !s.has_lease(*l) && steps_ended(&out, *l)),
+            );
+        }
+    }
+}
+
+/// Whether `lease` ended with this step's report.
+fn steps_ended(out: &[AgentAction], lease: u64) -> bool {
+    out.iter()
+        .any(|a| matches!(a, AgentAction::Report { lease: Some(l), .. } if *l == lease))
+}
