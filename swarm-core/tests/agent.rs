@@ -537,3 +537,36 @@ fn steps_ended(out: &[AgentAction], lease: u64) -> bool {
     out.iter()
         .any(|a| matches!(a, AgentAction::Report { lease: Some(l), .. } if *l == lease))
 }
+
+#[test]
+fn finish_drains_first_and_a_second_signal_returns_at_once() {
+    let p = Phase::Running.on_signal(OnStop::Finish);
+    assert_eq!(p, Phase::Draining);
+    assert!(!p.takes_work() && !p.returns_work());
+    assert!(!p.may_exit(1), "a running build is finished first");
+    assert!(p.may_exit(0));
+    let p = p.on_signal(OnStop::Finish);
+    assert_eq!(p, Phase::Returning);
+    assert!(p.returns_work());
+    let p = Phase::Running.on_signal(OnStop::Return);
+    assert_eq!(p, Phase::Returning);
+    assert!(!p.takes_work() && !p.may_exit(2) && p.may_exit(0));
+}
+
+#[test]
+fn a_third_signal_leaves_at_once_and_running_never_exits_on_its_own() {
+    for mode in [OnStop::Finish, OnStop::Return] {
+        let mut p = Phase::Running;
+        for _ in 0..3 {
+            p = p.on_signal(mode);
+        }
+        if mode == OnStop::Return {
+            assert_eq!(p, Phase::Exit);
+        }
+        p = p.on_signal(mode).on_signal(mode);
+        assert_eq!(p, Phase::Exit);
+        assert!(p.may_exit(5) && !p.takes_work());
+    }
+    assert!(Phase::Running.takes_work());
+    assert!(!Phase::Running.may_exit(0));
+}

@@ -18,6 +18,7 @@ use super::{facts, heartbeat, job, shutdown, spool};
 use anyhow::Context;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use swarm_core::agent::{AgentAction, AgentInput, WorkOffer};
 use swarm_core::Atom;
 use swarm_net::client::Client;
 use swarm_net::wire::WorkReply;
@@ -38,9 +39,9 @@ pub(crate) fn run(agent: Arc<Agent>) -> anyhow::Result<()> {
         let agent = Arc::clone(&agent);
         shutdown::spawn_signal_thread(move |sig| {
             let mut st = agent.lock();
-            let next = st.phase.on_signal(agent.cfg.on_stop);
-            tracing::warn!(signal = sig, from = ?st.phase, to = ?next, jobs = st.jobs.len(), "stop requested");
-            st.phase = next;
+            let from = st.phase();
+            st.feed(AgentInput::Signal(agent.cfg.on_stop.into()));
+            tracing::warn!(signal = sig, ?from, to = ?st.phase(), jobs = st.agent.jobs().len(), "stop requested");
             drop(st);
             agent.notify();
         })
@@ -103,43 +104,45 @@ fn main_loop(agent: &Arc<Agent>) {
     let cfg = &agent.cfg;
     let mut work_backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
     let mut sync_backoff = Backoff::new(Duration::from_secs(30), Duration::from_secs(1800));
-    let mut next_work = Instant::now();
     let mut next_sync = Instant::now();
     loop {
-        // 1. Shutdown and health decide what happens to running builds.
-        let (phase, may_ask, orphans, sync) = {
+        // The agent's turn: it decides about leaving, returning builds (shutdown, Critical
+        // health), orphans, a sync and asking for work; this loop carries it out.
+        let (actions, phase) = {
             let mut st = agent.lock();
-            if st.phase.may_exit(st.jobs.len()) {
-                if st.phase == Phase::Exit {
-                    kill_all(&st);
-                }
-                return;
-            }
-            if st.phase.returns_work() {
-                let n = st.return_all("drone shutting down");
-                if n > 0 {
-                    tracing::info!(builds = n, "returning running builds");
-                }
-            } else if st.health.state().returns_work() {
-                let n = st.return_all("drone health is critical");
-                if n > 0 {
-                    tracing::warn!(builds = n, "health is critical: returning all work");
-                }
-            }
-            let sync = st
-                .sync_wanted
-                .clone()
-                .filter(|_| st.jobs.is_empty() && st.phase.takes_work());
-            (st.phase, st.may_ask_for_work(cfg.slots), st.orphans(), sync)
+            let actions = st.feed(AgentInput::Tick);
+            (actions, st.phase())
         };
-        // 2. Leases the server lists that nothing here runs go back (also
-        //    while stopping, so none waits for this drone to time out).
-        if phase != Phase::Exit {
-            for (lease, package) in orphans {
-                give_back_orphan(agent, lease, &package);
+        let mut returned = 0;
+        let mut sync = None;
+        let mut ask = false;
+        for action in actions {
+            match action {
+                AgentAction::Exit => {
+                    if phase == Phase::Exit {
+                        kill_all(&agent.lock());
+                    }
+                    return;
+                }
+                AgentAction::Kill { .. } => returned += 1,
+                AgentAction::ReturnLease { lease, package } => {
+                    give_back_orphan(agent, lease, &package);
+                }
+                AgentAction::Sync(expected) => sync = Some(expected),
+                AgentAction::AskForWork { .. } => ask = true,
+                AgentAction::Beat => agent.beat_soon(),
+                AgentAction::Start { .. } | AgentAction::Report { .. } => {}
             }
         }
-        // 3. A Portage sync, once no build runs.
+        if returned > 0 {
+            if phase.returns_work() {
+                tracing::info!(builds = returned, "returning running builds");
+            } else {
+                tracing::warn!(builds = returned, "health is critical: returning all work");
+            }
+            agent.notify();
+        }
+        // A Portage sync, once no build runs.
         if let Some(expected) = sync {
             if Instant::now() >= next_sync {
                 if run_sync(agent, &expected) {
@@ -149,40 +152,41 @@ fn main_loop(agent: &Arc<Agent>) {
                 continue;
             }
         }
-        // 4. One more package if a slot is free.
-        if may_ask && Instant::now() >= next_work {
-            // One package per call: the loop asks again while a slot is free.
+        // One more package if a slot is free: one per call, the agent asks again at once while
+        // one is.
+        if ask {
             match agent.client.work(&cfg.name, Some(1)) {
                 Ok(reply) => {
                     work_backoff.reset();
-                    let got = apply_work_reply(agent, &reply);
-                    next_work = if got {
-                        Instant::now()
-                    } else {
-                        Instant::now() + cfg.poll
-                    };
-                    if got {
+                    if apply_work_reply(agent, &reply) {
                         continue;
                     }
                 }
                 Err(e) => {
+                    let mut st = agent.lock();
                     if e.status() == Some(404) {
                         tracing::warn!("the server does not know this drone: registering again");
-                        agent.lock().registered = false;
-                        agent.beat_soon();
+                        st.feed(AgentInput::Forgotten);
+                        st.beat_now = true;
                     } else {
                         let what = heartbeat::failure_cause(&e, cfg.token.is_some());
                         tracing::warn!("asking for work failed: {what}");
                     }
-                    next_work = Instant::now() + work_backoff.next_delay();
+                    let retry = work_backoff.next_delay();
+                    st.feed(AgentInput::WorkFailed {
+                        retry_ms: u64::try_from(retry.as_millis()).unwrap_or(u64::MAX),
+                    });
+                    drop(st);
+                    agent.notify();
                 }
             }
         }
-        // 5. Sleep until something changes or it is time to ask again.
+        // Sleep until something changes or it is time to ask again.
         let st = agent.lock();
-        let now = Instant::now();
-        let until = if st.may_ask_for_work(cfg.slots) && next_work > now {
-            next_work - now
+        let now = st.now();
+        let due = st.agent.next_ask();
+        let until = if st.agent.free_slots().is_some() && due > now {
+            Duration::from_millis(due.since(now))
         } else {
             cfg.poll
         };
@@ -192,62 +196,65 @@ fn main_loop(agent: &Arc<Agent>) {
 
 /// Starts jobs for the leases a work reply carries; true if one started.
 fn apply_work_reply(agent: &Arc<Agent>, reply: &WorkReply) -> bool {
-    let cfg = &agent.cfg;
-    let mut st = agent.lock();
-    if !reply.revoke.is_empty() {
-        let n = st.revoke_atoms(&reply.revoke, "revoked by the control plane");
-        if n > 0 {
-            tracing::warn!(revoked = ?reply.revoke, "stopping revoked builds");
+    let sync = (reply.action.as_deref() == Some("sync_portage"))
+        .then(|| reply.expected_timestamp.clone().unwrap_or_default());
+    if sync.is_none() {
+        if let Some(error) = &reply.error {
+            tracing::warn!("work request: {error}");
         }
-    }
-    if reply.action.as_deref() == Some("sync_portage") {
-        let expected = reply.expected_timestamp.clone().unwrap_or_default();
-        if st.sync_wanted.is_none() {
-            tracing::info!(expected = %expected, have = ?st.portage_timestamp, "the server asks for a Portage sync");
-        }
-        st.sync_wanted = Some(expected);
-        return false;
-    }
-    if let Some(error) = &reply.error {
-        tracing::warn!("work request: {error}");
     }
     // The assigned package first, then any other lease the server lists.
-    let mut offered: Vec<(Option<u64>, String)> = Vec::new();
-    if let Some(p) = &reply.package {
-        offered.push((reply.lease, p.clone()));
+    let mut offered = Vec::new();
+    let listed = reply
+        .packages
+        .iter()
+        .filter(|l| Some(l.lease) != reply.lease);
+    let candidates = reply
+        .package
+        .iter()
+        .map(|p| (reply.lease, p))
+        .chain(listed.map(|l| (Some(l.lease), &l.package)));
+    for (lease, package) in candidates {
+        match Atom::parse(package) {
+            Ok(atom) => offered.push((lease, atom)),
+            Err(e) => {
+                tracing::error!(package, "the server sent an atom that does not parse: {e}");
+            }
+        }
     }
-    for l in &reply.packages {
-        if Some(l.lease) != reply.lease {
-            offered.push((Some(l.lease), l.package.clone()));
+    let mut st = agent.lock();
+    let asked_sync = st.agent.sync_wanted().is_some();
+    let actions = st.feed(AgentInput::Work(WorkOffer {
+        offered,
+        revoke: reply.revoke.clone(),
+        sync: sync.clone(),
+    }));
+    if let Some(expected) = &sync {
+        if !asked_sync {
+            tracing::info!(expected = %expected, have = ?st.agent.portage_timestamp(), "the server asks for a Portage sync");
         }
     }
     let mut started = Vec::new();
-    for (lease, package) in offered {
-        if st.busy_slots() >= usize::try_from(cfg.slots).unwrap_or(usize::MAX) {
-            break;
-        }
-        let atom = match Atom::parse(&package) {
-            Ok(a) => a,
-            Err(e) => {
-                tracing::error!(package, "the server sent an atom that does not parse: {e}");
-                continue;
-            }
-        };
-        if let Some(id) = st.add_job(atom.clone(), lease) {
+    if actions
+        .iter()
+        .any(|a| matches!(a, AgentAction::Kill { .. }))
+    {
+        tracing::warn!(revoked = ?reply.revoke, "stopping revoked builds");
+    }
+    for action in actions {
+        if let AgentAction::Start { job, atom, lease } = action {
             tracing::info!(lease = %crate::logging::shown(&lease), package = %atom, "got work");
-            started.push(id);
+            started.push(job);
         }
     }
-    if reply.package.is_none() && started.is_empty() {
+    if reply.package.is_none() && started.is_empty() && sync.is_none() {
         tracing::debug!(reason = ?reply.reason, "no work");
     }
     drop(st);
     for id in &started {
         job::spawn(Arc::clone(agent), *id);
     }
-    if !started.is_empty() {
-        agent.beat_soon();
-    }
+    agent.notify();
     !started.is_empty()
 }
 
@@ -261,7 +268,7 @@ fn give_back_orphan(agent: &Agent, lease: u64, package: &str) {
                 package,
                 "handed back a lease the server listed but nothing here runs"
             );
-            agent.lock().orphan_returned(lease);
+            agent.lock().feed(AgentInput::OrphanReturned(lease));
         }
         Err(e) if !e.is_transport() && e.status().is_some_and(|s| s < 500) => {
             tracing::warn!(
@@ -269,7 +276,7 @@ fn give_back_orphan(agent: &Agent, lease: u64, package: &str) {
                 package,
                 "server refused the return of an orphan: {e}"
             );
-            agent.lock().orphan_returned(lease);
+            agent.lock().feed(AgentInput::OrphanReturned(lease));
         }
         Err(e) => tracing::debug!(lease, "returning an orphaned lease failed: {e}"),
     }
@@ -283,8 +290,7 @@ fn run_sync(agent: &Agent, expected: &str) -> bool {
         Ok(a) => a,
         Err(e) => {
             tracing::error!("not syncing Portage: {e:#}");
-            let mut st = agent.lock();
-            st.sync_wanted = None;
+            agent.lock().feed(AgentInput::Synced(None));
             return false;
         }
     };
@@ -298,7 +304,7 @@ fn run_sync(agent: &Agent, expected: &str) -> bool {
         build_timeout: Some(Duration::from_secs(3600)),
         kill_grace: cfg.kill_grace,
     };
-    let stop = || agent.lock().phase != Phase::Running;
+    let stop = || agent.lock().phase() != Phase::Running;
     let finished = super::runner::run(&spec, |_| {}, stop);
     let ok = finished.ended == super::runner::Ended::Exited(0);
     let ts = facts::portage_timestamp(&cfg.portage_timestamp_file);
@@ -319,11 +325,7 @@ fn run_sync(agent: &Agent, expected: &str) -> bool {
     } else {
         tracing::error!(ended = ?finished.ended, log = %log.display(), "Portage sync failed");
     }
-    st.portage_timestamp = ts.or(st.portage_timestamp.take());
-    st.sync_wanted = None;
-    // Ask for work only after the server has heard the new timestamp.
-    st.work_after_beat = st.beats;
-    st.beat_now = true;
+    st.feed(AgentInput::Synced(ts));
     drop(st);
     agent.notify();
     ok
@@ -332,9 +334,10 @@ fn run_sync(agent: &Agent, expected: &str) -> bool {
 /// Third signal: kill every build's process group before leaving, so no
 /// builder outlives the agent.
 fn kill_all(st: &State) {
-    for job in st.jobs.values() {
-        if let Some(pgid) = job.pgid.and_then(rustix::process::Pid::from_raw) {
-            tracing::warn!(package = %job.atom, "leaving now: killing its build");
+    for (id, pgid) in &st.pgids {
+        if let Some(pgid) = rustix::process::Pid::from_raw(*pgid) {
+            let package = st.job(*id).map(|j| j.atom.to_string()).unwrap_or_default();
+            tracing::warn!(package, "leaving now: killing its build");
             let _ = rustix::process::kill_process_group(pgid, rustix::process::Signal::KILL);
         }
     }

@@ -32,6 +32,15 @@ pub(crate) enum OnStop {
     Return,
 }
 
+impl From<OnStop> for swarm_core::agent::OnStop {
+    fn from(o: OnStop) -> Self {
+        match o {
+            OnStop::Finish => swarm_core::agent::OnStop::Finish,
+            OnStop::Return => swarm_core::agent::OnStop::Return,
+        }
+    }
+}
+
 /// Machine kind, when detection guesses wrong.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Deserialize)]
 #[serde(rename_all = "kebab-case")]

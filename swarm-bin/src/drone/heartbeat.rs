@@ -13,9 +13,11 @@ use super::buildenv;
 use super::config::Builder;
 use super::facts;
 use super::shared::Agent;
+use super::state::server_reply;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
+use swarm_core::agent::AgentInput;
 use swarm_core::{DroneHealth, HealthSample, HealthThresholds};
 use swarm_net::wire::{Capabilities, Metrics, RegisterRequest};
 
@@ -91,16 +93,16 @@ pub(crate) fn run(agent: &Agent) {
                 }
                 last_said = None;
                 let mut st = agent.lock();
-                let first = !st.registered;
+                let first = !st.agent.is_registered();
                 if failing {
                     // Wake the uploads and reports waiting out a backoff.
                     st.reconnects += 1;
                 }
-                st.apply_register_reply(&reply);
+                st.feed(AgentInput::Registered(server_reply(&reply)));
                 if first {
                     tracing::info!(
-                        epoch = %crate::logging::shown(&st.epoch),
-                        paused = st.paused,
+                        epoch = %crate::logging::shown(&st.epoch()),
+                        paused = st.agent.paused(),
                         leases = reply.leases.len(),
                         "registered with {}",
                         agent.client.base()
@@ -139,7 +141,7 @@ pub(crate) fn run(agent: &Agent) {
                     tracing::debug!("heartbeat failed: {e}");
                 }
                 if e.status() == Some(404) {
-                    agent.lock().registered = false;
+                    agent.lock().feed(AgentInput::Forgotten);
                 }
                 backoff.next_delay()
             }
@@ -256,9 +258,10 @@ fn sample_and_build(agent: &Agent, sampler: &mut Sampler) -> RegisterRequest {
         .is_none_or(|t| t.elapsed() + Duration::from_millis(250) >= cfg.heartbeat);
     let (recovering, events) = {
         let st = agent.lock();
+        let (oom_kills, crashes) = st.agent.pending_events();
         (
-            st.health.state() == DroneHealth::Recovering,
-            st.oom_kills + st.crashes > 0,
+            st.agent.health().state() == DroneHealth::Recovering,
+            oom_kills + crashes > 0,
         )
     };
     let assess = due || events;
@@ -271,19 +274,23 @@ fn sample_and_build(agent: &Agent, sampler: &mut Sampler) -> RegisterRequest {
             mem_percent: percent(memory.map(|m| m.used_percent())),
             disk_percent: percent(disk),
             disk_free_mib: disk_usage.map(|d| d.free_mib),
-            oom_kills: std::mem::take(&mut st.oom_kills),
-            crashes: std::mem::take(&mut st.crashes),
+            oom_kills: st.agent.pending_events().0,
+            crashes: st.agent.pending_events().1,
             self_check_passed: self_check,
         };
-        let before = st.health.state();
-        let after = st.health.assess(&sample);
+        let before = st.agent.health().state();
+        // The agent returns everything on Critical; the main loop logs it.
+        if !st.feed(AgentInput::Health(sample)).is_empty() {
+            agent.notify();
+        }
+        let after = st.agent.health().state();
         if after != before {
-            let why = health_reason(&st.health.thresholds(), &sample);
+            let why = health_reason(&st.agent.health().thresholds(), &sample);
             tracing::warn!(from = ?before, to = ?after, ?sample, "drone health changed: {why}");
         }
     }
-    let health = st.health.state();
-    let (leases, started) = st.lease_lists();
+    let health = st.agent.health().state();
+    let (leases, started) = st.agent.lease_lists();
     RegisterRequest {
         id: cfg.machine_id.clone(),
         node_name: Some(cfg.name.clone()),
@@ -294,7 +301,7 @@ fn sample_and_build(agent: &Agent, sampler: &mut Sampler) -> RegisterRequest {
         capabilities: Some(Capabilities {
             cores: Some(facts::cores()),
             ram_gb: memory.map(|m| m.total_gb()),
-            portage_timestamp: st.portage_timestamp.clone(),
+            portage_timestamp: st.agent.portage_timestamp().map(str::to_string),
             arch: Some(std::env::consts::ARCH.into()),
             env: sampler.env.clone(),
             ..Capabilities::default()
@@ -306,8 +313,8 @@ fn sample_and_build(agent: &Agent, sampler: &mut Sampler) -> RegisterRequest {
             disk_percent: disk.map(|d| (d * 10.0).round() / 10.0),
             ..Metrics::default()
         }),
-        current_task: Some(st.current_task()),
-        epoch: st.epoch,
+        current_task: Some(st.agent.current_task()),
+        epoch: st.epoch(),
         health: Some(health),
         leases: Some(leases),
         started: Some(started),

@@ -20,7 +20,8 @@ use super::{collect, facts, leftovers, spool, template};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
-use swarm_core::{BuildTiming, FailureClass};
+use swarm_core::agent::{AgentAction, AgentInput, BuildEnd, ReportWhat};
+use swarm_core::FailureClass;
 use swarm_net::client::ClientError;
 use swarm_net::wire::{CompleteReply, CompleteRequest};
 
@@ -67,7 +68,7 @@ pub(crate) fn spawn(agent: Arc<Agent>, id: JobId) {
     if let Err(e) = spawned {
         // Not even a thread: hand the lease back rather than hold it unbuilt.
         tracing::error!("cannot start a job thread: {e}");
-        let job = agent.lock().end_job(id);
+        let job = job_of(agent.as_ref(), id);
         if let Some(job) = job {
             report(
                 &agent,
@@ -80,7 +81,17 @@ pub(crate) fn spawn(agent: Arc<Agent>, id: JobId) {
                 None,
             );
         }
+        forget(&agent, id);
     }
+}
+
+/// The job's report was handed over: the agent forgets it and frees its slot.
+fn forget(agent: &Agent, id: JobId) {
+    let mut st = agent.lock();
+    st.pgids.remove(&id);
+    st.feed(AgentInput::Reported(id));
+    drop(st);
+    agent.notify();
 }
 
 /// After a bug in a job's thread: no build may run on unwatched, and no lease
@@ -90,9 +101,12 @@ fn abandon(agent: &Agent, id: JobId) {
         job = id,
         "a job's thread panicked: killing its build and returning it"
     );
-    let job = agent.lock().end_job(id);
+    let (job, pgid) = {
+        let st = agent.lock();
+        (st.job(id).cloned(), st.pgids.get(&id).copied())
+    };
     if let Some(job) = job {
-        if let Some(pgid) = job.pgid.and_then(rustix::process::Pid::from_raw) {
+        if let Some(pgid) = pgid.and_then(rustix::process::Pid::from_raw) {
             let _ = rustix::process::kill_process_group(pgid, rustix::process::Signal::KILL);
         }
         report(
@@ -106,11 +120,11 @@ fn abandon(agent: &Agent, id: JobId) {
             None,
         );
     }
-    agent.notify();
+    forget(agent, id);
 }
 
 fn job_of(agent: &Agent, id: JobId) -> Option<Job> {
-    agent.lock().jobs.get(&id).cloned()
+    agent.lock().job(id).cloned()
 }
 
 fn run(agent: &Agent, id: JobId) {
@@ -127,16 +141,14 @@ fn run(agent: &Agent, id: JobId) {
     ));
 
     // Tell the server the build starts; the heartbeat's `started` list says it too.
-    if let Some(j) = agent.lock().jobs.get_mut(&id) {
-        j.started = true;
-    }
+    agent.lock().feed(AgentInput::BuildStarted(id));
     let mut req = agent.lease_request(job.lease, atom.as_str());
     req.reason = None;
     match agent.client.started(&req) {
         Ok(reply) if reply.stale => {
             let why = stale_reason(&reply);
             tracing::warn!(package = %atom, why, "server says the lease is stale: not building");
-            agent.lock().revoke_job(id, &why);
+            agent.lock().feed(AgentInput::Stale { job: id, why });
         }
         Ok(_) => {}
         Err(e) => {
@@ -166,8 +178,7 @@ fn run(agent: &Agent, id: JobId) {
                 },
                 None,
             );
-            agent.lock().end_job(id);
-            agent.notify();
+            forget(agent, id);
             return;
         }
     };
@@ -219,47 +230,44 @@ fn run(agent: &Agent, id: JobId) {
     let verdict = classify::classify(&finished.ended, &tail, oom_during);
     tracing::info!(package = %atom, ended = ?finished.ended, took_s = finished.took.as_secs(), "build ended");
 
-    let (outcome, oom, crash) = match verdict {
-        Verdict::Stopped => {
-            let stop = job_of(agent, id).and_then(|j| j.stop);
-            match stop {
-                Some(Stop::Return(reason)) => (Report::Returned { reason }, false, false),
-                Some(Stop::Revoked(why)) => {
-                    tracing::warn!(package = %atom, why, "build stopped: the server took it away");
-                    (Report::Nothing, false, false)
-                }
-                None => (Report::Nothing, false, false),
+    // The agent decides what the report says: a revoked lease is never reported, a returned one
+    // is handed back, and an OOM kill or a crash waits for the health monitor.
+    let took = finished.took.as_secs();
+    let end = match &verdict {
+        Verdict::Stopped => BuildEnd::Stopped,
+        Verdict::Failed { class, crash, .. } => BuildEnd::Failed {
+            class: *class,
+            crash: *crash,
+            took_s: took,
+        },
+        Verdict::Built => BuildEnd::Built { took_s: took },
+    };
+    let what = agent
+        .lock()
+        .feed(AgentInput::BuildEnded { job: id, end })
+        .into_iter()
+        .find_map(|a| match a {
+            AgentAction::Report { what, .. } => Some(what),
+            _ => None,
+        })
+        .unwrap_or(ReportWhat::Nothing(None));
+    agent.notify();
+    let outcome = match (what, verdict) {
+        (ReportWhat::Returned(reason), _) => Report::Returned { reason },
+        (ReportWhat::Nothing(why), _) => {
+            if let Some(why) = why {
+                tracing::warn!(package = %atom, why, "build stopped: the server took it away");
             }
+            Report::Nothing
         }
-        Verdict::Failed {
-            class,
-            detail,
-            crash,
-        } => {
+        (ReportWhat::Outcome, Verdict::Failed { class, detail, .. }) => {
             tracing::warn!(package = %atom, ?class, detail, "build failed");
-            (
-                Report::Failed { class, detail },
-                class == FailureClass::Oom,
-                crash,
-            )
+            Report::Failed { class, detail }
         }
-        Verdict::Built => (
-            deliver(agent, &job, built_after, &build_pkgdir),
-            false,
-            false,
-        ),
+        (ReportWhat::Outcome, Verdict::Built) => deliver(agent, &job, built_after, &build_pkgdir),
+        (ReportWhat::Outcome, Verdict::Stopped) => Report::Nothing,
     };
 
-    // A build that ran to its end (not a crash or an OOM kill) proves the
-    // builder works; it clears the health monitor's crash count.
-    let completed = !oom && !crash && !matches!(outcome, Report::Returned { .. } | Report::Nothing);
-    if completed {
-        agent.lock().health.record_build(BuildTiming {
-            took_s: finished.took.as_secs(),
-            // The server sends no estimate, so slow builds are never judged here.
-            estimate_s: 0,
-        });
-    }
     let job = job_of(agent, id).unwrap_or(job);
     report(agent, id, &job, took_s, outcome, Some(&log));
     // Whatever the build wrote is in the drone's PKGDIR or the spool by now
@@ -272,13 +280,7 @@ fn run(agent: &Agent, id: JobId) {
         super::logs::KEEP_LOGS,
         super::logs::KEEP_BYTES,
     );
-    let mut st = agent.lock();
-    st.oom_kills += u32::from(oom);
-    st.crashes += u32::from(crash);
-    st.end_job(id);
-    st.beat_now = true;
-    drop(st);
-    agent.notify();
+    forget(agent, id);
 }
 
 /// Runs the builder, noting its process group for a later agent (see `leftovers`).
@@ -288,13 +290,11 @@ fn run_build(agent: &Agent, id: JobId, spec: &BuildSpec<'_>, job: &Job) -> runne
         spec,
         |pgid| {
             leftovers::record(&cfg.work_dir, pgid, job.lease, job.atom.as_str());
-            if let Some(j) = agent.lock().jobs.get_mut(&id) {
-                j.pgid = Some(pgid);
-            }
+            agent.lock().pgids.insert(id, pgid);
         },
-        || agent.lock().jobs.get(&id).is_none_or(|j| j.stop.is_some()),
+        || agent.lock().job(id).is_none_or(|j| j.stop.is_some()),
     );
-    if let Some(pgid) = job_of(agent, id).and_then(|j| j.pgid) {
+    if let Some(pgid) = agent.lock().pgids.remove(&id) {
         leftovers::forget(&cfg.work_dir, pgid);
     }
     finished
@@ -404,12 +404,12 @@ fn retryable(e: &ClientError) -> bool {
 fn give_up(agent: &Agent, id: JobId, attempt: u32) -> bool {
     let st = agent.lock();
     let revoked = matches!(
-        st.jobs.get(&id).and_then(|j| j.stop.as_ref()),
+        st.job(id).and_then(|j| j.stop.as_ref()),
         Some(Stop::Revoked(_))
     );
     revoked
-        || st.phase == Phase::Exit
-        || (st.phase == Phase::Returning && attempt > SHUTDOWN_ATTEMPTS)
+        || st.phase() == Phase::Exit
+        || (st.phase() == Phase::Returning && attempt > SHUTDOWN_ATTEMPTS)
 }
 
 /// Sends the report: a return directly (its log best effort), a finished
@@ -467,7 +467,7 @@ fn report(agent: &Agent, id: JobId, job: &Job, took_s: f64, outcome: Report, log
             req.error_detail = Some(detail.clone());
         }
     }
-    req.epoch = agent.lock().epoch;
+    req.epoch = agent.lock().epoch();
     let log_gz = log.and_then(|p| {
         super::logs::compressed_tail(p, super::logs::UPLOAD_TEXT_BYTES)
             .map_err(
@@ -509,7 +509,8 @@ fn send(
     let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
     let id_of_job = agent
         .lock()
-        .jobs
+        .agent
+        .jobs()
         .iter()
         .find(|(_, j)| j.lease == job.lease && j.atom == job.atom)
         .map(|(id, _)| *id);
@@ -528,7 +529,7 @@ fn send(
             Err(e) if e.status() == Some(404) => {
                 // The server lost the drone (wiped state?): register, then retry.
                 tracing::warn!(package = %job.atom, "{what}: server does not know this drone; registering again");
-                agent.lock().registered = false;
+                agent.lock().feed(AgentInput::Forgotten);
                 agent.beat_soon();
             }
             Err(e) if !retryable(&e) => {
@@ -546,7 +547,7 @@ fn send(
                 tracing::error!(package = %job.atom, "{what} abandoned (revoked or leaving)");
                 return;
             }
-        } else if matches!(agent.lock().phase, Phase::Exit) {
+        } else if agent.lock().phase() == Phase::Exit {
             return;
         }
         agent.pause(backoff.next_delay());

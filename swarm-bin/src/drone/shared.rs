@@ -59,12 +59,14 @@ impl Agent {
         let client = Client::new(cfg.server.clone(), REQUEST_TIMEOUT)
             .with_tls(&cfg.tls)
             .with_drone_token(cfg.token.clone());
-        let mut state = State::default();
-        state.health = HealthMonitor::new(HealthThresholds {
+        let health = HealthMonitor::new(HealthThresholds {
             disk_free_mib: cfg.min_free_disk_mib,
             ..HealthThresholds::default()
         });
-        state.portage_timestamp = facts::portage_timestamp(&cfg.portage_timestamp_file);
+        let mut state = State::new(cfg.slots, cfg.poll, health);
+        state
+            .agent
+            .set_portage_timestamp(facts::portage_timestamp(&cfg.portage_timestamp_file));
         Ok(Agent {
             cfg,
             client,
@@ -106,8 +108,8 @@ impl Agent {
     pub(crate) fn pause(&self, d: Duration) {
         let deadline = Instant::now() + d;
         let mut st = self.lock();
-        let (phase, reconnects) = (st.phase, st.reconnects);
-        while st.phase == phase && st.reconnects == reconnects {
+        let (phase, reconnects) = (st.phase(), st.reconnects);
+        while st.phase() == phase && st.reconnects == reconnects {
             let now = Instant::now();
             if now >= deadline {
                 return;
@@ -131,7 +133,7 @@ impl Agent {
             node_name: Some(self.cfg.name.clone()),
             lease,
             package: Some(package.to_string()),
-            epoch: self.lock().epoch,
+            epoch: self.lock().epoch(),
             reason: None,
         }
     }

@@ -248,7 +248,7 @@ fn deliver(agent: &Agent, path: &Path, entry: &Entry, src: &Source<'_>, by: By) 
     }
     let result = retry(agent, by, "report", |a| {
         if matches!(by, By::Job(_)) {
-            report.epoch = a.lock().epoch.or(report.epoch);
+            report.epoch = a.lock().epoch().or(report.epoch);
         }
         Ok(a.client.complete(&report)?)
     });
@@ -383,7 +383,7 @@ fn upload(
                 file.display()
             ))
         })?;
-        let epoch = ag.lock().epoch;
+        let epoch = ag.lock().epoch();
         Ok(ag
             .client
             .put_artifact_for_lease(&a.category, &a.name, f, &a.sha256, lease, epoch)?)
@@ -422,7 +422,7 @@ fn retry<T>(
         match e {
             e if e.status() == Some(404) && matches!(by, By::Job(_)) => {
                 tracing::warn!("{what}: the server does not know this drone; registering again");
-                agent.lock().registered = false;
+                agent.lock().feed(swarm_core::agent::AgentInput::Forgotten);
                 agent.beat_soon();
             }
             e if !retryable(&e) => return Err(Stopped::Refused(e.to_string())),
@@ -446,15 +446,15 @@ fn retryable(e: &ClientError) -> bool {
 fn should_stop(agent: &Agent, by: By) -> Option<Stopped> {
     let st = agent.lock();
     if let By::Job(id) = by {
-        if let Some(Stop::Revoked(why)) = st.jobs.get(&id).and_then(|j| j.stop.as_ref()) {
+        if let Some(Stop::Revoked(why)) = st.job(id).and_then(|j| j.stop.as_ref()) {
             tracing::warn!(why, "delivery abandoned: the server revoked the package");
             return Some(Stopped::Revoked);
         }
     }
-    if st.phase == Phase::Exit {
+    if st.phase() == Phase::Exit {
         return Some(Stopped::Keep("the agent is leaving now".into()));
     }
-    if st.phase != Phase::Running && matches!(by, By::Startup) {
+    if st.phase() != Phase::Running && matches!(by, By::Startup) {
         return Some(Stopped::Keep("the agent is stopping".into()));
     }
     None

@@ -29,6 +29,9 @@ pub struct AgentState {
     /// to be assessed (it may make the drone Critical).
     oom_kills: u32,
     crashes: u32,
+    /// OOM kills and crashes of builds whose report is on its way: counted once it is handed
+    /// over, so a Critical drone's returns cannot overtake (and lose) the failure's report.
+    ending: BTreeMap<JobId, (u32, u32)>,
     portage_timestamp: Option<String>,
     sync_wanted: Option<String>,
     /// No work until a heartbeat after this count has been answered (after a sync).
@@ -55,6 +58,7 @@ impl AgentState {
             health,
             oom_kills: 0,
             crashes: 0,
+            ending: BTreeMap::new(),
             portage_timestamp: None,
             sync_wanted: None,
             work_after_beat: 0,
@@ -70,6 +74,9 @@ impl AgentState {
             AgentInput::Tick => self.tick(now, &mut out),
             AgentInput::Registered(reply) => self.registered(&reply, &mut out),
             AgentInput::Forgotten => self.registered = false,
+            AgentInput::Revoke(atoms) => {
+                self.revoke_atoms(&atoms, "revoked by the control plane", &mut out);
+            }
             AgentInput::Work(offer) => self.work(offer, now, &mut out),
             AgentInput::WorkFailed { retry_ms } => self.next_ask = now.plus(retry_ms),
             AgentInput::BuildStarted(id) => {
@@ -80,8 +87,16 @@ impl AgentState {
             AgentInput::Stale { job, why } => self.stop_job(job, Stop::Revoked(why), &mut out),
             AgentInput::BuildEnded { job, end } => self.build_ended(job, end, &mut out),
             AgentInput::Reported(id) => {
-                if let Some(l) = self.jobs.remove(&id).and_then(|j| j.lease) {
-                    self.leases.end(l);
+                if let Some((oom, crash)) = self.ending.remove(&id) {
+                    self.oom_kills += oom;
+                    self.crashes += crash;
+                }
+                if let Some(job) = self.jobs.remove(&id) {
+                    if let Some(l) = job.lease {
+                        self.leases.end(l);
+                    }
+                    // The server hears at once that the lease and the slot are free.
+                    out.push(AgentAction::Beat);
                 }
             }
             AgentInput::OrphanReturned(lease) => self.leases.end(lease),
@@ -193,8 +208,7 @@ impl AgentState {
                 },
             ) => {
                 let oom = class == FailureClass::Oom;
-                self.oom_kills += u32::from(oom);
-                self.crashes += u32::from(crash);
+                self.ending.insert(id, (u32::from(oom), u32::from(crash)));
                 if !oom && !crash {
                     // A build that ran to its end proves the builder works.
                     self.health.record_build(timing(took_s));

@@ -169,6 +169,8 @@ pub enum AgentInput {
     Registered(ServerReply),
     /// The server does not know this drone (404): register again before asking for work.
     Forgotten,
+    /// Atoms taken away, outside a reply (the simulator routes the core's revokes so).
+    Revoke(Vec<String>),
     /// A request for work was answered.
     Work(WorkOffer),
     /// A request for work failed; ask again no sooner than this many milliseconds.

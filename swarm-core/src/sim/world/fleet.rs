@@ -1,11 +1,13 @@
 //! What each simulated drone does: heartbeats, polls, builds with their true
-//! outcomes, reports, probes answered, deaths and restarts.
+//! outcomes, reports, probes answered, deaths and restarts. What its agent decides is the real
+//! agent's state machine (`drone.rs`).
 
-use super::{Ev, Job, World, POLL_MS, PROBE_MS, STALL_MS};
-use crate::health::DroneHealth;
+use super::{Ev, World, POLL_MS, PROBE_MS, STALL_MS, START_EPOCH_MS};
+use crate::agent::{AgentAction, AgentInput, AgentState, JobId, ReportWhat};
+use crate::health::{DroneHealth, HealthMonitor, HealthSample};
 use crate::id::LeaseId;
 use crate::input::{FailureClass, Heartbeat, Input, Outcome, ProbeStatus, Report as LeaseReport};
-use crate::time::SECOND_MS;
+use crate::time::{Timestamp, SECOND_MS};
 
 impl World {
     pub(super) fn on_heartbeat(&mut self, i: usize, boot: u32) {
@@ -17,70 +19,46 @@ impl World {
             self.now + self.heartbeat_ms + jitter,
             Ev::Heartbeat(i, boot),
         );
-        let a = &self.agents[i];
-        if a.partitioned {
+        if self.agents[i].partitioned {
             return;
         }
+        // Each beat is the health monitor's sampling tick, as in `swarm drone`; the simulated
+        // machine has no memory or disk pressure and passes its self check.
+        let recovering = self.agents[i].model.health().state() == DroneHealth::Recovering;
+        let sample = HealthSample {
+            mem_percent: 40,
+            disk_percent: 50,
+            self_check_passed: recovering.then_some(true),
+            ..HealthSample::default()
+        };
+        self.feed(i, AgentInput::Health(sample));
+        let a = &self.agents[i];
+        let (leases, started) = a.model.lease_lists();
         let hb = Heartbeat {
             drone: a.name.clone(),
-            health: Some(DroneHealth::Healthy),
+            health: Some(a.model.health().state()),
             mem_percent: Some(40),
             disk_percent: Some(50),
-            leases: Some(a.jobs.keys().copied().collect()),
-            started: a
-                .jobs
-                .iter()
-                .filter(|(_, j)| j.started)
-                .map(|(l, _)| *l)
-                .collect(),
+            leases: Some(leases.into_iter().map(LeaseId).collect()),
+            started: started.into_iter().map(LeaseId).collect(),
             ..Heartbeat::default()
         };
         if self.cp(Input::Heartbeat(hb)).is_some() {
-            self.adopt_listed_leases(i);
-        }
-        self.flush_mailbox(i);
-    }
-
-    /// swarm's register/heartbeat reply lists the drone's leases; an agent that
-    /// lost track of one (it restarted while the control plane was down) adopts
-    /// and builds it instead of leaving it held forever.
-    pub(super) fn adopt_listed_leases(&mut self, i: usize) {
-        let boot = self.agents[i].boot;
-        let listed = self.swarm.view().leases_of(&self.agents[i].name);
-        for l in listed {
-            if self.agents[i].jobs.contains_key(&l.lease) {
-                continue;
-            }
-            let Some(&pkg) = self.by_atom.get(&l.package) else {
-                continue;
-            };
-            self.agents[i].jobs.insert(
-                l.lease,
-                Job {
-                    pkg,
-                    atom: l.package,
-                    started: false,
-                    outcome: None,
-                },
-            );
-            let t = self.now + self.rng.range(SECOND_MS, 3 * SECOND_MS);
-            self.at(t, Ev::Start(i, boot, l.lease));
+            self.flush_mailbox(i);
+            self.answered(i);
+        } else {
+            self.flush_mailbox(i);
         }
     }
 
+    /// The agent's main loop wakes: it asks for work if it may (free slots, health, the poll).
     pub(super) fn on_poll(&mut self, i: usize, boot: u32, periodic: bool) {
         let a = &self.agents[i];
         if !a.alive || a.boot != boot {
             return;
         }
-        let free = a.slots.saturating_sub(a.jobs.len() as u32);
-        if !a.partitioned && !a.hung && free > 0 {
-            let name = a.name.clone();
-            self.cp(Input::RequestWork {
-                drone: name,
-                free_slots: Some(free),
-            });
-            self.flush_mailbox(i);
+        if !a.partitioned && !a.hung {
+            self.feed(i, AgentInput::Tick);
         }
         if periodic {
             let t = self.now + POLL_MS + self.rng.range(0, SECOND_MS);
@@ -88,15 +66,18 @@ impl World {
         }
     }
 
-    pub(super) fn on_start(&mut self, i: usize, boot: u32, lease: LeaseId) {
+    pub(super) fn on_start(&mut self, i: usize, boot: u32, id: JobId) {
         let a = &self.agents[i];
         if !a.alive || a.boot != boot {
             return;
         }
-        let Some(job) = a.jobs.get(&lease) else {
+        let (Some(build), Some(job)) = (a.builds.get(&id), a.model.job(id)) else {
             return;
         };
-        let (pkg, atom) = (job.pkg, job.atom.clone());
+        if job.stop.is_some() || build.started {
+            return;
+        }
+        let (pkg, atom, lease) = (build.pkg, job.atom.clone(), job.lease.map(LeaseId));
         let p = &self.pkgs[pkg];
         let full = p.duration_ms * 100 / u64::from(a.speed_pct);
         let (outcome, after) = if self.runaway == Some(i) {
@@ -161,31 +142,32 @@ impl World {
         };
         let hung = a.hung;
         let name = a.name.clone();
-        if let Some(job) = self.agents[i].jobs.get_mut(&lease) {
-            job.started = true;
-            job.outcome = Some(outcome);
+        if let Some(b) = self.agents[i].builds.get_mut(&id) {
+            b.started = true;
+            b.outcome = Some(outcome);
         }
+        self.feed(i, AgentInput::BuildStarted(id));
         self.running[pkg] += 1;
         if self.running[pkg] > 1 {
             self.stats.duplicate_builds += 1;
         }
         let done_at = self.now + if hung { STALL_MS } else { after.max(1) };
-        self.at(done_at, Ev::Done(i, boot, lease));
+        self.at(done_at, Ev::Done(i, boot, id));
         let report = LeaseReport {
             drone: name,
             package: atom,
-            lease: Some(lease),
+            lease,
             epoch: None,
         };
         self.send_report(i, Input::BuildStarted(report));
     }
 
-    pub(super) fn on_done(&mut self, i: usize, boot: u32, lease: LeaseId) {
+    pub(super) fn on_done(&mut self, i: usize, boot: u32, id: JobId) {
         let a = &self.agents[i];
         if !a.alive || a.boot != boot {
             return;
         }
-        let Some(job) = a.jobs.get(&lease) else {
+        let Some(build) = a.builds.get(&id) else {
             return;
         };
         let outcome = if a.hung {
@@ -194,24 +176,41 @@ impl World {
                 detail: "stalled: no output for 30m".into(),
             }
         } else {
-            job.outcome.clone().unwrap_or(Outcome::Success)
+            build.outcome.clone().unwrap_or(Outcome::Success)
         };
-        let report = LeaseReport {
-            drone: a.name.clone(),
-            package: job.atom.clone(),
-            lease: Some(lease),
-            epoch: None,
-        };
-        let took = self.pkgs[job.pkg].duration_ms * 100 / u64::from(a.speed_pct);
-        self.kill_job(i, lease);
-        self.send_report(
-            i,
-            Input::BuildFinished {
-                report,
-                outcome,
-                duration_ms: Some(took),
-            },
-        );
+        let took = self.pkgs[build.pkg].duration_ms * 100 / u64::from(a.speed_pct);
+        self.stop_build(i, id);
+        // The agent decides what the report says (a revoked lease is never reported).
+        let end = Self::build_end(&outcome, took);
+        let now = Timestamp(START_EPOCH_MS + self.now);
+        let actions = self.agents[i]
+            .model
+            .handle(AgentInput::BuildEnded { job: id, end }, now);
+        for action in actions {
+            if let AgentAction::Report {
+                atom,
+                lease,
+                what: ReportWhat::Outcome,
+                ..
+            } = action
+            {
+                let report = LeaseReport {
+                    drone: self.agents[i].name.clone(),
+                    package: atom,
+                    lease: lease.map(LeaseId),
+                    epoch: None,
+                };
+                self.send_report(
+                    i,
+                    Input::BuildFinished {
+                        report,
+                        outcome: outcome.clone(),
+                        duration_ms: Some(took),
+                    },
+                );
+            }
+        }
+        self.feed(i, AgentInput::Reported(id));
     }
 
     pub(super) fn on_probe(&mut self, i: usize) {
@@ -236,10 +235,7 @@ impl World {
         if !self.agents[i].alive {
             return;
         }
-        let lids: Vec<LeaseId> = self.agents[i].jobs.keys().copied().collect();
-        for l in lids {
-            self.kill_job(i, l);
-        }
+        self.forget_builds(i);
         let a = &mut self.agents[i];
         a.alive = false;
         a.hung = false;
@@ -248,13 +244,11 @@ impl World {
         a.died_at = Some(self.now);
     }
 
-    /// (Re)starts an agent: it registers, adopts the leases the server says it
-    /// holds (swarm's register reply lists them) and starts its loops.
+    /// (Re)starts an agent: a fresh process registers; the reply lists the leases the server
+    /// says it holds, and its first request for work gets them back (swarm's work reply lists
+    /// every lease the drone holds), as with `swarm drone`.
     pub(super) fn revive(&mut self, i: usize) {
-        let lids: Vec<LeaseId> = self.agents[i].jobs.keys().copied().collect();
-        for l in lids {
-            self.kill_job(i, l);
-        }
+        self.forget_builds(i);
         let a = &mut self.agents[i];
         a.alive = true;
         a.hung = false;
@@ -263,17 +257,19 @@ impl World {
         a.reachable_since = self.now;
         let (boot, spec) = (a.boot, a.spec.clone());
         if self.cp(Input::Register(spec)).is_some() {
-            self.adopt_listed_leases(i);
+            self.answered(i);
         }
         self.at(self.now + 1, Ev::Heartbeat(i, boot));
         self.at(self.now + 2, Ev::Poll(i, boot, true));
     }
 
-    pub(super) fn kill_job(&mut self, i: usize, lease: LeaseId) {
-        if let Some(job) = self.agents[i].jobs.remove(&lease) {
-            if job.started {
-                self.running[job.pkg] = self.running[job.pkg].saturating_sub(1);
-            }
+    /// The agent process is gone: its builds stop and a new process starts from nothing.
+    fn forget_builds(&mut self, i: usize) {
+        let ids: Vec<JobId> = self.agents[i].builds.keys().copied().collect();
+        for id in ids {
+            self.stop_build(i, id);
         }
+        let a = &mut self.agents[i];
+        a.model = AgentState::new(a.slots, POLL_MS, HealthMonitor::default());
     }
 }

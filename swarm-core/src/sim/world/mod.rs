@@ -10,6 +10,7 @@
 //! faults happen and when, and the healing phase) and `oracle` (the ground
 //! truth checked against the swarm's decisions).
 
+mod drone;
 mod faults;
 mod fleet;
 mod network;
@@ -19,9 +20,11 @@ use super::packages::{self, TruePackage};
 use super::report::{Report, Stats};
 use super::rng::Rng;
 use super::scenario::{Faults, Scenario};
+use crate::agent::{AgentState, JobId};
 use crate::atom::Atom;
 use crate::config::Config;
-use crate::id::{DroneName, LeaseId};
+use crate::health::HealthMonitor;
+use crate::id::DroneName;
 use crate::input::{Control, DroneSpec, Envelope, Input, Outcome};
 use crate::invariants::Monitor;
 use crate::output::Command;
@@ -39,8 +42,8 @@ enum Ev {
     Heartbeat(usize, u32),
     /// A request for work; `true` for the periodic one, which reschedules itself.
     Poll(usize, u32, bool),
-    Start(usize, u32, LeaseId),
-    Done(usize, u32, LeaseId),
+    Start(usize, u32, JobId),
+    Done(usize, u32, JobId),
     Report(usize, u32, Box<Input>, u32),
     Probe(usize),
     Tick,
@@ -58,10 +61,10 @@ enum Ev {
     Liveness,
 }
 
+/// What the world knows of one of a drone's builds (the agent knows its lease and atom).
 #[derive(Clone, Debug)]
-struct Job {
+struct Build {
     pkg: usize,
-    atom: Atom,
     started: bool,
     outcome: Option<Outcome>,
 }
@@ -77,7 +80,10 @@ struct Agent {
     hung: bool,
     partitioned: bool,
     boot: u32,
-    jobs: BTreeMap<LeaseId, Job>,
+    /// The real agent's decisions.
+    model: AgentState,
+    /// The builds the world runs for it, by the agent's job.
+    builds: BTreeMap<JobId, Build>,
     mailbox: Vec<Command>,
     died_at: Option<u64>,
     /// Since when it has been alive and reachable.
@@ -188,9 +194,10 @@ impl World {
                 version: Some("swarm-sim".into()),
                 ..DroneSpec::default()
             };
+            let slots = opts.config.slots_for(spec.cores);
             agents.push(Agent {
                 name,
-                slots: opts.config.slots_for(spec.cores),
+                slots,
                 spec,
                 speed_pct: m.speed_pct.max(1),
                 infra_fail_permille: m.infra_fail_permille,
@@ -198,7 +205,8 @@ impl World {
                 hung: false,
                 partitioned: false,
                 boot: 0,
-                jobs: BTreeMap::new(),
+                model: AgentState::new(slots, POLL_MS, HealthMonitor::default()),
+                builds: BTreeMap::new(),
                 mailbox: Vec::new(),
                 died_at: None,
                 reachable_since: 0,
@@ -320,13 +328,13 @@ impl World {
             }
             Ev::Heartbeat(i, boot) => self.on_heartbeat(i, boot),
             Ev::Poll(i, boot, periodic) => self.on_poll(i, boot, periodic),
-            Ev::Start(i, boot, lease) => self.on_start(i, boot, lease),
-            Ev::Done(i, boot, lease) => self.on_done(i, boot, lease),
+            Ev::Start(i, boot, job) => self.on_start(i, boot, job),
+            Ev::Done(i, boot, job) => self.on_done(i, boot, job),
             Ev::Report(i, boot, input, attempt) => self.on_report(i, boot, *input, attempt),
             Ev::Probe(i) => self.on_probe(i),
             Ev::Kill(i) => self.kill(i),
             Ev::KillHolding(i, tries) => {
-                if self.agents[i].jobs.is_empty() && tries > 0 {
+                if self.agents[i].model.jobs().is_empty() && tries > 0 {
                     self.at(self.now + MINUTE_MS, Ev::KillHolding(i, tries - 1));
                 } else {
                     self.kill(i);
@@ -337,8 +345,8 @@ impl World {
                 let a = &mut self.agents[i];
                 if a.alive {
                     a.hung = true;
-                    let (boot, lids): (u32, Vec<LeaseId>) =
-                        (a.boot, a.jobs.keys().copied().collect());
+                    let (boot, lids): (u32, Vec<JobId>) =
+                        (a.boot, a.builds.keys().copied().collect());
                     for l in lids {
                         self.at(self.now + STALL_MS, Ev::Done(i, boot, l));
                     }

@@ -1,8 +1,9 @@
 //! How inputs reach the control plane (or do not, while it is down) and how its
 //! commands reach the drones: late, duplicated and partitioned delivery.
 
-use super::{Ev, Job, World, START_EPOCH_MS};
-use crate::id::{LeaseId, Seq};
+use super::{Ev, World, START_EPOCH_MS};
+use crate::agent::{AgentInput, WorkOffer};
+use crate::id::Seq;
 use crate::input::{Envelope, Input};
 use crate::output::{Command, Output};
 use crate::time::{Timestamp, SECOND_MS};
@@ -75,39 +76,29 @@ impl World {
         self.deliver(i, c);
     }
 
+    /// A command reaches the agent as swarm's replies carry it: an assignment (or the lease it
+    /// holds, told again) as a work reply, a revoke as an atom taken away.
     pub(super) fn deliver(&mut self, i: usize, c: Command) {
-        let boot = self.agents[i].boot;
         match c {
-            // What it holds already, told again: nothing changes.
-            Command::Resend { lease, .. } if self.agents[i].jobs.contains_key(&lease) => {}
             Command::Assign { package, lease, .. } | Command::Resend { package, lease, .. } => {
-                let Some(&pkg) = self.by_atom.get(&package) else {
-                    return;
+                let offer = WorkOffer {
+                    offered: vec![(Some(lease.0), package)],
+                    ..WorkOffer::default()
                 };
-                self.agents[i].jobs.insert(
-                    lease,
-                    Job {
-                        pkg,
-                        atom: package,
-                        started: false,
-                        outcome: None,
-                    },
-                );
-                let t = self.now + self.rng.range(SECOND_MS, 3 * SECOND_MS);
-                self.at(t, Ev::Start(i, boot, lease));
+                self.feed(i, AgentInput::Work(offer));
             }
             Command::Revoke { lease, package, .. } => {
-                let lids: Vec<LeaseId> = match lease {
-                    Some(l) => vec![l],
-                    None => self.agents[i]
-                        .jobs
-                        .iter()
-                        .filter(|(_, j)| Some(&j.atom) == package.as_ref())
-                        .map(|(l, _)| *l)
-                        .collect(),
-                };
-                for l in lids {
-                    self.kill_job(i, l);
+                let model = &self.agents[i].model;
+                let atom = package.or_else(|| {
+                    let l = lease?.0;
+                    model
+                        .jobs()
+                        .values()
+                        .find(|j| j.lease == Some(l))
+                        .map(|j| j.atom.clone())
+                });
+                if let Some(atom) = atom {
+                    self.feed(i, AgentInput::Revoke(vec![atom.as_str().to_owned()]));
                 }
             }
             Command::Escalate { .. } | Command::SyncPortage { .. } => {}

@@ -69,7 +69,7 @@ impl World {
                 if a.alive && !a.partitioned {
                     slots += u64::from(a.slots);
                     if !a.hung {
-                        busy += a.jobs.values().filter(|j| j.started).count() as u64;
+                        busy += a.builds.values().filter(|j| j.started).count() as u64;
                     }
                 }
             }
