@@ -67,20 +67,7 @@ impl World {
                 what,
             } => {
                 if let ReportWhat::Returned(reason) = what {
-                    let report = LeaseReport {
-                        drone: self.agents[i].name.clone(),
-                        package: atom,
-                        lease: lease.map(LeaseId),
-                        epoch: None,
-                    };
-                    self.send_report(
-                        i,
-                        Input::BuildFinished {
-                            report,
-                            outcome: Outcome::Returned { reason },
-                            duration_ms: None,
-                        },
-                    );
+                    self.report_finished(i, atom, lease, Outcome::Returned { reason }, None);
                 }
                 // `ReportWhat::Outcome` comes only from `on_done`, which sends it itself.
                 self.feed(i, AgentInput::Reported(job));
@@ -178,6 +165,31 @@ impl World {
     }
 
     /// What a build's true outcome tells the agent.
+    /// Sends what the agent reports of a finished (or returned) lease.
+    pub(super) fn report_finished(
+        &mut self,
+        i: usize,
+        atom: crate::atom::Atom,
+        lease: Option<u64>,
+        outcome: Outcome,
+        duration_ms: Option<u64>,
+    ) {
+        let report = LeaseReport {
+            drone: self.agents[i].name.clone(),
+            package: atom,
+            lease: lease.map(LeaseId),
+            epoch: None,
+        };
+        self.send_report(
+            i,
+            Input::BuildFinished {
+                report,
+                outcome,
+                duration_ms,
+            },
+        );
+    }
+
     pub(super) fn build_end(outcome: &Outcome, took_ms: u64) -> BuildEnd {
         let took_s = took_ms / SECOND_MS;
         match outcome {

@@ -194,20 +194,7 @@ impl World {
                 ..
             } = action
             {
-                let report = LeaseReport {
-                    drone: self.agents[i].name.clone(),
-                    package: atom,
-                    lease: lease.map(LeaseId),
-                    epoch: None,
-                };
-                self.send_report(
-                    i,
-                    Input::BuildFinished {
-                        report,
-                        outcome: outcome.clone(),
-                        duration_ms: Some(took),
-                    },
-                );
+                self.report_finished(i, atom, lease, outcome.clone(), Some(took));
             }
         }
         self.feed(i, AgentInput::Reported(id));
