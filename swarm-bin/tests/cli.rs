@@ -423,3 +423,27 @@ fn ordinary_errors_print_one_line_and_no_backtrace_even_with_rust_backtrace_set(
         format!("swarm {}\n", env!("CARGO_PKG_VERSION"))
     );
 }
+
+#[test]
+fn seeds_run_in_parallel_print_in_seed_order_with_the_digests_of_one_job() {
+    let digests = |jobs: &str| -> Vec<(u64, String)> {
+        let out = swarm(&[
+            "sim", "-s", "chaos", "--seed", "5", "--runs", "4", "--jobs", jobs, "--json",
+        ]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout)
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).expect("a JSON report");
+                (
+                    v["seed"].as_u64().expect("seed"),
+                    v["digest"].as_str().expect("digest").to_string(),
+                )
+            })
+            .collect()
+    };
+    let parallel = digests("3");
+    let seeds: Vec<u64> = parallel.iter().map(|(s, _)| *s).collect();
+    assert_eq!(seeds, vec![5, 6, 7, 8], "reports in seed order");
+    assert_eq!(parallel, digests("1"), "the same runs as one job gives");
+}
