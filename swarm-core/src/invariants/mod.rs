@@ -16,41 +16,18 @@ use crate::swarm::Swarm;
 use crate::violation::{fail, Violation};
 
 impl Swarm {
-    /// Checks every invariant one state can show. Cost is linear in the state;
-    /// tests and the simulator call it after every step.
+    /// Checks every invariant one state can show. Cost is linear in the leases and drones,
+    /// not in the queue: the simulator calls it after every step, and
+    /// `check_invariants_deep` (every step in the property tests) adds the passes over the
+    /// whole queue.
     pub fn check_invariants(&self) -> Result<(), Violation> {
         let st = &self.st;
-        // 1. Conservation, and the atom index.
-        let indexed: usize = self.ix.by_atom.values().map(|ids| ids.len()).sum();
-        if indexed != st.packages.len() {
-            return fail(
-                1,
-                format!(
-                    "{indexed} packages indexed by atom for {} packages",
-                    st.packages.len()
-                ),
-            );
-        }
-        for (i, p) in st.packages.iter().enumerate() {
-            let id = PkgId(i as u32);
-            if let PackageState::Assigned { lease } = *p.state() {
-                match st.leases.get(&lease) {
-                    Some(l) if l.pkg == id && l.package == p.atom => {}
-                    _ => {
-                        return fail(
-                            1,
-                            format!(
-                                "{} is assigned under lease {lease}, which is not its live lease",
-                                p.atom
-                            ),
-                        )
-                    }
-                }
-            }
-        }
-        // 2. Exclusivity: every lease matches its package and its drone.
+        // 1 and 2. Conservation and exclusivity: every lease is its package's live lease and
+        // on its drone's books (that no assigned package lacks a live lease, a pass over the
+        // whole queue, is in the deep check).
         for (lid, l) in &st.leases {
-            if st.packages.get(l.pkg.index()).map(|p| p.lease()) != Some(Some(*lid)) {
+            let p = st.packages.get(l.pkg.index());
+            if p.map(|p| (p.lease(), &p.atom)) != Some((Some(*lid), &l.package)) {
                 return fail(
                     2,
                     format!(
@@ -194,6 +171,35 @@ impl Swarm {
                 ),
             );
         }
+        // 1. Conservation of the atom index: every package indexed once, nothing else.
+        let indexed: usize = self.ix.by_atom.values().map(|ids| ids.len()).sum();
+        if indexed != self.st.packages.len() {
+            return fail(
+                1,
+                format!(
+                    "{indexed} packages indexed by atom for {} packages",
+                    self.st.packages.len()
+                ),
+            );
+        }
+        // 1. Conservation: every assigned package's lease is live and names it back.
+        for (i, p) in self.st.packages.iter().enumerate() {
+            let id = PkgId(i as u32);
+            if let PackageState::Assigned { lease } = *p.state() {
+                match self.st.leases.get(&lease) {
+                    Some(l) if l.pkg == id && l.package == p.atom => {}
+                    _ => {
+                        return fail(
+                            1,
+                            format!(
+                                "{} is assigned under lease {lease}, which is not its live lease",
+                                p.atom
+                            ),
+                        )
+                    }
+                }
+            }
+        }
         for (i, p) in self.st.packages.iter().enumerate() {
             if self.pkg_in(p.profile.0.as_deref(), &p.atom) != Some(PkgId(i as u32)) {
                 return fail(
@@ -227,6 +233,9 @@ impl Swarm {
             ix: Index::default(),
         };
         fresh.rebuild_index();
+        if fresh.ix.by_atom != self.ix.by_atom {
+            return fail(1, "atom index drifted".to_owned());
+        }
         if fresh.ix.by_key != self.ix.by_key {
             return fail(0, "package-per-key index drifted".to_owned());
         }
@@ -276,3 +285,6 @@ impl Swarm {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;
