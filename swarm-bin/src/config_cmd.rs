@@ -245,6 +245,10 @@ const POLICY_DOCS: &[(&str, &str, &str)] = &[
     ("ordering", "How ready packages are ordered: `critical_path` (priority, then the longest remaining chain) or `fifo` (Build Swarm v3's enqueue order).", "Only to compare with v3."),
     ("dependency_aware", "Wait for in-queue dependencies before assigning a package.", "Only to compare with v3; off builds packages before their dependencies."),
     ("brake_enabled", "The disruption brake (see brake_ratio_percent).", "Only to compare with v3, which once grounded every drone over a stale queue."),
+    ("probe_disk_warning_percent", "A probe that sees the build filesystem at least this full says disk_warning: logged, never escalated.", "Lower it to hear sooner about drones filling up; keep it at most probe_disk_critical_percent."),
+    ("probe_disk_critical_percent", "A probe that sees the build filesystem at least this full says disk_critical, which counts toward escalation.", "Lower it if builds fail for lack of space before the disk is this full (big packages in /var/tmp)."),
+    ("probe_memory_critical_percent", "A probe that sees at least this much memory in use says memory_critical, which counts toward escalation.", "Raise it for drones that run with little free memory by design."),
+    ("probe_overload_per_core_centi", "A probe that sees a 5-minute load above this many runnable tasks per core, times 100, says overloaded (200: twice the cores, sustained; a drone compiling with -j<cores> sits near 100).", "Raise it if drones that build with more jobs than cores are reported overloaded while they work."),
 ];
 
 /// `swarm config defaults` as text: a commented `[policy]` table, every

@@ -89,13 +89,14 @@ pub use health::{BuildTiming, DroneHealth, HealthMonitor, HealthSample, HealthTh
 pub use id::{DroneName, Epoch, Generation, LeaseId, NameError, Seq};
 pub use input::{
     Control, DroneKind, DroneSpec, Enqueue, Envelope, FailureClass, Heartbeat, Input, Outcome,
-    PackageSpec, ProbeStatus, ReleaseNote, Report,
+    PackageSpec, ProbeFigures, ProbeReach, ProbeStatus, ReleaseNote, Report,
 };
 pub use invariants::Monitor;
 pub use output::{
     BlockReason, Command, EscalationAction, Event, Output, ReclaimReason, RejectReason,
     RevokeReason,
 };
+pub use policy::probe::judge_probe;
 pub use portage::{PortageSnapshot, SnapshotError, SYNC_RETRY_MS};
 pub use state::{SwarmState, REVOKE_REPEAT_MS};
 pub use swarm::{RestoreError, Swarm};

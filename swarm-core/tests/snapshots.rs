@@ -97,6 +97,19 @@ fn probe_with(status: ProbeStatus) -> Envelope {
     })
 }
 
+fn figures_with(reach: ProbeReach) -> Envelope {
+    let seen = reach == ProbeReach::Reached;
+    envelope(Input::ProbeFigures(ProbeFigures {
+        drone: alpha(),
+        reach,
+        service_up: seen.then_some(true),
+        load_centi: seen.then_some(1_520),
+        cores: seen.then_some(8),
+        disk_percent: seen.then_some(88),
+        mem_percent: seen.then_some(41),
+    }))
+}
+
 fn control_with(action: Control) -> Envelope {
     envelope(Input::Control(action))
 }
@@ -232,6 +245,7 @@ mod input {
             duration_ms: None,
         }),
         probe_result => probe_with(ProbeStatus::Unreachable),
+        probe_figures => figures_with(ProbeReach::Reached),
         enqueue => envelope(Input::Enqueue(Enqueue {
             packages: vec![
                 PackageSpec::new(atom("sys-devel/gcc-13.2.1_p20240113-r1")),
@@ -365,6 +379,16 @@ mod probe {
         disk_warning => probe_with(ProbeStatus::DiskWarning),
         disk_critical => probe_with(ProbeStatus::DiskCritical),
         memory_critical => probe_with(ProbeStatus::MemoryCritical),
+    });
+}
+
+mod reach {
+    use super::*;
+
+    frozen!(Envelope {
+        reached => figures_with(ProbeReach::Reached),
+        unreachable => figures_with(ProbeReach::Unreachable),
+        timeout => figures_with(ProbeReach::Timeout),
     });
 }
 
@@ -610,6 +634,14 @@ impl Seen {
                 self.probe(*status);
                 "probe_result"
             }
+            Input::ProbeFigures(f) => {
+                self.0.insert(match f.reach {
+                    ProbeReach::Reached => "reach reached",
+                    ProbeReach::Unreachable => "reach unreachable",
+                    ProbeReach::Timeout => "reach timeout",
+                });
+                "probe_figures"
+            }
             Input::Enqueue(_) => "enqueue",
             Input::Control(action) => {
                 self.control(action);
@@ -816,7 +848,13 @@ fn names(list: &str) -> BTreeSet<String> {
 
 fn inputs_seen() -> Seen {
     let mut seen = Seen::default();
-    let samples = [input::all(), control::all(), outcome::all(), probe::all()];
+    let samples = [
+        input::all(),
+        control::all(),
+        outcome::all(),
+        probe::all(),
+        reach::all(),
+    ];
     for env in samples.iter().flatten() {
         seen.input(env);
     }
@@ -851,7 +889,7 @@ fn every_input_kind_control_action_outcome_and_probe_status_is_frozen() {
         .collect();
     assert_eq!(
         kinds,
-        names("register heartbeat request_work build_started build_finished probe_result enqueue control release recovered tick deregister")
+        names("register heartbeat request_work build_started build_finished probe_result probe_figures enqueue control release recovered tick deregister")
     );
     assert_eq!(
         seen.with_prefix("control "),
@@ -883,6 +921,10 @@ fn every_input_kind_control_action_outcome_and_probe_status_is_frozen() {
             "ok unreachable timeout service_down overloaded disk_warning disk_critical \
              memory_critical"
         )
+    );
+    assert_eq!(
+        seen.with_prefix("reach "),
+        names("reached unreachable timeout")
     );
 }
 

@@ -4,6 +4,7 @@
 use crate::id::DroneName;
 use crate::input::{Control, Envelope, Input, ProbeStatus};
 use crate::output::{Command, EscalationAction, Event, Output, RejectReason};
+use crate::policy::probe::probe_verdict;
 use crate::swarm::Swarm;
 use crate::time::Timestamp;
 use crate::violation::{fail, Violation};
@@ -184,7 +185,7 @@ impl Monitor {
                 format!("{drone} escalated ({action:?}) under the brake"),
             );
         }
-        let Input::ProbeResult { status, .. } = &env.input else {
+        let Some((_, status)) = probe_verdict(c, &env.input) else {
             return fail(10, format!("{drone} escalated without a probe result"));
         };
         let fresh = self
@@ -197,7 +198,7 @@ impl Monitor {
                 format!("{drone} escalated on {status:?} with a fresh heartbeat"),
             );
         }
-        let (n, first) = self.streak_after(drone, *status, fresh);
+        let (n, first) = self.streak_after(drone, status, fresh);
         if n < c.min_consecutive_failures || now.since(first) < c.min_failure_window_ms {
             return fail(
                 10,
@@ -314,16 +315,22 @@ impl Monitor {
             Input::Heartbeat(hb) if known(&hb.drone) => {
                 self.beat(&hb.drone, now);
             }
-            Input::ProbeResult { drone, status } if known(drone) => {
+            Input::ProbeFigures(_) | Input::ProbeResult { .. } => {
+                let Some((drone, status)) = probe_verdict(&self.config, &env.input) else {
+                    return;
+                };
+                if !known(drone) {
+                    return;
+                }
                 let fresh = self
                     .last_heartbeat
                     .get(drone)
                     .is_some_and(|t| now.since(*t) < self.config.heartbeat_grace_ms);
-                if *status == ProbeStatus::Ok {
+                if status == ProbeStatus::Ok {
                     self.streak.remove(drone);
                     self.ladder.remove(drone);
                 } else {
-                    let next = self.streak_after(drone, *status, fresh);
+                    let next = self.streak_after(drone, status, fresh);
                     self.streak.insert(drone.clone(), next);
                 }
             }

@@ -6,5 +6,6 @@ pub(crate) mod escalate;
 pub(crate) mod extend;
 pub(crate) mod liveness;
 pub(crate) mod plan;
+pub(crate) mod probe;
 pub(crate) mod retry;
 pub(crate) mod schedule;

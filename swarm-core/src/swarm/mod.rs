@@ -18,6 +18,7 @@ use crate::config::{Config, ConfigError};
 use crate::index::Index;
 use crate::input::{Envelope, Input};
 use crate::output::{Event, Output, RejectReason};
+use crate::policy::probe::probe_verdict;
 use crate::state::SwarmState;
 use crate::time::Timestamp;
 
@@ -107,7 +108,11 @@ impl Swarm {
                 duration_ms,
             } => self.on_build_finished(report, outcome, *duration_ms, &mut out),
             Input::Deregister { drone } => self.on_deregister(drone, &mut out),
-            Input::ProbeResult { drone, status } => self.on_probe_result(drone, *status, &mut out),
+            Input::ProbeFigures(_) | Input::ProbeResult { .. } => {
+                if let Some((drone, status)) = probe_verdict(&self.st.config, &env.input) {
+                    self.on_probe_result(drone, status, &mut out)
+                }
+            }
             Input::Enqueue(enqueue) => self.on_enqueue(enqueue, &mut out),
             Input::Control(action) => self.on_control(action, &mut out),
             Input::Release(note) => out.push(Output::Event(Event::Release {

@@ -10,19 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use swarm_core::{DroneName, Input, ProbeStatus};
-
-/// Disk use at or above this percent is `disk_warning` (a warning only, DESIGN §3).
-pub const DISK_WARNING_PERCENT: u32 = 85;
-/// Disk use at or above this percent is `disk_critical`: builds will fail.
-pub const DISK_CRITICAL_PERCENT: u32 = 95;
-/// Memory use at or above this percent is `memory_critical`: the OOM killer is near.
-pub const MEMORY_CRITICAL_PERCENT: u32 = 95;
-/// A 5-minute load average above this many runnable tasks per core is
-/// `overloaded`. A drone compiling with `-j<cores>` sits near 1 per core, and
-/// short spikes vanish in the 5-minute average; twice the cores, sustained,
-/// means it is thrashing (usually swap), not building.
-pub const OVERLOAD_LOAD_PER_CORE: f64 = 2.0;
+use swarm_core::{DroneName, Input, ProbeFigures, ProbeReach};
 
 /// Where probe results go: the server passes a closure that appends the input
 /// to the store, the tests one that collects them.
@@ -30,13 +18,14 @@ pub type Submit = Arc<dyn Fn(Input) + Send + Sync>;
 
 /// The figures a probe printed as `key=value` lines (`service=up`, `load=1.5`,
 /// `cores=8`, `disk_percent=40`, `mem_percent=50`). Unknown keys and
-/// unparsable values are ignored, so a custom probe may print more.
+/// unparsable values are ignored, so a custom probe may print more. What they
+/// mean is the core's to judge (`Config`'s `probe_*` thresholds).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ProbeReport {
     /// `service=up|running|ok` or `service=down|stopped|dead|crashed`.
     pub service_up: Option<bool>,
-    /// `load=`: the 5-minute load average.
-    pub load: Option<f64>,
+    /// `load=`: the 5-minute load average × 100, rounded (the core decides in integers).
+    pub load_centi: Option<u32>,
     /// `cores=`: online CPUs, to judge the load.
     pub cores: Option<u32>,
     /// `disk_percent=`: use of the build filesystem (`/var/tmp`), a `%` is allowed.
@@ -64,11 +53,13 @@ impl ProbeReport {
                     }
                 }
                 "load" => {
-                    report.load = value
+                    report.load_centi = value
                         .parse::<f64>()
                         .ok()
                         .filter(|l| l.is_finite() && *l >= 0.0)
-                        .or(report.load)
+                        // `as` saturates: an absurd load reads as the largest one.
+                        .map(|l| (l * 100.0).round() as u32)
+                        .or(report.load_centi)
                 }
                 "cores" => report.cores = value.parse().ok().filter(|c| *c > 0).or(report.cores),
                 "disk_percent" => report.disk_percent = percent().or(report.disk_percent),
@@ -84,54 +75,60 @@ impl ProbeReport {
         *self == ProbeReport::default()
     }
 
-    /// The worst condition the figures show, most urgent first: service down,
-    /// memory critical, disk critical, overloaded, disk warning, ok. Missing
-    /// figures count as fine: a probe that cannot see the disk says nothing about it.
-    pub fn status(&self) -> ProbeStatus {
-        let at_least = |v: Option<u32>, limit| v.is_some_and(|v| v >= limit);
-        if self.service_up == Some(false) {
-            ProbeStatus::ServiceDown
-        } else if at_least(self.mem_percent, MEMORY_CRITICAL_PERCENT) {
-            ProbeStatus::MemoryCritical
-        } else if at_least(self.disk_percent, DISK_CRITICAL_PERCENT) {
-            ProbeStatus::DiskCritical
-        } else if matches!((self.load, self.cores), (Some(l), Some(c)) if l > OVERLOAD_LOAD_PER_CORE * f64::from(c))
-        {
-            ProbeStatus::Overloaded
-        } else if at_least(self.disk_percent, DISK_WARNING_PERCENT) {
-            ProbeStatus::DiskWarning
-        } else {
-            ProbeStatus::Ok
+    /// The figures of a probe that reached `drone`.
+    pub fn reached(self, drone: &DroneName) -> ProbeFigures {
+        ProbeFigures {
+            drone: drone.clone(),
+            reach: ProbeReach::Reached,
+            service_up: self.service_up,
+            load_centi: self.load_centi,
+            cores: self.cores,
+            disk_percent: self.disk_percent,
+            mem_percent: self.mem_percent,
         }
     }
 }
 
-/// The status of a probe command that ran to its end (`code` is `None` when a
-/// signal killed it).
+/// A probe that did not get to look at `drone`.
+fn not_reached(drone: &DroneName, reach: ProbeReach) -> ProbeFigures {
+    ProbeFigures {
+        drone: drone.clone(),
+        reach,
+        ..ProbeFigures::default()
+    }
+}
+
+/// What a probe command that ran to its end (`code` is `None` when a signal
+/// killed it) saw of `drone`. It reads, it does not judge:
 ///
 /// - exit 255 is ssh's own failure: `unreachable`, or `timeout` when ssh says
 ///   the connection timed out;
-/// - otherwise figures on stdout decide (see [`ProbeReport::status`]), whatever the exit code;
-/// - exit 0 with no figures is `ok` (a custom probe may be a bare health check);
-/// - a failure with no figures is `unreachable`: we could not look. That is a
-///   probe-path failure, which a fresh heartbeat overrides in the core, so a
-///   broken probe command never restarts a healthy drone.
-pub fn classify(code: Option<i32>, stdout: &str, stderr: &str) -> ProbeStatus {
+/// - otherwise the figures on stdout, whatever the exit code;
+/// - exit 0 with no figures is a drone reached with nothing to say (a custom
+///   probe may be a bare health check);
+/// - a failure with no figures is `unreachable`: we could not look. The core
+///   treats that as a probe-path failure, which a fresh heartbeat overrides, so
+///   a broken probe command never restarts a healthy drone.
+pub fn read_probe(
+    drone: &DroneName,
+    code: Option<i32>,
+    stdout: &str,
+    stderr: &str,
+) -> ProbeFigures {
     if code == Some(255) {
         let lower = stderr.to_ascii_lowercase();
-        return if lower.contains("timed out") {
-            ProbeStatus::Timeout
+        let reach = if lower.contains("timed out") {
+            ProbeReach::Timeout
         } else {
-            ProbeStatus::Unreachable
+            ProbeReach::Unreachable
         };
+        return not_reached(drone, reach);
     }
     let report = ProbeReport::parse(stdout);
-    if !report.is_empty() {
-        report.status()
-    } else if code == Some(0) {
-        ProbeStatus::Ok
+    if report.is_empty() && code != Some(0) {
+        not_reached(drone, ProbeReach::Unreachable)
     } else {
-        ProbeStatus::Unreachable
+        report.reached(drone)
     }
 }
 
@@ -145,7 +142,7 @@ pub struct Prober {
 impl Prober {
     /// `targets` is asked for the current fleet at the start of every round
     /// (the server answers from its published view); `submit` receives one
-    /// `Input::ProbeResult` per probed drone.
+    /// `Input::ProbeFigures` per probed drone.
     pub fn new(
         settings: ProbeSettings,
         targets: impl Fn() -> Vec<ProbeTarget> + Send + Sync + 'static,
@@ -165,7 +162,7 @@ impl Prober {
         &self,
         target: &ProbeTarget,
         stop: Option<&AtomicBool>,
-    ) -> Option<ProbeStatus> {
+    ) -> Option<ProbeFigures> {
         if let Err(e) = check_target(target) {
             tracing::error!(error = %e, "not probing drone");
             return None;
@@ -176,9 +173,9 @@ impl Prober {
         ]);
         let timeout = Duration::from_secs(self.settings.timeout_s.max(1));
         let result = run::run(&argv, timeout, stop);
-        let status = match result.ended {
-            Ended::Exited(code) => classify(code, &result.stdout, &result.stderr),
-            Ended::TimedOut => ProbeStatus::Timeout,
+        let figures = match result.ended {
+            Ended::Exited(code) => read_probe(&target.drone, code, &result.stdout, &result.stderr),
+            Ended::TimedOut => not_reached(&target.drone, ProbeReach::Timeout),
             Ended::Stopped => return None,
             Ended::SpawnFailed(e) => {
                 tracing::error!(
@@ -187,29 +184,30 @@ impl Prober {
                     error = %e,
                     "cannot run the probe command; fix probe.command"
                 );
-                ProbeStatus::Unreachable
+                not_reached(&target.drone, ProbeReach::Unreachable)
             }
         };
         let stderr = result.stderr.trim();
-        if status == ProbeStatus::Ok {
-            tracing::debug!(drone = %target.drone, elapsed_ms = result.elapsed.as_millis() as u64, "probe ok");
+        let elapsed_ms = result.elapsed.as_millis() as u64;
+        if figures.reach == ProbeReach::Reached {
+            tracing::debug!(drone = %target.drone, elapsed_ms, figures = ?figures, "probe reached the drone");
         } else {
             tracing::info!(
                 drone = %target.drone,
                 address = %target.address,
-                status = ?status,
-                elapsed_ms = result.elapsed.as_millis() as u64,
+                reach = ?figures.reach,
+                elapsed_ms,
                 stderr = %stderr.chars().take(300).collect::<String>(),
-                "probe found a problem"
+                "probe could not reach the drone"
             );
         }
-        Some(status)
+        Some(figures)
     }
 
     /// One round: every current target, `parallel` at a time, each result
     /// submitted as soon as it is known. Returns the results in completion
     /// order. Takes about `ceil(targets / parallel) × timeout` at worst.
-    pub fn probe_round(&self, stop: &AtomicBool) -> Vec<(DroneName, ProbeStatus)> {
+    pub fn probe_round(&self, stop: &AtomicBool) -> Vec<ProbeFigures> {
         let targets = (self.targets)();
         if targets.is_empty() {
             return Vec::new();
@@ -223,13 +221,10 @@ impl Prober {
             }
             let next = queue.lock().unwrap_or_else(PoisonError::into_inner).next();
             let Some(target) = next else { return };
-            let Some(status) = self.probe_one(&target, Some(stop)) else {
+            let Some(figures) = self.probe_one(&target, Some(stop)) else {
                 continue;
             };
-            let input = Input::ProbeResult {
-                drone: target.drone.clone(),
-                status,
-            };
+            let input = Input::ProbeFigures(figures.clone());
             let submit = &self.submit;
             if catch_unwind(AssertUnwindSafe(|| submit(input))).is_err() {
                 tracing::error!(drone = %target.drone, "submitting a probe result panicked; result dropped");
@@ -237,7 +232,7 @@ impl Prober {
             results
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
-                .push((target.drone, status));
+                .push(figures);
         };
         std::thread::scope(|scope| {
             let mut started = 0;
@@ -314,6 +309,7 @@ mod tests {
     use super::*;
     use crate::heal::{CommandTemplate, PROBE_PLACEHOLDERS};
     use std::path::Path;
+    use swarm_core::{judge_probe, Config, ProbeStatus};
 
     const STUB: &str = r#"#!/bin/sh
 # $1 = drone, $2 = address
@@ -361,14 +357,27 @@ esac
 
     type Collected = Arc<Mutex<Vec<(String, ProbeStatus, Instant)>>>;
 
+    /// What the core makes of figures under the default thresholds.
+    fn verdict(f: &ProbeFigures) -> ProbeStatus {
+        judge_probe(&Config::default(), f)
+    }
+
+    fn drone(name: &str) -> DroneName {
+        DroneName::new(name).expect("a valid name")
+    }
+
+    fn read(code: Option<i32>, stdout: &str, stderr: &str) -> ProbeFigures {
+        read_probe(&drone("d"), code, stdout, stderr)
+    }
+
     fn collector() -> (Submit, Collected) {
         let seen: Collected = Arc::default();
         let sink = Arc::clone(&seen);
         let submit: Submit = Arc::new(move |input| {
-            if let Input::ProbeResult { drone, status } = input {
+            if let Input::ProbeFigures(f) = input {
                 sink.lock().unwrap_or_else(PoisonError::into_inner).push((
-                    drone.to_string(),
-                    status,
+                    f.drone.to_string(),
+                    verdict(&f),
                     Instant::now(),
                 ));
             }
@@ -381,7 +390,7 @@ esac
     }
 
     #[test]
-    fn parses_the_figures_into_a_status() {
+    fn parses_the_figures_the_core_judges() {
         let report = ProbeReport::parse(
             "service=up\nload=1.5\ncores=8\ndisk_percent=40%\nmem_percent=50\nnoise\n",
         );
@@ -389,13 +398,14 @@ esac
             report,
             ProbeReport {
                 service_up: Some(true),
-                load: Some(1.5),
+                load_centi: Some(150),
                 cores: Some(8),
                 disk_percent: Some(40),
                 mem_percent: Some(50),
             }
         );
-        assert_eq!(report.status(), ProbeStatus::Ok);
+        assert_eq!(verdict(&report.reached(&drone("d"))), ProbeStatus::Ok);
+        // The verdicts the prober gave itself before the core judged figures.
         let cases = [
             ("service=down\nmem_percent=99", ProbeStatus::ServiceDown),
             (
@@ -411,35 +421,47 @@ esac
                 ProbeStatus::Overloaded,
             ),
             ("load=16.0\ncores=8", ProbeStatus::Ok),
+            ("load=16.004\ncores=8", ProbeStatus::Ok),
+            ("load=16.006\ncores=8", ProbeStatus::Overloaded),
             ("disk_percent=85", ProbeStatus::DiskWarning),
             ("load=abc\ncores=8", ProbeStatus::Ok),
+            ("load=1e30\ncores=8", ProbeStatus::Overloaded),
         ];
         for (stdout, want) in cases {
-            assert_eq!(ProbeReport::parse(stdout).status(), want, "{stdout}");
+            assert_eq!(verdict(&read(Some(0), stdout, "")), want, "{stdout}");
         }
+        assert_eq!(ProbeReport::parse("load=1e30").load_centi, Some(u32::MAX));
     }
 
     #[test]
-    fn classifies_ssh_failures_and_bare_exit_codes() {
+    fn reads_ssh_failures_and_bare_exit_codes_as_reach() {
+        let reach = |code, stdout, stderr| read(code, stdout, stderr).reach;
         assert_eq!(
-            classify(Some(255), "", "Connection refused"),
-            ProbeStatus::Unreachable
+            reach(Some(255), "service=up", "Connection refused"),
+            ProbeReach::Unreachable
         );
         assert_eq!(
-            classify(
+            reach(
                 Some(255),
                 "",
                 "ssh: connect to host x port 22: Connection timed out"
             ),
-            ProbeStatus::Timeout
+            ProbeReach::Timeout
         );
-        assert_eq!(classify(Some(0), "", ""), ProbeStatus::Ok);
-        assert_eq!(classify(Some(3), "", "oops"), ProbeStatus::Unreachable);
         assert_eq!(
-            classify(Some(1), "service=down\n", ""),
-            ProbeStatus::ServiceDown
+            read(Some(0), "", ""),
+            ProbeFigures {
+                drone: drone("d"),
+                ..ProbeFigures::default()
+            }
         );
-        assert_eq!(classify(None, "", ""), ProbeStatus::Unreachable);
+        assert_eq!(reach(Some(3), "", "oops"), ProbeReach::Unreachable);
+        let down = read(Some(1), "service=down\n", "");
+        assert_eq!(
+            (down.reach, down.service_up),
+            (ProbeReach::Reached, Some(false))
+        );
+        assert_eq!(reach(None, "", ""), ProbeReach::Unreachable);
     }
 
     #[test]
@@ -456,7 +478,7 @@ esac
         let mut results: Vec<(String, ProbeStatus)> = prober
             .probe_round(&stop)
             .into_iter()
-            .map(|(d, s)| (d.to_string(), s))
+            .map(|f| (f.drone.to_string(), verdict(&f)))
             .collect();
         results.sort();
         let mut want = vec![
@@ -506,8 +528,8 @@ esac
         let prober = Prober::new(settings, Vec::new, submit);
         let target = targets(&["slow-kill"]);
         let started = Instant::now();
-        let status = prober.probe_one(&target[0], None);
-        assert_eq!(status, Some(ProbeStatus::Timeout));
+        let reach = prober.probe_one(&target[0], None).map(|f| f.reach);
+        assert_eq!(reach, Some(ProbeReach::Timeout));
         assert!(started.elapsed() < Duration::from_secs(2));
         let pid = std::fs::read_to_string(dir.path().join("slow-kill.pid")).unwrap_or_default();
         let pid = pid.trim();

@@ -67,6 +67,7 @@ fn lane(job: &Job) -> Lane {
                         | Input::BuildFinished { .. }
                         | Input::Deregister { .. }
                         | Input::ProbeResult { .. }
+                        | Input::ProbeFigures(_)
                         | Input::Tick
                 )
             });

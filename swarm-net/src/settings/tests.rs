@@ -645,7 +645,7 @@ fn the_default_probe_prints_figures_the_prober_understands() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let report = ProbeReport::parse(&stdout);
     assert!(report.service_up.is_some(), "{stdout}");
-    assert!(report.load.is_some(), "{stdout}");
+    assert!(report.load_centi.is_some(), "{stdout}");
     assert!(report.cores.is_some(), "{stdout}");
     assert!(report.disk_percent.is_some(), "{stdout}");
     assert!(report.mem_percent.is_some(), "{stdout}");

@@ -6,7 +6,9 @@ use super::{Ev, World, POLL_MS, PROBE_MS, STALL_MS, START_EPOCH_MS};
 use crate::agent::{AgentAction, AgentInput, AgentState, JobId, ReportWhat};
 use crate::health::{DroneHealth, HealthMonitor, HealthSample};
 use crate::id::LeaseId;
-use crate::input::{FailureClass, Heartbeat, Input, Outcome, ProbeStatus, Report as LeaseReport};
+use crate::input::{
+    FailureClass, Heartbeat, Input, Outcome, ProbeFigures, ProbeReach, Report as LeaseReport,
+};
 use crate::time::{Timestamp, SECOND_MS};
 
 impl World {
@@ -203,19 +205,25 @@ impl World {
     pub(super) fn on_probe(&mut self, i: usize) {
         self.at(self.now + PROBE_MS, Ev::Probe(i));
         let a = &self.agents[i];
-        let status = if !a.alive {
+        let reach = if !a.alive {
             if self.rng.chance(1, 2) {
-                ProbeStatus::Unreachable
+                ProbeReach::Unreachable
             } else {
-                ProbeStatus::Timeout
+                ProbeReach::Timeout
             }
         } else if a.partitioned || self.asymmetry {
-            ProbeStatus::Timeout
+            ProbeReach::Timeout
         } else {
-            ProbeStatus::Ok
+            ProbeReach::Reached
         };
-        let drone = a.name.clone();
-        self.cp(Input::ProbeResult { drone, status });
+        // What a real probe reports; the core judges it, as it does the prober's.
+        let seen = reach == ProbeReach::Reached;
+        self.cp(Input::ProbeFigures(ProbeFigures {
+            drone: a.name.clone(),
+            reach,
+            service_up: seen.then_some(true),
+            ..ProbeFigures::default()
+        }));
     }
 
     pub(super) fn kill(&mut self, i: usize) {

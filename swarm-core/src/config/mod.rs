@@ -6,6 +6,8 @@
 use crate::time::{HOUR_MS, MINUTE_MS, SECOND_MS};
 use serde::{Deserialize, Serialize};
 
+mod hash;
+
 /// Longest duration a policy field may hold: a year. Beyond it a value is a
 /// mistake (seconds given as milliseconds twice over), not a policy.
 pub const MAX_CONFIG_MS: u64 = 365 * 24 * HOUR_MS;
@@ -16,7 +18,7 @@ pub const MAX_SLOT_COUNT: u32 = 1024;
 
 /// The policy's numbers. Build with `Config::default()` and override fields;
 /// `Swarm::new` validates.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// A drone whose last heartbeat is older than this is suspect: no new work.
@@ -81,6 +83,16 @@ pub struct Config {
     pub dependency_aware: bool,
     /// The disruption brake. Off only to compare with v3, which grounded every drone at once.
     pub brake_enabled: bool,
+    /// A probe seeing disk use at or above this percent says `disk_warning` (a warning only).
+    pub probe_disk_warning_percent: u32,
+    /// A probe seeing disk use at or above this percent says `disk_critical`: builds will fail.
+    pub probe_disk_critical_percent: u32,
+    /// A probe seeing memory use at or above this percent says `memory_critical`: the OOM killer is near.
+    pub probe_memory_critical_percent: u32,
+    /// A probe seeing a 5-minute load above this many runnable tasks per core × 100 says
+    /// `overloaded`. A drone compiling with `-j<cores>` sits near 100; short spikes vanish in
+    /// the 5-minute average; twice the cores, sustained, means thrashing (usually swap).
+    pub probe_overload_per_core_centi: u32,
 }
 
 /// Order of the ready set.
@@ -128,6 +140,10 @@ impl Default for Config {
             ordering: Ordering::CriticalPath,
             dependency_aware: true,
             brake_enabled: true,
+            probe_disk_warning_percent: 85,
+            probe_disk_critical_percent: 95,
+            probe_memory_critical_percent: 95,
+            probe_overload_per_core_centi: 200,
         }
     }
 }
@@ -163,7 +179,7 @@ pub enum ConfigError {
         unit: &'static str,
     },
     /// Two fields whose order matters are the wrong way round.
-    #[error("{field} ({value} ms) must be {relation} {other} ({other_value} ms)")]
+    #[error("{field} ({value}{unit}) must be {relation} {other} ({other_value}{unit})")]
     Order {
         /// The offending field.
         field: &'static str,
@@ -175,6 +191,8 @@ pub enum ConfigError {
         other: &'static str,
         /// That field's value.
         other_value: u64,
+        /// `" ms"` for durations, `" %"` for percents.
+        unit: &'static str,
     },
 }
 
@@ -194,6 +212,10 @@ impl Config {
             (
                 "max_escalations_per_window",
                 self.max_escalations_per_window,
+            ),
+            (
+                "probe_overload_per_core_centi",
+                self.probe_overload_per_core_centi,
             ),
         ];
         let positive_ms = [
@@ -216,10 +238,32 @@ impl Config {
         if let Some(e) = self.too_large() {
             return Err(e);
         }
-        if !(1..=100).contains(&self.brake_ratio_percent) {
-            return Err(ConfigError::Percent {
-                field: "brake_ratio_percent",
-                value: self.brake_ratio_percent,
+        let percents = [
+            ("brake_ratio_percent", self.brake_ratio_percent),
+            (
+                "probe_disk_warning_percent",
+                self.probe_disk_warning_percent,
+            ),
+            (
+                "probe_disk_critical_percent",
+                self.probe_disk_critical_percent,
+            ),
+            (
+                "probe_memory_critical_percent",
+                self.probe_memory_critical_percent,
+            ),
+        ];
+        if let Some(&(field, value)) = percents.iter().find(|(_, v)| !(1..=100).contains(v)) {
+            return Err(ConfigError::Percent { field, value });
+        }
+        if self.probe_disk_warning_percent > self.probe_disk_critical_percent {
+            return Err(ConfigError::Order {
+                field: "probe_disk_warning_percent",
+                value: self.probe_disk_warning_percent.into(),
+                relation: "at most",
+                other: "probe_disk_critical_percent",
+                other_value: self.probe_disk_critical_percent.into(),
+                unit: " %",
             });
         }
         let ordered = [
@@ -265,6 +309,7 @@ impl Config {
                 relation,
                 other,
                 other_value,
+                unit: " ms",
             });
         }
         Ok(())
@@ -327,6 +372,11 @@ impl Config {
                 self.max_escalations_per_window,
                 MAX_CONFIG_COUNT,
             ),
+            (
+                "probe_overload_per_core_centi",
+                self.probe_overload_per_core_centi,
+                MAX_CONFIG_COUNT,
+            ),
         ];
         let duration =
             durations
@@ -377,129 +427,4 @@ impl Config {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn defaults_are_valid() {
-        assert_eq!(Config::default().validate(), Ok(()));
-        assert_eq!(Config::v3().validate(), Ok(()));
-    }
-
-    #[test]
-    fn zero_prefetch_is_rejected_by_name() {
-        let c = Config {
-            max_prefetch: 0,
-            ..Config::default()
-        };
-        assert_eq!(
-            c.validate(),
-            Err(ConfigError::Zero {
-                field: "max_prefetch"
-            })
-        );
-    }
-
-    #[test]
-    fn brake_ratio_above_a_hundred_percent_is_rejected() {
-        let c = Config {
-            brake_ratio_percent: 120,
-            ..Config::default()
-        };
-        let err = c.validate().err().map(|e| e.to_string());
-        assert_eq!(
-            err.as_deref(),
-            Some("brake_ratio_percent is 120 %, but must be between 1 and 100")
-        );
-    }
-
-    #[test]
-    fn offline_timeout_shorter_than_grace_is_rejected() {
-        let c = Config {
-            offline_timeout_ms: 10_000,
-            ..Config::default()
-        };
-        assert!(matches!(
-            c.validate(),
-            Err(ConfigError::Order {
-                field: "heartbeat_grace_ms",
-                ..
-            })
-        ));
-    }
-
-    /// Every numeric field of the policy, found from the type itself (so a
-    /// new field without a bound fails here), refuses an absurd value by name.
-    #[test]
-    fn every_numeric_policy_field_refuses_an_absurd_value_by_name() {
-        let serde_json::Value::Object(defaults) =
-            serde_json::to_value(Config::default()).expect("serialisable")
-        else {
-            panic!("a config is an object");
-        };
-        let mut checked = 0;
-        for (field, value) in &defaults {
-            // `u32::MAX` drones is how "never" is spelt (`Config::v3`).
-            if field == "block_after_drones" {
-                continue;
-            }
-            let slots = match value {
-                serde_json::Value::Number(_) => vec![None],
-                serde_json::Value::Array(a) => (0..a.len()).map(Some).collect(),
-                _ => continue,
-            };
-            for slot in slots {
-                let name = match slot {
-                    Some(i) => format!("{field}[{i}]"),
-                    None => field.clone(),
-                };
-                let err = [u64::MAX, u64::from(u32::MAX)]
-                    .into_iter()
-                    .find_map(|absurd| {
-                        let mut json = serde_json::Value::Object(defaults.clone());
-                        match slot {
-                            Some(i) => json[field][i] = absurd.into(),
-                            None => json[field] = absurd.into(),
-                        }
-                        serde_json::from_value::<Config>(json).ok()
-                    })
-                    .unwrap_or_else(|| panic!("{name} takes neither u64 nor u32"))
-                    .validate()
-                    .expect_err(&name)
-                    .to_string();
-                assert!(err.starts_with(&name), "{name}: {err}");
-                checked += 1;
-            }
-        }
-        assert!(checked >= 29, "only {checked} fields checked");
-    }
-
-    #[test]
-    fn a_value_at_its_bound_is_accepted() {
-        let c = Config {
-            failure_memory_ms: MAX_CONFIG_MS,
-            max_attempts: MAX_CONFIG_COUNT,
-            max_prefetch: MAX_SLOT_COUNT,
-            ..Config::default()
-        };
-        assert_eq!(c.validate(), Ok(()));
-        let c = Config {
-            failure_memory_ms: MAX_CONFIG_MS + 1,
-            ..Config::default()
-        };
-        assert_eq!(
-            c.validate().map_err(|e| e.to_string()),
-            Err(format!(
-                "failure_memory_ms is {}, but must be at most {MAX_CONFIG_MS} ms",
-                MAX_CONFIG_MS + 1
-            ))
-        );
-    }
-
-    #[test]
-    fn slots_follow_cores_with_a_floor_of_one() {
-        let c = Config::default();
-        assert_eq!(c.slots_for(2), 1);
-        assert_eq!(c.slots_for(24), 6);
-    }
-}
+mod tests;

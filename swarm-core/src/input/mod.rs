@@ -9,6 +9,9 @@ use crate::id::{DroneName, Epoch, Generation, LeaseId, Seq};
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 
+mod probe;
+pub use probe::{ProbeFigures, ProbeReach, ProbeStatus};
+
 /// One input, stamped with its log position and the adapter's clock.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Envelope {
@@ -61,7 +64,12 @@ pub enum Input {
         /// The drone leaving.
         drone: DroneName,
     },
-    /// The self-healing prober's verdict on one drone.
+    /// What the self-healing prober saw of one drone: the figures, which the core
+    /// judges against the thresholds in [`Config`](crate::Config) (the prober sends these).
+    ProbeFigures(ProbeFigures),
+    /// A verdict on one drone, judged outside the core: what probers before
+    /// `ProbeFigures` sent, kept so their logs replay; tests and the simulator may
+    /// still send it.
     ProbeResult {
         /// The drone probed.
         drone: DroneName,
@@ -245,48 +253,6 @@ pub enum Outcome {
     },
     /// Portage masks it: block for good.
     Masked,
-}
-
-/// What a probe of the drone saw.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ProbeStatus {
-    /// All well.
-    Ok,
-    /// No route / connection refused.
-    Unreachable,
-    /// No answer in time.
-    Timeout,
-    /// The machine answers but the drone service is down.
-    ServiceDown,
-    /// Load far above its cores.
-    Overloaded,
-    /// Disk filling: a warning only.
-    DiskWarning,
-    /// Disk full.
-    DiskCritical,
-    /// Memory exhausted.
-    MemoryCritical,
-}
-
-impl ProbeStatus {
-    /// Counts toward escalation.
-    pub fn is_failure(self) -> bool {
-        !matches!(self, ProbeStatus::Ok | ProbeStatus::DiskWarning)
-    }
-
-    /// Says the drone itself is gone (not just sick): evidence for an early reclaim.
-    pub fn says_down(self) -> bool {
-        matches!(
-            self,
-            ProbeStatus::Unreachable | ProbeStatus::Timeout | ProbeStatus::ServiceDown
-        )
-    }
-
-    /// Failures of the probe path alone, which a fresh heartbeat contradicts.
-    pub fn is_path_failure(self) -> bool {
-        matches!(self, ProbeStatus::Unreachable | ProbeStatus::Timeout)
-    }
 }
 
 /// Packages to queue.
