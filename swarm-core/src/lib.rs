@@ -79,6 +79,7 @@ mod stable_hash;
 mod state;
 mod swarm;
 pub mod time;
+mod touched;
 mod view;
 mod violation;
 
@@ -101,6 +102,7 @@ pub use portage::{PortageSnapshot, SnapshotError, SYNC_RETRY_MS};
 pub use state::{SwarmState, REVOKE_REPEAT_MS};
 pub use swarm::{RestoreError, Swarm};
 pub use time::Timestamp;
+pub use touched::Touched;
 pub use view::{
     BrakeView, Counts, DroneStatus, DroneView, LeaseView, PackageStatus, PackageView,
     ProfileStates, ProfileView, View,

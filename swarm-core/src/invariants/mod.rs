@@ -231,6 +231,7 @@ impl Swarm {
         let mut fresh = Swarm {
             st: self.st.clone(),
             ix: Index::default(),
+            touched: Default::default(),
         };
         fresh.rebuild_index();
         if fresh.ix.by_atom != self.ix.by_atom {

@@ -124,6 +124,10 @@ impl Swarm {
         if let Some(l) = self.st.leases.get_mut(&lid) {
             if l.started_at.is_none() {
                 l.started_at = Some(now);
+                // The lease's row, its package's (`started`) and its drone's (its leases).
+                self.touched.lease(lid);
+                self.touched.package(l.pkg);
+                self.touched.drone(&l.drone);
                 out.push(Output::Event(Event::Started {
                     drone: l.drone.clone(),
                     package: l.package.clone(),
@@ -139,6 +143,7 @@ impl Swarm {
         };
         let lid = LeaseId(self.st.next_lease);
         self.st.next_lease += 1;
+        self.touched.lease(lid);
         let p = self.st.pkg_mut(pkg);
         let sweep = match p.state() {
             PackageState::Blocked { reason, .. } => Some(reason.clone()),
@@ -179,6 +184,7 @@ impl Swarm {
         let lease = self.st.leases.remove(&lid).unwrap_or_else(|| {
             unreachable!("end_lease is only called with a lease found live a moment ago")
         });
+        self.touched.lease(lid);
         if let Some(d) = self.st.drones.get_mut(&lease.drone) {
             d.leases.remove(&lid);
         }

@@ -21,6 +21,7 @@ use crate::output::{Event, Output, RejectReason};
 use crate::policy::probe::probe_verdict;
 use crate::state::SwarmState;
 use crate::time::Timestamp;
+use crate::touched::Touched;
 
 /// The swarm's scheduling state machine. Pure: no clock, no IO, no threads.
 ///
@@ -31,6 +32,8 @@ use crate::time::Timestamp;
 pub struct Swarm {
     pub(crate) st: SwarmState,
     pub(crate) ix: Index,
+    /// What the last `handle` changed; not state (neither digested nor snapshotted).
+    pub(crate) touched: Touched,
 }
 
 /// A snapshot that cannot be restored.
@@ -53,6 +56,7 @@ impl Swarm {
         Ok(Swarm {
             st: SwarmState::new(config),
             ix: Index::default(),
+            touched: Touched::default(),
         })
     }
 
@@ -62,6 +66,7 @@ impl Swarm {
         let mut swarm = Swarm {
             st: state,
             ix: Index::default(),
+            touched: Touched::default(),
         };
         swarm.rebuild_index();
         swarm.check_invariants_deep()?;
@@ -83,6 +88,16 @@ impl Swarm {
     #[must_use = "outputs carry commands the adapter must perform"]
     pub fn handle(&mut self, env: &Envelope) -> Vec<Output> {
         let mut out = Vec::new();
+        self.touched.clear();
+        // The drone an input comes from (or names) is touched whether or not a hook below
+        // sees it: a heartbeat's figures change its row without any upkeep.
+        if let Some(name) = subject(&env.input) {
+            self.touched.drone(name);
+        }
+        if let Input::Control(action) = &env.input {
+            self.touched.control(action);
+        }
+        let queued_before = self.st.packages.len();
         // A control plane that was not running (restart) or whose clock jumped
         // missed its own deadlines by more than a heartbeat grace: it cannot
         // judge drones by heartbeat age, so grace comes before any timer fires.
@@ -123,13 +138,37 @@ impl Swarm {
             Input::Recovered => {}
             Input::Tick => {}
         }
+        // Packages an enqueue appended: new rows, whatever upkeep they got.
+        for i in queued_before..self.st.packages.len() {
+            self.touched.package(crate::state::PkgId(i as u32));
+        }
         out
+    }
+
+    /// The packages, drones and leases the last [`Swarm::handle`] changed, for a read model
+    /// that mirrors them (see [`Touched`]).
+    #[must_use]
+    pub fn touched(&self) -> &Touched {
+        &self.touched
     }
 
     /// The next instant at which something is due; send `Tick` then (or earlier).
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Timestamp> {
         self.ix.next_timer()
+    }
+}
+
+/// The drone an input is from or about.
+fn subject(input: &Input) -> Option<&crate::id::DroneName> {
+    match input {
+        Input::Register(spec) => Some(&spec.name),
+        Input::Heartbeat(hb) => Some(&hb.drone),
+        Input::BuildStarted(r) | Input::BuildFinished { report: r, .. } => Some(&r.drone),
+        Input::RequestWork { drone, .. }
+        | Input::Deregister { drone }
+        | Input::ProbeResult { drone, .. } => Some(drone),
+        _ => None,
     }
 }
 

@@ -18,6 +18,7 @@ impl Swarm {
             return;
         };
         d.last_heartbeat = now;
+        self.touched.drone(name);
         if d.liveness == Liveness::Online && d.check_at.is_some() {
             return;
         }
@@ -48,7 +49,14 @@ impl Swarm {
         self.sync_pkg(pkg);
     }
 
+    /// After a change to a package: records it as touched and brings its index entries in step.
     pub(crate) fn sync_pkg(&mut self, pkg: PkgId) {
+        self.touched.package(pkg);
+        self.index_pkg(pkg);
+    }
+
+    /// [`Swarm::sync_pkg`] for a package only the plan moved (its rank, not its row).
+    fn index_pkg(&mut self, pkg: PkgId) {
         let p = self.st.pkg(pkg);
         let ready = schedule::is_ready(&self.st, p).then(|| schedule::ready_key(&self.st, pkg, p));
         let sweep = schedule::is_sweepable(p).then(|| schedule::ready_key(&self.st, pkg, p));
@@ -71,11 +79,13 @@ impl Swarm {
     pub(super) fn sync_rank(&mut self, pkg: PkgId) {
         let p = self.st.pkg(pkg);
         if schedule::is_ready(&self.st, p) || schedule::is_sweepable(p) {
-            self.sync_pkg(pkg);
+            self.index_pkg(pkg);
         }
     }
 
+    /// After a change to a drone: records it as touched and brings its timers in step.
     pub(crate) fn sync_drone(&mut self, name: &DroneName) {
+        self.touched.drone(name);
         let (check, dead, unground) = match self.st.drones.get(name) {
             Some(d) => (
                 d.check_at,
@@ -133,15 +143,17 @@ impl Swarm {
         self.resync_all_packages();
     }
 
+    /// Re-ranks every package after the plan moved; no row changes with it.
     pub(super) fn resync_all_packages(&mut self) {
         for i in 0..self.st.packages.len() {
-            self.sync_pkg(PkgId(i as u32));
+            self.index_pkg(PkgId(i as u32));
         }
         self.sync_replan();
     }
 
     /// Derives every index entry from the state (restore, `fresh`).
     pub(crate) fn rebuild_index(&mut self) {
+        self.touched.all();
         self.ix = Index {
             by_atom: Index::atoms_of(&self.st),
             by_key: Index::keys_of(&self.st),
@@ -150,7 +162,7 @@ impl Swarm {
             ..Index::default()
         };
         for i in 0..self.st.packages.len() {
-            self.sync_pkg(PkgId(i as u32));
+            self.index_pkg(PkgId(i as u32));
         }
         let names: Vec<DroneName> = self.st.drones.keys().cloned().collect();
         for name in &names {

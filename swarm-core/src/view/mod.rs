@@ -283,6 +283,17 @@ impl<'a> View<'a> {
             .map(|id| package_view(self.s, self.s.st.pkg(id)))
     }
 
+    /// The packages the last `handle` touched (see [`crate::Touched`]), in enqueue order; none
+    /// when it touched everything (read [`View::queue`] then).
+    pub fn touched_packages(&self) -> impl Iterator<Item = PackageView> + 'a {
+        let s = self.s;
+        s.touched
+            .packages
+            .iter()
+            .filter_map(move |id| s.st.packages.get(id.index()))
+            .map(move |p| package_view(s, p))
+    }
+
     /// Every package of an atom, one per profile it is queued for, in enqueue order.
     pub fn packages_of(&self, atom: &Atom) -> Vec<PackageView> {
         self.s
