@@ -555,11 +555,11 @@ impl Store {
             tables.apply(
                 &tx,
                 core.view(),
+                core.touched(),
                 &Applied {
                     seq,
                     at,
                     input: &env.input,
-                    input_json: &input_json,
                     outputs: &jsons,
                 },
             )?;
