@@ -78,28 +78,44 @@ fn assert_touched_covers_changes(swarm: &mut Swarm, env: &Envelope, step: usize)
     let leases: BTreeSet<LeaseId> = touched.leases().collect();
     let input = format!("{:?}", env.input);
     let input = input.get(..300).unwrap_or(&input);
-    for key in changed(&before.packages, &after.packages) {
+    let at = format!("step {step}, {input}");
+    assert_covered(
+        "package",
+        &before.packages,
+        &after.packages,
+        |k| pkgs.contains(k),
+        &at,
+    );
+    assert_covered(
+        "drone",
+        &before.drones,
+        &after.drones,
+        |k| drones.contains(k),
+        &at,
+    );
+    assert_covered(
+        "lease",
+        &before.leases,
+        &after.leases,
+        |k| leases.contains(k),
+        &at,
+    );
+}
+
+/// Every key whose row changed between `before` and `after` is `touched`.
+fn assert_covered<K: Ord + Clone + std::fmt::Debug, V: PartialEq + std::fmt::Debug>(
+    what: &str,
+    before: &BTreeMap<K, V>,
+    after: &BTreeMap<K, V>,
+    touched: impl Fn(&K) -> bool,
+    at: &str,
+) {
+    for key in changed(before, after) {
         assert!(
-            pkgs.contains(&key),
-            "step {step}: package {key:?} changed without being touched by {input:?}:\n  {:?}\n  {:?}",
-            before.packages.get(&key),
-            after.packages.get(&key)
-        );
-    }
-    for key in changed(&before.drones, &after.drones) {
-        assert!(
-            drones.contains(&key),
-            "step {step}: drone {key} changed without being touched by {input:?}:\n  {:?}\n  {:?}",
-            before.drones.get(&key),
-            after.drones.get(&key)
-        );
-    }
-    for key in changed(&before.leases, &after.leases) {
-        assert!(
-            leases.contains(&key),
-            "step {step}: lease {key:?} changed without being touched by {input:?}:\n  {:?}\n  {:?}",
-            before.leases.get(&key),
-            after.leases.get(&key)
+            touched(&key),
+            "{at}: {what} {key:?} changed without being touched:\n  {:?}\n  {:?}",
+            before.get(&key),
+            after.get(&key)
         );
     }
 }

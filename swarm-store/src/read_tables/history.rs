@@ -69,10 +69,8 @@ pub(super) fn write_history(conn: &Connection, a: &Applied<'_>) -> Result<(), St
                 let Some(lease) = lease else { continue };
                 match kind {
                     "started" => {
-                        conn.prepare_cached(
-                            "UPDATE builds SET started_at = ?2 WHERE lease = ?1",
-                        )?
-                        .execute(params![lease, at])?;
+                        conn.prepare_cached("UPDATE builds SET started_at = ?2 WHERE lease = ?1")?
+                            .execute(params![lease, at])?;
                     }
                     "built" => {
                         conn.prepare_cached(

@@ -95,7 +95,12 @@ impl PackageRow {
         row
     }
 
-    pub(super) fn write(&self, conn: &Connection, key: &PkgKey, seq: u64) -> Result<(), StoreError> {
+    pub(super) fn write(
+        &self,
+        conn: &Connection,
+        key: &PkgKey,
+        seq: u64,
+    ) -> Result<(), StoreError> {
         conn.prepare_cached(
             "INSERT INTO packages (atom, status, lease, drone, started, retry_at_ms,
                 built_at_ms, block_reason, auto_unblock_at_ms, priority, attempts, generation,
