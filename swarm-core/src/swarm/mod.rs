@@ -165,6 +165,7 @@ fn subject(input: &Input) -> Option<&crate::id::DroneName> {
         Input::Register(spec) => Some(&spec.name),
         Input::Heartbeat(hb) => Some(&hb.drone),
         Input::BuildStarted(r) | Input::BuildFinished { report: r, .. } => Some(&r.drone),
+        Input::ProbeFigures(f) => Some(&f.drone),
         Input::RequestWork { drone, .. }
         | Input::Deregister { drone }
         | Input::ProbeResult { drone, .. } => Some(drone),
