@@ -40,7 +40,7 @@ pub const DEFAULT_CONFIG_PATH: &str = "/etc/swarm/swarm.toml";
 pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 8100));
 
 /// The default probe: one `ssh` round trip that prints the figures the prober
-/// parses (see [`crate::heal::ProbeReport`]). `BatchMode` makes a missing key
+/// parses (see [`crate::heal::parse_figures`]). `BatchMode` makes a missing key
 /// fail instead of prompting; the load is the 5-minute average; the disk is
 /// the one Portage builds on.
 pub const DEFAULT_PROBE_COMMAND: &str = concat!(

@@ -63,6 +63,24 @@ mod tests {
         ProbeFigures::default()
     }
 
+    /// A reached probe's figures: service up, load ×100, cores, disk and memory percent.
+    fn figures(
+        service_up: Option<bool>,
+        load_centi: Option<u32>,
+        cores: Option<u32>,
+        disk_percent: Option<u32>,
+        mem_percent: Option<u32>,
+    ) -> ProbeFigures {
+        ProbeFigures {
+            service_up,
+            load_centi,
+            cores,
+            disk_percent,
+            mem_percent,
+            ..reached()
+        }
+    }
+
     /// How bad a verdict of a reached drone is, in the order the checks run.
     fn rank(s: ProbeStatus) -> u8 {
         match s {
@@ -79,14 +97,6 @@ mod tests {
     #[test]
     fn the_default_thresholds_give_the_verdicts_the_prober_gave() {
         let c = Config::default();
-        let figures = |service_up, load_centi, cores, disk_percent, mem_percent| ProbeFigures {
-            service_up,
-            load_centi,
-            cores,
-            disk_percent,
-            mem_percent,
-            ..reached()
-        };
         let cases = [
             (
                 figures(Some(true), Some(150), Some(8), Some(40), Some(50)),
@@ -176,16 +186,9 @@ mod tests {
             pct(),
             pct(),
         )
-            .prop_map(
-                |(service_up, load_centi, cores, disk_percent, mem_percent)| ProbeFigures {
-                    service_up,
-                    load_centi,
-                    cores,
-                    disk_percent,
-                    mem_percent,
-                    ..reached()
-                },
-            )
+            .prop_map(|(service_up, load, cores, disk, mem)| {
+                figures(service_up, load, cores, disk, mem)
+            })
     }
 
     fn any_thresholds() -> impl Strategy<Value = Config> {

@@ -16,6 +16,6 @@ mod target;
 mod template;
 
 pub use escalate::{action_name, Escalation, EscalationOutcome, Escalator};
-pub use probe::{read_probe, ProbeReport, Prober, Submit};
+pub use probe::{parse_figures, read_probe, Prober, Submit};
 pub use target::{check_target, HealError, ProbeTarget};
 pub use template::{CommandTemplate, TemplateError, ESCALATION_PLACEHOLDERS, PROBE_PLACEHOLDERS};

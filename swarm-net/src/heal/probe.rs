@@ -16,80 +16,47 @@ use swarm_core::{DroneName, Input, ProbeFigures, ProbeReach};
 /// to the store, the tests one that collects them.
 pub type Submit = Arc<dyn Fn(Input) + Send + Sync>;
 
-/// The figures a probe printed as `key=value` lines (`service=up`, `load=1.5`,
-/// `cores=8`, `disk_percent=40`, `mem_percent=50`). Unknown keys and
-/// unparsable values are ignored, so a custom probe may print more. What they
-/// mean is the core's to judge (`Config`'s `probe_*` thresholds).
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct ProbeReport {
-    /// `service=up|running|ok` or `service=down|stopped|dead|crashed`.
-    pub service_up: Option<bool>,
-    /// `load=`: the 5-minute load average × 100, rounded (the core decides in integers).
-    pub load_centi: Option<u32>,
-    /// `cores=`: online CPUs, to judge the load.
-    pub cores: Option<u32>,
-    /// `disk_percent=`: use of the build filesystem (`/var/tmp`), a `%` is allowed.
-    pub disk_percent: Option<u32>,
-    /// `mem_percent=`: memory in use (total minus available), a `%` is allowed.
-    pub mem_percent: Option<u32>,
-}
-
-impl ProbeReport {
-    /// Reads the `key=value` lines of a probe's stdout.
-    pub fn parse(stdout: &str) -> ProbeReport {
-        let mut report = ProbeReport::default();
-        for line in stdout.lines() {
-            let Some((key, value)) = line.split_once('=') else {
-                continue;
-            };
-            let value = value.trim();
-            let percent = || value.trim_end_matches('%').trim().parse::<u32>().ok();
-            match key.trim() {
-                "service" => {
-                    report.service_up = match value.to_ascii_lowercase().as_str() {
-                        "up" | "running" | "ok" | "started" => Some(true),
-                        "down" | "stopped" | "dead" | "crashed" => Some(false),
-                        _ => report.service_up,
-                    }
+/// The figures a probe of `drone` printed as `key=value` lines (`service=up`,
+/// `load=1.5`, `cores=8`, `disk_percent=40`, `mem_percent=50`), as a reached
+/// probe's. Unknown keys and unparsable values are ignored, so a custom probe
+/// may print more. What they mean is the core's to judge (`Config`'s
+/// `probe_*` thresholds); the load is read in hundredths, as the core judges it.
+pub fn parse_figures(drone: &DroneName, stdout: &str) -> ProbeFigures {
+    let mut f = not_reached(drone, ProbeReach::Reached);
+    for line in stdout.lines() {
+        let Some((key, value)) = line.split_once('=') else {
+            continue;
+        };
+        let value = value.trim();
+        let percent = || value.trim_end_matches('%').trim().parse::<u32>().ok();
+        match key.trim() {
+            "service" => {
+                f.service_up = match value.to_ascii_lowercase().as_str() {
+                    "up" | "running" | "ok" | "started" => Some(true),
+                    "down" | "stopped" | "dead" | "crashed" => Some(false),
+                    _ => f.service_up,
                 }
-                "load" => {
-                    report.load_centi = value
-                        .parse::<f64>()
-                        .ok()
-                        .filter(|l| l.is_finite() && *l >= 0.0)
-                        // `as` saturates: an absurd load reads as the largest one.
-                        .map(|l| (l * 100.0).round() as u32)
-                        .or(report.load_centi)
-                }
-                "cores" => report.cores = value.parse().ok().filter(|c| *c > 0).or(report.cores),
-                "disk_percent" => report.disk_percent = percent().or(report.disk_percent),
-                "mem_percent" => report.mem_percent = percent().or(report.mem_percent),
-                _ => {}
             }
-        }
-        report
-    }
-
-    /// Whether the probe printed anything we understand.
-    pub fn is_empty(&self) -> bool {
-        *self == ProbeReport::default()
-    }
-
-    /// The figures of a probe that reached `drone`.
-    pub fn reached(self, drone: &DroneName) -> ProbeFigures {
-        ProbeFigures {
-            drone: drone.clone(),
-            reach: ProbeReach::Reached,
-            service_up: self.service_up,
-            load_centi: self.load_centi,
-            cores: self.cores,
-            disk_percent: self.disk_percent,
-            mem_percent: self.mem_percent,
+            "load" => {
+                f.load_centi = value
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|l| l.is_finite() && *l >= 0.0)
+                    // `as` saturates: an absurd load reads as the largest one.
+                    .map(|l| (l * 100.0).round() as u32)
+                    .or(f.load_centi)
+            }
+            "cores" => f.cores = value.parse().ok().filter(|c| *c > 0).or(f.cores),
+            "disk_percent" => f.disk_percent = percent().or(f.disk_percent),
+            "mem_percent" => f.mem_percent = percent().or(f.mem_percent),
+            _ => {}
         }
     }
+    f
 }
 
-/// A probe that did not get to look at `drone`.
+/// A probe of `drone` with no figures: one that did not get to look, or
+/// (`Reached`) one that printed nothing we understand.
 fn not_reached(drone: &DroneName, reach: ProbeReach) -> ProbeFigures {
     ProbeFigures {
         drone: drone.clone(),
@@ -124,11 +91,11 @@ pub fn read_probe(
         };
         return not_reached(drone, reach);
     }
-    let report = ProbeReport::parse(stdout);
-    if report.is_empty() && code != Some(0) {
+    let figures = parse_figures(drone, stdout);
+    if code != Some(0) && figures == not_reached(drone, ProbeReach::Reached) {
         not_reached(drone, ProbeReach::Unreachable)
     } else {
-        report.reached(drone)
+        figures
     }
 }
 
@@ -391,12 +358,15 @@ esac
 
     #[test]
     fn parses_the_figures_the_core_judges() {
-        let report = ProbeReport::parse(
+        let figures = parse_figures(
+            &drone("d"),
             "service=up\nload=1.5\ncores=8\ndisk_percent=40%\nmem_percent=50\nnoise\n",
         );
         assert_eq!(
-            report,
-            ProbeReport {
+            figures,
+            ProbeFigures {
+                drone: drone("d"),
+                reach: ProbeReach::Reached,
                 service_up: Some(true),
                 load_centi: Some(150),
                 cores: Some(8),
@@ -404,7 +374,7 @@ esac
                 mem_percent: Some(50),
             }
         );
-        assert_eq!(verdict(&report.reached(&drone("d"))), ProbeStatus::Ok);
+        assert_eq!(verdict(&figures), ProbeStatus::Ok);
         // The verdicts the prober gave itself before the core judged figures.
         let cases = [
             ("service=down\nmem_percent=99", ProbeStatus::ServiceDown),
@@ -430,7 +400,10 @@ esac
         for (stdout, want) in cases {
             assert_eq!(verdict(&read(Some(0), stdout, "")), want, "{stdout}");
         }
-        assert_eq!(ProbeReport::parse("load=1e30").load_centi, Some(u32::MAX));
+        assert_eq!(
+            parse_figures(&drone("d"), "load=1e30").load_centi,
+            Some(u32::MAX)
+        );
     }
 
     #[test]

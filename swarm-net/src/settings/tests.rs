@@ -1,5 +1,5 @@
 use super::*;
-use crate::heal::ProbeReport;
+use crate::heal::parse_figures;
 use std::path::Path;
 
 const SAMPLE: &str = include_str!("../../../dist/swarm.toml");
@@ -643,7 +643,7 @@ fn the_default_probe_prints_figures_the_prober_understands() {
         .output()
         .expect("sh runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let report = ProbeReport::parse(&stdout);
+    let report = parse_figures(&swarm_core::DroneName::new("d1").expect("name"), &stdout);
     assert!(report.service_up.is_some(), "{stdout}");
     assert!(report.load_centi.is_some(), "{stdout}");
     assert!(report.cores.is_some(), "{stdout}");
