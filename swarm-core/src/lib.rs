@@ -89,8 +89,8 @@ pub use config::{Config, ConfigError, Ordering, MAX_CONFIG_COUNT, MAX_CONFIG_MS,
 pub use health::{BuildTiming, DroneHealth, HealthMonitor, HealthSample, HealthThresholds};
 pub use id::{DroneName, Epoch, Generation, LeaseId, NameError, Seq};
 pub use input::{
-    Control, DroneKind, DroneSpec, Enqueue, Envelope, FailureClass, Heartbeat, Input, Outcome,
-    PackageSpec, ProbeFigures, ProbeReach, ProbeStatus, ReleaseNote, Report,
+    Announce, Control, DroneKind, DroneSpec, Enqueue, Envelope, FailureClass, Heartbeat, Input,
+    Outcome, PackageSpec, ProbeFigures, ProbeReach, ProbeStatus, ReleaseNote, Report, SpecFacts,
 };
 pub use invariants::Monitor;
 pub use output::{

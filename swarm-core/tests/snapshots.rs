@@ -218,6 +218,31 @@ mod input {
             drone: drone("drone-legacy"),
             ..Heartbeat::default()
         })),
+        announce => envelope(Input::Announce(Announce {
+            said: SpecFacts {
+                machine_id: Some("4c4c4544-0042-3510-8052-b4c04f564433".into()),
+                cores: Some(24),
+                ram_mb: Some(65_536),
+                arch: Some("amd64".into()),
+                kind: Some(DroneKind::Lxc),
+                version: Some("0.1.0".into()),
+            },
+            beat: Heartbeat {
+                drone: alpha(),
+                health: Some(DroneHealth::Healthy),
+                leases: Some(vec![LeaseId(7)]),
+                portage_snapshot: Some("Tue, 19 Nov 2024 00:45:01 +0000".into()),
+                env: Some(build_env()),
+                ..Heartbeat::default()
+            },
+        })),
+        announce_unchanged => envelope(Input::Announce(Announce {
+            said: SpecFacts::default(),
+            beat: Heartbeat {
+                drone: drone("drone-legacy"),
+                ..Heartbeat::default()
+            },
+        })),
         request_work => envelope(Input::RequestWork {
             drone: alpha(),
             free_slots: Some(3),
@@ -624,6 +649,7 @@ impl Seen {
         let name = match &env.input {
             Input::Register(_) => "register",
             Input::Heartbeat(_) => "heartbeat",
+            Input::Announce(_) => "announce",
             Input::RequestWork { .. } => "request_work",
             Input::BuildStarted(_) => "build_started",
             Input::BuildFinished { outcome, .. } => {
@@ -889,7 +915,7 @@ fn every_input_kind_control_action_outcome_and_probe_status_is_frozen() {
         .collect();
     assert_eq!(
         kinds,
-        names("register heartbeat request_work build_started build_finished probe_result probe_figures enqueue control release recovered tick deregister")
+        names("register heartbeat announce request_work build_started build_finished probe_result probe_figures enqueue control release recovered tick deregister")
     );
     assert_eq!(
         seen.with_prefix("control "),

@@ -535,6 +535,9 @@ impl Store {
             batch.next()
         }) {
             seq += 1;
+            // The log holds the core's smallest equivalent of the input (a drone's spec said
+            // again is not logged again); the core handles that same form, here and in replay.
+            let input = core.condense(input);
             let input_json = serde_json::to_value(&input)?;
             tx.prepare_cached("INSERT INTO input_log (seq, at_ms, input) VALUES (?1, ?2, ?3)")?
                 .execute(params![seq as i64, at.0 as i64, input_json.to_string()])?;

@@ -315,6 +315,9 @@ impl Monitor {
             Input::Heartbeat(hb) if known(&hb.drone) => {
                 self.beat(&hb.drone, now);
             }
+            Input::Announce(a) if known(a.drone()) => {
+                self.beat(a.drone(), now);
+            }
             Input::ProbeFigures(_) | Input::ProbeResult { .. } => {
                 let Some((drone, status)) = probe_verdict(&self.config, &env.input) else {
                     return;

@@ -1,10 +1,11 @@
 //! `Swarm`: the one state machine. `handle` matches the input once and calls a
 //! private `on_<input>`; each asks `policy::*` for a decision and applies it.
 //!
-//! Split by concern: `inputs` (one `on_<input>` each), `control` (operator actions),
-//! `timers`, `leases`, `outcomes`, `braking`, `matching` (profiles and environments) and
-//! `upkeep` (the index kept in step with the state).
+//! Split by concern: `inputs` (one `on_<input>` each), `announce` (a drone's word merged
+//! into its spec), `control` (operator actions), `timers`, `leases`, `outcomes`, `braking`,
+//! `matching` (profiles and environments) and `upkeep` (the index kept in step with the state).
 
+mod announce;
 mod braking;
 mod control;
 mod inputs;
@@ -113,6 +114,7 @@ impl Swarm {
         match &env.input {
             Input::Register(spec) => self.on_register(spec, &mut out),
             Input::Heartbeat(hb) => self.on_heartbeat(hb, &mut out),
+            Input::Announce(a) => self.on_announce(a, &mut out),
             Input::RequestWork { drone, free_slots } => {
                 self.on_request_work(drone, *free_slots, &mut out)
             }
@@ -164,6 +166,7 @@ fn subject(input: &Input) -> Option<&crate::id::DroneName> {
     match input {
         Input::Register(spec) => Some(&spec.name),
         Input::Heartbeat(hb) => Some(&hb.drone),
+        Input::Announce(a) => Some(a.drone()),
         Input::BuildStarted(r) | Input::BuildFinished { report: r, .. } => Some(&r.drone),
         Input::ProbeFigures(f) => Some(&f.drone),
         Input::RequestWork { drone, .. }

@@ -16,8 +16,8 @@ use crate::wire::{
 };
 use serde_json::json;
 use swarm_core::{
-    Atom, BuildEnv, Command, DroneName, DroneSpec, Epoch, Event, FailureClass, Heartbeat, Input,
-    LeaseId, Outcome, Output, RejectReason, Report, RevokeReason,
+    Announce, Atom, BuildEnv, Command, DroneName, Epoch, Event, FailureClass, Heartbeat, Input,
+    LeaseId, Outcome, Output, RejectReason, Report, RevokeReason, SpecFacts,
 };
 
 fn missing_id() -> ApiError {
@@ -84,15 +84,15 @@ pub(crate) fn register(sh: &Shared, req: &mut Request, caller: &Caller) -> Resul
     let name = DroneName::new(name_text.clone())
         .map_err(|e| ApiError::field(400, field, format!("bad drone name {name_text:?}: {e}")))?;
     act_as(sh, caller, Some(name.as_str()), "register")?;
-    // `specs` holds every drone the core knows (seeded at start, added on
+    // `known` holds every drone the core knows (seeded at start, added on
     // registration, dropped on removal), so the gate needs no look at the
     // core: a registration must not make the writer copy a large queue
     // (`Shared::fresh`), which would hold every other drone up meanwhile.
-    if sh.spec_of(&name).is_none() {
+    if !sh.known.contains(&name) {
         gate::admit_new(
             &sh.drone_limits,
             &sh.registrations,
-            sh.known_drones(),
+            sh.known.len(),
             name.as_str(),
         )?;
     }
@@ -120,66 +120,27 @@ pub(crate) fn register(sh: &Shared, req: &mut Request, caller: &Caller) -> Resul
     let caps = r.capabilities.clone().unwrap_or_default();
     let metrics = r.metrics.clone().unwrap_or_default();
 
-    // Merge with what we know: a missing field keeps its old value.
-    let old = sh.spec_of(&name);
-    let cores = caps
-        .cores
-        .or(old.as_ref().map(|d| d.cores))
-        .unwrap_or(1)
-        .max(1);
-    let ram_mb = caps
-        .ram_gb
-        .filter(|g| g.is_finite() && *g >= 0.0)
-        .map(|g| (g * 1024.0).round() as u64)
-        .or(old.as_ref().map(|d| d.ram_mb))
-        .unwrap_or(0);
-    let kind = r.kind.or(old.as_ref().map(|d| d.kind)).unwrap_or_default();
-    let version = r
-        .version
-        .clone()
-        .or_else(|| old.as_ref().and_then(|d| d.version.clone()));
-    let reported_env = match caps.env.clone() {
+    let env = match caps.env.clone() {
         Some(vars) => Some(
             BuildEnv::new(vars)
                 .map_err(|e| ApiError::field(400, "capabilities.env", e.to_string()))?,
         ),
         None => None,
     };
-    let old_env = old.as_ref().map(|d| d.env.clone()).unwrap_or_default();
-    // A drone that sends no snapshot of its own has it in its fingerprint (`SNAPSHOT.gentoo`).
-    let portage_snapshot = caps
-        .portage_timestamp
-        .clone()
-        .or_else(|| reported_env.as_ref().and_then(BuildEnv::main_snapshot));
-    let spec = DroneSpec {
-        name: name.clone(),
+    // What the drone said, as said: the core merges it into the spec it holds
+    // (a field left out keeps its value) and decides what changed.
+    let said = SpecFacts {
         machine_id: Some(machine_id.clone()),
-        cores,
-        ram_mb,
-        arch: caps
-            .arch
-            .clone()
-            .or_else(|| old.as_ref().and_then(|d| d.arch.clone())),
-        labels: Vec::new(),
-        kind,
-        portage_snapshot: portage_snapshot
-            .clone()
-            .or_else(|| old.as_ref().and_then(|d| d.portage_snapshot.clone())),
-        version,
-        env: reported_env.clone().unwrap_or_else(|| old_env.clone()),
+        cores: caps.cores,
+        ram_mb: caps
+            .ram_gb
+            .filter(|g| g.is_finite() && *g >= 0.0)
+            .map(|g| (g * 1024.0).round() as u64),
+        arch: caps.arch.clone(),
+        kind: r.kind,
+        version: r.version.clone(),
     };
-    let changed = match &old {
-        None => true,
-        Some(d) => {
-            d.machine_id != spec.machine_id
-                || d.cores != spec.cores
-                || d.ram_mb != spec.ram_mb
-                || d.kind != spec.kind
-                || d.version != spec.version
-                || d.arch != spec.arch
-        }
-    };
-    let heartbeat = Heartbeat {
+    let beat = Heartbeat {
         drone: name.clone(),
         epoch: r.epoch.map(Epoch),
         health: r.health,
@@ -202,21 +163,20 @@ pub(crate) fn register(sh: &Shared, req: &mut Request, caller: &Caller) -> Resul
             .collect(),
         current_task: current_task.clone(),
         reports_task: r.current_task.is_some(),
-        portage_snapshot,
-        // Only a change goes into the log: the agent sends its environment every beat.
-        env: reported_env.filter(|e| !changed && *e != old_env),
+        // A drone that sends no snapshot of its own has it in its fingerprint (`SNAPSHOT.gentoo`).
+        portage_snapshot: caps
+            .portage_timestamp
+            .clone()
+            .or_else(|| env.as_ref().and_then(BuildEnv::main_snapshot)),
+        env,
     };
-    let mut inputs = Vec::new();
-    if changed {
-        inputs.push(Input::Register(spec.clone()));
-    }
-    inputs.push(Input::Heartbeat(heartbeat));
-    let done = sh.submit(Plan::Inputs(inputs), Some(name.clone()), false)?;
+    let announce = Input::Announce(Announce { said, beat });
+    let done = sh.submit(Plan::Inputs(vec![announce]), Some(name.clone()), false)?;
     sh.remember(&machine_id, &name, address.as_deref());
     sh.note_cpu(&name, metrics.cpu_percent);
     let now = drone_now(&done)?;
     if now.known {
-        sh.set_spec(spec);
+        sh.known.insert(&name);
     }
 
     let mut revoke = revokes_in(&done.outputs, &name);

@@ -5,8 +5,10 @@
 //! bound. Drones already known re-register (heartbeat) freely.
 
 use super::http::ApiError;
-use std::sync::Mutex;
+use std::collections::BTreeSet;
+use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant};
+use swarm_core::DroneName;
 
 /// Limits on the fleet and on what its drones may point the server at.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,6 +44,43 @@ impl DroneLimits {
                 .registrations_per_minute
                 .max(u32::try_from(drones).unwrap_or(u32::MAX)),
             ..d
+        }
+    }
+}
+
+/// The drones the core knows, by name: filled from the core at start, added on registration,
+/// dropped when the core removes one. Tells a new drone from a known one (the gate applies to
+/// new ones only) without asking the writer for a copy of a possibly large core.
+#[derive(Debug, Default)]
+pub(crate) struct KnownDrones(RwLock<BTreeSet<DroneName>>);
+
+impl KnownDrones {
+    pub(crate) fn new(names: impl IntoIterator<Item = DroneName>) -> KnownDrones {
+        KnownDrones(RwLock::new(names.into_iter().collect()))
+    }
+
+    pub(crate) fn contains(&self, name: &DroneName) -> bool {
+        self.0.read().is_ok_and(|s| s.contains(name))
+    }
+
+    /// How many, for `max_drones`.
+    pub(crate) fn len(&self) -> usize {
+        self.0.read().map_or(0, |s| s.len())
+    }
+
+    pub(crate) fn insert(&self, name: &DroneName) {
+        if let Ok(mut s) = self.0.write() {
+            if !s.contains(name) {
+                s.insert(name.clone());
+            }
+        }
+    }
+
+    /// A drone the core removed: it no longer counts toward `max_drones` and registers again
+    /// as new.
+    pub(crate) fn remove(&self, name: &DroneName) {
+        if let Ok(mut s) = self.0.write() {
+            s.remove(name);
         }
     }
 }

@@ -289,21 +289,9 @@ pub fn start(opts: ServerOptions) -> Result<RunningServer, ServeError> {
         source,
     })?;
     let mut ids = BTreeMap::new();
-    let mut specs = BTreeMap::new();
+    let mut known = Vec::new();
     for d in swarm.view().drones() {
-        specs.insert(
-            d.name.clone(),
-            swarm_core::DroneSpec {
-                name: d.name.clone(),
-                machine_id: d.machine_id.clone(),
-                cores: d.cores,
-                ram_mb: d.ram_mb,
-                kind: d.kind,
-                portage_snapshot: d.portage_snapshot.clone(),
-                version: d.version.clone(),
-                ..swarm_core::DroneSpec::default()
-            },
-        );
+        known.push(d.name.clone());
         if let Some(m) = &d.machine_id {
             ids.insert(m.clone(), d.name.clone());
         }
@@ -327,7 +315,7 @@ pub fn start(opts: ServerOptions) -> Result<RunningServer, ServeError> {
         ids: RwLock::new(ids),
         addresses: RwLock::new(BTreeMap::new()),
         cpu_percent: RwLock::new(BTreeMap::new()),
-        specs: RwLock::new(specs),
+        known: gate::KnownDrones::new(known),
         metrics: metrics::Metrics::default(),
         history: (0..history_n).map(|_| Mutex::new(None)).collect(),
         db_path: opts.db_path.clone(),

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, SyncSender};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
-use swarm_core::{DroneName, DroneSpec, EscalationAction, Swarm, Timestamp};
+use swarm_core::{DroneName, EscalationAction, Swarm, Timestamp};
 use swarm_store::History;
 
 /// The wall clock, injected so only `swarm-bin` reads it and tests can step it.
@@ -43,11 +43,8 @@ pub(crate) struct Shared {
     /// The CPU use each drone last reported (v3's `metrics.cpu_percent`),
     /// shown on `/status` and `/nodes`; the core has no use for it.
     pub(crate) cpu_percent: RwLock<BTreeMap<DroneName, f64>>,
-    /// The registration each drone last gave, so a heartbeat that omits a
-    /// field keeps the old value without a look at the (costly to refresh)
-    /// published view. Holds exactly the drones the core knows: seeded at
-    /// start, set on registration, dropped on `Event::Removed`.
-    pub(crate) specs: RwLock<BTreeMap<DroneName, DroneSpec>>,
+    /// The names of the drones the core knows, for the registration gate.
+    pub(crate) known: super::gate::KnownDrones,
     pub(crate) metrics: Metrics,
     pub(crate) history: Vec<Mutex<Option<History>>>,
     pub(crate) db_path: PathBuf,
@@ -192,29 +189,6 @@ impl Shared {
             if let Ok(mut m) = self.addresses.write() {
                 m.insert(name.clone(), a.to_string());
             }
-        }
-    }
-
-    pub(crate) fn spec_of(&self, drone: &DroneName) -> Option<DroneSpec> {
-        self.specs.read().ok()?.get(drone).cloned()
-    }
-
-    /// How many drones the core knows (the size of `specs`).
-    pub(crate) fn known_drones(&self) -> usize {
-        self.specs.read().map_or(0, |m| m.len())
-    }
-
-    /// Forgets a drone the core removed (`Event::Removed`), so it no longer
-    /// counts toward `max_drones` and registers again as new.
-    pub(crate) fn forget_spec(&self, drone: &DroneName) {
-        if let Ok(mut m) = self.specs.write() {
-            m.remove(drone);
-        }
-    }
-
-    pub(crate) fn set_spec(&self, spec: DroneSpec) {
-        if let Ok(mut m) = self.specs.write() {
-            m.insert(spec.name.clone(), spec);
         }
     }
 

@@ -62,6 +62,7 @@ fn lane(job: &Job) -> Lane {
                     i,
                     Input::Register(_)
                         | Input::Heartbeat(_)
+                        | Input::Announce(_)
                         | Input::RequestWork { .. }
                         | Input::BuildStarted(_)
                         | Input::BuildFinished { .. }
@@ -601,7 +602,7 @@ fn side_effects(shared: &Shared, outputs: &[&Output]) {
                     hook(drone, address.as_deref(), *action);
                 }
             }
-            Output::Event(swarm_core::Event::Removed { drone }) => shared.forget_spec(drone),
+            Output::Event(swarm_core::Event::Removed { drone }) => shared.known.remove(drone),
             Output::Event(e) => tracing::debug!(event = ?e, "event"),
             _ => {}
         }

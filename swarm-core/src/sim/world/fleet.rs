@@ -7,7 +7,8 @@ use crate::agent::{AgentAction, AgentInput, AgentState, JobId, ReportWhat};
 use crate::health::{DroneHealth, HealthMonitor, HealthSample};
 use crate::id::LeaseId;
 use crate::input::{
-    FailureClass, Heartbeat, Input, Outcome, ProbeFigures, ProbeReach, Report as LeaseReport,
+    Announce, FailureClass, Heartbeat, Input, Outcome, ProbeFigures, ProbeReach,
+    Report as LeaseReport, SpecFacts,
 };
 use crate::time::{Timestamp, SECOND_MS};
 
@@ -45,7 +46,12 @@ impl World {
             started: started.into_iter().map(LeaseId).collect(),
             ..Heartbeat::default()
         };
-        if self.cp(Input::Heartbeat(hb)).is_some() {
+        // As `swarm drone` does, every beat says what the machine is; the core merges it.
+        let said = SpecFacts::from(&a.spec);
+        if self
+            .cp(Input::Announce(Announce { said, beat: hb }))
+            .is_some()
+        {
             self.flush_mailbox(i);
             self.answered(i);
         } else {
@@ -250,8 +256,16 @@ impl World {
         a.boot += 1;
         a.died_at = None;
         a.reachable_since = self.now;
-        let (boot, spec) = (a.boot, a.spec.clone());
-        if self.cp(Input::Register(spec)).is_some() {
+        let boot = a.boot;
+        let announce = Announce {
+            said: SpecFacts::from(&a.spec),
+            beat: Heartbeat {
+                drone: a.name.clone(),
+                health: Some(a.model.health().state()),
+                ..Heartbeat::default()
+            },
+        };
+        if self.cp(Input::Announce(announce)).is_some() {
             self.answered(i);
         }
         self.at(self.now + 1, Ev::Heartbeat(i, boot));
