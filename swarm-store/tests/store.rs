@@ -158,6 +158,58 @@ fn a_new_store_logs_recovered_and_exports_envelopes_that_replay_to_its_digest() 
 }
 
 #[test]
+fn a_drone_repeating_its_spec_logs_only_what_changed_and_replays_the_same() {
+    use swarm_core::{Announce, DroneKind, Heartbeat, SpecFacts};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("swarm.db");
+    let mut store = open(&path, small_opts(1000, 5));
+    let beat = |cores: u32| {
+        Input::Announce(Announce {
+            said: SpecFacts {
+                machine_id: Some("m-1".into()),
+                cores: Some(cores),
+                ram_mb: Some(16_384),
+                arch: Some("amd64".into()),
+                kind: Some(DroneKind::Lxc),
+                version: Some("1".into()),
+            },
+            beat: Heartbeat {
+                drone: swarm_core::DroneName::new("d1").expect("name"),
+                mem_percent: Some(40),
+                portage_snapshot: Some("snap-1".into()),
+                ..Heartbeat::default()
+            },
+        })
+    };
+    for (i, cores) in [8, 8, 16].into_iter().enumerate() {
+        store
+            .append(Timestamp(10 + i as u64), beat(cores))
+            .expect("append");
+    }
+    let logged: Vec<String> = common::raw_log(&path)
+        .into_iter()
+        .map(|(_, _, input)| input)
+        .collect();
+    // The first is logged whole (a new drone); a repeat is a heartbeat; a change, only itself.
+    assert!(logged[1].contains(r#""machine_id":"m-1""#), "{}", logged[1]);
+    assert_eq!(
+        logged[2],
+        r#"{"drone":"d1","mem_percent":40,"type":"announce"}"#
+    );
+    assert_eq!(
+        logged[3],
+        r#"{"cores":16,"drone":"d1","mem_percent":40,"type":"announce"}"#
+    );
+    let envs: Vec<Envelope> = store
+        .export_since(Seq(0))
+        .expect("export")
+        .collect::<Result<_, _>>()
+        .expect("envelopes");
+    let replayed = replay(store.config(), envs);
+    assert_eq!(replayed.digest(), store.swarm().expect("state").digest());
+}
+
+#[test]
 fn snapshots_bound_the_log_and_export_refuses_compacted_history() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("swarm.db");

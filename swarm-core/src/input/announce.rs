@@ -118,11 +118,7 @@ impl SpecFacts {
     /// Forgets every fact `spec` already holds (or that says nothing): merging what is left
     /// does exactly what merging all of it did.
     fn trim(&mut self, spec: &DroneSpec) {
-        if !self
-            .machine_id
-            .as_ref()
-            .is_some_and(|m| spec.machine_id.as_ref() != Some(m))
-        {
+        if self.machine_id == spec.machine_id {
             self.machine_id = None;
         }
         self.cores = self.cores().filter(|c| *c != spec.cores);
