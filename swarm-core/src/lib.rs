@@ -80,6 +80,7 @@ mod state;
 mod swarm;
 pub mod time;
 mod touched;
+mod verdict;
 mod view;
 mod violation;
 
@@ -103,6 +104,7 @@ pub use state::{SwarmState, REVOKE_REPEAT_MS};
 pub use swarm::{RestoreError, Swarm};
 pub use time::Timestamp;
 pub use touched::Touched;
+pub use verdict::{Reported, Revoked, Verdict, Work};
 pub use view::{
     BrakeView, Counts, DroneStatus, DroneView, LeaseView, PackageStatus, PackageView,
     ProfileStates, ProfileView, View,

@@ -232,6 +232,7 @@ impl Swarm {
             st: self.st.clone(),
             ix: Index::default(),
             touched: Default::default(),
+            decided: Default::default(),
         };
         fresh.rebuild_index();
         if fresh.ix.by_atom != self.ix.by_atom {

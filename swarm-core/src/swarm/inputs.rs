@@ -10,6 +10,7 @@ use crate::policy::{escalate, extend, schedule};
 use crate::portage::PortageSnapshot;
 use crate::serving;
 use crate::state::{Drone, Liveness, PkgId};
+use crate::verdict::Work;
 
 impl Swarm {
     pub(super) fn on_register(&mut self, spec: &DroneSpec, out: &mut Out) {
@@ -145,11 +146,18 @@ impl Swarm {
         // holds, it is told again (its oldest lease, should it hold several from before).
         if free_slots.is_none() {
             if let Some(lease) = d.leases.iter().next().and_then(|l| self.st.leases.get(l)) {
+                let profile = self.st.pkg(lease.pkg).profile.0.clone();
+                self.decided.given(name, || Work::Given {
+                    package: lease.package.clone(),
+                    lease: lease.id,
+                    profile: profile.clone(),
+                    resent: true,
+                });
                 out.push(Output::Command(Command::Resend {
                     drone: name.clone(),
                     package: lease.package.clone(),
                     lease: lease.id,
-                    profile: self.st.pkg(lease.pkg).profile.0.clone(),
+                    profile,
                 }));
                 return;
             }
@@ -165,6 +173,9 @@ impl Swarm {
                         at,
                     }));
                 }
+                self.decided.given(name, || Work::SyncPortage {
+                    expected: expected.clone(),
+                });
                 out.push(Output::Command(Command::SyncPortage {
                     drone: name.clone(),
                     expected,

@@ -7,17 +7,19 @@ use crate::input::Report;
 use crate::output::{Command, Event, Output, ReclaimReason, RejectReason, RevokeReason};
 use crate::state::{Lease, Package, PackageState, PkgId};
 use crate::time::Timestamp;
+use crate::verdict::{Reported, Work};
 
 impl Swarm {
     /// Matches a report to its live lease, or answers with `Revoke` + rejection.
     pub(super) fn fence(&mut self, r: &Report, out: &mut Out) -> Option<LeaseId> {
         let Some(d) = self.st.drones.get(&r.drone) else {
-            reject(
-                out,
-                RejectReason::UnknownDrone {
-                    drone: r.drone.clone(),
-                },
-            );
+            let reason = RejectReason::UnknownDrone {
+                drone: r.drone.clone(),
+            };
+            self.decided.reported(Reported::Rejected {
+                reason: reason.clone(),
+            });
+            reject(out, reason);
             return None;
         };
         let epoch_ok = r.epoch.is_none_or(|e| e == d.epoch);
@@ -34,6 +36,10 @@ impl Swarm {
             Some(lid) if epoch_ok => Some(lid),
             _ => {
                 self.revoke_foreign(&r.drone, r.lease, Some(r.package.clone()), out);
+                // The first word on it counts: a timer that fired first may have reclaimed it.
+                let revoke = self.decided.first_revoke_of(&r.package);
+                let holder = self.other_holder(r);
+                self.decided.reported(Reported::Stale { revoke, holder });
                 let reason = RejectReason::StaleReport {
                     drone: r.drone.clone(),
                     package: r.package.clone(),
@@ -112,6 +118,9 @@ impl Swarm {
         if let (Some(atom), Some(d), false) = (&package, self.st.drones.get_mut(drone), holds) {
             d.revokes.add(atom, lease, now);
         }
+        if let Some(atom) = &package {
+            self.decided.revoked(drone, atom, &reason);
+        }
         out.push(Output::Command(Command::Revoke {
             drone: drone.clone(),
             lease,
@@ -170,6 +179,12 @@ impl Swarm {
         }
         self.transition(pkg, PackageState::Assigned { lease: lid });
         self.sync_drone(name);
+        self.decided.given(name, || Work::Given {
+            package: package.clone(),
+            lease: lid,
+            profile: profile.clone(),
+            resent: false,
+        });
         out.push(Output::Command(Command::Assign {
             drone: name.clone(),
             package,
@@ -218,6 +233,7 @@ impl Swarm {
                 out,
             );
         }
+        self.decided.reclaimed(&lease.drone);
         out.push(Output::Event(Event::Reclaimed {
             drone: lease.drone,
             package: lease.package,

@@ -14,6 +14,7 @@ mod matching;
 mod outcomes;
 mod timers;
 mod upkeep;
+mod verdicts;
 
 use crate::config::{Config, ConfigError};
 use crate::index::Index;
@@ -23,6 +24,7 @@ use crate::policy::probe::probe_verdict;
 use crate::state::SwarmState;
 use crate::time::Timestamp;
 use crate::touched::Touched;
+use crate::verdict::{Asked, Decided};
 
 /// The swarm's scheduling state machine. Pure: no clock, no IO, no threads.
 ///
@@ -35,6 +37,8 @@ pub struct Swarm {
     pub(crate) ix: Index,
     /// What the last `handle` changed; not state (neither digested nor snapshotted).
     pub(crate) touched: Touched,
+    /// What the last `handle` decided for its drone (see [`Swarm::verdict`]); not state.
+    pub(crate) decided: Decided,
 }
 
 /// A snapshot that cannot be restored.
@@ -58,6 +62,7 @@ impl Swarm {
             st: SwarmState::new(config),
             ix: Index::default(),
             touched: Touched::default(),
+            decided: Decided::default(),
         })
     }
 
@@ -68,6 +73,7 @@ impl Swarm {
             st: state,
             ix: Index::default(),
             touched: Touched::default(),
+            decided: Decided::default(),
         };
         swarm.rebuild_index();
         swarm.check_invariants_deep()?;
@@ -92,8 +98,13 @@ impl Swarm {
         self.touched.clear();
         // The drone an input comes from (or names) is touched whether or not a hook below
         // sees it: a heartbeat's figures change its row without any upkeep.
-        if let Some(name) = subject(&env.input) {
+        let subject = subject(&env.input);
+        if let Some(name) = subject {
             self.touched.drone(name);
+        }
+        self.decided.begin(Asked::of(&env.input), subject);
+        if let Input::Heartbeat(hb) = &env.input {
+            self.decided.current_task.clone_from(&hb.current_task);
         }
         if let Input::Control(action) = &env.input {
             self.touched.control(action);

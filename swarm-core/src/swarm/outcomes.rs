@@ -7,6 +7,7 @@ use crate::input::FailureClass;
 use crate::output::{BlockReason, Event, Output, ReclaimReason};
 use crate::policy::{breaker, retry};
 use crate::state::{PackageState, PkgId};
+use crate::verdict::Reported;
 
 impl Swarm {
     pub(super) fn on_success(&mut self, lid: LeaseId, duration_ms: Option<u64>, out: &mut Out) {
@@ -39,6 +40,7 @@ impl Swarm {
             self.sync_pkg(q);
         }
         self.sync_replan();
+        self.decided.reported(Reported::Built);
         out.push(Output::Event(Event::Built {
             drone: lease.drone,
             package: lease.package,
