@@ -18,7 +18,7 @@ use crate::input::Input;
 use crate::output::{RejectReason, RevokeReason};
 use crate::view::LeaseView;
 
-/// The core's answer to one drone request (`Register`, `Heartbeat`, `RequestWork`,
+/// The core's answer to one drone request (`Announce`, `Register`, `Heartbeat`, `RequestWork`,
 /// `BuildStarted`, `BuildFinished`, `Deregister`), as of right after it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Verdict {
@@ -41,7 +41,7 @@ pub struct Verdict {
     /// Every package it must stop: those just revoked, then those revoked before and not yet
     /// seen stopped (repeated in every reply until then), without repeats.
     pub revokes: Vec<Atom>,
-    /// For a heartbeat: the task it reported running, to single out its revoke
+    /// For a heartbeat (or announcement): the task it reported running, to single out its revoke
     /// ([`Verdict::stop_work`]).
     pub current_task: Option<Atom>,
     /// Leases taken back from it by this request (a deregistration returns them all).
@@ -164,7 +164,10 @@ impl Asked {
         match input {
             Input::RequestWork { .. } => Asked::Work,
             Input::BuildStarted(_) | Input::BuildFinished { .. } => Asked::Report,
-            Input::Register(_) | Input::Heartbeat(_) | Input::Deregister { .. } => Asked::Standing,
+            Input::Register(_)
+            | Input::Announce(_)
+            | Input::Heartbeat(_)
+            | Input::Deregister { .. } => Asked::Standing,
             _ => Asked::Nothing,
         }
     }

@@ -13,7 +13,7 @@ use swarm_core::*;
 fn requester(input: &Input) -> Option<&DroneName> {
     match input {
         Input::Register(spec) => Some(&spec.name),
-        Input::Heartbeat(hb) => Some(&hb.drone),
+        Input::Heartbeat(hb) | Input::Announce(Announce { beat: hb, .. }) => Some(&hb.drone),
         Input::RequestWork { drone, .. } | Input::Deregister { drone } => Some(drone),
         Input::BuildStarted(r) | Input::BuildFinished { report: r, .. } => Some(&r.drone),
         _ => None,
@@ -221,7 +221,7 @@ fn assert_verdict_agrees(swarm: &mut Swarm, env: &Envelope, step: usize, seen: &
         _ => None,
     };
     assert_eq!(v.report, report, "{at}: report");
-    if let Input::Heartbeat(hb) = &env.input {
+    if let Input::Heartbeat(hb) | Input::Announce(Announce { beat: hb, .. }) = &env.input {
         let stop = hb
             .current_task
             .as_ref()

@@ -385,10 +385,23 @@ impl Store {
         inputs: Vec<(Timestamp, Input)>,
         more: impl FnMut() -> Option<Vec<(Timestamp, Input)>>,
     ) -> Result<Vec<(Seq, Vec<Output>)>, StoreError> {
+        let done = self.append_batch_noting(inputs, more, |_| ())?;
+        Ok(done.into_iter().map(|(seq, out, ())| (seq, out)).collect())
+    }
+
+    /// [`Store::append_batch_then`], and `note` reads the core right after each input, in
+    /// order: for what a caller answers from the state an input left rather than from the
+    /// state after the whole batch (a drone's [`Swarm::verdict`](swarm_core::Swarm::verdict)).
+    pub fn append_batch_noting<T>(
+        &mut self,
+        inputs: Vec<(Timestamp, Input)>,
+        more: impl FnMut() -> Option<Vec<(Timestamp, Input)>>,
+        note: impl FnMut(&Swarm) -> T,
+    ) -> Result<Vec<(Seq, Vec<Output>, T)>, StoreError> {
         let result = self
             .apply_fault_limit()
             .and_then(|()| self.ensure_core())
-            .and_then(|()| match self.try_append(inputs, more) {
+            .and_then(|()| match self.try_append(inputs, more, note) {
                 Ok(done) => Ok(done),
                 Err(e) => {
                     self.rebuild_after_failure();
@@ -503,11 +516,12 @@ impl Store {
         result
     }
 
-    fn try_append(
+    fn try_append<T>(
         &mut self,
         inputs: Vec<(Timestamp, Input)>,
         mut more: impl FnMut() -> Option<Vec<(Timestamp, Input)>>,
-    ) -> Result<Vec<(Seq, Vec<Output>)>, StoreError> {
+        mut note: impl FnMut(&Swarm) -> T,
+    ) -> Result<Vec<(Seq, Vec<Output>, T)>, StoreError> {
         let Store {
             conn,
             core,
@@ -582,7 +596,7 @@ impl Store {
                     }
                 }
             }
-            done.push((Seq(seq), outputs));
+            done.push((Seq(seq), outputs, note(core)));
         }
         tx.commit()?;
         self.last_seq = seq;

@@ -18,7 +18,7 @@ mod verdicts;
 
 use crate::config::{Config, ConfigError};
 use crate::index::Index;
-use crate::input::{Envelope, Input};
+use crate::input::{Announce, Envelope, Input};
 use crate::output::{Event, Output, RejectReason};
 use crate::policy::probe::probe_verdict;
 use crate::state::SwarmState;
@@ -103,7 +103,7 @@ impl Swarm {
             self.touched.drone(name);
         }
         self.decided.begin(Asked::of(&env.input), subject);
-        if let Input::Heartbeat(hb) = &env.input {
+        if let Input::Heartbeat(hb) | Input::Announce(Announce { beat: hb, .. }) = &env.input {
             self.decided.current_task.clone_from(&hb.current_task);
         }
         if let Input::Control(action) = &env.input {

@@ -1,12 +1,13 @@
 //! The drone endpoints of V3-PROTOCOL.md, plus swarm's lease-based
 //! `/started` and `/return`. Each request becomes core inputs; the reply is
-//! built from those inputs' outputs and the drone's state right after them.
+//! built from the core's verdict on them (`swarm_core::Verdict`: the work given,
+//! what to stop, how a report was taken), never from its outputs.
 
 use super::artifacts::artifact_present;
 use super::front::Request;
 use super::http::{header, parse_json, read_body, ApiError, Query, Reply};
 use super::identity::{act_as, forbid, Caller};
-use super::jobs::{Done, DroneNow, Plan};
+use super::jobs::{Done, Plan};
 use super::shared::Shared;
 use super::upload_lease;
 use super::{claims, gate};
@@ -16,8 +17,8 @@ use crate::wire::{
 };
 use serde_json::json;
 use swarm_core::{
-    Announce, Atom, BuildEnv, Command, DroneName, Epoch, Event, FailureClass, Heartbeat, Input,
-    LeaseId, Outcome, Output, RejectReason, Report, RevokeReason, SpecFacts,
+    Announce, Atom, BuildEnv, DroneName, Epoch, FailureClass, Heartbeat, Input, LeaseId, Outcome,
+    RejectReason, Report, Reported, RevokeReason, SpecFacts, Verdict, Work,
 };
 
 fn missing_id() -> ApiError {
@@ -179,27 +180,11 @@ pub(crate) fn register(sh: &Shared, req: &mut Request, caller: &Caller) -> Resul
         sh.known.insert(&name);
     }
 
-    let mut revoke = revokes_in(&done.outputs, &name);
-    let stop_work = current_task.as_ref().and_then(|atom| {
-        done.outputs.iter().find_map(|o| match o {
-            Output::Command(Command::Revoke {
-                drone,
-                package: Some(p),
-                reason,
-                ..
-            }) if drone == &name && p == atom => Some(StopWork {
-                package: p.as_str().to_string(),
-                reason: reason.to_string(),
-                reassigned_to: reassigned(reason),
-            }),
-            _ => None,
-        })
+    let stop_work = now.stop_work().map(|r| StopWork {
+        package: r.package.as_str().to_string(),
+        reason: r.reason.to_string(),
+        reassigned_to: reassigned(&r.reason),
     });
-    for p in &now.revokes {
-        if !revoke.contains(p) {
-            revoke.push(p.clone());
-        }
-    }
     let (slots, cores_per_slot) = {
         let p = sh.published();
         let slots = p.swarm.view().drone(&name).map(|d| d.slots);
@@ -213,10 +198,10 @@ pub(crate) fn register(sh: &Shared, req: &mut Request, caller: &Caller) -> Resul
         orchestrator_port: Some(sh.port),
         orchestrator_name: Some("swarm".into()),
         message: None,
-        revoke,
+        revoke: revokes(now),
         stop_work,
         paused: now.paused,
-        epoch: Some(now.epoch),
+        epoch: Some(now.epoch.0),
         leases: lease_refs(now),
     })
 }
@@ -249,13 +234,14 @@ fn probe_address(
     Some(claimed_ip.filter(allowed).unwrap_or(peer).to_string())
 }
 
-fn drone_now(done: &Done) -> Result<&DroneNow, ApiError> {
-    done.drone
+/// The core's verdict on the request: what every drone reply is made from.
+fn drone_now(done: &Done) -> Result<&Verdict, ApiError> {
+    done.verdict
         .as_ref()
-        .ok_or_else(|| ApiError::internal("the writer did not report the drone's state"))
+        .ok_or_else(|| ApiError::internal("the writer did not report the core's verdict"))
 }
 
-fn lease_refs(now: &DroneNow) -> Vec<LeaseRef> {
+fn lease_refs(now: &Verdict) -> Vec<LeaseRef> {
     now.leases
         .iter()
         .map(|l| LeaseRef {
@@ -272,21 +258,9 @@ fn reassigned(reason: &RevokeReason) -> Option<String> {
     }
 }
 
-fn revokes_in(outputs: &[Output], name: &DroneName) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    for o in outputs {
-        if let Output::Command(Command::Revoke {
-            drone,
-            package: Some(p),
-            ..
-        }) = o
-        {
-            if drone == name && !out.iter().any(|a| a == p.as_str()) {
-                out.push(p.as_str().to_string());
-            }
-        }
-    }
-    out
+/// Every package the drone must stop (those just revoked, then those still pending).
+fn revokes(now: &Verdict) -> Vec<String> {
+    now.revokes.iter().map(|a| a.as_str().to_string()).collect()
 }
 
 pub(crate) fn work(sh: &Shared, url: &str, caller: &Caller) -> Result<Reply, ApiError> {
@@ -324,63 +298,42 @@ pub(crate) fn work(sh: &Shared, url: &str, caller: &Caller) -> Result<Reply, Api
     if !now.known {
         return work_error(404, "unknown drone; register first");
     }
-    let mut revoke = revokes_in(&done.outputs, &name);
-    for p in &now.revokes {
-        if !revoke.contains(p) {
-            revoke.push(p.clone());
+    let revoke = revokes(now);
+    let reply = match &now.work {
+        Some(Work::SyncPortage { expected }) => {
+            return Reply::ok(&WorkReply {
+                action: Some("sync_portage".into()),
+                expected_timestamp: Some(expected.clone()),
+                revoke,
+                ..WorkReply::default()
+            });
         }
-    }
-    let sync = done.outputs.iter().find_map(|o| match o {
-        Output::Command(Command::SyncPortage { drone, expected }) if drone == &name => {
-            Some(expected.clone())
-        }
-        _ => None,
-    });
-    if let Some(expected) = sync {
-        return Reply::ok(&WorkReply {
-            action: Some("sync_portage".into()),
-            expected_timestamp: Some(expected),
-            revoke,
+        // A new lease, or (a v3 drone polling while it holds one) the one it holds.
+        Some(Work::Given {
+            package,
+            lease,
+            profile,
+            ..
+        }) => WorkReply {
+            package: Some(package.as_str().to_string()),
+            lease: Some(lease.0),
+            profile: profile.clone(),
             ..WorkReply::default()
-        });
-    }
-    // A new lease, or (a v3 drone polling while it holds one) the one it holds: the core's
-    // answer either way.
-    let given = done.outputs.iter().find_map(|o| match o {
-        Output::Command(
-            Command::Assign {
-                drone,
-                package,
-                lease,
-                profile,
-                ..
-            }
-            | Command::Resend {
-                drone,
-                package,
-                lease,
-                profile,
-            },
-        ) if drone == &name => Some((package.as_str().to_string(), lease.0, profile.clone())),
-        _ => None,
-    });
-    let (package, lease, profile) = match given {
-        Some((p, l, profile)) => (Some(p), Some(l), profile),
-        None => (None, None, None),
-    };
-    let reason = if package.is_none() {
-        now.no_work.clone().or_else(|| Some("nothing ready".into()))
-    } else {
-        None
+        },
+        Some(Work::Nothing { reason }) => WorkReply {
+            reason: Some(reason.clone()),
+            ..WorkReply::default()
+        },
+        None => {
+            return Err(ApiError::internal(
+                "the core gave no verdict on the request for work",
+            ))
+        }
     };
     Reply::ok(&WorkReply {
-        package,
-        lease,
-        profile,
         packages: lease_refs(now),
         revoke,
-        reason,
-        ..WorkReply::default()
+        ..reply
     })
 }
 
@@ -515,7 +468,7 @@ pub(crate) fn complete(sh: &Shared, req: &mut Request, caller: &Caller) -> Resul
         outcome,
         duration_ms,
     };
-    let done = sh.submit(Plan::Inputs(vec![input]), None, false)?;
+    let done = sh.submit(Plan::Inputs(vec![input]), Some(name), false)?;
     report_reply(sh, caller, &done, &report, recorded)
 }
 
@@ -533,33 +486,6 @@ fn identify(
     act_as(sh, caller, id, what)?.ok_or_else(|| unknown_drone(id.unwrap_or_default()))
 }
 
-/// Who holds what a refused report was about, if not its sender: then the
-/// report was an attempt on another drone's lease (403), not a late one.
-fn other_holder(sh: &Shared, report: &Report) -> Option<DroneName> {
-    let view = sh.fresh();
-    let v = view.swarm.view();
-    let holder = match report.lease {
-        Some(l) => v.lease(l).map(|l| l.drone),
-        // One package per profile: another drone's only if the sender holds none of them.
-        None => {
-            let holders: Vec<DroneName> = v
-                .packages_of(&report.package)
-                .into_iter()
-                .filter_map(|p| match p.status {
-                    swarm_core::PackageStatus::Assigned { drone, .. } => Some(drone),
-                    _ => None,
-                })
-                .collect();
-            if holders.contains(&report.drone) {
-                None
-            } else {
-                holders.into_iter().next()
-            }
-        }
-    };
-    holder.filter(|h| *h != report.drone)
-}
-
 /// The v3 reply to a report: accepted, recorded, or stale with `stop_work`.
 fn report_reply(
     sh: &Shared,
@@ -568,47 +494,44 @@ fn report_reply(
     report: &Report,
     recorded: &str,
 ) -> Result<Reply, ApiError> {
-    for o in &done.outputs {
-        if let Output::Event(Event::InputRejected { reason }) = o {
-            match reason {
-                RejectReason::UnknownDrone { drone } => {
-                    return Err(unknown_drone(drone.as_str()));
-                }
-                RejectReason::StaleReport { .. } | RejectReason::UnknownPackage { .. } => {
-                    if let Some(holder) = other_holder(sh, report) {
-                        return Err(forbid(
-                            sh,
-                            caller,
-                            format!(
-                                "{} is leased to {holder}, not to {}; nothing was recorded",
-                                report.package, report.drone
-                            ),
-                        ));
-                    }
-                    let revoke = done.outputs.iter().find_map(|o| match o {
-                        Output::Command(Command::Revoke { reason, .. }) => Some(reason.clone()),
-                        _ => None,
-                    });
-                    let reason = revoke.unwrap_or(RevokeReason::Unknown);
-                    return Reply::ok(&CompleteReply {
-                        status: "ok".into(),
-                        accepted: false,
-                        stale: true,
-                        action: Some("stop_work".into()),
-                        reason: Some(reason.to_string()),
-                        reassigned_to: reassigned(&reason),
-                        recorded: Some("stale".into()),
-                    });
-                }
-                other => {
-                    return Err(ApiError::new(409, format!("refused: {other:?}")));
-                }
-            }
+    let built = match &drone_now(done)?.report {
+        Some(Reported::Built) => true,
+        Some(Reported::Accepted) => false,
+        Some(Reported::Rejected {
+            reason: RejectReason::UnknownDrone { drone },
+        }) => return Err(unknown_drone(drone.as_str())),
+        Some(Reported::Rejected { reason }) => {
+            return Err(ApiError::new(409, format!("refused: {reason:?}")))
         }
-    }
-    let built = done.outputs.iter().any(
-        |o| matches!(o, Output::Event(Event::Built { package, .. }) if *package == report.package),
-    );
+        Some(Reported::Stale {
+            holder: Some(holder),
+            ..
+        }) => {
+            return Err(forbid(
+                sh,
+                caller,
+                format!(
+                    "{} is leased to {holder}, not to {}; nothing was recorded",
+                    report.package, report.drone
+                ),
+            ))
+        }
+        Some(Reported::Stale {
+            revoke,
+            holder: None,
+        }) => {
+            return Reply::ok(&CompleteReply {
+                status: "ok".into(),
+                accepted: false,
+                stale: true,
+                action: Some("stop_work".into()),
+                reason: Some(revoke.to_string()),
+                reassigned_to: reassigned(revoke),
+                recorded: Some("stale".into()),
+            })
+        }
+        None => return Err(ApiError::internal("the core gave no verdict on the report")),
+    };
     Reply::ok(&CompleteReply {
         status: "ok".into(),
         accepted: built,
@@ -656,7 +579,7 @@ pub(crate) fn started(sh: &Shared, req: &mut Request, caller: &Caller) -> Result
     let (_, report) = lease_report(sh, req, caller)?;
     let done = sh.submit(
         Plan::Inputs(vec![Input::BuildStarted(report.clone())]),
-        None,
+        Some(report.drone.clone()),
         false,
     )?;
     match report_reply(sh, caller, &done, &report, "started")? {
@@ -683,7 +606,7 @@ pub(crate) fn give_back(
         },
         duration_ms: None,
     };
-    let done = sh.submit(Plan::Inputs(vec![input]), None, false)?;
+    let done = sh.submit(Plan::Inputs(vec![input]), Some(report.drone.clone()), false)?;
     report_reply(sh, caller, &done, &report, "returned")
 }
 
@@ -702,12 +625,8 @@ pub(crate) fn deregister(
     let input = Input::Deregister {
         drone: name.clone(),
     };
-    let done = sh.submit(Plan::Inputs(vec![input]), None, false)?;
-    let returned = done
-        .outputs
-        .iter()
-        .filter(|o| matches!(o, Output::Event(Event::Reclaimed { .. })))
-        .count();
+    let done = sh.submit(Plan::Inputs(vec![input]), Some(name.clone()), false)?;
+    let returned = drone_now(&done)?.returned;
     tracing::info!(
         drone = %name,
         reason = r.reason.as_deref().unwrap_or("not given"),

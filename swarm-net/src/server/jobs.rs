@@ -4,7 +4,7 @@
 
 use super::http::ApiError;
 use std::sync::mpsc::SyncSender;
-use swarm_core::{DroneName, Input, LeaseView, Output};
+use swarm_core::{DroneName, Input, Output, Verdict};
 
 /// What a worker asks the writer to do.
 pub(crate) enum Plan {
@@ -15,9 +15,10 @@ pub(crate) enum Plan {
     Parts(Vec<Vec<Input>>),
 }
 
-/// What the worker wants to know about a drone after its inputs.
+/// What the worker wants done, and for whom it answers.
 pub(crate) struct Job {
     pub(crate) plan: Plan,
+    /// The drone whose request this is: set, the answer carries the core's verdict for it.
     pub(crate) drone: Option<DroneName>,
     pub(crate) publish_now: bool,
     pub(crate) tx: SyncSender<Result<Done, ApiError>>,
@@ -29,19 +30,9 @@ pub(crate) struct Done {
     pub(crate) seq: u64,
     /// Every output of the job's inputs.
     pub(crate) outputs: Vec<Output>,
-    /// The drone's state after the batch, when asked for.
-    pub(crate) drone: Option<DroneNow>,
-}
-
-/// One drone's state right after its request, for the reply.
-pub(crate) struct DroneNow {
-    pub(crate) known: bool,
-    pub(crate) epoch: u64,
-    pub(crate) paused: bool,
-    pub(crate) leases: Vec<LeaseView>,
-    pub(crate) no_work: Option<String>,
-    /// Work it was told to stop and has not yet been seen to stop: repeated in every reply.
-    pub(crate) revokes: Vec<String>,
+    /// The core's verdict on the drone's request (its inputs' verdicts in order, see
+    /// `Verdict::then`), when the job named a drone: what its reply is made from.
+    pub(crate) verdict: Option<Verdict>,
 }
 
 /// Answers to a batch's jobs, in order.

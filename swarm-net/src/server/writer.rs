@@ -23,7 +23,7 @@
 //! `IDLE_PROBE_EVERY`, so a disk that filled without traffic is noticed.
 
 use super::http::ApiError;
-use super::jobs::{Done, DroneNow, Job, Plan, Replies};
+use super::jobs::{Done, Job, Plan, Replies};
 use super::lanes::{self, Lane, Lanes, PartFeed};
 use super::shared::{Published, Shared};
 use super::syncer::Syncer;
@@ -31,7 +31,7 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use swarm_core::{Command, DroneName, Input, Output, Timestamp};
+use swarm_core::{Command, Input, Output, Swarm, Timestamp, Verdict};
 use swarm_store::Store;
 
 /// Inputs per group commit, at most.
@@ -276,11 +276,11 @@ fn round(
                 ),
             ))
         } else {
-            let drone = b.job.drone.as_ref().map(|d| drone_now(store, d));
+            // A bulk job is no drone's request.
             Ok(Done {
                 seq: b.seq,
                 outputs: b.outputs,
-                drone,
+                verdict: None,
             })
         };
         replies.push((b.job.tx, reply));
@@ -464,6 +464,8 @@ fn commit(
         inputs.push((now, Input::Tick));
     }
     let mut spans = Vec::with_capacity(jobs.len());
+    // The inputs whose verdict a job answers with (a drone's request).
+    let mut wanted = vec![false; inputs.len()];
     for job in &jobs {
         let start = inputs.len();
         match &job.plan {
@@ -471,6 +473,7 @@ fn commit(
             // Only `Bulk` holds parts.
             Plan::Parts(_) => {}
         }
+        wanted.resize(inputs.len(), job.drone.is_some());
         spans.push(start..inputs.len());
     }
     shared.queued.fetch_sub(jobs.len(), Ordering::Relaxed);
@@ -489,14 +492,29 @@ fn commit(
         _ => None,
     };
     let mut count = inputs.len();
+    let mut at = 0;
+    let note = |swarm: &Swarm| {
+        let verdict = wanted
+            .get(at)
+            .copied()
+            .unwrap_or(false)
+            .then(|| swarm.verdict())
+            .flatten();
+        at += 1;
+        verdict
+    };
     let result = if inputs.is_empty() {
         Ok(Vec::new())
     } else {
-        store.append_batch_then(inputs, || {
-            let part = feed.as_mut()?.next_part()?;
-            count += part.len();
-            Some(part.iter().cloned().map(|i| (now, i)).collect())
-        })
+        store.append_batch_noting(
+            inputs,
+            || {
+                let part = feed.as_mut()?.next_part()?;
+                count += part.len();
+                Some(part.iter().cloned().map(|i| (now, i)).collect())
+            },
+            note,
+        )
     };
     let taken = feed.map_or(0, |f| f.taken());
     match result {
@@ -519,72 +537,41 @@ fn commit(
         }
         Ok(done) => {
             shared.metrics.batch(count);
-            let all: Vec<&Output> = done.iter().flat_map(|(_, o)| o.iter()).collect();
+            let all: Vec<&Output> = done.iter().flat_map(|(_, o, _)| o.iter()).collect();
             side_effects(shared, &all);
             if let Some(b) = bulk {
                 b.parts.drain(..taken.min(b.parts.len()));
                 b.recorded += taken;
-                for (s, outs) in done.get(part_start..).unwrap_or(&[]) {
+                for (s, outs, _) in done.get(part_start..).unwrap_or(&[]) {
                     b.seq = s.0;
                     b.outputs.extend(outs.iter().cloned());
                 }
             }
+            let mut done = done;
             let mut replies = Vec::with_capacity(jobs.len());
             for (job, span) in jobs.into_iter().zip(spans) {
                 let mut outputs = Vec::new();
                 let mut seq = 0;
-                for (s, outs) in done.get(span).unwrap_or(&[]) {
+                let mut verdict: Option<Verdict> = None;
+                for (s, outs, v) in done.get_mut(span).unwrap_or(&mut []) {
                     seq = s.0;
                     outputs.extend(outs.iter().cloned());
+                    verdict = match (verdict, v.take()) {
+                        (Some(a), Some(b)) => Some(a.then(b)),
+                        (a, b) => b.or(a),
+                    };
                 }
-                let drone = job.drone.as_ref().map(|d| drone_now(store, d));
                 replies.push((
                     job.tx,
                     Ok(Done {
                         seq,
                         outputs,
-                        drone,
+                        verdict,
                     }),
                 ));
             }
             replies
         }
-    }
-}
-
-fn drone_now(store: &Store, name: &DroneName) -> DroneNow {
-    let Ok(swarm) = store.swarm() else {
-        return DroneNow {
-            known: false,
-            epoch: 0,
-            paused: false,
-            leases: Vec::new(),
-            no_work: None,
-            revokes: Vec::new(),
-        };
-    };
-    let view = swarm.view();
-    match view.drone(name) {
-        None => DroneNow {
-            known: false,
-            epoch: 0,
-            paused: view.paused(),
-            leases: Vec::new(),
-            no_work: None,
-            revokes: Vec::new(),
-        },
-        Some(d) => DroneNow {
-            known: true,
-            epoch: d.epoch.0,
-            paused: view.paused() || d.paused,
-            leases: d.leases.clone(),
-            no_work: d.no_work.clone(),
-            revokes: view
-                .pending_revokes(name)
-                .iter()
-                .map(|a| a.as_str().to_string())
-                .collect(),
-        },
     }
 }
 
