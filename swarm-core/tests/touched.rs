@@ -4,9 +4,10 @@
 //! `everything`). A read model that syncs only touched rows (the store's read tables) is then
 //! exactly as current as one that compares every row.
 
+mod common;
+
 use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
-use swarm_core::sim::{self, Scenario, SimOptions};
 use swarm_core::*;
 
 /// A package's row: its view without the figures derived from other rows or the plan
@@ -144,16 +145,7 @@ proptest! {
 
 #[test]
 fn every_row_the_fuzz_corpus_changes_is_touched() {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../fuzz/corpus/handle");
-    let mut files: Vec<_> = std::fs::read_dir(dir)
-        .expect("the committed corpus")
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .collect();
-    files.sort();
-    assert!(!files.is_empty(), "no corpus in {dir}");
-    for file in files {
-        let data = std::fs::read(&file).expect("readable corpus file");
+    for data in common::handle_corpus() {
         replay_bytes(&data);
     }
 }
@@ -163,15 +155,9 @@ const SIM_STEPS: usize = 3_000;
 #[test]
 fn every_row_a_simulated_run_changes_is_touched() {
     for name in ["chaos", "silent-death", "stale-queue", "probe-asymmetry"] {
-        let scenario = Scenario::builtin(name).expect("built-in");
-        let opts = SimOptions {
-            seed: 1,
-            config: Config::default(),
-            keep_log: true,
-        };
-        let run = sim::run(&scenario, &opts).expect("valid scenario");
+        let log = common::sim_log(name);
         // Every step compares every row: the first steps of a run, where most happens per
         // row (registrations, the enqueue, the first assignments and faults), keep it quick.
-        replay_checked(&run.log[..run.log.len().min(SIM_STEPS)]);
+        replay_checked(&log[..log.len().min(SIM_STEPS)]);
     }
 }

@@ -5,8 +5,10 @@
 //! drone is among its revokes, a `Built` event is `Reported::Built`, a rejection is
 //! `Rejected`/`Stale`, a deregistration returns as many leases as were reclaimed.
 
+mod common;
+
 use proptest::prelude::*;
-use swarm_core::sim::{self, Scenario, SimOptions};
+use swarm_core::sim;
 use swarm_core::*;
 
 /// The drone whose request `input` is.
@@ -264,17 +266,8 @@ proptest! {
 
 #[test]
 fn the_verdict_agrees_with_the_outputs_over_the_fuzz_corpus() {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../fuzz/corpus/handle");
-    let mut files: Vec<_> = std::fs::read_dir(dir)
-        .expect("the committed corpus")
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .collect();
-    files.sort();
-    assert!(!files.is_empty(), "no corpus in {dir}");
     let mut seen = Seen::default();
-    for file in files {
-        let data = std::fs::read(&file).expect("readable corpus file");
+    for data in common::handle_corpus() {
         replay_bytes(&data, &mut seen);
     }
     // The corpus reaches every kind of verdict: a corpus that stopped doing so would leave
@@ -305,14 +298,7 @@ fn the_verdict_agrees_with_the_outputs_over_the_fuzz_corpus() {
 fn the_verdict_agrees_with_the_outputs_of_every_simulated_scenario() {
     // All but big-farm, whose millions of steps add scale, not kinds of verdict.
     for name in sim::BUILTIN.into_iter().filter(|n| *n != "big-farm") {
-        let scenario = Scenario::builtin(name).expect("built-in");
-        let opts = SimOptions {
-            seed: 1,
-            config: Config::default(),
-            keep_log: true,
-        };
-        let run = sim::run(&scenario, &opts).expect("valid scenario");
-        replay_checked(&run.log, &mut Seen::default());
+        replay_checked(&common::sim_log(name), &mut Seen::default());
     }
 }
 

@@ -367,3 +367,32 @@ pub(crate) fn env(cflags: Option<&str>) -> swarm_core::BuildEnv {
         .unwrap_or_default();
     swarm_core::BuildEnv::new(vars).expect("a valid environment")
 }
+
+/// The committed fuzz corpus of `handle` (`fuzz/corpus/handle`), file by file in name order.
+pub(crate) fn handle_corpus() -> Vec<Vec<u8>> {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../fuzz/corpus/handle");
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .expect("the committed corpus")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no corpus in {dir}");
+    files
+        .iter()
+        .map(|f| std::fs::read(f).expect("readable corpus file"))
+        .collect()
+}
+
+/// The envelopes of a built-in simulator scenario's run with seed 1 and the default config.
+pub(crate) fn sim_log(scenario: &str) -> Vec<Envelope> {
+    let scenario = swarm_core::sim::Scenario::builtin(scenario).expect("built-in");
+    let opts = swarm_core::sim::SimOptions {
+        seed: 1,
+        config: Config::default(),
+        keep_log: true,
+    };
+    swarm_core::sim::run(&scenario, &opts)
+        .expect("valid scenario")
+        .log
+}
