@@ -244,14 +244,17 @@ fn swarm_core_files_stay_small() {
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
-/// Issue 10: a package changes state only through `Swarm::transition` (swarm/upkeep.rs), which
-/// keeps the index in step. `Package::enter` is the raw setter it uses; test fixtures that build a
-/// bare state (after the file's `#[cfg(test)]`) may call it too, nothing else.
+/// Issue 10: a package changes state only through `Swarm::transition` and a drone's liveness only
+/// through `Swarm::set_liveness` (swarm/upkeep.rs), which keep the index in step.
+/// `Package::enter` and `Drone::enter` are the raw setters they use (each checks the move against
+/// its diagram); test fixtures that build a bare state (after the file's `#[cfg(test)]`) may call
+/// them too, nothing else.
 #[test]
-fn package_state_changes_only_through_the_transition() {
+fn package_and_drone_states_change_only_through_their_transitions() {
     let mut found = Vec::new();
     for (rel, text) in core_sources() {
-        if rel == "swarm/upkeep.rs" || rel == "state/package.rs" || rel.ends_with("tests.rs") {
+        let setters = ["swarm/upkeep.rs", "state/package.rs", "state/drone.rs"];
+        if setters.contains(&rel.as_str()) || rel.ends_with("tests.rs") {
             continue;
         }
         let code = code_only(&text);
@@ -265,7 +268,8 @@ fn package_state_changes_only_through_the_transition() {
     }
     assert!(
         found.is_empty(),
-        "a package's state set outside Swarm::transition (use it; it keeps the index in step): {}",
+        "a package's state or a drone's liveness set outside Swarm::transition or \
+         Swarm::set_liveness (use them; they keep the index in step): {}",
         found.join(", ")
     );
 }

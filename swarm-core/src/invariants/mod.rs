@@ -21,6 +21,10 @@ impl Swarm {
     /// `check_invariants_deep` (every step in the property tests) adds the passes over the
     /// whole queue.
     pub fn check_invariants(&self) -> Result<(), Violation> {
+        // 16. Transitions: every state change the core attempted was an edge of its diagram.
+        if let Some(v) = &self.refused {
+            return Err(v.clone());
+        }
         let st = &self.st;
         // 1 and 2. Conservation and exclusivity: every lease is its package's live lease and
         // on its drone's books (that no assigned package lacks a live lease, a pass over the
@@ -72,7 +76,7 @@ impl Swarm {
                     ),
                 );
             }
-            if d.liveness == Liveness::Stopped && !d.leases.is_empty() {
+            if d.liveness() == Liveness::Stopped && !d.leases.is_empty() {
                 return fail(
                     6,
                     format!(
@@ -82,7 +86,7 @@ impl Swarm {
                     ),
                 );
             }
-            if d.liveness == Liveness::Offline && !d.leases.is_empty() {
+            if d.liveness() == Liveness::Offline && !d.leases.is_empty() {
                 return fail(
                     6,
                     format!(
@@ -233,6 +237,7 @@ impl Swarm {
             ix: Index::default(),
             touched: Default::default(),
             decided: Default::default(),
+            refused: None,
         };
         fresh.rebuild_index();
         if fresh.ix.by_atom != self.ix.by_atom {

@@ -1,10 +1,11 @@
 //! The whole-queue checks that only `check_invariants_deep` makes (the per-step check stays
-//! linear in the leases and drones): each is shown to catch a state broken on purpose.
+//! linear in the leases and drones): each is shown to catch a state broken on purpose. And an
+//! illegal state change the core attempts is refused and reported by the per-step check.
 
 use crate::config::Config;
 use crate::id::{LeaseId, Seq};
-use crate::input::{Enqueue, Envelope, Input, PackageSpec};
-use crate::state::{PackageState, PkgId};
+use crate::input::{DroneSpec, Enqueue, Envelope, Input, PackageSpec};
+use crate::state::{Liveness, PackageState, PkgId};
 use crate::swarm::Swarm;
 use crate::time::Timestamp;
 use crate::Atom;
@@ -33,7 +34,8 @@ fn queued() -> Swarm {
 fn an_assigned_package_without_a_live_lease_is_caught_by_the_deep_check_only() {
     let mut s = queued();
     s.st.pkg_mut(PkgId(0))
-        .enter(PackageState::Assigned { lease: LeaseId(77) });
+        .enter(PackageState::Assigned { lease: LeaseId(77) })
+        .expect("queued to assigned is legal");
     assert!(
         s.check_invariants().is_ok(),
         "the per-step check walks no queue"
@@ -58,4 +60,70 @@ fn a_stray_entry_in_the_atom_index_is_caught_by_the_deep_check() {
         .check_invariants_deep()
         .expect_err("the atom index names a package twice");
     assert_eq!(v.invariant, 1, "{v}");
+}
+
+/// The refused move `check_invariants` reports, which must say `what`.
+fn refusal(s: &Swarm, what: &str) -> crate::violation::Violation {
+    let v = s.check_invariants().expect_err("the refusal is reported");
+    assert_eq!((v.invariant, v.detail.as_str()), (16, what), "{v}");
+    v
+}
+
+#[test]
+fn an_illegal_package_move_is_refused_and_reported_until_the_end() {
+    let mut s = queued();
+    let before = s.digest();
+    s.transition(
+        PkgId(0),
+        PackageState::Built {
+            at: Timestamp(2_000),
+        },
+    );
+    assert!(s.st.pkg(PkgId(0)).is_queued(), "the package stays queued");
+    assert_eq!(s.digest(), before, "nothing moved");
+    let v = refusal(
+        &s,
+        "package =dev-libs/a-1: illegal transition from Queued to Built",
+    );
+    let tick = Envelope {
+        seq: Seq(2),
+        at: Timestamp(3_000),
+        input: Input::Tick,
+    };
+    let _ = s.handle(&tick);
+    assert_eq!(
+        s.check_invariants(),
+        Err(v),
+        "a later step still reports it"
+    );
+}
+
+#[test]
+fn an_illegal_drone_move_is_refused_and_reported() {
+    let mut s = queued();
+    let name = crate::id::DroneName::new("d1").expect("name");
+    let _ = s.handle(&Envelope {
+        seq: Seq(2),
+        at: Timestamp(2_000),
+        input: Input::Register(DroneSpec {
+            name: name.clone(),
+            ..DroneSpec::default()
+        }),
+    });
+    s.check_invariants().expect("a registered drone is fine");
+    assert!(
+        !s.set_liveness(&name, Liveness::Offline),
+        "online skips suspicion"
+    );
+    assert_eq!(s.st.drones[&name].liveness(), Liveness::Online);
+    let v = refusal(&s, "drone d1: illegal transition from Online to Offline");
+    assert!(
+        s.set_liveness(&name, Liveness::Suspect),
+        "a legal move still moves"
+    );
+    assert_eq!(
+        s.check_invariants(),
+        Err(v),
+        "the first refusal stays reported"
+    );
 }

@@ -43,7 +43,7 @@ fn disrupted(st: &SwarmState, candidate: Option<&DroneName>) -> BTreeSet<DroneNa
 pub(crate) fn active(st: &SwarmState) -> u32 {
     st.drones
         .values()
-        .filter(|d| matches!(d.liveness, Liveness::Online | Liveness::Suspect))
+        .filter(|d| matches!(d.liveness(), Liveness::Online | Liveness::Suspect))
         .count() as u32
 }
 

@@ -59,7 +59,7 @@ pub(crate) fn next_step(
         return None;
     }
     // A drone that said goodbye is down on purpose: nothing to heal.
-    if d.liveness == crate::state::Liveness::Stopped {
+    if d.liveness() == crate::state::Liveness::Stopped {
         return None;
     }
     let steps = ladder(d.spec.kind);

@@ -5,12 +5,12 @@ use crate::time::Timestamp;
 
 /// Heartbeat late: no new work from then on.
 pub(crate) fn suspect_at(st: &SwarmState, d: &Drone) -> Option<Timestamp> {
-    (d.liveness == Liveness::Online).then(|| d.last_heartbeat.plus(st.config.heartbeat_grace_ms))
+    (d.liveness() == Liveness::Online).then(|| d.last_heartbeat.plus(st.config.heartbeat_grace_ms))
 }
 
 /// All leases are reclaimed then. A control-plane restart pushes it past its grace.
 pub(crate) fn offline_at(st: &SwarmState, d: &Drone) -> Option<Timestamp> {
-    matches!(d.liveness, Liveness::Online | Liveness::Suspect).then(|| {
+    matches!(d.liveness(), Liveness::Online | Liveness::Suspect).then(|| {
         let by_heartbeat = d.last_heartbeat.plus(st.config.offline_timeout_ms);
         by_heartbeat.max(st.grace_until.unwrap_or_default())
     })
@@ -19,7 +19,7 @@ pub(crate) fn offline_at(st: &SwarmState, d: &Drone) -> Option<Timestamp> {
 /// The next liveness check: the suspicion deadline while online, the offline
 /// deadline while suspect, none once offline.
 pub(crate) fn next_check(st: &SwarmState, d: &Drone) -> Option<Timestamp> {
-    match d.liveness {
+    match d.liveness() {
         Liveness::Online => suspect_at(st, d),
         Liveness::Suspect => offline_at(st, d),
         Liveness::Offline | Liveness::Stopped => None,
@@ -29,7 +29,7 @@ pub(crate) fn next_check(st: &SwarmState, d: &Drone) -> Option<Timestamp> {
 /// Early reclaim: suspect, two consecutive "down" probes, and `confirmed_dead_after`
 /// since the last heartbeat. Never under the brake, never during failover grace.
 pub(crate) fn confirmed_dead_at(st: &SwarmState, d: &Drone) -> Option<Timestamp> {
-    if d.liveness != Liveness::Suspect || d.leases.is_empty() || st.brake.engaged {
+    if d.liveness() != Liveness::Suspect || d.leases.is_empty() || st.brake.engaged {
         return None;
     }
     let confirmed = d.probe.confirmed_at?;
@@ -71,7 +71,8 @@ mod tests {
     #[test]
     fn a_stopped_drone_has_no_liveness_deadline() {
         let (st, mut d) = setup();
-        d.liveness = Liveness::Stopped;
+        d.enter(Liveness::Stopped)
+            .expect("online to stopped is legal");
         assert_eq!(suspect_at(&st, &d), None);
         assert_eq!(offline_at(&st, &d), None);
         assert_eq!(next_check(&st, &d), None);
@@ -86,7 +87,8 @@ mod tests {
             None,
             "online drones are never confirmed dead"
         );
-        d.liveness = Liveness::Suspect;
+        d.enter(Liveness::Suspect)
+            .expect("online to suspect is legal");
         assert_eq!(confirmed_dead_at(&st, &d), None, "nothing to reclaim");
         d.leases.insert(LeaseId(1));
         assert_eq!(confirmed_dead_at(&st, &d), Some(Timestamp(1_120_000)));

@@ -105,7 +105,7 @@ pub(crate) fn capacity(st: &SwarmState, d: &Drone, free_slots: u32) -> Result<u3
     if !d.health.takes_work() {
         return Err(NoWork::Unhealthy(d.health));
     }
-    if d.liveness != Liveness::Online {
+    if d.liveness() != Liveness::Online {
         return Err(NoWork::NotOnline);
     }
     match portage_gate(st, d) {
@@ -290,7 +290,7 @@ pub(crate) fn eligible_drones<'a>(
     p: &'a Package,
 ) -> impl Iterator<Item = &'a Drone> + 'a {
     st.drones.values().filter(move |d| {
-        matches!(d.liveness, Liveness::Online | Liveness::Suspect)
+        matches!(d.liveness(), Liveness::Online | Liveness::Suspect)
             && !d.spec.name.is_sweeper()
             && matches!(fit_ignoring_profile(st, d, p), Fit::Yes | Fit::Reluctant)
     })
@@ -344,7 +344,8 @@ mod tests {
         st.next_lease += 1;
         let package = st.pkg(PkgId(pkg)).atom.clone();
         st.pkg_mut(PkgId(pkg))
-            .enter(PackageState::Assigned { lease: id });
+            .enter(PackageState::Assigned { lease: id })
+            .unwrap_or_else(|e| unreachable!("{e}"));
         let lease = Lease {
             id,
             drone: name(drone),

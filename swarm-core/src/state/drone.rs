@@ -4,15 +4,20 @@
 //!   register/heartbeat            no heartbeat for heartbeat_grace
 //!  ─────────────────► Online ───────────────────────────────► Suspect
 //!                       ▲  ◄──────── heartbeat ─────────────────┘ │
-//!                       │                                         │ offline_timeout, or
-//!                       └──────────── heartbeat ─── Offline ◄─────┘ confirmed dead by probes
+//!                       │                                         │ offline_timeout
+//!                       └──────────── heartbeat ─── Offline ◄─────┘
 //!
 //!   any ── deregister (clean stop) ──► Stopped ── register/heartbeat ──► Online
 //! ```
 //! Online drones never lose work for age; Suspect drones get no new work;
 //! Offline drones hold nothing. Stopped drones said goodbye: they hold
-//! nothing, are never judged by heartbeat age and never escalated.
+//! nothing, are never judged by heartbeat age and never escalated. A Suspect
+//! drone that probes confirm dead loses its leases early but stays Suspect
+//! until `offline_timeout`; "any" includes Stopped (a goodbye said twice).
+//! These edges are [`Liveness::legal`]; `Drone::enter` refuses any other move
+//! with an [`IllegalTransition`] (a bug in the core; `check_invariants` reports it).
 
+use super::IllegalTransition;
 use crate::health::DroneHealth;
 use crate::id::{DroneName, Epoch, LeaseId};
 use crate::input::DroneSpec;
@@ -28,6 +33,20 @@ pub(crate) enum Liveness {
     Offline,
     /// Stopped cleanly (the agent deregistered).
     Stopped,
+}
+
+impl Liveness {
+    /// Whether the diagram draws an edge from `from` to `to`: the one list of legal moves.
+    pub(crate) fn legal(from: Liveness, to: Liveness) -> bool {
+        use Liveness::*;
+        matches!(
+            (from, to),
+            (Online, Suspect) // no heartbeat for heartbeat_grace
+                | (Suspect, Offline) // offline_timeout
+                | (Suspect | Offline | Stopped, Online) // a sign of life
+                | (_, Stopped) // deregister
+        )
+    }
 }
 
 /// Consecutive probe failures, for escalation and confirmed-dead reclaim.
@@ -55,7 +74,10 @@ pub(crate) struct Drone {
     pub(crate) spec: DroneSpec,
     pub(crate) epoch: Epoch,
     pub(crate) last_heartbeat: Timestamp,
-    pub(crate) liveness: Liveness,
+    /// Private: it changes only through `Swarm::set_liveness` (swarm/upkeep.rs), along an
+    /// edge of the diagram (`Drone::enter`), which re-arms the liveness check and keeps the
+    /// timers and the touched set in step with it.
+    liveness: Liveness,
     /// When liveness is next checked; at or before the true deadline (see `policy::liveness`).
     pub(crate) check_at: Option<Timestamp>,
     pub(crate) health: DroneHealth,
@@ -111,6 +133,24 @@ impl Drone {
         }
     }
 
+    /// Where the drone stands: online, suspect, offline or stopped.
+    pub(crate) fn liveness(&self) -> Liveness {
+        self.liveness
+    }
+
+    /// Moves the drone to `to` if the diagram allows it, without touching the index: only
+    /// `Swarm::set_liveness` calls it (and tests of bare drones). Refused, it stays where it was.
+    pub(crate) fn enter(&mut self, to: Liveness) -> Result<(), IllegalTransition<Liveness>> {
+        if !Liveness::legal(self.liveness, to) {
+            return Err(IllegalTransition {
+                from: self.liveness,
+                to,
+            });
+        }
+        self.liveness = to;
+        Ok(())
+    }
+
     pub(crate) fn is_grounded(&self, now: Timestamp) -> bool {
         self.grounded_until.is_some_and(|u| u > now)
     }
@@ -151,5 +191,53 @@ impl std::hash::Hash for Brake {
         if let Some(c) = &self.cause {
             c.hash(state);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::transition::check;
+    use Liveness::*;
+
+    const ALL: [Liveness; 4] = [Online, Suspect, Offline, Stopped];
+
+    #[test]
+    fn the_table_draws_exactly_the_edges_of_the_diagram() {
+        assert_eq!(
+            check::edges(&ALL, Liveness::legal),
+            [
+                (Online, Suspect),
+                (Online, Stopped),
+                (Suspect, Online),
+                (Suspect, Offline),
+                (Suspect, Stopped),
+                (Offline, Online),
+                (Offline, Stopped),
+                (Stopped, Online),
+                (Stopped, Stopped),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_drone_goes_offline_only_through_suspicion_and_back_only_online() {
+        assert!(!Liveness::legal(Online, Offline), "skips suspicion");
+        for from in [Offline, Stopped] {
+            assert!(!Liveness::legal(from, Suspect), "{from:?} -> Suspect");
+        }
+        assert!(
+            !Liveness::legal(Stopped, Offline),
+            "a stopped drone is not judged"
+        );
+    }
+
+    #[test]
+    fn an_illegal_move_is_refused_and_the_drone_stays_where_it_was() {
+        check::assert_enter_follows(&ALL, Liveness::legal, |from, to| {
+            let mut d = Drone::new(DroneSpec::default(), Timestamp(0));
+            d.liveness = from;
+            (d.enter(to), d.liveness())
+        });
     }
 }

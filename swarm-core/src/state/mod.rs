@@ -7,12 +7,14 @@ mod drone;
 mod lease;
 mod package;
 mod revoke_box;
+mod transition;
 
 pub(crate) use drone::{Brake, Drone, Liveness};
 pub(crate) use lease::Lease;
 pub(crate) use package::{Package, PackageState, PkgId};
 pub(crate) use revoke_box::RevokeBox;
 pub use revoke_box::REVOKE_REPEAT_MS;
+pub(crate) use transition::IllegalTransition;
 
 use crate::config::Config;
 use crate::id::{DroneName, LeaseId};

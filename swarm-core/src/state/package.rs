@@ -1,19 +1,27 @@
 //! Packages and their lifecycle.
 //!
 //! ```text
-//!             enqueue
-//!                │
-//!                ▼        assign           success
-//!   ┌──────► Queued ─────────────► Assigned ────────► Built
-//!   │        ▲  │ retry_at          │  │ failure (attempts < max,
-//!   │        │  └── backoff ◄───────┘  │   fewer than N drones)
-//!   │        │        reclaim/return   │
-//!   │ unblock│                         │ failure: N drones, max attempts,
-//!   │        │                         ▼ masked, operator block
-//!   └────────┴──────────────────── Blocked
+//!   enqueue ┌─┐ backoff over, or retried now
+//!         ▼ │ ▼     assign                    success
+//!    ┌─► Queued ─────────────────► Assigned ──────────► Built
+//!    │   │   ▲                      │ │ ▲
+//!    │   │   └──────────────────────┘ │ │
+//!    │   │     failure with retries   │ │
+//!    │   │     left (backoff),        │ │ a sweeper
+//!    │   │     reclaim, return        │ │ retries it
+//!    │   │                   failure  ▼ │
+//!    │   └──── operator block ───► Blocked ───┐
+//!    │                              │  ▲      │ operator block of a
+//!    │                              │  └──────┘ package whose sweep
+//!    └────────── unblock ───────────┘           lease ended
 //! ```
-//! Every other transition is a bug; `check_invariants` looks for the traces.
+//! "failure" into Blocked: N drones, max attempts, masked, undeliverable, or a sweep lease that
+//! fails or is reclaimed. These edges are [`Stage::legal`]; `Package::enter` refuses any other
+//! move with an [`IllegalTransition`] (a bug in the core; `check_invariants` reports it).
+//! Packages are born Queued (enqueue) and leave only when `fresh` or a profile's removal
+//! drops them.
 
+use super::IllegalTransition;
 use crate::atom::Atom;
 use crate::id::{DroneName, LeaseId};
 use crate::output::BlockReason;
@@ -52,6 +60,34 @@ impl std::hash::Hash for QuietCount {
     }
 }
 
+/// A package's state without its data: the boxes of the diagram above.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Stage {
+    Queued,
+    Assigned,
+    Built,
+    Blocked,
+}
+
+impl Stage {
+    /// Whether the diagram draws an edge from `from` to `to`: the one list of legal moves.
+    pub(crate) fn legal(from: Stage, to: Stage) -> bool {
+        use Stage::*;
+        matches!(
+            (from, to),
+            (Queued, Queued) // backoff over, or retried now
+                | (Queued, Assigned) // assign
+                | (Queued, Blocked) // operator block
+                | (Assigned, Queued) // failure with retries left, reclaim, return
+                | (Assigned, Built) // success
+                | (Assigned, Blocked) // failure: N drones, max attempts, masked, ...
+                | (Blocked, Queued) // unblock
+                | (Blocked, Assigned) // a sweeper retries it
+                | (Blocked, Blocked) // operator block of a package whose sweep lease ended
+        )
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub(crate) enum PackageState {
     Queued {
@@ -86,8 +122,9 @@ pub(crate) struct Package {
     pub(crate) generation: u64,
     pub(crate) priority: i32,
     pub(crate) deps: Vec<Atom>,
-    /// Private: it changes only through `Swarm::transition` (swarm/upkeep.rs), which keeps
-    /// the index (ready and sweep sets, retry and auto-unblock timers) in step with it.
+    /// Private: it changes only through `Swarm::transition` (swarm/upkeep.rs), along an edge
+    /// of the diagram (`Package::enter`), which keeps the index (ready and sweep sets, retry
+    /// and auto-unblock timers) in step with it.
     state: PackageState,
     pub(crate) attempts: u32,
     pub(crate) auto_unblocks: u32,
@@ -119,6 +156,18 @@ pub(crate) struct Package {
     pub(crate) est_ms: u64,
     /// Remaining critical path through this package, in ms.
     pub(crate) cp_ms: u64,
+}
+
+impl PackageState {
+    /// Which box of the diagram it is in.
+    pub(crate) fn stage(&self) -> Stage {
+        match self {
+            PackageState::Queued { .. } => Stage::Queued,
+            PackageState::Assigned { .. } => Stage::Assigned,
+            PackageState::Built { .. } => Stage::Built,
+            PackageState::Blocked { .. } => Stage::Blocked,
+        }
+    }
 }
 
 impl Package {
@@ -162,10 +211,16 @@ impl Package {
         &self.state
     }
 
-    /// Moves the package to `to` without touching the index: only `Swarm::transition`
-    /// calls it (and test fixtures building a bare state), so no caller can forget the index.
-    pub(crate) fn enter(&mut self, to: PackageState) {
+    /// Moves the package to `to` if the diagram allows it, without touching the index: only
+    /// `Swarm::transition` calls it (and test fixtures building a bare state), so no caller
+    /// can forget the index. Refused, the package stays where it was.
+    pub(crate) fn enter(&mut self, to: PackageState) -> Result<(), IllegalTransition<Stage>> {
+        let (from, next) = (self.state.stage(), to.stage());
+        if !Stage::legal(from, next) {
+            return Err(IllegalTransition { from, to: next });
+        }
         self.state = to;
+        Ok(())
     }
 
     pub(crate) fn is_queued(&self) -> bool {
@@ -208,5 +263,85 @@ impl Package {
         self.undelivered = QuietCount(0);
         self.failed_on.clear();
         self.build_failed_on.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::input::PackageSpec;
+    use crate::state::transition::check;
+    use Stage::*;
+
+    const STAGES: [Stage; 4] = [Queued, Assigned, Built, Blocked];
+
+    fn package_in(state: PackageState) -> Package {
+        let atom = Atom::parse("dev-libs/a-1").unwrap_or_else(|e| unreachable!("{e}"));
+        let mut p = Package::queued(&PackageSpec::new(atom), 0, 1, 0);
+        p.state = state;
+        p
+    }
+
+    fn state_of(stage: Stage) -> PackageState {
+        match stage {
+            Queued => PackageState::Queued { retry_at: None },
+            Assigned => PackageState::Assigned { lease: LeaseId(1) },
+            Built => PackageState::Built { at: Timestamp(1) },
+            Blocked => PackageState::Blocked {
+                reason: BlockReason::Operator,
+                since: Timestamp(1),
+                auto_unblock_at: None,
+            },
+        }
+    }
+
+    #[test]
+    fn the_table_draws_exactly_the_edges_of_the_diagram() {
+        assert_eq!(
+            check::edges(&STAGES, Stage::legal),
+            [
+                (Queued, Queued),
+                (Queued, Assigned),
+                (Queued, Blocked),
+                (Assigned, Queued),
+                (Assigned, Built),
+                (Assigned, Blocked),
+                (Blocked, Queued),
+                (Blocked, Assigned),
+                (Blocked, Blocked),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_built_package_never_moves_again() {
+        for to in STAGES {
+            assert!(!Stage::legal(Built, to), "Built -> {to:?}");
+        }
+    }
+
+    #[test]
+    fn only_a_success_under_a_lease_builds_and_a_live_lease_is_never_replaced() {
+        assert!(!Stage::legal(Queued, Built), "built without a lease");
+        assert!(!Stage::legal(Blocked, Built), "built without a lease");
+        assert!(
+            !Stage::legal(Assigned, Assigned),
+            "a second lease would orphan the first"
+        );
+    }
+
+    #[test]
+    fn an_illegal_move_is_refused_and_the_package_stays_where_it_was() {
+        check::assert_enter_follows(&STAGES, Stage::legal, |from, to| {
+            let mut p = package_in(state_of(from));
+            (p.enter(state_of(to)), p.state().stage())
+        });
+    }
+
+    #[test]
+    fn an_illegal_move_says_which_in_its_message() {
+        let mut p = package_in(state_of(Built));
+        let e = p.enter(state_of(Assigned)).expect_err("built is final");
+        assert_eq!(e.to_string(), "illegal transition from Built to Assigned");
     }
 }

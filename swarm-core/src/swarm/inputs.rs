@@ -251,12 +251,10 @@ impl Swarm {
         }
         self.reclaim_all(name, ReclaimReason::Returned, out);
         if let Some(d) = self.st.drones.get_mut(name) {
-            d.liveness = Liveness::Stopped;
-            d.check_at = None;
             d.probe = Default::default();
             d.ladder = Default::default();
         }
-        self.sync_drone(name);
+        self.set_liveness(name, Liveness::Stopped);
         out.push(Output::Event(Event::Deregistered {
             drone: name.clone(),
         }));

@@ -39,6 +39,10 @@ pub struct Swarm {
     pub(crate) touched: Touched,
     /// What the last `handle` decided for its drone (see [`Swarm::verdict`]); not state.
     pub(crate) decided: Decided,
+    /// The first state change the core refused as illegal (see `Swarm::transition` and
+    /// `Swarm::set_liveness`); not state. It stays, so `check_invariants` reports the bug
+    /// however many steps later it looks.
+    pub(crate) refused: Option<crate::violation::Violation>,
 }
 
 /// A snapshot that cannot be restored.
@@ -63,6 +67,7 @@ impl Swarm {
             ix: Index::default(),
             touched: Touched::default(),
             decided: Decided::default(),
+            refused: None,
         })
     }
 
@@ -74,6 +79,7 @@ impl Swarm {
             ix: Index::default(),
             touched: Touched::default(),
             decided: Decided::default(),
+            refused: None,
         };
         swarm.rebuild_index();
         swarm.check_invariants_deep()?;

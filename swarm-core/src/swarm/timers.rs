@@ -84,18 +84,12 @@ impl Swarm {
             ),
             None => return,
         };
-        if suspect {
-            if let Some(d) = self.st.drones.get_mut(name) {
-                d.liveness = Liveness::Suspect;
-            }
+        if suspect && self.set_liveness(name, Liveness::Suspect) {
             out.push(Output::Event(Event::WentSuspect {
                 drone: name.clone(),
             }));
         }
-        if offline {
-            if let Some(d) = self.st.drones.get_mut(name) {
-                d.liveness = Liveness::Offline;
-            }
+        if offline && self.set_liveness(name, Liveness::Offline) {
             out.push(Output::Event(Event::WentOffline {
                 drone: name.clone(),
             }));

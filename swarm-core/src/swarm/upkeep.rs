@@ -7,6 +7,7 @@ use crate::output::{Event, Output};
 use crate::policy::{extend, liveness, plan, schedule};
 use crate::state::{Liveness, PackageState, PkgId};
 use crate::time::Timestamp;
+use crate::violation::Violation;
 
 impl Swarm {
     /// A sign of life. An online drone's timers stay where they are (the
@@ -19,19 +20,19 @@ impl Swarm {
         };
         d.last_heartbeat = now;
         self.touched.drone(name);
-        if d.liveness == Liveness::Online && d.check_at.is_some() {
-            return;
-        }
-        if d.liveness != Liveness::Online {
-            d.liveness = Liveness::Online;
+        if d.liveness() != Liveness::Online {
             d.probe = Default::default();
             d.ladder = Default::default();
-            out.push(Output::Event(Event::CameBack {
-                drone: name.clone(),
-            }));
+            if self.set_liveness(name, Liveness::Online) {
+                out.push(Output::Event(Event::CameBack {
+                    drone: name.clone(),
+                }));
+            }
+        } else if d.check_at.is_none() {
+            // Just registered: its first liveness check.
+            d.check_at = Some(now.plus(grace));
+            self.sync_drone(name);
         }
-        d.check_at = Some(now.plus(grace));
-        self.sync_drone(name);
     }
 
     /// Sets a deadline, never in the past: a deadline behind `now` would look
@@ -41,12 +42,47 @@ impl Swarm {
         self.ix.set_timer(key, at.map(|t| t.max(now)));
     }
 
-    /// The one way a package changes state: moves it and brings the index (ready and sweep
-    /// sets, retry and auto-unblock timers) in step, so no caller can leave them apart.
-    /// Other fields the new state depends on are set before it.
+    /// The one way a package changes state: moves it along an edge of its diagram
+    /// (`state/package.rs`) and brings the index (ready and sweep sets, retry and auto-unblock
+    /// timers) in step, so no caller can leave them apart. Other fields the new state depends
+    /// on are set before it. An illegal move is refused: the package stays as it was and
+    /// `check_invariants` reports it (the core never panics on what an input led it to).
     pub(crate) fn transition(&mut self, pkg: PkgId, to: PackageState) {
-        self.st.pkg_mut(pkg).enter(to);
-        self.sync_pkg(pkg);
+        match self.st.pkg_mut(pkg).enter(to) {
+            Ok(()) => self.sync_pkg(pkg),
+            Err(e) => {
+                let atom = &self.st.pkg(pkg).atom;
+                self.refuse(format!("package {atom}: {e}"));
+            }
+        }
+    }
+
+    /// The one way a drone's liveness changes: moves it along an edge of its diagram
+    /// (`state/drone.rs`), re-arms its liveness check for the new state, and brings its timers
+    /// and the touched set in step. Other fields the new state depends on are set before it.
+    /// An illegal move is refused as [`Swarm::transition`] refuses one. Whether it moved.
+    pub(crate) fn set_liveness(&mut self, name: &DroneName, to: Liveness) -> bool {
+        let Some(d) = self.st.drones.get_mut(name) else {
+            return false;
+        };
+        if let Err(e) = d.enter(to) {
+            self.refuse(format!("drone {name}: {e}"));
+            return false;
+        }
+        let next = (self.st.drones.get(name)).and_then(|d| liveness::next_check(&self.st, d));
+        if let Some(d) = self.st.drones.get_mut(name) {
+            d.check_at = next;
+        }
+        self.sync_drone(name);
+        true
+    }
+
+    /// Keeps the first illegal move for `check_invariants` (invariant 16).
+    fn refuse(&mut self, detail: String) {
+        self.refused.get_or_insert(Violation {
+            invariant: 16,
+            detail,
+        });
     }
 
     /// After a change to a package: records it as touched and brings its index entries in step.

@@ -92,7 +92,7 @@ impl View<'_> {
         let online: Vec<&Drone> = st
             .drones
             .values()
-            .filter(|d| d.liveness == Liveness::Online && !d.spec.name.is_sweeper())
+            .filter(|d| d.liveness() == Liveness::Online && !d.spec.name.is_sweeper())
             .collect();
         if online.is_empty() {
             return "waiting: no drone online".to_owned();

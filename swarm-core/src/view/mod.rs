@@ -350,7 +350,7 @@ impl<'a> View<'a> {
             name: d.spec.name.clone(),
             machine_id: d.spec.machine_id.clone(),
             epoch: d.epoch,
-            status: match d.liveness {
+            status: match d.liveness() {
                 Liveness::Online => DroneStatus::Online,
                 Liveness::Suspect => DroneStatus::Suspect,
                 Liveness::Offline => DroneStatus::Offline,
