@@ -221,6 +221,29 @@ fn random_faults_chosen_by_the_seed_break_no_invariant() {
     }
 }
 
+/// Seeds that once failed liveness: a late report of an old lease reached the core after the
+/// same drone was given the package again; the simulator delivered the core's revoke of the old
+/// lease as a revoke of the atom, the agent silently killed the new build, and the core kept its
+/// live lease on a heartbeating drone forever. swarm's replies never send that revoke (a stale
+/// report's reply names only its own job), so the new build must finish.
+#[test]
+fn a_late_report_of_an_old_lease_never_stops_the_build_given_since() {
+    let chaos = Scenario::builtin("chaos").expect("built-in");
+    for seed in [1011, 1025, 1068] {
+        run_checked(&chaos, seed, Config::default());
+    }
+    // Every report late and a drone failing everything at once: packages go round and come
+    // back to drones that still have an old lease's report on its way.
+    let mut late = chaos;
+    late.name = "late-reports".into();
+    late.faults.random = false;
+    late.faults.late_reports_permille = 1000;
+    late.faults.runaway = Some("drone-delta".into());
+    for seed in [11, 13] {
+        run_checked(&late, seed, Config::default());
+    }
+}
+
 #[test]
 fn a_policy_that_reclaims_healthy_drones_fails_the_simulation_with_a_seed() {
     // The v3 incident: work taken from drones that were heartbeating fine.

@@ -15,6 +15,8 @@ mod faults;
 mod fleet;
 mod network;
 mod oracle;
+#[cfg(test)]
+mod tests;
 
 use super::packages::{self, TruePackage};
 use super::report::{Report, Stats};

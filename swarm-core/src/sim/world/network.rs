@@ -2,8 +2,8 @@
 //! commands reach the drones: late, duplicated and partitioned delivery.
 
 use super::{Ev, World, START_EPOCH_MS};
-use crate::agent::{AgentInput, WorkOffer};
-use crate::id::Seq;
+use crate::agent::{AgentInput, JobId, WorkOffer};
+use crate::id::{LeaseId, Seq};
 use crate::input::{Envelope, Input};
 use crate::output::{Command, Output};
 use crate::time::{Timestamp, SECOND_MS};
@@ -77,7 +77,8 @@ impl World {
     }
 
     /// A command reaches the agent as swarm's replies carry it: an assignment (or the lease it
-    /// holds, told again) as a work reply, a revoke as an atom taken away.
+    /// holds, told again) as a work reply, a revoke as an atom taken away (or, when the drone
+    /// was given that atom again since, as the old lease found stale).
     pub(super) fn deliver(&mut self, i: usize, c: Command) {
         match c {
             Command::Assign { package, lease, .. } | Command::Resend { package, lease, .. } => {
@@ -97,11 +98,43 @@ impl World {
                         .find(|j| j.lease == Some(l))
                         .map(|j| j.atom.clone())
                 });
-                if let Some(atom) = atom {
-                    self.feed(i, AgentInput::Revoke(vec![atom.as_str().to_owned()]));
+                let Some(atom) = atom else {
+                    return;
+                };
+                if let Some(old) = lease.filter(|l| self.given_again(i, &atom, *l)) {
+                    self.stop_stale_lease(i, old.0);
+                    return;
                 }
+                self.feed(i, AgentInput::Revoke(vec![atom.as_str().to_owned()]));
             }
             Command::Escalate { .. } | Command::SyncPortage { .. } => {}
+        }
+    }
+
+    /// Whether drone `i` holds a live lease of `atom` other than `revoked`: it was given the atom
+    /// again since. Then swarm's replies never name the atom (the core keeps such a revoke out of
+    /// the ones it repeats, and answers a late report of the old lease as stale, which stops only
+    /// the job that sent it), so a revoke of the old lease must not stop the new build.
+    fn given_again(&self, i: usize, atom: &crate::atom::Atom, revoked: LeaseId) -> bool {
+        self.swarm
+            .view()
+            .leases_of(&self.agents[i].name)
+            .iter()
+            .any(|l| l.package == *atom && l.lease != revoked)
+    }
+
+    /// Stops the job that still holds the revoked lease `old`, if any, as a stale reply does.
+    fn stop_stale_lease(&mut self, i: usize, old: u64) {
+        let jobs: Vec<JobId> = self.agents[i]
+            .model
+            .jobs()
+            .iter()
+            .filter(|(_, j)| j.lease == Some(old))
+            .map(|(id, _)| *id)
+            .collect();
+        for job in jobs {
+            let why = "stale: the server moved the package".to_owned();
+            self.feed(i, AgentInput::Stale { job, why });
         }
     }
 
