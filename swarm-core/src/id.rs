@@ -1,7 +1,9 @@
 //! Newtype identifiers. One macro so every id serialises the same way (`#[serde(transparent)]`).
 
+use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::hash::{Hash, Hasher};
 
 macro_rules! numeric_id {
     ($(#[$doc:meta])* $name:ident) => {
@@ -57,9 +59,17 @@ pub enum NameError {
 
 /// A drone's name: the stable identity an operator sees. A name that registers
 /// again under another machine id is the same drone in a new epoch.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+///
+/// Names key most of the core's maps and are compared on every scheduling step, so
+/// the first 16 bytes are kept as two integers that decide nearly every comparison
+/// without touching the text, and the text itself is stored inline when short.
+/// Order, equality and hash are exactly those of the text.
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct DroneName(String);
+pub struct DroneName {
+    head: [u64; 2],
+    text: CompactString,
+}
 
 impl DroneName {
     /// Longest accepted name.
@@ -81,29 +91,78 @@ impl DroneName {
         {
             return Err(NameError::BadCharacter(trimmed.to_owned()));
         }
-        Ok(DroneName(trimmed.to_owned()))
+        Ok(DroneName::from_text(trimmed))
+    }
+
+    /// Builds the name and its comparison head; callers have validated `text`.
+    fn from_text(text: &str) -> DroneName {
+        let mut bytes = [0u8; 16];
+        let n = text.len().min(16);
+        bytes[..n].copy_from_slice(&text.as_bytes()[..n]);
+        let (hi, lo) = bytes.split_at(8);
+        let word = |b: &[u8]| u64::from_be_bytes(b.try_into().unwrap_or([0; 8]));
+        DroneName {
+            head: [word(hi), word(lo)],
+            text: CompactString::new(text),
+        }
     }
 
     /// The name as text.
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.text
     }
 
     /// A name that sorts after every valid one, for range queries.
     pub(crate) fn max() -> DroneName {
-        DroneName("\u{10ffff}".to_owned())
+        DroneName::from_text("\u{10ffff}")
     }
 
     /// Sweeper drones (`sweeper-*`) work on blocked packages only (v3 convention).
     pub fn is_sweeper(&self) -> bool {
-        self.0.starts_with("sweeper-")
+        self.text.starts_with("sweeper-")
+    }
+}
+
+impl PartialEq for DroneName {
+    fn eq(&self, other: &Self) -> bool {
+        self.head == other.head && self.text == other.text
+    }
+}
+
+impl Eq for DroneName {}
+
+impl Ord for DroneName {
+    /// Big-endian heads padded with zero bytes order as the text's first 16 bytes do
+    /// (valid names hold no NUL), and the text breaks ties.
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.head
+            .cmp(&other.head)
+            .then_with(|| self.text.as_bytes().cmp(other.text.as_bytes()))
+    }
+}
+
+impl PartialOrd for DroneName {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Hash for DroneName {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+impl fmt::Debug for DroneName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("DroneName").field(&self.as_str()).finish()
     }
 }
 
 impl Default for DroneName {
     /// A placeholder so spec structs can derive `Default` for builders and tests.
     fn default() -> Self {
-        DroneName("unnamed".to_owned())
+        DroneName::from_text("unnamed")
     }
 }
 
@@ -116,13 +175,13 @@ impl TryFrom<String> for DroneName {
 
 impl From<DroneName> for String {
     fn from(value: DroneName) -> Self {
-        value.0
+        value.text.into_string()
     }
 }
 
 impl fmt::Display for DroneName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 
@@ -133,7 +192,7 @@ mod tests {
     #[test]
     fn drone_names_are_trimmed_and_checked() {
         assert_eq!(
-            DroneName::new(" drone-a ").map(|n| n.0),
+            DroneName::new(" drone-a ").map(String::from),
             Ok("drone-a".into())
         );
         assert_eq!(DroneName::new("  "), Err(NameError::Empty));
@@ -148,5 +207,30 @@ mod tests {
         assert!(DroneName::new("sweeper-1")
             .map(|n| n.is_sweeper())
             .unwrap_or(false));
+    }
+
+    fn text_hash(x: &impl std::hash::Hash) -> u64 {
+        use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+        BuildHasherDefault::<DefaultHasher>::default().hash_one(x)
+    }
+
+    proptest::proptest! {
+        /// The comparison head is an optimisation only: names order, compare and hash
+        /// exactly as their text does, including names sharing long prefixes.
+        #[test]
+        fn names_order_and_hash_as_their_text(
+            a in "[a-c\\-\u{e9}\u{10ffff}]{1,20}",
+            b in "[a-c\\-\u{e9}\u{10ffff}]{1,20}",
+        ) {
+            let (na, nb) = (DroneName::new(a.clone()), DroneName::new(b.clone()));
+            let (Ok(na), Ok(nb)) = (na, nb) else {
+                return Err(proptest::test_runner::TestCaseError::fail("generated an invalid name"));
+            };
+            proptest::prop_assert_eq!(na.cmp(&nb), a.cmp(&b));
+            proptest::prop_assert_eq!(na == nb, a == b);
+            proptest::prop_assert_eq!(text_hash(&na), text_hash(&a.as_str()));
+            let top = '\u{10ffff}';
+            proptest::prop_assert!(na < DroneName::max() || a.starts_with(top), "{a:?} sorts after max()");
+        }
     }
 }
