@@ -156,6 +156,64 @@ pub fn diagnose(text: &str) -> Option<Cause> {
     phase_failed(text)
 }
 
+/// Diagnoses already made, by failure text. The brake asks for the cause of every
+/// failure in its window on each new failure, and a fleet failing on a stale queue
+/// reports the same few texts again and again; reading each text once keeps that
+/// scan from lowercasing and searching the same logs on every report.
+///
+/// Derived data: two memos always compare equal, so a state's index rebuilt from
+/// scratch still equals the live one.
+#[derive(Clone, Debug)]
+pub(crate) struct Diagnoses {
+    seen: std::collections::HashMap<String, Option<Cause>>,
+    bytes: usize,
+    /// Bound on the text the memo holds; past it the memo starts over.
+    max_bytes: usize,
+}
+
+impl Default for Diagnoses {
+    fn default() -> Self {
+        Diagnoses::bounded(4 << 20)
+    }
+}
+
+impl Diagnoses {
+    /// A memo holding at most `max_bytes` of text.
+    pub(crate) fn bounded(max_bytes: usize) -> Self {
+        Diagnoses {
+            seen: Default::default(),
+            bytes: 0,
+            max_bytes,
+        }
+    }
+
+    /// The cause of `text`, as [`diagnose`] finds it.
+    pub(crate) fn of(&mut self, text: &str) -> Option<Cause> {
+        if let Some(cause) = self.seen.get(text) {
+            return cause.clone();
+        }
+        let cause = diagnose(text);
+        if text.len() > self.max_bytes {
+            return cause;
+        }
+        if self.bytes + text.len() > self.max_bytes {
+            self.seen.clear();
+            self.bytes = 0;
+        }
+        self.bytes += text.len();
+        self.seen.insert(text.to_owned(), cause.clone());
+        cause
+    }
+}
+
+impl PartialEq for Diagnoses {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for Diagnoses {}
+
 /// The class and cause of a failure text: the cause's class, or `fallback`
 /// when no cause is recognised.
 pub fn classify(text: &str, fallback: FailureClass) -> (FailureClass, Option<Cause>) {

@@ -96,4 +96,24 @@ proptest! {
             prop_assert!(!c.to_string().trim().is_empty());
         }
     }
+
+    /// The brake's memo answers exactly as `diagnose` does, for texts seen before and
+    /// new, and after it has started over at its byte bound.
+    #[test]
+    fn remembered_diagnoses_are_the_diagnoses(
+        picks in prop::collection::vec((any_log(), "[ -~]{0,30}", any::<bool>()), 1..60),
+    ) {
+        let max = 4096;
+        let mut memo = Diagnoses::bounded(max);
+        for (log, noise, huge) in picks {
+            let text = if huge {
+                format!("{noise}{}{log}", " ".repeat(max / 3))
+            } else {
+                format!("{noise}\n{log}")
+            };
+            prop_assert_eq!(memo.of(&text), diagnose(&text));
+            prop_assert_eq!(memo.of(&text), diagnose(&text));
+            prop_assert!(memo.bytes <= max, "{} bytes held", memo.bytes);
+        }
+    }
 }

@@ -109,22 +109,26 @@ pub(crate) struct Index {
     /// Each package's depth in the dependency graph (`policy::extend`), by id:
     /// the order in which critical paths are pushed to dependencies.
     pub(crate) depth: Vec<u32>,
+    /// Failure texts already diagnosed, for the brake's common-cause scan.
+    pub(crate) causes: crate::failure::Diagnoses,
 }
 
 impl Index {
     /// Sets or clears one deadline.
     pub(crate) fn set_timer(&mut self, key: TimerKey, at: Option<Timestamp>) {
-        let old = self.timer_at.get(&key).copied();
-        if old == at {
-            return;
-        }
+        let old = match at {
+            Some(at) => {
+                let old = self.timer_at.insert(key.clone(), at);
+                if old == Some(at) {
+                    return;
+                }
+                self.timers.insert((at, key.clone()));
+                old
+            }
+            None => self.timer_at.remove(&key),
+        };
         if let Some(old) = old {
-            self.timers.remove(&(old, key.clone()));
-            self.timer_at.remove(&key);
-        }
-        if let Some(at) = at {
-            self.timers.insert((at, key.clone()));
-            self.timer_at.insert(key, at);
+            self.timers.remove(&(old, key));
         }
     }
 

@@ -4,7 +4,7 @@
 //! in the drones: stop disrupting them and hold the packages involved.
 
 use crate::atom::Atom;
-use crate::failure::{diagnose, Cause};
+use crate::failure::Cause;
 use crate::id::DroneName;
 use crate::state::{Liveness, SwarmState};
 use crate::time::human_ms;
@@ -116,8 +116,12 @@ pub(crate) const COMMON_CAUSE_MIN_PACKAGES: usize = 5;
 /// A failure cause shared by many packages on too many of the active drones
 /// within the window (the same share that engages the brake for
 /// disruptions): the fault is in what they were asked to build, not in them.
-/// Returns the cause, the brake's reason and the packages to hold.
-pub(crate) fn common_cause(st: &SwarmState) -> Option<(Cause, String, BTreeSet<Atom>)> {
+/// Returns the cause, the brake's reason and the packages to hold. `diagnose`
+/// reads a failure's detail (the swarm passes its memo of [`crate::failure::diagnose`]).
+pub(crate) fn common_cause(
+    st: &SwarmState,
+    mut diagnose: impl FnMut(&str) -> Option<Cause>,
+) -> Option<(Cause, String, BTreeSet<Atom>)> {
     let window = st.config.brake_window_ms;
     let mut by_cause: BTreeMap<Cause, (BTreeSet<&Atom>, BTreeSet<&DroneName>)> = BTreeMap::new();
     for (at, drone, atom, detail) in &st.brake.failures {
@@ -259,7 +263,7 @@ mod tests {
         let slot = "slot conflict on sys-apps/systemd-utils: emerge could not resolve";
         let mut st = fleet(5);
         failing(&mut st, 14, 5, slot);
-        let (cause, reason, held) = common_cause(&st).expect("engages");
+        let (cause, reason, held) = common_cause(&st, crate::failure::diagnose).expect("engages");
         assert_eq!(cause.to_string(), "slot conflict on sys-apps/systemd-utils");
         assert_eq!(
             reason,
@@ -270,11 +274,15 @@ mod tests {
 
         let mut st = fleet(5);
         failing(&mut st, COMMON_CAUSE_MIN_PACKAGES - 1, 4, slot);
-        assert_eq!(common_cause(&st), None, "too few packages");
+        assert_eq!(
+            common_cause(&st, crate::failure::diagnose),
+            None,
+            "too few packages"
+        );
         let mut st = fleet(5);
         failing(&mut st, 14, 2, slot);
         assert_eq!(
-            common_cause(&st),
+            common_cause(&st, crate::failure::diagnose),
             None,
             "two of five drones is not most of the fleet"
         );
@@ -286,17 +294,21 @@ mod tests {
             "compile phase failed: * ERROR: x failed (compile phase):",
         );
         assert_eq!(
-            common_cause(&st),
+            common_cause(&st, crate::failure::diagnose),
             None,
             "a package's own failure is never shared"
         );
         let mut st = fleet(5);
         failing(&mut st, 14, 5, slot);
         st.now = Timestamp(st.now.0 + st.config.brake_window_ms);
-        assert_eq!(common_cause(&st), None, "outside the window");
+        assert_eq!(
+            common_cause(&st, crate::failure::diagnose),
+            None,
+            "outside the window"
+        );
         let mut st = fleet(5);
         failing(&mut st, 8, 4, "fetch failed: Couldn't download 'x.tar.xz'");
-        let (_, reason, _) = common_cause(&st).expect("engages");
+        let (_, reason, _) = common_cause(&st, crate::failure::diagnose).expect("engages");
         assert!(
             reason.starts_with("8 packages failed with fetch failed on 4 drones"),
             "{reason}"

@@ -42,9 +42,13 @@ impl Swarm {
             return;
         }
         if self.st.brake.engaged {
-            let same = self.st.brake.cause.as_ref().is_some_and(|c| {
-                crate::failure::diagnose(detail).is_some_and(|d| d.to_string() == *c)
-            });
+            let causes = &mut self.ix.causes;
+            let same = self
+                .st
+                .brake
+                .cause
+                .as_ref()
+                .is_some_and(|c| causes.of(detail).is_some_and(|d| d.to_string() == *c));
             // The brake holds an atom in every profile: the cause is not the environment.
             if same && self.st.brake.held.insert(atom.clone()) {
                 for pkg in self.ids_of(atom) {
@@ -56,7 +60,8 @@ impl Swarm {
             }
             return;
         }
-        let Some((cause, reason, held)) = brake::common_cause(&self.st) else {
+        let Some((cause, reason, held)) = brake::common_cause(&self.st, |d| self.ix.causes.of(d))
+        else {
             return;
         };
         self.engage_brake(reason, held, Some(cause.to_string()), out);

@@ -47,7 +47,7 @@ pub(crate) fn apply(s: &mut Swarm, action: &Control, out: &mut Vec<Output>) {
         } => {
             let pkg = match s.resolve(atom, profile.as_deref()) {
                 Ok(pkg) => pkg,
-                Err(why) => return reject(out, why),
+                Err(why) => return reject(out, *why),
             };
             if !matches!(*s.st.pkg(pkg).state(), PackageState::Blocked { .. }) {
                 return illegal(out, format!("{atom} is not blocked"));
@@ -73,7 +73,7 @@ pub(crate) fn apply(s: &mut Swarm, action: &Control, out: &mut Vec<Output>) {
         Control::Block { package, profile } => {
             let pkg = match s.resolve(package, profile.as_deref()) {
                 Ok(pkg) => pkg,
-                Err(why) => return reject(out, why),
+                Err(why) => return reject(out, *why),
             };
             match *s.st.pkg(pkg).state() {
                 PackageState::Built { .. } => {
@@ -138,7 +138,7 @@ pub(crate) fn apply(s: &mut Swarm, action: &Control, out: &mut Vec<Output>) {
         Control::ExpectEnv { env, from } => {
             let expected = match named_env(s, env.as_ref(), from.as_ref()) {
                 Ok(env) => env,
-                Err(why) => return reject(out, why),
+                Err(why) => return reject(out, *why),
             };
             let before = std::mem::replace(&mut s.st.expected_env, expected);
             let names: Vec<DroneName> = s.st.drones.keys().cloned().collect();
@@ -185,7 +185,7 @@ pub(crate) fn apply(s: &mut Swarm, action: &Control, out: &mut Vec<Output>) {
             }
             let expected = match named_env(s, env.as_ref(), from.as_ref()) {
                 Ok(env) => env,
-                Err(why) => return reject(out, why),
+                Err(why) => return reject(out, *why),
             };
             let before: Vec<(DroneName, crate::serving::Matches)> = s
                 .st
@@ -308,7 +308,7 @@ pub(crate) fn apply(s: &mut Swarm, action: &Control, out: &mut Vec<Output>) {
         Control::Retry { package, profile } => {
             let pkg = match s.resolve(package, profile.as_deref()) {
                 Ok(pkg) => pkg,
-                Err(why) => return reject(out, why),
+                Err(why) => return reject(out, *why),
             };
             match retry(s, pkg, out) {
                 Ok(summary) => summary,
@@ -342,7 +342,7 @@ pub(crate) fn apply(s: &mut Swarm, action: &Control, out: &mut Vec<Output>) {
             if let Some(atom) = package {
                 let pkg = match s.resolve(atom, profile.as_deref()) {
                     Ok(pkg) => pkg,
-                    Err(why) => return reject(out, why),
+                    Err(why) => return reject(out, *why),
                 };
                 let Some(lease) = s.st.pkg(pkg).lease() else {
                     return illegal(out, format!("{atom} is not assigned"));
@@ -396,16 +396,16 @@ fn named_env(
     s: &Swarm,
     env: Option<&crate::buildenv::BuildEnv>,
     from: Option<&DroneName>,
-) -> Result<crate::buildenv::BuildEnv, RejectReason> {
+) -> Result<crate::buildenv::BuildEnv, Box<RejectReason>> {
     match (env, from) {
         (Some(env), _) => Ok(env.clone()),
         (None, Some(drone)) => match s.st.drones.get(drone) {
-            None => Err(RejectReason::UnknownDrone {
+            None => Err(Box::new(RejectReason::UnknownDrone {
                 drone: drone.clone(),
-            }),
-            Some(d) if d.spec.env.is_empty() => Err(RejectReason::NoEnvironment {
+            })),
+            Some(d) if d.spec.env.is_empty() => Err(Box::new(RejectReason::NoEnvironment {
                 drone: drone.clone(),
-            }),
+            })),
             Some(d) => Ok(d.spec.env.clone()),
         },
         (None, None) => Ok(crate::buildenv::BuildEnv::default()),

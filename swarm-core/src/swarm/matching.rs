@@ -86,9 +86,11 @@ impl Swarm {
         &self,
         atom: &Atom,
         profile: Option<&str>,
-    ) -> Result<PkgId, RejectReason> {
-        let unknown = || RejectReason::UnknownPackage {
-            package: atom.clone(),
+    ) -> Result<PkgId, Box<RejectReason>> {
+        let unknown = || {
+            Box::new(RejectReason::UnknownPackage {
+                package: atom.clone(),
+            })
         };
         if let Some(name) = profile {
             let tag = (name != crate::profile::DEFAULT_PROFILE).then_some(name);
@@ -97,13 +99,13 @@ impl Swarm {
         match self.ix.by_atom.get(atom) {
             None => Err(unknown()),
             Some(crate::index::AtomIds::One(id)) => Ok(*id),
-            Some(ids) => Err(RejectReason::AmbiguousPackage {
+            Some(ids) => Err(Box::new(RejectReason::AmbiguousPackage {
                 package: atom.clone(),
                 profiles: ids
                     .iter()
                     .map(|id| self.st.pkg(id).profile.name().to_owned())
                     .collect(),
-            }),
+            })),
         }
     }
 }

@@ -19,7 +19,7 @@ impl View<'_> {
     pub fn explain_in(&self, atom: &Atom, profile: Option<&str>) -> String {
         let s = self.s;
         let st = &s.st;
-        let id = match s.resolve(atom, profile) {
+        let id = match s.resolve(atom, profile).map_err(|why| *why) {
             Ok(id) => id,
             Err(RejectReason::AmbiguousPackage { profiles, .. }) => {
                 let one = |p: &str| self.explain_in(atom, Some(p));
