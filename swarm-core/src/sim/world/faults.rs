@@ -142,7 +142,7 @@ impl World {
             self.on_event(Ev::CpUp);
         }
         // Scheduled faults that have not happened yet are cancelled.
-        self.queue.retain(|_, e| {
+        self.queue.retain(|e| {
             !matches!(
                 e,
                 Ev::Kill(_)

@@ -15,6 +15,7 @@ mod faults;
 mod fleet;
 mod network;
 mod oracle;
+mod queue;
 #[cfg(test)]
 mod tests;
 
@@ -129,8 +130,7 @@ pub(crate) struct World {
     rng: Rng,
     now: u64,
     clock_offset: u64,
-    queue: BTreeMap<(u64, u64), Ev>,
-    qseq: u64,
+    queue: queue::Queue<Ev>,
     next_tick: Option<u64>,
     swarm: Swarm,
     monitor: Monitor,
@@ -232,8 +232,7 @@ impl World {
             rng,
             now: 0,
             clock_offset: 0,
-            queue: BTreeMap::new(),
-            qseq: 0,
+            queue: queue::Queue::new(),
             next_tick: None,
             swarm,
             monitor: Monitor::new(opts.config.clone()),
@@ -272,8 +271,7 @@ impl World {
     }
 
     fn at(&mut self, t: u64, ev: Ev) {
-        self.qseq += 1;
-        self.queue.insert((t, self.qseq), ev);
+        self.queue.push(t, ev);
     }
 
     fn idx(&self, name: &str) -> usize {
@@ -285,7 +283,7 @@ impl World {
 
     fn main_loop(&mut self) {
         while self.failure.is_none() {
-            let Some(((t, _), ev)) = self.queue.pop_first() else {
+            let Some((t, ev)) = self.queue.pop() else {
                 break;
             };
             self.sample(t);
@@ -389,7 +387,7 @@ impl World {
     }
 
     fn finish(mut self) -> SimRun {
-        if let (None, Err(v)) = (&self.failure, self.swarm.check_invariants_deep()) {
+        if let (None, Err(v)) = (&self.failure, self.swarm.check_invariants_deep_in_place()) {
             let reason = v.to_string();
             self.stats.invariant_violations += 1;
             self.fail(reason);

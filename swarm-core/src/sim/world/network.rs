@@ -22,7 +22,7 @@ impl World {
         };
         let out = self.swarm.handle(&env);
         let check = if self.seq % (self.check_every * 500) == 0 {
-            Some(self.swarm.check_invariants_deep())
+            Some(self.swarm.check_invariants_deep_in_place())
         } else {
             (self.seq % self.check_every == 0).then(|| self.swarm.check_invariants())
         };

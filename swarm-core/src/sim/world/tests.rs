@@ -19,7 +19,7 @@ fn building() -> (World, usize, JobId, u64, Atom) {
         keep_log: false,
     };
     let mut w = World::new(&sc, &opts).expect("valid scenario");
-    while let Some(((t, _), ev)) = w.queue.pop_first() {
+    while let Some((t, ev)) = w.queue.pop() {
         w.now = t;
         w.on_event(ev);
         let found = w.agents.iter().enumerate().find_map(|(i, a)| {
