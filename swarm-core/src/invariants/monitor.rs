@@ -299,10 +299,19 @@ impl Monitor {
     }
 
     fn beat(&mut self, drone: &DroneName, now: Timestamp) {
-        if let Some(old) = self.last_heartbeat.insert(drone.clone(), now) {
-            self.by_age.remove(&(old, drone.clone()));
-        }
-        self.by_age.insert((now, drone.clone()));
+        // A drone heard before keeps its entries: only its time moves (one name copied per
+        // beat, not three; the simulator beats every drone every few seconds).
+        let Some(last) = self.last_heartbeat.get_mut(drone) else {
+            self.last_heartbeat.insert(drone.clone(), now);
+            self.by_age.insert((now, drone.clone()));
+            return;
+        };
+        let old = std::mem::replace(last, now);
+        let name = self
+            .by_age
+            .take(&(old, drone.clone()))
+            .map_or_else(|| drone.clone(), |(_, name)| name);
+        self.by_age.insert((now, name));
     }
 
     fn observe(&mut self, env: &Envelope, after: &Swarm) {

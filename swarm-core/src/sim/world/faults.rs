@@ -120,7 +120,7 @@ impl World {
         self.cp(Input::Control(now));
         if let Some(c) = later {
             let t = self.now + self.rng.range(MINUTE_MS, 20 * MINUTE_MS);
-            self.at(t, Ev::Control(c));
+            self.at(t, Ev::Control(Box::new(c)));
         }
         if !self.healing {
             let t = self.now + self.rng.range(30 * MINUTE_MS, 3 * 3600 * SECOND_MS);

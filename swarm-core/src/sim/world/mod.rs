@@ -60,7 +60,8 @@ enum Ev {
     CpUp,
     ClockJump(u64),
     Operator,
-    Control(Control),
+    /// Boxed: a control is rare and large, and every event is moved through the queue.
+    Control(Box<Control>),
     Liveness,
 }
 
@@ -380,7 +381,7 @@ impl World {
             Ev::ClockJump(ms) => self.clock_offset += ms,
             Ev::Operator => self.operator(),
             Ev::Control(c) => {
-                self.cp(Input::Control(c));
+                self.cp(Input::Control(*c));
             }
             Ev::Liveness => self.heal(),
         }
