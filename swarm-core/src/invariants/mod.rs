@@ -25,6 +25,12 @@ impl Swarm {
         if quick::holds(self) {
             return Ok(());
         }
+        self.check_each_invariant()
+    }
+
+    /// `check_invariants` without the fast path: each invariant in turn, so the first one
+    /// broken is the one reported, with what broke it.
+    fn check_each_invariant(&self) -> Result<(), Violation> {
         // 16. Transitions: every state change the core attempted was an edge of its diagram.
         if let Some(v) = &self.refused {
             return Err(v.clone());

@@ -108,3 +108,6 @@ pub(super) fn drone_state(st: &SwarmState, d: &Drone) -> Result<(), Violation> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

@@ -71,3 +71,23 @@ impl<E> Queue<E> {
         self.heap.retain(|p| keep(&p.ev));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Queue;
+
+    #[test]
+    fn events_pop_by_time_then_in_the_order_they_were_scheduled() {
+        let mut q = Queue::new();
+        for (at, ev) in [(5, 'a'), (1, 'b'), (5, 'c'), (3, 'd'), (1, 'e'), (5, 'f')] {
+            q.push(at, ev);
+        }
+        q.retain(|ev| *ev != 'd');
+        q.push(1, 'g');
+        let order: Vec<(u64, char)> = std::iter::from_fn(|| q.pop()).collect();
+        assert_eq!(
+            order,
+            [(1, 'b'), (1, 'e'), (1, 'g'), (5, 'a'), (5, 'c'), (5, 'f')]
+        );
+    }
+}
