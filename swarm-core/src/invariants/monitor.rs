@@ -22,6 +22,9 @@ pub struct Monitor {
     last_heartbeat: BTreeMap<DroneName, Timestamp>,
     /// The same, ordered by age, so the offline check reads only silent drones.
     by_age: BTreeSet<(Timestamp, DroneName)>,
+    /// The end of the range of `by_age` that is silent: (the cutoff, a name after every
+    /// drone's). Kept, so no step makes a name to look.
+    silent_to: (Timestamp, DroneName),
     streak: BTreeMap<DroneName, (u32, Timestamp)>,
     ladder: BTreeMap<DroneName, EscalationAction>,
     escalations: VecDeque<Timestamp>,
@@ -40,6 +43,7 @@ impl Monitor {
             grace_until: Timestamp(0),
             last_heartbeat: BTreeMap::new(),
             by_age: BTreeSet::new(),
+            silent_to: (Timestamp(0), DroneName::max()),
             streak: BTreeMap::new(),
             ladder: BTreeMap::new(),
             escalations: VecDeque::new(),
@@ -147,14 +151,11 @@ impl Monitor {
         self.check_fencing(env, outputs)?;
         self.observe(env, after);
         // 6, from the monitor's own heartbeat record.
-        let c = &self.config;
-        if now >= self.grace_until {
+        let cutoff = now.0.checked_sub(self.config.offline_timeout_ms);
+        if let (true, Some(cutoff)) = (now >= self.grace_until, cutoff) {
             // Drones whose last heartbeat is at least `offline_timeout` old.
-            let cutoff = now.0.checked_sub(c.offline_timeout_ms).map(Timestamp);
-            let silent = cutoff
-                .into_iter()
-                .flat_map(|c| self.by_age.range(..=(c, DroneName::max())));
-            for (hb, drone) in silent {
+            self.silent_to.0 = Timestamp(cutoff);
+            for (hb, drone) in self.by_age.range(..=&self.silent_to) {
                 if after
                     .st
                     .drones
@@ -358,3 +359,6 @@ impl Monitor {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
