@@ -28,7 +28,7 @@ fn a_drone_silent_past_the_offline_timeout_that_still_holds_leases_is_caught() {
             free_slots: Some(1),
         },
     ];
-    let mut env = |seq: u64, at: u64, input: Input| Envelope {
+    let env = |seq: u64, at: u64, input: Input| Envelope {
         seq: Seq(seq),
         at: Timestamp(at),
         input,
