@@ -334,6 +334,42 @@ fn describe(krate: &str, group: &[Module]) -> String {
     format!("{krate}: {}", names.join(", "))
 }
 
+/// One line on a crate's graph for `--nocapture` runs (and the closing notes that cite it):
+/// files, imports between them, and the longest chain of imports when there is no cycle.
+fn summary(krate: &str, graph: &BTreeMap<Module, BTreeSet<Module>>) -> String {
+    fn depth<'g>(
+        v: &'g Module,
+        graph: &'g BTreeMap<Module, BTreeSet<Module>>,
+        memo: &mut BTreeMap<&'g Module, usize>,
+        path: &mut BTreeSet<&'g Module>,
+    ) -> Option<usize> {
+        if let Some(d) = memo.get(v) {
+            return Some(*d);
+        }
+        if !path.insert(v) {
+            return None;
+        }
+        let mut best = 0;
+        for w in graph.get(v).into_iter().flatten() {
+            best = best.max(1 + depth(w, graph, memo, path)?);
+        }
+        path.remove(v);
+        memo.insert(v, best);
+        Some(best)
+    }
+    let edges: usize = graph.values().map(BTreeSet::len).sum();
+    let mut memo = BTreeMap::new();
+    let longest = graph
+        .keys()
+        .map(|v| depth(v, graph, &mut memo, &mut BTreeSet::new()))
+        .try_fold(0, |m, d| d.map(|d| m.max(d)));
+    let chain = longest.map_or("a cycle".to_owned(), |d| format!("{d} imports"));
+    format!(
+        "{krate}: {} files, {edges} imports between them, longest chain {chain}",
+        graph.len()
+    )
+}
+
 #[test]
 fn no_files_import_each_other() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -342,6 +378,13 @@ fn no_files_import_each_other() {
     for krate in CRATES {
         let files = read_crate(&root, krate);
         let graph = edges(&files);
+        eprintln!("{}", summary(krate, &graph));
+        if std::env::var_os("SWARM_PRINT_IMPORTS").is_some() {
+            for (a, bs) in &graph {
+                let to: Vec<String> = bs.iter().map(|b| b.join("::")).collect();
+                eprintln!("  {} -> {}", a.join("::"), to.join(", "));
+            }
+        }
         for group in cycles(&graph) {
             let line = describe(krate, &group);
             let links: Vec<String> = group
