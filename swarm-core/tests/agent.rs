@@ -3,10 +3,10 @@
 //! readings, signals and time.
 
 use proptest::prelude::*;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use swarm_core::agent::{
     AgentAction, AgentInput, AgentState, BuildEnd, JobId, Listed, OnStop, Phase, ReportWhat,
-    ServerReply, Stop, WorkOffer,
+    RequestMark, ServerReply, Stop, WorkOffer,
 };
 use swarm_core::{Atom, FailureClass, HealthMonitor, HealthSample, Timestamp};
 
@@ -130,6 +130,105 @@ fn revokes_match_atoms_in_any_spelling_and_a_revoked_build_is_never_reported() {
             ..
         }
     ));
+}
+
+/// A heartbeat reply revoking `atoms`, listing `leases`, answering a request sent at `sent`.
+fn revoking(sent: Option<RequestMark>, atoms: &[&str], leases: Vec<Listed>) -> AgentInput {
+    AgentInput::Registered(ServerReply {
+        revoke: atoms.iter().map(|a| (*a).to_string()).collect(),
+        leases,
+        sent,
+        ..ServerReply::default()
+    })
+}
+
+#[test]
+fn a_revoke_answered_before_the_package_was_given_again_spares_the_new_build() {
+    let mut s = ready(2);
+    // The heartbeat goes out; the server's answer to it still repeats a revoke of =a/x-1 (an old
+    // lease of it was taken away from this drone).
+    let sent = s.request_mark();
+    // Meanwhile the work reply gives =a/x-1 to this drone again, under lease 5 (the core drops
+    // its old revoke then), and its build starts.
+    let id = started(&s.handle(offer(&[(5, "a/x-1")]), Timestamp(1)))[0];
+    s.handle(AgentInput::BuildStarted(id), Timestamp(2));
+    // The heartbeat's reply, made before lease 5 existed, is applied after the work reply.
+    let out = s.handle(revoking(Some(sent), &["=a/x-1"], vec![]), Timestamp(3));
+    assert!(out.is_empty(), "the new build was stopped: {out:?}");
+    assert!(s.job(id).is_some_and(|j| j.stop.is_none()));
+    let stop_work = AgentInput::Registered(ServerReply {
+        stop_work: Some(("=a/x-1".into(), "not yours".into())),
+        sent: Some(sent),
+        ..ServerReply::default()
+    });
+    assert!(s.handle(stop_work, Timestamp(4)).is_empty());
+    // A revoke meant for lease 5 itself is repeated in the next reply, whose request went out
+    // while the job was held: that one stops it.
+    let sent = s.request_mark();
+    let out = s.handle(revoking(Some(sent), &["=a/x-1"], vec![]), Timestamp(5));
+    assert_eq!(
+        out,
+        [AgentAction::Kill {
+            job: id,
+            stop: Stop::Revoked("revoked by the control plane".into())
+        }]
+    );
+}
+
+#[test]
+fn a_revoke_answered_before_a_running_build_adopted_the_new_lease_spares_it() {
+    let mut s = ready(2);
+    let id = started(&s.handle(offer(&[(1, "a/x-1")]), Timestamp(1)))[0];
+    s.handle(AgentInput::BuildStarted(id), Timestamp(2));
+    // The heartbeat goes out; the server has taken lease 1 away, and answers with its revoke.
+    let sent = s.request_mark();
+    // Meanwhile the work reply gives =a/x-1 again under lease 5: the running build adopts it.
+    assert!(started(&s.handle(offer(&[(5, "a/x-1")]), Timestamp(3))).is_empty());
+    assert_eq!(s.job(id).and_then(|j| j.lease), Some(5));
+    let out = s.handle(revoking(Some(sent), &["=a/x-1"], vec![]), Timestamp(4));
+    assert!(
+        out.is_empty(),
+        "the build under lease 5 was stopped: {out:?}"
+    );
+}
+
+#[test]
+fn a_lease_given_up_on_a_revoke_that_the_server_keeps_listing_is_handed_back() {
+    let mut s = ready(2);
+    let ids = started(&s.handle(offer(&[(5, "a/x-1"), (6, "a/y-1")]), Timestamp(1)));
+    // A revoke stops lease 5's build (say the server meant an older lease of the package).
+    let out = s.handle(AgentInput::Revoke(vec!["a/x-1".into()]), Timestamp(2));
+    assert!(matches!(out[..], [AgentAction::Kill { job, .. }] if job == ids[0]));
+    let end = BuildEnd::Stopped;
+    s.handle(AgentInput::BuildEnded { job: ids[0], end }, Timestamp(3));
+    // Lease 6 builds and is reported: the server is told, so a late listing of it is no orphan.
+    let end = BuildEnd::Built { took_s: 1 };
+    s.handle(AgentInput::BuildEnded { job: ids[1], end }, Timestamp(3));
+    s.handle(AgentInput::Reported(ids[0]), Timestamp(4));
+    s.handle(AgentInput::Reported(ids[1]), Timestamp(4));
+    assert!(s.jobs().is_empty());
+    let both = || vec![listed(5, "=a/x-1"), listed(6, "=a/y-1")];
+    s.handle(beat(both()), Timestamp(5));
+    assert!(s.orphans().is_empty(), "one listing is not enough");
+    s.handle(beat(both()), Timestamp(6));
+    let out = s.handle(AgentInput::Tick, Timestamp(7));
+    let returns: Vec<&AgentAction> = out
+        .iter()
+        .filter(|a| matches!(a, AgentAction::ReturnLease { .. }))
+        .collect();
+    assert_eq!(
+        returns,
+        [&AgentAction::ReturnLease {
+            lease: 5,
+            package: "=a/x-1".into()
+        }]
+    );
+    // Never started again, and handed back once.
+    assert!(started(&s.handle(offer(&[(5, "a/x-1")]), Timestamp(8))).is_empty());
+    s.handle(AgentInput::OrphanReturned(5), Timestamp(9));
+    s.handle(beat(both()), Timestamp(10));
+    s.handle(beat(both()), Timestamp(11));
+    assert!(s.orphans().is_empty());
 }
 
 #[test]
@@ -349,7 +448,14 @@ fn shutdown_drains_or_returns_and_leaves_once_nothing_is_held() {
 #[derive(Clone, Debug)]
 enum Step {
     Tick(u64),
-    Beat(Vec<(u64, u8)>, Vec<u8>),
+    /// A heartbeat goes out: later beats may answer it.
+    Send,
+    /// A reply listing leases and revoking packages, answering the last heartbeat sent (`true`)
+    /// or answered at once.
+    Beat(Vec<(u64, u8)>, Vec<u8>, bool),
+    /// A reply listing what the server believes the drone holds: every lease it was offered and
+    /// has not reported or handed back.
+    Listing,
     Work(Vec<(u64, u8)>, Vec<u8>),
     Start(usize),
     End(usize, u8),
@@ -369,7 +475,9 @@ fn step() -> impl Strategy<Value = Step> {
     let pkgs = prop::collection::vec((lease.clone(), any::<u8>()), 0..4);
     prop_oneof![
         3 => (0..3 * POLL).prop_map(Step::Tick),
-        2 => (pkgs.clone(), prop::collection::vec(any::<u8>(), 0..2)).prop_map(|(l, r)| Step::Beat(l, r)),
+        1 => Just(Step::Send),
+        2 => Just(Step::Listing),
+        2 => (pkgs.clone(), prop::collection::vec(any::<u8>(), 0..2), any::<bool>()).prop_map(|(l, r, m)| Step::Beat(l, r, m)),
         3 => (pkgs, prop::collection::vec(any::<u8>(), 0..2)).prop_map(|(l, r)| Step::Work(l, r)),
         2 => any::<usize>().prop_map(Step::Start),
         2 => (any::<usize>(), any::<u8>()).prop_map(|(j, e)| Step::End(j, e)),
@@ -386,14 +494,30 @@ fn nth_job(s: &AgentState, n: usize) -> Option<JobId> {
     (!ids.is_empty()).then(|| ids[n % ids.len()])
 }
 
-fn input(s: &AgentState, step: &Step) -> Option<AgentInput> {
+fn input(
+    s: &AgentState,
+    step: &Step,
+    sent: Option<RequestMark>,
+    server: &BTreeMap<u64, String>,
+) -> Option<AgentInput> {
     let listed = |l: &[(u64, u8)]| l.iter().map(|(l, p)| listed(*l, &package(*p))).collect();
     let revoke = |r: &[u8]| r.iter().map(|p| package(*p)).collect();
     Some(match step {
         Step::Tick(_) => AgentInput::Tick,
-        Step::Beat(l, r) => AgentInput::Registered(ServerReply {
+        Step::Send => return None,
+        Step::Listing => beat(
+            server
+                .iter()
+                .map(|(l, p)| Listed {
+                    lease: *l,
+                    package: p.clone(),
+                })
+                .collect(),
+        ),
+        Step::Beat(l, r, marked) => AgentInput::Registered(ServerReply {
             leases: listed(l),
             revoke: revoke(r),
+            sent: sent.filter(|_| *marked),
             ..ServerReply::default()
         }),
         Step::Work(l, r) => AgentInput::Work(WorkOffer {
@@ -512,14 +636,21 @@ proptest! {
         let mut s = AgentState::new(slots, POLL, HealthMonitor::default());
         let mut now = 0u64;
         let mut ended = BTreeSet::new();
+        let mut sent = None;
+        let mut unsaid = Unsaid::default();
+        let mut server = BTreeMap::new();
         for st in &steps {
-            if let Step::Tick(dt) = st {
-                now += dt;
+            match st {
+                Step::Tick(dt) => now += dt,
+                Step::Send => sent = Some((s.request_mark(), held(&s))),
+                _ => {}
             }
-            let Some(i) = input(&s, st) else { continue };
+            let Some(i) = input(&s, st, sent.as_ref().map(|x| x.0), &server) else { continue };
             let before = s.jobs().len();
             let out = s.handle(i.clone(), Timestamp(now));
             check(&s, before, slots, &i, &out)?;
+            unsaid.check(&s, &i, &out, sent.as_ref().map(|x| &x.1))?;
+            believe(&mut server, &i, &out);
             for a in &out {
                 if let AgentAction::Start { lease: Some(l), .. } = a {
                     prop_assert!(!ended.contains(l), "lease {} started again after it ended", l);
@@ -529,6 +660,109 @@ proptest! {
                 (1..24u64).filter(|l| !s.has_lease(*l) && steps_ended(&out, *l)),
             );
         }
+    }
+}
+
+/// What the server believes the drone holds after a step: the leases offered, less those
+/// reported or handed back.
+fn believe(server: &mut BTreeMap<u64, String>, input: &AgentInput, out: &[AgentAction]) {
+    match input {
+        AgentInput::Work(offer) => {
+            for (l, a) in &offer.offered {
+                if let Some(l) = l {
+                    server.insert(*l, a.as_str().to_string());
+                }
+            }
+        }
+        AgentInput::OrphanReturned(l) => {
+            server.remove(l);
+        }
+        _ => {}
+    }
+    for a in out {
+        if let AgentAction::Report {
+            lease: Some(l),
+            what: ReportWhat::Outcome | ReportWhat::Returned(_),
+            ..
+        } = a
+        {
+            server.remove(l);
+        }
+    }
+}
+
+/// The jobs held and their leases.
+fn held(s: &AgentState) -> BTreeSet<(JobId, Option<u64>)> {
+    s.jobs().iter().map(|(id, j)| (*id, j.lease)).collect()
+}
+
+/// Leases the agent gave up without telling the server, and how many replies in a row have
+/// listed each since: the server still counts such a lease as held.
+#[derive(Default)]
+struct Unsaid(std::collections::BTreeMap<u64, u32>);
+
+impl Unsaid {
+    /// A reply's revokes stop only jobs that held their lease when its request went out
+    /// (`held_then`), and a lease given up unsaid that two replies in a row list is handed back
+    /// at the next turn.
+    fn check(
+        &mut self,
+        s: &AgentState,
+        input: &AgentInput,
+        out: &[AgentAction],
+        held_then: Option<&BTreeSet<(JobId, Option<u64>)>>,
+    ) -> Result<(), TestCaseError> {
+        match input {
+            AgentInput::Registered(reply) => {
+                for a in out {
+                    if let (AgentAction::Kill { job, .. }, Some(then)) = (a, held_then) {
+                        let lease = s.job(*job).and_then(|j| j.lease);
+                        prop_assert!(
+                            reply.sent.is_none() || then.contains(&(*job, lease)),
+                            "job {} took lease {:?} after the request",
+                            job,
+                            lease
+                        );
+                    }
+                }
+                let listed: BTreeSet<u64> = reply.leases.iter().map(|l| l.lease).collect();
+                for (lease, n) in &mut self.0 {
+                    *n = if listed.contains(lease) && !s.has_lease(*lease) {
+                        *n + 1
+                    } else {
+                        0
+                    };
+                }
+            }
+            AgentInput::Tick if !out.contains(&AgentAction::Exit) => {
+                for (lease, n) in &self.0 {
+                    let back = out.iter().any(
+                        |a| matches!(a, AgentAction::ReturnLease { lease: l, .. } if l == lease),
+                    );
+                    prop_assert!(
+                        *n < 2 || back,
+                        "lease {} listed {} times, not handed back",
+                        lease,
+                        n
+                    );
+                }
+            }
+            AgentInput::OrphanReturned(lease) => {
+                self.0.remove(lease);
+            }
+            _ => {}
+        }
+        for a in out {
+            if let AgentAction::Report {
+                lease: Some(l),
+                what: ReportWhat::Nothing(_),
+                ..
+            } = a
+            {
+                self.0.insert(*l, 0);
+            }
+        }
+        Ok(())
     }
 }
 

@@ -260,7 +260,8 @@ fn apply_work_reply(agent: &Arc<Agent>, reply: &WorkReply) -> bool {
 
 fn give_back_orphan(agent: &Agent, lease: u64, package: &str) {
     let mut req = agent.lease_request(Some(lease), package);
-    req.reason = Some("not running on this drone (the agent restarted)".into());
+    req.reason =
+        Some("not running on this drone (the agent restarted, or stopped it on a revoke)".into());
     match agent.client.give_back(&req) {
         Ok(_) => {
             tracing::warn!(

@@ -17,7 +17,7 @@ use super::state::server_reply;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
-use swarm_core::agent::AgentInput;
+use swarm_core::agent::{AgentInput, RequestMark};
 use swarm_core::{DroneHealth, HealthSample, HealthThresholds};
 use swarm_net::wire::{Capabilities, Metrics, RegisterRequest};
 
@@ -81,7 +81,7 @@ pub(crate) fn run(agent: &Agent) {
     // logged when it starts, when it changes, and once a minute while it lasts.
     let mut last_said: Option<(String, Instant)> = None;
     loop {
-        let req = sample_and_build(agent, &mut sampler);
+        let (req, sent) = sample_and_build(agent, &mut sampler);
         let delay = match agent.client.register(&req) {
             Ok(reply) => {
                 let failing = failing_since.is_some();
@@ -98,7 +98,9 @@ pub(crate) fn run(agent: &Agent) {
                     // Wake the uploads and reports waiting out a backoff.
                     st.reconnects += 1;
                 }
-                st.feed(AgentInput::Registered(server_reply(&reply)));
+                // The work reply may have given a package again since the request went out: the
+                // reply's revokes spare what was taken meanwhile.
+                st.feed(AgentInput::Registered(server_reply(&reply, sent)));
                 if first {
                     tracing::info!(
                         epoch = %crate::logging::shown(&st.epoch()),
@@ -231,8 +233,9 @@ fn wait(agent: &Agent, delay: Duration) -> bool {
     }
 }
 
-/// Samples the machine, assesses health, and writes the register request.
-fn sample_and_build(agent: &Agent, sampler: &mut Sampler) -> RegisterRequest {
+/// Samples the machine, assesses health, and writes the register request, with what the agent
+/// holds as it goes out (its reply's revokes concern only that).
+fn sample_and_build(agent: &Agent, sampler: &mut Sampler) -> (RegisterRequest, RequestMark) {
     refresh_env(agent, sampler);
     let cfg = &agent.cfg;
     let memory = facts::read_with("/proc/meminfo", facts::parse_meminfo);
@@ -291,7 +294,8 @@ fn sample_and_build(agent: &Agent, sampler: &mut Sampler) -> RegisterRequest {
     }
     let health = st.agent.health().state();
     let (leases, started) = st.agent.lease_lists();
-    RegisterRequest {
+    let sent = st.agent.request_mark();
+    let req = RegisterRequest {
         id: cfg.machine_id.clone(),
         node_name: Some(cfg.name.clone()),
         name: Some(cfg.name.clone()),
@@ -320,7 +324,8 @@ fn sample_and_build(agent: &Agent, sampler: &mut Sampler) -> RegisterRequest {
         started: Some(started),
         disk_percent: disk.map(|d| (d * 10.0).round() / 10.0),
         kind: Some(agent.kind),
-    }
+    };
+    (req, sent)
 }
 
 /// Why a sample puts the drone where it is, in the operator's words.

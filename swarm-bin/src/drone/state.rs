@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::time::Instant;
-use swarm_core::agent::{AgentAction, AgentInput, AgentState, ServerReply};
+use swarm_core::agent::{AgentAction, AgentInput, AgentState, RequestMark, ServerReply};
 use swarm_core::{HealthMonitor, Timestamp};
 use swarm_net::wire::RegisterReply;
 
@@ -76,9 +76,11 @@ impl State {
     }
 }
 
-/// A register reply as the agent's state machine reads it.
-pub(crate) fn server_reply(reply: &RegisterReply) -> ServerReply {
+/// A register reply as the agent's state machine reads it; `sent` is what the agent held when the
+/// request went out ([`swarm_core::agent::AgentState::request_mark`], taken with the lease lists).
+pub(crate) fn server_reply(reply: &RegisterReply, sent: RequestMark) -> ServerReply {
     ServerReply {
+        sent: Some(sent),
         epoch: reply.epoch,
         paused: reply.paused,
         revoke: reply.revoke.clone(),
@@ -115,7 +117,7 @@ mod tests {
             "leases": [{"lease": 1, "package": "=a/x-1"}, {"lease": 2, "package": "=a/y-1"}]
         }))
         .expect("reply");
-        let sr = server_reply(&reply);
+        let sr = server_reply(&reply, s.agent.request_mark());
         assert_eq!(sr.revoke, ["=a/x-1"]);
         assert_eq!(
             sr.stop_work,
@@ -125,5 +127,37 @@ mod tests {
         s.feed(AgentInput::Registered(sr));
         assert!(s.agent.is_registered() && s.agent.paused());
         assert_eq!(s.epoch(), Some(4));
+    }
+
+    #[test]
+    fn a_heartbeat_reply_applied_after_a_work_reply_spares_the_package_given_again() {
+        let mut s = State::new(
+            2,
+            std::time::Duration::from_secs(10),
+            HealthMonitor::default(),
+        );
+        let registered: RegisterReply =
+            serde_json::from_value(serde_json::json!({"status": "registered"})).expect("reply");
+        let first = s.agent.request_mark();
+        s.feed(AgentInput::Registered(server_reply(&registered, first)));
+        // The heartbeat goes out (the heartbeat thread takes the mark with the lease lists) ...
+        let sent = s.agent.request_mark();
+        // ... the main loop's work reply gives =a/x-1 to this drone again under lease 5 ...
+        let work = swarm_core::agent::WorkOffer {
+            offered: vec![(Some(5), swarm_core::Atom::parse("=a/x-1").expect("atom"))],
+            ..swarm_core::agent::WorkOffer::default()
+        };
+        let out = s.feed(AgentInput::Work(work));
+        let Some(&AgentAction::Start { job, .. }) = out.first() else {
+            panic!("no start: {out:?}");
+        };
+        // ... and the heartbeat's reply, made before that, still repeats an old revoke of it.
+        let stale: RegisterReply = serde_json::from_value(serde_json::json!({
+            "status": "registered", "revoke": ["=a/x-1"], "leases": []
+        }))
+        .expect("reply");
+        let out = s.feed(AgentInput::Registered(server_reply(&stale, sent)));
+        assert!(out.is_empty(), "the new build was stopped: {out:?}");
+        assert!(s.job(job).is_some_and(|j| j.stop.is_none()));
     }
 }

@@ -1,6 +1,9 @@
 //! What the agent remembers about leases it no longer holds or never held: the ones it finished
-//! with (so a late listing is neither adopted, started again nor taken for an orphan) and the
-//! unknown ones the server keeps listing (orphans once listed often enough).
+//! with (so a late listing is neither adopted, started again nor taken for an orphan), and the
+//! unknown ones the server keeps listing (orphans once listed often enough). A lease it ended
+//! without a word to the server (revoked, or stopped unasked) is never started again, but counts
+//! as unknown while listed: had the revoke been meant for an older lease of the package, the server
+//! would hold it on this drone, started and never reclaimed, until the drone went offline.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -10,10 +13,12 @@ const REMEMBERED_ENDS: usize = 512;
 /// A server listing of an unknown lease this many times in a row makes it an orphan.
 const ORPHAN_AFTER_LISTINGS: u32 = 2;
 
-/// Ended leases, most recent last, and unknown listed ones with their listings in a row.
+/// Ended leases, most recent last (and which of them ended unsaid), and unknown listed ones with
+/// their listings in a row.
 #[derive(Clone, Debug, Default)]
 pub(super) struct LeaseMemory {
     ended: VecDeque<u64>,
+    unsaid: BTreeSet<u64>,
     listed_unknown: BTreeMap<u64, (String, u32)>,
 }
 
@@ -23,14 +28,31 @@ impl LeaseMemory {
         self.ended.contains(&lease)
     }
 
-    /// Remembers `lease` as finished with; it is no longer a candidate orphan.
+    /// Whether the agent ended `lease` without telling the server.
+    pub(super) fn unsaid(&self, lease: u64) -> bool {
+        self.unsaid.contains(&lease)
+    }
+
+    /// Remembers `lease` as finished with, the server told (or the lease handed back); it is no
+    /// longer a candidate orphan.
     pub(super) fn end(&mut self, lease: u64) {
         self.listed_unknown.remove(&lease);
+        self.unsaid.remove(&lease);
         if !self.ended.contains(&lease) {
             self.ended.push_back(lease);
             while self.ended.len() > REMEMBERED_ENDS {
-                self.ended.pop_front();
+                if let Some(old) = self.ended.pop_front() {
+                    self.unsaid.remove(&old);
+                }
             }
+        }
+    }
+
+    /// Remembers `lease` as finished with, the server not told: a listing still counts.
+    pub(super) fn end_unsaid(&mut self, lease: u64) {
+        self.end(lease);
+        if self.ended.contains(&lease) {
+            self.unsaid.insert(lease);
         }
     }
 

@@ -22,5 +22,5 @@ mod types;
 pub use state::AgentState;
 pub use types::{
     AgentAction, AgentInput, AgentJob, BuildEnd, JobId, Listed, OnStop, Phase, ReportWhat,
-    ServerReply, Stop, WorkOffer,
+    RequestMark, ServerReply, Stop, WorkOffer,
 };

@@ -3,8 +3,8 @@
 
 use super::leases::LeaseMemory;
 use super::types::{
-    AgentAction, AgentInput, AgentJob, BuildEnd, JobId, Listed, Phase, ReportWhat, ServerReply,
-    Stop, WorkOffer,
+    AgentAction, AgentInput, AgentJob, BuildEnd, JobId, Listed, Phase, ReportWhat, RequestMark,
+    ServerReply, Stop, WorkOffer,
 };
 use crate::atom::Atom;
 use crate::health::{BuildTiming, HealthMonitor, HealthSample};
@@ -19,6 +19,9 @@ pub struct AgentState {
     poll_ms: u64,
     jobs: BTreeMap<JobId, AgentJob>,
     next_job: JobId,
+    /// Leases taken so far (by a new job or by adoption): each job's `given` and the
+    /// [`RequestMark`] count them.
+    given: u64,
     leases: LeaseMemory,
     registered: bool,
     beats: u64,
@@ -32,6 +35,9 @@ pub struct AgentState {
     /// OOM kills and crashes of builds whose report is on its way: counted once it is handed
     /// over, so a Critical drone's returns cannot overtake (and lose) the failure's report.
     ending: BTreeMap<JobId, (u32, u32)>,
+    /// Jobs whose end the server is not told (revoked, or stopped unasked): once reported, their
+    /// lease counts as held again if the server keeps listing it.
+    silent: BTreeSet<JobId>,
     portage_timestamp: Option<String>,
     sync_wanted: Option<String>,
     /// No work until a heartbeat after this count has been answered (after a sync).
@@ -50,6 +56,7 @@ impl AgentState {
             poll_ms,
             jobs: BTreeMap::new(),
             next_job: 0,
+            given: 0,
             leases: LeaseMemory::default(),
             registered: false,
             beats: 0,
@@ -59,6 +66,7 @@ impl AgentState {
             oom_kills: 0,
             crashes: 0,
             ending: BTreeMap::new(),
+            silent: BTreeSet::new(),
             portage_timestamp: None,
             sync_wanted: None,
             work_after_beat: 0,
@@ -75,7 +83,7 @@ impl AgentState {
             AgentInput::Registered(reply) => self.registered(&reply, &mut out),
             AgentInput::Forgotten => self.registered = false,
             AgentInput::Revoke(atoms) => {
-                self.revoke_atoms(&atoms, "revoked by the control plane", &mut out);
+                self.revoke_atoms(&atoms, "revoked by the control plane", None, &mut out);
             }
             AgentInput::Work(offer) => self.work(offer, now, &mut out),
             AgentInput::WorkFailed { retry_ms } => self.next_ask = now.plus(retry_ms),
@@ -91,9 +99,14 @@ impl AgentState {
                     self.oom_kills += oom;
                     self.crashes += crash;
                 }
+                let silent = self.silent.remove(&id);
                 if let Some(job) = self.jobs.remove(&id) {
                     if let Some(l) = job.lease {
-                        self.leases.end(l);
+                        if silent {
+                            self.leases.end_unsaid(l);
+                        } else {
+                            self.leases.end(l);
+                        }
                     }
                     // The server hears at once that the lease and the slot are free.
                     out.push(AgentAction::Beat);
@@ -152,16 +165,21 @@ impl AgentState {
             self.epoch = reply.epoch;
         }
         self.paused = reply.paused;
-        self.revoke_atoms(&reply.revoke, "revoked by the control plane", out);
+        self.revoke_atoms(
+            &reply.revoke,
+            "revoked by the control plane",
+            reply.sent,
+            out,
+        );
         if let Some((package, reason)) = &reply.stop_work {
             let why = format!("stop_work: {reason}");
-            self.revoke_atoms(std::slice::from_ref(package), &why, out);
+            self.revoke_atoms(std::slice::from_ref(package), &why, reply.sent, out);
         }
         self.note_listed(&reply.leases);
     }
 
     fn work(&mut self, offer: WorkOffer, now: Timestamp, out: &mut Vec<AgentAction>) {
-        self.revoke_atoms(&offer.revoke, "revoked by the control plane", out);
+        self.revoke_atoms(&offer.revoke, "revoked by the control plane", None, out);
         if let Some(expected) = offer.sync {
             self.sync_wanted = Some(expected);
             self.next_ask = now.plus(self.poll_ms);
@@ -220,6 +238,9 @@ impl AgentState {
                 ReportWhat::Outcome
             }
         };
+        if matches!(what, ReportWhat::Nothing(_)) {
+            self.silent.insert(id);
+        }
         let job = &self.jobs[&id];
         out.push(AgentAction::Report {
             job: id,
@@ -271,8 +292,10 @@ impl AgentState {
                 started: false,
                 stop: None,
                 ended: false,
+                given: self.given,
             },
         );
+        self.given += 1;
         Some(id)
     }
 
@@ -284,11 +307,18 @@ impl AgentState {
     }
 
     /// Gives each listed lease the agent does not know to a job running the same package under
-    /// an older (or no) lease; returns the leases no job took.
+    /// an older (or no) lease; returns the leases no job took (with those it ended without a
+    /// word to the server, which the server still counts as held).
     fn adopt(&mut self, listed: &[Listed]) -> Vec<(u64, String)> {
         let mut rest = Vec::new();
         for l in listed {
-            if self.has_lease(l.lease) || self.leases.ended(l.lease) {
+            if self.has_lease(l.lease) {
+                continue;
+            }
+            if self.leases.ended(l.lease) {
+                if self.leases.unsaid(l.lease) {
+                    rest.push((l.lease, l.package.clone()));
+                }
                 continue;
             }
             let atom = normalise(&l.package);
@@ -300,6 +330,8 @@ impl AgentState {
             });
             match adopter {
                 Some(job) => {
+                    job.given = self.given;
+                    self.given += 1;
                     if let Some(old) = job.lease.replace(l.lease) {
                         self.leases.end(old);
                     }
@@ -310,8 +342,16 @@ impl AgentState {
         rest
     }
 
-    /// Marks every job building one of `atoms` to be killed without a report.
-    fn revoke_atoms(&mut self, atoms: &[String], why: &str, out: &mut Vec<AgentAction>) {
+    /// Marks every job building one of `atoms` to be killed without a report: every job that held
+    /// its lease when the agent sent the request the revoke answers (`sent`), never one given
+    /// (or adopting a lease) since.
+    fn revoke_atoms(
+        &mut self,
+        atoms: &[String],
+        why: &str,
+        sent: Option<RequestMark>,
+        out: &mut Vec<AgentAction>,
+    ) {
         if atoms.is_empty() {
             return;
         }
@@ -319,6 +359,7 @@ impl AgentState {
         let ids: Vec<JobId> = self
             .jobs
             .iter()
+            .filter(|(_, j)| sent.is_none_or(|m| m.covers(j)))
             .filter(|(_, j)| wanted.iter().any(|a| a == j.atom.as_str()))
             .map(|(id, _)| *id)
             .collect();
@@ -348,6 +389,13 @@ impl AgentState {
         if !job.ended {
             out.push(AgentAction::Kill { job: id, stop });
         }
+    }
+
+    /// What the agent holds now, for a request about to be sent: its reply carries it back in
+    /// [`ServerReply::sent`], so the reply's revokes spare the jobs taken meanwhile.
+    #[must_use]
+    pub fn request_mark(&self) -> RequestMark {
+        RequestMark(self.given)
     }
 
     /// Whether a job holds `lease`.

@@ -7,6 +7,25 @@ use crate::input::FailureClass;
 /// The agent's own handle for a job; the lease can change under a job (adoption).
 pub type JobId = u64;
 
+/// Which leases the agent held when it sent a request ([`crate::agent::AgentState::request_mark`]).
+///
+/// The server answers with what it knew when it handled the request, and the agent may meanwhile
+/// have been given a package again under a new lease (the heartbeat and the work request run on
+/// their own threads, and either reply may be applied first). A revoke in the reply is then about
+/// an older lease of that package, so it stops only jobs that held their lease when the request
+/// went out; a revoke meant for the new lease is repeated in the next reply (the core keeps
+/// repeating it until a heartbeat no longer lists the lease).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RequestMark(pub(super) u64);
+
+impl RequestMark {
+    /// Whether `job` held its lease when the request was sent.
+    #[must_use]
+    pub fn covers(self, job: &AgentJob) -> bool {
+        job.given < self.0
+    }
+}
+
 /// Why the agent stops a build before it ends.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Stop {
@@ -29,6 +48,9 @@ pub struct AgentJob {
     pub stop: Option<Stop>,
     /// The build ended and its report is on its way; the lease is still held until then.
     pub ended: bool,
+    /// When the job took its lease (started, or adopted a newer one), in the agent's count of
+    /// leases taken; see [`RequestMark`].
+    pub given: u64,
 }
 
 /// A lease the server says this drone holds.
@@ -115,9 +137,15 @@ pub struct ServerReply {
     pub stop_work: Option<(String, String)>,
     /// Every lease the server says this drone holds.
     pub leases: Vec<Listed>,
+    /// What the agent held when it sent the request; `None` when the reply answers at once (the
+    /// simulator), so its revokes and `stop_work` concern every job.
+    pub sent: Option<RequestMark>,
 }
 
 /// The server's answer to a request for work.
+///
+/// It needs no [`RequestMark`]: only work replies add jobs, and one request for work is in flight
+/// at a time, so its revokes cannot be older than a job.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct WorkOffer {
     /// The leases offered, the assigned one first, then every other one the drone holds.

@@ -3,7 +3,9 @@
 //! what it decides, as `swarm drone`'s threads do over HTTP.
 
 use super::{Build, Ev, World, START_EPOCH_MS};
-use crate::agent::{AgentAction, AgentInput, BuildEnd, JobId, Listed, ReportWhat, ServerReply};
+use crate::agent::{
+    AgentAction, AgentInput, BuildEnd, JobId, Listed, ReportWhat, RequestMark, ServerReply,
+};
 use crate::id::LeaseId;
 use crate::input::{Input, Outcome, Report as LeaseReport};
 use crate::time::{Timestamp, SECOND_MS};
@@ -133,8 +135,9 @@ impl World {
     }
 
     /// A heartbeat or registration was answered: the reply lists the leases the swarm says the
-    /// drone holds, and the agent's main loop wakes up.
-    pub(super) fn answered(&mut self, i: usize) {
+    /// drone holds, and the agent's main loop wakes up. `sent` is what the agent held when the
+    /// request went out, as `swarm drone`'s heartbeat thread passes it.
+    pub(super) fn answered(&mut self, i: usize, sent: RequestMark) {
         let leases = self
             .swarm
             .view()
@@ -149,6 +152,7 @@ impl World {
             i,
             AgentInput::Registered(ServerReply {
                 leases,
+                sent: Some(sent),
                 ..ServerReply::default()
             }),
         );

@@ -37,6 +37,7 @@ impl World {
         self.feed(i, AgentInput::Health(sample));
         let a = &self.agents[i];
         let (leases, started) = a.model.lease_lists();
+        let sent = a.model.request_mark();
         let hb = Heartbeat {
             drone: a.name.clone(),
             health: Some(a.model.health().state()),
@@ -53,7 +54,7 @@ impl World {
             .is_some()
         {
             self.flush_mailbox(i);
-            self.answered(i);
+            self.answered(i, sent);
         } else {
             self.flush_mailbox(i);
         }
@@ -257,6 +258,7 @@ impl World {
         a.died_at = None;
         a.reachable_since = self.now;
         let boot = a.boot;
+        let sent = a.model.request_mark();
         let announce = Announce {
             said: SpecFacts::from(&a.spec),
             beat: Heartbeat {
@@ -266,7 +268,7 @@ impl World {
             },
         };
         if self.cp(Input::Announce(announce)).is_some() {
-            self.answered(i);
+            self.answered(i, sent);
         }
         self.at(self.now + 1, Ev::Heartbeat(i, boot));
         self.at(self.now + 2, Ev::Poll(i, boot, true));
