@@ -4,7 +4,7 @@
 
 use super::{Build, Ev, World, START_EPOCH_MS};
 use crate::agent::{
-    AgentAction, AgentInput, BuildEnd, JobId, Listed, ReportWhat, RequestMark, ServerReply,
+    AgentAction, AgentInput, BuildEnd, JobId, Listed, ReportWhat, RequestMark, ServerReply, Stop,
 };
 use crate::id::LeaseId;
 use crate::input::{Input, Outcome, Report as LeaseReport};
@@ -54,7 +54,8 @@ impl World {
                 let t = self.now + self.rng.range(SECOND_MS, 3 * SECOND_MS);
                 self.at(t, Ev::Start(i, boot, job));
             }
-            AgentAction::Kill { job, .. } => {
+            AgentAction::Kill { job, stop } => {
+                self.check_kill(i, job, &stop);
                 self.stop_build(i, job);
                 let ended = AgentInput::BuildEnded {
                     job,
@@ -157,6 +158,26 @@ impl World {
             }),
         );
         self.feed(i, AgentInput::Tick);
+    }
+
+    /// A revoke never stops the build of a lease the control plane holds live on this drone: the
+    /// agent would end it unreported, and the lease would sit on a heartbeating drone.
+    fn check_kill(&mut self, i: usize, job: JobId, stop: &Stop) {
+        if !matches!(stop, Stop::Revoked(_)) {
+            return;
+        }
+        let a = &self.agents[i];
+        let Some(lease) = a.model.job(job).and_then(|j| j.lease) else {
+            return;
+        };
+        let live = self.swarm.view().lease(LeaseId(lease));
+        if live.is_some_and(|l| l.drone == a.name) {
+            let why = format!(
+                "drone {} stopped the build of lease {lease}, live on it, on a revoke of an older lease",
+                a.name
+            );
+            self.fail(why);
+        }
     }
 
     /// A build stops (killed, or the drone died): the world no longer runs it.
