@@ -165,7 +165,7 @@ pub fn diagnose(text: &str) -> Option<Cause> {
 /// scratch still equals the live one.
 #[derive(Clone, Debug)]
 pub(crate) struct Diagnoses {
-    seen: std::collections::HashMap<String, Option<Cause>>,
+    seen: std::collections::BTreeMap<String, Option<Cause>>,
     bytes: usize,
     /// Bound on the text the memo holds; past it the memo starts over.
     max_bytes: usize,
