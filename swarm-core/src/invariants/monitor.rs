@@ -22,9 +22,6 @@ pub struct Monitor {
     last_heartbeat: BTreeMap<DroneName, Timestamp>,
     /// The same, ordered by age, so the offline check reads only silent drones.
     by_age: BTreeSet<(Timestamp, DroneName)>,
-    /// The end of the range of `by_age` that is silent: (the cutoff, a name after every
-    /// drone's). Kept, so no step makes a name to look.
-    silent_to: (Timestamp, DroneName),
     streak: BTreeMap<DroneName, (u32, Timestamp)>,
     ladder: BTreeMap<DroneName, EscalationAction>,
     escalations: VecDeque<Timestamp>,
@@ -43,7 +40,6 @@ impl Monitor {
             grace_until: Timestamp(0),
             last_heartbeat: BTreeMap::new(),
             by_age: BTreeSet::new(),
-            silent_to: (Timestamp(0), DroneName::max()),
             streak: BTreeMap::new(),
             ladder: BTreeMap::new(),
             escalations: VecDeque::new(),
@@ -153,9 +149,10 @@ impl Monitor {
         // 6, from the monitor's own heartbeat record.
         let cutoff = now.0.checked_sub(self.config.offline_timeout_ms);
         if let (true, Some(cutoff)) = (now >= self.grace_until, cutoff) {
-            // Drones whose last heartbeat is at least `offline_timeout` old.
-            self.silent_to.0 = Timestamp(cutoff);
-            for (hb, drone) in self.by_age.range(..=&self.silent_to) {
+            // Drones whose last heartbeat is at least `offline_timeout` old (the greatest name
+            // is inline text: bounding the range allocates nothing).
+            let silent_to = (Timestamp(cutoff), DroneName::max());
+            for (hb, drone) in self.by_age.range(..=&silent_to) {
                 if after
                     .st
                     .drones
@@ -300,19 +297,10 @@ impl Monitor {
     }
 
     fn beat(&mut self, drone: &DroneName, now: Timestamp) {
-        // A drone heard before keeps its entries: only its time moves (one name copied per
-        // beat, not three; the simulator beats every drone every few seconds).
-        let Some(last) = self.last_heartbeat.get_mut(drone) else {
-            self.last_heartbeat.insert(drone.clone(), now);
-            self.by_age.insert((now, drone.clone()));
-            return;
-        };
-        let old = std::mem::replace(last, now);
-        let name = self
-            .by_age
-            .take(&(old, drone.clone()))
-            .map_or_else(|| drone.clone(), |(_, name)| name);
-        self.by_age.insert((now, name));
+        if let Some(old) = self.last_heartbeat.insert(drone.clone(), now) {
+            self.by_age.remove(&(old, drone.clone()));
+        }
+        self.by_age.insert((now, drone.clone()));
     }
 
     fn observe(&mut self, env: &Envelope, after: &Swarm) {

@@ -86,21 +86,16 @@ pub(super) fn drone_state(st: &SwarmState, d: &Drone) -> Result<(), Violation> {
             ),
         );
     }
-    if d.liveness() == Liveness::Stopped && !d.leases.is_empty() {
+    let gone = match d.liveness() {
+        Liveness::Stopped => "stopped",
+        Liveness::Offline => "offline",
+        _ => return Ok(()),
+    };
+    if !d.leases.is_empty() {
         return fail(
             6,
             format!(
-                "stopped drone {} holds {} leases",
-                d.spec.name,
-                d.leases.len()
-            ),
-        );
-    }
-    if d.liveness() == Liveness::Offline && !d.leases.is_empty() {
-        return fail(
-            6,
-            format!(
-                "offline drone {} holds {} leases",
+                "{gone} drone {} holds {} leases",
                 d.spec.name,
                 d.leases.len()
             ),
