@@ -9,12 +9,14 @@
 //! Drone inputs first: a big push comes as parts (`Plan::Parts`), and each
 //! group commit holds the drone inputs waiting plus the next part of a bulk
 //! job, so a heartbeat waits for one part, not for a whole post (see
-//! `lanes`). While nothing else waits, the commit goes on taking parts (up
-//! to `lanes::MAX_PARTS_PER_COMMIT`): they then share one commit and write
-//! their pages once; the first job to arrive ends the run at the next part. A bulk job is answered once its last part is durable; should a
-//! part fail, it is answered with an error saying how many parts were
-//! recorded (a retry queues the rest: packages already queued are counted,
-//! not queued twice).
+//! `lanes`). While the commit holds nothing else and nothing else waits, it
+//! goes on taking parts (up to `lanes::MAX_PARTS_PER_COMMIT`): they then
+//! share one commit and write their pages once; the first job to arrive
+//! ends the run at the next part, and a commit that holds a drone's input
+//! takes one part at most. A bulk job is answered once its last part is
+//! durable; should a part fail, it is answered with an error saying how
+//! many parts were recorded (a retry queues the rest: packages already
+//! queued are counted, not queued twice).
 //!
 //! Store health: after every write the writer publishes whether the store
 //! can write (`Shared::store_fault`). While it cannot, it probes the store
@@ -488,7 +490,9 @@ fn commit(
         inputs.extend(part.iter().cloned().map(|i| (now, i)));
     }
     let mut feed = match (bulk.as_ref(), rx, arrived) {
-        (Some(b), Some(rx), Some(arrived)) => Some(PartFeed::new(&b.parts, rx, arrived)),
+        (Some(b), Some(rx), Some(arrived)) => {
+            Some(PartFeed::new(&b.parts, !jobs.is_empty(), rx, arrived))
+        }
         _ => None,
     };
     let mut count = inputs.len();
