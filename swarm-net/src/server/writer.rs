@@ -299,7 +299,10 @@ fn round(
         pace.last_publish = Instant::now();
         pace.dirty = false;
     }
-    durable.answer(shared, written, replies);
+    // The writer fsyncs itself while a bulk job keeps it busy or nothing
+    // else waits; otherwise the fsync thread keeps the pipeline.
+    let inline = bulk.is_some() || shared.queued.load(Ordering::Relaxed) == 0;
+    durable.answer(shared, written, replies, inline);
 }
 
 /// Publishes whether the store can write, logging each change once.
@@ -361,7 +364,9 @@ fn publish(store: &Store, shared: &Shared) {
 /// thread could not start.
 enum Durable {
     ByCommit,
-    Thread(Syncer),
+    /// The fsync thread, and the writer's own handle for batches committed
+    /// while that thread is idle (see `syncer`).
+    Thread(Syncer, Option<swarm_store::WalSync>),
     /// The handle, and the last seq it made durable.
     Inline(swarm_store::WalSync, std::cell::Cell<u64>),
 }
@@ -372,7 +377,7 @@ impl Durable {
             return Durable::ByCommit;
         };
         match Syncer::start(sync, shared.clone()) {
-            Ok(s) => Durable::Thread(s),
+            Ok(s) => Durable::Thread(s, store.wal_sync()),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot start the fsync thread; the writer fsyncs each batch itself");
                 match store.wal_sync() {
@@ -384,18 +389,29 @@ impl Durable {
     }
 
     /// Answers a batch: at once if it failed (nothing was recorded) or is
-    /// durable already, else after the fsync that covers it. A batch that
+    /// durable already, else after the fsync that covers it (made here
+    /// when `inline` and the fsync thread is idle; see `syncer`). A batch
+    /// that
     /// answers nobody (a part of a bulk job but its last, a tick) is not
     /// fsynced by itself: the next fsync covers it, before anyone is told of
     /// it. Otherwise a big import fsyncs after every part, keeping the disk
     /// busy, and every heartbeat committed meanwhile waits for the fsync in
     /// flight before its own.
-    fn answer(&self, shared: &Shared, committed: Option<u64>, replies: Replies) {
+    fn answer(&self, shared: &Shared, committed: Option<u64>, replies: Replies, inline: bool) {
         if replies.is_empty() {
             return;
         }
         let undelivered = match (self, committed) {
-            (Durable::Thread(s), Some(seq)) => match s.hand_over(seq, replies) {
+            // No wake-up to wait for. Should this fsync fail, the thread
+            // tries again and answers with the error.
+            (Durable::Thread(s, Some(own)), Some(seq))
+                if inline && s.idle() && own.sync().is_ok() =>
+            {
+                s.note_synced(seq);
+                shared.metrics.fsynced();
+                replies
+            }
+            (Durable::Thread(s, _), Some(seq)) => match s.hand_over(seq, replies) {
                 Ok(()) => return,
                 Err(back) => back
                     .into_iter()
@@ -424,7 +440,7 @@ impl Durable {
     fn acknowledge(&self, store: &mut Store) {
         let seq = match self {
             Durable::ByCommit => return,
-            Durable::Thread(s) => s.synced(),
+            Durable::Thread(s, _) => s.synced(),
             Durable::Inline(_, synced) => synced.get(),
         };
         if seq > 0 {
@@ -435,7 +451,7 @@ impl Durable {
     fn finish(self, store: &mut Store) {
         match self {
             Durable::ByCommit => {}
-            Durable::Thread(s) => {
+            Durable::Thread(s, _) => {
                 let _ = store.acknowledge(swarm_core::Seq(s.finish()));
             }
             Durable::Inline(_, synced) => {
