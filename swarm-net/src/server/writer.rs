@@ -391,12 +391,11 @@ impl Durable {
     /// Answers a batch: at once if it failed (nothing was recorded) or is
     /// durable already, else after the fsync that covers it (made here
     /// when `inline` and the fsync thread is idle; see `syncer`). A batch
-    /// that
-    /// answers nobody (a part of a bulk job but its last, a tick) is not
-    /// fsynced by itself: the next fsync covers it, before anyone is told of
-    /// it. Otherwise a big import fsyncs after every part, keeping the disk
-    /// busy, and every heartbeat committed meanwhile waits for the fsync in
-    /// flight before its own.
+    /// that answers nobody (a part of a bulk job but its last, a tick) is
+    /// not fsynced by itself: the next fsync covers it, before anyone is
+    /// told of it. Otherwise a big import fsyncs after every part, keeping
+    /// the disk busy, and every heartbeat committed meanwhile waits for the
+    /// fsync in flight before its own.
     fn answer(&self, shared: &Shared, committed: Option<u64>, replies: Replies, inline: bool) {
         if replies.is_empty() {
             return;
