@@ -316,7 +316,7 @@ pub fn start(opts: ServerOptions) -> Result<RunningServer, ServeError> {
         addresses: RwLock::new(BTreeMap::new()),
         cpu_percent: RwLock::new(BTreeMap::new()),
         known: gate::KnownDrones::new(known),
-        metrics: metrics::Metrics::default(),
+        metrics: Arc::new(metrics::Metrics::default()),
         history: (0..history_n).map(|_| Mutex::new(None)).collect(),
         db_path: opts.db_path.clone(),
         staging: opts.staging.clone(),

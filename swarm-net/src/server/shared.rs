@@ -45,7 +45,8 @@ pub(crate) struct Shared {
     pub(crate) cpu_percent: RwLock<BTreeMap<DroneName, f64>>,
     /// The names of the drones the core knows, for the registration gate.
     pub(crate) known: super::gate::KnownDrones,
-    pub(crate) metrics: Metrics,
+    /// Shared with the fsync thread, which needs nothing else.
+    pub(crate) metrics: Arc<Metrics>,
     pub(crate) history: Vec<Mutex<Option<History>>>,
     pub(crate) db_path: PathBuf,
     pub(crate) staging: PathBuf,

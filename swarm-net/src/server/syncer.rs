@@ -16,7 +16,7 @@
 
 use super::http::ApiError;
 use super::jobs::Replies;
-use super::shared::Shared;
+use super::metrics::Metrics;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
@@ -36,7 +36,7 @@ pub(crate) struct Syncer {
 }
 
 impl Syncer {
-    pub(crate) fn start(sync: WalSync, shared: Arc<Shared>) -> std::io::Result<Syncer> {
+    pub(crate) fn start(sync: WalSync, metrics: Arc<Metrics>) -> std::io::Result<Syncer> {
         let (tx, rx) = mpsc::channel();
         let synced = Arc::new(AtomicU64::new(0));
         let pending = Arc::new(AtomicU64::new(0));
@@ -46,7 +46,7 @@ impl Syncer {
         };
         let handle = std::thread::Builder::new()
             .name("swarm-fsync".into())
-            .spawn(move || run(&sync, &shared, &rx, &counts))?;
+            .spawn(move || run(&sync, &metrics, &rx, &counts))?;
         Ok(Syncer {
             tx: Some(tx),
             handle: Some(handle),
@@ -100,7 +100,7 @@ struct Counts {
     pending: Arc<AtomicU64>,
 }
 
-fn run(sync: &WalSync, shared: &Shared, rx: &Receiver<Batch>, counts: &Counts) {
+fn run(sync: &WalSync, metrics: &Metrics, rx: &Receiver<Batch>, counts: &Counts) {
     while let Ok(first) = rx.recv() {
         let mut batches = vec![first];
         while let Ok(more) = rx.try_recv() {
@@ -113,7 +113,7 @@ fn run(sync: &WalSync, shared: &Shared, rx: &Receiver<Batch>, counts: &Counts) {
             .fetch_sub(batches.len() as u64, Ordering::SeqCst);
         match result {
             Ok(()) => {
-                shared.metrics.fsynced();
+                metrics.fsynced();
                 counts.synced.fetch_max(last, Ordering::SeqCst);
                 for (_, replies) in batches {
                     for (tx, reply) in replies {
@@ -122,7 +122,7 @@ fn run(sync: &WalSync, shared: &Shared, rx: &Receiver<Batch>, counts: &Counts) {
                 }
             }
             Err(e) => {
-                shared.metrics.store_error();
+                metrics.store_error();
                 tracing::error!(error = %e, wal = %sync.path().display(), through_seq = last, "fsync of the WAL failed; the requests it covered are answered with an error and may or may not be recorded");
                 for (_, replies) in batches {
                     for (tx, _) in replies {
@@ -134,5 +134,44 @@ fn run(sync: &WalSync, shared: &Shared, rx: &Receiver<Batch>, counts: &Counts) {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::jobs::Done;
+    use super::super::metrics::Metrics;
+    use super::Syncer;
+    use std::sync::{mpsc, Arc};
+    use std::time::Duration;
+    use swarm_store::{Store, StoreOptions};
+
+    #[test]
+    fn idle_once_everything_handed_over_is_fsynced_and_the_writers_fsyncs_count() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let opts = StoreOptions {
+            defer_sync: true,
+            ..StoreOptions::default()
+        };
+        let store = Store::open(dir.path().join("swarm.db"), opts).expect("open");
+        let sync = store.wal_sync().expect("deferred fsync");
+        let syncer = Syncer::start(sync, Arc::new(Metrics::default())).expect("start");
+        assert!(syncer.idle(), "nothing handed over yet");
+        let (tx, rx) = mpsc::sync_channel(1);
+        let done = Done {
+            seq: 7,
+            outputs: Vec::new(),
+            verdict: None,
+        };
+        assert!(syncer.hand_over(7, vec![(tx, Ok(done))]).is_ok());
+        let reply = rx.recv_timeout(Duration::from_secs(10)).expect("answered");
+        assert!(reply.is_ok(), "the fsync worked");
+        // Answered only after its fsync returned: the thread is idle again.
+        assert!(syncer.idle(), "an answered batch still counted as pending");
+        assert_eq!(syncer.synced(), 7);
+        // The writer's own fsyncs move the marker, never back.
+        syncer.note_synced(9);
+        syncer.note_synced(8);
+        assert_eq!(syncer.finish(), 9);
     }
 }

@@ -376,7 +376,7 @@ impl Durable {
         let Some(sync) = store.wal_sync() else {
             return Durable::ByCommit;
         };
-        match Syncer::start(sync, shared.clone()) {
+        match Syncer::start(sync, shared.metrics.clone()) {
             Ok(s) => Durable::Thread(s, store.wal_sync()),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot start the fsync thread; the writer fsyncs each batch itself");
