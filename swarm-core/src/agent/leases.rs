@@ -50,10 +50,9 @@ impl LeaseMemory {
 
     /// Remembers `lease` as finished with, the server not told: a listing still counts.
     pub(super) fn end_unsaid(&mut self, lease: u64) {
+        // `end` keeps `lease`: it trims the oldest ends, and `lease` is the newest.
         self.end(lease);
-        if self.ended.contains(&lease) {
-            self.unsaid.insert(lease);
-        }
+        self.unsaid.insert(lease);
     }
 
     /// A job took `lease`: it is known now.
