@@ -313,9 +313,9 @@ fn a_short_soak_serves_without_errors_and_leaks_no_files() {
 #[test]
 fn the_import_benchmark_queues_everything_and_measures_heartbeats() {
     let out = Command::new(swarm_bin())
-        .args(["bench", "import", "--packages", "3000", "--batch", "500"])
+        .args(["bench", "import", "--packages", "6000", "--batch", "500"])
         .args(["--one-into", "1000", "--drones", "2", "--baseline-s", "1"])
-        .args(["--beat-ms", "20"])
+        .args(["--beat-ms", "20", "--rounds", "3"])
         .arg("--json")
         .stdin(Stdio::null())
         .output()
@@ -325,7 +325,23 @@ fn the_import_benchmark_queues_everything_and_measures_heartbeats() {
     let v: serde_json::Value =
         serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"));
     assert_eq!(v["errors"], json!(0), "{v}");
-    assert_eq!(v["posts"], json!(6), "{v}");
+    assert_eq!(v["posts"], json!(12), "{v}");
+    assert_eq!(v["rounds"], json!(3), "{v}");
+    // Quiet windows of even rounds (0, 2) and odd ones (1) both measured.
+    for half in v["heartbeat_ms"]["quiet_even_odd_rounds_p99"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        assert!(half.as_f64().is_some_and(|ms| ms > 0.0), "{v}");
+    }
+    assert_eq!(
+        v["heartbeat_ms"]["quiet_even_odd_rounds_p99"]
+            .as_array()
+            .map(Vec::len),
+        Some(2),
+        "{v}"
+    );
     assert!(v["one_ms"]["p50"].as_f64().is_some(), "{v}");
     for window in ["baseline", "during_import"] {
         assert!(
