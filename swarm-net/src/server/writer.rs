@@ -208,6 +208,12 @@ pub(crate) fn run(mut store: Store, shared: Arc<Shared>, rx: Receiver<Job>) {
             );
             part_last = carry_part;
             tick = false;
+            if bulk.is_some() {
+                // The replies just sent woke connection threads, maybe onto
+                // this CPU: let them run before the next part (see
+                // `PartFeed::next_part`).
+                std::thread::yield_now();
+            }
             drain(&rx, &mut more);
             lanes.add(more, lane);
             if bulk.is_none() && lanes.is_empty() {
