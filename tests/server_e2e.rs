@@ -417,6 +417,18 @@ fn bad_input_gets_a_4xx_that_says_what_was_wrong() {
         ),
         (
             "/api/v1/queue",
+            json!({"packages": ["=ok/fine-1", {"atom": "bad atom"}]}),
+            400,
+            Some("packages[1].atom"),
+        ),
+        (
+            "/api/v1/queue",
+            json!({"packages": [{"atom": "=ok/fine-1", "deps": ["ok/dep", "bad dep"]}]}),
+            400,
+            Some("packages[0].deps[1]"),
+        ),
+        (
+            "/api/v1/queue",
             json!({"packages": [], "surprise": 1}),
             400,
             None,
