@@ -327,6 +327,9 @@ fn the_import_benchmark_queues_everything_and_measures_heartbeats() {
     assert_eq!(v["errors"], json!(0), "{v}");
     assert_eq!(v["posts"], json!(12), "{v}");
     assert_eq!(v["rounds"], json!(3), "{v}");
+    // Every round imports: the posts are sliced, not all sent in the first.
+    assert_eq!(v["posts_per_round"], json!([4, 4, 4]), "{v}");
+    assert!(v["settle_s"].as_f64().is_some(), "{v}");
     // Quiet windows of even rounds (0, 2) and odd ones (1) both measured.
     for half in v["heartbeat_ms"]["quiet_even_odd_rounds_p99"]
         .as_array()

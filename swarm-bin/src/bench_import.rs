@@ -9,13 +9,18 @@
 //! process.
 //!
 //! The two windows alternate: the import goes in `--rounds` slices, each
-//! after a quiet window, so both sample the same stretch of wall time and a
-//! stall of the machine (a VM's steal, another job) is as likely to land in
-//! either. One quiet window before one import made the p99 ratio depend on
-//! where such a stall fell: the baseline p99 alone moved 1.3–4.9 ms between
-//! runs. A heartbeat counts in a window only when it starts and ends in it;
-//! the `SETTLE` after each slice counts in neither, so the quiet windows
-//! hold no tail of the import's writes.
+//! followed by a quiet window, so both sample the same stretch of wall time
+//! and the same store (its size, its WAL), and a stall of the machine (a
+//! VM's steal, another job) lands in either in proportion to its length.
+//! One quiet window before one import made the p99 ratio depend on where
+//! such a stall fell (the baseline p99 alone moved 1.3–4.9 ms between
+//! runs), and a fresh store's heartbeats are slower (p50 about 1.2 against
+//! 0.7 ms once an import has run). After each slice the bench waits until
+//! the queue's order has settled (`swarm_replan_pending` is 0: the writer
+//! ticks every few milliseconds until then) and `SETTLE` more, and counts
+//! no heartbeat meanwhile, so the quiet windows hold no tail of the import.
+//! A heartbeat counts as importing when it starts during a slice, and as
+//! quiet only when it starts and ends in one quiet window.
 
 use crate::bench_conn::BenchConn;
 use anyhow::Context;
@@ -43,15 +48,16 @@ pub(crate) struct ImportArgs {
     #[arg(long, default_value_t = 16)]
     drones: usize,
     /// Milliseconds between two heartbeats of one drone (the default gives
-    /// about 1,000 samples a window, so the p99 is not a handful of beats).
+    /// about 1,100 samples while importing and 1,600 quiet, so the p99 is
+    /// not a handful of beats).
     #[arg(long, default_value_t = 50)]
     beat_ms: u64,
     /// Seconds of heartbeats measured while the store is quiet, in total
     /// over the rounds.
     #[arg(long, default_value_t = 5)]
     baseline_s: u64,
-    /// Slices of the import, each after a quiet window (at most one per
-    /// post).
+    /// Slices of the import, each followed by a quiet window (at most one
+    /// per post).
     #[arg(long, default_value_t = 5)]
     rounds: usize,
     /// `normal` or `full`: the store's synchronous mode.
@@ -62,15 +68,20 @@ pub(crate) struct ImportArgs {
     json: bool,
 }
 
-/// How long after a slice of the import no heartbeat counts: the store's
-/// last fsync and a checkpoint it started belong to neither window.
+/// How long no heartbeat counts once the queue's order has settled after a
+/// slice: a checkpoint the slice's writes started belongs to neither window.
 const SETTLE: Duration = Duration::from_millis(300);
 
+/// How long the queue's order may take to settle after a slice.
+const SETTLE_LIMIT: Duration = Duration::from_secs(120);
+
 /// The window a heartbeat falls in: `NEITHER`, or a round times four plus
-/// `QUIET` or `IMPORTING`.
+/// `QUIET`, `IMPORTING` or `SINGLES` (the timed single-package posts,
+/// counted in no window).
 const NEITHER: u64 = 0;
 const QUIET: u64 = 1;
 const IMPORTING: u64 = 2;
+const SINGLES: u64 = 3;
 
 struct Shared {
     stop: AtomicBool,
@@ -92,6 +103,10 @@ pub(crate) fn run(a: ImportArgs) -> anyhow::Result<()> {
     anyhow::ensure!(a.drones <= 1_000, "--drones must be at most 1000");
     anyhow::ensure!(a.beat_ms >= 10, "--beat-ms must be at least 10");
     anyhow::ensure!((1..=100).contains(&a.rounds), "--rounds must be 1 to 100");
+    anyhow::ensure!(
+        (1..=3_600).contains(&a.baseline_s),
+        "--baseline-s must be 1 to 3600: without quiet windows there is nothing to compare with"
+    );
     let synchronous = crate::bench_scratch::synchronous(&a.synchronous)?;
     crate::bench_scratch::in_scratch("swarm-import", |dir| run_in(&a, synchronous, dir))
 }
@@ -151,20 +166,23 @@ fn run_in(a: &ImportArgs, synchronous: Synchronous, dir: &Path) -> anyhow::Resul
         Ok(t.elapsed())
     };
     let atom = |i: usize| format!("dev-libs/p{i}-1");
+    let metrics_url = format!("http://{addr}/metrics");
     let post_count = a.packages.div_ceil(a.batch);
     let rounds = a.rounds.min(post_count);
     let quiet = Duration::from_secs(a.baseline_s) / rounds as u32;
     let mut posts = Vec::new();
+    let mut posts_per_round = Vec::new();
     let mut singles = Vec::new();
     let mut import = Duration::ZERO;
+    let mut settling = Duration::ZERO;
     for round in 0..rounds {
-        sh.window.store(round as u64 * 4 + QUIET, Ordering::SeqCst);
-        std::thread::sleep(quiet);
-        sh.window
-            .store(round as u64 * 4 + IMPORTING, Ordering::SeqCst);
+        let code = |kind: u64| round as u64 * 4 + kind;
+        sh.window.store(code(IMPORTING), Ordering::SeqCst);
         let slice_started = Instant::now();
         let mut paused = Duration::ZERO;
-        for p in round * post_count / rounds..(round + 1) * post_count / rounds {
+        let slice = round * post_count / rounds..(round + 1) * post_count / rounds;
+        posts_per_round.push(slice.len());
+        for p in slice {
             let (first, end) = (p * a.batch, ((p + 1) * a.batch).min(a.packages));
             let atoms = (first..end)
                 .map(|i| {
@@ -178,16 +196,23 @@ fn run_in(a: &ImportArgs, synchronous: Synchronous, dir: &Path) -> anyhow::Resul
                 .collect();
             posts.push(post(atoms)?);
             if first < a.one_into && end >= a.one_into {
+                // Timed on their own; heartbeats meanwhile count nowhere.
+                sh.window.store(code(SINGLES), Ordering::SeqCst);
                 let t = Instant::now();
                 for k in 0..20 {
                     singles.push(post(vec![json!(format!("dev-libs/single{k}-1"))])?);
                 }
                 paused += t.elapsed();
+                sh.window.store(code(IMPORTING), Ordering::SeqCst);
             }
         }
         import += slice_started.elapsed() - paused;
         sh.window.store(NEITHER, Ordering::SeqCst);
+        settling += settle(&agent, &metrics_url)?;
         std::thread::sleep(SETTLE);
+        sh.window.store(code(QUIET), Ordering::SeqCst);
+        std::thread::sleep(quiet);
+        sh.window.store(NEITHER, Ordering::SeqCst);
     }
     sh.stop.store(true, Ordering::SeqCst);
     for d in drones {
@@ -231,6 +256,8 @@ fn run_in(a: &ImportArgs, synchronous: Synchronous, dir: &Path) -> anyhow::Resul
         "one_ms": { "p50": pick(&single_ms, 0.5), "max": single_ms.last() },
         "drones": a.drones,
         "rounds": rounds,
+        "posts_per_round": posts_per_round,
+        "settle_s": settling.as_secs_f64(),
         "heartbeat_ms": {
             "baseline": baseline,
             "during_import": during,
@@ -245,6 +272,35 @@ fn run_in(a: &ImportArgs, synchronous: Synchronous, dir: &Path) -> anyhow::Resul
         print_text(&out);
     }
     Ok(())
+}
+
+/// Waits until the server's queue order has settled after a slice
+/// (`swarm_replan_pending` is 0), and says how long that took.
+fn settle(agent: &ureq::Agent, metrics_url: &str) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    loop {
+        let text = agent
+            .get(metrics_url)
+            .call()
+            .context("GET /metrics")?
+            .into_string()
+            .context("read /metrics")?;
+        let pending = text
+            .lines()
+            .find_map(|l| l.strip_prefix("swarm_replan_pending "))
+            .context("/metrics has no swarm_replan_pending")?;
+        if pending.trim() == "0" {
+            return Ok(started.elapsed());
+        }
+        anyhow::ensure!(
+            started.elapsed() < SETTLE_LIMIT,
+            "the queue's order did not settle within {} s ({pending} left)",
+            SETTLE_LIMIT.as_secs()
+        );
+        // Each read of /metrics copies the whole core for the reader: poll
+        // gently, or the copies slow the ticks being waited for.
+        std::thread::sleep(Duration::from_millis(250));
+    }
 }
 
 fn drone(i: usize, addr: std::net::SocketAddr, sh: &Shared, every: Duration) {
@@ -264,7 +320,13 @@ fn drone(i: usize, addr: std::net::SocketAddr, sh: &Shared, every: Duration) {
         if !matches!(r, Ok((200, _))) {
             sh.errors.fetch_add(1, Ordering::Relaxed);
         }
-        let counts = window != NEITHER && sh.window.load(Ordering::SeqCst) == window;
+        // An importing beat counts however long it took (the slowest end
+        // after the slice did); a quiet one only if the window outlived it.
+        let counts = match window % 4 {
+            IMPORTING => true,
+            QUIET => sh.window.load(Ordering::SeqCst) == window,
+            _ => false,
+        };
         if let (true, Ok(mut b)) = (counts, sh.beats.lock()) {
             b.push((window, us));
         }
@@ -320,6 +382,11 @@ fn print_text(o: &Value) {
         f(&o["post_ms"]["p50"]),
         f(&o["post_ms"]["p99"]),
         f(&o["post_ms"]["max"]),
+    );
+    println!(
+        "the queue's order settled {} s after the slices ({} rounds), untimed above",
+        f(&o["settle_s"]),
+        o["rounds"],
     );
     println!(
         "one package into a {}-package queue (20 posts): p50 {} ms, max {} ms (HTTP round trip)",

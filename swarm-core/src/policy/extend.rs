@@ -296,6 +296,7 @@ mod tests {
         let _ = f.input(chain(n, n + 10));
         let pending = f.swarm.state().cp_pending.0.len();
         assert_eq!(pending, 1, "the walk down the chain stopped at the budget");
+        assert_eq!(f.swarm.view().replan_pending(), pending, "what readers see");
         let walked = 10 * (1 + PROPAGATION_PER_PACKAGE);
         let due = f.swarm.poll_timeout().expect("a tick is due");
         assert!(
@@ -317,6 +318,7 @@ mod tests {
             f.swarm.poll_timeout().is_none(),
             "nothing is due once the plan is whole"
         );
+        assert_eq!(f.swarm.view().replan_pending(), 0);
         let mut full = f.swarm.state().clone();
         crate::policy::plan::replan(&mut full);
         for (i, (a, b)) in f

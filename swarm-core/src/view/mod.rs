@@ -174,6 +174,14 @@ impl<'a> View<'a> {
         self.s.st.packages.len() as u32
     }
 
+    /// Entries left in the work list of the critical-path walk a big
+    /// enqueue leaves to ticks (a frontier, not a count of the packages it
+    /// will move): while above 0 the queue's order is still settling and
+    /// the writer ticks every few milliseconds; 0 once the order is exact.
+    pub fn replan_pending(&self) -> usize {
+        self.s.st.cp_pending.0.len()
+    }
+
     /// Ready packages, in O(1) (for samplers that cannot afford `counts`).
     pub fn ready_count(&self) -> u32 {
         self.s.ix.ready.len() as u32

@@ -131,14 +131,14 @@ impl<'a, P, T> PartFeed<'a, P, T> {
 
     /// The next part for the same commit, if it should take one.
     pub(crate) fn next_part(&mut self) -> Option<&'a P> {
-        if self.taken == 0 || self.taken >= self.cap {
+        if self.taken == 0 || self.taken >= self.cap || self.taken >= self.parts.len() {
             return None;
         }
         // A run of parts keeps this thread on its CPU for milliseconds. A
         // connection thread woken onto the same CPU (a drone's request
         // arriving, a reply) would wait for the scheduler to preempt the
-        // writer, on a lazily preempting kernel up to its next tick: yield
-        // a part at a time, and a request it brings ends the run below.
+        // writer, in a trace up to 3 ms: yield a part at a time, and a
+        // request it brings ends the run below.
         std::thread::yield_now();
         if let Ok(job) = self.rx.try_recv() {
             self.arrived.push(job);

@@ -374,6 +374,12 @@ pub(crate) fn metrics(sh: &Shared) -> Result<Reply, ApiError> {
     );
     gauge(
         &mut out,
+        "swarm_replan_pending",
+        "Entries left in the critical-path walk a big push leaves to ticks; 0 once the queue's order is exact.",
+        &[(String::new(), view.replan_pending() as u64)],
+    );
+    gauge(
+        &mut out,
         "swarm_log_seq",
         "Inputs made durable (the log position).",
         &[(String::new(), p.seq)],
