@@ -341,15 +341,11 @@ fn http_in(a: &HttpArgs, synchronous: Synchronous, dir: &std::path::Path) -> any
         .ok()
         .and_then(|r| r.into_string().ok())
         .unwrap_or_default();
-    let counter = |name: &str| -> f64 {
-        metrics
-            .lines()
-            .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
-            .unwrap_or(0.0)
-    };
+    let counter =
+        |name: &str| -> f64 { crate::bench_scratch::metric(&metrics, name).unwrap_or(0.0) };
     let (batches, batched) = (
-        counter("swarm_store_batches_total "),
-        counter("swarm_store_inputs_total "),
+        counter("swarm_store_batches_total"),
+        counter("swarm_store_inputs_total"),
     );
     running.shutdown();
     let mut samples = lat.lock().map(|l| l.samples.clone()).unwrap_or_default();

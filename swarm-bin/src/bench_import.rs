@@ -285,11 +285,9 @@ fn settle(agent: &ureq::Agent, metrics_url: &str) -> anyhow::Result<Duration> {
             .context("GET /metrics")?
             .into_string()
             .context("read /metrics")?;
-        let pending = text
-            .lines()
-            .find_map(|l| l.strip_prefix("swarm_replan_pending "))
+        let pending = crate::bench_scratch::metric(&text, "swarm_replan_pending")
             .context("/metrics has no swarm_replan_pending")?;
-        if pending.trim() == "0" {
+        if pending == 0.0 {
             return Ok(started.elapsed());
         }
         anyhow::ensure!(

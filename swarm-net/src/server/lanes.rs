@@ -131,7 +131,7 @@ impl<'a, P, T> PartFeed<'a, P, T> {
 
     /// The next part for the same commit, if it should take one.
     pub(crate) fn next_part(&mut self) -> Option<&'a P> {
-        if self.taken == 0 || self.taken >= self.cap || self.taken >= self.parts.len() {
+        if self.taken >= self.cap || self.taken >= self.parts.len() {
             return None;
         }
         // A run of parts keeps this thread on its CPU for milliseconds. A

@@ -307,7 +307,7 @@ fn round(
     }
     // The writer fsyncs itself while a bulk job keeps it busy or nothing
     // else waits; otherwise the fsync thread keeps the pipeline.
-    let inline = bulk.is_some() || shared.queued.load(Ordering::Relaxed) == 0;
+    let inline = bulk.is_some() || rx_is_idle(shared);
     durable.answer(shared, written, replies, inline);
 }
 
