@@ -578,13 +578,26 @@ fn percentiles(label: &str, mut took: Vec<Duration>) {
 }
 
 fn mixed_stream(c: &mut Criterion) {
-    stream_bench(c, "mixed_stream", fixture);
-    stream_bench(c, "mixed_stream_without_replan", fixture_without_replan);
+    stream_bench(c, "mixed_stream", fixture, Swarm::unshared);
+    stream_bench(
+        c,
+        "mixed_stream_without_replan",
+        fixture_without_replan,
+        Swarm::unshared,
+    );
+    stream_bench(c, "mixed_stream_after_publish", fixture, Swarm::clone);
 }
 
 /// Fixtures are built lazily, inside the benchmark closure, so a filtered run does not pay for
-/// the ones it skips.
-fn stream_bench(c: &mut Criterion, name: &str, fixture: fn() -> &'static Fixture) {
+/// the ones it skips. `start` copies the prepared state: `Swarm::unshared` for the steady state
+/// between two publishes, `Swarm::clone` for a stream right after one (the server publishes
+/// such a copy for readers), where the first change to each package copies it.
+fn stream_bench(
+    c: &mut Criterion,
+    name: &str,
+    fixture: fn() -> &'static Fixture,
+    start: fn(&Swarm) -> Swarm,
+) {
     let mut g = c.benchmark_group("handle");
     g.sample_size(10)
         .sampling_mode(SamplingMode::Flat)
@@ -594,7 +607,7 @@ fn stream_bench(c: &mut Criterion, name: &str, fixture: fn() -> &'static Fixture
     g.bench_function(name, |b| {
         let f = fixture();
         b.iter_batched(
-            || f.prepared.clone(),
+            || start(&f.prepared),
             |mut swarm| {
                 for env in &f.stream {
                     black_box(swarm.handle(env));

@@ -14,7 +14,6 @@
 //! have; nothing else depends on it.
 
 use crate::state::{PkgId, SwarmState};
-use std::collections::BTreeMap;
 
 /// Existing packages whose critical path one input may recompute; the rest
 /// of a propagation is continued by the following ticks.
@@ -43,7 +42,7 @@ pub(crate) const PROPAGATION_PAUSE_MS: u64 = 10;
 pub(crate) fn extend(
     st: &mut SwarmState,
     by_atom: &crate::index::ByAtom,
-    by_key: &BTreeMap<String, Vec<PkgId>>,
+    by_key: &crate::index::ByKey,
     depth: &mut Vec<u32>,
     first_new: usize,
 ) -> Option<Vec<PkgId>> {
@@ -378,7 +377,7 @@ mod tests {
         };
         let _ = f.input(chain(0, 3));
         f.swarm.check_invariants_deep().expect("in order");
-        f.swarm.st.packages[0].order = 7;
+        f.swarm.st.pkg_mut(PkgId(0)).order = 7;
         let broken = f.swarm.check_invariants_deep().expect_err("out of order");
         assert!(broken.detail.contains("enqueue order"), "{broken}");
     }

@@ -43,7 +43,16 @@ pub(crate) fn replan(st: &mut SwarmState) {
     };
     for (i, ((ds, dependents), est)) in eff.into_iter().zip(dependents).zip(estimates).enumerate() {
         let unbuilt = ds.iter().filter(|d| !st.pkg(**d).is_built()).count() as u32;
-        let p = &mut st.packages[i];
+        let old = st.pkg(PkgId(i as u32));
+        if old.eff_deps == ds
+            && old.dependents == dependents
+            && old.unbuilt == unbuilt
+            && old.est_ms == est
+        {
+            // Unchanged: a package a published copy shares stays shared.
+            continue;
+        }
+        let p = st.pkg_mut(PkgId(i as u32));
         p.eff_deps = ds;
         p.dependents = dependents;
         p.unbuilt = unbuilt;
@@ -55,10 +64,7 @@ pub(crate) fn replan(st: &mut SwarmState) {
 
 /// Refreshes the estimates of packages whose duration was learned since the
 /// last plan; says whether any changed (only then is the plan recomputed).
-pub(crate) fn refresh_estimates(
-    st: &mut SwarmState,
-    by_key: &BTreeMap<String, Vec<PkgId>>,
-) -> bool {
+pub(crate) fn refresh_estimates(st: &mut SwarmState, by_key: &crate::index::ByKey) -> bool {
     let relearned = std::mem::take(&mut st.relearned);
     st.last_plan = st.now;
     let mut changed = false;
@@ -93,7 +99,9 @@ pub(crate) fn recompute_critical_paths(st: &mut SwarmState) {
         cp[p.index()] = own.saturating_add(tail);
     }
     for (p, cp) in st.packages.iter_mut().zip(cp) {
-        p.cp_ms = cp;
+        if p.cp_ms != cp {
+            std::sync::Arc::make_mut(p).cp_ms = cp;
+        }
     }
     st.cp_pending.0.clear();
     st.last_plan = st.now;

@@ -325,7 +325,7 @@ mod tests {
                 id,
                 Some(ready_key(&st, id, &p)),
             );
-            st.packages.push(p);
+            st.packages.push(std::sync::Arc::new(p));
         }
         for (n, cores, ram_gb) in [("small", 8, 16), ("big", 24, 64)] {
             let spec = DroneSpec {
@@ -366,8 +366,11 @@ mod tests {
     #[test]
     fn a_drone_that_failed_the_head_of_the_queue_gets_the_next_package() {
         let (mut st, ix) = world(60);
+        let now = st.now;
         for i in 0..50 {
-            st.packages[i].failed_on.insert(name("small"), st.now);
+            st.pkg_mut(PkgId(i as u32))
+                .failed_on
+                .insert(name("small"), now);
         }
         let d = &st.drones[&name("small")];
         assert_eq!(pick(&st, &ix, d, 1), vec![PkgId(50)]);
@@ -376,7 +379,9 @@ mod tests {
     #[test]
     fn failures_are_forgotten_after_the_memory_window() {
         let (mut st, ix) = world(2);
-        st.packages[0].failed_on.insert(name("small"), Timestamp(0));
+        st.pkg_mut(PkgId(0))
+            .failed_on
+            .insert(name("small"), Timestamp(0));
         st.now = Timestamp(st.config.failure_memory_ms);
         assert_eq!(
             pick(&st, &ix, &st.drones[&name("small")], 1),
@@ -387,7 +392,7 @@ mod tests {
     #[test]
     fn a_returned_package_prefers_another_drone_but_never_starves() {
         let (mut st, ix) = world(2);
-        st.packages[0].avoid = Some(name("small"));
+        st.pkg_mut(PkgId(0)).avoid = Some(name("small"));
         let d = &st.drones[&name("small")];
         assert_eq!(
             pick(&st, &ix, d, 1),

@@ -53,7 +53,10 @@ pub struct SwarmState {
     pub(crate) profile_worlds: crate::profile::Worlds,
     /// Set by `Recovered`: nobody is judged offline before this.
     pub(crate) grace_until: Option<Timestamp>,
-    pub(crate) packages: Vec<Package>,
+    /// Shared with published copies of the state: cloning the state copies
+    /// pointers, not packages, and a package is copied when first changed
+    /// after (`pkg_mut`). Serialised and hashed as the packages themselves.
+    pub(crate) packages: Vec<std::sync::Arc<Package>>,
     pub(crate) drones: BTreeMap<DroneName, Drone>,
     pub(crate) leases: BTreeMap<LeaseId, Lease>,
     pub(crate) learned: BTreeMap<String, Learned>,
@@ -167,7 +170,7 @@ impl SwarmState {
     }
 
     pub(crate) fn pkg_mut(&mut self, id: PkgId) -> &mut Package {
-        &mut self.packages[id.index()]
+        std::sync::Arc::make_mut(&mut self.packages[id.index()])
     }
 
     /// Estimated build time of a package: learned history, else the enqueue's

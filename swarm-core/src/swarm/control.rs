@@ -285,8 +285,11 @@ pub(crate) fn apply(s: &mut Swarm, action: &Control, out: &mut Vec<Output>) {
         }
         Control::ClearFailures => {
             for p in &mut s.st.packages {
-                p.failed_on.clear();
-                p.build_failed_on.clear();
+                if !p.failed_on.is_empty() || !p.build_failed_on.is_empty() {
+                    let p = std::sync::Arc::make_mut(p);
+                    p.failed_on.clear();
+                    p.build_failed_on.clear();
+                }
             }
             for d in s.st.drones.values_mut() {
                 d.consecutive_failures = 0;

@@ -386,7 +386,9 @@ impl Swarm {
             }
             self.ix.declared.extend(spec.deps.iter().cloned());
             let id = PkgId(self.st.packages.len() as u32);
-            self.st.packages.push(self.st.new_package(spec));
+            self.st
+                .packages
+                .push(std::sync::Arc::new(self.st.new_package(spec)));
             self.st.next_order += 1;
             crate::index::add_atom(&mut self.ix.by_atom, &spec.atom, id);
             self.ix

@@ -86,6 +86,20 @@ impl Swarm {
         Ok(swarm)
     }
 
+    /// A copy that shares no package with this one. A plain `clone` shares
+    /// them (a published copy costs pointers), and the first change to each
+    /// package after it copies that package; benchmarks of the steady state
+    /// between two publishes start from this instead.
+    #[doc(hidden)]
+    #[must_use]
+    pub fn unshared(&self) -> Swarm {
+        let mut copy = self.clone();
+        for p in &mut copy.st.packages {
+            *p = std::sync::Arc::new(crate::state::Package::clone(p));
+        }
+        copy
+    }
+
     /// The serialisable state, for snapshots.
     pub fn state(&self) -> &SwarmState {
         &self.st

@@ -122,7 +122,7 @@ const BREAKAGES: &[(&str, u8, Breakage)] = &[
         let (l, _) = lease_ids(s);
         let pkg = s.st.leases[&l].pkg;
         let c = s.st.packages.len() - 1;
-        s.st.packages[c].lease_mark = 0;
+        s.st.pkg_mut(PkgId(c as u32)).lease_mark = 0;
         s.st.pkg_mut(pkg).eff_deps.push(PkgId(c as u32));
     }),
     ("two leases of one atom (of two profiles)", 14, |s| {
