@@ -315,7 +315,7 @@ fn the_import_benchmark_queues_everything_and_measures_heartbeats() {
     let out = Command::new(swarm_bin())
         .args(["bench", "import", "--packages", "6000", "--batch", "500"])
         .args(["--one-into", "1000", "--drones", "2", "--baseline-s", "1"])
-        .args(["--beat-ms", "20", "--rounds", "3"])
+        .args(["--beat-ms", "20", "--rounds", "3", "--reader-ms", "100"])
         .arg("--json")
         .stdin(Stdio::null())
         .output()
@@ -343,7 +343,12 @@ fn the_import_benchmark_queues_everything_and_measures_heartbeats() {
         "{v}"
     );
     assert!(v["one_ms"]["p50"].as_f64().is_some(), "{v}");
-    for window in ["baseline", "during_import"] {
+    // The reader read through the run, and its reads were answered.
+    assert!(
+        v["reader"]["ms"]["samples"].as_u64().is_some_and(|n| n > 0),
+        "{v}"
+    );
+    for window in ["baseline", "during_import", "settling"] {
         assert!(
             v["heartbeat_ms"][window]["samples"]
                 .as_u64()

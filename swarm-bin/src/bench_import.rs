@@ -17,10 +17,16 @@
 //! runs), and a fresh store's heartbeats are slower (p50 about 1.2 against
 //! 0.7 ms once an import has run). After each slice the bench waits until
 //! the queue's order has settled (`swarm_replan_pending` is 0: the writer
-//! ticks every few milliseconds until then) and `SETTLE` more, and counts
-//! no heartbeat meanwhile, so the quiet windows hold no tail of the import.
-//! A heartbeat counts as importing when it starts during a slice, and as
-//! quiet only when it starts and ends in one quiet window.
+//! ticks every few milliseconds until then) and `SETTLE` more, so the
+//! quiet windows hold no tail of the import. A heartbeat counts as
+//! importing when it starts during a slice, and as quiet only when it
+//! starts and ends in one quiet window. Heartbeats while the order settles
+//! are reported on their own (`settling`), in neither window of the ratio.
+//!
+//! With `--reader-ms`, a reader reads `/api/v1/status` that often through
+//! every window, as the dashboard does while events stream (700 ms after
+//! the last one): each read asks the writer for a fresh copy of the state,
+//! so this shows what copies cost the drones at the import's size.
 
 use crate::bench_conn::BenchConn;
 use anyhow::Context;
@@ -60,6 +66,11 @@ pub(crate) struct ImportArgs {
     /// per post).
     #[arg(long, default_value_t = 5)]
     rounds: usize,
+    /// Milliseconds between two reads of `/api/v1/status` by a reader
+    /// running through every window (the dashboard refreshes 700 ms after
+    /// an event); 0: no reader.
+    #[arg(long, default_value_t = 0)]
+    reader_ms: u64,
     /// `normal` or `full`: the store's synchronous mode.
     #[arg(long, default_value = "full")]
     synchronous: String,
@@ -75,13 +86,16 @@ const SETTLE: Duration = Duration::from_millis(300);
 /// How long the queue's order may take to settle after a slice.
 const SETTLE_LIMIT: Duration = Duration::from_secs(120);
 
-/// The window a heartbeat falls in: `NEITHER`, or a round times four plus
-/// `QUIET`, `IMPORTING` or `SINGLES` (the timed single-package posts,
-/// counted in no window).
+/// The window a heartbeat falls in: `NEITHER`, or a round times `KINDS`
+/// plus `QUIET`, `IMPORTING`, `SINGLES` (the timed single-package posts,
+/// counted in no window) or `SETTLING` (after a slice, until its quiet
+/// window).
 const NEITHER: u64 = 0;
 const QUIET: u64 = 1;
 const IMPORTING: u64 = 2;
 const SINGLES: u64 = 3;
+const SETTLING: u64 = 4;
+const KINDS: u64 = 8;
 
 struct Shared {
     stop: AtomicBool,
@@ -89,6 +103,8 @@ struct Shared {
     errors: AtomicU64,
     /// Heartbeat latencies (µs) with the window they fell in.
     beats: Mutex<Vec<(u64, u32)>>,
+    /// The reader's latencies (µs).
+    reads: Mutex<Vec<u32>>,
 }
 
 pub(crate) fn run(a: ImportArgs) -> anyhow::Result<()> {
@@ -103,6 +119,10 @@ pub(crate) fn run(a: ImportArgs) -> anyhow::Result<()> {
     anyhow::ensure!(a.drones <= 1_000, "--drones must be at most 1000");
     anyhow::ensure!(a.beat_ms >= 10, "--beat-ms must be at least 10");
     anyhow::ensure!((1..=100).contains(&a.rounds), "--rounds must be 1 to 100");
+    anyhow::ensure!(
+        a.reader_ms == 0 || a.reader_ms >= 50,
+        "--reader-ms must be 0 (no reader) or at least 50"
+    );
     anyhow::ensure!(
         (1..=3_600).contains(&a.baseline_s),
         "--baseline-s must be 1 to 3600: without quiet windows there is nothing to compare with"
@@ -140,6 +160,7 @@ fn run_in(a: &ImportArgs, synchronous: Synchronous, dir: &Path) -> anyhow::Resul
         window: AtomicU64::new(NEITHER),
         errors: AtomicU64::new(0),
         beats: Mutex::new(Vec::new()),
+        reads: Mutex::new(Vec::new()),
     });
     let drones: Vec<_> = (0..a.drones)
         .map(|i| {
@@ -148,6 +169,11 @@ fn run_in(a: &ImportArgs, synchronous: Synchronous, dir: &Path) -> anyhow::Resul
             std::thread::spawn(move || drone(i, addr, &sh, every))
         })
         .collect();
+    let reader = (a.reader_ms > 0).then(|| {
+        let (sh, token) = (sh.clone(), token.clone());
+        let every = Duration::from_millis(a.reader_ms);
+        std::thread::spawn(move || read_status(addr, &token, &sh, every))
+    });
     std::thread::sleep(Duration::from_secs(1));
 
     let url = format!("http://{addr}/api/v1/queue");
@@ -176,7 +202,7 @@ fn run_in(a: &ImportArgs, synchronous: Synchronous, dir: &Path) -> anyhow::Resul
     let mut import = Duration::ZERO;
     let mut settling = Duration::ZERO;
     for round in 0..rounds {
-        let code = |kind: u64| round as u64 * 4 + kind;
+        let code = |kind: u64| round as u64 * KINDS + kind;
         sh.window.store(code(IMPORTING), Ordering::SeqCst);
         let slice_started = Instant::now();
         let mut paused = Duration::ZERO;
@@ -207,7 +233,7 @@ fn run_in(a: &ImportArgs, synchronous: Synchronous, dir: &Path) -> anyhow::Resul
             }
         }
         import += slice_started.elapsed() - paused;
-        sh.window.store(NEITHER, Ordering::SeqCst);
+        sh.window.store(code(SETTLING), Ordering::SeqCst);
         settling += settle(&agent, &metrics_url)?;
         std::thread::sleep(SETTLE);
         sh.window.store(code(QUIET), Ordering::SeqCst);
@@ -215,7 +241,7 @@ fn run_in(a: &ImportArgs, synchronous: Synchronous, dir: &Path) -> anyhow::Resul
         sh.window.store(NEITHER, Ordering::SeqCst);
     }
     sh.stop.store(true, Ordering::SeqCst);
-    for d in drones {
+    for d in drones.into_iter().chain(reader) {
         let _ = d.join();
     }
     running.shutdown();
@@ -233,12 +259,15 @@ fn run_in(a: &ImportArgs, synchronous: Synchronous, dir: &Path) -> anyhow::Resul
     post_ms.sort_by(f64::total_cmp);
     let mut single_ms: Vec<f64> = singles.iter().map(ms).collect();
     single_ms.sort_by(f64::total_cmp);
-    let baseline = latency(&window(&|w| w % 4 == QUIET));
-    let during = latency(&window(&|w| w % 4 == IMPORTING));
+    let baseline = latency(&window(&|w| w % KINDS == QUIET));
+    let during = latency(&window(&|w| w % KINDS == IMPORTING));
+    let after = latency(&window(&|w| w % KINDS == SETTLING));
+    let reads = sh.reads.lock().map(|r| r.clone()).unwrap_or_default();
     // What two sets of quiet windows differ by in this run: the noise the
     // ratio below sits in.
-    let quiet_halves = [0, 1]
-        .map(|half| latency(&window(&|w| w % 4 == QUIET && (w / 4) % 2 == half))["p99"].clone());
+    let quiet_halves = [0, 1].map(|half| {
+        latency(&window(&|w| w % KINDS == QUIET && (w / KINDS) % 2 == half))["p99"].clone()
+    });
     let targets = targets(
         import.as_secs_f64(),
         pick(&single_ms, 0.5),
@@ -261,8 +290,10 @@ fn run_in(a: &ImportArgs, synchronous: Synchronous, dir: &Path) -> anyhow::Resul
         "heartbeat_ms": {
             "baseline": baseline,
             "during_import": during,
+            "settling": after,
             "quiet_even_odd_rounds_p99": quiet_halves,
         },
+        "reader": { "every_ms": a.reader_ms, "path": "/api/v1/status", "ms": latency(&reads) },
         "targets": targets,
         "errors": sh.errors.load(Ordering::Relaxed),
     });
@@ -320,13 +351,38 @@ fn drone(i: usize, addr: std::net::SocketAddr, sh: &Shared, every: Duration) {
         }
         // An importing beat counts however long it took (the slowest end
         // after the slice did); a quiet one only if the window outlived it.
-        let counts = match window % 4 {
-            IMPORTING => true,
+        let counts = match window % KINDS {
+            IMPORTING | SETTLING => true,
             QUIET => sh.window.load(Ordering::SeqCst) == window,
             _ => false,
         };
         if let (true, Ok(mut b)) = (counts, sh.beats.lock()) {
             b.push((window, us));
+        }
+        std::thread::sleep(every.saturating_sub(t0.elapsed()));
+    }
+}
+
+/// Reads `/api/v1/status` every `every` until stop, as an open dashboard
+/// does: each read makes the writer publish a fresh copy of the state.
+fn read_status(addr: std::net::SocketAddr, token: &str, sh: &Shared, every: Duration) {
+    let url = format!("http://{addr}/api/v1/status");
+    let agent = ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(30))
+        .build();
+    while !sh.stop.load(Ordering::Relaxed) {
+        let t0 = Instant::now();
+        let ok = agent
+            .get(&url)
+            .set("Authorization", &format!("Bearer {token}"))
+            .call()
+            .is_ok_and(|r| r.status() == 200 && r.into_string().is_ok());
+        let us = t0.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
+        if !ok {
+            sh.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Ok(mut r) = sh.reads.lock() {
+            r.push(us);
         }
         std::thread::sleep(every.saturating_sub(t0.elapsed()));
     }
@@ -403,6 +459,26 @@ fn print_text(o: &Value) {
             f(&h["p90"]),
             f(&h["p99"]),
             f(&h["max"]),
+        );
+    }
+    let h = &o["heartbeat_ms"]["settling"];
+    println!(
+        "heartbeats while the order settled after each slice ({} samples, in neither window): p50 {} ms, p99 {} ms, max {} ms",
+        h["samples"],
+        f(&h["p50"]),
+        f(&h["p99"]),
+        f(&h["max"]),
+    );
+    let r = &o["reader"];
+    if r["every_ms"].as_u64().unwrap_or(0) > 0 {
+        println!(
+            "a reader of {} every {} ms ({} reads): p50 {} ms, p99 {} ms, max {} ms",
+            r["path"].as_str().unwrap_or("?"),
+            r["every_ms"],
+            r["ms"]["samples"],
+            f(&r["ms"]["p50"]),
+            f(&r["ms"]["p99"]),
+            f(&r["ms"]["max"]),
         );
     }
     let halves = &o["heartbeat_ms"]["quiet_even_odd_rounds_p99"];
