@@ -310,6 +310,7 @@ pub fn start(opts: ServerOptions) -> Result<RunningServer, ServeError> {
         queued: AtomicUsize::new(0),
         committed: std::sync::atomic::AtomicU64::new(store.last_seq().0),
         forced_publish: Mutex::new(Instant::now()),
+        publish_cost_us: std::sync::atomic::AtomicU64::new(0),
         jobs: tx,
         published: RwLock::new(published),
         ids: RwLock::new(ids),

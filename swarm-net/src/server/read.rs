@@ -384,6 +384,12 @@ pub(crate) fn metrics(sh: &Shared) -> Result<Reply, ApiError> {
         "Inputs made durable (the log position).",
         &[(String::new(), p.seq)],
     );
+    gauge(
+        &mut out,
+        "swarm_publish_cost_microseconds",
+        "What the writer's last copy of the state for readers cost it; forced copies are at least 10 times this apart.",
+        &[(String::new(), sh.publish_cost_us.load(std::sync::atomic::Ordering::Relaxed))],
+    );
     let writable = sh.store_fault.read().is_ok_and(|f| f.is_none());
     gauge(
         &mut out,

@@ -351,15 +351,25 @@ fn idle_publish_due(store: &Store, shared: &Shared, last_publish: Instant) -> bo
             .is_ok_and(|s| s.view().package_count() <= 5_000)
 }
 
+/// Replaces the readers' copy. The copy shares packages and tables with
+/// the core (see `swarm_core::Swarm::unshared`), so it costs the writer
+/// pointers, not the state; what it cost is kept for `Shared::fresh`.
 fn publish(store: &Store, shared: &Shared) {
     if let Ok(swarm) = store.swarm() {
+        let started = Instant::now();
         let p = Arc::new(Published {
             swarm: swarm.clone(),
             seq: store.last_seq().0,
         });
-        if let Ok(mut slot) = shared.published.write() {
-            *slot = p;
-        }
+        let old = shared
+            .published
+            .write()
+            .ok()
+            .map(|mut slot| std::mem::replace(&mut *slot, p));
+        // Outside the lock: readers wait for no drop.
+        drop(old);
+        let cost = started.elapsed().as_micros().min(u128::from(u64::MAX)) as u64;
+        shared.publish_cost_us.store(cost, Ordering::Relaxed);
         shared.metrics.published();
     }
 }
