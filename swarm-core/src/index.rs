@@ -92,11 +92,12 @@ pub(crate) fn find_in(
         .find(|id| st.pkg(*id).profile.0.as_deref() == profile)
 }
 
-/// Its tables are persistent maps (`imbl`): cloning the core for readers
-/// (`Shared::fresh`, once per dashboard read at most every 50 ms) shares
-/// them instead of copying them. With `std` maps, a copy at 200,000
-/// queued packages took 40–180 ms of the writer, and every drone's
-/// heartbeat waited that long.
+/// The tables keyed by atom and by `category/pn` are persistent maps
+/// (`imbl`): a copy of the core for readers (`Shared::fresh`, paced by its
+/// cost) shares them instead of copying their strings. With `std` maps, a
+/// copy at 200,000 queued packages took 40–180 ms of the writer, and every
+/// drone's heartbeat waited that long. The ready, sweep and timer tables
+/// hold small keys and are hot in `handle`: they stay `std` and are copied.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Index {
     /// Packages by atom; each package is (profile, atom), so an atom has one per profile.

@@ -253,6 +253,9 @@ impl Swarm {
         if fresh.by_key != self.ix.by_key {
             return fail(0, "package-per-key index drifted".to_owned());
         }
+        if fresh.declared != self.ix.declared {
+            return fail(0, "declared-dependency index drifted".to_owned());
+        }
         if fresh.depth != self.ix.depth {
             return fail(0, "dependency depths drifted".to_owned());
         }

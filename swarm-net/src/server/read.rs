@@ -387,7 +387,7 @@ pub(crate) fn metrics(sh: &Shared) -> Result<Reply, ApiError> {
     gauge(
         &mut out,
         "swarm_publish_cost_microseconds",
-        "What the writer's last copy of the state for readers cost it; forced copies are at least 10 times this apart.",
+        "What the writer's last copy of the state for readers cost it; forced copies are 10 times this apart (50 ms to 1 s).",
         &[(String::new(), sh.publish_cost_us.load(std::sync::atomic::Ordering::Relaxed))],
     );
     let writable = sh.store_fault.read().is_ok_and(|f| f.is_none());
