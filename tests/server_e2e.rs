@@ -791,7 +791,7 @@ fn sigterm_stops_the_server_cleanly_and_state_persists() {
         "swarm_drones",
         "swarm_leases",
         "swarm_replan_pending",
-        "swarm_publish_cost_microseconds",
+        "swarm_publish_cost_seconds",
         "swarm_http_requests_total",
         "swarm_reclaims_total",
     ] {

@@ -6,6 +6,7 @@ use super::metrics::gauge;
 use super::shared::Shared;
 use super::v3;
 use serde_json::{json, Value};
+use std::fmt::Write as _;
 use swarm_core::{Atom, DroneStatus, PackageStatus};
 use swarm_store::EventFilter;
 
@@ -384,11 +385,18 @@ pub(crate) fn metrics(sh: &Shared) -> Result<Reply, ApiError> {
         "Inputs made durable (the log position).",
         &[(String::new(), p.seq)],
     );
-    gauge(
-        &mut out,
-        "swarm_publish_cost_microseconds",
-        "What the writer's last copy of the state for readers cost it; forced copies are 10 times this apart (50 ms to 1 s).",
-        &[(String::new(), sh.publish_cost_us.load(std::sync::atomic::Ordering::Relaxed))],
+    // Seconds, as Prometheus names base units (promtool checks it); the
+    // writer keeps microseconds.
+    let cost_s = sh
+        .publish_cost_us
+        .load(std::sync::atomic::Ordering::Relaxed) as f64
+        / 1e6;
+    let _ = writeln!(
+        out,
+        "# HELP swarm_publish_cost_seconds What the writer's last copy of the state for readers \
+         cost it; forced copies are 10 times this apart (50 ms to 1 s).\n\
+         # TYPE swarm_publish_cost_seconds gauge\n\
+         swarm_publish_cost_seconds {cost_s}"
     );
     let writable = sh.store_fault.read().is_ok_and(|f| f.is_none());
     gauge(
