@@ -335,8 +335,8 @@ fn settle(agent: &ureq::Agent, metrics_url: &str) -> anyhow::Result<Duration> {
             "the queue's order did not settle within {} s ({pending} left)",
             SETTLE_LIMIT.as_secs()
         );
-        // Each read of /metrics copies the whole core for the reader: poll
-        // gently, or the copies slow the ticks being waited for.
+        // Each read of /metrics asks the writer for a fresh copy of the
+        // state: poll gently, or the copies slow the ticks being waited for.
         std::thread::sleep(Duration::from_millis(250));
     }
 }
@@ -354,7 +354,7 @@ fn drone(i: usize, addr: std::net::SocketAddr, sh: &Shared, every: Duration) {
         let window = sh.window.load(Ordering::SeqCst);
         let t0 = Instant::now();
         let r = conn.call("POST", "/api/v1/register", beat.as_bytes());
-        let us = t0.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
+        let us = micros_since(t0);
         if !matches!(r, Ok((200, _))) {
             sh.errors.fetch_add(1, Ordering::Relaxed);
         }
@@ -386,7 +386,7 @@ fn read_status(addr: std::net::SocketAddr, token: &str, sh: &Shared, every: Dura
             .set("Authorization", &format!("Bearer {token}"))
             .call()
             .is_ok_and(|r| r.status() == 200 && r.into_string().is_ok());
-        let us = t0.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
+        let us = micros_since(t0);
         if !ok {
             sh.errors.fetch_add(1, Ordering::Relaxed);
             sh.read_errors.fetch_add(1, Ordering::Relaxed);
@@ -402,6 +402,11 @@ fn read_status(addr: std::net::SocketAddr, token: &str, sh: &Shared, every: Dura
             );
         }
     }
+}
+
+/// Microseconds since `t0`, as the latencies are kept.
+fn micros_since(t0: Instant) -> u32 {
+    u32::try_from(t0.elapsed().as_micros()).unwrap_or(u32::MAX)
 }
 
 /// Issue 14's targets: all packages in under 10 s, one package into the

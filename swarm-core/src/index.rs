@@ -95,9 +95,9 @@ pub(crate) fn find_in(
 /// The tables keyed by atom and by `category/pn` are persistent maps
 /// (`imbl`): a copy of the core for readers (`Shared::fresh`, paced by its
 /// cost) shares them instead of copying their strings. With `std` maps, a
-/// copy at 200,000 queued packages took 40–180 ms of the writer, and every
-/// drone's heartbeat waited that long. The ready, sweep and timer tables
-/// hold small keys and are hot in `handle`: they stay `std` and are copied.
+/// copy of a queue growing to 200,000 packages took 35–180 ms of the
+/// writer, and every drone's heartbeat waited that long. The ready, sweep
+/// and timer tables hold small `Copy` keys; they stay `std` and are copied.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Index {
     /// Packages by atom; each package is (profile, atom), so an atom has one per profile.
@@ -252,5 +252,48 @@ mod tests {
         s.st.pkg_mut(PkgId(1)).priority = 7;
         assert_eq!(shared(&s, &copy), [true, false, true]);
         assert_eq!(copy.st.pkg(PkgId(1)).priority, 0, "the copy never changes");
+    }
+
+    /// Clearing failures forgets them, and writes only the packages that
+    /// had some: the others stay shared with a published copy.
+    #[test]
+    fn clearing_failures_forgets_them_and_copies_only_the_packages_that_had_some() {
+        let mut s = Swarm::new(Config::default()).expect("defaults");
+        let atom = |i: usize| Atom::parse(&format!("dev-libs/p{i}-1")).expect("atom");
+        let drone = crate::id::DroneName::new("d1").expect("name");
+        let mut seq = 0;
+        let mut input = |s: &mut Swarm, input: Input| {
+            seq += 1;
+            s.handle(&Envelope {
+                seq: Seq(seq),
+                at: Timestamp(1_000 + seq),
+                input,
+            })
+        };
+        let _ = input(
+            &mut s,
+            Input::Enqueue(Enqueue {
+                packages: (0..3).map(|i| PackageSpec::new(atom(i))).collect(),
+                ..Enqueue::default()
+            }),
+        );
+        let failed = s.st.pkg_mut(PkgId(1));
+        failed.failed_on.insert(drone.clone(), Timestamp(1_000));
+        failed.build_failed_on.insert(drone);
+        let copy = s.clone();
+        let _ = input(&mut s, Input::Control(Control::ClearFailures));
+        let p = s.st.pkg(PkgId(1));
+        assert!(p.failed_on.is_empty() && p.build_failed_on.is_empty());
+        assert_eq!(
+            copy.st.pkg(PkgId(1)).failed_on.len(),
+            1,
+            "the copy keeps its own"
+        );
+        for i in [0, 2] {
+            assert!(
+                Arc::ptr_eq(&s.st.packages[i], &copy.st.packages[i]),
+                "package {i} had nothing to forget but was copied"
+            );
+        }
     }
 }

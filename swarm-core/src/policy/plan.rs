@@ -98,9 +98,11 @@ pub(crate) fn recompute_critical_paths(st: &mut SwarmState) {
             .unwrap_or(0);
         cp[p.index()] = own.saturating_add(tail);
     }
-    for (p, cp) in st.packages.iter_mut().zip(cp) {
-        if p.cp_ms != cp {
-            std::sync::Arc::make_mut(p).cp_ms = cp;
+    for (i, cp) in cp.into_iter().enumerate() {
+        let id = PkgId(i as u32);
+        if st.pkg(id).cp_ms != cp {
+            // Only what moved: a package a published copy shares stays shared.
+            st.pkg_mut(id).cp_ms = cp;
         }
     }
     st.cp_pending.0.clear();

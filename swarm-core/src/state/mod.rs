@@ -169,6 +169,19 @@ impl SwarmState {
         &self.packages[id.index()]
     }
 
+    /// Forgets which drones failed a package (its attempts stay counted).
+    /// A package with nothing to forget is not written, so a published copy
+    /// that shares it keeps sharing it.
+    pub(crate) fn forget_failures(&mut self, id: PkgId) {
+        let p = self.pkg(id);
+        if p.failed_on.is_empty() && p.build_failed_on.is_empty() {
+            return;
+        }
+        let p = self.pkg_mut(id);
+        p.failed_on.clear();
+        p.build_failed_on.clear();
+    }
+
     pub(crate) fn pkg_mut(&mut self, id: PkgId) -> &mut Package {
         std::sync::Arc::make_mut(&mut self.packages[id.index()])
     }

@@ -96,14 +96,7 @@ impl Swarm {
         let held = self.held_by_brake();
         // Attempts stay counted: `max_attempts` is a promise about real builds.
         for pkg in held {
-            let p = self.st.pkg(pkg);
-            if p.failed_on.is_empty() && p.build_failed_on.is_empty() {
-                // Nothing to forgive: a package a published copy shares stays shared.
-                continue;
-            }
-            let p = self.st.pkg_mut(pkg);
-            p.failed_on.clear();
-            p.build_failed_on.clear();
+            self.st.forget_failures(pkg);
         }
         let now = self.st.now;
         for d in self.st.drones.values_mut() {

@@ -284,12 +284,8 @@ pub(crate) fn apply(s: &mut Swarm, action: &Control, out: &mut Vec<Output>) {
             format!("reclaimed {n} not-started leases")
         }
         Control::ClearFailures => {
-            for p in &mut s.st.packages {
-                if !p.failed_on.is_empty() || !p.build_failed_on.is_empty() {
-                    let p = std::sync::Arc::make_mut(p);
-                    p.failed_on.clear();
-                    p.build_failed_on.clear();
-                }
+            for i in 0..s.st.packages.len() {
+                s.st.forget_failures(PkgId(i as u32));
             }
             for d in s.st.drones.values_mut() {
                 d.consecutive_failures = 0;

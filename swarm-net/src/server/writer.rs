@@ -351,9 +351,10 @@ fn idle_publish_due(store: &Store, shared: &Shared, last_publish: Instant) -> bo
             .is_ok_and(|s| s.view().package_count() <= 5_000)
 }
 
-/// Replaces the readers' copy. The copy shares packages and tables with
-/// the core (see `swarm_core::Swarm::unshared`), so it costs the writer
-/// pointers, not the state; what it cost is kept for `Shared::fresh`.
+/// Replaces the readers' copy. The copy shares packages and the atom and
+/// key tables with the core (see `swarm_core::Swarm::unshared`), so it
+/// costs the writer mostly pointers; what it cost is kept for
+/// `Shared::fresh`.
 fn publish(store: &Store, shared: &Shared) {
     if let Ok(swarm) = store.swarm() {
         let started = Instant::now();
