@@ -142,20 +142,12 @@ fn live_metrics_pass_promtool_and_carry_the_slo_families() {
 #[test]
 fn the_profile_alerts_fire_for_an_unserved_profile_and_a_drone_that_left_one() {
     let Some(tool) = promtool() else { return };
-    let dir = tempfile::tempdir().expect("dir");
-    let tests = dir.path().join("profile-alerts.test.yml");
     // From minute 6 no drone matches `fast`, which has work; `lean` stays served throughout.
     let fast_summary = "no online drone matches profile fast, which has packages to build";
     let fast_description = "`swarm explain` on one of its packages names the drones and what \
                             differs; `swarm profile show fast` lists them all.";
     let text = format!(
-        r#"rule_files:
-  - {rules}
-evaluation_interval: 1m
-tests:
-  - interval: 1m
-    input_series:
-      - series: 'swarm_profile_unbuilt_packages{{instance="a",profile="fast"}}'
+        r#"      - series: 'swarm_profile_unbuilt_packages{{instance="a",profile="fast"}}'
         values: '3x40'
       - series: 'swarm_profile_matching_drones{{instance="a",profile="fast"}}'
         values: '1x5 0x35'
@@ -188,7 +180,55 @@ tests:
             exp_annotations:
               summary: "d1 stopped matching profile fast"
               description: "`swarm profile show fast` says what differs on it now."
-"#,
+"#
+    );
+    promtool_test_rules(tool, &text);
+}
+
+#[test]
+fn the_slow_disk_alert_fires_for_slow_fsyncs_only() {
+    let Some(tool) = promtool() else { return };
+    // Ten fsyncs a minute on each server: `slow`'s take 0.5-2.5 s, `fast`'s under 1 ms.
+    let bucket = |instance: &str, le: &str, values: &str| {
+        format!(
+            "      - series: 'swarm_store_fsync_duration_seconds_bucket{{instance=\"{instance}\",le=\"{le}\"}}'\n        values: '{values}'\n"
+        )
+    };
+    let mut series = String::new();
+    for le in ["0.001", "0.1", "0.5", "2.5", "+Inf"] {
+        let slow = if matches!(le, "2.5" | "+Inf") {
+            "0+10x40"
+        } else {
+            "0x40"
+        };
+        series += &bucket("slow", le, slow);
+        series += &bucket("fast", le, "0+10x40");
+    }
+    let text = format!(
+        r#"{series}    alert_rule_test:
+      - eval_time: 5m
+        alertname: SwarmSlowDisk
+        exp_alerts: []
+      - eval_time: 30m
+        alertname: SwarmSlowDisk
+        exp_alerts:
+          - exp_labels: {{severity: warning, instance: slow}}
+            exp_annotations:
+              summary: "swarm's disk takes over 0.5 s to fsync (p99)"
+              description: "The 99th percentile of WAL fsyncs is 2.48s. Every acknowledged request waits for one: check the disk (iostat, SMART, a noisy neighbour on a VM) or move the data directory to faster storage."
+"#
+    );
+    promtool_test_rules(tool, &text);
+}
+
+/// Runs `promtool test rules` on the alert rules with these input series and
+/// expected alerts (the YAML under `input_series:`, indented as one test's
+/// fields): it passes only if every expected alert, and no other, fired.
+fn promtool_test_rules(tool: &str, series_and_alerts: &str) {
+    let dir = tempfile::tempdir().expect("dir");
+    let tests = dir.path().join("alerts.test.yml");
+    let text = format!(
+        "rule_files:\n  - {rules}\nevaluation_interval: 1m\ntests:\n  - interval: 1m\n    input_series:\n{series_and_alerts}",
         rules = alerts_file().display()
     );
     std::fs::write(&tests, text).expect("write tests");

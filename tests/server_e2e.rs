@@ -942,6 +942,72 @@ fn reports_of_virtual_packages_force_no_copies_of_the_core() {
     );
 }
 
+/// Every sample of a histogram family on `/metrics`: `(labels and le, value)`.
+fn histogram(server: &Server, name: &str) -> Vec<(String, f64)> {
+    let (_, m) = request("GET", &format!("{}/metrics", server.url), None, None);
+    let text = m.as_str().map(str::to_owned).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix(name)?;
+            let (labels, v) = rest.rsplit_once(' ')?;
+            Some((labels.to_owned(), v.parse().ok()?))
+        })
+        .collect()
+}
+
+#[test]
+fn fsyncs_and_writer_waits_are_timed_on_metrics() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let s = Server::start(dir.path(), &[]);
+    // A drone's request (answered after its fsync) and a push (a bulk job).
+    let (code, _) = s.post(
+        "/api/v1/register",
+        &v3_register("timed-0001", "timed", json!(null)),
+    );
+    assert_eq!(code, 200);
+    let (code, q) = s.admin_post(
+        "/api/v1/queue",
+        &json!({"packages": [{"atom": "=app-misc/timed-1"}]}),
+    );
+    assert_eq!(code, 200, "{q}");
+    // Every fsync counted is timed, once.
+    let fsync = histogram(&s, "swarm_store_fsync_duration_seconds");
+    let count = fsync
+        .iter()
+        .find(|(l, _)| l == "_count")
+        .map(|(_, v)| *v)
+        .expect("fsync count");
+    assert!(count >= 1.0, "{fsync:?}");
+    assert_eq!(
+        count as u64,
+        counter(&s, "swarm_store_fsyncs_total"),
+        "{fsync:?}"
+    );
+    let inf = fsync
+        .iter()
+        .find(|(l, _)| l == "_bucket{le=\"+Inf\"}")
+        .map(|(_, v)| *v);
+    assert_eq!(inf, Some(count), "{fsync:?}");
+    // Buckets only grow, and an fsync takes some time.
+    let buckets: Vec<f64> = fsync
+        .iter()
+        .filter(|(l, _)| l.starts_with("_bucket"))
+        .map(|(_, v)| *v)
+        .collect();
+    assert!(buckets.windows(2).all(|w| w[0] <= w[1]), "{fsync:?}");
+    let sum = fsync.iter().find(|(l, _)| l == "_sum").map(|(_, v)| *v);
+    assert!(sum.is_some_and(|v| v > 0.0), "{fsync:?}");
+    // The drone's request and the push each waited for the writer, in their own lane.
+    let waits = histogram(&s, "swarm_writer_wait_seconds");
+    for lane in ["drone", "bulk"] {
+        let n = waits
+            .iter()
+            .find(|(l, _)| *l == format!("_count{{lane=\"{lane}\"}}"))
+            .map(|(_, v)| *v);
+        assert!(n.is_some_and(|n| n >= 1.0), "lane {lane}: {waits:?}");
+    }
+}
+
 #[test]
 fn a_big_push_goes_in_parts_and_is_answered_once_with_every_package_counted() {
     let dir = tempfile::tempdir().expect("temp dir");

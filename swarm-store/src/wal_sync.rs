@@ -44,7 +44,14 @@ impl WalSync {
 
     /// fsyncs (fdatasync) the WAL. An error means commits since the last
     /// successful sync may not be durable: answer them with an error.
-    pub fn sync(&self) -> io::Result<()> {
+    /// Gives how long it took: a slow disk is what stretches every
+    /// acknowledged reply (heartbeats included), and the server shows it.
+    pub fn sync(&self) -> io::Result<std::time::Duration> {
+        let started = std::time::Instant::now();
+        self.sync_untimed().map(|()| started.elapsed())
+    }
+
+    fn sync_untimed(&self) -> io::Result<()> {
         let mut slot = self
             .file
             .lock()

@@ -22,6 +22,9 @@ pub(crate) struct Job {
     pub(crate) drone: Option<DroneName>,
     pub(crate) publish_now: bool,
     pub(crate) tx: SyncSender<Result<Done, ApiError>>,
+    /// When the worker handed it over: `/metrics` shows how long jobs wait
+    /// for the writer.
+    pub(crate) queued_at: std::time::Instant,
 }
 
 /// The answer to a job.

@@ -14,6 +14,12 @@ use swarm_core::{Event, Output};
 const LATENCY_BUCKETS_S: [f64; 10] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 2.5,
 ];
+/// The store's own waits (an fsync, a request waiting for the writer):
+/// tenths of a millisecond when the disk and the writer keep up, so finer
+/// than requests' buckets at the low end.
+const STORE_BUCKETS_S: [f64; 12] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 2.5,
+];
 const BUILD_BUCKETS_S: [f64; 9] = [
     10.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 21600.0,
 ];
@@ -74,6 +80,10 @@ struct Inner {
     batched_inputs: u64,
     store_errors: u64,
     fsyncs: u64,
+    fsync_seconds: Histogram,
+    /// By lane: `drone` (drones' requests), `bulk` (big pushes, until
+    /// their first part) or `other` (controls, copies for readers).
+    writer_wait: BTreeMap<&'static str, Histogram>,
 }
 
 /// Everything counted since the server started.
@@ -115,10 +125,26 @@ impl Metrics {
         }
     }
 
-    /// A WAL fsync that acknowledged requests (`defer_sync`).
-    pub(crate) fn fsynced(&self) {
+    /// A WAL fsync that acknowledged requests (`defer_sync`), and how long
+    /// the disk took: every reply it covered waited that long.
+    pub(crate) fn fsynced(&self, took: Duration) {
         if let Ok(mut m) = self.inner.lock() {
             m.fsyncs += 1;
+            m.fsync_seconds
+                .observe(&STORE_BUCKETS_S, took.as_secs_f64());
+        }
+    }
+
+    /// How long requests of a lane waited for the writer to start their
+    /// commit: what a big push, a tick or a copy for readers costs them.
+    pub(crate) fn writer_waits(&self, waits: impl Iterator<Item = (&'static str, Duration)>) {
+        if let Ok(mut m) = self.inner.lock() {
+            for (lane, took) in waits {
+                m.writer_wait
+                    .entry(lane)
+                    .or_default()
+                    .observe(&STORE_BUCKETS_S, took.as_secs_f64());
+            }
         }
     }
 
@@ -257,6 +283,33 @@ impl Metrics {
              that answers nobody, such as a part of a big push, waits for the next).",
             std::iter::once((String::new(), m.fsyncs)),
         );
+        let _ = writeln!(
+            out,
+            "# HELP swarm_store_fsync_duration_seconds How long each fsync of the WAL took \
+             (every reply it covered waited that long): a slow or stalling disk shows here first."
+        );
+        let _ = writeln!(out, "# TYPE swarm_store_fsync_duration_seconds histogram");
+        m.fsync_seconds.render(
+            out,
+            "swarm_store_fsync_duration_seconds",
+            "",
+            &STORE_BUCKETS_S,
+        );
+        let _ = writeln!(
+            out,
+            "# HELP swarm_writer_wait_seconds How long requests waited for the writer to start \
+             their commit, by lane (drone: drones' requests, which go ahead of bulk work; \
+             bulk: big pushes, until their first part; other: controls and copies for readers)."
+        );
+        let _ = writeln!(out, "# TYPE swarm_writer_wait_seconds histogram");
+        for (lane, h) in &m.writer_wait {
+            h.render(
+                out,
+                "swarm_writer_wait_seconds",
+                &format!("lane=\"{lane}\""),
+                &STORE_BUCKETS_S,
+            );
+        }
         counter_family(
             out,
             "swarm_store_errors_total",

@@ -129,6 +129,7 @@ impl Shared {
             drone,
             publish_now,
             tx,
+            queued_at: Instant::now(),
         };
         if self.jobs.send(job).is_err() {
             self.queued.fetch_sub(1, Ordering::Relaxed);

@@ -112,8 +112,8 @@ fn run(sync: &WalSync, metrics: &Metrics, rx: &Receiver<Batch>, counts: &Counts)
             .pending
             .fetch_sub(batches.len() as u64, Ordering::SeqCst);
         match result {
-            Ok(()) => {
-                metrics.fsynced();
+            Ok(took) => {
+                metrics.fsynced(took);
                 counts.synced.fetch_max(last, Ordering::SeqCst);
                 for (_, replies) in batches {
                     for (tx, reply) in replies {

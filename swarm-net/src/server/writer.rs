@@ -183,6 +183,12 @@ pub(crate) fn run(mut store: Store, shared: Arc<Shared>, rx: Receiver<Job>) {
             let group = lanes.group(bulk.is_some());
             if bulk.is_none() {
                 bulk = lanes.next_bulk().map(Bulk::new);
+                if let Some(b) = &bulk {
+                    let waited = b.job.queued_at.elapsed();
+                    shared
+                        .metrics
+                        .writer_waits(std::iter::once(("bulk", waited)));
+                }
             }
             if group.is_empty() && bulk.is_none() && !tick {
                 break;
@@ -418,25 +424,28 @@ impl Durable {
             return;
         }
         let undelivered = match (self, committed) {
-            // No wake-up to wait for. Should this fsync fail, the thread
-            // tries again and answers with the error.
-            (Durable::Thread(s, Some(own)), Some(seq))
-                if inline && s.idle() && own.sync().is_ok() =>
-            {
-                s.note_synced(seq);
-                shared.metrics.fsynced();
-                replies
+            // No wake-up to wait for.
+            (Durable::Thread(s, Some(own)), Some(seq)) if inline && s.idle() => {
+                match own.sync() {
+                    Ok(took) => {
+                        s.note_synced(seq);
+                        shared.metrics.fsynced(took);
+                        replies
+                    }
+                    // The thread tries again and answers with the error.
+                    Err(_) => match s.hand_over(seq, replies) {
+                        Ok(()) => return,
+                        Err(back) => thread_gone(back),
+                    },
+                }
             }
             (Durable::Thread(s, _), Some(seq)) => match s.hand_over(seq, replies) {
                 Ok(()) => return,
-                Err(back) => back
-                    .into_iter()
-                    .map(|(tx, _)| (tx, Err(ApiError::new(503, "the fsync thread has stopped; the request may or may not have been recorded; retry"))))
-                    .collect(),
+                Err(back) => thread_gone(back),
             },
             (Durable::Inline(sync, synced), Some(seq)) => match sync.sync() {
-                Ok(()) => {
-                    shared.metrics.fsynced();
+                Ok(took) => {
+                    shared.metrics.fsynced(took);
                     synced.set(seq);
                     replies
                 }
@@ -477,6 +486,13 @@ impl Durable {
     }
 }
 
+/// Replies the fsync thread could not take: it has stopped.
+fn thread_gone(back: Replies) -> Replies {
+    back.into_iter()
+        .map(|(tx, _)| (tx, Err(ApiError::new(503, "the fsync thread has stopped; the request may or may not have been recorded; retry"))))
+        .collect()
+}
+
 /// The bulk job whose parts a commit carries.
 struct Parts<'a> {
     bulk: &'a mut Bulk,
@@ -511,6 +527,14 @@ fn commit(
         spans.push(start..inputs.len());
     }
     shared.queued.fetch_sub(jobs.len(), Ordering::Relaxed);
+    shared.metrics.writer_waits(jobs.iter().map(|job| {
+        let lane = if job.drone.is_some() {
+            "drone"
+        } else {
+            "other"
+        };
+        (lane, job.queued_at.elapsed())
+    }));
     let part_start = inputs.len();
     let (bulk, rx, arrived) = match parts {
         Some(Parts { bulk, rx, arrived }) => (Some(bulk), Some(rx), Some(arrived)),
