@@ -371,4 +371,36 @@ fn the_import_benchmark_queues_everything_and_measures_heartbeats() {
     ] {
         assert!(targets[key].is_boolean(), "{key}: {v}");
     }
+    let verdict = targets["heartbeat_p99_verdict"].as_str();
+    assert!(
+        matches!(verdict, Some("met" | "not met" | "inconclusive")),
+        "{v}"
+    );
+    assert_eq!(
+        targets["heartbeat_p99_unchanged"].as_bool(),
+        Some(verdict == Some("met")),
+        "{v}"
+    );
+    // The server's side of each window, from its own histograms: every
+    // heartbeat counted in a window waited for the writer once, in the drone lane.
+    for (window, beats) in [("quiet", "baseline"), ("importing", "during_import")] {
+        let side = &v["server_ms"][window];
+        let waits = side["writer_wait_drone"]["count"].as_f64().unwrap_or(0.0);
+        assert!(waits > 0.0, "{window}: {v}");
+        assert!(
+            side["writer_wait_drone"]["p99"].as_f64().is_some(),
+            "{window}: {v}"
+        );
+        assert!(
+            side["fsync"]["count"].as_f64().is_some_and(|n| n > 0.0),
+            "{window}: {v}"
+        );
+        // Heartbeats that start in a window are counted there by the client;
+        // the server counts the requests it took in it: about as many.
+        let counted = v["heartbeat_ms"][beats]["samples"].as_f64().unwrap_or(0.0);
+        assert!(
+            waits >= counted * 0.5 && waits <= counted * 2.0 + 10.0,
+            "{window}: {waits} drone waits against {counted} heartbeats: {v}"
+        );
+    }
 }

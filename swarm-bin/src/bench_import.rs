@@ -205,9 +205,16 @@ fn run_in(a: &ImportArgs, synchronous: Synchronous, dir: &Path) -> anyhow::Resul
     let mut singles = Vec::new();
     let mut import = Duration::ZERO;
     let mut settling = Duration::ZERO;
+    let mut phases = crate::bench_phases::Phases::default();
+    // Opens a window of `kind` (`None`: none) in round `round`, for the
+    // heartbeats and for the server's own histograms.
+    let mut open = |round: usize, kind: Option<u64>| {
+        let code = kind.map_or(NEITHER, |k| round as u64 * KINDS + k);
+        phases.mark(kind, &running.activity_metrics());
+        sh.window.store(code, Ordering::SeqCst);
+    };
     for round in 0..rounds {
-        let code = |kind: u64| round as u64 * KINDS + kind;
-        sh.window.store(code(IMPORTING), Ordering::SeqCst);
+        open(round, Some(IMPORTING));
         let slice_started = Instant::now();
         let mut paused = Duration::ZERO;
         let slice = round * post_count / rounds..(round + 1) * post_count / rounds;
@@ -227,22 +234,22 @@ fn run_in(a: &ImportArgs, synchronous: Synchronous, dir: &Path) -> anyhow::Resul
             posts.push(post(atoms)?);
             if first < a.one_into && end >= a.one_into {
                 // Timed on their own; heartbeats meanwhile count nowhere.
-                sh.window.store(code(SINGLES), Ordering::SeqCst);
+                open(round, Some(SINGLES));
                 let t = Instant::now();
                 for k in 0..20 {
                     singles.push(post(vec![json!(format!("dev-libs/single{k}-1"))])?);
                 }
                 paused += t.elapsed();
-                sh.window.store(code(IMPORTING), Ordering::SeqCst);
+                open(round, Some(IMPORTING));
             }
         }
         import += slice_started.elapsed() - paused;
-        sh.window.store(code(SETTLING), Ordering::SeqCst);
+        open(round, Some(SETTLING));
         settling += settle(&agent, &metrics_url)?;
         std::thread::sleep(SETTLE);
-        sh.window.store(code(QUIET), Ordering::SeqCst);
+        open(round, Some(QUIET));
         std::thread::sleep(quiet);
-        sh.window.store(NEITHER, Ordering::SeqCst);
+        open(round, None);
     }
     sh.stop.store(true, Ordering::SeqCst);
     for d in drones.into_iter().chain(reader) {
@@ -277,6 +284,7 @@ fn run_in(a: &ImportArgs, synchronous: Synchronous, dir: &Path) -> anyhow::Resul
         pick(&single_ms, 0.5),
         &baseline,
         &during,
+        &quiet_halves,
     );
     let out = json!({
         "packages": a.packages,
@@ -291,6 +299,11 @@ fn run_in(a: &ImportArgs, synchronous: Synchronous, dir: &Path) -> anyhow::Resul
         "rounds": rounds,
         "posts_per_round": posts_per_round,
         "settle_s": settling.as_secs_f64(),
+        "server_ms": {
+            "quiet": phases.report(QUIET),
+            "importing": phases.report(IMPORTING),
+            "settling": phases.report(SETTLING),
+        },
         "heartbeat_ms": {
             "baseline": baseline,
             "during_import": during,
@@ -412,16 +425,37 @@ fn micros_since(t0: Instant) -> u32 {
 /// Issue 14's targets: all packages in under 10 s, one package into the
 /// queue in under 5 ms (p50 of 20 posts), and the heartbeat p99 during the
 /// import unchanged: at most 1.2 times the p99 of the quiet windows.
-fn targets(import_s: f64, one_ms: Value, baseline: &Value, during: &Value) -> Value {
+fn targets(
+    import_s: f64,
+    one_ms: Value,
+    baseline: &Value,
+    during: &Value,
+    quiet_halves: &[Value; 2],
+) -> Value {
     let ratio = match (baseline["p99"].as_f64(), during["p99"].as_f64()) {
         (Some(b), Some(d)) if b > 0.0 => Some(d / b),
         _ => None,
+    };
+    // How far apart the quiet windows of even and odd rounds are: a stall in
+    // some quiet windows (a VM's steal, a disk flush) raises the baseline and
+    // would pass the ratio by itself.
+    let noise = match quiet_halves.each_ref().map(Value::as_f64) {
+        [Some(a), Some(b)] if a.min(b) > 0.0 => Some(a.max(b) / a.min(b)),
+        _ => None,
+    };
+    let verdict = match (ratio, noise) {
+        (_, Some(n)) if n > QUIET_HALVES_AGREE => "inconclusive",
+        (Some(r), Some(_)) if r <= HEARTBEAT_P99_NOISE => "met",
+        (Some(_), Some(_)) => "not met",
+        _ => "inconclusive",
     };
     json!({
         "import_under_10_s": import_s < 10.0,
         "one_into_under_5_ms": one_ms.as_f64().is_some_and(|ms| ms < 5.0),
         "heartbeat_p99_during_over_before": ratio,
-        "heartbeat_p99_unchanged": ratio.is_some_and(|r| r <= HEARTBEAT_P99_NOISE),
+        "heartbeat_p99_quiet_halves_apart": noise,
+        "heartbeat_p99_verdict": verdict,
+        "heartbeat_p99_unchanged": verdict == "met",
     })
 }
 
@@ -430,6 +464,12 @@ fn targets(import_s: f64, one_ms: Value, baseline: &Value, during: &Value) -> Va
 /// run (`quiet_even_odd_rounds_p99`) differ by 1.05–1.5× on a quiet
 /// 2-vCPU machine, so this is at the edge of what one run can tell.
 const HEARTBEAT_P99_NOISE: f64 = 1.2;
+
+/// How far apart (larger over smaller) the quiet halves' p99 may be for the
+/// run to judge the ratio at all: further apart, a stall landed in the quiet
+/// windows (one run measured 1.5 against 43.9 ms, and its ratio of 0.15
+/// passed), and the verdict is `inconclusive`.
+const QUIET_HALVES_AGREE: f64 = 1.5;
 
 fn pick(sorted: &[f64], q: f64) -> Value {
     if sorted.is_empty() {
@@ -503,6 +543,20 @@ fn print_text(o: &Value) {
             f(&r["ms"]["max"]),
         );
     }
+    for window in ["quiet", "importing", "settling"] {
+        let p = &o["server_ms"][window];
+        let (w, fs) = (&p["writer_wait_drone"], &p["fsync"]);
+        println!(
+            "  the server's side, {window} (its histograms, interpolated in buckets): drones' requests \
+             waited for the writer p50 {} ms, p99 {} ms ({} requests); fsyncs p50 {} ms, p99 {} ms ({})",
+            f(&w["p50"]),
+            f(&w["p99"]),
+            w["count"].as_f64().unwrap_or(0.0),
+            f(&fs["p50"]),
+            f(&fs["p99"]),
+            fs["count"].as_f64().unwrap_or(0.0),
+        );
+    }
     let halves = &o["heartbeat_ms"]["quiet_even_odd_rounds_p99"];
     println!(
         "quiet windows of even / odd rounds: p99 {} / {} ms (the noise the ratio below sits in)",
@@ -519,11 +573,47 @@ fn print_text(o: &Value) {
     };
     println!(
         "targets: import under 10 s {}; one into under 5 ms {}; heartbeat p99 importing / quiet {} \
-         (unchanged: at most {HEARTBEAT_P99_NOISE}) {}",
+         (unchanged: at most {HEARTBEAT_P99_NOISE}, judged while the quiet halves are at most \
+         {QUIET_HALVES_AGREE}x apart: {}x) {}",
         yes(&t["import_under_10_s"]),
         yes(&t["one_into_under_5_ms"]),
         f(&t["heartbeat_p99_during_over_before"]),
-        yes(&t["heartbeat_p99_unchanged"]),
+        f(&t["heartbeat_p99_quiet_halves_apart"]),
+        match t["heartbeat_p99_verdict"].as_str() {
+            Some("met") => "met",
+            Some("inconclusive") => "INCONCLUSIVE",
+            _ => "NOT met",
+        },
     );
     println!("errors: {}", o["errors"]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::targets;
+    use serde_json::json;
+
+    fn verdict(quiet_p99: f64, importing_p99: f64, halves: [f64; 2]) -> String {
+        let t = targets(
+            4.0,
+            json!(0.5),
+            &json!({ "p99": quiet_p99 }),
+            &json!({ "p99": importing_p99 }),
+            &halves.map(|h| json!(h)),
+        );
+        t["heartbeat_p99_verdict"]
+            .as_str()
+            .unwrap_or("?")
+            .to_owned()
+    }
+
+    #[test]
+    fn the_ratio_is_judged_only_while_the_quiet_windows_agree() {
+        assert_eq!(verdict(1.5, 1.65, [1.4, 1.6]), "met");
+        assert_eq!(verdict(1.5, 2.7, [1.4, 1.6]), "not met");
+        // A stall in the odd rounds' quiet windows raised the baseline: the
+        // ratio of 0.15 says nothing.
+        assert_eq!(verdict(24.6, 3.8, [1.5, 43.9]), "inconclusive");
+        assert_eq!(verdict(1.5, 2.7, [1.5, 0.0]), "inconclusive");
+    }
 }

@@ -7,6 +7,7 @@ mod bench_cmd;
 mod bench_conn;
 mod bench_cpu;
 mod bench_import;
+mod bench_phases;
 mod bench_release;
 mod bench_scratch;
 mod bench_soak;

@@ -161,6 +161,15 @@ impl RunningServer {
         self.addr
     }
 
+    /// The counters and histograms of `/metrics`, without its gauges: these
+    /// need no copy of the core, so a benchmark can read them between its
+    /// windows without adding to what it measures.
+    pub fn activity_metrics(&self) -> String {
+        let mut out = String::new();
+        self.shared.metrics.render(&mut out);
+        out
+    }
+
     /// What opening the store found.
     pub fn open_report(&self) -> &swarm_store::OpenReport {
         &self.open_report
