@@ -223,7 +223,8 @@ fn the_slow_disk_alert_fires_for_slow_fsyncs_only() {
 
 /// Runs `promtool test rules` on the alert rules with these input series and
 /// expected alerts (the YAML under `input_series:`, indented as one test's
-/// fields): it passes only if every expected alert, and no other, fired.
+/// fields): it passes only if, at each listed time, the alerts of the listed
+/// name that fire are exactly the expected ones.
 fn promtool_test_rules(tool: &str, series_and_alerts: &str) {
     let dir = tempfile::tempdir().expect("dir");
     let tests = dir.path().join("alerts.test.yml");

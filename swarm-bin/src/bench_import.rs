@@ -64,7 +64,8 @@ pub(crate) struct ImportArgs {
     #[arg(long, default_value_t = 5)]
     baseline_s: u64,
     /// Slices of the import, each followed by a quiet window (at most one
-    /// per post).
+    /// per post). The heartbeat target is judged only with 2 or more: it
+    /// compares the quiet windows of even and odd rounds first.
     #[arg(long, default_value_t = 5)]
     rounds: usize,
     /// Milliseconds between two reads of `/api/v1/status` by a reader
@@ -438,7 +439,8 @@ fn targets(
     };
     // How far apart the quiet windows of even and odd rounds are: a stall in
     // some quiet windows (a VM's steal, a disk flush) raises the baseline and
-    // would pass the ratio by itself.
+    // would pass the ratio by itself. With one round there are no odd
+    // rounds, and the verdict is `inconclusive`.
     let noise = match quiet_halves.each_ref().map(Value::as_f64) {
         [Some(a), Some(b)] if a.min(b) > 0.0 => Some(a.max(b) / a.min(b)),
         _ => None,

@@ -18,22 +18,27 @@
 use std::fs::File;
 use std::io;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// Makes the store's WAL durable: everything committed before `sync` began.
 #[derive(Debug)]
 pub struct WalSync {
     path: PathBuf,
     file: Mutex<Option<File>>,
+    /// `StoreOptions::fault_sync_hang_ms`.
+    hang_ms: Option<Arc<AtomicU64>>,
 }
 
 impl WalSync {
-    pub(crate) fn new(db: &std::path::Path) -> WalSync {
+    pub(crate) fn new(db: &std::path::Path, hang_ms: Option<Arc<AtomicU64>>) -> WalSync {
         let mut wal = db.as_os_str().to_owned();
         wal.push("-wal");
         WalSync {
             path: PathBuf::from(wal),
             file: Mutex::new(None),
+            hang_ms,
         }
     }
 
@@ -44,14 +49,10 @@ impl WalSync {
 
     /// fsyncs (fdatasync) the WAL. An error means commits since the last
     /// successful sync may not be durable: answer them with an error.
-    /// Gives how long it took: a slow disk is what stretches every
-    /// acknowledged reply (heartbeats included), and the server shows it.
-    pub fn sync(&self) -> io::Result<std::time::Duration> {
-        let started = std::time::Instant::now();
-        self.sync_untimed().map(|()| started.elapsed())
-    }
-
-    fn sync_untimed(&self) -> io::Result<()> {
+    /// Gives how long the fdatasync took (opening the file the first time
+    /// is not counted): a slow disk is what stretches every acknowledged
+    /// reply, heartbeats included, and the server shows it.
+    pub fn sync(&self) -> io::Result<Duration> {
         let mut slot = self
             .file
             .lock()
@@ -59,9 +60,24 @@ impl WalSync {
         if slot.is_none() {
             *slot = Some(File::open(&self.path)?);
         }
+        let started = Instant::now();
+        self.hang_while_asked(started);
         match slot.as_ref() {
-            Some(f) => f.sync_data(),
+            Some(f) => f.sync_data().map(|()| started.elapsed()),
             None => Err(io::Error::other("WAL file not open")),
+        }
+    }
+
+    /// The fault injection of `StoreOptions::fault_sync_hang_ms`: waits
+    /// while the value is nonzero, at most that many milliseconds.
+    fn hang_while_asked(&self, started: Instant) {
+        let Some(hang) = &self.hang_ms else { return };
+        loop {
+            let ms = hang.load(Ordering::SeqCst);
+            if ms == 0 || started.elapsed() >= Duration::from_millis(ms) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(5));
         }
     }
 }

@@ -7,9 +7,13 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 use swarm_core::{Event, Output};
+
+/// An fsync running this long means the disk hangs: health turns 503.
+pub(crate) const FSYNC_HUNG: Duration = Duration::from_secs(10);
 
 const LATENCY_BUCKETS_S: [f64; 10] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 2.5,
@@ -17,8 +21,9 @@ const LATENCY_BUCKETS_S: [f64; 10] = [
 /// The store's own waits (an fsync, a request waiting for the writer):
 /// tenths of a millisecond when the disk and the writer keep up, so finer
 /// than requests' buckets at the low end.
-const STORE_BUCKETS_S: [f64; 12] = [
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 2.5,
+const STORE_BUCKETS_S: [f64; 15] = [
+    0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+    0.5, 2.5,
 ];
 const BUILD_BUCKETS_S: [f64; 9] = [
     10.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 21600.0,
@@ -92,6 +97,55 @@ pub(crate) struct Metrics {
     inner: Mutex<Inner>,
     /// The front door's own counters (connections, refusals).
     pub(crate) front: std::sync::Arc<super::front::FrontStats>,
+    fsync_watch: FsyncWatch,
+}
+
+/// When the fsyncs in flight began, so a hung one is seen while it hangs.
+/// Only the oldest is kept: a second that starts meanwhile (the writer's
+/// own and the fsync thread's can overlap) waits for the same disk.
+#[derive(Default)]
+struct FsyncWatch {
+    /// Start (`watch_now_ms`) of the oldest fsync in flight; 0: none.
+    since_ms: AtomicU64,
+}
+
+impl FsyncWatch {
+    /// Records a start at `now_ms` (nonzero); gives it back for `end`, or
+    /// 0 when an older fsync is still being watched.
+    fn begin(&self, now_ms: u64) -> u64 {
+        match self
+            .since_ms
+            .compare_exchange(0, now_ms, Ordering::SeqCst, Ordering::SeqCst)
+        {
+            Ok(_) => now_ms,
+            Err(_) => 0,
+        }
+    }
+
+    fn end(&self, began: u64) {
+        if began != 0 {
+            let _ = self
+                .since_ms
+                .compare_exchange(began, 0, Ordering::SeqCst, Ordering::SeqCst);
+        }
+    }
+
+    fn age(&self, now_ms: u64) -> Option<Duration> {
+        match self.since_ms.load(Ordering::SeqCst) {
+            0 => None,
+            since => Some(Duration::from_millis(now_ms.saturating_sub(since))),
+        }
+    }
+}
+
+/// Milliseconds on a clock of this process, from 1 (0 means "none" above).
+fn watch_now_ms() -> u64 {
+    static BASE: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let ms = BASE
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_millis();
+    u64::try_from(ms).unwrap_or(u64::MAX - 1) + 1
 }
 
 fn tag<T: serde::Serialize>(v: &T, key: &str) -> String {
@@ -125,19 +179,36 @@ impl Metrics {
         }
     }
 
-    /// A WAL fsync that acknowledged requests (`defer_sync`), and how long
-    /// the disk took: every reply it covered waited that long.
-    pub(crate) fn fsynced(&self, took: Duration) {
+    /// One fsync of the WAL before answering (`defer_sync`): watched while
+    /// it runs (a disk that hangs shows in health and `/metrics` before the
+    /// fsync returns, if ever), then counted and timed when it worked.
+    pub(crate) fn fsync(&self, sync: &swarm_store::WalSync) -> std::io::Result<()> {
+        let began = self.fsync_watch.begin(watch_now_ms());
+        let result = sync.sync();
+        self.fsync_watch.end(began);
+        let took = result?;
         if let Ok(mut m) = self.inner.lock() {
             m.fsyncs += 1;
             m.fsync_seconds
                 .observe(&STORE_BUCKETS_S, took.as_secs_f64());
         }
+        Ok(())
+    }
+
+    /// How long the oldest fsync still running has been running.
+    pub(crate) fn fsync_in_flight(&self) -> Option<Duration> {
+        self.fsync_watch.age(watch_now_ms())
     }
 
     /// How long requests of a lane waited for the writer to start their
     /// commit: what a big push, a tick or a copy for readers costs them.
-    pub(crate) fn writer_waits(&self, waits: impl Iterator<Item = (&'static str, Duration)>) {
+    pub(crate) fn writer_waits(
+        &self,
+        waits: impl ExactSizeIterator<Item = (&'static str, Duration)>,
+    ) {
+        if waits.len() == 0 {
+            return;
+        }
         if let Ok(mut m) = self.inner.lock() {
             for (lane, took) in waits {
                 m.writer_wait
@@ -214,19 +285,15 @@ impl Metrics {
                 .iter()
                 .map(|((r, s), v)| (format!("route=\"{r}\",status=\"{s}\""), *v)),
         );
-        let _ = writeln!(
+        histogram_family(
             out,
-            "# HELP swarm_http_request_duration_seconds Request latency by route."
+            "swarm_http_request_duration_seconds",
+            "Request latency by route.",
+            m.latency
+                .iter()
+                .map(|(route, h)| (format!("route=\"{route}\""), h)),
+            &LATENCY_BUCKETS_S,
         );
-        let _ = writeln!(out, "# TYPE swarm_http_request_duration_seconds histogram");
-        for (route, h) in &m.latency {
-            h.render(
-                out,
-                "swarm_http_request_duration_seconds",
-                &format!("route=\"{route}\""),
-                &LATENCY_BUCKETS_S,
-            );
-        }
         counter_family(
             out,
             "swarm_events_total",
@@ -257,13 +324,13 @@ impl Metrics {
                 .iter()
                 .map(|(k, v)| (format!("action=\"{k}\""), *v)),
         );
-        let _ = writeln!(
+        histogram_family(
             out,
-            "# HELP swarm_build_duration_seconds Reported duration of successful builds."
+            "swarm_build_duration_seconds",
+            "Reported duration of successful builds.",
+            std::iter::once((String::new(), &m.build_seconds)),
+            &BUILD_BUCKETS_S,
         );
-        let _ = writeln!(out, "# TYPE swarm_build_duration_seconds histogram");
-        m.build_seconds
-            .render(out, "swarm_build_duration_seconds", "", &BUILD_BUCKETS_S);
         counter_family(
             out,
             "swarm_store_batches_total",
@@ -283,33 +350,36 @@ impl Metrics {
              that answers nobody, such as a part of a big push, waits for the next).",
             std::iter::once((String::new(), m.fsyncs)),
         );
-        let _ = writeln!(
-            out,
-            "# HELP swarm_store_fsync_duration_seconds How long each fsync of the WAL took \
-             (every reply it covered waited that long): a slow or stalling disk shows here first."
-        );
-        let _ = writeln!(out, "# TYPE swarm_store_fsync_duration_seconds histogram");
-        m.fsync_seconds.render(
+        histogram_family(
             out,
             "swarm_store_fsync_duration_seconds",
-            "",
+            "How long each fsync of the WAL made before answering took (synchronous=full; \
+             every reply it covered waited that long): a slow disk shows here first.",
+            std::iter::once((String::new(), &m.fsync_seconds)),
             &STORE_BUCKETS_S,
         );
+        let in_flight = self.fsync_in_flight().unwrap_or_default().as_secs_f64();
         let _ = writeln!(
             out,
-            "# HELP swarm_writer_wait_seconds How long requests waited for the writer to start \
-             their commit, by lane (drone: drones' requests, which go ahead of bulk work; \
-             bulk: big pushes, until their first part; other: controls and copies for readers)."
+            "# HELP swarm_store_fsync_in_flight_seconds How long the oldest fsync of the WAL \
+             still running has been running (0: none): a disk that hangs shows here while it \
+             hangs, and health is 503 past {} s.\n\
+             # TYPE swarm_store_fsync_in_flight_seconds gauge\n\
+             swarm_store_fsync_in_flight_seconds {in_flight}",
+            FSYNC_HUNG.as_secs()
         );
-        let _ = writeln!(out, "# TYPE swarm_writer_wait_seconds histogram");
-        for (lane, h) in &m.writer_wait {
-            h.render(
-                out,
-                "swarm_writer_wait_seconds",
-                &format!("lane=\"{lane}\""),
-                &STORE_BUCKETS_S,
-            );
-        }
+        histogram_family(
+            out,
+            "swarm_writer_wait_seconds",
+            "How long requests waited for the writer to start the commit that holds them, by \
+             lane (drone: drones' own requests, which go ahead of bulk work; bulk: pushes, \
+             until the commit of their first part; other: controls, copies for readers, probe \
+             results).",
+            m.writer_wait
+                .iter()
+                .map(|(lane, h)| (format!("lane=\"{lane}\""), h)),
+            &STORE_BUCKETS_S,
+        );
         counter_family(
             out,
             "swarm_store_errors_total",
@@ -322,6 +392,20 @@ impl Metrics {
             "Copies of the core made for readers (rationed under read storms).",
             std::iter::once((String::new(), m.publishes)),
         );
+    }
+}
+
+fn histogram_family<'a>(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    rows: impl Iterator<Item = (String, &'a Histogram)>,
+    buckets: &[f64],
+) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} histogram");
+    for (labels, h) in rows {
+        h.render(out, name, &labels, buckets);
     }
 }
 
@@ -352,5 +436,34 @@ pub(crate) fn gauge(out: &mut String, name: &str, help: &str, rows: &[(String, u
         } else {
             let _ = writeln!(out, "{name}{{{labels}}} {v}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FsyncWatch;
+    use std::time::Duration;
+
+    #[test]
+    fn the_oldest_fsync_in_flight_is_watched_until_it_returns() {
+        let w = FsyncWatch::default();
+        assert_eq!(w.age(500), None, "nothing in flight");
+        let first = w.begin(100);
+        // A second fsync meanwhile waits for the same disk: the older start stays.
+        let second = w.begin(200);
+        assert_eq!(w.age(12_100), Some(Duration::from_secs(12)));
+        w.end(second);
+        assert_eq!(
+            w.age(12_100),
+            Some(Duration::from_secs(12)),
+            "the first still runs"
+        );
+        w.end(first);
+        assert_eq!(w.age(12_100), None, "both returned");
+        // The next one is watched from its own start.
+        let third = w.begin(20_000);
+        assert_eq!(w.age(20_250), Some(Duration::from_millis(250)));
+        w.end(third);
+        assert_eq!(w.age(20_250), None);
     }
 }

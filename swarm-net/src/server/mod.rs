@@ -161,9 +161,9 @@ impl RunningServer {
         self.addr
     }
 
-    /// The counters and histograms of `/metrics`, without its gauges: these
-    /// need no copy of the core, so a benchmark can read them between its
-    /// windows without adding to what it measures.
+    /// The counters and histograms of `/metrics`, without the gauges read
+    /// from the core's view: these need no copy of the core, so a benchmark
+    /// can read them between its windows without adding to what it measures.
     pub fn activity_metrics(&self) -> String {
         let mut out = String::new();
         self.shared.metrics.render(&mut out);

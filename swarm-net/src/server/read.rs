@@ -11,14 +11,16 @@ use swarm_core::{Atom, DroneStatus, PackageStatus};
 use swarm_store::EventFilter;
 
 /// 200 while the server can record inputs; 503 with the reason while the
-/// store cannot write (disk full, read-only file system...). It turns back
-/// to 200 by itself: the writer probes the store every second meanwhile.
+/// store cannot write (disk full, read-only file system...) or an fsync of
+/// the WAL has hung for `FSYNC_HUNG`. It turns back to 200 by itself: the
+/// writer probes the store every second meanwhile, and a hung fsync that
+/// returns is no longer in flight.
 pub(crate) fn health(sh: &Shared) -> Result<Reply, ApiError> {
     // The last committed seq, read without a copy of the core: a monitor
     // polling health must not make the writer copy a large queue.
     let seq = sh.committed.load(std::sync::atomic::Ordering::SeqCst);
-    let fault = sh.store_fault.read().ok().and_then(|f| f.clone());
-    let (code, status) = match &fault {
+    let reason = store_trouble(sh);
+    let (code, status) = match &reason {
         None => (200, "ok"),
         Some(_) => (503, "unhealthy"),
     };
@@ -26,13 +28,31 @@ pub(crate) fn health(sh: &Shared) -> Result<Reply, ApiError> {
         code,
         &json!({
             "status": status,
-            "reason": fault.as_ref().map(|f| format!("the store cannot write: {f}")),
-            "store_writable": fault.is_none(),
+            "reason": reason,
+            "store_writable": reason.is_none(),
             "version": env!("CARGO_PKG_VERSION"),
             "seq": seq,
             "uptime_s": sh.started.elapsed().as_secs(),
         }),
     )
+}
+
+/// Why the store cannot take writes now, if it cannot: a write failed (disk
+/// full, read-only file system...), or an fsync of the WAL has not returned
+/// for `FSYNC_HUNG`. A disk that hangs never fails a write: it stops
+/// answering, and every acknowledged request waits on that fsync.
+fn store_trouble(sh: &Shared) -> Option<String> {
+    if let Some(f) = sh.store_fault.read().ok().and_then(|f| f.clone()) {
+        return Some(format!("the store cannot write: {f}"));
+    }
+    let age = sh.metrics.fsync_in_flight()?;
+    (age >= super::metrics::FSYNC_HUNG).then(|| {
+        format!(
+            "an fsync of the WAL has not returned for {} s: the disk hangs, and no request is \
+             acknowledged until it returns",
+            age.as_secs()
+        )
+    })
 }
 
 /// `GET /api/v1/status`: v3's fields (V3-PROTOCOL.md) and swarm's own.
@@ -398,11 +418,11 @@ pub(crate) fn metrics(sh: &Shared) -> Result<Reply, ApiError> {
          # TYPE swarm_publish_cost_seconds gauge\n\
          swarm_publish_cost_seconds {cost_s}"
     );
-    let writable = sh.store_fault.read().is_ok_and(|f| f.is_none());
+    let writable = store_trouble(sh).is_none();
     gauge(
         &mut out,
         "swarm_store_writable",
-        "1 while the store takes writes; 0 while it cannot write (disk full, read-only file system); /api/v1/health says why.",
+        "1 while the store takes writes; 0 while it cannot write (disk full, read-only file system) or an fsync of the WAL hangs; /api/v1/health says why.",
         &[(String::new(), u64::from(writable))],
     );
     super::dashboard::slo::render(

@@ -112,12 +112,23 @@ impl Shared {
         self.legacy_drones.iter().any(|n| n.contains(&ip))
     }
 
-    /// Queues a job for the writer and waits for its answer.
+    /// Queues a job for the writer and waits for its answer (30 s at most).
     pub(crate) fn submit(
         &self,
         plan: Plan,
         drone: Option<DroneName>,
         publish_now: bool,
+    ) -> Result<Done, ApiError> {
+        self.submit_within(plan, drone, publish_now, Duration::from_secs(30))
+    }
+
+    /// `submit`, waiting at most `wait` for the answer.
+    fn submit_within(
+        &self,
+        plan: Plan,
+        drone: Option<DroneName>,
+        publish_now: bool,
+        wait: Duration,
     ) -> Result<Done, ApiError> {
         if self.stop.load(Ordering::SeqCst) {
             return Err(ApiError::new(503, "the server is shutting down; retry"));
@@ -135,11 +146,14 @@ impl Shared {
             self.queued.fetch_sub(1, Ordering::Relaxed);
             return Err(ApiError::new(503, "the writer has stopped; retry"));
         }
-        match rx.recv_timeout(Duration::from_secs(30)) {
+        match rx.recv_timeout(wait) {
             Ok(r) => r,
             Err(_) => Err(ApiError::new(
                 503,
-                "the writer did not answer within 30 s; the request may or may not have been recorded",
+                format!(
+                    "the writer did not answer within {} s; the request may or may not have been recorded",
+                    wait.as_secs_f64()
+                ),
             )),
         }
     }
@@ -181,8 +195,13 @@ impl Shared {
                 Err(_) => true,
             };
             if force {
-                // Best effort: if the writer cannot answer, serve what we have.
-                if self.submit(Plan::Inputs(Vec::new()), None, true).is_err() {
+                // Best effort: if the writer cannot answer by the give-up
+                // (a hung disk holds it in an fsync), serve what we have.
+                let wait = give_up.saturating_duration_since(Instant::now());
+                if self
+                    .submit_within(Plan::Inputs(Vec::new()), None, true, wait)
+                    .is_err()
+                {
                     return self.published();
                 }
             }

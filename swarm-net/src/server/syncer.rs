@@ -107,13 +107,12 @@ fn run(sync: &WalSync, metrics: &Metrics, rx: &Receiver<Batch>, counts: &Counts)
             batches.push(more);
         }
         let last = batches.iter().map(|(seq, _)| *seq).max().unwrap_or(0);
-        let result = sync.sync();
+        let result = metrics.fsync(sync);
         counts
             .pending
             .fetch_sub(batches.len() as u64, Ordering::SeqCst);
         match result {
-            Ok(took) => {
-                metrics.fsynced(took);
+            Ok(()) => {
                 counts.synced.fetch_max(last, Ordering::SeqCst);
                 for (_, replies) in batches {
                     for (tx, reply) in replies {
@@ -122,19 +121,38 @@ fn run(sync: &WalSync, metrics: &Metrics, rx: &Receiver<Batch>, counts: &Counts)
                 }
             }
             Err(e) => {
-                metrics.store_error();
-                tracing::error!(error = %e, wal = %sync.path().display(), through_seq = last, "fsync of the WAL failed; the requests it covered are answered with an error and may or may not be recorded");
-                for (_, replies) in batches {
-                    for (tx, _) in replies {
-                        let _ = tx.send(Err(ApiError::new(
-                            503,
-                            format!("the store could not make this request durable ({e}); it may or may not have been recorded; retry"),
-                        )));
-                    }
+                let replies = batches.into_iter().flat_map(|(_, r)| r).collect();
+                for (tx, reply) in not_durable(metrics, sync, last, &e, replies) {
+                    let _ = tx.send(reply);
                 }
             }
         }
     }
+}
+
+/// The answers to requests whose fsync failed: each an error (they may or
+/// may not be recorded), never a success. Not retried: after a failed
+/// fdatasync Linux may drop the dirty pages and report nothing to the next
+/// one, so a retry that works proves nothing about these commits.
+pub(crate) fn not_durable(
+    metrics: &Metrics,
+    sync: &WalSync,
+    through_seq: u64,
+    e: &std::io::Error,
+    replies: Replies,
+) -> Replies {
+    metrics.store_error();
+    tracing::error!(error = %e, wal = %sync.path().display(), through_seq, "fsync of the WAL failed; the requests it covered are answered with an error and may or may not be recorded");
+    replies
+        .into_iter()
+        .map(|(tx, _)| {
+            let err = ApiError::new(
+                503,
+                format!("the store could not make this request durable ({e}); it may or may not have been recorded; retry"),
+            );
+            (tx, Err(err))
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -28,7 +28,7 @@ use super::http::ApiError;
 use super::jobs::{Done, Job, Plan, Replies};
 use super::lanes::{self, Lane, Lanes, PartFeed};
 use super::shared::{Published, Shared};
-use super::syncer::Syncer;
+use super::syncer::{self, Syncer};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
@@ -183,12 +183,6 @@ pub(crate) fn run(mut store: Store, shared: Arc<Shared>, rx: Receiver<Job>) {
             let group = lanes.group(bulk.is_some());
             if bulk.is_none() {
                 bulk = lanes.next_bulk().map(Bulk::new);
-                if let Some(b) = &bulk {
-                    let waited = b.job.queued_at.elapsed();
-                    shared
-                        .metrics
-                        .writer_waits(std::iter::once(("bulk", waited)));
-                }
             }
             if group.is_empty() && bulk.is_none() && !tick {
                 break;
@@ -273,6 +267,13 @@ fn round(
         .as_mut()
         .filter(|_| parts)
         .map(|bulk| Parts { bulk, rx, arrived });
+    if let Some(b) = part.as_ref().filter(|p| p.bulk.recorded == 0) {
+        // The commit of its first part starts now: its wait ends here.
+        let waited = b.bulk.job.queued_at.elapsed();
+        shared
+            .metrics
+            .writer_waits(std::iter::once(("bulk", waited)));
+    }
     let mut replies = commit(store, shared, jobs, part, tick, now);
     let written = Some(store.last_seq().0).filter(|seq| *seq > before);
     if let Some(b) = bulk.take_if(|b| b.parts.is_empty() || b.failed) {
@@ -426,33 +427,27 @@ impl Durable {
         let undelivered = match (self, committed) {
             // No wake-up to wait for.
             (Durable::Thread(s, Some(own)), Some(seq)) if inline && s.idle() => {
-                match own.sync() {
-                    Ok(took) => {
+                match shared.metrics.fsync(own) {
+                    Ok(()) => {
                         s.note_synced(seq);
-                        shared.metrics.fsynced(took);
                         replies
                     }
-                    // The thread tries again and answers with the error.
-                    Err(_) => match s.hand_over(seq, replies) {
-                        Ok(()) => return,
-                        Err(back) => thread_gone(back),
-                    },
+                    Err(e) => syncer::not_durable(&shared.metrics, own, seq, &e, replies),
                 }
             }
             (Durable::Thread(s, _), Some(seq)) => match s.hand_over(seq, replies) {
                 Ok(()) => return,
-                Err(back) => thread_gone(back),
+                Err(back) => back
+                    .into_iter()
+                    .map(|(tx, _)| (tx, Err(ApiError::new(503, "the fsync thread has stopped; the request may or may not have been recorded; retry"))))
+                    .collect(),
             },
-            (Durable::Inline(sync, synced), Some(seq)) => match sync.sync() {
-                Ok(took) => {
-                    shared.metrics.fsynced(took);
+            (Durable::Inline(sync, synced), Some(seq)) => match shared.metrics.fsync(sync) {
+                Ok(()) => {
                     synced.set(seq);
                     replies
                 }
-                Err(e) => replies
-                    .into_iter()
-                    .map(|(tx, _)| (tx, Err(ApiError::new(503, format!("the store could not make this request durable ({e}); it may or may not have been recorded; retry")))))
-                    .collect(),
+                Err(e) => syncer::not_durable(&shared.metrics, sync, seq, &e, replies),
             },
             _ => replies,
         };
@@ -484,13 +479,6 @@ impl Durable {
             }
         }
     }
-}
-
-/// Replies the fsync thread could not take: it has stopped.
-fn thread_gone(back: Replies) -> Replies {
-    back.into_iter()
-        .map(|(tx, _)| (tx, Err(ApiError::new(503, "the fsync thread has stopped; the request may or may not have been recorded; retry"))))
-        .collect()
 }
 
 /// The bulk job whose parts a commit carries.

@@ -1,0 +1,140 @@
+//! A disk that hangs: an fsync of the WAL that does not return fails no
+//! write, so health must notice the fsync itself. The real server, in
+//! process, with the store's fault injection (`fault_sync_hang_ms`) holding
+//! every WAL fsync made before answering.
+
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use swarm_net::binhost::BinhostOptions;
+use swarm_net::server::{self, RunningServer, ServerOptions};
+use swarm_store::StoreOptions;
+
+fn start(dir: &std::path::Path, hang: Arc<AtomicU64>) -> RunningServer {
+    server::start(ServerOptions {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        db_path: dir.join("swarm.db"),
+        staging: dir.join("staging"),
+        store: StoreOptions {
+            fault_sync_hang_ms: Some(hang),
+            ..StoreOptions::default()
+        },
+        admin_token: "hung-disk-token".into(),
+        drone_token: None,
+        max_body_bytes: 1 << 20,
+        max_artifact_bytes: 1 << 20,
+        http: server::HttpLimits::default(),
+        tls: None,
+        clock: Arc::new(swarm_core_now),
+        on_escalate: None,
+        legacy_drones: swarm_net::settings::default_legacy_drones(),
+        drones: Default::default(),
+        signatures: Default::default(),
+        binhost: BinhostOptions::under(dir),
+    })
+    .expect("server starts")
+}
+
+fn swarm_core_now() -> swarm_core::Timestamp {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    swarm_core::Timestamp(ms)
+}
+
+fn get(url: &str) -> (u16, String) {
+    let agent = ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(30))
+        .build();
+    match agent.get(url).call() {
+        Ok(r) => (r.status(), r.into_string().unwrap_or_default()),
+        Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap_or_default()),
+        Err(e) => panic!("GET {url}: {e}"),
+    }
+}
+
+fn health(base: &str) -> (u16, Value) {
+    let (code, text) = get(&format!("{base}/api/v1/health"));
+    (code, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+fn gauge(base: &str, name: &str) -> f64 {
+    let (_, text) = get(&format!("{base}/metrics"));
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} "))?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in /metrics"))
+}
+
+#[test]
+fn health_is_503_while_an_fsync_hangs_and_turns_back_when_it_returns() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let hang = Arc::new(AtomicU64::new(0));
+    let running = start(dir.path(), hang.clone());
+    let base = format!("http://{}", running.addr());
+    assert_eq!(health(&base).0, 200);
+    assert_eq!(gauge(&base, "swarm_store_fsync_in_flight_seconds"), 0.0);
+
+    // The disk stops answering: a drone's registration waits on its fsync.
+    hang.store(60_000, Ordering::SeqCst);
+    let hung_at = Instant::now();
+    let register = {
+        let url = format!("{base}/api/v1/register");
+        std::thread::spawn(move || {
+            let body = json!({"id": "hung-0001", "name": "hung", "ip": "127.0.0.1",
+                "capabilities": {"cores": 4, "ram_gb": 8}});
+            match ureq::post(&url).send_json(body) {
+                Ok(r) => r.status(),
+                Err(ureq::Error::Status(code, _)) => code,
+                Err(e) => panic!("register: {e}"),
+            }
+        })
+    };
+    // A slow fsync is not a hung disk: health stays 200 for a while.
+    std::thread::sleep(Duration::from_secs(3));
+    let (code, body) = health(&base);
+    assert_eq!(code, 200, "3 s into the hang: {body}");
+    let (code, body) = loop {
+        let (code, body) = health(&base);
+        if code != 200 {
+            break (code, body);
+        }
+        assert!(
+            hung_at.elapsed() < Duration::from_secs(30),
+            "health never noticed the hung fsync: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    assert!(hung_at.elapsed() >= Duration::from_secs(10), "{body}");
+    assert_eq!(code, 503, "{body}");
+    assert_eq!(body["store_writable"], json!(false), "{body}");
+    assert!(
+        body["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("has not returned")),
+        "{body}"
+    );
+    assert!(gauge(&base, "swarm_store_fsync_in_flight_seconds") >= 10.0);
+    assert_eq!(gauge(&base, "swarm_store_writable"), 0.0);
+    assert!(
+        !register.is_finished(),
+        "answered before its fsync returned"
+    );
+
+    // The disk answers again: the registration is acknowledged, health turns back.
+    hang.store(0, Ordering::SeqCst);
+    assert_eq!(register.join().expect("register thread"), 200);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (code, body) = health(&base);
+        if code == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never recovered: {body}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(gauge(&base, "swarm_store_fsync_in_flight_seconds"), 0.0);
+    assert_eq!(gauge(&base, "swarm_store_writable"), 1.0);
+    running.shutdown();
+}
