@@ -242,3 +242,45 @@ fn promtool_test_rules(tool: &str, series_and_alerts: &str) {
         String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "promtool test rules: {text}");
 }
+
+#[test]
+fn the_store_alert_fires_for_a_hung_fsync_seen_live_or_only_counted() {
+    let Some(tool) = promtool() else { return };
+    // `live` is caught while its fsync hangs; `brief` hung between two scrapes
+    // (only the counter saw it); `fine` neither.
+    let mut series = String::new();
+    for (instance, writable, hung) in [
+        ("live", "1 1 1 0x10", "0x13"),
+        ("brief", "1x13", "0 0 0 1x10"),
+        ("fine", "1x13", "0x13"),
+    ] {
+        for (name, values) in [
+            ("swarm_store_writable", writable),
+            ("swarm_store_fsyncs_hung_total", hung),
+            ("swarm_store_errors_total", "0x13"),
+        ] {
+            series += &format!(
+                "      - series: '{name}{{instance=\"{instance}\"}}'\n        values: '{values}'\n"
+            );
+        }
+    }
+    let summary = "swarm cannot write its database";
+    let description = "Group commits are failing or an fsync hangs (disk full? permissions? a \
+                       read-only filesystem? a hung disk?). /api/v1/health says which; check the \
+                       server log and the data directory.";
+    let text = format!(
+        r#"{series}    alert_rule_test:
+      - eval_time: 2m
+        alertname: SwarmStoreNotWritable
+        exp_alerts: []
+      - eval_time: 5m
+        alertname: SwarmStoreNotWritable
+        exp_alerts:
+          - exp_labels: {{severity: critical, instance: live}}
+            exp_annotations: {{summary: "{summary}", description: "{description}"}}
+          - exp_labels: {{severity: critical, instance: brief}}
+            exp_annotations: {{summary: "{summary}", description: "{description}"}}
+"#
+    );
+    promtool_test_rules(tool, &text);
+}

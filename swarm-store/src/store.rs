@@ -84,8 +84,9 @@ pub struct StoreOptions {
     /// may grow to at most that many pages, so writes fail as on a full disk.
     pub fault_page_limit: Option<Arc<AtomicU64>>,
     /// Fault injection for tests: while the value is nonzero, every fsync
-    /// of the WAL made before answering (`wal_sync`) first waits until it is
-    /// cleared or that many milliseconds have passed, as on a disk that hangs.
+    /// of the WAL made through `wal_sync` (those before answering, and the
+    /// one at the end of `open`) first waits until it is cleared or that
+    /// many milliseconds have passed, as on a disk that hangs.
     pub fault_sync_hang_ms: Option<Arc<AtomicU64>>,
     /// With `synchronous: Full`, commit without waiting for the fsync and
     /// leave it to the caller (default false): [`Store::wal_sync`] gives the

@@ -86,6 +86,8 @@ struct Inner {
     store_errors: u64,
     fsyncs: u64,
     fsync_seconds: Histogram,
+    /// Fsyncs that had run `FSYNC_HUNG` or longer when they returned.
+    fsyncs_hung: u64,
     /// By lane: `drone` (drones' requests), `bulk` (big pushes, until
     /// their first part) or `other` (controls, copies for readers).
     writer_wait: BTreeMap<&'static str, Histogram>,
@@ -101,40 +103,42 @@ pub(crate) struct Metrics {
 }
 
 /// When the fsyncs in flight began, so a hung one is seen while it hangs.
-/// Only the oldest is kept: a second that starts meanwhile (the writer's
-/// own and the fsync thread's can overlap) waits for the same disk.
+/// One slot per fsync that can run at once: today the writer fsyncs inline
+/// only while the fsync thread is idle, so one would do, but a slot each
+/// keeps a second fsync visible should both ever run together.
 #[derive(Default)]
 struct FsyncWatch {
-    /// Start (`watch_now_ms`) of the oldest fsync in flight; 0: none.
-    since_ms: AtomicU64,
+    /// Starts (`watch_now_ms`) of the fsyncs in flight; 0: a free slot.
+    since_ms: [AtomicU64; 4],
 }
 
+/// Which slot `FsyncWatch::begin` took and when (`None`: none was free).
+type Watched = Option<(usize, u64)>;
+
 impl FsyncWatch {
-    /// Records a start at `now_ms` (nonzero); gives it back for `end`, or
-    /// 0 when an older fsync is still being watched.
-    fn begin(&self, now_ms: u64) -> u64 {
-        match self
-            .since_ms
-            .compare_exchange(0, now_ms, Ordering::SeqCst, Ordering::SeqCst)
-        {
-            Ok(_) => now_ms,
-            Err(_) => 0,
+    /// Records a start at `now_ms` (nonzero) in a free slot.
+    fn begin(&self, now_ms: u64) -> Watched {
+        self.since_ms.iter().enumerate().find_map(|(i, slot)| {
+            slot.compare_exchange(0, now_ms, Ordering::SeqCst, Ordering::SeqCst)
+                .ok()
+                .map(|_| (i, now_ms))
+        })
+    }
+
+    fn end(&self, watched: Watched) {
+        if let Some((i, began)) = watched {
+            let _ = self.since_ms[i].compare_exchange(began, 0, Ordering::SeqCst, Ordering::SeqCst);
         }
     }
 
-    fn end(&self, began: u64) {
-        if began != 0 {
-            let _ = self
-                .since_ms
-                .compare_exchange(began, 0, Ordering::SeqCst, Ordering::SeqCst);
-        }
-    }
-
+    /// How long the oldest fsync in flight has been running.
     fn age(&self, now_ms: u64) -> Option<Duration> {
-        match self.since_ms.load(Ordering::SeqCst) {
-            0 => None,
-            since => Some(Duration::from_millis(now_ms.saturating_sub(since))),
-        }
+        self.since_ms
+            .iter()
+            .map(|slot| slot.load(Ordering::SeqCst))
+            .filter(|since| *since != 0)
+            .min()
+            .map(|since| Duration::from_millis(now_ms.saturating_sub(since)))
     }
 }
 
@@ -189,6 +193,9 @@ impl Metrics {
         let took = result?;
         if let Ok(mut m) = self.inner.lock() {
             m.fsyncs += 1;
+            if took >= FSYNC_HUNG {
+                m.fsyncs_hung += 1;
+            }
             m.fsync_seconds
                 .observe(&STORE_BUCKETS_S, took.as_secs_f64());
         }
@@ -382,8 +389,16 @@ impl Metrics {
         );
         counter_family(
             out,
+            "swarm_store_fsyncs_hung_total",
+            "Fsyncs of the WAL that ran 10 s or longer (health was 503 meanwhile): a hang \
+             shorter than a scrape interval still counts here.",
+            std::iter::once((String::new(), m.fsyncs_hung)),
+        );
+        counter_family(
+            out,
             "swarm_store_errors_total",
-            "Failed group commits (every input in them was answered with an error).",
+            "Failed group commits and failed fsyncs of the WAL (every input they covered was \
+             answered with an error).",
             std::iter::once((String::new(), m.store_errors)),
         );
         counter_family(
@@ -449,21 +464,23 @@ mod tests {
         let w = FsyncWatch::default();
         assert_eq!(w.age(500), None, "nothing in flight");
         let first = w.begin(100);
-        // A second fsync meanwhile waits for the same disk: the older start stays.
+        // A second fsync meanwhile: the oldest start counts.
         let second = w.begin(200);
         assert_eq!(w.age(12_100), Some(Duration::from_secs(12)));
-        w.end(second);
-        assert_eq!(
-            w.age(12_100),
-            Some(Duration::from_secs(12)),
-            "the first still runs"
-        );
         w.end(first);
-        assert_eq!(w.age(12_100), None, "both returned");
-        // The next one is watched from its own start.
-        let third = w.begin(20_000);
+        // The first returned, the second still hangs: still seen, from its own start.
+        assert_eq!(
+            w.age(12_200),
+            Some(Duration::from_secs(12)),
+            "the second still runs"
+        );
+        w.end(second);
+        assert_eq!(w.age(12_200), None, "both returned");
+        // Two starting in the same millisecond end apart.
+        let (a, b) = (w.begin(20_000), w.begin(20_000));
+        w.end(a);
         assert_eq!(w.age(20_250), Some(Duration::from_millis(250)));
-        w.end(third);
+        w.end(b);
         assert_eq!(w.age(20_250), None);
     }
 }

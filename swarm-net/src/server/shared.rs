@@ -151,7 +151,7 @@ impl Shared {
             Err(_) => Err(ApiError::new(
                 503,
                 format!(
-                    "the writer did not answer within {} s; the request may or may not have been recorded",
+                    "the writer did not answer within {:.1} s; the request may or may not have been recorded",
                     wait.as_secs_f64()
                 ),
             )),
@@ -168,6 +168,8 @@ impl Shared {
     /// A published view that holds every input committed before this call
     /// (asks the writer for one if needed), so a read right after a write
     /// sees it. Drones never pay for this: only readers trigger the copy.
+    /// Bounded: after 2 s (a writer held by a long commit or a hung fsync)
+    /// it gives the last copy instead, which may miss recent inputs.
     pub(crate) fn fresh(&self) -> Arc<Published> {
         // What this reader must see: everything committed before it came.
         let want = self.committed.load(Ordering::SeqCst);
@@ -198,9 +200,12 @@ impl Shared {
                 // Best effort: if the writer cannot answer by the give-up
                 // (a hung disk holds it in an fsync), serve what we have.
                 let wait = give_up.saturating_duration_since(Instant::now());
-                if self
-                    .submit_within(Plan::Inputs(Vec::new()), None, true, wait)
-                    .is_err()
+                // Too close to the give-up for a copy to come back in time:
+                // do not queue one nobody waits for.
+                if wait < Duration::from_millis(10)
+                    || self
+                        .submit_within(Plan::Inputs(Vec::new()), None, true, wait)
+                        .is_err()
                 {
                     return self.published();
                 }
