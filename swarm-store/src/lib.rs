@@ -65,7 +65,7 @@ pub use history::{
 };
 pub use store::{OpenReport, Store, StoreOptions, Synchronous};
 pub use swarm_core::{Envelope, Output};
-pub use wal_sync::WalSync;
+pub use wal_sync::{SyncFaults, WalSync};
 
 /// The schema version this build writes (`PRAGMA user_version`).
 pub const SCHEMA_VERSION: i64 = schema::LATEST;

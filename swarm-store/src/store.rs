@@ -83,11 +83,10 @@ pub struct StoreOptions {
     /// Fault injection for tests: while the value is nonzero, the database
     /// may grow to at most that many pages, so writes fail as on a full disk.
     pub fault_page_limit: Option<Arc<AtomicU64>>,
-    /// Fault injection for tests: while the value is nonzero, every fsync
-    /// of the WAL made through `wal_sync` (those before answering, and the
-    /// one at the end of `open`) first waits until it is cleared or that
-    /// many milliseconds have passed, as on a disk that hangs.
-    pub fault_sync_hang_ms: Option<Arc<AtomicU64>>,
+    /// Fault injection for tests: what every fsync of the WAL made through
+    /// `wal_sync` (those before answering, and the one at the end of
+    /// `open`) does instead of working: hang, or fail.
+    pub fault_sync: Option<Arc<crate::SyncFaults>>,
     /// With `synchronous: Full`, commit without waiting for the fsync and
     /// leave it to the caller (default false): [`Store::wal_sync`] gives the
     /// handle that fsyncs the WAL from another thread, and nothing may be
@@ -113,7 +112,7 @@ impl Default for StoreOptions {
             background_checkpoints: false,
             accept_loss: false,
             fault_page_limit: None,
-            fault_sync_hang_ms: None,
+            fault_sync: None,
             defer_sync: false,
         }
     }
@@ -421,9 +420,8 @@ impl Store {
     /// The handle that makes commits durable when `defer_sync` is in force
     /// (`None`: every commit is as durable as `synchronous` says by itself).
     pub fn wal_sync(&self) -> Option<crate::wal_sync::WalSync> {
-        self.defers_sync().then(|| {
-            crate::wal_sync::WalSync::new(&self.path, self.opts.fault_sync_hang_ms.clone())
-        })
+        self.defers_sync()
+            .then(|| crate::wal_sync::WalSync::new(&self.path, self.opts.fault_sync.clone()))
     }
 
     fn defers_sync(&self) -> bool {

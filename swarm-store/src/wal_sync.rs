@@ -18,7 +18,7 @@
 use std::fs::File;
 use std::io;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -27,18 +27,18 @@ use std::time::{Duration, Instant};
 pub struct WalSync {
     path: PathBuf,
     file: Mutex<Option<File>>,
-    /// `StoreOptions::fault_sync_hang_ms`.
-    hang_ms: Option<Arc<AtomicU64>>,
+    /// `StoreOptions::fault_sync`.
+    faults: Option<Arc<SyncFaults>>,
 }
 
 impl WalSync {
-    pub(crate) fn new(db: &std::path::Path, hang_ms: Option<Arc<AtomicU64>>) -> WalSync {
+    pub(crate) fn new(db: &std::path::Path, faults: Option<Arc<SyncFaults>>) -> WalSync {
         let mut wal = db.as_os_str().to_owned();
         wal.push("-wal");
         WalSync {
             path: PathBuf::from(wal),
             file: Mutex::new(None),
-            hang_ms,
+            faults,
         }
     }
 
@@ -62,22 +62,43 @@ impl WalSync {
         }
         let started = Instant::now();
         self.hang_while_asked(started);
+        if self
+            .faults
+            .as_ref()
+            .is_some_and(|f| f.fail.load(Ordering::SeqCst))
+        {
+            return Err(io::Error::other(
+                "input/output error (injected by SyncFaults::fail)",
+            ));
+        }
         match slot.as_ref() {
             Some(f) => f.sync_data().map(|()| started.elapsed()),
             None => Err(io::Error::other("WAL file not open")),
         }
     }
 
-    /// The fault injection of `StoreOptions::fault_sync_hang_ms`: waits
-    /// while the value is nonzero, at most that many milliseconds.
+    /// `SyncFaults::hang_ms`: waits while the value is nonzero, at most
+    /// that many milliseconds.
     fn hang_while_asked(&self, started: Instant) {
-        let Some(hang) = &self.hang_ms else { return };
+        let Some(faults) = &self.faults else { return };
         loop {
-            let ms = hang.load(Ordering::SeqCst);
+            let ms = faults.hang_ms.load(Ordering::SeqCst);
             if ms == 0 || started.elapsed() >= Duration::from_millis(ms) {
                 return;
             }
             std::thread::sleep(Duration::from_millis(5));
         }
     }
+}
+
+/// Fault injection for tests (`StoreOptions::fault_sync`): what the fsyncs
+/// of the WAL made through [`WalSync`] do instead of working, so a server's
+/// handling of a bad disk can be tested on a good one.
+#[derive(Debug, Default)]
+pub struct SyncFaults {
+    /// While nonzero, each fsync first waits until it is cleared or that
+    /// many milliseconds have passed, as on a disk that hangs.
+    pub hang_ms: AtomicU64,
+    /// While set, each fsync fails, as on a disk that lost the write (EIO).
+    pub fail: AtomicBool,
 }

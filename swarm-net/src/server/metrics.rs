@@ -88,6 +88,8 @@ struct Inner {
     fsync_seconds: Histogram,
     /// Fsyncs that had run `FSYNC_HUNG` or longer when they returned.
     fsyncs_hung: u64,
+    /// The first fsync of the WAL that failed, kept until a restart.
+    fsync_failed: Option<String>,
     /// By lane: `drone` (drones' requests), `bulk` (big pushes, until
     /// their first part) or `other` (controls, copies for readers).
     writer_wait: BTreeMap<&'static str, Histogram>,
@@ -190,7 +192,15 @@ impl Metrics {
         let began = self.fsync_watch.begin(watch_now_ms());
         let result = sync.sync();
         self.fsync_watch.end(began);
-        let took = result?;
+        let took = match result {
+            Ok(took) => took,
+            Err(e) => {
+                if let Ok(mut m) = self.inner.lock() {
+                    m.fsync_failed.get_or_insert_with(|| e.to_string());
+                }
+                return Err(e);
+            }
+        };
         if let Ok(mut m) = self.inner.lock() {
             m.fsyncs += 1;
             if took >= FSYNC_HUNG {
@@ -200,6 +210,14 @@ impl Metrics {
                 .observe(&STORE_BUCKETS_S, took.as_secs_f64());
         }
         Ok(())
+    }
+
+    /// Why the first failed fsync of the WAL failed, if one did since the
+    /// start. Kept: after a failed fdatasync Linux may drop the pages it
+    /// could not write and report nothing to the next one, so later fsyncs
+    /// that work do not make the log whole again; a restart checks it.
+    pub(crate) fn fsync_failure(&self) -> Option<String> {
+        self.inner.lock().ok().and_then(|m| m.fsync_failed.clone())
     }
 
     /// How long the oldest fsync still running has been running.

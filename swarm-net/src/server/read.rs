@@ -38,12 +38,19 @@ pub(crate) fn health(sh: &Shared) -> Result<Reply, ApiError> {
 }
 
 /// Why the store cannot take writes now, if it cannot: a write failed (disk
-/// full, read-only file system...), or an fsync of the WAL has not returned
-/// for `FSYNC_HUNG`. A disk that hangs never fails a write: it stops
+/// full, read-only file system...), an fsync of the WAL failed since the
+/// start (until a restart), or one has not returned for `FSYNC_HUNG`. A disk that hangs never fails a write: it stops
 /// answering, and every acknowledged request waits on that fsync.
 fn store_trouble(sh: &Shared) -> Option<String> {
     if let Some(f) = sh.store_fault.read().ok().and_then(|f| f.clone()) {
         return Some(format!("the store cannot write: {f}"));
+    }
+    if let Some(e) = sh.metrics.fsync_failure() {
+        return Some(format!(
+            "an fsync of the WAL failed ({e}): the requests it covered were answered with an \
+             error, and what was acknowledged since may not survive a crash; check the disk, then \
+             restart the server (it checks the log against what was acknowledged)"
+        ));
     }
     let age = sh.metrics.fsync_in_flight()?;
     (age >= super::metrics::FSYNC_HUNG).then(|| {

@@ -1,23 +1,23 @@
-//! A disk that hangs: an fsync of the WAL that does not return fails no
-//! write, so health must notice the fsync itself. The real server, in
-//! process, with the store's fault injection (`fault_sync_hang_ms`) holding
-//! every WAL fsync made before answering.
+//! A disk that hangs or fails an fsync of the WAL: neither fails a write,
+//! so health must notice the fsync itself. The real server, in process,
+//! with the store's fault injection (`SyncFaults`) acting on every WAL
+//! fsync made before answering.
 
 use serde_json::{json, Value};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use swarm_net::binhost::BinhostOptions;
 use swarm_net::server::{self, RunningServer, ServerOptions};
-use swarm_store::StoreOptions;
+use swarm_store::{StoreOptions, SyncFaults};
 
-fn start(dir: &std::path::Path, hang: Arc<AtomicU64>) -> RunningServer {
+fn start(dir: &std::path::Path, faults: Arc<SyncFaults>) -> RunningServer {
     server::start(ServerOptions {
         listen: "127.0.0.1:0".parse().expect("addr"),
         db_path: dir.join("swarm.db"),
         staging: dir.join("staging"),
         store: StoreOptions {
-            fault_sync_hang_ms: Some(hang),
+            fault_sync: Some(faults),
             ..StoreOptions::default()
         },
         admin_token: "hung-disk-token".into(),
@@ -67,29 +67,32 @@ fn gauge(base: &str, name: &str) -> f64 {
         .unwrap_or_else(|| panic!("no {name} in /metrics"))
 }
 
+/// Registers a drone; its reply waits for the fsync that makes it durable.
+fn register(base: &str, id: &str) -> u16 {
+    let body = json!({"id": id, "name": id, "ip": "127.0.0.1",
+        "capabilities": {"cores": 4, "ram_gb": 8}});
+    match ureq::post(&format!("{base}/api/v1/register")).send_json(body) {
+        Ok(r) => r.status(),
+        Err(ureq::Error::Status(code, _)) => code,
+        Err(e) => panic!("register: {e}"),
+    }
+}
+
 #[test]
 fn health_is_503_while_an_fsync_hangs_and_turns_back_when_it_returns() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let hang = Arc::new(AtomicU64::new(0));
-    let running = start(dir.path(), hang.clone());
+    let faults = Arc::new(SyncFaults::default());
+    let running = start(dir.path(), faults.clone());
     let base = format!("http://{}", running.addr());
     assert_eq!(health(&base).0, 200);
     assert_eq!(gauge(&base, "swarm_store_fsync_in_flight_seconds"), 0.0);
 
     // The disk stops answering: a drone's registration waits on its fsync.
-    hang.store(60_000, Ordering::SeqCst);
+    faults.hang_ms.store(60_000, Ordering::SeqCst);
     let hung_at = Instant::now();
     let register = {
-        let url = format!("{base}/api/v1/register");
-        std::thread::spawn(move || {
-            let body = json!({"id": "hung-0001", "name": "hung", "ip": "127.0.0.1",
-                "capabilities": {"cores": 4, "ram_gb": 8}});
-            match ureq::post(&url).send_json(body) {
-                Ok(r) => r.status(),
-                Err(ureq::Error::Status(code, _)) => code,
-                Err(e) => panic!("register: {e}"),
-            }
-        })
+        let base = base.clone();
+        std::thread::spawn(move || register(&base, "hung-0001"))
     };
     // A slow fsync is not a hung disk: health stays 200 for a while.
     std::thread::sleep(Duration::from_secs(3));
@@ -123,7 +126,7 @@ fn health_is_503_while_an_fsync_hangs_and_turns_back_when_it_returns() {
     );
 
     // The disk answers again: the registration is acknowledged, health turns back.
-    hang.store(0, Ordering::SeqCst);
+    faults.hang_ms.store(0, Ordering::SeqCst);
     assert_eq!(register.join().expect("register thread"), 200);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -139,5 +142,49 @@ fn health_is_503_while_an_fsync_hangs_and_turns_back_when_it_returns() {
     assert_eq!(gauge(&base, "swarm_store_writable"), 1.0);
     // The hang is counted, for alerts whose scrapes missed it.
     assert_eq!(gauge(&base, "swarm_store_fsyncs_hung_total"), 1.0);
+    running.shutdown();
+}
+
+#[test]
+fn a_failed_fsync_answers_with_an_error_and_health_stays_503_until_a_restart() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let faults = Arc::new(SyncFaults::default());
+    let running = start(dir.path(), faults.clone());
+    let base = format!("http://{}", running.addr());
+    assert_eq!(register(&base, "before-0001"), 200);
+    assert_eq!(health(&base).0, 200);
+
+    // The disk loses a write: the request it covered is not acknowledged.
+    faults.fail.store(true, Ordering::SeqCst);
+    assert_eq!(register(&base, "lost-0001"), 503);
+    let (code, body) = health(&base);
+    assert_eq!(code, 503, "{body}");
+    assert!(
+        body["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("fsync of the WAL failed") && r.contains("restart")),
+        "{body}"
+    );
+    assert_eq!(gauge(&base, "swarm_store_writable"), 0.0);
+
+    // Later fsyncs work, but the log may have a hole: health stays 503.
+    faults.fail.store(false, Ordering::SeqCst);
+    assert_eq!(register(&base, "after-0001"), 200);
+    let (code, body) = health(&base);
+    assert_eq!(code, 503, "a failed fsync forgotten: {body}");
+
+    // A restart checks the log against what was acknowledged, and health is 200 again.
+    running.shutdown();
+    let running = start(dir.path(), Arc::new(SyncFaults::default()));
+    let base = format!("http://{}", running.addr());
+    let (code, body) = health(&base);
+    assert_eq!(code, 200, "{body}");
+    let (_, drones) = get(&format!("{base}/api/v1/nodes"));
+    for id in ["before-0001", "after-0001"] {
+        assert!(
+            drones.contains(id),
+            "{id} acknowledged, then lost: {drones}"
+        );
+    }
     running.shutdown();
 }
