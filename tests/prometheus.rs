@@ -190,8 +190,11 @@ fn the_slow_disk_alert_fires_for_slow_fsyncs_only() {
     let Some(tool) = promtool() else { return };
     // Ten fsyncs a minute on each server: `slow`'s take 0.5-2.5 s, `fast`'s under 1 ms.
     let bucket = |instance: &str, le: &str, values: &str| {
-        format!(
-            "      - series: 'swarm_store_fsync_duration_seconds_bucket{{instance=\"{instance}\",le=\"{le}\"}}'\n        values: '{values}'\n"
+        input_series(
+            &format!(
+                "swarm_store_fsync_duration_seconds_bucket{{instance=\"{instance}\",le=\"{le}\"}}"
+            ),
+            values,
         )
     };
     let mut series = String::new();
@@ -219,6 +222,11 @@ fn the_slow_disk_alert_fires_for_slow_fsyncs_only() {
 "#
     );
     promtool_test_rules(tool, &text);
+}
+
+/// One entry of a rules test's `input_series:`.
+fn input_series(series: &str, values: &str) -> String {
+    format!("      - series: '{series}'\n        values: '{values}'\n")
 }
 
 /// Runs `promtool test rules` on the alert rules with these input series and
@@ -259,9 +267,7 @@ fn the_store_alert_fires_for_a_hung_fsync_seen_live_or_only_counted() {
             ("swarm_store_fsyncs_hung_total", hung),
             ("swarm_store_errors_total", "0x13"),
         ] {
-            series += &format!(
-                "      - series: '{name}{{instance=\"{instance}\"}}'\n        values: '{values}'\n"
-            );
+            series += &input_series(&format!("{name}{{instance=\"{instance}\"}}"), values);
         }
     }
     let summary = "swarm cannot write its database";

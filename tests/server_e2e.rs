@@ -21,14 +21,13 @@ fn v3_register(id: &str, name: &str, task: Value) -> Value {
 /// A counter of the server's `/metrics` (a line `name value`).
 fn counter(server: &Server, name: &str) -> u64 {
     let (_, m) = request("GET", &format!("{}/metrics", server.url), None, None);
-    m.as_str()
-        .and_then(|t| {
-            t.lines().find_map(|l| {
-                l.strip_prefix(name)
-                    .and_then(|rest| rest.strip_prefix(' '))
-                    .and_then(|v| v.parse().ok())
-            })
-        })
+    counter_in(m.as_str().unwrap_or_default(), name)
+}
+
+/// A counter in a `/metrics` text.
+fn counter_in(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
         .unwrap_or_else(|| panic!("no counter {name} in /metrics"))
 }
 
@@ -972,17 +971,14 @@ fn fsyncs_and_writer_waits_are_timed_on_metrics() {
     let (_, m) = request("GET", &format!("{}/metrics", s.url), None, None);
     let text = m.as_str().unwrap_or_default().to_owned();
     let fsync = histogram(&text, "swarm_store_fsync_duration_seconds");
-    let fsyncs: f64 = text
-        .lines()
-        .find_map(|l| l.strip_prefix("swarm_store_fsyncs_total ")?.parse().ok())
-        .expect("swarm_store_fsyncs_total");
+    let fsyncs = counter_in(&text, "swarm_store_fsyncs_total");
     let count = fsync
         .iter()
         .find(|(l, _)| l == "_count")
         .map(|(_, v)| *v)
         .expect("fsync count");
     assert!(count >= 1.0, "{fsync:?}");
-    assert_eq!(count, fsyncs, "{fsync:?}");
+    assert_eq!(count as u64, fsyncs, "{fsync:?}");
     let inf = fsync
         .iter()
         .find(|(l, _)| l == "_bucket{le=\"+Inf\"}")

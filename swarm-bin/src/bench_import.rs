@@ -526,7 +526,8 @@ fn print_text(o: &Value) {
     }
     let h = &o["heartbeat_ms"]["settling"];
     println!(
-        "heartbeats while the order settled after each slice, and 300 ms more ({} samples, in neither window): p50 {} ms, p99 {} ms, max {} ms",
+        "heartbeats while the order settled after each slice, and {} ms more ({} samples, in neither window): p50 {} ms, p99 {} ms, max {} ms",
+        SETTLE.as_millis(),
         h["samples"],
         f(&h["p50"]),
         f(&h["p99"]),

@@ -67,6 +67,21 @@ fn gauge(base: &str, name: &str) -> f64 {
         .unwrap_or_else(|| panic!("no {name} in /metrics"))
 }
 
+/// Polls health until it answers `code`, and gives its body; fails at `deadline`.
+fn health_turns(base: &str, code: u16, deadline: Instant) -> Value {
+    loop {
+        let (got, body) = health(base);
+        if got == code {
+            return body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "health never turned {code}: {got} {body}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// Registers a drone; its reply waits for the fsync that makes it durable.
 fn register(base: &str, id: &str) -> u16 {
     let body = json!({"id": id, "name": id, "ip": "127.0.0.1",
@@ -98,19 +113,8 @@ fn health_is_503_while_an_fsync_hangs_and_turns_back_when_it_returns() {
     std::thread::sleep(Duration::from_secs(3));
     let (code, body) = health(&base);
     assert_eq!(code, 200, "3 s into the hang: {body}");
-    let (code, body) = loop {
-        let (code, body) = health(&base);
-        if code != 200 {
-            break (code, body);
-        }
-        assert!(
-            hung_at.elapsed() < Duration::from_secs(30),
-            "health never noticed the hung fsync: {body}"
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    };
+    let body = health_turns(&base, 503, hung_at + Duration::from_secs(30));
     assert!(hung_at.elapsed() >= Duration::from_secs(10), "{body}");
-    assert_eq!(code, 503, "{body}");
     assert_eq!(body["store_writable"], json!(false), "{body}");
     assert!(
         body["reason"]
@@ -128,15 +132,7 @@ fn health_is_503_while_an_fsync_hangs_and_turns_back_when_it_returns() {
     // The disk answers again: the registration is acknowledged, health turns back.
     faults.hang_ms.store(0, Ordering::SeqCst);
     assert_eq!(register.join().expect("register thread"), 200);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (code, body) = health(&base);
-        if code == 200 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "never recovered: {body}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    health_turns(&base, 200, Instant::now() + Duration::from_secs(10));
     // An fsync of the copies the reads above asked for may be running: under a second.
     assert!(gauge(&base, "swarm_store_fsync_in_flight_seconds") < 1.0);
     assert_eq!(gauge(&base, "swarm_store_writable"), 1.0);

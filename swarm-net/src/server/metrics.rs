@@ -90,8 +90,9 @@ struct Inner {
     fsyncs_hung: u64,
     /// The first fsync of the WAL that failed, kept until a restart.
     fsync_failed: Option<String>,
-    /// By lane: `drone` (drones' requests), `bulk` (big pushes, until
-    /// their first part) or `other` (controls, copies for readers).
+    /// By lane: `drone` (drones' own requests), `bulk` (pushes, until the
+    /// commit of their first part) or `other` (controls, copies for
+    /// readers, probe results).
     writer_wait: BTreeMap<&'static str, Histogram>,
 }
 
@@ -383,15 +384,18 @@ impl Metrics {
             std::iter::once((String::new(), &m.fsync_seconds)),
             &STORE_BUCKETS_S,
         );
-        let in_flight = self.fsync_in_flight().unwrap_or_default().as_secs_f64();
-        let _ = writeln!(
+        gauge(
             out,
-            "# HELP swarm_store_fsync_in_flight_seconds How long the oldest fsync of the WAL \
-             still running has been running (0: none): a disk that hangs shows here while it \
-             hangs, and health is 503 past {} s.\n\
-             # TYPE swarm_store_fsync_in_flight_seconds gauge\n\
-             swarm_store_fsync_in_flight_seconds {in_flight}",
-            FSYNC_HUNG.as_secs()
+            "swarm_store_fsync_in_flight_seconds",
+            &format!(
+                "How long the oldest fsync of the WAL still running has been running (0: none): \
+                 a disk that hangs shows here while it hangs, and health is 503 past {} s.",
+                FSYNC_HUNG.as_secs()
+            ),
+            &[(
+                String::new(),
+                self.fsync_in_flight().unwrap_or_default().as_secs_f64(),
+            )],
         );
         histogram_family(
             out,
@@ -408,8 +412,11 @@ impl Metrics {
         counter_family(
             out,
             "swarm_store_fsyncs_hung_total",
-            "Fsyncs of the WAL that ran 10 s or longer (health was 503 meanwhile): a hang \
-             shorter than a scrape interval still counts here.",
+            &format!(
+                "Fsyncs of the WAL that ran {} s or longer (health was 503 meanwhile): a hang \
+                 shorter than a scrape interval still counts here.",
+                FSYNC_HUNG.as_secs()
+            ),
             std::iter::once((String::new(), m.fsyncs_hung)),
         );
         counter_family(
@@ -460,7 +467,12 @@ fn counter_family(
 }
 
 /// One gauge line with its header.
-pub(crate) fn gauge(out: &mut String, name: &str, help: &str, rows: &[(String, u64)]) {
+pub(crate) fn gauge<V: std::fmt::Display>(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    rows: &[(String, V)],
+) {
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} gauge");
     for (labels, v) in rows {

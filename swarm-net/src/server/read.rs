@@ -6,7 +6,6 @@ use super::metrics::gauge;
 use super::shared::Shared;
 use super::v3;
 use serde_json::{json, Value};
-use std::fmt::Write as _;
 use swarm_core::{Atom, DroneStatus, PackageStatus};
 use swarm_store::EventFilter;
 
@@ -39,8 +38,9 @@ pub(crate) fn health(sh: &Shared) -> Result<Reply, ApiError> {
 
 /// Why the store cannot take writes now, if it cannot: a write failed (disk
 /// full, read-only file system...), an fsync of the WAL failed since the
-/// start (until a restart), or one has not returned for `FSYNC_HUNG`. A disk that hangs never fails a write: it stops
-/// answering, and every acknowledged request waits on that fsync.
+/// start (until a restart), or one has not returned for `FSYNC_HUNG`. A
+/// disk that hangs never fails a write: it stops answering, and every
+/// acknowledged request waits on that fsync.
 fn store_trouble(sh: &Shared) -> Option<String> {
     if let Some(f) = sh.store_fault.read().ok().and_then(|f| f.clone()) {
         return Some(format!("the store cannot write: {f}"));
@@ -414,22 +414,21 @@ pub(crate) fn metrics(sh: &Shared) -> Result<Reply, ApiError> {
     );
     // Seconds, as Prometheus names base units (promtool checks it); the
     // writer keeps microseconds.
-    let cost_s = sh
+    let cost_us = sh
         .publish_cost_us
-        .load(std::sync::atomic::Ordering::Relaxed) as f64
-        / 1e6;
-    let _ = writeln!(
-        out,
-        "# HELP swarm_publish_cost_seconds What the writer's last copy of the state for readers \
-         cost it; forced copies are 10 times this apart (50 ms to 1 s).\n\
-         # TYPE swarm_publish_cost_seconds gauge\n\
-         swarm_publish_cost_seconds {cost_s}"
+        .load(std::sync::atomic::Ordering::Relaxed);
+    gauge(
+        &mut out,
+        "swarm_publish_cost_seconds",
+        "What the writer's last copy of the state for readers cost it; forced copies are 10 \
+         times this apart (50 ms to 1 s).",
+        &[(String::new(), cost_us as f64 / 1e6)],
     );
     let writable = store_trouble(sh).is_none();
     gauge(
         &mut out,
         "swarm_store_writable",
-        "1 while the store takes writes; 0 while it cannot write (disk full, read-only file system) or an fsync of the WAL hangs; /api/v1/health says why.",
+        "1 while the store takes writes; 0 while it cannot write (disk full, read-only file system), since an fsync of the WAL failed (until a restart), or while one hangs; /api/v1/health says why.",
         &[(String::new(), u64::from(writable))],
     );
     super::dashboard::slo::render(
