@@ -83,12 +83,16 @@ say "swarm queue import world.toml"
 say "swarm control block =sys-libs/ncurses-6.4_p20240414"
 
 note "3. Two drones (in their own terminals; their first log lines)."
+# The stand-in builder writes a few KiB: the default 5 GiB floor of free
+# disk (--min-free-disk) is for real builds, and on a small disk it would
+# keep these drones idle.
 for d in drone-a drone-b; do
 	mkdir -p "$d"
 	SWARM_STANDIN_SCALE_MS=2000 SWARM_STANDIN_FAIL==dev-vcs/git-2.47.1 \
 		"$SWARM" drone --server "${url#http://}" --name "$d" --builder standin --slots 1 \
 		--heartbeat-s 1 --poll-s 1 --work-dir "$farm/$d" --pkgdir "$farm/$d/pkgdir" \
 		--machine-id "first-day-$d" --portage-timestamp-file "$farm/none" \
+		--min-free-disk 64MiB \
 		>"$d.out" 2>"$d.log" </dev/null &
 	pids+=($!)
 	eval "pid_${d//-/_}=$!"
