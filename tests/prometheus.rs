@@ -252,27 +252,30 @@ fn promtool_test_rules(tool: &str, series_and_alerts: &str) {
 }
 
 #[test]
-fn the_store_alert_fires_for_a_hung_fsync_seen_live_or_only_counted() {
+fn the_store_alert_fires_for_a_hung_fsync_seen_live_or_only_counted_and_a_stalled_writer() {
     let Some(tool) = promtool() else { return };
     // `live` is caught while its fsync hangs; `brief` hung between two scrapes
-    // (only the counter saw it); `fine` neither.
+    // (only the counter saw it); `stalled`'s writer was held between two
+    // scrapes outside an fsync; `fine` none of these.
     let mut series = String::new();
-    for (instance, writable, hung) in [
-        ("live", "1 1 1 0x10", "0x13"),
-        ("brief", "1x13", "0 0 0 1x10"),
-        ("fine", "1x13", "0x13"),
+    for (instance, writable, hung, stalls) in [
+        ("live", "1 1 1 0x10", "0x13", "0x13"),
+        ("brief", "1x13", "0 0 0 1x10", "0x13"),
+        ("stalled", "1x13", "0x13", "0 0 0 1x10"),
+        ("fine", "1x13", "0x13", "0x13"),
     ] {
         for (name, values) in [
             ("swarm_store_writable", writable),
             ("swarm_store_fsyncs_hung_total", hung),
+            ("swarm_writer_stalls_total", stalls),
             ("swarm_store_errors_total", "0x13"),
         ] {
             series += &input_series(&format!("{name}{{instance=\"{instance}\"}}"), values);
         }
     }
     let summary = "swarm cannot write its database";
-    let description = "Group commits are failing or an fsync hangs (disk full? permissions? a \
-                       read-only filesystem? a hung disk?). /api/v1/health says which; check the \
+    let description = "Group commits are failing, or an fsync or the writer hangs (disk full? \
+                       permissions? a read-only filesystem? a hung disk?). /api/v1/health says which; check the \
                        server log and the data directory.";
     let text = format!(
         r#"{series}    alert_rule_test:
@@ -285,6 +288,8 @@ fn the_store_alert_fires_for_a_hung_fsync_seen_live_or_only_counted() {
           - exp_labels: {{severity: critical, instance: live}}
             exp_annotations: {{summary: "{summary}", description: "{description}"}}
           - exp_labels: {{severity: critical, instance: brief}}
+            exp_annotations: {{summary: "{summary}", description: "{description}"}}
+          - exp_labels: {{severity: critical, instance: stalled}}
             exp_annotations: {{summary: "{summary}", description: "{description}"}}
 "#
     );

@@ -1,10 +1,11 @@
-//! A disk that hangs or fails an fsync of the WAL: neither fails a write,
-//! so health must notice the fsync itself. The real server, in process,
-//! with the store's fault injection (`SyncFaults`) acting on every WAL
-//! fsync made before answering.
+//! A disk that hangs or fails an fsync of the WAL, or holds the writer
+//! elsewhere: none of them fails a write, so health must notice the call
+//! that does not return. The real server, in process, with the store's
+//! fault injection (`SyncFaults`) acting on every WAL fsync made before
+//! answering and on every commit.
 
 use serde_json::{json, Value};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use swarm_net::binhost::BinhostOptions;
@@ -93,23 +94,35 @@ fn register(base: &str, id: &str) -> u16 {
     }
 }
 
-#[test]
-fn health_is_503_while_an_fsync_hangs_and_turns_back_when_it_returns() {
+/// One kind of hang (`knob` of the fault injection): health stays 200 while
+/// it is short, turns 503 with `reason` once it has lasted 10 s, shows it
+/// in the `in_flight` gauge (and not in `not_in_flight`), keeps the drone's
+/// registration it holds unanswered, and turns back once it ends; `counter`
+/// then counts it, for alerts whose scrapes missed it.
+struct Hang {
+    knob: fn(&SyncFaults) -> &AtomicU64,
+    reason: &'static str,
+    in_flight: &'static str,
+    not_in_flight: Option<&'static str>,
+    counter: &'static str,
+}
+
+fn health_follows(hang: Hang) {
     let dir = tempfile::tempdir().expect("temp dir");
     let faults = Arc::new(SyncFaults::default());
     let running = start(dir.path(), faults.clone());
     let base = format!("http://{}", running.addr());
     assert_eq!(health(&base).0, 200);
-    assert_eq!(gauge(&base, "swarm_store_fsync_in_flight_seconds"), 0.0);
+    assert!(gauge(&base, hang.in_flight) < 1.0);
 
-    // The disk stops answering: a drone's registration waits on its fsync.
-    faults.hang_ms.store(60_000, Ordering::SeqCst);
+    // The disk stops answering: a drone's registration waits on it.
+    (hang.knob)(&faults).store(60_000, Ordering::SeqCst);
     let hung_at = Instant::now();
     let register = {
         let base = base.clone();
         std::thread::spawn(move || register(&base, "hung-0001"))
     };
-    // A slow fsync is not a hung disk: health stays 200 for a while.
+    // A slow disk is not a hung one: health stays 200 for a while.
     std::thread::sleep(Duration::from_secs(3));
     let (code, body) = health(&base);
     assert_eq!(code, 200, "3 s into the hang: {body}");
@@ -119,26 +132,49 @@ fn health_is_503_while_an_fsync_hangs_and_turns_back_when_it_returns() {
     assert!(
         body["reason"]
             .as_str()
-            .is_some_and(|r| r.contains("has not returned")),
+            .is_some_and(|r| r.contains(hang.reason)),
         "{body}"
     );
-    assert!(gauge(&base, "swarm_store_fsync_in_flight_seconds") >= 10.0);
+    assert!(gauge(&base, hang.in_flight) >= 10.0);
+    if let Some(other) = hang.not_in_flight {
+        assert_eq!(gauge(&base, other), 0.0, "{other}");
+    }
     assert_eq!(gauge(&base, "swarm_store_writable"), 0.0);
-    assert!(
-        !register.is_finished(),
-        "answered before its fsync returned"
-    );
+    assert!(!register.is_finished(), "answered before the disk did");
 
     // The disk answers again: the registration is acknowledged, health turns back.
-    faults.hang_ms.store(0, Ordering::SeqCst);
+    (hang.knob)(&faults).store(0, Ordering::SeqCst);
     assert_eq!(register.join().expect("register thread"), 200);
     health_turns(&base, 200, Instant::now() + Duration::from_secs(10));
-    // An fsync of the copies the reads above asked for may be running: under a second.
-    assert!(gauge(&base, "swarm_store_fsync_in_flight_seconds") < 1.0);
+    // A step or an fsync for the reads above may be running: under a second.
+    assert!(gauge(&base, hang.in_flight) < 1.0);
     assert_eq!(gauge(&base, "swarm_store_writable"), 1.0);
-    // The hang is counted, for alerts whose scrapes missed it.
-    assert_eq!(gauge(&base, "swarm_store_fsyncs_hung_total"), 1.0);
+    assert_eq!(gauge(&base, hang.counter), 1.0);
     running.shutdown();
+}
+
+#[test]
+fn health_is_503_while_an_fsync_hangs_and_turns_back_when_it_returns() {
+    health_follows(Hang {
+        knob: |f| &f.hang_ms,
+        reason: "an fsync of the WAL has not returned",
+        in_flight: "swarm_store_fsync_in_flight_seconds",
+        // The writer may fsync inline, and is then held too.
+        not_in_flight: None,
+        counter: "swarm_store_fsyncs_hung_total",
+    });
+}
+
+#[test]
+fn health_is_503_while_the_writer_is_held_outside_an_fsync() {
+    // A commit's write is held (a checkpoint, a throttled write()): no fsync runs.
+    health_follows(Hang {
+        knob: |f| &f.commit_hang_ms,
+        reason: "the writer has been on one step",
+        in_flight: "swarm_writer_busy_seconds",
+        not_in_flight: Some("swarm_store_fsync_in_flight_seconds"),
+        counter: "swarm_writer_stalls_total",
+    });
 }
 
 #[test]

@@ -85,7 +85,8 @@ pub struct StoreOptions {
     pub fault_page_limit: Option<Arc<AtomicU64>>,
     /// Fault injection for tests: what every fsync of the WAL made through
     /// `wal_sync` (those before answering, and the one at the end of
-    /// `open`) does instead of working: hang, or fail.
+    /// `open`) does instead of working: hang, or fail; and whether each
+    /// commit hangs first.
     pub fault_sync: Option<Arc<crate::SyncFaults>>,
     /// With `synchronous: Full`, commit without waiting for the fsync and
     /// leave it to the caller (default false): [`Store::wal_sync`] gives the
@@ -404,7 +405,7 @@ impl Store {
         note: impl FnMut(&Swarm) -> T,
     ) -> Result<Vec<(Seq, Vec<Output>, T)>, StoreError> {
         let result = self
-            .apply_fault_limit()
+            .apply_faults()
             .and_then(|()| self.ensure_core())
             .and_then(|()| match self.try_append(inputs, more, note) {
                 Ok(done) => Ok(done),
@@ -479,7 +480,12 @@ impl Store {
         }
     }
 
-    fn apply_fault_limit(&mut self) -> Result<(), StoreError> {
+    /// The injected faults a write meets first (`fault_page_limit`,
+    /// `SyncFaults::commit_hang_ms`).
+    fn apply_faults(&mut self) -> Result<(), StoreError> {
+        if let Some(faults) = &self.opts.fault_sync {
+            crate::wal_sync::hold(&faults.commit_hang_ms, std::time::Instant::now());
+        }
         let Some(limit) = &self.opts.fault_page_limit else {
             return Ok(());
         };
@@ -504,7 +510,7 @@ impl Store {
     /// that works says the store took 64 KiB now, not that every later
     /// append fits: `write_error` always describes the latest attempt.
     pub fn probe_write(&mut self, at: Timestamp) -> Result<(), StoreError> {
-        let result = self.apply_fault_limit().and_then(|()| {
+        let result = self.apply_faults().and_then(|()| {
             let tx = self
                 .conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)?;

@@ -61,7 +61,9 @@ impl WalSync {
             *slot = Some(File::open(&self.path)?);
         }
         let started = Instant::now();
-        self.hang_while_asked(started);
+        if let Some(faults) = &self.faults {
+            hold(&faults.hang_ms, started);
+        }
         if self
             .faults
             .as_ref()
@@ -76,19 +78,6 @@ impl WalSync {
             None => Err(io::Error::other("WAL file not open")),
         }
     }
-
-    /// `SyncFaults::hang_ms`: waits while the value is nonzero, at most
-    /// that many milliseconds.
-    fn hang_while_asked(&self, started: Instant) {
-        let Some(faults) = &self.faults else { return };
-        loop {
-            let ms = faults.hang_ms.load(Ordering::SeqCst);
-            if ms == 0 || started.elapsed() >= Duration::from_millis(ms) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
 }
 
 /// Fault injection for tests (`StoreOptions::fault_sync`): what the fsyncs
@@ -101,4 +90,21 @@ pub struct SyncFaults {
     pub hang_ms: AtomicU64,
     /// While set, each fsync fails, as on a disk that lost the write (EIO).
     pub fail: AtomicBool,
+    /// While nonzero, each commit (of a batch, or a probe of the store)
+    /// first waits until it is cleared or that many milliseconds have
+    /// passed: a writer held outside any fsync watched before answering, as
+    /// by a `write()` the kernel throttles or a checkpoint on its thread.
+    pub commit_hang_ms: AtomicU64,
+}
+
+/// Waits while `knob` (one of `SyncFaults`' hangs) is nonzero, at most that
+/// many milliseconds from `started`.
+pub(crate) fn hold(knob: &AtomicU64, started: Instant) {
+    loop {
+        let ms = knob.load(Ordering::SeqCst);
+        if ms == 0 || started.elapsed() >= Duration::from_millis(ms) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }

@@ -5,15 +5,20 @@
 //! The exposition format is a few lines of text, so it is written directly
 //! rather than through a metrics framework.
 
+use super::in_flight::{watch_now_ms, InFlight, Watched};
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 use swarm_core::{Event, Output};
 
 /// An fsync running this long means the disk hangs: health turns 503.
 pub(crate) const FSYNC_HUNG: Duration = Duration::from_secs(10);
+/// A step of the writer (a commit and its replies, a probe of the store, a
+/// copy for readers) running this long means it is stuck: health turns 503.
+/// Steps are bounded (a push comes in parts, ticks have a budget), so a
+/// healthy one takes milliseconds; a copy of a very large queue, a second.
+pub(crate) const WRITER_STUCK: Duration = Duration::from_secs(10);
 
 const LATENCY_BUCKETS_S: [f64; 10] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 2.5,
@@ -88,6 +93,9 @@ struct Inner {
     fsync_seconds: Histogram,
     /// Fsyncs that had run `FSYNC_HUNG` or longer when they returned.
     fsyncs_hung: u64,
+    /// Steps of the writer that had run `WRITER_STUCK` or longer when they
+    /// ended.
+    writer_stalls: u64,
     /// The first fsync of the WAL that failed, kept until a restart.
     fsync_failed: Option<String>,
     /// By lane: `drone` (drones' own requests), `bulk` (pushes, until the
@@ -102,57 +110,29 @@ pub(crate) struct Metrics {
     inner: Mutex<Inner>,
     /// The front door's own counters (connections, refusals).
     pub(crate) front: std::sync::Arc<super::front::FrontStats>,
-    fsync_watch: FsyncWatch,
+    fsync_watch: InFlight,
+    writer_watch: InFlight,
 }
 
-/// When the fsyncs in flight began, so a hung one is seen while it hangs.
-/// One slot per fsync that can run at once: today the writer fsyncs inline
-/// only while the fsync thread is idle, so one would do, but a slot each
-/// keeps a second fsync visible should both ever run together.
-#[derive(Default)]
-struct FsyncWatch {
-    /// Starts (`watch_now_ms`) of the fsyncs in flight; 0: a free slot.
-    since_ms: [AtomicU64; 4],
+/// A step of the writer in progress (`Metrics::writer_step`): watched until
+/// it is dropped.
+pub(crate) struct WriterStep<'a> {
+    metrics: &'a Metrics,
+    began: Watched,
 }
 
-/// Which slot `FsyncWatch::begin` took and when (`None`: none was free).
-type Watched = Option<(usize, u64)>;
-
-impl FsyncWatch {
-    /// Records a start at `now_ms` (nonzero) in a free slot.
-    fn begin(&self, now_ms: u64) -> Watched {
-        self.since_ms.iter().enumerate().find_map(|(i, slot)| {
-            slot.compare_exchange(0, now_ms, Ordering::SeqCst, Ordering::SeqCst)
-                .ok()
-                .map(|_| (i, now_ms))
-        })
-    }
-
-    fn end(&self, watched: Watched) {
-        if let Some((i, began)) = watched {
-            let _ = self.since_ms[i].compare_exchange(began, 0, Ordering::SeqCst, Ordering::SeqCst);
+impl Drop for WriterStep<'_> {
+    fn drop(&mut self) {
+        let took = self
+            .began
+            .map(|(_, since)| Duration::from_millis(watch_now_ms().saturating_sub(since)));
+        self.metrics.writer_watch.end(self.began);
+        if took.is_some_and(|t| t >= WRITER_STUCK) {
+            if let Ok(mut m) = self.metrics.inner.lock() {
+                m.writer_stalls += 1;
+            }
         }
     }
-
-    /// How long the oldest fsync in flight has been running.
-    fn age(&self, now_ms: u64) -> Option<Duration> {
-        self.since_ms
-            .iter()
-            .map(|slot| slot.load(Ordering::SeqCst))
-            .filter(|since| *since != 0)
-            .min()
-            .map(|since| Duration::from_millis(now_ms.saturating_sub(since)))
-    }
-}
-
-/// Milliseconds on a clock of this process, from 1 (0 means "none" above).
-fn watch_now_ms() -> u64 {
-    static BASE: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-    let ms = BASE
-        .get_or_init(std::time::Instant::now)
-        .elapsed()
-        .as_millis();
-    u64::try_from(ms).unwrap_or(u64::MAX - 1) + 1
 }
 
 fn tag<T: serde::Serialize>(v: &T, key: &str) -> String {
@@ -224,6 +204,23 @@ impl Metrics {
     /// How long the oldest fsync still running has been running.
     pub(crate) fn fsync_in_flight(&self) -> Option<Duration> {
         self.fsync_watch.age(watch_now_ms())
+    }
+
+    /// Marks the start of a step of the writer, watched until the guard is
+    /// dropped: a writer held outside the fsyncs watched before answering
+    /// (a `write()` the kernel throttles, a checkpoint on its thread, a
+    /// stalled read of the database) shows in health while it is held.
+    pub(crate) fn writer_step(&self) -> WriterStep<'_> {
+        WriterStep {
+            metrics: self,
+            began: self.writer_watch.begin(watch_now_ms()),
+        }
+    }
+
+    /// How long the writer's current step has been running (`None`: it
+    /// waits for work).
+    pub(crate) fn writer_busy(&self) -> Option<Duration> {
+        self.writer_watch.age(watch_now_ms())
     }
 
     /// How long requests of a lane waited for the writer to start their
@@ -397,6 +394,31 @@ impl Metrics {
                 self.fsync_in_flight().unwrap_or_default().as_secs_f64(),
             )],
         );
+        gauge(
+            out,
+            "swarm_writer_busy_seconds",
+            &format!(
+                "How long the writer's current step (a commit and its replies, a probe of the \
+                 store, a copy for readers) has been running (0: it waits for work): a writer \
+                 held by the disk shows here, and health is 503 past {} s.",
+                WRITER_STUCK.as_secs()
+            ),
+            &[(
+                String::new(),
+                self.writer_busy().unwrap_or_default().as_secs_f64(),
+            )],
+        );
+        counter_family(
+            out,
+            "swarm_writer_stalls_total",
+            &format!(
+                "Steps of the writer that ran {} s or longer (health was 503 meanwhile and no \
+                 request was acknowledged): a stall shorter than a scrape interval still counts \
+                 here.",
+                WRITER_STUCK.as_secs()
+            ),
+            std::iter::once((String::new(), m.writer_stalls)),
+        );
         histogram_family(
             out,
             "swarm_writer_wait_seconds",
@@ -481,36 +503,5 @@ pub(crate) fn gauge<V: std::fmt::Display>(
         } else {
             let _ = writeln!(out, "{name}{{{labels}}} {v}");
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::FsyncWatch;
-    use std::time::Duration;
-
-    #[test]
-    fn the_oldest_fsync_in_flight_is_watched_until_it_returns() {
-        let w = FsyncWatch::default();
-        assert_eq!(w.age(500), None, "nothing in flight");
-        let first = w.begin(100);
-        // A second fsync meanwhile: the oldest start counts.
-        let second = w.begin(200);
-        assert_eq!(w.age(12_100), Some(Duration::from_secs(12)));
-        w.end(first);
-        // The first returned, the second still hangs: still seen, from its own start.
-        assert_eq!(
-            w.age(12_200),
-            Some(Duration::from_secs(12)),
-            "the second still runs"
-        );
-        w.end(second);
-        assert_eq!(w.age(12_200), None, "both returned");
-        // Two starting in the same millisecond end apart.
-        let (a, b) = (w.begin(20_000), w.begin(20_000));
-        w.end(a);
-        assert_eq!(w.age(20_250), Some(Duration::from_millis(250)));
-        w.end(b);
-        assert_eq!(w.age(20_250), None);
     }
 }

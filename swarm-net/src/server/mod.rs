@@ -32,6 +32,7 @@ pub mod fuzzing;
 mod gate;
 mod http;
 mod identity;
+mod in_flight;
 mod jobs;
 mod lanes;
 mod log_store;

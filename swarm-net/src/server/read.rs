@@ -11,9 +11,9 @@ use swarm_store::EventFilter;
 
 /// 200 while the server can record inputs; 503 with the reason while the
 /// store cannot write (disk full, read-only file system...) or an fsync of
-/// the WAL has hung for `FSYNC_HUNG`. It turns back to 200 by itself: the
-/// writer probes the store every second meanwhile, and a hung fsync that
-/// returns is no longer in flight.
+/// the WAL has hung for `FSYNC_HUNG` or the writer for `WRITER_STUCK`. It
+/// turns back to 200 by itself: the writer probes the store every second
+/// meanwhile, and a hung fsync or step that ends is no longer in flight.
 pub(crate) fn health(sh: &Shared) -> Result<Reply, ApiError> {
     // The last committed seq, read without a copy of the core: a monitor
     // polling health must not make the writer copy a large queue.
@@ -38,9 +38,10 @@ pub(crate) fn health(sh: &Shared) -> Result<Reply, ApiError> {
 
 /// Why the store cannot take writes now, if it cannot: a write failed (disk
 /// full, read-only file system...), an fsync of the WAL failed since the
-/// start (until a restart), or one has not returned for `FSYNC_HUNG`. A
-/// disk that hangs never fails a write: it stops answering, and every
-/// acknowledged request waits on that fsync.
+/// start (until a restart), one has not returned for `FSYNC_HUNG`, or a
+/// step of the writer has not ended for `WRITER_STUCK`. A disk that hangs
+/// never fails a write: it stops answering, and every acknowledged request
+/// waits on that fsync or on the writer it holds.
 fn store_trouble(sh: &Shared) -> Option<String> {
     if let Some(f) = sh.store_fault.read().ok().and_then(|f| f.clone()) {
         return Some(format!("the store cannot write: {f}"));
@@ -52,12 +53,24 @@ fn store_trouble(sh: &Shared) -> Option<String> {
              restart the server (it checks the log against what was acknowledged)"
         ));
     }
-    let age = sh.metrics.fsync_in_flight()?;
-    (age >= super::metrics::FSYNC_HUNG).then(|| {
-        format!(
+    if let Some(age) = sh
+        .metrics
+        .fsync_in_flight()
+        .filter(|age| *age >= super::metrics::FSYNC_HUNG)
+    {
+        return Some(format!(
             "an fsync of the WAL has not returned for {} s: the disk hangs, and no request is \
              acknowledged until it returns",
             age.as_secs()
+        ));
+    }
+    let busy = sh.metrics.writer_busy()?;
+    (busy >= super::metrics::WRITER_STUCK).then(|| {
+        format!(
+            "the writer has been on one step for {} s without finishing it (a write the disk \
+             holds, a checkpoint, a stalled read of the database): no request is acknowledged \
+             until it ends",
+            busy.as_secs()
         )
     })
 }
@@ -428,7 +441,7 @@ pub(crate) fn metrics(sh: &Shared) -> Result<Reply, ApiError> {
     gauge(
         &mut out,
         "swarm_store_writable",
-        "1 while the store takes writes; 0 while it cannot write (disk full, read-only file system), since an fsync of the WAL failed (until a restart), or while one hangs; /api/v1/health says why.",
+        "1 while the store takes writes; 0 while it cannot write (disk full, read-only file system), since an fsync of the WAL failed (until a restart), or while one hangs or the writer is stuck; /api/v1/health says why.",
         &[(String::new(), u64::from(writable))],
     );
     super::dashboard::slo::render(

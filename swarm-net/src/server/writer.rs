@@ -18,8 +18,10 @@
 //! many parts were recorded (a retry queues the rest: packages already
 //! queued are counted, not queued twice).
 //!
-//! Store health: after every write the writer publishes whether the store
-//! can write (`Shared::store_fault`). While it cannot, it probes the store
+//! Store health: each step of the writer (a round, a probe, an idle copy)
+//! is watched while it runs (`Metrics::writer_step`), so a writer the disk
+//! holds shows in health before the step ends, if ever. After every write
+//! the writer publishes whether the store can write (`Shared::store_fault`). While it cannot, it probes the store
 //! every second without logging an input, so health turns back by itself
 //! when space returns; while idle and healthy it probes every
 //! `IDLE_PROBE_EVERY`, so a disk that filled without traffic is noticed.
@@ -123,7 +125,10 @@ pub(crate) fn run(mut store: Store, shared: Arc<Shared>, rx: Receiver<Job>) {
     };
     let durable = Durable::new(&store, &shared);
     loop {
-        durable.acknowledge(&mut store);
+        {
+            let _step = shared.metrics.writer_step();
+            durable.acknowledge(&mut store);
+        }
         let now = (shared.clock)();
         let due = store
             .swarm()
@@ -157,6 +162,7 @@ pub(crate) fn run(mut store: Store, shared: Arc<Shared>, rx: Receiver<Job>) {
         let now = (shared.clock)();
         let tick = now.0 >= due.0 && (!faulted || pace.last_write.elapsed() >= FAULT_PROBE_EVERY);
         if jobs.is_empty() && !tick {
+            let _step = shared.metrics.writer_step();
             let every = if faulted {
                 FAULT_PROBE_EVERY
             } else {
@@ -191,6 +197,7 @@ pub(crate) fn run(mut store: Store, shared: Arc<Shared>, rx: Receiver<Job>) {
             // What arrives during the commit joins the next round (and ends
             // the commit's run of parts: see `commit`).
             let mut more = Vec::new();
+            let step = shared.metrics.writer_step();
             round(
                 &mut store,
                 &shared,
@@ -206,6 +213,7 @@ pub(crate) fn run(mut store: Store, shared: Arc<Shared>, rx: Receiver<Job>) {
                 tick,
                 now,
             );
+            drop(step);
             part_last = carry_part;
             tick = false;
             if bulk.is_some() {
