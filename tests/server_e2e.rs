@@ -953,7 +953,7 @@ fn histogram(text: &str, name: &str) -> Vec<(String, f64)> {
 }
 
 #[test]
-fn fsyncs_and_writer_waits_are_timed_on_metrics() {
+fn fsyncs_writer_waits_and_rounds_are_timed_on_metrics() {
     let dir = tempfile::tempdir().expect("temp dir");
     let s = Server::start(dir.path(), &[]);
     // A drone's request (answered after its fsync) and a push (a bulk job).
@@ -1002,6 +1002,13 @@ fn fsyncs_and_writer_waits_are_timed_on_metrics() {
             .map(|(_, v)| *v);
         assert!(n.is_some_and(|n| n >= 1.0), "lane {lane}: {waits:?}");
     }
+    // The writer's rounds (at least the two commits above) are timed too.
+    let steps = histogram(&text, "swarm_writer_step_seconds");
+    let rounds = steps
+        .iter()
+        .find(|(l, _)| l == "_count{step=\"round\"}")
+        .map(|(_, v)| *v);
+    assert!(rounds.is_some_and(|n| n >= 2.0), "{steps:?}");
 }
 
 #[test]

@@ -548,16 +548,22 @@ fn print_text(o: &Value) {
     }
     for window in ["quiet", "importing", "settling"] {
         let p = &o["server_ms"][window];
-        let (w, fs) = (&p["writer_wait_drone"], &p["fsync"]);
+        let (w, fs, r) = (&p["writer_wait_drone"], &p["fsync"], &p["writer_round"]);
+        let n = |v: &Value| v.as_f64().unwrap_or(0.0);
         println!(
             "  the server's side, {window} (its histograms, interpolated in buckets): drones' requests \
-             waited for the writer p50 {} ms, p99 {} ms ({} requests); fsyncs p50 {} ms, p99 {} ms ({})",
+             waited for the writer p50 {} ms, p99 {} ms ({} requests); fsyncs p50 {} ms, p99 {} ms ({}); \
+             the writer's rounds p50 {} ms, p99 {} ms ({}, {} over 25 ms)",
             f(&w["p50"]),
             f(&w["p99"]),
-            w["count"].as_f64().unwrap_or(0.0),
+            n(&w["count"]),
             f(&fs["p50"]),
             f(&fs["p99"]),
-            fs["count"].as_f64().unwrap_or(0.0),
+            n(&fs["count"]),
+            f(&r["p50"]),
+            f(&r["p99"]),
+            n(&r["count"]),
+            n(&r["over_25ms"]),
         );
     }
     let halves = &o["heartbeat_ms"]["quiet_even_odd_rounds_p99"];

@@ -1,7 +1,9 @@
 //! Where a benchmark window's acknowledged requests spent their time, from
 //! the server's own histograms: waiting for the writer
-//! (`swarm_writer_wait_seconds{lane="drone"}`) and for the WAL's fsync
-//! (`swarm_store_fsync_duration_seconds`). The bench reads them in-process
+//! (`swarm_writer_wait_seconds{lane="drone"}`), for the WAL's fsync
+//! (`swarm_store_fsync_duration_seconds`), and what the writer's rounds
+//! took (`swarm_writer_step_seconds{step="round"}`: a long one is what a
+//! request queued behind it waits for). The bench reads them in-process
 //! when a window opens and closes (`RunningServer::activity_metrics`, no
 //! copy of the core) and keeps each window kind's difference, so a latency
 //! seen by the drones can be split into the server's parts.
@@ -10,14 +12,23 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
 /// The histograms split out, by family and label prefix.
-const PHASES: [(&str, &str, &str); 2] = [
+const PHASES: [(&str, &str, &str); 3] = [
     (
         "writer_wait_drone",
         "swarm_writer_wait_seconds_bucket",
         "lane=\"drone\",",
     ),
     ("fsync", "swarm_store_fsync_duration_seconds_bucket", ""),
+    (
+        "writer_round",
+        "swarm_writer_step_seconds_bucket",
+        "step=\"round\",",
+    ),
 ];
+
+/// `over_25ms` counts what took longer than this (a bucket bound): rare
+/// stalls that a p99 does not show.
+const SLOW_S: f64 = 0.025;
 
 /// Cumulative bucket counts by upper bound (`f64::INFINITY` for `+Inf`).
 type Buckets = Vec<(f64, f64)>;
@@ -80,6 +91,16 @@ fn quantile_ms(b: &Buckets, q: f64) -> Value {
     json!(lower.0 * 1000.0)
 }
 
+/// How many took longer than `bound` (one of the buckets' bounds).
+fn over(b: &Buckets, bound: f64) -> f64 {
+    let total = b.last().map_or(0.0, |(_, n)| *n);
+    let within = b
+        .iter()
+        .find(|(le, _)| *le == bound)
+        .map_or(total, |(_, n)| *n);
+    total - within
+}
+
 /// The phases' buckets summed over every window of a kind.
 #[derive(Default)]
 pub(crate) struct Phases {
@@ -128,6 +149,7 @@ impl Phases {
                     "count": b.last().map_or(0.0, |(_, n)| *n),
                     "p50": quantile_ms(&b, 0.5),
                     "p99": quantile_ms(&b, 0.99),
+                    "over_25ms": over(&b, SLOW_S),
                 }),
             );
         }
@@ -174,6 +196,33 @@ mod tests {
         assert_eq!(busy["fsync"]["count"], 0.0, "{busy}");
         assert!(busy["fsync"]["p99"].is_null(), "{busy}");
         assert!((busy["writer_wait_drone"]["p50"].as_f64().expect("p50") - 5.5).abs() < 1e-9);
+    }
+
+    #[test]
+    fn rounds_past_25_ms_are_counted_for_their_window_only() {
+        let rounds = |idle: u64, fast: u64, slow: u64| {
+            let mut t = String::new();
+            for (step, counts) in [
+                ("idle", [idle, idle, idle]),
+                ("round", [fast, fast, fast + slow]),
+            ] {
+                for (le, n) in ["0.01", "0.025", "+Inf"].iter().zip(counts) {
+                    t += &format!(
+                        "swarm_writer_step_seconds_bucket{{step=\"{step}\",le=\"{le}\"}} {n}\n"
+                    );
+                }
+            }
+            t
+        };
+        let mut p = Phases::default();
+        p.mark(Some(1), &rounds(0, 50, 2));
+        // In the window: 40 fast rounds, 3 slow ones, and slow idle steps.
+        p.mark(None, &rounds(70, 90, 5));
+        let r = &p.report(1)["writer_round"];
+        assert_eq!(r["count"], 43.0, "{r}");
+        assert_eq!(r["over_25ms"], 3.0, "{r}");
+        // A window with no rounds: none slow.
+        assert_eq!(p.report(2)["writer_round"]["over_25ms"], 0.0);
     }
 
     #[test]

@@ -96,6 +96,8 @@ struct Inner {
     /// Steps of the writer that had run `WRITER_STUCK` or longer when they
     /// ended.
     writer_stalls: u64,
+    /// How long the writer's steps took, by kind (`Metrics::writer_step`).
+    writer_steps: BTreeMap<&'static str, Histogram>,
     /// The first fsync of the WAL that failed, kept until a restart.
     fsync_failed: Option<String>,
     /// By lane: `drone` (drones' own requests), `bulk` (pushes, until the
@@ -118,19 +120,23 @@ pub(crate) struct Metrics {
 /// it is dropped.
 pub(crate) struct WriterStep<'a> {
     metrics: &'a Metrics,
+    kind: &'static str,
     began: Watched,
+    started: std::time::Instant,
 }
 
 impl Drop for WriterStep<'_> {
     fn drop(&mut self) {
-        let took = self
-            .began
-            .map(|(_, since)| Duration::from_millis(watch_now_ms().saturating_sub(since)));
         self.metrics.writer_watch.end(self.began);
-        if took.is_some_and(|t| t >= WRITER_STUCK) {
-            if let Ok(mut m) = self.metrics.inner.lock() {
+        let took = self.started.elapsed();
+        if let Ok(mut m) = self.metrics.inner.lock() {
+            if took >= WRITER_STUCK {
                 m.writer_stalls += 1;
             }
+            m.writer_steps
+                .entry(self.kind)
+                .or_default()
+                .observe(&STORE_BUCKETS_S, took.as_secs_f64());
         }
     }
 }
@@ -210,10 +216,13 @@ impl Metrics {
     /// dropped: a writer held outside the fsyncs watched before answering
     /// (a `write()` the kernel throttles, a checkpoint on its thread, a
     /// stalled read of the database) shows in health while it is held.
-    pub(crate) fn writer_step(&self) -> WriterStep<'_> {
+    /// `kind` names the step in `swarm_writer_step_seconds`.
+    pub(crate) fn writer_step(&self, kind: &'static str) -> WriterStep<'_> {
         WriterStep {
             metrics: self,
+            kind,
             began: self.writer_watch.begin(watch_now_ms()),
+            started: std::time::Instant::now(),
         }
     }
 
@@ -418,6 +427,18 @@ impl Metrics {
                 WRITER_STUCK.as_secs()
             ),
             std::iter::once((String::new(), m.writer_stalls)),
+        );
+        histogram_family(
+            out,
+            "swarm_writer_step_seconds",
+            "How long each step of the writer took, by step (round: a group commit with its \
+             ticks, copy for readers and replies; acknowledge: the marker after an fsync; idle: \
+             a probe of the store or a copy while no work waits): what every request queued \
+             behind it waited.",
+            m.writer_steps
+                .iter()
+                .map(|(step, h)| (format!("step=\"{step}\""), h)),
+            &STORE_BUCKETS_S,
         );
         histogram_family(
             out,

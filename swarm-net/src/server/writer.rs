@@ -126,7 +126,7 @@ pub(crate) fn run(mut store: Store, shared: Arc<Shared>, rx: Receiver<Job>) {
     let durable = Durable::new(&store, &shared);
     loop {
         {
-            let _step = shared.metrics.writer_step();
+            let _step = shared.metrics.writer_step("acknowledge");
             durable.acknowledge(&mut store);
         }
         let now = (shared.clock)();
@@ -162,7 +162,7 @@ pub(crate) fn run(mut store: Store, shared: Arc<Shared>, rx: Receiver<Job>) {
         let now = (shared.clock)();
         let tick = now.0 >= due.0 && (!faulted || pace.last_write.elapsed() >= FAULT_PROBE_EVERY);
         if jobs.is_empty() && !tick {
-            let _step = shared.metrics.writer_step();
+            let _step = shared.metrics.writer_step("idle");
             let every = if faulted {
                 FAULT_PROBE_EVERY
             } else {
@@ -197,7 +197,7 @@ pub(crate) fn run(mut store: Store, shared: Arc<Shared>, rx: Receiver<Job>) {
             // What arrives during the commit joins the next round (and ends
             // the commit's run of parts: see `commit`).
             let mut more = Vec::new();
-            let step = shared.metrics.writer_step();
+            let step = shared.metrics.writer_step("round");
             round(
                 &mut store,
                 &shared,
