@@ -64,15 +64,33 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         let _ = std::fs::remove_dir_all(&s.data_dir);
     }
     let (running, prober, stop) = started?;
-    while !stop.load(Ordering::Relaxed) {
+    // Until a signal, or a writer that died: a server that can record
+    // nothing is better restarted by its service manager than left up.
+    let failure = loop {
+        if stop.load(Ordering::Relaxed) {
+            break None;
+        }
+        if let Some(why) = running.writer_failure() {
+            break Some(why);
+        }
         std::thread::sleep(Duration::from_millis(100));
+    };
+    match &failure {
+        None => tracing::info!("signal received: finishing queued requests and closing the store"),
+        Some(_) => tracing::error!("the writer thread stopped: closing the server to be restarted"),
     }
-    tracing::info!("signal received: finishing queued requests and closing the store");
+    stop.store(true, Ordering::Relaxed);
     running.shutdown();
     if let Some(p) = prober {
         let _ = p.join();
     }
-    Ok(())
+    match failure {
+        None => Ok(()),
+        Some(why) => anyhow::bail!(
+            "the writer thread panicked ({why}); exiting so the service manager restarts swarm \
+             serve (a restart checks the log against what was acknowledged)"
+        ),
+    }
 }
 
 /// Binds `addr` once and lets go, to report a port that cannot be had

@@ -83,6 +83,17 @@ fn health_turns(base: &str, code: u16, deadline: Instant) -> Value {
     }
 }
 
+/// Health is 503 now, its reason says each of `words`, and `/metrics` agrees.
+fn unhealthy_saying(base: &str, words: &[&str]) {
+    let (code, body) = health(base);
+    assert_eq!(code, 503, "{body}");
+    let reason = body["reason"].as_str().unwrap_or_default();
+    for w in words {
+        assert!(reason.contains(w), "{w:?} not in {body}");
+    }
+    assert_eq!(gauge(base, "swarm_store_writable"), 0.0);
+}
+
 /// Registers a drone; its reply waits for the fsync that makes it durable.
 fn register(base: &str, id: &str) -> u16 {
     let body = json!({"id": id, "name": id, "ip": "127.0.0.1",
@@ -178,6 +189,37 @@ fn health_is_503_while_the_writer_is_held_outside_an_fsync() {
 }
 
 #[test]
+fn a_writer_that_panics_turns_health_503_and_tells_the_server_s_owner() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let faults = Arc::new(SyncFaults::default());
+    let running = start(dir.path(), faults.clone());
+    let base = format!("http://{}", running.addr());
+    assert_eq!(register(&base, "before-0001"), 200);
+    assert_eq!(running.writer_failure(), None);
+
+    // A bug on the writer's thread: its request is answered with an error, not left to time out.
+    faults.commit_panic.store(true, Ordering::SeqCst);
+    let asked = Instant::now();
+    assert_eq!(register(&base, "panic-0001"), 503);
+    assert!(
+        asked.elapsed() < Duration::from_secs(10),
+        "waited for a dead writer"
+    );
+    // The error reaches the client as the writer unwinds, a moment before the thread records it.
+    health_turns(&base, 503, Instant::now() + Duration::from_secs(5));
+    unhealthy_saying(&base, &["writer thread panicked", "restart"]);
+    // Its owner (`swarm serve`) learns why, to exit for its service manager.
+    let why = running.writer_failure().expect("the writer's failure");
+    assert!(
+        why.contains("injected by SyncFaults::commit_panic"),
+        "{why}"
+    );
+    // Later requests are refused at once, and the server still shuts down.
+    assert_eq!(register(&base, "after-0001"), 503);
+    running.shutdown();
+}
+
+#[test]
 fn a_failed_fsync_answers_with_an_error_and_health_stays_503_until_a_restart() {
     let dir = tempfile::tempdir().expect("temp dir");
     let faults = Arc::new(SyncFaults::default());
@@ -189,15 +231,7 @@ fn a_failed_fsync_answers_with_an_error_and_health_stays_503_until_a_restart() {
     // The disk loses a write: the request it covered is not acknowledged.
     faults.fail.store(true, Ordering::SeqCst);
     assert_eq!(register(&base, "lost-0001"), 503);
-    let (code, body) = health(&base);
-    assert_eq!(code, 503, "{body}");
-    assert!(
-        body["reason"]
-            .as_str()
-            .is_some_and(|r| r.contains("fsync of the WAL failed") && r.contains("restart")),
-        "{body}"
-    );
-    assert_eq!(gauge(&base, "swarm_store_writable"), 0.0);
+    unhealthy_saying(&base, &["fsync of the WAL failed", "restart"]);
 
     // Later fsyncs work, but the log may have a hole: health stays 503.
     faults.fail.store(false, Ordering::SeqCst);

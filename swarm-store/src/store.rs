@@ -86,7 +86,7 @@ pub struct StoreOptions {
     /// Fault injection for tests: what every fsync of the WAL made through
     /// `wal_sync` (those before answering, and the one at the end of
     /// `open`) does instead of working: hang, or fail; and whether each
-    /// commit hangs first.
+    /// commit hangs or panics first.
     pub fault_sync: Option<Arc<crate::SyncFaults>>,
     /// With `synchronous: Full`, commit without waiting for the fsync and
     /// leave it to the caller (default false): [`Store::wal_sync`] gives the
@@ -481,10 +481,14 @@ impl Store {
     }
 
     /// The injected faults a write meets first (`fault_page_limit`,
-    /// `SyncFaults::commit_hang_ms`).
+    /// `SyncFaults::commit_hang_ms` and `commit_panic`).
     fn apply_faults(&mut self) -> Result<(), StoreError> {
         if let Some(faults) = &self.opts.fault_sync {
             crate::wal_sync::hold(&faults.commit_hang_ms, std::time::Instant::now());
+            assert!(
+                !faults.commit_panic.load(Ordering::SeqCst),
+                "a commit panicked (injected by SyncFaults::commit_panic)"
+            );
         }
         let Some(limit) = &self.opts.fault_page_limit else {
             return Ok(());

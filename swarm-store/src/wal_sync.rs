@@ -95,6 +95,8 @@ pub struct SyncFaults {
     /// passed: a writer held outside any fsync watched before answering, as
     /// by a `write()` the kernel throttles or a checkpoint on its thread.
     pub commit_hang_ms: AtomicU64,
+    /// While set, each commit panics, as a bug on the writer's thread would.
+    pub commit_panic: AtomicBool,
 }
 
 /// Waits while `knob` (one of `SyncFaults`' hangs) is nonzero, at most that

@@ -12,7 +12,7 @@ use std::time::Duration;
 /// visible should both ever run together.
 #[derive(Default)]
 pub(crate) struct InFlight {
-    /// Starts (`watch_now_ms`) of the fsyncs in flight; 0: a free slot.
+    /// Starts (`watch_now_ms`) of the calls in flight; 0: a free slot.
     since_ms: [AtomicU64; 4],
 }
 

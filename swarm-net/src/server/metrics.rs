@@ -14,10 +14,14 @@ use swarm_core::{Event, Output};
 
 /// An fsync running this long means the disk hangs: health turns 503.
 pub(crate) const FSYNC_HUNG: Duration = Duration::from_secs(10);
-/// A step of the writer (a commit and its replies, a probe of the store, a
-/// copy for readers) running this long means it is stuck: health turns 503.
-/// Steps are bounded (a push comes in parts, ticks have a budget), so a
-/// healthy one takes milliseconds; a copy of a very large queue, a second.
+/// A step of the writer (a commit and its replies, the marker after an
+/// fsync, a probe of the store, a copy for readers) running this long means
+/// it is stuck: health turns 503. Steps are bounded (most pushes come in
+/// parts, ticks have a budget), so a healthy one takes milliseconds; a push
+/// committed whole at the 100,000-package maximum or a copy of a very large
+/// queue, a second or two. Also past it: an inline fsync that hangs (the
+/// fsync is named), and the rebuild of the state after a failed write when
+/// it is very large (over a million packages).
 pub(crate) const WRITER_STUCK: Duration = Duration::from_secs(10);
 
 const LATENCY_BUCKETS_S: [f64; 10] = [
@@ -98,6 +102,8 @@ struct Inner {
     writer_stalls: u64,
     /// How long the writer's steps took, by kind (`Metrics::writer_step`).
     writer_steps: BTreeMap<&'static str, Histogram>,
+    /// Why the writer thread panicked, if it did: nothing is recorded after.
+    writer_panic: Option<String>,
     /// The first fsync of the WAL that failed, kept until a restart.
     fsync_failed: Option<String>,
     /// By lane: `drone` (drones' own requests), `bulk` (pushes, until the
@@ -205,6 +211,17 @@ impl Metrics {
     /// that work do not make the log whole again; a restart checks it.
     pub(crate) fn fsync_failure(&self) -> Option<String> {
         self.inner.lock().ok().and_then(|m| m.fsync_failed.clone())
+    }
+
+    pub(crate) fn writer_panicked(&self, why: String) {
+        if let Ok(mut m) = self.inner.lock() {
+            m.writer_panic.get_or_insert(why);
+        }
+    }
+
+    /// Why the writer thread panicked, if it did.
+    pub(crate) fn writer_panic(&self) -> Option<String> {
+        self.inner.lock().ok().and_then(|m| m.writer_panic.clone())
     }
 
     /// How long the oldest fsync still running has been running.
@@ -407,8 +424,8 @@ impl Metrics {
             out,
             "swarm_writer_busy_seconds",
             &format!(
-                "How long the writer's current step (a commit and its replies, a probe of the \
-                 store, a copy for readers) has been running (0: it waits for work): a writer \
+                "How long the writer's current step (a commit and its replies, the marker after \
+                 an fsync, a probe of the store, a copy for readers) has been running (0: it waits for work): a writer \
                  held by the disk shows here, and health is 503 past {} s.",
                 WRITER_STUCK.as_secs()
             ),
@@ -421,9 +438,9 @@ impl Metrics {
             out,
             "swarm_writer_stalls_total",
             &format!(
-                "Steps of the writer that ran {} s or longer (health was 503 meanwhile and no \
-                 request was acknowledged): a stall shorter than a scrape interval still counts \
-                 here.",
+                "Steps of the writer that ran {} s or longer (health was 503 meanwhile, and \
+                 every request waiting for the writer waited for it; an fsync it made that hung \
+                 counts here too): a stall shorter than a scrape interval still counts here.",
                 WRITER_STUCK.as_secs()
             ),
             std::iter::once((String::new(), m.writer_stalls)),

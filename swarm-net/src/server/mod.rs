@@ -162,6 +162,13 @@ impl RunningServer {
         self.addr
     }
 
+    /// Why the writer thread stopped, if it panicked: the server then takes
+    /// no write until a restart, so its owner should stop it and start again
+    /// (`swarm serve` exits with an error, for its service manager).
+    pub fn writer_failure(&self) -> Option<String> {
+        self.shared.metrics.writer_panic()
+    }
+
     /// The counters and histograms of `/metrics`, without the gauges read
     /// from the core's view: these need no copy of the core, so a benchmark
     /// can read them between its windows without adding to what it measures.
@@ -355,7 +362,16 @@ pub fn start(opts: ServerOptions) -> Result<RunningServer, ServeError> {
         let shared = shared.clone();
         std::thread::Builder::new()
             .name("swarm-writer".into())
-            .spawn(move || writer::run(store, shared, rx))
+            .spawn(move || {
+                let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    writer::run(store, shared.clone(), rx)
+                }));
+                if let Err(panic) = run {
+                    let why = panic_text(panic.as_ref());
+                    tracing::error!(reason = %why, "the writer thread panicked: nothing is recorded from now on; health is 503, and `swarm serve` exits so its service manager restarts it (the restart checks the log)");
+                    shared.metrics.writer_panicked(why);
+                }
+            })
             .map_err(|e| ServeError::Bind {
                 addr,
                 cause: format!("cannot start the writer thread: {e}"),
@@ -682,4 +698,13 @@ const KNOWN: [&str; 22] = [
 
 fn not_found(method: &Method, path: &str) -> ApiError {
     ApiError::new(404, format!("no endpoint {method} {path}"))
+}
+
+/// A panic's message, as far as it is text.
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
 }

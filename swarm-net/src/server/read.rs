@@ -11,9 +11,10 @@ use swarm_store::EventFilter;
 
 /// 200 while the server can record inputs; 503 with the reason while the
 /// store cannot write (disk full, read-only file system...) or an fsync of
-/// the WAL has hung for `FSYNC_HUNG` or the writer for `WRITER_STUCK`. It
-/// turns back to 200 by itself: the writer probes the store every second
-/// meanwhile, and a hung fsync or step that ends is no longer in flight.
+/// the WAL has hung for `FSYNC_HUNG` or the writer for `WRITER_STUCK`, and
+/// for good once the writer thread panicked. Otherwise it turns back to 200
+/// by itself: the writer probes the store every second meanwhile, and a
+/// hung fsync or step that ends is no longer in flight.
 pub(crate) fn health(sh: &Shared) -> Result<Reply, ApiError> {
     // The last committed seq, read without a copy of the core: a monitor
     // polling health must not make the writer copy a large queue.
@@ -36,13 +37,20 @@ pub(crate) fn health(sh: &Shared) -> Result<Reply, ApiError> {
     )
 }
 
-/// Why the store cannot take writes now, if it cannot: a write failed (disk
-/// full, read-only file system...), an fsync of the WAL failed since the
-/// start (until a restart), one has not returned for `FSYNC_HUNG`, or a
-/// step of the writer has not ended for `WRITER_STUCK`. A disk that hangs
-/// never fails a write: it stops answering, and every acknowledged request
-/// waits on that fsync or on the writer it holds.
+/// Why the store cannot take writes now, if it cannot: the writer thread
+/// panicked (until a restart), a write failed (disk full, read-only file
+/// system...), an fsync of the WAL failed since the start (until a
+/// restart), one has not returned for `FSYNC_HUNG`, or a step of the writer
+/// has not ended for `WRITER_STUCK`. A disk that hangs never fails a write:
+/// it stops answering, and every acknowledged request waits on that fsync
+/// or on the writer it holds.
 fn store_trouble(sh: &Shared) -> Option<String> {
+    if let Some(why) = sh.metrics.writer_panic() {
+        return Some(format!(
+            "the writer thread panicked ({why}): nothing is recorded until the server restarts \
+             (`swarm serve` exits for its service manager to restart it)"
+        ));
+    }
     if let Some(f) = sh.store_fault.read().ok().and_then(|f| f.clone()) {
         return Some(format!("the store cannot write: {f}"));
     }
@@ -53,10 +61,16 @@ fn store_trouble(sh: &Shared) -> Option<String> {
              restart the server (it checks the log against what was acknowledged)"
         ));
     }
+    // A writer held by its own fsync: its step began a moment before the
+    // fsync, so while it is stuck any fsync in flight is named instead.
+    let stuck = sh
+        .metrics
+        .writer_busy()
+        .filter(|busy| *busy >= super::metrics::WRITER_STUCK);
     if let Some(age) = sh
         .metrics
         .fsync_in_flight()
-        .filter(|age| *age >= super::metrics::FSYNC_HUNG)
+        .filter(|age| *age >= super::metrics::FSYNC_HUNG || stuck.is_some())
     {
         return Some(format!(
             "an fsync of the WAL has not returned for {} s: the disk hangs, and no request is \
@@ -64,12 +78,11 @@ fn store_trouble(sh: &Shared) -> Option<String> {
             age.as_secs()
         ));
     }
-    let busy = sh.metrics.writer_busy()?;
-    (busy >= super::metrics::WRITER_STUCK).then(|| {
+    stuck.map(|busy| {
         format!(
             "the writer has been on one step for {} s without finishing it (a write the disk \
-             holds, a checkpoint, a stalled read of the database): no request is acknowledged \
-             until it ends",
+             holds, a checkpoint, a stalled read of the database, or a rebuild of a very large \
+             state after a failed write): no request is acknowledged until it ends",
             busy.as_secs()
         )
     })

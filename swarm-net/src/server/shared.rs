@@ -148,7 +148,12 @@ impl Shared {
         }
         match rx.recv_timeout(wait) {
             Ok(r) => r,
-            Err(_) => Err(ApiError::new(
+            Err(mpsc::RecvTimeoutError::Disconnected) => Err(ApiError::new(
+                503,
+                "the writer stopped before answering; the request may or may not have been \
+                 recorded",
+            )),
+            Err(mpsc::RecvTimeoutError::Timeout) => Err(ApiError::new(
                 503,
                 format!(
                     "the writer did not answer within {:.1} s; the request may or may not have been recorded",
