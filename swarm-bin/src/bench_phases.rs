@@ -91,14 +91,16 @@ fn quantile_ms(b: &Buckets, q: f64) -> Value {
     json!(lower.0 * 1000.0)
 }
 
-/// How many took longer than `bound` (one of the buckets' bounds).
-fn over(b: &Buckets, bound: f64) -> f64 {
+/// How many took longer than `bound`; null when `bound` is not one of the
+/// buckets' bounds (and the window had any).
+fn over(b: &Buckets, bound: f64) -> Value {
     let total = b.last().map_or(0.0, |(_, n)| *n);
-    let within = b
-        .iter()
+    if total <= 0.0 {
+        return json!(0.0);
+    }
+    b.iter()
         .find(|(le, _)| *le == bound)
-        .map_or(total, |(_, n)| *n);
-    total - within
+        .map_or(Value::Null, |(_, within)| json!(total - within))
 }
 
 /// The phases' buckets summed over every window of a kind.

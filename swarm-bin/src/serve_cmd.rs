@@ -70,14 +70,18 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         if stop.load(Ordering::Relaxed) {
             break None;
         }
-        if let Some(why) = running.writer_failure() {
+        if let Some(why) = running.thread_failure() {
             break Some(why);
         }
         std::thread::sleep(Duration::from_millis(100));
     };
+    // A death at the same moment as a signal still fails the exit.
+    let failure = failure.or_else(|| running.thread_failure());
     match &failure {
         None => tracing::info!("signal received: finishing queued requests and closing the store"),
-        Some(_) => tracing::error!("the writer thread stopped: closing the server to be restarted"),
+        Some(_) => {
+            tracing::error!("a thread the store needs died: closing the server to be restarted")
+        }
     }
     stop.store(true, Ordering::Relaxed);
     running.shutdown();
@@ -87,8 +91,8 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     match failure {
         None => Ok(()),
         Some(why) => anyhow::bail!(
-            "the writer thread panicked ({why}); exiting so the service manager restarts swarm \
-             serve (a restart checks the log against what was acknowledged)"
+            "{why}; exiting so the service manager restarts swarm serve (a restart checks the \
+             log against what was acknowledged)"
         ),
     }
 }

@@ -195,7 +195,7 @@ fn a_writer_that_panics_turns_health_503_and_tells_the_server_s_owner() {
     let running = start(dir.path(), faults.clone());
     let base = format!("http://{}", running.addr());
     assert_eq!(register(&base, "before-0001"), 200);
-    assert_eq!(running.writer_failure(), None);
+    assert_eq!(running.thread_failure(), None);
 
     // A bug on the writer's thread: its request is answered with an error, not left to time out.
     faults.commit_panic.store(true, Ordering::SeqCst);
@@ -209,7 +209,7 @@ fn a_writer_that_panics_turns_health_503_and_tells_the_server_s_owner() {
     health_turns(&base, 503, Instant::now() + Duration::from_secs(5));
     unhealthy_saying(&base, &["writer thread panicked", "restart"]);
     // Its owner (`swarm serve`) learns why, to exit for its service manager.
-    let why = running.writer_failure().expect("the writer's failure");
+    let why = running.thread_failure().expect("the writer's failure");
     assert!(
         why.contains("injected by SyncFaults::commit_panic"),
         "{why}"

@@ -63,6 +63,10 @@ impl WalSync {
         let started = Instant::now();
         if let Some(faults) = &self.faults {
             hold(&faults.hang_ms, started);
+            assert!(
+                !faults.fsync_panic.load(Ordering::SeqCst),
+                "an fsync panicked (injected by SyncFaults::fsync_panic)"
+            );
         }
         if self
             .faults
@@ -97,6 +101,8 @@ pub struct SyncFaults {
     pub commit_hang_ms: AtomicU64,
     /// While set, each commit panics, as a bug on the writer's thread would.
     pub commit_panic: AtomicBool,
+    /// While set, each fsync panics, as a bug on the thread that makes it would.
+    pub fsync_panic: AtomicBool,
 }
 
 /// Waits while `knob` (one of `SyncFaults`' hangs) is nonzero, at most that

@@ -102,8 +102,6 @@ struct Inner {
     writer_stalls: u64,
     /// How long the writer's steps took, by kind (`Metrics::writer_step`).
     writer_steps: BTreeMap<&'static str, Histogram>,
-    /// Why the writer thread panicked, if it did: nothing is recorded after.
-    writer_panic: Option<String>,
     /// The first fsync of the WAL that failed, kept until a restart.
     fsync_failed: Option<String>,
     /// By lane: `drone` (drones' own requests), `bulk` (pushes, until the
@@ -120,6 +118,10 @@ pub(crate) struct Metrics {
     pub(crate) front: std::sync::Arc<super::front::FrontStats>,
     fsync_watch: InFlight,
     writer_watch: InFlight,
+    /// Why a thread the store needs (the writer, the fsync thread) died, if
+    /// one did: nothing is recorded after. Outside `inner`, which a panic
+    /// elsewhere may poison.
+    thread_lost: std::sync::OnceLock<String>,
 }
 
 /// A step of the writer in progress (`Metrics::writer_step`): watched until
@@ -213,15 +215,14 @@ impl Metrics {
         self.inner.lock().ok().and_then(|m| m.fsync_failed.clone())
     }
 
-    pub(crate) fn writer_panicked(&self, why: String) {
-        if let Ok(mut m) = self.inner.lock() {
-            m.writer_panic.get_or_insert(why);
-        }
+    /// Records that a thread the store needs died (the first one says why).
+    pub(crate) fn thread_lost(&self, why: String) {
+        let _ = self.thread_lost.set(why);
     }
 
-    /// Why the writer thread panicked, if it did.
-    pub(crate) fn writer_panic(&self) -> Option<String> {
-        self.inner.lock().ok().and_then(|m| m.writer_panic.clone())
+    /// Why a thread the store needs died, if one did.
+    pub(crate) fn lost_thread(&self) -> Option<&str> {
+        self.thread_lost.get().map(String::as_str)
     }
 
     /// How long the oldest fsync still running has been running.
@@ -449,9 +450,9 @@ impl Metrics {
             out,
             "swarm_writer_step_seconds",
             "How long each step of the writer took, by step (round: a group commit with its \
-             ticks, copy for readers and replies; acknowledge: the marker after an fsync; idle: \
-             a probe of the store or a copy while no work waits): what every request queued \
-             behind it waited.",
+             tick, copy for readers and replies, which requests queued behind it wait for; \
+             acknowledge: moving the marker after fsyncs, often nothing to do; idle: a wake-up \
+             without work, now and then a probe of the store or a copy).",
             m.writer_steps
                 .iter()
                 .map(|(step, h)| (format!("step=\"{step}\""), h)),

@@ -162,11 +162,12 @@ impl RunningServer {
         self.addr
     }
 
-    /// Why the writer thread stopped, if it panicked: the server then takes
-    /// no write until a restart, so its owner should stop it and start again
-    /// (`swarm serve` exits with an error, for its service manager).
-    pub fn writer_failure(&self) -> Option<String> {
-        self.shared.metrics.writer_panic()
+    /// Why a thread the store needs (the writer, the fsync thread) died, if
+    /// one did: the server then records nothing until a restart, so its
+    /// owner should stop it and start again (`swarm serve` exits with an
+    /// error, for its service manager).
+    pub fn thread_failure(&self) -> Option<String> {
+        self.shared.metrics.lost_thread().map(str::to_owned)
     }
 
     /// The counters and histograms of `/metrics`, without the gauges read
@@ -195,7 +196,8 @@ impl RunningServer {
         }
     }
 
-    /// Stops accepting, lets the writer finish what was queued, closes the store.
+    /// Stops accepting, lets the writer finish what was queued (unless it
+    /// died: `thread_failure`), closes the store.
     pub fn shutdown(mut self) {
         self.stop();
     }
@@ -363,13 +365,14 @@ pub fn start(opts: ServerOptions) -> Result<RunningServer, ServeError> {
         std::thread::Builder::new()
             .name("swarm-writer".into())
             .spawn(move || {
+                let mut store = store;
                 let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    writer::run(store, shared.clone(), rx)
+                    writer::run(&mut store, shared.clone(), &rx)
                 }));
                 if let Err(panic) = run {
-                    let why = panic_text(panic.as_ref());
-                    tracing::error!(reason = %why, "the writer thread panicked: nothing is recorded from now on; health is 503, and `swarm serve` exits so its service manager restarts it (the restart checks the log)");
-                    shared.metrics.writer_panicked(why);
+                    // Recorded before the store is dropped: that waits for
+                    // its snapshot and checkpoint threads, maybe long.
+                    lost(&shared.metrics, "writer", panic.as_ref());
                 }
             })
             .map_err(|e| ServeError::Bind {
@@ -700,11 +703,14 @@ fn not_found(method: &Method, path: &str) -> ApiError {
     ApiError::new(404, format!("no endpoint {method} {path}"))
 }
 
-/// A panic's message, as far as it is text.
-fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
-    panic
+/// Records and logs that `thread` panicked, with the panic's message as
+/// far as it is text.
+pub(crate) fn lost(metrics: &metrics::Metrics, thread: &str, panic: &(dyn std::any::Any + Send)) {
+    let text = panic
         .downcast_ref::<&str>()
         .map(|s| (*s).to_string())
         .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic without a message".into())
+        .unwrap_or_else(|| "a panic without a message".into());
+    tracing::error!(thread, reason = %text, "a thread the store needs panicked: nothing is recorded from now on; health is 503, and `swarm serve` exits so its service manager restarts it (the restart checks the log)");
+    metrics.thread_lost(format!("the {thread} thread panicked ({text})"));
 }

@@ -12,7 +12,7 @@ use swarm_store::EventFilter;
 /// 200 while the server can record inputs; 503 with the reason while the
 /// store cannot write (disk full, read-only file system...) or an fsync of
 /// the WAL has hung for `FSYNC_HUNG` or the writer for `WRITER_STUCK`, and
-/// for good once the writer thread panicked. Otherwise it turns back to 200
+/// for good once the writer or the fsync thread died. Otherwise it turns back to 200
 /// by itself: the writer probes the store every second meanwhile, and a
 /// hung fsync or step that ends is no longer in flight.
 pub(crate) fn health(sh: &Shared) -> Result<Reply, ApiError> {
@@ -37,18 +37,18 @@ pub(crate) fn health(sh: &Shared) -> Result<Reply, ApiError> {
     )
 }
 
-/// Why the store cannot take writes now, if it cannot: the writer thread
-/// panicked (until a restart), a write failed (disk full, read-only file
+/// Why the store cannot take writes now, if it cannot: the writer or the
+/// fsync thread died (until a restart), a write failed (disk full, read-only file
 /// system...), an fsync of the WAL failed since the start (until a
 /// restart), one has not returned for `FSYNC_HUNG`, or a step of the writer
 /// has not ended for `WRITER_STUCK`. A disk that hangs never fails a write:
 /// it stops answering, and every acknowledged request waits on that fsync
 /// or on the writer it holds.
 fn store_trouble(sh: &Shared) -> Option<String> {
-    if let Some(why) = sh.metrics.writer_panic() {
+    if let Some(why) = sh.metrics.lost_thread() {
         return Some(format!(
-            "the writer thread panicked ({why}): nothing is recorded until the server restarts \
-             (`swarm serve` exits for its service manager to restart it)"
+            "{why}: nothing is recorded until the server restarts (`swarm serve` exits for its \
+             service manager to restart it)"
         ));
     }
     if let Some(f) = sh.store_fault.read().ok().and_then(|f| f.clone()) {
@@ -454,7 +454,7 @@ pub(crate) fn metrics(sh: &Shared) -> Result<Reply, ApiError> {
     gauge(
         &mut out,
         "swarm_store_writable",
-        "1 while the store takes writes; 0 while it cannot write (disk full, read-only file system), since an fsync of the WAL failed (until a restart), or while one hangs or the writer is stuck; /api/v1/health says why.",
+        "1 while the store takes writes; 0 while it cannot write (disk full, read-only file system), since an fsync of the WAL failed or the writer or fsync thread died (until a restart), or while an fsync hangs or the writer is stuck; /api/v1/health says why.",
         &[(String::new(), u64::from(writable))],
     );
     super::dashboard::slo::render(

@@ -181,7 +181,9 @@ impl Shared {
         let give_up = Instant::now() + Duration::from_secs(2);
         loop {
             let p = self.published();
-            if p.seq >= want || Instant::now() >= give_up {
+            // A dead writer makes no copy: the last one is all there is.
+            let lost = self.metrics.lost_thread().is_some();
+            if p.seq >= want || Instant::now() >= give_up || lost {
                 return p;
             }
             // Copies are rationed, at most one forced copy per `publish_gap`,

@@ -46,7 +46,14 @@ impl Syncer {
         };
         let handle = std::thread::Builder::new()
             .name("swarm-fsync".into())
-            .spawn(move || run(&sync, &metrics, &rx, &counts))?;
+            .spawn(move || {
+                let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    run(&sync, &metrics, &rx, &counts)
+                }));
+                if let Err(panic) = run {
+                    super::lost(&metrics, "fsync", panic.as_ref());
+                }
+            })?;
         Ok(Syncer {
             tx: Some(tx),
             handle: Some(handle),
@@ -164,6 +171,21 @@ mod tests {
     use std::time::Duration;
     use swarm_store::{Store, StoreOptions};
 
+    /// Hands over a batch of one reply for `seq`, and gives its receiving end.
+    fn hand_over_one(
+        syncer: &Syncer,
+        seq: u64,
+    ) -> mpsc::Receiver<Result<Done, super::super::http::ApiError>> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        let done = Done {
+            seq,
+            outputs: Vec::new(),
+            verdict: None,
+        };
+        assert!(syncer.hand_over(seq, vec![(tx, Ok(done))]).is_ok());
+        rx
+    }
+
     #[test]
     fn idle_once_everything_handed_over_is_fsynced_and_the_writers_fsyncs_count() {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -175,13 +197,7 @@ mod tests {
         let sync = store.wal_sync().expect("deferred fsync");
         let syncer = Syncer::start(sync, Arc::new(Metrics::default())).expect("start");
         assert!(syncer.idle(), "nothing handed over yet");
-        let (tx, rx) = mpsc::sync_channel(1);
-        let done = Done {
-            seq: 7,
-            outputs: Vec::new(),
-            verdict: None,
-        };
-        assert!(syncer.hand_over(7, vec![(tx, Ok(done))]).is_ok());
+        let rx = hand_over_one(&syncer, 7);
         let reply = rx.recv_timeout(Duration::from_secs(10)).expect("answered");
         assert!(reply.is_ok(), "the fsync worked");
         // Answered only after its fsync returned: the thread is idle again.
@@ -191,5 +207,52 @@ mod tests {
         syncer.note_synced(9);
         syncer.note_synced(8);
         assert_eq!(syncer.finish(), 9);
+    }
+
+    #[test]
+    fn a_panic_of_the_fsync_thread_is_recorded_and_its_batch_answered_at_once() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let faults = Arc::new(swarm_store::SyncFaults::default());
+        let opts = StoreOptions {
+            defer_sync: true,
+            fault_sync: Some(faults.clone()),
+            ..StoreOptions::default()
+        };
+        let store = Store::open(dir.path().join("swarm.db"), opts).expect("open");
+        let metrics = Arc::new(Metrics::default());
+        let syncer =
+            Syncer::start(store.wal_sync().expect("sync"), metrics.clone()).expect("start");
+        faults
+            .fsync_panic
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let rx = hand_over_one(&syncer, 3);
+        // Never acknowledged: its reply channel is dropped as the thread unwinds.
+        assert!(matches!(
+            rx.recv_timeout(Duration::from_secs(10)),
+            Err(mpsc::RecvTimeoutError::Disconnected)
+        ));
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while metrics.lost_thread().is_none() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let why = metrics.lost_thread().unwrap_or_default();
+        assert!(
+            why.contains("the fsync thread panicked") && why.contains("SyncFaults::fsync_panic"),
+            "{why:?}"
+        );
+        // Later batches are given back, for the writer to answer with an error.
+        let (tx, _rx) = mpsc::sync_channel(1);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let mut back = false;
+        while !back && std::time::Instant::now() < deadline {
+            back = syncer
+                .hand_over(
+                    4,
+                    vec![(tx.clone(), Err(super::super::http::ApiError::new(503, "x")))],
+                )
+                .is_err();
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(back, "a dead thread took a batch");
     }
 }

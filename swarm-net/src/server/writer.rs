@@ -18,8 +18,8 @@
 //! many parts were recorded (a retry queues the rest: packages already
 //! queued are counted, not queued twice).
 //!
-//! Store health: each step of the writer (a round, a probe, an idle copy)
-//! is watched while it runs (`Metrics::writer_step`), so a writer the disk
+//! Store health: each step of the writer (a round, the marker after an
+//! fsync, a probe, an idle copy) is watched while it runs (`Metrics::writer_step`), so a writer the disk
 //! holds shows in health before the step ends, if ever. After every write
 //! the writer publishes whether the store can write (`Shared::store_fault`). While it cannot, it probes the store
 //! every second without logging an input, so health turns back by itself
@@ -117,17 +117,17 @@ impl Bulk {
     }
 }
 
-pub(crate) fn run(mut store: Store, shared: Arc<Shared>, rx: Receiver<Job>) {
+pub(crate) fn run(store: &mut Store, shared: Arc<Shared>, rx: &Receiver<Job>) {
     let mut pace = Pace {
         last_publish: Instant::now(),
         last_write: Instant::now(),
         dirty: false,
     };
-    let durable = Durable::new(&store, &shared);
+    let durable = Durable::new(store, &shared);
     loop {
         {
             let _step = shared.metrics.writer_step("acknowledge");
-            durable.acknowledge(&mut store);
+            durable.acknowledge(store);
         }
         let now = (shared.clock)();
         let due = store
@@ -150,7 +150,7 @@ pub(crate) fn run(mut store: Store, shared: Arc<Shared>, rx: Receiver<Job>) {
         match rx.recv_timeout(wait) {
             Ok(job) => {
                 jobs.push(job);
-                drain(&rx, &mut jobs);
+                drain(rx, &mut jobs);
             }
             Err(RecvTimeoutError::Timeout) => {
                 if stopping {
@@ -171,10 +171,10 @@ pub(crate) fn run(mut store: Store, shared: Arc<Shared>, rx: Receiver<Job>) {
             if pace.last_write.elapsed() >= every {
                 let _ = store.probe_write(now);
                 pace.last_write = Instant::now();
-                note_store_health(&store, &shared);
+                note_store_health(store, &shared);
             }
-            if pace.dirty && idle_publish_due(&store, &shared, pace.last_publish) {
-                publish(&store, &shared);
+            if pace.dirty && idle_publish_due(store, &shared, pace.last_publish) {
+                publish(store, &shared);
                 pace.last_publish = Instant::now();
                 pace.dirty = false;
             }
@@ -199,7 +199,7 @@ pub(crate) fn run(mut store: Store, shared: Arc<Shared>, rx: Receiver<Job>) {
             let mut more = Vec::new();
             let step = shared.metrics.writer_step("round");
             round(
-                &mut store,
+                store,
                 &shared,
                 &mut pace,
                 &durable,
@@ -207,7 +207,7 @@ pub(crate) fn run(mut store: Store, shared: Arc<Shared>, rx: Receiver<Job>) {
                 Carry {
                     bulk: &mut bulk,
                     parts: carry_part,
-                    rx: &rx,
+                    rx,
                     arrived: &mut more,
                 },
                 tick,
@@ -222,7 +222,7 @@ pub(crate) fn run(mut store: Store, shared: Arc<Shared>, rx: Receiver<Job>) {
                 // `PartFeed::next_part`).
                 std::thread::yield_now();
             }
-            drain(&rx, &mut more);
+            drain(rx, &mut more);
             lanes.add(more, lane);
             if bulk.is_none() && lanes.is_empty() {
                 break;
@@ -230,9 +230,9 @@ pub(crate) fn run(mut store: Store, shared: Arc<Shared>, rx: Receiver<Job>) {
         }
     }
     if pace.dirty {
-        publish(&store, &shared);
+        publish(store, &shared);
     }
-    durable.finish(&mut store);
+    durable.finish(store);
     tracing::info!(
         seq = store.last_seq().0,
         "writer stopped; store closed cleanly"
@@ -445,10 +445,15 @@ impl Durable {
             }
             (Durable::Thread(s, _), Some(seq)) => match s.hand_over(seq, replies) {
                 Ok(()) => return,
-                Err(back) => back
-                    .into_iter()
-                    .map(|(tx, _)| (tx, Err(ApiError::new(503, "the fsync thread has stopped; the request may or may not have been recorded; retry"))))
-                    .collect(),
+                Err(back) => {
+                    // Whatever stopped it, nothing is acknowledged any more.
+                    shared
+                        .metrics
+                        .thread_lost("the fsync thread has stopped".into());
+                    back.into_iter()
+                        .map(|(tx, _)| (tx, Err(ApiError::new(503, "the fsync thread has stopped; the request may or may not have been recorded; retry"))))
+                        .collect()
+                }
             },
             (Durable::Inline(sync, synced), Some(seq)) => match shared.metrics.fsync(sync) {
                 Ok(()) => {
