@@ -220,6 +220,18 @@ impl Metrics {
         let _ = self.thread_lost.set(why);
     }
 
+    /// Records and logs that `thread` panicked, with the panic's message as
+    /// far as it is text.
+    pub(crate) fn thread_panicked(&self, thread: &str, panic: &(dyn std::any::Any + Send)) {
+        let text = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic without a message".into());
+        tracing::error!(thread, reason = %text, "a thread the store needs panicked: nothing is recorded from now on; health is 503, and `swarm serve` exits so its service manager restarts it (the restart checks the log)");
+        self.thread_lost(format!("the {thread} thread panicked ({text})"));
+    }
+
     /// Why a thread the store needs died, if one did.
     pub(crate) fn lost_thread(&self) -> Option<&str> {
         self.thread_lost.get().map(String::as_str)

@@ -372,7 +372,7 @@ pub fn start(opts: ServerOptions) -> Result<RunningServer, ServeError> {
                 if let Err(panic) = run {
                     // Recorded before the store is dropped: that waits for
                     // its snapshot and checkpoint threads, maybe long.
-                    lost(&shared.metrics, "writer", panic.as_ref());
+                    shared.metrics.thread_panicked("writer", panic.as_ref());
                 }
             })
             .map_err(|e| ServeError::Bind {
@@ -701,16 +701,4 @@ const KNOWN: [&str; 22] = [
 
 fn not_found(method: &Method, path: &str) -> ApiError {
     ApiError::new(404, format!("no endpoint {method} {path}"))
-}
-
-/// Records and logs that `thread` panicked, with the panic's message as
-/// far as it is text.
-pub(crate) fn lost(metrics: &metrics::Metrics, thread: &str, panic: &(dyn std::any::Any + Send)) {
-    let text = panic
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic without a message".into());
-    tracing::error!(thread, reason = %text, "a thread the store needs panicked: nothing is recorded from now on; health is 503, and `swarm serve` exits so its service manager restarts it (the restart checks the log)");
-    metrics.thread_lost(format!("the {thread} thread panicked ({text})"));
 }

@@ -51,7 +51,7 @@ impl Syncer {
                     run(&sync, &metrics, &rx, &counts)
                 }));
                 if let Err(panic) = run {
-                    super::lost(&metrics, "fsync", panic.as_ref());
+                    metrics.thread_panicked("fsync", panic.as_ref());
                 }
             })?;
         Ok(Syncer {
