@@ -207,21 +207,31 @@ fn the_slow_disk_alert_fires_for_slow_fsyncs_only() {
         series += &bucket("slow", le, slow);
         series += &bucket("fast", le, "0+10x40");
     }
-    let text = format!(
-        r#"{series}    alert_rule_test:
-      - eval_time: 5m
-        alertname: SwarmSlowDisk
-        exp_alerts: []
-      - eval_time: 30m
-        alertname: SwarmSlowDisk
-        exp_alerts:
-          - exp_labels: {{severity: warning, instance: slow}}
+    let firing = r#"          - exp_labels: {severity: warning, instance: slow}
             exp_annotations:
               summary: "swarm's disk takes over 0.5 s to fsync (p99)"
               description: "The 99th percentile of WAL fsyncs is 2.48s. Every acknowledged request waits for one: check the disk (iostat, SMART, a noisy neighbour on a VM) or move the data directory to faster storage."
-"#
+"#;
+    promtool_test_rules(
+        tool,
+        &quiet_then_firing(&series, "SwarmSlowDisk", ("5m", "30m"), firing),
     );
-    promtool_test_rules(tool, &text);
+}
+
+/// A rules test's body: the `series`, then `alert` firing for no instance
+/// at the first time and for exactly the `firing` ones (their YAML entries
+/// under `exp_alerts:`) at the second.
+fn quiet_then_firing(
+    series: &str,
+    alert: &str,
+    (quiet, fires): (&str, &str),
+    firing: &str,
+) -> String {
+    format!(
+        "{series}    alert_rule_test:\n      - eval_time: {quiet}\n        alertname: {alert}\n        \
+         exp_alerts: []\n      - eval_time: {fires}\n        alertname: {alert}\n        \
+         exp_alerts:\n{firing}"
+    )
 }
 
 /// One entry of a rules test's `input_series:`.
@@ -275,23 +285,19 @@ fn the_store_alert_fires_for_a_hung_fsync_seen_live_or_only_counted_and_a_stalle
     }
     let summary = "swarm cannot write its database";
     let description = "Group commits are failing, or an fsync or the writer hangs (disk full? \
-                       permissions? a read-only filesystem? a hung disk?). /api/v1/health says which; check the \
-                       server log and the data directory.";
-    let text = format!(
-        r#"{series}    alert_rule_test:
-      - eval_time: 2m
-        alertname: SwarmStoreNotWritable
-        exp_alerts: []
-      - eval_time: 5m
-        alertname: SwarmStoreNotWritable
-        exp_alerts:
-          - exp_labels: {{severity: critical, instance: live}}
-            exp_annotations: {{summary: "{summary}", description: "{description}"}}
-          - exp_labels: {{severity: critical, instance: brief}}
-            exp_annotations: {{summary: "{summary}", description: "{description}"}}
-          - exp_labels: {{severity: critical, instance: stalled}}
-            exp_annotations: {{summary: "{summary}", description: "{description}"}}
-"#
+                       permissions? a read-only filesystem? a hung disk?). /api/v1/health says \
+                       which; check the server log and the data directory.";
+    let firing: String = ["live", "brief", "stalled"]
+        .iter()
+        .map(|instance| {
+            format!(
+                "          - exp_labels: {{severity: critical, instance: {instance}}}\n            \
+                 exp_annotations: {{summary: \"{summary}\", description: \"{description}\"}}\n"
+            )
+        })
+        .collect();
+    promtool_test_rules(
+        tool,
+        &quiet_then_firing(&series, "SwarmStoreNotWritable", ("2m", "5m"), &firing),
     );
-    promtool_test_rules(tool, &text);
 }

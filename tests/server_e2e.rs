@@ -952,6 +952,11 @@ fn histogram(text: &str, name: &str) -> Vec<(String, f64)> {
         .collect()
 }
 
+/// The value of one sample of `histogram`'s output, by its suffix and labels.
+fn sample(histogram: &[(String, f64)], label: &str) -> Option<f64> {
+    histogram.iter().find(|(l, _)| l == label).map(|(_, v)| *v)
+}
+
 #[test]
 fn fsyncs_writer_waits_and_rounds_are_timed_on_metrics() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -972,17 +977,10 @@ fn fsyncs_writer_waits_and_rounds_are_timed_on_metrics() {
     let text = m.as_str().unwrap_or_default().to_owned();
     let fsync = histogram(&text, "swarm_store_fsync_duration_seconds");
     let fsyncs = counter_in(&text, "swarm_store_fsyncs_total");
-    let count = fsync
-        .iter()
-        .find(|(l, _)| l == "_count")
-        .map(|(_, v)| *v)
-        .expect("fsync count");
+    let count = sample(&fsync, "_count").expect("fsync count");
     assert!(count >= 1.0, "{fsync:?}");
     assert_eq!(count as u64, fsyncs, "{fsync:?}");
-    let inf = fsync
-        .iter()
-        .find(|(l, _)| l == "_bucket{le=\"+Inf\"}")
-        .map(|(_, v)| *v);
+    let inf = sample(&fsync, "_bucket{le=\"+Inf\"}");
     assert_eq!(inf, Some(count), "{fsync:?}");
     // Buckets only grow, and an fsync takes some time.
     let buckets: Vec<f64> = fsync
@@ -991,23 +989,17 @@ fn fsyncs_writer_waits_and_rounds_are_timed_on_metrics() {
         .map(|(_, v)| *v)
         .collect();
     assert!(buckets.windows(2).all(|w| w[0] <= w[1]), "{fsync:?}");
-    let sum = fsync.iter().find(|(l, _)| l == "_sum").map(|(_, v)| *v);
+    let sum = sample(&fsync, "_sum");
     assert!(sum.is_some_and(|v| v > 0.0), "{fsync:?}");
     // The drone's request and the push each waited for the writer, in their own lane.
     let waits = histogram(&text, "swarm_writer_wait_seconds");
     for lane in ["drone", "bulk"] {
-        let n = waits
-            .iter()
-            .find(|(l, _)| *l == format!("_count{{lane=\"{lane}\"}}"))
-            .map(|(_, v)| *v);
+        let n = sample(&waits, &format!("_count{{lane=\"{lane}\"}}"));
         assert!(n.is_some_and(|n| n >= 1.0), "lane {lane}: {waits:?}");
     }
     // The writer's rounds (at least the two commits above) are timed too.
     let steps = histogram(&text, "swarm_writer_step_seconds");
-    let rounds = steps
-        .iter()
-        .find(|(l, _)| l == "_count{step=\"round\"}")
-        .map(|(_, v)| *v);
+    let rounds = sample(&steps, "_count{step=\"round\"}");
     assert!(rounds.is_some_and(|n| n >= 2.0), "{steps:?}");
 }
 

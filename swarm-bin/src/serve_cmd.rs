@@ -66,17 +66,12 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     let (running, prober, stop) = started?;
     // Until a signal, or a writer that died: a server that can record
     // nothing is better restarted by its service manager than left up.
-    let failure = loop {
-        if stop.load(Ordering::Relaxed) {
-            break None;
-        }
-        if let Some(why) = running.thread_failure() {
-            break Some(why);
-        }
+    while !stop.load(Ordering::Relaxed) && running.thread_failure().is_none() {
         std::thread::sleep(Duration::from_millis(100));
-    };
-    // A death at the same moment as a signal still fails the exit.
-    let failure = failure.or_else(|| running.thread_failure());
+    }
+    // Read after the loop: a death at the same moment as a signal still
+    // fails the exit.
+    let failure = running.thread_failure();
     match &failure {
         None => tracing::info!("signal received: finishing queued requests and closing the store"),
         Some(_) => {

@@ -67,15 +67,11 @@ impl WalSync {
                 !faults.fsync_panic.load(Ordering::SeqCst),
                 "an fsync panicked (injected by SyncFaults::fsync_panic)"
             );
-        }
-        if self
-            .faults
-            .as_ref()
-            .is_some_and(|f| f.fail.load(Ordering::SeqCst))
-        {
-            return Err(io::Error::other(
-                "input/output error (injected by SyncFaults::fail)",
-            ));
+            if faults.fail.load(Ordering::SeqCst) {
+                return Err(io::Error::other(
+                    "input/output error (injected by SyncFaults::fail)",
+                ));
+            }
         }
         match slot.as_ref() {
             Some(f) => f.sync_data().map(|()| started.elapsed()),
@@ -85,8 +81,9 @@ impl WalSync {
 }
 
 /// Fault injection for tests (`StoreOptions::fault_sync`): what the fsyncs
-/// of the WAL made through [`WalSync`] do instead of working, so a server's
-/// handling of a bad disk can be tested on a good one.
+/// of the WAL made through [`WalSync`], and the store's commits, do instead
+/// of working, so a server's handling of a bad disk (or a bug on the
+/// threads that write) can be tested on a good one.
 #[derive(Debug, Default)]
 pub struct SyncFaults {
     /// While nonzero, each fsync first waits until it is cleared or that

@@ -438,8 +438,9 @@ impl Metrics {
             "swarm_writer_busy_seconds",
             &format!(
                 "How long the writer's current step (a commit and its replies, the marker after \
-                 an fsync, a probe of the store, a copy for readers) has been running (0: it waits for work): a writer \
-                 held by the disk shows here, and health is 503 past {} s.",
+                 an fsync, a probe of the store, a copy for readers) has been running (0: it \
+                 waits for work): a writer held by the disk shows here, and health is 503 past \
+                 {} s.",
                 WRITER_STUCK.as_secs()
             ),
             &[(

@@ -12,9 +12,9 @@ use swarm_store::EventFilter;
 /// 200 while the server can record inputs; 503 with the reason while the
 /// store cannot write (disk full, read-only file system...) or an fsync of
 /// the WAL has hung for `FSYNC_HUNG` or the writer for `WRITER_STUCK`, and
-/// for good once the writer or the fsync thread died. Otherwise it turns back to 200
-/// by itself: the writer probes the store every second meanwhile, and a
-/// hung fsync or step that ends is no longer in flight.
+/// for good once the writer or the fsync thread died. Otherwise it turns
+/// back to 200 by itself: the writer probes the store every second
+/// meanwhile, and a hung fsync or step that ends is no longer in flight.
 pub(crate) fn health(sh: &Shared) -> Result<Reply, ApiError> {
     // The last committed seq, read without a copy of the core: a monitor
     // polling health must not make the writer copy a large queue.
@@ -38,10 +38,10 @@ pub(crate) fn health(sh: &Shared) -> Result<Reply, ApiError> {
 }
 
 /// Why the store cannot take writes now, if it cannot: the writer or the
-/// fsync thread died (until a restart), a write failed (disk full, read-only file
-/// system...), an fsync of the WAL failed since the start (until a
-/// restart), one has not returned for `FSYNC_HUNG`, or a step of the writer
-/// has not ended for `WRITER_STUCK`. A disk that hangs never fails a write:
+/// fsync thread died (until a restart), a write failed (disk full,
+/// read-only file system...), an fsync of the WAL failed since the start
+/// (until a restart), one has not returned for `FSYNC_HUNG`, or a step of
+/// the writer has not ended for `WRITER_STUCK`. A disk that hangs never fails a write:
 /// it stops answering, and every acknowledged request waits on that fsync
 /// or on the writer it holds.
 fn store_trouble(sh: &Shared) -> Option<String> {

@@ -19,10 +19,12 @@
 //! queued are counted, not queued twice).
 //!
 //! Store health: each step of the writer (a round, the marker after an
-//! fsync, a probe, an idle copy) is watched while it runs (`Metrics::writer_step`), so a writer the disk
-//! holds shows in health before the step ends, if ever. After every write
-//! the writer publishes whether the store can write (`Shared::store_fault`). While it cannot, it probes the store
-//! every second without logging an input, so health turns back by itself
+//! fsync, a probe, an idle copy) is watched while it runs
+//! (`Metrics::writer_step`), so a writer the disk holds shows in health
+//! before the step ends, if ever. After every write the writer publishes
+//! whether the store can write (`Shared::store_fault`). While it cannot, it
+//! probes the store every second without logging an input, so health turns
+//! back by itself
 //! when space returns; while idle and healthy it probes every
 //! `IDLE_PROBE_EVERY`, so a disk that filled without traffic is noticed.
 
