@@ -42,6 +42,10 @@ enum Cmd {
     /// Listens on 127.0.0.1:8100 unless told otherwise, keeps its state in
     /// SQLite under the data dir, and generates an admin token (0600) there on
     /// first start. Existing Build Swarm v3 drones can point at it unchanged.
+    /// SIGTERM/SIGINT: commit what is queued, close the store, exit 0; a
+    /// second signal exits at once (1). A dead writer or fsync thread makes
+    /// it exit with an error (closing waits 30 s at most), for its service
+    /// manager to restart it.
     Serve(serve_cmd::ServeArgs),
     /// Measure: HTTP cycles per second with simulated drones over loopback.
     Bench(bench_cmd::BenchArgs),

@@ -1,6 +1,7 @@
 //! `swarm serve`: the control plane. Wires settings, the wall clock, the
 //! store-backed server, the prober and the escalator, and stops cleanly on
-//! SIGTERM/SIGINT (queued inputs are committed before the store closes).
+//! SIGTERM/SIGINT (queued inputs are committed before the store closes; a
+//! second signal exits at once).
 
 use anyhow::Context;
 use std::net::SocketAddr;
@@ -79,17 +80,75 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         }
     }
     stop.store(true, Ordering::Relaxed);
-    running.shutdown();
-    if let Some(p) = prober {
-        let _ = p.join();
-    }
     match failure {
-        None => Ok(()),
-        Some(why) => anyhow::bail!(
-            "{why}; exiting so the service manager restarts swarm serve (a restart checks the \
-             log against what was acknowledged)"
-        ),
+        None => {
+            // Unbounded: queued requests are committed first. A second
+            // signal exits at once (`install_signals`).
+            running.shutdown();
+            if let Some(p) = prober {
+                let _ = p.join();
+            }
+            Ok(())
+        }
+        Some(why) => {
+            // The store's threads may be held by the disk that killed one
+            // of them: a close that never ends would keep the service
+            // manager from restarting a server that records nothing.
+            let closed = finish_within(CLOSE_AFTER_DEATH, move || {
+                running.shutdown();
+                if let Some(p) = prober {
+                    let _ = p.join();
+                }
+            });
+            if !closed {
+                tracing::error!(
+                    waited_s = CLOSE_AFTER_DEATH.as_secs(),
+                    "the store did not close in time (a disk that does not answer?); exiting \
+                     anyway: everything acknowledged was already durable"
+                );
+            }
+            anyhow::bail!(
+                "{why}; exiting so the service manager restarts swarm serve (a restart checks \
+                 the log against what was acknowledged)"
+            )
+        }
     }
+}
+
+/// How long closing may take once a thread the store needs has died.
+const CLOSE_AFTER_DEATH: Duration = Duration::from_secs(30);
+
+/// Runs `close` on a thread of its own and waits for it at most `limit`:
+/// whether it finished. A close that does not finish is left running; the
+/// process ends without it.
+fn finish_within(limit: Duration, close: impl FnOnce() + Send + 'static) -> bool {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let spawned = std::thread::Builder::new()
+        .name("swarm-close".into())
+        .spawn(move || {
+            close();
+            let _ = tx.send(());
+        });
+    spawned.is_ok() && rx.recv_timeout(limit).is_ok()
+}
+
+/// SIGTERM and SIGINT set `stop`; a second one while the first is handled
+/// exits at once with code 1, as a `kill -9` would end it (everything
+/// acknowledged is durable), for a close that waits on a disk that does
+/// not answer. SIGXFSZ is ignored: a file-size limit (ulimit -f) must fail
+/// the write, which the store reports and health shows, not kill the server.
+fn install_signals(stop: &Arc<AtomicBool>) -> anyhow::Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM, SIGXFSZ};
+    for (sig, name) in [(SIGTERM, "SIGTERM"), (SIGINT, "SIGINT")] {
+        // In this order: the first signal finds `stop` unset and only sets it.
+        signal_hook::flag::register_conditional_shutdown(sig, 1, stop.clone())
+            .with_context(|| format!("cannot install the {name} handler"))?;
+        signal_hook::flag::register(sig, stop.clone())
+            .with_context(|| format!("cannot install the {name} handler"))?;
+    }
+    signal_hook::flag::register(SIGXFSZ, Arc::new(AtomicBool::new(false)))
+        .context("cannot install the SIGXFSZ handler")?;
+    Ok(())
 }
 
 /// Binds `addr` once and lets go, to report a port that cannot be had
@@ -262,17 +321,7 @@ fn start(s: &Settings, accept_loss: bool) -> anyhow::Result<Started> {
         "store open: state rebuilt and checked against the outbox"
     );
     let stop = Arc::new(AtomicBool::new(false));
-    signal_hook::flag::register(signal_hook::consts::SIGTERM, stop.clone())
-        .context("cannot install the SIGTERM handler")?;
-    signal_hook::flag::register(signal_hook::consts::SIGINT, stop.clone())
-        .context("cannot install the SIGINT handler")?;
-    // A file-size limit (ulimit -f) must fail the write, which the store
-    // reports and health shows, not kill the server with SIGXFSZ.
-    signal_hook::flag::register(
-        signal_hook::consts::SIGXFSZ,
-        Arc::new(AtomicBool::new(false)),
-    )
-    .context("cannot install the SIGXFSZ handler")?;
+    install_signals(&stop)?;
     let prober = if s.probe.enabled {
         let handle = running.handle();
         let submit_handle = handle.clone();
@@ -318,6 +367,30 @@ fn start(s: &Settings, accept_loss: bool) -> anyhow::Result<Started> {
 mod tests {
     use super::*;
     use std::io::{Error, ErrorKind};
+
+    #[test]
+    fn a_close_that_never_ends_is_given_up_after_its_limit() {
+        let started = std::time::Instant::now();
+        // Stands in for a writer held by a disk that does not answer.
+        let closed = finish_within(Duration::from_millis(200), || {
+            std::thread::sleep(Duration::from_secs(20))
+        });
+        assert!(!closed, "a close still running was reported finished");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "waited {:?} for a close limited to 200 ms",
+            started.elapsed()
+        );
+        let ran = Arc::new(AtomicBool::new(false));
+        let flag = ran.clone();
+        let closed = finish_within(Duration::from_secs(10), move || {
+            flag.store(true, Ordering::SeqCst)
+        });
+        assert!(
+            closed && ran.load(Ordering::SeqCst),
+            "a quick close was not waited for"
+        );
+    }
 
     // The CLI runs as root here, so the wrong user and a low port are
     // stood in for by the errors the system gives them.
