@@ -160,6 +160,27 @@ fn upload_temp_files_left_by_a_killed_server_are_removed_at_start() {
     let _server = Server::start(data, &[]);
     assert!(!stale.exists(), "the stale temp file is gone");
     assert!(kept.exists(), "finished uploads stay");
+    // An upload of the running server in flight: a second server started
+    // on the same data dir is refused, and leaves it alone.
+    let in_flight = cat.join(".upload-777-1.tmp");
+    std::fs::write(&in_flight, b"half an upload").expect("temp");
+    let out = Command::new(swarm_bin())
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data)
+        .env("SELF_HEAL_ENABLED", "false")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run a second swarm serve");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "a second server was let in: {stderr}"
+    );
+    assert!(stderr.contains("already open"), "{stderr}");
+    assert!(
+        in_flight.exists(),
+        "the refused server removed the running one's upload in flight"
+    );
 }
 
 fn wait_until(secs: u64, what: &str, mut f: impl FnMut() -> bool) {

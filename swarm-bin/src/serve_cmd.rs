@@ -58,11 +58,13 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     // Bind first: a start that cannot listen leaves nothing behind (no new
     // data dir, no token), and says why in words that fit the cause.
     check_listen(s.listen)?;
-    let fresh_dir = !s.data_dir.exists();
+    let created = make_data_dir(&s.data_dir)?;
     let started = start(&s, args.accept_loss);
-    if started.is_err() && fresh_dir {
-        // Nothing was served from it: a failed first start leaves no data dir.
-        let _ = std::fs::remove_dir_all(&s.data_dir);
+    if let Err(e) = &started {
+        if may_remove_after_failed_start(created, e) {
+            // Nothing was served from it: a failed first start leaves no data dir.
+            let _ = std::fs::remove_dir_all(&s.data_dir);
+        }
     }
     let (running, prober, stop) = started?;
     // Until a signal, or a writer that died: a server that can record
@@ -208,6 +210,55 @@ fn token_hint(s: &Settings) -> String {
             "the CLI finds it with `--data-dir {dir}` or with SWARM_DATA_DIR={dir} in its environment"
         )
     }
+}
+
+/// Creates the data directory (and its parents): whether this process made
+/// it, for only then may a failed first start remove it. Another server
+/// starting on the same new directory at the same moment finds it made. A
+/// symbolic link to nothing (a disk not mounted yet) is refused: a new,
+/// empty store there would hide the real one.
+fn make_data_dir(dir: &Path) -> anyhow::Result<bool> {
+    if let Ok(meta) = std::fs::symlink_metadata(dir) {
+        if meta.file_type().is_symlink() && !dir.exists() {
+            let target = std::fs::read_link(dir)
+                .map(|t| t.display().to_string())
+                .unwrap_or_else(|_| "?".into());
+            anyhow::bail!(
+                "the data directory {} is a symbolic link to {target}, which does not exist (a \
+                 disk not mounted yet?); mount it or mend the link: swarm does not start a new, \
+                 empty store in its place",
+                dir.display()
+            );
+        }
+        return Ok(false);
+    }
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
+    }
+    match std::fs::create_dir(dir) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => {
+            Err(e).with_context(|| format!("cannot create the data directory {}", dir.display()))
+        }
+    }
+}
+
+/// Whether a start that failed may remove the data directory: only one this
+/// process made, and never while another swarm process holds its store (it
+/// won a race to a new directory and is serving from it).
+fn may_remove_after_failed_start(created: bool, e: &anyhow::Error) -> bool {
+    let held = e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<server::ServeError>(),
+            Some(server::ServeError::Store {
+                source: swarm_store::StoreError::Locked { .. },
+                ..
+            })
+        )
+    });
+    created && !held
 }
 
 type Started = (
@@ -367,6 +418,45 @@ fn start(s: &Settings, accept_loss: bool) -> anyhow::Result<Started> {
 mod tests {
     use super::*;
     use std::io::{Error, ErrorKind};
+
+    #[test]
+    fn only_a_data_dir_this_start_made_is_removed_and_a_dangling_link_is_refused() {
+        let base = tempfile::tempdir().expect("tempdir");
+        let fresh = base.path().join("a/b/data");
+        assert!(
+            make_data_dir(&fresh).expect("made"),
+            "a new directory was made here"
+        );
+        // A second start (or one racing the first) finds it made.
+        assert!(!make_data_dir(&fresh).expect("exists"));
+        // A data dir linked to a disk not mounted: refused, the link kept,
+        // nothing created behind it.
+        let link = base.path().join("linked");
+        let disk = base.path().join("disk/swarm");
+        std::os::unix::fs::symlink(&disk, &link).expect("symlink");
+        let e = make_data_dir(&link).expect_err("a dangling link must be refused");
+        assert!(e.to_string().contains("does not exist"), "{e}");
+        assert!(
+            std::fs::symlink_metadata(&link).is_ok(),
+            "the link was removed"
+        );
+        assert!(!disk.exists(), "a new store was begun behind the link");
+        // Removed only if made here and not held by another server.
+        let other = anyhow::anyhow!("cannot read the TLS key");
+        assert!(may_remove_after_failed_start(true, &other));
+        assert!(!may_remove_after_failed_start(false, &other));
+        let held = anyhow::Error::new(server::ServeError::Store {
+            path: fresh.join("swarm.db"),
+            source: swarm_store::StoreError::Locked {
+                path: fresh.join("swarm.db"),
+                lock: fresh.join("swarm.db.lock"),
+            },
+        });
+        assert!(
+            !may_remove_after_failed_start(true, &held),
+            "the directory another server won the race to was removed under it"
+        );
+    }
 
     #[test]
     fn a_close_that_never_ends_is_given_up_after_its_limit() {

@@ -108,6 +108,9 @@ pub(crate) fn put(
     }
     std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644))
         .and_then(|()| std::fs::rename(&tmp, &dest))
+        // The rename itself must survive a power loss before "stored" is
+        // said: the file's data was synced when it was written.
+        .and_then(|()| std::fs::File::open(&dir).and_then(|d| d.sync_all()))
         .map_err(|e| {
             let _ = std::fs::remove_file(&tmp);
             ApiError::new(507, format!("cannot store {}: {e}", dest.display()))

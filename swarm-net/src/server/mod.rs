@@ -266,15 +266,6 @@ pub fn start(opts: ServerOptions) -> Result<RunningServer, ServeError> {
             path: opts.staging.clone(),
             source,
         })?;
-    let (files, bytes) = artifacts::remove_stale_uploads(&opts.staging);
-    if files > 0 {
-        tracing::info!(
-            files,
-            bytes,
-            staging = %opts.staging.display(),
-            "removed upload temp files an earlier run left behind"
-        );
-    }
     let releases = crate::binhost::Releases::open(opts.binhost.clone(), &opts.staging)?;
     let mut store_opts = opts.store.clone();
     store_opts.open_at = Some((opts.clock)());
@@ -288,6 +279,17 @@ pub fn start(opts: ServerOptions) -> Result<RunningServer, ServeError> {
         path: opts.db_path.clone(),
         source,
     })?;
+    // After the store's lock: a second server refused on a running data dir
+    // must not take the first one's uploads in flight for leftovers.
+    let (files, bytes) = artifacts::remove_stale_uploads(&opts.staging);
+    if files > 0 {
+        tracing::info!(
+            files,
+            bytes,
+            staging = %opts.staging.display(),
+            "removed upload temp files an earlier run left behind"
+        );
+    }
     let open_report = store.open_report().clone();
     let creds =
         creds::Credentials::open(&opts.db_path).map_err(|source| ServeError::Credentials {
