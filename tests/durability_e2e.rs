@@ -7,7 +7,7 @@ mod support;
 use serde_json::json;
 use std::process::{Command, Stdio};
 use support::drone::Drone;
-use support::{swarm_bin, Server};
+use support::{swarm_bin, terminate_child, Server};
 
 #[test]
 fn serve_refuses_a_zero_byte_database_and_accept_loss_records_the_loss() {
@@ -24,13 +24,7 @@ fn serve_refuses_a_zero_byte_database_and_accept_loss_records_the_loss() {
     }
     let db = data.join("swarm.db");
     std::fs::write(&db, b"").expect("empty swarm.db");
-    let out = Command::new(swarm_bin())
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data)
-        .env("SELF_HEAL_ENABLED", "false")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run swarm serve");
+    let out = serve_until_refused(data);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "refused: {stderr}");
     assert!(stderr.contains(&db.display().to_string()), "{stderr}");
@@ -53,6 +47,32 @@ fn serve_refuses_a_zero_byte_database_and_accept_loss_records_the_loss() {
             .is_some_and(|d| d.contains("empty")),
         "{loss}"
     );
+}
+
+/// Runs `swarm serve` on `data`, expected to be refused at start: its
+/// output. One that is still running after 30 s fails the test.
+fn serve_until_refused(data: &std::path::Path) -> std::process::Output {
+    let mut child = Command::new(swarm_bin())
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data)
+        .env("SELF_HEAL_ENABLED", "false")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run swarm serve");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while child.try_wait().expect("wait").is_none() {
+        if std::time::Instant::now() > deadline {
+            terminate_child(&mut child, std::time::Duration::from_secs(5));
+            panic!(
+                "swarm serve on {} was not refused: it kept running",
+                data.display()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.wait_with_output().expect("its output")
 }
 
 /// The largest of the store's files, in bytes.
@@ -164,13 +184,7 @@ fn upload_temp_files_left_by_a_killed_server_are_removed_at_start() {
     // on the same data dir is refused, and leaves it alone.
     let in_flight = cat.join(".upload-777-1.tmp");
     std::fs::write(&in_flight, b"half an upload").expect("temp");
-    let out = Command::new(swarm_bin())
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data)
-        .env("SELF_HEAL_ENABLED", "false")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run a second swarm serve");
+    let out = serve_until_refused(data);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         !out.status.success(),
