@@ -31,7 +31,16 @@ pub(crate) struct ReadTables {
     leases: BTreeMap<u64, LeaseRow>,
     /// Environment digests already in `environments`: a heartbeat does not write one again.
     envs_written: BTreeSet<String>,
+    /// Each drone's current environment digest: kept when unused ones are pruned.
+    drone_envs: BTreeMap<String, String>,
+    /// Environments written since unused ones were last pruned.
+    envs_since_prune: usize,
 }
+
+/// New environments written between two prunes of the unused ones. A drone
+/// whose environment changes on every heartbeat (each up to the claims'
+/// bound, about 1.5 MiB) then leaves at most this many behind at once.
+const ENV_PRUNE_EVERY: usize = 16;
 
 impl ReadTables {
     /// The mirror of a state the tables already hold (after a rollback).
@@ -43,6 +52,9 @@ impl ReadTables {
         }
         for d in view.drones() {
             let row = DroneRow::from_view(&d);
+            if let Some(digest) = d.env.digest() {
+                t.drone_envs.insert(d.name.to_string(), digest);
+            }
             t.set_drone(d.name.to_string(), Some(row));
         }
         for l in view.leases() {
@@ -69,6 +81,28 @@ impl ReadTables {
             row.write(conn, *id)?;
         }
         Ok(t)
+    }
+
+    /// Deletes the environments no build names and no drone has now: only
+    /// a release gate reads them, through the builds made in them. Without
+    /// this, a drone whose environment changes on every heartbeat grows the
+    /// database without bound.
+    fn prune_envs(&mut self, conn: &Connection) -> Result<(), StoreError> {
+        self.envs_since_prune = 0;
+        let unused: Vec<String> = conn
+            .prepare_cached(
+                "SELECT digest FROM environments WHERE digest NOT IN
+                   (SELECT env_digest FROM builds WHERE env_digest IS NOT NULL)",
+            )?
+            .query_map([], |r| r.get::<_, String>(0))?
+            .collect::<Result<_, _>>()?;
+        let current: BTreeSet<&String> = self.drone_envs.values().collect();
+        for digest in unused.iter().filter(|d| !current.contains(d)) {
+            conn.prepare_cached("DELETE FROM environments WHERE digest = ?1")?
+                .execute([digest])?;
+            self.envs_written.remove(digest);
+        }
+        Ok(())
     }
 
     fn set_package(&mut self, key: PkgKey, row: Option<PackageRow>) {
@@ -201,7 +235,12 @@ impl ReadTables {
         new: Option<&DroneView>,
         seq: u64,
     ) -> Result<(), StoreError> {
-        if let Some(digest) = new.and_then(|d| d.env.digest()) {
+        let digest = new.and_then(|d| d.env.digest());
+        match &digest {
+            Some(d) => self.drone_envs.insert(name.clone(), d.clone()),
+            None => self.drone_envs.remove(&name),
+        };
+        if let Some(digest) = digest {
             if !self.envs_written.contains(&digest) {
                 let env = new.map(|d| serde_json::to_string(&d.env)).transpose()?;
                 conn.prepare_cached(
@@ -210,6 +249,10 @@ impl ReadTables {
                 )?
                 .execute(params![digest, env, seq as i64])?;
                 self.envs_written.insert(digest);
+                self.envs_since_prune += 1;
+                if self.envs_since_prune >= ENV_PRUNE_EVERY {
+                    self.prune_envs(conn)?;
+                }
             }
         }
         let new = new.map(DroneRow::from_view);
