@@ -66,8 +66,36 @@ fn percent(field: &str, v: Option<f64>) -> Result<(), ApiError> {
     }
 }
 
+/// Characters that show as nothing or turn the text around them (Unicode
+/// format characters: bidirectional overrides and isolates, zero-width
+/// ones, the soft hyphen): a drone name holding one can pass for another
+/// name in every listing.
+fn invisible(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206F}' | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFB}')
+}
+
+/// Refuses a name that would not read as what it is.
+fn name(field: &str, v: Option<&str>) -> Result<(), ApiError> {
+    match v.and_then(|s| s.chars().find(|c| invisible(*c))) {
+        Some(c) => Err(refuse(
+            field,
+            format!(
+                "`{field}` holds U+{:04X}, a character that shows as nothing or reverses the \
+                 text around it; use a name that reads as what it is",
+                u32::from(c)
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
 /// Checks a registration (or heartbeat) before anything of it is used.
 pub(crate) fn check_register(r: &RegisterRequest) -> Result<(), ApiError> {
+    name("name", r.name.as_deref())?;
+    name("node_name", r.node_name.as_deref())?;
+    name("id", r.id.as_deref())?;
     text("id", r.id.as_deref())?;
     text("version", r.version.as_deref())?;
     text("ip", r.ip.as_deref())?;
@@ -201,6 +229,15 @@ mod tests {
             field(reg(json!({"version": "v".repeat(300)}))).as_deref(),
             Some("version")
         );
+        assert_eq!(
+            field(reg(json!({"name": "build-\u{202E}1pr"}))).as_deref(),
+            Some("name")
+        );
+        assert_eq!(
+            field(reg(json!({"node_name": "a\u{200B}b"}))).as_deref(),
+            Some("node_name")
+        );
+        assert!(reg(json!({"name": "drone-ä-01", "id": "0f3c"})).is_ok());
         assert!(reg(json!({"capabilities": {"cores": 384, "ram_gb": 1536.0},
             "metrics": {"cpu_percent": 101.5, "load_1m": 380.2}}))
         .is_ok());
