@@ -1122,3 +1122,69 @@ fn a_v3_drones_rsynced_file_counts_only_when_it_is_a_valid_build() {
         assert_eq!(c["accepted"], recorded == "built", "{c}");
     }
 }
+
+/// One POST over a raw socket, with exactly these headers (as a browser
+/// would send a form or a `fetch` with `text/plain`): status and body.
+fn raw_post(s: &Server, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut conn = std::net::TcpStream::connect(&s.addr).expect("connect");
+    let mut head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        s.addr,
+        body.len()
+    );
+    for (k, v) in headers {
+        head += &format!("{k}: {v}\r\n");
+    }
+    conn.write_all(format!("{head}\r\n{body}").as_bytes())
+        .expect("write");
+    let mut reply = String::new();
+    conn.read_to_string(&mut reply).expect("read");
+    let status = reply
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, reply)
+}
+
+#[test]
+fn a_web_page_on_another_origin_cannot_drive_the_drone_api() {
+    let dir = tempfile::tempdir().expect("dir");
+    let s = Server::start(dir.path(), &[]);
+    let body = |name: &str| v3_register(&format!("m-{name}"), name, Value::Null).to_string();
+    let plain = ("Content-Type", "text/plain");
+    let (code, reply) = raw_post(
+        &s,
+        "/api/v1/register",
+        &[plain, ("Origin", "http://evil.example")],
+        &body("csrf-victim"),
+    );
+    assert_eq!(code, 403, "{reply}");
+    assert!(reply.contains("cross-origin request refused"), "{reply}");
+    let (code, reply) = raw_post(
+        &s,
+        "/api/v1/register",
+        &[plain, ("Sec-Fetch-Site", "cross-site")],
+        &body("csrf-victim"),
+    );
+    assert_eq!(code, 403, "{reply}");
+    // The dashboard's own origin, and drones (no Origin), are served.
+    let own = format!("http://{}", s.addr);
+    let (code, reply) = raw_post(
+        &s,
+        "/api/v1/register",
+        &[("Origin", &own), ("Sec-Fetch-Site", "same-origin")],
+        &body("same-origin"),
+    );
+    assert_eq!(code, 200, "{reply}");
+    let (code, reply) = raw_post(&s, "/api/v1/register", &[], &body("no-origin"));
+    assert_eq!(code, 200, "{reply}");
+    let (_, nodes) = s.get("/api/v1/nodes?all=true");
+    let nodes = nodes.to_string();
+    assert!(!nodes.contains("csrf-victim"), "recorded: {nodes}");
+    assert!(
+        nodes.contains("same-origin") && nodes.contains("no-origin"),
+        "{nodes}"
+    );
+}

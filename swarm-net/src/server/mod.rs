@@ -454,8 +454,17 @@ fn serve_one(sh: &Shared, req: &mut Request<'_>) -> Response {
             return resp;
         }
     }
+    let refusal = http::cross_site_refusal(
+        http::header(req, "Origin"),
+        http::header(req, "Host"),
+        http::header(req, "Sec-Fetch-Site"),
+    );
     let (route, result) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        route(sh, req, &method, &path, &url)
+        match refusal {
+            // Before routing, so no handler reads the body or acts on it.
+            Some(why) => ("cross_site", Err(ApiError::new(403, why))),
+            None => route(sh, req, &method, &path, &url),
+        }
     }))
     .unwrap_or_else(|_| {
         tracing::error!(%method, %path, "handler panicked; answered 500, server keeps serving");
