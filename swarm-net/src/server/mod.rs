@@ -307,14 +307,14 @@ pub fn start(opts: ServerOptions) -> Result<RunningServer, ServeError> {
         path: opts.db_path.clone(),
         source,
     })?;
-    let mut ids = BTreeMap::new();
+    let mut ids = shared::MachineIds::default();
     let mut known = Vec::new();
     for d in swarm.view().drones() {
         known.push(d.name.clone());
-        if let Some(m) = &d.machine_id {
-            ids.insert(m.clone(), d.name.clone());
+        match &d.machine_id {
+            Some(m) => ids.bind(m, &d.name),
+            None => ids.know(&d.name),
         }
-        ids.insert(d.name.as_str().to_string(), d.name.clone());
     }
     let published = Arc::new(Published {
         swarm: swarm.clone(),
