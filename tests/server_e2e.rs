@@ -1188,3 +1188,38 @@ fn a_web_page_on_another_origin_cannot_drive_the_drone_api() {
         "{nodes}"
     );
 }
+
+#[test]
+fn json_followed_by_more_is_refused_and_queues_nothing() {
+    let dir = tempfile::tempdir().expect("dir");
+    let s = Server::start(dir.path(), &[]);
+    let token = s.token();
+    for body in [
+        r#"{"packages":["=dev-libs/trailing-1.0"]}{"x":1}"#,
+        r#"{"packages":["=dev-libs/trailing-1.0"]} garbage"#,
+    ] {
+        let url = format!("{}/api/v1/queue", s.url);
+        let (code, v) = request_raw("POST", &url, Some(body.as_bytes()), Some(&token), &[]);
+        assert_eq!(code, 400, "{body}: {v}");
+        assert!(
+            v["error"]
+                .as_str()
+                .unwrap_or("")
+                .contains("trailing characters"),
+            "{v}"
+        );
+    }
+    let (code, v) = s.post("/api/v1/register", &json!({"id": "m1", "name": "drone-a"}));
+    assert_eq!(code, 200, "{v}");
+    let url = format!("{}/api/v1/register", s.url);
+    let (code, v) = request_raw(
+        "POST",
+        &url,
+        Some(br#"{"id":"m1","name":"drone-a"} garbage"#),
+        None,
+        &[],
+    );
+    assert_eq!(code, 400, "{v}");
+    let st = s.wait_for(5, "status", |_| true);
+    assert_eq!(st["counts"]["queued"], 0, "{st}");
+}

@@ -160,7 +160,7 @@ pub(crate) fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError
         return Err(ApiError::bad("empty body: expected a JSON object"));
     }
     let de = &mut serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(de).map_err(|e| {
+    let value = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         let msg = if inner.is_syntax() || inner.is_eof() {
@@ -173,7 +173,15 @@ pub(crate) fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError
         } else {
             ApiError::field(400, &path, msg)
         }
-    })
+    })?;
+    // Only whitespace may follow the value: `{...} garbage` or `{...}{...}`
+    // is a client bug (or a smuggled second body), not the first object.
+    de.end().map_err(|e| {
+        ApiError::bad(format!(
+            "malformed JSON: trailing characters after the JSON value ({e})"
+        ))
+    })?;
+    Ok(value)
 }
 
 /// The decoded query string.
@@ -393,5 +401,30 @@ mod tests {
         );
         let e = parse_json::<T>(b"").expect_err("empty");
         assert!(e.body.error.contains("empty body"));
+    }
+
+    #[test]
+    fn json_followed_by_anything_but_whitespace_is_refused() {
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct T {
+            id: String,
+        }
+        for body in [
+            &br#"{"id":"m1","name":"drone-a"} garbage"#[..],
+            br#"{"id":"m1"}{"x":1}"#,
+            br#"{"id":"m1"},"#,
+        ] {
+            let e = parse_json::<T>(body).expect_err("trailing characters");
+            assert_eq!(e.status, 400);
+            assert!(
+                e.body
+                    .error
+                    .contains("trailing characters after the JSON value"),
+                "{}",
+                e.body.error
+            );
+        }
+        parse_json::<T>(b" {\"id\":\"m1\"} \r\n\t").expect("whitespace after the value");
     }
 }
