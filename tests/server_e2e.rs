@@ -1223,3 +1223,72 @@ fn json_followed_by_more_is_refused_and_queues_nothing() {
     let st = s.wait_for(5, "status", |_| true);
     assert_eq!(st["counts"]["queued"], 0, "{st}");
 }
+
+#[test]
+fn a_bad_queue_number_names_its_field_and_bound() {
+    let dir = tempfile::tempdir().expect("dir");
+    let s = Server::start(dir.path(), &[]);
+    let atom = "=dev-libs/bounds-1.0";
+    for (item, field, says) in [
+        (
+            json!({"atom": atom, "priority": 1e300}),
+            "priority",
+            "from -2147483648 to 2147483647",
+        ),
+        (
+            json!({"atom": atom, "priority": 1.5}),
+            "priority",
+            "from -2147483648 to 2147483647",
+        ),
+        (
+            json!({"atom": atom, "priority": 3_000_000_000u64}),
+            "priority",
+            "from -2147483648 to 2147483647",
+        ),
+        (
+            json!({"atom": atom, "estimate_s": -1}),
+            "estimate_s",
+            "a whole number of seconds from 0",
+        ),
+        (
+            json!({"atom": atom, "prio": 1}),
+            "prio",
+            "unknown field `prio`",
+        ),
+    ] {
+        let (code, v) = s.admin_post(
+            "/api/v1/queue",
+            &json!({ "packages": ["=dev-libs/ok-1.0", item] }),
+        );
+        assert_eq!(code, 400, "{item}: {v}");
+        assert_eq!(v["field"], format!("packages[1].{field}"), "{item}: {v}");
+        let error = v["error"].as_str().unwrap_or_default();
+        assert!(error.contains(says), "{item}: {error}");
+        assert!(
+            !error.contains("did not match any variant"),
+            "{item}: {error}"
+        );
+    }
+    let (code, v) = s.admin_post("/api/v1/queue", &json!({ "packages": [42] }));
+    assert_eq!(code, 400, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("an atom string or an object"),
+        "{v}"
+    );
+    let (code, v) = s.admin_post("/api/v1/queue", &json!({ "packages": [atom, {"atom": "=dev-libs/spec-1.0", "priority": -5, "estimate_s": 60}] }));
+    assert_eq!((code, &v["queued"]), (200, &json!(2)), "{v}");
+    s.post(
+        "/api/v1/register",
+        &v3_register("m-slots", "slots", json!(null)),
+    );
+    let (code, v) = s.get("/api/v1/work?id=m-slots&free_slots=99999999999");
+    assert_eq!(code, 400, "{v}");
+    let error = v["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("at most 1024") && !error.contains("whole number"),
+        "{error}"
+    );
+}
