@@ -1122,3 +1122,173 @@ fn a_v3_drones_rsynced_file_counts_only_when_it_is_a_valid_build() {
         assert_eq!(c["accepted"], recorded == "built", "{c}");
     }
 }
+
+/// One POST over a raw socket, with exactly these headers (as a browser
+/// would send a form or a `fetch` with `text/plain`): status and body.
+fn raw_post(s: &Server, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut conn = std::net::TcpStream::connect(&s.addr).expect("connect");
+    let mut head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        s.addr,
+        body.len()
+    );
+    for (k, v) in headers {
+        head += &format!("{k}: {v}\r\n");
+    }
+    conn.write_all(format!("{head}\r\n{body}").as_bytes())
+        .expect("write");
+    let mut reply = String::new();
+    conn.read_to_string(&mut reply).expect("read");
+    let status = reply
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, reply)
+}
+
+#[test]
+fn a_web_page_on_another_origin_cannot_drive_the_drone_api() {
+    let dir = tempfile::tempdir().expect("dir");
+    let s = Server::start(dir.path(), &[]);
+    let body = |name: &str| v3_register(&format!("m-{name}"), name, Value::Null).to_string();
+    let plain = ("Content-Type", "text/plain");
+    let (code, reply) = raw_post(
+        &s,
+        "/api/v1/register",
+        &[plain, ("Origin", "http://evil.example")],
+        &body("csrf-victim"),
+    );
+    assert_eq!(code, 403, "{reply}");
+    assert!(reply.contains("cross-origin request refused"), "{reply}");
+    let (code, reply) = raw_post(
+        &s,
+        "/api/v1/register",
+        &[plain, ("Sec-Fetch-Site", "cross-site")],
+        &body("csrf-victim"),
+    );
+    assert_eq!(code, 403, "{reply}");
+    // The dashboard's own origin, and drones (no Origin), are served.
+    let own = format!("http://{}", s.addr);
+    let (code, reply) = raw_post(
+        &s,
+        "/api/v1/register",
+        &[("Origin", &own), ("Sec-Fetch-Site", "same-origin")],
+        &body("same-origin"),
+    );
+    assert_eq!(code, 200, "{reply}");
+    let (code, reply) = raw_post(&s, "/api/v1/register", &[], &body("no-origin"));
+    assert_eq!(code, 200, "{reply}");
+    let (_, nodes) = s.get("/api/v1/nodes?all=true");
+    let nodes = nodes.to_string();
+    assert!(!nodes.contains("csrf-victim"), "recorded: {nodes}");
+    assert!(
+        nodes.contains("same-origin") && nodes.contains("no-origin"),
+        "{nodes}"
+    );
+}
+
+#[test]
+fn json_followed_by_more_is_refused_and_queues_nothing() {
+    let dir = tempfile::tempdir().expect("dir");
+    let s = Server::start(dir.path(), &[]);
+    let token = s.token();
+    for body in [
+        r#"{"packages":["=dev-libs/trailing-1.0"]}{"x":1}"#,
+        r#"{"packages":["=dev-libs/trailing-1.0"]} garbage"#,
+    ] {
+        let url = format!("{}/api/v1/queue", s.url);
+        let (code, v) = request_raw("POST", &url, Some(body.as_bytes()), Some(&token), &[]);
+        assert_eq!(code, 400, "{body}: {v}");
+        assert!(
+            v["error"]
+                .as_str()
+                .unwrap_or("")
+                .contains("trailing characters"),
+            "{v}"
+        );
+    }
+    let (code, v) = s.post("/api/v1/register", &json!({"id": "m1", "name": "drone-a"}));
+    assert_eq!(code, 200, "{v}");
+    let url = format!("{}/api/v1/register", s.url);
+    let (code, v) = request_raw(
+        "POST",
+        &url,
+        Some(br#"{"id":"m1","name":"drone-a"} garbage"#),
+        None,
+        &[],
+    );
+    assert_eq!(code, 400, "{v}");
+    let st = s.wait_for(5, "status", |_| true);
+    assert_eq!(st["counts"]["queued"], 0, "{st}");
+}
+
+#[test]
+fn a_bad_queue_number_names_its_field_and_bound() {
+    let dir = tempfile::tempdir().expect("dir");
+    let s = Server::start(dir.path(), &[]);
+    let atom = "=dev-libs/bounds-1.0";
+    for (item, field, says) in [
+        (
+            json!({"atom": atom, "priority": 1e300}),
+            "priority",
+            "from -2147483648 to 2147483647",
+        ),
+        (
+            json!({"atom": atom, "priority": 1.5}),
+            "priority",
+            "from -2147483648 to 2147483647",
+        ),
+        (
+            json!({"atom": atom, "priority": 3_000_000_000u64}),
+            "priority",
+            "from -2147483648 to 2147483647",
+        ),
+        (
+            json!({"atom": atom, "estimate_s": -1}),
+            "estimate_s",
+            "a whole number of seconds from 0",
+        ),
+        (
+            json!({"atom": atom, "prio": 1}),
+            "prio",
+            "unknown field `prio`",
+        ),
+    ] {
+        let (code, v) = s.admin_post(
+            "/api/v1/queue",
+            &json!({ "packages": ["=dev-libs/ok-1.0", item] }),
+        );
+        assert_eq!(code, 400, "{item}: {v}");
+        assert_eq!(v["field"], format!("packages[1].{field}"), "{item}: {v}");
+        let error = v["error"].as_str().unwrap_or_default();
+        assert!(error.contains(says), "{item}: {error}");
+        assert!(
+            !error.contains("did not match any variant"),
+            "{item}: {error}"
+        );
+    }
+    let (code, v) = s.admin_post("/api/v1/queue", &json!({ "packages": [42] }));
+    assert_eq!(code, 400, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("an atom string or an object"),
+        "{v}"
+    );
+    let (code, v) = s.admin_post("/api/v1/queue", &json!({ "packages": [atom, {"atom": "=dev-libs/spec-1.0", "priority": -5, "estimate_s": 60}] }));
+    assert_eq!((code, &v["queued"]), (200, &json!(2)), "{v}");
+    s.post(
+        "/api/v1/register",
+        &v3_register("m-slots", "slots", json!(null)),
+    );
+    let (code, v) = s.get("/api/v1/work?id=m-slots&free_slots=99999999999");
+    assert_eq!(code, 400, "{v}");
+    let error = v["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("at most 1024") && !error.contains("whole number"),
+        "{error}"
+    );
+}

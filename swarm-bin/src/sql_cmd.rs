@@ -451,7 +451,15 @@ fn render_table(r: &QueryResult, max_rows: usize) -> String {
     }
     let n = r.rows.len();
     out += &format!("({n} row{})\n", if n == 1 { "" } else { "s" });
-    if r.truncated {
+    if r.truncated && n < max_rows {
+        // Fewer rows than asked for: the explorer's reply limit cut it.
+        let limit_mib = swarm_store::ExplorerOptions::default().max_reply_bytes >> 20;
+        out += &format!(
+            "(truncated at {n} row{}: the next row would pass the {limit_mib} MiB reply limit; \
+             select fewer or shorter columns, or narrow the query with WHERE/LIMIT)\n",
+            if n == 1 { "" } else { "s" }
+        );
+    } else if r.truncated {
         out += &format!(
             "(truncated at {max_rows} rows; raise --max-rows or narrow the query with WHERE/LIMIT)\n"
         );

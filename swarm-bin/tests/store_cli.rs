@@ -287,6 +287,31 @@ fn sql_reads_what_a_keyword_filter_rejected() {
 }
 
 #[test]
+fn sql_cut_by_the_reply_limit_says_so_and_not_the_row_cap() {
+    let (_dir, db, _) = fixture();
+    // Rows of two 700 KB blobs: 2.8 MB each as hex, so a second passes 4 MiB.
+    let out = swarm(&[
+        "sql",
+        "--db",
+        s(&db),
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 5) \
+         SELECT zeroblob(700000), zeroblob(700000) FROM n",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let tail: String = text(&out.stdout)
+        .lines()
+        .rev()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        tail.contains("(truncated at 1 row: the next row would pass the 4 MiB reply limit"),
+        "{tail}"
+    );
+    assert!(!tail.contains("raise --max-rows"), "{tail}");
+}
+
+#[test]
 fn sql_refuses_writes_and_leaves_the_file_alone() {
     let (_dir, db, _) = fixture();
     let before = std::fs::read(&db).expect("read db");

@@ -347,13 +347,93 @@ pub struct LeaseRequest {
 
 /// One package in `POST /api/v1/queue` (and in `swarm queue import` lists):
 /// a bare atom as v3 clients send, or an object with dependencies.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Deserialized by hand rather than as an untagged enum: serde's untagged
+/// enums replace every inner error with "data did not match any variant",
+/// so a bad `priority` did not say which field or what bound. A string is an
+/// atom; a map is a [`QueueSpec`], whose own errors come through.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
 pub enum QueueItem {
     /// `"=dev-libs/foo-1.0"`.
     Atom(String),
     /// `{"atom": …, "deps": […], "priority": N, "estimate_s": N}`.
     Spec(QueueSpec),
+}
+
+impl<'de> Deserialize<'de> for QueueItem {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Item;
+        impl<'de> serde::de::Visitor<'de> for Item {
+            type Value = QueueItem;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an atom string or an object with atom, deps, priority, estimate_s")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<QueueItem, E> {
+                Ok(QueueItem::Atom(v.to_owned()))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<QueueItem, E> {
+                Ok(QueueItem::Atom(v))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<QueueItem, A::Error> {
+                QueueSpec::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(QueueItem::Spec)
+            }
+        }
+        d.deserialize_any(Item)
+    }
+}
+
+/// A whole number within `lo..=hi`; any other number or type is refused
+/// with the bounds named.
+fn bounded_int<'de, D: Deserializer<'de>>(
+    d: D,
+    lo: i64,
+    hi: i64,
+    what: &str,
+) -> Result<i64, D::Error> {
+    struct Bounded<'a> {
+        lo: i64,
+        hi: i64,
+        what: &'a str,
+    }
+    impl Bounded<'_> {
+        fn check<E: serde::de::Error>(
+            &self,
+            v: i128,
+            shown: serde::de::Unexpected<'_>,
+        ) -> Result<i64, E> {
+            if (self.lo as i128..=self.hi as i128).contains(&v) {
+                Ok(v as i64)
+            } else {
+                Err(E::invalid_value(shown, self))
+            }
+        }
+    }
+    impl<'de> serde::de::Visitor<'de> for Bounded<'_> {
+        type Value = i64;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "{} from {} to {}", self.what, self.lo, self.hi)
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<i64, E> {
+            self.check(v.into(), serde::de::Unexpected::Signed(v))
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<i64, E> {
+            self.check(v.into(), serde::de::Unexpected::Unsigned(v))
+        }
+    }
+    d.deserialize_any(Bounded { lo, hi, what })
+}
+
+fn priority_of<'de, D: Deserializer<'de>>(d: D) -> Result<i32, D::Error> {
+    bounded_int(d, i32::MIN.into(), i32::MAX.into(), "a whole number").map(|v| v as i32)
+}
+
+fn estimate_of<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    bounded_int(d, 0, i64::MAX, "a whole number of seconds").map(|v| Some(v as u64))
 }
 
 /// The object form of a [`QueueItem`]. Unknown fields are refused, so a
@@ -367,10 +447,14 @@ pub struct QueueSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub deps: Vec<String>,
     /// Higher goes first.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "priority_of")]
     pub priority: i32,
     /// Expected build time, seconds, until swarm has learned its own.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "estimate_of"
+    )]
     pub estimate_s: Option<u64>,
     /// The profile it is built for (default: the request's `profile`, else the default one).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -33,9 +33,12 @@ pub struct ExplorerOptions {
     pub max_rows: usize,
     /// Largest string or blob a query may build, bytes (default 1 MiB).
     pub max_value_bytes: i32,
-    /// The rows of one reply stop growing past about this many bytes (as
-    /// JSON; default 4 MiB): more is reported as `truncated`. With
-    /// `max_rows` alone, 1,000 rows of 1 MiB values made a 1 GB reply.
+    /// The rows of one reply stay within this many bytes as encoded JSON
+    /// (blobs as hex, text escaped; default 4 MiB): the rows that would pass
+    /// it are left out and reported as `truncated`, and a first row that
+    /// passes it alone refuses the query. With `max_rows` alone, 1,000 rows
+    /// of 1 MiB values made a 1 GB reply; counting raw lengths before each
+    /// row only, one row of 40 blobs made an 80 MB reply.
     pub max_reply_bytes: usize,
     /// SQLite's page cache for this connection, KiB (default 8 MiB).
     pub cache_kib: u32,
@@ -73,7 +76,7 @@ pub struct QueryResult {
     /// Rows as JSON values: integers and reals as numbers, text as strings,
     /// blobs as lowercase hex strings, NULL as null.
     pub rows: Vec<Vec<serde_json::Value>>,
-    /// More rows matched than `max_rows`, or the rows reached `max_reply_bytes`.
+    /// More rows matched than `max_rows`, or the next row would have passed `max_reply_bytes`.
     pub truncated: bool,
     /// Wall time spent.
     pub elapsed_ms: u64,
@@ -336,13 +339,40 @@ impl Explorer {
             .collect();
         let mut rows_out = Vec::new();
         let mut truncated = false;
-        let mut bytes = 0usize;
+        // The rows' bytes as they will be encoded: `[` and `]` of the list,
+        // then each row. A row's values are measured before any of them is
+        // converted, so nothing is built that the reply has no room for.
+        let mut bytes = 2usize;
         let mut rows = stmt.query([]).map_err(|e| self.map_err(e))?;
         while let Some(row) = rows.next().map_err(|e| self.map_err(e))? {
-            if rows_out.len() == self.opts.max_rows || bytes >= self.opts.max_reply_bytes {
+            if rows_out.len() == self.opts.max_rows {
                 truncated = true;
                 break;
             }
+            // `[`, `]` and the comma before the row, then each value and its comma.
+            let mut row_bytes = 3usize;
+            for i in 0..columns.len() {
+                let v = row.get_ref(i).map_err(|e| self.map_err(e))?;
+                row_bytes += encoded_len(v) + 1;
+                if bytes + row_bytes > self.opts.max_reply_bytes {
+                    break;
+                }
+            }
+            if bytes + row_bytes > self.opts.max_reply_bytes {
+                if rows_out.is_empty() {
+                    return Err(StoreError::QueryRefused {
+                        reason: format!(
+                            "the first row alone passes the reply limit of {} bytes \
+                             (as JSON, blobs as hex); select fewer or shorter values \
+                             (length(), substr(), hex() of a part)",
+                            self.opts.max_reply_bytes
+                        ),
+                    });
+                }
+                truncated = true;
+                break;
+            }
+            bytes += row_bytes;
             let mut out = Vec::with_capacity(columns.len());
             for (i, col) in columns.iter_mut().enumerate() {
                 let v = row.get_ref(i).map_err(|e| self.map_err(e))?;
@@ -354,7 +384,6 @@ impl Explorer {
                         Some(_) => {}
                     }
                 }
-                bytes += json_len(&json);
                 out.push(json);
             }
             rows_out.push(out);
@@ -413,11 +442,27 @@ impl Explorer {
     }
 }
 
-/// About the bytes a value takes in the JSON reply.
-fn json_len(v: &serde_json::Value) -> usize {
+/// The bytes a value takes in the JSON reply, as serde_json writes it:
+/// blobs as quoted hex (two characters a byte), text quoted with `"` and `\\`
+/// escaped, `\n`-style escapes for five control characters and `\u00XX` for
+/// the others, and invalid UTF-8 as U+FFFD (three bytes); numbers at most 24.
+fn encoded_len(v: ValueRef<'_>) -> usize {
     match v {
-        serde_json::Value::String(s) => s.len() + 3,
-        _ => 12,
+        ValueRef::Null => 4,
+        ValueRef::Integer(_) | ValueRef::Real(_) => 24,
+        ValueRef::Blob(b) => 2 * b.len() + 2,
+        ValueRef::Text(t) => {
+            let text = String::from_utf8_lossy(t);
+            let escaped: usize = text
+                .bytes()
+                .map(|b| match b {
+                    b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 2,
+                    0..=0x1f => 6,
+                    _ => 1,
+                })
+                .sum();
+            escaped + 2
+        }
     }
 }
 

@@ -187,9 +187,10 @@ fn a_reply_stops_growing_at_its_byte_cap() {
         },
     )
     .expect("explorer opens");
-    // 1,000 rows of 512 KiB each would be 512 MB; the cap keeps it near 1 MiB.
+    // 1,000 rows of 400 KB (as hex) each would be 400 MB; the cap keeps it
+    // within 1 MiB.
     let sql = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1000) \
-               SELECT i, zeroblob(262144) FROM n";
+               SELECT i, zeroblob(200000) FROM n";
     let r = ex.query(sql).expect("query");
     assert!(r.truncated, "reported truncated");
     let bytes: usize = r
@@ -200,4 +201,59 @@ fn a_reply_stops_growing_at_its_byte_cap() {
         .sum();
     assert!(bytes < 2 << 20, "{bytes} bytes");
     assert!(r.rows.len() >= 2, "{} rows", r.rows.len());
+}
+
+fn capped_explorer(dir: &Path) -> Explorer {
+    Explorer::open(fixture(dir), ExplorerOptions::default()).expect("explorer opens")
+}
+
+#[test]
+fn one_row_of_forty_blobs_is_refused_with_the_reply_limit() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ex = capped_explorer(dir.path());
+    // 40 blobs of 1 MB are 80 MB as hex: the reviewer's 80 MB reply.
+    let cols = vec!["zeroblob(1000000)"; 40].join(", ");
+    match ex.query(&format!("SELECT {cols}")) {
+        Err(StoreError::QueryRefused { reason }) => {
+            assert!(reason.contains("reply limit of 4194304 bytes"), "{reason}")
+        }
+        other => panic!("expected a refusal naming the reply limit, got {other:?}"),
+    }
+}
+
+#[test]
+fn escaped_control_characters_count_at_their_encoded_size() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ex = capped_explorer(dir.path());
+    // Each row is 500,000 char(1)s: 0.5 MB of text, 3 MB as JSON (`\u0001`).
+    let sql = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100) \
+               SELECT replace(hex(zeroblob(250000)), '0', char(1)) FROM n";
+    let r = ex.query(sql).expect("query");
+    assert!(r.truncated, "reported truncated");
+    let encoded = serde_json::to_string(&r.rows).expect("json").len();
+    assert!(encoded <= 4 << 20, "{encoded} bytes of rows");
+    assert_eq!(r.rows.len(), 1, "a second row would pass 4 MiB");
+    // And one row of two such values (6 MB encoded) is refused.
+    let one = "SELECT replace(hex(zeroblob(250000)), '0', char(1)), \
+               replace(hex(zeroblob(250000)), '0', char(1))";
+    match ex.query(one) {
+        Err(StoreError::QueryRefused { reason }) => {
+            assert!(reason.contains("reply limit"), "{reason}")
+        }
+        other => panic!("expected a refusal naming the reply limit, got {other:?}"),
+    }
+}
+
+#[test]
+fn rows_of_blobs_stop_before_the_cap_mid_way() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ex = capped_explorer(dir.path());
+    // Each row: two 700 KB blobs, 2.8 MB as hex; the second row would pass 4 MiB.
+    let sql = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 40) \
+               SELECT zeroblob(700000), zeroblob(700000) FROM n";
+    let r = ex.query(sql).expect("query");
+    assert!(r.truncated, "reported truncated");
+    let encoded = serde_json::to_string(&r.rows).expect("json").len();
+    assert!(encoded <= 4 << 20, "{encoded} bytes of rows");
+    assert_eq!(r.rows.len(), 1);
 }

@@ -191,14 +191,14 @@ pub(crate) fn check_complete(r: &CompleteRequest) -> Result<(), ApiError> {
 }
 
 /// `free_slots` of a work request: more than any drone may have is refused.
-pub(crate) fn check_free_slots(n: u32) -> Result<(), ApiError> {
-    if n > MAX_CORES {
-        return Err(refuse(
+pub(crate) fn check_free_slots(n: u64) -> Result<u32, ApiError> {
+    match u32::try_from(n) {
+        Ok(n) if n <= MAX_CORES => Ok(n),
+        _ => Err(refuse(
             "free_slots",
             format!("`free_slots` = {n} is more than any drone has (at most {MAX_CORES})"),
-        ));
+        )),
     }
-    Ok(())
 }
 
 #[cfg(test)]

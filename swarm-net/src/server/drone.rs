@@ -275,15 +275,14 @@ pub(crate) fn work(sh: &Shared, url: &str, caller: &Caller) -> Result<Reply, Api
     let free_slots = match q.get("free_slots") {
         None => None,
         Some(v) => {
-            let n = v.parse::<u32>().map_err(|_| {
+            let n = v.parse::<u64>().map_err(|_| {
                 ApiError::field(
                     400,
                     "free_slots",
                     format!("`free_slots` must be a whole number, got {v:?}"),
                 )
             })?;
-            claims::check_free_slots(n)?;
-            Some(n)
+            Some(claims::check_free_slots(n)?)
         }
     };
     let done = sh.submit(

@@ -160,7 +160,7 @@ pub(crate) fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError
         return Err(ApiError::bad("empty body: expected a JSON object"));
     }
     let de = &mut serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(de).map_err(|e| {
+    let value = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         let msg = if inner.is_syntax() || inner.is_eof() {
@@ -173,7 +173,15 @@ pub(crate) fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError
         } else {
             ApiError::field(400, &path, msg)
         }
-    })
+    })?;
+    // Only whitespace may follow the value: `{...} garbage` or `{...}{...}`
+    // is a client bug (or a smuggled second body), not the first object.
+    de.end().map_err(|e| {
+        ApiError::bad(format!(
+            "malformed JSON: trailing characters after the JSON value ({e})"
+        ))
+    })?;
+    Ok(value)
 }
 
 /// The decoded query string.
@@ -254,9 +262,112 @@ pub(crate) fn header<'r>(req: &'r Request<'_>, name: &str) -> Option<&'r str> {
     req.header(name)
 }
 
+/// Why a request a browser sent from another site is refused, if it is:
+/// a web page must not drive the API with the browser's position (a loopback
+/// caller needs no credentials) or its cookies. Drones and the CLI send no
+/// `Origin` and no `Sec-Fetch-Site`, so they pass; the dashboard is served
+/// by this server, so its `Origin` is the address the request went to.
+///
+/// `Origin`, when present, must name the host (and port, when `Host` has
+/// one) of the `Host` header. A reverse proxy that passes nginx's `$host`
+/// (no port) is compared by host name only; the scheme is not compared, as
+/// behind a TLS proxy the browser's `https` reaches this server as `http`.
+pub(crate) fn cross_site_refusal(
+    origin: Option<&str>,
+    host: Option<&str>,
+    sec_fetch_site: Option<&str>,
+) -> Option<String> {
+    if sec_fetch_site.is_some_and(|s| s.trim().eq_ignore_ascii_case("cross-site")) {
+        return Some(
+            "cross-site request refused (Sec-Fetch-Site: cross-site): \
+             the API takes requests from drones, the CLI and this server's own dashboard"
+                .into(),
+        );
+    }
+    let origin = origin?.trim();
+    let refuse = |why: &str| {
+        Some(format!(
+            "cross-origin request refused: Origin {origin:?} {why}; \
+             the API takes requests from drones, the CLI and this server's own dashboard"
+        ))
+    };
+    let Some((scheme, authority)) = origin.split_once("://") else {
+        return refuse("is not a web origin");
+    };
+    let default_port = match scheme.to_ascii_lowercase().as_str() {
+        "http" => "80",
+        "https" => "443",
+        _ => return refuse("is not an http(s) origin"),
+    };
+    let Some(host) = host else {
+        return refuse("cannot be checked: the request has no Host header");
+    };
+    let (o_host, o_port) = split_authority(authority);
+    let (h_host, h_port) = split_authority(host.trim());
+    let same_host = o_host.eq_ignore_ascii_case(h_host);
+    let same_port = h_port.is_none_or(|p| p == o_port.unwrap_or(default_port));
+    if same_host && same_port {
+        None
+    } else {
+        refuse(&format!("is not this server's (Host {host:?})"))
+    }
+}
+
+/// `host[:port]`, with IPv6 literals in brackets.
+fn split_authority(a: &str) -> (&str, Option<&str>) {
+    let after_literal = a.rfind(']').map_or(0, |i| i + 1);
+    match a[after_literal..].rfind(':') {
+        Some(i) => (&a[..after_literal + i], Some(&a[after_literal + i + 1..])),
+        None => (a, None),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_browser_request_from_another_origin_is_refused() {
+        let ok = |o, h, s| cross_site_refusal(o, h, s).is_none();
+        // Drones and the CLI: no Origin.
+        assert!(ok(None, Some("127.0.0.1:7777"), None));
+        // The dashboard, same origin.
+        assert!(ok(
+            Some("http://127.0.0.1:7777"),
+            Some("127.0.0.1:7777"),
+            Some("same-origin")
+        ));
+        assert!(ok(Some("http://[::1]:7777"), Some("[::1]:7777"), None));
+        assert!(ok(
+            Some("https://Swarm.example"),
+            Some("swarm.example:443"),
+            None
+        ));
+        // Behind nginx passing $host (no port) and TLS.
+        assert!(ok(
+            Some("https://swarm.example:8443"),
+            Some("swarm.example"),
+            None
+        ));
+        // Refused: another site, another port, a sandboxed page, no Host.
+        assert!(!ok(
+            Some("http://evil.example"),
+            Some("127.0.0.1:7777"),
+            None
+        ));
+        assert!(!ok(
+            Some("http://127.0.0.1:8000"),
+            Some("127.0.0.1:7777"),
+            None
+        ));
+        assert!(!ok(Some("http://127.0.0.1"), Some("127.0.0.1:7777"), None));
+        assert!(!ok(Some("null"), Some("127.0.0.1:7777"), None));
+        assert!(!ok(Some("http://127.0.0.1:7777"), None, None));
+        assert!(!ok(None, Some("127.0.0.1:7777"), Some("cross-site")));
+        let why =
+            cross_site_refusal(Some("http://evil.example"), Some("h:1"), None).expect("refused");
+        assert!(why.starts_with("cross-origin request refused"), "{why}");
+    }
 
     #[test]
     fn query_decodes() {
@@ -290,5 +401,30 @@ mod tests {
         );
         let e = parse_json::<T>(b"").expect_err("empty");
         assert!(e.body.error.contains("empty body"));
+    }
+
+    #[test]
+    fn json_followed_by_anything_but_whitespace_is_refused() {
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct T {
+            id: String,
+        }
+        for body in [
+            &br#"{"id":"m1","name":"drone-a"} garbage"#[..],
+            br#"{"id":"m1"}{"x":1}"#,
+            br#"{"id":"m1"},"#,
+        ] {
+            let e = parse_json::<T>(body).expect_err("trailing characters");
+            assert_eq!(e.status, 400);
+            assert!(
+                e.body
+                    .error
+                    .contains("trailing characters after the JSON value"),
+                "{}",
+                e.body.error
+            );
+        }
+        parse_json::<T>(b" {\"id\":\"m1\"} \r\n\t").expect("whitespace after the value");
     }
 }

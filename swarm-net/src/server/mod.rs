@@ -309,14 +309,14 @@ pub fn start(opts: ServerOptions) -> Result<RunningServer, ServeError> {
         path: opts.db_path.clone(),
         source,
     })?;
-    let mut ids = BTreeMap::new();
+    let mut ids = shared::MachineIds::default();
     let mut known = Vec::new();
     for d in swarm.view().drones() {
         known.push(d.name.clone());
-        if let Some(m) = &d.machine_id {
-            ids.insert(m.clone(), d.name.clone());
+        match &d.machine_id {
+            Some(m) => ids.bind(m, &d.name),
+            None => ids.know(&d.name),
         }
-        ids.insert(d.name.as_str().to_string(), d.name.clone());
     }
     let published = Arc::new(Published {
         swarm: swarm.clone(),
@@ -456,8 +456,17 @@ fn serve_one(sh: &Shared, req: &mut Request<'_>) -> Response {
             return resp;
         }
     }
+    let refusal = http::cross_site_refusal(
+        http::header(req, "Origin"),
+        http::header(req, "Host"),
+        http::header(req, "Sec-Fetch-Site"),
+    );
     let (route, result) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        route(sh, req, &method, &path, &url)
+        match refusal {
+            // Before routing, so no handler reads the body or acts on it.
+            Some(why) => ("cross_site", Err(ApiError::new(403, why))),
+            None => route(sh, req, &method, &path, &url),
+        }
     }))
     .unwrap_or_else(|_| {
         tracing::error!(%method, %path, "handler panicked; answered 500, server keeps serving");

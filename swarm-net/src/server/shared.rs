@@ -45,6 +45,56 @@ fn publish_gap(cost_us: u64) -> Duration {
     paced.clamp(PUBLISH_GAP, PUBLISH_GAP_MAX)
 }
 
+/// Which drone each machine id names: one id per drone, the last it
+/// registered with, so a drone that registers under a new id each time
+/// replaces its entry instead of adding one (an unbounded map grew by
+/// 96 MB over 225,000 such registrations). Both directions are maps, so a
+/// lookup by id or by name is O(log n).
+#[derive(Default)]
+pub(crate) struct MachineIds {
+    by_id: BTreeMap<String, DroneName>,
+    /// Every known name, with its machine id if it has one.
+    by_name: BTreeMap<DroneName, Option<String>>,
+}
+
+impl MachineIds {
+    /// `machine_id` now names `name`: the name's old id no longer does, and
+    /// a drone that had this id loses it (it stays known by name).
+    pub(crate) fn bind(&mut self, machine_id: &str, name: &DroneName) {
+        let id = machine_id.to_string();
+        if let Some(Some(old)) = self.by_name.insert(name.clone(), Some(id.clone())) {
+            if old != id && self.by_id.get(&old) == Some(name) {
+                self.by_id.remove(&old);
+            }
+        }
+        if let Some(before) = self.by_id.insert(id.clone(), name.clone()) {
+            if before != *name && self.by_name.get(&before) == Some(&Some(id)) {
+                self.by_name.insert(before, None);
+            }
+        }
+    }
+
+    /// A drone known by name, with no machine id yet.
+    pub(crate) fn know(&mut self, name: &DroneName) {
+        self.by_name.entry(name.clone()).or_insert(None);
+    }
+
+    /// The drone a machine id or a drone's name refers to.
+    pub(crate) fn resolve(&self, id: &str) -> Option<DroneName> {
+        if let Some(name) = self.by_id.get(id) {
+            return Some(name.clone());
+        }
+        let name = DroneName::new(id).ok()?;
+        self.by_name.contains_key(&name).then_some(name)
+    }
+
+    /// How many machine ids are bound (for tests).
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.by_id.len()
+    }
+}
+
 pub(crate) struct Shared {
     pub(crate) clock: Clock,
     pub(crate) stop: AtomicBool,
@@ -58,7 +108,7 @@ pub(crate) struct Shared {
     pub(crate) committed: AtomicU64,
     pub(crate) jobs: SyncSender<Job>,
     pub(crate) published: RwLock<Arc<Published>>,
-    pub(crate) ids: RwLock<BTreeMap<String, DroneName>>,
+    pub(crate) ids: RwLock<MachineIds>,
     pub(crate) addresses: RwLock<BTreeMap<DroneName, String>>,
     /// The CPU use each drone last reported (v3's `metrics.cpu_percent`),
     /// shown on `/status` and `/nodes`; the core has no use for it.
@@ -222,22 +272,12 @@ impl Shared {
 
     /// The drone a v3 `id` (machine id) or a name refers to.
     pub(crate) fn resolve(&self, id: &str) -> Option<DroneName> {
-        if let Some(name) = self.ids.read().ok().and_then(|m| m.get(id).cloned()) {
-            return Some(name);
-        }
-        let name = DroneName::new(id).ok()?;
-        let known = self
-            .ids
-            .read()
-            .map(|m| m.values().any(|n| *n == name))
-            .unwrap_or(false);
-        known.then_some(name)
+        self.ids.read().ok()?.resolve(id)
     }
 
     pub(crate) fn remember(&self, machine_id: &str, name: &DroneName, address: Option<&str>) {
         if let Ok(mut m) = self.ids.write() {
-            m.insert(machine_id.to_string(), name.clone());
-            m.insert(name.as_str().to_string(), name.clone());
+            m.bind(machine_id, name);
         }
         if let Some(a) = address {
             if let Ok(mut m) = self.addresses.write() {
@@ -306,8 +346,43 @@ fn run_history<T>(
 
 #[cfg(test)]
 mod tests {
-    use super::publish_gap;
+    use super::{publish_gap, MachineIds};
     use std::time::Duration;
+    use swarm_core::DroneName;
+
+    fn name(s: &str) -> DroneName {
+        DroneName::new(s).expect("a valid name")
+    }
+
+    #[test]
+    fn a_name_registered_under_many_ids_keeps_only_its_last() {
+        let mut ids = MachineIds::default();
+        ids.bind("m-other", &name("drone-b"));
+        for i in 0..10_000 {
+            ids.bind(&format!("m-{i}"), &name("drone-a"));
+        }
+        assert_eq!(ids.len(), 2, "one id for drone-a, one for drone-b");
+        assert_eq!(ids.resolve("m-9999"), Some(name("drone-a")));
+        assert_eq!(ids.resolve("m-0"), None, "an old id no longer resolves");
+        assert_eq!(ids.resolve("m-9998"), None);
+        assert_eq!(ids.resolve("drone-a"), Some(name("drone-a")), "by name");
+        assert_eq!(ids.resolve("m-other"), Some(name("drone-b")));
+        assert_eq!(ids.resolve("drone-c"), None, "an unknown name");
+    }
+
+    #[test]
+    fn an_id_taken_over_by_another_drone_leaves_the_first_known_by_name() {
+        let mut ids = MachineIds::default();
+        ids.bind("m-1", &name("drone-a"));
+        ids.bind("m-1", &name("drone-b"));
+        assert_eq!(ids.resolve("m-1"), Some(name("drone-b")));
+        assert_eq!(ids.resolve("drone-a"), Some(name("drone-a")));
+        // drone-a's next id does not remove drone-b's.
+        ids.bind("m-2", &name("drone-a"));
+        assert_eq!(ids.resolve("m-1"), Some(name("drone-b")));
+        assert_eq!(ids.resolve("m-2"), Some(name("drone-a")));
+        assert_eq!(ids.len(), 2);
+    }
 
     #[test]
     fn forced_copies_are_spaced_by_what_the_last_one_cost() {
