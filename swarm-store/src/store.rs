@@ -10,6 +10,7 @@ use crate::read_tables::{self, Applied, OutputJson, ReadTables};
 use crate::recover::{self, format_digest, verify_snapshot};
 use crate::schema::{self, meta_get, meta_set};
 use crate::snapshotter::{Prepared, Snapshotter};
+use rusqlite::config::DbConfig;
 use rusqlite::{params, Connection, OpenFlags, TransactionBehavior};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -204,6 +205,13 @@ impl Store {
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let mut conn = Connection::open_with_flags(&path, flags)?;
+        // Until the open succeeds, closing this connection neither
+        // checkpoints the WAL into the database nor deletes it: a refused
+        // open (loss detected, a damaged WAL frame, an older database under
+        // a live WAL) leaves the -wal file, byte for byte, for the operator
+        // to restore from. SQLite otherwise copies the valid prefix and
+        // deletes the file when its last connection closes.
+        conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
         let deferred = opts.defer_sync && opts.synchronous == Synchronous::Full;
         schema::configure_writer(&conn, opts.synchronous == Synchronous::Full && !deferred)?;
         schema::migrate(&mut conn, &path)?;
@@ -335,6 +343,10 @@ impl Store {
                 })?;
             store.acknowledge(Seq(last))?;
         }
+        // Opened: a clean close checkpoints and removes the WAL again.
+        store
+            .conn
+            .set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, false)?;
         Ok(store)
     }
 

@@ -161,6 +161,38 @@ fn flipped_wal_bytes_after_a_crash_are_refused() {
     accepted(&db);
 }
 
+/// The refusal keeps the WAL it tells the operator to restore from: closing
+/// the refused connection neither checkpoints its valid prefix into the
+/// database nor deletes the `-wal` file. Restoring the damaged byte then
+/// opens with every acknowledged input.
+#[test]
+fn a_refused_open_leaves_the_damaged_wal_byte_for_byte_and_a_repaired_one_opens() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("swarm.db");
+    let acked = crashed_store(&db);
+    let mut bytes = std::fs::read(wal(&db)).expect("read -wal");
+    let mid = bytes.len() / 2;
+    let good = bytes[mid];
+    bytes[mid] ^= 0x5a;
+    std::fs::write(wal(&db), &bytes).expect("write -wal");
+    let db_before = std::fs::read(&db).expect("read swarm.db");
+    refused(&db, acked);
+    let after = std::fs::read(wal(&db)).expect("the -wal file survives a refused open");
+    assert!(after == bytes, "the refused open changed the -wal file");
+    assert!(
+        std::fs::read(&db).expect("read swarm.db") == db_before,
+        "the refused open checkpointed into swarm.db"
+    );
+    bytes[mid] = good;
+    std::fs::write(wal(&db), &bytes).expect("restore the byte");
+    let store = Store::open(&db, opts(20_000)).expect("the repaired store opens");
+    assert!(
+        store.last_seq().0 > acked,
+        "every acknowledged input is back"
+    );
+    assert_eq!(store.open_report().loss, None);
+}
+
 #[test]
 fn a_zero_byte_database_is_refused() {
     let dir = tempfile::tempdir().expect("temp dir");
