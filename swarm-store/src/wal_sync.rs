@@ -43,10 +43,8 @@ impl WalSync {
         faults: Option<Arc<SyncFaults>>,
         marker: SharedMarker,
     ) -> WalSync {
-        let mut wal = db.as_os_str().to_owned();
-        wal.push("-wal");
         WalSync {
-            path: PathBuf::from(wal),
+            path: beside_database(db, "-wal"),
             file: Mutex::new(None),
             faults,
             marker,
@@ -101,6 +99,20 @@ impl WalSync {
             None => Err(io::Error::other("WAL file not open")),
         }
     }
+}
+
+/// `<db><suffix>` (the `-wal` or `-shm` file) where SQLite keeps it:
+/// beside the file the database path resolves to. SQLite resolves symbolic
+/// links in the path it opens, so the WAL of a symlinked `swarm.db` lives
+/// beside the link's target, and an fsync of the name beside the link
+/// would sync another file, or fail on none. The path as given when it
+/// cannot be resolved (then it does not exist yet: no link to follow).
+pub(crate) fn beside_database(db: &std::path::Path, suffix: &str) -> PathBuf {
+    let mut path = std::fs::canonicalize(db)
+        .unwrap_or_else(|_| db.to_owned())
+        .into_os_string();
+    path.push(suffix);
+    PathBuf::from(path)
 }
 
 /// Fault injection for tests (`StoreOptions::fault_sync`): what the fsyncs
