@@ -54,6 +54,19 @@ pub(crate) fn marker_path(db: &Path) -> PathBuf {
 /// error naming the file when it exists but no slot is readable.
 pub(crate) fn read(db: &Path) -> Result<Option<Acked>, StoreError> {
     let path = marker_path(db);
+    // Checked before opening it: opening a FIFO for reading blocks until a
+    // writer comes, which at a start is never.
+    match std::fs::metadata(&path) {
+        Ok(m) if !m.is_file() => {
+            return Err(StoreError::MarkerNotAFile {
+                kind: kind_of(&m.file_type()),
+                marker: path,
+            })
+        }
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(StoreError::Io { path, source }),
+    }
     let mut bytes = Vec::new();
     match File::open(&path) {
         Ok(f) => {
@@ -78,6 +91,24 @@ pub(crate) fn read(db: &Path) -> Result<Option<Acked>, StoreError> {
     match best {
         Some(a) => Ok(Some(a)),
         None => Err(StoreError::MarkerUnreadable { marker: path }),
+    }
+}
+
+/// What a file that is not a regular one is, in words.
+fn kind_of(t: &std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if t.is_dir() {
+        "directory"
+    } else if t.is_fifo() {
+        "FIFO (named pipe)"
+    } else if t.is_socket() {
+        "socket"
+    } else if t.is_block_device() {
+        "block device"
+    } else if t.is_char_device() {
+        "character device"
+    } else {
+        "special file"
     }
 }
 

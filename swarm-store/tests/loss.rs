@@ -250,3 +250,48 @@ fn a_store_without_a_marker_opens_and_gets_one() {
     assert_eq!(store.open_report().loss, None);
     assert!(marker.exists());
 }
+
+/// Opens `db` on another thread; `None` if the open had not returned after 20 s.
+fn open_within_20s(db: &Path) -> Option<Result<Store, StoreError>> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let db = db.to_owned();
+    std::thread::spawn(move || {
+        let _ = tx.send(Store::open(&db, opts(20_000)));
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(20)).ok()
+}
+
+/// What is not a regular file where the marker belongs is refused at once,
+/// with a message naming the file and what to do: a FIFO is not opened for
+/// reading (that blocks until a writer comes, for good at a start).
+#[test]
+fn a_fifo_or_a_directory_in_place_of_the_marker_is_refused_saying_what_to_do() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("swarm.db");
+    drop(Store::open(&db, opts(1)).expect("open"));
+    let marker = dir.path().join("swarm.db.acked");
+    for (kind, make) in [("FIFO", "mkfifo"), ("directory", "mkdir")] {
+        std::fs::remove_file(&marker).expect("remove the marker");
+        let made = Command::new(make).arg(&marker).status().expect(make);
+        assert!(made.success(), "{make}");
+        let msg = match open_within_20s(&db) {
+            None => panic!("a {kind} marker: the open hangs"),
+            Some(Ok(_)) => panic!("a {kind} marker: opened"),
+            Some(Err(e)) => e.to_string(),
+        };
+        assert!(msg.contains(&marker.display().to_string()), "{msg}");
+        assert!(msg.contains(kind), "{msg}");
+        assert!(
+            msg.contains("not a regular file") && msg.contains("move it"),
+            "{msg}"
+        );
+        if kind == "directory" {
+            std::fs::remove_dir(&marker).expect("rmdir");
+        } else {
+            std::fs::remove_file(&marker).expect("rm fifo");
+        }
+        // Moved away: the store opens and writes a new marker.
+        drop(Store::open(&db, opts(30_000)).expect("opens without the marker"));
+        assert!(marker.is_file(), "a new marker");
+    }
+}
