@@ -16,12 +16,20 @@
 //! database itself lost commits (power loss under `synchronous=NORMAL`),
 //! which is exactly what it is there to detect. Cost: one 64-byte `pwrite`
 //! per group commit.
+//!
+//! With `defer_sync` the marker is written by whoever made the fsync
+//! (`WalSync::sync_acknowledging`, on the server's fsync thread or its
+//! writer), after the fsync and before the replies it covers are sent: a
+//! reply is never received while the marker says less. So the running
+//! store shares its marker (`SharedMarker`), and `record` never moves it
+//! back (two threads may record out of order).
 
 use crate::error::StoreError;
 use std::fs::{File, OpenOptions};
 use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 const SLOT: usize = 64;
 const MAGIC: &str = "swarm-acked 1";
@@ -46,6 +54,19 @@ pub(crate) fn marker_path(db: &Path) -> PathBuf {
 /// error naming the file when it exists but no slot is readable.
 pub(crate) fn read(db: &Path) -> Result<Option<Acked>, StoreError> {
     let path = marker_path(db);
+    // Checked before opening it: opening a FIFO for reading blocks until a
+    // writer comes, which at a start is never.
+    match std::fs::metadata(&path) {
+        Ok(m) if !m.is_file() => {
+            return Err(StoreError::MarkerNotAFile {
+                kind: kind_of(&m.file_type()),
+                marker: path,
+            })
+        }
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(StoreError::Io { path, source }),
+    }
     let mut bytes = Vec::new();
     match File::open(&path) {
         Ok(f) => {
@@ -70,6 +91,24 @@ pub(crate) fn read(db: &Path) -> Result<Option<Acked>, StoreError> {
     match best {
         Some(a) => Ok(Some(a)),
         None => Err(StoreError::MarkerUnreadable { marker: path }),
+    }
+}
+
+/// What a file that is not a regular one is, in words.
+fn kind_of(t: &std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if t.is_dir() {
+        "directory"
+    } else if t.is_fifo() {
+        "FIFO (named pipe)"
+    } else if t.is_socket() {
+        "socket"
+    } else if t.is_block_device() {
+        "block device"
+    } else if t.is_char_device() {
+        "character device"
+    } else {
+        "special file"
     }
 }
 
@@ -115,6 +154,21 @@ pub(crate) struct Marker {
     path: PathBuf,
     store_id: String,
     flip: bool,
+    /// The highest seq recorded: `record` never moves the marker back.
+    highest: u64,
+}
+
+/// The marker as the store and its fsyncs share it (see the module doc).
+pub(crate) type SharedMarker = Arc<Mutex<Marker>>;
+
+/// Records `seq` in a shared marker (`Marker::record`).
+pub(crate) fn record_shared(marker: &Mutex<Marker>, seq: u64) -> Result<(), StoreError> {
+    match marker.lock() {
+        Ok(mut m) => m.record(seq),
+        Err(_) => Err(StoreError::Poisoned {
+            reason: "a thread panicked while it wrote the acknowledgement marker".into(),
+        }),
+    }
 }
 
 impl Marker {
@@ -139,6 +193,7 @@ impl Marker {
             path: path.clone(),
             store_id: store_id.to_owned(),
             flip: false,
+            highest: seq,
         };
         m.write_both(seq)?;
         m.file.sync_all().map_err(io)?;
@@ -163,8 +218,13 @@ impl Marker {
             })
     }
 
-    /// Records that everything up to `seq` is acknowledged (after the commit).
+    /// Records that everything up to `seq` is acknowledged (after the commit,
+    /// or with `defer_sync` after its fsync). A seq at or below the one
+    /// recorded writes nothing.
     pub(crate) fn record(&mut self, seq: u64) -> Result<(), StoreError> {
+        if seq <= self.highest {
+            return Ok(());
+        }
         let slot = encode(&self.store_id, seq);
         let offset = if self.flip { SLOT as u64 } else { 0 };
         self.flip = !self.flip;
@@ -173,7 +233,9 @@ impl Marker {
             .map_err(|source| StoreError::Io {
                 path: self.path.clone(),
                 source,
-            })
+            })?;
+        self.highest = seq;
+        Ok(())
     }
 }
 
@@ -189,6 +251,7 @@ mod tests {
         let mut m = Marker::open(&db, "abc", 5).expect("open");
         m.record(6).expect("record");
         m.record(7).expect("record");
+        m.record(6).expect("an older seq writes nothing");
         let got = read(&db).expect("read").expect("some");
         assert_eq!((got.store_id.as_str(), got.seq), ("abc", 7));
         // Tear the slot holding 7 (the second): 6 is still there.

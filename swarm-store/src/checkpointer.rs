@@ -18,7 +18,7 @@
 //! [`StoreOptions::background_checkpoints`]: crate::StoreOptions::background_checkpoints
 
 use rusqlite::{Connection, OpenFlags};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -43,8 +43,9 @@ impl Checkpointer {
         let conn = Connection::open_with_flags(db, flags).map_err(std::io::Error::other)?;
         conn.busy_timeout(Duration::from_secs(5))
             .map_err(std::io::Error::other)?;
-        let wal = PathBuf::from(format!("{}-wal", db.display()));
-        let shm = PathBuf::from(format!("{}-shm", db.display()));
+        // Where SQLite keeps them, also for a symlinked database.
+        let wal = crate::wal_sync::beside_database(db, "-wal");
+        let shm = crate::wal_sync::beside_database(db, "-shm");
         let (nudge, rx) = mpsc::sync_channel(1);
         let handle = std::thread::Builder::new()
             .name("swarm-checkpoint".into())

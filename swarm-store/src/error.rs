@@ -141,6 +141,22 @@ pub enum StoreError {
         /// The marker file.
         marker: PathBuf,
     },
+    /// Something other than a regular file is where the acknowledgement
+    /// marker belongs (a FIFO, a directory, a device): never opened, as a
+    /// FIFO would block the start for good.
+    #[error(
+        "the acknowledgement marker {marker} is a {kind}, not a regular file, so swarm cannot read \
+         what was acknowledged and does not replace it; move it out of the way (`mv {marker} \
+         {marker}.moved`), put back the marker file from a backup taken with the database if there \
+         is one, and start again (without a marker swarm writes a new one and cannot tell whether \
+         acknowledged inputs were lost before this start)"
+    )]
+    MarkerNotAFile {
+        /// The marker path.
+        marker: PathBuf,
+        /// What is there: "FIFO (named pipe)", "directory", ...
+        kind: &'static str,
+    },
     /// The file system refused a write (I/O error, read-only, size limit).
     #[error(
         "the database cannot be written ({detail}); the failed input was not recorded. check \

@@ -2,7 +2,7 @@
 //! returned, and any failure drops the in-memory core and rebuilds it from the
 //! file, so memory never holds anything the file does not.
 
-use crate::acked::{self, Acked, Marker};
+use crate::acked::{self, Acked, Marker, SharedMarker};
 use crate::checkpointer::Checkpointer;
 use crate::error::StoreError;
 use crate::lock::LockFile;
@@ -10,6 +10,7 @@ use crate::read_tables::{self, Applied, OutputJson, ReadTables};
 use crate::recover::{self, format_digest, verify_snapshot};
 use crate::schema::{self, meta_get, meta_set};
 use crate::snapshotter::{Prepared, Snapshotter};
+use rusqlite::config::DbConfig;
 use rusqlite::{params, Connection, OpenFlags, TransactionBehavior};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -93,7 +94,9 @@ pub struct StoreOptions {
     /// handle that fsyncs the WAL from another thread, and nothing may be
     /// acknowledged before it returns. The server does this so the writer
     /// applies the next batch while the last one reaches the disk; see
-    /// `wal_sync.rs`. The marker then moves only by [`Store::acknowledge`].
+    /// `wal_sync.rs`. The marker then moves with those fsyncs
+    /// ([`WalSync::sync_acknowledging`](crate::WalSync::sync_acknowledging),
+    /// before the replies) and by [`Store::acknowledge`].
     pub defer_sync: bool,
 }
 
@@ -153,7 +156,8 @@ pub struct Store {
     generation: u64,
     snapshotter: Option<Snapshotter>,
     checkpointer: Option<Checkpointer>,
-    marker: Marker,
+    /// Shared with every `WalSync` (see `acked`).
+    marker: SharedMarker,
     /// The page limit last applied from `fault_page_limit`.
     applied_page_limit: u64,
     /// Why the last write failed, until one succeeds.
@@ -201,6 +205,13 @@ impl Store {
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let mut conn = Connection::open_with_flags(&path, flags)?;
+        // Until the open succeeds, closing this connection neither
+        // checkpoints the WAL into the database nor deletes it: a refused
+        // open (loss detected, a damaged WAL frame, an older database under
+        // a live WAL) leaves the -wal file, byte for byte, for the operator
+        // to restore from. SQLite otherwise copies the valid prefix and
+        // deletes the file when its last connection closes.
+        conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
         let deferred = opts.defer_sync && opts.synchronous == Synchronous::Full;
         schema::configure_writer(&conn, opts.synchronous == Synchronous::Full && !deferred)?;
         schema::migrate(&mut conn, &path)?;
@@ -294,7 +305,7 @@ impl Store {
             generation: 0,
             snapshotter: None,
             checkpointer: None,
-            marker,
+            marker: Arc::new(std::sync::Mutex::new(marker)),
             applied_page_limit: 0,
             write_error: None,
             _lock: lock,
@@ -324,13 +335,18 @@ impl Store {
         }
         // What open wrote is durable before anyone relies on it.
         if let Some(sync) = store.wal_sync() {
-            sync.sync().map_err(|source| StoreError::Io {
-                path: sync.path().to_owned(),
-                source,
-            })?;
             let last = store.last_seq;
+            sync.sync_acknowledging(Seq(last))
+                .map_err(|source| StoreError::Io {
+                    path: sync.path().to_owned(),
+                    source,
+                })?;
             store.acknowledge(Seq(last))?;
         }
+        // Opened: a clean close checkpoints and removes the WAL again.
+        store
+            .conn
+            .set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, false)?;
         Ok(store)
     }
 
@@ -421,8 +437,13 @@ impl Store {
     /// The handle that makes commits durable when `defer_sync` is in force
     /// (`None`: every commit is as durable as `synchronous` says by itself).
     pub fn wal_sync(&self) -> Option<crate::wal_sync::WalSync> {
-        self.defers_sync()
-            .then(|| crate::wal_sync::WalSync::new(&self.path, self.opts.fault_sync.clone()))
+        self.defers_sync().then(|| {
+            crate::wal_sync::WalSync::new(
+                &self.path,
+                self.opts.fault_sync.clone(),
+                self.marker.clone(),
+            )
+        })
     }
 
     fn defers_sync(&self) -> bool {
@@ -431,12 +452,15 @@ impl Store {
 
     /// Records in the marker that everything up to `seq` is acknowledged:
     /// with `defer_sync`, after a [`WalSync::sync`](crate::WalSync::sync)
-    /// that began after `seq` was committed.
+    /// that began after `seq` was committed (a
+    /// [`WalSync::sync_acknowledging`](crate::WalSync::sync_acknowledging)
+    /// has recorded it already, before its replies; this never moves the
+    /// marker back).
     /// With `defer_sync` this is also where the checkpointer is nudged: the
     /// commits it would copy into the database are durable in the WAL only
     /// now, and a writer that never nudged it left the WAL to grow for good.
     pub fn acknowledge(&mut self, seq: Seq) -> Result<(), StoreError> {
-        self.marker.record(seq.0.min(self.last_seq))?;
+        acked::record_shared(&self.marker, seq.0.min(self.last_seq))?;
         if self.defers_sync() {
             self.nudge_checkpoints();
         }
@@ -447,7 +471,7 @@ impl Store {
         self.write_error = error.map(ToString::to_string);
         if error.is_none() && !self.defers_sync() {
             // After the commit: the marker never leads the database.
-            if let Err(e) = self.marker.record(self.last_seq) {
+            if let Err(e) = acked::record_shared(&self.marker, self.last_seq) {
                 self.write_error = Some(e.to_string());
             }
             self.nudge_checkpoints();

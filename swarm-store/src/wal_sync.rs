@@ -9,12 +9,16 @@
 //! applies the next batch. Nothing is acknowledged before that fsync
 //! returns, so the durability of what was acknowledged is that of FULL:
 //! every frame of a commit was written before the fsync began. The
-//! acknowledgement marker follows the fsync too ([`Store::acknowledge`]),
-//! so it never leads the database. Checkpoints keep SQLite's own NORMAL
+//! acknowledgement marker is written right after the fsync, before the
+//! replies it covers are sent ([`WalSync::sync_acknowledging`]): it never
+//! leads the database, and no reply is received while it says less, so a
+//! WAL cut back behind a reply is refused at open instead of opening
+//! without what the reply acknowledged. Checkpoints keep SQLite's own NORMAL
 //! ordering (the WAL is synced before it is copied into the database).
 //!
 //! [`Store::acknowledge`]: crate::Store::acknowledge
 
+use crate::acked::{self, SharedMarker};
 use std::fs::File;
 use std::io;
 use std::path::PathBuf;
@@ -29,17 +33,34 @@ pub struct WalSync {
     file: Mutex<Option<File>>,
     /// `StoreOptions::fault_sync`.
     faults: Option<Arc<SyncFaults>>,
+    /// The store's acknowledgement marker.
+    marker: SharedMarker,
 }
 
 impl WalSync {
-    pub(crate) fn new(db: &std::path::Path, faults: Option<Arc<SyncFaults>>) -> WalSync {
-        let mut wal = db.as_os_str().to_owned();
-        wal.push("-wal");
+    pub(crate) fn new(
+        db: &std::path::Path,
+        faults: Option<Arc<SyncFaults>>,
+        marker: SharedMarker,
+    ) -> WalSync {
         WalSync {
-            path: PathBuf::from(wal),
+            path: beside_database(db, "-wal"),
             file: Mutex::new(None),
             faults,
+            marker,
         }
+    }
+
+    /// [`WalSync::sync`], then records in the acknowledgement marker that
+    /// everything through `seq` is acknowledged: what to call before
+    /// answering the commits through `seq` (committed before this call).
+    /// The marker never moves back. An error from either means those
+    /// commits are not acknowledged: answer them with an error. Gives how
+    /// long the fsync took (the marker's 64-byte write is not counted).
+    pub fn sync_acknowledging(&self, seq: swarm_core::Seq) -> io::Result<Duration> {
+        let took = self.sync()?;
+        acked::record_shared(&self.marker, seq.0).map_err(io::Error::other)?;
+        Ok(took)
     }
 
     /// The WAL file this syncs.
@@ -78,6 +99,20 @@ impl WalSync {
             None => Err(io::Error::other("WAL file not open")),
         }
     }
+}
+
+/// `<db><suffix>` (the `-wal` or `-shm` file) where SQLite keeps it:
+/// beside the file the database path resolves to. SQLite resolves symbolic
+/// links in the path it opens, so the WAL of a symlinked `swarm.db` lives
+/// beside the link's target, and an fsync of the name beside the link
+/// would sync another file, or fail on none. The path as given when it
+/// cannot be resolved (then it does not exist yet: no link to follow).
+pub(crate) fn beside_database(db: &std::path::Path, suffix: &str) -> PathBuf {
+    let mut path = std::fs::canonicalize(db)
+        .unwrap_or_else(|_| db.to_owned())
+        .into_os_string();
+    path.push(suffix);
+    PathBuf::from(path)
 }
 
 /// Fault injection for tests (`StoreOptions::fault_sync`): what the fsyncs

@@ -161,6 +161,38 @@ fn flipped_wal_bytes_after_a_crash_are_refused() {
     accepted(&db);
 }
 
+/// The refusal keeps the WAL it tells the operator to restore from: closing
+/// the refused connection neither checkpoints its valid prefix into the
+/// database nor deletes the `-wal` file. Restoring the damaged byte then
+/// opens with every acknowledged input.
+#[test]
+fn a_refused_open_leaves_the_damaged_wal_byte_for_byte_and_a_repaired_one_opens() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("swarm.db");
+    let acked = crashed_store(&db);
+    let mut bytes = std::fs::read(wal(&db)).expect("read -wal");
+    let mid = bytes.len() / 2;
+    let good = bytes[mid];
+    bytes[mid] ^= 0x5a;
+    std::fs::write(wal(&db), &bytes).expect("write -wal");
+    let db_before = std::fs::read(&db).expect("read swarm.db");
+    refused(&db, acked);
+    let after = std::fs::read(wal(&db)).expect("the -wal file survives a refused open");
+    assert!(after == bytes, "the refused open changed the -wal file");
+    assert!(
+        std::fs::read(&db).expect("read swarm.db") == db_before,
+        "the refused open checkpointed into swarm.db"
+    );
+    bytes[mid] = good;
+    std::fs::write(wal(&db), &bytes).expect("restore the byte");
+    let store = Store::open(&db, opts(20_000)).expect("the repaired store opens");
+    assert!(
+        store.last_seq().0 > acked,
+        "every acknowledged input is back"
+    );
+    assert_eq!(store.open_report().loss, None);
+}
+
 #[test]
 fn a_zero_byte_database_is_refused() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -217,4 +249,49 @@ fn a_store_without_a_marker_opens_and_gets_one() {
     let store = Store::open(&db, opts(2)).expect("opens: nothing was acknowledged to lose");
     assert_eq!(store.open_report().loss, None);
     assert!(marker.exists());
+}
+
+/// Opens `db` on another thread; `None` if the open had not returned after 20 s.
+fn open_within_20s(db: &Path) -> Option<Result<Store, StoreError>> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let db = db.to_owned();
+    std::thread::spawn(move || {
+        let _ = tx.send(Store::open(&db, opts(20_000)));
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(20)).ok()
+}
+
+/// What is not a regular file where the marker belongs is refused at once,
+/// with a message naming the file and what to do: a FIFO is not opened for
+/// reading (that blocks until a writer comes, for good at a start).
+#[test]
+fn a_fifo_or_a_directory_in_place_of_the_marker_is_refused_saying_what_to_do() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("swarm.db");
+    drop(Store::open(&db, opts(1)).expect("open"));
+    let marker = dir.path().join("swarm.db.acked");
+    for (kind, make) in [("FIFO", "mkfifo"), ("directory", "mkdir")] {
+        std::fs::remove_file(&marker).expect("remove the marker");
+        let made = Command::new(make).arg(&marker).status().expect(make);
+        assert!(made.success(), "{make}");
+        let msg = match open_within_20s(&db) {
+            None => panic!("a {kind} marker: the open hangs"),
+            Some(Ok(_)) => panic!("a {kind} marker: opened"),
+            Some(Err(e)) => e.to_string(),
+        };
+        assert!(msg.contains(&marker.display().to_string()), "{msg}");
+        assert!(msg.contains(kind), "{msg}");
+        assert!(
+            msg.contains("not a regular file") && msg.contains("move it"),
+            "{msg}"
+        );
+        if kind == "directory" {
+            std::fs::remove_dir(&marker).expect("rmdir");
+        } else {
+            std::fs::remove_file(&marker).expect("rm fifo");
+        }
+        // Moved away: the store opens and writes a new marker.
+        drop(Store::open(&db, opts(30_000)).expect("opens without the marker"));
+        assert!(marker.is_file(), "a new marker");
+    }
 }

@@ -669,3 +669,35 @@ fn a_growing_group_commit_records_what_more_gives_all_or_nothing() {
     let store = open(&path, StoreOptions::default());
     assert_eq!(store.swarm().expect("state").view().package_count(), 6);
 }
+
+/// SQLite resolves a symlinked database path and keeps the WAL beside the
+/// target; the handle that fsyncs the WAL before replies must sync that
+/// file, not a name beside the link (which does not exist, or is another
+/// file).
+#[test]
+fn the_wal_fsynced_for_a_symlinked_database_is_the_one_beside_its_target() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let real_dir = dir.path().join("disk");
+    std::fs::create_dir(&real_dir).expect("mkdir");
+    let target = real_dir.join("swarm.db");
+    let link = dir.path().join("swarm.db");
+    std::os::unix::fs::symlink(&target, &link).expect("symlink");
+    let opts = StoreOptions {
+        defer_sync: true,
+        synchronous: swarm_store::Synchronous::Full,
+        ..small_opts(1_000_000, 0)
+    };
+    let mut store = open(&link, opts);
+    store
+        .append(Timestamp(5), Input::Tick)
+        .expect("append through the link");
+    let real_wal = std::fs::canonicalize(real_dir.join("swarm.db-wal"))
+        .expect("SQLite put the WAL beside the target");
+    let sync = store.wal_sync().expect("deferred fsync");
+    assert_eq!(sync.path(), real_wal.as_path());
+    sync.sync().expect("the fsync opens and syncs the real WAL");
+    assert!(
+        !dir.path().join("swarm.db-wal").exists(),
+        "no WAL beside the link"
+    );
+}

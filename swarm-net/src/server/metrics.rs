@@ -180,12 +180,14 @@ impl Metrics {
         }
     }
 
-    /// One fsync of the WAL before answering (`defer_sync`): watched while
-    /// it runs (a disk that hangs shows in health and `/metrics` before the
-    /// fsync returns, if ever), then counted and timed when it worked.
-    pub(crate) fn fsync(&self, sync: &swarm_store::WalSync) -> std::io::Result<()> {
+    /// One fsync of the WAL before answering (`defer_sync`), and the
+    /// acknowledgement marker moved to `seq` after it
+    /// (`WalSync::sync_acknowledging`): watched while it runs (a disk that
+    /// hangs shows in health and `/metrics` before the fsync returns, if
+    /// ever), then counted and timed when it worked.
+    pub(crate) fn fsync(&self, sync: &swarm_store::WalSync, seq: u64) -> std::io::Result<()> {
         let began = self.fsync_watch.begin(watch_now_ms());
-        let result = sync.sync();
+        let result = sync.sync_acknowledging(swarm_core::Seq(seq));
         self.fsync_watch.end(began);
         let took = match result {
             Ok(took) => took,

@@ -3,7 +3,10 @@
 //! committed batch's replies here and goes on with the next batch, and this
 //! thread fsyncs the WAL and only then answers. Batches that arrive while
 //! an fsync runs share the next one. Nothing is answered before the fsync
-//! that covers it returns: the replies are what acknowledge.
+//! that covers it returns: the replies are what acknowledge. The
+//! acknowledgement marker moves with the fsync, before the replies
+//! (`WalSync::sync_acknowledging`), on this thread or on the writer's: a
+//! reply is never received while the marker says less.
 //!
 //! While this thread is idle (everything handed over is fsynced) the
 //! writer fsyncs a batch itself (`Syncer::idle`) when a bulk job is in
@@ -80,13 +83,13 @@ impl Syncer {
         self.pending.load(Ordering::SeqCst) == 0
     }
 
-    /// Records an fsync the writer made itself, for the acknowledgement
-    /// marker.
+    /// Records an fsync the writer made itself (`synced`).
     pub(crate) fn note_synced(&self, seq: u64) {
         self.synced.fetch_max(seq, Ordering::SeqCst);
     }
 
-    /// The last seq known durable.
+    /// The last seq known durable (and in the marker): the writer's
+    /// `Store::acknowledge` with it nudges the checkpointer.
     pub(crate) fn synced(&self) -> u64 {
         self.synced.load(Ordering::SeqCst)
     }
@@ -114,7 +117,8 @@ fn run(sync: &WalSync, metrics: &Metrics, rx: &Receiver<Batch>, counts: &Counts)
             batches.push(more);
         }
         let last = batches.iter().map(|(seq, _)| *seq).max().unwrap_or(0);
-        let result = metrics.fsync(sync);
+        // Then the marker, before any reply.
+        let result = metrics.fsync(sync, last);
         counts
             .pending
             .fetch_sub(batches.len() as u64, Ordering::SeqCst);

@@ -437,7 +437,7 @@ impl Durable {
         let undelivered = match (self, committed) {
             // No wake-up to wait for.
             (Durable::Thread(s, Some(own)), Some(seq)) if inline && s.idle() => {
-                match shared.metrics.fsync(own) {
+                match shared.metrics.fsync(own, seq) {
                     Ok(()) => {
                         s.note_synced(seq);
                         replies
@@ -457,7 +457,7 @@ impl Durable {
                         .collect()
                 }
             },
-            (Durable::Inline(sync, synced), Some(seq)) => match shared.metrics.fsync(sync) {
+            (Durable::Inline(sync, synced), Some(seq)) => match shared.metrics.fsync(sync, seq) {
                 Ok(()) => {
                     synced.set(seq);
                     replies
@@ -471,7 +471,9 @@ impl Durable {
         }
     }
 
-    /// Moves the acknowledgement marker up to what is durable.
+    /// Tells the store what is durable, so its checkpointer may copy it.
+    /// The marker is there already: each fsync moved it before its replies
+    /// (`WalSync::sync_acknowledging`), so this writes none of it.
     fn acknowledge(&self, store: &mut Store) {
         let seq = match self {
             Durable::ByCommit => return,
