@@ -45,9 +45,9 @@ pub(crate) struct Acked {
 
 /// The marker file next to a database.
 pub(crate) fn marker_path(db: &Path) -> PathBuf {
-    let mut s = db.as_os_str().to_owned();
-    s.push(".acked");
-    PathBuf::from(s)
+    // Beside the file the path resolves to, as the lock and the WAL: one
+    // database has one marker, whichever path opened it.
+    crate::wal_sync::beside_database(db, ".acked")
 }
 
 /// Reads the marker: `Ok(None)` when there is none (or it is empty), an

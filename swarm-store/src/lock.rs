@@ -18,9 +18,9 @@ pub(crate) struct LockFile {
 
 /// The lock file next to a database.
 pub(crate) fn lock_path(db: &Path) -> PathBuf {
-    let mut s = db.as_os_str().to_owned();
-    s.push(".lock");
-    PathBuf::from(s)
+    // Beside the file the path resolves to: a symlinked database and its
+    // target must take the same lock.
+    crate::wal_sync::beside_database(db, ".lock")
 }
 
 impl LockFile {

@@ -700,4 +700,11 @@ fn the_wal_fsynced_for_a_symlinked_database_is_the_one_beside_its_target() {
         !dir.path().join("swarm.db-wal").exists(),
         "no WAL beside the link"
     );
+    // The same database by its other path is the same store: refused while
+    // this one holds it, not opened a second time.
+    match swarm_store::Store::open(&target, small_opts(1_000_000, 0)) {
+        Err(swarm_store::StoreError::Locked { .. }) => {}
+        Err(e) => panic!("refused for another reason: {e}"),
+        Ok(_) => panic!("the target was opened while the link held the store"),
+    }
 }
