@@ -214,3 +214,69 @@ impl Ctx {
         Some(phase)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+    use std::net::TcpListener;
+    use std::time::Duration;
+
+    fn ctx() -> Ctx {
+        Ctx {
+            limits: HttpLimits::default(),
+            handler: Arc::new(|_| Response::json(200, "{}".into())),
+            tls: None,
+            always_open: |_| false,
+            stop: AtomicBool::new(false),
+            stats: Arc::default(),
+            sockets: Mutex::new(BTreeMap::new()),
+            next_id: AtomicU64::new(0),
+        }
+    }
+
+    #[test]
+    fn closes_the_longest_idle_first_then_the_longest_half_sent_and_never_a_busy_one() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let ctx = ctx();
+        // Booked in order of id; 5 is an overflow connection.
+        let mut clients = Vec::new();
+        for id in 0..6 {
+            let client = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+            client
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .expect("timeout");
+            let (sock, _) = listener.accept().expect("accept");
+            assert!(ctx.register(id, sock, id == 5));
+            clients.push(client);
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        ctx.stats.open.store(5, Ordering::SeqCst);
+        assert!(ctx.enter(0, Phase::Busy));
+        assert!(ctx.enter(4, Phase::Idle));
+        std::thread::sleep(Duration::from_millis(2));
+        assert!(ctx.enter(2, Phase::Idle));
+        // Idle ones first, the one idle longest first; then the half-sent
+        // heads, the oldest first.
+        for (phase, id) in [
+            (Phase::Idle, 4),
+            (Phase::Idle, 2),
+            (Phase::Head, 1),
+            (Phase::Head, 3),
+        ] {
+            assert_eq!(ctx.evict_one(), Some(phase));
+            assert!(!ctx.enter(id, Phase::Busy), "{id} evicted");
+            let mut buf = [0u8; 8];
+            assert_eq!(clients[id as usize].read(&mut buf).expect("closed"), 0);
+        }
+        // Left: one serving a request and one overflow connection.
+        assert_eq!(ctx.evict_one(), None);
+        assert!(ctx.enter(0, Phase::Busy) && ctx.enter(5, Phase::Head));
+        assert_eq!(ctx.stats.open.load(Ordering::SeqCst), 1);
+        assert_eq!(ctx.stats.evicted_idle.load(Ordering::SeqCst), 2);
+        assert_eq!(ctx.stats.evicted_head.load(Ordering::SeqCst), 2);
+        // Their threads end without counting themselves out again.
+        assert!(!ctx.deregister(4));
+        assert!(ctx.deregister(0));
+    }
+}
