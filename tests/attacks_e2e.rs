@@ -198,7 +198,7 @@ fn huge_headers_get_431_and_memory_stays_bounded() {
 }
 
 #[test]
-fn idle_connections_are_closed_and_beyond_the_connection_bound_only_health_answers() {
+fn idle_connections_are_closed_and_beyond_the_connection_bound_newcomers_take_their_place() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut env = SHORT_TIMEOUTS.to_vec();
     env.push(("SWARM_HTTP_MAX_CONNECTIONS", "48"));
@@ -215,19 +215,15 @@ fn idle_connections_are_closed_and_beyond_the_connection_bound_only_health_answe
             s
         })
         .collect();
-    // 20 more that never send a byte: beyond the bound of 48.
+    // 20 more that never send a byte: beyond the bound of 48, each takes
+    // the place of an idle one.
     let silent: Vec<TcpStream> = (0..20).map(|_| connect(&server)).collect();
     let answer = raw(
         &server,
         b"GET /api/v1/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
     );
-    assert_eq!(status_of(&answer), 503, "{answer}");
-    let answer = raw(
-        &server,
-        b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-    );
-    assert_eq!(status_of(&answer), 200, "health beyond the bound: {answer}");
-    // The idle ones are closed by the server (idle timeout 1 s).
+    assert_eq!(status_of(&answer), 200, "beyond the bound: {answer}");
+    // The idle ones are closed by the server (made room, or idle timeout 1 s).
     let began = Instant::now();
     for s in &mut idle {
         let mut buf = [0u8; 64];
@@ -241,6 +237,152 @@ fn idle_connections_are_closed_and_beyond_the_connection_bound_only_health_answe
     assert_healthy(&server);
     build.finish(&server);
     drop(held);
+    assert!(metric(&server, "swarm_http_evicted_total{state=\"idle\"}") >= 1.0);
+}
+
+/// A connection that sent the head of a `POST /api/v1/register` and the
+/// first part of its body, the rest to come later.
+fn start_slow_register(server: &Server, name: &str) -> (TcpStream, Vec<u8>) {
+    let body = json!({ "name": name }).to_string().into_bytes();
+    let mut s = connect(server);
+    let head = format!(
+        "POST /api/v1/register HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).expect("send head");
+    let (now, later) = body.split_at(body.len() / 2);
+    s.write_all(now).expect("send half a body");
+    (s, later.to_vec())
+}
+
+/// Registers `name` as a new drone would; it must be answered 200 within 2 s.
+fn assert_registers_promptly(server: &Server, name: &str) {
+    let began = Instant::now();
+    let (code, v) = server.post("/api/v1/register", &json!({ "name": name }));
+    assert_eq!(
+        code, 200,
+        "{name} registers while every place is taken: {v}"
+    );
+    let took = began.elapsed();
+    assert!(
+        took < Duration::from_secs(2),
+        "{name} registered after {took:?}"
+    );
+}
+
+/// The server closed `s` without an answer (well before any timeout of its own).
+fn assert_closed_without_answer(s: &mut TcpStream, what: &str) {
+    let mut buf = [0u8; 512];
+    match s.read(&mut buf) {
+        Ok(n) => assert_eq!(n, 0, "{what}: {}", String::from_utf8_lossy(&buf[..n])),
+        // A reset is a close too.
+        Err(e) => assert_ne!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock,
+            "{what}: still open"
+        ),
+    }
+}
+
+/// The server has not closed `s` (nor answered on it).
+fn assert_still_open(s: &TcpStream, what: &str) {
+    s.set_nonblocking(true).expect("nonblocking");
+    let mut buf = [0u8; 512];
+    match s.peek(&mut buf) {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        other => panic!("{what} was closed or answered: {other:?}"),
+    }
+    s.set_nonblocking(false).expect("blocking");
+}
+
+/// Waits until the server serves at most `n` connections.
+fn wait_open_at_most(server: &Server, n: f64) {
+    let until = Instant::now() + Duration::from_secs(5);
+    loop {
+        let open = metric(server, "swarm_http_connections_open ");
+        if open <= n {
+            return;
+        }
+        assert!(Instant::now() < until, "{open} connections still open");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The reviewer's attack, at a bound of 32 with the default timeouts (10 s
+/// for headers, 60 s idle, so nothing here times out): every place held by
+/// half-sent heads, then by idle keep-alive connections. A drone's
+/// register is still answered 200 at once, because the oldest of them is
+/// closed to make room. The oldest connection of all, in the middle of a
+/// slow request body, is never the one closed; and when every place is
+/// serving a request, only health is answered beyond the bound.
+#[test]
+fn idle_and_half_sent_connections_make_room_for_a_drone_but_a_request_in_progress_keeps_its_place()
+{
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(
+        &dir.path().join("server"),
+        &[("SWARM_HTTP_MAX_CONNECTIONS", "32")],
+    );
+    let (mut patient, rest) = start_slow_register(&server, "patient");
+    std::thread::sleep(Duration::from_millis(300));
+    // 31 heads that never end: every place taken.
+    let mut half: Vec<TcpStream> = (0..31)
+        .map(|_| {
+            let mut s = connect(&server);
+            s.write_all(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\n")
+                .expect("send");
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_registers_promptly(&server, "newcomer-1");
+    assert_still_open(&patient, "the request in progress");
+    assert_closed_without_answer(&mut half[0], "the oldest half-sent head");
+    drop(half);
+    wait_open_at_most(&server, 2.0);
+    // 31 keep-alive connections that made one request and went quiet.
+    let mut idle: Vec<TcpStream> = (0..31)
+        .map(|_| {
+            let mut s = connect(&server);
+            s.write_all(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\n\r\n")
+                .expect("send");
+            let mut buf = [0u8; 512];
+            let n = s.read(&mut buf).expect("first answer");
+            assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_registers_promptly(&server, "newcomer-2");
+    assert_still_open(&patient, "the request in progress");
+    assert_closed_without_answer(&mut idle[0], "the oldest idle connection");
+    drop(idle);
+    wait_open_at_most(&server, 2.0);
+    // Every place serving a request: nothing to close, so beyond the bound
+    // only health is answered.
+    let busy: Vec<(TcpStream, Vec<u8>)> = (0..31)
+        .map(|i| start_slow_register(&server, &format!("slow-{i}")))
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let answer = raw(
+        &server,
+        b"GET /api/v1/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(status_of(&answer), 503, "{answer}");
+    let answer = raw(
+        &server,
+        b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(status_of(&answer), 200, "health beyond the bound: {answer}");
+    assert_still_open(&patient, "the request in progress");
+    drop(busy);
+    // The request in progress since before the attack was never closed.
+    patient.write_all(&rest).expect("send the rest of the body");
+    let answer = read_all(&mut patient);
+    assert_eq!(status_of(&answer), 200, "the slow register: {answer}");
+    wait_open_at_most(&server, 1.0);
+    assert!(metric(&server, "swarm_http_evicted_total{state=\"head\"}") >= 1.0);
+    assert!(metric(&server, "swarm_http_evicted_total{state=\"idle\"}") >= 1.0);
     assert!(metric(&server, "swarm_http_refused_total{reason=\"busy\"}") >= 1.0);
 }
 

@@ -2,7 +2,7 @@
 //! to the handler, write the answer, and keep the connection only while the
 //! client keeps to the protocol and the timeouts.
 
-use super::ctx::Ctx;
+use super::ctx::{Ctx, Phase};
 use super::limits::HttpLimits;
 use super::request::{reason, Body, Chunk, Framing, Method, Request, Response, ResponseBody};
 use super::socket::{Conn, Stream};
@@ -43,13 +43,14 @@ pub(super) fn serve(
     peer: SocketAddr,
     ctx: &Ctx,
     limits: &HttpLimits,
+    id: u64,
     one_shot: bool,
 ) {
     let _ = stream.tcp().set_write_timeout(Some(limits.write_timeout));
     let mut conn = Conn::new(stream);
     let mut first = true;
     loop {
-        let head = match read_head(&mut conn, ctx, limits, first) {
+        let head = match read_head(&mut conn, ctx, limits, id, first) {
             Ok(h) => h,
             Err(NoHead::Gone) => return,
             Err(NoHead::Refuse(status, why)) => {
@@ -141,10 +142,21 @@ fn busy() -> Response {
 
 /// Reads and checks one request head. The first byte must come within the
 /// idle timeout (the header timeout on a new connection); the whole head
-/// within the header timeout of its first byte.
-fn read_head(conn: &mut Conn, ctx: &Ctx, limits: &HttpLimits, first: bool) -> Result<Head, NoHead> {
+/// within the header timeout of its first byte. Tells the registry when the
+/// connection is idle, sending a head, and serving (when it may no longer
+/// be evicted); an evicted one ends here, before any handler runs.
+fn read_head(
+    conn: &mut Conn,
+    ctx: &Ctx,
+    limits: &HttpLimits,
+    id: u64,
+    first: bool,
+) -> Result<Head, NoHead> {
     let cap = limits.max_header_bytes;
     if conn.unread().is_empty() {
+        if !first && !ctx.enter(id, Phase::Idle) {
+            return Err(NoHead::Gone);
+        }
         let wait = if first {
             limits.header_timeout
         } else {
@@ -174,10 +186,16 @@ fn read_head(conn: &mut Conn, ctx: &Ctx, limits: &HttpLimits, first: bool) -> Re
             }
         }
     }
+    if !ctx.enter(id, Phase::Head) {
+        return Err(NoHead::Gone);
+    }
     let deadline = Instant::now() + limits.header_timeout;
     loop {
         match head_of(conn.unread(), limits)? {
             Some((head, used)) => {
+                if !ctx.enter(id, Phase::Busy) {
+                    return Err(NoHead::Gone);
+                }
                 conn.consume(used);
                 return Ok(head);
             }

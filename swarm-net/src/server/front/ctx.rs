@@ -5,9 +5,10 @@ use super::limits::HttpLimits;
 use super::request::{Request, Response};
 use super::tls::TlsServer;
 use std::collections::BTreeMap;
-use std::net::TcpStream;
+use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 pub(crate) type Handler = Arc<dyn Fn(&mut Request<'_>) -> Response + Send + Sync>;
 
@@ -22,6 +23,9 @@ pub(crate) struct FrontStats {
     pub(crate) refused_timeout: AtomicU64,
     pub(crate) refused_malformed: AtomicU64,
     pub(crate) refused_too_large: AtomicU64,
+    /// Closed to make room for a new connection, by what they were doing.
+    pub(crate) evicted_idle: AtomicU64,
+    pub(crate) evicted_head: AtomicU64,
 }
 
 impl FrontStats {
@@ -63,6 +67,18 @@ impl FrontStats {
                 c(v)
             );
         }
+        let _ = writeln!(
+            out,
+            "# HELP swarm_http_evicted_total Connections closed to make room for a new one while all were taken, by what they were doing: idle between requests, or not done sending their request headers."
+        );
+        let _ = writeln!(out, "# TYPE swarm_http_evicted_total counter");
+        for (state, v) in [("idle", &self.evicted_idle), ("head", &self.evicted_head)] {
+            let _ = writeln!(
+                out,
+                "swarm_http_evicted_total{{state=\"{state}\"}} {}",
+                c(v)
+            );
+        }
     }
 
     pub(super) fn refused(&self, status: u16) {
@@ -86,13 +102,181 @@ pub(crate) struct Ctx {
     pub(super) always_open: fn(&str) -> bool,
     pub(super) stop: AtomicBool,
     pub(super) stats: Arc<FrontStats>,
-    /// Open sockets, so a shutdown can close them.
-    pub(super) sockets: Mutex<BTreeMap<u64, TcpStream>>,
+    /// Open sockets, so a shutdown can close them, and what each connection
+    /// is doing, so one can be closed to make room. A connection counted in
+    /// `stats.open` is in here until its thread ends or it is evicted.
+    pub(super) sockets: Mutex<BTreeMap<u64, Slot>>,
     pub(super) next_id: AtomicU64,
+}
+
+/// What a connection is doing, for choosing one to close when all the
+/// places are taken:
+///
+/// ```text
+///  accept ──▶ Head ──head complete──▶ Busy ──answer written, keep-alive──▶ Idle
+///              ▲                       (never evicted)                      │
+///              └──────────────────first byte of the next request────────────┘
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Phase {
+    /// Waiting for (the rest of) a request head, or in the TLS handshake.
+    Head,
+    /// Kept alive between requests, no byte of the next one yet.
+    Idle,
+    /// Serving a request: its body, the handler, the answer.
+    Busy,
+}
+
+/// One open connection in the registry.
+pub(super) struct Slot {
+    pub(super) sock: TcpStream,
+    phase: Phase,
+    /// When it entered `phase`.
+    since: Instant,
+    overflow: bool,
 }
 
 impl Ctx {
     pub(super) fn stopping(&self) -> bool {
         self.stop.load(Ordering::Relaxed)
+    }
+
+    /// Books a new connection (waiting for its head); false if the
+    /// registry is unusable.
+    pub(super) fn register(&self, id: u64, sock: TcpStream, overflow: bool) -> bool {
+        let Ok(mut socks) = self.sockets.lock() else {
+            return false;
+        };
+        let slot = Slot {
+            sock,
+            phase: Phase::Head,
+            since: Instant::now(),
+            overflow,
+        };
+        socks.insert(id, slot);
+        true
+    }
+
+    /// Removes a connection from the registry as its thread ends; false if
+    /// it was not there (evicted, and counted out then).
+    pub(super) fn deregister(&self, id: u64) -> bool {
+        self.sockets
+            .lock()
+            .map(|mut socks| socks.remove(&id).is_some())
+            .unwrap_or(false)
+    }
+
+    /// Records that connection `id` now does `phase`; false if it was
+    /// evicted, and then it must not go on (above all not run a handler).
+    pub(super) fn enter(&self, id: u64, phase: Phase) -> bool {
+        let Ok(mut socks) = self.sockets.lock() else {
+            return true;
+        };
+        match socks.get_mut(&id) {
+            Some(slot) => {
+                if slot.phase != phase {
+                    slot.phase = phase;
+                    slot.since = Instant::now();
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Makes room for one connection: closes the one idle longest between
+    /// requests, else the one waiting longest for its request head, and
+    /// counts it out of `stats.open` (its thread will not). None:
+    /// every connection is serving a request (or is an overflow one).
+    pub(super) fn evict_one(&self) -> Option<Phase> {
+        let mut socks = self.sockets.lock().ok()?;
+        let oldest = |phase: Phase| {
+            socks
+                .iter()
+                .filter(|(_, s)| !s.overflow && s.phase == phase)
+                .min_by_key(|(_, s)| s.since)
+                .map(|(id, _)| *id)
+        };
+        let (id, phase) = oldest(Phase::Idle)
+            .map(|id| (id, Phase::Idle))
+            .or_else(|| oldest(Phase::Head).map(|id| (id, Phase::Head)))?;
+        let slot = socks.remove(&id)?;
+        drop(socks);
+        // Its thread will not count itself out (it is not booked any more).
+        self.stats.open.fetch_sub(1, Ordering::SeqCst);
+        // Its thread, blocked in a read, wakes up to the close and ends.
+        let _ = slot.sock.shutdown(Shutdown::Both);
+        let counter = match phase {
+            Phase::Idle => &self.stats.evicted_idle,
+            _ => &self.stats.evicted_head,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        Some(phase)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+    use std::net::TcpListener;
+    use std::time::Duration;
+
+    fn ctx() -> Ctx {
+        Ctx {
+            limits: HttpLimits::default(),
+            handler: Arc::new(|_| Response::json(200, "{}".into())),
+            tls: None,
+            always_open: |_| false,
+            stop: AtomicBool::new(false),
+            stats: Arc::default(),
+            sockets: Mutex::new(BTreeMap::new()),
+            next_id: AtomicU64::new(0),
+        }
+    }
+
+    #[test]
+    fn closes_the_longest_idle_first_then_the_longest_half_sent_and_never_a_busy_one() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let ctx = ctx();
+        // Booked in order of id; 5 is an overflow connection.
+        let mut clients = Vec::new();
+        for id in 0..6 {
+            let client = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+            client
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .expect("timeout");
+            let (sock, _) = listener.accept().expect("accept");
+            assert!(ctx.register(id, sock, id == 5));
+            clients.push(client);
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        ctx.stats.open.store(5, Ordering::SeqCst);
+        assert!(ctx.enter(0, Phase::Busy));
+        assert!(ctx.enter(4, Phase::Idle));
+        std::thread::sleep(Duration::from_millis(2));
+        assert!(ctx.enter(2, Phase::Idle));
+        // Idle ones first, the one idle longest first; then the half-sent
+        // heads, the oldest first.
+        for (phase, id) in [
+            (Phase::Idle, 4),
+            (Phase::Idle, 2),
+            (Phase::Head, 1),
+            (Phase::Head, 3),
+        ] {
+            assert_eq!(ctx.evict_one(), Some(phase));
+            assert!(!ctx.enter(id, Phase::Busy), "{id} evicted");
+            let mut buf = [0u8; 8];
+            assert_eq!(clients[id as usize].read(&mut buf).expect("closed"), 0);
+        }
+        // Left: one serving a request and one overflow connection.
+        assert_eq!(ctx.evict_one(), None);
+        assert!(ctx.enter(0, Phase::Busy) && ctx.enter(5, Phase::Head));
+        assert_eq!(ctx.stats.open.load(Ordering::SeqCst), 1);
+        assert_eq!(ctx.stats.evicted_idle.load(Ordering::SeqCst), 2);
+        assert_eq!(ctx.stats.evicted_head.load(Ordering::SeqCst), 2);
+        // Their threads end without counting themselves out again.
+        assert!(!ctx.deregister(4));
+        assert!(ctx.deregister(0));
     }
 }

@@ -5,8 +5,11 @@ use std::time::Duration;
 /// The bounds of the front door. Every wait has a timeout, every input a cap.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HttpLimits {
-    /// Connections served at once; beyond it only `/api/v1/health` is
-    /// answered (by a few overflow threads), anything else gets 503.
+    /// Connections served at once. At the bound a new connection takes the
+    /// place of one idle between requests (else of one still sending its
+    /// request head), oldest first; only when every one is serving a
+    /// request is `/api/v1/health` alone answered (by a few overflow
+    /// threads) and anything else gets 503.
     pub max_connections: usize,
     /// From connecting (or a request's first byte) to its complete headers.
     pub header_timeout: Duration,

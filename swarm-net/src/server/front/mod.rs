@@ -13,7 +13,12 @@
 //!
 //! ```text
 //! accept ──▶ open < max_connections ? ──yes──▶ own thread: head ▶ handler ▶ reply (keep-alive)
-//!                   │ no
+//!                   │ no                               ▲
+//!                   ▼                                  │ takes its place
+//!            a connection idle between requests ──yes──┤ (closed; oldest first)
+//!                   │ none                             │
+//!            a connection still sending its head ─yes──┘ (closed; oldest first)
+//!                   │ none: every one is serving a request
 //!                   ▼
 //!            overflow thread (few, 2 s): /api/v1/health answered, anything else 503
 //!                   │ overflow full
@@ -22,6 +27,10 @@
 //! ```
 //! Each connection's thread reads its request and runs the handler itself
 //! (no hand-over between threads), which is also what keeps latency low.
+//! Idle and half-sent connections cannot shut others out: at the bound the
+//! oldest of them is closed for a new one (an HTTP client retries a request
+//! on a kept-alive connection the server closed). Not per client address:
+//! drones behind NAT, or behind the nginx proxy, share one.
 //! With `tls_cert`/`tls_key`, each connection thread first runs the TLS
 //! handshake (under the header timeout) and then the same loop over the
 //! encrypted stream.
@@ -141,7 +150,7 @@ impl FrontDoor {
         let _ = acceptor.join();
         if let Ok(socks) = self.ctx.sockets.lock() {
             for s in socks.values() {
-                let _ = s.shutdown(Shutdown::Read);
+                let _ = s.sock.shutdown(Shutdown::Read);
             }
         }
         let until = Instant::now() + Duration::from_secs(10);
@@ -177,7 +186,10 @@ fn accept_loop(listener: &TcpListener, ctx: &Arc<Ctx>) {
         let _ = sock.set_nodelay(true);
         ctx.stats.accepted.fetch_add(1, Ordering::Relaxed);
         let open = ctx.stats.open.fetch_add(1, Ordering::SeqCst);
-        if open < ctx.limits.max_connections {
+        // At the bound, a connection idle between requests (else one still
+        // sending its head) is closed and this one takes its place: idle
+        // and half-open sockets must not shut out a drone with a request.
+        if open < ctx.limits.max_connections || ctx.evict_one().is_some() {
             spawn_conn(sock, peer, ctx, false);
             continue;
         }
@@ -208,8 +220,20 @@ fn refuse_now(mut sock: TcpStream) {
 /// Gives the connection its own thread; it deregisters itself when done.
 fn spawn_conn(sock: TcpStream, peer: SocketAddr, ctx: &Arc<Ctx>, overflow: bool) {
     let id = ctx.next_id.fetch_add(1, Ordering::Relaxed);
-    if let (Ok(clone), Ok(mut socks)) = (sock.try_clone(), ctx.sockets.lock()) {
-        socks.insert(id, clone);
+    let counter = if overflow {
+        &ctx.stats.overflow_open
+    } else {
+        &ctx.stats.open
+    };
+    // Unbooked, it could not be closed on stop and would count as evicted.
+    let booked = sock
+        .try_clone()
+        .is_ok_and(|clone| ctx.register(id, clone, overflow));
+    if !booked {
+        tracing::warn!("cannot book a connection; connection refused");
+        refuse_now(sock);
+        counter.fetch_sub(1, Ordering::SeqCst);
+        return;
     }
     let worker_ctx = ctx.clone();
     let spawned = std::thread::Builder::new()
@@ -246,20 +270,15 @@ fn spawn_conn(sock: TcpStream, peer: SocketAddr, ctx: &Arc<Ctx>, overflow: bool)
                     }
                 }
             };
-            conn::serve(stream, peer, &ctx, &limits, overflow);
+            conn::serve(stream, peer, &ctx, &limits, id, overflow);
         });
     if let Err(e) = spawned {
         tracing::warn!(error = %e, "cannot start a connection thread; connection refused");
         if let Ok(mut socks) = ctx.sockets.lock() {
             if let Some(s) = socks.remove(&id) {
-                refuse_now(s);
+                refuse_now(s.sock);
             }
         }
-        let counter = if overflow {
-            &ctx.stats.overflow_open
-        } else {
-            &ctx.stats.open
-        };
         counter.fetch_sub(1, Ordering::SeqCst);
     }
 }
@@ -291,8 +310,9 @@ struct Deregister<'a> {
 
 impl Drop for Deregister<'_> {
     fn drop(&mut self) {
-        if let Ok(mut socks) = self.ctx.sockets.lock() {
-            socks.remove(&self.id);
+        // Not booked any more: evicted, and counted out then.
+        if !self.ctx.deregister(self.id) {
+            return;
         }
         let counter = if self.overflow {
             &self.ctx.stats.overflow_open
