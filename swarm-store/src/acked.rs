@@ -47,7 +47,7 @@ pub(crate) struct Acked {
 pub(crate) fn marker_path(db: &Path) -> PathBuf {
     // Beside the file the path resolves to, as the lock and the WAL: one
     // database has one marker, whichever path opened it.
-    crate::wal_sync::beside_database(db, ".acked")
+    crate::db_path::beside_database(db, ".acked")
 }
 
 /// Reads the marker: `Ok(None)` when there is none (or it is empty), an

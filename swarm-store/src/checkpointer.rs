@@ -44,8 +44,8 @@ impl Checkpointer {
         conn.busy_timeout(Duration::from_secs(5))
             .map_err(std::io::Error::other)?;
         // Where SQLite keeps them, also for a symlinked database.
-        let wal = crate::wal_sync::beside_database(db, "-wal");
-        let shm = crate::wal_sync::beside_database(db, "-shm");
+        let wal = crate::db_path::beside_database(db, "-wal");
+        let shm = crate::db_path::beside_database(db, "-shm");
         let (nudge, rx) = mpsc::sync_channel(1);
         let handle = std::thread::Builder::new()
             .name("swarm-checkpoint".into())

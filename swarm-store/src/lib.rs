@@ -44,6 +44,7 @@
 
 mod acked;
 mod checkpointer;
+mod db_path;
 mod error;
 mod explorer;
 mod export;

@@ -20,7 +20,7 @@ pub(crate) struct LockFile {
 pub(crate) fn lock_path(db: &Path) -> PathBuf {
     // Beside the file the path resolves to: a symlinked database and its
     // target must take the same lock.
-    crate::wal_sync::beside_database(db, ".lock")
+    crate::db_path::beside_database(db, ".lock")
 }
 
 impl LockFile {
