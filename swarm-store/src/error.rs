@@ -167,6 +167,19 @@ pub enum StoreError {
         /// What SQLite said.
         detail: String,
     },
+    /// The database file was deleted or replaced under the running store:
+    /// writes would go to a file no restart finds.
+    #[error(
+        "{path} was deleted or replaced while swarm ran ({detail}); writes are refused, as \
+         nothing written now would be found by a restart: put the file back from a backup, or \
+         stop swarm serve and start it again to see what the data dir holds"
+    )]
+    DatabaseReplaced {
+        /// The database path.
+        path: PathBuf,
+        /// What was found at it.
+        detail: String,
+    },
     /// A previous write failed and the state could not be rebuilt from the file.
     #[error("the store could not rebuild its state after a failed write ({reason}); reopen it")]
     Poisoned {

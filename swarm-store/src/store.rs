@@ -162,7 +162,26 @@ pub struct Store {
     applied_page_limit: u64,
     /// Why the last write failed, until one succeeds.
     write_error: Option<String>,
+    /// The database file as opened, checked before writes (`check_file`).
+    file: FileIdentity,
     _lock: LockFile,
+}
+
+/// Which file the database is, and when that was last checked.
+struct FileIdentity {
+    /// Device and inode at open; `None` if they could not be read.
+    id: Option<(u64, u64)>,
+    checked: std::time::Instant,
+}
+
+/// How often a write checks that the database file is still the one opened
+/// (a `stat`).
+const FILE_CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Device and inode of the file at `path`.
+fn file_id(path: &Path) -> std::io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).map(|m| (m.dev(), m.ino()))
 }
 
 impl std::fmt::Debug for Store {
@@ -285,6 +304,7 @@ impl Store {
             t
         };
         let open_at = opts.open_at.unwrap_or(rebuilt.swarm.view().now());
+        let opened_id = file_id(&path).ok();
         let mut store = Store {
             conn,
             path,
@@ -308,6 +328,10 @@ impl Store {
             marker: Arc::new(std::sync::Mutex::new(marker)),
             applied_page_limit: 0,
             write_error: None,
+            file: FileIdentity {
+                id: opened_id,
+                checked: std::time::Instant::now(),
+            },
             _lock: lock,
         };
         if store.opts.background_snapshots {
@@ -491,7 +515,7 @@ impl Store {
     /// keep small (it only copies what no commit races) is checkpointed here,
     /// where no commit can race it.
     fn checkpoint_if_far_behind(&self) {
-        let wal = format!("{}-wal", self.path.display());
+        let wal = crate::db_path::beside_database(&self.path, "-wal");
         let size = std::fs::metadata(wal).map_or(0, |m| m.len());
         if size >= 16 * crate::checkpointer::CHECKPOINT_BYTES {
             tracing::info!(
@@ -507,6 +531,7 @@ impl Store {
     /// The injected faults a write meets first (`fault_page_limit`,
     /// `SyncFaults::commit_hang_ms` and `commit_panic`).
     fn apply_faults(&mut self) -> Result<(), StoreError> {
+        self.check_file()?;
         if let Some(faults) = &self.opts.fault_sync {
             crate::wal_sync::hold(&faults.commit_hang_ms, std::time::Instant::now());
             assert!(
@@ -523,6 +548,31 @@ impl Store {
             self.applied_page_limit = want;
         }
         Ok(())
+    }
+
+    /// Refuses to write once the database file was deleted or replaced under
+    /// the store (an `rm -rf` of the data dir, a restore over a running
+    /// server): SQLite would go on writing to the unlinked file, and every
+    /// reply would acknowledge what no restart can find. Checked at most
+    /// every `FILE_CHECK_EVERY`; a refusal shows in health (`write_error`).
+    fn check_file(&mut self) -> Result<(), StoreError> {
+        let Some(opened) = self.file.id else {
+            return Ok(());
+        };
+        if self.file.checked.elapsed() < FILE_CHECK_EVERY && self.write_error.is_none() {
+            return Ok(());
+        }
+        self.file.checked = std::time::Instant::now();
+        let detail = match file_id(&self.path) {
+            Ok(now) if now == opened => return Ok(()),
+            Ok(_) => "another file is there now".to_owned(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => "it is gone".to_owned(),
+            Err(e) => format!("it cannot be read: {e}"),
+        };
+        Err(StoreError::DatabaseReplaced {
+            path: self.path.clone(),
+            detail,
+        })
     }
 
     /// Why the last write failed, or `None` when it worked. Cleared by the

@@ -708,3 +708,42 @@ fn the_wal_fsynced_for_a_symlinked_database_is_the_one_beside_its_target() {
         Ok(_) => panic!("the target was opened while the link held the store"),
     }
 }
+
+#[test]
+fn writes_are_refused_while_the_database_file_is_gone_and_resume_when_it_is_back() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("swarm.db");
+    let aside = dir.path().join("moved-away.db");
+    let mut store = open(&db, small_opts(1_000_000, 0));
+    store.append(Timestamp(5), Input::Tick).expect("append");
+    // `rm` of the running server's data dir, as far as the database path
+    // can tell: the file is no longer there.
+    std::fs::rename(&db, &aside).expect("move the database away");
+    std::thread::sleep(std::time::Duration::from_millis(1_100));
+    match store.append(Timestamp(6), Input::Tick) {
+        Err(StoreError::DatabaseReplaced { detail, .. }) => {
+            assert!(detail.contains("gone"), "{detail}")
+        }
+        other => panic!("a write into a file no restart finds: {other:?}"),
+    }
+    assert!(
+        store
+            .write_error()
+            .is_some_and(|w| w.contains("deleted or replaced")),
+        "{:?}",
+        store.write_error()
+    );
+    assert!(store.probe_write(Timestamp(7)).is_err(), "the probe too");
+    // Another file in its place is not the store either.
+    std::fs::write(&db, b"").expect("an empty file in its place");
+    assert!(matches!(
+        store.append(Timestamp(8), Input::Tick),
+        Err(StoreError::DatabaseReplaced { .. })
+    ));
+    // The file put back: writes go on.
+    std::fs::rename(&aside, &db).expect("put it back");
+    store
+        .append(Timestamp(9), Input::Tick)
+        .expect("writes resume");
+    assert!(store.write_error().is_none());
+}
