@@ -197,6 +197,17 @@ fn huge_headers_get_431_and_memory_stays_bounded() {
     build.finish(&server);
 }
 
+/// A keep-alive connection that made one request and then went quiet.
+fn idle_connection(server: &Server) -> TcpStream {
+    let mut s = connect(server);
+    s.write_all(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("send");
+    let mut buf = [0u8; 512];
+    let n = s.read(&mut buf).expect("first answer");
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    s
+}
+
 #[test]
 fn idle_connections_are_closed_and_beyond_the_connection_bound_newcomers_take_their_place() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -204,17 +215,7 @@ fn idle_connections_are_closed_and_beyond_the_connection_bound_newcomers_take_th
     env.push(("SWARM_HTTP_MAX_CONNECTIONS", "48"));
     let server = Server::start(&dir.path().join("server"), &env);
     // Keep-alive connections that made one request and then went quiet.
-    let mut idle: Vec<TcpStream> = (0..40)
-        .map(|_| {
-            let mut s = connect(&server);
-            s.write_all(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\n\r\n")
-                .expect("send");
-            let mut buf = [0u8; 512];
-            let n = s.read(&mut buf).expect("first answer");
-            assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
-            s
-        })
-        .collect();
+    let mut idle: Vec<TcpStream> = (0..40).map(|_| idle_connection(&server)).collect();
     // 20 more that never send a byte: beyond the bound of 48, each takes
     // the place of an idle one.
     let silent: Vec<TcpStream> = (0..20).map(|_| connect(&server)).collect();
@@ -341,17 +342,7 @@ fn idle_and_half_sent_connections_make_room_for_a_drone_but_a_request_in_progres
     drop(half);
     wait_open_at_most(&server, 2.0);
     // 31 keep-alive connections that made one request and went quiet.
-    let mut idle: Vec<TcpStream> = (0..31)
-        .map(|_| {
-            let mut s = connect(&server);
-            s.write_all(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\n\r\n")
-                .expect("send");
-            let mut buf = [0u8; 512];
-            let n = s.read(&mut buf).expect("first answer");
-            assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
-            s
-        })
-        .collect();
+    let mut idle: Vec<TcpStream> = (0..31).map(|_| idle_connection(&server)).collect();
     std::thread::sleep(Duration::from_millis(300));
     assert_registers_promptly(&server, "newcomer-2");
     assert_still_open(&patient, "the request in progress");

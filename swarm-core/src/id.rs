@@ -94,6 +94,21 @@ impl DroneName {
         Ok(DroneName::from_text(trimmed))
     }
 
+    /// The first character of `text` that shows as nothing or turns the
+    /// text around it (Unicode format characters: bidirectional overrides
+    /// and isolates, zero-width ones, the soft hyphen). A drone name holding
+    /// one could pass for another name in every listing, so a new one is
+    /// refused where drones register; [`DroneName::new`] does not refuse it,
+    /// so logs written before the rule still replay.
+    pub fn hidden_char(text: &str) -> Option<char> {
+        text.chars().find(|c| {
+            matches!(c,
+                '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}'
+                | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206F}'
+                | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFB}')
+        })
+    }
+
     /// Builds the name and its comparison head; callers have validated `text`.
     fn from_text(text: &str) -> DroneName {
         let mut bytes = [0u8; 16];

@@ -4,44 +4,17 @@
 //! only the marker can tell. The real server, in process, under concurrent
 //! load, so both the fsync thread and the writer's own fsyncs answer.
 
+mod common;
+
 use serde_json::{json, Value};
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
-use swarm_net::binhost::BinhostOptions;
-use swarm_net::server::{self, RunningServer, ServerOptions};
-use swarm_store::StoreOptions;
+use swarm_net::server::{self, RunningServer};
 
 const TOKEN: &str = "acknowledged-token";
 
 fn start(dir: &Path) -> RunningServer {
-    server::start(ServerOptions {
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        db_path: dir.join("swarm.db"),
-        staging: dir.join("staging"),
-        store: StoreOptions::default(),
-        admin_token: TOKEN.into(),
-        drone_token: None,
-        max_body_bytes: 1 << 20,
-        max_artifact_bytes: 1 << 20,
-        http: server::HttpLimits::default(),
-        tls: None,
-        clock: Arc::new(now),
-        on_escalate: None,
-        legacy_drones: swarm_net::settings::default_legacy_drones(),
-        drones: Default::default(),
-        signatures: Default::default(),
-        binhost: BinhostOptions::under(dir),
-    })
-    .expect("server starts")
-}
-
-fn now() -> swarm_core::Timestamp {
-    let ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
-    swarm_core::Timestamp(ms)
+    server::start(common::options(dir, TOKEN)).expect("server starts")
 }
 
 /// The seq the marker says was acknowledged: the highest of its whole

@@ -4,45 +4,24 @@
 //! fault injection (`SyncFaults`) acting on every WAL fsync made before
 //! answering and on every commit.
 
+mod common;
+
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use swarm_net::binhost::BinhostOptions;
 use swarm_net::server::{self, RunningServer, ServerOptions};
 use swarm_store::{StoreOptions, SyncFaults};
 
 fn start(dir: &std::path::Path, faults: Arc<SyncFaults>) -> RunningServer {
     server::start(ServerOptions {
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        db_path: dir.join("swarm.db"),
-        staging: dir.join("staging"),
         store: StoreOptions {
             fault_sync: Some(faults),
             ..StoreOptions::default()
         },
-        admin_token: "hung-disk-token".into(),
-        drone_token: None,
-        max_body_bytes: 1 << 20,
-        max_artifact_bytes: 1 << 20,
-        http: server::HttpLimits::default(),
-        tls: None,
-        clock: Arc::new(swarm_core_now),
-        on_escalate: None,
-        legacy_drones: swarm_net::settings::default_legacy_drones(),
-        drones: Default::default(),
-        signatures: Default::default(),
-        binhost: BinhostOptions::under(dir),
+        ..common::options(dir, "hung-disk-token")
     })
     .expect("server starts")
-}
-
-fn swarm_core_now() -> swarm_core::Timestamp {
-    let ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
-    swarm_core::Timestamp(ms)
 }
 
 fn get(url: &str) -> (u16, String) {

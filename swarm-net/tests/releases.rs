@@ -2,6 +2,8 @@
 //! staging (made by `binpkg::write_gpkg`), `POST /api/v1/releases`, publish
 //! behind the gate, `/binhost/` serving, rollback, keep, tag and purge.
 
+mod common;
+
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -11,38 +13,21 @@ use std::time::Duration;
 use swarm_net::binhost::BinhostOptions;
 use swarm_net::binpkg::write_gpkg;
 use swarm_net::server::{self, RunningServer, ServerOptions};
-use swarm_store::StoreOptions;
 
 const TOKEN: &str = "release-test-token";
 
 fn start(dir: &Path, keep_last: u32) -> RunningServer {
-    let t0 = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
+    let t0 = common::wall_now().0;
     let clock_base = std::time::Instant::now();
     server::start(ServerOptions {
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        db_path: dir.join("swarm.db"),
-        staging: dir.join("staging"),
-        store: StoreOptions::default(),
-        admin_token: TOKEN.into(),
-        drone_token: None,
-        max_body_bytes: 1 << 20,
-        max_artifact_bytes: 1 << 20,
-        http: server::HttpLimits::default(),
-        tls: None,
         clock: Arc::new(move || {
             swarm_core::Timestamp(t0 + clock_base.elapsed().as_millis() as u64)
         }),
-        on_escalate: None,
-        legacy_drones: swarm_net::settings::default_legacy_drones(),
-        drones: Default::default(),
-        signatures: Default::default(),
         binhost: BinhostOptions {
             keep_last,
             ..BinhostOptions::under(dir)
         },
+        ..common::options(dir, TOKEN)
     })
     .expect("server starts")
 }

@@ -66,19 +66,9 @@ fn percent(field: &str, v: Option<f64>) -> Result<(), ApiError> {
     }
 }
 
-/// Characters that show as nothing or turn the text around them (Unicode
-/// format characters: bidirectional overrides and isolates, zero-width
-/// ones, the soft hyphen): a drone name holding one can pass for another
-/// name in every listing.
-fn invisible(c: char) -> bool {
-    matches!(c,
-        '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
-        | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206F}' | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFB}')
-}
-
 /// Refuses a name that would not read as what it is.
 fn name(field: &str, v: Option<&str>) -> Result<(), ApiError> {
-    match v.and_then(|s| s.chars().find(|c| invisible(*c))) {
+    match v.and_then(swarm_core::DroneName::hidden_char) {
         Some(c) => Err(refuse(
             field,
             format!(
