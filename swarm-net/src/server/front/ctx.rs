@@ -184,12 +184,24 @@ impl Ctx {
         }
     }
 
-    /// Makes room for one connection: closes the one idle longest between
-    /// requests, else the one waiting longest for its request head, and
-    /// counts it out of `stats.open` (its thread will not). None:
-    /// every connection is serving a request (or is an overflow one).
-    pub(super) fn evict_one(&self) -> Option<Phase> {
-        let mut socks = self.sockets.lock().ok()?;
+    /// Finds a place for a new connection once the open gauge says all are
+    /// taken. The registry is the truth: a connection whose thread is
+    /// ending leaves it a moment before the gauge, and its place is free
+    /// (closing another for it shut out slow requests under load). Else the
+    /// one idle longest between requests, else the one waiting longest for
+    /// its request head, is closed. False: every place serves a request.
+    pub(super) fn make_room(&self) -> bool {
+        let Ok(mut socks) = self.sockets.lock() else {
+            return false;
+        };
+        let booked = socks.values().filter(|s| !s.overflow).count();
+        booked < self.limits.max_connections || Self::evict_one(&self.stats, &mut socks).is_some()
+    }
+
+    /// Closes the connection idle longest, else the one waiting longest for
+    /// its head, and counts it out of `stats.open` (its thread will not).
+    /// None: every connection is serving a request (or is an overflow one).
+    fn evict_one(stats: &FrontStats, socks: &mut BTreeMap<u64, Slot>) -> Option<Phase> {
         let oldest = |phase: Phase| {
             socks
                 .iter()
@@ -201,14 +213,13 @@ impl Ctx {
             .map(|id| (id, Phase::Idle))
             .or_else(|| oldest(Phase::Head).map(|id| (id, Phase::Head)))?;
         let slot = socks.remove(&id)?;
-        drop(socks);
         // Its thread will not count itself out (it is not booked any more).
-        self.stats.open.fetch_sub(1, Ordering::SeqCst);
+        stats.open.fetch_sub(1, Ordering::SeqCst);
         // Its thread, blocked in a read, wakes up to the close and ends.
         let _ = slot.sock.shutdown(Shutdown::Both);
         let counter = match phase {
-            Phase::Idle => &self.stats.evicted_idle,
-            _ => &self.stats.evicted_head,
+            Phase::Idle => &stats.evicted_idle,
+            _ => &stats.evicted_head,
         };
         counter.fetch_add(1, Ordering::Relaxed);
         Some(phase)
@@ -233,6 +244,43 @@ mod tests {
             sockets: Mutex::new(BTreeMap::new()),
             next_id: AtomicU64::new(0),
         }
+    }
+
+    fn evict_one(ctx: &Ctx) -> Option<Phase> {
+        Ctx::evict_one(&ctx.stats, &mut ctx.sockets.lock().expect("registry"))
+    }
+
+    /// Books connections `ids`, waiting for their heads; the client ends.
+    fn book(ctx: &Ctx, ids: std::ops::Range<u64>) -> Vec<TcpStream> {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        ids.map(|id| {
+            let client = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+            let (sock, _) = listener.accept().expect("accept");
+            assert!(ctx.register(id, sock, false));
+            ctx.stats.open.fetch_add(1, Ordering::SeqCst);
+            client
+        })
+        .collect()
+    }
+
+    /// A connection whose thread is ending has left the registry but not
+    /// yet the gauge: its place is free, and no half-sent head is closed for
+    /// a newcomer (under load that shut out slow requests just sent).
+    #[test]
+    fn a_place_left_by_an_ending_thread_is_taken_without_closing_anyone() {
+        let mut ctx = ctx();
+        ctx.limits.max_connections = 3;
+        let mut clients = book(&ctx, 0..3);
+        assert!(ctx.deregister(1));
+        // The gauge still says 3 of 3 (the thread has not counted itself out).
+        assert!(ctx.make_room());
+        assert_eq!(ctx.stats.evicted_head.load(Ordering::SeqCst), 0);
+        assert!(ctx.enter(0, Phase::Head) && ctx.enter(2, Phase::Head));
+        // Truly full: the oldest head makes room.
+        clients.extend(book(&ctx, 3..4));
+        assert!(ctx.make_room());
+        assert_eq!(ctx.stats.evicted_head.load(Ordering::SeqCst), 1);
+        assert!(!ctx.enter(0, Phase::Busy), "the oldest head was closed");
     }
 
     #[test]
@@ -264,13 +312,13 @@ mod tests {
             (Phase::Head, 1),
             (Phase::Head, 3),
         ] {
-            assert_eq!(ctx.evict_one(), Some(phase));
+            assert_eq!(evict_one(&ctx), Some(phase));
             assert!(!ctx.enter(id, Phase::Busy), "{id} evicted");
             let mut buf = [0u8; 8];
             assert_eq!(clients[id as usize].read(&mut buf).expect("closed"), 0);
         }
         // Left: one serving a request and one overflow connection.
-        assert_eq!(ctx.evict_one(), None);
+        assert_eq!(evict_one(&ctx), None);
         assert!(ctx.enter(0, Phase::Busy) && ctx.enter(5, Phase::Head));
         assert_eq!(ctx.stats.open.load(Ordering::SeqCst), 1);
         assert_eq!(ctx.stats.evicted_idle.load(Ordering::SeqCst), 2);

@@ -189,7 +189,7 @@ fn accept_loop(listener: &TcpListener, ctx: &Arc<Ctx>) {
         // At the bound, a connection idle between requests (else one still
         // sending its head) is closed and this one takes its place: idle
         // and half-open sockets must not shut out a drone with a request.
-        if open < ctx.limits.max_connections || ctx.evict_one().is_some() {
+        if open < ctx.limits.max_connections || ctx.make_room() {
             spawn_conn(sock, peer, ctx, false);
             continue;
         }
