@@ -30,7 +30,9 @@ pub(crate) struct ServeArgs {
     /// Start even though the database holds less than was acknowledged
     /// (a deleted or damaged -wal file, an emptied or replaced swarm.db).
     /// Without it such a store is refused; with it the loss is logged and
-    /// recorded as a `loss_accepted` event. Use it only after restoring what
+    /// recorded as a `loss_accepted` event, and the store takes a new id: the
+    /// files from before, put back later, are then refused instead of opening
+    /// without what was acknowledged since. Use it only after restoring what
     /// a backup can restore.
     #[arg(long)]
     accept_loss: bool,

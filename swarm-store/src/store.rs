@@ -250,7 +250,9 @@ impl Store {
                 opts.config.clone()
             }
         };
-        let store_id = match meta_get(&conn, "store_id")? {
+        let had_id = meta_get(&conn, "store_id")?;
+        let new_history = had_id.is_none();
+        let store_id = match had_id {
             Some(id) => {
                 if let Some(a) = loss.acked.clone().filter(|a| a.store_id != id) {
                     loss.missing(
@@ -291,6 +293,24 @@ impl Store {
                 )?;
             }
         }
+        // An accepted loss starts a new history: seqs from here on reuse
+        // numbers the lost inputs had. Under a new store id, the files from
+        // before (the original database and WAL put back later) are refused
+        // as another store instead of opening silently without what is
+        // acknowledged after the loss.
+        let store_id = if loss.found.is_empty() || new_history {
+            store_id
+        } else {
+            let id = new_store_id();
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            meta_set(&tx, "store_id", &id)?;
+            tx.commit()?;
+            loss.found.push(format!(
+                "the store id is now {id} (was {store_id}): the files from before the loss are \
+                 refused if put back"
+            ));
+            id
+        };
         let marker = Marker::open(&path, &store_id, rebuilt.last_seq)?;
         let config = rebuilt.swarm.config().clone();
         let last_snapshot: u64 =

@@ -100,17 +100,21 @@ fn refused(db: &Path, acked: u64) -> String {
     }
 }
 
-/// `accept_loss` opens, says what was lost, and leaves a `loss_accepted` event;
-/// the next plain open works (the marker was rewritten).
-fn accepted(db: &Path) {
-    let store = Store::open(
+fn open_accepting_loss(db: &Path) -> Store {
+    Store::open(
         db,
         StoreOptions {
             accept_loss: true,
             ..opts(30_000)
         },
     )
-    .expect("accept_loss opens");
+    .expect("accept_loss opens")
+}
+
+/// `accept_loss` opens, says what was lost, and leaves a `loss_accepted` event;
+/// the next plain open works (the marker was rewritten).
+fn accepted(db: &Path) {
+    let store = open_accepting_loss(db);
     let loss = store.open_report().loss.clone().expect("loss reported");
     assert!(loss.contains("acknowledged"), "{loss}");
     let explorer = store.explorer().expect("explorer");
@@ -191,6 +195,45 @@ fn a_refused_open_leaves_the_damaged_wal_byte_for_byte_and_a_repaired_one_opens(
         "every acknowledged input is back"
     );
     assert_eq!(store.open_report().loss, None);
+}
+
+/// After an accepted loss, seqs go on from where the surviving log ends,
+/// reusing numbers the lost inputs had. The original files put back later
+/// (the operator found the lost WAL) end past every seq acknowledged since:
+/// without a new store id they opened silently, and what was acknowledged
+/// after the loss was gone.
+#[test]
+fn the_files_from_before_an_accepted_loss_put_back_are_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("swarm.db");
+    let acked = crashed_store(&db);
+    let saved = dir.path().join("saved");
+    std::fs::create_dir(&saved).expect("mkdir");
+    for f in [db.clone(), wal(&db)] {
+        std::fs::copy(&f, saved.join(f.file_name().expect("name"))).expect("save");
+    }
+    std::fs::remove_file(wal(&db)).expect("delete -wal");
+    let after_loss = {
+        let mut store = open_accepting_loss(&db);
+        let loss = store.open_report().loss.clone().expect("loss reported");
+        assert!(loss.contains("store id is now"), "{loss}");
+        for i in 0..3 {
+            store
+                .append(Timestamp(31_000 + i), Input::Tick)
+                .expect("append");
+        }
+        store.last_seq().0
+    };
+    assert!(
+        after_loss < acked,
+        "seqs are reused: {after_loss} < {acked}"
+    );
+    let _ = std::fs::remove_file(PathBuf::from(format!("{}-shm", db.display())));
+    for f in [db.clone(), wal(&db)] {
+        std::fs::copy(saved.join(f.file_name().expect("name")), &f).expect("put back");
+    }
+    let msg = refused(&db, after_loss);
+    assert!(msg.contains("another store"), "{msg}");
 }
 
 #[test]
