@@ -3,7 +3,8 @@
 //! `swarm drone` trusting the test CA with `--ca` and finishing a build over
 //! https; the wrong CA, a name mismatch and a plain-http server refused with
 //! a message that says which; the front door's limits over TLS (a stalled
-//! handshake is dropped, /health answers meanwhile, 431 still holds); and
+//! handshake is dropped, /health answers meanwhile, 431 still holds; at the
+//! connection bound, idle then half-open connections make room); and
 //! dist/nginx/swarm-proxy.conf run by a real nginx in front of a plain
 //! `swarm serve`, with the CLI and a drone build going through it.
 
@@ -317,6 +318,22 @@ fn a_wrong_ca_a_wrong_name_and_plain_http_are_refused_with_the_reason() {
     drone.kill9();
 }
 
+/// A TLS `swarm serve` on 127.0.0.1 with a certificate from a new CA.
+fn loopback_tls_server(dir: &Path, extra: &[(&str, &str)]) -> (Ca, Server) {
+    let ca = Ca::new(dir, "good");
+    let (cert, key) = ca.issue(dir, "server", &["127.0.0.1"]);
+    let server = tls_server(dir, &cert, &key, extra);
+    (ca, server)
+}
+
+/// A connection that stopped halfway through its TLS hello.
+fn half_a_hello(addr: &str) -> TcpStream {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01])
+        .expect("half a hello");
+    s
+}
+
 /// A TLS client stream to `addr` trusting `ca`, handshake done.
 fn tls_stream(addr: &str, ca: &Path) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
     let sock = TcpStream::connect(addr).expect("connect");
@@ -334,23 +351,16 @@ fn tls_stream(addr: &str, ca: &Path) -> rustls::StreamOwned<rustls::ClientConnec
 #[test]
 fn the_front_door_limits_hold_over_tls() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let ca = Ca::new(dir.path(), "good");
-    let (cert, key) = ca.issue(dir.path(), "server", &["127.0.0.1"]);
-    let server = tls_server(
-        dir.path(),
-        &cert,
-        &key,
-        &[("SWARM_HTTP_HEADER_TIMEOUT_S", "1")],
-    );
+    let (ca, server) = loopback_tls_server(dir.path(), &[("SWARM_HTTP_HEADER_TIMEOUT_S", "1")]);
     // Connections that never start a handshake, and ones that stop halfway
     // through their hello.
     let mut stalled: Vec<TcpStream> = (0..30)
         .map(|i| {
-            let mut s = TcpStream::connect(&server.addr).expect("connect");
-            if i % 2 == 1 {
-                s.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01])
-                    .expect("half a hello");
-            }
+            let s = if i % 2 == 1 {
+                half_a_hello(&server.addr)
+            } else {
+                TcpStream::connect(&server.addr).expect("connect")
+            };
             s.set_read_timeout(Some(Duration::from_secs(15)))
                 .expect("timeout");
             s
@@ -395,6 +405,103 @@ fn the_front_door_limits_hold_over_tls() {
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     let (code, _) = https_get(&format!("{}/api/v1/health", server.url), &ca.pem);
     assert_eq!(code, 200);
+}
+
+/// Reads one answer with a Content-Length body from a kept-alive stream.
+fn read_one_answer(s: &mut impl Read) -> String {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&got).into_owned();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let len: usize = text[..end]
+                .lines()
+                .find_map(|l| l.strip_prefix("Content-Length: "))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            if got.len() >= end + 4 + len {
+                return text;
+            }
+        }
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => return text,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// The server closed the connection: EOF, a reset, or a TLS close, well
+/// before any timeout of its own (10 s for a head, 60 s idle).
+fn closed_by_server(s: &mut impl Read, what: &str) {
+    let began = Instant::now();
+    let mut buf = [0u8; 64];
+    let r = s.read(&mut buf);
+    assert!(
+        !matches!(&r, Ok(n) if *n > 0),
+        "{what}: answered instead of closed"
+    );
+    if let Err(e) = &r {
+        assert!(
+            !matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ),
+            "{what}: still open after {:?}",
+            began.elapsed()
+        );
+    }
+}
+
+/// At the connection bound over TLS, as in the clear: a drone's register
+/// takes the place of the TLS connection idle longest, and once none is
+/// idle, of the oldest connection still in its handshake; it is answered.
+#[test]
+fn at_the_connection_bound_over_tls_idle_then_half_open_connections_make_room() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ca, server) = loopback_tls_server(dir.path(), &[("SWARM_HTTP_MAX_CONNECTIONS", "16")]);
+    // 8 TLS connections that made one request and went quiet...
+    let mut idle: Vec<_> = (0..8)
+        .map(|_| {
+            let mut s = tls_stream(&server.addr, &ca.pem);
+            write!(s, "GET /api/v1/health HTTP/1.1\r\nHost: x\r\n\r\n").expect("send");
+            let answer = read_one_answer(&mut s);
+            assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+            s
+        })
+        .collect();
+    // ...and 8 that never start their handshake: every place taken.
+    let mut half_open: Vec<TcpStream> = (0..8)
+        .map(|_| {
+            let s = TcpStream::connect(&server.addr).expect("connect");
+            s.set_read_timeout(Some(Duration::from_secs(8)))
+                .expect("timeout");
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let register = |name: &str| {
+        let body = format!(r#"{{"name":"{name}"}}"#);
+        let mut s = tls_stream(&server.addr, &ca.pem);
+        write!(
+            s,
+            "POST /api/v1/register HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .expect("send");
+        let answer = read_one_answer(&mut s);
+        assert!(answer.starts_with("HTTP/1.1 200"), "{name}: {answer}");
+    };
+    register("newcomer-0");
+    closed_by_server(&mut idle[0], "the TLS connection idle longest");
+    // No idle connection left: 8 that stopped halfway through their hello
+    // fill the places again, and the next register takes the place of the
+    // oldest connection whose handshake never began.
+    drop(idle);
+    std::thread::sleep(Duration::from_millis(300));
+    let _half_hello: Vec<TcpStream> = (0..8).map(|_| half_a_hello(&server.addr)).collect();
+    std::thread::sleep(Duration::from_millis(300));
+    register("newcomer-1");
+    closed_by_server(&mut half_open[0], "the oldest handshake not begun");
 }
 
 #[test]
