@@ -256,10 +256,16 @@ fn probe_targets(sh: &Shared) -> Vec<(DroneName, String)> {
 
 /// Opens the store, binds, and starts the writer and the workers.
 pub fn start(opts: ServerOptions) -> Result<RunningServer, ServeError> {
-    // 0755 whatever the umask: a web server publishes what is staged.
+    // Made here: 0755 whatever the umask, as a web server publishes what is
+    // staged. One that exists (maybe a symlink to the operator's binhost
+    // tree, group-writable or setgid on purpose) keeps the operator's mode.
+    let made = !opts.staging.is_dir();
     std::fs::create_dir_all(&opts.staging)
         .and_then(|()| {
             use std::os::unix::fs::PermissionsExt;
+            if !made {
+                return Ok(());
+            }
             std::fs::set_permissions(&opts.staging, std::fs::Permissions::from_mode(0o755))
         })
         .map_err(|source| ServeError::Staging {
