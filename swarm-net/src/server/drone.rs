@@ -4,6 +4,7 @@
 //! what to stop, how a report was taken), never from its outputs.
 
 use super::artifacts::artifact_present;
+use super::env_pace::Pace;
 use super::front::Request;
 use super::http::{header, parse_json, read_body, ApiError, Query, Reply};
 use super::identity::{act_as, forbid, Caller};
@@ -128,6 +129,7 @@ pub(crate) fn register(sh: &Shared, req: &mut Request, caller: &Caller) -> Resul
         ),
         None => None,
     };
+    let env = env.filter(|e| env_may_change(sh, &name, e));
     // What the drone said, as said: the core merges it into the spec it holds
     // (a field left out keeps its value) and decides what changed.
     let said = SpecFacts {
@@ -210,6 +212,26 @@ pub(crate) fn register(sh: &Shared, req: &mut Request, caller: &Caller) -> Resul
 /// from, or the one it claims when that is inside the operator's
 /// `probe.networks` (or, for a credential-less drone, its legacy network),
 /// so no caller can aim the prober at a host of its choosing.
+/// Whether a drone's reported environment goes into its heartbeat: yes when
+/// it is the one accepted last, or the first change in a minute
+/// (`env_pace`); a change sooner than that is left out, so the drone keeps
+/// its environment until a later heartbeat brings the change again.
+fn env_may_change(sh: &Shared, name: &DroneName, env: &BuildEnv) -> bool {
+    match sh.env_pace.pace(name, env, std::time::Instant::now()) {
+        Pace::Take => true,
+        Pace::Hold { first } => {
+            if first {
+                tracing::warn!(
+                    drone = %name,
+                    "build environment change held back: it changed less than {} s ago (each change is logged in full); a heartbeat after that brings it",
+                    super::env_pace::ENV_CHANGE_EVERY.as_secs()
+                );
+            }
+            false
+        }
+    }
+}
+
 fn probe_address(
     sh: &Shared,
     caller: &Caller,

@@ -26,6 +26,7 @@ mod creds;
 mod dashboard;
 mod drone;
 mod enroll;
+mod env_pace;
 mod front;
 #[doc(hidden)]
 pub mod fuzzing;
@@ -367,6 +368,7 @@ pub fn start(opts: ServerOptions) -> Result<RunningServer, ServeError> {
         store_fault: RwLock::new(None),
         dashboard: dashboard::kept::Dashboard::new(&opts.db_path, (opts.clock)().0),
         logs: open_logs(&opts.db_path),
+        env_pace: env_pace::EnvPace::default(),
     });
     let writer = {
         let shared = shared.clone();

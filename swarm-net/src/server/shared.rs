@@ -150,6 +150,8 @@ pub(crate) struct Shared {
     pub(crate) dashboard: super::dashboard::kept::Dashboard,
     /// Uploaded build logs; `None` when the directory could not be opened.
     pub(crate) logs: Option<super::log_store::LogStore>,
+    /// When each drone's reported environment last changed.
+    pub(crate) env_pace: super::env_pace::EnvPace,
 }
 
 impl Shared {
