@@ -454,3 +454,41 @@ fn a_legacy_upload_naming_no_lease_that_two_assigned_leases_cover_is_refused() {
         "{v}"
     );
 }
+
+/// A build uploaded under a lease that then ended without its report (the
+/// drone died, or was reclaimed, between the upload and the report) does
+/// not block the package: the next lease's upload replaces it and its
+/// success counts. Before, every later upload of the package was refused
+/// 409 ("already accepted under lease 1"), each refusal was reported as the
+/// drone's upload failure, and after three the drones got no more work.
+#[test]
+fn a_file_staged_under_a_lease_that_ended_unreported_is_replaced_by_the_next_leases_build() {
+    let tmp = tempfile::tempdir().expect("dir");
+    let dir = tmp.path();
+    let server = Server::start(&dir.join("data"), &[]);
+    let (a, b) = (enroll(&server, "drone-a"), enroll(&server, "drone-b"));
+    register(&server, &a, "drone-a", "-O2");
+    register(&server, &b, "drone-b", "-O2");
+    let atom = "=dev-libs/foo-1.0";
+    let (code, v) = server.admin_post("/api/v1/queue", &json!({"packages": [atom]}));
+    assert_eq!(code, 200, "{v}");
+    let foo_path = "dev-libs/foo-1.0.gpkg.tar";
+    let a_lease = take_work(&server, &a, "default", atom, "drone-a");
+    let a_file = gpkg(dir, "dev-libs/foo-1.0", "drone-a");
+    let (code, v) = put(&server, &a, foo_path, &a_file, Some(a_lease));
+    assert_eq!(code, 200, "{v}");
+    // drone-a's lease ends before its report: the package is handed back.
+    report(&server, &a, atom, a_lease, "returned");
+    let b_lease = take_work(&server, &b, "default", atom, "drone-b");
+    assert_ne!(a_lease, b_lease);
+    let b_file = gpkg(dir, "dev-libs/foo-1.0", "drone-b");
+    let (code, v) = put(&server, &b, foo_path, &b_file, Some(b_lease));
+    assert_eq!(
+        code, 200,
+        "the next lease's build replaces the unreported one: {v}"
+    );
+    let staged = server.data_dir.join("staging").join(foo_path);
+    assert_eq!(std::fs::read(&staged).expect("staged"), b_file);
+    let v = complete(&server, &b, atom, b_lease);
+    assert_eq!(v["accepted"], true, "drone-b's success counts: {v}");
+}
