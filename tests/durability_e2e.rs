@@ -215,14 +215,18 @@ fn a_finished_build_is_spooled_and_delivered_across_a_server_outage_and_an_agent
     let sizes = dir.path().join("sizes");
     std::fs::write(&sizes, format!("={atom} 30\n")).expect("sizes");
     let sizes = sizes.to_string_lossy().into_owned();
-    let mut server = Server::start(&dir.path().join("server"), &[]);
+    let mut server = Server::start(
+        &dir.path().join("server"),
+        &[("SWARM_DRONE_TOKEN", "drone-secret")],
+    );
     let (code, v) = server.admin_post(
         "/api/v1/queue",
         &json!({ "packages": [format!("={atom}")] }),
     );
     assert_eq!(code, 200, "{v}");
     let env = [("SWARM_STANDIN_SIZES", sizes.as_str())];
-    let mut drone = Drone::start(&server, dir.path(), "drone-s", &[], &env);
+    let token = ["--token", "drone-secret"];
+    let mut drone = Drone::start(&server, dir.path(), "drone-s", &token, &env);
     let log = drone.log.clone();
     let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
     wait_until(60, "the build to start", || {
@@ -235,21 +239,46 @@ fn a_finished_build_is_spooled_and_delivered_across_a_server_outage_and_an_agent
         read_log().contains("artifact upload failed")
     });
     let spool = dir.path().join("drone-s").join("spool");
-    let spooled = std::fs::read_dir(&spool)
-        .map(|d| {
-            d.flatten()
-                .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
-                .count()
-        })
-        .unwrap_or(0);
-    assert_eq!(spooled, 1, "the finished build is on disk: {}", read_log());
+    let spooled = || {
+        std::fs::read_dir(&spool)
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    assert_eq!(
+        spooled(),
+        1,
+        "the finished build is on disk: {}",
+        read_log()
+    );
     // The agent dies mid-retry; the binary package in PKGDIR goes away too
     // (the spool holds its own link).
     drone.kill9();
     let _ = std::fs::remove_dir_all(&drone.pkgdir);
     std::thread::sleep(std::time::Duration::from_secs(2));
     server.restart();
-    let drone = Drone::start(&server, dir.path(), "drone-s", &[], &env);
+    // Restarted with a wrong token first: a refused credential is the
+    // drone's fault, not the server's judgement of the build, so the build
+    // stays spooled (it was dropped as "refused" before).
+    let mut wrong = Drone::start(&server, dir.path(), "drone-s", &["--token", "wrong"], &env);
+    let wrong_log = wrong.log.clone();
+    wait_until(60, "the wrong credential to be refused", || {
+        spooled() == 0
+            || std::fs::read_to_string(&wrong_log)
+                .unwrap_or_default()
+                .contains("refuses this drone's credential")
+    });
+    wrong.kill9();
+    assert_eq!(
+        spooled(),
+        1,
+        "the build is still spooled: {}",
+        std::fs::read_to_string(&wrong_log).unwrap_or_default()
+    );
+    let drone = Drone::start(&server, dir.path(), "drone-s", &token, &env);
     server.wait_for(60, "the spooled build to be delivered", |s| {
         s["counts"]["built"] == 1
     });

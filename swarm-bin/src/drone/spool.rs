@@ -399,8 +399,9 @@ fn upload(
     }
 }
 
-/// Calls until the server answers. Transport errors, 5xx, 408 and 429 are
-/// retried with backoff (1 s doubling to a minute) for as long as it takes.
+/// Calls until the server answers. Transport errors, 5xx, 408, 429 and 401
+/// (this drone's credential refused) are retried with backoff (1 s doubling
+/// to a minute) for as long as it takes.
 fn retry<T>(
     agent: &Agent,
     by: By,
@@ -424,6 +425,17 @@ fn retry<T>(
                 tracing::warn!("{what}: the server does not know this drone; registering again");
                 agent.lock().feed(swarm_core::agent::AgentInput::Forgotten);
                 agent.beat_soon();
+            }
+            // A credential the server does not take is a fault on this drone
+            // (a wrong or revoked token), not the server's judgement of the
+            // build: the build stays spooled until the credential works.
+            e if e.status() == Some(401) => {
+                if attempt == 1 || attempt.is_power_of_two() {
+                    tracing::error!(
+                        attempt,
+                        "{what}: the server refuses this drone's credential ({e}); the build stays in the spool and is retried until the credential is accepted"
+                    );
+                }
             }
             e if !retryable(&e) => return Err(Stopped::Refused(e.to_string())),
             e => {
