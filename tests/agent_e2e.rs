@@ -728,3 +728,50 @@ fn a_bad_free_disk_floor_is_refused_with_the_setting_named() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("min-free-disk \"lots\""), "{err}");
 }
+
+/// A binary package over the server's limit is reported `upload_failed` at
+/// once instead of being sent: the server's 413 came while the body was
+/// still being sent, the agent saw a broken connection and retried it as an
+/// outage for ever, with the slot held and the lease kept alive.
+#[test]
+fn a_binary_package_over_the_servers_limit_is_reported_upload_failed_not_retried_for_ever() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(
+        &dir.path().join("server"),
+        &[("SWARM_MAX_ARTIFACT_BYTES", "1048576")],
+    );
+    let builder = dir.path().join("big-builder.sh");
+    std::fs::write(
+        &builder,
+        "atom=$1; category=$2; pf=$3\n\
+         mkdir -p \"$PKGDIR/$category\"\n\
+         out=\"$PKGDIR/$category/$pf.gpkg.tar\"\n\
+         \"$SWARM_BIN\" standin-gpkg \"$category/$pf\" \"$out.tmp\" || exit 1\n\
+         head -c 16000000 /dev/zero >> \"$out.tmp\"\n\
+         mv \"$out.tmp\" \"$out\"\n",
+    )
+    .expect("builder");
+    let atom = "=dev-libs/big-1.0";
+    queue(&server, json!([atom]));
+    let template = format!("sh {} {{atom}} {{category}} {{pf}}", builder.display());
+    let bin = support::swarm_bin();
+    let mut drone = Drone::start(
+        &server,
+        dir.path(),
+        "drone-big",
+        &["--builder", &template],
+        &[("SWARM_BIN", bin.to_str().expect("utf-8 path"))],
+    );
+    wait_until(60, "the upload failure to be reported", || {
+        drone.log_text().contains("recorded=upload_failed")
+    });
+    assert!(successes(&server, atom).is_empty());
+    let log = drone.log_text();
+    assert!(
+        log.contains("over the 1048576 bytes the server takes"),
+        "the agent says why: {log}"
+    );
+    assert!(!log.contains("broken pipe"), "nothing was sent: {log}");
+    drone.signal(rustix::process::Signal::TERM);
+    assert_eq!(drone.wait_exit(20), Some(0), "{}", drone.log_text());
+}

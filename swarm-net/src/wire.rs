@@ -178,6 +178,13 @@ pub struct RegisterReply {
     /// (swarm) The server's `cores_per_slot` policy, for that explanation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cores_per_slot: Option<u32>,
+    /// (swarm) The largest binary package the server takes, in bytes. An
+    /// agent reports a bigger build `upload_failed` at once instead of
+    /// sending it: the server's 413 comes while the body is still being
+    /// sent, which the sender sees as a broken connection and would retry
+    /// for ever.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_artifact_bytes: Option<u64>,
 }
 
 fn is_false(b: &bool) -> bool {

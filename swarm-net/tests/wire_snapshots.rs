@@ -28,11 +28,13 @@ fn register_replies() {
         leases: Vec::new(),
         slots: None,
         cores_per_slot: None,
+        max_artifact_bytes: None,
     };
     insta::assert_json_snapshot!("register_reply_plain", plain);
     let slots = RegisterReply {
         slots: Some(1),
         cores_per_slot: Some(4),
+        max_artifact_bytes: Some(2 << 30),
         ..plain.clone()
     };
     insta::assert_json_snapshot!("register_reply_slots", slots);

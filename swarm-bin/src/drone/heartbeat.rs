@@ -101,6 +101,7 @@ pub(crate) fn run(agent: &Agent) {
                 // The work reply may have given a package again since the request went out: the
                 // reply's revokes spare what was taken meanwhile.
                 st.feed(AgentInput::Registered(server_reply(&reply, sent)));
+                st.max_artifact = reply.max_artifact_bytes.or(st.max_artifact);
                 if first {
                     tracing::info!(
                         epoch = %crate::logging::shown(&st.epoch()),

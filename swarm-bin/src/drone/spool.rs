@@ -376,6 +376,19 @@ fn upload(
     lease: Option<u64>,
     by: By,
 ) -> Result<(), Stopped> {
+    // Over the server's limit its 413 would come while the body is still
+    // being sent, and a broken connection is retried as an outage for ever.
+    let limit = agent.lock().max_artifact;
+    if let (Some(limit), Ok(m)) = (limit, std::fs::metadata(file)) {
+        if m.len() > limit {
+            return Err(Stopped::Refused(format!(
+                "{}/{} is {} bytes, over the {limit} bytes the server takes (its max_artifact_bytes)",
+                a.category,
+                a.name,
+                m.len()
+            )));
+        }
+    }
     let reply = retry(agent, by, "artifact upload", |ag| {
         let f = std::fs::File::open(file).map_err(|e| {
             CallError::Local(format!(

@@ -22,6 +22,9 @@ pub(crate) struct State {
     pub(crate) pgids: BTreeMap<JobId, i32>,
     /// Times the control plane answered again after being unreachable.
     pub(crate) reconnects: u64,
+    /// The largest binary package the server said it takes (its last
+    /// register reply); `None` until it said.
+    pub(crate) max_artifact: Option<u64>,
     /// Ask the heartbeat thread for a beat now.
     pub(crate) beat_now: bool,
     /// The heartbeat thread should stop.
@@ -39,6 +42,7 @@ impl State {
             agent: AgentState::new(slots, poll_ms, health),
             pgids: BTreeMap::new(),
             reconnects: 0,
+            max_artifact: None,
             beat_now: false,
             exiting: false,
             started: Instant::now(),

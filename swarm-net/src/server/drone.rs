@@ -205,13 +205,10 @@ pub(crate) fn register(sh: &Shared, req: &mut Request, caller: &Caller) -> Resul
         paused: now.paused,
         epoch: Some(now.epoch.0),
         leases: lease_refs(now),
+        max_artifact_bytes: Some(sh.max_artifact),
     })
 }
 
-/// The address the prober may use for this drone: the address it called
-/// from, or the one it claims when that is inside the operator's
-/// `probe.networks` (or, for a credential-less drone, its legacy network),
-/// so no caller can aim the prober at a host of its choosing.
 /// Whether a drone's reported environment goes into its heartbeat: yes when
 /// it is the one accepted last, or the first change in a minute
 /// (`env_pace`); a change sooner than that is left out, so the drone keeps
@@ -232,6 +229,10 @@ fn env_may_change(sh: &Shared, name: &DroneName, env: &BuildEnv) -> bool {
     }
 }
 
+/// The address the prober may use for this drone: the address it called
+/// from, or the one it claims when that is inside the operator's
+/// `probe.networks` (or, for a credential-less drone, its legacy network),
+/// so no caller can aim the prober at a host of its choosing.
 fn probe_address(
     sh: &Shared,
     caller: &Caller,
