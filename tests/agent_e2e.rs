@@ -775,3 +775,41 @@ fn a_binary_package_over_the_servers_limit_is_reported_upload_failed_not_retried
     drone.signal(rustix::process::Signal::TERM);
     assert_eq!(drone.wait_exit(20), Some(0), "{}", drone.log_text());
 }
+
+/// A second agent started on a work dir another agent runs on is refused at
+/// once, saying why, and the first one's build goes on to succeed. Before,
+/// it took the running build for an earlier agent's leftovers, killed it,
+/// and the build was reported failed.
+#[test]
+fn a_second_agent_on_the_same_work_dir_is_refused_and_the_first_ones_build_goes_on() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(&dir.path().join("server"), &[]);
+    let atom = "=dev-libs/shared-dir-1.0";
+    let sizes = sizes(dir.path(), &[(atom, 30)]);
+    queue(&server, json!([atom]));
+    let env = [("SWARM_STANDIN_SIZES", sizes.as_str())];
+    let mut first = Drone::start(&server, dir.path(), "drone-a", &[], &env);
+    wait_started(&server, atom, 30);
+    // The same work dir under another path (its own log file).
+    let other = dir.path().join("other");
+    std::fs::create_dir(&other).expect("mkdir");
+    std::os::unix::fs::symlink(&first.work_dir, other.join("drone-a")).expect("symlink");
+    let mut second = Drone::start(&server, &other, "drone-a", &[], &env);
+    let code = second.wait_exit(20);
+    assert!(
+        code.is_some_and(|c| c != 0),
+        "refused: {code:?}\n{}",
+        second.log_text()
+    );
+    assert!(
+        second
+            .log_text()
+            .contains("another swarm drone runs on the work dir"),
+        "{}",
+        second.log_text()
+    );
+    server.wait_for(60, "the first agent's build", |s| s["counts"]["built"] == 1);
+    assert_eq!(successes(&server, atom).len(), 1);
+    first.signal(rustix::process::Signal::TERM);
+    assert_eq!(first.wait_exit(20), Some(0), "{}", first.log_text());
+}

@@ -49,6 +49,7 @@ mod spool;
 mod standin;
 mod state;
 mod template;
+mod work_lock;
 
 pub(crate) use config::DroneArgs;
 pub(crate) use standin::StandinGpkgArgs;

@@ -28,6 +28,8 @@ pub(crate) struct Agent {
     pub(crate) ip: Option<String>,
     state: Mutex<State>,
     wake: Condvar,
+    /// This agent's hold on its work dir.
+    _work_lock: super::work_lock::WorkLock,
 }
 
 impl Agent {
@@ -36,6 +38,9 @@ impl Agent {
         for dir in [&cfg.work_dir, &cfg.log_dir, &cfg.pkgdir] {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
+        // Before anything in the work dir is touched: what is running there
+        // may be another agent's, not an earlier one's leftovers.
+        let work_lock = super::work_lock::WorkLock::acquire(&cfg.work_dir)?;
         let killed = leftovers::kill_leftovers(&cfg.work_dir);
         if killed > 0 {
             tracing::warn!(
@@ -75,6 +80,7 @@ impl Agent {
             ip,
             state: Mutex::new(state),
             wake: Condvar::new(),
+            _work_lock: work_lock,
         })
     }
 
