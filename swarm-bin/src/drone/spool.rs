@@ -88,8 +88,24 @@ fn sync_rename(tmp: &Path, dst: &Path) -> std::io::Result<()> {
 
 /// Writes an entry durably: the artifacts (hard links, or copies) and the
 /// log first, then the report via a temp file and a rename, all fsynced.
-/// Returns the entry's path.
+/// Returns the entry's path. A write that fails (a full disk) removes what
+/// it wrote: left behind, it filled the disk for the next build's entry too.
 pub(crate) fn put(work_dir: &Path, f: &Finished<'_>) -> std::io::Result<PathBuf> {
+    let mut wrote = Vec::new();
+    let result = put_files(work_dir, f, &mut wrote);
+    if result.is_err() {
+        for p in &wrote {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+    result
+}
+
+fn put_files(
+    work_dir: &Path,
+    f: &Finished<'_>,
+    wrote: &mut Vec<PathBuf>,
+) -> std::io::Result<PathBuf> {
     let dir = dir(work_dir);
     std::fs::create_dir_all(&dir)?;
     let package = f.report.package.as_deref().unwrap_or("unknown");
@@ -111,14 +127,17 @@ pub(crate) fn put(work_dir: &Path, f: &Finished<'_>) -> std::io::Result<PathBuf>
     for (i, (_, src)) in f.artifacts.iter().enumerate() {
         let dst = artifact_path(&path, i);
         let _ = std::fs::remove_file(&dst);
+        wrote.push(dst.clone());
         if std::fs::hard_link(src, &dst).is_err() {
             let tmp = dst.with_extension("artifact.tmp");
+            wrote.push(tmp.clone());
             std::fs::copy(src, &tmp)?;
             sync_rename(&tmp, &dst)?;
         }
     }
     if let Some(gz) = &f.log_gz {
         let tmp = path.with_extension("log.gz.tmp");
+        wrote.extend([tmp.clone(), log_path(&path)]);
         std::fs::write(&tmp, gz)?;
         sync_rename(&tmp, &log_path(&path))?;
     }
@@ -128,6 +147,7 @@ pub(crate) fn put(work_dir: &Path, f: &Finished<'_>) -> std::io::Result<PathBuf>
         log: f.log_gz.is_some(),
     };
     let tmp = path.with_extension("json.tmp");
+    wrote.push(tmp.clone());
     let text = serde_json::to_vec_pretty(&entry).map_err(std::io::Error::other)?;
     std::fs::write(&tmp, text)?;
     sync_rename(&tmp, &path)?;
@@ -137,24 +157,46 @@ pub(crate) fn put(work_dir: &Path, f: &Finished<'_>) -> std::io::Result<PathBuf>
     Ok(path)
 }
 
-/// Every spooled entry, oldest name first; unreadable ones are logged and
-/// set aside (renamed `.bad`), never retried forever.
+/// Every spooled entry, oldest name first; unreadable ones (not a regular
+/// file, or not an entry) are logged and set aside (renamed `.bad`), never
+/// retried forever. Files of no entry (a write that a kill or a full disk
+/// cut short) are removed. Called at start only, before any build runs.
 pub(crate) fn list(work_dir: &Path) -> Vec<(PathBuf, Entry)> {
     let Ok(read) = std::fs::read_dir(dir(work_dir)) else {
         return Vec::new();
     };
-    let mut paths: Vec<PathBuf> = read
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+    let all: Vec<PathBuf> = read.flatten().map(|e| e.path()).collect();
+    let has_ext = |p: &Path, ext: &str| p.extension().is_some_and(|e| e == ext);
+    let stems: Vec<String> = all
+        .iter()
+        .filter(|p| has_ext(p, "json") || has_ext(p, "bad"))
+        .filter_map(|p| p.file_stem().map(|s| format!("{}.", s.to_string_lossy())))
         .collect();
+    for p in all
+        .iter()
+        .filter(|p| !has_ext(p, "json") && !has_ext(p, "bad"))
+    {
+        let name = p
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if !stems.iter().any(|s| name.starts_with(s.as_str())) {
+            tracing::warn!(file = %p.display(), "removing a spool file of no entry (a spool write cut short)");
+            let _ = std::fs::remove_file(p);
+        }
+    }
+    let mut paths: Vec<PathBuf> = all.into_iter().filter(|p| has_ext(p, "json")).collect();
     paths.sort();
     let mut out = Vec::new();
     for p in paths {
-        match std::fs::read(&p)
-            .map_err(|e| e.to_string())
-            .and_then(|b| serde_json::from_slice::<Entry>(&b).map_err(|e| e.to_string()))
-        {
+        // Read only a regular file: reading a FIFO blocks until a writer comes.
+        let regular = std::fs::symlink_metadata(&p).is_ok_and(|m| m.is_file());
+        let read = if regular {
+            std::fs::read(&p).map_err(|e| e.to_string())
+        } else {
+            Err("not a regular file".to_string())
+        };
+        match read.and_then(|b| serde_json::from_slice::<Entry>(&b).map_err(|e| e.to_string())) {
             Ok(e) => out.push((p, e)),
             Err(why) => {
                 tracing::error!(file = %p.display(), why, "unreadable spool entry set aside as .bad");
@@ -582,5 +624,86 @@ mod tests {
             .map(|e| e.expect("entry").file_name())
             .collect();
         assert_eq!(left, ["bad.bad"], "nothing of the entry is left behind");
+    }
+
+    /// A one-artifact build of `dev-libs/foo-1` under lease 9, with a log.
+    fn one_build(dir: &Path) -> (PathBuf, CompleteRequest) {
+        let art = dir.join("foo-1.gpkg.tar");
+        std::fs::write(&art, b"binary package").expect("artifact");
+        let report = CompleteRequest {
+            package: Some("dev-libs/foo-1".into()),
+            lease: Some(9),
+            status: Some("success".into()),
+            ..CompleteRequest::default()
+        };
+        (art, report)
+    }
+
+    fn spool_files(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir.join("spool"))
+            .expect("spool")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// A spool write that fails (here the report's temp file cannot be
+    /// made; a full disk does the same) removes what it wrote before.
+    #[test]
+    fn a_failed_spool_write_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (art, report) = one_build(dir.path());
+        std::fs::create_dir_all(dir.path().join("spool/9_dev-libs_foo-1.json.tmp"))
+            .expect("a directory where the temp file goes");
+        let finished = Finished {
+            report,
+            artifacts: vec![(
+                SpooledArtifact {
+                    category: "dev-libs".into(),
+                    name: "foo-1.gpkg.tar".into(),
+                    sha256: "ab".repeat(32),
+                },
+                art.as_path(),
+            )],
+            log_gz: Some(b"gzipped log".to_vec()),
+        };
+        put(dir.path(), &finished).expect_err("the write fails");
+        assert_eq!(spool_files(dir.path()), ["9_dev-libs_foo-1.json.tmp"]);
+    }
+
+    /// At start, files of no entry (a write cut short by a kill) are
+    /// removed, and a FIFO named like an entry is set aside without being
+    /// read (reading one blocks until a writer comes: the agent never
+    /// registered).
+    #[test]
+    fn at_start_files_of_no_entry_go_and_a_fifo_is_set_aside_unread() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let spool = dir.path().join("spool");
+        std::fs::create_dir_all(&spool).expect("spool");
+        for orphan in [
+            "3_x.0.artifact",
+            "3_x.0.artifact.tmp",
+            "3_x.log.gz.tmp",
+            "3_x.json.tmp",
+        ] {
+            std::fs::write(spool.join(orphan), b"cut short").expect("orphan");
+        }
+        let fifo = spool.join("4_y.json");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("mkfifo");
+        assert!(made.success());
+        let (tx, rx) = std::sync::mpsc::channel();
+        let work = dir.path().to_owned();
+        std::thread::spawn(move || {
+            let _ = tx.send(list(&work).len());
+        });
+        let listed = rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("list returns: the FIFO is not read");
+        assert_eq!(listed, 0);
+        assert_eq!(spool_files(dir.path()), ["4_y.bad"]);
     }
 }
