@@ -54,7 +54,9 @@ enum Cmd {
     /// Runs each build in its own process group with the log to a file, and
     /// acts on revokes, pauses and its own health. SIGTERM/SIGINT: take no
     /// more work, then finish (--on-stop finish) or return (--on-stop return)
-    /// the running builds and exit 0; a second signal returns at once.
+    /// the running builds and exit 0; a second signal returns the running
+    /// builds at once; a third leaves at once (a finished build still
+    /// waiting for the server stays spooled for the next start).
     Drone(Box<drone::DroneArgs>),
     /// The operator commands that talk to the server over HTTP (status, queue, ...).
     #[command(flatten)]
