@@ -110,6 +110,7 @@ fn a_v3_drone_goes_through_the_whole_lifecycle() {
         // swarm's additions for its own agent (a v3 drone ignores them).
         "slots",
         "cores_per_slot",
+        "max_artifact_bytes",
     ]
     .iter()
     .map(|k| k.to_string())
