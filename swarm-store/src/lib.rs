@@ -64,6 +64,7 @@ pub use export::Export;
 pub use history::{
     BuildRow, BuildTotals, DroneTotals, EventFilter, EventRow, History, PackageStats,
 };
+pub use lock::ExclusiveLock;
 pub use store::{OpenReport, Store, StoreOptions, Synchronous};
 pub use swarm_core::{Envelope, Output};
 pub use wal_sync::{SyncFaults, WalSync};

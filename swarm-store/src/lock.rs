@@ -27,38 +27,46 @@ impl LockFile {
     /// Takes the lock or says who has it.
     pub(crate) fn acquire(db: &Path) -> Result<LockFile, StoreError> {
         let lock = lock_path(db);
+        match ExclusiveLock::take(&lock) {
+            Ok(Some(held)) => Ok(LockFile { _file: held.file }),
+            Ok(None) => Err(StoreError::Locked {
+                path: db.to_owned(),
+                lock,
+            }),
+            Err(source) => Err(StoreError::Io { path: lock, source }),
+        }
+    }
+}
+
+/// An exclusive `flock` on a file, held until dropped. Also what keeps a
+/// second drone agent off a work dir.
+#[derive(Debug)]
+pub struct ExclusiveLock {
+    file: File,
+}
+
+impl ExclusiveLock {
+    /// Takes the lock on `path` (creating the file); `Ok(None)` when
+    /// another process holds it.
+    pub fn take(path: &Path) -> std::io::Result<Option<ExclusiveLock>> {
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
-            .open(&lock)
-            .map_err(|source| StoreError::Io {
-                path: lock.clone(),
-                source,
-            })?;
+            .open(path)?;
         // A lock can stay held for a moment after its owner let go: a child
         // forked by another thread shares the descriptor until it execs. So
-        // a held lock is retried briefly before it counts as another writer.
+        // a held lock is retried briefly before it counts as another holder.
         let deadline = std::time::Instant::now() + LOCK_PATIENCE;
         loop {
             match try_lock(&file) {
-                Ok(()) => return Ok(LockFile { _file: file }),
-                Err(Some(source)) => {
-                    return Err(StoreError::Io {
-                        path: lock.clone(),
-                        source,
-                    })
-                }
+                Ok(()) => return Ok(Some(ExclusiveLock { file })),
+                Err(Some(e)) => return Err(e),
                 Err(None) if std::time::Instant::now() < deadline => {
                     std::thread::sleep(std::time::Duration::from_millis(10));
                 }
-                Err(None) => {
-                    return Err(StoreError::Locked {
-                        path: db.to_owned(),
-                        lock: lock.clone(),
-                    })
-                }
+                Err(None) => return Ok(None),
             }
         }
     }

@@ -8,50 +8,27 @@
 //! builders do not inherit it.
 
 use anyhow::Context;
-use std::fs::{File, OpenOptions};
 use std::path::Path;
-use std::time::{Duration, Instant};
+use swarm_store::ExclusiveLock;
 
 /// Held for the agent's life.
 #[derive(Debug)]
 pub(crate) struct WorkLock {
-    _file: File,
+    _held: ExclusiveLock,
 }
-
-/// How long a held lock is retried before it means another agent: a child
-/// forked by another thread shares the descriptor until it execs.
-const PATIENCE: Duration = Duration::from_millis(500);
 
 impl WorkLock {
     /// Takes the lock, or says that another agent runs on `work_dir`.
     pub(crate) fn acquire(work_dir: &Path) -> anyhow::Result<WorkLock> {
-        use rustix::fs::{flock, FlockOperation};
         let path = work_dir.join("agent.lock");
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .with_context(|| format!("opening {}", path.display()))?;
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            match flock(&file, FlockOperation::NonBlockingLockExclusive) {
-                Ok(()) => return Ok(WorkLock { _file: file }),
-                Err(e) if e == rustix::io::Errno::WOULDBLOCK && Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-                Err(e) if e == rustix::io::Errno::WOULDBLOCK => anyhow::bail!(
-                    "another swarm drone runs on the work dir {} (it holds {}): two agents on one \
-                     work dir kill each other's builds and share one spool; give each its own --work-dir",
-                    work_dir.display(),
-                    path.display()
-                ),
-                Err(e) => {
-                    return Err(std::io::Error::from(e))
-                        .with_context(|| format!("locking {}", path.display()))
-                }
-            }
+        match ExclusiveLock::take(&path).with_context(|| format!("locking {}", path.display()))? {
+            Some(held) => Ok(WorkLock { _held: held }),
+            None => anyhow::bail!(
+                "another swarm drone runs on the work dir {} (it holds {}): two agents on one \
+                 work dir kill each other's builds and share one spool; give each its own --work-dir",
+                work_dir.display(),
+                path.display()
+            ),
         }
     }
 }
