@@ -28,8 +28,8 @@ pub(crate) fn put(
     let path = parse_artifact_path(rest)?;
     // The lease's profile says which staging tree the file goes to.
     let upload_lease::Bound { lease, root } = upload_lease::bind(sh, req, caller, &path.atom)?;
-    let seen = upload_lease::staged_by(sh, &root, &path.category, &path.file);
-    upload_lease::may_replace(&root, &path.category, &path.file, lease, seen)?;
+    let ended = upload_lease::ended_lease(sh, &root, &path.category, &path.file);
+    upload_lease::may_replace(&root, &path.category, &path.file, lease, ended)?;
     if let Some(len) = req.body_length() {
         if len as u64 > sh.max_artifact {
             return Err(too_large(sh.max_artifact));
@@ -97,13 +97,13 @@ pub(crate) fn put(
     };
     let dest = dir.join(&path.file);
     let live = upload_lease::still_live(sh, &path.category, &path.file, lease);
-    let seen = upload_lease::staged_by(sh, &root, &path.category, &path.file);
+    let ended = upload_lease::ended_lease(sh, &root, &path.category, &path.file);
     let placing = super::staged_path::PLACING
         .lock()
         .unwrap_or_else(|p| p.into_inner());
     // Under the lock: another upload may have put its file in place since the first check.
     let may = live
-        .and_then(|()| upload_lease::may_replace(&root, &path.category, &path.file, lease, seen));
+        .and_then(|()| upload_lease::may_replace(&root, &path.category, &path.file, lease, ended));
     if let Err(e) = may {
         let _ = std::fs::remove_file(&tmp);
         return Err(e);

@@ -217,58 +217,36 @@ fn staged_lease(staging: &Path, category: &str, file: &str) -> Option<u64> {
     staging.join(category).join(file).exists().then_some(lease)
 }
 
-/// The lease a staged file came under, and whether that lease has ended:
-/// read with a fresh view, so before [`super::staged_path::PLACING`] is
-/// taken.
-pub(crate) fn staged_by(sh: &Shared, staging: &Path, category: &str, file: &str) -> Staged {
-    match staged_lease(staging, category, file) {
-        None => Staged::Nothing,
-        Some(l) => Staged::Under {
-            lease: l,
-            ended: sh.fresh().swarm.view().lease(LeaseId(l)).is_none(),
-        },
-    }
-}
-
-/// What [`staged_by`] found.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Staged {
-    Nothing,
-    Under { lease: u64, ended: bool },
+/// The lease a staged file came under when that lease has ended: read with
+/// a fresh view, so before [`super::staged_path::PLACING`] is taken.
+pub(crate) fn ended_lease(sh: &Shared, staging: &Path, category: &str, file: &str) -> Option<u64> {
+    staged_lease(staging, category, file)
+        .filter(|l| sh.fresh().swarm.view().lease(LeaseId(*l)).is_none())
 }
 
 /// Refuses to replace a staged file that came under another lease still
 /// live (two leases covering one file). A file whose lease has ended
-/// (`seen`) is replaced: its build was never counted (its drone died or
-/// was reclaimed between the upload and the report), or it was counted and
-/// the package is being built again; refusing it made every later build of
-/// the package fail its upload, and each failure counted against the
-/// drone that made it. A file staged since `seen` was read (another
-/// upload under a lease that was live a moment ago) is never replaced.
+/// (`ended`, from [`ended_lease`]) is replaced: its build was never counted
+/// (its drone died, or was reclaimed, between the upload and the report),
+/// or it was counted and the package is being built again; refusing it
+/// made every later build of the package fail its upload, and each failure
+/// counted against the drone that made it. A file staged since `ended` was
+/// read (another upload, under a lease live a moment ago) is never replaced.
 pub(crate) fn may_replace(
     staging: &Path,
     category: &str,
     file: &str,
     lease: LeaseId,
-    seen: Staged,
+    ended: Option<u64>,
 ) -> Result<(), ApiError> {
     match staged_lease(staging, category, file) {
-        Some(l)
-            if l != lease.0
-                && seen
-                    != (Staged::Under {
-                        lease: l,
-                        ended: true,
-                    }) =>
-        {
-            Err(ApiError::new(
-                409,
-                format!(
-                    "{category}/{file} was already accepted under lease {l}, which is still live; \
-                     it is not replaced under lease {lease}"
-                ),
-            ))
-        }
+        Some(l) if l != lease.0 && Some(l) != ended => Err(ApiError::new(
+            409,
+            format!(
+                "{category}/{file} was already accepted under lease {l}, which is still live; \
+                 it is not replaced under lease {lease}"
+            ),
+        )),
         _ => Ok(()),
     }
 }
