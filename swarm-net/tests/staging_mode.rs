@@ -15,6 +15,9 @@ fn mode(p: &Path) -> u32 {
 
 #[test]
 fn a_staging_dir_the_server_makes_is_0755_and_the_operators_keeps_its_mode() {
+    // The one test of this binary: a umask that would make the directory
+    // 0700 if the server did not set its mode.
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     let dir = tempfile::tempdir().expect("tempdir");
     let fresh = server::start(common::options(&dir.path().join("fresh"), "t")).expect("start");
     fresh.shutdown();
