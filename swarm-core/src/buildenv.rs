@@ -16,6 +16,14 @@ pub const MAX_ENV_KEYS: usize = 96;
 /// At most this many bytes per value (USE on a desktop is a few KiB).
 pub const MAX_ENV_VALUE: usize = 16 * 1024;
 
+/// A drone's reported environment changes at most once in this many
+/// milliseconds after its first report: each change is logged in full (up
+/// to [`MAX_ENV_KEYS`] values of [`MAX_ENV_VALUE`] bytes), and swarm's agent
+/// reads Portage every ten minutes, so a faster change is a fault. Applied
+/// where reports arrive (the server), not in replay: logs written before
+/// it replay as they were.
+pub const ENV_CHANGE_EVERY_MS: u64 = 60_000;
+
 /// Names under this prefix (`pkgindex.FEATURES`, `pkgindex.CONFIG_PROTECT`, ...) carry what
 /// Portage writes into a binhost's `Packages` header, not what makes binaries compatible: they are
 /// kept verbatim, never compared, and a release's index header is made from them (issue 12).

@@ -15,8 +15,10 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use swarm_core::{BuildEnv, DroneName};
 
-/// The least time between two accepted changes of one drone's environment.
-pub(crate) const ENV_CHANGE_EVERY: Duration = Duration::from_secs(60);
+/// The least time between two accepted changes of one drone's environment
+/// (the core's rule, applied here where reports arrive).
+pub(crate) const ENV_CHANGE_EVERY: Duration =
+    Duration::from_millis(swarm_core::buildenv::ENV_CHANGE_EVERY_MS);
 
 /// Drones remembered at most before those outside the window are dropped:
 /// the map stays bounded however many names come and go.
