@@ -344,12 +344,7 @@ fn a_drone_environment_changing_at_every_heartbeat_changes_once_a_minute() {
         logged < 3 * one,
         "{logged} bytes logged for 20 heartbeats with 10 different environments of {one} bytes"
     );
-    let (_, nodes) = server.get("/api/v1/nodes?all=true");
-    let fickle = nodes
-        .as_array()
-        .and_then(|n| n.iter().find(|d| d["name"] == "fickle"))
-        .cloned()
-        .unwrap_or_default();
+    let fickle = server.node("fickle");
     assert_eq!(
         fickle["env"]["CFLAGS"], "-O2 -pipe -DROUND=1",
         "the first change is taken, and kept: {}",

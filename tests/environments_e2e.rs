@@ -60,13 +60,6 @@ fn refs(env: &[(String, String)]) -> Vec<(&str, &str)> {
     env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
 }
 
-fn node(server: &Server, name: &str) -> Value {
-    let (_, v) = server.get("/api/v1/nodes?all=true");
-    v.as_array()
-        .and_then(|n| n.iter().find(|d| d["name"] == name).cloned())
-        .unwrap_or_default()
-}
-
 #[test]
 fn only_the_drone_whose_portage_environment_is_expected_builds_and_the_other_hears_why() {
     let Some(venv) = venv() else {
@@ -97,15 +90,15 @@ fn only_the_drone_whose_portage_environment_is_expected_builds_and_the_other_hea
     server.wait_for(60, "both drones to report their environment", |_| {
         ["drone-o2", "drone-o3"]
             .iter()
-            .all(|n| node(&server, n)["env"]["CFLAGS"].is_string())
+            .all(|n| server.node(n)["env"]["CFLAGS"].is_string())
     });
-    let a = node(&server, "drone-o2");
+    let a = server.node("drone-o2");
     assert_eq!(a["env"]["CFLAGS"], "-O2 -pipe", "{a}");
     assert_eq!(a["env"]["ARCH"], "amd64", "{a}");
     assert_eq!(a["env"]["PROFILE"], "default/linux/amd64", "{a}");
     assert_eq!(a["env"]["GCC"], "sys-devel/gcc-14.2.1_p20241116", "{a}");
     assert_eq!(a["env"]["LIBC"], "sys-libs/glibc-2.40-r5", "{a}");
-    assert_eq!(node(&server, "drone-o3")["env"]["CFLAGS"], "-O3 -pipe");
+    assert_eq!(server.node("drone-o3")["env"]["CFLAGS"], "-O3 -pipe");
 
     let (code, v) = server.admin_post(
         "/api/v1/control",
@@ -137,7 +130,7 @@ fn only_the_drone_whose_portage_environment_is_expected_builds_and_the_other_hea
         .collect();
     assert_eq!(digests.len(), 1, "{history}");
     assert!(digests.iter().all(|d| d.len() == 16), "{digests:?}");
-    let b = node(&server, "drone-o3");
+    let b = server.node("drone-o3");
     assert_eq!(
         b["no_work"], "environment differs in CFLAGS (-O3 -pipe vs -O2 -pipe)",
         "{b}"

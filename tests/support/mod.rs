@@ -197,6 +197,14 @@ impl Server {
         }
     }
 
+    /// The drone `name` as `/api/v1/nodes?all=true` lists it (`Null` if absent).
+    pub fn node(&self, name: &str) -> Value {
+        let (_, v) = self.get("/api/v1/nodes?all=true");
+        v.as_array()
+            .and_then(|n| n.iter().find(|d| d["name"] == name).cloned())
+            .unwrap_or_default()
+    }
+
     pub fn get(&self, path: &str) -> (u16, Value) {
         request("GET", &format!("{}{}", self.url, path), None, None)
     }
