@@ -181,10 +181,15 @@ fn a_drone_killed_mid_build_loses_its_lease_to_another_and_its_late_report_is_st
     );
     let (holder, lease) = wait_started(&server, atom, 30);
     assert_eq!(holder, "drone-dead");
+    // The script and its `sleep`: the same two in two looks 100 ms apart,
+    // so no short-lived `$(awk ...)` of the script's start is taken for
+    // the grandchild (it exits at once, and "outlived" below failed).
     let mut orphaned = Vec::new();
     wait_until(10, "the builder and its grandchild", || {
-        orphaned = dead.builder_processes();
-        orphaned.len() >= 2
+        let now = dead.builder_processes();
+        let settled = now.len() >= 2 && now == orphaned;
+        orphaned = now;
+        settled
     });
     dead.kill9();
 
