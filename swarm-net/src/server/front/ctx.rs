@@ -187,7 +187,7 @@ impl Ctx {
     /// Finds a place for a new connection once the open gauge says all are
     /// taken. The registry is the truth: a connection whose thread is
     /// ending leaves it a moment before the gauge, and its place is free
-    /// (closing another for it shut out slow requests under load). Else the
+    /// (closing another for it would cut off a request just begun). Else the
     /// one idle longest between requests, else the one waiting longest for
     /// its request head, is closed. False: every place serves a request.
     pub(super) fn make_room(&self) -> bool {
@@ -265,7 +265,7 @@ mod tests {
 
     /// A connection whose thread is ending has left the registry but not
     /// yet the gauge: its place is free, and no half-sent head is closed for
-    /// a newcomer (under load that shut out slow requests just sent).
+    /// a newcomer.
     #[test]
     fn a_place_left_by_an_ending_thread_is_taken_without_closing_anyone() {
         let mut ctx = ctx();
