@@ -329,7 +329,8 @@ fn send_log(agent: &Agent, report: &CompleteRequest, gz: &[u8], by: By) -> Resul
     let sent = retry(agent, by, "build log upload", |a| {
         match a.client.put_log(lease, package, &node, gz) {
             Ok(r) => Ok(Ok(r.bytes)),
-            Err(e) if e.is_transport() => Err(CallError::Client(e)),
+            // Transport errors wait; so does a refused credential (see `retry`).
+            Err(e) if e.is_transport() || e.status() == Some(401) => Err(CallError::Client(e)),
             Err(e)
                 if e.status()
                     .is_some_and(|s| (400..500).contains(&s) && s != 408 && s != 429) =>
