@@ -208,36 +208,93 @@ fn wait_until(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
     }
 }
 
-#[test]
-fn a_finished_build_is_spooled_and_delivered_across_a_server_outage_and_an_agent_restart() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let atom = "dev-libs/spooled-1.0";
-    let sizes = dir.path().join("sizes");
+/// A finished build waiting in a dead agent's spool, and its server, dead
+/// too (restart it).
+struct SpooledBuild {
+    server: Server,
+    drone: Drone,
+    lease: u64,
+    /// `SWARM_STANDIN_SIZES` for the agents of the test.
+    sizes: String,
+}
+
+/// The token flags every agent of these tests uses.
+const DRONE_TOKEN: [&str; 2] = ["--token", "drone-secret"];
+
+/// Queues `atom` (a 3 s stand-in build) on a new server with `server_env`,
+/// starts the agent `name`, and kills the server while the build runs; once
+/// the finished build's upload is retried against nothing, kills the agent.
+fn spool_one_build(
+    dir: &std::path::Path,
+    atom: &str,
+    name: &str,
+    server_env: &[(&str, &str)],
+) -> SpooledBuild {
+    let sizes = dir.join("sizes");
     std::fs::write(&sizes, format!("={atom} 30\n")).expect("sizes");
     let sizes = sizes.to_string_lossy().into_owned();
-    let mut server = Server::start(
-        &dir.path().join("server"),
-        &[("SWARM_DRONE_TOKEN", "drone-secret")],
-    );
+    let mut env = vec![("SWARM_DRONE_TOKEN", "drone-secret")];
+    env.extend_from_slice(server_env);
+    let mut server = Server::start(&dir.join("server"), &env);
     let (code, v) = server.admin_post(
         "/api/v1/queue",
         &json!({ "packages": [format!("={atom}")] }),
     );
     assert_eq!(code, 200, "{v}");
-    let env = [("SWARM_STANDIN_SIZES", sizes.as_str())];
-    let token = ["--token", "drone-secret"];
-    let mut drone = Drone::start(&server, dir.path(), "drone-s", &token, &env);
+    let mut drone = Drone::start(
+        &server,
+        dir,
+        name,
+        &DRONE_TOKEN,
+        &[("SWARM_STANDIN_SIZES", sizes.as_str())],
+    );
     let log = drone.log.clone();
     let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
     wait_until(60, "the build to start", || {
         read_log().contains("build starts")
     });
+    let lease = queue_status(&server, &format!("={atom}"))["lease"]
+        .as_u64()
+        .expect("the build's lease");
     // The server goes away while the build runs; the build ends, is spooled,
     // and its upload is retried against nothing.
     server.kill9();
     wait_until(60, "the upload to be retried", || {
         read_log().contains("artifact upload failed")
     });
+    drone.kill9();
+    SpooledBuild {
+        server,
+        drone,
+        lease,
+        sizes,
+    }
+}
+
+/// The queue entry's status of `atom`.
+fn queue_status(server: &Server, atom: &str) -> serde_json::Value {
+    let (code, v) = server.get("/api/v1/queue?limit=1000");
+    assert_eq!(code, 200, "{v}");
+    v["items"]
+        .as_array()
+        .and_then(|items| items.iter().find(|i| i["atom"] == atom))
+        .map(|i| i["status"].clone())
+        .unwrap_or_else(|| panic!("{atom} not in the queue: {v}"))
+}
+
+#[test]
+fn a_finished_build_is_spooled_and_delivered_across_a_server_outage_and_an_agent_restart() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let atom = "dev-libs/spooled-1.0";
+    let SpooledBuild {
+        mut server,
+        drone,
+        sizes,
+        ..
+    } = spool_one_build(dir.path(), atom, "drone-s", &[]);
+    let env = [("SWARM_STANDIN_SIZES", sizes.as_str())];
+    let log = drone.log.clone();
+    let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
     let spool = dir.path().join("drone-s").join("spool");
     let spooled = || {
         std::fs::read_dir(&spool)
@@ -254,9 +311,8 @@ fn a_finished_build_is_spooled_and_delivered_across_a_server_outage_and_an_agent
         "the finished build is on disk: {}",
         read_log()
     );
-    // The agent dies mid-retry; the binary package in PKGDIR goes away too
+    // The agent died mid-retry; the binary package in PKGDIR goes away too
     // (the spool holds its own link).
-    drone.kill9();
     let _ = std::fs::remove_dir_all(&drone.pkgdir);
     std::thread::sleep(std::time::Duration::from_secs(2));
     server.restart();
@@ -278,7 +334,7 @@ fn a_finished_build_is_spooled_and_delivered_across_a_server_outage_and_an_agent
         "the build is still spooled: {}",
         std::fs::read_to_string(&wrong_log).unwrap_or_default()
     );
-    let drone = Drone::start(&server, dir.path(), "drone-s", &token, &env);
+    let drone = Drone::start(&server, dir.path(), "drone-s", &DRONE_TOKEN, &env);
     server.wait_for(60, "the spooled build to be delivered", |s| {
         s["counts"]["built"] == 1
     });
@@ -318,6 +374,74 @@ fn a_finished_build_is_spooled_and_delivered_across_a_server_outage_and_an_agent
         "{}",
         read_log()
     );
+    drop(drone);
+}
+
+/// A restarted agent delivers its spool while it registers and beats: a
+/// delivery the server keeps answering with errors for longer than its
+/// offline timeout neither makes the drone offline nor loses the lease, and
+/// the build lands under the lease it was built for. (Delivered before
+/// registering, the drone sent no heartbeat meanwhile: the server reclaimed
+/// the lease and the finished build was refused.)
+#[test]
+fn a_spool_delivery_slower_than_the_offline_timeout_keeps_the_drone_online_and_its_lease() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let atom = "dev-libs/slowspool-1.0";
+    let SpooledBuild {
+        mut server,
+        lease,
+        sizes,
+        ..
+    } = spool_one_build(
+        dir.path(),
+        atom,
+        "drone-l",
+        &[
+            ("SWARM_POLICY_HEARTBEAT_GRACE_MS", "2000"),
+            ("SWARM_POLICY_CONFIRMED_DEAD_AFTER_MS", "3000"),
+            ("SWARM_POLICY_OFFLINE_TIMEOUT_MS", "4000"),
+            ("SWARM_POLICY_FAILOVER_GRACE_MS", "1000"),
+        ],
+    );
+    let env = [("SWARM_STANDIN_SIZES", sizes.as_str())];
+    // The server comes back unable to store the package (its category's
+    // directory cannot be made: 507, retried) for longer than its offline
+    // timeout.
+    let blocked = server.data_dir.join("staging/dev-libs");
+    let _ = std::fs::remove_dir_all(&blocked);
+    std::fs::write(&blocked, b"in the way").expect("block the category dir");
+    server.restart();
+    let drone = Drone::start(&server, dir.path(), "drone-l", &DRONE_TOKEN, &env);
+    let log = drone.log.clone();
+    let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    wait_until(60, "the restarted agent's upload to be refused", || {
+        read_log().contains("artifact upload failed")
+    });
+    std::thread::sleep(std::time::Duration::from_secs(9));
+    let status = queue_status(&server, &format!("={atom}"));
+    assert_eq!(status["state"], "assigned", "{status}\n{}", read_log());
+    assert_eq!(status["drone"], "drone-l", "{status}");
+    assert_eq!(status["lease"], lease, "the lease is the build's: {status}");
+    let node = server.node("drone-l");
+    assert_eq!(node["status"], "online", "{node}");
+    assert!(
+        !read_log().contains("handed back a lease"),
+        "the spooled build's lease was handed back as an orphan: {}",
+        read_log()
+    );
+    std::fs::remove_file(&blocked).expect("unblock");
+    server.wait_for(60, "the spooled build to be delivered", |s| {
+        s["counts"]["built"] == 1
+    });
+    let (_, history) = server.get("/api/v1/history?limit=100");
+    let builds: Vec<(Option<&str>, Option<u64>)> = history["builds"]
+        .as_array()
+        .expect("builds")
+        .iter()
+        .filter(|b| b["package"] == format!("={atom}"))
+        .map(|b| (b["outcome"].as_str(), b["lease"].as_u64()))
+        .collect();
+    assert_eq!(builds, [(Some("success"), Some(lease))], "{history}");
     drop(drone);
 }
 

@@ -304,6 +304,54 @@ fn an_unknown_lease_that_stops_being_listed_is_forgotten_and_one_taken_by_work_i
     assert!(s.orphans().is_empty());
 }
 
+/// An earlier agent's finished build, delivered while the new agent beats: the server keeps
+/// listing its lease, which is neither handed back, nor started again, nor given a slot; once
+/// delivered, the slot is free and a late listing is no orphan.
+#[test]
+fn a_spooled_build_holds_its_lease_and_its_slot_until_delivered() {
+    let mut s = AgentState::new(1, POLL, HealthMonitor::default());
+    s.handle(AgentInput::Spooled(4), Timestamp(0));
+    for t in 1..=3 {
+        s.handle(beat(vec![listed(4, "a/b-1")]), Timestamp(t));
+    }
+    let out = s.handle(AgentInput::Tick, Timestamp(4));
+    assert!(
+        !out.iter()
+            .any(|a| matches!(a, AgentAction::ReturnLease { .. })),
+        "{out:?}"
+    );
+    assert_eq!(asks(&out), None, "the one slot is the spooled build's");
+    assert_eq!(s.lease_lists(), (vec![], vec![4]), "listed as started only");
+    assert!(started(&s.handle(offer(&[(4, "a/b-1")]), Timestamp(5))).is_empty());
+    let out = s.handle(AgentInput::Signal(OnStop::Finish), Timestamp(6));
+    assert!(out.is_empty());
+    assert!(
+        !s.handle(AgentInput::Tick, Timestamp(7))
+            .contains(&AgentAction::Exit),
+        "a delivery in progress is waited for"
+    );
+    let mut s2 = s.clone();
+    assert_eq!(
+        s2.handle(AgentInput::Unspooled(4), Timestamp(8)),
+        [AgentAction::Beat]
+    );
+    assert_eq!(
+        s2.handle(AgentInput::Tick, Timestamp(9)),
+        [AgentAction::Exit]
+    );
+    // Not stopping: once delivered, the slot is free and the lease ended.
+    let mut s = AgentState::new(1, POLL, HealthMonitor::default());
+    s.handle(AgentInput::Spooled(4), Timestamp(0));
+    s.handle(beat(vec![listed(4, "a/b-1")]), Timestamp(1));
+    s.handle(AgentInput::Unspooled(4), Timestamp(2));
+    for t in 3..=4 {
+        s.handle(beat(vec![listed(4, "a/b-1")]), Timestamp(t));
+    }
+    let out = s.handle(AgentInput::Tick, Timestamp(POLL));
+    assert_eq!(asks(&out), Some(1));
+    assert!(s.orphans().is_empty(), "a delivered lease is no orphan");
+}
+
 #[test]
 fn work_is_asked_for_only_when_every_condition_holds_and_never_before_the_poll() {
     let mut s = ready(2);
@@ -464,6 +512,11 @@ enum Step {
     Health(u8, u8),
     Signal(bool),
     Forgotten,
+    /// A finished build of an earlier agent, under this lease and of this package, is being
+    /// delivered (unless a job holds the lease: a spool holds only an earlier agent's builds).
+    Spooled(u64, u8),
+    /// The delivery of the n-th spooled build is over.
+    Unspooled(usize),
 }
 
 fn package(p: u8) -> String {
@@ -486,6 +539,8 @@ fn step() -> impl Strategy<Value = Step> {
         1 => (any::<u8>(), any::<u8>()).prop_map(|(m, o)| Step::Health(m, o)),
         1 => any::<bool>().prop_map(Step::Signal),
         1 => Just(Step::Forgotten),
+        1 => (1..24u64, any::<u8>()).prop_map(|(l, p)| Step::Spooled(l, p)),
+        1 => any::<usize>().prop_map(Step::Unspooled),
     ]
 }
 
@@ -555,6 +610,12 @@ fn input(
         }),
         Step::Signal(ret) => AgentInput::Signal(if *ret { OnStop::Return } else { OnStop::Finish }),
         Step::Forgotten => AgentInput::Forgotten,
+        Step::Spooled(l, _) if s.jobs().values().any(|j| j.lease == Some(*l)) => return None,
+        Step::Spooled(l, _) => AgentInput::Spooled(*l),
+        Step::Unspooled(n) => {
+            let spooled: Vec<u64> = s.spooled().iter().copied().collect();
+            AgentInput::Unspooled(*spooled.get(n % spooled.len().max(1))?)
+        }
     })
 }
 
@@ -588,15 +649,34 @@ fn check(
         s.jobs()
     );
     prop_assert!(s.jobs().len() <= slots as usize, "more jobs than slots");
+    // A spooled build holds its lease: no job takes it, and the server hears it started.
+    for (id, j) in s.jobs() {
+        prop_assert!(
+            j.lease.is_none_or(|l| !s.spooled().contains(&l)),
+            "job {} took spooled lease {:?}",
+            id,
+            j.lease
+        );
+    }
+    let (_, started) = s.lease_lists();
+    prop_assert!(
+        s.spooled().iter().all(|l| started.contains(l)),
+        "a spooled lease not listed as started"
+    );
+    let before_held = before_jobs + s.spooled().len();
     for a in out {
         match a {
             AgentAction::AskForWork { free_slots } => {
                 prop_assert!(
                     *free_slots >= 1
-                        && *free_slots as usize <= slots as usize - before_jobs.min(slots as usize)
+                        && *free_slots as usize <= slots as usize - before_held.min(slots as usize)
                 );
                 prop_assert!(s.phase() == Phase::Running && s.is_registered());
             }
+            AgentAction::Exit => prop_assert!(
+                s.phase() == Phase::Exit || s.spooled().is_empty(),
+                "left with spooled builds being delivered"
+            ),
             AgentAction::Report { job, what, .. } => {
                 let stop = s.job(*job).and_then(|j| j.stop.clone());
                 if matches!(stop, Some(Stop::Revoked(_))) {
@@ -607,7 +687,14 @@ fn check(
                     );
                 }
             }
-            AgentAction::ReturnLease { lease, .. } => prop_assert!(!s.has_lease(*lease)),
+            AgentAction::ReturnLease { lease, .. } => {
+                prop_assert!(!s.has_lease(*lease));
+                prop_assert!(
+                    !s.spooled().contains(lease),
+                    "spooled lease {} handed back",
+                    lease
+                );
+            }
             _ => {}
         }
     }
@@ -651,6 +738,10 @@ proptest! {
             check(&s, before, slots, &i, &out)?;
             unsaid.check(&s, &i, &out, sent.as_ref().map(|x| &x.1))?;
             believe(&mut server, &i, &out);
+            if let (Step::Spooled(l, p), AgentInput::Spooled(_)) = (st, &i) {
+                // The server still holds the lease on this drone.
+                server.insert(*l, package(*p));
+            }
             for a in &out {
                 if let AgentAction::Start { lease: Some(l), .. } = a {
                     prop_assert!(!ended.contains(l), "lease {} started again after it ended", l);
@@ -674,7 +765,7 @@ fn believe(server: &mut BTreeMap<u64, String>, input: &AgentInput, out: &[AgentA
                 }
             }
         }
-        AgentInput::OrphanReturned(l) => {
+        AgentInput::OrphanReturned(l) | AgentInput::Unspooled(l) => {
             server.remove(l);
         }
         _ => {}

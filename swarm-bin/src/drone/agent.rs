@@ -3,6 +3,8 @@
 //! - the heartbeat thread ([`super::heartbeat`]) registers and beats;
 //! - the signal thread moves the shutdown [`Phase`] on SIGTERM/SIGINT;
 //! - one thread per job ([`super::job`]) runs the build, uploads, reports;
+//! - at start, one thread delivers what an earlier agent left in the spool
+//!   ([`super::spool::start_redelivery`]);
 //! - the main loop (here) asks for work when a slot is free, runs Portage
 //!   syncs, hands back orphaned leases, returns everything when health turns
 //!   Critical or shutdown says so, and leaves when shutdown is done.
@@ -47,9 +49,10 @@ pub(crate) fn run(agent: Arc<Agent>) -> anyhow::Result<()> {
         })
         .context("installing the SIGTERM/SIGINT handler")?;
     }
-    // Before registering: a registration reclaims the leases the spooled
-    // reports name.
-    spool::redeliver(&agent);
+    // Before the heartbeat starts: the spooled builds' leases are held by
+    // the time the first registration reply lists them.
+    let redelivery =
+        spool::start_redelivery(&agent).context("starting the delivery of spooled builds")?;
     let beat = {
         let agent = Arc::clone(&agent);
         std::thread::Builder::new()
@@ -60,9 +63,13 @@ pub(crate) fn run(agent: Arc<Agent>) -> anyhow::Result<()> {
     main_loop(&agent);
     agent.lock().exiting = true;
     agent.notify();
-    // The heartbeat may be inside a request; it stops at its next wait.
+    // The heartbeat may be inside a request; it stops at its next wait. So
+    // does a delivery of spooled builds, unless a third signal cut it short
+    // (what it had not delivered stays in the spool).
     let deadline = Instant::now() + Duration::from_secs(2);
-    while !beat.is_finished() && Instant::now() < deadline {
+    let busy =
+        |t: &Option<std::thread::JoinHandle<()>>| t.as_ref().is_some_and(|t| !t.is_finished());
+    while (!beat.is_finished() || busy(&redelivery)) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
     say_goodbye(&agent);

@@ -12,8 +12,8 @@
 //! the report is answered (accepted, a duplicate, or stale).
 //!
 //! Retrying stops without removing the entry only when the agent leaves; the
-//! next agent delivers what is left before it registers (a registration
-//! would reclaim the leases the reports name). `upload_failed` is reported
+//! next agent delivers what is left while it registers and beats, holding
+//! the leases the reports name (see [`start_redelivery`]). `upload_failed` is reported
 //! only for failures on the drone itself: an artifact it cannot read, or one
 //! the server refuses outright (4xx: wrong checksum, too large). The log
 //! never holds a report back once the server answers: a refused log, or
@@ -25,7 +25,9 @@ use super::shutdown::Phase;
 use super::state::{JobId, Stop};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
+use swarm_core::agent::AgentInput;
 use swarm_core::FailureClass;
 use swarm_net::client::ClientError;
 use swarm_net::wire::CompleteRequest;
@@ -216,7 +218,7 @@ fn remove(path: &Path, entry: &Entry) {
 }
 
 /// Who delivers: a job's own thread (stops when its job is revoked), or the
-/// start-up pass (before registration).
+/// start-up pass (an earlier agent's builds; stops when the agent stops).
 #[derive(Clone, Copy, Debug)]
 enum By {
     Job(JobId),
@@ -365,21 +367,56 @@ fn send_log(agent: &Agent, report: &CompleteRequest, gz: &[u8], by: By) -> Resul
     }
 }
 
-/// Delivers everything a previous agent left in the spool. Runs before the
-/// agent registers; returns when the spool is empty or the agent leaves.
-pub(crate) fn redeliver(agent: &Agent) {
+/// Starts delivering what an earlier agent left in the spool, on a thread
+/// of its own, so the agent registers and beats meanwhile: a delivery that
+/// waited longer than the server's offline timeout without a heartbeat lost
+/// its lease, and the finished build with it. The leases are held
+/// ([`AgentInput::Spooled`]) before this returns, so the first registration
+/// reply, which lists them, does not make them orphans to hand back.
+pub(crate) fn start_redelivery(
+    agent: &Arc<Agent>,
+) -> std::io::Result<Option<std::thread::JoinHandle<()>>> {
     let entries = list(&agent.cfg.work_dir);
     if entries.is_empty() {
-        return;
+        return Ok(None);
     }
     tracing::info!(
         builds = entries.len(),
         "delivering finished builds an earlier agent left in the spool"
     );
-    for (path, entry) in entries {
-        match deliver(agent, &path, &entry, &Source::Spool, By::Startup) {
+    {
+        let mut st = agent.lock();
+        for lease in entries.iter().filter_map(|(_, e)| e.report.lease) {
+            st.feed(AgentInput::Spooled(lease));
+        }
+    }
+    let agent = Arc::clone(agent);
+    std::thread::Builder::new()
+        .name("redeliver".into())
+        .spawn(move || redeliver(&agent, entries))
+        .map(Some)
+}
+
+/// Delivers the entries in order; returns when all are delivered or the
+/// agent stops. Each lease is let go ([`AgentInput::Unspooled`]) once its
+/// delivery is over, and every one left when delivery stops.
+fn redeliver(agent: &Agent, entries: Vec<(PathBuf, Entry)>) {
+    let let_go = |entry: &Entry| {
+        if let Some(lease) = entry.report.lease {
+            agent.lock().feed(AgentInput::Unspooled(lease));
+            agent.notify();
+        }
+    };
+    let mut entries = entries.into_iter();
+    while let Some((path, entry)) = entries.next() {
+        let result = deliver(agent, &path, &entry, &Source::Spool, By::Startup);
+        let_go(&entry);
+        match result {
             Delivered::Kept(why) => {
                 tracing::warn!(file = %path.display(), why, "spooled build kept for the next start");
+                for (_, rest) in entries.by_ref() {
+                    let_go(&rest);
+                }
                 return;
             }
             other => {

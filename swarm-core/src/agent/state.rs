@@ -38,6 +38,11 @@ pub struct AgentState {
     /// Jobs whose end the server is not told (revoked, or stopped unasked): once reported, their
     /// lease counts as held again if the server keeps listing it.
     silent: BTreeSet<JobId>,
+    /// Leases of finished builds an earlier agent left in the spool, while they are delivered:
+    /// held like a job's (never handed back as orphans, never started again), reported started
+    /// so no idle drone steals them, and counted against the slots so the spool cannot grow
+    /// while it drains.
+    spooled: BTreeSet<u64>,
     portage_timestamp: Option<String>,
     sync_wanted: Option<String>,
     /// No work until a heartbeat after this count has been answered (after a sync).
@@ -67,6 +72,7 @@ impl AgentState {
             crashes: 0,
             ending: BTreeMap::new(),
             silent: BTreeSet::new(),
+            spooled: BTreeSet::new(),
             portage_timestamp: None,
             sync_wanted: None,
             work_after_beat: 0,
@@ -113,6 +119,16 @@ impl AgentState {
                 }
             }
             AgentInput::OrphanReturned(lease) => self.leases.end(lease),
+            AgentInput::Spooled(lease) => {
+                self.leases.known(lease);
+                self.spooled.insert(lease);
+            }
+            AgentInput::Unspooled(lease) => {
+                if self.spooled.remove(&lease) {
+                    self.leases.end(lease);
+                    out.push(AgentAction::Beat);
+                }
+            }
             AgentInput::Health(sample) => self.assess(sample, &mut out),
             AgentInput::Synced(ts) => {
                 if ts.is_some() {
@@ -130,7 +146,7 @@ impl AgentState {
 
     /// The main loop's turn: leave, return, hand back orphans, sync, ask.
     fn tick(&mut self, now: Timestamp, out: &mut Vec<AgentAction>) {
-        if self.phase.may_exit(self.jobs.len()) {
+        if self.phase.may_exit(self.jobs.len() + self.spooled.len()) {
             out.push(AgentAction::Exit);
             return;
         }
@@ -398,10 +414,16 @@ impl AgentState {
         RequestMark(self.given)
     }
 
-    /// Whether a job holds `lease`.
+    /// Whether a job or a spooled build holds `lease`.
     #[must_use]
     pub fn has_lease(&self, lease: u64) -> bool {
-        self.jobs.values().any(|j| j.lease == Some(lease))
+        self.spooled.contains(&lease) || self.jobs.values().any(|j| j.lease == Some(lease))
+    }
+
+    /// Leases of spooled builds being delivered.
+    #[must_use]
+    pub fn spooled(&self) -> &BTreeSet<u64> {
+        &self.spooled
     }
 
     fn slot_count(&self) -> usize {
@@ -411,9 +433,10 @@ impl AgentState {
     /// Free slots if the agent may ask for work now (the clock aside), else `None`.
     #[must_use]
     pub fn free_slots(&self) -> Option<u32> {
+        let held = self.jobs.len().saturating_add(self.spooled.len());
         let free = self
             .slots
-            .saturating_sub(u32::try_from(self.jobs.len()).unwrap_or(u32::MAX));
+            .saturating_sub(u32::try_from(held).unwrap_or(u32::MAX));
         let may = self.phase.takes_work()
             && self.registered
             && !self.paused
@@ -436,7 +459,9 @@ impl AgentState {
             .collect()
     }
 
-    /// Leases held and leases started, for the heartbeat.
+    /// Leases held and leases started, for the heartbeat. A spooled build's lease is listed as
+    /// started only: should the server have moved it on, a lease listed as held that is not the
+    /// drone's makes the server revoke its package here, which would stop a new build of it.
     #[must_use]
     pub fn lease_lists(&self) -> (Vec<u64>, Vec<u64>) {
         let held: BTreeSet<u64> = self.jobs.values().filter_map(|j| j.lease).collect();
@@ -445,6 +470,7 @@ impl AgentState {
             .values()
             .filter(|j| j.started)
             .filter_map(|j| j.lease)
+            .chain(self.spooled.iter().copied())
             .collect();
         (held.into_iter().collect(), started.into_iter().collect())
     }

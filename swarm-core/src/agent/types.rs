@@ -226,6 +226,12 @@ pub enum AgentInput {
     Reported(JobId),
     /// An orphan lease was handed back (or the server refused it: it is not ours either way).
     OrphanReturned(u64),
+    /// A finished build an earlier agent left in the spool, under this lease, is about to be
+    /// delivered while the agent registers and beats: the lease is held until
+    /// [`AgentInput::Unspooled`].
+    Spooled(u64),
+    /// A spooled build's delivery is over: answered, revoked, or kept for the next agent.
+    Unspooled(u64),
     /// The machine was sampled; the agent adds the OOM kills and crashes it saw since.
     Health(HealthSample),
     /// A Portage sync ended; the new timestamp if it could be read.
