@@ -316,6 +316,24 @@ fn a_finished_build_is_spooled_and_delivered_across_a_server_outage_and_an_agent
     let _ = std::fs::remove_dir_all(&drone.pkgdir);
     std::thread::sleep(std::time::Duration::from_secs(2));
     server.restart();
+    // The entry keeps the farm it was made for. Without one (an entry of an
+    // agent from before farm ids), it is delivered without waiting for a
+    // registration to say which farm this is: so the upload below meets the
+    // wrong token itself, not only the heartbeat.
+    let entry_path = std::fs::read_dir(&spool)
+        .expect("spool")
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "json"))
+        .expect("the entry");
+    let mut entry: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&entry_path).expect("entry")).expect("json");
+    assert!(
+        entry["farm"].as_str().is_some_and(|f| !f.is_empty()),
+        "the farm is kept: {entry}"
+    );
+    entry.as_object_mut().expect("object").remove("farm");
+    std::fs::write(&entry_path, entry.to_string()).expect("rewrite the entry");
     // Restarted with a wrong token first: a refused credential is the
     // drone's fault, not the server's judgement of the build, so the build
     // stays spooled (it was dropped as "refused" before).
@@ -442,6 +460,92 @@ fn a_spool_delivery_slower_than_the_offline_timeout_keeps_the_drone_online_and_i
         .map(|b| (b["outcome"].as_str(), b["lease"].as_u64()))
         .collect();
     assert_eq!(builds, [(Some("success"), Some(lease))], "{history}");
+    drop(drone);
+}
+
+/// A spooled build goes only to the farm that leased it. The agent is
+/// pointed at a new farm whose lease of the same number, for the same
+/// package, is this drone's: delivered there, farm A's build would land as
+/// farm B's. It is set aside, and farm B gets its own build.
+#[test]
+fn a_spooled_build_is_not_delivered_to_another_farm() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let atom = "dev-libs/farmed-1.0";
+    let SpooledBuild { lease, sizes, .. } = spool_one_build(dir.path(), atom, "drone-f", &[]);
+    let b = Server::start(
+        &dir.path().join("server-b"),
+        &[("SWARM_DRONE_TOKEN", "drone-secret")],
+    );
+    let (code, v) = b.admin_post(
+        "/api/v1/queue",
+        &json!({ "packages": [format!("={atom}")] }),
+    );
+    assert_eq!(code, 200, "{v}");
+    // Farm B leases the package to this drone (as an earlier agent on it
+    // would have), under the spooled build's lease number.
+    let machine = "test-machine-drone-f";
+    let register = json!({"id": machine, "name": "drone-f", "node_name": "drone-f",
+        "capabilities": {"cores": 4}});
+    let (code, v) = support::request(
+        "POST",
+        &format!("{}/api/v1/register", b.url),
+        Some(&register.to_string()),
+        Some("drone-secret"),
+    );
+    assert_eq!(code, 200, "{v}");
+    let (code, work) = support::request(
+        "GET",
+        &format!("{}/api/v1/work?id={machine}", b.url),
+        None,
+        Some("drone-secret"),
+    );
+    assert_eq!(code, 200, "{work}");
+    assert_eq!(
+        work["lease"], lease,
+        "farm B's lease has the same number: {work}"
+    );
+    // What farm A's build holds, read before an agent can touch the spool.
+    let spooled: Vec<std::path::PathBuf> = std::fs::read_dir(dir.path().join("drone-f/spool"))
+        .expect("spool")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    assert_eq!(spooled.len(), 1, "farm A's build is spooled");
+    let entry: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&spooled[0]).expect("entry")).expect("json");
+    let foreign = entry["artifacts"][0]["sha256"]
+        .as_str()
+        .expect("its artifact's sha256")
+        .to_string();
+    let env = [("SWARM_STANDIN_SIZES", sizes.as_str())];
+    let drone = Drone::start(&b, dir.path(), "drone-f", &DRONE_TOKEN, &env);
+    let log = drone.log.clone();
+    let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    b.wait_for(60, "farm B's own build", |s| s["counts"]["built"] == 1);
+    // Farm B's package is the build made for it (farm B may well have
+    // offered the same lease again), not farm A's.
+    let staged = std::fs::read(b.data_dir.join("staging/dev-libs/farmed-1.0.gpkg.tar"))
+        .expect("farm B's package");
+    use sha2::Digest;
+    let staged = hex::encode(sha2::Sha256::digest(&staged));
+    assert_ne!(
+        staged,
+        foreign,
+        "farm A's build landed on farm B: {}",
+        read_log()
+    );
+    assert!(
+        read_log().contains("belongs to another farm"),
+        "{}",
+        read_log()
+    );
+    let set_aside = std::fs::read_dir(dir.path().join("drone-f/spool"))
+        .expect("spool")
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "bad"))
+        .count();
+    assert_eq!(set_aside, 1, "the foreign build is kept, set aside");
     drop(drone);
 }
 

@@ -111,6 +111,7 @@ fn a_v3_drone_goes_through_the_whole_lifecycle() {
         "slots",
         "cores_per_slot",
         "max_artifact_bytes",
+        "farm_id",
     ]
     .iter()
     .map(|k| k.to_string())

@@ -350,6 +350,20 @@ fn a_spooled_build_holds_its_lease_and_its_slot_until_delivered() {
     let out = s.handle(AgentInput::Tick, Timestamp(POLL));
     assert_eq!(asks(&out), Some(1));
     assert!(s.orphans().is_empty(), "a delivered lease is no orphan");
+    assert!(
+        started(&s.handle(offer(&[(4, "a/b-1")]), Timestamp(POLL + 1))).is_empty(),
+        "a delivered lease is never started"
+    );
+    // Another farm's build: its lease number may be one of this farm's, offered later.
+    let mut s = ready(1);
+    s.handle(AgentInput::Spooled(6), Timestamp(0));
+    s.handle(AgentInput::SpooledElsewhere(6), Timestamp(1));
+    assert!(s.spooled().is_empty());
+    assert_eq!(
+        started(&s.handle(offer(&[(6, "a/c-1")]), Timestamp(POLL))).len(),
+        1,
+        "lease 6 of this farm is built"
+    );
 }
 
 #[test]
@@ -515,8 +529,8 @@ enum Step {
     /// A finished build of an earlier agent, under this lease and of this package, is being
     /// delivered (unless a job holds the lease: a spool holds only an earlier agent's builds).
     Spooled(u64, u8),
-    /// The delivery of the n-th spooled build is over.
-    Unspooled(usize),
+    /// The delivery of the n-th spooled build is over (`false`), or it was another farm's.
+    Unspooled(usize, bool),
 }
 
 fn package(p: u8) -> String {
@@ -540,7 +554,7 @@ fn step() -> impl Strategy<Value = Step> {
         1 => any::<bool>().prop_map(Step::Signal),
         1 => Just(Step::Forgotten),
         1 => (1..24u64, any::<u8>()).prop_map(|(l, p)| Step::Spooled(l, p)),
-        1 => any::<usize>().prop_map(Step::Unspooled),
+        1 => (any::<usize>(), any::<bool>()).prop_map(|(n, e)| Step::Unspooled(n, e)),
     ]
 }
 
@@ -612,9 +626,14 @@ fn input(
         Step::Forgotten => AgentInput::Forgotten,
         Step::Spooled(l, _) if s.jobs().values().any(|j| j.lease == Some(*l)) => return None,
         Step::Spooled(l, _) => AgentInput::Spooled(*l),
-        Step::Unspooled(n) => {
+        Step::Unspooled(n, elsewhere) => {
             let spooled: Vec<u64> = s.spooled().iter().copied().collect();
-            AgentInput::Unspooled(*spooled.get(n % spooled.len().max(1))?)
+            let lease = *spooled.get(n % spooled.len().max(1))?;
+            if *elsewhere {
+                AgentInput::SpooledElsewhere(lease)
+            } else {
+                AgentInput::Unspooled(lease)
+            }
         }
     })
 }

@@ -185,6 +185,12 @@ pub struct RegisterReply {
     /// for ever.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_artifact_bytes: Option<u64>,
+    /// (swarm) Which farm this is (its store's id, new after an accepted
+    /// loss). An agent keeps it with each finished build it spools and
+    /// delivers the build only to the same farm: a lease number means
+    /// nothing to another one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub farm_id: Option<String>,
 }
 
 fn is_false(b: &bool) -> bool {

@@ -29,12 +29,14 @@ fn register_replies() {
         slots: None,
         cores_per_slot: None,
         max_artifact_bytes: None,
+        farm_id: None,
     };
     insta::assert_json_snapshot!("register_reply_plain", plain);
     let slots = RegisterReply {
         slots: Some(1),
         cores_per_slot: Some(4),
         max_artifact_bytes: Some(2 << 30),
+        farm_id: Some("0f6b2c1e9a7d4e3b".into()),
         ..plain.clone()
     };
     insta::assert_json_snapshot!("register_reply_slots", slots);

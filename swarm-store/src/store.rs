@@ -164,6 +164,8 @@ pub struct Store {
     write_error: Option<String>,
     /// The database file as opened, checked before writes (`check_file`).
     file: FileIdentity,
+    /// `meta.store_id`: which history this is (new after an accepted loss).
+    store_id: String,
     _lock: LockFile,
 }
 
@@ -312,6 +314,7 @@ impl Store {
             id
         };
         let marker = Marker::open(&path, &store_id, rebuilt.last_seq)?;
+        let id_of_store = store_id.clone();
         let config = rebuilt.swarm.config().clone();
         let last_snapshot: u64 =
             conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM snapshots", [], |r| {
@@ -352,6 +355,7 @@ impl Store {
                 id: opened_id,
                 checked: std::time::Instant::now(),
             },
+            store_id: id_of_store,
             _lock: lock,
         };
         if store.opts.background_snapshots {
@@ -763,6 +767,14 @@ impl Store {
     /// The config in force (the one the store was created with).
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// Which history this store holds: made once, kept across restarts and
+    /// copies of the files, new after an accepted loss. A drone agent keeps it
+    /// with a finished build, so the build goes only to the farm it was built
+    /// for (lease numbers mean nothing elsewhere).
+    pub fn store_id(&self) -> &str {
+        &self.store_id
     }
 
     /// The last acknowledged seq.

@@ -216,7 +216,10 @@ fn the_files_from_before_an_accepted_loss_put_back_are_refused() {
     let after_loss = {
         let mut store = open_accepting_loss(&db);
         let loss = store.open_report().loss.clone().expect("loss reported");
-        assert!(loss.contains("store id is now"), "{loss}");
+        assert!(
+            loss.contains(&format!("store id is now {} (was ", store.store_id())),
+            "the id drones are told is the new one: {loss}"
+        );
         for i in 0..3 {
             store
                 .append(Timestamp(31_000 + i), Input::Tick)
@@ -234,6 +237,19 @@ fn the_files_from_before_an_accepted_loss_put_back_are_refused() {
     }
     let msg = refused(&db, after_loss);
     assert!(msg.contains("another store"), "{msg}");
+}
+
+/// The id drones are told (`farm_id`) outlives a restart.
+#[test]
+fn the_store_id_is_kept_across_a_reopen() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("swarm.db");
+    let id = Store::open(&db, opts(1))
+        .expect("open")
+        .store_id()
+        .to_owned();
+    assert!(!id.is_empty());
+    assert_eq!(Store::open(&db, opts(1)).expect("reopen").store_id(), id);
 }
 
 #[test]

@@ -467,7 +467,11 @@ fn report(agent: &Agent, id: JobId, job: &Job, took_s: f64, outcome: Report, log
             req.error_detail = Some(detail.clone());
         }
     }
-    req.epoch = agent.lock().epoch();
+    let farm = {
+        let st = agent.lock();
+        req.epoch = st.epoch();
+        st.farm.clone()
+    };
     let log_gz = log.and_then(|p| {
         super::logs::compressed_tail(p, super::logs::UPLOAD_TEXT_BYTES)
             .map_err(
@@ -491,6 +495,7 @@ fn report(agent: &Agent, id: JobId, job: &Job, took_s: f64, outcome: Report, log
             })
             .collect(),
         log_gz,
+        farm,
     };
     spool::spool_and_deliver(agent, id, finished, || {
         if let Some(from) = from {

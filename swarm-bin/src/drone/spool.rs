@@ -13,7 +13,9 @@
 //!
 //! Retrying stops without removing the entry only when the agent leaves; the
 //! next agent delivers what is left while it registers and beats, holding
-//! the leases the reports name (see [`start_redelivery`]). `upload_failed` is reported
+//! the leases the reports name (see [`start_redelivery`]). An entry keeps
+//! the farm it was made for (the server's `farm_id`); one for another farm
+//! is set aside, not delivered. `upload_failed` is reported
 //! only for failures on the drone itself: an artifact it cannot read, or one
 //! the server refuses outright (4xx: wrong checksum, too large). The log
 //! never holds a report back once the server answers: a refused log, or
@@ -50,6 +52,22 @@ pub(crate) struct Entry {
     /// Whether a build log (`<stem>.log.gz`) goes with the report.
     #[serde(default)]
     pub(crate) log: bool,
+    /// The farm whose lease the build was made under (the server's
+    /// `farm_id`); it goes to no other. `None`: the server did not say, or
+    /// an entry spooled before agents kept it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) farm: Option<String>,
+}
+
+impl Entry {
+    fn of(f: &Finished<'_>) -> Entry {
+        Entry {
+            report: f.report.clone(),
+            artifacts: f.artifacts.iter().map(|(a, _)| a.clone()).collect(),
+            log: f.log_gz.is_some(),
+            farm: f.farm.clone(),
+        }
+    }
 }
 
 /// One binary package of a spooled success.
@@ -68,6 +86,8 @@ pub(crate) struct Finished<'a> {
     pub(crate) artifacts: Vec<(SpooledArtifact, &'a Path)>,
     /// The build log's compressed tail, if it could be read.
     pub(crate) log_gz: Option<Vec<u8>>,
+    /// The farm the server said it is when the build was reported.
+    pub(crate) farm: Option<String>,
 }
 
 /// The spool directory of an agent.
@@ -143,11 +163,7 @@ fn put_files(
         std::fs::write(&tmp, gz)?;
         sync_rename(&tmp, &log_path(&path))?;
     }
-    let entry = Entry {
-        report: f.report.clone(),
-        artifacts: f.artifacts.iter().map(|(a, _)| a.clone()).collect(),
-        log: f.log_gz.is_some(),
-    };
+    let entry = Entry::of(f);
     let tmp = path.with_extension("json.tmp");
     wrote.push(tmp.clone());
     let text = serde_json::to_vec_pretty(&entry).map_err(std::io::Error::other)?;
@@ -409,6 +425,22 @@ fn redeliver(agent: &Agent, entries: Vec<(PathBuf, Entry)>) {
     };
     let mut entries = entries.into_iter();
     while let Some((path, entry)) = entries.next() {
+        if let Some(made_for) = &entry.farm {
+            match farm_heard(agent) {
+                None => {
+                    let_go(&entry);
+                    for (_, rest) in entries.by_ref() {
+                        let_go(&rest);
+                    }
+                    return;
+                }
+                Some(Some(here)) if here != *made_for => {
+                    set_aside_elsewhere(agent, &path, &entry, made_for, &here);
+                    continue;
+                }
+                Some(_) => {}
+            }
+        }
         let result = deliver(agent, &path, &entry, &Source::Spool, By::Startup);
         let_go(&entry);
         match result {
@@ -423,6 +455,43 @@ fn redeliver(agent: &Agent, entries: Vec<(PathBuf, Entry)>) {
                 tracing::info!(package = %crate::logging::shown(&entry.report.package), result = ?other, "spooled build delivered")
             }
         }
+    }
+}
+
+/// The farm the server says it is, once a registration is answered
+/// (`Some(None)`: it does not say); `None` if the agent stops first.
+fn farm_heard(agent: &Agent) -> Option<Option<String>> {
+    let mut st = agent.lock();
+    loop {
+        if st.phase() != Phase::Running {
+            return None;
+        }
+        if st.agent.is_registered() {
+            return Some(st.farm.clone());
+        }
+        st = agent.wait(st, Duration::from_secs(1));
+    }
+}
+
+/// Sets aside (as `.bad`, its files kept) a spooled build another farm
+/// leased: its lease number means nothing here, and delivered, it could
+/// land under a lease of that number that this farm gave for something else.
+fn set_aside_elsewhere(agent: &Agent, path: &Path, entry: &Entry, made_for: &str, here: &str) {
+    let bad = path.with_extension("bad");
+    let _ = std::fs::rename(path, &bad);
+    tracing::error!(
+        package = %crate::logging::shown(&entry.report.package),
+        lease = %crate::logging::shown(&entry.report.lease),
+        built_for = made_for,
+        server_farm = here,
+        file = %bad.display(),
+        "a spooled build belongs to another farm (the agent was pointed at a new server, or the \
+         store's loss was accepted): set aside, not delivered. To deliver it, rename it back to \
+         .json and start the agent against the farm it was built for; or delete it"
+    );
+    if let Some(lease) = entry.report.lease {
+        agent.lock().feed(AgentInput::SpooledElsewhere(lease));
+        agent.notify();
     }
 }
 
@@ -569,11 +638,7 @@ fn should_stop(agent: &Agent, by: By) -> Option<Stopped> {
 /// build's own files are no longer needed where they are (once spooled, or
 /// after delivery when the spool could not be written).
 pub(crate) fn spool_and_deliver(agent: &Agent, id: JobId, f: Finished<'_>, spooled: impl FnOnce()) {
-    let entry = Entry {
-        report: f.report.clone(),
-        artifacts: f.artifacts.iter().map(|(a, _)| a.clone()).collect(),
-        log: f.log_gz.is_some(),
-    };
+    let entry = Entry::of(&f);
     let path = match put(&agent.cfg.work_dir, &f) {
         Ok(p) => p,
         Err(e) => {
@@ -626,6 +691,7 @@ mod tests {
                 (artifact("bar-2.gpkg.tar"), dep.as_path()),
             ],
             log_gz: Some(b"gzipped log".to_vec()),
+            farm: Some("farm-a".into()),
         };
         let path = put(dir.path(), &finished).expect("put");
         std::fs::remove_file(&art).expect("the build's copy goes away");
@@ -640,6 +706,7 @@ mod tests {
             [artifact("foo-1.gpkg.tar"), artifact("bar-2.gpkg.tar")]
         );
         assert!(entry.log);
+        assert_eq!(entry.farm.as_deref(), Some("farm-a"), "the farm it is for");
         assert_eq!(
             std::fs::read(artifact_path(&path, 0)).expect("spooled artifact"),
             b"binary package"
@@ -705,6 +772,7 @@ mod tests {
                 art.as_path(),
             )],
             log_gz: Some(b"gzipped log".to_vec()),
+            farm: None,
         };
         put(dir.path(), &finished).expect_err("the write fails");
         assert_eq!(spool_files(dir.path()), ["9_dev-libs_foo-1.json.tmp"]);

@@ -129,6 +129,11 @@ impl AgentState {
                     out.push(AgentAction::Beat);
                 }
             }
+            AgentInput::SpooledElsewhere(lease) => {
+                if self.spooled.remove(&lease) {
+                    out.push(AgentAction::Beat);
+                }
+            }
             AgentInput::Health(sample) => self.assess(sample, &mut out),
             AgentInput::Synced(ts) => {
                 if ts.is_some() {

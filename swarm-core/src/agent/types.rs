@@ -232,6 +232,10 @@ pub enum AgentInput {
     Spooled(u64),
     /// A spooled build's delivery is over: answered, revoked, or kept for the next agent.
     Unspooled(u64),
+    /// A spooled build turned out to be another farm's: its lease number is no lease of this
+    /// server's, so it is let go without being ended (a lease of that number may still be
+    /// offered here).
+    SpooledElsewhere(u64),
     /// The machine was sampled; the agent adds the OOM kills and crashes it saw since.
     Health(HealthSample),
     /// A Portage sync ended; the new timestamp if it could be read.

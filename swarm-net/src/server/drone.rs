@@ -206,6 +206,7 @@ pub(crate) fn register(sh: &Shared, req: &mut Request, caller: &Caller) -> Resul
         epoch: Some(now.epoch.0),
         leases: lease_refs(now),
         max_artifact_bytes: Some(sh.max_artifact),
+        farm_id: Some(sh.farm_id.clone()),
     })
 }
 

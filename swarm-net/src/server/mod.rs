@@ -355,6 +355,7 @@ pub fn start(opts: ServerOptions) -> Result<RunningServer, ServeError> {
         drone_token: opts.drone_token.clone(),
         max_body: opts.max_body_bytes,
         max_artifact: opts.max_artifact_bytes,
+        farm_id: store.store_id().to_owned(),
         signatures: opts.signatures.clone(),
         started: Instant::now(),
         on_escalate: opts.on_escalate.clone(),

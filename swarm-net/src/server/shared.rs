@@ -127,6 +127,8 @@ pub(crate) struct Shared {
     pub(crate) drone_token: Option<String>,
     pub(crate) max_body: u64,
     pub(crate) max_artifact: u64,
+    /// The store's id (`Store::store_id`), told to drones as `farm_id`.
+    pub(crate) farm_id: String,
     /// What an upload's signature must be.
     pub(crate) signatures: crate::binpkg::signature::Policy,
     pub(crate) started: Instant,
