@@ -352,7 +352,13 @@ fn a_finished_build_is_spooled_and_delivered_across_a_server_outage_and_an_agent
         "the build is still spooled: {}",
         std::fs::read_to_string(&wrong_log).unwrap_or_default()
     );
-    let drone = Drone::start(&server, dir.path(), "drone-s", &DRONE_TOKEN, &env);
+    // A copy of the spool as it is now, put back below.
+    let copy = dir.path().join("spool-copy");
+    std::fs::create_dir(&copy).expect("mkdir");
+    for e in std::fs::read_dir(&spool).expect("spool").flatten() {
+        std::fs::copy(e.path(), copy.join(e.file_name())).expect("copy");
+    }
+    let mut drone = Drone::start(&server, dir.path(), "drone-s", &DRONE_TOKEN, &env);
     server.wait_for(60, "the spooled build to be delivered", |s| {
         s["counts"]["built"] == 1
     });
@@ -392,6 +398,29 @@ fn a_finished_build_is_spooled_and_delivered_across_a_server_outage_and_an_agent
         "{}",
         read_log()
     );
+    // An agent killed after its report was answered, before it cleared the
+    // spool: the next one finds the lease ended. It says so and sends the
+    // report to hear what became of the build; it does not call the build's
+    // artifact refused and report it failed.
+    drone.kill9();
+    for e in std::fs::read_dir(&copy).expect("copy").flatten() {
+        std::fs::copy(e.path(), spool.join(e.file_name())).expect("put back");
+    }
+    let drone = Drone::start(&server, dir.path(), "drone-s", &DRONE_TOKEN, &env);
+    wait_until(30, "the put-back entry to be answered", || {
+        std::fs::read_dir(&spool).map_or(true, |d| d.count() == 0)
+    });
+    let text = read_log();
+    assert!(
+        text.contains("moved on from this build's lease") && !text.contains("artifact refused"),
+        "{text}"
+    );
+    let (_, again) = server.get("/api/v1/history?limit=100");
+    assert_eq!(
+        again["builds"], history["builds"],
+        "nothing was recorded twice"
+    );
+    assert_eq!(server.get("/api/v1/status").1["counts"]["built"], 1);
     drop(drone);
 }
 

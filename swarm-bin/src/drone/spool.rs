@@ -277,6 +277,15 @@ fn deliver(agent: &Agent, path: &Path, entry: &Entry, src: &Source<'_>, by: By) 
                 remove(path, entry);
                 return Delivered::Revoked;
             }
+            Err(Stopped::LeaseGone(detail)) => {
+                // Nothing it could upload would count. The report goes as it
+                // is; the server's answer (stale, or already recorded by an
+                // agent killed before it could clear the spool) says what
+                // became of the build.
+                tracing::warn!(package = %crate::logging::shown(&report.package), lease = %crate::logging::shown(&report.lease), detail, "the server has moved on from this build's lease: not uploading; sending the report to hear what became of it");
+                let result = send_report(agent, &mut report, by);
+                return finish_report(path, entry, &report, result);
+            }
             Err(Stopped::Refused(detail)) => {
                 tracing::error!(package = %crate::logging::shown(&report.package), detail, "artifact refused: reporting upload_failed");
                 report.status = Some("upload_failed".into());
@@ -306,12 +315,31 @@ fn deliver(agent: &Agent, path: &Path, entry: &Entry, src: &Source<'_>, by: By) 
             }
         }
     }
-    let result = retry(agent, by, "report", |a| {
+    let result = send_report(agent, &mut report, by);
+    finish_report(path, entry, &report, result)
+}
+
+/// Sends the report until the server answers it.
+fn send_report(
+    agent: &Agent,
+    report: &mut CompleteRequest,
+    by: By,
+) -> Result<swarm_net::wire::CompleteReply, Stopped> {
+    retry(agent, by, "report", |a| {
         if matches!(by, By::Job(_)) {
             report.epoch = a.lock().epoch().or(report.epoch);
         }
-        Ok(a.client.complete(&report)?)
-    });
+        Ok(a.client.complete(report)?)
+    })
+}
+
+/// Logs the report's answer and removes the entry once answered.
+fn finish_report(
+    path: &Path,
+    entry: &Entry,
+    report: &CompleteRequest,
+    result: Result<swarm_net::wire::CompleteReply, Stopped>,
+) -> Delivered {
     match result {
         Ok(reply) => {
             if reply.stale {
@@ -327,7 +355,7 @@ fn deliver(agent: &Agent, path: &Path, entry: &Entry, src: &Source<'_>, by: By) 
             Delivered::Revoked
         }
         Err(Stopped::Keep(why)) => Delivered::Kept(why),
-        Err(Stopped::Refused(why)) => {
+        Err(Stopped::Refused(why) | Stopped::LeaseGone(why)) => {
             tracing::error!(package = %crate::logging::shown(&report.package), why, "report refused by the server; dropping it");
             remove(path, entry);
             Delivered::Answered
@@ -370,7 +398,7 @@ fn send_log(agent: &Agent, report: &CompleteRequest, gz: &[u8], by: By) -> Resul
             tracing::debug!(package, lease, bytes, "build log uploaded");
             Ok(())
         }
-        Ok(Err(why)) | Err(Stopped::Refused(why)) => {
+        Ok(Err(why)) | Err(Stopped::Refused(why) | Stopped::LeaseGone(why)) => {
             tracing::warn!(
                 package,
                 lease,
@@ -514,6 +542,9 @@ enum Stopped {
     Revoked,
     /// A definitive refusal (4xx).
     Refused(String),
+    /// The lease (or the epoch) the call is bound to is no longer live: the
+    /// package was reclaimed, or its report was already recorded.
+    LeaseGone(String),
 }
 
 /// Uploads one artifact bound to the build's lease and the drone's current
@@ -599,6 +630,7 @@ fn retry<T>(
                     );
                 }
             }
+            e if lease_gone(&e) => return Err(Stopped::LeaseGone(e.to_string())),
             e if !retryable(&e) => return Err(Stopped::Refused(e.to_string())),
             e => {
                 if attempt == 1 || attempt.is_power_of_two() {
@@ -611,6 +643,13 @@ fn retry<T>(
         }
         agent.pause(backoff.next_delay());
     }
+}
+
+/// The server's 409 on the lease or epoch an upload is bound to
+/// (`X-Swarm-Lease`, `X-Swarm-Epoch`): no longer live.
+fn lease_gone(e: &ClientError) -> bool {
+    matches!(e, ClientError::Server { status: 409, body, .. }
+        if matches!(body.field.as_deref(), Some("X-Swarm-Lease" | "X-Swarm-Epoch")))
 }
 
 fn retryable(e: &ClientError) -> bool {
