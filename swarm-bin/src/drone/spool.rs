@@ -39,6 +39,12 @@ const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// Server errors on a log upload before the log is dropped (an unreachable
 /// server is waited for, as for everything else).
 const LOG_ANSWERS: u32 = 3;
+/// The largest entry file read at start. An entry this agent writes is a few
+/// KiB (its report's detail is one line of the build's log tail); a bigger
+/// one is junk, and a report over the server's body limit (1 MiB by default)
+/// is cut off by a 413 the agent sees as a broken connection, retried for
+/// ever while the entry holds a slot.
+const MAX_ENTRY_BYTES: u64 = 1 << 20;
 
 /// A finished build waiting for the server.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -208,11 +214,14 @@ pub(crate) fn list(work_dir: &Path) -> Vec<(PathBuf, Entry)> {
     let mut out = Vec::new();
     for p in paths {
         // Read only a regular file: reading a FIFO blocks until a writer comes.
-        let regular = std::fs::symlink_metadata(&p).is_ok_and(|m| m.is_file());
-        let read = if regular {
-            std::fs::read(&p).map_err(|e| e.to_string())
-        } else {
-            Err("not a regular file".to_string())
+        let read = match std::fs::symlink_metadata(&p) {
+            Ok(m) if !m.is_file() => Err("not a regular file".to_string()),
+            Ok(m) if m.len() > MAX_ENTRY_BYTES => Err(format!(
+                "{} bytes, over the {MAX_ENTRY_BYTES} an entry of this agent can be",
+                m.len()
+            )),
+            Ok(_) => std::fs::read(&p).map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
         };
         match read.and_then(|b| serde_json::from_slice::<Entry>(&b).map_err(|e| e.to_string())) {
             Ok(e) => out.push((p, e)),
@@ -820,12 +829,14 @@ mod tests {
     /// At start, files of no entry (a write cut short by a kill) are
     /// removed, and a FIFO named like an entry is set aside without being
     /// read (reading one blocks until a writer comes: the agent never
-    /// registered).
+    /// registered), as is an entry over `MAX_ENTRY_BYTES`.
     #[test]
     fn at_start_files_of_no_entry_go_and_a_fifo_is_set_aside_unread() {
         let dir = tempfile::tempdir().expect("temp dir");
         let spool = dir.path().join("spool");
         std::fs::create_dir_all(&spool).expect("spool");
+        let huge = serde_json::json!({"report": {"error_detail": "x".repeat(1 << 20)}});
+        std::fs::write(spool.join("5_z.json"), huge.to_string()).expect("a huge entry");
         for orphan in [
             "3_x.0.artifact",
             "3_x.0.artifact.tmp",
@@ -849,6 +860,10 @@ mod tests {
             .recv_timeout(std::time::Duration::from_secs(10))
             .expect("list returns: the FIFO is not read");
         assert_eq!(listed, 0);
-        assert_eq!(spool_files(dir.path()), ["4_y.bad"]);
+        assert_eq!(
+            spool_files(dir.path()),
+            ["4_y.bad", "5_z.bad"],
+            "a FIFO and an entry too big to be one this agent wrote are set aside"
+        );
     }
 }
