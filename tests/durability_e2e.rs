@@ -458,7 +458,7 @@ fn a_spool_delivery_slower_than_the_offline_timeout_keeps_the_drone_online_and_i
     let _ = std::fs::remove_dir_all(&blocked);
     std::fs::write(&blocked, b"in the way").expect("block the category dir");
     server.restart();
-    let drone = Drone::start(&server, dir.path(), "drone-l", &DRONE_TOKEN, &env);
+    let mut drone = Drone::start(&server, dir.path(), "drone-l", &DRONE_TOKEN, &env);
     let log = drone.log.clone();
     let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
     wait_until(60, "the restarted agent's upload to be refused", || {
@@ -476,10 +476,22 @@ fn a_spool_delivery_slower_than_the_offline_timeout_keeps_the_drone_online_and_i
         "the spooled build's lease was handed back as an orphan: {}",
         read_log()
     );
+    // A SIGTERM while it waits: the build is delivered first, as a job's
+    // finished build is (given up, the goodbye gave its lease back and the
+    // package was built again).
+    drone.signal(rustix::process::Signal::TERM);
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert_eq!(
+        drone.wait_exit(0),
+        None,
+        "left before delivering: {}",
+        read_log()
+    );
     std::fs::remove_file(&blocked).expect("unblock");
     server.wait_for(60, "the spooled build to be delivered", |s| {
         s["counts"]["built"] == 1
     });
+    assert_eq!(drone.wait_exit(30), Some(0), "{}", read_log());
     let (_, history) = server.get("/api/v1/history?limit=100");
     let builds: Vec<(Option<&str>, Option<u64>)> = history["builds"]
         .as_array()

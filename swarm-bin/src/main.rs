@@ -55,8 +55,10 @@ enum Cmd {
     /// acts on revokes, pauses and its own health. SIGTERM/SIGINT: take no
     /// more work, then finish (--on-stop finish) or return (--on-stop return)
     /// the running builds and exit 0; a second signal returns the running
-    /// builds at once; a third leaves at once (a finished build still
-    /// waiting for the server stays spooled for the next start).
+    /// builds at once. Finished builds are delivered first, through both.
+    /// A third leaves at once: a finished build still waiting for the server
+    /// stays spooled for the next start, and the server is not told the
+    /// drone stopped, which would give back the build's lease.
     Drone(Box<drone::DroneArgs>),
     /// The operator commands that talk to the server over HTTP (status, queue, ...).
     #[command(flatten)]

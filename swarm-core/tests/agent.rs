@@ -364,6 +364,16 @@ fn a_spooled_build_holds_its_lease_and_its_slot_until_delivered() {
         1,
         "lease 6 of this farm is built"
     );
+    // Two entries under one number (one another farm's): setting that one aside
+    // leaves this farm's lease held until its own delivery is over.
+    let mut s = ready(2);
+    s.handle(AgentInput::Spooled(7), Timestamp(0));
+    s.handle(AgentInput::Spooled(7), Timestamp(0));
+    s.handle(AgentInput::SpooledElsewhere(7), Timestamp(1));
+    assert!(s.has_lease(7));
+    assert!(started(&s.handle(offer(&[(7, "a/d-1")]), Timestamp(2))).is_empty());
+    s.handle(AgentInput::Unspooled(7), Timestamp(3));
+    assert!(!s.has_lease(7) && s.spooled().is_empty());
 }
 
 #[test]

@@ -82,6 +82,19 @@ pub(crate) fn run(agent: Arc<Agent>) -> anyhow::Result<()> {
 /// may be gone too, and a stop must not hang on it.
 fn say_goodbye(agent: &Agent) {
     let cfg = &agent.cfg;
+    // A goodbye gives back every lease the drone holds, the spooled builds'
+    // too: the next agent's delivery would then be stale, and the package
+    // built again. Without it the leases wait for the next start (or, if
+    // none comes, for the offline timeout).
+    let kept = spool::waiting(&cfg.work_dir);
+    if kept > 0 {
+        tracing::warn!(
+            builds = kept,
+            "not telling the server this drone stopped: finished builds wait in the spool under their leases, \
+             which a goodbye would give back; the next start delivers them (meanwhile the drone shows as suspect, then offline)"
+        );
+        return;
+    }
     let client = Client::new(cfg.server.clone(), Duration::from_secs(3))
         .with_tls(&cfg.tls)
         .with_drone_token(cfg.token.clone());

@@ -101,6 +101,15 @@ pub(crate) fn dir(work_dir: &Path) -> PathBuf {
     work_dir.join("spool")
 }
 
+/// How many finished builds wait in the spool (entries, without reading them).
+pub(crate) fn waiting(work_dir: &Path) -> usize {
+    std::fs::read_dir(dir(work_dir)).map_or(0, |d| {
+        d.flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+            .count()
+    })
+}
+
 fn artifact_path(entry: &Path, i: usize) -> PathBuf {
     entry.with_extension(format!("{i}.artifact"))
 }
@@ -243,7 +252,8 @@ fn remove(path: &Path, entry: &Entry) {
 }
 
 /// Who delivers: a job's own thread (stops when its job is revoked), or the
-/// start-up pass (an earlier agent's builds; stops when the agent stops).
+/// start-up pass (an earlier agent's builds). Both stop when the agent
+/// leaves (a third signal), not before.
 #[derive(Clone, Copy, Debug)]
 enum By {
     Job(JobId),
@@ -451,7 +461,7 @@ pub(crate) fn start_redelivery(
 }
 
 /// Delivers the entries in order; returns when all are delivered or the
-/// agent stops. Each lease is let go ([`AgentInput::Unspooled`]) once its
+/// agent leaves. Each lease is let go ([`AgentInput::Unspooled`]) once its
 /// delivery is over, and every one left when delivery stops.
 fn redeliver(agent: &Agent, entries: Vec<(PathBuf, Entry)>) {
     let let_go = |entry: &Entry| {
@@ -496,11 +506,11 @@ fn redeliver(agent: &Agent, entries: Vec<(PathBuf, Entry)>) {
 }
 
 /// The farm the server says it is, once a registration is answered
-/// (`Some(None)`: it does not say); `None` if the agent stops first.
+/// (`Some(None)`: it does not say); `None` if the agent leaves first.
 fn farm_heard(agent: &Agent) -> Option<Option<String>> {
     let mut st = agent.lock();
     loop {
-        if st.phase() != Phase::Running {
+        if st.phase() == Phase::Exit {
             return None;
         }
         if st.agent.is_registered() {
@@ -673,11 +683,11 @@ fn should_stop(agent: &Agent, by: By) -> Option<Stopped> {
             return Some(Stopped::Revoked);
         }
     }
+    // A finished build is delivered through a drain or a return (the first
+    // and second signals), whoever delivers it: given up then, the goodbye
+    // that follows gave its lease back, and the build was done again.
     if st.phase() == Phase::Exit {
         return Some(Stopped::Keep("the agent is leaving now".into()));
-    }
-    if st.phase() != Phase::Running && matches!(by, By::Startup) {
-        return Some(Stopped::Keep("the agent is stopping".into()));
     }
     None
 }

@@ -42,7 +42,8 @@ pub struct AgentState {
     /// held like a job's (never handed back as orphans, never started again), reported started
     /// so no idle drone steals them, and counted against the slots so the spool cannot grow
     /// while it drains.
-    spooled: BTreeSet<u64>,
+    /// Entries by lease: two farms' entries may share a number (one set aside, one delivered).
+    spooled: BTreeMap<u64, u32>,
     portage_timestamp: Option<String>,
     sync_wanted: Option<String>,
     /// No work until a heartbeat after this count has been answered (after a sync).
@@ -72,7 +73,7 @@ impl AgentState {
             crashes: 0,
             ending: BTreeMap::new(),
             silent: BTreeSet::new(),
-            spooled: BTreeSet::new(),
+            spooled: BTreeMap::new(),
             portage_timestamp: None,
             sync_wanted: None,
             work_after_beat: 0,
@@ -121,16 +122,16 @@ impl AgentState {
             AgentInput::OrphanReturned(lease) => self.leases.end(lease),
             AgentInput::Spooled(lease) => {
                 self.leases.known(lease);
-                self.spooled.insert(lease);
+                *self.spooled.entry(lease).or_insert(0) += 1;
             }
             AgentInput::Unspooled(lease) => {
-                if self.spooled.remove(&lease) {
+                if self.unspool(lease) {
                     self.leases.end(lease);
                     out.push(AgentAction::Beat);
                 }
             }
             AgentInput::SpooledElsewhere(lease) => {
-                if self.spooled.remove(&lease) {
+                if self.unspool(lease) {
                     out.push(AgentAction::Beat);
                 }
             }
@@ -422,13 +423,28 @@ impl AgentState {
     /// Whether a job or a spooled build holds `lease`.
     #[must_use]
     pub fn has_lease(&self, lease: u64) -> bool {
-        self.spooled.contains(&lease) || self.jobs.values().any(|j| j.lease == Some(lease))
+        self.spooled.contains_key(&lease) || self.jobs.values().any(|j| j.lease == Some(lease))
     }
 
     /// Leases of spooled builds being delivered.
     #[must_use]
-    pub fn spooled(&self) -> &BTreeSet<u64> {
-        &self.spooled
+    pub fn spooled(&self) -> BTreeSet<u64> {
+        self.spooled.keys().copied().collect()
+    }
+
+    /// One entry of `lease` is done with; true when none is left.
+    fn unspool(&mut self, lease: u64) -> bool {
+        match self.spooled.get_mut(&lease) {
+            Some(n) if *n > 1 => {
+                *n -= 1;
+                false
+            }
+            Some(_) => {
+                self.spooled.remove(&lease);
+                true
+            }
+            None => false,
+        }
     }
 
     fn slot_count(&self) -> usize {
@@ -438,7 +454,10 @@ impl AgentState {
     /// Free slots if the agent may ask for work now (the clock aside), else `None`.
     #[must_use]
     pub fn free_slots(&self) -> Option<u32> {
-        let held = self.jobs.len().saturating_add(self.spooled.len());
+        let held = self
+            .jobs
+            .len()
+            .saturating_add(self.spooled.values().map(|n| *n as usize).sum());
         let free = self
             .slots
             .saturating_sub(u32::try_from(held).unwrap_or(u32::MAX));
@@ -475,7 +494,7 @@ impl AgentState {
             .values()
             .filter(|j| j.started)
             .filter_map(|j| j.lease)
-            .chain(self.spooled.iter().copied())
+            .chain(self.spooled.keys().copied())
             .collect();
         (held.into_iter().collect(), started.into_iter().collect())
     }
