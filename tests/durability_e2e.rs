@@ -4,7 +4,7 @@
 
 mod support;
 
-use serde_json::json;
+use serde_json::{json, Value};
 use std::process::{Command, Stdio};
 use support::drone::Drone;
 use support::{swarm_bin, terminate_child, Server};
@@ -504,28 +504,16 @@ fn a_spool_delivery_slower_than_the_offline_timeout_keeps_the_drone_online_and_i
     drop(drone);
 }
 
-/// A spooled build goes only to the farm that leased it. The agent is
-/// pointed at a new farm whose lease of the same number, for the same
-/// package, is this drone's: delivered there, farm A's build would land as
-/// farm B's. It is set aside, and farm B gets its own build.
-#[test]
-fn a_spooled_build_is_not_delivered_to_another_farm() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let atom = "dev-libs/farmed-1.0";
-    let SpooledBuild { lease, sizes, .. } = spool_one_build(dir.path(), atom, "drone-f", &[]);
-    let b = Server::start(
-        &dir.path().join("server-b"),
-        &[("SWARM_DRONE_TOKEN", "drone-secret")],
-    );
+/// Farm `b` (a new store) gets `atom` queued and leases it to drone `name`
+/// (as an earlier agent on it would have taken it); returns the lease.
+fn lease_on_new_farm(b: &Server, atom: &str, name: &str) -> Value {
     let (code, v) = b.admin_post(
         "/api/v1/queue",
         &json!({ "packages": [format!("={atom}")] }),
     );
     assert_eq!(code, 200, "{v}");
-    // Farm B leases the package to this drone (as an earlier agent on it
-    // would have), under the spooled build's lease number.
-    let machine = "test-machine-drone-f";
-    let register = json!({"id": machine, "name": "drone-f", "node_name": "drone-f",
+    let machine = format!("test-machine-{name}");
+    let register = json!({"id": machine, "name": name, "node_name": name,
         "capabilities": {"cores": 4}});
     let (code, v) = support::request(
         "POST",
@@ -541,32 +529,34 @@ fn a_spooled_build_is_not_delivered_to_another_farm() {
         Some("drone-secret"),
     );
     assert_eq!(code, 200, "{work}");
-    assert_eq!(
-        work["lease"], lease,
-        "farm B's lease has the same number: {work}"
-    );
-    // What farm A's build holds, read before an agent can touch the spool.
-    let spooled: Vec<std::path::PathBuf> = std::fs::read_dir(dir.path().join("drone-f/spool"))
+    work["lease"].clone()
+}
+
+/// The sha256 of the one build spooled in `spool`.
+fn spooled_sha256(spool: &std::path::Path) -> String {
+    let entries: Vec<std::path::PathBuf> = std::fs::read_dir(spool)
         .expect("spool")
         .flatten()
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|x| x == "json"))
         .collect();
-    assert_eq!(spooled.len(), 1, "farm A's build is spooled");
-    let entry: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&spooled[0]).expect("entry")).expect("json");
-    let foreign = entry["artifacts"][0]["sha256"]
+    assert_eq!(entries.len(), 1, "one build is spooled");
+    let entry: Value =
+        serde_json::from_slice(&std::fs::read(&entries[0]).expect("entry")).expect("json");
+    entry["artifacts"][0]["sha256"]
         .as_str()
         .expect("its artifact's sha256")
-        .to_string();
-    let env = [("SWARM_STANDIN_SIZES", sizes.as_str())];
-    let drone = Drone::start(&b, dir.path(), "drone-f", &DRONE_TOKEN, &env);
-    let log = drone.log.clone();
-    let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
+        .to_string()
+}
+
+/// Waits until farm `b` built `atom`, and checks its package is not the
+/// build set aside (`foreign`): farm B may well have offered the same lease
+/// again, and the drone built it for B.
+fn built_for_b_not_a(b: &Server, atom: &str, foreign: &str, log: &std::path::Path) {
+    let read_log = || std::fs::read_to_string(log).unwrap_or_default();
     b.wait_for(60, "farm B's own build", |s| s["counts"]["built"] == 1);
-    // Farm B's package is the build made for it (farm B may well have
-    // offered the same lease again), not farm A's.
-    let staged = std::fs::read(b.data_dir.join("staging/dev-libs/farmed-1.0.gpkg.tar"))
+    let (cat, pf) = atom.split_once('/').expect("cat/pf");
+    let staged = std::fs::read(b.data_dir.join(format!("staging/{cat}/{pf}.gpkg.tar")))
         .expect("farm B's package");
     use sha2::Digest;
     let staged = hex::encode(sha2::Sha256::digest(&staged));
@@ -581,12 +571,93 @@ fn a_spooled_build_is_not_delivered_to_another_farm() {
         "{}",
         read_log()
     );
-    let set_aside = std::fs::read_dir(dir.path().join("drone-f/spool"))
+}
+
+/// A spooled build goes only to the farm that leased it. The agent is
+/// pointed at a new farm whose lease of the same number, for the same
+/// package, is this drone's: delivered there, farm A's build would land as
+/// farm B's. It is set aside, and farm B gets its own build.
+#[test]
+fn a_spooled_build_is_not_delivered_to_another_farm() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let atom = "dev-libs/farmed-1.0";
+    let SpooledBuild { lease, sizes, .. } = spool_one_build(dir.path(), atom, "drone-f", &[]);
+    let b = Server::start(
+        &dir.path().join("server-b"),
+        &[("SWARM_DRONE_TOKEN", "drone-secret")],
+    );
+    let spool = dir.path().join("drone-f/spool");
+    assert_eq!(
+        lease_on_new_farm(&b, atom, "drone-f"),
+        lease,
+        "the same number"
+    );
+    let foreign = spooled_sha256(&spool);
+    let env = [("SWARM_STANDIN_SIZES", sizes.as_str())];
+    let drone = Drone::start(&b, dir.path(), "drone-f", &DRONE_TOKEN, &env);
+    built_for_b_not_a(&b, atom, &foreign, &drone.log);
+    let set_aside = std::fs::read_dir(&spool)
         .expect("spool")
         .flatten()
         .filter(|e| e.path().extension().is_some_and(|x| x == "bad"))
         .count();
     assert_eq!(set_aside, 1, "the foreign build is kept, set aside");
+    drop(drone);
+}
+
+/// The same when the server changes while the build is being delivered
+/// (farm A, answering 507, is replaced by farm B on its address): the
+/// farm is checked by the server at each upload and report, not once.
+#[test]
+fn a_build_is_not_delivered_to_a_farm_that_replaced_its_own_meanwhile() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let atom = "dev-libs/swapped-1.0";
+    let SpooledBuild {
+        mut server,
+        lease,
+        sizes,
+        ..
+    } = spool_one_build(dir.path(), atom, "drone-w", &[]);
+    let spool = dir.path().join("drone-w/spool");
+    let foreign = spooled_sha256(&spool);
+    let blocked = server.data_dir.join("staging/dev-libs");
+    let _ = std::fs::remove_dir_all(&blocked);
+    std::fs::write(&blocked, b"in the way").expect("block the category dir");
+    server.restart();
+    let env = [("SWARM_STANDIN_SIZES", sizes.as_str())];
+    let drone = Drone::start(&server, dir.path(), "drone-w", &DRONE_TOKEN, &env);
+    let log = drone.log.clone();
+    wait_until(60, "the delivery to farm A to be retried", || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("artifact upload failed")
+    });
+    let addr = server.addr.clone();
+    server.kill9();
+    // The port may linger for a moment after the kill.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let b = loop {
+        let attempt = std::panic::catch_unwind(|| {
+            Server::start_on(
+                &dir.path().join("server-b"),
+                &addr,
+                &[("SWARM_DRONE_TOKEN", "drone-secret")],
+            )
+        });
+        match attempt {
+            Ok(b) => break b,
+            Err(_) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(200))
+            }
+            Err(e) => std::panic::resume_unwind(e),
+        }
+    };
+    assert_eq!(
+        lease_on_new_farm(&b, atom, "drone-w"),
+        lease,
+        "the same number"
+    );
+    built_for_b_not_a(&b, atom, &foreign, &log);
     drop(drone);
 }
 

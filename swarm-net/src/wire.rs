@@ -223,6 +223,9 @@ pub struct WorkReply {
     pub reason: Option<String>,
     /// Set on errors (unknown drone).
     pub error: Option<String>,
+    /// (swarm) Which farm gave the lease (the register reply's `farm_id`):
+    /// the agent keeps it with the build, from the reply that leased it.
+    pub farm_id: Option<String>,
 }
 
 impl Serialize for WorkReply {
@@ -244,6 +247,9 @@ impl Serialize for WorkReply {
             }
             if !self.packages.is_empty() {
                 m.serialize_entry("packages", &self.packages)?;
+            }
+            if let Some(farm) = &self.farm_id {
+                m.serialize_entry("farm_id", farm)?;
             }
         }
         if !self.revoke.is_empty() {
@@ -294,6 +300,11 @@ pub struct CompleteRequest {
     /// (swarm) The lease.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lease: Option<u64>,
+    /// (swarm) The farm the build was made for (its register reply's
+    /// `farm_id`): a server of another farm refuses the report (409, field
+    /// `farm_id`), since the lease number means nothing there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub farm_id: Option<String>,
     /// (swarm) The epoch.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub epoch: Option<u64>,

@@ -243,6 +243,10 @@ fn apply_work_reply(agent: &Arc<Agent>, reply: &WorkReply) -> bool {
         }
     }
     let mut st = agent.lock();
+    // The farm that gave these leases: their builds go to it only.
+    if reply.farm_id.is_some() {
+        st.farm.clone_from(&reply.farm_id);
+    }
     let asked_sync = st.agent.sync_wanted().is_some();
     let actions = st.feed(AgentInput::Work(WorkOffer {
         offered,
@@ -264,6 +268,8 @@ fn apply_work_reply(agent: &Arc<Agent>, reply: &WorkReply) -> bool {
     for action in actions {
         if let AgentAction::Start { job, atom, lease } = action {
             tracing::info!(lease = %crate::logging::shown(&lease), package = %atom, "got work");
+            let farm = st.farm.clone();
+            st.job_farms.insert(job, farm);
             started.push(job);
         }
     }

@@ -468,9 +468,10 @@ fn report(agent: &Agent, id: JobId, job: &Job, took_s: f64, outcome: Report, log
         }
     }
     let farm = {
-        let st = agent.lock();
+        let mut st = agent.lock();
         req.epoch = st.epoch();
-        st.farm.clone()
+        let now = st.farm.clone();
+        st.job_farms.remove(&id).unwrap_or(now)
     };
     let log_gz = log.and_then(|p| {
         super::logs::compressed_tail(p, super::logs::UPLOAD_TEXT_BYTES)

@@ -269,6 +269,8 @@ enum Delivered {
     Kept(String),
     /// Dropped: the server revoked the package meanwhile.
     Revoked,
+    /// Set aside: the server is another farm than the build's.
+    Elsewhere,
 }
 
 /// Where a delivery reads its files: the spool, or (when the spool could not
@@ -284,13 +286,18 @@ enum Source<'a> {
 /// Delivers one entry: uploads, log, then report, until answered.
 fn deliver(agent: &Agent, path: &Path, entry: &Entry, src: &Source<'_>, by: By) -> Delivered {
     let mut report = entry.report.clone();
+    report.farm_id.clone_from(&entry.farm);
     for (i, a) in entry.artifacts.iter().enumerate() {
         let file = match src {
             Source::Spool => artifact_path(path, i),
             Source::Build { artifacts, .. } => artifacts[i].to_path_buf(),
         };
-        match upload(agent, &file, a, report.lease, by) {
+        match upload(agent, &file, a, &report, by) {
             Ok(()) => {}
+            Err(Stopped::OtherFarm(why)) => {
+                set_aside_elsewhere(path, entry, &why);
+                return Delivered::Elsewhere;
+            }
             Err(Stopped::Keep(why)) => return Delivered::Kept(why),
             Err(Stopped::Revoked) => {
                 remove(path, entry);
@@ -374,6 +381,10 @@ fn finish_report(
             Delivered::Revoked
         }
         Err(Stopped::Keep(why)) => Delivered::Kept(why),
+        Err(Stopped::OtherFarm(why)) => {
+            set_aside_elsewhere(path, entry, &why);
+            Delivered::Elsewhere
+        }
         Err(Stopped::Refused(why) | Stopped::LeaseGone(why)) => {
             tracing::error!(package = %crate::logging::shown(&report.package), why, "report refused by the server; dropping it");
             remove(path, entry);
@@ -417,7 +428,8 @@ fn send_log(agent: &Agent, report: &CompleteRequest, gz: &[u8], by: By) -> Resul
             tracing::debug!(package, lease, bytes, "build log uploaded");
             Ok(())
         }
-        Ok(Err(why)) | Err(Stopped::Refused(why) | Stopped::LeaseGone(why)) => {
+        Ok(Err(why))
+        | Err(Stopped::Refused(why) | Stopped::LeaseGone(why) | Stopped::OtherFarm(why)) => {
             tracing::warn!(
                 package,
                 lease,
@@ -482,13 +494,22 @@ fn redeliver(agent: &Agent, entries: Vec<(PathBuf, Entry)>) {
                     return;
                 }
                 Some(Some(here)) if here != *made_for => {
-                    set_aside_elsewhere(agent, &path, &entry, made_for, &here);
+                    set_aside_elsewhere(
+                        &path,
+                        &entry,
+                        &format!("this server is farm {here:?}, the build is for {made_for:?}"),
+                    );
+                    let_go_elsewhere(agent, &entry);
                     continue;
                 }
                 Some(_) => {}
             }
         }
         let result = deliver(agent, &path, &entry, &Source::Spool, By::Startup);
+        if result == Delivered::Elsewhere {
+            let_go_elsewhere(agent, &entry);
+            continue;
+        }
         let_go(&entry);
         match result {
             Delivered::Kept(why) => {
@@ -523,19 +544,22 @@ fn farm_heard(agent: &Agent) -> Option<Option<String>> {
 /// Sets aside (as `.bad`, its files kept) a spooled build another farm
 /// leased: its lease number means nothing here, and delivered, it could
 /// land under a lease of that number that this farm gave for something else.
-fn set_aside_elsewhere(agent: &Agent, path: &Path, entry: &Entry, made_for: &str, here: &str) {
+fn set_aside_elsewhere(path: &Path, entry: &Entry, why: &str) {
     let bad = path.with_extension("bad");
     let _ = std::fs::rename(path, &bad);
     tracing::error!(
         package = %crate::logging::shown(&entry.report.package),
         lease = %crate::logging::shown(&entry.report.lease),
-        built_for = made_for,
-        server_farm = here,
+        why,
         file = %bad.display(),
         "a spooled build belongs to another farm (the agent was pointed at a new server, or the \
          store's loss was accepted): set aside, not delivered. To deliver it, rename it back to \
          .json and start the agent against the farm it was built for; or delete it"
     );
+}
+
+/// Lets go of a spooled lease of another farm without ending its number here.
+fn let_go_elsewhere(agent: &Agent, entry: &Entry) {
     if let Some(lease) = entry.report.lease {
         agent.lock().feed(AgentInput::SpooledElsewhere(lease));
         agent.notify();
@@ -564,6 +588,8 @@ enum Stopped {
     /// The lease (or the epoch) the call is bound to is no longer live: the
     /// package was reclaimed, or its report was already recorded.
     LeaseGone(String),
+    /// The server is another farm than the one the build was made for.
+    OtherFarm(String),
 }
 
 /// Uploads one artifact bound to the build's lease and the drone's current
@@ -572,9 +598,10 @@ fn upload(
     agent: &Agent,
     file: &Path,
     a: &SpooledArtifact,
-    lease: Option<u64>,
+    report: &CompleteRequest,
     by: By,
 ) -> Result<(), Stopped> {
+    let (lease, farm) = (report.lease, report.farm_id.as_deref());
     // Over the server's limit its 413 would come while the body is still
     // being sent, and a broken connection is retried as an outage for ever.
     let limit = agent.lock().max_artifact;
@@ -596,9 +623,13 @@ fn upload(
             ))
         })?;
         let epoch = ag.lock().epoch();
-        Ok(ag
-            .client
-            .put_artifact_for_lease(&a.category, &a.name, f, &a.sha256, lease, epoch)?)
+        Ok(ag.client.put_artifact_for_lease(
+            &a.category,
+            &a.name,
+            f,
+            &a.sha256,
+            &swarm_net::client::drone::Binding { lease, epoch, farm },
+        )?)
     })?;
     if reply.sha256.eq_ignore_ascii_case(&a.sha256) {
         tracing::info!(path = reply.path, sha256 = a.sha256, "artifact uploaded");
@@ -650,6 +681,7 @@ fn retry<T>(
                 }
             }
             e if lease_gone(&e) => return Err(Stopped::LeaseGone(e.to_string())),
+            e if other_farm(&e) => return Err(Stopped::OtherFarm(e.to_string())),
             e if !retryable(&e) => return Err(Stopped::Refused(e.to_string())),
             e => {
                 if attempt == 1 || attempt.is_power_of_two() {
@@ -669,6 +701,12 @@ fn retry<T>(
 fn lease_gone(e: &ClientError) -> bool {
     matches!(e, ClientError::Server { status: 409, body, .. }
         if matches!(body.field.as_deref(), Some("X-Swarm-Lease" | "X-Swarm-Epoch")))
+}
+
+/// The server's 409 on the farm a call names (`X-Swarm-Farm`, `farm_id`).
+fn other_farm(e: &ClientError) -> bool {
+    matches!(e, ClientError::Server { status: 409, body, .. }
+        if matches!(body.field.as_deref(), Some("X-Swarm-Farm" | "farm_id")))
 }
 
 fn retryable(e: &ClientError) -> bool {

@@ -28,6 +28,9 @@ pub(crate) struct State {
     /// Which farm the server said it is (its last register reply); `None`
     /// until it said (a server older than `farm_id`).
     pub(crate) farm: Option<String>,
+    /// The farm each job's lease came from, kept when the lease was taken:
+    /// its build goes to that farm only, should the server change meanwhile.
+    pub(crate) job_farms: BTreeMap<JobId, Option<String>>,
     /// Ask the heartbeat thread for a beat now.
     pub(crate) beat_now: bool,
     /// The heartbeat thread should stop.
@@ -47,6 +50,7 @@ impl State {
             reconnects: 0,
             max_artifact: None,
             farm: None,
+            job_farms: BTreeMap::new(),
             beat_now: false,
             exiting: false,
             started: Instant::now(),

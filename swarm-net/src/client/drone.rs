@@ -71,21 +71,22 @@ impl Client {
         body: impl std::io::Read,
         sha256: &str,
     ) -> Result<ArtifactReply, ClientError> {
-        self.put_artifact_for_lease(category, file_name, body, sha256, None, None)
+        self.put_artifact_for_lease(category, file_name, body, sha256, &Binding::default())
     }
 
-    /// [`Client::put_artifact`] bound to the lease it was built under and
-    /// the drone's epoch (`X-Swarm-Lease`, `X-Swarm-Epoch`): the server
-    /// accepts it only for the caller's live lease of that package.
+    /// [`Client::put_artifact`] bound to the lease it was built under, the
+    /// drone's epoch and the farm that gave the lease (`X-Swarm-Lease`,
+    /// `X-Swarm-Epoch`, `X-Swarm-Farm`): the server accepts it only for the
+    /// caller's live lease of that package, and only if it is that farm.
     pub fn put_artifact_for_lease(
         &self,
         category: &str,
         file_name: &str,
         body: impl std::io::Read,
         sha256: &str,
-        lease: Option<u64>,
-        epoch: Option<u64>,
+        bound: &Binding<'_>,
     ) -> Result<ArtifactReply, ClientError> {
+        let Binding { lease, epoch, farm } = *bound;
         let path = format!(
             "/api/v1/artifacts/{}/{}",
             path_escape(category),
@@ -101,6 +102,9 @@ impl Client {
         }
         if let Some(e) = &epoch {
             headers.push(("X-Swarm-Epoch", e));
+        }
+        if let Some(f) = farm {
+            headers.push(("X-Swarm-Farm", f));
         }
         self.put_reader(&path, &headers, body, Auth::Drone)
     }
@@ -166,4 +170,15 @@ mod tests {
         let r = lenient(serde_json::json!({"status": "done", "accepted": "yes"}));
         assert_eq!(r.status, "done");
     }
+}
+
+/// What an upload is bound to (each `None`: not said).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Binding<'a> {
+    /// The lease the build was made under.
+    pub lease: Option<u64>,
+    /// The drone's epoch, as last heard.
+    pub epoch: Option<u64>,
+    /// The farm that gave the lease (its `farm_id`).
+    pub farm: Option<&'a str>,
 }

@@ -356,6 +356,7 @@ pub(crate) fn work(sh: &Shared, url: &str, caller: &Caller) -> Result<Reply, Api
     Reply::ok(&WorkReply {
         packages: lease_refs(now),
         revoke,
+        farm_id: Some(sh.farm_id.clone()),
         ..reply
     })
 }
@@ -371,6 +372,7 @@ pub(crate) fn complete(sh: &Shared, req: &mut Request, caller: &Caller) -> Resul
     let body = read_body(req, sh.max_body)?;
     let r: CompleteRequest = parse_json(&body)?;
     claims::check_complete(&r)?;
+    upload_lease::same_farm(sh, r.farm_id.as_deref(), "farm_id")?;
     let id =
         r.id.clone()
             .or_else(|| r.node.clone())

@@ -49,6 +49,7 @@ pub(crate) fn bind(
             })
             .transpose()
     };
+    same_farm(sh, header(req, "X-Swarm-Farm"), "X-Swarm-Farm")?;
     let lease = number("X-Swarm-Lease")?;
     let epoch = number("X-Swarm-Epoch")?;
     let published = sh.fresh();
@@ -92,6 +93,23 @@ pub(crate) fn bind(
         lease: live.lease,
         root: staging_of(&sh.staging, live.profile.as_deref()),
     })
+}
+
+/// Refuses a build made for another farm (`field` names where it said so):
+/// its lease number means nothing here, and may be a lease this farm gave
+/// for something else.
+pub(crate) fn same_farm(sh: &Shared, said: Option<&str>, field: &str) -> Result<(), ApiError> {
+    match said.map(str::trim) {
+        Some(farm) if farm != sh.farm_id => Err(ApiError::field(
+            409,
+            field,
+            format!(
+                "this build was made for farm {farm:?}, and this server is farm {:?}; nothing was recorded",
+                sh.farm_id
+            ),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// The lease an upload naming none is for: the one live lease whose package the file is a
