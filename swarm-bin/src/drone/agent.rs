@@ -244,9 +244,7 @@ fn apply_work_reply(agent: &Arc<Agent>, reply: &WorkReply) -> bool {
     }
     let mut st = agent.lock();
     // The farm that gave these leases: their builds go to it only.
-    if reply.farm_id.is_some() {
-        st.farm.clone_from(&reply.farm_id);
-    }
+    st.heard_farm(reply.farm_id.as_ref());
     let asked_sync = st.agent.sync_wanted().is_some();
     let actions = st.feed(AgentInput::Work(WorkOffer {
         offered,

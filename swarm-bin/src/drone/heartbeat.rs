@@ -102,9 +102,7 @@ pub(crate) fn run(agent: &Agent) {
                 // reply's revokes spare what was taken meanwhile.
                 st.feed(AgentInput::Registered(server_reply(&reply, sent)));
                 st.max_artifact = reply.max_artifact_bytes.or(st.max_artifact);
-                if reply.farm_id.is_some() {
-                    st.farm.clone_from(&reply.farm_id);
-                }
+                st.heard_farm(reply.farm_id.as_ref());
                 if first {
                     tracing::info!(
                         epoch = %crate::logging::shown(&st.epoch()),

@@ -14,8 +14,9 @@
 //! Retrying stops without removing the entry only when the agent leaves; the
 //! next agent delivers what is left while it registers and beats, holding
 //! the leases the reports name (see [`start_redelivery`]). An entry keeps
-//! the farm it was made for (the server's `farm_id`); one for another farm
-//! is set aside, not delivered. `upload_failed` is reported
+//! the farm it was made for (the server's `farm_id`) and names it in every
+//! upload and report; one a server of another farm refuses is set aside,
+//! not delivered. `upload_failed` is reported
 //! only for failures on the drone itself: an artifact it cannot read, or one
 //! the server refuses outright (4xx: wrong checksum, too large). The log
 //! never holds a report back once the server answers: a refused log, or
@@ -92,7 +93,7 @@ pub(crate) struct Finished<'a> {
     pub(crate) artifacts: Vec<(SpooledArtifact, &'a Path)>,
     /// The build log's compressed tail, if it could be read.
     pub(crate) log_gz: Option<Vec<u8>>,
-    /// The farm the server said it is when the build was reported.
+    /// The farm that gave the build's lease (its work reply's `farm_id`).
     pub(crate) farm: Option<String>,
 }
 
@@ -484,27 +485,8 @@ fn redeliver(agent: &Agent, entries: Vec<(PathBuf, Entry)>) {
     };
     let mut entries = entries.into_iter();
     while let Some((path, entry)) = entries.next() {
-        if let Some(made_for) = &entry.farm {
-            match farm_heard(agent) {
-                None => {
-                    let_go(&entry);
-                    for (_, rest) in entries.by_ref() {
-                        let_go(&rest);
-                    }
-                    return;
-                }
-                Some(Some(here)) if here != *made_for => {
-                    set_aside_elsewhere(
-                        &path,
-                        &entry,
-                        &format!("this server is farm {here:?}, the build is for {made_for:?}"),
-                    );
-                    let_go_elsewhere(agent, &entry);
-                    continue;
-                }
-                Some(_) => {}
-            }
-        }
+        // Another farm's entry is refused by the server at its first upload
+        // or report (409, before any body is read): set aside below.
         let result = deliver(agent, &path, &entry, &Source::Spool, By::Startup);
         if result == Delivered::Elsewhere {
             let_go_elsewhere(agent, &entry);
@@ -523,21 +505,6 @@ fn redeliver(agent: &Agent, entries: Vec<(PathBuf, Entry)>) {
                 tracing::info!(package = %crate::logging::shown(&entry.report.package), result = ?other, "spooled build delivered")
             }
         }
-    }
-}
-
-/// The farm the server says it is, once a registration is answered
-/// (`Some(None)`: it does not say); `None` if the agent leaves first.
-fn farm_heard(agent: &Agent) -> Option<Option<String>> {
-    let mut st = agent.lock();
-    loop {
-        if st.phase() == Phase::Exit {
-            return None;
-        }
-        if st.agent.is_registered() {
-            return Some(st.farm.clone());
-        }
-        st = agent.wait(st, Duration::from_secs(1));
     }
 }
 

@@ -25,8 +25,8 @@ pub(crate) struct State {
     /// The largest binary package the server said it takes (its last
     /// register reply); `None` until it said.
     pub(crate) max_artifact: Option<u64>,
-    /// Which farm the server said it is (its last register reply); `None`
-    /// until it said (a server older than `farm_id`).
+    /// Which farm the server said it is (its last register or work reply);
+    /// `None` until it said (a server older than `farm_id`).
     pub(crate) farm: Option<String>,
     /// The farm each job's lease came from, kept when the lease was taken:
     /// its build goes to that farm only, should the server change meanwhile.
@@ -54,6 +54,13 @@ impl State {
             beat_now: false,
             exiting: false,
             started: Instant::now(),
+        }
+    }
+
+    /// Notes the farm a reply names; a reply that names none changes nothing.
+    pub(crate) fn heard_farm(&mut self, farm: Option<&String>) {
+        if let Some(f) = farm {
+            self.farm = Some(f.clone());
         }
     }
 

@@ -38,11 +38,11 @@ pub struct AgentState {
     /// Jobs whose end the server is not told (revoked, or stopped unasked): once reported, their
     /// lease counts as held again if the server keeps listing it.
     silent: BTreeSet<JobId>,
-    /// Leases of finished builds an earlier agent left in the spool, while they are delivered:
-    /// held like a job's (never handed back as orphans, never started again), reported started
-    /// so no idle drone steals them, and counted against the slots so the spool cannot grow
-    /// while it drains.
-    /// Entries by lease: two farms' entries may share a number (one set aside, one delivered).
+    /// Leases of finished builds an earlier agent left in the spool, while they are delivered,
+    /// with how many entries name each (two farms' entries may share a number: one set aside,
+    /// one delivered): held like a job's (never handed back as orphans, never started again),
+    /// reported started so no idle drone steals them, and counted against the slots so the
+    /// spool cannot grow while it drains.
     spooled: BTreeMap<u64, u32>,
     portage_timestamp: Option<String>,
     sync_wanted: Option<String>,
