@@ -67,7 +67,7 @@ impl AtomIds {
 pub(crate) type ByAtom = OrdMap<Atom, AtomIds>;
 
 /// `category/pn` → its packages.
-pub(crate) type ByKey = OrdMap<String, Vec<PkgId>>;
+pub(crate) type ByKey = OrdMap<std::sync::Arc<str>, Vec<PkgId>>;
 
 /// Adds a package to an atom table.
 pub(crate) fn add_atom(by_atom: &mut ByAtom, atom: &Atom, id: PkgId) {
@@ -252,6 +252,20 @@ mod tests {
         s.st.pkg_mut(PkgId(1)).priority = 7;
         assert_eq!(shared(&s, &copy), [true, false, true]);
         assert_eq!(copy.st.pkg(PkgId(1)).priority, 0, "the copy never changes");
+        // The changed package's copy took pointers to its lists and text,
+        // not copies: a slice of a propagation copies each package it moves.
+        let (mine, theirs) = (s.st.pkg(PkgId(1)), copy.st.pkg(PkgId(1)));
+        assert!(
+            Arc::ptr_eq(&mine.eff_deps, &theirs.eff_deps),
+            "eff_deps copied"
+        );
+        assert!(
+            Arc::ptr_eq(&mine.dependents, &theirs.dependents),
+            "dependents copied"
+        );
+        assert!(Arc::ptr_eq(&mine.deps, &theirs.deps), "deps copied");
+        assert!(Arc::ptr_eq(&mine.key, &theirs.key), "key copied");
+        assert!(mine.atom.shares_text(&theirs.atom), "atom copied");
     }
 
     /// Clearing failures forgets them, and writes only the packages that

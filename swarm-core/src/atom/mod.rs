@@ -73,7 +73,9 @@ impl AtomError {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Atom {
-    text: String,
+    /// Shared: a package's copy after a publish (`SwarmState::pkg_mut`)
+    /// and the indexes copy atoms by pointer, not by text.
+    text: std::sync::Arc<str>,
     spans: Spans,
 }
 
@@ -146,7 +148,17 @@ impl Atom {
     }
 
     fn new(text: String, spans: Spans) -> Atom {
-        Atom { text, spans }
+        Atom {
+            text: text.into(),
+            spans,
+        }
+    }
+
+    /// Whether two atoms hold one copy of their text (a package's copy
+    /// after a publish must not copy it).
+    #[cfg(test)]
+    pub(crate) fn shares_text(&self, other: &Atom) -> bool {
+        std::sync::Arc::ptr_eq(&self.text, &other.text)
     }
 
     /// The atom as text, as it is passed to emerge.
@@ -239,7 +251,7 @@ impl TryFrom<String> for Atom {
 
 impl From<Atom> for String {
     fn from(value: Atom) -> Self {
-        value.text
+        value.text.to_string()
     }
 }
 

@@ -114,7 +114,7 @@ impl Swarm {
         }
         // 9. Dependencies.
         for l in st.leases.values() {
-            for dep in &st.pkg(l.pkg).eff_deps {
+            for dep in st.pkg(l.pkg).eff_deps.iter() {
                 let dep = st.pkg(*dep);
                 if dep.lease_mark <= l.id.0 && !dep.is_built() {
                     return fail(

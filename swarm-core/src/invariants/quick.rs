@@ -51,7 +51,7 @@ pub(super) fn holds(sw: &Swarm) -> bool {
                 return false;
             }
             // 9: every dependency is built, or was leased after this lease was issued.
-            for dep in &p.eff_deps {
+            for dep in p.eff_deps.iter() {
                 match st.packages.get(dep.index()) {
                     Some(dep) if dep.lease_mark > l.id.0 || dep.is_built() => {}
                     _ => return false,

@@ -59,7 +59,11 @@ pub(crate) fn extend(
     // Estimates learned since the last plan, as `replan` would set them.
     let mut seeds: Vec<PkgId> = Vec::new();
     let relearned = std::mem::take(&mut st.relearned);
-    for &id in relearned.iter().filter_map(|k| by_key.get(k)).flatten() {
+    for &id in relearned
+        .iter()
+        .filter_map(|k| by_key.get(k.as_str()))
+        .flatten()
+    {
         if id.index() >= first_new {
             continue;
         }
@@ -78,7 +82,7 @@ pub(crate) fn extend(
     for (k, ds) in eff.iter().enumerate() {
         let id = PkgId((first_new + k) as u32);
         for d in ds {
-            st.pkg_mut(*d).dependents.push(id);
+            std::sync::Arc::make_mut(&mut st.pkg_mut(*d).dependents).push(id);
         }
     }
     for (k, ds) in eff.into_iter().enumerate() {
@@ -86,7 +90,7 @@ pub(crate) fn extend(
         let unbuilt = ds.iter().filter(|d| !st.pkg(**d).is_built()).count() as u32;
         let est = st.estimate_ms(st.pkg(id));
         let p = st.pkg_mut(id);
-        p.eff_deps = ds;
+        p.eff_deps = ds.into();
         p.unbuilt = unbuilt;
         p.est_ms = est;
     }
@@ -143,7 +147,7 @@ pub(crate) fn propagate(
         }
         st.pkg_mut(p).cp_ms = cp;
         changed.push(p);
-        for &d in &st.pkg(p).eff_deps {
+        for &d in st.pkg(p).eff_deps.iter() {
             todo.insert((depth_of(depth, d), d));
         }
     }
@@ -185,7 +189,7 @@ fn extend_depths(st: &SwarmState, depth: &mut Vec<u32>, from: usize) {
             .map(|d| depth[d.index()].saturating_add(1))
             .max()
             .unwrap_or(0);
-        for q in &p.dependents {
+        for q in p.dependents.iter() {
             if let Some(j) = local(*q) {
                 indegree[j] -= 1;
                 if indegree[j] == 0 {
@@ -394,7 +398,7 @@ mod tests {
         let st = f.swarm.state();
         let depth = depths(st);
         for (i, p) in st.packages.iter().enumerate() {
-            for d in &p.eff_deps {
+            for d in p.eff_deps.iter() {
                 assert!(depth[d.index()] < depth[i], "{i} deeper than {d:?}");
             }
         }

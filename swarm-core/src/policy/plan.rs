@@ -44,8 +44,8 @@ pub(crate) fn replan(st: &mut SwarmState) {
     for (i, ((ds, dependents), est)) in eff.into_iter().zip(dependents).zip(estimates).enumerate() {
         let unbuilt = ds.iter().filter(|d| !st.pkg(**d).is_built()).count() as u32;
         let old = st.pkg(PkgId(i as u32));
-        if old.eff_deps == ds
-            && old.dependents == dependents
+        if *old.eff_deps == ds
+            && *old.dependents == dependents
             && old.unbuilt == unbuilt
             && old.est_ms == est
         {
@@ -53,8 +53,8 @@ pub(crate) fn replan(st: &mut SwarmState) {
             continue;
         }
         let p = st.pkg_mut(PkgId(i as u32));
-        p.eff_deps = ds;
-        p.dependents = dependents;
+        p.eff_deps = ds.into();
+        p.dependents = dependents.into();
         p.unbuilt = unbuilt;
         p.est_ms = est;
     }
@@ -68,7 +68,11 @@ pub(crate) fn refresh_estimates(st: &mut SwarmState, by_key: &crate::index::ByKe
     let relearned = std::mem::take(&mut st.relearned);
     st.last_plan = st.now;
     let mut changed = false;
-    for &id in relearned.iter().filter_map(|k| by_key.get(k)).flatten() {
+    for &id in relearned
+        .iter()
+        .filter_map(|k| by_key.get(k.as_str()))
+        .flatten()
+    {
         let p = st.pkg(id);
         let est = st.estimate_ms(p);
         if !p.is_built() && est != p.est_ms {

@@ -28,6 +28,7 @@ use crate::output::BlockReason;
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 /// Index of a package in `SwarmState::packages`. Dense, so hot paths avoid string lookups.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -112,7 +113,7 @@ pub(crate) enum PackageState {
 pub(crate) struct Package {
     pub(crate) atom: Atom,
     /// `atom.key()`, cached: learned durations and memory needs live under it.
-    pub(crate) key: String,
+    pub(crate) key: Arc<str>,
     /// Duration hint from the enqueue, until one is learned.
     pub(crate) hint_ms: Option<u64>,
     /// Enqueue order: the last tie-breaker.
@@ -121,7 +122,10 @@ pub(crate) struct Package {
     pub(crate) lease_mark: u64,
     pub(crate) generation: u64,
     pub(crate) priority: i32,
-    pub(crate) deps: Vec<Atom>,
+    /// Shared with published copies, as `eff_deps` and `dependents`: a
+    /// change to a package's plan (its critical path, on every slice of a
+    /// propagation) then copies a few pointers, not its lists.
+    pub(crate) deps: Arc<[Atom]>,
     /// Private: it changes only through `Swarm::transition` (swarm/upkeep.rs), along an edge
     /// of the diagram (`Package::enter`), which keeps the index (ready and sweep sets, retry
     /// and auto-unblock timers) in step with it.
@@ -147,9 +151,9 @@ pub(crate) struct Package {
     pub(crate) profile: crate::profile::ProfileTag,
     // ---- the plan: recomputed on enqueue and periodically, never per request ----
     /// Dependencies that count (in the queue, cycle edges removed).
-    pub(crate) eff_deps: Vec<PkgId>,
+    pub(crate) eff_deps: Arc<Vec<PkgId>>,
     /// Packages whose `eff_deps` contain this one.
-    pub(crate) dependents: Vec<PkgId>,
+    pub(crate) dependents: Arc<Vec<PkgId>>,
     /// `eff_deps` not yet Built.
     pub(crate) unbuilt: u32,
     /// The estimate the plan used: learned, else hinted, else the default.
@@ -180,7 +184,7 @@ impl Package {
     ) -> Package {
         Package {
             atom: spec.atom.clone(),
-            key: spec.atom.key().to_owned(),
+            key: spec.atom.key().into(),
             hint_ms: spec
                 .estimate_s
                 .map(|s| s.saturating_mul(1000).min(crate::time::MAX_DURATION_MS)),
@@ -188,7 +192,7 @@ impl Package {
             lease_mark,
             generation,
             priority: spec.priority,
-            deps: spec.deps.clone(),
+            deps: spec.deps.as_slice().into(),
             state: PackageState::Queued { retry_at: None },
             attempts: 0,
             auto_unblocks: 0,
@@ -198,8 +202,8 @@ impl Package {
             last_error: None,
             undelivered: QuietCount(0),
             profile: crate::profile::ProfileTag(spec.profile.clone()),
-            eff_deps: Vec::new(),
-            dependents: Vec::new(),
+            eff_deps: Arc::default(),
+            dependents: Arc::default(),
             unbuilt: 0,
             est_ms: 0,
             cp_ms: 0,

@@ -386,16 +386,12 @@ impl Swarm {
             }
             self.ix.declared.extend(spec.deps.iter().cloned());
             let id = PkgId(self.st.packages.len() as u32);
-            self.st
-                .packages
-                .push(std::sync::Arc::new(self.st.new_package(spec)));
+            let package = self.st.new_package(spec);
+            let key = package.key.clone();
+            self.st.packages.push(std::sync::Arc::new(package));
             self.st.next_order += 1;
             crate::index::add_atom(&mut self.ix.by_atom, &spec.atom, id);
-            self.ix
-                .by_key
-                .entry(spec.atom.key().to_owned())
-                .or_default()
-                .push(id);
+            self.ix.by_key.entry(key).or_default().push(id);
             added += 1;
         }
         if let Some(snapshot) = &snapshot {

@@ -95,7 +95,11 @@ impl Swarm {
     pub fn unshared(&self) -> Swarm {
         let mut copy = self.clone();
         for p in &mut copy.st.packages {
-            *p = std::sync::Arc::new(crate::state::Package::clone(p));
+            let mut own = crate::state::Package::clone(p);
+            // The plan's lists too: the first push to a shared one copies it.
+            own.eff_deps = std::sync::Arc::new(own.eff_deps.to_vec());
+            own.dependents = std::sync::Arc::new(own.dependents.to_vec());
+            *p = std::sync::Arc::new(own);
         }
         copy
     }

@@ -34,7 +34,7 @@ impl Swarm {
         p.avoid = None;
         let dependents = p.dependents.clone();
         self.transition(lease.pkg, PackageState::Built { at: now });
-        for q in dependents {
+        for &q in dependents.iter() {
             let q_pkg = self.st.pkg_mut(q);
             q_pkg.unbuilt = q_pkg.unbuilt.saturating_sub(1);
             self.sync_pkg(q);

@@ -317,7 +317,7 @@ impl<'a> View<'a> {
         self.s
             .ids_of(atom)
             .first()
-            .map(|id| self.s.st.pkg(*id).deps.clone())
+            .map(|id| self.s.st.pkg(*id).deps.to_vec())
             .unwrap_or_default()
     }
 
