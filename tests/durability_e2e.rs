@@ -715,7 +715,7 @@ fn the_import_benchmark_queues_everything_and_measures_heartbeats() {
         .args(["bench", "import", "--packages", "6000", "--batch", "500"])
         .args(["--one-into", "1000", "--drones", "2", "--baseline-s", "1"])
         .args(["--beat-ms", "20", "--rounds", "3", "--reader-ms", "100"])
-        .arg("--json")
+        .args(["--repeat", "2", "--json"])
         .stdin(Stdio::null())
         .output()
         .expect("run swarm bench import");
@@ -726,6 +726,25 @@ fn the_import_benchmark_queues_everything_and_measures_heartbeats() {
     assert_eq!(v["errors"], json!(0), "{v}");
     assert_eq!(v["posts"], json!(12), "{v}");
     assert_eq!(v["rounds"], json!(3), "{v}");
+    // Two runs, each with its own figures; the heartbeats pool both.
+    let runs = v["runs"].as_array().cloned().unwrap_or_default();
+    assert_eq!(runs.len(), 2, "{v}");
+    for r in &runs {
+        assert!(r["import_s"].as_f64().is_some_and(|s| s > 0.0), "{v}");
+        assert!(r["heartbeat_p99_ms"]["importing"].as_f64().is_some(), "{v}");
+    }
+    for (window, key) in [("baseline", "quiet"), ("during_import", "importing")] {
+        let each: Vec<u64> = runs
+            .iter()
+            .map(|r| r["heartbeat_samples"][key].as_u64().unwrap_or(0))
+            .collect();
+        assert!(each.iter().all(|n| *n > 0), "{key}: {v}");
+        assert_eq!(
+            v["heartbeat_ms"][window]["samples"].as_u64(),
+            Some(each.iter().sum()),
+            "the {window} figures pool every run: {v}"
+        );
+    }
     // Every round imports: the posts are sliced, not all sent in the first.
     assert_eq!(v["posts_per_round"], json!([4, 4, 4]), "{v}");
     assert!(v["settle_s"].as_f64().is_some(), "{v}");
