@@ -656,6 +656,64 @@ fn a_build_is_not_delivered_to_a_farm_that_replaced_its_own_meanwhile() {
     drop(drone);
 }
 
+/// Starts, returns and build logs name the farm that gave the lease too: a
+/// server of another farm refuses them (409) and records nothing, since its
+/// lease of that number is another one (a farm replaced at the same
+/// address, a store's loss accepted).
+#[test]
+fn lease_calls_naming_another_farm_are_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let s = Server::start(dir.path(), &[("SWARM_DRONE_TOKEN", "drone-secret")]);
+    let atom = "dev-libs/farmed-call-1.0";
+    let lease = lease_on_new_farm(&s, atom, "drone-c");
+    let beat = json!({"id": "test-machine-drone-c", "name": "drone-c", "node_name": "drone-c"});
+    let (code, v) = support::request(
+        "POST",
+        &format!("{}/api/v1/register", s.url),
+        Some(&beat.to_string()),
+        Some("drone-secret"),
+    );
+    assert_eq!(code, 200, "{v}");
+    let farm = v["farm_id"]
+        .as_str()
+        .expect("the register reply names the farm");
+    let call = |path: &str, farm_id: &str| {
+        let body = json!({"node_name": "drone-c", "lease": lease, "package": format!("={atom}"),
+                          "farm_id": farm_id, "reason": "test"});
+        support::request(
+            "POST",
+            &format!("{}{path}", s.url),
+            Some(&body.to_string()),
+            Some("drone-secret"),
+        )
+    };
+    for path in ["/api/v1/started", "/api/v1/return"] {
+        let (code, v) = call(path, "another-farm");
+        assert_eq!(code, 409, "{path}: {v}");
+        assert_eq!(v["field"], "farm_id", "{path}: {v}");
+    }
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, b"a log of another farm's build\n").expect("gzip");
+    let gz = gz.finish().expect("gzip");
+    let (code, v) = support::request_raw(
+        "PUT",
+        &format!(
+            "{}/api/v1/logs/{lease}?package=%3D{atom}&node=drone-c",
+            s.url
+        ),
+        Some(&gz),
+        Some("drone-secret"),
+        &[("X-Swarm-Farm", "another-farm")],
+    );
+    assert_eq!(code, 409, "{v}");
+    assert_eq!(v["field"], "X-Swarm-Farm", "{v}");
+    // Nothing was recorded: the lease is still this drone's, and a return
+    // naming this farm hands it back.
+    let (code, v) = call("/api/v1/return", farm);
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["recorded"], "returned", "{v}");
+}
+
 #[test]
 fn a_short_soak_serves_without_errors_and_leaks_no_files() {
     let out = Command::new(swarm_bin())

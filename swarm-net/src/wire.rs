@@ -367,6 +367,11 @@ pub struct LeaseRequest {
     /// For `return`: why.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// (swarm) The farm that gave the lease (its `farm_id`): a server of
+    /// another farm refuses the call (409), since its lease of that number
+    /// is another one. v3 drones send none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub farm_id: Option<String>,
 }
 
 /// One package in `POST /api/v1/queue` (and in `swarm queue import` lists):

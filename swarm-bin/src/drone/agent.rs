@@ -98,7 +98,7 @@ fn say_goodbye(agent: &Agent) {
     let client = Client::new(cfg.server.clone(), Duration::from_secs(3))
         .with_tls(&cfg.tls)
         .with_drone_token(cfg.token.clone());
-    let mut req = agent.lease_request(None, "");
+    let mut req = agent.lease_request(None, "", None);
     req.package = None;
     req.reason = Some("the agent was stopped (SIGTERM/SIGINT)".into());
     for attempt in 1..=3 {
@@ -283,7 +283,9 @@ fn apply_work_reply(agent: &Arc<Agent>, reply: &WorkReply) -> bool {
 }
 
 fn give_back_orphan(agent: &Agent, lease: u64, package: &str) {
-    let mut req = agent.lease_request(Some(lease), package);
+    // The farm whose register reply listed it.
+    let farm = agent.lock().farm.clone();
+    let mut req = agent.lease_request(Some(lease), package, farm);
     req.reason =
         Some("not running on this drone (the agent restarted, or stopped it on a revoke)".into());
     match agent.client.give_back(&req) {

@@ -141,8 +141,15 @@ fn run(agent: &Agent, id: JobId) {
     ));
 
     // Tell the server the build starts; the heartbeat's `started` list says it too.
-    agent.lock().feed(AgentInput::BuildStarted(id));
-    let mut req = agent.lease_request(job.lease, atom.as_str());
+    let farm = {
+        let mut st = agent.lock();
+        st.feed(AgentInput::BuildStarted(id));
+        st.job_farms
+            .get(&id)
+            .cloned()
+            .unwrap_or_else(|| st.farm.clone())
+    };
+    let mut req = agent.lease_request(job.lease, atom.as_str(), farm);
     req.reason = None;
     match agent.client.started(&req) {
         Ok(reply) if reply.stale => {
@@ -417,6 +424,13 @@ fn give_up(agent: &Agent, id: JobId, attempt: u32) -> bool {
 /// the server answers.
 fn report(agent: &Agent, id: JobId, job: &Job, took_s: f64, outcome: Report, log: Option<&Path>) {
     let atom = job.atom.as_str();
+    // The farm of the work reply that leased it, taken on every path so no
+    // job leaves its entry behind.
+    let farm = {
+        let mut st = agent.lock();
+        let now = st.farm.clone();
+        st.job_farms.remove(&id).unwrap_or(now)
+    };
     // By name, not machine id: see `Agent::lease_request`.
     let mut req = CompleteRequest {
         id: None,
@@ -433,9 +447,9 @@ fn report(agent: &Agent, id: JobId, job: &Job, took_s: f64, outcome: Report, log
         Report::Nothing => return,
         Report::Returned { reason } => {
             if let Some(log) = log {
-                super::logs::upload(agent, job, log);
+                super::logs::upload(agent, job, farm.as_deref(), log);
             }
-            let mut r = agent.lease_request(job.lease, atom);
+            let mut r = agent.lease_request(job.lease, atom, farm);
             r.reason = Some(reason.clone());
             send(agent, job, "return", |a| a.client.give_back(&r));
             return;
@@ -467,12 +481,7 @@ fn report(agent: &Agent, id: JobId, job: &Job, took_s: f64, outcome: Report, log
             req.error_detail = Some(detail.clone());
         }
     }
-    let farm = {
-        let mut st = agent.lock();
-        req.epoch = st.epoch();
-        let now = st.farm.clone();
-        st.job_farms.remove(&id).unwrap_or(now)
-    };
+    req.epoch = agent.lock().epoch();
     let log_gz = log.and_then(|p| {
         super::logs::compressed_tail(p, super::logs::UPLOAD_TEXT_BYTES)
             .map_err(

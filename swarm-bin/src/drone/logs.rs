@@ -46,7 +46,7 @@ pub(crate) fn compressed_tail(path: &Path, cap: u64) -> std::io::Result<Vec<u8>>
 }
 
 /// Uploads the build's log; logs (never fails) when it cannot.
-pub(crate) fn upload(agent: &Agent, job: &Job, path: &Path) {
+pub(crate) fn upload(agent: &Agent, job: &Job, farm: Option<&str>, path: &Path) {
     let Some(lease) = job.lease else {
         return; // a lease-less (v3-style) assignment has nothing to attach a log to
     };
@@ -60,7 +60,7 @@ pub(crate) fn upload(agent: &Agent, job: &Job, path: &Path) {
     for attempt in 1..=ATTEMPTS {
         match agent
             .client
-            .put_log(lease, job.atom.as_str(), &agent.cfg.name, &body)
+            .put_log(lease, job.atom.as_str(), &agent.cfg.name, farm, &body)
         {
             Ok(r) => {
                 tracing::debug!(package = %job.atom, lease, bytes = r.bytes, "build log uploaded");

@@ -133,7 +133,14 @@ impl Agent {
     /// A lease request (`/started`, `/return`) from this drone. Reports name
     /// the drone, not the machine id: several drones may share one machine
     /// (and so one `/etc/machine-id`), and a report must reach the right one.
-    pub(crate) fn lease_request(&self, lease: Option<u64>, package: &str) -> LeaseRequest {
+    /// `farm` is the farm that gave the lease, so a server of another farm
+    /// refuses the call instead of applying it to its own lease of that number.
+    pub(crate) fn lease_request(
+        &self,
+        lease: Option<u64>,
+        package: &str,
+        farm: Option<String>,
+    ) -> LeaseRequest {
         LeaseRequest {
             id: None,
             node_name: Some(self.cfg.name.clone()),
@@ -141,6 +148,7 @@ impl Agent {
             package: Some(package.to_string()),
             epoch: self.lock().epoch(),
             reason: None,
+            farm_id: farm,
         }
     }
 }

@@ -404,7 +404,10 @@ fn send_log(agent: &Agent, report: &CompleteRequest, gz: &[u8], by: By) -> Resul
     let node = report.node_name.clone().unwrap_or_default();
     let mut answers = 0;
     let sent = retry(agent, by, "build log upload", |a| {
-        match a.client.put_log(lease, package, &node, gz) {
+        match a
+            .client
+            .put_log(lease, package, &node, report.farm_id.as_deref(), gz)
+        {
             Ok(r) => Ok(Ok(r.bytes)),
             // Transport errors wait; so does a refused credential (see `retry`).
             Err(e) if e.is_transport() || e.status() == Some(401) => Err(CallError::Client(e)),

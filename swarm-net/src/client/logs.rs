@@ -37,6 +37,7 @@ impl Client {
         lease: u64,
         package: &str,
         node: &str,
+        farm: Option<&str>,
         gzip: &[u8],
     ) -> Result<LogStored, ClientError> {
         let path = format!(
@@ -44,12 +45,13 @@ impl Client {
             encode(package),
             encode(node)
         );
-        self.put_reader(
-            &path,
-            &[("Content-Type", "application/gzip")],
-            gzip,
-            Auth::Drone,
-        )
+        let mut headers = vec![("Content-Type", "application/gzip")];
+        // The farm that gave the lease: another farm's lease of that number
+        // is another build (see `Binding`).
+        if let Some(farm) = farm {
+            headers.push(("X-Swarm-Farm", farm));
+        }
+        self.put_reader(&path, &headers, gzip, Auth::Drone)
     }
 
     /// `GET /api/v1/logs?package=`: the package's builds, newest first.

@@ -574,6 +574,7 @@ fn lease_report(
     let r: LeaseRequest = parse_json(&body)?;
     let id = r.id.clone().or_else(|| r.node_name.clone());
     let name = identify(sh, caller, id.as_deref(), "report")?;
+    upload_lease::same_farm(sh, r.farm_id.as_deref(), "farm_id")?;
     let package = match (&r.package, r.lease) {
         (Some(p), _) => atom_of(p, "package")?,
         (None, Some(lease)) => sh

@@ -12,7 +12,7 @@
 //! - `GET /api/v1/logs?package=<atom>` (read policy): the package's builds
 //!   with whether each has a log.
 
-use super::http::{read_body, ApiError, Query, Reply};
+use super::http::{header, read_body, ApiError, Query, Reply};
 use super::log_store::{gunzip_capped, LogStore, MAX_UPLOAD_BYTES};
 use super::shared::Shared;
 use serde_json::json;
@@ -43,6 +43,8 @@ pub(crate) fn put(
     caller: &super::identity::Caller,
 ) -> Result<Reply, ApiError> {
     let lease = lease_of(rest)?;
+    // Another farm's lease of this number is another build.
+    super::upload_lease::same_farm(sh, header(req, "X-Swarm-Farm"), "X-Swarm-Farm")?;
     let q = Query::parse(url);
     let package = q
         .get("package")
