@@ -44,7 +44,7 @@ pub(crate) fn replan(st: &mut SwarmState) {
     for (i, ((ds, dependents), est)) in eff.into_iter().zip(dependents).zip(estimates).enumerate() {
         let unbuilt = ds.iter().filter(|d| !st.pkg(**d).is_built()).count() as u32;
         let old = st.pkg(PkgId(i as u32));
-        if *old.eff_deps == ds
+        if *old.eff_deps == ds[..]
             && *old.dependents == dependents
             && old.unbuilt == unbuilt
             && old.est_ms == est

@@ -151,8 +151,10 @@ pub(crate) struct Package {
     pub(crate) profile: crate::profile::ProfileTag,
     // ---- the plan: recomputed on enqueue and periodically, never per request ----
     /// Dependencies that count (in the queue, cycle edges removed).
-    pub(crate) eff_deps: Arc<Vec<PkgId>>,
-    /// Packages whose `eff_deps` contain this one.
+    pub(crate) eff_deps: Arc<[PkgId]>,
+    /// Packages whose `eff_deps` contain this one. A `Vec` inside, unlike the
+    /// other lists: each enqueue pushes to it, and a popular library's list
+    /// is thousands long.
     pub(crate) dependents: Arc<Vec<PkgId>>,
     /// `eff_deps` not yet Built.
     pub(crate) unbuilt: u32,

@@ -97,7 +97,7 @@ impl Swarm {
         for p in &mut copy.st.packages {
             let mut own = crate::state::Package::clone(p);
             // The plan's lists too: the first push to a shared one copies it.
-            own.eff_deps = std::sync::Arc::new(own.eff_deps.to_vec());
+            own.eff_deps = own.eff_deps.to_vec().into();
             own.dependents = std::sync::Arc::new(own.dependents.to_vec());
             *p = std::sync::Arc::new(own);
         }

@@ -123,7 +123,13 @@ const BREAKAGES: &[(&str, u8, Breakage)] = &[
         let pkg = s.st.leases[&l].pkg;
         let c = s.st.packages.len() - 1;
         s.st.pkg_mut(PkgId(c as u32)).lease_mark = 0;
-        std::sync::Arc::make_mut(&mut s.st.pkg_mut(pkg).eff_deps).push(PkgId(c as u32));
+        let p = s.st.pkg_mut(pkg);
+        p.eff_deps = p
+            .eff_deps
+            .iter()
+            .copied()
+            .chain([PkgId(c as u32)])
+            .collect();
     }),
     ("two leases of one atom (of two profiles)", 14, |s| {
         let (l, m) = lease_ids(s);
