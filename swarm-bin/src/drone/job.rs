@@ -89,6 +89,8 @@ pub(crate) fn spawn(agent: Arc<Agent>, id: JobId) {
 fn forget(agent: &Agent, id: JobId) {
     let mut st = agent.lock();
     st.pgids.remove(&id);
+    // Taken by `report` already, unless the job ended without one.
+    st.job_farms.remove(&id);
     st.feed(AgentInput::Reported(id));
     drop(st);
     agent.notify();
