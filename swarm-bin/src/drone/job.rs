@@ -89,7 +89,6 @@ pub(crate) fn spawn(agent: Arc<Agent>, id: JobId) {
 fn forget(agent: &Agent, id: JobId) {
     let mut st = agent.lock();
     st.pgids.remove(&id);
-    // Taken by `report` already, unless the job ended without one.
     st.job_farms.remove(&id);
     st.feed(AgentInput::Reported(id));
     drop(st);
@@ -146,10 +145,7 @@ fn run(agent: &Agent, id: JobId) {
     let farm = {
         let mut st = agent.lock();
         st.feed(AgentInput::BuildStarted(id));
-        st.job_farms
-            .get(&id)
-            .cloned()
-            .unwrap_or_else(|| st.farm.clone())
+        st.farm_of(id)
     };
     let mut req = agent.lease_request(job.lease, atom.as_str(), farm);
     req.reason = None;
@@ -426,13 +422,8 @@ fn give_up(agent: &Agent, id: JobId, attempt: u32) -> bool {
 /// the server answers.
 fn report(agent: &Agent, id: JobId, job: &Job, took_s: f64, outcome: Report, log: Option<&Path>) {
     let atom = job.atom.as_str();
-    // The farm of the work reply that leased it, taken on every path so no
-    // job leaves its entry behind.
-    let farm = {
-        let mut st = agent.lock();
-        let now = st.farm.clone();
-        st.job_farms.remove(&id).unwrap_or(now)
-    };
+    // The farm of the work reply that leased it (`forget` drops the entry).
+    let farm = agent.lock().farm_of(id);
     // By name, not machine id: see `Agent::lease_request`.
     let mut req = CompleteRequest {
         id: None,

@@ -480,27 +480,22 @@ pub(crate) fn start_redelivery(
 /// agent leaves. Each lease is let go ([`AgentInput::Unspooled`]) once its
 /// delivery is over, and every one left when delivery stops.
 fn redeliver(agent: &Agent, entries: Vec<(PathBuf, Entry)>) {
-    let let_go = |entry: &Entry| {
-        if let Some(lease) = entry.report.lease {
-            agent.lock().feed(AgentInput::Unspooled(lease));
-            agent.notify();
-        }
-    };
     let mut entries = entries.into_iter();
     while let Some((path, entry)) = entries.next() {
         // Another farm's entry is refused by the server at its first upload
-        // or report (409, before any body is read): set aside below.
+        // or report (409, before any body is read), and `deliver` sets it
+        // aside.
         let result = deliver(agent, &path, &entry, &Source::Spool, By::Startup);
         if result == Delivered::Elsewhere {
-            let_go_elsewhere(agent, &entry);
+            let_go(agent, &entry, AgentInput::SpooledElsewhere);
             continue;
         }
-        let_go(&entry);
+        let_go(agent, &entry, AgentInput::Unspooled);
         match result {
             Delivered::Kept(why) => {
                 tracing::warn!(file = %path.display(), why, "spooled build kept for the next start");
                 for (_, rest) in entries.by_ref() {
-                    let_go(&rest);
+                    let_go(agent, &rest, AgentInput::Unspooled);
                 }
                 return;
             }
@@ -528,10 +523,12 @@ fn set_aside_elsewhere(path: &Path, entry: &Entry, why: &str) {
     );
 }
 
-/// Lets go of a spooled lease of another farm without ending its number here.
-fn let_go_elsewhere(agent: &Agent, entry: &Entry) {
+/// Lets go of a spooled build's lease once its delivery is over: ended
+/// (`Unspooled`), or, for another farm's build, without ending its number
+/// here (`SpooledElsewhere`).
+fn let_go(agent: &Agent, entry: &Entry, how: fn(u64) -> AgentInput) {
     if let Some(lease) = entry.report.lease {
-        agent.lock().feed(AgentInput::SpooledElsewhere(lease));
+        agent.lock().feed(how(lease));
         agent.notify();
     }
 }

@@ -57,6 +57,15 @@ impl State {
         }
     }
 
+    /// The farm a job's lease came from (kept when it was taken), else the
+    /// one the server last said it is.
+    pub(crate) fn farm_of(&self, job: JobId) -> Option<String> {
+        self.job_farms
+            .get(&job)
+            .cloned()
+            .unwrap_or_else(|| self.farm.clone())
+    }
+
     /// Notes the farm a reply names; a reply that names none changes nothing.
     pub(crate) fn heard_farm(&mut self, farm: Option<&String>) {
         if let Some(f) = farm {

@@ -95,16 +95,17 @@ pub(crate) fn bind(
     })
 }
 
-/// Refuses a build made for another farm (`field` names where it said so):
-/// its lease number means nothing here, and may be a lease this farm gave
-/// for something else.
+/// Refuses an upload, report, start, return or build log for another farm's
+/// lease (`field` names where the caller said which farm gave it): its
+/// lease number means nothing here, and may be a lease this farm gave for
+/// something else.
 pub(crate) fn same_farm(sh: &Shared, said: Option<&str>, field: &str) -> Result<(), ApiError> {
     match said.map(str::trim) {
         Some(farm) if farm != sh.farm_id => Err(ApiError::field(
             409,
             field,
             format!(
-                "this build was made for farm {farm:?}, and this server is farm {:?}; nothing was recorded",
+                "this call is for a lease of farm {farm:?}, and this server is farm {:?}; nothing was recorded",
                 sh.farm_id
             ),
         )),
