@@ -339,20 +339,36 @@ fn a_spooled_build_holds_its_lease_and_its_slot_until_delivered() {
         s2.handle(AgentInput::Tick, Timestamp(9)),
         [AgentAction::Exit]
     );
-    // Not stopping: once delivered, the slot is free and the lease ended.
+    // Not stopping: once delivered, the slot is free and the lease ended. One late listing
+    // (a reply made before the report) makes no orphan.
     let mut s = AgentState::new(1, POLL, HealthMonitor::default());
     s.handle(AgentInput::Spooled(4), Timestamp(0));
     s.handle(beat(vec![listed(4, "a/b-1")]), Timestamp(1));
     s.handle(AgentInput::Unspooled(4), Timestamp(2));
-    for t in 3..=4 {
-        s.handle(beat(vec![listed(4, "a/b-1")]), Timestamp(t));
-    }
+    s.handle(beat(vec![listed(4, "a/b-1")]), Timestamp(3));
+    s.handle(beat(vec![]), Timestamp(4));
     let out = s.handle(AgentInput::Tick, Timestamp(POLL));
     assert_eq!(asks(&out), Some(1));
     assert!(s.orphans().is_empty(), "a delivered lease is no orphan");
     assert!(
         started(&s.handle(offer(&[(4, "a/b-1")]), Timestamp(POLL + 1))).is_empty(),
         "a delivered lease is never started"
+    );
+    // A server that goes on listing a delivered lease holds it for something else (an entry
+    // spooled without its farm, whose number is one of this farm's leases): it goes back.
+    let mut s = ready(1);
+    s.handle(AgentInput::Spooled(5), Timestamp(0));
+    s.handle(AgentInput::Unspooled(5), Timestamp(1));
+    for t in 2..=3 {
+        s.handle(beat(vec![listed(5, "a/q-1")]), Timestamp(t));
+    }
+    let out = s.handle(AgentInput::Tick, Timestamp(4));
+    assert!(
+        out.contains(&AgentAction::ReturnLease {
+            lease: 5,
+            package: "a/q-1".into()
+        }),
+        "{out:?}"
     );
     // Another farm's build: its lease number may be one of this farm's, offered later.
     let mut s = ready(1);
@@ -869,6 +885,15 @@ impl Unsaid {
             }
             AgentInput::OrphanReturned(lease) => {
                 self.0.remove(lease);
+            }
+            // A spooled build holds its lease from now on (an agent spools before it
+            // registers; the steps may do so later).
+            AgentInput::Spooled(lease) => {
+                self.0.remove(lease);
+            }
+            // Its delivery over, a number the server goes on listing is another lease's.
+            AgentInput::Unspooled(lease) if !s.has_lease(*lease) => {
+                self.0.insert(*lease, 0);
             }
             _ => {}
         }

@@ -126,7 +126,11 @@ impl AgentState {
             }
             AgentInput::Unspooled(lease) => {
                 if self.unspool(lease) {
-                    self.leases.end(lease);
+                    // Unsaid: the report spoke for the entry's package, and a
+                    // server that goes on listing the number holds it for
+                    // something else (an entry of another farm that did not
+                    // say so): it is handed back, never started here.
+                    self.leases.end_unsaid(lease);
                     out.push(AgentAction::Beat);
                 }
             }

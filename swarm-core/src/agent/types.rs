@@ -230,7 +230,9 @@ pub enum AgentInput {
     /// delivered while the agent registers and beats: the lease is held until
     /// [`AgentInput::Unspooled`].
     Spooled(u64),
-    /// A spooled build's delivery is over: answered, revoked, or kept for the next agent.
+    /// A spooled build's delivery is over: answered, revoked, or kept for the next agent. Its
+    /// lease is never started here; should the server go on listing it, it is handed back like
+    /// an orphan (an entry spooled without its farm may carry another farm's number).
     Unspooled(u64),
     /// A spooled build turned out to be another farm's: its lease number is no lease of this
     /// server's, so it is let go without being ended (a lease of that number may still be
