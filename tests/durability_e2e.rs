@@ -627,32 +627,85 @@ fn a_build_is_not_delivered_to_a_farm_that_replaced_its_own_meanwhile() {
             .unwrap_or_default()
             .contains("artifact upload failed")
     });
-    let addr = server.addr.clone();
-    server.kill9();
-    // The port may linger for a moment after the kill.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let b = loop {
-        let attempt = std::panic::catch_unwind(|| {
-            Server::start_on(
-                &dir.path().join("server-b"),
-                &addr,
-                &[("SWARM_DRONE_TOKEN", "drone-secret")],
-            )
-        });
-        match attempt {
-            Ok(b) => break b,
-            Err(_) if std::time::Instant::now() < deadline => {
-                std::thread::sleep(std::time::Duration::from_millis(200))
-            }
-            Err(e) => std::panic::resume_unwind(e),
-        }
-    };
+    let b = replace_farm(&mut server, &dir.path().join("server-b"));
     assert_eq!(
         lease_on_new_farm(&b, atom, "drone-w"),
         lease,
         "the same number"
     );
     built_for_b_not_a(&b, atom, &foreign, &log);
+    drop(drone);
+}
+
+/// Kills `server` and starts a new farm (a new store in `data`) on its
+/// address, as an operator's mix-up would.
+fn replace_farm(server: &mut Server, data: &std::path::Path) -> Server {
+    let addr = server.addr.clone();
+    server.kill9();
+    // The port may linger for a moment after the kill.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let attempt = std::panic::catch_unwind(|| {
+            Server::start_on(data, &addr, &[("SWARM_DRONE_TOKEN", "drone-secret")])
+        });
+        match attempt {
+            Ok(b) => return b,
+            Err(_) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(200))
+            }
+            Err(e) => std::panic::resume_unwind(e),
+        }
+    }
+}
+
+/// Another farm answers at the drone's address for a while, then the first
+/// one comes back. The first farm's build, running meanwhile, is neither
+/// stopped by the other farm's replies nor delivered to it (set aside).
+/// Back, the first farm lists the lease it gave; nothing of it reached that
+/// farm, so the drone hands it back and the package is built, rather than
+/// shown "building" on an idle drone for good (what an audit saw: the
+/// agent took the other farm's revoke, dropped the build and remembered the
+/// lease as reported).
+#[test]
+fn a_lease_whose_build_another_farm_refused_goes_back_to_its_farm() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let atom = "dev-libs/interlude-1.0";
+    let sizes = dir.path().join("sizes");
+    std::fs::write(&sizes, format!("={atom} 60\n")).expect("sizes");
+    let sizes = sizes.to_string_lossy().into_owned();
+    let mut a = Server::start(
+        &dir.path().join("server-a"),
+        &[("SWARM_DRONE_TOKEN", "drone-secret")],
+    );
+    let (code, v) = a.admin_post(
+        "/api/v1/queue",
+        &json!({ "packages": [format!("={atom}")] }),
+    );
+    assert_eq!(code, 200, "{v}");
+    let drone = Drone::start(
+        &a,
+        dir.path(),
+        "drone-i",
+        &DRONE_TOKEN,
+        &[("SWARM_STANDIN_SIZES", sizes.as_str())],
+    );
+    let log = drone.log.clone();
+    let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    wait_until(60, "the build to start", || {
+        read_log().contains("build starts")
+    });
+    let mut b = replace_farm(&mut a, &dir.path().join("server-b"));
+    wait_until(90, "farm B to refuse farm A's build", || {
+        read_log().contains("belongs to another farm")
+    });
+    assert!(
+        !read_log().contains("stopping revoked builds"),
+        "farm B stopped farm A's build: {}",
+        read_log()
+    );
+    b.kill9();
+    a.restart();
+    a.wait_for(120, "farm A's package built", |s| s["counts"]["built"] == 1);
     drop(drone);
 }
 

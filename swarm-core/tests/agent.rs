@@ -392,6 +392,129 @@ fn a_spooled_build_holds_its_lease_and_its_slot_until_delivered() {
     assert!(!s.has_lease(7) && s.spooled().is_empty());
 }
 
+/// A reply of farm `farm` listing `leases` and revoking `revoke`.
+fn farm_beat(farm: &str, leases: Vec<Listed>, revoke: &[&str]) -> AgentInput {
+    AgentInput::Registered(ServerReply {
+        leases,
+        revoke: revoke.iter().map(|a| (*a).to_string()).collect(),
+        farm: Some(farm.into()),
+        ..ServerReply::default()
+    })
+}
+
+/// The server at the drone's address is replaced by another farm for a while, then comes back.
+/// The other farm's replies neither stop the first farm's build nor hear of its lease; a build
+/// the other farm refused ends its lease unsaid, and so does one whose delivery a revoke
+/// abandoned: the first farm, back and listing the lease, gets it handed back instead of
+/// keeping it "building" on an idle drone for good.
+#[test]
+fn another_farms_replies_leave_this_farms_leases_alone_and_a_lease_it_never_heard_of_goes_back() {
+    let mut s = AgentState::new(2, POLL, HealthMonitor::default());
+    s.handle(farm_beat("f", vec![], &[]), Timestamp(0));
+    let got = s.handle(
+        AgentInput::Work(WorkOffer {
+            offered: vec![(Some(20), atom("=x/u-8"))],
+            farm: Some("f".into()),
+            ..WorkOffer::default()
+        }),
+        Timestamp(1),
+    );
+    let job = started(&got)[0];
+    s.handle(AgentInput::BuildStarted(job), Timestamp(2));
+    assert_eq!(s.lease_lists(), (vec![20], vec![20]));
+    // Farm g answers at the same address: it knows nothing of lease 20 and revokes the atom.
+    let out = s.handle(farm_beat("g", vec![], &["=x/u-8"]), Timestamp(3));
+    assert!(
+        !out.iter().any(|a| matches!(a, AgentAction::Kill { .. })),
+        "{out:?}"
+    );
+    assert!(s.job(job).is_some_and(|j| j.stop.is_none()), "not stopped");
+    assert_eq!(
+        s.lease_lists(),
+        (vec![], vec![]),
+        "g never hears of lease 20"
+    );
+    // g's own lease 20 is another lease: it is built.
+    let got = s.handle(
+        AgentInput::Work(WorkOffer {
+            offered: vec![(Some(20), atom("=y/z-1"))],
+            farm: Some("g".into()),
+            ..WorkOffer::default()
+        }),
+        Timestamp(4),
+    );
+    assert_eq!(started(&got).len(), 1, "g's lease 20 is built: {got:?}");
+    // f's build ends; g refuses its delivery (another farm's): nothing reached f.
+    s.handle(
+        AgentInput::BuildEnded {
+            job,
+            end: BuildEnd::Built { took_s: 1 },
+        },
+        Timestamp(5),
+    );
+    s.handle(AgentInput::Reported(job), Timestamp(6));
+    // f is back and lists lease 20 (its record of the build that never arrived).
+    for t in 7..=8 {
+        s.handle(farm_beat("f", vec![listed(20, "x/u-8")], &[]), Timestamp(t));
+    }
+    let out = s.handle(AgentInput::Tick, Timestamp(9));
+    assert!(
+        out.contains(&AgentAction::ReturnLease {
+            lease: 20,
+            package: "x/u-8".into()
+        }),
+        "f gets lease 20 back: {out:?}"
+    );
+
+    // One farm throughout: a finished build whose delivery a revoke abandoned ends its lease
+    // unsaid too.
+    let mut s = ready(1);
+    let job = started(&s.handle(offer(&[(30, "=a/b-1")]), Timestamp(1)))[0];
+    s.handle(
+        AgentInput::BuildEnded {
+            job,
+            end: BuildEnd::Built { took_s: 1 },
+        },
+        Timestamp(2),
+    );
+    s.handle(revoking(None, &["=a/b-1"], vec![]), Timestamp(3));
+    s.handle(AgentInput::Reported(job), Timestamp(4));
+    for t in 5..=6 {
+        s.handle(beat(vec![listed(30, "a/b-1")]), Timestamp(t));
+    }
+    let out = s.handle(AgentInput::Tick, Timestamp(7));
+    assert!(
+        out.iter()
+            .any(|a| matches!(a, AgentAction::ReturnLease { lease: 30, .. })),
+        "{out:?}"
+    );
+    // And so does one whose report the server refused (it recorded nothing); a report it
+    // answered ends the lease for good.
+    for (refused, lease) in [(true, 40), (false, 41)] {
+        let mut s = ready(1);
+        let job = started(&s.handle(offer(&[(lease, "=a/c-1")]), Timestamp(1)))[0];
+        s.handle(
+            AgentInput::BuildEnded {
+                job,
+                end: BuildEnd::Built { took_s: 1 },
+            },
+            Timestamp(2),
+        );
+        if refused {
+            s.handle(AgentInput::NotRecorded(job), Timestamp(3));
+        }
+        s.handle(AgentInput::Reported(job), Timestamp(4));
+        for t in 5..=6 {
+            s.handle(beat(vec![listed(lease, "a/c-1")]), Timestamp(t));
+        }
+        let back = s
+            .handle(AgentInput::Tick, Timestamp(7))
+            .iter()
+            .any(|a| matches!(a, AgentAction::ReturnLease { lease: l, .. } if *l == lease));
+        assert_eq!(back, refused, "lease {lease}");
+    }
+}
+
 #[test]
 fn work_is_asked_for_only_when_every_condition_holds_and_never_before_the_poll() {
     let mut s = ready(2);
@@ -622,6 +745,7 @@ fn input(
                 .collect(),
             revoke: revoke(r),
             sync: None,
+            farm: None,
         }),
         Step::Start(n) => AgentInput::BuildStarted(nth_job(s, *n)?),
         Step::End(n, e) => AgentInput::BuildEnded {

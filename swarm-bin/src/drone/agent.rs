@@ -243,13 +243,14 @@ fn apply_work_reply(agent: &Arc<Agent>, reply: &WorkReply) -> bool {
         }
     }
     let mut st = agent.lock();
-    // The farm that gave these leases: their builds go to it only.
     st.heard_farm(reply.farm_id.as_ref());
     let asked_sync = st.agent.sync_wanted().is_some();
+    // The farm that gave these leases: the jobs keep it, and their builds go to it only.
     let actions = st.feed(AgentInput::Work(WorkOffer {
         offered,
         revoke: reply.revoke.clone(),
         sync: sync.clone(),
+        farm: reply.farm_id.clone(),
     }));
     if let Some(expected) = &sync {
         if !asked_sync {
@@ -266,8 +267,6 @@ fn apply_work_reply(agent: &Arc<Agent>, reply: &WorkReply) -> bool {
     for action in actions {
         if let AgentAction::Start { job, atom, lease } = action {
             tracing::info!(lease = %crate::logging::shown(&lease), package = %atom, "got work");
-            let farm = st.farm.clone();
-            st.job_farms.insert(job, farm);
             started.push(job);
         }
     }

@@ -94,6 +94,32 @@ pub(crate) fn classify(ended: &Ended, log_tail: &str, oom_kills_during: u64) -> 
     }
 }
 
+/// Free space on the build volumes (MiB) below which a failed build is the
+/// machine's fault.
+pub(crate) const FULL_DISK_MIB: u64 = 16;
+
+/// A build that failed while its volumes were full is `infra` (disk full),
+/// whatever its log says: the log itself often could not be written, and a
+/// package blamed for a drone's disk is blocked once two drones fill up.
+/// OOM and infra verdicts stand.
+pub(crate) fn on_full_disk(v: Verdict, free_mib: Option<u64>) -> Verdict {
+    match (v, free_mib) {
+        (
+            Verdict::Failed {
+                class: FailureClass::Build,
+                detail,
+                crash,
+            },
+            Some(free),
+        ) if free < FULL_DISK_MIB => Verdict::Failed {
+            class: FailureClass::Infra,
+            detail: format!("disk full: {free} MiB free on the build volume; {detail}"),
+            crash,
+        },
+        (v, _) => v,
+    }
+}
+
 /// "out of memory", "oom-killer", "oom_kill", or "oom" as a word.
 fn mentions_oom(lower: &str) -> bool {
     lower.contains("out of memory")
@@ -263,6 +289,30 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn a_build_failure_on_a_full_disk_is_infra_and_other_verdicts_stand() {
+        let build = classify(&Ended::Exited(1), "", 0);
+        assert_eq!(class_of(&build), Some(FailureClass::Build));
+        let full = on_full_disk(build.clone(), Some(0));
+        assert_eq!(class_of(&full), Some(FailureClass::Infra));
+        let Verdict::Failed { detail, .. } = &full else {
+            panic!("{full:?}");
+        };
+        assert!(
+            detail.starts_with("disk full: 0 MiB free") && detail.contains("code 1"),
+            "{detail}"
+        );
+        assert_eq!(on_full_disk(build.clone(), Some(FULL_DISK_MIB)), build);
+        assert_eq!(
+            on_full_disk(build.clone(), None),
+            build,
+            "unknown: as it was"
+        );
+        let oom = classify(&Ended::Signaled(9), "Out of memory", 0);
+        assert_eq!(on_full_disk(oom.clone(), Some(0)), oom);
+        assert_eq!(on_full_disk(Verdict::Built, Some(0)), Verdict::Built);
     }
 
     #[test]

@@ -212,6 +212,14 @@ pub(crate) fn disk_usage(path: &Path) -> Option<DiskUsage> {
     })
 }
 
+/// The fullest of the volumes a build writes to (work dir, PKGDIR): it needs them all.
+pub(crate) fn build_volumes(paths: &[&Path]) -> Option<DiskUsage> {
+    paths
+        .iter()
+        .filter_map(|p| disk_usage(p))
+        .reduce(DiskUsage::worst)
+}
+
 /// CPU cores this process may use.
 pub(crate) fn cores() -> u32 {
     std::thread::available_parallelism()

@@ -248,10 +248,7 @@ fn sample_and_build(agent: &Agent, sampler: &mut Sampler) -> (RegisterRequest, R
         _ => None,
     };
     sampler.cpu = cpu_now.or(sampler.cpu);
-    let disk_usage = [cfg.work_dir.as_path(), cfg.pkgdir.as_path()]
-        .iter()
-        .filter_map(|p| facts::disk_usage(p))
-        .reduce(facts::DiskUsage::worst);
+    let disk_usage = facts::build_volumes(&[&cfg.work_dir, &cfg.pkgdir]);
     let disk = disk_usage.map(|d| d.percent);
     let percent = |x: Option<f64>| x.map_or(0, |v| v.clamp(0.0, 100.0).round() as u8);
 

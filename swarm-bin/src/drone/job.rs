@@ -89,7 +89,6 @@ pub(crate) fn spawn(agent: Arc<Agent>, id: JobId) {
 fn forget(agent: &Agent, id: JobId) {
     let mut st = agent.lock();
     st.pgids.remove(&id);
-    st.job_farms.remove(&id);
     st.feed(AgentInput::Reported(id));
     drop(st);
     agent.notify();
@@ -232,7 +231,11 @@ fn run(agent: &Agent, id: JobId) {
     };
     let took_s = finished.took.as_secs_f64();
     let tail = classify::log_tail(&log, LOG_TAIL_BYTES);
-    let verdict = classify::classify(&finished.ended, &tail, oom_during);
+    let volumes = facts::build_volumes(&[&cfg.work_dir, &cfg.pkgdir]);
+    let verdict = classify::on_full_disk(
+        classify::classify(&finished.ended, &tail, oom_during),
+        volumes.map(|d| d.free_mib),
+    );
     tracing::info!(package = %atom, ended = ?finished.ended, took_s = finished.took.as_secs(), "build ended");
 
     // The agent decides what the report says: a revoked lease is never reported, a returned one

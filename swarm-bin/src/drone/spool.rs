@@ -272,6 +272,8 @@ enum Delivered {
     Revoked,
     /// Set aside: the server is another farm than the build's.
     Elsewhere,
+    /// Dropped: the server refused the report; it recorded nothing.
+    Refused,
 }
 
 /// Where a delivery reads its files: the spool, or (when the spool could not
@@ -389,7 +391,7 @@ fn finish_report(
         Err(Stopped::Refused(why) | Stopped::LeaseGone(why)) => {
             tracing::error!(package = %crate::logging::shown(&report.package), why, "report refused by the server; dropping it");
             remove(path, entry);
-            Delivered::Answered
+            Delivered::Refused
         }
     }
 }
@@ -712,17 +714,31 @@ pub(crate) fn spool_and_deliver(agent: &Agent, id: JobId, f: Finished<'_>, spool
                 artifacts: f.artifacts.iter().map(|(_, p)| *p).collect(),
                 log_gz: f.log_gz.as_deref(),
             };
-            if let Delivered::Kept(why) = deliver(agent, &scratch, &entry, &src, By::Job(id)) {
-                tracing::error!(package = %crate::logging::shown(&entry.report.package), why, "build not delivered");
+            match deliver(agent, &scratch, &entry, &src, By::Job(id)) {
+                Delivered::Kept(why) => {
+                    tracing::error!(package = %crate::logging::shown(&entry.report.package), why, "build not delivered");
+                }
+                Delivered::Refused | Delivered::Elsewhere => not_recorded(agent, id),
+                Delivered::Answered | Delivered::Revoked => {}
             }
             spooled();
             return;
         }
     };
     spooled();
-    if let Delivered::Kept(why) = deliver(agent, &path, &entry, &Source::Spool, By::Job(id)) {
-        tracing::warn!(package = %crate::logging::shown(&entry.report.package), file = %path.display(), why, "build kept in the spool; the next agent delivers it");
+    match deliver(agent, &path, &entry, &Source::Spool, By::Job(id)) {
+        Delivered::Kept(why) => {
+            tracing::warn!(package = %crate::logging::shown(&entry.report.package), file = %path.display(), why, "build kept in the spool; the next agent delivers it");
+        }
+        Delivered::Refused | Delivered::Elsewhere => not_recorded(agent, id),
+        Delivered::Answered | Delivered::Revoked => {}
     }
+}
+
+/// Nothing of the job reached its lease's farm: should that farm go on
+/// listing the lease, it is handed back rather than left "building" here.
+fn not_recorded(agent: &Agent, id: JobId) {
+    agent.lock().feed(AgentInput::NotRecorded(id));
 }
 
 #[cfg(test)]

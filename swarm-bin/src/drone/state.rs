@@ -28,9 +28,6 @@ pub(crate) struct State {
     /// Which farm the server said it is (its last register or work reply);
     /// `None` until it said (a server older than `farm_id`).
     pub(crate) farm: Option<String>,
-    /// The farm each job's lease came from, kept when the lease was taken:
-    /// its build goes to that farm only, should the server change meanwhile.
-    pub(crate) job_farms: BTreeMap<JobId, Option<String>>,
     /// Ask the heartbeat thread for a beat now.
     pub(crate) beat_now: bool,
     /// The heartbeat thread should stop.
@@ -50,7 +47,6 @@ impl State {
             reconnects: 0,
             max_artifact: None,
             farm: None,
-            job_farms: BTreeMap::new(),
             beat_now: false,
             exiting: false,
             started: Instant::now(),
@@ -60,10 +56,10 @@ impl State {
     /// The farm a job's lease came from (kept when it was taken), else the
     /// one the server last said it is.
     pub(crate) fn farm_of(&self, job: JobId) -> Option<String> {
-        self.job_farms
-            .get(&job)
-            .cloned()
-            .unwrap_or_else(|| self.farm.clone())
+        self.agent
+            .job(job)
+            .and_then(|j| j.farm.clone())
+            .or_else(|| self.farm.clone())
     }
 
     /// Notes the farm a reply names; a reply that names none changes nothing.
@@ -124,6 +120,7 @@ pub(crate) fn server_reply(reply: &RegisterReply, sent: RequestMark) -> ServerRe
                 package: l.package.clone(),
             })
             .collect(),
+        farm: reply.farm_id.clone(),
     }
 }
 

@@ -51,6 +51,8 @@ pub struct AgentState {
     phase: Phase,
     /// Not before this instant is work asked for again.
     next_ask: Timestamp,
+    /// The farm the server last said it is; `None` until one said.
+    farm: Option<String>,
 }
 
 impl AgentState {
@@ -78,6 +80,7 @@ impl AgentState {
             sync_wanted: None,
             work_after_beat: 0,
             phase: Phase::Running,
+            farm: None,
             next_ask: Timestamp(0),
         }
     }
@@ -101,13 +104,22 @@ impl AgentState {
             }
             AgentInput::Stale { job, why } => self.stop_job(job, Stop::Revoked(why), &mut out),
             AgentInput::BuildEnded { job, end } => self.build_ended(job, end, &mut out),
+            AgentInput::NotRecorded(id) => {
+                if self.jobs.contains_key(&id) {
+                    self.silent.insert(id);
+                }
+            }
             AgentInput::Reported(id) => {
                 if let Some((oom, crash)) = self.ending.remove(&id) {
                     self.oom_kills += oom;
                     self.crashes += crash;
                 }
-                let silent = self.silent.remove(&id);
+                let mut silent = self.silent.remove(&id);
                 if let Some(job) = self.jobs.remove(&id) {
+                    // Nor is the lease's farm told of a finished build whose delivery a
+                    // revoke abandoned, or that the server, another farm, refused.
+                    silent |= matches!(job.stop, Some(Stop::Revoked(_)))
+                        || !same_farm(job.farm.as_deref(), self.farm.as_deref());
                     if let Some(l) = job.lease {
                         if silent {
                             self.leases.end_unsaid(l);
@@ -185,6 +197,7 @@ impl AgentState {
     }
 
     fn registered(&mut self, reply: &ServerReply, out: &mut Vec<AgentAction>) {
+        self.heard_farm(reply.farm.as_ref());
         self.registered = true;
         self.beats += 1;
         if reply.epoch.is_some() {
@@ -205,6 +218,7 @@ impl AgentState {
     }
 
     fn work(&mut self, offer: WorkOffer, now: Timestamp, out: &mut Vec<AgentAction>) {
+        self.heard_farm(offer.farm.as_ref());
         self.revoke_atoms(&offer.revoke, "revoked by the control plane", None, out);
         if let Some(expected) = offer.sync {
             self.sync_wanted = Some(expected);
@@ -319,6 +333,7 @@ impl AgentState {
                 stop: None,
                 ended: false,
                 given: self.given,
+                farm: self.farm.clone(),
             },
         );
         self.given += 1;
@@ -348,8 +363,10 @@ impl AgentState {
                 continue;
             }
             let atom = normalise(&l.package);
+            let farm = self.farm.clone();
             let adopter = self.jobs.values_mut().find(|j| {
                 j.atom.as_str() == atom
+                    && same_farm(j.farm.as_deref(), farm.as_deref())
                     && j.stop.is_none()
                     && !j.ended
                     && j.lease.is_none_or(|x| x < l.lease)
@@ -386,6 +403,7 @@ impl AgentState {
             .jobs
             .iter()
             .filter(|(_, j)| sent.is_none_or(|m| m.covers(j)))
+            .filter(|(_, j)| self.here(j))
             .filter(|(_, j)| wanted.iter().any(|a| a == j.atom.as_str()))
             .map(|(id, _)| *id)
             .collect();
@@ -427,7 +445,29 @@ impl AgentState {
     /// Whether a job or a spooled build holds `lease`.
     #[must_use]
     pub fn has_lease(&self, lease: u64) -> bool {
-        self.spooled.contains_key(&lease) || self.jobs.values().any(|j| j.lease == Some(lease))
+        self.spooled.contains_key(&lease)
+            || self
+                .jobs
+                .values()
+                .any(|j| j.lease == Some(lease) && self.here(j))
+    }
+
+    /// Whether a job's lease is of the farm the server last said it is (or either is unknown):
+    /// only that farm's replies speak of it.
+    fn here(&self, job: &AgentJob) -> bool {
+        same_farm(job.farm.as_deref(), self.farm.as_deref())
+    }
+
+    /// Notes the farm a reply names. Another farm than the last one replaced it at the same
+    /// address: the lease numbers remembered are the old farm's and mean nothing to this one.
+    fn heard_farm(&mut self, farm: Option<&String>) {
+        let Some(farm) = farm else {
+            return;
+        };
+        if self.farm.as_ref().is_some_and(|known| known != farm) {
+            self.leases = LeaseMemory::default();
+        }
+        self.farm = Some(farm.clone());
     }
 
     /// Leases of spooled builds being delivered.
@@ -490,12 +530,12 @@ impl AgentState {
     /// Leases held and leases started, for the heartbeat. A spooled build's lease is listed as
     /// started only: should the server have moved it on, a lease listed as held that is not the
     /// drone's makes the server revoke its package here, which would stop a new build of it.
+    /// Jobs of another farm than the server's are not listed: their numbers are not its leases.
     #[must_use]
     pub fn lease_lists(&self) -> (Vec<u64>, Vec<u64>) {
-        let held: BTreeSet<u64> = self.jobs.values().filter_map(|j| j.lease).collect();
-        let started: BTreeSet<u64> = self
-            .jobs
-            .values()
+        let here = || self.jobs.values().filter(|j| self.here(j));
+        let held: BTreeSet<u64> = here().filter_map(|j| j.lease).collect();
+        let started: BTreeSet<u64> = here()
             .filter(|j| j.started)
             .filter_map(|j| j.lease)
             .chain(self.spooled.keys().copied())
@@ -601,4 +641,12 @@ fn timing(took_s: u64) -> BuildTiming {
 /// An atom as the core writes it, so a revoke matches whatever form it came in.
 fn normalise(atom: &str) -> String {
     Atom::parse(atom).map_or_else(|_| atom.trim().to_string(), |a| a.as_str().to_string())
+}
+
+/// Whether two farms are one, as far as anyone said: an unknown farm is no other farm.
+fn same_farm(a: Option<&str>, b: Option<&str>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => a == b,
+        _ => true,
+    }
 }

@@ -51,6 +51,10 @@ pub struct AgentJob {
     /// When the job took its lease (started, or adopted a newer one), in the agent's count of
     /// leases taken; see [`RequestMark`].
     pub given: u64,
+    /// The farm whose lease it is (the work reply's `farm_id`); `None` when the server did not
+    /// say. A server of another farm (one that replaced it at the same address) neither revokes
+    /// it nor hears of its lease, whose number means nothing there.
+    pub farm: Option<String>,
 }
 
 /// A lease the server says this drone holds.
@@ -140,6 +144,8 @@ pub struct ServerReply {
     /// What the agent held when it sent the request; `None` when the reply answers at once (the
     /// simulator), so its revokes and `stop_work` concern every job.
     pub sent: Option<RequestMark>,
+    /// The farm that answered (`farm_id`); `None` when the server does not say.
+    pub farm: Option<String>,
 }
 
 /// The server's answer to a request for work.
@@ -154,6 +160,8 @@ pub struct WorkOffer {
     pub revoke: Vec<String>,
     /// The server asks for a Portage sync to this timestamp first.
     pub sync: Option<String>,
+    /// The farm that gave the leases (`farm_id`); `None` when the server does not say.
+    pub farm: Option<String>,
 }
 
 /// How a build ended, as the one who ran it saw it.
@@ -222,6 +230,10 @@ pub enum AgentInput {
         /// How.
         end: BuildEnd,
     },
+    /// A job's report was refused, or set aside as another farm's: nothing reached the lease's
+    /// farm. Once the job is [`AgentInput::Reported`], a listing of its lease still counts, so a
+    /// lease that farm goes on listing is handed back.
+    NotRecorded(JobId),
     /// A job's report was handed over (or given up): the job and its lease are done.
     Reported(JobId),
     /// An orphan lease was handed back (or the server refused it: it is not ours either way).
