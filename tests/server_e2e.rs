@@ -197,6 +197,18 @@ fn a_v3_drone_goes_through_the_whole_lifecycle() {
         "{reason}"
     );
 
+    // Drone A reports (lease-less, as v3 drones do) a package given to drone B and not yet
+    // built: the protocol's stale answer names B, so A stops.
+    let wb2 = work(&s, "drone-b-0002");
+    let p = wb2["package"].as_str().expect("a package for B");
+    let c = complete(&s, "drone-a-0001", p, "success");
+    assert_eq!(c["stale"], true, "{c}");
+    assert_eq!(c["action"], "stop_work", "{c}");
+    let to = c["reassigned_to"].as_str().expect("reassigned_to");
+    assert_eq!(c["reason"], format!("work reassigned to {to}"), "{c}");
+    let c = complete(&s, "drone-b-0002", p, "returned");
+    assert_eq!(c["stale"], json!(null), "B still held it: {c}");
+
     // returned, masked, upload_failed, failed.
     for status in [
         "returned",
@@ -545,6 +557,22 @@ fn every_admin_endpoint_refuses_a_missing_or_wrong_token() {
     let (code, v) = s.admin_get("/api/v1/sql/query?q=SELECT%20atom%2C%20status%20FROM%20packages");
     assert_eq!(code, 200, "{v}");
     assert_eq!(v["rows"].as_array().map(Vec::len), Some(1), "{v}");
+    // One query at a time: while a runaway one uses its budget, another is told to retry.
+    let runaway = std::thread::spawn({
+        let url = format!(
+            "{}/api/v1/sql/query?q=WITH%20RECURSIVE%20r(x)%20AS%20(SELECT%201%20UNION%20ALL%20SELECT%20x%2B1%20FROM%20r)%20SELECT%20count(*)%20FROM%20r",
+            s.url
+        );
+        let token = s.token();
+        move || request("GET", &url, None, Some(&token))
+    });
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let (code, v) = s.admin_get("/api/v1/sql/query?q=SELECT%201");
+    assert_eq!(code, 429, "{v}");
+    let (code, v) = runaway.join().expect("runaway query");
+    assert_eq!(code, 400, "stopped at its budget: {v}");
+    let (code, v) = s.admin_get("/api/v1/sql/query?q=SELECT%201");
+    assert_eq!(code, 200, "the turn is given back: {v}");
 }
 
 #[test]

@@ -11,7 +11,10 @@
 //!   name), and no function with side effects (`load_extension`, `writefile`...);
 //! - `sqlite3_stmt_readonly` must hold, and only one statement per query;
 //! - a progress handler that aborts after the time budget (runaway CTEs), a
-//!   1 MiB cap on any string or blob (`randomblob` floods), and a row cap.
+//!   1 MiB cap on any string or blob (`randomblob` floods), and a row cap;
+//! - no single step that outlasts the budget: linear `instr`, `replace` and
+//!   `trim` (`explorer_functions`) and a short LIKE/GLOB pattern, since the
+//!   budget is checked between steps.
 
 use crate::error::StoreError;
 use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
@@ -23,6 +26,10 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// Longest LIKE or GLOB pattern: matching costs up to the pattern's length
+/// times the text's, in one step of the time budget.
+const MAX_PATTERN_BYTES: i32 = 256;
 
 /// Limits of the explorer.
 #[derive(Clone, Debug)]
@@ -225,6 +232,10 @@ impl Explorer {
         conn.set_limit(Limit::SQLITE_LIMIT_LENGTH, opts.max_value_bytes);
         conn.set_limit(Limit::SQLITE_LIMIT_SQL_LENGTH, 100_000);
         conn.set_limit(Limit::SQLITE_LIMIT_ATTACHED, 0);
+        // One call is one step of the budget's clock: no call may cost the
+        // product of two long arguments (see `explorer_functions`).
+        conn.set_limit(Limit::SQLITE_LIMIT_LIKE_PATTERN_LENGTH, MAX_PATTERN_BYTES);
+        crate::explorer_functions::register(&conn)?;
         let base = Instant::now();
         let deadline_ns = Arc::new(AtomicU64::new(u64::MAX));
         let handler_deadline = deadline_ns.clone();

@@ -47,6 +47,7 @@ mod checkpointer;
 mod db_path;
 mod error;
 mod explorer;
+mod explorer_functions;
 mod export;
 mod history;
 mod lock;

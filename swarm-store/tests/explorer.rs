@@ -257,3 +257,37 @@ fn rows_of_blobs_stop_before_the_cap_mid_way() {
     assert!(encoded <= 4 << 20, "{encoded} bytes of rows");
     assert_eq!(r.rows.len(), 1);
 }
+
+/// The budget is checked between SQLite's steps, and one call of a string
+/// function is one step: SQLite's own `instr` of a 500 kB needle in 1 MB took
+/// 5.5 s a call, so this query ran 11 s and more against its 2 s budget. The
+/// explorer's linear stand-ins answer it within the budget, and a LIKE
+/// pattern long enough to cost as much is refused.
+#[test]
+fn no_single_string_function_call_outlasts_the_budget() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = fixture(dir.path());
+    let ex = explorer(&path, 2_000);
+    for f in [
+        "instr(printf('%.*c', 1000000, 'a'), printf('%.*c', 500000 + x, 'a') || 'b')",
+        "length(replace(printf('%.*c', 1000000, 'a'), printf('%.*c', 500000 + x, 'a') || 'b', 'c'))",
+        "length(trim(printf('%.*c', 1000000, 'a'), printf('%.*c', 500000 + x, 'b')))",
+    ] {
+        // Each row also takes a few thousand steps, so the budget is looked
+        // at after each call.
+        let q = format!(
+            "WITH RECURSIVE r(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM r WHERE x < 2), \
+             c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < 2000) \
+             SELECT x, {f}, (SELECT count(*) FROM c) FROM r"
+        );
+        let r = ex.query(&q).unwrap_or_else(|e| panic!("{f}: {e}"));
+        assert_eq!(r.rows.len(), 2, "{f}");
+    }
+    let long = "%a".repeat(200);
+    match ex.query(&format!(
+        "SELECT printf('%.*c', 1000000, 'a') LIKE '{long}b'"
+    )) {
+        Err(StoreError::Query { detail }) => assert!(detail.contains("LIKE"), "{detail}"),
+        other => panic!("a 400-byte LIKE pattern ran: {other:?}"),
+    }
+}

@@ -581,6 +581,36 @@ pub(crate) fn node_action(sh: &Shared, name: &str, action: &str) -> Result<Reply
     apply(sh, c)
 }
 
+/// The one SQL query running, released when dropped.
+struct SqlTurn<'a>(&'a Shared);
+
+impl<'a> SqlTurn<'a> {
+    fn take(sh: &'a Shared) -> Result<SqlTurn<'a>, ApiError> {
+        sh.sql_running
+            .compare_exchange(
+                false,
+                true,
+                std::sync::atomic::Ordering::AcqRel,
+                std::sync::atomic::Ordering::Acquire,
+            )
+            .map(|_| SqlTurn(sh))
+            .map_err(|_| {
+                ApiError::new(
+                    429,
+                    "another SQL query is running (one at a time, each within its 2 s budget);                      retry in a moment",
+                )
+            })
+    }
+}
+
+impl Drop for SqlTurn<'_> {
+    fn drop(&mut self) {
+        self.0
+            .sql_running
+            .store(false, std::sync::atomic::Ordering::Release);
+    }
+}
+
 fn explorer(sh: &Shared) -> Result<Explorer, ApiError> {
     Explorer::open(&sh.db_path, ExplorerOptions::default()).map_err(ApiError::internal)
 }
@@ -596,6 +626,7 @@ pub(crate) fn sql(sh: &Shared, what: &str, url: &str) -> Result<Reply, ApiError>
                 .get("q")
                 .or(q.get("sql"))
                 .ok_or_else(|| ApiError::field(400, "q", "send ?q=<SQL>"))?;
+            let _turn = SqlTurn::take(sh)?;
             match ex.query(sql) {
                 Ok(r) => Reply::ok(&r),
                 Err(e) => Err(ApiError::field(400, "q", e.to_string())),

@@ -39,6 +39,12 @@ pub(crate) fn cut(mut text: String, max: usize) -> String {
     text
 }
 
+/// Why a drone handed a lease back, as the core keeps it: cut like an error
+/// detail, since it goes into the durable input log.
+pub(crate) fn returned_reason(reason: Option<String>) -> String {
+    reason.map_or_else(|| "returned by the drone".into(), |r| cut(r, MAX_DETAIL))
+}
+
 fn refuse(field: &str, why: String) -> ApiError {
     ApiError::field(400, field, why)
 }
@@ -157,6 +163,14 @@ pub(crate) fn check_complete(r: &CompleteRequest) -> Result<(), ApiError> {
             }
         }
     }
+    for (field, v) in [("sha256", &r.sha256), ("farm_id", &r.farm_id)] {
+        if let Some(long) = v.as_ref().filter(|t| t.len() > MAX_TEXT) {
+            return Err(refuse(
+                field,
+                format!("`{field}` is {} bytes; at most {MAX_TEXT}", long.len()),
+            ));
+        }
+    }
     if let Some(a) = &r.artifacts {
         if a.len() > MAX_ARTIFACTS {
             return Err(refuse(
@@ -198,6 +212,25 @@ mod tests {
 
     fn reg(v: serde_json::Value) -> Result<(), ApiError> {
         check_register(&serde_json::from_value(v).expect("a registration"))
+    }
+
+    #[test]
+    fn a_reports_free_texts_are_bounded() {
+        let complete = |v: serde_json::Value| {
+            check_complete(&serde_json::from_value(v).expect("a report"))
+                .err()
+                .and_then(|e| e.body.field)
+        };
+        for field in ["sha256", "farm_id"] {
+            assert_eq!(
+                complete(json!({ field: "0".repeat(MAX_TEXT + 1) })).as_deref(),
+                Some(field)
+            );
+            assert_eq!(complete(json!({ field: "0".repeat(64) })), None);
+        }
+        let long = "r".repeat(3 * MAX_DETAIL);
+        assert!(returned_reason(Some(long)).len() <= MAX_DETAIL + " [cut]".len());
+        assert_eq!(returned_reason(None), "returned by the drone");
     }
 
     #[test]

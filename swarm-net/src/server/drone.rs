@@ -464,7 +464,7 @@ pub(crate) fn complete(sh: &Shared, req: &mut Request, caller: &Caller) -> Resul
         "masked" => (Outcome::Masked, "masked"),
         other => {
             let detail = if detail.is_empty() && other != "failed" {
-                other.to_string()
+                claims::cut(other.to_string(), claims::MAX_DETAIL)
             } else {
                 detail.clone()
             };
@@ -528,10 +528,11 @@ fn report_reply(
         Some(Reported::Rejected { reason }) => {
             return Err(ApiError::new(409, format!("refused: {reason:?}")))
         }
+        // Naming another drone's live lease is an attempt on it, not a late report.
         Some(Reported::Stale {
             holder: Some(holder),
             ..
-        }) => {
+        }) if report.lease.is_some() => {
             return Err(forbid(
                 sh,
                 caller,
@@ -541,19 +542,23 @@ fn report_reply(
                 ),
             ))
         }
-        Some(Reported::Stale {
-            revoke,
-            holder: None,
-        }) => {
+        // A late report, or a lease-less one (v3) on a package given to another drone since:
+        // the protocol's stale answer, which tells the drone to stop.
+        Some(Reported::Stale { revoke, holder }) => {
+            let to = reassigned(revoke).or_else(|| holder.as_ref().map(|h| h.as_str().to_string()));
+            let reason = match (&to, reassigned(revoke)) {
+                (Some(to), None) => format!("work reassigned to {to}"),
+                _ => revoke.to_string(),
+            };
             return Reply::ok(&CompleteReply {
                 status: "ok".into(),
                 accepted: false,
                 stale: true,
                 action: Some("stop_work".into()),
-                reason: Some(revoke.to_string()),
-                reassigned_to: reassigned(revoke),
+                reason: Some(reason),
+                reassigned_to: to,
                 recorded: Some("stale".into()),
-            })
+            });
         }
         None => return Err(ApiError::internal("the core gave no verdict on the report")),
     };
@@ -628,7 +633,7 @@ pub(crate) fn give_back(
     let input = Input::BuildFinished {
         report: report.clone(),
         outcome: Outcome::Returned {
-            reason: r.reason.unwrap_or_else(|| "returned by the drone".into()),
+            reason: claims::returned_reason(r.reason),
         },
         duration_ms: None,
     };
@@ -655,7 +660,7 @@ pub(crate) fn deregister(
     let returned = drone_now(&done)?.returned;
     tracing::info!(
         drone = %name,
-        reason = r.reason.as_deref().unwrap_or("not given"),
+        reason = claims::cut(r.reason.unwrap_or_else(|| "not given".into()), claims::MAX_TEXT),
         returned,
         "drone stopped cleanly"
     );

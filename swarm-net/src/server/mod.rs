@@ -366,6 +366,7 @@ pub fn start(opts: ServerOptions) -> Result<RunningServer, ServeError> {
         registrations: gate::RegistrationGate::new(opts.drones.registrations_per_minute),
         drone_limits: opts.drones.clone(),
         refusals: ratelog::RefusalLog::default(),
+        sql_running: AtomicBool::new(false),
         store_fault: RwLock::new(None),
         dashboard: dashboard::kept::Dashboard::new(&opts.db_path, (opts.clock)().0),
         logs: open_logs(&opts.db_path),

@@ -154,6 +154,9 @@ pub(crate) struct Shared {
     pub(crate) logs: Option<super::log_store::LogStore>,
     /// When each drone's reported environment last changed.
     pub(crate) env_pace: super::env_pace::EnvPace,
+    /// An SQL explorer query is running: one at a time, so admins' queries
+    /// (each up to its budget on a core) cannot take every core from drones.
+    pub(crate) sql_running: AtomicBool,
 }
 
 impl Shared {
