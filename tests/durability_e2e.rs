@@ -221,6 +221,41 @@ struct SpooledBuild {
 /// The token flags every agent of these tests uses.
 const DRONE_TOKEN: [&str; 2] = ["--token", "drone-secret"];
 
+/// Queues `atom` (a stand-in build of `size`, 10 per second) on a new
+/// server in `dir/server` with `server_env`, starts the agent `name`, and
+/// waits for the build to start. Returns the server, the agent and its
+/// `SWARM_STANDIN_SIZES`.
+fn start_one_build(
+    dir: &std::path::Path,
+    atom: &str,
+    name: &str,
+    size: u32,
+    server_env: &[(&str, &str)],
+) -> (Server, Drone, String) {
+    let sizes = dir.join("sizes");
+    std::fs::write(&sizes, format!("={atom} {size}\n")).expect("sizes");
+    let sizes = sizes.to_string_lossy().into_owned();
+    let mut env = vec![("SWARM_DRONE_TOKEN", "drone-secret")];
+    env.extend_from_slice(server_env);
+    let server = Server::start(&dir.join("server"), &env);
+    let (code, v) = server.admin_post(
+        "/api/v1/queue",
+        &json!({ "packages": [format!("={atom}")] }),
+    );
+    assert_eq!(code, 200, "{v}");
+    let drone = Drone::start(
+        &server,
+        dir,
+        name,
+        &DRONE_TOKEN,
+        &[("SWARM_STANDIN_SIZES", sizes.as_str())],
+    );
+    wait_until(60, "the build to start", || {
+        drone.log_text().contains("build starts")
+    });
+    (server, drone, sizes)
+}
+
 /// Queues `atom` (a 3 s stand-in build) on a new server with `server_env`,
 /// starts the agent `name`, and kills the server while the build runs; once
 /// the finished build's upload is retried against nothing, kills the agent.
@@ -230,29 +265,9 @@ fn spool_one_build(
     name: &str,
     server_env: &[(&str, &str)],
 ) -> SpooledBuild {
-    let sizes = dir.join("sizes");
-    std::fs::write(&sizes, format!("={atom} 30\n")).expect("sizes");
-    let sizes = sizes.to_string_lossy().into_owned();
-    let mut env = vec![("SWARM_DRONE_TOKEN", "drone-secret")];
-    env.extend_from_slice(server_env);
-    let mut server = Server::start(&dir.join("server"), &env);
-    let (code, v) = server.admin_post(
-        "/api/v1/queue",
-        &json!({ "packages": [format!("={atom}")] }),
-    );
-    assert_eq!(code, 200, "{v}");
-    let mut drone = Drone::start(
-        &server,
-        dir,
-        name,
-        &DRONE_TOKEN,
-        &[("SWARM_STANDIN_SIZES", sizes.as_str())],
-    );
+    let (mut server, mut drone, sizes) = start_one_build(dir, atom, name, 30, server_env);
     let log = drone.log.clone();
     let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
-    wait_until(60, "the build to start", || {
-        read_log().contains("build starts")
-    });
     let lease = queue_status(&server, &format!("={atom}"))["lease"]
         .as_u64()
         .expect("the build's lease");
@@ -670,30 +685,8 @@ fn replace_farm(server: &mut Server, data: &std::path::Path) -> Server {
 fn a_lease_whose_build_another_farm_refused_goes_back_to_its_farm() {
     let dir = tempfile::tempdir().expect("temp dir");
     let atom = "dev-libs/interlude-1.0";
-    let sizes = dir.path().join("sizes");
-    std::fs::write(&sizes, format!("={atom} 60\n")).expect("sizes");
-    let sizes = sizes.to_string_lossy().into_owned();
-    let mut a = Server::start(
-        &dir.path().join("server-a"),
-        &[("SWARM_DRONE_TOKEN", "drone-secret")],
-    );
-    let (code, v) = a.admin_post(
-        "/api/v1/queue",
-        &json!({ "packages": [format!("={atom}")] }),
-    );
-    assert_eq!(code, 200, "{v}");
-    let drone = Drone::start(
-        &a,
-        dir.path(),
-        "drone-i",
-        &DRONE_TOKEN,
-        &[("SWARM_STANDIN_SIZES", sizes.as_str())],
-    );
-    let log = drone.log.clone();
-    let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
-    wait_until(60, "the build to start", || {
-        read_log().contains("build starts")
-    });
+    let (mut a, drone, _) = start_one_build(dir.path(), atom, "drone-i", 60, &[]);
+    let read_log = || drone.log_text();
     let mut b = replace_farm(&mut a, &dir.path().join("server-b"));
     wait_until(90, "farm B to refuse farm A's build", || {
         read_log().contains("belongs to another farm")
