@@ -676,13 +676,14 @@ fn replace_farm(server: &mut Server, data: &std::path::Path) -> Server {
 /// Another farm answers at the drone's address for a while, then the first
 /// one comes back. The first farm's build, running meanwhile, is neither
 /// stopped by the other farm's replies nor delivered to it (set aside).
-/// Back, the first farm lists the lease it gave; nothing of it reached that
-/// farm, so the drone hands it back and the package is built, rather than
-/// shown "building" on an idle drone for good (what an audit saw: the
-/// agent took the other farm's revoke, dropped the build and remembered the
-/// lease as reported).
+/// Back, the first farm still has the package "building" under the lease it
+/// gave: the drone delivers the set-aside build to it, so it is built once,
+/// not twice, and not left "building" on an idle drone for good (what an
+/// audit saw: the agent took the other farm's revoke, dropped the build and
+/// remembered the lease as reported). Should the build not go home, the
+/// lease is handed back instead (`swarm-core/tests/agent.rs`).
 #[test]
-fn a_lease_whose_build_another_farm_refused_goes_back_to_its_farm() {
+fn a_build_another_farm_refused_goes_to_its_own_farm_when_it_is_back() {
     let dir = tempfile::tempdir().expect("temp dir");
     let atom = "dev-libs/interlude-1.0";
     let (mut a, drone, _) = start_one_build(dir.path(), atom, "drone-i", 60, &[]);
@@ -699,6 +700,19 @@ fn a_lease_whose_build_another_farm_refused_goes_back_to_its_farm() {
     b.kill9();
     a.restart();
     a.wait_for(120, "farm A's package built", |s| s["counts"]["built"] == 1);
+    assert_eq!(
+        read_log().matches("build starts").count(),
+        1,
+        "built once, delivered when its farm was back: {}",
+        read_log()
+    );
+    let left: Vec<_> = std::fs::read_dir(dir.path().join("drone-i/spool"))
+        .expect("spool")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "bad" || x == "json"))
+        .collect();
+    assert!(left.is_empty(), "nothing left in the spool: {left:?}");
     drop(drone);
 }
 

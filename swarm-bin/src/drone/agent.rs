@@ -16,7 +16,7 @@ use super::backoff::Backoff;
 use super::shared::Agent;
 use super::shutdown::Phase;
 use super::state::State;
-use super::{facts, heartbeat, job, shutdown, spool};
+use super::{facts, heartbeat, homecoming, job, shutdown, spool};
 use anyhow::Context;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -243,7 +243,7 @@ fn apply_work_reply(agent: &Arc<Agent>, reply: &WorkReply) -> bool {
         }
     }
     let mut st = agent.lock();
-    st.heard_farm(reply.farm_id.as_ref());
+    let home = homecoming::heard(&mut st, &agent.cfg.work_dir, reply.farm_id.as_ref());
     let asked_sync = st.agent.sync_wanted().is_some();
     // The farm that gave these leases: the jobs keep it, and their builds go to it only.
     let actions = st.feed(AgentInput::Work(WorkOffer {
@@ -274,6 +274,7 @@ fn apply_work_reply(agent: &Arc<Agent>, reply: &WorkReply) -> bool {
         tracing::debug!(reason = ?reply.reason, "no work");
     }
     drop(st);
+    homecoming::deliver(agent, home);
     for id in &started {
         job::spawn(Arc::clone(agent), *id);
     }

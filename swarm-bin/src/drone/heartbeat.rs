@@ -11,9 +11,9 @@
 use super::backoff::Backoff;
 use super::buildenv;
 use super::config::Builder;
-use super::facts;
 use super::shared::Agent;
 use super::state::server_reply;
+use super::{facts, homecoming};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -73,7 +73,7 @@ fn refresh_env(agent: &Agent, sampler: &mut Sampler) {
 }
 
 /// Runs until the agent exits.
-pub(crate) fn run(agent: &Agent) {
+pub(crate) fn run(agent: &std::sync::Arc<Agent>) {
     let mut backoff = Backoff::new(Duration::from_secs(1), agent.cfg.heartbeat);
     let mut sampler = Sampler::default();
     let mut failing_since: Option<Instant> = None;
@@ -100,9 +100,9 @@ pub(crate) fn run(agent: &Agent) {
                 }
                 // The work reply may have given a package again since the request went out: the
                 // reply's revokes spare what was taken meanwhile.
+                let home = homecoming::heard(&mut st, &agent.cfg.work_dir, reply.farm_id.as_ref());
                 st.feed(AgentInput::Registered(server_reply(&reply, sent)));
                 st.max_artifact = reply.max_artifact_bytes.or(st.max_artifact);
-                st.heard_farm(reply.farm_id.as_ref());
                 if first {
                     tracing::info!(
                         epoch = %crate::logging::shown(&st.epoch()),
@@ -118,6 +118,7 @@ pub(crate) fn run(agent: &Agent) {
                     }
                 }
                 drop(st);
+                homecoming::deliver(agent, home);
                 agent.notify();
                 backoff.reset();
                 backoff.jitter(agent.cfg.heartbeat)

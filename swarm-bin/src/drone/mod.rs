@@ -38,6 +38,7 @@ mod collect;
 mod config;
 mod facts;
 mod heartbeat;
+mod homecoming;
 mod job;
 mod leftovers;
 mod logs;

@@ -223,17 +223,7 @@ pub(crate) fn list(work_dir: &Path) -> Vec<(PathBuf, Entry)> {
     paths.sort();
     let mut out = Vec::new();
     for p in paths {
-        // Read only a regular file: reading a FIFO blocks until a writer comes.
-        let read = match std::fs::symlink_metadata(&p) {
-            Ok(m) if !m.is_file() => Err("not a regular file".to_string()),
-            Ok(m) if m.len() > MAX_ENTRY_BYTES => Err(format!(
-                "{} bytes, over the {MAX_ENTRY_BYTES} an entry of this agent can be",
-                m.len()
-            )),
-            Ok(_) => std::fs::read(&p).map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
-        };
-        match read.and_then(|b| serde_json::from_slice::<Entry>(&b).map_err(|e| e.to_string())) {
+        match read_entry(&p) {
             Ok(e) => out.push((p, e)),
             Err(why) => {
                 tracing::error!(file = %p.display(), why, "unreadable spool entry set aside as .bad");
@@ -242,6 +232,22 @@ pub(crate) fn list(work_dir: &Path) -> Vec<(PathBuf, Entry)> {
         }
     }
     out
+}
+
+/// Reads one entry file, refusing what no agent wrote: anything but a
+/// regular file (reading a FIFO blocks until a writer comes), or one over
+/// [`MAX_ENTRY_BYTES`].
+pub(crate) fn read_entry(p: &Path) -> Result<Entry, String> {
+    let bytes = match std::fs::symlink_metadata(p) {
+        Ok(m) if !m.is_file() => Err("not a regular file".to_string()),
+        Ok(m) if m.len() > MAX_ENTRY_BYTES => Err(format!(
+            "{} bytes, over the {MAX_ENTRY_BYTES} an entry of this agent can be",
+            m.len()
+        )),
+        Ok(_) => std::fs::read(p).map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    }?;
+    serde_json::from_slice::<Entry>(&bytes).map_err(|e| e.to_string())
 }
 
 fn remove(path: &Path, entry: &Entry) {
@@ -458,18 +464,41 @@ pub(crate) fn start_redelivery(
     agent: &Arc<Agent>,
 ) -> std::io::Result<Option<std::thread::JoinHandle<()>>> {
     let entries = list(&agent.cfg.work_dir);
+    if !entries.is_empty() {
+        tracing::info!(
+            builds = entries.len(),
+            "delivering finished builds an earlier agent left in the spool"
+        );
+    }
+    deliver_in_background(agent, entries)
+}
+
+/// Delivers `entries` on a thread of their own, their leases held
+/// ([`AgentInput::Spooled`]) before this returns; `None` when there are none.
+pub(crate) fn deliver_in_background(
+    agent: &Arc<Agent>,
+    entries: Vec<(PathBuf, Entry)>,
+) -> std::io::Result<Option<std::thread::JoinHandle<()>>> {
+    hold(&mut agent.lock(), &entries);
+    spawn_delivery(agent, entries)
+}
+
+/// Holds the leases of entries about to be delivered: listed, they are
+/// neither orphans to hand back nor work to start again.
+pub(crate) fn hold(st: &mut super::state::State, entries: &[(PathBuf, Entry)]) {
+    for lease in entries.iter().filter_map(|(_, e)| e.report.lease) {
+        st.feed(AgentInput::Spooled(lease));
+    }
+}
+
+/// Delivers held `entries` on a thread of their own; `None` when there are
+/// none.
+pub(crate) fn spawn_delivery(
+    agent: &Arc<Agent>,
+    entries: Vec<(PathBuf, Entry)>,
+) -> std::io::Result<Option<std::thread::JoinHandle<()>>> {
     if entries.is_empty() {
         return Ok(None);
-    }
-    tracing::info!(
-        builds = entries.len(),
-        "delivering finished builds an earlier agent left in the spool"
-    );
-    {
-        let mut st = agent.lock();
-        for lease in entries.iter().filter_map(|(_, e)| e.report.lease) {
-            st.feed(AgentInput::Spooled(lease));
-        }
     }
     let agent = Arc::clone(agent);
     std::thread::Builder::new()
@@ -520,8 +549,8 @@ fn set_aside_elsewhere(path: &Path, entry: &Entry, why: &str) {
         why,
         file = %bad.display(),
         "a spooled build belongs to another farm (the agent was pointed at a new server, or the \
-         store's loss was accepted): set aside, not delivered. To deliver it, rename it back to \
-         .json and start the agent against the farm it was built for; or delete it"
+         store's loss was accepted): set aside, not delivered. It is delivered when the agent next \
+         hears from the farm it was built for; if that farm is gone for good, delete it"
     );
 }
 

@@ -14,7 +14,9 @@
 //! | `types` | inputs, actions, jobs, the shutdown phase |
 //! | `leases` | leases the agent ended and unknown leases the server keeps listing |
 //! | `state` | [`AgentState`] and its `handle` |
+//! | `held` | the leases it holds, per farm, and what a server's listing of leases means |
 
+mod held;
 mod leases;
 mod state;
 mod types;
