@@ -177,13 +177,21 @@ fn upload_temp_files_left_by_a_killed_server_are_removed_at_start() {
     std::fs::write(&stale, vec![0u8; 1 << 20]).expect("stale temp");
     let kept = cat.join("foo-1.gpkg.tar");
     std::fs::write(&kept, b"a finished upload").expect("artifact");
+    // A build log's upload (`logs/.<lease>.tmp`) a kill -9 cut short.
+    let logs = data.join("logs");
+    std::fs::create_dir_all(&logs).expect("logs");
+    let stale_log = logs.join(".7.tmp");
+    std::fs::write(&stale_log, b"half a gzip").expect("stale log temp");
     let _server = Server::start(data, &[]);
     assert!(!stale.exists(), "the stale temp file is gone");
+    assert!(!stale_log.exists(), "the stale build-log temp file is gone");
     assert!(kept.exists(), "finished uploads stay");
     // An upload of the running server in flight: a second server started
     // on the same data dir is refused, and leaves it alone.
     let in_flight = cat.join(".upload-777-1.tmp");
     std::fs::write(&in_flight, b"half an upload").expect("temp");
+    let log_in_flight = logs.join(".8.tmp");
+    std::fs::write(&log_in_flight, b"half a gzip").expect("log temp");
     let out = serve_until_refused(data);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -194,6 +202,10 @@ fn upload_temp_files_left_by_a_killed_server_are_removed_at_start() {
     assert!(
         in_flight.exists(),
         "the refused server removed the running one's upload in flight"
+    );
+    assert!(
+        log_in_flight.exists(),
+        "the refused server removed the running one's log upload in flight"
     );
 }
 
