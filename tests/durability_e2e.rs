@@ -167,6 +167,53 @@ fn health_is_503_with_the_reason_while_the_store_cannot_write_and_recovers_by_it
     assert_eq!(code, 200, "writes work again: {body}");
 }
 
+/// `rm swarm.db-wal` under a running server: SQLite writes on into the
+/// unlinked file, which a crash loses. Health turns 503 naming the WAL,
+/// writes are refused, and a clean stop keeps every acknowledged package.
+#[test]
+fn a_wal_deleted_under_the_running_server_turns_health_503_and_a_clean_stop_keeps_everything() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path();
+    let mut server = Server::start(data, &[]);
+    let (code, body) =
+        server.admin_post("/api/v1/queue", &json!({ "packages": ["dev-libs/w0-1"] }));
+    assert_eq!(code, 200, "{body}");
+    std::fs::remove_file(data.join("swarm.db-wal")).expect("delete the WAL");
+    let mut acknowledged = 1;
+    let mut refused = None;
+    for i in 1..40 {
+        let atom = format!("dev-libs/w{i}-1");
+        let (code, body) = server.admin_post("/api/v1/queue", &json!({ "packages": [atom] }));
+        if code != 200 {
+            refused = Some((code, body));
+            break;
+        }
+        acknowledged += 1;
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let (code, body) = refused.expect("writes were refused once the WAL was gone");
+    assert_eq!(code, 503, "{body}");
+    let (code, body) = server.get("/api/v1/health");
+    assert_eq!(code, 503, "{body}");
+    let reason = body["reason"].as_str().unwrap_or_default().to_owned();
+    assert!(
+        reason.contains("swarm.db-wal") && reason.contains("SIGTERM"),
+        "{body}"
+    );
+    assert_eq!(
+        metric(&server, "swarm_store_writable").as_deref(),
+        Some("0")
+    );
+    assert_eq!(server.terminate(), Some(0), "a clean stop");
+    let server = Server::start(data, &[]);
+    let (_, q) = server.get("/api/v1/queue?limit=1000");
+    assert_eq!(
+        q["total"],
+        json!(acknowledged),
+        "every acknowledged package: {q}"
+    );
+}
+
 #[test]
 fn upload_temp_files_left_by_a_killed_server_are_removed_at_start() {
     let dir = tempfile::tempdir().expect("temp dir");

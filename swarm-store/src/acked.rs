@@ -205,6 +205,14 @@ impl Marker {
         Ok(m)
     }
 
+    /// Device and inode of the file this marker writes to (`None` if the
+    /// system will not say), so the store can notice when the name no longer
+    /// leads to it.
+    pub(crate) fn file_id(&self) -> Option<(u64, u64)> {
+        use std::os::unix::fs::MetadataExt;
+        self.file.metadata().ok().map(|m| (m.dev(), m.ino()))
+    }
+
     fn write_both(&mut self, seq: u64) -> Result<(), StoreError> {
         let slot = encode(&self.store_id, seq);
         let mut both = [0u8; 2 * SLOT];

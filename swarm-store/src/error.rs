@@ -180,6 +180,38 @@ pub enum StoreError {
         /// What was found at it.
         detail: String,
     },
+    /// The WAL was deleted or replaced under the running store: SQLite goes
+    /// on writing into the file it has open, which no restart finds, so a
+    /// crash would lose every commit since the last checkpoint.
+    #[error(
+        "{wal}, the write-ahead log of {db}, was deleted or replaced while swarm ran ({detail}); \
+         writes are refused, as what SQLite writes into the log it has open would be lost at a \
+         crash. stop swarm serve with SIGTERM (a clean stop copies everything the open log holds \
+         into {db}, so nothing acknowledged is lost) and start it again; a kill -9 or a crash \
+         before that loses every input since the last checkpoint"
+    )]
+    WalReplaced {
+        /// The WAL path.
+        wal: PathBuf,
+        /// The database path.
+        db: PathBuf,
+        /// What was found at the WAL path.
+        detail: String,
+    },
+    /// The acknowledgement marker was deleted or replaced under the running
+    /// store: a restart could no longer tell whether acknowledged inputs
+    /// were lost.
+    #[error(
+        "the acknowledgement marker {marker} was deleted or replaced while swarm ran ({detail}); \
+         writes are refused, as a restart could no longer tell whether acknowledged inputs were \
+         lost. stop swarm serve with SIGTERM and start it again: the start writes a new marker"
+    )]
+    MarkerReplaced {
+        /// The marker path.
+        marker: PathBuf,
+        /// What was found at it.
+        detail: String,
+    },
     /// A previous write failed and the state could not be rebuilt from the file.
     #[error("the store could not rebuild its state after a failed write ({reason}); reopen it")]
     Poisoned {

@@ -162,28 +162,47 @@ pub struct Store {
     applied_page_limit: u64,
     /// Why the last write failed, until one succeeds.
     write_error: Option<String>,
-    /// The database file as opened, checked before writes (`check_file`).
+    /// The database, its WAL and the marker as opened, checked before
+    /// writes (`check_file`).
     file: FileIdentity,
     /// `meta.store_id`: which history this is (new after an accepted loss).
     store_id: String,
     _lock: LockFile,
 }
 
-/// Which file the database is, and when that was last checked.
+/// Which files the database, its WAL and the marker are, and when that was
+/// last checked.
 struct FileIdentity {
-    /// Device and inode at open; `None` if they could not be read.
+    /// The database's device and inode at open; `None` if they could not be read.
     id: Option<(u64, u64)>,
+    /// The WAL's, from the first time it was seen (at the end of `open`,
+    /// where the open's own commit made sure it exists; SQLite keeps that
+    /// file while the store's connection is open).
+    wal: Option<(u64, u64)>,
+    /// The marker's, as the store has it open.
+    marker: Option<(u64, u64)>,
     checked: std::time::Instant,
 }
 
-/// How often a write checks that the database file is still the one opened
-/// (a `stat`).
+/// How often a write checks that the database, its WAL and the marker are
+/// still the files opened (a `stat` each).
 const FILE_CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Device and inode of the file at `path`.
 fn file_id(path: &Path) -> std::io::Result<(u64, u64)> {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata(path).map(|m| (m.dev(), m.ino()))
+}
+
+/// What is at `path` now when it is not the file `opened`, in words;
+/// `None` when it still is.
+fn changed(path: &Path, opened: (u64, u64)) -> Option<String> {
+    match file_id(path) {
+        Ok(now) if now == opened => None,
+        Ok(_) => Some("another file is there now".to_owned()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some("it is gone".to_owned()),
+        Err(e) => Some(format!("it cannot be read: {e}")),
+    }
 }
 
 impl std::fmt::Debug for Store {
@@ -314,6 +333,7 @@ impl Store {
             id
         };
         let marker = Marker::open(&path, &store_id, rebuilt.last_seq)?;
+        let marker_id = marker.file_id();
         let id_of_store = store_id.clone();
         let config = rebuilt.swarm.config().clone();
         let last_snapshot: u64 =
@@ -353,6 +373,8 @@ impl Store {
             write_error: None,
             file: FileIdentity {
                 id: opened_id,
+                wal: None,
+                marker: marker_id,
                 checked: std::time::Instant::now(),
             },
             store_id: id_of_store,
@@ -376,6 +398,8 @@ impl Store {
         }
         let (seq, _) = store.append(open_at, Input::Recovered)?;
         store.report.recovered_seq = seq.0;
+        // That commit made the WAL: the file SQLite has open from now on.
+        store.file.wal = file_id(&store.wal_path()).ok();
         if !loss.found.is_empty() {
             let detail = loss.describe();
             store.record_loss(seq.0, open_at, &detail)?;
@@ -539,8 +563,7 @@ impl Store {
     /// keep small (it only copies what no commit races) is checkpointed here,
     /// where no commit can race it.
     fn checkpoint_if_far_behind(&self) {
-        let wal = crate::db_path::beside_database(&self.path, "-wal");
-        let size = std::fs::metadata(wal).map_or(0, |m| m.len());
+        let size = std::fs::metadata(self.wal_path()).map_or(0, |m| m.len());
         if size >= 16 * crate::checkpointer::CHECKPOINT_BYTES {
             tracing::info!(
                 wal_bytes = size,
@@ -579,24 +602,50 @@ impl Store {
     /// server): SQLite would go on writing to the unlinked file, and every
     /// reply would acknowledge what no restart can find. Checked at most
     /// every `FILE_CHECK_EVERY`; a refusal shows in health (`write_error`).
+    ///
+    /// The same holds for the WAL (an `rm swarm.db-wal`: every commit since
+    /// the last checkpoint would live only in the unlinked file, gone at a
+    /// crash) and for the marker (a restart could no longer tell whether
+    /// acknowledged inputs were lost).
     fn check_file(&mut self) -> Result<(), StoreError> {
-        let Some(opened) = self.file.id else {
-            return Ok(());
-        };
         if self.file.checked.elapsed() < FILE_CHECK_EVERY && self.write_error.is_none() {
             return Ok(());
         }
         self.file.checked = std::time::Instant::now();
-        let detail = match file_id(&self.path) {
-            Ok(now) if now == opened => return Ok(()),
-            Ok(_) => "another file is there now".to_owned(),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => "it is gone".to_owned(),
-            Err(e) => format!("it cannot be read: {e}"),
-        };
-        Err(StoreError::DatabaseReplaced {
-            path: self.path.clone(),
-            detail,
-        })
+        if let Some(opened) = self.file.id {
+            if let Some(detail) = changed(&self.path, opened) {
+                return Err(StoreError::DatabaseReplaced {
+                    path: self.path.clone(),
+                    detail,
+                });
+            }
+        }
+        let wal = self.wal_path();
+        match self.file.wal {
+            Some(opened) => {
+                if let Some(detail) = changed(&wal, opened) {
+                    return Err(StoreError::WalReplaced {
+                        wal,
+                        db: self.path.clone(),
+                        detail,
+                    });
+                }
+            }
+            // Not seen yet: the first one seen is SQLite's.
+            None => self.file.wal = file_id(&wal).ok(),
+        }
+        if let Some(opened) = self.file.marker {
+            let marker = acked::marker_path(&self.path);
+            if let Some(detail) = changed(&marker, opened) {
+                return Err(StoreError::MarkerReplaced { marker, detail });
+            }
+        }
+        Ok(())
+    }
+
+    /// The WAL, where SQLite keeps it.
+    fn wal_path(&self) -> PathBuf {
+        crate::db_path::beside_database(&self.path, "-wal")
     }
 
     /// Why the last write failed, or `None` when it worked. Cleared by the
