@@ -95,7 +95,7 @@ pub(crate) fn read(db: &Path) -> Result<Option<Acked>, StoreError> {
 }
 
 /// What a file that is not a regular one is, in words.
-fn kind_of(t: &std::fs::FileType) -> &'static str {
+pub(crate) fn kind_of(t: &std::fs::FileType) -> &'static str {
     use std::os::unix::fs::FileTypeExt;
     if t.is_dir() {
         "directory"

@@ -57,10 +57,13 @@ pub enum StoreError {
         /// The newest version this build knows.
         supported: i64,
     },
-    /// The log holds an input whose kind this swarm does not know.
+    /// The log holds an input whose kind this swarm does not know, and the
+    /// store does not show that no newer swarm wrote it (then it is
+    /// [`StoreError::BadLogRecord`]).
     #[error(
-        "input log seq {seq} has unknown input kind {kind:?}; it was written by a newer swarm: \
-         upgrade swarm to open this store"
+        "input log seq {seq} has input kind {kind:?}, which this swarm does not know: if a newer \
+         swarm wrote this store, upgrade swarm to open it (never downgrade a store); if not, the \
+         log was edited or damaged: restore the file from a backup"
     )]
     UnknownInputKind {
         /// Where.
@@ -156,6 +159,45 @@ pub enum StoreError {
         marker: PathBuf,
         /// What is there: "FIFO (named pipe)", "directory", ...
         kind: &'static str,
+    },
+    /// Something other than a regular file is where the database belongs
+    /// (a directory, a FIFO, a device such as a link to `/dev/null`):
+    /// refused before anything is opened or created beside it.
+    #[error(
+        "{path} is a {kind}, not a regular file, so it cannot be the store's database; point \
+         swarm at a database file (`db_path` in the config, or --data-dir), or move this out of \
+         the way (`mv {path} {path}.moved`) and put the database back from a backup"
+    )]
+    DatabaseNotAFile {
+        /// The database path.
+        path: PathBuf,
+        /// What is there: "directory", "FIFO (named pipe)", ..., with the
+        /// link it was reached through.
+        kind: String,
+    },
+    /// The database could not be opened or prepared at start. No input was
+    /// involved: nothing was recorded or lost by this.
+    #[error(
+        "cannot open the store {path} ({detail}); check that it and the files beside it \
+         (-wal, -shm) are regular files swarm may write, that the file system is not read-only, \
+         file-size limits (ulimit -f) and free space"
+    )]
+    OpenFailed {
+        /// The database path.
+        path: PathBuf,
+        /// What SQLite said.
+        detail: String,
+    },
+    /// The disk (or the database size limit) is full at start.
+    #[error(
+        "cannot open the store {path}: the disk or the database size limit is full ({detail}); \
+         free space (or raise the limit) and start again"
+    )]
+    OpenDiskFull {
+        /// The database path.
+        path: PathBuf,
+        /// What SQLite said.
+        detail: String,
     },
     /// The file system refused a write (I/O error, read-only, size limit).
     #[error(
@@ -256,6 +298,24 @@ pub enum StoreError {
     /// A value that would not serialise (a bug).
     #[error("cannot serialise a record: {0}")]
     Json(#[from] serde_json::Error),
+}
+
+impl StoreError {
+    /// The error as `Store::open` reports it: a write that fails there is
+    /// the open's own, with no input to speak of.
+    pub(crate) fn at_open(self, path: &std::path::Path) -> StoreError {
+        match self {
+            StoreError::WriteFailed { detail } => StoreError::OpenFailed {
+                path: path.to_owned(),
+                detail,
+            },
+            StoreError::DiskFull { detail } => StoreError::OpenDiskFull {
+                path: path.to_owned(),
+                detail,
+            },
+            e => e,
+        }
+    }
 }
 
 impl From<rusqlite::Error> for StoreError {

@@ -194,6 +194,29 @@ fn file_id(path: &Path) -> std::io::Result<(u64, u64)> {
     std::fs::metadata(path).map(|m| (m.dev(), m.ino()))
 }
 
+/// Refuses a database path that leads to something other than a regular
+/// file (or to nothing yet), naming what it is.
+fn check_is_a_file(path: &Path) -> Result<(), StoreError> {
+    let Ok(meta) = std::fs::metadata(path) else {
+        // Missing (the loss check decides) or unreadable (the open says why).
+        return Ok(());
+    };
+    if meta.is_file() {
+        return Ok(());
+    }
+    let mut kind = acked::kind_of(&meta.file_type()).to_owned();
+    if let Ok(target) = std::fs::read_link(path) {
+        kind.push_str(&format!(
+            " (through the symbolic link to {})",
+            target.display()
+        ));
+    }
+    Err(StoreError::DatabaseNotAFile {
+        path: path.to_owned(),
+        kind,
+    })
+}
+
 /// What is at `path` now when it is not the file `opened`, in words;
 /// `None` when it still is.
 fn changed(path: &Path, opened: (u64, u64)) -> Option<String> {
@@ -219,7 +242,14 @@ impl Store {
     /// verified snapshot and the log tail (checked against the outbox), and
     /// appends `Input::Recovered`.
     pub fn open(path: impl AsRef<Path>, opts: StoreOptions) -> Result<Store, StoreError> {
-        let path = path.as_ref().to_owned();
+        let path = path.as_ref();
+        Store::open_checked(path.to_owned(), opts).map_err(|e| e.at_open(path))
+    }
+
+    fn open_checked(path: PathBuf, opts: StoreOptions) -> Result<Store, StoreError> {
+        // Before the lock: nothing is created beside a directory or a
+        // device (a link to /dev/null would get /dev/null.lock).
+        check_is_a_file(&path)?;
         let lock = LockFile::acquire(&path)?;
         let mut loss = LossCheck {
             db: path.clone(),
@@ -299,6 +329,7 @@ impl Store {
             }
         };
         let rebuilt = recover::rebuild(&conn, &config)?;
+
         if loss.found.is_empty() {
             if let Some(a) = loss.acked.clone().filter(|a| a.seq > rebuilt.last_seq) {
                 loss.missing(
@@ -332,6 +363,18 @@ impl Store {
             ));
             id
         };
+        // Which swarm wrote this store, newest first: an input kind this
+        // build does not know is then damage, not a newer swarm's.
+        let newest_writer = meta_get(&conn, recover::NEWEST_WRITER)?;
+        if newest_writer.as_deref() != Some(recover::THIS_VERSION)
+            && newest_writer
+                .as_deref()
+                .is_none_or(|v| recover::newer_than_this(v) == Some(false))
+        {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            meta_set(&tx, recover::NEWEST_WRITER, recover::THIS_VERSION)?;
+            tx.commit()?;
+        }
         let marker = Marker::open(&path, &store_id, rebuilt.last_seq)?;
         let marker_id = marker.file_id();
         let id_of_store = store_id.clone();
