@@ -49,6 +49,65 @@ fn serve_refuses_a_zero_byte_database_and_accept_loss_records_the_loss() {
     );
 }
 
+/// The audit's `rm -f swarm.db*`: the glob takes the marker too. The data
+/// dir still shows the farm had state (its admin token, its build-log
+/// directory), so the start is refused instead of serving an empty farm;
+/// `--accept-loss` starts anew and records the loss.
+#[test]
+fn serve_refuses_a_data_dir_with_state_whose_database_and_marker_were_removed() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path();
+    {
+        let mut server = Server::start(data, &[]);
+        let (code, _) =
+            server.admin_post("/api/v1/queue", &json!({ "packages": ["dev-libs/a-1"] }));
+        assert_eq!(code, 200);
+        server.kill9();
+    }
+    for f in ["swarm.db", "swarm.db-wal", "swarm.db-shm", "swarm.db.acked"] {
+        let _ = std::fs::remove_file(data.join(f));
+    }
+    let out = serve_until_refused(data);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "refused: {stderr}");
+    assert!(
+        stderr.contains(&data.join("swarm.db").display().to_string()),
+        "{stderr}"
+    );
+    assert!(stderr.contains("admin.token"), "{stderr}");
+    assert!(stderr.contains("--accept-loss"), "{stderr}");
+    assert!(out.stdout.is_empty(), "never listened");
+    assert!(!data.join("swarm.db").exists(), "no new, empty store");
+    let server = Server::start_with(data, "127.0.0.1:0", &["--accept-loss"], &[]);
+    let (_, body) = server.get("/api/v1/events?after=0");
+    assert!(
+        body["events"]
+            .as_array()
+            .is_some_and(|e| e.iter().any(|e| e["kind"] == "loss_accepted")),
+        "{body}"
+    );
+}
+
+/// A first start that fails leaves no admin token it generated behind, so
+/// the next start does not take the token for an earlier run's state.
+#[test]
+fn a_failed_first_start_in_an_existing_data_dir_leaves_no_token_behind() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path();
+    std::fs::create_dir(data.join("swarm.db")).expect("a directory in its place");
+    let out = serve_until_refused(data);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("is a directory"), "{stderr}");
+    assert!(
+        !data.join("admin.token").exists(),
+        "the generated token stays"
+    );
+    std::fs::remove_dir(data.join("swarm.db")).expect("rmdir");
+    let server = Server::start(data, &[]);
+    let (code, body) = server.get("/api/v1/health");
+    assert_eq!(code, 200, "a fresh farm starts: {body}");
+}
+
 /// Runs `swarm serve` on `data`, expected to be refused at start: its
 /// output. One that is still running after 30 s fails the test.
 fn serve_until_refused(data: &std::path::Path) -> std::process::Output {
@@ -218,6 +277,8 @@ fn a_wal_deleted_under_the_running_server_turns_health_503_and_a_clean_stop_keep
 fn upload_temp_files_left_by_a_killed_server_are_removed_at_start() {
     let dir = tempfile::tempdir().expect("temp dir");
     let data = dir.path();
+    // The farm ran once and was killed: what it left follows.
+    Server::start(data, &[]).kill9();
     let cat = data.join("staging").join("dev-libs");
     std::fs::create_dir_all(&cat).expect("staging");
     let stale = cat.join(".upload-4242-7.tmp");

@@ -134,6 +134,28 @@ pub enum StoreError {
         /// What is missing.
         detail: String,
     },
+    /// The database is missing or empty and so is the acknowledgement
+    /// marker, but the data dir shows the store had state (an `rm -f
+    /// swarm.db*`, or a `swarm.db` linked into a volume that did not mount):
+    /// starting would make a new, empty store in its place.
+    #[error(
+        "{db} is not there to open: {detail}, and there is no acknowledgement marker {marker}, \
+         but the data dir shows this farm had state ({evidence}); swarm does not start a new, \
+         empty store in its place. If the database lives on a volume that is not mounted (or a \
+         link that points elsewhere), mount or mend it; otherwise restore {db}, its -wal file \
+         and {marker} from a backup; or, to start anew and record the loss, start once with \
+         `swarm serve --accept-loss`"
+    )]
+    StateWithoutDatabase {
+        /// The database path.
+        db: PathBuf,
+        /// Where the marker belongs.
+        marker: PathBuf,
+        /// What is wrong with the database.
+        detail: String,
+        /// The files that show the farm had state.
+        evidence: String,
+    },
     /// The acknowledgement marker exists but neither of its slots reads.
     #[error(
         "the acknowledgement marker {marker} is damaged, so swarm cannot tell whether the database \

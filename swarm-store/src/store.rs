@@ -81,6 +81,15 @@ pub struct StoreOptions {
     /// [`StoreError::LossDetected`]). The loss is recorded as a
     /// `loss_accepted` event and in [`OpenReport::loss`].
     pub accept_loss: bool,
+    /// Files and directories whose content shows the store had state (the
+    /// server passes its own files in the data dir: the admin token, build
+    /// logs, drone credentials, releases). When the database is missing or
+    /// empty and no marker says what was acknowledged (an `rm -f swarm.db*`
+    /// also removes the marker), any of them with content (a file with
+    /// bytes, a directory with an entry) refuses the open as
+    /// [`StoreError::StateWithoutDatabase`] instead of starting a new,
+    /// empty store; `accept_loss` opens anyway and records the loss.
+    pub state_evidence: Vec<PathBuf>,
     /// Fault injection for tests: while the value is nonzero, the database
     /// may grow to at most that many pages, so writes fail as on a full disk.
     pub fault_page_limit: Option<Arc<AtomicU64>>,
@@ -115,6 +124,7 @@ impl Default for StoreOptions {
             background_snapshots: false,
             background_checkpoints: false,
             accept_loss: false,
+            state_evidence: Vec::new(),
             fault_page_limit: None,
             fault_sync: None,
             defer_sync: false,
@@ -255,6 +265,7 @@ impl Store {
             db: path.clone(),
             accept: opts.accept_loss,
             acked: None,
+            evidence: opts.state_evidence.clone(),
             found: Vec::new(),
         };
         match acked::read(&path) {
@@ -376,6 +387,7 @@ impl Store {
             tx.commit()?;
         }
         let marker = Marker::open(&path, &store_id, rebuilt.last_seq)?;
+        acked::remove_legacy(&path);
         let marker_id = marker.file_id();
         let id_of_store = store_id.clone();
         let config = rebuilt.swarm.config().clone();
@@ -944,18 +956,56 @@ struct LossCheck {
     db: PathBuf,
     accept: bool,
     acked: Option<Acked>,
+    /// `StoreOptions::state_evidence`.
+    evidence: Vec<PathBuf>,
     found: Vec<String>,
 }
 
+/// Which of `paths` have content: a file with bytes, a directory with an
+/// entry.
+fn with_content(paths: &[PathBuf]) -> Vec<&Path> {
+    paths
+        .iter()
+        .filter(|p| match std::fs::metadata(p) {
+            Ok(m) if m.is_dir() => std::fs::read_dir(p).is_ok_and(|mut d| d.next().is_some()),
+            Ok(m) => m.len() > 0,
+            Err(_) => false,
+        })
+        .map(PathBuf::as_path)
+        .collect()
+}
+
 impl LossCheck {
-    /// Records a loss: an error unless losses are accepted.
+    /// Records a loss: an error unless losses are accepted. With no marker,
+    /// a loss only when the data dir shows the store had state.
     fn missing(&mut self, found_seq: u64, detail: &str) -> Result<(), StoreError> {
         let acked_seq = self.acked.as_ref().map_or(0, |a| a.seq);
-        if !self.accept {
-            if self.acked.is_none() {
+        if self.acked.is_none() {
+            let shown = with_content(&self.evidence);
+            if shown.is_empty() {
                 // Nothing was acknowledged here: nothing can be lost.
                 return Ok(());
             }
+            let evidence = shown
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ");
+            if !self.accept {
+                return Err(StoreError::StateWithoutDatabase {
+                    db: self.db.clone(),
+                    marker: acked::marker_path(&self.db),
+                    detail: detail.to_owned(),
+                    evidence,
+                });
+            }
+            self.found.push(format!(
+                "{detail} and there is no acknowledgement marker, but the data dir had state \
+                 ({evidence})"
+            ));
+            return Ok(());
+        }
+        if !self.accept {
             return Err(StoreError::LossDetected {
                 db: self.db.clone(),
                 marker: acked::marker_path(&self.db),
