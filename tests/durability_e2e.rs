@@ -49,6 +49,65 @@ fn serve_refuses_a_zero_byte_database_and_accept_loss_records_the_loss() {
     );
 }
 
+/// The audit's `rm -f swarm.db*`: the glob takes the marker too. The data
+/// dir still shows the farm had state (its admin token, its build-log
+/// directory), so the start is refused instead of serving an empty farm;
+/// `--accept-loss` starts anew and records the loss.
+#[test]
+fn serve_refuses_a_data_dir_with_state_whose_database_and_marker_were_removed() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path();
+    {
+        let mut server = Server::start(data, &[]);
+        let (code, _) =
+            server.admin_post("/api/v1/queue", &json!({ "packages": ["dev-libs/a-1"] }));
+        assert_eq!(code, 200);
+        server.kill9();
+    }
+    for f in ["swarm.db", "swarm.db-wal", "swarm.db-shm", "swarm.db.acked"] {
+        let _ = std::fs::remove_file(data.join(f));
+    }
+    let out = serve_until_refused(data);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "refused: {stderr}");
+    assert!(
+        stderr.contains(&data.join("swarm.db").display().to_string()),
+        "{stderr}"
+    );
+    assert!(stderr.contains("admin.token"), "{stderr}");
+    assert!(stderr.contains("--accept-loss"), "{stderr}");
+    assert!(out.stdout.is_empty(), "never listened");
+    assert!(!data.join("swarm.db").exists(), "no new, empty store");
+    let server = Server::start_with(data, "127.0.0.1:0", &["--accept-loss"], &[]);
+    let (_, body) = server.get("/api/v1/events?after=0");
+    assert!(
+        body["events"]
+            .as_array()
+            .is_some_and(|e| e.iter().any(|e| e["kind"] == "loss_accepted")),
+        "{body}"
+    );
+}
+
+/// A first start that fails leaves no admin token it generated behind, so
+/// the next start does not take the token for an earlier run's state.
+#[test]
+fn a_failed_first_start_in_an_existing_data_dir_leaves_no_token_behind() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path();
+    std::fs::create_dir(data.join("swarm.db")).expect("a directory in its place");
+    let out = serve_until_refused(data);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("is a directory"), "{stderr}");
+    assert!(
+        !data.join("admin.token").exists(),
+        "the generated token stays"
+    );
+    std::fs::remove_dir(data.join("swarm.db")).expect("rmdir");
+    let server = Server::start(data, &[]);
+    let (code, body) = server.get("/api/v1/health");
+    assert_eq!(code, 200, "a fresh farm starts: {body}");
+}
+
 /// Runs `swarm serve` on `data`, expected to be refused at start: its
 /// output. One that is still running after 30 s fails the test.
 fn serve_until_refused(data: &std::path::Path) -> std::process::Output {
@@ -167,23 +226,80 @@ fn health_is_503_with_the_reason_while_the_store_cannot_write_and_recovers_by_it
     assert_eq!(code, 200, "writes work again: {body}");
 }
 
+/// `rm swarm.db-wal` under a running server: SQLite writes on into the
+/// unlinked file, which a crash loses. Health turns 503 naming the WAL,
+/// writes are refused, and a clean stop keeps every acknowledged package.
+#[test]
+fn a_wal_deleted_under_the_running_server_turns_health_503_and_a_clean_stop_keeps_everything() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path();
+    let mut server = Server::start(data, &[]);
+    let (code, body) =
+        server.admin_post("/api/v1/queue", &json!({ "packages": ["dev-libs/w0-1"] }));
+    assert_eq!(code, 200, "{body}");
+    std::fs::remove_file(data.join("swarm.db-wal")).expect("delete the WAL");
+    let mut acknowledged = 1;
+    let mut refused = None;
+    for i in 1..40 {
+        let atom = format!("dev-libs/w{i}-1");
+        let (code, body) = server.admin_post("/api/v1/queue", &json!({ "packages": [atom] }));
+        if code != 200 {
+            refused = Some((code, body));
+            break;
+        }
+        acknowledged += 1;
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let (code, body) = refused.expect("writes were refused once the WAL was gone");
+    assert_eq!(code, 503, "{body}");
+    let (code, body) = server.get("/api/v1/health");
+    assert_eq!(code, 503, "{body}");
+    let reason = body["reason"].as_str().unwrap_or_default().to_owned();
+    assert!(
+        reason.contains("swarm.db-wal") && reason.contains("SIGTERM"),
+        "{body}"
+    );
+    assert_eq!(
+        metric(&server, "swarm_store_writable").as_deref(),
+        Some("0")
+    );
+    assert_eq!(server.terminate(), Some(0), "a clean stop");
+    let server = Server::start(data, &[]);
+    let (_, q) = server.get("/api/v1/queue?limit=1000");
+    assert_eq!(
+        q["total"],
+        json!(acknowledged),
+        "every acknowledged package: {q}"
+    );
+}
+
 #[test]
 fn upload_temp_files_left_by_a_killed_server_are_removed_at_start() {
     let dir = tempfile::tempdir().expect("temp dir");
     let data = dir.path();
+    // The farm ran once and was killed: what it left follows.
+    Server::start(data, &[]).kill9();
     let cat = data.join("staging").join("dev-libs");
     std::fs::create_dir_all(&cat).expect("staging");
     let stale = cat.join(".upload-4242-7.tmp");
     std::fs::write(&stale, vec![0u8; 1 << 20]).expect("stale temp");
     let kept = cat.join("foo-1.gpkg.tar");
     std::fs::write(&kept, b"a finished upload").expect("artifact");
+    // A build log's upload (`logs/.<lease>.tmp`) a kill -9 cut short.
+    let logs = data.join("logs");
+    std::fs::create_dir_all(&logs).expect("logs");
+    let stale_log = logs.join(".7.tmp");
+    std::fs::write(&stale_log, b"half a gzip").expect("stale log temp");
     let _server = Server::start(data, &[]);
     assert!(!stale.exists(), "the stale temp file is gone");
+    assert!(!stale_log.exists(), "the stale build-log temp file is gone");
     assert!(kept.exists(), "finished uploads stay");
     // An upload of the running server in flight: a second server started
     // on the same data dir is refused, and leaves it alone.
     let in_flight = cat.join(".upload-777-1.tmp");
     std::fs::write(&in_flight, b"half an upload").expect("temp");
+    let log_in_flight = logs.join(".8.tmp");
+    std::fs::write(&log_in_flight, b"half a gzip").expect("log temp");
     let out = serve_until_refused(data);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -194,6 +310,10 @@ fn upload_temp_files_left_by_a_killed_server_are_removed_at_start() {
     assert!(
         in_flight.exists(),
         "the refused server removed the running one's upload in flight"
+    );
+    assert!(
+        log_in_flight.exists(),
+        "the refused server removed the running one's log upload in flight"
     );
 }
 

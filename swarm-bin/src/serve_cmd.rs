@@ -28,7 +28,8 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Start even though the database holds less than was acknowledged
-    /// (a deleted or damaged -wal file, an emptied or replaced swarm.db).
+    /// (a deleted or damaged -wal file, an emptied or replaced swarm.db, or
+    /// swarm.db and its marker gone from a data dir that had state).
     /// Without it such a store is refused; with it the loss is logged and
     /// recorded as a `loss_accepted` event, and the store takes a new id: the
     /// files from before, put back later, are then refused instead of opening
@@ -61,11 +62,17 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     // data dir, no token), and says why in words that fit the cause.
     check_listen(s.listen)?;
     let created = make_data_dir(&s.data_dir)?;
-    let started = start(&s, args.accept_loss);
+    // An admin token an earlier run left shows the farm had state; one this
+    // start generates does not, and a failed start removes it again, so
+    // the next start does not take it for an earlier run's.
+    let token_existed = std::fs::symlink_metadata(&s.admin_token_file).is_ok();
+    let started = start(&s, args.accept_loss, token_existed);
     if let Err(e) = &started {
         if may_remove_after_failed_start(created, e) {
             // Nothing was served from it: a failed first start leaves no data dir.
             let _ = std::fs::remove_dir_all(&s.data_dir);
+        } else if !token_existed && may_remove_after_failed_start(true, e) {
+            let _ = std::fs::remove_file(&s.admin_token_file);
         }
     }
     let (running, prober, stop) = started?;
@@ -269,7 +276,7 @@ type Started = (
     Arc<AtomicBool>,
 );
 
-fn start(s: &Settings, accept_loss: bool) -> anyhow::Result<Started> {
+fn start(s: &Settings, accept_loss: bool, token_existed: bool) -> anyhow::Result<Started> {
     std::fs::create_dir_all(&s.data_dir)
         .with_context(|| format!("cannot create the data directory {}", s.data_dir.display()))?;
     let (admin_token, source) = resolve_admin_token(s.admin_token.as_deref(), &s.admin_token_file)
@@ -305,6 +312,11 @@ fn start(s: &Settings, accept_loss: bool) -> anyhow::Result<Started> {
         staging: s.staging_path.clone(),
         store: swarm_store::StoreOptions {
             accept_loss,
+            state_evidence: if token_existed && s.admin_token_file.starts_with(&s.data_dir) {
+                vec![s.admin_token_file.clone()]
+            } else {
+                Vec::new()
+            },
             ..s.store_options()
         },
         admin_token,

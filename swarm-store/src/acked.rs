@@ -43,17 +43,52 @@ pub(crate) struct Acked {
     pub(crate) seq: u64,
 }
 
-/// The marker file next to a database.
+/// The marker file next to a database: beside the path the operator gave,
+/// not the file a symbolic link leads to. A `swarm.db` linked into a
+/// volume that did not mount then still has its marker, which says that
+/// inputs were acknowledged, and the start is refused instead of making a
+/// new, empty store.
 pub(crate) fn marker_path(db: &Path) -> PathBuf {
-    // Beside the file the path resolves to, as the lock and the WAL: one
-    // database has one marker, whichever path opened it.
-    crate::db_path::beside_database(db, ".acked")
+    let mut path = db.as_os_str().to_owned();
+    path.push(".acked");
+    PathBuf::from(path)
+}
+
+/// Where swarm before this layout kept the marker: beside the file the
+/// database path resolves to. Read when the marker is not at
+/// [`marker_path`], and removed once the marker is written there.
+fn legacy_marker_path(db: &Path) -> Option<PathBuf> {
+    let legacy = crate::db_path::beside_database(db, ".acked");
+    (legacy != marker_path(db)).then_some(legacy)
+}
+
+/// Removes the marker from its old place ([`legacy_marker_path`]) once the
+/// store has written it at [`marker_path`], so an old marker cannot be read
+/// in its stead later.
+pub(crate) fn remove_legacy(db: &Path) {
+    if let Some(legacy) = legacy_marker_path(db) {
+        if std::fs::symlink_metadata(&legacy).is_ok_and(|m| m.is_file()) {
+            if let Err(e) = std::fs::remove_file(&legacy) {
+                tracing::warn!(marker = %legacy.display(), error = %e, "cannot remove the acknowledgement marker from its old place");
+            }
+        }
+    }
 }
 
 /// Reads the marker: `Ok(None)` when there is none (or it is empty), an
-/// error naming the file when it exists but no slot is readable.
+/// error naming the file when it exists but no slot is readable. A marker
+/// only at its old place (beside a symbolic link's target) is read there.
 pub(crate) fn read(db: &Path) -> Result<Option<Acked>, StoreError> {
-    let path = marker_path(db);
+    match read_at(marker_path(db))? {
+        None => match legacy_marker_path(db) {
+            Some(legacy) => read_at(legacy),
+            None => Ok(None),
+        },
+        found => Ok(found),
+    }
+}
+
+fn read_at(path: PathBuf) -> Result<Option<Acked>, StoreError> {
     // Checked before opening it: opening a FIFO for reading blocks until a
     // writer comes, which at a start is never.
     match std::fs::metadata(&path) {
@@ -95,7 +130,7 @@ pub(crate) fn read(db: &Path) -> Result<Option<Acked>, StoreError> {
 }
 
 /// What a file that is not a regular one is, in words.
-fn kind_of(t: &std::fs::FileType) -> &'static str {
+pub(crate) fn kind_of(t: &std::fs::FileType) -> &'static str {
     use std::os::unix::fs::FileTypeExt;
     if t.is_dir() {
         "directory"
@@ -203,6 +238,14 @@ impl Marker {
             }
         }
         Ok(m)
+    }
+
+    /// Device and inode of the file this marker writes to (`None` if the
+    /// system will not say), so the store can notice when the name no longer
+    /// leads to it.
+    pub(crate) fn file_id(&self) -> Option<(u64, u64)> {
+        use std::os::unix::fs::MetadataExt;
+        self.file.metadata().ok().map(|m| (m.dev(), m.ino()))
     }
 
     fn write_both(&mut self, seq: u64) -> Result<(), StoreError> {

@@ -57,10 +57,13 @@ pub enum StoreError {
         /// The newest version this build knows.
         supported: i64,
     },
-    /// The log holds an input whose kind this swarm does not know.
+    /// The log holds an input whose kind this swarm does not know, and the
+    /// store does not show that no newer swarm wrote it (then it is
+    /// [`StoreError::BadLogRecord`]).
     #[error(
-        "input log seq {seq} has unknown input kind {kind:?}; it was written by a newer swarm: \
-         upgrade swarm to open this store"
+        "input log seq {seq} has input kind {kind:?}, which this swarm does not know: if a newer \
+         swarm wrote this store, upgrade swarm to open it (never downgrade a store); if not, the \
+         log was edited or damaged: restore the file from a backup"
     )]
     UnknownInputKind {
         /// Where.
@@ -131,6 +134,28 @@ pub enum StoreError {
         /// What is missing.
         detail: String,
     },
+    /// The database is missing or empty and so is the acknowledgement
+    /// marker, but the data dir shows the store had state (an `rm -f
+    /// swarm.db*`, or a `swarm.db` linked into a volume that did not mount):
+    /// starting would make a new, empty store in its place.
+    #[error(
+        "{db} is not there to open: {detail}, and there is no acknowledgement marker {marker}, \
+         but the data dir shows this farm had state ({evidence}); swarm does not start a new, \
+         empty store in its place. If the database lives on a volume that is not mounted (or a \
+         link that points elsewhere), mount or mend it; otherwise restore {db}, its -wal file \
+         and {marker} from a backup; or, to start anew and record the loss, start once with \
+         `swarm serve --accept-loss`"
+    )]
+    StateWithoutDatabase {
+        /// The database path.
+        db: PathBuf,
+        /// Where the marker belongs.
+        marker: PathBuf,
+        /// What is wrong with the database.
+        detail: String,
+        /// The files that show the farm had state.
+        evidence: String,
+    },
     /// The acknowledgement marker exists but neither of its slots reads.
     #[error(
         "the acknowledgement marker {marker} is damaged, so swarm cannot tell whether the database \
@@ -157,6 +182,45 @@ pub enum StoreError {
         /// What is there: "FIFO (named pipe)", "directory", ...
         kind: &'static str,
     },
+    /// Something other than a regular file is where the database belongs
+    /// (a directory, a FIFO, a device such as a link to `/dev/null`):
+    /// refused before anything is opened or created beside it.
+    #[error(
+        "{path} is a {kind}, not a regular file, so it cannot be the store's database; point \
+         swarm at a database file (`db_path` in the config, or --data-dir), or move this out of \
+         the way (`mv {path} {path}.moved`) and put the database back from a backup"
+    )]
+    DatabaseNotAFile {
+        /// The database path.
+        path: PathBuf,
+        /// What is there: "directory", "FIFO (named pipe)", ..., with the
+        /// link it was reached through.
+        kind: String,
+    },
+    /// The database could not be opened or prepared at start. No input was
+    /// involved: nothing was recorded or lost by this.
+    #[error(
+        "cannot open the store {path} ({detail}); check that it and the files beside it \
+         (-wal, -shm) are regular files swarm may write, that the file system is not read-only, \
+         file-size limits (ulimit -f) and free space"
+    )]
+    OpenFailed {
+        /// The database path.
+        path: PathBuf,
+        /// What SQLite said.
+        detail: String,
+    },
+    /// The disk (or the database size limit) is full at start.
+    #[error(
+        "cannot open the store {path}: the disk or the database size limit is full ({detail}); \
+         free space (or raise the limit) and start again"
+    )]
+    OpenDiskFull {
+        /// The database path.
+        path: PathBuf,
+        /// What SQLite said.
+        detail: String,
+    },
     /// The file system refused a write (I/O error, read-only, size limit).
     #[error(
         "the database cannot be written ({detail}); the failed input was not recorded. check \
@@ -177,6 +241,38 @@ pub enum StoreError {
     DatabaseReplaced {
         /// The database path.
         path: PathBuf,
+        /// What was found at it.
+        detail: String,
+    },
+    /// The WAL was deleted or replaced under the running store: SQLite goes
+    /// on writing into the file it has open, which no restart finds, so a
+    /// crash would lose every commit since the last checkpoint.
+    #[error(
+        "{wal}, the write-ahead log of {db}, was deleted or replaced while swarm ran ({detail}); \
+         writes are refused, as what SQLite writes into the log it has open would be lost at a \
+         crash. stop swarm serve with SIGTERM (a clean stop copies everything the open log holds \
+         into {db}, so nothing acknowledged is lost) and start it again; a kill -9 or a crash \
+         before that loses every input since the last checkpoint"
+    )]
+    WalReplaced {
+        /// The WAL path.
+        wal: PathBuf,
+        /// The database path.
+        db: PathBuf,
+        /// What was found at the WAL path.
+        detail: String,
+    },
+    /// The acknowledgement marker was deleted or replaced under the running
+    /// store: a restart could no longer tell whether acknowledged inputs
+    /// were lost.
+    #[error(
+        "the acknowledgement marker {marker} was deleted or replaced while swarm ran ({detail}); \
+         writes are refused, as a restart could no longer tell whether acknowledged inputs were \
+         lost. stop swarm serve with SIGTERM and start it again: the start writes a new marker"
+    )]
+    MarkerReplaced {
+        /// The marker path.
+        marker: PathBuf,
         /// What was found at it.
         detail: String,
     },
@@ -224,6 +320,24 @@ pub enum StoreError {
     /// A value that would not serialise (a bug).
     #[error("cannot serialise a record: {0}")]
     Json(#[from] serde_json::Error),
+}
+
+impl StoreError {
+    /// The error as `Store::open` reports it: a write that fails there is
+    /// the open's own, with no input to speak of.
+    pub(crate) fn at_open(self, path: &std::path::Path) -> StoreError {
+        match self {
+            StoreError::WriteFailed { detail } => StoreError::OpenFailed {
+                path: path.to_owned(),
+                detail,
+            },
+            StoreError::DiskFull { detail } => StoreError::OpenDiskFull {
+                path: path.to_owned(),
+                detail,
+            },
+            e => e,
+        }
+    }
 }
 
 impl From<rusqlite::Error> for StoreError {

@@ -6,7 +6,8 @@
 //! older inputs is `StoreError::ExportTooOld`, never a silently shorter log.
 
 use crate::error::StoreError;
-use crate::recover::{compacted_through, parse_input};
+use crate::recover::{compacted_through, parse_input, NEWEST_WRITER};
+use crate::schema::meta_get;
 use rusqlite::Connection;
 use std::collections::VecDeque;
 use std::io::Write;
@@ -18,6 +19,8 @@ const PAGE: i64 = 1000;
 pub struct Export<'c> {
     conn: &'c Connection,
     after: u64,
+    /// `meta.newest_writer` (see `recover::parse_input`).
+    newest_writer: Option<String>,
     buf: VecDeque<Envelope>,
     done: bool,
 }
@@ -42,6 +45,7 @@ impl<'c> Export<'c> {
         Ok(Export {
             conn,
             after: since,
+            newest_writer: meta_get(conn, NEWEST_WRITER)?,
             buf: VecDeque::new(),
             done: false,
         })
@@ -56,7 +60,11 @@ impl<'c> Export<'c> {
         while let Some(row) = rows.next()? {
             let seq = row.get::<_, i64>(0)? as u64;
             let at = Timestamp(row.get::<_, i64>(1)? as u64);
-            let input = parse_input(seq, &row.get::<_, String>(2)?)?;
+            let input = parse_input(
+                seq,
+                &row.get::<_, String>(2)?,
+                self.newest_writer.as_deref(),
+            )?;
             self.buf.push_back(Envelope {
                 seq: Seq(seq),
                 at,

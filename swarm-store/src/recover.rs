@@ -50,8 +50,34 @@ pub(crate) fn verify_snapshot(state: &str, digest: &str) -> Result<Swarm, String
     Ok(swarm)
 }
 
+/// The `meta` key naming the newest swarm version that wrote the store: an
+/// input kind unknown to a swarm at least that new cannot come from a newer
+/// swarm, so the log was edited or damaged.
+pub(crate) const NEWEST_WRITER: &str = "newest_writer";
+
+/// The version of this build.
+pub(crate) const THIS_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// `a.b.c` as numbers (a pre-release or build suffix ignored); `None` if
+/// it is not one.
+fn version_numbers(v: &str) -> Option<Vec<u64>> {
+    let core = v.split(['-', '+']).next()?;
+    core.split('.').map(|n| n.parse().ok()).collect()
+}
+
+/// Whether `v` is a newer version than this build (`None`: cannot tell).
+pub(crate) fn newer_than_this(v: &str) -> Option<bool> {
+    Some(version_numbers(v)? > version_numbers(THIS_VERSION)?)
+}
+
 /// Parses one logged input, telling an unknown kind from a damaged record.
-pub(crate) fn parse_input(seq: u64, text: &str) -> Result<Input, StoreError> {
+/// `newest_writer` is `meta.newest_writer`: when no newer swarm wrote the
+/// store, an unknown kind is damage, not a newer swarm's input.
+pub(crate) fn parse_input(
+    seq: u64,
+    text: &str,
+    newest_writer: Option<&str>,
+) -> Result<Input, StoreError> {
     match serde_json::from_str::<Input>(text) {
         Ok(input) => Ok(input),
         Err(e) => {
@@ -60,7 +86,17 @@ pub(crate) fn parse_input(seq: u64, text: &str) -> Result<Input, StoreError> {
                 .and_then(|v| v.get("type").and_then(|t| t.as_str()).map(str::to_owned));
             match kind {
                 Some(kind) if e.to_string().contains(&format!("unknown variant `{kind}`")) => {
-                    Err(StoreError::UnknownInputKind { seq, kind })
+                    match newest_writer.filter(|v| newer_than_this(v) == Some(false)) {
+                        Some(v) => Err(StoreError::BadLogRecord {
+                            seq,
+                            detail: format!(
+                                "its input kind {kind:?} is not one swarm writes, and no newer \
+                                 swarm than this one ({THIS_VERSION}) wrote this store (the \
+                                 newest was {v})"
+                            ),
+                        }),
+                        None => Err(StoreError::UnknownInputKind { seq, kind }),
+                    }
                 }
                 _ => Err(StoreError::BadLogRecord {
                     seq,
@@ -128,7 +164,8 @@ pub(crate) fn rebuild(conn: &Connection, config: &Config) -> Result<Rebuilt, Sto
             compacted_through: horizon,
         });
     }
-    let (last_seq, replayed) = replay_tail(conn, &mut swarm, base_seq)?;
+    let newest_writer = meta_get(conn, NEWEST_WRITER)?;
+    let (last_seq, replayed) = replay_tail(conn, &mut swarm, base_seq, newest_writer.as_deref())?;
     Ok(Rebuilt {
         swarm,
         last_seq,
@@ -152,6 +189,7 @@ fn replay_tail(
     conn: &Connection,
     swarm: &mut Swarm,
     base_seq: u64,
+    newest_writer: Option<&str>,
 ) -> Result<(u64, u64), StoreError> {
     let mut inputs =
         conn.prepare("SELECT seq, at_ms, input FROM input_log WHERE seq > ?1 ORDER BY seq")?;
@@ -174,7 +212,7 @@ fn replay_tail(
         }
         let at = Timestamp(row.get::<_, i64>(1)? as u64);
         let text: String = row.get(2)?;
-        let input = parse_input(seq, &text)?;
+        let input = parse_input(seq, &text, newest_writer)?;
         let out = swarm.handle(&Envelope {
             seq: Seq(seq),
             at,

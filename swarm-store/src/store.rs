@@ -81,6 +81,15 @@ pub struct StoreOptions {
     /// [`StoreError::LossDetected`]). The loss is recorded as a
     /// `loss_accepted` event and in [`OpenReport::loss`].
     pub accept_loss: bool,
+    /// Files and directories whose content shows the store had state (the
+    /// server passes its own files in the data dir: the admin token, build
+    /// logs, drone credentials, releases). When the database is missing or
+    /// empty and no marker says what was acknowledged (an `rm -f swarm.db*`
+    /// also removes the marker), any of them with content (a file with
+    /// bytes, a directory with an entry) refuses the open as
+    /// [`StoreError::StateWithoutDatabase`] instead of starting a new,
+    /// empty store; `accept_loss` opens anyway and records the loss.
+    pub state_evidence: Vec<PathBuf>,
     /// Fault injection for tests: while the value is nonzero, the database
     /// may grow to at most that many pages, so writes fail as on a full disk.
     pub fault_page_limit: Option<Arc<AtomicU64>>,
@@ -115,6 +124,7 @@ impl Default for StoreOptions {
             background_snapshots: false,
             background_checkpoints: false,
             accept_loss: false,
+            state_evidence: Vec::new(),
             fault_page_limit: None,
             fault_sync: None,
             defer_sync: false,
@@ -162,28 +172,70 @@ pub struct Store {
     applied_page_limit: u64,
     /// Why the last write failed, until one succeeds.
     write_error: Option<String>,
-    /// The database file as opened, checked before writes (`check_file`).
+    /// The database, its WAL and the marker as opened, checked before
+    /// writes (`check_file`).
     file: FileIdentity,
     /// `meta.store_id`: which history this is (new after an accepted loss).
     store_id: String,
     _lock: LockFile,
 }
 
-/// Which file the database is, and when that was last checked.
+/// Which files the database, its WAL and the marker are, and when that was
+/// last checked.
 struct FileIdentity {
-    /// Device and inode at open; `None` if they could not be read.
+    /// The database's device and inode at open; `None` if they could not be read.
     id: Option<(u64, u64)>,
+    /// The WAL's, from the first time it was seen (at the end of `open`,
+    /// where the open's own commit made sure it exists; SQLite keeps that
+    /// file while the store's connection is open).
+    wal: Option<(u64, u64)>,
+    /// The marker's, as the store has it open.
+    marker: Option<(u64, u64)>,
     checked: std::time::Instant,
 }
 
-/// How often a write checks that the database file is still the one opened
-/// (a `stat`).
+/// How often a write checks that the database, its WAL and the marker are
+/// still the files opened (a `stat` each).
 const FILE_CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Device and inode of the file at `path`.
 fn file_id(path: &Path) -> std::io::Result<(u64, u64)> {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata(path).map(|m| (m.dev(), m.ino()))
+}
+
+/// Refuses a database path that leads to something other than a regular
+/// file (or to nothing yet), naming what it is.
+fn check_is_a_file(path: &Path) -> Result<(), StoreError> {
+    let Ok(meta) = std::fs::metadata(path) else {
+        // Missing (the loss check decides) or unreadable (the open says why).
+        return Ok(());
+    };
+    if meta.is_file() {
+        return Ok(());
+    }
+    let mut kind = acked::kind_of(&meta.file_type()).to_owned();
+    if let Ok(target) = std::fs::read_link(path) {
+        kind.push_str(&format!(
+            " (through the symbolic link to {})",
+            target.display()
+        ));
+    }
+    Err(StoreError::DatabaseNotAFile {
+        path: path.to_owned(),
+        kind,
+    })
+}
+
+/// What is at `path` now when it is not the file `opened`, in words;
+/// `None` when it still is.
+fn changed(path: &Path, opened: (u64, u64)) -> Option<String> {
+    match file_id(path) {
+        Ok(now) if now == opened => None,
+        Ok(_) => Some("another file is there now".to_owned()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some("it is gone".to_owned()),
+        Err(e) => Some(format!("it cannot be read: {e}")),
+    }
 }
 
 impl std::fmt::Debug for Store {
@@ -200,12 +252,20 @@ impl Store {
     /// verified snapshot and the log tail (checked against the outbox), and
     /// appends `Input::Recovered`.
     pub fn open(path: impl AsRef<Path>, opts: StoreOptions) -> Result<Store, StoreError> {
-        let path = path.as_ref().to_owned();
+        let path = path.as_ref();
+        Store::open_checked(path.to_owned(), opts).map_err(|e| e.at_open(path))
+    }
+
+    fn open_checked(path: PathBuf, opts: StoreOptions) -> Result<Store, StoreError> {
+        // Before the lock: nothing is created beside a directory or a
+        // device (a link to /dev/null would get /dev/null.lock).
+        check_is_a_file(&path)?;
         let lock = LockFile::acquire(&path)?;
         let mut loss = LossCheck {
             db: path.clone(),
             accept: opts.accept_loss,
             acked: None,
+            evidence: opts.state_evidence.clone(),
             found: Vec::new(),
         };
         match acked::read(&path) {
@@ -280,6 +340,7 @@ impl Store {
             }
         };
         let rebuilt = recover::rebuild(&conn, &config)?;
+
         if loss.found.is_empty() {
             if let Some(a) = loss.acked.clone().filter(|a| a.seq > rebuilt.last_seq) {
                 loss.missing(
@@ -313,7 +374,21 @@ impl Store {
             ));
             id
         };
+        // Which swarm wrote this store, newest first: an input kind this
+        // build does not know is then damage, not a newer swarm's.
+        let newest_writer = meta_get(&conn, recover::NEWEST_WRITER)?;
+        if newest_writer.as_deref() != Some(recover::THIS_VERSION)
+            && newest_writer
+                .as_deref()
+                .is_none_or(|v| recover::newer_than_this(v) == Some(false))
+        {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            meta_set(&tx, recover::NEWEST_WRITER, recover::THIS_VERSION)?;
+            tx.commit()?;
+        }
         let marker = Marker::open(&path, &store_id, rebuilt.last_seq)?;
+        acked::remove_legacy(&path);
+        let marker_id = marker.file_id();
         let id_of_store = store_id.clone();
         let config = rebuilt.swarm.config().clone();
         let last_snapshot: u64 =
@@ -353,6 +428,8 @@ impl Store {
             write_error: None,
             file: FileIdentity {
                 id: opened_id,
+                wal: None,
+                marker: marker_id,
                 checked: std::time::Instant::now(),
             },
             store_id: id_of_store,
@@ -376,6 +453,8 @@ impl Store {
         }
         let (seq, _) = store.append(open_at, Input::Recovered)?;
         store.report.recovered_seq = seq.0;
+        // That commit made the WAL: the file SQLite has open from now on.
+        store.file.wal = file_id(&store.wal_path()).ok();
         if !loss.found.is_empty() {
             let detail = loss.describe();
             store.record_loss(seq.0, open_at, &detail)?;
@@ -539,8 +618,7 @@ impl Store {
     /// keep small (it only copies what no commit races) is checkpointed here,
     /// where no commit can race it.
     fn checkpoint_if_far_behind(&self) {
-        let wal = crate::db_path::beside_database(&self.path, "-wal");
-        let size = std::fs::metadata(wal).map_or(0, |m| m.len());
+        let size = std::fs::metadata(self.wal_path()).map_or(0, |m| m.len());
         if size >= 16 * crate::checkpointer::CHECKPOINT_BYTES {
             tracing::info!(
                 wal_bytes = size,
@@ -579,24 +657,50 @@ impl Store {
     /// server): SQLite would go on writing to the unlinked file, and every
     /// reply would acknowledge what no restart can find. Checked at most
     /// every `FILE_CHECK_EVERY`; a refusal shows in health (`write_error`).
+    ///
+    /// The same holds for the WAL (an `rm swarm.db-wal`: every commit since
+    /// the last checkpoint would live only in the unlinked file, gone at a
+    /// crash) and for the marker (a restart could no longer tell whether
+    /// acknowledged inputs were lost).
     fn check_file(&mut self) -> Result<(), StoreError> {
-        let Some(opened) = self.file.id else {
-            return Ok(());
-        };
         if self.file.checked.elapsed() < FILE_CHECK_EVERY && self.write_error.is_none() {
             return Ok(());
         }
         self.file.checked = std::time::Instant::now();
-        let detail = match file_id(&self.path) {
-            Ok(now) if now == opened => return Ok(()),
-            Ok(_) => "another file is there now".to_owned(),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => "it is gone".to_owned(),
-            Err(e) => format!("it cannot be read: {e}"),
-        };
-        Err(StoreError::DatabaseReplaced {
-            path: self.path.clone(),
-            detail,
-        })
+        if let Some(opened) = self.file.id {
+            if let Some(detail) = changed(&self.path, opened) {
+                return Err(StoreError::DatabaseReplaced {
+                    path: self.path.clone(),
+                    detail,
+                });
+            }
+        }
+        let wal = self.wal_path();
+        match self.file.wal {
+            Some(opened) => {
+                if let Some(detail) = changed(&wal, opened) {
+                    return Err(StoreError::WalReplaced {
+                        wal,
+                        db: self.path.clone(),
+                        detail,
+                    });
+                }
+            }
+            // Not seen yet: the first one seen is SQLite's.
+            None => self.file.wal = file_id(&wal).ok(),
+        }
+        if let Some(opened) = self.file.marker {
+            let marker = acked::marker_path(&self.path);
+            if let Some(detail) = changed(&marker, opened) {
+                return Err(StoreError::MarkerReplaced { marker, detail });
+            }
+        }
+        Ok(())
+    }
+
+    /// The WAL, where SQLite keeps it.
+    fn wal_path(&self) -> PathBuf {
+        crate::db_path::beside_database(&self.path, "-wal")
     }
 
     /// Why the last write failed, or `None` when it worked. Cleared by the
@@ -852,18 +956,56 @@ struct LossCheck {
     db: PathBuf,
     accept: bool,
     acked: Option<Acked>,
+    /// `StoreOptions::state_evidence`.
+    evidence: Vec<PathBuf>,
     found: Vec<String>,
 }
 
+/// Which of `paths` have content: a file with bytes, a directory with an
+/// entry.
+fn with_content(paths: &[PathBuf]) -> Vec<&Path> {
+    paths
+        .iter()
+        .filter(|p| match std::fs::metadata(p) {
+            Ok(m) if m.is_dir() => std::fs::read_dir(p).is_ok_and(|mut d| d.next().is_some()),
+            Ok(m) => m.len() > 0,
+            Err(_) => false,
+        })
+        .map(PathBuf::as_path)
+        .collect()
+}
+
 impl LossCheck {
-    /// Records a loss: an error unless losses are accepted.
+    /// Records a loss: an error unless losses are accepted. With no marker,
+    /// a loss only when the data dir shows the store had state.
     fn missing(&mut self, found_seq: u64, detail: &str) -> Result<(), StoreError> {
         let acked_seq = self.acked.as_ref().map_or(0, |a| a.seq);
-        if !self.accept {
-            if self.acked.is_none() {
+        if self.acked.is_none() {
+            let shown = with_content(&self.evidence);
+            if shown.is_empty() {
                 // Nothing was acknowledged here: nothing can be lost.
                 return Ok(());
             }
+            let evidence = shown
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ");
+            if !self.accept {
+                return Err(StoreError::StateWithoutDatabase {
+                    db: self.db.clone(),
+                    marker: acked::marker_path(&self.db),
+                    detail: detail.to_owned(),
+                    evidence,
+                });
+            }
+            self.found.push(format!(
+                "{detail} and there is no acknowledgement marker, but the data dir had state \
+                 ({evidence})"
+            ));
+            return Ok(());
+        }
+        if !self.accept {
             return Err(StoreError::LossDetected {
                 db: self.db.clone(),
                 marker: acked::marker_path(&self.db),

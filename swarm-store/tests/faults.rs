@@ -115,23 +115,138 @@ fn a_sqlite_file_that_is_not_a_store_is_refused() {
     }
 }
 
+/// A kind this swarm does not know, in a store a newer swarm wrote: the
+/// operator is told to upgrade.
 #[test]
-fn an_unknown_input_kind_in_the_log_names_its_seq() {
+fn an_unknown_input_kind_from_a_newer_swarm_names_its_seq_and_says_upgrade() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("swarm.db");
     let last = store_with_history(&path, 10);
-    raw(&path)
-        .execute(
-            "INSERT INTO input_log (seq, at_ms, input) VALUES (?1, 99999999, '{\"type\":\"teleport\"}')",
-            [last as i64 + 1],
-        )
-        .expect("insert");
-    match Store::open(&path, StoreOptions::default()) {
-        Err(StoreError::UnknownInputKind { seq, kind }) => {
-            assert_eq!(seq, last + 1);
+    let db = raw(&path);
+    db.execute(
+        "INSERT INTO input_log (seq, at_ms, input) VALUES (?1, 99999999, '{\"type\":\"teleport\"}')",
+        [last as i64 + 1],
+    )
+    .expect("insert");
+    db.execute(
+        "UPDATE meta SET value = '999.0.0' WHERE key = 'newest_writer'",
+        [],
+    )
+    .expect("a newer swarm wrote it");
+    drop(db);
+    let e = match Store::open(&path, StoreOptions::default()) {
+        Err(e) => e,
+        Ok(_) => panic!("a store with an unknown input kind opened"),
+    };
+    match &e {
+        StoreError::UnknownInputKind { seq, kind } => {
+            assert_eq!(*seq, last + 1);
             assert_eq!(kind, "teleport");
         }
         other => panic!("expected UnknownInputKind, got {other:?}"),
+    }
+    assert!(e.to_string().contains("upgrade swarm"), "{e}");
+}
+
+/// The audit's `update input_log set input='{"type":"bogus"}'` in a store
+/// only this swarm wrote: damage, not a newer swarm, so no "upgrade".
+#[test]
+fn a_corrupted_input_kind_in_a_store_no_newer_swarm_wrote_is_reported_damaged() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("swarm.db");
+    store_with_history(&path, 10);
+    raw(&path)
+        .execute(
+            "UPDATE input_log SET input = '{\"type\":\"bogus\"}' WHERE seq = 5",
+            [],
+        )
+        .expect("corrupt");
+    match Store::open(&path, StoreOptions::default()) {
+        Err(e @ StoreError::BadLogRecord { seq: 5, .. }) => {
+            let msg = e.to_string();
+            assert!(msg.contains("\"bogus\""), "{msg}");
+            assert!(msg.contains("edited or damaged"), "{msg}");
+            assert!(!msg.contains("upgrade"), "{msg}");
+        }
+        other => panic!("expected BadLogRecord at seq 5, got {other:?}"),
+    }
+}
+
+/// Opens `db` on another thread; `None` if the open had not returned after 20 s.
+fn open_within_20s(db: &Path) -> Option<Result<Store, StoreError>> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let db = db.to_owned();
+    std::thread::spawn(move || {
+        let _ = tx.send(Store::open(&db, StoreOptions::default()));
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(20)).ok()
+}
+
+/// A directory, a FIFO or a device where the database belongs is refused at
+/// once, saying what it is, and nothing is created beside it (a link to
+/// /dev/null got /dev/null.lock).
+#[test]
+fn a_directory_a_fifo_or_a_device_in_place_of_the_database_is_refused_saying_what_it_is() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("swarm.db");
+    let null_lock_before = Path::new("/dev/null.lock").exists();
+    for (kind, make) in [
+        ("directory", "mkdir"),
+        ("FIFO", "mkfifo"),
+        ("character device", "link to /dev/null"),
+    ] {
+        if make == "link to /dev/null" {
+            std::os::unix::fs::symlink("/dev/null", &db).expect("symlink");
+        } else {
+            let made = std::process::Command::new(make)
+                .arg(&db)
+                .status()
+                .expect(make);
+            assert!(made.success(), "{make}");
+        }
+        let msg = match open_within_20s(&db) {
+            None => panic!("a {kind} database: the open hangs"),
+            Some(Ok(_)) => panic!("a {kind} database: opened"),
+            Some(Err(e)) => e.to_string(),
+        };
+        assert!(msg.contains(&db.display().to_string()), "{msg}");
+        assert!(msg.contains(&format!("is a {kind}")), "{msg}");
+        assert!(msg.contains("not a regular file"), "{msg}");
+        assert!(!msg.contains("the failed input"), "{msg}");
+        if kind == "directory" {
+            std::fs::remove_dir(&db).expect("rmdir");
+        } else {
+            std::fs::remove_file(&db).expect("rm");
+        }
+    }
+    if !null_lock_before {
+        assert!(
+            !Path::new("/dev/null.lock").exists(),
+            "a lock file was made beside /dev/null"
+        );
+    }
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("dir")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert!(left.is_empty(), "nothing is created beside it: {left:?}");
+}
+
+/// A failure at open is the open's own: no "failed input was not recorded".
+#[test]
+fn an_open_that_cannot_write_says_so_without_speaking_of_a_failed_input() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("swarm.db");
+    store_with_history(&db, 5);
+    // SQLite cannot open the WAL where it belongs.
+    std::fs::create_dir(dir.path().join("swarm.db-wal")).expect("mkdir -wal");
+    match Store::open(&db, StoreOptions::default()) {
+        Err(e @ StoreError::OpenFailed { .. }) => {
+            let msg = e.to_string();
+            assert!(msg.contains(&db.display().to_string()), "{msg}");
+            assert!(!msg.contains("failed input"), "{msg}");
+        }
+        other => panic!("expected OpenFailed, got {other:?}"),
     }
 }
 

@@ -354,3 +354,126 @@ fn a_fifo_or_a_directory_in_place_of_the_marker_is_refused_saying_what_to_do() {
         assert!(marker.is_file(), "a new marker");
     }
 }
+
+fn evidence_opts(at: u64, evidence: &Path) -> StoreOptions {
+    StoreOptions {
+        state_evidence: vec![evidence.to_owned()],
+        ..opts(at)
+    }
+}
+
+/// `rm -f swarm.db*` removes the marker with the database. A data dir that
+/// shows the farm had state (here: its admin token) refuses the start
+/// instead of opening a new, empty store; `accept_loss` starts anew and
+/// records the loss. Without such evidence a fresh store opens as before.
+#[test]
+fn a_deleted_database_and_marker_are_refused_when_the_data_dir_shows_state() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("swarm.db");
+    let token = dir.path().join("admin.token");
+    drop(Store::open(&db, opts(1)).expect("open"));
+    let empty_token = dir.path().join("empty.token");
+    std::fs::write(&empty_token, b"").expect("an empty file shows nothing");
+    std::fs::write(&token, b"secret\n").expect("admin token");
+    for f in ["swarm.db", "swarm.db-wal", "swarm.db-shm", "swarm.db.acked"] {
+        let _ = std::fs::remove_file(dir.path().join(f));
+    }
+    assert!(
+        Store::open(&db, evidence_opts(2, &empty_token)).is_ok(),
+        "an empty file is no evidence"
+    );
+    for f in ["swarm.db", "swarm.db-wal", "swarm.db-shm", "swarm.db.acked"] {
+        let _ = std::fs::remove_file(dir.path().join(f));
+    }
+    let msg = match Store::open(&db, evidence_opts(3, &token)) {
+        Err(e @ StoreError::StateWithoutDatabase { .. }) => e.to_string(),
+        other => panic!("expected StateWithoutDatabase, got {other:?}"),
+    };
+    for part in [
+        db.display().to_string(),
+        token.display().to_string(),
+        "swarm.db.acked".into(),
+        "missing".into(),
+        "--accept-loss".into(),
+    ] {
+        assert!(msg.contains(&part), "{part} in {msg}");
+    }
+    assert!(!db.exists(), "a refused open creates no database");
+    let store = Store::open(
+        &db,
+        StoreOptions {
+            accept_loss: true,
+            ..evidence_opts(4, &token)
+        },
+    )
+    .expect("accept_loss starts anew");
+    let loss = store
+        .open_report()
+        .loss
+        .clone()
+        .expect("the loss is recorded");
+    assert!(loss.contains("admin.token"), "{loss}");
+    drop(store);
+    Store::open(&db, evidence_opts(5, &token)).expect("and opens from then on");
+}
+
+/// `swarm.db` a link into a volume that did not mount: the marker lives
+/// beside the link, so it says what was acknowledged and the start is
+/// refused instead of making an empty store on the wrong file system.
+#[test]
+fn a_database_linked_into_a_volume_that_did_not_mount_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let volume = dir.path().join("volume");
+    std::fs::create_dir(&volume).expect("volume");
+    let db = dir.path().join("swarm.db");
+    std::os::unix::fs::symlink(volume.join("swarm.db"), &db).expect("link");
+    let acked = {
+        let mut store = Store::open(&db, opts(1)).expect("open through the link");
+        store.append(Timestamp(2), Input::Tick).expect("append");
+        store.last_seq().0
+    };
+    assert!(
+        dir.path().join("swarm.db.acked").is_file(),
+        "the marker is beside the link"
+    );
+    assert!(
+        !volume.join("swarm.db.acked").exists(),
+        "not beside its target"
+    );
+    // The volume's mount point, empty: the link leads to nothing.
+    for entry in std::fs::read_dir(&volume).expect("volume") {
+        std::fs::remove_file(entry.expect("entry").path()).expect("unmount");
+    }
+    let msg = refused(&db, acked);
+    assert!(msg.contains("missing"), "{msg}");
+    assert!(
+        !volume.join("swarm.db").exists(),
+        "no new database on the wrong file system"
+    );
+}
+
+/// A store from before keeps its marker beside the link's target: it is
+/// read there (a loss is still detected), then moved beside the link.
+#[test]
+fn a_marker_beside_a_links_target_is_read_and_moved_beside_the_link() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let volume = dir.path().join("volume");
+    std::fs::create_dir(&volume).expect("volume");
+    let target = volume.join("swarm.db");
+    let db = dir.path().join("swarm.db");
+    // Written by its target's path, as the old layout put the marker there.
+    let acked = crashed_store(&target);
+    std::os::unix::fs::symlink(&target, &db).expect("link");
+    let old = volume.join("swarm.db.acked");
+    let new = dir.path().join("swarm.db.acked");
+    assert!(old.is_file() && !new.exists());
+    let saved = std::fs::read(wal(&target)).expect("WAL");
+    std::fs::remove_file(wal(&target)).expect("lose the WAL");
+    refused(&db, acked);
+    std::fs::write(wal(&target), saved).expect("WAL back");
+    let store = Store::open(&db, opts(20_000)).expect("a healthy store opens");
+    assert_eq!(store.open_report().loss, None);
+    drop(store);
+    assert!(new.is_file(), "the marker is beside the link now");
+    assert!(!old.exists(), "and gone from its old place");
+}

@@ -747,3 +747,58 @@ fn writes_are_refused_while_the_database_file_is_gone_and_resume_when_it_is_back
         .expect("writes resume");
     assert!(store.write_error().is_none());
 }
+
+/// `rm swarm.db-wal` (or `swarm.db.acked`) under a running store: SQLite
+/// goes on writing into the unlinked file, so what it acknowledged would be
+/// gone at the next crash (or, for the marker, undetectable as lost). The
+/// next write is refused, saying what happened and what to do.
+#[test]
+fn writes_are_refused_once_the_wal_or_the_marker_is_deleted_or_replaced() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("swarm.db");
+    let wal = dir.path().join("swarm.db-wal");
+    let marker = dir.path().join("swarm.db.acked");
+    let wait = || std::thread::sleep(std::time::Duration::from_millis(1_100));
+    {
+        let mut store = open(&db, small_opts(1_000_000, 0));
+        store.append(Timestamp(5), Input::Tick).expect("append");
+        std::fs::remove_file(&wal).expect("delete the WAL");
+        wait();
+        let e = match store.append(Timestamp(6), Input::Tick) {
+            Err(e @ StoreError::WalReplaced { .. }) => e.to_string(),
+            other => panic!("a write into a WAL no restart finds: {other:?}"),
+        };
+        assert!(e.contains(&wal.display().to_string()), "{e}");
+        assert!(e.contains("gone"), "{e}");
+        assert!(e.contains("SIGTERM") && e.contains("kill -9"), "{e}");
+        assert!(
+            store
+                .write_error()
+                .is_some_and(|w| w.contains("write-ahead log")),
+            "{:?}",
+            store.write_error()
+        );
+        assert!(store.probe_write(Timestamp(7)).is_err(), "the probe too");
+        // Another file in its place is not SQLite's log either.
+        std::fs::write(&wal, b"").expect("a file in its place");
+        assert!(matches!(
+            store.append(Timestamp(8), Input::Tick),
+            Err(StoreError::WalReplaced { .. })
+        ));
+        std::fs::remove_file(&wal).expect("remove it again");
+    }
+    // A clean close copied what the open WAL held: nothing acknowledged is lost.
+    let mut store = open(&db, small_opts(1_000_000, 0));
+    assert_eq!(store.open_report().loss, None);
+    store.append(Timestamp(9), Input::Tick).expect("append");
+    std::fs::remove_file(&marker).expect("delete the marker");
+    wait();
+    match store.append(Timestamp(10), Input::Tick) {
+        Err(e @ StoreError::MarkerReplaced { .. }) => {
+            let e = e.to_string();
+            assert!(e.contains(&marker.display().to_string()), "{e}");
+            assert!(e.contains("start it again"), "{e}");
+        }
+        other => panic!("a write the marker no longer records: {other:?}"),
+    }
+}

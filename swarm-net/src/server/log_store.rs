@@ -27,13 +27,29 @@ pub(crate) struct LogStore {
 }
 
 impl LogStore {
-    /// Opens (creating) `dir` and indexes the logs already in it.
+    /// Opens (creating) `dir`, indexes the logs already in it and removes the
+    /// upload temp files (`.<lease>.tmp`) a killed server left behind. Called
+    /// only while the store's lock is held, so no upload is in flight.
     pub(crate) fn open(dir: &Path) -> std::io::Result<LogStore> {
         std::fs::create_dir_all(dir)?;
         let mut index = BTreeMap::new();
+        let mut stale = (0u64, 0u64);
         for entry in std::fs::read_dir(dir)? {
             let entry = entry?;
             let name = entry.file_name();
+            if name.to_str().is_some_and(is_upload_temp) {
+                let size = entry.metadata().map_or(0, |m| m.len());
+                match std::fs::remove_file(entry.path()) {
+                    Ok(()) => {
+                        stale.0 += 1;
+                        stale.1 += size;
+                    }
+                    Err(e) => {
+                        tracing::warn!(file = %entry.path().display(), error = %e, "cannot remove a stale build-log temp file")
+                    }
+                }
+                continue;
+            }
             let Some(lease) = name
                 .to_str()
                 .and_then(|n| n.strip_suffix(".log.gz"))
@@ -43,12 +59,24 @@ impl LogStore {
             };
             index.insert(lease, entry.metadata()?.len());
         }
+        if stale.0 > 0 {
+            tracing::info!(
+                files = stale.0,
+                bytes = stale.1,
+                dir = %dir.display(),
+                "removed build-log upload temp files an earlier run left behind"
+            );
+        }
         Ok(LogStore {
             dir: dir.to_path_buf(),
             index: Mutex::new(index),
             max_logs: MAX_LOGS,
             max_bytes: MAX_TOTAL_BYTES,
         })
+    }
+
+    fn temp_path(&self, lease: u64) -> PathBuf {
+        self.dir.join(format!(".{lease}.tmp"))
     }
 
     fn path(&self, lease: u64) -> PathBuf {
@@ -62,7 +90,7 @@ impl LogStore {
 
     /// Stores a checked gzip body, then trims to the retention bounds.
     pub(crate) fn put(&self, lease: u64, gz: &[u8]) -> std::io::Result<()> {
-        let tmp = self.dir.join(format!(".{lease}.tmp"));
+        let tmp = self.temp_path(lease);
         {
             let mut f = std::fs::File::create(&tmp)?;
             f.write_all(gz)?;
@@ -104,6 +132,13 @@ impl LogStore {
         let text = gunzip_capped(&gz).map_err(ApiError::internal)?;
         Ok(Some(String::from_utf8_lossy(&text).into_owned()))
     }
+}
+
+/// Whether a file name is one `LogStore::put` writes before its rename.
+fn is_upload_temp(name: &str) -> bool {
+    name.strip_prefix('.')
+        .and_then(|n| n.strip_suffix(".tmp"))
+        .is_some_and(|lease| !lease.is_empty() && lease.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// Decompresses, refusing more than [`MAX_TEXT_BYTES`].
@@ -149,6 +184,23 @@ mod tests {
         let again = LogStore::open(dir.path()).expect("reopen");
         assert_eq!(again.size(7), s.size(7));
         assert_eq!(again.size(1), None);
+    }
+
+    #[test]
+    fn upload_temp_files_a_killed_server_left_are_removed_at_open() {
+        let dir = tempfile::tempdir().expect("dir");
+        let s = LogStore::open(dir.path()).expect("open");
+        s.put(7, &gz(b"kept")).expect("put");
+        std::fs::write(s.temp_path(8), b"half an upload").expect("stale temp");
+        std::fs::write(dir.path().join(".notes.tmp"), b"not ours").expect("other");
+        let again = LogStore::open(dir.path()).expect("reopen");
+        assert!(!s.temp_path(8).exists(), "the stale temp file is gone");
+        assert!(
+            dir.path().join(".notes.tmp").exists(),
+            "only our own names go"
+        );
+        assert_eq!(again.text(7).expect("read").as_deref(), Some("kept"));
+        assert_eq!(again.size(8), None);
     }
 
     #[test]

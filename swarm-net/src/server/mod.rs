@@ -257,6 +257,8 @@ fn probe_targets(sh: &Shared) -> Vec<(DroneName, String)> {
 
 /// Opens the store, binds, and starts the writer and the workers.
 pub fn start(opts: ServerOptions) -> Result<RunningServer, ServeError> {
+    // Read before anything below creates a file: what an earlier run left.
+    let evidence = state_evidence(&opts);
     // Made here: 0755 whatever the umask, as a web server publishes what is
     // staged. One that exists (maybe a symlink to the operator's binhost
     // tree, group-writable or setgid on purpose) keeps the operator's mode.
@@ -275,6 +277,7 @@ pub fn start(opts: ServerOptions) -> Result<RunningServer, ServeError> {
         })?;
     let releases = crate::binhost::Releases::open(opts.binhost.clone(), &opts.staging)?;
     let mut store_opts = opts.store.clone();
+    store_opts.state_evidence.extend(evidence);
     store_opts.open_at = Some((opts.clock)());
     // Drones must not wait while a large state is serialised and verified.
     store_opts.background_snapshots = true;
@@ -426,6 +429,19 @@ pub fn start(opts: ServerOptions) -> Result<RunningServer, ServeError> {
         writer: Some(writer),
         open_report,
     })
+}
+
+/// The server's own files that only a run with a store writes: build logs,
+/// drone credentials, the dashboard's time series, binhost releases. Should
+/// the database and its marker be gone while these hold something, the
+/// store refuses to start empty (`StoreOptions::state_evidence`).
+fn state_evidence(opts: &ServerOptions) -> Vec<PathBuf> {
+    vec![
+        opts.db_path.with_file_name("logs"),
+        creds::credentials_path(&opts.db_path),
+        opts.db_path.with_file_name("timeseries.jsonl"),
+        opts.binhost.state_dir.clone(),
+    ]
 }
 
 /// Build logs live in `logs/` beside the database.
