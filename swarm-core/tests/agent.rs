@@ -466,6 +466,34 @@ fn another_farms_replies_leave_this_farms_leases_alone_and_a_lease_it_never_hear
         "f gets lease 20 back: {out:?}"
     );
 
+    // A build of f's lease 7 reported (set aside) while g answers: g's own lease 7 is still
+    // built, not taken for the number that just ended.
+    let mut s = AgentState::new(1, POLL, HealthMonitor::default());
+    s.handle(farm_beat("f", vec![], &[]), Timestamp(0));
+    let offer_of = |farm: &str| {
+        AgentInput::Work(WorkOffer {
+            offered: vec![(Some(7), atom("=p/a-1"))],
+            farm: Some(farm.into()),
+            ..WorkOffer::default()
+        })
+    };
+    let job = started(&s.handle(offer_of("f"), Timestamp(1)))[0];
+    s.handle(farm_beat("g", vec![], &[]), Timestamp(2));
+    s.handle(
+        AgentInput::BuildEnded {
+            job,
+            end: BuildEnd::Built { took_s: 1 },
+        },
+        Timestamp(3),
+    );
+    s.handle(AgentInput::NotRecorded(job), Timestamp(4));
+    s.handle(AgentInput::Reported(job), Timestamp(5));
+    assert_eq!(
+        started(&s.handle(offer_of("g"), Timestamp(6))).len(),
+        1,
+        "g's lease 7 is built"
+    );
+
     // One farm throughout: a finished build whose delivery a revoke abandoned ends its lease
     // unsaid too.
     let mut s = ready(1);

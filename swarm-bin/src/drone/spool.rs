@@ -151,7 +151,17 @@ fn put_files(
         .report
         .lease
         .map_or_else(|| "nolease".to_string(), |l| l.to_string());
-    let stem: String = format!("{lease}_{package}")
+    // The farm too: two farms give the same lease numbers (for the same
+    // package, with the same queue), and an entry set aside for one must not
+    // share its files with the other's build of that number.
+    let farm: String = f
+        .farm
+        .as_deref()
+        .unwrap_or("nofarm")
+        .chars()
+        .take(16)
+        .collect();
+    let stem: String = format!("{lease}_{farm}_{package}")
         .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || "-_.+".contains(c) {
@@ -774,6 +784,49 @@ fn not_recorded(agent: &Agent, id: JobId) {
 mod tests {
     use super::*;
 
+    /// Two farms give the same lease number for the same package: the build
+    /// of one, spooled (or set aside) first, keeps its own files when the
+    /// other's build of that number is spooled and delivered.
+    #[test]
+    fn builds_of_one_lease_number_for_two_farms_keep_their_own_files() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let spool_one = |farm: &str, bytes: &[u8]| {
+            let art = dir.path().join(format!("{farm}.gpkg.tar"));
+            std::fs::write(&art, bytes).expect("artifact");
+            let finished = Finished {
+                report: CompleteRequest {
+                    package: Some("dev-libs/pa-1.0".into()),
+                    lease: Some(1),
+                    ..CompleteRequest::default()
+                },
+                artifacts: vec![(
+                    SpooledArtifact {
+                        category: "dev-libs".into(),
+                        name: "pa-1.0.gpkg.tar".into(),
+                        sha256: "ab".repeat(32),
+                    },
+                    art.as_path(),
+                )],
+                log_gz: Some(bytes.to_vec()),
+                farm: Some(farm.into()),
+            };
+            put(dir.path(), &finished).expect("put")
+        };
+        let a = spool_one("0123456789abcdef", b"farm A's build");
+        let b = spool_one("fedcba9876543210", b"farm B's build");
+        assert_ne!(a, b, "one entry each");
+        let entry_b = list(dir.path())
+            .into_iter()
+            .find(|(p, _)| *p == b)
+            .expect("B's entry")
+            .1;
+        remove(&b, &entry_b);
+        for file in [artifact_path(&a, 0), log_path(&a)] {
+            let kept = std::fs::read(&file).unwrap_or_default();
+            assert_eq!(kept, b"farm A's build", "{}", file.display());
+        }
+    }
+
     #[test]
     fn an_entry_its_artifacts_and_its_log_survive_a_round_trip_through_the_disk() {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -867,7 +920,7 @@ mod tests {
     fn a_failed_spool_write_leaves_nothing_behind() {
         let dir = tempfile::tempdir().expect("temp dir");
         let (art, report) = one_build(dir.path());
-        std::fs::create_dir_all(dir.path().join("spool/9_dev-libs_foo-1.json.tmp"))
+        std::fs::create_dir_all(dir.path().join("spool/9_nofarm_dev-libs_foo-1.json.tmp"))
             .expect("a directory where the temp file goes");
         let finished = Finished {
             report,
@@ -883,7 +936,10 @@ mod tests {
             farm: None,
         };
         put(dir.path(), &finished).expect_err("the write fails");
-        assert_eq!(spool_files(dir.path()), ["9_dev-libs_foo-1.json.tmp"]);
+        assert_eq!(
+            spool_files(dir.path()),
+            ["9_nofarm_dev-libs_foo-1.json.tmp"]
+        );
     }
 
     /// At start, files of no entry (a write cut short by a kill) are

@@ -117,9 +117,12 @@ impl AgentState {
                 let mut silent = self.silent.remove(&id);
                 if let Some(job) = self.jobs.remove(&id) {
                     // Nor is the lease's farm told of a finished build whose delivery a
-                    // revoke abandoned, or that the server, another farm, refused.
-                    silent |= matches!(job.stop, Some(Stop::Revoked(_))) || !self.here(&job);
-                    if let Some(l) = job.lease {
+                    // revoke abandoned.
+                    silent |= matches!(job.stop, Some(Stop::Revoked(_)));
+                    // Another farm's lease number is nothing to remember here: this farm's
+                    // own lease of that number is still to be built (the memory starts anew
+                    // when that farm answers again).
+                    if let Some(l) = job.lease.filter(|_| self.here(&job)) {
                         if silent {
                             self.leases.end_unsaid(l);
                         } else {
@@ -427,7 +430,7 @@ impl AgentState {
     pub fn current_task(&self) -> Option<String> {
         self.jobs
             .values()
-            .find(|j| j.started && j.stop.is_none())
+            .find(|j| j.started && j.stop.is_none() && self.here(j))
             .map(|j| j.atom.as_str().to_string())
     }
 
