@@ -2,7 +2,9 @@
 //! so neither a control plane that answers with errors for a while nor an
 //! agent restart drops it.
 //!
-//! `<work_dir>/spool/<lease>_<category>_<pf>.json` holds the report (with
+//! `<work_dir>/spool/<lease>_<farm>_<category>_<pf>.json` (`<farm>`: the
+//! first 16 characters of the farm id, `nofarm` when the server gave none;
+//! two farms give the same lease numbers) holds the report (with
 //! the `cat/pf` list of what the build wrote) and each artifact's name and
 //! sha256; `<same>.<i>.artifact` is a hard link to (or a copy of) the i-th
 //! binary package, so a later build of the same package cannot change what
