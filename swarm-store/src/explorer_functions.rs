@@ -183,10 +183,11 @@ mod tests {
         }
     }
 
-    /// What took seconds a call now takes milliseconds: the explorer's
-    /// budget is checked between calls.
+    /// A long needle that is not in a long haystack gives 0. (How long a
+    /// call takes is for `tests/explorer.rs`, where the budget stops a
+    /// quadratic one.)
     #[test]
-    fn a_long_needle_in_a_long_haystack_is_found_in_linear_time() {
+    fn a_long_needle_not_in_a_long_haystack_gives_zero() {
         let ours = Connection::open_in_memory().expect("db");
         super::register(&ours).expect("register");
         let n: i64 = ours

@@ -284,7 +284,7 @@ fn apply_work_reply(agent: &Arc<Agent>, reply: &WorkReply) -> bool {
 
 fn give_back_orphan(agent: &Agent, lease: u64, package: &str) {
     // The farm whose register reply listed it.
-    let farm = agent.lock().farm.clone();
+    let farm = agent.lock().farm();
     let mut req = agent.lease_request(Some(lease), package, farm);
     req.reason =
         Some("not running on this drone (the agent restarted, or stopped it on a revoke)".into());

@@ -13,7 +13,7 @@ use super::state::State;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// Notes the farm a reply names, under the agent's lock and before the
+/// Looks at the farm a reply names, under the agent's lock and before the
 /// reply is fed: when it is another farm than the last one, the builds set
 /// aside for it are taken back into the spool and their leases held, so the
 /// reply's listing or offer of them neither hands them back nor builds them
@@ -23,9 +23,8 @@ pub(crate) fn heard(
     work_dir: &Path,
     farm: Option<&String>,
 ) -> Vec<(PathBuf, spool::Entry)> {
-    let known = st.farm.clone();
-    st.heard_farm(farm);
-    let Some(farm) = farm.filter(|f| known.as_ref() != Some(*f)) else {
+    // The reply is not fed yet: the core still knows the farm before it.
+    let Some(farm) = farm.filter(|f| st.agent.farm() != Some(f.as_str())) else {
         return Vec::new();
     };
     let mut entries = Vec::new();

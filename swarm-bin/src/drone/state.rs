@@ -25,9 +25,6 @@ pub(crate) struct State {
     /// The largest binary package the server said it takes (its last
     /// register reply); `None` until it said.
     pub(crate) max_artifact: Option<u64>,
-    /// Which farm the server said it is (its last register or work reply);
-    /// `None` until it said (a server older than `farm_id`).
-    pub(crate) farm: Option<String>,
     /// Ask the heartbeat thread for a beat now.
     pub(crate) beat_now: bool,
     /// The heartbeat thread should stop.
@@ -46,7 +43,6 @@ impl State {
             pgids: BTreeMap::new(),
             reconnects: 0,
             max_artifact: None,
-            farm: None,
             beat_now: false,
             exiting: false,
             started: Instant::now(),
@@ -59,14 +55,13 @@ impl State {
         self.agent
             .job(job)
             .and_then(|j| j.farm.clone())
-            .or_else(|| self.farm.clone())
+            .or_else(|| self.farm())
     }
 
-    /// Notes the farm a reply names; a reply that names none changes nothing.
-    pub(crate) fn heard_farm(&mut self, farm: Option<&String>) {
-        if let Some(f) = farm {
-            self.farm = Some(f.clone());
-        }
+    /// The farm the server last said it is (the agent core keeps it);
+    /// `None` until one said (a server older than `farm_id`).
+    pub(crate) fn farm(&self) -> Option<String> {
+        self.agent.farm().map(str::to_owned)
     }
 
     /// The machine's time now.

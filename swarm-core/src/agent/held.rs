@@ -70,6 +70,12 @@ impl AgentState {
         same_farm(job.farm.as_deref(), self.farm.as_deref())
     }
 
+    /// The farm the server last said it is; `None` until one said.
+    #[must_use]
+    pub fn farm(&self) -> Option<&str> {
+        self.farm.as_deref()
+    }
+
     /// Notes the farm a reply names. Another farm than the last one replaced it at the same
     /// address: the lease numbers remembered are the old farm's and mean nothing to this one.
     pub(super) fn heard_farm(&mut self, farm: Option<&String>) {
