@@ -17,6 +17,14 @@
 //! which is exactly what it is there to detect. Cost: one 64-byte `pwrite`
 //! per group commit.
 //!
+//! At each open the marker is made whole before anything is acknowledged:
+//! both slots are written to a new file, fsynced and renamed over the old
+//! one, so the file swarm leaves is never empty, even after a power loss
+//! at its creation (later writes overwrite bytes in place and never change
+//! its size). An empty marker is then something else's doing, and beside a
+//! database with content it is refused (`MarkerEmpty`): a marker emptied
+//! and a `-wal` deleted would otherwise open without a word.
+//!
 //! With `defer_sync` the marker is written by whoever made the fsync
 //! (`WalSync::sync_acknowledging`, on the server's fsync thread or its
 //! writer), after the fsync and before the replies it covers are sent: a
@@ -75,8 +83,9 @@ pub(crate) fn remove_legacy(db: &Path) {
     }
 }
 
-/// Reads the marker: `Ok(None)` when there is none (or it is empty), an
-/// error naming the file when it exists but no slot is readable. A marker
+/// Reads the marker: `Ok(None)` when there is none, an error naming the
+/// file when it is empty (`MarkerEmpty`: the caller decides whether that
+/// hides anything) or no slot is readable. A marker
 /// only at its old place (beside a symbolic link's target) is read there.
 pub(crate) fn read(db: &Path) -> Result<Option<Acked>, StoreError> {
     match read_at(marker_path(db))? {
@@ -116,7 +125,7 @@ fn read_at(path: PathBuf) -> Result<Option<Acked>, StoreError> {
         Err(source) => return Err(StoreError::Io { path, source }),
     }
     if bytes.iter().all(|b| *b == 0) {
-        return Ok(None);
+        return Err(StoreError::MarkerEmpty { marker: path });
     }
     let best = bytes
         .chunks(SLOT)
@@ -207,35 +216,42 @@ pub(crate) fn record_shared(marker: &Mutex<Marker>, seq: u64) -> Result<(), Stor
 }
 
 impl Marker {
-    /// Opens (creating) the marker and records `seq` durably: the file's
-    /// existence must survive a power loss, so its first write is fsynced
-    /// (with the directory). Later writes are not.
+    /// Writes the marker anew with `seq` and opens it for the running
+    /// store: a new file with both slots, fsynced, renamed over the old one
+    /// and the directory fsynced, so a power loss at any point leaves the
+    /// old marker or the whole new one, never an empty file (see the module
+    /// doc). Later writes are in place and not fsynced.
     pub(crate) fn open(db: &Path, store_id: &str, seq: u64) -> Result<Marker, StoreError> {
         let path = marker_path(db);
-        let io = |source| StoreError::Io {
-            path: path.clone(),
-            source,
+        let mut fresh = path.as_os_str().to_owned();
+        fresh.push(".new");
+        let fresh = PathBuf::from(fresh);
+        let io = |p: &Path| {
+            let p = p.to_owned();
+            move |source| StoreError::Io { path: p, source }
         };
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(io)?;
+            .truncate(true)
+            .open(&fresh)
+            .map_err(io(&fresh))?;
         let mut m = Marker {
             file,
-            path: path.clone(),
+            path: fresh.clone(),
             store_id: store_id.to_owned(),
             flip: false,
             highest: seq,
         };
         m.write_both(seq)?;
-        m.file.sync_all().map_err(io)?;
+        m.file.sync_all().map_err(io(&fresh))?;
+        std::fs::rename(&fresh, &path).map_err(io(&path))?;
+        m.path = path.clone();
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            if let Ok(d) = File::open(dir) {
-                let _ = d.sync_all();
-            }
+            File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io(dir))?;
         }
         Ok(m)
     }

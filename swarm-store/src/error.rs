@@ -166,6 +166,20 @@ pub enum StoreError {
         /// The marker file.
         marker: PathBuf,
     },
+    /// The acknowledgement marker is empty beside a database with content.
+    /// swarm never leaves it so (it is written whole and renamed into
+    /// place), so something else emptied it, and what it said is gone.
+    #[error(
+        "the acknowledgement marker {marker} is empty, though swarm writes it whole and never \
+         empties it, so swarm cannot tell whether the database lost acknowledged inputs (an \
+         emptied marker and a deleted -wal file would lose them without a word); check the \
+         database and its -wal file (or restore them from a backup), then start once with \
+         `swarm serve --accept-loss`, which rewrites the marker"
+    )]
+    MarkerEmpty {
+        /// The marker file.
+        marker: PathBuf,
+    },
     /// Something other than a regular file is where the acknowledgement
     /// marker belongs (a FIFO, a directory, a device): never opened, as a
     /// FIFO would block the start for good.

@@ -270,9 +270,16 @@ impl Store {
         };
         match acked::read(&path) {
             Ok(a) => loss.acked = a,
-            Err(e @ StoreError::MarkerUnreadable { .. }) if opts.accept_loss => {
+            Err(e @ (StoreError::MarkerUnreadable { .. } | StoreError::MarkerEmpty { .. }))
+                if opts.accept_loss =>
+            {
                 loss.found.push(format!("unknown: {e}"));
             }
+            // Beside a missing or empty database an empty marker hides
+            // nothing: it is read as none, and the data dir's evidence
+            // decides (`LossCheck::missing`).
+            Err(StoreError::MarkerEmpty { .. })
+                if std::fs::metadata(&path).map_or(true, |m| m.len() == 0) => {}
             Err(e) => return Err(e),
         }
         match std::fs::metadata(&path) {

@@ -310,6 +310,61 @@ fn a_store_without_a_marker_opens_and_gets_one() {
     assert!(marker.exists());
 }
 
+/// swarm leaves its marker whole (written to a new file and renamed into
+/// place), so an emptied one is something else's doing. Beside a database
+/// whose `-wal` was deleted too, it would hide the loss: the start is
+/// refused, naming the marker and the way out, for a 0-byte marker and for
+/// one of zeros alike, and `--accept-loss` opens and records it.
+#[test]
+fn an_emptied_marker_beside_a_database_that_lost_its_wal_is_refused() {
+    for zeros in [0usize, 128] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = dir.path().join("swarm.db");
+        crashed_store(&db);
+        let marker = dir.path().join("swarm.db.acked");
+        std::fs::write(&marker, vec![0u8; zeros]).expect("empty the marker");
+        std::fs::remove_file(wal(&db)).expect("delete -wal");
+        let msg = match Store::open(&db, opts(20_000)) {
+            Err(e @ StoreError::MarkerEmpty { .. }) => e.to_string(),
+            Err(e) => panic!("{zeros} zeros: expected MarkerEmpty, got {e}"),
+            Ok(s) => panic!(
+                "{zeros} zeros: opened at seq {} without a word",
+                s.last_seq().0
+            ),
+        };
+        assert!(msg.contains(&marker.display().to_string()), "{msg}");
+        assert!(
+            msg.contains("is empty") && msg.contains("--accept-loss"),
+            "{msg}"
+        );
+        accepted(&db);
+        assert_eq!(
+            std::fs::metadata(&marker).expect("marker").len(),
+            128,
+            "the accepted open wrote the marker whole"
+        );
+    }
+}
+
+/// An empty marker beside no database (a crash before swarm's first marker
+/// was renamed into place, on a farm with no state) hides nothing: the
+/// store opens and writes its marker whole, leaving no `.new` file.
+#[test]
+fn an_empty_marker_beside_no_database_opens() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("swarm.db");
+    let marker = dir.path().join("swarm.db.acked");
+    std::fs::write(&marker, b"").expect("empty marker");
+    std::fs::write(dir.path().join("swarm.db.acked.new"), b"half").expect("leftover");
+    let store = Store::open(&db, opts(1)).expect("opens: nothing to lose");
+    assert_eq!(store.open_report().loss, None);
+    assert_eq!(std::fs::metadata(&marker).expect("marker").len(), 128);
+    assert!(
+        !dir.path().join("swarm.db.acked.new").exists(),
+        "the new marker was renamed into place"
+    );
+}
+
 /// Opens `db` on another thread; `None` if the open had not returned after 20 s.
 fn open_within_20s(db: &Path) -> Option<Result<Store, StoreError>> {
     let (tx, rx) = std::sync::mpsc::channel();
