@@ -50,8 +50,8 @@ fn serve_refuses_a_zero_byte_database_and_accept_loss_records_the_loss() {
 }
 
 /// The audit's `rm -f swarm.db*`: the glob takes the marker too. The data
-/// dir still shows the farm had state (its admin token, its build-log
-/// directory), so the start is refused instead of serving an empty farm;
+/// dir still shows the farm had state (the store-id file beside the
+/// database), so the start is refused instead of serving an empty farm;
 /// `--accept-loss` starts anew and records the loss.
 #[test]
 fn serve_refuses_a_data_dir_with_state_whose_database_and_marker_were_removed() {
@@ -74,7 +74,7 @@ fn serve_refuses_a_data_dir_with_state_whose_database_and_marker_were_removed() 
         stderr.contains(&data.join("swarm.db").display().to_string()),
         "{stderr}"
     );
-    assert!(stderr.contains("admin.token"), "{stderr}");
+    assert!(stderr.contains("swarm.store-id"), "{stderr}");
     assert!(stderr.contains("--accept-loss"), "{stderr}");
     assert!(out.stdout.is_empty(), "never listened");
     assert!(!data.join("swarm.db").exists(), "no new, empty store");
@@ -85,6 +85,27 @@ fn serve_refuses_a_data_dir_with_state_whose_database_and_marker_were_removed() 
             .as_array()
             .is_some_and(|e| e.iter().any(|e| e["kind"] == "loss_accepted")),
         "{body}"
+    );
+}
+
+/// An operator who puts the admin token into a new data dir before the
+/// first start (configuration management does) gets a farm that starts and
+/// takes that token: a token is no evidence of an earlier store.
+#[test]
+fn a_new_data_dir_holding_only_a_provisioned_admin_token_starts_and_uses_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path();
+    std::fs::write(data.join("admin.token"), "provisioned-token-0123456789\n").expect("token");
+    let server = Server::start(data, &[]);
+    assert_eq!(server.token(), "provisioned-token-0123456789");
+    let (code, body) = server.admin_post("/api/v1/queue", &json!({ "packages": ["dev-libs/a-1"] }));
+    assert_eq!(
+        code, 200,
+        "the provisioned token is the admin token: {body}"
+    );
+    assert!(
+        data.join("swarm.store-id").is_file(),
+        "evidence for later starts"
     );
 }
 

@@ -62,11 +62,10 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     // data dir, no token), and says why in words that fit the cause.
     check_listen(s.listen)?;
     let created = make_data_dir(&s.data_dir)?;
-    // An admin token an earlier run left shows the farm had state; one this
-    // start generates does not, and a failed start removes it again, so
-    // the next start does not take it for an earlier run's.
+    // A failed first start leaves no token it generated: the next start
+    // then generates (and logs) its own instead of reading a stray one.
     let token_existed = std::fs::symlink_metadata(&s.admin_token_file).is_ok();
-    let started = start(&s, args.accept_loss, token_existed);
+    let started = start(&s, args.accept_loss);
     if let Err(e) = &started {
         if may_remove_after_failed_start(created, e) {
             // Nothing was served from it: a failed first start leaves no data dir.
@@ -276,7 +275,7 @@ type Started = (
     Arc<AtomicBool>,
 );
 
-fn start(s: &Settings, accept_loss: bool, token_existed: bool) -> anyhow::Result<Started> {
+fn start(s: &Settings, accept_loss: bool) -> anyhow::Result<Started> {
     std::fs::create_dir_all(&s.data_dir)
         .with_context(|| format!("cannot create the data directory {}", s.data_dir.display()))?;
     let (admin_token, source) = resolve_admin_token(s.admin_token.as_deref(), &s.admin_token_file)
@@ -312,11 +311,6 @@ fn start(s: &Settings, accept_loss: bool, token_existed: bool) -> anyhow::Result
         staging: s.staging_path.clone(),
         store: swarm_store::StoreOptions {
             accept_loss,
-            state_evidence: if token_existed && s.admin_token_file.starts_with(&s.data_dir) {
-                vec![s.admin_token_file.clone()]
-            } else {
-                Vec::new()
-            },
             ..s.store_options()
         },
         admin_token,

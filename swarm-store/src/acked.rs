@@ -33,7 +33,7 @@
 //! back (two threads may record out of order).
 
 use crate::error::StoreError;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -223,37 +223,19 @@ impl Marker {
     /// doc). Later writes are in place and not fsynced.
     pub(crate) fn open(db: &Path, store_id: &str, seq: u64) -> Result<Marker, StoreError> {
         let path = marker_path(db);
-        let mut fresh = path.as_os_str().to_owned();
-        fresh.push(".new");
-        let fresh = PathBuf::from(fresh);
-        let io = |p: &Path| {
-            let p = p.to_owned();
-            move |source| StoreError::Io { path: p, source }
-        };
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&fresh)
-            .map_err(io(&fresh))?;
-        let mut m = Marker {
+        let slot = encode(store_id, seq);
+        let mut both = [0u8; 2 * SLOT];
+        both[..SLOT].copy_from_slice(&slot);
+        both[SLOT..].copy_from_slice(&slot);
+        let file = crate::whole_file::replace(&path, &both)?;
+        crate::whole_file::sync_dir_of(&path)?;
+        Ok(Marker {
             file,
-            path: fresh.clone(),
+            path,
             store_id: store_id.to_owned(),
             flip: false,
             highest: seq,
-        };
-        m.write_both(seq)?;
-        m.file.sync_all().map_err(io(&fresh))?;
-        std::fs::rename(&fresh, &path).map_err(io(&path))?;
-        m.path = path.clone();
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(io(dir))?;
-        }
-        Ok(m)
+        })
     }
 
     /// Device and inode of the file this marker writes to (`None` if the
@@ -262,19 +244,6 @@ impl Marker {
     pub(crate) fn file_id(&self) -> Option<(u64, u64)> {
         use std::os::unix::fs::MetadataExt;
         self.file.metadata().ok().map(|m| (m.dev(), m.ino()))
-    }
-
-    fn write_both(&mut self, seq: u64) -> Result<(), StoreError> {
-        let slot = encode(&self.store_id, seq);
-        let mut both = [0u8; 2 * SLOT];
-        both[..SLOT].copy_from_slice(&slot);
-        both[SLOT..].copy_from_slice(&slot);
-        self.file
-            .write_all_at(&both, 0)
-            .map_err(|source| StoreError::Io {
-                path: self.path.clone(),
-                source,
-            })
     }
 
     /// Records that everything up to `seq` is acknowledged (after the commit,
@@ -301,6 +270,7 @@ impl Marker {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs::OpenOptions;
 
     #[test]
     fn the_newest_whole_slot_wins_and_a_torn_one_is_ignored() {

@@ -50,6 +50,7 @@ mod explorer;
 mod explorer_functions;
 mod export;
 mod history;
+mod id_file;
 mod lock;
 mod read_only;
 mod read_tables;
@@ -58,6 +59,7 @@ mod schema;
 mod snapshotter;
 mod store;
 mod wal_sync;
+mod whole_file;
 
 pub use error::StoreError;
 pub use explorer::{ColumnInfo, Explorer, ExplorerOptions, QueryResult, TableInfo};

@@ -5,6 +5,7 @@
 use crate::acked::{self, Acked, Marker, SharedMarker};
 use crate::checkpointer::Checkpointer;
 use crate::error::StoreError;
+use crate::id_file;
 use crate::lock::LockFile;
 use crate::read_tables::{self, Applied, OutputJson, ReadTables};
 use crate::recover::{self, format_digest, verify_snapshot};
@@ -81,12 +82,13 @@ pub struct StoreOptions {
     /// [`StoreError::LossDetected`]). The loss is recorded as a
     /// `loss_accepted` event and in [`OpenReport::loss`].
     pub accept_loss: bool,
-    /// Files and directories whose content shows the store had state (the
-    /// server passes its own files in the data dir: the admin token, build
-    /// logs, drone credentials, releases). When the database is missing or
-    /// empty and no marker says what was acknowledged (an `rm -f swarm.db*`
-    /// also removes the marker), any of them with content (a file with
-    /// bytes, a directory with an entry) refuses the open as
+    /// Files and directories whose content shows the store had state,
+    /// besides the store-id file the store writes itself (`<stem>.store-id`;
+    /// the server passes its own files in the data dir: build logs, drone
+    /// credentials, releases). When the database is missing or empty and
+    /// no marker says what was acknowledged (an `rm -f swarm.db*` also
+    /// removes the marker), any of them with content (a file with bytes, a
+    /// directory with an entry) refuses the open as
     /// [`StoreError::StateWithoutDatabase`] instead of starting a new,
     /// empty store; `accept_loss` opens anyway and records the loss.
     pub state_evidence: Vec<PathBuf>,
@@ -265,7 +267,12 @@ impl Store {
             db: path.clone(),
             accept: opts.accept_loss,
             acked: None,
-            evidence: opts.state_evidence.clone(),
+            evidence: opts
+                .state_evidence
+                .iter()
+                .cloned()
+                .chain([id_file::path(&path)])
+                .collect(),
             found: Vec::new(),
         };
         match acked::read(&path) {
@@ -393,6 +400,8 @@ impl Store {
             meta_set(&tx, recover::NEWEST_WRITER, recover::THIS_VERSION)?;
             tx.commit()?;
         }
+        // Before the marker: its directory fsync covers both renames.
+        id_file::record(&path, &store_id)?;
         let marker = Marker::open(&path, &store_id, rebuilt.last_seq)?;
         acked::remove_legacy(&path);
         let marker_id = marker.file_id();

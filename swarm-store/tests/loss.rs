@@ -418,9 +418,11 @@ fn evidence_opts(at: u64, evidence: &Path) -> StoreOptions {
 }
 
 /// `rm -f swarm.db*` removes the marker with the database. A data dir that
-/// shows the farm had state (here: its admin token) refuses the start
-/// instead of opening a new, empty store; `accept_loss` starts anew and
-/// records the loss. Without such evidence a fresh store opens as before.
+/// shows the farm had state (here: a file the caller names, such as the
+/// server's build logs) refuses the start instead of opening a new, empty
+/// store; `accept_loss` starts anew and records the loss. Without such
+/// evidence a fresh store opens as before. (The store-id file, evidence of
+/// its own, is removed here too: see the next test.)
 #[test]
 fn a_deleted_database_and_marker_are_refused_when_the_data_dir_shows_state() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -430,14 +432,14 @@ fn a_deleted_database_and_marker_are_refused_when_the_data_dir_shows_state() {
     let empty_token = dir.path().join("empty.token");
     std::fs::write(&empty_token, b"").expect("an empty file shows nothing");
     std::fs::write(&token, b"secret\n").expect("admin token");
-    for f in ["swarm.db", "swarm.db-wal", "swarm.db-shm", "swarm.db.acked"] {
+    for f in STORE_FILES {
         let _ = std::fs::remove_file(dir.path().join(f));
     }
     assert!(
         Store::open(&db, evidence_opts(2, &empty_token)).is_ok(),
         "an empty file is no evidence"
     );
-    for f in ["swarm.db", "swarm.db-wal", "swarm.db-shm", "swarm.db.acked"] {
+    for f in STORE_FILES {
         let _ = std::fs::remove_file(dir.path().join(f));
     }
     let msg = match Store::open(&db, evidence_opts(3, &token)) {
@@ -470,6 +472,58 @@ fn a_deleted_database_and_marker_are_refused_when_the_data_dir_shows_state() {
     assert!(loss.contains("admin.token"), "{loss}");
     drop(store);
     Store::open(&db, evidence_opts(5, &token)).expect("and opens from then on");
+}
+
+/// Every file the store keeps beside `swarm.db`, the store-id file too.
+const STORE_FILES: [&str; 5] = [
+    "swarm.db",
+    "swarm.db-wal",
+    "swarm.db-shm",
+    "swarm.db.acked",
+    "swarm.store-id",
+];
+
+/// The store-id file is written at every open, outside the `swarm.db*`
+/// names: after an `rm -f swarm.db*` it alone shows the farm had state, and
+/// the start is refused naming it. Files an operator may put in a new data
+/// dir first (an admin token) are no evidence: that start opens.
+#[test]
+fn the_store_id_file_outlives_rm_swarm_db_star_and_refuses_the_start() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("swarm.db");
+    std::fs::write(dir.path().join("admin.token"), b"provisioned\n").expect("token");
+    let id = {
+        let store = Store::open(&db, opts(1)).expect("a first start beside a provisioned token");
+        store.store_id().to_owned()
+    };
+    let id_file = dir.path().join("swarm.store-id");
+    let text = std::fs::read_to_string(&id_file).expect("the store-id file");
+    assert!(text.starts_with(&format!("swarm store {id}\n")), "{text}");
+    for f in STORE_FILES.iter().filter(|f| f.starts_with("swarm.db")) {
+        let _ = std::fs::remove_file(dir.path().join(f));
+    }
+    let msg = match Store::open(&db, opts(2)) {
+        Err(e @ StoreError::StateWithoutDatabase { .. }) => e.to_string(),
+        other => panic!("expected StateWithoutDatabase, got {other:?}"),
+    };
+    assert!(msg.contains(&id_file.display().to_string()), "{msg}");
+    assert!(!msg.contains("admin.token"), "{msg}");
+    let store = Store::open(
+        &db,
+        StoreOptions {
+            accept_loss: true,
+            ..opts(3)
+        },
+    )
+    .expect("accept_loss starts anew");
+    let new_id = store.store_id().to_owned();
+    assert_ne!(new_id, id);
+    drop(store);
+    let text = std::fs::read_to_string(&id_file).expect("the store-id file");
+    assert!(
+        text.starts_with(&format!("swarm store {new_id}\n")),
+        "{text}"
+    );
 }
 
 /// `swarm.db` a link into a volume that did not mount: the marker lives
