@@ -333,6 +333,43 @@ fn sigterm_finishes_or_returns_the_running_build_and_nothing_is_lost_or_built_tw
     assert_eq!(last.wait_exit(20), Some(0));
 }
 
+/// SIGHUP (the terminal of a foreground agent or server closes) stops both
+/// as SIGTERM does instead of killing them unlogged: the agent finishes and
+/// delivers its running build and exits 0, the server closes its store and
+/// exits 0, and the build is still recorded after a restart.
+#[test]
+fn sighup_stops_the_agent_and_the_server_cleanly_as_sigterm_does() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut server = Server::start(&dir.path().join("server"), &[]);
+    let atom = "=dev-libs/hangup-1.0";
+    let sizes = sizes(dir.path(), &[(atom, 30)]);
+    queue(&server, json!([atom]));
+    let mut drone = Drone::start(
+        &server,
+        dir.path(),
+        "drone-hangup",
+        &["--on-stop", "finish"],
+        &[("SWARM_STANDIN_SIZES", sizes.as_str())],
+    );
+    wait_started(&server, atom, 30);
+    drone.signal(rustix::process::Signal::HUP);
+    assert_eq!(drone.wait_exit(30), Some(0), "{}", drone.log_text());
+    assert!(
+        drone.log_text().contains("stop requested"),
+        "{}",
+        drone.log_text()
+    );
+    assert_eq!(state_of(&server, atom), "built", "finished and delivered");
+    assert_eq!(
+        server.stop_with(rustix::process::Signal::HUP),
+        Some(0),
+        "a clean close, not death by the signal"
+    );
+    server.restart();
+    assert_eq!(state_of(&server, atom), "built");
+    assert_eq!(successes(&server, atom).len(), 1);
+}
+
 #[test]
 fn a_revoke_kills_the_whole_build_process_group_leaving_no_grandchild() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -42,8 +42,8 @@ enum Cmd {
     /// Listens on 127.0.0.1:8100 unless told otherwise, keeps its state in
     /// SQLite under the data dir, and generates an admin token (0600) there on
     /// first start. Existing Build Swarm v3 drones can point at it unchanged.
-    /// SIGTERM/SIGINT: commit what is queued, close the store, exit 0; a
-    /// second signal exits at once (1). A dead writer or fsync thread makes
+    /// SIGTERM/SIGINT/SIGHUP: commit what is queued, close the store, exit
+    /// 0; a second signal exits at once (1). A dead writer or fsync thread makes
     /// it exit with an error (closing waits 30 s at most), for its service
     /// manager to restart it.
     Serve(serve_cmd::ServeArgs),
@@ -52,7 +52,7 @@ enum Cmd {
     /// Run the drone agent on a build machine: register, heartbeat, build, upload, report.
     ///
     /// Runs each build in its own process group with the log to a file, and
-    /// acts on revokes, pauses and its own health. SIGTERM/SIGINT: take no
+    /// acts on revokes, pauses and its own health. SIGTERM/SIGINT/SIGHUP: take no
     /// more work, then finish (--on-stop finish) or return (--on-stop return)
     /// the running builds and exit 0; a second signal returns the running
     /// builds at once. Finished builds are delivered first, through both.

@@ -148,8 +148,11 @@ fn finish_within(limit: Duration, close: impl FnOnce() + Send + 'static) -> bool
 /// not answer. SIGXFSZ is ignored: a file-size limit (ulimit -f) must fail
 /// the write, which the store reports and health shows, not kill the server.
 fn install_signals(stop: &Arc<AtomicBool>) -> anyhow::Result<()> {
-    use signal_hook::consts::{SIGINT, SIGTERM, SIGXFSZ};
-    for (sig, name) in [(SIGTERM, "SIGTERM"), (SIGINT, "SIGINT")] {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGXFSZ};
+    // SIGHUP too: a server in a terminal that closes (an SSH session that
+    // drops) otherwise dies by the default action, unlogged and without
+    // closing the store.
+    for (sig, name) in [(SIGTERM, "SIGTERM"), (SIGINT, "SIGINT"), (SIGHUP, "SIGHUP")] {
         // In this order: the first signal finds `stop` unset and only sets it.
         signal_hook::flag::register_conditional_shutdown(sig, 1, stop.clone())
             .with_context(|| format!("cannot install the {name} handler"))?;

@@ -157,8 +157,14 @@ impl Server {
 
     /// SIGTERM and wait for a clean exit; returns the exit status code.
     pub fn terminate(&mut self) -> Option<i32> {
+        self.stop_with(rustix::process::Signal::TERM)
+    }
+
+    /// Sends `sig` and waits up to 20 s for the exit; its status code (None
+    /// for death by a signal, or still running: then it is killed).
+    pub fn stop_with(&mut self, sig: rustix::process::Signal) -> Option<i32> {
         let pid = rustix::process::Pid::from_raw(self.child.id() as i32).expect("pid");
-        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        let _ = rustix::process::kill_process(pid, sig);
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {

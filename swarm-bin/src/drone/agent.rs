@@ -47,7 +47,7 @@ pub(crate) fn run(agent: Arc<Agent>) -> anyhow::Result<()> {
             drop(st);
             agent.notify();
         })
-        .context("installing the SIGTERM/SIGINT handler")?;
+        .context("installing the SIGTERM/SIGINT/SIGHUP handler")?;
     }
     // Before the heartbeat starts: the spooled builds' leases are held by
     // the time the first registration reply lists them.

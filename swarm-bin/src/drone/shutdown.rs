@@ -19,10 +19,12 @@
 
 pub(crate) use swarm_core::agent::Phase;
 
-/// Starts the thread that turns SIGTERM/SIGINT into `on_signal(count)` calls.
+/// Starts the thread that turns SIGTERM/SIGINT/SIGHUP into `on_signal(count)`
+/// calls. SIGHUP counts as a stop: an agent in a terminal that closes would
+/// otherwise die by the default action, unlogged, its builds orphaned.
 pub(crate) fn spawn_signal_thread(on_signal: impl Fn(i32) + Send + 'static) -> anyhow::Result<()> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])?;
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
