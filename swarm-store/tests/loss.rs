@@ -563,6 +563,41 @@ fn a_database_linked_into_a_volume_that_did_not_mount_is_refused() {
 
 /// A store from before keeps its marker beside the link's target: it is
 /// read there (a loss is still detected), then moved beside the link.
+/// A data dir given as a relative path or through a symbolic link spells
+/// the marker's path otherwise than its real one: the marker is still its
+/// own, kept at every open (it was taken for its old place and removed, so
+/// every write after the first check was refused), and the store reopens.
+#[test]
+fn a_relative_or_symlinked_data_dir_keeps_its_marker_across_opens() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let real = dir.path().join("real");
+    std::fs::create_dir(&real).expect("real dir");
+    let link = dir.path().join("link");
+    std::os::unix::fs::symlink(&real, &link).expect("link");
+    // The same temp dir, relative to this process's working directory.
+    let cwd = std::env::current_dir().expect("cwd");
+    let up: PathBuf = cwd.components().skip(1).map(|_| "..").collect();
+    let relative = up.join(real.strip_prefix("/").expect("absolute"));
+    for db in [link.join("swarm.db"), relative.join("swarm.db")] {
+        for at in [1, 2] {
+            let mut store = Store::open(&db, opts(at * 100)).expect("opens");
+            let (op, _) = common::op_from(at);
+            let input = common::to_input(&op, store.swarm().expect("state").view());
+            store
+                .append(Timestamp(at * 100 + 1), input)
+                .expect("append");
+            assert!(
+                real.join("swarm.db.acked").is_file(),
+                "{}: the marker is kept at open {at}",
+                db.display()
+            );
+        }
+        for f in STORE_FILES {
+            let _ = std::fs::remove_file(real.join(f));
+        }
+    }
+}
+
 #[test]
 fn a_marker_beside_a_links_target_is_read_and_moved_beside_the_link() {
     let dir = tempfile::tempdir().expect("temp dir");
