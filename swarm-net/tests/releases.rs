@@ -5,7 +5,6 @@
 mod common;
 
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::sync::Arc;
@@ -60,17 +59,7 @@ fn call(method: &str, url: &str, body: Option<Value>, token: bool) -> (u16, Valu
 
 fn stage(staging: &Path, cpv: &str, extra: &[(&str, &str)]) {
     let (cat, pf) = cpv.split_once('/').expect("cpv");
-    let mut meta: BTreeMap<String, String> = [
-        ("EAPI", "8"),
-        ("SLOT", "0"),
-        ("KEYWORDS", "amd64"),
-        ("CHOST", "x86_64-pc-linux-gnu"),
-        ("repository", "gentoo"),
-        ("BUILD_ID", "1"),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
+    let mut meta = common::gpkg_meta();
     for (k, v) in extra {
         meta.insert(k.to_string(), v.to_string());
     }

@@ -46,3 +46,17 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ReleaseError
     }
     result
 }
+
+/// A failed hardlink, saying so when staging and the binhost are on two
+/// filesystems (EXDEV), which releases cannot work across.
+pub(crate) fn link_error(dest: &Path, source: std::io::Error) -> ReleaseError {
+    ReleaseError::Io {
+        what: if source.raw_os_error() == Some(18) {
+            "hardlink (staging and the binhost must be on one filesystem) into"
+        } else {
+            "hardlink into"
+        },
+        path: dest.to_path_buf(),
+        source,
+    }
+}

@@ -22,6 +22,7 @@ mod error;
 mod files;
 pub mod header;
 pub mod index;
+mod recover;
 mod scan;
 mod state;
 pub mod use_reduce;
@@ -169,7 +170,8 @@ impl Releases {
             std::fs::create_dir_all(d).map_err(io("create", d))?;
         }
         set_mode(&opts.root, 0o755)?;
-        let state = State::load(&opts.state_dir)?;
+        let mut state = State::load(&opts.state_dir)?;
+        recover::at_open(&opts.root, &opts.state_dir, &mut state)?;
         Ok(Releases {
             opts,
             staging: staging.to_path_buf(),
@@ -268,65 +270,65 @@ impl Releases {
             None => st.fresh_name(now_ms, &self.opts.root),
         };
         let configured = self.opts.index_header()?;
-        let mut found = scan::scan(&self.staging, &self.opts.state_dir)?;
-        let mut taken = Vec::with_capacity(found.packages.len());
-        let mut refused: Vec<String> = Vec::new();
-        for p in std::mem::take(&mut found.packages) {
-            match refuse(&p.pkg.cpv) {
-                None => taken.push(p),
-                Some(reason) => {
-                    refused.push(format!("{}: {reason}", p.pkg.cpv));
-                    found.skipped.push(Skipped {
-                        path: p
-                            .path
-                            .strip_prefix(&self.staging)
-                            .unwrap_or(&p.path)
-                            .display()
-                            .to_string(),
-                        reason,
-                    });
-                }
-            }
-        }
-        found.packages = taken;
-        let (header_env, source) = env.resolve(found.packages.iter().map(|p| p.pkg.cpv.as_str()));
-        let (mut header, missing) = header_env
-            .as_ref()
-            .map(header::from_env)
-            .unwrap_or_default();
-        let note = header::HeaderNote {
-            source,
-            missing: missing
-                .into_iter()
-                .filter(|k| !configured.contains_key(k))
-                .collect(),
-            overridden: configured.keys().cloned().collect(),
-            keys: header
-                .keys()
-                .chain(configured.keys())
-                .filter(|k| k.as_str() != "CHOST" && !index::OWN_HEADER_KEYS.contains(&k.as_str()))
-                .cloned()
-                .collect::<BTreeSet<_>>()
-                .into_iter()
-                .collect(),
-        };
-        header.extend(configured);
-        if found.packages.is_empty() {
-            return Err(match refused.first() {
-                None => ReleaseError::Empty(self.staging.clone()),
-                Some(example) => ReleaseError::NoneTaken {
-                    staging: self.staging.clone(),
-                    skipped: refused.len(),
-                    example: example.clone(),
-                },
-            });
-        }
         let tmp = self.opts.root.join(format!(".creating-{name}"));
         if tmp.exists() {
             std::fs::remove_dir_all(&tmp).map_err(io("clear", &tmp))?;
         }
+        mkdir(&tmp)?;
         let built = (|| {
-            mkdir(&tmp)?;
+            let snapshot = tmp.join(".snapshot");
+            mkdir(&snapshot)?;
+            let mut found = scan::scan(&self.staging, &self.opts.state_dir, &snapshot)?;
+            let mut taken = Vec::with_capacity(found.packages.len());
+            let mut refused: Vec<String> = Vec::new();
+            for p in std::mem::take(&mut found.packages) {
+                match refuse(&p.pkg.cpv) {
+                    None => taken.push(p),
+                    Some(reason) => {
+                        refused.push(format!("{}: {reason}", p.pkg.cpv));
+                        found.skipped.push(Skipped {
+                            path: p.rel.clone(),
+                            reason,
+                        });
+                    }
+                }
+            }
+            found.packages = taken;
+            let (header_env, source) =
+                env.resolve(found.packages.iter().map(|p| p.pkg.cpv.as_str()));
+            let (mut header, missing) = header_env
+                .as_ref()
+                .map(header::from_env)
+                .unwrap_or_default();
+            let note = header::HeaderNote {
+                source,
+                missing: missing
+                    .into_iter()
+                    .filter(|k| !configured.contains_key(k))
+                    .collect(),
+                overridden: configured.keys().cloned().collect(),
+                keys: header
+                    .keys()
+                    .chain(configured.keys())
+                    .filter(|k| {
+                        k.as_str() != "CHOST" && !index::OWN_HEADER_KEYS.contains(&k.as_str())
+                    })
+                    .cloned()
+                    .collect::<BTreeSet<_>>()
+                    .into_iter()
+                    .collect(),
+            };
+            header.extend(configured.clone());
+            if found.packages.is_empty() {
+                return Err(match refused.first() {
+                    None => ReleaseError::Empty(self.staging.clone()),
+                    Some(example) => ReleaseError::NoneTaken {
+                        staging: self.staging.clone(),
+                        skipped: refused.len(),
+                        example: example.clone(),
+                    },
+                });
+            }
             let mut index_entries = Vec::with_capacity(found.packages.len());
             let mut entries = Vec::with_capacity(found.packages.len());
             let mut dirs = BTreeSet::new();
@@ -344,22 +346,8 @@ impl Releases {
                 }
                 let dest = tmp.join(&rel);
                 set_mode(&p.path, 0o644)?;
-                std::fs::hard_link(&p.path, &dest).map_err(|source| {
-                    if source.raw_os_error() == Some(18) {
-                        ReleaseError::Io {
-                            what:
-                                "hardlink (staging and the binhost must be on one filesystem) into",
-                            path: dest.clone(),
-                            source,
-                        }
-                    } else {
-                        ReleaseError::Io {
-                            what: "hardlink into",
-                            path: dest.clone(),
-                            source,
-                        }
-                    }
-                })?;
+                // The snapshot's link, the very inode inspected, moves into place.
+                std::fs::rename(&p.path, &dest).map_err(io("move into place", &dest))?;
                 bytes += p.pkg.size;
                 let (built_by, snapshot) = provenance(&p.pkg.cpv);
                 index_entries.push(IndexEntry {
@@ -381,6 +369,7 @@ impl Releases {
                     portage_snapshot: snapshot,
                 });
             }
+            std::fs::remove_dir_all(&snapshot).map_err(io("remove", &snapshot))?;
             for d in &dirs {
                 set_mode(&tmp.join(d), 0o755)?;
             }
@@ -389,9 +378,9 @@ impl Releases {
             write_atomic(&tmp.join("Packages"), text.as_bytes())?;
             entries.sort_by(|a, b| a.cpv.cmp(&b.cpv));
             state::save_entries(&self.opts.state_dir, &name, &entries)?;
-            Ok::<_, ReleaseError>((timestamp, entries.len() as u32, bytes))
+            Ok::<_, ReleaseError>((timestamp, entries.len() as u32, bytes, found, note))
         })();
-        let (timestamp, packages, bytes) = match built {
+        let (timestamp, packages, bytes, found, note) = match built {
             Ok(v) => v,
             Err(e) => {
                 let _ = std::fs::remove_dir_all(&tmp);
@@ -412,8 +401,14 @@ impl Releases {
             tags: Vec::new(),
             published: false,
         };
-        st.releases.push(info.clone());
-        st.save(&self.opts.state_dir)?;
+        let mut next = st.clone();
+        next.releases.push(info.clone());
+        if let Err(e) = next.save(&self.opts.state_dir) {
+            // Unlisted, it would only block its name: gone again.
+            let _ = self.remove_release_files(&name);
+            return Err(e);
+        }
+        *st = next;
         Ok(Created {
             release: info,
             skipped: found.skipped,
@@ -470,10 +465,11 @@ impl Releases {
             return Err(ReleaseError::NotFound(name.into()));
         }
         let previous = st.published.clone();
-        let timestamp = self.swap_index(&mut st, name, now_ms)?;
-        st.history.push(name.to_string());
-        st.published = Some(name.to_string());
-        st.save(&self.opts.state_dir)?;
+        let timestamp = self.publish_as(&mut st, name, now_ms, |next| {
+            next.history.push(name.to_string());
+            let over = next.history.len().saturating_sub(state::MAX_HISTORY);
+            next.history.drain(..over);
+        })?;
         Ok(Published {
             release: name.into(),
             previous,
@@ -520,12 +516,11 @@ impl Releases {
     pub fn rollback(&self, now_ms: u64) -> Result<Published, ReleaseError> {
         let mut st = self.lock();
         let (current, target) = Self::target(&st)?;
-        let timestamp = self.swap_index(&mut st, &target, now_ms)?;
-        while st.history.last().is_some_and(|n| *n != target) {
-            st.history.pop();
-        }
-        st.published = Some(target.clone());
-        st.save(&self.opts.state_dir)?;
+        let timestamp = self.publish_as(&mut st, &target, now_ms, |next| {
+            while next.history.last().is_some_and(|n| *n != target) {
+                next.history.pop();
+            }
+        })?;
         Ok(Published {
             release: target,
             previous: Some(current),
@@ -535,23 +530,40 @@ impl Releases {
         })
     }
 
-    fn swap_index(&self, st: &mut State, name: &str, now_ms: u64) -> Result<u64, ReleaseError> {
+    /// Makes `name` the published release: the new state (its history
+    /// edited by `history`, the new TIMESTAMP) is saved first, then the top
+    /// `Packages` is written. A crash between the two leaves `state.json`
+    /// ahead of the index, and `open` writes the index it names; a save that
+    /// fails changes nothing. (The other order let a crash serve one release
+    /// while the state named another, whose purge then deleted the served
+    /// files.)
+    fn publish_as(
+        &self,
+        st: &mut State,
+        name: &str,
+        now_ms: u64,
+        history: impl FnOnce(&mut State),
+    ) -> Result<u64, ReleaseError> {
+        // Read before anything is saved: a release whose index is gone is refused as it was.
         let src = self.opts.root.join(name).join("Packages");
         let text = std::fs::read_to_string(&src).map_err(io("read", &src))?;
-        let timestamp = st.next_timestamp(now_ms);
-        let out = index::republish(&text, timestamp, &format!("{name}/"));
-        let top = self.opts.root.join("Packages");
-        write_atomic(&top, out.as_bytes())?;
-        // Portage asks with `If-Modified-Since: <its cached TIMESTAMP>`, and
-        // TIMESTAMP may run ahead of the clock (a rollback in the same second
-        // still increases it), so Last-Modified (the file's mtime) must be the
-        // TIMESTAMP itself or the client is told its stale copy is current.
-        let stamp = std::time::UNIX_EPOCH + std::time::Duration::from_secs(timestamp);
-        std::fs::File::options()
-            .write(true)
-            .open(&top)
-            .and_then(|f| f.set_modified(stamp))
-            .map_err(io("set the modification time of", &top))?;
+        let mut next = st.clone();
+        history(&mut next);
+        let timestamp = next.next_timestamp(now_ms);
+        next.published = Some(name.to_string());
+        next.published_timestamp = Some(timestamp);
+        next.save(&self.opts.state_dir)?;
+        if let Err(e) = recover::write_top_index(&self.opts.root, name, &text, timestamp) {
+            // An index that went out stands (only its mtime failed). One
+            // that did not: the old state back, if it can be saved; else the
+            // state names the new release and the next start writes it.
+            let went_out = recover::serves(&self.opts.root, name, &text, timestamp);
+            if went_out || st.save(&self.opts.state_dir).is_err() {
+                *st = next;
+            }
+            return Err(e);
+        }
+        *st = next;
         Ok(timestamp)
     }
 
@@ -607,19 +619,35 @@ impl Releases {
         if dry_run {
             return Ok(doomed);
         }
+        // The state first: a crash after it leaves directories no release
+        // names, which `open` removes; the other order left a release listed
+        // (and publishable) whose files were gone.
+        let mut next = st.clone();
+        next.releases.retain(|r| !doomed.contains(&r.name));
+        next.history.retain(|h| !doomed.contains(h));
+        next.save(&self.opts.state_dir)?;
+        *st = next;
         for name in &doomed {
-            let dir = self.opts.root.join(name);
-            let gone = self.opts.root.join(format!(".purging-{name}"));
-            if dir.exists() {
-                std::fs::rename(&dir, &gone).map_err(io("move aside", &dir))?;
-                std::fs::remove_dir_all(&gone).map_err(io("remove", &gone))?;
-            }
-            state::remove_entries(&self.opts.state_dir, name)?;
-            st.releases.retain(|r| r.name != *name);
-            st.history.retain(|h| h != name);
-            st.save(&self.opts.state_dir)?;
+            self.remove_release_files(name)?;
         }
         Ok(doomed)
+    }
+}
+
+impl Releases {
+    /// Removes a release's directory (moved aside first, so the served tree
+    /// never shows half of it) and its entries.
+    fn remove_release_files(&self, name: &str) -> Result<(), ReleaseError> {
+        let dir = self.opts.root.join(name);
+        let gone = self.opts.root.join(format!(".purging-{name}"));
+        if gone.exists() {
+            std::fs::remove_dir_all(&gone).map_err(io("remove", &gone))?;
+        }
+        if dir.exists() {
+            std::fs::rename(&dir, &gone).map_err(io("move aside", &dir))?;
+            std::fs::remove_dir_all(&gone).map_err(io("remove", &gone))?;
+        }
+        state::remove_entries(&self.opts.state_dir, name)
     }
 }
 

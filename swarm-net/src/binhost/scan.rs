@@ -1,6 +1,14 @@
 //! Finding the built set in staging: every binary package file, validated by
 //! [`crate::binpkg::inspect`] (cached per inode, size and mtime, so a file
 //! already in a release is not read again), one per CPV.
+//!
+//! Uploads land in staging while a release is made, and a rebuild replaces a
+//! file under its name. So every candidate is first hardlinked into the
+//! release's private `snapshot` directory, and its facts (size, mtime, the
+//! digests inspect computes) are taken from that link, an inode nobody else
+//! can swap: the index then describes exactly the file the release links.
+//! (Stat, inspect and link by staging name, at three moments, put another
+//! build's checksums beside a file, and Portage refused it.)
 
 use super::error::{io, ReleaseError};
 use crate::binpkg::{self, BinPkg, Format};
@@ -20,7 +28,10 @@ pub struct Skipped {
 
 /// One package chosen for the release.
 pub(crate) struct Found {
+    /// Its link in the snapshot directory.
     pub(crate) path: PathBuf,
+    /// Where it is in staging, relative to it.
+    pub(crate) rel: String,
     pub(crate) mtime_s: u64,
     pub(crate) pkg: BinPkg,
 }
@@ -65,9 +76,35 @@ pub(crate) fn release_path(p: &BinPkg) -> String {
     }
 }
 
-pub(crate) fn scan(staging: &Path, state_dir: &Path) -> Result<Scan, ReleaseError> {
-    let mut cands = Vec::new();
-    walk(staging, staging, 0, &mut cands)?;
+/// Scans `staging`, linking each candidate into `snapshot` (an empty
+/// directory on staging's filesystem) and taking its facts from the link.
+pub(crate) fn scan(
+    staging: &Path,
+    state_dir: &Path,
+    snapshot: &Path,
+) -> Result<Scan, ReleaseError> {
+    let mut named = Vec::new();
+    walk(staging, staging, 0, &mut named)?;
+    let mut cands = Vec::with_capacity(named.len());
+    for (i, (path, rel)) in named.into_iter().enumerate() {
+        let link = snapshot.join(i.to_string());
+        match std::fs::hard_link(&path, &link) {
+            Ok(()) => {}
+            // Removed since the walk (a file replaced by a rename is
+            // linked as its new inode).
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(source) => return Err(super::files::link_error(&link, source)),
+        }
+        let meta = std::fs::symlink_metadata(&link).map_err(io("stat", &link))?;
+        let mtime_ns = i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec());
+        cands.push(Candidate {
+            key: format!("{}:{}:{}:{}", meta.dev(), meta.ino(), meta.len(), mtime_ns),
+            path: link,
+            rel,
+            mtime_s: meta.mtime().max(0) as u64,
+            mtime_ns,
+        });
+    }
     let cache_path = state_dir.join(CACHE);
     let cache: Cache = std::fs::read(&cache_path)
         .ok()
@@ -165,6 +202,7 @@ pub(crate) fn scan(staging: &Path, state_dir: &Path) -> Result<Scan, ReleaseErro
         .into_values()
         .map(|(i, pkg)| Found {
             path: cands[i].path.clone(),
+            rel: cands[i].rel.clone(),
             mtime_s: cands[i].mtime_s,
             pkg,
         })
@@ -187,8 +225,14 @@ fn is_package_name(name: &str) -> bool {
         && (name.ends_with(".gpkg.tar") || name.ends_with(".tbz2") || name.ends_with(".xpak"))
 }
 
-/// `<cat>/<file>` and `<cat>/<pn>/<file>`: the two layouts Portage and v3 use.
-fn walk(root: &Path, dir: &Path, depth: u32, out: &mut Vec<Candidate>) -> Result<(), ReleaseError> {
+/// `<cat>/<file>` and `<cat>/<pn>/<file>`: the two layouts Portage and v3
+/// use. Each file as (its path, its path relative to `root`).
+fn walk(
+    root: &Path,
+    dir: &Path,
+    depth: u32,
+    out: &mut Vec<(PathBuf, String)>,
+) -> Result<(), ReleaseError> {
     let rd = match std::fs::read_dir(dir) {
         Ok(rd) => rd,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && depth == 0 => return Ok(()),
@@ -212,14 +256,7 @@ fn walk(root: &Path, dir: &Path, depth: u32, out: &mut Vec<Candidate>) -> Result
                 .strip_prefix(root)
                 .map(|p| p.to_string_lossy().into_owned())
                 .unwrap_or_else(|_| name.clone());
-            let mtime_ns = i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec());
-            out.push(Candidate {
-                key: format!("{}:{}:{}:{}", meta.dev(), meta.ino(), meta.len(), mtime_ns),
-                path,
-                rel,
-                mtime_s: meta.mtime().max(0) as u64,
-                mtime_ns,
-            });
+            out.push((path, rel));
         }
     }
     Ok(())

@@ -51,7 +51,7 @@ pub struct ReleaseEntry {
     pub portage_snapshot: Option<String>,
 }
 
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub(crate) struct State {
     pub(crate) releases: Vec<ReleaseInfo>,
     pub(crate) published: Option<String>,
@@ -59,7 +59,16 @@ pub(crate) struct State {
     pub(crate) history: Vec<String>,
     /// The last TIMESTAMP written into any index.
     pub(crate) last_timestamp: u64,
+    /// The TIMESTAMP of the served top `Packages`: saved before that index
+    /// is written, so a start can tell an index a crash left behind (see
+    /// `Releases::open`). `None` in state written before it was kept.
+    #[serde(default)]
+    pub(crate) published_timestamp: Option<u64>,
 }
+
+/// Publications kept in the history (rollback walks it back): each publish
+/// adds one, and an unbounded list only grows `state.json`.
+pub(crate) const MAX_HISTORY: usize = 256;
 
 const STATE: &str = "state.json";
 

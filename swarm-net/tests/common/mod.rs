@@ -41,3 +41,19 @@ pub fn wall_now() -> swarm_core::Timestamp {
         .unwrap_or(0);
     swarm_core::Timestamp(ms)
 }
+
+/// The metadata of a gpkg staged as a drone's build (`binpkg::write_gpkg`).
+#[allow(dead_code)]
+pub fn gpkg_meta() -> std::collections::BTreeMap<String, String> {
+    [
+        ("EAPI", "8"),
+        ("SLOT", "0"),
+        ("KEYWORDS", "amd64"),
+        ("CHOST", "x86_64-pc-linux-gnu"),
+        ("repository", "gentoo"),
+        ("BUILD_ID", "1"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}

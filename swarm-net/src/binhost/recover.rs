@@ -1,0 +1,180 @@
+//! What a start finds after a crash (or a failed write) in the middle of a
+//! release action, and puts right before anything is served:
+//! - the top `Packages` is the one `state.json` names: publishing saves the
+//!   state first, so a crash before the index was written leaves the old
+//!   index, which is rewritten for the release the state publishes (with
+//!   the TIMESTAMP the state recorded, and that as its mtime);
+//! - a release directory whose creation or purge the state no longer lists
+//!   (its `<name>.json` entries beside it tell it from a profile's tree) is
+//!   removed, so its name can be used again;
+//! - leftovers of interrupted writes (`.<file>.tmp-<pid>`, `.creating-*`,
+//!   `.purging-*`) are removed.
+//!
+//! A release the state lists whose directory is gone is only reported: a
+//! binhost volume that did not mount looks the same, and forgetting every
+//! release then would be worse than a refused publish.
+
+use super::error::{io, ReleaseError};
+use super::files::write_atomic;
+use super::index;
+use super::state::{self, State};
+use std::path::Path;
+
+/// Writes the top `Packages` for release `name` (its own index `text`)
+/// with `timestamp`, and that TIMESTAMP as the file's mtime.
+pub(crate) fn write_top_index(
+    root: &Path,
+    name: &str,
+    text: &str,
+    timestamp: u64,
+) -> Result<(), ReleaseError> {
+    let out = index::republish(text, timestamp, &format!("{name}/"));
+    let top = root.join("Packages");
+    write_atomic(&top, out.as_bytes())?;
+    set_index_mtime(&top, timestamp)
+}
+
+/// Whether the top `Packages` is release `name`'s index `text` with `timestamp`.
+pub(crate) fn serves(root: &Path, name: &str, text: &str, timestamp: u64) -> bool {
+    std::fs::read_to_string(root.join("Packages"))
+        .is_ok_and(|served| served == index::republish(text, timestamp, &format!("{name}/")))
+}
+
+/// Portage asks with `If-Modified-Since: <its cached TIMESTAMP>`, and
+/// TIMESTAMP may run ahead of the clock (a rollback in the same second
+/// still increases it), so Last-Modified (the file's mtime) must be the
+/// TIMESTAMP itself or the client is told its stale copy is current.
+fn set_index_mtime(top: &Path, timestamp: u64) -> Result<(), ReleaseError> {
+    let stamp = std::time::UNIX_EPOCH + std::time::Duration::from_secs(timestamp);
+    std::fs::File::options()
+        .write(true)
+        .open(top)
+        .and_then(|f| f.set_modified(stamp))
+        .map_err(io("set the modification time of", top))
+}
+
+/// Puts the binhost at `root` in step with `st` (see the module doc).
+pub(crate) fn at_open(root: &Path, state_dir: &Path, st: &mut State) -> Result<(), ReleaseError> {
+    remove_leftovers(root)?;
+    remove_leftovers(state_dir)?;
+    remove_unlisted(root, state_dir, st)?;
+    for r in &st.releases {
+        if !root.join(&r.name).join("Packages").is_file() {
+            tracing::error!(release = %r.name, root = %root.display(), "a listed release's directory or index is gone: it cannot be published (was the binhost volume mounted?)");
+        }
+    }
+    index_as_published(root, state_dir, st)
+}
+
+/// Whether `name` is what `write_atomic` leaves when interrupted.
+fn is_temp_file(name: &str) -> bool {
+    name.starts_with('.')
+        && name
+            .rsplit_once(".tmp-")
+            .is_some_and(|(_, pid)| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
+}
+
+fn remove_leftovers(dir: &Path) -> Result<(), ReleaseError> {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Ok(());
+    };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let path = e.path();
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        let removed =
+            if meta.is_dir() && (name.starts_with(".creating-") || name.starts_with(".purging-")) {
+                std::fs::remove_dir_all(&path).map_err(io("remove", &path))?;
+                true
+            } else if meta.is_file() && is_temp_file(&name) {
+                std::fs::remove_file(&path).map_err(io("remove", &path))?;
+                true
+            } else {
+                false
+            };
+        if removed {
+            tracing::info!(path = %path.display(), "removed what an interrupted release action left");
+        }
+    }
+    Ok(())
+}
+
+/// Release directories with entries in `state_dir` that the state does not
+/// list: a create that crashed after moving its directory into place, or a
+/// purge after saving the state.
+fn remove_unlisted(root: &Path, state_dir: &Path, st: &State) -> Result<(), ReleaseError> {
+    let Ok(rd) = std::fs::read_dir(state_dir) else {
+        return Ok(());
+    };
+    for e in rd.flatten() {
+        let file = e.file_name().to_string_lossy().into_owned();
+        let Some(name) = file.strip_suffix(".json") else {
+            continue;
+        };
+        if name == "state"
+            || name == "inspect-cache"
+            || name.starts_with('.')
+            || st.releases.iter().any(|r| r.name == name)
+            || st.published.as_deref() == Some(name)
+            || state::load_entries(state_dir, name).is_err()
+        {
+            continue;
+        }
+        let dir = root.join(name);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(io("remove", &dir))?;
+        }
+        state::remove_entries(state_dir, name)?;
+        tracing::warn!(
+            release = name,
+            "removed a release that no release list names (its create or purge was interrupted)"
+        );
+    }
+    Ok(())
+}
+
+/// Rewrites the top `Packages` when it is not the published release's.
+fn index_as_published(root: &Path, state_dir: &Path, st: &mut State) -> Result<(), ReleaseError> {
+    let Some(name) = st.published.clone() else {
+        return Ok(());
+    };
+    let src = root.join(&name).join("Packages");
+    let Ok(text) = std::fs::read_to_string(&src) else {
+        return Ok(());
+    };
+    let top = root.join("Packages");
+    let served = std::fs::read_to_string(&top).unwrap_or_default();
+    let served_ts = index::read_header(&served)
+        .get("TIMESTAMP")
+        .and_then(|t| t.trim().parse::<u64>().ok());
+    let timestamp = match st.published_timestamp.or(served_ts) {
+        Some(t) if serves(root, &name, &text, t) => {
+            let mtime = std::fs::metadata(&top)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|m| m.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| d.as_secs());
+            if mtime != Some(t) {
+                set_index_mtime(&top, t)?;
+            }
+            return Ok(());
+        }
+        // Saved before the index was written: no client has seen it.
+        Some(t) if st.published_timestamp == Some(t) => t,
+        // Older state: a new TIMESTAMP, above any a client has cached.
+        _ => {
+            let now_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+            let t = st.next_timestamp(now_ms.max(served_ts.unwrap_or(0) * 1000));
+            st.published_timestamp = Some(t);
+            st.save(state_dir)?;
+            t
+        }
+    };
+    write_top_index(root, &name, &text, timestamp)?;
+    tracing::warn!(release = %name, timestamp, "the served index was not the published release's (a publish was interrupted): rewrote it");
+    Ok(())
+}

@@ -1,0 +1,243 @@
+//! Release actions interrupted (a crash, a failed write) and uploads that
+//! land while a release is made, found by an attack with real processes:
+//! the served index must always describe the very files it names, and a
+//! start must put the binhost in step with `state.json`.
+
+mod common;
+
+use md5::Md5;
+use sha1::{Digest, Sha1};
+use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use swarm_core::release_gate::GateVerdict;
+use swarm_net::binhost::header::HeaderEnv;
+use swarm_net::binhost::{BinhostOptions, Releases};
+use swarm_net::binpkg::write_gpkg;
+
+/// Stages `cpv` as an upload lands: written beside, renamed over its name.
+fn stage(staging: &Path, cpv: &str, body: &str) {
+    let (cat, pf) = cpv.split_once('/').expect("cpv");
+    let meta = common::gpkg_meta();
+    let out = staging.join(cat).join(format!("{pf}-1.gpkg.tar"));
+    let tmp = staging.join(cat).join(format!(".{pf}.upload"));
+    write_gpkg(cpv, &meta, &[("usr/share/fixture", body.as_bytes())], &tmp).expect("gpkg");
+    std::fs::rename(&tmp, &out).expect("into place");
+}
+
+fn open(dir: &Path) -> Releases {
+    Releases::open(BinhostOptions::under(dir), &dir.join("staging")).expect("open")
+}
+
+fn create(r: &Releases, name: &str, now_ms: u64) {
+    r.create(Some(name), now_ms, 1, &|_| (None, None), &HeaderEnv::NONE)
+        .unwrap_or_else(|e| panic!("create {name}: {e}"));
+}
+
+fn publish(r: &Releases, name: &str, now_ms: u64) {
+    r.publish(name, now_ms, GateVerdict::default(), None)
+        .unwrap_or_else(|e| panic!("publish {name}: {e}"));
+}
+
+/// A binhost with one package staged and release r1 made and published.
+fn with_r1_published() -> (tempfile::TempDir, std::path::PathBuf, Releases) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let staging = dir.path().join("staging");
+    stage(&staging, "dev-libs/a-1.0", "a");
+    let r = open(dir.path());
+    create(&r, "r1", 1_000_000);
+    publish(&r, "r1", 1_001_000);
+    (dir, staging, r)
+}
+
+fn top(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("binhost/Packages")).unwrap_or_default()
+}
+
+/// Every entry of the index at `index` whose SIZE, MTIME, SHA1 or MD5 does
+/// not match the file its PATH names (relative to `base`).
+fn mismatches(index: &str, base: &Path) -> Vec<String> {
+    let mut bad = Vec::new();
+    for block in index.split("\n\n").skip(1) {
+        let fields: BTreeMap<&str, &str> =
+            block.lines().filter_map(|l| l.split_once(": ")).collect();
+        let Some(path) = fields.get("PATH") else {
+            continue;
+        };
+        let file = base.join(path);
+        let Ok(bytes) = std::fs::read(&file) else {
+            bad.push(format!("{path}: missing"));
+            continue;
+        };
+        let mtime = std::fs::metadata(&file).expect("stat").mtime().to_string();
+        let facts = [
+            ("SIZE", bytes.len().to_string()),
+            ("MTIME", mtime),
+            ("SHA1", hex::encode(Sha1::digest(&bytes))),
+            ("MD5", hex::encode(Md5::digest(&bytes))),
+        ];
+        for (key, real) in facts {
+            if fields.get(key) != Some(&real.as_str()) {
+                bad.push(format!(
+                    "{path}: {key} {:?} but the file has {real}",
+                    fields.get(key)
+                ));
+            }
+        }
+    }
+    bad
+}
+
+/// Rebuilds replace staged files under their names while releases are made
+/// (as drones rebuilding a new generation do): every release's index still
+/// matches the files it links. Stat, inspect and link by staging name, at
+/// three moments, put one build's checksums beside another's file.
+#[test]
+fn uploads_landing_while_a_release_is_made_never_put_wrong_checksums_in_its_index() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let staging = dir.path().join("staging");
+    let cpvs: Vec<String> = (0..40).map(|i| format!("dev-libs/race{i}-1.0")).collect();
+    for cpv in &cpvs {
+        stage(&staging, cpv, "first build");
+    }
+    let r = open(dir.path());
+    let stop = AtomicBool::new(false);
+    let mut bad = Vec::new();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut round = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                round += 1;
+                for cpv in &cpvs {
+                    stage(
+                        &staging,
+                        cpv,
+                        &format!("rebuild {round} {}", "x".repeat(round as usize % 97)),
+                    );
+                }
+            }
+        });
+        for i in 0..12 {
+            let name = format!("r{i}");
+            create(&r, &name, 1_000_000 + i * 10_000);
+            let release = dir.path().join("binhost").join(&name);
+            let index = std::fs::read_to_string(release.join("Packages")).expect("index");
+            bad.extend(
+                mismatches(&index, &release)
+                    .into_iter()
+                    .map(|m| format!("{name}/{m}")),
+            );
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+    assert!(
+        bad.is_empty(),
+        "{} wrong entries, e.g. {:?}",
+        bad.len(),
+        &bad[..bad.len().min(5)]
+    );
+}
+
+/// `publish` saves the state before it writes the served index. A crash
+/// between the two leaves the old index served: the next start writes the
+/// index of the release the state publishes, with the TIMESTAMP the state
+/// recorded (and as its mtime), and a later purge keeps that release.
+#[test]
+fn a_start_after_a_publish_cut_short_serves_the_release_the_state_publishes() {
+    let (dir, staging, r) = with_r1_published();
+    let served_r1 = top(dir.path());
+    stage(&staging, "dev-libs/b-1.0", "b");
+    create(&r, "r2", 1_002_000);
+    publish(&r, "r2", 1_003_000);
+    let served_r2 = top(dir.path());
+    drop(r);
+    // The crash: state.json says r2, the index is still r1's.
+    std::fs::write(dir.path().join("binhost/Packages"), &served_r1).expect("old index");
+    let r = open(dir.path());
+    assert_eq!(
+        top(dir.path()),
+        served_r2,
+        "the index the state publishes, byte for byte"
+    );
+    let ts: u64 = served_r2
+        .lines()
+        .find_map(|l| l.strip_prefix("TIMESTAMP: "))
+        .and_then(|t| t.parse().ok())
+        .expect("TIMESTAMP");
+    let mtime = std::fs::metadata(dir.path().join("binhost/Packages"))
+        .expect("stat")
+        .mtime();
+    assert_eq!(mtime as u64, ts, "Last-Modified is the TIMESTAMP");
+    assert!(mismatches(&top(dir.path()), &dir.path().join("binhost")).is_empty());
+    assert_eq!(r.list().1.as_deref(), Some("r2"));
+    // A state saved before this build (no published TIMESTAMP) with the
+    // other release's index: rewritten with a TIMESTAMP above the served one.
+    drop(r);
+    let state_path = dir.path().join("releases/state.json");
+    let mut state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&state_path).expect("state")).expect("json");
+    state
+        .as_object_mut()
+        .expect("object")
+        .remove("published_timestamp");
+    std::fs::write(&state_path, serde_json::to_vec(&state).expect("json")).expect("old state");
+    std::fs::write(dir.path().join("binhost/Packages"), &served_r1).expect("old index");
+    let r = open(dir.path());
+    let now = top(dir.path());
+    assert!(now.contains("PATH: r2/"), "{now}");
+    let new_ts: u64 = now
+        .lines()
+        .find_map(|l| l.strip_prefix("TIMESTAMP: "))
+        .and_then(|t| t.parse().ok())
+        .expect("TIMESTAMP");
+    assert!(new_ts > ts, "{new_ts} after {ts}");
+    assert_eq!(r.purge(false).expect("purge"), Vec::<String>::new());
+    assert!(dir.path().join("binhost/r2/Packages").is_file());
+}
+
+/// What interrupted actions leave is removed at start: temporary files of
+/// atomic writes, half-made and half-purged directories, and a release
+/// directory with entries that no release list names (a create cut short
+/// after its move into place), whose name can then be used again. A
+/// profile's tree beside the releases is left alone.
+#[test]
+fn a_start_removes_what_interrupted_release_actions_left() {
+    let (dir, _staging, r) = with_r1_published();
+    create(&r, "r9", 1_002_000);
+    drop(r);
+    let binhost = dir.path().join("binhost");
+    let state_dir = dir.path().join("releases");
+    // r9 as a crashed create leaves it: in place, its entries saved, unlisted.
+    let state_path = state_dir.join("state.json");
+    let mut state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&state_path).expect("state")).expect("json");
+    state["releases"]
+        .as_array_mut()
+        .expect("releases")
+        .retain(|r| r["name"] != "r9");
+    std::fs::write(&state_path, serde_json::to_vec(&state).expect("json")).expect("state");
+    let temp_files = [
+        binhost.join(".Packages.tmp-4242"),
+        state_dir.join(".state.json.tmp-4242"),
+    ];
+    for p in &temp_files {
+        std::fs::write(p, b"half").expect("temp file");
+    }
+    let half_dirs = [binhost.join(".creating-r3"), binhost.join(".purging-r0")];
+    for d in &half_dirs {
+        std::fs::create_dir_all(d.join("dev-libs")).expect("dir");
+    }
+    let profile_tree = binhost.join("desktop/r1");
+    std::fs::create_dir_all(&profile_tree).expect("a profile's tree");
+    let r = open(dir.path());
+    for p in temp_files.iter().chain(&half_dirs) {
+        assert!(!p.exists(), "{} is left", p.display());
+    }
+    assert!(!binhost.join("r9").exists(), "the unlisted release is gone");
+    assert!(!state_dir.join("r9.json").exists());
+    assert!(profile_tree.is_dir(), "a profile's tree stays");
+    create(&r, "r9", 1_003_000);
+    assert_eq!(r.list().1.as_deref(), Some("r1"));
+    assert!(mismatches(&top(dir.path()), &binhost).is_empty());
+}
