@@ -86,6 +86,14 @@ impl ReleaseError {
             | ReleaseError::BadTag(_)
             | ReleaseError::ForceWithoutReason => 400,
             ReleaseError::Empty(_) | ReleaseError::NoneTaken { .. } => 409,
+            // A full disk or quota, as uploads answer it: the operator frees
+            // space and retries.
+            ReleaseError::Io { source, .. }
+                if matches!(source.kind(), std::io::ErrorKind::StorageFull)
+                    || source.raw_os_error() == Some(122) =>
+            {
+                507
+            }
             ReleaseError::Io { .. }
             | ReleaseError::Damaged { .. }
             | ReleaseError::BadHeaderFile { .. } => 500,
@@ -101,5 +109,22 @@ pub(crate) fn io<'a>(
         what,
         path: path.to_path_buf(),
         source,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_disk_or_quota_is_507_and_other_io_500() {
+        let io_err = |raw| ReleaseError::Io {
+            what: "write",
+            path: PathBuf::from("/binhost/Packages"),
+            source: std::io::Error::from_raw_os_error(raw),
+        };
+        assert_eq!(io_err(28).status(), 507, "ENOSPC");
+        assert_eq!(io_err(122).status(), 507, "EDQUOT");
+        assert_eq!(io_err(5).status(), 500, "EIO");
     }
 }
