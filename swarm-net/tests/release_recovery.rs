@@ -51,6 +51,18 @@ fn with_r1_published() -> (tempfile::TempDir, std::path::PathBuf, Releases) {
     (dir, staging, r)
 }
 
+/// Rewrites state.json as a swarm before `published_timestamp` wrote it.
+fn as_older_state(dir: &Path) {
+    let state_path = dir.join("releases/state.json");
+    let mut state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&state_path).expect("state")).expect("json");
+    state
+        .as_object_mut()
+        .expect("object")
+        .remove("published_timestamp");
+    std::fs::write(&state_path, serde_json::to_vec(&state).expect("json")).expect("old state");
+}
+
 fn top(dir: &Path) -> String {
     std::fs::read_to_string(dir.join("binhost/Packages")).unwrap_or_default()
 }
@@ -174,14 +186,7 @@ fn a_start_after_a_publish_cut_short_serves_the_release_the_state_publishes() {
     // A state saved before this build (no published TIMESTAMP) with the
     // other release's index: rewritten with a TIMESTAMP above the served one.
     drop(r);
-    let state_path = dir.path().join("releases/state.json");
-    let mut state: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&state_path).expect("state")).expect("json");
-    state
-        .as_object_mut()
-        .expect("object")
-        .remove("published_timestamp");
-    std::fs::write(&state_path, serde_json::to_vec(&state).expect("json")).expect("old state");
+    as_older_state(dir.path());
     std::fs::write(dir.path().join("binhost/Packages"), &served_r1).expect("old index");
     let r = open(dir.path());
     let now = top(dir.path());
@@ -240,4 +245,138 @@ fn a_start_removes_what_interrupted_release_actions_left() {
     create(&r, "r9", 1_003_000);
     assert_eq!(r.list().1.as_deref(), Some("r1"));
     assert!(mismatches(&top(dir.path()), &binhost).is_empty());
+}
+
+/// A start from state written before `published_timestamp` was kept, whose
+/// served index runs ahead of the clock (TIMESTAMPs grow by 6 s a publish):
+/// the index it writes has a TIMESTAMP past the served one by more than
+/// Portage's If-Modified-Since tolerance, or clients keep the stale copy.
+#[test]
+fn a_rewritten_index_outdates_the_one_clients_cached_even_ahead_of_the_clock() {
+    let (dir, staging, r) = with_r1_published();
+    stage(&staging, "dev-libs/b-1.0", "b");
+    create(&r, "r2", 1_002_000);
+    drop(r);
+    let now_s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let ahead = now_s + 3_600;
+    // Served: r2's index an hour ahead; the state (older format) says r1.
+    let r2_index = std::fs::read_to_string(dir.path().join("binhost/r2/Packages")).expect("r2");
+    let served: String = r2_index
+        .lines()
+        .map(|l| match l.strip_prefix("PATH: ") {
+            Some(p) => format!("PATH: r2/{p}\n"),
+            None if l.starts_with("TIMESTAMP: ") => format!("TIMESTAMP: {ahead}\n"),
+            None => format!("{l}\n"),
+        })
+        .collect();
+    std::fs::write(dir.path().join("binhost/Packages"), served).expect("served");
+    as_older_state(dir.path());
+    let r = open(dir.path());
+    let now = top(dir.path());
+    assert!(now.contains("PATH: r1/"), "{now}");
+    let ts: u64 = now
+        .lines()
+        .find_map(|l| l.strip_prefix("TIMESTAMP: "))
+        .and_then(|t| t.parse().ok())
+        .expect("TIMESTAMP");
+    assert!(ts > ahead + 5, "{ts} must clear {ahead} + 5");
+    assert_eq!(r.list().1.as_deref(), Some("r1"));
+}
+
+/// A publish whose index cannot be written changes nothing: the running
+/// state and state.json still name the served release, and a purge keeps
+/// it. A purge also never removes the release the served index points
+/// into, whatever the state says.
+#[test]
+fn a_publish_that_cannot_write_the_index_leaves_the_served_release_published() {
+    let (dir, staging, _) = with_r1_published();
+    let r = Releases::open(
+        BinhostOptions {
+            keep_last: 1,
+            ..BinhostOptions::under(dir.path())
+        },
+        &staging,
+    )
+    .expect("open");
+    stage(&staging, "dev-libs/b-1.0", "b");
+    create(&r, "r2", 1_002_000);
+    let served = top(dir.path());
+    // The index's temporary file cannot be made (a directory in its place).
+    let blocker = dir
+        .path()
+        .join(format!("binhost/.Packages.tmp-{}", std::process::id()));
+    std::fs::create_dir(&blocker).expect("blocker");
+    assert!(r
+        .publish("r2", 1_003_000, GateVerdict::default(), None)
+        .is_err());
+    std::fs::remove_dir(&blocker).expect("unblock");
+    assert_eq!(top(dir.path()), served, "the index is untouched");
+    assert_eq!(r.list().1.as_deref(), Some("r1"));
+    let state = std::fs::read_to_string(dir.path().join("releases/state.json")).expect("state");
+    assert!(state.contains("\"published\": \"r1\""), "{state}");
+    // The state names r2 (as a failed save-back leaves it); r1 is served.
+    publish(&r, "r2", 1_004_000);
+    std::fs::write(dir.path().join("binhost/Packages"), &served).expect("r1 served");
+    assert_eq!(
+        r.purge(false).expect("purge"),
+        Vec::<String>::new(),
+        "r1 is served"
+    );
+    assert!(mismatches(&top(dir.path()), &dir.path().join("binhost")).is_empty());
+}
+
+/// A binhost root that holds none of the listed releases (its volume not
+/// mounted) is refused for create, publish and purge with a 503 that says
+/// so, and nothing changes: a create there or a purge of the lists would
+/// part them from the files.
+#[test]
+fn actions_on_a_binhost_root_without_its_releases_are_refused() {
+    let (dir, _staging, r) = with_r1_published();
+    drop(r);
+    let binhost = dir.path().join("binhost");
+    let away = dir.path().join("binhost-away");
+    std::fs::rename(&binhost, &away).expect("unmount");
+    std::fs::create_dir(&binhost).expect("empty mount point");
+    let r = open(dir.path());
+    let state_before = std::fs::read(dir.path().join("releases/state.json")).expect("state");
+    let refused = [
+        r.create(
+            Some("r5"),
+            2_000_000,
+            1,
+            &|_| (None, None),
+            &HeaderEnv::NONE,
+        )
+        .err(),
+        r.publish("r1", 2_000_000, GateVerdict::default(), None)
+            .err(),
+        r.purge(false).err(),
+    ];
+    for e in refused {
+        let e = e.expect("refused");
+        assert_eq!(e.status(), 503, "{e}");
+        assert!(e.to_string().contains("mounted"), "{e}");
+    }
+    assert_eq!(
+        std::fs::read(dir.path().join("releases/state.json")).expect("state"),
+        state_before
+    );
+    assert!(std::fs::read_dir(&binhost).expect("root").next().is_none());
+}
+
+/// A second server started on a data dir in use is refused by the store's
+/// lock before it touches the releases: what the running one is making
+/// (`.creating-*`) is not taken for a crash's leftovers.
+#[test]
+fn a_second_server_refused_on_a_running_data_dir_leaves_its_releases_alone() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let first = swarm_net::server::start(common::options(dir.path(), "t")).expect("first");
+    let making = dir.path().join("binhost/.creating-r9");
+    std::fs::create_dir_all(making.join("dev-libs")).expect("a create in progress");
+    assert!(swarm_net::server::start(common::options(dir.path(), "t")).is_err());
+    assert!(making.is_dir(), "the first server's create is left alone");
+    drop(first);
 }

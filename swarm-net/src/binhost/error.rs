@@ -64,6 +64,15 @@ pub enum ReleaseError {
         /// Why.
         why: String,
     },
+    /// The binhost root holds none of the listed releases: most likely its
+    /// volume is not mounted, and acting would part lists and files.
+    #[error("the binhost root {root} holds none of the {listed} release(s) the state lists: is its volume mounted? Nothing was changed; mount it (or restore it) and retry")]
+    RootWithoutReleases {
+        /// The binhost root.
+        root: PathBuf,
+        /// How many releases the state lists.
+        listed: usize,
+    },
     /// Bookkeeping that does not parse.
     #[error("release bookkeeping {path} is damaged: {why}")]
     Damaged {
@@ -94,6 +103,7 @@ impl ReleaseError {
             {
                 507
             }
+            ReleaseError::RootWithoutReleases { .. } => 503,
             ReleaseError::Io { .. }
             | ReleaseError::Damaged { .. }
             | ReleaseError::BadHeaderFile { .. } => 500,

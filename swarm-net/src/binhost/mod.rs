@@ -269,6 +269,7 @@ impl Releases {
             }
             None => st.fresh_name(now_ms, &self.opts.root),
         };
+        recover::check_mounted(&self.opts.root, &st)?;
         let configured = self.opts.index_header()?;
         let tmp = self.opts.root.join(format!(".creating-{name}"));
         if tmp.exists() {
@@ -544,6 +545,7 @@ impl Releases {
         now_ms: u64,
         history: impl FnOnce(&mut State),
     ) -> Result<u64, ReleaseError> {
+        recover::check_mounted(&self.opts.root, st)?;
         // Read before anything is saved: a release whose index is gone is refused as it was.
         let src = self.opts.root.join(name).join("Packages");
         let text = std::fs::read_to_string(&src).map_err(io("read", &src))?;
@@ -555,11 +557,13 @@ impl Releases {
         next.save(&self.opts.state_dir)?;
         if let Err(e) = recover::write_top_index(&self.opts.root, name, &text, timestamp) {
             // An index that went out stands (only its mtime failed). One
-            // that did not: the old state back, if it can be saved; else the
-            // state names the new release and the next start writes it.
-            let went_out = recover::serves(&self.opts.root, name, &text, timestamp);
-            if went_out || st.save(&self.opts.state_dir).is_err() {
+            // that did not: the running state stays what is served, and is
+            // saved back; should that fail too, state.json names the new
+            // release until the next save, and a start in between serves it.
+            if recover::serves(&self.opts.root, name, &text, timestamp) {
                 *st = next;
+            } else if let Err(again) = st.save(&self.opts.state_dir) {
+                tracing::warn!(release = name, error = %again, "the publish failed and state.json could not be put back: it names the new release until the next release action saves it");
             }
             return Err(e);
         }
@@ -602,6 +606,9 @@ impl Releases {
     /// the kept and tagged ones, and the newest `keep_last` always stay.
     pub fn purge(&self, dry_run: bool) -> Result<Vec<String>, ReleaseError> {
         let mut st = self.lock();
+        recover::check_mounted(&self.opts.root, &st)?;
+        // Whatever the state says, never the release clients are served.
+        let served = recover::served_release(&self.opts.root);
         let n = st.releases.len();
         let keep_from = n.saturating_sub(self.opts.keep_last as usize);
         let doomed: Vec<String> = st
@@ -613,6 +620,7 @@ impl Releases {
                     && !r.kept
                     && r.tags.is_empty()
                     && st.published.as_deref() != Some(r.name.as_str())
+                    && served.as_deref() != Some(r.name.as_str())
             })
             .map(|(_, r)| r.name.clone())
             .collect();

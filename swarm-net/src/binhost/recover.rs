@@ -40,6 +40,31 @@ pub(crate) fn serves(root: &Path, name: &str, text: &str, timestamp: u64) -> boo
         .is_ok_and(|served| served == index::republish(text, timestamp, &format!("{name}/")))
 }
 
+/// The release the served top `Packages` points into (its first PATH's
+/// directory), whatever the state says.
+pub(crate) fn served_release(root: &Path) -> Option<String> {
+    let served = std::fs::read_to_string(root.join("Packages")).ok()?;
+    served
+        .lines()
+        .find_map(|l| l.strip_prefix("PATH: "))
+        .and_then(|p| p.split_once('/'))
+        .map(|(release, _)| release.to_owned())
+}
+
+/// Refuses to act on a binhost root that holds none of the releases the
+/// state lists: its volume is most likely not mounted, and a create there
+/// or a purge of the lists would part them from the files for good.
+pub(crate) fn check_mounted(root: &Path, st: &State) -> Result<(), ReleaseError> {
+    let listed = st.releases.len();
+    if listed > 0 && !st.releases.iter().any(|r| root.join(&r.name).is_dir()) {
+        return Err(ReleaseError::RootWithoutReleases {
+            root: root.to_path_buf(),
+            listed,
+        });
+    }
+    Ok(())
+}
+
 /// Portage asks with `If-Modified-Since: <its cached TIMESTAMP>`, and
 /// TIMESTAMP may run ahead of the clock (a rollback in the same second
 /// still increases it), so Last-Modified (the file's mtime) must be the
@@ -168,7 +193,9 @@ fn index_as_published(root: &Path, state_dir: &Path, st: &mut State) -> Result<(
             let now_ms = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64);
-            let t = st.next_timestamp(now_ms.max(served_ts.unwrap_or(0) * 1000));
+            // Above the served one too: a client that cached it must see this.
+            st.last_timestamp = st.last_timestamp.max(served_ts.unwrap_or(0));
+            let t = st.next_timestamp(now_ms);
             st.published_timestamp = Some(t);
             st.save(state_dir)?;
             t

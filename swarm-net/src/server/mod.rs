@@ -275,7 +275,6 @@ pub fn start(opts: ServerOptions) -> Result<RunningServer, ServeError> {
             path: opts.staging.clone(),
             source,
         })?;
-    let releases = crate::binhost::Releases::open(opts.binhost.clone(), &opts.staging)?;
     let mut store_opts = opts.store.clone();
     store_opts.state_evidence.extend(evidence);
     store_opts.open_at = Some((opts.clock)());
@@ -290,7 +289,10 @@ pub fn start(opts: ServerOptions) -> Result<RunningServer, ServeError> {
         source,
     })?;
     // After the store's lock: a second server refused on a running data dir
-    // must not take the first one's uploads in flight for leftovers.
+    // must not take the first one's uploads in flight for leftovers, nor
+    // put its releases "right" (`binhost::recover`) from a state it read
+    // before the first one changed it.
+    let releases = crate::binhost::Releases::open(opts.binhost.clone(), &opts.staging)?;
     let (files, bytes) = artifacts::remove_stale_uploads(&opts.staging);
     if files > 0 {
         tracing::info!(
