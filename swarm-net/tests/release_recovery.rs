@@ -253,6 +253,14 @@ fn a_start_removes_what_interrupted_release_actions_left() {
 /// Portage's If-Modified-Since tolerance, or clients keep the stale copy.
 #[test]
 fn a_rewritten_index_outdates_the_one_clients_cached_even_ahead_of_the_clock() {
+    // State of an older swarm, and this swarm's state beside an index an
+    // older swarm's publish order left newer than it.
+    for older_state in [true, false] {
+        rewritten_index_outdates_the_served_one(older_state);
+    }
+}
+
+fn rewritten_index_outdates_the_served_one(older_state: bool) {
     let (dir, staging, r) = with_r1_published();
     stage(&staging, "dev-libs/b-1.0", "b");
     create(&r, "r2", 1_002_000);
@@ -273,7 +281,9 @@ fn a_rewritten_index_outdates_the_one_clients_cached_even_ahead_of_the_clock() {
         })
         .collect();
     std::fs::write(dir.path().join("binhost/Packages"), served).expect("served");
-    as_older_state(dir.path());
+    if older_state {
+        as_older_state(dir.path());
+    }
     let r = open(dir.path());
     let now = top(dir.path());
     assert!(now.contains("PATH: r1/"), "{now}");

@@ -186,9 +186,12 @@ fn index_as_published(root: &Path, state_dir: &Path, st: &mut State) -> Result<(
             }
             return Ok(());
         }
-        // Saved before the index was written: no client has seen it.
-        Some(t) if st.published_timestamp == Some(t) => t,
-        // Older state: a new TIMESTAMP, above any a client has cached.
+        // Saved before the index was written: no client has seen it (unless
+        // the served index is newer still, which only an older swarm's
+        // order leaves).
+        Some(t) if st.published_timestamp == Some(t) && served_ts.is_none_or(|s| s < t) => t,
+        // Older state, or an index newer than it: a new TIMESTAMP, above
+        // any a client has cached.
         _ => {
             let now_ms = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
