@@ -63,6 +63,15 @@ fn as_older_state(dir: &Path) {
     std::fs::write(&state_path, serde_json::to_vec(&state).expect("json")).expect("old state");
 }
 
+/// The TIMESTAMP in an index's header.
+fn timestamp_of(index: &str) -> u64 {
+    index
+        .lines()
+        .find_map(|l| l.strip_prefix("TIMESTAMP: "))
+        .and_then(|t| t.parse().ok())
+        .expect("TIMESTAMP")
+}
+
 fn top(dir: &Path) -> String {
     std::fs::read_to_string(dir.join("binhost/Packages")).unwrap_or_default()
 }
@@ -172,11 +181,7 @@ fn a_start_after_a_publish_cut_short_serves_the_release_the_state_publishes() {
         served_r2,
         "the index the state publishes, byte for byte"
     );
-    let ts: u64 = served_r2
-        .lines()
-        .find_map(|l| l.strip_prefix("TIMESTAMP: "))
-        .and_then(|t| t.parse().ok())
-        .expect("TIMESTAMP");
+    let ts = timestamp_of(&served_r2);
     let mtime = std::fs::metadata(dir.path().join("binhost/Packages"))
         .expect("stat")
         .mtime();
@@ -191,11 +196,7 @@ fn a_start_after_a_publish_cut_short_serves_the_release_the_state_publishes() {
     let r = open(dir.path());
     let now = top(dir.path());
     assert!(now.contains("PATH: r2/"), "{now}");
-    let new_ts: u64 = now
-        .lines()
-        .find_map(|l| l.strip_prefix("TIMESTAMP: "))
-        .and_then(|t| t.parse().ok())
-        .expect("TIMESTAMP");
+    let new_ts = timestamp_of(&now);
     assert!(new_ts > ts, "{new_ts} after {ts}");
     assert_eq!(r.purge(false).expect("purge"), Vec::<String>::new());
     assert!(dir.path().join("binhost/r2/Packages").is_file());
@@ -287,11 +288,7 @@ fn rewritten_index_outdates_the_served_one(older_state: bool) {
     let r = open(dir.path());
     let now = top(dir.path());
     assert!(now.contains("PATH: r1/"), "{now}");
-    let ts: u64 = now
-        .lines()
-        .find_map(|l| l.strip_prefix("TIMESTAMP: "))
-        .and_then(|t| t.parse().ok())
-        .expect("TIMESTAMP");
+    let ts = timestamp_of(&now);
     assert!(ts > ahead + 5, "{ts} must clear {ahead} + 5");
     assert_eq!(r.list().1.as_deref(), Some("r1"));
 }

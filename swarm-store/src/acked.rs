@@ -67,27 +67,7 @@ pub(crate) fn marker_path(db: &Path) -> PathBuf {
 /// [`marker_path`], and removed once the marker is written there.
 fn legacy_marker_path(db: &Path) -> Option<PathBuf> {
     let legacy = crate::db_path::beside_database(db, ".acked");
-    let here = marker_path(db);
-    // Compared as the same name in the same real directory: a relative or
-    // symlinked data dir spells the marker's own path otherwise, and it
-    // would be read as its old place and removed.
-    let here_real = here
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .map_or_else(std::env::current_dir, std::fs::canonicalize)
-        .ok()
-        .zip(here.file_name())
-        .map(|(dir, name)| dir.join(name));
-    (legacy != here && Some(&legacy) != here_real.as_ref()).then_some(legacy)
-}
-
-/// Whether two paths name one file (device and inode).
-fn same_file(a: &Path, b: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    match (std::fs::metadata(a), std::fs::metadata(b)) {
-        (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
-        _ => false,
-    }
+    (legacy != marker_path(db)).then_some(legacy)
 }
 
 /// Removes the marker from its old place ([`legacy_marker_path`]) once the
@@ -95,8 +75,10 @@ fn same_file(a: &Path, b: &Path) -> bool {
 /// in its stead later.
 pub(crate) fn remove_legacy(db: &Path) {
     if let Some(legacy) = legacy_marker_path(db) {
-        // Never the marker itself, however its path is spelt.
-        if same_file(&legacy, &marker_path(db)) {
+        // Never the marker itself: a relative or symlinked data dir spells
+        // its path otherwise than the real one, as text they differ.
+        let id = crate::db_path::file_id;
+        if matches!((id(&legacy), id(&marker_path(db))), (Ok(a), Ok(b)) if a == b) {
             return;
         }
         if std::fs::symlink_metadata(&legacy).is_ok_and(|m| m.is_file()) {

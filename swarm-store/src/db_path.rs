@@ -44,3 +44,10 @@ fn resolve(db: &std::path::Path) -> PathBuf {
         _ => p,
     }
 }
+
+/// Device and inode of the file at `path` (links followed): what tells one
+/// file from another however its path is spelt.
+pub(crate) fn file_id(path: &std::path::Path) -> std::io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).map(|m| (m.dev(), m.ino()))
+}

@@ -4,6 +4,7 @@
 
 use crate::acked::{self, Acked, Marker, SharedMarker};
 use crate::checkpointer::Checkpointer;
+use crate::db_path::file_id;
 use crate::error::StoreError;
 use crate::id_file;
 use crate::lock::LockFile;
@@ -199,12 +200,6 @@ struct FileIdentity {
 /// How often a write checks that the database, its WAL and the marker are
 /// still the files opened (a `stat` each).
 const FILE_CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// Device and inode of the file at `path`.
-fn file_id(path: &Path) -> std::io::Result<(u64, u64)> {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(path).map(|m| (m.dev(), m.ino()))
-}
 
 /// Refuses a database path that leads to something other than a regular
 /// file (or to nothing yet), naming what it is.

@@ -561,8 +561,6 @@ fn a_database_linked_into_a_volume_that_did_not_mount_is_refused() {
     );
 }
 
-/// A store from before keeps its marker beside the link's target: it is
-/// read there (a loss is still detected), then moved beside the link.
 /// A data dir given as a relative path or through a symbolic link spells
 /// the marker's path otherwise than its real one: the marker is still its
 /// own, kept at every open (it was taken for its old place and removed, so
@@ -598,6 +596,8 @@ fn a_relative_or_symlinked_data_dir_keeps_its_marker_across_opens() {
     }
 }
 
+/// A store from before keeps its marker beside the link's target: it is
+/// read there (a loss is still detected), then moved beside the link.
 #[test]
 fn a_marker_beside_a_links_target_is_read_and_moved_beside_the_link() {
     let dir = tempfile::tempdir().expect("temp dir");

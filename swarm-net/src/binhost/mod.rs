@@ -319,7 +319,7 @@ impl Releases {
                     .into_iter()
                     .collect(),
             };
-            header.extend(configured.clone());
+            header.extend(configured);
             if found.packages.is_empty() {
                 return Err(match refused.first() {
                     None => ReleaseError::Empty(self.staging.clone()),
@@ -640,9 +640,7 @@ impl Releases {
         }
         Ok(doomed)
     }
-}
 
-impl Releases {
     /// Removes a release's directory (moved aside first, so the served tree
     /// never shows half of it) and its entries.
     fn remove_release_files(&self, name: &str) -> Result<(), ReleaseError> {

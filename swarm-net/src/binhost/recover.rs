@@ -176,12 +176,8 @@ fn index_as_published(root: &Path, state_dir: &Path, st: &mut State) -> Result<(
         .and_then(|t| t.trim().parse::<u64>().ok());
     let timestamp = match st.published_timestamp.or(served_ts) {
         Some(t) if serves(root, &name, &text, t) => {
-            let mtime = std::fs::metadata(&top)
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|m| m.duration_since(std::time::UNIX_EPOCH).ok())
-                .map(|d| d.as_secs());
-            if mtime != Some(t) {
+            use std::os::unix::fs::MetadataExt;
+            if std::fs::metadata(&top).map(|m| m.mtime()).ok() != i64::try_from(t).ok() {
                 set_index_mtime(&top, t)?;
             }
             return Ok(());
