@@ -410,3 +410,59 @@ fn a_release_whose_every_staged_package_is_refused_says_so_and_names_one() {
         "{e}"
     );
 }
+
+/// A release action the server could not carry out is in the activity feed
+/// with its reason (a cron job's publish failing at night leaves a trace
+/// beside the builds); an operator's own mistake is only answered.
+#[test]
+fn a_release_action_the_server_cannot_carry_out_is_recorded_as_an_event() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path();
+    stage(&dir.join("staging"), "dev-libs/libfoo-1.2", &[]);
+    let srv = start(dir, 1);
+    let base = format!("http://{}", srv.addr());
+    let api = format!("{base}/api/v1/releases");
+    let (code, _, text) = call("POST", &api, Some(json!({"name": "r1"})), true);
+    assert_eq!(code, 201, "{text}");
+    let (code, _, text) = call("POST", &format!("{api}/r1/publish"), None, true);
+    assert_eq!(code, 200, "{text}");
+    let (code, _, text) = call("POST", &format!("{api}/r9/publish"), None, true);
+    assert_eq!(code, 404, "{text}");
+
+    // The binhost's volume is gone from under the running server.
+    let binhost = dir.join("binhost");
+    std::fs::rename(&binhost, dir.join("binhost-away")).expect("unmount");
+    std::fs::create_dir(&binhost).expect("empty mount point");
+    let (code, _, text) = call("POST", &api, Some(json!({"name": "r2"})), true);
+    assert_eq!(code, 503, "{text}");
+    let (code, _, text) = call("POST", &format!("{api}/r1/publish"), None, true);
+    assert_eq!(code, 503, "{text}");
+
+    let (_, ev, text) = call(
+        "GET",
+        &format!("{base}/api/v1/events?after=0&limit=100"),
+        None,
+        false,
+    );
+    let releases: Vec<(String, String, String)> = ev["events"]
+        .as_array()
+        .unwrap_or_else(|| panic!("events: {text}"))
+        .iter()
+        .filter(|e| e["kind"] == "release")
+        .map(|e| {
+            let s = |k: &str| e["details"][k].as_str().unwrap_or_default().to_string();
+            (s("action"), s("release"), s("detail"))
+        })
+        .collect();
+    let actions: Vec<&str> = releases.iter().map(|r| r.0.as_str()).collect();
+    assert_eq!(
+        actions,
+        ["created", "published", "create_failed", "publish_failed"],
+        "{text}"
+    );
+    assert_eq!(releases[2].1, "r2");
+    assert_eq!(releases[3].1, "r1");
+    for failed in &releases[2..] {
+        assert!(failed.2.contains("mounted"), "{failed:?}");
+    }
+}

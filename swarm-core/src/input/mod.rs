@@ -101,7 +101,9 @@ pub enum Input {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReleaseNote {
     /// The action: `created`, `published`, `rolled_back`, `kept`, `unkept`,
-    /// `tagged`, `untagged`, `purged`, `gate_overridden`.
+    /// `tagged`, `untagged`, `purged`, `gate_overridden`; or `<verb>_failed`
+    /// (`create_failed`, `publish_failed`, ...) when the server could not
+    /// carry one out, with the reason as its detail.
     pub action: String,
     /// The release it concerns.
     pub release: String,

@@ -46,6 +46,24 @@ impl Target<'_> {
             release.to_owned()
         }
     }
+
+    /// A release action the server could not carry out (a full disk, a
+    /// binhost root without its releases, an index it could not write) is
+    /// an event too, so the activity feed says why the binhost did not
+    /// change, and when; an operator's own mistake (4xx) is only answered.
+    fn failed(&self, sh: &Shared, action: &str, release: &str, e: ReleaseError) -> ApiError {
+        let e = ApiError::from(e);
+        if e.status >= 500 {
+            tracing::error!(action, release, error = %e.body.error, "release action failed");
+            note(
+                sh,
+                &format!("{action}_failed"),
+                &self.label(release),
+                e.body.error.clone(),
+            );
+        }
+        e
+    }
 }
 
 /// The releases of the profile `?profile=` names (none or `default`: the default profile's).
@@ -255,14 +273,16 @@ pub(crate) fn create(sh: &Shared, req: &mut Request, url: &str) -> Result<Reply,
     };
     let now = (sh.clock)().0;
     let refuse = |cpv: &str| not_ours(&view, &envs, &r.profile, cpv);
-    let created = r.create_taking(
-        body.name.as_deref(),
-        now,
-        view.generation(),
-        &provenance,
-        &env,
-        &refuse,
-    )?;
+    let created = r
+        .create_taking(
+            body.name.as_deref(),
+            now,
+            view.generation(),
+            &provenance,
+            &env,
+            &refuse,
+        )
+        .map_err(|e| r.failed(sh, "create", body.name.as_deref().unwrap_or("-"), e))?;
     tracing::info!(release = %r.label(&created.release.name), "{}", created.header.describe());
     note(
         sh,
@@ -327,7 +347,7 @@ pub(crate) fn publish(
                 "verdict": verdict,
             }),
         )),
-        Err(e) => Err(e.into()),
+        Err(e) => Err(r.failed(sh, "publish", name, e)),
         Ok(done) => {
             if let Some(reason) = &done.forced {
                 let reasons: Vec<String> =
@@ -359,7 +379,9 @@ pub(crate) fn publish(
 
 pub(crate) fn rollback(sh: &Shared, url: &str) -> Result<Reply, ApiError> {
     let r = target(sh, url)?;
-    let done = r.rollback((sh.clock)().0)?;
+    let done = r
+        .rollback((sh.clock)().0)
+        .map_err(|e| r.failed(sh, "rollback", "-", e))?;
     note(
         sh,
         "rolled_back",
@@ -398,7 +420,9 @@ pub(crate) fn keep(
 ) -> Result<Reply, ApiError> {
     let r = target(sh, url)?;
     let body: KeepBody = optional_body(sh, req)?;
-    let info = r.keep(name, body.keep)?;
+    let info = r
+        .keep(name, body.keep)
+        .map_err(|e| r.failed(sh, "keep", name, e))?;
     note(
         sh,
         if body.keep { "kept" } else { "unkept" },
@@ -424,7 +448,9 @@ pub(crate) fn tag(
 ) -> Result<Reply, ApiError> {
     let r = target(sh, url)?;
     let body: TagBody = parse_json(&read_body(req, sh.max_body)?)?;
-    let info = r.tag(name, &body.tag, body.remove)?;
+    let info = r
+        .tag(name, &body.tag, body.remove)
+        .map_err(|e| r.failed(sh, "tag", name, e))?;
     note(
         sh,
         if body.remove { "untagged" } else { "tagged" },
@@ -444,7 +470,9 @@ struct PurgeBody {
 pub(crate) fn purge(sh: &Shared, req: &mut Request, url: &str) -> Result<Reply, ApiError> {
     let r = target(sh, url)?;
     let body: PurgeBody = optional_body(sh, req)?;
-    let purged = r.purge(body.dry_run)?;
+    let purged = r
+        .purge(body.dry_run)
+        .map_err(|e| r.failed(sh, "purge", "-", e))?;
     if !body.dry_run {
         for name in &purged {
             note(sh, "purged", &r.label(name), String::new());
