@@ -301,3 +301,25 @@ fn the_store_alert_fires_for_a_hung_fsync_seen_live_or_only_counted_and_a_stalle
         &quiet_then_firing(&series, "SwarmStoreNotWritable", ("2m", "5m"), &firing),
     );
 }
+
+#[test]
+fn the_release_alert_fires_for_an_action_that_failed_and_only_for_it() {
+    let Some(tool) = promtool() else { return };
+    // `a`'s publish failed at minute 3; `b`'s purge never did.
+    let series = input_series(
+        "swarm_release_failures_total{instance=\"a\",action=\"publish\"}",
+        "0 0 0 1x20",
+    ) + &input_series(
+        "swarm_release_failures_total{instance=\"b\",action=\"purge\"}",
+        "0x23",
+    );
+    let firing =
+        "          - exp_labels: {severity: warning, instance: a, action: publish}\n            \
+                  exp_annotations: {summary: \"a binhost release publish failed\", description: \
+                  \"`swarm events --kind release` has the reason. Clients are still served the \
+                  release published before; fix the cause and run the action again.\"}\n";
+    promtool_test_rules(
+        tool,
+        &quiet_then_firing(&series, "SwarmReleaseActionFailed", ("2m", "10m"), firing),
+    );
+}

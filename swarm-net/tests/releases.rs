@@ -465,4 +465,9 @@ fn a_release_action_the_server_cannot_carry_out_is_recorded_as_an_event() {
     for failed in &releases[2..] {
         assert!(failed.2.contains("mounted"), "{failed:?}");
     }
+    let (_, _, metrics) = call("GET", &format!("{base}/metrics"), None, true);
+    for action in ["create", "publish"] {
+        let line = format!("swarm_release_failures_total{{action=\"{action}\"}} 1");
+        assert!(metrics.lines().any(|l| l == line), "{line} in:\n{metrics}");
+    }
 }

@@ -88,6 +88,8 @@ struct Inner {
     reclaims: BTreeMap<String, u64>,
     rejections: BTreeMap<String, u64>,
     escalations: BTreeMap<String, u64>,
+    /// Release actions the server could not carry out, by action.
+    release_failures: BTreeMap<&'static str, u64>,
     build_seconds: Histogram,
     batches: u64,
     publishes: u64,
@@ -171,6 +173,14 @@ impl Metrics {
         if let Ok(mut m) = self.inner.lock() {
             m.batches += 1;
             m.batched_inputs += inputs as u64;
+        }
+    }
+
+    /// Counted apart from the event it records, which a store that cannot
+    /// write (as on the full disk that failed the action) does not keep.
+    pub(crate) fn release_failed(&self, action: &'static str) {
+        if let Ok(mut m) = self.inner.lock() {
+            *m.release_failures.entry(action).or_default() += 1;
         }
     }
 
@@ -385,6 +395,15 @@ impl Metrics {
             "swarm_escalations_total",
             "Self-healing steps, by action.",
             m.escalations
+                .iter()
+                .map(|(k, v)| (format!("action=\"{k}\""), *v)),
+        );
+        counter_family(
+            out,
+            "swarm_release_failures_total",
+            "Binhost release actions the server could not carry out (a full disk, a binhost \
+             root without its releases, an index it could not write), by action.",
+            m.release_failures
                 .iter()
                 .map(|(k, v)| (format!("action=\"{k}\""), *v)),
         );

@@ -51,9 +51,16 @@ impl Target<'_> {
     /// binhost root without its releases, an index it could not write) is
     /// an event too, so the activity feed says why the binhost did not
     /// change, and when; an operator's own mistake (4xx) is only answered.
-    fn failed(&self, sh: &Shared, action: &str, release: &str, e: ReleaseError) -> ApiError {
+    fn failed(
+        &self,
+        sh: &Shared,
+        action: &'static str,
+        release: &str,
+        e: ReleaseError,
+    ) -> ApiError {
         let e = ApiError::from(e);
         if e.status >= 500 {
+            sh.metrics.release_failed(action);
             tracing::error!(action, release, error = %e.body.error, "release action failed");
             note(
                 sh,
