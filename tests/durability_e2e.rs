@@ -908,6 +908,19 @@ fn lease_calls_naming_another_farm_are_refused() {
     );
     assert_eq!(code, 409, "{v}");
     assert_eq!(v["field"], "X-Swarm-Farm", "{v}");
+    // A drone that did not hold the lease is refused before its body is
+    // read and decompressed (garbage here, which would be a 400 after).
+    let (code, v) = support::request_raw(
+        "PUT",
+        &format!(
+            "{}/api/v1/logs/{lease}?package=%3D{atom}&node=drone-x",
+            s.url
+        ),
+        Some(b"not gzip at all"),
+        Some("drone-secret"),
+        &[("X-Swarm-Farm", farm)],
+    );
+    assert_eq!(code, 403, "{v}");
     // Nothing was recorded: the lease is still this drone's, and a return
     // naming this farm hands it back.
     let (code, v) = call("/api/v1/return", farm);

@@ -53,12 +53,11 @@ pub(crate) fn get(root: &Path, req: &Request<'_>, rest: &str) -> Result<Reply, A
             return Err(not_found());
         }
     }
-    let mut file = std::fs::File::open(&path).map_err(|_| not_found())?;
+    // Never blocking on a FIFO planted in the tree (it would hold this
+    // connection and its thread until a writer came).
+    let (mut file, len) =
+        crate::regular_file::open_regular_not_linked(&path).map_err(|_| not_found())?;
     let meta = file.metadata().map_err(|_| not_found())?;
-    if !meta.is_file() {
-        return Err(not_found());
-    }
-    let len = meta.len();
     let mtime = meta.mtime();
     let modified = time::OffsetDateTime::from_unix_timestamp(mtime)
         .ok()

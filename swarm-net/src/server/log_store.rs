@@ -119,20 +119,28 @@ impl LogStore {
         Ok(())
     }
 
-    /// The log's text (lossy UTF-8), if stored.
-    pub(crate) fn text(&self, lease: u64) -> Result<Option<String>, ApiError> {
+    /// The log's text as it decompresses, if stored: streamed, so a reader
+    /// holds a decoder's buffers rather than the whole text (many slow
+    /// readers of one large log would otherwise hold it many times over).
+    /// Never more than [`MAX_TEXT_BYTES`]; the file is opened without
+    /// blocking or following a link (what `put` writes is neither).
+    pub(crate) fn text(&self, lease: u64) -> Result<Option<LogText>, ApiError> {
         if self.size(lease).is_none() {
             return Ok(None);
         }
-        let gz = match std::fs::read(self.path(lease)) {
-            Ok(b) => b,
+        let file = match crate::regular_file::open_regular_not_linked(&self.path(lease)) {
+            Ok((file, _)) => file,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(ApiError::internal(format!("cannot read the log: {e}"))),
         };
-        let text = gunzip_capped(&gz).map_err(ApiError::internal)?;
-        Ok(Some(String::from_utf8_lossy(&text).into_owned()))
+        Ok(Some(
+            GzDecoder::new(std::io::BufReader::new(file)).take(MAX_TEXT_BYTES),
+        ))
     }
 }
+
+/// A stored log's text as it decompresses (`LogStore::text`).
+pub(crate) type LogText = std::io::Take<GzDecoder<std::io::BufReader<std::fs::File>>>;
 
 /// Whether a file name is one `LogStore::put` writes before its rename.
 fn is_upload_temp(name: &str) -> bool {
@@ -161,6 +169,15 @@ mod tests {
     use super::*;
     use flate2::write::GzEncoder;
 
+    fn read(s: &LogStore, lease: u64) -> Option<String> {
+        let mut text = String::new();
+        s.text(lease)
+            .expect("read")?
+            .read_to_string(&mut text)
+            .expect("utf-8 text");
+        Some(text)
+    }
+
     fn gz(text: &[u8]) -> Vec<u8> {
         let mut e = GzEncoder::new(Vec::new(), flate2::Compression::fast());
         e.write_all(text).expect("write");
@@ -179,7 +196,7 @@ mod tests {
         let kept: Vec<u64> = s.index.lock().expect("lock").keys().copied().collect();
         assert_eq!(kept, vec![5, 7, 9]);
         assert!(!dir.path().join("1.log.gz").exists());
-        assert_eq!(s.text(9).expect("read").as_deref(), Some("log 9"));
+        assert_eq!(read(&s, 9).as_deref(), Some("log 9"));
         // Reopening finds what is on disk.
         let again = LogStore::open(dir.path()).expect("reopen");
         assert_eq!(again.size(7), s.size(7));
@@ -199,7 +216,7 @@ mod tests {
             dir.path().join(".notes.tmp").exists(),
             "only our own names go"
         );
-        assert_eq!(again.text(7).expect("read").as_deref(), Some("kept"));
+        assert_eq!(read(&again, 7).as_deref(), Some("kept"));
         assert_eq!(again.size(8), None);
     }
 

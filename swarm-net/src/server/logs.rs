@@ -58,9 +58,8 @@ pub(crate) fn put(
     // An enrolled drone attaches logs only as itself.
     let acting = super::identity::act_as(sh, caller, Some(&node), "upload a build log")?;
     let logs = store(sh)?;
-    let body = read_body(req, MAX_UPLOAD_BYTES)?;
-    let text = gunzip_capped(&body).map_err(|e| ApiError::bad(format!("log body: {e}")))?;
-    // Only the drone that held the lease may attach a log to it.
+    // Only the drone that held the lease may attach a log to it: checked
+    // before its body is read and decompressed (up to 8 MiB of work).
     let builds = sh.with_history(|h| h.builds(Some(atom.as_str()), None, 200))?;
     let Some(build) = builds.iter().find(|b| b.lease as u64 == lease) else {
         return Err(ApiError::new(
@@ -77,6 +76,8 @@ pub(crate) fn put(
             format!("lease {lease} was held by {}, not by {node}", build.drone),
         ));
     }
+    let body = read_body(req, MAX_UPLOAD_BYTES)?;
+    let text = gunzip_capped(&body).map_err(|e| ApiError::bad(format!("log body: {e}")))?;
     logs.put(lease, &body)
         .map_err(|e| ApiError::internal(format!("cannot store the log: {e}")))?;
     tracing::debug!(lease, package = %atom, bytes = body.len(), text = text.len(), "build log stored");
@@ -89,7 +90,11 @@ pub(crate) fn put(
 pub(crate) fn get(sh: &Shared, rest: &str) -> Result<Reply, ApiError> {
     let lease = lease_of(rest)?;
     match store(sh)?.text(lease)? {
-        Some(text) => Ok(Reply::Text(200, "text/plain; charset=utf-8", text)),
+        Some(text) => Ok(Reply::Stream(
+            200,
+            "text/plain; charset=utf-8",
+            Box::new(text),
+        )),
         None => Err(ApiError::new(
             404,
             format!("no log for build {lease}: the drone sent none, or retention removed it"),

@@ -107,7 +107,6 @@ pub(crate) fn serve(req: &Request<'_>, path: &str) -> Option<Response> {
         ("ETag", etag.clone()),
         ("Cache-Control", "no-cache".to_string()),
         ("Content-Security-Policy", CSP.to_string()),
-        ("X-Content-Type-Options", "nosniff".to_string()),
         ("Referrer-Policy", "no-referrer".to_string()),
         ("Vary", "Accept-Encoding".to_string()),
     ];

@@ -365,9 +365,12 @@ fn write_response(
     http11: bool,
 ) -> io::Result<()> {
     let mut out = Vec::with_capacity(256);
+    // `nosniff` on every reply: a browser never runs a body a drone or an
+    // upload controls (a log, a binary package) as a script, which the
+    // dashboard's `script-src 'self'` alone would allow.
     let _ = write!(
         out,
-        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\n",
+        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nX-Content-Type-Options: nosniff\r\n",
         resp.status,
         reason(resp.status),
         resp.content_type
