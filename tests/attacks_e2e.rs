@@ -688,6 +688,17 @@ fn impersonation_and_hijack_by_re_registering_are_refused() {
     assert_eq!(code, 403, "{v}");
     let (code, v) = register(Some("swd_0000"), json!({"name": "honest"}));
     assert_eq!(code, 401, "{v}");
+    // Shadowing: another drone's name as one's own machine id would take
+    // that drone's calls (by name) over and lock it out.
+    let (code, v) = register(None, json!({"name": "plain"}));
+    assert_eq!(code, 200, "{v}");
+    let (code, v) = register(Some(&mallory), json!({"name": "mallory", "id": "plain"}));
+    assert_eq!(code, 409, "{v}");
+    assert_eq!(v["field"], "id", "{v}");
+    let (code, v) = register(None, json!({"name": "plain"}));
+    assert_eq!(code, 200, "plain still registers: {v}");
+    let (code, v) = as_drone(&server, "GET", "/api/v1/work?id=plain", None, None, &[]);
+    assert!(code < 300, "plain still asks for work: {code} {v}");
     build.finish(&server);
     // Revoked: the honest token stops working at once.
     let token = std::fs::read_to_string(dir.path().join("honest.token")).expect("token");

@@ -423,6 +423,13 @@ fn the_dashboard_shows_the_farm_streams_events_opens_logs_and_pauses() {
         "document.querySelector('tr[data-atom=\"=dev-libs/alpha-1.0\"]') && document.querySelector('tr[data-atom=\"=dev-libs/broken-1.0\"]')",
     );
     browser.shot("3-queue");
+    // A fragment naming an inherited property is no view: the overview.
+    browser.goto(&format!("{}/#__proto__", server.url));
+    browser.wait(
+        15,
+        "the overview for #__proto__",
+        "document.querySelector('#count-built .n')",
+    );
 
     // 3. The event stream: a build queued after the page loaded finishes,
     // and the Events tab shows it without a reload.

@@ -399,6 +399,18 @@ fn bad_input_gets_a_4xx_that_says_what_was_wrong() {
         ),
         (
             "/api/v1/register",
+            json!({"node_name": ".."}),
+            400,
+            Some("node_name"),
+        ),
+        (
+            "/api/v1/register",
+            json!({"node_name": "."}),
+            400,
+            Some("node_name"),
+        ),
+        (
+            "/api/v1/register",
             json!({"node_name": "d1", "current_task": "not an atom!!"}),
             400,
             Some("current_task"),
@@ -1210,6 +1222,16 @@ fn a_web_page_on_another_origin_cannot_drive_the_drone_api() {
     assert_eq!(code, 200, "{reply}");
     let (code, reply) = raw_post(&s, "/api/v1/register", &[], &body("no-origin"));
     assert_eq!(code, 200, "{reply}");
+    // An `<img>` on another port of this host asks for work as a
+    // credential-less loopback drone: a GET with no Origin, `same-site`.
+    let (code, v) = support::request_raw(
+        "GET",
+        &format!("{}/api/v1/work?id=no-origin", s.url),
+        None,
+        None,
+        &[("Sec-Fetch-Site", "same-site"), ("Sec-Fetch-Dest", "image")],
+    );
+    assert_eq!(code, 403, "{v}");
     let (_, nodes) = s.get("/api/v1/nodes?all=true");
     let nodes = nodes.to_string();
     assert!(!nodes.contains("csrf-victim"), "recorded: {nodes}");

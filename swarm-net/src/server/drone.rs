@@ -85,6 +85,14 @@ pub(crate) fn register(sh: &Shared, req: &mut Request, caller: &Caller) -> Resul
     };
     let name = DroneName::new(name_text.clone())
         .map_err(|e| ApiError::field(400, field, format!("bad drone name {name_text:?}: {e}")))?;
+    if name_text.bytes().all(|b| b == b'.') {
+        // `/api/v1/nodes/../pause` is `/api/v1/pause` to every URL parser.
+        return Err(ApiError::field(
+            400,
+            field,
+            format!("bad drone name {name_text:?}: dots alone cannot be named in a URL"),
+        ));
+    }
     act_as(sh, caller, Some(name.as_str()), "register")?;
     // `known` holds every drone the core knows (seeded at start, added on
     // registration, dropped on removal), so the gate needs no look at the
@@ -99,6 +107,18 @@ pub(crate) fn register(sh: &Shared, req: &mut Request, caller: &Caller) -> Resul
         )?;
     }
     let machine_id = r.id.clone().unwrap_or_else(|| machine_id_of(name.as_str()));
+    // Calls name a drone by machine id or by name: one drone's machine id
+    // that is another's name would take that drone's calls over.
+    if let Some(other) = sh.machine_id_names_another(&machine_id, &name) {
+        return Err(ApiError::field(
+            409,
+            "id",
+            format!(
+                "machine id {machine_id:?} is the name of another drone ({other}); \
+                 a drone's machine id must not be another drone's name"
+            ),
+        ));
+    }
     // A machine id already bound to another enrolled drone is not up for grabs.
     if let Some(other) = sh.resolve(&machine_id).filter(|o| *o != name) {
         if sh.creds.is_enrolled(other.as_str()) {

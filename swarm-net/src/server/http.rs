@@ -277,12 +277,17 @@ pub(crate) fn cross_site_refusal(
     host: Option<&str>,
     sec_fetch_site: Option<&str>,
 ) -> Option<String> {
-    if sec_fetch_site.is_some_and(|s| s.trim().eq_ignore_ascii_case("cross-site")) {
-        return Some(
-            "cross-site request refused (Sec-Fetch-Site: cross-site): \
+    // `same-site` is another port or another subdomain: a page there is no
+    // more this server's than one on another site (one on 127.0.0.1:8999
+    // could take leases for loopback's credential-less drones with `<img>`).
+    if let Some(site) = sec_fetch_site
+        .map(str::trim)
+        .filter(|s| s.eq_ignore_ascii_case("cross-site") || s.eq_ignore_ascii_case("same-site"))
+    {
+        return Some(format!(
+            "request from another site refused (Sec-Fetch-Site: {site}): \
              the API takes requests from drones, the CLI and this server's own dashboard"
-                .into(),
-        );
+        ));
     }
     let origin = origin?.trim();
     let refuse = |why: &str| {
@@ -364,6 +369,10 @@ mod tests {
         assert!(!ok(Some("null"), Some("127.0.0.1:7777"), None));
         assert!(!ok(Some("http://127.0.0.1:7777"), None, None));
         assert!(!ok(None, Some("127.0.0.1:7777"), Some("cross-site")));
+        // Another port of the same host: `same-site`, and no Origin on a GET.
+        assert!(!ok(None, Some("127.0.0.1:7777"), Some("same-site")));
+        // Typed into the address bar.
+        assert!(ok(None, Some("127.0.0.1:7777"), Some("none")));
         let why =
             cross_site_refusal(Some("http://evil.example"), Some("h:1"), None).expect("refused");
         assert!(why.starts_with("cross-origin request refused"), "{why}");

@@ -81,11 +81,23 @@ impl MachineIds {
 
     /// The drone a machine id or a drone's name refers to.
     pub(crate) fn resolve(&self, id: &str) -> Option<DroneName> {
-        if let Some(name) = self.by_id.get(id) {
-            return Some(name.clone());
+        // A drone's own name first: another drone's machine id of the same
+        // text (refused at registration since, but a store may hold one)
+        // must not lock the named drone out of its own calls.
+        if let Some(name) = DroneName::new(id)
+            .ok()
+            .filter(|n| self.by_name.contains_key(n))
+        {
+            return Some(name);
         }
-        let name = DroneName::new(id).ok()?;
-        self.by_name.contains_key(&name).then_some(name)
+        self.by_id.get(id).cloned()
+    }
+
+    /// The known drone, other than `name`, whose name `machine_id` is.
+    pub(crate) fn named_by(&self, machine_id: &str, name: &DroneName) -> Option<DroneName> {
+        DroneName::new(machine_id)
+            .ok()
+            .filter(|n| n != name && self.by_name.contains_key(n))
     }
 
     /// How many machine ids are bound (for tests).
@@ -282,6 +294,15 @@ impl Shared {
         self.ids.read().ok()?.resolve(id)
     }
 
+    /// See [`MachineIds::named_by`].
+    pub(crate) fn machine_id_names_another(
+        &self,
+        machine_id: &str,
+        name: &DroneName,
+    ) -> Option<DroneName> {
+        self.ids.read().ok()?.named_by(machine_id, name)
+    }
+
     pub(crate) fn remember(&self, machine_id: &str, name: &DroneName, address: Option<&str>) {
         if let Ok(mut m) = self.ids.write() {
             m.bind(machine_id, name);
@@ -389,6 +410,20 @@ mod tests {
         assert_eq!(ids.resolve("m-1"), Some(name("drone-b")));
         assert_eq!(ids.resolve("m-2"), Some(name("drone-a")));
         assert_eq!(ids.len(), 2);
+    }
+
+    #[test]
+    fn a_name_resolves_to_its_drone_even_when_another_drone_has_it_as_machine_id() {
+        let mut ids = MachineIds::default();
+        ids.know(&name("plain"));
+        ids.bind("plain", &name("drone-enr"));
+        assert_eq!(ids.resolve("plain"), Some(name("plain")));
+        assert_eq!(
+            ids.named_by("plain", &name("drone-enr")),
+            Some(name("plain"))
+        );
+        assert_eq!(ids.named_by("plain", &name("plain")), None, "its own name");
+        assert_eq!(ids.named_by("m-1", &name("drone-enr")), None);
     }
 
     #[test]

@@ -27,7 +27,8 @@ let pending = null;
 
 function tabName() {
   const t = location.hash.replace('#', '');
-  return VIEWS[t] ? t : 'overview';
+  // Own keys only: `#__proto__` or `#toString` are not views.
+  return Object.hasOwn(VIEWS, t) ? t : 'overview';
 }
 
 async function refreshHeader() {
