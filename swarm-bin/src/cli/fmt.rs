@@ -173,6 +173,47 @@ pub(crate) fn datetime(at_ms: u64) -> String {
     .unwrap_or_else(|_| format!("{at_ms} ms"))
 }
 
+/// Text a drone wrote (a build log), made safe for a terminal: colour
+/// (`ESC [ ... m`, as emerge writes it), newlines, tabs and carriage returns
+/// pass; any other control character is shown as `^X` (`^[` for an escape
+/// that is not colour), so a log cannot retitle, clear or reprogram the
+/// operator's terminal.
+pub(crate) fn terminal_safe(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '\n' | '\t' | '\r' => out.push(c),
+            '\u{1b}' => match sgr_len(&text[i..]) {
+                Some(n) => {
+                    out.push_str(&text[i..i + n]);
+                    while chars.next_if(|(j, _)| *j < i + n).is_some() {}
+                }
+                None => out.push_str("^["),
+            },
+            c if (c as u32) < 0x20 => {
+                out.push('^');
+                out.push(char::from(c as u8 ^ 0x40));
+            }
+            '\u{7f}' => out.push_str("^?"),
+            c if c.is_control() => out.push('\u{fffd}'),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The length of a colour sequence (`ESC [` digits and `;` `m`) at the
+/// start of `text`, if one is there.
+fn sgr_len(text: &str) -> Option<usize> {
+    let rest = text.strip_prefix("\u{1b}[")?;
+    let params = rest
+        .bytes()
+        .take_while(|b| b.is_ascii_digit() || *b == b';')
+        .count();
+    (params <= 32 && rest.as_bytes().get(params) == Some(&b'm')).then_some(2 + params + 1)
+}
+
 /// Replaces control characters (a newline in a failure detail, an escape
 /// sequence a drone sent) so one cell stays one line and cannot drive the
 /// terminal, and shortens it to `max` characters with an ellipsis.
@@ -363,6 +404,18 @@ pub(crate) fn load(centi: Option<u32>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_log_keeps_its_colour_but_cannot_drive_the_terminal() {
+        let log =
+            "\u{1b}[32;01m*\u{1b}[0m ok\tdone\r\n\u{1b}]0;pwned\u{7}\u{1b}[2J\u{1b}[m\u{7f}\u{9b}x";
+        assert_eq!(
+            terminal_safe(log),
+            "\u{1b}[32;01m*\u{1b}[0m ok\tdone\r\n^[]0;pwned^G^[[2J\u{1b}[m^?\u{fffd}x"
+        );
+        assert_eq!(terminal_safe("\u{1b}["), "^[[", "cut short");
+        assert_eq!(terminal_safe("plain ü"), "plain ü");
+    }
 
     fn words(s: &str) -> Vec<&str> {
         s.split_whitespace().collect()

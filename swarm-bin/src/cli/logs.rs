@@ -60,7 +60,18 @@ pub(crate) fn run(args: LogsArgs) -> anyhow::Result<()> {
     }
     eprintln!("{}", header(chosen));
     // The builder's own text: the terminal wraps it, swarm does not.
-    super::fmt::emit_raw(&text)
+    let tty = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    super::fmt::emit_raw(&as_printed(text, tty))
+}
+
+/// A log as printed: a terminal gets it without the escape sequences that
+/// would drive it; a pipe or a file gets it as the drone sent it.
+fn as_printed(text: String, tty: bool) -> String {
+    if tty {
+        super::fmt::terminal_safe(&text)
+    } else {
+        text
+    }
 }
 
 /// The build to show: the asked one, else the newest with a log.
@@ -164,6 +175,16 @@ mod tests {
         let e = pick(&builds, Some(4)).expect_err("unknown").to_string();
         assert!(e.contains("not a build of this package"), "{e}");
         assert!(pick(&[b(1, None, None)], None).is_err());
+    }
+
+    #[test]
+    fn a_terminal_gets_the_log_without_what_would_drive_it_a_pipe_as_sent() {
+        let log = "\u{1b}]0;pwned\u{7}\u{1b}[31mred\u{1b}[0m\n".to_string();
+        assert_eq!(
+            as_printed(log.clone(), true),
+            "^[]0;pwned^G\u{1b}[31mred\u{1b}[0m\n"
+        );
+        assert_eq!(as_printed(log.clone(), false), log);
     }
 
     #[test]

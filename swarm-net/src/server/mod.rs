@@ -204,6 +204,9 @@ impl RunningServer {
     }
 
     fn stop(&mut self) {
+        // Event streams first: each holds its connection until told, and
+        // the front door waits for its connections (up to its drain bound).
+        self.shared.dashboard.feed.close();
         self.front.stop();
         self.shared.stop.store(true, Ordering::SeqCst);
         if let Some(w) = self.writer.take() {
@@ -472,7 +475,8 @@ fn serve_one(sh: &Shared, req: &mut Request<'_>) -> Response {
     let path = url.split('?').next().unwrap_or("").to_string();
     // The event stream keeps its connection (its own thread, in front/).
     if method == Method::Get && path == "/api/v1/events/stream" {
-        let resp = dashboard::stream::open(&sh.dashboard.feed, req, &url);
+        let from = identity::effective_peer(req);
+        let resp = dashboard::stream::open(&sh.dashboard.feed, req, &url, from);
         sh.metrics
             .request("events_stream", resp.status, began.elapsed());
         return resp;

@@ -6,9 +6,9 @@
 //! rows of `events`, twice a second) and the series (a sample of the
 //! published view every few seconds). It never touches the writer.
 //!
-//! The page reads through the same endpoints and the same read policy as
-//! any client; actions send the admin token as a Bearer header (kept in the
-//! tab's sessionStorage, never in a URL, never in a cookie, so there is no
+//! The page reads through the same open endpoints as any client; actions
+//! send the admin token as a Bearer header (kept in the tab's
+//! sessionStorage, never in a URL, never in a cookie, so there is no
 //! ambient authority a forged request could borrow).
 
 pub(crate) mod assets;

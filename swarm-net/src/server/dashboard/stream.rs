@@ -9,7 +9,7 @@
 //!
 //! Resuming: `Last-Event-ID` (what `EventSource` sends on reconnect) or
 //! `?after=ID`; without either, only new events. Bounds: at most
-//! [`MAX_CLIENTS`] streams, a keep-alive comment every 15 s (a dead peer is
+//! [`MAX_CLIENTS`] streams, [`MAX_PER_PEER`] from one address, a keep-alive comment every 15 s (a dead peer is
 //! noticed by the failed write), and each stream ends after an hour (the
 //! browser reconnects where it left off).
 
@@ -17,6 +17,7 @@ use super::super::front::{Request, Response, ResponseBody};
 use super::super::http::{into_response, ApiError, Query, Reply};
 use std::collections::VecDeque;
 use std::io::Read;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -24,6 +25,10 @@ use swarm_store::{EventFilter, History};
 
 /// Streams open at once; more are refused with 503.
 pub(crate) const MAX_CLIENTS: usize = 32;
+/// Streams open at once from one address (a reverse proxy's clients by
+/// their `X-Forwarded-For`): one client cannot take every place and keep
+/// the operators' dashboards out.
+pub(crate) const MAX_PER_PEER: usize = 8;
 /// Events kept for clients that fall behind or resume.
 const RING: usize = 1000;
 /// A comment line this often keeps proxies from timing out and finds dead peers.
@@ -46,6 +51,8 @@ pub(crate) struct Feed {
     ring: Mutex<Ring>,
     wake: Condvar,
     clients: AtomicUsize,
+    /// Streams open, by the address they come from.
+    per_peer: Mutex<std::collections::HashMap<IpAddr, usize>>,
     closed: AtomicBool,
 }
 
@@ -92,6 +99,42 @@ impl Feed {
         self.wake.notify_all();
     }
 
+    /// Counts a new stream from `peer`, or says which bound it would pass.
+    fn admit(&self, peer: IpAddr) -> Result<(), ApiError> {
+        let mut per_peer = self
+            .per_peer
+            .lock()
+            .map_err(|_| ApiError::internal("event stream table poisoned"))?;
+        let mine = per_peer.entry(peer).or_default();
+        if *mine >= MAX_PER_PEER {
+            return Err(ApiError::new(
+                503,
+                format!("too many event streams open from {peer} (limit {MAX_PER_PEER}); close a dashboard tab or poll /api/v1/events?after="),
+            ));
+        }
+        if self.clients.fetch_add(1, Ordering::SeqCst) >= MAX_CLIENTS {
+            self.clients.fetch_sub(1, Ordering::SeqCst);
+            return Err(ApiError::new(
+                503,
+                format!("too many event streams open (limit {MAX_CLIENTS}); close a dashboard tab or poll /api/v1/events?after="),
+            ));
+        }
+        *mine += 1;
+        Ok(())
+    }
+
+    fn leave(&self, peer: IpAddr) {
+        self.clients.fetch_sub(1, Ordering::SeqCst);
+        if let Ok(mut per_peer) = self.per_peer.lock() {
+            if let Some(n) = per_peer.get_mut(&peer) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    per_peer.remove(&peer);
+                }
+            }
+        }
+    }
+
     /// Streams open now (for /metrics and tests).
     pub(crate) fn clients(&self) -> usize {
         self.clients.load(Ordering::SeqCst)
@@ -135,7 +178,7 @@ impl Feed {
 /// Opens a stream: checks the limit and answers with a body that yields
 /// events as they come (the front door writes it chunked, on the
 /// connection's own thread).
-pub(crate) fn open(feed: &Arc<Feed>, req: &Request<'_>, url: &str) -> Response {
+pub(crate) fn open(feed: &Arc<Feed>, req: &Request<'_>, url: &str, peer: IpAddr) -> Response {
     let q = Query::parse(url);
     let resume = req
         .header("Last-Event-ID")
@@ -153,16 +196,12 @@ pub(crate) fn open(feed: &Arc<Feed>, req: &Request<'_>, url: &str) -> Response {
             return into_response(Reply::from(e));
         }
     };
-    if feed.clients.fetch_add(1, Ordering::SeqCst) >= MAX_CLIENTS {
-        feed.clients.fetch_sub(1, Ordering::SeqCst);
-        let e = ApiError::new(
-            503,
-            format!("too many event streams open (limit {MAX_CLIENTS}); close a dashboard tab or poll /api/v1/events?after="),
-        );
+    if let Err(e) = feed.admit(peer) {
         return into_response(Reply::from(e));
     }
     let reader = Events {
         feed: Arc::clone(feed),
+        peer,
         seen: after,
         began: Instant::now(),
         quiet_since: Instant::now(),
@@ -183,6 +222,7 @@ pub(crate) fn open(feed: &Arc<Feed>, req: &Request<'_>, url: &str) -> Response {
 /// The body of one stream: blocks until there is something to send.
 struct Events {
     feed: Arc<Feed>,
+    peer: IpAddr,
     seen: i64,
     began: Instant,
     quiet_since: Instant,
@@ -235,6 +275,6 @@ impl Read for Events {
 
 impl Drop for Events {
     fn drop(&mut self) {
-        self.feed.clients.fetch_sub(1, Ordering::SeqCst);
+        self.feed.leave(self.peer);
     }
 }

@@ -1,0 +1,58 @@
+//! The dashboard's event stream is open to any reader, so one address
+//! cannot take every place and keep the operators' dashboards out.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+/// Opens a stream as `from` (the `X-Forwarded-For` of a loopback proxy)
+/// and returns the connection with the status of its answer.
+fn open_stream(addr: std::net::SocketAddr, from: &str) -> (TcpStream, u16) {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    s.write_all(
+        format!(
+            "GET /api/v1/events/stream HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Forwarded-For: {from}\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .expect("send");
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).expect("status line");
+    let status = String::from_utf8_lossy(&head[9..12])
+        .parse()
+        .expect("a status");
+    (s, status)
+}
+
+#[test]
+fn one_address_cannot_take_every_event_stream() {
+    let dir = tempfile::tempdir().expect("dir");
+    let server = swarm_net::server::start(common::options(dir.path(), "t")).expect("server");
+    let addr = server.addr();
+    let mut held = Vec::new();
+    for _ in 0..8 {
+        let (s, status) = open_stream(addr, "203.0.113.9");
+        assert_eq!(status, 200);
+        held.push(s);
+    }
+    let (mut refused, status) = open_stream(addr, "203.0.113.9");
+    assert_eq!(status, 503, "a ninth stream from one address");
+    let mut why = String::new();
+    let _ = refused.read_to_string(&mut why);
+    assert!(why.contains("from 203.0.113.9 (limit 8)"), "{why}");
+    // An operator's dashboard elsewhere still gets its stream.
+    let (s, status) = open_stream(addr, "198.51.100.7");
+    assert_eq!(status, 200, "another address");
+    held.push(s);
+    // A stop ends the streams rather than waiting them out: before, the
+    // front door waited its whole drain bound (10 s) for them.
+    let t = std::time::Instant::now();
+    drop(server);
+    let took = t.elapsed();
+    eprintln!("stop with {} streams open took {took:?}", held.len());
+    assert!(took < Duration::from_secs(8), "stop took {took:?}");
+}
