@@ -855,3 +855,54 @@ fn a_second_agent_on_the_same_work_dir_is_refused_and_the_first_ones_build_goes_
     first.signal(rustix::process::Signal::TERM);
     assert_eq!(first.wait_exit(20), Some(0), "{}", first.log_text());
 }
+
+/// The drone's credential never reaches a build: a builder runs an ebuild's
+/// code, and what it prints lands in a build log any reader of the server
+/// can fetch. Here the builder prints its whole environment.
+#[test]
+fn the_drone_token_is_not_in_a_builds_environment_nor_its_log() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let secret = "drone-secret-never-in-a-log";
+    let server = Server::start(&dir.path().join("server"), &[("SWARM_DRONE_TOKEN", secret)]);
+    let builder = dir.path().join("env-builder.sh");
+    std::fs::write(
+        &builder,
+        "category=$1; pf=$2\n\
+         env\n\
+         mkdir -p \"$PKGDIR/$category\"\n\
+         \"$SWARM_BIN\" standin-gpkg \"$category/$pf\" \"$PKGDIR/$category/$pf.gpkg.tar\"\n",
+    )
+    .expect("builder");
+    let atom = "=dev-libs/env-shown-1.0";
+    queue(&server, json!([atom]));
+    let template = format!("sh {} {{category}} {{pf}}", builder.display());
+    let bin = support::swarm_bin();
+    let mut drone = Drone::start(
+        &server,
+        dir.path(),
+        "drone-env",
+        &["--builder", &template],
+        &[
+            ("SWARM_BIN", bin.to_str().expect("utf-8 path")),
+            ("SWARM_DRONE_TOKEN", secret),
+        ],
+    );
+    server.wait_for(60, "the build", |s| s["counts"]["built"] == 1);
+    let lease = successes(&server, atom)
+        .first()
+        .and_then(|b| b["lease"].as_u64())
+        .expect("the build's lease");
+    let (code, text) = server.get(&format!("/api/v1/logs/{lease}"));
+    assert_eq!(code, 200, "the build log: {text}");
+    let text = text.as_str().unwrap_or_default();
+    assert!(
+        text.contains("PKGDIR="),
+        "the builder printed its environment: {text}"
+    );
+    assert!(
+        !text.contains(secret),
+        "the token is in the build log: {text}"
+    );
+    drone.signal(rustix::process::Signal::TERM);
+    assert_eq!(drone.wait_exit(20), Some(0), "{}", drone.log_text());
+}

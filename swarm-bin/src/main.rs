@@ -12,6 +12,7 @@ mod bench_release;
 mod bench_scratch;
 mod bench_soak;
 mod bench_stall;
+mod child_env;
 mod cli;
 mod config_cmd;
 mod demo;

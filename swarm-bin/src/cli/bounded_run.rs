@@ -75,7 +75,7 @@ pub(crate) fn run_capped(
     let (program, args) = argv
         .split_first()
         .context("no program to run (the command is empty)")?;
-    let mut child = Command::new(program)
+    let mut child = crate::child_env::without_secrets(&mut Command::new(program))
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -97,7 +97,8 @@ fn say_goodbye(agent: &Agent) {
     }
     let client = Client::new(cfg.server.clone(), Duration::from_secs(3))
         .with_tls(&cfg.tls)
-        .with_drone_token(cfg.token.clone());
+        .with_drone_token(cfg.token.clone())
+        .with_reply_cap(super::config::REPLY_CAP);
     let mut req = agent.lease_request(None, "", None);
     req.package = None;
     req.reason = Some("the agent was stopped (SIGTERM/SIGINT)".into());
@@ -220,7 +221,7 @@ fn apply_work_reply(agent: &Arc<Agent>, reply: &WorkReply) -> bool {
         .then(|| reply.expected_timestamp.clone().unwrap_or_default());
     if sync.is_none() {
         if let Some(error) = &reply.error {
-            tracing::warn!("work request: {error}");
+            tracing::warn!("work request: {}", super::heartbeat::for_log(error));
         }
     }
     // The assigned package first, then any other lease the server lists.
@@ -254,7 +255,7 @@ fn apply_work_reply(agent: &Arc<Agent>, reply: &WorkReply) -> bool {
     }));
     if let Some(expected) = &sync {
         if !asked_sync {
-            tracing::info!(expected = %expected, have = ?st.agent.portage_timestamp(), "the server asks for a Portage sync");
+            tracing::info!(expected = ?expected, have = ?st.agent.portage_timestamp(), "the server asks for a Portage sync");
         }
     }
     let mut started = Vec::new();
@@ -321,7 +322,7 @@ fn run_sync(agent: &Agent, expected: &str) -> bool {
             return false;
         }
     };
-    tracing::info!(command = %shell_words::join(argv.iter().map(String::as_str)), expected, log = %log.display(), "syncing Portage");
+    tracing::info!(command = ?shell_words::join(argv.iter().map(String::as_str)), ?expected, log = %log.display(), "syncing Portage");
     let spec = super::runner::BuildSpec {
         argv: &argv,
         env: Vec::new(),
@@ -336,15 +337,20 @@ fn run_sync(agent: &Agent, expected: &str) -> bool {
     let ok = finished.ended == super::runner::Ended::Exited(0);
     let ts = facts::portage_timestamp(&cfg.portage_timestamp_file);
     let mut st = agent.lock();
-    let reached = ts
-        .as_deref()
-        .and_then(|t| swarm_core::PortageSnapshot::parse(t).ok())
-        == swarm_core::PortageSnapshot::parse(expected).ok();
+    // Reached only when both name the same snapshot (two values that name
+    // none are not a match).
+    let reached = swarm_core::PortageSnapshot::parse(expected)
+        .ok()
+        .is_some_and(|want| {
+            ts.as_deref()
+                .and_then(|t| swarm_core::PortageSnapshot::parse(t).ok())
+                == Some(want)
+        });
     if ok && reached {
-        tracing::info!(timestamp = ?ts, expected, took_s = finished.took.as_secs(), "Portage synced");
+        tracing::info!(timestamp = ?ts, ?expected, took_s = finished.took.as_secs(), "Portage synced");
     } else if ok {
         tracing::error!(
-            timestamp = ?ts, expected, file = %cfg.portage_timestamp_file.display(),
+            timestamp = ?ts, ?expected, file = %cfg.portage_timestamp_file.display(),
             "the sync succeeded but the tree is not at the snapshot the server expects; \
              the server asks again in {} min (make the sync command reach {{snapshot}})",
             swarm_core::SYNC_RETRY_MS / 60_000

@@ -485,23 +485,36 @@ pub(crate) fn check_sync_placeholders(argv: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The sync command for reaching `expected`, placeholders filled in; an error
-/// if it needs the date and `expected` names no snapshot.
+/// The largest JSON reply the agent reads: its replies are a few KB (a
+/// registration, a lease list), and a server streaming gigabytes into one
+/// took the agent to 2 GB before the request timed out.
+pub(crate) const REPLY_CAP: u64 = 4 << 20;
+
+/// The sync command for reaching `expected`, placeholders filled in with
+/// its normalised form. An error if the command names the snapshot and
+/// `expected` is not one: the value comes from the server, and put into a
+/// command as sent (`--upload-pack=...` after `git fetch origin`) it would
+/// run whatever the server chose.
 pub(crate) fn sync_argv(template: &[String], expected: &str) -> anyhow::Result<Vec<String>> {
-    let snapshot = swarm_core::PortageSnapshot::parse(expected);
-    template
+    let placeholders = template
+        .iter()
+        .any(|w| SYNC_PLACEHOLDERS.iter().any(|p| w.contains(p)));
+    if !placeholders {
+        return Ok(template.to_vec());
+    }
+    let snapshot = swarm_core::PortageSnapshot::parse(expected).map_err(|e| {
+        anyhow::anyhow!(
+            "the server asked for a Portage sync to {expected:?}, which is not a Portage \
+             snapshot ({e}); the sync command names the snapshot, so it is not run"
+        )
+    })?;
+    Ok(template
         .iter()
         .map(|w| {
-            let mut w = w.replace("{snapshot}", snapshot.as_ref().map_or(expected, |s| s.as_str()));
-            if w.contains("{snapshot_date}") {
-                let s = snapshot.as_ref().map_err(|e| {
-                    anyhow::anyhow!("the sync command needs {{snapshot_date}}, but the server asked for {expected:?}: {e}")
-                })?;
-                w = w.replace("{snapshot_date}", &s.date_compact());
-            }
-            Ok(w)
+            w.replace("{snapshot}", snapshot.as_str())
+                .replace("{snapshot_date}", &snapshot.date_compact())
         })
-        .collect()
+        .collect())
 }
 
 /// A credential goes over plain http only to this machine: elsewhere it
@@ -751,8 +764,23 @@ mod tests {
             ]
         );
         assert!(sync_argv(&t, "latest").is_err(), "no date to give");
-        let plain = ["git", "checkout", "{snapshot}"].map(String::from).to_vec();
-        assert_eq!(sync_argv(&plain, "latest").expect("as given")[2], "latest");
+        // What the server sends goes into the command only as a snapshot.
+        let git = ["git", "fetch", "origin", "{snapshot}"]
+            .map(String::from)
+            .to_vec();
+        for hostile in ["latest", "--upload-pack=touch /tmp/x;false", "-x", ""] {
+            let e = sync_argv(&git, hostile).expect_err(hostile);
+            assert!(e.to_string().contains("not a Portage snapshot"), "{e}");
+        }
+        assert_eq!(
+            sync_argv(&git, "2026-02-17 00:00").expect("a snapshot")[3],
+            "2026-02-17 00:00"
+        );
+        // A command without placeholders never sees the value.
+        let emaint = ["emaint", "sync", "-r", "gentoo"]
+            .map(String::from)
+            .to_vec();
+        assert_eq!(sync_argv(&emaint, "-x").expect("no placeholder"), emaint);
         let typo = ["sync", "{snapshots}"].map(String::from).to_vec();
         let e = check_sync_placeholders(&typo).expect_err("typo");
         assert!(e.to_string().contains("{snapshots}"), "{e}");

@@ -163,7 +163,7 @@ const REPEAT_EVERY: Duration = Duration::from_secs(60);
 /// What is wrong, in words that lead to the fix: a missing token and a
 /// wrong one are different mistakes with different fixes.
 pub(crate) fn failure_cause(e: &swarm_net::client::ClientError, have_token: bool) -> String {
-    match e.status() {
+    for_log(&match e.status() {
         Some(401 | 403) if !have_token => format!(
             "the server requires a drone token and this drone sends none: set SWARM_DRONE_TOKEN \
              or pass --token-file with the server's drone_token ({e})"
@@ -173,8 +173,34 @@ pub(crate) fn failure_cause(e: &swarm_net::client::ClientError, have_token: bool
              (check --token-file / SWARM_DRONE_TOKEN) ({e})"
         ),
         _ => e.to_string(),
-    }
+    })
 }
+
+/// Text a server sent, as the agent logs it: one line (control characters
+/// escaped, so a reply cannot forge log lines or drive a terminal) and at
+/// most [`LOGGED_CHARS`] characters (a 9 MiB error body on every retry
+/// filled the log at 1 MB a second).
+pub(crate) fn for_log(text: &str) -> String {
+    let mut out = String::new();
+    for (n, c) in text.chars().enumerate() {
+        if n == LOGGED_CHARS {
+            out += &format!(
+                "… ({} more bytes)",
+                text.len() - text.char_indices().nth(n).map_or(0, |(i, _)| i)
+            );
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// How much of a server's text a log line carries.
+const LOGGED_CHARS: usize = 1000;
 
 /// How many builds run here at once, and why: the agent's `--slots` can
 /// only lower what the server allows (`max(1, cores / cores_per_slot)`).
@@ -392,6 +418,22 @@ pub(crate) fn find_program(program: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_servers_text_is_logged_on_one_line_and_bounded() {
+        assert_eq!(
+            for_log("HTTP 500: oops\n2026-12-05T00:00:00Z  INFO swarm drone: FAKE\u{1b}]0;t\u{7}"),
+            "HTTP 500: oops\\n2026-12-05T00:00:00Z  INFO swarm drone: FAKE\\u{1b}]0;t\\u{7}"
+        );
+        let big = "é".repeat(5000);
+        let logged = for_log(&big);
+        assert_eq!(logged.chars().filter(|c| *c == 'é').count(), LOGGED_CHARS);
+        assert!(
+            logged.ends_with("… (8000 more bytes)"),
+            "{}",
+            &logged[logged.len() - 40..]
+        );
+    }
 
     #[test]
     fn programs_are_found_on_the_path_or_as_paths() {

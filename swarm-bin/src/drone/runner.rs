@@ -97,7 +97,7 @@ fn spawn(spec: &BuildSpec<'_>) -> Result<Child, String> {
     let err = log
         .try_clone()
         .map_err(|e| format!("cannot open log {}: {e}", spec.log.display()))?;
-    Command::new(program)
+    crate::child_env::without_secrets(&mut Command::new(program))
         .args(args)
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
         .current_dir(spec.dir)

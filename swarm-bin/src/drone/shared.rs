@@ -63,7 +63,8 @@ impl Agent {
         let ip = cfg.ip.clone().or_else(|| facts::route_ip(&cfg.server));
         let client = Client::new(cfg.server.clone(), REQUEST_TIMEOUT)
             .with_tls(&cfg.tls)
-            .with_drone_token(cfg.token.clone());
+            .with_drone_token(cfg.token.clone())
+            .with_reply_cap(super::config::REPLY_CAP);
         let health = HealthMonitor::new(HealthThresholds {
             disk_free_mib: cfg.min_free_disk_mib,
             ..HealthThresholds::default()

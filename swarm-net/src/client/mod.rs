@@ -25,7 +25,14 @@ pub struct Client {
     drone_token: Option<String>,
     agent: ureq::Agent,
     timeout: Duration,
+    /// The largest JSON reply read (`with_reply_cap`).
+    reply_cap: u64,
 }
+
+/// The largest JSON reply a client reads by default: room for the
+/// operator's biggest listings, and a bound on what a server (or whoever
+/// answers in its place) can make it hold.
+pub const DEFAULT_REPLY_CAP: u64 = 64 << 20;
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -114,7 +121,15 @@ impl Client {
             admin_token: None,
             drone_token: None,
             timeout,
+            reply_cap: DEFAULT_REPLY_CAP,
         }
+    }
+
+    /// Reads JSON replies of at most `bytes` (a drone's are small: its
+    /// agent takes a few MiB, not the default's 64).
+    pub fn with_reply_cap(mut self, bytes: u64) -> Client {
+        self.reply_cap = bytes;
+        self
     }
 
     /// Checks https servers against `tls` (a private CA: [`TlsClient::from_ca_file`]).
@@ -162,7 +177,7 @@ impl Client {
     pub fn get_json<T: DeserializeOwned>(&self, path: &str, auth: Auth) -> Result<T, ClientError> {
         let url = self.url(path);
         let resp = self.request("GET", path, auth).call();
-        decode(&url, resp)
+        decode(&url, resp, self.reply_cap)
     }
 
     /// POST a JSON body and read a JSON answer.
@@ -174,7 +189,7 @@ impl Client {
     ) -> Result<T, ClientError> {
         let url = self.url(path);
         let resp = self.request("POST", path, auth).send_json(body);
-        decode(&url, resp)
+        decode(&url, resp, self.reply_cap)
     }
 
     /// PUT raw bytes (artifacts) and read a JSON answer.
@@ -191,7 +206,7 @@ impl Client {
             req = req.set(k, v);
         }
         let resp = req.send(body);
-        decode(&url, resp)
+        decode(&url, resp, self.reply_cap)
     }
 
     /// GET plain text (metrics).
@@ -218,12 +233,27 @@ fn agent(timeout: Duration, tls: &TlsClient) -> ureq::Agent {
 fn decode<T: DeserializeOwned>(
     url: &str,
     resp: Result<ureq::Response, ureq::Error>,
+    cap: u64,
 ) -> Result<T, ClientError> {
+    let decode_error = |cause: String| ClientError::Decode {
+        url: url.to_string(),
+        cause,
+    };
     match resp {
-        Ok(r) => r.into_json::<T>().map_err(|e| ClientError::Decode {
-            url: url.to_string(),
-            cause: e.to_string(),
-        }),
+        Ok(r) => {
+            use std::io::Read;
+            let mut body = Vec::new();
+            r.into_reader()
+                .take(cap.saturating_add(1))
+                .read_to_end(&mut body)
+                .map_err(|e| decode_error(e.to_string()))?;
+            if body.len() as u64 > cap {
+                return Err(decode_error(format!(
+                    "the reply is over {cap} bytes, more than this client reads"
+                )));
+            }
+            serde_json::from_slice(&body).map_err(|e| decode_error(e.to_string()))
+        }
         Err(e) => Err(error_of(url, e)),
     }
 }
