@@ -345,14 +345,19 @@ impl DroneArgs {
         bounded("build-timeout-s", build_timeout_s, 0, MAX_BUILD_S)?;
         let kill_grace_s = self.kill_grace_s.or(f.kill_grace_s).unwrap_or(10);
         bounded("kill-grace-s", kill_grace_s, 0, MAX_KILL_GRACE_S)?;
-        let work_dir = self
-            .work_dir
-            .or(f.work_dir)
-            .unwrap_or_else(|| PathBuf::from("/var/lib/swarm/drone"));
-        let log_dir = self
-            .log_dir
-            .or(f.log_dir)
-            .unwrap_or_else(|| work_dir.join("logs"));
+        // Absolute: builds run in the work dir, and a path relative to the
+        // agent's own directory (the builder, PKGDIR, the log) would name
+        // nothing there; every build failed, counted against its package.
+        let work_dir = absolute(
+            self.work_dir
+                .or(f.work_dir)
+                .unwrap_or_else(|| PathBuf::from("/var/lib/swarm/drone")),
+        )?;
+        let log_dir = absolute(
+            self.log_dir
+                .or(f.log_dir)
+                .unwrap_or_else(|| work_dir.join("logs")),
+        )?;
         let sync = self
             .sync_command
             .or(f.sync_command)
@@ -379,22 +384,30 @@ impl DroneArgs {
             poll: Duration::from_secs(poll_s),
             work_dir,
             log_dir,
-            pkgdir: self
-                .pkgdir
-                .or(f.pkgdir)
-                .unwrap_or_else(|| PathBuf::from("/var/cache/binpkgs")),
+            pkgdir: absolute(
+                self.pkgdir
+                    .or(f.pkgdir)
+                    .unwrap_or_else(|| PathBuf::from("/var/cache/binpkgs")),
+            )?,
             stall_timeout: secs(stall_timeout_s),
             build_timeout: secs(build_timeout_s),
             kill_grace: Duration::from_secs(kill_grace_s),
             sync_command,
-            portage_timestamp_file: self
-                .portage_timestamp_file
-                .or(f.portage_timestamp_file)
-                .unwrap_or_else(|| PathBuf::from(DEFAULT_TIMESTAMP_FILE)),
+            portage_timestamp_file: absolute(
+                self.portage_timestamp_file
+                    .or(f.portage_timestamp_file)
+                    .unwrap_or_else(|| PathBuf::from(DEFAULT_TIMESTAMP_FILE)),
+            )?,
             kind: self.kind.or(f.kind).map(DroneKind::from),
             ip: self.ip.or(f.ip),
         })
     }
+}
+
+/// `path` from the agent's working directory, without resolving links.
+fn absolute(path: PathBuf) -> anyhow::Result<PathBuf> {
+    std::path::absolute(&path)
+        .with_context(|| format!("cannot make {} an absolute path", path.display()))
 }
 
 /// Most build slots (the server accepts at most 1024 cores).
@@ -598,6 +611,15 @@ mod tests {
         assert_eq!(c.sync_command, ["emaint", "sync", "-r", "gentoo"]);
         assert_eq!(c.log_dir, PathBuf::from("/var/lib/swarm/drone/logs"));
         assert_eq!(c.pkgdir, PathBuf::from("/var/cache/binpkgs"));
+        // Relative paths are the agent's directory's: builds run elsewhere.
+        let mut rel = args();
+        rel.work_dir = Some("drone/work".into());
+        rel.pkgdir = Some("pkgs".into());
+        let c = rel.merge(FileTable::default()).expect("resolves");
+        let here = std::env::current_dir().expect("cwd");
+        assert_eq!(c.work_dir, here.join("drone/work"));
+        assert_eq!(c.log_dir, here.join("drone/work/logs"));
+        assert_eq!(c.pkgdir, here.join("pkgs"));
     }
 
     #[test]

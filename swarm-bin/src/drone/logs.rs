@@ -81,14 +81,28 @@ pub(crate) fn upload(agent: &Agent, job: &Job, farm: Option<&str>, path: &Path) 
     }
 }
 
-/// Deletes the oldest `*.log` files beyond `keep` files or `keep_bytes`.
+/// Whether a file name is one of the build logs the agent writes
+/// (`<lease>_<category>_<pf>.log`, `nolease_...` for a v3 server's build):
+/// rotation deletes nothing else, so a `--log-dir /var/log` typo costs no
+/// system log.
+fn is_build_log(name: &str) -> bool {
+    name.strip_suffix(".log")
+        .and_then(|stem| stem.split_once('_'))
+        .is_some_and(|(lease, rest)| {
+            !rest.is_empty()
+                && (lease == "nolease"
+                    || (!lease.is_empty() && lease.bytes().all(|b| b.is_ascii_digit())))
+        })
+}
+
+/// Deletes the oldest build logs beyond `keep` files or `keep_bytes`.
 pub(crate) fn rotate(dir: &Path, keep: usize, keep_bytes: u64) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
     let mut logs: Vec<(std::time::SystemTime, u64, std::path::PathBuf)> = entries
         .filter_map(Result::ok)
-        .filter(|e| e.file_name().to_string_lossy().ends_with(".log"))
+        .filter(|e| is_build_log(&e.file_name().to_string_lossy()))
         .filter_map(|e| {
             let m = e.metadata().ok()?;
             if !m.is_file() {
@@ -142,7 +156,7 @@ mod tests {
     fn rotation_keeps_the_newest_within_count_and_bytes() {
         let dir = tempfile::tempdir().expect("dir");
         for i in 0..6 {
-            let p = dir.path().join(format!("{i}.log"));
+            let p = dir.path().join(format!("{i}_dev-libs_foo-1.{i}.log"));
             std::fs::write(&p, vec![b'x'; 100]).expect("write");
             let t = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000 + i);
             std::fs::File::options()
@@ -152,15 +166,37 @@ mod tests {
                 .expect("mtime");
         }
         std::fs::write(dir.path().join("keep.txt"), "not a log").expect("other");
+        // Not the agent's: a log dir shared by mistake (`--log-dir /var/log`).
+        for other in ["emerge.log", "app1.log", "x_y.log", "portage-sync.log"] {
+            std::fs::write(dir.path().join(other), "someone else's").expect("other");
+        }
+        let others = [
+            "app1.log",
+            "emerge.log",
+            "keep.txt",
+            "portage-sync.log",
+            "x_y.log",
+        ];
         rotate(dir.path(), 4, u64::MAX);
         let mut left: Vec<String> = std::fs::read_dir(dir.path())
             .expect("dir")
             .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
             .collect();
         left.sort();
-        assert_eq!(left, ["2.log", "3.log", "4.log", "5.log", "keep.txt"]);
+        let mut want: Vec<String> = (2..6)
+            .map(|i| format!("{i}_dev-libs_foo-1.{i}.log"))
+            .chain(others.iter().map(|o| o.to_string()))
+            .collect();
+        want.sort();
+        assert_eq!(left, want);
         rotate(dir.path(), 100, 250);
         let n = std::fs::read_dir(dir.path()).expect("dir").count();
-        assert_eq!(n, 3, "two logs of 100 bytes fit in 250, plus keep.txt");
+        assert_eq!(
+            n,
+            2 + others.len(),
+            "two logs of 100 bytes fit in 250, and the others"
+        );
+        assert!(is_build_log("nolease_dev-libs_foo-1.log"));
+        assert!(!is_build_log("_dev-libs_foo-1.log"));
     }
 }

@@ -555,6 +555,9 @@ fn redeliver(agent: &Agent, entries: Vec<(PathBuf, Entry)>) {
 fn set_aside_elsewhere(path: &Path, entry: &Entry, why: &str) {
     let bad = path.with_extension("bad");
     let _ = std::fs::rename(path, &bad);
+    if let Some(spool) = path.parent() {
+        trim_set_aside(spool, MAX_SET_ASIDE);
+    }
     tracing::error!(
         package = %crate::logging::shown(&entry.report.package),
         lease = %crate::logging::shown(&entry.report.lease),
@@ -563,6 +566,43 @@ fn set_aside_elsewhere(path: &Path, entry: &Entry, why: &str) {
         "a spooled build belongs to another farm (the agent was pointed at a new server, or the \
          store's loss was accepted): set aside, not delivered. It is delivered when the agent next \
          hears from the farm it was built for; if that farm is gone for good, delete it"
+    );
+}
+
+/// Set-aside builds kept at most: a server whose farm id changes with
+/// every reply set each build aside, and they filled the disk.
+const MAX_SET_ASIDE: usize = 64;
+
+/// Deletes the oldest set-aside entries (`.bad`, with their artifacts and
+/// log) beyond `keep`, saying which.
+fn trim_set_aside(spool: &Path, keep: usize) {
+    let Ok(read) = std::fs::read_dir(spool) else {
+        return;
+    };
+    let mut bad: Vec<(std::time::SystemTime, PathBuf)> = read
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "bad"))
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .collect();
+    if bad.len() <= keep {
+        return;
+    }
+    bad.sort();
+    let over = bad.len() - keep;
+    for (_, p) in bad.into_iter().take(over) {
+        match read_entry(&p) {
+            Ok(entry) => remove(&p, &entry),
+            Err(_) => {
+                let _ = std::fs::remove_file(&p);
+            }
+        }
+    }
+    tracing::error!(
+        removed = over,
+        kept = keep,
+        spool = %spool.display(),
+        "more builds were set aside for other farms than the spool keeps: the oldest were deleted \
+         (a server whose farm id keeps changing sets every build aside)"
     );
 }
 
@@ -907,6 +947,62 @@ mod tests {
         (art, report)
     }
 
+    /// Set-aside builds are bounded: the oldest go, with their files.
+    #[test]
+    fn set_aside_builds_beyond_the_bound_go_oldest_first_with_their_files() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        for lease in 1..=5u64 {
+            let (art, mut report) = one_build(dir.path());
+            report.lease = Some(lease);
+            let finished = one_finished(&art, report, Some(format!("farm-{lease}")));
+            let path = put(dir.path(), &finished).expect("spooled");
+            let bad = path.with_extension("bad");
+            std::fs::rename(&path, &bad).expect("set aside");
+            // Oldest first by time, whatever the names.
+            let t =
+                std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000 + lease);
+            std::fs::File::options()
+                .write(true)
+                .open(&bad)
+                .and_then(|f| f.set_modified(t))
+                .expect("mtime");
+        }
+        trim_set_aside(&dir.path().join("spool"), 2);
+        let left = spool_files(dir.path());
+        assert_eq!(
+            left.iter().filter(|f| f.ends_with(".bad")).count(),
+            2,
+            "{left:?}"
+        );
+        assert!(
+            left.iter()
+                .all(|f| f.starts_with("4_") || f.starts_with("5_")),
+            "{left:?}"
+        );
+        assert_eq!(
+            left.len(),
+            6,
+            "two entries with an artifact and a log each: {left:?}"
+        );
+    }
+
+    /// [`one_build`] finished: its artifact and a log, for `farm`.
+    fn one_finished(art: &Path, report: CompleteRequest, farm: Option<String>) -> Finished<'_> {
+        Finished {
+            report,
+            artifacts: vec![(
+                SpooledArtifact {
+                    category: "dev-libs".into(),
+                    name: "foo-1.gpkg.tar".into(),
+                    sha256: "ab".repeat(32),
+                },
+                art,
+            )],
+            log_gz: Some(b"gzipped log".to_vec()),
+            farm,
+        }
+    }
+
     fn spool_files(dir: &Path) -> Vec<String> {
         let mut names: Vec<String> = std::fs::read_dir(dir.join("spool"))
             .expect("spool")
@@ -924,19 +1020,7 @@ mod tests {
         let (art, report) = one_build(dir.path());
         std::fs::create_dir_all(dir.path().join("spool/9_nofarm_dev-libs_foo-1.json.tmp"))
             .expect("a directory where the temp file goes");
-        let finished = Finished {
-            report,
-            artifacts: vec![(
-                SpooledArtifact {
-                    category: "dev-libs".into(),
-                    name: "foo-1.gpkg.tar".into(),
-                    sha256: "ab".repeat(32),
-                },
-                art.as_path(),
-            )],
-            log_gz: Some(b"gzipped log".to_vec()),
-            farm: None,
-        };
+        let finished = one_finished(&art, report, None);
         put(dir.path(), &finished).expect_err("the write fails");
         assert_eq!(
             spool_files(dir.path()),
