@@ -932,3 +932,37 @@ fn the_profiles_panel_shows_each_target_and_each_drone_says_what_it_serves_or_wh
     browser.shot("14-queue-two-profiles");
     drop(drones);
 }
+
+/// A server whose reads need a token (`read_token`): the page opens its
+/// token form, and with the read token typed in it shows the farm and
+/// follows the event stream (read with `fetch`, so the token goes with it).
+#[test]
+fn with_a_read_token_the_dashboard_asks_for_it_then_reads_and_streams() {
+    if !browser_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("dir");
+    let read = "read-secret-for-the-browser";
+    let server = Server::start(&dir.path().join("data"), &[("SWARM_READ_TOKEN", read)]);
+    let shots = screenshots_dir();
+    let browser = Browser::start(&shots, &dir.path().join("chromium-profile"));
+    browser.goto(&format!("{}/", server.url));
+    browser.wait(
+        15,
+        "the token form, opened by a refused read",
+        "!document.getElementById('token-form').hidden",
+    );
+    browser.type_into("#token-input", read);
+    browser.click("#token-form button[type=submit]");
+    browser.wait(
+        15,
+        "the overview",
+        "document.querySelector('#count-built .n')",
+    );
+    browser.wait(
+        15,
+        "the event stream to be live",
+        "document.getElementById('live').dataset.live === 'true'",
+    );
+    browser.shot("read-token");
+}

@@ -1344,3 +1344,82 @@ fn a_bad_queue_number_names_its_field_and_bound() {
         "{error}"
     );
 }
+
+/// With `read_token` set, the API's reads and `/metrics` need it (or the
+/// admin token); health, `/binhost/`, the dashboard's own files and the
+/// drones' calls stay as they are, and the CLI sends `$SWARM_READ_TOKEN`.
+#[test]
+fn a_read_token_guards_the_reads_and_nothing_else() {
+    let dir = tempfile::tempdir().expect("dir");
+    let read = "read-secret-0123456789";
+    let s = Server::start(dir.path(), &[("SWARM_READ_TOKEN", read)]);
+    let admin = s.token();
+    let get = |path: &str, token: Option<&str>| {
+        support::request_raw("GET", &format!("{}{path}", s.url), None, token, &[]).0
+    };
+    for path in [
+        "/api/v1/status",
+        "/api/v1/queue",
+        "/api/v1/events?after=0",
+        "/api/v1/events/stream",
+        "/api/v1/logs/1",
+        "/metrics",
+    ] {
+        assert_eq!(get(path, None), 401, "{path} without a token");
+        assert_eq!(
+            get(path, Some("wrong-token")),
+            403,
+            "{path} with a wrong one"
+        );
+    }
+    assert_eq!(get("/api/v1/status", Some(read)), 200);
+    assert_eq!(
+        get("/api/v1/status", Some(&admin)),
+        200,
+        "the admin token reads too"
+    );
+    assert_eq!(get("/api/v1/health", None), 200, "monitoring asks bare");
+    assert_eq!(
+        get("/binhost/Packages", None),
+        404,
+        "Portage clients are not asked"
+    );
+    assert_eq!(get("/", None), 200, "the page itself asks for the token");
+    // Drones are not readers: their calls keep their own rules.
+    let (code, v) = s.post(
+        "/api/v1/register",
+        &json!({"node_name": "drone-r", "capabilities": {"cores": 2}}),
+    );
+    assert_eq!(code, 200, "{v}");
+    assert!(get("/api/v1/work?id=drone-r", None) < 300);
+    // A read token is no admin token.
+    let (code, v) = support::request(
+        "POST",
+        &format!("{}/api/v1/control", s.url),
+        Some(&json!({"action": "pause"}).to_string()),
+        Some(read),
+    );
+    assert_eq!(code, 403, "{v}");
+    // The CLI: `swarm status` sends $SWARM_READ_TOKEN.
+    let status = |token: Option<&str>| {
+        let mut cmd = std::process::Command::new(support::swarm_bin());
+        cmd.args(["status", "--server", &s.url])
+            .env_remove("SWARM_ADMIN_TOKEN")
+            .env_remove("SWARM_READ_TOKEN")
+            .stdin(std::process::Stdio::null());
+        if let Some(t) = token {
+            cmd.env("SWARM_READ_TOKEN", t);
+        }
+        cmd.output().expect("run swarm status")
+    };
+    let out = status(Some(read));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = status(None);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("read_token"), "says why: {err}");
+}

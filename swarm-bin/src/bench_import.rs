@@ -198,6 +198,7 @@ fn run_once(
         },
         admin_token: token.clone(),
         drone_token: None,
+        read_token: None,
         legacy_drones: swarm_net::settings::default_legacy_drones(),
         drones: server::DroneLimits::for_fleet(a.drones),
         max_body_bytes: 64 << 20,

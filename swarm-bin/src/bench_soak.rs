@@ -144,6 +144,7 @@ fn soak_in(a: &SoakArgs, dir: &Path) -> anyhow::Result<()> {
         },
         admin_token: token.clone(),
         drone_token: None,
+        read_token: None,
         legacy_drones: swarm_net::settings::default_legacy_drones(),
         drones: server::DroneLimits::for_fleet(a.drones),
         max_body_bytes: 16 << 20,

@@ -318,6 +318,7 @@ fn start(s: &Settings, accept_loss: bool) -> anyhow::Result<Started> {
         },
         admin_token,
         drone_token: s.drone_token.clone(),
+        read_token: s.read_token.clone(),
         legacy_drones: s.legacy_drones.clone(),
         drones: s.drones.clone(),
         max_body_bytes: s.max_body_bytes,

@@ -90,6 +90,9 @@ pub struct Settings {
     pub admin_token_file: PathBuf,
     /// A token shared by credential-less drones; enrolled drones have their own.
     pub drone_token: Option<String>,
+    /// When set, reads of the API and `/metrics` need it (or the admin
+    /// token); `None`: reads are open, as in v3.
+    pub read_token: Option<String>,
     /// Networks credential-less (v3) drones may call from; loopback by default.
     pub legacy_drones: Vec<ipnet::IpNet>,
     /// `max_drones`, `max_registrations_per_minute` and `probe.networks`.
@@ -214,6 +217,7 @@ impl Settings {
             admin_token: None,
             admin_token_file: data_dir.join("admin.token"),
             drone_token: None,
+            read_token: None,
             legacy_drones: default_legacy_drones(),
             drones: crate::server::DroneLimits::default(),
             tls_cert: None,
@@ -267,6 +271,7 @@ impl fmt::Debug for Settings {
             .field("admin_token", &hidden(&self.admin_token))
             .field("admin_token_file", &self.admin_token_file)
             .field("drone_token", &hidden(&self.drone_token))
+            .field("read_token", &hidden(&self.read_token))
             .field("legacy_drones", &self.legacy_drones)
             .field("drones", &self.drones)
             .field("tls_cert", &self.tls_cert)
@@ -437,6 +442,7 @@ impl Loaded {
             ("admin_token".into(), hidden(&s.admin_token)),
             ("admin_token_file".into(), path(&s.admin_token_file)),
             ("drone_token".into(), hidden(&s.drone_token)),
+            ("read_token".into(), hidden(&s.read_token)),
             (
                 "legacy_drones".into(),
                 J::from(
@@ -737,6 +743,7 @@ fn load(request: &LoadRequest) -> Result<Loaded, SettingsError> {
             .path("admin_token_file")
             .unwrap_or(defaults.admin_token_file),
         drone_token: layers.text("drone_token"),
+        read_token: layers.text("read_token"),
         legacy_drones: match layers.get("legacy_drones") {
             Some(Typed::Networks(n)) => n.clone(),
             _ => defaults.legacy_drones.clone(),
@@ -844,6 +851,12 @@ fn load(request: &LoadRequest) -> Result<Loaded, SettingsError> {
         if settings.drone_token.as_ref() == Some(token) {
             warnings.push(
                 "drone_token equals admin_token: every drone can run admin actions; use two tokens"
+                    .into(),
+            );
+        }
+        if settings.read_token.as_ref() == Some(token) {
+            warnings.push(
+                "read_token equals admin_token: every reader can run admin actions; use two tokens"
                     .into(),
             );
         }

@@ -81,7 +81,15 @@ impl ServerArgs {
             .clone()
             .or_else(|| env_var("SWARM_CA").map(PathBuf::from));
         let tls = TlsClient::load(ca.as_deref())?;
-        Ok(Client::new(self.url(), Duration::from_secs(self.timeout_s.max(1))).with_tls(&tls))
+        // Reads carry a token only when the operator gave one for that
+        // purpose: a token file found on this host is not sent to whatever
+        // server `--server` names.
+        let read_token = env_var("SWARM_READ_TOKEN").or_else(|| env_var("SWARM_ADMIN_TOKEN"));
+        Ok(
+            Client::new(self.url(), Duration::from_secs(self.timeout_s.max(1)))
+                .with_tls(&tls)
+                .with_read_token(read_token),
+        )
     }
 }
 
@@ -101,7 +109,12 @@ impl AdminArgs {
             .or_else(|| self.data_dir.as_ref().map(|d| d.join(TOKEN_FILE_NAME)));
         let (token, token_source) = find_token(self.token.as_deref(), file.as_deref(), &env_var)?;
         Ok(AdminClient {
-            client: self.server.client()?.with_admin_token(Some(token)),
+            // The admin token passes where a read token is asked for too.
+            client: self
+                .server
+                .client()?
+                .with_admin_token(Some(token.clone()))
+                .with_read_token(Some(token)),
             token_source,
         })
     }

@@ -23,6 +23,8 @@ pub struct Client {
     base: String,
     admin_token: Option<String>,
     drone_token: Option<String>,
+    /// Sent on reads (`Auth::None`), for a server with a `read_token`.
+    read_token: Option<String>,
     agent: ureq::Agent,
     timeout: Duration,
     /// The largest JSON reply read (`with_reply_cap`).
@@ -102,7 +104,7 @@ impl ClientError {
 /// Which credential a call carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Auth {
-    /// None (read endpoints).
+    /// No credential but the read token, if set (read endpoints).
     None,
     /// The drone token, if configured.
     Drone,
@@ -120,6 +122,7 @@ impl Client {
             base,
             admin_token: None,
             drone_token: None,
+            read_token: None,
             timeout,
             reply_cap: DEFAULT_REPLY_CAP,
         }
@@ -144,6 +147,12 @@ impl Client {
         self
     }
 
+    /// Sets the token sent on reads, for a server whose reads need one.
+    pub fn with_read_token(mut self, token: Option<String>) -> Client {
+        self.read_token = token;
+        self
+    }
+
     /// Sets the drone token for drone calls.
     pub fn with_drone_token(mut self, token: Option<String>) -> Client {
         self.drone_token = token;
@@ -163,7 +172,7 @@ impl Client {
     fn request(&self, method: &str, path: &str, auth: Auth) -> ureq::Request {
         let mut req = self.agent.request(method, &self.url(path));
         let token = match auth {
-            Auth::None => None,
+            Auth::None => self.read_token.as_deref(),
             Auth::Drone => self.drone_token.as_deref(),
             Auth::Admin => self.admin_token.as_deref(),
         };

@@ -37,6 +37,31 @@ pub(crate) fn require_admin(req: &Request, token: &str) -> Result<(), ApiError> 
     }
 }
 
+/// A read when the operator set `read_token`: that token or the admin
+/// token (an operator's CLI and dashboard hold the latter).
+pub(crate) fn require_reader(
+    req: &Request,
+    read_token: Option<&str>,
+    admin: &str,
+) -> Result<(), ApiError> {
+    let Some(read) = read_token else {
+        return Ok(());
+    };
+    let given = presented(req);
+    if given.is_none() {
+        return Err(ApiError::new(
+            401,
+            "this server's reads need a token (read_token is set): send `Authorization: Bearer \
+             <read token or admin token>` (the CLI sends $SWARM_READ_TOKEN)",
+        ));
+    }
+    if matches(given, read) || matches(given, admin) {
+        Ok(())
+    } else {
+        Err(ApiError::new(403, "read token does not match"))
+    }
+}
+
 /// The admin token in force: the configured one, else the one in `file`,
 /// else a new random one written to `file` with mode 0600.
 pub fn resolve_admin_token(

@@ -8,8 +8,9 @@
 //!
 //! - `PUT /api/v1/logs/<lease>?package=<atom>&node=<drone>` (drone token):
 //!   the body is gzip; it must be the build of that drone and package.
-//! - `GET /api/v1/logs/<lease>` (open, as every read): the log as text.
-//! - `GET /api/v1/logs?package=<atom>` (open): the package's builds
+//! - `GET /api/v1/logs/<lease>` (a read: open unless `read_token` is set):
+//!   the log as text.
+//! - `GET /api/v1/logs?package=<atom>` (a read): the package's builds
 //!   with whether each has a log.
 
 use super::http::{header, read_body, ApiError, Query, Reply};

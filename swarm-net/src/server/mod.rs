@@ -85,6 +85,9 @@ pub struct ServerOptions {
     /// A token shared by all credential-less drones (v3 style); enrolled
     /// drones use their own (`swarm node enroll`).
     pub drone_token: Option<String>,
+    /// When set, reads of the API and `/metrics` need it or the admin token
+    /// (`auth::require_reader`); `None`: reads are open, as in v3.
+    pub read_token: Option<String>,
     /// Networks credential-less (v3) drones may call from (loopback by default).
     pub legacy_drones: Vec<ipnet::IpNet>,
     /// Caps on the fleet (`max_drones`, new registrations per minute) and
@@ -361,6 +364,7 @@ pub fn start(opts: ServerOptions) -> Result<RunningServer, ServeError> {
         profile_releases: Mutex::new(BTreeMap::new()),
         admin_token: opts.admin_token.clone(),
         drone_token: opts.drone_token.clone(),
+        read_token: opts.read_token.clone(),
         max_body: opts.max_body_bytes,
         max_artifact: opts.max_artifact_bytes,
         farm_id: store.store_id().to_owned(),
@@ -473,6 +477,13 @@ fn serve_one(sh: &Shared, req: &mut Request<'_>) -> Response {
     let method = req.method().clone();
     let url = req.url().to_string();
     let path = url.split('?').next().unwrap_or("").to_string();
+    if is_guarded_read(&method, &path) {
+        if let Err(e) = auth::require_reader(req, sh.read_token.as_deref(), &sh.admin_token) {
+            sh.metrics
+                .request("read_refused", e.status, began.elapsed());
+            return http::into_response(Reply::from(e));
+        }
+    }
     // The event stream keeps its connection (its own thread, in front/).
     if method == Method::Get && path == "/api/v1/events/stream" {
         let from = identity::effective_peer(req);
@@ -540,6 +551,17 @@ fn serve_one(sh: &Shared, req: &mut Request<'_>) -> Response {
 }
 
 type Routed = (&'static str, Result<Reply, ApiError>);
+
+/// The reads a `read_token` guards: the API's and the metrics. Not health
+/// (monitoring asks it bare), not `/binhost/` (Portage clients), not the
+/// dashboard's own files (the page asks for the token), and not the
+/// drones' calls (their own credentials).
+fn is_guarded_read(method: &Method, path: &str) -> bool {
+    matches!(method, Method::Get | Method::Head)
+        && (matches!(path, "/metrics" | "/api/v1/metrics")
+            || (path.starts_with("/api/v1/")
+                && !matches!(path, "/api/v1/health" | "/api/v1/work" | "/api/v1/poll")))
+}
 
 /// Routes that take the drone token: refusals there are logged.
 const DRONE_ROUTES: [&str; 7] = [

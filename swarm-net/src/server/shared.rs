@@ -137,6 +137,8 @@ pub(crate) struct Shared {
     pub(crate) profile_releases: Mutex<BTreeMap<String, Arc<crate::binhost::Releases>>>,
     pub(crate) admin_token: String,
     pub(crate) drone_token: Option<String>,
+    /// See `ServerOptions::read_token`.
+    pub(crate) read_token: Option<String>,
     pub(crate) max_body: u64,
     pub(crate) max_artifact: u64,
     /// The store's id (`Store::store_id`), told to drones as `farm_id`.

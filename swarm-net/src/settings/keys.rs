@@ -51,6 +51,7 @@ pub(super) const SERVER_KEYS: &[(&str, Kind)] = &[
     ("admin_token", Kind::Secret),
     ("admin_token_file", Kind::Path),
     ("drone_token", Kind::Secret),
+    ("read_token", Kind::Secret),
     ("legacy_drones", Kind::Networks),
     ("tls_cert", Kind::OptPath),
     ("tls_key", Kind::OptPath),

@@ -20,6 +20,7 @@ pub fn options(dir: &Path, token: &str) -> ServerOptions {
         store: StoreOptions::default(),
         admin_token: token.into(),
         drone_token: None,
+        read_token: None,
         max_body_bytes: 1 << 20,
         max_artifact_bytes: 1 << 20,
         http: server::HttpLimits::default(),

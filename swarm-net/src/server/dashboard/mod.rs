@@ -6,7 +6,8 @@
 //! rows of `events`, twice a second) and the series (a sample of the
 //! published view every few seconds). It never touches the writer.
 //!
-//! The page reads through the same open endpoints as any client; actions
+//! The page reads through the same endpoints as any client (with the token
+//! it holds, when the server's reads need one: `read_token`); actions
 //! send the admin token as a Bearer header (kept in the tab's
 //! sessionStorage, never in a URL, never in a cookie, so there is no
 //! ambient authority a forged request could borrow).

@@ -94,7 +94,7 @@ function tokenUi() {
   });
   window.addEventListener('swarm-auth', (e) => {
     form.hidden = false;
-    notice('The server wants the admin token: ' + e.detail, 'bad');
+    notice('The server wants a token (the admin token, or its read token): ' + e.detail, 'bad');
   });
 }
 
