@@ -841,6 +841,16 @@ fn load(request: &LoadRequest) -> Result<Loaded, SettingsError> {
     }
     check_tls(&settings, &source_of, &mut warnings)?;
     check_drone_access(&settings, &source_of, &mut warnings)?;
+    if settings
+        .read_token
+        .as_ref()
+        .is_some_and(|t| t.chars().count() < 16)
+    {
+        warnings.push(format!(
+            "read_token ({}) is shorter than 16 characters; use a long random token",
+            source_of("read_token")
+        ));
+    }
     if let Some(token) = &settings.admin_token {
         if token.chars().count() < 16 {
             warnings.push(format!(

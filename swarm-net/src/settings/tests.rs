@@ -713,3 +713,30 @@ fn tls_needs_both_files_and_files_that_load() {
     let e = load_err(&with_file(&text, &[]).2);
     assert!(e.contains("tls_cert") && e.contains("tls_key"), "{e}");
 }
+
+#[test]
+fn a_short_read_token_or_one_equal_to_the_admin_token_is_warned_about() {
+    let warned = |env: &[(&str, &str)], what: &str| {
+        load_ok(&request(env))
+            .warnings
+            .iter()
+            .any(|w| w.contains(what))
+    };
+    assert!(warned(
+        &[("SWARM_READ_TOKEN", "short")],
+        "read_token (env SWARM_READ_TOKEN) is shorter"
+    ));
+    let long = "0123456789abcdef-long-enough";
+    assert!(!warned(&[("SWARM_READ_TOKEN", long)], "read_token"));
+    assert!(warned(
+        &[("SWARM_READ_TOKEN", long), ("SWARM_ADMIN_TOKEN", long)],
+        "read_token equals admin_token"
+    ));
+    assert_eq!(
+        load_ok(&request(&[("SWARM_READ_TOKEN", long)]))
+            .settings
+            .read_token
+            .as_deref(),
+        Some(long)
+    );
+}

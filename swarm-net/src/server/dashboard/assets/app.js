@@ -74,7 +74,7 @@ function tokenUi() {
   const form = document.getElementById('token-form');
   const input = document.getElementById('token-input');
   const button = document.getElementById('token-button');
-  const label = () => { button.textContent = api.token() ? 'Admin token ✓' : 'Admin token'; };
+  const label = () => { button.textContent = api.token() ? 'Token ✓' : 'Token'; };
   label();
   button.addEventListener('click', () => { form.hidden = !form.hidden; if (!form.hidden) input.focus(); });
   form.addEventListener('submit', (e) => {
@@ -83,14 +83,14 @@ function tokenUi() {
     input.value = '';
     form.hidden = true;
     label();
-    notice('Admin token kept for this tab', 'ok');
+    notice('Token kept for this tab', 'ok');
     refresh();
   });
   document.getElementById('token-forget').addEventListener('click', () => {
     api.setToken('');
     form.hidden = true;
     label();
-    notice('Admin token forgotten', 'ok');
+    notice('Token forgotten', 'ok');
   });
   window.addEventListener('swarm-auth', (e) => {
     form.hidden = false;
