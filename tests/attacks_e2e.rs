@@ -699,6 +699,19 @@ fn impersonation_and_hijack_by_re_registering_are_refused() {
     assert_eq!(code, 200, "plain still registers: {v}");
     let (code, v) = as_drone(&server, "GET", "/api/v1/work?id=plain", None, None, &[]);
     assert!(code < 300, "plain still asks for work: {code} {v}");
+    // The other way round: a new drone named like a v3 drone's machine id
+    // would take the calls that name it by that id.
+    let (code, v) = register(None, json!({"name": "lv", "id": "lv-mid"}));
+    assert_eq!(code, 200, "{v}");
+    let (code, v) = register(None, json!({"name": "lv-mid"}));
+    assert_eq!(code, 409, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("machine id of the drone lv"),
+        "{v}"
+    );
     build.finish(&server);
     // Revoked: the honest token stops working at once.
     let token = std::fs::read_to_string(dir.path().join("honest.token")).expect("token");

@@ -411,6 +411,12 @@ fn bad_input_gets_a_4xx_that_says_what_was_wrong() {
         ),
         (
             "/api/v1/register",
+            json!({"node_name": " ..\t"}),
+            400,
+            Some("node_name"),
+        ),
+        (
+            "/api/v1/register",
             json!({"node_name": "d1", "current_task": "not an atom!!"}),
             400,
             Some("current_task"),
@@ -1222,16 +1228,37 @@ fn a_web_page_on_another_origin_cannot_drive_the_drone_api() {
     assert_eq!(code, 200, "{reply}");
     let (code, reply) = raw_post(&s, "/api/v1/register", &[], &body("no-origin"));
     assert_eq!(code, 200, "{reply}");
-    // An `<img>` on another port of this host asks for work as a
-    // credential-less loopback drone: a GET with no Origin, `same-site`.
-    let (code, v) = support::request_raw(
-        "GET",
-        &format!("{}/api/v1/work?id=no-origin", s.url),
-        None,
-        None,
-        &[("Sec-Fetch-Site", "same-site"), ("Sec-Fetch-Dest", "image")],
-    );
-    assert_eq!(code, 403, "{v}");
+    let browser_get = |path: &str, headers: &[(&str, &str)]| {
+        support::request_raw("GET", &format!("{}{path}", s.url), None, None, headers)
+    };
+    for (what, path, headers) in [
+        // An `<img>` on another port of this host asks for work as a
+        // credential-less loopback drone: a GET with no Origin, `same-site`.
+        (
+            "same-site",
+            "/api/v1/work?id=no-origin",
+            &[("Sec-Fetch-Site", "same-site"), ("Sec-Fetch-Dest", "image")][..],
+        ),
+        // The same from a page on a plain-http host name: the browser sends
+        // no Sec-Fetch-Site and no Origin, but its User-Agent.
+        (
+            "a browser",
+            "/api/v1/work?id=no-origin",
+            &[("User-Agent", "Mozilla/5.0 (X11; Linux x86_64) Chrome/156.0")][..],
+        ),
+        // Another site's page gets no event stream either.
+        (
+            "another site's stream",
+            "/api/v1/events/stream",
+            &[
+                ("Origin", "http://evil.example"),
+                ("Sec-Fetch-Site", "cross-site"),
+            ][..],
+        ),
+    ] {
+        let (code, v) = browser_get(path, headers);
+        assert_eq!(code, 403, "{what}: {v}");
+    }
     let (_, nodes) = s.get("/api/v1/nodes?all=true");
     let nodes = nodes.to_string();
     assert!(!nodes.contains("csrf-victim"), "recorded: {nodes}");

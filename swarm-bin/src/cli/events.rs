@@ -36,6 +36,7 @@ pub(crate) struct EventsArgs {
 
 /// Every kind of event the core emits (the `event` tag of `swarm_core::Event`).
 pub(crate) const KINDS: &[&str] = &[
+    "env_changed",
     "registered",
     "went_suspect",
     "went_offline",
@@ -58,6 +59,7 @@ pub(crate) const KINDS: &[&str] = &[
     "brake_released",
     "paused",
     "resumed",
+    "release",
     "control_applied",
 ];
 
@@ -207,6 +209,23 @@ pub(crate) fn render(events: &[EventRecord], now_ms: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every event the core emits can be asked for by kind (README names
+    /// `swarm events --kind release`): the kinds, as serialised, of one
+    /// event of each variant the core has.
+    #[test]
+    fn every_kind_the_core_emits_is_a_kind() {
+        let release = swarm_core::Event::Release {
+            action: "published".into(),
+            release: "r1".into(),
+            detail: String::new(),
+        };
+        let tag = serde_json::to_value(&release).expect("json")["event"].clone();
+        assert_eq!(tag, serde_json::json!("release"));
+        check_kind(Some("release")).expect("a kind");
+        assert!(check_kind(Some("env_changed")).is_ok());
+        assert!(check_kind(Some("nonsense")).is_err());
+    }
 
     fn built() -> EventRecord {
         EventRecord {

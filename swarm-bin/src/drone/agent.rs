@@ -255,7 +255,7 @@ fn apply_work_reply(agent: &Arc<Agent>, reply: &WorkReply) -> bool {
     }));
     if let Some(expected) = &sync {
         if !asked_sync {
-            tracing::info!(expected = ?expected, have = ?st.agent.portage_timestamp(), "the server asks for a Portage sync");
+            tracing::info!(expected = %super::heartbeat::for_log(expected), have = ?st.agent.portage_timestamp(), "the server asks for a Portage sync");
         }
     }
     let mut started = Vec::new();
@@ -317,12 +317,15 @@ fn run_sync(agent: &Agent, expected: &str) -> bool {
     let argv = match super::config::sync_argv(&cfg.sync_command, expected) {
         Ok(a) => a,
         Err(e) => {
-            tracing::error!("not syncing Portage: {e:#}");
+            tracing::error!(
+                "not syncing Portage: {}",
+                super::heartbeat::for_log(&format!("{e:#}"))
+            );
             agent.lock().feed(AgentInput::Synced(None));
             return false;
         }
     };
-    tracing::info!(command = ?shell_words::join(argv.iter().map(String::as_str)), ?expected, log = %log.display(), "syncing Portage");
+    tracing::info!(command = %super::heartbeat::for_log(&shell_words::join(argv.iter().map(String::as_str))), expected = %super::heartbeat::for_log(expected), log = %log.display(), "syncing Portage");
     let spec = super::runner::BuildSpec {
         argv: &argv,
         env: Vec::new(),
@@ -347,10 +350,10 @@ fn run_sync(agent: &Agent, expected: &str) -> bool {
                 == Some(want)
         });
     if ok && reached {
-        tracing::info!(timestamp = ?ts, ?expected, took_s = finished.took.as_secs(), "Portage synced");
+        tracing::info!(timestamp = ?ts, expected = %super::heartbeat::for_log(expected), took_s = finished.took.as_secs(), "Portage synced");
     } else if ok {
         tracing::error!(
-            timestamp = ?ts, ?expected, file = %cfg.portage_timestamp_file.display(),
+            timestamp = ?ts, expected = %super::heartbeat::for_log(expected), file = %cfg.portage_timestamp_file.display(),
             "the sync succeeded but the tree is not at the snapshot the server expects; \
              the server asks again in {} min (make the sync command reach {{snapshot}})",
             swarm_core::SYNC_RETRY_MS / 60_000

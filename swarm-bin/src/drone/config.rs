@@ -521,6 +521,9 @@ pub(crate) fn sync_argv(template: &[String], expected: &str) -> anyhow::Result<V
              snapshot ({e}); the sync command names the snapshot, so it is not run"
         )
     })?;
+    if snapshot.as_str().starts_with('-') {
+        bail!("the server asked for a Portage sync to a snapshot before year 0 ({expected:?}); not run");
+    }
     Ok(template
         .iter()
         .map(|w| {
@@ -794,6 +797,8 @@ mod tests {
             let e = sync_argv(&git, hostile).expect_err(hostile);
             assert!(e.to_string().contains("not a Portage snapshot"), "{e}");
         }
+        let e = sync_argv(&git, "-0001-01-01").expect_err("reads as an option");
+        assert!(e.to_string().contains("before year 0"), "{e}");
         assert_eq!(
             sync_argv(&git, "2026-02-17 00:00").expect("a snapshot")[3],
             "2026-02-17 00:00"

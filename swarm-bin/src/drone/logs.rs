@@ -89,7 +89,8 @@ fn is_build_log(name: &str) -> bool {
     name.strip_suffix(".log")
         .and_then(|stem| stem.split_once('_'))
         .is_some_and(|(lease, rest)| {
-            !rest.is_empty()
+            rest.split_once('_')
+                .is_some_and(|(cat, pf)| !cat.is_empty() && !pf.is_empty())
                 && (lease == "nolease"
                     || (!lease.is_empty() && lease.bytes().all(|b| b.is_ascii_digit())))
         })
@@ -119,6 +120,8 @@ pub(crate) fn rotate(dir: &Path, keep: usize, keep_bytes: u64) {
         if i >= keep || (total > keep_bytes && i > 0) {
             match std::fs::remove_file(path) {
                 Ok(()) => tracing::debug!(log = %path.display(), "old build log removed"),
+                // Another job's rotation took it first.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => {
                     tracing::warn!(log = %path.display(), "cannot remove an old build log: {e}")
                 }
@@ -197,6 +200,8 @@ mod tests {
             "two logs of 100 bytes fit in 250, and the others"
         );
         assert!(is_build_log("nolease_dev-libs_foo-1.log"));
+        assert!(!is_build_log("20240101_install.log"), "no <cat>_<pf>");
+        assert!(!is_build_log("nolease_notmine.log"));
         assert!(!is_build_log("_dev-libs_foo-1.log"));
     }
 }

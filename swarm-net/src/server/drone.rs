@@ -85,7 +85,7 @@ pub(crate) fn register(sh: &Shared, req: &mut Request, caller: &Caller) -> Resul
     };
     let name = DroneName::new(name_text.clone())
         .map_err(|e| ApiError::field(400, field, format!("bad drone name {name_text:?}: {e}")))?;
-    if name_text.bytes().all(|b| b == b'.') {
+    if name.as_str().bytes().all(|b| b == b'.') {
         // `/api/v1/nodes/../pause` is `/api/v1/pause` to every URL parser.
         return Err(ApiError::field(
             400,
@@ -105,6 +105,16 @@ pub(crate) fn register(sh: &Shared, req: &mut Request, caller: &Caller) -> Resul
             sh.known.len(),
             name.as_str(),
         )?;
+    }
+    if let Some(owner) = sh.name_is_machine_id_of(&name) {
+        return Err(ApiError::field(
+            409,
+            field,
+            format!(
+                "the name {name} is the machine id of the drone {owner}, whose calls name it by \
+                 that id; give this drone another name (or remove {owner}: `swarm node remove {owner}`)"
+            ),
+        ));
     }
     let machine_id = r.id.clone().unwrap_or_else(|| machine_id_of(name.as_str()));
     // Calls name a drone by machine id or by name: one drone's machine id

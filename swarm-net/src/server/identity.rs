@@ -76,6 +76,20 @@ pub(crate) fn drone_caller(sh: &Shared, req: &Request<'_>) -> Result<Caller, Api
             },
         ));
     }
+    // A browser is never a credential-less drone: to a plain-http host name
+    // (`http://farmhost:8100`) it sends no Sec-Fetch-Site and, on a GET, no
+    // Origin, so a page anywhere could otherwise take leases as a loopback
+    // drone with an `<img>`. Every browser's User-Agent starts so, and a
+    // page cannot change it.
+    if token.is_none()
+        && header(req, "User-Agent").is_some_and(|ua| ua.trim_start().starts_with("Mozilla/"))
+    {
+        return Err(ApiError::new(
+            403,
+            "a browser cannot act as a drone: drones without a credential are programs (a v3 agent, \
+             swarm drone), and a page's request is refused",
+        ));
+    }
     if !sh.legacy_allowed(peer) {
         sh.refusals.note(&peer.to_string(), || {
             format!("credential-less drone from {peer} refused: not in legacy_drones")

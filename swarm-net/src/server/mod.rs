@@ -484,8 +484,18 @@ fn serve_one(sh: &Shared, req: &mut Request<'_>) -> Response {
             return http::into_response(Reply::from(e));
         }
     }
-    // The event stream keeps its connection (its own thread, in front/).
+    let refusal = http::cross_site_refusal(
+        http::header(req, "Origin"),
+        http::header(req, "Host"),
+        http::header(req, "Sec-Fetch-Site"),
+    );
+    // The event stream keeps its connection (its own thread, in front/);
+    // another site's page does not get one either.
     if method == Method::Get && path == "/api/v1/events/stream" {
+        if let Some(why) = &refusal {
+            sh.metrics.request("cross_site", 403, began.elapsed());
+            return http::into_response(Reply::from(ApiError::new(403, why.clone())));
+        }
         let from = identity::effective_peer(req);
         let resp = dashboard::stream::open(&sh.dashboard.feed, req, &url, from);
         sh.metrics
@@ -499,11 +509,6 @@ fn serve_one(sh: &Shared, req: &mut Request<'_>) -> Response {
             return resp;
         }
     }
-    let refusal = http::cross_site_refusal(
-        http::header(req, "Origin"),
-        http::header(req, "Host"),
-        http::header(req, "Sec-Fetch-Site"),
-    );
     let (route, result) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         match refusal {
             // Before routing, so no handler reads the body or acts on it.

@@ -93,6 +93,16 @@ impl MachineIds {
         self.by_id.get(id).cloned()
     }
 
+    /// The drone, other than `name`, whose machine id is `name`'s text: a v3
+    /// drone's calls name it by that id, so a drone of that name would take
+    /// them over.
+    pub(crate) fn id_of_another(&self, name: &DroneName) -> Option<DroneName> {
+        self.by_id
+            .get(name.as_str())
+            .filter(|owner| *owner != name)
+            .cloned()
+    }
+
     /// The known drone, other than `name`, whose name `machine_id` is.
     pub(crate) fn named_by(&self, machine_id: &str, name: &DroneName) -> Option<DroneName> {
         DroneName::new(machine_id)
@@ -296,6 +306,11 @@ impl Shared {
         self.ids.read().ok()?.resolve(id)
     }
 
+    /// See [`MachineIds::id_of_another`].
+    pub(crate) fn name_is_machine_id_of(&self, name: &DroneName) -> Option<DroneName> {
+        self.ids.read().ok()?.id_of_another(name)
+    }
+
     /// See [`MachineIds::named_by`].
     pub(crate) fn machine_id_names_another(
         &self,
@@ -426,6 +441,8 @@ mod tests {
         );
         assert_eq!(ids.named_by("plain", &name("plain")), None, "its own name");
         assert_eq!(ids.named_by("m-1", &name("drone-enr")), None);
+        assert_eq!(ids.id_of_another(&name("plain")), Some(name("drone-enr")));
+        assert_eq!(ids.id_of_another(&name("drone-enr")), None);
     }
 
     #[test]
