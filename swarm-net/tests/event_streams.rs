@@ -34,16 +34,16 @@ fn one_address_cannot_take_every_event_stream() {
     let server = swarm_net::server::start(common::options(dir.path(), "t")).expect("server");
     let addr = server.addr();
     let mut held = Vec::new();
-    for _ in 0..8 {
+    for _ in 0..16 {
         let (s, status) = open_stream(addr, "203.0.113.9");
         assert_eq!(status, 200);
         held.push(s);
     }
     let (mut refused, status) = open_stream(addr, "203.0.113.9");
-    assert_eq!(status, 503, "a ninth stream from one address");
+    assert_eq!(status, 503, "a seventeenth stream from one address");
     let mut why = String::new();
     let _ = refused.read_to_string(&mut why);
-    assert!(why.contains("from 203.0.113.9 (limit 8)"), "{why}");
+    assert!(why.contains("from 203.0.113.9 (limit 16)"), "{why}");
     // An operator's dashboard elsewhere still gets its stream.
     let (s, status) = open_stream(addr, "198.51.100.7");
     assert_eq!(status, 200, "another address");

@@ -27,8 +27,10 @@ use swarm_store::{EventFilter, History};
 pub(crate) const MAX_CLIENTS: usize = 32;
 /// Streams open at once from one address (a reverse proxy's clients by
 /// their `X-Forwarded-For`): one client cannot take every place and keep
-/// the operators' dashboards out.
-pub(crate) const MAX_PER_PEER: usize = 8;
+/// the operators' dashboards out. Half the total: the dashboards of operators behind one proxy that
+/// passes no `X-Forwarded-For` share an address, and a stream a closed tab
+/// held is freed only at its next keep-alive write (up to 30 s later).
+pub(crate) const MAX_PER_PEER: usize = 16;
 /// Events kept for clients that fall behind or resume.
 const RING: usize = 1000;
 /// A comment line this often keeps proxies from timing out and finds dead peers.
