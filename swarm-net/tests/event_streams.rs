@@ -39,6 +39,16 @@ fn one_address_cannot_take_every_event_stream() {
         assert_eq!(status, 200);
         held.push(s);
     }
+    // The head of a stream: one Cache-Control (the stream's own), nosniff.
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") && head.len() < 4096 {
+        held[0].read_exact(&mut byte).expect("the stream's head");
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_lowercase();
+    assert_eq!(head.matches("cache-control:").count(), 1, "{head}");
+    assert!(head.contains("x-content-type-options: nosniff"), "{head}");
     let (mut refused, status) = open_stream(addr, "203.0.113.9");
     assert_eq!(status, 503, "a seventeenth stream from one address");
     let mut why = String::new();

@@ -421,7 +421,15 @@ fn write_response(
             if http11 {
                 out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
             }
-            out.extend_from_slice(b"Cache-Control: no-cache\r\n\r\n");
+            // A stream is never cached, unless its reply says more itself.
+            if !resp
+                .headers
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case("Cache-Control"))
+            {
+                out.extend_from_slice(b"Cache-Control: no-cache\r\n");
+            }
+            out.extend_from_slice(b"\r\n");
             conn.write_raw(&out)?;
             if head_only {
                 return if http11 {

@@ -211,7 +211,7 @@ fn refuse_now(mut sock: TcpStream) {
     let body = r#"{"error":"server busy: too many open connections; retry shortly"}"#;
     let _ = write!(
         sock,
-        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: {}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n{body}",
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nX-Content-Type-Options: nosniff\r\nContent-Length: {}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     let _ = sock.shutdown(Shutdown::Write);

@@ -167,7 +167,7 @@ fn tell_plain_client(mut sock: TcpStream) {
     let body = r#"{"error":"this server speaks https: use an https:// URL (with --ca FILE if its certificate is from a private CA)"}"#;
     let _ = write!(
         sock,
-        "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nX-Content-Type-Options: nosniff\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     let _ = sock.flush();
