@@ -182,12 +182,9 @@ pub(crate) fn failure_cause(e: &swarm_net::client::ClientError, have_token: bool
 /// filled the log at 1 MB a second).
 pub(crate) fn for_log(text: &str) -> String {
     let mut out = String::new();
-    for (n, c) in text.chars().enumerate() {
+    for (n, (at, c)) in text.char_indices().enumerate() {
         if n == LOGGED_CHARS {
-            out += &format!(
-                "… ({} more bytes)",
-                text.len() - text.char_indices().nth(n).map_or(0, |(i, _)| i)
-            );
+            out += &format!("… ({} more bytes)", text.len() - at);
             break;
         }
         if c.is_control() {
