@@ -23,6 +23,8 @@ mod replay_cmd;
 mod serve_cmd;
 mod sim_cmd;
 mod sql_cmd;
+#[cfg(test)]
+mod test_exec;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};

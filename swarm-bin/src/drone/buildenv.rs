@@ -237,9 +237,9 @@ mod tests {
         let fake = dir.path().join("portageq");
         let log = dir.path().join("asked");
         // envvar -v NAMES...: answers the names it knows, as portageq prints them.
-        std::fs::write(
+        crate::test_exec::write_script(
             &fake,
-            format!(
+            &format!(
                 // and exits 1, as portageq does when one of them is empty or unset.
                 "#!/bin/sh\necho \"$*\" >> {log}\n[ \"$1\" = envvar ] || exit 0\nshift; shift\n\
                  for n in \"$@\"; do case $n in\n\
@@ -255,10 +255,7 @@ mod tests {
                  esac; done\nexit 1\n",
                 log = log.display()
             ),
-        )
-        .expect("write");
-        std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .expect("chmod");
+        );
         let have: BTreeMap<String, String> = [
             ("USE".to_string(), "ssl amd64".to_string()),
             ("FEATURES".to_string(), "splitdebug".to_string()),
@@ -334,17 +331,14 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let fake = dir.path().join("portageq");
         // Answers as portageq does: envvar, then best_version EROOT ATOM (empty when none).
-        std::fs::write(
+        crate::test_exec::write_script(
             &fake,
             "#!/bin/sh\ncase \"$1 $3\" in\n\
              'envvar '*) [ \"$2\" = EROOT ] && echo /r/ || echo \"CFLAGS='-O2'\" ;;\n\
              'best_version sys-devel/gcc') [ \"$2\" = /r/ ] && echo sys-devel/gcc-14.2.1 ;;\n\
              'best_version sys-libs/musl') echo sys-libs/musl-1.2.5 ;;\n\
              *) echo ;;\nesac\n",
-        )
-        .expect("write");
-        std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .expect("chmod");
+        );
         let path = fake.to_string_lossy().into_owned();
         let vars = read(&[path, "envvar".into(), "-v".into(), "CFLAGS".into()]).expect("reads");
         assert_eq!(vars["CFLAGS"], "-O2");

@@ -298,9 +298,9 @@ mod tests {
             "Tue, 01 Dec 2026 00:00:00 +0000\n",
         )
         .expect("chk");
-        std::fs::write(
+        crate::test_exec::write_script(
             &fake,
-            format!(
+            &format!(
                 "#!/bin/sh\ncase \"$1 $2 $3\" in\n\
                  'get_repos /r/ ') echo 'gentoo local b@d' ;;\n\
                  'get_repo_path /r/ gentoo') echo {g} ;;\n\
@@ -309,10 +309,7 @@ mod tests {
                 g = gentoo.display(),
                 l = local.display()
             ),
-        )
-        .expect("write");
-        std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .expect("chmod");
+        );
         let got = snapshots(&fake.to_string_lossy(), "/r/", sh).expect("reads");
         assert_eq!(
             got.into_iter().collect::<Vec<_>>(),
