@@ -173,7 +173,7 @@ fn put_files(
             }
         })
         .collect();
-    let path = dir.join(format!("{stem}.json"));
+    let path = free_entry_path(&dir, &stem)?;
     for (i, (_, src)) in f.artifacts.iter().enumerate() {
         let dst = artifact_path(&path, i);
         let _ = std::fs::remove_file(&dst);
@@ -201,6 +201,28 @@ fn put_files(
         let _ = d.sync_all();
     }
     Ok(path)
+}
+
+/// Entries of one name kept side by side at most (`<stem>~2` and on).
+const MAX_SAME_NAME: usize = 64;
+
+/// The first `<stem>[~n].json` that no entry, waiting or set aside, holds.
+/// Two builds can share a stem: a server that gives one lease number twice
+/// (a restored data dir), farm ids alike in their first 16 characters,
+/// atoms that sanitise alike (`a/b_c`, `a_b/c`). With one path the second
+/// build overwrote the first's artifacts, set aside or not.
+fn free_entry_path(dir: &Path, stem: &str) -> std::io::Result<PathBuf> {
+    (1..=MAX_SAME_NAME)
+        .map(|n| match n {
+            1 => dir.join(format!("{stem}.json")),
+            n => dir.join(format!("{stem}~{n}.json")),
+        })
+        .find(|p| !p.exists() && !p.with_extension("bad").exists())
+        .ok_or_else(|| {
+            std::io::Error::other(format!(
+                "{MAX_SAME_NAME} spooled builds already have the name {stem}"
+            ))
+        })
 }
 
 /// Every spooled entry, oldest name first; unreadable ones (not a regular
@@ -867,6 +889,53 @@ mod tests {
             let kept = std::fs::read(&file).unwrap_or_default();
             assert_eq!(kept, b"farm A's build", "{}", file.display());
         }
+    }
+
+    /// One lease number given twice for one package (a server restored from
+    /// an older data dir): the first build, set aside, keeps its files when
+    /// the second is spooled, and each entry lists its own.
+    #[test]
+    fn two_builds_of_one_name_keep_their_own_files() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let spool_one = |bytes: &[u8]| {
+            let report = one_build(dir.path()).1;
+            // Each build's own file, as the builder's PKGDIR gives (the spool links it).
+            let art = dir.path().join(format!("{}.gpkg.tar", bytes[4]));
+            std::fs::write(&art, bytes).expect("artifact");
+            let mut finished = one_finished(&art, report, Some("farm-a".into()));
+            finished.log_gz = Some(bytes.to_vec());
+            put(dir.path(), &finished).expect("put")
+        };
+        let first = spool_one(b"the first build");
+        std::fs::rename(&first, first.with_extension("bad")).expect("set aside");
+        let second = spool_one(b"the second build");
+        let third = spool_one(b"the third build");
+        assert!(
+            first != second && second != third,
+            "{first:?} {second:?} {third:?}"
+        );
+        for (entry, bytes) in [
+            (&first, &b"the first build"[..]),
+            (&second, &b"the second build"[..]),
+            (&third, &b"the third build"[..]),
+        ] {
+            for file in [artifact_path(entry, 0), log_path(entry)] {
+                let kept = std::fs::read(&file).unwrap_or_default();
+                assert_eq!(kept, bytes, "{}", file.display());
+            }
+        }
+        let listed: Vec<PathBuf> = list(dir.path()).into_iter().map(|(p, _)| p).collect();
+        assert_eq!(
+            listed,
+            [second.clone(), third.clone()],
+            "the set-aside one waits apart"
+        );
+        let left = spool_files(dir.path());
+        assert_eq!(
+            left.len(),
+            9,
+            "three entries with an artifact and a log each: {left:?}"
+        );
     }
 
     #[test]
