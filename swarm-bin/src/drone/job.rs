@@ -403,10 +403,6 @@ fn deliver_found(agent: &Agent, job: &Job, built_after: SystemTime, build_pkgdir
     }
 }
 
-fn retryable(e: &ClientError) -> bool {
-    e.is_transport() || e.is_bare() || e.status().is_some_and(|s| s >= 500 || s == 429 || s == 408)
-}
-
 /// Whether to stop retrying: the package was revoked, or the agent is
 /// leaving now, or it is returning work and has tried enough.
 fn give_up(agent: &Agent, id: JobId, attempt: u32) -> bool {
@@ -543,7 +539,7 @@ fn send(
                 agent.lock().feed(AgentInput::Forgotten);
                 agent.beat_soon();
             }
-            Err(e) if !retryable(&e) => {
+            Err(e) if !e.is_worth_retrying() => {
                 tracing::error!(package = %job.atom, "{what} refused: {e}");
                 return;
             }

@@ -714,7 +714,7 @@ fn upload(
     }
 }
 
-/// Calls until the server answers. Transport errors, 5xx, 408, 429 and 401
+/// Calls until the server answers. Transport errors, redirects, 5xx, 408, 429 and 401
 /// (this drone's credential refused) are retried with backoff (1 s doubling
 /// to a minute) for as long as it takes.
 fn retry<T>(
@@ -754,7 +754,7 @@ fn retry<T>(
             }
             e if lease_gone(&e) => return Err(Stopped::LeaseGone(e.to_string())),
             e if other_farm(&e) => return Err(Stopped::OtherFarm(e.to_string())),
-            e if !retryable(&e) => return Err(Stopped::Refused(e.to_string())),
+            e if !e.is_worth_retrying() => return Err(Stopped::Refused(e.to_string())),
             e => {
                 if attempt == 1 || attempt.is_power_of_two() {
                     tracing::warn!(
@@ -779,10 +779,6 @@ fn lease_gone(e: &ClientError) -> bool {
 fn other_farm(e: &ClientError) -> bool {
     matches!(e, ClientError::Server { status: 409, body, .. }
         if matches!(body.field.as_deref(), Some("X-Swarm-Farm" | "farm_id")))
-}
-
-fn retryable(e: &ClientError) -> bool {
-    e.is_transport() || e.is_bare() || e.status().is_some_and(|s| s >= 500 || s == 429 || s == 408)
 }
 
 fn should_stop(agent: &Agent, by: By) -> Option<Stopped> {

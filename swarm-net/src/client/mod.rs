@@ -92,6 +92,18 @@ impl ClientError {
         matches!(self, ClientError::Server { body, .. } if body.field.is_none() && body.error == NO_DETAILS)
     }
 
+    /// Whether the call is worth making again: nobody answered, something
+    /// other than swarm answered (a bare error status, a redirect from a
+    /// proxy), or swarm said it is busy or failing (408, 429, 5xx). The rest
+    /// is swarm's judgement of the call.
+    pub fn is_worth_retrying(&self) -> bool {
+        self.is_transport()
+            || self.is_bare()
+            || self
+                .status()
+                .is_some_and(|s| (300..400).contains(&s) || s >= 500 || s == 429 || s == 408)
+    }
+
     /// The HTTP status, if the server answered.
     pub fn status(&self) -> Option<u16> {
         match self {
@@ -222,10 +234,13 @@ impl Client {
     pub fn get_text(&self, path: &str, auth: Auth) -> Result<String, ClientError> {
         let url = self.url(path);
         match self.request("GET", path, auth).call() {
-            Ok(r) => r.into_string().map_err(|e| ClientError::Decode {
-                url,
-                cause: e.to_string(),
-            }),
+            Ok(r) => match redirected(&url, &r) {
+                Some(e) => Err(e),
+                None => r.into_string().map_err(|e| ClientError::Decode {
+                    url,
+                    cause: e.to_string(),
+                }),
+            },
             Err(e) => Err(error_of(&url, e)),
         }
     }
@@ -236,7 +251,38 @@ fn agent(timeout: Duration, tls: &TlsClient) -> ureq::Agent {
         .timeout_connect(timeout.min(Duration::from_secs(5)))
         .timeout(timeout)
         .tls_config(tls.config())
+        // A redirect is answered, not followed (see `redirected`).
+        .redirects(0)
         .build()
+}
+
+/// A 3xx as an error that names where it points. Followed, a redirect
+/// turned a drone's POST into a GET to whatever the Location named (without
+/// its token), and a `{"status":"ok"}` there read as "registered"; swarm
+/// serves no redirects itself, so one comes from a proxy or a wrong address,
+/// and the operator is told which address to give instead.
+fn redirected(url: &str, r: &ureq::Response) -> Option<ClientError> {
+    let status = r.status();
+    if !(300..400).contains(&status) {
+        return None;
+    }
+    let to = r.header("Location").unwrap_or("nowhere (no Location)");
+    let to: String = to
+        .chars()
+        .take(200)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect();
+    Some(ClientError::Server {
+        url: url.to_string(),
+        status,
+        body: ErrorBody {
+            error: format!(
+                "redirected to {to}; swarm follows no redirects: give the server's own address \
+                 (for a proxy that moved to https, the https:// one)"
+            ),
+            field: None,
+        },
+    })
 }
 
 fn decode<T: DeserializeOwned>(
@@ -251,6 +297,9 @@ fn decode<T: DeserializeOwned>(
     match resp {
         Ok(r) => {
             use std::io::Read;
+            if let Some(e) = redirected(url, &r) {
+                return Err(e);
+            }
             let mut body = Vec::new();
             r.into_reader()
                 .take(cap.saturating_add(1))
