@@ -1391,6 +1391,11 @@ fn a_read_token_guards_the_reads_and_nothing_else() {
         "/api/v1/events/stream",
         "/api/v1/logs/1",
         "/metrics",
+        // Served as the path without its trailing slashes (h10: `/metrics/` was open).
+        "/metrics/",
+        "/metrics//",
+        "/api/v1/metrics/",
+        "/api/v1/status/",
     ] {
         assert_eq!(get(path, None), 401, "{path} without a token");
         assert_eq!(

@@ -512,7 +512,7 @@ fn the_nginx_tls_proxy_example_carries_the_cli_and_a_drone_build() {
     let dir = tempfile::tempdir().expect("tempdir");
     let ca = Ca::new(dir.path(), "good");
     let (cert, key) = ca.issue(dir.path(), "proxy", &["127.0.0.1"]);
-    let server = Server::start(&dir.path().join("server"), &[]);
+    let server = Server::start(&dir.path().join("server"), &[("SWARM_TLS_PROXY", "true")]);
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("root");

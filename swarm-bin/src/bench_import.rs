@@ -200,6 +200,7 @@ fn run_once(
         drone_token: None,
         read_token: None,
         legacy_drones: swarm_net::settings::default_legacy_drones(),
+        behind_proxy: false,
         drones: server::DroneLimits::for_fleet(a.drones),
         max_body_bytes: 64 << 20,
         max_artifact_bytes: 1 << 20,

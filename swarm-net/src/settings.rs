@@ -101,9 +101,11 @@ pub struct Settings {
     pub tls_cert: Option<PathBuf>,
     /// PEM private key of `tls_cert`.
     pub tls_key: Option<PathBuf>,
-    /// The operator's note that a TLS reverse proxy in front terminates
+    /// The operator's note that a TLS reverse proxy on this host terminates
     /// TLS (dist/nginx/swarm-proxy.conf): a listen address beyond loopback
-    /// without `tls_cert` is then not warned about.
+    /// without `tls_cert` is then not warned about, and a loopback request's
+    /// `X-Forwarded-For` names its caller (ignored otherwise: anyone local
+    /// can write it).
     pub tls_proxy: bool,
     /// How hard each commit waits for the disk.
     pub synchronous: Synchronous,
@@ -870,6 +872,11 @@ fn load(request: &LoadRequest) -> Result<Loaded, SettingsError> {
                     .into(),
             );
         }
+    }
+    if settings.read_token.is_some() && settings.read_token == settings.drone_token {
+        warnings.push(
+            "read_token equals drone_token: every drone can read everything; use two tokens".into(),
+        );
     }
 
     Ok(Loaded {

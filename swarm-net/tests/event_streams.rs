@@ -31,7 +31,13 @@ fn open_stream(addr: std::net::SocketAddr, from: &str) -> (TcpStream, u16) {
 #[test]
 fn one_address_cannot_take_every_event_stream() {
     let dir = tempfile::tempdir().expect("dir");
-    let server = swarm_net::server::start(common::options(dir.path(), "t")).expect("server");
+    // Behind a proxy on this host, as dist/nginx/ (`tls_proxy`): the
+    // callers' addresses come in `X-Forwarded-For`.
+    let server = swarm_net::server::start(swarm_net::server::ServerOptions {
+        behind_proxy: true,
+        ..common::options(dir.path(), "t")
+    })
+    .expect("server");
     let addr = server.addr();
     let mut held = Vec::new();
     for _ in 0..16 {
@@ -65,4 +71,25 @@ fn one_address_cannot_take_every_event_stream() {
     let took = t.elapsed();
     eprintln!("stop with {} streams open took {took:?}", held.len());
     assert!(took < Duration::from_secs(8), "stop took {took:?}");
+}
+
+/// With no proxy declared, a loopback caller's `X-Forwarded-For` is not
+/// believed: one local process naming a new address on each stream took
+/// every place (h10).
+#[test]
+fn without_a_proxy_forwarded_addresses_are_not_believed() {
+    let dir = tempfile::tempdir().expect("dir");
+    let server = swarm_net::server::start(common::options(dir.path(), "t")).expect("server");
+    let addr = server.addr();
+    let mut held = Vec::new();
+    for i in 0..16 {
+        let (s, status) = open_stream(addr, &format!("203.0.113.{i}"));
+        assert_eq!(status, 200);
+        held.push(s);
+    }
+    let (mut refused, status) = open_stream(addr, "198.51.100.7");
+    assert_eq!(status, 503, "a seventeenth stream from loopback");
+    let mut why = String::new();
+    let _ = refused.read_to_string(&mut why);
+    assert!(why.contains("from 127.0.0.1 (limit 16)"), "{why}");
 }

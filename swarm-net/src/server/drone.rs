@@ -142,7 +142,7 @@ pub(crate) fn register(sh: &Shared, req: &mut Request, caller: &Caller) -> Resul
     let address = probe_address(
         sh,
         caller,
-        super::identity::effective_peer(req),
+        super::identity::effective_peer(sh, req),
         r.ip.as_deref(),
     );
     let current_task = match &r.current_task {

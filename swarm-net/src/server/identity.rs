@@ -27,15 +27,17 @@ fn bearer<'r>(req: &'r Request<'_>) -> Option<&'r str> {
         .map(str::trim)
 }
 
-/// The address a request comes from. A request from loopback that carries
-/// `X-Forwarded-For` came through a reverse proxy on this host (the TLS
-/// proxy of dist/nginx/): the proxy appends the address it saw last, so that
-/// entry is the caller, not loopback, which would otherwise pass every
-/// proxied v3 drone as local. Headers from elsewhere are ignored (anyone can
-/// write them); an entry that does not parse counts as unknown.
-pub(crate) fn effective_peer(req: &Request<'_>) -> IpAddr {
+/// The address a request comes from. Behind a reverse proxy on this host
+/// (`tls_proxy`, the TLS proxy of dist/nginx/), a request from loopback that
+/// carries `X-Forwarded-For` came through it: the proxy appends the address
+/// it saw last, so that entry is the caller, not loopback, which would
+/// otherwise pass every proxied v3 drone as local. Headers from elsewhere,
+/// or from loopback with no proxy declared, are ignored (anyone can write
+/// them; h10 took every event stream place and could claim a
+/// `legacy_drones` address); an entry that does not parse counts as unknown.
+pub(crate) fn effective_peer(sh: &Shared, req: &Request<'_>) -> IpAddr {
     let peer = req.remote_addr().ip();
-    if !peer.is_loopback() {
+    if !peer.is_loopback() || !sh.behind_proxy {
         return peer;
     }
     let Some(forwarded) = header(req, "X-Forwarded-For") else {
@@ -50,7 +52,7 @@ pub(crate) fn effective_peer(req: &Request<'_>) -> IpAddr {
 
 /// Establishes the caller of a drone endpoint, or refuses (401/403).
 pub(crate) fn drone_caller(sh: &Shared, req: &Request<'_>) -> Result<Caller, ApiError> {
-    let peer = effective_peer(req);
+    let peer = effective_peer(sh, req);
     let token = bearer(req);
     if let Some(t) = token {
         if let Some(name) = sh.creds.who(t) {

@@ -90,6 +90,11 @@ pub struct ServerOptions {
     pub read_token: Option<String>,
     /// Networks credential-less (v3) drones may call from (loopback by default).
     pub legacy_drones: Vec<ipnet::IpNet>,
+    /// A reverse proxy on this host passes the callers on (`tls_proxy`):
+    /// a loopback request's `X-Forwarded-For` names its caller. Off, the
+    /// header is ignored: believed, any local process could claim any
+    /// address, a `legacy_drones` one among them.
+    pub behind_proxy: bool,
     /// Caps on the fleet (`max_drones`, new registrations per minute) and
     /// the networks a drone's claimed address may be probed in.
     pub drones: DroneLimits,
@@ -375,6 +380,7 @@ pub fn start(opts: ServerOptions) -> Result<RunningServer, ServeError> {
         history_next: AtomicUsize::new(0),
         creds,
         legacy_drones: opts.legacy_drones.clone(),
+        behind_proxy: opts.behind_proxy,
         registrations: gate::RegistrationGate::new(opts.drones.registrations_per_minute),
         drone_limits: opts.drones.clone(),
         refusals: ratelog::RefusalLog::default(),
@@ -496,7 +502,7 @@ fn serve_one(sh: &Shared, req: &mut Request<'_>) -> Response {
             sh.metrics.request("cross_site", 403, began.elapsed());
             return http::into_response(Reply::from(ApiError::new(403, why.clone())));
         }
-        let from = identity::effective_peer(req);
+        let from = identity::effective_peer(sh, req);
         let resp = dashboard::stream::open(&sh.dashboard.feed, req, &url, from);
         sh.metrics
             .request("events_stream", resp.status, began.elapsed());
@@ -562,6 +568,8 @@ type Routed = (&'static str, Result<Reply, ApiError>);
 /// dashboard's own files (the page asks for the token), and not the
 /// drones' calls (their own credentials).
 fn is_guarded_read(method: &Method, path: &str) -> bool {
+    // Judged on the path `route` serves: `/metrics/` was served unguarded.
+    let path = routed_path(path);
     matches!(method, Method::Get | Method::Head)
         && (matches!(path, "/metrics" | "/api/v1/metrics")
             || (path.starts_with("/api/v1/")
@@ -579,9 +587,16 @@ const DRONE_ROUTES: [&str; 7] = [
     "artifacts",
 ];
 
+/// The path a request is routed by: trailing slashes do not count.
+fn routed_path(path: &str) -> &str {
+    match path.trim_end_matches('/') {
+        "" => "/",
+        p => p,
+    }
+}
+
 fn route(sh: &Shared, req: &mut Request<'_>, method: &Method, path: &str, url: &str) -> Routed {
-    let p = path.trim_end_matches('/');
-    let p = if p.is_empty() { "/" } else { p };
+    let p = routed_path(path);
     macro_rules! drone_ep {
         ($name:literal, |$caller:ident| $body:expr) => {
             (

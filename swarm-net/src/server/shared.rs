@@ -163,6 +163,8 @@ pub(crate) struct Shared {
     pub(crate) creds: super::creds::Credentials,
     /// Networks credential-less (v3) drones may call from.
     pub(crate) legacy_drones: Vec<ipnet::IpNet>,
+    /// Whether loopback requests' `X-Forwarded-For` is believed (`tls_proxy`).
+    pub(crate) behind_proxy: bool,
     /// `max_drones`, the registration rate and `probe.networks`.
     pub(crate) drone_limits: super::gate::DroneLimits,
     /// New registrations per minute, as a token bucket.

@@ -276,6 +276,11 @@ pub(super) fn read(
             continue;
         };
         if raw.trim().is_empty() {
+            // Empty is the usual way to unset; blanks are more likely a
+            // mistake (a read token of spaces left the reads open unsaid).
+            if !raw.is_empty() {
+                warnings.push(format!("{name} holds only blanks: treated as unset"));
+            }
             continue;
         }
         let scoped = [

@@ -218,7 +218,7 @@ pub(super) fn from_toml(key: &str, kind: Kind, value: &toml::Value) -> Result<Ty
         (Kind::Secret, V::String(s)) if s.trim().is_empty() => {
             Err("is empty; leave the key out instead".into())
         }
-        (Kind::Secret, V::String(s)) => Ok(Typed::Text(s.clone())),
+        (Kind::Secret, V::String(s)) => Ok(Typed::Text(s.trim().to_owned())),
         (Kind::Secret, _) => Err("expected a token in quotes".into()),
         (Kind::Sync, V::String(s)) => parse_sync(s),
         (Kind::Sync, _) => Err("expected \"normal\" or \"full\"".into()),
@@ -260,7 +260,11 @@ pub(super) fn from_env(key: &str, kind: Kind, raw: &str) -> Result<Typed, String
     match kind {
         Kind::Addr => parse_addr(trimmed),
         Kind::Path | Kind::OptPath => Ok(Typed::Path(PathBuf::from(raw))),
-        Kind::Secret => Ok(Typed::Text(raw.to_owned())),
+        // Trimmed, as a presented token is (h10: a read token ending in a
+        // newline refused every reader, and an admin token with spaces
+        // around it hid that it equalled the read token).
+        Kind::Secret if trimmed.is_empty() => Err("is blank; unset it instead".into()),
+        Kind::Secret => Ok(Typed::Text(trimmed.to_owned())),
         Kind::Sync => parse_sync(trimmed),
         Kind::Int { min, max } => in_range(parse_number(trimmed)?, min, max),
         Kind::Bool => parse_bool(trimmed).map(Typed::Bool),

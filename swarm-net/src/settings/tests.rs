@@ -739,4 +739,32 @@ fn a_short_read_token_or_one_equal_to_the_admin_token_is_warned_about() {
             .as_deref(),
         Some(long)
     );
+    // Tokens are trimmed, as presented ones are (h10): a newline no longer
+    // refuses every reader, nor do blanks hide that two tokens are one.
+    let padded = format!(" {long}\n");
+    assert_eq!(
+        load_ok(&request(&[("SWARM_READ_TOKEN", &padded)]))
+            .settings
+            .read_token
+            .as_deref(),
+        Some(long)
+    );
+    assert!(warned(
+        &[("SWARM_READ_TOKEN", long), ("SWARM_ADMIN_TOKEN", &padded)],
+        "read_token equals admin_token"
+    ));
+    assert!(warned(
+        &[("SWARM_READ_TOKEN", long), ("SWARM_DRONE_TOKEN", long)],
+        "read_token equals drone_token"
+    ));
+    assert!(warned(
+        &[("SWARM_READ_TOKEN", "   ")],
+        "SWARM_READ_TOKEN holds only blanks"
+    ));
+    let (_dir, _, file) = with_file(&format!("admin_token = \"{long} \"\n"), &[]);
+    assert_eq!(
+        load_ok(&file).settings.admin_token.as_deref(),
+        Some(long),
+        "a file's tokens too"
+    );
 }
