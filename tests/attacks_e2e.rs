@@ -271,17 +271,32 @@ fn assert_registers_promptly(server: &Server, name: &str) {
     );
 }
 
-/// The server closed `s` without an answer (well before any timeout of its own).
-fn assert_closed_without_answer(s: &mut TcpStream, what: &str) {
+/// The server closed one of `conns` without an answer (well before any
+/// timeout of its own) and answered none. Which one is not asked: the
+/// oldest by the server's clock, and on a loaded machine the threads that
+/// mark connections idle may do so out of the order the test made them
+/// (CI once saw the second closed, not the first).
+fn assert_one_closed_without_answer(conns: &[TcpStream], what: &str) {
+    let until = Instant::now() + Duration::from_secs(10);
     let mut buf = [0u8; 512];
-    match s.read(&mut buf) {
-        Ok(n) => assert_eq!(n, 0, "{what}: {}", String::from_utf8_lossy(&buf[..n])),
-        // A reset is a close too.
-        Err(e) => assert_ne!(
-            e.kind(),
-            std::io::ErrorKind::WouldBlock,
-            "{what}: still open"
-        ),
+    loop {
+        for (i, s) in conns.iter().enumerate() {
+            s.set_nonblocking(true).expect("nonblocking");
+            let seen = s.peek(&mut buf);
+            s.set_nonblocking(false).expect("blocking");
+            match seen {
+                Ok(0) => return,
+                Ok(n) => panic!(
+                    "{what}: #{i} was answered: {}",
+                    String::from_utf8_lossy(&buf[..n])
+                ),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                // A reset is a close too.
+                Err(_) => return,
+            }
+        }
+        assert!(Instant::now() < until, "{what}: none was closed");
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -327,7 +342,7 @@ fn idle_and_half_sent_connections_make_room_for_a_drone_but_a_request_in_progres
     let (mut patient, rest) = start_slow_register(&server, "patient");
     std::thread::sleep(Duration::from_millis(300));
     // 31 heads that never end: every place taken.
-    let mut half: Vec<TcpStream> = (0..31)
+    let half: Vec<TcpStream> = (0..31)
         .map(|_| {
             let mut s = connect(&server);
             s.write_all(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\n")
@@ -338,15 +353,15 @@ fn idle_and_half_sent_connections_make_room_for_a_drone_but_a_request_in_progres
     std::thread::sleep(Duration::from_millis(300));
     assert_registers_promptly(&server, "newcomer-1");
     assert_still_open(&patient, "the request in progress");
-    assert_closed_without_answer(&mut half[0], "the oldest half-sent head");
+    assert_one_closed_without_answer(&half, "the half-sent heads");
     drop(half);
     wait_open_at_most(&server, 2.0);
     // 31 keep-alive connections that made one request and went quiet.
-    let mut idle: Vec<TcpStream> = (0..31).map(|_| idle_connection(&server)).collect();
+    let idle: Vec<TcpStream> = (0..31).map(|_| idle_connection(&server)).collect();
     std::thread::sleep(Duration::from_millis(300));
     assert_registers_promptly(&server, "newcomer-2");
     assert_still_open(&patient, "the request in progress");
-    assert_closed_without_answer(&mut idle[0], "the oldest idle connection");
+    assert_one_closed_without_answer(&idle, "the idle connections");
     drop(idle);
     wait_open_at_most(&server, 2.0);
     // Every place serving a request: nothing to close, so beyond the bound
