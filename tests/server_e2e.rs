@@ -1433,23 +1433,27 @@ fn a_read_token_guards_the_reads_and_nothing_else() {
     );
     assert_eq!(code, 403, "{v}");
     // The CLI: `swarm status` sends $SWARM_READ_TOKEN.
-    let status = |token: Option<&str>| {
+    let status = |token: Option<(&str, &str)>| {
         let mut cmd = std::process::Command::new(support::swarm_bin());
         cmd.args(["status", "--server", &s.url])
             .env_remove("SWARM_ADMIN_TOKEN")
             .env_remove("SWARM_READ_TOKEN")
             .stdin(std::process::Stdio::null());
-        if let Some(t) = token {
-            cmd.env("SWARM_READ_TOKEN", t);
+        if let Some((var, t)) = token {
+            cmd.env(var, t);
         }
         cmd.output().expect("run swarm status")
     };
-    let out = status(Some(read));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    // The admin token is sent once the server asked for a token.
+    for token in [("SWARM_READ_TOKEN", read), ("SWARM_ADMIN_TOKEN", &admin)] {
+        let out = status(Some(token));
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            token.0,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     let out = status(None);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);

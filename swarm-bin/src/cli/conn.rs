@@ -83,12 +83,13 @@ impl ServerArgs {
         let tls = TlsClient::load(ca.as_deref())?;
         // Reads carry a token only when the operator gave one for that
         // purpose: a token file found on this host is not sent to whatever
-        // server `--server` names.
-        let read_token = env_var("SWARM_READ_TOKEN").or_else(|| env_var("SWARM_ADMIN_TOKEN"));
+        // server `--server` names, and the admin token only to a server that
+        // asked for a token (401).
         Ok(
             Client::new(self.url(), Duration::from_secs(self.timeout_s.max(1)))
                 .with_tls(&tls)
-                .with_read_token(read_token),
+                .with_read_token(env_var("SWARM_READ_TOKEN"))
+                .with_read_fallback(env_var("SWARM_ADMIN_TOKEN")),
         )
     }
 }

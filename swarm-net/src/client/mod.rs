@@ -25,6 +25,9 @@ pub struct Client {
     drone_token: Option<String>,
     /// Sent on reads (`Auth::None`), for a server with a `read_token`.
     read_token: Option<String>,
+    /// Sent on a read only once the server asked for a token (401), when
+    /// there is no read token: the admin token an operator has at hand.
+    read_fallback: Option<String>,
     agent: ureq::Agent,
     timeout: Duration,
     /// The largest JSON reply read (`with_reply_cap`).
@@ -135,6 +138,7 @@ impl Client {
             admin_token: None,
             drone_token: None,
             read_token: None,
+            read_fallback: None,
             timeout,
             reply_cap: DEFAULT_REPLY_CAP,
         }
@@ -162,6 +166,14 @@ impl Client {
     /// Sets the token sent on reads, for a server whose reads need one.
     pub fn with_read_token(mut self, token: Option<String>) -> Client {
         self.read_token = token;
+        self
+    }
+
+    /// Sets a token sent on a read only after the server answered 401 to
+    /// it without one: sent with every read, an operator's admin token went
+    /// to whatever `--server` named, a mistyped one too (h10).
+    pub fn with_read_fallback(mut self, token: Option<String>) -> Client {
+        self.read_fallback = token;
         self
     }
 
@@ -197,8 +209,24 @@ impl Client {
     /// GET a JSON document.
     pub fn get_json<T: DeserializeOwned>(&self, path: &str, auth: Auth) -> Result<T, ClientError> {
         let url = self.url(path);
-        let resp = self.request("GET", path, auth).call();
+        let resp = self.get(path, auth);
         decode(&url, resp, self.reply_cap)
+    }
+
+    /// A GET, asked again with [`Client::with_read_fallback`]'s token when
+    /// a read without a token was refused for the want of one.
+    // ureq's own result, passed straight on to `decode` and `error_of`.
+    #[allow(clippy::result_large_err)]
+    fn get(&self, path: &str, auth: Auth) -> Result<ureq::Response, ureq::Error> {
+        let first = self.request("GET", path, auth).call();
+        match (&first, auth, &self.read_token, &self.read_fallback) {
+            (Err(ureq::Error::Status(401, _)), Auth::None, None, Some(token)) => self
+                .agent
+                .request("GET", &self.url(path))
+                .set("Authorization", &format!("Bearer {token}"))
+                .call(),
+            _ => first,
+        }
     }
 
     /// POST a JSON body and read a JSON answer.
@@ -233,7 +261,7 @@ impl Client {
     /// GET plain text (metrics).
     pub fn get_text(&self, path: &str, auth: Auth) -> Result<String, ClientError> {
         let url = self.url(path);
-        match self.request("GET", path, auth).call() {
+        match self.get(path, auth) {
             Ok(r) => match redirected(&url, &r) {
                 Some(e) => Err(e),
                 None => r.into_string().map_err(|e| ClientError::Decode {
