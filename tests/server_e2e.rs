@@ -1459,3 +1459,32 @@ fn a_read_token_guards_the_reads_and_nothing_else() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("read_token"), "says why: {err}");
 }
+
+/// Started by hand under the usual umask 022, the store, its WAL and the
+/// build logs were world-readable: any local user read what `read_token`
+/// guards (h10). What is published stays readable to a web server.
+#[test]
+fn a_hand_started_servers_private_files_are_not_world_readable() {
+    use std::os::unix::fs::PermissionsExt;
+    // The umask a login shell has (the server inherits it).
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
+    let dir = tempfile::tempdir().expect("dir");
+    let s = Server::start(dir.path(), &[]);
+    let (code, v) = s.post(
+        "/api/v1/register",
+        &json!({"node_name": "drone-u", "capabilities": {"cores": 2}}),
+    );
+    assert_eq!(code, 200, "{v}");
+    let mode = |p: &std::path::Path| {
+        std::fs::metadata(p)
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    for private in ["swarm.db", "swarm.db-wal", "logs"] {
+        let p = s.data_dir.join(private);
+        assert_eq!(mode(&p) & 0o007, 0, "{private}: {:o}", mode(&p));
+    }
+    assert_eq!(mode(&s.data_dir.join("staging")), 0o755, "published");
+}
