@@ -384,6 +384,32 @@ fn the_front_door_limits_hold_over_tls() {
             ),
         }
     }
+    // A hello sent a byte at a time is cut at the header timeout too: the
+    // socket's timeout restarted with every byte, and it was kept for ever.
+    let mut drip = half_a_hello(&server.addr);
+    drip.set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    let began = std::time::Instant::now();
+    loop {
+        let mut buf = [0u8; 64];
+        match drip.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => panic!("a dripping hello was answered: {:?}", &buf[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => break,
+        }
+        assert!(
+            began.elapsed() < Duration::from_secs(8),
+            "a hello dripping a byte per 200 ms was kept open past the 1 s header timeout"
+        );
+        if drip.write_all(&[0]).is_err() {
+            break;
+        }
+    }
     // The header limit holds inside TLS: 431.
     let mut s = tls_stream(&server.addr, &ca.pem);
     let big = "x".repeat(20 * 1024);

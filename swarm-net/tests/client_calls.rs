@@ -127,3 +127,29 @@ fn the_read_fallback_token_goes_only_to_a_server_that_asks_for_one() {
         "{heads:?}"
     );
 }
+
+#[test]
+fn tokens_are_sent_trimmed_and_a_header_error_never_shows_one() {
+    let (url, heads) = serve(vec![reply("200 OK", "", "{\"status\":\"registered\"}")]);
+    let req = RegisterRequest {
+        name: Some("d1".into()),
+        ..RegisterRequest::default()
+    };
+    Client::new(url.clone(), Duration::from_secs(10))
+        .with_drone_token(Some("drone-secret\n".into()))
+        .register(&req)
+        .expect("registered with the trimmed token");
+    let seen = heads.lock().expect("heads").clone();
+    assert!(
+        seen[0].contains("authorization: bearer drone-secret\r\n"),
+        "{seen:?}"
+    );
+    // One a header cannot carry: the error says so without the token.
+    let e = Client::new(url, Duration::from_secs(10))
+        .with_drone_token(Some("drone\nsecret".into()))
+        .register(&req)
+        .expect_err("no header can carry it");
+    let text = e.to_string();
+    assert!(!text.contains("secret"), "{text}");
+    assert!(text.contains("a token holds a character"), "{text}");
+}

@@ -60,6 +60,10 @@ fn one_address_cannot_take_every_event_stream() {
     let mut why = String::new();
     let _ = refused.read_to_string(&mut why);
     assert!(why.contains("from 203.0.113.9 (limit 16)"), "{why}");
+    // A line of the caller's own before the proxy's: the proxy's last entry
+    // counts, not the first line (h11).
+    let (_, status) = open_stream(addr, "198.51.100.8\r\nX-Forwarded-For: 203.0.113.9");
+    assert_eq!(status, 503, "the proxy's line names the full address");
     // An operator's dashboard elsewhere still gets its stream.
     let (s, status) = open_stream(addr, "198.51.100.7");
     assert_eq!(status, 200, "another address");

@@ -159,13 +159,13 @@ impl Client {
 
     /// Sets the admin token for admin calls.
     pub fn with_admin_token(mut self, token: Option<String>) -> Client {
-        self.admin_token = token;
+        self.admin_token = trimmed(token);
         self
     }
 
     /// Sets the token sent on reads, for a server whose reads need one.
     pub fn with_read_token(mut self, token: Option<String>) -> Client {
-        self.read_token = token;
+        self.read_token = trimmed(token);
         self
     }
 
@@ -173,13 +173,13 @@ impl Client {
     /// it without one: sent with every read, an operator's admin token went
     /// to whatever `--server` named, a mistyped one too (h10).
     pub fn with_read_fallback(mut self, token: Option<String>) -> Client {
-        self.read_fallback = token;
+        self.read_fallback = trimmed(token);
         self
     }
 
     /// Sets the drone token for drone calls.
     pub fn with_drone_token(mut self, token: Option<String>) -> Client {
-        self.drone_token = token;
+        self.drone_token = trimmed(token);
         self
     }
 
@@ -274,6 +274,13 @@ impl Client {
     }
 }
 
+/// A token as the server reads one: trimmed (`SWARM_DRONE_TOKEN` ending in
+/// a newline made every call fail, and the error printed the whole header,
+/// token and all; h11), and none when blank.
+fn trimmed(token: Option<String>) -> Option<String> {
+    token.map(|t| t.trim().to_owned()).filter(|t| !t.is_empty())
+}
+
 fn agent(timeout: Duration, tls: &TlsClient) -> ureq::Agent {
     ureq::AgentBuilder::new()
         .timeout_connect(timeout.min(Duration::from_secs(5)))
@@ -363,6 +370,16 @@ fn error_of(url: &str, e: ureq::Error) -> ClientError {
                 url: url.to_string(),
                 status,
                 body,
+            }
+        }
+        // Its message quotes the header, a token with it: never shown.
+        ureq::Error::Transport(t) if t.kind() == ureq::ErrorKind::BadHeader => {
+            ClientError::Unreachable {
+                url: url.to_string(),
+                cause: "a request header could not be sent: a token holds a character no HTTP \
+                        header may (a control character inside it)"
+                    .into(),
+                hint: "",
             }
         }
         ureq::Error::Transport(t) => {

@@ -40,13 +40,13 @@ pub(crate) fn effective_peer(sh: &Shared, req: &Request<'_>) -> IpAddr {
     if !peer.is_loopback() || !sh.behind_proxy {
         return peer;
     }
-    let Some(forwarded) = header(req, "X-Forwarded-For") else {
+    // The last entry of the last line: a proxy that adds a line of its own
+    // (HAProxy's `option forwardfor`) put the caller's own line first, and
+    // the first line was believed (h11).
+    let Some(last) = req.last_listed("X-Forwarded-For") else {
         return peer;
     };
-    forwarded
-        .rsplit(',')
-        .next()
-        .and_then(|last| last.trim().parse::<IpAddr>().ok())
+    last.parse::<IpAddr>()
         .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
 }
 

@@ -102,6 +102,17 @@ impl Request<'_> {
             .map(|(_, v)| v.as_str())
     }
 
+    /// The last value of a header sent on several lines (or the last of
+    /// one line's comma-separated list): what a proxy appended last.
+    pub(crate) fn last_listed(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .rev()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .and_then(|(_, v)| v.rsplit(',').next())
+            .map(str::trim)
+    }
+
     /// Who connected (the TCP peer; a proxy's address behind one).
     pub(crate) fn remote_addr(&self) -> SocketAddr {
         self.remote

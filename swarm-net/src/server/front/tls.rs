@@ -145,14 +145,57 @@ pub(super) fn accept(
         .map_err(|e| NoHandshake::Gone(format!("cannot start TLS: {e}")))?;
     let mut stream = StreamOwned::new(conn, sock);
     while stream.conn.is_handshaking() {
-        set_deadline(&stream.sock)?;
-        match stream.conn.complete_io(&mut stream.sock) {
+        let mut io = Deadlined {
+            sock: &mut stream.sock,
+            deadline,
+        };
+        match stream.conn.complete_io(&mut io) {
             Ok(_) => {}
             Err(e) if is_timeout(&e) => return Err(NoHandshake::TimedOut),
             Err(e) => return Err(NoHandshake::Gone(e.to_string())),
         }
     }
     Ok(Stream::Tls(Box::new(stream)))
+}
+
+/// The socket with the handshake's deadline on every read and write:
+/// `complete_io` reads until the handshake is done, and a socket timeout
+/// alone restarts with each byte, so a client sending its hello a byte a
+/// second held the connection for ever (h11).
+struct Deadlined<'a> {
+    sock: &'a mut TcpStream,
+    deadline: Instant,
+}
+
+impl Deadlined<'_> {
+    fn left(&self) -> io::Result<std::time::Duration> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "handshake deadline",
+            ));
+        }
+        Ok(left)
+    }
+}
+
+impl io::Read for Deadlined<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.sock.set_read_timeout(Some(self.left()?))?;
+        self.sock.read(buf)
+    }
+}
+
+impl io::Write for Deadlined<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.sock.set_write_timeout(Some(self.left()?))?;
+        self.sock.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.sock.flush()
+    }
 }
 
 fn is_timeout(e: &io::Error) -> bool {
