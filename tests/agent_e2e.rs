@@ -861,6 +861,8 @@ fn a_second_agent_on_the_same_work_dir_is_refused_and_the_first_ones_build_goes_
 /// can fetch. Here the builder prints its whole environment.
 #[test]
 fn the_drone_token_is_not_in_a_builds_environment_nor_its_log() {
+    // The umask a login shell has (the agent inherits it).
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
     let dir = tempfile::tempdir().expect("tempdir");
     let secret = "drone-secret-never-in-a-log";
     let server = Server::start(&dir.path().join("server"), &[("SWARM_DRONE_TOKEN", secret)]);
@@ -907,6 +909,22 @@ fn the_drone_token_is_not_in_a_builds_environment_nor_its_log() {
             !text.contains(secret),
             "{secret} is in the build log: {text}"
         );
+    }
+    // The drone's copy of the log is not for every user of the host either
+    // (h11; the drone started under umask 022, set below).
+    let logs = drone.work_dir.join("logs");
+    let mut checked = vec![logs.clone()];
+    checked.extend(
+        std::fs::read_dir(&logs)
+            .expect("the log dir")
+            .map(|e| e.expect("entry").path()),
+    );
+    assert!(checked.len() > 1, "a build log is kept: {checked:?}");
+    for p in checked {
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(&p).expect("mode").permissions(),
+        );
+        assert_eq!(mode & 0o007, 0, "{}: {mode:o}", p.display());
     }
     drone.signal(rustix::process::Signal::TERM);
     assert_eq!(drone.wait_exit(20), Some(0), "{}", drone.log_text());

@@ -61,7 +61,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     // Bind first: a start that cannot listen leaves nothing behind (no new
     // data dir, no token), and says why in words that fit the cause.
     check_listen(s.listen)?;
-    keep_from_other_users();
+    crate::private_files::keep_from_other_users();
     let created = make_data_dir(&s.data_dir)?;
     // A failed first start leaves no token it generated: the next start
     // then generates (and logs) its own instead of reading a stray one.
@@ -224,19 +224,6 @@ fn token_hint(s: &Settings) -> String {
     }
 }
 
-/// Nothing this server creates is for every user of the host: the store
-/// (queue, drones, history), the build logs and the timeseries. Started by
-/// hand under the usual umask 022 they were world-readable, so any local user
-/// read what `read_token` guards (h10). The world's bits are added to the
-/// umask; the group's are left as the operator set them (the units' UMask
-/// 0077 is unchanged). What is published (staging, the binhost trees) is
-/// given its modes explicitly.
-fn keep_from_other_users() {
-    use rustix::fs::Mode;
-    let old = rustix::process::umask(Mode::from_raw_mode(0o077));
-    rustix::process::umask(old | Mode::from_raw_mode(0o007));
-}
-
 /// Creates the data directory (and its parents): whether this process made
 /// it, for only then may a failed first start remove it. Another server
 /// starting on the same new directory at the same moment finds it made. A
@@ -295,6 +282,7 @@ type Started = (
 fn start(s: &Settings, accept_loss: bool) -> anyhow::Result<Started> {
     std::fs::create_dir_all(&s.data_dir)
         .with_context(|| format!("cannot create the data directory {}", s.data_dir.display()))?;
+    crate::private_files::close_to_others(&s.db_path, &s.data_dir);
     let (admin_token, source) = resolve_admin_token(s.admin_token.as_deref(), &s.admin_token_file)
         .map_err(|e| token_file_error(&s.admin_token_file, &s.data_dir, &e))?;
     let hint = token_hint(s);

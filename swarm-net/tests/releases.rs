@@ -342,6 +342,14 @@ fn the_gate_lists_every_missing_package_and_dependency_of_the_generation() {
     );
     assert_eq!(code, 200, "{text}");
     assert_eq!(v["passed"], false);
+    // A route is matched by whole segments: this was served as `partial`.
+    let (code, _, text) = call(
+        "GET",
+        &format!("{base}/api/v1/releasespartial/gate"),
+        None,
+        false,
+    );
+    assert_eq!(code, 404, "{text}");
     let reasons: Vec<String> = v["reasons"]
         .as_array()
         .expect("reasons")

@@ -84,11 +84,13 @@ fn spawn(spec: &BuildSpec<'_>) -> Result<Child, String> {
         .argv
         .split_first()
         .ok_or_else(|| "empty builder command".to_string())?;
-    let mut log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(spec.log)
-        .map_err(|e| format!("cannot open log {}: {e}", spec.log.display()))?;
+    // Build output: not for every user of the drone (h11).
+    let mut log = std::os::unix::fs::OpenOptionsExt::mode(
+        std::fs::OpenOptions::new().create(true).append(true),
+        0o640,
+    )
+    .open(spec.log)
+    .map_err(|e| format!("cannot open log {}: {e}", spec.log.display()))?;
     let _ = writeln!(
         log,
         "swarm drone: running {}",

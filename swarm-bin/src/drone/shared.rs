@@ -35,8 +35,21 @@ pub(crate) struct Agent {
 impl Agent {
     /// Prepares directories, the builder and the client; reads the machine's fixed facts.
     pub(crate) fn new(cfg: DroneConfig) -> anyhow::Result<Agent> {
-        for dir in [&cfg.work_dir, &cfg.log_dir, &cfg.pkgdir] {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        // The work dir (its spool) and the logs hold build output the
+        // server guards with `read_token`: made 0750, not for every user of
+        // the drone (h11). One that exists keeps its mode (`--log-dir
+        // /var/log` is not ours to change). PKGDIR holds what is published.
+        for (dir, mode) in [
+            (&cfg.work_dir, 0o750),
+            (&cfg.log_dir, 0o750),
+            (&cfg.pkgdir, 0o755),
+        ] {
+            std::os::unix::fs::DirBuilderExt::mode(
+                std::fs::DirBuilder::new().recursive(true),
+                mode,
+            )
+            .create(dir)
+            .with_context(|| format!("creating {}", dir.display()))?;
         }
         // Before anything in the work dir is touched: what is running there
         // may be another agent's, not an earlier one's leftovers.

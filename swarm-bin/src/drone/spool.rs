@@ -188,7 +188,18 @@ fn put_files(
     if let Some(gz) = &f.log_gz {
         let tmp = path.with_extension("log.gz.tmp");
         wrote.extend([tmp.clone(), log_path(&path)]);
-        std::fs::write(&tmp, gz)?;
+        // A build's log: not for every user of the drone (h11).
+        std::io::Write::write_all(
+            &mut std::os::unix::fs::OpenOptionsExt::mode(
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true),
+                0o640,
+            )
+            .open(&tmp)?,
+            gz,
+        )?;
         sync_rename(&tmp, &log_path(&path))?;
     }
     let entry = Entry::of(f);

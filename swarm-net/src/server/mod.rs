@@ -626,7 +626,11 @@ fn route(sh: &Shared, req: &mut Request<'_>, method: &Method, path: &str, url: &
             ),
         };
     }
-    if let Some(rest) = p.strip_prefix("/api/v1/releases") {
+    // `/api/v1/releasesr1` is no release route (it was served as `r1`).
+    if let Some(rest) = p
+        .strip_prefix("/api/v1/releases")
+        .filter(|rest| rest.is_empty() || rest.starts_with('/'))
+    {
         return release_route(sh, req, method, rest, url);
     }
     match (method, p) {
