@@ -909,6 +909,17 @@ fn check_tls(
                     ),
                 }
             })?;
+            let mode = std::fs::metadata(key).map_or(0, |m| {
+                std::os::unix::fs::PermissionsExt::mode(&m.permissions())
+            });
+            if mode & 0o004 != 0 {
+                warnings.push(format!(
+                    "tls_key {} is readable by every user of this host (mode {:o}): whoever \
+                     reads it can pose as this server; chmod 600 it (or 640 for a group)",
+                    key.display(),
+                    mode & 0o777
+                ));
+            }
         }
         (Some(_), None) | (None, Some(_)) => {
             let (set, missing) = if settings.tls_cert.is_some() {

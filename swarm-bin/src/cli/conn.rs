@@ -109,6 +109,9 @@ impl AdminArgs {
             .clone()
             .or_else(|| self.data_dir.as_ref().map(|d| d.join(TOKEN_FILE_NAME)));
         let (token, token_source) = find_token(self.token.as_deref(), file.as_deref(), &env_var)?;
+        if let Some(warning) = clear_text_warning(&self.server.url()) {
+            eprintln!("{warning}");
+        }
         Ok(AdminClient {
             // The admin token passes where a read token is asked for too.
             client: self
@@ -119,6 +122,19 @@ impl AdminArgs {
             token_source,
         })
     }
+}
+
+/// What to say before the admin token goes over plain http to another
+/// machine. Warned, not refused: v3 farms speak plain http on their LAN,
+/// but the operator should know (h11; the agent refuses unless told).
+fn clear_text_warning(url: &str) -> Option<String> {
+    swarm_net::client::clear_text_host(url).map(|host| {
+        format!(
+            "warning: the admin token goes over plain http to {host}: anyone on the network can \
+             read it and run admin actions. Use an https:// server URL (tls_cert, or a TLS proxy) \
+             with --ca FILE for a private CA"
+        )
+    })
 }
 
 /// Where `swarm serve` keeps its token on this host, in the order it is
@@ -237,6 +253,20 @@ pub(crate) fn admin_error(e: ClientError, token_source: &str) -> anyhow::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_admin_token_over_plain_http_to_another_machine_is_warned_about() {
+        let warned = |url: &str| clear_text_warning(url).is_some();
+        assert!(warned("http://10.0.0.5:8100"));
+        assert!(warned("http://binhost.lan:8100/"));
+        assert!(warned("http://127.0.0.1.evil.example:8100"));
+        assert!(!warned("http://127.0.0.1:8100"));
+        assert!(!warned("http://localhost:8100"));
+        assert!(!warned("http://[::1]:8100"));
+        assert!(!warned("https://binhost.lan"));
+        let text = clear_text_warning("http://10.0.0.5:8100").unwrap_or_default();
+        assert!(text.contains("to 10.0.0.5:"), "{text}");
+    }
     use std::collections::BTreeMap;
 
     fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {

@@ -536,22 +536,9 @@ pub(crate) fn sync_argv(template: &[String], expected: &str) -> anyhow::Result<V
 /// A credential goes over plain http only to this machine: elsewhere it
 /// would cross a network in clear text.
 fn refuse_plain_http_credential(server: &str) -> anyhow::Result<()> {
-    let Some(rest) = server.strip_prefix("http://") else {
+    let Some(host) = swarm_net::client::clear_text_host(server) else {
         return Ok(());
     };
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let host = match host.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or(""),
-        None => host.split(':').next().unwrap_or(""),
-    };
-    let loopback = host.eq_ignore_ascii_case("localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
-    if loopback {
-        return Ok(());
-    }
     bail!(
         "refusing to send the drone credential over plain http to {host}: anyone on the network could read it and act as this drone. Use an https:// server URL (with --ca FILE for a private CA), or pass --insecure-http if the network is trusted"
     )

@@ -274,6 +274,24 @@ impl Client {
     }
 }
 
+/// The host a plain-http `url` names when it is not this machine: what a
+/// credential sent there crosses a network in clear text to reach. `None`
+/// for https and for loopback.
+pub fn clear_text_host(url: &str) -> Option<&str> {
+    let rest = url.strip_prefix("http://")?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.split(':').next().unwrap_or(""),
+    };
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    (!loopback).then_some(host)
+}
+
 /// A token as the server reads one: trimmed (`SWARM_DRONE_TOKEN` ending in
 /// a newline made every call fail, and the error printed the whole header,
 /// token and all; h11), and none when blank.

@@ -706,8 +706,18 @@ fn tls_needs_both_files_and_files_that_load() {
     let made = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("cert");
     std::fs::write(&cert, made.cert.pem()).expect("write");
     std::fs::write(&key, made.key_pair.serialize_pem()).expect("write");
-    let loaded = load_ok(&with_file(&text, &[]).2);
-    assert_eq!(loaded.settings.tls_cert.as_deref(), Some(cert.as_path()));
+    use std::os::unix::fs::PermissionsExt;
+    let key_warned = |mode: u32| {
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(mode)).expect("chmod");
+        let loaded = load_ok(&with_file(&text, &[]).2);
+        assert_eq!(loaded.settings.tls_cert.as_deref(), Some(cert.as_path()));
+        loaded
+            .warnings
+            .iter()
+            .any(|w| w.contains("readable by every user"))
+    };
+    assert!(key_warned(0o644), "a key every user reads (h11)");
+    assert!(!key_warned(0o640) && !key_warned(0o600));
     let other = rcgen::generate_simple_self_signed(vec!["other".to_string()]).expect("cert");
     std::fs::write(&key, other.key_pair.serialize_pem()).expect("write");
     let e = load_err(&with_file(&text, &[]).2);
