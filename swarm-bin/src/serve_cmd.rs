@@ -61,8 +61,10 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     // Bind first: a start that cannot listen leaves nothing behind (no new
     // data dir, no token), and says why in words that fit the cause.
     check_listen(s.listen)?;
-    crate::private_files::keep_from_other_users();
+    // The data dir and its parents as the operator's umask makes them: a
+    // web server passes through it to the default binhost path.
     let created = make_data_dir(&s.data_dir)?;
+    crate::private_files::keep_from_other_users();
     // A failed first start leaves no token it generated: the next start
     // then generates (and logs) its own instead of reading a stray one.
     let token_existed = std::fs::symlink_metadata(&s.admin_token_file).is_ok();

@@ -6,9 +6,19 @@ use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-/// Creates `d` (and its parents) mode 0755.
+/// Creates `d` mode 0755, and the parents it makes too: a web server must
+/// pass through each, and under a tight umask (`swarm serve` adds the
+/// world's bits to it) a new parent was 0750.
 pub(crate) fn mkdir(d: &Path) -> Result<(), ReleaseError> {
+    let made: Vec<&Path> = d
+        .ancestors()
+        .skip(1)
+        .take_while(|a| !a.as_os_str().is_empty() && !a.exists())
+        .collect();
     std::fs::create_dir_all(d).map_err(io("create", d))?;
+    for parent in made {
+        set_mode(parent, 0o755)?;
+    }
     set_mode(d, 0o755)
 }
 

@@ -166,10 +166,8 @@ pub struct Releases {
 impl Releases {
     /// Opens (creating directories as needed) the releases of a binhost.
     pub fn open(opts: BinhostOptions, staging: &Path) -> Result<Releases, ReleaseError> {
-        for d in [&opts.root, &opts.state_dir] {
-            std::fs::create_dir_all(d).map_err(io("create", d))?;
-        }
-        set_mode(&opts.root, 0o755)?;
+        mkdir(&opts.root)?;
+        std::fs::create_dir_all(&opts.state_dir).map_err(io("create", &opts.state_dir))?;
         let mut state = State::load(&opts.state_dir)?;
         recover::at_open(&opts.root, &opts.state_dir, &mut state)?;
         Ok(Releases {
