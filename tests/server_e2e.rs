@@ -1495,7 +1495,12 @@ fn a_hand_started_servers_private_files_are_not_world_readable() {
         let p = s.data_dir.join(name);
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(open)).expect("chmod");
     }
+    // An operator's file beside them is not the server's to close (h12).
+    let operators = s.data_dir.join("swarm.toml");
+    std::fs::write(&operators, "").expect("the operator's file");
+    std::fs::set_permissions(&operators, std::fs::Permissions::from_mode(0o644)).expect("chmod");
     s.restart();
+    assert_eq!(mode(&operators), 0o644, "the operator's swarm.toml");
     for name in private {
         let p = s.data_dir.join(name);
         assert_eq!(

@@ -22,30 +22,25 @@ pub(crate) fn keep_from_other_users() {
 /// their directory.
 pub(crate) fn close_to_others(db_path: &Path, data_dir: &Path) {
     let db_dir = db_path.parent().unwrap_or(data_dir);
-    let db_name = db_path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let db = db_path.as_os_str().to_string_lossy().into_owned();
     let stem = db_path
         .file_stem()
-        .map(|n| format!("{}.", n.to_string_lossy()))
+        .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let beside_db = std::fs::read_dir(db_dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            let name = p
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            (!db_name.is_empty() && name.starts_with(&db_name))
-                || (stem.len() > 1 && name.starts_with(&stem))
-                || matches!(name.as_str(), "logs" | "timeseries.jsonl")
-        });
+    // By name, the server's own: a prefix took an operator's `swarm.toml`
+    // and, beside a database named `bin`, `binhost/` (h12).
+    let ours = ["-wal", "-shm", ".acked", ".lock"]
+        .iter()
+        .map(|suffix| std::path::PathBuf::from(format!("{db}{suffix}")))
+        .chain([
+            db_path.to_path_buf(),
+            db_path.with_file_name(format!("{stem}.store-id")),
+            db_dir.join("logs"),
+            db_dir.join("timeseries.jsonl"),
+            data_dir.join("releases"),
+        ]);
     let mut closed = Vec::new();
-    for path in beside_db.chain([data_dir.join("releases")]) {
+    for path in ours {
         // A link is not followed: its target is not ours to change.
         let Ok(meta) = std::fs::symlink_metadata(&path) else {
             continue;

@@ -178,6 +178,15 @@ fn releases_are_hardlinked_indexed_published_rolled_back_and_purged() {
     assert_eq!(code, 200);
     assert_eq!(header(&idx1, "PACKAGES").as_deref(), Some("3"));
     assert_eq!(header(&idx1, "TIMESTAMP"), Some(t1.to_string()));
+    // The prefix is taken once: a profile named `binhost` was served this
+    // index at /binhost/binhost/Packages (h12).
+    let (code, _, _) = call(
+        "GET",
+        &format!("{base}/binhost/binhost/Packages"),
+        None,
+        false,
+    );
+    assert_eq!(code, 404);
     assert_eq!(
         header(&idx1, "CHOST").as_deref(),
         Some("x86_64-pc-linux-gnu")

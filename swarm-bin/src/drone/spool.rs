@@ -147,7 +147,10 @@ fn put_files(
     wrote: &mut Vec<PathBuf>,
 ) -> std::io::Result<PathBuf> {
     let dir = dir(work_dir);
-    std::fs::create_dir_all(&dir)?;
+    // A report holds a failed build's error line: not for every user of the
+    // drone, even in a work dir that is (h12).
+    std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o750)
+        .create(&dir)?;
     let package = f.report.package.as_deref().unwrap_or("unknown");
     let lease = f
         .report
@@ -189,29 +192,31 @@ fn put_files(
         let tmp = path.with_extension("log.gz.tmp");
         wrote.extend([tmp.clone(), log_path(&path)]);
         // A build's log: not for every user of the drone (h11).
-        std::io::Write::write_all(
-            &mut std::os::unix::fs::OpenOptionsExt::mode(
-                std::fs::OpenOptions::new()
-                    .write(true)
-                    .create(true)
-                    .truncate(true),
-                0o640,
-            )
-            .open(&tmp)?,
-            gz,
-        )?;
+        std::io::Write::write_all(&mut private_file(&tmp)?, gz)?;
         sync_rename(&tmp, &log_path(&path))?;
     }
     let entry = Entry::of(f);
     let tmp = path.with_extension("json.tmp");
     wrote.push(tmp.clone());
     let text = serde_json::to_vec_pretty(&entry).map_err(std::io::Error::other)?;
-    std::fs::write(&tmp, text)?;
+    std::io::Write::write_all(&mut private_file(&tmp)?, &text)?;
     sync_rename(&tmp, &path)?;
     if let Ok(d) = std::fs::File::open(&dir) {
         let _ = d.sync_all();
     }
     Ok(path)
+}
+
+/// A new spool file, 0640 whatever the umask allows beyond it.
+fn private_file(path: &Path) -> std::io::Result<std::fs::File> {
+    std::os::unix::fs::OpenOptionsExt::mode(
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true),
+        0o640,
+    )
+    .open(path)
 }
 
 /// Entries of one name kept side by side at most (`<stem>~2` and on).
@@ -972,7 +977,16 @@ mod tests {
             log_gz: Some(b"gzipped log".to_vec()),
             farm: Some("farm-a".into()),
         };
+        // Under the usual umask, in a work dir every user may enter, what
+        // the spool writes is still not for every user (h12).
+        rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
         let path = put(dir.path(), &finished).expect("put");
+        for p in [path.clone(), log_path(&path), dir.path().join("spool")] {
+            let mode = std::os::unix::fs::PermissionsExt::mode(
+                &std::fs::metadata(&p).expect("spooled").permissions(),
+            );
+            assert_eq!(mode & 0o007, 0, "{}: {mode:o}", p.display());
+        }
         std::fs::remove_file(&art).expect("the build's copy goes away");
         std::fs::remove_file(&dep).expect("the build's copy goes away");
         let listed = list(dir.path());

@@ -12,7 +12,7 @@ pub(crate) fn is_credential_path(path: &str) -> bool {
 }
 
 pub(crate) fn credentials(sh: &Shared, path: &str) -> Result<Reply, ApiError> {
-    let rest = path.trim_start_matches("/api/v1/nodes/");
+    let rest = path.strip_prefix("/api/v1/nodes/").unwrap_or_default();
     let Some((name, action)) = rest.rsplit_once('/') else {
         return Err(ApiError::new(404, format!("no endpoint POST {path}")));
     };

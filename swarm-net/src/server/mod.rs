@@ -614,7 +614,11 @@ fn route(sh: &Shared, req: &mut Request<'_>, method: &Method, path: &str, url: &
         };
     }
     if path == "/binhost" || path.starts_with("/binhost/") {
-        let rest = http::decode_path(path.trim_start_matches("/binhost").trim_start_matches('/'));
+        let rest = http::decode_path(
+            path.strip_prefix("/binhost")
+                .unwrap_or_default()
+                .trim_start_matches('/'),
+        );
         return match method {
             Method::Get | Method::Head => ("binhost", binhost::get(sh.releases.root(), req, &rest)),
             _ => (
@@ -651,7 +655,7 @@ fn route(sh: &Shared, req: &mut Request<'_>, method: &Method, path: &str, url: &
             drone_ep!("deregister", |c| drone::deregister(sh, req, &c))
         }
         (Method::Put, a) if a.starts_with("/api/v1/artifacts/") => {
-            let rest = http::decode_path(a.trim_start_matches("/api/v1/artifacts/"));
+            let rest = http::decode_path(a.strip_prefix("/api/v1/artifacts/").unwrap_or_default());
             drone_ep!("artifacts", |c| artifacts::put(sh, req, &rest, &c))
         }
         (Method::Get, "/api/v1/health") | (Method::Get, "/health") => ("health", read::health(sh)),
@@ -673,11 +677,12 @@ fn route(sh: &Shared, req: &mut Request<'_>, method: &Method, path: &str, url: &
             dashboard::series::endpoint(&sh.dashboard.series, url),
         ),
         (Method::Get, "/api/v1/logs") => ("logs", logs::list(sh, url)),
-        (Method::Get, l) if l.starts_with("/api/v1/logs/") => {
-            ("log", logs::get(sh, l.trim_start_matches("/api/v1/logs/")))
-        }
+        (Method::Get, l) if l.starts_with("/api/v1/logs/") => (
+            "log",
+            logs::get(sh, l.strip_prefix("/api/v1/logs/").unwrap_or_default()),
+        ),
         (Method::Put, l) if l.starts_with("/api/v1/logs/") => {
-            let rest = l.trim_start_matches("/api/v1/logs/");
+            let rest = l.strip_prefix("/api/v1/logs/").unwrap_or_default();
             drone_ep!("log_put", |c| logs::put(sh, req, rest, url, &c))
         }
         (Method::Get, "/metrics") | (Method::Get, "/api/v1/metrics") => {
@@ -689,7 +694,7 @@ fn route(sh: &Shared, req: &mut Request<'_>, method: &Method, path: &str, url: &
             admin_ep!("credentials", enroll::credentials(sh, n))
         }
         (Method::Post, n) if n.starts_with("/api/v1/nodes/") => {
-            let rest = n.trim_start_matches("/api/v1/nodes/");
+            let rest = n.strip_prefix("/api/v1/nodes/").unwrap_or_default();
             match rest.split_once('/') {
                 Some((name, action)) if !action.contains('/') => {
                     let name = http::decode_path(name);
@@ -699,7 +704,7 @@ fn route(sh: &Shared, req: &mut Request<'_>, method: &Method, path: &str, url: &
             }
         }
         (Method::Get, s) if s.starts_with("/api/v1/sql/") => {
-            let what = s.trim_start_matches("/api/v1/sql/");
+            let what = s.strip_prefix("/api/v1/sql/").unwrap_or_default();
             admin_ep!("sql", admin::sql(sh, what, url))
         }
         (_, known) if KNOWN.contains(&known) => (

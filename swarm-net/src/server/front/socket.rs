@@ -11,14 +11,56 @@ const READ_CHUNK: usize = 16 * 1024;
 /// The socket under a connection.
 pub(crate) enum Stream {
     Plain(TcpStream),
-    Tls(Box<rustls::StreamOwned<rustls::ServerConnection, TcpStream>>),
+    Tls(Box<rustls::StreamOwned<rustls::ServerConnection, TlsSocket>>),
+}
+
+/// A TLS connection's socket, whose reads end by a deadline. rustls reads
+/// the socket until a whole record is in, so a record dripped a byte at a
+/// time, each within the socket's timeout, never came back to the
+/// connection's deadline: it escaped the header, body and handshake
+/// timeouts (h11, h12). Each of those reads checks the deadline instead.
+pub(crate) struct TlsSocket {
+    pub(super) sock: TcpStream,
+    pub(super) deadline: Option<Instant>,
+}
+
+impl Read for TlsSocket {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some(deadline) = self.deadline {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(timed_out());
+            }
+            if self.sock.read_timeout()?.is_none_or(|t| t > left) {
+                self.sock.set_read_timeout(Some(left))?;
+            }
+        }
+        self.sock.read(buf)
+    }
+}
+
+impl Write for TlsSocket {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.sock.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.sock.flush()
+    }
 }
 
 impl Stream {
     pub(super) fn tcp(&self) -> &TcpStream {
         match self {
             Stream::Plain(s) => s,
-            Stream::Tls(s) => &s.sock,
+            Stream::Tls(s) => &s.sock.sock,
+        }
+    }
+
+    /// Reads end by `deadline` (a plain socket's timeout does that alone).
+    fn read_by_deadline(&mut self, deadline: Instant) {
+        if let Stream::Tls(s) = self {
+            s.sock.deadline = Some(deadline);
         }
     }
 
@@ -187,6 +229,7 @@ fn read_by(
     out: &mut [u8],
     deadline: Instant,
 ) -> io::Result<usize> {
+    stream.read_by_deadline(deadline);
     loop {
         arm(stream, armed, deadline)?;
         match stream.read(out).map_err(as_timeout) {

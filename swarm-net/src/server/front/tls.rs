@@ -8,7 +8,7 @@
 //! client that speaks plain HTTP to the TLS port gets a plain-text 400 that
 //! says to use https, not a TLS alert it cannot read.
 
-use super::socket::Stream;
+use super::socket::{Stream, TlsSocket};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::{ServerConfig, ServerConnection, StreamOwned};
@@ -143,59 +143,22 @@ pub(super) fn accept(
     }
     let conn = ServerConnection::new(tls.config.clone())
         .map_err(|e| NoHandshake::Gone(format!("cannot start TLS: {e}")))?;
+    // The handshake's writes are small; its reads end by the deadline.
+    sock.set_write_timeout(Some(deadline.saturating_duration_since(Instant::now())))
+        .map_err(|e| NoHandshake::Gone(e.to_string()))?;
+    let sock = TlsSocket {
+        sock,
+        deadline: Some(deadline),
+    };
     let mut stream = StreamOwned::new(conn, sock);
     while stream.conn.is_handshaking() {
-        let mut io = Deadlined {
-            sock: &mut stream.sock,
-            deadline,
-        };
-        match stream.conn.complete_io(&mut io) {
+        match stream.conn.complete_io(&mut stream.sock) {
             Ok(_) => {}
             Err(e) if is_timeout(&e) => return Err(NoHandshake::TimedOut),
             Err(e) => return Err(NoHandshake::Gone(e.to_string())),
         }
     }
     Ok(Stream::Tls(Box::new(stream)))
-}
-
-/// The socket with the handshake's deadline on every read and write:
-/// `complete_io` reads until the handshake is done, and a socket timeout
-/// alone restarts with each byte, so a client sending its hello a byte a
-/// second held the connection for ever (h11).
-struct Deadlined<'a> {
-    sock: &'a mut TcpStream,
-    deadline: Instant,
-}
-
-impl Deadlined<'_> {
-    fn left(&self) -> io::Result<std::time::Duration> {
-        let left = self.deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "handshake deadline",
-            ));
-        }
-        Ok(left)
-    }
-}
-
-impl io::Read for Deadlined<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.sock.set_read_timeout(Some(self.left()?))?;
-        self.sock.read(buf)
-    }
-}
-
-impl io::Write for Deadlined<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.sock.set_write_timeout(Some(self.left()?))?;
-        self.sock.write(buf)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.sock.flush()
-    }
 }
 
 fn is_timeout(e: &io::Error) -> bool {
