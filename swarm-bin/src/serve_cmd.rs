@@ -284,7 +284,6 @@ type Started = (
 fn start(s: &Settings, accept_loss: bool) -> anyhow::Result<Started> {
     std::fs::create_dir_all(&s.data_dir)
         .with_context(|| format!("cannot create the data directory {}", s.data_dir.display()))?;
-    crate::private_files::close_to_others(&s.db_path, &s.data_dir);
     let (admin_token, source) = resolve_admin_token(s.admin_token.as_deref(), &s.admin_token_file)
         .map_err(|e| token_file_error(&s.admin_token_file, &s.data_dir, &e))?;
     let hint = token_hint(s);

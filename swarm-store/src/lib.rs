@@ -68,6 +68,21 @@ pub use history::{
     BuildRow, BuildTotals, DroneTotals, EventFilter, EventRow, History, PackageStats,
 };
 pub use lock::ExclusiveLock;
+
+/// Every file a store keeps for the database at `db`: the database, its
+/// WAL and shared memory (beside the file a symlinked path resolves to),
+/// the acknowledgement marker, the lock and the store-id file. For callers
+/// that set their modes, so they do not spell these names again.
+pub fn store_files(db: &std::path::Path) -> Vec<std::path::PathBuf> {
+    vec![
+        db.to_path_buf(),
+        db_path::beside_database(db, "-wal"),
+        db_path::beside_database(db, "-shm"),
+        acked::marker_path(db),
+        lock::lock_path(db),
+        id_file::path(db),
+    ]
+}
 pub use store::{OpenReport, Store, StoreOptions, Synchronous};
 pub use swarm_core::{Envelope, Output};
 pub use wal_sync::{SyncFaults, WalSync};

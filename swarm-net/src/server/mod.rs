@@ -39,6 +39,7 @@ mod lanes;
 mod log_store;
 mod logs;
 mod metrics;
+mod private_files;
 mod profile_purge;
 mod ratelog;
 mod read;
@@ -270,6 +271,13 @@ fn probe_targets(sh: &Shared) -> Vec<(DroneName, String)> {
 pub fn start(opts: ServerOptions) -> Result<RunningServer, ServeError> {
     // Read before anything below creates a file: what an earlier run left.
     let evidence = state_evidence(&opts);
+    // Named by their owners, not spelt here again (h12: names matched by
+    // prefix closed an operator's files).
+    private_files::close_to_others(
+        swarm_store::store_files(&opts.db_path)
+            .into_iter()
+            .chain(evidence.iter().cloned()),
+    );
     // Made here: 0755 whatever the umask, as a web server publishes what is
     // staged. One that exists (maybe a symlink to the operator's binhost
     // tree, group-writable or setgid on purpose) keeps the operator's mode.
