@@ -611,7 +611,11 @@ pub enum SettingsError {
 }
 
 fn describe_bad_value(key: &str, origin: &Source, value: &str, reason: &str) -> String {
+    // A refused token is still a token: errors go to logs and terminals
+    // (a file's value comes here already hidden).
+    let secret = matches!(keys::kind_of(key), Some(keys::Kind::Secret));
     match origin {
+        Source::Env(name) if secret => format!("env {name}=(hidden): {reason}"),
         Source::Env(name) => format!("env {name}={value:?}: {reason}"),
         Source::File(path) => format!("{key} = {value} in {}: {reason}", path.display()),
         Source::Flag(flag) => format!("{flag} {value}: {reason}"),

@@ -153,3 +153,39 @@ fn tokens_are_sent_trimmed_and_a_header_error_never_shows_one() {
     assert!(!text.contains("secret"), "{text}");
     assert!(text.contains("a token holds a character"), "{text}");
 }
+
+#[test]
+fn a_token_is_called_unsendable_exactly_when_the_client_cannot_send_it() {
+    // Port 1 refuses: a token the client can send fails on the connection,
+    // one it cannot send fails before, on the header.
+    let req = RegisterRequest {
+        name: Some("d1".into()),
+        ..RegisterRequest::default()
+    };
+    let odd = ['\u{a0}', 'é', '€', '\u{2028}', '\u{feff}'];
+    let (mut refused, mut sendable) = (0, 0);
+    for c in (0u8..0x80).map(char::from).chain(odd) {
+        let token = format!("ab{c}cd");
+        let header_error = Client::new("http://127.0.0.1:1", Duration::from_secs(5))
+            .with_drone_token(Some(token.clone()))
+            .register(&req)
+            .expect_err("nothing listens on port 1")
+            .to_string()
+            .contains("a token holds a character");
+        let verdict = swarm_net::client::unsendable_token(&token);
+        assert_eq!(
+            header_error,
+            verdict.is_some(),
+            "U+{:04X}: client refused it: {header_error}, verdict {verdict:?}",
+            u32::from(c)
+        );
+        if header_error {
+            refused += 1;
+        } else {
+            sendable += 1;
+        }
+    }
+    // Both kinds were seen: the controls but the tab, DEL and the odd ones
+    // refused; the tab, the space and the 94 printable ones sent.
+    assert_eq!((refused, sendable), (31 + 1 + odd.len(), 96));
+}

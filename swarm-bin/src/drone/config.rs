@@ -287,17 +287,26 @@ impl DroneArgs {
             .map_err(|e| anyhow::anyhow!("drone name {name:?}: {e}"))?
             .as_str()
             .to_string();
-        let token = match (self.token.or(f.token), self.token_file.or(f.token_file)) {
-            (Some(t), _) => Some(t),
-            (None, Some(path)) => Some(
-                std::fs::read_to_string(&path)
-                    .with_context(|| format!("reading the drone token from {}", path.display()))?
-                    .trim()
-                    .to_string(),
-            ),
-            (None, None) => None,
+        let (token, from) =
+            match (self.token.or(f.token), self.token_file.or(f.token_file)) {
+                (Some(t), _) => (Some(t), "--token or SWARM_DRONE_TOKEN".to_string()),
+                (None, Some(path)) => (
+                    Some(std::fs::read_to_string(&path).with_context(|| {
+                        format!("reading the drone token from {}", path.display())
+                    })?),
+                    path.display().to_string(),
+                ),
+                (None, None) => (None, String::new()),
+            };
+        let token = token
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty());
+        if let Some(why) = token
+            .as_deref()
+            .and_then(swarm_net::client::unsendable_token)
+        {
+            bail!("the drone token ({from}) {why}; issue a new one with `swarm node enroll NAME`");
         }
-        .filter(|t| !t.is_empty());
         if token.is_some() && !self.insecure_http {
             refuse_plain_http_credential(&server)?;
         }
@@ -755,6 +764,26 @@ mod tests {
         .merge(FileTable::default())
         .expect("resolves");
         assert_eq!(c.token, None);
+    }
+
+    #[test]
+    fn a_token_no_header_can_carry_is_refused_at_start_without_showing_it() {
+        let e = DroneArgs {
+            token: Some(" tok\u{7}en-secret\n".into()),
+            ..args()
+        }
+        .merge(FileTable::default())
+        .expect_err("refused");
+        let text = format!("{e:#}");
+        assert!(text.contains("control character (U+0007)"), "{text}");
+        assert!(!text.contains("secret"), "{text}");
+        let ok = DroneArgs {
+            token: Some(" token-secret\n".into()),
+            ..args()
+        }
+        .merge(FileTable::default())
+        .expect("a trimmed token is fine");
+        assert_eq!(ok.token.as_deref(), Some("token-secret"));
     }
 
     #[test]

@@ -292,6 +292,28 @@ pub fn clear_text_host(url: &str) -> Option<&str> {
     (!loopback).then_some(host)
 }
 
+/// Why `token` can never be sent in an `Authorization` header, if it cannot:
+/// a header carries printable ASCII, spaces and tabs only, so a token with a
+/// control character or a non-ASCII letter failed every call (an agent
+/// retried such a call for ever; h12). Said at start instead, naming the
+/// character's place but not the token.
+pub fn unsendable_token(token: &str) -> Option<String> {
+    let (at, c) = token
+        .chars()
+        .enumerate()
+        .find(|&(_, c)| !(c == ' ' || c == '\t' || c.is_ascii_graphic()))?;
+    Some(format!(
+        "holds {} at character {} of {}: an HTTP header cannot carry it",
+        if c.is_control() {
+            format!("a control character (U+{:04X})", u32::from(c))
+        } else {
+            format!("a non-ASCII character (U+{:04X})", u32::from(c))
+        },
+        at + 1,
+        token.chars().count()
+    ))
+}
+
 /// A token as the server reads one: trimmed (`SWARM_DRONE_TOKEN` ending in
 /// a newline made every call fail, and the error printed the whole header,
 /// token and all; h11), and none when blank.

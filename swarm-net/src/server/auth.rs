@@ -74,7 +74,14 @@ pub fn resolve_admin_token(
     let mut empty = false;
     match std::fs::read_to_string(file) {
         Ok(text) if !text.trim().is_empty() => {
-            return Ok((text.trim().to_string(), TokenSource::File));
+            let token = text.trim();
+            if let Some(why) = crate::client::unsendable_token(token) {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("the admin token there {why}"),
+                ));
+            }
+            return Ok((token.to_string(), TokenSource::File));
         }
         // Missing or empty: generate one below.
         Ok(_) => empty = true,
@@ -154,5 +161,19 @@ mod tests {
         assert!(matches(Some("abc"), "abc"));
         assert!(!matches(Some("abd"), "abc"));
         assert!(!matches(None, "abc"));
+    }
+
+    #[test]
+    fn a_hand_edited_token_no_client_can_send_is_refused_and_kept() {
+        let dir = tempfile::tempdir().expect("dir");
+        let file = dir.path().join("admin.token");
+        std::fs::write(&file, "adm\x08in-secret\n").expect("write");
+        let e = resolve_admin_token(None, &file).expect_err("refused");
+        assert_eq!(e.kind(), std::io::ErrorKind::InvalidData, "{e}");
+        assert!(e.to_string().contains("U+0008"), "{e}");
+        assert!(!e.to_string().contains("secret"), "{e}");
+        // Not replaced by a generated one: the operator's file is theirs.
+        let kept = std::fs::read_to_string(&file).expect("read");
+        assert_eq!(kept, "adm\x08in-secret\n");
     }
 }

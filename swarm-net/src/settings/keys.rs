@@ -218,7 +218,7 @@ pub(super) fn from_toml(key: &str, kind: Kind, value: &toml::Value) -> Result<Ty
         (Kind::Secret, V::String(s)) if s.trim().is_empty() => {
             Err("is empty; leave the key out instead".into())
         }
-        (Kind::Secret, V::String(s)) => Ok(Typed::Text(s.trim().to_owned())),
+        (Kind::Secret, V::String(s)) => secret(s.trim()),
         (Kind::Secret, _) => Err("expected a token in quotes".into()),
         (Kind::Sync, V::String(s)) => parse_sync(s),
         (Kind::Sync, _) => Err("expected \"normal\" or \"full\"".into()),
@@ -246,6 +246,15 @@ pub(super) fn from_toml(key: &str, kind: Kind, value: &toml::Value) -> Result<Ty
     }
 }
 
+/// A token no client could present is refused rather than kept: it locked
+/// out whoever needed it, and only a wire error said so.
+fn secret(trimmed: &str) -> Result<Typed, String> {
+    match crate::client::unsendable_token(trimmed) {
+        Some(why) => Err(why),
+        None => Ok(Typed::Text(trimmed.to_owned())),
+    }
+}
+
 /// One network: `10.0.0.0/24`, `fd00::/8`, or one address.
 fn parse_network(s: &str) -> Result<ipnet::IpNet, String> {
     let s = s.trim();
@@ -264,7 +273,7 @@ pub(super) fn from_env(key: &str, kind: Kind, raw: &str) -> Result<Typed, String
         // newline refused every reader, and an admin token with spaces
         // around it hid that it equalled the read token).
         Kind::Secret if trimmed.is_empty() => Err("is blank; unset it instead".into()),
-        Kind::Secret => Ok(Typed::Text(trimmed.to_owned())),
+        Kind::Secret => secret(trimmed),
         Kind::Sync => parse_sync(trimmed),
         Kind::Int { min, max } => in_range(parse_number(trimmed)?, min, max),
         Kind::Bool => parse_bool(trimmed).map(Typed::Bool),

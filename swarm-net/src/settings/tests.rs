@@ -777,4 +777,22 @@ fn a_short_read_token_or_one_equal_to_the_admin_token_is_warned_about() {
         Some(long),
         "a file's tokens too"
     );
+    // One no client can send is refused, naming where it came from and the
+    // character, never the token (h12: an agent retried it for ever).
+    let env_err = load_err(&request(&[("SWARM_DRONE_TOKEN", "drone\u{1}secret")]));
+    assert!(env_err.contains("SWARM_DRONE_TOKEN"), "{env_err}");
+    assert!(env_err.contains("control character (U+0001)"), "{env_err}");
+    assert!(!env_err.contains("secret"), "{env_err}");
+    assert!(
+        env_err.starts_with("env SWARM_DRONE_TOKEN=(hidden): "),
+        "{env_err}"
+    );
+    let (_dir, _, file) = with_file("read_token = \"r\\u00e9ader\"\n", &[]);
+    let file_err = load_err(&file);
+    assert!(file_err.contains("read_token"), "{file_err}");
+    assert!(
+        file_err.contains("non-ASCII character (U+00E9)"),
+        "{file_err}"
+    );
+    assert!(!file_err.contains("r\u{e9}ader"), "{file_err}");
 }
