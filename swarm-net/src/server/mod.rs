@@ -488,9 +488,12 @@ fn always_open(path: &str) -> bool {
 fn serve_one(sh: &Shared, req: &mut Request<'_>) -> Response {
     let began = Instant::now();
     let peer = req.remote_addr();
-    let method = req.method().clone();
     let url = req.url().to_string();
     let path = url.split('?').next().unwrap_or("").to_string();
+    let method = match req.method() {
+        Method::Head if head_is_a_get(&path) => Method::Get,
+        m => m.clone(),
+    };
     if is_guarded_read(&method, &path) {
         if let Err(e) = auth::require_reader(req, sh.read_token.as_deref(), &sh.admin_token) {
             sh.metrics
@@ -582,6 +585,19 @@ fn is_guarded_read(method: &Method, path: &str) -> bool {
         && (matches!(path, "/metrics" | "/api/v1/metrics")
             || (path.starts_with("/api/v1/")
                 && !matches!(path, "/api/v1/health" | "/api/v1/work" | "/api/v1/poll")))
+}
+
+/// Whether HEAD is answered as the GET would be, less the body (the front
+/// door drops it): monitoring and `curl -I` ask health and the reads that
+/// way, and got 405. Not where a GET does more than read: `/work` leases a
+/// job, the event stream stays open, a SQL query runs; `/binhost` answers
+/// HEAD itself.
+fn head_is_a_get(path: &str) -> bool {
+    let p = routed_path(path);
+    let acts = matches!(p, "/api/v1/work" | "/api/v1/poll" | "/api/v1/events/stream")
+        || p.starts_with("/api/v1/sql/");
+    let answers_itself = p == "/binhost" || p.starts_with("/binhost/");
+    !(acts || answers_itself)
 }
 
 /// Routes that take the drone token: refusals there are logged.

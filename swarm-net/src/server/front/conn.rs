@@ -431,12 +431,10 @@ fn write_response(
             }
             out.extend_from_slice(b"\r\n");
             conn.write_raw(&out)?;
+            // A reply to HEAD ends with its head: a last chunk sent after
+            // it was read as the start of the next reply on the connection.
             if head_only {
-                return if http11 {
-                    conn.write_raw(b"0\r\n\r\n")
-                } else {
-                    Ok(())
-                };
+                return Ok(());
             }
             let mut buf = vec![0u8; 16 * 1024];
             loop {
