@@ -469,3 +469,92 @@ fn an_empty_queue_post_is_a_400_saying_no_packages() {
     let (_, q) = s.get("/api/v1/queue");
     assert_eq!(q["total"], 0);
 }
+
+/// What h14 found driving the server as a v3 drone: a heartbeat with only
+/// `id` was refused (409), `current_task: null` did not clear the node's
+/// task, and a grounded drone left `drone_health` as it was grounded.
+#[test]
+fn a_v3_drone_heartbeating_by_id_alone_is_heard_and_its_grounding_is_shown() {
+    let dir = tempfile::tempdir().expect("dir");
+    let s = Server::start(dir.path(), &[("SWARM_POLICY_MAX_DRONE_FAILURES", "2")]);
+    let id = "0123456789abcdef0123456789abcdef";
+    register(&s, id, "drone-india", 8, Value::Null);
+    let pkgs: Vec<String> = (0..3).map(|i| format!("virtual/i{i}-1")).collect();
+    let (code, r) = s.admin_post("/api/v1/queue", &json!({ "packages": pkgs }));
+    assert_eq!(code, 200, "{r}");
+    let node = |s: &Server| {
+        let (code, nodes) = s.get("/api/v1/nodes");
+        assert_eq!(code, 200, "{nodes}");
+        nodes
+            .as_array()
+            .and_then(|a| a.iter().find(|n| n["name"] == "drone-india").cloned())
+            .unwrap_or_else(|| panic!("drone-india not in {nodes}"))
+    };
+
+    // Every field but `id` is optional: the name it registered with holds.
+    let first = work(&s, id);
+    let beat = |task: Value| {
+        s.post(
+            "/api/v1/register",
+            &json!({"id": id, "metrics": {"cpu_percent": 5.0}, "current_task": task}),
+        )
+    };
+    let (code, r) = beat(json!(first));
+    assert_eq!(
+        (code, r["status"].as_str()),
+        (200, Some("registered")),
+        "{r}"
+    );
+    let n = node(&s);
+    assert_eq!(n["current_task"], json!(first), "{n}");
+    assert_eq!(n["online"], json!(true), "{n}");
+    let (_, nodes) = s.get("/api/v1/nodes?all=true");
+    assert_eq!(
+        nodes.as_array().map(Vec::len),
+        Some(1),
+        "one drone: {nodes}"
+    );
+
+    // "null clears it", though the lease stays until the report.
+    let (code, r) = beat(Value::Null);
+    assert_eq!(code, 200, "{r}");
+    assert_eq!(node(&s)["current_task"], Value::Null);
+    let (code, st) = s.get("/api/v1/status");
+    assert_eq!(code, 200, "{st}");
+    assert_eq!(
+        st["drones"]["drone-india"]["current_task"],
+        Value::Null,
+        "{st}"
+    );
+
+    // Two infra failures ground it (the policy above): `drone_health`
+    // shows until when.
+    let fail = |pkg: &str| {
+        let (code, r) = s.post(
+            "/api/v1/complete",
+            &json!({"id": id, "package": pkg, "status": "failed",
+                    "failure_class": "infra", "error_detail": "No space left on device"}),
+        );
+        assert_eq!(code, 200, "{r}");
+    };
+    fail(&first);
+    fail(&work(&s, id));
+    let (code, w) = s.get(&format!("/api/v1/work?id={id}"));
+    assert_eq!((code, &w["package"]), (200, &Value::Null), "grounded: {w}");
+    let (_, st) = s.get("/api/v1/status");
+    let health = &st["drone_health"]["drone-india"];
+    assert_recent_seconds_ahead(&health["grounded_until"], "grounded_until");
+    assert_eq!(health["node_id"], json!(id), "{st}");
+}
+
+/// A Unix time in seconds, from now to two hours ahead.
+fn assert_recent_seconds_ahead(v: &Value, what: &str) {
+    let t = v
+        .as_f64()
+        .unwrap_or_else(|| panic!("{what} is not a number: {v}"));
+    assert!(
+        t >= now_s() - 5.0 && t <= now_s() + 7_200.0,
+        "{what} = {t} is not Unix seconds ahead of now ({})",
+        now_s()
+    );
+}

@@ -72,16 +72,20 @@ pub(crate) fn register(sh: &Shared, req: &mut Request, caller: &Caller) -> Resul
             "message": "orchestrators do not register with swarm; only drones do",
         }));
     }
-    let name_text = r
-        .name
-        .clone()
-        .or_else(|| r.node_name.clone())
-        .or_else(|| r.id.clone())
-        .ok_or_else(missing_id)?;
-    let field = if r.name.is_some() {
-        "name"
-    } else {
-        "node_name"
+    let name_text = match (r.name.clone().or_else(|| r.node_name.clone()), &r.id) {
+        (Some(name), _) => name,
+        // A heartbeat with only its id keeps the name the drone registered
+        // with, as a missing field keeps its value: taken as the name, the
+        // id was refused as another drone's (its own) machine id (h14).
+        (None, Some(id)) => sh
+            .resolve(id)
+            .map_or_else(|| id.clone(), |known| known.as_str().to_string()),
+        (None, None) => return Err(missing_id()),
+    };
+    let field = match (&r.name, &r.node_name) {
+        (Some(_), _) => "name",
+        (None, Some(_)) => "node_name",
+        (None, None) => "id",
     };
     let name = DroneName::new(name_text.clone())
         .map_err(|e| ApiError::field(400, field, format!("bad drone name {name_text:?}: {e}")))?;
@@ -207,6 +211,7 @@ pub(crate) fn register(sh: &Shared, req: &mut Request, caller: &Caller) -> Resul
     let done = sh.submit(Plan::Inputs(vec![announce]), Some(name.clone()), false)?;
     sh.remember(&machine_id, &name, address.as_deref());
     sh.note_cpu(&name, metrics.cpu_percent);
+    sh.note_task(&name, &r.current_task);
     let now = drone_now(&done)?;
     if now.known {
         sh.known.insert(&name);

@@ -368,6 +368,7 @@ pub fn start(opts: ServerOptions) -> Result<RunningServer, ServeError> {
         ids: RwLock::new(ids),
         addresses: RwLock::new(BTreeMap::new()),
         cpu_percent: RwLock::new(BTreeMap::new()),
+        said_idle: RwLock::new(Default::default()),
         known: gate::KnownDrones::new(known),
         metrics: Arc::new(metrics::Metrics::default()),
         history: (0..history_n).map(|_| Mutex::new(None)).collect(),

@@ -130,8 +130,7 @@ pub(crate) fn status(sh: &Shared) -> Result<Reply, ApiError> {
         obj.extend(v3::status_fields(
             &view,
             &drones,
-            |d| sh.address_of(&d.name),
-            |d| sh.cpu_of(&d.name),
+            |d| sh.said_of(&d.name),
             &totals,
         ));
     }
@@ -194,7 +193,7 @@ pub(crate) fn nodes(sh: &Shared, url: &str) -> Result<Reply, ApiError> {
         }
         let mut v = serde_json::to_value(&d).map_err(ApiError::internal)?;
         if let Some(obj) = v.as_object_mut() {
-            v3::add_node_fields(obj, &view, &d, sh.address_of(&d.name), sh.cpu_of(&d.name));
+            v3::add_node_fields(obj, &view, &d, &sh.said_of(&d.name));
         }
         out.push(v);
     }

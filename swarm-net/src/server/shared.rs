@@ -135,6 +135,8 @@ pub(crate) struct Shared {
     /// The CPU use each drone last reported (v3's `metrics.cpu_percent`),
     /// shown on `/status` and `/nodes`; the core has no use for it.
     pub(crate) cpu_percent: RwLock<BTreeMap<DroneName, f64>>,
+    /// The drones whose last heartbeat said `current_task: null`.
+    pub(crate) said_idle: RwLock<std::collections::BTreeSet<DroneName>>,
     /// The names of the drones the core knows, for the registration gate.
     pub(crate) known: super::gate::KnownDrones,
     /// Shared with the fsync thread, which needs nothing else.
@@ -343,8 +345,30 @@ impl Shared {
         }
     }
 
-    pub(crate) fn cpu_of(&self, drone: &DroneName) -> Option<f64> {
-        self.cpu_percent.read().ok()?.get(drone).copied()
+    /// Keeps whether `drone` said it builds nothing (`current_task` null or
+    /// empty); a task named, or none sent, forgets it.
+    pub(crate) fn note_task(&self, drone: &DroneName, said: &Option<Option<String>>) {
+        let idle = matches!(said, Some(t) if t.as_deref().is_none_or(|t| t.trim().is_empty()));
+        if let Ok(mut s) = self.said_idle.write() {
+            if idle {
+                s.insert(drone.clone());
+            } else {
+                s.remove(drone);
+            }
+        }
+    }
+
+    /// What `drone` last said that the core keeps no record of.
+    pub(crate) fn said_of(&self, drone: &DroneName) -> super::v3::Said {
+        super::v3::Said {
+            address: self.address_of(drone),
+            cpu_percent: self
+                .cpu_percent
+                .read()
+                .ok()
+                .and_then(|m| m.get(drone).copied()),
+            idle: self.said_idle.read().is_ok_and(|s| s.contains(drone)),
+        }
     }
 
     pub(crate) fn address_of(&self, drone: &DroneName) -> Option<String> {

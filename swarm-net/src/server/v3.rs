@@ -73,8 +73,26 @@ pub(crate) fn build_progress(view: &View<'_>, leases: &[LeaseView]) -> Vec<Value
         .collect()
 }
 
-/// What a drone is building: its first started lease.
-fn current_task(d: &DroneView) -> Option<&str> {
+/// What a drone said in its last heartbeat that the core keeps no record
+/// of, for `/status` and `/nodes`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Said {
+    /// Where it can be reached.
+    pub(crate) address: Option<String>,
+    /// v3's `metrics.cpu_percent`.
+    pub(crate) cpu_percent: Option<f64>,
+    /// It sent `current_task: null` (or ""): building nothing, whatever its
+    /// leases say until its report arrives.
+    pub(crate) idle: bool,
+}
+
+/// What a drone is building: its first started lease, unless it said it
+/// builds nothing (v3: "null clears it"; h14 saw an idle drone shown as
+/// building until its report came).
+fn current_task<'d>(d: &'d DroneView, said: &Said) -> Option<&'d str> {
+    if said.idle {
+        return None;
+    }
     d.leases
         .iter()
         .find(|l| l.started_at.is_some())
@@ -86,9 +104,9 @@ pub(crate) fn add_node_fields(
     obj: &mut Map<String, Value>,
     view: &View<'_>,
     d: &DroneView,
-    address: Option<String>,
-    cpu_percent: Option<f64>,
+    said: &Said,
 ) {
+    let (address, cpu_percent) = (&said.address, said.cpu_percent);
     let fields = json!({
         "id": d.machine_id,
         "ip": address,
@@ -99,7 +117,7 @@ pub(crate) fn add_node_fields(
         "ram_percent": d.mem_percent.unwrap_or(0),
         "capabilities": capabilities(d),
         "metrics": metrics(d, cpu_percent),
-        "current_task": current_task(d),
+        "current_task": current_task(d, said),
         "assigned_packages": d.leases.iter().map(|l| l.package.as_str()).collect::<Vec<_>>(),
         "build_progress": build_progress(view, &d.leases),
         "builds_completed": d.builds_ok,
@@ -228,8 +246,7 @@ pub(crate) fn event(e: &EventRow) -> Value {
 pub(crate) fn status_fields(
     view: &View<'_>,
     drones: &[DroneView],
-    address_of: impl Fn(&DroneView) -> Option<String>,
-    cpu_of: impl Fn(&DroneView) -> Option<f64>,
+    said_of: impl Fn(&DroneView) -> Said,
     totals: &BuildTotals,
 ) -> Map<String, Value> {
     let c = view.counts();
@@ -251,22 +268,25 @@ pub(crate) fn status_fields(
     let mut by_name = Map::new();
     let mut health = Map::new();
     for d in drones {
-        let cpu = cpu_of(d);
+        let said = said_of(d);
         by_name.insert(
             d.name.as_str().to_owned(),
             json!({
                 "name": d.name,
-                "ip": address_of(d),
+                "ip": said.address,
                 "status": d.status,
-                "current_task": current_task(d),
+                "current_task": current_task(d, &said),
                 "assigned_packages": d.leases.iter().map(|l| l.package.as_str()).collect::<Vec<_>>(),
                 "build_progress": build_progress(view, &d.leases),
                 "capabilities": capabilities(d),
-                "metrics": metrics(d, cpu),
+                "metrics": metrics(d, said.cpu_percent),
                 "last_seen": secs(d.last_heartbeat.0),
             }),
         );
-        if d.consecutive_failures > 0 {
+        // A grounded drone's failures were reset as it was grounded: listed
+        // only for its failures, it left `drone_health` just when
+        // `grounded_until` had something to say (h14).
+        if d.consecutive_failures > 0 || d.grounded_until.is_some() {
             health.insert(
                 d.name.as_str().to_owned(),
                 json!({
