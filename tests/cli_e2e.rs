@@ -443,3 +443,60 @@ fn serve_without_privilege_says_permission_denied_for_the_port_and_the_data_dir(
     );
     assert!(theirs.join("admin.token").exists() && !theirs.join("swarm.db").exists());
 }
+
+/// The log `swarm serve` writes on stderr from start until it listens (then
+/// it is stopped).
+fn serve_start_log(data_dir: &std::path::Path) -> String {
+    use std::io::{BufRead, BufReader, Read};
+    let mut child = Command::new(swarm_bin())
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .env("SELF_HEAL_ENABLED", "false")
+        .env("NO_COLOR", "1")
+        .env_remove("SWARM_CONFIG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start serve");
+    let stdout = child.stdout.take().expect("stdout");
+    let stderr = child.stderr.take().expect("stderr");
+    let log = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = BufReader::new(stderr).read_to_string(&mut text);
+        text
+    });
+    // "listening on …" comes after every start-up warning.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line.starts_with("listening on ") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    let up = rx.recv_timeout(std::time::Duration::from_secs(30)).is_ok();
+    support::terminate_child(&mut child, std::time::Duration::from_secs(10));
+    let text = log.join().expect("stderr reader");
+    assert!(up, "serve never said it listens: {text}");
+    text
+}
+
+#[test]
+fn serve_warns_when_other_users_cannot_reach_the_binhost_on_disk() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    // As a data dir made under umask 077 is: nginx (dist/nginx/) gets 403.
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).expect("mkdir");
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    let log = serve_start_log(&data);
+    assert!(
+        log.contains("a web server running as another user cannot read the binhost from disk")
+            && log.contains(&format!("{} is 0700", data.display())),
+        "{log}"
+    );
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o711)).expect("chmod");
+    let log = serve_start_log(&data);
+    assert!(!log.contains("cannot read the binhost"), "{log}");
+}

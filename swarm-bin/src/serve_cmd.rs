@@ -371,7 +371,18 @@ fn start(s: &Settings, accept_loss: bool) -> anyhow::Result<Started> {
             "release indexes carry the reference Packages header"
         );
     }
+    let binhost_root = opts.binhost.root.clone();
     let running = server::start(opts)?;
+    if let Some((dir, mode)) = swarm_net::binhost::closed_to_others(&binhost_root) {
+        tracing::warn!(
+            binhost = %binhost_root.display(),
+            "a web server running as another user cannot read the binhost from disk: {} is \
+             {mode:04o}, closed to other users; `chmod o+x {}` to serve it that way, or let \
+             clients fetch it through this server's /binhost/",
+            dir.display(),
+            dir.display()
+        );
+    }
     let report = running.open_report();
     if let Some(loss) = &report.loss {
         tracing::error!(

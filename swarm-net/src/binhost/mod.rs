@@ -28,6 +28,7 @@ mod state;
 pub mod use_reduce;
 
 pub use error::ReleaseError;
+pub use files::closed_to_others;
 pub use scan::Skipped;
 pub use state::{ReleaseEntry, ReleaseInfo};
 
