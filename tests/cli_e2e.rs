@@ -447,10 +447,16 @@ fn serve_without_privilege_says_permission_denied_for_the_port_and_the_data_dir(
 /// The log `swarm serve` writes on stderr from start until it listens (then
 /// it is stopped).
 fn serve_start_log(data_dir: &std::path::Path) -> String {
+    serve_start_log_with(data_dir, &[])
+}
+
+/// [`serve_start_log`] with more environment.
+fn serve_start_log_with(data_dir: &std::path::Path, env: &[(&str, &std::ffi::OsStr)]) -> String {
     use std::io::{BufRead, BufReader, Read};
     let mut child = Command::new(swarm_bin())
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
+        .envs(env.iter().copied())
         .env("SELF_HEAL_ENABLED", "false")
         .env("NO_COLOR", "1")
         .env_remove("SWARM_CONFIG")
@@ -499,4 +505,49 @@ fn serve_warns_when_other_users_cannot_reach_the_binhost_on_disk() {
     std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o711)).expect("chmod");
     let log = serve_start_log(&data);
     assert!(!log.contains("cannot read the binhost"), "{log}");
+}
+
+#[test]
+fn settings_read_the_environment_that_is_text_and_refuse_their_own_that_is_not() {
+    use std::os::unix::ffi::OsStrExt;
+    let not_utf8 = std::ffi::OsStr::from_bytes(b"caf\xe9");
+    let dir = tempfile::tempdir().expect("dir");
+    // Anyone's variable: serve panicked (exit 101) on it (h13).
+    let log = serve_start_log_with(&dir.path().join("data"), &[("H13_UNRELATED", not_utf8)]);
+    assert!(!log.contains("panicked"), "{log}");
+    // One of swarm's own is refused by name, by serve and check alike.
+    for args in [
+        &["config", "check"][..],
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            "/nonexistent/h13",
+        ][..],
+    ] {
+        let out = Command::new(swarm_bin())
+            .args(args)
+            .env("SWARM_ADMIN_TOKEN", not_utf8)
+            .env_remove("SWARM_CONFIG")
+            .output()
+            .expect("run");
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(
+            err.contains("env SWARM_ADMIN_TOKEN is not UTF-8 text"),
+            "{args:?}: {err}"
+        );
+    }
+    // $SWARM_CONFIG names the file for serve and check too, as for the agent.
+    let toml = dir.path().join("swarm.toml");
+    std::fs::write(&toml, "max_prefetch = \"many\"\n").expect("write");
+    let out = Command::new(swarm_bin())
+        .args(["config", "check"])
+        .env("SWARM_CONFIG", &toml)
+        .output()
+        .expect("run");
+    let err = stderr(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains(&toml.display().to_string()), "{err}");
 }

@@ -9,7 +9,7 @@ use swarm_net::settings::{LoadRequest, Loaded, Settings, DEFAULT_CONFIG_PATH};
 /// `swarm config check`.
 #[derive(Args)]
 pub(crate) struct CheckArgs {
-    /// The config file [default: /etc/swarm/swarm.toml if it exists].
+    /// The config file [default: $SWARM_CONFIG, else /etc/swarm/swarm.toml if it exists].
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
 }
@@ -17,7 +17,7 @@ pub(crate) struct CheckArgs {
 /// `swarm config show`.
 #[derive(Args)]
 pub(crate) struct ShowArgs {
-    /// The config file [default: /etc/swarm/swarm.toml if it exists].
+    /// The config file [default: $SWARM_CONFIG, else /etc/swarm/swarm.toml if it exists].
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Print JSON: {"file", "warnings", "settings": {key: {"value", "source"}}}.
@@ -27,10 +27,7 @@ pub(crate) struct ShowArgs {
 
 /// Loads like `swarm serve` does; the error names the key and its source.
 fn load(config: Option<PathBuf>) -> anyhow::Result<Loaded> {
-    // Variables that are not UTF-8 cannot be swarm's; skip them instead of panicking.
-    let env = std::env::vars_os()
-        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
-    Ok(Settings::load(&LoadRequest::new(config, env))?)
+    Ok(Settings::load(&LoadRequest::from_process(config)?)?)
 }
 
 /// Prints `ok: <file or defaults>`, or fails (non-zero exit) with the first problem.

@@ -24,7 +24,7 @@ pub(crate) struct ServeArgs {
     /// Directory for the database, the admin token and staging.
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
-    /// Configuration file (default /etc/swarm/swarm.toml when it exists).
+    /// Configuration file (default $SWARM_CONFIG, else /etc/swarm/swarm.toml when it exists).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Start even though the database holds less than was acknowledged
@@ -50,7 +50,7 @@ pub(crate) fn wall_clock() -> Timestamp {
 
 pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     crate::logging::init();
-    let mut request = LoadRequest::new(args.config.clone(), std::env::vars());
+    let mut request = LoadRequest::from_process(args.config.clone())?;
     request.listen = args.listen;
     request.data_dir = args.data_dir.clone();
     let loaded = Settings::load(&request)?;

@@ -317,6 +317,19 @@ pub struct LoadRequest {
 }
 
 impl LoadRequest {
+    /// [`LoadRequest::new`] with this process's environment (see
+    /// `env::from_process`), and `$SWARM_CONFIG` when `config` is `None`:
+    /// the agent read it and `serve` did not, so one shared swarm.toml was
+    /// half read (h13).
+    pub fn from_process(config: Option<PathBuf>) -> Result<LoadRequest, SettingsError> {
+        let env = env::from_process()?;
+        let named = env
+            .iter()
+            .find(|(k, v)| k == "SWARM_CONFIG" && !v.trim().is_empty())
+            .map(|(_, v)| PathBuf::from(v));
+        Ok(LoadRequest::new(config.or(named), env))
+    }
+
     /// `config` from `--config` (else [`DEFAULT_CONFIG_PATH`] if present) and
     /// the environment; no flag overrides; root detected from this process.
     pub fn new(

@@ -206,6 +206,32 @@ pub(super) fn all_v3_names() -> impl Iterator<Item = &'static str> {
     v3_names().chain(V3_WITHOUT_EFFECT.iter().map(|(name, _)| *name))
 }
 
+/// The process's environment as settings read it. A variable that is not
+/// UTF-8 cannot be a setting and is left out (`std::env::vars` panicked on
+/// any, `LANG` or not; h13), unless its name says it is one: a `SWARM_*`,
+/// `SELF_HEAL_*` or v3 variable is refused by name, never skipped unsaid.
+pub(crate) fn from_process() -> Result<Vec<(String, String)>, SettingsError> {
+    let mut out = Vec::new();
+    for (name, value) in std::env::vars_os() {
+        let lossy = name.to_string_lossy().into_owned();
+        match (name.into_string(), value.into_string()) {
+            (Ok(name), Ok(value)) => out.push((name, value)),
+            _ if lossy.starts_with("SWARM_")
+                || lossy.starts_with("SELF_HEAL_")
+                || all_v3_names().any(|v3| v3 == lossy) =>
+            {
+                return Err(SettingsError::Invalid {
+                    message: format!("env {lossy} is not UTF-8 text: no setting can hold it"),
+                    key: lossy.clone(),
+                    origin: format!("env {lossy}"),
+                });
+            }
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
 /// One value taken from the environment.
 pub(super) struct EnvValue {
     pub(super) key: String,
