@@ -271,14 +271,7 @@ impl DroneArgs {
             .or(f.server)
             .unwrap_or_else(|| "http://127.0.0.1:8100".into());
         // A bare HOST:PORT means http://, as for the operator CLI.
-        let server = if server.contains("://") {
-            server.trim_end_matches('/').to_string()
-        } else {
-            format!("http://{}", server.trim().trim_end_matches('/'))
-        };
-        if !(server.starts_with("http://") || server.starts_with("https://")) {
-            bail!("server {server:?} is not an http:// or https:// URL");
-        }
+        let server = swarm_net::client::server_url(&server).map_err(anyhow::Error::msg)?;
         let name = match self.name.or(f.name) {
             Some(n) => n,
             None => host_name().context("no drone name: pass --name or set SWARM_DRONE_NAME")?,
@@ -567,6 +560,15 @@ mod credential_tests {
         assert!(e.to_string().contains("--insecure-http"), "{e}");
         assert!(check("http://binhost:8100").is_err());
         assert!(check("http://127.0.0.1.evil.example:8100").is_err());
+        // A backslash ends an http URL's host for the parser ureq connects
+        // with: this goes to remote.example, not to 127.0.0.1 (h13).
+        let e = check("http://remote.example\\@127.0.0.1:8100").expect_err("remote");
+        assert!(e.to_string().contains("to remote.example"), "{e}");
+        assert!(check("http://user@[::1]:8100").is_ok());
+        assert!(
+            check("http://0x7f.1:8100").is_ok(),
+            "127.0.0.1 spelt otherwise"
+        );
     }
 }
 
@@ -764,6 +766,40 @@ mod tests {
         .merge(FileTable::default())
         .expect("resolves");
         assert_eq!(c.token, None);
+    }
+
+    #[test]
+    fn a_server_url_that_can_never_work_is_refused_at_start() {
+        let server = |raw: &str| {
+            DroneArgs {
+                server: Some(raw.into()),
+                ..args()
+            }
+            .merge(FileTable::default())
+            .map(|c| c.server)
+            .map_err(|e| e.to_string())
+        };
+        for bad in [
+            "http://[::1",
+            "http://a b:1",
+            "http://127.0.0.1:99999",
+            "ftp://127.0.0.1",
+            "http://",
+            "http://u:secret@127.0.0.1:8100",
+            "http://127.0.0.1:8100/?x=1",
+            "http://remote.example\\@127.0.0.1:8100",
+        ] {
+            let e = server(bad).expect_err(bad);
+            assert!(!e.contains("secret"), "{e}");
+        }
+        assert_eq!(
+            server("127.0.0.1:8100/").as_deref(),
+            Ok("http://127.0.0.1:8100")
+        );
+        assert_eq!(
+            server("https://farm.example/").as_deref(),
+            Ok("https://farm.example")
+        );
     }
 
     #[test]

@@ -276,20 +276,76 @@ impl Client {
 
 /// The host a plain-http `url` names when it is not this machine: what a
 /// credential sent there crosses a network in clear text to reach. `None`
-/// for https and for loopback.
-pub fn clear_text_host(url: &str) -> Option<&str> {
-    let rest = url.strip_prefix("http://")?;
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let host = match host.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or(""),
-        None => host.split(':').next().unwrap_or(""),
+/// for https and for loopback. Read with the parser ureq connects with: a
+/// hand split missed that `http://remote\\@127.0.0.1` goes to `remote`
+/// (a backslash ends the host in an http URL; h13).
+pub fn clear_text_host(url: &str) -> Option<String> {
+    use url::Host;
+    let Ok(parsed) = url::Url::parse(url) else {
+        // Never sent anywhere; named as it was given.
+        return url.starts_with("http:").then(|| url.to_string());
     };
-    let loopback = host.eq_ignore_ascii_case("localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
-    (!loopback).then_some(host)
+    if parsed.scheme() != "http" {
+        return None;
+    }
+    match parsed.host() {
+        Some(Host::Domain(d)) if d.eq_ignore_ascii_case("localhost") => None,
+        Some(Host::Ipv4(ip)) if ip.is_loopback() => None,
+        Some(Host::Ipv6(ip)) if ip.is_loopback() => None,
+        Some(host) => Some(host.to_string()),
+        None => Some(String::new()),
+    }
+}
+
+/// `raw` as a server URL the clients can use, or why not: `HOST:PORT` means
+/// http://, the scheme is http or https, there is a host and a valid port,
+/// and no user or password (never sent; the token is). An agent given a URL
+/// that could never work retried it for ever (h13).
+pub fn server_url(raw: &str) -> Result<String, String> {
+    let given = raw.trim();
+    let raw = &without_userinfo(given);
+    let with_scheme = if given.contains("://") {
+        given.to_string()
+    } else {
+        format!("http://{given}")
+    };
+    let parsed =
+        url::Url::parse(&with_scheme).map_err(|e| format!("server {raw:?} is not a URL: {e}"))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(format!("server {raw:?} is not an http:// or https:// URL"));
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err(format!("server {raw:?} names no host"));
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(format!(
+            "server {raw:?} holds a user name or password, which is never sent: give the host \
+             alone, and the token with --token-file"
+        ));
+    }
+    if parsed.query().is_some() || parsed.fragment().is_some() || given.contains('\\') {
+        return Err(format!(
+            "server {raw:?} is not a plain server address (a query, a fragment or a backslash)"
+        ));
+    }
+    Ok(with_scheme.trim_end_matches('/').to_string())
+}
+
+/// `url` with what comes before an `@` in its authority shown as `***`, so
+/// an error never repeats a password.
+fn without_userinfo(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let authority = match authority.rsplit_once('@') {
+        Some((_, host)) => format!("***@{host}"),
+        None => authority.to_string(),
+    };
+    if scheme.is_empty() {
+        format!("{authority}{tail}")
+    } else {
+        format!("{scheme}://{authority}{tail}")
+    }
 }
 
 /// Why `token` can never be sent in an `Authorization` header, if it cannot:
