@@ -486,3 +486,53 @@ fn removing_a_profile_keeps_its_tree_and_says_so_unless_purge_deletes_it_when_no
         "the binhost root itself stays"
     );
 }
+
+/// `queue import` sent no package's profile, so a list for one profile was
+/// built for the default one, unsaid (h13); `queue add` had no way to name one.
+#[test]
+fn queue_import_and_add_queue_packages_for_the_profile_they_name() {
+    let dir = tempfile::tempdir().expect("dir");
+    let s = Server::start(dir.path(), &[]);
+    ok(&s, &["profile", "create", "desktop", "--set", "CFLAGS=-O2"]);
+    let list = dir.path().join("list.json");
+    std::fs::write(
+        &list,
+        r#"[{"atom": "=dev-libs/for-desktop-1", "profile": "desktop"}, "=dev-libs/plain-1"]"#,
+    )
+    .expect("write");
+    let path = list.to_str().expect("utf8");
+    let dry = ok(&s, &["queue", "import", path, "--dry-run"]);
+    assert!(dry.contains("\"profile\": \"desktop\""), "{dry}");
+    ok(&s, &["queue", "import", path]);
+    let toml = dir.path().join("list.toml");
+    std::fs::write(&toml, "[[package]]\natom = \"=dev-libs/from-toml-1\"\n").expect("write");
+    ok(
+        &s,
+        &[
+            "queue",
+            "import",
+            toml.to_str().expect("utf8"),
+            "--profile",
+            "desktop",
+        ],
+    );
+    ok(
+        &s,
+        &["queue", "add", "=dev-libs/added-1", "--profile", "desktop"],
+    );
+    assert_eq!(
+        queue(&s),
+        [
+            ("=dev-libs/added-1".to_owned(), "desktop".to_owned()),
+            ("=dev-libs/for-desktop-1".to_owned(), "desktop".to_owned()),
+            ("=dev-libs/from-toml-1".to_owned(), "desktop".to_owned()),
+            ("=dev-libs/plain-1".to_owned(), "default".to_owned()),
+        ]
+    );
+    // A profile the server does not know is refused, naming it.
+    let err = fails(
+        &s,
+        &["queue", "add", "=dev-libs/x-1", "--profile", "nosuch"],
+    );
+    assert!(err.contains("nosuch"), "{err}");
+}

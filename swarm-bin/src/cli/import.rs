@@ -180,7 +180,7 @@ pub(crate) fn parse_emerge(text: &str) -> anyhow::Result<Vec<PackageSpec>> {
         "no package lines: expected `[ebuild  N     ] cat/pkg-1.0` lines as `emerge --pretend` prints them"
     );
     for (parent, child) in edges {
-        if list.by_atom.contains_key(&child) {
+        if list.by_key.contains_key(&(child.clone(), None)) {
             list.add_dep(&parent, child);
         }
     }
@@ -195,7 +195,12 @@ type Entry = QueueItem;
 #[serde(untagged)]
 enum JsonDoc {
     List(Vec<serde_json::Value>),
-    Body { packages: Vec<serde_json::Value> },
+    /// With the request's `profile`, for the packages that name none.
+    Body {
+        packages: Vec<serde_json::Value>,
+        #[serde(default)]
+        profile: Option<String>,
+    },
 }
 
 fn entry(value: serde_json::Value, index: usize) -> anyhow::Result<Entry> {
@@ -218,11 +223,29 @@ fn entry(value: serde_json::Value, index: usize) -> anyhow::Result<Entry> {
 pub(crate) fn parse_json(text: &str) -> anyhow::Result<Vec<PackageSpec>> {
     let doc: JsonDoc = serde_json::from_str(text)
         .context("expected a JSON list of packages, or {\"packages\": [...]}")?;
-    let (JsonDoc::List(values) | JsonDoc::Body { packages: values }) = doc;
+    let (values, profile) = match doc {
+        JsonDoc::List(values) => (values, None),
+        JsonDoc::Body { packages, profile } => (packages, profile),
+    };
     let entries = values
         .into_iter()
         .enumerate()
-        .map(|(i, v)| entry(v, i))
+        .map(|(i, v)| {
+            entry(v, i).map(|e| match (e, &profile) {
+                (QueueItem::Spec(mut s), Some(p)) if s.profile.is_none() => {
+                    s.profile = Some(p.clone());
+                    QueueItem::Spec(s)
+                }
+                (QueueItem::Atom(a), Some(p)) => QueueItem::Spec(QueueSpec {
+                    atom: a,
+                    deps: Vec::new(),
+                    priority: 0,
+                    estimate_s: None,
+                    profile: Some(p.clone()),
+                }),
+                (e, _) => e,
+            })
+        })
         .collect::<anyhow::Result<Vec<_>>>()?;
     from_entries(entries)
 }
@@ -263,6 +286,9 @@ struct TomlPackage {
     /// taken as the estimate when `estimate_s` is not given.
     #[serde(default)]
     size_s: Option<u64>,
+    /// The profile it is built for (default: the default profile).
+    #[serde(default)]
+    profile: Option<String>,
 }
 
 /// `[[package]]` tables with `atom`, and optionally `deps`, `priority`,
@@ -282,7 +308,7 @@ pub(crate) fn parse_toml(text: &str) -> anyhow::Result<Vec<PackageSpec>> {
                     deps: p.deps,
                     priority: p.priority,
                     estimate_s: p.estimate_s.or(p.size_s),
-                    profile: None,
+                    profile: p.profile,
                 })
             })
             .collect(),
@@ -304,7 +330,9 @@ fn from_entries(entries: Vec<Entry>) -> anyhow::Result<Vec<PackageSpec>> {
                     .collect::<anyhow::Result<_>>()?,
                 priority: f.priority,
                 estimate_s: f.estimate_s,
-                profile: None,
+                // Dropped before: the package went to the default profile
+                // unsaid (h13).
+                profile: f.profile,
             },
         };
         list.add(spec);
@@ -313,16 +341,21 @@ fn from_entries(entries: Vec<Entry>) -> anyhow::Result<Vec<PackageSpec>> {
 }
 
 /// Packages in first-seen order; a package listed twice is merged (deps
-/// united, the higher priority and the known estimate kept).
+/// united, the higher priority and the known estimate kept). One atom for two
+/// profiles is two packages, as in the queue.
 #[derive(Default)]
 struct Specs {
-    order: Vec<Atom>,
-    by_atom: BTreeMap<Atom, PackageSpec>,
+    order: Vec<SpecKey>,
+    by_key: BTreeMap<SpecKey, PackageSpec>,
 }
+
+/// A package of the list: its atom and its profile (`None`: the default).
+type SpecKey = (Atom, Option<String>);
 
 impl Specs {
     fn add(&mut self, spec: PackageSpec) {
-        match self.by_atom.get_mut(&spec.atom) {
+        let key = (spec.atom.clone(), spec.profile.clone());
+        match self.by_key.get_mut(&key) {
             Some(have) => {
                 for d in spec.deps {
                     if !have.deps.contains(&d) {
@@ -333,14 +366,15 @@ impl Specs {
                 have.estimate_s = have.estimate_s.or(spec.estimate_s);
             }
             None => {
-                self.order.push(spec.atom.clone());
-                self.by_atom.insert(spec.atom.clone(), spec);
+                self.order.push(key.clone());
+                self.by_key.insert(key, spec);
             }
         }
     }
 
+    /// A dependency found in an emerge tree, whose packages name no profile.
     fn add_dep(&mut self, of: &Atom, dep: Atom) {
-        if let Some(p) = self.by_atom.get_mut(of) {
+        if let Some(p) = self.by_key.get_mut(&(of.clone(), None)) {
             if !p.deps.contains(&dep) && *of != dep {
                 p.deps.push(dep);
             }
@@ -352,7 +386,7 @@ impl Specs {
         Ok(self
             .order
             .iter()
-            .filter_map(|a| self.by_atom.remove(a))
+            .filter_map(|k| self.by_key.remove(k))
             .collect())
     }
 }
@@ -593,6 +627,43 @@ Total: 7 packages (1 upgrade, 4 new, 1 in new slot, 1 reinstall, 1 binary), Size
         let text = format!("{err:#}");
         assert!(text.contains("package #2"), "{text}");
         assert!(text.contains("dependencies"), "{text}");
+    }
+
+    #[test]
+    fn a_package_keeps_the_profile_its_list_names() {
+        let profiles = |specs: &[PackageSpec]| -> Vec<(String, Option<String>)> {
+            specs
+                .iter()
+                .map(|s| (s.atom.as_str().to_owned(), s.profile.clone()))
+                .collect()
+        };
+        let some = |p: &str| Some(p.to_owned());
+        // Each entry's own, else the body's; one atom for two profiles is two packages.
+        let body = r#"{"profile": "desktop", "packages": ["a/x-1",
+            {"atom": "a/y-1", "profile": "server"}, {"atom": "a/x-1", "profile": "server"},
+            {"atom": "a/z-1"}]}"#;
+        assert_eq!(
+            profiles(&parse_json(body).expect("body")),
+            [
+                ("=a/x-1".to_owned(), some("desktop")),
+                ("=a/y-1".to_owned(), some("server")),
+                ("=a/x-1".to_owned(), some("server")),
+                ("=a/z-1".to_owned(), some("desktop")),
+            ]
+        );
+        let list = r#"[{"atom": "a/x-1", "profile": "desktop"}, "a/x-1"]"#;
+        assert_eq!(
+            profiles(&parse_json(list).expect("list")),
+            [
+                ("=a/x-1".to_owned(), some("desktop")),
+                ("=a/x-1".to_owned(), None)
+            ]
+        );
+        let toml = "[[package]]\natom = \"a/x-1\"\nprofile = \"desktop\"\n";
+        assert_eq!(
+            profiles(&parse_toml(toml).expect("toml")),
+            [("=a/x-1".to_owned(), some("desktop"))]
+        );
     }
 
     #[test]

@@ -61,6 +61,10 @@ struct AddArgs {
     /// `2026-02-16 00:45`); drones on another one sync first.
     #[arg(long, value_name = "TIMESTAMP")]
     portage_timestamp: Option<String>,
+    /// The profile the packages are built for (`swarm profile list`)
+    /// [default: the default profile].
+    #[arg(long, value_name = "NAME")]
+    profile: Option<String>,
     /// Print the server's JSON reply.
     #[arg(long)]
     json: bool,
@@ -151,6 +155,10 @@ struct ImportArgs {
     /// `2026-02-16 00:45`); drones on another one sync first.
     #[arg(long, value_name = "TIMESTAMP")]
     portage_timestamp: Option<String>,
+    /// The profile the packages are built for, when the list names none
+    /// (`swarm profile list`) [default: the default profile].
+    #[arg(long, value_name = "NAME")]
+    profile: Option<String>,
     /// Print the request that would be sent, and send nothing.
     #[arg(long)]
     dry_run: bool,
@@ -196,7 +204,7 @@ fn add(args: AddArgs) -> anyhow::Result<()> {
             packages,
             portage_timestamp: snapshot_arg(args.portage_timestamp)?,
             fresh: false,
-            profile: None,
+            profile: args.profile,
         },
         args.json,
     )
@@ -223,7 +231,7 @@ fn import_file(args: ImportArgs) -> anyhow::Result<()> {
         packages,
         portage_timestamp: snapshot_arg(args.portage_timestamp)?,
         fresh: false,
-        profile: None,
+        profile: args.profile,
     };
     if args.dry_run {
         return super::fmt::emit_raw(&(serde_json::to_string_pretty(&request)? + "\n"));
