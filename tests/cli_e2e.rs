@@ -253,6 +253,13 @@ fn the_cli_says_what_it_means_in_the_words_of_point_eleven() {
     let err = stderr(&out);
     assert_eq!(err.matches("not in the queue").count(), 1, "{err}");
     assert!(String::from_utf8_lossy(&out.stdout).is_empty());
+    // The same exit with --json, after the server's JSON (it was 0; h13).
+    let out = swarm(&s, &["explain", "dev-libs/nope-1", "--json"]);
+    assert!(!out.status.success(), "{}", stderr(&out));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    assert_eq!(v["package"], "=dev-libs/nope-1", "{v}");
+    let out = swarm(&s, &["explain", "virtual/built-1", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
 }
 
 #[test]
@@ -550,4 +557,20 @@ fn settings_read_the_environment_that_is_text_and_refuse_their_own_that_is_not()
     let err = stderr(&out);
     assert!(!out.status.success(), "{err}");
     assert!(err.contains(&toml.display().to_string()), "{err}");
+}
+
+#[test]
+fn an_admin_token_no_request_can_carry_is_named_before_anything_is_sent() {
+    let dir = tempfile::tempdir().expect("dir");
+    let s = Server::start(dir.path(), &[]);
+    // It said "a control character inside it" of a non-ASCII one (h13).
+    let err = support::cli::fails(&s, &["queue", "add", "=a/b-1", "--token", "t\u{f6}ken"]);
+    assert!(
+        err.contains("holds a non-ASCII character (U+00F6) at character 2"),
+        "{err}"
+    );
+    assert!(!err.contains("t\u{f6}ken"), "{err}");
+    let long = "t".repeat(20_000);
+    let err = support::cli::fails(&s, &["queue", "add", "=a/b-1", "--token", &long]);
+    assert!(err.contains("20000 bytes long"), "{err}");
 }

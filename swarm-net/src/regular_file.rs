@@ -22,6 +22,30 @@ pub fn open_regular_not_linked(path: &Path) -> io::Result<(File, u64)> {
     )
 }
 
+/// The text of a small file an operator names (a config file, a token
+/// file): a regular file only, opened without blocking, of at most `max`
+/// bytes. `--config` naming a FIFO waited for a writer for ever, and
+/// `/dev/zero` was read until memory ran out (h13).
+pub fn read_small_text(path: &Path, max: u64) -> io::Result<String> {
+    use std::io::Read;
+    let (file, len) = open_regular(path)?;
+    if len > max {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("is {len} bytes, more than the {max} such a file may have"),
+        ));
+    }
+    let mut text = String::new();
+    file.take(max).read_to_string(&mut text)?;
+    Ok(text)
+}
+
+/// The most a config file may hold: far above any real one.
+pub const MAX_CONFIG_BYTES: u64 = 4 << 20;
+
+/// The most a token file may hold: a token and some blank lines.
+pub const MAX_TOKEN_FILE_BYTES: u64 = 64 << 10;
+
 fn open_with(path: &Path, flags: rustix::fs::OFlags) -> io::Result<(File, u64)> {
     use std::os::unix::fs::OpenOptionsExt;
     let file = std::fs::OpenOptions::new()

@@ -188,4 +188,9 @@ fn a_token_is_called_unsendable_exactly_when_the_client_cannot_send_it() {
     // Both kinds were seen: the controls but the tab, DEL and the odd ones
     // refused; the tab, the space and the 94 printable ones sent.
     assert_eq!((refused, sendable), (31 + 1 + odd.len(), 96));
+    // One that would not fit the server's headers is refused too.
+    let long = "t".repeat(swarm_net::client::MAX_TOKEN_BYTES + 1);
+    let why = swarm_net::client::unsendable_token(&long).expect("too long");
+    assert!(why.contains("4097 bytes long"), "{why}");
+    assert!(swarm_net::client::unsendable_token(&long[1..]).is_none());
 }

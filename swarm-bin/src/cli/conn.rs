@@ -109,6 +109,9 @@ impl AdminArgs {
             .clone()
             .or_else(|| self.data_dir.as_ref().map(|d| d.join(TOKEN_FILE_NAME)));
         let (token, token_source) = find_token(self.token.as_deref(), file.as_deref(), &env_var)?;
+        if let Some(why) = swarm_net::client::unsendable_token(token.trim()) {
+            anyhow::bail!("the admin token from {token_source} {why}");
+        }
         if let Some(warning) = clear_text_warning(&self.server.url()) {
             eprintln!("{warning}");
         }
@@ -206,7 +209,11 @@ pub(crate) fn find_token(
 }
 
 fn read_token(path: &Path) -> anyhow::Result<String> {
-    let text = std::fs::read_to_string(path).map_err(|e| token_read_error(path, e))?;
+    let text = swarm_net::regular_file::read_small_text(
+        path,
+        swarm_net::regular_file::MAX_TOKEN_FILE_BYTES,
+    )
+    .map_err(|e| token_read_error(path, e))?;
     let token = text.trim();
     anyhow::ensure!(
         !token.is_empty(),

@@ -30,11 +30,17 @@ pub(crate) fn run(args: ExplainArgs) -> anyhow::Result<()> {
     let answer = client
         .explain_in(atom.as_str(), args.profile.as_deref())
         .map_err(read_error)?;
-    if args.json {
-        return emit_json(&answer.raw);
-    }
     let e = &answer.body;
-    if e.status.is_none() && e.profiles.len() > 1 && args.profile.is_none() {
+    let several = e.profiles.len() > 1 && args.profile.is_none();
+    let unknown = e.status.is_none() && !several;
+    if args.json {
+        // The JSON as the server gave it, and the exit code text gets: a
+        // script saw 0 for a package not in the queue (h13).
+        emit_json(&answer.raw)?;
+        anyhow::ensure!(!unknown, "{} is not in the queue", e.package);
+        return Ok(());
+    }
+    if e.status.is_none() && several {
         // Queued in several profiles, none named: each profile's line, and how to pick one.
         return emit(&format!(
             "{}next: `swarm explain {} --profile PROFILE` for one of them\n",

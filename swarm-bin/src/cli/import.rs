@@ -36,6 +36,9 @@ pub(crate) enum Format {
 
 /// Parses `text` in `format`; `name` (a file name or `-`) only guides `Auto`.
 pub(crate) fn parse(text: &str, format: Format, name: &str) -> anyhow::Result<Vec<PackageSpec>> {
+    // An editor's byte-order mark is no package line nor JSON (h13: "no
+    // package lines", "expected value at line 1 column 1").
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     match format {
         Format::Emerge => parse_emerge(text),
         Format::Json => parse_json(text),
@@ -627,6 +630,21 @@ Total: 7 packages (1 upgrade, 4 new, 1 in new slot, 1 reinstall, 1 binary), Size
         let text = format!("{err:#}");
         assert!(text.contains("package #2"), "{text}");
         assert!(text.contains("dependencies"), "{text}");
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_no_part_of_the_list() {
+        for (text, name) in [
+            ("\u{feff}[ebuild  N     ] dev-libs/a-1.0\n", "world.txt"),
+            ("\u{feff}[\"dev-libs/a-1.0\"]", "list.json"),
+            (
+                "\u{feff}[[package]]\natom = \"dev-libs/a-1.0\"\n",
+                "list.toml",
+            ),
+        ] {
+            let specs = parse(text, Format::Auto, name).unwrap_or_else(|e| panic!("{name}: {e:#}"));
+            assert_eq!(atoms(&specs), ["=dev-libs/a-1.0"], "{name}");
+        }
     }
 
     #[test]

@@ -280,17 +280,28 @@ impl DroneArgs {
             .map_err(|e| anyhow::anyhow!("drone name {name:?}: {e}"))?
             .as_str()
             .to_string();
-        let (token, from) =
-            match (self.token.or(f.token), self.token_file.or(f.token_file)) {
-                (Some(t), _) => (Some(t), "--token or SWARM_DRONE_TOKEN".to_string()),
-                (None, Some(path)) => (
-                    Some(std::fs::read_to_string(&path).with_context(|| {
-                        format!("reading the drone token from {}", path.display())
-                    })?),
-                    path.display().to_string(),
-                ),
-                (None, None) => (None, String::new()),
-            };
+        let (token, from) = match (self.token.or(f.token), self.token_file.or(f.token_file)) {
+            (Some(t), _) => (Some(t), "--token or SWARM_DRONE_TOKEN".to_string()),
+            (None, Some(path)) => {
+                let text = swarm_net::regular_file::read_small_text(
+                    &path,
+                    swarm_net::regular_file::MAX_TOKEN_FILE_BYTES,
+                )
+                .with_context(|| format!("reading the drone token from {}", path.display()))?;
+                // Named on purpose: an empty one is a rollout gone wrong,
+                // not "no credential" (the agent ran without one; h13).
+                if text.trim().is_empty() {
+                    bail!(
+                        "the drone token file {} is empty: write the token `swarm node enroll \
+                         NAME` printed into it, or leave --token-file out for a farm without \
+                         drone credentials",
+                        path.display()
+                    );
+                }
+                (Some(text), path.display().to_string())
+            }
+            (None, None) => (None, String::new()),
+        };
         let token = token
             .map(|t| t.trim().to_string())
             .filter(|t| !t.is_empty());
@@ -435,8 +446,9 @@ fn bounded(name: &str, value: u64, min: u64, max: u64) -> anyhow::Result<()> {
 }
 
 fn load_file(path: &Path) -> anyhow::Result<FileTable> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading config file {}", path.display()))?;
+    let text =
+        swarm_net::regular_file::read_small_text(path, swarm_net::regular_file::MAX_CONFIG_BYTES)
+            .with_context(|| format!("reading config file {}", path.display()))?;
     parse_file(&text).with_context(|| format!("config file {}", path.display()))
 }
 
@@ -766,6 +778,30 @@ mod tests {
         .merge(FileTable::default())
         .expect("resolves");
         assert_eq!(c.token, None);
+    }
+
+    #[test]
+    fn a_token_file_must_be_a_small_regular_file_with_a_token() {
+        let dir = tempfile::tempdir().expect("dir");
+        let with_file = |path: &std::path::Path| {
+            DroneArgs {
+                token_file: Some(path.to_owned()),
+                ..args()
+            }
+            .merge(FileTable::default())
+            .map(|c| c.token)
+            .map_err(|e| format!("{e:#}"))
+        };
+        let empty = dir.path().join("empty.token");
+        std::fs::write(&empty, "\n").expect("write");
+        let e = with_file(&empty).expect_err("empty");
+        assert!(e.contains("is empty"), "{e}");
+        // A device (or a FIFO, waited on for ever) is refused at once.
+        let e = with_file(std::path::Path::new("/dev/zero")).expect_err("a device");
+        assert!(e.contains("not a regular file"), "{e}");
+        let good = dir.path().join("good.token");
+        std::fs::write(&good, "swd_abc\n").expect("write");
+        assert_eq!(with_file(&good), Ok(Some("swd_abc".to_owned())));
     }
 
     #[test]

@@ -348,12 +348,24 @@ fn without_userinfo(url: &str) -> String {
     }
 }
 
+/// The longest token swarm accepts: generated ones are 64 characters.
+pub const MAX_TOKEN_BYTES: usize = 4096;
+
 /// Why `token` can never be sent in an `Authorization` header, if it cannot:
 /// a header carries printable ASCII, spaces and tabs only, so a token with a
 /// control character or a non-ASCII letter failed every call (an agent
 /// retried such a call for ever; h12). Said at start instead, naming the
 /// character's place but not the token.
 pub fn unsendable_token(token: &str) -> Option<String> {
+    // A 100,000-character admin token was kept, and every call then got 431
+    // from the server's 16 KiB header limit (h13).
+    if token.len() > MAX_TOKEN_BYTES {
+        return Some(format!(
+            "is {} bytes long, more than the {MAX_TOKEN_BYTES} a token may be (requests carry \
+             at most 16 KiB of headers)",
+            token.len()
+        ));
+    }
     let (at, c) = token
         .chars()
         .enumerate()
@@ -473,7 +485,7 @@ fn error_of(url: &str, e: ureq::Error) -> ClientError {
             ClientError::Unreachable {
                 url: url.to_string(),
                 cause: "a request header could not be sent: a token holds a character no HTTP \
-                        header may (a control character inside it)"
+                        header may (a control or non-ASCII character)"
                     .into(),
                 hint: "",
             }

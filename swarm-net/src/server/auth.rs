@@ -72,7 +72,7 @@ pub fn resolve_admin_token(
         return Ok((t.trim().to_string(), TokenSource::Configured));
     }
     let mut empty = false;
-    match std::fs::read_to_string(file) {
+    match crate::regular_file::read_small_text(file, crate::regular_file::MAX_TOKEN_FILE_BYTES) {
         Ok(text) if !text.trim().is_empty() => {
             let token = text.trim();
             if let Some(why) = crate::client::unsendable_token(token) {

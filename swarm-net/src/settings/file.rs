@@ -7,10 +7,11 @@ use std::path::Path;
 
 /// The file's values with their keys, in file order.
 pub(super) fn read(path: &Path) -> Result<Vec<(String, Typed)>, SettingsError> {
-    let text = std::fs::read_to_string(path).map_err(|error| SettingsError::Read {
-        path: path.to_owned(),
-        error,
-    })?;
+    let text = crate::regular_file::read_small_text(path, crate::regular_file::MAX_CONFIG_BYTES)
+        .map_err(|error| SettingsError::Read {
+            path: path.to_owned(),
+            error,
+        })?;
     parse(&text, path)
 }
 

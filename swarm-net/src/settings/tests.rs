@@ -796,3 +796,32 @@ fn a_short_read_token_or_one_equal_to_the_admin_token_is_warned_about() {
     );
     assert!(!file_err.contains("r\u{e9}ader"), "{file_err}");
 }
+
+#[test]
+fn a_config_file_is_a_regular_file_of_a_bounded_size() {
+    // A FIFO was waited on for ever, /dev/zero read until memory ran out (h13).
+    let (dir, _, mut req) = with_file("", &[]);
+    let fifo = dir.path().join("fifo.toml");
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &fifo,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        0,
+    )
+    .expect("mkfifo");
+    req.config = ConfigFile::Explicit(fifo);
+    let e = load_err(&req);
+    assert!(
+        e.contains("fifo.toml") && e.contains("not a regular file"),
+        "{e}"
+    );
+    req.config = ConfigFile::Explicit(PathBuf::from("/dev/zero"));
+    assert!(load_err(&req).contains("not a regular file"));
+    let big = dir.path().join("big.toml");
+    let line = "# a comment line of some length, repeated\n";
+    std::fs::write(&big, line.repeat((5 << 20) / line.len())).expect("write");
+    req.config = ConfigFile::Explicit(big);
+    let e = load_err(&req);
+    assert!(e.contains("bytes, more than the 4194304"), "{e}");
+}
