@@ -30,12 +30,19 @@ fn load(config: Option<PathBuf>) -> anyhow::Result<Loaded> {
     Ok(Settings::load(&LoadRequest::from_process(config)?)?)
 }
 
-/// Prints `ok: <file or defaults>`, or fails (non-zero exit) with the first problem.
+/// Prints `ok: <file or defaults>`, or fails (non-zero exit) with the first
+/// problem of the values, else every file or directory `serve` would refuse.
 pub(crate) fn check(args: CheckArgs) -> anyhow::Result<()> {
     let loaded = load(args.config)?;
     for warning in &loaded.warnings {
         warn(warning);
     }
+    let problems = crate::preflight::problems(&loaded.settings);
+    anyhow::ensure!(
+        problems.is_empty(),
+        "serve would refuse to start:\n  {}",
+        problems.join("\n  ")
+    );
     emit(&format!("{}\n", summary(&loaded)))
 }
 

@@ -19,6 +19,7 @@ mod demo;
 mod drone;
 mod export_cmd;
 mod logging;
+mod preflight;
 mod private_files;
 mod replay_cmd;
 mod serve_cmd;

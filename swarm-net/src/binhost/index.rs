@@ -205,7 +205,9 @@ const MAX_HEADER_BYTES: u64 = 64 * 1024;
 /// the right one. Only the first block is read, at most 64 KiB of it.
 pub fn header_from_file(path: &std::path::Path) -> Result<BTreeMap<String, String>, String> {
     use std::io::Read as _;
-    let file = std::fs::File::open(path).map_err(|e| format!("cannot open: {e}"))?;
+    // An operator's file: a FIFO there held the start for ever.
+    let (file, _) =
+        crate::regular_file::open_regular(path).map_err(|e| format!("cannot open: {e}"))?;
     let mut head = Vec::new();
     file.take(MAX_HEADER_BYTES + 1)
         .read_to_end(&mut head)

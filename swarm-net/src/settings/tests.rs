@@ -818,6 +818,9 @@ fn a_config_file_is_a_regular_file_of_a_bounded_size() {
     );
     req.config = ConfigFile::Explicit(PathBuf::from("/dev/zero"));
     assert!(load_err(&req).contains("not a regular file"));
+    // The usual "no file" still is one.
+    req.config = ConfigFile::Explicit(PathBuf::from("/dev/null"));
+    load_ok(&req);
     let big = dir.path().join("big.toml");
     let line = "# a comment line of some length, repeated\n";
     std::fs::write(&big, line.repeat((5 << 20) / line.len())).expect("write");
