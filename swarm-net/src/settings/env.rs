@@ -232,6 +232,37 @@ pub(crate) fn from_process() -> Result<Vec<(String, String)>, SettingsError> {
     Ok(out)
 }
 
+/// `SWARM_*` variables that other parts of swarm read (the CLI, the agent,
+/// builds, the demo, tests): never taken for a misspelt setting.
+const OTHERS: &[&str] = &[
+    "SWARM_URL",
+    "SWARM_CA",
+    "SWARM_CONFIG",
+    "SWARM_DATA_DIR",
+    "SWARM_TOKEN_FILE",
+    "SWARM_LOG",
+    "SWARM_DRONE_NAME",
+    "SWARM_SIM_SEED",
+    "SWARM_ATOM",
+    "SWARM_CATEGORY",
+    "SWARM_PF",
+    "SWARM_PN",
+    "SWARM_LEASE",
+    "SWARM_BIN",
+    "SWARM_DEMO_RUN",
+    "SWARM_PORTAGE_VENV",
+    "SWARM_BENCH_NO_COMPACT",
+    "SWARM_STANDIN_FAIL",
+    "SWARM_STANDIN_OOM",
+    "SWARM_STANDIN_SCALE_MS",
+    "SWARM_STANDIN_SIZES",
+    "SWARM_STANDIN_FAIL_FILE",
+    "SWARM_STANDIN_KEYWORDS",
+    "SWARM_BENCH_PER_S",
+    "SWARM_TEST_BIN",
+    "SWARM_PRINT_IMPORTS",
+];
+
 /// One value taken from the environment.
 pub(super) struct EnvValue {
     pub(super) key: String,
@@ -249,7 +280,13 @@ pub(super) fn read(
 
     let mut v3: BTreeMap<&str, (&str, Typed)> = BTreeMap::new();
     for &(name, key, unit) in V3 {
-        let Some(raw) = set(name) else { continue };
+        let Some(raw) = set(name) else {
+            // As for `SWARM_*` below (h11, h13: a blank ADMIN_SECRET).
+            if env.get(name).is_some_and(|v| !v.is_empty()) {
+                warnings.push(format!("{name} holds only blanks: treated as unset"));
+            }
+            continue;
+        };
         let typed = convert(name, key, unit, raw)?;
         if let Some((first, earlier)) = v3.get(key) {
             if *earlier != typed {
@@ -331,7 +368,17 @@ pub(super) fn read(
                         .unwrap_or_default(),
                 });
             }
-            // SWARM_URL, SWARM_SIM_SEED, the drone agent's variables: not ours.
+            // SWARM_URL, SWARM_SIM_SEED, the drone agent's variables: not
+            // ours. A near miss of a setting is said, though: a misspelt
+            // SWARM_READ_TOKEN left the reads open without a word (h13).
+            if !OTHERS.contains(&name.as_str()) {
+                if let Some(k) = keys::suggest(&key) {
+                    warnings.push(format!(
+                        "{name} is no setting and is ignored (did you mean {}?)",
+                        env_name(&k)
+                    ));
+                }
+            }
             continue;
         };
         let typed =

@@ -828,3 +828,35 @@ fn a_config_file_is_a_regular_file_of_a_bounded_size() {
     let e = load_err(&req);
     assert!(e.contains("bytes, more than the 4194304"), "{e}");
 }
+
+#[test]
+fn a_near_miss_of_a_setting_in_the_environment_is_warned_about() {
+    let warned = |name: &str, says: &str| {
+        load_ok(&request(&[(name, "x")]))
+            .warnings
+            .iter()
+            .any(|w| w.contains(says))
+    };
+    // A misspelt read token left the reads open without a word (h13).
+    assert!(warned(
+        "SWARM_READ_TOKNE",
+        "SWARM_READ_TOKNE is no setting and is ignored (did you mean SWARM_READ_TOKEN?)"
+    ));
+    assert!(warned("SWARM_LISTN", "did you mean SWARM_LISTEN?"));
+    // The CLI's, the agent's and the builds' own are not taken for one.
+    for other in [
+        "SWARM_URL",
+        "SWARM_DATA_DIR",
+        "SWARM_DRONE_NAME",
+        "SWARM_CONFIG",
+    ] {
+        assert!(!warned(other, "is no setting"), "{other}");
+    }
+    // A v3 name of blanks is said too, as a SWARM_ one is.
+    assert!(load_ok(&request(&[("ADMIN_SECRET", "  ")]))
+        .warnings
+        .iter()
+        .any(|w| w == "ADMIN_SECRET holds only blanks: treated as unset"));
+    // Nor is a name like no setting at all.
+    assert!(!warned("SWARM_SOMETHING_ELSE_ENTIRELY", "is no setting"));
+}
