@@ -522,27 +522,42 @@ fn settings_read_the_environment_that_is_text_and_refuse_their_own_that_is_not()
     // Anyone's variable: serve panicked (exit 101) on it (h13).
     let log = serve_start_log_with(&dir.path().join("data"), &[("H13_UNRELATED", not_utf8)]);
     assert!(!log.contains("panicked"), "{log}");
-    // One of swarm's own is refused by name, by serve and check alike.
-    for args in [
-        &["config", "check"][..],
-        &[
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            "/nonexistent/h13",
-        ][..],
+    // One of swarm's own is refused by name, by serve and check alike, and
+    // by the CLI and the agent (read as unset, the agent ran without its
+    // token; h15).
+    let serve = [
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        "/nonexistent/h13",
+    ];
+    for (args, var) in [
+        (&["config", "check"][..], "SWARM_ADMIN_TOKEN"),
+        (&serve[..], "SWARM_ADMIN_TOKEN"),
+        (
+            &["queue", "add", "=a/b-1", "--server", "http://127.0.0.1:9"][..],
+            "SWARM_ADMIN_TOKEN",
+        ),
+        (
+            &["status", "--server", "http://127.0.0.1:9"][..],
+            "SWARM_READ_TOKEN",
+        ),
+        (
+            &["drone", "--server", "http://127.0.0.1:9", "--name", "d1"][..],
+            "SWARM_DRONE_TOKEN",
+        ),
     ] {
         let out = Command::new(swarm_bin())
             .args(args)
-            .env("SWARM_ADMIN_TOKEN", not_utf8)
+            .env(var, not_utf8)
             .env_remove("SWARM_CONFIG")
             .output()
             .expect("run");
         let err = stderr(&out);
         assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
         assert!(
-            err.contains("env SWARM_ADMIN_TOKEN is not UTF-8 text"),
+            err.contains(&format!("env {var} is not UTF-8 text")),
             "{args:?}: {err}"
         );
     }

@@ -21,6 +21,7 @@ mod export_cmd;
 mod logging;
 mod preflight;
 mod private_files;
+mod process_env;
 mod replay_cmd;
 mod serve_cmd;
 mod sim_cmd;

@@ -47,6 +47,9 @@ pub fn read_small_text(path: &Path, max: u64) -> io::Result<String> {
 /// The most a config file may hold: far above any real one.
 pub const MAX_CONFIG_BYTES: u64 = 4 << 20;
 
+/// The most a PEM file (a CA, a certificate chain, a key) may hold.
+pub const MAX_PEM_BYTES: u64 = 1 << 20;
+
 /// The most a token file may hold: a token and some blank lines.
 pub const MAX_TOKEN_FILE_BYTES: u64 = 64 << 10;
 

@@ -19,6 +19,7 @@
 
 mod env;
 mod file;
+pub use file::toml_error_text;
 mod keys;
 #[cfg(test)]
 mod tests;

@@ -47,8 +47,20 @@ pub(crate) struct AdminArgs {
 
 /// Reads one environment variable; empty counts as unset.
 pub(crate) fn env_var(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+    crate::process_env::var(name)
 }
+
+/// The variables the CLI reads for a server and its tokens.
+const CLI_VARS: [&str; 8] = [
+    "SWARM_URL",
+    "SWARMV3_URL",
+    "SWARM_CA",
+    "SWARM_READ_TOKEN",
+    "SWARM_ADMIN_TOKEN",
+    "ADMIN_SECRET",
+    "SWARM_TOKEN_FILE",
+    "SWARM_DATA_DIR",
+];
 
 /// The server URL: the flag, then `SWARM_URL`, then `SWARMV3_URL`, then the
 /// default. A bare `host:port` gets `http://`.
@@ -76,6 +88,7 @@ impl ServerArgs {
     /// A client without credentials, for the read endpoints; an error when
     /// the CA file cannot be used.
     pub(crate) fn client(&self) -> anyhow::Result<Client> {
+        crate::process_env::require_text(&CLI_VARS)?;
         let ca = self
             .ca
             .clone()
@@ -104,6 +117,7 @@ pub(crate) struct AdminClient {
 impl AdminArgs {
     /// A client carrying the admin token, or an error listing where it looked.
     pub(crate) fn client(&self) -> anyhow::Result<AdminClient> {
+        crate::process_env::require_text(&CLI_VARS)?;
         let file = self
             .token_file
             .clone()

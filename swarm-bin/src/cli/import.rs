@@ -193,17 +193,16 @@ pub(crate) fn parse_emerge(text: &str) -> anyhow::Result<Vec<PackageSpec>> {
 /// An entry of a JSON or TOML list: the queue endpoint's own item shape.
 type Entry = QueueItem;
 
-/// The JSON forms: a list, or `{"packages": [...]}` as `POST /api/v1/queue` takes it.
+/// The JSON body form, `{"packages": [...]}` as `POST /api/v1/queue` takes
+/// it, with the request's `profile` for the packages that name none. Any
+/// other key is refused: `"Profile"` was ignored and the packages went to
+/// the default profile (h15).
 #[derive(Deserialize)]
-#[serde(untagged)]
-enum JsonDoc {
-    List(Vec<serde_json::Value>),
-    /// With the request's `profile`, for the packages that name none.
-    Body {
-        packages: Vec<serde_json::Value>,
-        #[serde(default)]
-        profile: Option<String>,
-    },
+#[serde(deny_unknown_fields)]
+struct JsonBody {
+    packages: Vec<serde_json::Value>,
+    #[serde(default)]
+    profile: Option<String>,
 }
 
 fn entry(value: serde_json::Value, index: usize) -> anyhow::Result<Entry> {
@@ -224,11 +223,15 @@ fn entry(value: serde_json::Value, index: usize) -> anyhow::Result<Entry> {
 
 /// `["=cat/a-1", {"atom": "=cat/b-2", "deps": ["=cat/a-1"], "priority": 5, "estimate_s": 600}]`.
 pub(crate) fn parse_json(text: &str) -> anyhow::Result<Vec<PackageSpec>> {
-    let doc: JsonDoc = serde_json::from_str(text)
-        .context("expected a JSON list of packages, or {\"packages\": [...]}")?;
+    const SHAPE: &str = "expected a JSON list of packages, or {\"packages\": [...]}";
+    let doc: serde_json::Value = serde_json::from_str(text).context(SHAPE)?;
     let (values, profile) = match doc {
-        JsonDoc::List(values) => (values, None),
-        JsonDoc::Body { packages, profile } => (packages, profile),
+        serde_json::Value::Array(values) => (values, None),
+        body @ serde_json::Value::Object(_) => {
+            let b: JsonBody = serde_json::from_value(body).context(SHAPE)?;
+            (b.packages, b.profile)
+        }
+        _ => anyhow::bail!(SHAPE),
     };
     let entries = values
         .into_iter()
@@ -630,6 +633,18 @@ Total: 7 packages (1 upgrade, 4 new, 1 in new slot, 1 reinstall, 1 binary), Size
         let text = format!("{err:#}");
         assert!(text.contains("package #2"), "{text}");
         assert!(text.contains("dependencies"), "{text}");
+    }
+
+    #[test]
+    fn a_json_body_with_a_key_it_does_not_take_is_refused() {
+        let e = parse_json(r#"{"packages": ["a/x-1"], "Profile": "desktop"}"#)
+            .expect_err("an unknown key");
+        assert!(
+            format!("{e:#}").contains("unknown field `Profile`"),
+            "{e:#}"
+        );
+        let e = parse_json("42").expect_err("no list");
+        assert!(format!("{e:#}").contains("expected a JSON list"), "{e:#}");
     }
 
     #[test]

@@ -219,7 +219,7 @@ fn import_file(args: ImportArgs) -> anyhow::Result<()> {
             .context("reading the list from standard input")?;
         s
     } else {
-        std::fs::read_to_string(&args.file).with_context(|| format!("cannot read {name}"))?
+        read_list(&args.file).with_context(|| format!("cannot read {name}"))?
     };
     let mut packages = import::parse(&text, args.format, &name)?;
     if let Some(p) = args.priority {
@@ -237,6 +237,25 @@ fn import_file(args: ImportArgs) -> anyhow::Result<()> {
         return super::fmt::emit_raw(&(serde_json::to_string_pretty(&request)? + "\n"));
     }
     send(&args.admin, request, args.json)
+}
+
+/// The most a list file may hold: far more than one request can carry.
+const MAX_LIST_BYTES: u64 = 64 << 20;
+
+/// A list file's text, at most [`MAX_LIST_BYTES`]: `/dev/zero` was read
+/// until memory ran out (h15). A pipe is fine (`<(emerge -pq world)`).
+fn read_list(path: &std::path::Path) -> std::io::Result<String> {
+    let mut text = String::new();
+    std::fs::File::open(path)?
+        .take(MAX_LIST_BYTES + 1)
+        .read_to_string(&mut text)?;
+    if text.len() as u64 > MAX_LIST_BYTES {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("over {MAX_LIST_BYTES} bytes: split the list"),
+        ));
+    }
+    Ok(text)
 }
 
 /// `--portage-timestamp` in its normalised form, or why it names no snapshot.

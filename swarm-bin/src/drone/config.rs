@@ -238,8 +238,14 @@ impl DroneArgs {
     /// Layers the environment, the config file and the defaults under the
     /// flags, and checks the result.
     pub(crate) fn resolve(self) -> anyhow::Result<DroneConfig> {
-        self.with_env(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
-            .resolve_file()
+        crate::process_env::require_text(&[
+            "SWARM_URL",
+            "SWARM_DRONE_NAME",
+            "SWARM_DRONE_TOKEN",
+            "SWARM_CA",
+            "SWARM_CONFIG",
+        ])?;
+        self.with_env(crate::process_env::var).resolve_file()
     }
 
     /// Fills flags left unset from the environment (`var` reads one variable).
@@ -280,8 +286,13 @@ impl DroneArgs {
             .map_err(|e| anyhow::anyhow!("drone name {name:?}: {e}"))?
             .as_str()
             .to_string();
-        let (token, from) = match (self.token.or(f.token), self.token_file.or(f.token_file)) {
-            (Some(t), _) => (Some(t), "--token or SWARM_DRONE_TOKEN".to_string()),
+        let given = match (self.token, f.token) {
+            (Some(t), _) => Some((t, "--token or SWARM_DRONE_TOKEN")),
+            (None, Some(t)) => Some((t, "the config file's [drone] token")),
+            (None, None) => None,
+        };
+        let (token, from) = match (given, self.token_file.or(f.token_file)) {
+            (Some((t, from)), _) => (Some(t), from.to_string()),
             (None, Some(path)) => {
                 let text = swarm_net::regular_file::read_small_text(
                     &path,
@@ -453,7 +464,9 @@ fn load_file(path: &Path) -> anyhow::Result<FileTable> {
 }
 
 fn parse_file(text: &str) -> anyhow::Result<FileTable> {
-    let file: FileConfig = toml::from_str(text).context("in the [drone] table")?;
+    let file: FileConfig = toml::from_str(text)
+        .map_err(|e| anyhow::anyhow!(swarm_net::settings::toml_error_text(&e, text)))
+        .context("in the [drone] table")?;
     Ok(file.drone)
 }
 

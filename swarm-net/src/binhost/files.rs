@@ -26,12 +26,18 @@ pub(crate) fn mkdir(d: &Path) -> Result<(), ReleaseError> {
 /// owner cannot pass, with its mode: a web server serving the tree from
 /// disk (`dist/nginx/`) then gets 403 for every file, although the tree
 /// itself is 0755/0644 (a data dir made under umask 077 is 0700).
+/// The way as configured counts as well as the way it resolves to: a link
+/// in a closed directory is as closed (h15).
 pub fn closed_to_others(root: &Path) -> Option<(std::path::PathBuf, u32)> {
-    let root = std::fs::canonicalize(root).ok()?;
-    root.ancestors().find_map(|dir| {
-        let mode = std::fs::metadata(dir).ok()?.permissions().mode() & 0o7777;
-        (mode & 0o001 == 0).then(|| (dir.to_path_buf(), mode))
-    })
+    let configured = std::path::absolute(root).ok()?;
+    let resolved = std::fs::canonicalize(root).ok()?;
+    configured
+        .ancestors()
+        .chain(resolved.ancestors())
+        .find_map(|dir| {
+            let mode = std::fs::metadata(dir).ok()?.permissions().mode() & 0o7777;
+            (mode & 0o001 == 0).then(|| (dir.to_path_buf(), mode))
+        })
 }
 
 /// Files 0644 and directories 0755 whatever the umask, so any web server can serve them.

@@ -209,7 +209,8 @@ pub(super) fn all_v3_names() -> impl Iterator<Item = &'static str> {
 /// The process's environment as settings read it. A variable that is not
 /// UTF-8 cannot be a setting and is left out (`std::env::vars` panicked on
 /// any, `LANG` or not; h13), unless its name says it is one: a `SWARM_*`,
-/// `SELF_HEAL_*` or v3 variable is refused by name, never skipped unsaid.
+/// `SELF_HEAL_*` or v3 variable swarm reads is refused by name, never
+/// skipped unsaid (one it has no use for, `LOG_FILE`, is left out; h15).
 pub(crate) fn from_process() -> Result<Vec<(String, String)>, SettingsError> {
     let mut out = Vec::new();
     for (name, value) in std::env::vars_os() {
@@ -218,7 +219,7 @@ pub(crate) fn from_process() -> Result<Vec<(String, String)>, SettingsError> {
             (Ok(name), Ok(value)) => out.push((name, value)),
             _ if lossy.starts_with("SWARM_")
                 || lossy.starts_with("SELF_HEAL_")
-                || all_v3_names().any(|v3| v3 == lossy) =>
+                || v3_names().any(|v3| v3 == lossy) =>
             {
                 return Err(SettingsError::Invalid {
                     message: format!("env {lossy} is not UTF-8 text: no setting can hold it"),

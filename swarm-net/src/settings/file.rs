@@ -15,11 +15,32 @@ pub(super) fn read(path: &Path) -> Result<Vec<(String, Typed)>, SettingsError> {
     parse(&text, path)
 }
 
+/// A TOML error as its line, column and reason, with the line itself only
+/// when it holds no token: the parser's own text quotes the line, and a
+/// duplicate `admin_token` or a stray character after one printed the
+/// token (h15).
+pub fn toml_error_text(e: &toml::de::Error, text: &str) -> String {
+    let reason = e.message().trim();
+    let Some(span) = e.span() else {
+        return reason.to_owned();
+    };
+    let before = text.get(..span.start).unwrap_or(text);
+    let line_no = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+    let line = text.lines().nth(line_no - 1).unwrap_or("");
+    let lower = line.to_ascii_lowercase();
+    if lower.contains("token") || lower.contains("secret") {
+        format!("line {line_no}, column {column}: {reason} (the line is not shown: it may hold a token)")
+    } else {
+        format!("line {line_no}, column {column}: {reason}\n  {line_no} | {line}")
+    }
+}
+
 /// Parses file contents; `path` is only for messages.
 pub(super) fn parse(text: &str, path: &Path) -> Result<Vec<(String, Typed)>, SettingsError> {
     let table: toml::Table = toml::from_str(text).map_err(|e| SettingsError::Syntax {
         path: path.to_owned(),
-        message: e.to_string().trim().to_owned(),
+        message: toml_error_text(&e, text),
     })?;
     let mut values = Vec::new();
     for (name, value) in &table {

@@ -860,3 +860,23 @@ fn a_near_miss_of_a_setting_in_the_environment_is_warned_about() {
     // Nor is a name like no setting at all.
     assert!(!warned("SWARM_SOMETHING_ELSE_ENTIRELY", "is no setting"));
 }
+
+#[test]
+fn a_syntax_error_never_quotes_a_line_with_a_token() {
+    // The parser quotes the offending line: a duplicate admin_token, or a
+    // stray character after one, printed the token (h15).
+    for text in [
+        "admin_token = \"GOODSECRET-1\"\nadmin_token = \"GOODSECRET-2\"\n",
+        "read_token = \"GOODSECRET\" x\n",
+        "drone_token = \"GOOD\u{7}SECRET\"\n",
+    ] {
+        let (_dir, _, req) = with_file(text, &[]);
+        let e = load_err(&req);
+        assert!(!e.contains("SECRET"), "{e}");
+        assert!(e.contains("line ") && e.contains("column "), "{e}");
+    }
+    // Any other line is still shown, to find the mistake by.
+    let (_dir, _, req) = with_file("listen = \"127.0.0.1:8100\" x\n", &[]);
+    let e = load_err(&req);
+    assert!(e.contains("1 | listen = \"127.0.0.1:8100\" x"), "{e}");
+}

@@ -67,9 +67,14 @@ impl TlsServer {
             cause,
         };
         // Read first so a missing file says so, not "no certificate found".
-        let cert_pem =
-            std::fs::read(cert).map_err(|e| file_err("tls_cert", cert, e.to_string()))?;
-        let key_pem = std::fs::read(key).map_err(|e| file_err("tls_key", key, e.to_string()))?;
+        // Operators' files: a FIFO held the start, /dev/zero filled memory (h15).
+        let pem = |path: &Path| {
+            crate::regular_file::read_small_text(path, crate::regular_file::MAX_PEM_BYTES)
+                .map(String::into_bytes)
+                .map_err(|e| e.to_string())
+        };
+        let cert_pem = pem(cert).map_err(|e| file_err("tls_cert", cert, e))?;
+        let key_pem = pem(key).map_err(|e| file_err("tls_key", key, e))?;
         let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
             .collect::<Result<_, _>>()
             .map_err(|e| file_err("tls_cert", cert, format!("not PEM: {e}")))?;
