@@ -216,8 +216,7 @@ fn token_file_error(file: &Path, data_dir: &Path, e: &std::io::Error) -> anyhow:
 /// How the CLI on this host finds the token, in the words of the log line.
 fn token_hint(s: &Settings) -> String {
     let dir = s.data_dir.display();
-    if crate::cli::conn::token_candidates(&crate::cli::conn::env_var).contains(&s.admin_token_file)
-    {
+    if crate::cli::conn::token_candidates(&crate::process_env::var).contains(&s.admin_token_file) {
         "the CLI on this host finds it there".to_owned()
     } else {
         format!(

@@ -27,21 +27,34 @@ pub fn open_regular_not_linked(path: &Path) -> io::Result<(File, u64)> {
 /// bytes. `--config` naming a FIFO waited for a writer for ever, and
 /// `/dev/zero` was read until memory ran out (h13).
 pub fn read_small_text(path: &Path, max: u64) -> io::Result<String> {
-    use std::io::Read;
     // `--config /dev/null` is the usual way to say "no file": read as empty.
     if path == Path::new("/dev/null") {
         return Ok(String::new());
     }
     let (file, len) = open_regular(path)?;
     if len > max {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("is {len} bytes, more than the {max} such a file may have"),
-        ));
+        return Err(too_long(len, max));
     }
+    read_text_at_most(file, max)
+}
+
+/// The text `from` gives, or an error once it gives more than `max` bytes
+/// (a pipe says no size before).
+pub fn read_text_at_most(from: impl io::Read, max: u64) -> io::Result<String> {
+    use std::io::Read;
     let mut text = String::new();
-    file.take(max).read_to_string(&mut text)?;
-    Ok(text)
+    from.take(max.saturating_add(1)).read_to_string(&mut text)?;
+    match text.len() as u64 {
+        n if n > max => Err(too_long(n, max)),
+        _ => Ok(text),
+    }
+}
+
+fn too_long(len: u64, max: u64) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("is {len} bytes, more than the {max} such a file may have"),
+    )
 }
 
 /// The most a config file may hold: far above any real one.

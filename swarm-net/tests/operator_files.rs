@@ -50,3 +50,14 @@ fn a_binhost_behind_a_link_in_a_closed_directory_is_closed_too() {
         "nginx cannot follow the link out of a 0700 directory"
     );
 }
+
+#[test]
+fn a_stream_that_says_no_size_is_read_to_its_bound_and_no_further() {
+    use swarm_net::regular_file::read_text_at_most;
+    assert_eq!(read_text_at_most(&b"abcd"[..], 4).expect("fits"), "abcd");
+    let e = read_text_at_most(&b"abcd"[..], 3).expect_err("one byte over");
+    assert!(e.to_string().contains("is 4 bytes, more than the 3"), "{e}");
+    // An endless one (a pipe from /dev/zero) ends at the bound.
+    let e = read_text_at_most(std::io::repeat(b'z'), 1 << 20).expect_err("endless");
+    assert!(e.to_string().contains("more than the 1048576"), "{e}");
+}

@@ -45,11 +45,6 @@ pub(crate) struct AdminArgs {
     pub(crate) data_dir: Option<PathBuf>,
 }
 
-/// Reads one environment variable; empty counts as unset.
-pub(crate) fn env_var(name: &str) -> Option<String> {
-    crate::process_env::var(name)
-}
-
 /// The variables the CLI reads for a server and its tokens.
 const CLI_VARS: [&str; 8] = [
     "SWARM_URL",
@@ -82,7 +77,7 @@ pub(crate) fn server_url(flag: Option<&str>, env: &dyn Fn(&str) -> Option<String
 impl ServerArgs {
     /// The resolved server URL.
     pub(crate) fn url(&self) -> String {
-        server_url(self.server.as_deref(), &env_var)
+        server_url(self.server.as_deref(), &crate::process_env::var)
     }
 
     /// A client without credentials, for the read endpoints; an error when
@@ -92,7 +87,7 @@ impl ServerArgs {
         let ca = self
             .ca
             .clone()
-            .or_else(|| env_var("SWARM_CA").map(PathBuf::from));
+            .or_else(|| crate::process_env::var("SWARM_CA").map(PathBuf::from));
         let tls = TlsClient::load(ca.as_deref())?;
         // Reads carry a token only when the operator gave one for that
         // purpose: a token file found on this host is not sent to whatever
@@ -101,8 +96,8 @@ impl ServerArgs {
         Ok(
             Client::new(self.url(), Duration::from_secs(self.timeout_s.max(1)))
                 .with_tls(&tls)
-                .with_read_token(env_var("SWARM_READ_TOKEN"))
-                .with_read_fallback(env_var("SWARM_ADMIN_TOKEN")),
+                .with_read_token(crate::process_env::var("SWARM_READ_TOKEN"))
+                .with_read_fallback(crate::process_env::var("SWARM_ADMIN_TOKEN")),
         )
     }
 }
@@ -122,7 +117,11 @@ impl AdminArgs {
             .token_file
             .clone()
             .or_else(|| self.data_dir.as_ref().map(|d| d.join(TOKEN_FILE_NAME)));
-        let (token, token_source) = find_token(self.token.as_deref(), file.as_deref(), &env_var)?;
+        let (token, token_source) = find_token(
+            self.token.as_deref(),
+            file.as_deref(),
+            &crate::process_env::var,
+        )?;
         if let Some(why) = swarm_net::client::unsendable_token(token.trim()) {
             anyhow::bail!("the admin token from {token_source} {why}");
         }

@@ -236,24 +236,9 @@ pub(crate) fn parse_json(text: &str) -> anyhow::Result<Vec<PackageSpec>> {
     let entries = values
         .into_iter()
         .enumerate()
-        .map(|(i, v)| {
-            entry(v, i).map(|e| match (e, &profile) {
-                (QueueItem::Spec(mut s), Some(p)) if s.profile.is_none() => {
-                    s.profile = Some(p.clone());
-                    QueueItem::Spec(s)
-                }
-                (QueueItem::Atom(a), Some(p)) => QueueItem::Spec(QueueSpec {
-                    atom: a,
-                    deps: Vec::new(),
-                    priority: 0,
-                    estimate_s: None,
-                    profile: Some(p.clone()),
-                }),
-                (e, _) => e,
-            })
-        })
+        .map(|(i, v)| entry(v, i))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    from_entries(entries)
+    from_entries(entries, profile.as_deref())
 }
 
 /// A TOML list: `[[package]]` tables, and the keys of the demo's world
@@ -318,15 +303,21 @@ pub(crate) fn parse_toml(text: &str) -> anyhow::Result<Vec<PackageSpec>> {
                 })
             })
             .collect(),
+        None,
     )
 }
 
-fn from_entries(entries: Vec<Entry>) -> anyhow::Result<Vec<PackageSpec>> {
+/// The list's packages; `profile` is the one of those that name none (a
+/// JSON body's own).
+fn from_entries(entries: Vec<Entry>, profile: Option<&str>) -> anyhow::Result<Vec<PackageSpec>> {
     let mut list = Specs::default();
     for (i, e) in entries.into_iter().enumerate() {
         let at = || format!("package #{}", i + 1);
         let spec = match e {
-            QueueItem::Atom(a) => PackageSpec::new(Atom::parse(&a).with_context(at)?),
+            QueueItem::Atom(a) => PackageSpec {
+                profile: profile.map(str::to_owned),
+                ..PackageSpec::new(Atom::parse(&a).with_context(at)?)
+            },
             QueueItem::Spec(f) => PackageSpec {
                 atom: Atom::parse(&f.atom).with_context(at)?,
                 deps: f
@@ -338,7 +329,7 @@ fn from_entries(entries: Vec<Entry>) -> anyhow::Result<Vec<PackageSpec>> {
                 estimate_s: f.estimate_s,
                 // Dropped before: the package went to the default profile
                 // unsaid (h13).
-                profile: f.profile,
+                profile: f.profile.or_else(|| profile.map(str::to_owned)),
             },
         };
         list.add(spec);

@@ -5,7 +5,6 @@ use super::fmt::{ago, cell, duration, emit, emit_json, now_ms, plural, Align, Ta
 use super::import::{self, Format};
 use anyhow::Context;
 use std::collections::BTreeMap;
-use std::io::Read as _;
 use std::path::PathBuf;
 use swarm_core::{Atom, BlockReason, PackageSpec, PortageSnapshot};
 use swarm_net::client::admin::{EnqueueRequest, Package, QueuePage, QueueState};
@@ -213,13 +212,12 @@ fn add(args: AddArgs) -> anyhow::Result<()> {
 fn import_file(args: ImportArgs) -> anyhow::Result<()> {
     let name = args.file.display().to_string();
     let text = if name == "-" {
-        let mut s = String::new();
-        std::io::stdin()
-            .read_to_string(&mut s)
-            .context("reading the list from standard input")?;
-        s
+        swarm_net::regular_file::read_text_at_most(std::io::stdin(), MAX_LIST_BYTES)
+            .context("reading the list from standard input")?
     } else {
-        read_list(&args.file).with_context(|| format!("cannot read {name}"))?
+        std::fs::File::open(&args.file)
+            .and_then(|f| swarm_net::regular_file::read_text_at_most(f, MAX_LIST_BYTES))
+            .with_context(|| format!("cannot read {name}"))?
     };
     let mut packages = import::parse(&text, args.format, &name)?;
     if let Some(p) = args.priority {
@@ -239,24 +237,10 @@ fn import_file(args: ImportArgs) -> anyhow::Result<()> {
     send(&args.admin, request, args.json)
 }
 
-/// The most a list file may hold: far more than one request can carry.
+/// The most a list may hold, far more than one request can carry:
+/// `/dev/zero` was read until memory ran out (h15). A pipe is fine
+/// (`<(emerge -pq world)`, `-`).
 const MAX_LIST_BYTES: u64 = 64 << 20;
-
-/// A list file's text, at most [`MAX_LIST_BYTES`]: `/dev/zero` was read
-/// until memory ran out (h15). A pipe is fine (`<(emerge -pq world)`).
-fn read_list(path: &std::path::Path) -> std::io::Result<String> {
-    let mut text = String::new();
-    std::fs::File::open(path)?
-        .take(MAX_LIST_BYTES + 1)
-        .read_to_string(&mut text)?;
-    if text.len() as u64 > MAX_LIST_BYTES {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("over {MAX_LIST_BYTES} bytes: split the list"),
-        ));
-    }
-    Ok(text)
-}
 
 /// `--portage-timestamp` in its normalised form, or why it names no snapshot.
 fn snapshot_arg(given: Option<String>) -> anyhow::Result<Option<String>> {
