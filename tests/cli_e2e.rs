@@ -206,6 +206,62 @@ fn destructive_actions_need_yes_without_a_terminal_and_node_remove_retires_a_dro
 }
 
 #[test]
+fn node_remove_with_revoke_keeps_a_running_agent_out() {
+    let dir = tempfile::tempdir().expect("dir");
+    let home = tempfile::tempdir().expect("home");
+    let s = Server::start(dir.path(), &[]);
+    let data = s.data_dir.to_str().expect("utf-8").to_owned();
+    let env = [("SWARM_DATA_DIR", data.as_str())];
+    let (code, v) = s.admin_post("/api/v1/nodes/drone-gone/enroll", &json!({}));
+    assert_eq!(code, 200, "{v}");
+    let token = v["token"].as_str().expect("a token").to_owned();
+    let register = || {
+        support::request(
+            "POST",
+            &format!("{}/api/v1/register", s.url),
+            Some(r#"{"node_name": "drone-gone", "capabilities": {"cores": 4, "ram_gb": 8}}"#),
+            Some(&token),
+        )
+        .0
+    };
+    let remove = |extra: &[&str]| {
+        let mut args = vec!["node", "remove", "drone-gone", "--yes"];
+        args.extend_from_slice(extra);
+        let out = bare(&s, home.path(), &args, &env);
+        assert!(out.status.success(), "{}", stderr(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let listed = || {
+        s.get("/api/v1/nodes?all=true").1.as_array().map_or(0, |a| {
+            a.iter().filter(|n| n["name"] == "drone-gone").count()
+        })
+    };
+    assert_eq!(register(), 200);
+    // Removal alone forgets the state: the agent's next call brings it back.
+    let said = remove(&[]);
+    assert!(
+        said.contains("registers again at its next heartbeat"),
+        "{said}"
+    );
+    assert_eq!(listed(), 0);
+    assert_eq!(register(), 200, "the credential still works");
+    assert_eq!(listed(), 1);
+    let said = remove(&["--revoke"]);
+    assert!(said.contains("its credential is revoked"), "{said}");
+    assert_eq!(listed(), 0);
+    assert_eq!(register(), 401, "the revoked credential is refused");
+    assert_eq!(listed(), 0);
+    // A drone with no credential of its own is removed all the same.
+    s.post(
+        "/api/v1/register",
+        &json!({"node_name": "drone-gone", "capabilities": {"cores": 4, "ram_gb": 8}}),
+    );
+    let said = remove(&["--revoke"]);
+    assert!(said.contains("had no credential of its own"), "{said}");
+    assert_eq!(listed(), 0);
+}
+
+#[test]
 fn the_cli_says_what_it_means_in_the_words_of_point_eleven() {
     let dir = tempfile::tempdir().expect("dir");
     let s = Server::start(dir.path(), &[]);

@@ -2,7 +2,7 @@
 
 use anyhow::{bail, Context};
 use std::collections::BTreeMap;
-use std::io::BufRead;
+use std::io::{BufRead, Read};
 use std::path::PathBuf;
 use swarm_core::{Config, Envelope, Event, Monitor, Output, Swarm};
 
@@ -40,16 +40,40 @@ struct Figures {
     first_violation: Option<String>,
 }
 
+/// The longest line an envelope log may hold: the server's largest body
+/// (64 MiB) as one input, with room for its envelope. A file with no line
+/// breaks (`/dev/zero`, a binary given by mistake) ends there, not in
+/// memory exhaustion.
+const MAX_ENVELOPE_BYTES: u64 = 80 << 20;
+
 fn read_log(path: &PathBuf) -> anyhow::Result<Vec<Envelope>> {
     let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut reader = std::io::BufReader::new(file);
     let mut out = Vec::new();
-    for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
-        let line = line.with_context(|| format!("reading {} line {}", path.display(), i + 1))?;
-        if line.trim().is_empty() {
+    let mut line = Vec::new();
+    for i in 1.. {
+        line.clear();
+        let read = (&mut reader)
+            .take(MAX_ENVELOPE_BYTES + 1)
+            .read_until(b'\n', &mut line)
+            .with_context(|| format!("reading {} line {i}", path.display()))?;
+        if read == 0 {
+            break;
+        }
+        if read as u64 > MAX_ENVELOPE_BYTES {
+            bail!(
+                "{} line {i} is longer than {} MiB: not an envelope log",
+                path.display(),
+                MAX_ENVELOPE_BYTES >> 20
+            );
+        }
+        let text = std::str::from_utf8(&line)
+            .with_context(|| format!("{} line {i}: not UTF-8", path.display()))?;
+        if text.trim().is_empty() {
             continue;
         }
-        let env: Envelope = serde_json::from_str(&line)
-            .with_context(|| format!("{} line {}: not an envelope", path.display(), i + 1))?;
+        let env: Envelope = serde_json::from_str(text)
+            .with_context(|| format!("{} line {i}: not an envelope", path.display()))?;
         out.push(env);
     }
     Ok(out)

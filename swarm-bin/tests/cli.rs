@@ -202,6 +202,18 @@ fn a_corrupt_log_is_refused_with_its_line_number() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+#[test]
+fn a_log_without_line_breaks_is_refused_without_reading_it_all() {
+    // Endless: without the bound, replay reads until memory runs out.
+    let out = swarm(&["replay", "/dev/zero"]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("/dev/zero line 1 is longer than 80 MiB"),
+        "{err}"
+    );
+}
+
 /// A URL nothing listens on: a port the kernel just handed out and took back.
 fn closed_port_url() -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
@@ -349,6 +361,24 @@ fn a_wrong_control_target_is_refused_before_anything_is_sent() {
     let err = text(&out.stderr);
     assert!(err.contains("`block` takes a package atom"), "{err}");
     assert!(!err.contains("cannot reach"), "{err}");
+}
+
+#[test]
+fn a_queue_page_outside_what_the_server_serves_is_refused_before_anything_is_sent() {
+    for limit in ["0", "1001"] {
+        let out = swarm(&[
+            "queue",
+            "list",
+            "--limit",
+            limit,
+            "--server",
+            &closed_port_url(),
+        ]);
+        assert_eq!(out.status.code(), Some(2), "--limit {limit}");
+        let err = text(&out.stderr);
+        assert!(err.contains("1..=1000"), "--limit {limit}: {err}");
+        assert!(!err.contains("cannot reach"), "--limit {limit}: {err}");
+    }
 }
 
 #[test]

@@ -742,7 +742,7 @@ fn load(request: &LoadRequest) -> Result<Loaded, SettingsError> {
             .path("data_dir")
             .unwrap_or_else(|| default_data_dir(request)),
     );
-    let settings = Settings {
+    let mut settings = Settings {
         listen: match layers.get("listen") {
             Some(Typed::Addr(addr)) => *addr,
             _ => defaults.listen,
@@ -838,6 +838,7 @@ fn load(request: &LoadRequest) -> Result<Loaded, SettingsError> {
     for (key, (_, source)) in layers.values {
         sources.insert(key, source);
     }
+    follow_offline_timeout(&mut settings.policy, &mut sources, &mut warnings);
 
     let source_of = |key: &str| sources.get(key).cloned().unwrap_or(Source::Default);
     if let Err(e) = settings.policy.validate() {
@@ -1057,6 +1058,33 @@ fn policy(layers: &Layers) -> Result<Config, SettingsError> {
             message: format!("policy: {}", e.message().trim()),
             origin: "the [policy] values".into(),
         })
+}
+
+/// A confirmed-dead drone is reclaimed after `confirmed_dead_after_ms`, a
+/// swarm setting v3 never had: a v3 operator's `RECLAIM_OFFLINE_TIMEOUT_MINUTES=1`
+/// would otherwise stop the start over a default they cannot know. Left
+/// unset, it follows a shorter offline timeout down (said in a warning);
+/// set, it is checked as given.
+fn follow_offline_timeout(
+    policy: &mut Config,
+    sources: &mut BTreeMap<String, Source>,
+    warnings: &mut Vec<String>,
+) {
+    const KEY: &str = "policy.confirmed_dead_after_ms";
+    let unset = matches!(sources.get(KEY), None | Some(Source::Default));
+    if unset && policy.confirmed_dead_after_ms > policy.offline_timeout_ms {
+        warnings.push(format!(
+            "policy.confirmed_dead_after_ms follows offline_timeout_ms ({} ms, {}) down from its \
+             default of {} ms: it can be at most the offline timeout",
+            policy.offline_timeout_ms,
+            sources
+                .get("policy.offline_timeout_ms")
+                .unwrap_or(&Source::Default),
+            policy.confirmed_dead_after_ms,
+        ));
+        policy.confirmed_dead_after_ms = policy.offline_timeout_ms;
+        sources.insert(KEY.into(), Source::Derived("policy.offline_timeout_ms"));
+    }
 }
 
 fn policy_error(e: &ConfigError, source_of: &dyn Fn(&str) -> Source) -> SettingsError {

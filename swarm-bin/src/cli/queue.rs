@@ -79,8 +79,9 @@ struct ListArgs {
     /// Skip this many packages.
     #[arg(long, value_name = "N", default_value_t = 0)]
     offset: u64,
-    /// Show at most this many packages.
-    #[arg(long, value_name = "N", default_value_t = 100)]
+    /// Show at most this many packages (1 to 1000: the server's largest page).
+    #[arg(long, value_name = "N", default_value_t = 100,
+          value_parser = clap::value_parser!(u64).range(1..=1000))]
     limit: u64,
     /// Fetch every page, not just one.
     #[arg(long)]
@@ -329,7 +330,7 @@ fn list(args: ListArgs) -> anyhow::Result<()> {
     let mut pages: Vec<QueuePage> = Vec::new();
     loop {
         let answer = client
-            .queue(state, offset, args.limit.max(1))
+            .queue(state, offset, args.limit)
             .map_err(read_error)?;
         if args.json {
             if args.all {

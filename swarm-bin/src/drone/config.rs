@@ -350,7 +350,16 @@ impl DroneArgs {
                         "min-free-disk {text:?} is not a size like 20GiB or 512MiB: {e}"
                     )
                 })?;
-                size.as_u64() / (1024 * 1024)
+                let mib = size.as_u64() / (1024 * 1024);
+                // A floor no volume has grounds the drone for good: every
+                // sample would read as a full disk.
+                if mib > MAX_MIN_FREE_DISK_MIB {
+                    bail!(
+                        "min-free-disk {text:?} is {mib} MiB, but must be at most \
+                         {MAX_MIN_FREE_DISK_MIB} MiB (1 PiB)"
+                    );
+                }
+                mib
             }
         };
         let env_text = self
@@ -361,7 +370,7 @@ impl DroneArgs {
             .with_context(|| format!("env command {env_text:?} does not split into words"))?;
         let heartbeat_s = self.heartbeat_s.or(f.heartbeat_s).unwrap_or(15);
         bounded("heartbeat-s", heartbeat_s, 1, MAX_HEARTBEAT_S)?;
-        let poll_s = self.poll_s.or(f.poll_s).unwrap_or(5).max(1);
+        let poll_s = self.poll_s.or(f.poll_s).unwrap_or(5);
         bounded("poll-s", poll_s, 1, MAX_POLL_S)?;
         let stall_timeout_s = self.stall_timeout_s.or(f.stall_timeout_s).unwrap_or(3600);
         bounded("stall-timeout-s", stall_timeout_s, 0, MAX_BUILD_S)?;
@@ -441,6 +450,8 @@ const MAX_SLOTS: u64 = 1024;
 const MAX_HEARTBEAT_S: u64 = 60;
 /// Longest idle poll interval.
 const MAX_POLL_S: u64 = 3600;
+/// Highest free-space floor: 1 PiB, more than any build volume holds.
+const MAX_MIN_FREE_DISK_MIB: u64 = 1 << 30;
 /// Longest stall or build timeout: 30 days, the longest build the server
 /// records.
 const MAX_BUILD_S: u64 = 30 * 86_400;
@@ -594,6 +605,13 @@ mod credential_tests {
             check("http://0x7f.1:8100").is_ok(),
             "127.0.0.1 spelt otherwise"
         );
+        assert!(
+            check("http://[::ffff:127.0.0.1]:8100").is_ok(),
+            "127.0.0.1 mapped into IPv6"
+        );
+        // Not in /etc/hosts: a resolver may ask DNS, which can answer anything.
+        assert!(check("http://localhost.:8100").is_err());
+        assert!(check("http://[::ffff:10.0.0.1]:8100").is_err());
     }
 }
 
@@ -743,9 +761,26 @@ mod tests {
             set(&mut a, max);
             assert!(a.merge(FileTable::default()).is_ok(), "{name} at {max}");
         }
+        for zero in [
+            |a: &mut DroneArgs| a.heartbeat_s = Some(0),
+            |a: &mut DroneArgs| a.poll_s = Some(0),
+        ] {
+            let mut a = args();
+            zero(&mut a);
+            let err = a.merge(FileTable::default()).expect_err("0 is refused");
+            assert!(
+                err.to_string().contains(" is 0, but must be between 1"),
+                "{err}"
+            );
+        }
+        // A floor no volume has would ground the drone for good.
         let mut a = args();
-        a.heartbeat_s = Some(0);
-        assert!(a.merge(FileTable::default()).is_err(), "heartbeat-s 0");
+        a.min_free_disk = Some("1PiB".into());
+        assert!(a.merge(FileTable::default()).is_ok(), "1 PiB is the bound");
+        let mut a = args();
+        a.min_free_disk = Some("1025TiB".into());
+        let err = a.merge(FileTable::default()).expect_err("past 1 PiB");
+        assert!(err.to_string().contains("must be at most"), "{err}");
     }
 
     #[test]

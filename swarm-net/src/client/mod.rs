@@ -278,7 +278,8 @@ impl Client {
 /// credential sent there crosses a network in clear text to reach. `None`
 /// for https and for loopback. Read with the parser ureq connects with: a
 /// hand split missed that `http://remote\\@127.0.0.1` goes to `remote`
-/// (a backslash ends the host in an http URL; h13).
+/// (a backslash ends the host in an http URL; h13). `localhost.` is not
+/// loopback here: it is not in `/etc/hosts`, so a resolver may ask DNS.
 pub fn clear_text_host(url: &str) -> Option<String> {
     use url::Host;
     let Ok(parsed) = url::Url::parse(url) else {
@@ -291,7 +292,11 @@ pub fn clear_text_host(url: &str) -> Option<String> {
     match parsed.host() {
         Some(Host::Domain(d)) if d.eq_ignore_ascii_case("localhost") => None,
         Some(Host::Ipv4(ip)) if ip.is_loopback() => None,
-        Some(Host::Ipv6(ip)) if ip.is_loopback() => None,
+        Some(Host::Ipv6(ip))
+            if ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()) =>
+        {
+            None
+        }
         Some(host) => Some(host.to_string()),
         None => Some(String::new()),
     }

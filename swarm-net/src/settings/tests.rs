@@ -515,6 +515,42 @@ fn policy_combinations_name_where_each_value_came_from() {
 }
 
 #[test]
+fn an_unset_confirmed_dead_wait_follows_a_shorter_v3_offline_timeout() {
+    // v3's shortest offline timeout, with the grace under it (h14's F4).
+    let loaded = load_ok(&request(&[
+        ("RECLAIM_OFFLINE_TIMEOUT_MINUTES", "1"),
+        ("NODE_TIMEOUT", "30"),
+    ]));
+    assert_eq!(loaded.settings.policy.offline_timeout_ms, 60_000);
+    assert_eq!(loaded.settings.policy.confirmed_dead_after_ms, 60_000);
+    assert!(
+        loaded.warnings.iter().any(|w| w.starts_with(
+            "policy.confirmed_dead_after_ms follows offline_timeout_ms (60000 ms, env RECLAIM_OFFLINE_TIMEOUT_MINUTES)"
+        )),
+        "{:?}",
+        loaded.warnings
+    );
+    // At or under the offline timeout it is left alone, and said nothing of.
+    let loaded = load_ok(&request(&[("RECLAIM_OFFLINE_TIMEOUT_MINUTES", "2")]));
+    assert_eq!(loaded.settings.policy.confirmed_dead_after_ms, 120_000);
+    assert!(!loaded.warnings.iter().any(|w| w.contains("confirmed_dead")));
+    // Set by the operator, it is checked as given.
+    let (_dir, path, req) = with_file(
+        "[policy]\nconfirmed_dead_after_ms = 90000\n",
+        &[
+            ("RECLAIM_OFFLINE_TIMEOUT_MINUTES", "1"),
+            ("NODE_TIMEOUT", "30"),
+        ],
+    );
+    let err = load_err(&req);
+    assert!(
+        err.starts_with("policy.confirmed_dead_after_ms (90000 ms) must be at most offline_timeout_ms (60000 ms)"),
+        "{err}"
+    );
+    assert!(err.contains(&path.display().to_string()), "{err}");
+}
+
+#[test]
 fn templates_may_only_use_their_placeholders() {
     let (_dir, path, req) = with_file("[probe]\ncommand = \"ssh root@{host}\"\n", &[]);
     assert_eq!(
