@@ -2,9 +2,11 @@
 //! with the real Portage): every atom emerge accepts as a target is accepted, as given, with
 //! Portage's cp, cpv and build id; every atom it refuses is refused, except the two forms v3's
 //! normalisation adds (`cat/pkg-1.0` → `=cat/pkg-1.0`, `=cat/pkg` → `cat/pkg`), which must come
-//! out as the form Portage accepts.
+//! out as the form Portage accepts. And `Atom::admits` against Portage's `match_from_list`
+//! (tests/portage/matches.tsv, made by tests/portage/matches.py): which versions an operator admits.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use swarm_core::Atom;
 
 struct Verdict {
@@ -113,7 +115,7 @@ fn atoms_agree_with_portage_on_every_fixture_entry() {
 /// The Portage venv (`SWARM_PORTAGE_VENV`, else `target/portage-venv` from tests/portage/venv.sh);
 /// `None` (with the reason printed) outside CI when it is missing, a failure under `CI=true`.
 fn portage_python() -> Option<std::path::PathBuf> {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let root = repo_root();
     let venv = std::env::var_os("SWARM_PORTAGE_VENV")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| root.join("target/portage-venv"));
@@ -132,6 +134,74 @@ fn portage_python() -> Option<std::path::PathBuf> {
     None
 }
 
+#[test]
+fn versions_are_admitted_as_portage_matches_them() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/portage/matches.tsv");
+    let text = std::fs::read_to_string(path).expect("tests/portage/matches.tsv is readable");
+    let (mut yes, mut no, mut disagreements) = (0, 0, Vec::new());
+    for line in rows(&text) {
+        let f: Vec<&str> = line.split('\t').collect();
+        assert_eq!(f.len(), 3, "malformed fixture line {line:?}");
+        let atom = Atom::parse(f[0]).unwrap_or_else(|e| panic!("{}: {e}", f[0]));
+        let candidate = Atom::parse(&format!("=app-misc/foo-{}", f[1]))
+            .unwrap_or_else(|e| panic!("{}: {e}", f[1]));
+        let portage = f[2] == "yes";
+        if portage {
+            yes += 1
+        } else {
+            no += 1
+        }
+        if atom.admits(&candidate) != portage {
+            disagreements.push(format!("{} admits {}: Portage says {}", f[0], f[1], f[2]));
+        }
+    }
+    println!(
+        "{} pairs: {yes} admitted and {no} not, as Portage matches them",
+        yes + no
+    );
+    assert!(yes > 1000 && no > 1000, "the fixture holds {yes} and {no}");
+    assert!(
+        disagreements.is_empty(),
+        "{} disagreements with Portage, first ones:\n{}",
+        disagreements.len(),
+        disagreements[..disagreements.len().min(40)].join("\n")
+    );
+}
+
+#[test]
+fn the_installed_portage_still_matches_as_the_fixture_says() {
+    let Some(python) = portage_python() else {
+        return;
+    };
+    let fresh = run_script(&python, "matches.py", &[]);
+    let committed = std::fs::read_to_string(repo_root().join("tests/portage/matches.tsv"))
+        .expect("the fixture is readable");
+    assert!(
+        rows(&fresh) == rows(&committed),
+        "the installed Portage matches versions differently from tests/portage/matches.tsv \
+         (regenerate it with matches.py and check swarm against it)"
+    );
+}
+
+fn repo_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// What `tests/portage/<script>` prints, run by the Portage venv's python.
+fn run_script(python: &std::path::Path, script: &str, args: &[&std::path::Path]) -> String {
+    let out = std::process::Command::new(python)
+        .arg(repo_root().join("tests/portage").join(script))
+        .args(args)
+        .output()
+        .expect("the Portage venv's python runs");
+    assert!(
+        out.status.success(),
+        "{script} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("the script prints UTF-8")
+}
+
 fn rows(text: &str) -> Vec<&str> {
     text.lines().filter(|l| !l.starts_with('#')).collect()
 }
@@ -141,20 +211,8 @@ fn the_installed_portage_still_gives_the_fixture_verdicts() {
     let Some(python) = portage_python() else {
         return;
     };
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let fixture = root.join("tests/portage/atoms.tsv");
-    let out = std::process::Command::new(&python)
-        .arg(root.join("tests/portage/atoms.py"))
-        .arg("--inputs")
-        .arg(&fixture)
-        .output()
-        .expect("the Portage venv's python runs");
-    assert!(
-        out.status.success(),
-        "atoms.py failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let fresh = String::from_utf8(out.stdout).expect("atoms.py prints UTF-8");
+    let fixture = repo_root().join("tests/portage/atoms.tsv");
+    let fresh = run_script(&python, "atoms.py", &[Path::new("--inputs"), &fixture]);
     let committed = std::fs::read_to_string(&fixture).expect("the fixture is readable");
     let (fresh, committed) = (rows(&fresh), rows(&committed));
     assert_eq!(

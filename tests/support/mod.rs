@@ -5,6 +5,7 @@
 pub mod cli;
 pub mod drone;
 pub mod nginx;
+pub mod packages;
 pub mod portage;
 
 use serde_json::Value;

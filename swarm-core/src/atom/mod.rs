@@ -12,6 +12,7 @@
 //! package called `foo-1_bad`). Surrounding whitespace is ignored.
 
 mod grammar;
+mod version;
 
 pub use grammar::AtomRefusal;
 use grammar::Spans;
@@ -229,6 +230,39 @@ impl Atom {
     /// binhost client can install them.
     pub fn is_virtual(&self) -> bool {
         self.category() == "virtual"
+    }
+
+    /// The slot this atom asks for (`2`, `2/3`, `2=`, `=`, `*`), if any.
+    pub fn slot(&self) -> Option<&str> {
+        let rest = &self.text[self.spans.head_end..];
+        let rest = rest.split('[').next().unwrap_or_default();
+        if rest.starts_with("::") {
+            return None;
+        }
+        let slot = rest.strip_prefix(':')?;
+        Some(slot.split("::").next().unwrap_or(slot))
+    }
+
+    /// Whether `candidate`, a versioned atom (a binary package's
+    /// `=cat/pkg-1.0`), is a version of this atom's package that its
+    /// operator admits, as Portage matches it: `>=cat/foo-5` admits
+    /// `foo-5.1`, not `foo-1`; an unversioned atom admits every version; a
+    /// category-less one, the name in any category. Slots are not judged:
+    /// a version alone does not say its slot.
+    pub fn admits(&self, candidate: &Atom) -> bool {
+        let same = if self.category().is_empty() {
+            self.pn() == candidate.pn()
+        } else {
+            self.key() == candidate.key()
+        };
+        match (self.version(), candidate.version()) {
+            _ if !same => false,
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(wanted), Some(version)) => {
+                version::admits(self.operator(), wanted, version, self.is_wildcard())
+            }
+        }
     }
 
     fn name_start(&self) -> usize {

@@ -8,6 +8,7 @@
 use super::front::Request;
 use super::http::{header, too_large, ApiError, Reply};
 use super::identity::Caller;
+use super::lease_files;
 use super::shared::Shared;
 use super::staged_path::{parse_artifact_path, ArtifactPath, EXTENSIONS, MIN_ARTIFACT_BYTES};
 use super::upload_lease;
@@ -27,9 +28,14 @@ pub(crate) fn put(
 ) -> Result<Reply, ApiError> {
     let path = parse_artifact_path(rest)?;
     // The lease's profile says which staging tree the file goes to.
-    let upload_lease::Bound { lease, root } = upload_lease::bind(sh, req, caller, &path.atom)?;
+    let upload_lease::Bound {
+        lease,
+        root,
+        package,
+    } = upload_lease::bind(sh, req, caller, &path.atom)?;
     let ended = upload_lease::ended_lease(sh, &root, &path.category, &path.file);
     upload_lease::may_replace(&root, &path.category, &path.file, lease, ended)?;
+    lease_files::one_version(&root, lease, &path.category, &path.file, &path.atom)?;
     if let Some(len) = req.body_length() {
         if len as u64 > sh.max_artifact {
             return Err(too_large(sh.max_artifact));
@@ -74,7 +80,9 @@ pub(crate) fn put(
             ));
         }
     }
-    let pkg = match validate_staged(&tmp, &path) {
+    let pkg = match validate_staged(&tmp, &path)
+        .and_then(|pkg| upload_lease::slot_fits(&package, pkg.slot(), pkg.sub_slot()).map(|()| pkg))
+    {
         Ok(pkg) => pkg,
         Err(e) => {
             let _ = std::fs::remove_file(&tmp);
@@ -103,7 +111,10 @@ pub(crate) fn put(
         .unwrap_or_else(|p| p.into_inner());
     // Under the lock: another upload may have put its file in place since the first check.
     let may = live
-        .and_then(|()| upload_lease::may_replace(&root, &path.category, &path.file, lease, ended));
+        .and_then(|()| upload_lease::may_replace(&root, &path.category, &path.file, lease, ended))
+        .and_then(|()| {
+            lease_files::one_version(&root, lease, &path.category, &path.file, &path.atom)
+        });
     if let Err(e) = may {
         let _ = std::fs::remove_file(&tmp);
         return Err(e);

@@ -36,6 +36,7 @@ mod identity;
 mod in_flight;
 mod jobs;
 mod lanes;
+mod lease_files;
 mod log_store;
 mod logs;
 mod metrics;

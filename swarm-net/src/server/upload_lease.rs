@@ -25,6 +25,8 @@ fn record_path(staging: &Path, category: &str, file: &str) -> PathBuf {
 pub(crate) struct Bound {
     pub(crate) lease: LeaseId,
     pub(crate) root: PathBuf,
+    /// What the lease is for (its slot is judged once the file is read: [`slot_fits`]).
+    pub(crate) package: Atom,
 }
 
 /// Checks an upload before its body is read; the lease it is bound to. The URL
@@ -92,6 +94,7 @@ pub(crate) fn bind(
     Ok(Bound {
         lease: live.lease,
         root: staging_of(&sh.staging, live.profile.as_deref()),
+        package: live.package,
     })
 }
 
@@ -166,7 +169,10 @@ fn unnamed_lease(
 /// Whether a file of `file` (a versioned package) is a build of what the
 /// lease names: the same `pf` (a gpkg build id allowed, `foo-1.0-3.gpkg.tar`
 /// for `=cat/foo-1.0`) for an atom that names a version, else a version of
-/// the same package (`>=cat/foo-1`, `cat/foo:2`, `foo`), as emerge resolved it.
+/// the same package its operator admits (`>=cat/foo-1` not `foo-0.9`;
+/// `cat/foo:2` and `foo` any), as emerge resolved it. The slot is judged
+/// once the file is read ([`slot_fits`]); one version per lease by
+/// `lease_files::one_version`.
 pub(crate) fn covers(leased: &Atom, file: &Atom) -> bool {
     if leased.is_exact() {
         return leased.cpv() == file.cpv()
@@ -177,11 +183,37 @@ pub(crate) fn covers(leased: &Atom, file: &Atom) -> bool {
                     .and_then(|r| r.strip_prefix('-'))
                     .is_some_and(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit())));
     }
-    if leased.category().is_empty() {
-        leased.pn() == file.pn()
-    } else {
-        leased.key() == file.key()
+    leased.admits(file)
+}
+
+/// Refuses a package whose SLOT (and sub-slot) is not the one the lease
+/// asks for (`cat/foo:2` built as SLOT 3). A slot operator alone (`:=`,
+/// `:*`) asks for none.
+pub(crate) fn slot_fits(leased: &Atom, slot: &str, sub_slot: Option<&str>) -> Result<(), ApiError> {
+    let Some(wanted) = leased.slot() else {
+        return Ok(());
+    };
+    let wanted = wanted.trim_end_matches('=');
+    let (want_slot, want_sub) = match wanted.split_once('/') {
+        Some((s, sub)) => (s, Some(sub)),
+        None => (wanted, None),
+    };
+    if want_slot.is_empty() || want_slot == "*" {
+        return Ok(());
     }
+    let sub_ok = want_sub.is_none_or(|w| sub_slot.unwrap_or(slot) == w);
+    if want_slot == slot && sub_ok {
+        return Ok(());
+    }
+    let got = match sub_slot {
+        Some(sub) => format!("{slot}/{sub}"),
+        None => slot.to_owned(),
+    };
+    Err(ApiError::field(
+        422,
+        "artifact",
+        format!("the lease is for {leased}, and this package is SLOT {got}; nothing was stored"),
+    ))
 }
 
 fn check_holder(
@@ -270,7 +302,8 @@ pub(crate) fn may_replace(
     }
 }
 
-/// Records the lease a file was stored under (after the file is in place).
+/// Records the lease a file was stored under (after the file is in place),
+/// durably, before the upload is answered.
 pub(crate) fn record(
     staging: &Path,
     category: &str,
@@ -284,12 +317,8 @@ pub(crate) fn record(
             format!("cannot record the lease of {category}/{file}: {e}"),
         )
     };
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(io)?;
-    }
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, format!("{}\n", lease.0)).map_err(io)?;
-    std::fs::rename(&tmp, &path).map_err(io)
+    super::lease_files::write_durably(&path, &format!("{}\n", lease.0)).map_err(io)?;
+    super::lease_files::record(staging, lease, category, file).map_err(io)
 }
 
 /// Whether an artifact of `atom` (a file [`covers`] accepts) was uploaded
@@ -349,6 +378,7 @@ pub(crate) fn report_lease(
     Some(Bound {
         lease,
         root: staging_of(&sh.staging, profile.as_deref()),
+        package: atom.clone(),
     })
 }
 
@@ -415,4 +445,58 @@ pub(crate) fn unclaimed_valid(
         }
     }
     (!problems.is_empty()).then(|| Err(problems.join("; ")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{covers, slot_fits};
+    use swarm_core::Atom;
+
+    fn atom(text: &str) -> Atom {
+        Atom::parse(text).expect("atom")
+    }
+
+    #[test]
+    fn a_file_is_covered_only_by_a_lease_whose_operator_admits_its_version() {
+        let file = |t: &str| atom(&format!("={t}"));
+        assert!(covers(&atom(">=app-misc/foo-5"), &file("app-misc/foo-5.1")));
+        assert!(!covers(&atom(">=app-misc/foo-5"), &file("app-misc/foo-1")));
+        assert!(covers(&atom("<app-misc/foo-5"), &file("app-misc/foo-1")));
+        assert!(covers(
+            &atom("~app-misc/foo-1.2"),
+            &file("app-misc/foo-1.2-r3")
+        ));
+        assert!(covers(
+            &atom("=app-misc/foo-1.2*"),
+            &file("app-misc/foo-1.2.7")
+        ));
+        assert!(!covers(&atom("=app-misc/foo-1*"), &file("app-misc/foo-10")));
+        assert!(covers(&atom("app-misc/foo:2"), &file("app-misc/foo-99")));
+        assert!(covers(&atom("foo"), &file("sys-apps/foo-1")));
+        assert!(!covers(&atom("app-misc/foo"), &file("sys-apps/foo-1")));
+        // An exact lease: its own file, with or without a build id.
+        assert!(covers(
+            &atom("=app-misc/foo-1.0"),
+            &file("app-misc/foo-1.0-3")
+        ));
+        assert!(!covers(
+            &atom("=app-misc/foo-1.0"),
+            &file("app-misc/foo-1.00")
+        ));
+    }
+
+    #[test]
+    fn a_package_of_another_slot_than_the_lease_asks_for_is_refused() {
+        assert!(slot_fits(&atom("app-misc/foo"), "3", None).is_ok());
+        assert!(slot_fits(&atom("app-misc/foo:2"), "2", Some("5")).is_ok());
+        assert!(slot_fits(&atom("app-misc/foo:2="), "2", None).is_ok());
+        assert!(slot_fits(&atom("app-misc/foo:="), "7", None).is_ok());
+        assert!(slot_fits(&atom("app-misc/foo:*"), "7", None).is_ok());
+        assert!(slot_fits(&atom("app-misc/foo:2::gentoo"), "2", None).is_ok());
+        let err = slot_fits(&atom("app-misc/foo:2"), "3", None).expect_err("slot 3");
+        assert_eq!(err.status, 422);
+        assert!(err.body.error.contains("SLOT 3"), "{}", err.body.error);
+        assert!(slot_fits(&atom("app-misc/foo:2/5"), "2", Some("6")).is_err());
+        assert!(slot_fits(&atom("app-misc/foo:2/5"), "2", Some("5")).is_ok());
+    }
 }

@@ -1,0 +1,162 @@
+//! What a lease may store, beyond the package its atom names: one build of
+//! one package version. A lease of `app-misc/foo` (any version, as emerge
+//! resolves it) or of `foo` (any category) otherwise let its drone stage
+//! `foo-1`, `foo-2` and `foo-99999`, or `foo` in two categories, and every
+//! one went into the next release (h16). Which file each lease stored is
+//! kept in `.leases/.by-lease/<lease>` of the staging tree; no category
+//! starts with a dot, so no category's records share that directory.
+//!
+//! The records are written durably (file, then directory, fsynced) before
+//! the upload is answered: a "stored" that a power loss could turn into a
+//! file without its lease would make the drone's acknowledged build count
+//! as missing.
+
+use super::http::ApiError;
+use super::staged_path::{artifact_present_file, parse_artifact_path};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use swarm_core::{Atom, LeaseId};
+
+fn by_lease(staging: &Path, lease: LeaseId) -> PathBuf {
+    staging
+        .join(".leases")
+        .join(".by-lease")
+        .join(lease.0.to_string())
+}
+
+/// Refuses a file of another version than the one `lease` already stored
+/// and still has in staging. Another build of the same version (a new
+/// build id, a retry) is fine: it is the same package.
+pub(crate) fn one_version(
+    staging: &Path,
+    lease: LeaseId,
+    category: &str,
+    file: &str,
+    atom: &Atom,
+) -> Result<(), ApiError> {
+    let Ok(text) = std::fs::read_to_string(by_lease(staging, lease)) else {
+        return Ok(());
+    };
+    let stored = text.trim();
+    let Ok(earlier) = parse_artifact_path(stored) else {
+        return Ok(());
+    };
+    if earlier.atom.cpv() == atom.cpv()
+        || !artifact_present_file(staging, &earlier.category, &earlier.file)
+    {
+        return Ok(());
+    }
+    Err(ApiError::field(
+        409,
+        "X-Swarm-Lease",
+        format!(
+            "lease {lease} already stored {stored}: a lease is one build of one package version, \
+             so {category}/{file} is not stored under it"
+        ),
+    ))
+}
+
+/// Writes `text` to `path` through a temporary file, durably: the file's
+/// data, the rename and the directory entry all survive a power loss
+/// before this returns.
+pub(crate) fn write_durably(path: &Path, text: &str) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or_else(|| Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, path)?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// Records that `lease` stored `category/file`.
+pub(crate) fn record(
+    staging: &Path,
+    lease: LeaseId,
+    category: &str,
+    file: &str,
+) -> std::io::Result<()> {
+    write_durably(&by_lease(staging, lease), &format!("{category}/{file}\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{one_version, record};
+    use swarm_core::{Atom, LeaseId};
+
+    fn stage(root: &std::path::Path, category: &str, file: &str) {
+        std::fs::create_dir_all(root.join(category)).expect("dir");
+        std::fs::write(root.join(category).join(file), vec![0u8; 4096]).expect("file");
+    }
+
+    #[test]
+    fn a_lease_stores_one_version_of_one_package() {
+        let dir = tempfile::tempdir().expect("dir");
+        let root = dir.path();
+        let lease = LeaseId(7);
+        let atom = |t: &str| Atom::parse(t).expect("atom");
+        assert!(one_version(
+            root,
+            lease,
+            "app-misc",
+            "foo-1.gpkg.tar",
+            &atom("=app-misc/foo-1")
+        )
+        .is_ok());
+        stage(root, "app-misc", "foo-1.gpkg.tar");
+        record(root, lease, "app-misc", "foo-1.gpkg.tar").expect("recorded");
+        // A rebuild of the same version, with a build id: the same package.
+        assert!(one_version(
+            root,
+            lease,
+            "app-misc",
+            "foo-1-2.gpkg.tar",
+            &atom("=app-misc/foo-1-2")
+        )
+        .is_ok());
+        let err = one_version(
+            root,
+            lease,
+            "app-misc",
+            "foo-99999.gpkg.tar",
+            &atom("=app-misc/foo-99999"),
+        )
+        .expect_err("another version");
+        assert_eq!(err.status, 409);
+        assert!(
+            err.body
+                .error
+                .contains("already stored app-misc/foo-1.gpkg.tar"),
+            "{}",
+            err.body.error
+        );
+        assert!(one_version(
+            root,
+            lease,
+            "sys-apps",
+            "foo-1.gpkg.tar",
+            &atom("=sys-apps/foo-1")
+        )
+        .is_err());
+        // Another lease, or the first file gone (purged): nothing to keep to.
+        assert!(one_version(
+            root,
+            LeaseId(8),
+            "app-misc",
+            "foo-2.gpkg.tar",
+            &atom("=app-misc/foo-2")
+        )
+        .is_ok());
+        std::fs::remove_file(root.join("app-misc/foo-1.gpkg.tar")).expect("rm");
+        assert!(one_version(
+            root,
+            lease,
+            "app-misc",
+            "foo-2.gpkg.tar",
+            &atom("=app-misc/foo-2")
+        )
+        .is_ok());
+    }
+}

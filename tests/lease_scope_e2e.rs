@@ -1,0 +1,94 @@
+//! What one lease may stage, against a real `swarm serve` on 127.0.0.1 (h16's F3): a build of
+//! a version its operator admits, of the slot it asks for, and of one package version only. A
+//! drone holding `app-misc/foo` staged `foo-1`, `foo-2` and `foo-99999`, each went into the
+//! next release, and clients upgrading took the highest.
+
+mod support;
+
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::path::Path;
+use support::packages::gpkg_of_slot;
+use support::{request_raw, Server};
+
+/// Uploads `cpv`'s package under `lease`.
+fn put(s: &Server, dir: &Path, cpv: &str, slot: &str, lease: u64) -> (u16, Value) {
+    let lease = lease.to_string();
+    request_raw(
+        "PUT",
+        &format!("{}/api/v1/artifacts/{cpv}.gpkg.tar", s.url),
+        Some(&gpkg_of_slot(dir, cpv, slot)),
+        None,
+        &[("X-Swarm-Lease", lease.as_str())],
+    )
+}
+
+fn staged(s: &Server, category: &str) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(s.data_dir.join("staging").join(category))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_lease_stages_one_version_its_operator_admits_of_the_slot_it_asks_for() {
+    let dir = tempfile::tempdir().expect("dir");
+    let s = Server::start(&dir.path().join("data"), &[]);
+    let (code, v) = s.admin_post(
+        "/api/v1/queue",
+        &json!({"packages": [">=app-misc/foo-5", "app-misc/bar:2"]}),
+    );
+    assert_eq!(code, 200, "{v}");
+    let mut leases = BTreeMap::new();
+    for drone in ["d1", "d2"] {
+        s.post(
+            "/api/v1/register",
+            &json!({"node_name": drone, "capabilities": {"cores": 8}}),
+        );
+        let w = s.get(&format!("/api/v1/work?id={drone}")).1;
+        let package = w["package"].as_str().expect("a package").to_string();
+        let lease = w["lease"].as_u64().expect("a lease");
+        leases.insert(package, lease);
+    }
+    let foo = leases[">=app-misc/foo-5"];
+    let bar = leases["app-misc/bar:2"];
+
+    // A version the operator does not admit.
+    let (code, v) = put(&s, dir.path(), "app-misc/foo-1", "0", foo);
+    assert_eq!(code, 400, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("is for >=app-misc/foo-5")),
+        "{v}"
+    );
+    // One it admits; then the same version again; then another version.
+    assert_eq!(put(&s, dir.path(), "app-misc/foo-5.1", "0", foo).0, 200);
+    assert_eq!(put(&s, dir.path(), "app-misc/foo-5.1", "0", foo).0, 200);
+    let (code, v) = put(&s, dir.path(), "app-misc/foo-99999", "0", foo);
+    assert_eq!(code, 409, "{v}");
+    assert!(
+        v["error"].as_str().is_some_and(|e| e.contains(
+            "already stored app-misc/foo-5.1.gpkg.tar: a lease is one build of one package version"
+        )),
+        "{v}"
+    );
+    // The slot the lease asks for.
+    let (code, v) = put(&s, dir.path(), "app-misc/bar-1", "3", bar);
+    assert_eq!(code, 422, "{v}");
+    assert!(
+        v["error"].as_str().is_some_and(|e| e.contains("SLOT 3")),
+        "{v}"
+    );
+    assert_eq!(put(&s, dir.path(), "app-misc/bar-1", "2", bar).0, 200);
+    assert_eq!(
+        staged(&s, "app-misc"),
+        ["bar-1.gpkg.tar", "foo-5.1.gpkg.tar"],
+        "nothing refused was staged"
+    );
+}
