@@ -72,6 +72,8 @@ fn a_lease_stages_one_version_its_operator_admits_of_the_slot_it_asks_for() {
     assert_eq!(put(&s, dir.path(), "app-misc/foo-5.1", "0", foo).0, 200);
     let (code, v) = put(&s, dir.path(), "app-misc/foo-99999", "0", foo);
     assert_eq!(code, 409, "{v}");
+    // A refusal of the file: an agent reads a 409 on X-Swarm-Lease as its lease gone.
+    assert_eq!(v["field"], "artifact", "{v}");
     assert!(
         v["error"].as_str().is_some_and(|e| e.contains(
             "already stored app-misc/foo-5.1.gpkg.tar: a lease is one build of one package version"

@@ -46,9 +46,12 @@ pub(crate) fn one_version(
     {
         return Ok(());
     }
+    // Not the lease's field: an agent takes a 409 on `X-Swarm-Lease` for a
+    // lease that has ended and reports the build as it is; this one is a
+    // refusal of the file (`upload_failed`), and the lease lives on.
     Err(ApiError::field(
         409,
-        "X-Swarm-Lease",
+        "artifact",
         format!(
             "lease {lease} already stored {stored}: a lease is one build of one package version, \
              so {category}/{file} is not stored under it"
