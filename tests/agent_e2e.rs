@@ -722,7 +722,7 @@ fn a_drone_below_its_free_disk_floor_takes_no_work_and_says_why() {
         &server,
         dir.path(),
         "drone-full",
-        &["--min-free-disk", "1000000TiB"],
+        &["--min-free-disk", "1PiB"],
         &[],
     );
     let node = |name: &str| {

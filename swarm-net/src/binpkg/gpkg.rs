@@ -6,6 +6,7 @@ use super::manifest;
 use super::meta;
 use super::model::Source;
 use super::model::{BinPkg, BinPkgError, Format, Limits};
+use super::tar_member::{Kind, Member};
 use super::tarwalk::{read_small, walk, walk_image};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, SeekFrom};
@@ -38,7 +39,7 @@ pub(super) fn inspect(
     {
         let mut archive = tar::Archive::new(&mut tee);
         let mut visit =
-            |name: &str, entry: &mut tar::Entry<'_, _>| c.member(name, entry, size, limits);
+            |m: &Member<'_>, entry: &mut tar::Entry<'_, _>| c.member(m, entry, size, limits);
         walk(
             &mut archive,
             "the gpkg container",
@@ -62,11 +63,12 @@ pub(super) fn inspect(
 impl Container {
     fn member<R: Read>(
         &mut self,
-        name: &str,
+        m: &Member<'_>,
         entry: &mut tar::Entry<'_, R>,
         file_size: u64,
         limits: &Limits,
     ) -> Result<(), BinPkgError> {
+        let name = m.name;
         let layout = |m: String| BinPkgError::Layout(m);
         let (prefix, file) = match name.split_once('/') {
             Some((p, f)) if !p.is_empty() && !f.is_empty() && !f.contains('/') => (p, f),
@@ -88,7 +90,7 @@ impl Container {
         if !self.names.insert(file.to_string()) {
             return Err(layout(format!("member {name:?} appears twice")));
         }
-        if !entry.header().entry_type().is_file() {
+        if m.kind != Kind::File || !entry.header().entry_type().is_file() {
             return Err(layout(format!("member {name:?} is not a regular file")));
         }
         let end = entry.raw_file_position().saturating_add(entry.size());
@@ -204,13 +206,14 @@ fn read_metadata(
     );
     let mut archive = tar::Archive::new(bounded);
     let mut files = BTreeMap::new();
-    let mut visit = |path: &str, entry: &mut tar::Entry<'_, _>| -> Result<(), BinPkgError> {
+    let mut visit = |m: &Member<'_>, entry: &mut tar::Entry<'_, _>| -> Result<(), BinPkgError> {
+        let path = m.name;
         let bad = |why: &str| BinPkgError::Metadata(format!("{name}: member {path:?} {why}"));
         let key = path
             .strip_prefix("metadata/")
             .filter(|k| !k.is_empty() && !k.contains('/'))
             .ok_or_else(|| bad("is not metadata/<KEY>"))?;
-        if !entry.header().entry_type().is_file() {
+        if m.kind != Kind::File || !entry.header().entry_type().is_file() {
             return Err(bad("is not a regular file"));
         }
         let data = read_small(entry, path, limits.max_metadata_bytes)?;

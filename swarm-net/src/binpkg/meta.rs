@@ -2,6 +2,7 @@
 //! `Packages` index carries, read as Portage's `binarytree._read_metadata` reads them.
 
 use super::digest::FileHex;
+use super::meta_rules;
 use super::model::{BinPkg, BinPkgError, Format};
 use std::collections::BTreeMap;
 use swarm_core::Atom;
@@ -87,6 +88,7 @@ pub(super) fn build(
             metadata.insert(key.to_string(), value);
         }
     }
+    meta_rules::check(&metadata)?;
     Ok(BinPkg {
         format,
         cpv,
@@ -145,6 +147,7 @@ mod tests {
             ("CATEGORY", "dev-libs\n"),
             ("PF", "foo-1.0\n"),
             ("SLOT", "0/1\n"),
+            ("EAPI", "8\n"),
             ("RDEPEND", "  a/b\n\tc/d  \n"),
             ("DEPEND", "\n"),
             ("BUILD_ID", "7\n"),
@@ -154,7 +157,7 @@ mod tests {
         assert_eq!(p.cpv, "dev-libs/foo-1.0");
         assert_eq!(p.build_id, Some(7));
         assert_eq!(p.metadata["RDEPEND"], "a/b c/d");
-        assert_eq!(p.metadata["EAPI"], "0", "Portage's default EAPI");
+        assert_eq!(p.metadata["EAPI"], "8");
         assert!(!p.metadata.contains_key("DEPEND"));
         assert!(!p.metadata.contains_key("HOMEPAGE"), "not an index key");
         assert_eq!((p.slot(), p.sub_slot()), ("0", Some("1")));
@@ -180,5 +183,8 @@ mod tests {
             ("BUILD_ID", "x"),
         ]);
         assert!(build(Format::Gpkg, &f, 1, hex(), false).is_err());
+        let f = files(&[("CATEGORY", "a"), ("PF", "b-1"), ("SLOT", "0")]);
+        let p = build(Format::Gpkg, &f, 1, hex(), false).expect("valid");
+        assert_eq!(p.metadata["EAPI"], "0", "Portage's default EAPI");
     }
 }

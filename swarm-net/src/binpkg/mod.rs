@@ -8,8 +8,12 @@
 //!   `Manifest` that lists every other member with its size and BLAKE2B/SHA512 digests
 //!   (`.sig` members are checked like any other member; signatures themselves are not verified);
 //! - tbz2: the `XPAKPACK … XPAKSTOP <len> STOP` trailer and a readable tar in front of it;
-//! - both: the image archive decompresses to a tar whose paths stay inside the image, and the
-//!   metadata names a valid `CATEGORY/PF` with a `SLOT`.
+//! - both: the image archive decompresses to a tar whose paths stay inside the image and that
+//!   passes the checks Portage's `tar_safe_extract` makes (`image_rules`: no devices or FIFOs,
+//!   no duplicates, hard links only to earlier members, nothing written through a symlink
+//!   that leads out); every tar header means the same to Python's `tarfile` as to the `tar`
+//!   crate (`tarwalk`); the metadata names a valid `CATEGORY/PF` with a `SLOT`, and its EAPI,
+//!   SLOT, `*DEPEND` and repository are ones a client does not mask (`meta_rules`).
 //!
 //! It returns the package's identity, the digests of the whole file that Portage checks
 //! against a `Packages` index (MD5, SHA1, SHA256, BLAKE2B) and the metadata that the index
@@ -28,10 +32,13 @@
 mod compress;
 mod digest;
 mod gpkg;
+mod image_rules;
 mod manifest;
 mod meta;
+mod meta_rules;
 mod model;
 pub mod signature;
+mod tar_member;
 mod tarwalk;
 mod write;
 mod xpak;

@@ -523,3 +523,342 @@ fn a_fifo_or_directory_in_staging_is_refused_at_once_never_waited_on() {
         assert!(err.contains("not a regular file"), "{err}");
     }
 }
+
+/// A raw tar header: name, type, link target and size written as given (the tar crate's
+/// setters refuse the hostile names these tests need). ustar unless changed afterwards.
+fn raw_header(name: &str, kind: u8, link: &str, size: u64) -> tar::Header {
+    let mut h = tar::Header::new_ustar();
+    let old = h.as_old_mut();
+    old.name = [0; 100];
+    old.name[..name.len()].copy_from_slice(name.as_bytes());
+    old.linkname[..link.len()].copy_from_slice(link.as_bytes());
+    old.linkflag = [kind];
+    h.set_size(size);
+    h.set_mode(if kind == b'5' { 0o755 } else { 0o644 });
+    h.set_cksum();
+    h
+}
+
+/// A member of a raw tar: its header and data.
+fn raw(name: &str, kind: u8, link: &str, data: &[u8]) -> (tar::Header, Vec<u8>) {
+    (
+        raw_header(name, kind, link, data.len() as u64),
+        data.to_vec(),
+    )
+}
+
+/// An extension header (`L`, `K`, `x`, `g`) carrying `data`.
+fn ext(kind: u8, data: &[u8]) -> (tar::Header, Vec<u8>) {
+    raw("././@LongLink", kind, "", data)
+}
+
+/// A PAX record, `<len> <key>=<value>\n`.
+fn pax(key: &str, value: &str) -> Vec<u8> {
+    let body = format!(" {key}={value}\n");
+    let mut len = body.len() + 1;
+    while format!("{len}{body}").len() != len {
+        len += 1;
+    }
+    format!("{len}{body}").into_bytes()
+}
+
+/// A tar of `members` after an `image/` directory, data padded, two zero blocks at the end.
+fn raw_tar(members: &[(tar::Header, Vec<u8>)]) -> Vec<u8> {
+    let mut out = raw_header("image/", b'5', "", 0).as_bytes().to_vec();
+    for (h, data) in members {
+        out.extend_from_slice(h.as_bytes());
+        out.extend_from_slice(data);
+        out.resize(out.len().div_ceil(512) * 512, 0);
+    }
+    out.extend_from_slice(&[0u8; 1024]);
+    out
+}
+
+/// A gpkg whose image archive is `image_tar` (zstd) and whose Manifest matches.
+fn gpkg_with_image(image_tar: &[u8]) -> Vec<u8> {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut m = members(&sample(dir.path()));
+    for (name, data) in m.iter_mut() {
+        if name.ends_with("image.tar.zst") {
+            *data = zstd::bulk::compress(image_tar, 3).expect("zstd");
+        }
+    }
+    let mut manifest = String::new();
+    for (name, data) in &m {
+        if name.ends_with("Manifest") {
+            continue;
+        }
+        let mut d = digest::MemberDigests::default();
+        d.update(data);
+        let [(h1, x1), (h2, x2)] = d.finish();
+        let base = name.rsplit('/').next().expect("name");
+        manifest.push_str(&format!("DATA {base} {} {h1} {x1} {h2} {x2}\n", data.len()));
+    }
+    for (name, data) in m.iter_mut() {
+        if name.ends_with("Manifest") {
+            *data = manifest.clone().into_bytes();
+        }
+    }
+    pack(&m)
+}
+
+/// Asserts that an image of `members` is refused with a message containing `why`.
+fn assert_image_refused(members: &[(tar::Header, Vec<u8>)], why: &str) {
+    let e = refused(&gpkg_with_image(&raw_tar(members)));
+    assert_eq!(e.kind(), "tar", "{e}");
+    assert!(e.to_string().contains(why), "want {why:?}, got: {e}");
+}
+
+fn assert_image_accepted(members: &[(tar::Header, Vec<u8>)]) {
+    inspect_bytes(&gpkg_with_image(&raw_tar(members)), &Limits::default())
+        .unwrap_or_else(|e| panic!("a valid image was refused: {e}"));
+}
+
+#[test]
+fn device_files_and_fifos_in_an_image_are_refused_as_portage_refuses_them() {
+    for (kind, what) in [
+        (b'3', "is a character device"),
+        (b'4', "is a block device"),
+        (b'6', "is a FIFO"),
+    ] {
+        assert_image_refused(&[raw("image/usr/evil", kind, "", b"")], what);
+    }
+}
+
+#[test]
+fn an_image_member_that_appears_twice_is_refused() {
+    let file = raw("image/usr/x", b'0', "", b"AAAA");
+    assert_image_refused(&[file.clone(), file], "\"image/usr/x\" appears twice");
+    let dir = raw("image/usr/", b'5', "", b"");
+    assert_image_refused(&[dir.clone(), dir], "\"image/usr\" appears twice");
+}
+
+#[test]
+fn a_hard_link_to_a_later_or_missing_member_is_refused() {
+    let file = raw("image/usr/b", b'0', "", b"bbbb");
+    let link = raw("image/usr/a", b'1', "image/usr/b", b"");
+    assert_image_refused(&[link.clone(), file.clone()], "hardlink escape");
+    assert_image_refused(
+        &[raw("image/usr/a", b'1', "image/usr/nothere", b"")],
+        "not an earlier member",
+    );
+    assert_image_accepted(&[file, link]);
+    // Portage's tarfile copies a hard-linked directory rather than failing.
+    assert_image_accepted(&[raw("image/usr/a", b'1', "image", b"")]);
+}
+
+#[test]
+fn a_member_written_through_a_symlink_out_of_the_image_is_refused() {
+    let through = raw("image/usr/share/h/pwned", b'0', "", b"x");
+    // Four `..` from image/usr/share leave the extraction root; three stay in it (beside
+    // image/, which Portage extracts into a temporary directory) and pass, as in Portage.
+    for target in [
+        "/tmp/victim",
+        "../../../../outside",
+        "../../../../image/usr",
+    ] {
+        assert_image_refused(
+            &[raw("image/usr/share/h", b'2', target, b""), through.clone()],
+            "symlink escape",
+        );
+    }
+    // Through a chain: a relative link to an absolute one.
+    assert_image_refused(
+        &[
+            raw("image/etc", b'2', "/etc", b""),
+            raw("image/usr/share/h", b'2', "../../etc", b""),
+            through.clone(),
+        ],
+        "symlink escape",
+    );
+    // A hard link to an absolute symlink, read from its new place, and a loop.
+    assert_image_refused(
+        &[
+            raw("image/l", b'2', "/", b""),
+            raw("image/usr/m", b'1', "image/l", b""),
+        ],
+        "symlink escape",
+    );
+    assert_image_refused(
+        &[
+            raw("image/usr/share/h", b'2', "k", b""),
+            raw("image/usr/share/k", b'2', "h", b""),
+            through.clone(),
+        ],
+        "symlink loop",
+    );
+    // The image directory itself pointing out: refused by the final check.
+    let mut no_dir = raw_tar(&[raw("image", b'2', "/", b"")]);
+    no_dir.drain(..512);
+    let e = refused(&gpkg_with_image(&no_dir));
+    assert!(e.to_string().contains("symlink escape"), "{e}");
+    // What real packages do passes: absolute symlinks nothing is written through, and
+    // files written through relative symlinks that stay inside.
+    assert_image_accepted(&[
+        raw("image/usr/share/h", b'2', "../../../beside", b""),
+        through.clone(),
+        raw("image/usr/bin/sh", b'2', "/bin/bash", b""),
+        raw("image/usr/lib64/", b'5', "", b""),
+        raw("image/usr/lib", b'2', "lib64", b""),
+        raw("image/usr/lib/libx.so", b'0', "", b"elf"),
+        raw("image/usr/lib/liby.so", b'1', "image/usr/lib/libx.so", b""),
+    ]);
+}
+
+#[test]
+fn a_name_prefix_in_a_header_that_is_not_ustar_is_refused() {
+    for magic in [&b"\0\0\0\0\0\0\0\0"[..], b"ustar  \0", b"ustar\0\0\0"] {
+        let (mut h, data) = raw("image/usr/x", b'0', "", b"evil\n");
+        let bytes = h.as_mut_bytes();
+        bytes[257..265].copy_from_slice(magic);
+        bytes[345..345 + 17].copy_from_slice(b"image/../../../..");
+        h.set_cksum();
+        assert_image_refused(&[(h, data)], "name prefix in a header that is not ustar");
+    }
+    // A ustar prefix is applied by both readers, and checked.
+    let (mut h, data) = raw("usr/x", b'0', "", b"fine");
+    h.as_mut_bytes()[345..350].copy_from_slice(b"image");
+    h.set_cksum();
+    assert_image_accepted(&[(h.clone(), data.clone())]);
+    h.as_mut_bytes()[345..357].copy_from_slice(b"image/../../");
+    h.set_cksum();
+    assert_image_refused(&[(h, data)], "climbs out of the image");
+}
+
+#[test]
+fn link_targets_from_long_link_and_pax_headers_are_the_ones_checked() {
+    let escape = format!("image/{}../../../../etc/hostname", "./".repeat(60));
+    let mut target = escape.clone().into_bytes();
+    target.push(0);
+    let link = raw("image/usr/a", b'1', "image/usr/b", b"");
+    let file = raw("image/usr/b", b'0', "", b"b");
+    assert_image_refused(
+        &[file.clone(), ext(b'K', &target), link.clone()],
+        "climbs out of the image",
+    );
+    assert_image_refused(
+        &[
+            file.clone(),
+            ext(b'x', &pax("linkpath", &escape)),
+            link.clone(),
+        ],
+        "climbs out of the image",
+    );
+    // A symlink target given in a long link is the one a later member is written through.
+    assert_image_refused(
+        &[
+            ext(b'K', b"/tmp/victim\0"),
+            raw("image/usr/s", b'2', "inside", b""),
+            raw("image/usr/s/pwned", b'0', "", b"x"),
+        ],
+        "symlink escape",
+    );
+    // The long name of a member is the one checked.
+    assert_image_refused(
+        &[ext(b'L', b"image/../../etc/x\0"), file.clone()],
+        "climbs out of the image",
+    );
+    // Applied long links are honoured for valid links too.
+    let long = format!("image/usr/{}", "d".repeat(150));
+    let mut long0 = long.clone().into_bytes();
+    long0.push(0);
+    assert_image_accepted(&[
+        ext(b'L', &long0),
+        file.clone(),
+        ext(b'K', &long0),
+        raw("image/usr/c", b'1', "image/usr/zzz", b""),
+    ]);
+}
+
+#[test]
+fn headers_python_reads_differently_from_the_tar_crate_are_refused() {
+    let file = raw("image/usr/b", b'0', "", b"b");
+    // tarfile skips no data after a directory or link: it would read these as headers.
+    let mut hidden = raw_header("image/../../etc/x", b'0', "", 0)
+        .as_bytes()
+        .to_vec();
+    hidden.resize(1024, 0);
+    for (name, kind) in [
+        ("image/usr/", b'5'),
+        ("image/usr/s", b'2'),
+        ("image/usr/", 0),
+    ] {
+        assert_image_refused(
+            &[raw(name, kind, "b", &hidden)],
+            "is not a regular file but claims 1024 bytes",
+        );
+    }
+    assert_image_refused(
+        &[ext(b'g', &pax("path", "image/../../x")), file.clone()],
+        "a global PAX header sets path",
+    );
+    assert_image_refused(
+        &[
+            ext(b'L', b"image/usr/c\0"),
+            ext(b'x', &pax("path", "image/usr/d")),
+            file.clone(),
+        ],
+        "two extension headers give one member's name",
+    );
+    assert_image_refused(
+        &[
+            ext(b'x', &pax("GNU.sparse.name", "image/../../x")),
+            file.clone(),
+        ],
+        "GNU.sparse.name",
+    );
+    assert_image_refused(&[raw("image/usr/s", b'S', "", b"")], "GNU sparse file");
+    assert_image_refused(
+        &[raw("image/usr/x", b'X', "", &pax("path", "../../x"))],
+        "Solaris extension header",
+    );
+    assert_image_refused(&[file, ext(b'L', b"image/usr/c\0")], "no member after it");
+}
+
+fn gpkg_with_metadata(pairs: &[(&str, &str)]) -> Vec<u8> {
+    let dir = tempfile::tempdir().expect("dir");
+    let out = dir.path().join("x.gpkg.tar");
+    write_gpkg("app-misc/h-1.0", &meta(pairs), &[("usr/x", b"x")], &out).expect("write");
+    std::fs::read(out).expect("read")
+}
+
+#[test]
+fn metadata_a_client_would_mask_is_refused_naming_the_key() {
+    for (pairs, why) in [
+        (
+            vec![("SLOT", "0/../../x y")],
+            "SLOT \"0/../../x y\" is not a slot name",
+        ),
+        (
+            vec![("RDEPEND", "|| ( ( >=>=foo")],
+            "RDEPEND does not parse",
+        ),
+        (
+            vec![("PDEPEND", ">=>=dev-libs/foo-1")],
+            "PDEPEND: \">=>=dev-libs/foo-1\"",
+        ),
+        (
+            vec![("EAPI", "99")],
+            "EAPI \"99\" is not one Portage supports",
+        ),
+        (
+            vec![("repository", "evil repo")],
+            "repository \"evil repo\"",
+        ),
+    ] {
+        let e = refused(&gpkg_with_metadata(&pairs));
+        assert_eq!(e.kind(), "metadata", "{e}");
+        assert!(e.to_string().contains(why), "want {why:?}, got: {e}");
+    }
+    // The tbz2 path reads metadata through the same rules.
+    let bytes = tbz2(
+        &[("./usr/bin/foo", b"binary")],
+        Some(&[
+            ("CATEGORY", b"app-misc\n"),
+            ("PF", b"foo-2.0\n"),
+            ("SLOT", b"0\n"),
+            ("EAPI", b"99\n"),
+        ]),
+    );
+    assert!(refused(&bytes).to_string().contains("EAPI \"99\""));
+}
