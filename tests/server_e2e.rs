@@ -1171,6 +1171,38 @@ fn a_v3_drones_rsynced_file_counts_only_when_it_is_a_valid_build() {
     }
 }
 
+#[test]
+fn a_v3_drones_rsynced_file_of_another_slot_than_its_lease_does_not_count() {
+    let dir = tempfile::tempdir().expect("dir");
+    let s = Server::start(dir.path(), &[]);
+    let (code, r) = s.post(
+        "/api/v1/register",
+        &v3_register("drone-c-0004", "drone-delta", Value::Null),
+    );
+    assert_eq!(code, 200, "{r}");
+    let (code, q) = s.admin_post(
+        "/api/v1/queue",
+        &json!({"packages": ["app-misc/u1:2", "app-misc/u2:2"]}),
+    );
+    assert_eq!(code, 200, "{q}");
+    // Held to the lease's slot as an upload is (h18's F4).
+    let staging = s.data_dir.join("staging/app-misc");
+    std::fs::create_dir_all(&staging).expect("mkdir");
+    for _ in 0..2 {
+        let w = work(&s, "drone-c-0004");
+        let pkg = w["package"].as_str().expect("a package").to_string();
+        let (cpv, slot, recorded) = match pkg.as_str() {
+            "app-misc/u1:2" => ("app-misc/u1-3", "3", "invalid_binary"),
+            _ => ("app-misc/u2-1", "2", "built"),
+        };
+        let bytes = support::packages::gpkg_of_slot(dir.path(), cpv, slot);
+        let file = format!("{}.gpkg.tar", cpv.trim_start_matches("app-misc/"));
+        std::fs::write(staging.join(file), bytes).expect("stage");
+        let c = complete(&s, "drone-c-0004", &pkg, "success");
+        assert_eq!(c["recorded"], recorded, "{pkg} as SLOT {slot}: {c}");
+    }
+}
+
 /// One POST over a raw socket, with exactly these headers (as a browser
 /// would send a form or a `fetch` with `text/plain`): status and body.
 fn raw_post(s: &Server, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) {

@@ -251,6 +251,7 @@ fn releases_are_hardlinked_indexed_published_rolled_back_and_purged() {
     let (code, v, text) = call("POST", &format!("{api}/rollback"), None, true);
     assert_eq!(code, 200, "{text}");
     assert_eq!(v["release"], "r1");
+    assert_eq!(v["rebuilds_clients_keep"], json!([]), "r2 rebuilt nothing");
     let t3 = v["timestamp"].as_u64().expect("timestamp");
     assert!(t3 > t2);
     let (_, _, idx3) = call("GET", &format!("{base}/binhost/Packages"), None, false);
@@ -487,4 +488,46 @@ fn a_release_action_the_server_cannot_carry_out_is_recorded_as_an_event() {
         let line = format!("swarm_release_failures_total{{action=\"{action}\"}} 1");
         assert!(metrics.lines().any(|l| l == line), "{line} in:\n{metrics}");
     }
+}
+
+#[test]
+fn a_rollback_names_the_rebuilds_that_clients_who_fetched_them_keep() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path();
+    let staging = dir.join("staging");
+    stage(&staging, "app-misc/x-1", &[("DESCRIPTION", "good")]);
+    stage(&staging, "app-misc/y-1", &[]);
+    let srv = start(dir, 5);
+    let api = format!("http://{}/api/v1/releases", srv.addr());
+    let publish = |name: &str| {
+        let (code, _, text) = call("POST", &api, Some(json!({ "name": name })), true);
+        assert_eq!(code, 201, "{text}");
+        let (code, _, text) = call("POST", &format!("{api}/{name}/publish"), None, true);
+        assert_eq!(code, 200, "{text}");
+    };
+    publish("good");
+    // The same version rebuilt: a client of "bad" keeps its build after the
+    // rollback (Portage prefers the newest build in its PKGDIR; h18).
+    stage(&staging, "app-misc/x-1", &[("DESCRIPTION", "bad")]);
+    publish("bad");
+    let (code, v, text) = call("POST", &format!("{api}/rollback"), None, true);
+    assert_eq!(code, 200, "{text}");
+    assert_eq!(v["release"], "good", "{text}");
+    assert_eq!(
+        v["rebuilds_clients_keep"],
+        json!(["app-misc/x-1"]),
+        "{text}"
+    );
+    let (_, ev, _) = call(
+        "GET",
+        &format!("http://{}/api/v1/events?after=0&limit=100", srv.addr()),
+        None,
+        false,
+    );
+    assert!(
+        ev.to_string().contains(
+            "1 rebuilt at the same version, which clients that fetched them keep: app-misc/x-1"
+        ),
+        "{ev}"
+    );
 }

@@ -3,7 +3,7 @@
 //! open; every action needs the admin token and is recorded as an event.
 
 use super::conn::{admin_error, read_error, AdminArgs, ServerArgs};
-use super::fmt::{ago, emit, emit_json, now_ms, Align, Table};
+use super::fmt::{ago, emit, emit_json, now_ms, plural, Align, Table};
 use serde_json::{json, Value};
 use swarm_net::client::admin::encode;
 use swarm_net::client::Auth;
@@ -471,6 +471,24 @@ fn render_published(v: &Value) -> String {
             out += &format!("  - {}\n", compact_reason(r));
         }
     }
+    let kept: Vec<&str> = v["rebuilds_clients_keep"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    if !kept.is_empty() {
+        out += &format!(
+            "warning: {} rebuilt at the same version in {}: clients that fetched those builds keep them \
+             (Portage prefers the newest build in its PKGDIR over the index's), so this rollback does not \
+             reach them; bump the revision, or have those clients remove them (eclean-pkg):\n",
+            plural(kept.len(), "package was", "packages were"),
+            s(&v["previous"])
+        );
+        for cpv in kept {
+            out += &format!("  {cpv}\n");
+        }
+    }
     out
 }
 
@@ -533,5 +551,23 @@ mod tests {
             text.contains("=a/b-1 is not in the release (blocked)"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_rollback_warns_of_the_rebuilds_it_cannot_take_back() {
+        let v = json!({
+            "release": "good", "previous": "bad", "timestamp": 9, "forced": null,
+            "gate": {"reasons": [], "notes": []},
+            "rebuilds_clients_keep": ["app-misc/x-1"]
+        });
+        let text = render_published(&v);
+        assert!(
+            text.contains("warning: 1 package was rebuilt at the same version in bad"),
+            "{text}"
+        );
+        assert!(text.contains("eclean-pkg"), "{text}");
+        assert!(text.ends_with("  app-misc/x-1\n"), "{text}");
+        let v = json!({"release": "good", "previous": "bad", "timestamp": 9, "rebuilds_clients_keep": []});
+        assert!(!render_published(&v).contains("warning"));
     }
 }

@@ -389,17 +389,48 @@ pub(crate) fn rollback(sh: &Shared, url: &str) -> Result<Reply, ApiError> {
     let done = r
         .rollback((sh.clock)().0)
         .map_err(|e| r.failed(sh, "rollback", "-", e))?;
+    // Packages the release rolled back from rebuilt at the same version: a
+    // client that fetched such a build keeps it in its PKGDIR, and Portage
+    // prefers the newest build there over the index's older one (h18). The
+    // index alone cannot take those back; the operator is told which.
+    let kept = done
+        .previous
+        .as_deref()
+        .and_then(|from| r.diff(&done.release, from).ok())
+        .map(|d| d.changed)
+        .unwrap_or_default();
     note(
         sh,
         "rolled_back",
         &r.label(&done.release),
         format!(
-            "from {}, TIMESTAMP {}",
+            "from {}, TIMESTAMP {}{}",
             done.previous.as_deref().unwrap_or("-"),
-            done.timestamp
+            done.timestamp,
+            if kept.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; {} rebuilt at the same version, which clients that fetched them keep: {}",
+                    kept.len(),
+                    kept.join(" ")
+                )
+            }
         ),
     );
-    Reply::ok(&done)
+    Reply::ok(&RolledBack {
+        published: done,
+        rebuilds_clients_keep: kept,
+    })
+}
+
+/// A rollback's reply: what was published, and the packages (CPVs) that
+/// clients who fetched the newer release keep (see [`rollback`]).
+#[derive(serde::Serialize)]
+struct RolledBack {
+    #[serde(flatten)]
+    published: crate::binhost::Published,
+    rebuilds_clients_keep: Vec<String>,
 }
 
 #[derive(Deserialize)]

@@ -167,22 +167,14 @@ fn unnamed_lease(
 }
 
 /// Whether a file of `file` (a versioned package) is a build of what the
-/// lease names: the same `pf` (a gpkg build id allowed, `foo-1.0-3.gpkg.tar`
-/// for `=cat/foo-1.0`) for an atom that names a version, else a version of
-/// the same package its operator admits (`>=cat/foo-1` not `foo-0.9`;
-/// `cat/foo:2` and `foo` any), as emerge resolved it. The slot is judged
-/// once the file is read ([`slot_fits`]); one version per lease by
+/// lease names: a version of the same package its operator admits, as
+/// Portage matches it (`=cat/foo-1.0-r0` takes `foo-1.0`, which emerge
+/// builds for it; `>=cat/foo-1` not `foo-0.9`; `cat/foo:2` and `foo` any
+/// version, as emerge resolved it), a gpkg build id allowed
+/// (`foo-1.0-3.gpkg.tar` for `=cat/foo-1.0`). The slot is judged once the
+/// file is read ([`slot_fits`]); one version per lease by
 /// `lease_files::one_version`.
 pub(crate) fn covers(leased: &Atom, file: &Atom) -> bool {
-    if leased.is_exact() {
-        return leased.cpv() == file.cpv()
-            || (leased.category() == file.category()
-                && file
-                    .pf()
-                    .strip_prefix(leased.pf())
-                    .and_then(|r| r.strip_prefix('-'))
-                    .is_some_and(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit())));
-    }
     leased.admits(file)
 }
 
@@ -437,7 +429,11 @@ pub(crate) fn unclaimed_valid(
                 Ok(pkg)
                     if Atom::parse(&format!("={}", pkg.cpv)).is_ok_and(|a| covers(atom, &a)) =>
                 {
-                    return Some(Ok(()))
+                    // Held to the lease's slot as an upload is (h18).
+                    match slot_fits(atom, pkg.slot(), pkg.sub_slot()) {
+                        Ok(()) => return Some(Ok(())),
+                        Err(e) => problems.push(format!("{name}: {}", e.body.error)),
+                    }
                 }
                 Ok(pkg) => problems.push(format!("{name} holds {}, not {atom}", pkg.cpv)),
                 Err(why) => problems.push(format!("{name}: {why}")),
@@ -479,9 +475,15 @@ mod tests {
             &atom("=app-misc/foo-1.0"),
             &file("app-misc/foo-1.0-3")
         ));
+        // Equal as Portage compares versions: what emerge builds for the atom (h18).
+        assert!(covers(
+            &atom("=app-misc/foo-1.0-r0"),
+            &file("app-misc/foo-1.0")
+        ));
+        assert!(covers(&atom("=app-misc/foo-01"), &file("app-misc/foo-1")));
         assert!(!covers(
             &atom("=app-misc/foo-1.0"),
-            &file("app-misc/foo-1.00")
+            &file("app-misc/foo-1.0-r1")
         ));
     }
 
