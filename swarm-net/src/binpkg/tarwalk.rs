@@ -261,9 +261,16 @@ pub(super) fn read_small<R: Read>(
 
 /// Checks that a path inside an image stays inside it: relative, no `..`, under `prefix`
 /// (`image` for a gpkg, nothing for a tbz2). `what` names the path in the error
-/// (`image member "x"`, or a hard link's target).
+/// (`image member "x"`, or a hard link's target). A leading `./` is what GNU tar writes
+/// for `tar -C dir -c .`, and the root entry `.` with it: Portage extracts the whole
+/// archive into a temporary directory and takes `image/` from there, so `./image/x` is
+/// `image/x` to it, and `.` that directory (h19).
 fn check_image_path(path: &str, prefix: Option<&str>, what: &str) -> Result<(), BinPkgError> {
     let bad = |why: &str| BinPkgError::Tar(format!("{what} {why}"));
+    let path = path.trim_start_matches("./");
+    if prefix.is_some() && matches!(path, "" | ".") {
+        return Ok(());
+    }
     if path.starts_with('/') {
         return Err(bad("is an absolute path"));
     }

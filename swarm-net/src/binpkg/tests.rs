@@ -626,6 +626,23 @@ fn device_files_and_fifos_in_an_image_are_refused_as_portage_refuses_them() {
 }
 
 #[test]
+fn an_image_packed_from_its_directory_with_dot_slash_names_is_accepted() {
+    // `tar -C top -c .`: the root entry, then `./image/...` (h19).
+    assert_image_accepted(&[
+        raw("./", b'5', "", b""),
+        raw("./image/", b'5', "", b""),
+        raw("./image/usr/", b'5', "", b""),
+        raw("./image/usr/x", b'0', "", b"xxxx"),
+        raw("./image/usr/y", b'1', "./image/usr/x", b""),
+    ]);
+    assert_image_refused(&[raw("./etc/x", b'0', "", b"x")], "is not under image/");
+    assert_image_refused(
+        &[raw("./image/../../x", b'0', "", b"x")],
+        "climbs out of the image",
+    );
+}
+
+#[test]
 fn an_image_member_that_appears_twice_is_refused() {
     let file = raw("image/usr/x", b'0', "", b"AAAA");
     assert_image_refused(&[file.clone(), file], "\"image/usr/x\" appears twice");

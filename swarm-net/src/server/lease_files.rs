@@ -12,7 +12,7 @@
 //! as missing.
 
 use super::http::ApiError;
-use super::staged_path::{artifact_present_file, parse_artifact_path};
+use super::staged_path::{parse_artifact_path, uploaded_file_present};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use swarm_core::{Atom, LeaseId};
@@ -42,7 +42,7 @@ pub(crate) fn one_version(
         return Ok(());
     };
     if earlier.atom.cpv() == atom.cpv()
-        || !artifact_present_file(staging, &earlier.category, &earlier.file)
+        || !uploaded_file_present(staging, &earlier.category, &earlier.file)
     {
         return Ok(());
     }

@@ -109,10 +109,12 @@ pub(crate) fn parse_artifact_path(rest: &str) -> Result<ArtifactPath, ApiError> 
     })
 }
 
-/// Whether `staging/<category>/<file>` is a stored package (big enough to be one).
-pub(crate) fn artifact_present_file(staging: &Path, category: &str, file: &str) -> bool {
-    std::fs::metadata(staging.join(category).join(file))
-        .is_ok_and(|m| m.is_file() && m.len() >= MIN_ARTIFACT_BYTES)
+/// Whether a file an upload stored is still in staging. No size floor: the
+/// upload validated it as a binary package when it came, and a minimal
+/// tbz2 (a virtual or config-only package) is under v3's 1 KiB, which
+/// stored it and then never counted its build (h19).
+pub(crate) fn uploaded_file_present(staging: &Path, category: &str, file: &str) -> bool {
+    std::fs::metadata(staging.join(category).join(file)).is_ok_and(|m| m.is_file())
 }
 
 #[cfg(test)]

@@ -337,7 +337,7 @@ pub(crate) fn uploaded_under(staging: &Path, atom: &Atom, lease: LeaseId) -> boo
             let name = name.to_string_lossy();
             super::staged_path::parse_artifact_path(&format!("{category}/{name}"))
                 .is_ok_and(|p| covers(atom, &p.atom))
-                && super::staged_path::artifact_present_file(staging, category, &name)
+                && super::staged_path::uploaded_file_present(staging, category, &name)
                 && std::fs::read_to_string(e.path())
                     .ok()
                     .and_then(|t| t.trim().parse::<u64>().ok())
@@ -445,8 +445,22 @@ pub(crate) fn unclaimed_valid(
 
 #[cfg(test)]
 mod tests {
-    use super::{covers, slot_fits};
-    use swarm_core::Atom;
+    use super::{covers, record, slot_fits, uploaded_under};
+    use swarm_core::{Atom, LeaseId};
+
+    #[test]
+    fn an_uploaded_package_under_a_kib_counts_as_uploaded() {
+        // A minimal tbz2 (a virtual or config-only package) validates at
+        // 600 bytes; v3's 1 KiB floor is for files no upload checked (h19).
+        let dir = tempfile::tempdir().expect("dir");
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("acct-user")).expect("dir");
+        std::fs::write(root.join("acct-user/tiny-1.tbz2"), vec![1u8; 600]).expect("file");
+        record(root, "acct-user", "tiny-1.tbz2", LeaseId(3)).expect("recorded");
+        let atom = Atom::parse("=acct-user/tiny-1").expect("atom");
+        assert!(uploaded_under(root, &atom, LeaseId(3)));
+        assert!(!uploaded_under(root, &atom, LeaseId(4)), "another lease");
+    }
 
     fn atom(text: &str) -> Atom {
         Atom::parse(text).expect("atom")
