@@ -98,6 +98,19 @@ impl ImageTree {
                 if to.starts_with('/') {
                     return Err(self.escape(name, &to));
                 }
+                // `tarfile` makes the link with `os.link`, which follows the symlink: what
+                // it leads to must be extracted already, or the extraction fails (it cannot
+                // seek back in a stream for the fallback; h19).
+                let from = target.rsplit_once('/').map_or("", |(dir, _)| dir);
+                let led_to = lexical(&format!("{from}/{to}"));
+                if !self.names.contains(&self.key(&led_to))
+                    && !self.names.contains(&self.key(&format!("./{led_to}")))
+                {
+                    return Err(bad(format!(
+                        "is a hard link to the symlink {target:?}, which leads to {led_to:?}, \
+                         not an earlier member: Portage cannot extract it"
+                    )));
+                }
                 self.inside(&format!("{parent}/{to}"), name)?;
                 self.add_symlink(name, to)?;
             }
@@ -214,6 +227,20 @@ impl ImageTree {
         }
         Resolved::Inside
     }
+}
+
+/// `path` with `.` and `..` taken as text (`a/b/../c` is `a/c`), as member names are
+/// written: enough to name the member a symlink leads to in the same tree.
+fn lexical(path: &str) -> String {
+    let mut out: Vec<&str> = Vec::new();
+    for part in components(path) {
+        if part == ".." {
+            out.pop();
+        } else {
+            out.push(part);
+        }
+    }
+    out.join("/")
 }
 
 /// A path's components without empty ones and `.`.

@@ -662,6 +662,21 @@ fn a_hard_link_to_a_later_or_missing_member_is_refused() {
     assert_image_accepted(&[file, link]);
     // Portage's tarfile copies a hard-linked directory rather than failing.
     assert_image_accepted(&[raw("image/usr/a", b'1', "image", b"")]);
+    // A hard link to a symlink follows it (`os.link`): what it leads to must be there
+    // already (`tar --sort=name` of a symlink with two hard-linked names; h19).
+    let alias = raw("image/usr/lib/alias.so", b'2', "libz.so.1.3", b"");
+    let hard = raw(
+        "image/usr/lib/libz.so.1",
+        b'1',
+        "image/usr/lib/alias.so",
+        b"",
+    );
+    let real = raw("image/usr/lib/libz.so.1.3", b'0', "", b"zzzz");
+    assert_image_refused(
+        &[alias.clone(), hard.clone(), real.clone()],
+        "which leads to \"image/usr/lib/libz.so.1.3\", not an earlier member",
+    );
+    assert_image_accepted(&[real, alias, hard]);
 }
 
 #[test]
