@@ -6,26 +6,14 @@ mod support;
 
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
+use support::packages::gpkg_of_slot;
 use support::{request_raw, Server};
-use swarm_net::binpkg::write_gpkg;
 
+/// A valid gpkg of `cpv`, SLOT 0.
 fn gpkg(dir: &Path, cpv: &str) -> Vec<u8> {
-    let out = dir.join(format!("{}.gpkg.tar", cpv.replace('/', "_")));
-    let meta: BTreeMap<String, String> = [("SLOT", "0"), ("KEYWORDS", "amd64")]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    write_gpkg(
-        cpv,
-        &meta,
-        &[("usr/share/doc/x/README", b"hello\n".as_slice())],
-        &out,
-    )
-    .expect("write_gpkg");
-    std::fs::read(out).expect("read")
+    gpkg_of_slot(dir, cpv, "0")
 }
 
 fn put(s: &Server, path: &str, body: &[u8]) -> (u16, Value) {

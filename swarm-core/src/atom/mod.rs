@@ -265,6 +265,24 @@ impl Atom {
         }
     }
 
+    /// Whether a package of `slot` (and `sub_slot`) is of the slot this atom asks
+    /// for: `cat/foo:2` takes SLOT 2 only, `:2/3` also sub-slot 3; no slot, or a slot
+    /// operator alone (`:=`, `:*`), takes any.
+    pub fn admits_slot(&self, slot: &str, sub_slot: Option<&str>) -> bool {
+        let Some(wanted) = self.slot() else {
+            return true;
+        };
+        let wanted = wanted.trim_end_matches('=');
+        let (want_slot, want_sub) = match wanted.split_once('/') {
+            Some((s, sub)) => (s, Some(sub)),
+            None => (wanted, None),
+        };
+        if want_slot.is_empty() || want_slot == "*" {
+            return true;
+        }
+        want_slot == slot && want_sub.is_none_or(|w| sub_slot.unwrap_or(slot) == w)
+    }
+
     fn name_start(&self) -> usize {
         self.spans.slash.map_or(self.spans.body, |s| s + 1)
     }

@@ -23,11 +23,16 @@ fn digits(s: &str) -> usize {
     s.bytes().take_while(u8::is_ascii_digit).count()
 }
 
-fn parse(version: &str) -> Option<Parts<'_>> {
-    let (main, revision) = match version.rsplit_once("-r") {
+/// `1.2-r3` as `("1.2", "3")`; `("1.2", "")` without a revision.
+fn split_revision(version: &str) -> (&str, &str) {
+    match version.rsplit_once("-r") {
         Some((main, rev)) if !rev.is_empty() && digits(rev) == rev.len() => (main, rev),
         _ => (version, ""),
-    };
+    }
+}
+
+fn parse(version: &str) -> Option<Parts<'_>> {
+    let (main, revision) = split_revision(version);
     let (head, tail) = main.split_once('_').unwrap_or((main, ""));
     let (head, letter) = match head.as_bytes().last() {
         Some(c) if c.is_ascii_lowercase() => (&head[..head.len() - 1], Some(*c)),
@@ -110,19 +115,9 @@ pub(crate) fn admits(operator: &str, wanted: &str, version: &str, glob: bool) ->
         ">" => order == Ordering::Greater,
         "<=" => order != Ordering::Greater,
         "<" => order == Ordering::Less,
-        "~" => {
-            let bare = |v: &'_ str| -> String {
-                match v.rsplit_once("-r") {
-                    Some((main, rev)) if !rev.is_empty() && digits(rev) == rev.len() => {
-                        main.to_owned()
-                    }
-                    _ => v.to_owned(),
-                }
-            };
-            // The same text: Portage's `~` compares the version itself as
-            // a string (`~foo-1.0` does not admit `1.00`).
-            bare(version) == bare(wanted)
-        }
+        // The same text: Portage's `~` compares the version itself as a
+        // string (`~foo-1.0` does not admit `1.00`).
+        "~" => split_revision(version).0 == split_revision(wanted).0,
         _ => false,
     }
 }

@@ -259,27 +259,12 @@ fn metadata_without_identity_is_refused() {
             .expect("append");
         zstd::bulk::compress(&b.into_inner().expect("tar"), 3).expect("zstd")
     };
-    let mut manifest = String::new();
     for (name, data) in m.iter_mut() {
         if name.ends_with("metadata.tar.zst") {
             *data = meta_tar.clone();
         }
     }
-    for (name, data) in &m {
-        if name.ends_with("Manifest") {
-            continue;
-        }
-        let mut d = digest::MemberDigests::default();
-        d.update(data);
-        let [(h1, x1), (h2, x2)] = d.finish();
-        let base = name.rsplit('/').next().expect("name");
-        manifest.push_str(&format!("DATA {base} {} {h1} {x1} {h2} {x2}\n", data.len()));
-    }
-    for (name, data) in m.iter_mut() {
-        if name.ends_with("Manifest") {
-            *data = manifest.clone().into_bytes();
-        }
-    }
+    remanifest(&mut m);
     let e = refused(&pack(&m));
     assert_eq!(e.kind(), "metadata", "{e}");
     assert!(e.to_string().contains("missing PF, SLOT"), "{e}");
@@ -575,16 +560,11 @@ fn raw_tar(members: &[(tar::Header, Vec<u8>)]) -> Vec<u8> {
 }
 
 /// A gpkg whose image archive is `image_tar` (zstd) and whose Manifest matches.
-fn gpkg_with_image(image_tar: &[u8]) -> Vec<u8> {
-    let dir = tempfile::tempdir().expect("dir");
-    let mut m = members(&sample(dir.path()));
-    for (name, data) in m.iter_mut() {
-        if name.ends_with("image.tar.zst") {
-            *data = zstd::bulk::compress(image_tar, 3).expect("zstd");
-        }
-    }
+/// Rewrites the Manifest of a gpkg's members to match the others: a package
+/// that differs from a valid one only where a test changed it.
+fn remanifest(m: &mut [(String, Vec<u8>)]) {
     let mut manifest = String::new();
-    for (name, data) in &m {
+    for (name, data) in m.iter() {
         if name.ends_with("Manifest") {
             continue;
         }
@@ -599,6 +579,17 @@ fn gpkg_with_image(image_tar: &[u8]) -> Vec<u8> {
             *data = manifest.clone().into_bytes();
         }
     }
+}
+
+fn gpkg_with_image(image_tar: &[u8]) -> Vec<u8> {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut m = members(&sample(dir.path()));
+    for (name, data) in m.iter_mut() {
+        if name.ends_with("image.tar.zst") {
+            *data = zstd::bulk::compress(image_tar, 3).expect("zstd");
+        }
+    }
+    remanifest(&mut m);
     pack(&m)
 }
 

@@ -77,9 +77,9 @@ pub(crate) fn write_durably(path: &Path, text: &str) -> std::io::Result<()> {
 /// Records that `lease` stored `category/file`.
 pub(crate) fn record(
     staging: &Path,
-    lease: LeaseId,
     category: &str,
     file: &str,
+    lease: LeaseId,
 ) -> std::io::Result<()> {
     write_durably(&by_lease(staging, lease), &format!("{category}/{file}\n"))
 }
@@ -109,7 +109,7 @@ mod tests {
         )
         .is_ok());
         stage(root, "app-misc", "foo-1.gpkg.tar");
-        record(root, lease, "app-misc", "foo-1.gpkg.tar").expect("recorded");
+        record(root, "app-misc", "foo-1.gpkg.tar", lease).expect("recorded");
         // A rebuild of the same version, with a build id: the same package.
         assert!(one_version(
             root,

@@ -182,19 +182,7 @@ pub(crate) fn covers(leased: &Atom, file: &Atom) -> bool {
 /// asks for (`cat/foo:2` built as SLOT 3). A slot operator alone (`:=`,
 /// `:*`) asks for none.
 pub(crate) fn slot_fits(leased: &Atom, slot: &str, sub_slot: Option<&str>) -> Result<(), ApiError> {
-    let Some(wanted) = leased.slot() else {
-        return Ok(());
-    };
-    let wanted = wanted.trim_end_matches('=');
-    let (want_slot, want_sub) = match wanted.split_once('/') {
-        Some((s, sub)) => (s, Some(sub)),
-        None => (wanted, None),
-    };
-    if want_slot.is_empty() || want_slot == "*" {
-        return Ok(());
-    }
-    let sub_ok = want_sub.is_none_or(|w| sub_slot.unwrap_or(slot) == w);
-    if want_slot == slot && sub_ok {
+    if leased.admits_slot(slot, sub_slot) {
         return Ok(());
     }
     let got = match sub_slot {
@@ -310,7 +298,7 @@ pub(crate) fn record(
         )
     };
     super::lease_files::write_durably(&path, &format!("{}\n", lease.0)).map_err(io)?;
-    super::lease_files::record(staging, lease, category, file).map_err(io)
+    super::lease_files::record(staging, category, file, lease).map_err(io)
 }
 
 /// Whether an artifact of `atom` (a file [`covers`] accepts) was uploaded
