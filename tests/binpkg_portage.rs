@@ -239,23 +239,40 @@ fn portage_installs_a_gpkg_that_write_gpkg_made() {
     );
 }
 
+/// What the installed Portage writes for `script`, against the committed `fixture`.
+fn fixture_is_current(venv: &Path, script: &str, fixture: &str) -> bool {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("portage");
+    let out = Command::new(venv.join("bin/python"))
+        .arg(root.join(script))
+        .output()
+        .unwrap_or_else(|e| panic!("run {script}: {e}"));
+    assert!(
+        out.status.success(),
+        "{script}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let committed = std::fs::read_to_string(root.join(fixture)).expect("fixture");
+    String::from_utf8_lossy(&out.stdout) == committed
+}
+
 /// The committed use_reduce fixture is what the installed Portage says today.
 #[test]
 fn the_use_reduce_fixture_is_what_portage_still_writes() {
     let Some(venv) = venv() else { return };
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("portage");
-    let out = Command::new(venv.join("bin/python"))
-        .arg(root.join("use_reduce.py"))
-        .output()
-        .expect("run use_reduce.py");
     assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let committed = std::fs::read_to_string(root.join("use_reduce.tsv")).expect("fixture");
-    assert!(
-        String::from_utf8_lossy(&out.stdout) == committed,
+        fixture_is_current(&venv, "use_reduce.py", "use_reduce.tsv"),
         "Portage now reduces differently: regenerate tests/portage/use_reduce.tsv and check swarm's reducer"
+    );
+}
+
+/// The committed fixture of dependency features per EAPI is what the installed Portage
+/// says today.
+#[test]
+fn the_dep_eapi_fixture_is_what_portage_still_judges() {
+    let Some(venv) = venv() else { return };
+    assert!(
+        fixture_is_current(&venv, "dep_eapi.py", "dep_eapi.tsv"),
+        "Portage now judges dependency features per EAPI differently: regenerate \
+         tests/portage/dep_eapi.tsv and check swarm_net::binpkg's meta_rules"
     );
 }

@@ -10,13 +10,16 @@
 //! - `*DEPEND`: `Package._validate_deps` runs `use_reduce` on each: balanced groups, `||`
 //!   and `flag?` followed by a group, and every other token an atom: an optional `!`/`!!`
 //!   blocker, a category, an operator exactly when there is a version, no build id and no
-//!   `::repository` (no EAPI allows repository dependencies);
+//!   `::repository` (no EAPI allows repository dependencies), and only the features the
+//!   package's EAPI has (`Atom(eapi=…)`): slot dependencies from EAPI 1, USE dependencies
+//!   and `!!` from 2, USE dependency defaults from 4, slot operators and sub-slots from 5
+//!   (the cases of `tests/portage/dep_eapi.tsv`, made by real Portage);
 //!   LICENSE, PROPERTIES and RESTRICT must reduce too;
 //! - repository: `dep._repo_name_re`, `[\w][\w-]*` (`_gen_valid_repo` would turn
 //!   `evil repo` into `evil-repo`: the client then records a repository nobody named).
 //!
 //! Not checked: USE flags of conditionals against IUSE (Portage also counts a profile's
-//! implicit IUSE, which the server does not know) and the EAPI a dependency feature needs.
+//! implicit IUSE, which the server does not know).
 
 use super::model::BinPkgError;
 use crate::binhost::use_reduce::reduce;
@@ -81,6 +84,11 @@ pub(super) fn check(metadata: &BTreeMap<String, String>) -> Result<(), BinPkgErr
                 if let Err(why) = dep_atom(token) {
                     return bad(format!("{key}: {token:?} is not a dependency atom: {why}"));
                 }
+                if let Err(what) = eapi_has(token, eapi) {
+                    return bad(format!(
+                        "{key}: {token:?} uses {what}: clients mask the package"
+                    ));
+                }
             }
         }
     }
@@ -96,6 +104,53 @@ fn word(c: u8) -> bool {
 fn slot_name(s: &str) -> bool {
     let b = s.as_bytes();
     b.first().is_some_and(|&c| word(c)) && b.iter().all(|&c| word(c) || b"+.-".contains(&c))
+}
+
+/// The first EAPI with each dependency feature, as Portage's `eapi.py` dates them.
+const SLOT_DEPS: u32 = 1;
+const USE_DEPS: u32 = 2;
+const STRONG_BLOCKS: u32 = 2;
+const USE_DEP_DEFAULTS: u32 = 4;
+const SLOT_OPERATORS: u32 = 5;
+
+/// Names a feature of `token` (an atom [`dep_atom`] accepted) that `eapi` (a supported
+/// one) lacks: a client masks the package, as `Atom(token, eapi=EAPI)` raises.
+fn eapi_has(token: &str, eapi: &str) -> Result<(), String> {
+    // `9-pre1` has what 9 has; every supported EAPI starts with its number.
+    let level: u32 = eapi
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    let (head, use_deps) = match token.find('[') {
+        Some(at) => token.split_at(at),
+        None => (token, ""),
+    };
+    let slot = head.split_once(':').map(|(_, slot)| slot);
+    let needs = [
+        (slot.is_some(), SLOT_DEPS, "a slot dependency"),
+        (
+            slot.is_some_and(|s| !slot_name(s)),
+            SLOT_OPERATORS,
+            "a slot operator or sub-slot",
+        ),
+        (!use_deps.is_empty(), USE_DEPS, "a USE dependency"),
+        (
+            use_deps.contains("(+)") || use_deps.contains("(-)"),
+            USE_DEP_DEFAULTS,
+            "a USE dependency default",
+        ),
+        (token.starts_with("!!"), STRONG_BLOCKS, "a strong blocker"),
+    ];
+    match needs
+        .iter()
+        .find(|(used, since, _)| *used && level < *since)
+    {
+        Some((_, since, what)) => Err(format!(
+            "{what}, which EAPI {eapi} lacks (it arrives in EAPI {since})"
+        )),
+        None => Ok(()),
+    }
 }
 
 /// Checks one dependency atom. `Atom::parse` knows Portage's atom grammar for build
@@ -260,5 +315,43 @@ mod tests {
         }
         let e = refusal(&[("LICENSE", "GPL-2 ssl? ( BSD")]);
         assert!(e.contains("LICENSE does not parse"), "{e}");
+    }
+
+    /// Every case of tests/portage/dep_eapi.tsv (tests/portage/dep_eapi.py, real Portage):
+    /// the atom is refused in RDEPEND under that EAPI exactly when Portage refuses it.
+    #[test]
+    fn dependency_features_follow_the_eapi_as_portage_judges_them() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/portage/dep_eapi.tsv");
+        let text = std::fs::read_to_string(path).expect("tests/portage/dep_eapi.tsv");
+        let mut wrong = Vec::new();
+        let mut cases = 0;
+        for line in text.lines() {
+            let mut cols = line.split('\t');
+            let (Some(eapi), Some(atom), Some(verdict)) = (cols.next(), cols.next(), cols.next())
+            else {
+                panic!("a fixture line of three columns: {line:?}");
+            };
+            cases += 1;
+            let ours = check(&with(&[("EAPI", eapi), ("RDEPEND", atom)]));
+            if ours.is_ok() != (verdict == "ok") {
+                wrong.push(format!(
+                    "EAPI {eapi} {atom}: Portage {verdict}, swarm {ours:?}"
+                ));
+            }
+        }
+        assert!(cases > 10_000, "the fixture lost its cases: {cases}");
+        assert!(
+            wrong.is_empty(),
+            "{} of {cases} disagree, first: {:#?}",
+            wrong.len(),
+            &wrong[..wrong.len().min(8)]
+        );
+        let e = refusal(&[("EAPI", "4"), ("DEPEND", "dev-libs/a:=")]);
+        assert!(
+            e.contains(
+                "uses a slot operator or sub-slot, which EAPI 4 lacks (it arrives in EAPI 5)"
+            ),
+            "{e}"
+        );
     }
 }
