@@ -929,3 +929,68 @@ fn the_drone_token_is_not_in_a_builds_environment_nor_its_log() {
     drone.signal(rustix::process::Signal::TERM);
     assert_eq!(drone.wait_exit(20), Some(0), "{}", drone.log_text());
 }
+
+/// A spooled build of a real-sized package whose lease ended meanwhile (its
+/// agent was killed, the lease reclaimed) is told so, and the drone goes back
+/// to work. The server refuses such an upload from its headers, before the
+/// body, and under a 12 MiB body still being sent that refusal reached the
+/// agent as a broken pipe: retried as an outage for ever, the spooled build
+/// held the drone's slot and the package was never built (h21). The agent now
+/// asks the server first (`X-Swarm-Check`).
+#[test]
+fn a_big_spooled_build_whose_lease_ended_is_let_go_and_the_drone_builds_again() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut server = Server::start(&dir.path().join("server"), &FAST_LIVENESS);
+    let atom = "=dev-libs/big-1.0";
+    let gpkg = dir.path().join("big-1.0.gpkg.tar");
+    support::packages::big_gpkg("dev-libs/big-1.0", 12 << 20, &gpkg);
+    let go = dir.path().join("go");
+    let builder = dir.path().join("big-builder.sh");
+    std::fs::write(
+        &builder,
+        format!(
+            "category=$1; pf=$2\n\
+             while [ ! -e {go} ]; do sleep 0.1; done\n\
+             mkdir -p \"$PKGDIR/$category\"\n\
+             cp {gpkg} \"$PKGDIR/$category/$pf.gpkg.tar\"\n",
+            go = go.display(),
+            gpkg = gpkg.display()
+        ),
+    )
+    .expect("builder");
+    let template = format!("sh {} {{category}} {{pf}}", builder.display());
+    let args = ["--builder", template.as_str()];
+    queue(&server, json!([atom]));
+    let mut first = Drone::start(&server, dir.path(), "drone-big", &args, &[]);
+    wait_started(&server, atom, 30);
+
+    // The build ends while the server is down: spooled, and retried.
+    server.kill9();
+    std::fs::write(&go, "").expect("go");
+    wait_until(30, "the upload to be retried", || {
+        first.log_text().contains("artifact upload failed")
+    });
+    first.kill9();
+
+    // Its lease is reclaimed while the agent is gone.
+    server.restart();
+    wait_until(30, "the dead drone's lease reclaimed", || {
+        let (_, events) = server.get("/api/v1/events/history?limit=1000");
+        events["events"]
+            .as_array()
+            .is_some_and(|e| e.iter().any(|e| e["kind"] == "reclaimed"))
+    });
+
+    let mut again = Drone::start(&server, dir.path(), "drone-big", &args, &[]);
+    wait_until(90, "the package built by the restarted drone", || {
+        state_of(&server, atom) == "built"
+    });
+    let log = again.log_text();
+    assert!(
+        log.contains("the server has moved on from this build's lease"),
+        "the spooled build heard its lease was gone: {log}"
+    );
+    assert_eq!(successes(&server, atom).len(), 1);
+    again.signal(rustix::process::Signal::TERM);
+    assert_eq!(again.wait_exit(20), Some(0), "{}", again.log_text());
+}

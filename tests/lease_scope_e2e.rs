@@ -23,6 +23,23 @@ fn put(s: &Server, dir: &Path, cpv: &str, slot: &str, lease: u64) -> (u16, Value
     )
 }
 
+/// Asks whether an upload of `cpv` under `lease` of `size` bytes would be
+/// taken, sending no body (`X-Swarm-Check`).
+fn check(s: &Server, cpv: &str, lease: u64, size: u64) -> (u16, Value) {
+    let (lease, size) = (lease.to_string(), size.to_string());
+    request_raw(
+        "PUT",
+        &format!("{}/api/v1/artifacts/{cpv}.gpkg.tar", s.url),
+        Some(b"".as_slice()),
+        None,
+        &[
+            ("X-Swarm-Lease", lease.as_str()),
+            ("X-Swarm-Check", "1"),
+            ("X-Swarm-Size", size.as_str()),
+        ],
+    )
+}
+
 fn staged(s: &Server, category: &str) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(s.data_dir.join("staging").join(category))
         .map(|d| {
@@ -70,6 +87,16 @@ fn a_lease_stages_one_version_its_operator_admits_of_the_slot_it_asks_for() {
     // One it admits; then the same version again; then another version.
     assert_eq!(put(&s, dir.path(), "app-misc/foo-5.1", "0", foo).0, 200);
     assert_eq!(put(&s, dir.path(), "app-misc/foo-5.1", "0", foo).0, 200);
+    // Asked without the body (`X-Swarm-Check`), the server gives the same answers.
+    assert_eq!(
+        check(&s, "app-misc/foo-5.1", foo, 10),
+        (200, json!({"status": "would_store"}))
+    );
+    assert_eq!(check(&s, "app-misc/foo-1", foo, 10).0, 400);
+    let (code, v) = check(&s, "app-misc/foo-99999", foo, 10);
+    assert_eq!((code, &v["field"]), (409, &json!("artifact")), "{v}");
+    assert_eq!(check(&s, "app-misc/foo-5.1", foo + 100, 10).0, 409);
+    assert_eq!(check(&s, "app-misc/foo-5.1", foo, u64::MAX).0, 413);
     let (code, v) = put(&s, dir.path(), "app-misc/foo-99999", "0", foo);
     assert_eq!(code, 409, "{v}");
     // A refusal of the file: an agent reads a 409 on X-Swarm-Lease as its lease gone.

@@ -112,6 +112,7 @@ fn a_v3_drone_goes_through_the_whole_lifecycle() {
         "cores_per_slot",
         "max_artifact_bytes",
         "farm_id",
+        "upload_check",
     ]
     .iter()
     .map(|k| k.to_string())

@@ -191,6 +191,13 @@ pub struct RegisterReply {
     /// nothing to another one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub farm_id: Option<String>,
+    /// (swarm) The server answers an upload's checks without its body
+    /// (`X-Swarm-Check`). A refusal made before the body is read (the
+    /// lease gone, another farm, another version) closes the connection
+    /// under a big body still being sent, which the sender sees as an
+    /// outage and would retry for ever; an agent asks first instead.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub upload_check: bool,
 }
 
 fn is_false(b: &bool) -> bool {

@@ -30,6 +30,7 @@ fn register_replies() {
         cores_per_slot: None,
         max_artifact_bytes: None,
         farm_id: None,
+        upload_check: false,
     };
     insta::assert_json_snapshot!("register_reply_plain", plain);
     let slots = RegisterReply {
@@ -37,6 +38,7 @@ fn register_replies() {
         cores_per_slot: Some(4),
         max_artifact_bytes: Some(2 << 30),
         farm_id: Some("0f6b2c1e9a7d4e3b".into()),
+        upload_check: true,
         ..plain.clone()
     };
     insta::assert_json_snapshot!("register_reply_slots", slots);

@@ -103,6 +103,7 @@ pub(crate) fn run(agent: &std::sync::Arc<Agent>) {
                 let home = homecoming::heard(&mut st, &agent.cfg.work_dir, reply.farm_id.as_ref());
                 st.feed(AgentInput::Registered(server_reply(&reply, sent)));
                 st.max_artifact = reply.max_artifact_bytes.or(st.max_artifact);
+                st.upload_check = reply.upload_check;
                 if first {
                     tracing::info!(
                         epoch = %crate::logging::shown(&st.epoch()),

@@ -710,14 +710,22 @@ fn upload(
                 file.display()
             ))
         })?;
-        let epoch = ag.lock().epoch();
-        Ok(ag.client.put_artifact_for_lease(
-            &a.category,
-            &a.name,
-            f,
-            &a.sha256,
-            &swarm_net::client::drone::Binding { lease, epoch, farm },
-        )?)
+        let (epoch, check) = {
+            let st = ag.lock();
+            (st.epoch(), st.upload_check)
+        };
+        let bound = swarm_net::client::drone::Binding { lease, epoch, farm };
+        if check {
+            // A refusal the server makes from the headers reaches a sender
+            // still sending a big body as a broken connection, retried as
+            // an outage for ever: asked first, it comes as the answer.
+            let size = f.metadata().map(|m| m.len()).unwrap_or(0);
+            ag.client
+                .check_artifact_for_lease(&a.category, &a.name, size, &a.sha256, &bound)?;
+        }
+        Ok(ag
+            .client
+            .put_artifact_for_lease(&a.category, &a.name, f, &a.sha256, &bound)?)
     })?;
     if reply.sha256.eq_ignore_ascii_case(&a.sha256) {
         tracing::info!(path = reply.path, sha256 = a.sha256, "artifact uploaded");

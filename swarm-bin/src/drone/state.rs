@@ -25,6 +25,9 @@ pub(crate) struct State {
     /// The largest binary package the server said it takes (its last
     /// register reply); `None` until it said.
     pub(crate) max_artifact: Option<u64>,
+    /// The server answers an upload's checks before its body is sent
+    /// (`RegisterReply::upload_check`, its last register reply).
+    pub(crate) upload_check: bool,
     /// Ask the heartbeat thread for a beat now.
     pub(crate) beat_now: bool,
     /// The heartbeat thread should stop.
@@ -43,6 +46,7 @@ impl State {
             pgids: BTreeMap::new(),
             reconnects: 0,
             max_artifact: None,
+            upload_check: false,
             beat_now: false,
             exiting: false,
             started: Instant::now(),

@@ -86,28 +86,61 @@ impl Client {
         sha256: &str,
         bound: &Binding<'_>,
     ) -> Result<ArtifactReply, ClientError> {
-        let Binding { lease, epoch, farm } = *bound;
-        let path = format!(
-            "/api/v1/artifacts/{}/{}",
-            path_escape(category),
-            path_escape(file_name)
-        );
-        let (lease, epoch) = (lease.map(|l| l.to_string()), epoch.map(|e| e.to_string()));
-        let mut headers = vec![
-            ("X-Sha256", sha256),
-            ("Content-Type", "application/octet-stream"),
-        ];
-        if let Some(l) = &lease {
-            headers.push(("X-Swarm-Lease", l));
-        }
-        if let Some(e) = &epoch {
-            headers.push(("X-Swarm-Epoch", e));
-        }
-        if let Some(f) = farm {
-            headers.push(("X-Swarm-Farm", f));
-        }
+        let (path, headers) = artifact_call(category, file_name, sha256, bound);
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
         self.put_reader(&path, &headers, body, Auth::Drone)
     }
+
+    /// Asks whether the server would take [`Client::put_artifact_for_lease`]'s
+    /// upload of `size` bytes, without sending them (`X-Swarm-Check`; only a
+    /// server whose register reply says `upload_check` knows it). The
+    /// server's refusals made from the headers alone come back as its
+    /// answer, where under a big body they came as a broken connection.
+    pub fn check_artifact_for_lease(
+        &self,
+        category: &str,
+        file_name: &str,
+        size: u64,
+        sha256: &str,
+        bound: &Binding<'_>,
+    ) -> Result<(), ClientError> {
+        let (path, mut headers) = artifact_call(category, file_name, sha256, bound);
+        headers.push(("X-Swarm-Check", "1".into()));
+        headers.push(("X-Swarm-Size", size.to_string()));
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let _: serde_json::Value =
+            self.put_reader(&path, &headers, std::io::empty(), Auth::Drone)?;
+        Ok(())
+    }
+}
+
+/// The path and headers of an artifact upload bound to a lease.
+fn artifact_call(
+    category: &str,
+    file_name: &str,
+    sha256: &str,
+    bound: &Binding<'_>,
+) -> (String, Vec<(&'static str, String)>) {
+    let Binding { lease, epoch, farm } = *bound;
+    let path = format!(
+        "/api/v1/artifacts/{}/{}",
+        path_escape(category),
+        path_escape(file_name)
+    );
+    let mut headers = vec![
+        ("X-Sha256", sha256.to_string()),
+        ("Content-Type", "application/octet-stream".to_string()),
+    ];
+    if let Some(l) = lease {
+        headers.push(("X-Swarm-Lease", l.to_string()));
+    }
+    if let Some(e) = epoch {
+        headers.push(("X-Swarm-Epoch", e.to_string()));
+    }
+    if let Some(f) = farm {
+        headers.push(("X-Swarm-Farm", f.to_string()));
+    }
+    (path, headers)
 }
 
 /// A reply read as a [`CompleteReply`] if it has that shape, else only its `status`.

@@ -29,6 +29,9 @@ pub struct Client {
     /// there is no read token: the admin token an operator has at hand.
     read_fallback: Option<String>,
     agent: ureq::Agent,
+    /// For request bodies of any size (artifacts): bounded per read and
+    /// write instead of overall (see [`bulk_agent`]).
+    bulk: ureq::Agent,
     timeout: Duration,
     /// The largest JSON reply read (`with_reply_cap`).
     reply_cap: u64,
@@ -134,6 +137,7 @@ impl Client {
         let base = base.into().trim_end_matches('/').to_string();
         Client {
             agent: agent(timeout, &TlsClient::system()),
+            bulk: bulk_agent(timeout, &TlsClient::system()),
             base,
             admin_token: None,
             drone_token: None,
@@ -154,6 +158,7 @@ impl Client {
     /// Checks https servers against `tls` (a private CA: [`TlsClient::from_ca_file`]).
     pub fn with_tls(mut self, tls: &TlsClient) -> Client {
         self.agent = agent(self.timeout, tls);
+        self.bulk = bulk_agent(self.timeout, tls);
         self
     }
 
@@ -194,7 +199,11 @@ impl Client {
     }
 
     fn request(&self, method: &str, path: &str, auth: Auth) -> ureq::Request {
-        let mut req = self.agent.request(method, &self.url(path));
+        self.request_on(&self.agent, method, path, auth)
+    }
+
+    fn request_on(&self, on: &ureq::Agent, method: &str, path: &str, auth: Auth) -> ureq::Request {
+        let mut req = on.request(method, &self.url(path));
         let token = match auth {
             Auth::None => self.read_token.as_deref(),
             Auth::Drone => self.drone_token.as_deref(),
@@ -241,7 +250,8 @@ impl Client {
         decode(&url, resp, self.reply_cap)
     }
 
-    /// PUT raw bytes (artifacts) and read a JSON answer.
+    /// PUT raw bytes (artifacts) and read a JSON answer. The body may take
+    /// as long as it takes to send, as long as it moves (see [`bulk_agent`]).
     pub fn put_reader<T: DeserializeOwned>(
         &self,
         path: &str,
@@ -250,7 +260,7 @@ impl Client {
         auth: Auth,
     ) -> Result<T, ClientError> {
         let url = self.url(path);
-        let mut req = self.request("PUT", path, auth);
+        let mut req = self.request_on(&self.bulk, "PUT", path, auth);
         for (k, v) in headers {
             req = req.set(k, v);
         }
@@ -400,6 +410,27 @@ fn agent(timeout: Duration, tls: &TlsClient) -> ureq::Agent {
         .timeout(timeout)
         .tls_config(tls.config())
         // A redirect is answered, not followed (see `redirected`).
+        .redirects(0)
+        .build()
+}
+
+/// The longest a body's send may stall (no byte taken) before the call
+/// fails: the server itself cuts a sender slower than its `min_body_rate`.
+const BODY_STALL: Duration = Duration::from_secs(60);
+/// The longest the answer to a body may be waited for once it is sent: the
+/// server validates a package (decompressing all of it) before it answers.
+const ANSWER_WAIT: Duration = Duration::from_secs(600);
+
+/// An agent for bodies of any size. An overall timeout (`agent`'s) failed
+/// every upload that took longer to send, even one the server then stored,
+/// and retried it for ever (h21: 48 MiB at 0.7 MB/s against 30 s); each
+/// read and write is bounded instead, so a stalled connection still fails.
+fn bulk_agent(timeout: Duration, tls: &TlsClient) -> ureq::Agent {
+    ureq::AgentBuilder::new()
+        .timeout_connect(timeout.min(Duration::from_secs(5)))
+        .timeout_write(BODY_STALL.max(timeout))
+        .timeout_read(ANSWER_WAIT.max(timeout))
+        .tls_config(tls.config())
         .redirects(0)
         .build()
 }

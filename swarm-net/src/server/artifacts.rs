@@ -53,6 +53,9 @@ pub(crate) fn put(
             ));
         }
     }
+    if header(req, "X-Swarm-Check").is_some() {
+        return check_only(sh, req);
+    }
     let dir = root.join(&path.category);
     std::fs::create_dir_all(&dir)
         .and_then(|()| std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)))
@@ -137,6 +140,28 @@ pub(crate) fn put(
         size,
         sha256: digest,
     })
+}
+
+/// Answers an upload's checks without its body (`X-Swarm-Check`, with the size it would
+/// send in `X-Swarm-Size`): everything above was judged from the headers, and a refusal
+/// made before a big body is read reaches its sender as a broken connection, not as this
+/// answer (see `RegisterReply::upload_check`). Nothing is stored.
+fn check_only(sh: &Shared, req: &Request) -> Result<Reply, ApiError> {
+    let size = header(req, "X-Swarm-Size").map(|v| {
+        v.trim().parse::<u64>().map_err(|_| {
+            ApiError::field(
+                400,
+                "X-Swarm-Size",
+                "X-Swarm-Size must be a number of bytes",
+            )
+        })
+    });
+    if let Some(size) = size.transpose()? {
+        if size > sh.max_artifact {
+            return Err(too_large(sh.max_artifact));
+        }
+    }
+    Reply::ok(&serde_json::json!({"status": "would_store"}))
 }
 
 /// Checks an uploaded file before it is staged: a valid binary package (the format its

@@ -242,6 +242,7 @@ pub(crate) fn register(sh: &Shared, req: &mut Request, caller: &Caller) -> Resul
         leases: lease_refs(now),
         max_artifact_bytes: Some(sh.max_artifact),
         farm_id: Some(sh.farm_id.clone()),
+        upload_check: true,
     })
 }
 

@@ -1,0 +1,70 @@
+//! An upload may take longer than a call's timeout as long as its body
+//! keeps moving: an overall timeout failed every upload slower than 30 s,
+//! even one the server then stored, and the agent retried it for ever (h21:
+//! 48 MiB at 0.7 MB/s). A stall still fails the call (per read and write).
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+use swarm_net::client::drone::Binding;
+use swarm_net::client::Client;
+
+/// Takes one upload of at least `body` bytes at about `rate` bytes a
+/// second, then answers it as the server does; returns the bytes it read.
+fn slow_reader(rate: usize, body: usize) -> (String, std::thread::JoinHandle<usize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let server = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().expect("accept");
+        // Small reads keep the kernel's buffers from taking the body at once.
+        let mut buf = vec![0u8; rate / 20];
+        let mut got = 0;
+        let mut tail = Vec::new();
+        // The body comes chunked (a reader of unknown length): it ends with
+        // the last chunk's `0\r\n\r\n`.
+        while got < body || !tail.ends_with(b"0\r\n\r\n") {
+            let n = conn.read(&mut buf).expect("read");
+            if n == 0 {
+                break;
+            }
+            got += n;
+            tail.extend_from_slice(&buf[..n]);
+            let keep = tail.len().saturating_sub(8);
+            tail.drain(..keep);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let reply = br#"{"status":"stored","path":"dev-libs/a-1.gpkg.tar","size":1,"sha256":"00"}"#;
+        let head = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            reply.len()
+        );
+        let _ = conn.write_all(head.as_bytes());
+        let _ = conn.write_all(reply);
+        got
+    });
+    (url, server)
+}
+
+#[test]
+fn an_upload_longer_than_the_call_timeout_still_lands() {
+    // 3 MiB at about 1 MiB a second against a 1 s timeout per call.
+    let (url, server) = slow_reader(1 << 20, 3 << 20);
+    let client = Client::new(url, Duration::from_secs(1));
+    let body = vec![7u8; 3 << 20];
+    let started = Instant::now();
+    let reply = client
+        .put_artifact_for_lease(
+            "dev-libs",
+            "a-1.gpkg.tar",
+            body.as_slice(),
+            &"0".repeat(64),
+            &Binding::default(),
+        )
+        .expect("a slow upload that keeps moving lands");
+    assert_eq!(reply.status, "stored");
+    assert!(
+        started.elapsed() > Duration::from_secs(1),
+        "the upload outlasted the call timeout, as the test means it to"
+    );
+    assert!(server.join().expect("server") >= 3 << 20);
+}
