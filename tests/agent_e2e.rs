@@ -994,3 +994,49 @@ fn a_big_spooled_build_whose_lease_ended_is_let_go_and_the_drone_builds_again() 
     again.signal(rustix::process::Signal::TERM);
     assert_eq!(again.wait_exit(20), Some(0), "{}", again.log_text());
 }
+
+/// A build that writes another slot of its package along (`dev-java/jdk:17`
+/// bootstrapping `:21`, as openjdk does) uploads only the one its lease
+/// covers and counts; the other stays on the drone. Both were uploaded: the
+/// server refused the first, and the whole build was reported
+/// `upload_failed`, then held the drone (h21).
+#[test]
+fn a_build_that_writes_another_slot_along_uploads_only_the_leased_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(&dir.path().join("server"), &[]);
+    let builder = dir.path().join("jdk-builder.sh");
+    std::fs::write(
+        &builder,
+        "mkdir -p \"$PKGDIR/dev-java\"\n\
+         \"$SWARM_BIN\" standin-gpkg --slot 17 dev-java/jdk-17.0.9 \"$PKGDIR/dev-java/jdk-17.0.9.gpkg.tar\" || exit 1\n\
+         \"$SWARM_BIN\" standin-gpkg --slot 21 dev-java/jdk-21.0.5 \"$PKGDIR/dev-java/jdk-21.0.5.gpkg.tar\" || exit 1\n",
+    )
+    .expect("builder");
+    let atom = "dev-java/jdk:21";
+    queue(&server, json!([atom]));
+    let template = format!("sh {} {{atom}}", builder.display());
+    let bin = support::swarm_bin();
+    let mut drone = Drone::start(
+        &server,
+        dir.path(),
+        "drone-jdk",
+        &["--builder", &template],
+        &[("SWARM_BIN", bin.to_str().expect("utf-8 path"))],
+    );
+    wait_until(60, "the build to be recorded", || {
+        drone.log_text().contains("recorded=")
+    });
+    assert_eq!(state_of(&server, atom), "built", "{}", drone.log_text());
+    let staged: Vec<String> = std::fs::read_dir(server.data_dir.join("staging/dev-java"))
+        .expect("staged")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(staged, ["jdk-21.0.5.gpkg.tar"]);
+    assert!(
+        drone.pkgdir.join("dev-java/jdk-17.0.9.gpkg.tar").is_file(),
+        "the other slot stays on the drone"
+    );
+    drone.signal(rustix::process::Signal::TERM);
+    assert_eq!(drone.wait_exit(20), Some(0), "{}", drone.log_text());
+}

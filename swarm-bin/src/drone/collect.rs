@@ -32,6 +32,8 @@ pub(crate) struct Built {
     pub(crate) size: u64,
     /// sha256 of the file, hex.
     pub(crate) sha256: String,
+    /// SLOT and sub-slot from the package's metadata; `None` when it could not be read.
+    pub(crate) slot: Option<(String, Option<String>)>,
 }
 
 impl Built {
@@ -96,6 +98,7 @@ fn identify(path: &Path, upload_ext: &str) -> Result<Built, String> {
             Ok(Built {
                 path: path.to_path_buf(),
                 upload_name: format!("{pf}{upload_ext}"),
+                slot: Some((pkg.slot().to_owned(), pkg.sub_slot().map(str::to_owned))),
                 cpv: pkg.cpv,
                 size: pkg.size,
                 sha256: pkg.sha256,
@@ -123,6 +126,7 @@ fn identify(path: &Path, upload_ext: &str) -> Result<Built, String> {
                 cpv,
                 size,
                 sha256,
+                slot: None,
             })
         }
     }
@@ -152,21 +156,31 @@ fn cpv_from_path(path: &Path) -> Option<String> {
     Some(atom.cpv().to_owned())
 }
 
-/// The package the queued `atom` asked for among what was built: same category and name.
-pub(crate) fn pick<'a>(built: &'a [Built], atom: &Atom) -> Option<&'a Built> {
-    built.iter().find(|b| matches(&b.cpv, atom))
-}
-
-/// Whether `cpv` (`cat/pf`) is a version of the package `atom` names.
-pub(crate) fn matches(cpv: &str, atom: &Atom) -> bool {
-    let Ok(built) = Atom::parse(&format!("={cpv}")) else {
-        return false;
+/// What a build wrote, split into the packages its lease covers and the rest: of `atom`'s
+/// name, a version its operator admits and the slot it asks for (as the server judges an
+/// upload: `Atom::admits`, `Atom::admits_slot`), and of those only the highest version, the one
+/// emerge chose; its builds (several with build ids) all go. The rest (dependencies emerge
+/// built along, `dev-java/jdk:17` bootstrapping `:21`, an older version) stays on the drone:
+/// uploaded under the lease, the server refused them and the whole build was lost (h21).
+pub(crate) fn split<'a>(built: &'a [Built], atom: &Atom) -> (Vec<&'a Built>, Vec<&'a Built>) {
+    let versioned = |b: &Built| Atom::parse(&format!("={}", b.cpv)).ok();
+    let covered = |b: &Built| {
+        versioned(b).is_some_and(|v| atom.admits(&v))
+            && b.slot
+                .as_ref()
+                .is_none_or(|(slot, sub)| atom.admits_slot(slot, sub.as_deref()))
     };
-    if atom.category().is_empty() {
-        built.pn() == atom.pn()
-    } else {
-        built.key() == atom.key()
-    }
+    let best = built
+        .iter()
+        .filter(|b| covered(b))
+        .filter_map(versioned)
+        .max_by(|a, b| a.version_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    built.iter().partition(|b| {
+        covered(b)
+            && versioned(b).zip(best.as_ref()).is_some_and(|(v, best)| {
+                v.key() == best.key() && v.version_cmp(best) == Some(std::cmp::Ordering::Equal)
+            })
+    })
 }
 
 /// Moves what a build wrote into the drone's own `pkgdir` (same layout) and removes the build's
@@ -213,5 +227,61 @@ mod tests {
         for (path, want) in cases {
             assert_eq!(cpv_from_path(Path::new(path)).as_deref(), want, "{path}");
         }
+    }
+
+    fn built(cpv: &str, slot: Option<&str>) -> Built {
+        Built {
+            path: PathBuf::from(format!("/p/{cpv}.gpkg.tar")),
+            cpv: cpv.to_owned(),
+            upload_name: String::new(),
+            size: 1,
+            sha256: String::new(),
+            slot: slot.map(|s| match s.split_once('/') {
+                Some((s, sub)) => (s.to_owned(), Some(sub.to_owned())),
+                None => (s.to_owned(), None),
+            }),
+        }
+    }
+
+    fn uploaded(lease: &str, wrote: &[(&str, Option<&str>)]) -> Vec<String> {
+        let all: Vec<Built> = wrote.iter().map(|(c, s)| built(c, *s)).collect();
+        let atom = Atom::parse(lease).expect("atom");
+        let (mine, along) = split(&all, &atom);
+        assert_eq!(
+            mine.len() + along.len(),
+            all.len(),
+            "every package kept somewhere"
+        );
+        mine.iter().map(|b| b.cpv.clone()).collect()
+    }
+
+    /// h21: `dev-java/jdk:21` bootstrapped by `:17`, two versions under `app-misc/foo`, or an
+    /// older version beside an exact lease: the lease's own package goes, the rest stays.
+    #[test]
+    fn only_the_package_the_lease_covers_is_uploaded() {
+        let jdk = [
+            ("dev-java/jdk-17.0.9", Some("17")),
+            ("dev-java/jdk-21.0.5", Some("21")),
+        ];
+        assert_eq!(uploaded("dev-java/jdk:21", &jdk), ["dev-java/jdk-21.0.5"]);
+        assert_eq!(uploaded("dev-java/jdk", &jdk), ["dev-java/jdk-21.0.5"]);
+        assert_eq!(
+            uploaded("=dev-java/jdk-17.0.9", &jdk),
+            ["dev-java/jdk-17.0.9"]
+        );
+        let foo = [
+            ("app-misc/foo-1.0", Some("0")),
+            ("app-misc/foo-2.0_rc1", Some("0")),
+        ];
+        assert_eq!(uploaded("app-misc/foo", &foo), ["app-misc/foo-2.0_rc1"]);
+        assert_eq!(uploaded("<app-misc/foo-2", &foo), ["app-misc/foo-1.0"]);
+        assert!(uploaded(">=app-misc/foo-3", &foo).is_empty());
+        // A dependency of another name stays; a package named by its path alone (no
+        // metadata, so no slot) is judged by name and version, and the server by its slot.
+        let deps = [("dev-libs/dep-1", Some("0")), ("app-misc/bar-1", None)];
+        assert_eq!(uploaded("app-misc/bar:2", &deps), ["app-misc/bar-1"]);
+        let subslot = [("dev-libs/s-1", Some("0/1.2"))];
+        assert_eq!(uploaded("dev-libs/s:0/1.2", &subslot), ["dev-libs/s-1"]);
+        assert!(uploaded("dev-libs/s:0/1.3", &subslot).is_empty());
     }
 }

@@ -338,10 +338,10 @@ fn deliver(agent: &Agent, job: &Job, built_after: SystemTime, build_pkgdir: &Pat
             };
         }
     }
-    let main = collect::pick(&built, atom);
+    let main = collect::split(&built, atom).0.first().copied();
     if main.is_none() && !atom.is_virtual() {
         tracing::warn!(package = %atom, built = ?built.iter().map(|b| &b.cpv).collect::<Vec<_>>(),
-            "the build wrote no package of the queued name; the server decides");
+            "the build wrote no package the lease covers (its name, a version and slot it admits); the server decides");
     }
     Report::Built {
         sha256: main.map(|b| b.sha256.clone()),
@@ -398,6 +398,7 @@ fn deliver_found(agent: &Agent, job: &Job, built_after: SystemTime, build_pkgdir
             upload_name: found.upload_name.clone(),
             size: found.size,
             sha256: sha,
+            slot: None,
         }],
         pkgdir: build_pkgdir.to_path_buf(),
     }
@@ -454,14 +455,12 @@ fn report(agent: &Agent, id: JobId, job: &Job, took_s: f64, outcome: Report, log
             req.status = Some("success".into());
             from = Some(pkgdir.as_path());
             req.sha256.clone_from(sha256);
-            // The server takes, under this build's lease, only packages of the leased
-            // name; dependencies emerge built along stay in the drone's PKGDIR.
-            let (mine, along): (Vec<_>, Vec<_>) = artifacts
-                .iter()
-                .partition(|b| collect::matches(&b.cpv, &job.atom));
+            // The server takes, under this build's lease, only the package it covers;
+            // whatever emerge built along stays in the drone's PKGDIR.
+            let (mine, along) = collect::split(artifacts, &job.atom);
             if !along.is_empty() {
                 tracing::info!(package = atom, kept = ?along.iter().map(|b| &b.cpv).collect::<Vec<_>>(),
-                    "dependencies built along are kept locally, not uploaded: the lease covers only its own package");
+                    "packages built along are kept locally, not uploaded: the lease covers one version of its own package, of the slot it asks for");
             }
             req.artifacts = Some(mine.iter().map(|b| b.cpv.clone()).collect());
             uploads = mine;

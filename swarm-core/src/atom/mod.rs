@@ -283,6 +283,13 @@ impl Atom {
         want_slot == slot && want_sub.is_none_or(|w| sub_slot.unwrap_or(slot) == w)
     }
 
+    /// Portage's order of two versioned atoms' versions (`foo-2.0` after
+    /// `foo-1.0_rc1`); `None` when either has no version. Which of several
+    /// builds a lease admits is the one emerge chose: the highest.
+    pub fn version_cmp(&self, other: &Atom) -> Option<std::cmp::Ordering> {
+        version::compare(self.version()?, other.version()?)
+    }
+
     fn name_start(&self) -> usize {
         self.spans.slash.map_or(self.spans.body, |s| s + 1)
     }
