@@ -64,7 +64,10 @@ fn a_real_emerge_drone_builds_every_atom_form_and_uploads_what_emerge_built() {
     let mut drone = Command::new(swarm_bin())
         .args(["drone", "--server", &server.url, "--name", "emerge-drone"])
         .args(["--machine-id", "test-emerge-drone", "--slots", "1"])
-        .args(["--builder", "emerge --oneshot --buildpkg --usepkg=n {atom}"])
+        .args([
+            "--builder",
+            "emerge --oneshot --buildpkg --usepkg=n --getbinpkg=n {atom}",
+        ])
         .args(["--min-free-disk", "64MiB"])
         .args(["--heartbeat-s", "1", "--poll-s", "1", "--config"])
         .arg(&config)

@@ -13,8 +13,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use swarm_core::{DroneKind, DroneName};
 
-/// The default builder. `{atom}` already carries the `=` of a versioned atom.
-pub(crate) const DEFAULT_BUILDER: &str = "emerge --oneshot --buildpkg --usepkg=n {atom}";
+/// The default builder. `{atom}` already carries the `=` of a versioned atom. `--getbinpkg=n`
+/// because `FEATURES=getbinpkg` (common since Gentoo's own binhost) turns `--usepkg` back on:
+/// the drone then installed a downloaded package and uploaded it as its own build (h20).
+pub(crate) const DEFAULT_BUILDER: &str =
+    "emerge --oneshot --buildpkg --usepkg=n --getbinpkg=n {atom}";
 /// The default Portage sync.
 pub(crate) const DEFAULT_SYNC: &str = "emaint sync -r gentoo";
 /// Where Gentoo keeps the tree's timestamp.
@@ -647,9 +650,16 @@ mod tests {
         assert_eq!(
             c.builder,
             Builder::Template(
-                ["emerge", "--oneshot", "--buildpkg", "--usepkg=n", "{atom}"]
-                    .map(String::from)
-                    .to_vec()
+                [
+                    "emerge",
+                    "--oneshot",
+                    "--buildpkg",
+                    "--usepkg=n",
+                    "--getbinpkg=n",
+                    "{atom}"
+                ]
+                .map(String::from)
+                .to_vec()
             )
         );
         assert_eq!(c.sync_command, ["emaint", "sync", "-r", "gentoo"]);

@@ -110,7 +110,11 @@ impl Container {
             return Ok(());
         }
         let mut tee = Tee::new(&mut *entry, MemberDigests::default());
-        match Compression::split_member(file) {
+        let member = Compression::split_member(file);
+        if let Some(("metadata" | "image", Compression::None)) = member {
+            return Err(uncompressed(file));
+        }
+        match member {
             Some(("metadata", comp)) => {
                 if self.metadata.is_some() {
                     return Err(layout("two metadata archives".into()));
@@ -233,4 +237,16 @@ fn read_metadata(
     std::io::copy(&mut rest, &mut std::io::sink())
         .map_err(|e| classify(e, name, BinPkgError::Compression))?;
     Ok(files)
+}
+
+/// A gpkg archive member packed without compression (`BINPKG_COMPRESS=none`): its name carries
+/// no compression, so a client decompresses it with its own `BINPKG_COMPRESS`
+/// (`gpkg._get_decompression_cmd(None)`), which fails, and its emerge hangs (h20: every client
+/// but one set to `none`). Published, it is a package almost no client can install.
+fn uncompressed(file: &str) -> BinPkgError {
+    BinPkgError::Compression(format!(
+        "{file} is not compressed (BINPKG_COMPRESS=none): a Portage client whose BINPKG_COMPRESS \
+         is anything else unpacks it with its own decompressor, fails, and its emerge hangs; set \
+         BINPKG_COMPRESS to zstd (Portage's default), xz, bzip2, gzip or lz4 on the drone"
+    ))
 }

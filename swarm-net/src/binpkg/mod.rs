@@ -88,21 +88,49 @@ fn open_regular(path: &Path) -> Result<(std::fs::File, u64), BinPkgError> {
 
 /// Validates the binary package at `path` fully, within `limits`.
 pub fn inspect_with(path: &Path, limits: &Limits) -> Result<BinPkg, BinPkgError> {
-    let (mut file, size) = open_regular(path)?;
-    inspect_reader(&mut file, size, limits, None).map_err(|e| match e {
-        BinPkgError::Io { source, .. } => BinPkgError::io(path, source),
-        other => other,
-    })
+    inspect_file(path, limits, None)
 }
 
 /// Validates the binary package at `path`, which its name says is a `format` package: a
 /// `.tbz2` without an XPAK trailer is then refused as such rather than as "not a package".
 pub fn inspect_as(path: &Path, format: Format, limits: &Limits) -> Result<BinPkg, BinPkgError> {
-    let (mut file, size) = open_regular(path)?;
-    inspect_reader(&mut file, size, limits, Some(format)).map_err(|e| match e {
-        BinPkgError::Io { source, .. } => BinPkgError::io(path, source),
+    inspect_file(path, limits, Some(format))
+}
+
+/// The largest zstd window Portage decodes (`zstd -d --long=31`, `compression_probe.py`):
+/// `BINPKG_COMPRESS_FLAGS="--long=31"` is a valid setting.
+pub const ZSTD_WINDOW_LOG_PORTAGE: u32 = 31;
+
+/// One package at a time is read with a window over [`Limits::zstd_window_log_max`]: such
+/// a window may take up to 2 GiB, so many at once could exhaust the server's memory.
+static LONG_WINDOW: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn inspect_file(
+    path: &Path,
+    limits: &Limits,
+    format: Option<Format>,
+) -> Result<BinPkg, BinPkgError> {
+    let once = |limits: &Limits| {
+        let (mut file, size) = open_regular(path)?;
+        inspect_reader(&mut file, size, limits, format).map_err(|e| match e {
+            BinPkgError::Io { source, .. } => BinPkgError::io(path, source),
+            other => other,
+        })
+    };
+    match once(limits) {
+        // zstd's own words for a frame whose window is over the limit.
+        Err(e)
+            if limits.zstd_window_log_max < ZSTD_WINDOW_LOG_PORTAGE
+                && e.to_string().contains("Frame requires too much memory") =>
+        {
+            let _one = LONG_WINDOW.lock().unwrap_or_else(|p| p.into_inner());
+            once(&Limits {
+                zstd_window_log_max: ZSTD_WINDOW_LOG_PORTAGE,
+                ..limits.clone()
+            })
+        }
         other => other,
-    })
+    }
 }
 
 /// Validates a binary package held in memory (the fuzz target and small tests use this).

@@ -107,7 +107,8 @@ pub struct Limits {
     pub max_image_entries: u64,
     /// Bytes of a tar extension header (long name, PAX record).
     pub max_tar_extension_bytes: u64,
-    /// Largest zstd window, as log2 of bytes (27 = 128 MiB, zstd's default limit).
+    /// Largest zstd window, as log2 of bytes (27 = 128 MiB, zstd's default limit). A file
+    /// over it is read again with Portage's [`super::ZSTD_WINDOW_LOG_PORTAGE`], one at a time.
     pub zstd_window_log_max: u32,
     /// Memory the xz decoder may use.
     pub xz_memlimit_bytes: u64,

@@ -885,3 +885,61 @@ fn metadata_a_client_would_mask_is_refused_naming_the_key() {
     );
     assert!(refused(&bytes).to_string().contains("EAPI \"99\""));
 }
+
+/// h20: a gpkg made with `BINPKG_COMPRESS=none` (`image.tar`, `metadata.tar`) installs only
+/// on clients set to `none` too; every other client's emerge hung on it.
+#[test]
+fn a_gpkg_member_without_compression_is_refused_naming_the_setting() {
+    for stem in ["image", "metadata"] {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut m = members(&sample(dir.path()));
+        for (name, data) in m.iter_mut() {
+            if name.ends_with(&format!("{stem}.tar.zst")) {
+                *data = zstd::stream::decode_all(data.as_slice()).expect("unzstd");
+                *name = name.trim_end_matches(".zst").to_owned();
+            }
+        }
+        remanifest(&mut m);
+        let e = refused(&pack(&m));
+        assert!(
+            e.to_string().contains(&format!(
+                "{stem}.tar is not compressed (BINPKG_COMPRESS=none)"
+            )),
+            "{e}"
+        );
+    }
+}
+
+/// h20: `BINPKG_COMPRESS_FLAGS="--long=28"` (to 31) is a valid setting that Portage reads
+/// (`zstd -d --long=31`); past zstd's default window limit of 27 the package was refused,
+/// and the build looped. A file is read again with the long window, one at a time.
+#[test]
+fn a_gpkg_compressed_with_a_long_zstd_window_is_accepted() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut m = members(&sample(dir.path()));
+    for (name, data) in m.iter_mut() {
+        if name.ends_with("image.tar.zst") {
+            let tar = zstd::stream::decode_all(data.as_slice()).expect("unzstd");
+            let mut enc = zstd::stream::write::Encoder::new(Vec::new(), 3).expect("encoder");
+            enc.set_parameter(zstd::zstd_safe::CParameter::WindowLog(28))
+                .expect("window");
+            enc.set_parameter(zstd::zstd_safe::CParameter::EnableLongDistanceMatching(
+                true,
+            ))
+            .expect("long");
+            std::io::Write::write_all(&mut enc, &tar).expect("write");
+            *data = enc.finish().expect("finish");
+        }
+    }
+    remanifest(&mut m);
+    let bytes = pack(&m);
+    let e = refused(&bytes);
+    assert!(
+        e.to_string().contains("Frame requires too much memory"),
+        "{e}"
+    );
+    let path = dir.path().join("long.gpkg.tar");
+    std::fs::write(&path, &bytes).expect("write");
+    let pkg = super::inspect(&path).expect("a long window is read as Portage reads it");
+    assert_eq!(pkg.cpv, "dev-libs/libfoo-1.2");
+}
