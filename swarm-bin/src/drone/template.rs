@@ -47,6 +47,7 @@ mod tests {
                 "--oneshot",
                 "--buildpkg",
                 "--usepkg=n",
+                "--getbinpkg=n",
                 "=dev-libs/icu-74.2"
             ]
         );
