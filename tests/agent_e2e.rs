@@ -1040,3 +1040,51 @@ fn a_build_that_writes_another_slot_along_uploads_only_the_leased_one() {
     drone.signal(rustix::process::Signal::TERM);
     assert_eq!(drone.wait_exit(20), Some(0), "{}", drone.log_text());
 }
+
+/// A build that wrote nothing is not counted built with an earlier build's
+/// package found in the drone's PKGDIR (h21: a `~` atom that emerge answered
+/// with "nothing to do" was reported a success with the old file's sha256).
+#[test]
+fn a_build_that_wrote_nothing_is_not_counted_with_an_earlier_builds_package() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(&dir.path().join("server"), &[]);
+    let atom = "=dev-libs/stale-1.0";
+    let bin = support::swarm_bin();
+    let pkgdir = dir.path().join("drone-stale").join("pkgdir");
+    let old = pkgdir.join("dev-libs/stale-1.0.gpkg.tar");
+    std::fs::create_dir_all(old.parent().expect("dir")).expect("mkdir");
+    let made = Command::new(&bin)
+        .args(["standin-gpkg", "dev-libs/stale-1.0"])
+        .arg(&old)
+        .status()
+        .expect("standin-gpkg");
+    assert!(made.success());
+    let hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+    std::fs::File::options()
+        .write(true)
+        .open(&old)
+        .and_then(|f| f.set_modified(hour_ago))
+        .expect("an earlier build's mtime");
+    queue(&server, json!([atom]));
+    let mut drone = Drone::start(
+        &server,
+        dir.path(),
+        "drone-stale",
+        &["--builder", "true {atom}"],
+        &[],
+    );
+    wait_until(60, "the build to be recorded", || {
+        drone.log_text().contains("recorded=")
+    });
+    assert!(drone.log_text().contains("recorded=failed"));
+    assert!(successes(&server, atom).is_empty());
+    let (_, history) = server.get("/api/v1/history?limit=1000");
+    assert!(
+        history
+            .to_string()
+            .contains("an earlier build's, not this one's"),
+        "the failure says why: {history}"
+    );
+    drone.signal(rustix::process::Signal::TERM);
+    assert_eq!(drone.wait_exit(20), Some(0), "{}", drone.log_text());
+}

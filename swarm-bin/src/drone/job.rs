@@ -351,7 +351,7 @@ fn deliver(agent: &Agent, job: &Job, built_after: SystemTime, build_pkgdir: &Pat
 }
 
 /// The former way, for builders that ignore `$PKGDIR`: the newest artifact named after the atom
-/// in the drone's PKGDIR (exact atoms only).
+/// in the drone's PKGDIR (exact atoms only), written since the build started.
 fn deliver_found(agent: &Agent, job: &Job, built_after: SystemTime, build_pkgdir: &Path) -> Report {
     let cfg = &agent.cfg;
     // Virtuals too: a binhost client installing a world needs their (empty) packages,
@@ -369,7 +369,17 @@ fn deliver_found(agent: &Agent, job: &Job, built_after: SystemTime, build_pkgdir
         };
     };
     if found.modified + Duration::from_secs(2) < built_after {
-        tracing::warn!(path = %found.path.display(), "the artifact predates this build; uploading it anyway");
+        // An earlier build's file (`collect::keep` moves every build's packages here): sent
+        // as this build's, a build that made nothing counted as built (h21).
+        return Report::Failed {
+            class: FailureClass::Infra,
+            detail: format!(
+                "missing artifact: the build succeeded but wrote no binary package into its \
+                 PKGDIR, and {} was written before the build started: an earlier build's, \
+                 not this one's (is FEATURES=buildpkg or --buildpkg set?)",
+                found.path.display()
+            ),
+        };
     }
     if found.upload_name.ends_with(".gpkg.tar") && found.size < MIN_GPKG_BYTES {
         return Report::Failed {
