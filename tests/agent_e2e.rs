@@ -990,6 +990,8 @@ fn a_big_spooled_build_whose_lease_ended_is_let_go_and_the_drone_builds_again() 
         log.contains("the server has moved on from this build's lease"),
         "the spooled build heard its lease was gone: {log}"
     );
+    // It asked first (the upload waits for the register reply that says it may).
+    assert!(!log.contains("broken pipe"), "{log}");
     assert_eq!(successes(&server, atom).len(), 1);
     again.signal(rustix::process::Signal::TERM);
     assert_eq!(again.wait_exit(20), Some(0), "{}", again.log_text());

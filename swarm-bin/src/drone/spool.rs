@@ -39,6 +39,10 @@ use swarm_net::wire::CompleteRequest;
 
 /// Longest wait between two delivery attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// How long an upload waits for the agent's first register reply, which says whether the
+/// server answers an upload's checks (a restarted agent delivers its spool while it
+/// registers); past it, the upload goes without (a server that is down answers neither).
+const REGISTER_WAIT: Duration = Duration::from_secs(10);
 /// Server errors on a log upload before the log is dropped (an unreachable
 /// server is waited for, as for everything else).
 const LOG_ANSWERS: u32 = 3;
@@ -702,6 +706,15 @@ fn upload(
                 m.len()
             )));
         }
+    }
+    let until = std::time::Instant::now() + REGISTER_WAIT;
+    while std::time::Instant::now() < until {
+        let st = agent.lock();
+        if st.agent.is_registered() || st.phase() == Phase::Exit {
+            break;
+        }
+        drop(st);
+        agent.pause(Duration::from_millis(100));
     }
     let reply = retry(agent, by, "artifact upload", |ag| {
         let f = std::fs::File::open(file).map_err(|e| {
