@@ -87,8 +87,7 @@ impl Client {
         bound: &Binding<'_>,
     ) -> Result<ArtifactReply, ClientError> {
         let (path, headers) = artifact_call(category, file_name, sha256, bound);
-        let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        self.put_reader(&path, &headers, body, Auth::Drone)
+        self.put_artifact_call(&path, &headers, body)
     }
 
     /// Asks whether the server would take [`Client::put_artifact_for_lease`]'s
@@ -107,10 +106,19 @@ impl Client {
         let (path, mut headers) = artifact_call(category, file_name, sha256, bound);
         headers.push(("X-Swarm-Check", "1".into()));
         headers.push(("X-Swarm-Size", size.to_string()));
-        let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let _: serde_json::Value =
-            self.put_reader(&path, &headers, std::io::empty(), Auth::Drone)?;
+        let _: serde_json::Value = self.put_artifact_call(&path, &headers, std::io::empty())?;
         Ok(())
+    }
+
+    /// A drone's PUT of [`artifact_call`]'s path and headers.
+    fn put_artifact_call<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        headers: &[(&'static str, String)],
+        body: impl std::io::Read,
+    ) -> Result<T, ClientError> {
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        self.put_reader(path, &headers, body, Auth::Drone)
     }
 }
 
