@@ -814,6 +814,21 @@ fn a_binary_package_over_the_servers_limit_is_reported_upload_failed_not_retried
         "the agent says why: {log}"
     );
     assert!(!log.contains("broken pipe"), "nothing was sent: {log}");
+    // The operator reads why in history, not only in the drone's log (h21's finding 5).
+    let (_, v) = server.get("/api/v1/history?limit=1000");
+    let row = v["builds"]
+        .as_array()
+        .and_then(|b| {
+            b.iter()
+                .find(|b| b["package"] == atom && !b["finished_at"].is_null())
+                .cloned()
+        })
+        .unwrap_or_else(|| panic!("no history row for {atom}: {v}"));
+    let said = row["detail"].as_str().unwrap_or_default();
+    assert!(
+        said.starts_with("upload failed: ") && said.contains("over the 1048576 bytes"),
+        "history keeps the refusal: {row}"
+    );
     drone.signal(rustix::process::Signal::TERM);
     assert_eq!(drone.wait_exit(20), Some(0), "{}", drone.log_text());
 }
@@ -1089,4 +1104,55 @@ fn a_build_that_wrote_nothing_is_not_counted_with_an_earlier_builds_package() {
     );
     drone.signal(rustix::process::Signal::TERM);
     assert_eq!(drone.wait_exit(20), Some(0), "{}", drone.log_text());
+}
+
+/// A token rotated with `node enroll` while the agent runs reaches it through its token
+/// file, without a restart: the build it finished while its old token was refused is
+/// delivered, and the drone goes on working (h21's finding 9). Before, the agent read the
+/// file only at start and retried with the dead token until restarted.
+#[test]
+fn a_token_rotated_into_the_token_file_is_taken_up_without_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(&dir.path().join("server"), &[]);
+    let enroll = || {
+        let (code, v) = server.admin_post("/api/v1/nodes/rotating/enroll", &json!({}));
+        assert_eq!(code, 200, "enroll: {v}");
+        v["token"].as_str().expect("token").to_string()
+    };
+    let token_file = dir.path().join("rotating.token");
+    std::fs::write(&token_file, enroll()).expect("token file");
+    let atom = "=dev-libs/rotated-1.0";
+    let sizes = sizes(dir.path(), &[(atom, 40)]);
+    queue(&server, json!([atom]));
+    let drone = Drone::start(
+        &server,
+        dir.path(),
+        "rotating",
+        &["--token-file", token_file.to_str().expect("utf-8 path")],
+        &[("SWARM_STANDIN_SIZES", &sizes)],
+    );
+    wait_started(&server, atom, 60);
+    // Re-enrolling replaces the token: the running agent's is refused from now on.
+    let fresh = enroll();
+    wait_until(60, "the finished build's delivery to be refused", || {
+        drone
+            .log_text()
+            .contains("the server refuses this drone's credential")
+    });
+    assert!(successes(&server, atom).is_empty());
+    std::fs::write(&token_file, format!("{fresh}\n")).expect("rotate");
+    wait_until(60, "the build to be delivered with the new token", || {
+        !successes(&server, atom).is_empty()
+    });
+    assert!(
+        drone.log_text().contains("holds a new token"),
+        "the agent says it took the new token up: {}",
+        drone.log_text()
+    );
+    // It goes on working with it.
+    let next = "=dev-libs/rotated-2.0";
+    queue(&server, json!([next]));
+    wait_until(60, "the next build", || {
+        !successes(&server, next).is_empty()
+    });
 }

@@ -559,7 +559,9 @@ impl StateMachineTest for SwarmTest {
                         OutcomeGen::Returned => Outcome::Returned {
                             reason: "shutdown".into(),
                         },
-                        OutcomeGen::UploadFailed => Outcome::UploadFailed,
+                        OutcomeGen::UploadFailed => Outcome::UploadFailed {
+                            detail: String::new(),
+                        },
                         OutcomeGen::Undelivered => Outcome::Undelivered {
                             detail: "missing_binary".into(),
                         },

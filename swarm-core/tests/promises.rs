@@ -188,7 +188,9 @@ impl Fin {
             Fin::Returned => Outcome::Returned {
                 reason: "shutdown".into(),
             },
-            Fin::UploadFailed => Outcome::UploadFailed,
+            Fin::UploadFailed => Outcome::UploadFailed {
+                detail: String::new(),
+            },
             Fin::Undelivered => Outcome::Undelivered {
                 detail: "missing_binary: nothing uploaded under this lease".into(),
             },
@@ -1504,7 +1506,7 @@ proptest! {
         let mut undelivered: BTreeMap<Atom, u32> = BTreeMap::new();
         let mut check = |h: &Harness, _: u64, input: &Input, out: &[Output]| {
             let undelivering = matches!(input, Input::BuildFinished {
-                outcome: Outcome::UploadFailed | Outcome::Undelivered { .. }, ..
+                outcome: Outcome::UploadFailed { .. } | Outcome::Undelivered { .. }, ..
             });
             for e in events(out) {
                 match e {

@@ -345,7 +345,15 @@ fn a_package_whose_binary_never_arrives_blocks_after_max_attempts_builds() {
     for (i, n) in names.iter().take(max as usize).enumerate() {
         let t = 10 + 10 * i as u64;
         let (_, _, lease) = assigns(&h.request(t, n, 1))[0].clone();
-        last = h.finished(t + 1, n, &x, lease, Outcome::UploadFailed);
+        last = h.finished(
+            t + 1,
+            n,
+            &x,
+            lease,
+            Outcome::UploadFailed {
+                detail: String::new(),
+            },
+        );
     }
     assert!(
         events(&last).any(|e| matches!(

@@ -384,7 +384,9 @@ mod outcome {
         returned => finished_with(Outcome::Returned {
             reason: "agent shutting down".into(),
         }),
-        upload_failed => finished_with(Outcome::UploadFailed),
+        upload_failed => finished_with(Outcome::UploadFailed {
+            detail: "413: 3221225472 bytes, over the 2147483648 bytes the server takes".into(),
+        }),
         undelivered => finished_with(Outcome::Undelivered {
             detail: "missing_binary: reported built, but no dev-libs/foo-1.0*.gpkg.tar was uploaded under this lease".into(),
         }),
@@ -719,7 +721,7 @@ impl Seen {
                 FailureClass::Oom => "outcome failed oom",
             },
             Outcome::Returned { .. } => "outcome returned",
-            Outcome::UploadFailed => "outcome upload_failed",
+            Outcome::UploadFailed { .. } => "outcome upload_failed",
             Outcome::Undelivered { .. } => "outcome undelivered",
             Outcome::Masked => "outcome masked",
         });

@@ -97,7 +97,7 @@ fn say_goodbye(agent: &Agent) {
     }
     let client = Client::new(cfg.server.clone(), Duration::from_secs(3))
         .with_tls(&cfg.tls)
-        .with_drone_token(cfg.token.clone())
+        .with_drone_token(agent.client.drone_token())
         .with_reply_cap(super::config::REPLY_CAP);
     let mut req = agent.lease_request(None, "", None);
     req.package = None;
@@ -189,6 +189,8 @@ fn main_loop(agent: &Arc<Agent>) {
                         tracing::warn!("the server does not know this drone: registering again");
                         st.feed(AgentInput::Forgotten);
                         st.beat_now = true;
+                    } else if matches!(e.status(), Some(401 | 403)) && agent.reread_token_file() {
+                        continue;
                     } else {
                         let what = heartbeat::failure_cause(&e, cfg.token.is_some());
                         tracing::warn!("asking for work failed: {what}");

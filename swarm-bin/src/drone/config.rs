@@ -213,6 +213,8 @@ pub(crate) struct DroneConfig {
     pub(crate) server: String,
     pub(crate) name: String,
     pub(crate) token: Option<String>,
+    /// Where the token came from, when a file: read again when the server refuses it.
+    pub(crate) token_file: Option<PathBuf>,
     /// How https servers are checked (the system's CAs or `--ca`).
     pub(crate) tls: swarm_net::client::TlsClient,
     pub(crate) machine_id: Option<String>,
@@ -294,27 +296,14 @@ impl DroneArgs {
             (None, Some(t)) => Some((t, "the config file's [drone] token")),
             (None, None) => None,
         };
-        let (token, from) = match (given, self.token_file.or(f.token_file)) {
-            (Some((t, from)), _) => (Some(t), from.to_string()),
-            (None, Some(path)) => {
-                let text = swarm_net::regular_file::read_small_text(
-                    &path,
-                    swarm_net::regular_file::MAX_TOKEN_FILE_BYTES,
-                )
-                .with_context(|| format!("reading the drone token from {}", path.display()))?;
-                // Named on purpose: an empty one is a rollout gone wrong,
-                // not "no credential" (the agent ran without one; h13).
-                if text.trim().is_empty() {
-                    bail!(
-                        "the drone token file {} is empty: write the token `swarm node enroll \
-                         NAME` printed into it, or leave --token-file out for a farm without \
-                         drone credentials",
-                        path.display()
-                    );
-                }
-                (Some(text), path.display().to_string())
-            }
-            (None, None) => (None, String::new()),
+        let (token, from, token_file) = match (given, self.token_file.or(f.token_file)) {
+            (Some((t, from)), _) => (Some(t), from.to_string(), None),
+            (None, Some(path)) => (
+                Some(super::token_file::read(&path)?),
+                path.display().to_string(),
+                Some(path),
+            ),
+            (None, None) => (None, String::new(), None),
         };
         let token = token
             .map(|t| t.trim().to_string())
@@ -409,6 +398,7 @@ impl DroneArgs {
             server,
             name,
             token,
+            token_file,
             tls,
             machine_id,
             builder,

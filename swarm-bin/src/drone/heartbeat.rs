@@ -124,6 +124,9 @@ pub(crate) fn run(agent: &std::sync::Arc<Agent>) {
                 backoff.reset();
                 backoff.jitter(agent.cfg.heartbeat)
             }
+            Err(e) if matches!(e.status(), Some(401 | 403)) && agent.reread_token_file() => {
+                Duration::ZERO
+            }
             Err(e) => {
                 let since = *failing_since.get_or_insert_with(Instant::now);
                 let what = failure_cause(&e, agent.cfg.token.is_some());

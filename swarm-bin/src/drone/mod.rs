@@ -50,6 +50,7 @@ mod spool;
 mod standin;
 mod state;
 mod template;
+mod token_file;
 mod work_lock;
 
 pub(crate) use config::DroneArgs;

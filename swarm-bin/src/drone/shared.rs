@@ -98,6 +98,27 @@ impl Agent {
         })
     }
 
+    /// Takes up a token rotated into the token file (`swarm node enroll` again): called
+    /// when the server refuses the token in use. True when calls now carry a new one.
+    pub(crate) fn reread_token_file(&self) -> bool {
+        let Some(path) = &self.cfg.token_file else {
+            return false;
+        };
+        match super::token_file::read(path) {
+            Ok(token) => {
+                let new = self.client.replace_drone_token(Some(token));
+                if new {
+                    tracing::info!(file = %path.display(), "the drone token file holds a new token: using it from now on");
+                }
+                new
+            }
+            Err(e) => {
+                tracing::warn!("{e:#}; keeping the token in use");
+                false
+            }
+        }
+    }
+
     /// The shared state. A thread that panicked while holding the lock leaves
     /// the state usable (every update is a single assignment), so poisoning is ignored.
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {

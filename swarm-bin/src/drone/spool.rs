@@ -782,6 +782,9 @@ fn retry<T>(
             // (a wrong or revoked token), not the server's judgement of the
             // build: the build stays spooled until the credential works.
             e if e.status() == Some(401) => {
+                if agent.reread_token_file() {
+                    continue;
+                }
                 if attempt == 1 || attempt.is_power_of_two() {
                     tracing::error!(
                         attempt,

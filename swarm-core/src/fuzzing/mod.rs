@@ -457,7 +457,9 @@ impl Ops<'_> {
             6 => Outcome::Returned {
                 reason: "shutting down".to_owned(),
             },
-            7 => Outcome::UploadFailed,
+            7 => Outcome::UploadFailed {
+                detail: String::new(),
+            },
             8 => Outcome::Masked,
             9 => Outcome::Undelivered {
                 detail: "missing_binary".to_owned(),

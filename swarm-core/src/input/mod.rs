@@ -159,8 +159,14 @@ pub enum Outcome {
         #[serde(default)]
         reason: String,
     },
-    /// Built but the binary did not reach the binhost (the drone's own words).
-    UploadFailed,
+    /// Built but the binary did not reach the binhost. Costs what an undelivered build costs;
+    /// the detail is kept so history and `last_error` say why (the server's refusal, as the
+    /// drone heard it).
+    UploadFailed {
+        /// The drone's words, for humans; absent in logs written before it was kept.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        detail: String,
+    },
     /// The drone reported it built, but the adapter found no binary of it uploaded under this
     /// lease, or one that is not a valid binary package of it. A fact, not a verdict: what it
     /// costs the package and the drone is the core's rule (`Swarm::on_undelivered`).
@@ -401,5 +407,25 @@ impl Control {
             Control::RemoveProfile { .. } => "remove_profile",
             Control::FreshProfile { .. } => "fresh_profile",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Outcome;
+
+    /// Logs written before the detail was kept read as they did, and an empty detail writes
+    /// them back byte for byte, so replays and digests of old logs do not change.
+    #[test]
+    fn an_upload_failed_without_detail_reads_and_writes_as_before() {
+        let old = r#"{"status":"upload_failed"}"#;
+        let read: Outcome = serde_json::from_str(old).expect("old form");
+        assert_eq!(
+            read,
+            Outcome::UploadFailed {
+                detail: String::new()
+            }
+        );
+        assert_eq!(serde_json::to_string(&read).expect("write"), old);
     }
 }

@@ -220,7 +220,12 @@ impl Swarm {
         match outcome {
             Outcome::Success => self.on_success(lid, duration_ms, out),
             Outcome::Failed { class, detail } => self.on_failure(lid, *class, detail, out),
-            Outcome::UploadFailed => self.on_undelivered(lid, "upload failed", out),
+            Outcome::UploadFailed { detail } if detail.is_empty() => {
+                self.on_undelivered(lid, "upload failed", out)
+            }
+            Outcome::UploadFailed { detail } => {
+                self.on_undelivered(lid, &format!("upload failed: {detail}"), out)
+            }
             Outcome::Undelivered { detail } => self.on_undelivered(lid, detail, out),
             Outcome::Returned { .. } => {
                 let pkg = self.st.leases.get(&lid).map(|l| l.pkg);

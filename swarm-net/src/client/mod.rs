@@ -14,6 +14,7 @@ pub mod tls;
 use crate::wire::ErrorBody;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 pub use tls::{CaFileError, TlsClient};
 
@@ -22,7 +23,9 @@ pub use tls::{CaFileError, TlsClient};
 pub struct Client {
     base: String,
     admin_token: Option<String>,
-    drone_token: Option<String>,
+    /// Shared by the clones of one client, and replaceable while it is in use: an agent
+    /// takes up a token rotated into its token file without a restart.
+    drone_token: Arc<RwLock<Option<String>>>,
     /// Sent on reads (`Auth::None`), for a server with a `read_token`.
     read_token: Option<String>,
     /// Sent on a read only once the server asked for a token (401), when
@@ -140,7 +143,7 @@ impl Client {
             bulk: bulk_agent(timeout, &TlsClient::system()),
             base,
             admin_token: None,
-            drone_token: None,
+            drone_token: Arc::default(),
             read_token: None,
             read_fallback: None,
             timeout,
@@ -184,8 +187,32 @@ impl Client {
 
     /// Sets the drone token for drone calls.
     pub fn with_drone_token(mut self, token: Option<String>) -> Client {
-        self.drone_token = trimmed(token);
+        self.drone_token = Arc::new(RwLock::new(trimmed(token)));
         self
+    }
+
+    /// Replaces the drone token for every later call of this client and its clones;
+    /// true when it changed.
+    pub fn replace_drone_token(&self, token: Option<String>) -> bool {
+        let token = trimmed(token);
+        let mut held = self
+            .drone_token
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if *held == token {
+            return false;
+        }
+        *held = token;
+        true
+    }
+
+    /// The drone token calls carry now (a goodbye sent by a client of its own must carry
+    /// the one in use, not the one the agent started with).
+    pub fn drone_token(&self) -> Option<String> {
+        self.drone_token
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// The server's base URL.
@@ -205,9 +232,9 @@ impl Client {
     fn request_on(&self, on: &ureq::Agent, method: &str, path: &str, auth: Auth) -> ureq::Request {
         let mut req = on.request(method, &self.url(path));
         let token = match auth {
-            Auth::None => self.read_token.as_deref(),
-            Auth::Drone => self.drone_token.as_deref(),
-            Auth::Admin => self.admin_token.as_deref(),
+            Auth::None => self.read_token.clone(),
+            Auth::Drone => self.drone_token(),
+            Auth::Admin => self.admin_token.clone(),
         };
         if let Some(token) = token {
             req = req.set("Authorization", &format!("Bearer {token}"));

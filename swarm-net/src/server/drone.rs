@@ -496,7 +496,12 @@ pub(crate) fn complete(sh: &Shared, req: &mut Request, caller: &Caller) -> Resul
             },
             "returned",
         ),
-        "upload_failed" => (Outcome::UploadFailed, "upload_failed"),
+        "upload_failed" => (
+            Outcome::UploadFailed {
+                detail: detail.clone(),
+            },
+            "upload_failed",
+        ),
         "masked" => (Outcome::Masked, "masked"),
         other => {
             let detail = if detail.is_empty() && other != "failed" {
