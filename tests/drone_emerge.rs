@@ -9,7 +9,7 @@ mod support;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use support::portage::{machine_env, venv};
+use support::portage::{machine_env, venv, EmergeDrone, Machine};
 use support::{swarm_bin, Server};
 
 /// (queued atom, `category/pf` of the binary package it must produce).
@@ -112,4 +112,47 @@ fn a_real_emerge_drone_builds_every_atom_form_and_uploads_what_emerge_built() {
         assert_eq!(pkg.cpv, cpv, "{atom}");
         println!("{atom:<28} built and uploaded as {}", path.display());
     }
+}
+
+/// A drone whose Portage packs what the server refuses (h20's F3 and F1: lzip, lzop, an
+/// uncompressed gpkg) does not start: every build it made would be refused and the drone held
+/// again and again. It says which setting and what to use instead; the first test here is the
+/// drone with Portage's defaults that does start.
+#[test]
+fn a_drone_whose_portage_packs_packages_the_server_refuses_does_not_start() {
+    let Some(venv) = venv() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = Server::start(&dir.path().join("data"), &[]);
+    for (name, line, said) in [
+        ("lzip", "BINPKG_COMPRESS=\"lzip\"", "BINPKG_COMPRESS=lzip"),
+        (
+            "none",
+            "BINPKG_COMPRESS=\"none\"",
+            "BINPKG_COMPRESS=\"none\"",
+        ),
+    ] {
+        let m = Machine::with(&venv, &dir.path().join(name), &["--make-conf-extra", line]);
+        let mut drone = EmergeDrone::start(&server, &m, name);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let status = loop {
+            if let Some(status) = drone.0.try_wait().expect("try_wait") {
+                break status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the {name} drone is still running"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        };
+        let log = std::fs::read_to_string(&drone.1).unwrap_or_default();
+        assert!(!status.success(), "{name}: {log}");
+        assert!(log.contains(said) && log.contains("zstd"), "{name}: {log}");
+    }
+    let (_, nodes) = server.get("/api/v1/nodes");
+    assert!(
+        !nodes.to_string().contains("lzip"),
+        "neither drone registered: {nodes}"
+    );
 }

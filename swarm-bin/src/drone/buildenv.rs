@@ -41,7 +41,7 @@ const TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Parses `portageq envvar -v` output as Portage prints it: `NAME=value` or
 /// `NAME='quoted value'` per line, values with their words joined by one space.
-fn parse_raw(text: &str) -> BTreeMap<String, String> {
+pub(super) fn parse_raw(text: &str) -> BTreeMap<String, String> {
     text.lines()
         .filter_map(|line| {
             let (name, raw) = line.split_once('=')?;

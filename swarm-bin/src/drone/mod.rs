@@ -42,6 +42,7 @@ mod homecoming;
 mod job;
 mod leftovers;
 mod logs;
+mod pkg_settings;
 mod runner;
 mod shared;
 mod shutdown;

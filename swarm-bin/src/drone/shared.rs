@@ -70,6 +70,7 @@ impl Agent {
         if let Some(program) = template.first() {
             check_builder(program, std::env::var_os("PATH").as_deref())?;
         }
+        super::pkg_settings::check(&template)?;
         let kind = cfg
             .kind
             .unwrap_or_else(|| facts::detect_kind(&facts::kind_evidence()));

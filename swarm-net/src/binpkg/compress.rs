@@ -121,6 +121,29 @@ impl Compression {
     }
 }
 
+/// Why every package a drone with these Portage settings builds would be refused here, if
+/// it would: the agent checks its own `BINPKG_FORMAT` and `BINPKG_COMPRESS` at start, so a
+/// setting rolled out to the fleet stops the agents with the fix named, instead of each
+/// build being refused and each drone held in turn. An empty format is Portage's default,
+/// gpkg; a name Portage itself does not know is left to Portage.
+pub fn drone_setting_refusal(format: &str, compress: &str) -> Option<String> {
+    let (format, compress) = (format.trim(), compress.trim());
+    let gpkg = format.is_empty() || format == "gpkg";
+    let instead = "use BINPKG_COMPRESS=zstd (Portage's default), xz, bzip2, gzip or lz4";
+    match compress {
+        "lzip" | "lzop" => Some(format!(
+            "BINPKG_COMPRESS={compress}: no well-kept library reads {compress}, so the server \
+             refuses such packages; {instead}"
+        )),
+        "" | "none" if gpkg => Some(format!(
+            "BINPKG_COMPRESS={compress:?} with BINPKG_FORMAT=gpkg packs the image uncompressed, \
+             which a Portage client set to any compression cannot install (its emerge hangs), \
+             so the server refuses such packages; {instead}"
+        )),
+        _ => None,
+    }
+}
+
 /// The payload of an `io::Error` that a [`Bounded`] reader raises, so callers can tell
 /// "over a limit" from "corrupt data".
 #[derive(Debug)]
@@ -213,6 +236,39 @@ mod tests {
             Some(("image", Compression::Lzip))
         );
         assert_eq!(Compression::split_member("Manifest"), None);
+    }
+
+    #[test]
+    fn a_drone_setting_is_refused_exactly_when_its_packages_would_be() {
+        for (format, compress) in [("gpkg", "lzip"), ("xpak", "lzop"), ("gpkg", "none")] {
+            let why = drone_setting_refusal(format, compress).expect("refused");
+            assert!(
+                why.contains("BINPKG_COMPRESS") && why.contains("zstd"),
+                "{why}"
+            );
+        }
+        // Portage's default format is gpkg; "" packs it uncompressed as "none" does.
+        assert!(drone_setting_refusal("", "").is_some());
+        assert!(drone_setting_refusal(" gpkg ", "").is_some());
+        for (format, compress) in [
+            ("gpkg", "zstd"),
+            ("gpkg", "xz"),
+            ("gpkg", "bzip2"),
+            ("gpkg", "gzip"),
+            ("gpkg", "lz4"),
+            ("xpak", "zstd"),
+            // An xpak's compression is sniffed: an uncompressed one is read and installed.
+            ("xpak", ""),
+            ("xpak", "none"),
+            // Portage warns of a name it does not know; it is not the server's to judge.
+            ("gpkg", "brotli"),
+        ] {
+            assert_eq!(
+                drone_setting_refusal(format, compress),
+                None,
+                "{format} {compress}"
+            );
+        }
     }
 
     #[test]

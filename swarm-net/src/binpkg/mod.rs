@@ -69,6 +69,7 @@ pub fn installed(vdb: &std::path::Path) -> Vec<String> {
     out
 }
 
+pub use compress::drone_setting_refusal;
 pub use meta::{EXTRA_KEYS, INDEX_KEYS};
 use model::Source;
 pub use model::{BinPkg, BinPkgError, Format, Limits};
