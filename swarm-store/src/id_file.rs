@@ -35,3 +35,10 @@ pub(crate) fn record(db: &Path, store_id: &str) -> Result<(), StoreError> {
     }
     crate::whole_file::replace(&path, text.as_bytes()).map(drop)
 }
+
+/// The store id the file names, if it names one: the store this data dir last ran.
+pub(crate) fn read(db: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(path(db)).ok()?;
+    let id = text.lines().next()?.strip_prefix("swarm store ")?.trim();
+    (!id.is_empty()).then(|| id.to_owned())
+}

@@ -334,6 +334,19 @@ impl Store {
                             a.store_id
                         ),
                     )?;
+                } else if let Some(ran) = id_file::read(&path).filter(|ran| *ran != id) {
+                    // The marker is named `swarm.db.acked`: a backup of `swarm.db*` put back
+                    // (or another farm's) brings its own, which agrees with it. The id file
+                    // beside them says which store this data dir ran last.
+                    loss.missing(
+                        0,
+                        &format!(
+                            "the database is another store (id {id}) than the one this data dir \
+                             ran last (id {ran}, in {}): swarm.db* were replaced by older or \
+                             other files, and what store {ran} acknowledged is not in them",
+                            id_file::path(&path).display()
+                        ),
+                    )?;
                 }
                 id
             }

@@ -239,6 +239,68 @@ fn the_files_from_before_an_accepted_loss_put_back_are_refused() {
     assert!(msg.contains("another store"), "{msg}");
 }
 
+/// The same, with the marker put back too (h23's F1): a `cp backup/swarm.db* .` brings the
+/// old `swarm.db.acked`, which agrees with the old database; only the store-id file beside
+/// them says this data dir ran another store since. An older copy of the same store put back
+/// whole (database, WAL and marker) is refused the same way once a loss gave a new id, and
+/// another farm's whole set always is.
+#[test]
+fn the_files_from_before_an_accepted_loss_put_back_with_their_marker_are_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("swarm.db");
+    let acked = crashed_store(&db);
+    let saved = dir.path().join("saved");
+    std::fs::create_dir(&saved).expect("mkdir");
+    let files = [
+        db.clone(),
+        wal(&db),
+        PathBuf::from(format!("{}.acked", db.display())),
+    ];
+    for f in &files {
+        std::fs::copy(f, saved.join(f.file_name().expect("name"))).expect("save");
+    }
+    std::fs::remove_file(wal(&db)).expect("delete -wal");
+    let after_loss = {
+        let mut store = open_accepting_loss(&db);
+        store
+            .append(Timestamp(31_000), Input::Tick)
+            .expect("append");
+        store.last_seq().0
+    };
+    assert!(after_loss < acked);
+    let _ = std::fs::remove_file(PathBuf::from(format!("{}-shm", db.display())));
+    for f in &files {
+        std::fs::copy(saved.join(f.file_name().expect("name")), f).expect("put back");
+    }
+    let err = Store::open(&db, opts(1)).expect_err("refused");
+    let msg = format!("{err:#}");
+    assert!(
+        msg.contains("another store") && msg.contains("swarm.store-id"),
+        "{msg}"
+    );
+    // Taken on purpose, it opens, and says so.
+    let store = open_accepting_loss(&db);
+    assert!(store.open_report().loss.is_some());
+}
+
+/// Another farm's whole set of files (database, WAL, marker) in this data dir's place.
+#[test]
+fn another_farms_files_with_their_marker_are_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ours = dir.path().join("ours");
+    let theirs = dir.path().join("theirs");
+    std::fs::create_dir_all(&ours).expect("mkdir");
+    std::fs::create_dir_all(&theirs).expect("mkdir");
+    let db = ours.join("swarm.db");
+    drop(Store::open(&db, opts(1)).expect("open ours"));
+    drop(Store::open(theirs.join("swarm.db"), opts(1)).expect("open theirs"));
+    for name in ["swarm.db", "swarm.db.acked"] {
+        std::fs::copy(theirs.join(name), ours.join(name)).expect("replace");
+    }
+    let err = Store::open(&db, opts(1)).expect_err("refused");
+    assert!(format!("{err:#}").contains("another store"), "{err:#}");
+}
+
 /// The id drones are told (`farm_id`) outlives a restart.
 #[test]
 fn the_store_id_is_kept_across_a_reopen() {
