@@ -320,6 +320,42 @@ fn a_build_whose_binary_never_arrived_costs_the_package_no_attempt() {
         assert_eq!(p.status, PackageStatus::Queued { retry_at: None });
         t += 10;
     }
+    // No drone delivered it: nothing says the fault is `a`'s, so `a` is not held for it.
+    assert!(
+        !events(&outs).any(|e| matches!(e, Event::UploadHold { .. } | Event::Grounded { .. })),
+        "{outs:?}"
+    );
+}
+
+/// Whose fault an undelivered build was shows when another drone delivers the package: a
+/// drone whose builds of three packages never arrived, each then delivered by another drone,
+/// is held (its uploads fail on its side); it is never grounded for it.
+#[test]
+fn a_drone_whose_packages_other_drones_deliver_is_held_after_the_limit() {
+    let undelivered = || Outcome::UploadFailed {
+        detail: "cannot read spooled artifact: input/output error".into(),
+    };
+    let mut h = Harness::new();
+    let (a, b) = (drone("a"), drone("b"));
+    h.register(0, spec("a", 8, 16));
+    h.register(0, spec("b", 8, 16));
+    let limit = Config::default().upload_failure_limit;
+    let names: Vec<String> = (0..limit).map(|i| format!("dev-libs/p{i}-1.0")).collect();
+    h.enqueue(1, names.iter().map(|n| package(n)).collect());
+    let mut t = 10;
+    let mut outs = Vec::new();
+    for _ in 0..limit {
+        let (_, x, lease) = assigns(&h.request(t, &a, 1))[0].clone();
+        outs.extend(h.finished(t + 1, &a, &x, lease, undelivered()));
+        assert!(
+            !events(&outs).any(|e| matches!(e, Event::UploadHold { .. })),
+            "not yet: nothing says whose fault it is {outs:?}"
+        );
+        let (_, got, lease) = assigns(&h.request(t + 2, &b, 1))[0].clone();
+        assert_eq!(got, x, "another drone takes it at once");
+        outs = h.finished(t + 3, &b, &x, lease, Outcome::Success);
+        t += 10;
+    }
     assert!(
         events(&outs).any(|e| matches!(e, Event::UploadHold { drone, .. } if *drone == a)),
         "{outs:?}"
@@ -327,6 +363,70 @@ fn a_build_whose_binary_never_arrived_costs_the_package_no_attempt() {
     assert!(
         !events(&outs).any(|e| matches!(e, Event::Grounded { .. })),
         "{outs:?}"
+    );
+    assert!(assigns(&h.request(t, &a, 1)).is_empty(), "held: no work");
+}
+
+/// A package the server refuses from every drone (too big, not valid, another slot than the
+/// queue says) holds none of them (h22's finding 2: three such packages held a three-drone
+/// fleet for 30 minutes at a time, and the good packages behind them waited); it is blocked
+/// after `max_attempts` builds, and the fleet builds the rest meanwhile.
+#[test]
+fn packages_no_drone_can_deliver_hold_no_drone_and_the_rest_is_built() {
+    let refused = || Outcome::UploadFailed {
+        detail: "HTTP 422: not a valid binary package".into(),
+    };
+    let mut h = Harness::new();
+    let fleet: Vec<DroneName> = ["a", "b", "c"].iter().map(|n| drone(n)).collect();
+    for d in &fleet {
+        h.register(0, spec(d.as_str(), 8, 16));
+    }
+    let mut specs: Vec<PackageSpec> = (0..3)
+        .map(|i| {
+            let mut p = package(&format!("dev-libs/bad{i}-1.0"));
+            p.priority = 10;
+            p
+        })
+        .collect();
+    specs.extend((0..6).map(|i| package(&format!("dev-libs/good{i}-1.0"))));
+    h.enqueue(1, specs);
+    let mut t = 10;
+    let mut built = 0;
+    let mut all = Vec::new();
+    for _ in 0..40 {
+        for d in &fleet {
+            let Some((_, x, lease)) = assigns(&h.request(t, d, 1)).first().cloned() else {
+                continue;
+            };
+            let outcome = if x.as_str().contains("bad") {
+                refused()
+            } else {
+                built += 1;
+                Outcome::Success
+            };
+            all.extend(h.finished(t + 1, d, &x, lease, outcome));
+            t += 10;
+        }
+    }
+    assert!(
+        !events(&all).any(|e| matches!(e, Event::UploadHold { .. } | Event::Grounded { .. })),
+        "{all:?}"
+    );
+    assert_eq!(built, 6, "every good package is built");
+    let blocked = events(&all)
+        .filter(|e| {
+            matches!(
+                e,
+                Event::Blocked {
+                    reason: BlockReason::Undeliverable { .. },
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(
+        blocked, 3,
+        "each bad package is blocked, after max_attempts builds"
     );
 }
 

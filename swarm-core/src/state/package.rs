@@ -61,6 +61,27 @@ impl std::hash::Hash for QuietCount {
     }
 }
 
+/// Drones whose builds of a package never delivered, and when (one entry per drone). Hashes
+/// and serialises as nothing while empty, so a state from before it existed keeps its digest
+/// and its snapshots.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub(crate) struct Undelivering(pub(crate) BTreeMap<DroneName, Timestamp>);
+
+impl Undelivering {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::hash::Hash for Undelivering {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        if !self.0.is_empty() {
+            self.0.hash(h);
+        }
+    }
+}
+
 /// A package's state without its data: the boxes of the diagram above.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Stage {
@@ -143,6 +164,11 @@ pub(crate) struct Package {
     /// at fault): it only bounds how often it is rebuilt for nothing (`max_attempts`).
     #[serde(default, skip_serializing_if = "QuietCount::is_zero")]
     pub(crate) undelivered: QuietCount,
+    /// Which drones those builds were on. Whose fault an undelivered build was shows only
+    /// later: another drone delivering the package puts it on the drones that did not (their
+    /// upload hold); a package no drone delivers is the package's (`max_attempts`).
+    #[serde(default, skip_serializing_if = "Undelivering::is_empty")]
+    pub(crate) undelivered_by: Undelivering,
     /// The profile it is built for; only drones that profile admits get it.
     #[serde(
         default,
@@ -203,6 +229,7 @@ impl Package {
             avoid: None,
             last_error: None,
             undelivered: QuietCount(0),
+            undelivered_by: Undelivering::default(),
             profile: crate::profile::ProfileTag(spec.profile.clone()),
             eff_deps: Arc::default(),
             dependents: Arc::default(),
@@ -267,6 +294,7 @@ impl Package {
     pub(crate) fn forget_failures(&mut self) {
         self.attempts = 0;
         self.undelivered = QuietCount(0);
+        self.undelivered_by = Undelivering::default();
         self.failed_on.clear();
         self.build_failed_on.clear();
     }

@@ -32,6 +32,7 @@ impl Swarm {
         }
         let p = self.st.pkg_mut(lease.pkg);
         p.avoid = None;
+        let undelivering = std::mem::take(&mut p.undelivered_by.0);
         let dependents = p.dependents.clone();
         self.transition(lease.pkg, PackageState::Built { at: now });
         for &q in dependents.iter() {
@@ -42,12 +43,20 @@ impl Swarm {
         self.sync_replan();
         self.decided.reported(Reported::Built);
         out.push(Output::Event(Event::Built {
-            drone: lease.drone,
+            drone: lease.drone.clone(),
             package: lease.package,
             lease: lid,
             duration_ms: took,
             env,
         }));
+        // This package was deliverable: the drones whose builds of it did not deliver
+        // failed on their side.
+        let window = self.st.config.upload_failure_window_ms;
+        for (other, at) in undelivering {
+            if other != lease.drone && now.since(at) < window {
+                self.upload_strike(&other, out);
+            }
+        }
     }
 
     pub(super) fn on_failure(
@@ -136,25 +145,18 @@ impl Swarm {
     /// found nothing valid under the lease. The package is not at fault (it built), so it uses
     /// no attempt and no 24 h drone avoidance: it goes back to the queue at once, preferring
     /// another drone, and blocks only after `max_attempts` such builds. The drone is not
-    /// grounded for it either (a full staging disk would ground the whole fleet); it counts
-    /// toward the drone's upload hold, a cooldown that ends by itself.
+    /// grounded for it either (a full staging disk would ground the whole fleet). Nor is it
+    /// counted against the drone yet: a package the server refuses from every drone (too big,
+    /// not valid, another slot than the queue says) would hold them all in turn while the
+    /// package went back to the head of the queue. Only when another drone delivers the
+    /// package does this failure count toward the drone's upload hold (`on_success`).
     pub(super) fn on_undelivered(&mut self, lid: LeaseId, detail: &str, out: &mut Out) {
         let now = self.st.now;
         let lease = self.end_lease(lid);
-        if let Some(d) = self.st.drones.get_mut(&lease.drone) {
-            d.upload_failures.push_back(now);
-            let window = self.st.config.upload_failure_window_ms;
-            while d
-                .upload_failures
-                .front()
-                .is_some_and(|t| now.since(*t) >= window)
-            {
-                d.upload_failures.pop_front();
-            }
-        }
         let max = self.st.config.max_attempts;
         let p = self.st.pkg_mut(lease.pkg);
         p.undelivered.0 = p.undelivered.0.saturating_add(1);
+        p.undelivered_by.0.insert(lease.drone.clone(), now);
         p.avoid = Some(lease.drone.clone());
         p.last_error = Some(detail.to_owned());
         let (times, attempt) = (p.undelivered.0, p.attempts);
@@ -174,7 +176,25 @@ impl Swarm {
             }
             None => self.transition(lease.pkg, PackageState::Queued { retry_at: None }),
         }
-        self.maybe_upload_hold(&lease.drone, out);
+    }
+
+    /// Counts an undelivered build against `name`, now that another drone delivered its
+    /// package, and holds the drone at the limit.
+    fn upload_strike(&mut self, name: &DroneName, out: &mut Out) {
+        let now = self.st.now;
+        let window = self.st.config.upload_failure_window_ms;
+        let Some(d) = self.st.drones.get_mut(name) else {
+            return;
+        };
+        d.upload_failures.push_back(now);
+        while d
+            .upload_failures
+            .front()
+            .is_some_and(|t| now.since(*t) >= window)
+        {
+            d.upload_failures.pop_front();
+        }
+        self.maybe_upload_hold(name, out);
     }
 
     pub(super) fn ground(&mut self, name: &DroneName, out: &mut Out) {
