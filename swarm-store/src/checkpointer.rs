@@ -106,6 +106,10 @@ fn checkpoint_due(wal: &Path, shm: &Path) -> bool {
     }
 }
 
+/// Failed checkpoints, logged while they go on.
+static FAILURES: crate::repeat_log::RepeatLog =
+    crate::repeat_log::RepeatLog::new(Duration::from_secs(60));
+
 fn run(conn: &Connection, wal: &Path, shm: &Path, rx: &Receiver<()>) {
     for () in rx {
         if !checkpoint_due(wal, shm) {
@@ -122,10 +126,16 @@ fn run(conn: &Connection, wal: &Path, shm: &Path, rx: &Receiver<()>) {
         });
         match r {
             Ok((busy, frames, copied)) => {
+                if let Some(n) = FAILURES.clear() {
+                    tracing::info!(failures_not_logged = n, "WAL checkpoints work again");
+                }
                 tracing::debug!(busy, frames, copied, "WAL checkpoint");
             }
+            // A full disk fails every try for as long as it lasts (h23: a line a second).
             Err(e) => {
-                tracing::warn!(error = %e, "WAL checkpoint failed; retried at the next commit")
+                if let Some(n) = FAILURES.note(std::time::Instant::now()) {
+                    tracing::warn!(error = %e, failures = n, "WAL checkpoint failed; tried again as commits go on (logged at most once a minute while it lasts)")
+                }
             }
         }
     }

@@ -55,6 +55,7 @@ mod lock;
 mod read_only;
 mod read_tables;
 mod recover;
+pub mod repeat_log;
 mod schema;
 mod snapshotter;
 mod store;

@@ -94,6 +94,22 @@ impl Server {
         args: &[&str],
         env: &[(&str, &str)],
     ) -> Server {
+        Server::start_inner(data_dir, listen, args, env, Stdio::inherit())
+    }
+
+    /// [`Server::start`] whose log (stderr) goes to `log`, for tests of what it logs.
+    pub fn start_logging_to(data_dir: &Path, env: &[(&str, &str)], log: &Path) -> Server {
+        let file = std::fs::File::create(log).expect("server log file");
+        Server::start_inner(data_dir, "127.0.0.1:0", &[], env, Stdio::from(file))
+    }
+
+    fn start_inner(
+        data_dir: &Path,
+        listen: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+        stderr: Stdio,
+    ) -> Server {
         let env: Vec<(String, String)> = env
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -107,7 +123,7 @@ impl Server {
             .env("RUST_BACKTRACE", "0")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .stderr(stderr);
         for (k, v) in &env {
             cmd.env(k, v);
         }

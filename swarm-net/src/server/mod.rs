@@ -549,7 +549,9 @@ fn serve_one(sh: &Shared, req: &mut Request<'_>) -> Response {
         Ok(r) => r,
         Err(e) => {
             if e.status >= 500 {
-                tracing::error!(%peer, %method, %path, status = e.status, error = %e.body.error, "request failed");
+                if let Some(n) = FAILED_REQUESTS.note(Instant::now()) {
+                    tracing::error!(%peer, %method, %path, status = e.status, error = %e.body.error, failed_requests = n, "request failed (logged at most every 10 s while failures go on)");
+                }
             } else {
                 tracing::debug!(%peer, %method, %path, status = e.status, error = %e.body.error, "request refused");
             }
@@ -601,6 +603,11 @@ fn head_is_a_get(path: &str) -> bool {
     let answers_itself = p == "/binhost" || p.starts_with("/binhost/");
     !(acts || answers_itself)
 }
+
+/// Requests answered 5xx, logged while they go on: a store that cannot write answers
+/// every retry 503.
+static FAILED_REQUESTS: swarm_store::repeat_log::RepeatLog =
+    swarm_store::repeat_log::RepeatLog::new(std::time::Duration::from_secs(10));
 
 /// Routes that take the drone token: refusals there are logged.
 const DRONE_ROUTES: [&str; 7] = [

@@ -40,6 +40,10 @@ use std::time::{Duration, Instant};
 use swarm_core::{Command, Input, Output, Swarm, Timestamp, Verdict};
 use swarm_store::Store;
 
+/// Failed group commits, logged while they go on (see `swarm_store::repeat_log`).
+static COMMIT_FAILURES: swarm_store::repeat_log::RepeatLog =
+    swarm_store::repeat_log::RepeatLog::new(std::time::Duration::from_secs(10));
+
 /// Inputs per group commit, at most.
 const MAX_BATCH: usize = 1024;
 /// While idle, the writer refreshes the published view this often at most;
@@ -585,7 +589,11 @@ fn commit(
     match result {
         Err(e) => {
             shared.metrics.store_error();
-            tracing::error!(error = %e, inputs = count, "group commit failed; every input in it is answered with an error and none was recorded");
+            // Once per interval while it lasts: clients retrying into a full disk wrote
+            // thousands of these a second (h23).
+            if let Some(n) = COMMIT_FAILURES.note(std::time::Instant::now()) {
+                tracing::error!(error = %e, inputs = count, failed_commits = n, "group commit failed; every input in it is answered with an error and none was recorded (logged at most every 10 s while it lasts)");
+            }
             if let Some(b) = bulk {
                 // Answered by `round`: how many parts went in before.
                 b.failed = true;
@@ -601,6 +609,9 @@ fn commit(
                 .collect()
         }
         Ok(done) => {
+            if let Some(n) = COMMIT_FAILURES.clear() {
+                tracing::info!(failed_commits_not_logged = n, "group commits succeed again");
+            }
             shared.metrics.batch(count);
             let all: Vec<&Output> = done.iter().flat_map(|(_, o, _)| o.iter()).collect();
             side_effects(shared, &all);
