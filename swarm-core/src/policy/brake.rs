@@ -121,7 +121,7 @@ pub(crate) const COMMON_CAUSE_MIN_PACKAGES: usize = 5;
 pub(crate) fn common_cause(
     st: &SwarmState,
     mut diagnose: impl FnMut(&str) -> Option<Cause>,
-) -> Option<(Cause, String, BTreeSet<Atom>)> {
+) -> Option<CommonCause> {
     let window = st.config.brake_window_ms;
     let mut by_cause: BTreeMap<Cause, (BTreeSet<&Atom>, BTreeSet<&DroneName>)> = BTreeMap::new();
     for (at, drone, atom, detail) in &st.brake.failures {
@@ -144,21 +144,48 @@ pub(crate) fn common_cause(
         })
         .max_by_key(|(c, (atoms, _))| (atoms.len(), std::cmp::Reverse(c.clone())))?;
     let (n, d) = (atoms.len(), drones.len());
-    let reason = if cause.means_stale_queue() {
-        format!(
+    let failed: BTreeSet<Atom> = atoms.into_iter().cloned().collect();
+    if cause.means_stale_queue() {
+        let reason = format!(
             "queue looks stale: {n} packages failed with a {cause} on {d} drones within {}; \
              run `swarm fresh`",
             human_ms(window)
-        )
-    } else {
-        format!(
-            "{n} packages failed with {cause} on {d} drones within {}: the fault is not in \
-             the packages",
-            human_ms(window)
-        )
-    };
-    let held = atoms.into_iter().cloned().collect();
-    Some((cause, reason, held))
+        );
+        return Some(CommonCause {
+            cause,
+            reason,
+            held: failed.clone(),
+            failed,
+            drones: BTreeSet::new(),
+        });
+    }
+    let reason = format!(
+        "{n} packages failed with {cause} on {d} drones within {}: the fault is not in the \
+         packages; those drones take no new work until the brake is released, the others \
+         build on",
+        human_ms(window)
+    );
+    Some(CommonCause {
+        cause,
+        reason,
+        held: BTreeSet::new(),
+        failed,
+        drones: drones.into_iter().cloned().collect(),
+    })
+}
+
+/// What the brake does about a common cause: a stale queue holds the packages that failed
+/// with it (every drone would fail them); any other cause sets aside the drones that failed
+/// with it (the fault is theirs, or their network's), and their packages are forgiven.
+pub(crate) struct CommonCause {
+    pub(crate) cause: Cause,
+    pub(crate) reason: String,
+    /// Packages to hold.
+    pub(crate) held: BTreeSet<Atom>,
+    /// Packages whose failures the cause explains, to forgive.
+    pub(crate) failed: BTreeSet<Atom>,
+    /// Drones that take no new work while the brake is engaged.
+    pub(crate) drones: BTreeSet<DroneName>,
 }
 
 /// Whether an engaged brake may release: the disrupted share fell.
@@ -263,8 +290,15 @@ mod tests {
         let slot = "slot conflict on sys-apps/systemd-utils: emerge could not resolve";
         let mut st = fleet(5);
         failing(&mut st, 14, 5, slot);
-        let (cause, reason, held) = common_cause(&st, crate::failure::diagnose).expect("engages");
+        let CommonCause {
+            cause,
+            reason,
+            held,
+            drones,
+            ..
+        } = common_cause(&st, crate::failure::diagnose).expect("engages");
         assert_eq!(cause.to_string(), "slot conflict on sys-apps/systemd-utils");
+        assert!(drones.is_empty(), "a stale queue is no drone's fault");
         assert_eq!(
             reason,
             "queue looks stale: 14 packages failed with a slot conflict on \
@@ -275,14 +309,14 @@ mod tests {
         let mut st = fleet(5);
         failing(&mut st, COMMON_CAUSE_MIN_PACKAGES - 1, 4, slot);
         assert_eq!(
-            common_cause(&st, crate::failure::diagnose),
+            common_cause(&st, crate::failure::diagnose).map(|c| c.reason),
             None,
             "too few packages"
         );
         let mut st = fleet(5);
         failing(&mut st, 14, 2, slot);
         assert_eq!(
-            common_cause(&st, crate::failure::diagnose),
+            common_cause(&st, crate::failure::diagnose).map(|c| c.reason),
             None,
             "two of five drones is not most of the fleet"
         );
@@ -294,7 +328,7 @@ mod tests {
             "compile phase failed: * ERROR: x failed (compile phase):",
         );
         assert_eq!(
-            common_cause(&st, crate::failure::diagnose),
+            common_cause(&st, crate::failure::diagnose).map(|c| c.reason),
             None,
             "a package's own failure is never shared"
         );
@@ -302,16 +336,23 @@ mod tests {
         failing(&mut st, 14, 5, slot);
         st.now = Timestamp(st.now.0 + st.config.brake_window_ms);
         assert_eq!(
-            common_cause(&st, crate::failure::diagnose),
+            common_cause(&st, crate::failure::diagnose).map(|c| c.reason),
             None,
             "outside the window"
         );
         let mut st = fleet(5);
         failing(&mut st, 8, 4, "fetch failed: Couldn't download 'x.tar.xz'");
-        let (_, reason, _) = common_cause(&st, crate::failure::diagnose).expect("engages");
+        let found = common_cause(&st, crate::failure::diagnose).expect("engages");
         assert!(
-            reason.starts_with("8 packages failed with fetch failed on 4 drones"),
-            "{reason}"
+            found
+                .reason
+                .starts_with("8 packages failed with fetch failed on 4 drones"),
+            "{}",
+            found.reason
         );
+        // Not a stale queue: the drones that failed with it are set aside, no package is held.
+        assert!(found.held.is_empty());
+        assert_eq!(found.failed.len(), 8);
+        assert_eq!(found.drones, (0..4).map(name).collect());
     }
 }

@@ -16,6 +16,8 @@ pub(crate) enum NoWork {
     Drained,
     Grounded,
     UploadHold,
+    /// Its builds failed with the cause the brake is engaged for.
+    BrakeCause,
     /// The drone's own health assessment says no (never `Healthy`).
     Unhealthy(DroneHealth),
     NotOnline,
@@ -38,6 +40,10 @@ impl fmt::Display for NoWork {
             NoWork::Drained => "drained",
             NoWork::Grounded => "grounded",
             NoWork::UploadHold => "held after upload failures",
+            NoWork::BrakeCause => {
+                "its builds failed with the cause the brake is engaged for (release the brake \
+                 once that is fixed)"
+            }
             NoWork::Unhealthy(DroneHealth::Critical) => {
                 "critical: OOM kills or builder crashes; it returns its work"
             }
@@ -101,6 +107,9 @@ pub(crate) fn capacity(st: &SwarmState, d: &Drone, free_slots: u32) -> Result<u3
     }
     if d.upload_hold_until.is_some_and(|u| u > now) {
         return Err(NoWork::UploadHold);
+    }
+    if st.brake.engaged && st.brake.cause_drones.contains(&d.spec.name) {
+        return Err(NoWork::BrakeCause);
     }
     if !d.health.takes_work() {
         return Err(NoWork::Unhealthy(d.health));

@@ -178,6 +178,13 @@ pub(crate) struct Brake {
     /// `fresh`, and later failures with the same cause join the held set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) cause: Option<String>,
+    /// Drones whose builds failed with that cause, when it is not a stale queue: the fault
+    /// is theirs (a full disk, a broken proxy on some of the fleet), so they take no new work
+    /// while it is engaged, and the packages they failed go to the other drones instead of
+    /// being held (h22: 3 of 5 drones with full disks had every package held and the 2
+    /// healthy drones idle).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub(crate) cause_drones: BTreeSet<DroneName>,
 }
 
 // By hand so a state without a cause digests as before the field existed.
@@ -190,6 +197,9 @@ impl std::hash::Hash for Brake {
         self.failures.hash(state);
         if let Some(c) = &self.cause {
             c.hash(state);
+        }
+        if !self.cause_drones.is_empty() {
+            self.cause_drones.hash(state);
         }
     }
 }

@@ -35,37 +35,61 @@ impl Swarm {
     }
 
     /// Engages the brake when one failure cause hits many packages on most of
-    /// the fleet; while it is engaged for a cause, a package failing with that
-    /// cause is held too.
-    pub(super) fn brake_on_common_cause(&mut self, atom: &Atom, detail: &str, out: &mut Out) {
+    /// the fleet. While it is engaged for a cause, a package failing with that
+    /// cause is held too when the cause is a stale queue; otherwise the drone it
+    /// failed on is set aside and the package is forgiven, for the other drones.
+    pub(super) fn brake_on_common_cause(
+        &mut self,
+        drone: &DroneName,
+        atom: &Atom,
+        detail: &str,
+        out: &mut Out,
+    ) {
         if !self.st.config.brake_enabled {
             return;
         }
         if self.st.brake.engaged {
-            let causes = &mut self.ix.causes;
-            let same = self
-                .st
-                .brake
-                .cause
-                .as_ref()
-                .is_some_and(|c| causes.of(detail).is_some_and(|d| d.to_string() == *c));
+            let Some(cause) = self.ix.causes.of(detail) else {
+                return;
+            };
+            if self.st.brake.cause.as_deref() != Some(cause.to_string().as_str()) {
+                return;
+            }
             // The brake holds an atom in every profile: the cause is not the environment.
-            if same && self.st.brake.held.insert(atom.clone()) {
-                for pkg in self.ids_of(atom) {
-                    let p = self.st.pkg_mut(pkg);
-                    p.failed_on.clear();
-                    p.build_failed_on.clear();
-                    self.sync_pkg(pkg);
+            let newly = if cause.means_stale_queue() {
+                self.st.brake.held.insert(atom.clone())
+            } else {
+                let set_aside = self.st.brake.cause_drones.insert(drone.clone());
+                if set_aside {
+                    self.sync_drone(drone);
+                    self.sync_brake();
                 }
+                true
+            };
+            if newly {
+                self.forgive_atom(atom);
             }
             return;
         }
-        let Some((cause, reason, held)) = brake::common_cause(&self.st, |d| self.ix.causes.of(d))
-        else {
+        let Some(found) = brake::common_cause(&self.st, |d| self.ix.causes.of(d)) else {
             return;
         };
-        self.engage_brake(reason, held, Some(cause.to_string()), out);
+        self.st.brake.cause_drones = found.drones;
+        for failed in &found.failed {
+            self.forgive_atom(failed);
+        }
+        self.engage_brake(found.reason, found.held, Some(found.cause.to_string()), out);
         self.sync_brake();
+    }
+
+    /// Forgets which drones failed `atom` (in every profile).
+    fn forgive_atom(&mut self, atom: &Atom) {
+        for pkg in self.ids_of(atom) {
+            let p = self.st.pkg_mut(pkg);
+            p.failed_on.clear();
+            p.build_failed_on.clear();
+            self.sync_pkg(pkg);
+        }
     }
 
     /// Engages the brake: holds `held`, forgives the failures it explains.
@@ -113,6 +137,7 @@ impl Swarm {
         self.st.brake.engaged = false;
         self.st.brake.reason.clear();
         self.st.brake.cause = None;
+        self.st.brake.cause_drones.clear();
         self.resync_held_and_drones();
         self.st.brake.held.clear();
         self.sync_brake();

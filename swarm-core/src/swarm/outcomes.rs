@@ -100,7 +100,7 @@ impl Swarm {
         while failures.front().is_some_and(|f| now.since(f.0) >= window) {
             failures.pop_front();
         }
-        self.brake_on_common_cause(&lease.package, detail, out);
+        self.brake_on_common_cause(&lease.drone, &lease.package, detail, out);
         let counts_against_drone = class != FailureClass::Build;
         if let Some(d) = self.st.drones.get_mut(&lease.drone) {
             d.builds_failed += 1;
