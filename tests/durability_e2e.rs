@@ -52,6 +52,22 @@ fn serve_refuses_a_zero_byte_database_and_accept_loss_records_the_loss() {
 /// The audit's `rm -f swarm.db*`: the glob takes the marker too. The data
 /// dir still shows the farm had state (the store-id file beside the
 /// database), so the start is refused instead of serving an empty farm;
+/// `--accept-loss` on a store that lost nothing says so (h23): left in a service unit, it
+/// would accept the next loss without a refused start to tell anyone.
+#[test]
+fn accept_loss_on_a_store_that_lost_nothing_warns_to_drop_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = &dir.path().join("data");
+    drop(Server::start(data, &[]));
+    let log = dir.path().join("server.log");
+    let server = Server::start_logging_to(data, &["--accept-loss"], &[], &log);
+    let (code, _) = server.get("/api/v1/health");
+    assert_eq!(code, 200);
+    wait_until(10, "the warning", || {
+        std::fs::read_to_string(&log).is_ok_and(|t| t.contains("nothing was lost"))
+    });
+}
+
 /// `--accept-loss` starts anew and records the loss.
 #[test]
 fn serve_refuses_a_data_dir_with_state_whose_database_and_marker_were_removed() {
@@ -191,7 +207,7 @@ fn health_is_503_with_the_reason_while_the_store_cannot_write_and_recovers_by_it
     let dir = tempfile::tempdir().expect("temp dir");
     let data = &dir.path().join("data");
     let log = dir.path().join("server.log");
-    let server = Server::start_logging_to(data, &[("SWARM_LOG", "info")], &log);
+    let server = Server::start_logging_to(data, &[], &[("SWARM_LOG", "info")], &log);
     let (code, body) = server.get("/api/v1/health");
     assert_eq!((code, body["status"].as_str()), (200, Some("ok")), "{body}");
     assert_eq!(

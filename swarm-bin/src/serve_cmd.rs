@@ -389,6 +389,12 @@ fn start(s: &Settings, accept_loss: bool) -> anyhow::Result<Started> {
             loss = %loss,
             "started with --accept-loss on a store that lost acknowledged inputs; recorded as a loss_accepted event"
         );
+    } else if accept_loss {
+        // Left in a service unit, it would accept the next loss without a word (h23).
+        tracing::warn!(
+            "--accept-loss was given, but nothing was lost: start without it from now on, or a \
+             later loss is accepted without a refused start to tell you"
+        );
     }
     tracing::info!(
         db = %s.db_path.display(),

@@ -28,8 +28,9 @@ pub enum StoreError {
     },
     /// The file is not a SQLite database, or SQLite found it inconsistent.
     #[error(
-        "the store database is damaged ({detail}); stop swarm and restore the file from a backup, \
-         or move it aside and rebuild from a `swarm export` log with `swarm replay`"
+        "the store database is damaged ({detail}); stop swarm and restore swarm.db* from a backup \
+         (then `swarm serve --accept-loss` if it is older than what was acknowledged: the start \
+         says so); `swarm replay` can check a `swarm export` log of the backup first"
     )]
     Damaged {
         /// What SQLite or the store found.

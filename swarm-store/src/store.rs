@@ -369,11 +369,16 @@ impl Store {
                     rebuilt.last_seq,
                     &format!(
                         "its log ends at seq {}, before the last acknowledged seq {} ({} \
-                         acknowledged inputs are gone; a deleted or damaged -wal file loses the \
+                         acknowledged {} gone; a deleted or damaged -wal file loses the \
                          newest commits)",
                         rebuilt.last_seq,
                         a.seq,
-                        a.seq - rebuilt.last_seq
+                        a.seq - rebuilt.last_seq,
+                        if a.seq - rebuilt.last_seq == 1 {
+                            "input is"
+                        } else {
+                            "inputs are"
+                        }
                     ),
                 )?;
             }

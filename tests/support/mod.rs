@@ -97,10 +97,16 @@ impl Server {
         Server::start_inner(data_dir, listen, args, env, Stdio::inherit())
     }
 
-    /// [`Server::start`] whose log (stderr) goes to `log`, for tests of what it logs.
-    pub fn start_logging_to(data_dir: &Path, env: &[(&str, &str)], log: &Path) -> Server {
+    /// [`Server::start`] with extra `swarm serve` flags, whose log (stderr) goes to `log`,
+    /// for tests of what it logs.
+    pub fn start_logging_to(
+        data_dir: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+        log: &Path,
+    ) -> Server {
         let file = std::fs::File::create(log).expect("server log file");
-        Server::start_inner(data_dir, "127.0.0.1:0", &[], env, Stdio::from(file))
+        Server::start_inner(data_dir, "127.0.0.1:0", args, env, Stdio::from(file))
     }
 
     fn start_inner(

@@ -597,7 +597,7 @@ impl<'a> SqlTurn<'a> {
             .map_err(|_| {
                 ApiError::new(
                     429,
-                    "another SQL query is running (one at a time, each within its 2 s budget);                      retry in a moment",
+                    "another SQL query is running (one at a time, each within its 2 s budget); retry in a moment",
                 )
             })
     }
