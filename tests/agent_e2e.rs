@@ -1140,6 +1140,16 @@ fn a_token_rotated_into_the_token_file_is_taken_up_without_a_restart() {
             .contains("the server refuses this drone's credential")
     });
     assert!(successes(&server, atom).is_empty());
+    // A slip on the way: another drone's token in the file. The server answers 403 for who
+    // the caller is, and the build stays spooled (h24: it was dropped, and built again).
+    let (code, v) = server.admin_post("/api/v1/nodes/other/enroll", &json!({}));
+    assert_eq!(code, 200, "enroll: {v}");
+    let other = v["token"].as_str().expect("token").to_string();
+    std::fs::write(&token_file, &other).expect("wrong token");
+    wait_until(60, "the wrong token to be taken up and refused", || {
+        let log = drone.log_text();
+        log.contains("holds a new token") && log.contains("403")
+    });
     std::fs::write(&token_file, format!("{fresh}\n")).expect("rotate");
     wait_until(60, "the build to be delivered with the new token", || {
         !successes(&server, atom).is_empty()
@@ -1149,6 +1159,12 @@ fn a_token_rotated_into_the_token_file_is_taken_up_without_a_restart() {
         "the agent says it took the new token up: {}",
         drone.log_text()
     );
+    assert!(
+        !drone.log_text().contains("dropping it"),
+        "{}",
+        drone.log_text()
+    );
+    assert_eq!(successes(&server, atom).len(), 1, "built once");
     // It goes on working with it.
     let next = "=dev-libs/rotated-2.0";
     queue(&server, json!([next]));

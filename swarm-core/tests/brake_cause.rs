@@ -111,3 +111,56 @@ fn a_stale_queue_still_holds_its_packages_and_sets_no_drone_aside() {
         .iter()
         .all(|d| !d.no_work.as_deref().is_some_and(|w| w.contains("brake"))));
 }
+
+/// A healthy drone with one failure of the same cause after the brake engaged is not set
+/// aside (h24: it was, until an operator acted); and once the operator releases the brake,
+/// one more such failure does not engage it again for the old ones.
+#[test]
+fn one_transient_failure_sets_no_healthy_drone_aside_and_a_release_starts_over() {
+    let mut h = Harness::new();
+    let fleet: Vec<DroneName> = (0..5).map(|i| drone(&format!("d{i}"))).collect();
+    for d in &fleet {
+        h.register(0, spec(d.as_str(), 8, 16));
+    }
+    h.enqueue(
+        1,
+        (0..40)
+            .map(|i| package(&format!("app-misc/good{i}-1")))
+            .collect(),
+    );
+    let fetch = "fetch failed: Couldn't download 'x.tar.xz'";
+    let out = run(&mut h, &fleet, 3, fetch, 4);
+    assert!(events(&out).any(|e| matches!(e, Event::BrakeEngaged { .. })));
+    // d4 fails once with the same cause, then builds on.
+    let t = 6_000;
+    let (_, x, lease) = assigns(&h.request(t, &fleet[4], 1))[0].clone();
+    h.finished(
+        t + 1,
+        &fleet[4],
+        &x,
+        lease,
+        failed(FailureClass::Infra, fetch),
+    );
+    let got = assigns(&h.request(t + 2, &fleet[4], 1));
+    assert_eq!(got.len(), 1, "d4 still takes work: {}", h.describe(&[]));
+    let (_, x, lease) = got[0].clone();
+    h.finished(t + 3, &fleet[4], &x, lease, Outcome::Success);
+    // Released by the operator once fixed: one new failure does not engage it again.
+    let out = h.control(t + 4, Control::ReleaseBrake);
+    assert!(events(&out).any(|e| matches!(e, Event::BrakeReleased { .. })));
+    let (_, x, lease) = assigns(&h.request(t + 5, &fleet[0], 1))[0].clone();
+    let out = h.finished(
+        t + 6,
+        &fleet[0],
+        &x,
+        lease,
+        failed(FailureClass::Infra, fetch),
+    );
+    assert!(
+        !events(&out).any(|e| matches!(e, Event::BrakeEngaged { .. })),
+        "{}",
+        h.describe(&out)
+    );
+    let view = h.view();
+    assert!(view.drones().iter().all(|d| d.no_work.is_none()));
+}

@@ -320,7 +320,7 @@ fn a_build_whose_binary_never_arrived_costs_the_package_no_attempt() {
         assert_eq!(p.status, PackageStatus::Queued { retry_at: None });
         t += 10;
     }
-    // No drone delivered it: nothing says the fault is `a`'s, so `a` is not held for it.
+    // Its repeats on `a` alone count against `a` (two, under the limit); no grounding.
     assert!(
         !events(&outs).any(|e| matches!(e, Event::UploadHold { .. } | Event::Grounded { .. })),
         "{outs:?}"
@@ -335,16 +335,10 @@ fn a_drone_whose_packages_other_drones_deliver_is_held_after_the_limit() {
     let undelivered = || Outcome::UploadFailed {
         detail: "cannot read spooled artifact: input/output error".into(),
     };
-    let mut h = Harness::new();
-    let (a, b) = (drone("a"), drone("b"));
-    h.register(0, spec("a", 8, 16));
-    h.register(0, spec("b", 8, 16));
-    let limit = Config::default().upload_failure_limit;
-    let names: Vec<String> = (0..limit).map(|i| format!("dev-libs/p{i}-1.0")).collect();
-    h.enqueue(1, names.iter().map(|n| package(n)).collect());
+    let (mut h, a, b, names) = two_drones_and_a_limit_of_packages();
     let mut t = 10;
     let mut outs = Vec::new();
-    for _ in 0..limit {
+    for _ in 0..names.len() {
         let (_, x, lease) = assigns(&h.request(t, &a, 1))[0].clone();
         outs.extend(h.finished(t + 1, &a, &x, lease, undelivered()));
         assert!(
@@ -356,10 +350,7 @@ fn a_drone_whose_packages_other_drones_deliver_is_held_after_the_limit() {
         outs = h.finished(t + 3, &b, &x, lease, Outcome::Success);
         t += 10;
     }
-    assert!(
-        events(&outs).any(|e| matches!(e, Event::UploadHold { drone, .. } if *drone == a)),
-        "{outs:?}"
-    );
+    assert!(upload_held(&outs, &a), "{outs:?}");
     assert!(
         !events(&outs).any(|e| matches!(e, Event::Grounded { .. })),
         "{outs:?}"
@@ -464,4 +455,98 @@ fn a_package_whose_binary_never_arrives_blocks_after_max_attempts_builds() {
     );
     let p = h.view().package(&x).expect("known");
     assert_eq!(p.attempts, 0);
+}
+
+/// A fast broken drone whose uploads all fail, while the healthy drones are busy: it takes
+/// its packages back (the others being busy) and would use up their builds alone. A package
+/// failed again on the same drone, and on no other, counts against that drone, so it is held
+/// before any package is blocked (h24: 10 of 12 packages blocked in 5 s, the drone never
+/// held).
+#[test]
+fn a_broken_drone_that_takes_its_packages_back_is_held_before_it_blocks_them() {
+    let refused = || Outcome::UploadFailed {
+        detail: "HTTP 422: not a valid binary package".into(),
+    };
+    let mut h = Harness::new();
+    let broken = drone("broken");
+    h.register(0, spec("broken", 8, 16));
+    h.register(0, spec("busy", 8, 16));
+    h.enqueue(
+        1,
+        (0..4)
+            .map(|i| package(&format!("dev-libs/p{i}-1.0")))
+            .collect(),
+    );
+    let mut all = Vec::new();
+    let mut t = 10;
+    for _ in 0..30 {
+        let Some((_, x, lease)) = assigns(&h.request(t, &broken, 1)).first().cloned() else {
+            break;
+        };
+        all.extend(h.finished(t + 1, &broken, &x, lease, refused()));
+        t += 10;
+    }
+    assert!(upload_held(&all, &broken), "{all:?}");
+    assert!(
+        !events(&all).any(|e| matches!(e, Event::Blocked { .. })),
+        "no package is blocked by one drone: {all:?}"
+    );
+}
+
+/// An unblock forgets a package's failures but not which drones did not deliver it: a
+/// delivery after it still counts against them (h24: the strikes were lost at every unblock).
+#[test]
+fn a_delivery_after_an_unblock_still_counts_against_the_drones_that_did_not_deliver() {
+    let (mut h, a, b, names) = two_drones_and_a_limit_of_packages();
+    let mut t = 10;
+    let mut outs = Vec::new();
+    for n in &names {
+        let x = atom(n);
+        let (_, got, lease) = assigns(&h.request(t, &a, 1))[0].clone();
+        assert_eq!(got, x);
+        h.finished(
+            t + 1,
+            &a,
+            &x,
+            lease,
+            Outcome::UploadFailed {
+                detail: String::new(),
+            },
+        );
+        h.control(
+            t + 2,
+            Control::Block {
+                package: x.clone(),
+                profile: None,
+            },
+        );
+        h.control(
+            t + 2,
+            Control::Unblock {
+                package: Some(x.clone()),
+                profile: None,
+            },
+        );
+        let (_, got, lease) = assigns(&h.request(t + 3, &b, 1))[0].clone();
+        assert_eq!(got, x);
+        outs = h.finished(t + 4, &b, &x, lease, Outcome::Success);
+        t += 10;
+    }
+    assert!(upload_held(&outs, &a), "{outs:?}");
+}
+
+/// Whether `outs` put `d` on an upload hold.
+fn upload_held(outs: &[Output], d: &DroneName) -> bool {
+    events(outs).any(|e| matches!(e, Event::UploadHold { drone, .. } if drone == d))
+}
+
+/// Drones `a` and `b`, and as many queued packages as the upload-failure limit.
+fn two_drones_and_a_limit_of_packages() -> (Harness, DroneName, DroneName, Vec<String>) {
+    let mut h = Harness::new();
+    h.register(0, spec("a", 8, 16));
+    h.register(0, spec("b", 8, 16));
+    let limit = Config::default().upload_failure_limit;
+    let names: Vec<String> = (0..limit).map(|i| format!("dev-libs/p{i}-1.0")).collect();
+    h.enqueue(1, names.iter().map(|n| package(n)).collect());
+    (h, drone("a"), drone("b"), names)
 }

@@ -172,9 +172,14 @@ pub(crate) fn failure_cause(e: &swarm_net::client::ClientError, have_token: bool
             "the server requires a drone token and this drone sends none: set SWARM_DRONE_TOKEN \
              or pass --token-file with the server's drone_token ({e})"
         ),
-        Some(401 | 403) => format!(
+        Some(401) => format!(
             "the server refused this drone's token: it does not match the server's drone_token \
-             (check --token-file / SWARM_DRONE_TOKEN) ({e})"
+             or an enrolled drone's (check --token-file / SWARM_DRONE_TOKEN) ({e})"
+        ),
+        Some(403) => format!(
+            "the server refuses this drone's calls for who it is (another drone's token, or a \
+             drone it lets in only with a credential; check --token-file / SWARM_DRONE_TOKEN and \
+             --name) ({e})"
         ),
         _ => e.to_string(),
     })

@@ -751,7 +751,7 @@ fn upload(
     }
 }
 
-/// Calls until the server answers. Transport errors, redirects, 5xx, 408, 429 and 401
+/// Calls until the server answers. Transport errors, redirects, 5xx, 408, 429, 401 and 403
 /// (this drone's credential refused) are retried with backoff (1 s doubling
 /// to a minute) for as long as it takes.
 fn retry<T>(
@@ -781,7 +781,10 @@ fn retry<T>(
             // A credential the server does not take is a fault on this drone
             // (a wrong or revoked token), not the server's judgement of the
             // build: the build stays spooled until the credential works.
-            e if e.status() == Some(401) => {
+            // 403 too: on a drone's calls the server answers it only for who the caller is
+            // (another drone's token, a drone it does not let in without one); h24 saw a
+            // finished build dropped for a token file holding another drone's token.
+            e if matches!(e.status(), Some(401 | 403)) => {
                 if agent.reread_token_file() {
                     continue;
                 }

@@ -161,17 +161,40 @@ pub(crate) fn common_cause(
     }
     let reason = format!(
         "{n} packages failed with {cause} on {d} drones within {}: the fault is not in the \
-         packages; those drones take no new work until the brake is released, the others \
-         build on",
+         packages; drones failing with it again take no new work until the cause is fixed and \
+         the brake released (`swarm control release_brake`)",
         human_ms(window)
     );
+    let drones = repeatedly_failing(st, &cause, diagnose);
     Some(CommonCause {
         cause,
         reason,
         held: BTreeSet::new(),
         failed,
-        drones: drones.into_iter().cloned().collect(),
+        drones,
     })
+}
+
+/// Drones with at least two failures with `cause` within the window: the ones the brake
+/// sets aside. One failure is not enough (h24: a healthy drone with one transient fetch
+/// failure was set aside until an operator acted).
+pub(crate) fn repeatedly_failing(
+    st: &SwarmState,
+    cause: &Cause,
+    mut diagnose: impl FnMut(&str) -> Option<Cause>,
+) -> BTreeSet<DroneName> {
+    let window = st.config.brake_window_ms;
+    let mut count: BTreeMap<&DroneName, u32> = BTreeMap::new();
+    for (at, drone, _, detail) in &st.brake.failures {
+        if st.now.since(*at) < window && diagnose(detail).as_ref() == Some(cause) {
+            *count.entry(drone).or_default() += 1;
+        }
+    }
+    count
+        .into_iter()
+        .filter(|(_, n)| *n >= 2)
+        .map(|(d, _)| d.clone())
+        .collect()
 }
 
 /// What the brake does about a common cause: a stale queue holds the packages that failed

@@ -294,7 +294,8 @@ impl Package {
     pub(crate) fn forget_failures(&mut self) {
         self.attempts = 0;
         self.undelivered = QuietCount(0);
-        self.undelivered_by = Undelivering::default();
+        // `undelivered_by` stays: a delivery after an unblock still says whose builds failed
+        // (h24: cleared here, a broken drone's strikes were lost at every unblock).
         self.failed_on.clear();
         self.build_failed_on.clear();
     }

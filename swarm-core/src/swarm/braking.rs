@@ -59,7 +59,10 @@ impl Swarm {
             let newly = if cause.means_stale_queue() {
                 self.st.brake.held.insert(atom.clone())
             } else {
-                let set_aside = self.st.brake.cause_drones.insert(drone.clone());
+                let causes = &mut self.ix.causes;
+                let again =
+                    brake::repeatedly_failing(&self.st, &cause, |d| causes.of(d)).contains(drone);
+                let set_aside = again && self.st.brake.cause_drones.insert(drone.clone());
                 if set_aside {
                     self.sync_drone(drone);
                     self.sync_brake();
@@ -138,6 +141,9 @@ impl Swarm {
         self.st.brake.reason.clear();
         self.st.brake.cause = None;
         self.st.brake.cause_drones.clear();
+        // What it engaged for is judged over: kept, one new failure would engage it again
+        // for all the old ones and set every drone aside (h24).
+        self.st.brake.failures.clear();
         self.resync_held_and_drones();
         self.st.brake.held.clear();
         self.sync_brake();

@@ -148,14 +148,20 @@ impl Swarm {
     /// grounded for it either (a full staging disk would ground the whole fleet). Nor is it
     /// counted against the drone yet: a package the server refuses from every drone (too big,
     /// not valid, another slot than the queue says) would hold them all in turn while the
-    /// package went back to the head of the queue. Only when another drone delivers the
-    /// package does this failure count toward the drone's upload hold (`on_success`).
+    /// package went back to the head of the queue. This failure counts toward the drone's
+    /// upload hold when another drone delivers the package (`on_success`), or when the same
+    /// drone fails it again and no other drone has.
     pub(super) fn on_undelivered(&mut self, lid: LeaseId, detail: &str, out: &mut Out) {
         let now = self.st.now;
         let lease = self.end_lease(lid);
         let max = self.st.config.max_attempts;
         let p = self.st.pkg_mut(lease.pkg);
         p.undelivered.0 = p.undelivered.0.saturating_add(1);
+        // Again on the same drone, and on no other: nothing says the package is at fault,
+        // and a fast broken drone that takes its packages back would otherwise use up their
+        // builds alone, never held (h24).
+        let again_only_here =
+            p.undelivered_by.0.len() == 1 && p.undelivered_by.0.contains_key(&lease.drone);
         p.undelivered_by.0.insert(lease.drone.clone(), now);
         p.avoid = Some(lease.drone.clone());
         p.last_error = Some(detail.to_owned());
@@ -175,6 +181,9 @@ impl Swarm {
                 self.block(lease.pkg, BlockReason::Undeliverable { times }, out)
             }
             None => self.transition(lease.pkg, PackageState::Queued { retry_at: None }),
+        }
+        if again_only_here {
+            self.upload_strike(&lease.drone, out);
         }
     }
 
