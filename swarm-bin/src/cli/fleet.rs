@@ -43,6 +43,11 @@ pub(crate) fn unheard(n: &Node, now_ms: u64) -> Option<String> {
 /// Why a drone may not be taking work, in a few words.
 pub(crate) fn notes(n: &Node, now_ms: u64) -> String {
     let mut notes = Vec::new();
+    // Whether a note already says why it takes no work; counts and profiles do not.
+    let said = n.paused
+        || n.drained
+        || n.grounded_until.is_some_and(|u| u > now_ms)
+        || matches!(n.status.as_str(), "stopped" | "offline");
     if n.status == "stopped" {
         notes.push("stopped cleanly; back when its agent starts".to_owned());
     }
@@ -95,7 +100,9 @@ pub(crate) fn notes(n: &Node, now_ms: u64) -> String {
         notes.push(format!("serves {}", n.serves.join(", ")));
     }
     if let Some(why) = n.no_work.as_ref().filter(|_| n.env_differences.is_empty()) {
-        if notes.is_empty() && n.status != "stopped" && n.status != "offline" {
+        // A drone set aside by the brake also has failures in a row: the count alone did not
+        // say why it takes no work (h24).
+        if !said {
             notes.push(why.clone());
         }
     }
@@ -286,6 +293,15 @@ mod tests {
             ..online("bravo")
         };
         assert_eq!(notes(&two, 0), "serves default, fast");
+        let set_aside = Node {
+            consecutive_failures: 2,
+            no_work: Some("its builds failed with the cause the brake is engaged for".into()),
+            ..online("delta")
+        };
+        assert_eq!(
+            notes(&set_aside, 0),
+            "2 failures in a row, its builds failed with the cause the brake is engaged for"
+        );
         let drift = |closest: &str| Node {
             closest_profile: Some(closest.into()),
             env_differences: vec![swarm_core::EnvDiff {

@@ -32,6 +32,10 @@ pub(crate) struct Agent {
     _work_lock: super::work_lock::WorkLock,
 }
 
+/// Unreadable token files, logged while they last.
+static TOKEN_FILE_ERRORS: swarm_store::repeat_log::RepeatLog =
+    swarm_store::repeat_log::RepeatLog::new(Duration::from_secs(60));
+
 impl Agent {
     /// Prepares directories, the builder and the client; reads the machine's fixed facts.
     pub(crate) fn new(cfg: DroneConfig) -> anyhow::Result<Agent> {
@@ -107,14 +111,19 @@ impl Agent {
         };
         match super::token_file::read(path) {
             Ok(token) => {
+                TOKEN_FILE_ERRORS.clear();
                 let new = self.client.replace_drone_token(Some(token));
                 if new {
                     tracing::info!(file = %path.display(), "the drone token file holds a new token: using it from now on");
                 }
                 new
             }
+            // Once a minute while it lasts: each refused call asks again (h24: a line a
+            // second while the file was empty).
             Err(e) => {
-                tracing::warn!("{e:#}; keeping the token in use");
+                if let Some(n) = TOKEN_FILE_ERRORS.note(std::time::Instant::now()) {
+                    tracing::warn!(times = n, "{e:#}; keeping the token in use");
+                }
                 false
             }
         }
