@@ -1114,13 +1114,13 @@ fn a_build_that_wrote_nothing_is_not_counted_with_an_earlier_builds_package() {
 fn a_token_rotated_into_the_token_file_is_taken_up_without_a_restart() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = Server::start(&dir.path().join("server"), &[]);
-    let enroll = || {
-        let (code, v) = server.admin_post("/api/v1/nodes/rotating/enroll", &json!({}));
-        assert_eq!(code, 200, "enroll: {v}");
+    let enroll = |name: &str| {
+        let (code, v) = server.admin_post(&format!("/api/v1/nodes/{name}/enroll"), &json!({}));
+        assert_eq!(code, 200, "enroll {name}: {v}");
         v["token"].as_str().expect("token").to_string()
     };
     let token_file = dir.path().join("rotating.token");
-    std::fs::write(&token_file, enroll()).expect("token file");
+    std::fs::write(&token_file, enroll("rotating")).expect("token file");
     let atom = "=dev-libs/rotated-1.0";
     let sizes = sizes(dir.path(), &[(atom, 40)]);
     queue(&server, json!([atom]));
@@ -1133,7 +1133,7 @@ fn a_token_rotated_into_the_token_file_is_taken_up_without_a_restart() {
     );
     wait_started(&server, atom, 60);
     // Re-enrolling replaces the token: the running agent's is refused from now on.
-    let fresh = enroll();
+    let fresh = enroll("rotating");
     wait_until(60, "the finished build's delivery to be refused", || {
         drone
             .log_text()
@@ -1142,10 +1142,7 @@ fn a_token_rotated_into_the_token_file_is_taken_up_without_a_restart() {
     assert!(successes(&server, atom).is_empty());
     // A slip on the way: another drone's token in the file. The server answers 403 for who
     // the caller is, and the build stays spooled (h24: it was dropped, and built again).
-    let (code, v) = server.admin_post("/api/v1/nodes/other/enroll", &json!({}));
-    assert_eq!(code, 200, "enroll: {v}");
-    let other = v["token"].as_str().expect("token").to_string();
-    std::fs::write(&token_file, &other).expect("wrong token");
+    std::fs::write(&token_file, enroll("other")).expect("wrong token");
     wait_until(60, "the wrong token to be taken up and refused", || {
         let log = drone.log_text();
         log.contains("holds a new token") && log.contains("403")

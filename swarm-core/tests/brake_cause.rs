@@ -41,18 +41,8 @@ fn run(
 
 #[test]
 fn drones_failing_with_a_shared_cause_are_set_aside_and_the_others_build_everything() {
-    let mut h = Harness::new();
-    let fleet: Vec<DroneName> = (0..5).map(|i| drone(&format!("d{i}"))).collect();
-    for d in &fleet {
-        h.register(0, spec(d.as_str(), 8, 16));
-    }
     let n = 40;
-    h.enqueue(
-        1,
-        (0..n)
-            .map(|i| package(&format!("app-misc/good{i}-1")))
-            .collect(),
-    );
+    let (mut h, fleet) = five_drones_and(0..n, "app-misc/good");
     let out = run(&mut h, &fleet, 3, DISK_FULL, 120);
     let engaged = events(&out)
         .find_map(|e| match e {
@@ -65,7 +55,7 @@ fn drones_failing_with_a_shared_cause_are_set_aside_and_the_others_build_everyth
     let built = events(&out)
         .filter(|e| matches!(e, Event::Built { .. }))
         .count();
-    assert_eq!(built, n, "the healthy drones build every package");
+    assert_eq!(built, n as usize, "the healthy drones build every package");
     assert!(
         !events(&out).any(|e| matches!(e, Event::Grounded { .. } | Event::Blocked { .. })),
         "{}",
@@ -85,17 +75,7 @@ fn drones_failing_with_a_shared_cause_are_set_aside_and_the_others_build_everyth
 /// A stale queue is still the packages' fault: they are held, and no drone is set aside.
 #[test]
 fn a_stale_queue_still_holds_its_packages_and_sets_no_drone_aside() {
-    let mut h = Harness::new();
-    let fleet: Vec<DroneName> = (0..5).map(|i| drone(&format!("d{i}"))).collect();
-    for d in &fleet {
-        h.register(0, spec(d.as_str(), 8, 16));
-    }
-    h.enqueue(
-        1,
-        (0..10)
-            .map(|i| package(&format!("app-misc/stale{i}-1")))
-            .collect(),
-    );
+    let (mut h, fleet) = five_drones_and(0..10, "app-misc/stale");
     let slot = "slot conflict on sys-apps/systemd-utils: emerge could not resolve";
     let out = run(&mut h, &fleet, 5, slot, 10);
     let held = events(&out)
@@ -117,17 +97,7 @@ fn a_stale_queue_still_holds_its_packages_and_sets_no_drone_aside() {
 /// one more such failure does not engage it again for the old ones.
 #[test]
 fn one_transient_failure_sets_no_healthy_drone_aside_and_a_release_starts_over() {
-    let mut h = Harness::new();
-    let fleet: Vec<DroneName> = (0..5).map(|i| drone(&format!("d{i}"))).collect();
-    for d in &fleet {
-        h.register(0, spec(d.as_str(), 8, 16));
-    }
-    h.enqueue(
-        1,
-        (0..40)
-            .map(|i| package(&format!("app-misc/good{i}-1")))
-            .collect(),
-    );
+    let (mut h, fleet) = five_drones_and(0..40, "app-misc/good");
     let fetch = "fetch failed: Couldn't download 'x.tar.xz'";
     let out = run(&mut h, &fleet, 3, fetch, 4);
     assert!(events(&out).any(|e| matches!(e, Event::BrakeEngaged { .. })));
@@ -163,4 +133,18 @@ fn one_transient_failure_sets_no_healthy_drone_aside_and_a_release_starts_over()
     );
     let view = h.view();
     assert!(view.drones().iter().all(|d| d.no_work.is_none()));
+}
+
+/// Five registered drones, `d0`..`d4`, and packages `<prefix>{i}-1` queued for `range`.
+fn five_drones_and(range: std::ops::Range<u32>, prefix: &str) -> (Harness, Vec<DroneName>) {
+    let mut h = Harness::new();
+    let fleet: Vec<DroneName> = (0..5).map(|i| drone(&format!("d{i}"))).collect();
+    for d in &fleet {
+        h.register(0, spec(d.as_str(), 8, 16));
+    }
+    h.enqueue(
+        1,
+        range.map(|i| package(&format!("{prefix}{i}-1"))).collect(),
+    );
+    (h, fleet)
 }

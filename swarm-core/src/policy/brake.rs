@@ -154,7 +154,6 @@ pub(crate) fn common_cause(
         return Some(CommonCause {
             cause,
             reason,
-            held: failed.clone(),
             failed,
             drones: BTreeSet::new(),
         });
@@ -169,7 +168,6 @@ pub(crate) fn common_cause(
     Some(CommonCause {
         cause,
         reason,
-        held: BTreeSet::new(),
         failed,
         drones,
     })
@@ -203,12 +201,21 @@ pub(crate) fn repeatedly_failing(
 pub(crate) struct CommonCause {
     pub(crate) cause: Cause,
     pub(crate) reason: String,
-    /// Packages to hold.
-    pub(crate) held: BTreeSet<Atom>,
     /// Packages whose failures the cause explains, to forgive.
     pub(crate) failed: BTreeSet<Atom>,
     /// Drones that take no new work while the brake is engaged.
     pub(crate) drones: BTreeSet<DroneName>,
+}
+
+impl CommonCause {
+    /// Packages to hold: those that failed with a stale queue, none for any other cause.
+    pub(crate) fn held(&self) -> BTreeSet<Atom> {
+        if self.cause.means_stale_queue() {
+            self.failed.clone()
+        } else {
+            BTreeSet::new()
+        }
+    }
 }
 
 /// Whether an engaged brake may release: the disrupted share fell.
@@ -313,13 +320,14 @@ mod tests {
         let slot = "slot conflict on sys-apps/systemd-utils: emerge could not resolve";
         let mut st = fleet(5);
         failing(&mut st, 14, 5, slot);
+        let found = common_cause(&st, crate::failure::diagnose).expect("engages");
+        let held = found.held();
         let CommonCause {
             cause,
             reason,
-            held,
             drones,
             ..
-        } = common_cause(&st, crate::failure::diagnose).expect("engages");
+        } = found;
         assert_eq!(cause.to_string(), "slot conflict on sys-apps/systemd-utils");
         assert!(drones.is_empty(), "a stale queue is no drone's fault");
         assert_eq!(
@@ -374,7 +382,7 @@ mod tests {
             found.reason
         );
         // Not a stale queue: the drones that failed with it are set aside, no package is held.
-        assert!(found.held.is_empty());
+        assert!(found.held().is_empty());
         assert_eq!(found.failed.len(), 8);
         assert_eq!(found.drones, (0..4).map(name).collect());
     }

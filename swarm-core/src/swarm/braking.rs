@@ -77,11 +77,12 @@ impl Swarm {
         let Some(found) = brake::common_cause(&self.st, |d| self.ix.causes.of(d)) else {
             return;
         };
+        let held = found.held();
         self.st.brake.cause_drones = found.drones;
         for failed in &found.failed {
             self.forgive_atom(failed);
         }
-        self.engage_brake(found.reason, found.held, Some(found.cause.to_string()), out);
+        self.engage_brake(found.reason, held, Some(found.cause.to_string()), out);
         self.sync_brake();
     }
 

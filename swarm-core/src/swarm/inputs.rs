@@ -220,11 +220,12 @@ impl Swarm {
         match outcome {
             Outcome::Success => self.on_success(lid, duration_ms, out),
             Outcome::Failed { class, detail } => self.on_failure(lid, *class, detail, out),
-            Outcome::UploadFailed { detail } if detail.is_empty() => {
-                self.on_undelivered(lid, "upload failed", out)
-            }
             Outcome::UploadFailed { detail } => {
-                self.on_undelivered(lid, &format!("upload failed: {detail}"), out)
+                let said = match detail.as_str() {
+                    "" => "upload failed".to_owned(),
+                    d => format!("upload failed: {d}"),
+                };
+                self.on_undelivered(lid, &said, out)
             }
             Outcome::Undelivered { detail } => self.on_undelivered(lid, detail, out),
             Outcome::Returned { .. } => {
