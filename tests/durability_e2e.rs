@@ -1131,5 +1131,20 @@ fn the_import_benchmark_queues_everything_and_measures_heartbeats() {
             waits >= counted * 0.5 && waits <= counted * 2.0 + 10.0,
             "{window}: {waits} drone waits against {counted} heartbeats: {v}"
         );
+        // And the server timed each of them whole, no less than its wait.
+        let timed = &side["request_register"];
+        let requests = timed["count"].as_f64().unwrap_or(0.0);
+        assert!(
+            requests >= counted * 0.5 && requests <= counted * 2.0 + 10.0,
+            "{window}: {requests} heartbeats timed against {counted}: {v}"
+        );
+        let (whole, wait) = (
+            timed["p50"].as_f64(),
+            side["writer_wait_drone"]["p50"].as_f64(),
+        );
+        assert!(
+            whole.zip(wait).is_some_and(|(whole, wait)| whole >= wait),
+            "{window}: a heartbeat's whole time under its wait: {v}"
+        );
     }
 }

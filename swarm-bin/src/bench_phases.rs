@@ -1,5 +1,7 @@
 //! Where a benchmark window's acknowledged requests spent their time, from
-//! the server's own histograms: waiting for the writer
+//! the server's own histograms: a heartbeat's whole time in the server
+//! (`swarm_http_request_duration_seconds{route="register"}`: what the drone
+//! measured, less its connection and its own thread), waiting for the writer
 //! (`swarm_writer_wait_seconds{lane="drone"}`), for the WAL's fsync
 //! (`swarm_store_fsync_duration_seconds`), and what the writer's rounds
 //! took (`swarm_writer_step_seconds{step="round"}`: a long one is what a
@@ -12,7 +14,12 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
 /// The histograms split out, by family and label prefix.
-const PHASES: [(&str, &str, &str); 3] = [
+const PHASES: [(&str, &str, &str); 4] = [
+    (
+        "request_register",
+        "swarm_http_request_duration_seconds_bucket",
+        "route=\"register\",",
+    ),
     (
         "writer_wait_drone",
         "swarm_writer_wait_seconds_bucket",
