@@ -18,25 +18,132 @@ fn run(
     detail: &str,
     rounds: u64,
 ) -> Vec<Output> {
+    run_span(h, fleet, (1_000, 1_000), rounds, |i, _| i < broken, detail)
+}
+
+/// Runs `rounds` rounds from `start` ms, `step` ms apart, in which every drone asks for one
+/// package and finishes it: it fails with `detail` when `broken(drone index, now)`.
+fn run_span(
+    h: &mut Harness,
+    fleet: &[DroneName],
+    (start, step): (u64, u64),
+    rounds: u64,
+    broken: impl Fn(usize, u64) -> bool,
+    detail: &str,
+) -> Vec<Output> {
     let mut all = Vec::new();
-    let mut t = 1_000;
+    let mut t = start;
     for _ in 0..rounds {
         for (i, d) in fleet.iter().enumerate() {
             h.heartbeat(t, d);
             let Some((_, x, lease)) = assigns(&h.request(t, d, 1)).first().cloned() else {
                 continue;
             };
-            let outcome = if i < broken {
+            let outcome = if broken(i, t) {
                 failed(FailureClass::Infra, detail)
             } else {
                 Outcome::Success
             };
             all.extend(h.finished(t + 500, d, &x, lease, outcome));
         }
-        t += 1_000;
+        t += step;
         all.extend(h.tick(t));
     }
     all
+}
+
+const FETCH: &str = "fetch failed: Couldn't download 'x.tar.xz'";
+
+/// The drones the brake has set aside.
+fn set_aside(h: &Harness) -> Vec<String> {
+    let brake = h.view().brake();
+    brake.set_aside.iter().map(|d| d.to_string()).collect()
+}
+
+/// A cause the whole fleet shares (a mirror down at night) sets every drone aside; each gets
+/// one trial build a window, and once the cause is gone they pass, return to work, and the
+/// brake releases itself: nobody is woken to release it.
+#[test]
+fn a_cause_on_the_whole_fleet_ends_by_itself_once_trial_builds_pass() {
+    let n = 40;
+    let (mut h, fleet) = five_drones_and(0..n, "app-misc/good");
+    let window = Config::default().brake_window_ms;
+    // The mirror is down for the first half hour.
+    let fixed_at = 1_800_000;
+    let out = run_span(&mut h, &fleet, (1_000, 10_000), 30, |_, _| true, FETCH);
+    assert!(events(&out).any(|e| matches!(e, Event::BrakeEngaged { .. })));
+    assert_eq!(set_aside(&h), ["d0", "d1", "d2", "d3", "d4"]);
+    let view = h.view();
+    let why = view.drones()[0].no_work.clone().unwrap_or_default();
+    assert!(why.contains("one trial build every 10m"), "{why}");
+    let later = run_span(
+        &mut h,
+        &fleet,
+        (301_000, 10_000),
+        (fixed_at + 2 * window) / 10_000,
+        |_, t| t < fixed_at,
+        FETCH,
+    );
+    // While the mirror is down, each drone is tried once a window, no more.
+    let failed_later = events(&later)
+        .filter(|e| matches!(e, Event::BuildFailed { .. }))
+        .count() as u64;
+    let windows = (fixed_at - 301_000).div_ceil(window) + 1;
+    assert!(
+        failed_later <= 5 * windows,
+        "{failed_later} failed trials in {windows} windows"
+    );
+    assert!(failed_later >= 5, "{}", h.describe(&later));
+    let released = events(&later).any(|e| matches!(e, Event::BrakeReleased { operator: false }));
+    assert!(released, "{}", h.describe(&later));
+    assert!(set_aside(&h).is_empty());
+    let all: Vec<Output> = out.into_iter().chain(later).collect();
+    let built = events(&all)
+        .filter(|e| matches!(e, Event::Built { .. }))
+        .count();
+    assert_eq!(built, n as usize, "{}", h.describe(&all));
+    // The trials used none of the packages' attempts: none is blocked.
+    assert!(
+        !events(&all).any(|e| matches!(e, Event::Blocked { .. })),
+        "{}",
+        h.describe(&all)
+    );
+}
+
+/// A drone still broken fails its trial: it stays aside until the next window, and the
+/// failure uses no attempt of the package it tried, however long the night.
+#[test]
+fn a_failed_trial_keeps_the_drone_aside_and_uses_no_attempt() {
+    let (mut h, fleet) = five_drones_and(0..40, "app-misc/good");
+    let hours = 8;
+    let out = run_span(
+        &mut h,
+        &fleet,
+        (1_000, 10_000),
+        360 * hours,
+        |_, _| true,
+        DISK_FULL,
+    );
+    assert_eq!(set_aside(&h), ["d0", "d1", "d2", "d3", "d4"]);
+    let failures: Vec<u32> = events(&out)
+        .filter_map(|e| match e {
+            Event::BuildFailed { attempt, .. } => Some(*attempt),
+            _ => None,
+        })
+        .collect();
+    // Each drone is tried about once a window (10 minutes), and no more.
+    let windows = hours * 6;
+    let trials = failures.len() as u64;
+    assert!(
+        (5 * (windows - 2)..=5 * (windows + 3)).contains(&trials),
+        "{trials} failed builds in {windows} windows"
+    );
+    assert!(failures.iter().all(|a| *a <= 2), "{failures:?}");
+    assert!(
+        !events(&out).any(|e| matches!(e, Event::Blocked { .. } | Event::BrakeReleased { .. })),
+        "{}",
+        h.describe(&out)
+    );
 }
 
 #[test]

@@ -88,8 +88,15 @@ fn brake_line(s: &Status) -> String {
         return "released".to_owned();
     }
     let held = s.brake.held.len();
+    let aside = match s.brake.set_aside.as_slice() {
+        [] => String::new(),
+        names => format!(
+            "; set aside, one trial build every brake window: {}",
+            names.join(", ")
+        ),
+    };
     format!(
-        "ENGAGED: {} ({held} package{} held; `swarm control release_brake` releases it)",
+        "ENGAGED: {} ({held} package{} held{aside}; `swarm control release_brake` releases it)",
         s.brake.reason,
         if held == 1 { "" } else { "s" }
     )
@@ -132,6 +139,7 @@ mod tests {
                 engaged: true,
                 reason: "4 reclaims in 10m".into(),
                 held: vec!["=a/b-1".into()],
+                set_aside: Vec::new(),
             },
             generation: 2,
             expected_portage: None,
@@ -148,6 +156,24 @@ mod tests {
              brake       ENGAGED: 4 reclaims in 10m (1 package held; `swarm control release_brake` releases it)\n\
              generation  2\n\
              v3          needed 85  delegated 5  received 30  blocked 5  failed 2  total 120  nodes 3/4 online\n"
+        );
+    }
+
+    #[test]
+    fn the_brake_names_the_drones_it_set_aside() {
+        let s = Status {
+            brake: Brake {
+                engaged: true,
+                reason: "8 packages failed with fetch failed".into(),
+                held: Vec::new(),
+                set_aside: vec!["d0".into(), "d3".into()],
+            },
+            ..Status::default()
+        };
+        assert_eq!(
+            brake_line(&s),
+            "ENGAGED: 8 packages failed with fetch failed (0 packages held; set aside, one trial \
+             build every brake window: d0, d3; `swarm control release_brake` releases it)"
         );
     }
 }

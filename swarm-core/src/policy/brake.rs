@@ -6,7 +6,7 @@
 use crate::atom::Atom;
 use crate::failure::Cause;
 use crate::id::DroneName;
-use crate::state::{Liveness, SwarmState};
+use crate::state::{Drone, Liveness, SwarmState};
 use crate::time::human_ms;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -160,8 +160,9 @@ pub(crate) fn common_cause(
     }
     let reason = format!(
         "{n} packages failed with {cause} on {d} drones within {}: the fault is not in the \
-         packages; drones failing with it again take no new work until the cause is fixed and \
-         the brake released (`swarm control release_brake`)",
+         packages; drones failing with it again are set aside, with one trial build every {}: \
+         it releases itself once they all pass (or `swarm control release_brake`)",
+        human_ms(window),
         human_ms(window)
     );
     let drones = repeatedly_failing(st, &cause, diagnose);
@@ -193,6 +194,21 @@ pub(crate) fn repeatedly_failing(
         .filter(|(_, n)| *n >= 2)
         .map(|(d, _)| d.clone())
         .collect()
+}
+
+/// Whether a drone the brake set aside may take a trial build now: it holds no work, and
+/// `brake_window_ms` passed since it was set aside or last tried. Otherwise how long until
+/// the next (`None`: it still holds work, a trial build perhaps). One build per window
+/// tells whether the cause is gone without spending the queue on a drone still broken.
+pub(crate) fn trial_due(st: &SwarmState, d: &Drone) -> Result<(), Option<u64>> {
+    if !d.leases.is_empty() {
+        return Err(None);
+    }
+    let every = st.config.brake_window_ms;
+    match st.brake.trials.get(&d.spec.name) {
+        Some(at) if st.now.since(*at) < every => Err(Some(every - st.now.since(*at))),
+        _ => Ok(()),
+    }
 }
 
 /// What the brake does about a common cause: a stale queue holds the packages that failed

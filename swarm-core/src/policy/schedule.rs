@@ -3,8 +3,10 @@
 use crate::health::DroneHealth;
 use crate::index::{Index, ReadyKey};
 use crate::output::BlockReason;
+use crate::policy::brake;
 use crate::portage::Gate;
 use crate::state::{Drone, Liveness, Package, PackageState, PkgId, SwarmState};
+use crate::time::human_ms;
 use std::cmp::Reverse;
 use std::fmt;
 
@@ -16,8 +18,12 @@ pub(crate) enum NoWork {
     Drained,
     Grounded,
     UploadHold,
-    /// Its builds failed with the cause the brake is engaged for.
-    BrakeCause,
+    /// Its builds failed with the cause the brake is engaged for. It gets a trial build every
+    /// `every_ms`, the next in `next_in_ms` (`None`: one is running, or it still holds work).
+    BrakeCause {
+        next_in_ms: Option<u64>,
+        every_ms: u64,
+    },
     /// The drone's own health assessment says no (never `Healthy`).
     Unhealthy(DroneHealth),
     NotOnline,
@@ -40,9 +46,20 @@ impl fmt::Display for NoWork {
             NoWork::Drained => "drained",
             NoWork::Grounded => "grounded",
             NoWork::UploadHold => "held after upload failures",
-            NoWork::BrakeCause => {
-                "its builds failed with the cause the brake is engaged for (release the brake \
-                 once that is fixed)"
+            NoWork::BrakeCause {
+                next_in_ms,
+                every_ms,
+            } => {
+                let next = match next_in_ms {
+                    Some(ms) => format!("the next in {}", human_ms(*ms)),
+                    None => "it still holds work".to_owned(),
+                };
+                return write!(
+                    f,
+                    "its builds failed with the cause the brake is engaged for: one trial build \
+                     every {} ({next}), and a success returns it to work",
+                    human_ms(*every_ms)
+                );
             }
             NoWork::Unhealthy(DroneHealth::Critical) => {
                 "critical: OOM kills or builder crashes; it returns its work"
@@ -108,8 +125,14 @@ pub(crate) fn capacity(st: &SwarmState, d: &Drone, free_slots: u32) -> Result<u3
     if d.upload_hold_until.is_some_and(|u| u > now) {
         return Err(NoWork::UploadHold);
     }
-    if st.brake.engaged && st.brake.cause_drones.contains(&d.spec.name) {
-        return Err(NoWork::BrakeCause);
+    let on_trial = st.brake.engaged && st.brake.cause_drones.contains(&d.spec.name);
+    if on_trial {
+        if let Err(next_in_ms) = brake::trial_due(st, d) {
+            return Err(NoWork::BrakeCause {
+                next_in_ms,
+                every_ms: st.config.brake_window_ms,
+            });
+        }
     }
     if !d.health.takes_work() {
         return Err(NoWork::Unhealthy(d.health));
@@ -137,6 +160,8 @@ pub(crate) fn capacity(st: &SwarmState, d: &Drone, free_slots: u32) -> Result<u3
         .min(st.config.max_prefetch.saturating_sub(not_started));
     if n == 0 {
         Err(NoWork::Full)
+    } else if on_trial {
+        Ok(1)
     } else {
         Ok(n)
     }

@@ -185,6 +185,11 @@ pub(crate) struct Brake {
     /// healthy drones idle).
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub(crate) cause_drones: BTreeSet<DroneName>,
+    /// When each drone in `cause_drones` was set aside or last given a trial build: one
+    /// every `brake_window_ms`, and a success returns it to work. Without trials a cause
+    /// shared by the whole fleet (a mirror down at night) idled it until an operator acted.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub(crate) trials: BTreeMap<DroneName, Timestamp>,
 }
 
 // By hand so a state without a cause digests as before the field existed.
@@ -200,6 +205,9 @@ impl std::hash::Hash for Brake {
         }
         if !self.cause_drones.is_empty() {
             self.cause_drones.hash(state);
+        }
+        if !self.trials.is_empty() {
+            self.trials.hash(state);
         }
     }
 }

@@ -64,6 +64,7 @@ impl Swarm {
                     brake::repeatedly_failing(&self.st, &cause, |d| causes.of(d)).contains(drone);
                 let set_aside = again && self.st.brake.cause_drones.insert(drone.clone());
                 if set_aside {
+                    self.st.brake.trials.insert(drone.clone(), self.st.now);
                     self.sync_drone(drone);
                     self.sync_brake();
                 }
@@ -78,12 +79,46 @@ impl Swarm {
             return;
         };
         let held = found.held();
+        let now = self.st.now;
+        self.st.brake.trials = found.drones.iter().map(|d| (d.clone(), now)).collect();
         self.st.brake.cause_drones = found.drones;
         for failed in &found.failed {
             self.forgive_atom(failed);
         }
         self.engage_brake(found.reason, held, Some(found.cause.to_string()), out);
         self.sync_brake();
+    }
+
+    /// Whether the brake explains a failure on `drone` with `detail`: it is engaged for that
+    /// cause (not a stale queue), and it set the drone aside before. Such a failure (a trial
+    /// build on a drone still broken, or work it held when set aside) uses none of the
+    /// package's attempts: trials every window through a night would otherwise block good
+    /// packages one by one.
+    pub(super) fn brake_explains(&mut self, drone: &DroneName, detail: &str) -> bool {
+        let brake = &self.st.brake;
+        if !brake.engaged || !brake.cause_drones.contains(drone) {
+            return false;
+        }
+        self.ix.causes.of(detail).is_some_and(|cause| {
+            !cause.means_stale_queue() && brake.cause.as_deref() == Some(cause.to_string().as_str())
+        })
+    }
+
+    /// A drone the brake set aside built a package: the cause is gone from it, and it takes
+    /// work again. Once no drone is left set aside the brake has nothing left to do and
+    /// releases itself, so a cause that hit the whole fleet (a mirror down at night) ends
+    /// without an operator.
+    pub(super) fn brake_trial_passed(&mut self, drone: &DroneName, out: &mut Out) {
+        if !self.st.brake.engaged || !self.st.brake.cause_drones.remove(drone) {
+            return;
+        }
+        self.st.brake.trials.remove(drone);
+        if self.st.brake.cause_drones.is_empty() && self.st.brake.held.is_empty() {
+            self.release_brake(false, out);
+        } else {
+            self.sync_drone(drone);
+            self.sync_brake();
+        }
     }
 
     /// Forgets which drones failed `atom` (in every profile).
@@ -142,6 +177,7 @@ impl Swarm {
         self.st.brake.reason.clear();
         self.st.brake.cause = None;
         self.st.brake.cause_drones.clear();
+        self.st.brake.trials.clear();
         // What it engaged for is judged over: kept, one new failure would engage it again
         // for all the old ones and set every drone aside (h24).
         self.st.brake.failures.clear();

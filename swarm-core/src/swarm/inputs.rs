@@ -185,7 +185,12 @@ impl Swarm {
             Err(_) => return,
         };
         let picks = schedule::pick(&self.st, &self.ix, d, n);
+        // A drone the brake set aside gets one trial build (`brake::trial_due`), and steals none.
+        let on_trial = self.st.brake.engaged && self.st.brake.cause_drones.contains(name);
         if picks.is_empty() {
+            if on_trial {
+                return;
+            }
             if let Some(lid) = schedule::pick_steal(&self.st, d) {
                 let Some(pkg) = self.st.leases.get(&lid).map(|l| l.pkg) else {
                     return;
@@ -194,6 +199,10 @@ impl Swarm {
                 self.issue_lease(name, pkg, out);
             }
             return;
+        }
+        if on_trial {
+            self.st.brake.trials.insert(name.clone(), self.st.now);
+            self.sync_brake();
         }
         for pkg in picks {
             self.issue_lease(name, pkg, out);

@@ -41,6 +41,7 @@ impl Swarm {
             self.sync_pkg(q);
         }
         self.sync_replan();
+        self.brake_trial_passed(&lease.drone, out);
         self.decided.reported(Reported::Built);
         out.push(Output::Event(Event::Built {
             drone: lease.drone.clone(),
@@ -81,8 +82,11 @@ impl Swarm {
                 .or_default();
             learned.ram_mb = learned.ram_mb.max(drone_ram.saturating_add(1));
         }
+        let explained = self.brake_explains(&lease.drone, detail);
         let p = self.st.pkg_mut(lease.pkg);
-        p.attempts += 1;
+        if !explained {
+            p.attempts += 1;
+        }
         p.failed_on.insert(lease.drone.clone(), now);
         if class == FailureClass::Build {
             p.build_failed_on.insert(lease.drone.clone());

@@ -328,6 +328,11 @@ impl<'a> View<'a> {
             engaged: b.engaged,
             reason: b.reason.clone(),
             held: b.held.iter().cloned().collect(),
+            set_aside: if b.engaged {
+                b.cause_drones.iter().cloned().collect()
+            } else {
+                Vec::new()
+            },
         }
     }
 

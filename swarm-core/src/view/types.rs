@@ -232,4 +232,8 @@ pub struct BrakeView {
     pub reason: String,
     /// Packages held.
     pub held: Vec<Atom>,
+    /// Drones set aside for the cause it is engaged for: each gets a trial build a window,
+    /// and a success returns it to work.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub set_aside: Vec<DroneName>,
 }

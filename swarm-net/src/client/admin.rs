@@ -85,6 +85,9 @@ pub struct Brake {
     pub reason: String,
     /// Atoms held back.
     pub held: Vec<String>,
+    /// Drones set aside for its cause (absent from older servers: none).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub set_aside: Vec<String>,
 }
 
 /// `GET /api/v1/status`: v3's counters next to swarm's own.
