@@ -110,6 +110,47 @@ fn a_cause_on_the_whole_fleet_ends_by_itself_once_trial_builds_pass() {
     );
 }
 
+/// A brake engaged for a cause that sets no drone aside (each failed with it once) holds no
+/// package and tries no drone: it releases itself a window after its last failure with the
+/// cause, instead of stopping every grounding and dead-drone reclaim until an operator acts.
+#[test]
+fn a_brake_with_no_drone_aside_releases_a_window_after_its_last_failure() {
+    let (mut h, fleet) = five_drones_and(0..40, "app-misc/good");
+    let window = Config::default().brake_window_ms;
+    let out = run_span(&mut h, &fleet, (1_000, 10_000), 1, |_, _| true, FETCH);
+    assert!(events(&out).any(|e| matches!(e, Event::BrakeEngaged { .. })));
+    assert!(set_aside(&h).is_empty());
+    let rounds = window / 10_000;
+    let early = run_span(
+        &mut h,
+        &fleet,
+        (11_000, 10_000),
+        rounds - 2,
+        |_, _| false,
+        FETCH,
+    );
+    assert!(
+        !events(&early).any(|e| matches!(e, Event::BrakeReleased { .. })),
+        "released before a window passed: {}",
+        h.describe(&early)
+    );
+    assert!(h.view().brake().engaged);
+    let later = run_span(
+        &mut h,
+        &fleet,
+        (11_000 + (rounds - 2) * 10_000, 10_000),
+        4,
+        |_, _| false,
+        FETCH,
+    );
+    assert!(
+        events(&later).any(|e| matches!(e, Event::BrakeReleased { operator: false })),
+        "{}",
+        h.describe(&later)
+    );
+    assert!(!h.view().brake().engaged);
+}
+
 /// A drone still broken fails its trial: it stays aside until the next window, and the
 /// failure uses no attempt of the package it tried, however long the night.
 #[test]

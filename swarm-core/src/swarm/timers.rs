@@ -41,9 +41,9 @@ impl Swarm {
             },
             TimerKey::AutoUnblock(pkg) => self.unblock(pkg, false, out),
             TimerKey::Brake => {
+                let spent = self.cause_spent_at().is_some_and(|at| at <= self.st.now);
                 if self.st.brake.engaged
-                    && self.st.brake.cause.is_none()
-                    && brake::may_release(&self.st)
+                    && (spent || self.st.brake.cause.is_none() && brake::may_release(&self.st))
                 {
                     self.release_brake(false, out);
                 }

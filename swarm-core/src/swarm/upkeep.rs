@@ -146,7 +146,8 @@ impl Swarm {
                 let expiries = self.st.brake.disrupted.values().map(|at| at.plus(window));
                 let grounded_ends = self.st.drones.values().filter_map(|d| d.grounded_until);
                 let next = expiries.chain(grounded_ends).filter(|t| *t > now).min();
-                // A brake engaged for a common cause stays until the operator acts.
+                // A brake engaged for a common cause stays until the operator acts, its
+                // drones pass their trials, or it has nothing left to do.
                 match (next, &self.st.brake.cause) {
                     (Some(t), _) => Some(t),
                     (None, None) => Some(now),
@@ -154,7 +155,34 @@ impl Swarm {
                 }
             })
             .flatten();
+        let spent = self.cause_spent_at();
+        let at = match (at, spent) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         self.set_timer(TimerKey::Brake, at);
+    }
+
+    /// When a brake engaged for a cause that holds no package and sets no drone aside may
+    /// release itself: a window after the last failure with its cause. Such a brake (its
+    /// drones passed their trials, or none failed with the cause twice) did nothing but stop
+    /// every grounding and dead-drone reclaim of the fleet until an operator released it.
+    pub(super) fn cause_spent_at(&mut self) -> Option<Timestamp> {
+        let b = &self.st.brake;
+        let cause = b.cause.as_deref()?;
+        if !b.engaged || !b.held.is_empty() || !b.cause_drones.is_empty() {
+            return None;
+        }
+        let (causes, window) = (&mut self.ix.causes, self.st.config.brake_window_ms);
+        // Failures older than the window are pruned as new ones come: none left with the
+        // cause means the last one is at least a window old.
+        let spent = b
+            .failures
+            .iter()
+            .rev()
+            .find(|f| causes.of(&f.3).is_some_and(|c| c.to_string() == cause))
+            .map_or(self.st.now, |f| f.0.plus(window));
+        Some(spent)
     }
 
     pub(super) fn sync_replan(&mut self) {
