@@ -76,6 +76,11 @@ fn a_cause_on_the_whole_fleet_ends_by_itself_once_trial_builds_pass() {
     let view = h.view();
     let why = view.drones()[0].no_work.clone().unwrap_or_default();
     assert!(why.contains("one trial build every 10m"), "{why}");
+    let waiting = view.explain(&atom("app-misc/good39-1"));
+    assert!(
+        waiting.ends_with("none free (5 set aside by the brake)"),
+        "{waiting}"
+    );
     let later = run_span(
         &mut h,
         &fleet,
@@ -149,6 +154,73 @@ fn a_brake_with_no_drone_aside_releases_a_window_after_its_last_failure() {
         h.describe(&later)
     );
     assert!(!h.view().brake().engaged);
+}
+
+/// A drone set aside that can try nothing (removed, offline, or with the queue drained)
+/// does not keep the brake engaged (h25: it stayed engaged to the end of every such run,
+/// stopping groundings and dead-drone reclaims).
+#[test]
+fn set_aside_drones_that_cannot_try_leave_the_brake_to_release_itself() {
+    // Removed: the whole fleet fails, d4 is removed, the cause is fixed, the rest pass.
+    let (mut h, fleet) = whole_fleet_failed(40);
+    let d4 = fleet[4].clone();
+    h.control(301_000, Control::RemoveDrone { drone: d4 });
+    assert_eq!(set_aside(&h), ["d0", "d1", "d2", "d3"]);
+    let out = healthy_for(&mut h, &fleet[..4], 302_000, 2);
+    released_by_itself(&h, &out);
+    // Offline: d4 goes silent while set aside; the others pass; the brake releases itself
+    // a window after the last failure with the cause, with work still queued.
+    let (mut h, fleet) = whole_fleet_failed(1_000);
+    let out = healthy_for(&mut h, &fleet[..4], 301_000, 4);
+    released_by_itself(&h, &out);
+    assert!(
+        built(&out) < 1_000,
+        "the queue drained: {} built",
+        built(&out)
+    );
+    // Drained: 3 of 5 fail, the 2 healthy build everything before any trial is due.
+    let (mut h, fleet) = five_drones_and(0..20, "app-misc/good");
+    let windows = 3 * Config::default().brake_window_ms / 10_000;
+    let out = run_span(
+        &mut h,
+        &fleet,
+        (1_000, 10_000),
+        windows,
+        |i, _| i < 3,
+        FETCH,
+    );
+    assert_eq!(built(&out), 20);
+    released_by_itself(&h, &out);
+    assert!(set_aside(&h).is_empty());
+}
+
+/// Five drones whose every build fails with `FETCH` for 300 s, `n` packages queued: all set
+/// aside.
+fn whole_fleet_failed(n: u32) -> (Harness, Vec<DroneName>) {
+    let (mut h, fleet) = five_drones_and(0..n, "app-misc/good");
+    run_span(&mut h, &fleet, (1_000, 10_000), 30, |_, _| true, FETCH);
+    assert_eq!(set_aside(&h), ["d0", "d1", "d2", "d3", "d4"]);
+    (h, fleet)
+}
+
+/// `windows` brake windows from `from` ms in which `drones` build without failing.
+fn healthy_for(h: &mut Harness, drones: &[DroneName], from: u64, windows: u64) -> Vec<Output> {
+    let rounds = windows * Config::default().brake_window_ms / 10_000;
+    run_span(h, drones, (from, 10_000), rounds, |_, _| false, FETCH)
+}
+
+fn released_by_itself(h: &Harness, out: &[Output]) {
+    assert!(
+        events(out).any(|e| matches!(e, Event::BrakeReleased { operator: false })),
+        "{}",
+        h.describe(out)
+    );
+}
+
+fn built(out: &[Output]) -> usize {
+    events(out)
+        .filter(|e| matches!(e, Event::Built { .. }))
+        .count()
 }
 
 /// A drone still broken fails its trial: it stays aside until the next window, and the

@@ -105,6 +105,9 @@ pub(crate) fn notes(n: &Node, now_ms: u64) -> String {
         if !said {
             notes.push(why.clone());
         }
+    } else if n.set_aside {
+        // Its trial is due, so nothing stops it taking work: still say why it takes one build.
+        notes.push("set aside by the brake: its trial build is due".to_owned());
     }
     notes.join(", ")
 }
@@ -301,6 +304,15 @@ mod tests {
         assert_eq!(
             notes(&set_aside, 0),
             "2 failures in a row, its builds failed with the cause the brake is engaged for"
+        );
+        let trial_due = Node {
+            consecutive_failures: 2,
+            set_aside: true,
+            ..online("echo")
+        };
+        assert_eq!(
+            notes(&trial_due, 0),
+            "2 failures in a row, set aside by the brake: its trial build is due"
         );
         let drift = |closest: &str| Node {
             closest_profile: Some(closest.into()),

@@ -91,7 +91,10 @@ fn brake_line(s: &Status) -> String {
     let aside = match s.brake.set_aside.as_slice() {
         [] => String::new(),
         names => format!(
-            "; set aside, one trial build every brake window: {}",
+            "; set aside, each with one trial build every {}: {}",
+            s.brake
+                .trial_every_ms
+                .map_or_else(|| "brake window".to_owned(), swarm_core::time::human_ms),
             names.join(", ")
         ),
     };
@@ -140,6 +143,7 @@ mod tests {
                 reason: "4 reclaims in 10m".into(),
                 held: vec!["=a/b-1".into()],
                 set_aside: Vec::new(),
+                trial_every_ms: None,
             },
             generation: 2,
             expected_portage: None,
@@ -164,16 +168,17 @@ mod tests {
         let s = Status {
             brake: Brake {
                 engaged: true,
-                reason: "8 packages failed with fetch failed".into(),
+                reason: "8 packages failed on 4 drones".into(),
                 held: Vec::new(),
                 set_aside: vec!["d0".into(), "d3".into()],
+                trial_every_ms: Some(600_000),
             },
             ..Status::default()
         };
         assert_eq!(
             brake_line(&s),
-            "ENGAGED: 8 packages failed with fetch failed (0 packages held; set aside, one trial \
-             build every brake window: d0, d3; `swarm control release_brake` releases it)"
+            "ENGAGED: 8 packages failed on 4 drones (0 packages held; set aside, each with one \
+             trial build every 10m: d0, d3; `swarm control release_brake` releases it)"
         );
     }
 }

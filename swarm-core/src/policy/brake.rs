@@ -159,9 +159,10 @@ pub(crate) fn common_cause(
         });
     }
     let reason = format!(
-        "{n} packages failed with {cause} on {d} drones within {}: the fault is not in the \
-         packages; drones failing with it again are set aside, with one trial build every {}: \
-         it releases itself once they all pass (or `swarm control release_brake`)",
+        "{n} packages failed on {d} drones within {}, all with one cause ({cause}): the fault \
+         is not in the packages; drones failing with it again are set aside with one trial \
+         build every {}, and the brake releases itself once they pass (or `swarm control \
+         release_brake`)",
         human_ms(window),
         human_ms(window)
     );
@@ -391,9 +392,9 @@ mod tests {
         failing(&mut st, 8, 4, "fetch failed: Couldn't download 'x.tar.xz'");
         let found = common_cause(&st, crate::failure::diagnose).expect("engages");
         assert!(
-            found
-                .reason
-                .starts_with("8 packages failed with fetch failed on 4 drones"),
+            found.reason.starts_with(
+                "8 packages failed on 4 drones within 10m, all with one cause (fetch failed)"
+            ),
             "{}",
             found.reason
         );

@@ -190,6 +190,11 @@ pub(crate) struct Brake {
     /// shared by the whole fleet (a mirror down at night) idled it until an operator acted.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub(crate) trials: BTreeMap<DroneName, Timestamp>,
+    /// When the brake last found a drone it set aside trying a build, a window or more after
+    /// the last failure with its cause: it looks again a window later (see
+    /// `Swarm::cause_spent_at`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) cause_checked_at: Option<Timestamp>,
 }
 
 // By hand so a state without a cause digests as before the field existed.
@@ -208,6 +213,9 @@ impl std::hash::Hash for Brake {
         }
         if !self.trials.is_empty() {
             self.trials.hash(state);
+        }
+        if let Some(at) = self.cause_checked_at {
+            at.hash(state);
         }
     }
 }

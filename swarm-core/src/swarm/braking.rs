@@ -178,6 +178,7 @@ impl Swarm {
         self.st.brake.cause = None;
         self.st.brake.cause_drones.clear();
         self.st.brake.trials.clear();
+        self.st.brake.cause_checked_at = None;
         // What it engaged for is judged over: kept, one new failure would engage it again
         // for all the old ones and set every drone aside (h24).
         self.st.brake.failures.clear();

@@ -374,6 +374,10 @@ pub(crate) fn apply(s: &mut Swarm, action: &Control, out: &mut Vec<Output>) {
             s.reclaim_all(drone, ReclaimReason::Operator, out);
             s.st.drones.remove(drone);
             s.st.brake.disrupted.remove(drone);
+            // Nor is it set aside: a drone gone for good can pass no trial (h25).
+            s.st.brake.cause_drones.remove(drone);
+            s.st.brake.trials.remove(drone);
+            s.sync_brake();
             // Its timers go: `sync_drone` of an unknown drone clears them.
             s.sync_drone(drone);
             out.push(Output::Event(Event::Removed {

@@ -104,6 +104,10 @@ impl Swarm {
         while failures.front().is_some_and(|f| now.since(f.0) >= window) {
             failures.pop_front();
         }
+        if self.st.brake.engaged {
+            // When a brake for a cause may release follows its last failure with it.
+            self.sync_brake();
+        }
         self.brake_on_common_cause(&lease.drone, &lease.package, detail, out);
         let counts_against_drone = class != FailureClass::Build;
         if let Some(d) = self.st.drones.get_mut(&lease.drone) {

@@ -42,7 +42,10 @@ impl Swarm {
             TimerKey::AutoUnblock(pkg) => self.unblock(pkg, false, out),
             TimerKey::Brake => {
                 let spent = self.cause_spent_at().is_some_and(|at| at <= self.st.now);
-                if self.st.brake.engaged
+                if spent && self.brake_trying() {
+                    // Its trials decide; look again a window later.
+                    self.st.brake.cause_checked_at = Some(self.st.now);
+                } else if self.st.brake.engaged
                     && (spent || self.st.brake.cause.is_none() && brake::may_release(&self.st))
                 {
                     self.release_brake(false, out);

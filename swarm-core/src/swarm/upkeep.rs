@@ -163,26 +163,47 @@ impl Swarm {
         self.set_timer(TimerKey::Brake, at);
     }
 
-    /// When a brake engaged for a cause that holds no package and sets no drone aside may
-    /// release itself: a window after the last failure with its cause. Such a brake (its
-    /// drones passed their trials, or none failed with the cause twice) did nothing but stop
-    /// every grounding and dead-drone reclaim of the fleet until an operator released it.
+    /// When a brake engaged for a cause that holds no package may release itself: a window
+    /// after the last failure with its cause, unless a drone it set aside is trying a build
+    /// or could (then it looks again a window later, and the trials decide). Such a brake
+    /// with no drone trying (none failed with the cause twice, those set aside went offline,
+    /// or the queue has nothing left to try) did nothing but stop every grounding and
+    /// dead-drone reclaim of the fleet until an operator released it (h25).
     pub(super) fn cause_spent_at(&mut self) -> Option<Timestamp> {
         let b = &self.st.brake;
         let cause = b.cause.as_deref()?;
-        if !b.engaged || !b.held.is_empty() || !b.cause_drones.is_empty() {
+        if !b.engaged || !b.held.is_empty() {
             return None;
         }
-        let (causes, window) = (&mut self.ix.causes, self.st.config.brake_window_ms);
+        let window = self.st.config.brake_window_ms;
+        let causes = &mut self.ix.causes;
         // Failures older than the window are pruned as new ones come: none left with the
         // cause means the last one is at least a window old.
-        let spent = b
+        let last = b
             .failures
             .iter()
             .rev()
             .find(|f| causes.of(&f.3).is_some_and(|c| c.to_string() == cause))
-            .map_or(self.st.now, |f| f.0.plus(window));
-        Some(spent)
+            .map(|f| f.0);
+        Some(
+            last.max(b.cause_checked_at)
+                .unwrap_or_default()
+                .plus(window),
+        )
+    }
+
+    /// Whether a drone the brake set aside is trying a build (it holds one) or could try
+    /// one: online, neither paused nor drained, with packages ready.
+    pub(super) fn brake_trying(&self) -> bool {
+        let ready = !self.ix.ready.is_empty();
+        let b = &self.st.brake;
+        b.cause_drones
+            .iter()
+            .filter_map(|name| self.st.drones.get(name))
+            .any(|d| {
+                !d.leases.is_empty()
+                    || ready && d.liveness() == Liveness::Online && !d.paused && !d.drained
+            })
     }
 
     pub(super) fn sync_replan(&mut self) {

@@ -126,6 +126,10 @@ impl View<'_> {
         for d in &fits {
             match schedule::capacity(st, d, u32::MAX) {
                 Ok(_) => free += 1,
+                // Its full text (when its next trial is) is the drone's, in `swarm fleet`.
+                Err(schedule::NoWork::BrakeCause { .. }) => {
+                    *reasons.entry("set aside by the brake".into()).or_default() += 1
+                }
                 Err(why) => *reasons.entry(why.to_string()).or_default() += 1,
             }
         }

@@ -333,6 +333,8 @@ impl<'a> View<'a> {
             } else {
                 Vec::new()
             },
+            trial_every_ms: (b.engaged && !b.cause_drones.is_empty())
+                .then_some(self.s.st.config.brake_window_ms),
         }
     }
 
@@ -388,6 +390,7 @@ impl<'a> View<'a> {
             load_centi: d.load_centi,
             portage_snapshot: d.spec.portage_snapshot.clone(),
             version: d.spec.version.clone(),
+            set_aside: st.brake.engaged && st.brake.cause_drones.contains(&d.spec.name),
             no_work: schedule::capacity(st, d, u32::MAX)
                 .err()
                 .filter(|w| *w != schedule::NoWork::Full)

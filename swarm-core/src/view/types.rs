@@ -96,6 +96,10 @@ pub struct DroneView {
     pub version: Option<String>,
     /// Why it gets no work right now, if it gets none.
     pub no_work: Option<String>,
+    /// Set aside by the brake for its cause: it gets one trial build a window (`no_work`
+    /// says when the next is; none while it is due).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub set_aside: bool,
     /// Its build environment as it reported it (empty: none reported).
     #[serde(skip_serializing_if = "BuildEnv::is_empty")]
     pub env: BuildEnv,
@@ -236,4 +240,7 @@ pub struct BrakeView {
     /// and a success returns it to work.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub set_aside: Vec<DroneName>,
+    /// How often each drone set aside gets a trial build (the brake window), while any is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trial_every_ms: Option<u64>,
 }

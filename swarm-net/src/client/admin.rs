@@ -88,6 +88,9 @@ pub struct Brake {
     /// Drones set aside for its cause (absent from older servers: none).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub set_aside: Vec<String>,
+    /// How often each of them gets a trial build.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trial_every_ms: Option<u64>,
 }
 
 /// `GET /api/v1/status`: v3's counters next to swarm's own.
@@ -195,6 +198,9 @@ pub struct Node {
     pub version: Option<String>,
     /// Why it gets no work, if it gets none.
     pub no_work: Option<String>,
+    /// Set aside by the brake (absent from older servers: false).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub set_aside: bool,
     /// Where it registered from.
     pub address: Option<String>,
     /// How its build environment differs from the closest profile's when no profile admits
