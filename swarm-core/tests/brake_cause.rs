@@ -194,6 +194,67 @@ fn set_aside_drones_that_cannot_try_leave_the_brake_to_release_itself() {
     assert!(set_aside(&h).is_empty());
 }
 
+/// A drone set aside that takes its trial build and dies holding it does not keep the brake
+/// engaged until it is judged offline (h26: 15 minutes at the defaults, with every
+/// dead-drone reclaim stopped meanwhile): once its heartbeat is late it tries nothing.
+#[test]
+fn a_set_aside_drone_that_dies_during_its_trial_leaves_the_brake_to_release_itself() {
+    let (mut h, fleet) = whole_fleet_failed(1_000);
+    let offline = Config::default().offline_timeout_ms;
+    let (mut died_at, mut released_at) = (None, None);
+    let mut t = 301_000;
+    while t < 2_500_000 && released_at.is_none() {
+        let mut out = Vec::new();
+        for (i, d) in fleet.iter().enumerate() {
+            if i == 4 && died_at.is_some() {
+                continue;
+            }
+            out.extend(h.heartbeat(t, d));
+            let Some((_, x, lease)) = assigns(&h.request(t, d, 1)).first().cloned() else {
+                continue;
+            };
+            if i == 4 {
+                // Its trial build: it dies holding it.
+                died_at = Some(t);
+                continue;
+            }
+            out.extend(h.finished(t + 500, d, &x, lease, Outcome::Success));
+        }
+        t += 10_000;
+        out.extend(h.tick(t));
+        if events(&out).any(|e| matches!(e, Event::BrakeReleased { operator: false })) {
+            released_at = Some(t);
+        }
+    }
+    let died_at = died_at.expect("d4 took its trial build");
+    let released_at = released_at.expect("the brake released itself");
+    assert!(
+        released_at < died_at + offline,
+        "released {} s after d4 died holding its trial, at its offline timeout",
+        (released_at - died_at) / 1_000
+    );
+}
+
+/// A short queue is all backing off between failed trials (retries wait longer than a brake
+/// window here): that is not "nothing to try", and the brake stays while the cause does
+/// (released, the drones would spend the packages' attempts until it engaged again).
+#[test]
+fn a_short_queue_backing_off_between_trials_keeps_the_brake() {
+    let config = Config {
+        retry_base_ms: 20 * 60_000,
+        ..Config::default()
+    };
+    let windows = 6 * config.brake_window_ms / 10_000;
+    let (mut h, fleet) = five_drones_with(config, 0..6, "app-misc/good");
+    let out = run_span(&mut h, &fleet, (1_000, 10_000), windows, |_, _| true, FETCH);
+    assert!(events(&out).any(|e| matches!(e, Event::BrakeEngaged { .. })));
+    assert!(
+        !events(&out).any(|e| matches!(e, Event::BrakeReleased { .. } | Event::Blocked { .. })),
+        "{}",
+        h.describe(&out)
+    );
+}
+
 /// Five drones whose every build fails with `FETCH` for 300 s, `n` packages queued: all set
 /// aside.
 fn whole_fleet_failed(n: u32) -> (Harness, Vec<DroneName>) {
@@ -357,7 +418,16 @@ fn one_transient_failure_sets_no_healthy_drone_aside_and_a_release_starts_over()
 
 /// Five registered drones, `d0`..`d4`, and packages `<prefix>{i}-1` queued for `range`.
 fn five_drones_and(range: std::ops::Range<u32>, prefix: &str) -> (Harness, Vec<DroneName>) {
-    let mut h = Harness::new();
+    five_drones_with(Config::default(), range, prefix)
+}
+
+/// `five_drones_and` under `config`.
+fn five_drones_with(
+    config: Config,
+    range: std::ops::Range<u32>,
+    prefix: &str,
+) -> (Harness, Vec<DroneName>) {
+    let mut h = Harness::with_config(config);
     let fleet: Vec<DroneName> = (0..5).map(|i| drone(&format!("d{i}"))).collect();
     for d in &fleet {
         h.register(0, spec(d.as_str(), 8, 16));

@@ -192,17 +192,26 @@ impl Swarm {
         )
     }
 
-    /// Whether a drone the brake set aside is trying a build (it holds one) or could try
-    /// one: online, neither paused nor drained, with packages ready.
+    /// Whether a drone the brake set aside is trying a build or could try one: online, and
+    /// holding a build, or neither paused nor drained with packages to try (ready, or backing
+    /// off after a failed trial: a short queue is all backing off between trials). A drone
+    /// whose heartbeat is late tries nothing, whatever it holds: with the brake engaged its
+    /// work is reclaimed only when it is judged offline (h26).
     pub(super) fn brake_trying(&self) -> bool {
-        let ready = !self.ix.ready.is_empty();
+        let backing_off = self
+            .ix
+            .timer_at
+            .range(TimerKey::Retry(PkgId(0))..)
+            .next()
+            .is_some_and(|(key, _)| matches!(key, TimerKey::Retry(_)));
+        let to_try = !self.ix.ready.is_empty() || backing_off;
         let b = &self.st.brake;
         b.cause_drones
             .iter()
             .filter_map(|name| self.st.drones.get(name))
             .any(|d| {
-                !d.leases.is_empty()
-                    || ready && d.liveness() == Liveness::Online && !d.paused && !d.drained
+                d.liveness() == Liveness::Online
+                    && (!d.leases.is_empty() || to_try && !d.paused && !d.drained)
             })
     }
 
