@@ -166,9 +166,10 @@ impl Swarm {
     /// When a brake engaged for a cause that holds no package may release itself: a window
     /// after the last failure with its cause, unless a drone it set aside is trying a build
     /// or could (then it looks again a window later, and the trials decide). Such a brake
-    /// with no drone trying (none failed with the cause twice, those set aside went offline,
-    /// or the queue has nothing left to try) did nothing but stop every grounding and
-    /// dead-drone reclaim of the fleet until an operator released it (h25).
+    /// with no drone trying (none failed with the cause twice; those set aside were removed,
+    /// are late, paused or drained; or the queue has nothing left to try) did nothing but
+    /// stop every grounding and dead-drone reclaim of the fleet until an operator released
+    /// it (h25).
     pub(super) fn cause_spent_at(&mut self) -> Option<Timestamp> {
         let b = &self.st.brake;
         let cause = b.cause.as_deref()?;
