@@ -6,8 +6,8 @@
 //! and per-post times, one package posted into a queue of `--one-into`
 //! packages, and heartbeat latency while the store is quiet and while the
 //! import runs. Figures include the load generator: it runs in the same
-//! process, though it builds every post's body before the drones start
-//! (see `post_bodies`), so while the import runs it only sends them.
+//! process, though it builds a slice's bodies before the slice, in no
+//! window (see `post_bodies`), so while the import runs it only sends them.
 //!
 //! The two windows alternate: the import goes in `--rounds` slices, each
 //! followed by a quiet window, so both sample the same stretch of wall time
@@ -221,7 +221,6 @@ fn run_once(
         reads: Mutex::new(Vec::new()),
         read_errors: AtomicU64::new(0),
     });
-    let bodies = post_bodies(a);
     let drones: Vec<_> = (0..a.drones)
         .map(|i| {
             let sh = sh.clone();
@@ -266,16 +265,17 @@ fn run_once(
         sh.window.store(code, Ordering::SeqCst);
     };
     for round in 0..rounds {
+        let slice = round * post_count / rounds..(round + 1) * post_count / rounds;
+        let bodies = post_bodies(a, slice.clone());
         open(round, Some(IMPORTING));
         let slice_started = Instant::now();
         let mut paused = Duration::ZERO;
-        let slice = round * post_count / rounds..(round + 1) * post_count / rounds;
         if first_round == 0 {
             acc.posts_per_round.push(slice.len());
         }
-        for p in slice {
+        for (p, body) in slice.zip(&bodies) {
             let (first, end) = (p * a.batch, ((p + 1) * a.batch).min(a.packages));
-            posts.push(post(bodies.get(p).map_or("", String::as_str))?);
+            posts.push(post(body)?);
             if first < a.one_into && end >= a.one_into {
                 // Timed on their own; heartbeats meanwhile count nowhere.
                 open(round, Some(SINGLES));
@@ -436,13 +436,15 @@ fn settle(agent: &ureq::Agent, metrics_url: &str) -> anyhow::Result<Duration> {
     }
 }
 
-/// Every post's body, built before the drones start: building 200,000
-/// atoms' JSON took the bench's main thread about 40% of a CPU while the
-/// import ran, on the same cores as the server and the drones it measures.
-/// An operator's client builds its body on its own side.
-fn post_bodies(a: &ImportArgs) -> Vec<String> {
+/// The bodies of `posts`, built before their slice opens its window: built
+/// as they were sent, 200,000 atoms' JSON took the bench's main thread about
+/// 40% of a CPU while the import ran, on the same cores as the server and the
+/// drones it measures. An operator's client builds its body on its own side.
+/// One slice at a time keeps the memory a slice's (5 million packages would
+/// be about half a gigabyte at once).
+fn post_bodies(a: &ImportArgs, posts: std::ops::Range<usize>) -> Vec<String> {
     let atom = |i: usize| format!("dev-libs/p{i}-1");
-    (0..a.packages.div_ceil(a.batch))
+    posts
         .map(|p| {
             let atoms: Vec<Value> = (p * a.batch..((p + 1) * a.batch).min(a.packages))
                 .map(|i| {
