@@ -125,7 +125,7 @@ pub(crate) fn capacity(st: &SwarmState, d: &Drone, free_slots: u32) -> Result<u3
     if d.upload_hold_until.is_some_and(|u| u > now) {
         return Err(NoWork::UploadHold);
     }
-    let on_trial = st.brake.engaged && st.brake.cause_drones.contains(&d.spec.name);
+    let on_trial = st.brake.sets_aside(&d.spec.name);
     if on_trial {
         if let Err(next_in_ms) = brake::trial_due(st, d) {
             return Err(NoWork::BrakeCause {

@@ -197,6 +197,18 @@ pub(crate) struct Brake {
     pub(crate) cause_checked_at: Option<Timestamp>,
 }
 
+impl Brake {
+    /// Whether it is engaged and has set `drone` aside (one trial build a window).
+    pub(crate) fn sets_aside(&self, drone: &DroneName) -> bool {
+        self.engaged && self.cause_drones.contains(drone)
+    }
+
+    /// Whether it is engaged for `cause`.
+    pub(crate) fn engaged_for(&self, cause: &crate::failure::Cause) -> bool {
+        self.cause.as_deref() == Some(cause.to_string().as_str())
+    }
+}
+
 // By hand so a state without a cause digests as before the field existed.
 impl std::hash::Hash for Brake {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {

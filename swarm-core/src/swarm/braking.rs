@@ -52,7 +52,7 @@ impl Swarm {
             let Some(cause) = self.ix.causes.of(detail) else {
                 return;
             };
-            if self.st.brake.cause.as_deref() != Some(cause.to_string().as_str()) {
+            if !self.st.brake.engaged_for(&cause) {
                 return;
             }
             // The brake holds an atom in every profile: the cause is not the environment.
@@ -96,12 +96,13 @@ impl Swarm {
     /// packages one by one.
     pub(super) fn brake_explains(&mut self, drone: &DroneName, detail: &str) -> bool {
         let brake = &self.st.brake;
-        if !brake.engaged || !brake.cause_drones.contains(drone) {
+        if !brake.sets_aside(drone) {
             return false;
         }
-        self.ix.causes.of(detail).is_some_and(|cause| {
-            !cause.means_stale_queue() && brake.cause.as_deref() == Some(cause.to_string().as_str())
-        })
+        self.ix
+            .causes
+            .of(detail)
+            .is_some_and(|cause| !cause.means_stale_queue() && brake.engaged_for(&cause))
     }
 
     /// A drone the brake set aside built a package: the cause is gone from it, and it takes

@@ -186,7 +186,7 @@ impl Swarm {
         };
         let picks = schedule::pick(&self.st, &self.ix, d, n);
         // A drone the brake set aside gets one trial build (`brake::trial_due`), and steals none.
-        let on_trial = self.st.brake.engaged && self.st.brake.cause_drones.contains(name);
+        let on_trial = self.st.brake.sets_aside(name);
         if picks.is_empty() {
             if on_trial {
                 return;

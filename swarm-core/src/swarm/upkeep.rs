@@ -172,8 +172,7 @@ impl Swarm {
     /// it (h25).
     pub(super) fn cause_spent_at(&mut self) -> Option<Timestamp> {
         let b = &self.st.brake;
-        let cause = b.cause.as_deref()?;
-        if !b.engaged || !b.held.is_empty() {
+        if b.cause.is_none() || !b.engaged || !b.held.is_empty() {
             return None;
         }
         let window = self.st.config.brake_window_ms;
@@ -184,7 +183,7 @@ impl Swarm {
             .failures
             .iter()
             .rev()
-            .find(|f| causes.of(&f.3).is_some_and(|c| c.to_string() == cause))
+            .find(|f| causes.of(&f.3).is_some_and(|c| b.engaged_for(&c)))
             .map(|f| f.0);
         Some(
             last.max(b.cause_checked_at)

@@ -390,7 +390,7 @@ impl<'a> View<'a> {
             load_centi: d.load_centi,
             portage_snapshot: d.spec.portage_snapshot.clone(),
             version: d.spec.version.clone(),
-            set_aside: st.brake.engaged && st.brake.cause_drones.contains(&d.spec.name),
+            set_aside: st.brake.sets_aside(&d.spec.name),
             no_work: schedule::capacity(st, d, u32::MAX)
                 .err()
                 .filter(|w| *w != schedule::NoWork::Full)
