@@ -35,15 +35,16 @@ pub(crate) struct ExportArgs {
     out: Option<PathBuf>,
 }
 
-/// One logged input, parsed the way the store parses it on recovery.
+/// One logged input, checked and parsed the way the store does on recovery.
 fn parse_row(row: &[Value]) -> Result<Envelope, anyhow::Error> {
     let (Some(seq), Some(at), Some(text)) = (
         row.first().and_then(Value::as_u64),
         row.get(1).and_then(Value::as_u64),
         row.get(2).and_then(Value::as_str),
     ) else {
-        bail!("input_log row {row:?} is not (seq, at_ms, input)");
+        bail!("input_log row {row:?} is not (seq, at_ms, input, crc)");
     };
+    swarm_store::check_log_row(seq, at, text, row.get(3).and_then(Value::as_i64))?;
     let input = match serde_json::from_str::<Input>(text) {
         Ok(input) => input,
         Err(e) => {
@@ -102,7 +103,8 @@ fn export(
     let mut n = 0u64;
     loop {
         let sql = format!(
-            "SELECT seq, at_ms, input FROM input_log WHERE seq > {after} ORDER BY seq LIMIT {PAGE}"
+            "SELECT seq, at_ms, input, crc FROM input_log WHERE seq > {after} ORDER BY seq \
+             LIMIT {PAGE}"
         );
         let page = explorer
             .query(&sql)

@@ -155,6 +155,29 @@ fn an_exported_log_replays_to_the_stores_digest() {
     assert_eq!(seqs, vec![8, 9, 10]);
 }
 
+/// A row changed after it was written (its time, one bit) is refused by name, not exported.
+#[test]
+fn export_refuses_a_log_row_that_no_longer_matches_its_checksum() {
+    let (dir, db, _) = fixture();
+    let changed = rusqlite::Connection::open(&db)
+        .expect("raw open")
+        .execute(
+            "UPDATE input_log SET at_ms = (at_ms | 1) - (at_ms & 1) WHERE seq = 3",
+            [],
+        )
+        .expect("flip");
+    assert_eq!(changed, 1);
+    let log = dir.path().join("export.jsonl");
+    let out = swarm(&["export", "--db", s(&db), "--out", s(&log)]);
+    assert!(!out.status.success(), "exported a changed row");
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("input log seq 3 ") && err.contains("checksum"),
+        "{err}"
+    );
+    assert!(!log.exists(), "no log that looks complete");
+}
+
 #[test]
 fn export_does_not_need_the_writer_lock() {
     let (_dir, db, _) = fixture();

@@ -53,18 +53,16 @@ impl<'c> Export<'c> {
 
     fn fill(&mut self) -> Result<(), StoreError> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT seq, at_ms, input FROM input_log WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+            "SELECT seq, at_ms, input, crc FROM input_log WHERE seq > ?1 ORDER BY seq LIMIT ?2",
         )?;
         let mut rows = stmt.query([self.after as i64, PAGE])?;
         let mut n = 0;
         while let Some(row) = rows.next()? {
             let seq = row.get::<_, i64>(0)? as u64;
             let at = Timestamp(row.get::<_, i64>(1)? as u64);
-            let input = parse_input(
-                seq,
-                &row.get::<_, String>(2)?,
-                self.newest_writer.as_deref(),
-            )?;
+            let text = row.get::<_, String>(2)?;
+            crate::log_crc::check_log_row(seq, at.0, &text, row.get(3)?)?;
+            let input = parse_input(seq, &text, self.newest_writer.as_deref())?;
             self.buf.push_back(Envelope {
                 seq: Seq(seq),
                 at,

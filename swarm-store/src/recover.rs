@@ -192,7 +192,7 @@ fn replay_tail(
     newest_writer: Option<&str>,
 ) -> Result<(u64, u64), StoreError> {
     let mut inputs =
-        conn.prepare("SELECT seq, at_ms, input FROM input_log WHERE seq > ?1 ORDER BY seq")?;
+        conn.prepare("SELECT seq, at_ms, input, crc FROM input_log WHERE seq > ?1 ORDER BY seq")?;
     let mut outbox =
         conn.prepare("SELECT seq, idx, output FROM outbox WHERE seq > ?1 ORDER BY seq, idx")?;
     let mut outbox_rows = outbox
@@ -212,6 +212,7 @@ fn replay_tail(
         }
         let at = Timestamp(row.get::<_, i64>(1)? as u64);
         let text: String = row.get(2)?;
+        crate::log_crc::check_log_row(seq, at.0, &text, row.get(3)?)?;
         let input = parse_input(seq, &text, newest_writer)?;
         let out = swarm.handle(&Envelope {
             seq: Seq(seq),

@@ -187,6 +187,12 @@ const MIGRATIONS: &[&str] = &[
     DROP INDEX builds_finished;
     CREATE INDEX builds_finished ON builds (finished_at) WHERE finished_at IS NOT NULL;
     ",
+    // 5 -> 6: a CRC-32 per input log row (`log_crc`), checked wherever the row is read back:
+    // a changed byte that still parses and replays to the same outputs was otherwise taken
+    // as the input. Older rows keep NULL and are read as before.
+    "
+    ALTER TABLE input_log ADD COLUMN crc INTEGER;
+    ",
 ];
 
 /// The schema version this build writes.

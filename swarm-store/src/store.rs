@@ -798,9 +798,12 @@ impl Store {
             // The log holds the core's smallest equivalent of the input (a drone's spec said
             // again is not logged again); the core handles that same form, here and in replay.
             let input = core.condense(input);
-            let input_json = serde_json::to_value(&input)?;
-            tx.prepare_cached("INSERT INTO input_log (seq, at_ms, input) VALUES (?1, ?2, ?3)")?
-                .execute(params![seq as i64, at.0 as i64, input_json.to_string()])?;
+            let input_text = serde_json::to_value(&input)?.to_string();
+            let crc = crate::log_crc::of(seq, at.0, &input_text);
+            tx.prepare_cached(
+                "INSERT INTO input_log (seq, at_ms, input, crc) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![seq as i64, at.0 as i64, input_text, i64::from(crc)])?;
             let env = Envelope {
                 seq: Seq(seq),
                 at,
