@@ -1076,9 +1076,9 @@ fn a_big_push_goes_in_parts_and_is_answered_once_with_every_package_counted() {
         &v3_register("settle-0001", "settle", json!(null)),
     );
     assert_eq!(code, 200);
-    let fsyncs_before = fsyncs();
     let commits = || counter(&s, "swarm_store_batches_total");
     let commits_before = commits();
+    let fsyncs_before = fsyncs();
     let (code, q) = s.admin_post("/api/v1/queue", &json!({ "packages": packages }));
     assert_eq!(code, 200, "{q}");
     assert_eq!(
@@ -1088,11 +1088,15 @@ fn a_big_push_goes_in_parts_and_is_answered_once_with_every_package_counted() {
     );
     // Parts that answer nobody are not fsynced one by one: the fsync before
     // the answer covers them all (a heartbeat meanwhile does not queue
-    // behind a disk kept busy by the push).
-    assert_eq!(
-        fsyncs() - fsyncs_before,
-        1,
-        "fsyncs for one push of many parts"
+    // behind a disk kept busy by the push). Reading the count may add one:
+    // `/metrics` asks the writer for a fresh copy, and when that round also
+    // commits a tick of the push's critical-path walk (still going on a
+    // loaded machine: 16 of 40 runs beside three spinning threads), the
+    // copy's answer waits for that tick's fsync.
+    let made = fsyncs() - fsyncs_before;
+    assert!(
+        (1..=2).contains(&made),
+        "{made} fsyncs for one push of 19 parts"
     );
     // While nothing else waits, parts share commits (up to 16 a commit):
     // the 19 parts of this push go in 2 commits, not 19 (the rest of the
