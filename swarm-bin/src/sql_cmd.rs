@@ -9,6 +9,7 @@
 
 use crate::cli::conn::{admin_error, AdminArgs};
 use anyhow::Context;
+use clap::builder::TypedValueParser as _;
 use serde_json::Value;
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -143,11 +144,22 @@ pub(crate) struct SqlArgs {
     /// Print JSON: {"columns":[...],"types":[...],"rows":[...],"truncated":bool}.
     #[arg(long)]
     json: bool,
-    /// Return at most this many rows; a longer answer is marked as truncated.
-    #[arg(long, value_name = "N", default_value_t = ExplorerOptions::default().max_rows)]
+    /// Return at most this many rows (1 to 1000000); a longer answer is marked as truncated.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = ExplorerOptions::default().max_rows,
+        value_parser = clap::value_parser!(u32).range(1..=1_000_000).map(|n| n as usize)
+    )]
     max_rows: usize,
-    /// Abort the query after this many milliseconds.
-    #[arg(long, value_name = "N", default_value_t = ExplorerOptions::default().budget.as_millis() as u64)]
+    /// Abort the query after this many milliseconds (1 to 600000: a query that runs for more
+    /// than ten minutes holds its read snapshot, and the WAL cannot be checkpointed behind it).
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = ExplorerOptions::default().budget.as_millis() as u64,
+        value_parser = clap::value_parser!(u64).range(1..=600_000)
+    )]
     timeout_ms: u64,
 }
 

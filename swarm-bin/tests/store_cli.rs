@@ -178,6 +178,28 @@ fn export_refuses_a_log_row_that_no_longer_matches_its_checksum() {
     assert!(!log.exists(), "no log that looks complete");
 }
 
+/// The explorer's limits are bounded where they are given: a budget of 0 or of days, or no
+/// rows at all, is refused naming the flag and its range, before any file is opened.
+#[test]
+fn sql_refuses_limits_out_of_range_naming_the_flag() {
+    let (_dir, db, _) = fixture();
+    for (flag, value, range) in [
+        ("--timeout-ms", "0", "1..=600000"),
+        ("--timeout-ms", "86400000", "1..=600000"),
+        ("--max-rows", "0", "1..=1000000"),
+    ] {
+        let out = swarm(&["sql", "--db", s(&db), flag, value, "SELECT 1"]);
+        assert!(!out.status.success(), "{flag} {value} was taken");
+        let err = text(&out.stderr);
+        assert!(
+            err.contains(flag) && err.contains(range),
+            "{flag} {value}: {err}"
+        );
+    }
+    let out = swarm(&["sql", "--db", s(&db), "--timeout-ms", "600000", "SELECT 1"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
 #[test]
 fn export_does_not_need_the_writer_lock() {
     let (_dir, db, _) = fixture();
