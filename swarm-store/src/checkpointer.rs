@@ -17,6 +17,7 @@
 //!
 //! [`StoreOptions::background_checkpoints`]: crate::StoreOptions::background_checkpoints
 
+use crate::shm_header::ShmHeader;
 use rusqlite::{Connection, OpenFlags};
 use std::path::Path;
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
@@ -45,11 +46,11 @@ impl Checkpointer {
             .map_err(std::io::Error::other)?;
         // Where SQLite keeps them, also for a symlinked database.
         let wal = crate::db_path::beside_database(db, "-wal");
-        let shm = crate::db_path::beside_database(db, "-shm");
+        let shm = ShmHeader::new(crate::db_path::beside_database(db, "-shm"));
         let (nudge, rx) = mpsc::sync_channel(1);
         let handle = std::thread::Builder::new()
             .name("swarm-checkpoint".into())
-            .spawn(move || run(&conn, &wal, &shm, &rx))?;
+            .spawn(move || run(&conn, &wal, shm, &rx))?;
         Ok(Checkpointer {
             nudge: Some(nudge),
             handle: Some(handle),
@@ -69,21 +70,6 @@ impl Checkpointer {
     }
 }
 
-/// The wal-index header's `mxFrame` (frames in the WAL) and `nBackfill`
-/// (frames already copied into the database), read from the start of the
-/// `-shm` file (its layout is part of SQLite's documented file format,
-/// <https://www.sqlite.org/walformat.html>: `mxFrame` at byte 16,
-/// `nBackfill` at byte 96, in the machine's byte order). `None` when the
-/// file cannot be read. A torn read (SQLite updates the header while we
-/// read it) only moves a checkpoint by one nudge.
-fn wal_frames(shm: &Path) -> Option<(u64, u64)> {
-    use std::io::Read;
-    let mut head = [0u8; 100];
-    std::fs::File::open(shm).ok()?.read_exact(&mut head).ok()?;
-    let word = |at: usize| u32::from_ne_bytes([head[at], head[at + 1], head[at + 2], head[at + 3]]);
-    Some((u64::from(word(16)), u64::from(word(96))))
-}
-
 /// Whether a checkpoint is due: when [`CHECKPOINT_FRAMES`] wait, and also
 /// when a checkpoint since the WAL last started over left frames behind
 /// (committed while it copied). SQLite starts the WAL over only at a
@@ -96,8 +82,8 @@ fn wal_frames(shm: &Path) -> Option<(u64, u64)> {
 /// WAL over and reuses its blocks: it stays under 8 MB. The size of the
 /// file says neither (SQLite keeps the file after starting over, up to
 /// `journal_size_limit`): it is the fallback.
-fn checkpoint_due(wal: &Path, shm: &Path) -> bool {
-    match wal_frames(shm) {
+fn checkpoint_due(wal: &Path, shm: &mut ShmHeader) -> bool {
+    match shm.frames() {
         Some((frames, copied)) => {
             let waiting = frames.saturating_sub(copied);
             waiting >= CHECKPOINT_FRAMES || (copied > 0 && waiting > 0)
@@ -110,9 +96,9 @@ fn checkpoint_due(wal: &Path, shm: &Path) -> bool {
 static FAILURES: crate::repeat_log::RepeatLog =
     crate::repeat_log::RepeatLog::new(Duration::from_secs(60));
 
-fn run(conn: &Connection, wal: &Path, shm: &Path, rx: &Receiver<()>) {
+fn run(conn: &Connection, wal: &Path, mut shm: ShmHeader, rx: &Receiver<()>) {
     for () in rx {
-        if !checkpoint_due(wal, shm) {
+        if !checkpoint_due(wal, &mut shm) {
             continue;
         }
         // (busy, WAL frames, frames copied); a busy or partial checkpoint is
@@ -153,6 +139,7 @@ impl Drop for Checkpointer {
 #[cfg(test)]
 mod tests {
     use super::{checkpoint_due, CHECKPOINT_BYTES, CHECKPOINT_FRAMES};
+    use crate::shm_header::ShmHeader;
     use rusqlite::Connection;
 
     #[test]
@@ -166,14 +153,14 @@ mod tests {
             .expect("no autocheckpoint");
         conn.execute_batch("CREATE TABLE t (x BLOB)")
             .expect("table");
-        let shm = dir.path().join("cp.db-shm");
+        let mut shm = ShmHeader::new(dir.path().join("cp.db-shm"));
         let wal = dir.path().join("cp.db-wal");
         for _ in 0..CHECKPOINT_FRAMES + 100 {
             conn.execute("INSERT INTO t VALUES (zeroblob(4000))", [])
                 .expect("insert");
         }
         assert!(
-            checkpoint_due(&wal, &shm),
+            checkpoint_due(&wal, &mut shm),
             "{} frames wait",
             CHECKPOINT_FRAMES + 100
         );
@@ -185,7 +172,7 @@ mod tests {
         let size = std::fs::metadata(&wal).expect("wal").len();
         assert!(size >= CHECKPOINT_BYTES, "the WAL file shrank to {size}");
         assert!(
-            !checkpoint_due(&wal, &shm),
+            !checkpoint_due(&wal, &mut shm),
             "a checkpoint is due after one copied everything"
         );
     }
@@ -223,18 +210,18 @@ mod tests {
         checkpointer
             .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
             .expect("checkpoint");
-        let shm = dir.path().join("cp.db-shm");
+        let mut shm = ShmHeader::new(dir.path().join("cp.db-shm"));
         let wal = dir.path().join("cp.db-wal");
         writer
             .execute("INSERT INTO t VALUES (1)", [])
             .expect("a commit after the checkpoint");
-        let (frames, copied) = super::wal_frames(&shm).expect("wal-index");
+        let (frames, copied) = shm.frames().expect("wal-index");
         assert!(
             frames > copied && frames - copied < CHECKPOINT_FRAMES,
             "{frames} frames, {copied} copied"
         );
         assert!(
-            checkpoint_due(&wal, &shm),
+            checkpoint_due(&wal, &mut shm),
             "{} frames left behind by a checkpoint are not due",
             frames - copied
         );
@@ -245,10 +232,10 @@ mod tests {
         writer
             .execute("INSERT INTO t VALUES (2)", [])
             .expect("a commit that starts the WAL over");
-        let (frames, copied) = super::wal_frames(&shm).expect("wal-index");
+        let (frames, copied) = shm.frames().expect("wal-index");
         assert_eq!(copied, 0, "the WAL started over ({frames} frames)");
         assert!(
-            !checkpoint_due(&wal, &shm),
+            !checkpoint_due(&wal, &mut shm),
             "nothing is due after it started over"
         );
     }

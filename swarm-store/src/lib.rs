@@ -58,6 +58,7 @@ mod read_tables;
 mod recover;
 pub mod repeat_log;
 mod schema;
+mod shm_header;
 mod snapshotter;
 mod store;
 mod wal_sync;
