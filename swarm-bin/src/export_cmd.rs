@@ -9,6 +9,7 @@
 
 use crate::sql_cmd::StoreLocation;
 use anyhow::{bail, Context};
+use rusqlite::types::ValueRef;
 use serde_json::Value;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -36,15 +37,29 @@ pub(crate) struct ExportArgs {
 }
 
 /// One logged input, checked and parsed the way the store does on recovery.
-fn parse_row(row: &[Value]) -> Result<Envelope, anyhow::Error> {
-    let (Some(seq), Some(at), Some(text)) = (
+/// The row comes as (seq, at_ms, hex of the input's bytes, crc, the input's
+/// and the crc's SQLite types): the cells exactly as stored, so a changed
+/// type or a byte that is not UTF-8 is refused as the store refuses it, not
+/// read past by the explorer's lossy text.
+fn parse_row(row: &[Value], crc_from: u64) -> Result<Envelope, anyhow::Error> {
+    let (Some(seq), Some(at), Some(hex_input), Some(input_type), Some(crc_type)) = (
         row.first().and_then(Value::as_u64),
         row.get(1).and_then(Value::as_u64),
         row.get(2).and_then(Value::as_str),
+        row.get(4).and_then(Value::as_str),
+        row.get(5).and_then(Value::as_str),
     ) else {
         bail!("input_log row {row:?} is not (seq, at_ms, input, crc)");
     };
-    swarm_store::check_log_row(seq, at, text, row.get(3).and_then(Value::as_i64))?;
+    let bytes = hex::decode(hex_input).context("the explorer's hex() of an input")?;
+    let crc = row.get(3).and_then(Value::as_i64).unwrap_or(0);
+    let (text, crc) = swarm_store::log_crc::cells(
+        seq,
+        stored_as(input_type, &bytes, 0),
+        stored_as(crc_type, &[], crc),
+        crc_from,
+    )?;
+    swarm_store::log_crc::check_log_row(seq, at, text, crc)?;
     let input = match serde_json::from_str::<Input>(text) {
         Ok(input) => input,
         Err(e) => {
@@ -68,6 +83,33 @@ fn parse_row(row: &[Value]) -> Result<Envelope, anyhow::Error> {
         at: Timestamp(at),
         input,
     })
+}
+
+/// A cell as SQLite stored it, from its `typeof()` and its value.
+fn stored_as<'a>(sqlite_type: &str, bytes: &'a [u8], integer: i64) -> ValueRef<'a> {
+    match sqlite_type {
+        "null" => ValueRef::Null,
+        "integer" => ValueRef::Integer(integer),
+        "real" => ValueRef::Real(integer as f64),
+        "text" => ValueRef::Text(bytes),
+        _ => ValueRef::Blob(bytes),
+    }
+}
+
+/// `meta.crc_from`: the first seq written with a checksum.
+fn crc_from(explorer: &swarm_store::Explorer) -> anyhow::Result<u64> {
+    let r = explorer
+        .query("SELECT value FROM meta WHERE key = 'crc_from'")
+        .context("reading the first checksummed seq from meta")?;
+    let value = r
+        .rows
+        .first()
+        .and_then(|row| row.first())
+        .and_then(|v| match v {
+            Value::String(s) => Some(s.clone()),
+            other => other.as_u64().map(|n| n.to_string()),
+        });
+    Ok(swarm_store::log_crc::crc_from(value.as_deref()))
 }
 
 fn compacted_through(explorer: &swarm_store::Explorer) -> anyhow::Result<u64> {
@@ -99,18 +141,19 @@ fn export(
         }
         .into());
     }
+    let crc_from = crc_from(explorer)?;
     let mut after = since;
     let mut n = 0u64;
     loop {
         let sql = format!(
-            "SELECT seq, at_ms, input, crc FROM input_log WHERE seq > {after} ORDER BY seq \
-             LIMIT {PAGE}"
+            "SELECT seq, at_ms, hex(input), crc, typeof(input), typeof(crc) FROM input_log \
+             WHERE seq > {after} ORDER BY seq LIMIT {PAGE}"
         );
         let page = explorer
             .query(&sql)
             .with_context(|| format!("reading the input log after seq {after}"))?;
         for row in &page.rows {
-            let env = parse_row(row)?;
+            let env = parse_row(row, crc_from)?;
             if env.seq.0 != after + 1 {
                 let horizon = compacted_through(explorer).unwrap_or(0);
                 bail!(

@@ -155,27 +155,40 @@ fn an_exported_log_replays_to_the_stores_digest() {
     assert_eq!(seqs, vec![8, 9, 10]);
 }
 
-/// A row changed after it was written (its time, one bit) is refused by name, not exported.
+/// A row changed after it was written (its time, one bit) is refused by seq, not exported.
+/// `swarm export` reads the cells as stored: a checksum turned into a blob or lost (NULL), or
+/// an input that is no longer UTF-8, is refused as the store refuses it, not exported as a row
+/// without a checksum or with the explorer's replacement characters (h28 F2, F4).
 #[test]
-fn export_refuses_a_log_row_that_no_longer_matches_its_checksum() {
-    let (dir, db, _) = fixture();
-    let changed = rusqlite::Connection::open(&db)
-        .expect("raw open")
-        .execute(
-            "UPDATE input_log SET at_ms = (at_ms | 1) - (at_ms & 1) WHERE seq = 3",
-            [],
-        )
-        .expect("flip");
-    assert_eq!(changed, 1);
-    let log = dir.path().join("export.jsonl");
-    let out = swarm(&["export", "--db", s(&db), "--out", s(&log)]);
-    assert!(!out.status.success(), "exported a changed row");
-    let err = text(&out.stderr);
-    assert!(
-        err.contains("input log seq 3 ") && err.contains("checksum"),
-        "{err}"
-    );
-    assert!(!log.exists(), "no log that looks complete");
+fn export_refuses_a_changed_row_naming_its_seq() {
+    for (change, says) in [
+        (
+            "at_ms = (at_ms | 1) - (at_ms & 1)",
+            "no longer matches the checksum written with it",
+        ),
+        ("crc = CAST(crc AS BLOB)", "its checksum is a blob"),
+        ("crc = NULL", "its checksum is missing"),
+        (
+            "input = CAST(X'7B22FF227D' AS TEXT)",
+            "its input is not valid UTF-8 text",
+        ),
+    ] {
+        let (dir, db, _) = fixture();
+        let changed = rusqlite::Connection::open(&db)
+            .expect("raw open")
+            .execute(&format!("UPDATE input_log SET {change} WHERE seq = 4"), [])
+            .expect("change");
+        assert_eq!(changed, 1);
+        let log = dir.path().join("export.jsonl");
+        let out = swarm(&["export", "--db", s(&db), "--out", s(&log)]);
+        assert!(!out.status.success(), "{change}: exported");
+        assert!(!log.exists(), "{change}: a log that looks complete");
+        let err = text(&out.stderr);
+        assert!(
+            err.contains("input log seq 4 ") && err.contains(says),
+            "{change}: {err}"
+        );
+    }
 }
 
 /// The explorer's limits are bounded where they are given: a budget of 0 or of days, or no

@@ -6,6 +6,7 @@
 //! older inputs is `StoreError::ExportTooOld`, never a silently shorter log.
 
 use crate::error::StoreError;
+use crate::log_crc;
 use crate::recover::{compacted_through, parse_input, NEWEST_WRITER};
 use crate::schema::meta_get;
 use rusqlite::Connection;
@@ -21,6 +22,8 @@ pub struct Export<'c> {
     after: u64,
     /// `meta.newest_writer` (see `recover::parse_input`).
     newest_writer: Option<String>,
+    /// `meta.crc_from` (see `log_crc`).
+    crc_from: u64,
     buf: VecDeque<Envelope>,
     done: bool,
 }
@@ -46,6 +49,7 @@ impl<'c> Export<'c> {
             conn,
             after: since,
             newest_writer: meta_get(conn, NEWEST_WRITER)?,
+            crc_from: log_crc::crc_from(meta_get(conn, log_crc::CRC_FROM)?.as_deref()),
             buf: VecDeque::new(),
             done: false,
         })
@@ -60,9 +64,9 @@ impl<'c> Export<'c> {
         while let Some(row) = rows.next()? {
             let seq = row.get::<_, i64>(0)? as u64;
             let at = Timestamp(row.get::<_, i64>(1)? as u64);
-            let text = row.get::<_, String>(2)?;
-            crate::log_crc::check_log_row(seq, at.0, &text, row.get(3)?)?;
-            let input = parse_input(seq, &text, self.newest_writer.as_deref())?;
+            let (text, crc) = log_crc::cells(seq, row.get_ref(2)?, row.get_ref(3)?, self.crc_from)?;
+            log_crc::check_log_row(seq, at.0, text, crc)?;
+            let input = parse_input(seq, text, self.newest_writer.as_deref())?;
             self.buf.push_back(Envelope {
                 seq: Seq(seq),
                 at,

@@ -52,7 +52,7 @@ mod export;
 mod history;
 mod id_file;
 mod lock;
-mod log_crc;
+pub mod log_crc;
 mod read_only;
 mod read_tables;
 mod recover;
@@ -71,7 +71,6 @@ pub use history::{
     BuildRow, BuildTotals, DroneTotals, EventFilter, EventRow, History, PackageStats,
 };
 pub use lock::ExclusiveLock;
-pub use log_crc::check_log_row;
 
 /// Every file a store keeps for the database at `db`: the database, its
 /// WAL and shared memory (beside the file a symlinked path resolves to),

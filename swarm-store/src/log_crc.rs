@@ -11,17 +11,73 @@
 //! damaged, naming its seq.
 //!
 //! Rows written before the column existed (schema 5 and older) have none and
-//! are read as before.
+//! are read as before. `meta.crc_from` is the first seq written with one
+//! (set by the migration that added it): a row from there on without a
+//! checksum lost it (one flipped bit turns the cell's type into NULL).
 
 use crate::error::StoreError;
+use rusqlite::types::ValueRef;
 
-/// The checksum stored with a row.
-pub(crate) fn of(seq: u64, at_ms: u64, input: &str) -> u32 {
+/// The `meta` key of the first seq written with a checksum.
+pub const CRC_FROM: &str = "crc_from";
+
+/// The checksum stored with a row (as an integer cell).
+pub fn of(seq: u64, at_ms: u64, input: &str) -> u32 {
     let mut h = crc32fast::Hasher::new();
     h.update(&seq.to_le_bytes());
     h.update(&at_ms.to_le_bytes());
     h.update(input.as_bytes());
     h.finalize()
+}
+
+/// `meta.crc_from` as a seq (`u64::MAX`, checking no NULL, when absent or
+/// unreadable: never refuse a row for what the store cannot say).
+pub fn crc_from(value: Option<&str>) -> u64 {
+    value.and_then(|v| v.parse().ok()).unwrap_or(u64::MAX)
+}
+
+/// A row's input text and stored checksum as SQLite gives them, or the
+/// reason the row is damaged: a cell of another type than its column's is
+/// a changed byte too (SQLite keeps each cell's type in the row's header).
+pub fn cells<'r>(
+    seq: u64,
+    input: ValueRef<'r>,
+    crc: ValueRef<'_>,
+    crc_from: u64,
+) -> Result<(&'r str, Option<i64>), StoreError> {
+    let damaged = |detail: String| StoreError::BadLogRecord { seq, detail };
+    let text = match input {
+        ValueRef::Text(bytes) => std::str::from_utf8(bytes)
+            .map_err(|e| damaged(format!("its input is not valid UTF-8 text ({e})")))?,
+        other => return Err(damaged(format!("its input is {}, not text", kind(other)))),
+    };
+    let stored = match crc {
+        ValueRef::Integer(n) => Some(n),
+        ValueRef::Null if seq >= crc_from => {
+            return Err(damaged(format!(
+                "its checksum is missing, though every row from seq {crc_from} on was written \
+                 with one"
+            )))
+        }
+        ValueRef::Null => None,
+        other => {
+            return Err(damaged(format!(
+                "its checksum is {}, not an integer",
+                kind(other)
+            )))
+        }
+    };
+    Ok((text, stored))
+}
+
+fn kind(v: ValueRef<'_>) -> &'static str {
+    match v {
+        ValueRef::Null => "NULL",
+        ValueRef::Integer(_) => "an integer",
+        ValueRef::Real(_) => "a real number",
+        ValueRef::Text(_) => "text",
+        ValueRef::Blob(_) => "a blob",
+    }
 }
 
 /// Checks a row read back against its stored checksum (`None`: a row from
@@ -53,7 +109,8 @@ pub fn check_log_row(
 
 #[cfg(test)]
 mod tests {
-    use super::{check_log_row, of};
+    use super::{cells, check_log_row, of};
+    use rusqlite::types::ValueRef;
 
     #[test]
     fn any_changed_field_or_byte_is_refused_and_old_rows_pass() {
@@ -74,5 +131,39 @@ mod tests {
             check_log_row(7, 1_000, &flipped, None).is_ok(),
             "no checksum"
         );
+    }
+
+    #[test]
+    fn a_cell_of_another_type_or_a_lost_checksum_is_damage_named_by_seq() {
+        let text = ValueRef::Text(b"{}");
+        assert_eq!(
+            cells(9, text, ValueRef::Integer(5), 3).expect("whole"),
+            ("{}", Some(5))
+        );
+        assert_eq!(
+            cells(2, text, ValueRef::Null, 3).expect("older"),
+            ("{}", None)
+        );
+        for (input, crc, says) in [
+            (text, ValueRef::Null, "checksum is missing"),
+            (text, ValueRef::Blob(b"\0\0\0\x05"), "checksum is a blob"),
+            (text, ValueRef::Real(5.0), "checksum is a real number"),
+            (text, ValueRef::Text(b"5"), "checksum is text"),
+            (
+                ValueRef::Blob(b"{}"),
+                ValueRef::Integer(5),
+                "input is a blob",
+            ),
+            (
+                ValueRef::Text(b"{\xff}"),
+                ValueRef::Integer(5),
+                "not valid UTF-8",
+            ),
+        ] {
+            let e = cells(9, input, crc, 3).expect_err(says);
+            let msg = e.to_string();
+            assert!(msg.contains("seq 9 ") && msg.contains(says), "{msg}");
+            assert!(msg.contains("restore it from a backup"), "{msg}");
+        }
     }
 }

@@ -7,6 +7,7 @@
 //! naming the seq: the store refuses to run on a state it cannot reproduce.
 
 use crate::error::StoreError;
+use crate::log_crc;
 use crate::schema::meta_get;
 use rusqlite::Connection;
 use swarm_core::{Config, Envelope, Input, Output, Seq, Swarm, SwarmState, Timestamp};
@@ -200,6 +201,7 @@ fn replay_tail(
             Ok((r.get::<_, i64>(0)? as u64, r.get::<_, String>(2)?))
         })?
         .peekable();
+    let crc_from = log_crc::crc_from(meta_get(conn, log_crc::CRC_FROM)?.as_deref());
     let mut rows = inputs.query([base_seq as i64])?;
     let mut expected = base_seq + 1;
     let mut replayed = 0;
@@ -211,9 +213,9 @@ fn replay_tail(
             });
         }
         let at = Timestamp(row.get::<_, i64>(1)? as u64);
-        let text: String = row.get(2)?;
-        crate::log_crc::check_log_row(seq, at.0, &text, row.get(3)?)?;
-        let input = parse_input(seq, &text, newest_writer)?;
+        let (text, crc) = log_crc::cells(seq, row.get_ref(2)?, row.get_ref(3)?, crc_from)?;
+        log_crc::check_log_row(seq, at.0, text, crc)?;
+        let input = parse_input(seq, text, newest_writer)?;
         let out = swarm.handle(&Envelope {
             seq: Seq(seq),
             at,

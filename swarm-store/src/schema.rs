@@ -189,9 +189,11 @@ const MIGRATIONS: &[&str] = &[
     ",
     // 5 -> 6: a CRC-32 per input log row (`log_crc`), checked wherever the row is read back:
     // a changed byte that still parses and replays to the same outputs was otherwise taken
-    // as the input. Older rows keep NULL and are read as before.
+    // as the input. Older rows keep NULL and are read as before; `crc_from` is the first seq
+    // written with one, so a NULL from there on is damage.
     "
     ALTER TABLE input_log ADD COLUMN crc INTEGER;
+    INSERT INTO meta (key, value) SELECT 'crc_from', COALESCE(MAX(seq), 0) + 1 FROM input_log;
     ",
 ];
 
@@ -358,6 +360,44 @@ mod tests {
                 .expect("schema");
             assert_eq!(n, 0, "{gone} is written on every cycle and read by nothing");
         }
+    }
+
+    /// Rows logged before checksums keep none; `crc_from` says where they start, so a NULL
+    /// after it is damage, not an older row.
+    #[test]
+    fn a_version_5_log_migrates_with_crc_from_after_its_last_row() {
+        let mut conn = Connection::open_in_memory().expect("open");
+        let tx = conn.transaction().expect("tx");
+        for sql in &MIGRATIONS[..5] {
+            tx.execute_batch(sql).expect("old migration");
+        }
+        tx.pragma_update(None, "user_version", 5).expect("version");
+        tx.pragma_update(None, "application_id", APPLICATION_ID)
+            .expect("app id");
+        tx.execute_batch(
+            "INSERT INTO input_log (seq, at_ms, input) VALUES (1, 5, '{}'), (2, 6, '{}');",
+        )
+        .expect("old rows");
+        tx.commit().expect("commit");
+        migrate(&mut conn, Path::new(":memory:")).expect("migrates");
+        assert_eq!(
+            meta_get(&conn, "crc_from").expect("meta").as_deref(),
+            Some("3")
+        );
+        let nulls: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM input_log WHERE crc IS NULL",
+                [],
+                |r| r.get(0),
+            )
+            .expect("count");
+        assert_eq!(nulls, 2);
+        let mut fresh = Connection::open_in_memory().expect("open");
+        migrate(&mut fresh, Path::new(":memory:")).expect("new store");
+        assert_eq!(
+            meta_get(&fresh, "crc_from").expect("meta").as_deref(),
+            Some("1")
+        );
     }
 
     #[test]

@@ -123,9 +123,11 @@ fn an_unknown_input_kind_from_a_newer_swarm_names_its_seq_and_says_upgrade() {
     let path = dir.path().join("swarm.db");
     let last = store_with_history(&path, 10);
     let db = raw(&path);
+    let teleport = r#"{"type":"teleport"}"#;
+    let crc = swarm_store::log_crc::of(last + 1, 99_999_999, teleport);
     db.execute(
-        "INSERT INTO input_log (seq, at_ms, input) VALUES (?1, 99999999, '{\"type\":\"teleport\"}')",
-        [last as i64 + 1],
+        "INSERT INTO input_log (seq, at_ms, input, crc) VALUES (?1, 99999999, ?2, ?3)",
+        rusqlite::params![last as i64 + 1, teleport, i64::from(crc)],
     )
     .expect("insert");
     db.execute(
@@ -207,10 +209,10 @@ fn a_flipped_bit_in_a_logged_atom_is_refused_though_it_replays_to_the_same_outpu
     }
     let unchecked = copy.path().join("swarm.db");
     raw(&unchecked)
-        .execute(
-            "UPDATE input_log SET crc = NULL WHERE seq = ?1",
-            [seq as i64],
-        )
+        .execute_batch(&format!(
+            "UPDATE input_log SET crc = NULL WHERE seq = {seq};
+             DELETE FROM meta WHERE key = 'crc_from';"
+        ))
         .expect("an old row");
     drop(open(&unchecked, StoreOptions::default()));
     let queued: String = raw(&unchecked)
@@ -233,6 +235,50 @@ fn a_flipped_bit_in_a_logged_atom_is_refused_though_it_replays_to_the_same_outpu
         }
         Err(other) => panic!("expected BadLogRecord at seq {seq}, got {other:?}"),
         Ok(_) => panic!("a log row that no longer matches its checksum opened"),
+    }
+}
+
+/// What one flipped bit in a row's header does: a cell's type changes (the checksum becomes
+/// NULL or a blob, the input a blob) or its text stops being UTF-8. Each is refused by seq with
+/// what is wrong, at the open and by `Export`, not passed as a row without a checksum nor
+/// reported as a bare SQLite conversion error (h28 F2, F3).
+#[test]
+fn a_row_whose_cells_changed_type_is_refused_naming_its_seq_and_what_changed() {
+    for (change, says) in [
+        (
+            "crc = NULL",
+            "its checksum is missing, though every row from seq 1 on",
+        ),
+        (
+            "crc = X'00000005'",
+            "its checksum is a blob, not an integer",
+        ),
+        ("crc = 5.5", "its checksum is a real number"),
+        (
+            "input = CAST(input AS BLOB)",
+            "its input is a blob, not text",
+        ),
+        (
+            "input = CAST(X'7B22FF227D' AS TEXT)",
+            "its input is not valid UTF-8 text",
+        ),
+    ] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("swarm.db");
+        store_with_history(&path, 10);
+        let n = raw(&path)
+            .execute(&format!("UPDATE input_log SET {change} WHERE seq = 5"), [])
+            .expect("change");
+        assert_eq!(n, 1);
+        match Store::open(&path, StoreOptions::default()) {
+            Err(e @ StoreError::BadLogRecord { seq: 5, .. }) => {
+                let msg = e.to_string();
+                assert!(msg.contains(says), "{change}: {msg}");
+                assert!(msg.contains("restore it from a backup"), "{change}: {msg}");
+            }
+            Err(other) => panic!("{change}: expected BadLogRecord at seq 5, got {other:?}"),
+            Ok(_) => panic!("{change}: the store opened"),
+        }
     }
 }
 
