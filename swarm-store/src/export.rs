@@ -63,7 +63,7 @@ impl<'c> Export<'c> {
         let mut n = 0;
         while let Some(row) = rows.next()? {
             let seq = row.get::<_, i64>(0)? as u64;
-            let at = Timestamp(row.get::<_, i64>(1)? as u64);
+            let at = Timestamp(log_crc::time(seq, row.get_ref(1)?)?);
             let (text, crc) = log_crc::cells(seq, row.get_ref(2)?, row.get_ref(3)?, self.crc_from)?;
             log_crc::check_log_row(seq, at.0, text, crc)?;
             let input = parse_input(seq, text, self.newest_writer.as_deref())?;

@@ -70,6 +70,23 @@ pub fn cells<'r>(
     Ok((text, stored))
 }
 
+/// A row's time as stored, or the reason the row is damaged.
+pub fn time(seq: u64, at_ms: ValueRef<'_>) -> Result<u64, StoreError> {
+    match at_ms {
+        ValueRef::Integer(n) if n >= 0 => Ok(n as u64),
+        other => Err(StoreError::BadLogRecord {
+            seq,
+            detail: format!(
+                "its time is {}, not a count of milliseconds",
+                match other {
+                    ValueRef::Integer(_) => "negative",
+                    other => kind(other),
+                }
+            ),
+        }),
+    }
+}
+
 fn kind(v: ValueRef<'_>) -> &'static str {
     match v {
         ValueRef::Null => "NULL",

@@ -198,7 +198,13 @@ fn replay_tail(
         conn.prepare("SELECT seq, idx, output FROM outbox WHERE seq > ?1 ORDER BY seq, idx")?;
     let mut outbox_rows = outbox
         .query_map([base_seq as i64], |r| {
-            Ok((r.get::<_, i64>(0)? as u64, r.get::<_, String>(2)?))
+            let text = match r.get_ref(2)? {
+                rusqlite::types::ValueRef::Text(bytes) => std::str::from_utf8(bytes)
+                    .map(str::to_owned)
+                    .map_err(|e| format!("an outbox row is not valid UTF-8 text ({e})")),
+                _ => Err("an outbox row is not text".to_owned()),
+            };
+            Ok((r.get::<_, i64>(0)? as u64, text))
         })?
         .peekable();
     let crc_from = log_crc::crc_from(meta_get(conn, log_crc::CRC_FROM)?.as_deref());
@@ -212,7 +218,7 @@ fn replay_tail(
                 detail: format!("the input log jumps from seq {} to seq {seq}", expected - 1),
             });
         }
-        let at = Timestamp(row.get::<_, i64>(1)? as u64);
+        let at = Timestamp(log_crc::time(seq, row.get_ref(1)?)?);
         let (text, crc) = log_crc::cells(seq, row.get_ref(2)?, row.get_ref(3)?, crc_from)?;
         log_crc::check_log_row(seq, at.0, text, crc)?;
         let input = parse_input(seq, text, newest_writer)?;
@@ -230,6 +236,7 @@ fn replay_tail(
                 break;
             };
             let (s, text) = next?;
+            let text = text.map_err(|detail| StoreError::BadLogRecord { seq: s, detail })?;
             if s < seq {
                 return Err(StoreError::Damaged {
                     detail: format!("outbox rows for seq {s} have no input"),

@@ -258,6 +258,7 @@ fn a_row_whose_cells_changed_type_is_refused_naming_its_seq_and_what_changed() {
             "input = CAST(input AS BLOB)",
             "its input is a blob, not text",
         ),
+        ("at_ms = CAST(at_ms AS TEXT) || 'x'", "its time is text"),
         (
             "input = CAST(X'7B22FF227D' AS TEXT)",
             "its input is not valid UTF-8 text",
@@ -278,6 +279,39 @@ fn a_row_whose_cells_changed_type_is_refused_naming_its_seq_and_what_changed() {
             }
             Err(other) => panic!("{change}: expected BadLogRecord at seq 5, got {other:?}"),
             Ok(_) => panic!("{change}: the store opened"),
+        }
+    }
+}
+
+/// An outbox row that is no longer text, or no longer UTF-8, is refused by its seq, not as a
+/// bare SQLite conversion error (h28 F3).
+#[test]
+fn an_outbox_row_that_is_not_text_is_refused_naming_its_seq() {
+    for (output, says) in [
+        ("CAST(X'7B22FF227D' AS TEXT)", "not valid UTF-8 text"),
+        ("CAST(output AS BLOB)", "not text"),
+    ] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("swarm.db");
+        store_with_history(&path, 10);
+        let db = raw(&path);
+        let seq: i64 = db
+            .query_row("SELECT max(seq) FROM outbox", [], |r| r.get(0))
+            .expect("an output");
+        db.execute(
+            &format!("UPDATE outbox SET output = {output} WHERE seq = ?1 AND idx = 0"),
+            [seq],
+        )
+        .expect("change");
+        drop(db);
+        match Store::open(&path, StoreOptions::default()) {
+            Err(e @ StoreError::BadLogRecord { .. }) => {
+                let msg = e.to_string();
+                assert!(msg.contains(&format!("seq {seq} ")), "{output}: {msg}");
+                assert!(msg.contains(says), "{output}: {msg}");
+            }
+            Err(other) => panic!("{output}: expected BadLogRecord, got {other:?}"),
+            Ok(_) => panic!("{output}: the store opened"),
         }
     }
 }
