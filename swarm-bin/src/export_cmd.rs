@@ -42,14 +42,23 @@ pub(crate) struct ExportArgs {
 /// type or a byte that is not UTF-8 is refused as the store refuses it, not
 /// read past by the explorer's lossy text.
 fn parse_row(row: &[Value], crc_from: u64) -> Result<Envelope, anyhow::Error> {
-    let (Some(seq), Some(at), Some(hex_input), Some(input_type), Some(crc_type)) = (
+    let (Some(seq), Some(hex_input), Some(input_type), Some(crc_type)) = (
         row.first().and_then(Value::as_u64),
-        row.get(1).and_then(Value::as_u64),
         row.get(2).and_then(Value::as_str),
         row.get(4).and_then(Value::as_str),
         row.get(5).and_then(Value::as_str),
     ) else {
         bail!("input_log row {row:?} is not (seq, at_ms, input, crc)");
+    };
+    let Some(at) = row.get(1).and_then(Value::as_u64) else {
+        return Err(StoreError::BadLogRecord {
+            seq,
+            detail: format!(
+                "its time is {}, not a count of milliseconds",
+                row.get(1).unwrap_or(&Value::Null)
+            ),
+        }
+        .into());
     };
     let bytes = hex::decode(hex_input).context("the explorer's hex() of an input")?;
     let crc = row.get(3).and_then(Value::as_i64).unwrap_or(0);
@@ -96,20 +105,20 @@ fn stored_as<'a>(sqlite_type: &str, bytes: &'a [u8], integer: i64) -> ValueRef<'
     }
 }
 
-/// `meta.crc_from`: the first seq written with a checksum.
+/// The first seq written with a checksum (see `swarm_store::log_crc::crc_from`).
 fn crc_from(explorer: &swarm_store::Explorer) -> anyhow::Result<u64> {
-    let r = explorer
-        .query("SELECT value FROM meta WHERE key = 'crc_from'")
-        .context("reading the first checksummed seq from meta")?;
-    let value = r
-        .rows
-        .first()
-        .and_then(|row| row.first())
-        .and_then(|v| match v {
-            Value::String(s) => Some(s.clone()),
-            other => other.as_u64().map(|n| n.to_string()),
-        });
-    Ok(swarm_store::log_crc::crc_from(value.as_deref()))
+    let first = |sql: &str| -> anyhow::Result<Option<Value>> {
+        let r = explorer
+            .query(sql)
+            .context("reading where the checksummed log starts")?;
+        Ok(r.rows.first().and_then(|row| row.first()).cloned())
+    };
+    let meta = first("SELECT value FROM meta WHERE key = 'crc_from'")?.and_then(|v| match v {
+        Value::String(s) => Some(s),
+        other => other.as_u64().map(|n| n.to_string()),
+    });
+    let logged = first(swarm_store::log_crc::FIRST_CHECKSUMMED)?.and_then(|v| v.as_i64());
+    Ok(swarm_store::log_crc::crc_from(meta.as_deref(), logged))
 }
 
 fn compacted_through(explorer: &swarm_store::Explorer) -> anyhow::Result<u64> {
@@ -149,9 +158,13 @@ fn export(
             "SELECT seq, at_ms, hex(input), crc, typeof(input), typeof(crc) FROM input_log \
              WHERE seq > {after} ORDER BY seq LIMIT {PAGE}"
         );
-        let page = explorer
-            .query(&sql)
-            .with_context(|| format!("reading the input log after seq {after}"))?;
+        let page = explorer.query(&sql).with_context(|| {
+            format!(
+                "reading the input log after seq {after} (if the file is damaged, stop \
+                     swarm and restore swarm.db* from a backup; `swarm serve` checks the file \
+                     at start and says what it found)"
+            )
+        })?;
         for row in &page.rows {
             let env = parse_row(row, crc_from)?;
             if env.seq.0 != after + 1 {

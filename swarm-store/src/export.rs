@@ -49,7 +49,10 @@ impl<'c> Export<'c> {
             conn,
             after: since,
             newest_writer: meta_get(conn, NEWEST_WRITER)?,
-            crc_from: log_crc::crc_from(meta_get(conn, log_crc::CRC_FROM)?.as_deref()),
+            crc_from: log_crc::crc_from(
+                meta_get(conn, log_crc::CRC_FROM)?.as_deref(),
+                conn.query_row(log_crc::FIRST_CHECKSUMMED, [], |r| r.get(0))?,
+            ),
             buf: VecDeque::new(),
             done: false,
         })

@@ -30,11 +30,19 @@ pub fn of(seq: u64, at_ms: u64, input: &str) -> u32 {
     h.finalize()
 }
 
-/// `meta.crc_from` as a seq (`u64::MAX`, checking no NULL, when absent or
-/// unreadable: never refuse a row for what the store cannot say).
-pub fn crc_from(value: Option<&str>) -> u64 {
-    value.and_then(|v| v.parse().ok()).unwrap_or(u64::MAX)
+/// The first seq written with a checksum: `meta.crc_from`, or the lowest
+/// row that has one, whichever is lower. The log says it too, so a
+/// `crc_from` missing (a store written before migration 6 set it) or
+/// damaged does not turn the NULL check off (`u64::MAX`, no check, only
+/// when neither says anything).
+pub fn crc_from(meta: Option<&str>, first_checksummed: Option<i64>) -> u64 {
+    let meta = meta.and_then(|v| v.parse().ok()).unwrap_or(u64::MAX);
+    let logged = first_checksummed.map_or(u64::MAX, |s| s.max(0) as u64);
+    meta.min(logged)
 }
+
+/// The lowest seq with a checksum, for [`crc_from`].
+pub const FIRST_CHECKSUMMED: &str = "SELECT min(seq) FROM input_log WHERE crc IS NOT NULL";
 
 /// A row's input text and stored checksum as SQLite gives them, or the
 /// reason the row is damaged: a cell of another type than its column's is

@@ -207,7 +207,10 @@ fn replay_tail(
             Ok((r.get::<_, i64>(0)? as u64, text))
         })?
         .peekable();
-    let crc_from = log_crc::crc_from(meta_get(conn, log_crc::CRC_FROM)?.as_deref());
+    let crc_from = log_crc::crc_from(
+        meta_get(conn, log_crc::CRC_FROM)?.as_deref(),
+        conn.query_row(log_crc::FIRST_CHECKSUMMED, [], |r| r.get(0))?,
+    );
     let mut rows = inputs.query([base_seq as i64])?;
     let mut expected = base_seq + 1;
     let mut replayed = 0;

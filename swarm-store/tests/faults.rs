@@ -175,7 +175,7 @@ fn a_corrupted_input_kind_in_a_store_no_newer_swarm_wrote_is_reported_damaged() 
 }
 
 /// One bit of a logged atom flipped (`a` 0x61 to `c` 0x63): the row still parses and
-/// replays to the same outputs. On a copy whose row has no checksum, as rows written before
+/// replays to the same outputs. On a copy whose log has no checksums, as rows written before
 /// schema 6 have none, the store opens queuing the other package without a word (what a
 /// bit-flip audit found); with the checksum the open is refused, naming the row.
 #[test]
@@ -210,7 +210,7 @@ fn a_flipped_bit_in_a_logged_atom_is_refused_though_it_replays_to_the_same_outpu
     let unchecked = copy.path().join("swarm.db");
     raw(&unchecked)
         .execute_batch(&format!(
-            "UPDATE input_log SET crc = NULL WHERE seq = {seq};
+            "UPDATE input_log SET crc = NULL WHERE seq <= {seq};
              DELETE FROM meta WHERE key = 'crc_from';"
         ))
         .expect("an old row");
@@ -279,6 +279,33 @@ fn a_row_whose_cells_changed_type_is_refused_naming_its_seq_and_what_changed() {
             }
             Err(other) => panic!("{change}: expected BadLogRecord at seq 5, got {other:?}"),
             Ok(_) => panic!("{change}: the store opened"),
+        }
+    }
+}
+
+/// `meta.crc_from` gone or damaged (a store written before migration 6 set it, or a flipped
+/// bit) does not turn the NULL check off: the log's first checksummed row says it too (h29 N2).
+#[test]
+fn a_lost_checksum_is_refused_without_meta_crc_from() {
+    for meta in [
+        "DELETE FROM meta WHERE key = 'crc_from'",
+        "UPDATE meta SET value = 'q' WHERE key = 'crc_from'",
+    ] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("swarm.db");
+        store_with_history(&path, 10);
+        raw(&path)
+            .execute_batch(&format!(
+                "{meta}; UPDATE input_log SET crc = NULL WHERE seq = 5;"
+            ))
+            .expect("change");
+        match Store::open(&path, StoreOptions::default()) {
+            Err(e @ StoreError::BadLogRecord { seq: 5, .. }) => {
+                let msg = e.to_string();
+                assert!(msg.contains("its checksum is missing"), "{meta}: {msg}");
+            }
+            Err(other) => panic!("{meta}: expected BadLogRecord at seq 5, got {other:?}"),
+            Ok(_) => panic!("{meta}: the store opened"),
         }
     }
 }
