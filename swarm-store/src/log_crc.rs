@@ -10,10 +10,11 @@
 //! seq, time and text, and a row that no longer matches it is refused as
 //! damaged, naming its seq.
 //!
-//! Rows written before the column existed (schema 5 and older) have none and
-//! are read as before. `meta.crc_from` is the first seq written with one
-//! (set by the migration that added it): a row from there on without a
-//! checksum lost it (one flipped bit turns the cell's type into NULL).
+//! The migration that added the column checksummed the rows already logged
+//! (a change made before it cannot be told). A row without one is read as
+//! before only ahead of the first seq with one (`meta.crc_from`, set by that
+//! migration, or the log's first checksummed row): from there on it lost its
+//! checksum (one flipped bit turns the cell's type into NULL).
 
 use crate::error::StoreError;
 use rusqlite::types::ValueRef;

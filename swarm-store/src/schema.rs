@@ -189,11 +189,14 @@ const MIGRATIONS: &[&str] = &[
     ",
     // 5 -> 6: a CRC-32 per input log row (`log_crc`), checked wherever the row is read back:
     // a changed byte that still parses and replays to the same outputs was otherwise taken
-    // as the input. Older rows keep NULL and are read as before; `crc_from` is the first seq
-    // written with one, so a NULL from there on is damage.
+    // as the input. The rows already logged get theirs now (`swarm_log_crc`, registered by
+    // `migrate`; a row whose input is not text keeps NULL and is refused as damaged), so a
+    // change from here on is caught in them too; `crc_from` is the first seq with one, so a
+    // NULL from there on is damage.
     "
     ALTER TABLE input_log ADD COLUMN crc INTEGER;
-    INSERT INTO meta (key, value) SELECT 'crc_from', COALESCE(MAX(seq), 0) + 1 FROM input_log;
+    UPDATE input_log SET crc = swarm_log_crc(seq, at_ms, input);
+    INSERT INTO meta (key, value) SELECT 'crc_from', COALESCE(MIN(seq), 1) FROM input_log;
     ",
 ];
 
@@ -260,6 +263,22 @@ pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreErr
             });
         }
     }
+    // Migration 6 checksums the rows already logged.
+    conn.create_scalar_function(
+        "swarm_log_crc",
+        3,
+        rusqlite::functions::FunctionFlags::SQLITE_UTF8
+            | rusqlite::functions::FunctionFlags::SQLITE_DETERMINISTIC,
+        |ctx| {
+            let (seq, at) = (ctx.get::<i64>(0)?, ctx.get::<i64>(1)?);
+            Ok(match ctx.get_raw(2) {
+                rusqlite::types::ValueRef::Text(bytes) => std::str::from_utf8(bytes)
+                    .ok()
+                    .map(|text| i64::from(crate::log_crc::of(seq as u64, at as u64, text))),
+                _ => None,
+            })
+        },
+    )?;
     for (from, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         tx.execute_batch(sql)?;
@@ -362,10 +381,10 @@ mod tests {
         }
     }
 
-    /// Rows logged before checksums keep none; `crc_from` says where they start, so a NULL
-    /// after it is damage, not an older row.
+    /// Rows logged before checksums get theirs at the migration, so a later change in them is
+    /// caught too; `crc_from` says where they start, so a NULL after it is damage.
     #[test]
-    fn a_version_5_log_migrates_with_crc_from_after_its_last_row() {
+    fn a_version_5_log_migrates_with_every_row_checksummed() {
         let mut conn = Connection::open_in_memory().expect("open");
         let tx = conn.transaction().expect("tx");
         for sql in &MIGRATIONS[..5] {
@@ -375,23 +394,27 @@ mod tests {
         tx.pragma_update(None, "application_id", APPLICATION_ID)
             .expect("app id");
         tx.execute_batch(
-            "INSERT INTO input_log (seq, at_ms, input) VALUES (1, 5, '{}'), (2, 6, '{}');",
+            "INSERT INTO input_log (seq, at_ms, input) VALUES (4, 5, '{}'), (5, 6, '{\"a\":1}');",
         )
         .expect("old rows");
         tx.commit().expect("commit");
         migrate(&mut conn, Path::new(":memory:")).expect("migrates");
         assert_eq!(
             meta_get(&conn, "crc_from").expect("meta").as_deref(),
-            Some("3")
+            Some("4")
         );
-        let nulls: i64 = conn
-            .query_row(
-                "SELECT count(*) FROM input_log WHERE crc IS NULL",
-                [],
-                |r| r.get(0),
-            )
-            .expect("count");
-        assert_eq!(nulls, 2);
+        let rows: Vec<(i64, i64, String, Option<i64>)> = conn
+            .prepare("SELECT seq, at_ms, input, crc FROM input_log ORDER BY seq")
+            .expect("select")
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .expect("rows")
+            .collect::<Result<_, _>>()
+            .expect("read");
+        assert_eq!(rows.len(), 2);
+        for (seq, at, input, crc) in rows {
+            let want = i64::from(crate::log_crc::of(seq as u64, at as u64, &input));
+            assert_eq!(crc, Some(want), "seq {seq}");
+        }
         let mut fresh = Connection::open_in_memory().expect("open");
         migrate(&mut fresh, Path::new(":memory:")).expect("new store");
         assert_eq!(

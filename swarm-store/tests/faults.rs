@@ -175,9 +175,9 @@ fn a_corrupted_input_kind_in_a_store_no_newer_swarm_wrote_is_reported_damaged() 
 }
 
 /// One bit of a logged atom flipped (`a` 0x61 to `c` 0x63): the row still parses and
-/// replays to the same outputs. On a copy whose log has no checksums, as rows written before
-/// schema 6 have none, the store opens queuing the other package without a word (what a
-/// bit-flip audit found); with the checksum the open is refused, naming the row.
+/// replays to the same outputs. On a copy whose log has no checksums, as swarm kept it before
+/// schema 6, the store opens queuing the other package without a word (what a bit-flip audit
+/// found); with the checksum the open is refused, naming the row.
 #[test]
 fn a_flipped_bit_in_a_logged_atom_is_refused_though_it_replays_to_the_same_outputs() {
     let dir = tempfile::tempdir().expect("temp dir");
