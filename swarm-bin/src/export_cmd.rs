@@ -14,7 +14,7 @@ use serde_json::Value;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use swarm_core::{Envelope, Input, Seq, Timestamp};
+use swarm_core::{Envelope, Seq, Timestamp};
 use swarm_store::{ExplorerOptions, StoreError};
 
 /// Rows read per query.
@@ -37,60 +37,34 @@ pub(crate) struct ExportArgs {
 }
 
 /// One logged input, checked and parsed the way the store does on recovery.
-/// The row comes as (seq, at_ms, hex of the input's bytes, crc, the input's
-/// and the crc's SQLite types): the cells exactly as stored, so a changed
-/// type or a byte that is not UTF-8 is refused as the store refuses it, not
-/// read past by the explorer's lossy text.
+/// The row comes as (seq, at_ms, hex of the input's bytes, crc, and the
+/// SQLite types of at_ms, input and crc): the cells exactly as stored, so a
+/// changed type or a byte that is not UTF-8 is refused as the store refuses
+/// it, not read past by the explorer's lossy text.
 fn parse_row(row: &[Value], crc_from: u64) -> Result<Envelope, anyhow::Error> {
-    let (Some(seq), Some(hex_input), Some(input_type), Some(crc_type)) = (
+    let cell = |i: usize| row.get(i).and_then(Value::as_str);
+    let (Some(seq), Some(hex_input), Some(at_type), Some(input_type), Some(crc_type)) = (
         row.first().and_then(Value::as_u64),
-        row.get(2).and_then(Value::as_str),
-        row.get(4).and_then(Value::as_str),
-        row.get(5).and_then(Value::as_str),
+        cell(2),
+        cell(4),
+        cell(5),
+        cell(6),
     ) else {
         bail!("input_log row {row:?} is not (seq, at_ms, input, crc)");
     };
-    let Some(at) = row.get(1).and_then(Value::as_u64) else {
-        return Err(StoreError::BadLogRecord {
-            seq,
-            detail: format!(
-                "its time is {}, not a count of milliseconds",
-                row.get(1).unwrap_or(&Value::Null)
-            ),
-        }
-        .into());
-    };
     let bytes = hex::decode(hex_input).context("the explorer's hex() of an input")?;
-    let crc = row.get(3).and_then(Value::as_i64).unwrap_or(0);
-    let (text, crc) = swarm_store::log_crc::cells(
+    let integer = |i: usize| row.get(i).and_then(Value::as_i64).unwrap_or(0);
+    let (at, text) = swarm_store::log_crc::checked(
         seq,
+        stored_as(at_type, &[], integer(1)),
         stored_as(input_type, &bytes, 0),
-        stored_as(crc_type, &[], crc),
+        stored_as(crc_type, &[], integer(3)),
         crc_from,
     )?;
-    swarm_store::log_crc::check_log_row(seq, at, text, crc)?;
-    let input = match serde_json::from_str::<Input>(text) {
-        Ok(input) => input,
-        Err(e) => {
-            let kind = serde_json::from_str::<Value>(text)
-                .ok()
-                .and_then(|v| v.get("type").and_then(|t| t.as_str()).map(str::to_owned));
-            return Err(match kind {
-                Some(kind) if e.to_string().contains(&format!("unknown variant `{kind}`")) => {
-                    StoreError::UnknownInputKind { seq, kind }.into()
-                }
-                _ => StoreError::BadLogRecord {
-                    seq,
-                    detail: e.to_string(),
-                }
-                .into(),
-            });
-        }
-    };
     Ok(Envelope {
         seq: Seq(seq),
         at: Timestamp(at),
-        input,
+        input: swarm_store::parse_logged_input(seq, text, None)?,
     })
 }
 
@@ -155,8 +129,8 @@ fn export(
     let mut n = 0u64;
     loop {
         let sql = format!(
-            "SELECT seq, at_ms, hex(input), crc, typeof(input), typeof(crc) FROM input_log \
-             WHERE seq > {after} ORDER BY seq LIMIT {PAGE}"
+            "SELECT seq, at_ms, hex(input), crc, typeof(at_ms), typeof(input), typeof(crc) \
+             FROM input_log WHERE seq > {after} ORDER BY seq LIMIT {PAGE}"
         );
         let page = explorer.query(&sql).with_context(|| {
             format!(

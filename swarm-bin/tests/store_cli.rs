@@ -168,7 +168,7 @@ fn export_refuses_a_changed_row_naming_its_seq() {
         ),
         ("crc = CAST(crc AS BLOB)", "its checksum is a blob"),
         ("crc = NULL", "its checksum is missing"),
-        ("at_ms = 'x'", "its time is \"x\", not a count"),
+        ("at_ms = 'x'", "its time is text, not a count"),
         (
             "input = CAST(X'7B22FF227D' AS TEXT)",
             "its input is not valid UTF-8 text",

@@ -49,10 +49,7 @@ impl<'c> Export<'c> {
             conn,
             after: since,
             newest_writer: meta_get(conn, NEWEST_WRITER)?,
-            crc_from: log_crc::crc_from(
-                meta_get(conn, log_crc::CRC_FROM)?.as_deref(),
-                conn.query_row(log_crc::FIRST_CHECKSUMMED, [], |r| r.get(0))?,
-            ),
+            crc_from: log_crc::crc_from_in(conn)?,
             buf: VecDeque::new(),
             done: false,
         })
@@ -66,9 +63,14 @@ impl<'c> Export<'c> {
         let mut n = 0;
         while let Some(row) = rows.next()? {
             let seq = row.get::<_, i64>(0)? as u64;
-            let at = Timestamp(log_crc::time(seq, row.get_ref(1)?)?);
-            let (text, crc) = log_crc::cells(seq, row.get_ref(2)?, row.get_ref(3)?, self.crc_from)?;
-            log_crc::check_log_row(seq, at.0, text, crc)?;
+            let (at, text) = log_crc::checked(
+                seq,
+                row.get_ref(1)?,
+                row.get_ref(2)?,
+                row.get_ref(3)?,
+                self.crc_from,
+            )?;
+            let at = Timestamp(at);
             let input = parse_input(seq, text, self.newest_writer.as_deref())?;
             self.buf.push_back(Envelope {
                 seq: Seq(seq),

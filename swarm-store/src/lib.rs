@@ -86,6 +86,7 @@ pub fn store_files(db: &std::path::Path) -> Vec<std::path::PathBuf> {
         id_file::path(db),
     ]
 }
+pub use recover::parse_input as parse_logged_input;
 pub use store::{OpenReport, Store, StoreOptions, Synchronous};
 pub use swarm_core::{Envelope, Output};
 pub use wal_sync::{SyncFaults, WalSync};

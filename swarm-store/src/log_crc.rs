@@ -45,10 +45,34 @@ pub fn crc_from(meta: Option<&str>, first_checksummed: Option<i64>) -> u64 {
 /// The lowest seq with a checksum, for [`crc_from`].
 pub const FIRST_CHECKSUMMED: &str = "SELECT min(seq) FROM input_log WHERE crc IS NOT NULL";
 
+/// [`crc_from`] of a store's connection.
+pub(crate) fn crc_from_in(conn: &rusqlite::Connection) -> Result<u64, StoreError> {
+    Ok(crc_from(
+        crate::schema::meta_get(conn, CRC_FROM)?.as_deref(),
+        conn.query_row(FIRST_CHECKSUMMED, [], |r| r.get(0))?,
+    ))
+}
+
+/// A log row's time and input text as SQLite stored its cells, once the
+/// row matches its checksum; or the reason the row is damaged, naming its
+/// seq. What every reader of the log calls before parsing the input.
+pub fn checked<'r>(
+    seq: u64,
+    at_ms: ValueRef<'_>,
+    input: ValueRef<'r>,
+    crc: ValueRef<'_>,
+    crc_from: u64,
+) -> Result<(u64, &'r str), StoreError> {
+    let at = time(seq, at_ms)?;
+    let (text, stored) = cells(seq, input, crc, crc_from)?;
+    check_log_row(seq, at, text, stored)?;
+    Ok((at, text))
+}
+
 /// A row's input text and stored checksum as SQLite gives them, or the
 /// reason the row is damaged: a cell of another type than its column's is
 /// a changed byte too (SQLite keeps each cell's type in the row's header).
-pub fn cells<'r>(
+fn cells<'r>(
     seq: u64,
     input: ValueRef<'r>,
     crc: ValueRef<'_>,
@@ -80,7 +104,7 @@ pub fn cells<'r>(
 }
 
 /// A row's time as stored, or the reason the row is damaged.
-pub fn time(seq: u64, at_ms: ValueRef<'_>) -> Result<u64, StoreError> {
+fn time(seq: u64, at_ms: ValueRef<'_>) -> Result<u64, StoreError> {
     match at_ms {
         ValueRef::Integer(n) if n >= 0 => Ok(n as u64),
         other => Err(StoreError::BadLogRecord {
@@ -108,12 +132,7 @@ fn kind(v: ValueRef<'_>) -> &'static str {
 
 /// Checks a row read back against its stored checksum (`None`: a row from
 /// before checksums, taken as it is).
-pub fn check_log_row(
-    seq: u64,
-    at_ms: u64,
-    input: &str,
-    stored: Option<i64>,
-) -> Result<(), StoreError> {
+fn check_log_row(seq: u64, at_ms: u64, input: &str, stored: Option<i64>) -> Result<(), StoreError> {
     let Some(stored) = stored else {
         return Ok(());
     };

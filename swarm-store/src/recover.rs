@@ -74,11 +74,7 @@ pub(crate) fn newer_than_this(v: &str) -> Option<bool> {
 /// Parses one logged input, telling an unknown kind from a damaged record.
 /// `newest_writer` is `meta.newest_writer`: when no newer swarm wrote the
 /// store, an unknown kind is damage, not a newer swarm's input.
-pub(crate) fn parse_input(
-    seq: u64,
-    text: &str,
-    newest_writer: Option<&str>,
-) -> Result<Input, StoreError> {
+pub fn parse_input(seq: u64, text: &str, newest_writer: Option<&str>) -> Result<Input, StoreError> {
     match serde_json::from_str::<Input>(text) {
         Ok(input) => Ok(input),
         Err(e) => {
@@ -207,10 +203,7 @@ fn replay_tail(
             Ok((r.get::<_, i64>(0)? as u64, text))
         })?
         .peekable();
-    let crc_from = log_crc::crc_from(
-        meta_get(conn, log_crc::CRC_FROM)?.as_deref(),
-        conn.query_row(log_crc::FIRST_CHECKSUMMED, [], |r| r.get(0))?,
-    );
+    let crc_from = log_crc::crc_from_in(conn)?;
     let mut rows = inputs.query([base_seq as i64])?;
     let mut expected = base_seq + 1;
     let mut replayed = 0;
@@ -221,9 +214,14 @@ fn replay_tail(
                 detail: format!("the input log jumps from seq {} to seq {seq}", expected - 1),
             });
         }
-        let at = Timestamp(log_crc::time(seq, row.get_ref(1)?)?);
-        let (text, crc) = log_crc::cells(seq, row.get_ref(2)?, row.get_ref(3)?, crc_from)?;
-        log_crc::check_log_row(seq, at.0, text, crc)?;
+        let (at, text) = log_crc::checked(
+            seq,
+            row.get_ref(1)?,
+            row.get_ref(2)?,
+            row.get_ref(3)?,
+            crc_from,
+        )?;
+        let at = Timestamp(at);
         let input = parse_input(seq, text, newest_writer)?;
         let out = swarm.handle(&Envelope {
             seq: Seq(seq),
