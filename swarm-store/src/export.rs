@@ -7,7 +7,7 @@
 
 use crate::error::StoreError;
 use crate::log_crc;
-use crate::recover::{compacted_through, parse_input, NEWEST_WRITER};
+use crate::recover::{compacted_through, crc_from, parse_input, NEWEST_WRITER};
 use crate::schema::meta_get;
 use rusqlite::Connection;
 use std::collections::VecDeque;
@@ -49,7 +49,7 @@ impl<'c> Export<'c> {
             conn,
             after: since,
             newest_writer: meta_get(conn, NEWEST_WRITER)?,
-            crc_from: log_crc::crc_from_in(conn)?,
+            crc_from: crc_from(conn)?,
             buf: VecDeque::new(),
             done: false,
         })

@@ -45,14 +45,6 @@ pub fn crc_from(meta: Option<&str>, first_checksummed: Option<i64>) -> u64 {
 /// The lowest seq with a checksum, for [`crc_from`].
 pub const FIRST_CHECKSUMMED: &str = "SELECT min(seq) FROM input_log WHERE crc IS NOT NULL";
 
-/// [`crc_from`] of a store's connection.
-pub(crate) fn crc_from_in(conn: &rusqlite::Connection) -> Result<u64, StoreError> {
-    Ok(crc_from(
-        crate::schema::meta_get(conn, CRC_FROM)?.as_deref(),
-        conn.query_row(FIRST_CHECKSUMMED, [], |r| r.get(0))?,
-    ))
-}
-
 /// A log row's time and input text as SQLite stored its cells, once the
 /// row matches its checksum; or the reason the row is damaged, naming its
 /// seq. What every reader of the log calls before parsing the input.

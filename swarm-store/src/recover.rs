@@ -71,6 +71,14 @@ pub(crate) fn newer_than_this(v: &str) -> Option<bool> {
     Some(version_numbers(v)? > version_numbers(THIS_VERSION)?)
 }
 
+/// Where a store's checksummed log starts (see `log_crc::crc_from`).
+pub(crate) fn crc_from(conn: &Connection) -> Result<u64, StoreError> {
+    Ok(log_crc::crc_from(
+        meta_get(conn, log_crc::CRC_FROM)?.as_deref(),
+        conn.query_row(log_crc::FIRST_CHECKSUMMED, [], |r| r.get(0))?,
+    ))
+}
+
 /// Parses one logged input, telling an unknown kind from a damaged record.
 /// `newest_writer` is `meta.newest_writer`: when no newer swarm wrote the
 /// store, an unknown kind is damage, not a newer swarm's input.
@@ -203,7 +211,7 @@ fn replay_tail(
             Ok((r.get::<_, i64>(0)? as u64, text))
         })?
         .peekable();
-    let crc_from = log_crc::crc_from_in(conn)?;
+    let crc_from = crc_from(conn)?;
     let mut rows = inputs.query([base_seq as i64])?;
     let mut expected = base_seq + 1;
     let mut replayed = 0;
