@@ -327,22 +327,29 @@ mod tests {
     /// A store file as a build before migration 3 left it: one package row, one lease, one build.
     fn version_2_file(path: &Path) {
         let mut conn = Connection::open(path).expect("create");
-        let tx = conn.transaction().expect("tx");
-        for sql in &MIGRATIONS[..2] {
-            tx.execute_batch(sql).expect("old migration");
-        }
-        tx.pragma_update(None, "user_version", 2).expect("version");
-        tx.pragma_update(None, "application_id", APPLICATION_ID)
-            .expect("app id");
-        tx.execute_batch(
+        at_version(
+            &mut conn,
+            2,
             "INSERT INTO packages (atom, status, priority, attempts, generation, updated_seq)
                  VALUES ('=sys-libs/zlib-1.3', 'queued', 0, 0, 0, 1);
              INSERT INTO leases (lease, package, drone, issued_at_ms)
                  VALUES (7, '=sys-libs/zlib-1.3', 'd0', 5);
              INSERT INTO builds (lease, package, drone, epoch, created_at, seq)
                  VALUES (7, '=sys-libs/zlib-1.3', 'd0', 1, 5, 1);",
-        )
-        .expect("old rows");
+        );
+    }
+
+    /// Makes `conn` a store as a build of schema `version` left it, holding `rows`.
+    fn at_version(conn: &mut Connection, version: usize, rows: &str) {
+        let tx = conn.transaction().expect("tx");
+        for sql in &MIGRATIONS[..version] {
+            tx.execute_batch(sql).expect("old migration");
+        }
+        tx.pragma_update(None, "user_version", version as i64)
+            .expect("version");
+        tx.pragma_update(None, "application_id", APPLICATION_ID)
+            .expect("app id");
+        tx.execute_batch(rows).expect("old rows");
         tx.commit().expect("commit");
     }
 
@@ -386,18 +393,11 @@ mod tests {
     #[test]
     fn a_version_5_log_migrates_with_every_row_checksummed() {
         let mut conn = Connection::open_in_memory().expect("open");
-        let tx = conn.transaction().expect("tx");
-        for sql in &MIGRATIONS[..5] {
-            tx.execute_batch(sql).expect("old migration");
-        }
-        tx.pragma_update(None, "user_version", 5).expect("version");
-        tx.pragma_update(None, "application_id", APPLICATION_ID)
-            .expect("app id");
-        tx.execute_batch(
+        at_version(
+            &mut conn,
+            5,
             "INSERT INTO input_log (seq, at_ms, input) VALUES (4, 5, '{}'), (5, 6, '{\"a\":1}');",
-        )
-        .expect("old rows");
-        tx.commit().expect("commit");
+        );
         migrate(&mut conn, Path::new(":memory:")).expect("migrates");
         assert_eq!(
             meta_get(&conn, "crc_from").expect("meta").as_deref(),

@@ -26,6 +26,27 @@ fn raw(path: &Path) -> rusqlite::Connection {
     rusqlite::Connection::open(path).expect("raw open")
 }
 
+/// A closed store with 10 inputs of history, then `sql` run on its file; with the rows its
+/// last statement changed.
+fn history_changed_by(sql: &str) -> (tempfile::TempDir, u64) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("swarm.db");
+    store_with_history(&path, 10);
+    let db = raw(&path);
+    db.execute_batch(sql).expect(sql);
+    let changed = db.changes();
+    (dir, changed)
+}
+
+/// The open of a store whose log was changed: the seq its `BadLogRecord` names, and its text.
+fn bad_record(path: &Path, case: &str) -> (u64, String) {
+    match Store::open(path, StoreOptions::default()) {
+        Err(e @ StoreError::BadLogRecord { seq, .. }) => (seq, e.to_string()),
+        Err(other) => panic!("{case}: expected BadLogRecord, got {other:?}"),
+        Ok(_) => panic!("{case}: the store opened"),
+    }
+}
+
 #[test]
 fn a_file_with_garbage_in_the_middle_is_reported_damaged() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -223,19 +244,13 @@ fn a_flipped_bit_in_a_logged_atom_is_refused_though_it_replays_to_the_same_outpu
         "without a checksum the flip is silent"
     );
 
-    match Store::open(&path, StoreOptions::default()) {
-        Err(e @ StoreError::BadLogRecord { .. }) => {
-            let msg = e.to_string();
-            assert!(msg.contains(&format!("seq {seq} ")), "{msg}");
-            assert!(
-                msg.contains("dev-libs/caa-1") && msg.contains("checksum"),
-                "{msg}"
-            );
-            assert!(msg.contains("restore it from a backup"), "{msg}");
-        }
-        Err(other) => panic!("expected BadLogRecord at seq {seq}, got {other:?}"),
-        Ok(_) => panic!("a log row that no longer matches its checksum opened"),
-    }
+    let (at, msg) = bad_record(&path, "a row that no longer matches its checksum");
+    assert_eq!(at, seq, "{msg}");
+    assert!(
+        msg.contains("dev-libs/caa-1") && msg.contains("checksum"),
+        "{msg}"
+    );
+    assert!(msg.contains("restore it from a backup"), "{msg}");
 }
 
 /// What one flipped bit in a row's header does: a cell's type changes (the checksum becomes
@@ -264,22 +279,13 @@ fn a_row_whose_cells_changed_type_is_refused_naming_its_seq_and_what_changed() {
             "its input is not valid UTF-8 text",
         ),
     ] {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join("swarm.db");
-        store_with_history(&path, 10);
-        let n = raw(&path)
-            .execute(&format!("UPDATE input_log SET {change} WHERE seq = 5"), [])
-            .expect("change");
-        assert_eq!(n, 1);
-        match Store::open(&path, StoreOptions::default()) {
-            Err(e @ StoreError::BadLogRecord { seq: 5, .. }) => {
-                let msg = e.to_string();
-                assert!(msg.contains(says), "{change}: {msg}");
-                assert!(msg.contains("restore it from a backup"), "{change}: {msg}");
-            }
-            Err(other) => panic!("{change}: expected BadLogRecord at seq 5, got {other:?}"),
-            Ok(_) => panic!("{change}: the store opened"),
-        }
+        let (dir, changed) =
+            history_changed_by(&format!("UPDATE input_log SET {change} WHERE seq = 5"));
+        assert_eq!(changed, 1, "{change}");
+        let (seq, msg) = bad_record(&dir.path().join("swarm.db"), change);
+        assert_eq!(seq, 5, "{change}: {msg}");
+        assert!(msg.contains(says), "{change}: {msg}");
+        assert!(msg.contains("restore it from a backup"), "{change}: {msg}");
     }
 }
 
@@ -291,22 +297,12 @@ fn a_lost_checksum_is_refused_without_meta_crc_from() {
         "DELETE FROM meta WHERE key = 'crc_from'",
         "UPDATE meta SET value = 'q' WHERE key = 'crc_from'",
     ] {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join("swarm.db");
-        store_with_history(&path, 10);
-        raw(&path)
-            .execute_batch(&format!(
-                "{meta}; UPDATE input_log SET crc = NULL WHERE seq = 5;"
-            ))
-            .expect("change");
-        match Store::open(&path, StoreOptions::default()) {
-            Err(e @ StoreError::BadLogRecord { seq: 5, .. }) => {
-                let msg = e.to_string();
-                assert!(msg.contains("its checksum is missing"), "{meta}: {msg}");
-            }
-            Err(other) => panic!("{meta}: expected BadLogRecord at seq 5, got {other:?}"),
-            Ok(_) => panic!("{meta}: the store opened"),
-        }
+        let (dir, _) = history_changed_by(&format!(
+            "{meta}; UPDATE input_log SET crc = NULL WHERE seq = 5;"
+        ));
+        let (seq, msg) = bad_record(&dir.path().join("swarm.db"), meta);
+        assert_eq!(seq, 5, "{meta}: {msg}");
+        assert!(msg.contains("its checksum is missing"), "{meta}: {msg}");
     }
 }
 
@@ -318,28 +314,17 @@ fn an_outbox_row_that_is_not_text_is_refused_naming_its_seq() {
         ("CAST(X'7B22FF227D' AS TEXT)", "not valid UTF-8 text"),
         ("CAST(output AS BLOB)", "not text"),
     ] {
-        let dir = tempfile::tempdir().expect("temp dir");
+        let (dir, _) = history_changed_by(&format!(
+            "UPDATE outbox SET output = {output}
+             WHERE seq = (SELECT max(seq) FROM outbox) AND idx = 0"
+        ));
         let path = dir.path().join("swarm.db");
-        store_with_history(&path, 10);
-        let db = raw(&path);
-        let seq: i64 = db
+        let last: i64 = raw(&path)
             .query_row("SELECT max(seq) FROM outbox", [], |r| r.get(0))
             .expect("an output");
-        db.execute(
-            &format!("UPDATE outbox SET output = {output} WHERE seq = ?1 AND idx = 0"),
-            [seq],
-        )
-        .expect("change");
-        drop(db);
-        match Store::open(&path, StoreOptions::default()) {
-            Err(e @ StoreError::BadLogRecord { .. }) => {
-                let msg = e.to_string();
-                assert!(msg.contains(&format!("seq {seq} ")), "{output}: {msg}");
-                assert!(msg.contains(says), "{output}: {msg}");
-            }
-            Err(other) => panic!("{output}: expected BadLogRecord, got {other:?}"),
-            Ok(_) => panic!("{output}: the store opened"),
-        }
+        let (seq, msg) = bad_record(&path, output);
+        assert_eq!(seq, last as u64, "{output}: {msg}");
+        assert!(msg.contains(says), "{output}: {msg}");
     }
 }
 
