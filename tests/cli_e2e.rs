@@ -63,6 +63,22 @@ fn operators_drive_a_real_server_from_the_command_line() {
     // The SQL explorer through the server, and metrics.
     let sql = json_of(&s, &["sql", "--json", "SELECT COUNT(*) AS n FROM packages"]);
     assert!(sql.to_string().contains('4'), "{sql}");
+    // --timeout-ms reaches the server: a runaway query stops at the budget asked for, and one
+    // longer than the server allows is refused, not silently cut to it.
+    let runaway =
+        "WITH RECURSIVE r(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM r) SELECT count(*) FROM r";
+    let out = swarm(&s, &["sql", "--timeout-ms", "150", runaway]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("budget of 150 ms"),
+        "{err}"
+    );
+    let out = swarm(&s, &["sql", "--timeout-ms", "60000", "SELECT 1"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("at most 2000 ms"),
+        "{err}"
+    );
     let metrics = ok(&s, &["metrics"]);
     assert!(metrics.contains("swarm_queue_packages"), "{metrics}");
     let monitor = ok(&s, &["monitor", "--once"]);

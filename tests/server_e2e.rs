@@ -592,6 +592,18 @@ fn every_admin_endpoint_refuses_a_missing_or_wrong_token() {
     assert_eq!(code, 400, "stopped at its budget: {v}");
     let (code, v) = s.admin_get("/api/v1/sql/query?q=SELECT%201");
     assert_eq!(code, 200, "the turn is given back: {v}");
+    // A query may ask for a shorter budget, never a longer one.
+    let (code, v) = s.admin_get("/api/v1/sql/query?timeout_ms=2001&q=SELECT%201");
+    assert_eq!((code, &v["field"]), (400, &json!("timeout_ms")), "{v}");
+    for bad in ["0", "-1", "x", "99999999999999999999"] {
+        let (code, v) = s.admin_get(&format!("/api/v1/sql/query?timeout_ms={bad}&q=SELECT%201"));
+        assert_eq!(code, 400, "timeout_ms={bad}: {v}");
+    }
+    let (code, v) = s.admin_get(
+        "/api/v1/sql/query?timeout_ms=120&q=WITH%20RECURSIVE%20r(x)%20AS%20(SELECT%201%20UNION%20ALL%20SELECT%20x%2B1%20FROM%20r)%20SELECT%20count(*)%20FROM%20r",
+    );
+    assert_eq!(code, 400, "{v}");
+    assert!(v.to_string().contains("budget of 120 ms"), "{v}");
 }
 
 #[test]

@@ -154,6 +154,7 @@ pub(crate) struct SqlArgs {
     max_rows: usize,
     /// Abort the query after this many milliseconds (1 to 600000: a query that runs for more
     /// than ten minutes holds its read snapshot, and the WAL cannot be checkpointed behind it).
+    /// Asking a server (no --db), at most 2000: its explorer's budget; more is refused.
     #[arg(
         long,
         value_name = "N",
@@ -244,7 +245,7 @@ fn run_remote(args: SqlArgs) -> anyhow::Result<()> {
     let Some(query) = args.query.as_deref() else {
         anyhow::bail!("give a QUERY, --tables or --schema");
     };
-    let answer = c.client.sql_query(query).map_err(ask)?;
+    let answer = c.client.sql_query(query, args.timeout_ms).map_err(ask)?;
     let result = query_result(answer.body, args.max_rows);
     print_result(&result, args.json, args.max_rows)
 }

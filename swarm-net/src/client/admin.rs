@@ -625,10 +625,12 @@ impl Client {
         self.write(&path, &serde_json::json!({}))
     }
 
-    /// `GET /api/v1/sql/query` (admin): one read-only statement.
-    pub fn sql_query(&self, sql: &str) -> Result<Answer<SqlAnswer>, ClientError> {
+    /// `GET /api/v1/sql/query` (admin): one read-only statement, aborted
+    /// after `timeout_ms` (the server refuses more than its own budget).
+    pub fn sql_query(&self, sql: &str, timeout_ms: u64) -> Result<Answer<SqlAnswer>, ClientError> {
         let mut q = Query::default();
         q.push("q", Some(sql));
+        q.push("timeout_ms", Some(timeout_ms));
         self.read(&q.path("/api/v1/sql/query"), Auth::Admin)
     }
 

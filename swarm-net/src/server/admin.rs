@@ -10,6 +10,7 @@ use super::shared::Shared;
 use crate::wire::{QueueItem, QueueRequest, QueueSpec};
 use serde::Deserialize;
 use serde_json::json;
+use std::time::Duration;
 use swarm_core::{
     Atom, Control, DroneName, Enqueue, Event, Generation, Input, Output, PackageSpec,
     PortageSnapshot, RejectReason,
@@ -611,17 +612,44 @@ impl Drop for SqlTurn<'_> {
     }
 }
 
-fn explorer(sh: &Shared) -> Result<Explorer, ApiError> {
-    Explorer::open(&sh.db_path, ExplorerOptions::default()).map_err(ApiError::internal)
+fn explorer(sh: &Shared, budget: Duration) -> Result<Explorer, ApiError> {
+    let opts = ExplorerOptions {
+        budget,
+        ..ExplorerOptions::default()
+    };
+    Explorer::open(&sh.db_path, opts).map_err(ApiError::internal)
+}
+
+/// A query's own budget (`?timeout_ms=`): shorter than the server's, never
+/// longer, since a long read holds the WAL from being checkpointed and the
+/// one-at-a-time turn from everyone else. A longer one is refused rather
+/// than cut, so `swarm sql --timeout-ms` never means less than it says.
+fn sql_budget(q: &Query) -> Result<Duration, ApiError> {
+    let most = ExplorerOptions::default().budget;
+    let Some(raw) = q.get("timeout_ms") else {
+        return Ok(most);
+    };
+    let max = most.as_millis();
+    match raw.parse::<u64>() {
+        Ok(ms) if ms >= 1 && u128::from(ms) <= max => Ok(Duration::from_millis(ms)),
+        _ => Err(ApiError::field(
+            400,
+            "timeout_ms",
+            format!(
+                "{raw:?} is not 1 to {max} ms: the server's explorer gives a query at most \
+                 {max} ms (for a longer query, read a copy of the store: swarm sql --db FILE)"
+            ),
+        )),
+    }
 }
 
 pub(crate) fn sql(sh: &Shared, what: &str, url: &str) -> Result<Reply, ApiError> {
-    let ex = explorer(sh)?;
+    let q = Query::parse(url);
+    let ex = explorer(sh, sql_budget(&q)?)?;
     match what {
         "tables" => Reply::ok(&json!({"tables": ex.tables().map_err(ApiError::internal)?})),
         "schema" => Reply::ok(&json!({"tables": ex.schema().map_err(ApiError::internal)?})),
         "query" => {
-            let q = Query::parse(url);
             let sql = q
                 .get("q")
                 .or(q.get("sql"))
