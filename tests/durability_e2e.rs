@@ -350,7 +350,7 @@ fn upload_temp_files_left_by_a_killed_server_are_removed_at_start() {
     std::fs::create_dir_all(&logs).expect("logs");
     let stale_log = logs.join(".7.tmp");
     std::fs::write(&stale_log, b"half a gzip").expect("stale log temp");
-    let _server = Server::start(data, &[]);
+    let server = Server::start(data, &[]);
     assert!(!stale.exists(), "the stale temp file is gone");
     assert!(!stale_log.exists(), "the stale build-log temp file is gone");
     assert!(kept.exists(), "finished uploads stay");
@@ -375,6 +375,20 @@ fn upload_temp_files_left_by_a_killed_server_are_removed_at_start() {
         log_in_flight.exists(),
         "the refused server removed the running one's log upload in flight"
     );
+    // The same with its lock file deleted (h23: the second took a new one and the
+    // database, and the first refused writes until restarted): the WAL refuses it.
+    std::fs::remove_file(data.join("swarm.db.lock")).expect("delete the lock file");
+    let out = serve_until_refused(data);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("already open") && stderr.contains("-wal"),
+        "a second server was let in past a deleted lock file: {stderr}"
+    );
+    assert!(in_flight.exists() && log_in_flight.exists(), "{stderr}");
+    let (code, v) = server.get("/api/v1/health");
+    assert_eq!(code, 200, "the running server is still healthy: {v}");
+    let (code, v) = server.admin_post("/api/v1/queue", &json!({"packages": ["=dev-libs/after-1"]}));
+    assert_eq!(code, 200, "the running server still writes: {v}");
 }
 
 fn wait_until(secs: u64, what: &str, mut f: impl FnMut() -> bool) {

@@ -266,7 +266,8 @@ fn may_remove_after_failed_start(created: bool, e: &anyhow::Error) -> bool {
         matches!(
             c.downcast_ref::<server::ServeError>(),
             Some(server::ServeError::Store {
-                source: swarm_store::StoreError::Locked { .. },
+                source: swarm_store::StoreError::Locked { .. }
+                    | swarm_store::StoreError::WalHeld { .. },
                 ..
             })
         )

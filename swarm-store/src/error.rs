@@ -26,6 +26,21 @@ pub enum StoreError {
         /// The lock file.
         lock: PathBuf,
     },
+    /// Another process writes the database although its lock file was free:
+    /// the lock file was deleted under it.
+    #[error(
+        "{path} is already open for writing by another swarm process: it holds the WAL {wal}, \
+         although the lock file {lock} was free (deleted while that process ran?); stop that \
+         process first, or use `swarm sql` for read-only access"
+    )]
+    WalHeld {
+        /// The database.
+        path: PathBuf,
+        /// Its WAL.
+        wal: PathBuf,
+        /// The lock file that should have said so.
+        lock: PathBuf,
+    },
     /// The file is not a SQLite database, or SQLite found it inconsistent.
     #[error(
         "the store database is damaged ({detail}); stop swarm and restore swarm.db* from a backup \

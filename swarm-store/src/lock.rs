@@ -1,10 +1,19 @@
-//! One writer per database: an exclusive `flock` on `<db>.lock`.
+//! One writer per database: an exclusive `flock` on `<db>.lock`, and one on
+//! `<db>-wal` once SQLite has opened it.
 //!
 //! Two writers would each replay the log into their own core and interleave
 //! appends the other never saw, so the second `Store::open` is refused with a
 //! clear error instead. The kernel drops the lock when the holder dies (even by
 //! SIGKILL), so a crash never leaves a stale lock behind. Readers (the SQL
 //! explorer) take no lock: WAL lets them read while the writer writes.
+//!
+//! The lock file alone can be deleted under a running server (an operator
+//! clearing "stale" locks): a second server then took a new one and opened
+//! the same database, and the first could only refuse writes until restarted
+//! (h23). The WAL cannot go while a server has the database open, so the
+//! second is refused there. Not the database file: SQLite holds POSIX locks
+//! on it, and closing any other descriptor of it would drop them all; it
+//! holds none on the WAL (its WAL locks are in `-shm`).
 
 use crate::error::StoreError;
 use std::fs::{File, OpenOptions};
@@ -14,6 +23,7 @@ use std::path::{Path, PathBuf};
 #[derive(Debug)]
 pub(crate) struct LockFile {
     _file: File,
+    _wal: Option<File>,
 }
 
 /// The lock file next to a database.
@@ -28,12 +38,43 @@ impl LockFile {
     pub(crate) fn acquire(db: &Path) -> Result<LockFile, StoreError> {
         let lock = lock_path(db);
         match ExclusiveLock::take(&lock) {
-            Ok(Some(held)) => Ok(LockFile { _file: held.file }),
+            Ok(Some(held)) => Ok(LockFile {
+                _file: held.file,
+                _wal: None,
+            }),
             Ok(None) => Err(StoreError::Locked {
                 path: db.to_owned(),
                 lock,
             }),
             Err(source) => Err(StoreError::Io { path: lock, source }),
+        }
+    }
+
+    /// Also locks the WAL once SQLite has opened it: `Ok(false)` while there
+    /// is none yet (a new database has one from its first write on; a
+    /// database in WAL mode, from its first read). Taken before anything is
+    /// written where it exists, so a second writer is refused having only read.
+    pub(crate) fn hold_wal(&mut self, db: &Path) -> Result<bool, StoreError> {
+        let wal = crate::db_path::beside_database(db, "-wal");
+        let io = |source| StoreError::Io {
+            path: wal.clone(),
+            source,
+        };
+        let file = match OpenOptions::new().read(true).open(&wal) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(io(e)),
+        };
+        match ExclusiveLock::lock(file).map_err(io)? {
+            Some(held) => {
+                self._wal = Some(held.file);
+                Ok(true)
+            }
+            None => Err(StoreError::WalHeld {
+                path: db.to_owned(),
+                wal,
+                lock: lock_path(db),
+            }),
         }
     }
 }
@@ -55,6 +96,10 @@ impl ExclusiveLock {
             .create(true)
             .truncate(false)
             .open(path)?;
+        ExclusiveLock::lock(file)
+    }
+
+    fn lock(file: File) -> std::io::Result<Option<ExclusiveLock>> {
         // A lock can stay held for a moment after its owner let go: a child
         // forked by another thread shares the descriptor until it execs. So
         // a held lock is retried briefly before it counts as another holder.

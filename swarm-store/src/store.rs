@@ -261,7 +261,7 @@ impl Store {
         // Before the lock: nothing is created beside a directory or a
         // device (a link to /dev/null would get /dev/null.lock).
         check_is_a_file(&path)?;
-        let lock = LockFile::acquire(&path)?;
+        let mut lock = LockFile::acquire(&path)?;
         let mut loss = LossCheck {
             db: path.clone(),
             accept: opts.accept_loss,
@@ -308,7 +308,17 @@ impl Store {
         conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
         let deferred = opts.defer_sync && opts.synchronous == Synchronous::Full;
         schema::configure_writer(&conn, opts.synchronous == Synchronous::Full && !deferred)?;
+        let wal_held = lock.hold_wal(&path)?;
         schema::migrate(&mut conn, &path)?;
+        // A new database: the migration's write made the WAL, a read opens it.
+        if !wal_held {
+            conn.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))?;
+            if !lock.hold_wal(&path)? {
+                return Err(StoreError::Damaged {
+                    detail: "SQLite made no WAL for the database".into(),
+                });
+            }
+        }
         if opts.verify_on_open {
             schema::quick_check(&conn)?;
         }

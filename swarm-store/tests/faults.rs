@@ -590,6 +590,43 @@ fn a_second_open_of_the_same_file_is_refused_while_the_first_is_open() {
     let _again = open(&path, StoreOptions::default());
 }
 
+/// An operator clearing "stale" lock files under a running server: a second
+/// open used to take a new lock file and the same database (h23), and the
+/// first refused writes until restarted. The WAL it holds refuses the second.
+#[test]
+fn a_second_open_is_refused_even_with_the_lock_file_deleted() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // A store with history (its WAL exists before the migration), and a new one
+    // (its WAL appears with its first write).
+    let old = dir.path().join("old.db");
+    drop(open(&old, StoreOptions::default()));
+    for path in [old, dir.path().join("new.db")] {
+        let lock = dir.path().join(format!("{}.lock", path.display()));
+        let mut store = open(&path, StoreOptions::default());
+        store
+            .append(Timestamp(1), Input::Tick)
+            .expect("a write before");
+        std::fs::remove_file(&lock).expect("delete the lock file");
+        match Store::open(&path, StoreOptions::default()) {
+            Err(e @ StoreError::WalHeld { .. }) => {
+                let text = e.to_string();
+                assert!(
+                    text.contains("already open") && text.contains("-wal"),
+                    "{text}"
+                );
+            }
+            other => panic!("{}: expected WalHeld, got {other:?}", path.display()),
+        }
+        // The first writes on, untouched by the refused one.
+        store
+            .append(Timestamp(2), Input::Tick)
+            .expect("a write after the refused open");
+        drop(store);
+        drop(open(&path, StoreOptions::default()));
+        assert!(lock.exists(), "the lock file is made again");
+    }
+}
+
 #[test]
 fn a_write_error_is_reported_until_a_probe_write_works_again() {
     use std::sync::atomic::{AtomicU64, Ordering};
