@@ -56,33 +56,67 @@ fn install_toolchain(env: &[(String, String)]) {
     );
 }
 
+/// One field of every successful build in a `/api/v1/history` reply.
+fn successful<'a, T: FromIterator<&'a str>>(history: &'a Value, field: &str) -> T {
+    history["builds"]
+        .as_array()
+        .expect("builds")
+        .iter()
+        .filter(|b| b["outcome"] == "success")
+        .filter_map(|b| b[field].as_str())
+        .collect()
+}
+
 fn refs(env: &[(String, String)]) -> Vec<(&str, &str)> {
     env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
 }
 
-#[test]
-fn only_the_drone_whose_portage_environment_is_expected_builds_and_the_other_hears_why() {
-    let Some(venv) = venv() else {
-        return;
-    };
-    let dir = tempfile::tempdir().expect("tempdir");
-    let repo = dir.path().join("repo");
-    repo_with_toolchain(&repo);
-    let repo_arg = repo.to_string_lossy().into_owned();
-    let machine = |name: &str, cflags: &str| {
+/// A temp dir with the fixture repository and its toolchain, for machines made on it.
+struct Machines {
+    dir: tempfile::TempDir,
+    venv: std::path::PathBuf,
+    repo: String,
+}
+
+impl Machines {
+    /// `None` where the Portage venv is missing (`venv()` fails instead under CI).
+    fn new() -> Option<Machines> {
+        let venv = venv()?;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let repo = dir.path().join("repo");
+        repo_with_toolchain(&repo);
+        let repo = repo.to_string_lossy().into_owned();
+        Some(Machines { dir, venv, repo })
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A Portage prefix `name` whose make.conf sets `cflags`, with the toolchain installed.
+    fn machine(&self, name: &str, cflags: &str) -> Vec<(String, String)> {
         let env = machine_env_with(
-            &dir.path().join(name),
-            &venv,
+            &self.path().join(name),
+            &self.venv,
             &[
                 "--repo",
-                &repo_arg,
+                &self.repo,
                 "--make-conf-extra",
                 &format!("CFLAGS=\"{cflags}\""),
             ],
         );
         install_toolchain(&env);
         env
+    }
+}
+
+#[test]
+fn only_the_drone_whose_portage_environment_is_expected_builds_and_the_other_hears_why() {
+    let Some(m) = Machines::new() else {
+        return;
     };
+    let dir = &m.dir;
+    let machine = |name: &str, cflags: &str| m.machine(name, cflags);
     let (o2, o3) = (machine("m-o2", "-O2 -pipe"), machine("m-o3", "-O3 -pipe"));
     let server = Server::start(&dir.path().join("server"), &[]);
     let _a = Drone::start(&server, dir.path(), "drone-o2", &[], &refs(&o2));
@@ -111,23 +145,11 @@ fn only_the_drone_whose_portage_environment_is_expected_builds_and_the_other_hea
     server.wait_for(90, "all six built", |s| s["counts"]["built"] == 6);
 
     let (_, history) = server.get("/api/v1/history?limit=100");
-    let builders: Vec<&str> = history["builds"]
-        .as_array()
-        .expect("builds")
-        .iter()
-        .filter(|b| b["outcome"] == "success")
-        .filter_map(|b| b["drone"].as_str())
-        .collect();
+    let builders: Vec<&str> = successful(&history, "drone");
     assert_eq!(builders.len(), 6, "{history}");
     assert!(builders.iter().all(|d| *d == "drone-o2"), "{builders:?}");
     // Every build is stamped with the environment it was built in: drone-o2's, one digest.
-    let digests: std::collections::BTreeSet<&str> = history["builds"]
-        .as_array()
-        .expect("builds")
-        .iter()
-        .filter(|b| b["outcome"] == "success")
-        .filter_map(|b| b["env_digest"].as_str())
-        .collect();
+    let digests: std::collections::BTreeSet<&str> = successful(&history, "env_digest");
     assert_eq!(digests.len(), 1, "{history}");
     assert!(digests.iter().all(|d| d.len() == 16), "{digests:?}");
     let b = server.node("drone-o3");
@@ -181,4 +203,58 @@ fn only_the_drone_whose_portage_environment_is_expected_builds_and_the_other_hea
     );
     assert_eq!(code, 400, "{v}");
     assert!(v.to_string().contains("env"), "{v}");
+}
+
+/// A drone whose make.conf changes between two builds (h31): the agent read its environment
+/// every ten minutes, so the next build ran in the new one under the old one's stamp, and a
+/// release of the profile that expects the old one shipped it. Now the environment is read and
+/// sent before each build starts, and the drift takes the package back before it is built.
+#[test]
+fn a_make_conf_changed_between_builds_is_seen_before_the_next_build() {
+    let Some(m) = Machines::new() else {
+        return;
+    };
+    let dir = &m.dir;
+    let env = m.machine("m", "-O2 -pipe");
+    let machine = dir.path().join("m");
+    let server = Server::start(&dir.path().join("server"), &[]);
+    let _d = Drone::start(&server, dir.path(), "drone-m", &[], &refs(&env));
+    server.wait_for(60, "the drone's environment", |_| {
+        server.node("drone-m")["env"]["CFLAGS"] == "-O2 -pipe"
+    });
+    let (code, v) = server.admin_post(
+        "/api/v1/control",
+        &json!({"action": "expect_env", "drone": "drone-m"}),
+    );
+    assert_eq!(code, 200, "{v}");
+    let queue = |atom: &str| {
+        let (code, v) = server.admin_post("/api/v1/queue", &json!({ "packages": [atom] }));
+        assert_eq!(code, 200, "{v}");
+    };
+    queue("=dev-libs/env0-1.0");
+    server.wait_for(60, "the first build", |s| s["counts"]["built"] == 1);
+
+    let make_conf = machine.join("prefix/etc/portage/make.conf");
+    let text = std::fs::read_to_string(&make_conf).expect("make.conf");
+    assert!(text.contains("CFLAGS=\"-O2 -pipe\""), "{text}");
+    std::fs::write(&make_conf, text.replace("-O2 -pipe", "-O3 -pipe")).expect("make.conf");
+    queue("=dev-libs/env1-1.0");
+    server.wait_for(60, "the drone to report its new environment", |_| {
+        server.node("drone-m")["env"]["CFLAGS"] == "-O3 -pipe"
+    });
+    let node = server.node("drone-m");
+    assert_eq!(
+        node["no_work"], "environment differs in CFLAGS (-O3 -pipe vs -O2 -pipe)",
+        "{node}"
+    );
+    // Long enough for a build the old agent would have finished a few times over.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let (_, status) = server.get("/api/v1/status");
+    assert_eq!(
+        status["counts"]["built"], 1,
+        "built in the new environment: {status}"
+    );
+    let (_, history) = server.get("/api/v1/history?limit=100");
+    let built: Vec<&str> = successful(&history, "package");
+    assert_eq!(built, ["=dev-libs/env0-1.0"], "{history}");
 }

@@ -141,3 +141,37 @@ fn find_event(v: &Value, want: &dyn Fn(&Value) -> bool) -> bool {
             _ => false,
         }
 }
+
+/// A second change of a drone's environment within a minute is held back (each change is
+/// logged in full), so the farm still has the one before: the drone builds in an environment
+/// the farm does not know, and would have its builds stamped with the old one (h31). It gets
+/// no new work until a heartbeat brings the change in; reporting the environment the farm has
+/// lets it work again.
+#[test]
+fn a_drone_whose_environment_change_is_held_back_gets_no_new_work_meanwhile() {
+    let dir = tempfile::tempdir().expect("dir");
+    let server = Server::start(dir.path(), &[]);
+    register(&server, "drone-a", "-O2 -pipe");
+    let (code, v) = server.admin_post(
+        "/api/v1/queue",
+        &json!({"packages": ["=dev-libs/a-1", "=dev-libs/b-1"]}),
+    );
+    assert_eq!(code, 200, "{v}");
+    // The first change after the first report goes in; the second, at once after, is held.
+    register(&server, "drone-a", "-O3 -pipe");
+    assert_eq!(server.node("drone-a")["env"]["CFLAGS"], "-O3 -pipe");
+    register(&server, "drone-a", "-O1");
+    assert_eq!(server.node("drone-a")["env"]["CFLAGS"], "-O3 -pipe", "held");
+    let (code, v) = server.get("/api/v1/work?id=drone-a");
+    assert_eq!(code, 200, "{v}");
+    assert!(v["package"].is_null(), "work given while held: {v}");
+    assert!(
+        v["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("changed again")),
+        "{v}"
+    );
+    register(&server, "drone-a", "-O3 -pipe");
+    let (_, v) = server.get("/api/v1/work?id=drone-a");
+    assert!(v["package"].is_string(), "work again: {v}");
+}

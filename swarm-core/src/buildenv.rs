@@ -19,7 +19,7 @@ pub const MAX_ENV_VALUE: usize = 16 * 1024;
 /// A drone's reported environment changes at most once in this many
 /// milliseconds after its first report: each change is logged in full (up
 /// to [`MAX_ENV_KEYS`] values of [`MAX_ENV_VALUE`] bytes), and swarm's agent
-/// reads Portage every ten minutes, so a faster change is a fault. Applied
+/// reads Portage every ten minutes and before each build, so a faster change is rare. Applied
 /// where reports arrive (the server), not in replay: logs written before
 /// it replay as they were.
 pub const ENV_CHANGE_EVERY_MS: u64 = 60_000;

@@ -31,16 +31,24 @@ struct Sampler {
     env: Option<BTreeMap<String, String>>,
     env_read: Option<Instant>,
     env_error: Option<String>,
+    /// The builds' asks (`State::env_asked`) this sampler has read for.
+    env_asked: u64,
 }
 
-/// How often the agent asks Portage for its environment again: often enough to see drift within
-/// minutes, rarely enough that `portageq` costs nothing.
+/// How often the agent asks Portage for its environment again while no build starts: often
+/// enough to see drift within minutes, rarely enough that `portageq` costs nothing. Before each
+/// build it is read again as well (`asked`).
 const ENV_EVERY: Duration = Duration::from_secs(600);
 
-/// Reads the build environment when it is due; logs a change or a new reason it cannot.
-fn refresh_env(agent: &Agent, sampler: &mut Sampler) {
+/// Reads the build environment when it is due, or when a build about to start asked for it
+/// (`asked`, from `State::env_asked`); logs a change or a new reason it cannot.
+fn refresh_env(agent: &Agent, sampler: &mut Sampler, asked: u64) {
     let argv = &agent.cfg.env_command;
-    if argv.is_empty() || sampler.env_read.is_some_and(|t| t.elapsed() < ENV_EVERY) {
+    let build_asked = asked > sampler.env_asked;
+    sampler.env_asked = asked;
+    if argv.is_empty()
+        || (!build_asked && sampler.env_read.is_some_and(|t| t.elapsed() < ENV_EVERY))
+    {
         return;
     }
     sampler.env_read = Some(Instant::now());
@@ -102,6 +110,9 @@ pub(crate) fn run(agent: &std::sync::Arc<Agent>) {
                 // reply's revokes spare what was taken meanwhile.
                 let home = homecoming::heard(&mut st, &agent.cfg.work_dir, reply.farm_id.as_ref());
                 st.feed(AgentInput::Registered(server_reply(&reply, sent)));
+                // The builds that asked before this beat went out may start: the server has
+                // their environment, and the reply's revokes (a drift) were just applied.
+                st.env_answered = st.env_answered.max(sampler.env_asked);
                 st.max_artifact = reply.max_artifact_bytes.or(st.max_artifact);
                 st.upload_check = reply.upload_check;
                 if first {
@@ -271,7 +282,8 @@ fn wait(agent: &Agent, delay: Duration) -> bool {
 /// Samples the machine, assesses health, and writes the register request, with what the agent
 /// holds as it goes out (its reply's revokes concern only that).
 fn sample_and_build(agent: &Agent, sampler: &mut Sampler) -> (RegisterRequest, RequestMark) {
-    refresh_env(agent, sampler);
+    let asked = agent.lock().env_asked;
+    refresh_env(agent, sampler, asked);
     let cfg = &agent.cfg;
     let memory = facts::read_with("/proc/meminfo", facts::parse_meminfo);
     let load = facts::read_with("/proc/loadavg", facts::parse_loadavg);

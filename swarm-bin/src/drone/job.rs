@@ -127,8 +127,39 @@ fn job_of(agent: &Agent, id: JobId) -> Option<Job> {
     agent.lock().job(id).cloned()
 }
 
+/// How long a build waits for the heartbeat that carries the environment read for it: past
+/// that (the server away) it builds all the same, as builds go on through outages.
+const ENV_SETTLE: Duration = Duration::from_secs(30);
+
+/// Before a build starts: the environment is read again and sent with a heartbeat, and the
+/// build waits for the answer. A drone whose make.conf changed since the last read (every ten
+/// minutes otherwise) built under the old environment's stamp, and its builds were released to
+/// the profile that expects the old one (h31); now the server sees the drift first and takes
+/// back what the drone no longer matches (a revoke, so the build below does not run).
+fn settle_env(agent: &Agent, atom: &swarm_core::Atom) {
+    if agent.cfg.env_command.is_empty() {
+        return;
+    }
+    let deadline = std::time::Instant::now() + ENV_SETTLE;
+    let mut st = agent.lock();
+    st.env_asked += 1;
+    let ticket = st.env_asked;
+    st.beat_now = true;
+    agent.notify();
+    while st.env_answered < ticket && !st.exiting {
+        let now = std::time::Instant::now();
+        if now >= deadline {
+            tracing::warn!(package = %atom, "the server has not answered the heartbeat with the environment read for this build within {} s; building all the same", ENV_SETTLE.as_secs());
+            return;
+        }
+        st = agent.wait(st, deadline - now);
+    }
+}
+
 fn run(agent: &Agent, id: JobId) {
     let Some(job) = job_of(agent, id) else { return };
+    // A drift the server saw takes the package back (a revoke): the build below does not run.
+    settle_env(agent, &job.atom);
     let cfg = &agent.cfg;
     let atom = job.atom.clone();
     let lease_label = job

@@ -30,6 +30,11 @@ pub(crate) struct State {
     pub(crate) upload_check: bool,
     /// Ask the heartbeat thread for a beat now.
     pub(crate) beat_now: bool,
+    /// Builds about to start that asked for the environment to be read again
+    /// and sent (a count: each asks once), and how many of those asks a
+    /// heartbeat the server answered covered.
+    pub(crate) env_asked: u64,
+    pub(crate) env_answered: u64,
     /// The heartbeat thread should stop.
     pub(crate) exiting: bool,
     /// The machine's clock: milliseconds since the agent started (monotonic, so a wall clock
@@ -48,6 +53,8 @@ impl State {
             max_artifact: None,
             upload_check: false,
             beat_now: false,
+            env_asked: 0,
+            env_answered: 0,
             exiting: false,
             started: Instant::now(),
         }

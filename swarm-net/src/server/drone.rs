@@ -345,6 +345,17 @@ pub(crate) fn work(sh: &Shared, url: &str, caller: &Caller) -> Result<Reply, Api
             Some(claims::check_free_slots(n)?)
         }
     };
+    if sh.env_pace.holding(&name) {
+        return Reply::ok(&WorkReply {
+            reason: Some(format!(
+                "its build environment changed again within {} s of the last change; no new \
+                 work until a heartbeat brings the change in",
+                super::env_pace::ENV_CHANGE_EVERY.as_secs()
+            )),
+            farm_id: Some(sh.farm_id.clone()),
+            ..WorkReply::default()
+        });
+    }
     let done = sh.submit(
         Plan::Inputs(vec![Input::RequestWork {
             drone: name.clone(),

@@ -4,10 +4,11 @@
 //! change is logged in full until the next compaction, thousands of inputs
 //! later. A drone whose report changes at every heartbeat (a bug, a
 //! template with a timestamp in it, a hostile drone) would grow the log by
-//! that much per beat. swarm's agent reads Portage every ten minutes, so
-//! one change a minute holds back nothing real: a change sooner than that
-//! is left out of the heartbeat (the drone keeps the environment it had)
-//! and goes in with a heartbeat once the minute has passed.
+//! that much per beat. swarm's agent reads Portage every ten minutes and
+//! before each build, so one change a minute holds back little: a change
+//! sooner than that is left out of the heartbeat (the drone keeps the
+//! environment it had) and goes in with a heartbeat once the minute has
+//! passed. Meanwhile the drone gets no new work ([`EnvPace::holding`]).
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -37,11 +38,13 @@ pub(crate) enum Pace {
 /// The last accepted environment of a drone (its hash: kept in memory
 /// only), when it was accepted as a change (`None`: the first report this
 /// server had, which starts no window, so a drone whose Portage changed
-/// while it was away is seen at once), and whether a change was held since.
+/// while it was away is seen at once), whether a change was held since,
+/// and whether the drone's latest report is one held back.
 struct Last {
     env: u64,
     at: Option<Instant>,
     held: bool,
+    pending: bool,
 }
 
 /// When each drone's environment last changed. Compared with what this
@@ -68,13 +71,17 @@ impl EnvPace {
         let env = hash_of(env);
         let first = match last.get_mut(drone) {
             None => true,
-            Some(l) if l.env == env => return Pace::Take,
+            Some(l) if l.env == env => {
+                l.pending = false;
+                return Pace::Take;
+            }
             Some(l) => {
                 if l.at
                     .is_some_and(|at| now.saturating_duration_since(at) < ENV_CHANGE_EVERY)
                 {
                     let first = !l.held;
                     l.held = true;
+                    l.pending = true;
                     return Pace::Hold { first };
                 }
                 false
@@ -91,9 +98,20 @@ impl EnvPace {
                 env,
                 at: (!first).then_some(now),
                 held: false,
+                pending: false,
             },
         );
         Pace::Take
+    }
+
+    /// Whether `drone` last reported an environment held back: it builds
+    /// in that one, while the farm still has the one before, so it gets no
+    /// new work until a heartbeat brings the change in (h31: its builds
+    /// were stamped, and released, as the old environment's).
+    pub(crate) fn holding(&self, drone: &DroneName) -> bool {
+        self.last
+            .lock()
+            .is_ok_and(|last| last.get(drone).is_some_and(|l| l.pending))
     }
 }
 
@@ -124,13 +142,18 @@ mod tests {
         assert_eq!(at("-O3", t0 + s(1)), Pace::Take);
         assert_eq!(at("-O2", t0 + s(2)), Pace::Hold { first: true });
         assert_eq!(at("-O1", t0 + s(3)), Pace::Hold { first: false });
+        assert!(pace.holding(&a), "it builds in an environment not taken");
         // What it has still goes in meanwhile.
         assert_eq!(at("-O3", t0 + s(4)), Pace::Take);
+        assert!(!pace.holding(&a), "back to the one taken");
         assert_eq!(at("-O2", t0 + s(1) + ENV_CHANGE_EVERY), Pace::Take);
         assert_eq!(
             at("-O3", t0 + s(2) + ENV_CHANGE_EVERY),
             Pace::Hold { first: true }
         );
+        assert!(pace.holding(&a));
+        assert_eq!(at("-O3", t0 + s(2) + ENV_CHANGE_EVERY * 2), Pace::Take);
+        assert!(!pace.holding(&a), "taken");
         // Another drone is not held by the first.
         let b = name("b");
         assert_eq!(pace.pace(&b, &env("-O2"), t0 + s(4)), Pace::Take);
