@@ -151,7 +151,11 @@ impl std::fmt::Debug for History {
 }
 
 const EVENT_COLS: &str = "id, seq, at_ms, kind, drone, package, body";
-const BUILD_COLS: &str = "id, lease, package, drone, epoch, created_at, started_at, finished_at, outcome, class, detail, duration_ms, env_digest";
+/// `detail` is read cut to 2,048 characters, as lists show it (`listed_text`),
+/// so a read of 10,000 builds holds no 64 KiB details in memory.
+const BUILD_COLS: &str = "id, lease, package, drone, epoch, created_at, started_at, finished_at, outcome, class, \
+     CASE WHEN length(CAST(detail AS BLOB)) > 2048 THEN substr(detail, 1, 2048) || '… [' || (length(CAST(detail AS BLOB)) - length(CAST(substr(detail, 1, 2048) AS BLOB))) || ' more bytes not listed]' ELSE detail END, \
+     duration_ms, env_digest";
 
 impl History {
     /// Opens a read-only connection to a store file.
@@ -347,7 +351,11 @@ fn event_row(r: &Row<'_>) -> rusqlite::Result<EventRow> {
         kind: r.get(3)?,
         drone: r.get(4)?,
         package: r.get(5)?,
-        body: serde_json::from_str(&body).unwrap_or(serde_json::Value::String(body)),
+        body: {
+            let mut body = serde_json::from_str(&body).unwrap_or(serde_json::Value::String(body));
+            crate::listed_text::clip_all(&mut body);
+            body
+        },
     })
 }
 

@@ -51,6 +51,7 @@ mod explorer_functions;
 mod export;
 mod history;
 mod id_file;
+pub mod listed_text;
 mod lock;
 pub mod log_crc;
 mod read_only;

@@ -235,7 +235,10 @@ pub(crate) fn queue(sh: &Shared, url: &str) -> Result<Reply, ApiError> {
             continue;
         }
         if total >= offset && items.len() < limit {
-            items.push(pkg);
+            // A list carries the start of each failure's text (`explain` has it whole).
+            let mut item = value(&pkg);
+            swarm_store::listed_text::clip_all(&mut item);
+            items.push(item);
         }
         total += 1;
     }
