@@ -450,6 +450,14 @@ fn the_dashboard_shows_the_farm_streams_events_opens_logs_and_pauses() {
     assert_eq!(navigations, json!(1), "the page was not reloaded");
     eprintln!("events before the late build: {before}");
     browser.shot("4-events");
+    // Opened directly (a reload, a bookmark), the tab draws the history that arrives after it
+    // mounts (h30: it stayed empty until another tab and back).
+    browser.js("window.beforeReload = true; location.reload(); return true;");
+    browser.wait(
+        15,
+        "the events history drawn in a reloaded #events",
+        "!window.beforeReload && document.querySelectorAll('#events-list li[data-kind=\"built\"]').length > 0",
+    );
 
     // 4. The failed build's log opens.
     browser.goto(&format!("{}/#builds", server.url));

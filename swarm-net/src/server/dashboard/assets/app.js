@@ -19,6 +19,7 @@ const EVENT_DEBOUNCE_MS = 700;
 const ctx = {
   events: [],          // newest last, at most 500
   listeners: new Set(),
+  redraws: new Set(),  // views that draw ctx.events: told when the history arrives after they mount
   status: null,
 };
 
@@ -105,6 +106,7 @@ async function startFeed() {
     const list = (recent.events || []).slice().sort((a, b) => a.id - b.id);
     ctx.events.push(...list);
     after = list.length ? list[list.length - 1].id : 0;
+    for (const f of ctx.redraws) f();
   } catch { /* the stream still works */ }
   const live = document.getElementById('live');
   api.follow(after, (e) => {

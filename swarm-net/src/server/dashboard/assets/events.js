@@ -27,7 +27,8 @@ export function mount(root, ctx) {
   const draw = () => list.replaceChildren(...ctx.events.filter(match).slice(-300).reverse().map(line));
   const onEvent = (e) => { if (match(e)) list.prepend(line(e)); while (list.childNodes.length > 300) list.lastChild.remove(); };
   ctx.listeners.add(onEvent);
+  ctx.redraws.add(draw);
   filter.addEventListener('input', draw);
   draw();
-  return { unmount: () => ctx.listeners.delete(onEvent) };
+  return { unmount: () => { ctx.listeners.delete(onEvent); ctx.redraws.delete(draw); } };
 }
