@@ -411,13 +411,13 @@ fn a_release_whose_every_staged_package_is_refused_says_so_and_names_one() {
         expected: None,
     };
     let refuse_all = |cpv: &str| Some(format!("{cpv} is another profile's"));
-    match releases.create_taking(None, 1_000, 1, &none, &env, &refuse_all) {
+    match releases.create_taking(None, 1_000, 1, &none, &env, &refuse_all, &|_| false) {
         Err(ReleaseError::Empty(_)) => {}
         other => panic!("an empty staging is Empty: {other:?}"),
     }
     stage(&staging, "dev-libs/foo-1.0", &[]);
     let e = releases
-        .create_taking(None, 2_000, 1, &none, &env, &refuse_all)
+        .create_taking(None, 2_000, 1, &none, &env, &refuse_all, &|_| false)
         .expect_err("nothing to take");
     assert_eq!(e.status(), 409);
     assert!(
@@ -530,4 +530,29 @@ fn a_rollback_names_the_rebuilds_that_clients_who_fetched_them_keep() {
         ),
         "{ev}"
     );
+}
+
+/// A release named by the clock skips names `reserved` says are taken: a profile named like
+/// one had no tree yet, the default release took its name, and the profile's release then
+/// wrote its index over the default one's (h31).
+#[test]
+fn a_made_up_release_name_is_none_that_is_reserved() {
+    use swarm_net::binhost::{header::HeaderEnv, Releases};
+    let dir = tempfile::tempdir().expect("dir");
+    let staging = dir.path().join("staging");
+    let releases =
+        Releases::open(BinhostOptions::under(dir.path()), &staging).expect("open releases");
+    stage(&staging, "dev-libs/foo-1.0", &[]);
+    let none = |_: &str| (None, None);
+    let env = HeaderEnv {
+        recorded: &|_| None,
+        expected: None,
+    };
+    let at = 1_000_000; // 1970-01-01 00:16:40 UTC
+    let profile = "19700101-001640";
+    let created = releases
+        .create_taking(None, at, 1, &none, &env, &|_| None, &|n| n == profile)
+        .expect("create");
+    assert_eq!(created.release.name, format!("{profile}-2"));
+    assert!(!dir.path().join("binhost").join(profile).exists());
 }

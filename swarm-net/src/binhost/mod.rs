@@ -243,11 +243,23 @@ impl Releases {
         provenance: &Provenance<'_>,
         env: &header::HeaderEnv<'_>,
     ) -> Result<Created, ReleaseError> {
-        self.create_taking(name, now_ms, generation, provenance, env, &|_| None)
+        self.create_taking(
+            name,
+            now_ms,
+            generation,
+            provenance,
+            env,
+            &|_| None,
+            &|_| false,
+        )
     }
 
     /// [`Releases::create`] of the staging packages `refuse` has nothing against: it names,
     /// per CPV, why a package is left out (built for another profile), which `skipped` says.
+    /// A name it makes up is none that `reserved` says is taken elsewhere in the binhost's
+    /// root (a profile's tree, made on its first release: h31 saw a default release take a
+    /// profile's name, whose release then wrote over it).
+    #[allow(clippy::too_many_arguments)]
     pub fn create_taking(
         &self,
         name: Option<&str>,
@@ -256,6 +268,7 @@ impl Releases {
         provenance: &Provenance<'_>,
         env: &header::HeaderEnv<'_>,
         refuse: &Refuse<'_>,
+        reserved: &dyn Fn(&str) -> bool,
     ) -> Result<Created, ReleaseError> {
         let mut st = self.lock();
         let name = match name {
@@ -266,7 +279,7 @@ impl Releases {
                 }
                 n.to_string()
             }
-            None => st.fresh_name(now_ms, &self.opts.root),
+            None => st.fresh_name(now_ms, &self.opts.root, reserved),
         };
         recover::check_mounted(&self.opts.root, &st)?;
         let configured = self.opts.index_header()?;

@@ -126,7 +126,12 @@ impl State {
     }
 
     /// `YYYYMMDD-HHMMSS` (UTC), with `-2`, `-3`... when taken.
-    pub(crate) fn fresh_name(&self, now_ms: u64, root: &Path) -> String {
+    pub(crate) fn fresh_name(
+        &self,
+        now_ms: u64,
+        root: &Path,
+        reserved: &dyn Fn(&str) -> bool,
+    ) -> String {
         let base = time::OffsetDateTime::from_unix_timestamp((now_ms / 1000) as i64)
             .ok()
             .and_then(|t| {
@@ -136,7 +141,7 @@ impl State {
                 .ok()
             })
             .unwrap_or_else(|| format!("r{}", now_ms / 1000));
-        let taken = |n: &str| self.info(n).is_some() || root.join(n).exists();
+        let taken = |n: &str| self.info(n).is_some() || root.join(n).exists() || reserved(n);
         if !taken(&base) {
             return base;
         }

@@ -288,6 +288,8 @@ pub(crate) fn create(sh: &Shared, req: &mut Request, url: &str) -> Result<Reply,
             &provenance,
             &env,
             &refuse,
+            // Profiles' trees share the default profile's root.
+            &|n: &str| r.named.is_none() && view.profile_env(n).is_some(),
         )
         .map_err(|e| r.failed(sh, "create", body.name.as_deref().unwrap_or("-"), e))?;
     tracing::info!(release = %r.label(&created.release.name), "{}", created.header.describe());
