@@ -175,3 +175,44 @@ fn a_drone_whose_environment_change_is_held_back_gets_no_new_work_meanwhile() {
     let (_, v) = server.get("/api/v1/work?id=drone-a");
     assert!(v["package"].is_string(), "work again: {v}");
 }
+
+/// `remove_profile` with `force` while a build of the profile runs: the core keeps a profile
+/// that still builds, and the fresh queue in front of it was applied all the same, so the
+/// profile stayed and its queued packages were gone (h31). Now it is refused first, naming the
+/// build, and nothing changes.
+#[test]
+fn a_forced_removal_while_a_build_of_the_profile_runs_changes_nothing() {
+    let dir = tempfile::tempdir().expect("dir");
+    let server = Server::start(dir.path(), &[]);
+    register(&server, "drone-o3", "-O3 -pipe");
+    let (code, v) = control(
+        &server,
+        json!({"action": "set_profile", "profile": "fast", "env": {"CFLAGS": "-O3 -pipe"}}),
+    );
+    assert_eq!(code, 200, "{v}");
+    let (code, v) = server.admin_post(
+        "/api/v1/queue",
+        &json!({"packages": ["=dev-libs/run-1.0", "=dev-libs/wait-1.0"], "profile": "fast"}),
+    );
+    assert_eq!(code, 200, "{v}");
+    let (_, w) = server.get("/api/v1/work?id=drone-o3");
+    let running = w["package"].as_str().expect("work").to_owned();
+    let (code, v) = server.post(
+        "/api/v1/started",
+        &json!({"node_name": "drone-o3", "lease": w["lease"], "package": running}),
+    );
+    assert_eq!(code, 200, "{v}");
+    let (code, v) = control(
+        &server,
+        json!({"action": "remove_profile", "profile": "fast", "force": true, "reason": "h31"}),
+    );
+    assert_eq!((code, &v["field"]), (409, &json!("force")), "{v}");
+    assert!(
+        v["error"].as_str().is_some_and(|e| e.contains(&running)),
+        "{v}"
+    );
+    let (_, q) = server.get("/api/v1/queue");
+    assert_eq!(q["total"], 2, "the queued package is still there: {q}");
+    let (_, profiles) = server.get("/api/v1/profiles");
+    assert!(profiles.to_string().contains("\"fast\""), "{profiles}");
+}

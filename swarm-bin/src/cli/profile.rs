@@ -128,7 +128,7 @@ enum ProfileCmd {
         json: bool,
     },
     /// Remove a profile. Refused while packages of it are queued and not built, unless
-    /// --force --reason drops them (builds already running finish). Its published tree
+    /// --force --reason drops them, and while a build of it runs (wait, or reclaim it). Its published tree
     /// (<binhost>/NAME/, where clients may still point) and release records stay on disk
     /// unless --purge deletes them. Asks first.
     Remove {
@@ -285,7 +285,7 @@ pub(crate) fn run(args: ProfileArgs) -> anyhow::Result<()> {
                 unbuilt == 0 || force,
                 "{} of profile {name} {} queued and not built; nothing was changed. \
                  `swarm profile remove {name} --force --reason TEXT` drops them first \
-                 (builds already running finish)",
+                 (once no build of it runs)",
                 plural(unbuilt, "package", "packages"),
                 if unbuilt == 1 { "is" } else { "are" }
             );

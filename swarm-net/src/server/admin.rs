@@ -13,7 +13,7 @@ use serde_json::json;
 use std::time::Duration;
 use swarm_core::{
     Atom, Control, DroneName, Enqueue, Event, Generation, Input, Output, PackageSpec,
-    PortageSnapshot, RejectReason,
+    PackageStatus, PortageSnapshot, RejectReason,
 };
 use swarm_store::{Explorer, ExplorerOptions};
 
@@ -476,6 +476,33 @@ fn remove_profile(sh: &Shared, r: &Removal<'_>, name: String) -> Result<Reply, A
                 "`force` drops the profile's queued packages: say why (`reason`)",
             ));
         }
+        // A build of it that runs keeps the profile (the core refuses the removal), and the
+        // queue would be dropped all the same: refused before anything changes (h31).
+        let running = running_builds_of(sh, &name);
+        if !running.is_empty() {
+            return Err(ApiError::field(
+                409,
+                "force",
+                format!(
+                    "{} of profile {name} {} running ({}); nothing was changed. A profile is \
+                     removed once no build of it runs: retry when {} finished, or reclaim {} \
+                     (`swarm control reclaim ATOM --profile {name}`)",
+                    running.len(),
+                    if running.len() == 1 {
+                        "build is"
+                    } else {
+                        "builds are"
+                    },
+                    running.join(", "),
+                    if running.len() == 1 {
+                        "it has"
+                    } else {
+                        "they have"
+                    },
+                    if running.len() == 1 { "it" } else { "them" },
+                ),
+            ));
+        }
         tracing::warn!(profile = %name, reason, "removing a profile with its queued packages");
         cs.push(Control::FreshProfile {
             profile: name.clone(),
@@ -495,6 +522,19 @@ fn remove_profile(sh: &Shared, r: &Removal<'_>, name: String) -> Result<Reply, A
         answer["kept"] = json!(found);
     }
     Reply::ok(&answer)
+}
+
+/// The atoms of `profile` whose build has started (a not-started lease is taken back by a
+/// fresh queue).
+fn running_builds_of(sh: &Shared, profile: &str) -> Vec<String> {
+    let p = sh.fresh();
+    p.swarm
+        .view()
+        .queue()
+        .filter(|pkg| pkg.profile.as_deref() == Some(profile))
+        .filter(|pkg| matches!(pkg.status, PackageStatus::Assigned { started: true, .. }))
+        .map(|pkg| pkg.atom.as_str().to_owned())
+        .collect()
 }
 
 /// Names the profile of the package a control acts on (`block`, `unblock`, `retry`, `reclaim`):
