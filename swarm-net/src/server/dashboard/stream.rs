@@ -38,6 +38,24 @@ const KEEPALIVE: Duration = Duration::from_secs(15);
 /// A stream is closed after this long; the browser resumes with Last-Event-ID.
 const MAX_LIFETIME: Duration = Duration::from_secs(3600);
 
+/// The addresses one client can use as it likes count as one: every loopback address (a local
+/// process took all 32 streams from 127.0.0.2 and 127.0.0.3, h30) and an IPv6 /64 (what one
+/// host is given).
+fn one_client(peer: IpAddr) -> IpAddr {
+    match peer {
+        IpAddr::V4(v4) if v4.is_loopback() => IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+        IpAddr::V6(v6) if v6.is_loopback() => IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => one_client(IpAddr::V4(v4)),
+            None => {
+                let s = v6.segments();
+                IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        },
+        v4 => v4,
+    }
+}
+
 #[derive(Default)]
 struct Ring {
     /// (event id, the `data:` JSON), oldest first.
@@ -107,7 +125,7 @@ impl Feed {
             .per_peer
             .lock()
             .map_err(|_| ApiError::internal("event stream table poisoned"))?;
-        let mine = per_peer.entry(peer).or_default();
+        let mine = per_peer.entry(one_client(peer)).or_default();
         if *mine >= MAX_PER_PEER {
             return Err(ApiError::new(
                 503,
@@ -128,6 +146,7 @@ impl Feed {
     fn leave(&self, peer: IpAddr) {
         self.clients.fetch_sub(1, Ordering::SeqCst);
         if let Ok(mut per_peer) = self.per_peer.lock() {
+            let peer = one_client(peer);
             if let Some(n) = per_peer.get_mut(&peer) {
                 *n = n.saturating_sub(1);
                 if *n == 0 {
@@ -278,5 +297,48 @@ impl Read for Events {
 impl Drop for Events {
     fn drop(&mut self) {
         self.feed.leave(self.peer);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Feed, MAX_CLIENTS, MAX_PER_PEER};
+    use std::net::IpAddr;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().expect("ip")
+    }
+
+    #[test]
+    fn loopback_addresses_and_an_ipv6_64_count_as_one_client() {
+        let feed = Feed::default();
+        for i in 0..MAX_PER_PEER {
+            let peer = ip(&format!("127.0.0.{}", 2 + i % 2));
+            assert!(feed.admit(peer).is_ok(), "stream {i}");
+        }
+        for more in ["127.0.0.4", "::1", "::ffff:127.0.0.9"] {
+            let e = feed.admit(ip(more)).expect_err(more).body.error;
+            assert!(
+                e.contains("too many event streams open from"),
+                "{more}: {e}"
+            );
+        }
+        for i in 0..MAX_PER_PEER {
+            assert!(
+                feed.admit(ip(&format!("2001:db8::{i:x}"))).is_ok(),
+                "v6 {i}"
+            );
+        }
+        assert!(feed.admit(ip("2001:db8::ffff:1")).is_err(), "the same /64");
+        assert_eq!(
+            feed.clients(),
+            MAX_CLIENTS,
+            "the others are another client's"
+        );
+        feed.leave(ip("127.0.0.5"));
+        assert!(
+            feed.admit(ip("127.0.0.6")).is_ok(),
+            "a place freed on loopback"
+        );
     }
 }
