@@ -273,6 +273,18 @@ impl Browser {
         }
     }
 
+    /// Opens a new tab and makes it the current one (the others are hidden).
+    fn new_tab(&self) -> String {
+        let v = self.call("POST", "/window/new", Some(json!({"type": "tab"})));
+        let handle = v["handle"].as_str().expect("tab handle").to_string();
+        self.switch_to(&handle);
+        handle
+    }
+
+    fn switch_to(&self, handle: &str) {
+        self.call("POST", "/window", Some(json!({ "handle": handle })));
+    }
+
     fn shot(&self, name: &str) {
         let b64 = self.call("GET", "/screenshot", None);
         let png = base64::engine::general_purpose::STANDARD
@@ -973,4 +985,39 @@ fn with_a_read_token_the_dashboard_asks_for_it_then_reads_and_streams() {
         "document.getElementById('live').dataset.live === 'true'",
     );
     browser.shot("read-token");
+}
+
+/// Six dashboard tabs: each held its event stream, and Chromium opens at most six connections
+/// to one server over HTTP/1.1, so a fetch in any tab (every button) hung (h30). A hidden tab
+/// lets its stream go and takes it up again when shown.
+#[test]
+fn six_tabs_of_the_dashboard_leave_the_one_in_front_its_requests() {
+    if !browser_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("dir");
+    let server = Server::start(&dir.path().join("data"), &[]);
+    let browser = Browser::start(&screenshots_dir(), &dir.path().join("chromium-profile"));
+    let live = "document.getElementById('live').dataset.live === 'true'";
+    browser.goto(&format!("{}/", server.url));
+    browser.wait(15, "the first tab's stream", live);
+    let first = browser.call("GET", "/window", None);
+    let first = first.as_str().expect("window handle").to_string();
+    for i in 1..6 {
+        browser.new_tab();
+        browser.goto(&format!("{}/#events", server.url));
+        browser.wait(15, &format!("tab {i}'s stream"), live);
+    }
+    browser.switch_to(&first);
+    browser.wait(15, "the first tab's stream again", live);
+    browser.js(
+        "window.statusRead = null; \
+         fetch('/api/v1/status', { cache: 'no-store' }).then((r) => { window.statusRead = r.status; }); \
+         return true;",
+    );
+    browser.wait(
+        15,
+        "a status read from the tab in front",
+        "window.statusRead === 200",
+    );
 }

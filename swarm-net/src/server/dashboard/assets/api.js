@@ -92,12 +92,32 @@ export function follow(after, onEvent, onState) {
       }
     }
   }
+  // A hidden tab lets its stream go and takes it up again when shown: a browser opens at most
+  // six connections to one server over HTTP/1.1, and six open tabs, each holding its stream,
+  // left none for any fetch, so every button hung (h30). It resumes after the last id it saw.
+  const visible = () => new Promise((r) => {
+    const on = () => {
+      if (document.hidden) return;
+      document.removeEventListener('visibilitychange', on);
+      r();
+    };
+    document.addEventListener('visibilitychange', on);
+    on();
+  });
+  const onHide = () => { if (document.hidden && ctrl) ctrl.abort(); };
+  document.addEventListener('visibilitychange', onHide);
   (async () => {
     while (!stopped) {
+      await visible();
+      if (stopped) break;
       try { await once(); } catch { /* reconnect below */ }
       onState(false);
-      if (!stopped) await new Promise((r) => setTimeout(r, 3000));
+      if (!stopped && !document.hidden) await new Promise((r) => setTimeout(r, 3000));
     }
   })();
-  return () => { stopped = true; if (ctrl) ctrl.abort(); };
+  return () => {
+    stopped = true;
+    document.removeEventListener('visibilitychange', onHide);
+    if (ctrl) ctrl.abort();
+  };
 }
