@@ -301,6 +301,30 @@ impl Drop for Browser {
     }
 }
 
+/// A server with a browser on it, for the tests that need nothing else (dropped browser first).
+struct Farm {
+    browser: Browser,
+    server: Server,
+    _dir: tempfile::TempDir,
+}
+
+impl Farm {
+    /// `None` where Chromium is missing (and not under CI, where that fails).
+    fn open(env: &[(&str, &str)]) -> Option<Farm> {
+        if !browser_available() {
+            return None;
+        }
+        let dir = tempfile::tempdir().expect("dir");
+        let server = Server::start(&dir.path().join("data"), env);
+        let browser = Browser::start(&screenshots_dir(), &dir.path().join("chromium-profile"));
+        Some(Farm {
+            browser,
+            server,
+            _dir: dir,
+        })
+    }
+}
+
 fn screenshots_dir() -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -992,12 +1016,10 @@ fn with_a_read_token_the_dashboard_asks_for_it_then_reads_and_streams() {
 /// lets its stream go and takes it up again when shown.
 #[test]
 fn six_tabs_of_the_dashboard_leave_the_one_in_front_its_requests() {
-    if !browser_available() {
+    let Some(farm) = Farm::open(&[]) else {
         return;
-    }
-    let dir = tempfile::tempdir().expect("dir");
-    let server = Server::start(&dir.path().join("data"), &[]);
-    let browser = Browser::start(&screenshots_dir(), &dir.path().join("chromium-profile"));
+    };
+    let (browser, server) = (&farm.browser, &farm.server);
     let live = "document.getElementById('live').dataset.live === 'true'";
     browser.goto(&format!("{}/", server.url));
     browser.wait(15, "the first tab's stream", live);
@@ -1019,5 +1041,37 @@ fn six_tabs_of_the_dashboard_leave_the_one_in_front_its_requests() {
         15,
         "a status read from the tab in front",
         "window.statusRead === 200",
+    );
+}
+
+/// The Queue tab searches the whole queue: it filtered the first 1,000 packages it fetched, so
+/// in a queue of 50,000 a queued package was "0 shown" and could not be blocked or retried
+/// from the dashboard (h30).
+#[test]
+fn the_queue_search_finds_a_package_past_the_first_thousand() {
+    let Some(farm) = Farm::open(&[]) else {
+        return;
+    };
+    let (browser, server) = (&farm.browser, &farm.server);
+    let atoms: Vec<String> = (0..1100)
+        .map(|i| format!("=dev-libs/pkg{i:04}-1"))
+        .collect();
+    let (code, v) = server.admin_post("/api/v1/queue", &json!({ "packages": atoms }));
+    assert_eq!(code, 200, "{v}");
+    let (code, v) = server.get("/api/v1/queue?q=PKG1099&limit=5");
+    assert_eq!((code, &v["total"]), (200, &json!(1)), "{v}");
+    let (code, v) = server.get(&format!("/api/v1/queue?q={}", "x".repeat(257)));
+    assert_eq!((code, &v["field"]), (400, &json!("q")), "{v}");
+    browser.goto(&format!("{}/#queue", server.url));
+    browser.wait(
+        15,
+        "the queue",
+        "document.querySelector('#queue-table tbody tr')",
+    );
+    browser.type_into("#queue-search", "pkg1099");
+    browser.wait(
+        15,
+        "the package past the first 1,000",
+        "document.querySelector('tr[data-atom=\"=dev-libs/pkg1099-1\"]') && document.getElementById('queue-count').textContent.startsWith('1 shown')",
     );
 }

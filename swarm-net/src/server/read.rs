@@ -212,6 +212,9 @@ fn state_name(s: &PackageStatus) -> &'static str {
     }
 }
 
+/// The longest `?q=` a queue search takes (an atom is at most 256 bytes).
+const MAX_SEARCH: usize = 256;
+
 pub(crate) fn queue(sh: &Shared, url: &str) -> Result<Reply, ApiError> {
     let q = Query::parse(url);
     let state = q.get("state");
@@ -226,12 +229,31 @@ pub(crate) fn queue(sh: &Shared, url: &str) -> Result<Reply, ApiError> {
     }
     let offset = q.number("offset", 0, u64::MAX)? as usize;
     let limit = q.number("limit", 100, 1000)? as usize;
+    // A search over the whole queue, not over the page a client has (h30: the dashboard
+    // searched its first 1,000 of 50,000 and said a queued package was not there).
+    let search = match q.get("q").map(str::trim) {
+        Some(text) if text.len() > MAX_SEARCH => {
+            return Err(ApiError::field(
+                400,
+                "q",
+                format!("a search is at most {MAX_SEARCH} bytes"),
+            ))
+        }
+        Some(text) if !text.is_empty() => Some(text.to_lowercase()),
+        _ => None,
+    };
     let p = sh.fresh();
     let view = p.swarm.view();
     let mut total = 0usize;
     let mut items = Vec::new();
     for pkg in view.queue() {
         if state.is_some_and(|s| s != state_name(&pkg.status)) {
+            continue;
+        }
+        if search
+            .as_deref()
+            .is_some_and(|t| !pkg.atom.as_str().to_lowercase().contains(t))
+        {
             continue;
         }
         if total >= offset && items.len() < limit {

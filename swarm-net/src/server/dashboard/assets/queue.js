@@ -62,23 +62,25 @@ export function mount(root, ctx, refreshAll) {
     return why ? [tr, h('tr', null, h('td', { colspan: 7, class: 'explain' }, why))] : [tr];
   }
 
+  let total = 0;
   function draw() {
-    const q = search.value.trim().toLowerCase();
-    const shown = q ? items.filter((it) => it.atom.toLowerCase().includes(q)) : items;
     body.replaceChildren(h('table', null,
       h('thead', null, h('tr', null, ['package', 'state', 'priority', 'attempts', 'estimate', 'detail', 'actions'].map((c) => h('th', null, c)))),
-      h('tbody', null, shown.slice(0, 500).flatMap(row))));
-    count.textContent = shown.length + ' shown' + (shown.length > 500 ? ' (first 500)' : '');
+      h('tbody', null, items.slice(0, 500).flatMap(row))));
+    count.textContent = Math.min(items.length, 500) + ' shown' + (total > 500 ? ' of ' + total : '');
   }
 
+  // The server searches the whole queue (a page of it would miss most of a big one).
   async function refresh() {
     const st = state.value ? '&state=' + state.value : '';
-    const r = await api.get('/api/v1/queue?limit=' + LIMIT + st);
+    const q = search.value.trim() ? '&q=' + encodeURIComponent(search.value.trim()) : '';
+    const r = await api.get('/api/v1/queue?limit=' + LIMIT + st + q);
     items = r.items || [];
+    total = r.total || 0;
     draw();
-    if (r.total > items.length) count.textContent += ' of ' + r.total;
   }
+  let typing = null;
   state.addEventListener('change', refresh);
-  search.addEventListener('input', draw);
+  search.addEventListener('input', () => { clearTimeout(typing); typing = setTimeout(refresh, 250); });
   return { refresh };
 }
