@@ -216,3 +216,52 @@ fn a_forced_removal_while_a_build_of_the_profile_runs_changes_nothing() {
     let (_, profiles) = server.get("/api/v1/profiles");
     assert!(profiles.to_string().contains("\"fast\""), "{profiles}");
 }
+
+/// A profile edited after its packages were built: they count as built, while no release of
+/// the profile takes them (built in an environment it no longer admits), and nothing said so
+/// (h31). `/api/v1/profiles` counts them and says what builds them again.
+#[test]
+fn packages_built_before_a_profile_edit_are_named_as_not_the_profiles_to_release() {
+    let dir = tempfile::tempdir().expect("dir");
+    let server = Server::start(&dir.path().join("data"), &[]);
+    let (code, v) = control(
+        &server,
+        json!({"action": "set_profile", "profile": "fast", "env": {"CFLAGS": "-O3"}}),
+    );
+    assert_eq!(code, 200, "{v}");
+    let _drone = support::drone::Drone::start(
+        &server,
+        dir.path(),
+        "drone-o3",
+        &["--env-command", "echo CFLAGS=-O3"],
+        &[],
+    );
+    let (code, v) = server.admin_post(
+        "/api/v1/queue",
+        &json!({"packages": ["=dev-libs/a-1"], "profile": "fast"}),
+    );
+    assert_eq!(code, 200, "{v}");
+    server.wait_for(60, "the build", |s| s["counts"]["built"] == 1);
+    let fast = |server: &Server| {
+        let (_, v) = server.get("/api/v1/profiles");
+        v["profiles"][1].clone()
+    };
+    assert_eq!(
+        fast(&server)["built_in_another_env"],
+        0,
+        "{}",
+        fast(&server)
+    );
+    let (code, v) = control(
+        &server,
+        json!({"action": "set_profile", "profile": "fast", "env": {"CFLAGS": "-O2"}}),
+    );
+    assert_eq!(code, 200, "{v}");
+    let p = fast(&server);
+    assert_eq!(p["built_in_another_env"], 1, "{p}");
+    let note = p["note"].as_str().unwrap_or_default();
+    assert!(
+        note.contains("=dev-libs/a-1") && note.contains("swarm fresh --profile fast"),
+        "{p}"
+    );
+}

@@ -531,7 +531,19 @@ fn render_list(profiles: &Value) -> String {
             p["binhost"].as_str().unwrap_or("-").to_owned(),
         ]);
     }
-    t.render()
+    t.render() + &notes(profiles)
+}
+
+/// What the table cannot say: built packages no release of their profile takes.
+fn notes(profiles: &Value) -> String {
+    profiles["profiles"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|p| p["note"].as_str())
+        .map(|n| format!("note: {n}\n"))
+        .collect()
 }
 
 fn render_show(p: &Value) -> String {
@@ -543,6 +555,9 @@ fn render_show(p: &Value) -> String {
         p["packages"].as_u64().unwrap_or_default(),
         p["unbuilt"].as_u64().unwrap_or_default()
     );
+    if let Some(note) = p["note"].as_str() {
+        s += &format!("  note      {note}\n");
+    }
     let env = current_env(p);
     if env.is_empty() {
         s += "environment: none expected (any drone builds its packages)\n";
@@ -592,7 +607,9 @@ mod tests {
             {"name": "desktop", "env": {"CFLAGS": "-O2 -pipe", "CHOST": "x86_64-pc-linux-gnu"},
              "matching": ["drone-a"], "unbuilt": 2, "packages": 5,
              "differing": {"drone-b": "environment differs in CFLAGS (-O3 -pipe vs -O2 -pipe)"},
-             "world": ["app-misc/hello", "@desktop"], "binhost": "/binhost/desktop/"}
+             "world": ["app-misc/hello", "@desktop"], "binhost": "/binhost/desktop/",
+             "built_in_another_env": 1,
+             "note": "1 built package(s) no release of profile desktop takes (e.g. =app-misc/hello-1: built in an environment profile desktop does not admit: CFLAGS (-O3 vs -O2)); `swarm fresh --profile desktop` builds them again"}
         ]})
     }
 

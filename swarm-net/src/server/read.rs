@@ -142,18 +142,61 @@ pub(crate) fn status(sh: &Shared) -> Result<Reply, ApiError> {
 /// published at (issue 17).
 pub(crate) fn profiles(sh: &Shared) -> Result<Reply, ApiError> {
     let p = sh.fresh();
-    let list: Vec<serde_json::Value> = p
-        .swarm
-        .view()
+    let view = p.swarm.view();
+    let list: Vec<serde_json::Value> = view
         .profiles()
         .into_iter()
         .map(|v| {
             let mut j = json!(v);
             j["binhost"] = json!(swarm_core::profile::binhost_path(&v.name));
+            let foreign = built_in_another_env(sh, view, &v.name);
+            j["built_in_another_env"] = json!(foreign.len());
+            if let Some((atom, why)) = foreign.first() {
+                j["note"] = json!(format!(
+                    "{} built package(s) no release of profile {} takes (e.g. {atom}: {why}); \
+                     `swarm fresh --profile {}` builds them again",
+                    foreign.len(),
+                    v.name,
+                    v.name
+                ));
+            }
             j
         })
         .collect();
     Reply::ok(&json!({ "profiles": list }))
+}
+
+/// The built packages of a named `profile` whose build was recorded in an environment the
+/// profile does not admit now, with why (the release gate's rule): after `profile edit`, or a
+/// drone's drift between its build and its report, they count as built while no release of
+/// the profile takes them, and nothing said so (h31).
+fn built_in_another_env(
+    sh: &Shared,
+    view: swarm_core::View<'_>,
+    profile: &str,
+) -> Vec<(String, String)> {
+    if profile == swarm_core::profile::DEFAULT_PROFILE {
+        return Vec::new();
+    }
+    let envs = sh
+        .with_history(|h| h.last_build_envs(profile))
+        .unwrap_or_default();
+    envs.into_iter()
+        .filter_map(|(package, vars)| {
+            let atom = Atom::parse(&package).ok()?;
+            let built = view
+                .package_in(&atom, profile)
+                .is_some_and(|p| matches!(p.status, PackageStatus::Built { .. }));
+            let recorded = swarm_core::BuildEnv::new(vars).ok()?;
+            let why = swarm_core::release_gate::not_in_release_of(
+                view,
+                profile,
+                Some(&atom),
+                Some(&recorded),
+            )?;
+            built.then_some((package, why))
+        })
+        .collect()
 }
 
 /// `GET /api/v1/nodes[?all=true][&format=legacy]`: v3's flat array of the
