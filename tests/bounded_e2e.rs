@@ -365,8 +365,9 @@ fn lists_carry_the_start_of_a_long_failure_text_and_explain_the_whole() {
     assert_eq!(code, 200, "{v}");
     let (_, w) = server.get("/api/v1/work?id=d1");
     assert_eq!(w["package"], "=dev-libs/long-1", "{w}");
-    // Two bytes a character, so a cut inside one would show.
-    let detail = "é".repeat(30_000);
+    // Four bytes a character: a cut inside one would show, and so would a cut counted in
+    // characters (h32: 2,048 of them were 8 KiB).
+    let detail = "😀".repeat(15_000);
     let (code, v) = server.post(
         "/api/v1/complete",
         &json!({"id": "d1", "package": "=dev-libs/long-1", "status": "failed",
@@ -384,6 +385,14 @@ fn lists_carry_the_start_of_a_long_failure_text_and_explain_the_whole() {
         );
     };
     listed("/api/v1/history?limit=10000");
+    let (_, v) = server.get("/api/v1/history?limit=10");
+    let listed_detail = v["builds"][0]["detail"].as_str().unwrap_or_default();
+    assert!(
+        listed_detail.len() <= 2048 + 40 && listed_detail.ends_with("more bytes not listed]"),
+        "{} bytes, ending {:?}",
+        listed_detail.len(),
+        listed_detail.chars().rev().take(40).collect::<String>()
+    );
     listed("/api/v1/events/history?limit=10000");
     listed("/api/v1/events?since=0&limit=10000");
     listed("/api/v1/queue?limit=1000");

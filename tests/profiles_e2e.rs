@@ -16,6 +16,15 @@ fn register(server: &Server, name: &str, cflags: &str) {
     assert_eq!(code, 200, "{v}");
 }
 
+/// A drone's `--env-command`: a shell script in `dir` running `body`.
+fn env_command(dir: &std::path::Path, body: &str) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let script = dir.join("env.sh");
+    std::fs::write(&script, format!("#!/bin/sh\n{body}\n")).expect("script");
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    script.to_string_lossy().into_owned()
+}
+
 fn control(server: &Server, body: Value) -> (u16, Value) {
     server.admin_post("/api/v1/control", &body)
 }
@@ -263,5 +272,99 @@ fn packages_built_before_a_profile_edit_are_named_as_not_the_profiles_to_release
     assert!(
         note.contains("=dev-libs/a-1") && note.contains("swarm fresh --profile fast"),
         "{p}"
+    );
+}
+
+/// A drone's environment changed twice within a minute: the server holds the second change
+/// back, so the farm still has the first. A build whose pre-build read saw the second started
+/// at once and was recorded under the first (h32). It now waits until the server takes the
+/// change, and the drift hands the package back unbuilt.
+#[test]
+fn a_build_waits_out_an_environment_change_the_server_holds_back() {
+    let dir = tempfile::tempdir().expect("dir");
+    let server = Server::start(&dir.path().join("data"), &[]);
+    let env_file = dir.path().join("env");
+    std::fs::write(&env_file, "CFLAGS=-O2\n").expect("env");
+    let script = env_command(dir.path(), &format!("cat '{}'", env_file.display()));
+    let _drone = support::drone::Drone::start(
+        &server,
+        dir.path(),
+        "drone-e",
+        &["--env-command", &script],
+        &[],
+    );
+    let cflags = |server: &Server| server.node("drone-e")["env"]["CFLAGS"].clone();
+    server.wait_for(30, "the first environment", |_| cflags(&server) == "-O2");
+    let expect = |server: &Server| {
+        let (code, v) = control(server, json!({"action": "expect_env", "drone": "drone-e"}));
+        assert_eq!(code, 200, "{v}");
+    };
+    expect(&server);
+    // A first change, seen by the package's pre-build read: taken, a drift, handed back.
+    std::fs::write(&env_file, "CFLAGS=-O3\n").expect("env");
+    let (code, v) = server.admin_post("/api/v1/queue", &json!({"packages": ["=dev-libs/p-1"]}));
+    assert_eq!(code, 200, "{v}");
+    server.wait_for(30, "the first change", |_| cflags(&server) == "-O3");
+    // A second at once: held back for the rest of the minute. The farm now expects the first,
+    // so the package is given again, and its pre-build read sees the second.
+    std::fs::write(&env_file, "CFLAGS=-Os\n").expect("env");
+    expect(&server);
+    server.wait_for(100, "the second change, once the minute is over", |_| {
+        cflags(&server) == "-Os"
+    });
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let (_, history) = server.get("/api/v1/history?limit=100");
+    let built = history["builds"]
+        .as_array()
+        .expect("builds")
+        .iter()
+        .filter(|b| b["outcome"] == "success")
+        .count();
+    assert_eq!(
+        built, 0,
+        "built under an environment the farm did not have: {history}"
+    );
+    let (_, status) = server.get("/api/v1/status");
+    assert_eq!(status["counts"]["built"], 0, "{status}");
+}
+
+/// An environment command that takes seconds (a slow `portageq`, a hung one until its 20 s
+/// limit): every build waited for its own read, four 0.6 s builds took 63 s (h32). A slow read
+/// turns the reads before builds off for ten minutes; the ten-minute read goes on.
+#[test]
+fn a_slow_environment_command_is_not_run_before_every_build() {
+    let dir = tempfile::tempdir().expect("dir");
+    let server = Server::start(&dir.path().join("data"), &[]);
+    let count = dir.path().join("reads");
+    let script = env_command(
+        dir.path(),
+        &format!(
+            "echo read >> '{}'\nsleep 6\necho CFLAGS=-O2",
+            count.display()
+        ),
+    );
+    let drone = support::drone::Drone::start(
+        &server,
+        dir.path(),
+        "drone-slow",
+        &["--env-command", &script],
+        &[],
+    );
+    let atoms: Vec<String> = (0..4).map(|i| format!("=dev-libs/s{i}-1")).collect();
+    let (code, v) = server.admin_post("/api/v1/queue", &json!({ "packages": atoms }));
+    assert_eq!(code, 200, "{v}");
+    server.wait_for(90, "four builds", |s| s["counts"]["built"] == 4);
+    let reads = std::fs::read_to_string(&count)
+        .expect("reads")
+        .lines()
+        .count();
+    assert!(
+        reads <= 2,
+        "{reads} reads of a 6 s environment command for 4 builds"
+    );
+    let log = std::fs::read_to_string(&drone.log).expect("drone log");
+    assert!(
+        log.contains("builds start without a read of their own"),
+        "{log}"
     );
 }

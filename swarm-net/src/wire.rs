@@ -198,6 +198,12 @@ pub struct RegisterReply {
     /// outage and would retry for ever; an agent asks first instead.
     #[serde(default, skip_serializing_if = "is_false")]
     pub upload_check: bool,
+    /// (swarm) The environment this heartbeat reported is a change the server
+    /// held back (a second within a minute): the farm still has the one before,
+    /// so a build about to start would be recorded under it. An agent waits for
+    /// the change to be taken (or hands the build back) instead of starting it.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub env_held: bool,
 }
 
 fn is_false(b: &bool) -> bool {

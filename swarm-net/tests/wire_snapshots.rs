@@ -31,6 +31,7 @@ fn register_replies() {
         max_artifact_bytes: None,
         farm_id: None,
         upload_check: false,
+        env_held: false,
     };
     insta::assert_json_snapshot!("register_reply_plain", plain);
     let slots = RegisterReply {
@@ -39,6 +40,7 @@ fn register_replies() {
         max_artifact_bytes: Some(2 << 30),
         farm_id: Some("0f6b2c1e9a7d4e3b".into()),
         upload_check: true,
+        env_held: true,
         ..plain.clone()
     };
     insta::assert_json_snapshot!("register_reply_slots", slots);

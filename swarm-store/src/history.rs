@@ -151,11 +151,11 @@ impl std::fmt::Debug for History {
 }
 
 const EVENT_COLS: &str = "id, seq, at_ms, kind, drone, package, body";
-/// `detail` is read cut to 2,048 characters, as lists show it (`listed_text`),
-/// so a read of 10,000 builds holds no 64 KiB details in memory.
-const BUILD_COLS: &str = "id, lease, package, drone, epoch, created_at, started_at, finished_at, outcome, class, \
-     CASE WHEN length(CAST(detail AS BLOB)) > 2048 THEN substr(detail, 1, 2048) || '… [' || (length(CAST(detail AS BLOB)) - length(CAST(substr(detail, 1, 2048) AS BLOB))) || ' more bytes not listed]' ELSE detail END, \
-     duration_ms, env_digest";
+/// `detail` is read as its first 2,048 characters and its length in bytes, and cut to 2,048
+/// bytes as lists show it (`listed_text`), so a read of 10,000 builds holds no 64 KiB details.
+const BUILD_COLS: &str =
+    "id, lease, package, drone, epoch, created_at, started_at, finished_at, outcome, class, \
+     substr(detail, 1, 2048), duration_ms, env_digest, length(CAST(detail AS BLOB))";
 
 impl History {
     /// Opens a read-only connection to a store file.
@@ -371,7 +371,10 @@ fn build_row(r: &Row<'_>) -> rusqlite::Result<BuildRow> {
         finished_at: r.get(7)?,
         outcome: r.get(8)?,
         class: r.get(9)?,
-        detail: r.get(10)?,
+        detail: r.get::<_, Option<String>>(10)?.map(|head| {
+            let whole = r.get::<_, Option<i64>>(13).ok().flatten().unwrap_or(0);
+            crate::listed_text::clip_of(&head, usize::try_from(whole).unwrap_or(0))
+        }),
         duration_ms: r.get(11)?,
         env_digest: r.get(12)?,
     })

@@ -19,16 +19,21 @@ pub fn clip(text: &str) -> std::borrow::Cow<'_, str> {
     if text.len() <= LISTED_TEXT_MAX {
         return text.into();
     }
-    let mut cut = LISTED_TEXT_MAX;
-    while !text.is_char_boundary(cut) {
+    clip_of(text, text.len()).into()
+}
+
+/// [`clip`] of a text read only in part: `head` is its start, `whole` its length in bytes
+/// (SQLite gives the first characters and the byte length, so a list never reads the rest).
+pub fn clip_of(head: &str, whole: usize) -> String {
+    let mut cut = head.len().min(LISTED_TEXT_MAX);
+    while !head.is_char_boundary(cut) {
         cut -= 1;
     }
-    format!(
-        "{}… [{} more bytes not listed]",
-        &text[..cut],
-        text.len() - cut
-    )
-    .into()
+    let whole = whole.max(head.len());
+    if cut == whole {
+        return head.to_owned();
+    }
+    format!("{}… [{} more bytes not listed]", &head[..cut], whole - cut)
 }
 
 /// Clips every string in `v`, at any depth.
@@ -59,6 +64,19 @@ mod tests {
         // Byte 2,048 is inside a character: the cut is one byte earlier.
         assert!(clip(&odd).starts_with(&format!("a{}…", "é".repeat(LISTED_TEXT_MAX / 2 - 1))));
         assert!(clip(&odd).ends_with(&format!("[{} more bytes not listed]", odd.len() - 2047)));
+        // Read in part: the first 2,048 four-byte characters of a longer text.
+        let wide = "😀".repeat(LISTED_TEXT_MAX);
+        let clipped = clip_of(&wide, wide.len() + 100);
+        assert!(
+            clipped.starts_with(&"😀".repeat(LISTED_TEXT_MAX / 4)),
+            "{clipped}"
+        );
+        assert!(clipped.ends_with(&format!(
+            "[{} more bytes not listed]",
+            wide.len() + 100 - LISTED_TEXT_MAX
+        )));
+        assert_eq!(clip_of("short", 5), "short");
+        assert_eq!(clip_of(&"é".repeat(1500), 3000), clip(&"é".repeat(1500)));
         let mut v = serde_json::json!({"a": [{"detail": whole}], "n": 1, "s": "x"});
         clip_all(&mut v);
         assert!(v["a"][0]["detail"]

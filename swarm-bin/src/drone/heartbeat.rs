@@ -33,6 +33,8 @@ struct Sampler {
     env_error: Option<String>,
     /// The builds' asks (`State::env_asked`) this sampler has read for.
     env_asked: u64,
+    /// Until when builds do not ask for a read of their own: the last one was slow or failed.
+    pre_build_off: Option<Instant>,
 }
 
 /// How often the agent asks Portage for its environment again while no build starts: often
@@ -40,19 +42,41 @@ struct Sampler {
 /// build it is read again as well (`asked`).
 const ENV_EVERY: Duration = Duration::from_secs(600);
 
+/// A read slower than this turns the reads before builds off for [`ENV_EVERY`]: it runs on the
+/// heartbeat thread and each build waits for it (h32: an env command that hung for its 20 s
+/// limit made four 0.6 s builds take 63 s).
+const ENV_SLOW: Duration = Duration::from_secs(5);
+
 /// Reads the build environment when it is due, or when a build about to start asked for it
 /// (`asked`, from `State::env_asked`); logs a change or a new reason it cannot.
 fn refresh_env(agent: &Agent, sampler: &mut Sampler, asked: u64) {
     let argv = &agent.cfg.env_command;
-    let build_asked = asked > sampler.env_asked;
+    let build_asked = asked > sampler.env_asked
+        && sampler
+            .pre_build_off
+            .is_none_or(|until| Instant::now() >= until);
     sampler.env_asked = asked;
     if argv.is_empty()
         || (!build_asked && sampler.env_read.is_some_and(|t| t.elapsed() < ENV_EVERY))
     {
         return;
     }
-    sampler.env_read = Some(Instant::now());
-    match buildenv::read(argv) {
+    let started = Instant::now();
+    sampler.env_read = Some(started);
+    let read = buildenv::read(argv);
+    let took = started.elapsed();
+    if took >= ENV_SLOW || read.is_err() {
+        if sampler.pre_build_off.is_none_or(|until| started >= until) {
+            tracing::warn!(
+                took_ms = took.as_millis() as u64,
+                failed = read.is_err(),
+                "reading the build environment was slow or failed; builds start without a read of their own for {} minutes (every build waited for it)",
+                ENV_EVERY.as_secs() / 60
+            );
+        }
+        sampler.pre_build_off = Some(started + ENV_EVERY);
+    }
+    match read {
         Ok(vars) => {
             if sampler.env.as_ref() != Some(&vars) {
                 let changed: Vec<&str> = vars
@@ -111,8 +135,12 @@ pub(crate) fn run(agent: &std::sync::Arc<Agent>) {
                 let home = homecoming::heard(&mut st, &agent.cfg.work_dir, reply.farm_id.as_ref());
                 st.feed(AgentInput::Registered(server_reply(&reply, sent)));
                 // The builds that asked before this beat went out may start: the server has
-                // their environment, and the reply's revokes (a drift) were just applied.
-                st.env_answered = st.env_answered.max(sampler.env_asked);
+                // their environment, and the reply's revokes (a drift) were just applied. Not
+                // while it holds a change back: the farm has the environment before it.
+                st.env_held = reply.env_held;
+                if !reply.env_held {
+                    st.env_answered = st.env_answered.max(sampler.env_asked);
+                }
                 st.max_artifact = reply.max_artifact_bytes.or(st.max_artifact);
                 st.upload_check = reply.upload_check;
                 if first {

@@ -131,35 +131,54 @@ fn job_of(agent: &Agent, id: JobId) -> Option<Job> {
 /// that (the server away) it builds all the same, as builds go on through outages.
 const ENV_SETTLE: Duration = Duration::from_secs(30);
 
+/// How long it waits while the server holds a change of the environment back (it takes one
+/// change a minute): past that the build is handed back, not built under the old one's stamp.
+const ENV_HELD_SETTLE: Duration = Duration::from_secs(90);
+
 /// Before a build starts: the environment is read again and sent with a heartbeat, and the
 /// build waits for the answer. A drone whose make.conf changed since the last read (every ten
 /// minutes otherwise) built under the old environment's stamp, and its builds were released to
 /// the profile that expects the old one (h31); now the server sees the drift first and takes
 /// back what the drone no longer matches (a revoke, so the build below does not run).
-fn settle_env(agent: &Agent, atom: &swarm_core::Atom) {
+fn settle_env(agent: &Agent, atom: &swarm_core::Atom) -> Result<(), String> {
     if agent.cfg.env_command.is_empty() {
-        return;
+        return Ok(());
     }
-    let deadline = std::time::Instant::now() + ENV_SETTLE;
+    let start = std::time::Instant::now();
     let mut st = agent.lock();
     st.env_asked += 1;
     let ticket = st.env_asked;
     st.beat_now = true;
     agent.notify();
     while st.env_answered < ticket && !st.exiting {
+        let held = st.env_held;
+        let deadline = start + if held { ENV_HELD_SETTLE } else { ENV_SETTLE };
         let now = std::time::Instant::now();
+        if now >= deadline && held {
+            return Err(format!(
+                "its build environment changed again within a minute and the server has not \
+                 taken the change after {} s: handed back rather than built under the old one",
+                ENV_HELD_SETTLE.as_secs()
+            ));
+        }
         if now >= deadline {
             tracing::warn!(package = %atom, "the server has not answered the heartbeat with the environment read for this build within {} s; building all the same", ENV_SETTLE.as_secs());
-            return;
+            return Ok(());
         }
-        st = agent.wait(st, deadline - now);
+        st = agent.wait(st, (deadline - now).min(Duration::from_secs(1)));
     }
+    Ok(())
 }
 
 fn run(agent: &Agent, id: JobId) {
     let Some(job) = job_of(agent, id) else { return };
     // A drift the server saw takes the package back (a revoke): the build below does not run.
-    settle_env(agent, &job.atom);
+    if let Err(reason) = settle_env(agent, &job.atom) {
+        tracing::warn!(package = %job.atom, "{reason}");
+        report(agent, id, &job, 0.0, Report::Returned { reason }, None);
+        forget(agent, id);
+        return;
+    }
     let cfg = &agent.cfg;
     let atom = job.atom.clone();
     let lease_label = job

@@ -35,6 +35,8 @@ pub(crate) struct State {
     /// heartbeat the server answered covered.
     pub(crate) env_asked: u64,
     pub(crate) env_answered: u64,
+    /// The last heartbeat's environment was a change the server held back.
+    pub(crate) env_held: bool,
     /// The heartbeat thread should stop.
     pub(crate) exiting: bool,
     /// The machine's clock: milliseconds since the agent started (monotonic, so a wall clock
@@ -55,6 +57,7 @@ impl State {
             beat_now: false,
             env_asked: 0,
             env_answered: 0,
+            env_held: false,
             exiting: false,
             started: Instant::now(),
         }

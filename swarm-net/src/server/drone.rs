@@ -163,7 +163,8 @@ pub(crate) fn register(sh: &Shared, req: &mut Request, caller: &Caller) -> Resul
         ),
         None => None,
     };
-    let env = env.filter(|e| env_may_change(sh, &name, e));
+    let env_held = env.as_ref().is_some_and(|e| !env_may_change(sh, &name, e));
+    let env = env.filter(|_| !env_held);
     // What the drone said, as said: the core merges it into the spec it holds
     // (a field left out keeps its value) and decides what changed.
     let said = SpecFacts {
@@ -243,6 +244,7 @@ pub(crate) fn register(sh: &Shared, req: &mut Request, caller: &Caller) -> Resul
         max_artifact_bytes: Some(sh.max_artifact),
         farm_id: Some(sh.farm_id.clone()),
         upload_check: true,
+        env_held,
     })
 }
 
