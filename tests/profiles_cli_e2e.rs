@@ -343,6 +343,10 @@ fn operators_create_show_edit_and_remove_profiles_and_queue_a_profiles_world() {
         ],
     );
     assert!(e.contains("--yes"), "no terminal, no --yes: {e}");
+    assert!(
+        e.contains("drops the 1 queued package of profile fast that no drone holds"),
+        "{e}"
+    );
     let out = json_of(
         &s,
         &[

@@ -290,11 +290,27 @@ pub(crate) fn run(args: ProfileArgs) -> anyhow::Result<()> {
                 if unbuilt == 1 { "is" } else { "are" }
             );
             let binhost = p["binhost"].as_str().unwrap_or("/binhost/NAME/");
+            let assigned = p["states"]["building"].as_u64().unwrap_or_default() as usize;
             let first = if unbuilt > 0 {
+                // A build that has started keeps the profile: the server refuses the removal
+                // and drops nothing (h32: this prompt counted it among those dropped).
+                let running = if assigned > 0 {
+                    format!(
+                        " (the server refuses, dropping nothing, if one of the {} assigned to a \
+                         drone has started building)",
+                        plural(assigned, "package", "packages")
+                    )
+                } else {
+                    String::new()
+                };
                 format!(
-                    "`profile remove` drops the {} of profile {name} that are not being built, \
-                     then removes the profile",
-                    plural(unbuilt, "queued package", "queued packages")
+                    "`profile remove` drops the {} of profile {name} that no drone holds, \
+                     then removes the profile{running}",
+                    plural(
+                        unbuilt.saturating_sub(assigned),
+                        "queued package",
+                        "queued packages"
+                    )
                 )
             } else {
                 format!("`profile remove` removes profile {name}")
