@@ -57,6 +57,14 @@ fn call(method: &str, url: &str, body: Option<Value>, token: bool) -> (u16, Valu
     )
 }
 
+/// Releases under `dir` with no server, and their staging directory.
+fn releases_under(dir: &Path) -> (swarm_net::binhost::Releases, std::path::PathBuf) {
+    let staging = dir.join("staging");
+    let releases = swarm_net::binhost::Releases::open(BinhostOptions::under(dir), &staging)
+        .expect("open releases");
+    (releases, staging)
+}
+
 fn stage(staging: &Path, cpv: &str, extra: &[(&str, &str)]) {
     let (cat, pf) = cpv.split_once('/').expect("cpv");
     let mut meta = common::gpkg_meta();
@@ -400,11 +408,9 @@ fn the_gate_lists_every_missing_package_and_dependency_of_the_generation() {
 
 #[test]
 fn a_release_whose_every_staged_package_is_refused_says_so_and_names_one() {
-    use swarm_net::binhost::{header::HeaderEnv, ReleaseError, Releases};
+    use swarm_net::binhost::{header::HeaderEnv, ReleaseError};
     let dir = tempfile::tempdir().expect("dir");
-    let staging = dir.path().join("staging");
-    let releases =
-        Releases::open(BinhostOptions::under(dir.path()), &staging).expect("open releases");
+    let (releases, staging) = releases_under(dir.path());
     let none = |_: &str| (None, None);
     let env = HeaderEnv {
         recorded: &|_| None,
@@ -537,11 +543,9 @@ fn a_rollback_names_the_rebuilds_that_clients_who_fetched_them_keep() {
 /// wrote its index over the default one's (h31).
 #[test]
 fn a_made_up_release_name_is_none_that_is_reserved() {
-    use swarm_net::binhost::{header::HeaderEnv, Releases};
+    use swarm_net::binhost::header::HeaderEnv;
     let dir = tempfile::tempdir().expect("dir");
-    let staging = dir.path().join("staging");
-    let releases =
-        Releases::open(BinhostOptions::under(dir.path()), &staging).expect("open releases");
+    let (releases, staging) = releases_under(dir.path());
     stage(&staging, "dev-libs/foo-1.0", &[]);
     let none = |_: &str| (None, None);
     let env = HeaderEnv {

@@ -131,9 +131,11 @@ fn job_of(agent: &Agent, id: JobId) -> Option<Job> {
 /// that (the server away) it builds all the same, as builds go on through outages.
 const ENV_SETTLE: Duration = Duration::from_secs(30);
 
-/// How long it waits while the server holds a change of the environment back (it takes one
-/// change a minute): past that the build is handed back, not built under the old one's stamp.
-const ENV_HELD_SETTLE: Duration = Duration::from_secs(90);
+/// How long it waits while the server holds a change of the environment back (the core's one
+/// change a minute, and a heartbeat more): past that the build is handed back, not built under
+/// the old one's stamp.
+const ENV_HELD_SETTLE: Duration =
+    Duration::from_millis(swarm_core::buildenv::ENV_CHANGE_EVERY_MS).saturating_add(ENV_SETTLE);
 
 /// Before a build starts: the environment is read again and sent with a heartbeat, and the
 /// build waits for the answer. A drone whose make.conf changed since the last read (every ten
