@@ -255,9 +255,6 @@ fn state_name(s: &PackageStatus) -> &'static str {
     }
 }
 
-/// The longest `?q=` a queue search takes (an atom is at most 256 bytes).
-const MAX_SEARCH: usize = 256;
-
 pub(crate) fn queue(sh: &Shared, url: &str) -> Result<Reply, ApiError> {
     let q = Query::parse(url);
     let state = q.get("state");
@@ -275,11 +272,11 @@ pub(crate) fn queue(sh: &Shared, url: &str) -> Result<Reply, ApiError> {
     // A search over the whole queue, not over the page a client has (h30: the dashboard
     // searched its first 1,000 of 50,000 and said a queued package was not there).
     let search = match q.get("q").map(str::trim) {
-        Some(text) if text.len() > MAX_SEARCH => {
+        Some(text) if text.len() > Atom::MAX_LEN => {
             return Err(ApiError::field(
                 400,
                 "q",
-                format!("a search is at most {MAX_SEARCH} bytes"),
+                format!("a search is at most {} bytes, as an atom is", Atom::MAX_LEN),
             ))
         }
         Some(text) if !text.is_empty() => Some(text.to_lowercase()),
