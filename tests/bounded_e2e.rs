@@ -352,6 +352,54 @@ fn a_drone_environment_changing_at_every_heartbeat_changes_once_a_minute() {
     );
 }
 
+/// A drone's environment (up to 96 values of 16 KiB) is listed in part: `/api/v1/nodes`
+/// repeated each drone's whole, and 40 such drones answered 40.7 MB to anyone who can read
+/// (h32). The drone's own read has it whole.
+#[test]
+fn a_fleet_list_carries_part_of_each_environment_and_a_drone_read_all_of_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(&dir.path().join("server"), &[]);
+    let mut env = serde_json::Map::new();
+    env.insert("CFLAGS".into(), json!("-O2 -pipe"));
+    for k in 0..90 {
+        env.insert(format!("X{k:02}"), json!("y".repeat(8 * 1024)));
+    }
+    let env = Value::Object(env);
+    let whole = env.to_string().len();
+    for i in 0..6 {
+        let (code, v) = server.post(
+            "/api/v1/register",
+            &json!({"name": format!("wide-{i}"), "capabilities": {"env": env}}),
+        );
+        assert_eq!(code, 200, "{v}");
+    }
+    let (code, list) = server.get("/api/v1/nodes?all=true");
+    assert_eq!(code, 200, "{list}");
+    let listed = list.to_string().len();
+    assert!(
+        listed < 6 * 24 * 1024,
+        "{listed} bytes listed for 6 drones of {whole} bytes of environment each"
+    );
+    let one = &list.as_array().expect("a list")[0];
+    assert_eq!(
+        one["env"]["CFLAGS"], "-O2 -pipe",
+        "{}",
+        one["env"]["CFLAGS"]
+    );
+    assert_eq!(
+        one["env"]["X89"],
+        format!("… [{} bytes not listed]", 8 * 1024)
+    );
+    let (code, own) = server.get("/api/v1/nodes/wide-0");
+    assert_eq!(code, 200, "{own}");
+    assert_eq!(own["name"], "wide-0");
+    assert_eq!(own["env"]["X89"].as_str().map(str::len), Some(8 * 1024));
+    assert_eq!(own["env"].to_string().len(), whole);
+    let (code, gone) = server.get("/api/v1/nodes/nobody");
+    assert_eq!(code, 404, "{gone}");
+    assert!(gone.to_string().contains("no drone named"), "{gone}");
+}
+
 /// A failure's text, up to 64 KiB from a drone, is listed clipped: with 1,000 of them
 /// `/api/v1/events/history?limit=10000` answered 133 MB to anyone who can read, and eight
 /// such reads took the server to 5.8 GB (h30). `explain` still has the whole text.

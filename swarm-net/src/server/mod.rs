@@ -694,6 +694,14 @@ fn route(sh: &Shared, req: &mut Request<'_>, method: &Method, path: &str, url: &
         (Method::Get, "/api/v1/health") | (Method::Get, "/health") => ("health", read::health(sh)),
         (Method::Get, "/api/v1/status") => ("status", read::status(sh)),
         (Method::Get, "/api/v1/nodes") => ("nodes", read::nodes(sh, url)),
+        (Method::Get, n) if n.starts_with("/api/v1/nodes/") => {
+            match n.strip_prefix("/api/v1/nodes/").unwrap_or_default() {
+                name if !name.is_empty() && !name.contains('/') => {
+                    ("node", read::node(sh, &http::decode_path(name)))
+                }
+                _ => ("not_found", Err(not_found(method, p))),
+            }
+        }
         (Method::Get, "/api/v1/profiles") => ("profiles", read::profiles(sh)),
         (Method::Get, "/api/v1/queue") => ("queue", read::queue(sh, url)),
         (Method::Get, "/api/v1/history") => ("history", read::history(sh, url)),

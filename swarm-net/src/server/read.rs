@@ -7,6 +7,7 @@ use super::shared::Shared;
 use super::v3;
 use serde_json::{json, Value};
 use swarm_core::{Atom, DroneStatus, PackageStatus};
+use swarm_store::listed_text::LISTED_ITEM_MAX;
 use swarm_store::EventFilter;
 
 /// 200 while the server can record inputs; 503 with the reason while the
@@ -234,9 +235,15 @@ pub(crate) fn nodes(sh: &Shared, url: &str) -> Result<Reply, ApiError> {
         if !all && d.status != DroneStatus::Online {
             continue;
         }
-        let mut v = serde_json::to_value(&d).map_err(ApiError::internal)?;
-        if let Some(obj) = v.as_object_mut() {
-            v3::add_node_fields(obj, &view, &d, &sh.said_of(&d.name));
+        let mut v = node_fields(sh, &view, &d)?;
+        // A list carries a bounded part of each environment; `/api/v1/nodes/NAME` has it whole.
+        for (field, budget) in [
+            ("env", LISTED_ITEM_MAX),
+            ("env_differences", LISTED_DIFF_MAX),
+        ] {
+            if let Some(text) = v.get_mut(field) {
+                swarm_store::listed_text::clip_all_within(text, budget);
+            }
         }
         out.push(v);
     }
@@ -244,6 +251,40 @@ pub(crate) fn nodes(sh: &Shared, url: &str) -> Result<Reply, ApiError> {
         return Reply::ok(&json!({ "drones": out, "orchestrators": [] }));
     }
     Reply::ok(&Value::Array(out))
+}
+
+/// What a fleet list carries of a drone's differences from its closest profile: the dashboard
+/// and `swarm fleet` show a line of them; the drone's own read has them whole.
+const LISTED_DIFF_MAX: usize = 4 * 1024;
+
+/// `GET /api/v1/nodes/NAME`: one drone, online or not, as the list shows it but with its whole
+/// environment (a list clips it, h32).
+pub(crate) fn node(sh: &Shared, name: &str) -> Result<Reply, ApiError> {
+    let p = sh.fresh();
+    let view = p.swarm.view();
+    let d = view
+        .drones()
+        .into_iter()
+        .find(|d| d.name.as_str() == name || sh.resolve(name).is_some_and(|n| n == d.name))
+        .ok_or_else(|| {
+            ApiError::new(
+                404,
+                format!("no drone named {name:?} (`swarm fleet` lists them)"),
+            )
+        })?;
+    Reply::ok(&node_fields(sh, &view, &d)?)
+}
+
+fn node_fields(
+    sh: &Shared,
+    view: &swarm_core::View<'_>,
+    d: &swarm_core::DroneView,
+) -> Result<Value, ApiError> {
+    let mut v = serde_json::to_value(d).map_err(ApiError::internal)?;
+    if let Some(obj) = v.as_object_mut() {
+        v3::add_node_fields(obj, view, d, &sh.said_of(&d.name));
+    }
+    Ok(v)
 }
 
 fn state_name(s: &PackageStatus) -> &'static str {
