@@ -216,6 +216,14 @@ pub enum RejectReason {
         /// What is wrong with it.
         detail: String,
     },
+    /// A forced removal of a profile while builds of it run: the removal drops its queue and
+    /// the profile in one step, so it waits for them (or their reclaim), changing nothing.
+    ProfileBuilding {
+        /// The profile.
+        profile: String,
+        /// Its packages being built.
+        running: Vec<Atom>,
+    },
     /// An enqueue naming a profile that does not exist; refused whole.
     UnknownProfile {
         /// The profile named.

@@ -122,6 +122,60 @@ fn a_drone_both_profiles_admit_gets_one_lease_of_a_shared_atom_at_a_time() {
     );
 }
 
+/// A forced removal drops a profile's queue and the profile in one input, or does nothing: a
+/// build of it that has started refuses it whole (h31 F4: the queue went and the profile stayed).
+#[test]
+fn a_forced_profile_removal_waits_for_its_running_builds_and_changes_nothing_meanwhile() {
+    let (mut h, zlib) = two_profiles_sharing_zlib();
+    let d = drone("d0");
+    register_d0(&mut h, "-O3", 4);
+    let remove = Control::RemoveProfile {
+        name: "srv".into(),
+        force: true,
+    };
+    let srv_queue = |h: &Harness| {
+        h.view()
+            .queue()
+            .filter(|p| p.profile.as_deref() == Some("srv"))
+            .count()
+    };
+    let (_, a, lease) = assigns(&h.request(T0 + 1, &d, 1))
+        .pop()
+        .expect("srv's zlib");
+    assert_eq!(a, zlib);
+    h.started(T0 + 2, &d, &zlib, lease);
+    let before = h.swarm().digest();
+    let out = h.control(T0 + 2, remove.clone());
+    assert_eq!(
+        rejection(&out),
+        Some(&RejectReason::ProfileBuilding {
+            profile: "srv".into(),
+            running: vec![zlib.clone()],
+        }),
+        "{out:?}"
+    );
+    assert_eq!(
+        h.swarm().digest(),
+        before,
+        "a refused removal changed the state"
+    );
+    assert_eq!(srv_queue(&h), 2);
+    // Built, and tmux leased but not started: the removal takes the lease back, drops tmux and
+    // zlib, and the profile goes; the default profile's queue is untouched.
+    h.finished(T0 + 3, &d, &zlib, lease, Outcome::Success);
+    let (_, a, _) = assigns(&h.request(T0 + 4, &d, 1)).pop().expect("tmux");
+    assert_eq!(a, atom("=app-misc/tmux-3"));
+    let out = h.control(T0 + 5, remove);
+    assert_eq!(rejection(&out), None, "{out:?}");
+    assert!(
+        events(&out).any(|e| matches!(e, Event::Reclaimed { .. })),
+        "tmux's lease taken back: {out:?}"
+    );
+    assert_eq!(srv_queue(&h), 0);
+    assert!(h.view().profile_env("srv").is_none(), "srv still a profile");
+    assert_eq!(h.view().queue().count(), 2, "default's zlib and hello stay");
+}
+
 #[test]
 fn a_dependency_resolves_within_the_packages_own_profile() {
     let (mut h, zlib) = two_profiles_sharing_zlib();

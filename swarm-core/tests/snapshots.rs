@@ -359,7 +359,14 @@ mod control {
             from: Some(alpha()),
             world: Some(vec!["app-misc/hello".into(), "@desktop".into()]),
         }),
-        remove_profile => control_with(Control::RemoveProfile { name: "desktop-amd64".into() }),
+        remove_profile => control_with(Control::RemoveProfile {
+            name: "desktop-amd64".into(),
+            force: false,
+        }),
+        remove_profile_forced => control_with(Control::RemoveProfile {
+            name: "desktop-amd64".into(),
+            force: true,
+        }),
         fresh_profile => control_with(Control::FreshProfile { profile: "desktop-amd64".into() }),
     });
 }
@@ -595,6 +602,10 @@ mod reject_reason {
             package: icu(),
             queued_for: "default".into(),
             asked_for: "desktop-amd64".into(),
+        }),
+        profile_building => rejected_with(RejectReason::ProfileBuilding {
+            profile: "desktop-amd64".into(),
+            running: vec![icu()],
         }),
         ambiguous_package => rejected_with(RejectReason::AmbiguousPackage {
             package: icu(),
@@ -847,6 +858,7 @@ impl Seen {
                     RejectReason::UnknownProfile { .. } => "reject unknown_profile",
                     RejectReason::ProfileConflict { .. } => "reject profile_conflict",
                     RejectReason::AmbiguousPackage { .. } => "reject ambiguous_package",
+                    RejectReason::ProfileBuilding { .. } => "reject profile_building",
                 });
                 "event input_rejected"
             }
@@ -980,7 +992,8 @@ fn every_command_event_and_reason_is_frozen() {
         seen.with_prefix("reject "),
         names(
             "unknown_drone stale_report unknown_package stale_generation bad_snapshot \
-             illegal_control no_environment unknown_profile profile_conflict ambiguous_package"
+             illegal_control no_environment unknown_profile profile_conflict ambiguous_package \
+             profile_building"
         )
     );
     assert_eq!(

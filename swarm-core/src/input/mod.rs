@@ -368,6 +368,11 @@ pub enum Control {
     RemoveProfile {
         /// The profile.
         name: String,
+        /// Drop its packages not built yet first (`FreshProfile`'s work) and remove it, all or
+        /// nothing: refused while a build of it runs. Two inputs could leave the queue dropped
+        /// and the profile kept, when a build started between them (h31 F4).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        force: bool,
     },
     /// A new list for one named profile: its packages that are not being built leave the
     /// queue and their not-started leases are revoked; other profiles' packages and the queue

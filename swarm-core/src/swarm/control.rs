@@ -2,6 +2,7 @@
 //! them takes a started build except `reclaim` and `block`, which name it.
 
 use super::{reject, Swarm};
+use crate::atom::Atom;
 use crate::id::DroneName;
 use crate::input::Control;
 use crate::output::{BlockReason, Event, Output, ReclaimReason, RejectReason};
@@ -234,10 +235,19 @@ pub(crate) fn apply(s: &mut Swarm, action: &Control, out: &mut Vec<Output>) {
                 s.st.drones.len()
             )
         }
-        Control::RemoveProfile { name } => {
+        Control::RemoveProfile { name, force } => {
             if !s.st.profiles.0.contains_key(name) {
                 let detail = format!("no profile {name}");
                 return reject(out, RejectReason::IllegalControl { detail });
+            }
+            let mut dropped = String::new();
+            if *force {
+                let running = running_builds_of(s, name);
+                if !running.is_empty() {
+                    let profile = name.clone();
+                    return reject(out, RejectReason::ProfileBuilding { profile, running });
+                }
+                dropped = format!("{}; ", fresh_profile(s, name, out));
             }
             let queued =
                 s.st.packages
@@ -252,32 +262,14 @@ pub(crate) fn apply(s: &mut Swarm, action: &Control, out: &mut Vec<Output>) {
             }
             s.st.profiles.0.remove(name);
             s.st.profile_worlds.0.remove(name);
-            format!("profile {name} removed")
+            format!("{dropped}profile {name} removed")
         }
         Control::FreshProfile { profile } => {
             if !s.st.profiles.0.contains_key(profile) {
                 let detail = format!("no profile {profile}");
                 return reject(out, RejectReason::IllegalControl { detail });
             }
-            let before = out.len();
-            let names: Vec<DroneName> = s.st.drones.keys().cloned().collect();
-            for name in &names {
-                s.reclaim_not_started_where(
-                    name,
-                    ReclaimReason::Fresh,
-                    |p| p.profile.0.as_deref() == Some(profile.as_str()),
-                    out,
-                );
-            }
-            let revoked = out[before..]
-                .iter()
-                .filter(|o| matches!(o, Output::Event(Event::Reclaimed { .. })))
-                .count();
-            let (dropped, kept) =
-                drop_packages(s, |p| p.profile.0.as_deref() == Some(profile.as_str()));
-            format!(
-                "profile {profile}: revoked {revoked} not-started leases, dropped {dropped} packages, kept {kept} building"
-            )
+            fresh_profile(s, profile, out)
         }
         Control::Rebalance => {
             let n = reclaim_not_started_everywhere(s, ReclaimReason::Rebalance, out);
@@ -527,6 +519,42 @@ fn fresh(s: &mut Swarm, out: &mut Vec<Output>) -> String {
 
 /// Takes out of the queue every package `which` picks that is not being built, keeping lease
 /// ids pointing at the packages they hold, and replans. (dropped, kept building of those picked).
+/// Takes back `profile`'s not-started leases and drops its packages that are not being built.
+fn fresh_profile(s: &mut Swarm, profile: &str, out: &mut Vec<Output>) -> String {
+    let before = out.len();
+    let names: Vec<DroneName> = s.st.drones.keys().cloned().collect();
+    for name in &names {
+        s.reclaim_not_started_where(
+            name,
+            ReclaimReason::Fresh,
+            |p| p.profile.0.as_deref() == Some(profile),
+            out,
+        );
+    }
+    let revoked = out[before..]
+        .iter()
+        .filter(|o| matches!(o, Output::Event(Event::Reclaimed { .. })))
+        .count();
+    let (dropped, kept) = drop_packages(s, |p| p.profile.0.as_deref() == Some(profile));
+    format!(
+        "profile {profile}: revoked {revoked} not-started leases, dropped {dropped} packages, kept {kept} building"
+    )
+}
+
+/// The packages of `profile` whose build has started, by atom.
+fn running_builds_of(s: &Swarm, profile: &str) -> Vec<Atom> {
+    let mut running: Vec<Atom> =
+        s.st.leases
+            .values()
+            .filter(|l| l.started_at.is_some())
+            .map(|l| s.st.pkg(l.pkg))
+            .filter(|p| p.profile.0.as_deref() == Some(profile))
+            .map(|p| p.atom.clone())
+            .collect();
+    running.sort();
+    running
+}
+
 fn drop_packages(s: &mut Swarm, which: impl Fn(&crate::state::Package) -> bool) -> (usize, usize) {
     let old = std::mem::take(&mut s.st.packages);
     let mut remap = vec![None; old.len()];

@@ -13,7 +13,7 @@ use serde_json::json;
 use std::time::Duration;
 use swarm_core::{
     Atom, Control, DroneName, Enqueue, Event, Generation, Input, Output, PackageSpec,
-    PackageStatus, PortageSnapshot, RejectReason,
+    PortageSnapshot, RejectReason,
 };
 use swarm_store::{Explorer, ExplorerOptions};
 
@@ -221,6 +221,13 @@ fn rejected(outputs: &[Output]) -> Result<(), ApiError> {
                         swarm_core::profile::ambiguous_words(package, profiles),
                     ))
                 }
+                RejectReason::ProfileBuilding { profile, running } => {
+                    return Err(ApiError::field(
+                        409,
+                        "force",
+                        building_words(profile, running),
+                    ))
+                }
                 RejectReason::UnknownProfile { profile } => {
                     return Err(ApiError::field(
                         400,
@@ -233,6 +240,24 @@ fn rejected(outputs: &[Output]) -> Result<(), ApiError> {
         }
     }
     Ok(())
+}
+
+/// Why a forced removal of `profile` waits for its `running` builds, and what to do.
+fn building_words(profile: &str, running: &[Atom]) -> String {
+    let one = running.len() == 1;
+    let (is, has, them) = if one {
+        ("build is", "it has", "it")
+    } else {
+        ("builds are", "they have", "them")
+    };
+    let atoms: Vec<&str> = running.iter().map(Atom::as_str).collect();
+    format!(
+        "{} of profile {profile} {is} running ({}); nothing was changed. A profile is removed \
+         once no build of it runs: retry when {has} finished, or reclaim {them} \
+         (`swarm control reclaim ATOM --profile {profile}`)",
+        running.len(),
+        atoms.join(", "),
+    )
 }
 
 #[derive(Deserialize)]
@@ -466,7 +491,6 @@ fn remove_profile(sh: &Shared, r: &Removal<'_>, name: String) -> Result<Reply, A
                                  "events": [], "purged": purged}),
         );
     }
-    let mut cs = Vec::new();
     if r.force {
         let reason = r.reason.map(str::trim).unwrap_or_default();
         if reason.is_empty() {
@@ -476,43 +500,17 @@ fn remove_profile(sh: &Shared, r: &Removal<'_>, name: String) -> Result<Reply, A
                 "`force` drops the profile's queued packages: say why (`reason`)",
             ));
         }
-        // A build of it that runs keeps the profile (the core refuses the removal), and the
-        // queue would be dropped all the same: refused before anything changes (h31).
-        let running = running_builds_of(sh, &name);
-        if !running.is_empty() {
-            return Err(ApiError::field(
-                409,
-                "force",
-                format!(
-                    "{} of profile {name} {} running ({}); nothing was changed. A profile is \
-                     removed once no build of it runs: retry when {} finished, or reclaim {} \
-                     (`swarm control reclaim ATOM --profile {name}`)",
-                    running.len(),
-                    if running.len() == 1 {
-                        "build is"
-                    } else {
-                        "builds are"
-                    },
-                    running.join(", "),
-                    if running.len() == 1 {
-                        "it has"
-                    } else {
-                        "they have"
-                    },
-                    if running.len() == 1 { "it" } else { "them" },
-                ),
-            ));
-        }
         tracing::warn!(profile = %name, reason, "removing a profile with its queued packages");
-        cs.push(Control::FreshProfile {
-            profile: name.clone(),
-        });
     }
     if r.purge {
         profile_purge::refuse(sh, &name, r.force)?;
     }
-    cs.push(Control::RemoveProfile { name: name.clone() });
-    let mut answer = applied(sh, cs)?;
+    // One input: the queue is dropped and the profile removed together, or neither (h31 F4).
+    let remove = Control::RemoveProfile {
+        name: name.clone(),
+        force: r.force,
+    };
+    let mut answer = applied(sh, vec![remove])?;
     answer["profile"] = json!(name);
     if r.purge {
         answer["purged"] = json!(profile_purge::purge(sh, &name)?);
@@ -522,19 +520,6 @@ fn remove_profile(sh: &Shared, r: &Removal<'_>, name: String) -> Result<Reply, A
         answer["kept"] = json!(found);
     }
     Reply::ok(&answer)
-}
-
-/// The atoms of `profile` whose build has started (a not-started lease is taken back by a
-/// fresh queue).
-fn running_builds_of(sh: &Shared, profile: &str) -> Vec<String> {
-    let p = sh.fresh();
-    p.swarm
-        .view()
-        .queue()
-        .filter(|pkg| pkg.profile.as_deref() == Some(profile))
-        .filter(|pkg| matches!(pkg.status, PackageStatus::Assigned { started: true, .. }))
-        .map(|pkg| pkg.atom.as_str().to_owned())
-        .collect()
 }
 
 /// Names the profile of the package a control acts on (`block`, `unblock`, `retry`, `reclaim`):
