@@ -827,10 +827,20 @@ fn sigterm_stops_the_server_cleanly_and_state_persists() {
     let dir = tempfile::tempdir().expect("dir");
     let mut s = Server::start(dir.path(), &[]);
     s.admin_post("/api/v1/queue", &json!({"packages": ["=virtual/keep-1"]}));
+    let (_, health) = s.get("/api/v1/health");
+    let logged = health["seq"].as_u64().expect("seq");
     assert_eq!(s.terminate(), Some(0), "SIGTERM must exit 0");
     s.restart();
     let (_, q) = s.get("/api/v1/queue");
     assert_eq!(q["total"], 1, "{q}");
+    // A clean stop writes a snapshot: the next start (maybe of another swarm build, which
+    // could decide the log otherwise) replays nothing (h33 F1).
+    let (code, snap) = s.admin_get("/api/v1/sql/query?q=SELECT%20max(seq)%20FROM%20snapshots");
+    assert_eq!(code, 200, "{snap}");
+    assert!(
+        snap["rows"][0][0].as_u64() >= Some(logged),
+        "no snapshot at seq {logged} or later: {snap}"
+    );
     // The events feed is served from the database, across restarts.
     let (_, ev) = s.get("/api/v1/events?after=0&limit=1000");
     let kinds: Vec<&str> = ev["events"]

@@ -239,6 +239,12 @@ pub(crate) fn configure_writer(conn: &Connection, full_sync: bool) -> Result<(),
 }
 
 /// Creates or migrates the schema; refuses newer and foreign files.
+/// Whether `conn` is a store of an older schema, which opening upgrades.
+pub(crate) fn is_older(conn: &Connection) -> Result<bool, StoreError> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    Ok((1..LATEST).contains(&version))
+}
+
 pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     let app: i64 = conn.query_row("PRAGMA application_id", [], |r| r.get(0))?;
@@ -279,8 +285,9 @@ pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreErr
             })
         },
     )?;
+    // Savepoints: inside the transaction `Store::open` upgrades an older store in, they nest.
     for (from, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let tx = conn.savepoint()?;
         tx.execute_batch(sql)?;
         tx.pragma_update(None, "user_version", from as i64 + 1)?;
         tx.pragma_update(None, "application_id", APPLICATION_ID)?;

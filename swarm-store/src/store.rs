@@ -309,6 +309,15 @@ impl Store {
         let deferred = opts.defer_sync && opts.synchronous == Synchronous::Full;
         schema::configure_writer(&conn, opts.synchronous == Synchronous::Full && !deferred)?;
         let wal_held = lock.hold_wal(&path)?;
+        // An older store is upgraded in one transaction with the replay that proves its log, and
+        // committed only once that holds. A log this build decides otherwise (inputs an older
+        // swarm logged after its last snapshot) is refused with the file left as it was, for the
+        // swarm that wrote it: before, the schema was upgraded first, and then no version opened
+        // the store (h33 F1). A refused or killed open rolls back when the connection closes.
+        let upgrading = schema::is_older(&conn)?;
+        if upgrading {
+            conn.execute_batch("BEGIN IMMEDIATE")?;
+        }
         schema::migrate(&mut conn, &path)?;
         // A new database: the migration's write made the WAL, a read opens it.
         if !wal_held {
@@ -328,7 +337,7 @@ impl Store {
             })?,
             None => {
                 opts.config.validate()?;
-                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let tx = conn.savepoint()?;
                 meta_set(&tx, "config", &serde_json::to_string(&opts.config)?)?;
                 meta_set(&tx, "created_by", env!("CARGO_PKG_VERSION"))?;
                 tx.commit()?;
@@ -369,13 +378,21 @@ impl Store {
                     loss.missing(0, "the database was created anew (it has no store id)")?;
                 }
                 let id = new_store_id();
-                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let tx = conn.savepoint()?;
                 meta_set(&tx, "store_id", &id)?;
                 tx.commit()?;
                 id
             }
         };
         let rebuilt = recover::rebuild(&conn, &config)?;
+        if upgrading {
+            conn.execute_batch("COMMIT")?;
+            tracing::info!(
+                store = %path.display(),
+                schema = schema::LATEST,
+                "upgraded the store's schema; older swarm builds refuse it from now on"
+            );
+        }
 
         if loss.found.is_empty() {
             if let Some(a) = loss.acked.clone().filter(|a| a.seq > rebuilt.last_seq) {
@@ -977,6 +994,21 @@ impl Store {
 
     /// Writes a snapshot now (and compacts), whatever `snapshot_every` says.
     pub fn snapshot(&mut self) -> Result<Seq, StoreError> {
+        self.write_snapshot(self.opts.compact_log)
+    }
+
+    /// Writes a snapshot if inputs were logged since the last one, and compacts nothing: a clean
+    /// stop leaves no log for the next open to replay. A swarm build whose core decides one of
+    /// those inputs otherwise (an upgrade) then starts from the state instead of refusing the
+    /// store (h33 F1), and a large farm's restart replays nothing.
+    pub fn snapshot_on_close(&mut self) -> Result<Option<Seq>, StoreError> {
+        if self.last_seq <= self.last_snapshot {
+            return Ok(None);
+        }
+        self.write_snapshot(false).map(Some)
+    }
+
+    fn write_snapshot(&mut self, compact_log: bool) -> Result<Seq, StoreError> {
         self.ensure_core()?;
         let Store {
             conn, core, opts, ..
@@ -984,8 +1016,12 @@ impl Store {
         let core = core.as_ref().ok_or_else(|| StoreError::Poisoned {
             reason: "no state".into(),
         })?;
+        let opts = StoreOptions {
+            compact_log,
+            ..opts.clone()
+        };
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        snapshot_and_compact(&tx, core, self.last_seq, opts)?;
+        snapshot_and_compact(&tx, core, self.last_seq, &opts)?;
         tx.commit()?;
         self.last_snapshot = self.last_seq;
         Ok(Seq(self.last_seq))

@@ -239,6 +239,16 @@ pub(crate) fn run(store: &mut Store, shared: Arc<Shared>, rx: &Receiver<Job>) {
         publish(store, &shared);
     }
     durable.finish(store);
+    match store.snapshot_on_close() {
+        Ok(Some(seq)) => tracing::info!(
+            seq = seq.0,
+            "wrote a snapshot: the next start replays nothing"
+        ),
+        Ok(None) => {}
+        Err(e) => {
+            tracing::warn!(error = %e, "no snapshot on close; the next start replays the log since the last one")
+        }
+    }
     tracing::info!(
         seq = store.last_seq().0,
         "writer stopped; store closed cleanly"
