@@ -186,6 +186,20 @@ pub(crate) fn run(args: ExportArgs) -> anyhow::Result<()> {
         max_reply_bytes: usize::MAX,
         ..ExplorerOptions::default()
     })?;
+    match explorer.schema_version()? {
+        v if v < swarm_store::SCHEMA_VERSION => anyhow::bail!(
+            "the store has schema version {v}, older than this swarm's {}: export it with the \
+             swarm that wrote it, or start `swarm serve` on its data dir once (that upgrades the \
+             store, after which older swarm builds refuse it) and stop it with SIGTERM",
+            swarm_store::SCHEMA_VERSION
+        ),
+        v if v > swarm_store::SCHEMA_VERSION => anyhow::bail!(
+            "the store has schema version {v} but this swarm understands at most {}: export it \
+             with the newer swarm that wrote it",
+            swarm_store::SCHEMA_VERSION
+        ),
+        _ => {}
+    }
     let (n, last) = match &args.out {
         None => {
             let stdout = std::io::stdout();

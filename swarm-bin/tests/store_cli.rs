@@ -192,6 +192,30 @@ fn export_refuses_a_changed_row_naming_its_seq() {
     }
 }
 
+/// A store of an older schema (before the log's checksums) is named as older, with what to do,
+/// not a bare "no such column: crc" (h33 F3); a newer one as newer.
+#[test]
+fn export_names_a_store_of_another_schema() {
+    for (version, says) in [
+        (5, "schema version 5, older than this swarm's"),
+        (99, "schema version 99 but this swarm understands at most"),
+    ] {
+        let (dir, db, _) = fixture();
+        rusqlite::Connection::open(&db)
+            .expect("raw open")
+            .execute_batch(&format!(
+                "ALTER TABLE input_log DROP COLUMN crc; PRAGMA user_version = {version};"
+            ))
+            .expect("another schema");
+        let log = dir.path().join("export.jsonl");
+        let out = swarm(&["export", "--db", s(&db), "--out", s(&log)]);
+        assert!(!out.status.success(), "{version}: exported");
+        let err = text(&out.stderr);
+        assert!(err.contains(says), "{version}: {err}");
+        assert!(!err.contains("no such column"), "{version}: {err}");
+    }
+}
+
 /// The explorer's limits are bounded where they are given: a budget of 0 or of days, or no
 /// rows at all, is refused naming the flag and its range, before any file is opened.
 #[test]

@@ -447,6 +447,14 @@ impl Explorer {
         Ok(out)
     }
 
+    /// The file's schema version (`PRAGMA user_version`): a tool that reads the log's columns
+    /// by name says an older store is older, instead of failing on a column it lacks (h33 F3).
+    pub fn schema_version(&self) -> Result<i64, StoreError> {
+        Ok(self
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))?)
+    }
+
     /// Names of the tables and views.
     pub fn tables(&self) -> Result<Vec<String>, StoreError> {
         Ok(self.schema()?.into_iter().map(|t| t.name).collect())
