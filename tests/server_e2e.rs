@@ -1234,11 +1234,22 @@ fn a_v3_drones_rsynced_file_of_another_slot_than_its_lease_does_not_count() {
 /// One POST over a raw socket, with exactly these headers (as a browser
 /// would send a form or a `fetch` with `text/plain`): status and body.
 fn raw_post(s: &Server, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) {
+    raw_request(s, "POST", path, &s.addr.to_string(), headers, body)
+}
+
+/// One request over a raw socket naming the server `host`, with exactly these headers.
+fn raw_request(
+    s: &Server,
+    method: &str,
+    path: &str,
+    host: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String) {
     use std::io::{Read, Write};
     let mut conn = std::net::TcpStream::connect(&s.addr).expect("connect");
     let mut head = format!(
-        "POST {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        s.addr,
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
     );
     for (k, v) in headers {
@@ -1326,6 +1337,72 @@ fn a_web_page_on_another_origin_cannot_drive_the_drone_api() {
         nodes.contains("same-origin") && nodes.contains("no-origin"),
         "{nodes}"
     );
+}
+
+/// DNS rebinding: a page under `evil.example`, whose name the attacker points at this server,
+/// is same-origin to the browser (its Origin and Host agree), so only the name tells it apart.
+/// A browser's request must name the server by an address, localhost, this machine's name or
+/// an allowed name; drones and the CLI are not asked (h30 F4).
+#[test]
+fn a_browser_reaching_the_server_under_a_foreign_name_is_refused() {
+    let dir = tempfile::tempdir().expect("dir");
+    let s = Server::start(
+        dir.path(),
+        &[("SWARM_ALLOWED_HOSTS", "swarm.example.org,*.lan")],
+    );
+    let port = s.addr.rsplit(':').next().expect("a port").to_string();
+    let chrome = ("User-Agent", "Mozilla/5.0 (X11; Linux x86_64) Chrome/156.0");
+    let get = |host: &str, headers: &[(&str, &str)]| {
+        raw_request(
+            &s,
+            "GET",
+            "/api/v1/status",
+            &format!("{host}:{port}"),
+            headers,
+            "",
+        )
+    };
+    for host in [
+        "evil.example",
+        "127.0.0.1.nip.io",
+        "swarm.example.org.evil.example",
+    ] {
+        let origin = format!("http://{host}:{port}");
+        for headers in [
+            &[chrome][..],
+            &[
+                ("Origin", origin.as_str()),
+                ("Sec-Fetch-Site", "same-origin"),
+            ][..],
+            &[("Sec-Fetch-Mode", "navigate")][..],
+        ] {
+            let (code, reply) = get(host, headers);
+            assert_eq!(code, 403, "{host} {headers:?}: {reply}");
+            assert!(reply.contains("allowed_hosts"), "{reply}");
+        }
+    }
+    for host in [
+        "127.0.0.1",
+        "localhost",
+        "swarm.example.org",
+        "farm.lan",
+        "[::1]",
+    ] {
+        let (code, reply) = get(host, &[chrome, ("Sec-Fetch-Site", "same-origin")]);
+        assert_eq!(code, 200, "{host}: {reply}");
+    }
+    // Not a browser: a drone or curl naming the server anyhow is served as before.
+    let (code, reply) = get("evil.example", &[]);
+    assert_eq!(code, 200, "{reply}");
+    let (code, reply) = raw_request(
+        &s,
+        "POST",
+        "/api/v1/register",
+        "drones.example",
+        &[],
+        &v3_register("m-1", "named-anyhow", Value::Null).to_string(),
+    );
+    assert_eq!(code, 200, "{reply}");
 }
 
 #[test]

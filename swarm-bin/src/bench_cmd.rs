@@ -102,6 +102,7 @@ fn http_in(a: &HttpArgs, synchronous: Synchronous, dir: &std::path::Path) -> any
         drone_token: None,
         read_token: None,
         legacy_drones: swarm_net::settings::default_legacy_drones(),
+        allowed_hosts: Vec::new(),
         behind_proxy: false,
         drones: server::DroneLimits::for_fleet(a.drones),
         max_body_bytes: 16 << 20,

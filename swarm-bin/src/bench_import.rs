@@ -201,6 +201,7 @@ fn run_once(
         drone_token: None,
         read_token: None,
         legacy_drones: swarm_net::settings::default_legacy_drones(),
+        allowed_hosts: Vec::new(),
         behind_proxy: false,
         drones: server::DroneLimits::for_fleet(a.drones),
         max_body_bytes: 64 << 20,

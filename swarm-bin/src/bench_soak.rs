@@ -146,6 +146,7 @@ fn soak_in(a: &SoakArgs, dir: &Path) -> anyhow::Result<()> {
         drone_token: None,
         read_token: None,
         legacy_drones: swarm_net::settings::default_legacy_drones(),
+        allowed_hosts: Vec::new(),
         behind_proxy: false,
         drones: server::DroneLimits::for_fleet(a.drones),
         max_body_bytes: 16 << 20,

@@ -323,6 +323,7 @@ fn start(s: &Settings, accept_loss: bool) -> anyhow::Result<Started> {
         drone_token: s.drone_token.clone(),
         read_token: s.read_token.clone(),
         legacy_drones: s.legacy_drones.clone(),
+        allowed_hosts: s.allowed_hosts.clone(),
         behind_proxy: s.tls_proxy,
         drones: s.drones.clone(),
         max_body_bytes: s.max_body_bytes,

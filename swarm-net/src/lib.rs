@@ -7,6 +7,7 @@ pub mod binhost;
 pub mod binpkg;
 pub mod client;
 pub mod heal;
+pub mod host_names;
 #[cfg(test)]
 mod mutate;
 pub mod regular_file;

@@ -96,6 +96,9 @@ pub struct Settings {
     pub read_token: Option<String>,
     /// Networks credential-less (v3) drones may call from; loopback by default.
     pub legacy_drones: Vec<ipnet::IpNet>,
+    /// Names a browser may reach the server under besides its addresses, `localhost` and this
+    /// machine's host name (see `host_names`); empty by default.
+    pub allowed_hosts: Vec<String>,
     /// `max_drones`, `max_registrations_per_minute` and `probe.networks`.
     pub drones: crate::server::DroneLimits,
     /// PEM certificate chain `serve` terminates TLS with (with `tls_key`).
@@ -222,6 +225,7 @@ impl Settings {
             drone_token: None,
             read_token: None,
             legacy_drones: default_legacy_drones(),
+            allowed_hosts: Vec::new(),
             drones: crate::server::DroneLimits::default(),
             tls_cert: None,
             tls_key: None,
@@ -276,6 +280,7 @@ impl fmt::Debug for Settings {
             .field("drone_token", &hidden(&self.drone_token))
             .field("read_token", &hidden(&self.read_token))
             .field("legacy_drones", &self.legacy_drones)
+            .field("allowed_hosts", &self.allowed_hosts)
             .field("drones", &self.drones)
             .field("tls_cert", &self.tls_cert)
             .field("tls_key", &self.tls_key)
@@ -468,6 +473,7 @@ impl Loaded {
                         .collect::<Vec<_>>(),
                 ),
             ),
+            ("allowed_hosts".into(), J::from(s.allowed_hosts.clone())),
             (
                 "tls_cert".into(),
                 s.tls_cert.as_deref().map_or(J::Null, path),
@@ -767,6 +773,10 @@ fn load(request: &LoadRequest) -> Result<Loaded, SettingsError> {
         legacy_drones: match layers.get("legacy_drones") {
             Some(Typed::Networks(n)) => n.clone(),
             _ => defaults.legacy_drones.clone(),
+        },
+        allowed_hosts: match layers.get("allowed_hosts") {
+            Some(Typed::Hosts(h)) => h.clone(),
+            _ => defaults.allowed_hosts.clone(),
         },
         drones: crate::server::DroneLimits {
             max_drones: layers.size("max_drones", defaults.drones.max_drones),

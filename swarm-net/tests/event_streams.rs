@@ -34,6 +34,7 @@ fn one_address_cannot_take_every_event_stream() {
     // Behind a proxy on this host, as dist/nginx/ (`tls_proxy`): the
     // callers' addresses come in `X-Forwarded-For`.
     let server = swarm_net::server::start(swarm_net::server::ServerOptions {
+        allowed_hosts: Vec::new(),
         behind_proxy: true,
         ..common::options(dir.path(), "t")
     })

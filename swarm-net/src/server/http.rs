@@ -318,6 +318,32 @@ pub(crate) fn cross_site_refusal(
     }
 }
 
+/// Why a browser's request naming this server by a name it does not answer browsers under
+/// (`Host`) is refused, if it is: DNS rebinding (see [`crate::host_names`]). A browser is told
+/// by what only browsers send: a `Mozilla/` User-Agent, `Origin` or `Sec-Fetch-*`.
+pub(crate) fn rebinding_refusal(
+    req: &Request<'_>,
+    allowed: &crate::host_names::AllowedHosts,
+) -> Option<String> {
+    let browser = header(req, "User-Agent")
+        .is_some_and(|ua| ua.trim_start().starts_with("Mozilla/"))
+        || ["Origin", "Sec-Fetch-Site", "Sec-Fetch-Mode"]
+            .iter()
+            .any(|h| header(req, h).is_some());
+    let host = header(req, "Host").filter(|_| browser)?;
+    let (name, _) = split_authority(host.trim());
+    if allowed.admits(name) {
+        return None;
+    }
+    Some(format!(
+        "a browser reached this server under the name {name:?}, which is not one of its names: \
+         a page whose own name points at this server (DNS rebinding) may not use it. If you \
+         open swarm under that name, add it to allowed_hosts (swarm.toml, or \
+         SWARM_ALLOWED_HOSTS={name}); addresses, localhost and this machine's host name need \
+         nothing"
+    ))
+}
+
 /// `host[:port]`, with IPv6 literals in brackets.
 fn split_authority(a: &str) -> (&str, Option<&str>) {
     let after_literal = a.rfind(']').map_or(0, |i| i + 1);

@@ -92,6 +92,9 @@ pub struct ServerOptions {
     pub read_token: Option<String>,
     /// Networks credential-less (v3) drones may call from (loopback by default).
     pub legacy_drones: Vec<ipnet::IpNet>,
+    /// Names a browser may reach the server under besides its addresses, `localhost` and this
+    /// machine's name (`allowed_hosts`; see [`crate::host_names`]).
+    pub allowed_hosts: Vec<String>,
     /// A reverse proxy on this host passes the callers on (`tls_proxy`):
     /// a loopback request's `X-Forwarded-For` names its caller. Off, the
     /// header is ignored: believed, any local process could claim any
@@ -390,6 +393,10 @@ pub fn start(opts: ServerOptions) -> Result<RunningServer, ServeError> {
         history_next: AtomicUsize::new(0),
         creds,
         legacy_drones: opts.legacy_drones.clone(),
+        allowed_hosts: crate::host_names::AllowedHosts::new(
+            &opts.allowed_hosts,
+            crate::host_names::machine_name().as_deref(),
+        ),
         behind_proxy: opts.behind_proxy,
         registrations: gate::RegistrationGate::new(opts.drones.registrations_per_minute),
         drone_limits: opts.drones.clone(),
@@ -496,6 +503,10 @@ fn serve_one(sh: &Shared, req: &mut Request<'_>) -> Response {
         Method::Head if head_is_a_get(&path) => Method::Get,
         m => m.clone(),
     };
+    if let Some(why) = http::rebinding_refusal(req, &sh.allowed_hosts) {
+        sh.metrics.request("unknown_host", 403, began.elapsed());
+        return http::into_response(Reply::from(ApiError::field(403, "Host", why)));
+    }
     if is_guarded_read(&method, &path) {
         if let Err(e) = auth::require_reader(req, sh.read_token.as_deref(), &sh.admin_token) {
             sh.metrics

@@ -165,6 +165,8 @@ pub(crate) struct Shared {
     pub(crate) creds: super::creds::Credentials,
     /// Networks credential-less (v3) drones may call from.
     pub(crate) legacy_drones: Vec<ipnet::IpNet>,
+    /// The names a browser's request may carry in `Host` (DNS rebinding).
+    pub(crate) allowed_hosts: crate::host_names::AllowedHosts,
     /// Whether loopback requests' `X-Forwarded-For` is believed (`tls_proxy`).
     pub(crate) behind_proxy: bool,
     /// `max_drones`, the registration rate and `probe.networks`.

@@ -28,6 +28,8 @@ pub(super) enum Kind {
     Policy,
     /// A list of networks (`10.0.0.0/24`, or a bare address).
     Networks,
+    /// A list of host names (`swarm.example.org`, `*.lan`, `*`).
+    Hosts,
 }
 
 /// Server, `[probe]` and `[escalation]` keys, in the order `swarm config show` prints them.
@@ -53,6 +55,7 @@ pub(super) const SERVER_KEYS: &[(&str, Kind)] = &[
     ("drone_token", Kind::Secret),
     ("read_token", Kind::Secret),
     ("legacy_drones", Kind::Networks),
+    ("allowed_hosts", Kind::Hosts),
     ("tls_cert", Kind::OptPath),
     ("tls_key", Kind::OptPath),
     ("tls_proxy", Kind::Bool),
@@ -199,6 +202,7 @@ pub(super) enum Typed {
     /// A policy field's value, already known to deserialize into `Config`.
     Policy(toml::Value),
     Networks(Vec<ipnet::IpNet>),
+    Hosts(Vec<String>),
 }
 
 /// Converts a value from the TOML file. The error is the reason only; the
@@ -243,6 +247,13 @@ pub(super) fn from_toml(key: &str, kind: Kind, value: &toml::Value) -> Result<Ty
         (Kind::Networks, _) => {
             Err("expected a list such as [\"10.0.0.0/24\", \"127.0.0.0/8\"]".into())
         }
+        (Kind::Hosts, V::Array(items)) => hosts(items.iter().map(|i| match i {
+            V::String(s) => Ok(s.as_str()),
+            _ => Err("expected names in quotes such as [\"swarm.example.org\"]".to_string()),
+        })),
+        (Kind::Hosts, _) => {
+            Err("expected a list such as [\"swarm.example.org\", \"*.lan\"]".into())
+        }
     }
 }
 
@@ -253,6 +264,21 @@ fn secret(trimmed: &str) -> Result<Typed, String> {
         Some(why) => Err(why),
         None => Ok(Typed::Text(trimmed.to_owned())),
     }
+}
+
+/// `allowed_hosts`: each entry checked, at most `MAX_ALLOWED_HOSTS`.
+fn hosts<'a>(entries: impl Iterator<Item = Result<&'a str, String>>) -> Result<Typed, String> {
+    let names = entries
+        .map(|e| e.and_then(crate::host_names::check_entry))
+        .collect::<Result<Vec<_>, _>>()?;
+    if names.len() > crate::host_names::MAX_ALLOWED_HOSTS {
+        return Err(format!(
+            "{} names; at most {}: use a pattern such as \"*.lan\"",
+            names.len(),
+            crate::host_names::MAX_ALLOWED_HOSTS
+        ));
+    }
+    Ok(Typed::Hosts(names))
 }
 
 /// One network: `10.0.0.0/24`, `fd00::/8`, or one address.
@@ -284,6 +310,7 @@ pub(super) fn from_env(key: &str, kind: Kind, raw: &str) -> Result<Typed, String
             .map(parse_network)
             .collect::<Result<Vec<_>, _>>()
             .map(Typed::Networks),
+        Kind::Hosts => hosts(trimmed.split(',').filter(|n| !n.trim().is_empty()).map(Ok)),
         Kind::Policy => {
             let field = key.trim_start_matches("policy.");
             let value = match policy_defaults().get(field) {

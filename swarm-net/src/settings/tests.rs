@@ -495,6 +495,33 @@ fn bad_values_name_the_key_and_the_source() {
 }
 
 #[test]
+fn allowed_hosts_are_host_names_from_the_file_or_the_environment() {
+    let (_dir, _path, req) = with_file("allowed_hosts = [\"Swarm.Example.org\", \"*.lan\"]\n", &[]);
+    assert_eq!(
+        load_ok(&req).settings.allowed_hosts,
+        ["swarm.example.org", "*.lan"]
+    );
+    let loaded = load_ok(&request(&[("SWARM_ALLOWED_HOSTS", "a.example, *")]));
+    assert_eq!(loaded.settings.allowed_hosts, ["a.example", "*"]);
+    assert!(load_ok(&request(&[])).settings.allowed_hosts.is_empty());
+    let err = load_err(&request(&[("SWARM_ALLOWED_HOSTS", "http://x.example")]));
+    assert!(err.starts_with("env SWARM_ALLOWED_HOSTS="), "{err}");
+    assert!(err.contains("is not a host name"), "{err}");
+    let (_dir, _path, req) = with_file("allowed_hosts = \"x.example\"\n", &[]);
+    assert!(
+        load_err(&req).contains("expected a list"),
+        "{}",
+        load_err(&req)
+    );
+    let many = (0..65)
+        .map(|i| format!("h{i}.example"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let err = load_err(&request(&[("SWARM_ALLOWED_HOSTS", &many)]));
+    assert!(err.contains("65 names; at most 64"), "{err}");
+}
+
+#[test]
 fn policy_combinations_name_where_each_value_came_from() {
     let (_dir, path, req) = with_file(
         "[policy]\nheartbeat_grace_ms = 600000\n",

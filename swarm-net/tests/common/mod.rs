@@ -28,6 +28,7 @@ pub fn options(dir: &Path, token: &str) -> ServerOptions {
         clock: Arc::new(wall_now),
         on_escalate: None,
         legacy_drones: swarm_net::settings::default_legacy_drones(),
+        allowed_hosts: Vec::new(),
         behind_proxy: false,
         drones: Default::default(),
         signatures: Default::default(),
