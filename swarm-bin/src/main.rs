@@ -35,7 +35,7 @@ use swarm_core::Config;
 
 /// swarm: a control plane for a fleet of build machines ("drones").
 #[derive(Parser)]
-#[command(name = "swarm", version, about, long_about = None)]
+#[command(name = "swarm", version = env!("SWARM_BUILD"), about, long_about = None)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,

@@ -317,6 +317,7 @@ fn start(s: &Settings, accept_loss: bool) -> anyhow::Result<Started> {
         staging: s.staging_path.clone(),
         store: swarm_store::StoreOptions {
             accept_loss,
+            build: Some(env!("SWARM_BUILD").to_owned()),
             ..s.store_options()
         },
         admin_token,

@@ -447,10 +447,13 @@ fn ordinary_errors_print_one_line_and_no_backtrace_even_with_rust_backtrace_set(
         !err.contains("swarm serve"),
         "a DNS error is not a stopped server: {err}"
     );
+    // The version, and in a git checkout its commit (h33 F2: every build said 0.1.0).
     let out = swarm(&["--version"]);
-    assert_eq!(
-        text(&out.stdout),
-        format!("swarm {}\n", env!("CARGO_PKG_VERSION"))
+    assert_eq!(text(&out.stdout), format!("swarm {}\n", env!("SWARM_BUILD")));
+    assert!(
+        env!("SWARM_BUILD").starts_with(&format!("{}+", env!("CARGO_PKG_VERSION"))),
+        "{}",
+        env!("SWARM_BUILD")
     );
 }
 

@@ -110,6 +110,22 @@ pub enum StoreError {
         /// What differs.
         detail: String,
     },
+    /// [`StoreError::Diverged`] or [`StoreError::NoUsableSnapshot`] on a store another swarm
+    /// build wrote last: most likely that build's, not damage.
+    #[error(
+        "{cause}. The store was last written by swarm {written_by}, and this is swarm {this}: \
+         most likely {written_by} decides its log otherwise, so open it with that build (nothing \
+         here was changed). A clean stop (SIGTERM) of a build that writes a snapshot on close \
+         leaves nothing to replay for the next one"
+    )]
+    OtherBuild {
+        /// `meta.last_build`.
+        written_by: String,
+        /// This build.
+        this: String,
+        /// What the open found.
+        cause: Box<StoreError>,
+    },
     /// No snapshot verifies and the log no longer reaches back to the beginning.
     #[error(
         "no snapshot verifies ({detail}) and the log was compacted up to seq {compacted_through}, \

@@ -110,6 +110,10 @@ pub struct StoreOptions {
     /// ([`WalSync::sync_acknowledging`](crate::WalSync::sync_acknowledging),
     /// before the replies) and by [`Store::acknowledge`].
     pub defer_sync: bool,
+    /// This swarm build (`0.1.0+commit`), recorded in `meta.last_build` by each open that
+    /// succeeds: a log another build decides otherwise is refused naming the build that wrote
+    /// it (h33 F2: every build said `0.1.0`). `None` records nothing.
+    pub build: Option<String>,
 }
 
 impl Default for StoreOptions {
@@ -131,6 +135,7 @@ impl Default for StoreOptions {
             fault_page_limit: None,
             fault_sync: None,
             defer_sync: false,
+            build: None,
         }
     }
 }
@@ -384,7 +389,10 @@ impl Store {
                 id
             }
         };
-        let rebuilt = recover::rebuild(&conn, &config)?;
+        let last_build = meta_get(&conn, LAST_BUILD)?;
+        let rebuilt = recover::rebuild(&conn, &config).map_err(|e| {
+            written_by_another_build(e, last_build.as_deref(), opts.build.as_deref())
+        })?;
         if upgrading {
             conn.execute_batch("COMMIT")?;
             tracing::info!(
@@ -442,6 +450,15 @@ impl Store {
         {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             meta_set(&tx, recover::NEWEST_WRITER, recover::THIS_VERSION)?;
+            tx.commit()?;
+        }
+        if let Some(build) = opts
+            .build
+            .as_deref()
+            .filter(|b| last_build.as_deref() != Some(*b))
+        {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            meta_set(&tx, LAST_BUILD, build)?;
             tx.commit()?;
         }
         // Before the marker: its directory fsync covers both renames.
@@ -1035,6 +1052,26 @@ impl Store {
     /// A read-only SQL explorer on this store's file (a separate connection).
     pub fn explorer(&self) -> Result<crate::explorer::Explorer, StoreError> {
         crate::explorer::Explorer::open(&self.path, crate::explorer::ExplorerOptions::default())
+    }
+}
+
+/// The `meta` key naming the swarm build that last opened the store to write.
+const LAST_BUILD: &str = "last_build";
+
+/// A log refused as another swarm's (replayed otherwise, or no snapshot this build can read),
+/// with the build that wrote it named when it is not this one.
+fn written_by_another_build(e: StoreError, last: Option<&str>, this: Option<&str>) -> StoreError {
+    match (&e, last, this) {
+        (
+            StoreError::Diverged { .. } | StoreError::NoUsableSnapshot { .. },
+            Some(last),
+            Some(this),
+        ) if last != this => StoreError::OtherBuild {
+            written_by: last.to_owned(),
+            this: this.to_owned(),
+            cause: Box::new(e),
+        },
+        _ => e,
     }
 }
 

@@ -17,8 +17,8 @@ fn opts() -> StoreOptions {
 }
 
 /// A new store whose log ends in a pause and a resume.
-fn paused_and_resumed(db: &Path) -> Store {
-    let mut store = Store::open(db, opts()).expect("open");
+fn paused_and_resumed(db: &Path, opts: StoreOptions) -> Store {
+    let mut store = Store::open(db, opts).expect("open");
     store
         .append(Timestamp(10), Input::Control(Control::Pause))
         .expect("pause");
@@ -31,7 +31,7 @@ fn paused_and_resumed(db: &Path) -> Store {
 /// A store whose log ends in a pause and a resume, taken back to schema 5 (before the log's
 /// checksums) as an older swarm left it.
 fn version_5_store(db: &Path) {
-    drop(paused_and_resumed(db));
+    drop(paused_and_resumed(db, opts()));
     let conn = Connection::open(db).expect("sqlite");
     conn.execute_batch(
         "ALTER TABLE input_log DROP COLUMN crc; DELETE FROM meta WHERE key = 'crc_from'; \
@@ -99,7 +99,7 @@ fn a_store_closed_with_a_snapshot_opens_without_replaying_its_log() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("swarm.db");
     {
-        let mut store = paused_and_resumed(&db);
+        let mut store = paused_and_resumed(&db, opts());
         let seq = store.snapshot_on_close().expect("snapshot");
         assert_eq!(seq, Some(store.last_seq()));
         assert_eq!(
@@ -116,4 +116,34 @@ fn a_store_closed_with_a_snapshot_opens_without_replaying_its_log() {
         .query_row("SELECT count(*) FROM input_log", [], |r| r.get(0))
         .expect("count");
     assert!(logged >= 2, "the log is kept: {logged} rows");
+}
+
+/// Every build said `0.1.0`, so a log another build decides otherwise read as damage, and the
+/// way out was named as "restore a backup" (h33 F2). The build that wrote the store last is
+/// recorded and named.
+#[test]
+fn a_log_refused_as_another_builds_names_that_build() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("swarm.db");
+    let built_by = |build: &str| StoreOptions {
+        build: Some(build.into()),
+        ..opts()
+    };
+    drop(paused_and_resumed(&db, built_by("0.1.0+aaaa")));
+    swap_last_outputs(&db);
+    let err = match Store::open(&db, built_by("0.1.0+bbbb")) {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("a log that replays otherwise was opened"),
+    };
+    assert!(err.starts_with("replaying input log seq"), "{err}");
+    assert!(
+        err.contains("last written by swarm 0.1.0+aaaa, and this is swarm 0.1.0+bbbb"),
+        "{err}"
+    );
+    // The same build finds the same damage, and says nothing of another build.
+    let err = match Store::open(&db, built_by("0.1.0+aaaa")) {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("opened"),
+    };
+    assert!(!err.contains("last written by"), "{err}");
 }
