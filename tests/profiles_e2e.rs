@@ -25,6 +25,20 @@ fn env_command(dir: &std::path::Path, body: &str) -> String {
     script.to_string_lossy().into_owned()
 }
 
+/// A server and a drone whose environment command prints the returned file (`CFLAGS=-O2` at
+/// first); removed, the command fails.
+fn drone_reading_a_file(
+    dir: &std::path::Path,
+    name: &str,
+) -> (Server, std::path::PathBuf, support::drone::Drone) {
+    let server = Server::start(&dir.join("data"), &[]);
+    let env_file = dir.join("env");
+    std::fs::write(&env_file, "CFLAGS=-O2\n").expect("env");
+    let script = env_command(dir, &format!("cat '{}'", env_file.display()));
+    let drone = support::drone::Drone::start(&server, dir, name, &["--env-command", &script], &[]);
+    (server, env_file, drone)
+}
+
 fn control(server: &Server, body: Value) -> (u16, Value) {
     server.admin_post("/api/v1/control", &body)
 }
@@ -282,17 +296,7 @@ fn packages_built_before_a_profile_edit_are_named_as_not_the_profiles_to_release
 #[test]
 fn a_build_waits_out_an_environment_change_the_server_holds_back() {
     let dir = tempfile::tempdir().expect("dir");
-    let server = Server::start(&dir.path().join("data"), &[]);
-    let env_file = dir.path().join("env");
-    std::fs::write(&env_file, "CFLAGS=-O2\n").expect("env");
-    let script = env_command(dir.path(), &format!("cat '{}'", env_file.display()));
-    let _drone = support::drone::Drone::start(
-        &server,
-        dir.path(),
-        "drone-e",
-        &["--env-command", &script],
-        &[],
-    );
+    let (server, env_file, _drone) = drone_reading_a_file(dir.path(), "drone-e");
     let cflags = |server: &Server| server.node("drone-e")["env"]["CFLAGS"].clone();
     server.wait_for(30, "the first environment", |_| cflags(&server) == "-O2");
     let expect = |server: &Server| {
@@ -326,6 +330,39 @@ fn a_build_waits_out_an_environment_change_the_server_holds_back() {
     );
     let (_, status) = server.get("/api/v1/status");
     assert_eq!(status["counts"]["built"], 0, "{status}");
+}
+
+/// An environment command that starts failing (a Portage upgrade that broke `portageq`): the
+/// agent went on reporting the last environment it had read, so its builds were stamped with
+/// one it could no longer vouch for (h32 F3). A failed read now reports no environment, and a
+/// farm that expects one gives the drone no work until a read works again.
+#[test]
+fn a_drone_whose_environment_can_no_longer_be_read_gets_no_work() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (server, env_file, _drone) = drone_reading_a_file(dir.path(), "drone-f");
+    let env = |server: &Server| server.node("drone-f")["env"].clone();
+    server.wait_for(30, "the environment", |_| env(&server)["CFLAGS"] == "-O2");
+    let (code, v) = control(&server, json!({"action": "expect_env", "drone": "drone-f"}));
+    assert_eq!(code, 200, "{v}");
+    let queue = |atom: &str| {
+        let (code, v) = server.admin_post("/api/v1/queue", &json!({ "packages": [atom] }));
+        assert_eq!(code, 200, "{v}");
+    };
+    queue("=dev-libs/f-1");
+    server.wait_for(60, "a build", |s| s["counts"]["built"] == 1);
+    std::fs::remove_file(&env_file).expect("break the command");
+    queue("=dev-libs/f-2");
+    server.wait_for(100, "no environment reported", |_| {
+        env(&server).as_object().is_none_or(|e| e.is_empty())
+    });
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let (_, status) = server.get("/api/v1/status");
+    assert_eq!(
+        status["counts"]["built"], 1,
+        "built with an environment the drone could not read: {status}"
+    );
+    let no_work = server.node("drone-f")["no_work"].to_string();
+    assert!(no_work.contains("environment"), "{no_work}");
 }
 
 /// An environment command that takes seconds (a slow `portageq`, a hung one until its 20 s

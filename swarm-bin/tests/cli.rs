@@ -449,7 +449,10 @@ fn ordinary_errors_print_one_line_and_no_backtrace_even_with_rust_backtrace_set(
     );
     // The version, and in a git checkout its commit (h33 F2: every build said 0.1.0).
     let out = swarm(&["--version"]);
-    assert_eq!(text(&out.stdout), format!("swarm {}\n", env!("SWARM_BUILD")));
+    assert_eq!(
+        text(&out.stdout),
+        format!("swarm {}\n", env!("SWARM_BUILD"))
+    );
     assert!(
         env!("SWARM_BUILD").starts_with(&format!("{}+", env!("CARGO_PKG_VERSION"))),
         "{}",

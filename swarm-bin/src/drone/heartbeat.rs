@@ -96,9 +96,12 @@ fn refresh_env(agent: &Agent, sampler: &mut Sampler, asked: u64) {
         Err(why) => {
             if sampler.env_error.as_ref() != Some(&why) {
                 tracing::warn!(
-                    "no build environment to report ({why}); a server that expects one gives this drone no work (--env-command)"
+                    "no build environment to report ({why}); a server that expects one gives this drone no work until a read works again (--env-command)"
                 );
             }
+            // Reported as none, not as the last one read: that one may be what broke the
+            // command (a Portage upgrade), and builds were stamped with it meanwhile (h32 F3).
+            sampler.env = Some(BTreeMap::new());
             sampler.env_error = Some(why);
         }
     }
