@@ -66,6 +66,9 @@ pub struct BuildRow {
     /// (`environments` holds the values); absent for failed builds and drones reporting none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub env_digest: Option<String>,
+    /// The profile the build was for (`default` for the default profile): the same atom is
+    /// built once per profile, and a list showed two builds of it alike (h31 F5).
+    pub profile: String,
 }
 
 /// Per-package build statistics (also decoded by the HTTP client).
@@ -155,7 +158,7 @@ const EVENT_COLS: &str = "id, seq, at_ms, kind, drone, package, body";
 /// bytes as lists show it (`listed_text`), so a read of 10,000 builds holds no 64 KiB details.
 const BUILD_COLS: &str =
     "id, lease, package, drone, epoch, created_at, started_at, finished_at, outcome, class, \
-     substr(detail, 1, 2048), duration_ms, env_digest, length(CAST(detail AS BLOB))";
+     substr(detail, 1, 2048), duration_ms, env_digest, length(CAST(detail AS BLOB)), profile";
 
 impl History {
     /// Opens a read-only connection to a store file.
@@ -377,6 +380,7 @@ fn build_row(r: &Row<'_>) -> rusqlite::Result<BuildRow> {
         }),
         duration_ms: r.get(11)?,
         env_digest: r.get(12)?,
+        profile: r.get(14)?,
     })
 }
 

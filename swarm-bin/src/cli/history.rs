@@ -3,6 +3,7 @@
 use super::conn::{read_error, ServerArgs};
 use super::fmt::{ago_i, cell, duration_i, emit, emit_json, now_ms, Align, Table};
 use anyhow::Context;
+use swarm_core::profile::DEFAULT_PROFILE;
 use swarm_core::Atom;
 use swarm_net::client::admin::{Build, HistoryQuery, PackageStats};
 
@@ -59,15 +60,21 @@ pub(crate) fn render(builds: &[Build], now_ms: u64) -> String {
     if builds.is_empty() {
         return "no builds recorded\n".to_owned();
     }
-    let mut t = Table::new(&[
-        ("FINISHED", Align::Left),
-        ("PACKAGE", Align::Left),
+    // A profile column once a named profile's build is listed (h31 F5).
+    let named = |b: &Build| !b.profile.is_empty() && b.profile != DEFAULT_PROFILE;
+    let profiles = builds.iter().any(named);
+    let mut columns = vec![("FINISHED", Align::Left), ("PACKAGE", Align::Left)];
+    if profiles {
+        columns.push(("PROFILE", Align::Left));
+    }
+    columns.extend([
         ("DRONE", Align::Left),
         ("OUTCOME", Align::Left),
         ("CLASS", Align::Left),
         ("DURATION", Align::Right),
         ("DETAIL", Align::Left),
     ]);
+    let mut t = Table::new(&columns);
     for b in builds {
         let finished = match b.finished_at {
             Some(at) => ago_i(now_ms, at),
@@ -78,15 +85,22 @@ pub(crate) fn render(builds: &[Build], now_ms: u64) -> String {
             .or_else(|| Some(b.finished_at? - b.started_at?))
             .map(duration_i)
             .unwrap_or_else(|| "-".to_owned());
-        t.row(vec![
-            finished,
-            b.package.clone(),
+        let mut row = vec![finished, b.package.clone()];
+        if profiles {
+            row.push(if b.profile.is_empty() {
+                DEFAULT_PROFILE.to_owned()
+            } else {
+                b.profile.clone()
+            });
+        }
+        row.extend([
             b.drone.clone(),
             b.outcome.clone().unwrap_or_else(|| "-".to_owned()),
             b.class.clone().unwrap_or_default(),
             duration,
             cell(b.detail.as_deref().unwrap_or(""), 80),
         ]);
+        t.row(row);
     }
     t.render()
 }
@@ -153,6 +167,32 @@ mod tests {
              48s ago   =dev-libs/foo-1.0  alpha  success            4m12s\n\
              12s ago   =dev-libs/bar-2.0  bravo  failed   build     1m18s  emerge exited 1\n"
         );
+    }
+
+    #[test]
+    fn builds_of_a_named_profile_are_listed_with_a_profile_column() {
+        let build = |profile: &str| Build {
+            package: "=dev-libs/foo-1.0".into(),
+            drone: "alpha".into(),
+            outcome: Some("success".into()),
+            profile: profile.into(),
+            ..Build::default()
+        };
+        let text = render(&[build("default"), build("fast")], 0);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            lines[0].contains("PACKAGE            PROFILE  DRONE"),
+            "{text}"
+        );
+        assert!(
+            lines[1].contains("=dev-libs/foo-1.0  default  alpha"),
+            "{text}"
+        );
+        assert!(
+            lines[2].contains("=dev-libs/foo-1.0  fast     alpha"),
+            "{text}"
+        );
+        assert!(!render(&[build("default")], 0).contains("PROFILE"));
     }
 
     #[test]

@@ -6,6 +6,7 @@ use super::import::{self, Format};
 use anyhow::Context;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use swarm_core::profile::DEFAULT_PROFILE;
 use swarm_core::{Atom, BlockReason, PackageSpec, PortageSnapshot};
 use swarm_net::client::admin::{EnqueueRequest, Package, QueuePage, QueueState};
 
@@ -441,18 +442,32 @@ pub(crate) fn render(
             format!("no packages at offset {offset} (of {total})\n")
         };
     }
-    let mut t = Table::new(&[
-        ("ATOM", Align::Left),
+    // A profile column once a page holds a named profile's package: an atom queued for two
+    // profiles is two packages, which read alike without it (h31 F5).
+    let profiles = items.iter().any(|p| p.profile.is_some());
+    let mut columns = vec![("ATOM", Align::Left)];
+    if profiles {
+        columns.push(("PROFILE", Align::Left));
+    }
+    columns.extend([
         ("STATE", Align::Left),
         ("PRIO", Align::Right),
         ("TRIES", Align::Right),
         ("ESTIMATE", Align::Right),
         ("DETAIL", Align::Left),
     ]);
+    let mut t = Table::new(&columns);
     for p in items {
         let (state, detail) = state_text(p, now_ms, unheard);
-        t.row(vec![
-            p.atom.clone(),
+        let mut row = vec![p.atom.clone()];
+        if profiles {
+            row.push(
+                p.profile
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_PROFILE.to_owned()),
+            );
+        }
+        row.extend([
             state,
             p.priority.to_string(),
             p.attempts.to_string(),
@@ -463,6 +478,7 @@ pub(crate) fn render(
             },
             cell(&detail, 80),
         ]);
+        t.row(row);
     }
     let shown = u64::try_from(items.len()).unwrap_or(0);
     let end = offset + shown;
@@ -560,6 +576,26 @@ mod tests {
              =a/e-1  backoff, retry in 1m00s     0      0     4m12s\n\
              (1-4 of 250; next page: --offset 4, or --all)\n"
         );
+    }
+
+    #[test]
+    fn a_page_with_a_named_profiles_package_has_a_profile_column() {
+        let queued = || PackageState {
+            state: "queued".into(),
+            ..PackageState::default()
+        };
+        let fast = Package {
+            profile: Some("fast".into()),
+            ..pkg("=a/b-1", queued())
+        };
+        let default = pkg("=a/b-1", queued());
+        let text = render(&[&default, &fast], 0, 2, 0, &BTreeMap::new(), None);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].starts_with("ATOM    PROFILE  STATE"), "{text}");
+        assert!(lines[1].starts_with("=a/b-1  default  ready"), "{text}");
+        assert!(lines[2].starts_with("=a/b-1  fast     ready"), "{text}");
+        let text = render(&[&default], 0, 1, 0, &BTreeMap::new(), None);
+        assert!(!text.contains("PROFILE"), "{text}");
     }
 
     #[test]

@@ -268,6 +268,8 @@ pub struct Package {
     pub waiting_for: u32,
     /// Last failure detail.
     pub last_error: Option<String>,
+    /// Its profile; `None` is the default profile.
+    pub profile: Option<String>,
 }
 
 /// Which packages `GET /api/v1/queue` lists.
