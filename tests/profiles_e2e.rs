@@ -350,11 +350,14 @@ fn a_drone_whose_environment_can_no_longer_be_read_gets_no_work() {
     };
     queue("=dev-libs/f-1");
     server.wait_for(60, "a build", |s| s["counts"]["built"] == 1);
-    std::fs::remove_file(&env_file).expect("break the command");
+    // Output the server would refuse is a failed read too (h35: every heartbeat got a 400,
+    // and the drone built on under the environment the server last heard).
+    std::fs::write(&env_file, "CFLAGS=-O2\n=novalue\nbad key=x\n").expect("garble");
     queue("=dev-libs/f-2");
     server.wait_for(100, "no environment reported", |_| {
         env(&server).as_object().is_none_or(|e| e.is_empty())
     });
+    std::fs::remove_file(&env_file).expect("break the command");
     std::thread::sleep(std::time::Duration::from_secs(3));
     let (_, status) = server.get("/api/v1/status");
     assert_eq!(
@@ -363,6 +366,13 @@ fn a_drone_whose_environment_can_no_longer_be_read_gets_no_work() {
     );
     let no_work = server.node("drone-f")["no_work"].to_string();
     assert!(no_work.contains("environment"), "{no_work}");
+    // Mended, the command is read again within a minute or two, not ten (h35 F3).
+    std::fs::write(&env_file, "CFLAGS=-O2\n").expect("mend");
+    server.wait_for(
+        180,
+        "the package built once the environment reads again",
+        |s| s["counts"]["built"] == 2,
+    );
 }
 
 /// An environment command that takes seconds (a slow `portageq`, a hung one until its 20 s

@@ -1375,6 +1375,9 @@ fn a_browser_reaching_the_server_under_a_foreign_name_is_refused() {
                 ("Sec-Fetch-Site", "same-origin"),
             ][..],
             &[("Sec-Fetch-Mode", "navigate")][..],
+            // Firefox lets a page set its User-Agent and sends no Sec-Fetch-* to plain http,
+            // but a page cannot take its Accept-Language away (h35 F2).
+            &[("User-Agent", "x"), ("Accept-Language", "en-US,en;q=0.5")][..],
         ] {
             let (code, reply) = get(host, headers);
             assert_eq!(code, 403, "{host} {headers:?}: {reply}");
@@ -1391,6 +1394,9 @@ fn a_browser_reaching_the_server_under_a_foreign_name_is_refused() {
         let (code, reply) = get(host, &[chrome, ("Sec-Fetch-Site", "same-origin")]);
         assert_eq!(code, 200, "{host}: {reply}");
     }
+    // Two Host headers: which one counts could differ between a proxy and the server.
+    let (code, reply) = get("127.0.0.1", &[("Host", "evil.example")]);
+    assert_eq!(code, 400, "{reply}");
     // Not a browser: a drone or curl naming the server anyhow is served as before.
     let (code, reply) = get("evil.example", &[]);
     assert_eq!(code, 200, "{reply}");

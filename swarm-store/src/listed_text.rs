@@ -63,13 +63,14 @@ pub fn clip_all_within(v: &mut Value, budget: usize) {
     fn walk(v: &mut Value, left: &mut usize) {
         match v {
             Value::String(s) => {
-                let (len, cap) = (s.len(), (*left).min(LISTED_TEXT_MAX));
+                let len = s.len();
+                let (cut, listed) = fit(s, (*left).min(LISTED_TEXT_MAX));
                 if *left == 0 && len > 0 {
                     *s = format!("… [{len} bytes not listed]");
-                } else if len > cap {
-                    *s = clip_to(s, len, cap);
+                } else if cut < len {
+                    *s = format!("{}… [{} more bytes not listed]", &s[..cut], len - cut);
                 }
-                *left = left.saturating_sub(len.min(cap));
+                *left = left.saturating_sub(listed);
             }
             Value::Array(items) => items.iter_mut().for_each(|i| walk(i, left)),
             Value::Object(map) => map.values_mut().for_each(|i| walk(i, left)),
@@ -77,6 +78,25 @@ pub fn clip_all_within(v: &mut Value, budget: usize) {
         }
     }
     walk(v, &mut { budget });
+}
+
+/// Where to cut `text` so that it takes at most `max` bytes written as JSON, and how many it
+/// takes: a control character is six (`\u0001`), so a budget of raw bytes listed six times
+/// more of them (h35 F4).
+fn fit(text: &str, max: usize) -> (usize, usize) {
+    let mut taken = 0;
+    for (i, c) in text.char_indices() {
+        let written = match c {
+            '"' | '\\' | '\n' | '\r' | '\t' | '\u{8}' | '\u{c}' => 2,
+            c if (c as u32) < 0x20 => 6,
+            c => c.len_utf8(),
+        };
+        if taken + written > max {
+            return (i, taken);
+        }
+        taken += written;
+    }
+    (text.len(), taken)
 }
 
 #[cfg(test)]
@@ -150,6 +170,14 @@ mod tests {
         assert!(k(7).ends_with("more bytes not listed]"), "{}", k(7).len());
         assert_eq!(k(8), "… [16384 bytes not listed]");
         assert_eq!(k(95), "… [16384 bytes not listed]");
+        // Control characters count as JSON writes them (six bytes each).
+        let mut v = serde_json::json!({"K": "\u{1}".repeat(16 * 1024), "L": "y".repeat(4096)});
+        clip_all_within(&mut v, LISTED_ITEM_MAX);
+        assert!(
+            v.to_string().len() < LISTED_TEXT_MAX * 2 + 128,
+            "{}",
+            v.to_string().len()
+        );
         // Within the budget, nothing changes.
         let mut small = serde_json::json!({"CFLAGS": "-O2 -pipe", "USE": ["a", "b"]});
         let before = small.clone();

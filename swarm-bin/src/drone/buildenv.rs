@@ -224,6 +224,14 @@ pub(crate) fn read(argv: &[String]) -> Result<BTreeMap<String, String>, String> 
             Err(why) => tracing::warn!("Packages header variables not read from Portage: {why}"),
         }
     }
+    // Checked as the server checks it: an environment it refuses got every heartbeat refused
+    // (400), so the drone built on under the last one it had heard (h35 F1).
+    swarm_core::buildenv::BuildEnv::new(vars.clone()).map_err(|e| {
+        format!(
+            "{} printed an environment the server would refuse: {e}",
+            argv[0]
+        )
+    })?;
     Ok(vars)
 }
 
@@ -324,6 +332,14 @@ mod tests {
         let failing =
             read(&["sh".into(), "-c".into(), "echo boom >&2; exit 3".into()]).expect_err("exit 3");
         assert!(failing.contains("boom"), "{failing}");
+        // What the server would refuse is no environment either (h35 F1).
+        let refused = read(&[
+            "sh".into(),
+            "-c".into(),
+            "printf 'CFLAGS=-O2\\n=novalue\\nbad key=x\\n'".into(),
+        ])
+        .expect_err("a key the server refuses");
+        assert!(refused.contains("would refuse"), "{refused}");
     }
 
     #[test]

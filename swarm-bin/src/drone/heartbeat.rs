@@ -42,6 +42,11 @@ struct Sampler {
 /// build it is read again as well (`asked`).
 const ENV_EVERY: Duration = Duration::from_secs(600);
 
+/// After a read that failed, the next one is this soon: a drone reports no environment
+/// meanwhile and gets no work, and waiting out [`ENV_EVERY`] idled it ten minutes after a
+/// `portageq` hiccup (h35 F3).
+const ENV_RETRY: Duration = Duration::from_secs(60);
+
 /// A read slower than this turns the reads before builds off for [`ENV_EVERY`]: it runs on the
 /// heartbeat thread and each build waits for it (h32: an env command that hung for its 20 s
 /// limit made four 0.6 s builds take 63 s).
@@ -56,9 +61,12 @@ fn refresh_env(agent: &Agent, sampler: &mut Sampler, asked: u64) {
             .pre_build_off
             .is_none_or(|until| Instant::now() >= until);
     sampler.env_asked = asked;
-    if argv.is_empty()
-        || (!build_asked && sampler.env_read.is_some_and(|t| t.elapsed() < ENV_EVERY))
-    {
+    let every = if sampler.env_error.is_some() {
+        ENV_RETRY
+    } else {
+        ENV_EVERY
+    };
+    if argv.is_empty() || (!build_asked && sampler.env_read.is_some_and(|t| t.elapsed() < every)) {
         return;
     }
     let started = Instant::now();

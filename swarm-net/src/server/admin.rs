@@ -491,16 +491,13 @@ fn remove_profile(sh: &Shared, r: &Removal<'_>, name: String) -> Result<Reply, A
                                  "events": [], "purged": purged}),
         );
     }
-    if r.force {
-        let reason = r.reason.map(str::trim).unwrap_or_default();
-        if reason.is_empty() {
-            return Err(ApiError::field(
-                400,
-                "reason",
-                "`force` drops the profile's queued packages: say why (`reason`)",
-            ));
-        }
-        tracing::warn!(profile = %name, reason, "removing a profile with its queued packages");
+    let reason = r.reason.map(str::trim).unwrap_or_default();
+    if r.force && reason.is_empty() {
+        return Err(ApiError::field(
+            400,
+            "reason",
+            "`force` drops the profile's queued packages: say why (`reason`)",
+        ));
     }
     if r.purge {
         profile_purge::refuse(sh, &name, r.force)?;
@@ -510,7 +507,13 @@ fn remove_profile(sh: &Shared, r: &Removal<'_>, name: String) -> Result<Reply, A
         name: name.clone(),
         force: r.force,
     };
-    let mut answer = applied(sh, vec![remove])?;
+    // Said once it is done: a refusal (a build of it runs) changed nothing (h35 F5).
+    let mut answer = applied(sh, vec![remove]).inspect_err(|e| {
+        tracing::info!(profile = %name, force = r.force, error = %e.body.error, "profile not removed");
+    })?;
+    if r.force {
+        tracing::warn!(profile = %name, reason, "removed a profile with its queued packages");
+    }
     answer["profile"] = json!(name);
     if r.purge {
         answer["purged"] = json!(profile_purge::purge(sh, &name)?);

@@ -320,28 +320,45 @@ pub(crate) fn cross_site_refusal(
 
 /// Why a browser's request naming this server by a name it does not answer browsers under
 /// (`Host`) is refused, if it is: DNS rebinding (see [`crate::host_names`]). A browser is told
-/// by what only browsers send: a `Mozilla/` User-Agent, `Origin` or `Sec-Fetch-*`.
+/// by what browsers send and drones and the CLI do not: a `Mozilla/` User-Agent, `Origin`,
+/// `Sec-Fetch-*`, or `Accept-Language`, which a page may set but not take away (Firefox lets a
+/// page set the User-Agent, and sends no `Sec-Fetch-*` to plain http: h35 F2).
 pub(crate) fn rebinding_refusal(
     req: &Request<'_>,
     allowed: &crate::host_names::AllowedHosts,
 ) -> Option<String> {
     let browser = header(req, "User-Agent")
         .is_some_and(|ua| ua.trim_start().starts_with("Mozilla/"))
-        || ["Origin", "Sec-Fetch-Site", "Sec-Fetch-Mode"]
-            .iter()
-            .any(|h| header(req, h).is_some());
+        || [
+            "Origin",
+            "Sec-Fetch-Site",
+            "Sec-Fetch-Mode",
+            "Accept-Language",
+        ]
+        .iter()
+        .any(|h| header(req, h).is_some());
     let host = header(req, "Host").filter(|_| browser)?;
     let (name, _) = split_authority(host.trim());
     if allowed.admits(name) {
         return None;
     }
+    // Suggested only where it would be taken (not an address with a typo, not a list).
+    let add = match crate::host_names::check_entry(name) {
+        Ok(entry) if entry != "*" => format!(" (swarm.toml, or SWARM_ALLOWED_HOSTS={entry})"),
+        _ => String::new(),
+    };
     Some(format!(
         "a browser reached this server under the name {name:?}, which is not one of its names: \
          a page whose own name points at this server (DNS rebinding) may not use it. If you \
-         open swarm under that name, add it to allowed_hosts (swarm.toml, or \
-         SWARM_ALLOWED_HOSTS={name}); addresses, localhost and this machine's host name need \
-         nothing"
+         open swarm under that name, add it to allowed_hosts{add}; addresses, localhost and \
+         this machine's host name need nothing"
     ))
+}
+
+/// A request with two `Host` headers is refused (RFC 9110 asks for a 400): which one a proxy
+/// or this server read could differ.
+pub(crate) fn several_hosts(req: &Request<'_>) -> bool {
+    req.header_count("Host") > 1
 }
 
 /// `host[:port]`, with IPv6 literals in brackets.

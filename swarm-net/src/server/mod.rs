@@ -503,6 +503,15 @@ fn serve_one(sh: &Shared, req: &mut Request<'_>) -> Response {
         Method::Head if head_is_a_get(&path) => Method::Get,
         m => m.clone(),
     };
+    if http::several_hosts(req) {
+        sh.metrics.request("bad_request", 400, began.elapsed());
+        let e = ApiError::field(
+            400,
+            "Host",
+            "a request names its host once; this one has several Host headers",
+        );
+        return http::into_response(Reply::from(e));
+    }
     if let Some(why) = http::rebinding_refusal(req, &sh.allowed_hosts) {
         sh.metrics.request("unknown_host", 403, began.elapsed());
         return http::into_response(Reply::from(ApiError::field(403, "Host", why)));

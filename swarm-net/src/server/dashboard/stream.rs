@@ -10,10 +10,10 @@
 //! Resuming: `Last-Event-ID` (what `EventSource` sends on reconnect) or
 //! `?after=ID`; without either, only new events. Bounds: at most
 //! [`MAX_CLIENTS`] streams, [`MAX_PER_PEER`] from one address, a keep-alive comment every 15 s (a dead peer is
-//! noticed by the failed write), and each stream ends after an hour (the
-//! browser reconnects where it left off).
+//! noticed by the failed write; a client that closed its connection, within a second), and each
+//! stream ends after an hour (the browser reconnects where it left off).
 
-use super::super::front::{Request, Response, ResponseBody};
+use super::super::front::{Hangup, Request, Response, ResponseBody};
 use super::super::http::{into_response, ApiError, Query, Reply};
 use std::collections::VecDeque;
 use std::io::Read;
@@ -28,13 +28,15 @@ pub(crate) const MAX_CLIENTS: usize = 32;
 /// Streams open at once from one address (a reverse proxy's clients by
 /// their `X-Forwarded-For`): one client cannot take every place and keep
 /// the operators' dashboards out. Half the total: the dashboards of operators behind one proxy that
-/// passes no `X-Forwarded-For` share an address, and a stream a closed tab
-/// held is freed only at its next keep-alive write (up to 30 s later).
+/// passes no `X-Forwarded-For` share an address, and a stream a closed tab held behind a proxy
+/// that keeps its upstream connection is freed only at its next keep-alive write.
 pub(crate) const MAX_PER_PEER: usize = 16;
 /// Events kept for clients that fall behind or resume.
 const RING: usize = 1000;
 /// A comment line this often keeps proxies from timing out and finds dead peers.
 const KEEPALIVE: Duration = Duration::from_secs(15);
+/// How often a waiting stream looks whether its client closed the connection.
+const HANGUP_CHECK: Duration = Duration::from_secs(1);
 /// A stream is closed after this long; the browser resumes with Last-Event-ID.
 const MAX_LIFETIME: Duration = Duration::from_secs(3600);
 
@@ -221,6 +223,7 @@ pub(crate) fn open(feed: &Arc<Feed>, req: &Request<'_>, url: &str, peer: IpAddr)
         return into_response(Reply::from(e));
     }
     let reader = Events {
+        hangup: req.hangup(),
         feed: Arc::clone(feed),
         peer,
         seen: after,
@@ -242,6 +245,8 @@ pub(crate) fn open(feed: &Arc<Feed>, req: &Request<'_>, url: &str, peer: IpAddr)
 
 /// The body of one stream: blocks until there is something to send.
 struct Events {
+    /// Whether the client has closed its connection, looked at while there is no news.
+    hangup: Option<Hangup>,
     feed: Arc<Feed>,
     peer: IpAddr,
     seen: i64,
@@ -275,8 +280,13 @@ impl Events {
                 return true;
             }
             let left = KEEPALIVE.saturating_sub(self.quiet_since.elapsed());
-            self.feed
-                .wait(self.seen, left.max(Duration::from_millis(100)));
+            self.feed.wait(
+                self.seen,
+                left.clamp(Duration::from_millis(100), HANGUP_CHECK),
+            );
+            if self.hangup.as_ref().is_some_and(Hangup::seen) {
+                return false;
+            }
         }
     }
 }

@@ -49,6 +49,7 @@ use ctx::Ctx;
 pub(crate) use ctx::{FrontStats, Handler};
 pub use limits::HttpLimits;
 pub(crate) use request::{Method, Request, Response, ResponseBody};
+pub(crate) use socket::Hangup;
 use socket::Stream;
 pub use tls::{TlsServer, TlsSetupError};
 

@@ -102,6 +102,14 @@ impl Request<'_> {
             .map(|(_, v)| v.as_str())
     }
 
+    /// How many times a header was sent.
+    pub(crate) fn header_count(&self, name: &str) -> usize {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .count()
+    }
+
     /// The last value of a header sent on several lines (or the last of
     /// one line's comma-separated list): what a proxy appended last.
     pub(crate) fn last_listed(&self, name: &str) -> Option<&str> {
@@ -116,6 +124,11 @@ impl Request<'_> {
     /// Who connected (the TCP peer; a proxy's address behind one).
     pub(crate) fn remote_addr(&self) -> SocketAddr {
         self.remote
+    }
+
+    /// What tells a streaming reply that its client has gone (see [`super::socket::Hangup`]).
+    pub(crate) fn hangup(&self) -> Option<super::socket::Hangup> {
+        self.body.conn.hangup()
     }
 
     /// The declared body length, when the body has a `Content-Length`.

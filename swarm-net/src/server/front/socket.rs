@@ -99,6 +99,35 @@ impl Write for Stream {
     }
 }
 
+/// Tells whether the client of a reply that streams (the event stream) has gone, while the
+/// reply waits for news: a tab closed between keep-alives held its stream's place up to 15 s
+/// more (h32), and one address has 16 places.
+pub(crate) struct Hangup(TcpStream);
+
+impl Hangup {
+    /// Whether the client closed the connection (or sent anything: an event stream's client
+    /// sends nothing after its request but, over TLS, the close alert before it goes).
+    pub(crate) fn seen(&self) -> bool {
+        use rustix::net::RecvFlags;
+        let mut byte = [0u8; 1];
+        match rustix::net::recv(
+            &self.0,
+            &mut byte[..],
+            RecvFlags::PEEK | RecvFlags::DONTWAIT,
+        ) {
+            Ok(_) => true,
+            Err(e) => e != rustix::io::Errno::AGAIN && e != rustix::io::Errno::INTR,
+        }
+    }
+}
+
+impl Conn {
+    /// A [`Hangup`] of this connection (a second handle on its socket), if one can be had.
+    pub(super) fn hangup(&self) -> Option<Hangup> {
+        self.stream.tcp().try_clone().ok().map(Hangup)
+    }
+}
+
 /// A connection with its read buffer; `buf[start..end]` is read and not yet
 /// consumed. The buffer is zeroed once as it grows, not on every read, and
 /// the socket's read timeout is set only when the one it has could outlast
