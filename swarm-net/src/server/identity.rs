@@ -81,8 +81,10 @@ pub(crate) fn drone_caller(sh: &Shared, req: &Request<'_>) -> Result<Caller, Api
     // A browser is never a credential-less drone: to a plain-http host name
     // (`http://farmhost:8100`) it sends no Sec-Fetch-Site and, on a GET, no
     // Origin, so a page anywhere could otherwise take leases as a loopback
-    // drone with an `<img>`. Every browser's User-Agent starts so, and a
-    // page cannot change it.
+    // drone with an `<img>`. Every browser's User-Agent starts so. Firefox
+    // lets a page set it, but only in a `fetch`, which another origin cannot
+    // send with that header without a preflight this server never answers,
+    // and a page under a rebound name fails the Host check first.
     if token.is_none()
         && header(req, "User-Agent").is_some_and(|ua| ua.trim_start().starts_with("Mozilla/"))
     {
