@@ -256,6 +256,21 @@ pub enum StoreError {
         /// What SQLite said.
         detail: String,
     },
+    /// The copy an older store gets before its one-way schema upgrade could not be written.
+    #[error(
+        "the store is of schema {schema}, which this swarm upgrades (after which older swarm \
+         builds refuse it), and the copy taken first could not be written to {backup} \
+         ({detail}); nothing was changed. free space beside the database (the copy is about its \
+         size) and start again, or start the swarm build that wrote it"
+    )]
+    UpgradeBackupFailed {
+        /// Where the copy was to go.
+        backup: PathBuf,
+        /// The store's schema.
+        schema: i64,
+        /// What failed.
+        detail: String,
+    },
     /// The disk (or the database size limit) is full at start.
     #[error(
         "cannot open the store {path}: the disk or the database size limit is full ({detail}); \

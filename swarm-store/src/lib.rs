@@ -62,6 +62,7 @@ mod schema;
 mod shm_header;
 mod snapshotter;
 mod store;
+mod upgrade_backup;
 mod wal_sync;
 mod whole_file;
 

@@ -238,13 +238,15 @@ pub(crate) fn configure_writer(conn: &Connection, full_sync: bool) -> Result<(),
     Ok(())
 }
 
-/// Creates or migrates the schema; refuses newer and foreign files.
-/// Whether `conn` is a store of an older schema, which opening upgrades.
-pub(crate) fn is_older(conn: &Connection) -> Result<bool, StoreError> {
+/// The schema of `conn` when it is a store of an older one, which opening upgrades (a foreign
+/// file is refused by [`migrate`]).
+pub(crate) fn older_version(conn: &Connection) -> Result<Option<i64>, StoreError> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    Ok((1..LATEST).contains(&version))
+    let app: i64 = conn.query_row("PRAGMA application_id", [], |r| r.get(0))?;
+    Ok(Some(version).filter(|v| app == APPLICATION_ID && (1..LATEST).contains(v)))
 }
 
+/// Creates or migrates the schema; refuses newer and foreign files.
 pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     let app: i64 = conn.query_row("PRAGMA application_id", [], |r| r.get(0))?;

@@ -12,6 +12,7 @@ use crate::read_tables::{self, Applied, OutputJson, ReadTables};
 use crate::recover::{self, format_digest, verify_snapshot};
 use crate::schema::{self, meta_get, meta_set};
 use crate::snapshotter::{Prepared, Snapshotter};
+use crate::upgrade_backup;
 use rusqlite::config::DbConfig;
 use rusqlite::{params, Connection, OpenFlags, TransactionBehavior};
 use std::path::{Path, PathBuf};
@@ -319,10 +320,16 @@ impl Store {
         // swarm logged after its last snapshot) is refused with the file left as it was, for the
         // swarm that wrote it: before, the schema was upgraded first, and then no version opened
         // the store (h33 F1). A refused or killed open rolls back when the connection closes.
-        let upgrading = schema::is_older(&conn)?;
-        if upgrading {
-            conn.execute_batch("BEGIN IMMEDIATE")?;
-        }
+        // The upgrade is one way, so the store is first copied aside for the build that wrote
+        // it (h33 F4).
+        let upgrading = match schema::older_version(&conn)? {
+            Some(from) => {
+                let backup = upgrade_backup::take(&conn, &path, from)?;
+                conn.execute_batch("BEGIN IMMEDIATE")?;
+                Some((from, backup))
+            }
+            None => None,
+        };
         schema::migrate(&mut conn, &path)?;
         // A new database: the migration's write made the WAL, a read opens it.
         if !wal_held {
@@ -393,12 +400,22 @@ impl Store {
         let rebuilt = recover::rebuild(&conn, &config).map_err(|e| {
             written_by_another_build(e, last_build.as_deref(), opts.build.as_deref())
         })?;
-        if upgrading {
+        if let Some((from, backup)) = upgrading {
             conn.execute_batch("COMMIT")?;
-            tracing::info!(
+            tracing::warn!(
                 store = %path.display(),
-                schema = schema::LATEST,
-                "upgraded the store's schema; older swarm builds refuse it from now on"
+                from,
+                to = schema::LATEST,
+                backup = %backup.display(),
+                to_go_back = %format!(
+                    "stop swarm, remove {db}-wal and {db}-shm, copy {backup} to {db} and start \
+                     the build that wrote it with --accept-loss (what is logged from now on is \
+                     lost)",
+                    db = path.display(),
+                    backup = backup.display()
+                ),
+                "upgraded the store's schema, after a copy of it; older swarm builds refuse it \
+                 from now on"
             );
         }
 

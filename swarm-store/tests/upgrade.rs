@@ -147,3 +147,57 @@ fn a_log_refused_as_another_builds_names_that_build() {
     };
     assert!(!err.contains("last written by"), "{err}");
 }
+
+fn logged_rows(db: &Path) -> i64 {
+    let conn = Connection::open(db).expect("sqlite");
+    conn.query_row("SELECT count(*) FROM input_log", [], |r| r.get(0))
+        .expect("count")
+}
+
+/// The upgrade is one way, so the store is copied aside first, for the swarm that wrote it
+/// (h33 F4); an earlier copy of the same schema (older than the store) is replaced.
+#[test]
+fn an_older_store_is_copied_aside_before_its_upgrade() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("swarm.db");
+    version_5_store(&db);
+    let rows = logged_rows(&db);
+    let backup = dir.path().join("swarm.db.schema5-backup");
+    std::fs::write(&backup, b"an earlier copy").expect("stale copy");
+    drop(Store::open(&db, opts()).expect("upgrades"));
+    assert_eq!(schema_of(&db), (6, true));
+    assert_eq!(
+        schema_of(&backup),
+        (5, false),
+        "the copy is the store as it was"
+    );
+    assert_eq!(logged_rows(&backup), rows);
+    assert!(!dir.path().join("swarm.db.schema5-backup.new").exists());
+    // Opened again, a store of the latest schema takes no copy.
+    std::fs::remove_file(&backup).expect("rm");
+    drop(Store::open(&db, opts()).expect("reopens"));
+    assert!(!backup.exists(), "a store of the latest schema was copied");
+}
+
+/// No copy, no upgrade: the store is left at its schema, and the error says where the copy
+/// was to go.
+#[test]
+fn an_upgrade_whose_copy_cannot_be_written_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("swarm.db");
+    version_5_store(&db);
+    let backup = dir.path().join("swarm.db.schema5-backup");
+    std::fs::create_dir(&backup).expect("a directory in the way");
+    std::fs::write(backup.join("x"), b"x").expect("not empty");
+    let err = match Store::open(&db, opts()) {
+        Err(e @ StoreError::UpgradeBackupFailed { .. }) => e.to_string(),
+        Err(e) => panic!("refused for another reason: {e}"),
+        Ok(_) => panic!("upgraded without a copy"),
+    };
+    assert!(err.contains("swarm.db.schema5-backup"), "{err}");
+    assert!(err.contains("nothing was changed"), "{err}");
+    assert_eq!(schema_of(&db), (5, false));
+    std::fs::remove_dir_all(&backup).expect("rm");
+    drop(Store::open(&db, opts()).expect("upgrades once the copy can be written"));
+    assert_eq!(schema_of(&backup), (5, false));
+}
