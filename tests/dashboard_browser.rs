@@ -815,7 +815,8 @@ fn the_profiles_panel_shows_each_target_and_each_drone_says_what_it_serves_or_wh
     let drones: Vec<Proc> = [
         ("drone-lean", "-O2"),
         ("drone-fast", "-O3"),
-        ("drone-odd", "-Os"),
+        // A right-to-left override in a value would turn the text after it around (h30 F8).
+        ("drone-odd", "-Os\u{202E}"),
     ]
     .iter()
     .map(|(name, cflags)| {
@@ -901,8 +902,13 @@ fn the_profiles_panel_shows_each_target_and_each_drone_says_what_it_serves_or_wh
     );
     assert_eq!(
         differs,
-        json!("differs from default in CFLAGS (-Os vs -O2)"),
-        "drone-odd's row"
+        json!("differs from default in CFLAGS (-Os\u{27E8}U+202E\u{27E9} vs -O2)"),
+        "drone-odd's row, the override shown as its code point"
+    );
+    assert_eq!(
+        browser.js("return document.querySelector('.env-drift').title;"),
+        json!("CFLAGS (-Os\u{27E8}U+202E\u{27E9} vs -O2)"),
+        "the badge's title"
     );
     browser.shot("13-fleet-profiles");
 

@@ -2,7 +2,7 @@
 // last heartbeat, escalation step; pause, drain, resume.
 
 import * as api from './api.js';
-import { h, table, dur, ago, act, badge } from './util.js';
+import { h, table, dur, ago, act, badge, shown } from './util.js';
 
 const STEPS = ['none', 'restart service', 'hard restart', 'reboot', 'manual'];
 
@@ -36,7 +36,7 @@ function envDrift(d) {
   }
   const text = diffs.map((x) => x.key + ' (' + (x.actual === null || x.actual === undefined ? 'not reported' : x.actual) + ' vs ' + x.expected + ')').join(', ');
   const b = badge('env drift', 'bad');
-  b.setAttribute('title', text);
+  b.setAttribute('title', shown(text));
   b.classList.add('env-drift');
   const closest = d.closest_profile || 'default';
   return h('span', null, b, h('div', { class: 'hint differs', 'data-closest': closest }, 'differs from ' + closest + ' in ' + text));

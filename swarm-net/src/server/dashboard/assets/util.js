@@ -1,5 +1,17 @@
 // DOM helpers. Data always goes in as text nodes, never as HTML.
 
+// Characters that show as nothing or turn the text around them (bidirectional overrides and
+// isolates, zero-width ones, the soft hyphen): the set swarm-core's `DroneName::hidden_char`
+// refuses in new drone names. In a drone's environment, a failure's reason or an older name they
+// could make one value read as another (h30 F8), so they are shown as their code points.
+const HIDDEN = /[\u00AD\u061C\u180E\u200B-\u200F\u202A-\u202E\u2060-\u2064\u2066-\u206F\uFEFF\uFFF9-\uFFFB]/g;
+
+/** `text` with every hidden character shown as ⟨U+XXXX⟩. */
+export function shown(text) {
+  return String(text).replace(HIDDEN, (c) =>
+    '\u27E8U+' + c.charCodeAt(0).toString(16).toUpperCase().padStart(4, '0') + '\u27E9');
+}
+
 /** h('td', {class: 'x', onclick: f}, 'text', child...) */
 export function h(tag, attrs, ...kids) {
   const el = document.createElement(tag);
@@ -7,11 +19,12 @@ export function h(tag, attrs, ...kids) {
     if (v === null || v === undefined || v === false) continue;
     if (k.startsWith('on')) el.addEventListener(k.slice(2), v);
     else if (k === 'class') el.className = v;
+    else if (k === 'title') el.setAttribute(k, shown(v));
     else el.setAttribute(k, v === true ? '' : String(v));
   }
   for (const kid of kids.flat()) {
     if (kid === null || kid === undefined || kid === false) continue;
-    el.append(kid instanceof Node ? kid : document.createTextNode(String(kid)));
+    el.append(kid instanceof Node ? kid : document.createTextNode(shown(kid)));
   }
   return el;
 }
@@ -37,7 +50,7 @@ export function when(ms) { return ms ? new Date(ms).toLocaleString() : '–'; }
 /** Shows a message in the notice bar for a few seconds. */
 export function notice(text, kind) {
   const n = document.getElementById('notice');
-  n.textContent = text;
+  n.textContent = shown(text);
   n.className = kind || '';
   n.hidden = false;
   clearTimeout(notice.t);
