@@ -101,12 +101,7 @@ impl DroneName {
     /// refused where drones register; [`DroneName::new`] does not refuse it,
     /// so logs written before the rule still replay.
     pub fn hidden_char(text: &str) -> Option<char> {
-        text.chars().find(|c| {
-            matches!(c,
-                '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}'
-                | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206F}'
-                | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFB}')
-        })
+        text.chars().find(|c| is_hidden(*c))
     }
 
     /// Builds the name and its comparison head; callers have validated `text`.
@@ -198,6 +193,16 @@ impl fmt::Display for DroneName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+/// Whether `c` shows as nothing or turns the text around it (Unicode format characters:
+/// bidirectional overrides and isolates, zero-width ones, the soft hyphen), so text holding it
+/// can pass for other text: listings show such characters as their code points.
+pub fn is_hidden(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}'
+        | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206F}'
+        | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFB}')
 }
 
 #[cfg(test)]

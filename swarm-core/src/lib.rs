@@ -88,7 +88,7 @@ pub use atom::{Atom, AtomError, AtomRefusal};
 pub use buildenv::{BuildEnv, EnvDiff, EnvError};
 pub use config::{Config, ConfigError, Ordering, MAX_CONFIG_COUNT, MAX_CONFIG_MS, MAX_SLOT_COUNT};
 pub use health::{BuildTiming, DroneHealth, HealthMonitor, HealthSample, HealthThresholds};
-pub use id::{DroneName, Epoch, Generation, LeaseId, NameError, Seq};
+pub use id::{is_hidden, DroneName, Epoch, Generation, LeaseId, NameError, Seq};
 pub use input::{
     Announce, Control, DroneKind, DroneSpec, Enqueue, Envelope, FailureClass, Heartbeat, Input,
     Outcome, PackageSpec, ProbeFigures, ProbeReach, ProbeStatus, ReleaseNote, Report, SpecFacts,

@@ -216,12 +216,20 @@ fn sgr_len(text: &str) -> Option<usize> {
 
 /// Replaces control characters (a newline in a failure detail, an escape
 /// sequence a drone sent) so one cell stays one line and cannot drive the
-/// terminal, and shortens it to `max` characters with an ellipsis.
+/// terminal, shows characters that would hide or turn text around
+/// ([`swarm_core::is_hidden`]) as `<U+XXXX>`, as the dashboard does, and
+/// shortens it to `max` characters with an ellipsis.
 pub(crate) fn cell(text: &str, max: usize) -> String {
-    let clean: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
+    let mut clean = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            c if c.is_control() => clean.push(' '),
+            c if swarm_core::is_hidden(c) => {
+                clean.push_str(&format!("<U+{:04X}>", u32::from(c)));
+            }
+            c => clean.push(c),
+        }
+    }
     if clean.chars().count() > max && max > 0 {
         let mut short: String = clean.chars().take(max - 1).collect();
         short.push('…');
@@ -534,6 +542,9 @@ mod tests {
     fn long_cells_are_shortened_and_escapes_defused() {
         assert_eq!(cell("abcdef", 4), "abc…");
         assert_eq!(cell("\u{1b}[2Jx", 10), " [2Jx");
+        // A right-to-left override would show "-Os x" as "x sO-" (h30 F8).
+        assert_eq!(cell("-Os\u{202E} x", 20), "-Os<U+202E> x");
+        assert_eq!(cell("a\u{200B}b", 20), "a<U+200B>b");
     }
 
     #[test]
