@@ -292,6 +292,17 @@ fn the_cli_says_what_it_means_in_the_words_of_point_eleven() {
         build.len() == 12 && build.bytes().all(|b| b.is_ascii_hexdigit()),
         "{version}"
     );
+    // The server says which build serves, so an operator can tell an upgrade took.
+    let running = version.trim().strip_prefix("swarm ").unwrap_or_default();
+    let (_, health) = s.get("/api/v1/health");
+    assert_eq!(health["build"], json!(running), "{health}");
+    let metrics = ureq::get(&format!("{}/metrics", s.url))
+        .call()
+        .expect("metrics")
+        .into_string()
+        .expect("text");
+    let info = format!("swarm_build_info{{build=\"{running}\"}} 1");
+    assert!(metrics.contains(&info), "/metrics has `{info}`");
 
     let out = swarm(&s, &["events", "--kind", "nonsense"]);
     assert!(!out.status.success(), "a nonsense kind is an error");

@@ -388,6 +388,11 @@ pub fn start(opts: ServerOptions) -> Result<RunningServer, ServeError> {
         farm_id: store.store_id().to_owned(),
         signatures: opts.signatures.clone(),
         started: Instant::now(),
+        build: opts
+            .store
+            .build
+            .clone()
+            .unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_owned()),
         on_escalate: opts.on_escalate.clone(),
         port: addr.port(),
         history_next: AtomicUsize::new(0),

@@ -32,6 +32,7 @@ pub(crate) fn health(sh: &Shared) -> Result<Reply, ApiError> {
             "reason": reason,
             "store_writable": reason.is_none(),
             "version": env!("CARGO_PKG_VERSION"),
+            "build": sh.build,
             "seq": seq,
             "uptime_s": sh.started.elapsed().as_secs(),
         }),
@@ -561,6 +562,15 @@ pub(crate) fn metrics(sh: &Shared) -> Result<Reply, ApiError> {
         "swarm_store_writable",
         "1 while the store takes writes; 0 while it cannot write (disk full, read-only file system), since an fsync of the WAL failed or the writer or fsync thread died (until a restart), or while an fsync hangs or the writer is stuck; /api/v1/health says why.",
         &[(String::new(), u64::from(writable))],
+    );
+    gauge(
+        &mut out,
+        "swarm_build_info",
+        "1, labelled with the swarm build serving (`swarm --version`).",
+        &[(
+            format!("build=\"{}\"", super::dashboard::slo::label(&sh.build)),
+            1,
+        )],
     );
     super::dashboard::slo::render(
         &mut out,

@@ -158,6 +158,10 @@ pub(crate) struct Shared {
     /// What an upload's signature must be.
     pub(crate) signatures: crate::binpkg::signature::Policy,
     pub(crate) started: Instant,
+    /// The swarm build serving (`swarm --version`, from `StoreOptions::build`; the crate's
+    /// version when none was given), so health and `/metrics` say which build runs after an
+    /// upgrade.
+    pub(crate) build: String,
     pub(crate) on_escalate: Option<EscalateHook>,
     pub(crate) port: u16,
     pub(crate) history_next: AtomicUsize,

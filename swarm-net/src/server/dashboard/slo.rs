@@ -12,7 +12,7 @@ use swarm_core::View;
 const AGE_BUCKETS_S: [u64; 8] = [30, 60, 120, 300, 600, 900, 1800, 3600];
 
 /// A Prometheus label value, escaped.
-fn label(v: &str) -> String {
+pub(crate) fn label(v: &str) -> String {
     v.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
