@@ -324,6 +324,11 @@ fn a_wal_deleted_under_the_running_server_turns_health_503_and_a_clean_stop_keep
         Some("0")
     );
     assert_eq!(server.terminate(), Some(0), "a clean stop");
+    assert_restart_queues(data, acknowledged);
+}
+
+/// A server started on `data` finds `acknowledged` packages queued.
+fn assert_restart_queues(data: &std::path::Path, acknowledged: usize) {
     let server = Server::start(data, &[]);
     let (_, q) = server.get("/api/v1/queue?limit=1000");
     assert_eq!(
@@ -331,6 +336,39 @@ fn a_wal_deleted_under_the_running_server_turns_health_503_and_a_clean_stop_keep
         json!(acknowledged),
         "every acknowledged package: {q}"
     );
+}
+
+/// The same, but the server is killed (-9) once it refuses writes: what the deleted WAL held was
+/// copied into swarm.db when the server noticed, so the restart finds every acknowledged package
+/// and needs no `--accept-loss`. Before, a crash then lost every input since the last checkpoint.
+#[test]
+fn a_wal_deleted_under_the_running_server_loses_nothing_to_a_later_kill() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path();
+    let mut server = Server::start(data, &[]);
+    let mut acknowledged = 0;
+    for i in 0..5 {
+        let atom = format!("dev-libs/k{i}-1");
+        let (code, body) = server.admin_post("/api/v1/queue", &json!({ "packages": [atom] }));
+        assert_eq!(code, 200, "{body}");
+        acknowledged += 1;
+    }
+    std::fs::remove_file(data.join("swarm.db-wal")).expect("delete the WAL");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let atom = format!("dev-libs/k{acknowledged}-1");
+        let (code, _) = server.admin_post("/api/v1/queue", &json!({ "packages": [atom] }));
+        if code != 200 {
+            break;
+        }
+        acknowledged += 1;
+        assert!(std::time::Instant::now() < deadline, "writes never refused");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let (code, body) = server.get("/api/v1/health");
+    assert_eq!(code, 503, "{body}");
+    server.kill9();
+    assert_restart_queues(data, acknowledged);
 }
 
 #[test]

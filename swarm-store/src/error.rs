@@ -311,9 +311,15 @@ pub enum StoreError {
     #[error(
         "{wal}, the write-ahead log of {db}, was deleted or replaced while swarm ran ({detail}); \
          writes are refused, as what SQLite writes into the log it has open would be lost at a \
-         crash. stop swarm serve with SIGTERM (a clean stop copies everything the open log holds \
-         into {db}, so nothing acknowledged is lost) and start it again; a kill -9 or a crash \
-         before that loses every input since the last checkpoint"
+         crash; {}. stop swarm serve with SIGTERM (a clean stop copies everything the open log \
+         holds into {db}) and start it again",
+        if *copied {
+            "everything committed was copied from the file SQLite still has open into the \
+             database when swarm noticed, so a crash now loses nothing acknowledged"
+        } else {
+            "copying what that file holds into the database failed (the log says why), so a \
+             kill -9 or a crash before a clean stop loses every input since the last checkpoint"
+        }
     )]
     WalReplaced {
         /// The WAL path.
@@ -322,6 +328,8 @@ pub enum StoreError {
         db: PathBuf,
         /// What was found at the WAL path.
         detail: String,
+        /// Whether what the open WAL held was copied into the database when this was noticed.
+        copied: bool,
     },
     /// The acknowledgement marker was deleted or replaced under the running
     /// store: a restart could no longer tell whether acknowledged inputs

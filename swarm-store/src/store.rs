@@ -201,11 +201,52 @@ struct FileIdentity {
     /// The marker's, as the store has it open.
     marker: Option<(u64, u64)>,
     checked: std::time::Instant,
+    /// Once the WAL was found deleted or replaced: whether what the file SQLite still has open
+    /// held was copied into the database then (the error says so).
+    wal_copied: Option<bool>,
 }
 
 /// How often a write checks that the database, its WAL and the marker are
 /// still the files opened (a `stat` each).
 const FILE_CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Copies every commit in the WAL the store's connection has open into the database file (a
+/// `FULL` checkpoint, which fsyncs it) after that WAL was deleted or replaced: the file is
+/// unlinked, so what it alone holds would be gone at a crash, and no restart would find it.
+fn copy_out_of_lost_wal(conn: &Connection, db: &Path) -> bool {
+    let done = conn
+        .query_row("PRAGMA wal_checkpoint(FULL)", [], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        })
+        .map_err(|e| e.to_string())
+        .and_then(|(busy, frames, copied)| {
+            if busy == 0 && copied == frames {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{copied} of {frames} WAL frames copied; a reader held the rest"
+                ))
+            }
+        });
+    match &done {
+        Ok(()) => tracing::error!(
+            db = %db.display(),
+            "the WAL was deleted or replaced under the store: what it held is copied into the \
+             database, and writes are refused until a restart"
+        ),
+        Err(e) => tracing::error!(
+            db = %db.display(),
+            error = %e,
+            "the WAL was deleted or replaced under the store, and what it held could not all be \
+             copied into the database: stop swarm serve with SIGTERM now"
+        ),
+    }
+    done.is_ok()
+}
 
 /// The writer's own checkpoints of a WAL far behind, logged while they go on.
 static FAR_BEHIND: crate::repeat_log::RepeatLog =
@@ -525,6 +566,7 @@ impl Store {
                 wal: None,
                 marker: marker_id,
                 checked: std::time::Instant::now(),
+                wal_copied: None,
             },
             store_id: id_of_store,
             _lock: lock,
@@ -781,10 +823,15 @@ impl Store {
         match self.file.wal {
             Some(opened) => {
                 if let Some(detail) = changed(&wal, opened) {
+                    let copied = *self
+                        .file
+                        .wal_copied
+                        .get_or_insert_with(|| copy_out_of_lost_wal(&self.conn, &self.path));
                     return Err(StoreError::WalReplaced {
                         wal,
                         db: self.path.clone(),
                         detail,
+                        copied,
                     });
                 }
             }
