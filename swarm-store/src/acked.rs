@@ -244,6 +244,28 @@ impl Marker {
         })
     }
 
+    /// Writes the marker anew at its path with what it records, as [`Marker::open`] does, after
+    /// the file was deleted or replaced under the running store: the store knows what it
+    /// acknowledged, so a restart can tell again whether anything was lost.
+    pub(crate) fn rewrite(&mut self, db: &Path) -> Result<(), StoreError> {
+        let store_id = std::mem::take(&mut self.store_id);
+        match Marker::open(db, &store_id, self.highest) {
+            Ok(fresh) => {
+                *self = fresh;
+                Ok(())
+            }
+            Err(e) => {
+                self.store_id = store_id;
+                Err(e)
+            }
+        }
+    }
+
+    /// The highest seq recorded.
+    pub(crate) fn highest(&self) -> u64 {
+        self.highest
+    }
+
     /// Device and inode of the file this marker writes to (`None` if the
     /// system will not say), so the store can notice when the name no longer
     /// leads to it.

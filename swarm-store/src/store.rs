@@ -841,7 +841,33 @@ impl Store {
         if let Some(opened) = self.file.marker {
             let marker = acked::marker_path(&self.path);
             if let Some(detail) = changed(&marker, opened) {
-                return Err(StoreError::MarkerReplaced { marker, detail });
+                // The store knows what it acknowledged: it writes the marker anew rather than
+                // refusing writes until a restart, which writes the same.
+                let rewritten = match self.marker.lock() {
+                    Ok(mut m) => m.rewrite(&self.path).map(|()| (m.file_id(), m.highest())),
+                    Err(_) => Err(StoreError::Poisoned {
+                        reason: "a thread panicked while it wrote the acknowledgement marker"
+                            .into(),
+                    }),
+                };
+                match rewritten {
+                    Ok((id, seq)) => {
+                        self.file.marker = id;
+                        tracing::warn!(
+                            marker = %marker.display(),
+                            found = %detail,
+                            seq,
+                            "the acknowledgement marker was deleted or replaced under the running \
+                             store; it is written anew with the last acknowledged seq"
+                        );
+                    }
+                    Err(e) => {
+                        return Err(StoreError::MarkerReplaced {
+                            marker,
+                            detail: format!("{detail}; writing it anew failed: {e}"),
+                        })
+                    }
+                }
             }
         }
         Ok(())

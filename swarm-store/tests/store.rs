@@ -748,10 +748,10 @@ fn writes_are_refused_while_the_database_file_is_gone_and_resume_when_it_is_back
     assert!(store.write_error().is_none());
 }
 
-/// `rm swarm.db-wal` (or `swarm.db.acked`) under a running store: SQLite
-/// goes on writing into the unlinked file, so what it acknowledged would be
-/// gone at the next crash (or, for the marker, undetectable as lost). The
-/// next write is refused, saying what happened and what to do.
+/// `rm swarm.db-wal` under a running store: SQLite goes on writing into the
+/// unlinked file, so what it acknowledged would be gone at the next crash.
+/// The next write is refused, saying what happened and what to do. A marker
+/// `swarm.db.acked` deleted or replaced is written anew.
 #[test]
 fn writes_are_refused_once_the_wal_or_the_marker_is_deleted_or_replaced() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -806,9 +806,36 @@ fn writes_are_refused_once_the_wal_or_the_marker_is_deleted_or_replaced() {
     let mut store = open(&db, small_opts(1_000_000, 0));
     assert_eq!(store.open_report().loss, None);
     store.append(Timestamp(9), Input::Tick).expect("append");
-    std::fs::remove_file(&marker).expect("delete the marker");
+    // The marker deleted, or another file in its place: the store knows what it acknowledged,
+    // so it writes the marker anew and goes on (before, writes were refused until a restart).
+    let recorded = |m: &std::path::Path| -> Option<u64> {
+        let text = std::fs::read_to_string(m).ok()?;
+        text.lines()
+            .filter_map(|l| l.split_whitespace().nth(3)?.parse().ok())
+            .max()
+    };
+    for (at, spoil) in [(10, "deleted"), (20, "replaced")] {
+        match spoil {
+            "deleted" => std::fs::remove_file(&marker).expect("delete the marker"),
+            _ => std::fs::write(&marker, b"not a marker").expect("replace the marker"),
+        }
+        wait();
+        store
+            .append(Timestamp(at), Input::Tick)
+            .unwrap_or_else(|e| panic!("a write after the marker was {spoil}: {e}"));
+        store.append(Timestamp(at + 1), Input::Tick).expect("again");
+        assert_eq!(
+            recorded(&marker),
+            Some(store.last_seq().0),
+            "the marker {spoil} records the last acknowledged seq again"
+        );
+    }
+    // A directory in its place cannot be replaced: writes are refused, saying what to do.
+    std::fs::remove_file(&marker).expect("rm");
+    std::fs::create_dir(&marker).expect("a directory in its place");
+    std::fs::write(marker.join("x"), b"x").expect("not empty");
     wait();
-    match store.append(Timestamp(10), Input::Tick) {
+    match store.append(Timestamp(30), Input::Tick) {
         Err(e @ StoreError::MarkerReplaced { .. }) => {
             let e = e.to_string();
             assert!(e.contains(&marker.display().to_string()), "{e}");
