@@ -427,6 +427,20 @@ fn upload_temp_files_left_by_a_killed_server_are_removed_at_start() {
     assert_eq!(code, 200, "the running server is still healthy: {v}");
     let (code, v) = server.admin_post("/api/v1/queue", &json!({"packages": ["=dev-libs/after-1"]}));
     assert_eq!(code, 200, "the running server still writes: {v}");
+    // The WAL deleted too: SQLite refuses the second with a bare "disk I/O error", and the
+    // refusal names the process that has the database open (h32 F6).
+    std::fs::remove_file(data.join("swarm.db-wal")).expect("delete the WAL");
+    let _ = std::fs::remove_file(data.join("swarm.db.lock"));
+    let out = serve_until_refused(data);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("is open in another process (pid "),
+        "the refusal names the running server: {stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("pid {} (swarm)", server.child.id())),
+        "{stderr}"
+    );
 }
 
 fn wait_until(secs: u64, what: &str, mut f: impl FnMut() -> bool) {

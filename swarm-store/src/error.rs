@@ -41,6 +41,24 @@ pub enum StoreError {
         /// The lock file that should have said so.
         lock: PathBuf,
     },
+    /// SQLite could not open the database while another process holds locks on its `-shm`:
+    /// that process has it open, with the lock file and the WAL deleted under it (h32 F6).
+    #[error(
+        "{path} is open in another process ({holders}), which holds locks on {}, although the \
+         lock file {} and the WAL were free (deleted while that process ran?); SQLite said: \
+         {detail}. stop that process first (a swarm serve: SIGTERM, and its clean stop keeps \
+         what it acknowledged), then start again",
+        crate::db_path::beside_database(path, "-shm").display(),
+        crate::lock::lock_path(path).display()
+    )]
+    OpenElsewhere {
+        /// The database.
+        path: PathBuf,
+        /// `pid 123 (swarm)`, ...
+        holders: String,
+        /// What SQLite said.
+        detail: String,
+    },
     /// The file is not a SQLite database, or SQLite found it inconsistent.
     #[error(
         "the store database is damaged ({detail}); stop swarm and restore swarm.db* from a backup \

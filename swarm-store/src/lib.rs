@@ -53,6 +53,7 @@ mod history;
 mod id_file;
 pub mod listed_text;
 mod lock;
+mod lock_holders;
 pub mod log_crc;
 mod read_only;
 mod read_tables;

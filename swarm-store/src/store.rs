@@ -301,7 +301,25 @@ impl Store {
     /// appends `Input::Recovered`.
     pub fn open(path: impl AsRef<Path>, opts: StoreOptions) -> Result<Store, StoreError> {
         let path = path.as_ref();
-        Store::open_checked(path.to_owned(), opts).map_err(|e| e.at_open(path))
+        Store::open_checked(path.to_owned(), opts).map_err(|e| match e.at_open(path) {
+            StoreError::OpenFailed { path, detail } => {
+                let shm = crate::db_path::beside_database(&path, "-shm");
+                let holders = crate::lock_holders::others_locking(&shm);
+                if holders.is_empty() {
+                    return StoreError::OpenFailed { path, detail };
+                }
+                StoreError::OpenElsewhere {
+                    holders: holders
+                        .iter()
+                        .map(|(pid, name)| format!("pid {pid} ({name})"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    path,
+                    detail,
+                }
+            }
+            e => e,
+        })
     }
 
     fn open_checked(path: PathBuf, opts: StoreOptions) -> Result<Store, StoreError> {
