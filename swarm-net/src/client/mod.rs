@@ -103,11 +103,15 @@ impl ClientError {
 
     /// Whether the call is worth making again: nobody answered, something
     /// other than swarm answered (a bare error status, a redirect from a
-    /// proxy), or swarm said it is busy or failing (408, 429, 5xx). The rest
-    /// is swarm's judgement of the call.
+    /// proxy, a success whose body is not the JSON swarm sends: a proxy's
+    /// maintenance page), or swarm said it is busy or failing (408, 429,
+    /// 5xx). The rest is swarm's judgement of the call. h36 saw finished
+    /// builds reported as failed uploads, or dropped, for a 200 with an HTML
+    /// page and for a reply cut off after the server had stored the upload.
     pub fn is_worth_retrying(&self) -> bool {
         self.is_transport()
             || self.is_bare()
+            || matches!(self, ClientError::Decode { .. })
             || self
                 .status()
                 .is_some_and(|s| (300..400).contains(&s) || s >= 500 || s == 429 || s == 408)
@@ -301,10 +305,7 @@ impl Client {
         match self.get(path, auth) {
             Ok(r) => match redirected(&url, &r) {
                 Some(e) => Err(e),
-                None => r.into_string().map_err(|e| ClientError::Decode {
-                    url,
-                    cause: e.to_string(),
-                }),
+                None => r.into_string().map_err(|e| cut_off(&url, &e)),
             },
             Err(e) => Err(error_of(&url, e)),
         }
@@ -510,7 +511,7 @@ fn decode<T: DeserializeOwned>(
             r.into_reader()
                 .take(cap.saturating_add(1))
                 .read_to_end(&mut body)
-                .map_err(|e| decode_error(e.to_string()))?;
+                .map_err(|e| cut_off(url, &e))?;
             if body.len() as u64 > cap {
                 return Err(decode_error(format!(
                     "the reply is over {cap} bytes, more than this client reads"
@@ -519,6 +520,17 @@ fn decode<T: DeserializeOwned>(
             serde_json::from_slice(&body).map_err(|e| decode_error(e.to_string()))
         }
         Err(e) => Err(error_of(url, e)),
+    }
+}
+
+/// A reply whose body broke off (the connection closed or reset before all of it came): the
+/// transport failed, whatever the status said, so it is retried as one; the server may well
+/// have done what was asked (an upload stored), which a retry finds.
+fn cut_off(url: &str, e: &std::io::Error) -> ClientError {
+    ClientError::Unreachable {
+        url: url.to_string(),
+        cause: format!("the reply was cut off: {e}"),
+        hint: "",
     }
 }
 
