@@ -68,3 +68,39 @@ fn an_upload_longer_than_the_call_timeout_still_lands() {
     );
     assert!(server.join().expect("server") >= 3 << 20);
 }
+
+/// An upload check has no body to wait for: a server that takes it and never answers fails it
+/// within the call's timeout, not the ten minutes an uploaded package's answer may take (h36
+/// F3: one stalled check held a drone's delivery for 587 s after the server recovered).
+#[test]
+fn an_upload_check_nobody_answers_fails_within_the_call_timeout() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let server = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().expect("accept");
+        let mut head = [0u8; 4096];
+        let _ = conn.read(&mut head);
+        // Holds the connection, answering nothing, until the client gave up (or 60 s).
+        let _ = done_rx.recv_timeout(Duration::from_secs(60));
+    });
+    let client = Client::new(url, Duration::from_secs(2));
+    let started = Instant::now();
+    let e = client
+        .check_artifact_for_lease(
+            "dev-libs",
+            "a-1.gpkg.tar",
+            1 << 20,
+            &"0".repeat(64),
+            &Binding::default(),
+        )
+        .expect_err("nobody answered");
+    let waited = started.elapsed();
+    let _ = done_tx.send(());
+    server.join().expect("server");
+    assert!(e.is_transport(), "{e}");
+    assert!(
+        waited < Duration::from_secs(30),
+        "the check waited {waited:?} for an answer"
+    );
+}

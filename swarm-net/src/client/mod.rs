@@ -290,8 +290,31 @@ impl Client {
         body: impl std::io::Read,
         auth: Auth,
     ) -> Result<T, ClientError> {
+        self.put_on(&self.bulk, path, headers, body, auth)
+    }
+
+    /// PUT without a body worth the bulk agent's waits (an upload check): answered within the
+    /// client's timeout, or retried. On the bulk agent one stalled check held a drone's
+    /// delivery for its ten-minute answer wait after the server had recovered (h36 F3).
+    pub fn put_headers_only<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+        auth: Auth,
+    ) -> Result<T, ClientError> {
+        self.put_on(&self.agent, path, headers, std::io::empty(), auth)
+    }
+
+    fn put_on<T: DeserializeOwned>(
+        &self,
+        agent: &ureq::Agent,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl std::io::Read,
+        auth: Auth,
+    ) -> Result<T, ClientError> {
         let url = self.url(path);
-        let mut req = self.request_on(&self.bulk, "PUT", path, auth);
+        let mut req = self.request_on(agent, "PUT", path, auth);
         for (k, v) in headers {
             req = req.set(k, v);
         }
