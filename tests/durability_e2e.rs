@@ -686,6 +686,54 @@ fn a_finished_build_is_spooled_and_delivered_across_a_server_outage_and_an_agent
 /// the build lands under the lease it was built for. (Delivered before
 /// registering, the drone sent no heartbeat meanwhile: the server reclaimed
 /// the lease and the finished build was refused.)
+/// A FIFO where the spooled package was (or a directory) is this drone's fault: the build is
+/// reported `upload_failed`, saying so, where a FIFO hung the delivery for good and a directory
+/// failed mid-send as a network error retried for ever (h36 F7).
+#[test]
+fn a_spooled_package_that_is_not_a_regular_file_is_reported_not_waited_on() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let atom = "dev-libs/fifo-1.0";
+    let SpooledBuild {
+        mut server,
+        drone,
+        sizes,
+        ..
+    } = spool_one_build(dir.path(), atom, "drone-f", &[]);
+    let spool = dir.path().join("drone-f").join("spool");
+    let package = std::fs::read_dir(&spool)
+        .expect("spool")
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.to_string_lossy().ends_with(".0.artifact"))
+        .unwrap_or_else(|| panic!("no spooled package: {}", drone.log_text()));
+    std::fs::remove_file(&package).expect("rm");
+    rustix::fs::mkfifoat(
+        rustix::fs::CWD,
+        &package,
+        rustix::fs::Mode::from_raw_mode(0o600),
+    )
+    .expect("a FIFO in its place");
+    server.restart();
+    let env = [("SWARM_STANDIN_SIZES", sizes.as_str())];
+    let _drone = Drone::start(&server, dir.path(), "drone-f", &DRONE_TOKEN, &env);
+    let detail = || {
+        let (_, history) = server.get("/api/v1/history?limit=100");
+        history["builds"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|b| b["package"] == format!("={atom}") && !b["outcome"].is_null())
+            .map(|b| b.to_string())
+    };
+    wait_until(60, "the build to be reported", || detail().is_some());
+    let detail = detail().unwrap_or_default();
+    assert!(
+        detail.contains("upload_failed") || detail.contains("upload failed"),
+        "{detail}"
+    );
+    assert!(detail.contains("not a regular file"), "{detail}");
+}
+
 #[test]
 fn a_spool_delivery_slower_than_the_offline_timeout_keeps_the_drone_online_and_its_lease() {
     let dir = tempfile::tempdir().expect("temp dir");

@@ -717,7 +717,10 @@ fn upload(
         agent.pause(Duration::from_millis(100));
     }
     let reply = retry(agent, by, "artifact upload", |ag| {
-        let f = std::fs::File::open(file).map_err(|e| {
+        // A regular file only, opened without blocking: a FIFO in its place hung the delivery
+        // for good, and a directory failed mid-send as a "network error", retried for ever
+        // (h36 F7). Either is this drone's fault: the build is reported `upload_failed`.
+        let (f, _) = swarm_net::regular_file::open_regular(file).map_err(|e| {
             CallError::Local(format!(
                 "cannot read spooled artifact {}: {e}",
                 file.display()
@@ -736,9 +739,26 @@ fn upload(
             ag.client
                 .check_artifact_for_lease(&a.category, &a.name, size, &a.sha256, &bound)?;
         }
-        Ok(ag
+        let failed = std::cell::RefCell::new(None);
+        let body = LocalReads {
+            inner: f,
+            failed: &failed,
+        };
+        match ag
             .client
-            .put_artifact_for_lease(&a.category, &a.name, f, &a.sha256, &bound)?)
+            .put_artifact_for_lease(&a.category, &a.name, body, &a.sha256, &bound)
+        {
+            Ok(reply) => Ok(reply),
+            // The transport reports a failed read of the body as its own failure: told apart,
+            // so a disk error on this drone is not retried as an outage for ever.
+            Err(e) => match failed.into_inner() {
+                Some(why) => Err(CallError::Local(format!(
+                    "reading spooled artifact {} failed: {why}",
+                    file.display()
+                ))),
+                None => Err(CallError::Client(e)),
+            },
+        }
     })?;
     if reply.sha256.eq_ignore_ascii_case(&a.sha256) {
         tracing::info!(path = reply.path, sha256 = a.sha256, "artifact uploaded");
@@ -748,6 +768,22 @@ fn upload(
             "server stored {} with sha256 {}, expected {}",
             reply.path, reply.sha256, a.sha256
         )))
+    }
+}
+
+/// A body whose read errors are noted, to tell them from the transport's own.
+struct LocalReads<'a, R> {
+    inner: R,
+    failed: &'a std::cell::RefCell<Option<String>>,
+}
+
+impl<R: std::io::Read> std::io::Read for LocalReads<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.inner.read(buf).inspect_err(|e| {
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                *self.failed.borrow_mut() = Some(e.to_string());
+            }
+        })
     }
 }
 
@@ -1131,6 +1167,39 @@ mod tests {
 
     /// A spool write that fails (here the report's temp file cannot be
     /// made; a full disk does the same) removes what it wrote before.
+    #[test]
+    fn a_failed_read_of_an_uploaded_body_is_noted_as_the_drones() {
+        struct Failing(u8);
+        impl std::io::Read for Failing {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                self.0 += 1;
+                match self.0 {
+                    1 => Err(std::io::ErrorKind::Interrupted.into()),
+                    2 => {
+                        buf[0] = b'x';
+                        Ok(1)
+                    }
+                    _ => Err(std::io::Error::other("Input/output error")),
+                }
+            }
+        }
+        let failed = std::cell::RefCell::new(None);
+        let mut body = LocalReads {
+            inner: Failing(0),
+            failed: &failed,
+        };
+        let mut buf = [0u8; 8];
+        assert!(std::io::Read::read(&mut body, &mut buf).is_err());
+        assert_eq!(
+            *failed.borrow(),
+            None,
+            "an interrupted read is retried, not noted"
+        );
+        assert_eq!(std::io::Read::read(&mut body, &mut buf).ok(), Some(1));
+        assert!(std::io::Read::read(&mut body, &mut buf).is_err());
+        assert_eq!(failed.into_inner().as_deref(), Some("Input/output error"));
+    }
+
     #[test]
     fn a_failed_spool_write_leaves_nothing_behind() {
         let dir = tempfile::tempdir().expect("temp dir");
