@@ -49,7 +49,7 @@ pub enum StoreError {
          {detail}. stop that process first (a swarm serve: SIGTERM, and its clean stop keeps \
          what it acknowledged), then start again",
         crate::db_path::beside_database(path, "-shm").display(),
-        crate::lock::lock_path(path).display()
+        crate::db_path::beside_database(path, ".lock").display()
     )]
     OpenElsewhere {
         /// The database.

@@ -239,6 +239,25 @@ pub(crate) struct DroneConfig {
     pub(crate) ip: Option<String>,
 }
 
+impl DroneConfig {
+    /// The directories a build needs to write: the work dir, PKGDIR and the spool that keeps a
+    /// finished build until the server has it. The spool may be a volume of its own: full, a
+    /// finished build was delivered without a copy on disk while the drone took more work
+    /// (h36 F5), so the disk floor and the self check look at it too.
+    pub(crate) fn written_dirs(&self) -> [PathBuf; 3] {
+        [
+            self.work_dir.clone(),
+            self.pkgdir.clone(),
+            spool_dir(&self.work_dir),
+        ]
+    }
+}
+
+/// The spool directory of an agent working in `work_dir` (`spool::dir`).
+pub(crate) fn spool_dir(work_dir: &Path) -> PathBuf {
+    work_dir.join("spool")
+}
+
 impl DroneArgs {
     /// Layers the environment, the config file and the defaults under the
     /// flags, and checks the result.
@@ -628,6 +647,15 @@ mod tests {
         .merge(FileTable::default())
         .expect("accepted");
         assert_eq!(c.server, "http://127.0.0.1:8100");
+    }
+
+    #[test]
+    fn the_disk_floor_watches_the_spool_too() {
+        let c = args().merge(FileTable::default()).expect("resolves");
+        let dirs = c.written_dirs();
+        assert!(dirs.contains(&c.work_dir), "{dirs:?}");
+        assert!(dirs.contains(&c.pkgdir), "{dirs:?}");
+        assert!(dirs.contains(&c.work_dir.join("spool")), "{dirs:?}");
     }
 
     #[test]

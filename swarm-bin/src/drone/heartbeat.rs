@@ -15,7 +15,7 @@ use super::shared::Agent;
 use super::state::server_reply;
 use super::{facts, homecoming};
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use swarm_core::agent::{AgentInput, RequestMark};
 use swarm_core::{DroneHealth, HealthSample, HealthThresholds};
@@ -332,7 +332,8 @@ fn sample_and_build(agent: &Agent, sampler: &mut Sampler) -> (RegisterRequest, R
         _ => None,
     };
     sampler.cpu = cpu_now.or(sampler.cpu);
-    let disk_usage = facts::build_volumes(&[&cfg.work_dir, &cfg.pkgdir]);
+    let volumes = cfg.written_dirs();
+    let disk_usage = facts::build_volumes(&volumes.each_ref().map(PathBuf::as_path));
     let disk = disk_usage.map(|d| d.percent);
     let percent = |x: Option<f64>| x.map_or(0, |v| v.clamp(0.0, 100.0).round() as u8);
 
@@ -441,14 +442,15 @@ fn health_reason(t: &HealthThresholds, s: &HealthSample) -> String {
     why.join("; ")
 }
 
-/// The check that ends `Recovering`: the work dir takes a write and the
-/// builder's program is there to run.
+/// The check that ends `Recovering`: the work dir and the spool take a write
+/// and the builder's program is there to run.
 fn self_check(agent: &Agent) -> bool {
-    let probe = agent
-        .cfg
-        .work_dir
-        .join(format!(".self-check.{}", std::process::id()));
-    let writable = std::fs::write(&probe, b"ok").is_ok() && std::fs::remove_file(&probe).is_ok();
+    let name = format!(".self-check.{}", std::process::id());
+    let dirs = agent.cfg.written_dirs();
+    let writable = [&dirs[0], &dirs[2]].iter().all(|d| {
+        let probe = d.join(&name);
+        std::fs::write(&probe, b"ok").is_ok() && std::fs::remove_file(&probe).is_ok()
+    });
     let program = match &agent.cfg.builder {
         Builder::Standin => "sh".to_string(),
         Builder::Template(words) => words.first().cloned().unwrap_or_default(),

@@ -105,7 +105,7 @@ pub(crate) struct Finished<'a> {
 
 /// The spool directory of an agent.
 pub(crate) fn dir(work_dir: &Path) -> PathBuf {
-    work_dir.join("spool")
+    super::config::spool_dir(work_dir)
 }
 
 /// How many finished builds wait in the spool (entries, without reading them).
