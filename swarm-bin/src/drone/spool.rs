@@ -847,11 +847,11 @@ fn retry<T>(
     }
 }
 
-/// The server's 409 on the lease or epoch an upload is bound to
-/// (`X-Swarm-Lease`, `X-Swarm-Epoch`): no longer live.
+/// The server's 409 on the lease or epoch an upload or a report is bound to (`X-Swarm-Lease`,
+/// `X-Swarm-Epoch`, a report's `lease`): no longer live, or another drone's.
 fn lease_gone(e: &ClientError) -> bool {
     matches!(e, ClientError::Server { status: 409, body, .. }
-        if matches!(body.field.as_deref(), Some("X-Swarm-Lease" | "X-Swarm-Epoch")))
+        if matches!(body.field.as_deref(), Some("X-Swarm-Lease" | "X-Swarm-Epoch" | "lease")))
 }
 
 /// The server's 409 on the farm a call names (`X-Swarm-Farm`, `farm_id`).
@@ -864,7 +864,13 @@ fn should_stop(agent: &Agent, by: By) -> Option<Stopped> {
     let st = agent.lock();
     if let By::Job(id) = by {
         if let Some(Stop::Revoked(why)) = st.job(id).and_then(|j| j.stop.as_ref()) {
-            tracing::warn!(why, "delivery abandoned: the server revoked the package");
+            // The server lists a lease as revoked once it has recorded its report too: a reply
+            // lost after the server took the build reads the same (h36 F8).
+            tracing::warn!(
+                why,
+                "delivery ended: the server no longer lists this build's lease (it recorded the \
+                 build already, or revoked or reclaimed the lease; its history says which)"
+            );
             return Some(Stopped::Revoked);
         }
     }
@@ -1167,6 +1173,23 @@ mod tests {
 
     /// A spool write that fails (here the report's temp file cannot be
     /// made; a full disk does the same) removes what it wrote before.
+    #[test]
+    fn another_drones_lease_ends_the_delivery_as_a_lease_gone() {
+        let answer = |field: &str| ClientError::Server {
+            url: "http://127.0.0.1:8100/api/v1/complete".into(),
+            status: 409,
+            body: swarm_net::wire::ErrorBody {
+                error: "=dev-libs/a-1 is leased to d1, not to d2".into(),
+                field: Some(field.into()),
+            },
+        };
+        // A report's `lease` as an upload's header (h36 F4: retried for ever as a 403).
+        for field in ["lease", "X-Swarm-Lease", "X-Swarm-Epoch"] {
+            assert!(lease_gone(&answer(field)), "{field}");
+        }
+        assert!(!lease_gone(&answer("farm_id")));
+    }
+
     #[test]
     fn a_failed_read_of_an_uploaded_body_is_noted_as_the_drones() {
         struct Failing(u8);

@@ -582,19 +582,23 @@ fn report_reply(
         Some(Reported::Rejected { reason }) => {
             return Err(ApiError::new(409, format!("refused: {reason:?}")))
         }
-        // Naming another drone's live lease is an attempt on it, not a late report.
+        // Naming another drone's live lease is an attempt on it, not a late report: refused
+        // (and noted as a refusal) as a 409 on `lease`, which a drone reads as "this lease is
+        // not mine" and stops; as a 403 it read as its own credential refused, and a drone
+        // renamed on the same work dir retried its predecessor's report for ever (h36 F4).
         Some(Reported::Stale {
             holder: Some(holder),
             ..
         }) if report.lease.is_some() => {
-            return Err(forbid(
-                sh,
-                caller,
-                format!(
-                    "{} is leased to {holder}, not to {}; nothing was recorded",
-                    report.package, report.drone
-                ),
-            ))
+            let why = format!(
+                "{} is leased to {holder}, not to {}; nothing was recorded",
+                report.package, report.drone
+            );
+            let refused = forbid(sh, caller, why.clone());
+            return Err(match caller {
+                Caller::Drone(_) => ApiError::field(409, "lease", why),
+                Caller::Legacy(_) => refused,
+            });
         }
         // A late report, or a lease-less one (v3) on a package given to another drone since:
         // the protocol's stale answer, which tells the drone to stop.

@@ -78,7 +78,7 @@ pub(crate) fn bind(
         // holder is checked against the caller below).
         None => unnamed_lease(sh, &view, caller, atom)?,
     };
-    check_holder(sh, caller, &live.drone, atom)?;
+    check_holder(sh, caller, &live.drone, atom, lease.map(LeaseId))?;
     if let (Some(e), Some(d)) = (epoch, view.drone(&live.drone)) {
         if d.epoch.0 != e {
             return Err(ApiError::field(
@@ -196,26 +196,35 @@ pub(crate) fn slot_fits(leased: &Atom, slot: &str, sub_slot: Option<&str>) -> Re
     ))
 }
 
+/// Refuses an upload by a caller other than the lease's holder. A drone's upload naming the
+/// lease gets a 409 on `X-Swarm-Lease`, which a drone reads as "this lease is not mine any more" and
+/// stops: as a 403 it read as its own credential refused, and a drone renamed on the same work
+/// dir retried its predecessor's build for ever, holding its slot (h36 F4).
 fn check_holder(
     sh: &Shared,
     caller: &Caller,
     holder: &DroneName,
     atom: &Atom,
+    named: Option<LeaseId>,
 ) -> Result<(), ApiError> {
     let mine = match caller {
         Caller::Drone(me) => me == holder,
         Caller::Legacy(_) => !sh.creds.is_enrolled(holder.as_str()),
     };
     if mine {
-        Ok(())
-    } else {
-        Err(forbid(
-            sh,
-            caller,
-            format!(
-                "{atom} is leased to {holder}: only its holder may upload it; nothing was stored"
-            ),
-        ))
+        return Ok(());
+    }
+    let why =
+        format!("{atom} is leased to {holder}: only its holder may upload it; nothing was stored");
+    let refused = forbid(sh, caller, why.clone());
+    // A caller without a credential of its own is simply refused.
+    match named.filter(|_| matches!(caller, Caller::Drone(_))) {
+        Some(lease) => Err(ApiError::field(
+            409,
+            "X-Swarm-Lease",
+            format!("lease {lease}: {why}"),
+        )),
+        None => Err(refused),
     }
 }
 
