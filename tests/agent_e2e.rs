@@ -1012,6 +1012,84 @@ fn a_big_spooled_build_whose_lease_ended_is_let_go_and_the_drone_builds_again() 
     assert_eq!(again.wait_exit(20), Some(0), "{}", again.log_text());
 }
 
+/// An agent killed (kill -9) right after its builder exited, before the build was spooled:
+/// the next agent finds the builder's recorded success, delivers the package the build left
+/// in its PKGDIR and builds nothing again; no build directory is left behind. Before, the
+/// finished build was lost (the spool's half-written entry removed at start) and the same
+/// lease built again from scratch (h36 F2: 14 of 40 kills).
+#[test]
+fn an_agent_killed_right_after_its_builder_exited_delivers_that_build_after_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(&dir.path().join("server"), &[]);
+    let atom = "=dev-libs/window-1.0";
+    // Big enough that reading it (before the spool entry is written) takes a while.
+    let gpkg = dir.path().join("window-1.0.gpkg.tar");
+    support::packages::big_gpkg("dev-libs/window-1.0", 24 << 20, &gpkg);
+    let runs = dir.path().join("runs");
+    let builder = dir.path().join("window-builder.sh");
+    std::fs::write(
+        &builder,
+        format!(
+            "category=$1; pf=$2\n\
+             echo run >> {runs}\n\
+             mkdir -p \"$PKGDIR/$category\"\n\
+             cp {gpkg} \"$PKGDIR/$category/$pf.gpkg.tar\"\n",
+            runs = runs.display(),
+            gpkg = gpkg.display()
+        ),
+    )
+    .expect("builder");
+    let template = format!("sh {} {{category}} {{pf}}", builder.display());
+    let args = ["--builder", template.as_str()];
+    queue(&server, json!([atom]));
+    let mut first = Drone::start(&server, dir.path(), "drone-window", &args, &[]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !first.log_text().contains("build ended") {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for the build to end"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    first.kill9();
+    let lease = entry(&server, atom)["status"]["lease"].as_u64();
+
+    let mut again = Drone::start(&server, dir.path(), "drone-window", &args, &[]);
+    wait_until(90, "the package recorded built", || {
+        state_of(&server, atom) == "built"
+    });
+    let log = again.log_text();
+    let built = std::fs::read_to_string(&runs).unwrap_or_default();
+    assert_eq!(built.lines().count(), 1, "built once, not again: {log}");
+    assert!(
+        log.contains("spooling it now instead of building it again"),
+        "{log}"
+    );
+    let ok = successes(&server, atom);
+    assert_eq!(ok.len(), 1, "{ok:?}");
+    assert_eq!(
+        ok[0]["lease"].as_u64(),
+        lease,
+        "under the first lease: {ok:?}"
+    );
+    assert_eq!(
+        sha256_of(&server.data_dir.join("staging/dev-libs/window-1.0.gpkg.tar")),
+        sha256_of(&gpkg)
+    );
+    // The recovered build's directory goes once it is spooled.
+    let left: Vec<PathBuf> = std::fs::read_dir(again.work_dir.join("builds"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.is_dir())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(left.is_empty(), "build dirs left: {left:?}");
+    again.signal(rustix::process::Signal::TERM);
+    assert_eq!(again.wait_exit(20), Some(0), "{}", again.log_text());
+}
+
 /// A build that writes another slot of its package along (`dev-java/jdk:17`
 /// bootstrapping `:21`, as openjdk does) uploads only the one its lease
 /// covers and counts; the other stays on the drone. Both were uploaded: the

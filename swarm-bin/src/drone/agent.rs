@@ -50,7 +50,9 @@ pub(crate) fn run(agent: Arc<Agent>) -> anyhow::Result<()> {
         .context("installing the SIGTERM/SIGINT/SIGHUP handler")?;
     }
     // Before the heartbeat starts: the spooled builds' leases are held by
-    // the time the first registration reply lists them.
+    // the time the first registration reply lists them. Builds an earlier
+    // agent saw succeed but did not spool join the spool first.
+    job::recover(&agent);
     let redelivery =
         spool::start_redelivery(&agent).context("starting the delivery of spooled builds")?;
     let beat = {

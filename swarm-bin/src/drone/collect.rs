@@ -43,13 +43,15 @@ impl Built {
     }
 }
 
-/// An empty `PKGDIR` for one build: `<work_dir>/builds/<label>/pkgdir`, emptied if a crashed agent
-/// left one behind.
+/// An empty `PKGDIR` for one build: `<work_dir>/builds/<label>/pkgdir`. A build directory of
+/// that label left behind goes whole, its outcome record too: kept, it said this build
+/// succeeded (see `outcome`).
 pub(crate) fn fresh_pkgdir(work_dir: &Path, label: &str) -> std::io::Result<PathBuf> {
-    let dir = work_dir.join("builds").join(label).join("pkgdir");
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir)?;
+    let build = work_dir.join("builds").join(label);
+    if build.exists() {
+        std::fs::remove_dir_all(&build)?;
     }
+    let dir = build.join("pkgdir");
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
 }

@@ -3,7 +3,9 @@
 //!
 //! A finished build's report, the binary packages it wrote and its log are
 //! spooled on disk and retried until the server answers (see `spool`):
-//! neither a failed call nor an agent restart loses a build. Reports carry
+//! neither a failed call nor an agent restart loses a build; a builder that
+//! exits 0 is recorded on disk before anything else (see `outcome`), so not
+//! even a kill before its spool entry is written does. Reports carry
 //! the lease, so a retried report that already landed is answered as a
 //! duplicate, not counted twice. Retrying stops only when the answer no
 //! longer matters: the server revoked the package, or a second signal asked
@@ -16,12 +18,12 @@ use super::runner::{self, BuildSpec};
 use super::shared::Agent;
 use super::shutdown::Phase;
 use super::state::{Job, JobId, Stop};
-use super::{collect, facts, leftovers, spool, template};
+use super::{collect, facts, leftovers, outcome, spool, template};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use swarm_core::agent::{AgentAction, AgentInput, BuildEnd, ReportWhat};
-use swarm_core::FailureClass;
+use swarm_core::{Atom, FailureClass};
 use swarm_net::client::ClientError;
 use swarm_net::wire::{CompleteReply, CompleteRequest};
 
@@ -79,6 +81,7 @@ pub(crate) fn spawn(agent: Arc<Agent>, id: JobId) {
                     reason: format!("agent cannot start a thread: {e}"),
                 },
                 None,
+                None,
             );
         }
         forget(&agent, id);
@@ -117,6 +120,7 @@ fn abandon(agent: &Agent, id: JobId) {
             Report::Returned {
                 reason: "agent error while building".into(),
             },
+            None,
             None,
         );
     }
@@ -177,7 +181,15 @@ fn run(agent: &Agent, id: JobId) {
     // A drift the server saw takes the package back (a revoke): the build below does not run.
     if let Err(reason) = settle_env(agent, &job.atom) {
         tracing::warn!(package = %job.atom, "{reason}");
-        report(agent, id, &job, 0.0, Report::Returned { reason }, None);
+        report(
+            agent,
+            id,
+            &job,
+            0.0,
+            Report::Returned { reason },
+            None,
+            None,
+        );
         forget(agent, id);
         return;
     }
@@ -198,7 +210,7 @@ fn run(agent: &Agent, id: JobId) {
         st.feed(AgentInput::BuildStarted(id));
         st.farm_of(id)
     };
-    let mut req = agent.lease_request(job.lease, atom.as_str(), farm);
+    let mut req = agent.lease_request(job.lease, atom.as_str(), farm.clone());
     req.reason = None;
     match agent.client.started(&req) {
         Ok(reply) if reply.stale => {
@@ -232,6 +244,7 @@ fn run(agent: &Agent, id: JobId) {
                     class: FailureClass::Infra,
                     detail,
                 },
+                None,
                 None,
             );
             forget(agent, id);
@@ -276,6 +289,24 @@ fn run(agent: &Agent, id: JobId) {
     } else {
         run_build(agent, id, &spec, &job)
     };
+    // Before anything else (reading what the build wrote takes a while): a builder that
+    // exited 0 is a build the next agent delivers should this one be killed now.
+    if finished.ended == runner::Ended::Exited(0) {
+        let record = outcome::Record {
+            lease: job.lease,
+            atom: atom.as_str().to_owned(),
+            farm,
+            epoch: agent.lock().epoch(),
+            took_s: finished.took.as_secs_f64(),
+            started_ms: built_after
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            log: log.clone(),
+        };
+        if let Err(e) = outcome::write(outcome::build_dir(&build_pkgdir), &record) {
+            tracing::warn!(package = %atom, "cannot record the build's success ({e}): an agent killed before it is spooled loses it");
+        }
+    }
     let oom_after = facts::read_with("/proc/vmstat", facts::parse_vmstat_oom_kills);
     let oom_during = match (oom_before, oom_after) {
         (Some(a), Some(b)) => b.saturating_sub(a),
@@ -324,12 +355,20 @@ fn run(agent: &Agent, id: JobId) {
             tracing::warn!(package = %atom, ?class, detail, "build failed");
             Report::Failed { class, detail }
         }
-        (ReportWhat::Outcome, Verdict::Built) => deliver(agent, &job, built_after, &build_pkgdir),
+        (ReportWhat::Outcome, Verdict::Built) => deliver(agent, &atom, built_after, &build_pkgdir),
         (ReportWhat::Outcome, Verdict::Stopped) => Report::Nothing,
     };
 
     let job = job_of(agent, id).unwrap_or(job);
-    report(agent, id, &job, took_s, outcome, Some(&log));
+    report(
+        agent,
+        id,
+        &job,
+        took_s,
+        outcome,
+        Some(&log),
+        Some(&build_pkgdir),
+    );
     // Whatever the build wrote is in the drone's PKGDIR or the spool by now
     // (or was never wanted): its own directory goes, whatever the outcome.
     if build_pkgdir.exists() {
@@ -363,8 +402,7 @@ fn run_build(agent: &Agent, id: JobId, spec: &BuildSpec<'_>, job: &Job) -> runne
 /// A built package: every binary package the build wrote into its own PKGDIR, each identified
 /// by the CPV read from the package itself (the spool uploads them, then the drone's PKGDIR
 /// keeps them).
-fn deliver(agent: &Agent, job: &Job, built_after: SystemTime, build_pkgdir: &Path) -> Report {
-    let atom = &job.atom;
+fn deliver(agent: &Agent, atom: &Atom, built_after: SystemTime, build_pkgdir: &Path) -> Report {
     let built = match collect::collect(build_pkgdir) {
         Ok(b) => b,
         Err(detail) => {
@@ -376,7 +414,7 @@ fn deliver(agent: &Agent, job: &Job, built_after: SystemTime, build_pkgdir: &Pat
     };
     if built.is_empty() {
         // A builder that ignores $PKGDIR may still have written into the drone's own PKGDIR.
-        return deliver_found(agent, job, built_after, build_pkgdir);
+        return deliver_found(agent, atom, built_after, build_pkgdir);
     }
     for b in &built {
         if b.upload_name.ends_with(".gpkg.tar") && b.size < MIN_GPKG_BYTES {
@@ -404,11 +442,15 @@ fn deliver(agent: &Agent, job: &Job, built_after: SystemTime, build_pkgdir: &Pat
 
 /// The former way, for builders that ignore `$PKGDIR`: the newest artifact named after the atom
 /// in the drone's PKGDIR (exact atoms only), written since the build started.
-fn deliver_found(agent: &Agent, job: &Job, built_after: SystemTime, build_pkgdir: &Path) -> Report {
+fn deliver_found(
+    agent: &Agent,
+    atom: &Atom,
+    built_after: SystemTime,
+    build_pkgdir: &Path,
+) -> Report {
     let cfg = &agent.cfg;
     // Virtuals too: a binhost client installing a world needs their (empty) packages,
     // and emerge --buildpkg makes them.
-    let atom = &job.atom;
     let Some(found) = artifact::find(&cfg.pkgdir, atom) else {
         return Report::Failed {
             class: FailureClass::Infra,
@@ -481,23 +523,20 @@ fn give_up(agent: &Agent, id: JobId, attempt: u32) -> bool {
 
 /// Sends the report: a return directly (its log best effort), a finished
 /// build (its packages and its log) through the spool; each retried until
-/// the server answers.
-fn report(agent: &Agent, id: JobId, job: &Job, took_s: f64, outcome: Report, log: Option<&Path>) {
+/// the server answers. `build_pkgdir`: the build's own PKGDIR, whose outcome
+/// record goes once the build is spooled.
+fn report(
+    agent: &Agent,
+    id: JobId,
+    job: &Job,
+    took_s: f64,
+    outcome: Report,
+    log: Option<&Path>,
+    build_pkgdir: Option<&Path>,
+) {
     let atom = job.atom.as_str();
     // The farm of the work reply that leased it (`forget` drops the entry).
     let farm = agent.lock().farm_of(id);
-    // By name, not machine id: see `Agent::lease_request`.
-    let mut req = CompleteRequest {
-        id: None,
-        node_name: Some(agent.cfg.name.clone()),
-        package: Some(atom.to_string()),
-        lease: job.lease,
-        build_duration_s: Some((took_s * 10.0).round() / 10.0),
-        ..CompleteRequest::default()
-    };
-    let mut built: &[collect::Built] = &[];
-    let mut uploads: Vec<&collect::Built> = Vec::new();
-    let mut from = None;
     match &outcome {
         Report::Nothing => return,
         Report::Returned { reason } => {
@@ -509,24 +548,56 @@ fn report(agent: &Agent, id: JobId, job: &Job, took_s: f64, outcome: Report, log
             send(agent, job, "return", |a| a.client.give_back(&r));
             return;
         }
+        Report::Built { .. } | Report::Failed { .. } => {}
+    }
+    let mut req = base_request(&agent.cfg.name, job.lease, &job.atom, took_s);
+    req.epoch = agent.lock().epoch();
+    let Some(finished) = to_spool(req, &job.atom, &outcome, log, farm) else {
+        return;
+    };
+    spool::spool_and_deliver(agent, id, finished, || {
+        spooled(agent, &outcome, build_pkgdir.map(outcome::build_dir));
+    });
+}
+
+/// A report of `atom`'s build, by name (not machine id: see `Agent::lease_request`).
+fn base_request(node: &str, lease: Option<u64>, atom: &Atom, took_s: f64) -> CompleteRequest {
+    CompleteRequest {
+        id: None,
+        node_name: Some(node.to_owned()),
+        package: Some(atom.as_str().to_owned()),
+        lease,
+        build_duration_s: Some((took_s * 10.0).round() / 10.0),
+        ..CompleteRequest::default()
+    }
+}
+
+/// What the spool keeps of a built or failed build (`None` for the other reports): `req`
+/// completed with the outcome, the packages to upload and the log's compressed tail.
+fn to_spool<'a>(
+    mut req: CompleteRequest,
+    atom: &Atom,
+    outcome: &'a Report,
+    log: Option<&Path>,
+    farm: Option<String>,
+) -> Option<spool::Finished<'a>> {
+    let mut uploads: Vec<&collect::Built> = Vec::new();
+    match outcome {
+        Report::Nothing | Report::Returned { .. } => return None,
         Report::Built {
-            sha256,
-            artifacts,
-            pkgdir,
+            sha256, artifacts, ..
         } => {
             req.status = Some("success".into());
-            from = Some(pkgdir.as_path());
             req.sha256.clone_from(sha256);
             // The server takes, under this build's lease, only the package it covers;
             // whatever emerge built along stays in the drone's PKGDIR.
-            let (mine, along) = collect::split(artifacts, &job.atom);
+            let (mine, along) = collect::split(artifacts, atom);
             if !along.is_empty() {
-                tracing::info!(package = atom, kept = ?along.iter().map(|b| &b.cpv).collect::<Vec<_>>(),
+                tracing::info!(package = %atom, kept = ?along.iter().map(|b| &b.cpv).collect::<Vec<_>>(),
                     "packages built along are kept locally, not uploaded: the lease covers one version of its own package, of the slot it asks for");
             }
             req.artifacts = Some(mine.iter().map(|b| b.cpv.clone()).collect());
             uploads = mine;
-            built = artifacts;
         }
         Report::Failed { class, detail } => {
             req.status = Some("failed".into());
@@ -534,7 +605,6 @@ fn report(agent: &Agent, id: JobId, job: &Job, took_s: f64, outcome: Report, log
             req.error_detail = Some(detail.clone());
         }
     }
-    req.epoch = agent.lock().epoch();
     let log_gz = log.and_then(|p| {
         super::logs::compressed_tail(p, super::logs::UPLOAD_TEXT_BYTES)
             .map_err(
@@ -542,7 +612,7 @@ fn report(agent: &Agent, id: JobId, job: &Job, took_s: f64, outcome: Report, log
             )
             .ok()
     });
-    let finished = spool::Finished {
+    Some(spool::Finished {
         report: req,
         artifacts: uploads
             .iter()
@@ -559,12 +629,53 @@ fn report(agent: &Agent, id: JobId, job: &Job, took_s: f64, outcome: Report, log
             .collect(),
         log_gz,
         farm,
-    };
-    spool::spool_and_deliver(agent, id, finished, || {
-        if let Some(from) = from {
-            collect::keep(from, &agent.cfg.pkgdir, built);
+    })
+}
+
+/// Once a build is spooled: its outcome record goes (the spool delivers it from now on; left,
+/// the next start spooled it twice), and what it built joins the drone's PKGDIR.
+fn spooled(agent: &Agent, outcome: &Report, build_dir: Option<&Path>) {
+    if let Some(dir) = build_dir {
+        outcome::clear(dir);
+    }
+    if let Report::Built {
+        artifacts, pkgdir, ..
+    } = outcome
+    {
+        collect::keep(pkgdir, &agent.cfg.pkgdir, artifacts);
+    }
+}
+
+/// At start, before the spool is read: spools each build an earlier agent saw succeed but was
+/// killed before spooling (see `outcome`), from what the build left in its PKGDIR, so it is
+/// delivered, not built again; every other build directory is removed. A build that cannot be
+/// spooled now (a full disk) keeps its directory for the next start.
+pub(crate) fn recover(agent: &Agent) {
+    for (dir, record) in outcome::sweep(&agent.cfg.work_dir) {
+        let Ok(atom) = record.atom() else {
+            continue; // `sweep` returns only records whose atom parses
+        };
+        tracing::warn!(package = %atom, lease = %crate::logging::shown(&record.lease), dir = %dir.display(),
+            "an earlier agent was stopped after this build succeeded, before it was spooled: spooling it now instead of building it again");
+        let result = deliver(agent, &atom, record.started(), &dir.join("pkgdir"));
+        let mut req = base_request(&agent.cfg.name, record.lease, &atom, record.took_s);
+        req.epoch = record.epoch;
+        let log = record.log.is_file().then_some(record.log.as_path());
+        let Some(finished) = to_spool(req, &atom, &result, log, record.farm.clone()) else {
+            continue;
+        };
+        match spool::put(&agent.cfg.work_dir, &finished) {
+            Ok(_) => {
+                spooled(agent, &result, Some(&dir));
+                if dir.exists() {
+                    outcome::remove(&dir);
+                }
+            }
+            Err(e) => {
+                tracing::error!(package = %atom, dir = %dir.display(), "cannot spool the recovered build ({e}); its directory is kept for the next start");
+            }
         }
-    });
+    }
 }
 
 /// One report, retried until answered; logs the answer.

@@ -18,6 +18,7 @@
 //! | `agent` | threads and the main loop (work, sync, orphans, shutdown) |
 //! | `heartbeat` | the heartbeat thread and health sampling |
 //! | `job` | one build: run, classify, find what it wrote, hand it to the spool |
+//! | `outcome` | a builder's success on disk the moment it exits, spooled by the next agent if this one dies first |
 //! | `spool` | finished builds on disk, uploaded and reported until answered, across restarts |
 //! | `leftovers` | killing builds a dead agent left running |
 //! | `logs` | the compressed tail of a build log (the spool sends it), rotating the local ones |
@@ -42,6 +43,7 @@ mod homecoming;
 mod job;
 mod leftovers;
 mod logs;
+mod outcome;
 mod pkg_settings;
 mod runner;
 mod shared;
