@@ -99,6 +99,12 @@ impl ExclusiveLock {
         ExclusiveLock::lock(file)
     }
 
+    /// Takes the lock on the directory `dir` itself: unlike a lock file, a directory with
+    /// files in it cannot be deleted from under its holder.
+    pub fn take_dir(dir: &Path) -> std::io::Result<Option<ExclusiveLock>> {
+        ExclusiveLock::lock(File::open(dir)?)
+    }
+
     fn lock(file: File) -> std::io::Result<Option<ExclusiveLock>> {
         // A lock can stay held for a moment after its owner let go: a child
         // forked by another thread shares the descriptor until it execs. So
