@@ -1659,3 +1659,27 @@ fn a_hand_started_servers_private_files_are_not_world_readable() {
         "the group's bits are kept"
     );
 }
+
+/// A drone without a credential reporting another credential-less drone's live lease (a drone
+/// renamed on the same work dir) is told the lease is not its own (409 on `lease`), which the
+/// agent reads as "stop"; a 403 read as its own credential refused, retried for ever (h38 F3).
+#[test]
+fn a_report_naming_another_open_drones_lease_is_a_conflict_not_a_refused_credential() {
+    let dir = tempfile::tempdir().expect("dir");
+    let s = Server::start(dir.path(), &[]);
+    for d in ["d-old", "d-new"] {
+        let (code, v) = s.post("/api/v1/register", &json!({"node_name": d}));
+        assert_eq!(code, 200, "{v}");
+    }
+    let (code, v) = s.admin_post("/api/v1/queue", &json!({"packages": ["=dev-libs/x-1.0"]}));
+    assert_eq!(code, 200, "{v}");
+    let w = work(&s, "d-old");
+    let lease = w["lease"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("a lease: {w}"));
+    let (code, v) = s.post(
+        "/api/v1/complete",
+        &json!({"id": "d-new", "package": "=dev-libs/x-1.0", "status": "success", "lease": lease}),
+    );
+    assert_eq!((code, v["field"].as_str()), (409, Some("lease")), "{v}");
+}

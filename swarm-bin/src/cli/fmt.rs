@@ -197,6 +197,8 @@ pub(crate) fn terminal_safe(text: &str) -> String {
             }
             '\u{7f}' => out.push_str("^?"),
             c if c.is_control() => out.push('\u{fffd}'),
+            // Bidi overrides and zero-width characters, as table cells show them (h38 F4).
+            c if swarm_core::is_hidden(c) => out.push_str(&format!("<U+{:04X}>", u32::from(c))),
             c => out.push(c),
         }
     }
@@ -423,6 +425,7 @@ mod tests {
         );
         assert_eq!(terminal_safe("\u{1b}["), "^[[", "cut short");
         assert_eq!(terminal_safe("plain ü"), "plain ü");
+        assert_eq!(terminal_safe("a\u{202E}b\u{200B}"), "a<U+202E>b<U+200B>");
     }
 
     fn words(s: &str) -> Vec<&str> {

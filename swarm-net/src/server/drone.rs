@@ -595,9 +595,12 @@ fn report_reply(
                 report.package, report.drone
             );
             let refused = forbid(sh, caller, why.clone());
+            // A caller without a credential naming an enrolled drone's lease is refused as
+            // such; naming another credential-less drone's, the lease is simply not its own
+            // (h38 F3: a renamed open drone retried it for ever too).
             return Err(match caller {
-                Caller::Drone(_) => ApiError::field(409, "lease", why),
-                Caller::Legacy(_) => refused,
+                Caller::Legacy(_) if sh.creds.is_enrolled(holder.as_str()) => refused,
+                _ => ApiError::field(409, "lease", why),
             });
         }
         // A late report, or a lease-less one (v3) on a package given to another drone since:
