@@ -248,6 +248,31 @@ fn copy_out_of_lost_wal(conn: &Connection, db: &Path) -> bool {
     done.is_ok()
 }
 
+/// Moves a file that replaced the WAL out of its name once the store's own WAL was copied into
+/// the database: swarm.db holds everything then, and at the next open SQLite would replay
+/// that file's frames (an older copy of the WAL, say) over newer pages, and the store read as
+/// damaged (h38 F1).
+fn set_aside_foreign_wal(wal: &Path) {
+    if std::fs::symlink_metadata(wal).is_err() {
+        return;
+    }
+    let mut aside = wal.as_os_str().to_owned();
+    aside.push(".replaced");
+    match std::fs::rename(wal, &aside) {
+        Ok(()) => tracing::error!(
+            found = %wal.display(),
+            moved_to = %std::path::Path::new(&aside).display(),
+            "a file replaced the store's WAL; moved aside, as the database holds everything"
+        ),
+        Err(e) => tracing::error!(
+            found = %wal.display(),
+            error = %e,
+            "a file replaced the store's WAL and could not be moved aside: remove it before the \
+             next start, or that start replays it over the database"
+        ),
+    }
+}
+
 /// The writer's own checkpoints of a WAL far behind, logged while they go on.
 static FAR_BEHIND: crate::repeat_log::RepeatLog =
     crate::repeat_log::RepeatLog::new(std::time::Duration::from_secs(60));
@@ -845,6 +870,9 @@ impl Store {
                         .file
                         .wal_copied
                         .get_or_insert_with(|| copy_out_of_lost_wal(&self.conn, &self.path));
+                    if copied {
+                        set_aside_foreign_wal(&wal);
+                    }
                     return Err(StoreError::WalReplaced {
                         wal,
                         db: self.path.clone(),
