@@ -26,6 +26,19 @@ pub enum StoreError {
         /// The lock file.
         lock: PathBuf,
     },
+    /// Another process still has the lock file open though it was deleted: a server running on
+    /// the database, which a new lock file would let a second one in beside (h38 F2).
+    #[error(
+        "{path} is already open for writing by another swarm process ({holder}): it still has \
+         the lock file open, which was deleted while it ran; stop that process first (SIGTERM), \
+         or use `swarm sql` for read-only access"
+    )]
+    LockFileDeleted {
+        /// The database.
+        path: PathBuf,
+        /// `pid 123 (swarm)`.
+        holder: String,
+    },
     /// Another process writes the database although its lock file was free:
     /// the lock file was deleted under it.
     #[error(

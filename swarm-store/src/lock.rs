@@ -37,11 +37,26 @@ impl LockFile {
     /// Takes the lock or says who has it.
     pub(crate) fn acquire(db: &Path) -> Result<LockFile, StoreError> {
         let lock = lock_path(db);
+        // swarm never deletes its lock file: a new one is a first start, or one deleted.
+        let new = std::fs::symlink_metadata(&lock).is_err();
         match ExclusiveLock::take(&lock) {
-            Ok(Some(held)) => Ok(LockFile {
-                _file: held.file,
-                _wal: None,
-            }),
+            Ok(Some(held)) => {
+                let others = if new {
+                    crate::lock_holders::others_with_deleted(&lock)
+                } else {
+                    Vec::new()
+                };
+                if let Some((pid, name)) = others.first() {
+                    return Err(StoreError::LockFileDeleted {
+                        path: db.to_owned(),
+                        holder: format!("pid {pid} ({name})"),
+                    });
+                }
+                Ok(LockFile {
+                    _file: held.file,
+                    _wal: None,
+                })
+            }
             Ok(None) => Err(StoreError::Locked {
                 path: db.to_owned(),
                 lock,

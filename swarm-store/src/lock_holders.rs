@@ -52,6 +52,61 @@ pub(crate) fn others_locking(path: &Path) -> Vec<(u32, String)> {
     }
 }
 
+/// The processes other than this one that still have `path` open although it was deleted
+/// (`/proc/PID/fd` links read `<path> (deleted)`), empty when none does or the system will not
+/// say. A server whose lock file, WAL and `-shm` were all deleted holds no lock a second one can
+/// see, but it still has its lock file open (h38 F2: a second server was let in beside it).
+pub(crate) fn others_with_deleted(path: &Path) -> Vec<(u32, String)> {
+    #[cfg(target_os = "linux")]
+    {
+        let Some(parent) = path.parent().and_then(|p| {
+            if p.as_os_str().is_empty() {
+                std::env::current_dir().ok()
+            } else {
+                std::fs::canonicalize(p).ok()
+            }
+        }) else {
+            return Vec::new();
+        };
+        let Some(name) = path.file_name() else {
+            return Vec::new();
+        };
+        let mut wanted = parent.join(name).into_os_string();
+        wanted.push(" (deleted)");
+        let me = std::process::id();
+        let Ok(procs) = std::fs::read_dir("/proc") else {
+            return Vec::new();
+        };
+        let mut found = Vec::new();
+        for p in procs.flatten() {
+            let Some(pid) = p.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+                continue;
+            };
+            if pid == me {
+                continue;
+            }
+            let Ok(fds) = std::fs::read_dir(p.path().join("fd")) else {
+                continue;
+            };
+            if fds
+                .flatten()
+                .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|l| l.as_os_str() == wanted))
+            {
+                let name = std::fs::read_to_string(p.path().join("comm"))
+                    .map(|n| n.trim().to_owned())
+                    .unwrap_or_else(|_| "?".into());
+                found.push((pid, name));
+            }
+        }
+        found
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = path;
+        Vec::new()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
