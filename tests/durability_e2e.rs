@@ -1342,3 +1342,24 @@ fn readers_in_other_processes_do_not_take_the_running_server_down() {
     let (_, status) = s.get("/api/v1/status");
     assert_eq!(status["total"], json!(n), "{status}");
 }
+
+/// A file-size limit (ulimit -f) met while the store opens fails the open with a message that
+/// names it; SIGXFSZ killed the server there without a word (h38: an upgrade's copy of the store).
+#[test]
+fn a_file_size_limit_met_while_the_store_opens_is_a_refused_start_not_a_silent_death() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -f 8; exec \"$0\" serve --listen 127.0.0.1:0 --data-dir \"$1\"")
+        .arg(swarm_bin())
+        .arg(&data)
+        .env("SELF_HEAL_ENABLED", "false")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run swarm serve under ulimit -f");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{:?}: {stderr}", out.status);
+    assert!(stderr.contains("cannot open the store"), "{stderr}");
+    assert!(stderr.contains("ulimit -f"), "{stderr}");
+}

@@ -148,10 +148,9 @@ fn finish_within(limit: Duration, close: impl FnOnce() + Send + 'static) -> bool
 /// SIGTERM and SIGINT set `stop`; a second one while the first is handled
 /// exits at once with code 1, as a `kill -9` would end it (everything
 /// acknowledged is durable), for a close that waits on a disk that does
-/// not answer. SIGXFSZ is ignored: a file-size limit (ulimit -f) must fail
-/// the write, which the store reports and health shows, not kill the server.
+/// not answer.
 fn install_signals(stop: &Arc<AtomicBool>) -> anyhow::Result<()> {
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGXFSZ};
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     // SIGHUP too: a server in a terminal that closes (an SSH session that
     // drops) otherwise dies by the default action, unlogged and without
     // closing the store.
@@ -162,8 +161,17 @@ fn install_signals(stop: &Arc<AtomicBool>) -> anyhow::Result<()> {
         signal_hook::flag::register(sig, stop.clone())
             .with_context(|| format!("cannot install the {name} handler"))?;
     }
-    signal_hook::flag::register(SIGXFSZ, Arc::new(AtomicBool::new(false)))
-        .context("cannot install the SIGXFSZ handler")?;
+    Ok(())
+}
+
+/// SIGXFSZ is ignored: a file-size limit (ulimit -f) must fail the write, which the store
+/// reports (at open, as a refused start) and health shows, not kill the server.
+fn ignore_file_size_signal() -> anyhow::Result<()> {
+    signal_hook::flag::register(
+        signal_hook::consts::SIGXFSZ,
+        Arc::new(AtomicBool::new(false)),
+    )
+    .context("cannot install the SIGXFSZ handler")?;
     Ok(())
 }
 
@@ -374,6 +382,9 @@ fn start(s: &Settings, accept_loss: bool) -> anyhow::Result<Started> {
         );
     }
     let binhost_root = opts.binhost.root.clone();
+    // Before the store opens: its first writes (a replay's, an upgrade's copy of the store) may
+    // meet a file-size limit too, which killed the server without a word (h38).
+    ignore_file_size_signal()?;
     let running = server::start(opts)?;
     if let Some((dir, mode)) = swarm_net::binhost::closed_to_others(&binhost_root) {
         tracing::warn!(
