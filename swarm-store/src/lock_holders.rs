@@ -36,14 +36,7 @@ pub(crate) fn others_locking(path: &Path) -> Vec<(u32, String)> {
             .collect();
         pids.sort_unstable();
         pids.dedup();
-        pids.into_iter()
-            .map(|pid| {
-                let name = std::fs::read_to_string(format!("/proc/{pid}/comm"))
-                    .map(|n| n.trim().to_owned())
-                    .unwrap_or_else(|_| "?".into());
-                (pid, name)
-            })
-            .collect()
+        pids.into_iter().map(named).collect()
     }
     #[cfg(not(target_os = "linux"))]
     {
@@ -77,7 +70,7 @@ pub(crate) fn others_with_deleted(path: &Path) -> Vec<(u32, String)> {
         let Ok(procs) = std::fs::read_dir("/proc") else {
             return Vec::new();
         };
-        let mut found = Vec::new();
+        let mut pids = Vec::new();
         for p in procs.flatten() {
             let Some(pid) = p.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
                 continue;
@@ -92,19 +85,25 @@ pub(crate) fn others_with_deleted(path: &Path) -> Vec<(u32, String)> {
                 .flatten()
                 .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|l| l.as_os_str() == wanted))
             {
-                let name = std::fs::read_to_string(p.path().join("comm"))
-                    .map(|n| n.trim().to_owned())
-                    .unwrap_or_else(|_| "?".into());
-                found.push((pid, name));
+                pids.push(pid);
             }
         }
-        found
+        pids.into_iter().map(named).collect()
     }
     #[cfg(not(target_os = "linux"))]
     {
         let _ = path;
         Vec::new()
     }
+}
+
+/// A pid with its command name (`?` when it cannot be read).
+#[cfg(target_os = "linux")]
+fn named(pid: u32) -> (u32, String) {
+    let name = std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .map(|n| n.trim().to_owned())
+        .unwrap_or_else(|_| "?".into());
+    (pid, name)
 }
 
 #[cfg(test)]

@@ -446,8 +446,9 @@ fn health_reason(t: &HealthThresholds, s: &HealthSample) -> String {
 /// and the builder's program is there to run.
 fn self_check(agent: &Agent) -> bool {
     let name = format!(".self-check.{}", std::process::id());
-    let dirs = agent.cfg.written_dirs();
-    let writable = [&dirs[0], &dirs[2]].iter().all(|d| {
+    // PKGDIR is not probed, as before the spool was added.
+    let [work_dir, _pkgdir, spool] = agent.cfg.written_dirs();
+    let writable = [work_dir, spool].iter().all(|d| {
         let probe = d.join(&name);
         std::fs::write(&probe, b"ok").is_ok() && std::fs::remove_file(&probe).is_ok()
     });
