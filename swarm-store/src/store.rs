@@ -449,8 +449,10 @@ impl Store {
                         0,
                         &format!(
                             "the database is another store (id {id}) than the one whose inputs \
-                             were acknowledged (id {})",
-                            a.store_id
+                             were acknowledged (id {}, in {}): swarm.db* were replaced, or that \
+                             marker was",
+                            a.store_id,
+                            acked::marker_path(&path).display()
                         ),
                     )?;
                 } else if let Some(ran) = id_file::read(&path).filter(|ran| *ran != id) {
@@ -471,7 +473,12 @@ impl Store {
             }
             None => {
                 if loss.found.is_empty() && loss.acked.is_some() {
-                    loss.missing(0, "the database was created anew (it has no store id)")?;
+                    loss.missing(
+                        0,
+                        "the database has no store id: it was created anew, or the commits \
+                         that gave it one were only in a -wal file that is gone (deleted, \
+                         replaced, or not copied in before a crash)",
+                    )?;
                 }
                 let id = new_store_id();
                 let tx = conn.savepoint()?;

@@ -683,3 +683,23 @@ fn a_marker_beside_a_links_target_is_read_and_moved_beside_the_link() {
     assert!(new.is_file(), "the marker is beside the link now");
     assert!(!old.exists(), "and gone from its old place");
 }
+
+/// Only the marker is another store's: the refusal says the marker may be the file that is foreign.
+#[test]
+fn another_stores_marker_beside_ours_is_refused_naming_the_marker() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ours = dir.path().join("ours");
+    let theirs = dir.path().join("theirs");
+    std::fs::create_dir_all(&ours).expect("mkdir");
+    std::fs::create_dir_all(&theirs).expect("mkdir");
+    let db = ours.join("swarm.db");
+    drop(Store::open(&db, opts(1)).expect("open ours"));
+    drop(Store::open(theirs.join("swarm.db"), opts(1)).expect("open theirs"));
+    std::fs::copy(theirs.join("swarm.db.acked"), ours.join("swarm.db.acked")).expect("replace");
+    let msg = format!("{:#}", Store::open(&db, opts(1)).expect_err("refused"));
+    assert!(msg.contains("another store"), "{msg}");
+    assert!(
+        msg.contains("or that marker was") && msg.contains("swarm.db.acked"),
+        "says the marker may be the foreign file: {msg}"
+    );
+}
