@@ -283,17 +283,23 @@ fn the_files_from_before_an_accepted_loss_put_back_with_their_marker_are_refused
     assert!(store.open_report().loss.is_some());
 }
 
+/// Two stores, `ours` and `theirs`, each opened and closed once in a directory of its own.
+fn two_stores(dir: &Path) -> (PathBuf, PathBuf) {
+    let [ours, theirs] = ["ours", "theirs"].map(|name| {
+        let d = dir.join(name);
+        std::fs::create_dir_all(&d).expect("mkdir");
+        drop(Store::open(d.join("swarm.db"), opts(1)).expect("open"));
+        d
+    });
+    (ours, theirs)
+}
+
 /// Another farm's whole set of files (database, WAL, marker) in this data dir's place.
 #[test]
 fn another_farms_files_with_their_marker_are_refused() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let ours = dir.path().join("ours");
-    let theirs = dir.path().join("theirs");
-    std::fs::create_dir_all(&ours).expect("mkdir");
-    std::fs::create_dir_all(&theirs).expect("mkdir");
+    let (ours, theirs) = two_stores(dir.path());
     let db = ours.join("swarm.db");
-    drop(Store::open(&db, opts(1)).expect("open ours"));
-    drop(Store::open(theirs.join("swarm.db"), opts(1)).expect("open theirs"));
     for name in ["swarm.db", "swarm.db.acked"] {
         std::fs::copy(theirs.join(name), ours.join(name)).expect("replace");
     }
@@ -688,13 +694,8 @@ fn a_marker_beside_a_links_target_is_read_and_moved_beside_the_link() {
 #[test]
 fn another_stores_marker_beside_ours_is_refused_naming_the_marker() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let ours = dir.path().join("ours");
-    let theirs = dir.path().join("theirs");
-    std::fs::create_dir_all(&ours).expect("mkdir");
-    std::fs::create_dir_all(&theirs).expect("mkdir");
+    let (ours, theirs) = two_stores(dir.path());
     let db = ours.join("swarm.db");
-    drop(Store::open(&db, opts(1)).expect("open ours"));
-    drop(Store::open(theirs.join("swarm.db"), opts(1)).expect("open theirs"));
     std::fs::copy(theirs.join("swarm.db.acked"), ours.join("swarm.db.acked")).expect("replace");
     let msg = format!("{:#}", Store::open(&db, opts(1)).expect_err("refused"));
     assert!(msg.contains("another store"), "{msg}");
