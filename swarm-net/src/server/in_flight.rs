@@ -35,14 +35,18 @@ impl InFlight {
         }
     }
 
-    /// How long the oldest call in flight has been running.
+    /// How long the oldest call in flight has been running, at least: both
+    /// ends are whole milliseconds cut down, so the difference can be up to
+    /// 1 ms more than the call's age, and a call 9,999.5 ms old read as 10 s,
+    /// turning health 503 before the 10 s it promises (a CI run of
+    /// `disk_faults` caught it).
     pub(crate) fn age(&self, now_ms: u64) -> Option<Duration> {
         self.since_ms
             .iter()
             .map(|slot| slot.load(Ordering::SeqCst))
             .filter(|since| *since != 0)
             .min()
-            .map(|since| Duration::from_millis(now_ms.saturating_sub(since)))
+            .map(|since| Duration::from_millis(now_ms.saturating_sub(since).saturating_sub(1)))
     }
 }
 
@@ -68,11 +72,11 @@ mod tests {
         let first = w.begin(100);
         // A second fsync meanwhile: the oldest start counts.
         let second = w.begin(200);
-        assert_eq!(w.age(12_100), Some(Duration::from_secs(12)));
+        assert_eq!(w.age(12_101), Some(Duration::from_secs(12)));
         w.end(first);
         // The first returned, the second still hangs: still seen, from its own start.
         assert_eq!(
-            w.age(12_200),
+            w.age(12_201),
             Some(Duration::from_secs(12)),
             "the second still runs"
         );
@@ -81,7 +85,7 @@ mod tests {
         // Two starting in the same millisecond end apart.
         let (a, b) = (w.begin(20_000), w.begin(20_000));
         w.end(a);
-        assert_eq!(w.age(20_250), Some(Duration::from_millis(250)));
+        assert_eq!(w.age(20_251), Some(Duration::from_millis(250)));
         w.end(b);
         assert_eq!(w.age(20_250), None);
     }
