@@ -25,6 +25,9 @@ fn atom_at(text: &str, field: impl FnOnce() -> String) -> Result<Atom, ApiError>
 
 pub(crate) fn queue(sh: &Shared, req: &mut Request) -> Result<Reply, ApiError> {
     let body = read_body(req, sh.max_body)?;
+    if body.len() >= super::bulk_nice::BULK_BYTES {
+        super::bulk_nice::yield_to_drones();
+    }
     let r: QueueRequest = parse_json(&body)?;
     if r.packages.is_empty() {
         // v3 answers an empty list with this exact error; its tools check for it.

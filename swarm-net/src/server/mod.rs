@@ -20,6 +20,7 @@ mod admin;
 mod artifacts;
 mod auth;
 mod binhost;
+mod bulk_nice;
 mod by_cpv;
 mod claims;
 mod creds;
