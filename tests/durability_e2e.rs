@@ -823,16 +823,30 @@ fn a_spool_delivery_slower_than_the_offline_timeout_keeps_the_drone_online_and_i
         s["counts"]["built"] == 1
     });
     assert_eq!(drone.wait_exit(30), Some(0), "{}", read_log());
+    let (builds, history) = builds_of(&server, atom);
+    assert_eq!(builds, [(Some("success".into()), Some(lease))], "{history}");
+    drop(drone);
+}
+
+/// One build in the history: its outcome and its lease.
+type HistoryBuild = (Option<String>, Option<u64>);
+
+/// `atom`'s builds in the server's history, and the history for messages.
+fn builds_of(server: &Server, atom: &str) -> (Vec<HistoryBuild>, Value) {
     let (_, history) = server.get("/api/v1/history?limit=100");
-    let builds: Vec<(Option<&str>, Option<u64>)> = history["builds"]
+    let builds = history["builds"]
         .as_array()
         .expect("builds")
         .iter()
         .filter(|b| b["package"] == format!("={atom}"))
-        .map(|b| (b["outcome"].as_str(), b["lease"].as_u64()))
+        .map(|b| {
+            (
+                b["outcome"].as_str().map(str::to_owned),
+                b["lease"].as_u64(),
+            )
+        })
         .collect();
-    assert_eq!(builds, [(Some("success"), Some(lease))], "{history}");
-    drop(drone);
+    (builds, history)
 }
 
 /// Farm `b` (a new store) gets `atom` queued and leases it to drone `name`
@@ -1362,4 +1376,64 @@ fn a_file_size_limit_met_while_the_store_opens_is_a_refused_start_not_a_silent_d
     assert_eq!(out.status.code(), Some(1), "{:?}: {stderr}", out.status);
     assert!(stderr.contains("cannot open the store"), "{stderr}");
     assert!(stderr.contains("ulimit -f"), "{stderr}");
+}
+
+/// A finished build the spool could not take is delivered from its own files; the agent told to
+/// leave at once meanwhile keeps that build's directory and outcome record, says no goodbye (it
+/// would give the lease back), and the next start delivers the build under its lease. Before,
+/// the directory went with the agent and the goodbye gave the lease back: the package was built
+/// a second time (h39, a review).
+#[test]
+fn a_build_the_spool_could_not_take_survives_an_agent_told_to_leave_at_once() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let atom = "dev-libs/unspooled-1.0";
+    let (server, mut drone, sizes) = start_one_build(dir.path(), atom, "drone-u", 30, &[]);
+    let lease = queue_status(&server, &format!("={atom}"))["lease"]
+        .as_u64()
+        .expect("the build's lease");
+    // The spool cannot be written (a file in its place), and the server
+    // cannot store the package (507, retried).
+    let spool = dir.path().join("drone-u").join("spool");
+    let _ = std::fs::remove_dir_all(&spool);
+    std::fs::write(&spool, b"in the way").expect("block the spool");
+    let blocked = server.data_dir.join("staging/dev-libs");
+    let _ = std::fs::remove_dir_all(&blocked);
+    std::fs::write(&blocked, b"in the way").expect("block the category dir");
+    let log = drone.log.clone();
+    let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    wait_until(60, "the unspooled upload to be retried", || {
+        let text = read_log();
+        text.contains("cannot spool the finished build") && text.contains("artifact upload failed")
+    });
+    for _ in 0..3 {
+        drone.signal(rustix::process::Signal::TERM);
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    assert_eq!(drone.wait_exit(30), Some(0), "{}", read_log());
+    assert!(
+        read_log().contains("not telling the server this drone stopped"),
+        "{}",
+        read_log()
+    );
+    std::fs::remove_file(&spool).expect("unblock the spool");
+    std::fs::remove_file(&blocked).expect("unblock the category dir");
+    let env = [("SWARM_STANDIN_SIZES", sizes.as_str())];
+    let drone = Drone::start(&server, dir.path(), "drone-u", &DRONE_TOKEN, &env);
+    server.wait_for(60, "the build to be delivered", |s| {
+        s["counts"]["built"] == 1
+    });
+    let (builds, history) = builds_of(&server, atom);
+    assert_eq!(
+        builds,
+        [(Some("success".into()), Some(lease))],
+        "built once, under its lease: {history}\n{}",
+        drone.log_text()
+    );
+    assert!(
+        drone
+            .log_text()
+            .contains("spooling it now instead of building it again"),
+        "{}",
+        drone.log_text()
+    );
 }

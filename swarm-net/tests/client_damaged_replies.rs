@@ -51,3 +51,26 @@ fn a_reply_cut_off_is_a_transport_failure() {
     assert!(e.is_worth_retrying(), "{e}");
     assert!(e.to_string().contains("the reply was cut off"), "{e}");
 }
+
+/// A report's 200 whose JSON is not swarm's answer (`{}`, a gateway's own JSON) does not count
+/// as answered: the agent removed the spooled build on it (h39, a review).
+#[test]
+fn a_report_answered_with_json_that_is_not_a_report_answer_is_worth_retrying() {
+    for reply in [
+        &b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"[..],
+        &b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 20\r\n\r\n{\"gateway\":\"queued\"}"[..],
+    ] {
+        let (url, server) = one_reply(reply);
+        let client = Client::new(url, Duration::from_secs(10));
+        let req = swarm_net::wire::CompleteRequest {
+            package: Some("=dev-libs/a-1".into()),
+            status: Some("success".into()),
+            lease: Some(1),
+            ..Default::default()
+        };
+        let e = client.complete(&req).expect_err("not an answer to a report");
+        server.join().expect("server");
+        assert!(matches!(e, ClientError::Decode { .. }), "{e}");
+        assert!(e.is_worth_retrying(), "{e}");
+    }
+}

@@ -69,11 +69,13 @@ fn an_upload_longer_than_the_call_timeout_still_lands() {
     assert!(server.join().expect("server") >= 3 << 20);
 }
 
-/// An upload check has no body to wait for: a server that takes it and never answers fails it
-/// within the call's timeout, not the ten minutes an uploaded package's answer may take (h36
-/// F3: one stalled check held a drone's delivery for 587 s after the server recovered).
-#[test]
-fn an_upload_check_nobody_answers_fails_within_the_call_timeout() {
+/// A server that takes one request's head (and whatever else one read gets) and never answers,
+/// until the client gave up (a send on the sender) or 60 s passed.
+fn silent_server() -> (
+    String,
+    std::sync::mpsc::Sender<()>,
+    std::thread::JoinHandle<()>,
+) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
@@ -81,26 +83,62 @@ fn an_upload_check_nobody_answers_fails_within_the_call_timeout() {
         let (mut conn, _) = listener.accept().expect("accept");
         let mut head = [0u8; 4096];
         let _ = conn.read(&mut head);
-        // Holds the connection, answering nothing, until the client gave up (or 60 s).
         let _ = done_rx.recv_timeout(Duration::from_secs(60));
     });
+    (url, done_tx, server)
+}
+
+/// Runs `call` against a server that never answers; returns how long it waited and its error.
+fn against_silence(
+    call: impl FnOnce(&Client) -> Result<(), swarm_net::client::ClientError>,
+) -> (Duration, swarm_net::client::ClientError) {
+    let (url, done_tx, server) = silent_server();
     let client = Client::new(url, Duration::from_secs(2));
     let started = Instant::now();
-    let e = client
-        .check_artifact_for_lease(
-            "dev-libs",
-            "a-1.gpkg.tar",
-            1 << 20,
-            &"0".repeat(64),
-            &Binding::default(),
-        )
-        .expect_err("nobody answered");
+    let e = call(&client).expect_err("nobody answered");
     let waited = started.elapsed();
     let _ = done_tx.send(());
     server.join().expect("server");
+    (waited, e)
+}
+
+/// An upload check has no body to wait for: a server that takes it and never answers fails it
+/// within the call's timeout, not the ten minutes an uploaded package's answer may take (h36
+/// F3: one stalled check held a drone's delivery for 587 s after the server recovered).
+#[test]
+fn an_upload_check_nobody_answers_fails_within_the_call_timeout() {
+    let (waited, e) = against_silence(|client| {
+        client
+            .check_artifact_for_lease(
+                "dev-libs",
+                "a-1.gpkg.tar",
+                1 << 20,
+                &"0".repeat(64),
+                &Binding::default(),
+            )
+            .map(|_| ())
+    });
     assert!(e.is_transport(), "{e}");
     assert!(
         waited < Duration::from_secs(30),
         "the check waited {waited:?} for an answer"
+    );
+}
+
+/// A build log (at most 1 MiB of text, gzipped) is no package to validate: a server that takes
+/// it and never answers fails it within the call's timeout. On the bulk agent each try waited
+/// ten minutes, three tries before a return was even sent (h39, a review).
+#[test]
+fn a_log_upload_nobody_answers_fails_within_the_call_timeout() {
+    let gzip = vec![0x1fu8; 64 * 1024];
+    let (waited, e) = against_silence(|client| {
+        client
+            .put_log(7, "dev-libs/a-1", "drone-1", None, &gzip)
+            .map(|_| ())
+    });
+    assert!(e.is_transport(), "{e}");
+    assert!(
+        waited < Duration::from_secs(30),
+        "the log upload waited {waited:?} for an answer"
     );
 }

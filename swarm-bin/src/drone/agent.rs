@@ -16,7 +16,7 @@ use super::backoff::Backoff;
 use super::shared::Agent;
 use super::shutdown::Phase;
 use super::state::State;
-use super::{facts, heartbeat, homecoming, job, shutdown, spool};
+use super::{facts, heartbeat, homecoming, job, outcome, shutdown, spool};
 use anyhow::Context;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -88,11 +88,13 @@ fn say_goodbye(agent: &Agent) {
     // too: the next agent's delivery would then be stale, and the package
     // built again. Without it the leases wait for the next start (or, if
     // none comes, for the offline timeout).
-    let kept = spool::waiting(&cfg.work_dir);
+    // A build whose builder succeeded but which was not spooled yet (the agent was told to
+    // leave while it read the packages) counts too: its record brings it back at the next start.
+    let kept = spool::waiting(&cfg.work_dir) + outcome::pending(&cfg.work_dir);
     if kept > 0 {
         tracing::warn!(
             builds = kept,
-            "not telling the server this drone stopped: finished builds wait in the spool under their leases, \
+            "not telling the server this drone stopped: finished builds wait in the spool or in their build directories under their leases, \
              which a goodbye would give back; the next start delivers them (meanwhile the drone shows as suspect, then offline)"
         );
         return;
@@ -318,6 +320,7 @@ fn give_back_orphan(agent: &Agent, lease: u64, package: &str) {
 fn run_sync(agent: &Agent, expected: &str) -> bool {
     let cfg = &agent.cfg;
     let log = cfg.log_dir.join("portage-sync.log");
+    super::logs::roll_over(&log, super::logs::APPENDED_LOG_BYTES);
     let argv = match super::config::sync_argv(&cfg.sync_command, expected) {
         Ok(a) => a,
         Err(e) => {

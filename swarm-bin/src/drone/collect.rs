@@ -196,9 +196,9 @@ pub(crate) fn keep(build_pkgdir: &Path, pkgdir: &Path, built: &[Built]) {
         let moved = to
             .parent()
             .map_or(Ok(()), std::fs::create_dir_all)
-            .and_then(|()| std::fs::rename(&b.path, &to));
+            .and_then(|()| move_file(&b.path, &to));
         if let Err(e) = moved {
-            tracing::debug!(from = %b.path.display(), to = %to.display(), "keeping the package failed: {e}");
+            tracing::warn!(from = %b.path.display(), to = %to.display(), "cannot keep the package in the drone's PKGDIR ({e}); the server has its copy");
         }
     }
     if let Some(build_dir) = build_pkgdir.parent() {
@@ -208,9 +208,69 @@ pub(crate) fn keep(build_pkgdir: &Path, pkgdir: &Path, built: &[Built]) {
     }
 }
 
+/// Renames `from` to `to`, or, across file systems (a PKGDIR on a mount of its own, where a
+/// rename fails and the build's copy was then removed with its directory), copies it under a
+/// temporary name beside `to`, syncs it, renames it into place and removes `from`.
+fn move_file(from: &Path, to: &Path) -> std::io::Result<()> {
+    match std::fs::rename(from, to) {
+        Err(e) if e.kind() == std::io::ErrorKind::CrossesDevices => {
+            let mut tmp = to.as_os_str().to_owned();
+            tmp.push(".swarm-moving");
+            let tmp = std::path::PathBuf::from(tmp);
+            let copied = std::fs::copy(from, &tmp)
+                .and_then(|_| std::fs::File::open(&tmp)?.sync_all())
+                .and_then(|()| std::fs::rename(&tmp, to));
+            if copied.is_err() {
+                let _ = std::fs::remove_file(&tmp);
+            }
+            copied?;
+            std::fs::remove_file(from)
+        }
+        other => other,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A PKGDIR on another file system (here `/dev/shm`, a tmpfs) gets the packages: a rename
+    /// fails there, and the build directory's removal took them with it.
+    #[test]
+    fn packages_are_kept_in_a_pkgdir_on_another_file_system() {
+        use std::os::unix::fs::MetadataExt;
+        let build = tempfile::tempdir().expect("temp dir");
+        let pkgdir = tempfile::tempdir_in("/dev/shm").expect("a dir on /dev/shm");
+        let dev = |p: &Path| std::fs::metadata(p).expect("metadata").dev();
+        assert_ne!(
+            dev(build.path()),
+            dev(pkgdir.path()),
+            "the test needs two file systems"
+        );
+        let build_pkgdir = build.path().join("b1/pkgdir");
+        let file = build_pkgdir.join("dev-libs/foo-1.0.gpkg.tar");
+        std::fs::create_dir_all(file.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&file, b"package").expect("write");
+        let built = [Built {
+            path: file.clone(),
+            cpv: "dev-libs/foo-1.0".into(),
+            upload_name: "foo-1.0.gpkg.tar".into(),
+            size: 7,
+            sha256: String::new(),
+            slot: None,
+        }];
+        keep(&build_pkgdir, pkgdir.path(), &built);
+        let kept = pkgdir.path().join("dev-libs/foo-1.0.gpkg.tar");
+        assert_eq!(std::fs::read(&kept).expect("kept"), b"package");
+        assert!(!build.path().join("b1").exists(), "the build dir went");
+        assert_eq!(
+            std::fs::read_dir(pkgdir.path().join("dev-libs"))
+                .expect("dir")
+                .count(),
+            1,
+            "no temporary file is left"
+        );
+    }
 
     #[test]
     fn a_package_without_readable_metadata_is_named_by_its_path() {

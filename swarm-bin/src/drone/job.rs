@@ -360,7 +360,7 @@ fn run(agent: &Agent, id: JobId) {
     };
 
     let job = job_of(agent, id).unwrap_or(job);
-    report(
+    let stays = report(
         agent,
         id,
         &job,
@@ -370,8 +370,9 @@ fn run(agent: &Agent, id: JobId) {
         Some(&build_pkgdir),
     );
     // Whatever the build wrote is in the drone's PKGDIR or the spool by now
-    // (or was never wanted): its own directory goes, whatever the outcome.
-    if build_pkgdir.exists() {
+    // (or was never wanted): its own directory goes, whatever the outcome,
+    // unless it is the only copy of a build not delivered.
+    if build_pkgdir.exists() && !stays {
         collect::keep(&build_pkgdir, &cfg.pkgdir, &[]);
     }
     super::logs::rotate(
@@ -524,7 +525,8 @@ fn give_up(agent: &Agent, id: JobId, attempt: u32) -> bool {
 /// Sends the report: a return directly (its log best effort), a finished
 /// build (its packages and its log) through the spool; each retried until
 /// the server answers. `build_pkgdir`: the build's own PKGDIR, whose outcome
-/// record goes once the build is spooled.
+/// record goes once the build is spooled. True when the build's directory must
+/// stay (see `spool::spool_and_deliver`).
 fn report(
     agent: &Agent,
     id: JobId,
@@ -533,12 +535,12 @@ fn report(
     outcome: Report,
     log: Option<&Path>,
     build_pkgdir: Option<&Path>,
-) {
+) -> bool {
     let atom = job.atom.as_str();
     // The farm of the work reply that leased it (`forget` drops the entry).
     let farm = agent.lock().farm_of(id);
     match &outcome {
-        Report::Nothing => return,
+        Report::Nothing => return false,
         Report::Returned { reason } => {
             if let Some(log) = log {
                 super::logs::upload(agent, job, farm.as_deref(), log);
@@ -546,18 +548,18 @@ fn report(
             let mut r = agent.lease_request(job.lease, atom, farm);
             r.reason = Some(reason.clone());
             send(agent, job, "return", |a| a.client.give_back(&r));
-            return;
+            return false;
         }
         Report::Built { .. } | Report::Failed { .. } => {}
     }
     let mut req = base_request(&agent.cfg.name, job.lease, &job.atom, took_s);
     req.epoch = agent.lock().epoch();
     let Some(finished) = to_spool(req, &job.atom, &outcome, log, farm) else {
-        return;
+        return false;
     };
     spool::spool_and_deliver(agent, id, finished, || {
         spooled(agent, &outcome, build_pkgdir.map(outcome::build_dir));
-    });
+    })
 }
 
 /// A report of `atom`'s build, by name (not machine id: see `Agent::lease_request`).

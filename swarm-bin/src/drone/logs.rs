@@ -130,6 +130,22 @@ pub(crate) fn rotate(dir: &Path, keep: usize, keep_bytes: u64) {
     }
 }
 
+/// A log the agent appends to run after run (`portage-sync.log`) past this size is moved to
+/// `<name>.1` before the next run: the directory's rotation leaves it alone (it is no build's),
+/// and a sync retried every 15 minutes appended its whole output each time, without end.
+pub(crate) const APPENDED_LOG_BYTES: u64 = 8 * 1024 * 1024;
+
+/// Moves `path` to `<path>.1` (replacing an older one) when it is over `max` bytes; best effort.
+pub(crate) fn roll_over(path: &Path, max: u64) {
+    if std::fs::metadata(path).is_ok_and(|m| m.len() > max) {
+        let mut old = path.as_os_str().to_owned();
+        old.push(".1");
+        if let Err(e) = std::fs::rename(path, &old) {
+            tracing::warn!(log = %path.display(), "cannot move the log aside: {e}");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -203,5 +219,20 @@ mod tests {
         assert!(!is_build_log("20240101_install.log"), "no <cat>_<pf>");
         assert!(!is_build_log("nolease_notmine.log"));
         assert!(!is_build_log("_dev-libs_foo-1.log"));
+    }
+
+    #[test]
+    fn an_appended_log_over_its_bound_is_moved_aside_once_and_replaces_the_older_copy() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let log = dir.path().join("portage-sync.log");
+        let old = dir.path().join("portage-sync.log.1");
+        std::fs::write(&log, b"1234").expect("write");
+        roll_over(&log, 4);
+        assert!(log.exists() && !old.exists(), "at its bound it stays");
+        std::fs::write(&old, b"older").expect("write");
+        std::fs::write(&log, b"12345").expect("write");
+        roll_over(&log, 4);
+        assert!(!log.exists(), "over its bound it is moved");
+        assert_eq!(std::fs::read(&old).expect("moved"), b"12345");
     }
 }

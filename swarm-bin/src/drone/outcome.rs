@@ -127,6 +127,16 @@ pub(crate) fn sweep(work_dir: &Path) -> Vec<(PathBuf, Record)> {
     found
 }
 
+/// How many build directories hold a recorded success not yet spooled: builds the next start
+/// delivers under their leases, which a goodbye would give back.
+pub(crate) fn pending(work_dir: &Path) -> usize {
+    std::fs::read_dir(work_dir.join("builds")).map_or(0, |d| {
+        d.flatten()
+            .filter(|e| std::fs::symlink_metadata(e.path().join(FILE)).is_ok_and(|m| m.is_file()))
+            .count()
+    })
+}
+
 /// Removes a build directory; best effort.
 pub(crate) fn remove(dir: &Path) {
     if let Err(e) = std::fs::remove_dir_all(dir) {

@@ -584,6 +584,8 @@ fn redeliver(agent: &Agent, entries: Vec<(PathBuf, Entry)>) {
                 }
                 return;
             }
+            // Refused: `finish_report` logged it, and the entry is gone.
+            Delivered::Refused => {}
             other => {
                 tracing::info!(package = %crate::logging::shown(&entry.report.package), result = ?other, "spooled build delivered")
             }
@@ -885,8 +887,17 @@ fn should_stop(agent: &Agent, by: By) -> Option<Stopped> {
 
 /// Spools a finished build and delivers it. `spooled` runs as soon as the
 /// build's own files are no longer needed where they are (once spooled, or
-/// after delivery when the spool could not be written).
-pub(crate) fn spool_and_deliver(agent: &Agent, id: JobId, f: Finished<'_>, spooled: impl FnOnce()) {
+/// after delivery when the spool could not be written). True when they are
+/// still needed: the spool could not take the build and the agent left
+/// before delivering it, so its directory (with its outcome record) must
+/// stay for the next start.
+#[must_use]
+pub(crate) fn spool_and_deliver(
+    agent: &Agent,
+    id: JobId,
+    f: Finished<'_>,
+    spooled: impl FnOnce(),
+) -> bool {
     let entry = Entry::of(&f);
     let path = match put(&agent.cfg.work_dir, &f) {
         Ok(p) => p,
@@ -900,13 +911,16 @@ pub(crate) fn spool_and_deliver(agent: &Agent, id: JobId, f: Finished<'_>, spool
             };
             match deliver(agent, &scratch, &entry, &src, By::Job(id)) {
                 Delivered::Kept(why) => {
-                    tracing::error!(package = %crate::logging::shown(&entry.report.package), why, "build not delivered");
+                    // Its outcome record and its directory stay: the next start spools it
+                    // from there. Removed, the build was lost (h39, a review).
+                    tracing::error!(package = %crate::logging::shown(&entry.report.package), why, "build not delivered; the next start delivers it from its build directory");
+                    return true;
                 }
                 Delivered::Refused | Delivered::Elsewhere => not_recorded(agent, id),
                 Delivered::Answered | Delivered::Revoked => {}
             }
             spooled();
-            return;
+            return false;
         }
     };
     spooled();
@@ -917,6 +931,7 @@ pub(crate) fn spool_and_deliver(agent: &Agent, id: JobId, f: Finished<'_>, spool
         Delivered::Refused | Delivered::Elsewhere => not_recorded(agent, id),
         Delivered::Answered | Delivered::Revoked => {}
     }
+    false
 }
 
 /// Nothing of the job reached its lease's farm: should that farm go on

@@ -39,9 +39,22 @@ impl Client {
         Ok(lenient(value))
     }
 
-    /// `POST /api/v1/complete`: the outcome of a leased build.
+    /// `POST /api/v1/complete`: the outcome of a leased build. A 200 whose JSON does not say
+    /// `"status":"ok"` (as swarm and v3 always do) is no answer to it: `{}` or a gateway's own
+    /// JSON read as answered, and the agent dropped the spooled build (h39, a review); it is a
+    /// [`ClientError::Decode`], worth retrying.
     pub fn complete(&self, req: &CompleteRequest) -> Result<CompleteReply, ClientError> {
-        self.post_json("/api/v1/complete", req, Auth::Drone)
+        let reply: CompleteReply = self.post_json("/api/v1/complete", req, Auth::Drone)?;
+        if reply.status != "ok" {
+            return Err(ClientError::Decode {
+                url: self.url("/api/v1/complete"),
+                cause: format!(
+                    "a report's answer says \"status\":\"ok\"; this one says {:?}",
+                    reply.status
+                ),
+            });
+        }
+        Ok(reply)
     }
 
     /// `POST /api/v1/return`: hands a lease back without penalty (shutdown,
@@ -107,7 +120,7 @@ impl Client {
         headers.push(("X-Swarm-Check", "1".into()));
         headers.push(("X-Swarm-Size", size.to_string()));
         let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let _: serde_json::Value = self.put_headers_only(&path, &headers, Auth::Drone)?;
+        let _: serde_json::Value = self.put_small(&path, &headers, &[], Auth::Drone)?;
         Ok(())
     }
 

@@ -51,7 +51,7 @@ impl Client {
         if let Some(farm) = farm {
             headers.push(("X-Swarm-Farm", farm));
         }
-        self.put_reader(&path, &headers, gzip, Auth::Drone)
+        self.put_small(&path, &headers, gzip, Auth::Drone)
     }
 
     /// `GET /api/v1/logs?package=`: the package's builds, newest first.

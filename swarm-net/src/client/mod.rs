@@ -293,16 +293,18 @@ impl Client {
         self.put_on(&self.bulk, path, headers, body, auth)
     }
 
-    /// PUT without a body worth the bulk agent's waits (an upload check): answered within the
-    /// client's timeout, or retried. On the bulk agent one stalled check held a drone's
-    /// delivery for its ten-minute answer wait after the server had recovered (h36 F3).
-    pub fn put_headers_only<T: DeserializeOwned>(
+    /// PUT a body too small for the bulk agent's waits (an upload check, a build log of at most
+    /// a few MiB): answered within the client's timeout, or retried. On the bulk agent one
+    /// stalled check held a drone's delivery for its ten-minute answer wait after the server
+    /// had recovered (h36 F3), and so did each stalled log upload.
+    pub fn put_small<T: DeserializeOwned>(
         &self,
         path: &str,
         headers: &[(&str, &str)],
+        body: &[u8],
         auth: Auth,
     ) -> Result<T, ClientError> {
-        self.put_on(&self.agent, path, headers, std::io::empty(), auth)
+        self.put_on(&self.agent, path, headers, body, auth)
     }
 
     fn put_on<T: DeserializeOwned>(
