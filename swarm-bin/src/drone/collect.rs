@@ -214,8 +214,13 @@ pub(crate) fn keep(build_pkgdir: &Path, pkgdir: &Path, built: &[Built]) {
 fn move_file(from: &Path, to: &Path) -> std::io::Result<()> {
     match std::fs::rename(from, to) {
         Err(e) if e.kind() == std::io::ErrorKind::CrossesDevices => {
+            // A name of its own per copy: two builds keeping the same package (one built
+            // along in both) at once wrote into one temp file, and a torn mix of the two, or
+            // one truncated by the other, was renamed into the PKGDIR (h40).
+            static COPIES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let n = COPIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let mut tmp = to.as_os_str().to_owned();
-            tmp.push(".swarm-moving");
+            tmp.push(format!(".swarm-moving.{}.{n}", std::process::id()));
             let tmp = std::path::PathBuf::from(tmp);
             let copied = std::fs::copy(from, &tmp)
                 .and_then(|_| std::fs::File::open(&tmp)?.sync_all())
