@@ -1385,26 +1385,62 @@ fn a_file_size_limit_met_while_the_store_opens_is_a_refused_start_not_a_silent_d
 /// a second time (h39, a review).
 #[test]
 fn a_build_the_spool_could_not_take_survives_an_agent_told_to_leave_at_once() {
+    leave_at_once_while_the_spool_is_blocked("dev-libs/unspooled-1.0", "drone-u", false);
+}
+
+/// The same, when the builder's success could not be recorded either at first (a full disk
+/// fails both): the record is written again before the agent leaves. Without it the next start
+/// removed the directory as unfinished, and the goodbye had given the lease back (h40 F2).
+#[test]
+fn a_build_whose_first_record_failed_survives_an_agent_told_to_leave_at_once() {
+    leave_at_once_while_the_spool_is_blocked("dev-libs/unrecorded-1.0", "drone-r", true);
+}
+
+/// Builds `atom` on agent `name` with its spool and the server's staging blocked (and, with
+/// `block_record`, its outcome record's first write), sends three SIGTERMs while the agent
+/// delivers it from its build directory, then unblocks everything and starts the agent again:
+/// the build is delivered once, under its first lease.
+fn leave_at_once_while_the_spool_is_blocked(atom: &str, name: &str, block_record: bool) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let atom = "dev-libs/unspooled-1.0";
-    let (server, mut drone, sizes) = start_one_build(dir.path(), atom, "drone-u", 30, &[]);
+    let (server, mut drone, sizes) = start_one_build(dir.path(), atom, name, 30, &[]);
     let lease = queue_status(&server, &format!("={atom}"))["lease"]
         .as_u64()
         .expect("the build's lease");
     // The spool cannot be written (a file in its place), and the server
     // cannot store the package (507, retried).
-    let spool = dir.path().join("drone-u").join("spool");
+    let work = dir.path().join(name);
+    let spool = work.join("spool");
     let _ = std::fs::remove_dir_all(&spool);
     std::fs::write(&spool, b"in the way").expect("block the spool");
     let blocked = server.data_dir.join("staging/dev-libs");
     let _ = std::fs::remove_dir_all(&blocked);
     std::fs::write(&blocked, b"in the way").expect("block the category dir");
+    // The record's temporary file cannot be made: a directory in its place.
+    let record_block = block_record.then(|| {
+        let build_dir = std::fs::read_dir(work.join("builds"))
+            .expect("builds")
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.is_dir())
+            .expect("the build's directory");
+        let block = build_dir.join("outcome.json.tmp");
+        std::fs::create_dir(&block).expect("block the record");
+        block
+    });
     let log = drone.log.clone();
     let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
     wait_until(60, "the unspooled upload to be retried", || {
         let text = read_log();
         text.contains("cannot spool the finished build") && text.contains("artifact upload failed")
     });
+    if let Some(block) = record_block {
+        assert!(
+            read_log().contains("cannot record the build's success"),
+            "{}",
+            read_log()
+        );
+        std::fs::remove_dir(&block).expect("unblock the record");
+    }
     for _ in 0..3 {
         drone.signal(rustix::process::Signal::TERM);
         std::thread::sleep(std::time::Duration::from_millis(300));
@@ -1418,7 +1454,7 @@ fn a_build_the_spool_could_not_take_survives_an_agent_told_to_leave_at_once() {
     std::fs::remove_file(&spool).expect("unblock the spool");
     std::fs::remove_file(&blocked).expect("unblock the category dir");
     let env = [("SWARM_STANDIN_SIZES", sizes.as_str())];
-    let drone = Drone::start(&server, dir.path(), "drone-u", &DRONE_TOKEN, &env);
+    let drone = Drone::start(&server, dir.path(), name, &DRONE_TOKEN, &env);
     server.wait_for(60, "the build to be delivered", |s| {
         s["counts"]["built"] == 1
     });

@@ -142,3 +142,50 @@ fn a_log_upload_nobody_answers_fails_within_the_call_timeout() {
         "the log upload waited {waited:?} for an answer"
     );
 }
+
+/// A build log over a slow link may take longer than the call timeout to send, as long as it
+/// keeps the server's slowest accepted rate: on a plain 30 s timeout a poorly compressible log
+/// over 20 KiB/s timed out at every try and held its build's report for ever (h40).
+#[test]
+fn a_log_slower_than_the_call_timeout_still_lands() {
+    let body = 192 * 1024;
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let server = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().expect("accept");
+        // About 64 KiB a second: the head, then the body by its Content-Length.
+        let mut buf = vec![0u8; 3200];
+        let mut got = Vec::new();
+        loop {
+            let n = conn.read(&mut buf).expect("read");
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+            if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                if got.len() >= end + 4 + body {
+                    break;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let reply = br#"{"status":"ok","lease":7,"bytes":1}"#;
+        let head = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            reply.len()
+        );
+        let _ = conn.write_all(head.as_bytes());
+        let _ = conn.write_all(reply);
+    });
+    let client = Client::new(url, Duration::from_secs(1));
+    let gzip = vec![0x1fu8; body];
+    let started = Instant::now();
+    client
+        .put_log(7, "dev-libs/a-1", "drone-1", None, &gzip)
+        .expect("a slow log that keeps moving lands");
+    assert!(
+        started.elapsed() > Duration::from_secs(1),
+        "the upload outlasted the call timeout, as the test means it to"
+    );
+    server.join().expect("server");
+}
