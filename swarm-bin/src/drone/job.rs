@@ -291,9 +291,8 @@ fn run(agent: &Agent, id: JobId) {
     };
     // Before anything else (reading what the build wrote takes a while): a builder that
     // exited 0 is a build the next agent delivers should this one be killed now.
-    let mut record = None;
-    if finished.ended == runner::Ended::Exited(0) {
-        let written = outcome::Record {
+    let record = (finished.ended == runner::Ended::Exited(0)).then(|| {
+        let record = outcome::Record {
             lease: job.lease,
             atom: atom.as_str().to_owned(),
             farm,
@@ -304,11 +303,11 @@ fn run(agent: &Agent, id: JobId) {
                 .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
             log: log.clone(),
         };
-        if let Err(e) = outcome::write(outcome::build_dir(&build_pkgdir), &written) {
+        if let Err(e) = outcome::write(outcome::build_dir(&build_pkgdir), &record) {
             tracing::warn!(package = %atom, "cannot record the build's success ({e}): an agent killed before it is spooled loses it");
         }
-        record = Some(written);
-    }
+        record
+    });
     let oom_after = facts::read_with("/proc/vmstat", facts::parse_vmstat_oom_kills);
     let oom_during = match (oom_before, oom_after) {
         (Some(a), Some(b)) => b.saturating_sub(a),
@@ -373,26 +372,16 @@ fn run(agent: &Agent, id: JobId) {
     );
     // Whatever the build wrote is in the drone's PKGDIR or the spool by now
     // (or was never wanted): its own directory goes, whatever the outcome,
-    // unless it is the only copy of a build not delivered.
-    // Kept for the next start only with its record: without one (its write failed, as the
-    // spool's did, on a full disk) the next start removes the directory, and a goodbye gave
-    // the lease back meanwhile. One more try now; else it is said as it is (h40).
-    let build_dir = outcome::build_dir(&build_pkgdir);
+    // unless it is the only copy of a build not delivered. It is kept only
+    // with its record: without one (its first write failed, as the spool's
+    // did, on a full disk) the next start removed it, and the goodbye gave
+    // the lease back meanwhile (h40). A failure has no record to keep.
     let stays = stays
-        && match &record {
-            Some(r) if !matches!(outcome::read(build_dir), Ok(Some(_))) => {
-                match outcome::write(build_dir, r) {
-                    Ok(()) => true,
-                    Err(e) => {
-                        tracing::error!(package = %atom, "cannot record the undelivered build ({e}): it is lost, and built again");
-                        false
-                    }
-                }
-            }
-            Some(_) => true,
-            // A failure has no record: the next start would remove it anyway.
-            None => false,
-        };
+        && record.as_ref().is_some_and(|r| {
+            outcome::ensure(outcome::build_dir(&build_pkgdir), r)
+                .map_err(|e| tracing::error!(package = %atom, "cannot record the undelivered build ({e}): it is lost, and built again"))
+                .is_ok()
+        });
     if build_pkgdir.exists() && !stays {
         collect::keep(&build_pkgdir, &cfg.pkgdir, &[]);
     }

@@ -66,6 +66,15 @@ pub(crate) fn write(build_dir: &Path, record: &Record) -> std::io::Result<()> {
     std::fs::File::open(build_dir)?.sync_all()
 }
 
+/// Makes sure `build_dir` holds a readable record, writing `record` when it does not (its first
+/// write failed).
+pub(crate) fn ensure(build_dir: &Path, record: &Record) -> std::io::Result<()> {
+    match read(build_dir) {
+        Ok(Some(_)) => Ok(()),
+        _ => write(build_dir, record),
+    }
+}
+
 /// The record of `build_dir`: `Ok(None)` when there is none, `Err` when it is damaged.
 pub(crate) fn read(build_dir: &Path) -> Result<Option<Record>, String> {
     let path = build_dir.join(FILE);

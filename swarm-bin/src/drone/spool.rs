@@ -1186,8 +1186,8 @@ mod tests {
         names
     }
 
-    /// A spool write that fails (here the report's temp file cannot be
-    /// made; a full disk does the same) removes what it wrote before.
+    /// A 409 naming another drone's lease, on an upload's header or a report's `lease`, ends
+    /// the delivery as a lease gone; one on the farm does not.
     #[test]
     fn another_drones_lease_ends_the_delivery_as_a_lease_gone() {
         let answer = |field: &str| ClientError::Server {
@@ -1205,6 +1205,8 @@ mod tests {
         assert!(!lease_gone(&answer("farm_id")));
     }
 
+    /// A read of the spooled package that fails while it is sent is noted as the drone's
+    /// fault (an interrupted read is retried, not noted).
     #[test]
     fn a_failed_read_of_an_uploaded_body_is_noted_as_the_drones() {
         struct Failing(u8);
@@ -1238,6 +1240,8 @@ mod tests {
         assert_eq!(failed.into_inner().as_deref(), Some("Input/output error"));
     }
 
+    /// A spool write that fails (here the report's temp file cannot be
+    /// made; a full disk does the same) removes what it wrote before.
     #[test]
     fn a_failed_spool_write_leaves_nothing_behind() {
         let dir = tempfile::tempdir().expect("temp dir");

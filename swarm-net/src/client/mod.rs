@@ -290,7 +290,7 @@ impl Client {
         body: impl std::io::Read,
         auth: Auth,
     ) -> Result<T, ClientError> {
-        self.put_on(&self.bulk, path, headers, body, auth)
+        self.put_on(&self.bulk, path, headers, body, auth, None)
     }
 
     /// PUT a body too small for the bulk agent's waits (an upload check, a build log of at most
@@ -304,19 +304,13 @@ impl Client {
         body: &[u8],
         auth: Auth,
     ) -> Result<T, ClientError> {
-        let url = self.url(path);
         // The call's timeout, plus the time the body takes at the slowest rate the server
         // accepts: a 1 MiB log over a link of 20 KiB/s timed out at every try (30 s) and was
         // retried for ever, holding its build's report (h40). An empty body (a check) keeps
         // the plain timeout.
         let sending = Duration::from_secs_f64(body.len() as f64 / SLOWEST_BODY_RATE as f64);
-        let mut req = self
-            .request_on(&self.agent, "PUT", path, auth)
-            .timeout(self.timeout + sending);
-        for (k, v) in headers {
-            req = req.set(k, v);
-        }
-        decode(&url, req.send(body), self.reply_cap)
+        let timeout = Some(self.timeout + sending);
+        self.put_on(&self.agent, path, headers, body, auth, timeout)
     }
 
     fn put_on<T: DeserializeOwned>(
@@ -326,9 +320,13 @@ impl Client {
         headers: &[(&str, &str)],
         body: impl std::io::Read,
         auth: Auth,
+        timeout: Option<Duration>,
     ) -> Result<T, ClientError> {
         let url = self.url(path);
         let mut req = self.request_on(agent, "PUT", path, auth);
+        if let Some(t) = timeout {
+            req = req.timeout(t);
+        }
         for (k, v) in headers {
             req = req.set(k, v);
         }
