@@ -1385,7 +1385,7 @@ fn a_file_size_limit_met_while_the_store_opens_is_a_refused_start_not_a_silent_d
 /// a second time (h39, a review).
 #[test]
 fn a_build_the_spool_could_not_take_survives_an_agent_told_to_leave_at_once() {
-    leave_at_once_while_the_spool_is_blocked("dev-libs/unspooled-1.0", "drone-u", false);
+    leave_at_once_while_the_spool_is_blocked("dev-libs/unspooled-1.0", "drone-u", false, false);
 }
 
 /// The same, when the builder's success could not be recorded either at first (a full disk
@@ -1393,14 +1393,28 @@ fn a_build_the_spool_could_not_take_survives_an_agent_told_to_leave_at_once() {
 /// removed the directory as unfinished, and the goodbye had given the lease back (h40 F2).
 #[test]
 fn a_build_whose_first_record_failed_survives_an_agent_told_to_leave_at_once() {
-    leave_at_once_while_the_spool_is_blocked("dev-libs/unrecorded-1.0", "drone-r", true);
+    leave_at_once_while_the_spool_is_blocked("dev-libs/unrecorded-1.0", "drone-r", true, false);
+}
+
+/// The same, when the spool still cannot be written at the next start: the build is delivered
+/// from its directory while the agent registers, its lease held. Before, the directory was kept
+/// for yet another start, the server went on listing the lease, and the package was built
+/// again (h40 F3).
+#[test]
+fn a_build_the_spool_still_cannot_take_at_the_next_start_is_delivered_from_its_directory() {
+    leave_at_once_while_the_spool_is_blocked("dev-libs/stillblocked-1.0", "drone-s", false, true);
 }
 
 /// Builds `atom` on agent `name` with its spool and the server's staging blocked (and, with
 /// `block_record`, its outcome record's first write), sends three SIGTERMs while the agent
-/// delivers it from its build directory, then unblocks everything and starts the agent again:
-/// the build is delivered once, under its first lease.
-fn leave_at_once_while_the_spool_is_blocked(atom: &str, name: &str, block_record: bool) {
+/// delivers it from its build directory, then unblocks the server (and, unless `still_blocked`,
+/// the spool) and starts the agent again: the build is delivered once, under its first lease.
+fn leave_at_once_while_the_spool_is_blocked(
+    atom: &str,
+    name: &str,
+    block_record: bool,
+    still_blocked: bool,
+) {
     let dir = tempfile::tempdir().expect("temp dir");
     let (server, mut drone, sizes) = start_one_build(dir.path(), atom, name, 30, &[]);
     let lease = queue_status(&server, &format!("={atom}"))["lease"]
@@ -1451,7 +1465,9 @@ fn leave_at_once_while_the_spool_is_blocked(atom: &str, name: &str, block_record
         "{}",
         read_log()
     );
-    std::fs::remove_file(&spool).expect("unblock the spool");
+    if !still_blocked {
+        std::fs::remove_file(&spool).expect("unblock the spool");
+    }
     std::fs::remove_file(&blocked).expect("unblock the category dir");
     let env = [("SWARM_STANDIN_SIZES", sizes.as_str())];
     let drone = Drone::start(&server, dir.path(), name, &DRONE_TOKEN, &env);
@@ -1472,4 +1488,25 @@ fn leave_at_once_while_the_spool_is_blocked(atom: &str, name: &str, block_record
         "{}",
         drone.log_text()
     );
+    // Under its lease and not built again: a server that still lists the lease for this drone
+    // gives it out again, and history shows the second build as the one success.
+    assert!(
+        !drone.log_text().contains("build starts"),
+        "{}",
+        drone.log_text()
+    );
+    if still_blocked {
+        assert!(
+            drone
+                .log_text()
+                .contains("delivering it from its build directory"),
+            "{}",
+            drone.log_text()
+        );
+        wait_until(30, "the delivered build's directory to go", || {
+            std::fs::read_dir(work.join("builds"))
+                .map(|d| d.flatten().all(|e| !e.path().join("outcome.json").exists()))
+                .unwrap_or(true)
+        });
+    }
 }

@@ -52,7 +52,7 @@ pub(crate) fn run(agent: Arc<Agent>) -> anyhow::Result<()> {
     // Before the heartbeat starts: the spooled builds' leases are held by
     // the time the first registration reply lists them. Builds an earlier
     // agent saw succeed but did not spool join the spool first.
-    job::recover(&agent);
+    let unspooled = job::recover(&agent).context("starting the delivery of recovered builds")?;
     let redelivery =
         spool::start_redelivery(&agent).context("starting the delivery of spooled builds")?;
     let beat = {
@@ -71,7 +71,9 @@ pub(crate) fn run(agent: Arc<Agent>) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(2);
     let busy =
         |t: &Option<std::thread::JoinHandle<()>>| t.as_ref().is_some_and(|t| !t.is_finished());
-    while (!beat.is_finished() || busy(&redelivery)) && Instant::now() < deadline {
+    while (!beat.is_finished() || busy(&redelivery) || busy(&unspooled))
+        && Instant::now() < deadline
+    {
         std::thread::sleep(Duration::from_millis(20));
     }
     say_goodbye(&agent);

@@ -208,6 +208,55 @@ pub(crate) fn keep(build_pkgdir: &Path, pkgdir: &Path, built: &[Built]) {
     }
 }
 
+/// What names a copy [`move_file`] makes: `<package>.swarm-moving.<pid>.<n>`.
+const MOVING: &str = ".swarm-moving.";
+
+/// At start: removes the copies into `pkgdir` an agent killed in the middle of one left behind
+/// (`<cat>/` and `<cat>/<pn>/`, as builds write it): each is as big as its package, and
+/// nothing else ever removes it. A copy whose process still runs is another agent's (one
+/// PKGDIR may serve two work dirs) and stays. Returns how many went.
+pub(crate) fn sweep_moving(pkgdir: &Path) -> usize {
+    let mut gone = 0;
+    let mut dirs = vec![(pkgdir.to_path_buf(), 0)];
+    while let Some((dir, depth)) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            if kind.is_dir() && depth < 2 {
+                dirs.push((entry.path(), depth + 1));
+            } else if kind.is_file() && depth > 0 && left_by_the_dead(&entry.file_name()) {
+                match std::fs::remove_file(entry.path()) {
+                    Ok(()) => gone += 1,
+                    Err(e) => {
+                        tracing::warn!(file = %entry.path().display(), "cannot remove a copy an earlier agent left: {e}")
+                    }
+                }
+            }
+        }
+    }
+    gone
+}
+
+/// Whether `name` is a copy of [`move_file`]'s whose process is gone (or is this one, which
+/// made none yet: a reused pid).
+fn left_by_the_dead(name: &std::ffi::OsStr) -> bool {
+    let name = name.to_string_lossy();
+    let Some((_, tail)) = name.rsplit_once(MOVING) else {
+        return false;
+    };
+    let Some(pid) = tail
+        .split_once('.')
+        .and_then(|(p, _)| p.parse::<u32>().ok())
+    else {
+        return false;
+    };
+    pid == std::process::id() || !Path::new("/proc").join(pid.to_string()).exists()
+}
+
 /// Renames `from` to `to`, or, across file systems (a PKGDIR on a mount of its own, where a
 /// rename fails and the build's copy was then removed with its directory), copies it under a
 /// temporary name beside `to`, syncs it, renames it into place and removes `from`.
@@ -220,7 +269,7 @@ fn move_file(from: &Path, to: &Path) -> std::io::Result<()> {
             static COPIES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
             let n = COPIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let mut tmp = to.as_os_str().to_owned();
-            tmp.push(format!(".swarm-moving.{}.{n}", std::process::id()));
+            tmp.push(format!("{MOVING}{}.{n}", std::process::id()));
             let tmp = std::path::PathBuf::from(tmp);
             let copied = std::fs::copy(from, &tmp)
                 .and_then(|_| std::fs::File::open(&tmp)?.sync_all())
@@ -238,6 +287,38 @@ fn move_file(from: &Path, to: &Path) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A copy left by an agent killed in the middle of it goes at start; a live process's copy,
+    /// a package, and a name like a copy's outside the package dirs stay.
+    #[test]
+    fn copies_left_by_a_dead_agent_go_at_start() {
+        let pkgdir = tempfile::tempdir().expect("temp dir");
+        let p = |rel: &str| pkgdir.path().join(rel);
+        std::fs::create_dir_all(p("dev-libs/foo")).expect("mkdir");
+        // A pid above the kernel's limit (4,194,304) never runs.
+        let dead = "dev-libs/foo-1.0.gpkg.tar.swarm-moving.4194305.0";
+        let multi = "dev-libs/foo/foo-1.0-1.gpkg.tar.swarm-moving.4194306.3";
+        let mine = format!(
+            "dev-libs/bar-1.0.gpkg.tar.swarm-moving.{}.0",
+            std::process::id()
+        );
+        let live = "dev-libs/baz-1.0.gpkg.tar.swarm-moving.1.0";
+        let kept = [
+            "dev-libs/foo-1.0.gpkg.tar",
+            live,
+            "Packages.swarm-moving.4194305.0",
+        ];
+        for f in [dead, multi, mine.as_str()].iter().chain(kept.iter()) {
+            std::fs::write(p(f), b"x").expect("write");
+        }
+        assert_eq!(sweep_moving(pkgdir.path()), 3);
+        for f in [dead, multi, mine.as_str()] {
+            assert!(!p(f).exists(), "{f} stayed");
+        }
+        for f in kept {
+            assert!(p(f).exists(), "{f} went");
+        }
+    }
 
     /// A PKGDIR on another file system (here `/dev/shm`, a tmpfs) gets the packages: a rename
     /// fails there, and the build directory's removal took them with it.

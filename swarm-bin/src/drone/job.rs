@@ -660,9 +660,13 @@ fn spooled(agent: &Agent, outcome: &Report, build_dir: Option<&Path>) {
 
 /// At start, before the spool is read: spools each build an earlier agent saw succeed but was
 /// killed before spooling (see `outcome`), from what the build left in its PKGDIR, so it is
-/// delivered, not built again; every other build directory is removed. A build that cannot be
-/// spooled now (a full disk) keeps its directory for the next start.
-pub(crate) fn recover(agent: &Agent) {
+/// delivered, not built again; every other build directory is removed. A build the spool cannot
+/// take now (a full disk) is delivered from its directory on a thread of its own (returned), its
+/// lease held meanwhile; the directory stays until the server answers, for the next start if
+/// the agent leaves first. Kept for the next start, the server went on listing its lease, and
+/// the package was built again (h40 F3).
+pub(crate) fn recover(agent: &Arc<Agent>) -> std::io::Result<Option<std::thread::JoinHandle<()>>> {
+    let mut unspooled = Vec::new();
     for (dir, record) in outcome::sweep(&agent.cfg.work_dir) {
         let Ok(atom) = record.atom() else {
             continue; // `sweep` returns only records whose atom parses
@@ -672,8 +676,14 @@ pub(crate) fn recover(agent: &Agent) {
         let result = deliver(agent, &atom, record.started(), &dir.join("pkgdir"));
         let mut req = base_request(&agent.cfg.name, record.lease, &atom, record.took_s);
         req.epoch = record.epoch;
-        let log = record.log.is_file().then_some(record.log.as_path());
-        let Some(finished) = to_spool(req, &atom, &result, log, record.farm.clone()) else {
+        let log = record.log.is_file().then(|| record.log.clone());
+        let Some(finished) = to_spool(
+            req.clone(),
+            &atom,
+            &result,
+            log.as_deref(),
+            record.farm.clone(),
+        ) else {
             continue;
         };
         match spool::put(&agent.cfg.work_dir, &finished) {
@@ -684,8 +694,82 @@ pub(crate) fn recover(agent: &Agent) {
                 }
             }
             Err(e) => {
-                tracing::error!(package = %atom, dir = %dir.display(), "cannot spool the recovered build ({e}); its directory is kept for the next start");
+                tracing::error!(package = %atom, dir = %dir.display(), "cannot spool the recovered build ({e}); delivering it from its build directory, which stays until the server answers");
+                unspooled.push(Unspooled {
+                    dir,
+                    atom,
+                    req,
+                    result,
+                    log,
+                    farm: record.farm,
+                });
             }
+        }
+    }
+    if unspooled.is_empty() {
+        return Ok(None);
+    }
+    {
+        // Held before the first registration reply lists them, as the spool's are.
+        let mut st = agent.lock();
+        for lease in unspooled.iter().filter_map(|u| u.req.lease) {
+            st.feed(AgentInput::Spooled(lease));
+        }
+    }
+    let agent = Arc::clone(agent);
+    std::thread::Builder::new()
+        .name("deliver-unspooled".into())
+        .spawn(move || deliver_unspooled(&agent, unspooled))
+        .map(Some)
+}
+
+/// A recovered build the spool could not take.
+struct Unspooled {
+    dir: PathBuf,
+    atom: Atom,
+    req: CompleteRequest,
+    result: Report,
+    log: Option<PathBuf>,
+    farm: Option<String>,
+}
+
+/// Delivers recovered builds from their directories, in order, letting go of each lease once
+/// its delivery is over. A build not delivered before the agent leaves keeps its directory and
+/// record, and the rest with it, for the next start.
+fn deliver_unspooled(agent: &Agent, builds: Vec<Unspooled>) {
+    let mut builds = builds.into_iter();
+    while let Some(b) = builds.next() {
+        let finished = to_spool(
+            b.req.clone(),
+            &b.atom,
+            &b.result,
+            b.log.as_deref(),
+            b.farm.clone(),
+        );
+        let delivered = finished.map(|f| spool::deliver_from_files(agent, &f, spool::By::Startup));
+        if let Some(lease) = b.req.lease {
+            let how = if delivered == Some(spool::Delivered::Elsewhere) {
+                AgentInput::SpooledElsewhere
+            } else {
+                AgentInput::Unspooled
+            };
+            agent.lock().feed(how(lease));
+            agent.notify();
+        }
+        if let Some(spool::Delivered::Kept(why)) = delivered {
+            tracing::warn!(package = %b.atom, dir = %b.dir.display(), why, "build kept in its directory; the next start delivers it");
+            for rest in builds.by_ref() {
+                if let Some(lease) = rest.req.lease {
+                    agent.lock().feed(AgentInput::Unspooled(lease));
+                }
+            }
+            agent.notify();
+            return;
+        }
+        tracing::info!(package = %b.atom, result = ?delivered, "recovered build delivered from its directory");
+        spooled(agent, &b.result, Some(&b.dir));
+        if b.dir.exists() {
+            outcome::remove(&b.dir);
         }
     }
 }

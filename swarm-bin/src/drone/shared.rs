@@ -65,6 +65,14 @@ impl Agent {
                 "killed builds an earlier agent left running; the server hands their leases out again"
             );
         }
+        let copies = super::collect::sweep_moving(&cfg.pkgdir);
+        if copies > 0 {
+            tracing::warn!(
+                copies,
+                pkgdir = %cfg.pkgdir.display(),
+                "removed partial package copies an earlier agent left in the PKGDIR (killed while moving a build's packages there)"
+            );
+        }
         let template = match &cfg.builder {
             Builder::Standin => standin::install(&cfg.work_dir)?,
             Builder::Template(words) => words.clone(),

@@ -316,14 +316,14 @@ fn remove(path: &Path, entry: &Entry) {
 /// start-up pass (an earlier agent's builds). Both stop when the agent
 /// leaves (a third signal), not before.
 #[derive(Clone, Copy, Debug)]
-enum By {
+pub(crate) enum By {
     Job(JobId),
     Startup,
 }
 
 /// What became of a delivery.
 #[derive(Clone, Debug, PartialEq, Eq)]
-enum Delivered {
+pub(crate) enum Delivered {
     /// The server answered the report (accepted, duplicate or stale).
     Answered,
     /// Not delivered; the entry stays for the next agent.
@@ -904,12 +904,7 @@ pub(crate) fn spool_and_deliver(
         Err(e) => {
             // The disk refused the spool: deliver from the build's files, as before.
             tracing::error!(error = %e, "cannot spool the finished build; delivering it without a copy on disk");
-            let scratch = dir(&agent.cfg.work_dir).join("unspooled.json");
-            let src = Source::Build {
-                artifacts: f.artifacts.iter().map(|(_, p)| *p).collect(),
-                log_gz: f.log_gz.as_deref(),
-            };
-            match deliver(agent, &scratch, &entry, &src, By::Job(id)) {
+            match deliver_from_files(agent, &f, By::Job(id)) {
                 Delivered::Kept(why) => {
                     // Its outcome record and its directory stay: the next start spools it
                     // from there. Removed, the build was lost (h39, a review).
@@ -932,6 +927,18 @@ pub(crate) fn spool_and_deliver(
         Delivered::Answered | Delivered::Revoked => {}
     }
     false
+}
+
+/// Delivers a finished build the spool could not take from the build's own files (and the
+/// log's tail in memory): nothing of it is on disk but where the build left it.
+pub(crate) fn deliver_from_files(agent: &Agent, f: &Finished<'_>, by: By) -> Delivered {
+    // No spool entry: whatever `deliver` removes or sets aside under this name is not there.
+    let scratch = dir(&agent.cfg.work_dir).join("unspooled.json");
+    let src = Source::Build {
+        artifacts: f.artifacts.iter().map(|(_, p)| *p).collect(),
+        log_gz: f.log_gz.as_deref(),
+    };
+    deliver(agent, &scratch, &Entry::of(f), &src, by)
 }
 
 /// Nothing of the job reached its lease's farm: should that farm go on
