@@ -82,6 +82,24 @@ pub enum StoreError {
         /// What SQLite or the store found.
         detail: String,
     },
+    /// [`StoreError::Damaged`] met while the store opened: the files are named as they are
+    /// called (`farm.db*` for a `db_path` of `farm.db`), and the way on without a backup is said
+    /// (h41 F4, F7: `--accept-loss` cannot open a file SQLite cannot read).
+    #[error(
+        "the store database {path} is damaged ({detail}). Stop here and restore {path}* (the \
+         database, its -wal file and its .acked marker) from a backup, then start (with \
+         `swarm serve --accept-loss` if the backup is older than what was acknowledged: the start \
+         says so); `swarm replay` can check a `swarm export` log of the backup first. Without a \
+         backup: move {path} and its -wal and -shm files aside (keep them: sqlite3's .recover may \
+         read part of them), then start once with `swarm serve --accept-loss`, which starts an \
+         empty farm and records the loss"
+    )]
+    DamagedAtOpen {
+        /// The database.
+        path: PathBuf,
+        /// What SQLite or the store found.
+        detail: String,
+    },
     /// A SQLite database, but not one written by swarm.
     #[error(
         "{path} is a SQLite database but not a swarm store (application id {application_id:#x}); \
@@ -196,6 +214,44 @@ pub enum StoreError {
         found_seq: u64,
         /// What is missing.
         detail: String,
+    },
+    /// The acknowledgement marker is missing beside a database with content, though the store-id
+    /// file shows this data dir ran a store, which swarm writes only once the marker exists: a
+    /// deleted marker and a deleted `-wal` file lost acknowledged inputs without a word (h41 F2).
+    #[error(
+        "the acknowledgement marker {marker} is missing, but {id_file} shows this data dir ran a \
+         swarm store, and swarm writes that file only once the marker exists: something deleted \
+         the marker, so swarm cannot tell whether {db} lost acknowledged inputs (a deleted marker \
+         and a deleted -wal file lose them without a word). Restore {db}, its -wal file and the \
+         marker from a backup; or, to run on what {db} holds and record the loss, start once \
+         with `swarm serve --accept-loss`, which writes the marker anew"
+    )]
+    MarkerMissing {
+        /// The database.
+        db: PathBuf,
+        /// Where the marker belongs.
+        marker: PathBuf,
+        /// The store-id file.
+        id_file: PathBuf,
+    },
+    /// The database's log ends before a seq the store-id file says this store had reached: an
+    /// older copy of the database files, which bring their own marker, was put back (h41 F1).
+    #[error(
+        "{db} ends at seq {found_seq}, but this data dir's store had reached seq {reached_seq} \
+         ({id_file}, written at each start and clean stop): an older copy of the database files \
+         (a backup, which brings its own acknowledgement marker) was put back, and what was \
+         acknowledged after it is not in it. Restore the newest copy instead; or, to run on this \
+         one and record the loss, start once with `swarm serve --accept-loss`"
+    )]
+    OlderThanReached {
+        /// The database.
+        db: PathBuf,
+        /// The store-id file.
+        id_file: PathBuf,
+        /// The seq the store had reached, per the store-id file.
+        reached_seq: u64,
+        /// The last seq the database holds.
+        found_seq: u64,
     },
     /// The database is missing or empty and so is the acknowledgement
     /// marker, but the data dir shows the store had state (an `rm -f
@@ -432,6 +488,10 @@ impl StoreError {
                 detail,
             },
             StoreError::DiskFull { detail } => StoreError::OpenDiskFull {
+                path: path.to_owned(),
+                detail,
+            },
+            StoreError::Damaged { detail } => StoreError::DamagedAtOpen {
                 path: path.to_owned(),
                 detail,
             },

@@ -21,14 +21,16 @@ pub(crate) fn path(db: &Path) -> PathBuf {
     db.with_file_name(format!("{stem}.store-id"))
 }
 
-/// Writes the store id, unless the file already says it, whole
-/// (`whole_file`; its directory is fsynced with the marker's, which lives
-/// beside it).
-pub(crate) fn record(db: &Path, store_id: &str) -> Result<(), StoreError> {
+/// Writes the store id and the seq its log has reached, unless the file already says them,
+/// whole (`whole_file`; the caller fsyncs the directory). Written once the marker exists, so
+/// the file also says that the marker did ([`StoreError::MarkerMissing`]).
+pub(crate) fn record(db: &Path, store_id: &str, reached: u64) -> Result<(), StoreError> {
     let path = path(db);
     let text = format!(
-        "swarm store {store_id}\n# Written by swarm at each start: this data dir holds a swarm \
-         store. Keep it with swarm.db; without it, a deleted database could pass for a new farm.\n"
+        "swarm store {store_id}\nreached seq {reached}\n# Written by swarm at each start and clean \
+         stop: this data dir holds a swarm store whose log reached that seq. Keep it with \
+         swarm.db; without it, a deleted database could pass for a new farm, and an older copy \
+         of the database for the newest.\n"
     );
     if std::fs::read_to_string(&path).is_ok_and(|t| t == text) {
         return Ok(());
@@ -36,9 +38,15 @@ pub(crate) fn record(db: &Path, store_id: &str) -> Result<(), StoreError> {
     crate::whole_file::replace(&path, text.as_bytes()).map(drop)
 }
 
-/// The store id the file names, if it names one: the store this data dir last ran.
-pub(crate) fn read(db: &Path) -> Option<String> {
+/// What the file says: the store this data dir last ran, and the seq its log had reached
+/// (`None` in a file written before swarm kept it).
+pub(crate) fn read(db: &Path) -> Option<(String, Option<u64>)> {
     let text = std::fs::read_to_string(path(db)).ok()?;
-    let id = text.lines().next()?.strip_prefix("swarm store ")?.trim();
-    (!id.is_empty()).then(|| id.to_owned())
+    let mut lines = text.lines();
+    let id = lines.next()?.strip_prefix("swarm store ")?.trim();
+    let reached = lines
+        .next()
+        .and_then(|l| l.strip_prefix("reached seq "))
+        .and_then(|n| n.trim().parse().ok());
+    (!id.is_empty()).then(|| (id.to_owned(), reached))
 }

@@ -378,6 +378,21 @@ impl Store {
                 if std::fs::metadata(&path).map_or(true, |m| m.len() == 0) => {}
             Err(e) => return Err(e),
         }
+        if loss.acked.is_none()
+            && id_file::read(&path).is_some()
+            && std::fs::metadata(&path).is_ok_and(|m| m.len() > 0)
+        {
+            loss.refuse(
+                StoreError::MarkerMissing {
+                    db: path.clone(),
+                    marker: acked::marker_path(&path),
+                    id_file: id_file::path(&path),
+                },
+                "the acknowledgement marker was missing, though the store-id file shows it \
+                 existed: which acknowledged inputs the database lost, if any, is unknown"
+                    .into(),
+            )?;
+        }
         match std::fs::metadata(&path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 loss.missing(0, "the database file is missing")?;
@@ -449,13 +464,14 @@ impl Store {
                         0,
                         &format!(
                             "the database is another store (id {id}) than the one whose inputs \
-                             were acknowledged (id {}, in {}): swarm.db* were replaced, or that \
-                             marker was",
+                             were acknowledged (id {}, in {}): {}* were replaced, or that marker \
+                             was",
                             a.store_id,
-                            acked::marker_path(&path).display()
+                            acked::marker_path(&path).display(),
+                            path.display()
                         ),
                     )?;
-                } else if let Some(ran) = id_file::read(&path).filter(|ran| *ran != id) {
+                } else if let Some((ran, _)) = id_file::read(&path).filter(|(ran, _)| *ran != id) {
                     // The marker is named `swarm.db.acked`: a backup of `swarm.db*` put back
                     // (or another farm's) brings its own, which agrees with it. The id file
                     // beside them says which store this data dir ran last.
@@ -463,9 +479,10 @@ impl Store {
                         0,
                         &format!(
                             "the database is another store (id {id}) than the one this data dir \
-                             ran last (id {ran}, in {}): swarm.db* were replaced by older or \
-                             other files, and what store {ran} acknowledged is not in them",
-                            id_file::path(&path).display()
+                             ran last (id {ran}, in {}): {}* were replaced by older or other \
+                             files, and what store {ran} acknowledged is not in them",
+                            id_file::path(&path).display(),
+                            path.display()
                         ),
                     )?;
                 }
@@ -530,6 +547,29 @@ impl Store {
                 )?;
             }
         }
+        if loss.found.is_empty() && !new_history {
+            // The marker came with the database files, so it agrees with an older copy of them;
+            // the store-id file stays behind and says how far this store had come.
+            let reached = id_file::read(&path)
+                .filter(|(ran, _)| *ran == store_id)
+                .and_then(|(_, reached)| reached)
+                .filter(|reached| *reached > rebuilt.last_seq);
+            if let Some(reached_seq) = reached {
+                loss.refuse(
+                    StoreError::OlderThanReached {
+                        db: path.clone(),
+                        id_file: id_file::path(&path),
+                        reached_seq,
+                        found_seq: rebuilt.last_seq,
+                    },
+                    format!(
+                        "its log ends at seq {}, before seq {reached_seq}, which the store had \
+                         reached and acknowledged (an older copy of the database was put back)",
+                        rebuilt.last_seq
+                    ),
+                )?;
+            }
+        }
         // An accepted loss starts a new history: seqs from here on reuse
         // numbers the lost inputs had. Under a new store id, the files from
         // before (the original database and WAL put back later) are refused
@@ -569,9 +609,10 @@ impl Store {
             meta_set(&tx, LAST_BUILD, build)?;
             tx.commit()?;
         }
-        // Before the marker: its directory fsync covers both renames.
-        id_file::record(&path, &store_id)?;
         let marker = Marker::open(&path, &store_id, rebuilt.last_seq)?;
+        // After the marker: the file then also says that the marker existed.
+        id_file::record(&path, &store_id, rebuilt.last_seq)?;
+        crate::whole_file::sync_dir_of(&id_file::path(&path))?;
         acked::remove_legacy(&path);
         let marker_id = marker.file_id();
         let id_of_store = store_id.clone();
@@ -1161,11 +1202,26 @@ impl Store {
     /// stop leaves no log for the next open to replay. A swarm build whose core decides one of
     /// those inputs otherwise (an upgrade) then starts from the state instead of refusing the
     /// store (h33 F1), and a large farm's restart replays nothing.
+    /// The store-id file then says how far the store came (what it acknowledged): an older copy
+    /// of the database put back is refused at the next open.
     pub fn snapshot_on_close(&mut self) -> Result<Option<Seq>, StoreError> {
+        self.record_reached();
         if self.last_seq <= self.last_snapshot {
             return Ok(None);
         }
         self.write_snapshot(false).map(Some)
+    }
+
+    /// Records in the store-id file the last seq acknowledged (durable, by the marker).
+    fn record_reached(&self) {
+        let Ok(reached) = self.marker.lock().map(|m| m.highest()) else {
+            return;
+        };
+        let recorded = id_file::record(&self.path, &self.store_id, reached)
+            .and_then(|()| crate::whole_file::sync_dir_of(&id_file::path(&self.path)));
+        if let Err(e) = recorded {
+            tracing::warn!(error = %e, "cannot record in the store-id file how far the store came; an older copy of the database put back is not refused");
+        }
     }
 
     fn write_snapshot(&mut self, compact_log: bool) -> Result<Seq, StoreError> {
@@ -1289,6 +1345,16 @@ impl LossCheck {
                 "{detail} (acknowledged through seq {acked_seq}, found {found_seq})"
             ));
         }
+        Ok(())
+    }
+
+    /// A loss of another kind than a short log: `err` unless losses are accepted, else `note`
+    /// joins what was found.
+    fn refuse(&mut self, err: StoreError, note: String) -> Result<(), StoreError> {
+        if !self.accept {
+            return Err(err);
+        }
+        self.found.push(note);
         Ok(())
     }
 

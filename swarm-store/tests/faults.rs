@@ -64,7 +64,7 @@ fn a_file_with_garbage_in_the_middle_is_reported_damaged() {
     f.write_all(&garbage).expect("write garbage");
     drop(f);
     match Store::open(&path, StoreOptions::default()) {
-        Err(e @ StoreError::Damaged { .. }) => {
+        Err(e @ StoreError::DamagedAtOpen { .. }) => {
             let msg = e.to_string();
             assert!(msg.contains("damaged") && msg.contains("backup"), "{msg}");
         }
@@ -84,15 +84,17 @@ fn a_file_overwritten_from_the_start_is_reported_damaged() {
     f.write_all(&[0xA5; 200]).expect("garbage header");
     drop(f);
     match Store::open(&path, StoreOptions::default()) {
-        Err(StoreError::Damaged { .. }) => {}
+        Err(StoreError::DamagedAtOpen { .. }) => {}
         other => panic!("expected Damaged, got {other:?}"),
     }
 }
 
+/// The message names the files as they are called (a `db_path` of `farm.db`), and says the way
+/// on without a backup, which `--accept-loss` alone is not (h41 F4, F7).
 #[test]
 fn a_truncated_file_is_reported_damaged() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("swarm.db");
+    let path = dir.path().join("farm.db");
     store_with_history(&path, 300);
     let len = std::fs::metadata(&path).expect("meta").len();
     let f = std::fs::OpenOptions::new()
@@ -102,7 +104,15 @@ fn a_truncated_file_is_reported_damaged() {
     f.set_len(len / 2).expect("truncate");
     drop(f);
     match Store::open(&path, StoreOptions::default()) {
-        Err(StoreError::Damaged { .. }) => {}
+        Err(e @ StoreError::DamagedAtOpen { .. }) => {
+            let msg = e.to_string();
+            assert!(msg.contains(&format!("{}*", path.display())), "{msg}");
+            assert!(!msg.contains("swarm.db"), "{msg}");
+            assert!(
+                msg.contains("Without a backup") && msg.contains("--accept-loss"),
+                "{msg}"
+            );
+        }
         other => panic!("expected Damaged, got {other:?}"),
     }
 }

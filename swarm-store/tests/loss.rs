@@ -366,16 +366,105 @@ fn another_store_in_its_place_is_refused() {
     assert!(msg.contains("another store"), "{msg}");
 }
 
+/// A store written before markers and store-id files has neither: it opens and gets both.
 #[test]
 fn a_store_without_a_marker_opens_and_gets_one() {
     let dir = tempfile::tempdir().expect("temp dir");
     let db = dir.path().join("swarm.db");
     drop(Store::open(&db, opts(1)).expect("open"));
     let marker = PathBuf::from(format!("{}.acked", db.display()));
+    let id_file = dir.path().join("swarm.store-id");
     std::fs::remove_file(&marker).expect("remove marker");
+    std::fs::remove_file(&id_file).expect("remove the store-id file");
     let store = Store::open(&db, opts(2)).expect("opens: nothing was acknowledged to lose");
     assert_eq!(store.open_report().loss, None);
     assert!(marker.exists());
+    assert!(id_file.exists());
+}
+
+/// After a crash, the marker and the `-wal` deleted together lose the newest acknowledged
+/// inputs, and nothing is left that says so but the store-id file, which swarm writes only once
+/// the marker exists: refused, naming both files and the way out (h41 F2: it opened without a
+/// word, 40 inputs short).
+#[test]
+fn a_deleted_marker_and_wal_after_a_crash_are_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("swarm.db");
+    crashed_store(&db);
+    std::fs::remove_file(dir.path().join("swarm.db.acked")).expect("delete the marker");
+    std::fs::remove_file(wal(&db)).expect("delete -wal");
+    let msg = match Store::open(&db, opts(20_000)) {
+        Err(e @ StoreError::MarkerMissing { .. }) => e.to_string(),
+        other => panic!("expected MarkerMissing, got {other:?}"),
+    };
+    for names in [
+        db.display().to_string(),
+        "swarm.db.acked".into(),
+        "swarm.store-id".into(),
+        "--accept-loss".into(),
+    ] {
+        assert!(msg.contains(&names), "{names}: {msg}");
+    }
+    accepted(&db);
+}
+
+/// An older copy of the database files put back (a backup, with its own marker, which agrees
+/// with it) is refused: the store-id file, which stays behind, says how far the store had come
+/// at its last clean stop (h41 F1: the copy opened, four acknowledged packages short).
+#[test]
+fn an_older_copy_of_the_database_put_back_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("swarm.db");
+    let backup = dir.path().join("backup");
+    std::fs::create_dir(&backup).expect("backup dir");
+    let files = ["swarm.db", "swarm.db-wal", "swarm.db.acked"];
+    let run = |at: u64, inputs: u64| {
+        let mut store = Store::open(&db, opts(at)).expect("open");
+        for i in 0..inputs {
+            store
+                .append(Timestamp(at + i), Input::Tick)
+                .expect("append");
+        }
+        store.snapshot_on_close().expect("a clean stop");
+        store.last_seq().0
+    };
+    let copied = run(1, 5);
+    for f in files {
+        if dir.path().join(f).exists() {
+            std::fs::copy(dir.path().join(f), backup.join(f)).expect("back up");
+        }
+    }
+    let reached = run(1_000, 4);
+    assert!(reached > copied);
+    for f in ["swarm.db-wal", "swarm.db-shm"] {
+        let _ = std::fs::remove_file(dir.path().join(f));
+    }
+    for f in files {
+        if backup.join(f).exists() {
+            std::fs::copy(backup.join(f), dir.path().join(f)).expect("put back");
+        }
+    }
+    let msg = match Store::open(&db, opts(20_000)) {
+        Err(
+            e @ StoreError::OlderThanReached {
+                reached_seq,
+                found_seq,
+                ..
+            },
+        ) => {
+            assert_eq!((reached_seq, found_seq), (reached, copied), "{e}");
+            e.to_string()
+        }
+        other => panic!("expected OlderThanReached, got {other:?}"),
+    };
+    for names in [
+        db.display().to_string(),
+        "swarm.store-id".into(),
+        "--accept-loss".into(),
+    ] {
+        assert!(msg.contains(&names), "{names}: {msg}");
+    }
+    accepted(&db);
 }
 
 /// swarm leaves its marker whole (written to a new file and renamed into
@@ -472,8 +561,9 @@ fn a_fifo_or_a_directory_in_place_of_the_marker_is_refused_saying_what_to_do() {
         } else {
             std::fs::remove_file(&marker).expect("rm fifo");
         }
-        // Moved away: the store opens and writes a new marker.
-        drop(Store::open(&db, opts(30_000)).expect("opens without the marker"));
+        // Moved away: the store opens, if told to accept that what the marker said is gone,
+        // and writes a new marker.
+        drop(open_accepting_loss(&db));
         assert!(marker.is_file(), "a new marker");
     }
 }
