@@ -71,7 +71,10 @@ pub(crate) fn run(agent: Arc<Agent>) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(2);
     let busy =
         |t: &Option<std::thread::JoinHandle<()>>| t.as_ref().is_some_and(|t| !t.is_finished());
-    while (!beat.is_finished() || busy(&redelivery) || busy(&unspooled))
+    // A job whose build ended is reporting it; left now, the last thing it does for a build it
+    // could not deliver (write the build's record again, which its first write may have
+    // missed) would race the goodbye below, which then gave the build's lease back.
+    while (!beat.is_finished() || busy(&redelivery) || busy(&unspooled) || finishing(&agent) > 0)
         && Instant::now() < deadline
     {
         std::thread::sleep(Duration::from_millis(20));
@@ -79,6 +82,17 @@ pub(crate) fn run(agent: Arc<Agent>) -> anyhow::Result<()> {
     say_goodbye(&agent);
     tracing::info!("swarm drone stopped");
     Ok(())
+}
+
+/// Jobs whose build ended and which are still reporting it (their threads have not let go).
+fn finishing(agent: &Agent) -> usize {
+    agent
+        .lock()
+        .agent
+        .jobs()
+        .values()
+        .filter(|j| j.ended)
+        .count()
 }
 
 /// Tells the server this drone stopped on purpose, so it shows as stopped
@@ -92,11 +106,11 @@ fn say_goodbye(agent: &Agent) {
     // none comes, for the offline timeout).
     // A build whose builder succeeded but which was not spooled yet (the agent was told to
     // leave while it read the packages) counts too: its record brings it back at the next start.
-    let kept = spool::waiting(&cfg.work_dir) + outcome::pending(&cfg.work_dir);
+    let kept = spool::waiting(&cfg.work_dir) + outcome::pending(&cfg.work_dir) + finishing(agent);
     if kept > 0 {
         tracing::warn!(
             builds = kept,
-            "not telling the server this drone stopped: finished builds wait in the spool or in their build directories under their leases, \
+            "not telling the server this drone stopped: finished builds wait in the spool, in their build directories or in jobs still reporting them, under their leases, \
              which a goodbye would give back; the next start delivers them (meanwhile the drone shows as suspect, then offline)"
         );
         return;

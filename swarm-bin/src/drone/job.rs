@@ -368,7 +368,10 @@ fn run(agent: &Agent, id: JobId) {
         took_s,
         outcome,
         Some(&log),
-        Some(&build_pkgdir),
+        Some(BuildDir {
+            pkgdir: &build_pkgdir,
+            record: record.as_ref(),
+        }),
     );
     // Whatever the build wrote is in the drone's PKGDIR or the spool by now
     // (or was never wanted): its own directory goes, whatever the outcome,
@@ -377,11 +380,9 @@ fn run(agent: &Agent, id: JobId) {
     // did, on a full disk) the next start removed it, and the goodbye gave
     // the lease back meanwhile (h40). A failure has no record to keep.
     let stays = stays
-        && record.as_ref().is_some_and(|r| {
-            outcome::ensure(outcome::build_dir(&build_pkgdir), r)
-                .map_err(|e| tracing::error!(package = %atom, "cannot record the undelivered build ({e}): it is lost, and built again"))
-                .is_ok()
-        });
+        && record
+            .as_ref()
+            .is_some_and(|r| record_kept(outcome::build_dir(&build_pkgdir), r));
     if build_pkgdir.exists() && !stays {
         collect::keep(&build_pkgdir, &cfg.pkgdir, &[]);
     }
@@ -532,11 +533,26 @@ fn give_up(agent: &Agent, id: JobId, attempt: u32) -> bool {
         || (st.phase() == Phase::Returning && attempt > SHUTDOWN_ATTEMPTS)
 }
 
+/// A build's own PKGDIR, and the record of its builder's success, if it succeeded.
+struct BuildDir<'a> {
+    pkgdir: &'a Path,
+    record: Option<&'a outcome::Record>,
+}
+
+/// Makes sure an undelivered build's directory holds its record (its first write may have
+/// failed), so the next start delivers it; false, logged, when it cannot.
+fn record_kept(build_dir: &Path, record: &outcome::Record) -> bool {
+    outcome::ensure(build_dir, record)
+        .map_err(|e| tracing::error!(package = %record.atom, "cannot record the undelivered build ({e}): it is lost, and built again"))
+        .is_ok()
+}
+
 /// Sends the report: a return directly (its log best effort), a finished
 /// build (its packages and its log) through the spool; each retried until
-/// the server answers. `build_pkgdir`: the build's own PKGDIR, whose outcome
-/// record goes once the build is spooled. True when the build's directory must
-/// stay (see `spool::spool_and_deliver`).
+/// the server answers. `build`: the build's own PKGDIR, whose outcome record
+/// goes once the build is spooled, and is written again, when its first write
+/// failed, before the build is delivered from its own files. True when the
+/// build's directory must stay (see `spool::spool_and_deliver`).
 fn report(
     agent: &Agent,
     id: JobId,
@@ -544,7 +560,7 @@ fn report(
     took_s: f64,
     outcome: Report,
     log: Option<&Path>,
-    build_pkgdir: Option<&Path>,
+    build: Option<BuildDir<'_>>,
 ) -> bool {
     let atom = job.atom.as_str();
     // The farm of the work reply that leased it (`forget` drops the entry).
@@ -567,9 +583,21 @@ fn report(
     let Some(finished) = to_spool(req, &job.atom, &outcome, log, farm) else {
         return false;
     };
-    spool::spool_and_deliver(agent, id, finished, || {
-        spooled(agent, &outcome, build_pkgdir.map(outcome::build_dir));
-    })
+    let dir = build.as_ref().map(|b| outcome::build_dir(b.pkgdir));
+    spool::spool_and_deliver(
+        agent,
+        id,
+        finished,
+        || spooled(agent, &outcome, dir),
+        || {
+            // Before the delivery, which a third signal may cut short: the goodbye that
+            // follows gives the lease back unless the directory shows the build (h40's
+            // second write raced it).
+            if let (Some(dir), Some(record)) = (dir, build.as_ref().and_then(|b| b.record)) {
+                record_kept(dir, record);
+            }
+        },
+    )
 }
 
 /// A report of `atom`'s build, by name (not machine id: see `Agent::lease_request`).

@@ -890,13 +890,15 @@ fn should_stop(agent: &Agent, by: By) -> Option<Stopped> {
 /// after delivery when the spool could not be written). True when they are
 /// still needed: the spool could not take the build and the agent left
 /// before delivering it, so its directory (with its outcome record) must
-/// stay for the next start.
+/// stay for the next start. `unspooled` runs when the spool cannot take the
+/// build, before it is delivered from the build's own files.
 #[must_use]
 pub(crate) fn spool_and_deliver(
     agent: &Agent,
     id: JobId,
     f: Finished<'_>,
     spooled: impl FnOnce(),
+    unspooled: impl FnOnce(),
 ) -> bool {
     let entry = Entry::of(&f);
     let path = match put(&agent.cfg.work_dir, &f) {
@@ -904,6 +906,7 @@ pub(crate) fn spool_and_deliver(
         Err(e) => {
             // The disk refused the spool: deliver from the build's files, as before.
             tracing::error!(error = %e, "cannot spool the finished build; delivering it without a copy on disk");
+            unspooled();
             match deliver_from_files(agent, &f, By::Job(id)) {
                 Delivered::Kept(why) => {
                     // Its outcome record and its directory stay: the next start spools it
