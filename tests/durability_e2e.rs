@@ -104,6 +104,38 @@ fn serve_refuses_a_data_dir_with_state_whose_database_and_marker_were_removed() 
     );
 }
 
+/// A database on a volume of its own (`db_path`) that did not mount takes the build logs,
+/// credentials and time series beside it along, but the data dir's staging tree still holds the
+/// records of what leases stored, which only a run with a store writes: the start is refused
+/// naming them (h41 F3: it made a new, empty farm).
+#[test]
+fn a_database_volume_that_did_not_mount_is_refused_when_staging_shows_stored_uploads() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    let volume = dir.path().join("dbvol");
+    let db = volume.join("swarm.db");
+    let env = [("SWARM_DB_PATH", db.to_str().expect("utf-8 path"))];
+    std::fs::create_dir(&volume).expect("the mounted volume");
+    {
+        let server = Server::start(&data, &env);
+        let (code, _) =
+            server.admin_post("/api/v1/queue", &json!({ "packages": ["dev-libs/a-1"] }));
+        assert_eq!(code, 200);
+    }
+    // What a stored upload leaves beside its package (`lease_files`).
+    let records = data.join("staging/.leases/.by-lease");
+    std::fs::create_dir_all(&records).expect("records dir");
+    std::fs::write(records.join("1"), "dev-libs/a-1.gpkg.tar\n").expect("record");
+    std::fs::rename(&volume, dir.path().join("dbvol.unmounted")).expect("unmount");
+    std::fs::create_dir(&volume).expect("the empty mount point");
+    let out = serve_until_refused_with(&data, &[("SWARM_DB_PATH", db.as_os_str())]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "refused: {stderr}");
+    assert!(stderr.contains("staging/.leases"), "{stderr}");
+    assert!(stderr.contains("--accept-loss"), "{stderr}");
+    assert!(!db.exists(), "no new, empty store");
+}
+
 /// An operator who puts the admin token into a new data dir before the
 /// first start (configuration management does) gets a farm that starts and
 /// takes that token: a token is no evidence of an earlier store.
@@ -148,10 +180,18 @@ fn a_failed_first_start_in_an_existing_data_dir_leaves_no_token_behind() {
 /// Runs `swarm serve` on `data`, expected to be refused at start: its
 /// output. One that is still running after 30 s fails the test.
 fn serve_until_refused(data: &std::path::Path) -> std::process::Output {
+    serve_until_refused_with(data, &[])
+}
+
+fn serve_until_refused_with(
+    data: &std::path::Path,
+    env: &[(&str, &std::ffi::OsStr)],
+) -> std::process::Output {
     let mut child = Command::new(swarm_bin())
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data)
         .env("SELF_HEAL_ENABLED", "false")
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -1447,6 +1487,17 @@ fn leave_at_once_while_the_spool_is_blocked(
         let text = read_log();
         text.contains("cannot spool the finished build") && text.contains("artifact upload failed")
     });
+    // The server says it cannot store uploads (h41 F5: health was 200 through every 507).
+    let (code, health) = server.get("/api/v1/health");
+    assert_eq!(code, 503, "{health}");
+    assert_eq!(health["staging_writable"], false, "{health}");
+    assert_eq!(health["store_writable"], true, "{health}");
+    assert!(
+        health["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("staging area cannot be written")),
+        "{health}"
+    );
     if let Some(block) = record_block {
         assert!(
             read_log().contains("cannot record the build's success"),
@@ -1469,6 +1520,11 @@ fn leave_at_once_while_the_spool_is_blocked(
         std::fs::remove_file(&spool).expect("unblock the spool");
     }
     std::fs::remove_file(&blocked).expect("unblock the category dir");
+    wait_until(
+        10,
+        "health to turn back once staging can be written",
+        || server.get("/api/v1/health").0 == 200,
+    );
     let env = [("SWARM_STANDIN_SIZES", sizes.as_str())];
     let drone = Drone::start(&server, dir.path(), name, &DRONE_TOKEN, &env);
     server.wait_for(60, "the build to be delivered", |s| {

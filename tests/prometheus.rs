@@ -218,6 +218,23 @@ fn the_slow_disk_alert_fires_for_slow_fsyncs_only() {
     );
 }
 
+#[test]
+fn the_staging_alert_fires_after_two_minutes_of_refused_uploads() {
+    let Some(tool) = promtool() else { return };
+    let series = input_series("swarm_staging_writable{instance=\"full\"}", "1 1 1 0x10")
+        + &input_series("swarm_staging_writable{instance=\"blip\"}", "1 1 1 0 1x10")
+        + &input_series("swarm_staging_writable{instance=\"fine\"}", "1x13");
+    let firing = r#"          - exp_labels: {severity: critical, instance: full}
+            exp_annotations:
+              summary: "swarm cannot store uploaded packages"
+              description: "Uploads to the staging area fail (disk full? permissions? a volume not mounted?). Drones keep their builds and retry; /api/v1/health says what failed."
+"#;
+    promtool_test_rules(
+        tool,
+        &quiet_then_firing(&series, "SwarmStagingNotWritable", ("4m", "6m"), firing),
+    );
+}
+
 /// A rules test's body: the `series`, then `alert` firing for no instance
 /// at the first time and for exactly the `firing` ones (their YAML entries
 /// under `exp_alerts:`) at the second.

@@ -26,6 +26,26 @@ pub(crate) fn put(
     rest: &str,
     caller: &Caller,
 ) -> Result<Reply, ApiError> {
+    let mut dir = None;
+    let result = store(sh, req, rest, caller, &mut dir);
+    // 507 is the staging disk's answer (a directory it cannot make, a write or
+    // rename it refuses): health says so until it can be written.
+    match (&result, dir) {
+        (Err(e), Some(dir)) if e.status == 507 => sh.staging_health.failed(&dir, &e.body.error),
+        (Ok(_), Some(_)) => sh.staging_health.stored(),
+        _ => {}
+    }
+    result
+}
+
+/// Stores an upload; `staged_in` says where, once the lease and its checks allow it.
+fn store(
+    sh: &Shared,
+    req: &mut Request,
+    rest: &str,
+    caller: &Caller,
+    staged_in: &mut Option<PathBuf>,
+) -> Result<Reply, ApiError> {
     let path = parse_artifact_path(rest)?;
     // The lease's profile says which staging tree the file goes to.
     let upload_lease::Bound {
@@ -57,6 +77,7 @@ pub(crate) fn put(
         return check_only(sh, req);
     }
     let dir = root.join(&path.category);
+    *staged_in = Some(dir.clone());
     std::fs::create_dir_all(&dir)
         .and_then(|()| std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)))
         .map_err(|e| ApiError::new(507, format!("cannot create {}: {e}", dir.display())))?;

@@ -17,9 +17,13 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use swarm_core::{Atom, LeaseId};
 
+/// Where the records of what each lease stored live in a staging tree.
+pub(crate) fn records_dir(staging: &Path) -> PathBuf {
+    staging.join(".leases")
+}
+
 fn by_lease(staging: &Path, lease: LeaseId) -> PathBuf {
-    staging
-        .join(".leases")
+    records_dir(staging)
         .join(".by-lease")
         .join(lease.0.to_string())
 }

@@ -49,6 +49,7 @@ mod rejects;
 mod releases;
 mod shared;
 mod staged_path;
+mod staging_health;
 mod syncer;
 mod upload_lease;
 mod v3;
@@ -409,6 +410,7 @@ pub fn start(opts: ServerOptions) -> Result<RunningServer, ServeError> {
         refusals: ratelog::RefusalLog::default(),
         sql_running: AtomicBool::new(false),
         store_fault: RwLock::new(None),
+        staging_health: Default::default(),
         dashboard: dashboard::kept::Dashboard::new(&opts.db_path, (opts.clock)().0),
         logs: open_logs(&opts.db_path),
         env_pace: env_pace::EnvPace::default(),
@@ -470,15 +472,20 @@ pub fn start(opts: ServerOptions) -> Result<RunningServer, ServeError> {
 }
 
 /// The server's own files that only a run with a store writes: build logs,
-/// drone credentials, the dashboard's time series, binhost releases. Should
-/// the database and its marker be gone while these hold something, the
-/// store refuses to start empty (`StoreOptions::state_evidence`).
+/// drone credentials, the dashboard's time series, binhost releases, the
+/// leases' records of what they stored. Should the database and its marker be
+/// gone while these hold something, the store refuses to start empty
+/// (`StoreOptions::state_evidence`). A database on a volume of its own that did
+/// not mount takes the first three with it; releases and staging stay in the
+/// data dir (h41 F3: a farm that had stored uploads but no release started
+/// empty).
 fn state_evidence(opts: &ServerOptions) -> Vec<PathBuf> {
     vec![
         opts.db_path.with_file_name("logs"),
         creds::credentials_path(&opts.db_path),
         opts.db_path.with_file_name("timeseries.jsonl"),
         opts.binhost.state_dir.clone(),
+        lease_files::records_dir(&opts.staging),
     ]
 }
 

@@ -10,7 +10,7 @@ use swarm_core::{Atom, DroneStatus, PackageStatus};
 use swarm_store::listed_text::LISTED_ITEM_MAX;
 use swarm_store::EventFilter;
 
-/// 200 while the server can record inputs; 503 with the reason while the
+/// 200 while the server can record inputs and store uploads; 503 with the reason while the
 /// store cannot write (disk full, read-only file system...) or an fsync of
 /// the WAL has hung for `FSYNC_HUNG` or the writer for `WRITER_STUCK`, and
 /// for good once the writer or the fsync thread died. Otherwise it turns
@@ -20,7 +20,9 @@ pub(crate) fn health(sh: &Shared) -> Result<Reply, ApiError> {
     // The last committed seq, read without a copy of the core: a monitor
     // polling health must not make the writer copy a large queue.
     let seq = sh.committed.load(std::sync::atomic::Ordering::SeqCst);
-    let reason = store_trouble(sh);
+    let store = store_trouble(sh);
+    let staging = sh.staging_health.trouble();
+    let reason = store.clone().or_else(|| staging.clone());
     let (code, status) = match &reason {
         None => (200, "ok"),
         Some(_) => (503, "unhealthy"),
@@ -30,7 +32,8 @@ pub(crate) fn health(sh: &Shared) -> Result<Reply, ApiError> {
         &json!({
             "status": status,
             "reason": reason,
-            "store_writable": reason.is_none(),
+            "store_writable": store.is_none(),
+            "staging_writable": staging.is_none(),
             "version": env!("CARGO_PKG_VERSION"),
             "build": sh.build,
             "seq": seq,
@@ -562,6 +565,12 @@ pub(crate) fn metrics(sh: &Shared) -> Result<Reply, ApiError> {
         "swarm_store_writable",
         "1 while the store takes writes; 0 while it cannot write (disk full, read-only file system), since an fsync of the WAL failed or the writer or fsync thread died (until a restart), or while an fsync hangs or the writer is stuck; /api/v1/health says why.",
         &[(String::new(), u64::from(writable))],
+    );
+    gauge(
+        &mut out,
+        "swarm_staging_writable",
+        "1 while uploads can be stored; 0 since an upload failed on the staging disk (507), until a probe of it (at most once a second, while health or this is read) or an upload works again; /api/v1/health says why.",
+        &[(String::new(), u64::from(sh.staging_health.trouble().is_none()))],
     );
     gauge(
         &mut out,

@@ -182,6 +182,8 @@ pub(crate) struct Shared {
     /// Why the store cannot write right now (`None`: it can). Set by the
     /// writer after every write attempt; health and metrics read it.
     pub(crate) store_fault: RwLock<Option<String>>,
+    /// Whether uploads can be stored (health is 503 while they cannot).
+    pub(crate) staging_health: super::staging_health::StagingHealth,
     /// The dashboard's event stream and time series.
     pub(crate) dashboard: super::dashboard::kept::Dashboard,
     /// Uploaded build logs; `None` when the directory could not be opened.

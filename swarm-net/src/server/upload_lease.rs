@@ -17,7 +17,9 @@ use swarm_core::{Atom, DroneName, LeaseId, LeaseView};
 
 /// Where the lease of a staged file is recorded.
 fn record_path(staging: &Path, category: &str, file: &str) -> PathBuf {
-    staging.join(".leases").join(category).join(file)
+    super::lease_files::records_dir(staging)
+        .join(category)
+        .join(file)
 }
 
 /// What an upload is bound to: its lease, and the staging tree of the lease's
@@ -313,7 +315,7 @@ pub(crate) fn record(
 /// Whether an artifact of `atom` (a file [`covers`] accepts) was uploaded
 /// under `lease` and is still in staging.
 pub(crate) fn uploaded_under(staging: &Path, atom: &Atom, lease: LeaseId) -> bool {
-    let root = staging.join(".leases");
+    let root = super::lease_files::records_dir(staging);
     let categories: Vec<String> = if atom.category().is_empty() {
         std::fs::read_dir(&root)
             .map(|d| {
