@@ -88,9 +88,49 @@ pub(crate) fn record(
     write_durably(&by_lease(staging, lease), &format!("{category}/{file}\n"))
 }
 
+/// At start, in one staging tree: removes what a kill left of a record's
+/// write (`*.tmp` under `.leases`), and the records of leases that have
+/// ended (`.by-lease/<lease>`, for which `active` is false), which nothing
+/// reads again: one was kept per upload for good (h41 F6). The records of
+/// which lease stored each file stay, as long as their files may. Returns
+/// how many files went.
+pub(crate) fn tidy(staging: &Path, active: impl Fn(LeaseId) -> bool) -> usize {
+    let mut gone = 0;
+    let Ok(dirs) = std::fs::read_dir(records_dir(staging)) else {
+        return 0;
+    };
+    for dir in dirs.flatten() {
+        if !dir.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        let by_lease = dir.file_name() == ".by-lease";
+        let Ok(files) = std::fs::read_dir(dir.path()) else {
+            continue;
+        };
+        for f in files.flatten() {
+            let name = f.file_name();
+            let name = name.to_string_lossy();
+            let ended = by_lease
+                && name
+                    .parse::<u64>()
+                    .is_ok_and(|lease| !active(LeaseId(lease)));
+            if !(ended || name.ends_with(".tmp")) {
+                continue;
+            }
+            match std::fs::remove_file(f.path()) {
+                Ok(()) => gone += 1,
+                Err(e) => {
+                    tracing::warn!(file = %f.path().display(), error = %e, "cannot remove a lease record left behind")
+                }
+            }
+        }
+    }
+    gone
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{one_version, record};
+    use super::{one_version, record, tidy};
     use swarm_core::{Atom, LeaseId};
 
     fn stage(root: &std::path::Path, category: &str, file: &str) {
@@ -165,5 +205,33 @@ mod tests {
             &atom("=app-misc/foo-2")
         )
         .is_ok());
+    }
+
+    /// At start, a kill's half-written records and the records of ended leases go; an active
+    /// lease's record and every file's record stay.
+    #[test]
+    fn ended_leases_records_and_temp_files_go_at_start() {
+        let dir = tempfile::tempdir().expect("dir");
+        let root = dir.path();
+        for lease in [3, 7] {
+            record(
+                root,
+                "app-misc",
+                &format!("foo-{lease}.gpkg.tar"),
+                LeaseId(lease),
+            )
+            .expect("record");
+        }
+        let leases = root.join(".leases");
+        std::fs::create_dir_all(leases.join("app-misc")).expect("dir");
+        std::fs::write(leases.join("app-misc/foo-1.gpkg.tar"), "3\n").expect("file record");
+        std::fs::write(leases.join("app-misc/foo-2.gpkg.tmp"), "3").expect("torn");
+        std::fs::write(leases.join(".by-lease/9.tmp"), "x").expect("torn");
+        assert_eq!(tidy(root, |l| l == LeaseId(7)), 3);
+        assert!(!leases.join(".by-lease/3").exists());
+        assert!(leases.join(".by-lease/7").is_file());
+        assert!(leases.join("app-misc/foo-1.gpkg.tar").is_file());
+        assert!(!leases.join("app-misc/foo-2.gpkg.tmp").exists());
+        assert!(!leases.join(".by-lease/9.tmp").exists());
     }
 }

@@ -327,6 +327,19 @@ pub fn start(opts: ServerOptions) -> Result<RunningServer, ServeError> {
             "removed upload temp files an earlier run left behind"
         );
     }
+    if let Ok(swarm) = store.swarm() {
+        let view = swarm.view();
+        let gone: usize = staged_path::all_staging_trees(&opts.staging)
+            .iter()
+            .map(|tree| lease_files::tidy(tree, |lease| view.lease(lease).is_some()))
+            .sum();
+        if gone > 0 {
+            tracing::info!(
+                files = gone,
+                "removed the lease records of ended leases and half-written ones"
+            );
+        }
+    }
     let open_report = store.open_report().clone();
     let creds =
         creds::Credentials::open(&opts.db_path).map_err(|source| ServeError::Credentials {
