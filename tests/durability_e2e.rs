@@ -126,12 +126,24 @@ fn a_database_volume_that_did_not_mount_is_refused_when_staging_shows_stored_upl
     let records = data.join("staging/.leases/.by-lease");
     std::fs::create_dir_all(&records).expect("records dir");
     std::fs::write(records.join("1"), "dev-libs/a-1.gpkg.tar\n").expect("record");
+    let leases = data.join("staging/.leases");
+    let mode = |p: &std::path::Path| {
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(p).expect("meta").permissions())
+            & 0o777
+    };
+    std::fs::set_permissions(&leases, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
     std::fs::rename(&volume, dir.path().join("dbvol.unmounted")).expect("unmount");
     std::fs::create_dir(&volume).expect("the empty mount point");
     let out = serve_until_refused_with(&data, &[("SWARM_DB_PATH", db.as_os_str())]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "refused: {stderr}");
     assert!(stderr.contains("staging/.leases"), "{stderr}");
+    assert_eq!(
+        mode(&leases),
+        0o755,
+        "a web server may publish staging (h42 F5)"
+    );
     assert!(stderr.contains("--accept-loss"), "{stderr}");
     assert!(!db.exists(), "no new, empty store");
 }

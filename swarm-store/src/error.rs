@@ -100,6 +100,27 @@ pub enum StoreError {
         /// What SQLite or the store found.
         detail: String,
     },
+    /// The store's configuration (`meta.config`) does not parse: not damage SQLite found, and
+    /// not worth moving the database aside for (h42 F8).
+    #[error(
+        "the store's configuration (meta config) does not parse ({detail}): a newer swarm wrote \
+         this store (upgrade swarm to open it; never downgrade a store), or the file was edited \
+         (restore it from a backup)"
+    )]
+    ConfigUnreadable {
+        /// What the parser said.
+        detail: String,
+    },
+    /// SQLite cannot keep the store in WAL mode: the file system's doing, not the file's.
+    #[error(
+        "SQLite cannot run the store in WAL mode ({detail}): the file system does not support it \
+         (a network file system?) or the database is read-only; put the data dir on a local, \
+         writable file system"
+    )]
+    NoWal {
+        /// What was found.
+        detail: String,
+    },
     /// A SQLite database, but not one written by swarm.
     #[error(
         "{path} is a SQLite database but not a swarm store (application id {application_id:#x}); \

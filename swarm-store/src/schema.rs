@@ -219,7 +219,7 @@ pub(crate) fn configure_writer(conn: &Connection, full_sync: bool) -> Result<(),
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
-        return Err(StoreError::Damaged {
+        return Err(StoreError::NoWal {
             detail: format!("cannot switch the journal to WAL (got {mode})"),
         });
     }

@@ -378,8 +378,11 @@ impl Store {
                 if std::fs::metadata(&path).map_or(true, |m| m.len() == 0) => {}
             Err(e) => return Err(e),
         }
+        // Only an id file that says how far the store came was written after the marker:
+        // builds before wrote it first, and a start of theirs killed between the two left
+        // it without a marker (h42 F4).
         if loss.acked.is_none()
-            && id_file::read(&path).is_some()
+            && id_file::read(&path).is_some_and(|(_, reached)| reached.is_some())
             && std::fs::metadata(&path).is_ok_and(|m| m.len() > 0)
         {
             loss.refuse(
@@ -434,7 +437,7 @@ impl Store {
         if !wal_held {
             conn.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))?;
             if !lock.hold_wal(&path)? {
-                return Err(StoreError::Damaged {
+                return Err(StoreError::NoWal {
                     detail: "SQLite made no WAL for the database".into(),
                 });
             }
@@ -443,9 +446,11 @@ impl Store {
             schema::quick_check(&conn)?;
         }
         let config = match meta_get(&conn, "config")? {
-            Some(text) => serde_json::from_str(&text).map_err(|e| StoreError::Damaged {
-                detail: format!("meta config does not parse: {e}"),
-            })?,
+            Some(text) => {
+                serde_json::from_str(&text).map_err(|e| StoreError::ConfigUnreadable {
+                    detail: e.to_string(),
+                })?
+            }
             None => {
                 opts.config.validate()?;
                 let tx = conn.savepoint()?;

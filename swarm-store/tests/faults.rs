@@ -679,3 +679,30 @@ fn a_write_error_is_reported_until_a_probe_write_works_again() {
         .append(Timestamp(1 << 32), Input::Tick)
         .expect("append works");
 }
+
+/// A configuration with a field this build does not know (a newer swarm's) is named as such,
+/// not as damage whose way on is to move the database aside (h42 F8).
+#[test]
+fn a_configuration_a_newer_swarm_wrote_is_not_called_damage() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("swarm.db");
+    store_with_history(&path, 5);
+    let conn = rusqlite::Connection::open(&path).expect("open");
+    let changed = conn
+        .execute(
+            "UPDATE meta SET value = json_set(value, '$.from_a_newer_swarm', 1) \
+             WHERE key = 'config'",
+            [],
+        )
+        .expect("update");
+    assert_eq!(changed, 1);
+    drop(conn);
+    match Store::open(&path, StoreOptions::default()) {
+        Err(e @ StoreError::ConfigUnreadable { .. }) => {
+            let msg = e.to_string();
+            assert!(msg.contains("newer swarm"), "{msg}");
+            assert!(!msg.contains("Without a backup"), "{msg}");
+        }
+        other => panic!("expected ConfigUnreadable, got {other:?}"),
+    }
+}

@@ -408,6 +408,26 @@ fn a_deleted_marker_and_wal_after_a_crash_are_refused() {
     accepted(&db);
 }
 
+/// Builds before the `reached seq` line wrote the store-id file before the marker, so one of
+/// their starts killed between the two left the file without a marker: that opens (h42 F4).
+#[test]
+fn a_missing_marker_beside_an_id_file_of_earlier_builds_opens() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("swarm.db");
+    drop(Store::open(&db, opts(1)).expect("open"));
+    let id_file = dir.path().join("swarm.store-id");
+    let text = std::fs::read_to_string(&id_file).expect("id file");
+    let first = text.lines().next().expect("the id line");
+    std::fs::write(
+        &id_file,
+        format!("{first}\n# written by an earlier build\n"),
+    )
+    .expect("old");
+    std::fs::remove_file(dir.path().join("swarm.db.acked")).expect("remove marker");
+    let store = Store::open(&db, opts(2)).expect("opens");
+    assert_eq!(store.open_report().loss, None);
+}
+
 /// An older copy of the database files put back (a backup, with its own marker, which agrees
 /// with it) is refused: the store-id file, which stays behind, says how far the store had come
 /// at its last clean stop (h41 F1: the copy opened, four acknowledged packages short).

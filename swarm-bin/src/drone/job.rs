@@ -226,8 +226,12 @@ fn run(agent: &Agent, id: JobId) {
     agent.beat_soon();
 
     let argv = template::argv(&agent.template, &atom);
-    // A fresh PKGDIR per build: whatever it holds afterwards is what this build produced.
-    let build_pkgdir = match collect::fresh_pkgdir(&cfg.work_dir, &format!("{lease_label}-{id}")) {
+    // A fresh PKGDIR per build: whatever it holds afterwards is what this build produced. Its
+    // label names this process: job ids start again in each, and an earlier agent's build of
+    // the same label (a lease-less one, `nolease-0`) may be being delivered from its
+    // directory meanwhile (h42 F6).
+    let label = format!("{lease_label}-{}-{id}", std::process::id());
+    let build_pkgdir = match collect::fresh_pkgdir(&cfg.work_dir, &label) {
         Ok(dir) => dir,
         Err(e) => {
             let detail = format!(
@@ -594,7 +598,9 @@ fn report(
             // follows gives the lease back unless the directory shows the build (h40's
             // second write raced it).
             if let (Some(dir), Some(record)) = (dir, build.as_ref().and_then(|b| b.record)) {
-                record_kept(dir, record);
+                if let Err(e) = outcome::ensure(dir, record) {
+                    tracing::warn!(package = %record.atom, "cannot record the build before its delivery ({e}): should the agent leave before it is delivered, it is built again");
+                }
             }
         },
     )

@@ -598,6 +598,19 @@ fn redeliver(agent: &Agent, entries: Vec<(PathBuf, Entry)>) {
 /// land under a lease of that number that this farm gave for something else.
 fn set_aside_elsewhere(path: &Path, entry: &Entry, why: &str) {
     let bad = path.with_extension("bad");
+    if !path.exists() {
+        // Delivered from the build's own files (the spool could not take it): nothing to set
+        // aside, and the build's packages stay in the drone's PKGDIR only (h42 F7).
+        tracing::error!(
+            package = %crate::logging::shown(&entry.report.package),
+            lease = %crate::logging::shown(&entry.report.lease),
+            why,
+            "a finished build belongs to another farm (the agent was pointed at a new server, or \
+             the store's loss was accepted), and the spool could not take it: not delivered; its \
+             packages stay in the drone's PKGDIR"
+        );
+        return;
+    }
     let _ = std::fs::rename(path, &bad);
     if let Some(spool) = path.parent() {
         trim_set_aside(spool, MAX_SET_ASIDE);

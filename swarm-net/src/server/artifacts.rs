@@ -26,25 +26,40 @@ pub(crate) fn put(
     rest: &str,
     caller: &Caller,
 ) -> Result<Reply, ApiError> {
-    let mut dir = None;
-    let result = store(sh, req, rest, caller, &mut dir);
+    let size = req
+        .body_length()
+        .map(|n| n as u64)
+        .or_else(|| header(req, "X-Swarm-Size").and_then(|v| v.trim().parse().ok()))
+        .unwrap_or(0);
+    let mut staged_in = None;
+    let result = store(sh, req, rest, caller, &mut staged_in);
     // 507 is the staging disk's answer (a directory it cannot make, a write or
-    // rename it refuses): health says so until it can be written.
-    match (&result, dir) {
-        (Err(e), Some(dir)) if e.status == 507 => sh.staging_health.failed(&dir, &e.body.error),
-        (Ok(_), Some(_)) => sh.staging_health.stored(),
+    // rename it refuses, a lease record it cannot write): health says so until
+    // it can be written.
+    match (&result, staged_in) {
+        (Err(e), Some((root, category))) if e.status == 507 => {
+            let records = lease_files::records_dir(&root);
+            let dirs = vec![
+                root.join(&category),
+                records.join(&category),
+                records.join(".by-lease"),
+            ];
+            sh.staging_health.failed(&root, dirs, size, &e.body.error);
+        }
+        (Ok(_), Some(_)) => sh.staging_health.stored(size),
         _ => {}
     }
     result
 }
 
-/// Stores an upload; `staged_in` says where, once the lease and its checks allow it.
+/// Stores an upload; `staged_in` says where (the staging tree and the
+/// category), once the lease and its checks allow it.
 fn store(
     sh: &Shared,
     req: &mut Request,
     rest: &str,
     caller: &Caller,
-    staged_in: &mut Option<PathBuf>,
+    staged_in: &mut Option<(PathBuf, String)>,
 ) -> Result<Reply, ApiError> {
     let path = parse_artifact_path(rest)?;
     // The lease's profile says which staging tree the file goes to.
@@ -77,7 +92,7 @@ fn store(
         return check_only(sh, req);
     }
     let dir = root.join(&path.category);
-    *staged_in = Some(dir.clone());
+    *staged_in = Some((root.clone(), path.category.clone()));
     std::fs::create_dir_all(&dir)
         .and_then(|()| std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)))
         .map_err(|e| ApiError::new(507, format!("cannot create {}: {e}", dir.display())))?;

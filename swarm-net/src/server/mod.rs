@@ -302,6 +302,13 @@ pub fn start(opts: ServerOptions) -> Result<RunningServer, ServeError> {
         })?;
     let mut store_opts = opts.store.clone();
     store_opts.state_evidence.extend(evidence);
+    // Not private, so not among the files closed above: a web server may publish the staging
+    // trees, and closing their records warned of an older swarm's doing (h42 F5).
+    store_opts.state_evidence.extend(
+        staged_path::all_staging_trees(&opts.staging)
+            .iter()
+            .map(|tree| lease_files::records_dir(tree)),
+    );
     store_opts.open_at = Some((opts.clock)());
     // Drones must not wait while a large state is serialised and verified.
     store_opts.background_snapshots = true;
@@ -484,21 +491,20 @@ pub fn start(opts: ServerOptions) -> Result<RunningServer, ServeError> {
     })
 }
 
-/// The server's own files that only a run with a store writes: build logs,
-/// drone credentials, the dashboard's time series, binhost releases, the
-/// leases' records of what they stored. Should the database and its marker be
-/// gone while these hold something, the store refuses to start empty
-/// (`StoreOptions::state_evidence`). A database on a volume of its own that did
-/// not mount takes the first three with it; releases and staging stay in the
-/// data dir (h41 F3: a farm that had stored uploads but no release started
-/// empty).
+/// The server's own private files that only a run with a store writes: build
+/// logs, drone credentials, the dashboard's time series, binhost releases.
+/// Should the database and its marker be gone while these hold something, the
+/// store refuses to start empty (`StoreOptions::state_evidence`); so it does
+/// for every staging tree's records of what leases stored (added in `start`).
+/// A database on a volume of its own that did not mount takes the first three
+/// with it; releases and staging stay in the data dir (h41 F3: a farm that had
+/// stored uploads but no release started empty).
 fn state_evidence(opts: &ServerOptions) -> Vec<PathBuf> {
     vec![
         opts.db_path.with_file_name("logs"),
         creds::credentials_path(&opts.db_path),
         opts.db_path.with_file_name("timeseries.jsonl"),
         opts.binhost.state_dir.clone(),
-        lease_files::records_dir(&opts.staging),
     ]
 }
 

@@ -1,13 +1,17 @@
 //! Whether uploads can be stored: health is 503 while the staging area cannot
 //! be written, as it is while the store cannot (h41 F5: every upload got a 507
 //! while health said ok). An upload that fails on the staging disk notes the
-//! directory it could not write; health and `/metrics` then probe that
-//! directory (a 4 KiB file, written, synced and removed) at most once a second
-//! while they are read, and a stored upload clears the note, so health turns
-//! back by itself.
+//! directories it writes (its category's, and the lease records') and its size.
+//! The note goes when an upload at least that big is stored, or when a probe
+//! finds every one of those directories writable (a 4 KiB file, written,
+//! synced and removed) with that much space free: a probe alone cleared a
+//! nearly full disk a second after each failure, as the failed upload's temp
+//! file was gone by then (h42 F1). Probes run on a thread of their own, at most
+//! one at a time and once a second, started while health or `/metrics` is
+//! read, so a staging mount that hangs holds no reader (h42 F3).
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How often a noted failure is probed again, at most.
@@ -17,93 +21,168 @@ const PROBE_BYTES: usize = 4096;
 
 /// The last staging failure, while it lasts.
 #[derive(Default)]
-pub(crate) struct StagingHealth(Mutex<Option<Failure>>);
+pub(crate) struct StagingHealth(Arc<Mutex<State>>);
+
+#[derive(Default)]
+struct State {
+    failure: Option<Failure>,
+    probing: bool,
+}
 
 struct Failure {
     why: String,
-    dir: PathBuf,
+    /// The staging tree (a profile's may be purged meanwhile: then nothing is stored there).
+    root: PathBuf,
+    dirs: Vec<PathBuf>,
+    /// Bytes the failed upload needed.
+    need: u64,
     probed: Instant,
 }
 
 impl StagingHealth {
-    /// An upload could not be written into `dir`.
-    pub(crate) fn failed(&self, dir: &Path, why: &str) {
-        if let Ok(mut slot) = self.0.lock() {
-            if slot.is_none() {
-                tracing::error!(dir = %dir.display(), why, "the staging area cannot be written: uploads are refused (507, drones retry them) and health is 503 until it can");
+    /// An upload of `need` bytes into `dirs` of the staging tree `root` failed.
+    pub(crate) fn failed(&self, root: &Path, dirs: Vec<PathBuf>, need: u64, why: &str) {
+        if let Ok(mut st) = self.0.lock() {
+            if st.failure.is_none() {
+                tracing::error!(staging = %root.display(), why, "the staging area cannot be written: uploads are refused (507, drones retry them) and health is 503 until it can");
             }
-            *slot = Some(Failure {
+            st.failure = Some(Failure {
                 why: why.to_owned(),
-                dir: dir.to_owned(),
+                root: root.to_owned(),
+                dirs,
+                need,
                 probed: Instant::now(),
             });
         }
     }
 
-    /// An upload was stored.
-    pub(crate) fn stored(&self) {
-        if let Ok(mut slot) = self.0.lock() {
-            if slot.take().is_some() {
+    /// An upload of `size` bytes was stored.
+    pub(crate) fn stored(&self, size: u64) {
+        if let Ok(mut st) = self.0.lock() {
+            if st.failure.as_ref().is_some_and(|f| size >= f.need) {
+                st.failure = None;
                 tracing::info!("the staging area takes uploads again: health is 200");
             }
         }
     }
 
-    /// Why uploads cannot be stored now, if a failure was noted and a probe
-    /// (at most once a second) still fails.
+    /// Why uploads cannot be stored now, if a failure was noted and no probe
+    /// or upload since showed otherwise; starts a probe when one is due.
     pub(crate) fn trouble(&self) -> Option<String> {
-        let mut slot = self.0.lock().ok()?;
-        let failure = slot.as_mut()?;
-        if failure.probed.elapsed() >= PROBE_EVERY {
-            failure.probed = Instant::now();
-            match probe(&failure.dir) {
-                Ok(()) => {
-                    *slot = None;
-                    tracing::info!("the staging area can be written again: health is 200");
-                    return None;
-                }
-                Err(e) => failure.why = format!("cannot write {}: {e}", failure.dir.display()),
+        let mut st = self.0.lock().ok()?;
+        let due = !st.probing
+            && st
+                .failure
+                .as_ref()
+                .is_some_and(|f| f.probed.elapsed() >= PROBE_EVERY);
+        if due {
+            if let Some(f) = st.failure.as_mut() {
+                f.probed = Instant::now();
+                let (root, dirs, need) = (f.root.clone(), f.dirs.clone(), f.need);
+                let state = Arc::clone(&self.0);
+                let spawned = std::thread::Builder::new()
+                    .name("staging-probe".into())
+                    .spawn(move || {
+                        let result = probe(&root, &dirs, need);
+                        if let Ok(mut st) = state.lock() {
+                            st.probing = false;
+                            match result {
+                                Ok(()) => {
+                                    if st.failure.take().is_some() {
+                                        tracing::info!(
+                                            "the staging area can be written again: health is 200"
+                                        );
+                                    }
+                                }
+                                Err(why) => {
+                                    if let Some(f) = st.failure.as_mut() {
+                                        f.why = why;
+                                    }
+                                }
+                            }
+                        }
+                    });
+                st.probing = spawned.is_ok();
             }
         }
+        let f = st.failure.as_ref()?;
         Some(format!(
             "the staging area cannot be written ({}): uploads are refused with 507 and drones \
              retry them until it can",
-            failure.why
+            f.why
         ))
     }
 }
 
-/// Writes, syncs and removes a block in `dir`, making `dir` as an upload would.
-fn probe(dir: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    let file = dir.join(format!(".health-probe-{}.tmp", std::process::id()));
-    let written = std::fs::write(&file, [0u8; PROBE_BYTES])
-        .and_then(|()| std::fs::File::open(&file)?.sync_all());
-    let _ = std::fs::remove_file(&file);
-    written
+/// Whether every one of `dirs` takes a block and has `need` bytes free. A tree
+/// that is gone (a purged profile's) stores nothing: nothing to wait for.
+fn probe(root: &Path, dirs: &[PathBuf], need: u64) -> Result<(), String> {
+    if !root.is_dir() {
+        return Ok(());
+    }
+    for dir in dirs {
+        let failed = |e: std::io::Error| format!("cannot write {}: {e}", dir.display());
+        std::fs::create_dir_all(dir).map_err(failed)?;
+        // Named as an upload's temp file: a kill leaves it to the start's sweep.
+        let file = dir.join(format!(".upload-probe-{}.tmp", std::process::id()));
+        let written = std::fs::write(&file, [0u8; PROBE_BYTES])
+            .and_then(|()| std::fs::File::open(&file)?.sync_all());
+        let _ = std::fs::remove_file(&file);
+        written.map_err(failed)?;
+        let stat = rustix::fs::statvfs(dir)
+            .map_err(|e| format!("cannot read the free space of {}: {e}", dir.display()))?;
+        let free = stat.f_bavail.saturating_mul(stat.f_frsize);
+        if free < need {
+            return Err(format!(
+                "{} has {free} bytes free; the upload that failed needs {need}",
+                dir.display()
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// A failure shows until a probe of its directory works, a second later at the soonest,
-    /// or an upload is stored.
+    /// The trouble a probe left once it ended (a probe runs on its own thread).
+    fn settled(health: &StagingHealth) -> Option<String> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while health.0.lock().expect("lock").probing && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        health.trouble()
+    }
+
+    /// A failure shows until a probe of its directories works, a second later at the soonest,
+    /// with the space the upload needed free, or an upload that big is stored.
     #[test]
-    fn a_failure_shows_until_its_directory_can_be_written() {
+    fn a_failure_shows_until_its_directories_can_take_the_upload() {
         let root = tempfile::tempdir().expect("temp dir");
         let dir = root.path().join("dev-libs");
+        let records = root.path().join(".leases/dev-libs");
         std::fs::write(&dir, b"in the way").expect("block");
         let health = StagingHealth::default();
         assert_eq!(health.trouble(), None);
-        health.failed(&dir, "cannot create dev-libs: File exists");
+        let dirs = vec![dir.clone(), records.clone()];
+        health.failed(
+            root.path(),
+            dirs.clone(),
+            10,
+            "cannot create dev-libs: File exists",
+        );
         let said = health.trouble().expect("trouble");
         assert!(
             said.contains("File exists") && said.contains("507"),
             "{said}"
         );
         std::thread::sleep(PROBE_EVERY);
-        let said = health.trouble().expect("the probe fails too");
+        assert!(
+            health.trouble().is_some(),
+            "a probe starts; the note stays meanwhile"
+        );
+        let said = settled(&health).expect("the probe fails too");
         assert!(said.contains(&dir.display().to_string()), "{said}");
         std::fs::remove_file(&dir).expect("unblock");
         assert!(
@@ -111,15 +190,38 @@ mod tests {
             "not probed again within a second"
         );
         std::thread::sleep(PROBE_EVERY);
-        assert_eq!(health.trouble(), None);
-        assert!(dir.is_dir(), "made as an upload would");
+        health.trouble();
+        assert_eq!(settled(&health), None);
+        assert!(dir.is_dir() && records.is_dir(), "made as an upload would");
         assert_eq!(
             std::fs::read_dir(&dir).expect("dir").count(),
             0,
             "no probe left"
         );
-        health.failed(&dir, "again");
-        health.stored();
+        // More than the disk has free: a probe that writes its block does not clear it.
+        health.failed(
+            root.path(),
+            dirs.clone(),
+            u64::MAX,
+            "No space left on device",
+        );
+        std::thread::sleep(PROBE_EVERY);
+        health.trouble();
+        let said = settled(&health).expect("too little space");
+        assert!(said.contains("bytes free"), "{said}");
+        health.stored(1_000);
+        assert!(
+            health.trouble().is_some(),
+            "a smaller upload does not clear it"
+        );
+        health.stored(u64::MAX);
         assert_eq!(health.trouble(), None);
+        // A tree that is gone stores nothing, and is not made again.
+        let gone = root.path().join(".profiles/old");
+        health.failed(&gone, vec![gone.join("dev-libs")], 10, "gone");
+        std::thread::sleep(PROBE_EVERY);
+        health.trouble();
+        assert_eq!(settled(&health), None);
+        assert!(!gone.exists());
     }
 }
