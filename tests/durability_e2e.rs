@@ -146,6 +146,14 @@ fn a_database_volume_that_did_not_mount_is_refused_when_staging_shows_stored_upl
     );
     assert!(stderr.contains("--accept-loss"), "{stderr}");
     assert!(!db.exists(), "no new, empty store");
+    // A new farm on a staging volume an earlier one used starts (h43 F2): that volume's
+    // records are no evidence of this data dir's state.
+    let staging = data.join("staging");
+    let server = Server::start(
+        &dir.path().join("new-farm"),
+        &[("STAGING_PATH", staging.to_str().expect("utf-8 path"))],
+    );
+    assert_eq!(server.get("/api/v1/health").0, 200);
 }
 
 /// An operator who puts the admin token into a new data dir before the

@@ -46,7 +46,7 @@ pub(crate) fn put(
             ];
             sh.staging_health.failed(&root, dirs, size, &e.body.error);
         }
-        (Ok(_), Some(_)) => sh.staging_health.stored(size),
+        (Ok(_), Some((root, category))) => sh.staging_health.stored(&root.join(&category), size),
         _ => {}
     }
     result

@@ -303,10 +303,14 @@ pub fn start(opts: ServerOptions) -> Result<RunningServer, ServeError> {
     let mut store_opts = opts.store.clone();
     store_opts.state_evidence.extend(evidence);
     // Not private, so not among the files closed above: a web server may publish the staging
-    // trees, and closing their records warned of an older swarm's doing (h42 F5).
+    // trees, and closing their records warned of an older swarm's doing (h42 F5). Only trees
+    // in the data dir (where releases are kept): a staging volume of its own may outlive the
+    // farm, and a new farm on it was refused as a loss (h43 F2).
+    let data_dir = opts.binhost.state_dir.parent();
     store_opts.state_evidence.extend(
         staged_path::all_staging_trees(&opts.staging)
             .iter()
+            .filter(|tree| data_dir.is_some_and(|d| tree.starts_with(d)))
             .map(|tree| lease_files::records_dir(tree)),
     );
     store_opts.open_at = Some((opts.clock)());

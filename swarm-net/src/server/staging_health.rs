@@ -1,8 +1,10 @@
 //! Whether uploads can be stored: health is 503 while the staging area cannot
 //! be written, as it is while the store cannot (h41 F5: every upload got a 507
 //! while health said ok). An upload that fails on the staging disk notes the
-//! directories it writes (its category's, and the lease records') and its size.
-//! The note goes when an upload at least that big is stored, or when a probe
+//! directories it writes (its category's, and the lease records') and its size,
+//! one note per category directory: an upload stored in another category says
+//! nothing of a blocked one (h43 F1). A note goes when an upload at least that
+//! big is stored in its category, or when a probe
 //! finds every one of those directories writable (a 4 KiB file, written,
 //! synced and removed) with that much space free: a probe alone cleared a
 //! nearly full disk a second after each failure, as the failed upload's temp
@@ -25,7 +27,8 @@ pub(crate) struct StagingHealth(Arc<Mutex<State>>);
 
 #[derive(Default)]
 struct State {
-    failure: Option<Failure>,
+    /// By the category directory the failed upload was to be stored in.
+    failures: std::collections::BTreeMap<PathBuf, Failure>,
     probing: bool,
 }
 
@@ -39,78 +42,106 @@ struct Failure {
     probed: Instant,
 }
 
+/// A probe to make: the failure's key, its tree, its directories and the bytes it needs.
+type Due = (PathBuf, PathBuf, Vec<PathBuf>, u64);
+
 impl StagingHealth {
-    /// An upload of `need` bytes into `dirs` of the staging tree `root` failed.
+    /// An upload of `need` bytes into `dirs` of the staging tree `root` failed; the first of
+    /// `dirs` is its category's.
     pub(crate) fn failed(&self, root: &Path, dirs: Vec<PathBuf>, need: u64, why: &str) {
+        let Some(key) = dirs.first().cloned() else {
+            return;
+        };
         if let Ok(mut st) = self.0.lock() {
-            if st.failure.is_none() {
+            if st.failures.is_empty() {
                 tracing::error!(staging = %root.display(), why, "the staging area cannot be written: uploads are refused (507, drones retry them) and health is 503 until it can");
             }
-            st.failure = Some(Failure {
+            let need = st.failures.get(&key).map_or(need, |f| f.need.max(need));
+            let failure = Failure {
                 why: why.to_owned(),
                 root: root.to_owned(),
                 dirs,
                 need,
                 probed: Instant::now(),
-            });
+            };
+            st.failures.insert(key, failure);
         }
     }
 
-    /// An upload of `size` bytes was stored.
-    pub(crate) fn stored(&self, size: u64) {
+    /// An upload of `size` bytes was stored into the category directory `dir`.
+    pub(crate) fn stored(&self, dir: &Path, size: u64) {
         if let Ok(mut st) = self.0.lock() {
-            if st.failure.as_ref().is_some_and(|f| size >= f.need) {
-                st.failure = None;
-                tracing::info!("the staging area takes uploads again: health is 200");
+            if st.failures.get(dir).is_some_and(|f| size >= f.need) {
+                st.failures.remove(dir);
+                if st.failures.is_empty() {
+                    tracing::info!("the staging area takes uploads again: health is 200");
+                }
             }
         }
     }
 
     /// Why uploads cannot be stored now, if a failure was noted and no probe
-    /// or upload since showed otherwise; starts a probe when one is due.
+    /// or upload since showed otherwise; starts the probes that are due.
     pub(crate) fn trouble(&self) -> Option<String> {
         let mut st = self.0.lock().ok()?;
-        let due = !st.probing
-            && st
-                .failure
-                .as_ref()
-                .is_some_and(|f| f.probed.elapsed() >= PROBE_EVERY);
-        if due {
-            if let Some(f) = st.failure.as_mut() {
-                f.probed = Instant::now();
-                let (root, dirs, need) = (f.root.clone(), f.dirs.clone(), f.need);
-                let state = Arc::clone(&self.0);
-                let spawned = std::thread::Builder::new()
-                    .name("staging-probe".into())
-                    .spawn(move || {
-                        let result = probe(&root, &dirs, need);
-                        if let Ok(mut st) = state.lock() {
-                            st.probing = false;
-                            match result {
-                                Ok(()) => {
-                                    if st.failure.take().is_some() {
-                                        tracing::info!(
-                                            "the staging area can be written again: health is 200"
-                                        );
-                                    }
-                                }
-                                Err(why) => {
-                                    if let Some(f) = st.failure.as_mut() {
-                                        f.why = why;
-                                    }
-                                }
-                            }
-                        }
-                    });
-                st.probing = spawned.is_ok();
+        let due: Vec<Due> = if st.probing {
+            Vec::new()
+        } else {
+            st.failures
+                .iter_mut()
+                .filter(|(_, f)| f.probed.elapsed() >= PROBE_EVERY)
+                .map(|(key, f)| {
+                    f.probed = Instant::now();
+                    (key.clone(), f.root.clone(), f.dirs.clone(), f.need)
+                })
+                .collect()
+        };
+        if !due.is_empty() {
+            let state = Arc::clone(&self.0);
+            let spawned = std::thread::Builder::new()
+                .name("staging-probe".into())
+                .spawn(move || probe_all(&state, due));
+            st.probing = spawned.is_ok();
+        }
+        let first = st.failures.values().next()?;
+        let others = match st.failures.len() - 1 {
+            0 => String::new(),
+            1 => ", and 1 more directory".to_owned(),
+            n => format!(", and {n} more directories"),
+        };
+        Some(format!(
+            "the staging area cannot be written ({}{others}): uploads are refused with 507 and \
+             drones retry them until it can",
+            first.why
+        ))
+    }
+}
+
+/// Probes each due failure, then clears those that passed.
+fn probe_all(state: &Mutex<State>, due: Vec<Due>) {
+    let results: Vec<(PathBuf, Result<(), String>)> = due
+        .into_iter()
+        .map(|(key, root, dirs, need)| (key, probe(&root, &dirs, need)))
+        .collect();
+    let Ok(mut st) = state.lock() else {
+        return;
+    };
+    st.probing = false;
+    let had = !st.failures.is_empty();
+    for (key, result) in results {
+        match result {
+            Ok(()) => {
+                st.failures.remove(&key);
+            }
+            Err(why) => {
+                if let Some(f) = st.failures.get_mut(&key) {
+                    f.why = why;
+                }
             }
         }
-        let f = st.failure.as_ref()?;
-        Some(format!(
-            "the staging area cannot be written ({}): uploads are refused with 507 and drones \
-             retry them until it can",
-            f.why
-        ))
+    }
+    if had && st.failures.is_empty() {
+        tracing::info!("the staging area can be written again: health is 200");
     }
 }
 
@@ -209,12 +240,17 @@ mod tests {
         health.trouble();
         let said = settled(&health).expect("too little space");
         assert!(said.contains("bytes free"), "{said}");
-        health.stored(1_000);
+        health.stored(&dir, 1_000);
         assert!(
             health.trouble().is_some(),
             "a smaller upload does not clear it"
         );
-        health.stored(u64::MAX);
+        health.stored(&root.path().join("app-misc"), u64::MAX);
+        assert!(
+            health.trouble().is_some(),
+            "nor one into another category (h43 F1)"
+        );
+        health.stored(&dir, u64::MAX);
         assert_eq!(health.trouble(), None);
         // A tree that is gone stores nothing, and is not made again.
         let gone = root.path().join(".profiles/old");
