@@ -22,8 +22,8 @@ pub(crate) fn path(db: &Path) -> PathBuf {
 }
 
 /// Writes the store id and the seq its log has reached, unless the file already says them,
-/// whole (`whole_file`; the caller fsyncs the directory). Written once the marker exists, so
-/// the file also says that the marker did ([`StoreError::MarkerMissing`]).
+/// whole and durably (`whole_file`, then its directory fsynced). Written once the marker
+/// exists, so the file also says that the marker did ([`StoreError::MarkerMissing`]).
 pub(crate) fn record(db: &Path, store_id: &str, reached: u64) -> Result<(), StoreError> {
     let path = path(db);
     let text = format!(
@@ -35,7 +35,8 @@ pub(crate) fn record(db: &Path, store_id: &str, reached: u64) -> Result<(), Stor
     if std::fs::read_to_string(&path).is_ok_and(|t| t == text) {
         return Ok(());
     }
-    crate::whole_file::replace(&path, text.as_bytes()).map(drop)
+    crate::whole_file::replace(&path, text.as_bytes())?;
+    crate::whole_file::sync_dir_of(&path)
 }
 
 /// What the file says: the store this data dir last ran, and the seq its log had reached

@@ -381,8 +381,10 @@ impl Store {
         // Only an id file that says how far the store came was written after the marker:
         // builds before wrote it first, and a start of theirs killed between the two left
         // it without a marker (h42 F4).
+        // What this data dir's store-id file said before this open rewrites it.
+        let ran = id_file::read(&path);
         if loss.acked.is_none()
-            && id_file::read(&path).is_some_and(|(_, reached)| reached.is_some())
+            && ran.as_ref().is_some_and(|(_, reached)| reached.is_some())
             && std::fs::metadata(&path).is_ok_and(|m| m.len() > 0)
         {
             loss.refuse(
@@ -476,7 +478,7 @@ impl Store {
                             path.display()
                         ),
                     )?;
-                } else if let Some((ran, _)) = id_file::read(&path).filter(|(ran, _)| *ran != id) {
+                } else if let Some((ran, _)) = ran.as_ref().filter(|(ran, _)| *ran != id) {
                     // The marker is named `swarm.db.acked`: a backup of `swarm.db*` put back
                     // (or another farm's) brings its own, which agrees with it. The id file
                     // beside them says which store this data dir ran last.
@@ -555,9 +557,10 @@ impl Store {
         if loss.found.is_empty() && !new_history {
             // The marker came with the database files, so it agrees with an older copy of them;
             // the store-id file stays behind and says how far this store had come.
-            let reached = id_file::read(&path)
+            let reached = ran
+                .as_ref()
                 .filter(|(ran, _)| *ran == store_id)
-                .and_then(|(_, reached)| reached)
+                .and_then(|(_, reached)| *reached)
                 .filter(|reached| *reached > rebuilt.last_seq);
             if let Some(reached_seq) = reached {
                 loss.refuse(
@@ -617,7 +620,6 @@ impl Store {
         let marker = Marker::open(&path, &store_id, rebuilt.last_seq)?;
         // After the marker: the file then also says that the marker existed.
         id_file::record(&path, &store_id, rebuilt.last_seq)?;
-        crate::whole_file::sync_dir_of(&id_file::path(&path))?;
         acked::remove_legacy(&path);
         let marker_id = marker.file_id();
         let id_of_store = store_id.clone();
@@ -1222,9 +1224,7 @@ impl Store {
         let Ok(reached) = self.marker.lock().map(|m| m.highest()) else {
             return;
         };
-        let recorded = id_file::record(&self.path, &self.store_id, reached)
-            .and_then(|()| crate::whole_file::sync_dir_of(&id_file::path(&self.path)));
-        if let Err(e) = recorded {
+        if let Err(e) = id_file::record(&self.path, &self.store_id, reached) {
             tracing::warn!(error = %e, "cannot record in the store-id file how far the store came; an older copy of the database put back is not refused");
         }
     }

@@ -60,7 +60,12 @@ pub(crate) fn fresh_pkgdir(work_dir: &Path, label: &str) -> std::io::Result<Path
 /// own metadata; a package whose metadata cannot be read is an error naming the file.
 pub(crate) fn collect(dir: &Path) -> Result<Vec<Built>, String> {
     let mut files = Vec::new();
-    walk(dir, 0, &mut files).map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
+    walk(dir, 0, &mut |path, name| {
+        if let Some((_, up)) = EXTENSIONS.iter().find(|(ext, _)| name.ends_with(ext)) {
+            files.push((path, *up));
+        }
+    })
+    .map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
     files.sort();
     if files.len() > MAX_PACKAGES {
         return Err(format!(
@@ -75,19 +80,16 @@ pub(crate) fn collect(dir: &Path) -> Result<Vec<Built>, String> {
         .collect()
 }
 
-fn walk(dir: &Path, depth: usize, out: &mut Vec<(PathBuf, &'static str)>) -> std::io::Result<()> {
+/// Calls `visit` with each regular file (and its name) where builds write packages under
+/// `dir`: `<cat>/<file>` or `<cat>/<pn>/<file>`.
+fn walk<F: FnMut(PathBuf, &str)>(dir: &Path, depth: usize, visit: &mut F) -> std::io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         let kind = entry.file_type()?;
-        let path = entry.path();
         if kind.is_dir() && depth < 2 {
-            walk(&path, depth + 1, out)?;
+            walk(&entry.path(), depth + 1, visit)?;
         } else if kind.is_file() && depth > 0 {
-            let name = entry.file_name();
-            let name = name.to_string_lossy();
-            if let Some((_, up)) = EXTENSIONS.iter().find(|(ext, _)| name.ends_with(ext)) {
-                out.push((path, up));
-            }
+            visit(entry.path(), &entry.file_name().to_string_lossy());
         }
     }
     Ok(())
@@ -216,25 +218,21 @@ const MOVING: &str = ".swarm-moving.";
 /// nothing else ever removes it. A copy whose process still runs is another agent's (one
 /// PKGDIR may serve two work dirs) and stays. Returns how many went.
 pub(crate) fn sweep_moving(pkgdir: &Path) -> usize {
+    let mut stale = Vec::new();
+    let listed = walk(pkgdir, 0, &mut |path, name| {
+        if left_by_the_dead(name) {
+            stale.push(path);
+        }
+    });
+    if let Err(e) = listed {
+        tracing::warn!(pkgdir = %pkgdir.display(), "cannot list the PKGDIR for copies an earlier agent left: {e}");
+    }
     let mut gone = 0;
-    let mut dirs = vec![(pkgdir.to_path_buf(), 0)];
-    while let Some((dir, depth)) = dirs.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let Ok(kind) = entry.file_type() else {
-                continue;
-            };
-            if kind.is_dir() && depth < 2 {
-                dirs.push((entry.path(), depth + 1));
-            } else if kind.is_file() && depth > 0 && left_by_the_dead(&entry.file_name()) {
-                match std::fs::remove_file(entry.path()) {
-                    Ok(()) => gone += 1,
-                    Err(e) => {
-                        tracing::warn!(file = %entry.path().display(), "cannot remove a copy an earlier agent left: {e}")
-                    }
-                }
+    for path in stale {
+        match std::fs::remove_file(&path) {
+            Ok(()) => gone += 1,
+            Err(e) => {
+                tracing::warn!(file = %path.display(), "cannot remove a copy an earlier agent left: {e}")
             }
         }
     }
@@ -243,8 +241,7 @@ pub(crate) fn sweep_moving(pkgdir: &Path) -> usize {
 
 /// Whether `name` is a copy of [`move_file`]'s whose process is gone (or is this one, which
 /// made none yet: a reused pid).
-fn left_by_the_dead(name: &std::ffi::OsStr) -> bool {
-    let name = name.to_string_lossy();
+fn left_by_the_dead(name: &str) -> bool {
     let Some((_, tail)) = name.rsplit_once(MOVING) else {
         return false;
     };

@@ -569,7 +569,7 @@ pub(crate) fn metrics(sh: &Shared) -> Result<Reply, ApiError> {
     gauge(
         &mut out,
         "swarm_staging_writable",
-        "1 while uploads can be stored; 0 since an upload failed on the staging disk (507), until a probe of it (at most once a second, while health or this is read) or an upload works again; /api/v1/health says why.",
+        "1 while uploads can be stored; 0 since an upload failed on the staging disk (507), until an upload as big is stored in that category or a probe finds its directories writable with that much space free (at most once a second, while health or this is read); /api/v1/health says why.",
         &[(String::new(), u64::from(sh.staging_health.trouble().is_none()))],
     );
     gauge(
