@@ -27,8 +27,8 @@ pub(crate) fn path(db: &Path) -> PathBuf {
 pub(crate) fn record(db: &Path, store_id: &str, reached: u64) -> Result<(), StoreError> {
     let path = path(db);
     let text = format!(
-        "swarm store {store_id}\nreached seq {reached}\n# Written by swarm at each start and clean \
-         stop: this data dir holds a swarm store whose log reached that seq. Keep it with \
+        "swarm store {store_id}\nreached seq {reached}\n# Written by swarm at each start, at a \
+         clean stop and once a minute while it runs: this data dir holds a swarm store whose log reached that seq. Keep it with \
          swarm.db; without it, a deleted database could pass for a new farm, and an older copy \
          of the database for the newest.\n"
     );

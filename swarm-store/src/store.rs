@@ -115,6 +115,13 @@ pub struct StoreOptions {
     /// succeeds: a log another build decides otherwise is refused naming the build that wrote
     /// it (h33 F2: every build said `0.1.0`). `None` records nothing.
     pub build: Option<String>,
+    /// How often, at most, the store-id file is told how far the acknowledged inputs reached
+    /// (with `synchronous: Full`; 60 s by default). An older copy of the database put back
+    /// after a crash is refused when it ends before the last such record: recorded only at
+    /// each start and clean stop, a copy from last night put back after a crash today opened
+    /// without the inputs acknowledged since the last start. Each record is a small file
+    /// written whole, two fsyncs on the writer's thread.
+    pub reached_every: std::time::Duration,
 }
 
 impl Default for StoreOptions {
@@ -137,6 +144,7 @@ impl Default for StoreOptions {
             fault_sync: None,
             defer_sync: false,
             build: None,
+            reached_every: std::time::Duration::from_secs(60),
         }
     }
 }
@@ -186,6 +194,8 @@ pub struct Store {
     file: FileIdentity,
     /// `meta.store_id`: which history this is (new after an accepted loss).
     store_id: String,
+    /// When the store-id file was last told how far the store came (`reached_every`).
+    reached_recorded: std::time::Instant,
     _lock: LockFile,
 }
 
@@ -667,6 +677,7 @@ impl Store {
                 wal_copied: None,
             },
             store_id: id_of_store,
+            reached_recorded: std::time::Instant::now(),
             _lock: lock,
         };
         if store.opts.background_snapshots {
@@ -824,6 +835,7 @@ impl Store {
         acked::record_shared(&self.marker, seq.0.min(self.last_seq))?;
         if self.defers_sync() {
             self.nudge_checkpoints();
+            self.record_reached_if_due();
         }
         Ok(())
     }
@@ -836,6 +848,9 @@ impl Store {
                 self.write_error = Some(e.to_string());
             }
             self.nudge_checkpoints();
+            if self.opts.synchronous == Synchronous::Full {
+                self.record_reached_if_due();
+            }
         }
     }
 
@@ -1217,6 +1232,16 @@ impl Store {
             return Ok(None);
         }
         self.write_snapshot(false).map(Some)
+    }
+
+    /// `record_reached`, at most once per `reached_every`. Only with `synchronous: Full`, where
+    /// the marker says what is durable: after a power loss under `Normal` the file would claim
+    /// inputs the log lost, and call the database an older copy.
+    fn record_reached_if_due(&mut self) {
+        if self.reached_recorded.elapsed() >= self.opts.reached_every {
+            self.reached_recorded = std::time::Instant::now();
+            self.record_reached();
+        }
     }
 
     /// Records in the store-id file the last seq acknowledged (durable, by the marker).

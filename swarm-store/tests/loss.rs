@@ -487,6 +487,112 @@ fn an_older_copy_of_the_database_put_back_is_refused() {
     accepted(&db);
 }
 
+const BACKUP_CHILD_ENV: &str = "SWARM_STORE_BACKUP_CHILD_DB";
+/// Set: the child commits as the server does, fsyncing after each commit from a `WalSync`
+/// and acknowledging then (`defer_sync`).
+const BACKUP_CHILD_DEFERS: &str = "SWARM_STORE_BACKUP_CHILD_DEFERS";
+const BACKED_UP_FILES: [&str; 3] = ["swarm.db", "swarm.db-wal", "swarm.db.acked"];
+
+/// The child: a store that records how far it came after every commit, copied aside after 5
+/// inputs (`<dir>/backup`), 4 more inputs, and an exit without closing (a crash). With
+/// `BACKUP_CHILD_DEFERS`, each commit is made durable and acknowledged as the server's writer
+/// does it.
+#[test]
+fn backup_child_writer() {
+    let Ok(db) = std::env::var(BACKUP_CHILD_ENV) else {
+        return;
+    };
+    let db = PathBuf::from(db);
+    let dir = db.parent().expect("data dir");
+    let defers = std::env::var_os(BACKUP_CHILD_DEFERS).is_some();
+    let opts = StoreOptions {
+        reached_every: std::time::Duration::ZERO,
+        defer_sync: defers,
+        ..opts(1)
+    };
+    let mut store = Store::open(&db, opts).expect("child open");
+    let sync = store.wal_sync();
+    assert_eq!(sync.is_some(), defers);
+    for i in 0..9u64 {
+        if i == 5 {
+            println!("\ncopied {}", store.last_seq().0);
+            for f in BACKED_UP_FILES {
+                std::fs::copy(dir.join(f), dir.join("backup").join(f)).expect("back up");
+            }
+        }
+        store
+            .append(Timestamp(10 + i), Input::Tick)
+            .expect("append");
+        if let Some(sync) = &sync {
+            let seq = store.last_seq();
+            sync.sync_acknowledging(seq).expect("fsync");
+            store.acknowledge(seq).expect("acknowledge");
+        }
+    }
+    println!("\nacked {}", store.last_seq().0);
+    std::process::exit(0);
+}
+
+/// A copy of the database put back after a crash, older than what the store acknowledged
+/// since its last start, is refused too: the store-id file was told how far the store came
+/// while it ran, not only at its start and clean stop. Whether the store fsyncs each commit
+/// or the server's writer does (`defer_sync`).
+#[test]
+fn an_older_copy_put_back_after_a_crash_is_refused() {
+    older_copy_after_a_crash(false);
+    older_copy_after_a_crash(true);
+}
+
+fn older_copy_after_a_crash(defers: bool) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("swarm.db");
+    std::fs::create_dir(dir.path().join("backup")).expect("backup dir");
+    let mut child = Command::new(std::env::current_exe().expect("test binary"));
+    child
+        .args([
+            "backup_child_writer",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(BACKUP_CHILD_ENV, &db);
+    if defers {
+        child.env(BACKUP_CHILD_DEFERS, "1");
+    }
+    let out = child.output().expect("run child");
+    assert!(out.status.success(), "child failed: {out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let seq = |what: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(what))
+            .expect("child printed its seqs")
+            .trim()
+            .parse()
+            .expect("seq")
+    };
+    let (copied, acked) = (seq("copied "), seq("acked "));
+    assert!(acked > copied);
+    for f in ["swarm.db-wal", "swarm.db-shm"] {
+        let _ = std::fs::remove_file(dir.path().join(f));
+    }
+    for f in BACKED_UP_FILES {
+        std::fs::copy(dir.path().join("backup").join(f), dir.path().join(f)).expect("put back");
+    }
+    match Store::open(&db, opts(20_000)) {
+        Err(StoreError::OlderThanReached {
+            reached_seq,
+            found_seq,
+            ..
+        }) => assert_eq!(
+            (reached_seq, found_seq),
+            (acked, copied),
+            "defers: {defers}"
+        ),
+        other => panic!("expected OlderThanReached (defers: {defers}), got {other:?}"),
+    }
+    accepted(&db);
+}
+
 /// swarm leaves its marker whole (written to a new file and renamed into
 /// place), so an emptied one is something else's doing. Beside a database
 /// whose `-wal` was deleted too, it would hide the loss: the start is

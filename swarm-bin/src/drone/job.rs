@@ -365,6 +365,8 @@ fn run(agent: &Agent, id: JobId) {
     };
 
     let job = job_of(agent, id).unwrap_or(job);
+    let record =
+        record.map(|r| outcome::with_lease(outcome::build_dir(&build_pkgdir), r, job.lease));
     let stays = report(
         agent,
         id,

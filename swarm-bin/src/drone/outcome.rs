@@ -75,6 +75,21 @@ pub(crate) fn ensure(build_dir: &Path, record: &Record) -> std::io::Result<()> {
     }
 }
 
+/// The record under the lease its job holds now. A running build adopts a newer lease when the
+/// server gives its package out again (`AgentState::adopt`); a record left under the old one made
+/// the next agent report the build under a lease the server had ended, as stale, and the package
+/// was built again. Rewritten only when the lease moved; a failed rewrite is logged, and the old
+/// record stays.
+pub(crate) fn with_lease(build_dir: &Path, mut record: Record, lease: Option<u64>) -> Record {
+    if record.lease != lease {
+        record.lease = lease;
+        if let Err(e) = write(build_dir, &record) {
+            tracing::warn!(package = %record.atom, "cannot record the build's new lease ({e}): an agent killed before it is spooled reports it under the old one, and it is built again");
+        }
+    }
+    record
+}
+
 /// The record of `build_dir`: `Ok(None)` when there is none, `Err` when it is damaged.
 pub(crate) fn read(build_dir: &Path) -> Result<Option<Record>, String> {
     let path = build_dir.join(FILE);
@@ -198,6 +213,11 @@ mod tests {
             assert!(!gone.exists(), "{}", gone.display());
         }
         assert!(builds.join("12345").is_file());
+
+        // A lease adopted while the build ran replaces the recorded one.
+        let moved = with_lease(&done, record(), Some(9));
+        assert_eq!(moved.lease, Some(9));
+        assert_eq!(read(&done).map(|r| r.and_then(|r| r.lease)), Ok(Some(9)));
 
         clear(&done);
         assert_eq!(read(&done), Ok(None));
