@@ -73,8 +73,11 @@ pub(crate) fn run(agent: Arc<Agent>) -> anyhow::Result<()> {
         |t: &Option<std::thread::JoinHandle<()>>| t.as_ref().is_some_and(|t| !t.is_finished());
     // A job whose build ended is reporting it; left now, the last thing it does for a build it
     // could not deliver (write the build's record again, which its first write may have
-    // missed) would race the goodbye below, which then gave the build's lease back.
-    while (!beat.is_finished() || busy(&redelivery) || busy(&unspooled) || finishing(&agent) > 0)
+    // missed) would race the goodbye below, which then gave the build's lease back. A job whose
+    // build a third signal just killed has not seen it end yet (its runner looks every 100 ms),
+    // and a builder that exited 0 just before is a build to keep (h45 F2): every job is waited
+    // for.
+    while (!beat.is_finished() || busy(&redelivery) || busy(&unspooled) || jobs_held(&agent) > 0)
         && Instant::now() < deadline
     {
         std::thread::sleep(Duration::from_millis(20));
@@ -84,15 +87,10 @@ pub(crate) fn run(agent: Arc<Agent>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Jobs whose build ended and which are still reporting it (their threads have not let go).
-fn finishing(agent: &Agent) -> usize {
-    agent
-        .lock()
-        .agent
-        .jobs()
-        .values()
-        .filter(|j| j.ended)
-        .count()
+/// Jobs the agent still holds: building, or reporting a build that ended (their threads have
+/// not let go).
+fn jobs_held(agent: &Agent) -> usize {
+    agent.lock().agent.jobs().len()
 }
 
 /// Tells the server this drone stopped on purpose, so it shows as stopped
@@ -106,11 +104,16 @@ fn say_goodbye(agent: &Agent) {
     // none comes, for the offline timeout).
     // A build whose builder succeeded but which was not spooled yet (the agent was told to
     // leave while it read the packages) counts too: its record brings it back at the next start.
-    let kept = spool::waiting(&cfg.work_dir) + outcome::pending(&cfg.work_dir) + finishing(agent);
+    // In the order a build moves through them (a job is forgotten only after its build is spooled
+    // or recorded; a spool entry is made before the record goes), so a build moving meanwhile is
+    // counted in the later place (h45 F3: read the other way round, it could pass all three).
+    let jobs = jobs_held(agent);
+    let recorded = outcome::pending(&cfg.work_dir);
+    let kept = jobs + recorded + spool::waiting(&cfg.work_dir);
     if kept > 0 {
         tracing::warn!(
             builds = kept,
-            "not telling the server this drone stopped: finished builds wait in the spool, in their build directories or in jobs still reporting them, under their leases, \
+            "not telling the server this drone stopped: finished builds wait in the spool, in their build directories or in jobs the agent still holds, under their leases, \
              which a goodbye would give back; the next start delivers them (meanwhile the drone shows as suspect, then offline)"
         );
         return;

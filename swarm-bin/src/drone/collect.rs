@@ -43,17 +43,35 @@ impl Built {
     }
 }
 
-/// An empty `PKGDIR` for one build: `<work_dir>/builds/<label>/pkgdir`. A build directory of
-/// that label left behind goes whole, its outcome record too: kept, it said this build
-/// succeeded (see `outcome`).
+/// An empty `PKGDIR` for one build: `<work_dir>/builds/<label>/pkgdir`, or under
+/// `<label>.<n>` when a directory of that label is there. An existing one is never removed: the
+/// label names the agent's pid, and in a container every agent may be pid 1, so a directory of
+/// the same label can be an earlier agent's build that this one is still delivering from its
+/// files (h45 F5). Directories nobody delivers went at start (`outcome::sweep`).
 pub(crate) fn fresh_pkgdir(work_dir: &Path, label: &str) -> std::io::Result<PathBuf> {
-    let build = work_dir.join("builds").join(label);
-    if build.exists() {
-        std::fs::remove_dir_all(&build)?;
+    let builds = work_dir.join("builds");
+    std::fs::create_dir_all(&builds)?;
+    for n in 0..1_000u32 {
+        let name = if n == 0 {
+            label.to_owned()
+        } else {
+            format!("{label}.{n}")
+        };
+        let build = builds.join(name);
+        match std::fs::create_dir(&build) {
+            Ok(()) => {
+                let dir = build.join("pkgdir");
+                std::fs::create_dir(&dir)?;
+                return Ok(dir);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
     }
-    let dir = build.join("pkgdir");
-    std::fs::create_dir_all(&dir)?;
-    Ok(dir)
+    Err(std::io::Error::other(format!(
+        "1,000 build directories named {label} or {label}.<n> are taken under {}",
+        builds.display()
+    )))
 }
 
 /// Every binary package under `dir` (`<cat>/<file>` or `<cat>/<pn>/<file>`), identified by its
@@ -284,6 +302,23 @@ fn move_file(from: &Path, to: &Path) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A build directory of the same label (an earlier agent of the same pid, whose build is
+    /// being delivered from it) is left whole; the new build gets a directory of its own.
+    #[test]
+    fn a_new_build_never_takes_an_existing_build_directory() {
+        let work = tempfile::tempdir().expect("temp dir");
+        let first = fresh_pkgdir(work.path(), "nolease-1-0").expect("first");
+        std::fs::write(first.join("kept.gpkg.tar"), "x").expect("package");
+        let second = fresh_pkgdir(work.path(), "nolease-1-0").expect("second");
+        assert_ne!(first, second);
+        assert!(
+            first.join("kept.gpkg.tar").is_file(),
+            "the earlier build's files stay"
+        );
+        assert!(second.is_dir() && std::fs::read_dir(&second).expect("read").next().is_none());
+        assert_eq!(second, work.path().join("builds/nolease-1-0.1/pkgdir"));
+    }
 
     /// A copy left by an agent killed in the middle of it goes at start; a live process's copy,
     /// a package, and a name like a copy's outside the package dirs stay.

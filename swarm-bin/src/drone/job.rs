@@ -112,6 +112,17 @@ fn abandon(agent: &Agent, id: JobId) {
         if let Some(pgid) = pgid.and_then(rustix::process::Pid::from_raw) {
             let _ = rustix::process::kill_process_group(pgid, rustix::process::Signal::KILL);
         }
+        // Its builder succeeded: the build is on disk with its record, which the next start
+        // delivers. Given back, it was built again elsewhere and then delivered stale (h45 F4).
+        if let Some(dir) = outcome::recorded(&agent.cfg.work_dir, job.lease, job.atom.as_str()) {
+            tracing::error!(package = %job.atom, lease = %crate::logging::shown(&job.lease), dir = %dir.display(),
+                "the build had succeeded: kept with its lease for the next start, which delivers it");
+            if let Some(lease) = job.lease {
+                agent.lock().feed(AgentInput::Spooled(lease));
+            }
+            forget(agent, id);
+            return;
+        }
         report(
             agent,
             id,
@@ -297,7 +308,8 @@ fn run(agent: &Agent, id: JobId) {
     // exited 0 is a build the next agent delivers should this one be killed now.
     let record = (finished.ended == runner::Ended::Exited(0)).then(|| {
         let record = outcome::Record {
-            lease: job.lease,
+            // The lease it holds now: a build adopts a newer one while it runs (h45 F1).
+            lease: job_of(agent, id).map_or(job.lease, |j| j.lease),
             atom: atom.as_str().to_owned(),
             farm,
             epoch: agent.lock().epoch(),
@@ -338,16 +350,30 @@ fn run(agent: &Agent, id: JobId) {
         },
         Verdict::Built => BuildEnd::Built { took_s: took },
     };
-    let what = agent
-        .lock()
-        .feed(AgentInput::BuildEnded { job: id, end })
-        .into_iter()
-        .find_map(|a| match a {
-            AgentAction::Report { what, .. } => Some(what),
-            _ => None,
-        })
-        .unwrap_or(ReportWhat::Nothing(None));
+    let (what, lease) = {
+        let mut st = agent.lock();
+        let what = st
+            .feed(AgentInput::BuildEnded { job: id, end })
+            .into_iter()
+            .find_map(|a| match a {
+                AgentAction::Report { what, .. } => Some(what),
+                _ => None,
+            })
+            .unwrap_or(ReportWhat::Nothing(None));
+        (what, st.job(id).map(|j| j.lease))
+    };
     agent.notify();
+    // An ended build adopts no lease: the record now names the one it is reported under, before
+    // its packages are read (seconds, for a big one: a kill then made the next agent report it
+    // under an ended lease, as stale; h45 F1).
+    let record = match (record, lease) {
+        (Some(r), Some(lease)) => Some(outcome::with_lease(
+            outcome::build_dir(&build_pkgdir),
+            r,
+            lease,
+        )),
+        (r, _) => r,
+    };
     let outcome = match (what, verdict) {
         (ReportWhat::Returned(reason), _) => Report::Returned { reason },
         (ReportWhat::Nothing(why), _) => {
@@ -365,8 +391,6 @@ fn run(agent: &Agent, id: JobId) {
     };
 
     let job = job_of(agent, id).unwrap_or(job);
-    let record =
-        record.map(|r| outcome::with_lease(outcome::build_dir(&build_pkgdir), r, job.lease));
     let stays = report(
         agent,
         id,

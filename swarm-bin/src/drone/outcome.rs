@@ -152,13 +152,27 @@ pub(crate) fn sweep(work_dir: &Path) -> Vec<(PathBuf, Record)> {
 }
 
 /// How many build directories hold a recorded success not yet spooled: builds the next start
-/// delivers under their leases, which a goodbye would give back.
+/// delivers under their leases, which a goodbye would give back. Only the directories `sweep`
+/// reads: a symlink to a directory holding a record kept every later stop from saying goodbye
+/// (h45 F7).
 pub(crate) fn pending(work_dir: &Path) -> usize {
     std::fs::read_dir(work_dir.join("builds")).map_or(0, |d| {
         d.flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
             .filter(|e| std::fs::symlink_metadata(e.path().join(FILE)).is_ok_and(|m| m.is_file()))
             .count()
     })
+}
+
+/// The build directory whose record is the build of `atom` under `lease`, if one is there: a
+/// job that ended in a bug after its builder succeeded leaves it for the next start.
+pub(crate) fn recorded(work_dir: &Path, lease: Option<u64>, atom: &str) -> Option<PathBuf> {
+    let entries = std::fs::read_dir(work_dir.join("builds")).ok()?;
+    entries
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.path())
+        .find(|dir| read(dir).is_ok_and(|r| r.is_some_and(|r| r.lease == lease && r.atom == atom)))
 }
 
 /// Removes a build directory; best effort.
@@ -218,6 +232,21 @@ mod tests {
         let moved = with_lease(&done, record(), Some(9));
         assert_eq!(moved.lease, Some(9));
         assert_eq!(read(&done).map(|r| r.and_then(|r| r.lease)), Ok(Some(9)));
+
+        assert_eq!(pending(work.path()), 1);
+        assert_eq!(
+            recorded(work.path(), Some(9), "=dev-libs/a-1"),
+            Some(done.clone())
+        );
+        assert_eq!(recorded(work.path(), Some(7), "=dev-libs/a-1"), None);
+        // A link to a directory with a record is not a build directory: `sweep` skips it, and
+        // counted, it kept every later stop from saying goodbye.
+        let elsewhere = work.path().join("elsewhere");
+        std::fs::create_dir(&elsewhere).expect("elsewhere");
+        write(&elsewhere, &record()).expect("write");
+        std::os::unix::fs::symlink(&elsewhere, builds.join("linked")).expect("symlink");
+        assert_eq!(pending(work.path()), 1);
+        assert_eq!(recorded(work.path(), Some(7), "=dev-libs/a-1"), None);
 
         clear(&done);
         assert_eq!(read(&done), Ok(None));

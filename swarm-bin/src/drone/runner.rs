@@ -129,6 +129,12 @@ fn watch(
                     let _ = kill_group(pgid, Signal::KILL);
                     wait_group_gone(pgid, Duration::from_secs(2));
                 }
+                // Killed while a stop is asked: the agent leaving at once kills every build
+                // itself, and such a build is stopped, not a crash to report (h45 F6). An exit of
+                // its own, 0 included, stays what it was.
+                if status.signal().is_some() && should_stop() {
+                    return Ended::Stopped;
+                }
                 return ended_of(status);
             }
             Ok(None) => {}
@@ -360,6 +366,33 @@ pub(crate) mod tests {
         let argv = sh("kill -9 $$");
         let f = run(&spec(&argv, dir.path(), &log), |_| {}, || false);
         assert_eq!(f.ended, Ended::Signaled(9));
+    }
+
+    /// A third signal kills every build's group at once, without the runner's stop: the build
+    /// is stopped, not a crash (it was reported as an `infra` failure).
+    #[test]
+    fn a_build_killed_while_a_stop_is_asked_is_stopped_not_crashed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = dir.path().join("b.log");
+        let mark = dir.path().join("ended");
+        // The stop is asked 50 ms after the builder's end (the runner looks every 100 ms), so
+        // the runner sees the end before its own stop could have caused it.
+        let asked = || {
+            std::fs::metadata(&mark)
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t.elapsed().is_ok_and(|e| e > Duration::from_millis(50)))
+        };
+        let argv = sh(&format!("touch {}; kill -9 $$", mark.display()));
+        let f = run(&spec(&argv, dir.path(), &log), |_| {}, asked);
+        assert_eq!(f.ended, Ended::Stopped);
+        std::fs::remove_file(&mark).expect("remove the mark");
+        let argv = sh(&format!("touch {}; exit 0", mark.display()));
+        let f = run(&spec(&argv, dir.path(), &log), |_| {}, asked);
+        assert_eq!(
+            f.ended,
+            Ended::Exited(0),
+            "a build that ended by itself keeps its end"
+        );
     }
 
     #[test]
