@@ -1586,3 +1586,83 @@ fn leave_at_once_while_the_spool_is_blocked(
         });
     }
 }
+
+/// A builder that exits 0 a moment before the agent is told to leave at once (three signals):
+/// the agent's runner looks at its builder every 100 ms, so the job may not have seen the end
+/// when the third signal comes. The agent waits for it, keeps the build (spooled, no goodbye)
+/// and the next start delivers it under its lease, without building it again. Before, the
+/// goodbye went out first and gave the lease back, the build's record was written after it,
+/// and the package was built a second time (h45 F2).
+#[test]
+fn a_build_that_ends_as_the_agent_is_told_to_leave_at_once_is_kept() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = Server::start(
+        &dir.path().join("server"),
+        &[("SWARM_DRONE_TOKEN", "drone-secret")],
+    );
+    let atom = "dev-libs/lastmoment-1.0";
+    let (code, v) = server.admin_post(
+        "/api/v1/queue",
+        &json!({ "packages": [format!("={atom}")] }),
+    );
+    assert_eq!(code, 200, "{v}");
+    let builder = dir.path().join("last-moment.sh");
+    // The signals come from a process outside the builder's group (which the agent kills),
+    // 5 ms after the builder says it is about to exit 0.
+    std::fs::write(
+        &builder,
+        "category=$1; pf=$2; agent=$PPID; mark=\"$PKGDIR/../ending\"\n\
+         mkdir -p \"$PKGDIR/$category\"\n\
+         \"$SWARM_BIN\" standin-gpkg \"$category/$pf\" \"$PKGDIR/$category/$pf.gpkg.tar\" || exit 1\n\
+         setsid sh -c \"while [ ! -e '$mark' ]; do :; done; sleep 0.005; \
+         kill -TERM $agent; sleep 0.01; kill -TERM $agent; sleep 0.01; kill -TERM $agent\" \
+         </dev/null >/dev/null 2>&1 &\n\
+         touch \"$mark\"\n\
+         exit 0\n",
+    )
+    .expect("builder");
+    let template = format!("sh {} {{category}} {{pf}} {{atom}}", builder.display());
+    let bin = swarm_bin();
+    let bin_env = [("SWARM_BIN", bin.to_str().expect("utf-8 path"))];
+    let mut drone = Drone::start(
+        &server,
+        dir.path(),
+        "drone-l",
+        &["--builder", &template, DRONE_TOKEN[0], DRONE_TOKEN[1]],
+        &bin_env,
+    );
+    assert_eq!(drone.wait_exit(60), Some(0), "{}", drone.log_text());
+    let first = drone.log_text();
+    assert!(
+        first.contains("leaving now"),
+        "told to leave at once: {first}"
+    );
+    assert!(first.contains("got work lease=1"), "{first}");
+    // Unless the job saw the end at once and delivered the build before the third signal (a
+    // few per cent of runs), the build is kept, and no goodbye gives its lease back.
+    if !first.contains("recorded=built") {
+        assert!(
+            first.contains("not telling the server this drone stopped"),
+            "the build is kept, so no goodbye gives its lease back: {first}"
+        );
+        let lease = queue_status(&server, &format!("={atom}"))["lease"].as_u64();
+        assert_eq!(lease, Some(1), "the lease is still the drone's: {first}");
+    }
+    // The next start delivers it (the stand-in would build it again, were it handed out).
+    let drone = Drone::start(&server, dir.path(), "drone-l", &DRONE_TOKEN, &bin_env);
+    server.wait_for(60, "the build to be delivered", |s| {
+        s["counts"]["built"] == 1
+    });
+    let (builds, history) = builds_of(&server, atom);
+    assert_eq!(
+        builds,
+        [(Some("success".into()), Some(1))],
+        "built once, under its lease: {history}\n{first}\n{}",
+        drone.log_text()
+    );
+    assert!(
+        !drone.log_text().contains("build starts"),
+        "{}",
+        drone.log_text()
+    );
+}

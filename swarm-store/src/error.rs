@@ -259,7 +259,8 @@ pub enum StoreError {
     /// older copy of the database files, which bring their own marker, was put back (h41 F1).
     #[error(
         "{db} ends at seq {found_seq}, but this data dir's store had reached seq {reached_seq} \
-         ({id_file}, written at each start and clean stop): an older copy of the database files \
+         ({id_file}, written at each start, at a clean stop and once a minute while the store \
+         ran): an older copy of the database files \
          (a backup, which brings its own acknowledgement marker) was put back, and what was \
          acknowledged after it is not in it. Restore the newest copy instead; or, to run on this \
          one and record the loss, start once with `swarm serve --accept-loss`"

@@ -26,6 +26,14 @@ pub(crate) fn path(db: &Path) -> PathBuf {
 /// exists, so the file also says that the marker did ([`StoreError::MarkerMissing`]).
 pub(crate) fn record(db: &Path, store_id: &str, reached: u64) -> Result<(), StoreError> {
     let path = path(db);
+    if let Some(kind) = not_a_file(&path) {
+        return Err(StoreError::Io {
+            source: std::io::Error::other(format!(
+                "it is a {kind}, not the file swarm writes there: move it away"
+            )),
+            path,
+        });
+    }
     let text = format!(
         "swarm store {store_id}\nreached seq {reached}\n# Written by swarm at each start, at a \
          clean stop and once a minute while it runs: this data dir holds a swarm store whose log reached that seq. Keep it with \
@@ -42,7 +50,11 @@ pub(crate) fn record(db: &Path, store_id: &str, reached: u64) -> Result<(), Stor
 /// What the file says: the store this data dir last ran, and the seq its log had reached
 /// (`None` in a file written before swarm kept it).
 pub(crate) fn read(db: &Path) -> Option<(String, Option<u64>)> {
-    let text = std::fs::read_to_string(path(db)).ok()?;
+    let path = path(db);
+    if not_a_file(&path).is_some() {
+        return None;
+    }
+    let text = std::fs::read_to_string(path).ok()?;
     let mut lines = text.lines();
     let id = lines.next()?.strip_prefix("swarm store ")?.trim();
     let reached = lines
@@ -50,4 +62,14 @@ pub(crate) fn read(db: &Path) -> Option<(String, Option<u64>)> {
         .and_then(|l| l.strip_prefix("reached seq "))
         .and_then(|n| n.trim().parse().ok());
     (!id.is_empty()).then(|| (id.to_owned(), reached))
+}
+
+/// What the path is when it is there but not a regular file. Checked before it is read: reading
+/// a FIFO blocks until a writer comes, and the writer's thread records this file once a minute
+/// (h44 F3: a FIFO there stopped every write, and the server ignored SIGTERM).
+fn not_a_file(path: &Path) -> Option<&'static str> {
+    std::fs::metadata(path)
+        .ok()
+        .filter(|m| !m.is_file())
+        .map(|m| crate::acked::kind_of(&m.file_type()))
 }

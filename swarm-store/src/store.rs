@@ -627,6 +627,12 @@ impl Store {
             meta_set(&tx, LAST_BUILD, build)?;
             tx.commit()?;
         }
+        crate::wal_sync::sync_left(&path, opts.fault_sync.as_deref()).map_err(|source| {
+            StoreError::Io {
+                path: crate::db_path::beside_database(&path, "-wal"),
+                source,
+            }
+        })?;
         let marker = Marker::open(&path, &store_id, rebuilt.last_seq)?;
         // After the marker: the file then also says that the marker existed.
         id_file::record(&path, &store_id, rebuilt.last_seq)?;

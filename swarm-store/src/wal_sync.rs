@@ -83,16 +83,7 @@ impl WalSync {
         }
         let started = Instant::now();
         if let Some(faults) = &self.faults {
-            hold(&faults.hang_ms, started);
-            assert!(
-                !faults.fsync_panic.load(Ordering::SeqCst),
-                "an fsync panicked (injected by SyncFaults::fsync_panic)"
-            );
-            if faults.fail.load(Ordering::SeqCst) {
-                return Err(io::Error::other(
-                    "input/output error (injected by SyncFaults::fail)",
-                ));
-            }
+            injected(faults, started)?;
         }
         match slot.as_ref() {
             Some(f) => f.sync_data().map(|()| started.elapsed()),
@@ -121,6 +112,38 @@ pub struct SyncFaults {
     pub commit_panic: AtomicBool,
     /// While set, each fsync panics, as a bug on the thread that makes it would.
     pub fsync_panic: AtomicBool,
+}
+
+/// What `SyncFaults` does to an fsync: a hang, a panic, a failure.
+fn injected(faults: &SyncFaults, started: Instant) -> io::Result<()> {
+    hold(&faults.hang_ms, started);
+    assert!(
+        !faults.fsync_panic.load(Ordering::SeqCst),
+        "an fsync panicked (injected by SyncFaults::fsync_panic)"
+    );
+    if faults.fail.load(Ordering::SeqCst) {
+        return Err(io::Error::other(
+            "input/output error (injected by SyncFaults::fail)",
+        ));
+    }
+    Ok(())
+}
+
+/// fsyncs the WAL an earlier process left, if there is one, before an open records its end as
+/// acknowledged (the marker and the store-id file). After a `kill -9` what that process wrote
+/// is in the page cache, not necessarily on the disk: a power loss before the next fsync took
+/// commits the open had vouched for, and the next start was refused as a loss (h44).
+pub(crate) fn sync_left(db: &std::path::Path, faults: Option<&SyncFaults>) -> io::Result<()> {
+    let path = crate::db_path::beside_database(db, "-wal");
+    let file = match File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if let Some(faults) = faults {
+        injected(faults, Instant::now())?;
+    }
+    file.sync_data()
 }
 
 /// Waits while `knob` (one of `SyncFaults`' hangs) is nonzero, at most that

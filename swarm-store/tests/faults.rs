@@ -706,3 +706,32 @@ fn a_configuration_a_newer_swarm_wrote_is_not_called_damage() {
         other => panic!("expected ConfigUnreadable, got {other:?}"),
     }
 }
+
+/// An open fsyncs the WAL it found before it records its end as acknowledged (the marker, the
+/// store-id file): after a `kill -9` what the dead process wrote may be only in the page cache.
+/// A failing fsync there refuses the start, naming the WAL.
+#[test]
+fn an_open_whose_fsync_of_the_wal_fails_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("swarm.db");
+    let faults = std::sync::Arc::new(swarm_store::SyncFaults::default());
+    faults.fail.store(true, std::sync::atomic::Ordering::SeqCst);
+    let opts = StoreOptions {
+        fault_sync: Some(faults.clone()),
+        ..small_opts(100_000, 0)
+    };
+    match Store::open(&db, opts.clone()) {
+        Err(e @ StoreError::Io { .. }) => {
+            let msg = e.to_string();
+            assert!(
+                msg.contains("swarm.db-wal") && msg.contains("injected"),
+                "{msg}"
+            );
+        }
+        other => panic!("expected the fsync's error, got {other:?}"),
+    }
+    faults
+        .fail
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    Store::open(&db, opts).expect("opens once the fsync works");
+}

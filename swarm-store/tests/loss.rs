@@ -658,6 +658,47 @@ fn open_within_20s(db: &Path) -> Option<Result<Store, StoreError>> {
     rx.recv_timeout(std::time::Duration::from_secs(20)).ok()
 }
 
+/// A FIFO where the store-id file belongs is never read: the writer records that file once a
+/// minute, and a read of a FIFO blocks until a writer comes (h44 F3: every write stopped). A
+/// running store warns and goes on; a start is refused naming it.
+#[test]
+fn a_fifo_in_place_of_the_store_id_file_blocks_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("swarm.db");
+    let id_file = dir.path().join("swarm.store-id");
+    let every_commit = StoreOptions {
+        reached_every: std::time::Duration::ZERO,
+        ..opts(1)
+    };
+    let mut store = Store::open(&db, every_commit).expect("open");
+    std::fs::remove_file(&id_file).expect("remove the store-id file");
+    let made = Command::new("mkfifo")
+        .arg(&id_file)
+        .status()
+        .expect("mkfifo");
+    assert!(made.success());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let appended = store.append(Timestamp(5), Input::Tick).map(|_| ());
+        let _ = tx.send((appended, store));
+    });
+    let (appended, store) = rx
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("the write did not wait on the FIFO");
+    appended.expect("the write works");
+    drop(store);
+    match open_within_20s(&db).expect("the open did not wait on the FIFO") {
+        Err(e) => {
+            let msg = e.to_string();
+            assert!(
+                msg.contains("swarm.store-id") && msg.contains("FIFO"),
+                "{msg}"
+            );
+        }
+        Ok(_) => panic!("opened with a FIFO in place of the store-id file"),
+    }
+}
+
 /// What is not a regular file where the marker belongs is refused at once,
 /// with a message naming the file and what to do: a FIFO is not opened for
 /// reading (that blocks until a writer comes, for good at a start).
