@@ -454,6 +454,18 @@ impl Store {
                 });
             }
         }
+        // Before anything this open decides from the log (and before `--accept-loss` gives the
+        // store a new id): see `sync_left`.
+        crate::wal_sync::sync_left(&path, opts.fault_sync.as_deref()).map_err(|e| {
+            StoreError::Io {
+                path: crate::db_path::beside_database(&path, "-wal"),
+                source: std::io::Error::other(format!(
+                    "its fsync at start failed ({e}): what an earlier process wrote into it may \
+                     not be on the disk, and nothing was recorded as acknowledged; check the \
+                     disk before starting again"
+                )),
+            }
+        })?;
         if opts.verify_on_open {
             schema::quick_check(&conn)?;
         }
@@ -627,12 +639,6 @@ impl Store {
             meta_set(&tx, LAST_BUILD, build)?;
             tx.commit()?;
         }
-        crate::wal_sync::sync_left(&path, opts.fault_sync.as_deref()).map_err(|source| {
-            StoreError::Io {
-                path: crate::db_path::beside_database(&path, "-wal"),
-                source,
-            }
-        })?;
         let marker = Marker::open(&path, &store_id, rebuilt.last_seq)?;
         // After the marker: the file then also says that the marker existed.
         id_file::record(&path, &store_id, rebuilt.last_seq)?;

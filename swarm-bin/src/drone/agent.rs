@@ -113,8 +113,8 @@ fn say_goodbye(agent: &Agent) {
     if kept > 0 {
         tracing::warn!(
             builds = kept,
-            "not telling the server this drone stopped: finished builds wait in the spool, in their build directories or in jobs the agent still holds, under their leases, \
-             which a goodbye would give back; the next start delivers them (meanwhile the drone shows as suspect, then offline)"
+            "not telling the server this drone stopped: finished builds wait in the spool or in their build directories, or jobs had not ended within 2 s, under their leases, \
+             which a goodbye would give back; the next start delivers what was built (meanwhile the drone shows as suspect, then offline)"
         );
         return;
     }

@@ -92,6 +92,7 @@ pub(crate) fn spawn(agent: Arc<Agent>, id: JobId) {
 fn forget(agent: &Agent, id: JobId) {
     let mut st = agent.lock();
     st.pgids.remove(&id);
+    st.build_dirs.remove(&id);
     st.feed(AgentInput::Reported(id));
     drop(st);
     agent.notify();
@@ -104,24 +105,27 @@ fn abandon(agent: &Agent, id: JobId) {
         job = id,
         "a job's thread panicked: killing its build and returning it"
     );
-    let (job, pgid) = {
+    let (job, pgid, build_dir) = {
         let st = agent.lock();
-        (st.job(id).cloned(), st.pgids.get(&id).copied())
+        (
+            st.job(id).cloned(),
+            st.pgids.get(&id).copied(),
+            st.build_dirs.get(&id).cloned(),
+        )
     };
     if let Some(job) = job {
         if let Some(pgid) = pgid.and_then(rustix::process::Pid::from_raw) {
             let _ = rustix::process::kill_process_group(pgid, rustix::process::Signal::KILL);
         }
-        // Its builder succeeded: the build is on disk with its record, which the next start
-        // delivers. Given back, it was built again elsewhere and then delivered stale (h45 F4).
-        if let Some(dir) = outcome::recorded(&agent.cfg.work_dir, job.lease, job.atom.as_str()) {
-            tracing::error!(package = %job.atom, lease = %crate::logging::shown(&job.lease), dir = %dir.display(),
-                "the build had succeeded: kept with its lease for the next start, which delivers it");
-            if let Some(lease) = job.lease {
-                agent.lock().feed(AgentInput::Spooled(lease));
+        // Its builder may have succeeded: the record goes with the lease, or the next start
+        // delivered the build under a lease given back (stale, the package built again
+        // meanwhile), and until then no stop said goodbye (h45 F4). Kept with its lease instead,
+        // nothing in this run would deliver it, and the package stayed "building" (h46).
+        if let Some(dir) = build_dir {
+            if outcome::read(&dir).is_ok_and(|r| r.is_some()) {
+                tracing::error!(package = %job.atom, dir = %dir.display(), "the build's builder had succeeded, but after the bug it is not delivered: given back, it is built again");
             }
-            forget(agent, id);
-            return;
+            outcome::clear(&dir);
         }
         report(
             agent,
@@ -243,7 +247,11 @@ fn run(agent: &Agent, id: JobId) {
     // directory meanwhile (h42 F6).
     let label = format!("{lease_label}-{}-{id}", std::process::id());
     let build_pkgdir = match collect::fresh_pkgdir(&cfg.work_dir, &label) {
-        Ok(dir) => dir,
+        Ok(dir) => {
+            let build_dir = outcome::build_dir(&dir).to_path_buf();
+            agent.lock().build_dirs.insert(id, build_dir);
+            dir
+        }
         Err(e) => {
             let detail = format!(
                 "cannot make the build's PKGDIR under {}: {e}",
@@ -433,7 +441,11 @@ fn run_build(agent: &Agent, id: JobId, spec: &BuildSpec<'_>, job: &Job) -> runne
             leftovers::record(&cfg.work_dir, pgid, job.lease, job.atom.as_str());
             agent.lock().pgids.insert(id, pgid);
         },
-        || agent.lock().job(id).is_none_or(|j| j.stop.is_some()),
+        || {
+            // A third signal kills every build without a stop of its own (h46).
+            let st = agent.lock();
+            st.phase() == Phase::Exit || st.job(id).is_none_or(|j| j.stop.is_some())
+        },
     );
     if let Some(pgid) = agent.lock().pgids.remove(&id) {
         leftovers::forget(&cfg.work_dir, pgid);

@@ -164,17 +164,6 @@ pub(crate) fn pending(work_dir: &Path) -> usize {
     })
 }
 
-/// The build directory whose record is the build of `atom` under `lease`, if one is there: a
-/// job that ended in a bug after its builder succeeded leaves it for the next start.
-pub(crate) fn recorded(work_dir: &Path, lease: Option<u64>, atom: &str) -> Option<PathBuf> {
-    let entries = std::fs::read_dir(work_dir.join("builds")).ok()?;
-    entries
-        .flatten()
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-        .map(|e| e.path())
-        .find(|dir| read(dir).is_ok_and(|r| r.is_some_and(|r| r.lease == lease && r.atom == atom)))
-}
-
 /// Removes a build directory; best effort.
 pub(crate) fn remove(dir: &Path) {
     if let Err(e) = std::fs::remove_dir_all(dir) {
@@ -234,11 +223,6 @@ mod tests {
         assert_eq!(read(&done).map(|r| r.and_then(|r| r.lease)), Ok(Some(9)));
 
         assert_eq!(pending(work.path()), 1);
-        assert_eq!(
-            recorded(work.path(), Some(9), "=dev-libs/a-1"),
-            Some(done.clone())
-        );
-        assert_eq!(recorded(work.path(), Some(7), "=dev-libs/a-1"), None);
         // A link to a directory with a record is not a build directory: `sweep` skips it, and
         // counted, it kept every later stop from saying goodbye.
         let elsewhere = work.path().join("elsewhere");
@@ -246,7 +230,6 @@ mod tests {
         write(&elsewhere, &record()).expect("write");
         std::os::unix::fs::symlink(&elsewhere, builds.join("linked")).expect("symlink");
         assert_eq!(pending(work.path()), 1);
-        assert_eq!(recorded(work.path(), Some(7), "=dev-libs/a-1"), None);
 
         clear(&done);
         assert_eq!(read(&done), Ok(None));

@@ -374,19 +374,20 @@ pub(crate) mod tests {
     fn a_build_killed_while_a_stop_is_asked_is_stopped_not_crashed() {
         let dir = tempfile::tempdir().expect("tempdir");
         let log = dir.path().join("b.log");
-        let mark = dir.path().join("ended");
-        // The stop is asked 50 ms after the builder's end (the runner looks every 100 ms), so
-        // the runner sees the end before its own stop could have caused it.
+        let mark = dir.path().join("pid");
+        // The stop is asked once the builder is dead (a zombie, or reaped): the runner sees its
+        // end first, whatever the machine's load.
         let asked = || {
-            std::fs::metadata(&mark)
-                .and_then(|m| m.modified())
-                .is_ok_and(|t| t.elapsed().is_ok_and(|e| e > Duration::from_millis(50)))
+            std::fs::read_to_string(&mark)
+                .ok()
+                .and_then(|p| p.trim().parse::<u32>().ok())
+                .is_some_and(|pid| !process_alive(pid))
         };
-        let argv = sh(&format!("touch {}; kill -9 $$", mark.display()));
+        let argv = sh(&format!("echo $$ > {}; kill -9 $$", mark.display()));
         let f = run(&spec(&argv, dir.path(), &log), |_| {}, asked);
         assert_eq!(f.ended, Ended::Stopped);
         std::fs::remove_file(&mark).expect("remove the mark");
-        let argv = sh(&format!("touch {}; exit 0", mark.display()));
+        let argv = sh(&format!("echo $$ > {}; exit 0", mark.display()));
         let f = run(&spec(&argv, dir.path(), &log), |_| {}, asked);
         assert_eq!(
             f.ended,

@@ -20,6 +20,8 @@ pub(crate) struct State {
     pub(crate) agent: AgentState,
     /// Process groups of running builders, by job.
     pub(crate) pgids: BTreeMap<JobId, i32>,
+    /// Each job's own build directory (`<work_dir>/builds/<label>`), once made.
+    pub(crate) build_dirs: BTreeMap<JobId, std::path::PathBuf>,
     /// Times the control plane answered again after being unreachable.
     pub(crate) reconnects: u64,
     /// The largest binary package the server said it takes (its last
@@ -51,6 +53,7 @@ impl State {
         State {
             agent: AgentState::new(slots, poll_ms, health),
             pgids: BTreeMap::new(),
+            build_dirs: BTreeMap::new(),
             reconnects: 0,
             max_artifact: None,
             upload_check: false,
