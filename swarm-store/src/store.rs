@@ -165,6 +165,18 @@ pub struct OpenReport {
     pub loss: Option<String>,
 }
 
+/// `wal_sync::sync_left` at open, refusing the start when it fails: nothing the open records as
+/// acknowledged may rest on commits only in the page cache.
+fn sync_wal_at_open(db: &Path, opts: &StoreOptions) -> Result<(), StoreError> {
+    crate::wal_sync::sync_left(db, opts.fault_sync.as_deref()).map_err(|e| StoreError::Io {
+        path: crate::db_path::beside_database(db, "-wal"),
+        source: std::io::Error::other(format!(
+            "its fsync at start failed ({e}): what was written into it may not be on the disk, \
+             and nothing was recorded as acknowledged; check the disk before starting again"
+        )),
+    })
+}
+
 /// The durable, crash-only home of one `Swarm`. Single writer: see `lock`.
 pub struct Store {
     conn: Connection,
@@ -456,16 +468,7 @@ impl Store {
         }
         // Before anything this open decides from the log (and before `--accept-loss` gives the
         // store a new id): see `sync_left`.
-        crate::wal_sync::sync_left(&path, opts.fault_sync.as_deref()).map_err(|e| {
-            StoreError::Io {
-                path: crate::db_path::beside_database(&path, "-wal"),
-                source: std::io::Error::other(format!(
-                    "its fsync at start failed ({e}): what an earlier process wrote into it may \
-                     not be on the disk, and nothing was recorded as acknowledged; check the \
-                     disk before starting again"
-                )),
-            }
-        })?;
+        sync_wal_at_open(&path, &opts)?;
         if opts.verify_on_open {
             schema::quick_check(&conn)?;
         }
@@ -639,6 +642,10 @@ impl Store {
             meta_set(&tx, LAST_BUILD, build)?;
             tx.commit()?;
         }
+        // Again: the open's own commits since (a new store's id, `--accept-loss`'s new id, the
+        // newest writer) are in the page cache only, with the writer's deferred fsyncs, and the
+        // marker and the store-id file about to name this store must not outlive them (h47).
+        sync_wal_at_open(&path, &opts)?;
         let marker = Marker::open(&path, &store_id, rebuilt.last_seq)?;
         // After the marker: the file then also says that the marker existed.
         id_file::record(&path, &store_id, rebuilt.last_seq)?;

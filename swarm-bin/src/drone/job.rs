@@ -303,7 +303,10 @@ fn run(agent: &Agent, id: JobId) {
     let oom_before = facts::read_with("/proc/vmstat", facts::parse_vmstat_oom_kills);
     let built_after = SystemTime::now();
     tracing::info!(package = %atom, lease = %crate::logging::shown(&job.lease), log = %log.display(), "build starts");
-    let stopped_already = job_of(agent, id).is_none_or(|j| j.stop.is_some());
+    let stopped_already = {
+        let st = agent.lock();
+        st.phase() == Phase::Exit || st.job(id).is_none_or(|j| j.stop.is_some())
+    };
     let finished = if stopped_already {
         runner::Finished {
             ended: runner::Ended::Stopped,

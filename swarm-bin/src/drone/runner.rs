@@ -375,13 +375,13 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let log = dir.path().join("b.log");
         let mark = dir.path().join("pid");
-        // The stop is asked once the builder is dead (a zombie, or reaped): the runner sees its
-        // end first, whatever the machine's load.
+        // The stop is asked once the builder is reaped, which only the runner's own wait does:
+        // the runner has seen its end before the stop is asked, whatever the machine's load.
         let asked = || {
             std::fs::read_to_string(&mark)
                 .ok()
                 .and_then(|p| p.trim().parse::<u32>().ok())
-                .is_some_and(|pid| !process_alive(pid))
+                .is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists())
         };
         let argv = sh(&format!("echo $$ > {}; kill -9 $$", mark.display()));
         let f = run(&spec(&argv, dir.path(), &log), |_| {}, asked);
