@@ -683,6 +683,25 @@ fn shutdown_drains_or_returns_and_leaves_once_nothing_is_held() {
     );
 }
 
+/// Three signals with no tick between them set no job's stop, yet the agent leaves at once and
+/// kills every build: each build's stop is asked all the same.
+#[test]
+fn a_build_must_stop_once_the_agent_leaves_at_once_though_no_tick_set_its_stop() {
+    let mut s = ready(1);
+    let id = started(&s.handle(offer(&[(1, "a/x-1")]), Timestamp(1)))[0];
+    assert!(!s.stop_asked(id));
+    for t in 2..5 {
+        s.handle(AgentInput::Signal(OnStop::Finish), Timestamp(t));
+    }
+    assert_eq!(s.phase(), Phase::Exit);
+    assert!(
+        s.job(id).is_some_and(|j| j.stop.is_none()),
+        "no tick set it"
+    );
+    assert!(s.stop_asked(id));
+    assert!(s.stop_asked(id + 1), "a job that is gone");
+}
+
 /// One random step.
 #[derive(Clone, Debug)]
 enum Step {

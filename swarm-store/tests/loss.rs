@@ -52,30 +52,34 @@ fn crashed_store(db: &Path) -> u64 {
             store.append(Timestamp(100 + i), input).expect("append");
         }
     }
-    let out = Command::new(std::env::current_exe().expect("test binary"))
-        .args([
-            "loss_child_writer",
-            "--exact",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_ENV, db)
-        .output()
-        .expect("run child");
-    assert!(out.status.success(), "child failed: {out:?}");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let acked = text
-        .lines()
-        .find_map(|l| l.strip_prefix("acked "))
-        .expect("child printed its last seq")
-        .trim()
-        .parse()
-        .expect("seq");
+    let text = run_child("loss_child_writer", &[(CHILD_ENV, db.as_os_str())]);
+    let acked = printed(&text, "acked ");
     assert!(
         wal(db).metadata().map(|m| m.len()).unwrap_or(0) > 0,
         "the child's commits are in the WAL"
     );
     acked
+}
+
+/// Runs the test `name` of this binary as a child with `env`; its output.
+fn run_child(name: &str, env: &[(&str, &std::ffi::OsStr)]) -> String {
+    let out = Command::new(std::env::current_exe().expect("test binary"))
+        .args([name, "--exact", "--nocapture", "--test-threads=1"])
+        .envs(env.iter().copied())
+        .output()
+        .expect("run child");
+    assert!(out.status.success(), "child failed: {out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The seq a child printed after `what`.
+fn printed(text: &str, what: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(what))
+        .expect("child printed its seq")
+        .trim()
+        .parse()
+        .expect("seq")
 }
 
 fn wal(db: &Path) -> PathBuf {
@@ -547,30 +551,12 @@ fn older_copy_after_a_crash(defers: bool) {
     let dir = tempfile::tempdir().expect("temp dir");
     let db = dir.path().join("swarm.db");
     std::fs::create_dir(dir.path().join("backup")).expect("backup dir");
-    let mut child = Command::new(std::env::current_exe().expect("test binary"));
-    child
-        .args([
-            "backup_child_writer",
-            "--exact",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(BACKUP_CHILD_ENV, &db);
+    let mut env = vec![(BACKUP_CHILD_ENV, db.as_os_str())];
     if defers {
-        child.env(BACKUP_CHILD_DEFERS, "1");
+        env.push((BACKUP_CHILD_DEFERS, std::ffi::OsStr::new("1")));
     }
-    let out = child.output().expect("run child");
-    assert!(out.status.success(), "child failed: {out:?}");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let seq = |what: &str| -> u64 {
-        text.lines()
-            .find_map(|l| l.strip_prefix(what))
-            .expect("child printed its seqs")
-            .trim()
-            .parse()
-            .expect("seq")
-    };
-    let (copied, acked) = (seq("copied "), seq("acked "));
+    let text = run_child("backup_child_writer", &env);
+    let (copied, acked) = (printed(&text, "copied "), printed(&text, "acked "));
     assert!(acked > copied);
     for f in ["swarm.db-wal", "swarm.db-shm"] {
         let _ = std::fs::remove_file(dir.path().join(f));

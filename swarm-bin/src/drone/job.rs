@@ -303,10 +303,7 @@ fn run(agent: &Agent, id: JobId) {
     let oom_before = facts::read_with("/proc/vmstat", facts::parse_vmstat_oom_kills);
     let built_after = SystemTime::now();
     tracing::info!(package = %atom, lease = %crate::logging::shown(&job.lease), log = %log.display(), "build starts");
-    let stopped_already = {
-        let st = agent.lock();
-        st.phase() == Phase::Exit || st.job(id).is_none_or(|j| j.stop.is_some())
-    };
+    let stopped_already = agent.lock().agent.stop_asked(id);
     let finished = if stopped_already {
         runner::Finished {
             ended: runner::Ended::Stopped,
@@ -444,11 +441,7 @@ fn run_build(agent: &Agent, id: JobId, spec: &BuildSpec<'_>, job: &Job) -> runne
             leftovers::record(&cfg.work_dir, pgid, job.lease, job.atom.as_str());
             agent.lock().pgids.insert(id, pgid);
         },
-        || {
-            // A third signal kills every build without a stop of its own (h46).
-            let st = agent.lock();
-            st.phase() == Phase::Exit || st.job(id).is_none_or(|j| j.stop.is_some())
-        },
+        || agent.lock().agent.stop_asked(id),
     );
     if let Some(pgid) = agent.lock().pgids.remove(&id) {
         leftovers::forget(&cfg.work_dir, pgid);

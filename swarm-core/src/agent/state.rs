@@ -446,6 +446,14 @@ impl AgentState {
         self.jobs.get(&id)
     }
 
+    /// Whether a job's build must not run on: the job is gone, a stop was set, or the agent
+    /// leaves at once (a third signal kills every build, and no tick may have set their stops
+    /// in between: such a build was reported as a crash, h46).
+    #[must_use]
+    pub fn stop_asked(&self, id: JobId) -> bool {
+        self.phase == Phase::Exit || self.jobs.get(&id).is_none_or(|j| j.stop.is_some())
+    }
+
     /// Whether a registration has been answered since the agent started (or was forgotten).
     #[must_use]
     pub fn is_registered(&self) -> bool {
