@@ -235,6 +235,27 @@ fn the_staging_alert_fires_after_two_minutes_of_refused_uploads() {
     );
 }
 
+#[test]
+fn the_store_id_file_alert_fires_after_ten_minutes_of_failed_records_only() {
+    let Some(tool) = promtool() else { return };
+    let name = "swarm_store_id_file_current";
+    let series = input_series(&format!("{name}{{instance=\"stuck\"}}"), "1 1 1 0x20")
+        + &input_series(
+            &format!("{name}{{instance=\"blip\"}}"),
+            "1 1 1 0 0 0 0 0 1x15",
+        )
+        + &input_series(&format!("{name}{{instance=\"fine\"}}"), "1x23");
+    let firing = r#"          - exp_labels: {severity: warning, instance: stuck}
+            exp_annotations:
+              summary: "swarm cannot write its store-id file"
+              description: "swarm.store-id beside the database cannot be written, so an older copy of the database put back after a crash would not be refused. /api/v1/health's warnings say what failed; check that file and its directory."
+"#;
+    promtool_test_rules(
+        tool,
+        &quiet_then_firing(&series, "SwarmStoreIdFileStale", ("8m", "15m"), firing),
+    );
+}
+
 /// A rules test's body: the `series`, then `alert` firing for no instance
 /// at the first time and for exactly the `firing` ones (their YAML entries
 /// under `exp_alerts:`) at the second.

@@ -228,3 +228,55 @@ fn a_failed_fsync_answers_with_an_error_and_health_stays_503_until_a_restart() {
     }
     running.shutdown();
 }
+
+/// A store-id file that cannot be written takes the refusal of an older copy of the database put
+/// back, not the server's work: health stays 200 with a warning saying so, `/metrics`' gauge is
+/// 0, and both turn back once a record works (h44 F4: only the log said it).
+#[test]
+fn a_store_id_file_that_cannot_be_written_is_a_warning_until_it_can() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let running = server::start(ServerOptions {
+        store: StoreOptions {
+            reached_every: Duration::ZERO,
+            ..StoreOptions::default()
+        },
+        ..common::options(dir.path(), "id-file-token")
+    })
+    .expect("server starts");
+    let base = format!("http://{}", running.addr());
+    let (code, body) = health(&base);
+    assert_eq!((code, &body["warnings"]), (200, &json!([])), "{body}");
+    assert_eq!(gauge(&base, "swarm_store_id_file_current"), 1.0);
+    let id_file = dir.path().join("swarm.store-id");
+    std::fs::remove_file(&id_file).expect("remove the store-id file");
+    std::fs::create_dir(&id_file).expect("a directory in its place");
+    let warned = |want: bool| {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let mut i = 0;
+        loop {
+            i += 1;
+            assert_eq!(register(&base, &format!("d{want}{i}")), 200);
+            let (code, body) = health(&base);
+            assert_eq!(code, 200, "{body}");
+            let warnings = body["warnings"].as_array().cloned().unwrap_or_default();
+            if warnings.is_empty() != want {
+                return (warnings, gauge(&base, "swarm_store_id_file_current"));
+            }
+            assert!(Instant::now() < deadline, "health never changed: {body}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let (warnings, current) = warned(true);
+    let text = warnings[0].as_str().unwrap_or_default();
+    assert!(
+        text.contains("store-id") && text.contains("directory") && text.contains("older copy"),
+        "{text}"
+    );
+    assert_eq!(current, 0.0);
+    std::fs::remove_dir(&id_file).expect("the directory moved away");
+    let (_, current) = warned(false);
+    assert_eq!(current, 1.0);
+    assert!(std::fs::read_to_string(&id_file)
+        .expect("the store-id file is back")
+        .contains("reached seq"));
+}

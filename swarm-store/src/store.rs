@@ -208,6 +208,8 @@ pub struct Store {
     store_id: String,
     /// When the store-id file was last told how far the store came (`reached_every`).
     reached_recorded: std::time::Instant,
+    /// Why the store-id file could not be told how far the store came, until it can again.
+    id_file_error: Option<String>,
     _lock: LockFile,
 }
 
@@ -697,6 +699,7 @@ impl Store {
             },
             store_id: id_of_store,
             reached_recorded: std::time::Instant::now(),
+            id_file_error: None,
             _lock: lock,
         };
         if store.opts.background_snapshots {
@@ -1263,14 +1266,33 @@ impl Store {
         }
     }
 
-    /// Records in the store-id file the last seq acknowledged (durable, by the marker).
-    fn record_reached(&self) {
+    /// Records in the store-id file the last seq acknowledged (durable, by the marker). A failure
+    /// is logged when it starts and when a record works again, and kept for
+    /// [`Store::id_file_error`] meanwhile (h44 F4: it was a warning a minute, seen by no monitor).
+    fn record_reached(&mut self) {
         let Ok(reached) = self.marker.lock().map(|m| m.highest()) else {
             return;
         };
-        if let Err(e) = id_file::record(&self.path, &self.store_id, reached) {
-            tracing::warn!(error = %e, "cannot record in the store-id file how far the store came; an older copy of the database put back is not refused");
+        let now = id_file::record(&self.path, &self.store_id, reached)
+            .err()
+            .map(|e| e.to_string());
+        if now != self.id_file_error {
+            match &now {
+                Some(e) => {
+                    tracing::warn!(error = %e, "cannot record in the store-id file how far the store came: an older copy of the database put back would open without a word; health and /metrics say so until a record works (tried once a minute)")
+                }
+                None => tracing::info!("the store-id file records how far the store came again"),
+            }
+            self.id_file_error = now;
         }
+    }
+
+    /// Why the store-id file could not be told how far the store came, until a record works (it
+    /// is tried once per `reached_every` while inputs are acknowledged). The store still takes
+    /// writes; what is lost meanwhile is the refusal of an older copy of the database put back,
+    /// so a monitor should show it.
+    pub fn id_file_error(&self) -> Option<&str> {
+        self.id_file_error.as_deref()
     }
 
     fn write_snapshot(&mut self, compact_log: bool) -> Result<Seq, StoreError> {

@@ -650,13 +650,7 @@ fn open_within_20s(db: &Path) -> Option<Result<Store, StoreError>> {
 #[test]
 fn a_fifo_in_place_of_the_store_id_file_blocks_nothing() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let db = dir.path().join("swarm.db");
-    let id_file = dir.path().join("swarm.store-id");
-    let every_commit = StoreOptions {
-        reached_every: std::time::Duration::ZERO,
-        ..opts(1)
-    };
-    let mut store = Store::open(&db, every_commit).expect("open");
+    let (db, id_file, mut store) = recording_each_commit(dir.path());
     std::fs::remove_file(&id_file).expect("remove the store-id file");
     let made = Command::new("mkfifo")
         .arg(&id_file)
@@ -683,6 +677,46 @@ fn a_fifo_in_place_of_the_store_id_file_blocks_nothing() {
         }
         Ok(_) => panic!("opened with a FIFO in place of the store-id file"),
     }
+}
+
+/// A store in `dir` whose store-id file is told how far it came at each commit: its database,
+/// that file, the store.
+fn recording_each_commit(dir: &Path) -> (PathBuf, PathBuf, Store) {
+    let db = dir.join("swarm.db");
+    let every_commit = StoreOptions {
+        reached_every: std::time::Duration::ZERO,
+        ..opts(1)
+    };
+    let store = Store::open(&db, every_commit).expect("open");
+    (db, dir.join("swarm.store-id"), store)
+}
+
+/// A store-id file that cannot be written is kept for health and `/metrics` until a record works
+/// again (h44 F4: it was a warning in the log once a minute, which no monitor saw), and the
+/// store writes meanwhile.
+#[test]
+fn a_store_id_file_that_cannot_be_written_is_told_until_a_record_works() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (_, id_file, mut store) = recording_each_commit(dir.path());
+    assert_eq!(store.id_file_error(), None);
+    std::fs::remove_file(&id_file).expect("remove the store-id file");
+    std::fs::create_dir(&id_file).expect("a directory in its place");
+    store
+        .append(Timestamp(5), Input::Tick)
+        .expect("the store writes all the same");
+    let why = store.id_file_error().expect("the failed record is kept");
+    assert!(
+        why.contains("swarm.store-id") && why.contains("directory"),
+        "{why}"
+    );
+    std::fs::remove_dir(&id_file).expect("the directory moved away");
+    store.append(Timestamp(6), Input::Tick).expect("append");
+    assert_eq!(store.id_file_error(), None);
+    let text = std::fs::read_to_string(&id_file).expect("the store-id file is back");
+    assert!(
+        text.contains(&format!("reached seq {}", store.last_seq().0)),
+        "{text}"
+    );
 }
 
 /// What is not a regular file where the marker belongs is refused at once,

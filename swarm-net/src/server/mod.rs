@@ -434,6 +434,7 @@ pub fn start(opts: ServerOptions) -> Result<RunningServer, ServeError> {
         refusals: ratelog::RefusalLog::default(),
         sql_running: AtomicBool::new(false),
         store_fault: RwLock::new(None),
+        id_file_fault: RwLock::new(None),
         staging_health: Default::default(),
         dashboard: dashboard::kept::Dashboard::new(&opts.db_path, (opts.clock)().0),
         logs: open_logs(&opts.db_path),

@@ -27,6 +27,8 @@ pub(crate) fn health(sh: &Shared) -> Result<Reply, ApiError> {
         None => (200, "ok"),
         Some(_) => (503, "unhealthy"),
     };
+    // What does not stop the server's work but takes one of its promises: 200 all the same.
+    let warnings: Vec<String> = id_file_trouble(sh).into_iter().collect();
     Reply::with_status(
         code,
         &json!({
@@ -34,6 +36,7 @@ pub(crate) fn health(sh: &Shared) -> Result<Reply, ApiError> {
             "reason": reason,
             "store_writable": store.is_none(),
             "staging_writable": staging.is_none(),
+            "warnings": warnings,
             "version": env!("CARGO_PKG_VERSION"),
             "build": sh.build,
             "seq": seq,
@@ -91,6 +94,17 @@ fn store_trouble(sh: &Shared) -> Option<String> {
             busy.as_secs()
         )
     })
+}
+
+/// Why the store-id file says less than the store acknowledged, if it does: an older copy of the
+/// database put back would then open without a word.
+fn id_file_trouble(sh: &Shared) -> Option<String> {
+    let why = sh.id_file_fault.read().ok().and_then(|f| f.clone())?;
+    Some(format!(
+        "the store-id file cannot record how far the store came ({why}): an older copy of the \
+         database put back would not be refused; check that file and its directory (swarm tries \
+         again once a minute while inputs are acknowledged)"
+    ))
 }
 
 /// `GET /api/v1/status`: v3's fields (V3-PROTOCOL.md) and swarm's own.
@@ -565,6 +579,12 @@ pub(crate) fn metrics(sh: &Shared) -> Result<Reply, ApiError> {
         "swarm_store_writable",
         "1 while the store takes writes; 0 while it cannot write (disk full, read-only file system), since an fsync of the WAL failed or the writer or fsync thread died (until a restart), or while an fsync hangs or the writer is stuck; /api/v1/health says why.",
         &[(String::new(), u64::from(writable))],
+    );
+    gauge(
+        &mut out,
+        "swarm_store_id_file_current",
+        "1 while the store-id file records how far the store came (once a minute while inputs are acknowledged); 0 while it cannot be written, when an older copy of the database put back would open without a word; /api/v1/health's warnings say why.",
+        &[(String::new(), u64::from(id_file_trouble(sh).is_none()))],
     );
     gauge(
         &mut out,

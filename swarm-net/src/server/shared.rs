@@ -182,6 +182,9 @@ pub(crate) struct Shared {
     /// Why the store cannot write right now (`None`: it can). Set by the
     /// writer after every write attempt; health and metrics read it.
     pub(crate) store_fault: RwLock<Option<String>>,
+    /// Why the store-id file cannot record how far the store came (`Store::id_file_error`),
+    /// copied by the writer: the store writes, but an older copy of it put back would open.
+    pub(crate) id_file_fault: RwLock<Option<String>>,
     /// Whether uploads can be stored (health is 503 while they cannot).
     pub(crate) staging_health: super::staging_health::StagingHealth,
     /// The dashboard's event stream and time series.

@@ -135,6 +135,7 @@ pub(crate) fn run(store: &mut Store, shared: Arc<Shared>, rx: &Receiver<Job>) {
             let _step = shared.metrics.writer_step("acknowledge");
             durable.acknowledge(store);
         }
+        note_id_file(store, &shared);
         let now = (shared.clock)();
         let due = store
             .swarm()
@@ -356,6 +357,22 @@ fn note_store_health(store: &Store, shared: &Shared) {
             None => tracing::info!("the store writes again: health is 200"),
         }
         *slot = now;
+    }
+}
+
+/// Publishes whether the store-id file records how far the store came: acknowledging is what
+/// records it (once per `reached_every`), so this follows each acknowledgement. The store logs
+/// the changes itself.
+fn note_id_file(store: &Store, shared: &Shared) {
+    let now = store.id_file_error();
+    let differs = shared
+        .id_file_fault
+        .read()
+        .is_ok_and(|slot| slot.as_deref() != now);
+    if differs {
+        if let Ok(mut slot) = shared.id_file_fault.write() {
+            *slot = now.map(str::to_owned);
+        }
     }
 }
 
