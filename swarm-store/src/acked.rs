@@ -33,8 +33,8 @@
 //! back (two threads may record out of order).
 
 use crate::error::StoreError;
+use crate::own_file::OwnFile;
 use std::fs::File;
-use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -104,32 +104,15 @@ pub(crate) fn read(db: &Path) -> Result<Option<Acked>, StoreError> {
 }
 
 fn read_at(path: PathBuf) -> Result<Option<Acked>, StoreError> {
-    // Checked before opening it: opening a FIFO for reading blocks until a
-    // writer comes, which at a start is never.
-    match std::fs::metadata(&path) {
-        Ok(m) if !m.is_file() => {
-            return Err(StoreError::MarkerNotAFile {
-                kind: kind_of(&m.file_type()),
-                marker: path,
-            })
+    // Opening a FIFO for reading blocks until a writer comes, which at a start is never.
+    let bytes = match crate::own_file::read(&path, 4 * SLOT as u64) {
+        Ok(OwnFile::Bytes(bytes)) => bytes,
+        Ok(OwnFile::Missing) => return Ok(None),
+        Ok(OwnFile::NotAFile(kind)) => {
+            return Err(StoreError::MarkerNotAFile { kind, marker: path })
         }
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(source) => return Err(StoreError::Io { path, source }),
-    }
-    let mut bytes = Vec::new();
-    match File::open(&path) {
-        Ok(f) => {
-            f.take(4 * SLOT as u64)
-                .read_to_end(&mut bytes)
-                .map_err(|source| StoreError::Io {
-                    path: path.clone(),
-                    source,
-                })?;
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => return Err(StoreError::Io { path, source }),
-    }
+    };
     if bytes.iter().all(|b| *b == 0) {
         return Err(StoreError::MarkerEmpty { marker: path });
     }
@@ -141,24 +124,6 @@ fn read_at(path: PathBuf) -> Result<Option<Acked>, StoreError> {
     match best {
         Some(a) => Ok(Some(a)),
         None => Err(StoreError::MarkerUnreadable { marker: path }),
-    }
-}
-
-/// What a file that is not a regular one is, in words.
-pub(crate) fn kind_of(t: &std::fs::FileType) -> &'static str {
-    use std::os::unix::fs::FileTypeExt;
-    if t.is_dir() {
-        "directory"
-    } else if t.is_fifo() {
-        "FIFO (named pipe)"
-    } else if t.is_socket() {
-        "socket"
-    } else if t.is_block_device() {
-        "block device"
-    } else if t.is_char_device() {
-        "character device"
-    } else {
-        "special file"
     }
 }
 

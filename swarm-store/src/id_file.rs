@@ -10,7 +10,11 @@
 //! `admin.token`) are therefore no evidence: only swarm writes this one.
 
 use crate::error::StoreError;
+use crate::own_file::{self, OwnFile};
 use std::path::{Path, PathBuf};
+
+/// The most of the file read: swarm writes about 300 bytes.
+const MAX_BYTES: u64 = 64 << 10;
 
 /// Where the store-id file of `db` lives.
 pub(crate) fn path(db: &Path) -> PathBuf {
@@ -26,22 +30,25 @@ pub(crate) fn path(db: &Path) -> PathBuf {
 /// exists, so the file also says that the marker did ([`StoreError::MarkerMissing`]).
 pub(crate) fn record(db: &Path, store_id: &str, reached: u64) -> Result<(), StoreError> {
     let path = path(db);
-    if let Some(kind) = not_a_file(&path) {
-        return Err(StoreError::Io {
-            source: std::io::Error::other(format!(
-                "it is a {kind}, not the file swarm writes there: move it away"
-            )),
-            path,
-        });
-    }
     let text = format!(
         "swarm store {store_id}\nreached seq {reached}\n# Written by swarm at each start, at a \
          clean stop and once a minute while it runs: this data dir holds a swarm store whose log reached that seq. Keep it with \
          swarm.db; without it, a deleted database could pass for a new farm, and an older copy \
          of the database for the newest.\n"
     );
-    if std::fs::read_to_string(&path).is_ok_and(|t| t == text) {
-        return Ok(());
+    // Read without ever blocking: the writer's thread records this file once a minute (h44 F3:
+    // a FIFO there stopped every write, and the server ignored SIGTERM).
+    match own_file::read(&path, MAX_BYTES) {
+        Ok(OwnFile::NotAFile(kind)) => {
+            return Err(StoreError::Io {
+                source: std::io::Error::other(format!(
+                    "it is a {kind}, not the file swarm writes there: move it away"
+                )),
+                path,
+            })
+        }
+        Ok(OwnFile::Bytes(b)) if b == text.as_bytes() => return Ok(()),
+        _ => {}
     }
     crate::whole_file::replace(&path, text.as_bytes())?;
     crate::whole_file::sync_dir_of(&path)
@@ -50,11 +57,10 @@ pub(crate) fn record(db: &Path, store_id: &str, reached: u64) -> Result<(), Stor
 /// What the file says: the store this data dir last ran, and the seq its log had reached
 /// (`None` in a file written before swarm kept it).
 pub(crate) fn read(db: &Path) -> Option<(String, Option<u64>)> {
-    let path = path(db);
-    if not_a_file(&path).is_some() {
+    let Ok(OwnFile::Bytes(bytes)) = own_file::read(&path(db), MAX_BYTES) else {
         return None;
-    }
-    let text = std::fs::read_to_string(path).ok()?;
+    };
+    let text = String::from_utf8(bytes).ok()?;
     let mut lines = text.lines();
     let id = lines.next()?.strip_prefix("swarm store ")?.trim();
     let reached = lines
@@ -62,14 +68,4 @@ pub(crate) fn read(db: &Path) -> Option<(String, Option<u64>)> {
         .and_then(|l| l.strip_prefix("reached seq "))
         .and_then(|n| n.trim().parse().ok());
     (!id.is_empty()).then(|| (id.to_owned(), reached))
-}
-
-/// What the path is when it is there but not a regular file. Checked before it is read: reading
-/// a FIFO blocks until a writer comes, and the writer's thread records this file once a minute
-/// (h44 F3: a FIFO there stopped every write, and the server ignored SIGTERM).
-fn not_a_file(path: &Path) -> Option<&'static str> {
-    std::fs::metadata(path)
-        .ok()
-        .filter(|m| !m.is_file())
-        .map(|m| crate::acked::kind_of(&m.file_type()))
 }

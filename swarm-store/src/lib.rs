@@ -55,6 +55,7 @@ pub mod listed_text;
 mod lock;
 mod lock_holders;
 pub mod log_crc;
+mod own_file;
 mod read_only;
 mod read_tables;
 mod recover;

@@ -311,7 +311,7 @@ fn check_is_a_file(path: &Path) -> Result<(), StoreError> {
     if meta.is_file() {
         return Ok(());
     }
-    let mut kind = acked::kind_of(&meta.file_type()).to_owned();
+    let mut kind = crate::own_file::kind_of(&meta.file_type()).to_owned();
     if let Ok(target) = std::fs::read_link(path) {
         kind.push_str(&format!(
             " (through the symbolic link to {})",
