@@ -25,7 +25,7 @@ use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use support::{request, swarm_bin, Server};
+use support::{largest_store_file, request, swarm_bin, Server};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
@@ -1079,5 +1079,63 @@ fn the_queue_search_finds_a_package_past_the_first_thousand() {
         15,
         "the package past the first 1,000",
         "document.querySelector('tr[data-atom=\"=dev-libs/pkg1099-1\"]') && document.getElementById('queue-count').textContent.startsWith('1 shown')",
+    );
+}
+
+/// A store that cannot write was told only to monitors (`/api/v1/health`, `/metrics`): the
+/// dashboard showed "running" while every input failed. Its header now says the server is
+/// unhealthy and a banner gives the reason, until writes work again.
+#[test]
+fn the_dashboard_says_when_the_store_cannot_write_and_when_it_can_again() {
+    let Some(farm) = Farm::open(&[]) else {
+        return;
+    };
+    let (browser, server) = (&farm.browser, &farm.server);
+    let state =
+        |want: &str| format!("document.getElementById('server-health').dataset.state === '{want}'");
+    browser.goto(&format!("{}/", server.url));
+    browser.wait(15, "the server's health read as ok", &state("ok"));
+    // A fresh server has one point of history: its charts span the last hour, not 1,000 days.
+    let span = browser.wait(
+        15,
+        "the rate chart's x axis",
+        "document.getElementById('chart-rate').dataset.xspan",
+    );
+    let span: f64 = span.as_str().and_then(|s| s.parse().ok()).unwrap_or(0.0);
+    assert!((3500.0..=7200.0).contains(&span), "x axis spans {span} s");
+    assert_eq!(
+        browser.js("return document.getElementById('health-banner').hidden;"),
+        json!(true)
+    );
+    // As on a full disk: a file-size limit just above the store's files fails the next growth.
+    server.limit_file_size(Some(largest_store_file(&server.data_dir) + 16 * 1024));
+    let refused = (0..400).find_map(|i| {
+        let packages: Vec<String> = (0..50).map(|p| format!("dev-libs/p{i}x{p}-1")).collect();
+        let (code, _) = server.admin_post("/api/v1/queue", &json!({ "packages": packages }));
+        (code != 200).then_some(code)
+    });
+    assert_eq!(
+        refused,
+        Some(503),
+        "a write failed under the file-size limit"
+    );
+    browser.wait(
+        25,
+        "the header to say the server is unhealthy",
+        &state("unhealthy"),
+    );
+    let banner = browser.js(
+        "const b = document.getElementById('health-banner'); return b.hidden ? '' : b.textContent;",
+    );
+    assert!(
+        banner.as_str().is_some_and(|t| t.contains("cannot write")),
+        "{banner}"
+    );
+    browser.shot("store-cannot-write");
+    server.limit_file_size(None);
+    browser.wait(30, "the header to turn back", &state("ok"));
+    assert_eq!(
+        browser.js("return document.getElementById('health-banner').hidden;"),
+        json!(true)
     );
 }

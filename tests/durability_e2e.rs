@@ -7,7 +7,7 @@ mod support;
 use serde_json::{json, Value};
 use std::process::{Command, Stdio};
 use support::drone::Drone;
-use support::{swarm_bin, terminate_child, Server};
+use support::{largest_store_file, swarm_bin, terminate_child, Server};
 
 #[test]
 fn serve_refuses_a_zero_byte_database_and_accept_loss_records_the_loss() {
@@ -231,29 +231,6 @@ fn serve_until_refused_with(
     child.wait_with_output().expect("its output")
 }
 
-/// The largest of the store's files, in bytes.
-fn largest_store_file(data: &std::path::Path) -> u64 {
-    ["swarm.db", "swarm.db-wal", "swarm.db-shm"]
-        .iter()
-        .filter_map(|f| std::fs::metadata(data.join(f)).ok())
-        .map(|m| m.len())
-        .max()
-        .unwrap_or(0)
-}
-
-fn set_file_size_limit(server: &Server, limit: Option<u64>) {
-    let pid = rustix::process::Pid::from_raw(server.child.id() as i32).expect("pid");
-    rustix::process::prlimit(
-        Some(pid),
-        rustix::process::Resource::Fsize,
-        rustix::process::Rlimit {
-            current: limit,
-            maximum: None,
-        },
-    )
-    .expect("prlimit on our own child");
-}
-
 fn metric(server: &Server, name: &str) -> Option<String> {
     let (_, body) = server.get("/metrics");
     let text = body.as_str().unwrap_or_default().to_string();
@@ -276,7 +253,7 @@ fn health_is_503_with_the_reason_while_the_store_cannot_write_and_recovers_by_it
     );
     // A file-size limit just above the store's files: the next growth fails,
     // as on a full disk (`ulimit -f`, applied to the running server).
-    set_file_size_limit(&server, Some(largest_store_file(data) + 16 * 1024));
+    server.limit_file_size(Some(largest_store_file(data) + 16 * 1024));
     let mut refused = None;
     for i in 0..400 {
         let packages: Vec<String> = (0..50).map(|p| format!("dev-libs/p{i}x{p}-1")).collect();
@@ -319,7 +296,7 @@ fn health_is_503_with_the_reason_while_the_store_cannot_write_and_recovers_by_it
         Some("0")
     );
     // Space returns: health turns back without any request writing.
-    set_file_size_limit(&server, None);
+    server.limit_file_size(None);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
     loop {
         let (code, body) = server.get("/api/v1/health");

@@ -76,7 +76,32 @@ pub struct Server {
     pub env: Vec<(String, String)>,
 }
 
+/// The largest of the store's files in `data`, in bytes.
+pub fn largest_store_file(data: &Path) -> u64 {
+    ["swarm.db", "swarm.db-wal", "swarm.db-shm"]
+        .iter()
+        .filter_map(|f| std::fs::metadata(data.join(f)).ok())
+        .map(|m| m.len())
+        .max()
+        .unwrap_or(0)
+}
+
 impl Server {
+    /// Sets (or with `None` lifts) the running server's file-size limit (`ulimit -f`): a limit
+    /// just above the store's files fails the next write that grows one, as a full disk does.
+    pub fn limit_file_size(&self, limit: Option<u64>) {
+        let pid = rustix::process::Pid::from_raw(self.child.id() as i32).expect("pid");
+        rustix::process::prlimit(
+            Some(pid),
+            rustix::process::Resource::Fsize,
+            rustix::process::Rlimit {
+                current: limit,
+                maximum: None,
+            },
+        )
+        .expect("prlimit on our own child");
+    }
+
     /// Starts a server on a free loopback port with the given extra env.
     pub fn start(data_dir: &Path, env: &[(&str, &str)]) -> Server {
         Server::start_on(data_dir, "127.0.0.1:0", env)

@@ -48,9 +48,34 @@ async function refreshHeader() {
   }
 }
 
+/** The server's own health (`/api/v1/health`): a store that cannot write or a staging disk that
+ * refuses uploads (503, with the reason), or a warning (a store-id file that cannot be written).
+ * Only monitors saw it before; now whoever watches the dashboard does too. */
+async function refreshHealth() {
+  let hl = null;
+  try { hl = await api.get('/api/v1/health'); } catch (e) { hl = e.data && e.data.status ? e.data : null; }
+  const el = document.getElementById('server-health');
+  const banner = document.getElementById('health-banner');
+  const warnings = (hl && Array.isArray(hl.warnings)) ? hl.warnings : [];
+  const state = !hl ? 'unknown' : hl.status !== 'ok' ? 'unhealthy' : warnings.length ? 'warning' : 'ok';
+  el.dataset.state = state;
+  el.hidden = state === 'ok' || state === 'unknown';
+  banner.hidden = el.hidden;
+  if (state === 'unhealthy') {
+    el.textContent = 'server unhealthy'; el.className = 'badge bad';
+    banner.textContent = 'The server cannot do its work: ' + (hl.reason || 'see /api/v1/health');
+    banner.className = 'bad';
+  } else if (state === 'warning') {
+    el.textContent = 'warning'; el.className = 'badge warn';
+    banner.textContent = warnings.join(' · ');
+    banner.className = 'warn';
+  }
+}
+
 async function refresh() {
   pending = null;
   await refreshHeader();
+  await refreshHealth();
   if (current && current.view.refresh) {
     try { await current.view.refresh(); } catch (e) { notice('refresh failed: ' + e.message, 'bad'); }
   }

@@ -44,8 +44,16 @@ export function mount(root, ctx, refreshAll) {
     el.replaceChildren();
     plots[key] = new window.uPlot({
       title, width, height: 180,
-      // At least the last hour on the x axis, so one point is not a year wide.
-      scales: { x: { time: true, range: (u, min, max) => [Math.min(min ?? Infinity, Date.now() / 1000 - 3600), Math.max(max ?? 0, Date.now() / 1000)] } },
+      // At least the last hour on the x axis, so one point is not a year wide. From the data,
+      // not from the min and max uPlot passes: for a single point it pads them by 1,000 days, and
+      // a fresh server's charts ran to 2029.
+      scales: { x: { time: true, range: (u) => {
+        const xs = u.data[0] || [];
+        const now = Date.now() / 1000;
+        return [Math.min(xs.length ? xs[0] : now, now - 3600), Math.max(xs.length ? xs[xs.length - 1] : now, now)];
+      } } },
+      // What the x axis spans, for a test to read (the axis is drawn on a canvas).
+      hooks: { setScale: [(u, key) => { if (key === 'x') el.dataset.xspan = String(Math.round(u.scales.x.max - u.scales.x.min)); }] },
       axes: [{ stroke: '#8a96a3', grid: { stroke: '#273240' } }, { stroke: '#8a96a3', grid: { stroke: '#273240' } }],
       series: [{}, ...series],
     }, data, el);
