@@ -245,10 +245,10 @@ fn the_store_id_file_alert_fires_after_ten_minutes_of_failed_records_only() {
             "1 1 1 0 0 0 0 0 1x15",
         )
         + &input_series(&format!("{name}{{instance=\"fine\"}}"), "1x23");
-    let firing = r#"          - exp_labels: {severity: warning, instance: stuck}
+    let firing = r#"          - exp_labels: {severity: critical, instance: stuck}
             exp_annotations:
               summary: "swarm cannot write its store-id file"
-              description: "swarm.store-id beside the database cannot be written, so an older copy of the database put back after a crash would not be refused. /api/v1/health's warnings say what failed; check that file and its directory."
+              description: "swarm.store-id beside the database cannot be written: the server's next start is refused until it can, and meanwhile an older copy of the database put back would not be refused. /api/v1/health's warnings say what failed; fix that file or its directory."
 "#;
     promtool_test_rules(
         tool,

@@ -269,7 +269,10 @@ fn a_store_id_file_that_cannot_be_written_is_a_warning_until_it_can() {
     let (warnings, current) = warned(true);
     let text = warnings[0].as_str().unwrap_or_default();
     assert!(
-        text.contains("store-id") && text.contains("directory") && text.contains("older copy"),
+        text.contains("store-id")
+            && text.contains("directory")
+            && text.contains("next start")
+            && text.contains("older copy"),
         "{text}"
     );
     assert_eq!(current, 0.0);

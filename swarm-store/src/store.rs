@@ -208,6 +208,8 @@ pub struct Store {
     store_id: String,
     /// When the store-id file was last told how far the store came (`reached_every`).
     reached_recorded: std::time::Instant,
+    /// The seq the store-id file was last told (`record_reached`).
+    reached_on_file: u64,
     /// Why the store-id file could not be told how far the store came, until it can again.
     id_file_error: Option<String>,
     _lock: LockFile,
@@ -667,6 +669,7 @@ impl Store {
         };
         let open_at = opts.open_at.unwrap_or(rebuilt.swarm.view().now());
         let opened_id = file_id(&path).ok();
+        let last_seq_at_open = rebuilt.last_seq;
         let mut store = Store {
             conn,
             path,
@@ -699,6 +702,7 @@ impl Store {
             },
             store_id: id_of_store,
             reached_recorded: std::time::Instant::now(),
+            reached_on_file: last_seq_at_open,
             id_file_error: None,
             _lock: lock,
         };
@@ -857,8 +861,8 @@ impl Store {
         acked::record_shared(&self.marker, seq.0.min(self.last_seq))?;
         if self.defers_sync() {
             self.nudge_checkpoints();
-            self.record_reached_if_due();
         }
+        self.record_reached_if_due();
         Ok(())
     }
 
@@ -870,9 +874,11 @@ impl Store {
                 self.write_error = Some(e.to_string());
             }
             self.nudge_checkpoints();
-            if self.opts.synchronous == Synchronous::Full {
-                self.record_reached_if_due();
-            }
+        }
+        // Also after an idle probe (a write too), so a server that acknowledges nothing for a
+        // while still finds out that the file cannot be written (h48 F3).
+        if error.is_none() {
+            self.record_reached_if_due();
         }
     }
 
@@ -1249,37 +1255,47 @@ impl Store {
     /// The store-id file then says how far the store came (what it acknowledged): an older copy
     /// of the database put back is refused at the next open.
     pub fn snapshot_on_close(&mut self) -> Result<Option<Seq>, StoreError> {
-        self.record_reached();
+        self.record_reached(true);
         if self.last_seq <= self.last_snapshot {
             return Ok(None);
         }
         self.write_snapshot(false).map(Some)
     }
 
-    /// `record_reached`, at most once per `reached_every`. Only with `synchronous: Full`, where
-    /// the marker says what is durable: after a power loss under `Normal` the file would claim
-    /// inputs the log lost, and call the database an older copy.
+    /// `record_reached`, at most once per `reached_every`, in every mode, so a file that cannot
+    /// be written is found while the server runs, not at its next start (h48 F3). It moves the
+    /// recorded seq on only with `synchronous: Full`, where the marker says what is durable:
+    /// after a power loss under `Normal` the file would claim inputs the log lost, and call the
+    /// database an older copy; there it says again what it said.
     fn record_reached_if_due(&mut self) {
         if self.reached_recorded.elapsed() >= self.opts.reached_every {
             self.reached_recorded = std::time::Instant::now();
-            self.record_reached();
+            self.record_reached(self.opts.synchronous == Synchronous::Full);
         }
     }
 
-    /// Records in the store-id file the last seq acknowledged (durable, by the marker). A failure
+    /// Records in the store-id file the last seq acknowledged (durable, by the marker), or with
+    /// `move_on` false the seq it said last (a check that it can still be written). A failure
     /// is logged when it starts and when a record works again, and kept for
     /// [`Store::id_file_error`] meanwhile (h44 F4: it was a warning a minute, seen by no monitor).
-    fn record_reached(&mut self) {
-        let Ok(reached) = self.marker.lock().map(|m| m.highest()) else {
-            return;
+    fn record_reached(&mut self, move_on: bool) {
+        let reached = match move_on {
+            true => match self.marker.lock() {
+                Ok(m) => m.highest(),
+                Err(_) => return,
+            },
+            false => self.reached_on_file,
         };
         let now = id_file::record(&self.path, &self.store_id, reached)
             .err()
             .map(|e| e.to_string());
+        if now.is_none() {
+            self.reached_on_file = reached;
+        }
         if now != self.id_file_error {
             match &now {
                 Some(e) => {
-                    tracing::warn!(error = %e, "cannot record in the store-id file how far the store came: an older copy of the database put back would open without a word; health and /metrics say so until a record works (tried once a minute)")
+                    tracing::error!(error = %e, "cannot write the store-id file: the next start is refused until it can be written, and meanwhile an older copy of the database put back would open without a word; health and /metrics say so until a record works (tried once a minute)")
                 }
                 None => tracing::info!("the store-id file records how far the store came again"),
             }
@@ -1287,10 +1303,11 @@ impl Store {
         }
     }
 
-    /// Why the store-id file could not be told how far the store came, until a record works (it
-    /// is tried once per `reached_every` while inputs are acknowledged). The store still takes
-    /// writes; what is lost meanwhile is the refusal of an older copy of the database put back,
-    /// so a monitor should show it.
+    /// Why the store-id file could not be written, until a record works (tried once per
+    /// `reached_every` while the store writes, idle probes included). The store still takes
+    /// writes, but its next open is refused while the file cannot be written (the open records
+    /// it), and meanwhile an older copy of the database put back is not refused: a monitor must
+    /// show it.
     pub fn id_file_error(&self) -> Option<&str> {
         self.id_file_error.as_deref()
     }

@@ -719,6 +719,43 @@ fn a_store_id_file_that_cannot_be_written_is_told_until_a_record_works() {
     );
 }
 
+/// The file is tried in every mode, and when nothing is acknowledged: with `synchronous=normal`
+/// (where it says again what it said, never more) and on an idle probe of a store that defers
+/// its fsyncs, as the server's writer does (h48 F3: both showed the file current while it could
+/// not be written, until the next start was refused).
+#[test]
+fn a_store_id_file_that_cannot_be_written_is_found_in_every_mode_and_while_idle() {
+    use swarm_store::Synchronous;
+    for (mode, defer_sync) in [(Synchronous::Normal, false), (Synchronous::Full, true)] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = dir.path().join("swarm.db");
+        let id_file = dir.path().join("swarm.store-id");
+        let every_write = StoreOptions {
+            reached_every: std::time::Duration::ZERO,
+            synchronous: mode,
+            defer_sync,
+            ..opts(1)
+        };
+        let mut store = Store::open(&db, every_write).expect("open");
+        let at_open = std::fs::read_to_string(&id_file).expect("the store-id file");
+        std::fs::remove_file(&id_file).expect("remove the store-id file");
+        std::fs::create_dir(&id_file).expect("a directory in its place");
+        store.probe_write(Timestamp(5)).expect("the probe writes");
+        let why = store
+            .id_file_error()
+            .unwrap_or_else(|| panic!("{mode:?}: not found"));
+        assert!(why.contains("directory"), "{why}");
+        std::fs::remove_dir(&id_file).expect("the directory moved away");
+        store.append(Timestamp(6), Input::Tick).expect("append");
+        store.probe_write(Timestamp(7)).expect("the probe writes");
+        assert_eq!(store.id_file_error(), None, "{mode:?}");
+        let text = std::fs::read_to_string(&id_file).expect("the store-id file is back");
+        if mode == Synchronous::Normal {
+            assert_eq!(text, at_open, "normal claims no more than at its open");
+        }
+    }
+}
+
 /// What is not a regular file where the marker belongs is refused at once,
 /// with a message naming the file and what to do: a FIFO is not opened for
 /// reading (that blocks until a writer comes, for good at a start).

@@ -58,16 +58,6 @@ pub(crate) fn classify(ended: &Ended, log_tail: &str, oom_kills_during: u64) -> 
     match (ended, &cause) {
         (Ended::Exited(0), _) => Verdict::Built,
         (Ended::Stopped, _) => Verdict::Stopped,
-        // The OOM killer's SIGKILL while a stop was asked is still an OOM kill: the drone's
-        // health counts it (h46 F8: it was a stop, and memory pressure went unseen).
-        (Ended::KilledWhileStopping(9), _) if oom_kills_during > 0 || mentions_oom(&lower) => {
-            failed(
-                FailureClass::Oom,
-                with_hint("killed by the OOM killer".to_string()),
-                false,
-            )
-        }
-        (Ended::KilledWhileStopping(_), _) => Verdict::Stopped,
         (Ended::SpawnFailed(e), _) => failed(FailureClass::Infra, format!("builder: {e}"), true),
         (Ended::Stalled(d), _) => failed(
             FailureClass::Build,
@@ -186,32 +176,6 @@ mod tests {
     fn exit_zero_is_built_and_a_stop_is_no_failure() {
         assert_eq!(classify(&Ended::Exited(0), "oom", 3), Verdict::Built);
         assert_eq!(classify(&Ended::Stopped, "", 0), Verdict::Stopped);
-    }
-
-    /// A build killed while a stop was asked is stopped (the agent leaving at once kills it
-    /// itself), unless the OOM killer's evidence says it came first.
-    #[test]
-    fn a_kill_while_stopping_is_a_stop_unless_the_oom_killer_did_it() {
-        let compiling = "compiling\n";
-        for sig in [9, 15] {
-            assert_eq!(
-                classify(&Ended::KilledWhileStopping(sig), compiling, 0),
-                Verdict::Stopped
-            );
-        }
-        assert_eq!(
-            class_of(&classify(&Ended::KilledWhileStopping(9), compiling, 1)),
-            Some(FailureClass::Oom),
-            "the kernel's oom_kill count rose"
-        );
-        assert_eq!(
-            class_of(&classify(
-                &Ended::KilledWhileStopping(9),
-                "Out of memory: Killed process 4242 (cc1plus)\n",
-                0
-            )),
-            Some(FailureClass::Oom)
-        );
     }
 
     #[test]

@@ -45,10 +45,6 @@ pub(crate) enum Ended {
     TimedOut(Duration),
     /// The agent asked it to stop (revoke, return, shutdown); the group was killed.
     Stopped,
-    /// The builder died of this signal while a stop was asked, before the runner stopped it:
-    /// the agent leaving at once kills every build itself, but the OOM killer may have come
-    /// first, which the classifier can tell from its evidence (h46 F8).
-    KilledWhileStopping(i32),
     /// The builder could not be started.
     SpawnFailed(String),
 }
@@ -134,13 +130,12 @@ fn watch(
                     wait_group_gone(pgid, Duration::from_secs(2));
                 }
                 // Killed while a stop is asked: the agent leaving at once kills every build
-                // itself, and such a build is stopped, not a crash to report (h45 F6), unless
-                // the classifier finds the OOM killer's evidence. An exit of its own, 0
-                // included, stays what it was.
-                return match status.signal() {
-                    Some(sig) if should_stop() => Ended::KilledWhileStopping(sig),
-                    _ => ended_of(status),
-                };
+                // itself, and such a build is stopped, not a crash to report (h45 F6). An exit of
+                // its own, 0 included, stays what it was.
+                if status.signal().is_some() && should_stop() {
+                    return Ended::Stopped;
+                }
+                return ended_of(status);
             }
             Ok(None) => {}
             Err(e) => {
@@ -390,7 +385,7 @@ pub(crate) mod tests {
         };
         let argv = sh(&format!("echo $$ > {}; kill -9 $$", mark.display()));
         let f = run(&spec(&argv, dir.path(), &log), |_| {}, asked);
-        assert_eq!(f.ended, Ended::KilledWhileStopping(9));
+        assert_eq!(f.ended, Ended::Stopped);
         std::fs::remove_file(&mark).expect("remove the mark");
         let argv = sh(&format!("echo $$ > {}; exit 0", mark.display()));
         let f = run(&spec(&argv, dir.path(), &log), |_| {}, asked);

@@ -96,14 +96,15 @@ fn store_trouble(sh: &Shared) -> Option<String> {
     })
 }
 
-/// Why the store-id file says less than the store acknowledged, if it does: an older copy of the
-/// database put back would then open without a word.
+/// Why the store-id file cannot be written, if it cannot: the next start is refused, and an older
+/// copy of the database put back meanwhile would open without a word.
 fn id_file_trouble(sh: &Shared) -> Option<String> {
     let why = sh.id_file_fault.read().ok().and_then(|f| f.clone())?;
     Some(format!(
-        "the store-id file cannot record how far the store came ({why}): an older copy of the \
-         database put back would not be refused; check that file and its directory (swarm tries \
-         again once a minute while inputs are acknowledged)"
+        "the store-id file cannot be written ({why}): the next start of the server is refused \
+         until it can (a restart, a crash or an upgrade is then an outage), and meanwhile an older \
+         copy of the database put back would not be refused; fix that file or its directory \
+         (swarm tries again once a minute)"
     ))
 }
 
@@ -583,7 +584,7 @@ pub(crate) fn metrics(sh: &Shared) -> Result<Reply, ApiError> {
     gauge(
         &mut out,
         "swarm_store_id_file_current",
-        "1 while the store-id file records how far the store came (once a minute while inputs are acknowledged); 0 while it cannot be written, when an older copy of the database put back would open without a word; /api/v1/health's warnings say why.",
+        "1 while the store-id file can be written (tried once a minute while the store writes, idle probes included); 0 while it cannot: the next start is refused until it can, and an older copy of the database put back meanwhile would open without a word; /api/v1/health's warnings say why.",
         &[(String::new(), u64::from(id_file_trouble(sh).is_none()))],
     );
     gauge(
