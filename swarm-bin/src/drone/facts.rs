@@ -80,7 +80,43 @@ pub(crate) fn cpu_percent(before: (u64, u64), after: (u64, u64)) -> Option<f64> 
     (total > 0).then(|| busy as f64 * 100.0 / total as f64)
 }
 
-/// The kernel's running count of OOM kills (`oom_kill` in `/proc/vmstat`, Linux ≥ 4.13).
+/// The OOM kills the kernel counted in the drone's own memory cgroup (the agent, its builders,
+/// and in a container the whole container), else on the whole machine. The machine's count took
+/// another service's OOM kill during a long build for the build's (h48: a cgroup's OOM kill
+/// relabelled a build as `oom`, and an `oom` failure sets the package's learned memory above the
+/// drone's, which can block it farm-wide).
+pub(crate) fn oom_kills() -> Option<u64> {
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    oom_count_files(&own)
+        .iter()
+        .find_map(|f| read_with(f, parse_vmstat_oom_kills))
+        .or_else(|| read_with("/proc/vmstat", parse_vmstat_oom_kills))
+}
+
+/// Where the kernel counts this process's memory cgroup's OOM kills, from `/proc/self/cgroup`:
+/// cgroup v1's `memory.oom_control`, v2's `memory.events` (both hierarchical, with an `oom_kill`
+/// line). Not v1's root memory cgroup, whose count the kernel never raises; v2's root has no
+/// such file, and in a container's cgroup namespace `/` is the container's own cgroup.
+fn oom_count_files(proc_self_cgroup: &str) -> Vec<String> {
+    let mut files = Vec::new();
+    for line in proc_self_cgroup.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (Some(_), Some(controllers), Some(path)) = (parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        let path = path.trim_end_matches('/');
+        if controllers.is_empty() {
+            files.push(format!("/sys/fs/cgroup{path}/memory.events"));
+        } else if controllers.split(',').any(|c| c == "memory") && !path.is_empty() {
+            files.push(format!("/sys/fs/cgroup/memory{path}/memory.oom_control"));
+        }
+    }
+    files
+}
+
+/// The kernel's running count of OOM kills: the `oom_kill` line of `/proc/vmstat` (Linux ≥
+/// 4.13), of a cgroup's `memory.events` or of v1's `memory.oom_control`.
 pub(crate) fn parse_vmstat_oom_kills(text: &str) -> Option<u64> {
     text.lines()
         .find_map(|l| l.strip_prefix("oom_kill "))
@@ -335,6 +371,32 @@ mod tests {
         let text = "pgfault 123\noom_kill 3\nnr_free_pages 5\n";
         assert_eq!(parse_vmstat_oom_kills(text), Some(3));
         assert_eq!(parse_vmstat_oom_kills("pgfault 1\n"), None);
+        let v1 = "oom_kill_disable 0\nunder_oom 0\noom_kill 4\n";
+        assert_eq!(parse_vmstat_oom_kills(v1), Some(4));
+    }
+
+    #[test]
+    fn oom_kills_are_counted_in_the_drone_s_own_memory_cgroup() {
+        let v2 = "0::/system.slice/swarm-drone.service\n";
+        assert_eq!(
+            oom_count_files(v2),
+            ["/sys/fs/cgroup/system.slice/swarm-drone.service/memory.events"]
+        );
+        // A container's namespace: `/` is its own cgroup, whose file is there to read.
+        assert_eq!(oom_count_files("0::/\n"), ["/sys/fs/cgroup/memory.events"]);
+        let v1 = "4:memory:/process_api/abc\n3:cpuset:/\n0::/\n";
+        assert_eq!(
+            oom_count_files(v1),
+            [
+                "/sys/fs/cgroup/memory/process_api/abc/memory.oom_control",
+                "/sys/fs/cgroup/memory.events"
+            ]
+        );
+        // v1's root memory cgroup never counts: the machine's count is read instead.
+        assert!(oom_count_files("4:memory:/\n").is_empty());
+        assert!(oom_count_files("garbage\n").is_empty());
+        // Whatever this machine has, a count is read.
+        assert!(oom_kills().is_some());
     }
 
     #[test]
