@@ -1138,4 +1138,19 @@ fn the_dashboard_says_when_the_store_cannot_write_and_when_it_can_again() {
         browser.js("return document.getElementById('health-banner').hidden;"),
         json!(true)
     );
+    // A proxy's sign-in page in health's place is no health at all, not "server unhealthy".
+    browser.js("const real = window.fetch; \
+         window.fetch = (url, init) => String(url).includes('/api/v1/health') \
+           ? Promise.resolve(new Response('<html>sign in</html>', { status: 200 })) \
+           : real(url, init); \
+         return true;");
+    browser.wait(
+        30,
+        "the header to read the page as no health",
+        &state("unknown"),
+    );
+    assert_eq!(
+        browser.js("return document.getElementById('health-banner').hidden;"),
+        json!(true)
+    );
 }

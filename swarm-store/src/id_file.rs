@@ -25,10 +25,18 @@ pub(crate) fn path(db: &Path) -> PathBuf {
     db.with_file_name(format!("{stem}.store-id"))
 }
 
-/// Writes the store id and the seq its log has reached, unless the file already says them,
-/// whole and durably (`whole_file`, then its directory fsynced). Written once the marker
-/// exists, so the file also says that the marker did ([`StoreError::MarkerMissing`]).
-pub(crate) fn record(db: &Path, store_id: &str, reached: u64) -> Result<(), StoreError> {
+/// Writes the store id and the seq its log has reached, whole and durably (`whole_file`, then
+/// its directory fsynced); unless the file already says them and `always` is false. Written
+/// once the marker exists, so the file also says that the marker did
+/// ([`StoreError::MarkerMissing`]). `always`: a check that the file can still be written, which
+/// a read cannot tell (an immutable file, a read-only directory: the next open, which writes
+/// it, is refused; h50 F1).
+pub(crate) fn record(
+    db: &Path,
+    store_id: &str,
+    reached: u64,
+    always: bool,
+) -> Result<(), StoreError> {
     let path = path(db);
     let text = format!(
         "swarm store {store_id}\nreached seq {reached}\n# Written by swarm at each start, at a \
@@ -47,7 +55,7 @@ pub(crate) fn record(db: &Path, store_id: &str, reached: u64) -> Result<(), Stor
                 path,
             })
         }
-        Ok(OwnFile::Bytes(b)) if b == text.as_bytes() => return Ok(()),
+        Ok(OwnFile::Bytes(b)) if !always && b == text.as_bytes() => return Ok(()),
         _ => {}
     }
     crate::whole_file::replace(&path, text.as_bytes())?;

@@ -652,7 +652,7 @@ impl Store {
         sync_wal_at_open(&path, &opts)?;
         let marker = Marker::open(&path, &store_id, rebuilt.last_seq)?;
         // After the marker: the file then also says that the marker existed.
-        id_file::record(&path, &store_id, rebuilt.last_seq)?;
+        id_file::record(&path, &store_id, rebuilt.last_seq, false)?;
         acked::remove_legacy(&path);
         let marker_id = marker.file_id();
         let id_of_store = store_id.clone();
@@ -1286,7 +1286,7 @@ impl Store {
             },
             false => self.reached_on_file,
         };
-        let now = id_file::record(&self.path, &self.store_id, reached)
+        let now = id_file::record(&self.path, &self.store_id, reached, true)
             .err()
             .map(|e| e.to_string());
         if now.is_none() {

@@ -749,6 +749,18 @@ fn a_store_id_file_that_cannot_be_written_is_found_in_every_mode_and_while_idle(
         store.append(Timestamp(6), Input::Tick).expect("append");
         store.probe_write(Timestamp(7)).expect("the probe writes");
         assert_eq!(store.id_file_error(), None, "{mode:?}");
+        // An intact file that cannot be written (here: its `.new` taken by a directory; an
+        // immutable file or a read-only directory alike) is found too, though a read is fine.
+        let fresh = dir.path().join("swarm.store-id.new");
+        std::fs::create_dir(&fresh).expect("a directory where the new file goes");
+        store.probe_write(Timestamp(8)).expect("the probe writes");
+        let why = store
+            .id_file_error()
+            .unwrap_or_else(|| panic!("{mode:?}: an unwritable file not found"));
+        assert!(why.contains("swarm.store-id.new"), "{why}");
+        std::fs::remove_dir(&fresh).expect("moved away");
+        store.probe_write(Timestamp(9)).expect("the probe writes");
+        assert_eq!(store.id_file_error(), None, "{mode:?}");
         let text = std::fs::read_to_string(&id_file).expect("the store-id file is back");
         if mode == Synchronous::Normal {
             assert_eq!(text, at_open, "normal claims no more than at its open");

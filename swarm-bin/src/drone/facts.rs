@@ -80,23 +80,44 @@ pub(crate) fn cpu_percent(before: (u64, u64), after: (u64, u64)) -> Option<f64> 
     (total > 0).then(|| busy as f64 * 100.0 / total as f64)
 }
 
-/// The OOM kills the kernel counted in the drone's own memory cgroup (the agent, its builders,
-/// and in a container the whole container), else on the whole machine. The machine's count took
-/// another service's OOM kill during a long build for the build's (h48: a cgroup's OOM kill
-/// relabelled a build as `oom`, and an `oom` failure sets the package's learned memory above the
-/// drone's, which can block it farm-wide).
-pub(crate) fn oom_kills() -> Option<u64> {
-    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
-    oom_count_files(&own)
-        .iter()
-        .find_map(|f| read_with(f, parse_vmstat_oom_kills))
-        .or_else(|| read_with("/proc/vmstat", parse_vmstat_oom_kills))
+/// The OOM kills the kernel counts while a build runs, read from one place before and after it
+/// (read from two, their difference meant nothing: h50 F3): the drone's own memory cgroup (the
+/// agent and its builders, and in a container the whole container), else the whole machine.
+/// The machine's count took another service's OOM kill during a long build for the build's
+/// (h48: a cgroup's OOM kill relabelled a build as `oom`, and an `oom` failure sets the
+/// package's learned memory above the drone's, which can block it farm-wide).
+pub(crate) struct OomCount {
+    file: String,
+    before: Option<u64>,
+}
+
+impl OomCount {
+    /// Before the build.
+    pub(crate) fn start() -> OomCount {
+        let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+        let (file, before) = oom_count_files(&own)
+            .into_iter()
+            .chain(["/proc/vmstat".to_owned()])
+            .find_map(|f| read_with(&f, parse_vmstat_oom_kills).map(|n| (f, Some(n))))
+            .unwrap_or_else(|| ("/proc/vmstat".to_owned(), None));
+        OomCount { file, before }
+    }
+
+    /// How many since [`OomCount::start`] (0 when either read failed).
+    pub(crate) fn since(&self) -> u64 {
+        match (self.before, read_with(&self.file, parse_vmstat_oom_kills)) {
+            (Some(a), Some(b)) => b.saturating_sub(a),
+            _ => 0,
+        }
+    }
 }
 
 /// Where the kernel counts this process's memory cgroup's OOM kills, from `/proc/self/cgroup`:
-/// cgroup v1's `memory.oom_control`, v2's `memory.events` (both hierarchical, with an `oom_kill`
-/// line). Not v1's root memory cgroup, whose count the kernel never raises; v2's root has no
-/// such file, and in a container's cgroup namespace `/` is the container's own cgroup.
+/// cgroup v2's `memory.events` (hierarchical: a build in a child cgroup counts too) and v1's
+/// `memory.oom_control` (only the cgroup's own processes: a build stays in the agent's cgroup),
+/// each with an `oom_kill` line. Not v1's root memory cgroup, whose count the kernel never
+/// raises; v2's root has no such file, and in a container's cgroup namespace `/` is the
+/// container's own cgroup.
 fn oom_count_files(proc_self_cgroup: &str) -> Vec<String> {
     let mut files = Vec::new();
     for line in proc_self_cgroup.lines() {
@@ -395,8 +416,10 @@ mod tests {
         // v1's root memory cgroup never counts: the machine's count is read instead.
         assert!(oom_count_files("4:memory:/\n").is_empty());
         assert!(oom_count_files("garbage\n").is_empty());
-        // Whatever this machine has, a count is read.
-        assert!(oom_kills().is_some());
+        // Whatever this machine has, a count is read, and none came meanwhile.
+        let count = OomCount::start();
+        assert!(count.before.is_some(), "{}", count.file);
+        assert_eq!(count.since(), 0);
     }
 
     #[test]

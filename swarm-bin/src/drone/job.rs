@@ -300,7 +300,7 @@ fn run(agent: &Agent, id: JobId) {
         build_timeout: cfg.build_timeout,
         kill_grace: cfg.kill_grace,
     };
-    let oom_before = facts::oom_kills();
+    let oom_count = facts::OomCount::start();
     let built_after = SystemTime::now();
     tracing::info!(package = %atom, lease = %crate::logging::shown(&job.lease), log = %log.display(), "build starts");
     let stopped_already = agent.lock().agent.stop_asked(id);
@@ -332,11 +332,7 @@ fn run(agent: &Agent, id: JobId) {
         }
         record
     });
-    let oom_after = facts::oom_kills();
-    let oom_during = match (oom_before, oom_after) {
-        (Some(a), Some(b)) => b.saturating_sub(a),
-        _ => 0,
-    };
+    let oom_during = oom_count.since();
     let took_s = finished.took.as_secs_f64();
     let tail = classify::log_tail(&log, LOG_TAIL_BYTES);
     let volumes = facts::build_volumes(&[&cfg.work_dir, &cfg.pkgdir]);

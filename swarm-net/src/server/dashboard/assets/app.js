@@ -53,7 +53,9 @@ async function refreshHeader() {
  * Only monitors saw it before; now whoever watches the dashboard does too. */
 async function refreshHealth() {
   let hl = null;
-  try { hl = await api.get('/api/v1/health'); } catch (e) { hl = e.data && e.data.status ? e.data : null; }
+  try { hl = await api.get('/api/v1/health'); } catch (e) { hl = e.data; }
+  // Only swarm's own answer counts: a proxy's sign-in page or error page is no health (h50 F4).
+  if (!hl || typeof hl !== 'object' || typeof hl.status !== 'string') hl = null;
   const el = document.getElementById('server-health');
   const banner = document.getElementById('health-banner');
   const warnings = (hl && Array.isArray(hl.warnings)) ? hl.warnings : [];
