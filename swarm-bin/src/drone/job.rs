@@ -564,7 +564,7 @@ fn give_up(agent: &Agent, id: JobId, attempt: u32) -> bool {
     );
     revoked
         || st.phase() == Phase::Exit
-        || (st.phase() == Phase::Returning && attempt > SHUTDOWN_ATTEMPTS)
+        || (st.phase().returns_work() && attempt > SHUTDOWN_ATTEMPTS)
 }
 
 /// A build's own PKGDIR, and the record of its builder's success, if it succeeded.

@@ -80,10 +80,14 @@ pub enum OnStop {
 /// ```text
 ///            signal, on-stop finish          signal
 /// Running --------------------------> Draining -----> Returning ---signal---> Exit
-///    |                                                    ^
-///    +----------------------------------------------------+
-///            signal, on-stop return
+///    |                                                                          ^
+///    +---------> Returning ----------> ReturningAgain ---------signal-----------+
+///   signal, on-stop return   signal
 /// ```
+///
+/// Three signals leave at once whatever `--on-stop` says: finished builds are delivered
+/// through the first two (under `return` the second left at once, its finished builds
+/// undelivered, and a long stop then let the server reclaim them: h49 F1).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Phase {
     /// Normal operation.
@@ -93,6 +97,9 @@ pub enum Phase {
     Draining,
     /// Killing running builds and handing them back.
     Returning,
+    /// Returning, told a second time under `--on-stop return`: the same, and the next signal
+    /// leaves at once.
+    ReturningAgain,
     /// Leaving at once.
     Exit,
 }
@@ -105,7 +112,8 @@ impl Phase {
             (Phase::Running, OnStop::Finish) => Phase::Draining,
             (Phase::Running, OnStop::Return) => Phase::Returning,
             (Phase::Draining, _) => Phase::Returning,
-            (Phase::Returning | Phase::Exit, _) => Phase::Exit,
+            (Phase::Returning, OnStop::Return) => Phase::ReturningAgain,
+            (Phase::Returning | Phase::ReturningAgain | Phase::Exit, _) => Phase::Exit,
         }
     }
 
@@ -118,7 +126,7 @@ impl Phase {
     /// Whether running builds must be stopped and returned.
     #[must_use]
     pub fn returns_work(self) -> bool {
-        matches!(self, Phase::Returning | Phase::Exit)
+        matches!(self, Phase::Returning | Phase::ReturningAgain | Phase::Exit)
     }
 
     /// Whether the agent may leave now.
