@@ -669,7 +669,6 @@ impl Store {
         };
         let open_at = opts.open_at.unwrap_or(rebuilt.swarm.view().now());
         let opened_id = file_id(&path).ok();
-        let last_seq_at_open = rebuilt.last_seq;
         let mut store = Store {
             conn,
             path,
@@ -702,7 +701,7 @@ impl Store {
             },
             store_id: id_of_store,
             reached_recorded: std::time::Instant::now(),
-            reached_on_file: last_seq_at_open,
+            reached_on_file: rebuilt.last_seq,
             id_file_error: None,
             _lock: lock,
         };
@@ -1279,12 +1278,13 @@ impl Store {
     /// is logged when it starts and when a record works again, and kept for
     /// [`Store::id_file_error`] meanwhile (h44 F4: it was a warning a minute, seen by no monitor).
     fn record_reached(&mut self, move_on: bool) {
-        let reached = match move_on {
-            true => match self.marker.lock() {
-                Ok(m) => m.highest(),
-                Err(_) => return,
-            },
-            false => self.reached_on_file,
+        let reached = if move_on {
+            let Ok(marker) = self.marker.lock() else {
+                return;
+            };
+            marker.highest()
+        } else {
+            self.reached_on_file
         };
         let now = id_file::record(&self.path, &self.store_id, reached, true)
             .err()

@@ -738,29 +738,30 @@ fn a_store_id_file_that_cannot_be_written_is_found_in_every_mode_and_while_idle(
         };
         let mut store = Store::open(&db, every_write).expect("open");
         let at_open = std::fs::read_to_string(&id_file).expect("the store-id file");
-        std::fs::remove_file(&id_file).expect("remove the store-id file");
-        std::fs::create_dir(&id_file).expect("a directory in its place");
-        store.probe_write(Timestamp(5)).expect("the probe writes");
-        let why = store
-            .id_file_error()
-            .unwrap_or_else(|| panic!("{mode:?}: not found"));
-        assert!(why.contains("directory"), "{why}");
-        std::fs::remove_dir(&id_file).expect("the directory moved away");
-        store.append(Timestamp(6), Input::Tick).expect("append");
-        store.probe_write(Timestamp(7)).expect("the probe writes");
-        assert_eq!(store.id_file_error(), None, "{mode:?}");
-        // An intact file that cannot be written (here: its `.new` taken by a directory; an
-        // immutable file or a read-only directory alike) is found too, though a read is fine.
+        // A directory in the file's place; then an intact file whose `.new` name is taken by a
+        // directory (an immutable file or a read-only directory alike): a read is fine there,
+        // a write is not.
         let fresh = dir.path().join("swarm.store-id.new");
-        std::fs::create_dir(&fresh).expect("a directory where the new file goes");
-        store.probe_write(Timestamp(8)).expect("the probe writes");
-        let why = store
-            .id_file_error()
-            .unwrap_or_else(|| panic!("{mode:?}: an unwritable file not found"));
-        assert!(why.contains("swarm.store-id.new"), "{why}");
-        std::fs::remove_dir(&fresh).expect("moved away");
-        store.probe_write(Timestamp(9)).expect("the probe writes");
-        assert_eq!(store.id_file_error(), None, "{mode:?}");
+        std::fs::remove_file(&id_file).expect("remove the store-id file");
+        for (blocked, word, at) in [
+            (&id_file, "directory", 5),
+            (&fresh, "swarm.store-id.new", 8),
+        ] {
+            std::fs::create_dir(blocked).expect("a directory in the way");
+            store.probe_write(Timestamp(at)).expect("the probe writes");
+            let why = store
+                .id_file_error()
+                .unwrap_or_else(|| panic!("{mode:?}: {word} not found"));
+            assert!(why.contains(word), "{why}");
+            std::fs::remove_dir(blocked).expect("the directory moved away");
+            store
+                .append(Timestamp(at + 1), Input::Tick)
+                .expect("append");
+            store
+                .probe_write(Timestamp(at + 2))
+                .expect("the probe writes");
+            assert_eq!(store.id_file_error(), None, "{mode:?}");
+        }
         let text = std::fs::read_to_string(&id_file).expect("the store-id file is back");
         if mode == Synchronous::Normal {
             assert_eq!(text, at_open, "normal claims no more than at its open");
