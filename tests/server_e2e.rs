@@ -1683,3 +1683,72 @@ fn a_report_naming_another_open_drones_lease_is_a_conflict_not_a_refused_credent
     );
     assert_eq!((code, v["field"].as_str()), (409, Some("lease")), "{v}");
 }
+
+#[test]
+fn a_report_sent_again_after_its_reply_was_lost_is_answered_as_the_first_was() {
+    // h49 F2: an agent whose `/complete` reply was lost sends the same report again. The lease
+    // has ended by then; the server used to call the report stale ("work already completed
+    // elsewhere"), count a rejection and send a revoke, for a build it had just recorded.
+    let dir = tempfile::tempdir().expect("dir");
+    let s = Server::start(&dir.path().join("data"), &[]);
+    let (code, r) = s.post("/api/v1/register", &v3_register("d1", "d1", Value::Null));
+    assert_eq!(code, 200, "{r}");
+    let epoch = r["epoch"].clone();
+    let (code, q) = s.admin_post("/api/v1/queue", &json!({"packages": ["=app-misc/foo-1"]}));
+    assert_eq!(code, 200, "{q}");
+    let w = work(&s, "d1");
+    assert_eq!(w["package"], "=app-misc/foo-1", "{w}");
+    let lease = w["lease"].as_u64().expect("a lease");
+    let gpkg = support::packages::gpkg_of_slot(dir.path(), "app-misc/foo-1", "0");
+    let (code, v) = request_raw(
+        "PUT",
+        &format!("{}/api/v1/artifacts/app-misc/foo-1.gpkg.tar", s.url),
+        Some(&gpkg),
+        None,
+        &[("X-Swarm-Lease", lease.to_string().as_str())],
+    );
+    assert_eq!(code, 200, "{v}");
+    let report = json!({"id": "d1", "package": "=app-misc/foo-1", "status": "success",
+        "lease": lease, "epoch": epoch, "build_duration_s": 3.0});
+    let (code, first) = s.post("/api/v1/complete", &report);
+    assert_eq!(code, 200, "{first}");
+    assert_eq!(
+        first,
+        json!({"status": "ok", "accepted": true, "recorded": "built"})
+    );
+    // Absent until the first rejection.
+    let stale = |s: &Server| {
+        let (_, m) = request("GET", &format!("{}/metrics", s.url), None, None);
+        let name = "swarm_rejections_total{reason=\"stale_report\"}";
+        m.as_str()
+            .and_then(|m| {
+                m.lines()
+                    .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            })
+            .unwrap_or(0u64)
+    };
+    let rejected = stale(&s);
+
+    // The same report again: the first answer, marked.
+    let (code, c) = s.post("/api/v1/complete", &report);
+    assert_eq!(code, 200, "{c}");
+    assert_eq!(
+        c,
+        json!({"status": "ok", "accepted": true, "recorded": "repeated"})
+    );
+    assert_eq!(stale(&s), rejected, "a repeat is no rejection");
+    // Nothing to stop in the drone's next reply, and the build counted once.
+    let (_, hb) = s.post("/api/v1/register", &v3_register("d1", "d1", Value::Null));
+    assert!(
+        hb.get("revoke").is_none() && hb.get("stop_work").is_none(),
+        "{hb}"
+    );
+    let (_, h) = s.get("/api/v1/history?limit=100");
+    let built = h["builds"]
+        .as_array()
+        .expect("builds")
+        .iter()
+        .filter(|b| b["package"] == "=app-misc/foo-1" && b["outcome"] == "success")
+        .count();
+    assert_eq!(built, 1, "{h}");
+}

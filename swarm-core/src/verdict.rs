@@ -83,6 +83,12 @@ pub enum Reported {
     Accepted,
     /// It matched, and the package is now built.
     Built,
+    /// The same report as one that already ended this drone's lease (sent again after a lost
+    /// reply): nothing changed and nothing was sent; answer as the first time.
+    Repeated {
+        /// Whether that first report built the package.
+        built: bool,
+    },
     /// Refused for another reason than staleness (an unknown drone).
     Rejected {
         /// Why.

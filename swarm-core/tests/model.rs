@@ -287,6 +287,9 @@ struct Sut {
     lease_step: BTreeMap<LeaseId, u64>,
     /// Ended leases, to send stale reports about.
     ended: Vec<(DroneName, Atom, LeaseId)>,
+    /// The leases a drone's own finished report ended: the only ones a report may be
+    /// answered about as a repeat.
+    ended_by_report: BTreeSet<(DroneName, LeaseId)>,
 }
 
 impl Sut {
@@ -309,6 +312,35 @@ impl Sut {
             panic!("after {:?}: {v}\noutputs: {out:?}", env.input);
         }
         self.learn(&out);
+        if let Input::BuildFinished { report, .. } = &env.input {
+            for o in &out {
+                if let Output::Event(
+                    Event::Built {
+                        drone,
+                        package,
+                        lease,
+                        ..
+                    }
+                    | Event::BuildFailed {
+                        drone,
+                        package,
+                        lease,
+                        ..
+                    }
+                    | Event::Reclaimed {
+                        drone,
+                        package,
+                        lease,
+                        ..
+                    },
+                ) = o
+                {
+                    if *drone == report.drone && *package == report.package {
+                        self.ended_by_report.insert((drone.clone(), *lease));
+                    }
+                }
+            }
+        }
         self.log.push((env, out.clone()));
         out
     }
@@ -450,6 +482,7 @@ impl StateMachineTest for SwarmTest {
             queued_step: BTreeMap::new(),
             lease_step: BTreeMap::new(),
             ended: Vec::new(),
+            ended_by_report: BTreeSet::new(),
         }
     }
 
@@ -872,6 +905,19 @@ fn stale_report(s: &mut Sut, d: usize, kind: u8, a: usize) {
         leases_before,
         "invariant 3: stale {report:?} changed the leases"
     );
+    // A finished report of a lease its own report ended is a repeat (its reply was lost): it
+    // sends nothing. Any other is stale, and the drone is told to stop.
+    if let Some(Reported::Repeated { .. }) = s.swarm.verdict().and_then(|v| v.report) {
+        let by_report = report
+            .lease
+            .is_some_and(|l| s.ended_by_report.contains(&(name.clone(), l)));
+        assert!(
+            finished && by_report,
+            "{report:?} answered as a repeat of a lease no report of its ended"
+        );
+        assert_eq!(out, [], "a repeat sends nothing");
+        return;
+    }
     assert!(
         out.iter()
             .any(|o| matches!(o, Output::Command(Command::Revoke { drone, .. }) if *drone == name)),

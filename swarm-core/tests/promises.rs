@@ -331,6 +331,8 @@ struct Run {
     started: BTreeSet<LeaseId>,
     /// Leases that ended: (holder, lease, package).
     ended: Vec<(usize, LeaseId, Atom)>,
+    /// Those a finished report of their holder's ended: (holder, lease).
+    ended_by_report: BTreeSet<(DroneName, LeaseId)>,
     atoms: Vec<Atom>,
     now: u64,
 }
@@ -347,6 +349,7 @@ impl Run {
             held: vec![BTreeMap::new(); gens.len()],
             started: BTreeSet::new(),
             ended: Vec::new(),
+            ended_by_report: BTreeSet::new(),
             atoms: queue.iter().map(|p| p.atom.clone()).collect(),
             names,
             now: T0,
@@ -398,7 +401,19 @@ impl Run {
 
     fn step(&mut self, at: u64, input: Input, check: &mut Check<'_>) -> Vec<Output> {
         self.now = self.now.max(at);
+        // The live lease a finished report names, as the core resolves it.
+        let named = match &input {
+            Input::BuildFinished { report, .. } => live_lease_named(self.h.view(), report),
+            _ => None,
+        };
         let out = self.h.step(at, input.clone());
+        let taken = matches!(
+            self.h.swarm().verdict().and_then(|v| v.report),
+            Some(Reported::Built | Reported::Accepted)
+        );
+        if let (Input::BuildFinished { report, .. }, Some(lease), true) = (&input, named, taken) {
+            self.ended_by_report.insert((report.drone.clone(), lease));
+        }
         self.track(&out);
         check(&self.h, at, &input, &out);
         out
@@ -1286,6 +1301,14 @@ proptest! {
                     prop_assert_eq!(&v.leases(), &leases_before, "{:?} changed the leases", input);
                     prop_assert_eq!(&v.drones(), &drones_before, "{:?} changed the drones", input);
                     prop_assert_eq!(run.h.swarm().digest(), digest_before, "{:?} changed the state", input);
+                    // The report that ended its holder's lease, sent again (its reply lost), is
+                    // answered as a repeat and sends nothing; any other is told to stop.
+                    if let Some(Reported::Repeated { .. }) = run.h.swarm().verdict().and_then(|v| v.report) {
+                        let own = r.lease.is_some_and(|l| run.ended_by_report.contains(&(r.drone.clone(), l)));
+                        prop_assert!(!*started && own, "{:?} answered as a repeat of a lease no report of its ended", input);
+                        prop_assert!(out.is_empty(), "a repeat sent {:?}", out);
+                        continue;
+                    }
                     let revoked = revokes(&out).into_iter().any(|(d, l, p)| d == r.drone && p.as_ref() == Some(&r.package) && l == r.lease);
                     prop_assert!(revoked, "{:?} was not answered with a Revoke: {:?}", input, out);
                 }

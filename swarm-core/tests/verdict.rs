@@ -7,6 +7,7 @@
 
 mod common;
 
+use common::live_lease_named;
 use proptest::prelude::*;
 use swarm_core::sim;
 use swarm_core::*;
@@ -105,8 +106,32 @@ fn other_holder(view: View<'_>, report: &Report) -> Option<DroneName> {
     holder.filter(|h| *h != report.drone)
 }
 
-/// How the server's report reply read the outputs: the first rejection, else `Built`.
-fn report_oracle(out: &[Output], report: &Report, view: View<'_>) -> Reported {
+/// What each drone's reports that ended a lease did: built the package or not.
+#[derive(Default)]
+struct Ended(std::collections::BTreeMap<(DroneName, LeaseId), bool>);
+
+impl Ended {
+    /// What the first report of the lease `report` names did, if one ended it.
+    fn first(&self, report: &Report) -> Option<bool> {
+        let lease = report.lease?;
+        self.0.get(&(report.drone.clone(), lease)).copied()
+    }
+
+    /// Notes what a finished report that ended `lease` did.
+    fn note(&mut self, report: &Report, lease: LeaseId, built: bool) {
+        self.0.insert((report.drone.clone(), lease), built);
+    }
+}
+
+/// How the server's report reply read the outputs: the first rejection, else `Built`; a finished
+/// report that named no live lease before the step and was not refused repeats one that ended
+/// its lease, and says what that one did.
+fn report_oracle(
+    out: &[Output],
+    report: &Report,
+    view: View<'_>,
+    repeat: Option<&Ended>,
+) -> Reported {
     let rejected = out.iter().find_map(|o| match o {
         Output::Event(Event::InputRejected { reason }) => Some(reason),
         _ => None,
@@ -133,7 +158,14 @@ fn report_oracle(out: &[Output], report: &Report, view: View<'_>) -> Reported {
         {
             Reported::Built
         }
-        None => Reported::Accepted,
+        None => match repeat {
+            Some(ended) => Reported::Repeated {
+                built: ended
+                    .first(report)
+                    .unwrap_or_else(|| panic!("a repeat of a report that ended no lease: {report:?} {out:?}")),
+            },
+            None => Reported::Accepted,
+        },
     }
 }
 
@@ -154,6 +186,7 @@ impl Seen {
             Some(Reported::Accepted) => "accepted",
             Some(Reported::Built) => "built",
             Some(Reported::Rejected { .. }) => "rejected",
+            Some(Reported::Repeated { .. }) => "repeated",
             Some(Reported::Stale { holder: None, .. }) => "stale",
             Some(Reported::Stale {
                 holder: Some(_), ..
@@ -178,7 +211,18 @@ impl Seen {
 }
 
 /// Handles `env` and asserts that the verdict says what the outputs and the view say.
-fn assert_verdict_agrees(swarm: &mut Swarm, env: &Envelope, step: usize, seen: &mut Seen) {
+fn assert_verdict_agrees(
+    swarm: &mut Swarm,
+    env: &Envelope,
+    step: usize,
+    seen: &mut Seen,
+    ended: &mut Ended,
+) {
+    let finished = matches!(env.input, Input::BuildFinished { .. });
+    let named = match &env.input {
+        Input::BuildFinished { report, .. } => live_lease_named(swarm.view(), report),
+        _ => None,
+    };
     let out = swarm.handle(env);
     let verdict = swarm.verdict();
     let input = format!("{:?}", env.input);
@@ -217,12 +261,22 @@ fn assert_verdict_agrees(swarm: &mut Swarm, env: &Envelope, step: usize, seen: &
         matches!(env.input, Input::RequestWork { .. }).then(|| work_oracle(&out, name, view));
     assert_eq!(v.work, work, "{at}: work");
     let report = match &env.input {
-        Input::BuildStarted(r) | Input::BuildFinished { report: r, .. } => {
-            Some(report_oracle(&out, r, view))
-        }
+        Input::BuildStarted(r) | Input::BuildFinished { report: r, .. } => Some(report_oracle(
+            &out,
+            r,
+            view,
+            (finished && named.is_none()).then_some(&*ended),
+        )),
         _ => None,
     };
     assert_eq!(v.report, report, "{at}: report");
+    if let (Input::BuildFinished { report: r, .. }, Some(lease)) = (&env.input, named) {
+        match &report {
+            Some(Reported::Built) => ended.note(r, lease, true),
+            Some(Reported::Accepted) => ended.note(r, lease, false),
+            _ => {}
+        }
+    }
     if let Input::Heartbeat(hb) | Input::Announce(Announce { beat: hb, .. }) = &env.input {
         let stop = hb
             .current_task
@@ -242,8 +296,9 @@ fn assert_verdict_agrees(swarm: &mut Swarm, env: &Envelope, step: usize, seen: &
 
 fn replay_checked(envelopes: &[Envelope], seen: &mut Seen) {
     let mut swarm = Swarm::new(Config::default()).expect("defaults are valid");
+    let mut ended = Ended::default();
     for (step, env) in envelopes.iter().enumerate() {
-        assert_verdict_agrees(&mut swarm, env, step, seen);
+        assert_verdict_agrees(&mut swarm, env, step, seen, &mut ended);
     }
 }
 
@@ -279,6 +334,7 @@ fn the_verdict_agrees_with_the_outputs_over_the_fuzz_corpus() {
         "nothing",
         "pending",
         "rejected",
+        "repeated",
         "resent",
         "returned",
         "revoked",

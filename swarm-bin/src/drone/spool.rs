@@ -433,6 +433,8 @@ fn finish_report(
         Ok(reply) => {
             if reply.stale {
                 tracing::warn!(package = %crate::logging::shown(&report.package), lease = %crate::logging::shown(&report.lease), why = reply.reason.as_deref().unwrap_or("work reclaimed"), "report was stale: the server had already moved the package");
+            } else if reply.recorded.as_deref() == Some("repeated") {
+                tracing::info!(package = %crate::logging::shown(&report.package), lease = %crate::logging::shown(&report.lease), accepted = reply.accepted, "report sent again: the server had recorded it already (the first reply was lost); not counted twice");
             } else {
                 tracing::info!(package = %crate::logging::shown(&report.package), lease = %crate::logging::shown(&report.lease), accepted = reply.accepted, recorded = %crate::logging::shown(&reply.recorded), "report sent");
             }

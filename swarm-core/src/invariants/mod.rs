@@ -169,6 +169,27 @@ impl Swarm {
     /// `check_invariants` and the passes over the whole queue that the index does not need.
     fn check_whole_queue(&self) -> Result<(), Violation> {
         self.check_invariants()?;
+        // 17. A report answered as a repeat names a lease that has ended: every lease a drone's
+        // reports are remembered to have ended was issued and is live no more (a pass over the
+        // drones' memories, up to 32 leases each, so not in the per-step check).
+        for d in self.st.drones.values() {
+            if let Some(e) =
+                d.reported.0.iter().find(|e| {
+                    self.st.leases.contains_key(&e.lease) || e.lease.0 >= self.st.next_lease
+                })
+            {
+                return fail(
+                    17,
+                    format!(
+                        "{} would have a report of lease {} ({}) answered as a repeat, but that lease {}",
+                        d.spec.name,
+                        e.lease,
+                        e.atom,
+                        if e.lease.0 >= self.st.next_lease { "was never issued" } else { "is live" }
+                    ),
+                );
+            }
+        }
         // Enqueue order increases with the position: an enqueue's plan
         // compares the new packages with the last one only.
         if let Some(w) = self

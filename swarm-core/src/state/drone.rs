@@ -102,6 +102,10 @@ pub(crate) struct Drone {
     /// Revokes it has not yet been seen to obey, repeated in its replies.
     #[serde(default, skip_serializing_if = "super::RevokeBox::is_empty")]
     pub(crate) revokes: super::RevokeBox,
+    /// Leases it ended by its own reports, so a report sent again after a lost reply is
+    /// answered as the first was (see `state::reported`).
+    #[serde(default, skip_serializing_if = "super::ReportedLeases::is_empty")]
+    pub(crate) reported: super::ReportedLeases,
 }
 
 impl Drone {
@@ -130,6 +134,7 @@ impl Drone {
             builds_failed: 0,
             sync_asked: crate::portage::LastSyncAsk(None),
             revokes: super::RevokeBox::default(),
+            reported: super::ReportedLeases::default(),
         }
     }
 

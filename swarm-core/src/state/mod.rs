@@ -6,12 +6,14 @@
 mod drone;
 mod lease;
 mod package;
+mod reported;
 mod revoke_box;
 mod transition;
 
 pub(crate) use drone::{Brake, Drone, Liveness};
 pub(crate) use lease::Lease;
 pub(crate) use package::{Package, PackageState, PkgId};
+pub(crate) use reported::ReportedLeases;
 pub(crate) use revoke_box::RevokeBox;
 pub use revoke_box::REVOKE_REPEAT_MS;
 pub(crate) use transition::IllegalTransition;

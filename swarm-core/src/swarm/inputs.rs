@@ -10,7 +10,7 @@ use crate::policy::{escalate, extend, schedule};
 use crate::portage::PortageSnapshot;
 use crate::serving;
 use crate::state::{Drone, Liveness, PkgId};
-use crate::verdict::Work;
+use crate::verdict::{Reported, Work};
 
 impl Swarm {
     pub(super) fn on_register(&mut self, spec: &DroneSpec, out: &mut Out) {
@@ -223,9 +223,17 @@ impl Swarm {
         duration_ms: Option<u64>,
         out: &mut Out,
     ) {
+        if let Some(built) = self.repeat_of(report) {
+            self.decided.reported(Reported::Repeated { built });
+            return;
+        }
         let Some(lid) = self.fence(report, out) else {
             return;
         };
+        if let Some(d) = self.st.drones.get_mut(&report.drone) {
+            d.reported
+                .add(lid, &report.package, matches!(outcome, Outcome::Success));
+        }
         match outcome {
             Outcome::Success => self.on_success(lid, duration_ms, out),
             Outcome::Failed { class, detail } => self.on_failure(lid, *class, detail, out),

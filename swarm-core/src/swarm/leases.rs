@@ -51,6 +51,15 @@ impl Swarm {
         }
     }
 
+    /// Whether `r` repeats the report that ended one of its drone's leases, and if so whether
+    /// that one built the package. Only a report naming a lease that has ended can be one (see
+    /// `state::reported`).
+    pub(super) fn repeat_of(&self, r: &Report) -> Option<bool> {
+        let lease = r.lease.filter(|l| !self.st.leases.contains_key(l))?;
+        let d = self.st.drones.get(&r.drone)?;
+        d.reported.repeated(lease, &r.package).map(|e| e.built)
+    }
+
     /// The drone's live lease of `atom`. A drone holds at most one per atom (the assignment
     /// policy sees to it), so a report naming only an atom resolves to the one package of it
     /// the drone is building, whichever profile that is for.

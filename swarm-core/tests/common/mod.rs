@@ -396,3 +396,16 @@ pub(crate) fn sim_log(scenario: &str) -> Vec<Envelope> {
         .expect("valid scenario")
         .log
 }
+
+/// The live lease `report` names as `view` shows it: the lease it carries, whoever holds it, or
+/// (a v3 report) its drone's lease of the atom: the lease the core fences it to, before the step.
+pub(crate) fn live_lease_named(view: View<'_>, report: &Report) -> Option<LeaseId> {
+    match report.lease {
+        Some(l) => view.lease(l).map(|l| l.lease),
+        None => view
+            .leases_of(&report.drone)
+            .into_iter()
+            .find(|l| l.package == report.package)
+            .map(|l| l.lease),
+    }
+}

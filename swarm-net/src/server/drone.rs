@@ -576,6 +576,16 @@ fn report_reply(
     let built = match &drone_now(done)?.report {
         Some(Reported::Built) => true,
         Some(Reported::Accepted) => false,
+        // Sent again after a lost reply: answered as the first time, marked so the drone's log
+        // can tell.
+        Some(Reported::Repeated { built }) => {
+            return Reply::ok(&CompleteReply {
+                status: "ok".into(),
+                accepted: *built,
+                recorded: Some("repeated".into()),
+                ..CompleteReply::default()
+            })
+        }
         Some(Reported::Rejected {
             reason: RejectReason::UnknownDrone { drone },
         }) => return Err(unknown_drone(drone.as_str())),

@@ -1,0 +1,103 @@
+//! Leases a drone ended by its own report.
+//!
+//! A drone that sent a build's report and lost the reply (a timeout, a restart, a proxy that
+//! dropped the connection) sends the same report again under the same lease. By then the lease
+//! has ended, so the report no longer matches a live lease; fencing alone would call it stale,
+//! log a rejection, send a revoke and tell the drone the work was "completed elsewhere" when it
+//! was completed, and recorded, right there. The core keeps the last leases each drone ended
+//! this way, so such a report is answered as a repeat instead: nothing changes and nothing is
+//! sent, and the reply says what the first one said.
+//!
+//! Only a report that names its lease can be a repeat. A v3 report names only the atom, and the
+//! same drone may have reported that atom before under a lease that has nothing to do with this
+//! report (a failure, then the package built elsewhere): it stays stale, as v3 answered it.
+//!
+//! Like the revoke box it is reply bookkeeping: it decides only whether a report that changes
+//! nothing is answered as a repeat or as stale, never a package's or drone's state. So it stays
+//! out of the digest (snapshots written before it existed keep verifying, golden logs replay to
+//! the same digests), while snapshots carry it, so a restart answers as the running server would.
+//! Invariant 17 checks it in the deep check.
+
+use crate::atom::Atom;
+use crate::id::LeaseId;
+use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
+
+/// At most this many leases are remembered per drone; the oldest goes first. An agent re-sends a
+/// report within seconds of losing the reply, and its spool sends in order, so a drone would have
+/// to report this many other builds in between for its repeat to be called stale again.
+pub(crate) const MAX_REMEMBERED: usize = 32;
+
+/// One lease a drone's report ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct EndedLease {
+    pub(crate) lease: LeaseId,
+    pub(crate) atom: Atom,
+    /// Whether that report built the package (what the reply's `accepted` said).
+    pub(crate) built: bool,
+}
+
+/// A drone's leases ended by its own reports, oldest first.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub(crate) struct ReportedLeases(pub(crate) VecDeque<EndedLease>);
+
+impl std::hash::Hash for ReportedLeases {
+    fn hash<H: std::hash::Hasher>(&self, _: &mut H) {}
+}
+
+impl ReportedLeases {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Remembers that the drone's report ended `lease`.
+    pub(crate) fn add(&mut self, lease: LeaseId, atom: &Atom, built: bool) {
+        self.0.push_back(EndedLease {
+            lease,
+            atom: atom.clone(),
+            built,
+        });
+        while self.0.len() > MAX_REMEMBERED {
+            self.0.pop_front();
+        }
+    }
+
+    /// The ended lease a report of `atom` under `lease` repeats, if any.
+    pub(crate) fn repeated(&self, lease: LeaseId, atom: &Atom) -> Option<&EndedLease> {
+        self.0.iter().find(|e| e.lease == lease && e.atom == *atom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn atom(s: &str) -> Atom {
+        Atom::parse(s).expect("atom")
+    }
+
+    #[test]
+    fn a_report_repeats_the_lease_it_names_and_of_that_leases_atom_only() {
+        let mut r = ReportedLeases::default();
+        let (a, b) = (atom("=dev-libs/a-1"), atom("=dev-libs/b-1"));
+        r.add(LeaseId(3), &a, true);
+        r.add(LeaseId(5), &b, false);
+        assert_eq!(r.repeated(LeaseId(3), &a).map(|e| e.built), Some(true));
+        assert_eq!(r.repeated(LeaseId(5), &b).map(|e| e.built), Some(false));
+        // The lease of another atom, or a lease never ended here, is no repeat.
+        assert!(r.repeated(LeaseId(5), &a).is_none());
+        assert!(r.repeated(LeaseId(4), &a).is_none());
+    }
+
+    #[test]
+    fn only_the_latest_leases_are_remembered() {
+        let mut r = ReportedLeases::default();
+        for i in 0..(MAX_REMEMBERED as u64 + 5) {
+            r.add(LeaseId(i), &atom(&format!("=dev-libs/p{i}-1")), true);
+        }
+        assert_eq!(r.0.len(), MAX_REMEMBERED);
+        assert!(r.repeated(LeaseId(4), &atom("=dev-libs/p4-1")).is_none());
+        assert!(r.repeated(LeaseId(5), &atom("=dev-libs/p5-1")).is_some());
+    }
+}
