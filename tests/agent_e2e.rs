@@ -1002,9 +1002,11 @@ fn a_big_spooled_build_whose_lease_ended_is_let_go_and_the_drone_builds_again() 
     });
     let log = again.log_text();
     assert!(
-        log.contains("the server has moved on from this build's lease"),
+        log.contains("the server no longer holds this build's lease"),
         "the spooled build heard its lease was gone: {log}"
     );
+    // Taken back, not reported: the report's answer says so (a lost reply would be "repeated").
+    assert!(log.contains("report was stale"), "{log}");
     // It asked first (the upload waits for the register reply that says it may).
     assert!(!log.contains("broken pipe"), "{log}");
     assert_eq!(successes(&server, atom).len(), 1);
@@ -1246,4 +1248,54 @@ fn a_token_rotated_into_the_token_file_is_taken_up_without_a_restart() {
     wait_until(60, "the next build", || {
         !successes(&server, next).is_empty()
     });
+}
+
+/// h49 F2 with real processes: the agent's report reaches the server and is recorded, but its
+/// reply is lost (a proxy drops it) and the agent is killed waiting for it. The next agent
+/// delivers the spooled report again and hears that it was recorded already: no stale answer,
+/// no rejection in the history, the build counted once and the spool emptied. Before, the
+/// server called the report stale ("work already completed elsewhere").
+#[test]
+fn a_report_whose_reply_was_lost_is_answered_as_recorded_when_the_next_agent_sends_it_again() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(&dir.path().join("server"), &[]);
+    let proxy = support::lossy_proxy::LossyProxy::start(&server.addr, "POST /api/v1/complete");
+    let atom = "=dev-libs/lost-reply-1.0";
+    queue(&server, json!([atom]));
+    let mut first = Drone::start(
+        &server,
+        dir.path(),
+        "drone-lr",
+        &["--server", proxy.url.as_str()],
+        &[],
+    );
+    wait_until(60, "the report's reply to be lost", || proxy.lost() > 0);
+    assert_eq!(
+        state_of(&server, atom),
+        "built",
+        "the report itself went through"
+    );
+    first.kill9();
+    let spool = first.work_dir.join("spool");
+    let spooled = || std::fs::read_dir(&spool).map_or(0, |d| d.count());
+    assert!(spooled() > 0, "the unanswered report stays spooled");
+
+    let mut again = Drone::start(&server, dir.path(), "drone-lr", &[], &[]);
+    wait_until(60, "the spooled report to be answered", || {
+        again.log_text().contains("report sent again")
+    });
+    let log = again.log_text();
+    assert!(!log.contains("report was stale"), "{log}");
+    assert_eq!(successes(&server, atom).len(), 1);
+    let (_, events) = server.get("/api/v1/events/history?limit=1000");
+    let rejected: Vec<&Value> = events["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter(|e| e["kind"] == "input_rejected")
+        .collect();
+    assert!(rejected.is_empty(), "{rejected:?}");
+    wait_until(10, "the spool emptied", || spooled() == 0);
+    again.signal(rustix::process::Signal::TERM);
+    assert_eq!(again.wait_exit(20), Some(0), "{}", again.log_text());
 }

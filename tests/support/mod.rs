@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod drone;
+pub mod lossy_proxy;
 pub mod nginx;
 pub mod packages;
 pub mod portage;

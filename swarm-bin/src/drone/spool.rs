@@ -371,7 +371,10 @@ fn deliver(agent: &Agent, path: &Path, entry: &Entry, src: &Source<'_>, by: By) 
                 // is; the server's answer (stale, or already recorded by an
                 // agent killed before it could clear the spool) says what
                 // became of the build.
-                tracing::warn!(package = %crate::logging::shown(&report.package), lease = %crate::logging::shown(&report.lease), detail, "the server has moved on from this build's lease: not uploading; sending the report to hear what became of it");
+                // Most often the report went through and only its reply was lost (the agent was
+                // killed, or the reply timed out): the answer then says "repeated", and nothing
+                // is wrong, so this is no warning; a stale answer warns below.
+                tracing::info!(package = %crate::logging::shown(&report.package), lease = %crate::logging::shown(&report.lease), detail, "the server no longer holds this build's lease (its report already recorded, or the lease taken back): not uploading; sending the report to hear which");
                 let result = send_report(agent, &mut report, by);
                 return finish_report(path, entry, &report, result);
             }
