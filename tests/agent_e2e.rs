@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 use support::drone::{processes, Drone};
+use support::lossy_proxy::LossyProxy;
 use support::{request, swarm_bin, Server};
 
 /// Policy for tests that need a dead drone noticed quickly.
@@ -1250,6 +1251,17 @@ fn a_token_rotated_into_the_token_file_is_taken_up_without_a_restart() {
     });
 }
 
+/// A server and a drone `name` that reaches it through a proxy losing `/complete`'s answers,
+/// once the drone's report of `atom` (queued alone) was taken and its answer lost.
+fn a_reply_lost(dir: &Path, name: &str, atom: &str) -> (Server, LossyProxy, Drone) {
+    let server = Server::start(&dir.join("server"), &[]);
+    let proxy = LossyProxy::start(&server.addr, "POST /api/v1/complete");
+    queue(&server, json!([atom]));
+    let drone = Drone::start(&server, dir, name, &["--server", proxy.url.as_str()], &[]);
+    wait_until(60, "the report's reply to be lost", || proxy.lost() > 0);
+    (server, proxy, drone)
+}
+
 /// h49 F2 with real processes: the agent's report reaches the server and is recorded, but its
 /// reply is lost (a proxy drops it) and the agent is killed waiting for it. The next agent
 /// delivers the spooled report again and hears that it was recorded already: no stale answer,
@@ -1258,18 +1270,8 @@ fn a_token_rotated_into_the_token_file_is_taken_up_without_a_restart() {
 #[test]
 fn a_report_whose_reply_was_lost_is_answered_as_recorded_when_the_next_agent_sends_it_again() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let server = Server::start(&dir.path().join("server"), &[]);
-    let proxy = support::lossy_proxy::LossyProxy::start(&server.addr, "POST /api/v1/complete");
     let atom = "=dev-libs/lost-reply-1.0";
-    queue(&server, json!([atom]));
-    let mut first = Drone::start(
-        &server,
-        dir.path(),
-        "drone-lr",
-        &["--server", proxy.url.as_str()],
-        &[],
-    );
-    wait_until(60, "the report's reply to be lost", || proxy.lost() > 0);
+    let (server, _proxy, mut first) = a_reply_lost(dir.path(), "drone-lr", atom);
     assert_eq!(
         state_of(&server, atom),
         "built",
@@ -1298,4 +1300,35 @@ fn a_report_whose_reply_was_lost_is_answered_as_recorded_when_the_next_agent_sen
     wait_until(10, "the spool emptied", || spooled() == 0);
     again.signal(rustix::process::Signal::TERM);
     assert_eq!(again.wait_exit(20), Some(0), "{}", again.log_text());
+}
+
+/// h51 F1 with real processes: the agent keeps running while its report's reply is lost, and
+/// its heartbeats still list the lease meanwhile. They are not told to stop it (before, the
+/// server revoked it as "completed elsewhere", which ended the agent's retry and dropped the
+/// spooled report); the report is sent again once the reply times out, and heard as recorded.
+#[test]
+fn an_agent_that_lost_its_reports_reply_keeps_it_through_its_heartbeats_and_hears_it_recorded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let atom = "=dev-libs/lost-reply-2.0";
+    let (server, proxy, mut drone) = a_reply_lost(dir.path(), "drone-lr2", atom);
+    proxy.pass_all();
+    // The agent waits 30 s for the lost reply, heartbeating every second meanwhile.
+    wait_until(90, "the report sent again to be answered", || {
+        drone.log_text().contains("report sent again")
+    });
+    let log = drone.log_text();
+    assert!(!log.contains("delivery ended"), "{log}");
+    assert!(!log.contains("report was stale"), "{log}");
+    assert_eq!(successes(&server, atom).len(), 1);
+    let (_, events) = server.get("/api/v1/events/history?limit=1000");
+    assert!(
+        !events["events"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .any(|e| e["kind"] == "input_rejected"),
+        "{events}"
+    );
+    drone.signal(rustix::process::Signal::TERM);
+    assert_eq!(drone.wait_exit(20), Some(0), "{}", drone.log_text());
 }

@@ -82,6 +82,9 @@ fn a_lease_is_taken_once_and_never_again_after_it_ended() {
         [7],
         "held until its report is handed over"
     );
+    // But no longer the task at work: a heartbeat naming it while its report's answer is lost
+    // drew a revoke of the finished build (h51 F1).
+    assert_eq!(s.current_task(), None);
     s.handle(AgentInput::Reported(id), Timestamp(5));
     assert!(s.jobs().is_empty());
     assert!(

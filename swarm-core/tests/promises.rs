@@ -331,8 +331,8 @@ struct Run {
     started: BTreeSet<LeaseId>,
     /// Leases that ended: (holder, lease, package).
     ended: Vec<(usize, LeaseId, Atom)>,
-    /// Those a finished report of their holder's ended: (holder, lease).
-    ended_by_report: BTreeSet<(DroneName, LeaseId)>,
+    /// Those a finished report of their holder's ended.
+    own: OwnReports,
     atoms: Vec<Atom>,
     now: u64,
 }
@@ -349,7 +349,7 @@ impl Run {
             held: vec![BTreeMap::new(); gens.len()],
             started: BTreeSet::new(),
             ended: Vec::new(),
-            ended_by_report: BTreeSet::new(),
+            own: OwnReports::default(),
             atoms: queue.iter().map(|p| p.atom.clone()).collect(),
             names,
             now: T0,
@@ -411,9 +411,7 @@ impl Run {
             self.h.swarm().verdict().and_then(|v| v.report),
             Some(Reported::Built | Reported::Accepted)
         );
-        if let (Input::BuildFinished { report, .. }, Some(lease), true) = (&input, named, taken) {
-            self.ended_by_report.insert((report.drone.clone(), lease));
-        }
+        self.own.note(&input, named, taken, &out);
         self.track(&out);
         check(&self.h, at, &input, &out);
         out
@@ -1295,17 +1293,19 @@ proptest! {
                     } else {
                         Input::BuildFinished { report: r.clone(), outcome: fin.outcome(), duration_ms: None }
                     };
+                    // The report that ended its drone's lease, of the same atom and kind, sent
+                    // again (its reply lost) must be answered as a repeat; any other is stale.
+                    let repeat = !*started && run.own.is_repeat(run.h.view(), &r, &fin.outcome());
                     let out = run.step(at, input.clone(), &mut none);
                     let v = run.h.view();
                     prop_assert_eq!(&v.queue().collect::<Vec<_>>(), &queue_before, "{:?} changed the queue", input);
                     prop_assert_eq!(&v.leases(), &leases_before, "{:?} changed the leases", input);
                     prop_assert_eq!(&v.drones(), &drones_before, "{:?} changed the drones", input);
                     prop_assert_eq!(run.h.swarm().digest(), digest_before, "{:?} changed the state", input);
-                    // The report that ended its holder's lease, sent again (its reply lost), is
-                    // answered as a repeat and sends nothing; any other is told to stop.
-                    if let Some(Reported::Repeated { .. }) = run.h.swarm().verdict().and_then(|v| v.report) {
-                        let own = r.lease.is_some_and(|l| run.ended_by_report.contains(&(r.drone.clone(), l)));
-                        prop_assert!(!*started && own, "{:?} answered as a repeat of a lease no report of its ended", input);
+                    let answered = run.h.swarm().verdict().and_then(|v| v.report);
+                    let repeated = matches!(answered, Some(Reported::Repeated { .. }));
+                    prop_assert_eq!(repeated, repeat, "{:?} answered {:?}", input, answered);
+                    if repeated {
                         prop_assert!(out.is_empty(), "a repeat sent {:?}", out);
                         continue;
                     }

@@ -180,3 +180,68 @@ fn a_v3_report_which_names_no_lease_is_never_taken_for_a_repeat() {
         })
     );
 }
+
+#[test]
+fn a_heartbeat_that_still_lists_a_lease_its_report_ended_is_not_told_to_stop_it() {
+    // h51 F1: between a lost reply and the report sent again, the agent's heartbeat still lists
+    // the lease (its report's answer not heard). It was answered with a revoke and `stop_work`
+    // ("work already completed elsewhere"), which ended the agent's retry and dropped the spool
+    // entry.
+    let (mut h, d1, _, a, la) = one_package_leased();
+    h.step(4_000, finished(&d1, &a, la, Outcome::Success));
+    let beat = Input::Heartbeat(Heartbeat {
+        drone: d1.clone(),
+        leases: Some(vec![la]),
+        started: vec![la],
+        current_task: Some(a.clone()),
+        ..Heartbeat::default()
+    });
+    let out = h.step(5_000, beat);
+    assert!(revokes(&out).is_empty(), "{out:?}");
+    let v = h.swarm().verdict().expect("a verdict");
+    assert!(v.revokes.is_empty() && v.stop_work().is_none(), "{v:?}");
+    h.step(5_500, finished(&d1, &a, la, Outcome::Success));
+    let v = h.swarm().verdict().and_then(|v| v.report);
+    assert_eq!(v, Some(Reported::Repeated { built: true }));
+    // A lease it never held is still foreign.
+    let beat = Input::Heartbeat(Heartbeat {
+        drone: d1.clone(),
+        leases: Some(vec![LeaseId(la.0 + 100)]),
+        ..Heartbeat::default()
+    });
+    let out = h.step(6_000, beat);
+    assert!(
+        revokes(&out)
+            .iter()
+            .any(|(d, l, _)| *d == d1 && *l == Some(LeaseId(la.0 + 100))),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn a_repeat_is_the_same_lease_atom_and_kind_of_report_whatever_the_epoch() {
+    let (mut h, d1, _, a, la) = one_package_leased();
+    let returned = Outcome::Returned {
+        reason: "stopping".into(),
+    };
+    h.step(4_000, finished(&d1, &a, la, returned.clone()));
+    // A success after the return is late, not a repeat: the build is not counted.
+    let out = h.step(4_100, finished(&d1, &a, la, Outcome::Success));
+    assert!(!revokes(&out).is_empty(), "{out:?}");
+    let v = h.swarm().verdict().and_then(|v| v.report);
+    assert!(matches!(v, Some(Reported::Stale { .. })), "{v:?}");
+    // Another atom under the lease: stale too.
+    let b = atom("=dev-libs/b-1");
+    h.step(4_200, finished(&d1, &b, la, returned.clone()));
+    let v = h.swarm().verdict().and_then(|v| v.report);
+    assert!(matches!(v, Some(Reported::Stale { .. })), "{v:?}");
+    // The drone comes back as a new machine (a new epoch); its old agent's return, sent again
+    // with the old epoch, is still the one recorded.
+    let mut new_machine = spec("d1", 8, 16);
+    new_machine.machine_id = Some("d1-rebuilt".into());
+    h.register(5_000, new_machine);
+    assert_eq!(h.view().drone(&d1).map(|d| d.epoch), Some(Epoch(2)));
+    assert_eq!(h.step(5_100, finished(&d1, &a, la, returned)), []);
+    let v = h.swarm().verdict().and_then(|v| v.report);
+    assert_eq!(v, Some(Reported::Repeated { built: false }));
+}

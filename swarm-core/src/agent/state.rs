@@ -430,7 +430,7 @@ impl AgentState {
     pub fn current_task(&self) -> Option<String> {
         self.jobs
             .values()
-            .find(|j| j.started && j.stop.is_none() && self.here(j))
+            .find(|j| j.started && !j.ended && j.stop.is_none() && self.here(j))
             .map(|j| j.atom.as_str().to_string())
     }
 

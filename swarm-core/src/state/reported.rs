@@ -20,6 +20,7 @@
 
 use crate::atom::Atom;
 use crate::id::LeaseId;
+use crate::input::Outcome;
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 
@@ -28,11 +29,38 @@ use std::collections::VecDeque;
 /// to report this many other builds in between for its repeat to be called stale again.
 pub(crate) const MAX_REMEMBERED: usize = 32;
 
+/// What a finished report said, as far as telling its repeat goes. A report is sent again
+/// byte for byte, but the server re-reads the binary a success names: once the lease has ended,
+/// no upload under it is found, so a success sent again reaches the core as `Undelivered`, and
+/// the two are one kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum ReportKind {
+    Built,
+    Failed,
+    UploadFailed,
+    Returned,
+    Masked,
+}
+
+impl ReportKind {
+    pub(crate) fn of(outcome: &Outcome) -> ReportKind {
+        match outcome {
+            Outcome::Success | Outcome::Undelivered { .. } => ReportKind::Built,
+            Outcome::Failed { .. } => ReportKind::Failed,
+            Outcome::UploadFailed { .. } => ReportKind::UploadFailed,
+            Outcome::Returned { .. } => ReportKind::Returned,
+            Outcome::Masked => ReportKind::Masked,
+        }
+    }
+}
+
 /// One lease a drone's report ended.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct EndedLease {
     pub(crate) lease: LeaseId,
     pub(crate) atom: Atom,
+    pub(crate) kind: ReportKind,
     /// Whether that report built the package (what the reply's `accepted` said).
     pub(crate) built: bool,
 }
@@ -52,52 +80,97 @@ impl ReportedLeases {
     }
 
     /// Remembers that the drone's report ended `lease`.
-    pub(crate) fn add(&mut self, lease: LeaseId, atom: &Atom, built: bool) {
+    pub(crate) fn add(&mut self, lease: LeaseId, atom: &Atom, outcome: &Outcome) {
         self.0.push_back(EndedLease {
             lease,
             atom: atom.clone(),
-            built,
+            kind: ReportKind::of(outcome),
+            built: matches!(outcome, Outcome::Success),
         });
         while self.0.len() > MAX_REMEMBERED {
             self.0.pop_front();
         }
     }
 
-    /// The ended lease a report of `atom` under `lease` repeats, if any.
-    pub(crate) fn repeated(&self, lease: LeaseId, atom: &Atom) -> Option<&EndedLease> {
-        self.0.iter().find(|e| e.lease == lease && e.atom == *atom)
+    /// The ended lease a report of `atom` under `lease` saying `outcome` repeats, if any. A
+    /// report of another kind (a success after a return) is no repeat: it is late, and stale.
+    pub(crate) fn repeated(
+        &self,
+        lease: LeaseId,
+        atom: &Atom,
+        outcome: &Outcome,
+    ) -> Option<&EndedLease> {
+        let kind = ReportKind::of(outcome);
+        self.0
+            .iter()
+            .find(|e| e.lease == lease && e.atom == *atom && e.kind == kind)
+    }
+
+    /// Whether the drone's report ended `lease`: a heartbeat that still lists it (its report's
+    /// answer not yet heard) lists no foreign work.
+    pub(crate) fn ended(&self, lease: LeaseId) -> Option<&EndedLease> {
+        self.0.iter().find(|e| e.lease == lease)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::input::FailureClass;
 
     fn atom(s: &str) -> Atom {
         Atom::parse(s).expect("atom")
     }
 
+    fn failed() -> Outcome {
+        Outcome::Failed {
+            class: FailureClass::Build,
+            detail: "boom".into(),
+        }
+    }
+
     #[test]
-    fn a_report_repeats_the_lease_it_names_and_of_that_leases_atom_only() {
+    fn a_report_repeats_the_lease_it_names_of_that_leases_atom_and_kind_only() {
         let mut r = ReportedLeases::default();
         let (a, b) = (atom("=dev-libs/a-1"), atom("=dev-libs/b-1"));
-        r.add(LeaseId(3), &a, true);
-        r.add(LeaseId(5), &b, false);
-        assert_eq!(r.repeated(LeaseId(3), &a).map(|e| e.built), Some(true));
-        assert_eq!(r.repeated(LeaseId(5), &b).map(|e| e.built), Some(false));
-        // The lease of another atom, or a lease never ended here, is no repeat.
-        assert!(r.repeated(LeaseId(5), &a).is_none());
-        assert!(r.repeated(LeaseId(4), &a).is_none());
+        r.add(LeaseId(3), &a, &Outcome::Success);
+        r.add(LeaseId(5), &b, &failed());
+        let built = |l: u64, x: &Atom, o: &Outcome| r.repeated(LeaseId(l), x, o).map(|e| e.built);
+        assert_eq!(built(3, &a, &Outcome::Success), Some(true));
+        // A success sent again reaches the core as undelivered: its binary was taken since.
+        let undelivered = Outcome::Undelivered {
+            detail: "missing_binary".into(),
+        };
+        assert_eq!(built(3, &a, &undelivered), Some(true));
+        assert_eq!(built(5, &b, &failed()), Some(false));
+        // Another atom, a lease never ended here, or another kind of report: no repeat.
+        assert_eq!(built(5, &a, &failed()), None);
+        assert_eq!(built(4, &a, &Outcome::Success), None);
+        assert_eq!(built(5, &b, &Outcome::Success), None);
+        let returned = Outcome::Returned {
+            reason: String::new(),
+        };
+        assert_eq!(built(3, &a, &returned), None);
+        assert!(r.ended(LeaseId(5)).is_some() && r.ended(LeaseId(4)).is_none());
     }
 
     #[test]
     fn only_the_latest_leases_are_remembered() {
         let mut r = ReportedLeases::default();
         for i in 0..(MAX_REMEMBERED as u64 + 5) {
-            r.add(LeaseId(i), &atom(&format!("=dev-libs/p{i}-1")), true);
+            r.add(
+                LeaseId(i),
+                &atom(&format!("=dev-libs/p{i}-1")),
+                &Outcome::Success,
+            );
         }
         assert_eq!(r.0.len(), MAX_REMEMBERED);
-        assert!(r.repeated(LeaseId(4), &atom("=dev-libs/p4-1")).is_none());
-        assert!(r.repeated(LeaseId(5), &atom("=dev-libs/p5-1")).is_some());
+        let s = Outcome::Success;
+        assert!(r
+            .repeated(LeaseId(4), &atom("=dev-libs/p4-1"), &s)
+            .is_none());
+        assert!(r
+            .repeated(LeaseId(5), &atom("=dev-libs/p5-1"), &s)
+            .is_some());
     }
 }

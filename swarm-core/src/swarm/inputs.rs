@@ -95,24 +95,34 @@ impl Swarm {
         if critical {
             self.reclaim_all(name, ReclaimReason::Critical, out);
         }
-        // One lookup of the drone's own leases serves every id the heartbeat lists.
-        let (foreign, starting): (Vec<LeaseId>, Vec<LeaseId>) = match self.st.drones.get(name) {
-            Some(d) => (
-                hb.leases
-                    .iter()
-                    .flatten()
-                    .filter(|l| !d.leases.contains(l))
-                    .copied()
-                    .collect(),
-                hb.started
-                    .iter()
-                    .filter(|l| d.leases.contains(l))
-                    .filter(|l| self.st.is_not_started(**l))
-                    .copied()
-                    .collect(),
-            ),
-            None => return,
-        };
+        // One lookup of the drone's own leases serves every id the heartbeat lists. A lease its
+        // own report ended is no foreign work: the drone lists it until it hears that report's
+        // answer, which may have been lost and is on its way again (h51 F1).
+        let (foreign, starting, reported): (Vec<LeaseId>, Vec<LeaseId>, Option<Atom>) =
+            match self.st.drones.get(name) {
+                Some(d) => (
+                    hb.leases
+                        .iter()
+                        .flatten()
+                        .filter(|l| !d.leases.contains(l) && d.reported.ended(**l).is_none())
+                        .copied()
+                        .collect(),
+                    hb.started
+                        .iter()
+                        .filter(|l| d.leases.contains(l))
+                        .filter(|l| self.st.is_not_started(**l))
+                        .copied()
+                        .collect(),
+                    // The task it names, when it is the atom of such a lease it lists.
+                    hb.current_task.clone().filter(|atom| {
+                        hb.leases
+                            .iter()
+                            .flatten()
+                            .any(|l| d.reported.ended(*l).is_some_and(|e| e.atom == *atom))
+                    }),
+                ),
+                None => return,
+            };
         for lid in foreign {
             let package = self.st.leases.get(&lid).map(|l| l.package.clone());
             self.revoke_foreign(name, Some(lid), package, out);
@@ -123,6 +133,7 @@ impl Swarm {
         if let Some(atom) = &hb.current_task {
             match self.live_lease_of(name, atom) {
                 Some(lid) => self.mark_started(lid, now, out),
+                None if reported.as_ref() == Some(atom) => {}
                 None => self.revoke_foreign(name, None, Some(atom.clone()), out),
             }
         }
@@ -223,7 +234,7 @@ impl Swarm {
         duration_ms: Option<u64>,
         out: &mut Out,
     ) {
-        if let Some(built) = self.repeat_of(report) {
+        if let Some(built) = self.repeat_of(report, outcome) {
             self.decided.reported(Reported::Repeated { built });
             return;
         }
@@ -231,8 +242,7 @@ impl Swarm {
             return;
         };
         if let Some(d) = self.st.drones.get_mut(&report.drone) {
-            d.reported
-                .add(lid, &report.package, matches!(outcome, Outcome::Success));
+            d.reported.add(lid, &report.package, outcome);
         }
         match outcome {
             Outcome::Success => self.on_success(lid, duration_ms, out),

@@ -3,7 +3,7 @@
 use super::{reject, Out, Swarm};
 use crate::atom::Atom;
 use crate::id::{DroneName, LeaseId};
-use crate::input::Report;
+use crate::input::{Outcome, Report};
 use crate::output::{Command, Event, Output, ReclaimReason, RejectReason, RevokeReason};
 use crate::state::{Lease, Package, PackageState, PkgId};
 use crate::time::Timestamp;
@@ -54,10 +54,12 @@ impl Swarm {
     /// Whether `r` repeats the report that ended one of its drone's leases, and if so whether
     /// that one built the package. Only a report naming a lease that has ended can be one (see
     /// `state::reported`).
-    pub(super) fn repeat_of(&self, r: &Report) -> Option<bool> {
+    pub(super) fn repeat_of(&self, r: &Report, outcome: &Outcome) -> Option<bool> {
         let lease = r.lease.filter(|l| !self.st.leases.contains_key(l))?;
         let d = self.st.drones.get(&r.drone)?;
-        d.reported.repeated(lease, &r.package).map(|e| e.built)
+        d.reported
+            .repeated(lease, &r.package, outcome)
+            .map(|e| e.built)
     }
 
     /// The drone's live lease of `atom`. A drone holds at most one per atom (the assignment

@@ -409,3 +409,76 @@ pub(crate) fn live_lease_named(view: View<'_>, report: &Report) -> Option<LeaseI
             .map(|l| l.lease),
     }
 }
+
+/// The kind of a finished report, as the core tells a repeat (`state::reported`): a success sent
+/// again arrives as undelivered (its binary was taken since), so the two are one kind.
+fn report_kind(outcome: &Outcome) -> u8 {
+    match outcome {
+        Outcome::Success | Outcome::Undelivered { .. } => 0,
+        Outcome::Failed { .. } => 1,
+        Outcome::UploadFailed { .. } => 2,
+        Outcome::Returned { .. } => 3,
+        Outcome::Masked => 4,
+    }
+}
+
+/// The oracle of repeats: the leases each drone's own finished reports ended, latest last, with
+/// the atom and the kind of report; the core remembers the last 32 of them per drone.
+#[derive(Default)]
+pub(crate) struct OwnReports(std::collections::BTreeMap<DroneName, VecDeque<(LeaseId, Atom, u8)>>);
+
+impl OwnReports {
+    /// Notes a step: `named` is the live lease its finished report named before the step
+    /// ([`live_lease_named`]), `taken` whether the core took the report (built or accepted).
+    pub(crate) fn note(
+        &mut self,
+        input: &Input,
+        named: Option<LeaseId>,
+        taken: bool,
+        out: &[Output],
+    ) {
+        if let (
+            Input::BuildFinished {
+                report, outcome, ..
+            },
+            Some(lease),
+            true,
+        ) = (input, named, taken)
+        {
+            let mine = self.0.entry(report.drone.clone()).or_default();
+            mine.push_back((lease, report.package.clone(), report_kind(outcome)));
+            while mine.len() > 32 {
+                mine.pop_front();
+            }
+        }
+        // A drone removed is forgotten whole; registered again, it starts afresh.
+        for o in out {
+            if let Output::Event(Event::Removed { drone }) = o {
+                self.0.remove(drone);
+            }
+        }
+    }
+
+    /// Whether `drone`'s own report ended `lease`, among the last it is remembered for: a
+    /// heartbeat still listing it is not told to stop it.
+    pub(crate) fn ended_by(&self, drone: &DroneName, lease: LeaseId) -> bool {
+        self.0
+            .get(drone)
+            .is_some_and(|mine| mine.iter().any(|(l, _, _)| *l == lease))
+    }
+
+    /// Whether a finished report of `outcome` must be answered as a repeat, as `view` shows the
+    /// state before it: it names a lease no longer live that its drone's own report of the same
+    /// atom and kind ended.
+    pub(crate) fn is_repeat(&self, view: View<'_>, report: &Report, outcome: &Outcome) -> bool {
+        let Some(lease) = report.lease.filter(|l| view.lease(*l).is_none()) else {
+            return false;
+        };
+        view.drone(&report.drone).is_some()
+            && self.0.get(&report.drone).is_some_and(|mine| {
+                mine.iter().any(|(l, a, k)| {
+                    *l == lease && *a == report.package && *k == report_kind(outcome)
+                })
+            })
+    }
+}
