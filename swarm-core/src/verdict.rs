@@ -84,7 +84,8 @@ pub enum Reported {
     /// It matched, and the package is now built.
     Built,
     /// The same report as one that already ended this drone's lease (sent again after a lost
-    /// reply): nothing changed and nothing was sent; answer as the first time.
+    /// reply), or a start of that lease arriving after it: nothing changed and nothing was sent;
+    /// answer as the first time.
     Repeated {
         /// Whether that first report built the package.
         built: bool,

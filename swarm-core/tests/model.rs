@@ -879,7 +879,11 @@ fn stale_report(s: &mut Sut, d: usize, kind: u8, a: usize) {
     } else {
         Input::BuildStarted(report.clone())
     };
-    let repeat = finished && s.own.is_repeat(s.swarm.view(), &report, &Outcome::Success);
+    let repeat = if finished {
+        s.own.is_repeat(s.swarm.view(), &report, &Outcome::Success)
+    } else {
+        s.own.is_started_after(s.swarm.view(), &report)
+    };
     let out = s.send(input);
     let v = s.swarm.view();
     assert_eq!(
@@ -892,8 +896,9 @@ fn stale_report(s: &mut Sut, d: usize, kind: u8, a: usize) {
         leases_before,
         "invariant 3: stale {report:?} changed the leases"
     );
-    // A finished success of a lease its own success ended is a repeat (its reply was lost): it
-    // must be answered so and send nothing. Any other is stale, and the drone is told to stop.
+    // A finished success of a lease its own success ended is a repeat (its reply was lost), and
+    // a start of a lease its own report ended comes too late: either must be answered as a
+    // repeat and send nothing. Any other is stale, and the drone is told to stop.
     let answered = s.swarm.verdict().and_then(|v| v.report);
     let repeated = matches!(answered, Some(Reported::Repeated { .. }));
     assert_eq!(repeated, repeat, "{report:?} answered {answered:?}");

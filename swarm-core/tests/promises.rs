@@ -1294,8 +1294,13 @@ proptest! {
                         Input::BuildFinished { report: r.clone(), outcome: fin.outcome(), duration_ms: None }
                     };
                     // The report that ended its drone's lease, of the same atom and kind, sent
-                    // again (its reply lost) must be answered as a repeat; any other is stale.
-                    let repeat = !*started && run.own.is_repeat(run.h.view(), &r, &fin.outcome());
+                    // again (its reply lost), and a start of that lease after it, must be
+                    // answered as a repeat; any other is stale.
+                    let repeat = if *started {
+                        run.own.is_started_after(run.h.view(), &r)
+                    } else {
+                        run.own.is_repeat(run.h.view(), &r, &fin.outcome())
+                    };
                     let out = run.step(at, input.clone(), &mut none);
                     let v = run.h.view();
                     prop_assert_eq!(&v.queue().collect::<Vec<_>>(), &queue_before, "{:?} changed the queue", input);

@@ -245,3 +245,35 @@ fn a_repeat_is_the_same_lease_atom_and_kind_of_report_whatever_the_epoch() {
     let v = h.swarm().verdict().and_then(|v| v.report);
     assert_eq!(v, Some(Reported::Repeated { built: false }));
 }
+
+#[test]
+fn a_start_that_arrives_after_the_drones_own_report_changes_nothing_and_stops_nothing() {
+    // h52 F1: a start call retried and reordered behind the report. Fenced as stale, it left a
+    // revoke of the atom that heartbeats listing the lease kept repeating, which made the agent
+    // drop that report's retry.
+    let (mut h, d1, _, a, la) = one_package_leased();
+    let returned = Outcome::Returned {
+        reason: "stopping".into(),
+    };
+    h.step(4_000, finished(&d1, &a, la, returned));
+    let start = Input::BuildStarted(Report {
+        epoch: Some(Epoch(1)),
+        ..report(&d1, &a, la)
+    });
+    assert_eq!(h.step(4_100, start), []);
+    let v = h.swarm().verdict().expect("a verdict");
+    assert_eq!(v.report, Some(Reported::Repeated { built: false }));
+    let beat = Input::Heartbeat(Heartbeat {
+        drone: d1.clone(),
+        leases: Some(vec![la]),
+        started: vec![la],
+        ..Heartbeat::default()
+    });
+    h.step(4_200, beat);
+    let v = h.swarm().verdict().expect("a verdict");
+    assert!(v.revokes.is_empty(), "{v:?}");
+    // A start of a lease it never held is stale, as ever.
+    let other = Input::BuildStarted(report(&d1, &a, LeaseId(la.0 + 100)));
+    let out = h.step(4_300, other);
+    assert!(!revokes(&out).is_empty(), "{out:?}");
+}

@@ -218,9 +218,14 @@ fn assert_verdict_agrees(
     seen: &mut Seen,
     ended: &mut Ended,
 ) {
-    let finished = matches!(env.input, Input::BuildFinished { .. });
+    let reports = matches!(
+        env.input,
+        Input::BuildFinished { .. } | Input::BuildStarted(_)
+    );
     let named = match &env.input {
-        Input::BuildFinished { report, .. } => live_lease_named(swarm.view(), report),
+        Input::BuildFinished { report, .. } | Input::BuildStarted(report) => {
+            live_lease_named(swarm.view(), report)
+        }
         _ => None,
     };
     let out = swarm.handle(env);
@@ -265,7 +270,7 @@ fn assert_verdict_agrees(
             &out,
             r,
             view,
-            (finished && named.is_none()).then_some(&*ended),
+            (reports && named.is_none()).then_some(&*ended),
         )),
         _ => None,
     };

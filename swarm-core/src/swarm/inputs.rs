@@ -221,6 +221,13 @@ impl Swarm {
     }
 
     pub(super) fn on_build_started(&mut self, report: &Report, out: &mut Out) {
+        // A start that arrives after the drone's own report ended the lease (a retry reordered
+        // with it): the build is over, and fenced as stale it left a revoke of the atom repeated
+        // while heartbeats list the lease, which dropped that report's retry (h52 F1).
+        if let Some(built) = self.reported_already(report) {
+            self.decided.reported(Reported::Repeated { built });
+            return;
+        }
         if let Some(lid) = self.fence(report, out) {
             let now = self.st.now;
             self.mark_started(lid, now, out);

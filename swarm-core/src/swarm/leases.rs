@@ -62,6 +62,18 @@ impl Swarm {
             .map(|e| e.built)
     }
 
+    /// Whether `r` names a lease of its atom that its drone's own finished report ended, and if
+    /// so whether that report built the package: any report about it since comes too late to
+    /// change anything.
+    pub(super) fn reported_already(&self, r: &Report) -> Option<bool> {
+        let lease = r.lease.filter(|l| !self.st.leases.contains_key(l))?;
+        let d = self.st.drones.get(&r.drone)?;
+        d.reported
+            .ended(lease)
+            .filter(|e| e.atom == r.package)
+            .map(|e| e.built)
+    }
+
     /// The drone's live lease of `atom`. A drone holds at most one per atom (the assignment
     /// policy sees to it), so a report naming only an atom resolves to the one package of it
     /// the drone is building, whichever profile that is for.

@@ -467,6 +467,20 @@ impl OwnReports {
             .is_some_and(|mine| mine.iter().any(|(l, _, _)| *l == lease))
     }
 
+    /// Whether a start report must be answered as a repeat, as `view` shows the state before
+    /// it: it names a lease no longer live that its drone's own report of the atom ended (the
+    /// start comes too late, whatever that report said).
+    pub(crate) fn is_started_after(&self, view: View<'_>, report: &Report) -> bool {
+        let Some(lease) = report.lease.filter(|l| view.lease(*l).is_none()) else {
+            return false;
+        };
+        view.drone(&report.drone).is_some()
+            && self.0.get(&report.drone).is_some_and(|mine| {
+                mine.iter()
+                    .any(|(l, a, _)| *l == lease && *a == report.package)
+            })
+    }
+
     /// Whether a finished report of `outcome` must be answered as a repeat, as `view` shows the
     /// state before it: it names a lease no longer live that its drone's own report of the same
     /// atom and kind ended.
