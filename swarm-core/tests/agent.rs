@@ -1128,3 +1128,33 @@ fn a_third_signal_leaves_at_once_and_running_never_exits_on_its_own() {
     assert!(Phase::Running.takes_work());
     assert!(!Phase::Running.may_exit(0));
 }
+
+#[test]
+fn a_new_lease_of_an_atom_is_built_while_the_ended_build_of_it_waits_for_its_reports_answer() {
+    // h52 F2: the ended job still counted as "building that package", so the new lease was
+    // offered to it for adoption, which an ended job never takes: the lease went unbuilt until the
+    // server took it back. (A build failed here and is retried here while its report's answer is
+    // lost and awaited, up to the 30 s reply timeout.)
+    let mut s = ready(2);
+    let first = started(&s.handle(offer(&[(7, "a/b-1")]), Timestamp(1)))[0];
+    s.handle(AgentInput::BuildStarted(first), Timestamp(2));
+    let end = BuildEnd::Failed {
+        class: FailureClass::Build,
+        crash: false,
+        took_s: 5,
+    };
+    s.handle(AgentInput::BuildEnded { job: first, end }, Timestamp(3));
+    let again = started(&s.handle(offer(&[(9, "a/b-1")]), Timestamp(4)));
+    assert_eq!(again.len(), 1, "the new lease gets a build of its own");
+    assert_eq!(s.job(again[0]).and_then(|j| j.lease), Some(9));
+    assert_eq!(
+        s.job(first).and_then(|j| j.lease),
+        Some(7),
+        "the ended one keeps its own"
+    );
+    assert_eq!(
+        s.current_task().as_deref(),
+        None,
+        "the new one has not started"
+    );
+}

@@ -303,7 +303,8 @@ impl AgentState {
 
     /// Adds a job for a lease the server gave; `None` if the agent already has it, has finished
     /// with it, or already builds that package (then the running build adopts the newer lease:
-    /// one build per package).
+    /// one build per package). A build of it that has ended builds nothing: its report may wait
+    /// for an answer (up to the reply timeout, a lost reply), while the new lease is built.
     fn add_job(&mut self, atom: Atom, lease: Option<u64>) -> Option<JobId> {
         if let Some(l) = lease {
             if self.has_lease(l) || self.leases.ended(l) {
@@ -313,7 +314,7 @@ impl AgentState {
             if self
                 .jobs
                 .values()
-                .any(|j| j.atom == atom && j.stop.is_none())
+                .any(|j| j.atom == atom && j.stop.is_none() && !j.ended)
             {
                 self.adopt(&[Listed {
                     lease: l,
