@@ -21,6 +21,17 @@ fn finished(drone: &DroneName, package: &Atom, lease: LeaseId, outcome: Outcome)
     }
 }
 
+/// How the core took the report the last step handled.
+fn answer(swarm: &Swarm) -> Option<Reported> {
+    swarm.verdict().and_then(|v| v.report)
+}
+
+fn returned() -> Outcome {
+    Outcome::Returned {
+        reason: "stopping".into(),
+    }
+}
+
 fn lease_of(out: &[Output], package: &Atom) -> LeaseId {
     assigns(out)
         .into_iter()
@@ -56,7 +67,7 @@ fn a_report_sent_again_after_a_lost_reply_is_answered_as_the_first_was() {
 
     let out = h.step(4_000, finished(&d, &a, la, Outcome::Success));
     assert!(events(&out).any(|e| matches!(e, Event::Built { .. })));
-    let built = h.swarm().verdict().and_then(|v| v.report);
+    let built = answer(h.swarm());
     assert_eq!(built, Some(Reported::Built));
 
     // The same report again; and as the server sends it when the binary has been published
@@ -88,7 +99,7 @@ fn a_report_sent_again_after_a_lost_reply_is_answered_as_the_first_was() {
         finished(&d, &b, lb, failed(FailureClass::Build, "boom")),
     );
     assert_eq!(out, []);
-    let v = h.swarm().verdict().and_then(|v| v.report);
+    let v = answer(h.swarm());
     assert_eq!(v, Some(Reported::Repeated { built: false }));
 
     // A restart from a snapshot answers as the running core did.
@@ -99,7 +110,7 @@ fn a_report_sent_again_after_a_lost_reply_is_answered_as_the_first_was() {
         input: finished(&d, &a, la, Outcome::Success),
     };
     assert_eq!(restored.handle(&env), []);
-    let v = restored.verdict().and_then(|v| v.report);
+    let v = answer(&restored);
     assert_eq!(v, Some(Reported::Repeated { built: true }));
 }
 
@@ -129,11 +140,11 @@ fn a_late_report_of_work_taken_back_is_still_stale() {
         )),
         "{out:?}"
     );
-    let v = h.swarm().verdict().and_then(|v| v.report);
+    let v = answer(h.swarm());
     assert!(matches!(v, Some(Reported::Stale { .. })), "{v:?}");
     // And d2's report, repeated under its lease but by d1, is no repeat of d1's.
     h.step(t + 3, finished(&d1, &a, l2, Outcome::Success));
-    let v = h.swarm().verdict().and_then(|v| v.report);
+    let v = answer(h.swarm());
     assert!(matches!(v, Some(Reported::Stale { .. })), "{v:?}");
 }
 
@@ -149,7 +160,7 @@ fn a_v3_report_which_names_no_lease_is_never_taken_for_a_repeat() {
     h.step(4_000, finished(&d1, &a, la, undelivered.clone()));
     // Its own lease named: a repeat.
     assert_eq!(h.step(4_000, finished(&d1, &a, la, undelivered)), []);
-    let v = h.swarm().verdict().and_then(|v| v.report);
+    let v = answer(h.swarm());
     assert_eq!(v, Some(Reported::Repeated { built: false }));
     h.register(5_000, spec("d2", 8, 16));
     let l2 = lease_of(&h.request(5_000, &d2, 1), &a);
@@ -171,7 +182,7 @@ fn a_v3_report_which_names_no_lease_is_never_taken_for_a_repeat() {
             .any(|(d, _, p)| *d == d1 && p.as_ref() == Some(&a)),
         "{out:?}"
     );
-    let v = h.swarm().verdict().and_then(|v| v.report);
+    let v = answer(h.swarm());
     assert_eq!(
         v,
         Some(Reported::Stale {
@@ -201,7 +212,7 @@ fn a_heartbeat_that_still_lists_a_lease_its_report_ended_is_not_told_to_stop_it(
     let v = h.swarm().verdict().expect("a verdict");
     assert!(v.revokes.is_empty() && v.stop_work().is_none(), "{v:?}");
     h.step(5_500, finished(&d1, &a, la, Outcome::Success));
-    let v = h.swarm().verdict().and_then(|v| v.report);
+    let v = answer(h.swarm());
     assert_eq!(v, Some(Reported::Repeated { built: true }));
     // A lease it never held is still foreign.
     let beat = Input::Heartbeat(Heartbeat {
@@ -221,19 +232,17 @@ fn a_heartbeat_that_still_lists_a_lease_its_report_ended_is_not_told_to_stop_it(
 #[test]
 fn a_repeat_is_the_same_lease_atom_and_kind_of_report_whatever_the_epoch() {
     let (mut h, d1, _, a, la) = one_package_leased();
-    let returned = Outcome::Returned {
-        reason: "stopping".into(),
-    };
+    let returned = returned();
     h.step(4_000, finished(&d1, &a, la, returned.clone()));
     // A success after the return is late, not a repeat: the build is not counted.
     let out = h.step(4_100, finished(&d1, &a, la, Outcome::Success));
     assert!(!revokes(&out).is_empty(), "{out:?}");
-    let v = h.swarm().verdict().and_then(|v| v.report);
+    let v = answer(h.swarm());
     assert!(matches!(v, Some(Reported::Stale { .. })), "{v:?}");
     // Another atom under the lease: stale too.
     let b = atom("=dev-libs/b-1");
     h.step(4_200, finished(&d1, &b, la, returned.clone()));
-    let v = h.swarm().verdict().and_then(|v| v.report);
+    let v = answer(h.swarm());
     assert!(matches!(v, Some(Reported::Stale { .. })), "{v:?}");
     // The drone comes back as a new machine (a new epoch); its old agent's return, sent again
     // with the old epoch, is still the one recorded.
@@ -242,7 +251,7 @@ fn a_repeat_is_the_same_lease_atom_and_kind_of_report_whatever_the_epoch() {
     h.register(5_000, new_machine);
     assert_eq!(h.view().drone(&d1).map(|d| d.epoch), Some(Epoch(2)));
     assert_eq!(h.step(5_100, finished(&d1, &a, la, returned)), []);
-    let v = h.swarm().verdict().and_then(|v| v.report);
+    let v = answer(h.swarm());
     assert_eq!(v, Some(Reported::Repeated { built: false }));
 }
 
@@ -252,9 +261,7 @@ fn a_start_that_arrives_after_the_drones_own_report_changes_nothing_and_stops_no
     // revoke of the atom that heartbeats listing the lease kept repeating, which made the agent
     // drop that report's retry.
     let (mut h, d1, _, a, la) = one_package_leased();
-    let returned = Outcome::Returned {
-        reason: "stopping".into(),
-    };
+    let returned = returned();
     h.step(4_000, finished(&d1, &a, la, returned));
     let start = Input::BuildStarted(Report {
         epoch: Some(Epoch(1)),

@@ -123,9 +123,9 @@ impl Ended {
     }
 }
 
-/// How the server's report reply read the outputs: the first rejection, else `Built`; a finished
-/// report that named no live lease before the step and was not refused repeats one that ended
-/// its lease, and says what that one did.
+/// How the server's report reply read the outputs: the first rejection, else `Built`; a report
+/// (finished or started) that named no live lease before the step and was not refused repeats
+/// one that ended its lease, and says what that one did.
 fn report_oracle(
     out: &[Output],
     report: &Report,

@@ -13,7 +13,7 @@ mod transition;
 pub(crate) use drone::{Brake, Drone, Liveness};
 pub(crate) use lease::Lease;
 pub(crate) use package::{Package, PackageState, PkgId};
-pub(crate) use reported::ReportedLeases;
+pub(crate) use reported::{EndedLease, ReportedLeases};
 pub(crate) use revoke_box::RevokeBox;
 pub use revoke_box::REVOKE_REPEAT_MS;
 pub(crate) use transition::IllegalTransition;

@@ -65,6 +65,14 @@ pub(crate) struct EndedLease {
     pub(crate) built: bool,
 }
 
+impl EndedLease {
+    /// Whether a finished report saying `outcome` says what the one that ended it said. A
+    /// report of another kind (a success after a return) is no repeat: it is late, and stale.
+    pub(crate) fn repeated_by(&self, outcome: &Outcome) -> bool {
+        self.kind == ReportKind::of(outcome)
+    }
+}
+
 /// A drone's leases ended by its own reports, oldest first.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -92,22 +100,8 @@ impl ReportedLeases {
         }
     }
 
-    /// The ended lease a report of `atom` under `lease` saying `outcome` repeats, if any. A
-    /// report of another kind (a success after a return) is no repeat: it is late, and stale.
-    pub(crate) fn repeated(
-        &self,
-        lease: LeaseId,
-        atom: &Atom,
-        outcome: &Outcome,
-    ) -> Option<&EndedLease> {
-        let kind = ReportKind::of(outcome);
-        self.0
-            .iter()
-            .find(|e| e.lease == lease && e.atom == *atom && e.kind == kind)
-    }
-
-    /// Whether the drone's report ended `lease`: a heartbeat that still lists it (its report's
-    /// answer not yet heard) lists no foreign work.
+    /// How the drone's report ended `lease`, if one did (lease ids are never issued twice, so
+    /// it is one entry at most).
     pub(crate) fn ended(&self, lease: LeaseId) -> Option<&EndedLease> {
         self.0.iter().find(|e| e.lease == lease)
     }
@@ -130,28 +124,30 @@ mod tests {
     }
 
     #[test]
-    fn a_report_repeats_the_lease_it_names_of_that_leases_atom_and_kind_only() {
+    fn a_report_repeats_the_lease_it_names_only_as_the_same_kind_of_report() {
         let mut r = ReportedLeases::default();
         let (a, b) = (atom("=dev-libs/a-1"), atom("=dev-libs/b-1"));
         r.add(LeaseId(3), &a, &Outcome::Success);
         r.add(LeaseId(5), &b, &failed());
-        let built = |l: u64, x: &Atom, o: &Outcome| r.repeated(LeaseId(l), x, o).map(|e| e.built);
-        assert_eq!(built(3, &a, &Outcome::Success), Some(true));
+        let built = |l: u64, o: &Outcome| {
+            r.ended(LeaseId(l))
+                .filter(|e| e.repeated_by(o))
+                .map(|e| (e.atom.clone(), e.built))
+        };
+        assert_eq!(built(3, &Outcome::Success), Some((a.clone(), true)));
         // A success sent again reaches the core as undelivered: its binary was taken since.
         let undelivered = Outcome::Undelivered {
             detail: "missing_binary".into(),
         };
-        assert_eq!(built(3, &a, &undelivered), Some(true));
-        assert_eq!(built(5, &b, &failed()), Some(false));
-        // Another atom, a lease never ended here, or another kind of report: no repeat.
-        assert_eq!(built(5, &a, &failed()), None);
-        assert_eq!(built(4, &a, &Outcome::Success), None);
-        assert_eq!(built(5, &b, &Outcome::Success), None);
+        assert_eq!(built(3, &undelivered), Some((a, true)));
+        assert_eq!(built(5, &failed()), Some((b, false)));
+        // A lease never ended here, or another kind of report: no repeat.
+        assert_eq!(built(4, &Outcome::Success), None);
+        assert_eq!(built(5, &Outcome::Success), None);
         let returned = Outcome::Returned {
             reason: String::new(),
         };
-        assert_eq!(built(3, &a, &returned), None);
-        assert!(r.ended(LeaseId(5)).is_some() && r.ended(LeaseId(4)).is_none());
+        assert_eq!(built(3, &returned), None);
     }
 
     #[test]
@@ -165,12 +161,7 @@ mod tests {
             );
         }
         assert_eq!(r.0.len(), MAX_REMEMBERED);
-        let s = Outcome::Success;
-        assert!(r
-            .repeated(LeaseId(4), &atom("=dev-libs/p4-1"), &s)
-            .is_none());
-        assert!(r
-            .repeated(LeaseId(5), &atom("=dev-libs/p5-1"), &s)
-            .is_some());
+        assert!(r.ended(LeaseId(4)).is_none());
+        assert!(r.ended(LeaseId(5)).is_some());
     }
 }

@@ -98,31 +98,34 @@ impl Swarm {
         // One lookup of the drone's own leases serves every id the heartbeat lists. A lease its
         // own report ended is no foreign work: the drone lists it until it hears that report's
         // answer, which may have been lost and is on its way again (h51 F1).
-        let (foreign, starting, reported): (Vec<LeaseId>, Vec<LeaseId>, Option<Atom>) =
-            match self.st.drones.get(name) {
-                Some(d) => (
-                    hb.leases
-                        .iter()
-                        .flatten()
-                        .filter(|l| !d.leases.contains(l) && d.reported.ended(**l).is_none())
-                        .copied()
-                        .collect(),
-                    hb.started
-                        .iter()
-                        .filter(|l| d.leases.contains(l))
-                        .filter(|l| self.st.is_not_started(**l))
-                        .copied()
-                        .collect(),
-                    // The task it names, when it is the atom of such a lease it lists.
-                    hb.current_task.clone().filter(|atom| {
-                        hb.leases
-                            .iter()
-                            .flatten()
-                            .any(|l| d.reported.ended(*l).is_some_and(|e| e.atom == *atom))
-                    }),
-                ),
-                None => return,
-            };
+        let Some(d) = self.st.drones.get(name) else {
+            return;
+        };
+        let own_ended: Vec<&Atom> = hb
+            .leases
+            .iter()
+            .flatten()
+            .filter_map(|l| d.reported.ended(*l).map(|e| &e.atom))
+            .collect();
+        // The task it names is such a lease's atom: no foreign work either.
+        let task_reported = hb
+            .current_task
+            .as_ref()
+            .is_some_and(|a| own_ended.contains(&a));
+        let foreign: Vec<LeaseId> = hb
+            .leases
+            .iter()
+            .flatten()
+            .filter(|l| !d.leases.contains(l) && d.reported.ended(**l).is_none())
+            .copied()
+            .collect();
+        let starting: Vec<LeaseId> = hb
+            .started
+            .iter()
+            .filter(|l| d.leases.contains(l))
+            .filter(|l| self.st.is_not_started(**l))
+            .copied()
+            .collect();
         for lid in foreign {
             let package = self.st.leases.get(&lid).map(|l| l.package.clone());
             self.revoke_foreign(name, Some(lid), package, out);
@@ -133,7 +136,7 @@ impl Swarm {
         if let Some(atom) = &hb.current_task {
             match self.live_lease_of(name, atom) {
                 Some(lid) => self.mark_started(lid, now, out),
-                None if reported.as_ref() == Some(atom) => {}
+                None if task_reported => {}
                 None => self.revoke_foreign(name, None, Some(atom.clone()), out),
             }
         }
@@ -224,7 +227,7 @@ impl Swarm {
         // A start that arrives after the drone's own report ended the lease (a retry reordered
         // with it): the build is over, and fenced as stale it left a revoke of the atom repeated
         // while heartbeats list the lease, which dropped that report's retry (h52 F1).
-        if let Some(built) = self.reported_already(report) {
+        if let Some(built) = self.ended_by_own_report(report).map(|e| e.built) {
             self.decided.reported(Reported::Repeated { built });
             return;
         }
@@ -241,7 +244,10 @@ impl Swarm {
         duration_ms: Option<u64>,
         out: &mut Out,
     ) {
-        if let Some(built) = self.repeat_of(report, outcome) {
+        let repeat = self
+            .ended_by_own_report(report)
+            .filter(|e| e.repeated_by(outcome));
+        if let Some(built) = repeat.map(|e| e.built) {
             self.decided.reported(Reported::Repeated { built });
             return;
         }

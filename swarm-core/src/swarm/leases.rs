@@ -3,9 +3,9 @@
 use super::{reject, Out, Swarm};
 use crate::atom::Atom;
 use crate::id::{DroneName, LeaseId};
-use crate::input::{Outcome, Report};
+use crate::input::Report;
 use crate::output::{Command, Event, Output, ReclaimReason, RejectReason, RevokeReason};
-use crate::state::{Lease, Package, PackageState, PkgId};
+use crate::state::{EndedLease, Lease, Package, PackageState, PkgId};
 use crate::time::Timestamp;
 use crate::verdict::{Reported, Work};
 
@@ -51,27 +51,12 @@ impl Swarm {
         }
     }
 
-    /// Whether `r` repeats the report that ended one of its drone's leases, and if so whether
-    /// that one built the package. Only a report naming a lease that has ended can be one (see
-    /// `state::reported`).
-    pub(super) fn repeat_of(&self, r: &Report, outcome: &Outcome) -> Option<bool> {
-        let lease = r.lease.filter(|l| !self.st.leases.contains_key(l))?;
+    /// How its drone's own finished report ended the lease of its atom that `r` names, if one
+    /// did: any report about that lease since comes too late to change anything (see
+    /// `state::reported`; only a report naming its lease can be one).
+    pub(super) fn ended_by_own_report(&self, r: &Report) -> Option<&EndedLease> {
         let d = self.st.drones.get(&r.drone)?;
-        d.reported
-            .repeated(lease, &r.package, outcome)
-            .map(|e| e.built)
-    }
-
-    /// Whether `r` names a lease of its atom that its drone's own finished report ended, and if
-    /// so whether that report built the package: any report about it since comes too late to
-    /// change anything.
-    pub(super) fn reported_already(&self, r: &Report) -> Option<bool> {
-        let lease = r.lease.filter(|l| !self.st.leases.contains_key(l))?;
-        let d = self.st.drones.get(&r.drone)?;
-        d.reported
-            .ended(lease)
-            .filter(|e| e.atom == r.package)
-            .map(|e| e.built)
+        d.reported.ended(r.lease?).filter(|e| e.atom == r.package)
     }
 
     /// The drone's live lease of `atom`. A drone holds at most one per atom (the assignment

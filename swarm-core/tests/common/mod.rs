@@ -467,32 +467,28 @@ impl OwnReports {
             .is_some_and(|mine| mine.iter().any(|(l, _, _)| *l == lease))
     }
 
-    /// Whether a start report must be answered as a repeat, as `view` shows the state before
-    /// it: it names a lease no longer live that its drone's own report of the atom ended (the
-    /// start comes too late, whatever that report said).
-    pub(crate) fn is_started_after(&self, view: View<'_>, report: &Report) -> bool {
-        let Some(lease) = report.lease.filter(|l| view.lease(*l).is_none()) else {
-            return false;
-        };
-        view.drone(&report.drone).is_some()
-            && self.0.get(&report.drone).is_some_and(|mine| {
-                mine.iter()
-                    .any(|(l, a, _)| *l == lease && *a == report.package)
-            })
+    /// The kind of the report of its own that ended the lease `report` names, as `view` shows
+    /// the state before it, if one did: the lease is no longer live, and that report was of the
+    /// same atom.
+    fn ended_kind(&self, view: View<'_>, report: &Report) -> Option<u8> {
+        let lease = report.lease.filter(|l| view.lease(*l).is_none())?;
+        view.drone(&report.drone)?;
+        self.0
+            .get(&report.drone)?
+            .iter()
+            .find(|(l, a, _)| *l == lease && *a == report.package)
+            .map(|(_, _, k)| *k)
     }
 
-    /// Whether a finished report of `outcome` must be answered as a repeat, as `view` shows the
-    /// state before it: it names a lease no longer live that its drone's own report of the same
-    /// atom and kind ended.
+    /// Whether a start report must be answered as a repeat: it comes too late, whatever the
+    /// report that ended its lease said.
+    pub(crate) fn is_started_after(&self, view: View<'_>, report: &Report) -> bool {
+        self.ended_kind(view, report).is_some()
+    }
+
+    /// Whether a finished report of `outcome` must be answered as a repeat: the report of its
+    /// own that ended the lease was of the same kind.
     pub(crate) fn is_repeat(&self, view: View<'_>, report: &Report, outcome: &Outcome) -> bool {
-        let Some(lease) = report.lease.filter(|l| view.lease(*l).is_none()) else {
-            return false;
-        };
-        view.drone(&report.drone).is_some()
-            && self.0.get(&report.drone).is_some_and(|mine| {
-                mine.iter().any(|(l, a, k)| {
-                    *l == lease && *a == report.package && *k == report_kind(outcome)
-                })
-            })
+        self.ended_kind(view, report) == Some(report_kind(outcome))
     }
 }
