@@ -374,7 +374,9 @@ fn idle_and_half_sent_connections_make_room_for_a_drone_but_a_request_in_progres
         &server,
         b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
     );
-    assert_eq!(status_of(&answer), 200, "health beyond the bound: {answer}");
+    // Answered, and with the truth: nothing else is served now.
+    assert_eq!(status_of(&answer), 503, "health beyond the bound: {answer}");
+    assert!(answer.contains("\"connections_full\":true"), "{answer}");
     assert_still_open(&patient, "the request in progress");
     drop(busy);
     // The request in progress since before the attack was never closed.
@@ -385,6 +387,146 @@ fn idle_and_half_sent_connections_make_room_for_a_drone_but_a_request_in_progres
     assert!(metric(&server, "swarm_http_evicted_total{state=\"head\"}") >= 1.0);
     assert!(metric(&server, "swarm_http_evicted_total{state=\"idle\"}") >= 1.0);
     assert!(metric(&server, "swarm_http_refused_total{reason=\"busy\"}") >= 1.0);
+}
+
+/// A connection whose socket takes in at most a few KiB unread, so the
+/// server's writes to it make progress only as fast as it reads.
+fn small_window_connection(server: &Server) -> TcpStream {
+    use rustix::net::{sockopt, AddressFamily, SocketType};
+    let addr: std::net::SocketAddr = server.addr.parse().expect("server address");
+    let fd = rustix::net::socket(AddressFamily::INET, SocketType::STREAM, None).expect("socket");
+    sockopt::set_socket_recv_buffer_size(&fd, 2048).expect("SO_RCVBUF");
+    rustix::net::connect(&fd, &addr).expect("connect");
+    TcpStream::from(fd)
+}
+
+/// Reads `s` a few hundred bytes at a time, about 1 KiB a second, until
+/// the server closes it or `stop` is set.
+fn trickle_read(mut s: TcpStream, stop: &std::sync::atomic::AtomicBool) {
+    s.set_read_timeout(Some(Duration::from_millis(300)))
+        .expect("timeout");
+    let mut buf = [0u8; 256];
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        match s.read(&mut buf) {
+            Ok(0) => return,
+            Ok(_) => std::thread::sleep(Duration::from_millis(250)),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return,
+        }
+    }
+}
+
+/// h110: clients that asked for replies and read them at a trickle held
+/// every place as long as they liked (a place is never given to another
+/// while it answers, and each write's timeout started over with every
+/// partial send), so every drone got 503 while health said 200. A reply
+/// must now be read at `min_reply_rate` after `write_timeout_s` of grace:
+/// the slow readers are closed, and meanwhile health says the places are full.
+#[test]
+fn clients_reading_replies_at_a_trickle_lose_their_places_and_health_says_so_meanwhile() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut env = SHORT_TIMEOUTS.to_vec();
+    env.extend([
+        ("SWARM_HTTP_MAX_CONNECTIONS", "4"),
+        ("SWARM_HTTP_WRITE_TIMEOUT_S", "2"),
+    ]);
+    let server = Server::start(&dir.path().join("server"), &env);
+    // Each asks for a 51 KB dashboard file 200 times over, pipelined.
+    let ask = b"GET /ui/vendor/uPlot.iife.min.js HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".repeat(200);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let readers: Vec<_> = (0..4)
+        .map(|_| {
+            let mut s = small_window_connection(&server);
+            s.write_all(&ask).expect("send the requests");
+            // Being answered: its place serves a request, which none takes.
+            s.set_read_timeout(Some(Duration::from_secs(10)))
+                .expect("timeout");
+            let mut first = [0u8; 12];
+            s.read_exact(&mut first).expect("the first answer begins");
+            assert_eq!(&first, b"HTTP/1.1 200");
+            let stop = stop.clone();
+            std::thread::spawn(move || trickle_read(s, &stop))
+        })
+        .collect();
+    let _stop_on_drop = StopOnDrop(stop.clone());
+    // Every place is taken: a drone's register gets 503, and health says why.
+    let register = b"POST /api/v1/register HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 15\r\nConnection: close\r\n\r\n{\"name\":\"late\"}";
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let answer = raw(&server, register);
+        if status_of(&answer) == 503 {
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "the places were never all taken: {answer}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let health = raw(
+        &server,
+        b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(
+        status_of(&health),
+        503,
+        "health while every place is held: {health}"
+    );
+    assert!(health.contains("\"connections_full\":true"), "{health}");
+    // Within the grace (2 s) and a 51 KB reply's time at 16 KiB/s (3 s),
+    // the trickling readers are closed and the register goes through.
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        let answer = raw(&server, register);
+        if status_of(&answer) == 200 {
+            break;
+        }
+        assert_eq!(status_of(&answer), 503, "{answer}");
+        assert!(
+            Instant::now() < until,
+            "the slow readers still hold every place after 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Every reader's place is given back: reset past its reply's deadline (or, caught
+    // between two of its pipelined requests, closed to make room for a newcomer).
+    let until = Instant::now() + Duration::from_secs(20);
+    loop {
+        let open = metric(&server, "swarm_http_connections_open ");
+        if (0.0..=1.0).contains(&open) {
+            break;
+        }
+        assert!(Instant::now() < until, "{open} connections still open");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(metric(&server, "swarm_http_reply_timeouts_total ") >= 1.0);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for r in readers {
+        r.join().expect("reader");
+    }
+    // Health is 200 again once no connection found the places full for 2 s.
+    let until = Instant::now() + Duration::from_secs(10);
+    while status_of(&raw(
+        &server,
+        b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )) != 200
+    {
+        assert!(Instant::now() < until, "health did not turn 200 again");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Stops the trickling readers on drop, so a failed assertion ends them.
+struct StopOnDrop(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// Waits until every place is serving a request, which a status request
@@ -752,6 +894,12 @@ fn impersonation_and_hijack_by_re_registering_are_refused() {
     assert_eq!(code, 200);
     let (code, v) = register(Some(&token), json!({"name": "honest"}));
     assert_eq!(code, 401, "{v}");
+    // And the name stays locked until it is enrolled again: with no credential at all, from
+    // loopback (`legacy_drones`), it was open to anyone (h110 F2).
+    let (code, v) = register(None, json!({"name": "honest"}));
+    assert!(matches!(code, 401 | 403), "{code} {v}");
+    let (code, v) = as_drone(&server, "GET", "/api/v1/work?id=honest", None, None, &[]);
+    assert!(matches!(code, 401 | 403), "{code} {v}");
 }
 
 #[test]

@@ -240,41 +240,48 @@ fn node_remove_with_revoke_keeps_a_running_agent_out() {
         )
         .0
     };
-    let remove = |extra: &[&str]| {
-        let mut args = vec!["node", "remove", "drone-gone", "--yes"];
+    let remove = |name: &str, extra: &[&str]| {
+        let mut args = vec!["node", "remove", name, "--yes"];
         args.extend_from_slice(extra);
         let out = bare(&s, home.path(), &args, &env);
         assert!(out.status.success(), "{}", stderr(&out));
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
-    let listed = || {
-        s.get("/api/v1/nodes?all=true").1.as_array().map_or(0, |a| {
-            a.iter().filter(|n| n["name"] == "drone-gone").count()
-        })
+    let listed = |name: &str| {
+        s.get("/api/v1/nodes?all=true")
+            .1
+            .as_array()
+            .map_or(0, |a| a.iter().filter(|n| n["name"] == name).count())
+    };
+    let plain = |name: &str| {
+        s.post(
+            "/api/v1/register",
+            &json!({"node_name": name, "capabilities": {"cores": 4, "ram_gb": 8}}),
+        )
+        .0
     };
     assert_eq!(register(), 200);
     // Removal alone forgets the state: the agent's next call brings it back.
-    let said = remove(&[]);
+    let said = remove("drone-gone", &[]);
     assert!(
         said.contains("registers again at its next heartbeat"),
         "{said}"
     );
-    assert_eq!(listed(), 0);
+    assert_eq!(listed("drone-gone"), 0);
     assert_eq!(register(), 200, "the credential still works");
-    assert_eq!(listed(), 1);
-    let said = remove(&["--revoke"]);
+    assert_eq!(listed("drone-gone"), 1);
+    let said = remove("drone-gone", &["--revoke"]);
     assert!(said.contains("its credential is revoked"), "{said}");
-    assert_eq!(listed(), 0);
+    assert_eq!(listed("drone-gone"), 0);
     assert_eq!(register(), 401, "the revoked credential is refused");
-    assert_eq!(listed(), 0);
+    // Nor may a caller without a credential take the name (h110 F2).
+    assert_eq!(plain("drone-gone"), 403, "the name stays locked");
+    assert_eq!(listed("drone-gone"), 0);
     // A drone with no credential of its own is removed all the same.
-    s.post(
-        "/api/v1/register",
-        &json!({"node_name": "drone-gone", "capabilities": {"cores": 4, "ram_gb": 8}}),
-    );
-    let said = remove(&["--revoke"]);
+    assert_eq!(plain("drone-plain"), 200);
+    let said = remove("drone-plain", &["--revoke"]);
     assert!(said.contains("had no credential of its own"), "{said}");
-    assert_eq!(listed(), 0);
+    assert_eq!(listed("drone-plain"), 0);
 }
 
 #[test]

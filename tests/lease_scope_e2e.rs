@@ -52,6 +52,23 @@ fn staged(s: &Server, category: &str) -> Vec<String> {
     names
 }
 
+/// Registers each of `drones` (without a credential, from loopback) and has it take one
+/// package: package as queued → (drone, lease).
+fn take_work<'a>(s: &Server, drones: &[&'a str]) -> BTreeMap<String, (&'a str, u64)> {
+    let mut leases = BTreeMap::new();
+    for &drone in drones {
+        s.post(
+            "/api/v1/register",
+            &json!({"node_name": drone, "capabilities": {"cores": 8}}),
+        );
+        let w = s.get(&format!("/api/v1/work?id={drone}")).1;
+        let package = w["package"].as_str().expect("a package").to_string();
+        let lease = w["lease"].as_u64().expect("a lease");
+        leases.insert(package, (drone, lease));
+    }
+    leases
+}
+
 #[test]
 fn a_lease_stages_one_version_its_operator_admits_of_the_slot_it_asks_for() {
     let dir = tempfile::tempdir().expect("dir");
@@ -61,19 +78,9 @@ fn a_lease_stages_one_version_its_operator_admits_of_the_slot_it_asks_for() {
         &json!({"packages": [">=app-misc/foo-5", "app-misc/bar:2"]}),
     );
     assert_eq!(code, 200, "{v}");
-    let mut leases = BTreeMap::new();
-    for drone in ["d1", "d2"] {
-        s.post(
-            "/api/v1/register",
-            &json!({"node_name": drone, "capabilities": {"cores": 8}}),
-        );
-        let w = s.get(&format!("/api/v1/work?id={drone}")).1;
-        let package = w["package"].as_str().expect("a package").to_string();
-        let lease = w["lease"].as_u64().expect("a lease");
-        leases.insert(package, lease);
-    }
-    let foo = leases[">=app-misc/foo-5"];
-    let bar = leases["app-misc/bar:2"];
+    let leases = take_work(&s, &["d1", "d2"]);
+    let foo = leases[">=app-misc/foo-5"].1;
+    let bar = leases["app-misc/bar:2"].1;
 
     // A version the operator does not admit.
     let (code, v) = put(&s, dir.path(), "app-misc/foo-1", "0", foo);
@@ -120,4 +127,54 @@ fn a_lease_stages_one_version_its_operator_admits_of_the_slot_it_asks_for() {
         ["bar-1.gpkg.tar", "foo-5.1.gpkg.tar"],
         "nothing refused was staged"
     );
+}
+
+/// h109: a drone stores its binary before it reports, and a binary whose build then
+/// failed, or whose build has not reported yet, went into the next release and from
+/// there onto clients. A release takes only what a successful build stored.
+#[test]
+fn a_release_takes_only_binaries_whose_builds_succeeded() {
+    let dir = tempfile::tempdir().expect("dir");
+    let s = Server::start(&dir.path().join("data"), &[]);
+    let atoms = ["=app-misc/good-1", "=app-misc/bad-1", "=app-misc/late-1"];
+    let (code, v) = s.admin_post("/api/v1/queue", &json!({ "packages": atoms }));
+    assert_eq!(code, 200, "{v}");
+    let leases = take_work(&s, &["d1", "d2", "d3"]);
+    let report = |atom: &str, status: &str| {
+        let (drone, lease) = leases[atom];
+        let body = json!({"id": drone, "package": atom, "lease": lease, "status": status});
+        let (code, v) = s.post("/api/v1/complete", &body);
+        assert_eq!(code, 200, "{body} -> {v}");
+    };
+    for atom in atoms {
+        let cpv = atom.trim_start_matches('=');
+        let (code, v) = put(&s, dir.path(), cpv, "0", leases[atom].1);
+        assert_eq!(code, 200, "{cpv}: {v}");
+    }
+    report("=app-misc/good-1", "success");
+    report("=app-misc/bad-1", "failed");
+
+    let release = |name: &str| {
+        let (code, v) = s.admin_post("/api/v1/releases", &json!({ "name": name }));
+        assert_eq!(code, 201, "{v}");
+        let (_, shown) = s.get(&format!("/api/v1/releases/{name}"));
+        let mut cpvs: Vec<String> = shown["entries"]
+            .as_array()
+            .unwrap_or_else(|| panic!("entries: {shown}"))
+            .iter()
+            .map(|e| e["cpv"].as_str().expect("cpv").to_string())
+            .collect();
+        cpvs.sort();
+        (cpvs, v)
+    };
+    let (cpvs, v) = release("r1");
+    assert_eq!(cpvs, ["app-misc/good-1"], "{v}");
+    let skipped = v["skipped"].to_string();
+    assert!(skipped.contains("ended failed"), "{skipped}");
+    assert!(skipped.contains("has not reported yet"), "{skipped}");
+
+    // Once its build reports success, the waiting binary is released.
+    report("=app-misc/late-1", "success");
+    let (cpvs, v) = release("r2");
+    assert_eq!(cpvs, ["app-misc/good-1", "app-misc/late-1"], "{v}");
 }

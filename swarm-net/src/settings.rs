@@ -511,6 +511,11 @@ impl Loaded {
                 J::from(s.http.body_idle_timeout.as_secs()),
             ),
             ("http.min_body_rate".into(), J::from(s.http.min_body_rate)),
+            (
+                "http.write_timeout_s".into(),
+                J::from(s.http.write_timeout.as_secs()),
+            ),
+            ("http.min_reply_rate".into(), J::from(s.http.min_reply_rate)),
             ("probe.enabled".into(), J::from(s.probe.enabled)),
             (
                 "probe.command".into(),
@@ -809,6 +814,8 @@ fn load(request: &LoadRequest) -> Result<Loaded, SettingsError> {
                 idle_timeout: secs("http.idle_timeout_s", d.idle_timeout),
                 body_idle_timeout: secs("http.body_timeout_s", d.body_idle_timeout),
                 min_body_rate: layers.int("http.min_body_rate", d.min_body_rate),
+                write_timeout: secs("http.write_timeout_s", d.write_timeout),
+                min_reply_rate: layers.int("http.min_reply_rate", d.min_reply_rate),
                 ..d.clone()
             }
         },

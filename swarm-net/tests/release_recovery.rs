@@ -188,6 +188,12 @@ fn a_start_after_a_publish_cut_short_serves_the_release_the_state_publishes() {
     assert_eq!(mtime as u64, ts, "Last-Modified is the TIMESTAMP");
     assert!(mismatches(&top(dir.path()), &dir.path().join("binhost")).is_empty());
     assert_eq!(r.list().1.as_deref(), Some("r2"));
+    // The server records the completed publish as an event (h109 F3); a start
+    // that had nothing to complete names nothing.
+    assert_eq!(r.publish_completed_at_open(), Some("r2"));
+    drop(r);
+    assert_eq!(open(dir.path()).publish_completed_at_open(), None);
+    let r = open(dir.path());
     // A state saved before this build (no published TIMESTAMP) with the
     // other release's index: rewritten with a TIMESTAMP above the served one.
     drop(r);
@@ -386,4 +392,111 @@ fn a_second_server_refused_on_a_running_data_dir_leaves_its_releases_alone() {
     assert!(swarm_net::server::start(common::options(dir.path(), "t")).is_err());
     assert!(making.is_dir(), "the first server's create is left alone");
     drop(first);
+}
+
+/// h109: a release named `state` wrote its entries over the bookkeeping, and
+/// its purge deleted `state.json`; the next start then removed every release,
+/// the served one too, and the next index went out with a TIMESTAMP below the
+/// one clients had cached. Such names are refused, and a start that finds the
+/// state lost keeps what the served index points into and dates the next
+/// index after it.
+#[test]
+fn bookkeeping_names_are_refused_and_a_lost_state_never_removes_the_served_release() {
+    let (dir, staging, r) = with_r1_published();
+    for name in ["state", "inspect-cache"] {
+        let refused = r.create(
+            Some(name),
+            1_002_000,
+            1,
+            &|_| (None, None),
+            &HeaderEnv::NONE,
+        );
+        assert!(refused.is_err(), "a release named {name} was made");
+        assert!(dir.path().join("releases/state.json").is_file());
+    }
+    let served = top(dir.path());
+    drop(r);
+    std::fs::remove_file(dir.path().join("releases/state.json")).expect("the state lost");
+    let r = open(dir.path());
+    assert!(
+        dir.path().join("binhost/r1/Packages").is_file(),
+        "the served release was removed"
+    );
+    assert_eq!(top(dir.path()), served);
+    assert_eq!(
+        mismatches(&served, &dir.path().join("binhost")),
+        Vec::<String>::new()
+    );
+    // The clock went back: the next index must still outdate the cached one.
+    stage(&staging, "dev-libs/b-1.0", "b");
+    create(&r, "r2", 10_000);
+    publish(&r, "r2", 11_000);
+    assert!(timestamp_of(&top(dir.path())) > timestamp_of(&served));
+}
+
+/// h109: a package staged in a category named `Packages` (upper case is allowed) was a
+/// directory where a release writes its index, and every create failed with a 500 until
+/// someone found it. It is skipped, with the reason.
+#[test]
+fn a_package_in_a_category_named_like_the_index_is_skipped_not_a_failed_release() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let staging = dir.path().join("staging");
+    stage(&staging, "dev-libs/a-1.0", "a");
+    stage(&staging, "Packages/e24-1.0", "e");
+    let r = open(dir.path());
+    let created = r
+        .create(
+            Some("r1"),
+            1_000_000,
+            1,
+            &|_| (None, None),
+            &HeaderEnv::NONE,
+        )
+        .expect("the release is made");
+    assert_eq!(created.release.packages, 1);
+    assert!(
+        created
+            .skipped
+            .iter()
+            .any(|s| s.path.starts_with("Packages/") && s.reason.contains("index")),
+        "{:?}",
+        created.skipped
+    );
+}
+
+/// h109 F3: a server killed while it published (after saving the release as published,
+/// before the index was swapped) completed the publish at its next start, and no event
+/// said so: the operator had been told the publish failed, and a forced publish left no
+/// record. The start records it.
+#[test]
+fn a_publish_completed_at_start_is_recorded_as_an_event() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // A farm that had a store before it had releases.
+    swarm_net::server::start(common::options(dir.path(), "t"))
+        .expect("first start")
+        .shutdown();
+    let staging = dir.path().join("staging");
+    stage(&staging, "dev-libs/a-1.0", "a");
+    let r = open(dir.path());
+    create(&r, "r1", 1_000_000);
+    publish(&r, "r1", 1_001_000);
+    let served_r1 = top(dir.path());
+    stage(&staging, "dev-libs/b-1.0", "b");
+    create(&r, "r2", 1_002_000);
+    publish(&r, "r2", 1_003_000);
+    drop(r);
+    std::fs::write(dir.path().join("binhost/Packages"), &served_r1).expect("the cut");
+    let server = swarm_net::server::start(common::options(dir.path(), "t")).expect("start");
+    let url = format!("http://{}/api/v1/events?after=0&limit=100", server.addr());
+    let events = ureq::get(&url)
+        .call()
+        .expect("events")
+        .into_string()
+        .expect("text");
+    assert!(
+        events.contains("completed at start") && events.contains("r2"),
+        "{events}"
+    );
+    assert!(top(dir.path()).contains("PATH: r2/"));
+    server.shutdown();
 }

@@ -288,6 +288,18 @@ impl History {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// How the build of `lease` ended (its outcome's status: `success`, `failed`,
+    /// `reclaimed`...): `None` when the history holds no such lease (pruned by
+    /// retention, or never leased), `Some(None)` while it has not ended.
+    pub fn lease_outcome(&self, lease: u64) -> Result<Option<Option<String>>, StoreError> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT outcome FROM builds WHERE lease = ?1")?;
+        Ok(st
+            .query_row([lease as i64], |r| r.get::<_, Option<String>>(0))
+            .optional()?)
+    }
+
     /// The drone of each package's latest successful build in `profile` (package as
     /// queued → drone): which machine a release's binary came from. Per profile: the same
     /// atom built for two profiles was built twice, on different drones.

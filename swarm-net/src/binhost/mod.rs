@@ -154,14 +154,15 @@ pub type GateInputs = (BTreeMap<String, EntryFacts>, Option<BTreeSet<String>>);
 /// Who built a package, as far as the server knows: (drone, its Portage snapshot).
 pub type Provenance<'a> = dyn Fn(&str) -> (Option<String>, Option<String>) + 'a;
 
-/// Why a staging package is left out of a release, by CPV; `None` takes it.
-pub type Refuse<'a> = dyn Fn(&str) -> Option<String> + 'a;
+pub use scan::Refuse;
 
 /// The releases of one binhost. Actions are serialised by one lock.
 pub struct Releases {
     opts: BinhostOptions,
     staging: PathBuf,
     state: Mutex<State>,
+    /// The release whose cut-short publish the open completed.
+    completed_at_open: Option<String>,
 }
 
 impl Releases {
@@ -170,12 +171,24 @@ impl Releases {
         mkdir(&opts.root)?;
         std::fs::create_dir_all(&opts.state_dir).map_err(io("create", &opts.state_dir))?;
         let mut state = State::load(&opts.state_dir)?;
-        recover::at_open(&opts.root, &opts.state_dir, &mut state)?;
+        let completed_at_open = recover::at_open(&opts.root, &opts.state_dir, &mut state)?;
         Ok(Releases {
             opts,
             staging: staging.to_path_buf(),
             state: Mutex::new(state),
+            completed_at_open,
         })
+    }
+
+    /// The release whose publish a crash cut short and this open completed: its
+    /// own event was never recorded (h109), so the server records one.
+    pub fn publish_completed_at_open(&self) -> Option<&str> {
+        self.completed_at_open.as_deref()
+    }
+
+    /// The staging tree its releases are made from.
+    pub fn staging(&self) -> &Path {
+        &self.staging
     }
 
     /// The served tree.
@@ -249,7 +262,7 @@ impl Releases {
             generation,
             provenance,
             env,
-            &|_| None,
+            &|_, _| None,
             &|_| false,
         )
     }
@@ -291,22 +304,8 @@ impl Releases {
         let built = (|| {
             let snapshot = tmp.join(".snapshot");
             mkdir(&snapshot)?;
-            let mut found = scan::scan(&self.staging, &self.opts.state_dir, &snapshot)?;
-            let mut taken = Vec::with_capacity(found.packages.len());
-            let mut refused: Vec<String> = Vec::new();
-            for p in std::mem::take(&mut found.packages) {
-                match refuse(&p.pkg.cpv) {
-                    None => taken.push(p),
-                    Some(reason) => {
-                        refused.push(format!("{}: {reason}", p.pkg.cpv));
-                        found.skipped.push(Skipped {
-                            path: p.rel.clone(),
-                            reason,
-                        });
-                    }
-                }
-            }
-            found.packages = taken;
+            let found = scan::scan(&self.staging, &self.opts.state_dir, &snapshot, refuse)?;
+            let refused = &found.refused;
             let (header_env, source) =
                 env.resolve(found.packages.iter().map(|p| p.pkg.cpv.as_str()));
             let (mut header, missing) = header_env
@@ -679,6 +678,9 @@ pub fn check_name(n: &str) -> Result<(), ReleaseError> {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
         && !n.eq_ignore_ascii_case("packages")
         && !["diff", "rollback", "purge"].contains(&n)
+        // A release's entries are `<state_dir>/<name>.json`, beside the bookkeeping's own
+        // files: a release named `state` wrote over the state, and purging it deleted it (h109).
+        && !state::BOOKKEEPING.contains(&n)
         && !n.starts_with("Packages");
     if ok {
         Ok(())

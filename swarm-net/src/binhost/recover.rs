@@ -51,6 +51,14 @@ pub(crate) fn served_release(root: &Path) -> Option<String> {
         .map(|(release, _)| release.to_owned())
 }
 
+/// The TIMESTAMP of the served top `Packages`, if it has one.
+fn served_timestamp(root: &Path) -> Option<u64> {
+    let served = std::fs::read_to_string(root.join("Packages")).ok()?;
+    index::read_header(&served)
+        .get("TIMESTAMP")
+        .and_then(|t| t.trim().parse::<u64>().ok())
+}
+
 /// Refuses to act on a binhost root that holds none of the releases the
 /// state lists: its volume is most likely not mounted, and a create there
 /// or a purge of the lists would part them from the files for good.
@@ -78,8 +86,18 @@ fn set_index_mtime(top: &Path, timestamp: u64) -> Result<(), ReleaseError> {
         .map_err(io("set the modification time of", top))
 }
 
-/// Puts the binhost at `root` in step with `st` (see the module doc).
-pub(crate) fn at_open(root: &Path, state_dir: &Path, st: &mut State) -> Result<(), ReleaseError> {
+/// Puts the binhost at `root` in step with `st` (see the module doc); the
+/// release whose cut-short publish it completed, if it did.
+pub(crate) fn at_open(
+    root: &Path,
+    state_dir: &Path,
+    st: &mut State,
+) -> Result<Option<String>, ReleaseError> {
+    // Clients have cached the served index's TIMESTAMP: every later one must pass it, also
+    // when the state that kept the last one was lost.
+    if let Some(served) = served_timestamp(root) {
+        st.last_timestamp = st.last_timestamp.max(served);
+    }
     remove_leftovers(root)?;
     remove_leftovers(state_dir)?;
     remove_unlisted(root, state_dir, st)?;
@@ -133,13 +151,19 @@ fn remove_unlisted(root: &Path, state_dir: &Path, st: &State) -> Result<(), Rele
     let Ok(rd) = std::fs::read_dir(state_dir) else {
         return Ok(());
     };
+    // What clients install from is never removed, whatever the state lost (h109: a release
+    // named `state`, purged, took the state with it, and the next start removed them all).
+    let served = served_release(root);
     for e in rd.flatten() {
         let file = e.file_name().to_string_lossy().into_owned();
         let Some(name) = file.strip_suffix(".json") else {
             continue;
         };
-        if name == "state"
-            || name == "inspect-cache"
+        if served.as_deref() == Some(name) {
+            tracing::error!(release = name, "the served index points into a release that no release list names: kept; the release bookkeeping was lost or damaged");
+            continue;
+        }
+        if state::BOOKKEEPING.contains(&name)
             || name.starts_with('.')
             || st.releases.iter().any(|r| r.name == name)
             || st.published.as_deref() == Some(name)
@@ -160,27 +184,29 @@ fn remove_unlisted(root: &Path, state_dir: &Path, st: &State) -> Result<(), Rele
     Ok(())
 }
 
-/// Rewrites the top `Packages` when it is not the published release's.
-fn index_as_published(root: &Path, state_dir: &Path, st: &mut State) -> Result<(), ReleaseError> {
+/// Rewrites the top `Packages` when it is not the published release's, and
+/// then names that release.
+fn index_as_published(
+    root: &Path,
+    state_dir: &Path,
+    st: &mut State,
+) -> Result<Option<String>, ReleaseError> {
     let Some(name) = st.published.clone() else {
-        return Ok(());
+        return Ok(None);
     };
     let src = root.join(&name).join("Packages");
     let Ok(text) = std::fs::read_to_string(&src) else {
-        return Ok(());
+        return Ok(None);
     };
     let top = root.join("Packages");
-    let served = std::fs::read_to_string(&top).unwrap_or_default();
-    let served_ts = index::read_header(&served)
-        .get("TIMESTAMP")
-        .and_then(|t| t.trim().parse::<u64>().ok());
+    let served_ts = served_timestamp(root);
     let timestamp = match st.published_timestamp.or(served_ts) {
         Some(t) if serves(root, &name, &text, t) => {
             use std::os::unix::fs::MetadataExt;
             if std::fs::metadata(&top).map(|m| m.mtime()).ok() != i64::try_from(t).ok() {
                 set_index_mtime(&top, t)?;
             }
-            return Ok(());
+            return Ok(None);
         }
         // Saved before the index was written: no client has seen it (unless
         // the served index is newer still, which only an older swarm's
@@ -202,5 +228,5 @@ fn index_as_published(root: &Path, state_dir: &Path, st: &mut State) -> Result<(
     };
     write_top_index(root, &name, &text, timestamp)?;
     tracing::warn!(release = %name, timestamp, "the served index was not the published release's (a publish was interrupted): rewrote it");
-    Ok(())
+    Ok(Some(name))
 }

@@ -26,12 +26,15 @@ pub struct Skipped {
     pub reason: String,
 }
 
+/// Why a staging file is left out of a release, by its package's CPV and its
+/// path in staging; `None` takes it. Asked of every file before the newest of
+/// a package is chosen, so a refused newer build leaves an older one in.
+pub type Refuse<'a> = dyn Fn(&str, &str) -> Option<String> + 'a;
+
 /// One package chosen for the release.
 pub(crate) struct Found {
     /// Its link in the snapshot directory.
     pub(crate) path: PathBuf,
-    /// Where it is in staging, relative to it.
-    pub(crate) rel: String,
     pub(crate) mtime_s: u64,
     pub(crate) pkg: BinPkg,
 }
@@ -40,6 +43,8 @@ pub(crate) struct Scan {
     /// Sorted by CPV, one per CPV.
     pub(crate) packages: Vec<Found>,
     pub(crate) skipped: Vec<Skipped>,
+    /// What `refuse` left out, as `cpv: reason` (also in `skipped`).
+    pub(crate) refused: Vec<String>,
     pub(crate) cached: u32,
 }
 
@@ -82,6 +87,7 @@ pub(crate) fn scan(
     staging: &Path,
     state_dir: &Path,
     snapshot: &Path,
+    refuse: &Refuse<'_>,
 ) -> Result<Scan, ReleaseError> {
     let mut named = Vec::new();
     walk(staging, staging, 0, &mut named)?;
@@ -162,11 +168,24 @@ pub(crate) fn scan(
     let mut new_cache = Cache::default();
     let mut best: BTreeMap<String, (usize, BinPkg)> = BTreeMap::new();
     let mut skipped = Vec::new();
+    let mut refused = Vec::new();
     for (i, r) in results.into_iter().enumerate() {
         let c = &cands[i];
         match r {
             Some(Ok(pkg)) => {
                 new_cache.entries.insert(c.key.clone(), pkg.clone());
+                let collides = c.rel.starts_with("Packages").then(|| {
+                    "its category would take the place of the release's own Packages index"
+                        .to_string()
+                });
+                if let Some(reason) = collides.or_else(|| refuse(&pkg.cpv, &c.rel)) {
+                    refused.push(format!("{}: {reason}", pkg.cpv));
+                    skipped.push(Skipped {
+                        path: c.rel.clone(),
+                        reason,
+                    });
+                    continue;
+                }
                 let prev = best
                     .get(&pkg.cpv)
                     .map(|(j, other)| (*j, newer(&cands[*j], other, c, &pkg)));
@@ -202,7 +221,6 @@ pub(crate) fn scan(
         .into_values()
         .map(|(i, pkg)| Found {
             path: cands[i].path.clone(),
-            rel: cands[i].rel.clone(),
             mtime_s: cands[i].mtime_s,
             pkg,
         })
@@ -210,6 +228,7 @@ pub(crate) fn scan(
     Ok(Scan {
         packages,
         skipped,
+        refused,
         cached,
     })
 }

@@ -72,6 +72,10 @@ pub(crate) const MAX_HISTORY: usize = 256;
 
 const STATE: &str = "state.json";
 
+/// The names of the bookkeeping's own files beside the releases' entries
+/// (`state.json`, scan's `inspect-cache.json`): no release may take one.
+pub(crate) const BOOKKEEPING: [&str; 2] = ["state", "inspect-cache"];
+
 impl State {
     pub(crate) fn load(dir: &Path) -> Result<State, ReleaseError> {
         let path = dir.join(STATE);

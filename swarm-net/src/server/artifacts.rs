@@ -369,6 +369,8 @@ mod tests {
             "dev-libs",
             "dev libs/foo-1.0.gpkg.tar",
             "dev-libs/foo-1.0.gpkg.tar\0",
+            // The index's own name in a PKGDIR or a release (h109).
+            "Packages/e24-1.0.gpkg.tar",
         ] {
             assert!(parse_artifact_path(bad).is_err(), "{bad} accepted");
         }

@@ -87,11 +87,27 @@ fn name(field: &str, v: Option<&str>) -> Result<(), ApiError> {
     }
 }
 
+/// Refuses a control character (a NUL, a newline...): an id is matched and logged as text,
+/// and `node_name` refused them while `id` took them (h110).
+fn no_control(field: &str, v: Option<&str>) -> Result<(), ApiError> {
+    match v.and_then(|s| s.chars().find(|c| c.is_control())) {
+        Some(c) => Err(refuse(
+            field,
+            format!(
+                "`{field}` holds the control character U+{:04X}; an id is printable text",
+                u32::from(c)
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
 /// Checks a registration (or heartbeat) before anything of it is used.
 pub(crate) fn check_register(r: &RegisterRequest) -> Result<(), ApiError> {
     name("name", r.name.as_deref())?;
     name("node_name", r.node_name.as_deref())?;
     name("id", r.id.as_deref())?;
+    no_control("id", r.id.as_deref())?;
     text("id", r.id.as_deref())?;
     text("version", r.version.as_deref())?;
     text("ip", r.ip.as_deref())?;
@@ -260,6 +276,7 @@ mod tests {
             field(reg(json!({"node_name": "a\u{200B}b"}))).as_deref(),
             Some("node_name")
         );
+        assert_eq!(field(reg(json!({"id": "x\u{0}y"}))).as_deref(), Some("id"));
         assert!(reg(json!({"name": "drone-ä-01", "id": "0f3c"})).is_ok());
         assert!(reg(json!({"capabilities": {"cores": 384, "ram_gb": 1536.0},
             "metrics": {"cpu_percent": 101.5, "load_1m": 380.2}}))

@@ -18,10 +18,15 @@ const TOKEN_PREFIX: &str = "swd_";
 
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
 struct Entry {
-    /// Hex SHA-256 of the token.
+    /// Hex SHA-256 of the token (empty once revoked: no token matches it).
     sha256: String,
     /// Milliseconds since the epoch.
     enrolled_at_ms: u64,
+    /// When the credential was revoked: the name stays enrolled, so no one can act as it
+    /// until it is enrolled again (forgetting it opened the name to any caller without a
+    /// credential from `legacy_drones`, h110 F2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    revoked_at_ms: Option<u64>,
 }
 
 /// The enrolled drones and their hashed tokens.
@@ -63,14 +68,18 @@ impl Credentials {
             .map(|(n, _)| n.clone())
     }
 
-    /// Whether `name` has a credential (then only its holder may act as it).
+    /// Whether `name` has a credential, or had one revoked (then only the holder of a new
+    /// one may act as it).
     pub(crate) fn is_enrolled(&self, name: &str) -> bool {
         self.by_name.read().is_ok_and(|m| m.contains_key(name))
     }
 
-    /// How many drones are enrolled.
+    /// How many drones hold a credential (revoked ones left out).
     pub(crate) fn count(&self) -> usize {
-        self.by_name.read().map(|m| m.len()).unwrap_or(0)
+        self.by_name
+            .read()
+            .map(|m| m.values().filter(|e| e.revoked_at_ms.is_none()).count())
+            .unwrap_or(0)
     }
 
     /// A new token for `name`, replacing any earlier one; durable before it
@@ -89,6 +98,7 @@ impl Credentials {
             Entry {
                 sha256: digest(&token),
                 enrolled_at_ms: now_ms,
+                revoked_at_ms: None,
             },
         );
         self.persist(&next)?;
@@ -96,17 +106,25 @@ impl Credentials {
         Ok(token)
     }
 
-    /// Forgets `name`'s credential; false if it had none.
-    pub(crate) fn revoke(&self, name: &str) -> std::io::Result<bool> {
+    /// Voids `name`'s credential and keeps the name locked until it is enrolled again;
+    /// false if it had none (or it was revoked already).
+    pub(crate) fn revoke(&self, name: &str, now_ms: u64) -> std::io::Result<bool> {
         let mut m = self
             .by_name
             .write()
             .map_err(|_| std::io::Error::other("credentials lock poisoned"))?;
-        if !m.contains_key(name) {
+        if m.get(name).is_none_or(|e| e.revoked_at_ms.is_some()) {
             return Ok(false);
         }
         let mut next = m.clone();
-        next.remove(name);
+        next.insert(
+            name.to_string(),
+            Entry {
+                sha256: String::new(),
+                enrolled_at_ms: m[name].enrolled_at_ms,
+                revoked_at_ms: Some(now_ms),
+            },
+        );
         self.persist(&next)?;
         *m = next;
         Ok(true)
@@ -167,9 +185,17 @@ mod tests {
         let t2 = c.enroll("drone-a", 2).expect("re-enroll");
         assert_eq!(c.who(&t), None, "re-enrolling replaces the old token");
         assert_eq!(c.who(&t2).as_deref(), Some("drone-a"));
-        assert!(c.revoke("drone-a").expect("revoke"));
-        assert!(!c.revoke("drone-a").expect("revoke again"));
-        assert_eq!(Credentials::open(&db).expect("reopen").who(&t2), None);
+        assert!(c.revoke("drone-a", 3).expect("revoke"));
+        assert!(!c.revoke("drone-a", 4).expect("revoke again"));
+        let c = Credentials::open(&db).expect("reopen");
+        assert_eq!(c.who(&t2), None);
+        assert_eq!(c.who(""), None, "no token matches a revoked credential");
+        // The name stays locked until it is enrolled again.
+        assert!(c.is_enrolled("drone-a"));
+        assert_eq!(c.count(), 0);
+        let t3 = c.enroll("drone-a", 5).expect("enrolled again");
+        assert_eq!(c.who(&t3).as_deref(), Some("drone-a"));
+        assert_eq!(c.count(), 1);
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;

@@ -31,7 +31,10 @@ pub(crate) fn credentials(sh: &Shared, path: &str) -> Result<Reply, ApiError> {
             Reply::ok(&json!({ "name": name.as_str(), "token": token }))
         }
         _ => {
-            let had = sh.creds.revoke(name.as_str()).map_err(store_err)?;
+            let had = sh
+                .creds
+                .revoke(name.as_str(), (sh.clock)().0)
+                .map_err(store_err)?;
             if !had {
                 return Err(ApiError::field(
                     404,
@@ -39,7 +42,7 @@ pub(crate) fn credentials(sh: &Shared, path: &str) -> Result<Reply, ApiError> {
                     format!("drone {name} has no credential to revoke"),
                 ));
             }
-            tracing::warn!(drone = %name, "drone credential revoked");
+            tracing::warn!(drone = %name, "drone credential revoked: no one may act as this drone until it is enrolled again");
             Reply::ok(&json!({ "name": name.as_str(), "revoked": true }))
         }
     }

@@ -3,7 +3,7 @@
 //! oldest builds, lowest leases, go first). The HTTP side is `logs.rs`.
 
 use super::http::ApiError;
-use flate2::read::GzDecoder;
+use flate2::read::MultiGzDecoder;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -134,13 +134,13 @@ impl LogStore {
             Err(e) => return Err(ApiError::internal(format!("cannot read the log: {e}"))),
         };
         Ok(Some(
-            GzDecoder::new(std::io::BufReader::new(file)).take(MAX_TEXT_BYTES),
+            MultiGzDecoder::new(std::io::BufReader::new(file)).take(MAX_TEXT_BYTES),
         ))
     }
 }
 
 /// A stored log's text as it decompresses (`LogStore::text`).
-pub(crate) type LogText = std::io::Take<GzDecoder<std::io::BufReader<std::fs::File>>>;
+pub(crate) type LogText = std::io::Take<MultiGzDecoder<std::io::BufReader<std::fs::File>>>;
 
 /// Whether a file name is one `LogStore::put` writes before its rename.
 fn is_upload_temp(name: &str) -> bool {
@@ -152,7 +152,7 @@ fn is_upload_temp(name: &str) -> bool {
 /// Decompresses, refusing more than [`MAX_TEXT_BYTES`].
 pub(crate) fn gunzip_capped(gz: &[u8]) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();
-    GzDecoder::new(gz)
+    MultiGzDecoder::new(gz)
         .take(MAX_TEXT_BYTES + 1)
         .read_to_end(&mut out)
         .map_err(|e| format!("not a gzip stream: {e}"))?;
@@ -243,5 +243,20 @@ mod tests {
         let e = gunzip_capped(b"plain text").expect_err("garbage");
         assert!(e.contains("not a gzip"), "{e}");
         assert_eq!(gunzip_capped(&gz(b"ok")).expect("fine"), b"ok");
+    }
+
+    /// A log gzipped in parts (`gzip -c a >> log.gz; gzip -c b >> log.gz`) is one gzip
+    /// file of two members, and both are its text: only the first was kept (h110).
+    #[test]
+    fn a_log_of_several_gzip_members_is_read_whole() {
+        let dir = tempfile::tempdir().expect("dir");
+        let s = LogStore::open(dir.path()).expect("open");
+        let two = [gz(b"first part\n"), gz(b"second part\n")].concat();
+        assert_eq!(
+            gunzip_capped(&two).expect("both"),
+            b"first part\nsecond part\n"
+        );
+        s.put(9, &two).expect("put");
+        assert_eq!(read(&s, 9).as_deref(), Some("first part\nsecond part\n"));
     }
 }

@@ -471,6 +471,7 @@ pub fn start(opts: ServerOptions) -> Result<RunningServer, ServeError> {
                 cause: format!("cannot start the dashboard thread: {e}"),
             })?;
     }
+    releases::note_completed_at_open(&shared, &shared.releases, None);
     let handler: front::Handler = {
         let shared = shared.clone();
         Arc::new(move |req: &mut Request<'_>| serve_one(&shared, req))

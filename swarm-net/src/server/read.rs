@@ -10,7 +10,8 @@ use swarm_core::{Atom, DroneStatus, PackageStatus};
 use swarm_store::listed_text::LISTED_ITEM_MAX;
 use swarm_store::EventFilter;
 
-/// 200 while the server can record inputs and store uploads; 503 with the reason while the
+/// 200 while the server can record inputs and store uploads; 503 with the reason while every
+/// connection place serves a request (the last 2 s), or while the
 /// store cannot write (disk full, read-only file system...) or an fsync of
 /// the WAL has hung for `FSYNC_HUNG` or the writer for `WRITER_STUCK`, and
 /// for good once the writer or the fsync thread died. Otherwise it turns
@@ -22,7 +23,11 @@ pub(crate) fn health(sh: &Shared) -> Result<Reply, ApiError> {
     let seq = sh.committed.load(std::sync::atomic::Ordering::SeqCst);
     let store = store_trouble(sh);
     let staging = sh.staging_health.trouble();
-    let reason = store.clone().or_else(|| staging.clone());
+    let front_full = sh.metrics.front.full_within(FRONT_FULL_WINDOW);
+    let reason = store
+        .clone()
+        .or_else(|| staging.clone())
+        .or_else(|| front_full.then(front_trouble));
     let (code, status) = match &reason {
         None => (200, "ok"),
         Some(_) => (503, "unhealthy"),
@@ -36,6 +41,7 @@ pub(crate) fn health(sh: &Shared) -> Result<Reply, ApiError> {
             "reason": reason,
             "store_writable": store.is_none(),
             "staging_writable": staging.is_none(),
+            "connections_full": front_full,
             "warnings": warnings,
             "version": env!("CARGO_PKG_VERSION"),
             "build": sh.build,
@@ -43,6 +49,19 @@ pub(crate) fn health(sh: &Shared) -> Result<Reply, ApiError> {
             "uptime_s": sh.started.elapsed().as_secs(),
         }),
     )
+}
+
+/// How recently a connection must have found no place for health to say so.
+const FRONT_FULL_WINDOW: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// What health says while connections find no place: health itself is
+/// answered by an overflow thread then, and a 200 hid that every drone got
+/// 503 (h110).
+fn front_trouble() -> String {
+    "every connection place (http.max_connections) is serving a request: anything but \
+     /api/v1/health is answered 503 \"server busy\" (swarm_http_refused_total{reason=\"busy\"}); \
+     connections that hold a place without progress are closed by the http timeouts"
+        .to_string()
 }
 
 /// Why the store cannot take writes now, if it cannot: the writer or the

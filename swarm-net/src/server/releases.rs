@@ -12,6 +12,7 @@ use crate::binhost::header::HeaderEnv;
 use crate::binhost::{ReleaseError, Releases};
 use serde::Deserialize;
 use serde_json::json;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use swarm_core::release_gate::{check_publish_for, GateFacts, GateVerdict};
 use swarm_core::{BuildEnv, Input, ReleaseNote};
@@ -120,6 +121,7 @@ pub(crate) fn target<'a>(sh: &'a Shared, url: &str) -> Result<Target<'a>, ApiErr
             // A named profile's builds are staged in its own tree (staged_path::staging_of).
             let staging = super::staged_path::staging_of(&sh.staging, Some(name));
             let r = Arc::new(Releases::open(opts, &staging)?);
+            note_completed_at_open(sh, &r, Some(name));
             open.insert(name.to_owned(), r.clone());
             r
         }
@@ -129,6 +131,23 @@ pub(crate) fn target<'a>(sh: &'a Shared, url: &str) -> Result<Target<'a>, ApiErr
         named: Some(named),
         default,
     })
+}
+
+/// Records, as an event, a publish that a crash cut short and the open of `r` completed:
+/// the publish recorded none (h109 F3), and the operator was told it failed.
+pub(crate) fn note_completed_at_open(sh: &Shared, r: &Releases, profile: Option<&str>) {
+    if let Some(name) = r.publish_completed_at_open() {
+        let label = profile.map_or_else(|| name.to_owned(), |p| format!("{p}/{name}"));
+        note(
+            sh,
+            "published",
+            &label,
+            "completed at start: the server stopped in the middle of publishing it, after \
+             saving it as published; the publish's own event (and a forced publish's reason) \
+             was not recorded"
+                .to_string(),
+        );
+    }
 }
 
 /// Records an action as an event; a failure to record is logged, not fatal:
@@ -235,6 +254,39 @@ fn not_ours(
     swarm_core::release_gate::not_in_release_of(*view, profile, atom.as_ref(), recorded.as_ref())
 }
 
+/// The files in `staging` that an upload stored under a lease whose build did not end in
+/// a success, with why they are left out of a release. A drone stores its binary before
+/// it reports, and nothing took the file away when the build then failed, its lease was
+/// taken back or it was returned: the next release served it, the gate passed it, and
+/// clients installed it (h109). Files with no lease (a v3 drone's copies), and those
+/// whose lease the history no longer holds (retention), are taken as before.
+fn unconfirmed_uploads(sh: &Shared, staging: &std::path::Path) -> BTreeMap<String, String> {
+    let stored = super::upload_lease::stored_under_leases(staging);
+    if stored.is_empty() {
+        return BTreeMap::new();
+    }
+    sh.with_history(|h| {
+        let mut out = BTreeMap::new();
+        for (rel, lease) in stored {
+            let why = match h.lease_outcome(lease.0)? {
+                None => continue,
+                Some(Some(outcome)) if outcome == "success" => continue,
+                Some(None) => format!(
+                    "uploaded under lease {lease}, whose build has not reported yet: only a \
+                     successful build's binary is released"
+                ),
+                Some(Some(outcome)) => format!(
+                    "uploaded under lease {lease}, whose build ended {outcome}: only a \
+                     successful build's binary is released"
+                ),
+            };
+            out.insert(rel, why);
+        }
+        Ok(out)
+    })
+    .unwrap_or_default()
+}
+
 pub(crate) fn create(sh: &Shared, req: &mut Request, url: &str) -> Result<Reply, ApiError> {
     let r = target(sh, url)?;
     let body: CreateBody = optional_body(sh, req)?;
@@ -279,7 +331,13 @@ pub(crate) fn create(sh: &Shared, req: &mut Request, url: &str) -> Result<Reply,
         expected: view.profile_env(&r.profile).cloned(),
     };
     let now = (sh.clock)().0;
-    let refuse = |cpv: &str| not_ours(&view, &envs, &r.profile, cpv);
+    let unconfirmed = unconfirmed_uploads(sh, r.staging());
+    let refuse = |cpv: &str, rel: &str| {
+        unconfirmed
+            .get(rel)
+            .cloned()
+            .or_else(|| not_ours(&view, &envs, &r.profile, cpv))
+    };
     let created = r
         .create_taking(
             body.name.as_deref(),

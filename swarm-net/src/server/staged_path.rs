@@ -88,6 +88,13 @@ pub(crate) fn parse_artifact_path(rest: &str) -> Result<ArtifactPath, ApiError> 
             "only letters, digits and - _ . + are allowed, and no `..`",
         ));
     }
+    // A PKGDIR (a release too) holds its index as `Packages`: a category of that name
+    // would be a directory in its place, and every release made after it failed (h109).
+    if category.starts_with("Packages") {
+        return Err(bad(
+            "a category named Packages would take the place of the binhost's own index file",
+        ));
+    }
     let Some(pf) = EXTENSIONS.iter().find_map(|e| file.strip_suffix(e)) else {
         return Err(bad("the file must end in .gpkg.tar or .tbz2"));
     };

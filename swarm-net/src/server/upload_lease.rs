@@ -312,6 +312,38 @@ pub(crate) fn record(
     super::lease_files::record(staging, category, file, lease).map_err(io)
 }
 
+/// Every file in `staging` an upload stored under a lease, as its path in
+/// staging (`category/file`) and the lease; files a v3 drone copied in have none.
+pub(crate) fn stored_under_leases(staging: &Path) -> Vec<(String, LeaseId)> {
+    let root = super::lease_files::records_dir(staging);
+    let mut out = Vec::new();
+    let Ok(categories) = std::fs::read_dir(&root) else {
+        return out;
+    };
+    for category in categories.flatten() {
+        let category = category.file_name().to_string_lossy().into_owned();
+        // `.by-lease` holds the other direction; no category starts with a dot.
+        if category.starts_with('.') {
+            continue;
+        }
+        let Ok(files) = std::fs::read_dir(root.join(&category)) else {
+            continue;
+        };
+        for f in files.flatten() {
+            let name = f.file_name().to_string_lossy().into_owned();
+            let lease = std::fs::read_to_string(f.path())
+                .ok()
+                .and_then(|t| t.trim().parse::<u64>().ok());
+            if let Some(lease) = lease {
+                if super::staged_path::uploaded_file_present(staging, &category, &name) {
+                    out.push((format!("{category}/{name}"), LeaseId(lease)));
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Whether an artifact of `atom` (a file [`covers`] accepts) was uploaded
 /// under `lease` and is still in staging.
 pub(crate) fn uploaded_under(staging: &Path, atom: &Atom, lease: LeaseId) -> bool {

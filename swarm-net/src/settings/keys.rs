@@ -106,8 +106,16 @@ pub(super) const SERVER_KEYS: &[(&str, Kind)] = &[
         },
     ),
     ("http.body_timeout_s", Kind::Int { min: 1, max: 3_600 }),
+    ("http.write_timeout_s", Kind::Int { min: 1, max: 3_600 }),
     (
         "http.min_body_rate",
+        Kind::Int {
+            min: 1,
+            max: 1 << 30,
+        },
+    ),
+    (
+        "http.min_reply_rate",
         Kind::Int {
             min: 1,
             max: 1 << 30,

@@ -4,10 +4,12 @@
 
 use super::ctx::{Ctx, Phase};
 use super::limits::HttpLimits;
+use super::reply_budget;
 use super::request::{reason, Body, Chunk, Framing, Method, Request, Response, ResponseBody};
 use super::socket::{Conn, Stream};
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 /// Most headers one request may carry (beyond: 431).
@@ -57,7 +59,8 @@ pub(super) fn serve(
                 ctx.stats.refused(status);
                 tracing::debug!(%peer, status, error = %why, "request refused before routing");
                 let body = serde_json::json!({ "error": why }).to_string();
-                let _ = write_response(&mut conn, Response::json(status, body), false, false, true);
+                let refusal = Response::json(status, body);
+                let _ = write_response(&mut conn, refusal, limits, false, false, true);
                 linger(&mut conn);
                 return;
             }
@@ -121,11 +124,27 @@ pub(super) fn serve(
             // HTTP/1.0 has no chunks: the end of the stream is the close.
             keep = keep && http11;
         }
-        if write_response(&mut conn, resp, keep, head_only, http11).is_err() || !keep {
-            if !keep {
-                linger(&mut conn);
+        let budget = &ctx.stats.reply_bytes;
+        let (resp, _held) = match reply_budget::hold(budget, reply_budget::REPLY_BYTES_MAX, &resp) {
+            Ok(held) => (resp, held),
+            Err(busy) => {
+                ctx.stats.refused(503);
+                (busy, None)
             }
-            return;
+        };
+        match write_response(&mut conn, resp, limits, keep, head_only, http11) {
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                ctx.stats.reply_timeouts.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(%peer, "a reply was not read by its deadline: connection reset");
+                conn.reset();
+                return;
+            }
+            Err(_) => return,
+            Ok(()) if !keep => {
+                linger(&mut conn);
+                return;
+            }
+            Ok(()) => {}
         }
     }
 }
@@ -355,15 +374,23 @@ fn check_head(p: &httparse::Request<'_, '_>, max_url: usize) -> Result<Head, NoH
     })
 }
 
+/// Bodies up to this size go out in one write with their head; a larger
+/// one is written after it, not copied next to it.
+const ONE_WRITE_MAX: usize = 64 * 1024;
+
 /// Writes one response: a fixed body with its length in one write, or a
-/// stream as chunks flushed as they come.
+/// stream as chunks flushed as they come. A fixed body must be read by
+/// its deadline (`HttpLimits::reply_deadline`), each chunk of a stream by
+/// its own.
 fn write_response(
     conn: &mut Conn,
     resp: Response,
+    limits: &HttpLimits,
     keep: bool,
     head_only: bool,
     http11: bool,
 ) -> io::Result<()> {
+    let started = Instant::now();
     let mut out = Vec::with_capacity(256);
     // `nosniff` on every reply: a browser never runs a body a drone or an
     // upload controls (a log, a binary package) as a script, which the
@@ -384,14 +411,19 @@ fn write_response(
     match resp.body {
         ResponseBody::Bytes(body) => {
             let _ = write!(out, "Content-Length: {}\r\n\r\n", body.len());
-            if !head_only {
-                out.extend_from_slice(&body);
+            let body: &[u8] = if head_only { &[] } else { &body };
+            let by = limits.reply_deadline((out.len() + body.len()) as u64, started);
+            if body.len() <= ONE_WRITE_MAX {
+                out.extend_from_slice(body);
+                return conn.write_by(&out, by);
             }
-            conn.write_raw(&out)
+            conn.write_by(&out, by)?;
+            conn.write_by(body, by)
         }
         ResponseBody::Sized(reader, len) => {
             let _ = write!(out, "Content-Length: {len}\r\n\r\n");
-            conn.write_raw(&out)?;
+            let by = limits.reply_deadline(out.len() as u64 + len, started);
+            conn.write_by(&out, by)?;
             if head_only {
                 return Ok(());
             }
@@ -405,7 +437,7 @@ fn write_response(
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     Err(e) => return Err(e),
                 };
-                conn.write_raw(&buf[..n])?;
+                conn.write_by(&buf[..n], by)?;
                 sent += n as u64;
             }
             if sent < len {
@@ -430,7 +462,9 @@ fn write_response(
                 out.extend_from_slice(b"Cache-Control: no-cache\r\n");
             }
             out.extend_from_slice(b"\r\n");
-            conn.write_raw(&out)?;
+            // A stream waits for news between chunks: each chunk has its own deadline.
+            let by = |len: usize| limits.reply_deadline(len as u64, Instant::now());
+            conn.write_by(&out, by(out.len()))?;
             // A reply to HEAD ends with its head: a last chunk sent after
             // it was read as the start of the next reply on the connection.
             if head_only {
@@ -445,17 +479,17 @@ fn write_response(
                     Err(e) => return Err(e),
                 };
                 if !http11 {
-                    conn.write_raw(&buf[..n])?;
+                    conn.write_by(&buf[..n], by(n))?;
                     continue;
                 }
                 let mut chunk = Vec::with_capacity(n + 16);
                 let _ = write!(chunk, "{n:x}\r\n");
                 chunk.extend_from_slice(&buf[..n]);
                 chunk.extend_from_slice(b"\r\n");
-                conn.write_raw(&chunk)?;
+                conn.write_by(&chunk, by(chunk.len()))?;
             }
             if http11 {
-                conn.write_raw(b"0\r\n\r\n")
+                conn.write_by(b"0\r\n\r\n", by(5))
             } else {
                 Ok(())
             }

@@ -7,8 +7,8 @@ use super::tls::TlsServer;
 use std::collections::BTreeMap;
 use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::{Duration, Instant};
 
 pub(crate) type Handler = Arc<dyn Fn(&mut Request<'_>) -> Response + Send + Sync>;
 
@@ -26,7 +26,17 @@ pub(crate) struct FrontStats {
     /// Closed to make room for a new connection, by what they were doing.
     pub(crate) evicted_idle: AtomicU64,
     pub(crate) evicted_head: AtomicU64,
+    /// Connections reset because a reply was not read by its deadline.
+    pub(crate) reply_timeouts: AtomicU64,
+    /// Bytes of large replies being sent now (`reply_budget`).
+    pub(crate) reply_bytes: AtomicU64,
+    /// When a connection last found every place serving a request
+    /// (milliseconds since [`EPOCH`], plus one; 0: never).
+    full_at_ms: AtomicU64,
 }
+
+/// The instant `FrontStats::full_at_ms` counts from.
+static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
 
 impl FrontStats {
     /// Appends the front door's gauges and counters (Prometheus text).
@@ -34,21 +44,40 @@ impl FrontStats {
         use std::fmt::Write as _;
         let g = |v: &AtomicUsize| v.load(Ordering::Relaxed);
         let c = |v: &AtomicU64| v.load(Ordering::Relaxed);
-        let _ = writeln!(
+        let one = |out: &mut String, name: &str, kind: &str, help: &str, value: u64| {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            let _ = writeln!(out, "{name} {value}");
+        };
+        one(
             out,
-            "# HELP swarm_http_connections_open Connections being served."
+            "swarm_http_connections_open",
+            "gauge",
+            "Connections being served.",
+            g(&self.open) as u64,
         );
-        let _ = writeln!(out, "# TYPE swarm_http_connections_open gauge");
-        let _ = writeln!(out, "swarm_http_connections_open {}", g(&self.open));
-        let _ = writeln!(
+        one(
             out,
-            "# HELP swarm_http_connections_accepted_total Connections accepted."
+            "swarm_http_connections_accepted_total",
+            "counter",
+            "Connections accepted.",
+            c(&self.accepted),
         );
-        let _ = writeln!(out, "# TYPE swarm_http_connections_accepted_total counter");
-        let _ = writeln!(
+        one(
             out,
-            "swarm_http_connections_accepted_total {}",
-            c(&self.accepted)
+            "swarm_http_reply_timeouts_total",
+            "counter",
+            "Connections reset because their client did not read a reply by its deadline \
+             (http.write_timeout_s of grace, then http.min_reply_rate bytes a second).",
+            c(&self.reply_timeouts),
+        );
+        one(
+            out,
+            "swarm_http_reply_bytes_sending",
+            "gauge",
+            "Bytes of large replies being sent now, which clients that read slowly hold (at \
+             256 MiB further ones get 503).",
+            c(&self.reply_bytes),
         );
         let _ = writeln!(
             out,
@@ -79,6 +108,19 @@ impl FrontStats {
                 c(v)
             );
         }
+    }
+
+    /// Notes that a connection found every place serving a request.
+    pub(super) fn note_full(&self) {
+        let ms = EPOCH.elapsed().as_millis() as u64 + 1;
+        self.full_at_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// Whether a connection found every place serving a request within
+    /// `window`: then requests other than health's are answered 503.
+    pub(crate) fn full_within(&self, window: Duration) -> bool {
+        let at = self.full_at_ms.load(Ordering::Relaxed);
+        at > 0 && EPOCH.elapsed().as_millis() as u64 + 1 - at <= window.as_millis() as u64
     }
 
     pub(super) fn refused(&self, status: u16) {

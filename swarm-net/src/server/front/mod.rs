@@ -41,6 +41,7 @@
 mod conn;
 mod ctx;
 mod limits;
+mod reply_budget;
 mod request;
 mod socket;
 mod tls;
@@ -195,6 +196,7 @@ fn accept_loop(listener: &TcpListener, ctx: &Arc<Ctx>) {
             continue;
         }
         ctx.stats.open.fetch_sub(1, Ordering::SeqCst);
+        ctx.stats.note_full();
         let over = ctx.stats.overflow_open.fetch_add(1, Ordering::SeqCst);
         if over < OVERFLOW_THREADS {
             spawn_conn(sock, peer, ctx, true);

@@ -192,7 +192,8 @@ impl Body<'_> {
     fn read_inner(&mut self, out: &mut [u8]) -> io::Result<usize> {
         if self.expect_continue {
             self.expect_continue = false;
-            self.conn.write_raw(b"HTTP/1.1 100 Continue\r\n\r\n")?;
+            let by = Instant::now() + self.limits.idle;
+            self.conn.write_by(b"HTTP/1.1 100 Continue\r\n\r\n", by)?;
         }
         loop {
             match self.framing {

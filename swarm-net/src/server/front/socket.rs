@@ -8,6 +8,9 @@ use std::time::{Duration, Instant};
 /// Bytes read from the socket per call.
 const READ_CHUNK: usize = 16 * 1024;
 
+/// How long a TLS close alert may take to go out.
+const CLOSE_NOTIFY_WAIT: Duration = Duration::from_secs(1);
+
 /// The socket under a connection.
 pub(crate) enum Stream {
     Plain(TcpStream),
@@ -22,6 +25,10 @@ pub(crate) enum Stream {
 pub(crate) struct TlsSocket {
     pub(super) sock: TcpStream,
     pub(super) deadline: Option<Instant>,
+    /// Writes end by this too: rustls writes whole records, as it reads them.
+    pub(super) write_deadline: Option<Instant>,
+    /// The socket's write timeout now (`None`: not set by this socket).
+    pub(super) write_armed: Option<Duration>,
 }
 
 impl Read for TlsSocket {
@@ -41,7 +48,15 @@ impl Read for TlsSocket {
 
 impl Write for TlsSocket {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.sock.write(buf)
+        if let Some(deadline) = self.write_deadline {
+            arm(
+                &self.sock,
+                &mut self.write_armed,
+                deadline,
+                TcpStream::set_write_timeout,
+            )?;
+        }
+        self.sock.write(buf).map_err(as_timeout)
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -66,6 +81,7 @@ impl Stream {
 
     pub(super) fn shutdown_write(&mut self) -> io::Result<()> {
         if let Stream::Tls(s) = self {
+            s.sock.write_deadline = Some(Instant::now() + CLOSE_NOTIFY_WAIT);
             // Tell the client the answer is complete (no truncation attack).
             s.conn.send_close_notify();
             let _ = s.conn.complete_io(&mut s.sock);
@@ -140,6 +156,8 @@ pub(crate) struct Conn {
     end: usize,
     /// The socket's read timeout now (`None`: not set by this connection).
     armed: Option<Duration>,
+    /// The same for writes (of a plain socket; a TLS one keeps its own).
+    write_armed: Option<Duration>,
 }
 
 /// The read timeout to set for `left` until a deadline: rounded down to
@@ -162,6 +180,7 @@ impl Conn {
             start: 0,
             end: 0,
             armed: None,
+            write_armed: None,
         }
     }
 
@@ -228,15 +247,58 @@ impl Conn {
         read_by(&mut self.stream, &mut self.armed, out, deadline)
     }
 
-    pub(super) fn write_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.stream.write_all(bytes)?;
-        self.stream.flush()
+    /// Closes the connection with a reset: what its client did not read is
+    /// dropped, not left in the kernel's send buffer (up to megabytes) for
+    /// a client that reads a trickle.
+    pub(super) fn reset(self) {
+        let _ = rustix::net::sockopt::set_socket_linger(self.stream.tcp(), Some(Duration::ZERO));
+    }
+
+    /// Writes all of `bytes` (and flushes them) by `deadline`, however
+    /// slowly the client reads: each write's own timeout alone started over
+    /// with every partial send, so a client reading a trickle held the
+    /// connection as long as it liked (h110).
+    pub(super) fn write_by(&mut self, bytes: &[u8], deadline: Instant) -> io::Result<()> {
+        if let Stream::Tls(s) = &mut self.stream {
+            s.sock.write_deadline = Some(deadline);
+        }
+        let mut rest = bytes;
+        loop {
+            if let Stream::Plain(s) = &self.stream {
+                arm(
+                    s,
+                    &mut self.write_armed,
+                    deadline,
+                    TcpStream::set_write_timeout,
+                )?;
+            }
+            let done = rest.is_empty();
+            let r = if done {
+                self.stream.flush().map(|()| 0)
+            } else {
+                self.stream.write(rest)
+            };
+            match r.map_err(as_timeout) {
+                Ok(_) if done => return Ok(()),
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => rest = &rest[n..],
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::TimedOut && Instant::now() < deadline => {}
+                Err(e) => return Err(e),
+            }
+        }
     }
 }
 
-/// Sets the socket's read timeout unless the one it has (`armed`) already
-/// ends a read by `deadline` and is not far shorter than what is left.
-fn arm(stream: &Stream, armed: &mut Option<Duration>, deadline: Instant) -> io::Result<()> {
+/// Sets the socket's read (or write) timeout with `set` unless the one it
+/// has (`armed`) already ends a read by `deadline` and is not far shorter
+/// than what is left.
+fn arm(
+    sock: &TcpStream,
+    armed: &mut Option<Duration>,
+    deadline: Instant,
+    set: fn(&TcpStream, Option<Duration>) -> io::Result<()>,
+) -> io::Result<()> {
     let left = deadline.saturating_duration_since(Instant::now());
     if left.is_zero() {
         return Err(timed_out());
@@ -245,7 +307,7 @@ fn arm(stream: &Stream, armed: &mut Option<Duration>, deadline: Instant) -> io::
         return Ok(());
     }
     let timeout = timeout_for(left);
-    stream.tcp().set_read_timeout(Some(timeout))?;
+    set(sock, Some(timeout))?;
     *armed = Some(timeout);
     Ok(())
 }
@@ -260,7 +322,7 @@ fn read_by(
 ) -> io::Result<usize> {
     stream.read_by_deadline(deadline);
     loop {
-        arm(stream, armed, deadline)?;
+        arm(stream.tcp(), armed, deadline, TcpStream::set_read_timeout)?;
         match stream.read(out).map_err(as_timeout) {
             Err(e) if e.kind() == io::ErrorKind::TimedOut && Instant::now() < deadline => {}
             r => return r,

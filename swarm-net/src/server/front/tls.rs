@@ -154,6 +154,8 @@ pub(super) fn accept(
     let sock = TlsSocket {
         sock,
         deadline: Some(deadline),
+        write_deadline: None,
+        write_armed: None,
     };
     let mut stream = StreamOwned::new(conn, sock);
     while stream.conn.is_handshaking() {
