@@ -888,6 +888,11 @@ fn impersonation_and_hijack_by_re_registering_are_refused() {
         "{v}"
     );
     build.finish(&server);
+    // A name that reads as the enrolled drone's in a list is not taken without a credential.
+    for lookalike in ["HONEST", "Honest"] {
+        let (code, v) = register(None, json!({ "name": lookalike }));
+        assert_eq!(code, 403, "{lookalike}: {v}");
+    }
     // Revoked: the honest token stops working at once.
     let token = std::fs::read_to_string(dir.path().join("honest.token")).expect("token");
     let (code, _) = server.admin_post("/api/v1/nodes/honest/revoke", &json!({}));

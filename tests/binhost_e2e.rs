@@ -409,6 +409,17 @@ fn real_portage_installs_the_world_from_a_published_release_and_follows_a_rollba
         why.contains("=app-misc/plugin-1.0 is in the current generation but not in the release"),
         "{why}"
     );
+    // A script asking for JSON gets the gate's reasons on stdout, and the refusal (h109).
+    let refused = swarm(&server, &["release", "publish", "r2", "--json"]);
+    assert!(!refused.status.success(), "the gate let r2 through");
+    let said: Value = serde_json::from_slice(&refused.stdout).expect("JSON on stdout");
+    assert_eq!(said["published"], false, "{said}");
+    assert!(
+        said["gate"]["reasons"]
+            .to_string()
+            .contains("=app-misc/plugin-1.0"),
+        "{said}"
+    );
     // A client of r1 that read its index before the switch keeps finding its files.
     let (_, r1_index) = request("GET", &format!("{binhost}/Packages"), None, None);
     let r1_paths = paths_of(r1_index.as_str().unwrap_or_default());

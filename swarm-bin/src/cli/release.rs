@@ -133,8 +133,9 @@ enum ReleaseCmd {
         #[arg(long)]
         json: bool,
     },
-    /// Remove releases retention does not protect. The published release, the
-    /// kept and tagged ones and the newest few always stay.
+    /// Remove releases retention does not protect, without asking (--dry-run first to
+    /// see). The published release, the kept and tagged ones and the newest
+    /// `release_keep` (5 by default; `swarm release list` says how many) always stay.
     Purge {
         #[command(flatten)]
         admin: AdminArgs,
@@ -213,14 +214,23 @@ pub(crate) fn run(args: ReleaseArgs) -> anyhow::Result<()> {
             json,
         } => {
             let body = json!({ "force": force, "reason": reason });
-            let v = post(
-                &admin,
-                &at(
-                    &format!("/api/v1/releases/{}/publish", encode(&name)),
-                    profile,
-                ),
-                &body,
-            )?;
+            let path = format!("/api/v1/releases/{}/publish", encode(&name));
+            let v = match post(&admin, &at(&path, profile), &body) {
+                Ok(v) => v,
+                // A script asked for JSON: it gets the gate's reasons on stdout too (h109), and
+                // the refusal still fails the command.
+                Err(e) if json && refused_by_gate(&e) => {
+                    let gate = format!("/api/v1/releases/{}/gate", encode(&name));
+                    let g: Value = admin
+                        .server
+                        .client()?
+                        .get_json(&at(&gate, profile), Auth::None)
+                        .map_err(read_error)?;
+                    emit_json(&json!({ "published": false, "error": e.to_string(), "gate": g }))?;
+                    return Err(e);
+                }
+                Err(e) => return Err(e),
+            };
             out(json, &v, render_published)
         }
         ReleaseCmd::Rollback { admin, json } => {
@@ -293,6 +303,13 @@ fn post(admin: &AdminArgs, path: &str, body: &Value) -> anyhow::Result<Value> {
     c.client
         .post_json(path, body, Auth::Admin)
         .map_err(|e| admin_error(e, &c.token_source))
+}
+
+/// Whether a publish was refused by the safety gate (409), not by anything else.
+fn refused_by_gate(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<swarm_net::client::ClientError>()
+        .and_then(|c| c.status())
+        == Some(409)
 }
 
 fn out(json: bool, v: &Value, render: impl Fn(&Value) -> String) -> anyhow::Result<()> {
@@ -386,8 +403,14 @@ fn render_list(v: &Value, now: u64) -> String {
         return "no releases yet: swarm release create\n".into();
     }
     let published = v["published"].as_str().unwrap_or("none");
+    let kept = v["keep_last"]
+        .as_u64()
+        .map(|n| {
+            format!("purge keeps the published, kept and tagged releases and the newest {n}\n")
+        })
+        .unwrap_or_default();
     format!(
-        "{}published: {published} (served under {})\n",
+        "{}published: {published} (served under {})\n{kept}",
         t.render(),
         v["binhost"].as_str().unwrap_or("/binhost/")
     )
@@ -522,6 +545,7 @@ mod tests {
     fn list_marks_the_published_release() {
         let v = json!({
             "published": "r2",
+            "keep_last": 5,
             "releases": [
                 {"name": "r1", "created_at_ms": 1_000, "packages": 3, "bytes": 3_145_728, "generation": 1, "kept": true, "tags": ["stable"], "published": false},
                 {"name": "r2", "created_at_ms": 61_000, "packages": 4, "bytes": 0, "generation": 2, "kept": false, "tags": [], "published": true}
@@ -533,7 +557,10 @@ mod tests {
         assert!(text.contains("3.0 MiB"), "{text}");
         assert!(text.contains("stable"), "{text}");
         assert!(
-            text.ends_with("published: r2 (served under /binhost/)\n"),
+            text.ends_with(
+                "published: r2 (served under /binhost/)\npurge keeps the published, kept and \
+                 tagged releases and the newest 5\n"
+            ),
             "{text}"
         );
     }

@@ -517,8 +517,11 @@ impl Releases {
             .find(|n| **n != current && st.info(n).is_some())
             .cloned()
         else {
+            // A rollback takes its own step back out of the history: after one, a release
+            // published later still exists, and "the only one" misled (h109).
             return Err(ReleaseError::NoRollback(format!(
-                "{current} is the only release ever published that still exists"
+                "no release published before {current} still exists; to undo a rollback, \
+                 publish the later release again by name (`swarm release publish NAME`)"
             )));
         };
         Ok((current, target))

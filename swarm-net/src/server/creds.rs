@@ -74,6 +74,17 @@ impl Credentials {
         self.by_name.read().is_ok_and(|m| m.contains_key(name))
     }
 
+    /// An enrolled name that `name` differs from only in letter case, if any: `ALPHA`
+    /// beside an enrolled `alpha` reads as that drone in a list (h110).
+    pub(crate) fn enrolled_like(&self, name: &str) -> Option<String> {
+        let m = self.by_name.read().ok()?;
+        if m.contains_key(name) {
+            return None;
+        }
+        let folded = name.to_lowercase();
+        m.keys().find(|k| k.to_lowercase() == folded).cloned()
+    }
+
     /// How many drones hold a credential (revoked ones left out).
     pub(crate) fn count(&self) -> usize {
         self.by_name

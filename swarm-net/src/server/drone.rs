@@ -98,6 +98,16 @@ pub(crate) fn register(sh: &Shared, req: &mut Request, caller: &Caller) -> Resul
         ));
     }
     act_as(sh, caller, Some(name.as_str()), "register")?;
+    if let Some(enrolled) = sh.creds.enrolled_like(name.as_str()) {
+        return Err(forbid(
+            sh,
+            caller,
+            format!(
+                "the name {name} differs only in letter case from the enrolled drone {enrolled}; \
+                 enroll it under its own name first (`swarm node enroll {name}`)"
+            ),
+        ));
+    }
     // `known` holds every drone the core knows (seeded at start, added on
     // registration, dropped on removal), so the gate needs no look at the
     // core: a registration must not make the writer copy a large queue

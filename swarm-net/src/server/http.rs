@@ -14,12 +14,31 @@ pub(crate) struct ApiError {
     pub(crate) body: ErrorBody,
 }
 
+/// The longest error text a reply carries: many errors quote the bad value, and a 100 KB
+/// atom came back whole (h110).
+const MAX_ERROR_TEXT: usize = 4 * 1024;
+
+/// `text`, cut to [`MAX_ERROR_TEXT`] at a character boundary, saying how much was cut.
+fn bounded(mut text: String) -> String {
+    if text.len() <= MAX_ERROR_TEXT {
+        return text;
+    }
+    let mut at = MAX_ERROR_TEXT;
+    while !text.is_char_boundary(at) {
+        at -= 1;
+    }
+    let cut = text.len() - at;
+    text.truncate(at);
+    text.push_str(&format!("… ({cut} more bytes)"));
+    text
+}
+
 impl ApiError {
     pub(crate) fn new(status: u16, error: impl Into<String>) -> ApiError {
         ApiError {
             status,
             body: ErrorBody {
-                error: error.into(),
+                error: bounded(error.into()),
                 field: None,
             },
         }
@@ -29,7 +48,7 @@ impl ApiError {
         ApiError {
             status,
             body: ErrorBody {
-                error: error.into(),
+                error: bounded(error.into()),
                 field: Some(field.to_string()),
             },
         }
@@ -373,6 +392,18 @@ fn split_authority(a: &str) -> (&str, Option<&str>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_error_quoting_a_huge_value_is_cut_and_says_so() {
+        let e = ApiError::field(400, "package", format!("bad atom {:?}", "é".repeat(60_000)));
+        assert!(
+            e.body.error.len() <= MAX_ERROR_TEXT + 32,
+            "{}",
+            e.body.error.len()
+        );
+        assert!(e.body.error.ends_with("more bytes)"), "{}", e.body.error);
+        assert_eq!(ApiError::bad("short").body.error, "short");
+    }
 
     #[test]
     fn a_browser_request_from_another_origin_is_refused() {
