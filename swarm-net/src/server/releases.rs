@@ -142,9 +142,10 @@ pub(crate) fn note_completed_at_open(sh: &Shared, r: &Releases, profile: Option<
             sh,
             "published",
             &label,
-            "completed at start: the server stopped in the middle of publishing it, after \
-             saving it as published; the publish's own event (and a forced publish's reason) \
-             was not recorded"
+            "completed at start: the served index was not this release's although it is the \
+             published one (the server stopped in the middle of publishing it, or the index \
+             file was changed), and it was written again; a publish cut short recorded no \
+             event of its own (nor a forced publish's reason)"
                 .to_string(),
         );
     }
@@ -260,31 +261,68 @@ fn not_ours(
 /// taken back or it was returned: the next release served it, the gate passed it, and
 /// clients installed it (h109). Files with no lease (a v3 drone's copies), and those
 /// whose lease the history no longer holds (retention), are taken as before.
-fn unconfirmed_uploads(sh: &Shared, staging: &std::path::Path) -> BTreeMap<String, String> {
+///
+/// A history that cannot be read fails the create (h111 F6): every such file would
+/// otherwise be released unchecked.
+fn unconfirmed_uploads(
+    sh: &Shared,
+    staging: &std::path::Path,
+) -> Result<BTreeMap<String, String>, ApiError> {
     let stored = super::upload_lease::stored_under_leases(staging);
     if stored.is_empty() {
-        return BTreeMap::new();
+        return Ok(BTreeMap::new());
     }
-    sh.with_history(|h| {
-        let mut out = BTreeMap::new();
-        for (rel, lease) in stored {
-            let why = match h.lease_outcome(lease.0)? {
-                None => continue,
-                Some(Some(outcome)) if outcome == "success" => continue,
-                Some(None) => format!(
-                    "uploaded under lease {lease}, whose build has not reported yet: only a \
-                     successful build's binary is released"
-                ),
-                Some(Some(outcome)) => format!(
-                    "uploaded under lease {lease}, whose build ended {outcome}: only a \
-                     successful build's binary is released"
-                ),
-            };
-            out.insert(rel, why);
+    let (out, ended) = sh
+        .with_history(|h| {
+            let mut out = BTreeMap::new();
+            let mut ended = Vec::new();
+            for (rel, lease) in stored {
+                let why = match h.lease_outcome(lease.0)? {
+                    None => continue,
+                    Some(Some(outcome)) if outcome == "success" => continue,
+                    Some(None) => format!(
+                        "uploaded under lease {lease}, whose build has not reported yet: only a \
+                         successful build's binary is released"
+                    ),
+                    Some(Some(outcome)) => {
+                        ended.push((rel.clone(), lease, outcome.clone()));
+                        format!(
+                            "uploaded under lease {lease}, whose build ended {outcome}: only a \
+                             successful build's binary is released"
+                        )
+                    }
+                };
+                out.insert(rel, why);
+            }
+            Ok((out, ended))
+        })
+        .map_err(history_unreadable)?;
+    // A build that ended otherwise vouches for its binary never: it goes now, while the
+    // history still knows that lease (retention forgets it after a while, h111 F4).
+    for (rel, lease, outcome) in ended {
+        match super::upload_lease::discard_if_still(staging, &rel, lease) {
+            Ok(true) => {
+                tracing::warn!(file = %rel, lease = lease.0, outcome = %outcome, "removed from staging: the binary of a build that did not succeed, which no release takes")
+            }
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(file = %rel, error = %e, "cannot remove from staging the binary of a build that did not succeed; releases still leave it out")
+            }
         }
-        Ok(out)
-    })
-    .unwrap_or_default()
+    }
+    Ok(out)
+}
+
+/// The answer to a create when the history cannot be read.
+fn history_unreadable(e: ApiError) -> ApiError {
+    ApiError::new(
+        503,
+        format!(
+            "cannot read the build history, which says which staged binaries successful builds \
+             stored ({}); nothing was made, try again",
+            e.body.error
+        ),
+    )
 }
 
 pub(crate) fn create(sh: &Shared, req: &mut Request, url: &str) -> Result<Reply, ApiError> {
@@ -331,7 +369,7 @@ pub(crate) fn create(sh: &Shared, req: &mut Request, url: &str) -> Result<Reply,
         expected: view.profile_env(&r.profile).cloned(),
     };
     let now = (sh.clock)().0;
-    let unconfirmed = unconfirmed_uploads(sh, r.staging());
+    let unconfirmed = unconfirmed_uploads(sh, r.staging())?;
     let refuse = |cpv: &str, rel: &str| {
         unconfirmed
             .get(rel)

@@ -312,6 +312,29 @@ pub(crate) fn record(
     super::lease_files::record(staging, category, file, lease).map_err(io)
 }
 
+/// Removes `category/file` from `staging`, and its record, if the upload under `lease` is
+/// still what it holds: checked under `PLACING`, so a newer upload placing its file is never
+/// the one removed. True if it was removed.
+pub(crate) fn discard_if_still(staging: &Path, rel: &str, lease: LeaseId) -> std::io::Result<bool> {
+    let Some((category, file)) = rel.split_once('/') else {
+        return Ok(false);
+    };
+    let _placing = super::staged_path::PLACING
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    let record = record_path(staging, category, file);
+    let still = std::fs::read_to_string(&record)
+        .ok()
+        .and_then(|t| t.trim().parse::<u64>().ok())
+        == Some(lease.0);
+    if !still {
+        return Ok(false);
+    }
+    std::fs::remove_file(staging.join(category).join(file))?;
+    let _ = std::fs::remove_file(&record);
+    Ok(true)
+}
+
 /// Every file in `staging` an upload stored under a lease, as its path in
 /// staging (`category/file`) and the lease; files a v3 drone copied in have none.
 pub(crate) fn stored_under_leases(staging: &Path) -> Vec<(String, LeaseId)> {

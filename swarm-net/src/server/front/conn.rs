@@ -4,6 +4,7 @@
 
 use super::ctx::{Ctx, Phase};
 use super::limits::HttpLimits;
+use super::pace::Pace;
 use super::reply_budget;
 use super::request::{reason, Body, Chunk, Framing, Method, Request, Response, ResponseBody};
 use super::socket::{Conn, Stream};
@@ -50,6 +51,11 @@ pub(super) fn serve(
 ) {
     let _ = stream.tcp().set_write_timeout(Some(limits.write_timeout));
     let mut conn = Conn::new(stream);
+    let mut pace = Pace::new(limits);
+    // A client behind on its replies may make room for a newcomer (h111 F2).
+    let mut behind = || {
+        ctx.enter(id, Phase::Behind);
+    };
     let mut first = true;
     loop {
         let head = match read_head(&mut conn, ctx, limits, id, first) {
@@ -60,7 +66,13 @@ pub(super) fn serve(
                 tracing::debug!(%peer, status, error = %why, "request refused before routing");
                 let body = serde_json::json!({ "error": why }).to_string();
                 let refusal = Response::json(status, body);
-                let _ = write_response(&mut conn, refusal, limits, false, false, true);
+                let mut out = Out {
+                    conn: &mut conn,
+                    pace: &mut pace,
+                    behind: &mut behind,
+                    said_behind: false,
+                };
+                let _ = write_response(&mut out, refusal, false, false, true);
                 linger(&mut conn);
                 return;
             }
@@ -132,7 +144,13 @@ pub(super) fn serve(
                 (busy, None)
             }
         };
-        match write_response(&mut conn, resp, limits, keep, head_only, http11) {
+        let mut out = Out {
+            conn: &mut conn,
+            pace: &mut pace,
+            behind: &mut behind,
+            said_behind: false,
+        };
+        match write_response(&mut out, resp, keep, head_only, http11) {
             Err(e) if e.kind() == io::ErrorKind::TimedOut => {
                 ctx.stats.reply_timeouts.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(%peer, "a reply was not read by its deadline: connection reset");
@@ -375,22 +393,46 @@ fn check_head(p: &httparse::Request<'_, '_>, max_url: usize) -> Result<Head, NoH
 }
 
 /// Bodies up to this size go out in one write with their head; a larger
-/// one is written after it, not copied next to it.
+/// one is written after it, not copied next to it, in pieces of this size
+/// (each credited to the connection's pace as it goes).
 const ONE_WRITE_MAX: usize = 64 * 1024;
 
-/// Writes one response: a fixed body with its length in one write, or a
-/// stream as chunks flushed as they come. A fixed body must be read by
-/// its deadline (`HttpLimits::reply_deadline`), each chunk of a stream by
-/// its own.
+/// Where a connection's replies are written: its socket, its pace, and what
+/// to do once it falls behind (mark it as one that may make room).
+struct Out<'a> {
+    conn: &'a mut Conn,
+    pace: &'a mut Pace,
+    behind: &'a mut dyn FnMut(),
+    said_behind: bool,
+}
+
+impl Out<'_> {
+    /// Writes `bytes` in pieces, each by the deadline the connection's pace gives it.
+    fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
+        for piece in bytes.chunks(ONE_WRITE_MAX) {
+            let began = Instant::now();
+            let by = self.pace.deadline(piece.len(), began);
+            let wrote = self.conn.write_by(piece, by);
+            self.pace.spent(began, Instant::now());
+            if self.pace.behind() && !self.said_behind {
+                self.said_behind = true;
+                (self.behind)();
+            }
+            wrote?;
+        }
+        Ok(())
+    }
+}
+
+/// Writes one response: a fixed body with its length, or a stream as chunks
+/// flushed as they come, each write held to the connection's pace.
 fn write_response(
-    conn: &mut Conn,
+    w: &mut Out<'_>,
     resp: Response,
-    limits: &HttpLimits,
     keep: bool,
     head_only: bool,
     http11: bool,
 ) -> io::Result<()> {
-    let started = Instant::now();
     let mut out = Vec::with_capacity(256);
     // `nosniff` on every reply: a browser never runs a body a drone or an
     // upload controls (a log, a binary package) as a script, which the
@@ -412,23 +454,21 @@ fn write_response(
         ResponseBody::Bytes(body) => {
             let _ = write!(out, "Content-Length: {}\r\n\r\n", body.len());
             let body: &[u8] = if head_only { &[] } else { &body };
-            let by = limits.reply_deadline((out.len() + body.len()) as u64, started);
             if body.len() <= ONE_WRITE_MAX {
                 out.extend_from_slice(body);
-                return conn.write_by(&out, by);
+                return w.send(&out);
             }
-            conn.write_by(&out, by)?;
-            conn.write_by(body, by)
+            w.send(&out)?;
+            w.send(body)
         }
         ResponseBody::Sized(reader, len) => {
             let _ = write!(out, "Content-Length: {len}\r\n\r\n");
-            let by = limits.reply_deadline(out.len() as u64 + len, started);
-            conn.write_by(&out, by)?;
+            w.send(&out)?;
             if head_only {
                 return Ok(());
             }
             let mut reader = reader.take(len);
-            let mut buf = vec![0u8; 64 * 1024];
+            let mut buf = vec![0u8; ONE_WRITE_MAX];
             let mut sent = 0u64;
             loop {
                 let n = match reader.read(&mut buf) {
@@ -437,7 +477,7 @@ fn write_response(
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     Err(e) => return Err(e),
                 };
-                conn.write_by(&buf[..n], by)?;
+                w.send(&buf[..n])?;
                 sent += n as u64;
             }
             if sent < len {
@@ -462,9 +502,7 @@ fn write_response(
                 out.extend_from_slice(b"Cache-Control: no-cache\r\n");
             }
             out.extend_from_slice(b"\r\n");
-            // A stream waits for news between chunks: each chunk has its own deadline.
-            let by = |len: usize| limits.reply_deadline(len as u64, Instant::now());
-            conn.write_by(&out, by(out.len()))?;
+            w.send(&out)?;
             // A reply to HEAD ends with its head: a last chunk sent after
             // it was read as the start of the next reply on the connection.
             if head_only {
@@ -479,17 +517,17 @@ fn write_response(
                     Err(e) => return Err(e),
                 };
                 if !http11 {
-                    conn.write_by(&buf[..n], by(n))?;
+                    w.send(&buf[..n])?;
                     continue;
                 }
                 let mut chunk = Vec::with_capacity(n + 16);
                 let _ = write!(chunk, "{n:x}\r\n");
                 chunk.extend_from_slice(&buf[..n]);
                 chunk.extend_from_slice(b"\r\n");
-                conn.write_by(&chunk, by(chunk.len()))?;
+                w.send(&chunk)?;
             }
             if http11 {
-                conn.write_by(b"0\r\n\r\n", by(5))
+                w.send(b"0\r\n\r\n")
             } else {
                 Ok(())
             }

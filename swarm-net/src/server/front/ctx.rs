@@ -26,6 +26,7 @@ pub(crate) struct FrontStats {
     /// Closed to make room for a new connection, by what they were doing.
     pub(crate) evicted_idle: AtomicU64,
     pub(crate) evicted_head: AtomicU64,
+    pub(crate) evicted_behind: AtomicU64,
     /// Connections reset because a reply was not read by its deadline.
     pub(crate) reply_timeouts: AtomicU64,
     /// Bytes of large replies being sent now (`reply_budget`).
@@ -98,10 +99,14 @@ impl FrontStats {
         }
         let _ = writeln!(
             out,
-            "# HELP swarm_http_evicted_total Connections closed to make room for a new one while all were taken, by what they were doing: idle between requests, or not done sending their request headers."
+            "# HELP swarm_http_evicted_total Connections closed to make room for a new one while all were taken, by what they were doing: idle between requests, not done sending their request headers, or behind on reading their replies."
         );
         let _ = writeln!(out, "# TYPE swarm_http_evicted_total counter");
-        for (state, v) in [("idle", &self.evicted_idle), ("head", &self.evicted_head)] {
+        for (state, v) in [
+            ("idle", &self.evicted_idle),
+            ("head", &self.evicted_head),
+            ("behind", &self.evicted_behind),
+        ] {
             let _ = writeln!(
                 out,
                 "swarm_http_evicted_total{{state=\"{state}\"}} {}",
@@ -157,6 +162,9 @@ pub(crate) struct Ctx {
 /// ```text
 ///  accept ──▶ Head ──head complete──▶ Busy ──answer written, keep-alive──▶ Idle
 ///              ▲                       (never evicted)                      │
+///              │                         │ client behind on its replies     │
+///              │                         ▼                                  │
+///              │                       Behind (evicted last)                │
 ///              └──────────────────first byte of the next request────────────┘
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -167,6 +175,9 @@ pub(super) enum Phase {
     Idle,
     /// Serving a request: its body, the handler, the answer.
     Busy,
+    /// Answering a client that reads its replies slower than `min_reply_rate`
+    /// (`pace`): closed to make room after the idle and the half-sent ones.
+    Behind,
 }
 
 /// One open connection in the registry.
@@ -253,7 +264,8 @@ impl Ctx {
         };
         let (id, phase) = oldest(Phase::Idle)
             .map(|id| (id, Phase::Idle))
-            .or_else(|| oldest(Phase::Head).map(|id| (id, Phase::Head)))?;
+            .or_else(|| oldest(Phase::Head).map(|id| (id, Phase::Head)))
+            .or_else(|| oldest(Phase::Behind).map(|id| (id, Phase::Behind)))?;
         let slot = socks.remove(&id)?;
         // Its thread will not count itself out (it is not booked any more).
         stats.open.fetch_sub(1, Ordering::SeqCst);
@@ -261,6 +273,7 @@ impl Ctx {
         let _ = slot.sock.shutdown(Shutdown::Both);
         let counter = match phase {
             Phase::Idle => &stats.evicted_idle,
+            Phase::Behind => &stats.evicted_behind,
             _ => &stats.evicted_head,
         };
         counter.fetch_add(1, Ordering::Relaxed);
@@ -323,6 +336,23 @@ mod tests {
         assert!(ctx.make_room());
         assert_eq!(ctx.stats.evicted_head.load(Ordering::SeqCst), 1);
         assert!(!ctx.enter(0, Phase::Busy), "the oldest head was closed");
+    }
+
+    /// h111 F2: clients that read their replies at a trickle, reset and back at once, held
+    /// every place. One behind on its replies makes room once no idle or half-sent one is
+    /// left; one answering a client that keeps up never does.
+    #[test]
+    fn a_connection_behind_on_its_replies_makes_room_after_the_idle_and_half_sent_ones() {
+        let ctx = ctx();
+        let _clients = book(&ctx, 0..3);
+        assert!(ctx.enter(0, Phase::Busy));
+        assert!(ctx.enter(1, Phase::Behind));
+        assert_eq!(evict_one(&ctx), Some(Phase::Head));
+        assert!(!ctx.enter(2, Phase::Busy), "the half-sent head went first");
+        assert_eq!(evict_one(&ctx), Some(Phase::Behind));
+        assert!(!ctx.enter(1, Phase::Idle), "then the one behind");
+        assert_eq!(evict_one(&ctx), None, "never the one keeping up");
+        assert_eq!(ctx.stats.evicted_behind.load(Ordering::SeqCst), 1);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The bounds of the front door, set by the operator (`[http]`).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The bounds of the front door. Every wait has a timeout, every input a cap.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -20,13 +20,13 @@ pub struct HttpLimits {
     /// After one body idle timeout of grace, the body must arrive at least
     /// this fast on average (bytes per second), whatever its size.
     pub min_body_rate: u64,
-    /// One write of a reply may block this long; also the grace before
-    /// `min_reply_rate` applies.
+    /// How far behind `min_reply_rate` a client may fall while it reads its
+    /// replies (see `pace`): a write may block this long on a new connection.
     pub write_timeout: Duration,
-    /// After one write timeout of grace, a reply must be read at least this
-    /// fast on average (bytes per second), else the connection is closed. A
-    /// connection is never evicted while it answers, so a client reading a
-    /// trickle would hold its place, and the reply's memory, for hours (h110).
+    /// Replies must be read at least this fast on average (bytes per second),
+    /// give or take `write_timeout`, else the connection is reset: a client
+    /// reading a trickle held its place, and the reply's memory, for hours
+    /// (h110, h111).
     pub min_reply_rate: u64,
     /// Request line plus headers (beyond: 431).
     pub max_header_bytes: usize,
@@ -50,10 +50,6 @@ impl Default for HttpLimits {
     }
 }
 
-/// No reply is given longer than this (a week) beyond its grace, whatever
-/// its size, so a deadline never overflows.
-const MAX_REPLY_SECS: u64 = 7 * 24 * 3600;
-
 /// The smallest listen queue, whatever `max_connections` is.
 const MIN_LISTEN_BACKLOG: usize = 1024;
 
@@ -63,12 +59,6 @@ impl HttpLimits {
     /// dropped. Not a bound on what is served (`max_connections` is).
     pub(crate) fn listen_backlog(&self) -> usize {
         self.max_connections.max(MIN_LISTEN_BACKLOG)
-    }
-
-    /// When a reply of `len` bytes begun at `from` must be sent.
-    pub(super) fn reply_deadline(&self, len: u64, from: Instant) -> Instant {
-        let secs = len / self.min_reply_rate.max(1);
-        from + self.write_timeout + Duration::from_secs(secs.min(MAX_REPLY_SECS))
     }
 
     pub(super) fn body(&self) -> BodyLimits {

@@ -41,6 +41,7 @@
 mod conn;
 mod ctx;
 mod limits;
+mod pace;
 mod reply_budget;
 mod request;
 mod socket;
