@@ -453,20 +453,7 @@ fn clients_reading_replies_at_a_trickle_lose_their_places() {
         })
         .collect();
     let _stop_on_drop = StopOnDrop(stop.clone());
-    let register = b"POST /api/v1/register HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 15\r\nConnection: close\r\n\r\n{\"name\":\"late\"}";
-    let until = Instant::now() + Duration::from_secs(30);
-    loop {
-        let answer = raw(&server, register);
-        if status_of(&answer) == 200 {
-            break;
-        }
-        assert_eq!(status_of(&answer), 503, "{answer}");
-        assert!(
-            Instant::now() < until,
-            "the slow readers still hold every place after 30 s"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    register_once_there_is_room(&server, 30);
     // Every reader's place is given back: reset once behind by more than the
     // grace, or closed to make room while behind (or between two of its
     // pipelined requests).
@@ -478,6 +465,45 @@ fn clients_reading_replies_at_a_trickle_lose_their_places() {
     for r in readers {
         r.join().expect("reader");
     }
+}
+
+/// A drone's register on a new connection, asked every 200 ms until it is answered 200
+/// (503 meanwhile: every place taken), within `secs`.
+fn register_once_there_is_room(server: &Server, secs: u64) {
+    let register = b"POST /api/v1/register HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 15\r\nConnection: close\r\n\r\n{\"name\":\"late\"}";
+    let until = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let answer = raw(server, register);
+        if status_of(&answer) == 200 {
+            return;
+        }
+        assert_eq!(status_of(&answer), 503, "{answer}");
+        assert!(
+            Instant::now() < until,
+            "no place for a drone after {secs} s"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A download of a 64 MiB file on the binhost (made if missing) that has begun and of
+/// which the client reads nothing more.
+fn stalled_download(server: &Server) -> TcpStream {
+    let big = server.data_dir.join("binhost/big.bin");
+    if !big.exists() {
+        std::fs::File::create(&big)
+            .and_then(|f| f.set_len(64 << 20))
+            .expect("a 64 MiB file on the binhost");
+    }
+    let mut s = small_window_connection(server);
+    s.write_all(b"GET /binhost/big.bin HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .expect("ask");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut first = [0u8; 12];
+    s.read_exact(&mut first).expect("the answer begins");
+    assert_eq!(&first, b"HTTP/1.1 200");
+    s
 }
 
 /// Waits until the server serves at most the one connection asking.
@@ -502,18 +528,7 @@ fn a_client_that_stops_reading_a_large_download_is_reset_within_the_grace() {
     let dir = tempfile::tempdir().expect("tempdir");
     let env = [("SWARM_HTTP_WRITE_TIMEOUT_S", "2")];
     let server = Server::start(&dir.path().join("server"), &env);
-    let big = server.data_dir.join("binhost/big.bin");
-    std::fs::File::create(&big)
-        .and_then(|f| f.set_len(64 << 20))
-        .expect("a 64 MiB file on the binhost");
-    let mut s = small_window_connection(&server);
-    s.write_all(b"GET /binhost/big.bin HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-        .expect("ask");
-    s.set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    let mut first = [0u8; 12];
-    s.read_exact(&mut first).expect("the answer begins");
-    assert_eq!(&first, b"HTTP/1.1 200");
+    let s = stalled_download(&server);
     // Read nothing more: reset well within a minute, not after size / rate.
     let until = Instant::now() + Duration::from_secs(45);
     while metric(&server, "swarm_http_reply_timeouts_total ") < 1.0 {
@@ -525,6 +540,26 @@ fn a_client_that_stops_reading_a_large_download_is_reset_within_the_grace() {
     }
     wait_places_given_back(&server);
     drop(s);
+}
+
+/// h112 M1: a client that reads nothing of a large download was marked as behind only as
+/// its write gave up, so until its reset (twice the grace) its place could not make room,
+/// and clients that reconnect at once held every place. It is marked once it has used half
+/// its grace, and from then on a newcomer takes its place.
+#[test]
+fn a_client_reading_nothing_makes_room_for_a_drone_before_its_reset() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Reset after 40 s of a blocked write (twice the grace); behind after 30 s.
+    let env = [
+        ("SWARM_HTTP_WRITE_TIMEOUT_S", "20"),
+        ("SWARM_HTTP_MAX_CONNECTIONS", "2"),
+    ];
+    let server = Server::start(&dir.path().join("server"), &env);
+    let _stalled: Vec<TcpStream> = (0..2).map(|_| stalled_download(&server)).collect();
+    register_once_there_is_room(&server, 60);
+    // Room was made by closing a stalled download, not by its reset 10 s later.
+    assert!(metric(&server, "swarm_http_evicted_total{state=\"behind\"} ") >= 1.0);
+    assert_eq!(metric(&server, "swarm_http_reply_timeouts_total "), 0.0);
 }
 
 /// Stops the trickling readers on drop, so a failed assertion ends them.

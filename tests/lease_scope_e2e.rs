@@ -177,6 +177,11 @@ fn a_release_takes_only_binaries_whose_builds_succeeded() {
         staged(&s, "app-misc"),
         ["good-1.gpkg.tar", "late-1.gpkg.tar"]
     );
+    let removed = v["removed_from_staging"].to_string();
+    assert!(
+        removed.contains("app-misc/bad-1.gpkg.tar") && removed.contains("ended failed"),
+        "{removed}"
+    );
 
     // Once its build reports success, the waiting binary is released.
     report("=app-misc/late-1", "success");

@@ -267,10 +267,19 @@ fn not_ours(
 fn unconfirmed_uploads(
     sh: &Shared,
     staging: &std::path::Path,
-) -> Result<BTreeMap<String, String>, ApiError> {
-    let stored = super::upload_lease::stored_under_leases(staging);
+) -> Result<(BTreeMap<String, String>, Vec<String>), ApiError> {
+    let stored = super::upload_lease::stored_under_leases(staging).map_err(|e| {
+        ApiError::new(
+            503,
+            format!(
+                "cannot read the lease records in {}, which say which staged binaries uploads \
+                 stored ({e}); nothing was made",
+                super::lease_files::records_dir(staging).display()
+            ),
+        )
+    })?;
     if stored.is_empty() {
-        return Ok(BTreeMap::new());
+        return Ok((BTreeMap::new(), Vec::new()));
     }
     let (out, ended) = sh
         .with_history(|h| {
@@ -299,10 +308,12 @@ fn unconfirmed_uploads(
         .map_err(history_unreadable)?;
     // A build that ended otherwise vouches for its binary never: it goes now, while the
     // history still knows that lease (retention forgets it after a while, h111 F4).
+    let mut removed = Vec::new();
     for (rel, lease, outcome) in ended {
         match super::upload_lease::discard_if_still(staging, &rel, lease) {
             Ok(true) => {
-                tracing::warn!(file = %rel, lease = lease.0, outcome = %outcome, "removed from staging: the binary of a build that did not succeed, which no release takes")
+                tracing::warn!(file = %rel, lease = lease.0, outcome = %outcome, "removed from staging: the binary of a build that did not succeed, which no release takes");
+                removed.push(format!("{rel}: {}", out[&rel]));
             }
             Ok(false) => {}
             Err(e) => {
@@ -310,7 +321,7 @@ fn unconfirmed_uploads(
             }
         }
     }
-    Ok(out)
+    Ok((out, removed))
 }
 
 /// The answer to a create when the history cannot be read.
@@ -369,7 +380,7 @@ pub(crate) fn create(sh: &Shared, req: &mut Request, url: &str) -> Result<Reply,
         expected: view.profile_env(&r.profile).cloned(),
     };
     let now = (sh.clock)().0;
-    let unconfirmed = unconfirmed_uploads(sh, r.staging())?;
+    let (unconfirmed, removed) = unconfirmed_uploads(sh, r.staging())?;
     let refuse = |cpv: &str, rel: &str| {
         unconfirmed
             .get(rel)
@@ -394,13 +405,18 @@ pub(crate) fn create(sh: &Shared, req: &mut Request, url: &str) -> Result<Reply,
         "created",
         &r.label(&created.release.name),
         format!(
-            "{} packages, {} bytes, {} staging files skipped",
+            "{} packages, {} bytes, {} staging files skipped, {} removed from staging (their \
+             builds did not succeed)",
             created.release.packages,
             created.release.bytes,
-            created.skipped.len()
+            created.skipped.len(),
+            removed.len()
         ),
     );
-    Reply::with_status(201, &created)
+    let mut reply = serde_json::to_value(&created)
+        .map_err(|e| ApiError::internal(format!("cannot write the reply: {e}")))?;
+    reply["removed_from_staging"] = json!(removed);
+    Reply::with_status(201, &reply)
 }
 
 /// A release action's JSON body, where an empty body means every default.

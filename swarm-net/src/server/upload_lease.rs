@@ -337,34 +337,42 @@ pub(crate) fn discard_if_still(staging: &Path, rel: &str, lease: LeaseId) -> std
 
 /// Every file in `staging` an upload stored under a lease, as its path in
 /// staging (`category/file`) and the lease; files a v3 drone copied in have none.
-pub(crate) fn stored_under_leases(staging: &Path) -> Vec<(String, LeaseId)> {
+/// Records that cannot be read are an error, not "no lease" (h112 L2): their files
+/// would be released unchecked.
+pub(crate) fn stored_under_leases(staging: &Path) -> std::io::Result<Vec<(String, LeaseId)>> {
     let root = super::lease_files::records_dir(staging);
     let mut out = Vec::new();
-    let Ok(categories) = std::fs::read_dir(&root) else {
-        return out;
+    let categories = match std::fs::read_dir(&root) {
+        Ok(c) => c,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(e),
     };
-    for category in categories.flatten() {
-        let category = category.file_name().to_string_lossy().into_owned();
+    for category in categories {
+        let category = category?.file_name().to_string_lossy().into_owned();
         // `.by-lease` holds the other direction; no category starts with a dot.
         if category.starts_with('.') {
             continue;
         }
-        let Ok(files) = std::fs::read_dir(root.join(&category)) else {
-            continue;
-        };
-        for f in files.flatten() {
+        for f in std::fs::read_dir(root.join(&category))? {
+            let f = f?;
             let name = f.file_name().to_string_lossy().into_owned();
-            let lease = std::fs::read_to_string(f.path())
-                .ok()
-                .and_then(|t| t.trim().parse::<u64>().ok());
-            if let Some(lease) = lease {
+            // A record being written (`*.tmp`) names no file yet.
+            if name.ends_with(".tmp") {
+                continue;
+            }
+            let text = match std::fs::read_to_string(f.path()) {
+                Ok(t) => t,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            if let Ok(lease) = text.trim().parse::<u64>() {
                 if super::staged_path::uploaded_file_present(staging, &category, &name) {
                     out.push((format!("{category}/{name}"), LeaseId(lease)));
                 }
             }
         }
     }
-    out
+    Ok(out)
 }
 
 /// Whether an artifact of `atom` (a file [`covers`] accepts) was uploaded

@@ -53,8 +53,8 @@ pub(super) fn serve(
     let mut conn = Conn::new(stream);
     let mut pace = Pace::new(limits);
     // A client behind on its replies may make room for a newcomer (h111 F2).
-    let mut behind = || {
-        ctx.enter(id, Phase::Behind);
+    let mut behind = |behind: bool| {
+        ctx.enter(id, if behind { Phase::Behind } else { Phase::Busy });
     };
     let mut first = true;
     loop {
@@ -402,25 +402,46 @@ const ONE_WRITE_MAX: usize = 64 * 1024;
 struct Out<'a> {
     conn: &'a mut Conn,
     pace: &'a mut Pace,
-    behind: &'a mut dyn FnMut(),
+    /// Tells the registry the client fell behind (true) or caught up (false).
+    behind: &'a mut dyn FnMut(bool),
     said_behind: bool,
 }
 
 impl Out<'_> {
-    /// Writes `bytes` in pieces, each by the deadline the connection's pace gives it.
+    /// Writes `bytes` in pieces, each by the deadline the connection's pace
+    /// gives it; a piece that blocks long enough to put the client behind
+    /// marks it so then, while it goes on waiting (h112 M1), and a client
+    /// that catches up is marked back (M2).
     fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
         for piece in bytes.chunks(ONE_WRITE_MAX) {
             let began = Instant::now();
             let by = self.pace.deadline(piece.len(), began);
-            let wrote = self.conn.write_by(piece, by);
+            let mut rest = piece;
+            let mut wrote = if self.said_behind {
+                self.conn.write_by(&mut rest, by)
+            } else {
+                let at = self.pace.behind_at(began, by);
+                self.conn.write_by(&mut rest, at)
+            };
+            if !self.said_behind
+                && matches!(&wrote, Err(e) if e.kind() == io::ErrorKind::TimedOut)
+                && Instant::now() < by
+            {
+                self.mark(true);
+                wrote = self.conn.write_by(&mut rest, by);
+            }
             self.pace.spent(began, Instant::now());
-            if self.pace.behind() && !self.said_behind {
-                self.said_behind = true;
-                (self.behind)();
+            if self.pace.behind() != self.said_behind {
+                self.mark(self.pace.behind());
             }
             wrote?;
         }
         Ok(())
+    }
+
+    fn mark(&mut self, behind: bool) {
+        self.said_behind = behind;
+        (self.behind)(behind);
     }
 }
 

@@ -68,8 +68,8 @@ impl FrontStats {
             out,
             "swarm_http_reply_timeouts_total",
             "counter",
-            "Connections reset because their client did not read a reply by its deadline \
-             (http.write_timeout_s of grace, then http.min_reply_rate bytes a second).",
+            "Connections reset because their client read its replies slower than \
+             http.min_reply_rate on average by more than its slack (http.write_timeout_s).",
             c(&self.reply_timeouts),
         );
         one(
@@ -269,6 +269,11 @@ impl Ctx {
         let slot = socks.remove(&id)?;
         // Its thread will not count itself out (it is not booked any more).
         stats.open.fetch_sub(1, Ordering::SeqCst);
+        if phase == Phase::Behind {
+            // A reset: the replies it did not read are dropped, not left to a client
+            // that reads nothing (h112 L1).
+            let _ = rustix::net::sockopt::set_socket_linger(&slot.sock, Some(Duration::ZERO));
+        }
         // Its thread, blocked in a read, wakes up to the close and ends.
         let _ = slot.sock.shutdown(Shutdown::Both);
         let counter = match phase {

@@ -46,10 +46,19 @@ impl Pace {
             .saturating_sub(now.saturating_duration_since(began));
     }
 
-    /// Whether the client is behind: it has used up part of its grace. Such a
-    /// connection may be closed to make room for a newcomer (h111 F2).
+    /// Whether the client is behind: it has used up half its grace. Such a
+    /// connection may be closed to make room for a newcomer (h111 F2); half,
+    /// so a stall of a few milliseconds on a new connection does not count.
     pub(super) fn behind(&self) -> bool {
-        self.left < self.grace
+        self.left < self.grace / 2
+    }
+
+    /// When a write begun at `began` with deadline `by` puts the client behind,
+    /// if it blocks that long: marked then, not only once the write gives up
+    /// (a client reading nothing was never marked before its reset, h112 M1).
+    pub(super) fn behind_at(&self, began: Instant, by: Instant) -> Instant {
+        by.checked_sub(self.grace / 2)
+            .map_or(began, |at| at.max(began))
     }
 }
 
@@ -104,7 +113,13 @@ mod tests {
         let by = p.deadline(1 << 30, now);
         assert_eq!(by - now, Duration::from_secs(60));
         assert!(!p.behind());
-        p.spent(now, now + Duration::from_secs(45));
+        p.spent(now, now + Duration::from_secs(44));
+        assert!(!p.behind(), "16 s of 30 left: not behind yet");
+        assert_eq!(
+            p.behind_at(now, now + Duration::from_secs(16)),
+            now + Duration::from_secs(1)
+        );
+        p.spent(now, now + Duration::from_secs(2));
         assert!(p.behind());
     }
 }

@@ -193,7 +193,8 @@ impl Body<'_> {
         if self.expect_continue {
             self.expect_continue = false;
             let by = Instant::now() + self.limits.idle;
-            self.conn.write_by(b"HTTP/1.1 100 Continue\r\n\r\n", by)?;
+            self.conn
+                .write_by(&mut &b"HTTP/1.1 100 Continue\r\n\r\n"[..], by)?;
         }
         loop {
             match self.framing {

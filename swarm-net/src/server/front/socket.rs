@@ -254,15 +254,14 @@ impl Conn {
         let _ = rustix::net::sockopt::set_socket_linger(self.stream.tcp(), Some(Duration::ZERO));
     }
 
-    /// Writes all of `bytes` (and flushes them) by `deadline`, however
-    /// slowly the client reads: each write's own timeout alone started over
-    /// with every partial send, so a client reading a trickle held the
-    /// connection as long as it liked (h110).
-    pub(super) fn write_by(&mut self, bytes: &[u8], deadline: Instant) -> io::Result<()> {
+    /// Writes all of `rest` (and flushes it) by `deadline`, however slowly
+    /// the client reads: each write's own timeout alone started over with
+    /// every partial send, so a client reading a trickle held the connection
+    /// as long as it liked (h110). On a timeout `rest` is what is left.
+    pub(super) fn write_by(&mut self, rest: &mut &[u8], deadline: Instant) -> io::Result<()> {
         if let Stream::Tls(s) = &mut self.stream {
             s.sock.write_deadline = Some(deadline);
         }
-        let mut rest = bytes;
         loop {
             if let Stream::Plain(s) = &self.stream {
                 arm(
@@ -281,7 +280,7 @@ impl Conn {
             match r.map_err(as_timeout) {
                 Ok(_) if done => return Ok(()),
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => rest = &rest[n..],
+                Ok(n) => *rest = &rest[n..],
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::TimedOut && Instant::now() < deadline => {}
                 Err(e) => return Err(e),
