@@ -1,7 +1,7 @@
 //! A bound on the memory of replies waiting for their clients.
 //!
 //! A reply is built whole before it is sent, and a client that reads slowly
-//! holds it until its deadline (`HttpLimits::reply_deadline`): 400
+//! holds it until its connection's pace runs dry (`pace`): 400
 //! connections asking for a 563 KB page of events and reading nothing took
 //! the server from 118 MB to 1.39 GB (h110). Replies larger than one write
 //! count against [`REPLY_BYTES_MAX`] while they are sent; one that would
