@@ -136,10 +136,15 @@ fn a_lease_stages_one_version_its_operator_admits_of_the_slot_it_asks_for() {
 fn a_release_takes_only_binaries_whose_builds_succeeded() {
     let dir = tempfile::tempdir().expect("dir");
     let s = Server::start(&dir.path().join("data"), &[]);
-    let atoms = ["=app-misc/good-1", "=app-misc/bad-1", "=app-misc/late-1"];
+    let atoms = [
+        "=app-misc/good-1",
+        "=app-misc/bad-1",
+        "=app-misc/late-1",
+        "=app-misc/copied-1",
+    ];
     let (code, v) = s.admin_post("/api/v1/queue", &json!({ "packages": atoms }));
     assert_eq!(code, 200, "{v}");
-    let leases = take_work(&s, &["d1", "d2", "d3"]);
+    let leases = take_work(&s, &["d1", "d2", "d3", "d4"]);
     let report = |atom: &str, status: &str| {
         let (drone, lease) = leases[atom];
         let body = json!({"id": drone, "package": atom, "lease": lease, "status": status});
@@ -153,6 +158,15 @@ fn a_release_takes_only_binaries_whose_builds_succeeded() {
     }
     report("=app-misc/good-1", "success");
     report("=app-misc/bad-1", "failed");
+    report("=app-misc/copied-1", "failed");
+    // The operator puts a binary of their own in place of the failed build's upload (as a
+    // v3 drone's rsync would): no upload placed it, so it is neither removed nor refused
+    // under the failed build's lease (h111 F7).
+    let copied = s.data_dir.join("staging/app-misc/copied-1.gpkg.tar");
+    std::fs::create_dir_all(dir.path().join("own")).expect("dir");
+    let own = gpkg_of_slot(&dir.path().join("own"), "app-misc/copied-1", "0");
+    std::fs::write(copied.with_extension("part"), own).expect("copy");
+    std::fs::rename(copied.with_extension("part"), &copied).expect("rename");
 
     let release = |name: &str| {
         let (code, v) = s.admin_post("/api/v1/releases", &json!({ "name": name }));
@@ -168,14 +182,14 @@ fn a_release_takes_only_binaries_whose_builds_succeeded() {
         (cpvs, v)
     };
     let (cpvs, v) = release("r1");
-    assert_eq!(cpvs, ["app-misc/good-1"], "{v}");
+    assert_eq!(cpvs, ["app-misc/copied-1", "app-misc/good-1"], "{v}");
     let skipped = v["skipped"].to_string();
     assert!(skipped.contains("has not reported yet"), "{skipped}");
     // The failed build's binary is gone from staging, while the history still knows its
     // lease (retention forgets it after 30 days, h111 F4); the one still building stays.
     assert_eq!(
         staged(&s, "app-misc"),
-        ["good-1.gpkg.tar", "late-1.gpkg.tar"]
+        ["copied-1.gpkg.tar", "good-1.gpkg.tar", "late-1.gpkg.tar"]
     );
     let removed = v["removed_from_staging"].to_string();
     assert!(
@@ -186,5 +200,9 @@ fn a_release_takes_only_binaries_whose_builds_succeeded() {
     // Once its build reports success, the waiting binary is released.
     report("=app-misc/late-1", "success");
     let (cpvs, v) = release("r2");
-    assert_eq!(cpvs, ["app-misc/good-1", "app-misc/late-1"], "{v}");
+    assert_eq!(
+        cpvs,
+        ["app-misc/copied-1", "app-misc/good-1", "app-misc/late-1"],
+        "{v}"
+    );
 }

@@ -416,7 +416,7 @@ fn a_release_whose_every_staged_package_is_refused_says_so_and_names_one() {
         recorded: &|_| None,
         expected: None,
     };
-    let refuse_all = |cpv: &str, _: &str| Some(format!("{cpv} is another profile's"));
+    let refuse_all = |cpv: &str, _: &str, _: &str| Some(format!("{cpv} is another profile's"));
     match releases.create_taking(None, 1_000, 1, &none, &env, &refuse_all, &|_| false) {
         Err(ReleaseError::Empty(_)) => {}
         other => panic!("an empty staging is Empty: {other:?}"),
@@ -555,7 +555,7 @@ fn a_made_up_release_name_is_none_that_is_reserved() {
     let at = 1_000_000; // 1970-01-01 00:16:40 UTC
     let profile = "19700101-001640";
     let created = releases
-        .create_taking(None, at, 1, &none, &env, &|_, _| None, &|n| n == profile)
+        .create_taking(None, at, 1, &none, &env, &|_, _, _| None, &|n| n == profile)
         .expect("create");
     assert_eq!(created.release.name, format!("{profile}-2"));
     assert!(!dir.path().join("binhost").join(profile).exists());

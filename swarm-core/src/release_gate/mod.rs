@@ -8,6 +8,10 @@
 //! than a configured share of what clients install today. Every failed rule
 //! is listed, so an operator sees the whole picture before `--force`.
 
+mod uploaded;
+
+pub use uploaded::{uploaded_binary, UploadedBinary};
+
 use crate::atom::Atom;
 use crate::buildenv::{describe_differences, BuildEnv};
 use crate::profile::DEFAULT_PROFILE;

@@ -26,10 +26,11 @@ pub struct Skipped {
     pub reason: String,
 }
 
-/// Why a staging file is left out of a release, by its package's CPV and its
-/// path in staging; `None` takes it. Asked of every file before the newest of
-/// a package is chosen, so a refused newer build leaves an older one in.
-pub type Refuse<'a> = dyn Fn(&str, &str) -> Option<String> + 'a;
+/// Why a staging file is left out of a release, by its package's CPV, its
+/// path in staging and the [`file_key`] of the file linked; `None` takes it.
+/// Asked of every file before the newest of a package is chosen, so a refused
+/// newer build leaves an older one in.
+pub type Refuse<'a> = dyn Fn(&str, &str, &str) -> Option<String> + 'a;
 
 /// One package chosen for the release.
 pub(crate) struct Found {
@@ -64,6 +65,14 @@ struct Candidate {
     key: String,
     mtime_s: u64,
     mtime_ns: i128,
+}
+
+/// A file's identity: its device, inode, size and mtime. It keys the inspect cache, and the
+/// server's record of which lease stored each staged file: what a release links is judged by
+/// the line of that very file, not by whatever the name holds at another moment.
+pub fn file_key(meta: &std::fs::Metadata) -> String {
+    let mtime_ns = i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec());
+    format!("{}:{}:{}:{}", meta.dev(), meta.ino(), meta.len(), mtime_ns)
 }
 
 /// Where a package goes inside a release: Portage's own layout, so
@@ -104,7 +113,7 @@ pub(crate) fn scan(
         let meta = std::fs::symlink_metadata(&link).map_err(io("stat", &link))?;
         let mtime_ns = i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec());
         cands.push(Candidate {
-            key: format!("{}:{}:{}:{}", meta.dev(), meta.ino(), meta.len(), mtime_ns),
+            key: file_key(&meta),
             path: link,
             rel,
             mtime_s: meta.mtime().max(0) as u64,
@@ -178,7 +187,7 @@ pub(crate) fn scan(
                     "its category would take the place of the release's own Packages index"
                         .to_string()
                 });
-                if let Some(reason) = collides.or_else(|| refuse(&pkg.cpv, &c.rel)) {
+                if let Some(reason) = collides.or_else(|| refuse(&pkg.cpv, &c.rel, &c.key)) {
                     refused.push(format!("{}: {reason}", pkg.cpv));
                     skipped.push(Skipped {
                         path: c.rel.clone(),

@@ -89,11 +89,12 @@ pub(crate) fn record(
 }
 
 /// At start, in one staging tree: removes what a kill left of a record's
-/// write (`*.tmp` under `.leases`), and the records of leases that have
-/// ended (`.by-lease/<lease>`, for which `active` is false), which nothing
-/// reads again: one was kept per upload for good (h41 F6). The records of
-/// which lease stored each file stay, as long as their files may. Returns
-/// how many files went.
+/// write (`*.tmp` under `.leases`), the records of leases that have ended
+/// (`.by-lease/<lease>`, for which `active` is false), which nothing reads
+/// again: one was kept per upload for good (h41 F6), and the records of
+/// which lease stored a file that is gone (a failed build's binary removed
+/// at a release keeps its record while a release may be judging it). The
+/// records of files still there stay. Returns how many files went.
 pub(crate) fn tidy(staging: &Path, active: impl Fn(LeaseId) -> bool) -> usize {
     let mut gone = 0;
     let Ok(dirs) = std::fs::read_dir(records_dir(staging)) else {
@@ -114,7 +115,10 @@ pub(crate) fn tidy(staging: &Path, active: impl Fn(LeaseId) -> bool) -> usize {
                 && name
                     .parse::<u64>()
                     .is_ok_and(|lease| !active(LeaseId(lease)));
-            if !(ended || name.ends_with(".tmp")) {
+            let category = dir.file_name();
+            let file_gone =
+                !by_lease && !uploaded_file_present(staging, &category.to_string_lossy(), &name);
+            if !(ended || file_gone || name.ends_with(".tmp")) {
                 continue;
             }
             match std::fs::remove_file(f.path()) {
@@ -207,8 +211,8 @@ mod tests {
         .is_ok());
     }
 
-    /// At start, a kill's half-written records and the records of ended leases go; an active
-    /// lease's record and every file's record stay.
+    /// At start, a kill's half-written records, the records of ended leases and those of
+    /// files gone go; an active lease's record and the record of a file still there stay.
     #[test]
     fn ended_leases_records_and_temp_files_go_at_start() {
         let dir = tempfile::tempdir().expect("dir");
@@ -225,9 +229,12 @@ mod tests {
         let leases = root.join(".leases");
         std::fs::create_dir_all(leases.join("app-misc")).expect("dir");
         std::fs::write(leases.join("app-misc/foo-1.gpkg.tar"), "3\n").expect("file record");
+        stage(root, "app-misc", "foo-1.gpkg.tar");
+        std::fs::write(leases.join("app-misc/foo-4.gpkg.tar"), "4\n").expect("gone's record");
         std::fs::write(leases.join("app-misc/foo-2.gpkg.tmp"), "3").expect("torn");
         std::fs::write(leases.join(".by-lease/9.tmp"), "x").expect("torn");
-        assert_eq!(tidy(root, |l| l == LeaseId(7)), 3);
+        assert_eq!(tidy(root, |l| l == LeaseId(7)), 4);
+        assert!(!leases.join("app-misc/foo-4.gpkg.tar").exists());
         assert!(!leases.join(".by-lease/3").exists());
         assert!(leases.join(".by-lease/7").is_file());
         assert!(leases.join("app-misc/foo-1.gpkg.tar").is_file());

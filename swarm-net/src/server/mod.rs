@@ -28,6 +28,7 @@ mod dashboard;
 mod drone;
 mod enroll;
 mod env_pace;
+mod file_leases;
 mod front;
 #[doc(hidden)]
 pub mod fuzzing;
@@ -46,6 +47,7 @@ mod profile_purge;
 mod ratelog;
 mod read;
 mod rejects;
+mod release_uploads;
 mod releases;
 mod shared;
 mod staged_path;

@@ -12,7 +12,6 @@ use crate::binhost::header::HeaderEnv;
 use crate::binhost::{ReleaseError, Releases};
 use serde::Deserialize;
 use serde_json::json;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use swarm_core::release_gate::{check_publish_for, GateFacts, GateVerdict};
 use swarm_core::{BuildEnv, Input, ReleaseNote};
@@ -255,87 +254,6 @@ fn not_ours(
     swarm_core::release_gate::not_in_release_of(*view, profile, atom.as_ref(), recorded.as_ref())
 }
 
-/// The files in `staging` that an upload stored under a lease whose build did not end in
-/// a success, with why they are left out of a release. A drone stores its binary before
-/// it reports, and nothing took the file away when the build then failed, its lease was
-/// taken back or it was returned: the next release served it, the gate passed it, and
-/// clients installed it (h109). Files with no lease (a v3 drone's copies), and those
-/// whose lease the history no longer holds (retention), are taken as before.
-///
-/// A history that cannot be read fails the create (h111 F6): every such file would
-/// otherwise be released unchecked.
-fn unconfirmed_uploads(
-    sh: &Shared,
-    staging: &std::path::Path,
-) -> Result<(BTreeMap<String, String>, Vec<String>), ApiError> {
-    let stored = super::upload_lease::stored_under_leases(staging).map_err(|e| {
-        ApiError::new(
-            503,
-            format!(
-                "cannot read the lease records in {}, which say which staged binaries uploads \
-                 stored ({e}); nothing was made",
-                super::lease_files::records_dir(staging).display()
-            ),
-        )
-    })?;
-    if stored.is_empty() {
-        return Ok((BTreeMap::new(), Vec::new()));
-    }
-    let (out, ended) = sh
-        .with_history(|h| {
-            let mut out = BTreeMap::new();
-            let mut ended = Vec::new();
-            for (rel, lease) in stored {
-                let why = match h.lease_outcome(lease.0)? {
-                    None => continue,
-                    Some(Some(outcome)) if outcome == "success" => continue,
-                    Some(None) => format!(
-                        "uploaded under lease {lease}, whose build has not reported yet: only a \
-                         successful build's binary is released"
-                    ),
-                    Some(Some(outcome)) => {
-                        ended.push((rel.clone(), lease, outcome.clone()));
-                        format!(
-                            "uploaded under lease {lease}, whose build ended {outcome}: only a \
-                             successful build's binary is released"
-                        )
-                    }
-                };
-                out.insert(rel, why);
-            }
-            Ok((out, ended))
-        })
-        .map_err(history_unreadable)?;
-    // A build that ended otherwise vouches for its binary never: it goes now, while the
-    // history still knows that lease (retention forgets it after a while, h111 F4).
-    let mut removed = Vec::new();
-    for (rel, lease, outcome) in ended {
-        match super::upload_lease::discard_if_still(staging, &rel, lease) {
-            Ok(true) => {
-                tracing::warn!(file = %rel, lease = lease.0, outcome = %outcome, "removed from staging: the binary of a build that did not succeed, which no release takes");
-                removed.push(format!("{rel}: {}", out[&rel]));
-            }
-            Ok(false) => {}
-            Err(e) => {
-                tracing::warn!(file = %rel, error = %e, "cannot remove from staging the binary of a build that did not succeed; releases still leave it out")
-            }
-        }
-    }
-    Ok((out, removed))
-}
-
-/// The answer to a create when the history cannot be read.
-fn history_unreadable(e: ApiError) -> ApiError {
-    ApiError::new(
-        503,
-        format!(
-            "cannot read the build history, which says which staged binaries successful builds \
-             stored ({}); nothing was made, try again",
-            e.body.error
-        ),
-    )
-}
-
 pub(crate) fn create(sh: &Shared, req: &mut Request, url: &str) -> Result<Reply, ApiError> {
     let r = target(sh, url)?;
     let body: CreateBody = optional_body(sh, req)?;
@@ -380,11 +298,10 @@ pub(crate) fn create(sh: &Shared, req: &mut Request, url: &str) -> Result<Reply,
         expected: view.profile_env(&r.profile).cloned(),
     };
     let now = (sh.clock)().0;
-    let (unconfirmed, removed) = unconfirmed_uploads(sh, r.staging())?;
-    let refuse = |cpv: &str, rel: &str| {
-        unconfirmed
-            .get(rel)
-            .cloned()
+    let (uploads, removed) = super::release_uploads::prepare(sh, r.staging())?;
+    let refuse = |cpv: &str, rel: &str, key: &str| {
+        uploads
+            .refuse(rel, key)
             .or_else(|| not_ours(&view, &envs, &r.profile, cpv))
     };
     let created = r

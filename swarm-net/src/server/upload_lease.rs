@@ -15,13 +15,6 @@ use super::staged_path::staging_of;
 use std::path::{Path, PathBuf};
 use swarm_core::{Atom, DroneName, LeaseId, LeaseView};
 
-/// Where the lease of a staged file is recorded.
-fn record_path(staging: &Path, category: &str, file: &str) -> PathBuf {
-    super::lease_files::records_dir(staging)
-        .join(category)
-        .join(file)
-}
-
 /// What an upload is bound to: its lease, and the staging tree of the lease's
 /// profile, where the file goes (`staged_path::staging_of`).
 pub(crate) struct Bound {
@@ -252,11 +245,11 @@ pub(crate) fn still_live(
     Ok(())
 }
 
-/// The lease a staged file was stored under, when the file is there.
+/// The lease a staged file was stored under, when the file is there and an upload put it there.
 fn staged_lease(staging: &Path, category: &str, file: &str) -> Option<u64> {
-    let text = std::fs::read_to_string(record_path(staging, category, file)).ok()?;
-    let lease = text.trim().parse::<u64>().ok()?;
-    staging.join(category).join(file).exists().then_some(lease)
+    super::file_leases::current(staging, category, file)
+        .ok()
+        .flatten()
 }
 
 /// The lease a staged file came under when that lease has ended: read with
@@ -301,20 +294,21 @@ pub(crate) fn record(
     file: &str,
     lease: LeaseId,
 ) -> Result<(), ApiError> {
-    let path = record_path(staging, category, file);
     let io = |e: std::io::Error| {
         ApiError::new(
             507,
             format!("cannot record the lease of {category}/{file}: {e}"),
         )
     };
-    super::lease_files::write_durably(&path, &format!("{}\n", lease.0)).map_err(io)?;
+    super::file_leases::append(staging, category, file, lease.0).map_err(io)?;
     super::lease_files::record(staging, category, file, lease).map_err(io)
 }
 
-/// Removes `category/file` from `staging`, and its record, if the upload under `lease` is
+/// Removes `category/file` from `staging` if the file the upload under `lease` placed is
 /// still what it holds: checked under `PLACING`, so a newer upload placing its file is never
-/// the one removed. True if it was removed.
+/// the one removed, nor a file put there outside the upload path. Its record stays: a
+/// create running meanwhile may have linked the file and judges it by that record (start
+/// removes the records of files gone). True if it was removed.
 pub(crate) fn discard_if_still(staging: &Path, rel: &str, lease: LeaseId) -> std::io::Result<bool> {
     let Some((category, file)) = rel.split_once('/') else {
         return Ok(false);
@@ -322,16 +316,10 @@ pub(crate) fn discard_if_still(staging: &Path, rel: &str, lease: LeaseId) -> std
     let _placing = super::staged_path::PLACING
         .lock()
         .unwrap_or_else(|p| p.into_inner());
-    let record = record_path(staging, category, file);
-    let still = std::fs::read_to_string(&record)
-        .ok()
-        .and_then(|t| t.trim().parse::<u64>().ok())
-        == Some(lease.0);
-    if !still {
+    if super::file_leases::current(staging, category, file)? != Some(lease.0) {
         return Ok(false);
     }
     std::fs::remove_file(staging.join(category).join(file))?;
-    let _ = std::fs::remove_file(&record);
     Ok(true)
 }
 
@@ -360,15 +348,8 @@ pub(crate) fn stored_under_leases(staging: &Path) -> std::io::Result<Vec<(String
             if name.ends_with(".tmp") {
                 continue;
             }
-            let text = match std::fs::read_to_string(f.path()) {
-                Ok(t) => t,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(e),
-            };
-            if let Ok(lease) = text.trim().parse::<u64>() {
-                if super::staged_path::uploaded_file_present(staging, &category, &name) {
-                    out.push((format!("{category}/{name}"), LeaseId(lease)));
-                }
+            if let Some(lease) = super::file_leases::current(staging, &category, &name)? {
+                out.push((format!("{category}/{name}"), LeaseId(lease)));
             }
         }
     }
@@ -399,11 +380,8 @@ pub(crate) fn uploaded_under(staging: &Path, atom: &Atom, lease: LeaseId) -> boo
             let name = name.to_string_lossy();
             super::staged_path::parse_artifact_path(&format!("{category}/{name}"))
                 .is_ok_and(|p| covers(atom, &p.atom))
-                && super::staged_path::uploaded_file_present(staging, category, &name)
-                && std::fs::read_to_string(e.path())
-                    .ok()
-                    .and_then(|t| t.trim().parse::<u64>().ok())
-                    == Some(lease.0)
+                && super::file_leases::current(staging, category, &name)
+                    .is_ok_and(|l| l == Some(lease.0))
         })
     })
 }
@@ -468,7 +446,9 @@ pub(crate) fn unclaimed_valid(
         for e in entries.flatten() {
             let name = e.file_name();
             let name = name.to_string_lossy();
-            let claimed = record_path(staging, category, &name).exists();
+            // Placed by an upload: the record names this very file (`file_leases`).
+            let claimed =
+                super::file_leases::current(staging, category, &name).map_or(true, |l| l.is_some());
             let ours = super::staged_path::parse_artifact_path(&format!("{category}/{name}"))
                 .is_ok_and(|p| covers(atom, &p.atom));
             let Some(meta) = e.metadata().ok().filter(|m| m.is_file()) else {
