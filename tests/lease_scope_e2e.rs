@@ -141,10 +141,12 @@ fn a_release_takes_only_binaries_whose_builds_succeeded() {
         "=app-misc/bad-1",
         "=app-misc/late-1",
         "=app-misc/copied-1",
+        "=app-misc/left-1",
+        "=app-misc/back-1",
     ];
     let (code, v) = s.admin_post("/api/v1/queue", &json!({ "packages": atoms }));
     assert_eq!(code, 200, "{v}");
-    let leases = take_work(&s, &["d1", "d2", "d3", "d4"]);
+    let leases = take_work(&s, &["d1", "d2", "d3", "d4", "d5", "d6"]);
     let report = |atom: &str, status: &str| {
         let (drone, lease) = leases[atom];
         let body = json!({"id": drone, "package": atom, "lease": lease, "status": status});
@@ -159,13 +161,29 @@ fn a_release_takes_only_binaries_whose_builds_succeeded() {
     report("=app-misc/good-1", "success");
     report("=app-misc/bad-1", "failed");
     report("=app-misc/copied-1", "failed");
+    let (drone, lease) = leases["=app-misc/back-1"];
+    let body = json!({"id": drone, "package": "=app-misc/back-1", "lease": lease});
+    let (code, v) = s.post("/api/v1/return", &body);
+    assert_eq!(code, 200, "{v}");
+    // A build recorded as failed or given back takes its binary out of staging at once
+    // (h112 L6).
+    assert_eq!(
+        staged(&s, "app-misc"),
+        ["good-1.gpkg.tar", "late-1.gpkg.tar", "left-1.gpkg.tar"]
+    );
+    // A drone that stops gives its lease back without a report: its binary goes at the next
+    // release create, while the history still knows the lease (h111 F4).
+    let (code, v) = s.post(
+        "/api/v1/deregister",
+        &json!({"id": leases["=app-misc/left-1"].0}),
+    );
+    assert_eq!(code, 200, "{v}");
     // The operator puts a binary of their own in place of the failed build's upload (as a
     // v3 drone's rsync would): no upload placed it, so it is neither removed nor refused
     // under the failed build's lease (h111 F7).
     let copied = s.data_dir.join("staging/app-misc/copied-1.gpkg.tar");
-    std::fs::create_dir_all(dir.path().join("own")).expect("dir");
-    let own = gpkg_of_slot(&dir.path().join("own"), "app-misc/copied-1", "0");
-    std::fs::write(copied.with_extension("part"), own).expect("copy");
+    // Another build than the one uploaded: the same bytes would be the failed build's.
+    support::packages::big_gpkg("app-misc/copied-1", 4096, &copied.with_extension("part"));
     std::fs::rename(copied.with_extension("part"), &copied).expect("rename");
 
     let release = |name: &str| {
@@ -185,15 +203,14 @@ fn a_release_takes_only_binaries_whose_builds_succeeded() {
     assert_eq!(cpvs, ["app-misc/copied-1", "app-misc/good-1"], "{v}");
     let skipped = v["skipped"].to_string();
     assert!(skipped.contains("has not reported yet"), "{skipped}");
-    // The failed build's binary is gone from staging, while the history still knows its
-    // lease (retention forgets it after 30 days, h111 F4); the one still building stays.
+    // The given-back build's binary is gone from staging; the one still building stays.
     assert_eq!(
         staged(&s, "app-misc"),
         ["copied-1.gpkg.tar", "good-1.gpkg.tar", "late-1.gpkg.tar"]
     );
     let removed = v["removed_from_staging"].to_string();
     assert!(
-        removed.contains("app-misc/bad-1.gpkg.tar") && removed.contains("ended failed"),
+        removed.contains("app-misc/left-1.gpkg.tar") && removed.contains("ended "),
         "{removed}"
     );
 

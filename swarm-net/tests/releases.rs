@@ -560,3 +560,45 @@ fn a_made_up_release_name_is_none_that_is_reserved() {
     assert_eq!(created.release.name, format!("{profile}-2"));
     assert!(!dir.path().join("binhost").join(profile).exists());
 }
+
+/// The refusal is asked about the very file the release linked, by its content: an upload
+/// that replaces a name while a release is made is not judged in the linked file's place,
+/// nor does it lend the linked file its record (h111 F5).
+#[test]
+fn a_refusal_is_asked_about_the_file_linked_not_what_the_name_holds_later() {
+    use sha2::Digest;
+    use swarm_net::binhost::header::HeaderEnv;
+    let dir = tempfile::tempdir().expect("dir");
+    let (releases, staging) = releases_under(dir.path());
+    stage(&staging, "dev-libs/a-1", &[]);
+    stage(&staging, "dev-libs/b-1", &[]);
+    let b = staging.join("dev-libs/b-1-1.gpkg.tar");
+    let sha = |p: &Path| hex::encode(sha2::Sha256::digest(std::fs::read(p).expect("read")));
+    let b_linked = sha(&b);
+    let rebuild = dir.path().join("rebuild");
+    stage(&rebuild, "dev-libs/b-1", &[("BUILD_TIME", "2")]);
+    let asked = std::cell::RefCell::new(Vec::new());
+    let refuse = |_: &str, rel: &str, digest: &str| {
+        if asked.borrow().is_empty() {
+            // A rebuild of b replaces its name before b is asked about.
+            std::fs::rename(rebuild.join("dev-libs/b-1-1.gpkg.tar"), &b).expect("replace");
+        }
+        asked
+            .borrow_mut()
+            .push((rel.to_string(), digest.to_string()));
+        None
+    };
+    let none = |_: &str| (None, None);
+    let env = HeaderEnv {
+        recorded: &|_| None,
+        expected: None,
+    };
+    releases
+        .create_taking(None, 1_000, 1, &none, &env, &refuse, &|_| false)
+        .expect("create");
+    let asked = asked.into_inner();
+    assert_eq!(asked.len(), 2, "{asked:?}");
+    assert_eq!(asked[1].0, "dev-libs/b-1-1.gpkg.tar");
+    assert_ne!(sha(&b), b_linked, "the name now holds the rebuild");
+    assert_eq!(asked[1].1, b_linked, "asked about the file linked");
+}

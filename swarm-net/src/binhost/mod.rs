@@ -154,7 +154,7 @@ pub type GateInputs = (BTreeMap<String, EntryFacts>, Option<BTreeSet<String>>);
 /// Who built a package, as far as the server knows: (drone, its Portage snapshot).
 pub type Provenance<'a> = dyn Fn(&str) -> (Option<String>, Option<String>) + 'a;
 
-pub use scan::{file_key, Refuse};
+pub use scan::Refuse;
 
 /// The releases of one binhost. Actions are serialised by one lock.
 pub struct Releases {

@@ -27,7 +27,8 @@ pub struct Skipped {
 }
 
 /// Why a staging file is left out of a release, by its package's CPV, its
-/// path in staging and the [`file_key`] of the file linked; `None` takes it.
+/// path in staging and the sha256 of the very file linked (an upload may
+/// replace the name meanwhile); `None` takes it.
 /// Asked of every file before the newest of a package is chosen, so a refused
 /// newer build leaves an older one in.
 pub type Refuse<'a> = dyn Fn(&str, &str, &str) -> Option<String> + 'a;
@@ -67,10 +68,8 @@ struct Candidate {
     mtime_ns: i128,
 }
 
-/// A file's identity: its device, inode, size and mtime. It keys the inspect cache, and the
-/// server's record of which lease stored each staged file: what a release links is judged by
-/// the line of that very file, not by whatever the name holds at another moment.
-pub fn file_key(meta: &std::fs::Metadata) -> String {
+/// A file's identity: its device, inode, size and mtime, which key the inspect cache.
+fn file_key(meta: &std::fs::Metadata) -> String {
     let mtime_ns = i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec());
     format!("{}:{}:{}:{}", meta.dev(), meta.ino(), meta.len(), mtime_ns)
 }
@@ -187,7 +186,7 @@ pub(crate) fn scan(
                     "its category would take the place of the release's own Packages index"
                         .to_string()
                 });
-                if let Some(reason) = collides.or_else(|| refuse(&pkg.cpv, &c.rel, &c.key)) {
+                if let Some(reason) = collides.or_else(|| refuse(&pkg.cpv, &c.rel, &pkg.sha256)) {
                     refused.push(format!("{}: {reason}", pkg.cpv));
                     skipped.push(Skipped {
                         path: c.rel.clone(),

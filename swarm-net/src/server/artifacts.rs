@@ -158,8 +158,17 @@ fn store(
         let _ = std::fs::remove_file(&tmp);
         return Err(e);
     }
-    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644))
-        .and_then(|()| std::fs::rename(&tmp, &dest))
+    let recorded = std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644))
+        .and_then(|()| std::fs::metadata(&tmp))
+        .map_err(|e| ApiError::new(507, format!("cannot store {}: {e}", dest.display())))
+        .and_then(|placed| {
+            upload_lease::record(&root, &path.category, &path.file, lease, &digest, &placed)
+        });
+    if let Err(e) = recorded {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    std::fs::rename(&tmp, &dest)
         // The rename itself must survive a power loss before "stored" is
         // said: the file's data was synced when it was written.
         .and_then(|()| std::fs::File::open(&dir).and_then(|d| d.sync_all()))
@@ -167,7 +176,6 @@ fn store(
             let _ = std::fs::remove_file(&tmp);
             ApiError::new(507, format!("cannot store {}: {e}", dest.display()))
         })?;
-    upload_lease::record(&root, &path.category, &path.file, lease)?;
     drop(placing);
     tracing::info!(artifact = %dest.display(), size, sha256 = %digest, lease = lease.0, cpv = %pkg.cpv, build_id = ?pkg.build_id, signed_by = signer.as_ref().map_or("-", |s| s.fingerprint.as_str()), "artifact stored");
     Reply::ok(&ArtifactReply {

@@ -558,7 +558,23 @@ pub(crate) fn complete(sh: &Shared, req: &mut Request, caller: &Caller) -> Resul
         duration_ms,
     };
     let done = sh.submit(Plan::Inputs(vec![input]), Some(name), false)?;
+    if recorded != "built" {
+        discard_unbuilt(sh, &done, &report);
+    }
     report_reply(sh, caller, &done, &report, recorded)
+}
+
+/// Once a build that named its lease was recorded as anything but a success, the binary its
+/// upload placed leaves staging (`upload_lease::discard_ended`). A report without a lease (a
+/// v3 drone's) leaves it to the next release create.
+fn discard_unbuilt(sh: &Shared, done: &Done, report: &Report) {
+    let recorded = done
+        .verdict
+        .as_ref()
+        .is_some_and(|v| matches!(v.report, Some(Reported::Accepted)));
+    if let (true, Some(lease)) = (recorded, report.lease) {
+        upload_lease::discard_ended(&sh.staging, lease);
+    }
 }
 
 /// The drone a report is from: the caller itself (a credential-less caller
@@ -719,6 +735,7 @@ pub(crate) fn give_back(
         duration_ms: None,
     };
     let done = sh.submit(Plan::Inputs(vec![input]), Some(report.drone.clone()), false)?;
+    discard_unbuilt(sh, &done, &report);
     report_reply(sh, caller, &done, &report, "returned")
 }
 

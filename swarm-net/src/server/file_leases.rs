@@ -1,21 +1,30 @@
 //! Which lease stored each staged file, told by the file itself.
 //! `.leases/<category>/<file>` holds one line per upload that placed that name,
-//! `<lease> <key>`, newest last, where the key is the placed file's identity
-//! ([`crate::binhost::file_key`]: device, inode, size, mtime). A release judges the file
-//! it linked by that very file's line. With the lease alone, a record read at another
-//! moment than the link named another build when an upload replaced the file in
-//! between, and a file put in place outside the upload path (an operator's copy) kept
-//! the lease of the upload it replaced, whose failed build then had the operator's file
-//! removed (h111 F5, F7). A record written before keys were kept (one line, the lease
-//! alone) stands, as it did, for whatever file has the name.
+//! `<lease> <sha256> <ino:size:mtime_ns>`, newest last: the placed file's content digest,
+//! and a quick key that spares hashing it again while it stays where it was put. A
+//! release judges the file it linked by the line of that very content. With the lease
+//! alone, a record read at another moment than the link named another build when an
+//! upload replaced the file in between, and a file put in place outside the upload path
+//! (an operator's copy, a v3 rsync) kept the lease of the upload it replaced, whose failed
+//! build then had it removed (h111 F5, F7). The content decides, not the inode: a restore,
+//! a move to another disk or a `touch` changes the quick key but not which build the bytes
+//! are (h113 F1), and only the quick key's miss costs a hash.
 //!
-//! The lines are appended under `staged_path::PLACING`, with the file's rename, so a
-//! reader holding that lock sees a placed file together with its line.
+//! The line is written under `staged_path::PLACING` before the upload's rename (from the
+//! temporary file, whose inode, size and mtime the rename keeps), so a placed file always
+//! has its line, even when the write fails or the process dies between the two (h113 F2).
+//! A record of the old form (the lease alone) is given its file's digest at start
+//! ([`upgrade`]); until then it stands for whatever file has the name, as it did.
 
+use sha2::{Digest, Sha256};
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-/// Lines kept per name: the files a create running meanwhile may have linked.
-const KEEP: usize = 8;
+/// Lines kept per name: a create running meanwhile judges each file it linked by its
+/// line, so a name re-uploaded more often than this during one create would let an older
+/// file through as no upload's.
+const KEEP: usize = 32;
 
 /// Where the lines of `category/file` are kept.
 pub(crate) fn record_path(staging: &Path, category: &str, file: &str) -> PathBuf {
@@ -24,21 +33,37 @@ pub(crate) fn record_path(staging: &Path, category: &str, file: &str) -> PathBuf
         .join(file)
 }
 
+/// The key that tells a file is still the one a line was written for, without reading it.
+fn quick_key(meta: &std::fs::Metadata) -> String {
+    let mtime_ns = i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec());
+    format!("{}:{}:{}", meta.ino(), meta.len(), mtime_ns)
+}
+
 struct Line {
     lease: u64,
-    /// `None` in a record written before keys were kept.
-    key: Option<String>,
+    /// `(sha256, quick key)`; `None` in a record of the old form.
+    placed: Option<(String, String)>,
+}
+
+impl Line {
+    fn text(&self) -> String {
+        match &self.placed {
+            Some((sha, quick)) => format!("{} {sha} {quick}", self.lease),
+            None => self.lease.to_string(),
+        }
+    }
 }
 
 fn parse(text: &str) -> Vec<Line> {
     text.lines()
         .filter_map(|l| {
-            let mut words = l.split_whitespace();
-            let lease = words.next()?.parse::<u64>().ok()?;
-            Some(Line {
-                lease,
-                key: words.next().map(str::to_string),
-            })
+            let words: Vec<&str> = l.split_whitespace().collect();
+            let lease = words.first()?.parse::<u64>().ok()?;
+            let placed = match words[1..] {
+                [sha, quick] => Some((sha.to_string(), quick.to_string())),
+                _ => None,
+            };
+            Some(Line { lease, placed })
         })
         .collect()
 }
@@ -51,90 +76,206 @@ fn lines(staging: &Path, category: &str, file: &str) -> std::io::Result<Vec<Line
     }
 }
 
-/// The lease whose upload placed the file with identity `key` under `category/file`;
-/// `None` when no upload did (a v3 drone's copy, an operator's).
+fn write(staging: &Path, category: &str, file: &str, lines: &[Line]) -> std::io::Result<()> {
+    let from = lines.len().saturating_sub(KEEP);
+    let mut text: String = lines[from..].iter().map(|l| l.text() + "\n").collect();
+    if text.is_empty() {
+        text.push('\n');
+    }
+    super::lease_files::write_durably(&record_path(staging, category, file), &text)
+}
+
+/// A record of the old form: one line, the lease alone, standing for whatever file has
+/// the name.
+fn old_form(lines: &[Line]) -> Option<u64> {
+    match lines {
+        [Line {
+            lease,
+            placed: None,
+        }] => Some(*lease),
+        _ => None,
+    }
+}
+
+/// The lease whose upload placed the content `sha256` under `category/file`; `None` when
+/// no upload did (a v3 drone's copy, an operator's).
 pub(crate) fn lease_of(
     staging: &Path,
     category: &str,
     file: &str,
-    key: &str,
+    sha256: &str,
 ) -> std::io::Result<Option<u64>> {
     let lines = lines(staging, category, file)?;
-    if let [Line { lease, key: None }] = lines.as_slice() {
-        return Ok(Some(*lease));
+    if let Some(lease) = old_form(&lines) {
+        return Ok(Some(lease));
     }
     Ok(lines
         .iter()
         .rev()
-        .find(|l| l.key.as_deref() == Some(key))
+        .find(|l| l.placed.as_ref().is_some_and(|(s, _)| s == sha256))
         .map(|l| l.lease))
 }
 
-/// The lease whose upload placed what `category/file` holds now; `None` when the
-/// file is not there or no upload placed it.
+/// The lease whose upload placed what `category/file` holds now; `None` when the file is
+/// not there or no upload placed it. Reads the file only when no line's quick key matches.
 pub(crate) fn current(staging: &Path, category: &str, file: &str) -> std::io::Result<Option<u64>> {
-    let meta = match std::fs::metadata(staging.join(category).join(file)) {
+    let path = staging.join(category).join(file);
+    let meta = match std::fs::metadata(&path) {
         Ok(m) if m.is_file() => m,
         Ok(_) => return Ok(None),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
     };
-    lease_of(staging, category, file, &crate::binhost::file_key(&meta))
+    let lines = lines(staging, category, file)?;
+    if let Some(lease) = old_form(&lines) {
+        return Ok(Some(lease));
+    }
+    if lines.iter().all(|l| l.placed.is_none()) {
+        return Ok(None);
+    }
+    let quick = quick_key(&meta);
+    if let Some(l) = lines
+        .iter()
+        .rev()
+        .find(|l| l.placed.as_ref().is_some_and(|(_, q)| *q == quick))
+    {
+        return Ok(Some(l.lease));
+    }
+    let sha = sha256_of(&path)?;
+    Ok(lines
+        .iter()
+        .rev()
+        .find(|l| l.placed.as_ref().is_some_and(|(s, _)| *s == sha))
+        .map(|l| l.lease))
 }
 
-/// Adds the line of the file just placed at `category/file` under `lease`, durably,
-/// keeping the newest [`KEEP`]. Called under `PLACING`, after the rename.
+fn sha256_of(path: &Path) -> std::io::Result<String> {
+    let mut f = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// Adds the line of the file about to be placed at `category/file` under `lease`: its
+/// digest and the metadata of the temporary file the rename will put there. Durable
+/// before it returns; called under `PLACING`, before the rename.
 pub(crate) fn append(
     staging: &Path,
     category: &str,
     file: &str,
     lease: u64,
+    sha256: &str,
+    placed: &std::fs::Metadata,
 ) -> std::io::Result<()> {
-    let meta = std::fs::metadata(staging.join(category).join(file))?;
-    let key = crate::binhost::file_key(&meta);
-    // A line without a key stood for the file this one replaced.
-    let mut kept: Vec<String> = lines(staging, category, file)?
-        .into_iter()
-        .filter_map(|l| l.key.map(|k| format!("{} {k}", l.lease)))
-        .collect();
-    kept.push(format!("{lease} {key}"));
-    let from = kept.len().saturating_sub(KEEP);
-    let mut text = kept[from..].join("\n");
-    text.push('\n');
-    super::lease_files::write_durably(&record_path(staging, category, file), &text)
+    let mut lines = lines(staging, category, file)?;
+    // A line of the old form stood for the file this one replaces.
+    lines.retain(|l| l.placed.is_some());
+    lines.push(Line {
+        lease,
+        placed: Some((sha256.to_string(), quick_key(placed))),
+    });
+    write(staging, category, file, &lines)
+}
+
+/// At start: gives each record of the old form (the lease alone) its file's digest and
+/// quick key, so a later copy over the name is no longer taken for that lease's upload
+/// (h113 F3). Records whose file is gone are left to `lease_files::tidy`. Returns how many
+/// were rewritten.
+pub(crate) fn upgrade(staging: &Path) -> usize {
+    let root = super::lease_files::records_dir(staging);
+    let Ok(categories) = std::fs::read_dir(&root) else {
+        return 0;
+    };
+    let mut done = 0;
+    for category in categories.flatten() {
+        let category = category.file_name().to_string_lossy().into_owned();
+        if category.starts_with('.') {
+            continue;
+        }
+        let Ok(files) = std::fs::read_dir(root.join(&category)) else {
+            continue;
+        };
+        for f in files.flatten() {
+            let file = f.file_name().to_string_lossy().into_owned();
+            if file.ends_with(".tmp") {
+                continue;
+            }
+            let Ok(lines) = lines(staging, &category, &file) else {
+                continue;
+            };
+            let Some(lease) = old_form(&lines) else {
+                continue;
+            };
+            let path = staging.join(&category).join(&file);
+            let placed =
+                std::fs::metadata(&path).and_then(|meta| Ok((sha256_of(&path)?, quick_key(&meta))));
+            let Ok(placed) = placed else {
+                continue;
+            };
+            let line = Line {
+                lease,
+                placed: Some(placed),
+            };
+            match write(staging, &category, &file, &[line]) {
+                Ok(()) => done += 1,
+                Err(e) => {
+                    tracing::warn!(file = %format!("{category}/{file}"), error = %e, "cannot give a lease record its file's digest")
+                }
+            }
+        }
+    }
+    done
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{append, current, lease_of, record_path};
+    use super::{append, current, lease_of, record_path, sha256_of, upgrade};
     use std::path::Path;
 
-    fn place(staging: &Path, name: &str, body: &[u8]) -> String {
+    /// Places `body` at `app-misc/<name>` as an upload does: the line, then the rename.
+    fn upload(staging: &Path, name: &str, body: &[u8], lease: u64) -> String {
+        let tmp = stage_tmp(staging, body);
+        let sha = sha256_of(&tmp).expect("hash");
+        let meta = std::fs::metadata(&tmp).expect("stat");
+        append(staging, "app-misc", name, lease, &sha, &meta).expect("append");
+        std::fs::rename(&tmp, staging.join("app-misc").join(name)).expect("rename");
+        sha
+    }
+
+    fn stage_tmp(staging: &Path, body: &[u8]) -> std::path::PathBuf {
         let dir = staging.join("app-misc");
         std::fs::create_dir_all(&dir).expect("dir");
         let tmp = dir.join(".tmp");
         std::fs::write(&tmp, body).expect("write");
-        std::fs::rename(&tmp, dir.join(name)).expect("rename");
-        crate::binhost::file_key(&std::fs::metadata(dir.join(name)).expect("stat"))
+        tmp
+    }
+
+    /// An operator's copy: a new file put in place under the name.
+    fn copy_in(staging: &Path, name: &str, body: &[u8]) {
+        let tmp = stage_tmp(staging, body);
+        std::fs::rename(&tmp, staging.join("app-misc").join(name)).expect("rename");
     }
 
     #[test]
-    fn each_file_is_judged_by_its_own_line_and_a_copy_from_outside_by_none() {
+    fn each_file_is_judged_by_its_own_content_and_a_copy_from_outside_by_none() {
         let dir = tempfile::tempdir().expect("dir");
         let s = dir.path();
         let f = "foo-1.gpkg.tar";
-        let first = place(s, f, b"first build");
-        append(s, "app-misc", f, 7).expect("append");
-        // A link a release made of the first file, then a newer upload replaces it.
-        let linked = s.join("linked");
-        std::fs::hard_link(s.join("app-misc").join(f), &linked).expect("link");
-        let second = place(s, f, b"second build, longer");
-        append(s, "app-misc", f, 9).expect("append");
+        let first = upload(s, f, b"first build", 7);
+        // A release linked the first file; then a newer upload replaced it.
+        let second = upload(s, f, b"second build, longer", 9);
         assert_eq!(lease_of(s, "app-misc", f, &first).expect("read"), Some(7));
         assert_eq!(lease_of(s, "app-misc", f, &second).expect("read"), Some(9));
         assert_eq!(current(s, "app-misc", f).expect("read"), Some(9));
         // An operator's copy over the name: no upload placed it.
-        place(s, f, b"an operator's own file");
+        copy_in(s, f, b"an operator's own file");
         assert_eq!(current(s, "app-misc", f).expect("read"), None);
         assert_eq!(
             current(s, "app-misc", "absent.gpkg.tar").expect("read"),
@@ -142,23 +283,45 @@ mod tests {
         );
     }
 
+    /// A restore, a move to another disk or a `touch` gives the file another inode or
+    /// mtime: the content still says which upload it is (h113 F1).
     #[test]
-    fn a_record_without_keys_stands_for_the_file_and_old_lines_are_dropped() {
+    fn a_file_moved_or_touched_is_still_its_uploads() {
         let dir = tempfile::tempdir().expect("dir");
         let s = dir.path();
         let f = "foo-1.gpkg.tar";
-        place(s, f, b"build");
+        upload(s, f, b"the build", 7);
+        copy_in(s, f, b"the build");
+        assert_eq!(current(s, "app-misc", f).expect("read"), Some(7));
+        let file = std::fs::File::options()
+            .append(true)
+            .open(s.join("app-misc").join(f))
+            .expect("open");
+        file.set_modified(std::time::SystemTime::UNIX_EPOCH)
+            .expect("touch");
+        assert_eq!(current(s, "app-misc", f).expect("read"), Some(7));
+    }
+
+    #[test]
+    fn a_record_of_the_old_form_gets_its_files_digest_at_start() {
+        let dir = tempfile::tempdir().expect("dir");
+        let s = dir.path();
+        let f = "foo-1.gpkg.tar";
+        copy_in(s, f, b"build");
         std::fs::create_dir_all(record_path(s, "app-misc", f).parent().expect("parent"))
             .expect("dir");
         std::fs::write(record_path(s, "app-misc", f), "5\n").expect("old record");
         assert_eq!(current(s, "app-misc", f).expect("read"), Some(5));
-        for lease in 10..30 {
-            place(s, f, format!("build {lease}").as_bytes());
-            append(s, "app-misc", f, lease).expect("append");
+        assert_eq!(upgrade(s), 1);
+        assert_eq!(current(s, "app-misc", f).expect("read"), Some(5));
+        // Once upgraded, a copy over the name is nobody's upload.
+        copy_in(s, f, b"an operator's copy");
+        assert_eq!(current(s, "app-misc", f).expect("read"), None);
+        for lease in 10..50 {
+            upload(s, f, format!("build {lease}").as_bytes(), lease);
         }
         let text = std::fs::read_to_string(record_path(s, "app-misc", f)).expect("read");
         assert_eq!(text.lines().count(), super::KEEP, "{text}");
-        assert!(!text.lines().any(|l| l == "5"), "{text}");
-        assert_eq!(current(s, "app-misc", f).expect("read"), Some(29));
+        assert_eq!(current(s, "app-misc", f).expect("read"), Some(49));
     }
 }

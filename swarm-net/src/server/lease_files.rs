@@ -63,6 +63,12 @@ pub(crate) fn one_version(
     ))
 }
 
+/// The file (`category/file`) `lease` stored, as its record says.
+pub(crate) fn stored_by(staging: &Path, lease: LeaseId) -> Option<String> {
+    let text = std::fs::read_to_string(by_lease(staging, lease)).ok()?;
+    Some(text.trim().to_string()).filter(|t| !t.is_empty())
+}
+
 /// Writes `text` to `path` through a temporary file, durably: the file's
 /// data, the rename and the directory entry all survive a power loss
 /// before this returns.
@@ -115,9 +121,11 @@ pub(crate) fn tidy(staging: &Path, active: impl Fn(LeaseId) -> bool) -> usize {
                 && name
                     .parse::<u64>()
                     .is_ok_and(|lease| !active(LeaseId(lease)));
-            let category = dir.file_name();
-            let file_gone =
-                !by_lease && !uploaded_file_present(staging, &category.to_string_lossy(), &name);
+            // Gone, not merely unreadable: a record removed while its file cannot be
+            // stat'ed would make that file no upload's once it can (h113 F6).
+            let file_gone = !by_lease
+                && std::fs::symlink_metadata(staging.join(dir.file_name()).join(&*name))
+                    .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound);
             if !(ended || file_gone || name.ends_with(".tmp")) {
                 continue;
             }

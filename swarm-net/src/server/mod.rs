@@ -340,6 +340,16 @@ pub fn start(opts: ServerOptions) -> Result<RunningServer, ServeError> {
             "removed upload temp files an earlier run left behind"
         );
     }
+    let upgraded: usize = staged_path::all_staging_trees(&opts.staging)
+        .iter()
+        .map(|tree| file_leases::upgrade(tree))
+        .sum();
+    if upgraded > 0 {
+        tracing::info!(
+            records = upgraded,
+            "lease records of an earlier version given their files' digests"
+        );
+    }
     if let Ok(swarm) = store.swarm() {
         let view = swarm.view();
         let gone: usize = staged_path::all_staging_trees(&opts.staging)

@@ -5,7 +5,7 @@
 //! passed it, and clients installed it (h109). Files no upload placed (a v3 drone's copies,
 //! an operator's) are taken as before.
 //!
-//! Each file a release links is judged by the record line of that very file
+//! Each file a release links is judged by the record line of that very content
 //! (`file_leases`), read under `PLACING`, so an upload that replaces the file while the
 //! release is made cannot pass its own unreported build off under the record of the one it
 //! replaced (h111 F5).
@@ -85,15 +85,16 @@ pub(crate) fn prepare<'a>(
 }
 
 impl Uploads<'_> {
-    /// Why the file linked from `rel` (its [`crate::binhost::file_key`] is `key`) is left
-    /// out of the release, or `None` when no upload placed it or its build succeeded.
-    pub(crate) fn refuse(&self, rel: &str, key: &str) -> Option<String> {
+    /// Why the file linked from `rel` (its content's digest is `sha256`) is left out of the
+    /// release, or `None` when no upload placed it or its build succeeded. A record that
+    /// cannot be read leaves the file out with the reason; the rest of the release goes on.
+    pub(crate) fn refuse(&self, rel: &str, sha256: &str) -> Option<String> {
         let (category, file) = rel.split_once('/')?;
         let lease = {
             let _placing = super::staged_path::PLACING
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
-            file_leases::lease_of(self.staging, category, file, key)
+            file_leases::lease_of(self.staging, category, file, sha256)
         };
         let lease = match lease {
             Ok(l) => l?,

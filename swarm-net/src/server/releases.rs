@@ -299,9 +299,9 @@ pub(crate) fn create(sh: &Shared, req: &mut Request, url: &str) -> Result<Reply,
     };
     let now = (sh.clock)().0;
     let (uploads, removed) = super::release_uploads::prepare(sh, r.staging())?;
-    let refuse = |cpv: &str, rel: &str, key: &str| {
+    let refuse = |cpv: &str, rel: &str, sha256: &str| {
         uploads
-            .refuse(rel, key)
+            .refuse(rel, sha256)
             .or_else(|| not_ours(&view, &envs, &r.profile, cpv))
     };
     let created = r

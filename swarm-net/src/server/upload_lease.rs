@@ -286,13 +286,16 @@ pub(crate) fn may_replace(
     }
 }
 
-/// Records the lease a file was stored under (after the file is in place),
-/// durably, before the upload is answered.
+/// Records the lease a file is stored under, durably, under `PLACING` and before the
+/// rename that puts it in place (`placed`: the temporary file's metadata, which the rename
+/// keeps; `sha256`: its digest): a placed file always has its record (`file_leases`).
 pub(crate) fn record(
     staging: &Path,
     category: &str,
     file: &str,
     lease: LeaseId,
+    sha256: &str,
+    placed: &std::fs::Metadata,
 ) -> Result<(), ApiError> {
     let io = |e: std::io::Error| {
         ApiError::new(
@@ -300,7 +303,7 @@ pub(crate) fn record(
             format!("cannot record the lease of {category}/{file}: {e}"),
         )
     };
-    super::file_leases::append(staging, category, file, lease.0).map_err(io)?;
+    super::file_leases::append(staging, category, file, lease.0, sha256, placed).map_err(io)?;
     super::lease_files::record(staging, category, file, lease).map_err(io)
 }
 
@@ -321,6 +324,31 @@ pub(crate) fn discard_if_still(staging: &Path, rel: &str, lease: LeaseId) -> std
     }
     std::fs::remove_file(staging.join(category).join(file))?;
     Ok(true)
+}
+
+/// Removes the binary the upload under `lease` placed, in whichever staging tree it is, once
+/// the lease's build was recorded as anything but a success: no release takes it
+/// ([`swarm_core::release_gate::uploaded_binary`]), and until the next release create removed
+/// it, it sat in a tree a web server may publish (h112 L6). Only the upload's own file goes
+/// ([`discard_if_still`]). The files it removed, as `category/file`.
+pub(crate) fn discard_ended(staging: &Path, lease: LeaseId) -> Vec<String> {
+    let mut removed = Vec::new();
+    for tree in super::staged_path::all_staging_trees(staging) {
+        let Some(rel) = super::lease_files::stored_by(&tree, lease) else {
+            continue;
+        };
+        match discard_if_still(&tree, &rel, lease) {
+            Ok(true) => {
+                tracing::info!(file = %rel, tree = %tree.display(), lease = lease.0, "removed from staging: its build was recorded as not a success, and no release takes it");
+                removed.push(rel);
+            }
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(file = %rel, error = %e, "cannot remove from staging the binary of a build that did not succeed; releases still leave it out")
+            }
+        }
+    }
+    removed
 }
 
 /// Every file in `staging` an upload stored under a lease, as its path in
@@ -498,7 +526,13 @@ mod tests {
         let root = dir.path();
         std::fs::create_dir_all(root.join("acct-user")).expect("dir");
         std::fs::write(root.join("acct-user/tiny-1.tbz2"), vec![1u8; 600]).expect("file");
-        record(root, "acct-user", "tiny-1.tbz2", LeaseId(3)).expect("recorded");
+        let file = root.join("acct-user/tiny-1.tbz2");
+        let meta = std::fs::metadata(&file).expect("stat");
+        let sha = {
+            use sha2::Digest;
+            hex::encode(sha2::Sha256::digest(std::fs::read(&file).expect("read")))
+        };
+        record(root, "acct-user", "tiny-1.tbz2", LeaseId(3), &sha, &meta).expect("recorded");
         let atom = Atom::parse("=acct-user/tiny-1").expect("atom");
         assert!(uploaded_under(root, &atom, LeaseId(3)));
         assert!(!uploaded_under(root, &atom, LeaseId(4)), "another lease");
