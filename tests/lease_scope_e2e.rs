@@ -159,6 +159,9 @@ fn a_release_takes_only_binaries_whose_builds_succeeded() {
         assert_eq!(code, 200, "{cpv}: {v}");
     }
     report("=app-misc/good-1", "success");
+    // A failed report sent again for a build recorded a success is not recorded, and takes
+    // nothing out of staging.
+    report("=app-misc/good-1", "failed");
     report("=app-misc/bad-1", "failed");
     report("=app-misc/copied-1", "failed");
     let (drone, lease) = leases["=app-misc/back-1"];

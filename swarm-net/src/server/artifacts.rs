@@ -5,6 +5,7 @@
 //! Staged files are 0644 and directories 0755 whatever the umask, so a web
 //! server can publish them.
 
+use super::file_leases;
 use super::front::Request;
 use super::http::{header, too_large, ApiError, Reply};
 use super::identity::Caller;
@@ -168,14 +169,22 @@ fn store(
         let _ = std::fs::remove_file(&tmp);
         return Err(e);
     }
-    std::fs::rename(&tmp, &dest)
-        // The rename itself must survive a power loss before "stored" is
-        // said: the file's data was synced when it was written.
-        .and_then(|()| std::fs::File::open(&dir).and_then(|d| d.sync_all()))
-        .map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            ApiError::new(507, format!("cannot store {}: {e}", dest.display()))
-        })?;
+    if let Err(e) = std::fs::rename(&tmp, &dest) {
+        let _ = std::fs::remove_file(&tmp);
+        // The line names a file that never went in place (h114 F3).
+        if let Err(e) = file_leases::retract(&root, &path.category, &path.file, lease.0, &digest) {
+            tracing::warn!(artifact = %dest.display(), error = %e, "cannot take back the lease record of an upload that was not stored");
+        }
+        return Err(ApiError::new(
+            507,
+            format!("cannot store {}: {e}", dest.display()),
+        ));
+    }
+    // The rename itself must survive a power loss before "stored" is said: the file's data
+    // was synced when it was written. The file is in place: its record stays.
+    std::fs::File::open(&dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| ApiError::new(507, format!("cannot store {}: {e}", dest.display())))?;
     drop(placing);
     tracing::info!(artifact = %dest.display(), size, sha256 = %digest, lease = lease.0, cpv = %pkg.cpv, build_id = ?pkg.build_id, signed_by = signer.as_ref().map_or("-", |s| s.fingerprint.as_str()), "artifact stored");
     Reply::ok(&ArtifactReply {

@@ -17,6 +17,7 @@
 //! ([`upgrade`]); until then it stands for whatever file has the name, as it did.
 
 use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -54,23 +55,42 @@ impl Line {
     }
 }
 
-fn parse(text: &str) -> Vec<Line> {
-    text.lines()
-        .filter_map(|l| {
-            let words: Vec<&str> = l.split_whitespace().collect();
-            let lease = words.first()?.parse::<u64>().ok()?;
-            let placed = match words[1..] {
-                [sha, quick] => Some((sha.to_string(), quick.to_string())),
-                _ => None,
-            };
-            Some(Line { lease, placed })
-        })
-        .collect()
+/// The record's lines; `None` when a line is in no known form. Such a record is an error,
+/// not "no upload": its file would be released unchecked (h114 F2).
+fn parse(text: &str) -> Option<Vec<Line>> {
+    let mut lines = Vec::new();
+    for l in text.lines().filter(|l| !l.trim().is_empty()) {
+        let words: Vec<&str> = l.split_whitespace().collect();
+        let lease = words.first()?.parse::<u64>().ok()?;
+        let placed = match words[1..] {
+            [] => None,
+            [sha, quick] if sha.len() == 64 && sha.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                Some((sha.to_string(), quick.to_string()))
+            }
+            _ => return None,
+        };
+        lines.push(Line { lease, placed });
+    }
+    // The lease alone is the old form, one line and nothing else.
+    if lines.len() > 1 && lines.iter().any(|l| l.placed.is_none()) {
+        return None;
+    }
+    Some(lines)
 }
 
 fn lines(staging: &Path, category: &str, file: &str) -> std::io::Result<Vec<Line>> {
-    match std::fs::read_to_string(record_path(staging, category, file)) {
-        Ok(text) => Ok(parse(&text)),
+    let path = record_path(staging, category, file);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => parse(&text).ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "{} is not a lease record swarm wrote (a line in no known form); remove it \
+                     if its file is not an upload's",
+                    path.display()
+                ),
+            )
+        }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
         Err(e) => Err(e),
     }
@@ -141,12 +161,35 @@ pub(crate) fn current(staging: &Path, category: &str, file: &str) -> std::io::Re
     {
         return Ok(Some(l.lease));
     }
-    let sha = sha256_of(&path)?;
+    let sha = hashed(&path, &meta)?;
     Ok(lines
         .iter()
         .rev()
         .find(|l| l.placed.as_ref().is_some_and(|(s, _)| *s == sha))
         .map(|l| l.lease))
+}
+
+/// Digests of files whose quick key missed, by device, inode, size and mtime: a file moved,
+/// restored or copied over an uploaded name is hashed once per run, not on every lookup
+/// (some of which hold `PLACING`; h114 F1).
+static HASHED: std::sync::Mutex<BTreeMap<String, String>> = std::sync::Mutex::new(BTreeMap::new());
+
+/// Entries [`HASHED`] holds before it starts over.
+const HASHED_MAX: usize = 4096;
+
+fn hashed(path: &Path, meta: &std::fs::Metadata) -> std::io::Result<String> {
+    let key = format!("{}:{}", meta.dev(), quick_key(meta));
+    let cache = || HASHED.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(sha) = cache().get(&key) {
+        return Ok(sha.clone());
+    }
+    let sha = sha256_of(path)?;
+    let mut c = cache();
+    if c.len() >= HASHED_MAX {
+        c.clear();
+    }
+    c.insert(key, sha.clone());
+    Ok(sha)
 }
 
 fn sha256_of(path: &Path) -> std::io::Result<String> {
@@ -182,6 +225,33 @@ pub(crate) fn append(
         placed: Some((sha256.to_string(), quick_key(placed))),
     });
     write(staging, category, file, &lines)
+}
+
+/// Takes back the line [`append`] added for an upload whose file then did not go in place
+/// (its rename failed): left, it would name a file no upload placed, and push out lines a
+/// running create needs (h114 F3). Called under `PLACING`.
+pub(crate) fn retract(
+    staging: &Path,
+    category: &str,
+    file: &str,
+    lease: u64,
+    sha256: &str,
+) -> std::io::Result<()> {
+    let mut lines = lines(staging, category, file)?;
+    let ours = lines
+        .iter()
+        .rposition(|l| l.lease == lease && l.placed.as_ref().is_some_and(|(s, _)| s == sha256));
+    if let Some(i) = ours {
+        lines.remove(i);
+        if lines.is_empty() {
+            return match std::fs::remove_file(record_path(staging, category, file)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            };
+        }
+        write(staging, category, file, &lines)?;
+    }
+    Ok(())
 }
 
 /// At start: gives each record of the old form (the lease alone) its file's digest and
@@ -236,7 +306,7 @@ pub(crate) fn upgrade(staging: &Path) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use super::{append, current, lease_of, record_path, sha256_of, upgrade};
+    use super::{append, current, lease_of, record_path, retract, sha256_of, upgrade};
     use std::path::Path;
 
     /// Places `body` at `app-misc/<name>` as an upload does: the line, then the rename.
@@ -261,6 +331,14 @@ mod tests {
     fn copy_in(staging: &Path, name: &str, body: &[u8]) {
         let tmp = stage_tmp(staging, body);
         std::fs::rename(&tmp, staging.join("app-misc").join(name)).expect("rename");
+    }
+
+    /// A file no upload placed, with a record written by hand.
+    fn copied_with_record(staging: &Path, name: &str, record: &str) {
+        copy_in(staging, name, b"build");
+        let path = record_path(staging, "app-misc", name);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("dir");
+        std::fs::write(path, record).expect("record");
     }
 
     #[test]
@@ -307,10 +385,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("dir");
         let s = dir.path();
         let f = "foo-1.gpkg.tar";
-        copy_in(s, f, b"build");
-        std::fs::create_dir_all(record_path(s, "app-misc", f).parent().expect("parent"))
-            .expect("dir");
-        std::fs::write(record_path(s, "app-misc", f), "5\n").expect("old record");
+        copied_with_record(s, f, "5\n");
         assert_eq!(current(s, "app-misc", f).expect("read"), Some(5));
         assert_eq!(upgrade(s), 1);
         assert_eq!(current(s, "app-misc", f).expect("read"), Some(5));
@@ -323,5 +398,52 @@ mod tests {
         let text = std::fs::read_to_string(record_path(s, "app-misc", f)).expect("read");
         assert_eq!(text.lines().count(), super::KEEP, "{text}");
         assert_eq!(current(s, "app-misc", f).expect("read"), Some(49));
+    }
+
+    /// A record with a line in no known form is an error, never "no upload": its file
+    /// would be released unchecked (h114 F2).
+    #[test]
+    fn a_record_in_no_known_form_is_an_error() {
+        let dir = tempfile::tempdir().expect("dir");
+        let s = dir.path();
+        let f = "foo-1.gpkg.tar";
+        copied_with_record(s, f, "");
+        for text in [
+            "5 2049:77:4096:1700000000\n5 2049:78:4096:1700000001\n",
+            "5\n6\n",
+            "x\n",
+        ] {
+            std::fs::write(record_path(s, "app-misc", f), text).expect("record");
+            assert!(current(s, "app-misc", f).is_err(), "{text:?}");
+            assert!(
+                lease_of(s, "app-misc", f, &"0".repeat(64)).is_err(),
+                "{text:?}"
+            );
+        }
+    }
+
+    /// An upload whose rename failed takes its line back; the lines before it stay.
+    #[test]
+    fn a_line_taken_back_leaves_the_others() {
+        let dir = tempfile::tempdir().expect("dir");
+        let s = dir.path();
+        let f = "foo-1.gpkg.tar";
+        let first = upload(s, f, b"first", 7);
+        let tmp = stage_tmp(s, b"never placed");
+        let sha = sha256_of(&tmp).expect("hash");
+        append(
+            s,
+            "app-misc",
+            f,
+            9,
+            &sha,
+            &std::fs::metadata(&tmp).expect("stat"),
+        )
+        .expect("append");
+        retract(s, "app-misc", f, 9, &sha).expect("retract");
+        assert_eq!(lease_of(s, "app-misc", f, &sha).expect("read"), None);
+        assert_eq!(lease_of(s, "app-misc", f, &first).expect("read"), Some(7));
+        retract(s, "app-misc", f, 7, &first).expect("retract");
+        assert!(!record_path(s, "app-misc", f).exists());
     }
 }

@@ -467,22 +467,19 @@ pub(crate) fn unclaimed_valid(
         staging.join(category).join(atom.pn()),
     ];
     let mut problems = Vec::new();
-    for dir in &dirs {
+    for (in_category, dir) in dirs.iter().enumerate().map(|(i, d)| (i == 0, d)) {
         let Ok(entries) = std::fs::read_dir(dir) else {
             continue;
         };
         for e in entries.flatten() {
             let name = e.file_name();
             let name = name.to_string_lossy();
-            // Placed by an upload: the record names this very file (`file_leases`).
-            let claimed =
-                super::file_leases::current(staging, category, &name).map_or(true, |l| l.is_some());
             let ours = super::staged_path::parse_artifact_path(&format!("{category}/{name}"))
                 .is_ok_and(|p| covers(atom, &p.atom));
             let Some(meta) = e.metadata().ok().filter(|m| m.is_file()) else {
                 continue;
             };
-            if !ours || claimed {
+            if !ours {
                 continue;
             }
             if problems.len() >= MAX_UNCLAIMED {
@@ -493,6 +490,14 @@ pub(crate) fn unclaimed_valid(
                     "{name}: {} bytes, over the upload limit of {max_bytes} (max_artifact_bytes)",
                     meta.len()
                 ));
+                continue;
+            }
+            // Placed by an upload: the record names this very file (`file_leases`). Uploads
+            // go to `<cat>/<file>` only; a file that cannot be judged counts as claimed.
+            let claimed = in_category
+                && super::file_leases::current(staging, category, &name)
+                    .map_or(true, |l| l.is_some());
+            if claimed {
                 continue;
             }
             match crate::binpkg::inspect(&e.path()) {

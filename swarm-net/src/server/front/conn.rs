@@ -3,7 +3,7 @@
 //! client keeps to the protocol and the timeouts.
 
 use super::ctx::{Ctx, Phase};
-use super::limits::HttpLimits;
+use super::limits::{HttpLimits, ONE_WRITE_MAX};
 use super::pace::Pace;
 use super::reply_budget;
 use super::request::{reason, Body, Chunk, Framing, Method, Request, Response, ResponseBody};
@@ -391,11 +391,6 @@ fn check_head(p: &httparse::Request<'_, '_>, max_url: usize) -> Result<Head, NoH
         keep_alive: !close,
     })
 }
-
-/// Bodies up to this size go out in one write with their head; a larger
-/// one is written after it, not copied next to it, in pieces of this size
-/// (each credited to the connection's pace as it goes).
-const ONE_WRITE_MAX: usize = 64 * 1024;
 
 /// Where a connection's replies are written: its socket, its pace, and what
 /// to do once it falls behind (mark it as one that may make room).

@@ -2,6 +2,12 @@
 
 use std::time::Duration;
 
+/// Bodies up to this size go out in one write with their head, and do not count against
+/// the reply memory budget (`reply_budget`): the front door's threads bound them. A larger
+/// one is written after its head, not copied next to it, in pieces of this size, each
+/// credited to the connection's pace as it goes.
+pub(super) const ONE_WRITE_MAX: usize = 64 * 1024;
+
 /// The bounds of the front door. Every wait has a timeout, every input a cap.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HttpLimits {

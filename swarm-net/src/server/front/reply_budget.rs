@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// Bytes of large replies being sent at once, over all connections.
 pub(super) const REPLY_BYTES_MAX: u64 = 256 * 1024 * 1024;
 
-/// Replies up to this size do not count: the front door's threads bound them.
-const SMALL_REPLY: usize = 64 * 1024;
+/// Replies up to one write do not count: the front door's threads bound them.
+const SMALL_REPLY: usize = super::limits::ONE_WRITE_MAX;
 
 /// A reply's share of the budget, given back when it is dropped.
 pub(super) struct Held<'a> {
