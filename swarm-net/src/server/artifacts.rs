@@ -163,7 +163,15 @@ fn store(
         .and_then(|()| std::fs::metadata(&tmp))
         .map_err(|e| ApiError::new(507, format!("cannot store {}: {e}", dest.display())))
         .and_then(|placed| {
-            upload_lease::record(&root, &path.category, &path.file, lease, &digest, &placed)
+            upload_lease::record(
+                &root,
+                &sh.farm_id,
+                &path.category,
+                &path.file,
+                lease,
+                &digest,
+                &placed,
+            )
         });
     if let Err(e) = recorded {
         let _ = std::fs::remove_file(&tmp);

@@ -206,17 +206,22 @@ fn sha256_of(path: &Path) -> std::io::Result<String> {
     Ok(hex::encode(hasher.finalize()))
 }
 
-/// Adds the line of the file about to be placed at `category/file` under `lease`: its
-/// digest and the metadata of the temporary file the rename will put there. Durable
+/// Adds the line of the file about to be placed at `category/file` under `lease` of `farm`:
+/// its digest and the metadata of the temporary file the rename will put there. Durable
 /// before it returns; called under `PLACING`, before the rename.
 pub(crate) fn append(
     staging: &Path,
+    farm: &str,
     category: &str,
     file: &str,
     lease: u64,
     sha256: &str,
     placed: &std::fs::Metadata,
 ) -> std::io::Result<()> {
+    let marker = farm_marker(staging);
+    if !marker.exists() {
+        super::lease_files::write_durably(&marker, &format!("{farm}\n"))?;
+    }
     let mut lines = lines(staging, category, file)?;
     // A line of the old form stood for the file this one replaces.
     lines.retain(|l| l.placed.is_some());
@@ -225,6 +230,55 @@ pub(crate) fn append(
         placed: Some((sha256.to_string(), quick_key(placed))),
     });
     write(staging, category, file, &lines)
+}
+
+/// The file in `.leases` naming the farm whose leases the records name.
+fn farm_marker(staging: &Path) -> PathBuf {
+    super::lease_files::records_dir(staging).join(".farm")
+}
+
+/// At start: sets aside the records of another farm. A staging volume may outlive its farm,
+/// and a new farm's lease numbers start at 1 again: its lease N judged the old farm's files
+/// of lease N, releasing them if that unrelated build succeeded and removing them if it
+/// failed (h114 F8). They go to `.leases-of-<farm>` beside `.leases`, and their files count
+/// as no upload's, as files whose leases the history forgot do. Records written before the
+/// marker was kept are taken as this farm's. Where the records went, if they were moved.
+pub(crate) fn claim_for_farm(staging: &Path, farm: &str) -> std::io::Result<Option<PathBuf>> {
+    let records = super::lease_files::records_dir(staging);
+    let marker = farm_marker(staging);
+    let theirs = match std::fs::read_to_string(&marker) {
+        Ok(t) => t.trim().to_string(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if records.is_dir() {
+                super::lease_files::write_durably(&marker, &format!("{farm}\n"))?;
+            }
+            return Ok(None);
+        }
+        Err(e) => return Err(e),
+    };
+    if theirs == farm {
+        return Ok(None);
+    }
+    let safe: String = theirs
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(64)
+        .collect();
+    let mut aside = staging.join(format!(".leases-of-{safe}"));
+    let mut n = 1;
+    while aside.exists() {
+        n += 1;
+        aside = staging.join(format!(".leases-of-{safe}-{n}"));
+    }
+    std::fs::rename(&records, &aside)?;
+    std::fs::File::open(staging)?.sync_all()?;
+    Ok(Some(aside))
 }
 
 /// Takes back the line [`append`] added for an upload whose file then did not go in place
@@ -306,7 +360,9 @@ pub(crate) fn upgrade(staging: &Path) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use super::{append, current, lease_of, record_path, retract, sha256_of, upgrade};
+    use super::{
+        append, claim_for_farm, current, lease_of, record_path, retract, sha256_of, upgrade,
+    };
     use std::path::Path;
 
     /// Places `body` at `app-misc/<name>` as an upload does: the line, then the rename.
@@ -314,7 +370,7 @@ mod tests {
         let tmp = stage_tmp(staging, body);
         let sha = sha256_of(&tmp).expect("hash");
         let meta = std::fs::metadata(&tmp).expect("stat");
-        append(staging, "app-misc", name, lease, &sha, &meta).expect("append");
+        append(staging, "farm-a", "app-misc", name, lease, &sha, &meta).expect("append");
         std::fs::rename(&tmp, staging.join("app-misc").join(name)).expect("rename");
         sha
     }
@@ -433,6 +489,7 @@ mod tests {
         let sha = sha256_of(&tmp).expect("hash");
         append(
             s,
+            "farm-a",
             "app-misc",
             f,
             9,
@@ -445,5 +502,26 @@ mod tests {
         assert_eq!(lease_of(s, "app-misc", f, &first).expect("read"), Some(7));
         retract(s, "app-misc", f, 7, &first).expect("retract");
         assert!(!record_path(s, "app-misc", f).exists());
+    }
+
+    /// A new farm on an old staging volume numbers its leases from 1 again: the old farm's
+    /// records are set aside, not judged by the new farm's leases (h114 F8).
+    #[test]
+    fn another_farms_records_are_set_aside_at_start() {
+        let dir = tempfile::tempdir().expect("dir");
+        let s = dir.path();
+        let f = "foo-1.gpkg.tar";
+        upload(s, f, b"the old farm's build", 1);
+        assert_eq!(claim_for_farm(s, "farm-a").expect("claim"), None);
+        assert_eq!(current(s, "app-misc", f).expect("read"), Some(1));
+        let aside = claim_for_farm(s, "farm-b")
+            .expect("claim")
+            .expect("set aside");
+        assert!(aside.join("app-misc").join(f).is_file(), "{aside:?}");
+        assert_eq!(current(s, "app-misc", f).expect("read"), None);
+        // The next upload marks the new records as its farm's (the helper's, farm-a).
+        upload(s, f, b"a new build", 1);
+        let marker = s.join(".leases/.farm");
+        assert_eq!(std::fs::read_to_string(marker).expect("marker"), "farm-a\n");
     }
 }

@@ -340,6 +340,22 @@ pub fn start(opts: ServerOptions) -> Result<RunningServer, ServeError> {
             "removed upload temp files an earlier run left behind"
         );
     }
+    for tree in staged_path::all_staging_trees(&opts.staging) {
+        match file_leases::claim_for_farm(&tree, store.store_id()) {
+            Ok(None) => {}
+            Ok(Some(aside)) => tracing::warn!(
+                staging = %tree.display(),
+                aside = %aside.display(),
+                "this staging tree held the lease records of another farm (its lease numbers \
+                 are not this farm's): set aside; its files count as no upload's"
+            ),
+            Err(e) => tracing::warn!(
+                staging = %tree.display(),
+                error = %e,
+                "cannot check whose lease records this staging tree holds"
+            ),
+        }
+    }
     let upgraded: usize = staged_path::all_staging_trees(&opts.staging)
         .iter()
         .map(|tree| file_leases::upgrade(tree))

@@ -291,6 +291,7 @@ pub(crate) fn may_replace(
 /// keeps; `sha256`: its digest): a placed file always has its record (`file_leases`).
 pub(crate) fn record(
     staging: &Path,
+    farm: &str,
     category: &str,
     file: &str,
     lease: LeaseId,
@@ -303,7 +304,8 @@ pub(crate) fn record(
             format!("cannot record the lease of {category}/{file}: {e}"),
         )
     };
-    super::file_leases::append(staging, category, file, lease.0, sha256, placed).map_err(io)?;
+    super::file_leases::append(staging, farm, category, file, lease.0, sha256, placed)
+        .map_err(io)?;
     super::lease_files::record(staging, category, file, lease).map_err(io)
 }
 
@@ -537,7 +539,16 @@ mod tests {
             use sha2::Digest;
             hex::encode(sha2::Sha256::digest(std::fs::read(&file).expect("read")))
         };
-        record(root, "acct-user", "tiny-1.tbz2", LeaseId(3), &sha, &meta).expect("recorded");
+        record(
+            root,
+            "farm-a",
+            "acct-user",
+            "tiny-1.tbz2",
+            LeaseId(3),
+            &sha,
+            &meta,
+        )
+        .expect("recorded");
         let atom = Atom::parse("=acct-user/tiny-1").expect("atom");
         assert!(uploaded_under(root, &atom, LeaseId(3)));
         assert!(!uploaded_under(root, &atom, LeaseId(4)), "another lease");
