@@ -226,3 +226,40 @@ fn a_release_takes_only_binaries_whose_builds_succeeded() {
         "{v}"
     );
 }
+
+/// At start, a record of the old form (the lease alone) is given its file's digest, and the
+/// records of another farm (a new farm on an old staging volume) are set aside: both run by
+/// the server itself, before it listens (h113 F3, h114 F8).
+#[test]
+fn a_start_upgrades_old_records_and_sets_another_farms_aside() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut s = Server::start(&dir.path().join("data"), &[]);
+    let (code, v) = s.admin_post(
+        "/api/v1/queue",
+        &json!({ "packages": ["=app-misc/kept-1"] }),
+    );
+    assert_eq!(code, 200, "{v}");
+    let leases = take_work(&s, &["d1"]);
+    let lease = leases["=app-misc/kept-1"].1;
+    let (code, v) = put(&s, dir.path(), "app-misc/kept-1", "0", lease);
+    assert_eq!(code, 200, "{v}");
+    let staging = s.data_dir.join("staging");
+    let record = staging.join(".leases/app-misc/kept-1.gpkg.tar");
+    let words = |text: &str| text.split_whitespace().count();
+    assert_eq!(words(&std::fs::read_to_string(&record).expect("record")), 3);
+
+    std::fs::write(&record, format!("{lease}\n")).expect("old form");
+    s.restart();
+    let upgraded = std::fs::read_to_string(&record).expect("record");
+    assert_eq!(words(&upgraded), 3, "{upgraded:?}");
+    assert!(upgraded.starts_with(&format!("{lease} ")), "{upgraded:?}");
+
+    std::fs::write(staging.join(".leases/.farm"), "farm-of-old\n").expect("marker");
+    s.restart();
+    assert!(!record.exists(), "another farm's record stays in .leases");
+    let aside = staging.join(".leases-of-farm-of-old/app-misc/kept-1.gpkg.tar");
+    assert_eq!(
+        std::fs::read_to_string(&aside).expect("set aside"),
+        upgraded
+    );
+}
