@@ -38,18 +38,15 @@ pub(crate) fn one_version(
     file: &str,
     atom: &Atom,
 ) -> Result<(), ApiError> {
-    let Ok(text) = std::fs::read_to_string(by_lease(staging, lease)) else {
+    let other = stored_by(staging, lease).into_iter().find(|stored| {
+        parse_artifact_path(stored).is_ok_and(|earlier| {
+            earlier.atom.cpv() != atom.cpv()
+                && uploaded_file_present(staging, &earlier.category, &earlier.file)
+        })
+    });
+    let Some(stored) = other else {
         return Ok(());
     };
-    let stored = text.trim();
-    let Ok(earlier) = parse_artifact_path(stored) else {
-        return Ok(());
-    };
-    if earlier.atom.cpv() == atom.cpv()
-        || !uploaded_file_present(staging, &earlier.category, &earlier.file)
-    {
-        return Ok(());
-    }
     // Not the lease's field: an agent takes a 409 on `X-Swarm-Lease` for a
     // lease that has ended and reports the build as it is; this one is a
     // refusal of the file (`upload_failed`), and the lease lives on.
@@ -63,10 +60,22 @@ pub(crate) fn one_version(
     ))
 }
 
-/// The file (`category/file`) `lease` stored, as its record says.
-pub(crate) fn stored_by(staging: &Path, lease: LeaseId) -> Option<String> {
-    let text = std::fs::read_to_string(by_lease(staging, lease)).ok()?;
-    Some(text.trim().to_string()).filter(|t| !t.is_empty())
+/// Names kept per lease: one version, under a few build ids or both formats.
+const NAMES_PER_LEASE: usize = 16;
+
+/// The files (`category/file`) `lease` stored, as its record says, oldest first. A lease
+/// may store one version under several names (a second build id, `.tbz2` beside
+/// `.gpkg.tar`); each goes when the build fails (h114 F4).
+pub(crate) fn stored_by(staging: &Path, lease: LeaseId) -> Vec<String> {
+    std::fs::read_to_string(by_lease(staging, lease))
+        .map(|text| {
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Writes `text` to `path` through a temporary file, durably: the file's
@@ -91,7 +100,13 @@ pub(crate) fn record(
     file: &str,
     lease: LeaseId,
 ) -> std::io::Result<()> {
-    write_durably(&by_lease(staging, lease), &format!("{category}/{file}\n"))
+    let name = format!("{category}/{file}");
+    let mut names = stored_by(staging, lease);
+    names.retain(|n| *n != name);
+    names.push(name);
+    let from = names.len().saturating_sub(NAMES_PER_LEASE);
+    let text: String = names[from..].iter().map(|n| format!("{n}\n")).collect();
+    write_durably(&by_lease(staging, lease), &text)
 }
 
 /// At start, in one staging tree: removes what a kill left of a record's

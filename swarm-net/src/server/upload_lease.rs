@@ -336,17 +336,16 @@ pub(crate) fn discard_if_still(staging: &Path, rel: &str, lease: LeaseId) -> std
 pub(crate) fn discard_ended(staging: &Path, lease: LeaseId) -> Vec<String> {
     let mut removed = Vec::new();
     for tree in super::staged_path::all_staging_trees(staging) {
-        let Some(rel) = super::lease_files::stored_by(&tree, lease) else {
-            continue;
-        };
-        match discard_if_still(&tree, &rel, lease) {
-            Ok(true) => {
-                tracing::info!(file = %rel, tree = %tree.display(), lease = lease.0, "removed from staging: its build was recorded as not a success, and no release takes it");
-                removed.push(rel);
-            }
-            Ok(false) => {}
-            Err(e) => {
-                tracing::warn!(file = %rel, error = %e, "cannot remove from staging the binary of a build that did not succeed; releases still leave it out")
+        for rel in super::lease_files::stored_by(&tree, lease) {
+            match discard_if_still(&tree, &rel, lease) {
+                Ok(true) => {
+                    tracing::info!(file = %rel, tree = %tree.display(), lease = lease.0, "removed from staging: its build was recorded as not a success, and no release takes it");
+                    removed.push(rel);
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(file = %rel, error = %e, "cannot remove from staging the binary of a build that did not succeed; releases still leave it out")
+                }
             }
         }
     }
@@ -522,7 +521,7 @@ pub(crate) fn unclaimed_valid(
 
 #[cfg(test)]
 mod tests {
-    use super::{covers, record, slot_fits, uploaded_under};
+    use super::{covers, discard_ended, record, slot_fits, uploaded_under};
     use swarm_core::{Atom, LeaseId};
 
     #[test]
@@ -552,6 +551,45 @@ mod tests {
         let atom = Atom::parse("=acct-user/tiny-1").expect("atom");
         assert!(uploaded_under(root, &atom, LeaseId(3)));
         assert!(!uploaded_under(root, &atom, LeaseId(4)), "another lease");
+    }
+
+    /// Stages `body` at `app-misc/<file>` as an upload under `lease` does.
+    fn stage_under(root: &std::path::Path, file: &str, body: &[u8], lease: u64) {
+        use sha2::Digest;
+        std::fs::create_dir_all(root.join("app-misc")).expect("dir");
+        let tmp = root.join("app-misc/.tmp");
+        std::fs::write(&tmp, body).expect("write");
+        let sha = hex::encode(sha2::Sha256::digest(body));
+        let meta = std::fs::metadata(&tmp).expect("stat");
+        record(
+            root,
+            "farm-a",
+            "app-misc",
+            file,
+            LeaseId(lease),
+            &sha,
+            &meta,
+        )
+        .expect("record");
+        std::fs::rename(&tmp, root.join("app-misc").join(file)).expect("rename");
+    }
+
+    /// Every name a failed build's lease stored goes, and no other lease's file (h114 F4).
+    #[test]
+    fn a_failed_leases_every_name_leaves_staging() {
+        let dir = tempfile::tempdir().expect("dir");
+        let root = dir.path();
+        stage_under(root, "foo-1.gpkg.tar", b"first name", 7);
+        stage_under(root, "foo-1-2.gpkg.tar", b"second name", 7);
+        stage_under(root, "bar-1.gpkg.tar", b"another lease", 8);
+        let mut removed = discard_ended(root, LeaseId(7));
+        removed.sort();
+        assert_eq!(
+            removed,
+            ["app-misc/foo-1-2.gpkg.tar", "app-misc/foo-1.gpkg.tar"]
+        );
+        assert!(root.join("app-misc/bar-1.gpkg.tar").is_file());
+        assert!(discard_ended(root, LeaseId(7)).is_empty());
     }
 
     fn atom(text: &str) -> Atom {
