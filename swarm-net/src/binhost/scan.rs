@@ -68,12 +68,6 @@ struct Candidate {
     mtime_ns: i128,
 }
 
-/// A file's identity: its device, inode, size and mtime, which key the inspect cache.
-fn file_key(meta: &std::fs::Metadata) -> String {
-    let mtime_ns = i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec());
-    format!("{}:{}:{}:{}", meta.dev(), meta.ino(), meta.len(), mtime_ns)
-}
-
 /// Where a package goes inside a release: Portage's own layout, so
 /// `emaint binhost` on the release directory agrees with swarm's index.
 pub(crate) fn release_path(p: &BinPkg) -> String {
@@ -112,7 +106,7 @@ pub(crate) fn scan(
         let meta = std::fs::symlink_metadata(&link).map_err(io("stat", &link))?;
         let mtime_ns = i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec());
         cands.push(Candidate {
-            key: file_key(&meta),
+            key: format!("{}:{}:{}:{}", meta.dev(), meta.ino(), meta.len(), mtime_ns),
             path: link,
             rel,
             mtime_s: meta.mtime().max(0) as u64,

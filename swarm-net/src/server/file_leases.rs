@@ -150,7 +150,7 @@ pub(crate) fn current(staging: &Path, category: &str, file: &str) -> std::io::Re
     if let Some(lease) = old_form(&lines) {
         return Ok(Some(lease));
     }
-    if lines.iter().all(|l| l.placed.is_none()) {
+    if lines.is_empty() {
         return Ok(None);
     }
     let quick = quick_key(&meta);
@@ -281,6 +281,32 @@ pub(crate) fn claim_for_farm(staging: &Path, farm: &str) -> std::io::Result<Opti
     Ok(Some(aside))
 }
 
+/// Every name that has a record in `staging`, as `(category, file)`: `.by-lease` (the
+/// other direction; no category starts with a dot) and records being written (`*.tmp`)
+/// left out.
+pub(crate) fn recorded(staging: &Path) -> std::io::Result<Vec<(String, String)>> {
+    let root = super::lease_files::records_dir(staging);
+    let categories = match std::fs::read_dir(&root) {
+        Ok(c) => c,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut out = Vec::new();
+    for category in categories {
+        let category = category?.file_name().to_string_lossy().into_owned();
+        if category.starts_with('.') {
+            continue;
+        }
+        for f in std::fs::read_dir(root.join(&category))? {
+            let file = f?.file_name().to_string_lossy().into_owned();
+            if !file.ends_with(".tmp") {
+                out.push((category.clone(), file));
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Takes back the line [`append`] added for an upload whose file then did not go in place
 /// (its rename failed): left, it would name a file no upload placed, and push out lines a
 /// running create needs (h114 F3). Called under `PLACING`.
@@ -313,45 +339,32 @@ pub(crate) fn retract(
 /// (h113 F3). Records whose file is gone are left to `lease_files::tidy`. Returns how many
 /// were rewritten.
 pub(crate) fn upgrade(staging: &Path) -> usize {
-    let root = super::lease_files::records_dir(staging);
-    let Ok(categories) = std::fs::read_dir(&root) else {
-        return 0;
-    };
+    let names = recorded(staging).unwrap_or_else(|e| {
+        tracing::warn!(staging = %staging.display(), error = %e, "cannot list the lease records to give them their files' digests");
+        Vec::new()
+    });
     let mut done = 0;
-    for category in categories.flatten() {
-        let category = category.file_name().to_string_lossy().into_owned();
-        if category.starts_with('.') {
-            continue;
-        }
-        let Ok(files) = std::fs::read_dir(root.join(&category)) else {
+    for (category, file) in names {
+        let Ok(lines) = lines(staging, &category, &file) else {
             continue;
         };
-        for f in files.flatten() {
-            let file = f.file_name().to_string_lossy().into_owned();
-            if file.ends_with(".tmp") {
-                continue;
-            }
-            let Ok(lines) = lines(staging, &category, &file) else {
-                continue;
-            };
-            let Some(lease) = old_form(&lines) else {
-                continue;
-            };
-            let path = staging.join(&category).join(&file);
-            let placed =
-                std::fs::metadata(&path).and_then(|meta| Ok((sha256_of(&path)?, quick_key(&meta))));
-            let Ok(placed) = placed else {
-                continue;
-            };
-            let line = Line {
-                lease,
-                placed: Some(placed),
-            };
-            match write(staging, &category, &file, &[line]) {
-                Ok(()) => done += 1,
-                Err(e) => {
-                    tracing::warn!(file = %format!("{category}/{file}"), error = %e, "cannot give a lease record its file's digest")
-                }
+        let Some(lease) = old_form(&lines) else {
+            continue;
+        };
+        let path = staging.join(&category).join(&file);
+        let placed =
+            std::fs::metadata(&path).and_then(|meta| Ok((sha256_of(&path)?, quick_key(&meta))));
+        let Ok(placed) = placed else {
+            continue;
+        };
+        let line = Line {
+            lease,
+            placed: Some(placed),
+        };
+        match write(staging, &category, &file, &[line]) {
+            Ok(()) => done += 1,
+            Err(e) => {
+                tracing::warn!(file = %format!("{category}/{file}"), error = %e, "cannot give a lease record its file's digest")
             }
         }
     }

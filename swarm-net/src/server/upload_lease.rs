@@ -357,29 +357,10 @@ pub(crate) fn discard_ended(staging: &Path, lease: LeaseId) -> Vec<String> {
 /// Records that cannot be read are an error, not "no lease" (h112 L2): their files
 /// would be released unchecked.
 pub(crate) fn stored_under_leases(staging: &Path) -> std::io::Result<Vec<(String, LeaseId)>> {
-    let root = super::lease_files::records_dir(staging);
     let mut out = Vec::new();
-    let categories = match std::fs::read_dir(&root) {
-        Ok(c) => c,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-        Err(e) => return Err(e),
-    };
-    for category in categories {
-        let category = category?.file_name().to_string_lossy().into_owned();
-        // `.by-lease` holds the other direction; no category starts with a dot.
-        if category.starts_with('.') {
-            continue;
-        }
-        for f in std::fs::read_dir(root.join(&category))? {
-            let f = f?;
-            let name = f.file_name().to_string_lossy().into_owned();
-            // A record being written (`*.tmp`) names no file yet.
-            if name.ends_with(".tmp") {
-                continue;
-            }
-            if let Some(lease) = super::file_leases::current(staging, &category, &name)? {
-                out.push((format!("{category}/{name}"), LeaseId(lease)));
-            }
+    for (category, name) in super::file_leases::recorded(staging)? {
+        if let Some(lease) = super::file_leases::current(staging, &category, &name)? {
+            out.push((format!("{category}/{name}"), LeaseId(lease)));
         }
     }
     Ok(out)
